@@ -1,0 +1,424 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/haechi-sec/haechi/internal/clock"
+	"github.com/haechi-sec/haechi/internal/event"
+)
+
+// Errors returned by Submit and TrySubmit.
+var (
+	ErrFull   = errors.New("engine queues are full")
+	ErrClosed = errors.New("engine is closed")
+)
+
+// Options configure New. Zero values take the documented defaults.
+type Options struct {
+	// Detectors, in order. Names must be unique.
+	Detectors []Detector
+	// Shards is the number of shard goroutines (0 → GOMAXPROCS).
+	Shards int
+	// QueueSize bounds the events admitted but not yet processed
+	// (0 → 65536). A single batch larger than this is admitted alone.
+	QueueSize int
+	// Lateness is how far behind the newest event time an event may arrive
+	// before it is marked late (0 → 5 minutes; negative is invalid).
+	Lateness time.Duration
+	// InputName names an input index for evidence references (nil → "input").
+	InputName func(uint32) string
+	// Clock is the wall clock, used only to measure lag (nil → clock.Wall).
+	Clock clock.Clock
+	// Logger (nil → discard) and Registerer (nil → metrics not registered).
+	Logger     *slog.Logger
+	Registerer prometheus.Registerer
+}
+
+// Batch is a unit of admission: events decoded together, handed over to the
+// engine, which owns the slice from then on.
+type Batch struct {
+	Events   []event.Event
+	Received time.Time // wall-clock arrival, for the processing-lag metric
+}
+
+// Output is what a shard reports after each batch it processed: the
+// findings it emitted (possibly none) and the watermark it has reached. The
+// watermark of the whole engine, as far as findings are concerned, is the
+// minimum over shards; a consumer that closes windows must use that minimum
+// so no shard can still emit into a closed window. Final is set on each
+// shard's last output (watermark EndOfTime).
+type Output struct {
+	Shard     int
+	Shards    int
+	Findings  []event.Finding
+	Watermark time.Time
+	Final     bool
+}
+
+// Engine routes events to detector shards. Create with New, start Run, feed
+// with Submit/TrySubmit, stop with Close; Run returns when everything
+// submitted before Close has been processed and Output is closed.
+type Engine struct {
+	opts      Options
+	dets      []Detector
+	bcast     []Broadcaster
+	in        chan inMsg
+	out       chan Output
+	shards    []chan shardMsg
+	gate      *gate
+	closeMu   sync.RWMutex
+	closed    bool
+	started   atomic.Bool
+	itemPool  sync.Pool
+	m         *metrics
+	watermark atomic.Int64 // unix nanos, for observers
+}
+
+type inMsg struct {
+	batch   Batch
+	advance time.Time // non-zero: a watermark advance request, no events
+}
+
+type item struct {
+	det int32
+	key event.EntityKey
+	ev  *event.Event
+}
+
+type shardMsg struct {
+	items     *[]item
+	watermark time.Time
+	done      *batchDone
+	received  time.Time
+	final     bool
+}
+
+// batchDone releases a batch's admission once every shard it went to has
+// processed it.
+type batchDone struct {
+	pending atomic.Int32
+	n       int
+	gate    *gate
+}
+
+func (b *batchDone) finish() {
+	if b != nil && b.pending.Add(-1) == 0 {
+		b.gate.release(b.n)
+	}
+}
+
+// New validates opts and builds an engine.
+func New(opts Options) (*Engine, error) {
+	if opts.Shards < 0 || opts.QueueSize < 0 || opts.Lateness < 0 {
+		return nil, fmt.Errorf("engine: shards, queue size and lateness must not be negative")
+	}
+	if opts.Shards == 0 {
+		opts.Shards = runtime.GOMAXPROCS(0)
+	}
+	if opts.QueueSize == 0 {
+		opts.QueueSize = 65536
+	}
+	if opts.Lateness == 0 {
+		opts.Lateness = 5 * time.Minute
+	}
+	if opts.Clock == nil {
+		opts.Clock = clock.Wall{}
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	seen := map[string]bool{}
+	e := &Engine{opts: opts, gate: newGate(opts.QueueSize)}
+	for _, d := range opts.Detectors {
+		if d == nil {
+			return nil, errors.New("engine: nil detector")
+		}
+		if seen[d.Name()] {
+			return nil, fmt.Errorf("engine: detector %q registered twice", d.Name())
+		}
+		seen[d.Name()] = true
+		e.dets = append(e.dets, d)
+		b, _ := d.(Broadcaster)
+		e.bcast = append(e.bcast, b)
+	}
+	e.in = make(chan inMsg, 256)
+	e.out = make(chan Output, 4*opts.Shards)
+	e.shards = make([]chan shardMsg, opts.Shards)
+	for i := range e.shards {
+		e.shards[i] = make(chan shardMsg, 64)
+	}
+	e.itemPool.New = func() any { s := make([]item, 0, 256); return &s }
+	e.m = newMetrics(opts.Registerer, e)
+	return e, nil
+}
+
+// Shards returns the number of shards.
+func (e *Engine) Shards() int { return len(e.shards) }
+
+// Output returns the channel of shard outputs. The caller must drain it
+// until it is closed; the engine blocks (backpressure) when it is not.
+func (e *Engine) Output() <-chan Output { return e.out }
+
+// QueueDepth returns the number of events admitted but not yet processed.
+func (e *Engine) QueueDepth() int { return e.gate.inUse() }
+
+// Watermark returns the router's current watermark (zero before any event).
+func (e *Engine) Watermark() time.Time {
+	n := e.watermark.Load()
+	if n == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, n).UTC()
+}
+
+// Submit admits a batch, waiting while the engine is full. It returns
+// ErrClosed after Close, or ctx's error.
+func (e *Engine) Submit(ctx context.Context, b Batch) error {
+	if len(b.Events) == 0 {
+		return nil
+	}
+	if err := e.gate.acquire(ctx, len(b.Events)); err != nil {
+		return err
+	}
+	e.closeMu.RLock()
+	defer e.closeMu.RUnlock()
+	if e.closed {
+		e.gate.release(len(b.Events))
+		return ErrClosed
+	}
+	select {
+	case e.in <- inMsg{batch: b}:
+		return nil
+	case <-ctx.Done():
+		e.gate.release(len(b.Events))
+		return ctx.Err()
+	}
+}
+
+// TrySubmit admits a batch only if there is room now; otherwise it returns
+// ErrFull and the caller still owns the batch (HTTP ingest answers 429).
+func (e *Engine) TrySubmit(b Batch) error {
+	if len(b.Events) == 0 {
+		return nil
+	}
+	e.closeMu.RLock()
+	defer e.closeMu.RUnlock()
+	if e.closed {
+		return ErrClosed
+	}
+	if !e.gate.tryAcquire(len(b.Events)) {
+		return ErrFull
+	}
+	select {
+	case e.in <- inMsg{batch: b}:
+		return nil
+	default:
+		e.gate.release(len(b.Events))
+		return ErrFull
+	}
+}
+
+// AdvanceTo moves the watermark to at least t without an event: a live
+// source calls it with clock time minus lateness so timers fire and windows
+// close while traffic is quiet. It never moves the watermark backwards and
+// is a no-op after Close.
+func (e *Engine) AdvanceTo(t time.Time) {
+	e.closeMu.RLock()
+	defer e.closeMu.RUnlock()
+	if e.closed {
+		return
+	}
+	select {
+	case e.in <- inMsg{advance: t}:
+	default: // the router is busy with events, which advance it anyway
+	}
+}
+
+// Close stops admission. Run then processes what was admitted, announces
+// EndOfTime to every shard and returns. Close is idempotent.
+func (e *Engine) Close() {
+	e.closeMu.Lock()
+	defer e.closeMu.Unlock()
+	if !e.closed {
+		e.closed = true
+		close(e.in)
+	}
+}
+
+// Run starts the shard goroutines and the router and returns when the input
+// is closed (Close) and every shard has finished; ctx cancellation is
+// treated like Close (admitted events are still processed). Run may be
+// called once.
+func (e *Engine) Run(ctx context.Context) error {
+	if !e.started.CompareAndSwap(false, true) {
+		return errors.New("engine: Run called twice")
+	}
+	stop := context.AfterFunc(ctx, e.Close)
+	defer stop()
+	var wg sync.WaitGroup
+	for i := range e.shards {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			e.runShard(i)
+		}()
+	}
+	e.route()
+	wg.Wait()
+	close(e.out)
+	return nil
+}
+
+// route is the router goroutine: it stamps lateness, advances the watermark
+// and splits each batch by shard.
+func (e *Engine) route() {
+	var (
+		maxSeen   time.Time
+		watermark time.Time
+		perShard  = make([]*[]item, len(e.shards))
+		nShards   = uint64(len(e.shards))
+		lateness  = e.opts.Lateness
+	)
+	for msg := range e.in {
+		if !msg.advance.IsZero() {
+			if msg.advance.After(watermark) {
+				watermark = msg.advance
+				e.broadcastWatermark(watermark, msg.batch.Received)
+			}
+			continue
+		}
+		evs := msg.batch.Events
+		var late int
+		for i := range evs {
+			ev := &evs[i]
+			if ev.Time.Before(watermark) {
+				ev.Late = true
+				late++
+			}
+			if ev.Time.After(maxSeen) {
+				maxSeen = ev.Time
+			}
+			for d, det := range e.dets {
+				if b := e.bcast[d]; b != nil && b.Broadcast(ev) {
+					for s := range perShard {
+						e.appendItem(perShard, s, item{det: int32(d), ev: ev})
+					}
+					continue
+				}
+				key, ok := det.Key(ev)
+				if !ok {
+					continue
+				}
+				s := int(hashKey(key) % nShards)
+				e.appendItem(perShard, s, item{det: int32(d), key: key, ev: ev})
+			}
+		}
+		if wm := maxSeen.Add(-lateness); wm.After(watermark) {
+			watermark = wm
+		}
+		e.watermark.Store(watermark.UnixNano())
+		e.m.late.Add(float64(late))
+		e.m.routed.Add(float64(len(evs)))
+
+		// Every shard hears about every batch's watermark, so shard outputs
+		// (and the windows that close on them) keep moving even for shards
+		// that received no events.
+		done := &batchDone{n: len(evs), gate: e.gate}
+		done.pending.Store(int32(len(e.shards)))
+		for s, ch := range e.shards {
+			ch <- shardMsg{items: perShard[s], watermark: watermark, done: done, received: msg.batch.Received}
+			perShard[s] = nil
+		}
+	}
+	for _, ch := range e.shards {
+		ch <- shardMsg{watermark: EndOfTime, final: true}
+		close(ch)
+	}
+}
+
+func (e *Engine) broadcastWatermark(wm, received time.Time) {
+	e.watermark.Store(wm.UnixNano())
+	for _, ch := range e.shards {
+		ch <- shardMsg{watermark: wm, received: received}
+	}
+}
+
+func (e *Engine) appendItem(perShard []*[]item, s int, it item) {
+	p := perShard[s]
+	if p == nil {
+		p = e.itemPool.Get().(*[]item)
+		perShard[s] = p
+	}
+	*p = append(*p, it)
+}
+
+func (e *Engine) runShard(id int) {
+	states := make([]Shard, len(e.dets))
+	advancers := make([]Advancer, len(e.dets))
+	for d, det := range e.dets {
+		states[d] = det.NewShard()
+		advancers[d], _ = states[d].(Advancer)
+	}
+	c := &Context{shard: id, inputName: e.opts.InputName}
+	var lastWM time.Time
+	for msg := range e.shards[id] {
+		if msg.items != nil {
+			for _, it := range *msg.items {
+				c.detector = e.dets[it.det].Name()
+				states[it.det].Process(c, it.key, it.ev)
+			}
+			clear(*msg.items) // drop event pointers before pooling
+			*msg.items = (*msg.items)[:0]
+			e.itemPool.Put(msg.items)
+		}
+		if msg.watermark.After(lastWM) {
+			lastWM = msg.watermark
+			c.watermark = lastWM
+			for d, a := range advancers {
+				if a != nil {
+					c.detector = e.dets[d].Name()
+					a.Advance(c, lastWM)
+				}
+			}
+		}
+		for i := range c.findings {
+			e.m.findings.WithLabelValues(c.findings[i].Detector).Inc()
+		}
+		e.out <- Output{Shard: id, Shards: len(e.shards), Findings: c.findings, Watermark: lastWM, Final: msg.final}
+		c.findings = nil
+		if !msg.received.IsZero() {
+			e.m.lag.Set(e.opts.Clock.Now().Sub(msg.received).Seconds())
+		}
+		msg.done.finish()
+	}
+}
+
+// hashKey is FNV-1a over the kind and id: stable across processes and
+// versions, so shards map onto partitions the same way everywhere.
+func hashKey(k event.EntityKey) uint64 {
+	const (
+		offset = 14695981039346656037
+		prime  = 1099511628211
+	)
+	h := uint64(offset)
+	for i := 0; i < len(k.Kind); i++ {
+		h ^= uint64(k.Kind[i])
+		h *= prime
+	}
+	h ^= 0xff
+	h *= prime
+	for i := 0; i < len(k.ID); i++ {
+		h ^= uint64(k.ID[i])
+		h *= prime
+	}
+	return h
+}

@@ -1,0 +1,175 @@
+// Package event is haechi's domain vocabulary: the decoded access event, the
+// entity an event or finding is about, findings and alerts. It imports only
+// the standard library so every stage can depend on it.
+//
+// An Event is immutable once it has left the decoder: the engine hands the
+// same *Event to several shard goroutines at once, so no stage may modify it.
+package event
+
+import (
+	"net/netip"
+	"strconv"
+	"time"
+)
+
+// Well-known values of event.dataset (see docs/events.md).
+const (
+	DatasetGateway = "gateway.access"
+	DatasetToken   = "auth.token"
+	DatasetLogin   = "auth.login"
+	DatasetRoster  = "hr.roster"
+	DatasetKeys    = "keys.inventory"
+)
+
+// Well-known values of event.action.
+const (
+	ActionTokenIssued        = "token.issued"
+	ActionIdentityUpsert     = "identity.upsert"
+	ActionIdentityTerminated = "identity.terminated"
+	ActionKeyCreated         = "key.created"
+	ActionKeyRetired         = "key.retired"
+)
+
+// Outcome is ECS event.outcome.
+type Outcome uint8
+
+const (
+	OutcomeUnset Outcome = iota
+	OutcomeSuccess
+	OutcomeFailure
+	OutcomeUnknown
+)
+
+// String returns the ECS spelling, or "" when unset.
+func (o Outcome) String() string {
+	switch o {
+	case OutcomeSuccess:
+		return "success"
+	case OutcomeFailure:
+		return "failure"
+	case OutcomeUnknown:
+		return "unknown"
+	}
+	return ""
+}
+
+// ParseOutcome maps the ECS spelling to an Outcome; anything else is
+// OutcomeUnknown.
+func ParseOutcome(s string) Outcome {
+	switch s {
+	case "success":
+		return OutcomeSuccess
+	case "failure":
+		return OutcomeFailure
+	case "":
+		return OutcomeUnset
+	}
+	return OutcomeUnknown
+}
+
+// Event is one decoded line of the event contract (ECS-aligned NDJSON).
+// Zero values mean "absent". Field groups mirror the contract's field sets.
+type Event struct {
+	Time    time.Time // @timestamp (required)
+	Dataset string    // event.dataset (required)
+	Action  string    // event.action (required)
+	ID      string    // event.id
+	Outcome Outcome   // event.outcome
+
+	User      User
+	Source    Source
+	UserAgent string // user_agent.original
+	HTTP      HTTP
+	URLPath   string // url.path
+	Token     Token
+	Records   Records
+	Identity  Identity // hr.roster events
+	Key       Key      // keys.inventory events
+
+	// Provenance, set by the decoder and the ingest stage, never by the
+	// sender: where the event came from, so findings can cite it even when
+	// event.id is absent.
+	Input uint32 // index of the input (file, request) in the run's input table
+	Line  uint32 // 1-based line number within that input
+	Late  bool   // arrived after the engine's watermark had passed its time
+}
+
+// User is ECS user.*.
+type User struct {
+	ID    string
+	Name  string
+	Roles []string
+}
+
+// Source is ECS source.* with optional upstream geo/AS enrichment.
+type Source struct {
+	IP      netip.Addr
+	Country string // source.geo.country_iso_code
+	ASN     uint32 // source.as.number
+	ASOrg   string // source.as.organization.name
+}
+
+// HTTP is ECS http.* (the parts haechi uses).
+type HTTP struct {
+	Method     string
+	StatusCode int
+	BodyBytes  int64
+}
+
+// Token is the contract's token.* extension (JWT claims of the access token).
+type Token struct {
+	ID        string // jti
+	KeyID     string // kid
+	Issuer    string
+	IssuedAt  time.Time
+	ExpiresAt time.Time
+}
+
+// Records is the contract's records.* extension: what personal data the
+// request touched.
+type Records struct {
+	Type   string
+	IDs    []string
+	Fields []string
+}
+
+// Identity is the roster feed's identity.* field set.
+type Identity struct {
+	ID           string
+	Kind         string // employee, contractor, service, customer
+	Roles        []string
+	Status       string // active, terminated
+	TerminatedAt time.Time
+	Country      string
+}
+
+// Key is the key inventory's key.* field set.
+type Key struct {
+	ID         string
+	Status     string // active, retired
+	RetiredAt  time.Time
+	Custodians []string
+}
+
+// RefWith returns a stable reference to the event for evidence: event.id
+// when the sender gave one, otherwise "<inputName>:<line>".
+func (e *Event) RefWith(inputName string) string {
+	if e.ID != "" {
+		return e.ID
+	}
+	return inputName + ":" + strconv.FormatUint(uint64(e.Line), 10)
+}
+
+// IsActivity reports whether the event is something a principal did (as
+// opposed to reference data about identities or keys). Roster and key
+// inventory events are not activity even when they carry user.id.
+func (e *Event) IsActivity() bool {
+	if e.User.ID == "" {
+		return false
+	}
+	switch e.Dataset {
+	case DatasetRoster, DatasetKeys:
+		return false
+	}
+	return true
+}

@@ -1,0 +1,138 @@
+package event
+
+import (
+	"fmt"
+	"time"
+)
+
+// EntityKind names what an entity key identifies.
+type EntityKind string
+
+const (
+	EntityPrincipal  EntityKind = "principal" // user.id / identity.id
+	EntitySource     EntityKind = "source"    // source.ip
+	EntityToken      EntityKind = "token"     // token.id
+	EntitySigningKey EntityKind = "key"       // token.key_id / key.id
+	EntityRecord     EntityKind = "record"    // one record id
+)
+
+// EntityKey identifies the entity a detector keys its state on and a
+// finding or alert is about. It is comparable and used as a map key.
+type EntityKey struct {
+	Kind EntityKind `json:"kind"`
+	ID   string     `json:"id"`
+}
+
+// String renders "kind:id".
+func (k EntityKey) String() string { return string(k.Kind) + ":" + k.ID }
+
+// IsZero reports whether the key is unset.
+func (k EntityKey) IsZero() bool { return k.Kind == "" && k.ID == "" }
+
+// Severity of a finding or an alert, ordered.
+type Severity uint8
+
+const (
+	SeverityLow Severity = iota + 1
+	SeverityMedium
+	SeverityHigh
+	SeverityCritical
+)
+
+var severityNames = [...]string{"", "low", "medium", "high", "critical"}
+
+// String returns the lower-case name ("low" … "critical"), "" when unset.
+func (s Severity) String() string {
+	if int(s) < len(severityNames) {
+		return severityNames[s]
+	}
+	return ""
+}
+
+// ParseSeverity is the inverse of String.
+func ParseSeverity(s string) (Severity, error) {
+	for i, n := range severityNames {
+		if i > 0 && n == s {
+			return Severity(i), nil
+		}
+	}
+	return 0, fmt.Errorf("unknown severity %q (want low, medium, high or critical)", s)
+}
+
+// MarshalText implements encoding.TextMarshaler.
+func (s Severity) MarshalText() ([]byte, error) {
+	if s.String() == "" {
+		return nil, fmt.Errorf("invalid severity %d", s)
+	}
+	return []byte(s.String()), nil
+}
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (s *Severity) UnmarshalText(b []byte) error {
+	v, err := ParseSeverity(string(b))
+	if err != nil {
+		return err
+	}
+	*s = v
+	return nil
+}
+
+// SeverityForScore maps a 0–100 score to a severity: ≥90 critical, ≥70
+// high, ≥40 medium, otherwise low.
+func SeverityForScore(score float64) Severity {
+	switch {
+	case score >= 90:
+		return SeverityCritical
+	case score >= 70:
+		return SeverityHigh
+	case score >= 40:
+		return SeverityMedium
+	}
+	return SeverityLow
+}
+
+// Finding is what a detector emits: one observation about one entity, with
+// the evidence behind it and a sentence a security engineer would accept.
+type Finding struct {
+	Detector    string    `json:"detector"`
+	Kind        string    `json:"kind"`
+	Title       string    `json:"title"` // short headline, e.g. "Activity after termination"
+	Entity      EntityKey `json:"entity"`
+	Time        time.Time `json:"time"`     // event time of the observation
+	Score       float64   `json:"score"`    // 0–100
+	Severity    Severity  `json:"severity"` // usually SeverityForScore(Score)
+	Explanation string    `json:"explanation"`
+	Evidence    []string  `json:"evidence"` // event references (Event.Ref)
+	// Immediate marks a high-confidence finding that must alert at once
+	// rather than wait for risk to accumulate.
+	Immediate bool `json:"-"`
+}
+
+// AlertState is an alert's lifecycle state.
+type AlertState string
+
+const (
+	AlertOpen AlertState = "open"
+)
+
+// Alert is what the alert stage raises from findings. Its JSON form is the
+// one `haechi replay` prints and `GET /v1/alerts` returns (docs/alerts.md).
+type Alert struct {
+	ID          string     `json:"id"`
+	Time        time.Time  `json:"time"` // event time of the finding that raised it
+	Entity      EntityKey  `json:"entity"`
+	Severity    Severity   `json:"severity"`
+	Score       float64    `json:"score"`
+	Title       string     `json:"title"`
+	Explanation string     `json:"explanation"`
+	State       AlertState `json:"state"`
+	Detector    string     `json:"detector"`
+	// WindowStart and WindowEnd bound the dedup window in event time.
+	WindowStart time.Time `json:"window_start"`
+	WindowEnd   time.Time `json:"window_end"`
+	// FindingCount counts every finding folded into the alert, including
+	// those beyond the stored cap.
+	FindingCount int       `json:"finding_count"`
+	LastTime     time.Time `json:"last_time"` // event time of the latest finding
+	Findings     []Finding `json:"findings"`
+}
