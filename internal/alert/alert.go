@@ -1,0 +1,316 @@
+// Package alert turns findings into alerts.
+//
+// For now (the risk engine of a later issue replaces the grouping rule) an
+// alert is one (entity, detector) pair over one window of event time: the
+// first finding opens the window [t, t+Window); every finding for the same
+// pair whose time falls before the window's end joins the alert (score and
+// severity are the maximum, findings are kept up to MaxFindings, all are
+// counted). A finding after the window's end opens a new alert.
+//
+// The stage runs on one goroutine (the caller's): Process, Advance and Flush
+// must not be called concurrently. Time is event time only: a window closes
+// when the watermark — the minimum over every producer of findings — has
+// passed its end plus the allowed lateness, so a detector that emits a
+// finding a little after the fact (a timer that waited for a late event)
+// still lands in the right alert. A finding older than a window that has
+// already closed opens a new alert rather than reopening the old one.
+//
+// Alert IDs are deterministic: a hash of entity, detector and the event time
+// of the finding that opened the window, so replaying the same input yields
+// the same IDs and the store's upsert makes replays idempotent.
+package alert
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/haechi-sec/haechi/internal/event"
+)
+
+// Change says what happened to an alert.
+type Change uint8
+
+const (
+	// Raised: the alert was just opened by its first finding.
+	Raised Change = iota + 1
+	// Updated: findings joined the alert (reported at most once per Process).
+	Updated
+	// Closed: the alert's window has closed; this is its final form.
+	Closed
+)
+
+// String names the change.
+func (c Change) String() string {
+	switch c {
+	case Raised:
+		return "raised"
+	case Updated:
+		return "updated"
+	case Closed:
+		return "closed"
+	}
+	return "unknown"
+}
+
+// Sink receives alert changes on the stage's goroutine. The alert is a copy
+// the sink may keep; a sink that does slow work must hand it off (the store
+// writer queues it).
+type Sink interface {
+	Alert(c Change, a event.Alert)
+}
+
+// SinkFunc adapts a function to Sink.
+type SinkFunc func(c Change, a event.Alert)
+
+// Alert calls f.
+func (f SinkFunc) Alert(c Change, a event.Alert) { f(c, a) }
+
+// Options configure New.
+type Options struct {
+	// Window is the dedup window per entity and detector (0 → 1 hour).
+	Window time.Duration
+	// Lateness is how long after a window's end findings may still join it
+	// (0 → 5 minutes; the engine's allowed lateness).
+	Lateness time.Duration
+	// MaxFindings caps the findings kept per alert (0 → 100). Every finding
+	// is still counted in FindingCount.
+	MaxFindings int
+	// Sinks receive every change, in order.
+	Sinks []Sink
+	// Logger (nil → discard) and Registerer (nil → metrics not registered).
+	Logger     *slog.Logger
+	Registerer prometheus.Registerer
+}
+
+type groupKey struct {
+	entity   event.EntityKey
+	detector string
+}
+
+type open struct {
+	a     event.Alert
+	dirty bool
+}
+
+// Stage groups findings into alerts. Create with New.
+type Stage struct {
+	opts     Options
+	open     map[groupKey]*open
+	dirty    []*open
+	raised   int
+	closed   int
+	nFinding int
+	wm       time.Time
+
+	alerts   *prometheus.CounterVec
+	openG    prometheus.Gauge
+	findings prometheus.Counter
+}
+
+// New builds a stage.
+func New(opts Options) (*Stage, error) {
+	if opts.Window < 0 || opts.Lateness < 0 || opts.MaxFindings < 0 {
+		return nil, fmt.Errorf("alert: window, lateness and max findings must not be negative")
+	}
+	if opts.Window == 0 {
+		opts.Window = time.Hour
+	}
+	if opts.Lateness == 0 {
+		opts.Lateness = 5 * time.Minute
+	}
+	if opts.MaxFindings == 0 {
+		opts.MaxFindings = 100
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	s := &Stage{
+		opts: opts,
+		open: map[groupKey]*open{},
+		alerts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "haechi_alerts_total",
+			Help: "Alerts raised, per detector and severity.",
+		}, []string{"detector", "severity"}),
+		openG: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "haechi_alerts_open",
+			Help: "Alerts whose dedup window is still open.",
+		}),
+		findings: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "haechi_alert_findings_total",
+			Help: "Findings folded into alerts.",
+		}),
+	}
+	if opts.Registerer != nil {
+		opts.Registerer.MustRegister(s.alerts, s.openG, s.findings)
+	}
+	return s, nil
+}
+
+// Raised returns how many alerts have been raised so far.
+func (s *Stage) Raised() int { return s.raised }
+
+// Findings returns how many findings have been processed so far.
+func (s *Stage) Findings() int { return s.nFinding }
+
+// Open returns how many alerts are open.
+func (s *Stage) Open() int { return len(s.open) }
+
+// Process folds findings into alerts. Sinks hear Raised for each new alert
+// as it opens and Updated once, at the end, for each alert that gained
+// findings here.
+func (s *Stage) Process(findings []event.Finding) {
+	for i := range findings {
+		s.add(&findings[i])
+	}
+	for _, o := range s.dirty {
+		if o.dirty {
+			o.dirty = false
+			s.emit(Updated, &o.a)
+		}
+	}
+	s.dirty = s.dirty[:0]
+	s.openG.Set(float64(len(s.open)))
+}
+
+func (s *Stage) add(f *event.Finding) {
+	s.findings.Inc()
+	s.nFinding++
+	k := groupKey{f.Entity, f.Detector}
+	o := s.open[k]
+	if o != nil && !f.Time.Before(o.a.WindowEnd) {
+		s.close(k, o)
+		o = nil
+	}
+	if o == nil {
+		o = &open{a: event.Alert{
+			ID:          ID(f.Entity, f.Detector, f.Time),
+			Time:        f.Time,
+			Entity:      f.Entity,
+			Severity:    f.Severity,
+			Score:       f.Score,
+			Title:       f.Title,
+			Explanation: f.Explanation,
+			State:       event.AlertOpen,
+			Detector:    f.Detector,
+			WindowStart: f.Time,
+			WindowEnd:   f.Time.Add(s.opts.Window),
+			LastTime:    f.Time,
+		}}
+		s.append(o, f)
+		s.open[k] = o
+		s.raised++
+		s.alerts.WithLabelValues(f.Detector, f.Severity.String()).Inc()
+		s.emit(Raised, &o.a)
+		return
+	}
+	s.append(o, f)
+	a := &o.a
+	if f.Score > a.Score {
+		a.Score = f.Score
+		a.Explanation = f.Explanation
+		a.Title = f.Title
+	}
+	if f.Severity > a.Severity {
+		a.Severity = f.Severity
+	}
+	if f.Time.After(a.LastTime) {
+		a.LastTime = f.Time
+	}
+	if !o.dirty {
+		o.dirty = true
+		s.dirty = append(s.dirty, o)
+	}
+}
+
+func (s *Stage) append(o *open, f *event.Finding) {
+	o.a.FindingCount++
+	if len(o.a.Findings) < s.opts.MaxFindings {
+		o.a.Findings = append(o.a.Findings, *f)
+	}
+}
+
+// Advance closes every alert whose window ended more than the allowed
+// lateness before wm, oldest first. wm must be the minimum watermark over
+// all producers of findings; it never moves backwards.
+func (s *Stage) Advance(wm time.Time) {
+	if !wm.After(s.wm) {
+		return
+	}
+	s.wm = wm
+	var done []groupKey
+	for k, o := range s.open {
+		if o.a.WindowEnd.Add(s.opts.Lateness).Before(wm) {
+			done = append(done, k)
+		}
+	}
+	s.closeAll(done)
+}
+
+// Flush closes every open alert (end of input).
+func (s *Stage) Flush() {
+	done := make([]groupKey, 0, len(s.open))
+	for k := range s.open {
+		done = append(done, k)
+	}
+	s.closeAll(done)
+}
+
+func (s *Stage) closeAll(keys []groupKey) {
+	slices.SortFunc(keys, func(x, y groupKey) int {
+		a, b := &s.open[x].a, &s.open[y].a
+		if c := a.Time.Compare(b.Time); c != 0 {
+			return c
+		}
+		return strings.Compare(a.ID, b.ID)
+	})
+	for _, k := range keys {
+		s.close(k, s.open[k])
+	}
+	s.openG.Set(float64(len(s.open)))
+}
+
+func (s *Stage) close(k groupKey, o *open) {
+	delete(s.open, k)
+	o.dirty = false
+	a := &o.a
+	slices.SortStableFunc(a.Findings, func(x, y event.Finding) int { return x.Time.Compare(y.Time) })
+	if a.FindingCount > 1 {
+		a.Explanation = strings.TrimSpace(a.Explanation) + " (" + strconv.Itoa(a.FindingCount) + " findings in this alert.)"
+	}
+	s.closed++
+	s.emit(Closed, a)
+}
+
+// emit hands every sink its own copy of the alert: a sink may keep it
+// while the stage goes on appending findings.
+func (s *Stage) emit(c Change, a *event.Alert) {
+	for _, sink := range s.opts.Sinks {
+		cp := *a
+		cp.Findings = slices.Clone(a.Findings)
+		for i := range cp.Findings {
+			cp.Findings[i].Evidence = slices.Clip(cp.Findings[i].Evidence)
+		}
+		sink.Alert(c, cp)
+	}
+}
+
+// ID is the deterministic alert id for an entity, detector and window start.
+func ID(entity event.EntityKey, detector string, start time.Time) string {
+	h := sha256.New()
+	h.Write([]byte(entity.Kind))
+	h.Write([]byte{0})
+	h.Write([]byte(entity.ID))
+	h.Write([]byte{0})
+	h.Write([]byte(detector))
+	h.Write([]byte{0})
+	h.Write([]byte(strconv.FormatInt(start.UnixNano(), 10)))
+	return "al-" + hex.EncodeToString(h.Sum(nil)[:10])
+}

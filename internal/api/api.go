@@ -1,0 +1,327 @@
+// Package api is haechi's HTTP JSON API: event ingest, alerts, health and
+// metrics. It owns no pipeline state: ingest hands decoded events to the
+// function it was given and alerts are read from the store.
+//
+// Ingest is all-or-nothing per request: a body is decoded completely (bad
+// lines are rejected and reported, the others kept) and then admitted in one
+// piece, or — when the pipeline is full — not at all, with 429 and
+// Retry-After, so a client that retries never duplicates or loses events.
+package api
+
+import (
+	"compress/gzip"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/haechi-sec/haechi/internal/decode"
+	"github.com/haechi-sec/haechi/internal/event"
+	"github.com/haechi-sec/haechi/internal/store"
+)
+
+// ErrBusy is returned by an Ingest function when the pipeline cannot take
+// the events now; the client is told to retry.
+var ErrBusy = errors.New("pipeline is busy")
+
+// ErrStopping is returned by an Ingest function during shutdown.
+var ErrStopping = errors.New("shutting down")
+
+// AlertReader is the part of the store the API reads.
+type AlertReader interface {
+	ListAlerts(ctx context.Context, q store.AlertQuery) ([]event.Alert, error)
+	GetAlert(ctx context.Context, id string) (event.Alert, error)
+}
+
+// Options configure New.
+type Options struct {
+	// Ingest admits decoded events, or returns ErrBusy / ErrStopping. It
+	// owns evs after a nil return. input is the request's input index
+	// (what the events' Input field carries).
+	Ingest func(evs []event.Event) error
+	// NextInput returns a fresh input index for a request.
+	NextInput func() uint32
+	Alerts    AlertReader
+	// MaxBodyBytes limits a request body, as sent and after decompression
+	// (0 → 16 MiB). MaxLineBytes limits one line (0 → 1 MiB).
+	MaxBodyBytes int64
+	MaxLineBytes int
+	// RetryAfter is what 429 answers advise (0 → 1s).
+	RetryAfter time.Duration
+	// Gatherer serves /metrics (nil → no metrics endpoint); Registerer
+	// receives the API's own counters.
+	Gatherer   prometheus.Gatherer
+	Registerer prometheus.Registerer
+	Logger     *slog.Logger
+}
+
+// Server is the API's http.Handler.
+type Server struct {
+	opts     Options
+	mux      *http.ServeMux
+	seq      atomic.Uint32
+	received prometheus.Counter
+	rejected *prometheus.CounterVec
+	requests *prometheus.CounterVec
+}
+
+// maxErrors is how many line errors an ingest answer lists.
+const maxErrors = 100
+
+// New builds the API.
+func New(opts Options) *Server {
+	if opts.MaxBodyBytes <= 0 {
+		opts.MaxBodyBytes = 16 << 20
+	}
+	if opts.RetryAfter <= 0 {
+		opts.RetryAfter = time.Second
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{
+		opts: opts,
+		mux:  http.NewServeMux(),
+		received: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "haechi_events_received_total",
+			Help: "Events accepted by ingest and admitted to the pipeline.",
+		}),
+		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "haechi_events_rejected_total",
+			Help: "Lines rejected by ingest, per reason code.",
+		}, []string{"reason"}),
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "haechi_ingest_requests_total",
+			Help: "Ingest requests, per HTTP status code.",
+		}, []string{"code"}),
+	}
+	for _, c := range []string{decode.CodeInvalidJSON, decode.CodeMissingField, decode.CodeInvalidField, decode.CodeLineTooLong} {
+		s.rejected.WithLabelValues(c)
+	}
+	if opts.Registerer != nil {
+		opts.Registerer.MustRegister(s.received, s.rejected, s.requests)
+	}
+	s.mux.HandleFunc("POST /v1/events", s.handleEvents)
+	s.mux.HandleFunc("GET /v1/alerts", s.handleAlerts)
+	s.mux.HandleFunc("GET /v1/alerts/{id}", s.handleAlert)
+	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	if opts.Gatherer != nil {
+		s.mux.Handle("GET /metrics", promhttp.HandlerFor(opts.Gatherer, promhttp.HandlerOpts{}))
+	}
+	return s
+}
+
+// ServeHTTP implements http.Handler.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+
+// LineError is one rejected line in an ingest answer.
+type LineError struct {
+	Line   int    `json:"line"`
+	Code   string `json:"code"`
+	Reason string `json:"reason"`
+}
+
+// IngestResult is the answer to POST /v1/events.
+type IngestResult struct {
+	Accepted int         `json:"accepted"`
+	Rejected int         `json:"rejected"`
+	Errors   []LineError `json:"errors"`
+}
+
+// errTooLarge marks a body over the limit (sent or decompressed).
+var errTooLarge = errors.New("body too large")
+
+type limitReader struct {
+	r    io.Reader
+	left int64
+}
+
+func (l *limitReader) Read(p []byte) (int, error) {
+	if l.left <= 0 {
+		// Probe: is there more than the limit?
+		var one [1]byte
+		n, err := l.r.Read(one[:])
+		if n > 0 {
+			return 0, errTooLarge
+		}
+		return 0, err
+	}
+	if int64(len(p)) > l.left {
+		p = p[:l.left]
+	}
+	n, err := l.r.Read(p)
+	l.left -= int64(n)
+	return n, err
+}
+
+func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
+	code := s.ingest(w, r)
+	s.requests.WithLabelValues(strconv.Itoa(code)).Inc()
+}
+
+func (s *Server) ingest(w http.ResponseWriter, r *http.Request) int {
+	limit := s.opts.MaxBodyBytes
+	if r.ContentLength > limit {
+		return writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("body of %d bytes exceeds the limit of %d bytes", r.ContentLength, limit))
+	}
+	var body io.Reader = &limitReader{r: r.Body, left: limit}
+	switch enc := strings.ToLower(strings.TrimSpace(r.Header.Get("Content-Encoding"))); enc {
+	case "", "identity":
+	case "gzip":
+		gz, err := gzip.NewReader(body)
+		if err != nil {
+			if errors.Is(err, errTooLarge) {
+				return writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("body exceeds the limit of %d bytes", limit))
+			}
+			return writeError(w, http.StatusBadRequest, "invalid gzip body: "+err.Error())
+		}
+		defer gz.Close()
+		body = &limitReader{r: gz, left: limit}
+	default:
+		return writeError(w, http.StatusUnsupportedMediaType, fmt.Sprintf("unsupported Content-Encoding %q (use gzip or none)", enc))
+	}
+
+	input := s.seq.Add(1)
+	if s.opts.NextInput != nil {
+		input = s.opts.NextInput()
+	}
+	rd := decode.NewReader(body, input, s.opts.MaxLineBytes)
+	res := IngestResult{Errors: []LineError{}}
+	var evs []event.Event
+	rejects := map[string]int{}
+	for {
+		var ev event.Event
+		err := rd.Next(&ev)
+		if err == nil {
+			evs = append(evs, ev)
+			continue
+		}
+		var le *decode.LineError
+		if errors.As(err, &le) {
+			res.Rejected++
+			rejects[le.Code]++
+			if len(res.Errors) < maxErrors {
+				res.Errors = append(res.Errors, LineError{Line: le.Line, Code: le.Code, Reason: le.Reason})
+			}
+			continue
+		}
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if errors.Is(err, errTooLarge) {
+			return writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("body exceeds the limit of %d bytes", limit))
+		}
+		return writeError(w, http.StatusBadRequest, "read body: "+err.Error())
+	}
+	if len(evs) > 0 {
+		if err := s.opts.Ingest(evs); err != nil {
+			switch {
+			case errors.Is(err, ErrBusy):
+				w.Header().Set("Retry-After", strconv.Itoa(int((s.opts.RetryAfter+time.Second-1)/time.Second)))
+				return writeError(w, http.StatusTooManyRequests, "pipeline queues are full; nothing from this request was accepted, retry later")
+			case errors.Is(err, ErrStopping):
+				return writeError(w, http.StatusServiceUnavailable, "haechi is shutting down; nothing from this request was accepted")
+			}
+			s.opts.Logger.Error("ingest", "err", err)
+			return writeError(w, http.StatusInternalServerError, "ingest failed: "+err.Error())
+		}
+	}
+	res.Accepted = len(evs)
+	s.received.Add(float64(res.Accepted))
+	for c, n := range rejects {
+		s.rejected.WithLabelValues(c).Add(float64(n))
+	}
+	writeJSON(w, http.StatusOK, res)
+	return http.StatusOK
+}
+
+// AlertList is the answer to GET /v1/alerts.
+type AlertList struct {
+	Alerts []event.Alert `json:"alerts"`
+}
+
+func (s *Server) handleAlerts(w http.ResponseWriter, r *http.Request) {
+	q := store.AlertQuery{WithFindings: true}
+	v := r.URL.Query()
+	if l := v.Get("limit"); l != "" {
+		n, err := strconv.Atoi(l)
+		if err != nil || n < 1 || n > 1000 {
+			writeError(w, http.StatusBadRequest, fmt.Sprintf("limit: want an integer from 1 to 1000, got %q", l))
+			return
+		}
+		q.Limit = n
+	}
+	for _, p := range []struct {
+		name string
+		dst  *time.Time
+	}{{"since", &q.Since}, {"before", &q.Before}} {
+		if t := v.Get(p.name); t != "" {
+			ts, err := time.Parse(time.RFC3339Nano, t)
+			if err != nil {
+				writeError(w, http.StatusBadRequest, fmt.Sprintf("%s: want an RFC 3339 time, got %q", p.name, t))
+				return
+			}
+			*p.dst = ts
+		}
+	}
+	if e := v.Get("entity"); e != "" {
+		kind, id, ok := strings.Cut(e, ":")
+		if !ok || kind == "" || id == "" {
+			writeError(w, http.StatusBadRequest, fmt.Sprintf("entity: want kind:id (e.g. principal:e:1042), got %q", e))
+			return
+		}
+		q.Entity = event.EntityKey{Kind: event.EntityKind(kind), ID: id}
+	}
+	alerts, err := s.opts.Alerts.ListAlerts(r.Context(), q)
+	if err != nil {
+		s.opts.Logger.Error("list alerts", "err", err)
+		writeError(w, http.StatusInternalServerError, "list alerts: "+err.Error())
+		return
+	}
+	if alerts == nil {
+		alerts = []event.Alert{}
+	}
+	writeJSON(w, http.StatusOK, AlertList{Alerts: alerts})
+}
+
+func (s *Server) handleAlert(w http.ResponseWriter, r *http.Request) {
+	a, err := s.opts.Alerts.GetAlert(r.Context(), r.PathValue("id"))
+	if errors.Is(err, store.ErrNotFound) {
+		writeError(w, http.StatusNotFound, "no alert "+strconv.Quote(r.PathValue("id")))
+		return
+	}
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, "get alert: "+err.Error())
+		return
+	}
+	writeJSON(w, http.StatusOK, a)
+}
+
+type errorBody struct {
+	Error string `json:"error"`
+}
+
+func writeError(w http.ResponseWriter, code int, msg string) int {
+	writeJSON(w, code, errorBody{Error: msg})
+	return code
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(v)
+}

@@ -1,0 +1,74 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/haechi-sec/haechi/internal/decode"
+	"github.com/haechi-sec/haechi/internal/event"
+)
+
+// batchSize is how many decoded events Feed hands to the engine at once.
+const batchSize = 1024
+
+// FeedStats counts what Feed read.
+type FeedStats struct {
+	Events   int // accepted
+	Rejected int // lines rejected by the decoder
+	Lines    int // lines read, including empty ones
+}
+
+// Feed decodes NDJSON from r and submits it to the pipeline in batches,
+// waiting when the engine is full (replay never drops). Every rejected line
+// is passed to onReject (which may be nil) and counted; the stream goes on.
+// It returns on EOF, a read error, or ctx's end.
+func Feed(ctx context.Context, p *Pipeline, r io.Reader, input uint32, maxLine int, onReject func(*decode.LineError)) (FeedStats, error) {
+	var st FeedStats
+	rd := decode.NewReader(r, input, maxLine)
+	batch := make([]event.Event, 0, batchSize)
+	flush := func() error {
+		if len(batch) == 0 {
+			return nil
+		}
+		if err := p.Submit(ctx, batch); err != nil {
+			return err
+		}
+		// The engine owns the submitted slice from now on.
+		batch = make([]event.Event, 0, batchSize)
+		return nil
+	}
+	for {
+		batch = batch[:len(batch)+1]
+		err := rd.Next(&batch[len(batch)-1])
+		if err != nil {
+			batch = batch[:len(batch)-1]
+		}
+		var le *decode.LineError
+		switch {
+		case err == nil:
+			st.Events++
+			if len(batch) == cap(batch) {
+				if err := flush(); err != nil {
+					st.Lines = rd.Line()
+					return st, err
+				}
+			}
+		case errors.As(err, &le):
+			st.Rejected++
+			if onReject != nil {
+				onReject(le)
+			}
+		case errors.Is(err, io.EOF):
+			st.Lines = rd.Line()
+			return st, flush()
+		default:
+			st.Lines = rd.Line()
+			if ferr := flush(); ferr != nil {
+				return st, ferr
+			}
+			return st, fmt.Errorf("read: %w", err)
+		}
+	}
+}

@@ -1,0 +1,150 @@
+// Package app is the composition root: it builds haechi's pipeline —
+// engine, detectors, alert stage and the sinks alerts go to — from
+// configuration, and owns its lifecycle. Stages never import each other;
+// app wires them. Replay, serve and demo all run this one pipeline.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/haechi-sec/haechi/internal/alert"
+	"github.com/haechi-sec/haechi/internal/clock"
+	"github.com/haechi-sec/haechi/internal/config"
+	"github.com/haechi-sec/haechi/internal/detect/canary"
+	"github.com/haechi-sec/haechi/internal/detect/terminated"
+	"github.com/haechi-sec/haechi/internal/engine"
+	"github.com/haechi-sec/haechi/internal/event"
+)
+
+// PipelineOptions configure NewPipeline.
+type PipelineOptions struct {
+	Config config.Config
+	// CanaryIDs are the canary record ids (config plus flags, merged by the
+	// caller).
+	CanaryIDs []string
+	// Sinks receive alert changes on the pipeline's alert goroutine.
+	Sinks []alert.Sink
+	// InputName names an input index for evidence references.
+	InputName func(uint32) string
+	Clock     clock.Clock
+	// Logger (nil → discard) and Registerer (nil → no metrics).
+	Logger     *slog.Logger
+	Registerer prometheus.Registerer
+}
+
+// Pipeline is engine → detectors → alert stage → sinks.
+type Pipeline struct {
+	Engine *engine.Engine
+	alerts *alert.Stage
+	log    *slog.Logger
+
+	mu       sync.Mutex
+	findings int
+	raised   int
+}
+
+// Detectors builds the explicit, ordered list of detectors the
+// configuration enables. Adding a detector means adding it here.
+func Detectors(cfg config.Config, canaryIDs []string) []engine.Detector {
+	var ds []engine.Detector
+	if cfg.Detectors.TerminatedIdentity.Enabled {
+		ds = append(ds, terminated.New(terminated.Options{Grace: cfg.Detectors.TerminatedIdentity.Grace.D()}))
+	}
+	if cfg.Detectors.Canary.Enabled && len(canaryIDs) > 0 {
+		ds = append(ds, canary.New(canaryIDs))
+	}
+	return ds
+}
+
+// NewPipeline builds the pipeline; Run starts it.
+func NewPipeline(opts PipelineOptions) (*Pipeline, error) {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	cfg := opts.Config
+	eng, err := engine.New(engine.Options{
+		Detectors:  Detectors(cfg, opts.CanaryIDs),
+		Shards:     cfg.Engine.Shards,
+		QueueSize:  cfg.Engine.QueueSize,
+		Lateness:   cfg.Engine.AllowedLateness.D(),
+		InputName:  opts.InputName,
+		Clock:      opts.Clock,
+		Logger:     opts.Logger,
+		Registerer: opts.Registerer,
+	})
+	if err != nil {
+		return nil, err
+	}
+	st, err := alert.New(alert.Options{
+		Window:     cfg.Alerts.Window.D(),
+		Lateness:   cfg.Engine.AllowedLateness.D(),
+		Sinks:      opts.Sinks,
+		Logger:     opts.Logger,
+		Registerer: opts.Registerer,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &Pipeline{Engine: eng, alerts: st, log: opts.Logger}, nil
+}
+
+// Submit admits a batch, waiting while the engine is full.
+func (p *Pipeline) Submit(ctx context.Context, evs []event.Event) error {
+	return p.Engine.Submit(ctx, engine.Batch{Events: evs, Received: time.Now()})
+}
+
+// Close stops admission; Run returns once everything admitted has been
+// processed and every alert has been closed and handed to the sinks.
+func (p *Pipeline) Close() { p.Engine.Close() }
+
+// Counts returns the findings processed and alerts raised so far.
+func (p *Pipeline) Counts() (findings, alerts int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.findings, p.raised
+}
+
+// Run runs the engine and the alert stage until the engine is closed (or
+// ctx is cancelled, which closes it) and drained.
+func (p *Pipeline) Run(ctx context.Context) error {
+	errc := make(chan error, 1)
+	go func() { errc <- p.Engine.Run(ctx) }()
+
+	wms := make([]time.Time, p.Engine.Shards())
+	var finals int
+	for out := range p.Engine.Output() {
+		p.alerts.Process(out.Findings)
+		wms[out.Shard] = out.Watermark
+		if out.Final {
+			finals++
+		}
+		low := wms[0]
+		for _, w := range wms[1:] {
+			if w.Before(low) {
+				low = w
+			}
+		}
+		if !low.IsZero() {
+			p.alerts.Advance(low)
+		}
+		p.mu.Lock()
+		p.findings, p.raised = p.alerts.Findings(), p.alerts.Raised()
+		p.mu.Unlock()
+	}
+	p.alerts.Flush()
+	err := <-errc
+	if err == nil && finals != len(wms) {
+		err = fmt.Errorf("pipeline: %d of %d shards finished", finals, len(wms))
+	}
+	if err != nil && !errors.Is(err, context.Canceled) {
+		return err
+	}
+	return nil
+}

@@ -1,0 +1,203 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/haechi-sec/haechi/internal/alert"
+	"github.com/haechi-sec/haechi/internal/api"
+	"github.com/haechi-sec/haechi/internal/config"
+	"github.com/haechi-sec/haechi/internal/decode"
+	"github.com/haechi-sec/haechi/internal/engine"
+	"github.com/haechi-sec/haechi/internal/event"
+	"github.com/haechi-sec/haechi/internal/store"
+)
+
+// ServeOptions configure Serve.
+type ServeOptions struct {
+	Config    config.Config
+	CanaryIDs []string
+	// Listener to serve on (nil → listen on Config.Listen).
+	Listener net.Listener
+	// Ready is called with the base URL once the API accepts requests.
+	Ready  func(baseURL string)
+	Logger *slog.Logger
+}
+
+// Serve runs the live service until ctx ends: the pipeline, the store
+// writer and the HTTP API. On shutdown it stops accepting requests, lets
+// in-flight ones finish, drains the engine, closes every alert window and
+// flushes the store before returning.
+func Serve(ctx context.Context, opts ServeOptions) (err error) {
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	cfg := opts.Config
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	st, err := store.Open(ctx, cfg.DataDir, store.Options{Logger: log})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if cerr := st.Close(); cerr != nil && err == nil {
+			err = cerr
+		}
+	}()
+	w := store.NewWriter(st, store.WriterOptions{Logger: log})
+	writerCtx, stopWriter := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopWriter()
+	writerDone := make(chan error, 1)
+	go func() { writerDone <- w.Run(writerCtx) }()
+
+	p, err := NewPipeline(PipelineOptions{
+		Config:    cfg,
+		CanaryIDs: opts.CanaryIDs,
+		Sinks: []alert.Sink{StoreSink(w, log), alert.SinkFunc(func(c alert.Change, a event.Alert) {
+			if c == alert.Raised {
+				log.Warn("alert raised", "id", a.ID, "severity", a.Severity.String(), "entity", a.Entity.String(), "title", a.Title)
+			}
+		})},
+		InputName:  func(i uint32) string { return "req-" + strconv.FormatUint(uint64(i), 10) },
+		Logger:     log,
+		Registerer: reg,
+	})
+	if err != nil {
+		return err
+	}
+	// The pipeline runs on its own context: shutdown closes it explicitly
+	// after ingest has stopped, so everything admitted is processed.
+	pipeDone := make(chan error, 1)
+	go func() { pipeDone <- p.Run(context.WithoutCancel(ctx)) }()
+
+	if f := cfg.Detectors.TerminatedIdentity.RosterFile; f != "" && cfg.Detectors.TerminatedIdentity.Enabled {
+		if err := LoadSnapshot(ctx, p, f, 0, log); err != nil {
+			p.Close()
+			<-pipeDone
+			return err
+		}
+	}
+
+	var inputs atomic.Uint32
+	srv := &http.Server{
+		Handler: api.New(api.Options{
+			Ingest: func(evs []event.Event) error {
+				err := p.Engine.TrySubmit(engine.Batch{Events: evs, Received: time.Now()})
+				switch {
+				case errors.Is(err, engine.ErrFull):
+					return api.ErrBusy
+				case errors.Is(err, engine.ErrClosed):
+					return api.ErrStopping
+				}
+				return err
+			},
+			NextInput:    func() uint32 { return inputs.Add(1) },
+			Alerts:       st,
+			MaxBodyBytes: cfg.Ingest.MaxBodyBytes,
+			MaxLineBytes: cfg.Ingest.MaxLineBytes,
+			Gatherer:     reg,
+			Registerer:   reg,
+			Logger:       log,
+		}),
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       5 * time.Minute,
+		IdleTimeout:       2 * time.Minute,
+	}
+	ln := opts.Listener
+	if ln == nil {
+		ln, err = net.Listen("tcp", cfg.Listen)
+		if err != nil {
+			p.Close()
+			<-pipeDone
+			return fmt.Errorf("listen on %s: %w", cfg.Listen, err)
+		}
+	}
+	base := "http://" + ln.Addr().String()
+	httpDone := make(chan error, 1)
+	go func() { httpDone <- srv.Serve(ln) }()
+	log.Info("haechi serving", "url", base, "data_dir", cfg.DataDir, "store", st.Path())
+	if opts.Ready != nil {
+		opts.Ready(base)
+	}
+
+	// Live event time: the watermark follows the wall clock (minus the
+	// allowed lateness) so windows close and timers fire while traffic is
+	// quiet.
+	lateness := cfg.Engine.AllowedLateness.D()
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	var serveErr error
+loop:
+	for {
+		select {
+		case <-ctx.Done():
+			break loop
+		case err := <-httpDone:
+			serveErr = fmt.Errorf("http server: %w", err)
+			break loop
+		case t := <-tick.C:
+			p.Engine.AdvanceTo(t.Add(-lateness).UTC())
+		}
+	}
+
+	log.Info("shutting down: draining ingest, pipeline and store")
+	shutCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(shutCtx); err != nil {
+		log.Error("http shutdown", "err", err)
+	}
+	p.Close()
+	if err := <-pipeDone; err != nil && serveErr == nil {
+		serveErr = err
+	}
+	if err := w.Close(); err != nil && serveErr == nil {
+		serveErr = fmt.Errorf("flush store: %w", err)
+	}
+	stopWriter()
+	<-writerDone
+	log.Info("stopped")
+	return serveErr
+}
+
+// StoreSink writes raised, updated and closed alerts through the store's
+// batching writer (off the pipeline's hot path).
+func StoreSink(w *store.Writer, log *slog.Logger) alert.Sink {
+	return alert.SinkFunc(func(c alert.Change, a event.Alert) {
+		if err := w.Put(context.Background(), a); err != nil {
+			log.Error("store alert", "id", a.ID, "err", err)
+		}
+	})
+}
+
+// LoadSnapshot feeds a roster (or key inventory) snapshot file — contract
+// NDJSON — through the pipeline before other input, so the detectors learn
+// it by the same code path as streamed roster events. Rejected lines are
+// logged; a file that cannot be read is an error.
+func LoadSnapshot(ctx context.Context, p *Pipeline, path string, input uint32, log *slog.Logger) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("roster snapshot: %w", err)
+	}
+	defer f.Close()
+	st, err := Feed(ctx, p, f, input, 0, func(le *decode.LineError) {
+		log.Warn("roster snapshot: line rejected", "file", path, "line", le.Line, "reason", le.Reason)
+	})
+	if err != nil {
+		return fmt.Errorf("roster snapshot %s: %w", path, err)
+	}
+	log.Info("roster snapshot loaded", "file", path, "events", st.Events, "rejected", st.Rejected)
+	return nil
+}

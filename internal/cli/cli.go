@@ -1,0 +1,162 @@
+// Package cli is haechi's command line: one file per subcommand, all
+// parsed by kong. Run is the only entry point; it never exits the process
+// and returns the exit code for main.
+//
+// Exit codes: 0 success, 1 the command failed while running (an input could
+// not be read, the store failed), 2 bad usage or invalid configuration.
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+
+	"github.com/alecthomas/kong"
+
+	"github.com/haechi-sec/haechi/internal/config"
+)
+
+// Globals are the flags every command takes.
+type Globals struct {
+	Config   string `help:"Config file (YAML). Default: ./haechi.yaml when it exists, else built-in defaults." placeholder:"FILE"`
+	DataDir  string `help:"Directory of the embedded store (overrides data_dir; default ./haechi-data)." placeholder:"DIR"`
+	LogLevel string `help:"Log level: debug, info, warn or error (overrides log.level)." placeholder:"LEVEL"`
+}
+
+type cliRoot struct {
+	Globals
+
+	Replay  replayCmd  `cmd:"" help:"Run the pipeline over event files in event time and print every alert as JSON."`
+	Serve   serveCmd   `cmd:"" help:"Serve the HTTP API: ingest events, list alerts, health and metrics."`
+	Demo    demoCmd    `cmd:"" help:"Start a live demo on a free loopback port with sample traffic and show what haechi detects."`
+	Version versionCmd `cmd:"" help:"Print haechi's version."`
+}
+
+// env is what every command's Run receives.
+type env struct {
+	ctx    context.Context
+	stdout io.Writer
+	stderr io.Writer
+	g      *Globals
+}
+
+// usageError marks an error that is the user's input (exit code 2).
+type usageError struct{ err error }
+
+func (u usageError) Error() string { return u.err.Error() }
+func (u usageError) Unwrap() error { return u.err }
+
+type exitPanic int
+
+// Run parses args (without the program name), runs the command and returns
+// the process exit code.
+func Run(ctx context.Context, args []string, stdout, stderr io.Writer) (code int) {
+	var root cliRoot
+	defer func() {
+		if r := recover(); r != nil {
+			if c, ok := r.(exitPanic); ok {
+				code = int(c)
+				return
+			}
+			panic(r)
+		}
+	}()
+	parser, err := kong.New(&root,
+		kong.Name("haechi"),
+		kong.Description("haechi catches unauthorized access to customer personal data in seconds, contains it, and tells you exactly whose data was touched."),
+		kong.Writers(stdout, stderr),
+		kong.Exit(func(c int) { panic(exitPanic(c)) }),
+		kong.UsageOnError(),
+		kong.ConfigureHelp(kong.HelpOptions{Compact: true}),
+	)
+	if err != nil {
+		fmt.Fprintf(stderr, "haechi: %v\n", err)
+		return 2
+	}
+	kctx, err := parser.Parse(args)
+	if err != nil {
+		fmt.Fprintf(stderr, "haechi: %v\n", err)
+		if kctx != nil {
+			_ = kctx.PrintUsage(true)
+		}
+		return 2
+	}
+	e := &env{ctx: ctx, stdout: stdout, stderr: stderr, g: &root.Globals}
+	if err := kctx.Run(e); err != nil {
+		fmt.Fprintf(stderr, "haechi %s: %v\n", kctx.Command(), err)
+		var u usageError
+		if errors.As(err, &u) {
+			return 2
+		}
+		return 1
+	}
+	return 0
+}
+
+// loadConfig resolves the config file, applies the global flag overrides
+// and validates the result. Commands apply their own flags on top and call
+// Validate again.
+func (e *env) loadConfig() (config.Config, error) {
+	path := e.g.Config
+	if path == "" {
+		if _, err := os.Stat("haechi.yaml"); err == nil {
+			path = "haechi.yaml"
+		}
+	}
+	cfg := config.Default()
+	if path != "" {
+		var err error
+		cfg, err = config.Load(path)
+		if err != nil {
+			return cfg, usageError{err}
+		}
+	}
+	if e.g.DataDir != "" {
+		cfg.DataDir = e.g.DataDir
+	}
+	if e.g.LogLevel != "" {
+		cfg.Log.Level = e.g.LogLevel
+	}
+	return cfg, nil
+}
+
+func validate(cfg *config.Config) error {
+	if err := cfg.Validate(); err != nil {
+		return usageError{err}
+	}
+	return nil
+}
+
+// logger builds the process logger from config, writing to w.
+func logger(cfg config.Config, w io.Writer) *slog.Logger {
+	var lvl slog.Level
+	_ = lvl.UnmarshalText([]byte(cfg.Log.Level))
+	ho := &slog.HandlerOptions{Level: lvl}
+	if strings.EqualFold(cfg.Log.Format, "json") {
+		return slog.New(slog.NewJSONHandler(w, ho))
+	}
+	return slog.New(slog.NewTextHandler(w, ho))
+}
+
+// canaryIDs merges the configured canary ids with the flag's.
+func canaryIDs(cfg config.Config, flag []string) ([]string, error) {
+	ids, err := cfg.CanaryRecordIDs()
+	if err != nil {
+		return nil, usageError{err}
+	}
+	seen := map[string]bool{}
+	for _, id := range ids {
+		seen[id] = true
+	}
+	for _, id := range flag {
+		if id = strings.TrimSpace(id); id != "" && !seen[id] {
+			seen[id] = true
+			ids = append(ids, id)
+		}
+	}
+	return ids, nil
+}

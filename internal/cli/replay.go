@@ -1,0 +1,342 @@
+package cli
+
+import (
+	"bufio"
+	"compress/gzip"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/mattn/go-isatty"
+
+	"github.com/haechi-sec/haechi/internal/alert"
+	"github.com/haechi-sec/haechi/internal/app"
+	"github.com/haechi-sec/haechi/internal/config"
+	"github.com/haechi-sec/haechi/internal/decode"
+	"github.com/haechi-sec/haechi/internal/event"
+	"github.com/haechi-sec/haechi/internal/store"
+)
+
+type replayCmd struct {
+	Files         []string       `arg:"" name:"file" help:"Event files: contract NDJSON, gzip accepted; - reads stdin."`
+	CanaryRecords []string       `name:"canary-records" sep:"," placeholder:"ID,..." help:"Canary record ids (added to detectors.canary.records)."`
+	Roster        string         `placeholder:"FILE" help:"Roster snapshot (contract NDJSON of hr.roster events) loaded before the input."`
+	Grace         *time.Duration `placeholder:"DURATION" help:"Grace after termination before activity is flagged (overrides detectors.terminated_identity.grace)."`
+	Lateness      *time.Duration `placeholder:"DURATION" help:"Allowed lateness of out-of-order events (overrides engine.allowed_lateness)."`
+	Window        *time.Duration `placeholder:"DURATION" help:"Alert dedup window per entity and detector (overrides alerts.window)."`
+	Shards        int            `placeholder:"N" help:"Shard goroutines (default GOMAXPROCS)."`
+	NoStore       bool           `help:"Do not write alerts to the store in --data-dir."`
+	Progress      string         `enum:"auto,always,never" default:"auto" help:"Progress bar on stderr: auto (when stderr is a terminal), always or never."`
+	MaxErrors     int            `default:"100" placeholder:"N" help:"Print at most N rejected lines (all are counted)."`
+}
+
+// input is one opened replay input.
+type input struct {
+	name string
+	f    *os.File
+	size int64
+}
+
+func (c *replayCmd) Run(e *env) (err error) {
+	cfg, err := e.loadConfig()
+	if err != nil {
+		return err
+	}
+	if c.Roster != "" {
+		cfg.Detectors.TerminatedIdentity.RosterFile = c.Roster
+	}
+	if c.Grace != nil {
+		cfg.Detectors.TerminatedIdentity.Grace = config.Duration(*c.Grace)
+	}
+	if c.Lateness != nil {
+		cfg.Engine.AllowedLateness = config.Duration(*c.Lateness)
+	}
+	if c.Window != nil {
+		cfg.Alerts.Window = config.Duration(*c.Window)
+	}
+	if c.Shards != 0 {
+		cfg.Engine.Shards = c.Shards
+	}
+	if err := validate(&cfg); err != nil {
+		return err
+	}
+	if c.Shards < 0 {
+		return usageError{errors.New("--shards must not be negative")}
+	}
+	ids, err := canaryIDs(cfg, c.CanaryRecords)
+	if err != nil {
+		return err
+	}
+	if e.g.LogLevel == "" {
+		cfg.Log.Level = "warn" // stderr carries rejected lines and the summary
+	}
+	log := logger(cfg, e.stderr)
+
+	// Open every input first: a missing file fails before any work.
+	inputs := make([]input, 0, len(c.Files))
+	defer func() {
+		for _, in := range inputs {
+			if in.f != os.Stdin {
+				in.f.Close()
+			}
+		}
+	}()
+	for _, name := range c.Files {
+		if name == "-" {
+			inputs = append(inputs, input{name: "stdin", f: os.Stdin, size: -1})
+			continue
+		}
+		f, err := os.Open(name)
+		if err != nil {
+			return fmt.Errorf("cannot read input: %w", err)
+		}
+		fi, err := f.Stat()
+		if err != nil || fi.IsDir() {
+			f.Close()
+			return fmt.Errorf("cannot read input %s: not a regular file", name)
+		}
+		inputs = append(inputs, input{name: name, f: f, size: fi.Size()})
+	}
+	const rosterInput = 0 // input 0 is the roster snapshot; files are 1…n
+	inputName := func(i uint32) string {
+		if i == rosterInput {
+			return cfg.Detectors.TerminatedIdentity.RosterFile
+		}
+		if int(i) <= len(inputs) {
+			return inputs[i-1].name
+		}
+		return "input-" + strconv.FormatUint(uint64(i), 10)
+	}
+
+	var writer *store.Writer
+	sinks := []alert.Sink{}
+	if !c.NoStore {
+		st, err := store.Open(e.ctx, cfg.DataDir, store.Options{Logger: log})
+		if err != nil {
+			return fmt.Errorf("%w (use --no-store to replay without storing alerts)", err)
+		}
+		defer func() {
+			if cerr := st.Close(); cerr != nil && err == nil {
+				err = cerr
+			}
+		}()
+		writer = store.NewWriter(st, store.WriterOptions{Logger: log})
+		wctx, cancel := context.WithCancel(context.WithoutCancel(e.ctx))
+		done := make(chan error, 1)
+		go func() { done <- writer.Run(wctx) }()
+		defer func() { cancel(); <-done }()
+		sinks = append(sinks, app.StoreSink(writer, log))
+	}
+	out := bufio.NewWriter(e.stdout)
+	enc := json.NewEncoder(out)
+	enc.SetEscapeHTML(false)
+	var printErr error
+	sinks = append(sinks, alert.SinkFunc(func(ch alert.Change, a event.Alert) {
+		if ch != alert.Closed || printErr != nil {
+			return
+		}
+		if err := enc.Encode(a); err != nil {
+			printErr = err
+			return
+		}
+		printErr = out.Flush()
+	}))
+
+	p, err := app.NewPipeline(app.PipelineOptions{
+		Config: cfg, CanaryIDs: ids, Sinks: sinks, InputName: inputName, Logger: log,
+	})
+	if err != nil {
+		return err
+	}
+	start := time.Now()
+	pipeDone := make(chan error, 1)
+	// The pipeline is closed explicitly after the last input, so a Ctrl-C
+	// still flushes the alerts of what was read.
+	go func() { pipeDone <- p.Run(context.WithoutCancel(e.ctx)) }()
+
+	var (
+		total     app.FeedStats
+		readBytes atomic.Int64
+		printed   int
+		feedErr   error
+	)
+	onReject := func(name string) func(*decode.LineError) {
+		return func(le *decode.LineError) {
+			if printed < c.MaxErrors {
+				fmt.Fprintf(e.stderr, "%s:%d: rejected (%s): %s\n", name, le.Line, le.Code, le.Reason)
+			}
+			printed++
+		}
+	}
+	stopProgress := c.startProgress(e, inputs, &readBytes, p)
+	if f := cfg.Detectors.TerminatedIdentity.RosterFile; f != "" && cfg.Detectors.TerminatedIdentity.Enabled {
+		feedErr = app.LoadSnapshot(e.ctx, p, f, rosterInput, log)
+	}
+	for i, in := range inputs {
+		if feedErr != nil {
+			break
+		}
+		r, err := openInput(in.f, &readBytes)
+		if err != nil {
+			feedErr = fmt.Errorf("%s: %w", in.name, err)
+			break
+		}
+		st, err := app.Feed(e.ctx, p, r, uint32(i+1), cfg.Ingest.MaxLineBytes, onReject(in.name))
+		total.Events += st.Events
+		total.Rejected += st.Rejected
+		total.Lines += st.Lines
+		if err != nil {
+			feedErr = fmt.Errorf("%s: %w", in.name, err)
+		}
+	}
+	p.Close()
+	if err := <-pipeDone; err != nil && feedErr == nil {
+		feedErr = err
+	}
+	stopProgress()
+	if writer != nil {
+		if err := writer.Close(); err != nil && feedErr == nil {
+			feedErr = fmt.Errorf("store alerts: %w", err)
+		}
+	}
+	elapsed := time.Since(start)
+	if printed > c.MaxErrors {
+		fmt.Fprintf(e.stderr, "… %d more rejected lines not shown\n", printed-c.MaxErrors)
+	}
+	findings, alerts := p.Counts()
+	rate := float64(total.Events+total.Rejected) / elapsed.Seconds()
+	fmt.Fprintf(e.stderr, "replay: %d events read, %d rejected, %d findings, %d alerts in %s (%s events/s)\n",
+		total.Events, total.Rejected, findings, alerts, elapsed.Round(time.Millisecond), humanRate(rate))
+	if printErr != nil && feedErr == nil {
+		feedErr = fmt.Errorf("write alerts: %w", printErr)
+	}
+	if feedErr == nil && e.ctx.Err() != nil {
+		feedErr = errors.New("interrupted; alerts of what was read were printed")
+	}
+	return feedErr
+}
+
+// openInput wraps f with a byte counter and, when the content starts with
+// the gzip magic, a gzip reader (whatever the file is called).
+func openInput(f *os.File, n *atomic.Int64) (io.Reader, error) {
+	br := bufio.NewReaderSize(&countingReader{r: f, n: n}, 256<<10)
+	magic, _ := br.Peek(2)
+	if len(magic) == 2 && magic[0] == 0x1f && magic[1] == 0x8b {
+		gz, err := gzip.NewReader(br)
+		if err != nil {
+			return nil, fmt.Errorf("gzip: %w", err)
+		}
+		return gz, nil
+	}
+	return br, nil
+}
+
+type countingReader struct {
+	r io.Reader
+	n *atomic.Int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n.Add(int64(n))
+	return n, err
+}
+
+// startProgress draws a progress line on stderr while the replay runs, when
+// asked to or when stderr is a terminal. The returned func erases it.
+func (c *replayCmd) startProgress(e *env, inputs []input, read *atomic.Int64, p *app.Pipeline) func() {
+	show := c.Progress == "always"
+	if c.Progress == "auto" {
+		if f, ok := e.stderr.(*os.File); ok && (isatty.IsTerminal(f.Fd()) || isatty.IsCygwinTerminal(f.Fd())) {
+			show = true
+		}
+	}
+	if !show {
+		return func() {}
+	}
+	var total int64
+	for _, in := range inputs {
+		if in.size < 0 {
+			total = -1
+			break
+		}
+		total += in.size
+	}
+	start := time.Now()
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(250 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-stop:
+				fmt.Fprint(e.stderr, "\r\033[K")
+				return
+			case <-t.C:
+				n := read.Load()
+				findings, alerts := p.Counts()
+				rate := float64(n) / time.Since(start).Seconds()
+				if total > 0 {
+					pct := float64(n) / float64(total)
+					bar := progressBar(pct, 24)
+					fmt.Fprintf(e.stderr, "\r\033[K%s %5.1f%%  %s / %s  %s/s  %d findings  %d alerts",
+						bar, pct*100, humanBytes(float64(n)), humanBytes(float64(total)), humanBytes(rate), findings, alerts)
+				} else {
+					fmt.Fprintf(e.stderr, "\r\033[K%s read  %s/s  %d findings  %d alerts",
+						humanBytes(float64(n)), humanBytes(rate), findings, alerts)
+				}
+			}
+		}
+	}()
+	return func() { close(stop); wg.Wait() }
+}
+
+func progressBar(frac float64, width int) string {
+	if frac > 1 {
+		frac = 1
+	}
+	full := int(frac * float64(width))
+	b := make([]byte, 0, width+2)
+	b = append(b, '[')
+	for i := 0; i < width; i++ {
+		if i < full {
+			b = append(b, '#')
+		} else {
+			b = append(b, '.')
+		}
+	}
+	return string(append(b, ']'))
+}
+
+func humanBytes(n float64) string {
+	units := []string{"B", "KiB", "MiB", "GiB", "TiB"}
+	i := 0
+	for n >= 1024 && i < len(units)-1 {
+		n /= 1024
+		i++
+	}
+	if i == 0 {
+		return fmt.Sprintf("%.0f %s", n, units[i])
+	}
+	return fmt.Sprintf("%.1f %s", n, units[i])
+}
+
+func humanRate(r float64) string {
+	switch {
+	case r >= 1e6:
+		return fmt.Sprintf("%.2fM", r/1e6)
+	case r >= 1e3:
+		return fmt.Sprintf("%.1fk", r/1e3)
+	}
+	return fmt.Sprintf("%.0f", r)
+}

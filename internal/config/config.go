@@ -1,0 +1,153 @@
+// Package config is haechi's one way of reading its configuration:
+// defaults, then a strict YAML file over them, then Validate.
+//
+// Contract:
+//   - Default returns the complete default configuration, and it validates.
+//     An empty file (or one holding only comments, or a lone null) yields
+//     exactly Default().
+//   - A file sets only the keys it names; everything else keeps its default.
+//     A key present with a null value (`window:` with nothing after it)
+//     also keeps its default.
+//   - Decoding is strict: an unknown key, a second YAML document, a value of
+//     the wrong type (a list where a number belongs, 1.5 or "10" for an
+//     integer, yes for a boolean) or a bad duration is an error naming the
+//     file, line and column: "haechi.yml:3:5: engine.queue_sise: unknown
+//     key (want ...)". Decoding stops at the first such error.
+//   - Validate then reports every remaining problem at once as a
+//     *ValidationError, one "path: problem" entry each, paths spelled as in
+//     the file (engine.queue_size, detectors.canary.records[2]).
+//   - Load and Parse return either a Config that passed Validate or an
+//     error; never a partly decoded Config.
+//   - Durations are strings with a unit, Go's plus "d" for days: see
+//     Duration.
+//   - File paths (data_dir, roster_file, records_file) are used as written;
+//     relative ones are relative to the process's working directory, not to
+//     the config file. Validate does no I/O; CanaryRecordIDs reads
+//     records_file.
+//
+// Every key, its default and its meaning are in the commented example
+// internal/config/testdata/good/full.yml; a test keeps it complete and keeps
+// its values equal to Default().
+package config
+
+import (
+	"fmt"
+	"os"
+	"time"
+)
+
+// Config is the whole haechi configuration.
+type Config struct {
+	// DataDir holds haechi's state (stores, checkpoints).
+	DataDir string `yaml:"data_dir"`
+	// Listen is the HTTP listen address, host:port.
+	Listen    string    `yaml:"listen"`
+	Log       Log       `yaml:"log"`
+	Engine    Engine    `yaml:"engine"`
+	Ingest    Ingest    `yaml:"ingest"`
+	Alerts    Alerts    `yaml:"alerts"`
+	Detectors Detectors `yaml:"detectors"`
+}
+
+// Log configures the process logger.
+type Log struct {
+	// Level is debug, info, warn or error.
+	Level string `yaml:"level"`
+	// Format is text or json.
+	Format string `yaml:"format"`
+}
+
+// Engine configures the detection engine (see package engine).
+type Engine struct {
+	// Shards is the number of shard goroutines; 0 means GOMAXPROCS.
+	Shards int `yaml:"shards"`
+	// QueueSize bounds the events admitted but not yet processed.
+	QueueSize int `yaml:"queue_size"`
+	// AllowedLateness is how far behind the newest event time an event may
+	// arrive before it is marked late.
+	AllowedLateness Duration `yaml:"allowed_lateness"`
+}
+
+// Ingest bounds what producers may send.
+type Ingest struct {
+	// MaxBodyBytes caps one HTTP request body.
+	MaxBodyBytes int64 `yaml:"max_body_bytes"`
+	// MaxLineBytes caps one NDJSON line (one event).
+	MaxLineBytes int `yaml:"max_line_bytes"`
+}
+
+// Alerts configures how findings become alerts.
+type Alerts struct {
+	// Window is the period over which repeated findings fold into one alert.
+	Window Duration `yaml:"window"`
+}
+
+// Detectors holds per-detector settings.
+type Detectors struct {
+	TerminatedIdentity TerminatedIdentity `yaml:"terminated_identity"`
+	Canary             Canary             `yaml:"canary"`
+}
+
+// TerminatedIdentity configures the detector for activity by identities
+// that have left.
+type TerminatedIdentity struct {
+	Enabled bool `yaml:"enabled"`
+	// Grace is how long after termination activity is still tolerated.
+	Grace Duration `yaml:"grace"`
+	// RosterFile lists terminated identities; empty means none.
+	RosterFile string `yaml:"roster_file"`
+}
+
+// Canary configures the detector for access to canary (honeytoken) records.
+type Canary struct {
+	Enabled bool `yaml:"enabled"`
+	// Records are canary record ids, in addition to RecordsFile.
+	Records []string `yaml:"records"`
+	// RecordsFile holds one record id per line; blank lines and # comments
+	// are ignored. Empty means none.
+	RecordsFile string `yaml:"records_file"`
+}
+
+// Default returns the default configuration. It passes Validate.
+func Default() Config {
+	return Config{
+		DataDir: "./haechi-data",
+		Listen:  "127.0.0.1:8470",
+		Log:     Log{Level: "info", Format: "text"},
+		Engine: Engine{
+			Shards:          0,
+			QueueSize:       65536,
+			AllowedLateness: Duration(5 * time.Minute),
+		},
+		Ingest: Ingest{
+			MaxBodyBytes: 16 << 20,
+			MaxLineBytes: 1 << 20,
+		},
+		Alerts: Alerts{Window: Duration(time.Hour)},
+		Detectors: Detectors{
+			TerminatedIdentity: TerminatedIdentity{Enabled: true},
+			Canary:             Canary{Enabled: true},
+		},
+	}
+}
+
+// Load reads the YAML file at path over Default() and validates the result.
+func Load(path string) (Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return Config{}, fmt.Errorf("config: %w", err)
+	}
+	return Parse(data, path)
+}
+
+// Parse is Load on bytes; name (usually the file path) prefixes errors.
+func Parse(data []byte, name string) (Config, error) {
+	cfg := Default()
+	if err := decode(data, name, &cfg); err != nil {
+		return Config{}, err
+	}
+	if err := cfg.Validate(); err != nil {
+		return Config{}, fmt.Errorf("%s: %w", name, err)
+	}
+	return cfg, nil
+}

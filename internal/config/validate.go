@@ -1,0 +1,96 @@
+package config
+
+import (
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+)
+
+// ValidationError lists every problem Validate found, each as
+// "path: problem" with the path spelled as in the YAML file.
+type ValidationError struct {
+	Problems []string
+}
+
+// Error joins the problems: "invalid config: a; b".
+func (e *ValidationError) Error() string {
+	return "invalid config: " + strings.Join(e.Problems, "; ")
+}
+
+// Validate checks c and returns a *ValidationError listing every problem,
+// or nil. It does no I/O.
+func (c *Config) Validate() error {
+	var p []string
+	add := func(path, format string, args ...any) {
+		p = append(p, path+": "+fmt.Sprintf(format, args...))
+	}
+
+	if strings.TrimSpace(c.DataDir) == "" {
+		add("data_dir", "must not be empty")
+	}
+	if msg := checkListen(c.Listen); msg != "" {
+		add("listen", "%s", msg)
+	}
+
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		add("log.level", "unknown level %q (want debug, info, warn or error)", c.Log.Level)
+	}
+	switch c.Log.Format {
+	case "text", "json":
+	default:
+		add("log.format", "unknown format %q (want text or json)", c.Log.Format)
+	}
+
+	if c.Engine.Shards < 0 {
+		add("engine.shards", "must not be negative (0 means one per CPU), got %d", c.Engine.Shards)
+	}
+	if c.Engine.QueueSize < 1 {
+		add("engine.queue_size", "must be at least 1, got %d", c.Engine.QueueSize)
+	}
+	if c.Engine.AllowedLateness < 0 {
+		add("engine.allowed_lateness", "must not be negative, got %s", c.Engine.AllowedLateness)
+	}
+
+	if c.Ingest.MaxBodyBytes <= 0 {
+		add("ingest.max_body_bytes", "must be positive, got %d", c.Ingest.MaxBodyBytes)
+	}
+	if c.Ingest.MaxLineBytes <= 0 {
+		add("ingest.max_line_bytes", "must be positive, got %d", c.Ingest.MaxLineBytes)
+	}
+
+	if c.Alerts.Window <= 0 {
+		add("alerts.window", "must be positive, got %s", c.Alerts.Window)
+	}
+
+	if c.Detectors.TerminatedIdentity.Grace < 0 {
+		add("detectors.terminated_identity.grace", "must not be negative, got %s", c.Detectors.TerminatedIdentity.Grace)
+	}
+	for i, id := range c.Detectors.Canary.Records {
+		if strings.TrimSpace(id) == "" {
+			add(fmt.Sprintf("detectors.canary.records[%d]", i), "empty record id")
+		}
+	}
+
+	if len(p) > 0 {
+		return &ValidationError{Problems: p}
+	}
+	return nil
+}
+
+// checkListen returns what is wrong with a host:port listen address, or "".
+func checkListen(addr string) string {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Sprintf("invalid address %q: %v", addr, err)
+	}
+	if port == "" {
+		return fmt.Sprintf("invalid address %q: missing port", addr)
+	}
+	if _, err := strconv.ParseUint(port, 10, 16); err != nil {
+		return fmt.Sprintf("invalid address %q: port %q is not a number from 0 to 65535", addr, port)
+	}
+	return ""
+}

@@ -1,0 +1,165 @@
+// Package store persists alerts, with the findings folded into them, in an
+// embedded SQLite database (modernc.org/sqlite, pure Go).
+//
+// Contract:
+//
+//   - Open creates the directory (0o750) if needed and the database file
+//     <dir>/haechi.db (0o600), in WAL mode with busy_timeout 5000 ms, foreign
+//     keys on and synchronous NORMAL. It applies pending schema migrations,
+//     each in its own transaction, and refuses a database whose schema
+//     version is newer than SchemaVersion.
+//   - An alert is identified by its ID. SaveAlerts upserts a batch of alerts
+//     in one transaction and replaces each alert's stored findings with the
+//     ones it carries; a batch either commits whole or not at all.
+//   - Times are stored as UTC unix nanoseconds and read back as UTC
+//     time.Time; the zero time is stored as 0 and read back as the zero time
+//     (so the instant 1970-01-01T00:00:00Z itself also reads back as zero).
+//     Times outside the years 1678–2262 cannot be represented.
+//   - Finding.Immediate is not stored and reads back false. A NaN score is
+//     stored as NULL and reads back 0. Findings and Evidence read back as
+//     non-nil (possibly empty) slices.
+//   - ListAlerts returns newest first, by time then ID, both descending.
+//   - A Writer takes alerts off the hot path: Put enqueues (blocking when the
+//     queue is full, never dropping), Run batches and commits them, retrying
+//     failed batches, and Close drains everything queued before returning.
+//
+// A Store is safe for concurrent use. Writes from one process are serialised
+// in-process; several processes may share a database, relying on SQLite's
+// locking and the busy timeout.
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+
+	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
+)
+
+// FileName is the database file's name inside the store directory.
+const FileName = "haechi.db"
+
+// maxOpenConns bounds the connection pool: every modernc connection carries
+// its own page cache and libc state, and WAL lets readers run beside the one
+// writer, so a handful is plenty.
+const maxOpenConns = 4
+
+// ErrNotFound is returned (wrapped) when a requested alert does not exist.
+var ErrNotFound = errors.New("not found")
+
+// Options configure Open.
+type Options struct {
+	// Logger receives migration and diagnostic messages; nil discards them.
+	Logger *slog.Logger
+}
+
+// Store is an open alert database.
+type Store struct {
+	db     *sql.DB
+	path   string
+	logger *slog.Logger
+
+	// writeMu serialises write transactions from this process so they queue
+	// here instead of spinning in SQLite's busy handler.
+	writeMu sync.Mutex
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// Open opens (creating if needed) the store in dir and migrates it to the
+// latest schema version.
+func Open(ctx context.Context, dir string, opts Options) (*Store, error) {
+	logger := opts.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	if dir == "" {
+		return nil, errors.New("open store: empty directory")
+	}
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, fmt.Errorf("open store in %s: %w", dir, err)
+	}
+	if err := os.MkdirAll(abs, 0o750); err != nil {
+		return nil, fmt.Errorf("open store in %s: %w", dir, err)
+	}
+	path := filepath.Join(abs, FileName)
+	// Create the file ourselves so it (and the -wal/-shm files SQLite gives
+	// the same mode) is not world-readable.
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("open store in %s: %w", dir, err)
+	}
+	if err := f.Close(); err != nil {
+		return nil, fmt.Errorf("open store in %s: %w", dir, err)
+	}
+
+	db, err := sql.Open("sqlite", dsn(path))
+	if err != nil {
+		return nil, fmt.Errorf("open store in %s: %w", dir, err)
+	}
+	db.SetMaxOpenConns(maxOpenConns)
+	db.SetMaxIdleConns(maxOpenConns)
+
+	s := &Store{db: db, path: path, logger: logger}
+	if err := s.init(ctx); err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("open store in %s: %w", dir, err)
+	}
+	return s, nil
+}
+
+// dsn builds a "file:" URI for path (escaping characters such as '?' and
+// '%' that would otherwise be taken as URI syntax) with the connection
+// pragmas every pooled connection applies when it is opened. _txlock makes
+// every transaction BEGIN IMMEDIATE: the store only uses transactions to
+// write, and taking the write lock up front avoids the deadlock-prone
+// read-to-write upgrade.
+func dsn(path string) string {
+	q := url.Values{}
+	q.Add("_pragma", "busy_timeout(5000)")
+	q.Add("_pragma", "journal_mode(WAL)")
+	q.Add("_pragma", "foreign_keys(on)")
+	q.Add("_pragma", "synchronous(NORMAL)")
+	q.Set("_txlock", "immediate")
+	u := url.URL{Scheme: "file", Path: filepath.ToSlash(path), RawQuery: q.Encode()}
+	if !strings.HasPrefix(u.Path, "/") { // Windows drive paths
+		u.Path = "/" + u.Path
+	}
+	return u.String()
+}
+
+func (s *Store) init(ctx context.Context) error {
+	if err := s.db.PingContext(ctx); err != nil {
+		return err
+	}
+	var mode string
+	if err := s.db.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&mode); err != nil {
+		return fmt.Errorf("read journal mode: %w", err)
+	}
+	if !strings.EqualFold(mode, "wal") {
+		s.logger.Warn("store: WAL journal mode not in effect", "path", s.path, "journal_mode", mode)
+	}
+	return s.migrate(ctx)
+}
+
+// Path returns the database file's path.
+func (s *Store) Path() string { return s.path }
+
+// Close closes the database. It is safe to call more than once.
+func (s *Store) Close() error {
+	s.closeOnce.Do(func() {
+		if err := s.db.Close(); err != nil {
+			s.closeErr = fmt.Errorf("close store %s: %w", s.path, err)
+		}
+	})
+	return s.closeErr
+}
