@@ -105,8 +105,12 @@ func (s shard) Process(c *engine.Context, key event.EntityKey, ev *event.Event) 
 			from += " [" + ev.Source.Country + "]"
 		}
 	}
+	who := ev.User.ID
+	if who == "" {
+		who = "A client with no user id"
+	}
 	expl := fmt.Sprintf("%s read canary %s %s via %s%s at %s; canary records are never read by legitimate traffic.",
-		key.ID, what, strings.Join(hits, ", "), ev.Action, from, ev.Time.UTC().Format(time.RFC3339))
+		who, what, strings.Join(hits, ", "), ev.Action, from, ev.Time.UTC().Format(time.RFC3339))
 	c.Emit(event.Finding{
 		Kind:        Kind,
 		Title:       "Canary record read",
