@@ -23,15 +23,12 @@ import (
 //     of scalars, unknown keys, duration syntax) with yaml paths and
 //     positions in the errors;
 //  2. go-yaml's decoder with Strict, over the checked input.
-func decode(data []byte, name string, cfg *Config) (err error) {
-	defer func() {
-		// go-yaml has panicked on malformed input in the past; a config
-		// file must never bring the process down with a stack trace.
-		if r := recover(); r != nil {
-			err = fmt.Errorf("%s: cannot decode YAML (decoder panic: %v)", name, r)
-		}
-	}()
-	file, err := parser.ParseBytes(data, 0)
+func decode(data []byte, name string, cfg *Config) error {
+	var file *ast.File
+	err := guard(func() (err error) {
+		file, err = parser.ParseBytes(data, 0)
+		return err
+	})
 	if err != nil {
 		return yamlError(name, err)
 	}
@@ -41,7 +38,11 @@ func decode(data []byte, name string, cfg *Config) (err error) {
 			continue
 		}
 		if body != nil {
-			return posError(name, doc.Body.GetToken(), "", "a second YAML document; a config file holds one")
+			tk := doc.Body.GetToken()
+			if doc.Start != nil {
+				tk = doc.Start
+			}
+			return posError(name, tk, "", "a second YAML document; a config file holds one")
 		}
 		body = doc.Body
 	}
@@ -52,10 +53,23 @@ func decode(data []byte, name string, cfg *Config) (err error) {
 	if err := c.check(body, reflect.TypeFor[Config](), ""); err != nil {
 		return err
 	}
-	if err := yaml.UnmarshalWithOptions(data, cfg, yaml.Strict()); err != nil {
+	err = guard(func() error { return yaml.UnmarshalWithOptions(data, cfg, yaml.Strict()) })
+	if err != nil {
 		return yamlError(name, err)
 	}
 	return nil
+}
+
+// guard runs a go-yaml call, turning a panic into an error: go-yaml has
+// panicked on malformed input in the past, and a config file must not crash
+// the process with a stack trace.
+func guard(f func() error) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("cannot decode YAML (go-yaml panicked: %v)", r)
+		}
+	}()
+	return f()
 }
 
 // yamlError formats a go-yaml error as "name:line:col: message".
@@ -171,6 +185,8 @@ func (c *checker) resolve(n ast.Node) ast.Node {
 // describe names a node's kind for messages.
 func describe(n ast.Node) string {
 	switch v := n.(type) {
+	case nil:
+		return "an alias to no anchor before it"
 	case *ast.MappingNode, *ast.MappingValueNode:
 		return "a mapping"
 	case *ast.SequenceNode:
@@ -240,6 +256,11 @@ func (c *checker) check(n ast.Node, t reflect.Type, path string) error {
 		case *ast.FloatNode:
 			if v.Value == math.Trunc(v.Value) && math.Abs(v.Value) < 1<<62 {
 				return nil
+			}
+		case *ast.StringNode:
+			// go-yaml leaves integers beyond 64 bits as plain strings.
+			if s := strings.TrimLeft(v.Value, "+-"); s != "" && strings.Trim(s, "0123456789") == "" && v.GetToken().Type != token.DoubleQuoteType && v.GetToken().Type != token.SingleQuoteType {
+				return posError(c.name, orig.GetToken(), path, fmt.Sprintf("%s is out of range", v.Value))
 			}
 		}
 		return bad("a whole number")

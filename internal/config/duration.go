@@ -52,6 +52,9 @@ func (d Duration) String() string {
 
 // errNoUnit is the complaint about a number written without a unit.
 func errNoUnit(num string) error {
+	if strings.Trim(num, "0.") == "" {
+		return fmt.Errorf("duration %s needs a unit: write \"0s\"", num)
+	}
 	return fmt.Errorf("duration %s needs a unit, e.g. \"%[1]ss\", \"%[1]sm\", \"%[1]sh\" or \"%[1]sd\"", num)
 }
 

@@ -45,6 +45,11 @@ const (
 	maxQuoted        = 64 // bytes of an offending value quoted in a reason
 )
 
+// allowDup turns off jsontext's duplicate-name check: the seen-fields mask
+// already rejects a contract field given twice (in any spelling), and a
+// repeated unknown member is harmless. It saves ~10% of the decoding time.
+var allowDup = jsontext.AllowDuplicateNames(true)
+
 // Decoder decodes single lines of the event contract. It keeps a reusable
 // JSON tokenizer and small intern caches, so it is not safe for concurrent
 // use: use one per goroutine.
@@ -86,7 +91,7 @@ func (d *Decoder) Decode(line []byte, ev *event.Event) error {
 	}
 	d.seen, d.fcode, d.fwhy = 0, "", ""
 	d.bb = *bytes.NewBuffer(line)
-	d.dec.Reset(&d.bb)
+	d.dec.Reset(&d.bb, allowDup)
 	err := d.decode(ev)
 	// Drop the reference to line so the caller's buffer is not retained.
 	d.bb = bytes.Buffer{}
@@ -114,19 +119,21 @@ func (d *Decoder) decode(ev *event.Event) error {
 	default:
 		return &LineError{Code: CodeInvalidJSON, Reason: "not a JSON object"}
 	}
-	if _, err := d.dec.ReadToken(); err != nil {
+	// jsontext validates the whole object in one pass (syntax, UTF-8,
+	// nesting depth); walk then interprets the validated bytes.
+	obj, err := d.dec.ReadValue()
+	if err != nil {
 		return syntaxError(err)
 	}
-	d.path = d.path[:0]
-	if err := d.object(ev, 0); err != nil {
-		return syntaxError(err)
-	}
-	if k := d.dec.PeekKind(); k != 0 {
-		return &LineError{Code: CodeInvalidJSON, Reason: "invalid JSON: unexpected data after the object"}
+	// Only whitespace may follow the object.
+	if d.dec.PeekKind() != 0 {
+		return errTrailing()
 	}
 	if _, err := d.dec.ReadToken(); err != io.EOF {
-		return syntaxError(err)
+		return errTrailing()
 	}
+	d.path = d.path[:0]
+	d.walk(ev, obj, 0, 0)
 	if d.fcode != "" {
 		return &LineError{Code: d.fcode, Reason: d.fwhy}
 	}
@@ -134,6 +141,10 @@ func (d *Decoder) decode(ev *event.Event) error {
 		return missing(ev)
 	}
 	return nil
+}
+
+func errTrailing() error {
+	return &LineError{Code: CodeInvalidJSON, Reason: "invalid JSON: unexpected data after the object"}
 }
 
 func missing(ev *event.Event) error {
@@ -162,55 +173,118 @@ func syntaxError(err error) error {
 	return &LineError{Code: CodeInvalidJSON, Reason: "invalid JSON: " + oneLine(msg)}
 }
 
-// object decodes the members of an object whose '{' has been read and
-// whose dotted path is d.path[:prefix]. Only syntax errors are returned;
-// field errors are recorded in d.fcode/d.fwhy and decoding goes on, so that
-// malformed JSON takes precedence over an invalid field.
-func (d *Decoder) object(ev *event.Event, prefix int) error {
+// walk interprets the members of the object starting at v[i] == '{',
+// whose dotted path is d.path[:prefix], and returns the index just after
+// it. v has been validated by jsontext; walk never panics even if it were
+// not. Field errors are recorded in d.fcode/d.fwhy.
+func (d *Decoder) walk(ev *event.Event, v []byte, i, prefix int) int {
+	i++
 	for {
-		switch d.dec.PeekKind() {
+		i = skipSpace(v, i)
+		if i >= len(v) {
+			return len(v)
+		}
+		switch v[i] {
 		case '}':
-			_, err := d.dec.ReadToken()
-			return err
-		case 0:
-			_, err := d.dec.ReadToken()
-			if err == nil {
-				err = io.ErrUnexpectedEOF
-			}
-			return err
+			return i + 1
+		case ',':
+			i++
+			continue
+		case '"':
+		default:
+			return len(v) // not reached on valid JSON
 		}
-		name, err := d.dec.ReadValue()
-		if err != nil {
-			return err
+		end := stringEnd(v, i)
+		name := v[i:end]
+		i = skipSpace(v, end)
+		if i >= len(v) || v[i] != ':' || len(name) < 2 {
+			return len(v)
 		}
+		i = skipSpace(v, i+1)
+		if i >= len(v) {
+			return len(v)
+		}
+
 		d.path = d.path[:prefix]
 		if prefix > 0 {
 			d.path = append(d.path, '.')
 		}
 		if bytes.IndexByte(name, '\\') < 0 {
 			d.path = append(d.path, name[1:len(name)-1]...)
-		} else if d.path, err = jsontext.AppendUnquote(d.path, name); err != nil {
-			return err
+		} else if p, err := jsontext.AppendUnquote(d.path, name); err == nil {
+			d.path = p
+		} else {
+			return len(v)
 		}
 		f, group := lookup(d.path)
 		switch {
 		case f != fieldNone:
-			if err := d.field(ev, f); err != nil {
-				return err
-			}
-		case group && d.dec.PeekKind() == '{':
-			if _, err := d.dec.ReadToken(); err != nil {
-				return err
-			}
-			if err := d.object(ev, len(d.path)); err != nil {
-				return err
-			}
+			end = valueEnd(v, i)
+			d.field(ev, f, v[i:end])
+			i = end
+		case group && v[i] == '{':
+			i = d.walk(ev, v, i, len(d.path))
 		default:
-			if err := d.dec.SkipValue(); err != nil {
-				return err
-			}
+			i = valueEnd(v, i)
 		}
 	}
+}
+
+// stringEnd returns the index just after the JSON string starting at
+// v[i] == '"', or len(v).
+func stringEnd(v []byte, i int) int {
+	j := i + 1
+	for j < len(v) {
+		k := bytes.IndexByte(v[j:], '"')
+		if k < 0 {
+			break
+		}
+		j += k
+		n := 0 // backslashes before the quote
+		for p := j - 1; p > i && v[p] == '\\'; p-- {
+			n++
+		}
+		if n%2 == 0 {
+			return j + 1
+		}
+		j++
+	}
+	return len(v)
+}
+
+// valueEnd returns the index just after the JSON value starting at v[i],
+// or len(v).
+func valueEnd(v []byte, i int) int {
+	if i >= len(v) {
+		return len(v)
+	}
+	switch v[i] {
+	case '"':
+		return stringEnd(v, i)
+	case '{', '[':
+		depth := 0
+		for ; i < len(v); i++ {
+			switch v[i] {
+			case '"':
+				i = stringEnd(v, i) - 1
+			case '{', '[':
+				depth++
+			case '}', ']':
+				depth--
+				if depth == 0 {
+					return i + 1
+				}
+			}
+		}
+		return len(v)
+	}
+	for ; i < len(v); i++ {
+		switch v[i] {
+		case ',', '}', ']', ' ', '\t', '\r', '\n':
+			return i
+		}
+	}
+	return len(v)
 }
 
 // fail records the first field error of the line.
@@ -235,19 +309,15 @@ func kindName(v jsontext.Value) string {
 	return "number"
 }
 
-// field reads the value of contract field f into ev.
-func (d *Decoder) field(ev *event.Event, f field) error {
-	v, err := d.dec.ReadValue()
-	if err != nil {
-		return err
-	}
+// field interprets v, the raw value of contract field f.
+func (d *Decoder) field(ev *event.Event, f field, v []byte) {
 	if v[0] == 'n' { // null: absent
-		return nil
+		return
 	}
 	bit := uint64(1) << f
 	if d.seen&bit != 0 {
 		d.fail(f, "field given more than once")
-		return nil
+		return
 	}
 	d.seen |= bit
 
@@ -255,7 +325,7 @@ func (d *Decoder) field(ev *event.Event, f field) error {
 	case fUserRoles, fRecFields, fIdentRoles, fKeyCustodians:
 		s, ok := d.stringSlice(f, v)
 		if !ok {
-			return nil
+			return
 		}
 		switch f {
 		case fUserRoles:
@@ -267,42 +337,43 @@ func (d *Decoder) field(ev *event.Event, f field) error {
 		case fKeyCustodians:
 			ev.Key.Custodians = s
 		}
-		return nil
+		return
 	case fRecIDs:
 		ev.Records.IDs = d.recordIDs(v)
-		return nil
+		return
 	case fStatus, fBodyBytes, fASN:
 		d.integer(ev, f, v)
-		return nil
+		return
 	}
 
 	// The remaining fields are strings.
 	if v[0] != '"' {
 		d.fail(f, "want a string, got "+kindName(v))
-		return nil
+		return
 	}
 	b, err := d.unquote(v)
 	if err != nil {
-		return err
+		d.fail(f, err.Error())
+		return
 	}
 	if len(b) == 0 {
-		return nil // empty string: absent
+		return // empty string: absent
 	}
 	switch f {
 	case fTimestamp, fTokenIssuedAt, fTokenExpiresAt, fIdentTerminatedAt, fKeyRetiredAt:
 		var t time.Time
 		if len(b) > maxQuoted {
 			d.fail(f, "parsing time "+quoteTrunc(b)+": too long for RFC 3339")
-			return nil
+			return
 		}
 		if err := t.UnmarshalText(b); err != nil {
 			d.fail(f, err.Error())
-			return nil
+			return
 		}
 		t = t.UTC()
 		if t.IsZero() {
 			d.fail(f, "time "+strconv.Quote(string(b))+" is the zero time")
-			return nil
+			return
 		}
 		switch f {
 		case fTimestamp:
@@ -321,11 +392,11 @@ func (d *Decoder) field(ev *event.Event, f field) error {
 		if !ok {
 			if len(b) > maxQuoted {
 				d.fail(f, "ParseAddr("+quoteTrunc(b)+"): too long for an IP address")
-				return nil
+				return
 			}
 			if ip, err = netip.ParseAddr(string(b)); err != nil {
 				d.fail(f, err.Error())
-				return nil
+				return
 			}
 			ip = ip.WithZone("").Unmap()
 		}
@@ -377,7 +448,6 @@ func (d *Decoder) field(ev *event.Event, f field) error {
 	case fIdentID:
 		ev.Identity.ID = string(b)
 	}
-	return nil
 }
 
 // unquote returns the contents of the JSON string v, valid until the next

@@ -22,9 +22,11 @@
 //     and source.as.number (0-4294967295) are integers, also accepted as a
 //     string holding one. source.ip is an IPv4 or IPv6 address; an IPv6 zone
 //     is dropped and IPv4-mapped IPv6 addresses are unmapped.
-//   - The same field given twice (as a nested and a dotted key, or as a
-//     duplicate object member) is rejected, as is invalid UTF-8, anything
-//     after the object, and a line that is not a JSON object.
+//   - A contract field given twice with a value (as a nested and a dotted
+//     key, or as a repeated object member) is rejected; repeated unknown
+//     members and repeated groups with distinct fields are not. Invalid
+//     UTF-8, anything after the object, and a line that is not a JSON
+//     object are rejected.
 //
 // A rejected line yields a *LineError carrying the line number, a stable
 // Code (CodeInvalidJSON, CodeMissingField, CodeInvalidField,

@@ -103,11 +103,19 @@ func (s *Store) SaveAlerts(ctx context.Context, alerts []event.Alert) (err error
 	}
 	defer ins.Close()
 
+	// Statements run under a context without cancellation: with a
+	// cancellable one the driver starts a watcher goroutine per statement.
+	// Cancellation is still honoured between alerts below, and database/sql
+	// rolls the transaction back when ctx ends.
+	sctx := context.WithoutCancel(ctx)
 	now := time.Now().UnixNano()
 	var evBuf []byte
 	for i := range alerts {
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("save alerts: %w", err)
+		}
 		a := &alerts[i]
-		if _, err := upsert.ExecContext(ctx,
+		if _, err := upsert.ExecContext(sctx,
 			a.ID, toNanos(a.Time), string(a.Entity.Kind), a.Entity.ID, a.Detector,
 			int64(a.Severity), a.Score, a.Title, a.Explanation, string(a.State),
 			toNanos(a.WindowStart), toNanos(a.WindowEnd), toNanos(a.LastTime),
@@ -115,7 +123,7 @@ func (s *Store) SaveAlerts(ctx context.Context, alerts []event.Alert) (err error
 		); err != nil {
 			return fmt.Errorf("save alert %q: %w", a.ID, err)
 		}
-		if _, err := del.ExecContext(ctx, a.ID); err != nil {
+		if _, err := del.ExecContext(sctx, a.ID); err != nil {
 			return fmt.Errorf("save alert %q: delete findings: %w", a.ID, err)
 		}
 		for seq := range a.Findings {
@@ -124,7 +132,7 @@ func (s *Store) SaveAlerts(ctx context.Context, alerts []event.Alert) (err error
 			if err != nil {
 				return fmt.Errorf("save alert %q: finding %d evidence: %w", a.ID, seq, err)
 			}
-			if _, err := ins.ExecContext(ctx,
+			if _, err := ins.ExecContext(sctx,
 				a.ID, seq, f.Detector, f.Kind, f.Title, string(f.Entity.Kind), f.Entity.ID,
 				toNanos(f.Time), f.Score, int64(f.Severity), f.Explanation, string(evBuf),
 			); err != nil {
@@ -255,9 +263,9 @@ func (s *Store) loadFindings(ctx context.Context, alerts []event.Alert) error {
 	for rows.Next() {
 		var (
 			alertID, entityKind, evidence string
-			seq, tm, sev                        int64
-			score                               sql.NullFloat64
-			f                                   event.Finding
+			seq, tm, sev                  int64
+			score                         sql.NullFloat64
+			f                             event.Finding
 		)
 		if err := rows.Scan(&alertID, &seq, &f.Detector, &f.Kind, &f.Title, &entityKind,
 			&f.Entity.ID, &tm, &score, &sev, &f.Explanation, &evidence); err != nil {

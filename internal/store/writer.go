@@ -58,6 +58,8 @@ type WriterOptions struct {
 // each remaining batch gets a bounded number of attempts; a batch that still
 // fails is logged at error level with its alert IDs and its error is returned
 // from Run and Close.
+//
+// Close the Writer before the Store it writes to.
 type Writer struct {
 	s       *Store
 	opts    WriterOptions
@@ -128,8 +130,8 @@ func (w *Writer) Put(ctx context.Context, a event.Alert) error {
 	return w.send(ctx, writerItem{alert: a})
 }
 
-// Flush blocks until everything Put before it has been committed (or given
-// up, in which case it returns that batch's error). It returns ctx's error if
+// Flush blocks until everything Put before it has been committed, or
+// returns the error of a batch that was given up. It returns ctx's error if
 // ctx ends first and ErrWriterClosed if the writer is closed.
 func (w *Writer) Flush(ctx context.Context) error {
 	ch := make(chan error, 1)
@@ -303,7 +305,7 @@ func (w *Writer) loop(ctx context.Context) error {
 // gives the batch up.
 func (w *Writer) flush(ctx context.Context, b *batch) {
 	if len(b.alerts) == 0 {
-		b.finish(nil)
+		b.finish(w.err) // w.err: an earlier batch was given up
 		return
 	}
 	final := w.stopping()
@@ -319,7 +321,7 @@ func (w *Writer) flush(ctx context.Context, b *batch) {
 			if attempt > 1 {
 				w.logger.Info("store: alert batch committed after retry", "alerts", len(b.alerts), "attempts", attempt)
 			}
-			b.finish(nil)
+			b.finish(w.err)
 			return
 		}
 		if final && attempt >= maxAttempts {

@@ -21,8 +21,8 @@ CREATE TABLE alerts (
 
 -- Newest-first listing walks this index backwards.
 CREATE INDEX alerts_time_idx ON alerts (time, id);
--- Per-entity listing; time makes the newest-first order index-only.
-CREATE INDEX alerts_entity_idx ON alerts (entity_kind, entity_id, time);
+-- Per-entity listing; (time, id) keep the newest-first order sort-free.
+CREATE INDEX alerts_entity_idx ON alerts (entity_kind, entity_id, time, id);
 
 CREATE TABLE findings (
 	alert_id    TEXT NOT NULL REFERENCES alerts (id) ON DELETE CASCADE,

@@ -1,0 +1,241 @@
+package api_test
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/haechi-sec/haechi/internal/api"
+	"github.com/haechi-sec/haechi/internal/event"
+	"github.com/haechi-sec/haechi/internal/store"
+)
+
+type fakeStore struct {
+	q      store.AlertQuery
+	alerts []event.Alert
+}
+
+func (f *fakeStore) ListAlerts(_ context.Context, q store.AlertQuery) ([]event.Alert, error) {
+	f.q = q
+	return f.alerts, nil
+}
+
+func (f *fakeStore) GetAlert(_ context.Context, id string) (event.Alert, error) {
+	for _, a := range f.alerts {
+		if a.ID == id {
+			return a, nil
+		}
+	}
+	return event.Alert{}, store.ErrNotFound
+}
+
+type fixture struct {
+	srv      *httptest.Server
+	ingested []event.Event
+	busy     bool
+	st       *fakeStore
+	reg      *prometheus.Registry
+}
+
+func newFixture(t *testing.T, maxBody int64) *fixture {
+	t.Helper()
+	f := &fixture{st: &fakeStore{}, reg: prometheus.NewRegistry()}
+	h := api.New(api.Options{
+		Ingest: func(evs []event.Event) error {
+			if f.busy {
+				return api.ErrBusy
+			}
+			f.ingested = append(f.ingested, evs...)
+			return nil
+		},
+		Alerts:       f.st,
+		MaxBodyBytes: maxBody,
+		Gatherer:     f.reg,
+		Registerer:   f.reg,
+	})
+	f.srv = httptest.NewServer(h)
+	t.Cleanup(f.srv.Close)
+	return f
+}
+
+func (f *fixture) post(t *testing.T, body []byte, gz bool) (*http.Response, map[string]any) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, f.srv.URL+"/v1/events", bytes.NewReader(body))
+	if gz {
+		req.Header.Set("Content-Encoding", "gzip")
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var m map[string]any
+	if err := json.NewDecoder(resp.Body).Decode(&m); err != nil {
+		t.Fatalf("answer is not JSON: %v", err)
+	}
+	return resp, m
+}
+
+func contract(t *testing.T) []byte {
+	b, err := os.ReadFile("../../testdata/contract-events.ndjson")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func TestIngestContract(t *testing.T) {
+	f := newFixture(t, 0)
+	resp, m := f.post(t, contract(t), false)
+	if resp.StatusCode != 200 || m["accepted"] != 15.0 || m["rejected"] != 0.0 {
+		t.Fatalf("%s %v", resp.Status, m)
+	}
+	if len(f.ingested) != 15 || f.ingested[0].Line != 1 || f.ingested[14].Line != 15 {
+		t.Fatalf("ingested %d events", len(f.ingested))
+	}
+}
+
+func TestIngestGzipAndRejects(t *testing.T) {
+	f := newFixture(t, 0)
+	body := append(contract(t), []byte("not json\n{\"@timestamp\":\"2025-01-01T00:00:00Z\",\"event\":{\"dataset\":\"x\"}}\n")...)
+	var buf bytes.Buffer
+	zw := gzip.NewWriter(&buf)
+	zw.Write(body)
+	zw.Close()
+	resp, m := f.post(t, buf.Bytes(), true)
+	if resp.StatusCode != 200 || m["accepted"] != 15.0 || m["rejected"] != 2.0 {
+		t.Fatalf("%s %v", resp.Status, m)
+	}
+	errs := m["errors"].([]any)
+	first := errs[0].(map[string]any)
+	second := errs[1].(map[string]any)
+	if first["line"] != 16.0 || first["code"] != "invalid_json" || second["line"] != 17.0 || second["code"] != "missing_field" || second["reason"] == "" {
+		t.Fatalf("errors %v", errs)
+	}
+	metrics := f.get(t, "/metrics")
+	for _, want := range []string{"haechi_events_received_total 15", `haechi_events_rejected_total{reason="invalid_json"} 1`, `haechi_events_rejected_total{reason="missing_field"} 1`} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+}
+
+func TestIngestTooLarge(t *testing.T) {
+	f := newFixture(t, 4000)
+	resp, m := f.post(t, contract(t), false)
+	if resp.StatusCode != http.StatusRequestEntityTooLarge || m["error"] == nil {
+		t.Fatalf("%s %v", resp.Status, m)
+	}
+	// Chunked (no Content-Length) and gzip bombs are caught while reading.
+	var buf bytes.Buffer
+	zw := gzip.NewWriter(&buf)
+	zw.Write(bytes.Repeat(contract(t), 10))
+	zw.Close()
+	if buf.Len() >= 4000 {
+		t.Fatalf("test body compresses to %d bytes", buf.Len())
+	}
+	resp, _ = f.post(t, buf.Bytes(), true)
+	if resp.StatusCode != http.StatusRequestEntityTooLarge {
+		t.Fatalf("decompressed over the limit: %s", resp.Status)
+	}
+	req, _ := http.NewRequest(http.MethodPost, f.srv.URL+"/v1/events", io.MultiReader(bytes.NewReader(contract(t))))
+	req.ContentLength = -1
+	r2, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r2.Body.Close()
+	if r2.StatusCode != http.StatusRequestEntityTooLarge {
+		t.Fatalf("chunked over the limit: %s", r2.Status)
+	}
+	if len(f.ingested) != 0 {
+		t.Fatalf("oversized bodies were partly ingested: %d events", len(f.ingested))
+	}
+}
+
+func TestIngestBusy(t *testing.T) {
+	f := newFixture(t, 0)
+	f.busy = true
+	resp, _ := f.post(t, contract(t), false)
+	if resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") != "1" {
+		t.Fatalf("%s Retry-After=%q", resp.Status, resp.Header.Get("Retry-After"))
+	}
+}
+
+func TestIngestBadEncoding(t *testing.T) {
+	f := newFixture(t, 0)
+	req, _ := http.NewRequest(http.MethodPost, f.srv.URL+"/v1/events", strings.NewReader("x"))
+	req.Header.Set("Content-Encoding", "br")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnsupportedMediaType {
+		t.Fatalf("%s", resp.Status)
+	}
+	resp2, _ := f.post(t, []byte("not gzip"), true)
+	if resp2.StatusCode != http.StatusBadRequest {
+		t.Fatalf("%s", resp2.Status)
+	}
+}
+
+func (f *fixture) get(t *testing.T, path string) string {
+	t.Helper()
+	resp, err := http.Get(f.srv.URL + path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return string(b)
+}
+
+func TestAlerts(t *testing.T) {
+	f := newFixture(t, 0)
+	f.st.alerts = []event.Alert{{ID: "al-1", Entity: event.EntityKey{Kind: "principal", ID: "e:1"}, Severity: event.SeverityCritical, Findings: []event.Finding{}}}
+	var list struct {
+		Alerts []event.Alert `json:"alerts"`
+	}
+	if err := json.Unmarshal([]byte(f.get(t, "/v1/alerts?limit=5&since=2025-01-01T00:00:00Z&entity=principal:e:1")), &list); err != nil {
+		t.Fatal(err)
+	}
+	if len(list.Alerts) != 1 || f.st.q.Limit != 5 || !f.st.q.Since.Equal(time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)) || f.st.q.Entity.ID != "e:1" {
+		t.Fatalf("list %+v query %+v", list, f.st.q)
+	}
+	for _, bad := range []string{"limit=0", "limit=x", "limit=5000", "since=yesterday", "entity=e1"} {
+		resp, err := http.Get(f.srv.URL + "/v1/alerts?" + bad)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusBadRequest {
+			t.Errorf("%s: %s, want 400", bad, resp.Status)
+		}
+	}
+	if !strings.Contains(f.get(t, "/v1/alerts/al-1"), `"severity":"critical"`) {
+		t.Error("GET /v1/alerts/al-1")
+	}
+	resp, _ := http.Get(f.srv.URL + "/v1/alerts/nope")
+	resp.Body.Close()
+	if resp.StatusCode != 404 {
+		t.Errorf("unknown alert: %s", resp.Status)
+	}
+	if got := f.get(t, "/healthz"); !strings.Contains(got, "ok") {
+		t.Errorf("healthz %q", got)
+	}
+	f.st.alerts = nil
+	if got := f.get(t, "/v1/alerts"); !strings.Contains(got, `"alerts":[]`) {
+		t.Errorf("empty list renders as %q", got)
+	}
+}

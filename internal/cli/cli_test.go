@@ -1,0 +1,196 @@
+package cli_test
+
+import (
+	"bufio"
+	"bytes"
+	"compress/gzip"
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/haechi-sec/haechi/internal/cli"
+	"github.com/haechi-sec/haechi/internal/event"
+	"github.com/haechi-sec/haechi/internal/store"
+)
+
+const contractPath = "../../testdata/contract-events.ndjson"
+
+func run(t *testing.T, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code = cli.Run(context.Background(), args, &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+func alerts(t *testing.T, stdout string) []event.Alert {
+	t.Helper()
+	var as []event.Alert
+	sc := bufio.NewScanner(strings.NewReader(stdout))
+	for sc.Scan() {
+		var a event.Alert
+		if err := json.Unmarshal(sc.Bytes(), &a); err != nil {
+			t.Fatalf("stdout line is not an alert: %v\n%s", err, sc.Text())
+		}
+		as = append(as, a)
+	}
+	return as
+}
+
+func TestReplayContract(t *testing.T) {
+	code, stdout, stderr := run(t, "replay", "--no-store", contractPath)
+	if code != 0 {
+		t.Fatalf("exit %d\n%s", code, stderr)
+	}
+	as := alerts(t, stdout)
+	if len(as) != 1 {
+		t.Fatalf("got %d alerts, want 1:\n%s", len(as), stdout)
+	}
+	a := as[0]
+	if a.Entity != (event.EntityKey{Kind: event.EntityPrincipal, ID: "e:1042"}) || a.Severity != event.SeverityCritical || a.Detector != "terminated_identity" {
+		t.Errorf("alert %+v", a)
+	}
+	if len(a.Findings) != 1 || len(a.Findings[0].Evidence) != 2 || a.Findings[0].Explanation == "" {
+		t.Errorf("findings %+v", a.Findings)
+	}
+	if !strings.Contains(stderr, "replay: 15 events read, 0 rejected, 1 findings, 1 alerts") {
+		t.Errorf("summary missing from stderr:\n%s", stderr)
+	}
+}
+
+func TestReplayCanary(t *testing.T) {
+	code, stdout, stderr := run(t, "replay", "--no-store", "--canary-records", "70000003", contractPath)
+	if code != 0 {
+		t.Fatalf("exit %d\n%s", code, stderr)
+	}
+	dets := map[string]string{}
+	for _, a := range alerts(t, stdout) {
+		dets[a.Detector] = a.Entity.ID
+	}
+	if dets["canary_record"] != "e:1042" || dets["terminated_identity"] != "e:1042" {
+		t.Fatalf("alerts by detector %v, want canary and terminated alerts on e:1042", dets)
+	}
+}
+
+func TestReplayBrokenLineInTheMiddle(t *testing.T) {
+	lines := strings.Split(strings.TrimRight(readFile(t, contractPath), "\n"), "\n")
+	broken := append(append(append([]string{}, lines[:7]...), `{"@timestamp":"2025-06-24T09:00:03Z","event":{"dataset":`), lines[7:]...)
+	path := filepath.Join(t.TempDir(), "broken.ndjson")
+	writeFile(t, path, strings.Join(broken, "\n")+"\n")
+	code, stdout, stderr := run(t, "replay", "--no-store", path)
+	if code != 0 {
+		t.Fatalf("exit %d\n%s", code, stderr)
+	}
+	if !strings.Contains(stderr, path+":8: rejected (invalid_json)") {
+		t.Errorf("line 8 not reported:\n%s", stderr)
+	}
+	if !strings.Contains(stderr, "15 events read, 1 rejected") {
+		t.Errorf("summary:\n%s", stderr)
+	}
+	if len(alerts(t, stdout)) != 1 {
+		t.Errorf("the lines after the broken one were not processed:\n%s", stdout)
+	}
+}
+
+func TestReplayGzipAndStore(t *testing.T) {
+	dir := t.TempDir()
+	var buf bytes.Buffer
+	zw := gzip.NewWriter(&buf)
+	zw.Write([]byte(readFile(t, contractPath)))
+	zw.Close()
+	path := filepath.Join(dir, "events.ndjson.gz")
+	writeFile(t, path, buf.String())
+	data := filepath.Join(dir, "data")
+	code, stdout, stderr := run(t, "replay", "--data-dir", data, path)
+	if code != 0 || len(alerts(t, stdout)) != 1 {
+		t.Fatalf("exit %d\n%s\n%s", code, stdout, stderr)
+	}
+	// Replaying again is idempotent: same alert id, one stored alert.
+	if code, _, stderr := run(t, "replay", "--data-dir", data, path); code != 0 {
+		t.Fatalf("second replay: exit %d\n%s", code, stderr)
+	}
+	st, err := store.Open(context.Background(), data, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	n, err := st.CountAlerts(context.Background())
+	if err != nil || n != 1 {
+		t.Fatalf("stored alerts: %d, %v; want 1", n, err)
+	}
+}
+
+func TestReplayErrors(t *testing.T) {
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "bad.yaml")
+	writeFile(t, bad, "engine:\n  queue_sise: 10\n")
+	for _, tc := range []struct {
+		name string
+		args []string
+		code int
+		msg  string
+	}{
+		{"missing file", []string{"replay", "--no-store", filepath.Join(dir, "nope.ndjson")}, 1, "nope.ndjson"},
+		{"directory", []string{"replay", "--no-store", dir}, 1, "not a regular file"},
+		{"bad config", []string{"--config", bad, "replay", "--no-store", contractPath}, 2, "queue_sise"},
+		{"missing config", []string{"--config", filepath.Join(dir, "none.yaml"), "replay", contractPath}, 2, "none.yaml"},
+		{"no files", []string{"replay"}, 2, "expected"},
+		{"unknown flag", []string{"replay", "--bogus", contractPath}, 2, "bogus"},
+		{"bad roster", []string{"replay", "--no-store", "--roster", filepath.Join(dir, "r.ndjson"), contractPath}, 1, "roster"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			code, _, stderr := run(t, tc.args...)
+			if code != tc.code || !strings.Contains(stderr, tc.msg) {
+				t.Errorf("exit %d (want %d), stderr:\n%s\nwant it to mention %q", code, tc.code, stderr, tc.msg)
+			}
+		})
+	}
+}
+
+func TestReplayRosterSnapshot(t *testing.T) {
+	dir := t.TempDir()
+	roster := filepath.Join(dir, "roster.ndjson")
+	writeFile(t, roster, `{"@timestamp":"2025-01-01T00:00:00Z","event":{"dataset":"hr.roster","action":"identity.terminated"},"identity":{"id":"e:2210","status":"terminated","terminated_at":"2025-05-01T00:00:00Z"}}`+"\n")
+	code, stdout, stderr := run(t, "replay", "--no-store", "--roster", roster, contractPath)
+	if code != 0 {
+		t.Fatalf("exit %d\n%s", code, stderr)
+	}
+	got := map[string]bool{}
+	for _, a := range alerts(t, stdout) {
+		got[a.Entity.ID] = true
+	}
+	if !got["e:2210"] || !got["e:1042"] {
+		t.Fatalf("alerts for %v, want e:2210 (from the snapshot) and e:1042", got)
+	}
+}
+
+func TestHelpAndVersion(t *testing.T) {
+	for _, args := range [][]string{{"--help"}, {"replay", "--help"}, {"serve", "--help"}, {"demo", "--help"}} {
+		code, stdout, _ := run(t, args...)
+		if code != 0 || !strings.Contains(stdout, "Usage: haechi") {
+			t.Errorf("%v: exit %d\n%s", args, code, stdout)
+		}
+	}
+	code, stdout, _ := run(t, "version")
+	if code != 0 || !strings.HasPrefix(stdout, "haechi ") {
+		t.Errorf("version: exit %d %q", code, stdout)
+	}
+}
+
+func readFile(t *testing.T, p string) string {
+	t.Helper()
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+func writeFile(t *testing.T, p, s string) {
+	t.Helper()
+	if err := os.WriteFile(p, []byte(s), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
