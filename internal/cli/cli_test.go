@@ -194,3 +194,18 @@ func writeFile(t *testing.T, p, s string) {
 		t.Fatal(err)
 	}
 }
+
+func TestDemo(t *testing.T) {
+	if testing.Short() {
+		t.Skip("demo runs a live server for a few seconds")
+	}
+	code, stdout, stderr := run(t, "demo", "--exit-after", "10ms")
+	if code != 0 {
+		t.Fatalf("exit %d\n%s\n%s", code, stdout, stderr)
+	}
+	for _, want := range []string{"detected 4 alert(s)", "principal:e:1042", "principal:c:0315", "Canary record read", "/v1/alerts", "stopped"} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("demo output lacks %q:\n%s", want, stdout)
+		}
+	}
+}
