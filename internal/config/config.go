@@ -11,8 +11,11 @@
 //   - Decoding is strict: an unknown key, a second YAML document, a value of
 //     the wrong type (a list where a number belongs, 1.5 or "10" for an
 //     integer, yes for a boolean) or a bad duration is an error naming the
-//     file, line and column: "haechi.yml:3:5: engine.queue_sise: unknown
-//     key (want ...)". Decoding stops at the first such error.
+//     file, line and column: "haechi.yml:3:3: engine.queue_sise: unknown
+//     key (want shards, queue_size, allowed_lateness)". Decoding stops at
+//     the first such error. Anchors, aliases and merge keys (<<) work; YAML
+//     tags (!!str) are rejected; a string field given a number that would
+//     not survive as written (007, 0x1F, 1.50) must be quoted.
 //   - Validate then reports every remaining problem at once as a
 //     *ValidationError, one "path: problem" entry each, paths spelled as in
 //     the file (engine.queue_size, detectors.canary.records[2]).

@@ -2,6 +2,7 @@ package config
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -192,7 +193,7 @@ func TestFullExampleHasEveryKey(t *testing.T) {
 }
 
 func TestEmptyMeansDefaults(t *testing.T) {
-	for _, src := range []string{"", "\n", "# only a comment\n", "---\n", "---\n...\n", "null\n", "~", "---\n---\n"} {
+	for _, src := range []string{"", "\n", "# only a comment\n", "---\n", "---\n...\n", "null\n", "~", "---\n---\n", "&a ~\n", "--- &a null\n", "{}\n"} {
 		got, err := Parse([]byte(src), "t.yml")
 		if err != nil {
 			t.Errorf("Parse(%q): %v", src, err)
@@ -233,7 +234,9 @@ func TestDecodeErrors(t *testing.T) {
 		{"merge list", "log: &l {level: warn}\nalerts:\n  <<: [*l]\n", "alerts.level: unknown key"},
 		{"alias to list into int", "detectors: {canary: {records: &r [a]}}\nengine: {shards: *r}\n", "2:18: engine.shards: want a whole number, got a list"},
 		{"alias to number as duration", "engine:\n  shards: &n 3\nalerts:\n  window: *n\n", "4:11: alerts.window: duration 3 needs a unit"},
-		{"tagged int as duration", "alerts:\n  window: !!str 30\n", "alerts.window: duration 30 needs a unit"},
+		{"tag", "alerts:\n  window: !!str 30m\n", "2:11: alerts.window: YAML tags (!!str) are not supported"},
+		{"tag on section", "log: !!map {level: warn}\n", "log: YAML tags (!!map) are not supported"},
+		{"tagged key", "!!str listen: ':1'\n", "keys must be plain strings"},
 		{"infinity for int", "engine:\n  queue_size: .inf\n", "engine.queue_size: want a whole number, got number .inf"},
 		{"negative infinity for int", "engine:\n  queue_size: -.inf\n", "want a whole number"},
 		{"string for int", "engine:\n  shards: \"4\"\n", "engine.shards: want a whole number, got string \"4\""},
@@ -245,6 +248,7 @@ func TestDecodeErrors(t *testing.T) {
 		{"unknown anchor", "listen: *nope\n", "t.yml:1:"},
 		{"tab indentation", "log:\n\tlevel: info\n", "t.yml:2:"},
 		{"self merge", "engine: &e\n  <<: *e\n", "t.yml:"},
+		{"alias fan-out", laughs(), "aliases expand to too many values"},
 		{"duration out of range", "alerts:\n  window: 200000d\n", "out of range"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -347,4 +351,17 @@ func TestCanaryRecordIDs(t *testing.T) {
 	if ids, err := Default().CanaryRecordIDs(); err != nil || len(ids) != 0 {
 		t.Errorf("defaults: got %v, %v", ids, err)
 	}
+}
+
+// laughs builds sections that each merge the previous one many times over.
+func laughs() string {
+	var b strings.Builder
+	b.WriteString("log: &a0 {}\n")
+	prev := "a0"
+	for i, sec := range []string{"engine", "ingest", "alerts", "detectors"} {
+		name := fmt.Sprintf("a%d", i+1)
+		fmt.Fprintf(&b, "%s: &%s\n  <<: [%s]\n", sec, name, strings.TrimSuffix(strings.Repeat("*"+prev+", ", 100), ", "))
+		prev = name
+	}
+	return b.String()
 }

@@ -46,10 +46,13 @@ func decode(data []byte, name string, cfg *Config) error {
 		}
 		body = doc.Body
 	}
-	if body == nil || body.Type() == ast.NullType {
+	if body == nil {
 		return nil // empty file: the defaults
 	}
 	c := checker{name: name, anchors: collectAnchors(file)}
+	if r := c.resolve(body); r != nil && r.Type() == ast.NullType {
+		return nil // a lone null ("~", "&a null"): the defaults, which go-yaml would zero
+	}
 	if err := c.check(body, reflect.TypeFor[Config](), ""); err != nil {
 		return err
 	}
@@ -147,21 +150,24 @@ type checker struct {
 	name    string
 	anchors map[string][]anchor
 	depth   int
+	visits  int
 }
 
 // maxDepth bounds recursion through merge keys (which can be cyclic).
 const maxDepth = 64
 
+// maxVisits bounds the values checked, so aliases fanning out through merge
+// keys ("billion laughs") fail fast here, before go-yaml expands them.
+const maxVisits = 100_000
+
 var durationType = reflect.TypeFor[Duration]()
 
-// resolve strips anchors and tags and follows aliases. It returns nil for
+// resolve strips anchors and follows aliases. It returns nil for
 // an alias to an unknown anchor (go-yaml reports that itself).
 func (c *checker) resolve(n ast.Node) ast.Node {
 	for hops := 0; n != nil && hops < maxDepth; hops++ {
 		switch v := n.(type) {
 		case *ast.AnchorNode:
-			n = v.Value
-		case *ast.TagNode:
 			n = v.Value
 		case *ast.AliasNode:
 			if v.Value == nil || v.Value.GetToken() == nil {
@@ -210,14 +216,28 @@ func (c *checker) check(n ast.Node, t reflect.Type, path string) error {
 		return nil
 	}
 	c.depth++
+	c.visits++
 	defer func() { c.depth-- }()
 	if c.depth > maxDepth {
 		return posError(c.name, n.GetToken(), path, "nested too deeply")
+	}
+	if c.visits > maxVisits {
+		return posError(c.name, n.GetToken(), path, "aliases expand to too many values")
 	}
 	orig := n
 	n = c.resolve(n)
 	if n == nil || n.Type() == ast.NullType {
 		return nil // null keeps the default; unknown aliases are go-yaml's to report
+	}
+	if tag, ok := n.(*ast.TagNode); ok {
+		// go-yaml applies some tags (!!binary decodes base64, !!str keeps
+		// 007 as written) that this check would have to mirror; a config
+		// file has no need for them.
+		text := "!"
+		if tk := tag.GetToken(); tk != nil {
+			text = tk.Value
+		}
+		return posError(c.name, orig.GetToken(), path, fmt.Sprintf("YAML tags (%s) are not supported; quote the value if it must be a string", text))
 	}
 	bad := func(want string) error {
 		return posError(c.name, orig.GetToken(), path, fmt.Sprintf("want %s, got %s", want, describe(n)))

@@ -3,6 +3,8 @@ package config
 import (
 	"os"
 	"path/filepath"
+	"reflect"
+	"strings"
 	"testing"
 )
 
@@ -19,15 +21,36 @@ func FuzzParse(f *testing.F) {
 	}
 	f.Add([]byte("a: &a [*a]\n"))
 	f.Add([]byte("engine: &e {<<: *e}\n"))
+	f.Add([]byte("&a ~\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		c, err := Parse(data, "fuzz.yml")
-		if err != nil {
+		if err == nil {
+			if err := c.Validate(); err != nil {
+				t.Fatalf("Parse succeeded but Validate fails: %v\n%q", err, data)
+			}
+		}
+		// Decoding may change only fields whose key the input names.
+		got := Default()
+		if decode(data, "fuzz.yml", &got) != nil {
 			return
 		}
-		if err := c.Validate(); err != nil {
-			t.Fatalf("Parse succeeded but Validate fails: %v\n%q", err, data)
-		}
+		untouched(t, reflect.ValueOf(got), reflect.ValueOf(Default()), "", string(data))
 	})
+}
+
+func untouched(t *testing.T, got, def reflect.Value, path, data string) {
+	for i := range got.NumField() {
+		f := got.Type().Field(i)
+		key := yamlKey(f)
+		p := join(path, key)
+		if f.Type.Kind() == reflect.Struct {
+			untouched(t, got.Field(i), def.Field(i), p, data)
+			continue
+		}
+		if !strings.Contains(data, key) && !reflect.DeepEqual(got.Field(i).Interface(), def.Field(i).Interface()) {
+			t.Fatalf("%s changed to %v though the input never names it:\n%q", p, got.Field(i), data)
+		}
+	}
 }
 
 func FuzzParseDuration(f *testing.F) {

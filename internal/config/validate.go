@@ -50,8 +50,8 @@ func (c *Config) Validate() error {
 	if c.Engine.QueueSize < 1 {
 		add("engine.queue_size", "must be at least 1, got %d", c.Engine.QueueSize)
 	}
-	if c.Engine.AllowedLateness < 0 {
-		add("engine.allowed_lateness", "must not be negative, got %s", c.Engine.AllowedLateness)
+	if c.Engine.AllowedLateness <= 0 {
+		add("engine.allowed_lateness", "must be positive (use e.g. 1s for input that is strictly in order), got %s", c.Engine.AllowedLateness)
 	}
 
 	if c.Ingest.MaxBodyBytes <= 0 {
