@@ -109,6 +109,9 @@ type Stage struct {
 	closed   int
 	nFinding int
 	wm       time.Time
+	// nextClose is the earliest moment an open alert may close; Advance
+	// scans only once the watermark has passed it.
+	nextClose time.Time
 
 	alerts   *prometheus.CounterVec
 	openG    prometheus.Gauge
@@ -206,6 +209,9 @@ func (s *Stage) add(f *event.Finding) {
 		}}
 		s.append(o, f)
 		s.open[k] = o
+		if c := o.a.WindowEnd.Add(s.opts.Lateness); len(s.open) == 1 || c.Before(s.nextClose) {
+			s.nextClose = c
+		}
 		s.raised++
 		s.alerts.WithLabelValues(f.Detector, f.Severity.String()).Inc()
 		s.emit(Raised, &o.a)
@@ -245,12 +251,20 @@ func (s *Stage) Advance(wm time.Time) {
 		return
 	}
 	s.wm = wm
+	if len(s.open) == 0 || !s.nextClose.Before(wm) {
+		return
+	}
 	var done []groupKey
+	var next time.Time
 	for k, o := range s.open {
-		if o.a.WindowEnd.Add(s.opts.Lateness).Before(wm) {
+		c := o.a.WindowEnd.Add(s.opts.Lateness)
+		if c.Before(wm) {
 			done = append(done, k)
+		} else if next.IsZero() || c.Before(next) {
+			next = c
 		}
 	}
+	s.nextClose = next
 	s.closeAll(done)
 }
 

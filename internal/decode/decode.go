@@ -2,9 +2,11 @@ package decode
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"io"
 	"math"
+	"math/bits"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -93,8 +95,9 @@ func (d *Decoder) Decode(line []byte, ev *event.Event) error {
 	d.bb = *bytes.NewBuffer(line)
 	d.dec.Reset(&d.bb, allowDup)
 	err := d.decode(ev)
-	// Drop the reference to line so the caller's buffer is not retained.
+	// Drop every reference to line so the caller's buffer is not retained.
 	d.bb = bytes.Buffer{}
+	d.dec.Reset(&d.bb, allowDup)
 	if cap(d.scratch) > maxScratch {
 		d.scratch = make([]byte, 0, 256)
 	}
@@ -194,7 +197,7 @@ func (d *Decoder) walk(ev *event.Event, v []byte, i, prefix int) int {
 		default:
 			return len(v) // not reached on valid JSON
 		}
-		end := stringEnd(v, i)
+		end, escaped := stringEnd(v, i)
 		name := v[i:end]
 		i = skipSpace(v, end)
 		if i >= len(v) || v[i] != ':' || len(name) < 2 {
@@ -209,7 +212,7 @@ func (d *Decoder) walk(ev *event.Event, v []byte, i, prefix int) int {
 		if prefix > 0 {
 			d.path = append(d.path, '.')
 		}
-		if bytes.IndexByte(name, '\\') < 0 {
+		if !escaped {
 			d.path = append(d.path, name[1:len(name)-1]...)
 		} else if p, err := jsontext.AppendUnquote(d.path, name); err == nil {
 			d.path = p
@@ -219,8 +222,12 @@ func (d *Decoder) walk(ev *event.Event, v []byte, i, prefix int) int {
 		f, group := lookup(d.path)
 		switch {
 		case f != fieldNone:
-			end = valueEnd(v, i)
-			d.field(ev, f, v[i:end])
+			if v[i] == '"' {
+				end, escaped = stringEnd(v, i)
+			} else {
+				end, escaped = valueEnd(v, i), true
+			}
+			d.field(ev, f, v[i:end], escaped)
 			i = end
 		case group && v[i] == '{':
 			i = d.walk(ev, v, i, len(d.path))
@@ -231,25 +238,38 @@ func (d *Decoder) walk(ev *event.Event, v []byte, i, prefix int) int {
 }
 
 // stringEnd returns the index just after the JSON string starting at
-// v[i] == '"', or len(v).
-func stringEnd(v []byte, i int) int {
-	j := i + 1
-	for j < len(v) {
-		k := bytes.IndexByte(v[j:], '"')
-		if k < 0 {
-			break
+// v[i] == '"' (or len(v)), and whether the string has escapes. It looks
+// at eight bytes at a time for a quote or a backslash.
+func stringEnd(v []byte, i int) (end int, escaped bool) {
+	const (
+		lo = 0x0101010101010101
+		hi = 0x8080808080808080
+		qq = lo * '"'
+		bs = lo * '\\'
+	)
+	i++
+	for i < len(v) {
+		if i+8 <= len(v) {
+			x := binary.LittleEndian.Uint64(v[i:])
+			q, b := x^qq, x^bs
+			m := ((q-lo)&^q | (b-lo)&^b) & hi
+			if m == 0 {
+				i += 8
+				continue
+			}
+			i += bits.TrailingZeros64(m) >> 3 // first quote or backslash
 		}
-		j += k
-		n := 0 // backslashes before the quote
-		for p := j - 1; p > i && v[p] == '\\'; p-- {
-			n++
+		switch v[i] {
+		case '"':
+			return i + 1, escaped
+		case '\\':
+			escaped = true
+			i += 2
+		default:
+			i++
 		}
-		if n%2 == 0 {
-			return j + 1
-		}
-		j++
 	}
-	return len(v)
+	return len(v), escaped
 }
 
 // valueEnd returns the index just after the JSON value starting at v[i],
@@ -260,13 +280,15 @@ func valueEnd(v []byte, i int) int {
 	}
 	switch v[i] {
 	case '"':
-		return stringEnd(v, i)
+		end, _ := stringEnd(v, i)
+		return end
 	case '{', '[':
 		depth := 0
 		for ; i < len(v); i++ {
 			switch v[i] {
 			case '"':
-				i = stringEnd(v, i) - 1
+				end, _ := stringEnd(v, i)
+				i = end - 1
 			case '{', '[':
 				depth++
 			case '}', ']':
@@ -310,7 +332,8 @@ func kindName(v jsontext.Value) string {
 }
 
 // field interprets v, the raw value of contract field f.
-func (d *Decoder) field(ev *event.Event, f field, v []byte) {
+// escaped is false only for a string known to have no escapes.
+func (d *Decoder) field(ev *event.Event, f field, v []byte, escaped bool) {
 	if v[0] == 'n' { // null: absent
 		return
 	}
@@ -351,10 +374,13 @@ func (d *Decoder) field(ev *event.Event, f field, v []byte) {
 		d.fail(f, "want a string, got "+kindName(v))
 		return
 	}
-	b, err := d.unquote(v)
-	if err != nil {
-		d.fail(f, err.Error())
-		return
+	b := v[1 : len(v)-1]
+	if escaped {
+		var err error
+		if b, err = d.unquote(v); err != nil {
+			d.fail(f, err.Error())
+			return
+		}
 	}
 	if len(b) == 0 {
 		return // empty string: absent
@@ -394,6 +420,7 @@ func (d *Decoder) field(ev *event.Event, f field, v []byte) {
 				d.fail(f, "ParseAddr("+quoteTrunc(b)+"): too long for an IP address")
 				return
 			}
+			var err error
 			if ip, err = netip.ParseAddr(string(b)); err != nil {
 				d.fail(f, err.Error())
 				return
