@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"testing"
 
+	"github.com/go-json-experiment/json/jsontext"
 	"github.com/haechi-sec/haechi/internal/event"
 )
 
@@ -111,6 +112,22 @@ func BenchmarkReader(b *testing.B) {
 	b.ResetTimer()
 	for b.Loop() {
 		if err := r.Next(&ev); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
+}
+
+// BenchmarkJSONTextValidate is the floor of Decode's design: jsontext
+// validating the same lines without interpreting them.
+func BenchmarkJSONTextValidate(b *testing.B) {
+	lines := benchLines(4096)
+	var dec jsontext.Decoder
+	var bb bytes.Buffer
+	for i := 0; b.Loop(); i++ {
+		bb = *bytes.NewBuffer(lines[i%len(lines)])
+		dec.Reset(&bb, allowDup)
+		if _, err := dec.ReadValue(); err != nil {
 			b.Fatal(err)
 		}
 	}

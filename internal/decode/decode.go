@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"hash/maphash"
 	"io"
 	"math"
 	"math/bits"
@@ -40,20 +41,20 @@ func (e *LineError) Error() string {
 }
 
 const (
-	maxInternLen     = 512  // longer strings are never interned
-	maxInternEntries = 4096 // string cache is cleared when it reaches this size
-	maxSliceEntries  = 1024 // slice cache likewise
-	maxScratch       = 64 << 10
-	maxQuoted        = 64 // bytes of an offending value quoted in a reason
+	maxInternLen = 512  // longer strings are never interned
+	internSlots  = 4096 // entries of the string cache (power of two)
+	sliceSlots   = 1024 // entries of the slice cache (power of two)
+	maxScratch   = 64 << 10
+	maxQuoted    = 64 // bytes of an offending value quoted in a reason
 )
 
 // allowDup turns off jsontext's duplicate-name check: the seen-fields mask
 // already rejects a contract field given twice (in any spelling), and a
-// repeated unknown member is harmless. It saves ~10% of the decoding time.
+// repeated unknown member is harmless, so the check would only cost time.
 var allowDup = jsontext.AllowDuplicateNames(true)
 
 // Decoder decodes single lines of the event contract. It keeps a reusable
-// JSON tokenizer and small intern caches, so it is not safe for concurrent
+// jsontext.Decoder, scratch buffers and small intern caches, so it is not safe for concurrent
 // use: use one per goroutine.
 type Decoder struct {
 	dec jsontext.Decoder
@@ -64,8 +65,12 @@ type Decoder struct {
 	idbuf   []byte // records.ids, concatenated
 	idend   []int  // end offsets into idbuf
 
-	strs   map[string]string   // interned strings
-	slices map[string][]string // interned string slices, keyed by raw JSON
+	// Intern caches: direct-mapped (a new value evicts the one in its
+	// slot), so they are bounded without ever being cleared wholesale:
+	// at most internSlots*maxInternLen + sliceSlots*maxInternLen bytes.
+	seed   maphash.Seed
+	strs   *[internSlots]string
+	slices *[sliceSlots]sliceEntry
 
 	seen  uint64 // bit per field already given on this line
 	fcode string // first field error of this line
@@ -77,8 +82,9 @@ func NewDecoder() *Decoder {
 	return &Decoder{
 		path:    make([]byte, 0, 64),
 		scratch: make([]byte, 0, 256),
-		strs:    make(map[string]string, 256),
-		slices:  make(map[string][]string, 64),
+		seed:    maphash.MakeSeed(),
+		strs:    new([internSlots]string),
+		slices:  new([sliceSlots]sliceEntry),
 	}
 }
 
@@ -208,18 +214,26 @@ func (d *Decoder) walk(ev *event.Event, v []byte, i, prefix int) int {
 			return len(v)
 		}
 
-		d.path = d.path[:prefix]
-		if prefix > 0 {
-			d.path = append(d.path, '.')
+		// The member's dotted path; at the top level it is just the name.
+		key := name[1 : len(name)-1]
+		if prefix > 0 || escaped {
+			d.path = d.path[:prefix]
+			if prefix > 0 {
+				d.path = append(d.path, '.')
+			}
+			if !escaped {
+				d.path = append(d.path, key...)
+			} else if p, err := jsontext.AppendUnquote(d.path, name); err == nil {
+				d.path = p
+			} else {
+				return len(v)
+			}
+			key = d.path
 		}
-		if !escaped {
-			d.path = append(d.path, name[1:len(name)-1]...)
-		} else if p, err := jsontext.AppendUnquote(d.path, name); err == nil {
-			d.path = p
-		} else {
-			return len(v)
+		f, group := lookup(key)
+		if group && prefix == 0 && !escaped {
+			d.path = append(d.path[:0], key...)
 		}
-		f, group := lookup(d.path)
 		switch {
 		case f != fieldNone:
 			if v[i] == '"' {
@@ -374,6 +388,9 @@ func (d *Decoder) field(ev *event.Event, f field, v []byte, escaped bool) {
 		d.fail(f, "want a string, got "+kindName(v))
 		return
 	}
+	if len(v) < 2 {
+		return // not reached on valid JSON
+	}
 	b := v[1 : len(v)-1]
 	if escaped {
 		var err error
@@ -496,15 +513,18 @@ func (d *Decoder) intern(b []byte) string {
 	if len(b) > maxInternLen {
 		return string(b)
 	}
-	if s, ok := d.strs[string(b)]; ok {
-		return s
+	slot := &d.strs[maphash.Bytes(d.seed, b)&(internSlots-1)]
+	if *slot != string(b) {
+		*slot = string(b)
 	}
-	if len(d.strs) >= maxInternEntries {
-		clear(d.strs)
-	}
-	s := string(b)
-	d.strs[s] = s
-	return s
+	return *slot
+}
+
+// sliceEntry is a slot of the slice cache: the raw JSON text of an array
+// (or single string) and its decoded value.
+type sliceEntry struct {
+	raw string
+	val []string
 }
 
 // integer decodes a non-negative integer field given as a JSON number or
@@ -585,9 +605,11 @@ func parseUint(b []byte, max uint64) (uint64, bool) {
 // f. Results are interned by their raw JSON text and have cap == len, so an
 // append by a consumer never writes into a shared array.
 func (d *Decoder) stringSlice(f field, v jsontext.Value) ([]string, bool) {
+	var slot *sliceEntry
 	if len(v) <= maxInternLen {
-		if s, ok := d.slices[string(v)]; ok {
-			return s, true
+		slot = &d.slices[maphash.Bytes(d.seed, v)&(sliceSlots-1)]
+		if slot.raw == string(v) && slot.raw != "" {
+			return slot.val, true
 		}
 	}
 	var out []string
@@ -628,11 +650,8 @@ func (d *Decoder) stringSlice(f field, v jsontext.Value) ([]string, bool) {
 		return nil, false
 	}
 	out = out[:len(out):len(out)]
-	if len(v) <= maxInternLen {
-		if len(d.slices) >= maxSliceEntries {
-			clear(d.slices)
-		}
-		d.slices[string(v)] = out
+	if slot != nil {
+		*slot = sliceEntry{raw: string(v), val: out}
 	}
 	return out, true
 }
