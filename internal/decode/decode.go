@@ -72,6 +72,8 @@ type Decoder struct {
 	strs   *[internSlots]string
 	slices *[sliceSlots]sliceEntry
 
+	stack []byte // nesting scratch of the syntax check
+
 	seen  uint64 // bit per field already given on this line
 	fcode string // first field error of this line
 	fwhy  string
@@ -98,12 +100,39 @@ func (d *Decoder) Decode(line []byte, ev *event.Event) error {
 		return ErrEmpty
 	}
 	d.seen, d.fcode, d.fwhy = 0, "", ""
+	// Fast path: a one-pass syntax check that accepts exactly what
+	// jsontext accepts, then walk. jsontext itself runs only on lines that
+	// fail the check, to say precisely why.
+	var ok bool
+	if ok, d.stack = valid(line, d.stack); ok {
+		start := skipSpace(line, 0)
+		if line[start] != '{' {
+			return &LineError{Code: CodeInvalidJSON, Reason: "not a JSON object"}
+		}
+		d.path = d.path[:0]
+		d.walk(ev, line, start, 0)
+		err := d.finish(ev)
+		d.trim()
+		if err != nil {
+			*ev = event.Event{}
+		}
+		return err
+	}
 	d.bb = *bytes.NewBuffer(line)
 	d.dec.Reset(&d.bb, allowDup)
 	err := d.decode(ev)
 	// Drop every reference to line so the caller's buffer is not retained.
 	d.bb = bytes.Buffer{}
 	d.dec.Reset(&d.bb, allowDup)
+	d.trim()
+	if err != nil {
+		*ev = event.Event{}
+	}
+	return err
+}
+
+// trim drops scratch buffers a huge line grew.
+func (d *Decoder) trim() {
 	if cap(d.scratch) > maxScratch {
 		d.scratch = make([]byte, 0, 256)
 	}
@@ -113,10 +142,9 @@ func (d *Decoder) Decode(line []byte, ev *event.Event) error {
 	if cap(d.idbuf) > maxScratch {
 		d.idbuf = nil
 	}
-	if err != nil {
-		*ev = event.Event{}
+	if cap(d.stack) > maxScratch {
+		d.stack = nil
 	}
-	return err
 }
 
 func (d *Decoder) decode(ev *event.Event) error {
@@ -128,7 +156,7 @@ func (d *Decoder) decode(ev *event.Event) error {
 	default:
 		return &LineError{Code: CodeInvalidJSON, Reason: "not a JSON object"}
 	}
-	// jsontext validates the whole object in one pass (syntax, UTF-8,
+	// Slow path (lines the syntax check rejected, or not an object): jsontext validates the whole object in one pass (syntax, UTF-8,
 	// nesting depth); walk then interprets the validated bytes.
 	obj, err := d.dec.ReadValue()
 	if err != nil {
@@ -143,6 +171,11 @@ func (d *Decoder) decode(ev *event.Event) error {
 	}
 	d.path = d.path[:0]
 	d.walk(ev, obj, 0, 0)
+	return d.finish(ev)
+}
+
+// finish turns what walk recorded into the line's verdict.
+func (d *Decoder) finish(ev *event.Event) error {
 	if d.fcode != "" {
 		return &LineError{Code: d.fcode, Reason: d.fwhy}
 	}
@@ -184,7 +217,7 @@ func syntaxError(err error) error {
 
 // walk interprets the members of the object starting at v[i] == '{',
 // whose dotted path is d.path[:prefix], and returns the index just after
-// it. v has been validated by jsontext; walk never panics even if it were
+// it. v has passed the syntax check (valid); walk never panics even if it were
 // not. Field errors are recorded in d.fcode/d.fwhy.
 func (d *Decoder) walk(ev *event.Event, v []byte, i, prefix int) int {
 	i++
@@ -495,7 +528,7 @@ func (d *Decoder) field(ev *event.Event, f field, v []byte, escaped bool) {
 }
 
 // unquote returns the contents of the JSON string v, valid until the next
-// call. v has been validated by jsontext.
+// call. v has passed the syntax check.
 func (d *Decoder) unquote(v []byte) ([]byte, error) {
 	if bytes.IndexByte(v, '\\') < 0 {
 		return v[1 : len(v)-1], nil
@@ -743,7 +776,7 @@ func isInteger(b []byte) bool {
 }
 
 // scanArray calls fn with the raw text of each element of the JSON array
-// v, which jsontext has already validated. Nested arrays and objects are
+// v, which has passed the syntax check. Nested arrays and objects are
 // passed as their first byte only (fn rejects them). It stops and returns
 // false when fn does; it never panics, even on input that is not valid.
 func scanArray(v []byte, fn func(elem []byte) bool) bool {
