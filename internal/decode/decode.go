@@ -156,8 +156,9 @@ func (d *Decoder) decode(ev *event.Event) error {
 	default:
 		return &LineError{Code: CodeInvalidJSON, Reason: "not a JSON object"}
 	}
-	// Slow path (lines the syntax check rejected, or not an object): jsontext validates the whole object in one pass (syntax, UTF-8,
-	// nesting depth); walk then interprets the validated bytes.
+	// Slow path, for lines the fast syntax check rejected: jsontext
+	// validates the whole object in one pass (syntax, UTF-8, nesting
+	// depth) and says precisely what is wrong.
 	obj, err := d.dec.ReadValue()
 	if err != nil {
 		return syntaxError(err)
