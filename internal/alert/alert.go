@@ -12,8 +12,11 @@
 // when the watermark — the minimum over every producer of findings — has
 // passed its end plus the allowed lateness, so a detector that emits a
 // finding a little after the fact (a timer that waited for a late event)
-// still lands in the right alert. A finding older than a window that has
-// already closed opens a new alert rather than reopening the old one.
+// still lands in the right alert. The stage also remembers the last few
+// thousand closed alerts: a finding that falls in the window of one of them
+// (a backfill posted to a live server, whose watermark follows the wall
+// clock) reopens it, and sinks hear Updated and, at the next Advance,
+// Closed again — never a duplicate alert for the same window.
 //
 // Alert IDs are deterministic: a hash of entity, detector and the event time
 // of the finding that opened the window, so replaying the same input yields
@@ -97,16 +100,31 @@ type groupKey struct {
 
 type open struct {
 	a     event.Alert
+	expl  string // explanation of the top finding, before the count is added
 	dirty bool
+}
+
+// recentClosed is how many closed alerts the stage remembers so that a
+// finding arriving after its window closed (a backfill posted to a live
+// server, whose watermark follows the wall clock) joins the alert it
+// belongs to instead of opening a duplicate.
+const recentClosed = 4096
+
+type closedEntry struct {
+	k groupKey
+	o *open
 }
 
 // Stage groups findings into alerts. Create with New.
 type Stage struct {
-	opts     Options
-	open     map[groupKey]*open
-	dirty    []*open
+	opts  Options
+	open  map[groupKey]*open
+	dirty []*open
+	// closed remembers recently closed alerts, oldest first in closedQ.
+	closed   map[groupKey]*open
+	closedQ  []closedEntry
 	raised   int
-	closed   int
+	nClosed  int
 	nFinding int
 	wm       time.Time
 	// nextClose is the earliest moment an open alert may close; Advance
@@ -136,8 +154,9 @@ func New(opts Options) (*Stage, error) {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	s := &Stage{
-		opts: opts,
-		open: map[groupKey]*open{},
+		opts:   opts,
+		open:   map[groupKey]*open{},
+		closed: map[groupKey]*open{},
 		alerts: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "haechi_alerts_total",
 			Help: "Alerts raised, per detector and severity.",
@@ -193,6 +212,17 @@ func (s *Stage) add(f *event.Finding) {
 		o = nil
 	}
 	if o == nil {
+		// A late finding for a window that has already closed reopens it;
+		// it closes again (and sinks hear Closed again) at the next Advance.
+		if c := s.closed[k]; c != nil && !f.Time.Before(c.a.WindowStart) && f.Time.Before(c.a.WindowEnd) {
+			delete(s.closed, k)
+			o = c
+			o.a.State = event.AlertOpen
+			s.open[k] = o
+			s.nextClose = time.Time{} // rescan at the next Advance
+		}
+	}
+	if o == nil {
 		o = &open{a: event.Alert{
 			ID:          ID(f.Entity, f.Detector, f.Time),
 			Time:        f.Time,
@@ -206,7 +236,7 @@ func (s *Stage) add(f *event.Finding) {
 			WindowStart: f.Time,
 			WindowEnd:   f.Time.Add(s.opts.Window),
 			LastTime:    f.Time,
-		}}
+		}, expl: f.Explanation}
 		s.append(o, f)
 		s.open[k] = o
 		if c := o.a.WindowEnd.Add(s.opts.Lateness); len(s.open) == 1 || c.Before(s.nextClose) {
@@ -222,6 +252,7 @@ func (s *Stage) add(f *event.Finding) {
 	if f.Score > a.Score {
 		a.Score = f.Score
 		a.Explanation = f.Explanation
+		o.expl = f.Explanation
 		a.Title = f.Title
 	}
 	if f.Severity > a.Severity {
@@ -296,11 +327,22 @@ func (s *Stage) close(k groupKey, o *open) {
 	o.dirty = false
 	a := &o.a
 	slices.SortStableFunc(a.Findings, func(x, y event.Finding) int { return x.Time.Compare(y.Time) })
+	a.Explanation = o.expl
 	if a.FindingCount > 1 {
-		a.Explanation = strings.TrimSpace(a.Explanation) + " (" + strconv.Itoa(a.FindingCount) + " findings in this alert.)"
+		a.Explanation = strings.TrimSpace(o.expl) + " (" + strconv.Itoa(a.FindingCount) + " findings in this alert.)"
 	}
-	s.closed++
+	s.nClosed++
 	s.emit(Closed, a)
+	// Remember it for late findings, forgetting the oldest beyond the cap.
+	s.closed[k] = o
+	s.closedQ = append(s.closedQ, closedEntry{k, o})
+	for len(s.closedQ) > recentClosed {
+		old := s.closedQ[0]
+		s.closedQ = s.closedQ[1:]
+		if s.closed[old.k] == old.o {
+			delete(s.closed, old.k)
+		}
+	}
 }
 
 // emit hands every sink its own copy of the alert: a sink may keep it

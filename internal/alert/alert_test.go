@@ -145,3 +145,28 @@ func TestNewRejectsNegative(t *testing.T) {
 		t.Fatal("negative window accepted")
 	}
 }
+
+func TestLateFindingReopensClosedAlert(t *testing.T) {
+	r := &rec{}
+	s := newStage(t, r, 0)
+	s.Process([]event.Finding{f("a", "d", 0, 95)})
+	s.Advance(t0.Add(24 * time.Hour)) // a live watermark far ahead: closes it
+	if s.Open() != 0 {
+		t.Fatal("not closed")
+	}
+	s.Process([]event.Finding{f("a", "d", 10*time.Minute, 95)}) // backfilled finding of the same window
+	s.Advance(t0.Add(25 * time.Hour))
+	s.Process([]event.Finding{f("a", "d", 2*time.Hour, 95)}) // another window: a new alert
+	s.Flush()
+	want := []string{"raised a/d n=1", "closed a/d n=1", "updated a/d n=2", "closed a/d n=2", "raised a/d n=1", "closed a/d n=1"}
+	if got := strings.Join(r.changes, "\n"); got != strings.Join(want, "\n") {
+		t.Fatalf("changes:\n%s\nwant:\n%s", got, strings.Join(want, "\n"))
+	}
+	if s.Raised() != 2 {
+		t.Fatalf("raised %d alerts, want 2", s.Raised())
+	}
+	a := r.last[alert.ID(event.EntityKey{Kind: event.EntityPrincipal, ID: "a"}, "d", t0)]
+	if strings.Count(a.Explanation, "findings in this alert") != 1 {
+		t.Fatalf("explanation %q", a.Explanation)
+	}
+}
