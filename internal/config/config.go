@@ -89,6 +89,52 @@ type Alerts struct {
 type Detectors struct {
 	TerminatedIdentity TerminatedIdentity `yaml:"terminated_identity"`
 	Canary             Canary             `yaml:"canary"`
+	TokenProvenance    TokenProvenance    `yaml:"token_provenance"`
+	KeyPosture         KeyPosture         `yaml:"key_posture"`
+	ScriptedClient     ScriptedClient     `yaml:"scripted_client"`
+}
+
+// TokenProvenance configures the detector that checks every token used on
+// the gateway was minted, by a live key, within policy.
+type TokenProvenance struct {
+	Enabled bool `yaml:"enabled"`
+	// MaxLifetime is the longest token lifetime policy allows; a minted or
+	// claimed lifetime beyond it is a finding, and minted tokens are
+	// remembered at most this long.
+	MaxLifetime Duration `yaml:"max_lifetime"`
+	// ClockSkew tolerates issuers' and gateways' clocks disagreeing: an
+	// issue time up to this far after the use is not "in the future".
+	ClockSkew Duration `yaml:"clock_skew"`
+}
+
+// KeyPosture configures the detector for signing keys that should no
+// longer be active.
+type KeyPosture struct {
+	Enabled bool `yaml:"enabled"`
+	// RotationAge is the age past which an active key is a finding.
+	RotationAge Duration `yaml:"rotation_age"`
+	// Reraise is how often a finding is raised again while the key stays
+	// active.
+	Reraise Duration `yaml:"reraise"`
+}
+
+// ScriptedClient configures the detector for scripted HTTP clients on
+// customer traffic.
+type ScriptedClient struct {
+	Enabled bool `yaml:"enabled"`
+	// UserAgents are case-insensitive substrings of user_agent.original
+	// that mark a scripted client.
+	UserAgents []string `yaml:"user_agents"`
+}
+
+// DefaultScriptedUserAgents is the maintained list of user-agent markers
+// of HTTP libraries and headless tools that customers' own apps and
+// browsers do not send. An app built on one of them (okhttp on Android,
+// say) must remove it from its config.
+var DefaultScriptedUserAgents = []string{
+	"python-requests", "python-urllib", "python-httpx", "aiohttp", "scrapy",
+	"curl/", "wget/", "go-http-client", "okhttp", "java/", "apache-httpclient",
+	"node-fetch", "axios/", "libwww-perl", "headlesschrome", "phantomjs", "postmanruntime",
 }
 
 // TerminatedIdentity configures the detector for activity by identities
@@ -130,6 +176,20 @@ func Default() Config {
 		Detectors: Detectors{
 			TerminatedIdentity: TerminatedIdentity{Enabled: true},
 			Canary:             Canary{Enabled: true},
+			TokenProvenance: TokenProvenance{
+				Enabled:     true,
+				MaxLifetime: Duration(24 * time.Hour),
+				ClockSkew:   Duration(5 * time.Minute),
+			},
+			KeyPosture: KeyPosture{
+				Enabled:     true,
+				RotationAge: Duration(365 * 24 * time.Hour),
+				Reraise:     Duration(24 * time.Hour),
+			},
+			ScriptedClient: ScriptedClient{
+				Enabled:    true,
+				UserAgents: append([]string(nil), DefaultScriptedUserAgents...),
+			},
 		},
 	}
 }

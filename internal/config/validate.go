@@ -73,6 +73,25 @@ func (c *Config) Validate() error {
 			add(fmt.Sprintf("detectors.canary.records[%d]", i), "empty record id")
 		}
 	}
+	tp := c.Detectors.TokenProvenance
+	if tp.MaxLifetime <= 0 {
+		add("detectors.token_provenance.max_lifetime", "must be positive, got %s", tp.MaxLifetime)
+	}
+	if tp.ClockSkew < 0 {
+		add("detectors.token_provenance.clock_skew", "must not be negative, got %s", tp.ClockSkew)
+	}
+	kp := c.Detectors.KeyPosture
+	if kp.RotationAge <= 0 {
+		add("detectors.key_posture.rotation_age", "must be positive, got %s", kp.RotationAge)
+	}
+	if kp.Reraise <= 0 {
+		add("detectors.key_posture.reraise", "must be positive, got %s", kp.Reraise)
+	}
+	for i, ua := range c.Detectors.ScriptedClient.UserAgents {
+		if strings.TrimSpace(ua) == "" {
+			add(fmt.Sprintf("detectors.scripted_client.user_agents[%d]", i), "empty user-agent marker")
+		}
+	}
 
 	if len(p) > 0 {
 		return &ValidationError{Problems: p}
