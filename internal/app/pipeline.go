@@ -18,6 +18,7 @@ import (
 	"github.com/haechi-sec/haechi/internal/clock"
 	"github.com/haechi-sec/haechi/internal/config"
 	"github.com/haechi-sec/haechi/internal/detect/canary"
+	"github.com/haechi-sec/haechi/internal/detect/scripted"
 	"github.com/haechi-sec/haechi/internal/detect/terminated"
 	"github.com/haechi-sec/haechi/internal/engine"
 	"github.com/haechi-sec/haechi/internal/event"
@@ -59,6 +60,9 @@ func Detectors(cfg config.Config, canaryIDs []string) []engine.Detector {
 	}
 	if cfg.Detectors.Canary.Enabled && len(canaryIDs) > 0 {
 		ds = append(ds, canary.New(canaryIDs))
+	}
+	if sc := cfg.Detectors.ScriptedClient; sc.Enabled && len(sc.UserAgents) > 0 {
+		ds = append(ds, scripted.New(scripted.Options{UserAgents: sc.UserAgents}))
 	}
 	return ds
 }

@@ -30,9 +30,10 @@ import (
 //   - Name is stable and unique within the engine; it names findings,
 //     metrics and configuration.
 //   - Key is called on the router goroutine for every event, concurrently
-//     with shard goroutines: it must be cheap and must only read the event
-//     and immutable configuration. ok=false means the detector ignores the
-//     event. Key must not allocate on the common path.
+//     with shard goroutines: it must be cheap and must only read the event,
+//     immutable configuration and concurrency-safe caches of pure functions
+//     of the event (never shard state). ok=false means the detector ignores
+//     the event. Key must not allocate on the common path.
 //   - NewShard is called once per shard at start; the returned state is
 //     owned by that shard's goroutine and never touched by another.
 type Detector interface {
