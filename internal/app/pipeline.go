@@ -18,6 +18,7 @@ import (
 	"github.com/haechi-sec/haechi/internal/clock"
 	"github.com/haechi-sec/haechi/internal/config"
 	"github.com/haechi-sec/haechi/internal/detect/canary"
+	"github.com/haechi-sec/haechi/internal/detect/fanout"
 	"github.com/haechi-sec/haechi/internal/detect/scripted"
 	"github.com/haechi-sec/haechi/internal/detect/terminated"
 	"github.com/haechi-sec/haechi/internal/engine"
@@ -63,6 +64,9 @@ func Detectors(cfg config.Config, canaryIDs []string) []engine.Detector {
 	}
 	if sc := cfg.Detectors.ScriptedClient; sc.Enabled && len(sc.UserAgents) > 0 {
 		ds = append(ds, scripted.New(scripted.Options{UserAgents: sc.UserAgents}))
+	}
+	if sf := cfg.Detectors.SourceFanout; sf.Enabled {
+		ds = append(ds, fanout.New(fanout.Options{Window: sf.Window.D(), Floor: sf.Floor, Factor: sf.Factor}))
 	}
 	return ds
 }

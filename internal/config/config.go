@@ -92,6 +92,21 @@ type Detectors struct {
 	TokenProvenance    TokenProvenance    `yaml:"token_provenance"`
 	KeyPosture         KeyPosture         `yaml:"key_posture"`
 	ScriptedClient     ScriptedClient     `yaml:"scripted_client"`
+	SourceFanout       SourceFanout       `yaml:"source_fanout"`
+}
+
+// SourceFanout configures the detector for one source address acting as
+// many principals.
+type SourceFanout struct {
+	Enabled bool `yaml:"enabled"`
+	// Window is the counting window.
+	Window Duration `yaml:"window"`
+	// Floor is the fewest distinct principals per address and window that
+	// can be flagged, whatever the baseline.
+	Floor int `yaml:"floor"`
+	// Factor multiplies the baseline (the address's own past maximum or its
+	// network's 99th percentile, whichever is higher).
+	Factor float64 `yaml:"factor"`
 }
 
 // TokenProvenance configures the detector that checks every token used on
@@ -189,6 +204,12 @@ func Default() Config {
 			ScriptedClient: ScriptedClient{
 				Enabled:    true,
 				UserAgents: append([]string(nil), DefaultScriptedUserAgents...),
+			},
+			SourceFanout: SourceFanout{
+				Enabled: true,
+				Window:  Duration(time.Hour),
+				Floor:   20,
+				Factor:  4,
 			},
 		},
 	}

@@ -284,6 +284,12 @@ func (c *checker) check(n ast.Node, t reflect.Type, path string) error {
 			}
 		}
 		return bad("a whole number")
+	case reflect.Float64:
+		switch n.(type) {
+		case *ast.IntegerNode, *ast.FloatNode:
+			return nil
+		}
+		return bad("a number")
 	case reflect.Bool:
 		if _, ok := n.(*ast.BoolNode); ok {
 			return nil

@@ -92,6 +92,16 @@ func (c *Config) Validate() error {
 			add(fmt.Sprintf("detectors.scripted_client.user_agents[%d]", i), "empty user-agent marker")
 		}
 	}
+	sf := c.Detectors.SourceFanout
+	if sf.Window <= 0 {
+		add("detectors.source_fanout.window", "must be positive, got %s", sf.Window)
+	}
+	if sf.Floor < 1 {
+		add("detectors.source_fanout.floor", "must be at least 1, got %d", sf.Floor)
+	}
+	if sf.Factor < 1 {
+		add("detectors.source_fanout.factor", "must be at least 1, got %v", sf.Factor)
+	}
 
 	if len(p) > 0 {
 		return &ValidationError{Problems: p}

@@ -1,0 +1,330 @@
+// Package fanout detects one source acting as many principals: the
+// signature of impersonation at scale (forged or stolen tokens replayed
+// from a few servers), even when each principal only reads its own data.
+//
+// State is keyed by network — the autonomous system when the event carries
+// source.as.number (from upstream or from haechi's MaxMind enrichment),
+// otherwise the address's /24 (IPv4) or /64 (IPv6) — so one shard sees
+// every address of a network and can judge an address against its peers.
+// Per network it keeps, in tumbling windows of event time (default one
+// hour), the distinct principals each address acted as (exact, capped),
+// the records they touched, and across windows:
+//
+//   - the address's own history: the most principals it served in a past
+//     window (decaying, forgotten after a week idle);
+//   - the network's peer history: a log₂ histogram of per-address,
+//     per-window distinct principals over past windows (decaying).
+//
+// An address is flagged — once per window, at the moment it crosses, so
+// the time to detect is the time to reach the threshold — when its
+// distinct principals in the window reach
+//
+//	max(floor, factor × max(own past maximum, network's 99th percentile))
+//
+// Carrier NAT (thousands of customers behind one address) raises both its
+// own history and its network's, so it does not fire; a hosting network,
+// where an address normally serves one principal, fires at the floor.
+// A network never seen before has no peers: only the floor applies, so
+// after a restart (state is not yet checkpointed) a busy NAT address can
+// fire until its network's history has built up — the floor is the guard.
+//
+// The finding is about the source address, which is what a block
+// contains; the explanation names the network, the counts and the
+// baseline it was compared with.
+package fanout
+
+import (
+	"encoding/binary"
+	"fmt"
+	"math"
+	"math/bits"
+	"net/netip"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/haechi-sec/haechi/internal/engine"
+	"github.com/haechi-sec/haechi/internal/event"
+)
+
+// Name is the detector's stable name.
+const Name = "source_fanout"
+
+// Kind is the finding kind.
+const Kind = "source_fanout"
+
+// EntityNetwork is the entity kind of the shard key: an AS or a prefix.
+const EntityNetwork event.EntityKind = "network"
+
+// Options configure the detector. Zero values take the defaults.
+type Options struct {
+	// Window is the counting window (default 1h).
+	Window time.Duration
+	// Floor is the fewest distinct principals per address per window that
+	// can be flagged (default 20).
+	Floor int
+	// Factor multiplies the baseline (default 4).
+	Factor float64
+	// MaxTracked caps the distinct principals counted exactly per address
+	// and window (default 4096); above it the count stops growing.
+	MaxTracked int
+}
+
+func (o *Options) defaults() {
+	if o.Window <= 0 {
+		o.Window = time.Hour
+	}
+	if o.Floor <= 0 {
+		o.Floor = 20
+	}
+	if o.Factor <= 0 {
+		o.Factor = 4
+	}
+	if o.MaxTracked <= 0 {
+		o.MaxTracked = 4096
+	}
+}
+
+const (
+	decay      = 0.95 // per closed window, of the network histogram
+	ownDecay   = 0.97 // per closed window, of an address's maximum
+	minPeers   = 20.0 // histogram weight below which a network has no baseline
+	idleForget = 7 * 24 * time.Hour
+	maxRefs    = 3 // evidence refs kept per address and window
+)
+
+// Detector is the source fan-out detector.
+type Detector struct {
+	opts  Options
+	names nameCache
+}
+
+var _ engine.Detector = (*Detector)(nil)
+
+// New returns the detector.
+func New(opts Options) *Detector {
+	opts.defaults()
+	return &Detector{opts: opts}
+}
+
+// Name implements engine.Detector.
+func (d *Detector) Name() string { return Name }
+
+// Key implements engine.Detector: activity with a principal and a source
+// address keys on the source's network.
+func (d *Detector) Key(ev *event.Event) (event.EntityKey, bool) {
+	if !ev.Source.IP.IsValid() || !ev.IsActivity() {
+		return event.EntityKey{}, false
+	}
+	return event.EntityKey{Kind: EntityNetwork, ID: d.names.network(ev.Source)}, true
+}
+
+// NewShard implements engine.Detector.
+func (d *Detector) NewShard() engine.Shard {
+	return &shard{opts: d.opts, nets: map[string]*network{}}
+}
+
+type shard struct {
+	opts Options
+	nets map[string]*network
+}
+
+type network struct {
+	start time.Time // current window start
+	addrs map[netip.Addr]*addrWindow
+	hist  [33]float64 // log₂ buckets of per-address distinct principals per window
+	own   map[netip.Addr]*ownHistory
+	asOrg string
+}
+
+type addrWindow struct {
+	principals map[string]struct{}
+	records    int
+	requests   int
+	refs       []string
+	fired      bool
+}
+
+type ownHistory struct {
+	max  float64
+	last time.Time
+}
+
+// Process implements engine.Shard.
+func (s *shard) Process(c *engine.Context, key event.EntityKey, ev *event.Event) {
+	n := s.nets[key.ID]
+	if n == nil {
+		n = &network{addrs: map[netip.Addr]*addrWindow{}, own: map[netip.Addr]*ownHistory{}}
+		s.nets[key.ID] = n
+	}
+	if ev.Source.ASOrg != "" {
+		n.asOrg = ev.Source.ASOrg
+	}
+	start := ev.Time.Truncate(s.opts.Window)
+	if start.After(n.start) {
+		n.roll(start, s.opts.Window)
+	}
+	a := n.addrs[ev.Source.IP]
+	if a == nil {
+		a = &addrWindow{principals: map[string]struct{}{}}
+		n.addrs[ev.Source.IP] = a
+	}
+	a.requests++
+	a.records += len(ev.Records.IDs)
+	if _, seen := a.principals[ev.User.ID]; !seen && len(a.principals) < s.opts.MaxTracked {
+		a.principals[ev.User.ID] = struct{}{}
+		if len(a.refs) < maxRefs {
+			a.refs = append(a.refs, c.Ref(ev))
+		}
+	}
+	if a.fired {
+		return
+	}
+	own, peer := n.baseline(ev.Source.IP)
+	threshold := math.Max(float64(s.opts.Floor), s.opts.Factor*math.Max(own, peer))
+	count := len(a.principals)
+	if float64(count) < threshold {
+		return
+	}
+	a.fired = true
+	evidence := append([]string(nil), a.refs...)
+	if ref := c.Ref(ev); evidence[len(evidence)-1] != ref {
+		evidence = append(evidence, ref)
+	}
+	netName := key.ID
+	if n.asOrg != "" {
+		netName += " " + n.asOrg
+	}
+	base := fmt.Sprintf("its own past maximum is %s and addresses in %s serve at most %s per window (99th percentile)",
+		count0(own), key.ID, count0(peer))
+	if peer == 0 {
+		base = fmt.Sprintf("its own past maximum is %s and %s has no history yet", count0(own), key.ID)
+	}
+	expl := fmt.Sprintf("%s (%s) acted as %d distinct principals between %s and %s, touching %d records in %d requests; %s, so the threshold was %.0f.",
+		ev.Source.IP, netName, count, n.start.UTC().Format(time.RFC3339), ev.Time.UTC().Format(time.RFC3339),
+		a.records, a.requests, base, threshold)
+	score := 70.0
+	if float64(count) >= 4*threshold {
+		score = 85
+	}
+	c.Emit(event.Finding{
+		Kind:        Kind,
+		Title:       "One source acting as many principals",
+		Entity:      event.EntityKey{Kind: event.EntitySource, ID: ev.Source.IP.String()},
+		Time:        ev.Time,
+		Score:       score,
+		Explanation: expl,
+		Evidence:    evidence,
+	})
+}
+
+// roll closes the current window: every address's count goes into its own
+// history and the network's histogram, and a new window starts.
+func (n *network) roll(start time.Time, window time.Duration) {
+	if !n.start.IsZero() {
+		for i := range n.hist {
+			n.hist[i] *= decay
+		}
+		for addr, a := range n.addrs {
+			c := float64(len(a.principals))
+			n.hist[bits.Len32(uint32(c))]++
+			o := n.own[addr]
+			if o == nil {
+				o = &ownHistory{}
+				n.own[addr] = o
+			}
+			// Decay for every window the address was idle, then take the max.
+			idle := start.Sub(o.last) / window
+			if !o.last.IsZero() && idle > 0 {
+				o.max *= math.Pow(ownDecay, float64(idle))
+			}
+			o.max = math.Max(o.max, c)
+			o.last = start
+		}
+		for addr, o := range n.own {
+			if start.Sub(o.last) > idleForget {
+				delete(n.own, addr)
+			}
+		}
+	}
+	clear(n.addrs)
+	n.start = start
+}
+
+// baseline returns the address's own past maximum and the network's 99th
+// percentile of per-address counts (0 when it has too little history).
+func (n *network) baseline(addr netip.Addr) (own, peer float64) {
+	if o := n.own[addr]; o != nil {
+		own = o.max
+	}
+	var total float64
+	for _, w := range n.hist {
+		total += w
+	}
+	if total < minPeers {
+		return own, 0
+	}
+	var cum float64
+	for b, w := range n.hist {
+		cum += w
+		if cum >= 0.99*total {
+			if b == 0 {
+				return own, 0
+			}
+			return own, float64(uint64(1)<<b - 1) // the bucket's upper bound
+		}
+	}
+	return own, 0
+}
+
+func count0(f float64) string {
+	return strconv.FormatFloat(math.Round(f), 'f', 0, 64)
+}
+
+// nameCache renders network names ("AS4766", "203.0.113.0/24") without
+// allocating on a hit: a direct-mapped table of immutable entries, safe
+// for the router to share.
+type nameCache struct {
+	slots [4096]atomic.Pointer[nameEntry]
+}
+
+type nameEntry struct {
+	key  [17]byte
+	name string
+}
+
+func (c *nameCache) network(src event.Source) string {
+	var k [17]byte
+	switch {
+	case src.ASN != 0:
+		k[0] = 'a'
+		binary.BigEndian.PutUint32(k[1:], src.ASN)
+	case src.IP.Is4() || src.IP.Is4In6():
+		k[0] = '4'
+		ip := src.IP.Unmap().As4()
+		copy(k[1:], ip[:3])
+	default:
+		k[0] = '6'
+		ip := src.IP.As16()
+		copy(k[1:], ip[:8])
+	}
+	h := uint64(14695981039346656037)
+	for _, b := range k {
+		h = (h ^ uint64(b)) * 1099511628211
+	}
+	slot := &c.slots[h%uint64(len(c.slots))]
+	if e := slot.Load(); e != nil && e.key == k {
+		return e.name
+	}
+	var name string
+	switch k[0] {
+	case 'a':
+		name = "AS" + strconv.FormatUint(uint64(src.ASN), 10)
+	case '4':
+		name = netip.PrefixFrom(src.IP.Unmap(), 24).Masked().String()
+	default:
+		name = netip.PrefixFrom(src.IP, 64).Masked().String()
+	}
+	slot.Store(&nameEntry{key: k, name: name})
+	return name
+}

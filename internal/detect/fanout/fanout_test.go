@@ -1,0 +1,152 @@
+package fanout_test
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/haechi-sec/haechi/internal/detect/detecttest"
+	"github.com/haechi-sec/haechi/internal/detect/fanout"
+	"github.com/haechi-sec/haechi/internal/engine"
+	"github.com/haechi-sec/haechi/internal/event"
+)
+
+var t0 = time.Date(2025, 6, 24, 0, 0, 0, 0, time.UTC)
+
+// traffic builds NDJSON: for each source, n distinct principals each
+// reading its own profile, spread over the given hour.
+type traffic struct {
+	b strings.Builder
+	i int
+}
+
+func (tr *traffic) add(hour int, ip string, asn int, principals int, firstPrincipal int) {
+	for p := 0; p < principals; p++ {
+		tr.i++
+		at := t0.Add(time.Duration(hour)*time.Hour + time.Duration(p*3000/max(principals, 1))*time.Second/1)
+		as := ""
+		if asn != 0 {
+			as = fmt.Sprintf(`,"as":{"number":%d,"organization":{"name":"AS %d Org"}}`, asn, asn)
+		}
+		id := firstPrincipal + p
+		fmt.Fprintf(&tr.b, `{"@timestamp":%q,"event":{"id":"e%d","dataset":"gateway.access","action":"member.profile.read"},"user":{"id":"m:%d"},"source":{"ip":%q%s},"records":{"type":"customer","ids":["%d"]}}`+"\n",
+			at.Format(time.RFC3339Nano), tr.i, id, ip, as, id)
+	}
+}
+
+func run(t *testing.T, tr *traffic, shards int) []event.Finding {
+	t.Helper()
+	return detecttest.Findings(t, strings.NewReader(tr.b.String()), shards, fanout.New(fanout.Options{}))
+}
+
+func TestHostingAddressFiresAtTheFloor(t *testing.T) {
+	tr := &traffic{}
+	tr.add(0, "203.0.113.7", 64500, 25, 1000)
+	got := run(t, tr, 2)
+	if len(got) != 1 {
+		t.Fatalf("got %d findings, want 1: %+v", len(got), got)
+	}
+	f := got[0]
+	if f.Entity != (event.EntityKey{Kind: event.EntitySource, ID: "203.0.113.7"}) || f.Kind != fanout.Kind || f.Score != 70 {
+		t.Errorf("finding %+v", f)
+	}
+	if !strings.Contains(f.Explanation, "acted as 20 distinct principals") || !strings.Contains(f.Explanation, "AS64500") {
+		t.Errorf("explanation %q", f.Explanation)
+	}
+	if len(f.Evidence) != 4 || f.Evidence[0] != "e1" || f.Evidence[3] != "e20" {
+		t.Errorf("evidence %v", f.Evidence)
+	}
+}
+
+func TestBelowFloorIsQuiet(t *testing.T) {
+	tr := &traffic{}
+	tr.add(0, "203.0.113.7", 64500, 19, 1000)
+	tr.add(1, "203.0.113.7", 64500, 19, 2000) // a new window: counts restart
+	if got := run(t, tr, 1); len(got) != 0 {
+		t.Fatalf("got %+v", got)
+	}
+}
+
+func TestCarrierNATLearnsItsNetwork(t *testing.T) {
+	tr := &traffic{}
+	// Four hours of a carrier network: 30 NAT addresses, 60 customers each.
+	next := 10000
+	for h := 0; h < 4; h++ {
+		for a := 0; a < 30; a++ {
+			tr.add(h, fmt.Sprintf("198.51.100.%d", a+1), 4766, 60, next)
+			next += 60
+		}
+	}
+	// Hour 4: a NAT address with 150 customers is normal for this network;
+	// one with 800 is not.
+	tr.add(4, "198.51.100.1", 4766, 150, next)
+	next += 150
+	tr.add(4, "198.51.100.200", 4766, 800, next)
+	for _, shards := range []int{1, 3} {
+		got := run(t, tr, shards)
+		var ids []string
+		for _, f := range got {
+			ids = append(ids, f.Entity.ID)
+		}
+		// The first hour has no history: the floor (20) applies, and the
+		// NAT addresses fire — the documented cold start.
+		var late []string
+		for _, f := range got {
+			if !f.Time.Before(t0.Add(4 * time.Hour)) {
+				late = append(late, f.Entity.ID)
+			}
+		}
+		if strings.Join(late, ",") != "198.51.100.200" {
+			t.Fatalf("shards=%d: findings in hour 4 for %v, want only 198.51.100.200 (all: %v)", shards, late, ids)
+		}
+		for _, f := range got {
+			if f.Time.After(t0.Add(time.Hour)) && f.Time.Before(t0.Add(4*time.Hour)) {
+				t.Fatalf("shards=%d: a NAT address fired after its network had history: %+v", shards, f)
+			}
+		}
+	}
+}
+
+func TestOwnHistoryRaisesTheBar(t *testing.T) {
+	tr := &traffic{}
+	tr.add(0, "192.0.2.10", 0, 100, 1) // no ASN: keyed by 192.0.2.0/24
+	tr.add(1, "192.0.2.10", 0, 150, 1000)
+	got := run(t, tr, 1)
+	for _, f := range got {
+		if f.Time.After(t0.Add(time.Hour)) {
+			t.Fatalf("fired in hour 1 despite its own history of 100: %+v", f)
+		}
+	}
+	if len(got) != 1 || !strings.Contains(got[0].Explanation, "192.0.2.0/24") {
+		t.Fatalf("want one cold-start finding in hour 0 naming the /24, got %+v", got)
+	}
+}
+
+func TestKeyDoesNotAllocate(t *testing.T) {
+	d := fanout.New(fanout.Options{})
+	var _ engine.Detector = d
+	for _, src := range []string{"203.0.113.9", "2001:db8:1:2::5"} {
+		ev := &event.Event{Dataset: "gateway.access", User: event.User{ID: "m:1"}}
+		ev.Source.IP = mustAddr(src)
+		k1, ok := d.Key(ev)
+		if !ok {
+			t.Fatal("not keyed")
+		}
+		if n := testing.AllocsPerRun(100, func() { d.Key(ev) }); n != 0 {
+			t.Errorf("%s: Key allocates %.0f times on a cache hit", src, n)
+		}
+		want := map[string]string{"203.0.113.9": "203.0.113.0/24", "2001:db8:1:2::5": "2001:db8:1:2::/64"}[src]
+		if k1.ID != want {
+			t.Errorf("%s keyed as %q, want %q", src, k1.ID, want)
+		}
+	}
+	ev := &event.Event{Dataset: "gateway.access", User: event.User{ID: "m:1"}, Source: event.Source{ASN: 4766}}
+	ev.Source.IP = mustAddr("198.51.100.1")
+	if k, _ := d.Key(ev); k.ID != "AS4766" {
+		t.Errorf("keyed %q", k.ID)
+	}
+	if _, ok := d.Key(&event.Event{Dataset: "gateway.access", User: event.User{ID: "m:1"}}); ok {
+		t.Error("an event without a source was keyed")
+	}
+}
