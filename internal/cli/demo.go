@@ -84,7 +84,7 @@ func (c *demoCmd) Run(e *env) (err error) {
 		<-served
 		return err
 	}
-	fmt.Fprintf(out, "fed %d events over HTTP (%d accepted, %d rejected): customers, CS agents, the contract's examples and a departed contractor\n\n",
+	fmt.Fprintf(out, "fed %d events over HTTP (%d accepted, %d rejected): customers, CS agents, the contract's examples, a departed contractor and a scraper with forged tokens\n\n",
 		len(lines), accepted, rejected)
 
 	alerts, err := waitForAlerts(ctx, base, 10*time.Second)

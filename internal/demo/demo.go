@@ -38,6 +38,7 @@ func Traffic(now time.Time, seed uint64) ([][]byte, error) {
 	g := &gen{rng: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)), now: now}
 	g.background()
 	g.departedContractor()
+	g.ghostKeyScraper()
 	all := append(g.lines, shifted...)
 	sort.SliceStable(all, func(i, j int) bool { return all[i].t.Before(all[j].t) })
 	out := make([][]byte, len(all))
@@ -202,6 +203,26 @@ func (g *gen) departedContractor() {
 			"user_agent": map[string]any{"original": "python-requests/2.32.3"},
 			"url":        map[string]any{"path": "/admin/customers/export"}, "http": map[string]any{"request": map[string]any{"method": "GET"}, "response": map[string]any{"status_code": 200, "body": map[string]any{"bytes": 9000 + g.rng.IntN(2000)}}},
 			"records": map[string]any{"type": "customer", "ids": ids, "fields": []string{"name", "email", "phone", "address"}}})
+	}
+}
+
+// ghostKeyScraper: the 2025 pattern — tokens forged with a retained
+// signing key, each impersonating a different customer reading only their
+// own data, from one hosting server abroad.
+func (g *gen) ghostKeyScraper() {
+	t := g.now.Add(-4 * time.Minute)
+	src := map[string]any{"ip": "45.77.201.13", "geo": map[string]any{"country_iso_code": "SG"}, "as": map[string]any{"number": 20473, "organization": map[string]any{"name": "The Constant Company"}}}
+	for k := 0; k < 60; k++ {
+		id := strconv.Itoa(30000000 + g.rng.IntN(9000000))
+		at := t.Add(time.Duration(k) * 2 * time.Second)
+		g.emit(at, map[string]any{"event": ev("gateway.access", "member.address.list", "success"),
+			"user":       map[string]any{"id": "m:" + id},
+			"token":      map[string]any{"id": fmt.Sprintf("tk-%08x", g.rng.Uint32()), "key_id": "auth-2022-11", "issued_at": at.Add(-time.Second).Format(time.RFC3339)},
+			"source":     src,
+			"user_agent": map[string]any{"original": "python-requests/2.32.3"},
+			"http":       map[string]any{"request": map[string]any{"method": "GET"}, "response": map[string]any{"status_code": 200, "body": map[string]any{"bytes": 1100 + g.rng.IntN(300)}}},
+			"url":        map[string]any{"path": "/api/v2/members/" + id + "/addresses"},
+			"records":    map[string]any{"type": "address", "ids": []string{"a:" + id + ":1"}, "fields": []string{"name", "phone", "address", "entrance_code"}}})
 	}
 }
 
