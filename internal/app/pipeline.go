@@ -19,6 +19,7 @@ import (
 	"github.com/haechi-sec/haechi/internal/config"
 	"github.com/haechi-sec/haechi/internal/detect/canary"
 	"github.com/haechi-sec/haechi/internal/detect/fanout"
+	"github.com/haechi-sec/haechi/internal/detect/keyposture"
 	"github.com/haechi-sec/haechi/internal/detect/scripted"
 	"github.com/haechi-sec/haechi/internal/detect/terminated"
 	"github.com/haechi-sec/haechi/internal/engine"
@@ -61,6 +62,9 @@ func Detectors(cfg config.Config, canaryIDs []string) []engine.Detector {
 	}
 	if cfg.Detectors.Canary.Enabled && len(canaryIDs) > 0 {
 		ds = append(ds, canary.New(canaryIDs))
+	}
+	if kp := cfg.Detectors.KeyPosture; kp.Enabled {
+		ds = append(ds, keyposture.New(keyposture.Options{RotationAge: kp.RotationAge.D(), Reraise: kp.Reraise.D()}))
 	}
 	if sc := cfg.Detectors.ScriptedClient; sc.Enabled && len(sc.UserAgents) > 0 {
 		ds = append(ds, scripted.New(scripted.Options{UserAgents: sc.UserAgents}))
