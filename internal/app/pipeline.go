@@ -23,6 +23,7 @@ import (
 	"github.com/haechi-sec/haechi/internal/detect/scripted"
 	"github.com/haechi-sec/haechi/internal/detect/terminated"
 	"github.com/haechi-sec/haechi/internal/engine"
+	"github.com/haechi-sec/haechi/internal/enrich"
 	"github.com/haechi-sec/haechi/internal/event"
 )
 
@@ -42,10 +43,11 @@ type PipelineOptions struct {
 	Registerer prometheus.Registerer
 }
 
-// Pipeline is engine → detectors → alert stage → sinks.
+// Pipeline is enrich → engine → detectors → alert stage → sinks.
 type Pipeline struct {
 	Engine *engine.Engine
 	alerts *alert.Stage
+	geo    *enrich.Geo
 	log    *slog.Logger
 
 	mu       sync.Mutex
@@ -75,12 +77,25 @@ func Detectors(cfg config.Config, canaryIDs []string) []engine.Detector {
 	return ds
 }
 
-// NewPipeline builds the pipeline; Run starts it.
+// NewPipeline builds the pipeline; Run starts it. It opens the GeoIP
+// databases the configuration names (Run closes them).
 func NewPipeline(opts PipelineOptions) (*Pipeline, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	cfg := opts.Config
+	geo, err := enrich.OpenGeo(enrich.GeoOptions{CountryDB: cfg.GeoIP.CountryDB, ASNDB: cfg.GeoIP.ASNDB})
+	if err != nil {
+		return nil, err
+	}
+	country, asn := geo.Enabled()
+	if !country || !asn {
+		opts.Logger.Info("geoip: no MaxMind database for country or AS configured; detectors use what events carry in source.geo and source.as",
+			"country_db", country, "asn_db", asn)
+	}
+	if opts.Registerer != nil {
+		registerGeoMetrics(opts.Registerer, geo)
+	}
 	eng, err := engine.New(engine.Options{
 		Detectors:  Detectors(cfg, opts.CanaryIDs),
 		Shards:     cfg.Engine.Shards,
@@ -92,6 +107,7 @@ func NewPipeline(opts PipelineOptions) (*Pipeline, error) {
 		Registerer: opts.Registerer,
 	})
 	if err != nil {
+		geo.Close()
 		return nil, err
 	}
 	st, err := alert.New(alert.Options{
@@ -102,14 +118,44 @@ func NewPipeline(opts PipelineOptions) (*Pipeline, error) {
 		Registerer: opts.Registerer,
 	})
 	if err != nil {
+		geo.Close()
 		return nil, err
 	}
-	return &Pipeline{Engine: eng, alerts: st, log: opts.Logger}, nil
+	return &Pipeline{Engine: eng, alerts: st, geo: geo, log: opts.Logger}, nil
 }
 
-// Submit admits a batch, waiting while the engine is full.
+func registerGeoMetrics(reg prometheus.Registerer, geo *enrich.Geo) {
+	country, asn := geo.Enabled()
+	enabled := prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "haechi_geoip_database_loaded",
+		Help: "1 when a MaxMind-format database of that kind is loaded; 0 means geo/AS come only from the events.",
+	}, []string{"kind"})
+	b := map[bool]float64{true: 1}
+	enabled.WithLabelValues("country").Set(b[country])
+	enabled.WithLabelValues("asn").Set(b[asn])
+	reg.MustRegister(enabled,
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "haechi_geoip_lookups_total",
+			Help: "Addresses looked up in the GeoIP databases (cache hits included).",
+		}, func() float64 { l, _, _ := geo.Stats(); return float64(l) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "haechi_geoip_cache_hits_total",
+			Help: "GeoIP lookups answered from the cache.",
+		}, func() float64 { _, h, _ := geo.Stats(); return float64(h) }),
+	)
+}
+
+// Submit enriches a batch and admits it, waiting while the engine is full.
 func (p *Pipeline) Submit(ctx context.Context, evs []event.Event) error {
+	p.geo.EnrichBatch(evs)
 	return p.Engine.Submit(ctx, engine.Batch{Events: evs, Received: time.Now()})
+}
+
+// TrySubmit enriches a batch and admits it only if there is room now
+// (engine.ErrFull otherwise; the caller keeps the batch).
+func (p *Pipeline) TrySubmit(evs []event.Event) error {
+	p.geo.EnrichBatch(evs)
+	return p.Engine.TrySubmit(engine.Batch{Events: evs, Received: time.Now()})
 }
 
 // Close stops admission; Run returns once everything admitted has been
@@ -152,6 +198,9 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	}
 	p.alerts.Flush()
 	err := <-errc
+	if cerr := p.geo.Close(); cerr != nil && err == nil {
+		err = cerr
+	}
 	if err == nil && finals != len(wms) {
 		err = fmt.Errorf("pipeline: %d of %d shards finished", finals, len(wms))
 	}

@@ -95,7 +95,7 @@ func Serve(ctx context.Context, opts ServeOptions) (err error) {
 	srv := &http.Server{
 		Handler: api.New(api.Options{
 			Ingest: func(evs []event.Event) error {
-				err := p.Engine.TrySubmit(engine.Batch{Events: evs, Received: time.Now()})
+				err := p.TrySubmit(evs)
 				switch {
 				case errors.Is(err, engine.ErrFull):
 					return api.ErrBusy

@@ -87,7 +87,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) (code int
 	}
 	e := &env{ctx: ctx, stdout: stdout, stderr: stderr, g: &root.Globals}
 	if err := kctx.Run(e); err != nil {
-		fmt.Fprintf(stderr, "haechi %s: %v\n", kctx.Command(), err)
+		fmt.Fprintf(stderr, "haechi %s: %v\n", strings.Fields(kctx.Command())[0], err)
 		var u usageError
 		if errors.As(err, &u) {
 			return 2

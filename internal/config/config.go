@@ -49,7 +49,17 @@ type Config struct {
 	Engine    Engine    `yaml:"engine"`
 	Ingest    Ingest    `yaml:"ingest"`
 	Alerts    Alerts    `yaml:"alerts"`
+	GeoIP     GeoIP     `yaml:"geoip"`
 	Detectors Detectors `yaml:"detectors"`
+}
+
+// GeoIP points at MaxMind-format databases used to fill source.geo and
+// source.as on events that do not carry them. haechi never downloads them.
+type GeoIP struct {
+	// CountryDB is a country (or city) database; empty means none.
+	CountryDB string `yaml:"country_db"`
+	// ASNDB is an autonomous-system database; empty means none.
+	ASNDB string `yaml:"asn_db"`
 }
 
 // Log configures the process logger.
