@@ -19,6 +19,7 @@ import (
 	"github.com/haechi-sec/haechi/internal/config"
 	"github.com/haechi-sec/haechi/internal/detect/canary"
 	"github.com/haechi-sec/haechi/internal/detect/fanout"
+	"github.com/haechi-sec/haechi/internal/detect/geo"
 	"github.com/haechi-sec/haechi/internal/detect/keyposture"
 	"github.com/haechi-sec/haechi/internal/detect/scripted"
 	"github.com/haechi-sec/haechi/internal/detect/terminated"
@@ -70,6 +71,9 @@ func Detectors(cfg config.Config, canaryIDs []string) []engine.Detector {
 	}
 	if sc := cfg.Detectors.ScriptedClient; sc.Enabled && len(sc.UserAgents) > 0 {
 		ds = append(ds, scripted.New(scripted.Options{UserAgents: sc.UserAgents}))
+	}
+	if pg := cfg.Detectors.PrincipalGeo; pg.Enabled {
+		ds = append(ds, geo.New(geo.Options{HostingMarkers: pg.HostingMarkers}))
 	}
 	if sf := cfg.Detectors.SourceFanout; sf.Enabled {
 		ds = append(ds, fanout.New(fanout.Options{Window: sf.Window.D(), Floor: sf.Floor, Factor: sf.Factor}))

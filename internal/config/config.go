@@ -103,6 +103,25 @@ type Detectors struct {
 	KeyPosture         KeyPosture         `yaml:"key_posture"`
 	ScriptedClient     ScriptedClient     `yaml:"scripted_client"`
 	SourceFanout       SourceFanout       `yaml:"source_fanout"`
+	PrincipalGeo       PrincipalGeo       `yaml:"principal_geo"`
+}
+
+// PrincipalGeo configures the detector for where principals act from:
+// customers on hosting networks or in new countries, staff abroad.
+type PrincipalGeo struct {
+	Enabled bool `yaml:"enabled"`
+	// HostingMarkers are case-insensitive substrings of AS organisation
+	// names that mark cloud, VPS and hosting providers.
+	HostingMarkers []string `yaml:"hosting_markers"`
+}
+
+// DefaultHostingMarkers mark cloud, VPS and hosting providers by AS
+// organisation name.
+var DefaultHostingMarkers = []string{
+	"hosting", "host", "cloud", "data center", "datacenter", "data centre", "vps", "server",
+	"amazon", "aws", "google llc", "microsoft", "digitalocean", "linode", "akamai", "ovh",
+	"hetzner", "contabo", "the constant company", "vultr", "choopa", "leaseweb", "m247",
+	"alibaba", "tencent", "oracle", "scaleway", "online s.a.s", "colocrossing", "psychz",
 }
 
 // SourceFanout configures the detector for one source address acting as
@@ -214,6 +233,10 @@ func Default() Config {
 			ScriptedClient: ScriptedClient{
 				Enabled:    true,
 				UserAgents: append([]string(nil), DefaultScriptedUserAgents...),
+			},
+			PrincipalGeo: PrincipalGeo{
+				Enabled:        true,
+				HostingMarkers: append([]string(nil), DefaultHostingMarkers...),
 			},
 			SourceFanout: SourceFanout{
 				Enabled: true,

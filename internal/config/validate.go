@@ -92,6 +92,11 @@ func (c *Config) Validate() error {
 			add(fmt.Sprintf("detectors.scripted_client.user_agents[%d]", i), "empty user-agent marker")
 		}
 	}
+	for i, m := range c.Detectors.PrincipalGeo.HostingMarkers {
+		if strings.TrimSpace(m) == "" {
+			add(fmt.Sprintf("detectors.principal_geo.hosting_markers[%d]", i), "empty marker")
+		}
+	}
 	sf := c.Detectors.SourceFanout
 	if sf.Window <= 0 {
 		add("detectors.source_fanout.window", "must be positive, got %s", sf.Window)
