@@ -23,6 +23,7 @@ import (
 	"github.com/haechi-sec/haechi/internal/detect/keyposture"
 	"github.com/haechi-sec/haechi/internal/detect/scripted"
 	"github.com/haechi-sec/haechi/internal/detect/terminated"
+	"github.com/haechi-sec/haechi/internal/detect/token"
 	"github.com/haechi-sec/haechi/internal/engine"
 	"github.com/haechi-sec/haechi/internal/enrich"
 	"github.com/haechi-sec/haechi/internal/event"
@@ -65,6 +66,13 @@ func Detectors(cfg config.Config, canaryIDs []string) []engine.Detector {
 	}
 	if cfg.Detectors.Canary.Enabled && len(canaryIDs) > 0 {
 		ds = append(ds, canary.New(canaryIDs))
+	}
+	if tp := cfg.Detectors.TokenProvenance; tp.Enabled {
+		ds = append(ds, token.New(token.Options{
+			MaxLifetime: tp.MaxLifetime.D(),
+			ClockSkew:   tp.ClockSkew.D(),
+			Lateness:    cfg.Engine.AllowedLateness.D(),
+		}))
 	}
 	if kp := cfg.Detectors.KeyPosture; kp.Enabled {
 		ds = append(ds, keyposture.New(keyposture.Options{RotationAge: kp.RotationAge.D(), Reraise: kp.Reraise.D()}))

@@ -1,0 +1,675 @@
+// Package token detects access tokens that are not genuine: used on the
+// gateway but never minted by the token service, signed by a retired key or
+// by a key outside the inventory, claiming impossible times, used past
+// expiry, or replayed from several places. It is the detector for the
+// ghost-key attack, in which someone who kept a signing key forges tokens
+// impersonating customers.
+//
+// # Keying and state
+//
+// Mints (auth.token / token.issued) and uses (gateway.access) that carry
+// token.id key on the token (event.EntityKey{Kind: token}), so a token's
+// mint and all its uses meet on one shard. Key inventory events
+// (keys.inventory with key.id) are broadcast: every shard keeps its own small
+// key table (id → listed or not, status, first time seen, retired_at, the
+// retirement's evidence), with key ids interned to a uint16.
+//
+// Each shard keeps:
+//   - the mint index: for every minted token until it expires, the 64-bit
+//     FNV-1a hash of its id → 16 bytes (expiry, key index, first use
+//     location and time, the kinds already fired). Token ids are not kept.
+//     A token's remembered expiry is token.expires_at, else issue time plus
+//     MaxLifetime, and never more than MaxLifetime after it was issued or
+//     minted, so MaxLifetime bounds memory: at most 64 bytes per live token
+//     including map overhead (measured by TestMintIndexMemory and
+//     BenchmarkMintIndex). Expired tokens are swept at most once per ten
+//     minutes of event time, once the watermark passes expiry + ClockSkew.
+//     A 64-bit hash can collide: with n live tokens on a shard the chance
+//     that any two collide is about n²/2⁶⁵ (3·10⁻⁶ at ten million), and a
+//     collision can only make an unminted token look minted, i.e. cost a
+//     missed finding, never a false one.
+//   - pending uses: a use of a token not (yet) minted, remembered with the
+//     token id, key id, principal, source and evidence of its first use,
+//     until the watermark passes first use + Lateness. A mint arriving
+//     meanwhile cancels it; otherwise token_never_minted fires. Their
+//     number is bounded by the rate of distinct unminted tokens × Lateness.
+//   - flagged tokens: the hashes of tokens already reported never minted,
+//     for MaxLifetime of event time after their first use, so later uses of
+//     the same forged token do not fire again.
+//
+// # Findings (each at most once per token)
+//
+//   - token_never_minted (95, immediate): used, never minted within
+//     Lateness after the first use. About the signing key when the use names
+//     one (that is what to revoke in a ghost-key attack), else the token.
+//   - token_key_retired (95, immediate): used after its signing key's
+//     retired_at. About the key. The key is the use's token.key_id, else the
+//     mint's.
+//   - token_unknown_key (90, immediate): signed by a key the inventory does
+//     not list, only once this shard has seen some keys.inventory event (no
+//     inventory, no opinion). About the key. Judged on uses only: a mint by
+//     an unlisted key is the token service's own doing and becomes a finding
+//     when the token is used.
+//   - token_issued_in_future (70): token.issued_at later than the event
+//     time + ClockSkew, on a mint or a use. About the token.
+//   - token_lifetime_exceeds_policy (60): expires_at − issued_at beyond
+//     MaxLifetime on a mint (issued_at defaulting to the mint's time) or on a
+//     use claiming both. About the token.
+//   - token_multi_location (80): one token used from two countries or two
+//     AS numbers (source.geo.country_iso_code, source.as.number), judged on
+//     the fields both uses carry; uses without them count for nothing. About
+//     the token. Only the first location and its time are remembered, so the
+//     evidence is the second use.
+//   - token_used_after_expiry (70): a minted token used after its
+//     remembered expiry + ClockSkew while the index still remembers it.
+//     About the token. Once swept, a use of it looks never minted and fires
+//     token_never_minted: MaxLifetime bounds how long an expired token is
+//     told apart from a forged one.
+//
+// Key checks fire at once on the use (the inventory is broadcast; an
+// inventory event that arrives after the use it would have condemned is not
+// applied retroactively). Never-minted is judged in Advance. A mint that
+// arrives after its token was reported does not retract the finding.
+//
+// # What it cannot see
+//
+// Uses the gateway rejected (event.outcome failure) are not access and are
+// ignored, as are failed issuances: a client retrying with an expired token
+// and getting a 401 is routine. Tokens without token.id are invisible. A key
+// un-retired by a later inventory event stays retired. A forged token whose
+// id collides with a live minted one (see above) passes. Evidence of mint
+// events is not kept, so findings on uses cite the use (and the key's
+// retirement) only.
+package token
+
+import (
+	"container/heap"
+	"fmt"
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/haechi-sec/haechi/internal/engine"
+	"github.com/haechi-sec/haechi/internal/event"
+)
+
+// Name is the detector's stable name.
+const Name = "token_provenance"
+
+// Finding kinds.
+const (
+	KindNeverMinted     = "token_never_minted"
+	KindKeyRetired      = "token_key_retired"
+	KindUnknownKey      = "token_unknown_key"
+	KindIssuedInFuture  = "token_issued_in_future"
+	KindLifetime        = "token_lifetime_exceeds_policy"
+	KindMultiLocation   = "token_multi_location"
+	KindUsedAfterExpiry = "token_used_after_expiry"
+)
+
+// Scores of the finding kinds.
+const (
+	ScoreNeverMinted    = 95
+	ScoreKeyRetired     = 95
+	ScoreUnknownKey     = 90
+	ScoreIssuedInFuture = 70
+	ScoreLifetime       = 60
+	ScoreMultiLocation  = 80
+	// ScoreMultiNetwork is token_multi_location when only the network
+	// changed within one country: a phone moving from home Wi-Fi to mobile
+	// data does that, so it is a weak signal on its own.
+	ScoreMultiNetwork    = 40
+	ScoreUsedAfterExpiry = 70
+)
+
+// Defaults of Options.
+const (
+	DefaultMaxLifetime = 24 * time.Hour
+	DefaultLateness    = 5 * time.Minute
+)
+
+// sweepEvery is how much event time passes between sweeps of expired state.
+const sweepEvery = 10 * time.Minute
+
+// Options configure the detector.
+type Options struct {
+	// MaxLifetime is the longest token lifetime policy allows, and how long
+	// a minted token is remembered at most. 0 means DefaultMaxLifetime.
+	MaxLifetime time.Duration
+	// ClockSkew tolerated between issuer, gateway and the events' clocks.
+	ClockSkew time.Duration
+	// Lateness is the engine's allowed lateness: how long after a token's
+	// first use a mint may still arrive. 0 means DefaultLateness.
+	Lateness time.Duration
+}
+
+// Detector is the token-provenance detector. It holds only immutable
+// configuration; per-shard state lives in the value NewShard returns.
+type Detector struct{ opts Options }
+
+var (
+	_ engine.Detector    = (*Detector)(nil)
+	_ engine.Broadcaster = (*Detector)(nil)
+)
+
+// New returns the detector.
+func New(opts Options) *Detector {
+	if opts.MaxLifetime <= 0 {
+		opts.MaxLifetime = DefaultMaxLifetime
+	}
+	if opts.Lateness <= 0 {
+		opts.Lateness = DefaultLateness
+	}
+	if opts.ClockSkew < 0 {
+		opts.ClockSkew = 0
+	}
+	return &Detector{opts: opts}
+}
+
+// Name implements engine.Detector.
+func (d *Detector) Name() string { return Name }
+
+// Key implements engine.Detector: successful mints and accepted gateway
+// uses that carry token.id key on the token. It does not allocate.
+func (d *Detector) Key(ev *event.Event) (event.EntityKey, bool) {
+	if ev.Token.ID == "" || ev.Outcome == event.OutcomeFailure {
+		return event.EntityKey{}, false
+	}
+	switch ev.Dataset {
+	case event.DatasetGateway:
+	case event.DatasetToken:
+		if ev.Action != event.ActionTokenIssued {
+			return event.EntityKey{}, false
+		}
+	default:
+		return event.EntityKey{}, false
+	}
+	return event.EntityKey{Kind: event.EntityToken, ID: ev.Token.ID}, true
+}
+
+// Broadcast implements engine.Broadcaster: key inventory events go to every
+// shard.
+func (d *Detector) Broadcast(ev *event.Event) bool {
+	return ev.Dataset == event.DatasetKeys && ev.Key.ID != ""
+}
+
+// NewShard implements engine.Detector.
+func (d *Detector) NewShard() engine.Shard { return newShard(d.opts) }
+
+func newShard(opts Options) *shard {
+	return &shard{
+		opts:    opts,
+		mints:   newMintIndex(),
+		pending: map[uint64]*pendingUse{},
+		flagged: map[uint64]flagEntry{},
+		keyIdx:  map[string]uint16{},
+		keys:    []keyInfo{{}}, // index 0: no key
+	}
+}
+
+// keyInfo is what a shard knows of one signing key.
+type keyInfo struct {
+	id         string
+	listed     bool // named by a keys.inventory event
+	status     string
+	created    time.Time // first inventory event time seen
+	retiredAt  time.Time
+	retiredRef string
+}
+
+// pendingUse is a use of a token not (yet) minted.
+type pendingUse struct {
+	h         uint64
+	tokenID   string
+	keyID     string
+	principal string
+	ip        netip.Addr
+	first     time.Time
+	last      time.Time
+	due       time.Time // first + Lateness
+	count     int
+	ref       string
+	loc       loc
+	fired     uint8
+	index     int // in the queue
+}
+
+// flagEntry remembers a token already reported never minted.
+type flagEntry struct {
+	until uint32 // toSec: forget after
+	fired uint8
+}
+
+type shard struct {
+	opts      Options
+	mints     mintIndex
+	pending   map[uint64]*pendingUse
+	queue     pendingQueue
+	flagged   map[uint64]flagEntry
+	flagPeak  int
+	keyIdx    map[string]uint16
+	keys      []keyInfo
+	inventory bool // some keys.inventory event was seen
+	lastSweep time.Time
+}
+
+// Process implements engine.Shard.
+func (s *shard) Process(c *engine.Context, key event.EntityKey, ev *event.Event) {
+	switch ev.Dataset {
+	case event.DatasetKeys:
+		s.inventoryEvent(c, ev)
+	case event.DatasetToken:
+		s.mint(c, key, ev)
+	case event.DatasetGateway:
+		s.use(c, key, ev)
+	}
+}
+
+// Advance implements engine.Advancer: pending uses whose mint did not come
+// in time fire, and expired state is swept.
+func (s *shard) Advance(c *engine.Context, wm time.Time) {
+	for len(s.queue) > 0 && s.queue[0].due.Before(wm) {
+		p := heap.Pop(&s.queue).(*pendingUse)
+		delete(s.pending, p.h)
+		c.Emit(s.neverMinted(p))
+		s.flagged[p.h] = flagEntry{until: toSec(p.first.Add(s.opts.MaxLifetime)), fired: p.fired}
+		if len(s.flagged) > s.flagPeak {
+			s.flagPeak = len(s.flagged)
+		}
+	}
+	if wm.Equal(engine.EndOfTime) || wm.Sub(s.lastSweep) < sweepEvery {
+		return
+	}
+	s.lastSweep = wm
+	s.mints.sweep(toSec(wm.Add(-s.opts.ClockSkew)))
+	now := toSec(wm)
+	for h, f := range s.flagged {
+		if f.until < now {
+			delete(s.flagged, h)
+		}
+	}
+	s.flagged = shrink(s.flagged, &s.flagPeak)
+}
+
+func (s *shard) inventoryEvent(c *engine.Context, ev *event.Event) {
+	s.inventory = true
+	i := s.intern(ev.Key.ID)
+	if i == 0 {
+		return
+	}
+	k := &s.keys[i]
+	k.listed = true
+	if k.created.IsZero() || ev.Time.Before(k.created) {
+		k.created = ev.Time
+	}
+	if ev.Key.Status != "" {
+		k.status = ev.Key.Status
+	}
+	at := ev.Key.RetiredAt
+	if at.IsZero() && (ev.Action == event.ActionKeyRetired || strings.EqualFold(ev.Key.Status, "retired")) {
+		at = ev.Time
+	}
+	if !at.IsZero() && (k.retiredAt.IsZero() || at.Before(k.retiredAt)) {
+		k.retiredAt = at
+		k.retiredRef = c.Ref(ev)
+	}
+}
+
+// intern returns the key table index of id, adding it; 0 for "" or when
+// the table is full.
+func (s *shard) intern(id string) uint16 {
+	if id == "" {
+		return 0
+	}
+	if i, ok := s.keyIdx[id]; ok {
+		return i
+	}
+	if len(s.keys) > 1<<16-1 {
+		return 0
+	}
+	id = strings.Clone(id)
+	i := uint16(len(s.keys))
+	s.keys = append(s.keys, keyInfo{id: id})
+	s.keyIdx[id] = i
+	return i
+}
+
+// lookup returns the key table entry for id (hint: a likely index), or nil.
+func (s *shard) lookup(id string, hint uint16) *keyInfo {
+	if id == "" {
+		return nil
+	}
+	if hint != 0 && s.keys[hint].id == id {
+		return &s.keys[hint]
+	}
+	if i, ok := s.keyIdx[id]; ok {
+		return &s.keys[i]
+	}
+	return nil
+}
+
+func (s *shard) mint(c *engine.Context, key event.EntityKey, ev *event.Event) {
+	h := hashID(key.ID)
+	issued := ev.Token.IssuedAt
+	if issued.IsZero() {
+		issued = ev.Time
+	}
+	exp := ev.Token.ExpiresAt
+	if exp.IsZero() {
+		exp = issued.Add(s.opts.MaxLifetime)
+	}
+	base := issued
+	if ev.Time.Before(base) {
+		base = ev.Time
+	}
+	if limit := base.Add(s.opts.MaxLifetime); exp.After(limit) {
+		exp = limit
+	}
+
+	e, minted := s.mints.get(h)
+	fired := e.fired()
+	l := e.loc()
+	if p := s.pending[h]; p != nil {
+		fired |= p.fired
+		if l.empty() {
+			l = p.loc
+		}
+		heap.Remove(&s.queue, p.index)
+		delete(s.pending, p.h)
+	}
+	if f, ok := s.flagged[h]; ok {
+		fired |= f.fired
+		delete(s.flagged, h)
+	}
+
+	if fired&fFuture == 0 && !ev.Token.IssuedAt.IsZero() && ev.Token.IssuedAt.After(ev.Time.Add(s.opts.ClockSkew)) {
+		fired |= fFuture
+		c.Emit(s.finding(KindIssuedInFuture, "Token issued in the future", ScoreIssuedInFuture, false, key, ev.Time,
+			fmt.Sprintf("Token %s%s was minted for %s at %s claiming issued_at %s, %s in the future (clock skew tolerance %s): its claims did not come from a clock-synchronised issuer.",
+				key.ID, signedBy(ev.Token.KeyID), orUnnamed(ev.User.ID), stamp(ev.Time), stamp(ev.Token.IssuedAt),
+				human(ev.Token.IssuedAt.Sub(ev.Time)), human(s.opts.ClockSkew)),
+			c.Ref(ev)))
+	}
+	if fired&fLifetime == 0 && !ev.Token.ExpiresAt.IsZero() && ev.Token.ExpiresAt.Sub(issued) > s.opts.MaxLifetime {
+		fired |= fLifetime
+		c.Emit(s.finding(KindLifetime, "Token lifetime exceeds policy", ScoreLifetime, false, key, ev.Time,
+			fmt.Sprintf("Token %s%s was minted for %s at %s with a lifetime of %s (issued %s, expires %s), beyond the %s policy maximum.",
+				key.ID, signedBy(ev.Token.KeyID), orUnnamed(ev.User.ID), stamp(ev.Time), human(ev.Token.ExpiresAt.Sub(issued)),
+				stamp(issued), stamp(ev.Token.ExpiresAt), policy(s.opts.MaxLifetime)),
+			c.Ref(ev)))
+	}
+
+	ne := mintEntry{exp: toSec(exp), key: s.intern(ev.Token.KeyID)}
+	if minted {
+		// Minted again under the same id: remember the later expiry.
+		ne.exp = max(ne.exp, e.exp)
+		if ne.key == 0 {
+			ne.key = e.key
+		}
+	}
+	ne.setLoc(l)
+	ne.setFired(fired)
+	s.mints.put(h, ne)
+}
+
+func (s *shard) use(c *engine.Context, key event.EntityKey, ev *event.Event) {
+	h := hashID(key.ID)
+	if e, ok := s.mints.get(h); ok {
+		s.useMinted(c, key, ev, h, e)
+		return
+	}
+	if p := s.pending[h]; p != nil {
+		p.count++
+		p.last = ev.Time
+		p.fired = s.checkUse(c, key, ev, s.lookup(ev.Token.KeyID, 0), p.fired)
+		p.loc, p.fired = s.checkLocation(c, key, ev, p.loc, p.fired)
+		return
+	}
+	if f, ok := s.flagged[h]; ok {
+		if fired := s.checkUse(c, key, ev, s.lookup(ev.Token.KeyID, 0), f.fired); fired != f.fired {
+			f.fired = fired
+			s.flagged[h] = f
+		}
+		return
+	}
+	p := &pendingUse{
+		h:         h,
+		tokenID:   strings.Clone(key.ID),
+		keyID:     strings.Clone(ev.Token.KeyID),
+		principal: strings.Clone(ev.User.ID),
+		ip:        ev.Source.IP,
+		first:     ev.Time,
+		last:      ev.Time,
+		due:       ev.Time.Add(s.opts.Lateness),
+		count:     1,
+		ref:       c.Ref(ev),
+	}
+	p.fired = s.checkUse(c, key, ev, s.lookup(ev.Token.KeyID, 0), 0)
+	p.loc, p.fired = s.checkLocation(c, key, ev, p.loc, p.fired)
+	s.pending[h] = p
+	heap.Push(&s.queue, p)
+}
+
+func (s *shard) useMinted(c *engine.Context, key event.EntityKey, ev *event.Event, h uint64, e mintEntry) {
+	fired0, loc0 := e.fired(), e.loc()
+	var k *keyInfo
+	if ev.Token.KeyID != "" {
+		k = s.lookup(ev.Token.KeyID, e.key)
+	} else if e.key != 0 {
+		k = &s.keys[e.key]
+	}
+	fired := s.checkUse(c, key, ev, k, fired0)
+	if fired&fExpired == 0 && toSec(ev.Time) > e.exp+uint32(s.opts.ClockSkew/time.Second) {
+		fired |= fExpired
+		kid := ev.Token.KeyID
+		if kid == "" {
+			kid = s.keys[e.key].id
+		}
+		c.Emit(s.finding(KindUsedAfterExpiry, "Token used after expiry", ScoreUsedAfterExpiry, false, key, ev.Time,
+			fmt.Sprintf("Token %s%s expired at %s but was used %s at %s, %s later: an expired token must be refused, so it was replayed past its life or the gateway does not check expiry.",
+				key.ID, signedBy(kid), stamp(e.expires()), byFrom(ev.User.ID, ev.Source.IP), stamp(ev.Time), human(ev.Time.Sub(e.expires()))),
+			c.Ref(ev)))
+	}
+	l, fired := s.checkLocation(c, key, ev, loc0, fired)
+	if fired != fired0 || l != loc0 {
+		e.setFired(fired)
+		e.setLoc(l)
+		s.mints.put(h, e)
+	}
+}
+
+// checkUse applies the checks that need only the use and its key: retired
+// key, unknown key, issue time in the future, claimed lifetime. k is the
+// token's key (nil when the use names none the shard knows).
+func (s *shard) checkUse(c *engine.Context, key event.EntityKey, ev *event.Event, k *keyInfo, fired uint8) uint8 {
+	kid := ev.Token.KeyID
+	if k != nil {
+		kid = k.id
+	}
+	switch {
+	case kid != "" && s.inventory && (k == nil || !k.listed):
+		if fired&fUnknown == 0 {
+			fired |= fUnknown
+			c.Emit(s.finding(KindUnknownKey, "Token signed by a key outside the inventory", ScoreUnknownKey, true,
+				event.EntityKey{Kind: event.EntitySigningKey, ID: kid}, ev.Time,
+				fmt.Sprintf("Token %s is signed by key %s, which the key inventory does not list, and was used %s at %s: a signing key nobody manages cannot vouch for a customer session.",
+					key.ID, kid, byFrom(ev.User.ID, ev.Source.IP), stamp(ev.Time)),
+				c.Ref(ev)))
+		}
+	case k != nil && !k.retiredAt.IsZero() && ev.Time.After(k.retiredAt):
+		if fired&fRetired == 0 {
+			fired |= fRetired
+			c.Emit(s.finding(KindKeyRetired, "Token signed by a retired key", ScoreKeyRetired, true,
+				event.EntityKey{Kind: event.EntitySigningKey, ID: k.id}, ev.Time,
+				fmt.Sprintf("Token %s, signed by key %s, was used %s at %s, %s after the key was retired at %s: nothing signed by a retired key is genuine.",
+					key.ID, k.id, byFrom(ev.User.ID, ev.Source.IP), stamp(ev.Time), human(ev.Time.Sub(k.retiredAt)), stamp(k.retiredAt)),
+				c.Ref(ev), k.retiredRef))
+		}
+	}
+	iat, exp := ev.Token.IssuedAt, ev.Token.ExpiresAt
+	if fired&fFuture == 0 && !iat.IsZero() && iat.After(ev.Time.Add(s.opts.ClockSkew)) {
+		fired |= fFuture
+		c.Emit(s.finding(KindIssuedInFuture, "Token issued in the future", ScoreIssuedInFuture, false, key, ev.Time,
+			fmt.Sprintf("Token %s%s claims it was issued at %s, %s after it was used %s at %s (clock skew tolerance %s): its claims did not come from a clock-synchronised issuer.",
+				key.ID, signedBy(kid), stamp(iat), human(iat.Sub(ev.Time)), byFrom(ev.User.ID, ev.Source.IP), stamp(ev.Time), human(s.opts.ClockSkew)),
+			c.Ref(ev)))
+	}
+	if fired&fLifetime == 0 && !iat.IsZero() && !exp.IsZero() && exp.Sub(iat) > s.opts.MaxLifetime {
+		fired |= fLifetime
+		c.Emit(s.finding(KindLifetime, "Token lifetime exceeds policy", ScoreLifetime, false, key, ev.Time,
+			fmt.Sprintf("Token %s%s used %s at %s claims a lifetime of %s (issued %s, expires %s), beyond the %s policy maximum.",
+				key.ID, signedBy(kid), byFrom(ev.User.ID, ev.Source.IP), stamp(ev.Time), human(exp.Sub(iat)), stamp(iat), stamp(exp), policy(s.opts.MaxLifetime)),
+			c.Ref(ev)))
+	}
+	return fired
+}
+
+// checkLocation folds the use's location into l and fires
+// token_multi_location when it differs from the first one.
+func (s *shard) checkLocation(c *engine.Context, key event.EntityKey, ev *event.Event, l loc, fired uint8) (loc, uint8) {
+	cc := packCountry(ev.Source.Country)
+	l2, moved := l.observe(cc, ev.Source.ASN, toSec(ev.Time))
+	if !moved || fired&fMulti != 0 {
+		return l2, fired
+	}
+	fired |= fMulti
+	first := fromSec(l.at)
+	score := float64(ScoreMultiNetwork)
+	if l.cc != 0 && cc != 0 && l.cc != cc {
+		score = ScoreMultiLocation
+	}
+	c.Emit(s.finding(KindMultiLocation, "Token used from several locations", score, false, key, ev.Time,
+		fmt.Sprintf("Token %s was used from %s at %s and again %s (%s) at %s, %s later: one token in two places suggests it was stolen and replayed.",
+			key.ID, place(l.cc, l.asn), stamp(first), byFrom(ev.User.ID, ev.Source.IP), place(cc, ev.Source.ASN), stamp(ev.Time), human(ev.Time.Sub(first))),
+		c.Ref(ev)))
+	return l2, fired
+}
+
+func (s *shard) neverMinted(p *pendingUse) event.Finding {
+	entity := event.EntityKey{Kind: event.EntityToken, ID: p.tokenID}
+	if p.keyID != "" {
+		entity = event.EntityKey{Kind: event.EntitySigningKey, ID: p.keyID}
+	}
+	uses := ""
+	if p.count > 1 {
+		uses = fmt.Sprintf(" (%d uses up to %s)", p.count, stamp(p.last))
+	}
+	return s.finding(KindNeverMinted, "Token used but never minted", ScoreNeverMinted, true, entity, p.first,
+		fmt.Sprintf("Token %s%s was used %s at %s%s but was never minted by the token service: it is forged or minted outside the issuer.",
+			p.tokenID, signedBy(p.keyID), byFrom(p.principal, p.ip), stamp(p.first), uses),
+		p.ref)
+}
+
+func (s *shard) finding(kind, title string, score float64, immediate bool, entity event.EntityKey, t time.Time, expl string, evidence ...string) event.Finding {
+	return event.Finding{
+		Detector:    Name,
+		Kind:        kind,
+		Title:       title,
+		Entity:      entity,
+		Time:        t,
+		Score:       score,
+		Severity:    event.SeverityForScore(score),
+		Explanation: expl,
+		Evidence:    evidence,
+		Immediate:   immediate,
+	}
+}
+
+func signedBy(kid string) string {
+	if kid == "" {
+		return ""
+	}
+	return " (signed by key " + kid + ")"
+}
+
+func orUnnamed(principal string) string {
+	if principal == "" {
+		return "an unnamed principal"
+	}
+	return principal
+}
+
+// byFrom renders "by m:1 from 1.2.3.4".
+func byFrom(principal string, ip netip.Addr) string {
+	s := "by " + orUnnamed(principal)
+	if ip.IsValid() {
+		s += " from " + ip.String()
+	}
+	return s
+}
+
+// place renders a location: "KR, AS4766".
+func place(cc uint16, asn uint32) string {
+	var parts []string
+	if c := unpackCountry(cc); c != "" {
+		parts = append(parts, c)
+	}
+	if asn != 0 {
+		parts = append(parts, fmt.Sprintf("AS%d", asn))
+	}
+	return strings.Join(parts, ", ")
+}
+
+func stamp(t time.Time) string { return t.UTC().Format(time.RFC3339) }
+
+// human renders a positive duration coarsely, dropping zero parts: "3d 4h",
+// "2h", "5m 30s", "40s".
+func human(d time.Duration) string {
+	if d < 0 {
+		d = 0
+	}
+	units := []struct {
+		d    time.Duration
+		name string
+	}{{24 * time.Hour, "d"}, {time.Hour, "h"}, {time.Minute, "m"}, {time.Second, "s"}}
+	for i, u := range units[:3] {
+		if d >= u.d {
+			big, small := d/u.d, (d%u.d)/units[i+1].d
+			if small == 0 {
+				return fmt.Sprintf("%d%s", big, u.name)
+			}
+			return fmt.Sprintf("%d%s %d%s", big, u.name, small, units[i+1].name)
+		}
+	}
+	return fmt.Sprintf("%ds", d/time.Second)
+}
+
+// policy renders a configured duration the way it is usually written:
+// "24h", "90m", "1h30m".
+func policy(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = s[:len(s)-2]
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = s[:len(s)-2]
+	}
+	return s
+}
+
+// pendingQueue is a min-heap of pending uses by due time.
+type pendingQueue []*pendingUse
+
+func (q pendingQueue) Len() int { return len(q) }
+func (q pendingQueue) Less(i, j int) bool {
+	if !q[i].due.Equal(q[j].due) {
+		return q[i].due.Before(q[j].due)
+	}
+	return q[i].tokenID < q[j].tokenID // deterministic order of findings
+}
+func (q pendingQueue) Swap(i, j int) {
+	q[i], q[j] = q[j], q[i]
+	q[i].index, q[j].index = i, j
+}
+func (q *pendingQueue) Push(x any) {
+	p := x.(*pendingUse)
+	p.index = len(*q)
+	*q = append(*q, p)
+}
+func (q *pendingQueue) Pop() any {
+	old := *q
+	p := old[len(old)-1]
+	old[len(old)-1] = nil
+	*q = old[:len(old)-1]
+	return p
+}

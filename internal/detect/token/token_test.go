@@ -1,0 +1,118 @@
+package token_test
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/haechi-sec/haechi/internal/detect/detecttest"
+	"github.com/haechi-sec/haechi/internal/detect/token"
+	"github.com/haechi-sec/haechi/internal/engine"
+	"github.com/haechi-sec/haechi/internal/event"
+)
+
+func TestGolden(t *testing.T) {
+	detecttest.Golden(t, "testdata", func() []engine.Detector {
+		return []engine.Detector{token.New(token.Options{ClockSkew: time.Minute})}
+	})
+}
+
+func TestKey(t *testing.T) {
+	d := token.New(token.Options{})
+	tok := event.Token{ID: "tk-1", KeyID: "k1"}
+	for _, tc := range []struct {
+		name string
+		ev   event.Event
+		ok   bool
+	}{
+		{"use", event.Event{Dataset: event.DatasetGateway, Action: "read", Token: tok}, true},
+		{"use success", event.Event{Dataset: event.DatasetGateway, Action: "read", Outcome: event.OutcomeSuccess, Token: tok}, true},
+		{"use rejected", event.Event{Dataset: event.DatasetGateway, Action: "read", Outcome: event.OutcomeFailure, Token: tok}, false},
+		{"use without token", event.Event{Dataset: event.DatasetGateway, Action: "read"}, false},
+		{"mint", event.Event{Dataset: event.DatasetToken, Action: event.ActionTokenIssued, Token: tok}, true},
+		{"failed mint", event.Event{Dataset: event.DatasetToken, Action: event.ActionTokenIssued, Outcome: event.OutcomeFailure, Token: tok}, false},
+		{"token revoked", event.Event{Dataset: event.DatasetToken, Action: "token.revoked", Token: tok}, false},
+		{"login with token", event.Event{Dataset: event.DatasetLogin, Action: "login", Token: tok}, false},
+	} {
+		key, ok := d.Key(&tc.ev)
+		if ok != tc.ok {
+			t.Errorf("%s: ok = %v, want %v", tc.name, ok, tc.ok)
+		}
+		if ok && key != (event.EntityKey{Kind: event.EntityToken, ID: "tk-1"}) {
+			t.Errorf("%s: key = %v", tc.name, key)
+		}
+		if d.Broadcast(&tc.ev) {
+			t.Errorf("%s: broadcast", tc.name)
+		}
+	}
+	inv := &event.Event{Dataset: event.DatasetKeys, Action: event.ActionKeyCreated, Key: event.Key{ID: "k1"}}
+	if !d.Broadcast(inv) {
+		t.Error("key inventory event not broadcast")
+	}
+	if d.Broadcast(&event.Event{Dataset: event.DatasetKeys, Action: event.ActionKeyCreated}) {
+		t.Error("inventory event without key.id broadcast")
+	}
+}
+
+func TestKeyDoesNotAllocate(t *testing.T) {
+	d := token.New(token.Options{})
+	use := &event.Event{Dataset: event.DatasetGateway, Action: "read", Token: event.Token{ID: "tk-1", KeyID: "k1"}}
+	other := &event.Event{Dataset: event.DatasetLogin, Action: "login", User: event.User{ID: "m:1"}}
+	if n := testing.AllocsPerRun(100, func() {
+		d.Key(use)
+		d.Key(other)
+		d.Broadcast(use)
+	}); n != 0 {
+		t.Fatalf("Key allocates %.0f times per event", n)
+	}
+}
+
+// TestInventory covers the ways the key feed says a key is retired.
+func TestInventory(t *testing.T) {
+	const use = `{"@timestamp":"2025-05-02T00:00:00Z","event":{"id":"use","dataset":"gateway.access","action":"read"},"user":{"id":"m:1"},"token":{"id":"tk-1","key_id":"k1"}}
+{"@timestamp":"2025-05-02T00:00:00Z","event":{"dataset":"auth.token","action":"token.issued"},"token":{"id":"tk-1","key_id":"k1"}}
+`
+	for _, tc := range []struct {
+		name, inventory string
+		want            string // kinds, comma-separated
+	}{
+		{"active", `{"@timestamp":"2025-01-01T00:00:00Z","event":{"dataset":"keys.inventory","action":"key.created"},"key":{"id":"k1","status":"active"}}`, ""},
+		{"retired action", `{"@timestamp":"2025-05-01T00:00:00Z","event":{"dataset":"keys.inventory","action":"key.retired"},"key":{"id":"k1"}}`, token.KindKeyRetired},
+		{"retired status", `{"@timestamp":"2025-05-01T00:00:00Z","event":{"dataset":"keys.inventory","action":"key.updated"},"key":{"id":"k1","status":"retired"}}`, token.KindKeyRetired},
+		{"retired_at", `{"@timestamp":"2025-01-01T00:00:00Z","event":{"dataset":"keys.inventory","action":"key.created"},"key":{"id":"k1","status":"active","retired_at":"2025-05-01T00:00:00Z"}}`, token.KindKeyRetired},
+		{"retired after use", `{"@timestamp":"2025-06-01T00:00:00Z","event":{"dataset":"keys.inventory","action":"key.retired"},"key":{"id":"k1"}}`, ""},
+		{"other key", `{"@timestamp":"2025-01-01T00:00:00Z","event":{"dataset":"keys.inventory","action":"key.created"},"key":{"id":"k2"}}`, token.KindUnknownKey},
+	} {
+		got := detecttest.Findings(t, strings.NewReader(tc.inventory+"\n"+use), 2, token.New(token.Options{}))
+		var kinds []string
+		for _, f := range got {
+			kinds = append(kinds, f.Kind)
+			if f.Entity != (event.EntityKey{Kind: event.EntitySigningKey, ID: "k1"}) || !f.Immediate || f.Severity != event.SeverityCritical {
+				t.Errorf("%s: finding %+v is not a critical immediate finding about key k1", tc.name, f)
+			}
+		}
+		if strings.Join(kinds, ",") != tc.want {
+			t.Errorf("%s: kinds %v, want %q", tc.name, kinds, tc.want)
+		}
+	}
+}
+
+// TestLateness: the detector waits its own Lateness after the first use.
+func TestLateness(t *testing.T) {
+	const events = `{"@timestamp":"2025-05-02T00:00:00Z","event":{"id":"use","dataset":"gateway.access","action":"read"},"token":{"id":"tk-1"}}
+{"@timestamp":"2025-05-02T00:16:00Z","event":{"dataset":"auth.login","action":"login"},"user":{"id":"m:2"}}
+{"@timestamp":"2025-05-02T00:00:00Z","event":{"dataset":"auth.token","action":"token.issued"},"token":{"id":"tk-1"}}
+`
+	for _, tc := range []struct {
+		lateness time.Duration
+		want     int
+	}{
+		{0, 1},                // default 5m: the watermark (00:11) passes 00:05
+		{15 * time.Minute, 0}, // the mint arrives before the watermark passes 00:15
+	} {
+		got := detecttest.Findings(t, strings.NewReader(events), 1, token.New(token.Options{Lateness: tc.lateness}))
+		if len(got) != tc.want {
+			t.Errorf("lateness %v: %d findings, want %d: %+v", tc.lateness, len(got), tc.want, got)
+		}
+	}
+}
