@@ -94,7 +94,12 @@ func (c *demoCmd) Run(e *env) (err error) {
 		return err
 	}
 	fmt.Fprintf(out, "detected %d alert(s):\n", len(alerts))
-	for _, a := range alerts {
+	const show = 25
+	for i, a := range alerts {
+		if i == show {
+			fmt.Fprintf(out, "  … and %d more at %s/v1/alerts\n", len(alerts)-show, base)
+			break
+		}
 		fmt.Fprintf(out, "  [%s] %s — %s\n      %s\n      %s/v1/alerts/%s\n", a.Severity, a.Title, a.Entity, a.Explanation, base, a.ID)
 	}
 	fmt.Fprintf(out, "\nlook at:\n  %s/v1/alerts   alerts (JSON)\n  %s/metrics     Prometheus metrics\n  %s/healthz     health\n", base, base, base)

@@ -149,6 +149,7 @@ func (g *gen) background() {
 		user := map[string]any{"id": "m:" + id}
 		g.emit(t, map[string]any{"event": ev("auth.login", "login", "success"), "user": user, "source": src, "user_agent": map[string]any{"original": ua}})
 		tok := fmt.Sprintf("tk-%08x", g.rng.Uint32())
+		minted := t
 		g.emit(t, map[string]any{"event": ev("auth.token", "token.issued", "success"), "user": user, "source": map[string]any{"ip": ip},
 			"token": map[string]any{"id": tok, "key_id": "auth-2025-03", "issued_at": t.Format(time.RFC3339), "expires_at": t.Add(12 * time.Hour).Format(time.RFC3339), "issuer": "https://auth.example-shop.kr"}})
 		reads := 1 + g.rng.IntN(4)
@@ -162,7 +163,7 @@ func (g *gen) background() {
 				action, typ, path, ids, fields = "member.order.list", "order", "/api/v2/members/"+id+"/orders", []string{"o:" + id + ":" + strconv.Itoa(g.rng.IntN(90)+1)}, []string{"name", "address", "order_history"}
 			}
 			g.emit(t, map[string]any{"event": ev("gateway.access", action, "success"), "user": user, "source": src,
-				"token":      map[string]any{"id": tok, "key_id": "auth-2025-03", "issued_at": g.now.Format(time.RFC3339)},
+				"token":      map[string]any{"id": tok, "key_id": "auth-2025-03", "issued_at": minted.Format(time.RFC3339)},
 				"user_agent": map[string]any{"original": ua}, "http": map[string]any{"request": map[string]any{"method": "GET"}, "response": map[string]any{"status_code": 200, "body": map[string]any{"bytes": 600 + g.rng.IntN(900)}}},
 				"url": map[string]any{"path": path}, "records": map[string]any{"type": typ, "ids": ids, "fields": fields}})
 		}
