@@ -21,6 +21,7 @@ import (
 	"github.com/haechi-sec/haechi/internal/detect/fanout"
 	"github.com/haechi-sec/haechi/internal/detect/geo"
 	"github.com/haechi-sec/haechi/internal/detect/keyposture"
+	"github.com/haechi-sec/haechi/internal/detect/lifecycle"
 	"github.com/haechi-sec/haechi/internal/detect/scripted"
 	"github.com/haechi-sec/haechi/internal/detect/terminated"
 	"github.com/haechi-sec/haechi/internal/detect/token"
@@ -79,6 +80,9 @@ func Detectors(cfg config.Config, canaryIDs []string) []engine.Detector {
 	}
 	if sc := cfg.Detectors.ScriptedClient; sc.Enabled && len(sc.UserAgents) > 0 {
 		ds = append(ds, scripted.New(scripted.Options{UserAgents: sc.UserAgents}))
+	}
+	if il := cfg.Detectors.IdentityLifecycle; il.Enabled {
+		ds = append(ds, lifecycle.New(lifecycle.Options{Dormancy: il.Dormancy.D()}))
 	}
 	if pg := cfg.Detectors.PrincipalGeo; pg.Enabled {
 		ds = append(ds, geo.New(geo.Options{HostingMarkers: pg.HostingMarkers}))

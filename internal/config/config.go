@@ -104,6 +104,15 @@ type Detectors struct {
 	ScriptedClient     ScriptedClient     `yaml:"scripted_client"`
 	SourceFanout       SourceFanout       `yaml:"source_fanout"`
 	PrincipalGeo       PrincipalGeo       `yaml:"principal_geo"`
+	IdentityLifecycle  IdentityLifecycle  `yaml:"identity_lifecycle"`
+}
+
+// IdentityLifecycle configures the detector for staff and service
+// identities used in ways their life cycle does not explain.
+type IdentityLifecycle struct {
+	Enabled bool `yaml:"enabled"`
+	// Dormancy is the silence after which activity is a finding.
+	Dormancy Duration `yaml:"dormancy"`
 }
 
 // PrincipalGeo configures the detector for where principals act from:
@@ -233,6 +242,10 @@ func Default() Config {
 			ScriptedClient: ScriptedClient{
 				Enabled:    true,
 				UserAgents: append([]string(nil), DefaultScriptedUserAgents...),
+			},
+			IdentityLifecycle: IdentityLifecycle{
+				Enabled:  true,
+				Dormancy: Duration(90 * 24 * time.Hour),
 			},
 			PrincipalGeo: PrincipalGeo{
 				Enabled:        true,

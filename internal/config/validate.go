@@ -97,6 +97,9 @@ func (c *Config) Validate() error {
 			add(fmt.Sprintf("detectors.principal_geo.hosting_markers[%d]", i), "empty marker")
 		}
 	}
+	if d := c.Detectors.IdentityLifecycle.Dormancy; d <= 0 {
+		add("detectors.identity_lifecycle.dormancy", "must be positive, got %s", d)
+	}
 	sf := c.Detectors.SourceFanout
 	if sf.Window <= 0 {
 		add("detectors.source_fanout.window", "must be positive, got %s", sf.Window)
