@@ -254,7 +254,7 @@ func (c *countingReader) Read(p []byte) (int, error) {
 func (c *replayCmd) startProgress(e *env, inputs []input, read *atomic.Int64, p *app.Pipeline) func() {
 	show := c.Progress == "always"
 	if c.Progress == "auto" {
-		if f, ok := e.stderr.(*os.File); ok && (isatty.IsTerminal(f.Fd()) || isatty.IsCygwinTerminal(f.Fd())) {
+		if f, ok := e.stderr.(*os.File); ok && isTerminal(f) {
 			show = true
 		}
 	}
@@ -299,6 +299,11 @@ func (c *replayCmd) startProgress(e *env, inputs []input, read *atomic.Int64, p 
 		}
 	}()
 	return func() { close(stop); wg.Wait() }
+}
+
+// isTerminal reports whether f is a terminal.
+func isTerminal(f *os.File) bool {
+	return isatty.IsTerminal(f.Fd()) || isatty.IsCygwinTerminal(f.Fd())
 }
 
 func progressBar(frac float64, width int) string {
