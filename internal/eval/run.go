@@ -1,0 +1,128 @@
+package eval
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/haechi-sec/haechi/internal/alert"
+	"github.com/haechi-sec/haechi/internal/app"
+	"github.com/haechi-sec/haechi/internal/config"
+	"github.com/haechi-sec/haechi/internal/decode"
+	"github.com/haechi-sec/haechi/internal/event"
+	"github.com/haechi-sec/haechi/internal/truth"
+)
+
+// batchSize is how many decoded events Run submits at once.
+const batchSize = 1024
+
+// eventsInput is the input index of the event stream; InputName names it
+// for evidence references of events without event.id.
+const eventsInput = 1
+
+// Run builds the pipeline from cfg (no store), feeds it the NDJSON events,
+// letting an Observer see every decoded event before it is submitted, waits
+// for every alert to close and scores the closed alerts against t.
+//
+// Rejected lines go to onReject (may be nil) and the stream goes on;
+// progress (may be nil) hears the number of events submitted so far after
+// each batch. A read or submit error stops the feed; the pipeline is still
+// drained and the error returned with a zero Scorecard.
+func Run(ctx context.Context, cfg config.Config, canaryIDs []string, t *truth.Truth, events io.Reader,
+	onReject func(*decode.LineError), progress func(n int64)) (Scorecard, error) {
+	// Closed alerts, last per ID: a late finding can reopen a closed alert,
+	// which is then closed again with the same ID.
+	var alerts []event.Alert
+	index := map[string]int{}
+	sink := alert.SinkFunc(func(c alert.Change, a event.Alert) {
+		if c != alert.Closed {
+			return
+		}
+		if i, ok := index[a.ID]; ok {
+			alerts[i] = a
+			return
+		}
+		index[a.ID] = len(alerts)
+		alerts = append(alerts, a)
+	})
+	p, err := app.NewPipeline(app.PipelineOptions{
+		Config:    cfg,
+		CanaryIDs: canaryIDs,
+		Sinks:     []alert.Sink{sink},
+		InputName: func(uint32) string { return "events" },
+	})
+	if err != nil {
+		return Scorecard{}, err
+	}
+	done := make(chan error, 1)
+	// The pipeline is closed explicitly after the feed, so a cancelled ctx
+	// still drains what was admitted.
+	go func() { done <- p.Run(context.WithoutCancel(ctx)) }()
+
+	obs := NewObserver(t)
+	feedErr := feed(ctx, p, obs, events, cfg.Ingest.MaxLineBytes, onReject, progress)
+	p.Close()
+	runErr := <-done // the sink's writes happen before this receive
+	if feedErr != nil {
+		return Scorecard{}, feedErr
+	}
+	if runErr != nil {
+		return Scorecard{}, runErr
+	}
+	return Score(t, obs, alerts), nil
+}
+
+func feed(ctx context.Context, p *app.Pipeline, obs *Observer, r io.Reader, maxLine int,
+	onReject func(*decode.LineError), progress func(int64)) error {
+	rd := decode.NewReader(r, eventsInput, maxLine)
+	var n int64
+	batch := make([]event.Event, 0, batchSize)
+	flush := func() error {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if len(batch) == 0 {
+			return nil
+		}
+		if err := p.Submit(ctx, batch); err != nil {
+			return err
+		}
+		n += int64(len(batch))
+		// The pipeline owns the submitted slice from now on.
+		batch = make([]event.Event, 0, batchSize)
+		if progress != nil {
+			progress(n)
+		}
+		return nil
+	}
+	for {
+		batch = batch[:len(batch)+1]
+		ev := &batch[len(batch)-1]
+		err := rd.Next(ev)
+		if err != nil {
+			batch = batch[:len(batch)-1]
+		}
+		var le *decode.LineError
+		switch {
+		case err == nil:
+			obs.Observe(ev)
+			if len(batch) == cap(batch) {
+				if err := flush(); err != nil {
+					return err
+				}
+			}
+		case errors.As(err, &le):
+			if onReject != nil {
+				onReject(le)
+			}
+		case errors.Is(err, io.EOF):
+			return flush()
+		default:
+			if ferr := flush(); ferr != nil {
+				return ferr
+			}
+			return fmt.Errorf("read: %w", err)
+		}
+	}
+}

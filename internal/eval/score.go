@@ -1,0 +1,281 @@
+package eval
+
+import (
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/haechi-sec/haechi/internal/event"
+	"github.com/haechi-sec/haechi/internal/truth"
+)
+
+// Scorecard is the result of scoring a run's alerts against its ground
+// truth. Its JSON form is what `haechi eval --json` prints.
+type Scorecard struct {
+	Scenarios      []ScenarioScore `json:"scenarios"`
+	FalsePositives FalsePositives  `json:"false_positives"`
+	// Events observed, distinct identities among them, and the event-time
+	// span of the activity in days (the denominators of the FP rate).
+	Events     int64   `json:"events"`
+	Identities int     `json:"identities"`
+	Days       float64 `json:"days"`
+	// Alerts is the number of distinct alerts the pipeline raised.
+	Alerts int `json:"alerts"`
+}
+
+// ScenarioScore scores one attack scenario.
+type ScenarioScore struct {
+	Name     string `json:"name"`
+	Detected bool   `json:"detected"`
+	// TimeToDetectSeconds is event time from the scenario's first malicious
+	// event to its first attributed alert, floored at 0; null when not
+	// detected.
+	TimeToDetectSeconds *float64 `json:"time_to_detect_seconds"`
+	// RecordsExposedBeforeContainment counts distinct records read by
+	// malicious events at or before the first attributed alert (until a
+	// response stage exists, the alert is the containment); every record
+	// touched when not detected.
+	RecordsExposedBeforeContainment int `json:"records_exposed_before_containment"`
+	RecordsTouched                  int `json:"records_touched"`
+	// Alerts attributed to the scenario, by time.
+	Alerts []AlertRef `json:"alerts"`
+}
+
+// AlertRef names an alert in the scorecard.
+type AlertRef struct {
+	ID       string          `json:"id"`
+	Time     time.Time       `json:"time"`
+	Detector string          `json:"detector"`
+	Entity   event.EntityKey `json:"entity"`
+	Severity string          `json:"severity"` // "low" … "critical"
+	Title    string          `json:"title"`
+}
+
+// FalsePositives counts alerts attributed to no scenario.
+type FalsePositives struct {
+	// PerTenKIdentitiesPerDay is ordinary FP alerts / (identities/10,000) /
+	// days.
+	PerTenKIdentitiesPerDay float64 `json:"per_10k_identities_per_day"`
+	Ordinary                int     `json:"ordinary"`
+	// ByDetector counts ordinary false positives per detector.
+	ByDetector map[string]int `json:"by_detector"`
+	HardBenign HardBenignFP   `json:"hard_benign"`
+}
+
+// HardBenignFP counts false positives about deliberately hard benign
+// traffic (truth.HardBenign).
+type HardBenignFP struct {
+	Alerts                  int     `json:"alerts"`
+	PerTenKIdentitiesPerDay float64 `json:"per_10k_identities_per_day"`
+	// ByName counts alerts per hard-benign entry (an alert matching two
+	// entries counts under both, once in Alerts).
+	ByName map[string]int `json:"by_name"`
+	// ByDetector counts hard-benign false positives per detector.
+	ByDetector map[string]int `json:"by_detector"`
+}
+
+// minDays floors the span used as the FP-rate denominator, so that a file
+// whose activity spans seconds (or one instant) gives a finite rate.
+const minDays = 1.0 / 24
+
+// Score scores alerts against the ground truth t and what obs saw of the
+// events. Alerts are deduplicated by ID, keeping the last (an alert
+// reopened by a late finding is closed twice). obs may be nil (no events
+// observed: records come from the truth, the FP rate is over zero
+// identities and reported as 0).
+//
+// An alert is attributed to a scenario when its entity is one of the
+// scenario's attacker entities or any of its findings' evidence cites one
+// of the scenario's malicious event ids. An alert attributed to no scenario
+// is a false positive: hard-benign when its entity is one of a hard-benign
+// entry's entities or its evidence cites one of that entry's event ids,
+// otherwise ordinary.
+func Score(t *truth.Truth, obs *Observer, alerts []event.Alert) Scorecard {
+	if t == nil {
+		t = &truth.Truth{}
+	}
+	if obs == nil {
+		obs = NewObserver(t)
+	}
+	alerts = dedupe(alerts)
+
+	// Indexes: malicious event id / attacker entity → scenarios;
+	// hard-benign event id / entity → entries.
+	malByID := map[string][]int{}
+	attacker := map[event.EntityKey][]int{}
+	for i, s := range t.Scenarios {
+		for _, id := range s.MaliciousEventIDs {
+			malByID[id] = appendOnce(malByID[id], i)
+		}
+		for _, e := range s.AttackerEntities {
+			attacker[e] = appendOnce(attacker[e], i)
+		}
+	}
+	benignByID := map[string][]int{}
+	benignEnt := map[event.EntityKey][]int{}
+	for i, b := range t.HardBenign {
+		for _, id := range b.EventIDs {
+			benignByID[id] = appendOnce(benignByID[id], i)
+		}
+		for _, e := range b.Entities {
+			benignEnt[e] = appendOnce(benignEnt[e], i)
+		}
+	}
+
+	sc := Scorecard{
+		Scenarios:  make([]ScenarioScore, len(t.Scenarios)),
+		Events:     obs.Events(),
+		Identities: obs.Identities(),
+		Days:       obs.Span().Hours() / 24,
+		Alerts:     len(alerts),
+		FalsePositives: FalsePositives{
+			ByDetector: map[string]int{},
+			HardBenign: HardBenignFP{ByName: map[string]int{}, ByDetector: map[string]int{}},
+		},
+	}
+	for i, s := range t.Scenarios {
+		sc.Scenarios[i] = ScenarioScore{Name: s.Name, Alerts: []AlertRef{}}
+	}
+
+	fp := &sc.FalsePositives
+	for i := range alerts {
+		a := &alerts[i]
+		scen := matches(a, attacker, malByID)
+		if len(scen) > 0 {
+			ref := AlertRef{ID: a.ID, Time: a.Time, Detector: a.Detector, Entity: a.Entity, Severity: a.Severity.String(), Title: a.Title}
+			for _, si := range scen {
+				sc.Scenarios[si].Alerts = append(sc.Scenarios[si].Alerts, ref)
+			}
+			continue
+		}
+		if hb := matches(a, benignEnt, benignByID); len(hb) > 0 {
+			fp.HardBenign.Alerts++
+			fp.HardBenign.ByDetector[a.Detector]++
+			for _, bi := range hb {
+				fp.HardBenign.ByName[t.HardBenign[bi].Name]++
+			}
+			continue
+		}
+		fp.Ordinary++
+		fp.ByDetector[a.Detector]++
+	}
+	fp.PerTenKIdentitiesPerDay = rate(fp.Ordinary, sc.Identities, sc.Days)
+	fp.HardBenign.PerTenKIdentitiesPerDay = rate(fp.HardBenign.Alerts, sc.Identities, sc.Days)
+
+	for i, s := range t.Scenarios {
+		scoreScenario(&sc.Scenarios[i], s, obs)
+	}
+	return sc
+}
+
+// scoreScenario fills detection, time to detect and records from the
+// attributed alerts (already sorted by time) and the observed events.
+func scoreScenario(ss *ScenarioScore, s truth.Scenario, obs *Observer) {
+	first := s.FirstMalicious
+	touched := map[string]struct{}{}
+	seen := false
+	for _, id := range s.MaliciousEventIDs {
+		m := obs.mal[id]
+		if m == nil || !m.seen {
+			continue
+		}
+		// The truth's first_malicious rules; without it, the earliest
+		// malicious event seen.
+		if s.FirstMalicious.IsZero() && (!seen || m.time.Before(first)) {
+			first = m.time
+		}
+		seen = true
+		for _, r := range m.records {
+			touched[r] = struct{}{}
+		}
+	}
+	// The records touched are counted from the events themselves; the
+	// truth's count stands in when none of the malicious events was seen.
+	ss.RecordsTouched = len(touched)
+	if !seen {
+		ss.RecordsTouched = s.RecordsTouched
+	}
+	if len(ss.Alerts) == 0 {
+		ss.RecordsExposedBeforeContainment = ss.RecordsTouched
+		return
+	}
+	ss.Detected = true
+	at := ss.Alerts[0].Time
+	ttd := max(at.Sub(first).Seconds(), 0)
+	if first.IsZero() {
+		ttd = 0
+	}
+	ss.TimeToDetectSeconds = &ttd
+	if !seen {
+		// Nothing observed to count from: assume the worst.
+		ss.RecordsExposedBeforeContainment = ss.RecordsTouched
+		return
+	}
+	exposed := map[string]struct{}{}
+	for _, id := range s.MaliciousEventIDs {
+		m := obs.mal[id]
+		if m == nil || !m.seen || m.time.After(at) {
+			continue
+		}
+		for _, r := range m.records {
+			exposed[r] = struct{}{}
+		}
+	}
+	ss.RecordsExposedBeforeContainment = len(exposed)
+}
+
+// matches returns the indexes an alert's entity or evidence points at, in
+// ascending order without repeats.
+func matches(a *event.Alert, byEntity map[event.EntityKey][]int, byID map[string][]int) []int {
+	var out []int
+	for _, i := range byEntity[a.Entity] {
+		out = appendOnce(out, i)
+	}
+	if len(byID) > 0 {
+		for fi := range a.Findings {
+			for _, ref := range a.Findings[fi].Evidence {
+				for _, i := range byID[ref] {
+					out = appendOnce(out, i)
+				}
+			}
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+func appendOnce(s []int, v int) []int {
+	if slices.Contains(s, v) {
+		return s
+	}
+	return append(s, v)
+}
+
+// dedupe keeps the last alert per ID and sorts by time, then ID.
+func dedupe(alerts []event.Alert) []event.Alert {
+	idx := make(map[string]int, len(alerts))
+	out := make([]event.Alert, 0, len(alerts))
+	for _, a := range alerts {
+		if i, ok := idx[a.ID]; ok {
+			out[i] = a
+			continue
+		}
+		idx[a.ID] = len(out)
+		out = append(out, a)
+	}
+	slices.SortStableFunc(out, func(x, y event.Alert) int {
+		if c := x.Time.Compare(y.Time); c != 0 {
+			return c
+		}
+		return strings.Compare(x.ID, y.ID)
+	})
+	return out
+}
+
+// rate is n alerts per 10,000 identities per day; 0 without identities.
+func rate(n, identities int, days float64) float64 {
+	if n == 0 || identities == 0 {
+		return 0
+	}
+	return float64(n) * 10000 / float64(identities) / max(days, minDays)
+}

@@ -1,0 +1,284 @@
+package eval_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/haechi-sec/haechi/internal/eval"
+	"github.com/haechi-sec/haechi/internal/event"
+	"github.com/haechi-sec/haechi/internal/truth"
+)
+
+var t0 = ts("2025-06-25T10:00:00Z")
+
+func at(sec int) time.Time { return t0.Add(time.Duration(sec) * time.Second) }
+
+func principal(id string) event.EntityKey {
+	return event.EntityKey{Kind: event.EntityPrincipal, ID: id}
+}
+
+func source(ip string) event.EntityKey { return event.EntityKey{Kind: event.EntitySource, ID: ip} }
+
+func mkAlert(id string, sec int, detector string, entity event.EntityKey, evidence ...string) event.Alert {
+	return event.Alert{
+		ID: id, Time: at(sec), Detector: detector, Entity: entity, Severity: event.SeverityHigh, Title: id,
+		Findings: []event.Finding{{Detector: detector, Entity: entity, Time: at(sec), Evidence: evidence}},
+	}
+}
+
+func mkEvent(id string, sec int, user string, records ...string) event.Event {
+	return event.Event{
+		ID: id, Time: at(sec), Dataset: event.DatasetGateway, Action: "read",
+		User: event.User{ID: user}, Records: event.Records{Type: "customer", IDs: records},
+	}
+}
+
+// synthTruth: scenario a (attacker principal:x, events a1..a3), scenario
+// b (attacker source:10.0.0.2, events b1, b2), hard-benign "backup" (entity
+// principal:svc-backup) and "audit" (event h1).
+func synthTruth() *truth.Truth {
+	return &truth.Truth{
+		Scenarios: []truth.Scenario{
+			{Name: "a", AttackerEntities: []event.EntityKey{principal("x")}, MaliciousEventIDs: []string{"a1", "a2", "a3"}, FirstMalicious: at(0), RecordsTouched: 5},
+			{Name: "b", AttackerEntities: []event.EntityKey{source("10.0.0.2")}, MaliciousEventIDs: []string{"b1", "b2"}, FirstMalicious: at(100), RecordsTouched: 99},
+		},
+		HardBenign: []truth.Benign{
+			{Name: "backup", Entities: []event.EntityKey{principal("svc-backup")}},
+			{Name: "audit", EventIDs: []string{"h1"}},
+		},
+	}
+}
+
+func synthObserver(tr *truth.Truth) *eval.Observer {
+	obs := eval.NewObserver(tr)
+	evs := []event.Event{
+		mkEvent("a1", 0, "x", "1", "2"),
+		mkEvent("n1", 5, "y", "1", "2", "3"), // not malicious: its records do not count
+		mkEvent("a2", 60, "x", "2", "3"),
+		mkEvent("a3", 120, "x", "4", "5"),
+		mkEvent("b1", 100, "z", "7"),
+		mkEvent("b2", 200, "z", "8", "9"),
+		mkEvent("h1", 300, "svc-backup"),
+		// Roster identity and a key event far in the past: the identity
+		// counts, the span is of activity only.
+		{Time: at(-86400 * 365), Dataset: event.DatasetRoster, Action: event.ActionIdentityUpsert, Identity: event.Identity{ID: "e:1"}},
+		{Time: at(-86400 * 800), Dataset: event.DatasetKeys, Action: event.ActionKeyCreated, User: event.User{ID: "not-counted"}},
+		mkEvent("last", 86400, "y"),
+	}
+	for i := range evs {
+		obs.Observe(&evs[i])
+	}
+	return obs
+}
+
+func TestScore(t *testing.T) {
+	type scen struct {
+		detected bool
+		ttd      float64 // -1: null
+		exposed  int
+		touched  int
+		alerts   []string
+	}
+	tests := []struct {
+		name       string
+		alerts     []event.Alert
+		a, b       scen
+		ordinary   int
+		byDetector map[string]int
+		hard       int
+		byName     map[string]int
+	}{{
+		name: "none",
+		a:    scen{false, -1, 5, 5, nil},
+		b:    scen{false, -1, 3, 3, nil},
+	}, {
+		name:   "by entity at a2: records of a1 and a2",
+		alerts: []event.Alert{mkAlert("al1", 60, "d1", principal("x"))},
+		a:      scen{true, 60, 3, 5, []string{"al1"}},
+		b:      scen{false, -1, 3, 3, nil},
+	}, {
+		name: "by evidence; earliest attributed alert wins",
+		alerts: []event.Alert{
+			mkAlert("late", 150, "d1", principal("x")),
+			mkAlert("ev", 130, "d2", source("1.2.3.4"), "zzz", "a3"),
+		},
+		a: scen{true, 130, 5, 5, []string{"ev", "late"}},
+		b: scen{false, -1, 3, 3, nil},
+	}, {
+		name:   "alert before first malicious: ttd floored at 0",
+		alerts: []event.Alert{mkAlert("early", 50, "d1", source("10.0.0.2"))},
+		a:      scen{false, -1, 5, 5, nil},
+		b:      scen{true, 0, 0, 3, []string{"early"}},
+	}, {
+		name:   "one alert attributed to two scenarios",
+		alerts: []event.Alert{mkAlert("both", 100, "d1", principal("x"), "b1")},
+		a:      scen{true, 100, 3, 5, []string{"both"}},
+		b:      scen{true, 0, 1, 3, []string{"both"}},
+	}, {
+		name: "same id closed twice: the last form counts",
+		alerts: []event.Alert{
+			mkAlert("re", 200, "d1", principal("y"), "n1"),
+			mkAlert("re", 200, "d1", principal("y"), "n1", "b2"),
+		},
+		a: scen{false, -1, 5, 5, nil},
+		b: scen{true, 100, 3, 3, []string{"re"}},
+	}, {
+		name: "false positives",
+		alerts: []event.Alert{
+			mkAlert("o1", 10, "d1", principal("y"), "n1"),
+			mkAlert("o2", 20, "d2", source("9.9.9.9")),
+			mkAlert("o3", 30, "d2", source("9.9.9.8")),
+			mkAlert("hb-ent", 40, "d1", principal("svc-backup")),
+			mkAlert("hb-ev", 300, "d3", principal("w"), "h1"),
+			mkAlert("hb-both", 300, "d3", principal("svc-backup"), "h1"),
+		},
+		a:          scen{false, -1, 5, 5, nil},
+		b:          scen{false, -1, 3, 3, nil},
+		ordinary:   3,
+		byDetector: map[string]int{"d1": 1, "d2": 2},
+		hard:       3,
+		byName:     map[string]int{"backup": 2, "audit": 2},
+	}}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			tr := synthTruth()
+			sc := eval.Score(tr, synthObserver(tr), tc.alerts)
+			for i, w := range []scen{tc.a, tc.b} {
+				s := sc.Scenarios[i]
+				var ids []string
+				for _, a := range s.Alerts {
+					ids = append(ids, a.ID)
+				}
+				ttd := -1.0
+				if s.TimeToDetectSeconds != nil {
+					ttd = *s.TimeToDetectSeconds
+				}
+				if s.Detected != w.detected || ttd != w.ttd || s.RecordsExposedBeforeContainment != w.exposed ||
+					s.RecordsTouched != w.touched || strings.Join(ids, ",") != strings.Join(w.alerts, ",") {
+					t.Errorf("%s: got detected=%v ttd=%v exposed=%d touched=%d alerts=%v, want %+v",
+						s.Name, s.Detected, ttd, s.RecordsExposedBeforeContainment, s.RecordsTouched, ids, w)
+				}
+			}
+			fp := sc.FalsePositives
+			if fp.Ordinary != tc.ordinary || fp.HardBenign.Alerts != tc.hard {
+				t.Errorf("fp = %d ordinary, %d hard-benign; want %d, %d", fp.Ordinary, fp.HardBenign.Alerts, tc.ordinary, tc.hard)
+			}
+			if !sameCounts(fp.ByDetector, tc.byDetector) || !sameCounts(fp.HardBenign.ByName, tc.byName) {
+				t.Errorf("by detector %v, by name %v", fp.ByDetector, fp.HardBenign.ByName)
+			}
+			// Identities: x, y, z, svc-backup, e:1 (the key event's user.id
+			// is not activity); activity spans one day.
+			if sc.Identities != 5 || sc.Days != 1 || sc.Events != 10 {
+				t.Errorf("identities %d, days %v, events %d", sc.Identities, sc.Days, sc.Events)
+			}
+			if want := float64(tc.ordinary) * 10000 / 5; fp.PerTenKIdentitiesPerDay != want {
+				t.Errorf("rate %v, want %v", fp.PerTenKIdentitiesPerDay, want)
+			}
+			var buf bytes.Buffer
+			if err := sc.WriteText(&buf); err != nil {
+				t.Fatal(err)
+			}
+			if err := sc.WriteJSON(&buf); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
+
+func sameCounts(got, want map[string]int) bool {
+	if len(got) != len(want) {
+		return false
+	}
+	for k, v := range want {
+		if got[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
+// TestScoreNoEvents: without observed events the truth's counts stand in,
+// the rate is 0 rather than infinite, and the scorecard still encodes.
+func TestScoreNoEvents(t *testing.T) {
+	tr := synthTruth()
+	for _, obs := range []*eval.Observer{nil, eval.NewObserver(tr)} {
+		sc := eval.Score(tr, obs, []event.Alert{
+			mkAlert("al", 10, "d", principal("x")),
+			mkAlert("fp", 10, "d", principal("nobody")),
+		})
+		a, b := sc.Scenarios[0], sc.Scenarios[1]
+		if !a.Detected || *a.TimeToDetectSeconds != 10 || a.RecordsExposedBeforeContainment != 5 || a.RecordsTouched != 5 {
+			t.Errorf("a = %+v", a)
+		}
+		if b.Detected || b.RecordsExposedBeforeContainment != 99 || b.RecordsTouched != 99 {
+			t.Errorf("b = %+v", b)
+		}
+		if sc.FalsePositives.Ordinary != 1 || sc.FalsePositives.PerTenKIdentitiesPerDay != 0 {
+			t.Errorf("fp = %+v", sc.FalsePositives)
+		}
+		if _, err := json.Marshal(sc); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if sc := eval.Score(nil, nil, nil); len(sc.Scenarios) != 0 || sc.Alerts != 0 {
+		t.Errorf("empty = %+v", sc)
+	}
+}
+
+// TestScoreShortSpan: a span under an hour is floored at an hour.
+func TestScoreShortSpan(t *testing.T) {
+	tr := &truth.Truth{}
+	obs := eval.NewObserver(tr)
+	for i, u := range []string{"u1", "u2"} {
+		ev := mkEvent("", i, u)
+		obs.Observe(&ev)
+	}
+	sc := eval.Score(tr, obs, []event.Alert{mkAlert("fp", 0, "d", principal("u1"))})
+	if want := 1 * 10000 / 2.0 / (1.0 / 24); sc.FalsePositives.PerTenKIdentitiesPerDay != want {
+		t.Errorf("rate %v, want %v", sc.FalsePositives.PerTenKIdentitiesPerDay, want)
+	}
+}
+
+func TestHumanDuration(t *testing.T) {
+	for _, tc := range []struct {
+		s    float64
+		want string
+	}{
+		{0, "0s"}, {0.35, "350ms"}, {42, "42s"}, {60, "1m"}, {190, "3m10s"},
+		{7500, "2h5m"}, {3600, "1h"}, {86400 + 3*3600 + 59, "1d3h"}, {-5, "0s"},
+	} {
+		if got := eval.HumanDuration(tc.s); got != tc.want {
+			t.Errorf("HumanDuration(%v) = %q, want %q", tc.s, got, tc.want)
+		}
+	}
+}
+
+func TestWriteText(t *testing.T) {
+	tr := synthTruth()
+	sc := eval.Score(tr, synthObserver(tr), []event.Alert{
+		mkAlert("al1", 190, "terminated_identity", principal("x")),
+		mkAlert("fp", 10, "scripted_client", source("9.9.9.9")),
+		mkAlert("hb", 10, "scripted_client", principal("svc-backup")),
+	})
+	var buf bytes.Buffer
+	if err := sc.WriteText(&buf); err != nil {
+		t.Fatal(err)
+	}
+	out := buf.String()
+	for _, want := range []string{
+		"Scenarios: 1 of 2 detected",
+		"a  ", "yes", "3m10s", "5/5", "terminated_identity principal:x",
+		"b  ", "no", "—", "3/3",
+		"False positives (ordinary): 1 alert, 2000 per 10k identities per day",
+		"by detector: scripted_client 1",
+		"False positives (hard-benign): 1 alert,",
+		"by name: backup 1",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("text lacks %q:\n%s", want, out)
+		}
+	}
+}
