@@ -30,10 +30,12 @@ type Globals struct {
 type cliRoot struct {
 	Globals
 
-	Replay  replayCmd  `cmd:"" help:"Run the pipeline over event files in event time and print every alert as JSON."`
-	Serve   serveCmd   `cmd:"" help:"Serve the HTTP API: ingest events, list alerts, health and metrics."`
-	Demo    demoCmd    `cmd:"" help:"Start a live demo on a free loopback port with sample traffic and show what haechi detects."`
-	Version versionCmd `cmd:"" help:"Print haechi's version."`
+	Replay   replayCmd   `cmd:"" help:"Run the pipeline over event files in event time and print every alert as JSON."`
+	Serve    serveCmd    `cmd:"" help:"Serve the HTTP API: ingest events, list alerts, health and metrics."`
+	Demo     demoCmd     `cmd:"" help:"Start a live demo on a free loopback port with sample traffic and show what haechi detects."`
+	Simulate simulateCmd `cmd:"" help:"Generate a synthetic company's traffic with injected breaches, and its ground truth."`
+	Eval     evalCmd     `cmd:"" help:"Score the detectors: simulate (or read --events and --truth), run the pipeline, print the scorecard."`
+	Version  versionCmd  `cmd:"" help:"Print haechi's version."`
 }
 
 // env is what every command's Run receives.

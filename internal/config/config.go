@@ -175,19 +175,21 @@ type KeyPosture struct {
 // customer traffic.
 type ScriptedClient struct {
 	Enabled bool `yaml:"enabled"`
-	// UserAgents are case-insensitive substrings of user_agent.original
-	// that mark a scripted client.
+	// UserAgents mark a scripted client: case-insensitive prefixes of
+	// user_agent.original, or, written with a leading "*", substrings.
 	UserAgents []string `yaml:"user_agents"`
 }
 
 // DefaultScriptedUserAgents is the maintained list of user-agent markers
-// of HTTP libraries and headless tools that customers' own apps and
-// browsers do not send. An app built on one of them (okhttp on Android,
-// say) must remove it from its config.
+// of HTTP libraries and headless tools: the libraries' default user agents
+// start with their names, so an app that names itself first and the
+// library after ("ExampleShop/8.4 (Android 14) okhttp/4.12") does not
+// match; headless browsers hide inside browser-like strings and match
+// anywhere ("*").
 var DefaultScriptedUserAgents = []string{
 	"python-requests", "python-urllib", "python-httpx", "aiohttp", "scrapy",
 	"curl/", "wget/", "go-http-client", "okhttp", "java/", "apache-httpclient",
-	"node-fetch", "axios/", "libwww-perl", "headlesschrome", "phantomjs", "postmanruntime",
+	"node-fetch", "axios/", "libwww-perl", "*headlesschrome", "*phantomjs", "postmanruntime",
 }
 
 // TerminatedIdentity configures the detector for activity by identities

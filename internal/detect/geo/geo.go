@@ -180,10 +180,16 @@ func (s *shard) Process(c *engine.Context, key event.EntityKey, ev *event.Event)
 	if empty == 0 || cu.full {
 		return // cold start: the first country is the principal's own
 	}
+	// About the source: one address abroad acting as many customers is one
+	// alert (grouped by entity), not one per customer; the customer is named.
+	entity := key
+	if ev.Source.IP.IsValid() {
+		entity = event.EntityKey{Kind: event.EntitySource, ID: ev.Source.IP.String()}
+	}
 	c.Emit(event.Finding{
 		Kind:   KindNewCountry,
 		Title:  "Customer account used from a new country",
-		Entity: key,
+		Entity: entity,
 		Time:   ev.Time,
 		Score:  ScoreNewCountry,
 		Explanation: fmt.Sprintf("Customer %s was used from %s (%s) at %s; it had only been used from %s before.",

@@ -4,9 +4,14 @@
 // python-requests or curl user agent on a customer's session means
 // someone is driving the account from a script — the signature of
 // impersonation at scale when the source is also reading other
-// customers. The markers are case-insensitive substrings of
-// user_agent.original from a maintained list in config
-// (detectors.scripted_client.user_agents).
+// customers. The markers come from a maintained list in config
+// (detectors.scripted_client.user_agents) and match case-insensitively at
+// the start of user_agent.original — a library's own default user agent
+// starts with its name ("python-requests/2.32.3", "okhttp/4.12.0"), while
+// an app built on the library names itself first ("ExampleShop/8.4.1
+// (Android 14) okhttp/4.12.0") and is not a script. A marker written with
+// a leading "*" matches anywhere ("*headlesschrome" inside a browser-like
+// user agent).
 //
 // Customer traffic is activity by a principal that is not staff: the event
 // carries no user.roles and the roster (hr.roster, broadcast to every
@@ -58,7 +63,7 @@ type Options struct {
 
 // Detector is the scripted-client detector.
 type Detector struct {
-	markers []string // lower-case
+	markers []marker
 
 	// cache maps a user agent to the marker it contains ("" for none): a
 	// pure function of the string, safe to share with the router. The
@@ -72,12 +77,19 @@ var (
 	_ engine.Broadcaster = (*Detector)(nil)
 )
 
+type marker struct {
+	text     string // lower-case
+	anywhere bool
+}
+
 // New returns the detector.
 func New(opts Options) *Detector {
 	d := &Detector{}
 	for _, m := range opts.UserAgents {
-		if m = strings.ToLower(strings.TrimSpace(m)); m != "" {
-			d.markers = append(d.markers, m)
+		m = strings.ToLower(strings.TrimSpace(m))
+		anywhere := strings.HasPrefix(m, "*")
+		if m = strings.TrimPrefix(m, "*"); m != "" {
+			d.markers = append(d.markers, marker{text: m, anywhere: anywhere})
 		}
 	}
 	return d
@@ -113,11 +125,11 @@ func (d *Detector) match(ua string) string {
 	if m, ok := d.cache.Load(ua); ok {
 		return m.(string)
 	}
-	lower := strings.ToLower(ua)
+	lower := strings.ToLower(strings.TrimSpace(ua))
 	m := ""
 	for _, mk := range d.markers {
-		if strings.Contains(lower, mk) {
-			m = mk
+		if (mk.anywhere && strings.Contains(lower, mk.text)) || strings.HasPrefix(lower, mk.text) {
+			m = mk.text
 			break
 		}
 	}

@@ -18,7 +18,7 @@ func TestGolden(t *testing.T) {
 }
 
 func TestKey(t *testing.T) {
-	d := scripted.New(scripted.Options{UserAgents: []string{" Curl/ ", ""}})
+	d := scripted.New(scripted.Options{UserAgents: []string{" Curl/ ", "", "*HeadlessChrome"}})
 	ip := netip.MustParseAddr("198.51.100.1")
 	for _, tc := range []struct {
 		name string
@@ -28,7 +28,9 @@ func TestKey(t *testing.T) {
 	}{
 		{"scripted with source", event.Event{Dataset: "gateway.access", User: event.User{ID: "m:1"}, UserAgent: "curl/8", Source: event.Source{IP: ip}}, event.EntityKey{Kind: event.EntitySource, ID: "198.51.100.1"}, true},
 		{"scripted without source", event.Event{Dataset: "auth.login", User: event.User{ID: "m:1"}, UserAgent: "CURL/8"}, event.EntityKey{Kind: event.EntityPrincipal, ID: "m:1"}, true},
+		{"app built on a library", event.Event{Dataset: "gateway.access", User: event.User{ID: "m:1"}, UserAgent: "ExampleShop/8.4.1 (Android 14) curl/8"}, event.EntityKey{}, false},
 		{"browser", event.Event{Dataset: "gateway.access", User: event.User{ID: "m:1"}, UserAgent: "Mozilla/5.0"}, event.EntityKey{}, false},
+		{"headless anywhere", event.Event{Dataset: "auth.login", User: event.User{ID: "m:2"}, UserAgent: "Mozilla/5.0 (X11) HeadlessChrome/120.0"}, event.EntityKey{Kind: event.EntityPrincipal, ID: "m:2"}, true},
 		{"no ua", event.Event{Dataset: "gateway.access", User: event.User{ID: "m:1"}}, event.EntityKey{}, false},
 		{"staff roles", event.Event{Dataset: "gateway.access", User: event.User{ID: "e:1", Roles: []string{"cs"}}, UserAgent: "curl/8"}, event.EntityKey{}, false},
 		{"no principal", event.Event{Dataset: "gateway.access", UserAgent: "curl/8"}, event.EntityKey{}, false},
