@@ -86,6 +86,11 @@ type Options struct {
 	// MaxFindings caps the findings kept per alert (0 → 100). Every finding
 	// is still counted in FindingCount.
 	MaxFindings int
+	// MinScore is the lowest finding score that opens an alert on its own.
+	// A weaker finding joins an alert already open for its entity and
+	// detector, and is otherwise only counted (the risk engine of a later
+	// issue adds such findings up). 0 means every finding alerts.
+	MinScore float64
 	// Sinks receive every change, in order.
 	Sinks []Sink
 	// Logger (nil → discard) and Registerer (nil → metrics not registered).
@@ -134,6 +139,7 @@ type Stage struct {
 	alerts   *prometheus.CounterVec
 	openG    prometheus.Gauge
 	findings prometheus.Counter
+	weak     *prometheus.CounterVec
 }
 
 // New builds a stage.
@@ -167,11 +173,15 @@ func New(opts Options) (*Stage, error) {
 		}),
 		findings: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "haechi_alert_findings_total",
-			Help: "Findings folded into alerts.",
+			Help: "Findings processed by the alert stage.",
 		}),
+		weak: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "haechi_findings_below_alert_score_total",
+			Help: "Findings below alerts.min_score that did not open an alert, per detector.",
+		}, []string{"detector"}),
 	}
 	if opts.Registerer != nil {
-		opts.Registerer.MustRegister(s.alerts, s.openG, s.findings)
+		opts.Registerer.MustRegister(s.alerts, s.openG, s.findings, s.weak)
 	}
 	return s, nil
 }
@@ -221,6 +231,10 @@ func (s *Stage) add(f *event.Finding) {
 			s.open[k] = o
 			s.nextClose = time.Time{} // rescan at the next Advance
 		}
+	}
+	if o == nil && f.Score < s.opts.MinScore {
+		s.weak.WithLabelValues(f.Detector).Inc()
+		return
 	}
 	if o == nil {
 		o = &open{a: event.Alert{

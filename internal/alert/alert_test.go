@@ -170,3 +170,21 @@ func TestLateFindingReopensClosedAlert(t *testing.T) {
 		t.Fatalf("explanation %q", a.Explanation)
 	}
 }
+
+func TestMinScore(t *testing.T) {
+	r := &rec{}
+	s, err := alert.New(alert.Options{MinScore: 40, Sinks: []alert.Sink{r}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Process([]event.Finding{f("a", "d", 0, 30)})                               // weak, alone: no alert
+	s.Process([]event.Finding{f("b", "d", 0, 60), f("b", "d", time.Second, 30)}) // weak joins an open alert
+	s.Flush()
+	want := "raised b/d n=1\nupdated b/d n=2\nclosed b/d n=2"
+	if got := strings.Join(r.changes, "\n"); got != want {
+		t.Fatalf("changes:\n%s\nwant:\n%s", got, want)
+	}
+	if s.Findings() != 3 || s.Raised() != 1 {
+		t.Fatalf("findings %d raised %d", s.Findings(), s.Raised())
+	}
+}

@@ -129,6 +129,7 @@ func NewPipeline(opts PipelineOptions) (*Pipeline, error) {
 	st, err := alert.New(alert.Options{
 		Window:     cfg.Alerts.Window.D(),
 		Lateness:   cfg.Engine.AllowedLateness.D(),
+		MinScore:   cfg.Alerts.MinScore,
 		Sinks:      opts.Sinks,
 		Logger:     opts.Logger,
 		Registerer: opts.Registerer,

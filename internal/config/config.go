@@ -93,6 +93,9 @@ type Ingest struct {
 type Alerts struct {
 	// Window is the period over which repeated findings fold into one alert.
 	Window Duration `yaml:"window"`
+	// MinScore is the lowest finding score (0–100) that raises an alert on
+	// its own; weaker findings join open alerts or are only counted.
+	MinScore float64 `yaml:"min_score"`
 }
 
 // Detectors holds per-detector settings.
@@ -227,7 +230,7 @@ func Default() Config {
 			MaxBodyBytes: 16 << 20,
 			MaxLineBytes: 1 << 20,
 		},
-		Alerts: Alerts{Window: Duration(time.Hour)},
+		Alerts: Alerts{Window: Duration(time.Hour), MinScore: 40},
 		Detectors: Detectors{
 			TerminatedIdentity: TerminatedIdentity{Enabled: true},
 			Canary:             Canary{Enabled: true},

@@ -64,6 +64,9 @@ func (c *Config) Validate() error {
 	if c.Alerts.Window <= 0 {
 		add("alerts.window", "must be positive, got %s", c.Alerts.Window)
 	}
+	if c.Alerts.MinScore < 0 || c.Alerts.MinScore > 100 {
+		add("alerts.min_score", "must be between 0 and 100, got %v", c.Alerts.MinScore)
+	}
 
 	if c.Detectors.TerminatedIdentity.Grace < 0 {
 		add("detectors.terminated_identity.grace", "must not be negative, got %s", c.Detectors.TerminatedIdentity.Grace)

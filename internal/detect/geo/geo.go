@@ -46,7 +46,7 @@ const (
 	KindHostingNetwork = "hosting_network"
 	KindStaffAbroad    = "staff_outside_country"
 
-	ScoreNewCountry     = 40
+	ScoreNewCountry     = 35 // low: travel is common; it counts with other findings
 	ScoreHostingNetwork = 55
 	ScoreStaffAbroad    = 60
 )

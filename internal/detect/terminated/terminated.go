@@ -111,7 +111,7 @@ func (s *shard) Process(c *engine.Context, key event.EntityKey, ev *event.Event)
 		return // not an identity the roster knows
 	}
 	if id.terminated && ev.Time.After(id.terminatedAt.Add(s.opts.Grace)) {
-		c.Emit(s.finding(key, id, ev.Time, c.Ref(ev), describe(ev)))
+		c.Emit(s.finding(key, id, ev.Time, ev.Time, c.Ref(ev), describe(ev)))
 		return
 	}
 	// Remember it: a back-dated termination may still cover it.
@@ -156,13 +156,23 @@ func (s *shard) roster(c *engine.Context, key event.EntityKey, ev *event.Event) 
 	for i := range id.recent {
 		a := &id.recent[i]
 		if a.ok && a.time.After(at.Add(s.opts.Grace)) {
-			c.Emit(s.finding(key, id, a.time, a.ref, a.desc))
+			// Known only now that the roster says so: the finding's time
+			// is the roster event's, so time to detect counts the delay.
+			c.Emit(s.finding(key, id, a.time, maxTime(a.time, ev.Time), a.ref, a.desc))
 			a.ok = false
 		}
 	}
 }
 
-func (s *shard) finding(key event.EntityKey, id *identity, t time.Time, ref, desc string) event.Finding {
+func maxTime(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
+
+// finding reports activity at t, known at the event time seen.
+func (s *shard) finding(key event.EntityKey, id *identity, t, seen time.Time, ref, desc string) event.Finding {
 	who := key.ID
 	var attrs []string
 	if id.kind != "" {
@@ -180,7 +190,7 @@ func (s *shard) finding(key event.EntityKey, id *identity, t time.Time, ref, des
 		Kind:        Kind,
 		Title:       "Activity by a terminated identity",
 		Entity:      key,
-		Time:        t,
+		Time:        seen,
 		Score:       Score,
 		Severity:    event.SeverityCritical,
 		Explanation: expl,

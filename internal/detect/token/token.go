@@ -554,9 +554,12 @@ func (s *shard) neverMinted(p *pendingUse) event.Finding {
 	if p.count > 1 {
 		uses = fmt.Sprintf(" (%d uses up to %s)", p.count, stamp(p.last))
 	}
-	return s.finding(KindNeverMinted, "Token used but never minted", ScoreNeverMinted, true, entity, p.first,
-		fmt.Sprintf("Token %s%s was used %s at %s%s but was never minted by the token service: it is forged or minted outside the issuer.",
-			p.tokenID, signedBy(p.keyID), byFrom(p.principal, p.ip), stamp(p.first), uses),
+	// The finding's time is the moment it became certain — the first use
+	// plus the allowed lateness, when a genuine mint could no longer be
+	// late — not the use itself: time to detect must count the wait.
+	return s.finding(KindNeverMinted, "Token used but never minted", ScoreNeverMinted, true, entity, p.first.Add(s.opts.Lateness),
+		fmt.Sprintf("Token %s%s was used %s at %s%s but no mint of it arrived within the %s allowed lateness: it is forged or minted outside the issuer.",
+			p.tokenID, signedBy(p.keyID), byFrom(p.principal, p.ip), stamp(p.first), uses, human(s.opts.Lateness)),
 		p.ref)
 }
 
