@@ -1,11 +1,13 @@
 // Package alert turns findings into alerts.
 //
 // For now (the risk engine of a later issue replaces the grouping rule) an
-// alert is one (entity, detector) pair over one window of event time: the
-// first finding opens the window [t, t+Window); every finding for the same
-// pair whose time falls before the window's end joins the alert (score and
-// severity are the maximum, findings are kept up to MaxFindings, all are
-// counted). A finding after the window's end opens a new alert.
+// alert is one (entity, detector) pair over a session window of event
+// time: the first finding opens the window [t, t+Window); every finding
+// for the same pair whose time falls before the window's end joins the
+// alert and extends the end to its own time + Window, but never beyond
+// MaxSpan after the first finding (score and severity are the maximum,
+// findings are kept up to MaxFindings, all are counted). A finding after
+// the window's end opens a new alert.
 //
 // The stage runs on one goroutine (the caller's): Process, Advance and Flush
 // must not be called concurrently. Time is event time only: a window closes
@@ -78,8 +80,12 @@ func (f SinkFunc) Alert(c Change, a event.Alert) { f(c, a) }
 
 // Options configure New.
 type Options struct {
-	// Window is the dedup window per entity and detector (0 → 1 hour).
-	Window time.Duration
+	// Window is the dedup window per entity and detector (0 → 1 hour): an
+	// alert stays open until Window has passed without a new finding, and
+	// at most MaxSpan (0 → 24 hours, never less than Window) after its
+	// first.
+	Window  time.Duration
+	MaxSpan time.Duration
 	// Lateness is how long after a window's end findings may still join it
 	// (0 → 5 minutes; the engine's allowed lateness).
 	Lateness time.Duration
@@ -149,6 +155,12 @@ func New(opts Options) (*Stage, error) {
 	}
 	if opts.Window == 0 {
 		opts.Window = time.Hour
+	}
+	if opts.MaxSpan == 0 {
+		opts.MaxSpan = 24 * time.Hour
+	}
+	if opts.MaxSpan < opts.Window {
+		opts.MaxSpan = opts.Window
 	}
 	if opts.Lateness == 0 {
 		opts.Lateness = 5 * time.Minute
@@ -275,10 +287,23 @@ func (s *Stage) add(f *event.Finding) {
 	if f.Time.After(a.LastTime) {
 		a.LastTime = f.Time
 	}
+	// A session window: activity that goes on keeps its alert open, up to
+	// MaxSpan from the first finding, so a sustained attack is one alert
+	// a day per entity and detector rather than one an hour.
+	if end := minTime(f.Time.Add(s.opts.Window), a.WindowStart.Add(s.opts.MaxSpan)); end.After(a.WindowEnd) {
+		a.WindowEnd = end
+	}
 	if !o.dirty {
 		o.dirty = true
 		s.dirty = append(s.dirty, o)
 	}
+}
+
+func minTime(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
 }
 
 func (s *Stage) append(o *open, f *event.Finding) {

@@ -48,27 +48,43 @@ func TestGroupingPerEntityDetectorAndWindow(t *testing.T) {
 		f("a", "d2", 10*time.Minute, 40), // other detector: own alert
 		f("b", "d1", 20*time.Minute, 40), // other entity: own alert
 	})
-	s.Process([]event.Finding{f("a", "d1", 59*time.Minute, 10)})
-	s.Process([]event.Finding{f("a", "d1", 61*time.Minute, 10)}) // past the window: closes the first, opens a new one
+	s.Process([]event.Finding{f("a", "d1", 59*time.Minute, 10)}) // extends a/d1 to 1h59m
+	s.Process([]event.Finding{f("a", "d1", 61*time.Minute, 10)}) // still open: joins
+	s.Process([]event.Finding{f("b", "d1", 81*time.Minute, 10)}) // b/d1 ended at 1h20m: a new alert
 	s.Flush()
 	want := []string{
 		"raised a/d1 n=1", "raised a/d2 n=1", "raised b/d1 n=1", "updated a/d1 n=2",
 		"updated a/d1 n=3",
-		"closed a/d1 n=3", "raised a/d1 n=1",
-		"closed a/d2 n=1", "closed b/d1 n=1", "closed a/d1 n=1",
+		"updated a/d1 n=4",
+		"closed b/d1 n=1", "raised b/d1 n=1",
+		"closed a/d1 n=4", "closed a/d2 n=1", "closed b/d1 n=1",
 	}
 	if got := strings.Join(r.changes, "\n"); got != strings.Join(want, "\n") {
 		t.Fatalf("changes:\n%s\nwant:\n%s", got, strings.Join(want, "\n"))
 	}
 	first := r.last[alert.ID(event.EntityKey{Kind: event.EntityPrincipal, ID: "a"}, "d1", t0)]
-	if first.Score != 95 || first.Severity != event.SeverityCritical || first.FindingCount != 3 || len(first.Findings) != 3 {
+	if first.Score != 95 || first.Severity != event.SeverityCritical || first.FindingCount != 4 || len(first.Findings) != 4 {
 		t.Errorf("merged alert: score %v severity %v count %d findings %d", first.Score, first.Severity, first.FindingCount, len(first.Findings))
 	}
-	if !first.Time.Equal(t0) || !first.WindowEnd.Equal(t0.Add(time.Hour)) || !first.LastTime.Equal(t0.Add(59*time.Minute)) {
+	if !first.Time.Equal(t0) || !first.WindowEnd.Equal(t0.Add(2*time.Hour+time.Minute)) || !first.LastTime.Equal(t0.Add(61*time.Minute)) {
 		t.Errorf("times: %v %v %v", first.Time, first.WindowEnd, first.LastTime)
 	}
-	if !strings.HasPrefix(first.Explanation, "score 95") || !strings.Contains(first.Explanation, "3 findings") {
+	if !strings.HasPrefix(first.Explanation, "score 95") || !strings.Contains(first.Explanation, "4 findings") {
 		t.Errorf("explanation %q", first.Explanation)
+	}
+}
+
+func TestSessionWindowStopsAtMaxSpan(t *testing.T) {
+	r := &rec{}
+	s, _ := alert.New(alert.Options{Window: time.Hour, MaxSpan: 3 * time.Hour, Sinks: []alert.Sink{r}})
+	var fs []event.Finding
+	for m := 0; m <= 5*60; m += 30 { // a finding every 30 minutes for five hours
+		fs = append(fs, f("a", "d", time.Duration(m)*time.Minute, 80))
+	}
+	s.Process(fs)
+	s.Flush()
+	if s.Raised() != 2 {
+		t.Fatalf("raised %d alerts over five hours with a 3h max span, want 2: %v", s.Raised(), r.changes)
 	}
 }
 
@@ -80,8 +96,12 @@ func TestAdvanceClosesAfterWindowAndLateness(t *testing.T) {
 	if s.Open() != 1 {
 		t.Fatalf("closed too early")
 	}
-	s.Process([]event.Finding{f("a", "d", 30*time.Minute, 95)}) // a late finding still joins
-	s.Advance(t0.Add(time.Hour + 5*time.Minute + time.Second))
+	s.Process([]event.Finding{f("a", "d", 30*time.Minute, 95)}) // a late finding still joins, extending the end to 1h30m
+	s.Advance(t0.Add(time.Hour + 35*time.Minute))
+	if s.Open() != 1 {
+		t.Fatal("closed before the extended end + lateness")
+	}
+	s.Advance(t0.Add(time.Hour + 35*time.Minute + time.Second))
 	if s.Open() != 0 {
 		t.Fatalf("not closed after window end + lateness")
 	}

@@ -128,6 +128,7 @@ func NewPipeline(opts PipelineOptions) (*Pipeline, error) {
 	}
 	st, err := alert.New(alert.Options{
 		Window:     cfg.Alerts.Window.D(),
+		MaxSpan:    cfg.Alerts.MaxSpan.D(),
 		Lateness:   cfg.Engine.AllowedLateness.D(),
 		MinScore:   cfg.Alerts.MinScore,
 		Sinks:      opts.Sinks,

@@ -91,8 +91,12 @@ type Ingest struct {
 
 // Alerts configures how findings become alerts.
 type Alerts struct {
-	// Window is the period over which repeated findings fold into one alert.
+	// Window is the period over which repeated findings fold into one
+	// alert: it stays open until Window passes without a new finding.
 	Window Duration `yaml:"window"`
+	// MaxSpan caps how long one alert collects findings from its first
+	// (never less than Window).
+	MaxSpan Duration `yaml:"max_span"`
 	// MinScore is the lowest finding score (0–100) that raises an alert on
 	// its own; weaker findings join open alerts or are only counted.
 	MinScore float64 `yaml:"min_score"`
@@ -230,7 +234,7 @@ func Default() Config {
 			MaxBodyBytes: 16 << 20,
 			MaxLineBytes: 1 << 20,
 		},
-		Alerts: Alerts{Window: Duration(time.Hour), MinScore: 40},
+		Alerts: Alerts{Window: Duration(time.Hour), MaxSpan: Duration(24 * time.Hour), MinScore: 40},
 		Detectors: Detectors{
 			TerminatedIdentity: TerminatedIdentity{Enabled: true},
 			Canary:             Canary{Enabled: true},

@@ -64,6 +64,9 @@ func (c *Config) Validate() error {
 	if c.Alerts.Window <= 0 {
 		add("alerts.window", "must be positive, got %s", c.Alerts.Window)
 	}
+	if c.Alerts.MaxSpan <= 0 {
+		add("alerts.max_span", "must be positive, got %s", c.Alerts.MaxSpan)
+	}
 	if c.Alerts.MinScore < 0 || c.Alerts.MinScore > 100 {
 		add("alerts.min_score", "must be between 0 and 100, got %v", c.Alerts.MinScore)
 	}
