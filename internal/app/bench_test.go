@@ -1,14 +1,14 @@
 package app_test
 
 import (
+	"bytes"
 	"context"
 	"io"
 	"testing"
-	"time"
 
 	"github.com/haechi-sec/haechi/internal/app"
 	"github.com/haechi-sec/haechi/internal/config"
-	"github.com/haechi-sec/haechi/internal/demo"
+	"github.com/haechi-sec/haechi/internal/sim"
 )
 
 // repeater yields corpus lines until n lines have been read.
@@ -31,22 +31,23 @@ func (r *repeater) Read(p []byte) (int, error) {
 	return n, nil
 }
 
-// BenchmarkPipeline measures the whole pipeline — decode → engine → both
-// reference detectors → alert stage — on the demo's mix of contract-shaped
-// traffic (customers logging in, minting tokens and reading their data,
-// staff on the roster, terminated identities and canary reads). Run with
-// GOMAXPROCS=1 for the one-core figure.
+// BenchmarkPipeline measures the whole pipeline — decode → enrich →
+// engine → every detector → alert stage — on a simulated day of the
+// synthetic company (customers logging in, minting tokens and reading
+// their data; staff, services and partners; the six breach scenarios).
+// Run with GOMAXPROCS=1 for the one-core figure.
 func BenchmarkPipeline(b *testing.B) {
-	corpus, err := demo.Traffic(time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC), 1)
-	if err != nil {
+	var buf bytes.Buffer
+	if _, err := sim.Generate(context.Background(), sim.Options{Seed: 1, Days: 1, Customers: 20000}, &buf, nil); err != nil {
 		b.Fatal(err)
 	}
+	corpus := bytes.Split(bytes.TrimSpace(buf.Bytes()), []byte("\n"))
 	var size int
 	for _, l := range corpus {
 		size += len(l) + 1
 	}
 	cfg := config.Default()
-	p, err := app.NewPipeline(app.PipelineOptions{Config: cfg, CanaryIDs: demo.CanaryRecords})
+	p, err := app.NewPipeline(app.PipelineOptions{Config: cfg, CanaryIDs: []string{"70000003"}})
 	if err != nil {
 		b.Fatal(err)
 	}

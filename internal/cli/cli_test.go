@@ -208,11 +208,11 @@ func TestDemo(t *testing.T) {
 	if testing.Short() {
 		t.Skip("demo runs a live server for a few seconds")
 	}
-	code, stdout, stderr := run(t, "demo", "--exit-after", "10ms")
+	code, stdout, stderr := run(t, "demo", "--days", "2", "--customers", "2000", "--duration", "2s", "--exit-after", "10ms")
 	if code != 0 {
 		t.Fatalf("exit %d\n%s\n%s", code, stdout, stderr)
 	}
-	for _, want := range []string{"alert(s):", "Activity by a terminated identity", "Scripted client on customer traffic", "principal:e:1042", "principal:c:0315", "Canary record read", "/v1/alerts", "stopped"} {
+	for _, want := range []string{"The scorecard", "ghost-key", "departed-insider-export", "False positives", "/v1/alerts", "stopped"} {
 		if !strings.Contains(stdout, want) {
 			t.Errorf("demo output lacks %q:\n%s", want, stdout)
 		}

@@ -1,32 +1,44 @@
 package cli
 
 import (
-	"bytes"
+	"bufio"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
+	"sync/atomic"
 	"time"
 
 	"github.com/haechi-sec/haechi/internal/app"
-	"github.com/haechi-sec/haechi/internal/demo"
+	"github.com/haechi-sec/haechi/internal/eval"
 	"github.com/haechi-sec/haechi/internal/event"
+	"github.com/haechi-sec/haechi/internal/sim"
 )
+
+// demoCanary is a planted customer record the demo configures as a canary.
+const demoCanary = "70000003"
 
 type demoCmd struct {
 	Listen    string        `default:"127.0.0.1:0" placeholder:"ADDR" help:"Listen address (default: a free loopback port)."`
-	ExitAfter time.Duration `placeholder:"DURATION" help:"Stop this long after the traffic has been fed (default: run until Ctrl-C)."`
+	Days      int           `default:"14" help:"Simulated days."`
+	Customers int           `default:"20000" help:"Simulated customers."`
+	Seed      uint64        `default:"1" help:"Seed of the simulated company."`
+	Duration  time.Duration `default:"2m" help:"Real time to play the simulated period in."`
+	ExitAfter time.Duration `placeholder:"DURATION" help:"Stop this long after the scorecard (default: run until Ctrl-C)."`
 	KeepData  bool          `help:"Keep the temporary data directory when the demo stops."`
-	Seed      uint64        `default:"1" help:"Seed of the generated background traffic."`
 }
 
 func (c *demoCmd) Run(e *env) (err error) {
 	cfg, err := e.loadConfig()
 	if err != nil {
 		return err
+	}
+	if c.Duration <= 0 || c.Days <= 0 {
+		return usageError{fmt.Errorf("--duration and --days must be positive")}
 	}
 	dir, err := os.MkdirTemp("", "haechi-demo-")
 	if err != nil {
@@ -43,9 +55,15 @@ func (c *demoCmd) Run(e *env) (err error) {
 	if err := validate(&cfg); err != nil {
 		return err
 	}
-	ids, err := canaryIDs(cfg, demo.CanaryRecords)
+	ids, err := canaryIDs(cfg, []string{demoCanary})
 	if err != nil {
 		return err
+	}
+	// The simulated fortnight ends now, so its events read as recent.
+	opts := sim.Options{Seed: c.Seed, Days: c.Days, Customers: c.Customers,
+		Start: time.Now().UTC().Truncate(time.Hour).Add(-time.Duration(c.Days) * 24 * time.Hour)}
+	if err := opts.Validate(); err != nil {
+		return usageError{err}
 	}
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
@@ -68,43 +86,56 @@ func (c *demoCmd) Run(e *env) (err error) {
 	case err := <-served:
 		return err
 	}
+	stop := func(err error) error {
+		cancel()
+		if serr := <-served; err == nil {
+			err = serr
+		}
+		return err
+	}
 	out := e.stdout
 	fmt.Fprintf(out, "haechi demo: serving on %s (data in %s)\n", base, dir)
-	fmt.Fprintf(out, "canary records: %v\n", ids)
+	fmt.Fprintf(out, "simulating %d days of a company with %d customers, staff, services and partners, with six breaches injected,\nplayed live into haechi over HTTP in %s (scenarios: %v)\n\n",
+		c.Days, c.Customers, c.Duration, sim.ScenarioNames())
 
-	lines, err := demo.Traffic(time.Now(), c.Seed)
+	// A first pass of the deterministic generator gives the ground truth the
+	// scorecard needs; haechi itself never sees it.
+	tr, err := sim.Generate(ctx, opts, io.Discard, nil)
 	if err != nil {
-		cancel()
-		<-served
-		return err
+		return stop(err)
 	}
-	accepted, rejected, err := post(ctx, base, lines)
-	if err != nil {
-		cancel()
-		<-served
-		return err
-	}
-	fmt.Fprintf(out, "fed %d events over HTTP (%d accepted, %d rejected): customers, CS agents, the contract's examples, a departed contractor and a scraper with forged tokens\n\n",
-		len(lines), accepted, rejected)
-
-	alerts, err := waitForAlerts(ctx, base, 10*time.Second)
-	if err != nil {
-		cancel()
-		<-served
-		return err
-	}
-	fmt.Fprintf(out, "detected %d alert(s):\n", len(alerts))
-	const show = 25
-	for i, a := range alerts {
-		if i == show {
-			fmt.Fprintf(out, "  … and %d more at %s/v1/alerts\n", len(alerts)-show, base)
-			break
+	obs := eval.NewObserver(tr)
+	pr, pw := io.Pipe()
+	var simTime atomic.Int64
+	go func() {
+		bw := bufio.NewWriterSize(pw, 1<<20)
+		_, err := sim.Generate(ctx, opts, bw, func(_ int64, t time.Time) { simTime.Store(t.Unix()) })
+		if err == nil {
+			err = bw.Flush()
 		}
-		fmt.Fprintf(out, "  [%s] %s — %s\n      %s\n      %s/v1/alerts/%s\n", a.Severity, a.Title, a.Entity, a.Explanation, base, a.ID)
+		pw.CloseWithError(err)
+	}()
+	speed := float64(time.Duration(c.Days)*24*time.Hour) / float64(c.Duration)
+	var posted atomic.Int64
+	done := make(chan struct{})
+	go c.narrate(ctx, out, base, opts.Start, &simTime, &posted, done)
+	n, err := postLive(ctx, base, pr, opts.Start, speed, func(ev *event.Event) { obs.Observe(ev); posted.Add(1) })
+	close(done)
+	pr.CloseWithError(context.Canceled)
+	if err != nil {
+		return stop(err)
+	}
+	alerts, err := settleAlerts(ctx, base, 15*time.Second)
+	if err != nil {
+		return stop(err)
+	}
+	sc := eval.Score(tr, obs, alerts)
+	fmt.Fprintf(out, "\nfed %d events; %d alerts. The scorecard (from the alerts and the simulator's ground truth):\n\n", n, len(alerts))
+	if err := sc.WriteText(out); err != nil {
+		return stop(err)
 	}
 	fmt.Fprintf(out, "\nlook at:\n  %s/v1/alerts   alerts (JSON)\n  %s/metrics     Prometheus metrics\n  %s/healthz     health\n", base, base, base)
 	fmt.Fprintf(out, "post your own events: curl --data-binary @events.ndjson %s/v1/events\n", base)
-
 	if c.ExitAfter > 0 {
 		fmt.Fprintf(out, "stopping in %s\n", c.ExitAfter)
 		select {
@@ -115,83 +146,53 @@ func (c *demoCmd) Run(e *env) (err error) {
 		fmt.Fprintln(out, "press Ctrl-C to stop")
 		<-ctx.Done()
 	}
-	cancel()
-	if err := <-served; err != nil {
+	if err := stop(nil); err != nil {
 		return err
 	}
 	fmt.Fprintln(out, "stopped")
 	return nil
 }
 
-// post sends lines to /v1/events in chunks, retrying politely on 429.
-func post(ctx context.Context, base string, lines [][]byte) (accepted, rejected int, err error) {
-	const chunk = 500
-	for i := 0; i < len(lines); i += chunk {
-		body := bytes.Join(lines[i:min(i+chunk, len(lines))], []byte("\n"))
-		for attempt := 0; ; attempt++ {
-			req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+"/v1/events", bytes.NewReader(body))
-			if err != nil {
-				return accepted, rejected, err
+// narrate prints a progress line every few seconds: simulated day, events
+// posted, alerts raised so far.
+func (c *demoCmd) narrate(ctx context.Context, out io.Writer, base string, start time.Time, simTime, posted *atomic.Int64, done <-chan struct{}) {
+	t := time.NewTicker(c.Duration / 10)
+	defer t.Stop()
+	for {
+		select {
+		case <-done:
+			return
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			day := 0.0
+			if st := simTime.Load(); st > 0 {
+				day = time.Unix(st, 0).Sub(start).Hours() / 24
 			}
-			req.Header.Set("Content-Type", "application/x-ndjson")
-			resp, err := http.DefaultClient.Do(req)
-			if err != nil {
-				return accepted, rejected, fmt.Errorf("post events: %w", err)
-			}
-			var res struct {
-				Accepted int    `json:"accepted"`
-				Rejected int    `json:"rejected"`
-				Error    string `json:"error"`
-			}
-			derr := json.NewDecoder(resp.Body).Decode(&res)
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusTooManyRequests && attempt < 50 {
-				time.Sleep(200 * time.Millisecond)
-				continue
-			}
-			if resp.StatusCode != http.StatusOK || derr != nil {
-				return accepted, rejected, fmt.Errorf("post events: %s %s", resp.Status, res.Error)
-			}
-			accepted += res.Accepted
-			rejected += res.Rejected
-			break
+			alerts, _ := fetchAlerts(ctx, base, 1000, time.Time{})
+			fmt.Fprintf(out, "  day %4.1f of %d: %8d events posted, %4d alerts so far\n", day, c.Days, posted.Load(), len(alerts))
 		}
 	}
-	return accepted, rejected, nil
 }
 
-// waitForAlerts polls /v1/alerts until the count has been stable for a
-// second (the store writes in batches) or the timeout passes.
-func waitForAlerts(ctx context.Context, base string, timeout time.Duration) ([]event.Alert, error) {
+// settleAlerts waits until the stored alerts stop changing for two seconds
+// (windows close as the live watermark passes them; the store writes in
+// batches), then returns them all.
+func settleAlerts(ctx context.Context, base string, timeout time.Duration) ([]event.Alert, error) {
 	deadline := time.Now().Add(timeout)
 	var last []event.Alert
 	stable := 0
-	for time.Now().Before(deadline) {
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, base+"/v1/alerts?limit=1000", nil)
-		resp, err := http.DefaultClient.Do(req)
+	for time.Now().Before(deadline) && stable < 8 {
+		all, err := allAlerts(ctx, base)
 		if err != nil {
-			if errors.Is(ctx.Err(), context.Canceled) {
-				return last, nil
-			}
-			return nil, fmt.Errorf("list alerts: %w", err)
+			return nil, err
 		}
-		var res struct {
-			Alerts []event.Alert `json:"alerts"`
-		}
-		err = json.NewDecoder(resp.Body).Decode(&res)
-		resp.Body.Close()
-		if err != nil {
-			return nil, fmt.Errorf("list alerts: %w", err)
-		}
-		if len(res.Alerts) > 0 && len(res.Alerts) == len(last) {
+		if len(all) == len(last) && sameCounts(all, last) {
 			stable++
-			if stable >= 4 {
-				return res.Alerts, nil
-			}
 		} else {
 			stable = 0
 		}
-		last = res.Alerts
+		last = all
 		select {
 		case <-time.After(250 * time.Millisecond):
 		case <-ctx.Done():
@@ -199,4 +200,64 @@ func waitForAlerts(ctx context.Context, base string, timeout time.Duration) ([]e
 		}
 	}
 	return last, nil
+}
+
+func sameCounts(a, b []event.Alert) bool {
+	n := func(as []event.Alert) (s int) {
+		for _, x := range as {
+			s += x.FindingCount
+		}
+		return s
+	}
+	return n(a) == n(b)
+}
+
+// allAlerts pages through /v1/alerts (newest first).
+func allAlerts(ctx context.Context, base string) ([]event.Alert, error) {
+	seen := map[string]bool{}
+	var all []event.Alert
+	before := time.Time{}
+	for {
+		page, err := fetchAlerts(ctx, base, 1000, before)
+		if err != nil {
+			return nil, err
+		}
+		added := 0
+		for _, a := range page {
+			if !seen[a.ID] {
+				seen[a.ID] = true
+				all = append(all, a)
+				added++
+			}
+		}
+		if len(page) < 1000 || added == 0 {
+			return all, nil
+		}
+		// Inclusive of the last page's oldest time, so alerts sharing it are
+		// not skipped; duplicates are dropped by id.
+		before = page[len(page)-1].Time.Add(time.Nanosecond)
+	}
+}
+
+func fetchAlerts(ctx context.Context, base string, limit int, before time.Time) ([]event.Alert, error) {
+	q := url.Values{"limit": {fmt.Sprint(limit)}}
+	if !before.IsZero() {
+		q.Set("before", before.UTC().Format(time.RFC3339Nano))
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/v1/alerts?"+q.Encode(), nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("list alerts: %w", err)
+	}
+	defer resp.Body.Close()
+	var res struct {
+		Alerts []event.Alert `json:"alerts"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&res); err != nil {
+		return nil, fmt.Errorf("list alerts: %w", err)
+	}
+	return res.Alerts, nil
 }

@@ -85,7 +85,11 @@ func (c *simulateCmd) Run(e *env) error {
 			pw.CloseWithError(err)
 			genErr <- err
 		}()
-		n, err = postLive(e.ctx, c.To, pr, c.Speed, e.stderr)
+		start := o.Start
+		if start.IsZero() {
+			start = sim.DefaultStart()
+		}
+		n, err = postLive(e.ctx, c.To, pr, start, c.Speed, nil)
 		pr.CloseWithError(errors.New("stopped"))
 		if gerr := <-genErr; err == nil && gerr != nil {
 			err = gerr
@@ -163,15 +167,17 @@ func progressPrinter(e *env, what string) func(int64, time.Time) {
 }
 
 // postLive paces NDJSON lines by their event time at speed× real time and
-// posts them to base/v1/events in batches, retrying on 429.
-func postLive(ctx context.Context, base string, r io.Reader, speed float64, log io.Writer) (int64, error) {
+// posts them to base/v1/events in batches, retrying on 429. observe, if
+// not nil, sees every event that decodes (before it is posted). Pacing
+// starts at start: earlier events (reference data dated before the
+// simulated period) are posted at once.
+func postLive(ctx context.Context, base string, r io.Reader, start time.Time, speed float64, observe func(*event.Event)) (int64, error) {
 	base = strings.TrimRight(base, "/")
 	br := bufio.NewReaderSize(r, 1<<20)
 	dec := decode.NewDecoder()
 	var (
 		batch    bytes.Buffer
 		n        int64
-		simStart time.Time
 		wall     = time.Now()
 		lastPost = time.Now()
 		ev       event.Event
@@ -209,10 +215,10 @@ func postLive(ctx context.Context, base string, r io.Reader, speed float64, log 
 		line, err := br.ReadBytes('\n')
 		if len(line) > 0 {
 			if derr := dec.Decode(bytes.TrimRight(line, "\r\n"), &ev); derr == nil {
-				if simStart.IsZero() {
-					simStart = ev.Time
+				if observe != nil {
+					observe(&ev)
 				}
-				due := wall.Add(time.Duration(float64(ev.Time.Sub(simStart)) / speed))
+				due := wall.Add(time.Duration(float64(ev.Time.Sub(start)) / speed))
 				if d := time.Until(due); d > 0 {
 					if ferr := flush(); ferr != nil {
 						return n, ferr

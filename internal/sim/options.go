@@ -73,7 +73,7 @@ func (o Options) withDefaults() Options {
 		o.Scenarios = ScenarioNames()
 	}
 	if o.Start.IsZero() {
-		o.Start = time.Date(2025, 6, 2, 0, 0, 0, 0, time.UTC)
+		o.Start = DefaultStart()
 	}
 	o.Start = o.Start.UTC()
 	return o
@@ -87,3 +87,7 @@ func (o Options) enabled(name string) bool {
 	}
 	return false
 }
+
+// DefaultStart is the simulated start when Options.Start is zero: Monday
+// 2025-06-02 00:00 UTC.
+func DefaultStart() time.Time { return time.Date(2025, 6, 2, 0, 0, 0, 0, time.UTC) }
