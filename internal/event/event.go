@@ -173,3 +173,20 @@ func (e *Event) IsActivity() bool {
 	}
 	return true
 }
+
+// PrincipalKey returns the principal an event is about, for detectors that
+// keep state per principal and learn from the roster: identity.id on
+// hr.roster events, user.id on activity. ok is false for anything else
+// (key inventory, events without a principal).
+func (e *Event) PrincipalKey() (key EntityKey, ok bool) {
+	if e.Dataset == DatasetRoster {
+		if e.Identity.ID == "" {
+			return EntityKey{}, false
+		}
+		return EntityKey{Kind: EntityPrincipal, ID: e.Identity.ID}, true
+	}
+	if !e.IsActivity() {
+		return EntityKey{}, false
+	}
+	return EntityKey{Kind: EntityPrincipal, ID: e.User.ID}, true
+}

@@ -85,16 +85,10 @@ func (d *Detector) Name() string { return Name }
 // Key implements engine.Detector: roster events key on identity.id;
 // located activity on user.id.
 func (d *Detector) Key(ev *event.Event) (event.EntityKey, bool) {
-	if ev.Dataset == event.DatasetRoster {
-		if ev.Identity.ID == "" {
-			return event.EntityKey{}, false
-		}
-		return event.EntityKey{Kind: event.EntityPrincipal, ID: ev.Identity.ID}, true
+	if ev.Dataset != event.DatasetRoster && ev.Source.Country == "" && ev.Source.ASOrg == "" {
+		return event.EntityKey{}, false // not located: neither evidence for nor against
 	}
-	if !ev.IsActivity() || (ev.Source.Country == "" && ev.Source.ASOrg == "") {
-		return event.EntityKey{}, false
-	}
-	return event.EntityKey{Kind: event.EntityPrincipal, ID: ev.User.ID}, true
+	return ev.PrincipalKey()
 }
 
 // NewShard implements engine.Detector.

@@ -59,18 +59,7 @@ func (d *Detector) Name() string { return Name }
 
 // Key implements engine.Detector: roster events key on identity.id,
 // activity on user.id, both as principals.
-func (d *Detector) Key(ev *event.Event) (event.EntityKey, bool) {
-	if ev.Dataset == event.DatasetRoster {
-		if ev.Identity.ID == "" {
-			return event.EntityKey{}, false
-		}
-		return event.EntityKey{Kind: event.EntityPrincipal, ID: ev.Identity.ID}, true
-	}
-	if !ev.IsActivity() {
-		return event.EntityKey{}, false
-	}
-	return event.EntityKey{Kind: event.EntityPrincipal, ID: ev.User.ID}, true
-}
+func (d *Detector) Key(ev *event.Event) (event.EntityKey, bool) { return ev.PrincipalKey() }
 
 // NewShard implements engine.Detector.
 func (d *Detector) NewShard() engine.Shard {
