@@ -88,7 +88,7 @@ func Detectors(cfg config.Config, canaryIDs []string) []engine.Detector {
 		ds = append(ds, geo.New(geo.Options{HostingMarkers: pg.HostingMarkers}))
 	}
 	if sf := cfg.Detectors.SourceFanout; sf.Enabled {
-		ds = append(ds, fanout.New(fanout.Options{Window: sf.Window.D(), Floor: sf.Floor, Factor: sf.Factor}))
+		ds = append(ds, fanout.New(fanout.Options{Window: sf.Window.D(), Floor: sf.Floor, Factor: sf.Factor, FailFloor: sf.FailFloor}))
 	}
 	return ds
 }

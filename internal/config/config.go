@@ -152,6 +152,10 @@ type SourceFanout struct {
 	// Factor multiplies the baseline (the address's own past maximum or its
 	// network's 99th percentile, whichever is higher).
 	Factor float64 `yaml:"factor"`
+	// FailFloor is the fewest distinct principals with failed logins from
+	// one address in a window (with at least half its logins failing) that
+	// is flagged as trying passwords across accounts.
+	FailFloor int `yaml:"fail_floor"`
 }
 
 // TokenProvenance configures the detector that checks every token used on
@@ -261,10 +265,11 @@ func Default() Config {
 				HostingMarkers: append([]string(nil), DefaultHostingMarkers...),
 			},
 			SourceFanout: SourceFanout{
-				Enabled: true,
-				Window:  Duration(time.Hour),
-				Floor:   20,
-				Factor:  4,
+				Enabled:   true,
+				Window:    Duration(time.Hour),
+				Floor:     20,
+				Factor:    4,
+				FailFloor: 5,
 			},
 		},
 	}

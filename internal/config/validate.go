@@ -113,6 +113,9 @@ func (c *Config) Validate() error {
 	if sf.Floor < 1 {
 		add("detectors.source_fanout.floor", "must be at least 1, got %d", sf.Floor)
 	}
+	if sf.FailFloor < 1 {
+		add("detectors.source_fanout.fail_floor", "must be at least 1, got %d", sf.FailFloor)
+	}
 	if sf.Factor < 1 {
 		add("detectors.source_fanout.factor", "must be at least 1, got %v", sf.Factor)
 	}

@@ -31,6 +31,13 @@
 // The finding is about the source address, which is what a block
 // contains; the explanation names the network, the counts and the
 // baseline it was compared with.
+//
+// The same per-address window also counts logins (auth.login): an address
+// whose failed logins in a window span at least FailFloor distinct
+// principals, with at least half of its logins failing, is trying
+// passwords across accounts (credential stuffing, password spraying) —
+// kind login_failure_fanout, reported once per address and window. Carrier
+// NAT addresses see many customers' logins but mostly successful ones.
 package fanout
 
 import (
@@ -53,6 +60,9 @@ const Name = "source_fanout"
 // Kind is the finding kind.
 const Kind = "source_fanout"
 
+// KindLoginFailures is the finding kind for failed logins across accounts.
+const KindLoginFailures = "login_failure_fanout"
+
 // EntityNetwork is the entity kind of the shard key: an AS or a prefix.
 const EntityNetwork event.EntityKind = "network"
 
@@ -68,6 +78,9 @@ type Options struct {
 	// MaxTracked caps the distinct principals counted exactly per address
 	// and window (default 4096); above it the count stops growing.
 	MaxTracked int
+	// FailFloor is the fewest distinct principals with failed logins from
+	// one address in a window that is flagged (default 5).
+	FailFloor int
 }
 
 func (o *Options) defaults() {
@@ -82,6 +95,9 @@ func (o *Options) defaults() {
 	}
 	if o.MaxTracked <= 0 {
 		o.MaxTracked = 4096
+	}
+	if o.FailFloor <= 0 {
+		o.FailFloor = 5
 	}
 }
 
@@ -143,6 +159,11 @@ type addrWindow struct {
 	requests   int
 	refs       []string
 	fired      bool
+
+	logins, failures int
+	failed           map[string]struct{} // principals with a failed login
+	failRefs         []string
+	failFired        bool
 }
 
 type ownHistory struct {
@@ -171,6 +192,9 @@ func (s *shard) Process(c *engine.Context, key event.EntityKey, ev *event.Event)
 	}
 	a.requests++
 	a.records += len(ev.Records.IDs)
+	if ev.Dataset == event.DatasetLogin {
+		s.login(c, key, n, a, ev)
+	}
 	if _, seen := a.principals[ev.User.ID]; !seen && len(a.principals) < s.opts.MaxTracked {
 		a.principals[ev.User.ID] = struct{}{}
 		if len(a.refs) < maxRefs {
@@ -215,6 +239,47 @@ func (s *shard) Process(c *engine.Context, key event.EntityKey, ev *event.Event)
 		Score:       score,
 		Explanation: expl,
 		Evidence:    evidence,
+	})
+}
+
+// login counts a login attempt and flags the address when its failures
+// span many accounts and dominate its logins.
+func (s *shard) login(c *engine.Context, key event.EntityKey, n *network, a *addrWindow, ev *event.Event) {
+	a.logins++
+	if ev.Outcome != event.OutcomeFailure {
+		return
+	}
+	a.failures++
+	if a.failed == nil {
+		a.failed = map[string]struct{}{}
+	}
+	if _, seen := a.failed[ev.User.ID]; !seen && len(a.failed) < s.opts.MaxTracked {
+		a.failed[ev.User.ID] = struct{}{}
+		if len(a.failRefs) < maxRefs {
+			a.failRefs = append(a.failRefs, c.Ref(ev))
+		}
+	}
+	if a.failFired || len(a.failed) < s.opts.FailFloor || 2*a.failures < a.logins {
+		return
+	}
+	a.failFired = true
+	netName := key.ID
+	if n.asOrg != "" {
+		netName += " " + n.asOrg
+	}
+	evidence := append([]string(nil), a.failRefs...)
+	if ref := c.Ref(ev); evidence[len(evidence)-1] != ref {
+		evidence = append(evidence, ref)
+	}
+	c.Emit(event.Finding{
+		Kind:   KindLoginFailures,
+		Title:  "Failed logins across many accounts from one source",
+		Entity: event.EntityKey{Kind: event.EntitySource, ID: ev.Source.IP.String()},
+		Time:   ev.Time,
+		Score:  70,
+		Explanation: fmt.Sprintf("%s (%s) failed to log in as %d distinct principals between %s and %s (%d of its %d logins failed): it is trying passwords across accounts.",
+			ev.Source.IP, netName, len(a.failed), n.start.UTC().Format(time.RFC3339), ev.Time.UTC().Format(time.RFC3339), a.failures, a.logins),
+		Evidence: evidence,
 	})
 }
 

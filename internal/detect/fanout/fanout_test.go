@@ -150,3 +150,40 @@ func TestKeyDoesNotAllocate(t *testing.T) {
 		t.Error("an event without a source was keyed")
 	}
 }
+
+func TestLoginFailuresAcrossAccounts(t *testing.T) {
+	var b strings.Builder
+	at := t0
+	login := func(ip, user, outcome string) {
+		at = at.Add(10 * time.Second)
+		fmt.Fprintf(&b, `{"@timestamp":%q,"event":{"id":"l-%s-%s","dataset":"auth.login","action":"login","outcome":%q},"user":{"id":%q},"source":{"ip":%q,"as":{"number":64501}}}`+"\n",
+			at.Format(time.RFC3339), ip, user, outcome, user, ip)
+	}
+	// A NAT address: many customers, mostly successful.
+	for i := 0; i < 18; i++ {
+		outcome := "success"
+		if i%3 == 0 {
+			outcome = "failure"
+		}
+		login("198.51.100.9", fmt.Sprintf("m:%d", i), outcome)
+	}
+	// A bot: one try per leaked account, nearly all failing.
+	for i := 0; i < 6; i++ {
+		outcome := "failure"
+		if i == 2 {
+			outcome = "success"
+		}
+		login("203.0.113.66", fmt.Sprintf("m:%d", 100+i), outcome)
+	}
+	got := detecttest.Findings(t, strings.NewReader(b.String()), 2, fanout.New(fanout.Options{}))
+	var kinds []string
+	for _, f := range got {
+		kinds = append(kinds, f.Kind+"@"+f.Entity.ID)
+	}
+	if strings.Join(kinds, ",") != fanout.KindLoginFailures+"@203.0.113.66" {
+		t.Fatalf("findings %v", kinds)
+	}
+	if !strings.Contains(got[0].Explanation, "5 distinct principals") || !strings.Contains(got[0].Explanation, "5 of its 6 logins failed") {
+		t.Errorf("explanation %q", got[0].Explanation)
+	}
+}
