@@ -25,6 +25,7 @@ import (
 	"github.com/haechi-sec/haechi/internal/detect/scripted"
 	"github.com/haechi-sec/haechi/internal/detect/terminated"
 	"github.com/haechi-sec/haechi/internal/detect/token"
+	"github.com/haechi-sec/haechi/internal/detect/volume"
 	"github.com/haechi-sec/haechi/internal/engine"
 	"github.com/haechi-sec/haechi/internal/enrich"
 	"github.com/haechi-sec/haechi/internal/event"
@@ -80,6 +81,9 @@ func Detectors(cfg config.Config, canaryIDs []string) []engine.Detector {
 	}
 	if sc := cfg.Detectors.ScriptedClient; sc.Enabled && len(sc.UserAgents) > 0 {
 		ds = append(ds, scripted.New(scripted.Options{UserAgents: sc.UserAgents}))
+	}
+	if rv := cfg.Detectors.RecordVolume; rv.Enabled {
+		ds = append(ds, volume.New(volume.Options{Window: rv.Window.D(), Floor: rv.Floor, Factor: rv.Factor, EnumFloor: rv.EnumFloor}))
 	}
 	if il := cfg.Detectors.IdentityLifecycle; il.Enabled {
 		ds = append(ds, lifecycle.New(lifecycle.Options{Dormancy: il.Dormancy.D()}))

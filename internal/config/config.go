@@ -112,6 +112,25 @@ type Detectors struct {
 	SourceFanout       SourceFanout       `yaml:"source_fanout"`
 	PrincipalGeo       PrincipalGeo       `yaml:"principal_geo"`
 	IdentityLifecycle  IdentityLifecycle  `yaml:"identity_lifecycle"`
+	RecordVolume       RecordVolume       `yaml:"record_volume"`
+}
+
+// RecordVolume configures the detector for staff, service and partner
+// identities reading far more records than they and their role's peers
+// do, or walking sequential ids.
+type RecordVolume struct {
+	Enabled bool `yaml:"enabled"`
+	// Window is the counting window.
+	Window Duration `yaml:"window"`
+	// Floor is the fewest distinct records per identity and window that
+	// can be flagged, whatever the baseline.
+	Floor int `yaml:"floor"`
+	// Factor multiplies the baseline (the identity's busiest past window or
+	// its role's 99th percentile, whichever is higher).
+	Factor float64 `yaml:"factor"`
+	// EnumFloor is the fewest numbered records in a window for a
+	// sequential-walk finding.
+	EnumFloor int `yaml:"enum_floor"`
 }
 
 // IdentityLifecycle configures the detector for staff and service
@@ -255,6 +274,13 @@ func Default() Config {
 			ScriptedClient: ScriptedClient{
 				Enabled:    true,
 				UserAgents: append([]string(nil), DefaultScriptedUserAgents...),
+			},
+			RecordVolume: RecordVolume{
+				Enabled:   true,
+				Window:    Duration(time.Hour),
+				Floor:     100,
+				Factor:    4,
+				EnumFloor: 50,
 			},
 			IdentityLifecycle: IdentityLifecycle{
 				Enabled:  true,

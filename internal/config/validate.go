@@ -106,6 +106,19 @@ func (c *Config) Validate() error {
 	if d := c.Detectors.IdentityLifecycle.Dormancy; d <= 0 {
 		add("detectors.identity_lifecycle.dormancy", "must be positive, got %s", d)
 	}
+	rv := c.Detectors.RecordVolume
+	if rv.Window <= 0 {
+		add("detectors.record_volume.window", "must be positive, got %s", rv.Window)
+	}
+	if rv.Floor < 1 {
+		add("detectors.record_volume.floor", "must be at least 1, got %d", rv.Floor)
+	}
+	if rv.Factor < 1 {
+		add("detectors.record_volume.factor", "must be at least 1, got %v", rv.Factor)
+	}
+	if rv.EnumFloor < 2 {
+		add("detectors.record_volume.enum_floor", "must be at least 2, got %d", rv.EnumFloor)
+	}
 	sf := c.Detectors.SourceFanout
 	if sf.Window <= 0 {
 		add("detectors.source_fanout.window", "must be positive, got %s", sf.Window)

@@ -84,9 +84,11 @@ const minDays = 1.0 / 24
 // observed: records come from the truth, the FP rate is over zero
 // identities and reported as 0).
 //
-// An alert is attributed to a scenario when its entity is one of the
-// scenario's attacker entities or any of its findings' evidence cites one
-// of the scenario's malicious event ids. An alert attributed to no scenario
+// An alert is attributed to a scenario when any of its findings' evidence
+// cites one of the scenario's malicious event ids, or when its entity is
+// one of the scenario's attacker entities and its latest finding is not
+// before the scenario's first malicious event (an alert that was over
+// before the attack began did not detect it). An alert attributed to no scenario
 // is a false positive: hard-benign when its entity is one of a hard-benign
 // entry's entities or its evidence cites one of that entry's event ids,
 // otherwise ordinary.
@@ -141,6 +143,13 @@ func Score(t *truth.Truth, obs *Observer, alerts []event.Alert) Scorecard {
 	for i := range alerts {
 		a := &alerts[i]
 		scen := matches(a, attacker, malByID)
+		// An alert about an attacker entity that ended before the attack
+		// began (a cold-start alert on the service that is abused a week
+		// later) did not detect it: it is scored like any other alert.
+		scen = slices.DeleteFunc(scen, func(si int) bool {
+			first := t.Scenarios[si].FirstMalicious
+			return !first.IsZero() && alertEnd(a).Before(first) && !citesAny(a, t.Scenarios[si].MaliciousEventIDs)
+		})
 		if len(scen) > 0 {
 			ref := AlertRef{ID: a.ID, Time: a.Time, Detector: a.Detector, Entity: a.Entity, Severity: a.Severity.String(), Title: a.Title}
 			for _, si := range scen {
@@ -242,6 +251,26 @@ func matches(a *event.Alert, byEntity map[event.EntityKey][]int, byID map[string
 	}
 	slices.Sort(out)
 	return out
+}
+
+// alertEnd is the event time of the alert's latest finding.
+func alertEnd(a *event.Alert) time.Time {
+	if a.LastTime.After(a.Time) {
+		return a.LastTime
+	}
+	return a.Time
+}
+
+// citesAny reports whether the alert's evidence cites one of ids.
+func citesAny(a *event.Alert, ids []string) bool {
+	for fi := range a.Findings {
+		for _, ref := range a.Findings[fi].Evidence {
+			if slices.Contains(ids, ref) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func appendOnce(s []int, v int) []int {

@@ -74,6 +74,12 @@ func synthObserver(tr *truth.Truth) *eval.Observer {
 	return obs
 }
 
+// lasting sets the alert's latest finding at offset seconds.
+func lasting(a event.Alert, offset int) event.Alert {
+	a.LastTime = at(offset)
+	return a
+}
+
 func TestScore(t *testing.T) {
 	type scen struct {
 		detected bool
@@ -108,8 +114,15 @@ func TestScore(t *testing.T) {
 		a: scen{true, 130, 5, 5, []string{"ev", "late"}},
 		b: scen{false, -1, 3, 3, nil},
 	}, {
-		name:   "alert before first malicious: ttd floored at 0",
-		alerts: []event.Alert{mkAlert("early", 50, "d1", source("10.0.0.2"))},
+		name:       "alert about an attacker entity, over before the attack: a false positive",
+		alerts:     []event.Alert{mkAlert("early", 50, "d1", source("10.0.0.2"))},
+		a:          scen{false, -1, 5, 5, nil},
+		b:          scen{false, -1, 3, 3, nil},
+		ordinary:   1,
+		byDetector: map[string]int{"d1": 1},
+	}, {
+		name:   "alert opened before the attack and still open in it: ttd floored at 0",
+		alerts: []event.Alert{lasting(mkAlert("early", 50, "d1", source("10.0.0.2")), 150)},
 		a:      scen{false, -1, 5, 5, nil},
 		b:      scen{true, 0, 0, 3, []string{"early"}},
 	}, {
