@@ -22,6 +22,7 @@ import (
 	"github.com/haechi-sec/haechi/internal/detect/geo"
 	"github.com/haechi-sec/haechi/internal/detect/keyposture"
 	"github.com/haechi-sec/haechi/internal/detect/lifecycle"
+	"github.com/haechi-sec/haechi/internal/detect/offhours"
 	"github.com/haechi-sec/haechi/internal/detect/scripted"
 	"github.com/haechi-sec/haechi/internal/detect/terminated"
 	"github.com/haechi-sec/haechi/internal/detect/token"
@@ -81,6 +82,9 @@ func Detectors(cfg config.Config, canaryIDs []string) []engine.Detector {
 	}
 	if sc := cfg.Detectors.ScriptedClient; sc.Enabled && len(sc.UserAgents) > 0 {
 		ds = append(ds, scripted.New(scripted.Options{UserAgents: sc.UserAgents}))
+	}
+	if oh := cfg.Detectors.OffHours; oh.Enabled {
+		ds = append(ds, offhours.New(offhours.Options{MaxShare: oh.MaxShare}))
 	}
 	if rv := cfg.Detectors.RecordVolume; rv.Enabled {
 		ds = append(ds, volume.New(volume.Options{Window: rv.Window.D(), Floor: rv.Floor, Factor: rv.Factor, EnumFloor: rv.EnumFloor}))

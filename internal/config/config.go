@@ -113,6 +113,16 @@ type Detectors struct {
 	PrincipalGeo       PrincipalGeo       `yaml:"principal_geo"`
 	IdentityLifecycle  IdentityLifecycle  `yaml:"identity_lifecycle"`
 	RecordVolume       RecordVolume       `yaml:"record_volume"`
+	OffHours           OffHours           `yaml:"off_hours"`
+}
+
+// OffHours configures the detector for staff, service and partner
+// identities acting at hours when neither they nor their role normally do.
+type OffHours struct {
+	Enabled bool `yaml:"enabled"`
+	// MaxShare is the share of activity (0–1) at an hour of day below which
+	// that hour is unusual for the identity and for its role.
+	MaxShare float64 `yaml:"max_share"`
 }
 
 // RecordVolume configures the detector for staff, service and partner
@@ -275,6 +285,7 @@ func Default() Config {
 				Enabled:    true,
 				UserAgents: append([]string(nil), DefaultScriptedUserAgents...),
 			},
+			OffHours: OffHours{Enabled: true, MaxShare: 0.02},
 			RecordVolume: RecordVolume{
 				Enabled:   true,
 				Window:    Duration(time.Hour),

@@ -106,6 +106,9 @@ func (c *Config) Validate() error {
 	if d := c.Detectors.IdentityLifecycle.Dormancy; d <= 0 {
 		add("detectors.identity_lifecycle.dormancy", "must be positive, got %s", d)
 	}
+	if ms := c.Detectors.OffHours.MaxShare; ms <= 0 || ms >= 1 {
+		add("detectors.off_hours.max_share", "must be between 0 and 1 (exclusive), got %v", ms)
+	}
 	rv := c.Detectors.RecordVolume
 	if rv.Window <= 0 {
 		add("detectors.record_volume.window", "must be positive, got %s", rv.Window)
