@@ -78,6 +78,7 @@ type Context struct {
 	shard     int
 	detector  string
 	watermark time.Time
+	earliest  time.Time
 	findings  []event.Finding
 	inputName func(uint32) string
 }
@@ -88,6 +89,12 @@ func (c *Context) Shard() int { return c.shard }
 // Watermark returns the engine's event-time watermark as this shard knows
 // it: no event older than this is expected (later ones are marked Late).
 func (c *Context) Watermark() time.Time { return c.watermark }
+
+// Earliest returns the earliest event time the engine has seen so far (the
+// same on every shard for a given batch): the start of what haechi has
+// watched. State that existed before it (a token minted before haechi
+// started) cannot be known; detectors use this to stay honest about it.
+func (c *Context) Earliest() time.Time { return c.earliest }
 
 // Ref returns the evidence reference of ev: its event.id, or input:line.
 func (c *Context) Ref(ev *event.Event) string {

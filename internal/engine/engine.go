@@ -97,6 +97,7 @@ type item struct {
 type shardMsg struct {
 	items     *[]item
 	watermark time.Time
+	earliest  time.Time
 	done      *batchDone
 	received  time.Time
 	final     bool
@@ -283,6 +284,7 @@ func (e *Engine) Run(ctx context.Context) error {
 func (e *Engine) route() {
 	var (
 		maxSeen   time.Time
+		minSeen   time.Time
 		watermark time.Time
 		perShard  = make([]*[]item, len(e.shards))
 		nShards   = uint64(len(e.shards))
@@ -306,6 +308,9 @@ func (e *Engine) route() {
 			}
 			if ev.Time.After(maxSeen) {
 				maxSeen = ev.Time
+			}
+			if minSeen.IsZero() || ev.Time.Before(minSeen) {
+				minSeen = ev.Time
 			}
 			for d, det := range e.dets {
 				if b := e.bcast[d]; b != nil && b.Broadcast(ev) {
@@ -335,7 +340,7 @@ func (e *Engine) route() {
 		done := &batchDone{n: len(evs), gate: e.gate}
 		done.pending.Store(int32(len(e.shards)))
 		for s, ch := range e.shards {
-			ch <- shardMsg{items: perShard[s], watermark: watermark, done: done, received: msg.batch.Received}
+			ch <- shardMsg{items: perShard[s], watermark: watermark, earliest: minSeen, done: done, received: msg.batch.Received}
 			perShard[s] = nil
 		}
 	}
@@ -371,6 +376,9 @@ func (e *Engine) runShard(id int) {
 	c := &Context{shard: id, inputName: e.opts.InputName}
 	var lastWM time.Time
 	for msg := range e.shards[id] {
+		if !msg.earliest.IsZero() {
+			c.earliest = msg.earliest
+		}
 		if msg.items != nil {
 			for _, it := range *msg.items {
 				c.detector = e.dets[it.det].Name()

@@ -42,6 +42,11 @@
 //   - token_never_minted (95, immediate): used, never minted within
 //     Lateness after the first use. About the signing key when the use names
 //     one (that is what to revoke in a ghost-key attack), else the token.
+//     Its time is first use + Lateness, when it became certain. Not judged
+//     for tokens that may have been minted before haechi saw its first
+//     event (engine.Context.Earliest): a use claiming an issue time before
+//     it, or with no claim, used within MaxLifetime of it — otherwise every
+//     live session would be "forged" the moment haechi starts.
 //   - token_key_retired (95, immediate): used after its signing key's
 //     retired_at. About the key. The key is the use's token.key_id, else the
 //     mint's.
@@ -220,6 +225,7 @@ type keyInfo struct {
 // pendingUse is a use of a token not (yet) minted.
 type pendingUse struct {
 	h         uint64
+	issuedAt  time.Time // as the use claims it
 	tokenID   string
 	keyID     string
 	principal string
@@ -242,6 +248,7 @@ type flagEntry struct {
 
 type shard struct {
 	opts      Options
+	unjudged  int // uses not judged: their token may predate what haechi saw
 	mints     mintIndex
 	pending   map[uint64]*pendingUse
 	queue     pendingQueue
@@ -271,6 +278,10 @@ func (s *shard) Advance(c *engine.Context, wm time.Time) {
 	for len(s.queue) > 0 && s.queue[0].due.Before(wm) {
 		p := heap.Pop(&s.queue).(*pendingUse)
 		delete(s.pending, p.h)
+		if s.mintedBeforeWatching(c, p) {
+			s.unjudged++
+			continue
+		}
 		c.Emit(s.neverMinted(p))
 		s.flagged[p.h] = flagEntry{until: toSec(p.first.Add(s.opts.MaxLifetime)), fired: p.fired}
 		if len(s.flagged) > s.flagPeak {
@@ -438,6 +449,7 @@ func (s *shard) use(c *engine.Context, key event.EntityKey, ev *event.Event) {
 		keyID:     strings.Clone(ev.Token.KeyID),
 		principal: strings.Clone(ev.User.ID),
 		ip:        ev.Source.IP,
+		issuedAt:  ev.Token.IssuedAt,
 		first:     ev.Time,
 		last:      ev.Time,
 		due:       ev.Time.Add(s.opts.Lateness),
@@ -543,6 +555,24 @@ func (s *shard) checkLocation(c *engine.Context, key event.EntityKey, ev *event.
 			key.ID, place(l.cc, l.asn), stamp(first), byFrom(ev.User.ID, ev.Source.IP), place(cc, ev.Source.ASN), stamp(ev.Time), human(ev.Time.Sub(first))),
 		c.Ref(ev)))
 	return l2, fired
+}
+
+// mintedBeforeWatching reports whether the token may have been minted
+// before haechi saw any event — then its mint cannot be known and the use
+// is not judged. That is the case when it claims an issue time before the
+// earliest event seen, or, without a claim, when it was used within
+// MaxLifetime of that earliest event (a token minted just before start
+// can live that long). After MaxLifetime of watching, every genuine token
+// in use was minted while haechi watched.
+func (s *shard) mintedBeforeWatching(c *engine.Context, p *pendingUse) bool {
+	start := c.Earliest()
+	if start.IsZero() {
+		return false
+	}
+	if !p.issuedAt.IsZero() {
+		return p.issuedAt.Before(start)
+	}
+	return p.first.Before(start.Add(s.opts.MaxLifetime))
 }
 
 func (s *shard) neverMinted(p *pendingUse) event.Finding {

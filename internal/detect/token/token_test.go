@@ -99,7 +99,7 @@ func TestInventory(t *testing.T) {
 
 // TestLateness: the detector waits its own Lateness after the first use.
 func TestLateness(t *testing.T) {
-	const events = `{"@timestamp":"2025-05-02T00:00:00Z","event":{"id":"use","dataset":"gateway.access","action":"read"},"token":{"id":"tk-1"}}
+	const events = `{"@timestamp":"2025-05-02T00:00:00Z","event":{"id":"use","dataset":"gateway.access","action":"read"},"token":{"id":"tk-1","issued_at":"2025-05-02T00:00:00Z"}}
 {"@timestamp":"2025-05-02T00:16:00Z","event":{"dataset":"auth.login","action":"login"},"user":{"id":"m:2"}}
 {"@timestamp":"2025-05-02T00:00:00Z","event":{"dataset":"auth.token","action":"token.issued"},"token":{"id":"tk-1"}}
 `
@@ -114,5 +114,25 @@ func TestLateness(t *testing.T) {
 		if len(got) != tc.want {
 			t.Errorf("lateness %v: %d findings, want %d: %+v", tc.lateness, len(got), tc.want, got)
 		}
+	}
+}
+
+// TestTokensMintedBeforeWatching: uses of tokens that may have been minted
+// before haechi saw its first event are not judged never-minted.
+func TestTokensMintedBeforeWatching(t *testing.T) {
+	const events = `{"@timestamp":"2025-05-02T00:00:00Z","event":{"id":"start","dataset":"auth.login","action":"login"},"user":{"id":"m:0"}}
+{"@timestamp":"2025-05-02T00:01:00Z","event":{"id":"claims-before","dataset":"gateway.access","action":"read"},"token":{"id":"tk-old","issued_at":"2025-05-01T23:00:00Z"}}
+{"@timestamp":"2025-05-02T00:02:00Z","event":{"id":"no-claim-early","dataset":"gateway.access","action":"read"},"token":{"id":"tk-nc"}}
+{"@timestamp":"2025-05-02T00:03:00Z","event":{"id":"claims-after","dataset":"gateway.access","action":"read"},"token":{"id":"tk-new","issued_at":"2025-05-02T00:02:59Z"}}
+{"@timestamp":"2025-05-03T00:30:00Z","event":{"id":"no-claim-late","dataset":"gateway.access","action":"read"},"token":{"id":"tk-nc2"}}
+{"@timestamp":"2025-05-03T01:00:00Z","event":{"id":"end","dataset":"auth.login","action":"login"},"user":{"id":"m:0"}}
+`
+	got := detecttest.Findings(t, strings.NewReader(events), 2, token.New(token.Options{}))
+	var refs []string
+	for _, f := range got {
+		refs = append(refs, f.Evidence[0])
+	}
+	if strings.Join(refs, ",") != "claims-after,no-claim-late" {
+		t.Fatalf("never-minted findings for %v, want claims-after and no-claim-late", refs)
 	}
 }
