@@ -7,7 +7,6 @@ import (
 	"io"
 
 	"github.com/haechi-sec/haechi/internal/decode"
-	"github.com/haechi-sec/haechi/internal/event"
 )
 
 // batchSize is how many decoded events Feed hands to the engine at once.
@@ -27,7 +26,7 @@ type FeedStats struct {
 func Feed(ctx context.Context, p *Pipeline, r io.Reader, input uint32, maxLine int, onReject func(*decode.LineError)) (FeedStats, error) {
 	var st FeedStats
 	rd := decode.NewReader(r, input, maxLine)
-	batch := make([]event.Event, 0, batchSize)
+	batch := p.NewBatch()
 	flush := func() error {
 		if len(batch) == 0 {
 			return nil
@@ -36,7 +35,7 @@ func Feed(ctx context.Context, p *Pipeline, r io.Reader, input uint32, maxLine i
 			return err
 		}
 		// The engine owns the submitted slice from now on.
-		batch = make([]event.Event, 0, batchSize)
+		batch = p.NewBatch()
 		return nil
 	}
 	for {

@@ -54,6 +54,8 @@ type Pipeline struct {
 	alerts *alert.Stage
 	geo    *enrich.Geo
 	log    *slog.Logger
+	// batches recycles event slices the engine has finished with.
+	batches sync.Pool
 
 	mu       sync.Mutex
 	findings int
@@ -120,7 +122,15 @@ func NewPipeline(opts PipelineOptions) (*Pipeline, error) {
 	if opts.Registerer != nil {
 		registerGeoMetrics(opts.Registerer, geo)
 	}
+	p := &Pipeline{geo: geo, log: opts.Logger}
+	p.batches.New = func() any { return make([]event.Event, 0, batchSize) }
 	eng, err := engine.New(engine.Options{
+		Release: func(evs []event.Event) {
+			if cap(evs) == batchSize {
+				clear(evs) // drop references before the slice waits in the pool
+				p.batches.Put(evs[:0])
+			}
+		},
 		Detectors:  Detectors(cfg, opts.CanaryIDs),
 		Shards:     cfg.Engine.Shards,
 		QueueSize:  cfg.Engine.QueueSize,
@@ -147,7 +157,8 @@ func NewPipeline(opts PipelineOptions) (*Pipeline, error) {
 		geo.Close()
 		return nil, err
 	}
-	return &Pipeline{Engine: eng, alerts: st, geo: geo, log: opts.Logger}, nil
+	p.Engine, p.alerts = eng, st
+	return p, nil
 }
 
 func registerGeoMetrics(reg prometheus.Registerer, geo *enrich.Geo) {
@@ -170,6 +181,11 @@ func registerGeoMetrics(reg prometheus.Registerer, geo *enrich.Geo) {
 		}, func() float64 { _, h, _ := geo.Stats(); return float64(h) }),
 	)
 }
+
+// NewBatch returns an empty event slice of capacity batchSize, recycled
+// from batches the engine has finished with when possible. Submit takes
+// ownership of it.
+func (p *Pipeline) NewBatch() []event.Event { return p.batches.Get().([]event.Event) }
 
 // Submit enriches a batch and admits it, waiting while the engine is full.
 func (p *Pipeline) Submit(ctx context.Context, evs []event.Event) error {

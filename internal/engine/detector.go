@@ -53,9 +53,10 @@ type Broadcaster interface {
 // Shard is one shard's share of a detector's state.
 //
 // Process is called only from the owning shard goroutine, for events whose
-// key hashes to that shard, in arrival order. It must not retain c beyond
-// the call; it may retain ev (events are immutable) but should retain only
-// what it needs. Findings are emitted with c.Emit.
+// key hashes to that shard, in arrival order. It must not retain c or ev
+// beyond the call — the event's slot is reused for a later batch once every
+// shard has processed it — but may keep values read from it (strings,
+// slices, times are never modified). Findings are emitted with c.Emit.
 type Shard interface {
 	Process(c *Context, key event.EntityKey, ev *event.Event)
 }

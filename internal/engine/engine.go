@@ -36,6 +36,10 @@ type Options struct {
 	Lateness time.Duration
 	// InputName names an input index for evidence references (nil → "input").
 	InputName func(uint32) string
+	// Release, if set, is handed each batch's event slice once every shard
+	// has processed it, so the producer can reuse it. It is called from a
+	// shard goroutine and must be quick.
+	Release func([]event.Event)
 	// Clock is the wall clock, used only to measure lag (nil → clock.Wall).
 	Clock clock.Clock
 	// Logger (nil → discard) and Registerer (nil → metrics not registered).
@@ -109,11 +113,16 @@ type batchDone struct {
 	pending atomic.Int32
 	n       int
 	gate    *gate
+	events  []event.Event
+	release func([]event.Event)
 }
 
 func (b *batchDone) finish() {
 	if b != nil && b.pending.Add(-1) == 0 {
 		b.gate.release(b.n)
+		if b.release != nil {
+			b.release(b.events)
+		}
 	}
 }
 
@@ -337,7 +346,7 @@ func (e *Engine) route() {
 		// Every shard hears about every batch's watermark, so shard outputs
 		// (and the windows that close on them) keep moving even for shards
 		// that received no events.
-		done := &batchDone{n: len(evs), gate: e.gate}
+		done := &batchDone{n: len(evs), gate: e.gate, events: evs, release: e.opts.Release}
 		done.pending.Store(int32(len(e.shards)))
 		for s, ch := range e.shards {
 			ch <- shardMsg{items: perShard[s], watermark: watermark, earliest: minSeen, done: done, received: msg.batch.Received}
