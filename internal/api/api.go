@@ -27,6 +27,7 @@ import (
 
 	"github.com/haechi-sec/haechi/internal/decode"
 	"github.com/haechi-sec/haechi/internal/event"
+	"github.com/haechi-sec/haechi/internal/ledger"
 	"github.com/haechi-sec/haechi/internal/store"
 )
 
@@ -52,6 +53,8 @@ type Options struct {
 	// NextInput returns a fresh input index for a request.
 	NextInput func() uint32
 	Alerts    AlertReader
+	// Scope reads the access ledger for GET /v1/scope (nil → 404).
+	Scope ledger.Reader
 	// MaxBodyBytes limits a request body, as sent and after decompression
 	// (0 → 16 MiB). MaxLineBytes limits one line (0 → 1 MiB).
 	MaxBodyBytes int64
@@ -114,6 +117,7 @@ func New(opts Options) *Server {
 	s.mux.HandleFunc("POST /v1/events", s.handleEvents)
 	s.mux.HandleFunc("GET /v1/alerts", s.handleAlerts)
 	s.mux.HandleFunc("GET /v1/alerts/{id}", s.handleAlert)
+	s.mux.HandleFunc("GET /v1/scope", s.handleScope)
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})

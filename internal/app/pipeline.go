@@ -29,6 +29,7 @@ import (
 	"github.com/haechi-sec/haechi/internal/detect/volume"
 	"github.com/haechi-sec/haechi/internal/engine"
 	"github.com/haechi-sec/haechi/internal/enrich"
+	"github.com/haechi-sec/haechi/internal/ledger"
 	"github.com/haechi-sec/haechi/internal/event"
 )
 
@@ -42,6 +43,9 @@ type PipelineOptions struct {
 	Sinks []alert.Sink
 	// InputName names an input index for evidence references.
 	InputName func(uint32) string
+	// Ledger, if set, records which records every principal, key, source,
+	// network and country touched; Run runs and closes it.
+	Ledger *ledger.Ledger
 	Clock     clock.Clock
 	// Logger (nil → discard) and Registerer (nil → no metrics).
 	Logger     *slog.Logger
@@ -53,6 +57,7 @@ type Pipeline struct {
 	Engine *engine.Engine
 	alerts *alert.Stage
 	geo    *enrich.Geo
+	ledger *ledger.Ledger
 	log    *slog.Logger
 	// batches recycles event slices the engine has finished with.
 	batches sync.Pool
@@ -124,6 +129,11 @@ func NewPipeline(opts PipelineOptions) (*Pipeline, error) {
 	}
 	p := &Pipeline{geo: geo, log: opts.Logger}
 	p.batches.New = func() any { return make([]event.Event, 0, batchSize) }
+	dets := Detectors(cfg, opts.CanaryIDs)
+	if opts.Ledger != nil {
+		dets = append(dets, opts.Ledger.Detectors()...)
+	}
+	p.ledger = opts.Ledger
 	eng, err := engine.New(engine.Options{
 		Release: func(evs []event.Event) {
 			if cap(evs) == batchSize {
@@ -131,7 +141,7 @@ func NewPipeline(opts PipelineOptions) (*Pipeline, error) {
 				p.batches.Put(evs[:0])
 			}
 		},
-		Detectors:  Detectors(cfg, opts.CanaryIDs),
+		Detectors:  dets,
 		Shards:     cfg.Engine.Shards,
 		QueueSize:  cfg.Engine.QueueSize,
 		Lateness:   cfg.Engine.AllowedLateness.D(),
@@ -216,6 +226,11 @@ func (p *Pipeline) Counts() (findings, alerts int) {
 func (p *Pipeline) Run(ctx context.Context) error {
 	errc := make(chan error, 1)
 	go func() { errc <- p.Engine.Run(ctx) }()
+	var ledgerDone chan error
+	if p.ledger != nil {
+		ledgerDone = make(chan error, 1)
+		go func() { ledgerDone <- p.ledger.Run(context.WithoutCancel(ctx)) }()
+	}
 
 	wms := make([]time.Time, p.Engine.Shards())
 	var finals int
@@ -240,6 +255,13 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	}
 	p.alerts.Flush()
 	err := <-errc
+	if p.ledger != nil {
+		// Every shard has handed over its last bitmaps (EndOfTime): drain.
+		if lerr := p.ledger.Close(); lerr != nil && err == nil {
+			err = fmt.Errorf("ledger: %w", lerr)
+		}
+		<-ledgerDone
+	}
 	if cerr := p.geo.Close(); cerr != nil && err == nil {
 		err = cerr
 	}

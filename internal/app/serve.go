@@ -21,6 +21,7 @@ import (
 	"github.com/haechi-sec/haechi/internal/decode"
 	"github.com/haechi-sec/haechi/internal/engine"
 	"github.com/haechi-sec/haechi/internal/event"
+	"github.com/haechi-sec/haechi/internal/ledger"
 	"github.com/haechi-sec/haechi/internal/store"
 )
 
@@ -63,7 +64,12 @@ func Serve(ctx context.Context, opts ServeOptions) (err error) {
 	writerDone := make(chan error, 1)
 	go func() { writerDone <- w.Run(writerCtx) }()
 
+	led, err := ledger.Open(ctx, st, ledger.Options{Logger: log})
+	if err != nil {
+		return fmt.Errorf("ledger: %w", err)
+	}
 	p, err := NewPipeline(PipelineOptions{
+		Ledger:    led,
 		Config:    cfg,
 		CanaryIDs: opts.CanaryIDs,
 		Sinks: []alert.Sink{StoreSink(w, log), alert.SinkFunc(func(c alert.Change, a event.Alert) {
@@ -106,6 +112,7 @@ func Serve(ctx context.Context, opts ServeOptions) (err error) {
 			},
 			NextInput:    func() uint32 { return inputs.Add(1) },
 			Alerts:       st,
+			Scope:        st,
 			MaxBodyBytes: cfg.Ingest.MaxBodyBytes,
 			MaxLineBytes: cfg.Ingest.MaxLineBytes,
 			Gatherer:     reg,

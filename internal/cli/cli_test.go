@@ -218,3 +218,47 @@ func TestDemo(t *testing.T) {
 		}
 	}
 }
+
+func TestScopeAfterReplay(t *testing.T) {
+	data := filepath.Join(t.TempDir(), "data")
+	code, stdout, stderr := run(t, "replay", "--data-dir", data, contractPath)
+	if code != 0 {
+		t.Fatalf("replay: exit %d\n%s", code, stderr)
+	}
+	var terminated string
+	for _, a := range alerts(t, stdout) {
+		if a.Detector == "terminated_identity" {
+			terminated = a.ID
+		}
+	}
+	export := filepath.Join(t.TempDir(), "ids.csv")
+	for _, tc := range []struct {
+		args  []string
+		total int
+	}{
+		{[]string{"--key", "auth-2022-11"}, 2},                       // the forged token's profile and address reads
+		{[]string{"--principal", "e:1042"}, 5},                       // the departed engineer's export
+		{[]string{"--alert", terminated, "--export", export}, 5},     // the same, through the alert
+		{[]string{"--source", "45.77.0.0/16", "--country", "KR"}, 3}, // union: 2 via the source, 1 via KR (only events that carry a country count)
+		{[]string{"--principal", "e:1042", "--key", "auth-2022-11", "--intersect"}, 0},
+		{[]string{"--key", "auth-2022-11", "--from", "2025-06-25"}, 0}, // outside the window
+	} {
+		code, stdout, stderr := run(t, append([]string{"scope", "--json", "--data-dir", data}, tc.args...)...)
+		if code != 0 {
+			t.Fatalf("%v: exit %d\n%s", tc.args, code, stderr)
+		}
+		var res struct{ Total int }
+		if err := json.Unmarshal([]byte(stdout), &res); err != nil || res.Total != tc.total {
+			t.Errorf("%v: total %d (%v), want %d\n%s", tc.args, res.Total, err, tc.total, stdout)
+		}
+	}
+	if got := readFile(t, export); !strings.Contains(got, "customer,70000003") {
+		t.Errorf("export:\n%s", got)
+	}
+	if code, _, stderr := run(t, "scope", "--data-dir", data); code != 2 || !strings.Contains(stderr, "whose scope") {
+		t.Errorf("no selector: exit %d\n%s", code, stderr)
+	}
+	if code, _, stderr := run(t, "scope", "--data-dir", data, "--alert", "al-nope"); code != 2 || !strings.Contains(stderr, "al-nope") {
+		t.Errorf("unknown alert: exit %d\n%s", code, stderr)
+	}
+}

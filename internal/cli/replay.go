@@ -21,6 +21,7 @@ import (
 	"github.com/haechi-sec/haechi/internal/config"
 	"github.com/haechi-sec/haechi/internal/decode"
 	"github.com/haechi-sec/haechi/internal/event"
+	"github.com/haechi-sec/haechi/internal/ledger"
 	"github.com/haechi-sec/haechi/internal/store"
 )
 
@@ -116,6 +117,7 @@ func (c *replayCmd) Run(e *env) (err error) {
 	}
 
 	var writer *store.Writer
+	var led *ledger.Ledger
 	sinks := []alert.Sink{}
 	if !c.NoStore {
 		st, err := store.Open(e.ctx, cfg.DataDir, store.Options{Logger: log})
@@ -127,6 +129,9 @@ func (c *replayCmd) Run(e *env) (err error) {
 				err = cerr
 			}
 		}()
+		if led, err = ledger.Open(e.ctx, st, ledger.Options{Logger: log}); err != nil {
+			return fmt.Errorf("ledger: %w", err)
+		}
 		writer = store.NewWriter(st, store.WriterOptions{Logger: log})
 		wctx, cancel := context.WithCancel(context.WithoutCancel(e.ctx))
 		done := make(chan error, 1)
@@ -150,7 +155,7 @@ func (c *replayCmd) Run(e *env) (err error) {
 	}))
 
 	p, err := app.NewPipeline(app.PipelineOptions{
-		Config: cfg, CanaryIDs: ids, Sinks: sinks, InputName: inputName, Logger: log,
+		Config: cfg, CanaryIDs: ids, Sinks: sinks, InputName: inputName, Logger: log, Ledger: led,
 	})
 	if err != nil {
 		return err

@@ -1,0 +1,125 @@
+package api
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/haechi-sec/haechi/internal/event"
+	"github.com/haechi-sec/haechi/internal/ledger"
+	"github.com/haechi-sec/haechi/internal/store"
+)
+
+// ScopeQuery builds a ledger query from scope parameters — the same names
+// on the command line and in GET /v1/scope: key, principal, source
+// (address or CIDR), network, country (each repeatable or
+// comma-separated), alert (its entity), from and to (RFC 3339 or
+// YYYY-MM-DD, UTC days, inclusive) and intersect.
+func ScopeQuery(v url.Values, alert func(id string) (event.Alert, error)) (ledger.Query, error) {
+	var q ledger.Query
+	for _, d := range []struct {
+		param string
+		dim   ledger.Dimension
+	}{{"key", ledger.Key}, {"principal", ledger.Principal}, {"source", ledger.Source}, {"network", ledger.Network}, {"country", ledger.Country}} {
+		var vals []string
+		for _, raw := range v[d.param] {
+			for _, s := range strings.Split(raw, ",") {
+				if s = strings.TrimSpace(s); s != "" {
+					vals = append(vals, s)
+				}
+			}
+		}
+		if len(vals) > 0 {
+			q.Terms = append(q.Terms, ledger.Term{Dim: d.dim, Values: vals})
+		}
+	}
+	for _, id := range v["alert"] {
+		if alert == nil {
+			return q, errors.New("alert: no alert store")
+		}
+		a, err := alert(id)
+		if err != nil {
+			return q, fmt.Errorf("alert %s: %w", id, err)
+		}
+		dim, ok := map[event.EntityKind]ledger.Dimension{
+			event.EntityPrincipal: ledger.Principal, event.EntitySigningKey: ledger.Key, event.EntitySource: ledger.Source,
+		}[a.Entity.Kind]
+		if !ok {
+			return q, fmt.Errorf("alert %s is about a %s; scope by key, principal or source instead", id, a.Entity.Kind)
+		}
+		q.Terms = append(q.Terms, ledger.Term{Dim: dim, Values: []string{a.Entity.ID}})
+	}
+	if len(q.Terms) == 0 {
+		return q, errors.New("say whose scope: key, principal, source, network, country or alert")
+	}
+	var err error
+	if q.From, err = parseDay(v.Get("from")); err != nil {
+		return q, fmt.Errorf("from: %w", err)
+	}
+	if q.To, err = parseDay(v.Get("to")); err != nil {
+		return q, fmt.Errorf("to: %w", err)
+	}
+	if !q.From.IsZero() && !q.To.IsZero() && q.To.Before(q.From) {
+		return q, errors.New("to is before from")
+	}
+	switch i := v.Get("intersect"); i {
+	case "", "false", "0":
+	case "true", "1":
+		q.Intersect = true
+	default:
+		return q, fmt.Errorf("intersect: want true or false, got %q", i)
+	}
+	return q, nil
+}
+
+func parseDay(s string) (time.Time, error) {
+	if s == "" {
+		return time.Time{}, nil
+	}
+	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
+		return t, nil
+	}
+	t, err := time.Parse("2006-01-02", s)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("want an RFC 3339 time or YYYY-MM-DD, got %q", s)
+	}
+	return t, nil
+}
+
+func (s *Server) handleScope(w http.ResponseWriter, r *http.Request) {
+	if s.opts.Scope == nil {
+		writeError(w, http.StatusNotFound, "no ledger")
+		return
+	}
+	q, err := ScopeQuery(r.URL.Query(), func(id string) (event.Alert, error) {
+		return s.opts.Alerts.GetAlert(r.Context(), id)
+	})
+	if errors.Is(err, store.ErrNotFound) {
+		writeError(w, http.StatusNotFound, err.Error())
+		return
+	}
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	res, err := ledger.Scope(r.Context(), s.opts.Scope, q)
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, "scope: "+err.Error())
+		return
+	}
+	switch exp := r.URL.Query().Get("export"); exp {
+	case "":
+		writeJSON(w, http.StatusOK, res)
+	case "csv":
+		w.Header().Set("Content-Type", "text/csv")
+		_ = res.WriteCSV(r.Context(), w)
+	case "ndjson":
+		w.Header().Set("Content-Type", "application/x-ndjson")
+		_ = res.WriteNDJSON(r.Context(), w)
+	default:
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("export: want csv or ndjson, got %q", exp))
+	}
+}

@@ -1,0 +1,133 @@
+package cli
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/haechi-sec/haechi/internal/api"
+	"github.com/haechi-sec/haechi/internal/event"
+	"github.com/haechi-sec/haechi/internal/ledger"
+	"github.com/haechi-sec/haechi/internal/store"
+)
+
+type scopeCmd struct {
+	Key       []string `placeholder:"ID" help:"Signing key id (repeatable)."`
+	Principal []string `placeholder:"ID" help:"Principal (user.id; repeatable)."`
+	Source    []string `placeholder:"ADDR|CIDR" help:"Source address or network (repeatable)."`
+	Network   []string `placeholder:"AS|CIDR" help:"Source network as recorded (AS4766, or a /24 or /64; repeatable)."`
+	Country   []string `placeholder:"CC" help:"Source country (repeatable)."`
+	Alert     []string `placeholder:"ID" help:"An alert: the scope of its entity (repeatable)."`
+	From      string   `placeholder:"TIME" help:"From this UTC day (RFC 3339 or YYYY-MM-DD), inclusive."`
+	To        string   `placeholder:"TIME" help:"To this UTC day (RFC 3339 or YYYY-MM-DD), inclusive."`
+	Intersect bool     `help:"Records touched under every selector, not any."`
+	JSON      bool     `name:"json" help:"Print the result as JSON."`
+	Export    string   `placeholder:"FILE" help:"Write the record ids to FILE (.csv or .ndjson) for notification."`
+}
+
+func (c *scopeCmd) Run(e *env) error {
+	cfg, err := e.loadConfig()
+	if err != nil {
+		return err
+	}
+	if err := validate(&cfg); err != nil {
+		return err
+	}
+	v := url.Values{"key": c.Key, "principal": c.Principal, "source": c.Source, "network": c.Network, "country": c.Country, "alert": c.Alert}
+	v.Set("from", c.From)
+	v.Set("to", c.To)
+	if c.Intersect {
+		v.Set("intersect", "true")
+	}
+	if _, err := os.Stat(filepath.Join(cfg.DataDir, store.FileName)); err != nil {
+		return usageError{fmt.Errorf("no store in %s (run replay or serve first, or pass --data-dir)", cfg.DataDir)}
+	}
+	st, err := store.Open(e.ctx, cfg.DataDir, store.Options{})
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	q, err := api.ScopeQuery(v, func(id string) (event.Alert, error) { return st.GetAlert(e.ctx, id) })
+	if err != nil {
+		return usageError{err}
+	}
+	start := time.Now()
+	res, err := ledger.Scope(e.ctx, st, q)
+	if err != nil {
+		return err
+	}
+	took := time.Since(start)
+	if c.Export != "" {
+		if err := export(e.ctx, res, c.Export); err != nil {
+			return err
+		}
+	}
+	if c.JSON {
+		enc := json.NewEncoder(e.stdout)
+		enc.SetEscapeHTML(false)
+		return enc.Encode(res)
+	}
+	w := e.stdout
+	fmt.Fprintf(w, "%d distinct records touched", res.Total)
+	if !res.First.IsZero() {
+		fmt.Fprintf(w, ", first %s, last %s", res.First.UTC().Format(time.RFC3339), res.Last.UTC().Format(time.RFC3339))
+	}
+	fmt.Fprintf(w, " (%s)\n", took.Round(time.Millisecond))
+	for _, part := range []struct {
+		title string
+		m     map[string]int64
+	}{{"by record type", res.ByType}, {"by personal-data field", res.ByField}} {
+		if len(part.m) == 0 {
+			continue
+		}
+		fmt.Fprintf(w, "%s:\n", part.title)
+		keys := make([]string, 0, len(part.m))
+		for k := range part.m {
+			keys = append(keys, k)
+		}
+		sort.Slice(keys, func(i, j int) bool {
+			return part.m[keys[i]] > part.m[keys[j]] || (part.m[keys[i]] == part.m[keys[j]] && keys[i] < keys[j])
+		})
+		for _, k := range keys {
+			fmt.Fprintf(w, "  %-20s %d\n", k, part.m[k])
+		}
+	}
+	fmt.Fprintf(w, "only a name exposed: %d\n", res.NameOnly)
+	if c.Export != "" {
+		fmt.Fprintf(w, "record ids written to %s\n", c.Export)
+	}
+	return nil
+}
+
+func export(ctx context.Context, res *ledger.Result, path string) (err error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+	}()
+	bw := bufio.NewWriterSize(f, 1<<20)
+	switch {
+	case strings.HasSuffix(path, ".csv"):
+		err = res.WriteCSV(ctx, bw)
+	case strings.HasSuffix(path, ".ndjson"), strings.HasSuffix(path, ".jsonl"):
+		err = res.WriteNDJSON(ctx, bw)
+	default:
+		return errors.New("--export: name the file .csv or .ndjson")
+	}
+	if err != nil {
+		return err
+	}
+	return bw.Flush()
+}

@@ -1,0 +1,255 @@
+package ledger
+
+import (
+	"encoding/binary"
+	"net/netip"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/RoaringBitmap/roaring/v2"
+
+	"github.com/haechi-sec/haechi/internal/engine"
+	"github.com/haechi-sec/haechi/internal/event"
+)
+
+// Entity kinds of the shard keys not defined by package event.
+const (
+	EntityNetwork event.EntityKind = "network"
+	EntityCountry event.EntityKind = "country"
+)
+
+// Detector records one dimension of the ledger. It emits no findings.
+type Detector struct {
+	dim   Dimension
+	kind  event.EntityKind
+	name  string
+	l     *Ledger
+	names *nameCache
+}
+
+var _ engine.Detector = (*Detector)(nil)
+
+// Detector returns the detector recording dimension dim into l. It panics
+// on an unknown dimension.
+func (l *Ledger) Detector(dim Dimension) *Detector {
+	d := &Detector{dim: dim, name: "ledger_" + string(dim), l: l}
+	switch dim {
+	case Principal:
+		d.kind = event.EntityPrincipal
+	case Key:
+		d.kind = event.EntitySigningKey
+	case Source:
+		d.kind = event.EntitySource
+		d.names = &nameCache{}
+	case Network:
+		d.kind = EntityNetwork
+		d.names = &nameCache{}
+	case Country:
+		d.kind = EntityCountry
+	default:
+		panic("ledger: unknown dimension " + strconv.Quote(string(dim)))
+	}
+	return d
+}
+
+// Detectors returns one detector per dimension, for engine.Options.
+func (l *Ledger) Detectors() []engine.Detector {
+	out := make([]engine.Detector, 0, len(Dimensions))
+	for _, dim := range Dimensions {
+		out = append(out, l.Detector(dim))
+	}
+	return out
+}
+
+// Name implements engine.Detector: "ledger_<dimension>".
+func (d *Detector) Name() string { return d.name }
+
+// Dimension returns the dimension recorded.
+func (d *Detector) Dimension() Dimension { return d.dim }
+
+// Key implements engine.Detector: activity that touched records, keyed on
+// the dimension's value. It does not allocate once the source address or
+// network is in the cache.
+func (d *Detector) Key(ev *event.Event) (event.EntityKey, bool) {
+	if len(ev.Records.IDs) == 0 || !ev.IsActivity() {
+		return event.EntityKey{}, false
+	}
+	var v string
+	switch d.dim {
+	case Principal:
+		v = ev.User.ID
+	case Key:
+		v = ev.Token.KeyID
+	case Source:
+		if !ev.Source.IP.IsValid() {
+			return event.EntityKey{}, false
+		}
+		v = d.names.address(ev.Source.IP)
+	case Network:
+		if !ev.Source.IP.IsValid() {
+			return event.EntityKey{}, false
+		}
+		v = d.names.network(ev.Source)
+	case Country:
+		v = ev.Source.Country
+	}
+	if v == "" {
+		return event.EntityKey{}, false
+	}
+	return event.EntityKey{Kind: d.kind, ID: v}, true
+}
+
+// NewShard implements engine.Detector.
+func (d *Detector) NewShard() engine.Shard {
+	return &shard{d: d, cells: map[cellKey]*cell{}}
+}
+
+type cellKey struct {
+	value string
+	day   int64
+	rtype string
+}
+
+type cell struct {
+	all         *roaring.Bitmap
+	fields      map[string]*roaring.Bitmap
+	first, last int64 // unix nanoseconds
+}
+
+type shard struct {
+	d         *Detector
+	cells     map[cellKey]*cell
+	dirty     int
+	lastFlush time.Time
+	ids       []uint32
+}
+
+// Process implements engine.Shard.
+func (s *shard) Process(_ *engine.Context, key event.EntityKey, ev *event.Event) {
+	rtype := ev.Records.Type
+	if rtype == "" {
+		rtype = UnknownType
+	}
+	ck := cellKey{value: key.ID, day: Day(ev.Time), rtype: rtype}
+	c := s.cells[ck]
+	t := ev.Time.UnixNano()
+	if c == nil {
+		c = &cell{all: roaring.New(), first: t, last: t}
+		s.cells[ck] = c
+	}
+	c.first, c.last = min(c.first, t), max(c.last, t)
+	s.ids = s.ids[:0]
+	for _, rid := range ev.Records.IDs {
+		if v, ok := s.d.l.dict.recordID(rid); ok {
+			s.ids = append(s.ids, v)
+		}
+	}
+	c.all.AddMany(s.ids)
+	for _, f := range ev.Records.Fields {
+		if f == "" {
+			continue
+		}
+		if c.fields == nil {
+			c.fields = map[string]*roaring.Bitmap{}
+		}
+		bm := c.fields[f]
+		if bm == nil {
+			bm = roaring.New()
+			c.fields[f] = bm
+		}
+		bm.AddMany(s.ids)
+	}
+	s.d.l.touches.Add(int64(len(s.ids)))
+	s.dirty += len(s.ids)
+	if s.dirty >= s.d.l.opts.MaxDirty {
+		s.handoff()
+	}
+}
+
+// Advance implements engine.Advancer: hand off when the watermark has
+// moved FlushEvery past the last hand-off, and at EndOfTime.
+func (s *shard) Advance(_ *engine.Context, wm time.Time) {
+	if s.lastFlush.IsZero() && !wm.Equal(engine.EndOfTime) {
+		s.lastFlush = wm
+		return
+	}
+	if !wm.Equal(engine.EndOfTime) && wm.Sub(s.lastFlush) < s.d.l.opts.FlushEvery {
+		return
+	}
+	s.lastFlush = wm
+	s.handoff()
+}
+
+func (s *shard) handoff() {
+	if len(s.cells) == 0 {
+		return
+	}
+	s.d.l.send(handoff{dim: s.d.dim, cells: s.cells})
+	s.cells = map[cellKey]*cell{}
+	s.dirty = 0
+}
+
+// nameCache renders source addresses and network names ("AS4766",
+// "203.0.113.0/24") without allocating on a hit: a direct-mapped table of
+// immutable entries, safe for the router to share.
+type nameCache struct {
+	slots [4096]atomic.Pointer[nameEntry]
+}
+
+type nameEntry struct {
+	addr netip.Addr // address entries
+	key  [17]byte   // network entries
+	name string
+}
+
+func (c *nameCache) slot(b []byte) *atomic.Pointer[nameEntry] {
+	h := uint64(14695981039346656037)
+	for _, x := range b {
+		h = (h ^ uint64(x)) * 1099511628211
+	}
+	return &c.slots[h%uint64(len(c.slots))]
+}
+
+func (c *nameCache) address(a netip.Addr) string {
+	b := a.As16()
+	slot := c.slot(b[:])
+	if e := slot.Load(); e != nil && e.addr == a {
+		return e.name
+	}
+	name := a.String()
+	slot.Store(&nameEntry{addr: a, name: name})
+	return name
+}
+
+func (c *nameCache) network(src event.Source) string {
+	var k [17]byte
+	switch {
+	case src.ASN != 0:
+		k[0] = 'a'
+		binary.BigEndian.PutUint32(k[1:], src.ASN)
+	case src.IP.Is4() || src.IP.Is4In6():
+		k[0] = '4'
+		ip := src.IP.Unmap().As4()
+		copy(k[1:], ip[:3])
+	default:
+		k[0] = '6'
+		ip := src.IP.As16()
+		copy(k[1:], ip[:8])
+	}
+	slot := c.slot(k[:])
+	if e := slot.Load(); e != nil && e.key == k {
+		return e.name
+	}
+	var name string
+	switch k[0] {
+	case 'a':
+		name = "AS" + strconv.FormatUint(uint64(src.ASN), 10)
+	case '4':
+		name = netip.PrefixFrom(src.IP.Unmap(), 24).Masked().String()
+	default:
+		name = netip.PrefixFrom(src.IP, 64).Masked().String()
+	}
+	slot.Store(&nameEntry{key: k, name: name})
+	return name
+}

@@ -1,0 +1,529 @@
+// Package ledger keeps the access ledger: for every value of a dimension —
+// principal (user.id), token signing key (token.key_id), source address,
+// source network (AS or /24, /64), country — and every UTC day, a roaring
+// bitmap of the record ids touched, per record type and per personal-data
+// field category, so that "which customers did this key expose between T1
+// and T2" is answered exactly (Scope) long after the events are gone.
+//
+// The ledger holds record ids, never record contents; it is still
+// sensitive (it says whose data was read) and lives in the store.
+//
+// Record ids that are decimal integers below 2³¹ (no sign, no leading
+// zero) are used as they are; any other id is numbered from 2³¹ upward by
+// a Dict shared by all shards and persisted in the store with the bitmaps
+// that use it, so ids come back verbatim on export.
+//
+// Each dimension is an ordinary engine.Detector keyed on the dimension's
+// value: a shard owns its values' bitmaps and takes no locks (other than
+// the Dict's on ids that need it). Detectors emit no findings. A shard
+// hands its dirty bitmaps to the Ledger's single writer goroutine when the
+// watermark has moved FlushEvery past the last hand-off, when it holds
+// MaxDirty ids, and at EndOfTime; the writer ORs them into the store.
+//
+// Lifecycle: New (or Open, which loads the dictionary), go Run, build the
+// engine with Detectors(), and after the engine's Run has returned (every
+// shard has seen EndOfTime), Close, which drains the queue and waits.
+package ledger
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/RoaringBitmap/roaring/v2"
+
+	"github.com/haechi-sec/haechi/internal/store"
+)
+
+// Dimension names what a ledger is indexed by.
+type Dimension string
+
+// Dimensions.
+const (
+	Principal Dimension = "principal" // user.id
+	Key       Dimension = "key"       // token.key_id
+	Source    Dimension = "source"    // source.ip
+	Network   Dimension = "network"   // "AS4766", else the /24 or /64 prefix
+	Country   Dimension = "country"   // source.geo.country_iso_code
+)
+
+// Dimensions lists every dimension, in a stable order.
+var Dimensions = []Dimension{Principal, Key, Source, Network, Country}
+
+// Valid reports whether d is a known dimension.
+func (d Dimension) Valid() bool {
+	for _, x := range Dimensions {
+		if d == x {
+			return true
+		}
+	}
+	return false
+}
+
+// UnknownType is the record type recorded for events without records.type.
+const UnknownType = "unknown"
+
+// Defaults.
+const (
+	DefaultFlushEvery = 10 * time.Minute
+	DefaultMaxDirty   = 1 << 20
+	DefaultQueueSize  = 64
+)
+
+// Retry policy of the writer.
+const (
+	retryInitial  = 50 * time.Millisecond
+	retryMax      = 5 * time.Second
+	finalAttempts = 5
+	finalTimeout  = 30 * time.Second
+)
+
+// Sink receives the ledger's batches: dictionary entries first needed by
+// the rows, and rows to OR into what is stored, in one transaction.
+// *store.Store implements it.
+type Sink interface {
+	MergeLedger(ctx context.Context, dict []store.LedgerDictEntry, rows []store.LedgerRow) error
+}
+
+// Options configure a Ledger. Zero values take the defaults.
+type Options struct {
+	// FlushEvery is how far (event time) the watermark moves before a shard
+	// hands its dirty bitmaps to the writer (default 10 minutes).
+	FlushEvery time.Duration
+	// MaxDirty is how many record-id touches a shard accumulates before it
+	// hands off regardless of time (default 2²⁰).
+	MaxDirty int
+	// QueueSize is the writer's queue of hand-offs (default 64); a shard
+	// blocks when it is full.
+	QueueSize int
+	// Logger; nil discards.
+	Logger *slog.Logger
+}
+
+func (o *Options) defaults() {
+	if o.FlushEvery <= 0 {
+		o.FlushEvery = DefaultFlushEvery
+	}
+	if o.MaxDirty <= 0 {
+		o.MaxDirty = DefaultMaxDirty
+	}
+	if o.QueueSize <= 0 {
+		o.QueueSize = DefaultQueueSize
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+}
+
+// Stats are the ledger's counters since New.
+type Stats struct {
+	Touches    int64 // record ids recorded, summed over dimensions
+	Rows       int64 // rows merged into the store
+	Bytes      int64 // serialized bitmap bytes sent to the store
+	Batches    int64 // committed transactions
+	Failures   int64 // failed commit attempts
+	Lost       int64 // rows given up after the final attempts
+	DictFull   int64 // ids dropped because the dictionary is full
+	DictLength int   // entries in the dictionary
+}
+
+// Ledger owns the dictionary and the writer that persists shards' bitmaps.
+type Ledger struct {
+	dict *Dict
+	sink Sink
+	opts Options
+
+	mu      sync.RWMutex // guards closed against sends
+	closed  bool
+	ch      chan handoff
+	started atomic.Bool
+	done    chan struct{}
+	stop    chan struct{}
+
+	errMu sync.Mutex
+	err   error
+
+	touches, rows, bytes, batches, failures, lost atomic.Int64
+}
+
+// handoff is one shard's dirty cells, owned by the writer from then on.
+type handoff struct {
+	dim   Dimension
+	cells map[cellKey]*cell
+}
+
+// New returns a Ledger writing to sink with the dictionary dict (NewDict()
+// for an empty store; see Open).
+func New(sink Sink, dict *Dict, opts Options) *Ledger {
+	opts.defaults()
+	if dict == nil {
+		dict = NewDict()
+	}
+	return &Ledger{
+		dict: dict,
+		sink: sink,
+		opts: opts,
+		ch:   make(chan handoff, opts.QueueSize),
+		done: make(chan struct{}),
+		stop: make(chan struct{}),
+	}
+}
+
+// DictLoader reads the persisted dictionary; *store.Store implements it.
+type DictLoader interface {
+	LoadLedgerDict(ctx context.Context) ([]store.LedgerDictEntry, error)
+}
+
+// Store is everything the ledger needs from the store.
+type Store interface {
+	Sink
+	DictLoader
+	Reader
+}
+
+// Open returns a Ledger over st with the persisted dictionary loaded.
+func Open(ctx context.Context, st interface {
+	Sink
+	DictLoader
+}, opts Options) (*Ledger, error) {
+	entries, err := st.LoadLedgerDict(ctx)
+	if err != nil {
+		return nil, err
+	}
+	d := NewDict()
+	if err := d.Load(entries); err != nil {
+		return nil, err
+	}
+	return New(st, d, opts), nil
+}
+
+// Dict returns the ledger's dictionary.
+func (l *Ledger) Dict() *Dict { return l.dict }
+
+// Stats returns the counters.
+func (l *Ledger) Stats() Stats {
+	return Stats{
+		Touches: l.touches.Load(), Rows: l.rows.Load(), Bytes: l.bytes.Load(),
+		Batches: l.batches.Load(), Failures: l.failures.Load(), Lost: l.lost.Load(),
+		DictFull: l.dict.full.Load(), DictLength: l.dict.Len(),
+	}
+}
+
+// send hands dirty cells to the writer, blocking while the queue is full.
+// After Close it writes them synchronously.
+func (l *Ledger) send(h handoff) {
+	l.mu.RLock()
+	if !l.closed {
+		l.ch <- h
+		l.mu.RUnlock()
+		return
+	}
+	l.mu.RUnlock()
+	l.write(context.Background(), []handoff{h}, true)
+}
+
+// Run writes hand-offs to the sink until Close; it returns the first
+// error that made it give up on a batch (the batch's rows are lost and
+// counted in Stats.Lost). Cancelling ctx makes Run drain the queue with
+// bounded attempts and return; later hand-offs wait for Close.
+func (l *Ledger) Run(ctx context.Context) error {
+	if !l.started.CompareAndSwap(false, true) {
+		return errors.New("ledger: Run called twice")
+	}
+	defer close(l.done)
+	final := false
+	for {
+		var h handoff
+		var ok bool
+		if final {
+			h, ok = <-l.ch
+		} else {
+			select {
+			case h, ok = <-l.ch:
+			case <-ctx.Done():
+				final = true
+				continue
+			}
+		}
+		if !ok {
+			return l.Err()
+		}
+		batch := []handoff{h}
+	more:
+		for len(batch) < 16 {
+			select {
+			case h, ok := <-l.ch:
+				if !ok {
+					break more
+				}
+				batch = append(batch, h)
+			default:
+				break more
+			}
+		}
+		l.writeCtx(ctx, batch, final)
+		if !final && ctx.Err() != nil {
+			final = true
+		}
+	}
+}
+
+func (l *Ledger) writeCtx(ctx context.Context, batch []handoff, final bool) {
+	if ctx.Err() != nil {
+		final = true
+		ctx = context.WithoutCancel(ctx)
+	}
+	l.write(ctx, batch, final)
+}
+
+// Close stops accepting hand-offs on the queue (later ones are written
+// synchronously), waits for Run to write everything queued, and returns
+// the first error that lost rows. If Run was never started, Close writes
+// the queue itself. Call it after the engine has finished.
+func (l *Ledger) Close() error {
+	l.mu.Lock()
+	if !l.closed {
+		l.closed = true
+		close(l.ch)
+	}
+	l.mu.Unlock()
+	if l.started.CompareAndSwap(false, true) {
+		for h := range l.ch {
+			l.write(context.Background(), []handoff{h}, true)
+		}
+		close(l.done)
+	}
+	<-l.done
+	return l.Err()
+}
+
+// Err returns the first error that lost rows, if any.
+func (l *Ledger) Err() error {
+	l.errMu.Lock()
+	defer l.errMu.Unlock()
+	return l.err
+}
+
+// write serializes and merges a batch, retrying failures: indefinitely
+// with backoff while running (ctx alive), finalAttempts times when final.
+func (l *Ledger) write(ctx context.Context, batch []handoff, final bool) {
+	var rows []store.LedgerRow
+	for _, h := range batch {
+		rows = appendRows(rows, h)
+	}
+	var size int64
+	for i := range rows {
+		size += int64(len(rows[i].Bitmap))
+	}
+	dict := l.dict.takePending()
+	backoff := retryInitial
+	for attempt := 1; ; attempt++ {
+		actx, cancel := ctx, context.CancelFunc(func() {})
+		if final {
+			actx, cancel = context.WithTimeout(context.WithoutCancel(ctx), finalTimeout)
+		}
+		err := l.sink.MergeLedger(actx, dict, rows)
+		cancel()
+		if err == nil {
+			l.rows.Add(int64(len(rows)))
+			l.bytes.Add(size)
+			l.batches.Add(1)
+			return
+		}
+		l.failures.Add(1)
+		l.opts.Logger.Warn("ledger: merge failed", "rows", len(rows), "dict", len(dict), "attempt", attempt, "err", err)
+		if !final && ctx.Err() != nil {
+			final, attempt = true, 0
+			ctx = context.WithoutCancel(ctx)
+		}
+		if final && attempt >= finalAttempts {
+			l.lost.Add(int64(len(rows)))
+			l.dict.putBack(dict)
+			l.errMu.Lock()
+			if l.err == nil {
+				l.err = fmt.Errorf("ledger: %d rows lost: %w", len(rows), err)
+			}
+			l.errMu.Unlock()
+			l.opts.Logger.Error("ledger: rows lost", "rows", len(rows), "err", err)
+			return
+		}
+		t := time.NewTimer(backoff)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+		}
+		backoff = min(2*backoff, retryMax)
+	}
+}
+
+func appendRows(rows []store.LedgerRow, h handoff) []store.LedgerRow {
+	for k, c := range h.cells {
+		add := func(field string, bm *roaring.Bitmap) {
+			bm.RunOptimize()
+			b, err := bm.ToBytes()
+			if err != nil { // only fails on a writer error; bytes.Buffer never fails
+				panic(err)
+			}
+			rows = append(rows, store.LedgerRow{
+				Dim: string(h.dim), Value: k.value, Day: k.day, RType: k.rtype, Field: field,
+				Bitmap: b, First: c.first, Last: c.last,
+			})
+		}
+		add("", c.all)
+		for f, bm := range c.fields {
+			add(f, bm)
+		}
+	}
+	return rows
+}
+
+// Day returns the ledger day (days since the Unix epoch, UTC) of t.
+func Day(t time.Time) int64 {
+	s := t.Unix()
+	d := s / 86400
+	if s%86400 < 0 {
+		d--
+	}
+	return d
+}
+
+// DayTime returns the start (UTC) of ledger day d.
+func DayTime(d int64) time.Time { return time.Unix(d*86400, 0).UTC() }
+
+// recordID maps a record id to its 32-bit number, ok=false when the
+// dictionary is full.
+func (d *Dict) recordID(rid string) (uint32, bool) {
+	if v, ok := parseSmall(rid); ok {
+		return v, true
+	}
+	return d.ID(rid)
+}
+
+// DictBase is the first number the dictionary assigns.
+const DictBase = 1 << 31
+
+// parseSmall parses a canonical decimal integer below 2³¹.
+func parseSmall(s string) (uint32, bool) {
+	if len(s) == 0 || len(s) > 10 || (s[0] == '0' && len(s) > 1) {
+		return 0, false
+	}
+	var v uint64
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		v = v*10 + uint64(c-'0')
+	}
+	if v >= DictBase {
+		return 0, false
+	}
+	return uint32(v), true
+}
+
+// Dict numbers record ids that are not small integers. It is safe for
+// concurrent use; entries are never removed or renumbered.
+type Dict struct {
+	mu      sync.RWMutex
+	ids     map[string]uint32
+	names   []string // names[id-DictBase]
+	pending []store.LedgerDictEntry
+	full    atomic.Int64
+}
+
+// NewDict returns an empty dictionary.
+func NewDict() *Dict { return &Dict{ids: map[string]uint32{}} }
+
+// Load adds persisted entries (numbers must be contiguous from DictBase,
+// in any order). It is for start-up, before the dictionary is shared.
+func (d *Dict) Load(entries []store.LedgerDictEntry) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, e := range entries {
+		if e.ID < DictBase {
+			return fmt.Errorf("ledger dictionary: id %d below %d", e.ID, DictBase)
+		}
+		i := int(e.ID - DictBase)
+		for len(d.names) <= i {
+			d.names = append(d.names, "")
+		}
+		d.names[i] = e.RID
+		d.ids[e.RID] = e.ID
+	}
+	for i, n := range d.names {
+		if n == "" {
+			return fmt.Errorf("ledger dictionary: id %d missing", DictBase+i)
+		}
+	}
+	return nil
+}
+
+// ID returns rid's number, assigning the next one if rid is new; ok is
+// false when the dictionary is full (2³¹ entries).
+func (d *Dict) ID(rid string) (uint32, bool) {
+	d.mu.RLock()
+	v, ok := d.ids[rid]
+	d.mu.RUnlock()
+	if ok {
+		return v, true
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if v, ok := d.ids[rid]; ok {
+		return v, true
+	}
+	if len(d.names) >= DictBase {
+		d.full.Add(1)
+		return 0, false
+	}
+	rid = strings.Clone(rid)
+	v = uint32(DictBase + len(d.names))
+	d.names = append(d.names, rid)
+	d.ids[rid] = v
+	d.pending = append(d.pending, store.LedgerDictEntry{ID: v, RID: rid})
+	return v, true
+}
+
+// Name returns the record id numbered v.
+func (d *Dict) Name(v uint32) (string, bool) {
+	if v < DictBase {
+		return "", false
+	}
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	i := int(v - DictBase)
+	if i >= len(d.names) {
+		return "", false
+	}
+	return d.names[i], true
+}
+
+// Len returns the number of entries.
+func (d *Dict) Len() int {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	return len(d.names)
+}
+
+func (d *Dict) takePending() []store.LedgerDictEntry {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	p := d.pending
+	d.pending = nil
+	return p
+}
+
+func (d *Dict) putBack(p []store.LedgerDictEntry) {
+	if len(p) == 0 {
+		return
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.pending = append(p, d.pending...)
+}

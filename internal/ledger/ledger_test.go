@@ -1,0 +1,270 @@
+package ledger_test
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/haechi-sec/haechi/internal/detect/detecttest"
+	"github.com/haechi-sec/haechi/internal/engine"
+	"github.com/haechi-sec/haechi/internal/event"
+	"github.com/haechi-sec/haechi/internal/ledger"
+	"github.com/haechi-sec/haechi/internal/store"
+)
+
+func openStore(t testing.TB) *store.Store {
+	t.Helper()
+	st, err := store.Open(context.Background(), t.TempDir(), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	return st
+}
+
+// record runs the events in path through a real engine with the ledger
+// detectors and closes the ledger.
+func record(t testing.TB, st *store.Store, path string, shards int, opts ledger.Options) ledger.Stats {
+	t.Helper()
+	ctx := context.Background()
+	l, err := ledger.Open(ctx, st, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	runErr := make(chan error, 1)
+	go func() { runErr <- l.Run(ctx) }()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if got := detecttest.Findings(t, f, shards, l.Detectors()...); len(got) != 0 {
+		t.Errorf("ledger emitted %d findings", len(got))
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-runErr; err != nil {
+		t.Fatal(err)
+	}
+	return l.Stats()
+}
+
+func day(s string) time.Time {
+	t, err := time.Parse(time.DateOnly, s)
+	if err != nil {
+		panic(err)
+	}
+	return t
+}
+
+func ts(s string) time.Time {
+	t, err := time.Parse(time.RFC3339, s)
+	if err != nil {
+		panic(err)
+	}
+	return t
+}
+
+func scope(t *testing.T, st *store.Store, q ledger.Query) *ledger.Result {
+	t.Helper()
+	r, err := ledger.Scope(context.Background(), st, q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+type want struct {
+	Total       int64
+	ByType      map[string]int64
+	ByField     map[string]int64
+	NameOnly    int64
+	First, Last time.Time
+	Export      string
+}
+
+func check(t *testing.T, name string, r *ledger.Result, w want) {
+	t.Helper()
+	var csv bytes.Buffer
+	if err := r.WriteCSV(context.Background(), &csv); err != nil {
+		t.Fatal(err)
+	}
+	got := want{r.Total, r.ByType, r.ByField, r.NameOnly, r.First, r.Last, strings.TrimPrefix(csv.String(), "record_type,record_id\n")}
+	if w.ByType == nil {
+		w.ByType = map[string]int64{}
+	}
+	if w.ByField == nil {
+		w.ByField = map[string]int64{}
+	}
+	if diff := cmp.Diff(w, got); diff != "" {
+		t.Errorf("%s: (-want +got)\n%s", name, diff)
+	}
+}
+
+func k(dim ledger.Dimension, v ...string) ledger.Term { return ledger.Term{Dim: dim, Values: v} }
+
+var variants = []struct {
+	name   string
+	shards int
+	opts   ledger.Options
+}{
+	{"default", 1, ledger.Options{}},
+	{"3shards", 3, ledger.Options{}},
+	{"flush-every-advance", 3, ledger.Options{FlushEvery: time.Nanosecond, QueueSize: 1}},
+	{"flush-every-touch", 2, ledger.Options{MaxDirty: 1}},
+}
+
+func TestScopeHandmade(t *testing.T) {
+	for _, v := range variants {
+		t.Run(v.name, func(t *testing.T) {
+			st := openStore(t)
+			stats := record(t, st, "testdata/scope.ndjson", v.shards, v.opts)
+			if stats.Touches != 41 || stats.Lost != 0 || stats.DictLength != 2 {
+				t.Errorf("stats %+v", stats)
+			}
+			k1 := want{
+				Total: 5, ByType: map[string]int64{"customer": 5},
+				ByField: map[string]int64{"name": 4, "address": 2}, NameOnly: 2,
+				First: ts("2025-07-01T10:00:00Z"), Last: ts("2025-07-05T12:00:00Z"),
+				Export: "customer,1\ncustomer,2\ncustomer,3\ncustomer,5\ncustomer,007\n",
+			}
+			check(t, "k1", scope(t, st, ledger.Query{Terms: []ledger.Term{k(ledger.Key, "k1")}}), k1)
+			check(t, "source cidr", scope(t, st, ledger.Query{Terms: []ledger.Term{k(ledger.Source, "198.51.100.0/25")}}), k1)
+			check(t, "network", scope(t, st, ledger.Query{Terms: []ledger.Term{k(ledger.Network, "198.51.100.0/24")}}), k1)
+			check(t, "k1 window", scope(t, st, ledger.Query{Terms: []ledger.Term{k(ledger.Key, "k1")}, From: day("2025-07-01"), To: ts("2025-07-01T12:00:00Z")}), want{
+				Total: 4, ByType: map[string]int64{"customer": 4},
+				ByField: map[string]int64{"name": 4, "address": 2}, NameOnly: 2,
+				First: ts("2025-07-01T10:00:00Z"), Last: ts("2025-07-01T23:59:59Z"),
+				Export: "customer,1\ncustomer,2\ncustomer,3\ncustomer,007\n",
+			})
+			check(t, "k1 empty window", scope(t, st, ledger.Query{Terms: []ledger.Term{k(ledger.Key, "k1")}, From: day("2025-07-02"), To: day("2025-07-04")}), want{})
+			union := want{
+				Total: 7, ByType: map[string]int64{"customer": 6, "address": 1},
+				ByField: map[string]int64{"name": 5, "address": 3, "entrance_code": 3}, NameOnly: 2,
+				First: ts("2025-07-01T10:00:00Z"), Last: ts("2025-07-05T12:00:00Z"),
+				Export: "address,a:3:1\ncustomer,1\ncustomer,2\ncustomer,3\ncustomer,4\ncustomer,5\ncustomer,007\n",
+			}
+			check(t, "k1|k2 values", scope(t, st, ledger.Query{Terms: []ledger.Term{k(ledger.Key, "k1", "k2")}}), union)
+			check(t, "k1|k2 terms", scope(t, st, ledger.Query{Terms: []ledger.Term{k(ledger.Key, "k1"), k(ledger.Key, "k2")}}), union)
+			check(t, "k1&k2", scope(t, st, ledger.Query{Intersect: true, Terms: []ledger.Term{k(ledger.Key, "k1"), k(ledger.Key, "k2")}}), want{
+				Total: 1, ByType: map[string]int64{"customer": 1},
+				ByField: map[string]int64{"name": 1, "address": 1, "entrance_code": 1},
+				First:   ts("2025-07-01T10:00:00Z"), Last: ts("2025-07-05T12:00:00Z"),
+				Export: "customer,3\n",
+			})
+			check(t, "m:2&k1", scope(t, st, ledger.Query{Intersect: true, Terms: []ledger.Term{k(ledger.Principal, "m:2"), k(ledger.Key, "k1")}}), want{
+				Total: 2, ByType: map[string]int64{"customer": 2},
+				ByField: map[string]int64{"name": 2, "address": 2, "entrance_code": 1},
+				First:   ts("2025-07-01T10:00:00Z"), Last: ts("2025-07-05T12:00:00Z"),
+				Export: "customer,2\ncustomer,3\n",
+			})
+			check(t, "KR", scope(t, st, ledger.Query{Terms: []ledger.Term{k(ledger.Country, "KR")}}), want{
+				Total: 3, ByType: map[string]int64{"customer": 3},
+				ByField: map[string]int64{"name": 3}, NameOnly: 3,
+				First: ts("2025-07-01T10:00:00Z"), Last: ts("2025-07-01T10:00:00Z"),
+				Export: "customer,1\ncustomer,2\ncustomer,007\n",
+			})
+			check(t, "roster and user-less ignored", scope(t, st, ledger.Query{Terms: []ledger.Term{k(ledger.Principal, "m:9")}}), want{})
+
+			// A second run over the same store reuses the persisted
+			// dictionary: ids keep their numbers and nothing is counted twice.
+			record(t, st, "testdata/scope.ndjson", v.shards, v.opts)
+			check(t, "k1|k2 rerun", scope(t, st, ledger.Query{Terms: []ledger.Term{k(ledger.Key, "k1", "k2")}}), union)
+		})
+	}
+}
+
+func TestScopeContract(t *testing.T) {
+	st := openStore(t)
+	record(t, st, "../../testdata/contract-events.ndjson", 3, ledger.Options{})
+	check(t, "auth-2025-03", scope(t, st, ledger.Query{Terms: []ledger.Term{k(ledger.Key, "auth-2025-03")}}), want{
+		Total: 3, ByType: map[string]int64{"customer": 1, "address": 2},
+		ByField: map[string]int64{"name": 3, "email": 1, "phone": 3, "address": 2, "entrance_code": 2},
+		First:   ts("2025-06-24T09:00:03Z"), Last: ts("2025-06-24T09:00:05Z"),
+		Export: "address,a:48213377:1\naddress,a:48213377:2\ncustomer,48213377\n",
+	})
+	check(t, "e:1042", scope(t, st, ledger.Query{Terms: []ledger.Term{k(ledger.Principal, "e:1042")}, From: day("2025-06-25"), To: day("2025-06-25")}), want{
+		Total: 5, ByType: map[string]int64{"customer": 5},
+		ByField: map[string]int64{"name": 5, "email": 5, "phone": 5, "address": 5},
+		First:   ts("2025-06-25T10:07:30Z"), Last: ts("2025-06-25T10:07:30Z"),
+		Export: "customer,70000001\ncustomer,70000002\ncustomer,70000003\ncustomer,70000004\ncustomer,70000005\n",
+	})
+	check(t, "AS4766", scope(t, st, ledger.Query{Terms: []ledger.Term{k(ledger.Network, "AS4766")}}), want{
+		Total: 1, ByType: map[string]int64{"customer": 1},
+		ByField: map[string]int64{"name": 1, "email": 1, "phone": 1},
+		First:   ts("2025-06-24T09:00:03Z"), Last: ts("2025-06-24T09:00:03Z"),
+		Export: "customer,48213377\n",
+	})
+	var nd bytes.Buffer
+	r := scope(t, st, ledger.Query{Terms: []ledger.Term{k(ledger.Source, "211.234.10.9")}})
+	if err := r.WriteNDJSON(context.Background(), &nd); err != nil {
+		t.Fatal(err)
+	}
+	wantND := `{"record_type":"address","record_id":"a:48213377:1"}
+{"record_type":"address","record_id":"a:48213377:2"}
+{"record_type":"customer","record_id":"48213377"}
+`
+	if nd.String() != wantND {
+		t.Errorf("ndjson:\n%s", nd.String())
+	}
+}
+
+func TestScopeErrors(t *testing.T) {
+	st := openStore(t)
+	ctx := context.Background()
+	for _, q := range []ledger.Query{
+		{},
+		{Terms: []ledger.Term{{Dim: "nope", Values: []string{"x"}}}},
+		{Terms: []ledger.Term{{Dim: ledger.Key}}},
+		{Terms: []ledger.Term{k(ledger.Source, "1.2.3.4/99")}},
+		{Terms: []ledger.Term{k(ledger.Key, "k")}, From: day("2025-01-02"), To: day("2025-01-01")},
+	} {
+		if _, err := ledger.Scope(ctx, st, q); err == nil {
+			t.Errorf("%+v: no error", q)
+		}
+	}
+}
+
+func TestDict(t *testing.T) {
+	d := ledger.NewDict()
+	a, _ := d.ID("a:1")
+	b, _ := d.ID("007")
+	a2, _ := d.ID("a:1")
+	if a != ledger.DictBase || b != ledger.DictBase+1 || a2 != a {
+		t.Fatalf("ids %d %d %d", a, b, a2)
+	}
+	if n, ok := d.Name(b); !ok || n != "007" {
+		t.Fatalf("Name(%d) = %q %v", b, n, ok)
+	}
+	d2 := ledger.NewDict()
+	if err := d2.Load([]store.LedgerDictEntry{{ID: ledger.DictBase + 1, RID: "007"}, {ID: ledger.DictBase, RID: "a:1"}}); err != nil {
+		t.Fatal(err)
+	}
+	if c, _ := d2.ID("new"); c != ledger.DictBase+2 {
+		t.Fatalf("next id %d", c)
+	}
+	if err := ledger.NewDict().Load([]store.LedgerDictEntry{{ID: ledger.DictBase + 1, RID: "x"}}); err == nil {
+		t.Fatal("gap accepted")
+	}
+}
+
+func TestKeyDoesNotAllocate(t *testing.T) {
+	l := ledger.New(nil, nil, ledger.Options{})
+	ev := &event.Event{Dataset: event.DatasetGateway, User: event.User{ID: "m:1"}, Token: event.Token{KeyID: "k"},
+		Records: event.Records{Type: "customer", IDs: []string{"1"}}}
+	ev.Source.IP = mustAddr("203.0.113.9")
+	ev.Source.Country = "KR"
+	for _, d := range l.Detectors() {
+		d.Key(ev)
+		if n := testing.AllocsPerRun(100, func() { d.Key(ev) }); n != 0 {
+			t.Errorf("%s: %v allocs", d.Name(), n)
+		}
+	}
+	_ = engine.EndOfTime
+}

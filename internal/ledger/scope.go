@@ -1,0 +1,421 @@
+package ledger
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"net/netip"
+	"runtime"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/RoaringBitmap/roaring/v2"
+
+	"github.com/haechi-sec/haechi/internal/store"
+)
+
+// Reader reads the ledger back; *store.Store implements it.
+type Reader interface {
+	LedgerRows(ctx context.Context, dim string, values []string, fromDay, toDay int64) ([]store.LedgerRow, error)
+	LedgerValues(ctx context.Context, dim string, fromDay, toDay int64) ([]string, error)
+	LedgerDictNames(ctx context.Context, ids []uint32) (map[uint32]string, error)
+}
+
+// Term selects the records touched by any of Values of one dimension. A
+// Source value may be a CIDR prefix ("203.0.113.0/24"), matching every
+// stored address in it.
+type Term struct {
+	Dim    Dimension
+	Values []string
+}
+
+// Query is a scope question: the records touched by the terms on the UTC
+// days from From to To (inclusive, day granularity; a zero From or To is
+// unbounded). Terms are combined by union, or with Intersect by
+// intersection (records touched under every term).
+type Query struct {
+	Terms     []Term
+	From, To  time.Time
+	Intersect bool
+}
+
+// Result is the exact answer to a Query. Counts are distinct records;
+// records of different types are different records.
+type Result struct {
+	Total    int64            `json:"total"`
+	ByType   map[string]int64 `json:"by_type"`
+	ByField  map[string]int64 `json:"by_field"`
+	NameOnly int64            `json:"name_only"` // records whose only field exposed was "name"
+	// First and Last bound the accesses recorded in the selected rows (for
+	// an intersection, the rows of the surviving record types of every
+	// term); zero when nothing was found.
+	First time.Time `json:"first,omitzero"`
+	Last  time.Time `json:"last,omitzero"`
+
+	sets map[string]*roaring.Bitmap
+	r    Reader
+}
+
+// FieldName is the field category whose exposure alone counts as NameOnly.
+const FieldName = "name"
+
+type termSet struct {
+	all         map[string]*roaring.Bitmap            // by type
+	fields      map[string]map[string]*roaring.Bitmap // by type, field
+	first, last map[string]int64                      // by type
+}
+
+// Scope answers q from the ledger in r.
+func Scope(ctx context.Context, r Reader, q Query) (*Result, error) {
+	if len(q.Terms) == 0 {
+		return nil, errors.New("scope: no terms")
+	}
+	fromDay, toDay := int64(math.MinInt32), int64(math.MaxInt32)
+	if !q.From.IsZero() {
+		fromDay = Day(q.From)
+	}
+	if !q.To.IsZero() {
+		toDay = Day(q.To)
+	}
+	if fromDay > toDay {
+		return nil, fmt.Errorf("scope: from %s is after to %s", q.From.Format(time.RFC3339), q.To.Format(time.RFC3339))
+	}
+	var sets []*termSet
+	for _, t := range q.Terms {
+		if !t.Dim.Valid() {
+			return nil, fmt.Errorf("scope: unknown dimension %q", t.Dim)
+		}
+		if len(t.Values) == 0 {
+			return nil, fmt.Errorf("scope: no values for %s", t.Dim)
+		}
+		values, err := expand(ctx, r, t, fromDay, toDay)
+		if err != nil {
+			return nil, err
+		}
+		ts := &termSet{all: map[string]*roaring.Bitmap{}, fields: map[string]map[string]*roaring.Bitmap{},
+			first: map[string]int64{}, last: map[string]int64{}}
+		if len(values) > 0 {
+			rows, err := r.LedgerRows(ctx, string(t.Dim), values, fromDay, toDay)
+			if err != nil {
+				return nil, fmt.Errorf("scope: %w", err)
+			}
+			if err := ts.build(rows); err != nil {
+				return nil, err
+			}
+		}
+		sets = append(sets, ts)
+	}
+	res := combine(sets, q.Intersect)
+	res.r = r
+	return res, nil
+}
+
+// expand resolves CIDR values of the source dimension to stored addresses.
+func expand(ctx context.Context, r Reader, t Term, fromDay, toDay int64) ([]string, error) {
+	var out, prefixes []string
+	for _, v := range t.Values {
+		if t.Dim == Source && strings.Contains(v, "/") {
+			prefixes = append(prefixes, v)
+			continue
+		}
+		if t.Dim == Source {
+			if a, err := netip.ParseAddr(v); err == nil {
+				v = a.String() // canonical, as stored
+			}
+		}
+		out = append(out, v)
+	}
+	if len(prefixes) == 0 {
+		return dedupe(out), nil
+	}
+	var ps []netip.Prefix
+	for _, p := range prefixes {
+		pf, err := netip.ParsePrefix(p)
+		if err != nil {
+			return nil, fmt.Errorf("scope: source %q: %w", p, err)
+		}
+		ps = append(ps, pf.Masked())
+	}
+	stored, err := r.LedgerValues(ctx, string(Source), fromDay, toDay)
+	if err != nil {
+		return nil, fmt.Errorf("scope: %w", err)
+	}
+	for _, v := range stored {
+		a, err := netip.ParseAddr(v)
+		if err != nil {
+			continue
+		}
+		for _, p := range ps {
+			if p.Contains(a) || (a.Is4In6() && p.Contains(a.Unmap())) {
+				out = append(out, v)
+				break
+			}
+		}
+	}
+	return dedupe(out), nil
+}
+
+func dedupe(s []string) []string {
+	slices.Sort(s)
+	return slices.Compact(s)
+}
+
+// build unions one term's rows per (type, field), in parallel.
+func (ts *termSet) build(rows []store.LedgerRow) error {
+	type group struct {
+		rtype, field string
+		bms          []*roaring.Bitmap
+		out          *roaring.Bitmap
+	}
+	groups := map[[2]string]*group{}
+	for i := range rows {
+		row := &rows[i]
+		bm := roaring.New()
+		if _, err := bm.FromUnsafeBytes(row.Bitmap); err != nil {
+			return fmt.Errorf("scope: %s=%s day %d: %w", row.Dim, row.Value, row.Day, err)
+		}
+		k := [2]string{row.RType, row.Field}
+		g := groups[k]
+		if g == nil {
+			g = &group{rtype: row.RType, field: row.Field}
+			groups[k] = g
+		}
+		g.bms = append(g.bms, bm)
+		if row.Field == "" {
+			if f, ok := ts.first[row.RType]; !ok || row.First < f {
+				ts.first[row.RType] = row.First
+			}
+			ts.last[row.RType] = max(ts.last[row.RType], row.Last)
+		}
+	}
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, runtime.GOMAXPROCS(0))
+	for _, g := range groups {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			g.out = roaring.FastOr(g.bms...)
+			g.bms = nil
+		}()
+	}
+	wg.Wait()
+	for _, g := range groups {
+		if g.field == "" {
+			ts.all[g.rtype] = g.out
+			continue
+		}
+		m := ts.fields[g.rtype]
+		if m == nil {
+			m = map[string]*roaring.Bitmap{}
+			ts.fields[g.rtype] = m
+		}
+		m[g.field] = g.out
+	}
+	return nil
+}
+
+func combine(sets []*termSet, intersect bool) *Result {
+	res := &Result{ByType: map[string]int64{}, ByField: map[string]int64{}, sets: map[string]*roaring.Bitmap{}}
+	types := map[string]bool{}
+	for _, s := range sets {
+		for t := range s.all {
+			types[t] = true
+		}
+	}
+	var first, last int64
+	for t := range types {
+		var all *roaring.Bitmap
+		if intersect {
+			for _, s := range sets {
+				bm := s.all[t]
+				if bm == nil {
+					all = nil
+					break
+				}
+				if all == nil {
+					all = bm.Clone()
+				} else {
+					all.And(bm)
+				}
+			}
+		} else {
+			var bms []*roaring.Bitmap
+			for _, s := range sets {
+				if bm := s.all[t]; bm != nil {
+					bms = append(bms, bm)
+				}
+			}
+			all = roaring.FastOr(bms...)
+		}
+		if all == nil || all.IsEmpty() {
+			continue
+		}
+		res.sets[t] = all
+		n := int64(all.GetCardinality())
+		res.ByType[t] = n
+		res.Total += n
+		for _, s := range sets {
+			f, ok := s.first[t]
+			if !ok {
+				continue
+			}
+			if first == 0 || f < first {
+				first = f
+			}
+			last = max(last, s.last[t])
+		}
+		// Per field: the union over terms, within the result set.
+		fields := map[string][]*roaring.Bitmap{}
+		for _, s := range sets {
+			for f, bm := range s.fields[t] {
+				fields[f] = append(fields[f], bm)
+			}
+		}
+		others := roaring.New()
+		var name *roaring.Bitmap
+		for f, bms := range fields {
+			fb := roaring.FastOr(bms...)
+			if intersect {
+				fb.And(all)
+			}
+			if c := int64(fb.GetCardinality()); c > 0 {
+				res.ByField[f] += c
+			}
+			if f == FieldName {
+				name = fb
+			} else {
+				others.Or(fb)
+			}
+		}
+		if name != nil {
+			res.NameOnly += int64(roaring.AndNot(name, others).GetCardinality())
+		}
+	}
+	if first != 0 {
+		res.First = time.Unix(0, first).UTC()
+	}
+	if last != 0 {
+		res.Last = time.Unix(0, last).UTC()
+	}
+	return res
+}
+
+// Types returns the record types found, sorted.
+func (r *Result) Types() []string {
+	out := make([]string, 0, len(r.sets))
+	for t := range r.sets {
+		out = append(out, t)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Each calls fn for every record of the result, by type (sorted) then by
+// number: small integer ids first, ascending, then dictionary ids in the
+// order they were first seen. Dictionary ids are read from the store in
+// batches.
+func (r *Result) Each(ctx context.Context, fn func(rtype, id string) error) error {
+	const batch = 4096
+	var buf [20]byte
+	for _, t := range r.Types() {
+		it := r.sets[t].ManyIterator()
+		ids := make([]uint32, batch)
+		var pend []uint32
+		flush := func() error {
+			if len(pend) == 0 {
+				return nil
+			}
+			names, err := r.r.LedgerDictNames(ctx, pend)
+			if err != nil {
+				return err
+			}
+			for _, v := range pend {
+				name, ok := names[v]
+				if !ok {
+					return fmt.Errorf("scope: record number %d of type %s is not in the dictionary", v, t)
+				}
+				if err := fn(t, name); err != nil {
+					return err
+				}
+			}
+			pend = pend[:0]
+			return nil
+		}
+		for {
+			n := it.NextMany(ids)
+			if n == 0 {
+				break
+			}
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			for _, v := range ids[:n] {
+				if v < DictBase {
+					if err := fn(t, string(strconv.AppendUint(buf[:0], uint64(v), 10))); err != nil {
+						return err
+					}
+					continue
+				}
+				pend = append(pend, v)
+				if len(pend) == batch {
+					if err := flush(); err != nil {
+						return err
+					}
+				}
+			}
+		}
+		if err := flush(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// WriteCSV writes the records as CSV with the header record_type,record_id.
+func (r *Result) WriteCSV(ctx context.Context, w io.Writer) error {
+	bw := bufio.NewWriterSize(w, 64<<10)
+	bw.WriteString("record_type,record_id\n")
+	err := r.Each(ctx, func(t, id string) error {
+		bw.WriteString(csvField(t))
+		bw.WriteByte(',')
+		bw.WriteString(csvField(id))
+		_, err := bw.WriteString("\n")
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	return bw.Flush()
+}
+
+func csvField(s string) string {
+	if !strings.ContainsAny(s, ",\"\r\n") && (s == "" || (s[0] != ' ' && s[len(s)-1] != ' ')) {
+		return s
+	}
+	return `"` + strings.ReplaceAll(s, `"`, `""`) + `"`
+}
+
+// WriteNDJSON writes one {"record_type":…,"record_id":…} object per line.
+func (r *Result) WriteNDJSON(ctx context.Context, w io.Writer) error {
+	bw := bufio.NewWriterSize(w, 64<<10)
+	type line struct {
+		Type string `json:"record_type"`
+		ID   string `json:"record_id"`
+	}
+	enc := json.NewEncoder(bw)
+	enc.SetEscapeHTML(false)
+	err := r.Each(ctx, func(t, id string) error { return enc.Encode(line{t, id}) })
+	if err != nil {
+		return err
+	}
+	return bw.Flush()
+}

@@ -1,0 +1,415 @@
+// Package respond contains unauthorized access on its own, with guardrails.
+//
+// Playbooks (Config.Playbooks) match alerts on severity, detector, finding
+// kind and entity kind and name actions: revoke_key, revoke_token,
+// block_source, disable_identity and notify. A Planner turns an alert into
+// actions whose ID is a deterministic idempotency key (alert id, kind,
+// target), applying the guardrails at plan time: the global mode (off,
+// dry-run, enforce), protected principals, keys and networks (→ approval),
+// and per-kind rate limits over a sliding hour of event time (→ approval).
+//
+// A Responder (an alert.Sink) plans off the pipeline goroutine and writes
+// the actions to the store's outbox; every state change is appended to a
+// hash-chained audit log in the same transaction. A Dispatcher delivers
+// due actions as signed HTTP webhooks, retrying with exponential backoff
+// and jitter until the receiver answers 2xx or the action is older than
+// MaxAge (then dead). Delivery is at least once; the Idempotency-Key
+// header (the action id) lets receivers apply each action exactly once,
+// including across a restart or a crash mid-delivery.
+package respond
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"strconv"
+	"strings"
+	"text/template"
+	"time"
+
+	"github.com/haechi-sec/haechi/internal/event"
+)
+
+// Mode is the global response mode.
+type Mode string
+
+// Modes.
+const (
+	ModeOff     Mode = "off"     // plan nothing
+	ModeDryRun  Mode = "dry-run" // plan and audit containment, never deliver it (notify still delivers)
+	ModeEnforce Mode = "enforce" // deliver
+)
+
+// Action kinds.
+const (
+	KindRevokeKey       = "revoke_key"
+	KindRevokeToken     = "revoke_token"
+	KindBlockSource     = "block_source"
+	KindDisableIdentity = "disable_identity"
+	KindNotify          = "notify"
+)
+
+// ActionKinds lists every action kind.
+var ActionKinds = []string{KindRevokeKey, KindRevokeToken, KindBlockSource, KindDisableIdentity, KindNotify}
+
+// IsContainment reports whether kind changes something (everything but notify).
+func IsContainment(kind string) bool { return kind != KindNotify }
+
+// Receiver types.
+const (
+	ReceiverWebhook = "webhook" // generic JSON webhook (default)
+	ReceiverSlack   = "slack"   // Slack-compatible incoming webhook: {"text": …}
+)
+
+// Duration is a time.Duration written as a string with a unit: Go's units
+// plus "d" (24 hours), e.g. "90s", "1h", "7d".
+type Duration time.Duration
+
+// D returns d as a time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+// String renders whole days as "Nd", anything else in Go's notation.
+func (d Duration) String() string {
+	td := time.Duration(d)
+	if td != 0 && td%(24*time.Hour) == 0 {
+		return strconv.FormatInt(int64(td/(24*time.Hour)), 10) + "d"
+	}
+	return td.String()
+}
+
+// MarshalText implements encoding.TextMarshaler.
+func (d Duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (d *Duration) UnmarshalText(b []byte) error {
+	s := strings.TrimSpace(string(b))
+	if n, ok := strings.CutSuffix(s, "d"); ok {
+		f, err := strconv.ParseFloat(n, 64)
+		if err != nil {
+			return fmt.Errorf("invalid duration %q", s)
+		}
+		*d = Duration(f * float64(24*time.Hour))
+		return nil
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("invalid duration %q (want e.g. 90s, 1h, 7d)", s)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// Config is the `respond` section of haechi.yaml.
+type Config struct {
+	// Mode: off, dry-run (default) or enforce.
+	Mode Mode `yaml:"mode" json:"mode"`
+	// Secret is the HMAC-SHA256 key webhooks are signed with; SecretEnv
+	// names an environment variable holding it instead. One is required
+	// once a receiver is configured.
+	Secret    string `yaml:"secret" json:"-"`
+	SecretEnv string `yaml:"secret_env" json:"secret_env,omitempty"`
+	// Receivers by name. An action is delivered to the receiver its
+	// playbook names, else to the receiver named after its kind
+	// ("revoke_key", "notify", …). With no receiver an action is recorded
+	// as skipped ("no receiver configured").
+	Receivers map[string]Receiver `yaml:"receivers" json:"receivers,omitempty"`
+	// Playbooks, all of which are applied to every alert, in order.
+	Playbooks []Playbook `yaml:"playbooks" json:"playbooks"`
+	// Protected entities are never contained automatically: their
+	// containment actions wait for approval.
+	Protected Protected `yaml:"protected" json:"protected"`
+	// RateLimits caps automatic actions per kind per hour of event time;
+	// beyond it actions wait for approval (notify: skipped). A kind not
+	// listed is unlimited; 0 sends every action of the kind to approval.
+	RateLimits map[string]int `yaml:"rate_limits" json:"rate_limits"`
+	// MaxAge is how long delivery is retried before the action is dead
+	// (0 → 24h).
+	MaxAge Duration `yaml:"max_age" json:"max_age"`
+	// Retry backoff: the first retry waits about InitialBackoff, doubling
+	// up to MaxBackoff, with jitter (0 → 1s and 5m).
+	InitialBackoff Duration `yaml:"initial_backoff" json:"initial_backoff"`
+	MaxBackoff     Duration `yaml:"max_backoff" json:"max_backoff"`
+}
+
+// Receiver is one webhook endpoint.
+type Receiver struct {
+	Type    string            `yaml:"type" json:"type,omitempty"` // webhook (default) or slack
+	URL     string            `yaml:"url" json:"url"`
+	Method  string            `yaml:"method" json:"method,omitempty"` // default POST
+	Headers map[string]string `yaml:"headers" json:"-"`
+	// BodyTemplate is a text/template over TemplateData producing the
+	// request body; empty → the default JSON body (webhook) or
+	// {"text": …} (slack). The func `json` renders a value as JSON.
+	BodyTemplate string   `yaml:"body_template" json:"body_template,omitempty"`
+	Timeout      Duration `yaml:"timeout" json:"timeout,omitempty"` // per request, 0 → 10s
+}
+
+// Playbook maps matching alerts to actions.
+type Playbook struct {
+	Name    string       `yaml:"name" json:"name"`
+	Match   Match        `yaml:"match" json:"match"`
+	Actions []ActionSpec `yaml:"actions" json:"actions"`
+}
+
+// Match selects alerts. Every non-empty criterion must hold; a list holds
+// when any of its entries matches.
+type Match struct {
+	MinSeverity string   `yaml:"min_severity" json:"min_severity,omitempty"` // low … critical
+	Detectors   []string `yaml:"detectors" json:"detectors,omitempty"`       // alert detector
+	Kinds       []string `yaml:"kinds" json:"kinds,omitempty"`               // any finding's kind
+	EntityKinds []string `yaml:"entity_kinds" json:"entity_kinds,omitempty"` // alert entity kind
+}
+
+// ActionSpec is one action of a playbook. An action whose kind does not
+// apply to the alert's entity (disable_identity on a source) is not
+// planned.
+type ActionSpec struct {
+	Kind     string `yaml:"kind" json:"kind"`
+	Receiver string `yaml:"receiver" json:"receiver,omitempty"`
+	// Expiry of a block_source (0 → 24h); each repeated block of the same
+	// target doubles it, up to MaxExpiry (0 → 30d).
+	Expiry    Duration `yaml:"expiry" json:"expiry,omitempty"`
+	MaxExpiry Duration `yaml:"max_expiry" json:"max_expiry,omitempty"`
+}
+
+// Protected lists entities never contained automatically.
+type Protected struct {
+	Principals []string `yaml:"principals" json:"principals,omitempty"`
+	Keys       []string `yaml:"keys" json:"keys,omitempty"`
+	Networks   []string `yaml:"networks" json:"networks,omitempty"` // CIDR or address
+}
+
+// Defaults.
+const (
+	DefaultMaxAge         = 24 * time.Hour
+	DefaultInitialBackoff = time.Second
+	DefaultMaxBackoff     = 5 * time.Minute
+	DefaultBlockExpiry    = 24 * time.Hour
+	DefaultMaxBlockExpiry = 30 * 24 * time.Hour
+	DefaultTimeout        = 10 * time.Second
+)
+
+// behavioural detectors: notify, contain only at critical risk.
+var behavioural = []string{
+	"source_fanout", "scripted_client", "record_volume", "off_hours",
+	"identity_lifecycle", "principal_geo", "key_posture",
+}
+
+// DefaultConfig returns the shipped configuration: dry-run, no receivers
+// (so every action is planned and audited but skipped or dry_run), and the
+// default playbooks.
+func DefaultConfig() Config {
+	return Config{
+		Mode: ModeDryRun,
+		Playbooks: []Playbook{
+			{
+				Name: "forged_token",
+				Match: Match{Detectors: []string{"token_provenance"},
+					Kinds: []string{"token_never_minted", "token_key_retired", "token_unknown_key"}},
+				Actions: []ActionSpec{{Kind: KindRevokeKey}, {Kind: KindRevokeToken}, {Kind: KindBlockSource}, {Kind: KindNotify}},
+			},
+			{
+				Name:    "terminated_identity",
+				Match:   Match{Detectors: []string{"terminated_identity"}},
+				Actions: []ActionSpec{{Kind: KindDisableIdentity}, {Kind: KindNotify}},
+			},
+			{
+				Name:    "canary_read",
+				Match:   Match{Detectors: []string{"canary_record"}},
+				Actions: []ActionSpec{{Kind: KindBlockSource}, {Kind: KindNotify}},
+			},
+			{
+				Name:    "behavioural_notify",
+				Match:   Match{Detectors: behavioural},
+				Actions: []ActionSpec{{Kind: KindNotify}},
+			},
+			{
+				Name:    "behavioural_contain",
+				Match:   Match{Detectors: behavioural, MinSeverity: "critical"},
+				Actions: []ActionSpec{{Kind: KindBlockSource}, {Kind: KindDisableIdentity}},
+			},
+		},
+		RateLimits: map[string]int{
+			KindDisableIdentity: 20,
+			KindRevokeKey:       5,
+			KindRevokeToken:     100,
+			KindBlockSource:     100,
+		},
+		MaxAge:         Duration(DefaultMaxAge),
+		InitialBackoff: Duration(DefaultInitialBackoff),
+		MaxBackoff:     Duration(DefaultMaxBackoff),
+	}
+}
+
+// ValidationError lists every problem Validate found as "path: problem",
+// paths relative to the respond section.
+type ValidationError struct{ Problems []string }
+
+func (e *ValidationError) Error() string {
+	return "invalid respond config:\n  " + strings.Join(e.Problems, "\n  ")
+}
+
+// Validate checks c and returns a *ValidationError listing every problem.
+func (c *Config) Validate() error {
+	var p []string
+	add := func(path, format string, args ...any) { p = append(p, path+": "+fmt.Sprintf(format, args...)) }
+	switch c.Mode {
+	case "", ModeOff, ModeDryRun, ModeEnforce:
+	default:
+		add("mode", "unknown mode %q (want off, dry-run or enforce)", c.Mode)
+	}
+	if c.Secret != "" && c.SecretEnv != "" {
+		add("secret", "set secret or secret_env, not both")
+	}
+	if len(c.Receivers) > 0 && c.Secret == "" && c.SecretEnv == "" {
+		add("secret", "required (or secret_env) when receivers are configured: webhooks are signed")
+	}
+	for name, r := range c.Receivers {
+		path := "receivers." + name
+		if name == "" {
+			add(path, "empty receiver name")
+		}
+		switch r.Type {
+		case "", ReceiverWebhook, ReceiverSlack:
+		default:
+			add(path+".type", "unknown type %q (want webhook or slack)", r.Type)
+		}
+		if !strings.HasPrefix(r.URL, "http://") && !strings.HasPrefix(r.URL, "https://") {
+			add(path+".url", "must be an http:// or https:// URL, got %q", r.URL)
+		}
+		if r.Method != "" && strings.ToUpper(r.Method) != r.Method {
+			add(path+".method", "must be upper case, got %q", r.Method)
+		}
+		if r.BodyTemplate != "" {
+			if _, err := parseTemplate(name, r.BodyTemplate); err != nil {
+				add(path+".body_template", "%v", err)
+			}
+		}
+		if r.Timeout < 0 {
+			add(path+".timeout", "must not be negative")
+		}
+	}
+	names := map[string]bool{}
+	for i, pb := range c.Playbooks {
+		path := fmt.Sprintf("playbooks[%d]", i)
+		if pb.Name == "" {
+			add(path+".name", "required")
+		} else if names[pb.Name] {
+			add(path+".name", "duplicate playbook %q", pb.Name)
+		}
+		names[pb.Name] = true
+		if pb.Match.MinSeverity != "" {
+			if _, err := event.ParseSeverity(pb.Match.MinSeverity); err != nil {
+				add(path+".match.min_severity", "%v", err)
+			}
+		}
+		for j, ek := range pb.Match.EntityKinds {
+			if ek == "" {
+				add(fmt.Sprintf("%s.match.entity_kinds[%d]", path, j), "empty")
+			}
+		}
+		if len(pb.Actions) == 0 {
+			add(path+".actions", "at least one action required")
+		}
+		for j, a := range pb.Actions {
+			apath := fmt.Sprintf("%s.actions[%d]", path, j)
+			if !validKind(a.Kind) {
+				add(apath+".kind", "unknown action kind %q (want %s)", a.Kind, strings.Join(ActionKinds, ", "))
+			}
+			if a.Receiver != "" {
+				if _, ok := c.Receivers[a.Receiver]; !ok {
+					add(apath+".receiver", "no receiver named %q", a.Receiver)
+				}
+			}
+			if a.Expiry < 0 || a.MaxExpiry < 0 {
+				add(apath+".expiry", "must not be negative")
+			}
+			if (a.Expiry != 0 || a.MaxExpiry != 0) && a.Kind != KindBlockSource {
+				add(apath+".expiry", "only block_source actions expire")
+			}
+		}
+	}
+	for i, s := range c.Protected.Networks {
+		if _, err := parseNetwork(s); err != nil {
+			add(fmt.Sprintf("protected.networks[%d]", i), "%v", err)
+		}
+	}
+	for k, n := range c.RateLimits {
+		if !validKind(k) {
+			add("rate_limits."+k, "unknown action kind")
+		}
+		if n < 0 {
+			add("rate_limits."+k, "must not be negative")
+		}
+	}
+	if c.MaxAge < 0 {
+		add("max_age", "must not be negative")
+	}
+	if c.InitialBackoff < 0 || c.MaxBackoff < 0 {
+		add("initial_backoff", "backoffs must not be negative")
+	}
+	if len(p) > 0 {
+		return &ValidationError{Problems: p}
+	}
+	return nil
+}
+
+// ResolveSecret returns the signing key: Secret, or the environment
+// variable SecretEnv names (an error if that is empty). Nil when neither is
+// set.
+func (c *Config) ResolveSecret() ([]byte, error) {
+	if c.SecretEnv != "" {
+		v := os.Getenv(c.SecretEnv)
+		if v == "" {
+			return nil, fmt.Errorf("respond: environment variable %s (secret_env) is empty", c.SecretEnv)
+		}
+		return []byte(v), nil
+	}
+	if c.Secret != "" {
+		return []byte(c.Secret), nil
+	}
+	return nil, nil
+}
+
+func (c *Config) mode() Mode {
+	if c.Mode == "" {
+		return ModeDryRun
+	}
+	return c.Mode
+}
+
+func orDefault(d Duration, def time.Duration) time.Duration {
+	if d <= 0 {
+		return def
+	}
+	return d.D()
+}
+
+func validKind(k string) bool {
+	for _, v := range ActionKinds {
+		if v == k {
+			return true
+		}
+	}
+	return false
+}
+
+func parseNetwork(s string) (netip.Prefix, error) {
+	if strings.Contains(s, "/") {
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			return netip.Prefix{}, err
+		}
+		return p.Masked(), nil
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Prefix{}, errors.New("want a CIDR network or an address, got " + strconv.Quote(s))
+	}
+	return netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()), nil
+}
+
+func parseTemplate(name, text string) (*template.Template, error) {
+	return template.New(name).Funcs(template.FuncMap{"json": jsonString}).Option("missingkey=error").Parse(text)
+}

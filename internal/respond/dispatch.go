@@ -1,0 +1,341 @@
+package respond
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"text/template"
+	"time"
+
+	"github.com/haechi-sec/haechi/internal/store"
+)
+
+// DispatcherOptions configure NewDispatcher. Zero values pick the defaults.
+type DispatcherOptions struct {
+	Poll        time.Duration // how often the outbox is polled (0 → 1s); Wake polls at once
+	Lease       time.Duration // how long a claim lasts before another run may retry it (0 → 2m)
+	Batch       int           // actions claimed per poll (0 → 16)
+	Concurrency int           // deliveries in flight (0 → 4)
+	Client      *http.Client  // nil → a client without a global timeout (each receiver has its own)
+	Logger      *slog.Logger  // nil discards
+	Now         func() time.Time
+}
+
+// Dispatcher delivers due actions from the outbox as signed webhooks.
+// Several dispatchers (processes) may share a store: claims are leases.
+type Dispatcher struct {
+	st     *store.Store
+	cfg    Config
+	secret []byte
+	tmpl   map[string]*template.Template
+	opts   DispatcherOptions
+	log    *slog.Logger
+	now    func() time.Time
+
+	wake      chan struct{}
+	stop      chan struct{}
+	done      chan struct{}
+	stopOnce  sync.Once
+	startOnce sync.Once
+	started   bool
+}
+
+// NewDispatcher returns a dispatcher for cfg's receivers writing results
+// to st. It resolves the signing secret (an error when secret_env is set
+// but empty, or when receivers exist without a secret).
+func NewDispatcher(st *store.Store, cfg Config, opts DispatcherOptions) (*Dispatcher, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	secret, err := cfg.ResolveSecret()
+	if err != nil {
+		return nil, err
+	}
+	if len(cfg.Receivers) > 0 && len(secret) == 0 {
+		return nil, errors.New("respond: a secret is required to sign webhooks")
+	}
+	d := &Dispatcher{st: st, cfg: cfg, secret: secret, tmpl: map[string]*template.Template{}, opts: opts,
+		wake: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
+	for name, r := range cfg.Receivers {
+		text := r.BodyTemplate
+		if text == "" && r.Type == ReceiverSlack {
+			text = `{"text": {{json .Text}}}`
+		}
+		if text != "" {
+			t, err := parseTemplate(name, text)
+			if err != nil {
+				return nil, fmt.Errorf("respond: receivers.%s.body_template: %w", name, err)
+			}
+			d.tmpl[name] = t
+		}
+	}
+	if d.opts.Poll <= 0 {
+		d.opts.Poll = time.Second
+	}
+	if d.opts.Lease <= 0 {
+		d.opts.Lease = 2 * time.Minute
+	}
+	if d.opts.Batch <= 0 {
+		d.opts.Batch = 16
+	}
+	if d.opts.Concurrency <= 0 {
+		d.opts.Concurrency = 4
+	}
+	if d.opts.Client == nil {
+		d.opts.Client = &http.Client{}
+	}
+	d.log = opts.Logger
+	if d.log == nil {
+		d.log = slog.New(slog.DiscardHandler)
+	}
+	d.now = opts.Now
+	if d.now == nil {
+		d.now = time.Now
+	}
+	return d, nil
+}
+
+// Wake makes the dispatcher poll now (the Responder calls it after
+// writing actions). It never blocks.
+func (d *Dispatcher) Wake() {
+	select {
+	case d.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Run delivers until ctx ends or Close is called, then waits for the
+// deliveries in flight. An action interrupted by shutdown is recorded as
+// failed, due at once, and retried by the next run (or, if the process dies
+// before recording anything, after its lease runs out).
+func (d *Dispatcher) Run(ctx context.Context) error {
+	d.startOnce.Do(func() { d.started = true })
+	defer close(d.done)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-d.stop:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	sem := make(chan struct{}, d.opts.Concurrency)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	t := time.NewTicker(d.opts.Poll)
+	defer t.Stop()
+	for {
+		for ctx.Err() == nil {
+			// Claim only as many as there are free slots, so claimed
+			// actions do not sit waiting while their lease runs.
+			free := d.opts.Concurrency - len(sem)
+			if free <= 0 {
+				break
+			}
+			acts, err := d.st.ClaimDueActions(ctx, d.now(), d.opts.Lease, min(free, d.opts.Batch))
+			if err != nil {
+				if ctx.Err() == nil {
+					d.log.Warn("respond: claim due actions", "err", err)
+				}
+				break
+			}
+			for _, a := range acts {
+				sem <- struct{}{}
+				wg.Add(1)
+				go func() {
+					defer func() { <-sem; wg.Done(); d.Wake() }()
+					d.deliver(ctx, a)
+				}()
+			}
+			if len(acts) < free {
+				break
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		case <-d.wake:
+		}
+	}
+}
+
+// Close stops Run and waits for it to return.
+func (d *Dispatcher) Close() error {
+	d.stopOnce.Do(func() { close(d.stop) })
+	d.startOnce.Do(func() {})
+	if d.started {
+		<-d.done
+	}
+	return nil
+}
+
+// TemplateData is what a receiver's body_template renders.
+type TemplateData struct {
+	Action  Action  // ID (the idempotency key), Kind, Target, AlertID, Playbook, Attempts, CreatedAt …
+	Payload Payload // Mode, Alert, Expiry, ExpirySeconds, Repeat, RevokeSessions
+	Text    string  // one-line human summary (used by the slack type)
+}
+
+// webhookBody is the default JSON body.
+type webhookBody struct {
+	ID             string       `json:"id"`
+	Kind           string       `json:"kind"`
+	Target         string       `json:"target"`
+	AlertID        string       `json:"alert_id"`
+	Playbook       string       `json:"playbook"`
+	CreatedAt      time.Time    `json:"created_at"`
+	Attempt        int          `json:"attempt"`
+	Mode           Mode         `json:"mode"`
+	Expiry         string       `json:"expiry,omitempty"`
+	ExpirySeconds  int64        `json:"expiry_seconds,omitempty"`
+	Repeat         int          `json:"repeat,omitempty"`
+	RevokeSessions bool         `json:"revoke_sessions,omitempty"`
+	Alert          AlertSummary `json:"alert"`
+	Text           string       `json:"text"`
+}
+
+// Body renders the request body for a to receiver name.
+func (d *Dispatcher) Body(name string, a Action) ([]byte, error) {
+	var pl Payload
+	if len(a.Payload) > 0 {
+		if err := json.Unmarshal(a.Payload, &pl); err != nil {
+			return nil, fmt.Errorf("payload: %w", err)
+		}
+	}
+	text := summary(a, pl)
+	if t := d.tmpl[name]; t != nil {
+		var b bytes.Buffer
+		if err := t.Execute(&b, TemplateData{Action: a, Payload: pl, Text: text}); err != nil {
+			return nil, fmt.Errorf("body_template: %w", err)
+		}
+		return b.Bytes(), nil
+	}
+	return json.Marshal(webhookBody{
+		ID: a.ID, Kind: a.Kind, Target: a.Target, AlertID: a.AlertID, Playbook: a.Playbook,
+		CreatedAt: a.CreatedAt, Attempt: a.Attempts, Mode: pl.Mode, Expiry: pl.Expiry,
+		ExpirySeconds: pl.ExpirySeconds, Repeat: pl.Repeat, RevokeSessions: pl.RevokeSessions,
+		Alert: pl.Alert, Text: text,
+	})
+}
+
+func summary(a Action, pl Payload) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "haechi %s %s", a.Kind, a.Target)
+	if pl.Expiry != "" {
+		fmt.Fprintf(&b, " for %s", pl.Expiry)
+	}
+	if pl.Alert.Title != "" {
+		fmt.Fprintf(&b, ": %s alert %q on %s", pl.Alert.Severity, pl.Alert.Title, pl.Alert.Entity)
+	}
+	if pl.Alert.Explanation != "" {
+		b.WriteString(" — " + pl.Alert.Explanation)
+	}
+	return b.String()
+}
+
+func (d *Dispatcher) deliver(ctx context.Context, a Action) {
+	res := store.ActionResult{ID: a.ID, Attempt: a.Attempts}
+	now := d.now()
+	maxAge := orDefault(d.cfg.MaxAge, DefaultMaxAge)
+	r, ok := d.cfg.Receivers[a.Receiver]
+	switch {
+	case !ok:
+		res.State, res.Error = store.ActionSkipped, ReasonNoReceiver+" ("+a.Receiver+")"
+	case !a.EnqueuedAt.IsZero() && now.Sub(a.EnqueuedAt) > maxAge:
+		res.State, res.Error = store.ActionDead, fmt.Sprintf("not delivered within max_age %s", Duration(maxAge))
+	default:
+		status, err := d.post(ctx, a, r)
+		res.Detail = map[string]any{"status": status, "duration_ms": d.now().Sub(now).Milliseconds()}
+		switch {
+		case err == nil:
+			res.State = store.ActionDelivered
+		case ctx.Err() != nil:
+			// Shutting down: due again at once on the next run.
+			res.State, res.Error, res.NextAttempt = store.ActionFailed, "interrupted by shutdown: "+err.Error(), now
+		default:
+			next := now.Add(backoff(a.Attempts, orDefault(d.cfg.InitialBackoff, DefaultInitialBackoff),
+				orDefault(d.cfg.MaxBackoff, DefaultMaxBackoff)))
+			res.State, res.Error, res.NextAttempt = store.ActionFailed, err.Error(), next
+			if !a.EnqueuedAt.IsZero() && next.Sub(a.EnqueuedAt) > maxAge {
+				res.State, res.NextAttempt = store.ActionDead, time.Time{}
+				res.Error += fmt.Sprintf("; giving up: max_age %s reached", Duration(maxAge))
+			}
+		}
+	}
+	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	if _, err := d.st.FinishAction(fctx, res, d.now()); err != nil {
+		// The claim's lease makes the action due again.
+		d.log.Error("respond: record delivery result", "action", a.ID, "state", res.State, "err", err)
+		return
+	}
+	lvl := slog.LevelInfo
+	if res.State != store.ActionDelivered {
+		lvl = slog.LevelWarn
+	}
+	d.log.Log(ctx, lvl, "respond: action "+res.State, "action", a.ID, "kind", a.Kind, "target", a.Target,
+		"attempt", a.Attempts, "err", res.Error)
+}
+
+func (d *Dispatcher) post(ctx context.Context, a Action, r Receiver) (int, error) {
+	body, err := d.Body(a.Receiver, a)
+	if err != nil {
+		return 0, err
+	}
+	method := r.Method
+	if method == "" {
+		method = http.MethodPost
+	}
+	ctx, cancel := context.WithTimeout(ctx, orDefault(r.Timeout, DefaultTimeout))
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, method, r.URL, bytes.NewReader(body))
+	if err != nil {
+		return 0, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("User-Agent", "haechi-respond/1")
+	for k, v := range r.Headers {
+		req.Header.Set(k, v)
+	}
+	ts := strconv.FormatInt(d.now().Unix(), 10)
+	req.Header.Set(HeaderTimestamp, ts)
+	req.Header.Set(HeaderSignature, Sign(d.secret, ts, body))
+	req.Header.Set(HeaderIdempotency, a.ID)
+	req.Header.Set(HeaderActionKind, a.Kind)
+	resp, err := d.opts.Client.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	snippet, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
+	if resp.StatusCode/100 != 2 {
+		return resp.StatusCode, fmt.Errorf("receiver answered %s: %s", resp.Status, strings.TrimSpace(string(snippet[:min(len(snippet), 200)])))
+	}
+	return resp.StatusCode, nil
+}
+
+// backoff returns the wait after the attempt-th failure: initial doubling
+// per attempt up to max, with jitter in [d/2, d].
+func backoff(attempt int, initial, max time.Duration) time.Duration {
+	d := initial
+	for i := 1; i < attempt && d < max; i++ {
+		d *= 2
+	}
+	d = min(d, max)
+	if d <= 1 {
+		return d
+	}
+	return d/2 + rand.N(d/2+1)
+}

@@ -1,0 +1,340 @@
+package respond
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"net/netip"
+	"slices"
+	"sort"
+	"time"
+
+	"github.com/haechi-sec/haechi/internal/event"
+	"github.com/haechi-sec/haechi/internal/store"
+)
+
+// Action is one planned response action, as stored in the outbox.
+type Action = store.Action
+
+// Action states (see store).
+const (
+	StatePlanned         = store.ActionPlanned
+	StatePendingApproval = store.ActionPendingApproval
+	StateDelivering      = store.ActionDelivering
+	StateDelivered       = store.ActionDelivered
+	StateFailed          = store.ActionFailed
+	StateDead            = store.ActionDead
+	StateRejected        = store.ActionRejected
+	StateSkipped         = store.ActionSkipped
+	StateDryRun          = store.ActionDryRun
+)
+
+// ReasonNoReceiver is the Reason of an action skipped for want of a receiver.
+const ReasonNoReceiver = "no receiver configured"
+
+// AlertSummary is the part of the alert an action carries.
+type AlertSummary struct {
+	ID          string          `json:"id"`
+	Time        time.Time       `json:"time"`
+	Entity      event.EntityKey `json:"entity"`
+	Severity    event.Severity  `json:"severity"`
+	Score       float64         `json:"score"`
+	Title       string          `json:"title"`
+	Detector    string          `json:"detector"`
+	Explanation string          `json:"explanation"`
+}
+
+// Payload is stored with each action (Action.Payload) and rendered into
+// its webhook.
+type Payload struct {
+	Mode  Mode         `json:"mode"`
+	Alert AlertSummary `json:"alert"`
+	// block_source: how long the block lasts, and how many blocks of the
+	// same target preceded it (each doubles the expiry).
+	Expiry        string `json:"expiry,omitempty"`
+	ExpirySeconds int64  `json:"expiry_seconds,omitempty"`
+	Repeat        int    `json:"repeat,omitempty"`
+	// disable_identity: revoke the identity's sessions too (always true).
+	RevokeSessions bool `json:"revoke_sessions,omitempty"`
+}
+
+// ActionID is the idempotency key of an action: a hash of the alert id,
+// the action kind and the target.
+func ActionID(alertID, kind, target string) string {
+	h := sha256.Sum256([]byte(alertID + "\x00" + kind + "\x00" + target))
+	return hex.EncodeToString(h[:16])
+}
+
+// Planner turns alerts into actions. It is not safe for concurrent use
+// (the Responder calls it from its one writer goroutine).
+//
+// The rate limit and the block escalation count are held in memory: after
+// a restart they start empty.
+type Planner struct {
+	cfg        Config
+	mode       Mode
+	minSev     []event.Severity
+	principals map[string]bool
+	keys       map[string]bool
+	networks   []netip.Prefix
+
+	// window holds, per kind, the event times of actions planned
+	// automatically, for the sliding-hour rate limit.
+	window map[string][]time.Time
+	// seen maps action ids already planned to their event time, so a
+	// re-planned alert (Updated, replay) neither counts twice nor
+	// changes its decision.
+	seen   map[string]time.Time
+	latest time.Time
+	// blocks counts block_source actions per target.
+	blocks map[string]int
+}
+
+// NewPlanner validates cfg and returns a planner for it.
+func NewPlanner(cfg Config) (*Planner, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	p := &Planner{
+		cfg: cfg, mode: cfg.mode(),
+		principals: set(cfg.Protected.Principals), keys: set(cfg.Protected.Keys),
+		window: map[string][]time.Time{}, seen: map[string]time.Time{}, blocks: map[string]int{},
+	}
+	for _, pb := range cfg.Playbooks {
+		var s event.Severity
+		if pb.Match.MinSeverity != "" {
+			s, _ = event.ParseSeverity(pb.Match.MinSeverity)
+		}
+		p.minSev = append(p.minSev, s)
+	}
+	for _, n := range cfg.Protected.Networks {
+		pf, _ := parseNetwork(n)
+		p.networks = append(p.networks, pf)
+	}
+	return p, nil
+}
+
+func set(xs []string) map[string]bool {
+	m := make(map[string]bool, len(xs))
+	for _, x := range xs {
+		m[x] = true
+	}
+	return m
+}
+
+// Plan returns the actions the playbooks call for on a, with guardrails
+// applied: mode off → none; dry-run → containment is dry_run; no receiver
+// → skipped; protected entity or rate limit exceeded → pending_approval;
+// otherwise planned. Actions already planned by this planner (same id) are
+// not returned again.
+func (p *Planner) Plan(a event.Alert) []Action {
+	if p.mode == ModeOff {
+		return nil
+	}
+	if a.Time.After(p.latest) {
+		p.latest = a.Time
+		p.prune()
+	}
+	var out []Action
+	for i, pb := range p.cfg.Playbooks {
+		if !p.matches(i, &pb, &a) {
+			continue
+		}
+		for _, spec := range pb.Actions {
+			target := targetFor(spec.Kind, a.Entity)
+			if target == "" {
+				continue
+			}
+			id := ActionID(a.ID, spec.Kind, target)
+			if _, ok := p.seen[id]; ok {
+				continue
+			}
+			p.seen[id] = a.Time
+			out = append(out, p.plan(a, pb.Name, spec, id, target))
+		}
+	}
+	return out
+}
+
+func (p *Planner) plan(a event.Alert, playbook string, spec ActionSpec, id, target string) Action {
+	recv := spec.Receiver
+	if recv == "" {
+		recv = spec.Kind
+	}
+	act := Action{
+		ID: id, Kind: spec.Kind, Target: target, AlertID: a.ID, Playbook: playbook,
+		Receiver: recv, CreatedAt: a.Time,
+	}
+	pl := Payload{Mode: p.mode, Alert: AlertSummary{
+		ID: a.ID, Time: a.Time, Entity: a.Entity, Severity: a.Severity, Score: a.Score,
+		Title: a.Title, Detector: a.Detector, Explanation: a.Explanation,
+	}}
+	switch spec.Kind {
+	case KindBlockSource:
+		n := p.blocks[target]
+		p.blocks[target] = n + 1
+		exp := orDefault(spec.Expiry, DefaultBlockExpiry)
+		maxExp := orDefault(spec.MaxExpiry, DefaultMaxBlockExpiry)
+		for range n {
+			if exp >= maxExp {
+				break
+			}
+			exp *= 2
+		}
+		exp = min(exp, maxExp)
+		pl.Expiry, pl.ExpirySeconds, pl.Repeat = Duration(exp).String(), int64(exp/time.Second), n
+	case KindDisableIdentity:
+		pl.RevokeSessions = true
+	}
+	act.Payload, _ = json.Marshal(pl)
+
+	guard := ""
+	if IsContainment(spec.Kind) {
+		guard = p.protected(spec.Kind, target)
+	}
+	if guard == "" {
+		guard = p.rateLimited(spec.Kind, a.Time)
+	}
+	_, hasRecv := p.cfg.Receivers[recv]
+	switch {
+	case p.mode == ModeDryRun && IsContainment(spec.Kind):
+		act.State, act.Reason = StateDryRun, "dry-run mode"
+		if guard != "" {
+			act.Reason += "; would need approval: " + guard
+		}
+	case !hasRecv:
+		act.State, act.Reason = StateSkipped, ReasonNoReceiver+" ("+recv+")"
+		if guard != "" {
+			act.Reason += "; would need approval: " + guard
+		}
+	case guard != "" && !IsContainment(spec.Kind):
+		act.State, act.Reason = StateSkipped, guard
+	case guard != "":
+		act.State, act.Reason = StatePendingApproval, guard
+	default:
+		act.State = StatePlanned
+	}
+	return act
+}
+
+// rateLimited counts an automatic action of kind at t and returns a reason
+// when it exceeds the kind's limit (the action is then not counted).
+func (p *Planner) rateLimited(kind string, t time.Time) string {
+	limit, ok := p.cfg.RateLimits[kind]
+	if !ok {
+		return ""
+	}
+	ts := p.window[kind]
+	n := 0
+	for _, x := range ts {
+		if x.After(t.Add(-time.Hour)) && !x.After(t) {
+			n++
+		}
+	}
+	if n >= limit {
+		return fmt.Sprintf("rate limit: %d %s actions in the hour before %s (limit %d/h)",
+			n, kind, t.UTC().Format(time.RFC3339), limit)
+	}
+	i := sort.Search(len(ts), func(i int) bool { return ts[i].After(t) })
+	p.window[kind] = slices.Insert(ts, i, t)
+	return ""
+}
+
+func (p *Planner) protected(kind, target string) string {
+	switch kind {
+	case KindDisableIdentity:
+		if p.principals[target] {
+			return "protected principal " + target
+		}
+	case KindRevokeKey:
+		if p.keys[target] {
+			return "protected key " + target
+		}
+	case KindBlockSource:
+		pf, err := parseNetwork(target)
+		if err != nil {
+			return ""
+		}
+		for _, n := range p.networks {
+			if n.Overlaps(pf) {
+				return "protected network " + n.String()
+			}
+		}
+	}
+	return ""
+}
+
+// prune drops rate-limit and dedup state older than two hours before the
+// latest alert.
+func (p *Planner) prune() {
+	cut := p.latest.Add(-2 * time.Hour)
+	for k, ts := range p.window {
+		i := sort.Search(len(ts), func(i int) bool { return !ts[i].Before(cut) })
+		if i > 0 {
+			p.window[k] = slices.Delete(ts, 0, i)
+		}
+	}
+	if len(p.seen) > 1<<16 {
+		for id, t := range p.seen {
+			if t.Before(cut) {
+				delete(p.seen, id)
+			}
+		}
+	}
+}
+
+func (p *Planner) matches(i int, pb *Playbook, a *event.Alert) bool {
+	m := &pb.Match
+	if p.minSev[i] != 0 && a.Severity < p.minSev[i] {
+		return false
+	}
+	if len(m.Detectors) > 0 && !slices.Contains(m.Detectors, a.Detector) {
+		return false
+	}
+	if len(m.EntityKinds) > 0 && !slices.Contains(m.EntityKinds, string(a.Entity.Kind)) {
+		return false
+	}
+	if len(m.Kinds) > 0 {
+		found := false
+		for _, f := range a.Findings {
+			if slices.Contains(m.Kinds, f.Kind) {
+				found = true
+				break
+			}
+		}
+		if !found {
+			return false
+		}
+	}
+	return true
+}
+
+// targetFor returns what an action of kind acts on for an alert about
+// entity, "" when the kind does not apply to it.
+func targetFor(kind string, e event.EntityKey) string {
+	if e.ID == "" {
+		return ""
+	}
+	switch kind {
+	case KindRevokeKey:
+		if e.Kind == event.EntitySigningKey {
+			return e.ID
+		}
+	case KindRevokeToken:
+		if e.Kind == event.EntityToken {
+			return e.ID
+		}
+	case KindBlockSource:
+		if e.Kind == event.EntitySource || e.Kind == "network" {
+			return e.ID
+		}
+	case KindDisableIdentity:
+		if e.Kind == event.EntityPrincipal {
+			return e.ID
+		}
+	case KindNotify:
+		return e.String()
+	}
+	return ""
+}

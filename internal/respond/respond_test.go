@@ -1,0 +1,584 @@
+package respond
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/goccy/go-yaml"
+
+	"github.com/haechi-sec/haechi/internal/alert"
+	"github.com/haechi-sec/haechi/internal/event"
+	"github.com/haechi-sec/haechi/internal/store"
+)
+
+const testSecret = "s3cret"
+
+var t0 = time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
+
+// receiver is a webhook receiver that verifies signatures and applies each
+// idempotency key once.
+type receiver struct {
+	t       *testing.T
+	srv     *httptest.Server
+	mu      sync.Mutex
+	applied map[string]int    // key → times answered 2xx
+	kinds   map[string]string // key → action kind
+	bodies  map[string][]byte
+	calls   atomic.Int64
+	down    atomic.Bool
+	hang    atomic.Bool   // block until the client goes away
+	arrived chan struct{} // signalled on every request
+}
+
+func newReceiver(t *testing.T) *receiver {
+	r := &receiver{t: t, applied: map[string]int{}, kinds: map[string]string{}, bodies: map[string][]byte{},
+		arrived: make(chan struct{}, 1024)}
+	r.srv = httptest.NewServer(http.HandlerFunc(r.serve))
+	t.Cleanup(r.srv.Close)
+	return r
+}
+
+func (r *receiver) serve(w http.ResponseWriter, req *http.Request) {
+	r.calls.Add(1)
+	select {
+	case r.arrived <- struct{}{}:
+	default:
+	}
+	body, _ := io.ReadAll(req.Body)
+	if err := VerifySignature(testSecret, req.Header.Get(HeaderTimestamp), string(body),
+		req.Header.Get(HeaderSignature), time.Now(), time.Minute); err != nil {
+		r.t.Errorf("receiver: %v", err)
+		http.Error(w, err.Error(), http.StatusUnauthorized)
+		return
+	}
+	if r.hang.Load() {
+		<-req.Context().Done()
+		return
+	}
+	if r.down.Load() {
+		http.Error(w, "down", http.StatusInternalServerError)
+		return
+	}
+	key := req.Header.Get(HeaderIdempotency)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.applied[key]++
+	r.kinds[key] = req.Header.Get(HeaderActionKind)
+	r.bodies[key] = body
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (r *receiver) snapshot() map[string]int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	m := make(map[string]int, len(r.applied))
+	for k, v := range r.applied {
+		m[k] = v
+	}
+	return m
+}
+
+func (r *receiver) kindCount(kind string) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := 0
+	for _, k := range r.kinds {
+		if k == kind {
+			n++
+		}
+	}
+	return n
+}
+
+func testConfig(url string) Config {
+	c := DefaultConfig()
+	c.Mode = ModeEnforce
+	c.Secret = testSecret
+	c.Receivers = map[string]Receiver{}
+	for _, k := range ActionKinds {
+		c.Receivers[k] = Receiver{URL: url}
+	}
+	c.InitialBackoff = Duration(20 * time.Millisecond)
+	c.MaxBackoff = Duration(80 * time.Millisecond)
+	return c
+}
+
+func openStore(t *testing.T, dir string) *store.Store {
+	t.Helper()
+	st, err := store.Open(t.Context(), dir, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = st.Close() })
+	return st
+}
+
+func mkAlert(id string, kind event.EntityKind, entity, detector string, sev event.Severity, at time.Time) event.Alert {
+	return event.Alert{ID: id, Time: at, Entity: event.EntityKey{Kind: kind, ID: entity}, Severity: sev,
+		Score: 95, Title: "test " + detector, Detector: detector, State: event.AlertOpen,
+		Findings: []event.Finding{{Detector: detector, Kind: detector, Entity: event.EntityKey{Kind: kind, ID: entity}, Time: at}}}
+}
+
+// harness runs a Responder and a Dispatcher over one store.
+type harness struct {
+	st     *store.Store
+	resp   *Responder
+	disp   *Dispatcher
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+func start(t *testing.T, st *store.Store, cfg Config, lease time.Duration) *harness {
+	t.Helper()
+	p, err := NewPlanner(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := NewDispatcher(st, cfg, DispatcherOptions{Poll: 20 * time.Millisecond, Lease: lease})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &harness{st: st, disp: d, resp: NewResponder(st, p, ResponderOptions{OnWritten: d.Wake})}
+	ctx, cancel := context.WithCancel(context.Background())
+	h.cancel = cancel
+	h.wg.Add(2)
+	go func() { defer h.wg.Done(); _ = h.resp.Run(ctx) }()
+	go func() { defer h.wg.Done(); _ = d.Run(ctx) }()
+	t.Cleanup(h.stop)
+	return h
+}
+
+func (h *harness) stop() {
+	_ = h.resp.Close()
+	_ = h.disp.Close()
+	h.cancel()
+	h.wg.Wait()
+}
+
+func (h *harness) send(t *testing.T, alerts ...event.Alert) {
+	t.Helper()
+	for _, a := range alerts {
+		h.resp.Alert(alert.Raised, a)
+	}
+	if err := h.resp.Flush(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func waitFor(t *testing.T, what string, d time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func byState(t *testing.T, st *store.Store, state string) []Action {
+	t.Helper()
+	acts, err := st.ListActions(t.Context(), store.ActionQuery{State: state, Limit: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return acts
+}
+
+func TestDefaultConfigValid(t *testing.T) {
+	c := DefaultConfig()
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	bad := DefaultConfig()
+	bad.Mode = "yolo"
+	bad.Playbooks[0].Actions[0].Kind = "nuke"
+	bad.Protected.Networks = []string{"10.0.0.0/33"}
+	bad.Receivers = map[string]Receiver{"x": {URL: "ftp://x", BodyTemplate: "{{"}}
+	err := bad.Validate()
+	var ve *ValidationError
+	if !errors.As(err, &ve) {
+		t.Fatalf("Validate = %v", err)
+	}
+	for _, want := range []string{"mode:", "playbooks[0].actions[0].kind:", "protected.networks[0]:", "receivers.x.url:", "receivers.x.body_template:", "secret:"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("missing %q in %v", want, err)
+		}
+	}
+}
+
+func TestDefaultConfigNoReceiverSkips(t *testing.T) {
+	st := openStore(t, t.TempDir())
+	cfg := DefaultConfig()
+	cfg.Mode = ModeEnforce
+	h := start(t, st, cfg, time.Minute)
+	h.send(t, mkAlert("a1", event.EntityPrincipal, "u:1", "terminated_identity", event.SeverityCritical, t0))
+	skipped := byState(t, st, StateSkipped)
+	if len(skipped) != 2 {
+		t.Fatalf("skipped = %+v", skipped)
+	}
+	for _, a := range skipped {
+		if !strings.HasPrefix(a.Reason, ReasonNoReceiver) {
+			t.Errorf("reason %q", a.Reason)
+		}
+	}
+}
+
+func TestDeliverSigned(t *testing.T) {
+	rcv := newReceiver(t)
+	st := openStore(t, t.TempDir())
+	h := start(t, st, testConfig(rcv.srv.URL), time.Minute)
+	h.send(t, mkAlert("a1", event.EntityPrincipal, "u:1", "terminated_identity", event.SeverityCritical, t0))
+	waitFor(t, "delivery", 5*time.Second, func() bool { return len(byState(t, st, StateDelivered)) == 2 })
+	id := ActionID("a1", KindDisableIdentity, "u:1")
+	if got := rcv.snapshot()[id]; got != 1 {
+		t.Fatalf("disable_identity applied %d times", got)
+	}
+	var body map[string]any
+	rcv.mu.Lock()
+	_ = json.Unmarshal(rcv.bodies[id], &body)
+	rcv.mu.Unlock()
+	if body["target"] != "u:1" || body["kind"] != KindDisableIdentity || body["revoke_sessions"] != true {
+		t.Errorf("body = %v", body)
+	}
+	if n, err := VerifyAudit(t.Context(), st); err != nil || n != 0 {
+		t.Fatalf("VerifyAudit = %d, %v", n, err)
+	}
+}
+
+func TestVerifySignature(t *testing.T) {
+	now := time.Unix(1_700_000_000, 0)
+	ts := "1700000000"
+	sig := Sign([]byte("k"), ts, []byte("{}"))
+	if err := VerifySignature("k", ts, "{}", sig, now, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if err := VerifySignature("k", ts, "{ }", sig, now, time.Minute); err == nil {
+		t.Error("modified body verified")
+	}
+	if err := VerifySignature("other", ts, "{}", sig, now, time.Minute); err == nil {
+		t.Error("wrong secret verified")
+	}
+	if err := VerifySignature("k", ts, "{}", sig, now.Add(10*time.Minute), time.Minute); err == nil {
+		t.Error("replayed request verified")
+	}
+}
+
+func TestReceiverDownThenRecovers(t *testing.T) {
+	rcv := newReceiver(t)
+	rcv.down.Store(true)
+	st := openStore(t, t.TempDir())
+	h := start(t, st, testConfig(rcv.srv.URL), time.Minute)
+	var alerts []event.Alert
+	for i := range 10 {
+		alerts = append(alerts, mkAlert(fmt.Sprintf("a%d", i), event.EntitySource, fmt.Sprintf("198.51.100.%d", i),
+			"canary_record", event.SeverityCritical, t0.Add(time.Duration(i)*time.Minute)))
+	}
+	h.send(t, alerts...)
+	waitFor(t, "failed attempts", 5*time.Second, func() bool { return rcv.calls.Load() >= 40 })
+	rcv.down.Store(false)
+	waitFor(t, "delivery", 10*time.Second, func() bool { return len(byState(t, st, StateDelivered)) == 20 })
+	got := rcv.snapshot()
+	if len(got) != 20 {
+		t.Fatalf("receiver applied %d keys, want 20", len(got))
+	}
+	for k, n := range got {
+		if n != 1 {
+			t.Errorf("key %s applied %d times", k, n)
+		}
+	}
+	if n, err := VerifyAudit(t.Context(), st); err != nil {
+		t.Fatalf("VerifyAudit = %d, %v", n, err)
+	}
+}
+
+func TestRestartAfterKillMidDelivery(t *testing.T) {
+	rcv := newReceiver(t)
+	rcv.hang.Store(true)
+	dir := t.TempDir()
+	st, err := store.Open(t.Context(), dir, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := testConfig(rcv.srv.URL)
+	cfg.Playbooks = []Playbook{{Name: "p", Match: Match{}, Actions: []ActionSpec{{Kind: KindDisableIdentity}}}}
+	h := start(t, st, cfg, 300*time.Millisecond)
+	h.send(t, mkAlert("a1", event.EntityPrincipal, "u:1", "terminated_identity", event.SeverityCritical, t0))
+	<-rcv.arrived
+	// "Kill": the store goes away under the dispatcher, so nothing about
+	// the attempt can be recorded.
+	_ = st.Close()
+	h.stop()
+	if len(rcv.snapshot()) != 0 {
+		t.Fatal("applied before restart")
+	}
+	rcv.hang.Store(false)
+
+	st2 := openStore(t, dir)
+	if a := byState(t, st2, StateDelivering); len(a) != 1 {
+		t.Fatalf("delivering after kill = %+v", a)
+	}
+	start(t, st2, cfg, 300*time.Millisecond)
+	waitFor(t, "delivery after restart", 10*time.Second, func() bool { return len(byState(t, st2, StateDelivered)) == 1 })
+	if got := rcv.snapshot(); len(got) != 1 || got[ActionID("a1", KindDisableIdentity, "u:1")] != 1 {
+		t.Fatalf("applied = %v", got)
+	}
+}
+
+func TestRestartResumesUndelivered(t *testing.T) {
+	rcv := newReceiver(t)
+	rcv.down.Store(true)
+	dir := t.TempDir()
+	st := openStore(t, dir)
+	cfg := testConfig(rcv.srv.URL)
+	h := start(t, st, cfg, time.Minute)
+	h.send(t, mkAlert("a1", event.EntityPrincipal, "u:1", "terminated_identity", event.SeverityCritical, t0))
+	waitFor(t, "attempts", 5*time.Second, func() bool { return rcv.calls.Load() >= 2 })
+	h.stop()
+	_ = st.Close()
+	rcv.down.Store(false)
+	st2 := openStore(t, dir)
+	start(t, st2, cfg, time.Minute)
+	waitFor(t, "delivery after restart", 10*time.Second, func() bool { return len(byState(t, st2, StateDelivered)) == 2 })
+	for k, n := range rcv.snapshot() {
+		if n != 1 {
+			t.Errorf("key %s applied %d times", k, n)
+		}
+	}
+}
+
+func TestProtectedPrincipalNeedsApproval(t *testing.T) {
+	rcv := newReceiver(t)
+	st := openStore(t, t.TempDir())
+	cfg := testConfig(rcv.srv.URL)
+	cfg.Protected.Principals = []string{"ceo"}
+	h := start(t, st, cfg, time.Minute)
+	h.send(t, mkAlert("a1", event.EntityPrincipal, "ceo", "terminated_identity", event.SeverityCritical, t0))
+	waitFor(t, "notify", 5*time.Second, func() bool { return rcv.kindCount(KindNotify) == 1 })
+	pend := byState(t, st, StatePendingApproval)
+	if len(pend) != 1 || pend[0].Kind != KindDisableIdentity || !strings.Contains(pend[0].Reason, "protected principal ceo") {
+		t.Fatalf("pending = %+v", pend)
+	}
+	time.Sleep(100 * time.Millisecond)
+	if rcv.kindCount(KindDisableIdentity) != 0 {
+		t.Fatal("protected principal disabled automatically")
+	}
+	if _, err := st.DecideAction(t.Context(), pend[0].ID, true, "alice", "confirmed", time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	h.disp.Wake()
+	waitFor(t, "approved delivery", 5*time.Second, func() bool { return rcv.kindCount(KindDisableIdentity) == 1 })
+	if _, err := st.DecideAction(t.Context(), pend[0].ID, false, "bob", "", time.Now()); !errors.Is(err, store.ErrActionState) {
+		t.Errorf("second decision: %v", err)
+	}
+}
+
+func TestRateLimitDivertsToApproval(t *testing.T) {
+	rcv := newReceiver(t)
+	st := openStore(t, t.TempDir())
+	cfg := testConfig(rcv.srv.URL)
+	h := start(t, st, cfg, time.Minute)
+	for i := range 21 {
+		h.send(t, mkAlert(fmt.Sprintf("a%d", i), event.EntityPrincipal, fmt.Sprintf("u:%d", i),
+			"terminated_identity", event.SeverityCritical, t0.Add(time.Duration(i)*2*time.Minute)))
+	}
+	waitFor(t, "20 disablements", 10*time.Second, func() bool { return rcv.kindCount(KindDisableIdentity) == 20 })
+	pend := byState(t, st, StatePendingApproval)
+	if len(pend) != 1 || pend[0].Target != "u:20" || !strings.HasPrefix(pend[0].Reason, "rate limit") {
+		t.Fatalf("pending = %+v", pend)
+	}
+	// An hour of event time later the limit has room again.
+	h.send(t, mkAlert("late", event.EntityPrincipal, "u:late", "terminated_identity", event.SeverityCritical, t0.Add(2*time.Hour)))
+	waitFor(t, "later disablement", 5*time.Second, func() bool { return rcv.kindCount(KindDisableIdentity) == 21 })
+}
+
+func TestDryRunNeverDelivers(t *testing.T) {
+	rcv := newReceiver(t)
+	st := openStore(t, t.TempDir())
+	cfg := testConfig(rcv.srv.URL)
+	cfg.Mode = ModeDryRun
+	h := start(t, st, cfg, time.Minute)
+	h.send(t, mkAlert("a1", event.EntityPrincipal, "u:1", "terminated_identity", event.SeverityCritical, t0))
+	waitFor(t, "notify", 5*time.Second, func() bool { return rcv.kindCount(KindNotify) == 1 })
+	time.Sleep(100 * time.Millisecond)
+	if rcv.kindCount(KindDisableIdentity) != 0 {
+		t.Fatal("dry-run delivered containment")
+	}
+	if d := byState(t, st, StateDryRun); len(d) != 1 || d[0].Kind != KindDisableIdentity {
+		t.Fatalf("dry_run = %+v", d)
+	}
+}
+
+func TestModeOffPlansNothing(t *testing.T) {
+	cfg := testConfig("http://127.0.0.1:1")
+	cfg.Mode = ModeOff
+	p, err := NewPlanner(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if acts := p.Plan(mkAlert("a1", event.EntityPrincipal, "u:1", "terminated_identity", event.SeverityCritical, t0)); len(acts) != 0 {
+		t.Fatalf("planned %+v", acts)
+	}
+}
+
+func TestPlannerTargetsAndEscalation(t *testing.T) {
+	cfg := testConfig("http://127.0.0.1:1")
+	cfg.Protected.Networks = []string{"10.0.0.0/8"}
+	cfg.Protected.Keys = []string{"prod-root"}
+	p, err := NewPlanner(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	forged := mkAlert("f1", event.EntitySigningKey, "k1", "token_provenance", event.SeverityCritical, t0)
+	forged.Findings[0].Kind = "token_never_minted"
+	acts := p.Plan(forged)
+	if len(acts) != 2 || acts[0].Kind != KindRevokeKey || acts[0].Target != "k1" || acts[1].Kind != KindNotify {
+		t.Fatalf("forged token: %+v", acts)
+	}
+	if again := p.Plan(forged); len(again) != 0 {
+		t.Fatalf("re-planned: %+v", again)
+	}
+	prot := mkAlert("f2", event.EntitySigningKey, "prod-root", "token_provenance", event.SeverityCritical, t0)
+	prot.Findings[0].Kind = "token_unknown_key"
+	if a := p.Plan(prot); a[0].State != StatePendingApproval {
+		t.Fatalf("protected key: %+v", a[0])
+	}
+	var exp []string
+	for i := range 3 {
+		acts := p.Plan(mkAlert(fmt.Sprintf("c%d", i), event.EntitySource, "203.0.113.9", "canary_record", event.SeverityCritical, t0))
+		var pl Payload
+		_ = json.Unmarshal(acts[0].Payload, &pl)
+		exp = append(exp, pl.Expiry)
+	}
+	if strings.Join(exp, ",") != "1d,2d,4d" {
+		t.Errorf("escalation = %v", exp)
+	}
+	a := p.Plan(mkAlert("c9", event.EntitySource, "10.1.2.3", "canary_record", event.SeverityCritical, t0))
+	if a[0].State != StatePendingApproval || !strings.Contains(a[0].Reason, "protected network") {
+		t.Errorf("protected network: %+v", a[0])
+	}
+	// Behavioural: notify below critical, contain at critical.
+	if a := p.Plan(mkAlert("b1", event.EntitySource, "198.51.100.1", "source_fanout", event.SeverityHigh, t0)); len(a) != 1 || a[0].Kind != KindNotify {
+		t.Errorf("behavioural high: %+v", a)
+	}
+	if a := p.Plan(mkAlert("b2", event.EntitySource, "198.51.100.1", "source_fanout", event.SeverityCritical, t0)); len(a) != 2 || a[1].Kind != KindBlockSource {
+		t.Errorf("behavioural critical: %+v", a)
+	}
+}
+
+func TestAuditTamperDetected(t *testing.T) {
+	rcv := newReceiver(t)
+	st := openStore(t, t.TempDir())
+	h := start(t, st, testConfig(rcv.srv.URL), time.Minute)
+	h.send(t, mkAlert("a1", event.EntityPrincipal, "u:1", "terminated_identity", event.SeverityCritical, t0))
+	waitFor(t, "delivery", 5*time.Second, func() bool { return len(byState(t, st, StateDelivered)) == 2 })
+	h.stop()
+	if n, err := VerifyAudit(t.Context(), st); err != nil || n != 0 {
+		t.Fatalf("VerifyAudit = %d, %v", n, err)
+	}
+	var buf bytes.Buffer
+	if err := ExportAudit(t.Context(), st, &buf); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
+	if len(lines) < 6 { // 2 × planned, attempted, delivered
+		t.Fatalf("audit has %d entries:\n%s", len(lines), buf.String())
+	}
+	var kinds []string
+	for _, l := range lines {
+		var r struct{ Kind string }
+		if err := json.Unmarshal([]byte(l), &r); err != nil {
+			t.Fatal(err)
+		}
+		kinds = append(kinds, r.Kind)
+	}
+	if kinds[0] != "planned" || kinds[len(kinds)-1] != "delivered" {
+		t.Errorf("kinds = %v", kinds)
+	}
+
+	// Flip one byte of entry 3's detail directly in the database.
+	db, err := sql.Open("sqlite", "file:"+st.Path())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var detail string
+	if err := db.QueryRow("SELECT detail FROM audit WHERE seq = 3").Scan(&detail); err != nil {
+		t.Fatal(err)
+	}
+	b := []byte(detail)
+	b[len(b)/2] ^= 0x01
+	if _, err := db.Exec("UPDATE audit SET detail = ? WHERE seq = 3", string(b)); err != nil {
+		t.Fatal(err)
+	}
+	n, err := VerifyAudit(t.Context(), st)
+	if n != 3 || err == nil || !strings.Contains(err.Error(), "entry 3") {
+		t.Fatalf("VerifyAudit after tamper = %d, %v", n, err)
+	}
+	buf.Reset()
+	if err := ExportAudit(t.Context(), st, &buf); err != nil {
+		t.Fatalf("export of tampered log: %v", err)
+	}
+}
+
+func TestUpdatedOnlyWhenSeverityRises(t *testing.T) {
+	st := openStore(t, t.TempDir())
+	cfg := testConfig("http://127.0.0.1:1")
+	cfg.Mode = ModeDryRun
+	p, _ := NewPlanner(cfg)
+	r := NewResponder(st, p, ResponderOptions{})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = r.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	a := mkAlert("b", event.EntitySource, "198.51.100.7", "source_fanout", event.SeverityHigh, t0)
+	r.Alert(alert.Raised, a)
+	r.Alert(alert.Updated, a)
+	a.Severity = event.SeverityCritical
+	r.Alert(alert.Updated, a)
+	if err := r.Flush(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	acts, _ := st.ListActions(t.Context(), store.ActionQuery{})
+	if len(acts) != 2 { // notify, then block_source at critical
+		t.Fatalf("actions = %+v", acts)
+	}
+}
+
+func TestConfigYAML(t *testing.T) {
+	src := `
+mode: enforce
+secret_env: HAECHI_RESPOND_SECRET
+max_age: 2d
+receivers:
+  notify: {type: slack, url: "https://hooks.example/x"}
+playbooks:
+  - name: p
+    match: {min_severity: high, detectors: [canary_record], entity_kinds: [source]}
+    actions: [{kind: block_source, expiry: 1h, receiver: notify}]
+protected: {networks: [10.0.0.0/8]}
+rate_limits: {block_source: 3}
+`
+	var c Config
+	if err := yaml.Unmarshal([]byte(src), &c); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if c.MaxAge.D() != 48*time.Hour || c.Playbooks[0].Actions[0].Expiry.D() != time.Hour || c.Receivers["notify"].Type != ReceiverSlack {
+		t.Fatalf("decoded %+v", c)
+	}
+}

@@ -1,0 +1,241 @@
+package respond
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/haechi-sec/haechi/internal/alert"
+	"github.com/haechi-sec/haechi/internal/event"
+	"github.com/haechi-sec/haechi/internal/store"
+)
+
+// ResponderOptions configure NewResponder. Zero values pick the defaults.
+type ResponderOptions struct {
+	QueueSize int // alerts buffered between the pipeline and the writer (0 → 4096)
+	// OnWritten is called (from the writer goroutine) after actions were
+	// written; pass Dispatcher.Wake.
+	OnWritten func()
+	Logger    *slog.Logger // nil discards
+	Now       func() time.Time
+}
+
+// Responder is an alert.Sink that plans actions for raised alerts (and for
+// updated ones whose severity rose) and writes them to the outbox.
+//
+// Alert runs on the pipeline goroutine and only enqueues. It never drops an
+// alert while the Responder runs: when the queue is full (the store has been
+// failing or stalling for QueueSize alerts) it blocks until the writer makes
+// room, which backs the pipeline up rather than losing a containment; a
+// warning is logged each time that happens. Alerts arriving after Run has
+// returned are logged and dropped.
+type Responder struct {
+	st      *store.Store
+	planner *Planner
+	opts    ResponderOptions
+	log     *slog.Logger
+	now     func() time.Time
+
+	sev map[string]event.Severity // pipeline goroutine only
+
+	q        chan item
+	stop     chan struct{}
+	done     chan struct{}
+	stopOnce sync.Once
+	started  atomic.Bool
+	blocked  atomic.Int64
+}
+
+var _ alert.Sink = (*Responder)(nil)
+
+// NewResponder returns a responder planning with p and writing to st.
+func NewResponder(st *store.Store, p *Planner, opts ResponderOptions) *Responder {
+	if opts.QueueSize <= 0 {
+		opts.QueueSize = 4096
+	}
+	r := &Responder{st: st, planner: p, opts: opts, log: opts.Logger, now: opts.Now,
+		sev: map[string]event.Severity{}, q: make(chan item, opts.QueueSize),
+		stop: make(chan struct{}), done: make(chan struct{})}
+	if r.log == nil {
+		r.log = slog.New(slog.DiscardHandler)
+	}
+	if r.now == nil {
+		r.now = time.Now
+	}
+	return r
+}
+
+// Alert implements alert.Sink.
+func (r *Responder) Alert(c alert.Change, a event.Alert) {
+	switch c {
+	case alert.Raised:
+	case alert.Updated:
+		// An update the responder has not seen (a reopened alert, a
+		// restart) is planned like a raise: ids make it idempotent.
+		if prev, ok := r.sev[a.ID]; ok && a.Severity <= prev {
+			return
+		}
+	case alert.Closed:
+		delete(r.sev, a.ID)
+		return
+	default:
+		return
+	}
+	r.sev[a.ID] = a.Severity
+	select {
+	case r.q <- item{a: a}:
+		return
+	default:
+	}
+	r.blocked.Add(1)
+	r.log.Warn("respond: action queue full; blocking the pipeline until the store catches up", "alert", a.ID)
+	select {
+	case r.q <- item{a: a}:
+	case <-r.done:
+		r.log.Error("respond: responder stopped; alert not planned", "alert", a.ID)
+	}
+}
+
+// Blocked reports how many times Alert had to wait for queue space.
+func (r *Responder) Blocked() int64 { return r.blocked.Load() }
+
+// Run plans and writes queued alerts until ctx ends or Close is called,
+// then drains the queue (each batch gets a few attempts) and returns.
+func (r *Responder) Run(ctx context.Context) error {
+	r.started.Store(true)
+	defer close(r.done)
+	var (
+		batch   []event.Alert
+		flushes []chan struct{}
+	)
+	take := func(it item) {
+		if it.flush != nil {
+			flushes = append(flushes, it.flush)
+		} else {
+			batch = append(batch, it.a)
+		}
+	}
+	for {
+		batch, flushes = batch[:0], flushes[:0]
+		select {
+		case it := <-r.q:
+			take(it)
+		case <-ctx.Done():
+			return r.drain()
+		case <-r.stop:
+			return r.drain()
+		}
+	fill:
+		for len(batch) < 256 {
+			select {
+			case it := <-r.q:
+				take(it)
+			default:
+				break fill
+			}
+		}
+		_ = r.write(ctx, batch, 0)
+		for _, f := range flushes {
+			close(f)
+		}
+	}
+}
+
+type item struct {
+	a     event.Alert
+	flush chan struct{}
+}
+
+func (r *Responder) drain() error {
+	var batch []event.Alert
+	for {
+		select {
+		case it := <-r.q:
+			if it.flush != nil {
+				defer close(it.flush)
+			} else {
+				batch = append(batch, it.a)
+			}
+			continue
+		default:
+		}
+		break
+	}
+	if len(batch) == 0 {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	return r.write(ctx, batch, 5)
+}
+
+// write plans batch and inserts the actions, retrying with backoff while
+// ctx lives (at most maxAttempts when > 0).
+func (r *Responder) write(ctx context.Context, batch []event.Alert, maxAttempts int) error {
+	var acts []Action
+	for _, a := range batch {
+		acts = append(acts, r.planner.Plan(a)...)
+	}
+	if len(acts) == 0 {
+		return nil
+	}
+	wait := 50 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		ids, err := r.st.InsertActions(context.WithoutCancel(ctx), acts, r.now())
+		if err == nil {
+			if len(ids) > 0 && r.opts.OnWritten != nil {
+				r.opts.OnWritten()
+			}
+			return nil
+		}
+		r.log.Error("respond: write actions", "actions", len(acts), "attempt", attempt, "err", err)
+		if maxAttempts > 0 && attempt >= maxAttempts {
+			return err
+		}
+		select {
+		case <-time.After(wait):
+		case <-ctx.Done():
+			if maxAttempts == 0 {
+				maxAttempts = attempt + 3 // shutting down: a few more tries
+				ctx = context.Background()
+			}
+		}
+		wait = min(wait*2, 5*time.Second)
+	}
+}
+
+// Close stops Run, waiting until everything queued has been written.
+func (r *Responder) Close() error {
+	r.stopOnce.Do(func() { close(r.stop) })
+	if r.started.Load() {
+		<-r.done
+	}
+	return nil
+}
+
+var errNotRunning = errors.New("respond: responder not running")
+
+// Flush waits until every alert queued before the call has been written
+// (for tests and for `haechi replay`, which must finish its actions). It
+// waits for Run to start if it has not yet.
+func (r *Responder) Flush(ctx context.Context) error {
+	ch := make(chan struct{})
+	select {
+	case r.q <- item{flush: ch}:
+	case <-r.done:
+		return errNotRunning
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case <-ch:
+		return nil
+	case <-r.done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}

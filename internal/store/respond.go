@@ -1,0 +1,491 @@
+package store
+
+import (
+	"context"
+	"crypto/sha256"
+	"database/sql"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Action states. An action is written in one of planned, pending_approval,
+// dry_run or skipped; the dispatcher moves planned and failed actions to
+// delivering and from there to delivered, failed (retry later) or dead.
+const (
+	ActionPlanned         = "planned"
+	ActionPendingApproval = "pending_approval"
+	ActionDelivering      = "delivering"
+	ActionDelivered       = "delivered"
+	ActionFailed          = "failed"
+	ActionDead            = "dead"
+	ActionRejected        = "rejected"
+	ActionSkipped         = "skipped"
+	ActionDryRun          = "dry_run"
+)
+
+// ErrActionState is returned (wrapped) when an action is not in a state
+// that allows the requested change (approving an action that is not
+// pending approval, for instance).
+var ErrActionState = errors.New("action state does not allow this")
+
+// AuditGenesis is the prev_hash of the first audit entry.
+const AuditGenesis = "0000000000000000000000000000000000000000000000000000000000000000"
+
+// Action is one response action in the outbox. ID is its idempotency key.
+type Action struct {
+	ID          string          `json:"id"`
+	Kind        string          `json:"kind"`
+	Target      string          `json:"target"`
+	AlertID     string          `json:"alert_id"`
+	Playbook    string          `json:"playbook"`
+	Receiver    string          `json:"receiver"`
+	State       string          `json:"state"`
+	Reason      string          `json:"reason,omitempty"`
+	Attempts    int             `json:"attempts"`
+	NextAttempt time.Time       `json:"next_attempt"`
+	CreatedAt   time.Time       `json:"created_at"`  // event time of the alert
+	EnqueuedAt  time.Time       `json:"enqueued_at"` // wall clock when first written
+	UpdatedAt   time.Time       `json:"updated_at"`
+	LastError   string          `json:"last_error,omitempty"`
+	Payload     json.RawMessage `json:"payload,omitempty"`
+}
+
+// AuditRecord is one entry of the audit log.
+type AuditRecord struct {
+	Seq      int64           `json:"seq"`
+	Time     time.Time       `json:"time"`
+	Kind     string          `json:"kind"`
+	ActionID string          `json:"action_id,omitempty"`
+	Detail   json.RawMessage `json:"detail"`
+	PrevHash string          `json:"prev_hash"`
+	Hash     string          `json:"hash"`
+}
+
+// AuditHash computes the hash an audit entry must carry: the hex SHA-256
+// over its sequence number, time (unix nanoseconds), kind, action id,
+// detail and the previous entry's hash, separated by newlines.
+func AuditHash(seq int64, t time.Time, kind, actionID string, detail []byte, prevHash string) string {
+	h := sha256.New()
+	var b []byte
+	b = strconv.AppendInt(b, seq, 10)
+	b = append(b, '\n')
+	b = strconv.AppendInt(b, toNanos(t), 10)
+	b = append(b, '\n')
+	b = append(b, kind...)
+	b = append(b, '\n')
+	b = append(b, actionID...)
+	b = append(b, '\n')
+	b = append(b, detail...)
+	b = append(b, '\n')
+	b = append(b, prevHash...)
+	h.Write(b)
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+const actionColumns = `id, kind, target, alert_id, playbook, receiver, state, reason, attempts,
+	next_attempt, created_at, enqueued_at, updated_at, last_error, payload`
+
+type execQueryer interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+// appendAudit appends one entry inside tx, chaining it to the last one.
+func appendAudit(ctx context.Context, tx execQueryer, t time.Time, kind, actionID string, detail any) error {
+	d, err := marshalDetail(detail)
+	if err != nil {
+		return fmt.Errorf("audit detail: %w", err)
+	}
+	var (
+		seq  int64
+		prev string
+	)
+	err = tx.QueryRowContext(ctx, "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").Scan(&seq, &prev)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		seq, prev = 0, AuditGenesis
+	case err != nil:
+		return fmt.Errorf("audit: read last entry: %w", err)
+	}
+	seq++
+	t = fromNanos(toNanos(t))
+	hash := AuditHash(seq, t, kind, actionID, d, prev)
+	if _, err := tx.ExecContext(ctx,
+		"INSERT INTO audit (seq, time, kind, action_id, detail, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?)",
+		seq, toNanos(t), kind, actionID, string(d), prev, hash); err != nil {
+		return fmt.Errorf("audit: append: %w", err)
+	}
+	return nil
+}
+
+func marshalDetail(detail any) ([]byte, error) {
+	switch d := detail.(type) {
+	case nil:
+		return []byte("{}"), nil
+	case json.RawMessage:
+		if len(d) == 0 {
+			return []byte("{}"), nil
+		}
+		if !json.Valid(d) {
+			return nil, errors.New("invalid JSON")
+		}
+		return d, nil
+	}
+	return json.Marshal(detail)
+}
+
+// withTx runs fn in a write transaction under writeMu.
+func (s *Store) withTx(ctx context.Context, fn func(tx *sql.Tx) error) (err error) {
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			_ = tx.Rollback()
+		}
+	}()
+	if err = fn(tx); err != nil {
+		return err
+	}
+	return tx.Commit()
+}
+
+// InsertActions writes actions that do not exist yet (by ID) and appends a
+// "planned" audit entry for each one written, all in one transaction.
+// Actions whose ID is already stored are left untouched. It returns the IDs
+// written. EnqueuedAt and UpdatedAt are set to now.
+func (s *Store) InsertActions(ctx context.Context, actions []Action, now time.Time) (inserted []string, err error) {
+	if len(actions) == 0 {
+		return nil, nil
+	}
+	for i := range actions {
+		if actions[i].ID == "" || actions[i].Kind == "" || actions[i].State == "" {
+			return nil, fmt.Errorf("insert actions: action %d lacks id, kind or state", i)
+		}
+	}
+	err = s.withTx(ctx, func(tx *sql.Tx) error {
+		inserted = inserted[:0]
+		for i := range actions {
+			a := &actions[i]
+			payload := string(a.Payload)
+			if payload == "" {
+				payload = "{}"
+			}
+			res, err := tx.ExecContext(ctx, `INSERT INTO actions (`+actionColumns+`)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`,
+				a.ID, a.Kind, a.Target, a.AlertID, a.Playbook, a.Receiver, a.State, a.Reason, a.Attempts,
+				toNanos(a.NextAttempt), toNanos(a.CreatedAt), toNanos(now), toNanos(now), a.LastError, payload)
+			if err != nil {
+				return fmt.Errorf("insert action %q: %w", a.ID, err)
+			}
+			if n, _ := res.RowsAffected(); n == 0 {
+				continue
+			}
+			inserted = append(inserted, a.ID)
+			detail := map[string]any{
+				"state": a.State, "kind": a.Kind, "target": a.Target, "alert_id": a.AlertID,
+				"playbook": a.Playbook, "receiver": a.Receiver,
+			}
+			if a.Reason != "" {
+				detail["reason"] = a.Reason
+			}
+			if err := appendAudit(ctx, tx, now, "planned", a.ID, detail); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("insert actions: %w", err)
+	}
+	return inserted, nil
+}
+
+// ClaimDueActions claims up to limit actions that are due at now: planned
+// or failed with NextAttempt <= now, or delivering whose lease (a claim by
+// a process that died or stalled) has run out. Each claimed action moves
+// to delivering with Attempts incremented and NextAttempt = now + lease,
+// and an "attempted" audit entry is appended. The returned actions carry
+// the new state and attempt number, which FinishAction must present.
+func (s *Store) ClaimDueActions(ctx context.Context, now time.Time, lease time.Duration, limit int) ([]Action, error) {
+	if limit <= 0 {
+		limit = 16
+	}
+	var out []Action
+	err := s.withTx(ctx, func(tx *sql.Tx) error {
+		out = out[:0]
+		rows, err := tx.QueryContext(ctx, `SELECT `+actionColumns+` FROM actions
+WHERE state IN (?, ?, ?) AND next_attempt <= ? ORDER BY next_attempt, id LIMIT ?`,
+			ActionPlanned, ActionFailed, ActionDelivering, toNanos(now), limit)
+		if err != nil {
+			return err
+		}
+		for rows.Next() {
+			a, err := scanAction(rows)
+			if err != nil {
+				rows.Close()
+				return err
+			}
+			out = append(out, a)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		next := now.Add(lease)
+		for i := range out {
+			a := &out[i]
+			a.Attempts++
+			a.State = ActionDelivering
+			a.NextAttempt = fromNanos(toNanos(next))
+			a.UpdatedAt = fromNanos(toNanos(now))
+			if _, err := tx.ExecContext(ctx,
+				"UPDATE actions SET state = ?, attempts = ?, next_attempt = ?, updated_at = ? WHERE id = ?",
+				a.State, a.Attempts, toNanos(next), toNanos(now), a.ID); err != nil {
+				return err
+			}
+			if err := appendAudit(ctx, tx, now, "attempted", a.ID, map[string]any{
+				"attempt": a.Attempts, "receiver": a.Receiver,
+			}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("claim due actions: %w", err)
+	}
+	return out, nil
+}
+
+// ActionResult is the outcome of one delivery attempt, for FinishAction.
+type ActionResult struct {
+	ID      string
+	Attempt int    // the attempt number ClaimDueActions returned
+	State   string // delivered, failed, dead or skipped
+	// NextAttempt is when a failed action is due again.
+	NextAttempt time.Time
+	Error       string
+	// Detail is added to the audit entry (status code, duration, …).
+	Detail map[string]any
+}
+
+// FinishAction records the result of an attempt and appends an audit entry
+// of kind r.State, in one transaction. It applies only if the action is
+// still delivering under the same attempt number (a claim whose lease ran
+// out and was taken over is fenced off); ok reports whether it applied.
+func (s *Store) FinishAction(ctx context.Context, r ActionResult, now time.Time) (ok bool, err error) {
+	switch r.State {
+	case ActionDelivered, ActionFailed, ActionDead, ActionSkipped:
+	default:
+		return false, fmt.Errorf("finish action %q: invalid state %q", r.ID, r.State)
+	}
+	err = s.withTx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `UPDATE actions SET state = ?, next_attempt = ?, last_error = ?, updated_at = ?
+WHERE id = ? AND state = ? AND attempts = ?`,
+			r.State, toNanos(r.NextAttempt), r.Error, toNanos(now), r.ID, ActionDelivering, r.Attempt)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return nil
+		}
+		ok = true
+		detail := map[string]any{"attempt": r.Attempt}
+		for k, v := range r.Detail {
+			detail[k] = v
+		}
+		if r.Error != "" {
+			detail["error"] = r.Error
+		}
+		if !r.NextAttempt.IsZero() && r.State == ActionFailed {
+			detail["next_attempt"] = r.NextAttempt.UTC().Format(time.RFC3339Nano)
+		}
+		return appendAudit(ctx, tx, now, r.State, r.ID, detail)
+	})
+	if err != nil {
+		return false, fmt.Errorf("finish action %q: %w", r.ID, err)
+	}
+	return ok, nil
+}
+
+// DecideAction approves (→ planned, due now) or rejects (→ rejected) an
+// action pending approval, appending an "approved" or "rejected" audit
+// entry naming by and note. It returns the updated action; ErrNotFound or
+// ErrActionState (wrapped) when the action is missing or not pending.
+func (s *Store) DecideAction(ctx context.Context, id string, approve bool, by, note string, now time.Time) (Action, error) {
+	var out Action
+	err := s.withTx(ctx, func(tx *sql.Tx) error {
+		a, err := scanAction(tx.QueryRowContext(ctx, "SELECT "+actionColumns+" FROM actions WHERE id = ?", id))
+		if errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("action %q: %w", id, ErrNotFound)
+		}
+		if err != nil {
+			return err
+		}
+		if a.State != ActionPendingApproval {
+			return fmt.Errorf("action %q is %s, not %s: %w", id, a.State, ActionPendingApproval, ErrActionState)
+		}
+		state, kind := ActionRejected, "rejected"
+		if approve {
+			state, kind = ActionPlanned, "approved"
+		}
+		if _, err := tx.ExecContext(ctx, "UPDATE actions SET state = ?, next_attempt = ?, updated_at = ? WHERE id = ?",
+			state, toNanos(now), toNanos(now), id); err != nil {
+			return err
+		}
+		a.State, a.NextAttempt, a.UpdatedAt = state, fromNanos(toNanos(now)), fromNanos(toNanos(now))
+		out = a
+		return appendAudit(ctx, tx, now, kind, id, map[string]any{"by": by, "note": note})
+	})
+	if err != nil {
+		return Action{}, fmt.Errorf("decide action: %w", err)
+	}
+	return out, nil
+}
+
+// AppendAudit appends one audit entry (for events that are not action
+// state changes, such as a verification run or a configuration change).
+func (s *Store) AppendAudit(ctx context.Context, t time.Time, kind, actionID string, detail any) error {
+	if err := s.withTx(ctx, func(tx *sql.Tx) error {
+		return appendAudit(ctx, tx, t, kind, actionID, detail)
+	}); err != nil {
+		return fmt.Errorf("append audit: %w", err)
+	}
+	return nil
+}
+
+// ActionQuery selects actions for ListActions.
+type ActionQuery struct {
+	State   string // "" → every state
+	AlertID string // "" → every alert
+	Kind    string // "" → every kind
+	// Since keeps actions whose CreatedAt (event time) is >= Since.
+	Since time.Time
+	Limit int // ≤0 → DefaultListLimit, capped at MaxListLimit
+}
+
+// ListActions returns the actions q selects, newest (by EnqueuedAt) first.
+func (s *Store) ListActions(ctx context.Context, q ActionQuery) ([]Action, error) {
+	limit := q.Limit
+	if limit <= 0 {
+		limit = DefaultListLimit
+	}
+	limit = min(limit, MaxListLimit)
+	var (
+		where []string
+		args  []any
+	)
+	if q.State != "" {
+		where = append(where, "state = ?")
+		args = append(args, q.State)
+	}
+	if q.AlertID != "" {
+		where = append(where, "alert_id = ?")
+		args = append(args, q.AlertID)
+	}
+	if q.Kind != "" {
+		where = append(where, "kind = ?")
+		args = append(args, q.Kind)
+	}
+	if !q.Since.IsZero() {
+		where = append(where, "created_at >= ?")
+		args = append(args, toNanos(q.Since))
+	}
+	query := "SELECT " + actionColumns + " FROM actions"
+	if len(where) > 0 {
+		query += " WHERE " + strings.Join(where, " AND ")
+	}
+	query += " ORDER BY enqueued_at DESC, id DESC LIMIT ?"
+	args = append(args, limit)
+	rows, err := s.db.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, fmt.Errorf("list actions: %w", err)
+	}
+	defer rows.Close()
+	out := []Action{}
+	for rows.Next() {
+		a, err := scanAction(rows)
+		if err != nil {
+			return nil, fmt.Errorf("list actions: %w", err)
+		}
+		out = append(out, a)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list actions: %w", err)
+	}
+	return out, nil
+}
+
+// GetAction returns one action, or ErrNotFound (wrapped).
+func (s *Store) GetAction(ctx context.Context, id string) (Action, error) {
+	a, err := scanAction(s.db.QueryRowContext(ctx, "SELECT "+actionColumns+" FROM actions WHERE id = ?", id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return Action{}, fmt.Errorf("get action %q: %w", id, ErrNotFound)
+	}
+	if err != nil {
+		return Action{}, fmt.Errorf("get action %q: %w", id, err)
+	}
+	return a, nil
+}
+
+// AuditLog returns up to limit audit entries with seq > after, in order.
+func (s *Store) AuditLog(ctx context.Context, after int64, limit int) ([]AuditRecord, error) {
+	if limit <= 0 {
+		limit = DefaultListLimit
+	}
+	rows, err := s.db.QueryContext(ctx,
+		"SELECT seq, time, kind, action_id, detail, prev_hash, hash FROM audit WHERE seq > ? ORDER BY seq LIMIT ?",
+		after, limit)
+	if err != nil {
+		return nil, fmt.Errorf("read audit log: %w", err)
+	}
+	defer rows.Close()
+	var out []AuditRecord
+	for rows.Next() {
+		var (
+			r      AuditRecord
+			t      int64
+			detail string
+		)
+		if err := rows.Scan(&r.Seq, &t, &r.Kind, &r.ActionID, &detail, &r.PrevHash, &r.Hash); err != nil {
+			return nil, fmt.Errorf("read audit log: %w", err)
+		}
+		r.Time = fromNanos(t)
+		r.Detail = json.RawMessage(detail)
+		out = append(out, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read audit log: %w", err)
+	}
+	return out, nil
+}
+
+type rowScanner interface {
+	Scan(dest ...any) error
+}
+
+func scanAction(r rowScanner) (Action, error) {
+	var (
+		a                                Action
+		attempts                         int64
+		next, created, enqueued, updated int64
+		payload                          string
+	)
+	if err := r.Scan(&a.ID, &a.Kind, &a.Target, &a.AlertID, &a.Playbook, &a.Receiver, &a.State, &a.Reason,
+		&attempts, &next, &created, &enqueued, &updated, &a.LastError, &payload); err != nil {
+		return Action{}, err
+	}
+	a.Attempts = int(attempts)
+	a.NextAttempt, a.CreatedAt, a.EnqueuedAt, a.UpdatedAt = fromNanos(next), fromNanos(created), fromNanos(enqueued), fromNanos(updated)
+	a.Payload = json.RawMessage(payload)
+	return a, nil
+}
