@@ -55,6 +55,10 @@ type Options struct {
 	Alerts    AlertReader
 	// Scope reads the access ledger for GET /v1/scope (nil → 404).
 	Scope ledger.Reader
+	// Actions is the response outbox for /v1/actions (nil → not served);
+	// OnApprove is called after an approval so delivery starts at once.
+	Actions   ActionStore
+	OnApprove func()
 	// MaxBodyBytes limits a request body, as sent and after decompression
 	// (0 → 16 MiB). MaxLineBytes limits one line (0 → 1 MiB).
 	MaxBodyBytes int64
@@ -118,6 +122,12 @@ func New(opts Options) *Server {
 	s.mux.HandleFunc("GET /v1/alerts", s.handleAlerts)
 	s.mux.HandleFunc("GET /v1/alerts/{id}", s.handleAlert)
 	s.mux.HandleFunc("GET /v1/scope", s.handleScope)
+	if opts.Actions != nil {
+		s.mux.HandleFunc("GET /v1/actions", s.handleActions)
+		s.mux.HandleFunc("GET /v1/actions/{id}", s.handleAction)
+		s.mux.HandleFunc("POST /v1/actions/{id}/approve", s.decide(true))
+		s.mux.HandleFunc("POST /v1/actions/{id}/reject", s.decide(false))
+	}
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
@@ -311,6 +321,14 @@ func (s *Server) handleAlert(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, a)
+}
+
+// decodeSmallJSON decodes an optional small JSON body into v.
+func decodeSmallJSON(r *http.Request, v any) error {
+	if r.Body == nil {
+		return nil
+	}
+	return json.NewDecoder(io.LimitReader(r.Body, 64<<10)).Decode(v)
 }
 
 type errorBody struct {

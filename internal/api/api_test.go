@@ -5,6 +5,7 @@ import (
 	"compress/gzip"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -237,5 +238,70 @@ func TestAlerts(t *testing.T) {
 	f.st.alerts = nil
 	if got := f.get(t, "/v1/alerts"); !strings.Contains(got, `"alerts":[]`) {
 		t.Errorf("empty list renders as %q", got)
+	}
+}
+
+type fakeActions struct {
+	decided  []string
+	approved int
+}
+
+func (f *fakeActions) ListActions(_ context.Context, q store.ActionQuery) ([]store.Action, error) {
+	return []store.Action{{ID: "a1", Kind: "revoke_key", Target: "k1", State: "pending_approval"}}, nil
+}
+
+func (f *fakeActions) GetAction(_ context.Context, id string) (store.Action, error) {
+	if id != "a1" {
+		return store.Action{}, store.ErrNotFound
+	}
+	return store.Action{ID: "a1", State: "pending_approval"}, nil
+}
+
+func (f *fakeActions) DecideAction(_ context.Context, id string, approve bool, by, note string, _ time.Time) (store.Action, error) {
+	switch id {
+	case "a1":
+		f.decided = append(f.decided, fmt.Sprintf("%s %v %s %s", id, approve, by, note))
+		return store.Action{ID: id, State: map[bool]string{true: "planned", false: "rejected"}[approve]}, nil
+	case "done":
+		return store.Action{}, store.ErrActionState
+	}
+	return store.Action{}, store.ErrNotFound
+}
+
+func TestActions(t *testing.T) {
+	fa := &fakeActions{}
+	srv := httptest.NewServer(api.New(api.Options{Alerts: &fakeStore{}, Actions: fa, OnApprove: func() { fa.approved++ }}))
+	defer srv.Close()
+	resp, err := http.Get(srv.URL + "/v1/actions?state=pending_approval")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var list struct{ Actions []store.Action }
+	json.NewDecoder(resp.Body).Decode(&list)
+	resp.Body.Close()
+	if len(list.Actions) != 1 || list.Actions[0].ID != "a1" {
+		t.Fatalf("%+v", list)
+	}
+	for _, tc := range []struct {
+		path string
+		body string
+		code int
+	}{
+		{"/v1/actions/a1/approve", `{"by":"alice","note":"confirmed ex-employee"}`, 200},
+		{"/v1/actions/a1/reject", ``, 200},
+		{"/v1/actions/done/approve", ``, 409},
+		{"/v1/actions/nope/approve", ``, 404},
+	} {
+		resp, err := http.Post(srv.URL+tc.path, "application/json", strings.NewReader(tc.body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != tc.code {
+			t.Errorf("%s: %s, want %d", tc.path, resp.Status, tc.code)
+		}
+	}
+	if fa.approved != 1 || len(fa.decided) != 2 || fa.decided[0] != "a1 true alice confirmed ex-employee" || fa.decided[1] != "a1 false api " {
+		t.Errorf("approved %d, decided %q", fa.approved, fa.decided)
 	}
 }

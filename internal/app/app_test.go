@@ -14,6 +14,7 @@ import (
 	"github.com/haechi-sec/haechi/internal/app"
 	"github.com/haechi-sec/haechi/internal/config"
 	"github.com/haechi-sec/haechi/internal/event"
+	"github.com/haechi-sec/haechi/internal/respond"
 	"github.com/haechi-sec/haechi/internal/store"
 )
 
@@ -88,6 +89,30 @@ func TestServe(t *testing.T) {
 		t.Fatalf("alerts %v", dets)
 	}
 
+	// Response planned the default playbooks' actions, in dry-run.
+	var acts struct {
+		Actions []struct{ Kind, Target, State string }
+	}
+	deadline = time.Now().Add(15 * time.Second)
+	found := false
+	for !found && time.Now().Before(deadline) {
+		resp, err := http.Get(base + "/v1/actions?limit=1000")
+		if err != nil {
+			t.Fatal(err)
+		}
+		json.NewDecoder(resp.Body).Decode(&acts)
+		resp.Body.Close()
+		for _, a := range acts.Actions {
+			if a.Kind == "revoke_key" && a.Target == "auth-2022-11" && a.State == "dry_run" {
+				found = true
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if !found {
+		t.Errorf("no dry-run revoke_key for auth-2022-11 among %+v", acts.Actions)
+	}
+
 	resp, err = http.Get(base + "/metrics")
 	if err != nil {
 		t.Fatal(err)
@@ -117,6 +142,9 @@ func TestServe(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer st.Close()
+	if broken, err := respond.VerifyAudit(context.Background(), st); err != nil {
+		t.Errorf("audit log: broken at %d: %v", broken, err)
+	}
 	if n, err := st.CountAlerts(context.Background()); err != nil || n != len(list.Alerts) {
 		t.Fatalf("stored alerts after shutdown: %d %v", n, err)
 	}

@@ -29,8 +29,8 @@ import (
 	"github.com/haechi-sec/haechi/internal/detect/volume"
 	"github.com/haechi-sec/haechi/internal/engine"
 	"github.com/haechi-sec/haechi/internal/enrich"
-	"github.com/haechi-sec/haechi/internal/ledger"
 	"github.com/haechi-sec/haechi/internal/event"
+	"github.com/haechi-sec/haechi/internal/ledger"
 )
 
 // PipelineOptions configure NewPipeline.
@@ -46,7 +46,7 @@ type PipelineOptions struct {
 	// Ledger, if set, records which records every principal, key, source,
 	// network and country touched; Run runs and closes it.
 	Ledger *ledger.Ledger
-	Clock     clock.Clock
+	Clock  clock.Clock
 	// Logger (nil → discard) and Registerer (nil → no metrics).
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer

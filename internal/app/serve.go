@@ -22,6 +22,7 @@ import (
 	"github.com/haechi-sec/haechi/internal/engine"
 	"github.com/haechi-sec/haechi/internal/event"
 	"github.com/haechi-sec/haechi/internal/ledger"
+	"github.com/haechi-sec/haechi/internal/respond"
 	"github.com/haechi-sec/haechi/internal/store"
 )
 
@@ -68,11 +69,27 @@ func Serve(ctx context.Context, opts ServeOptions) (err error) {
 	if err != nil {
 		return fmt.Errorf("ledger: %w", err)
 	}
+	// Response: alerts → planned actions (outbox, audit) → signed webhooks.
+	planner, err := respond.NewPlanner(cfg.Respond)
+	if err != nil {
+		return fmt.Errorf("respond: %w", err)
+	}
+	dispatcher, err := respond.NewDispatcher(st, cfg.Respond, respond.DispatcherOptions{Logger: log})
+	if err != nil {
+		return fmt.Errorf("respond: %w", err)
+	}
+	responder := respond.NewResponder(st, planner, respond.ResponderOptions{OnWritten: dispatcher.Wake, Logger: log})
+	respCtx, stopResp := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopResp()
+	respDone := make(chan struct{}, 2)
+	go func() { _ = responder.Run(respCtx); respDone <- struct{}{} }()
+	go func() { _ = dispatcher.Run(respCtx); respDone <- struct{}{} }()
+	log.Info("respond", "mode", cfg.Respond.Mode, "receivers", len(cfg.Respond.Receivers))
 	p, err := NewPipeline(PipelineOptions{
 		Ledger:    led,
 		Config:    cfg,
 		CanaryIDs: opts.CanaryIDs,
-		Sinks: []alert.Sink{StoreSink(w, log), alert.SinkFunc(func(c alert.Change, a event.Alert) {
+		Sinks: []alert.Sink{StoreSink(w, log), responder, alert.SinkFunc(func(c alert.Change, a event.Alert) {
 			if c == alert.Raised {
 				log.Warn("alert raised", "id", a.ID, "severity", a.Severity.String(), "entity", a.Entity.String(), "title", a.Title)
 			}
@@ -113,6 +130,8 @@ func Serve(ctx context.Context, opts ServeOptions) (err error) {
 			NextInput:    func() uint32 { return inputs.Add(1) },
 			Alerts:       st,
 			Scope:        st,
+			Actions:      st,
+			OnApprove:    dispatcher.Wake,
 			MaxBodyBytes: cfg.Ingest.MaxBodyBytes,
 			MaxLineBytes: cfg.Ingest.MaxLineBytes,
 			Gatherer:     reg,
@@ -173,6 +192,15 @@ loop:
 	if err := w.Close(); err != nil && serveErr == nil {
 		serveErr = fmt.Errorf("flush store: %w", err)
 	}
+	if err := responder.Close(); err != nil && serveErr == nil {
+		serveErr = fmt.Errorf("respond: %w", err)
+	}
+	if err := dispatcher.Close(); err != nil && serveErr == nil {
+		serveErr = fmt.Errorf("respond: %w", err)
+	}
+	stopResp()
+	<-respDone
+	<-respDone
 	stopWriter()
 	<-writerDone
 	log.Info("stopped")

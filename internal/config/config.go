@@ -35,6 +35,7 @@ package config
 
 import (
 	"fmt"
+	"github.com/haechi-sec/haechi/internal/respond"
 	"os"
 	"time"
 )
@@ -51,6 +52,9 @@ type Config struct {
 	Alerts    Alerts    `yaml:"alerts"`
 	GeoIP     GeoIP     `yaml:"geoip"`
 	Detectors Detectors `yaml:"detectors"`
+	// Respond is automatic response: playbooks, guardrails, receivers
+	// (see package respond).
+	Respond respond.Config `yaml:"respond"`
 }
 
 // GeoIP points at MaxMind-format databases used to fill source.geo and
@@ -267,7 +271,8 @@ func Default() Config {
 			MaxBodyBytes: 16 << 20,
 			MaxLineBytes: 1 << 20,
 		},
-		Alerts: Alerts{Window: Duration(time.Hour), MaxSpan: Duration(24 * time.Hour), MinScore: 40},
+		Respond: respond.DefaultConfig(),
+		Alerts:  Alerts{Window: Duration(time.Hour), MaxSpan: Duration(24 * time.Hour), MinScore: 40},
 		Detectors: Detectors{
 			TerminatedIdentity: TerminatedIdentity{Enabled: true},
 			Canary:             Canary{Enabled: true},

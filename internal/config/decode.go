@@ -1,6 +1,7 @@
 package config
 
 import (
+	"encoding"
 	"errors"
 	"fmt"
 	"math"
@@ -160,7 +161,10 @@ const maxDepth = 64
 // keys ("billion laughs") fail fast here, before go-yaml expands them.
 const maxVisits = 100_000
 
-var durationType = reflect.TypeFor[Duration]()
+var (
+	durationType        = reflect.TypeFor[Duration]()
+	textUnmarshalerType = reflect.TypeFor[encoding.TextUnmarshaler]()
+)
 
 // resolve strips anchors and follows aliases. It returns nil for
 // an alias to an unknown anchor (go-yaml reports that itself).
@@ -255,7 +259,39 @@ func (c *checker) check(n ast.Node, t reflect.Type, path string) error {
 			return bad(`a duration like "5m" or "7d"`)
 		}
 	}
+	if t != durationType && reflect.PointerTo(t).Implements(textUnmarshalerType) {
+		// A type that parses its own text (another package's duration or
+		// enum): it must be a plain string that parses.
+		sn, ok := n.(*ast.StringNode)
+		if !ok {
+			return bad("a string")
+		}
+		if err := reflect.New(t).Interface().(encoding.TextUnmarshaler).UnmarshalText([]byte(sn.Value)); err != nil {
+			return posError(c.name, orig.GetToken(), path, err.Error())
+		}
+		return nil
+	}
 	switch t.Kind() {
+	case reflect.Map:
+		if t.Key().Kind() != reflect.String {
+			return fmt.Errorf("config: internal error: map key %s at %s", t.Key(), path)
+		}
+		var pairs []*ast.MappingValueNode
+		switch v := n.(type) {
+		case *ast.MappingNode:
+			pairs = v.Values
+		case *ast.MappingValueNode:
+			pairs = []*ast.MappingValueNode{v}
+		default:
+			return bad("a mapping")
+		}
+		for _, kv := range pairs {
+			key := kv.Key.String()
+			if err := c.check(kv.Value, t.Elem(), path+"."+key); err != nil {
+				return err
+			}
+		}
+		return nil
 	case reflect.Struct:
 		return c.checkStruct(n, t, path, bad)
 	case reflect.Slice:

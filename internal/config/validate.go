@@ -1,7 +1,9 @@
 package config
 
 import (
+	"errors"
 	"fmt"
+	"github.com/haechi-sec/haechi/internal/respond"
 	"net"
 	"strconv"
 	"strings"
@@ -134,6 +136,16 @@ func (c *Config) Validate() error {
 	}
 	if sf.Factor < 1 {
 		add("detectors.source_fanout.factor", "must be at least 1, got %v", sf.Factor)
+	}
+	if err := c.Respond.Validate(); err != nil {
+		var ve *respond.ValidationError
+		if errors.As(err, &ve) {
+			for _, prob := range ve.Problems {
+				p = append(p, "respond."+prob)
+			}
+		} else {
+			add("respond", "%v", err)
+		}
 	}
 
 	if len(p) > 0 {
