@@ -91,9 +91,10 @@ func (c *Context) Shard() int { return c.shard }
 // it: no event older than this is expected (later ones are marked Late).
 func (c *Context) Watermark() time.Time { return c.watermark }
 
-// Earliest returns the earliest event time the engine has seen so far (the
-// same on every shard for a given batch): the start of what haechi has
-// watched. State that existed before it (a token minted before haechi
+// Earliest returns the earliest event time the engine has seen so far,
+// reference data excepted (the same on every shard for a given batch; roster and key-inventory
+// events do not count, they are often dated long before): the start of
+// what haechi has watched. State that existed before it (a token minted before haechi
 // started) cannot be known; detectors use this to stay honest about it.
 func (c *Context) Earliest() time.Time { return c.earliest }
 

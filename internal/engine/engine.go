@@ -318,7 +318,9 @@ func (e *Engine) route() {
 			if ev.Time.After(maxSeen) {
 				maxSeen = ev.Time
 			}
-			if minSeen.IsZero() || ev.Time.Before(minSeen) {
+			// Reference data (roster, key inventory) is dated in the past
+			// without meaning haechi watched then: only activity counts.
+			if ev.Dataset != event.DatasetRoster && ev.Dataset != event.DatasetKeys && (minSeen.IsZero() || ev.Time.Before(minSeen)) {
 				minSeen = ev.Time
 			}
 			for d, det := range e.dets {
