@@ -115,9 +115,11 @@ func Serve(ctx context.Context, opts ServeOptions) (err error) {
 	}
 
 	var inputs atomic.Uint32
+	var lastIngest atomic.Int64 // wall clock of the last ingest request
 	srv := &http.Server{
 		Handler: api.New(api.Options{
 			Ingest: func(evs []event.Event) error {
+				lastIngest.Store(time.Now().UnixNano())
 				err := p.TrySubmit(evs)
 				switch {
 				case errors.Is(err, engine.ErrFull):
@@ -159,10 +161,14 @@ func Serve(ctx context.Context, opts ServeOptions) (err error) {
 		opts.Ready(base)
 	}
 
-	// Live event time: the watermark follows the wall clock (minus the
-	// allowed lateness) so windows close and timers fire while traffic is
-	// quiet.
+	// Live event time: while events arrive, they drive the watermark; once
+	// ingest has been quiet for a moment, the watermark follows the wall
+	// clock (minus the allowed lateness) so windows close and timers fire.
+	// Advancing from the wall clock during ingest would break event time
+	// for events that are legitimately behind it (a producer catching up,
+	// the demo playing a past fortnight): every mint would look expired.
 	lateness := cfg.Engine.AllowedLateness.D()
+	const quiet = 2 * time.Second
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	var serveErr error
@@ -175,7 +181,9 @@ loop:
 			serveErr = fmt.Errorf("http server: %w", err)
 			break loop
 		case t := <-tick.C:
-			p.Engine.AdvanceTo(t.Add(-lateness).UTC())
+			if t.Sub(time.Unix(0, lastIngest.Load())) >= quiet {
+				p.Engine.AdvanceTo(t.Add(-lateness).UTC())
+			}
 		}
 	}
 
