@@ -13,6 +13,7 @@ import (
 
 	"github.com/haechi-sec/haechi/internal/decode"
 	"github.com/haechi-sec/haechi/internal/eval"
+	"github.com/haechi-sec/haechi/internal/respond"
 	"github.com/haechi-sec/haechi/internal/sim"
 	"github.com/haechi-sec/haechi/internal/truth"
 )
@@ -23,6 +24,7 @@ type evalCmd struct {
 	Truth         string   `placeholder:"FILE" help:"Ground truth of --events."`
 	JSON          bool     `name:"json" help:"Print the scorecard as one JSON object."`
 	CanaryRecords []string `name:"canary-records" sep:"," placeholder:"ID,..." help:"Canary record ids (added to detectors.canary.records)."`
+	Response      string   `enum:"enforce,off" default:"enforce" help:"Score containment by the response playbooks at event time (enforce), or count exposure up to the first alert (off)."`
 }
 
 func (c *evalCmd) Run(e *env) error {
@@ -32,6 +34,10 @@ func (c *evalCmd) Run(e *env) error {
 	}
 	if e.g.LogLevel == "" {
 		cfg.Log.Level = "warn"
+	}
+	cfg.Respond.Mode = respond.ModeOff
+	if c.Response == "enforce" {
+		cfg.Respond.Mode = respond.ModeEnforce
 	}
 	if err := validate(&cfg); err != nil {
 		return err

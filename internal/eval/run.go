@@ -11,6 +11,7 @@ import (
 	"github.com/haechi-sec/haechi/internal/config"
 	"github.com/haechi-sec/haechi/internal/decode"
 	"github.com/haechi-sec/haechi/internal/event"
+	"github.com/haechi-sec/haechi/internal/respond"
 	"github.com/haechi-sec/haechi/internal/truth"
 )
 
@@ -70,7 +71,14 @@ func Run(ctx context.Context, cfg config.Config, canaryIDs []string, t *truth.Tr
 	if runErr != nil {
 		return Scorecard{}, runErr
 	}
-	return Score(t, obs, alerts), nil
+	if cfg.Respond.Mode != respond.ModeEnforce {
+		return Score(t, obs, alerts), nil
+	}
+	cs, err := Containments(cfg.Respond, alerts)
+	if err != nil {
+		return Scorecard{}, err
+	}
+	return ScoreWithResponse(t, obs, alerts, cs, true), nil
 }
 
 func feed(ctx context.Context, p *app.Pipeline, obs *Observer, r io.Reader, maxLine int,

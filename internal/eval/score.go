@@ -21,6 +21,9 @@ type Scorecard struct {
 	Days       float64 `json:"days"`
 	// Alerts is the number of distinct alerts the pipeline raised.
 	Alerts int `json:"alerts"`
+	// Response says whether containment by the response playbooks
+	// (enforce mode, at event time) was scored.
+	Response bool `json:"response"`
 }
 
 // ScenarioScore scores one attack scenario.
@@ -32,11 +35,19 @@ type ScenarioScore struct {
 	// detected.
 	TimeToDetectSeconds *float64 `json:"time_to_detect_seconds"`
 	// RecordsExposedBeforeContainment counts distinct records read by
-	// malicious events at or before the first attributed alert (until a
-	// response stage exists, the alert is the containment); every record
-	// touched when not detected.
+	// malicious events before the first containment action that covers one
+	// of the attacker's entities (with response scored; every record
+	// touched when nothing contained it), or — when the scorecard is
+	// computed without response — at or before the first attributed alert.
 	RecordsExposedBeforeContainment int `json:"records_exposed_before_containment"`
-	RecordsTouched                  int `json:"records_touched"`
+	// RecordsExposedBeforeDetection counts the records read at or before
+	// the first attributed alert (all touched when not detected).
+	RecordsExposedBeforeDetection int `json:"records_exposed_before_detection"`
+	// ContainedAt is the event time of the first containment covering the
+	// attacker, and ContainedBy its action kind; absent without one.
+	ContainedAt    *time.Time `json:"contained_at,omitempty"`
+	ContainedBy    string     `json:"contained_by,omitempty"`
+	RecordsTouched int        `json:"records_touched"`
 	// Alerts attributed to the scenario, by time.
 	Alerts []AlertRef `json:"alerts"`
 }
@@ -93,6 +104,15 @@ const minDays = 1.0 / 24
 // entry's entities or its evidence cites one of that entry's event ids,
 // otherwise ordinary.
 func Score(t *truth.Truth, obs *Observer, alerts []event.Alert) Scorecard {
+	return ScoreWithResponse(t, obs, alerts, nil, false)
+}
+
+// ScoreWithResponse is Score with the containment actions the response
+// would take: records exposed are counted up to the first containment that
+// covers the scenario's attacker entities (all of them when none does).
+// With response false, containments are ignored and the first alert
+// stands in for containment, as in Score.
+func ScoreWithResponse(t *truth.Truth, obs *Observer, alerts []event.Alert, containments []Containment, response bool) Scorecard {
 	if t == nil {
 		t = &truth.Truth{}
 	}
@@ -173,7 +193,12 @@ func Score(t *truth.Truth, obs *Observer, alerts []event.Alert) Scorecard {
 
 	for i, s := range t.Scenarios {
 		scoreScenario(&sc.Scenarios[i], s, obs)
+		sc.Scenarios[i].RecordsExposedBeforeDetection = sc.Scenarios[i].RecordsExposedBeforeContainment
+		if response {
+			containScenario(&sc.Scenarios[i], s, obs, containments)
+		}
 	}
+	sc.Response = response
 	return sc
 }
 
@@ -307,4 +332,41 @@ func rate(n, identities int, days float64) float64 {
 		return 0
 	}
 	return float64(n) * 10000 / float64(identities) / max(days, minDays)
+}
+
+// containScenario sets containment: the first containment whose target is
+// one of the scenario's attacker entities, and the records malicious
+// events read strictly before it.
+func containScenario(ss *ScenarioScore, s truth.Scenario, obs *Observer, cs []Containment) {
+	var at time.Time
+	by := ""
+	for _, c := range cs {
+		if slices.Contains(s.AttackerEntities, c.Target) && (at.IsZero() || c.Time.Before(at)) {
+			at, by = c.Time, c.Kind
+		}
+	}
+	if at.IsZero() {
+		ss.RecordsExposedBeforeContainment = ss.RecordsTouched
+		return
+	}
+	ss.ContainedAt, ss.ContainedBy = &at, by
+	exposed := map[string]struct{}{}
+	seen := false
+	for _, id := range s.MaliciousEventIDs {
+		m := obs.mal[id]
+		if m == nil || !m.seen {
+			continue
+		}
+		seen = true
+		if m.time.Before(at) {
+			for _, r := range m.records {
+				exposed[r] = struct{}{}
+			}
+		}
+	}
+	if !seen {
+		ss.RecordsExposedBeforeContainment = ss.RecordsTouched
+		return
+	}
+	ss.RecordsExposedBeforeContainment = len(exposed)
 }

@@ -295,3 +295,27 @@ func TestWriteText(t *testing.T) {
 		}
 	}
 }
+
+func TestScoreWithResponse(t *testing.T) {
+	tr := synthTruth()
+	obs := synthObserver(tr)
+	alerts := []event.Alert{mkAlert("al1", 60, "d1", principal("x"))}
+	// Contained at a3's time (120 s): a1 and a2 were read before it.
+	cs := []eval.Containment{
+		{Time: at(500), Kind: "block_source", Target: source("10.9.9.9")}, // not an attacker entity
+		{Time: at(120), Kind: "disable_identity", Target: principal("x")},
+	}
+	sc := eval.ScoreWithResponse(tr, obs, alerts, cs, true)
+	a := sc.Scenarios[0]
+	if a.ContainedAt == nil || !a.ContainedAt.Equal(at(120)) || a.ContainedBy != "disable_identity" || a.RecordsExposedBeforeContainment != 3 || a.RecordsExposedBeforeDetection != 3 {
+		t.Errorf("a: %+v", a)
+	}
+	// Not contained: every record touched was exposed.
+	b := sc.Scenarios[1]
+	if b.ContainedAt != nil || b.RecordsExposedBeforeContainment != b.RecordsTouched {
+		t.Errorf("b: %+v", b)
+	}
+	if !sc.Response {
+		t.Error("Response not set")
+	}
+}

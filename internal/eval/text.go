@@ -26,7 +26,11 @@ func (s Scorecard) WriteText(w io.Writer) error {
 	fmt.Fprintf(ew, "Scenarios: %d of %d detected\n", detected, len(s.Scenarios))
 	if len(s.Scenarios) > 0 {
 		tw := tabwriter.NewWriter(ew, 0, 0, 2, ' ', 0)
-		fmt.Fprintln(tw, "  SCENARIO\tDETECTED\tTIME TO DETECT\tRECORDS EXPOSED/TOUCHED\tALERTS\tFIRST ALERT")
+		exposedHead := "EXPOSED BEFORE DETECTION/TOUCHED"
+		if s.Response {
+			exposedHead = "CONTAINED BY\tEXPOSED BEFORE CONTAINMENT/DETECTION/TOUCHED"
+		}
+		fmt.Fprintf(tw, "  SCENARIO\tDETECTED\tTIME TO DETECT\t%s\tALERTS\tFIRST ALERT\n", exposedHead)
 		for _, sc := range s.Scenarios {
 			det, ttd, first := "no", "—", "—"
 			if sc.Detected {
@@ -39,8 +43,15 @@ func (s Scorecard) WriteText(w io.Writer) error {
 				a := sc.Alerts[0]
 				first = a.Detector + " " + a.Entity.String()
 			}
-			fmt.Fprintf(tw, "  %s\t%s\t%s\t%d/%d\t%d\t%s\n", sc.Name, det, ttd,
-				sc.RecordsExposedBeforeContainment, sc.RecordsTouched, len(sc.Alerts), first)
+			exposed := fmt.Sprintf("%d/%d", sc.RecordsExposedBeforeContainment, sc.RecordsTouched)
+			if s.Response {
+				by := "—"
+				if sc.ContainedAt != nil {
+					by = sc.ContainedBy + " @ " + sc.ContainedAt.UTC().Format("01-02 15:04:05")
+				}
+				exposed = fmt.Sprintf("%s\t%d/%d/%d", by, sc.RecordsExposedBeforeContainment, sc.RecordsExposedBeforeDetection, sc.RecordsTouched)
+			}
+			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%d\t%s\n", sc.Name, det, ttd, exposed, len(sc.Alerts), first)
 		}
 		tw.Flush()
 	}
