@@ -34,6 +34,8 @@ type scorecard struct {
 		Detected                        bool     `json:"detected"`
 		TimeToDetectSeconds             *float64 `json:"time_to_detect_seconds"`
 		RecordsExposedBeforeContainment int      `json:"records_exposed_before_containment"`
+		RecordsExposedBeforeDetection   int      `json:"records_exposed_before_detection"`
+		ContainedBy                     string   `json:"contained_by"`
 		Alerts                          []any    `json:"alerts"`
 	} `json:"scenarios"`
 	FalsePositives struct {
@@ -56,8 +58,11 @@ func TestEvalEventsAndTruth(t *testing.T) {
 	}
 	insider, unseen := sc.Scenarios[0], sc.Scenarios[1]
 	// The terminated-identity finding is at the first malicious event's
-	// time: detected at once, with the records of that event exposed.
-	if !insider.Detected || insider.TimeToDetectSeconds == nil || *insider.TimeToDetectSeconds != 0 || insider.RecordsExposedBeforeContainment != 2 {
+	// time: detected at once, with the records of that event exposed; the
+	// default playbook disables the identity at that moment, so nothing is
+	// read before containment.
+	if !insider.Detected || insider.TimeToDetectSeconds == nil || *insider.TimeToDetectSeconds != 0 ||
+		insider.RecordsExposedBeforeDetection != 2 || insider.RecordsExposedBeforeContainment != 0 || insider.ContainedBy != "disable_identity" {
 		t.Errorf("insider: %+v", insider)
 	}
 	if unseen.Detected || unseen.TimeToDetectSeconds != nil || unseen.RecordsExposedBeforeContainment != 1 {
