@@ -3,6 +3,8 @@ package cli
 import (
 	"bufio"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -16,6 +18,7 @@ import (
 	"github.com/haechi-sec/haechi/internal/app"
 	"github.com/haechi-sec/haechi/internal/eval"
 	"github.com/haechi-sec/haechi/internal/event"
+	"github.com/haechi-sec/haechi/internal/respond"
 	"github.com/haechi-sec/haechi/internal/sim"
 )
 
@@ -57,6 +60,27 @@ func (c *demoCmd) Run(e *env) (err error) {
 	}
 	ids, err := canaryIDs(cfg, []string{demoCanary})
 	if err != nil {
+		return err
+	}
+	// The simulated company's gateway receives haechi's containment
+	// webhooks and enforces them; response runs in enforce mode.
+	secretBytes := make([]byte, 32)
+	if _, err := rand.Read(secretBytes); err != nil {
+		return err
+	}
+	secret := hex.EncodeToString(secretBytes)
+	gw, err := newDemoGateway(secret)
+	if err != nil {
+		return fmt.Errorf("demo gateway: %w", err)
+	}
+	defer gw.close()
+	cfg.Respond.Mode = respond.ModeEnforce
+	cfg.Respond.Secret, cfg.Respond.SecretEnv = secret, ""
+	cfg.Respond.Receivers = map[string]respond.Receiver{}
+	for _, k := range []string{respond.KindRevokeKey, respond.KindRevokeToken, respond.KindBlockSource, respond.KindDisableIdentity} {
+		cfg.Respond.Receivers[k] = respond.Receiver{URL: gw.url}
+	}
+	if err := validate(&cfg); err != nil {
 		return err
 	}
 	// The simulated fortnight ends now, so its events read as recent.
@@ -119,7 +143,12 @@ func (c *demoCmd) Run(e *env) (err error) {
 	var posted atomic.Int64
 	done := make(chan struct{})
 	go c.narrate(ctx, out, base, opts.Start, &simTime, &posted, done)
-	n, err := postLive(ctx, base, pr, opts.Start, speed, func(ev *event.Event) { obs.Observe(ev); posted.Add(1) })
+	n, err := postLive(ctx, base, pr, opts.Start, speed, func(ev *event.Event, line []byte) []byte {
+		line = gw.filter(ev, line) // after a containment, the gateway refuses
+		obs.Observe(ev)
+		posted.Add(1)
+		return line
+	})
 	close(done)
 	pr.CloseWithError(context.Canceled)
 	if err != nil {
@@ -130,7 +159,11 @@ func (c *demoCmd) Run(e *env) (err error) {
 		return stop(err)
 	}
 	sc := eval.Score(tr, obs, alerts)
-	fmt.Fprintf(out, "\nfed %d events; %d alerts. The scorecard (from the alerts and the simulator's ground truth):\n\n", n, len(alerts))
+	applied, refused, badSig, keys, principals, sources := gw.stats()
+	fmt.Fprintf(out, "\nfed %d events; %d alerts. haechi's response (enforce mode) sent %d containment webhooks to the company's gateway (signatures checked, %d bad):\n",
+		n, len(alerts), applied, badSig)
+	fmt.Fprintf(out, "  revoked keys %v, disabled identities %v, blocked sources %d — %d requests refused afterwards.\n", keys, principals, sources, refused)
+	fmt.Fprintf(out, "The scorecard (alerts vs the simulator's ground truth; records touched are what the attackers really got):\n\n")
 	if err := sc.WriteText(out); err != nil {
 		return stop(err)
 	}

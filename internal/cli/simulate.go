@@ -167,11 +167,12 @@ func progressPrinter(e *env, what string) func(int64, time.Time) {
 }
 
 // postLive paces NDJSON lines by their event time at speed× real time and
-// posts them to base/v1/events in batches, retrying on 429. observe, if
-// not nil, sees every event that decodes (before it is posted). Pacing
-// starts at start: earlier events (reference data dated before the
-// simulated period) are posted at once.
-func postLive(ctx context.Context, base string, r io.Reader, start time.Time, speed float64, observe func(*event.Event)) (int64, error) {
+// posts them to base/v1/events in batches, retrying on 429. transform, if
+// not nil, sees every event that decodes before it is posted and returns
+// the line to post in its place (the demo's gateway refuses contained
+// requests this way). Pacing starts at start: earlier events (reference
+// data dated before the simulated period) are posted at once.
+func postLive(ctx context.Context, base string, r io.Reader, start time.Time, speed float64, transform func(*event.Event, []byte) []byte) (int64, error) {
 	base = strings.TrimRight(base, "/")
 	br := bufio.NewReaderSize(r, 1<<20)
 	dec := decode.NewDecoder()
@@ -215,8 +216,8 @@ func postLive(ctx context.Context, base string, r io.Reader, start time.Time, sp
 		line, err := br.ReadBytes('\n')
 		if len(line) > 0 {
 			if derr := dec.Decode(bytes.TrimRight(line, "\r\n"), &ev); derr == nil {
-				if observe != nil {
-					observe(&ev)
+				if transform != nil {
+					line = transform(&ev, line)
 				}
 				due := wall.Add(time.Duration(float64(ev.Time.Sub(start)) / speed))
 				if d := time.Until(due); d > 0 {
