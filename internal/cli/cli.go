@@ -35,6 +35,7 @@ type cliRoot struct {
 	Demo     demoCmd     `cmd:"" help:"Start a live demo on a free loopback port with sample traffic and show what haechi detects."`
 	Simulate simulateCmd `cmd:"" help:"Generate a synthetic company's traffic with injected breaches, and its ground truth."`
 	Eval     evalCmd     `cmd:"" help:"Score the detectors: simulate (or read --events and --truth), run the pipeline, print the scorecard."`
+	Report   reportCmd   `cmd:"" help:"The incident report of an alert: timeline, scope, actions and the regulators' clocks."`
 	Actions  actionsCmd  `cmd:"" help:"Response actions: list, approve, reject."`
 	Audit    auditCmd    `cmd:"" help:"The tamper-evident audit log: verify, export."`
 	Scope    scopeCmd    `cmd:"" help:"Exactly which records a key, principal, source, network, country or alert touched (from the access ledger)."`

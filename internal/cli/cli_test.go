@@ -262,3 +262,39 @@ func TestScopeAfterReplay(t *testing.T) {
 		t.Errorf("unknown alert: exit %d\n%s", code, stderr)
 	}
 }
+
+func TestReport(t *testing.T) {
+	data := filepath.Join(t.TempDir(), "data")
+	code, stdout, stderr := run(t, "replay", "--data-dir", data, contractPath)
+	if code != 0 {
+		t.Fatalf("replay: exit %d\n%s", code, stderr)
+	}
+	forged := byDetector(alerts(t, stdout))["token_provenance"].ID
+	code, md, stderr := run(t, "report", "--data-dir", data, "--alert", forged, "--aware-at", "2025-06-27T09:00:00+09:00")
+	if code != 0 {
+		t.Fatalf("report: exit %d\n%s", code, stderr)
+	}
+	for _, want := range []string{
+		"| Korea Network Act | KISA / Ministry of Science and ICT | report the breach | 2025-06-28 00:00:00 UTC | yes",
+		"| Korea PIPA (PIPC report) | Personal Information Protection Commission (PIPC) | report the breach | 2025-06-30 00:00:00 UTC | yes — access from outside",
+		"| EU GDPR Art. 33 | lead supervisory authority | notify the personal data breach | 2025-06-30 00:00:00 UTC | yes",
+		"2025-07-03 00:00:00 UTC", // SEC: four business days from a Friday
+		"2 distinct records touched by `key:auth-2022-11`",
+	} {
+		if !strings.Contains(md, want) {
+			t.Errorf("report lacks %q:\n%s", want, md)
+		}
+	}
+	code, html, _ := run(t, "report", "--data-dir", data, "--alert", forged, "--format", "html")
+	if code != 0 || !strings.Contains(html, "<!doctype html>") || !strings.Contains(html, "Regulators") {
+		t.Errorf("html report: exit %d", code)
+	}
+	code, js, _ := run(t, "report", "--data-dir", data, "--alert", forged, "--format", "json")
+	var r struct{ Clocks []struct{ Applies bool } }
+	if code != 0 || json.Unmarshal([]byte(js), &r) != nil || len(r.Clocks) != 5 {
+		t.Errorf("json report: exit %d, %d clocks", code, len(r.Clocks))
+	}
+	if code, _, stderr := run(t, "report", "--data-dir", data, "--alert", "al-nope"); code != 2 || !strings.Contains(stderr, "al-nope") {
+		t.Errorf("unknown alert: exit %d\n%s", code, stderr)
+	}
+}

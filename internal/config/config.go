@@ -35,6 +35,7 @@ package config
 
 import (
 	"fmt"
+	"github.com/haechi-sec/haechi/internal/report"
 	"github.com/haechi-sec/haechi/internal/respond"
 	"os"
 	"time"
@@ -55,6 +56,15 @@ type Config struct {
 	// Respond is automatic response: playbooks, guardrails, receivers
 	// (see package respond).
 	Respond respond.Config `yaml:"respond"`
+	// Report configures incident reports.
+	Report Report `yaml:"report"`
+}
+
+// Report configures incident reports (haechi report).
+type Report struct {
+	// Regimes are the regulators' notification clocks, counted from the
+	// moment of awareness. Replacing the list replaces the defaults.
+	Regimes []report.Regime `yaml:"regimes"`
 }
 
 // GeoIP points at MaxMind-format databases used to fill source.geo and
@@ -272,6 +282,7 @@ func Default() Config {
 			MaxLineBytes: 1 << 20,
 		},
 		Respond: respond.DefaultConfig(),
+		Report:  Report{Regimes: report.DefaultRegimes()},
 		Alerts:  Alerts{Window: Duration(time.Hour), MaxSpan: Duration(24 * time.Hour), MinScore: 40},
 		Detectors: Detectors{
 			TerminatedIdentity: TerminatedIdentity{Enabled: true},

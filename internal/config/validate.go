@@ -137,6 +137,18 @@ func (c *Config) Validate() error {
 	if sf.Factor < 1 {
 		add("detectors.source_fanout.factor", "must be at least 1, got %v", sf.Factor)
 	}
+	for i, rg := range c.Report.Regimes {
+		path := fmt.Sprintf("report.regimes[%d]", i)
+		if strings.TrimSpace(rg.Name) == "" {
+			add(path+".name", "must not be empty")
+		}
+		if (rg.Hours > 0) == (rg.BusinessDays > 0) {
+			add(path, "set exactly one of hours and business_days (positive)")
+		}
+		if rg.Hours < 0 || rg.BusinessDays < 0 || rg.MinSubjects < 0 {
+			add(path, "hours, business_days and min_subjects must not be negative")
+		}
+	}
 	if err := c.Respond.Validate(); err != nil {
 		var ve *respond.ValidationError
 		if errors.As(err, &ve) {

@@ -1,0 +1,65 @@
+package cli
+
+import (
+	"encoding/json"
+	"errors"
+	"os"
+	"time"
+
+	"github.com/haechi-sec/haechi/internal/report"
+	"github.com/haechi-sec/haechi/internal/store"
+)
+
+type reportCmd struct {
+	Alert   string `required:"" placeholder:"ID" help:"The alert to report on."`
+	Format  string `enum:"md,html,json" default:"md" help:"md, html (self-contained, prints well) or json."`
+	AwareAt string `placeholder:"TIME" help:"When the organisation became aware (RFC 3339; default: the alert's time). The regulators' clocks start here."`
+	Out     string `short:"o" placeholder:"FILE" help:"Write here (default stdout)."`
+}
+
+func (c *reportCmd) Run(e *env) (err error) {
+	cfg, err := e.loadConfig()
+	if err != nil {
+		return err
+	}
+	var aware time.Time
+	if c.AwareAt != "" {
+		if aware, err = time.Parse(time.RFC3339, c.AwareAt); err != nil {
+			return usageError{errors.New("--aware-at: want an RFC 3339 time, e.g. 2025-06-25T10:30:00+09:00")}
+		}
+	}
+	st, err := e.openStore()
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	r, err := report.Build(e.ctx, st, c.Alert, aware, cfg.Report.Regimes, time.Now())
+	if errors.Is(err, store.ErrNotFound) {
+		return usageError{err}
+	}
+	if err != nil {
+		return err
+	}
+	w := e.stdout
+	if c.Out != "" && c.Out != "-" {
+		f, err := os.Create(c.Out)
+		if err != nil {
+			return err
+		}
+		defer func() {
+			if cerr := f.Close(); err == nil {
+				err = cerr
+			}
+		}()
+		w = f
+	}
+	switch c.Format {
+	case "html":
+		return r.WriteHTML(w)
+	case "json":
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(r)
+	}
+	return r.WriteMarkdown(w)
+}
