@@ -11,10 +11,14 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/haechi-sec/haechi/internal/alert"
 	"github.com/haechi-sec/haechi/internal/decode"
 	"github.com/haechi-sec/haechi/internal/eval"
+	"github.com/haechi-sec/haechi/internal/event"
+	"github.com/haechi-sec/haechi/internal/ledger"
 	"github.com/haechi-sec/haechi/internal/respond"
 	"github.com/haechi-sec/haechi/internal/sim"
+	"github.com/haechi-sec/haechi/internal/store"
 	"github.com/haechi-sec/haechi/internal/truth"
 )
 
@@ -25,6 +29,7 @@ type evalCmd struct {
 	JSON          bool     `name:"json" help:"Print the scorecard as one JSON object."`
 	CanaryRecords []string `name:"canary-records" sep:"," placeholder:"ID,..." help:"Canary record ids (added to detectors.canary.records)."`
 	Response      string   `enum:"enforce,off" default:"enforce" help:"Score containment by the response playbooks at event time (enforce), or count exposure up to the first alert (off)."`
+	Store         bool     `help:"Keep the run's alerts and access ledger in --data-dir, so scope and report can inspect it afterwards (slower: the ledger is written)."`
 }
 
 func (c *evalCmd) Run(e *env) error {
@@ -58,6 +63,29 @@ func (c *evalCmd) Run(e *env) error {
 	}
 	start := time.Now()
 	var sc eval.Scorecard
+	run := eval.RunOptions{Config: cfg, CanaryIDs: ids, OnReject: onReject}
+	if c.Store {
+		st, err := store.Open(e.ctx, cfg.DataDir, store.Options{})
+		if err != nil {
+			return err
+		}
+		defer st.Close()
+		// A scored run is written once a simulated day: far fewer rewrites
+		// of busy rows than the live default of ten minutes.
+		if run.Ledger, err = ledger.Open(e.ctx, st, ledger.Options{FlushEvery: 24 * time.Hour, MaxDirty: 8 << 20}); err != nil {
+			return fmt.Errorf("ledger: %w", err)
+		}
+		w := store.NewWriter(st, store.WriterOptions{})
+		wctx, cancel := context.WithCancel(context.WithoutCancel(e.ctx))
+		done := make(chan error, 1)
+		go func() { done <- w.Run(wctx) }()
+		defer func() { _ = w.Close(); cancel(); <-done }()
+		run.Sinks = []alert.Sink{alert.SinkFunc(func(ch alert.Change, a event.Alert) {
+			if ch == alert.Closed {
+				_ = w.Put(context.Background(), a)
+			}
+		})}
+	}
 	if c.Events != "" {
 		tr, err := truth.Load(c.Truth)
 		if err != nil {
@@ -72,7 +100,8 @@ func (c *evalCmd) Run(e *env) error {
 		if err != nil {
 			return err
 		}
-		sc, err = eval.Run(e.ctx, cfg, ids, tr, r, onReject, nil)
+		run.Truth, run.Events = tr, r
+		sc, err = eval.RunWith(e.ctx, run)
 		if err != nil {
 			return err
 		}
@@ -96,7 +125,8 @@ func (c *evalCmd) Run(e *env) error {
 			}
 			pw.CloseWithError(err)
 		}()
-		sc, err = eval.Run(e.ctx, cfg, ids, tr, pr, onReject, nil)
+		run.Truth, run.Events = tr, pr
+		sc, err = eval.RunWith(e.ctx, run)
 		pr.CloseWithError(context.Canceled)
 		if err != nil {
 			return err

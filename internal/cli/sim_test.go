@@ -89,3 +89,48 @@ func TestEvalSimulated(t *testing.T) {
 		t.Fatalf("want all six scenarios, got %+v", sc.Scenarios)
 	}
 }
+
+// TestEvalThenScope: a stored eval run can be scoped exactly: the forged
+// tokens' key touched exactly the records the ground truth says the
+// ghost-key attacker read.
+func TestEvalThenScope(t *testing.T) {
+	if testing.Short() {
+		t.Skip("simulates two days")
+	}
+	data := filepath.Join(t.TempDir(), "data")
+	code, stdout, stderr := run(t, "eval", "--json", "--store", "--data-dir", data, "--days", "3", "--customers", "3000", "--scenarios", "ghost-key", "--response", "off")
+	if code != 0 {
+		t.Fatalf("eval: exit %d\n%s", code, stderr)
+	}
+	var sc struct {
+		Scenarios []struct {
+			RecordsTouched int `json:"records_touched"`
+			Alerts         []struct {
+				ID       string `json:"id"`
+				Detector string `json:"detector"`
+				Entity   struct{ Kind string }
+			} `json:"alerts"`
+		} `json:"scenarios"`
+	}
+	if err := json.Unmarshal([]byte(stdout), &sc); err != nil || len(sc.Scenarios) != 1 {
+		t.Fatalf("%v\n%s", err, stdout)
+	}
+	id := ""
+	for _, a := range sc.Scenarios[0].Alerts {
+		if a.Detector == "token_provenance" && a.Entity.Kind == "key" {
+			id = a.ID
+			break
+		}
+	}
+	if id == "" {
+		t.Fatalf("no alert on the forged tokens' key: %+v", sc.Scenarios[0].Alerts)
+	}
+	code, out, stderr := run(t, "scope", "--json", "--data-dir", data, "--alert", id)
+	if code != 0 {
+		t.Fatalf("scope: exit %d\n%s", code, stderr)
+	}
+	var res struct{ Total int }
+	if err := json.Unmarshal([]byte(out), &res); err != nil || res.Total != sc.Scenarios[0].RecordsTouched {
+		t.Fatalf("scope total %d, ground truth %d (%v)", res.Total, sc.Scenarios[0].RecordsTouched, err)
+	}
+}

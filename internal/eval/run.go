@@ -11,6 +11,7 @@ import (
 	"github.com/haechi-sec/haechi/internal/config"
 	"github.com/haechi-sec/haechi/internal/decode"
 	"github.com/haechi-sec/haechi/internal/event"
+	"github.com/haechi-sec/haechi/internal/ledger"
 	"github.com/haechi-sec/haechi/internal/respond"
 	"github.com/haechi-sec/haechi/internal/truth"
 )
@@ -32,6 +33,27 @@ const eventsInput = 1
 // drained and the error returned with a zero Scorecard.
 func Run(ctx context.Context, cfg config.Config, canaryIDs []string, t *truth.Truth, events io.Reader,
 	onReject func(*decode.LineError), progress func(n int64)) (Scorecard, error) {
+	return RunWith(ctx, RunOptions{Config: cfg, CanaryIDs: canaryIDs, Truth: t, Events: events, OnReject: onReject, Progress: progress})
+}
+
+// RunOptions configure RunWith: Run's arguments, plus more alert sinks
+// (the store writer, to keep the run's alerts) and a ledger (to keep whose
+// records were touched), so a scored run can be inspected with `scope` and
+// `report` afterwards.
+type RunOptions struct {
+	Config    config.Config
+	CanaryIDs []string
+	Truth     *truth.Truth
+	Events    io.Reader
+	OnReject  func(*decode.LineError)
+	Progress  func(n int64)
+	Sinks     []alert.Sink
+	Ledger    *ledger.Ledger
+}
+
+// RunWith is Run with options.
+func RunWith(ctx context.Context, o RunOptions) (Scorecard, error) {
+	cfg, canaryIDs, t, events, onReject, progress := o.Config, o.CanaryIDs, o.Truth, o.Events, o.OnReject, o.Progress
 	// Closed alerts, last per ID: a late finding can reopen a closed alert,
 	// which is then closed again with the same ID.
 	var alerts []event.Alert
@@ -50,8 +72,9 @@ func Run(ctx context.Context, cfg config.Config, canaryIDs []string, t *truth.Tr
 	p, err := app.NewPipeline(app.PipelineOptions{
 		Config:    cfg,
 		CanaryIDs: canaryIDs,
-		Sinks:     []alert.Sink{sink},
+		Sinks:     append([]alert.Sink{sink}, o.Sinks...),
 		InputName: func(uint32) string { return "events" },
+		Ledger:    o.Ledger,
 	})
 	if err != nil {
 		return Scorecard{}, err
