@@ -1,16 +1,14 @@
 package ledger
 
 import (
-	"encoding/binary"
-	"net/netip"
 	"strconv"
-	"sync/atomic"
 	"time"
 
 	"github.com/RoaringBitmap/roaring/v2"
 
 	"github.com/haechi-sec/haechi/internal/engine"
 	"github.com/haechi-sec/haechi/internal/event"
+	"github.com/haechi-sec/haechi/internal/netname"
 )
 
 // Entity kinds of the shard keys not defined by package event.
@@ -25,7 +23,7 @@ type Detector struct {
 	kind  event.EntityKind
 	name  string
 	l     *Ledger
-	names *nameCache
+	names *netname.Cache
 }
 
 var _ engine.Detector = (*Detector)(nil)
@@ -41,10 +39,10 @@ func (l *Ledger) Detector(dim Dimension) *Detector {
 		d.kind = event.EntitySigningKey
 	case Source:
 		d.kind = event.EntitySource
-		d.names = &nameCache{}
+		d.names = &netname.Cache{}
 	case Network:
 		d.kind = EntityNetwork
-		d.names = &nameCache{}
+		d.names = &netname.Cache{}
 	case Country:
 		d.kind = EntityCountry
 	default:
@@ -85,12 +83,12 @@ func (d *Detector) Key(ev *event.Event) (event.EntityKey, bool) {
 		if !ev.Source.IP.IsValid() {
 			return event.EntityKey{}, false
 		}
-		v = d.names.address(ev.Source.IP)
+		v = d.names.Address(ev.Source.IP)
 	case Network:
 		if !ev.Source.IP.IsValid() {
 			return event.EntityKey{}, false
 		}
-		v = d.names.network(ev.Source)
+		v = d.names.Network(ev.Source)
 	case Country:
 		v = ev.Source.Country
 	}
@@ -188,68 +186,4 @@ func (s *shard) handoff() {
 	s.d.l.send(handoff{dim: s.d.dim, cells: s.cells})
 	s.cells = map[cellKey]*cell{}
 	s.dirty = 0
-}
-
-// nameCache renders source addresses and network names ("AS4766",
-// "203.0.113.0/24") without allocating on a hit: a direct-mapped table of
-// immutable entries, safe for the router to share.
-type nameCache struct {
-	slots [4096]atomic.Pointer[nameEntry]
-}
-
-type nameEntry struct {
-	addr netip.Addr // address entries
-	key  [17]byte   // network entries
-	name string
-}
-
-func (c *nameCache) slot(b []byte) *atomic.Pointer[nameEntry] {
-	h := uint64(14695981039346656037)
-	for _, x := range b {
-		h = (h ^ uint64(x)) * 1099511628211
-	}
-	return &c.slots[h%uint64(len(c.slots))]
-}
-
-func (c *nameCache) address(a netip.Addr) string {
-	b := a.As16()
-	slot := c.slot(b[:])
-	if e := slot.Load(); e != nil && e.addr == a {
-		return e.name
-	}
-	name := a.String()
-	slot.Store(&nameEntry{addr: a, name: name})
-	return name
-}
-
-func (c *nameCache) network(src event.Source) string {
-	var k [17]byte
-	switch {
-	case src.ASN != 0:
-		k[0] = 'a'
-		binary.BigEndian.PutUint32(k[1:], src.ASN)
-	case src.IP.Is4() || src.IP.Is4In6():
-		k[0] = '4'
-		ip := src.IP.Unmap().As4()
-		copy(k[1:], ip[:3])
-	default:
-		k[0] = '6'
-		ip := src.IP.As16()
-		copy(k[1:], ip[:8])
-	}
-	slot := c.slot(k[:])
-	if e := slot.Load(); e != nil && e.key == k {
-		return e.name
-	}
-	var name string
-	switch k[0] {
-	case 'a':
-		name = "AS" + strconv.FormatUint(uint64(src.ASN), 10)
-	case '4':
-		name = netip.PrefixFrom(src.IP.Unmap(), 24).Masked().String()
-	default:
-		name = netip.PrefixFrom(src.IP, 64).Masked().String()
-	}
-	slot.Store(&nameEntry{key: k, name: name})
-	return name
 }

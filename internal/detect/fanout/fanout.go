@@ -41,17 +41,16 @@
 package fanout
 
 import (
-	"encoding/binary"
 	"fmt"
 	"math"
-	"math/bits"
 	"net/netip"
 	"strconv"
-	"sync/atomic"
 	"time"
 
+	"github.com/haechi-sec/haechi/internal/detect/baseline"
 	"github.com/haechi-sec/haechi/internal/engine"
 	"github.com/haechi-sec/haechi/internal/event"
+	"github.com/haechi-sec/haechi/internal/netname"
 )
 
 // Name is the detector's stable name.
@@ -112,7 +111,7 @@ const (
 // Detector is the source fan-out detector.
 type Detector struct {
 	opts  Options
-	names nameCache
+	names netname.Cache
 }
 
 var _ engine.Detector = (*Detector)(nil)
@@ -132,7 +131,7 @@ func (d *Detector) Key(ev *event.Event) (event.EntityKey, bool) {
 	if !ev.Source.IP.IsValid() || !ev.IsActivity() {
 		return event.EntityKey{}, false
 	}
-	return event.EntityKey{Kind: EntityNetwork, ID: d.names.network(ev.Source)}, true
+	return event.EntityKey{Kind: EntityNetwork, ID: d.names.Network(ev.Source)}, true
 }
 
 // NewShard implements engine.Detector.
@@ -148,7 +147,7 @@ type shard struct {
 type network struct {
 	start time.Time // current window start
 	addrs map[netip.Addr]*addrWindow
-	hist  [33]float64 // log₂ buckets of per-address distinct principals per window
+	hist  baseline.Log2Hist // per-address distinct principals per window
 	own   map[netip.Addr]*ownHistory
 	asOrg string
 }
@@ -287,12 +286,10 @@ func (s *shard) login(c *engine.Context, key event.EntityKey, n *network, a *add
 // history and the network's histogram, and a new window starts.
 func (n *network) roll(start time.Time, window time.Duration) {
 	if !n.start.IsZero() {
-		for i := range n.hist {
-			n.hist[i] *= decay
-		}
+		n.hist.Decay(decay)
 		for addr, a := range n.addrs {
 			c := float64(len(a.principals))
-			n.hist[bits.Len32(uint32(c))]++
+			n.hist.Add(uint64(c))
 			o := n.own[addr]
 			if o == nil {
 				o = &ownHistory{}
@@ -322,74 +319,9 @@ func (n *network) baseline(addr netip.Addr) (own, peer float64) {
 	if o := n.own[addr]; o != nil {
 		own = o.max
 	}
-	var total float64
-	for _, w := range n.hist {
-		total += w
-	}
-	if total < minPeers {
-		return own, 0
-	}
-	var cum float64
-	for b, w := range n.hist {
-		cum += w
-		if cum >= 0.99*total {
-			if b == 0 {
-				return own, 0
-			}
-			return own, float64(uint64(1)<<b - 1) // the bucket's upper bound
-		}
-	}
-	return own, 0
+	return own, n.hist.Quantile(0.99, minPeers)
 }
 
 func count0(f float64) string {
 	return strconv.FormatFloat(math.Round(f), 'f', 0, 64)
-}
-
-// nameCache renders network names ("AS4766", "203.0.113.0/24") without
-// allocating on a hit: a direct-mapped table of immutable entries, safe
-// for the router to share.
-type nameCache struct {
-	slots [4096]atomic.Pointer[nameEntry]
-}
-
-type nameEntry struct {
-	key  [17]byte
-	name string
-}
-
-func (c *nameCache) network(src event.Source) string {
-	var k [17]byte
-	switch {
-	case src.ASN != 0:
-		k[0] = 'a'
-		binary.BigEndian.PutUint32(k[1:], src.ASN)
-	case src.IP.Is4() || src.IP.Is4In6():
-		k[0] = '4'
-		ip := src.IP.Unmap().As4()
-		copy(k[1:], ip[:3])
-	default:
-		k[0] = '6'
-		ip := src.IP.As16()
-		copy(k[1:], ip[:8])
-	}
-	h := uint64(14695981039346656037)
-	for _, b := range k {
-		h = (h ^ uint64(b)) * 1099511628211
-	}
-	slot := &c.slots[h%uint64(len(c.slots))]
-	if e := slot.Load(); e != nil && e.key == k {
-		return e.name
-	}
-	var name string
-	switch k[0] {
-	case 'a':
-		name = "AS" + strconv.FormatUint(uint64(src.ASN), 10)
-	case '4':
-		name = netip.PrefixFrom(src.IP.Unmap(), 24).Masked().String()
-	default:
-		name = netip.PrefixFrom(src.IP, 64).Masked().String()
-	}
-	slot.Store(&nameEntry{key: k, name: name})
-	return name
 }

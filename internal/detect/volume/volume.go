@@ -37,10 +37,10 @@ package volume
 import (
 	"fmt"
 	"math"
-	"math/bits"
 	"strconv"
 	"time"
 
+	"github.com/haechi-sec/haechi/internal/detect/baseline"
 	"github.com/haechi-sec/haechi/internal/engine"
 	"github.com/haechi-sec/haechi/internal/event"
 )
@@ -129,7 +129,7 @@ type role struct {
 	start time.Time
 	ids   map[string]*window
 	own   map[string]*history
-	hist  [40]float64
+	hist  baseline.Log2Hist // per-identity distinct records per window
 }
 
 type window struct {
@@ -254,12 +254,10 @@ func (s *shard) evidence(c *engine.Context, w *window, ev *event.Event) []string
 // and the role's histogram.
 func (r *role) roll(start time.Time, window time.Duration) {
 	if !r.start.IsZero() {
-		for i := range r.hist {
-			r.hist[i] *= peerDecay
-		}
+		r.hist.Decay(peerDecay)
 		for id, w := range r.ids {
 			n := float64(len(w.records))
-			r.hist[bits.Len64(uint64(n))]++
+			r.hist.Add(uint64(n))
 			h := r.own[id]
 			if h == nil {
 				h = &history{}
@@ -278,26 +276,7 @@ func (r *role) roll(start time.Time, window time.Duration) {
 
 // p99 is the upper bound of the histogram bucket holding the role's 99th
 // percentile, or 0 without enough history.
-func (r *role) p99() float64 {
-	var total float64
-	for _, w := range r.hist {
-		total += w
-	}
-	if total < minPeers {
-		return 0
-	}
-	var cum float64
-	for b, w := range r.hist {
-		cum += w
-		if cum >= 0.99*total {
-			if b == 0 {
-				return 0
-			}
-			return float64(uint64(1)<<b - 1)
-		}
-	}
-	return 0
-}
+func (r *role) p99() float64 { return r.hist.Quantile(0.99, minPeers) }
 
 // hash is FNV-1a 64 over the record type and id.
 func hash(typ, id string) uint64 {

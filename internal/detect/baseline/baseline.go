@@ -1,0 +1,54 @@
+// Package baseline holds the small statistics detectors share to judge an
+// entity against its peers: a decaying histogram of counts in
+// power-of-two buckets, cheap enough to keep per network or per role, and
+// robust (a quantile's bucket, not a mean) against the heavy tails of
+// access counts.
+package baseline
+
+import "math/bits"
+
+// Log2Hist counts observations in power-of-two buckets: bucket b holds the
+// counts n with bits.Len64(n) == b, i.e. [2^(b−1), 2^b − 1] (bucket 0 holds
+// 0). Weights decay with Decay, so old windows count for less. The zero
+// value is empty and ready to use; it is not safe for concurrent use.
+type Log2Hist struct {
+	bins  [65]float64
+	total float64
+}
+
+// Add records one observation of n.
+func (h *Log2Hist) Add(n uint64) {
+	h.bins[bits.Len64(n)]++
+	h.total++
+}
+
+// Decay multiplies every weight by f (0 < f ≤ 1).
+func (h *Log2Hist) Decay(f float64) {
+	for i := range h.bins {
+		h.bins[i] *= f
+	}
+	h.total *= f
+}
+
+// Weight is the total (decayed) number of observations.
+func (h *Log2Hist) Weight() float64 { return h.total }
+
+// Quantile returns the upper bound of the bucket holding the q-quantile
+// (0 < q ≤ 1), or 0 when the histogram weighs less than minWeight (too
+// little history to say) or the quantile is in bucket 0.
+func (h *Log2Hist) Quantile(q, minWeight float64) float64 {
+	if h.total < minWeight || h.total == 0 {
+		return 0
+	}
+	var cum float64
+	for b, w := range h.bins {
+		cum += w
+		if cum >= q*h.total {
+			if b == 0 {
+				return 0
+			}
+			return float64(uint64(1)<<b - 1)
+		}
+	}
+	return 0
+}
