@@ -493,7 +493,7 @@ func TestAuditTamperDetected(t *testing.T) {
 		t.Fatal(err)
 	}
 	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
-	if len(lines) < 6 { // 2 × planned, attempted, delivered
+	if len(lines) < 7 { // the alert, then 2 × planned, attempted, delivered
 		t.Fatalf("audit has %d entries:\n%s", len(lines), buf.String())
 	}
 	var kinds []string
@@ -504,7 +504,7 @@ func TestAuditTamperDetected(t *testing.T) {
 		}
 		kinds = append(kinds, r.Kind)
 	}
-	if kinds[0] != "planned" || kinds[len(kinds)-1] != "delivered" {
+	if kinds[0] != "alert" || kinds[1] != "planned" || kinds[len(kinds)-1] != "delivered" {
 		t.Errorf("kinds = %v", kinds)
 	}
 

@@ -178,6 +178,13 @@ func (r *Responder) write(ctx context.Context, batch []event.Alert, maxAttempts 
 	var acts []Action
 	for _, a := range batch {
 		acts = append(acts, r.planner.Plan(a)...)
+		// The alert itself goes into the audit log, so the chain shows what
+		// each action answered (raised, or raised again at a higher severity).
+		detail := map[string]any{"alert": a.ID, "entity": a.Entity.String(), "detector": a.Detector,
+			"severity": a.Severity.String(), "title": a.Title, "time": a.Time}
+		if err := r.st.AppendAudit(context.WithoutCancel(ctx), r.now(), "alert", "", detail); err != nil {
+			r.log.Error("respond: audit alert", "alert", a.ID, "err", err)
+		}
 	}
 	if len(acts) == 0 {
 		return nil
