@@ -280,6 +280,7 @@ func TestReport(t *testing.T) {
 		"| EU GDPR Art. 33 | lead supervisory authority | notify the personal data breach | 2025-06-30 00:00:00 UTC | yes",
 		"2025-07-03 00:00:00 UTC", // SEC: four business days from a Friday
 		"2 distinct records touched by `key:auth-2022-11`",
+		"| revoke_key | auth-2022-11 | dry_run | dry-run mode |", // replay plans the response at event time
 	} {
 		if !strings.Contains(md, want) {
 			t.Errorf("report lacks %q:\n%s", want, md)
@@ -293,6 +294,12 @@ func TestReport(t *testing.T) {
 	var r struct{ Clocks []struct{ Applies bool } }
 	if code != 0 || json.Unmarshal([]byte(js), &r) != nil || len(r.Clocks) != 5 {
 		t.Errorf("json report: exit %d, %d clocks", code, len(r.Clocks))
+	}
+	if code, out, _ := run(t, "actions", "--data-dir", data, "--state", "dry_run"); code != 0 || !strings.Contains(out, "revoke_key") {
+		t.Errorf("actions list: exit %d\n%s", code, out)
+	}
+	if code, out, _ := run(t, "audit", "verify", "--data-dir", data); code != 0 || !strings.Contains(out, "intact") {
+		t.Errorf("audit verify: exit %d\n%s", code, out)
 	}
 	if code, _, stderr := run(t, "report", "--data-dir", data, "--alert", "al-nope"); code != 2 || !strings.Contains(stderr, "al-nope") {
 		t.Errorf("unknown alert: exit %d\n%s", code, stderr)

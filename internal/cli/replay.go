@@ -22,6 +22,7 @@ import (
 	"github.com/haechi-sec/haechi/internal/decode"
 	"github.com/haechi-sec/haechi/internal/event"
 	"github.com/haechi-sec/haechi/internal/ledger"
+	"github.com/haechi-sec/haechi/internal/respond"
 	"github.com/haechi-sec/haechi/internal/store"
 )
 
@@ -133,6 +134,25 @@ func (c *replayCmd) Run(e *env) (err error) {
 			return fmt.Errorf("ledger: %w", err)
 		}
 		writer = store.NewWriter(st, store.WriterOptions{Logger: log})
+		// Response is planned at event time and recorded (outbox and audit
+		// log) so `actions` and `report` show what would have been done;
+		// replay delivers no webhooks.
+		planner, err := respond.NewPlanner(cfg.Respond)
+		if err != nil {
+			return usageError{fmt.Errorf("respond: %w", err)}
+		}
+		responder := respond.NewResponder(st, planner, respond.ResponderOptions{Logger: log})
+		rctx, rcancel := context.WithCancel(context.WithoutCancel(e.ctx))
+		rdone := make(chan struct{})
+		go func() { _ = responder.Run(rctx); close(rdone) }()
+		defer func() {
+			if cerr := responder.Close(); cerr != nil && err == nil {
+				err = fmt.Errorf("respond: %w", cerr)
+			}
+			rcancel()
+			<-rdone
+		}()
+		sinks = append(sinks, responder)
 		wctx, cancel := context.WithCancel(context.WithoutCancel(e.ctx))
 		done := make(chan error, 1)
 		go func() { done <- writer.Run(wctx) }()
