@@ -96,13 +96,27 @@ ON CONFLICT (dim, value, day, rtype, field) DO UPDATE SET bitmap = excluded.bitm
 		return err
 	}
 	defer up.Close()
+	ins, err := tx.PrepareContext(ctx, `INSERT INTO ledger (dim, value, day, rtype, field, bitmap, first, last)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (dim, value, day, rtype, field) DO NOTHING`)
+	if err != nil {
+		return err
+	}
+	defer ins.Close()
 	for i := range rows {
 		r := &rows[i]
+		// Most rows of a flush are new (a new day, a new value): one insert.
+		res, err := ins.ExecContext(ctx, r.Dim, r.Value, r.Day, r.RType, r.Field, r.Bitmap, r.First, r.Last)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 1 {
+			continue
+		}
 		var (
 			old         []byte
 			first, last int64
 		)
-		err := sel.QueryRowContext(ctx, r.Dim, r.Value, r.Day, r.RType, r.Field).Scan(&old, &first, &last)
+		err = sel.QueryRowContext(ctx, r.Dim, r.Value, r.Day, r.RType, r.Field).Scan(&old, &first, &last)
 		blob := r.Bitmap
 		switch {
 		case err == sql.ErrNoRows:
