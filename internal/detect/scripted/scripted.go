@@ -35,6 +35,7 @@ import (
 
 	"github.com/haechi-sec/haechi/internal/engine"
 	"github.com/haechi-sec/haechi/internal/event"
+	"github.com/haechi-sec/haechi/internal/netname"
 )
 
 // Name is the detector's stable name.
@@ -70,6 +71,7 @@ type Detector struct {
 	// decoder interns user agents, so it stays small and hot.
 	cache  sync.Map
 	cached atomic.Int32
+	names  netname.Cache
 }
 
 var (
@@ -106,7 +108,7 @@ func (d *Detector) Broadcast(ev *event.Event) bool {
 
 // Key implements engine.Detector: only activity with a scripted user agent
 // and no staff roles is routed, keyed by source address, else principal.
-// It allocates only for scripted requests (the address's text).
+// The address's text comes from a shared cache, so it rarely allocates.
 func (d *Detector) Key(ev *event.Event) (event.EntityKey, bool) {
 	if len(d.markers) == 0 || ev.UserAgent == "" || len(ev.User.Roles) > 0 || !ev.IsActivity() {
 		return event.EntityKey{}, false
@@ -115,7 +117,7 @@ func (d *Detector) Key(ev *event.Event) (event.EntityKey, bool) {
 		return event.EntityKey{}, false
 	}
 	if ev.Source.IP.IsValid() {
-		return event.EntityKey{Kind: event.EntitySource, ID: ev.Source.IP.String()}, true
+		return event.EntityKey{Kind: event.EntitySource, ID: d.names.Address(ev.Source.IP)}, true
 	}
 	return event.EntityKey{Kind: event.EntityPrincipal, ID: ev.User.ID}, true
 }
