@@ -3,7 +3,6 @@ package api
 import (
 	"context"
 	"errors"
-	"fmt"
 	"net/http"
 	"strconv"
 	"time"
@@ -26,13 +25,10 @@ type ActionList struct {
 func (s *Server) handleActions(w http.ResponseWriter, r *http.Request) {
 	v := r.URL.Query()
 	q := store.ActionQuery{State: v.Get("state"), AlertID: v.Get("alert"), Kind: v.Get("kind")}
-	if l := v.Get("limit"); l != "" {
-		n, err := strconv.Atoi(l)
-		if err != nil || n < 1 || n > 1000 {
-			writeError(w, http.StatusBadRequest, fmt.Sprintf("limit: want an integer from 1 to 1000, got %q", l))
-			return
-		}
-		q.Limit = n
+	var err error
+	if q.Limit, err = parseLimit(v.Get("limit")); err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
 	}
 	as, err := s.opts.Actions.ListActions(r.Context(), q)
 	if err != nil {

@@ -269,13 +269,10 @@ type AlertList struct {
 func (s *Server) handleAlerts(w http.ResponseWriter, r *http.Request) {
 	q := store.AlertQuery{WithFindings: true}
 	v := r.URL.Query()
-	if l := v.Get("limit"); l != "" {
-		n, err := strconv.Atoi(l)
-		if err != nil || n < 1 || n > 1000 {
-			writeError(w, http.StatusBadRequest, fmt.Sprintf("limit: want an integer from 1 to 1000, got %q", l))
-			return
-		}
-		q.Limit = n
+	var err error
+	if q.Limit, err = parseLimit(v.Get("limit")); err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
 	}
 	for _, p := range []struct {
 		name string
@@ -329,6 +326,19 @@ func decodeSmallJSON(r *http.Request, v any) error {
 		return nil
 	}
 	return json.NewDecoder(io.LimitReader(r.Body, 64<<10)).Decode(v)
+}
+
+// parseLimit reads a list's limit parameter: "" is 0 (the store's
+// default), otherwise an integer from 1 to 1000.
+func parseLimit(l string) (int, error) {
+	if l == "" {
+		return 0, nil
+	}
+	n, err := strconv.Atoi(l)
+	if err != nil || n < 1 || n > 1000 {
+		return 0, fmt.Errorf("limit: want an integer from 1 to 1000, got %q", l)
+	}
+	return n, nil
 }
 
 type errorBody struct {

@@ -7,6 +7,7 @@ import (
 	"io"
 
 	"github.com/haechi-sec/haechi/internal/decode"
+	"github.com/haechi-sec/haechi/internal/event"
 )
 
 // batchSize is how many decoded events Feed hands to the engine at once.
@@ -22,12 +23,23 @@ type FeedStats struct {
 // Feed decodes NDJSON from r and submits it to the pipeline in batches,
 // waiting when the engine is full (replay never drops). Every rejected line
 // is passed to onReject (which may be nil) and counted; the stream goes on.
-// It returns on EOF, a read error, or ctx's end.
+// It returns on EOF, a read error, or ctx's end (checked between batches).
 func Feed(ctx context.Context, p *Pipeline, r io.Reader, input uint32, maxLine int, onReject func(*decode.LineError)) (FeedStats, error) {
+	return FeedObserved(ctx, p, r, input, maxLine, onReject, nil)
+}
+
+// FeedObserved is Feed with observe (may be nil) called on every decoded
+// event before it is submitted — the scorecard's view of the stream. The
+// event must not be retained.
+func FeedObserved(ctx context.Context, p *Pipeline, r io.Reader, input uint32, maxLine int,
+	onReject func(*decode.LineError), observe func(*event.Event)) (FeedStats, error) {
 	var st FeedStats
 	rd := decode.NewReader(r, input, maxLine)
 	batch := p.NewBatch()
 	flush := func() error {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
 		if len(batch) == 0 {
 			return nil
 		}
@@ -48,6 +60,9 @@ func Feed(ctx context.Context, p *Pipeline, r io.Reader, input uint32, maxLine i
 		switch {
 		case err == nil:
 			st.Events++
+			if observe != nil {
+				observe(&batch[len(batch)-1])
+			}
 			if len(batch) == cap(batch) {
 				if err := flush(); err != nil {
 					st.Lines = rd.Line()

@@ -2,8 +2,6 @@ package eval
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"io"
 
 	"github.com/haechi-sec/haechi/internal/alert"
@@ -106,54 +104,15 @@ func RunWith(ctx context.Context, o RunOptions) (Scorecard, error) {
 
 func feed(ctx context.Context, p *app.Pipeline, obs *Observer, r io.Reader, maxLine int,
 	onReject func(*decode.LineError), progress func(int64)) error {
-	rd := decode.NewReader(r, eventsInput, maxLine)
 	var n int64
-	batch := make([]event.Event, 0, batchSize)
-	flush := func() error {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		if len(batch) == 0 {
-			return nil
-		}
-		if err := p.Submit(ctx, batch); err != nil {
-			return err
-		}
-		n += int64(len(batch))
-		// The pipeline owns the submitted slice from now on.
-		batch = make([]event.Event, 0, batchSize)
-		if progress != nil {
+	_, err := app.FeedObserved(ctx, p, r, eventsInput, maxLine, onReject, func(ev *event.Event) {
+		obs.Observe(ev)
+		if n++; progress != nil && n%batchSize == 0 {
 			progress(n)
 		}
-		return nil
+	})
+	if err == nil && progress != nil && n%batchSize != 0 {
+		progress(n) // the last, partial batch
 	}
-	for {
-		batch = batch[:len(batch)+1]
-		ev := &batch[len(batch)-1]
-		err := rd.Next(ev)
-		if err != nil {
-			batch = batch[:len(batch)-1]
-		}
-		var le *decode.LineError
-		switch {
-		case err == nil:
-			obs.Observe(ev)
-			if len(batch) == cap(batch) {
-				if err := flush(); err != nil {
-					return err
-				}
-			}
-		case errors.As(err, &le):
-			if onReject != nil {
-				onReject(le)
-			}
-		case errors.Is(err, io.EOF):
-			return flush()
-		default:
-			if ferr := flush(); ferr != nil {
-				return ferr
-			}
-			return fmt.Errorf("read: %w", err)
-		}
-	}
+	return err
 }

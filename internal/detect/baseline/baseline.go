@@ -5,7 +5,11 @@
 // access counts.
 package baseline
 
-import "math/bits"
+import (
+	"math"
+	"math/bits"
+	"time"
+)
 
 // Log2Hist counts observations in power-of-two buckets: bucket b holds the
 // counts n with bits.Len64(n) == b, i.e. [2^(b−1), 2^b − 1] (bucket 0 holds
@@ -51,4 +55,23 @@ func (h *Log2Hist) Quantile(q, minWeight float64) float64 {
 		}
 	}
 	return 0
+}
+
+// Peak is an entity's busiest window so far, decaying by a factor for
+// every window since it was last seen, so an old burst fades. The zero
+// value has seen nothing.
+type Peak struct {
+	Max  float64
+	Last time.Time // start of the last window observed
+}
+
+// Observe folds in the count n of the window starting at start (windows
+// are window long): the peak decays by decay per window elapsed since the
+// last observation, then takes n if larger.
+func (p *Peak) Observe(start time.Time, window time.Duration, n, decay float64) {
+	if idle := start.Sub(p.Last) / window; !p.Last.IsZero() && idle > 0 {
+		p.Max *= math.Pow(decay, float64(idle))
+	}
+	p.Max = math.Max(p.Max, n)
+	p.Last = start
 }

@@ -148,7 +148,7 @@ type network struct {
 	start time.Time // current window start
 	addrs map[netip.Addr]*addrWindow
 	hist  baseline.Log2Hist // per-address distinct principals per window
-	own   map[netip.Addr]*ownHistory
+	own   map[netip.Addr]*baseline.Peak
 	asOrg string
 }
 
@@ -165,16 +165,11 @@ type addrWindow struct {
 	failFired        bool
 }
 
-type ownHistory struct {
-	max  float64
-	last time.Time
-}
-
 // Process implements engine.Shard.
 func (s *shard) Process(c *engine.Context, key event.EntityKey, ev *event.Event) {
 	n := s.nets[key.ID]
 	if n == nil {
-		n = &network{addrs: map[netip.Addr]*addrWindow{}, own: map[netip.Addr]*ownHistory{}}
+		n = &network{addrs: map[netip.Addr]*addrWindow{}, own: map[netip.Addr]*baseline.Peak{}}
 		s.nets[key.ID] = n
 	}
 	if ev.Source.ASOrg != "" {
@@ -292,19 +287,13 @@ func (n *network) roll(start time.Time, window time.Duration) {
 			n.hist.Add(uint64(c))
 			o := n.own[addr]
 			if o == nil {
-				o = &ownHistory{}
+				o = &baseline.Peak{}
 				n.own[addr] = o
 			}
-			// Decay for every window the address was idle, then take the max.
-			idle := start.Sub(o.last) / window
-			if !o.last.IsZero() && idle > 0 {
-				o.max *= math.Pow(ownDecay, float64(idle))
-			}
-			o.max = math.Max(o.max, c)
-			o.last = start
+			o.Observe(start, window, c, ownDecay)
 		}
 		for addr, o := range n.own {
-			if start.Sub(o.last) > idleForget {
+			if start.Sub(o.Last) > idleForget {
 				delete(n.own, addr)
 			}
 		}
@@ -317,7 +306,7 @@ func (n *network) roll(start time.Time, window time.Duration) {
 // percentile of per-address counts (0 when it has too little history).
 func (n *network) baseline(addr netip.Addr) (own, peer float64) {
 	if o := n.own[addr]; o != nil {
-		own = o.max
+		own = o.Max
 	}
 	return own, n.hist.Quantile(0.99, minPeers)
 }

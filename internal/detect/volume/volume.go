@@ -128,7 +128,7 @@ type shard struct {
 type role struct {
 	start time.Time
 	ids   map[string]*window
-	own   map[string]*history
+	own   map[string]*baseline.Peak
 	hist  baseline.Log2Hist // per-identity distinct records per window
 }
 
@@ -141,16 +141,11 @@ type window struct {
 	enumFire bool
 }
 
-type history struct {
-	max  float64
-	last time.Time
-}
-
 // Process implements engine.Shard.
 func (s *shard) Process(c *engine.Context, key event.EntityKey, ev *event.Event) {
 	r := s.roles[key.ID]
 	if r == nil {
-		r = &role{ids: map[string]*window{}, own: map[string]*history{}}
+		r = &role{ids: map[string]*window{}, own: map[string]*baseline.Peak{}}
 		s.roles[key.ID] = r
 	}
 	if start := ev.Time.Truncate(s.opts.Window); start.After(r.start) {
@@ -191,7 +186,7 @@ func (s *shard) checkVolume(c *engine.Context, key event.EntityKey, r *role, w *
 	}
 	own := 0.0
 	if h := r.own[ev.User.ID]; h != nil {
-		own = h.max
+		own = h.Max
 	}
 	peer := r.p99()
 	threshold := math.Max(float64(s.opts.Floor), s.opts.Factor*math.Max(own, peer))
@@ -260,14 +255,10 @@ func (r *role) roll(start time.Time, window time.Duration) {
 			r.hist.Add(uint64(n))
 			h := r.own[id]
 			if h == nil {
-				h = &history{}
+				h = &baseline.Peak{}
 				r.own[id] = h
 			}
-			if idle := start.Sub(h.last) / window; !h.last.IsZero() && idle > 0 {
-				h.max *= math.Pow(ownDecay, float64(idle))
-			}
-			h.max = math.Max(h.max, n)
-			h.last = start
+			h.Observe(start, window, n, ownDecay)
 		}
 	}
 	clear(r.ids)
