@@ -180,6 +180,12 @@ func (d *Decoder) finish(ev *event.Event) error {
 	if d.fcode != "" {
 		return &LineError{Code: d.fcode, Reason: d.fwhy}
 	}
+	if loc := d.seen & (1<<fLat | 1<<fLon); loc != 0 {
+		if loc != 1<<fLat|1<<fLon {
+			return &LineError{Code: CodeInvalidField, Reason: `invalid "source.geo.location": needs both lat and lon`}
+		}
+		ev.Source.Located = true
+	}
 	if ev.Time.IsZero() || ev.Dataset == "" || ev.Action == "" {
 		return missing(ev)
 	}
@@ -415,6 +421,9 @@ func (d *Decoder) field(ev *event.Event, f field, v []byte, escaped bool) {
 	case fStatus, fBodyBytes, fASN:
 		d.integer(ev, f, v)
 		return
+	case fLat, fLon:
+		d.degrees(ev, f, v)
+		return
 	}
 
 	// The remaining fields are strings.
@@ -511,6 +520,8 @@ func (d *Decoder) field(ev *event.Event, f field, v []byte, escaped bool) {
 		ev.Key.ID = d.intern(b)
 	case fKeyStatus:
 		ev.Key.Status = d.intern(b)
+	case fProvider:
+		ev.Provider = d.intern(b)
 
 	// High-cardinality strings: allocated.
 	case fEventID:
@@ -559,6 +570,41 @@ func (d *Decoder) intern(b []byte) string {
 type sliceEntry struct {
 	raw string
 	val []string
+}
+
+// degrees interprets a latitude or longitude: a JSON number (or a string
+// holding one) within ±90 or ±180.
+func (d *Decoder) degrees(ev *event.Event, f field, v jsontext.Value) {
+	b := []byte(v)
+	if v[0] == '"' {
+		var err error
+		if b, err = d.unquote(v); err != nil {
+			d.fail(f, err.Error())
+			return
+		}
+		if len(b) == 0 {
+			d.seen &^= 1 << f // empty string: absent
+			return
+		}
+	} else if kindName(v) != "number" {
+		d.fail(f, "want a number, got "+kindName(v))
+		return
+	}
+	limit := 180.0
+	if f == fLat {
+		limit = 90
+	}
+	x, err := strconv.ParseFloat(string(b), 64)
+	if err != nil || math.IsNaN(x) || x < -limit || x > limit {
+		lim := strconv.FormatFloat(limit, 'f', -1, 64)
+		d.fail(f, "want degrees from -"+lim+" to "+lim+", got "+quoteTrunc(b))
+		return
+	}
+	if f == fLat {
+		ev.Source.Lat = x
+	} else {
+		ev.Source.Lon = x
+	}
 }
 
 // integer decodes a non-negative integer field given as a JSON number or

@@ -217,6 +217,15 @@ func TestDecodeAccepts(t *testing.T) {
 		want func(*event.Event)
 	}{
 		{"minimal", `{` + base + `}`, nil},
+		{"provider and location",
+			`{` + base + `,"event.provider":"s3.amazonaws.com","source":{"geo":{"location":{"lat":37.5665,"lon":"126.978"}}}}`,
+			func(e *event.Event) {
+				e.Provider = "s3.amazonaws.com"
+				e.Source.Located, e.Source.Lat, e.Source.Lon = true, 37.5665, 126.978
+			}},
+		{"location at zero", `{` + base + `,"source.geo.location":{"lat":0,"lon":0}}`,
+			func(e *event.Event) { e.Source.Located = true }},
+		{"empty location strings are absent", `{` + base + `,"source.geo.location":{"lat":"","lon":""}}`, nil},
 		{"dotted keys",
 			`{"@timestamp":"2025-06-24T09:00:03Z","event.dataset":"gateway.access","event.action":"a","user.id":"u1","source.geo.country_iso_code":"KR","http.response.status_code":404}`,
 			func(e *event.Event) { e.User.ID = "u1"; e.Source.Country = "KR"; e.HTTP.StatusCode = 404 }},
@@ -369,6 +378,10 @@ func TestDecodeRejects(t *testing.T) {
 		{"status hex string", `{` + base + `,"http.response.status_code":"0x1p4"}`, CodeInvalidField, `got "0x1p4"`},
 		{"bytes negative", `{` + base + `,"http.response.body.bytes":-1}`, CodeInvalidField, `invalid "http.response.body.bytes"`},
 		{"asn too big", `{` + base + `,"source.as.number":4294967296}`, CodeInvalidField, `invalid "source.as.number"`},
+		{"lat only", `{` + base + `,"source.geo.location.lat":1}`, CodeInvalidField, `needs both lat and lon`},
+		{"lat out of range", `{` + base + `,"source.geo.location":{"lat":91,"lon":0}}`, CodeInvalidField, `invalid "source.geo.location.lat": want degrees from -90 to 90`},
+		{"lon not a number", `{` + base + `,"source.geo.location":{"lat":1,"lon":true}}`, CodeInvalidField, `want a number, got boolean`},
+		{"lon nan", `{` + base + `,"source.geo.location":{"lat":1,"lon":"NaN"}}`, CodeInvalidField, `invalid "source.geo.location.lon"`},
 		{"asn bool", `{` + base + `,"source.as.number":true}`, CodeInvalidField, `want an integer, got boolean`},
 		{"roles number", `{` + base + `,"user.roles":5}`, CodeInvalidField, `invalid "user.roles": want an array of strings or a string, got number`},
 		{"roles element", `{` + base + `,"user.roles":["a",5]}`, CodeInvalidField, `invalid "user.roles": want an array of strings, got an element of type number`},

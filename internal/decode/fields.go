@@ -40,6 +40,9 @@ const (
 	fKeyStatus
 	fKeyRetiredAt
 	fKeyCustodians
+	fProvider
+	fLat
+	fLon
 	numFields
 )
 
@@ -83,6 +86,9 @@ var fieldNames = [numFields]string{
 	fKeyStatus:         "key.status",
 	fKeyRetiredAt:      "key.retired_at",
 	fKeyCustodians:     "key.custodians",
+	fProvider:          "event.provider",
+	fLat:               "source.geo.location.lat",
+	fLon:               "source.geo.location.lon",
 }
 
 // FieldNames returns the dotted names of every field the decoder knows, in
@@ -169,8 +175,14 @@ func lookup(path []byte) (f field, group bool) {
 		return fKeyRetiredAt, false
 	case "key.custodians":
 		return fKeyCustodians, false
+	case "event.provider":
+		return fProvider, false
+	case "source.geo.location.lat":
+		return fLat, false
+	case "source.geo.location.lon":
+		return fLon, false
 	case "event", "user", "source", "source.geo", "source.as",
-		"source.as.organization", "user_agent", "http", "http.request",
+		"source.as.organization", "source.geo.location", "user_agent", "http", "http.request",
 		"http.response", "http.response.body", "url", "token", "records",
 		"identity", "key":
 		return fieldNone, true

@@ -75,6 +75,9 @@ type Event struct {
 	Action  string    // event.action (required)
 	ID      string    // event.id
 	Outcome Outcome   // event.outcome
+	// Provider is ECS event.provider: the service that produced the event
+	// (e.g. CloudTrail's eventSource "s3.amazonaws.com").
+	Provider string
 
 	User      User
 	Source    Source
@@ -107,6 +110,10 @@ type Source struct {
 	Country string // source.geo.country_iso_code
 	ASN     uint32 // source.as.number
 	ASOrg   string // source.as.organization.name
+	// Located reports that Lat and Lon (source.geo.location, degrees) are
+	// set; (0, 0) is a valid point, so Located is the only presence test.
+	Located  bool
+	Lat, Lon float64
 }
 
 // HTTP is ECS http.* (the parts haechi uses).
