@@ -528,3 +528,16 @@ func TestParseIPv4(t *testing.T) {
 }
 
 func itoa(i int) string { return strconv.Itoa(i) }
+
+// The event package's field accessor must know every field the decoder
+// fills, or rules could not read it.
+func TestFieldAccessorCoversDecoder(t *testing.T) {
+	for _, n := range FieldNames() {
+		if _, ok := event.FieldKindOf(n); !ok {
+			t.Errorf("event.Field does not know %q", n)
+		}
+	}
+	if a, b := len(FieldNames()), len(event.FieldNames()); a != b {
+		t.Errorf("decoder knows %d fields, event.Field %d", a, b)
+	}
+}
