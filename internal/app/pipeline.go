@@ -100,12 +100,26 @@ func Detectors(cfg config.Config, canaryIDs []string) []engine.Detector {
 		ds = append(ds, lifecycle.New(lifecycle.Options{Dormancy: il.Dormancy.D()}))
 	}
 	if pg := cfg.Detectors.PrincipalGeo; pg.Enabled {
-		ds = append(ds, geo.New(geo.Options{HostingMarkers: pg.HostingMarkers}))
+		ds = append(ds, geo.New(geo.Options{
+			HostingMarkers: pg.HostingMarkers,
+			MaxSpeed:       pg.MaxSpeedKmh,
+			LocationError:  noneIsNegative(pg.LocationErrorKm),
+			MinTravel:      pg.MinTravelKm,
+		}))
 	}
 	if sf := cfg.Detectors.SourceFanout; sf.Enabled {
 		ds = append(ds, fanout.New(fanout.Options{Window: sf.Window.D(), Floor: sf.Floor, Factor: sf.Factor, FailFloor: sf.FailFloor}))
 	}
 	return ds
+}
+
+// noneIsNegative maps a configured 0 ("no allowance") to the negative
+// value detector options use for it (their 0 means "the default").
+func noneIsNegative(v float64) float64 {
+	if v == 0 {
+		return -1
+	}
+	return v
 }
 
 // NewPipeline builds the pipeline; Run starts it. It opens the GeoIP
@@ -123,6 +137,9 @@ func NewPipeline(opts PipelineOptions) (*Pipeline, error) {
 	if !country || !asn {
 		opts.Logger.Info("geoip: no MaxMind database for country or AS configured; detectors use what events carry in source.geo and source.as",
 			"country_db", country, "asn_db", asn)
+	}
+	if country && !geo.Located() {
+		opts.Logger.Info("geoip: the country database has no locations (not a city database); impossible travel uses only source.geo.location from the events")
 	}
 	if opts.Registerer != nil {
 		registerGeoMetrics(opts.Registerer, geo)
@@ -180,6 +197,7 @@ func registerGeoMetrics(reg prometheus.Registerer, geo *enrich.Geo) {
 	b := map[bool]float64{true: 1}
 	enabled.WithLabelValues("country").Set(b[country])
 	enabled.WithLabelValues("asn").Set(b[asn])
+	enabled.WithLabelValues("location").Set(b[geo.Located()])
 	reg.MustRegister(enabled,
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "haechi_geoip_lookups_total",

@@ -172,6 +172,13 @@ type PrincipalGeo struct {
 	// HostingMarkers are case-insensitive substrings of AS organisation
 	// names that mark cloud, VPS and hosting providers.
 	HostingMarkers []string `yaml:"hosting_markers"`
+	// MaxSpeedKmh is the fastest plausible travel between two located
+	// events of one principal; faster is impossible travel.
+	MaxSpeedKmh float64 `yaml:"max_speed_kmh"`
+	// LocationErrorKm is the geolocation error allowed at each end.
+	LocationErrorKm float64 `yaml:"location_error_km"`
+	// MinTravelKm is the shortest distance judged at all.
+	MinTravelKm float64 `yaml:"min_travel_km"`
 }
 
 // DefaultHostingMarkers mark cloud, VPS and hosting providers by AS
@@ -315,7 +322,10 @@ func Default() Config {
 			},
 			PrincipalGeo: PrincipalGeo{
 				Enabled:        true,
-				HostingMarkers: append([]string(nil), DefaultHostingMarkers...),
+				HostingMarkers:  append([]string(nil), DefaultHostingMarkers...),
+				MaxSpeedKmh:     1000,
+				LocationErrorKm: 100,
+				MinTravelKm:     500,
 			},
 			SourceFanout: SourceFanout{
 				Enabled:   true,

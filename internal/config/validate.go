@@ -105,6 +105,15 @@ func (c *Config) Validate() error {
 			add(fmt.Sprintf("detectors.principal_geo.hosting_markers[%d]", i), "empty marker")
 		}
 	}
+	if pg := c.Detectors.PrincipalGeo; pg.MaxSpeedKmh <= 0 {
+		add("detectors.principal_geo.max_speed_kmh", "must be positive, got %v", pg.MaxSpeedKmh)
+	}
+	if pg := c.Detectors.PrincipalGeo; pg.LocationErrorKm < 0 {
+		add("detectors.principal_geo.location_error_km", "must not be negative, got %v", pg.LocationErrorKm)
+	}
+	if pg := c.Detectors.PrincipalGeo; pg.MinTravelKm <= 0 {
+		add("detectors.principal_geo.min_travel_km", "must be positive, got %v", pg.MinTravelKm)
+	}
 	if d := c.Detectors.IdentityLifecycle.Dormancy; d <= 0 {
 		add("detectors.identity_lifecycle.dormancy", "must be positive, got %s", d)
 	}

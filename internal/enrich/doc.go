@@ -16,7 +16,11 @@
 // for is an error that names the file.
 //
 // [Geo.Enrich] fills ev.Source.Country, ev.Source.ASN and ev.Source.ASOrg
-// only where the event lacks them: values set upstream (by the sender or an
+// — and, from a city database, the location (ev.Source.Located, Lat, Lon,
+// used to judge impossible travel) — only where the event lacks them. The
+// location is filled only when the event's country is the database's (or
+// the database has none): a location that contradicts an upstream country
+// is not invented. Values set upstream win: values set upstream (by the sender or an
 // earlier stage) always win. The AS number and organization are treated as
 // a pair: when the event already carries an AS number, the organization is
 // filled only if the database agrees on the number. Events without a valid

@@ -47,6 +47,9 @@ type Geo struct {
 	// country6 and asn6 report whether the database has an IPv6 tree; an
 	// IPv4-only database cannot answer IPv6 lookups.
 	country6, asn6 bool
+	// located reports that the country database is a city database: its
+	// sampled records carry a location.
+	located bool
 
 	slots []atomic.Pointer[geoEntry] // len is a power of two, or 0
 	mask  uint64
@@ -61,10 +64,12 @@ type Geo struct {
 
 // geoEntry is one cached answer; it is immutable once published.
 type geoEntry struct {
-	addr    netip.Addr
-	country string
-	org     string
-	asn     uint32
+	addr     netip.Addr
+	country  string
+	org      string
+	asn      uint32
+	located  bool
+	lat, lon float64
 }
 
 // countryRecord decodes only the fields enrichment needs from a country or
@@ -74,6 +79,11 @@ type countryRecord struct {
 		ISOCode string `maxminddb:"iso_code"`
 	} `maxminddb:"country"`
 	CountryCode string `maxminddb:"country_code"` // ip-location-db style
+	// Location is present in city databases (GeoLite2-City and the like).
+	Location struct {
+		Latitude  *float64 `maxminddb:"latitude"`
+		Longitude *float64 `maxminddb:"longitude"`
+	} `maxminddb:"location"`
 }
 
 func (r *countryRecord) code() string {
@@ -100,6 +110,7 @@ func OpenGeo(opts GeoOptions) (*Geo, error) {
 			return nil, err
 		}
 		g.country, g.country6 = r, r.Metadata.IPVersion == 6
+		g.located = hasLocation(r)
 	}
 	if opts.ASNDB != "" {
 		r, err := openChecked(opts.ASNDB, "ASN", checkASN)
@@ -179,6 +190,25 @@ func openChecked(path, kind string, check func(maxminddb.Result) (ok bool, err e
 	return r, nil
 }
 
+// hasLocation reports whether any of the first records of r carries a
+// location (a city database).
+func hasLocation(r *maxminddb.Reader) bool {
+	seen := 0
+	for res := range r.Networks() {
+		var rec countryRecord
+		if res.Err() != nil || res.Decode(&rec) != nil {
+			return false
+		}
+		if rec.Location.Latitude != nil && rec.Location.Longitude != nil {
+			return true
+		}
+		if seen++; seen >= sampleRecords {
+			break
+		}
+	}
+	return false
+}
+
 func checkCountry(res maxminddb.Result) (bool, error) {
 	var rec countryRecord
 	if err := res.Decode(&rec); err != nil {
@@ -222,6 +252,11 @@ func (g *Geo) Enabled() (country, asn bool) {
 	return g.country != nil, g.asn != nil
 }
 
+// Located reports whether the country database is a city database whose
+// records carry locations (so impossible travel can be judged from
+// addresses alone).
+func (g *Geo) Located() bool { return g != nil && g.located }
+
 // Stats returns the number of address lookups, how many were answered from
 // the cache (hits) and how many consulted the databases (misses);
 // lookups == hits + misses. Events that needed nothing are not counted.
@@ -251,13 +286,19 @@ func (g *Geo) Enrich(ev *event.Event) {
 	}
 	src := &ev.Source
 	wantCountry := g.country != nil && src.Country == ""
+	wantLocation := g.located && !src.Located
 	wantAS := g.asn != nil && (src.ASN == 0 || src.ASOrg == "")
-	if !wantCountry && !wantAS || !src.IP.IsValid() {
+	if !wantCountry && !wantLocation && !wantAS || !src.IP.IsValid() {
 		return
 	}
 	e := g.lookup(src.IP)
 	if wantCountry && e.country != "" {
 		src.Country = e.country
+	}
+	// The location goes with the country it was looked up with: an
+	// upstream country that disagrees keeps the event unlocated.
+	if wantLocation && e.located && (src.Country == e.country || e.country == "") {
+		src.Located, src.Lat, src.Lon = true, e.lat, e.lon
 	}
 	if wantAS && e.asn != 0 {
 		switch {
@@ -305,6 +346,10 @@ func (g *Geo) resolve(key netip.Addr) *geoEntry {
 		var rec countryRecord
 		if res := g.country.Lookup(key); res.Found() && res.Decode(&rec) == nil {
 			e.country = normCountry(rec.code())
+			if la, lo := rec.Location.Latitude, rec.Location.Longitude; la != nil && lo != nil &&
+				*la >= -90 && *la <= 90 && *lo >= -180 && *lo <= 180 {
+				e.located, e.lat, e.lon = true, *la, *lo
+			}
 		}
 	}
 	if g.asn != nil && (g.asn6 || !v6) {

@@ -476,3 +476,46 @@ func BenchmarkEnrich(b *testing.B) {
 		})
 	})
 }
+
+func TestEnrichCityLocation(t *testing.T) {
+	dir := t.TempDir()
+	city := func(cc string, lat, lon float64) mmdbtype.Map {
+		return mmdbtype.Map{
+			"country":  mmdbtype.Map{"iso_code": mmdbtype.String(cc)},
+			"location": mmdbtype.Map{"latitude": mmdbtype.Float64(lat), "longitude": mmdbtype.Float64(lon), "accuracy_radius": mmdbtype.Uint16(50)},
+		}
+	}
+	path := writeDB(t, dir, "city.mmdb", "GeoLite2-City", 6, map[string]mmdbtype.DataType{
+		"198.51.100.0/24": city("KR", 37.5665, 126.978),
+		"192.0.2.0/24":    city("US", 0, 0), // (0, 0) is a place, not "absent"
+		"203.0.113.0/24":  countryRec("NL"), // no location
+	})
+	g := openT(t, GeoOptions{CountryDB: path})
+	tests := []struct {
+		name     string
+		ip       string
+		upstream func(*event.Source)
+		want     event.Source
+	}{
+		{"city", "198.51.100.7", nil, event.Source{Country: "KR", Located: true, Lat: 37.5665, Lon: 126.978}},
+		{"zero point", "192.0.2.1", nil, event.Source{Country: "US", Located: true}},
+		{"country only", "203.0.113.1", nil, event.Source{Country: "NL"}},
+		{"upstream location wins", "198.51.100.7", func(s *event.Source) { s.Located, s.Lat, s.Lon = true, 1, 2 },
+			event.Source{Country: "KR", Located: true, Lat: 1, Lon: 2}},
+		{"upstream country disagrees: no location", "198.51.100.7", func(s *event.Source) { s.Country = "JP" },
+			event.Source{Country: "JP"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ev := srcEvent(tt.ip)
+			if tt.upstream != nil {
+				tt.upstream(&ev.Source)
+			}
+			g.Enrich(&ev)
+			tt.want.IP = ev.Source.IP
+			if ev.Source != tt.want {
+				t.Errorf("got %+v, want %+v", ev.Source, tt.want)
+			}
+		})
+	}
+}

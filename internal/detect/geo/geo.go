@@ -26,10 +26,33 @@
 // Staff (roster kind employee or contractor with identity.country) acting
 // from another country is reported once per principal, country and day.
 // There is no travel feed in the contract yet, so travel is not excused.
+//
+// New networks: the autonomous systems a principal has used are kept as
+// four 16-bit fingerprints, with the same cold start as countries. A
+// principal acting from a network it has never used (after its first) is a
+// low-score finding (ScoreNewNetwork, below the alert threshold): people
+// move between home broadband, mobile carriers and office networks, so it
+// only adds context to an alert raised by something else about the same
+// source. After four networks the principal is considered roaming and no
+// more are reported.
+//
+// Impossible travel: for every principal the last located event
+// (source.geo.location, from upstream or a MaxMind City database) is kept.
+// When a later located event is farther than MinTravel away, the speed
+// needed is computed from the great-circle distance less twice the
+// geolocation error allowed (LocationError, per point) — geolocation of an
+// address is often only a city or a country centroid — and reported when
+// it exceeds MaxSpeed (default 1000 km/h, faster than an airliner). Two
+// events in the same autonomous system are never judged: carriers route
+// mobile users through gateways far from them, so a move inside one
+// carrier's network says nothing about the person. Reported at most once
+// per principal per day, about the later event's source address for
+// customers (like new countries) and about the principal for staff.
 package geo
 
 import (
 	"fmt"
+	"math"
 	"strings"
 	"time"
 
@@ -45,10 +68,14 @@ const (
 	KindNewCountry     = "new_country"
 	KindHostingNetwork = "hosting_network"
 	KindStaffAbroad    = "staff_outside_country"
+	KindNewNetwork     = "new_network"
+	KindTravel         = "impossible_travel"
 
 	ScoreNewCountry     = 35 // low: travel is common; it counts with other findings
 	ScoreHostingNetwork = 55
 	ScoreStaffAbroad    = 60
+	ScoreNewNetwork     = 25 // context only: networks change every day
+	ScoreTravel         = 60
 )
 
 const day = 24 * time.Hour
@@ -59,18 +86,43 @@ type Options struct {
 	// (case-insensitive substrings; empty → no hosting findings). The
 	// maintained default list is config.DefaultHostingMarkers.
 	HostingMarkers []string
+	// MaxSpeed is the fastest plausible travel in km/h (default 1000).
+	MaxSpeed float64
+	// LocationError is the geolocation error allowed per located event,
+	// in km (0: default 100; negative: none); twice it is subtracted from
+	// every distance.
+	LocationError float64
+	// MinTravel is the shortest distance in km that is judged at all
+	// (default 500), so neighbouring cities never count.
+	MinTravel float64
+}
+
+func (o *Options) defaults() {
+	if o.MaxSpeed <= 0 {
+		o.MaxSpeed = 1000
+	}
+	if o.LocationError < 0 {
+		o.LocationError = 0
+	} else if o.LocationError == 0 {
+		o.LocationError = 100
+	}
+	if o.MinTravel <= 0 {
+		o.MinTravel = 500
+	}
 }
 
 // Detector is the principal-geo detector.
 type Detector struct {
 	hosting []string
+	opts    Options
 }
 
 var _ engine.Detector = (*Detector)(nil)
 
 // New returns the detector.
 func New(opts Options) *Detector {
-	d := &Detector{}
+	opts.defaults()
+	d := &Detector{opts: opts}
 	for _, s := range opts.HostingMarkers {
 		if s = strings.ToLower(strings.TrimSpace(s)); s != "" {
 			d.hosting = append(d.hosting, s)
@@ -85,7 +137,7 @@ func (d *Detector) Name() string { return Name }
 // Key implements engine.Detector: roster events key on identity.id;
 // located activity on user.id.
 func (d *Detector) Key(ev *event.Event) (event.EntityKey, bool) {
-	if ev.Dataset != event.DatasetRoster && ev.Source.Country == "" && ev.Source.ASOrg == "" {
+	if ev.Dataset != event.DatasetRoster && ev.Source.Country == "" && ev.Source.ASN == 0 && ev.Source.ASOrg == "" && !ev.Source.Located {
 		return event.EntityKey{}, false // not located: neither evidence for nor against
 	}
 	return ev.PrincipalKey()
@@ -96,12 +148,24 @@ func (d *Detector) NewShard() engine.Shard {
 	return &shard{d: d, customers: map[uint64]customer{}, staff: map[string]*staffer{}, hostingVerdict: map[string]bool{}}
 }
 
-// customer is 16 bytes: countries seen (two ASCII letters each, 0 = empty)
-// and the day of the last hosting report.
+// customer is 48 bytes: countries seen (two ASCII letters each, 0 =
+// empty), network fingerprints seen, the last location and the days of
+// the last hosting and travel reports.
 type customer struct {
 	countries  [4]uint16
+	nets       [4]uint16
+	last       place
 	hostingDay uint32
+	travelDay  uint32
 	full       bool // four countries seen: no more new-country findings
+	netsFull   bool // four networks seen: roaming, no more new-network findings
+}
+
+// place is the last located event of a principal: 16 bytes.
+type place struct {
+	lat, lon float32
+	at       uint32 // unix seconds; 0 = none yet
+	asn      uint32
 }
 
 type staffer struct {
@@ -109,7 +173,12 @@ type staffer struct {
 	country string
 	roles   []string
 	// reported: country → day of the last report
-	reported map[string]uint32
+	reported  map[string]uint32
+	nets      [4]uint16
+	netsFull  bool
+	last      place
+	lastRef   string
+	travelDay uint32
 }
 
 type shard struct {
@@ -153,6 +222,12 @@ func (s *shard) Process(c *engine.Context, key event.EntityKey, ev *event.Event)
 			Evidence: []string{c.Ref(ev)},
 		})
 	}
+	sourceEntity := key
+	if ev.Source.IP.IsValid() {
+		sourceEntity = event.EntityKey{Kind: event.EntitySource, ID: ev.Source.IP.String()}
+	}
+	cu.netsFull = s.newNetwork(c, &cu.nets, cu.netsFull, sourceEntity, "Customer "+key.ID, ev)
+	s.travel(c, &cu.last, &cu.travelDay, sourceEntity, "Customer "+key.ID, ev, "")
 	cc := packCountry(ev.Source.Country)
 	if cc == 0 {
 		return
@@ -213,6 +288,11 @@ func (s *shard) roster(id string, ev *event.Event) {
 }
 
 func (s *shard) staffAccess(c *engine.Context, key event.EntityKey, st *staffer, ev *event.Event) {
+	who := "Staff member " + key.ID + " (" + st.kind + ")"
+	st.netsFull = s.newNetwork(c, &st.nets, st.netsFull, key, who, ev)
+	if s.travel(c, &st.last, &st.travelDay, key, who, ev, st.lastRef) {
+		st.lastRef = c.Ref(ev)
+	}
 	cc := strings.ToUpper(ev.Source.Country)
 	if st.country == "" || cc == "" || cc == st.country {
 		return
@@ -222,7 +302,7 @@ func (s *shard) staffAccess(c *engine.Context, key event.EntityKey, st *staffer,
 		return
 	}
 	st.reported[cc] = dayNo
-	who := key.ID + " (" + st.kind
+	who = key.ID + " (" + st.kind
 	if len(st.roles) > 0 {
 		who += "; " + strings.Join(st.roles, ", ")
 	}
@@ -237,6 +317,128 @@ func (s *shard) staffAccess(c *engine.Context, key event.EntityKey, st *staffer,
 			who, st.country, ev.Action, ev.Source.IP, cc, ev.Time.UTC().Format(time.RFC3339)),
 		Evidence: []string{c.Ref(ev)},
 	})
+}
+
+// newNetwork records the event's autonomous system among the principal's
+// networks (four fingerprints) and reports one it has not used before,
+// after the first (cold start). It returns whether the set is full.
+func (s *shard) newNetwork(c *engine.Context, nets *[4]uint16, full bool, entity event.EntityKey, who string, ev *event.Event) bool {
+	if ev.Source.ASN == 0 || full {
+		return full
+	}
+	fp := fingerprint(ev.Source.ASN)
+	empty := -1
+	for i, v := range nets {
+		if v == fp {
+			return false
+		}
+		if v == 0 && empty < 0 {
+			empty = i
+		}
+	}
+	if empty < 0 {
+		return true
+	}
+	nets[empty] = fp
+	if empty == 0 {
+		return false // cold start: the first network is the principal's own
+	}
+	org := ""
+	if ev.Source.ASOrg != "" {
+		org = " " + ev.Source.ASOrg
+	}
+	c.Emit(event.Finding{
+		Kind:   KindNewNetwork,
+		Title:  "Principal used from a network it has not used before",
+		Entity: entity,
+		Time:   ev.Time,
+		Score:  ScoreNewNetwork,
+		Explanation: fmt.Sprintf("%s acted from AS%d%s (%s) at %s, a network it had not used before (network %d of at most 4 remembered).",
+			who, ev.Source.ASN, org, ev.Source.IP, ev.Time.UTC().Format(time.RFC3339), empty+1),
+		Evidence: []string{c.Ref(ev)},
+	})
+	return false
+}
+
+// fingerprint maps an AS number to a non-zero 16-bit value. Two networks
+// sharing one can only hide a new-network finding.
+func fingerprint(asn uint32) uint16 {
+	h := uint32(asn) * 0x9e3779b1
+	if f := uint16(h >> 16); f != 0 {
+		return f
+	}
+	return 1
+}
+
+// travel compares the event's location with the principal's last one and
+// reports a speed no traveller reaches; it then remembers the later of the
+// two. It reports whether the event became the principal's last place.
+func (s *shard) travel(c *engine.Context, last *place, reportedDay *uint32, entity event.EntityKey, who string, ev *event.Event, lastRef string) bool {
+	if !ev.Source.Located {
+		return false
+	}
+	at := uint32(max(ev.Time.Unix(), 1))
+	cur := place{lat: float32(ev.Source.Lat), lon: float32(ev.Source.Lon), at: at, asn: ev.Source.ASN}
+	prev := *last
+	newer := prev.at == 0 || at >= prev.at
+	if newer {
+		*last = cur
+	}
+	if prev.at == 0 || prev.asn != 0 && prev.asn == cur.asn {
+		return newer
+	}
+	o := s.d.opts
+	km := haversine(float64(prev.lat), float64(prev.lon), float64(cur.lat), float64(cur.lon))
+	if km < o.MinTravel {
+		return newer
+	}
+	apart := km - 2*o.LocationError
+	hours := math.Abs(float64(int64(at)-int64(prev.at))) / 3600
+	speed := math.Inf(1)
+	if hours > 0 {
+		speed = apart / hours
+	}
+	if apart <= 0 || speed <= o.MaxSpeed {
+		return newer
+	}
+	dayNo := at / uint32(day/time.Second)
+	if *reportedDay == dayNo {
+		return newer
+	}
+	*reportedDay = dayNo
+	prevTime := time.Unix(int64(prev.at), 0).UTC()
+	gap := time.Duration(math.Abs(float64(int64(at)-int64(prev.at)))) * time.Second
+	needed := "at once"
+	if hours > 0 {
+		needed = fmt.Sprintf("at %.0f km/h", speed)
+	}
+	evidence := []string{c.Ref(ev)}
+	if lastRef != "" {
+		evidence = append([]string{lastRef}, evidence...)
+	}
+	c.Emit(event.Finding{
+		Kind:   KindTravel,
+		Title:  "Impossible travel",
+		Entity: entity,
+		Time:   ev.Time,
+		Score:  ScoreTravel,
+		Explanation: fmt.Sprintf("%s acted from %s%s at %s, %.0f km from where it acted %s earlier (%s, %.2f,%.2f); even allowing %.0f km of geolocation error at each end, that needs travel %s, faster than the %.0f km/h limit.",
+			who, ev.Source.IP, inCountry(ev.Source.Country), ev.Time.UTC().Format(time.RFC3339), km, gap, prevTime.Format(time.RFC3339),
+			prev.lat, prev.lon, o.LocationError, needed, o.MaxSpeed),
+		Evidence: evidence,
+	})
+	return newer
+}
+
+// haversine returns the great-circle distance in km between two points
+// given in degrees.
+func haversine(lat1, lon1, lat2, lon2 float64) float64 {
+	const earthKm = 6371.0
+	rad := math.Pi / 180
+	dLat := (lat2 - lat1) * rad
+	dLon := (lon2 - lon1) * rad
+	a := math.Sin(dLat/2)*math.Sin(dLat/2) + math.Cos(lat1*rad)*math.Cos(lat2*rad)*math.Sin(dLon/2)*math.Sin(dLon/2)
+	return 2 * earthKm * math.Asin(math.Min(1, math.Sqrt(a)))
 }
 
 func (s *shard) isHosting(org string) bool {
