@@ -108,7 +108,10 @@ func Detectors(cfg config.Config, canaryIDs []string) []engine.Detector {
 		}))
 	}
 	if sf := cfg.Detectors.SourceFanout; sf.Enabled {
-		ds = append(ds, fanout.New(fanout.Options{Window: sf.Window.D(), Floor: sf.Floor, Factor: sf.Factor, FailFloor: sf.FailFloor}))
+		ds = append(ds, fanout.New(fanout.Options{
+			Window: sf.Window.D(), Floor: sf.Floor, Factor: sf.Factor, FailFloor: sf.FailFloor,
+			NetFloor: sf.NetFloor, Warmup: sf.Warmup.D(),
+		}))
 	}
 	return ds
 }

@@ -206,6 +206,13 @@ type SourceFanout struct {
 	// one address in a window (with at least half its logins failing) that
 	// is flagged as trying passwords across accounts.
 	FailFloor int `yaml:"fail_floor"`
+	// NetFloor is the fewest distinct principals per network (AS or
+	// prefix) and window that can be flagged as rotation across the
+	// network's addresses.
+	NetFloor int `yaml:"net_floor"`
+	// Warmup is the history a network present at start-up needs before it
+	// is judged as a whole.
+	Warmup Duration `yaml:"warmup"`
 }
 
 // TokenProvenance configures the detector that checks every token used on
@@ -333,6 +340,8 @@ func Default() Config {
 				Floor:     20,
 				Factor:    4,
 				FailFloor: 5,
+				NetFloor:  100,
+				Warmup:    Duration(24 * time.Hour),
 			},
 		},
 	}

@@ -143,6 +143,12 @@ func (c *Config) Validate() error {
 	if sf.FailFloor < 1 {
 		add("detectors.source_fanout.fail_floor", "must be at least 1, got %d", sf.FailFloor)
 	}
+	if sf.NetFloor < 1 {
+		add("detectors.source_fanout.net_floor", "must be at least 1, got %d", sf.NetFloor)
+	}
+	if sf.Warmup <= 0 {
+		add("detectors.source_fanout.warmup", "must be positive, got %s", sf.Warmup)
+	}
 	if sf.Factor < 1 {
 		add("detectors.source_fanout.factor", "must be at least 1, got %v", sf.Factor)
 	}

@@ -32,6 +32,29 @@
 // contains; the explanation names the network, the counts and the
 // baseline it was compared with.
 //
+// Rotation across a network: a scraper that spreads its forged sessions
+// over many addresses of one hosting network keeps every address under
+// the per-address threshold. So the network's distinct principals per
+// window (across all its addresses, exact up to NetMaxTracked) are also
+// compared with the network's own past maximum (decaying):
+//
+//	max(NetFloor, factor × network's past maximum)
+//
+// reached from at least two addresses is kind network_fanout, about the
+// network (entity kind "network": an AS, or a /24 or /64), once per window.
+// Only networks whose past maximum is below NetFloor are judged: carrier
+// and broadband networks serve hundreds or thousands of customers an hour,
+// and there a rotating scraper looks like their customers (and a marketing
+// surge lifts them all at once); a network that has never served NetFloor
+// principals in a window suddenly doing so from several addresses has no
+// such excuse. Counts saturate at NetMaxTracked, where a network is never
+// judged either. Cold start: a network present when watching
+// began is judged only after Warmup (default 24h) of its own history — its
+// daily peak is not yet known — while a network first seen after Warmup of
+// watching is new and judged at once. An attack already running from a
+// network when haechi starts is therefore learned as that network's normal
+// at this level (the per-address rule and principal_geo still see it).
+//
 // The same per-address window also counts logins (auth.login): an address
 // whose failed logins in a window span at least FailFloor distinct
 // principals, with at least half of its logins failing, is trying
@@ -59,6 +82,9 @@ const Name = "source_fanout"
 // Kind is the finding kind.
 const Kind = "source_fanout"
 
+// KindNetwork is the finding kind for many principals across one network.
+const KindNetwork = "network_fanout"
+
 // KindLoginFailures is the finding kind for failed logins across accounts.
 const KindLoginFailures = "login_failure_fanout"
 
@@ -80,6 +106,15 @@ type Options struct {
 	// FailFloor is the fewest distinct principals with failed logins from
 	// one address in a window that is flagged (default 5).
 	FailFloor int
+	// NetFloor is the fewest distinct principals per network and window
+	// that can be flagged as rotation across the network (default 100).
+	NetFloor int
+	// NetMaxTracked caps the distinct principals counted per network and
+	// window (default 16384); a network reaching it is never judged.
+	NetMaxTracked int
+	// Warmup is how much history a network present at start-up needs
+	// before it is judged as a whole (default 24h).
+	Warmup time.Duration
 }
 
 func (o *Options) defaults() {
@@ -97,6 +132,15 @@ func (o *Options) defaults() {
 	}
 	if o.FailFloor <= 0 {
 		o.FailFloor = 5
+	}
+	if o.NetFloor <= 0 {
+		o.NetFloor = 100
+	}
+	if o.NetMaxTracked <= 0 {
+		o.NetMaxTracked = 16384
+	}
+	if o.Warmup <= 0 {
+		o.Warmup = 24 * time.Hour
 	}
 }
 
@@ -150,6 +194,13 @@ type network struct {
 	hist  baseline.Log2Hist // per-address distinct principals per window
 	own   map[netip.Addr]*baseline.Peak
 	asOrg string
+
+	first      time.Time           // first event seen from the network
+	principals map[string]struct{} // this window, across addresses (capped)
+	records    int
+	netRefs    []string
+	netFired   bool
+	netPeak    baseline.Peak // the network's distinct principals per window
 }
 
 type addrWindow struct {
@@ -169,7 +220,8 @@ type addrWindow struct {
 func (s *shard) Process(c *engine.Context, key event.EntityKey, ev *event.Event) {
 	n := s.nets[key.ID]
 	if n == nil {
-		n = &network{addrs: map[netip.Addr]*addrWindow{}, own: map[netip.Addr]*baseline.Peak{}}
+		n = &network{addrs: map[netip.Addr]*addrWindow{}, own: map[netip.Addr]*baseline.Peak{},
+			principals: map[string]struct{}{}, first: ev.Time}
 		s.nets[key.ID] = n
 	}
 	if ev.Source.ASOrg != "" {
@@ -195,6 +247,7 @@ func (s *shard) Process(c *engine.Context, key event.EntityKey, ev *event.Event)
 			a.refs = append(a.refs, c.Ref(ev))
 		}
 	}
+	s.network(c, key, n, ev)
 	if a.fired {
 		return
 	}
@@ -233,6 +286,71 @@ func (s *shard) Process(c *engine.Context, key event.EntityKey, ev *event.Event)
 		Score:       score,
 		Explanation: expl,
 		Evidence:    evidence,
+	})
+}
+
+// network counts the event's principal across the whole network and flags
+// the network when its distinct principals in the window reach its
+// threshold from several addresses.
+func (s *shard) network(c *engine.Context, key event.EntityKey, n *network, ev *event.Event) {
+	n.records += len(ev.Records.IDs)
+	if len(n.principals) >= s.opts.NetMaxTracked {
+		return
+	}
+	if _, seen := n.principals[ev.User.ID]; seen {
+		return
+	}
+	n.principals[ev.User.ID] = struct{}{}
+	if len(n.netRefs) < maxRefs {
+		n.netRefs = append(n.netRefs, c.Ref(ev))
+	}
+	count := len(n.principals)
+	if n.netFired || count < s.opts.NetFloor || len(n.addrs) < 2 || count >= s.opts.NetMaxTracked {
+		return
+	}
+	if n.netPeak.Max >= float64(s.opts.NetFloor) {
+		return // a consumer-scale network: rotation looks like its customers
+	}
+	known := n.start.Sub(n.first) >= s.opts.Warmup
+	fresh := !c.Earliest().IsZero() && n.first.Sub(c.Earliest()) >= s.opts.Warmup
+	if !known && !fresh {
+		return
+	}
+	threshold := math.Max(float64(s.opts.NetFloor), s.opts.Factor*n.netPeak.Max)
+	if float64(count) < threshold {
+		return
+	}
+	n.netFired = true
+	busiest := 0
+	for _, a := range n.addrs {
+		busiest = max(busiest, len(a.principals))
+	}
+	netName := key.ID
+	if n.asOrg != "" {
+		netName += " (" + n.asOrg + ")"
+	}
+	base := fmt.Sprintf("its own past maximum is %s per window", count0(n.netPeak.Max))
+	if fresh && !known {
+		base = fmt.Sprintf("it was first seen %s, after %s of watching, so it has no history", n.first.UTC().Format(time.RFC3339), s.opts.Warmup)
+	}
+	evidence := append([]string(nil), n.netRefs...)
+	if ref := c.Ref(ev); evidence[len(evidence)-1] != ref {
+		evidence = append(evidence, ref)
+	}
+	score := 70.0
+	if float64(count) >= 4*threshold {
+		score = 85
+	}
+	c.Emit(event.Finding{
+		Kind:   KindNetwork,
+		Title:  "One network acting as many principals across rotating addresses",
+		Entity: event.EntityKey{Kind: EntityNetwork, ID: key.ID},
+		Time:   ev.Time,
+		Score:  score,
+		Explanation: fmt.Sprintf("%s acted as %d distinct principals from %d addresses (at most %d from one) between %s and %s, touching %d records; %s, so the threshold was %.0f.",
+			netName, count, len(n.addrs), busiest, n.start.UTC().Format(time.RFC3339), ev.Time.UTC().Format(time.RFC3339),
+			n.records, base, threshold),
+		Evidence: evidence,
 	})
 }
 
@@ -297,8 +415,11 @@ func (n *network) roll(start time.Time, window time.Duration) {
 				delete(n.own, addr)
 			}
 		}
+		n.netPeak.Observe(n.start, window, float64(len(n.principals)), ownDecay)
 	}
 	clear(n.addrs)
+	clear(n.principals)
+	n.records, n.netRefs, n.netFired = 0, nil, false
 	n.start = start
 }
 

@@ -187,3 +187,72 @@ func TestLoginFailuresAcrossAccounts(t *testing.T) {
 		t.Errorf("explanation %q", got[0].Explanation)
 	}
 }
+
+func networkFindings(fs []event.Finding) []event.Finding {
+	var out []event.Finding
+	for _, f := range fs {
+		if f.Kind == fanout.KindNetwork {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+func TestNetworkRotation(t *testing.T) {
+	tests := []struct {
+		name  string
+		build func(tr *traffic)
+		want  int
+	}{
+		{"new network after a day of watching rotates over 40 addresses", func(tr *traffic) {
+			tr.add(0, "198.51.100.1", 4766, 3, 1) // watching starts
+			tr.add(25, "198.51.100.1", 4766, 3, 1)
+			for a := 0; a < 40; a++ {
+				tr.add(26, fmt.Sprintf("203.0.113.%d", a+1), 64999, 5, 100000+a*5)
+			}
+		}, 1},
+		{"the same rotation from a network present at start-up is learned", func(tr *traffic) {
+			for a := 0; a < 40; a++ {
+				tr.add(0, fmt.Sprintf("203.0.113.%d", a+1), 64999, 5, 100000+a*5)
+			}
+		}, 0},
+		{"one address is the per-address rule's, not rotation", func(tr *traffic) {
+			tr.add(0, "198.51.100.1", 4766, 3, 1)
+			tr.add(26, "203.0.113.1", 64999, 150, 100000)
+		}, 0},
+		{"a broadband network within its daily peak", func(tr *traffic) {
+			next := 1
+			for h := 0; h < 30; h++ {
+				n := 40 // per address; 10 addresses → 400 customers an hour
+				if h%24 < 6 {
+					n = 5 // night
+				}
+				for a := 0; a < 10; a++ {
+					tr.add(h, fmt.Sprintf("198.51.100.%d", a+1), 4766, n, next)
+					next += n
+				}
+			}
+		}, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tr := &traffic{}
+			tt.build(tr)
+			got := networkFindings(run(t, tr, 2))
+			if len(got) != tt.want {
+				t.Fatalf("got %d network findings, want %d: %+v", len(got), tt.want, got)
+			}
+			if tt.want == 1 {
+				f := got[0]
+				if f.Entity != (event.EntityKey{Kind: fanout.EntityNetwork, ID: "AS64999"}) || f.Score != 70 {
+					t.Errorf("finding %+v", f)
+				}
+				for _, want := range []string{"acted as 100 distinct principals from 20 addresses (at most 5 from one)", "no history"} {
+					if !strings.Contains(f.Explanation, want) {
+						t.Errorf("explanation %q lacks %q", f.Explanation, want)
+					}
+				}
+			}
+		})
+	}
+}
