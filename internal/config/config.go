@@ -328,7 +328,7 @@ func Default() Config {
 				Dormancy: Duration(90 * 24 * time.Hour),
 			},
 			PrincipalGeo: PrincipalGeo{
-				Enabled:        true,
+				Enabled:         true,
 				HostingMarkers:  append([]string(nil), DefaultHostingMarkers...),
 				MaxSpeedKmh:     1000,
 				LocationErrorKm: 100,
