@@ -222,12 +222,8 @@ func (s *shard) Process(c *engine.Context, key event.EntityKey, ev *event.Event)
 			Evidence: []string{c.Ref(ev)},
 		})
 	}
-	sourceEntity := key
-	if ev.Source.IP.IsValid() {
-		sourceEntity = event.EntityKey{Kind: event.EntitySource, ID: ev.Source.IP.String()}
-	}
-	cu.netsFull = s.newNetwork(c, &cu.nets, cu.netsFull, sourceEntity, "Customer "+key.ID, ev)
-	s.travel(c, &cu.last, &cu.travelDay, sourceEntity, "Customer "+key.ID, ev, "")
+	cu.netsFull = s.newNetwork(c, &cu.nets, cu.netsFull, key, "", ev)
+	s.travel(c, &cu.last, &cu.travelDay, key, "", ev, "")
 	cc := packCountry(ev.Source.Country)
 	if cc == 0 {
 		return
@@ -288,9 +284,8 @@ func (s *shard) roster(id string, ev *event.Event) {
 }
 
 func (s *shard) staffAccess(c *engine.Context, key event.EntityKey, st *staffer, ev *event.Event) {
-	who := "Staff member " + key.ID + " (" + st.kind + ")"
-	st.netsFull = s.newNetwork(c, &st.nets, st.netsFull, key, who, ev)
-	if s.travel(c, &st.last, &st.travelDay, key, who, ev, st.lastRef) {
+	st.netsFull = s.newNetwork(c, &st.nets, st.netsFull, key, st.kind, ev)
+	if s.travel(c, &st.last, &st.travelDay, key, st.kind, ev, st.lastRef) && ev.Source.Located {
 		st.lastRef = c.Ref(ev)
 	}
 	cc := strings.ToUpper(ev.Source.Country)
@@ -302,7 +297,7 @@ func (s *shard) staffAccess(c *engine.Context, key event.EntityKey, st *staffer,
 		return
 	}
 	st.reported[cc] = dayNo
-	who = key.ID + " (" + st.kind
+	who := key.ID + " (" + st.kind
 	if len(st.roles) > 0 {
 		who += "; " + strings.Join(st.roles, ", ")
 	}
@@ -322,7 +317,7 @@ func (s *shard) staffAccess(c *engine.Context, key event.EntityKey, st *staffer,
 // newNetwork records the event's autonomous system among the principal's
 // networks (four fingerprints) and reports one it has not used before,
 // after the first (cold start). It returns whether the set is full.
-func (s *shard) newNetwork(c *engine.Context, nets *[4]uint16, full bool, entity event.EntityKey, who string, ev *event.Event) bool {
+func (s *shard) newNetwork(c *engine.Context, nets *[4]uint16, full bool, key event.EntityKey, staffKind string, ev *event.Event) bool {
 	if ev.Source.ASN == 0 || full {
 		return full
 	}
@@ -347,6 +342,7 @@ func (s *shard) newNetwork(c *engine.Context, nets *[4]uint16, full bool, entity
 	if ev.Source.ASOrg != "" {
 		org = " " + ev.Source.ASOrg
 	}
+	entity, who := about(key, staffKind, ev)
 	c.Emit(event.Finding{
 		Kind:   KindNewNetwork,
 		Title:  "Principal used from a network it has not used before",
@@ -373,7 +369,7 @@ func fingerprint(asn uint32) uint16 {
 // travel compares the event's location with the principal's last one and
 // reports a speed no traveller reaches; it then remembers the later of the
 // two. It reports whether the event became the principal's last place.
-func (s *shard) travel(c *engine.Context, last *place, reportedDay *uint32, entity event.EntityKey, who string, ev *event.Event, lastRef string) bool {
+func (s *shard) travel(c *engine.Context, last *place, reportedDay *uint32, key event.EntityKey, staffKind string, ev *event.Event, lastRef string) bool {
 	if !ev.Source.Located {
 		return false
 	}
@@ -416,6 +412,7 @@ func (s *shard) travel(c *engine.Context, last *place, reportedDay *uint32, enti
 	if lastRef != "" {
 		evidence = append([]string{lastRef}, evidence...)
 	}
+	entity, who := about(key, staffKind, ev)
 	c.Emit(event.Finding{
 		Kind:   KindTravel,
 		Title:  "Impossible travel",
@@ -428,6 +425,20 @@ func (s *shard) travel(c *engine.Context, last *place, reportedDay *uint32, enti
 		Evidence: evidence,
 	})
 	return newer
+}
+
+// about returns what a finding on the principal key is about and how the
+// explanation names it: customers' findings are about the source address
+// (one server acting as many customers is one alert), staff findings about
+// the staff member.
+func about(key event.EntityKey, staffKind string, ev *event.Event) (event.EntityKey, string) {
+	if staffKind != "" {
+		return key, "Staff member " + key.ID + " (" + staffKind + ")"
+	}
+	if ev.Source.IP.IsValid() {
+		return event.EntityKey{Kind: event.EntitySource, ID: ev.Source.IP.String()}, "Customer " + key.ID
+	}
+	return key, "Customer " + key.ID
 }
 
 // haversine returns the great-circle distance in km between two points
