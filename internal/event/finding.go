@@ -103,6 +103,13 @@ type Finding struct {
 	Severity    Severity  `json:"severity"` // usually SeverityForScore(Score)
 	Explanation string    `json:"explanation"`
 	Evidence    []string  `json:"evidence"` // event references (Event.Ref)
+	// Tags label the finding for playbooks and triage (e.g. MITRE ATT&CK
+	// ids such as "attack.t1530" from rules).
+	Tags []string `json:"tags,omitempty"`
+	// Related names other entities the finding implicates beyond Entity —
+	// e.g. the source address of a forged request in a finding about the
+	// signing key — so a playbook can contain them too.
+	Related []EntityKey `json:"related,omitempty"`
 	// Immediate marks a high-confidence finding that must alert at once
 	// rather than wait for risk to accumulate.
 	Immediate bool `json:"-"`

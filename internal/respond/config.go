@@ -153,11 +153,14 @@ type Playbook struct {
 }
 
 // Match selects alerts. Every non-empty criterion must hold; a list holds
-// when any of its entries matches.
+// when any of its entries matches. Entries of detectors, kinds and tags
+// ending in "*" match by prefix ("rule:*" matches every rule,
+// "attack.t15*" every ATT&CK collection technique id starting so).
 type Match struct {
 	MinSeverity string   `yaml:"min_severity" json:"min_severity,omitempty"` // low … critical
 	Detectors   []string `yaml:"detectors" json:"detectors,omitempty"`       // alert detector
 	Kinds       []string `yaml:"kinds" json:"kinds,omitempty"`               // any finding's kind
+	Tags        []string `yaml:"tags" json:"tags,omitempty"`                 // any finding's tag
 	EntityKinds []string `yaml:"entity_kinds" json:"entity_kinds,omitempty"` // alert entity kind
 }
 
@@ -227,6 +230,18 @@ func DefaultConfig() Config {
 			{
 				Name:    "behavioural_contain",
 				Match:   Match{Detectors: behavioural, MinSeverity: "critical"},
+				Actions: []ActionSpec{{Kind: KindBlockSource}, {Kind: KindDisableIdentity}},
+			},
+			{
+				Name:    "rules_notify",
+				Match:   Match{Detectors: []string{"rule:*"}},
+				Actions: []ActionSpec{{Kind: KindNotify}},
+			},
+			{
+				// A rule author opts a critical rule into containment with
+				// the tag haechi.contain.
+				Name:    "rules_contain",
+				Match:   Match{Detectors: []string{"rule:*"}, MinSeverity: "critical", Tags: []string{"haechi.contain"}},
 				Actions: []ActionSpec{{Kind: KindBlockSource}, {Kind: KindDisableIdentity}},
 			},
 		},
@@ -307,6 +322,13 @@ func (c *Config) Validate() error {
 		for j, ek := range pb.Match.EntityKinds {
 			if ek == "" {
 				add(fmt.Sprintf("%s.match.entity_kinds[%d]", path, j), "empty")
+			}
+		}
+		for name, list := range map[string][]string{"detectors": pb.Match.Detectors, "kinds": pb.Match.Kinds, "tags": pb.Match.Tags} {
+			for j, v := range list {
+				if strings.TrimSpace(v) == "" || v == "*" {
+					add(fmt.Sprintf("%s.match.%s[%d]", path, name, j), "empty pattern (omit the list to match everything)")
+				}
 			}
 		}
 		if len(pb.Actions) == 0 {

@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"slices"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/haechi-sec/haechi/internal/event"
@@ -142,16 +143,44 @@ func (p *Planner) Plan(a event.Alert) []Action {
 			continue
 		}
 		for _, spec := range pb.Actions {
-			target := targetFor(spec.Kind, a.Entity)
-			if target == "" {
-				continue
+			for _, target := range targets(spec.Kind, &a) {
+				id := ActionID(a.ID, spec.Kind, target)
+				if _, ok := p.seen[id]; ok {
+					continue
+				}
+				p.seen[id] = a.Time
+				out = append(out, p.plan(a, pb.Name, spec, id, target))
 			}
-			id := ActionID(a.ID, spec.Kind, target)
-			if _, ok := p.seen[id]; ok {
-				continue
+		}
+	}
+	return out
+}
+
+// MaxRelatedTargets bounds how many related sources one alert's
+// block_source contains (the first named by its findings).
+const MaxRelatedTargets = 16
+
+// targets returns what an action of kind acts on for alert a: the alert's
+// entity when the kind applies to it; otherwise, for block_source, the
+// source addresses its findings name as related (a forged-token alert is
+// about the signing key, but the servers using the forged tokens are the
+// sources to block), up to MaxRelatedTargets.
+func targets(kind string, a *event.Alert) []string {
+	if t := targetFor(kind, a.Entity); t != "" {
+		return []string{t}
+	}
+	if kind != KindBlockSource {
+		return nil
+	}
+	var out []string
+	for _, f := range a.Findings {
+		for _, r := range f.Related {
+			if t := targetFor(kind, r); t != "" && !slices.Contains(out, t) {
+				out = append(out, t)
+				if len(out) == MaxRelatedTargets {
+					return out
+				}
 			}
-			p.seen[id] = a.Time
-			out = append(out, p.plan(a, pb.Name, spec, id, target))
 		}
 	}
 	return out
@@ -289,25 +318,36 @@ func (p *Planner) matches(i int, pb *Playbook, a *event.Alert) bool {
 	if p.minSev[i] != 0 && a.Severity < p.minSev[i] {
 		return false
 	}
-	if len(m.Detectors) > 0 && !slices.Contains(m.Detectors, a.Detector) {
+	if len(m.Detectors) > 0 && !matchAny(m.Detectors, a.Detector) {
 		return false
 	}
 	if len(m.EntityKinds) > 0 && !slices.Contains(m.EntityKinds, string(a.Entity.Kind)) {
 		return false
 	}
-	if len(m.Kinds) > 0 {
-		found := false
-		for _, f := range a.Findings {
-			if slices.Contains(m.Kinds, f.Kind) {
-				found = true
-				break
-			}
-		}
-		if !found {
-			return false
-		}
+	if len(m.Kinds) > 0 && !slices.ContainsFunc(a.Findings, func(f event.Finding) bool { return matchAny(m.Kinds, f.Kind) }) {
+		return false
+	}
+	if len(m.Tags) > 0 && !slices.ContainsFunc(a.Findings, func(f event.Finding) bool {
+		return slices.ContainsFunc(f.Tags, func(t string) bool { return matchAny(m.Tags, t) })
+	}) {
+		return false
 	}
 	return true
+}
+
+// matchAny reports whether v equals a pattern, or starts with one that
+// ends in "*".
+func matchAny(patterns []string, v string) bool {
+	for _, p := range patterns {
+		if prefix, ok := strings.CutSuffix(p, "*"); ok {
+			if strings.HasPrefix(v, prefix) {
+				return true
+			}
+		} else if p == v {
+			return true
+		}
+	}
+	return false
 }
 
 // targetFor returns what an action of kind acts on for an alert about

@@ -10,6 +10,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -580,5 +581,75 @@ rate_limits: {block_source: 3}
 	}
 	if c.MaxAge.D() != 48*time.Hour || c.Playbooks[0].Actions[0].Expiry.D() != time.Hour || c.Receivers["notify"].Type != ReceiverSlack {
 		t.Fatalf("decoded %+v", c)
+	}
+}
+
+// A forged-token alert is about the key; the sources its findings name as
+// related are blocked too — once each, up to the cap, as the alert grows.
+func TestPlannerRelatedSources(t *testing.T) {
+	p, err := NewPlanner(testConfig("http://127.0.0.1:1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	forged := mkAlert("f1", event.EntitySigningKey, "k1", "token_provenance", event.SeverityCritical, t0)
+	forged.Findings[0].Kind = "token_never_minted"
+	forged.Findings[0].Related = []event.EntityKey{{Kind: event.EntitySource, ID: "203.0.113.7"}, {Kind: event.EntityPrincipal, ID: "m:1"}}
+	kinds := func(acts []Action) string {
+		var s []string
+		for _, a := range acts {
+			s = append(s, a.Kind+":"+a.Target)
+		}
+		return strings.Join(s, " ")
+	}
+	if got := kinds(p.Plan(forged)); got != "revoke_key:k1 block_source:203.0.113.7 notify:key:k1" {
+		t.Fatalf("first plan: %s", got)
+	}
+	// The alert grows: a second source appears, and many more beyond the cap.
+	for i := range 40 {
+		forged.Findings = append(forged.Findings, event.Finding{Kind: "token_never_minted",
+			Related: []event.EntityKey{{Kind: event.EntitySource, ID: fmt.Sprintf("198.51.100.%d", i)}}})
+	}
+	acts := p.Plan(forged)
+	if len(acts) != MaxRelatedTargets-1 || acts[0].Target != "198.51.100.0" {
+		t.Fatalf("second plan: %d actions: %s", len(acts), kinds(acts))
+	}
+}
+
+func TestPlaybookTagsAndPrefixes(t *testing.T) {
+	cfg := testConfig("http://127.0.0.1:1")
+	p, err := NewPlanner(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rule := func(id string, sev event.Severity, tags ...string) event.Alert {
+		a := mkAlert(id, event.EntityPrincipal, "e:1", "rule:bulk_export", sev, t0)
+		a.Findings[0].Tags = tags
+		return a
+	}
+	tests := []struct {
+		name  string
+		alert event.Alert
+		want  []string
+	}{
+		{"a rule alert is notified (rule:* prefix)", rule("r1", event.SeverityHigh), []string{KindNotify}},
+		{"critical without the contain tag: notify only", rule("r2", event.SeverityCritical, "attack.t1530"), []string{KindNotify}},
+		{"critical with the contain tag: contained", rule("r3", event.SeverityCritical, "attack.t1530", "haechi.contain"), []string{KindNotify, KindDisableIdentity}},
+		{"not a rule", mkAlert("x", event.EntityPrincipal, "e:1", "rulez", event.SeverityCritical, t0), nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var got []string
+			for _, a := range p.Plan(tt.alert) {
+				got = append(got, a.Kind)
+			}
+			if !slices.Equal(got, tt.want) {
+				t.Errorf("got %v, want %v", got, tt.want)
+			}
+		})
+	}
+	bad := testConfig("http://127.0.0.1:1")
+	bad.Playbooks = []Playbook{{Name: "x", Match: Match{Tags: []string{"*"}}, Actions: []ActionSpec{{Kind: KindNotify}}}}
+	if err := bad.Validate(); err == nil || !strings.Contains(err.Error(), "playbooks[0].match.tags[0]") {
+		t.Errorf("a bare * tag: %v", err)
 	}
 }

@@ -58,10 +58,10 @@ ON CONFLICT (id) DO UPDATE SET
 	updated_at = excluded.updated_at`
 
 const findingColumns = `alert_id, seq, detector, kind, title, entity_kind, entity_id, time,
-	score, severity, explanation, evidence`
+	score, severity, explanation, evidence, tags, related`
 
 const insertFindingSQL = `INSERT INTO findings (` + findingColumns + `)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
 
 // SaveAlerts upserts alerts in one transaction, replacing each alert's
 // stored findings with a.Findings. Later entries win over earlier ones with
@@ -132,9 +132,14 @@ func (s *Store) SaveAlerts(ctx context.Context, alerts []event.Alert) (err error
 			if err != nil {
 				return fmt.Errorf("save alert %q: finding %d evidence: %w", a.ID, seq, err)
 			}
+			tags, related, err := findingContext(f)
+			if err != nil {
+				return fmt.Errorf("save alert %q: finding %d: %w", a.ID, seq, err)
+			}
 			if _, err := ins.ExecContext(sctx,
 				a.ID, seq, f.Detector, f.Kind, f.Title, string(f.Entity.Kind), f.Entity.ID,
 				toNanos(f.Time), f.Score, int64(f.Severity), f.Explanation, string(evBuf),
+				tags, related,
 			); err != nil {
 				return fmt.Errorf("save alert %q: finding %d: %w", a.ID, seq, err)
 			}
@@ -144,6 +149,27 @@ func (s *Store) SaveAlerts(ctx context.Context, alerts []event.Alert) (err error
 		return fmt.Errorf("save alerts: commit: %w", err)
 	}
 	return nil
+}
+
+// findingContext returns the JSON of a finding's tags and related
+// entities ("[]" when none).
+func findingContext(f *event.Finding) (tags, related string, err error) {
+	tags, related = "[]", "[]"
+	if len(f.Tags) > 0 {
+		b, err := json.Marshal(f.Tags)
+		if err != nil {
+			return "", "", fmt.Errorf("tags: %w", err)
+		}
+		tags = string(b)
+	}
+	if len(f.Related) > 0 {
+		b, err := json.Marshal(f.Related)
+		if err != nil {
+			return "", "", fmt.Errorf("related: %w", err)
+		}
+		related = string(b)
+	}
+	return tags, related, nil
 }
 
 func appendEvidence(dst []byte, ev []string) ([]byte, error) {
@@ -263,12 +289,13 @@ func (s *Store) loadFindings(ctx context.Context, alerts []event.Alert) error {
 	for rows.Next() {
 		var (
 			alertID, entityKind, evidence string
+			tags, related                 string
 			seq, tm, sev                  int64
 			score                         sql.NullFloat64
 			f                             event.Finding
 		)
 		if err := rows.Scan(&alertID, &seq, &f.Detector, &f.Kind, &f.Title, &entityKind,
-			&f.Entity.ID, &tm, &score, &sev, &f.Explanation, &evidence); err != nil {
+			&f.Entity.ID, &tm, &score, &sev, &f.Explanation, &evidence, &tags, &related); err != nil {
 			return fmt.Errorf("load findings: %w", err)
 		}
 		f.Entity.Kind = event.EntityKind(entityKind)
@@ -282,6 +309,16 @@ func (s *Store) loadFindings(ctx context.Context, alerts []event.Alert) error {
 			}
 			if f.Evidence == nil { // "null"
 				f.Evidence = []string{}
+			}
+		}
+		if tags != "" && tags != "[]" {
+			if err := json.Unmarshal([]byte(tags), &f.Tags); err != nil {
+				return fmt.Errorf("load findings of alert %q: finding %d tags: %w", alertID, seq, err)
+			}
+		}
+		if related != "" && related != "[]" {
+			if err := json.Unmarshal([]byte(related), &f.Related); err != nil {
+				return fmt.Errorf("load findings of alert %q: finding %d related: %w", alertID, seq, err)
 			}
 		}
 		i, ok := idx[alertID]

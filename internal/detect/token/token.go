@@ -502,20 +502,20 @@ func (s *shard) checkUse(c *engine.Context, key event.EntityKey, ev *event.Event
 	case kid != "" && s.inventory && (k == nil || !k.listed):
 		if fired&fUnknown == 0 {
 			fired |= fUnknown
-			c.Emit(s.finding(KindUnknownKey, "Token signed by a key outside the inventory", ScoreUnknownKey, true,
+			c.Emit(withSource(ev.Source.IP, s.finding(KindUnknownKey, "Token signed by a key outside the inventory", ScoreUnknownKey, true,
 				event.EntityKey{Kind: event.EntitySigningKey, ID: kid}, ev.Time,
 				fmt.Sprintf("Token %s is signed by key %s, which the key inventory does not list, and was used %s at %s: a signing key nobody manages cannot vouch for a customer session.",
 					key.ID, kid, byFrom(ev.User.ID, ev.Source.IP), stamp(ev.Time)),
-				c.Ref(ev)))
+				c.Ref(ev))))
 		}
 	case k != nil && !k.retiredAt.IsZero() && ev.Time.After(k.retiredAt):
 		if fired&fRetired == 0 {
 			fired |= fRetired
-			c.Emit(s.finding(KindKeyRetired, "Token signed by a retired key", ScoreKeyRetired, true,
+			c.Emit(withSource(ev.Source.IP, s.finding(KindKeyRetired, "Token signed by a retired key", ScoreKeyRetired, true,
 				event.EntityKey{Kind: event.EntitySigningKey, ID: k.id}, ev.Time,
 				fmt.Sprintf("Token %s, signed by key %s, was used %s at %s, %s after the key was retired at %s: nothing signed by a retired key is genuine.",
 					key.ID, k.id, byFrom(ev.User.ID, ev.Source.IP), stamp(ev.Time), human(ev.Time.Sub(k.retiredAt)), stamp(k.retiredAt)),
-				c.Ref(ev), k.retiredRef))
+				c.Ref(ev), k.retiredRef)))
 		}
 	}
 	iat, exp := ev.Token.IssuedAt, ev.Token.ExpiresAt
@@ -550,10 +550,10 @@ func (s *shard) checkLocation(c *engine.Context, key event.EntityKey, ev *event.
 	if l.cc != 0 && cc != 0 && l.cc != cc {
 		score = ScoreMultiLocation
 	}
-	c.Emit(s.finding(KindMultiLocation, "Token used from several locations", score, false, key, ev.Time,
+	c.Emit(withSource(ev.Source.IP, s.finding(KindMultiLocation, "Token used from several locations", score, false, key, ev.Time,
 		fmt.Sprintf("Token %s was used from %s at %s and again %s (%s) at %s, %s later: one token in two places suggests it was stolen and replayed.",
 			key.ID, place(l.cc, l.asn), stamp(first), byFrom(ev.User.ID, ev.Source.IP), place(cc, ev.Source.ASN), stamp(ev.Time), human(ev.Time.Sub(first))),
-		c.Ref(ev)))
+		c.Ref(ev))))
 	return l2, fired
 }
 
@@ -587,10 +587,10 @@ func (s *shard) neverMinted(p *pendingUse) event.Finding {
 	// The finding's time is the moment it became certain — the first use
 	// plus the allowed lateness, when a genuine mint could no longer be
 	// late — not the use itself: time to detect must count the wait.
-	return s.finding(KindNeverMinted, "Token used but never minted", ScoreNeverMinted, true, entity, p.first.Add(s.opts.Lateness),
+	return withSource(p.ip, s.finding(KindNeverMinted, "Token used but never minted", ScoreNeverMinted, true, entity, p.first.Add(s.opts.Lateness),
 		fmt.Sprintf("Token %s%s was used %s at %s%s but no mint of it arrived within the %s allowed lateness: it is forged or minted outside the issuer.",
 			p.tokenID, signedBy(p.keyID), byFrom(p.principal, p.ip), stamp(p.first), uses, human(s.opts.Lateness)),
-		p.ref)
+		p.ref))
 }
 
 func (s *shard) finding(kind, title string, score float64, immediate bool, entity event.EntityKey, t time.Time, expl string, evidence ...string) event.Finding {
@@ -606,6 +606,16 @@ func (s *shard) finding(kind, title string, score float64, immediate bool, entit
 		Evidence:    evidence,
 		Immediate:   immediate,
 	}
+}
+
+// withSource names the source address of the use in f.Related (when the
+// finding is not already about it), so a playbook can block it along with
+// revoking the key.
+func withSource(ip netip.Addr, f event.Finding) event.Finding {
+	if ip.IsValid() && f.Entity.Kind != event.EntitySource {
+		f.Related = []event.EntityKey{{Kind: event.EntitySource, ID: ip.String()}}
+	}
+	return f
 }
 
 func signedBy(kid string) string {
