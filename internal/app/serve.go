@@ -74,6 +74,11 @@ func Serve(ctx context.Context, opts ServeOptions) (err error) {
 	if err != nil {
 		return fmt.Errorf("respond: %w", err)
 	}
+	if n, err := planner.RestoreFrom(ctx, st); err != nil {
+		return fmt.Errorf("respond: restore rate limits and escalation from the outbox: %w", err)
+	} else if n > 0 {
+		log.Info("respond: resumed rate limits and block escalation from the outbox", "actions", n)
+	}
 	dispatcher, err := respond.NewDispatcher(st, cfg.Respond, respond.DispatcherOptions{Logger: log})
 	if err != nil {
 		return fmt.Errorf("respond: %w", err)

@@ -143,6 +143,9 @@ func (c *replayCmd) Run(e *env) (err error) {
 		if err != nil {
 			return usageError{fmt.Errorf("respond: %w", err)}
 		}
+		if _, err := planner.RestoreFrom(e.ctx, st); err != nil {
+			return fmt.Errorf("respond: %w", err)
+		}
 		responder := respond.NewResponder(st, planner, respond.ResponderOptions{Logger: log})
 		rctx, rcancel := context.WithCancel(context.WithoutCancel(e.ctx))
 		rdone := make(chan struct{})

@@ -1,6 +1,7 @@
 package respond
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -70,8 +71,8 @@ func ActionID(alertID, kind, target string) string {
 // Planner turns alerts into actions. It is not safe for concurrent use
 // (the Responder calls it from its one writer goroutine).
 //
-// The rate limit and the block escalation count are held in memory: after
-// a restart they start empty.
+// The rate limit and the block escalation count are held in memory; after
+// a restart Restore rebuilds them from the outbox.
 type Planner struct {
 	cfg        Config
 	mode       Mode
@@ -114,6 +115,57 @@ func NewPlanner(cfg Config) (*Planner, error) {
 		p.networks = append(p.networks, pf)
 	}
 	return p, nil
+}
+
+// RestoreFrom rebuilds the planner's memory from the outbox after a
+// restart (see Restore).
+func (p *Planner) RestoreFrom(ctx context.Context, st *store.Store) (int, error) {
+	span := max(orDefault(p.maxBlockExpiry(), DefaultMaxBlockExpiry), 2*time.Hour)
+	acts, err := st.RecentActions(ctx, span)
+	if err != nil {
+		return 0, err
+	}
+	p.Restore(acts)
+	return len(acts), nil
+}
+
+// Restore rebuilds the planner's memory from actions already in the
+// outbox, oldest first: their ids are not planned again; actions that
+// passed the guardrails (not pending approval, not rejected) count against
+// the rate limits in their hour; and every earlier block_source of a
+// target keeps its block escalating.
+func (p *Planner) Restore(acts []store.Action) {
+	for _, a := range acts {
+		p.seen[a.ID] = a.CreatedAt
+		if a.CreatedAt.After(p.latest) {
+			p.latest = a.CreatedAt
+		}
+		if a.Kind == KindBlockSource {
+			p.blocks[a.Target]++
+		}
+		if a.State == store.ActionPendingApproval || a.State == store.ActionRejected {
+			continue
+		}
+		if _, limited := p.cfg.RateLimits[a.Kind]; limited {
+			ts := p.window[a.Kind]
+			i := sort.Search(len(ts), func(i int) bool { return ts[i].After(a.CreatedAt) })
+			p.window[a.Kind] = slices.Insert(ts, i, a.CreatedAt)
+		}
+	}
+	p.prune()
+}
+
+// maxBlockExpiry is the longest max_expiry of any block_source action.
+func (p *Planner) maxBlockExpiry() Duration {
+	var m Duration
+	for _, pb := range p.cfg.Playbooks {
+		for _, a := range pb.Actions {
+			if a.Kind == KindBlockSource {
+				m = max(m, a.MaxExpiry)
+			}
+		}
+	}
+	return m
 }
 
 func set(xs []string) map[string]bool {

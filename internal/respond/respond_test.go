@@ -653,3 +653,46 @@ func TestPlaybookTagsAndPrefixes(t *testing.T) {
 		t.Errorf("a bare * tag: %v", err)
 	}
 }
+
+// After a restart the planner resumes from the outbox: the rate limit
+// still counts the hour's automatic actions, already planned actions are
+// not planned again, and blocks keep escalating.
+func TestPlannerRestoresAcrossRestart(t *testing.T) {
+	ctx := t.Context()
+	st := openStore(t, t.TempDir())
+	cfg := testConfig("http://127.0.0.1:1")
+	p1, err := NewPlanner(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var acts []Action
+	for i := range 20 {
+		acts = append(acts, p1.Plan(mkAlert(fmt.Sprintf("t%d", i), event.EntityPrincipal, fmt.Sprintf("e:%d", i),
+			"terminated_identity", event.SeverityCritical, t0.Add(time.Duration(i)*time.Minute)))...)
+	}
+	acts = append(acts, p1.Plan(mkAlert("c1", event.EntitySource, "203.0.113.9", "canary_record", event.SeverityCritical, t0))...)
+	if _, err := st.InsertActions(ctx, acts, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+
+	p2, err := NewPlanner(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := p2.RestoreFrom(ctx, st)
+	if err != nil || n != len(acts) {
+		t.Fatalf("RestoreFrom = %d, %v; want %d", n, err, len(acts))
+	}
+	if again := p2.Plan(mkAlert("t3", event.EntityPrincipal, "e:3", "terminated_identity", event.SeverityCritical, t0.Add(3*time.Minute))); len(again) != 0 {
+		t.Errorf("an action already in the outbox was planned again: %+v", again)
+	}
+	a := p2.Plan(mkAlert("t21", event.EntityPrincipal, "e:21", "terminated_identity", event.SeverityCritical, t0.Add(30*time.Minute)))
+	if len(a) == 0 || a[0].Kind != KindDisableIdentity || a[0].State != StatePendingApproval || !strings.Contains(a[0].Reason, "rate limit") {
+		t.Errorf("the 21st disablement after a restart: %+v", a)
+	}
+	b := p2.Plan(mkAlert("c2", event.EntitySource, "203.0.113.9", "canary_record", event.SeverityCritical, t0.Add(time.Hour)))
+	var pl Payload
+	if len(b) == 0 || json.Unmarshal(b[0].Payload, &pl) != nil || pl.Expiry != "2d" || pl.Repeat != 1 {
+		t.Errorf("block after a restart did not escalate: %+v (payload %+v)", b, pl)
+	}
+}

@@ -425,6 +425,38 @@ func (s *Store) ListActions(ctx context.Context, q ActionQuery) ([]Action, error
 	return out, nil
 }
 
+// RecentActions returns, without a limit, the actions created (in event
+// time) within span before the newest action's creation time, oldest
+// first: what a planner needs to resume its rate limits and escalation
+// after a restart. An empty outbox returns none.
+func (s *Store) RecentActions(ctx context.Context, span time.Duration) ([]Action, error) {
+	var newest sql.NullInt64
+	if err := s.db.QueryRowContext(ctx, "SELECT MAX(created_at) FROM actions").Scan(&newest); err != nil {
+		return nil, fmt.Errorf("recent actions: %w", err)
+	}
+	if !newest.Valid {
+		return nil, nil
+	}
+	rows, err := s.db.QueryContext(ctx, "SELECT "+actionColumns+" FROM actions WHERE created_at >= ? ORDER BY created_at, id",
+		newest.Int64-int64(span))
+	if err != nil {
+		return nil, fmt.Errorf("recent actions: %w", err)
+	}
+	defer rows.Close()
+	var out []Action
+	for rows.Next() {
+		a, err := scanAction(rows)
+		if err != nil {
+			return nil, fmt.Errorf("recent actions: %w", err)
+		}
+		out = append(out, a)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("recent actions: %w", err)
+	}
+	return out, nil
+}
+
 // GetAction returns one action, or ErrNotFound (wrapped).
 func (s *Store) GetAction(ctx context.Context, id string) (Action, error) {
 	a, err := scanAction(s.db.QueryRowContext(ctx, "SELECT "+actionColumns+" FROM actions WHERE id = ?", id))
