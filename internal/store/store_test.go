@@ -209,7 +209,7 @@ func TestSaveGetRoundtrip(t *testing.T) {
 	full.Findings[0].Time = time.Time{} // zero time
 	full.Findings[1].Tags = []string{"attack.t1530", "mission"}
 	full.Findings[1].Related = []event.EntityKey{{Kind: event.EntitySource, ID: "198.51.100.9"}}
-	zero := event.Alert{ID: "zero"}     // every time zero, no findings
+	zero := event.Alert{ID: "zero"} // every time zero, no findings
 	monotonic := testAlert("mono", time.Now(), event.EntityKey{Kind: event.EntitySource, ID: "203.0.113.7"}, 1)
 
 	in := []event.Alert{full, zero, monotonic}
