@@ -9,6 +9,7 @@
 package api
 
 import (
+	"bytes"
 	"compress/gzip"
 	"context"
 	"encoding/json"
@@ -38,6 +39,13 @@ var ErrBusy = errors.New("pipeline is busy")
 // ErrStopping is returned by an Ingest function during shutdown.
 var ErrStopping = errors.New("shutting down")
 
+// ErrUnavailable is returned (wrapped) by a Spool function that cannot
+// store events durably (disk full, I/O error): nothing is acknowledged.
+var ErrUnavailable = errors.New("durable storage unavailable")
+
+// MaxIdempotencyKey is the longest accepted Idempotency-Key header.
+const MaxIdempotencyKey = 200
+
 // AlertReader is the part of the store the API reads.
 type AlertReader interface {
 	ListAlerts(ctx context.Context, q store.AlertQuery) ([]event.Alert, error)
@@ -52,7 +60,19 @@ type Options struct {
 	Ingest func(evs []event.Event) error
 	// NextInput returns a fresh input index for a request.
 	NextInput func() uint32
-	Alerts    AlertReader
+	// Spool, when set, makes ingest durable: once decoding has validated
+	// a request, its body (decompressed) is handed to Spool with the
+	// request's Idempotency-Key header ("" when absent), and the request
+	// is acknowledged only after Spool returns nil — the events are then
+	// on disk and will be processed from there; Ingest is not called.
+	// duplicate reports a key already stored: the answer is the same and
+	// nothing is stored twice. Errors: ErrBusy (429), ErrStopping or
+	// ErrUnavailable (503).
+	Spool func(ctx context.Context, key string, body []byte) (duplicate bool, err error)
+	// Health reports a problem that makes the server unhealthy (GET
+	// /healthz answers 503 with it), or nil.
+	Health func() error
+	Alerts AlertReader
 	// Scope reads the access ledger for GET /v1/scope (nil → 404).
 	Scope ledger.Reader
 	// Actions is the response outbox for /v1/actions (nil → not served);
@@ -129,6 +149,12 @@ func New(opts Options) *Server {
 		s.mux.HandleFunc("POST /v1/actions/{id}/reject", s.decide(false))
 	}
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		if opts.Health != nil {
+			if err := opts.Health(); err != nil {
+				writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unhealthy", "error": err.Error()})
+				return
+			}
+		}
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
 	if opts.Gatherer != nil {
@@ -207,6 +233,22 @@ func (s *Server) ingest(w http.ResponseWriter, r *http.Request) int {
 		return writeError(w, http.StatusUnsupportedMediaType, fmt.Sprintf("unsupported Content-Encoding %q (use gzip or none)", enc))
 	}
 
+	key := r.Header.Get("Idempotency-Key")
+	if len(key) > MaxIdempotencyKey || strings.ContainsFunc(key, func(c rune) bool { return c < 0x21 || c > 0x7e }) {
+		return writeError(w, http.StatusBadRequest, fmt.Sprintf("Idempotency-Key must be at most %d printable ASCII characters without spaces", MaxIdempotencyKey))
+	}
+	var raw []byte
+	if s.opts.Spool != nil {
+		// The body is kept to be spooled once it has been validated.
+		var err error
+		if raw, err = io.ReadAll(body); err != nil {
+			if errors.Is(err, errTooLarge) {
+				return writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("body exceeds the limit of %d bytes", limit))
+			}
+			return writeError(w, http.StatusBadRequest, "read body: "+err.Error())
+		}
+		body = bytes.NewReader(raw)
+	}
 	input := s.seq.Add(1)
 	if s.opts.NextInput != nil {
 		input = s.opts.NextInput()
@@ -240,11 +282,21 @@ func (s *Server) ingest(w http.ResponseWriter, r *http.Request) int {
 		return writeError(w, http.StatusBadRequest, "read body: "+err.Error())
 	}
 	if len(evs) > 0 {
-		if err := s.opts.Ingest(evs); err != nil {
+		var err error
+		if s.opts.Spool != nil {
+			_, err = s.opts.Spool(r.Context(), key, raw)
+		} else {
+			err = s.opts.Ingest(evs)
+		}
+		if err != nil {
 			switch {
+			case errors.Is(err, ErrUnavailable):
+				s.opts.Logger.Error("ingest", "err", err)
+				w.Header().Set("Retry-After", strconv.Itoa(int((s.opts.RetryAfter+time.Second-1)/time.Second)))
+				return writeError(w, http.StatusServiceUnavailable, "events cannot be stored durably ("+err.Error()+"); nothing from this request was accepted, retry later")
 			case errors.Is(err, ErrBusy):
 				w.Header().Set("Retry-After", strconv.Itoa(int((s.opts.RetryAfter+time.Second-1)/time.Second)))
-				return writeError(w, http.StatusTooManyRequests, "pipeline queues are full; nothing from this request was accepted, retry later")
+				return writeError(w, http.StatusTooManyRequests, "haechi is behind (pipeline or spool full); nothing from this request was accepted, retry later")
 			case errors.Is(err, ErrStopping):
 				return writeError(w, http.StatusServiceUnavailable, "haechi is shutting down; nothing from this request was accepted")
 			}

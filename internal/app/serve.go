@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -23,6 +24,7 @@ import (
 	"github.com/haechi-sec/haechi/internal/event"
 	"github.com/haechi-sec/haechi/internal/ledger"
 	"github.com/haechi-sec/haechi/internal/respond"
+	"github.com/haechi-sec/haechi/internal/spool"
 	"github.com/haechi-sec/haechi/internal/store"
 )
 
@@ -119,32 +121,71 @@ func Serve(ctx context.Context, opts ServeOptions) (err error) {
 		}
 	}
 
+	// Durable ingest: requests go to the spool, the consumer feeds the
+	// pipeline from it (first replaying what the spool retains).
+	var ing *Ingester
+	consumerDone := make(chan error, 1)
+	stopConsumer := func() {}
+	if sc := cfg.Spool; sc.Enabled {
+		dir := sc.Dir
+		if dir == "" {
+			dir = filepath.Join(cfg.DataDir, "spool")
+		}
+		ing, err = OpenIngester(IngestOptions{
+			Spool: spool.Options{Dir: dir, MaxBytes: sc.MaxBytes, SegmentBytes: sc.SegmentBytes,
+				SyncDelay: sc.SyncDelay.D(), Logger: log},
+			RetainBytes: sc.RetainBytes,
+			MaxLine:     cfg.Ingest.MaxLineBytes,
+			Logger:      log,
+			Registerer:  reg,
+		})
+		if err != nil {
+			p.Close()
+			<-pipeDone
+			return err
+		}
+		defer ing.Close()
+		cctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+		stopConsumer = cancel
+		defer cancel()
+		go func() { consumerDone <- ing.Run(cctx, p) }()
+		log.Info("spool", "dir", dir, "max_bytes", sc.MaxBytes, "pending", ing.Pending())
+	} else {
+		close(consumerDone)
+		log.Warn("spool disabled: acknowledged events live only in memory until processed")
+	}
+
 	var inputs atomic.Uint32
 	var lastIngest atomic.Int64 // wall clock of the last ingest request
+	apiOpts := api.Options{
+		Ingest: func(evs []event.Event) error {
+			lastIngest.Store(time.Now().UnixNano())
+			err := p.TrySubmit(evs)
+			switch {
+			case errors.Is(err, engine.ErrFull):
+				return api.ErrBusy
+			case errors.Is(err, engine.ErrClosed):
+				return api.ErrStopping
+			}
+			return err
+		},
+		NextInput:    func() uint32 { return inputs.Add(1) },
+		Alerts:       st,
+		Scope:        st,
+		Actions:      st,
+		OnApprove:    dispatcher.Wake,
+		MaxBodyBytes: cfg.Ingest.MaxBodyBytes,
+		MaxLineBytes: cfg.Ingest.MaxLineBytes,
+		Gatherer:     reg,
+		Registerer:   reg,
+		Logger:       log,
+	}
+	if ing != nil {
+		apiOpts.Spool = ing.Append
+		apiOpts.Health = ing.Health
+	}
 	srv := &http.Server{
-		Handler: api.New(api.Options{
-			Ingest: func(evs []event.Event) error {
-				lastIngest.Store(time.Now().UnixNano())
-				err := p.TrySubmit(evs)
-				switch {
-				case errors.Is(err, engine.ErrFull):
-					return api.ErrBusy
-				case errors.Is(err, engine.ErrClosed):
-					return api.ErrStopping
-				}
-				return err
-			},
-			NextInput:    func() uint32 { return inputs.Add(1) },
-			Alerts:       st,
-			Scope:        st,
-			Actions:      st,
-			OnApprove:    dispatcher.Wake,
-			MaxBodyBytes: cfg.Ingest.MaxBodyBytes,
-			MaxLineBytes: cfg.Ingest.MaxLineBytes,
-			Gatherer:     reg,
-			Registerer:   reg,
-			Logger:       log,
-		}),
+		Handler:           api.New(apiOpts),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       5 * time.Minute,
 		IdleTimeout:       2 * time.Minute,
@@ -185,8 +226,21 @@ loop:
 		case err := <-httpDone:
 			serveErr = fmt.Errorf("http server: %w", err)
 			break loop
+		case err := <-consumerDone:
+			if err != nil {
+				serveErr = err
+				break loop
+			}
+			consumerDone = nil
 		case t := <-tick.C:
-			if t.Sub(time.Unix(0, lastIngest.Load())) >= quiet {
+			last := time.Unix(0, lastIngest.Load())
+			if ing != nil {
+				last = ing.LastSubmit()
+				if ing.Pending() > 0 {
+					continue // the pipeline is catching up: event time leads
+				}
+			}
+			if t.Sub(last) >= quiet {
 				p.Engine.AdvanceTo(t.Add(-lateness).UTC())
 			}
 		}
@@ -197,6 +251,19 @@ loop:
 	defer cancel()
 	if err := srv.Shutdown(shutCtx); err != nil {
 		log.Error("http shutdown", "err", err)
+	}
+	if ing != nil {
+		// Let the consumer take what was acknowledged (it is on disk either
+		// way: a restart replays it).
+		for ing.Pending() > 0 && shutCtx.Err() == nil && consumerDone != nil {
+			time.Sleep(20 * time.Millisecond)
+		}
+		stopConsumer()
+		if consumerDone != nil {
+			if err := <-consumerDone; err != nil && serveErr == nil {
+				serveErr = err
+			}
+		}
 	}
 	p.Close()
 	if err := <-pipeDone; err != nil && serveErr == nil {

@@ -50,6 +50,7 @@ type Config struct {
 	Log       Log       `yaml:"log"`
 	Engine    Engine    `yaml:"engine"`
 	Ingest    Ingest    `yaml:"ingest"`
+	Spool     Spool     `yaml:"spool"`
 	Alerts    Alerts    `yaml:"alerts"`
 	GeoIP     GeoIP     `yaml:"geoip"`
 	Detectors Detectors `yaml:"detectors"`
@@ -101,6 +102,28 @@ type Ingest struct {
 	MaxBodyBytes int64 `yaml:"max_body_bytes"`
 	// MaxLineBytes caps one NDJSON line (one event).
 	MaxLineBytes int `yaml:"max_line_bytes"`
+}
+
+// Spool configures serve's durable ingest (docs/spool.md): every accepted
+// request is stored on disk before it is acknowledged.
+type Spool struct {
+	// Enabled turns durable ingest on (serve; replay reads files and needs
+	// none). Off, an acknowledged request lives only in memory until it is
+	// processed.
+	Enabled bool `yaml:"enabled"`
+	// Dir holds the spool ("" → <data_dir>/spool).
+	Dir string `yaml:"dir"`
+	// MaxBytes bounds the spool; when full, ingest answers 429.
+	MaxBytes int64 `yaml:"max_bytes"`
+	// SegmentBytes is the size at which a segment file rolls.
+	SegmentBytes int64 `yaml:"segment_bytes"`
+	// RetainBytes is how much processed history is kept for a warm restart
+	// (replayed to rebuild detector state); beyond it the oldest processed
+	// segments are deleted.
+	RetainBytes int64 `yaml:"retain_bytes"`
+	// SyncDelay waits this long before an fsync to group more requests
+	// into it (0: fsync as soon as the previous one finishes).
+	SyncDelay Duration `yaml:"sync_delay"`
 }
 
 // Alerts configures how findings become alerts.
@@ -294,6 +317,12 @@ func Default() Config {
 		Ingest: Ingest{
 			MaxBodyBytes: 16 << 20,
 			MaxLineBytes: 1 << 20,
+		},
+		Spool: Spool{
+			Enabled:      true,
+			MaxBytes:     1 << 30,
+			SegmentBytes: 64 << 20,
+			RetainBytes:  512 << 20,
 		},
 		Respond: respond.DefaultConfig(),
 		Report:  Report{Regimes: report.DefaultRegimes()},

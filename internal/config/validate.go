@@ -56,6 +56,23 @@ func (c *Config) Validate() error {
 		add("engine.allowed_lateness", "must be positive (use e.g. 1s for input that is strictly in order), got %s", c.Engine.AllowedLateness)
 	}
 
+	if sp := c.Spool; sp.Enabled {
+		if sp.SegmentBytes < 1<<20 {
+			add("spool.segment_bytes", "must be at least 1 MiB (1048576), got %d", sp.SegmentBytes)
+		}
+		if sp.MaxBytes < 2*sp.SegmentBytes {
+			add("spool.max_bytes", "must be at least twice spool.segment_bytes (%d), got %d", 2*sp.SegmentBytes, sp.MaxBytes)
+		}
+		if sp.RetainBytes < 0 || sp.RetainBytes >= sp.MaxBytes {
+			add("spool.retain_bytes", "must be from 0 to less than spool.max_bytes (%d), got %d", sp.MaxBytes, sp.RetainBytes)
+		}
+		if sp.SyncDelay < 0 {
+			add("spool.sync_delay", "must not be negative, got %s", sp.SyncDelay)
+		}
+		if sp.MaxBytes > 0 && c.Ingest.MaxBodyBytes > sp.SegmentBytes {
+			add("ingest.max_body_bytes", "must not exceed spool.segment_bytes (%d), got %d", sp.SegmentBytes, c.Ingest.MaxBodyBytes)
+		}
+	}
 	if c.Ingest.MaxBodyBytes <= 0 {
 		add("ingest.max_body_bytes", "must be positive, got %d", c.Ingest.MaxBodyBytes)
 	}

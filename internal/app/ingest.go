@@ -1,0 +1,385 @@
+package app
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/haechi-sec/haechi/internal/api"
+	"github.com/haechi-sec/haechi/internal/decode"
+	"github.com/haechi-sec/haechi/internal/event"
+	"github.com/haechi-sec/haechi/internal/spool"
+)
+
+// Durable ingest: serve appends every validated request body to the spool
+// and acknowledges it only once the spool has fsynced it; the pipeline
+// consumes the spool.
+//
+// After a restart the pipeline replays the whole retained spool from its
+// first record. That rebuilds the detectors' in-memory state over the
+// retained history (state is not checkpointed) and re-derives every
+// output; outputs are idempotent — alerts and actions have deterministic
+// ids and are upserted or ignored when already stored, and the ledger
+// holds sets of record ids — so a replayed event changes nothing that was
+// already stored and nothing is counted twice. Retention deletes whole
+// segments, oldest first, once the spool holds more than RetainBytes and
+// their events were handed to the pipeline long enough ago (retainAfter)
+// that what they produced has been stored.
+//
+// A request retried with the same Idempotency-Key is stored once: the keys
+// of the retained spool are read at start-up and kept in memory.
+
+// spoolRecordVersion is the first byte of every spool record.
+const spoolRecordVersion = 1
+
+// retainAfter is how long after its events were handed to the pipeline a
+// record may be deleted by retention.
+const retainAfter = 5 * time.Minute
+
+// encodeSpoolRecord frames a request: version, acceptance time (unix
+// nanoseconds), idempotency key, body.
+func encodeSpoolRecord(accepted time.Time, key string, body []byte) []byte {
+	b := make([]byte, 0, 1+8+2+len(key)+len(body))
+	b = append(b, spoolRecordVersion)
+	b = binary.LittleEndian.AppendUint64(b, uint64(accepted.UnixNano()))
+	b = binary.LittleEndian.AppendUint16(b, uint16(len(key)))
+	b = append(b, key...)
+	return append(b, body...)
+}
+
+// spoolRecord is a decoded spool record; Body aliases the record.
+type spoolRecord struct {
+	Accepted time.Time
+	Key      string
+	Body     []byte
+}
+
+func decodeSpoolRecord(rec []byte) (spoolRecord, error) {
+	if len(rec) < 11 || rec[0] != spoolRecordVersion {
+		return spoolRecord{}, fmt.Errorf("spool record: unknown format (%d bytes)", len(rec))
+	}
+	n := int(binary.LittleEndian.Uint16(rec[9:11]))
+	if len(rec) < 11+n {
+		return spoolRecord{}, fmt.Errorf("spool record: key of %d bytes in a record of %d", n, len(rec))
+	}
+	return spoolRecord{
+		Accepted: time.Unix(0, int64(binary.LittleEndian.Uint64(rec[1:9]))),
+		Key:      string(rec[11 : 11+n]),
+		Body:     rec[11+n:],
+	}, nil
+}
+
+// IngestOptions configure a durable ingester.
+type IngestOptions struct {
+	// Spool options; Dir is required.
+	Spool spool.Options
+	// RetainBytes is how much processed history the spool keeps for a
+	// warm restart (0 → half of Spool.MaxBytes).
+	RetainBytes int64
+	// MaxLine is the longest NDJSON line (0 → decode's default).
+	MaxLine    int
+	Logger     *slog.Logger
+	Registerer prometheus.Registerer
+}
+
+// Ingester is serve's durable ingest: the spool, the idempotency keys it
+// holds and the consumer that feeds the pipeline from it.
+type Ingester struct {
+	sp      *spool.Spool
+	opts    IngestOptions
+	log     *slog.Logger
+	mu      sync.Mutex
+	keys    map[string]uint64 // idempotency key → offset
+	first   uint64            // first offset of the retained spool at start-up
+	resumed uint64            // first offset appended after start-up
+	failed  atomic.Pointer[error]
+	lastSub atomic.Int64 // wall clock of the last submission to the pipeline
+	lagNs   atomic.Int64 // acceptance → submission of the last consumed record
+	pending atomic.Int64 // records appended but not yet consumed
+	done    atomic.Uint64
+	// marks: (offset, wall time) of submissions, for retention.
+	marks []mark
+}
+
+type mark struct {
+	off uint64
+	at  time.Time
+}
+
+// OpenIngester opens (or recovers) the spool and reads the idempotency
+// keys of what it retains.
+func OpenIngester(opts IngestOptions) (*Ingester, error) {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Spool.Logger == nil {
+		opts.Spool.Logger = opts.Logger
+	}
+	sp, err := spool.Open(opts.Spool)
+	if err != nil {
+		return nil, fmt.Errorf("spool: %w", err)
+	}
+	if opts.RetainBytes <= 0 {
+		maxBytes := opts.Spool.MaxBytes
+		if maxBytes <= 0 {
+			maxBytes = spool.DefaultMaxBytes
+		}
+		opts.RetainBytes = maxBytes / 2
+	}
+	in := &Ingester{sp: sp, opts: opts, log: opts.Logger, keys: map[string]uint64{}}
+	st := sp.Stats()
+	in.first, in.resumed = st.FirstOffset, st.NextOffset
+	if err := in.scanKeys(st); err != nil {
+		sp.Close()
+		return nil, err
+	}
+	in.pending.Store(int64(st.NextOffset - st.FirstOffset))
+	if opts.Registerer != nil {
+		in.register(opts.Registerer)
+	}
+	return in, nil
+}
+
+// scanKeys reads the idempotency key of every retained record.
+func (in *Ingester) scanKeys(st spool.Stats) error {
+	if st.FirstOffset == st.NextOffset {
+		return nil
+	}
+	rd, err := in.sp.Reader(st.FirstOffset)
+	if err != nil {
+		return fmt.Errorf("spool: %w", err)
+	}
+	defer rd.Close()
+	ctx := context.Background()
+	for off := st.FirstOffset; off < st.NextOffset; off++ {
+		got, rec, err := rd.Next(ctx)
+		if err != nil {
+			return fmt.Errorf("spool: reading record %d at start-up: %w", off, err)
+		}
+		r, err := decodeSpoolRecord(rec)
+		if err != nil {
+			return fmt.Errorf("spool: record %d: %w", got, err)
+		}
+		if r.Key != "" {
+			in.keys[r.Key] = got
+		}
+	}
+	return nil
+}
+
+// Append stores a validated request body durably. It implements
+// api.Options.Spool.
+func (in *Ingester) Append(ctx context.Context, key string, body []byte) (duplicate bool, err error) {
+	in.mu.Lock()
+	_, dup := in.keys[key]
+	in.mu.Unlock()
+	if key != "" && dup {
+		return true, nil
+	}
+	_, last, err := in.sp.Append(ctx, encodeSpoolRecord(time.Now(), key, body))
+	switch {
+	case errors.Is(err, spool.ErrFull):
+		return false, fmt.Errorf("%w: %w", api.ErrBusy, err)
+	case errors.Is(err, spool.ErrClosed):
+		return false, api.ErrStopping
+	case errors.Is(err, spool.ErrTooLarge):
+		return false, fmt.Errorf("%w: %w", api.ErrUnavailable, err)
+	case err != nil:
+		in.failed.Store(&err)
+		return false, fmt.Errorf("%w: %w", api.ErrUnavailable, err)
+	}
+	in.failed.Store(nil)
+	in.pending.Add(1)
+	if key != "" {
+		in.mu.Lock()
+		in.keys[key] = last
+		in.mu.Unlock()
+	}
+	return false, nil
+}
+
+// Health reports a failed spool (the last append's error while it lasts).
+func (in *Ingester) Health() error {
+	if ok, err := in.sp.Healthy(); !ok {
+		if err == nil {
+			err = errors.New("unhealthy")
+		}
+		return fmt.Errorf("spool: %w", err)
+	}
+	if e := in.failed.Load(); e != nil {
+		return fmt.Errorf("spool: %w", *e)
+	}
+	return nil
+}
+
+// LastSubmit returns the wall clock of the last submission to the
+// pipeline (zero before the first).
+func (in *Ingester) LastSubmit() time.Time {
+	if ns := in.lastSub.Load(); ns != 0 {
+		return time.Unix(0, ns)
+	}
+	return time.Time{}
+}
+
+// Consumed returns the offset of the last record handed to the pipeline.
+func (in *Ingester) Consumed() uint64 { return in.done.Load() }
+
+// Pending returns how many stored records the pipeline has not taken yet.
+func (in *Ingester) Pending() int64 { return in.pending.Load() }
+
+// Run feeds the pipeline from the spool, starting with the first retained
+// record (the warm restart), until ctx ends. Records are decoded with
+// their offset as the input index, so evidence references
+// ("req-<offset>:<line>") are stable across restarts.
+func (in *Ingester) Run(ctx context.Context, p *Pipeline) error {
+	rd, err := in.sp.Reader(in.first)
+	if err != nil {
+		return fmt.Errorf("spool: %w", err)
+	}
+	defer rd.Close()
+	if n := in.pending.Load(); n > 0 {
+		in.log.Info("spool: replaying the retained spool to rebuild detector state", "records", n, "from", in.first)
+	}
+	seen := map[string]bool{} // keys consumed: a duplicate never reaches the pipeline twice
+	for {
+		off, rec, err := rd.Next(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("spool: %w", err)
+		}
+		r, err := decodeSpoolRecord(rec)
+		if err != nil {
+			return fmt.Errorf("spool: record %d: %w", off, err)
+		}
+		if r.Key == "" || !seen[r.Key] {
+			if r.Key != "" {
+				seen[r.Key] = true
+			}
+			if err := in.feed(ctx, p, off, r.Body); err != nil {
+				if ctx.Err() != nil {
+					return nil
+				}
+				return err
+			}
+			if off >= in.resumed { // replayed records were processed before
+				in.lagNs.Store(int64(time.Since(r.Accepted)))
+			}
+		}
+		in.done.Store(off)
+		in.pending.Add(-1)
+		in.retain(off)
+	}
+}
+
+// feed decodes one stored body and submits its events in batches.
+func (in *Ingester) feed(ctx context.Context, p *Pipeline, off uint64, body []byte) error {
+	rd := decode.NewReader(bytes.NewReader(body), uint32(off), in.opts.MaxLine)
+	batch := p.NewBatch()
+	for {
+		batch = append(batch, event.Event{})
+		err := rd.Next(&batch[len(batch)-1])
+		if err == nil {
+			if len(batch) == cap(batch) {
+				if err := in.submit(ctx, p, batch); err != nil {
+					return err
+				}
+				batch = p.NewBatch()
+			}
+			continue
+		}
+		batch = batch[:len(batch)-1]
+		var le *decode.LineError
+		if errors.As(err, &le) {
+			continue // rejected (and reported) when the request was accepted
+		}
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		return fmt.Errorf("spool: record %d: %w", off, err)
+	}
+	if len(batch) == 0 {
+		return nil
+	}
+	return in.submit(ctx, p, batch)
+}
+
+func (in *Ingester) submit(ctx context.Context, p *Pipeline, batch []event.Event) error {
+	in.lastSub.Store(time.Now().UnixNano())
+	return p.Submit(ctx, batch)
+}
+
+// retain notes that off has been handed to the pipeline and deletes the
+// oldest segments while the spool holds more than RetainBytes and their
+// records were handed over at least retainAfter ago.
+func (in *Ingester) retain(off uint64) {
+	now := time.Now()
+	if len(in.marks) == 0 || now.Sub(in.marks[len(in.marks)-1].at) >= 10*time.Second {
+		in.marks = append(in.marks, mark{off: off, at: now})
+	}
+	if int64(in.sp.Stats().Bytes) <= in.opts.RetainBytes {
+		return
+	}
+	safe := uint64(0)
+	i := 0
+	for ; i < len(in.marks) && now.Sub(in.marks[i].at) >= retainAfter; i++ {
+		safe = in.marks[i].off
+	}
+	if safe == 0 {
+		return
+	}
+	if i > 1 {
+		in.marks = append(in.marks[:0], in.marks[i-1:]...)
+	}
+	if err := in.sp.DeleteThrough(safe); err != nil {
+		in.log.Warn("spool: retention", "through", safe, "err", err)
+	}
+}
+
+// Close closes the spool; Run must have returned.
+func (in *Ingester) Close() error { return in.sp.Close() }
+
+func (in *Ingester) register(reg prometheus.Registerer) {
+	reg.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "haechi_spool_lag_seconds",
+			Help: "Time from acknowledging a request to handing its events to the pipeline (then haechi_processing_lag_seconds), for the last one handed over; 0 when nothing waits.",
+		}, func() float64 {
+			if in.pending.Load() <= 0 {
+				return 0
+			}
+			return time.Duration(in.lagNs.Load()).Seconds()
+		}),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "haechi_spool_pending_records",
+			Help: "Stored requests the pipeline has not taken yet.",
+		}, func() float64 { return float64(in.pending.Load()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "haechi_spool_bytes",
+			Help: "Bytes held in the spool's segments.",
+		}, func() float64 { return float64(in.sp.Stats().Bytes) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "haechi_spool_syncs_total",
+			Help: "Spool fsyncs (group commits).",
+		}, func() float64 { return float64(in.sp.Stats().Syncs) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "haechi_spool_healthy",
+			Help: "1 while the spool accepts appends; 0 after a write or sync failure.",
+		}, func() float64 {
+			if in.Health() != nil {
+				return 0
+			}
+			return 1
+		}),
+	)
+}

@@ -1,0 +1,126 @@
+package app
+
+import (
+	"errors"
+	"os"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/haechi-sec/haechi/internal/api"
+	"github.com/haechi-sec/haechi/internal/spool"
+)
+
+func TestSpoolRecordRoundTrip(t *testing.T) {
+	at := time.Unix(1750755603, 123)
+	for _, tc := range []struct{ key, body string }{{"", ""}, {"k-1", `{"a":1}` + "\n"}, {"x", "line\n\nline"}} {
+		r, err := decodeSpoolRecord(encodeSpoolRecord(at, tc.key, []byte(tc.body)))
+		if err != nil || !r.Accepted.Equal(at) || r.Key != tc.key || string(r.Body) != tc.body {
+			t.Errorf("%+v: got %+v, %v", tc, r, err)
+		}
+	}
+	for _, bad := range [][]byte{nil, {2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}, append([]byte{1, 0, 0, 0, 0, 0, 0, 0, 0, 9, 0}, 'k')} {
+		if _, err := decodeSpoolRecord(bad); err == nil {
+			t.Errorf("decodeSpoolRecord(%v) accepted", bad)
+		}
+	}
+}
+
+// A retried request (same Idempotency-Key) is stored once, also after a
+// restart; what was stored waits for the pipeline across the restart.
+func TestIngesterIdempotentAcrossRestart(t *testing.T) {
+	dir := t.TempDir()
+	open := func() *Ingester {
+		in, err := OpenIngester(IngestOptions{Spool: spool.Options{Dir: dir, NoSync: true}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return in
+	}
+	in := open()
+	for i, c := range []struct {
+		key     string
+		wantDup bool
+	}{{"a", false}, {"b", false}, {"a", true}, {"", false}, {"", false}} {
+		dup, err := in.Append(t.Context(), c.key, []byte("{}\n"))
+		if err != nil || dup != c.wantDup {
+			t.Fatalf("append %d (%q): dup %v, err %v", i, c.key, dup, err)
+		}
+	}
+	if n := in.Pending(); n != 4 {
+		t.Errorf("pending %d, want 4", n)
+	}
+	if err := in.Close(); err != nil {
+		t.Fatal(err)
+	}
+	in = open()
+	defer in.Close()
+	if dup, err := in.Append(t.Context(), "b", []byte("{}\n")); err != nil || !dup {
+		t.Errorf("after restart: dup %v, err %v", dup, err)
+	}
+	if n := in.Pending(); n != 4 {
+		t.Errorf("pending after restart %d, want 4", n)
+	}
+}
+
+// faultyFS fails every write while full is set: a full disk.
+type faultyFS struct {
+	spool.OSFS
+	full *atomic.Bool
+}
+
+func (f faultyFS) OpenFile(name string, flag int, perm os.FileMode) (spool.File, error) {
+	file, err := f.OSFS.OpenFile(name, flag, perm)
+	if err != nil {
+		return nil, err
+	}
+	return faultyFile{File: file, full: f.full}, nil
+}
+
+type faultyFile struct {
+	spool.File
+	full *atomic.Bool
+}
+
+func (f faultyFile) WriteAt(p []byte, off int64) (int, error) {
+	if f.full.Load() {
+		return 0, &os.PathError{Op: "write", Path: f.Name(), Err: syscall.ENOSPC}
+	}
+	return f.File.WriteAt(p, off)
+}
+
+// A full disk is never acknowledged: Append reports ErrUnavailable (the
+// API answers 503) and the ingester is unhealthy until a write succeeds.
+func TestIngesterDiskFull(t *testing.T) {
+	var full atomic.Bool
+	in, err := OpenIngester(IngestOptions{Spool: spool.Options{Dir: t.TempDir(), FS: faultyFS{full: &full}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Close()
+	if _, err := in.Append(t.Context(), "", []byte("{}\n")); err != nil {
+		t.Fatal(err)
+	}
+	full.Store(true)
+	_, err = in.Append(t.Context(), "k", []byte("{}\n"))
+	if !errors.Is(err, api.ErrUnavailable) || !errors.Is(err, syscall.ENOSPC) {
+		t.Fatalf("append on a full disk: %v", err)
+	}
+	if in.Health() == nil {
+		t.Error("healthy after a failed write")
+	}
+	if dup, err := in.Append(t.Context(), "k", []byte("{}\n")); err == nil || dup {
+		t.Errorf("a failed key was remembered: dup %v err %v", dup, err)
+	}
+	full.Store(false)
+	if _, err := in.Append(t.Context(), "k", []byte("{}\n")); err != nil {
+		t.Fatalf("after the disk recovered: %v", err)
+	}
+	if err := in.Health(); err != nil {
+		t.Errorf("unhealthy after recovery: %v", err)
+	}
+	if n := in.Pending(); n != 2 {
+		t.Errorf("pending %d, want 2 (nothing unacknowledged stored)", n)
+	}
+}
