@@ -28,6 +28,7 @@ import (
 
 	"github.com/haechi-sec/haechi/internal/decode"
 	"github.com/haechi-sec/haechi/internal/event"
+	"github.com/haechi-sec/haechi/internal/input"
 	"github.com/haechi-sec/haechi/internal/ledger"
 	"github.com/haechi-sec/haechi/internal/store"
 )
@@ -68,7 +69,10 @@ type Options struct {
 	// duplicate reports a key already stored: the answer is the same and
 	// nothing is stored twice. Errors: ErrBusy (429), ErrStopping or
 	// ErrUnavailable (503).
-	Spool func(ctx context.Context, key string, body []byte) (duplicate bool, err error)
+	Spool func(ctx context.Context, key, format string, body []byte) (duplicate bool, err error)
+	// Inputs reads request bodies in the format named by ?format= (nil →
+	// only the event contract, "ecs").
+	Inputs *input.Inputs
 	// Health reports a problem that makes the server unhealthy (GET
 	// /healthz answers 503 with it), or nil.
 	Health func() error
@@ -112,6 +116,10 @@ func New(opts Options) *Server {
 	}
 	if opts.RetryAfter <= 0 {
 		opts.RetryAfter = time.Second
+	}
+	if opts.Inputs == nil {
+		// The event contract only; no routes or mappings cannot fail.
+		opts.Inputs, _ = input.New(input.Options{MaxLine: opts.MaxLineBytes})
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
@@ -249,11 +257,19 @@ func (s *Server) ingest(w http.ResponseWriter, r *http.Request) int {
 		}
 		body = bytes.NewReader(raw)
 	}
-	input := s.seq.Add(1)
-	if s.opts.NextInput != nil {
-		input = s.opts.NextInput()
+	format := r.URL.Query().Get("format")
+	if format == "" {
+		format = input.FormatECS
 	}
-	rd := decode.NewReader(body, input, s.opts.MaxLineBytes)
+	inputs := s.opts.Inputs
+	inputIdx := s.seq.Add(1)
+	if s.opts.NextInput != nil {
+		inputIdx = s.opts.NextInput()
+	}
+	rd, err := inputs.Open(format, body, inputIdx)
+	if err != nil {
+		return writeError(w, http.StatusBadRequest, "format: "+err.Error())
+	}
 	res := IngestResult{Errors: []LineError{}}
 	var evs []event.Event
 	rejects := map[string]int{}
@@ -284,7 +300,11 @@ func (s *Server) ingest(w http.ResponseWriter, r *http.Request) int {
 	if len(evs) > 0 {
 		var err error
 		if s.opts.Spool != nil {
-			_, err = s.opts.Spool(r.Context(), key, raw)
+			stored := format
+			if stored == input.FormatECS {
+				stored = ""
+			}
+			_, err = s.opts.Spool(r.Context(), key, stored, raw)
 		} else {
 			err = s.opts.Ingest(evs)
 		}

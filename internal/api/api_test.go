@@ -305,3 +305,101 @@ func TestActions(t *testing.T) {
 		t.Errorf("approved %d, decided %q", fa.approved, fa.decided)
 	}
 }
+
+func TestIngestFormats(t *testing.T) {
+	f := newFixture(t, 0)
+	nginxLine := `203.0.113.9 - m:42 [24/Jun/2025:09:00:03 +0900] "GET /api/v2/members/42/profile HTTP/1.1" 200 512 "-" "curl/8.5.0"` + "\n"
+	post := func(query, body string) (int, string) {
+		resp, err := http.Post(f.srv.URL+"/v1/events"+query, "text/plain", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, body := post("?format=nginx", nginxLine); code != 200 || !strings.Contains(body, `"accepted":1`) {
+		t.Fatalf("nginx: %d %s", code, body)
+	}
+	if got := f.ingested[len(f.ingested)-1]; got.User.ID != "m:42" || got.URLPath != "/api/v2/members/42/profile" || got.Dataset != event.DatasetGateway {
+		t.Errorf("nginx event %+v", got)
+	}
+	if code, body := post("?format=bogus", nginxLine); code != 400 || !strings.Contains(body, "unknown input format") {
+		t.Errorf("unknown format: %d %s", code, body)
+	}
+	// The event contract is the default: an nginx line is rejected as JSON.
+	if code, body := post("", nginxLine); code != 200 || !strings.Contains(body, `"rejected":1`) {
+		t.Errorf("default format: %d %s", code, body)
+	}
+}
+
+// With a spool, a request is acknowledged only once it is stored; a store
+// failure is 503 and unhealthy, and a retried Idempotency-Key is not stored
+// twice.
+func TestIngestSpool(t *testing.T) {
+	var stored []string
+	var failing error
+	srv := httptest.NewServer(api.New(api.Options{
+		Alerts: &fakeStore{},
+		Spool: func(_ context.Context, key, format string, body []byte) (bool, error) {
+			if failing != nil {
+				return false, failing
+			}
+			for _, s := range stored {
+				if key != "" && strings.HasPrefix(s, key+"|") {
+					return true, nil
+				}
+			}
+			stored = append(stored, key+"|"+format+"|"+string(body))
+			return false, nil
+		},
+		Health: func() error { return failing },
+	}))
+	defer srv.Close()
+	post := func(key string) int {
+		req, _ := http.NewRequest(http.MethodPost, srv.URL+"/v1/events", bytes.NewReader(contract(t)))
+		if key != "" {
+			req.Header.Set("Idempotency-Key", key)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	health := func() int {
+		resp, err := http.Get(srv.URL + "/healthz")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if post("batch-1") != 200 || post("batch-1") != 200 || len(stored) != 1 {
+		t.Fatalf("idempotent retry stored %d times", len(stored))
+	}
+	if !strings.HasPrefix(stored[0], "batch-1||") || !strings.HasSuffix(stored[0], string(contract(t))) {
+		t.Errorf("stored %.80q", stored[0])
+	}
+	failing = fmt.Errorf("%w: write: no space left on device", api.ErrUnavailable)
+	if code := post("batch-2"); code != http.StatusServiceUnavailable {
+		t.Errorf("disk full: %d, want 503", code)
+	}
+	if code := health(); code != http.StatusServiceUnavailable {
+		t.Errorf("healthz while failing: %d", code)
+	}
+	failing = fmt.Errorf("%w: spool full", api.ErrBusy)
+	if code := post("batch-2"); code != http.StatusTooManyRequests {
+		t.Errorf("spool full: %d, want 429", code)
+	}
+	failing = nil
+	if post("batch-2") != 200 || health() != 200 || len(stored) != 2 {
+		t.Errorf("after recovery: %d stored", len(stored))
+	}
+	req, _ := http.NewRequest(http.MethodPost, srv.URL+"/v1/events", bytes.NewReader(contract(t)))
+	req.Header.Set("Idempotency-Key", "has space")
+	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != 400 {
+		t.Errorf("bad key: %v %v", resp.Status, err)
+	}
+}

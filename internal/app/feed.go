@@ -8,6 +8,7 @@ import (
 
 	"github.com/haechi-sec/haechi/internal/decode"
 	"github.com/haechi-sec/haechi/internal/event"
+	"github.com/haechi-sec/haechi/internal/input"
 )
 
 // batchSize is how many decoded events Feed hands to the engine at once.
@@ -33,8 +34,13 @@ func Feed(ctx context.Context, p *Pipeline, r io.Reader, input uint32, maxLine i
 // event must not be retained.
 func FeedObserved(ctx context.Context, p *Pipeline, r io.Reader, input uint32, maxLine int,
 	onReject func(*decode.LineError), observe func(*event.Event)) (FeedStats, error) {
+	return FeedReader(ctx, p, decode.NewReader(r, input, maxLine), onReject, observe)
+}
+
+// FeedReader is FeedObserved over any input format's reader.
+func FeedReader(ctx context.Context, p *Pipeline, rd input.Reader,
+	onReject func(*decode.LineError), observe func(*event.Event)) (FeedStats, error) {
 	var st FeedStats
-	rd := decode.NewReader(r, input, maxLine)
 	batch := p.NewBatch()
 	flush := func() error {
 		if err := ctx.Err(); err != nil {

@@ -17,6 +17,7 @@ import (
 	"github.com/haechi-sec/haechi/internal/api"
 	"github.com/haechi-sec/haechi/internal/decode"
 	"github.com/haechi-sec/haechi/internal/event"
+	"github.com/haechi-sec/haechi/internal/input"
 	"github.com/haechi-sec/haechi/internal/spool"
 )
 
@@ -46,13 +47,16 @@ const spoolRecordVersion = 1
 const retainAfter = 5 * time.Minute
 
 // encodeSpoolRecord frames a request: version, acceptance time (unix
-// nanoseconds), idempotency key, body.
-func encodeSpoolRecord(accepted time.Time, key string, body []byte) []byte {
-	b := make([]byte, 0, 1+8+2+len(key)+len(body))
+// nanoseconds), idempotency key (u16 length), input format (u8 length),
+// body. key is at most api.MaxIdempotencyKey bytes and format a short name.
+func encodeSpoolRecord(accepted time.Time, key, format string, body []byte) []byte {
+	b := make([]byte, 0, 1+8+2+len(key)+1+len(format)+len(body))
 	b = append(b, spoolRecordVersion)
 	b = binary.LittleEndian.AppendUint64(b, uint64(accepted.UnixNano()))
 	b = binary.LittleEndian.AppendUint16(b, uint16(len(key)))
 	b = append(b, key...)
+	b = append(b, byte(len(format)))
+	b = append(b, format...)
 	return append(b, body...)
 }
 
@@ -60,23 +64,33 @@ func encodeSpoolRecord(accepted time.Time, key string, body []byte) []byte {
 type spoolRecord struct {
 	Accepted time.Time
 	Key      string
+	Format   string // "" → the event contract (ecs)
 	Body     []byte
 }
 
 func decodeSpoolRecord(rec []byte) (spoolRecord, error) {
-	if len(rec) < 11 || rec[0] != spoolRecordVersion {
+	if len(rec) < 12 || rec[0] != spoolRecordVersion {
 		return spoolRecord{}, fmt.Errorf("spool record: unknown format (%d bytes)", len(rec))
 	}
 	n := int(binary.LittleEndian.Uint16(rec[9:11]))
-	if len(rec) < 11+n {
+	if len(rec) < 11+n+1 {
 		return spoolRecord{}, fmt.Errorf("spool record: key of %d bytes in a record of %d", n, len(rec))
 	}
-	return spoolRecord{
+	r := spoolRecord{
 		Accepted: time.Unix(0, int64(binary.LittleEndian.Uint64(rec[1:9]))),
 		Key:      string(rec[11 : 11+n]),
-		Body:     rec[11+n:],
-	}, nil
+	}
+	rest := rec[11+n:]
+	f := int(rest[0])
+	if len(rest) < 1+f {
+		return spoolRecord{}, fmt.Errorf("spool record: format name of %d bytes in a record of %d", f, len(rec))
+	}
+	r.Format, r.Body = string(rest[1:1+f]), rest[1+f:]
+	return r, nil
 }
+
+// defaultInputs reads the event contract only.
+var defaultInputs, _ = input.New(input.Options{})
 
 // IngestOptions configure a durable ingester.
 type IngestOptions struct {
@@ -85,8 +99,9 @@ type IngestOptions struct {
 	// RetainBytes is how much processed history the spool keeps for a
 	// warm restart (0 → half of Spool.MaxBytes).
 	RetainBytes int64
-	// MaxLine is the longest NDJSON line (0 → decode's default).
-	MaxLine    int
+	// Inputs opens the stored bodies in their formats (nil → only the
+	// event contract).
+	Inputs     *input.Inputs
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer
 }
@@ -178,14 +193,17 @@ func (in *Ingester) scanKeys(st spool.Stats) error {
 
 // Append stores a validated request body durably. It implements
 // api.Options.Spool.
-func (in *Ingester) Append(ctx context.Context, key string, body []byte) (duplicate bool, err error) {
+func (in *Ingester) Append(ctx context.Context, key, format string, body []byte) (duplicate bool, err error) {
+	if len(format) > 255 {
+		return false, fmt.Errorf("spool: format name of %d bytes", len(format))
+	}
 	in.mu.Lock()
 	_, dup := in.keys[key]
 	in.mu.Unlock()
 	if key != "" && dup {
 		return true, nil
 	}
-	_, last, err := in.sp.Append(ctx, encodeSpoolRecord(time.Now(), key, body))
+	_, last, err := in.sp.Append(ctx, encodeSpoolRecord(time.Now(), key, format, body))
 	switch {
 	case errors.Is(err, spool.ErrFull):
 		return false, fmt.Errorf("%w: %w", api.ErrBusy, err)
@@ -266,7 +284,7 @@ func (in *Ingester) Run(ctx context.Context, p *Pipeline) error {
 			if r.Key != "" {
 				seen[r.Key] = true
 			}
-			if err := in.feed(ctx, p, off, r.Body); err != nil {
+			if err := in.feed(ctx, p, off, r.Format, r.Body); err != nil {
 				if ctx.Err() != nil {
 					return nil
 				}
@@ -283,8 +301,21 @@ func (in *Ingester) Run(ctx context.Context, p *Pipeline) error {
 }
 
 // feed decodes one stored body and submits its events in batches.
-func (in *Ingester) feed(ctx context.Context, p *Pipeline, off uint64, body []byte) error {
-	rd := decode.NewReader(bytes.NewReader(body), uint32(off), in.opts.MaxLine)
+func (in *Ingester) feed(ctx context.Context, p *Pipeline, off uint64, format string, body []byte) error {
+	if format == "" {
+		format = input.FormatECS
+	}
+	inputs := in.opts.Inputs
+	if inputs == nil {
+		inputs = defaultInputs
+	}
+	rd, err := inputs.Open(format, bytes.NewReader(body), uint32(off))
+	if err != nil {
+		// The format was accepted when the request was; a configuration
+		// change since (a mapping removed) cannot read it now.
+		in.log.Error("spool: cannot read a stored request; skipped", "offset", off, "format", format, "err", err)
+		return nil
+	}
 	batch := p.NewBatch()
 	for {
 		batch = append(batch, event.Event{})

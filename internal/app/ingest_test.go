@@ -14,13 +14,13 @@ import (
 
 func TestSpoolRecordRoundTrip(t *testing.T) {
 	at := time.Unix(1750755603, 123)
-	for _, tc := range []struct{ key, body string }{{"", ""}, {"k-1", `{"a":1}` + "\n"}, {"x", "line\n\nline"}} {
-		r, err := decodeSpoolRecord(encodeSpoolRecord(at, tc.key, []byte(tc.body)))
-		if err != nil || !r.Accepted.Equal(at) || r.Key != tc.key || string(r.Body) != tc.body {
+	for _, tc := range []struct{ key, format, body string }{{"", "", ""}, {"k-1", "ecs", `{"a":1}` + "\n"}, {"x", "mapping:orders", "line\n\nline"}} {
+		r, err := decodeSpoolRecord(encodeSpoolRecord(at, tc.key, tc.format, []byte(tc.body)))
+		if err != nil || !r.Accepted.Equal(at) || r.Key != tc.key || r.Format != tc.format || string(r.Body) != tc.body {
 			t.Errorf("%+v: got %+v, %v", tc, r, err)
 		}
 	}
-	for _, bad := range [][]byte{nil, {2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}, append([]byte{1, 0, 0, 0, 0, 0, 0, 0, 0, 9, 0}, 'k')} {
+	for _, bad := range [][]byte{nil, {2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}, append([]byte{1, 0, 0, 0, 0, 0, 0, 0, 0, 9, 0}, 'k'), {1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 5, 'e'}} {
 		if _, err := decodeSpoolRecord(bad); err == nil {
 			t.Errorf("decodeSpoolRecord(%v) accepted", bad)
 		}
@@ -43,7 +43,7 @@ func TestIngesterIdempotentAcrossRestart(t *testing.T) {
 		key     string
 		wantDup bool
 	}{{"a", false}, {"b", false}, {"a", true}, {"", false}, {"", false}} {
-		dup, err := in.Append(t.Context(), c.key, []byte("{}\n"))
+		dup, err := in.Append(t.Context(), c.key, "", []byte("{}\n"))
 		if err != nil || dup != c.wantDup {
 			t.Fatalf("append %d (%q): dup %v, err %v", i, c.key, dup, err)
 		}
@@ -56,7 +56,7 @@ func TestIngesterIdempotentAcrossRestart(t *testing.T) {
 	}
 	in = open()
 	defer in.Close()
-	if dup, err := in.Append(t.Context(), "b", []byte("{}\n")); err != nil || !dup {
+	if dup, err := in.Append(t.Context(), "b", "", []byte("{}\n")); err != nil || !dup {
 		t.Errorf("after restart: dup %v, err %v", dup, err)
 	}
 	if n := in.Pending(); n != 4 {
@@ -99,22 +99,22 @@ func TestIngesterDiskFull(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer in.Close()
-	if _, err := in.Append(t.Context(), "", []byte("{}\n")); err != nil {
+	if _, err := in.Append(t.Context(), "", "", []byte("{}\n")); err != nil {
 		t.Fatal(err)
 	}
 	full.Store(true)
-	_, err = in.Append(t.Context(), "k", []byte("{}\n"))
+	_, err = in.Append(t.Context(), "k", "", []byte("{}\n"))
 	if !errors.Is(err, api.ErrUnavailable) || !errors.Is(err, syscall.ENOSPC) {
 		t.Fatalf("append on a full disk: %v", err)
 	}
 	if in.Health() == nil {
 		t.Error("healthy after a failed write")
 	}
-	if dup, err := in.Append(t.Context(), "k", []byte("{}\n")); err == nil || dup {
+	if dup, err := in.Append(t.Context(), "k", "", []byte("{}\n")); err == nil || dup {
 		t.Errorf("a failed key was remembered: dup %v err %v", dup, err)
 	}
 	full.Store(false)
-	if _, err := in.Append(t.Context(), "k", []byte("{}\n")); err != nil {
+	if _, err := in.Append(t.Context(), "k", "", []byte("{}\n")); err != nil {
 		t.Fatalf("after the disk recovered: %v", err)
 	}
 	if err := in.Health(); err != nil {

@@ -22,6 +22,7 @@ import (
 	"github.com/haechi-sec/haechi/internal/decode"
 	"github.com/haechi-sec/haechi/internal/engine"
 	"github.com/haechi-sec/haechi/internal/event"
+	"github.com/haechi-sec/haechi/internal/input"
 	"github.com/haechi-sec/haechi/internal/ledger"
 	"github.com/haechi-sec/haechi/internal/respond"
 	"github.com/haechi-sec/haechi/internal/spool"
@@ -121,6 +122,12 @@ func Serve(ctx context.Context, opts ServeOptions) (err error) {
 		}
 	}
 
+	formats, err := input.New(cfg.InputOptions())
+	if err != nil {
+		p.Close()
+		<-pipeDone
+		return err
+	}
 	// Durable ingest: requests go to the spool, the consumer feeds the
 	// pipeline from it (first replaying what the spool retains).
 	var ing *Ingester
@@ -135,7 +142,7 @@ func Serve(ctx context.Context, opts ServeOptions) (err error) {
 			Spool: spool.Options{Dir: dir, MaxBytes: sc.MaxBytes, SegmentBytes: sc.SegmentBytes,
 				SyncDelay: sc.SyncDelay.D(), Logger: log},
 			RetainBytes: sc.RetainBytes,
-			MaxLine:     cfg.Ingest.MaxLineBytes,
+			Inputs:      formats,
 			Logger:      log,
 			Registerer:  reg,
 		})

@@ -9,7 +9,9 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -21,13 +23,15 @@ import (
 	"github.com/haechi-sec/haechi/internal/config"
 	"github.com/haechi-sec/haechi/internal/decode"
 	"github.com/haechi-sec/haechi/internal/event"
+	inputfmt "github.com/haechi-sec/haechi/internal/input"
 	"github.com/haechi-sec/haechi/internal/ledger"
 	"github.com/haechi-sec/haechi/internal/respond"
 	"github.com/haechi-sec/haechi/internal/store"
 )
 
 type replayCmd struct {
-	Files         []string       `arg:"" name:"file" help:"Event files: contract NDJSON, gzip accepted; - reads stdin."`
+	Files         []string       `arg:"" name:"file" help:"Event files (gzip accepted); - reads stdin."`
+	Format        string         `default:"auto" placeholder:"FORMAT" help:"Input format: auto (recognise each file; the event contract when unsure), ecs, cloudtrail, nginx, nginx-json or mapping:NAME (inputs.mappings). docs/inputs.md."`
 	CanaryRecords []string       `name:"canary-records" sep:"," placeholder:"ID,..." help:"Canary record ids (added to detectors.canary.records)."`
 	Roster        string         `placeholder:"FILE" help:"Roster snapshot (contract NDJSON of hr.roster events) loaded before the input."`
 	Grace         *time.Duration `placeholder:"DURATION" help:"Grace after termination before activity is flagged (overrides detectors.terminated_identity.grace)."`
@@ -50,6 +54,13 @@ func (c *replayCmd) Run(e *env) (err error) {
 	cfg, err := e.loadConfig()
 	if err != nil {
 		return err
+	}
+	formats, err := inputfmt.New(cfg.InputOptions())
+	if err != nil {
+		return usageError{err}
+	}
+	if c.Format != "auto" && !slices.Contains(formats.Formats(), c.Format) {
+		return usageError{fmt.Errorf("--format %q: want auto or one of %s", c.Format, strings.Join(formats.Formats(), ", "))}
 	}
 	if c.Roster != "" {
 		cfg.Detectors.TerminatedIdentity.RosterFile = c.Roster
@@ -218,7 +229,12 @@ func (c *replayCmd) Run(e *env) (err error) {
 			feedErr = fmt.Errorf("%s: %w", in.name, err)
 			break
 		}
-		st, err := app.Feed(e.ctx, p, r, uint32(i+1), cfg.Ingest.MaxLineBytes, onReject(in.name))
+		rd, err := c.openFormat(formats, r, uint32(i+1), in.name, e)
+		if err != nil {
+			feedErr = usageError{fmt.Errorf("%s: %w", in.name, err)}
+			break
+		}
+		st, err := app.FeedReader(e.ctx, p, rd, onReject(in.name), nil)
 		total.Events += st.Events
 		total.Rejected += st.Rejected
 		total.Lines += st.Lines
@@ -251,6 +267,29 @@ func (c *replayCmd) Run(e *env) (err error) {
 		feedErr = errors.New("interrupted; alerts of what was read were printed")
 	}
 	return feedErr
+}
+
+// openFormat opens r in the requested format; "auto" recognises it from its
+// first bytes and falls back to the event contract, saying so when the
+// file is not in the contract.
+func (c *replayCmd) openFormat(formats *inputfmt.Inputs, r io.Reader, idx uint32, name string, e *env) (inputfmt.Reader, error) {
+	format := c.Format
+	if format == "auto" {
+		br := bufio.NewReaderSize(r, 64<<10)
+		head, _ := br.Peek(inputfmt.DetectSize)
+		r = br
+		detected, ok := inputfmt.Detect(head)
+		switch {
+		case ok:
+			format = detected
+			if format != inputfmt.FormatECS {
+				fmt.Fprintf(e.stderr, "%s: read as %s\n", name, format)
+			}
+		default:
+			format = inputfmt.FormatECS
+		}
+	}
+	return formats.Open(format, r, idx)
 }
 
 // openInput wraps f with a byte counter and, when the content starts with

@@ -35,6 +35,7 @@ package config
 
 import (
 	"fmt"
+	"github.com/haechi-sec/haechi/internal/input"
 	"github.com/haechi-sec/haechi/internal/report"
 	"github.com/haechi-sec/haechi/internal/respond"
 	"os"
@@ -51,6 +52,7 @@ type Config struct {
 	Engine    Engine    `yaml:"engine"`
 	Ingest    Ingest    `yaml:"ingest"`
 	Spool     Spool     `yaml:"spool"`
+	Inputs    Inputs    `yaml:"inputs"`
 	Alerts    Alerts    `yaml:"alerts"`
 	GeoIP     GeoIP     `yaml:"geoip"`
 	Detectors Detectors `yaml:"detectors"`
@@ -102,6 +104,43 @@ type Ingest struct {
 	MaxBodyBytes int64 `yaml:"max_body_bytes"`
 	// MaxLineBytes caps one NDJSON line (one event).
 	MaxLineBytes int `yaml:"max_line_bytes"`
+}
+
+// Inputs configures the log formats other than the event contract
+// (docs/inputs.md): route templates for web access logs, named JSON
+// mappings, and how nginx logs name users.
+type Inputs struct {
+	// Routes turn request paths into record touches, first match wins.
+	Routes []input.Route `yaml:"routes"`
+	// Mappings are declarative mappings of other JSON logs, read as
+	// format "mapping:NAME".
+	Mappings map[string]input.Mapping `yaml:"mappings"`
+	Nginx    InputsNginx              `yaml:"nginx"`
+}
+
+// InputsNginx configures the nginx and nginx-json formats.
+type InputsNginx struct {
+	// Dataset and Action of the events ("" → gateway.access, http.request).
+	Dataset string `yaml:"dataset"`
+	Action  string `yaml:"action"`
+	// UserField is the nginx-json key naming the user ("" → remote_user).
+	UserField string `yaml:"user_field"`
+	// UserPrefix is prepended to user ids (e.g. "m:" for customers).
+	UserPrefix string `yaml:"user_prefix"`
+	// TokenField is the nginx-json key holding the access token id.
+	TokenField string `yaml:"token_field"`
+}
+
+// InputOptions returns the input package's options for c.
+func (c *Config) InputOptions() input.Options {
+	n := c.Inputs.Nginx
+	return input.Options{
+		MaxLine:  c.Ingest.MaxLineBytes,
+		Routes:   c.Inputs.Routes,
+		Mappings: c.Inputs.Mappings,
+		Nginx: input.NginxOptions{Dataset: n.Dataset, Action: n.Action, UserField: n.UserField,
+			UserPrefix: n.UserPrefix, TokenField: n.TokenField},
+	}
 }
 
 // Spool configures serve's durable ingest (docs/spool.md): every accepted

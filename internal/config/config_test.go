@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"github.com/haechi-sec/haechi/internal/input"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -57,6 +58,19 @@ var goodWant = map[string]func() Config{
 		c.Detectors.TerminatedIdentity.RosterFile = "roster.txt"
 		c.Detectors.Canary.Records = []string{"007", "customers/4711", "4711"}
 		c.Detectors.Canary.RecordsFile = "canaries.txt"
+		return c
+	},
+	"inputs.yml": func() Config {
+		c := Default()
+		c.Inputs.Nginx = InputsNginx{UserField: "http_x_user_id", UserPrefix: "m:"}
+		c.Inputs.Routes = []input.Route{{Method: "GET", Path: "/api/v2/members/{customer}/addresses", RecordType: "address",
+			IDParam: "customer", UserParam: "customer", Action: "member.addresses.read", Fields: []string{"name", "phone", "address", "entrance_code"}}}
+		c.Inputs.Mappings = map[string]input.Mapping{"orders-audit": {Dataset: "app.audit", Fields: map[string]input.FieldMap{
+			"@timestamp":   {From: "ts", TimeLayout: "unix"},
+			"event.action": {From: "op"},
+			"user.id":      {From: "member", Prefix: "m:"},
+			"records.ids":  {From: "target", Regex: ":(.+)$"},
+		}}}
 		return c
 	},
 	"anchors.yml": func() Config {

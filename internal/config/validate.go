@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"github.com/haechi-sec/haechi/internal/input"
 	"github.com/haechi-sec/haechi/internal/respond"
 	"net"
 	"strconv"
@@ -72,6 +73,9 @@ func (c *Config) Validate() error {
 		if sp.MaxBytes > 0 && c.Ingest.MaxBodyBytes > sp.SegmentBytes {
 			add("ingest.max_body_bytes", "must not exceed spool.segment_bytes (%d), got %d", sp.SegmentBytes, c.Ingest.MaxBodyBytes)
 		}
+	}
+	if _, err := input.New(c.InputOptions()); err != nil {
+		add("inputs", "%v", err)
 	}
 	if c.Ingest.MaxBodyBytes <= 0 {
 		add("ingest.max_body_bytes", "must be positive, got %d", c.Ingest.MaxBodyBytes)
