@@ -18,6 +18,7 @@ import (
 	"github.com/haechi-sec/haechi/internal/clock"
 	"github.com/haechi-sec/haechi/internal/config"
 	"github.com/haechi-sec/haechi/internal/detect/canary"
+	"github.com/haechi-sec/haechi/internal/detect/credential"
 	"github.com/haechi-sec/haechi/internal/detect/fanout"
 	"github.com/haechi-sec/haechi/internal/detect/geo"
 	"github.com/haechi-sec/haechi/internal/detect/keyposture"
@@ -98,6 +99,9 @@ func Detectors(cfg config.Config, canaryIDs []string) []engine.Detector {
 	}
 	if il := cfg.Detectors.IdentityLifecycle; il.Enabled {
 		ds = append(ds, lifecycle.New(lifecycle.Options{Dormancy: il.Dormancy.D()}))
+	}
+	if cn := cfg.Detectors.CredentialNetwork; cn.Enabled {
+		ds = append(ds, credential.New(credential.Options{Idle: cn.Idle.D()}))
 	}
 	if pg := cfg.Detectors.PrincipalGeo; pg.Enabled {
 		ds = append(ds, geo.New(geo.Options{

@@ -188,6 +188,7 @@ type Detectors struct {
 	SourceFanout       SourceFanout       `yaml:"source_fanout"`
 	PrincipalGeo       PrincipalGeo       `yaml:"principal_geo"`
 	IdentityLifecycle  IdentityLifecycle  `yaml:"identity_lifecycle"`
+	CredentialNetwork  CredentialNetwork  `yaml:"credential_network"`
 	RecordVolume       RecordVolume       `yaml:"record_volume"`
 	OffHours           OffHours           `yaml:"off_hours"`
 }
@@ -225,6 +226,15 @@ type IdentityLifecycle struct {
 	Enabled bool `yaml:"enabled"`
 	// Dormancy is the silence after which activity is a finding.
 	Dormancy Duration `yaml:"dormancy"`
+}
+
+// CredentialNetwork configures the detector for a credential (an access
+// key, API key or session id in token.id, outside the gateway) used from a
+// network it has never been used from.
+type CredentialNetwork struct {
+	Enabled bool `yaml:"enabled"`
+	// Idle is how long an unused credential is remembered.
+	Idle Duration `yaml:"idle"`
 }
 
 // PrincipalGeo configures the detector for where principals act from:
@@ -394,6 +404,10 @@ func Default() Config {
 			IdentityLifecycle: IdentityLifecycle{
 				Enabled:  true,
 				Dormancy: Duration(90 * 24 * time.Hour),
+			},
+			CredentialNetwork: CredentialNetwork{
+				Enabled: true,
+				Idle:    Duration(14 * 24 * time.Hour),
 			},
 			PrincipalGeo: PrincipalGeo{
 				Enabled:         true,

@@ -135,6 +135,9 @@ func (c *Config) Validate() error {
 	if pg := c.Detectors.PrincipalGeo; pg.MinTravelKm <= 0 {
 		add("detectors.principal_geo.min_travel_km", "must be positive, got %v", pg.MinTravelKm)
 	}
+	if d := c.Detectors.CredentialNetwork.Idle; d <= 0 {
+		add("detectors.credential_network.idle", "must be positive, got %s", d)
+	}
 	if d := c.Detectors.IdentityLifecycle.Dormancy; d <= 0 {
 		add("detectors.identity_lifecycle.dormancy", "must be positive, got %s", d)
 	}

@@ -196,7 +196,7 @@ const (
 // behavioural detectors: notify, contain only at critical risk.
 var behavioural = []string{
 	"source_fanout", "scripted_client", "record_volume", "off_hours",
-	"identity_lifecycle", "principal_geo", "key_posture",
+	"identity_lifecycle", "principal_geo", "key_posture", "credential_network",
 }
 
 // DefaultConfig returns the shipped configuration: dry-run, no receivers
