@@ -1,11 +1,13 @@
 package engine
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -78,6 +80,9 @@ type Engine struct {
 	in        chan inMsg
 	out       chan Output
 	shards    []chan shardMsg
+	// shardOut carries each shard's outputs, one per message it received;
+	// merge interleaves them round-robin into out.
+	shardOut []chan Output
 	gate      *gate
 	closeMu   sync.RWMutex
 	closed    bool
@@ -163,8 +168,10 @@ func New(opts Options) (*Engine, error) {
 	e.in = make(chan inMsg, 256)
 	e.out = make(chan Output, 4*opts.Shards)
 	e.shards = make([]chan shardMsg, opts.Shards)
+	e.shardOut = make([]chan Output, opts.Shards)
 	for i := range e.shards {
 		e.shards[i] = make(chan shardMsg, 64)
+		e.shardOut[i] = make(chan Output, 64)
 	}
 	e.itemPool.New = func() any { s := make([]item, 0, 256); return &s }
 	e.m = newMetrics(opts.Registerer, e)
@@ -282,10 +289,52 @@ func (e *Engine) Run(ctx context.Context) error {
 			e.runShard(i)
 		}()
 	}
+	merged := make(chan struct{})
+	go func() {
+		defer close(merged)
+		e.merge()
+	}()
 	e.route()
 	wg.Wait()
+	<-merged
 	close(e.out)
 	return nil
+}
+
+// merge hands the shards' outputs on in a deterministic order. Every shard
+// receives the same sequence of messages (each batch's share, watermark
+// broadcasts, the final message) and answers each with exactly one
+// Output, so taking one output from each shard in turn yields, for the
+// same input, the same sequence of outputs whatever the goroutines'
+// timing — and the alert stage, which folds findings in that order and
+// closes windows on those watermarks, raises the same alerts with the
+// same ids in every run (replays, restarts after a crash). Findings within
+// an output are sorted for the same reason.
+func (e *Engine) merge() {
+	for {
+		for _, ch := range e.shardOut {
+			o, ok := <-ch
+			if !ok {
+				return // every shard ends after the same final message
+			}
+			sortFindings(o.Findings)
+			e.out <- o
+		}
+	}
+}
+
+// sortFindings orders one output's findings by time, detector, entity,
+// kind and evidence: detectors that emit several findings at once (timers
+// iterating over maps) need not order them.
+func sortFindings(fs []event.Finding) {
+	if len(fs) < 2 {
+		return
+	}
+	slices.SortStableFunc(fs, func(a, b event.Finding) int {
+		return cmp.Or(a.Time.Compare(b.Time), cmp.Compare(a.Detector, b.Detector),
+			cmp.Compare(a.Entity.Kind, b.Entity.Kind), cmp.Compare(a.Entity.ID, b.Entity.ID),
+			cmp.Compare(a.Kind, b.Kind), slices.Compare(a.Evidence, b.Evidence))
+	})
 }
 
 // route is the router goroutine: it stamps lateness, advances the watermark
@@ -378,6 +427,7 @@ func (e *Engine) appendItem(perShard []*[]item, s int, it item) {
 }
 
 func (e *Engine) runShard(id int) {
+	defer close(e.shardOut[id])
 	states := make([]Shard, len(e.dets))
 	advancers := make([]Advancer, len(e.dets))
 	for d, det := range e.dets {
@@ -412,7 +462,7 @@ func (e *Engine) runShard(id int) {
 		for i := range c.findings {
 			e.m.findings.WithLabelValues(c.findings[i].Detector).Inc()
 		}
-		e.out <- Output{Shard: id, Shards: len(e.shards), Findings: c.findings, Watermark: lastWM, Final: msg.final}
+		e.shardOut[id] <- Output{Shard: id, Shards: len(e.shards), Findings: c.findings, Watermark: lastWM, Final: msg.final}
 		c.findings = nil
 		if !msg.received.IsZero() {
 			e.m.lag.Set(e.opts.Clock.Now().Sub(msg.received).Seconds())

@@ -1,0 +1,450 @@
+package faulttrial
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"database/sql"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/RoaringBitmap/roaring/v2"
+	"github.com/google/go-cmp/cmp"
+	_ "modernc.org/sqlite"
+
+	"github.com/haechi-sec/haechi/internal/cli"
+	"github.com/haechi-sec/haechi/internal/sim"
+)
+
+// TestMain runs the test binary as `haechi` when the harness starts it as
+// a child (HAECHI_FAULT_CHILD=1), so the trial needs no separate build.
+func TestMain(m *testing.M) {
+	if os.Getenv("HAECHI_FAULT_CHILD") == "1" {
+		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+		code := cli.Run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+		stop()
+		os.Exit(code)
+	}
+	os.Exit(m.Run())
+}
+
+func envInt(t *testing.T, name string, def int) int {
+	v := os.Getenv(name)
+	if v == "" {
+		return def
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil {
+		t.Fatalf("%s=%q: %v", name, v, err)
+	}
+	return n
+}
+
+// TestFaultTrial streams a simulated company into serve, SIGKILLs it at
+// random moments, restarts it, and requires the stored outcome to equal a
+// clean run's.
+func TestFaultTrial(t *testing.T) {
+	if testing.Short() {
+		t.Skip("fault trial: not in -short")
+	}
+	kills := envInt(t, "HAECHI_FAULT_KILLS", 10)
+	days := envInt(t, "HAECHI_FAULT_DAYS", 1)
+	customers := envInt(t, "HAECHI_FAULT_CUSTOMERS", 20000)
+	seed := uint64(envInt(t, "HAECHI_FAULT_SEED", 7))
+
+	// Events in the future: the live watermark never follows the wall
+	// clock past them, so the outcome depends on the events alone.
+	var buf bytes.Buffer
+	start := time.Now().UTC().Add(72 * time.Hour).Truncate(24 * time.Hour)
+	if _, err := sim.Generate(t.Context(), sim.Options{Seed: seed, Days: days, Customers: customers, Start: start}, &buf, nil); err != nil {
+		t.Fatal(err)
+	}
+	bodies := split(buf.Bytes(), 400)
+	lines := bytes.Count(buf.Bytes(), []byte("\n"))
+	t.Logf("%d events in %d requests (%d MB)", lines, len(bodies), buf.Len()>>20)
+
+	clean := run(t, "clean", bodies, 0, seed)
+	trial := run(t, "trial", bodies, kills, seed)
+	t.Logf("clean: %s", clean.summary())
+	t.Logf("trial: %s (%d kills)", trial.summary(), trial.kills)
+	if trial.kills < kills {
+		t.Errorf("only %d of %d kills happened", trial.kills, kills)
+	}
+	for _, c := range []struct {
+		name      string
+		want, got any
+	}{
+		{"alerts", clean.alerts, trial.alerts},
+		{"findings", clean.findings, trial.findings},
+		{"ledger", clean.ledger, trial.ledger},
+		{"actions", clean.actions, trial.actions},
+	} {
+		if diff := cmp.Diff(c.want, c.got); diff != "" {
+			t.Errorf("%s differ between the clean run and the trial (-clean +trial):\n%s", c.name, diff)
+		}
+	}
+	// Every delivered action was in the outbox, and every action delivered
+	// in the clean run was delivered in the trial (receivers dedupe retried
+	// deliveries by their Idempotency-Key).
+	for key := range trial.delivered {
+		if !slices.ContainsFunc(trial.actions, func(a string) bool { return strings.HasPrefix(a, key+" ") }) {
+			t.Errorf("delivered %s, which is not in the outbox", key)
+		}
+	}
+	for key := range clean.delivered {
+		if _, ok := trial.delivered[key]; !ok {
+			t.Errorf("action %s delivered in the clean run, never in the trial", key)
+		}
+	}
+}
+
+// split cuts NDJSON into request bodies of n lines.
+func split(b []byte, n int) [][]byte {
+	var out [][]byte
+	for len(b) > 0 {
+		end := 0
+		for i := 0; i < n && end < len(b); i++ {
+			j := bytes.IndexByte(b[end:], '\n')
+			if j < 0 {
+				end = len(b)
+				break
+			}
+			end += j + 1
+		}
+		out = append(out, b[:end])
+		b = b[end:]
+	}
+	return out
+}
+
+// outcome is what a run stored, normalised for comparison.
+type outcome struct {
+	alerts    []string
+	findings  []string
+	ledger    []string
+	actions   []string
+	delivered map[string]int
+	kills     int
+	retries   int
+}
+
+func (o outcome) summary() string {
+	return fmt.Sprintf("%d alerts, %d findings, %d ledger rows, %d actions, %d delivered, %d retried requests",
+		len(o.alerts), len(o.findings), len(o.ledger), len(o.actions), len(o.delivered), o.retries)
+}
+
+// server is one serve child process.
+type server struct {
+	cmd  *exec.Cmd
+	base string
+	done chan struct{}
+}
+
+var urlRE = regexp.MustCompile(`url=(http://[0-9.:]+)`)
+
+func startServer(t *testing.T, cfgPath, logPath string) *server {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "serve", "--config", cfgPath)
+	cmd.Env = append(os.Environ(), "HAECHI_FAULT_CHILD=1")
+	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pr, pw := io.Pipe()
+	cmd.Stderr = io.MultiWriter(logf, pw)
+	cmd.Stdout = logf
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	s := &server{cmd: cmd, done: make(chan struct{})}
+	found := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(pr)
+		for sc.Scan() {
+			if m := urlRE.FindStringSubmatch(sc.Text()); m != nil && strings.Contains(sc.Text(), "haechi serving") {
+				select {
+				case found <- m[1]:
+				default:
+				}
+			}
+		}
+	}()
+	go func() {
+		cmd.Wait()
+		pw.Close()
+		logf.Close()
+		close(s.done)
+	}()
+	select {
+	case s.base = <-found:
+	case <-s.done:
+		t.Fatalf("serve exited at start-up; log %s", logPath)
+	case <-time.After(2 * time.Minute):
+		t.Fatalf("serve did not start; log %s", logPath)
+	}
+	return s
+}
+
+func (s *server) kill() {
+	s.cmd.Process.Signal(syscall.SIGKILL)
+	<-s.done
+}
+
+func (s *server) stop(t *testing.T) {
+	s.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-s.done:
+	case <-time.After(3 * time.Minute):
+		t.Fatal("serve did not stop on SIGTERM")
+	}
+	if code := s.cmd.ProcessState.ExitCode(); code != 0 {
+		t.Fatalf("serve exited %d on SIGTERM", code)
+	}
+}
+
+// receiver is the webhook endpoint of every response action.
+type receiver struct {
+	mu   sync.Mutex
+	keys map[string]int
+}
+
+func (r *receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	io.Copy(io.Discard, req.Body)
+	r.mu.Lock()
+	r.keys[req.Header.Get("Idempotency-Key")]++
+	r.mu.Unlock()
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// run streams bodies into serve, killing it kills times at random moments.
+func run(t *testing.T, name string, bodies [][]byte, kills int, seed uint64) outcome {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), name)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	recv := &receiver{keys: map[string]int{}}
+	hook := httptest.NewServer(recv)
+	defer hook.Close()
+	cfgPath := filepath.Join(dir, "haechi.yaml")
+	cfg := fmt.Sprintf(`data_dir: %q
+listen: 127.0.0.1:0
+spool:
+  max_bytes: 8589934592
+  retain_bytes: 8522825728
+respond:
+  mode: enforce
+  secret: fault-trial-secret
+  initial_backoff: 50ms
+  max_backoff: 500ms
+  receivers:
+    revoke_key: {url: %q}
+    revoke_token: {url: %q}
+    block_source: {url: %q}
+    disable_identity: {url: %q}
+    notify: {url: %q}
+`, filepath.Join(dir, "data"), hook.URL, hook.URL, hook.URL, hook.URL, hook.URL)
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	logPath := filepath.Join(dir, "serve.log")
+	srv := startServer(t, cfgPath, logPath)
+	rng := rand.New(rand.NewPCG(seed, uint64(kills)))
+	o := outcome{}
+	// Kill points: request indices spread over the stream, each at a
+	// random delay into that request's handling.
+	killAt := map[int]time.Duration{}
+	for len(killAt) < kills {
+		killAt[1+rng.IntN(len(bodies)-1)] = time.Duration(rng.IntN(40)) * time.Millisecond
+	}
+	client := &http.Client{Timeout: time.Minute}
+	for i, body := range bodies {
+		if d, ok := killAt[i]; ok {
+			// Kill while this request (or the replay, or a flush) is in
+			// flight; the request is then retried on the new process.
+			victim := srv
+			go func() {
+				time.Sleep(d)
+				victim.kill()
+			}()
+			o.kills++
+		}
+		for attempt := 0; ; attempt++ {
+			req, _ := http.NewRequest(http.MethodPost, srv.base+"/v1/events", bytes.NewReader(body))
+			req.Header.Set("Idempotency-Key", fmt.Sprintf("%s-%d", "req", i))
+			resp, err := client.Do(req)
+			if err == nil {
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode == http.StatusOK {
+					break
+				}
+			}
+			if attempt > 0 || err != nil {
+				o.retries++
+			}
+			select {
+			case <-srv.done: // killed: start again on the same data
+				srv = startServer(t, cfgPath, logPath)
+			default:
+				time.Sleep(20 * time.Millisecond)
+			}
+			if attempt > 500 {
+				t.Fatalf("%s: request %d never acknowledged: %v; log %s", name, i, err, logPath)
+			}
+		}
+	}
+	// Let the pipeline take everything, then stop gracefully (windows
+	// close, the store is flushed) and let deliveries finish.
+	waitDrained(t, srv.base)
+	srv.stop(t)
+	// A last start delivers what the previous one had not (a clean stop
+	// does not wait for slow receivers); it replays the spool, which
+	// must change nothing.
+	srv = startServer(t, cfgPath, logPath)
+	waitDrained(t, srv.base)
+	waitDelivered(t, filepath.Join(dir, "data"), recv)
+	srv.stop(t)
+
+	o.delivered = recv.keys
+	readStore(t, filepath.Join(dir, "data"), &o)
+	return o
+}
+
+// waitDrained waits until serve has taken every stored request and its
+// engine queues are empty.
+func waitDrained(t *testing.T, base string) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Minute)
+	for time.Now().Before(deadline) {
+		m := metrics(t, base)
+		if m["haechi_spool_pending_records"] == 0 && m["haechi_queue_depth_events"] == 0 {
+			time.Sleep(500 * time.Millisecond) // the store writer's batch
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatal("serve did not drain in 5 minutes")
+}
+
+func metrics(t *testing.T, base string) map[string]float64 {
+	resp, err := http.Get(base + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	out := map[string]float64{}
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		line := sc.Text()
+		if strings.HasPrefix(line, "#") {
+			continue
+		}
+		name, val, ok := strings.Cut(line, " ")
+		if !ok || strings.Contains(name, "{") {
+			continue
+		}
+		f, _ := strconv.ParseFloat(val, 64)
+		out[name] = f
+	}
+	return out
+}
+
+// waitDelivered waits until no action in the outbox is waiting for
+// delivery.
+func waitDelivered(t *testing.T, dataDir string, recv *receiver) {
+	t.Helper()
+	deadline := time.Now().Add(2 * time.Minute)
+	for time.Now().Before(deadline) {
+		db := openDB(t, dataDir)
+		var n int
+		err := db.QueryRow(`SELECT count(*) FROM actions WHERE state IN ('planned', 'delivering', 'failed')`).Scan(&n)
+		db.Close()
+		if err == nil && n == 0 {
+			return
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Fatal("actions not delivered in 2 minutes")
+}
+
+func openDB(t *testing.T, dataDir string) *sql.DB {
+	t.Helper()
+	matches, _ := filepath.Glob(filepath.Join(dataDir, "*.db"))
+	if len(matches) != 1 {
+		t.Fatalf("store in %s: %v", dataDir, matches)
+	}
+	db, err := sql.Open("sqlite", "file:"+matches[0]+"?mode=ro&_pragma=busy_timeout(5000)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return db
+}
+
+// readStore reads what the run stored, leaving out wall-clock columns.
+func readStore(t *testing.T, dataDir string, o *outcome) {
+	t.Helper()
+	db := openDB(t, dataDir)
+	defer db.Close()
+	o.alerts = rows(t, db, `SELECT id, time, entity_kind, entity_id, detector, severity, score, title, explanation,
+		state, window_start, window_end, last_time, finding_count FROM alerts ORDER BY id`)
+	o.findings = rows(t, db, `SELECT alert_id, detector, kind, entity_kind, entity_id, time, score, explanation, evidence, tags, related
+		FROM findings ORDER BY alert_id, time, kind, entity_id, evidence`)
+	o.actions = rows(t, db, `SELECT id, kind, target, alert_id, playbook, state, reason, created_at FROM actions ORDER BY id`)
+	q, err := db.Query(`SELECT dim, value, day, rtype, field, bitmap, first, last FROM ledger ORDER BY dim, value, day, rtype, field`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	for q.Next() {
+		var dim, value, rtype, field string
+		var day, first, last int64
+		var bm []byte
+		if err := q.Scan(&dim, &value, &day, &rtype, &field, &bm, &first, &last); err != nil {
+			t.Fatal(err)
+		}
+		b := roaring.New()
+		if _, err := b.FromBuffer(bm); err != nil {
+			t.Fatal(err)
+		}
+		o.ledger = append(o.ledger, fmt.Sprintf("%s %s %d %s %s n=%d %d %d", dim, value, day, rtype, field, b.GetCardinality(), first, last))
+	}
+}
+
+func rows(t *testing.T, db *sql.DB, query string) []string {
+	t.Helper()
+	q, err := db.Query(query)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	cols, _ := q.Columns()
+	var out []string
+	for q.Next() {
+		vals := make([]any, len(cols))
+		ptrs := make([]any, len(cols))
+		for i := range vals {
+			ptrs[i] = &vals[i]
+		}
+		if err := q.Scan(ptrs...); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, strings.TrimSpace(fmt.Sprintln(vals...)))
+	}
+	return out
+}
