@@ -74,15 +74,15 @@ type Output struct {
 // with Submit/TrySubmit, stop with Close; Run returns when everything
 // submitted before Close has been processed and Output is closed.
 type Engine struct {
-	opts      Options
-	dets      []Detector
-	bcast     []Broadcaster
-	in        chan inMsg
-	out       chan Output
-	shards    []chan shardMsg
+	opts   Options
+	dets   []Detector
+	bcast  []Broadcaster
+	in     chan inMsg
+	out    chan Output
+	shards []chan shardMsg
 	// shardOut carries each shard's outputs, one per message it received;
 	// merge interleaves them round-robin into out.
-	shardOut []chan Output
+	shardOut  []chan Output
 	gate      *gate
 	closeMu   sync.RWMutex
 	closed    bool
