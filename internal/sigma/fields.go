@@ -1,0 +1,145 @@
+package sigma
+
+import (
+	"net/netip"
+	"time"
+
+	"github.com/haechi-sec/haechi/internal/event"
+)
+
+// accessor reads one contract field of an event without boxing it in an
+// interface (event.Event.Field returns any, which allocates for strings and
+// slices). event.Field and event.FieldKindOf stay the source of truth:
+// accessors are chosen by the kind FieldKindOf reports, fields without a
+// fast accessor here fall back to Event.Field, and TestAccessorsAgreeWithField
+// holds every fast accessor to Event.Field's answer.
+type accessor struct {
+	name string
+	kind event.FieldKind
+	str  func(*event.Event) string
+	strs func(*event.Event) []string
+	num  func(*event.Event) int64
+	flt  func(*event.Event) (float64, bool)
+	ip   func(*event.Event) netip.Addr
+	tm   func(*event.Event) time.Time
+}
+
+var fastStr = map[string]func(*event.Event) string{
+	"event.dataset":               func(e *event.Event) string { return e.Dataset },
+	"event.action":                func(e *event.Event) string { return e.Action },
+	"event.id":                    func(e *event.Event) string { return e.ID },
+	"event.outcome":               func(e *event.Event) string { return e.Outcome.String() },
+	"event.provider":              func(e *event.Event) string { return e.Provider },
+	"user.id":                     func(e *event.Event) string { return e.User.ID },
+	"user.name":                   func(e *event.Event) string { return e.User.Name },
+	"source.geo.country_iso_code": func(e *event.Event) string { return e.Source.Country },
+	"source.as.organization.name": func(e *event.Event) string { return e.Source.ASOrg },
+	"user_agent.original":         func(e *event.Event) string { return e.UserAgent },
+	"http.request.method":         func(e *event.Event) string { return e.HTTP.Method },
+	"url.path":                    func(e *event.Event) string { return e.URLPath },
+	"token.id":                    func(e *event.Event) string { return e.Token.ID },
+	"token.key_id":                func(e *event.Event) string { return e.Token.KeyID },
+	"token.issuer":                func(e *event.Event) string { return e.Token.Issuer },
+	"records.type":                func(e *event.Event) string { return e.Records.Type },
+	"identity.id":                 func(e *event.Event) string { return e.Identity.ID },
+	"identity.kind":               func(e *event.Event) string { return e.Identity.Kind },
+	"identity.status":             func(e *event.Event) string { return e.Identity.Status },
+	"identity.country":            func(e *event.Event) string { return e.Identity.Country },
+	"key.id":                      func(e *event.Event) string { return e.Key.ID },
+	"key.status":                  func(e *event.Event) string { return e.Key.Status },
+}
+
+var fastStrs = map[string]func(*event.Event) []string{
+	"user.roles":     func(e *event.Event) []string { return e.User.Roles },
+	"records.ids":    func(e *event.Event) []string { return e.Records.IDs },
+	"records.fields": func(e *event.Event) []string { return e.Records.Fields },
+	"identity.roles": func(e *event.Event) []string { return e.Identity.Roles },
+	"key.custodians": func(e *event.Event) []string { return e.Key.Custodians },
+}
+
+var fastInt = map[string]func(*event.Event) int64{
+	"source.as.number":          func(e *event.Event) int64 { return int64(e.Source.ASN) },
+	"http.response.status_code": func(e *event.Event) int64 { return int64(e.HTTP.StatusCode) },
+	"http.response.body.bytes":  func(e *event.Event) int64 { return e.HTTP.BodyBytes },
+}
+
+var fastFloat = map[string]func(*event.Event) (float64, bool){
+	"source.geo.location.lat": func(e *event.Event) (float64, bool) { return e.Source.Lat, e.Source.Located },
+	"source.geo.location.lon": func(e *event.Event) (float64, bool) { return e.Source.Lon, e.Source.Located },
+}
+
+var fastIP = map[string]func(*event.Event) netip.Addr{
+	"source.ip": func(e *event.Event) netip.Addr { return e.Source.IP },
+}
+
+var fastTime = map[string]func(*event.Event) time.Time{
+	"@timestamp":             func(e *event.Event) time.Time { return e.Time },
+	"token.issued_at":        func(e *event.Event) time.Time { return e.Token.IssuedAt },
+	"token.expires_at":       func(e *event.Event) time.Time { return e.Token.ExpiresAt },
+	"identity.terminated_at": func(e *event.Event) time.Time { return e.Identity.TerminatedAt },
+	"key.retired_at":         func(e *event.Event) time.Time { return e.Key.RetiredAt },
+}
+
+// accessorFor returns the accessor of the contract field name, or ok=false
+// when event.FieldKindOf does not know it.
+func accessorFor(name string) (accessor, bool) {
+	kind, ok := event.FieldKindOf(name)
+	if !ok {
+		return accessor{}, false
+	}
+	a := accessor{name: name, kind: kind}
+	switch kind {
+	case event.KindString:
+		a.str = fastStr[name]
+		if a.str == nil {
+			a.str = func(e *event.Event) string { v, _ := e.Field(name); s, _ := v.(string); return s }
+		}
+	case event.KindStrings:
+		a.strs = fastStrs[name]
+		if a.strs == nil {
+			a.strs = func(e *event.Event) []string { v, _ := e.Field(name); s, _ := v.([]string); return s }
+		}
+	case event.KindInt:
+		a.num = fastInt[name]
+		if a.num == nil {
+			a.num = func(e *event.Event) int64 { v, _ := e.Field(name); n, _ := v.(int64); return n }
+		}
+	case event.KindFloat:
+		a.flt = fastFloat[name]
+		if a.flt == nil {
+			a.flt = func(e *event.Event) (float64, bool) { v, ok := e.Field(name); f, _ := v.(float64); return f, ok }
+		}
+	case event.KindIP:
+		a.ip = fastIP[name]
+		if a.ip == nil {
+			a.ip = func(e *event.Event) netip.Addr { v, _ := e.Field(name); ip, _ := v.(netip.Addr); return ip }
+		}
+	case event.KindTime:
+		a.tm = fastTime[name]
+		if a.tm == nil {
+			a.tm = func(e *event.Event) time.Time { v, _ := e.Field(name); t, _ := v.(time.Time); return t }
+		}
+	default:
+		return accessor{}, false
+	}
+	return a, true
+}
+
+// kindName spells a field kind for messages.
+func kindName(k event.FieldKind) string {
+	switch k {
+	case event.KindString:
+		return "string"
+	case event.KindStrings:
+		return "list of strings"
+	case event.KindInt:
+		return "integer"
+	case event.KindFloat:
+		return "number"
+	case event.KindTime:
+		return "time"
+	case event.KindIP:
+		return "IP address"
+	}
+	return "unknown"
+}
