@@ -39,6 +39,7 @@ type cliRoot struct {
 	Actions  actionsCmd  `cmd:"" help:"Response actions: list, approve, reject."`
 	Audit    auditCmd    `cmd:"" help:"The tamper-evident audit log: verify, export."`
 	Scope    scopeCmd    `cmd:"" help:"Exactly which records a key, principal, source, network, country or alert touched (from the access ledger)."`
+	Rules    rulesCmd    `cmd:"" help:"Detection rules as code: test and lint rule files."`
 	Version  versionCmd  `cmd:"" help:"Print haechi's version."`
 }
 
