@@ -32,6 +32,7 @@ import (
 	"github.com/haechi-sec/haechi/internal/enrich"
 	"github.com/haechi-sec/haechi/internal/event"
 	"github.com/haechi-sec/haechi/internal/ledger"
+	"github.com/haechi-sec/haechi/internal/rules"
 )
 
 // PipelineOptions configure NewPipeline.
@@ -47,7 +48,10 @@ type PipelineOptions struct {
 	// Ledger, if set, records which records every principal, key, source,
 	// network and country touched; Run runs and closes it.
 	Ledger *ledger.Ledger
-	Clock  clock.Clock
+	// Rules holds the running rule set (nil → NewPipeline loads the
+	// configured rules; a load error is returned).
+	Rules *rules.Holder
+	Clock clock.Clock
 	// Logger (nil → discard) and Registerer (nil → no metrics).
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer
@@ -59,6 +63,7 @@ type Pipeline struct {
 	alerts *alert.Stage
 	geo    *enrich.Geo
 	ledger *ledger.Ledger
+	rules  *rules.Holder
 	log    *slog.Logger
 	// batches recycles event slices the engine has finished with.
 	batches sync.Pool
@@ -153,7 +158,22 @@ func NewPipeline(opts PipelineOptions) (*Pipeline, error) {
 	}
 	p := &Pipeline{geo: geo, log: opts.Logger}
 	p.batches.New = func() any { return make([]event.Event, 0, batchSize) }
+	if opts.Rules == nil {
+		rs, err := LoadRules(cfg.Rules)
+		if err != nil {
+			geo.Close()
+			return nil, fmt.Errorf("rules: %w", err)
+		}
+		ReportSkipped(opts.Logger, rs.Skipped)
+		opts.Rules = rules.NewHolder(rs.Set)
+	}
+	p.rules = opts.Rules
 	dets := Detectors(cfg, opts.CanaryIDs)
+	// Always present, so a reload can add rules to an empty set.
+	dets = append(dets, rules.Detectors(opts.Rules)...)
+	if n := len(opts.Rules.Load().Rules); n > 0 {
+		opts.Logger.Info("rules loaded", "rules", n)
+	}
 	if opts.Ledger != nil {
 		dets = append(dets, opts.Ledger.Detectors()...)
 	}
@@ -215,6 +235,19 @@ func registerGeoMetrics(reg prometheus.Registerer, geo *enrich.Geo) {
 			Help: "GeoIP lookups answered from the cache.",
 		}, func() float64 { _, h, _ := geo.Stats(); return float64(h) }),
 	)
+}
+
+// Rules returns the holder of the running rule set (for reloads).
+func (p *Pipeline) Rules() *rules.Holder { return p.rules }
+
+// ReportSkipped logs each Sigma rule that was not loaded and why.
+func ReportSkipped(log *slog.Logger, skipped []error) {
+	for _, err := range skipped {
+		log.Warn("sigma rule not loaded", "err", err)
+	}
+	if len(skipped) > 0 {
+		log.Warn("some Sigma rules were not loaded; `haechi rules lint --sigma DIR` lists them", "skipped", len(skipped))
+	}
 }
 
 // NewBatch returns an empty event slice of capacity batchSize, recycled

@@ -53,6 +53,7 @@ type Config struct {
 	Ingest    Ingest    `yaml:"ingest"`
 	Spool     Spool     `yaml:"spool"`
 	Inputs    Inputs    `yaml:"inputs"`
+	Rules     Rules     `yaml:"rules"`
 	Alerts    Alerts    `yaml:"alerts"`
 	GeoIP     GeoIP     `yaml:"geoip"`
 	Detectors Detectors `yaml:"detectors"`
@@ -104,6 +105,21 @@ type Ingest struct {
 	MaxBodyBytes int64 `yaml:"max_body_bytes"`
 	// MaxLineBytes caps one NDJSON line (one event).
 	MaxLineBytes int `yaml:"max_line_bytes"`
+}
+
+// Rules configures detection rules as code (docs/rules.md, docs/sigma.md).
+type Rules struct {
+	// Pack enables the rule pack shipped with haechi.
+	Pack bool `yaml:"pack"`
+	// Dirs are directories (or files) of YAML rules with CEL conditions.
+	Dirs []string `yaml:"dirs"`
+	// SigmaDirs are directories of Sigma rules; rules using what haechi
+	// does not support are reported (start-up log, `haechi rules lint
+	// --sigma`) and not loaded.
+	SigmaDirs []string `yaml:"sigma_dirs"`
+	// Lists are named lists rules refer to as lists.NAME, e.g.
+	// corporate_networks (CIDRs).
+	Lists map[string][]string `yaml:"lists"`
 }
 
 // Inputs configures the log formats other than the event contract
@@ -373,6 +389,7 @@ func Default() Config {
 			SegmentBytes: 64 << 20,
 			RetainBytes:  512 << 20,
 		},
+		Rules:   Rules{Pack: true, Lists: map[string][]string{"corporate_networks": {}}},
 		Respond: respond.DefaultConfig(),
 		Report:  Report{Regimes: report.DefaultRegimes()},
 		Alerts:  Alerts{Window: Duration(time.Hour), MaxSpan: Duration(24 * time.Hour), MinScore: 40},

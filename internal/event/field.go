@@ -169,3 +169,70 @@ func strsField(s []string) (any, bool)  { return s, len(s) > 0 }
 func intField(n int64) (any, bool)      { return n, n != 0 }
 func timeField(t time.Time) (any, bool) { return t, !t.IsZero() }
 func ipField(a netip.Addr) (any, bool)  { return a, a.IsValid() }
+
+// stringGetters read the string fields without boxing.
+var stringGetters = map[string]func(*Event) string{
+	"event.dataset":               func(e *Event) string { return e.Dataset },
+	"event.action":                func(e *Event) string { return e.Action },
+	"event.id":                    func(e *Event) string { return e.ID },
+	"event.outcome":               func(e *Event) string { return e.Outcome.String() },
+	"event.provider":              func(e *Event) string { return e.Provider },
+	"user.id":                     func(e *Event) string { return e.User.ID },
+	"user.name":                   func(e *Event) string { return e.User.Name },
+	"source.geo.country_iso_code": func(e *Event) string { return e.Source.Country },
+	"source.as.organization.name": func(e *Event) string { return e.Source.ASOrg },
+	"user_agent.original":         func(e *Event) string { return e.UserAgent },
+	"http.request.method":         func(e *Event) string { return e.HTTP.Method },
+	"url.path":                    func(e *Event) string { return e.URLPath },
+	"token.id":                    func(e *Event) string { return e.Token.ID },
+	"token.key_id":                func(e *Event) string { return e.Token.KeyID },
+	"token.issuer":                func(e *Event) string { return e.Token.Issuer },
+	"records.type":                func(e *Event) string { return e.Records.Type },
+	"identity.id":                 func(e *Event) string { return e.Identity.ID },
+	"identity.kind":               func(e *Event) string { return e.Identity.Kind },
+	"identity.status":             func(e *Event) string { return e.Identity.Status },
+	"identity.country":            func(e *Event) string { return e.Identity.Country },
+	"key.id":                      func(e *Event) string { return e.Key.ID },
+	"key.status":                  func(e *Event) string { return e.Key.Status },
+}
+
+// StringGetter returns a reader of the string field name (KindString) that
+// does not allocate, or ok=false for a name that is not a string field. It
+// reads "" where Field reports the field absent.
+func StringGetter(name string) (get func(*Event) string, ok bool) {
+	get, ok = stringGetters[name]
+	return get, ok
+}
+
+// IntGetter returns a reader of the integer field name (KindInt) that does
+// not allocate, or ok=false for another name. It reads 0 where Field
+// reports the field absent.
+func IntGetter(name string) (get func(*Event) int64, ok bool) {
+	switch name {
+	case "http.response.status_code":
+		return func(e *Event) int64 { return int64(e.HTTP.StatusCode) }, true
+	case "http.response.body.bytes":
+		return func(e *Event) int64 { return e.HTTP.BodyBytes }, true
+	case "source.as.number":
+		return func(e *Event) int64 { return int64(e.Source.ASN) }, true
+	}
+	return nil, false
+}
+
+// StringsGetter returns a reader of the list field name (KindStrings),
+// or ok=false for another name. The slice is the event's own.
+func StringsGetter(name string) (get func(*Event) []string, ok bool) {
+	switch name {
+	case "user.roles":
+		return func(e *Event) []string { return e.User.Roles }, true
+	case "records.ids":
+		return func(e *Event) []string { return e.Records.IDs }, true
+	case "records.fields":
+		return func(e *Event) []string { return e.Records.Fields }, true
+	case "identity.roles":
+		return func(e *Event) []string { return e.Identity.Roles }, true
+	case "key.custodians":
+		return func(e *Event) []string { return e.Key.Custodians }, true
+	}
+	return nil, false
+}

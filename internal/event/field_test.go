@@ -49,3 +49,53 @@ func TestFieldValues(t *testing.T) {
 		}
 	}
 }
+
+// Every string field has a getter that agrees with Field.
+func TestStringGetters(t *testing.T) {
+	e := Event{Dataset: "d", Action: "a", ID: "i", Outcome: OutcomeSuccess, Provider: "p",
+		User: User{ID: "u", Name: "n"}, Source: Source{Country: "KR", ASOrg: "o"}, UserAgent: "ua",
+		HTTP: HTTP{Method: "GET"}, URLPath: "/x", Token: Token{ID: "t", KeyID: "k", Issuer: "is"},
+		Records: Records{Type: "r"}, Identity: Identity{ID: "e:1", Kind: "employee", Status: "active", Country: "KR"},
+		Key: Key{ID: "key", Status: "active"}}
+	for _, n := range FieldNames() {
+		kind, _ := FieldKindOf(n)
+		get, ok := StringGetter(n)
+		if ok != (kind == KindString) {
+			t.Errorf("StringGetter(%q): ok %v for kind %v", n, ok, kind)
+			continue
+		}
+		if !ok {
+			continue
+		}
+		want, _ := e.Field(n)
+		if got := get(&e); got != want {
+			t.Errorf("StringGetter(%q) = %q, Field = %q", n, got, want)
+		}
+		if got := get(&Event{}); got != "" {
+			t.Errorf("StringGetter(%q) on a zero event = %q", n, got)
+		}
+	}
+}
+
+func TestIntAndStringsGetters(t *testing.T) {
+	e := Event{HTTP: HTTP{StatusCode: 404, BodyBytes: 9}, Source: Source{ASN: 7},
+		User: User{Roles: []string{"a"}}, Records: Records{IDs: []string{"1"}, Fields: []string{"f"}},
+		Identity: Identity{Roles: []string{"r"}}, Key: Key{Custodians: []string{"c"}}}
+	for _, n := range FieldNames() {
+		kind, _ := FieldKindOf(n)
+		if get, ok := IntGetter(n); ok != (kind == KindInt) {
+			t.Errorf("IntGetter(%q): ok %v for kind %v", n, ok, kind)
+		} else if ok {
+			if want, _ := e.Field(n); get(&e) != want {
+				t.Errorf("IntGetter(%q) = %d, Field %v", n, get(&e), want)
+			}
+		}
+		if get, ok := StringsGetter(n); ok != (kind == KindStrings) {
+			t.Errorf("StringsGetter(%q): ok %v for kind %v", n, ok, kind)
+		} else if ok {
+			if want, _ := e.Field(n); !reflect.DeepEqual(get(&e), want) {
+				t.Errorf("StringsGetter(%q) = %v, Field %v", n, get(&e), want)
+			}
+		}
+	}
+}

@@ -124,6 +124,7 @@ func newCompiler(opts Options) (*compiler, error) {
 	envOpts := []cel.EnvOption{
 		ext.Strings(),
 		ext.Sets(),
+		ext.Bindings(),
 		cel.CrossTypeNumericComparisons(true),
 		cel.Variable(eventVar, eventType),
 		cel.Macros(cel.GlobalMacro("present", 1, presentMacro)),
@@ -429,7 +430,8 @@ func (c *compiler) compile(src string) (*celCondition, []celIssue) {
 	if err != nil {
 		return nil, []celIssue{{line: 1, col: 1, msg: err.Error()}}
 	}
-	return &celCondition{src: src, ast: parsed, prg: prg, c: c, lists: c.lists, tracked: tracked}, nil
+	return &celCondition{src: src, ast: parsed, prg: prg, c: c, lists: c.lists, tracked: tracked,
+		guard: extractGuard(parsed.NativeRep().Expr())}, nil
 }
 
 // checkConstants validates constant arguments at load time: networks given
@@ -558,12 +560,18 @@ type celCondition struct {
 	// tracked: the condition's worst case may exceed CostLimit, so its
 	// evaluations are accounted and stopped at the limit.
 	tracked bool
+	// guard decides in Go, for most events, that the condition cannot
+	// hold (guard.go).
+	guard *guard
 }
 
 var _ Condition = (*celCondition)(nil)
 
 // Match implements Condition.
 func (cc *celCondition) Match(ev *event.Event) (bool, error) {
+	if !cc.guard.pass(ev) {
+		return false, nil
+	}
 	a, _ := cc.c.acts.Get().(*activation)
 	if a == nil {
 		a = newActivation(cc.c.names)

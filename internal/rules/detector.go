@@ -46,7 +46,16 @@ type detector struct {
 var _ engine.Detector = (*detector)(nil)
 
 // Name implements engine.Detector.
-func (d *detector) Name() string { return "rules." + entityKinds[d.kind].name }
+func (d *detector) Name() string { return detectorNames[d.kind] }
+
+// detectorNames are the detectors' names, built once: the engine asks for
+// a detector's name for every event it hands it.
+var detectorNames = func() (out [len(entityKinds)]string) {
+	for i, k := range entityKinds {
+		out[i] = "rules." + k.name
+	}
+	return out
+}()
 
 // Key implements engine.Detector: the event's entity of this detector's
 // kind, when the running set has rules of that kind.
@@ -141,6 +150,9 @@ func (s *shard) match(r *Rule, ev *event.Event) (ok bool, err error) {
 		}
 	}()
 	if cc, isCEL := r.Cond.(*celCondition); isCEL {
+		if !cc.guard.pass(ev) {
+			return false, nil
+		}
 		return cc.eval(s.act)
 	}
 	return r.Cond.Match(ev)

@@ -1,0 +1,266 @@
+package rules
+
+import (
+	"slices"
+	"strings"
+
+	"cel.dev/cel-go/common/ast"
+	"cel.dev/cel-go/common/types"
+
+	"github.com/haechi-sec/haechi/internal/event"
+)
+
+// A guard is the part of a condition that can be decided in Go without
+// CEL: simple tests on contract fields (`event.dataset == "gateway.access"`,
+// `!user.id.startsWith("m:")`, `http.response.status_code in [401, 403]`,
+// `"service" in user.roles`) combined with && and ||. Parts of the
+// condition it cannot decide are taken as "may hold", so an event the
+// guard rejects cannot match the condition, and CEL is not run for it —
+// most events fail an early test of most rules, and a CEL evaluation
+// costs several allocations. An event passing the guard is evaluated in
+// full, so the guard never changes a verdict, only its cost.
+//
+// A nil *guard passes everything.
+type guard struct {
+	op   guardOp
+	kids []*guard // and, or
+	test guardTest
+}
+
+type guardOp uint8
+
+const (
+	gTest guardOp = iota
+	gAnd
+	gOr
+)
+
+type testOp uint8
+
+const (
+	opEq testOp = iota
+	opPrefix
+	opSuffix
+	opContains
+	opIn
+	opIntEq
+	opIntIn
+	opHas // "lit" in LIST
+)
+
+type guardTest struct {
+	str  func(*event.Event) string
+	num  func(*event.Event) int64
+	list func(*event.Event) []string
+	op   testOp
+	neg  bool
+	lit  string
+	lits []string
+	n    int64
+	ns   []int64
+}
+
+// pass reports whether ev may match.
+func (g *guard) pass(ev *event.Event) bool {
+	if g == nil {
+		return true
+	}
+	switch g.op {
+	case gAnd:
+		for _, k := range g.kids {
+			if !k.pass(ev) {
+				return false
+			}
+		}
+		return true
+	case gOr:
+		for _, k := range g.kids {
+			if k.pass(ev) {
+				return true
+			}
+		}
+		return false
+	}
+	return g.test.eval(ev)
+}
+
+func (t *guardTest) eval(ev *event.Event) bool {
+	var ok bool
+	switch t.op {
+	case opEq:
+		ok = t.str(ev) == t.lit
+	case opPrefix:
+		ok = strings.HasPrefix(t.str(ev), t.lit)
+	case opSuffix:
+		ok = strings.HasSuffix(t.str(ev), t.lit)
+	case opContains:
+		ok = strings.Contains(t.str(ev), t.lit)
+	case opIn:
+		ok = slices.Contains(t.lits, t.str(ev))
+	case opIntEq:
+		ok = t.num(ev) == t.n
+	case opIntIn:
+		ok = slices.Contains(t.ns, t.num(ev))
+	case opHas:
+		ok = slices.Contains(t.list(ev), t.lit)
+	}
+	return ok != t.neg
+}
+
+// size returns how many tests the guard holds.
+func (g *guard) size() int {
+	if g == nil {
+		return 0
+	}
+	if g.op == gTest {
+		return 1
+	}
+	n := 0
+	for _, k := range g.kids {
+		n += k.size()
+	}
+	return n
+}
+
+// extractGuard builds the guard of a checked condition (nil when nothing
+// in it can be decided in Go).
+func extractGuard(e ast.Expr) *guard {
+	if e.Kind() == ast.CallKind {
+		call := e.AsCall()
+		switch call.FunctionName() {
+		case "_&&_":
+			// Undecidable parts of a conjunction are dropped: the rest must
+			// still hold.
+			var kids []*guard
+			for _, a := range call.Args() {
+				if k := extractGuard(a); k != nil {
+					kids = append(kids, k)
+				}
+			}
+			return combine(gAnd, kids)
+		case "_||_":
+			// A disjunction is decidable only when every part is.
+			var kids []*guard
+			for _, a := range call.Args() {
+				k := extractGuard(a)
+				if k == nil {
+					return nil
+				}
+				kids = append(kids, k)
+			}
+			return combine(gOr, kids)
+		}
+	}
+	if t, ok := simpleTest(e); ok {
+		return &guard{op: gTest, test: t}
+	}
+	return nil
+}
+
+func combine(op guardOp, kids []*guard) *guard {
+	switch len(kids) {
+	case 0:
+		return nil
+	case 1:
+		return kids[0]
+	}
+	return &guard{op: op, kids: kids}
+}
+
+// simpleTest recognises, possibly negated with !: STRING == "lit" (or
+// !=), STRING.startsWith / endsWith / contains("lit"), STRING in ["a",
+// …], INT == n (or !=), INT in [n, …], and "lit" in LIST, for contract
+// fields of those kinds.
+func simpleTest(e ast.Expr) (guardTest, bool) {
+	neg := false
+	for e.Kind() == ast.CallKind && e.AsCall().FunctionName() == "!_" && len(e.AsCall().Args()) == 1 {
+		neg = !neg
+		e = e.AsCall().Args()[0]
+	}
+	if e.Kind() != ast.CallKind {
+		return guardTest{}, false
+	}
+	call := e.AsCall()
+	args := call.Args()
+	switch fn := call.FunctionName(); {
+	case (fn == "_==_" || fn == "_!=_") && len(args) == 2:
+		neg = neg != (fn == "_!=_")
+		for _, order := range [2][2]ast.Expr{{args[0], args[1]}, {args[1], args[0]}} {
+			name := fieldName(order[0])
+			if get, ok := event.StringGetter(name); ok {
+				if lit, isLit := constString(order[1]); isLit {
+					return guardTest{str: get, op: opEq, neg: neg, lit: lit}, true
+				}
+			}
+			if get, ok := event.IntGetter(name); ok {
+				if n, isLit := constInt(order[1]); isLit {
+					return guardTest{num: get, op: opIntEq, neg: neg, n: n}, true
+				}
+			}
+		}
+	case call.IsMemberFunction() && len(args) == 1 && (fn == "startsWith" || fn == "endsWith" || fn == "contains"):
+		get, ok := event.StringGetter(fieldName(call.Target()))
+		lit, isLit := constString(args[0])
+		if !ok || !isLit {
+			return guardTest{}, false
+		}
+		op := map[string]testOp{"startsWith": opPrefix, "endsWith": opSuffix, "contains": opContains}[fn]
+		return guardTest{str: get, op: op, neg: neg, lit: lit}, true
+	case fn == "@in" && len(args) == 2:
+		if lit, isLit := constString(args[0]); isLit {
+			if get, ok := event.StringsGetter(fieldName(args[1])); ok {
+				return guardTest{list: get, op: opHas, neg: neg, lit: lit}, true
+			}
+			return guardTest{}, false
+		}
+		if args[1].Kind() != ast.ListKind {
+			return guardTest{}, false
+		}
+		elems := args[1].AsList().Elements()
+		name := fieldName(args[0])
+		if get, ok := event.StringGetter(name); ok {
+			var lits []string
+			for _, el := range elems {
+				s, isLit := constString(el)
+				if !isLit {
+					return guardTest{}, false
+				}
+				lits = append(lits, s)
+			}
+			return guardTest{str: get, op: opIn, neg: neg, lits: lits}, true
+		}
+		if get, ok := event.IntGetter(name); ok {
+			var ns []int64
+			for _, el := range elems {
+				n, isLit := constInt(el)
+				if !isLit {
+					return guardTest{}, false
+				}
+				ns = append(ns, n)
+			}
+			return guardTest{num: get, op: opIntIn, neg: neg, ns: ns}, true
+		}
+	}
+	return guardTest{}, false
+}
+
+// fieldName returns the contract field an expression reads, or "".
+func fieldName(e ast.Expr) string {
+	name, ok := qualifiedName(e)
+	if !ok {
+		return ""
+	}
+	field, ok := contractName(name)
+	if !ok {
+		return ""
+	}
+	return field
+}
+
+func constInt(e ast.Expr) (int64, bool) {
+	if e.Kind() != ast.LiteralKind {
+		return 0, false
+	}
+	n, ok := e.AsLiteral().(types.Int)
+	return int64(n), ok
+}
