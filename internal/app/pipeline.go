@@ -169,6 +169,9 @@ func NewPipeline(opts PipelineOptions) (*Pipeline, error) {
 	}
 	p.rules = opts.Rules
 	dets := Detectors(cfg, opts.CanaryIDs)
+	if opts.Registerer != nil {
+		opts.Registerer.MustRegister(newRuleCollector(opts.Rules))
+	}
 	// Always present, so a reload can add rules to an empty set.
 	dets = append(dets, rules.Detectors(opts.Rules)...)
 	if n := len(opts.Rules.Load().Rules); n > 0 {

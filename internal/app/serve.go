@@ -8,9 +8,11 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"strconv"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -161,6 +163,21 @@ func Serve(ctx context.Context, opts ServeOptions) (err error) {
 		close(consumerDone)
 		log.Warn("spool disabled: acknowledged events live only in memory until processed")
 	}
+
+	// Rules reload on SIGHUP or when their files change; the previous set
+	// stays active when the new one does not load.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	reloader := &RuleReloader{Config: cfg.Rules, Holder: p.Rules(), Log: log,
+		Audit: func(kind string, detail map[string]any) {
+			if err := st.AppendAudit(context.WithoutCancel(ctx), time.Now(), kind, "", detail); err != nil {
+				log.Error("audit", "kind", kind, "err", err)
+			}
+		}}
+	reloadCtx, stopReload := context.WithCancel(ctx)
+	defer stopReload()
+	go reloader.Run(reloadCtx, hup, 5*time.Second)
 
 	var inputs atomic.Uint32
 	var lastIngest atomic.Int64 // wall clock of the last ingest request

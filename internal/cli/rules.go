@@ -6,6 +6,8 @@ import (
 	"os"
 	"strings"
 
+	"github.com/haechi-sec/haechi/internal/app"
+	"github.com/haechi-sec/haechi/internal/config"
 	"github.com/haechi-sec/haechi/internal/rules"
 )
 
@@ -113,9 +115,13 @@ func (c *rulesTestCmd) Run(e *env) error {
 
 type rulesLintCmd struct {
 	rulesSource
+	Sigma []string `name:"sigma" placeholder:"DIR" help:"Also load the Sigma rules in DIR (repeatable) and report every rule haechi cannot run, with file, line and the unsupported feature."`
 }
 
 func (c *rulesLintCmd) Run(e *env) error {
+	if len(c.Sigma) > 0 {
+		return c.sigma(e)
+	}
 	set, err := c.load()
 	if err != nil {
 		var u usageError
@@ -133,5 +139,29 @@ func (c *rulesLintCmd) Run(e *env) error {
 		return fmt.Errorf("%d problems in %d rules", len(problems), len(set.Rules))
 	}
 	fmt.Fprintf(e.stdout, "ok %d rules\n", len(set.Rules))
+	return nil
+}
+
+// sigma loads Sigma directories as serve would and reports what it
+// skipped; the lint fails when anything was skipped.
+func (c *rulesLintCmd) sigma(e *env) error {
+	for _, d := range c.Sigma {
+		if _, err := os.Stat(d); err != nil {
+			return usageError{err}
+		}
+	}
+	rs, err := app.LoadRules(config.Rules{SigmaDirs: c.Sigma})
+	if err != nil {
+		fmt.Fprintln(e.stdout, err)
+		return errors.New("the rules did not load")
+	}
+	for _, err := range rs.Skipped {
+		fmt.Fprintln(e.stdout, err)
+	}
+	if len(rs.Skipped) > 0 {
+		fmt.Fprintf(e.stdout, "%d Sigma rules loaded, %d not loaded\n", len(rs.Set.Rules), len(rs.Skipped))
+		return fmt.Errorf("%d Sigma rules cannot run", len(rs.Skipped))
+	}
+	fmt.Fprintf(e.stdout, "ok %d Sigma rules\n", len(rs.Set.Rules))
 	return nil
 }

@@ -108,3 +108,15 @@ func TestRulesLint(t *testing.T) {
 		}
 	}
 }
+
+func TestRulesLintSigma(t *testing.T) {
+	code, stdout, stderr := run(t, "rules", "lint", "--sigma", "../sigma/testdata/rules")
+	if code != 0 || !strings.Contains(stdout, "ok 10 Sigma rules") {
+		t.Fatalf("supported rules: exit %d\n%s%s", code, stdout, stderr)
+	}
+	code, stdout, _ = run(t, "rules", "lint", "--sigma", "../sigma/testdata/unsupported")
+	if code != 1 || !strings.Contains(stdout, `web_sqli_query_string.yml:8:9: unsupported: field "cs-uri-query"`) ||
+		!strings.Contains(stdout, "0 Sigma rules loaded, 14 not loaded") {
+		t.Fatalf("unsupported rules: exit %d\n%s", code, stdout)
+	}
+}
