@@ -44,6 +44,16 @@ var ErrStopping = errors.New("shutting down")
 // store events durably (disk full, I/O error): nothing is acknowledged.
 var ErrUnavailable = errors.New("durable storage unavailable")
 
+// Stored is a validated request handed to Options.Spool.
+type Stored struct {
+	Key    string // Idempotency-Key header, "" when absent
+	Format string // input format; "" is the event contract
+	Body   []byte // decompressed body
+	// NotAfter: lines dated after it were rejected (Options.MaxFuture)
+	// and must be skipped when the body is read again; zero → no limit.
+	NotAfter time.Time
+}
+
 // MaxIdempotencyKey is the longest accepted Idempotency-Key header.
 const MaxIdempotencyKey = 200
 
@@ -69,7 +79,7 @@ type Options struct {
 	// duplicate reports a key already stored: the answer is the same and
 	// nothing is stored twice. Errors: ErrBusy (429), ErrStopping or
 	// ErrUnavailable (503).
-	Spool func(ctx context.Context, key, format string, body []byte) (duplicate bool, err error)
+	Spool func(ctx context.Context, req Stored) (duplicate bool, err error)
 	// Inputs reads request bodies in the format named by ?format= (nil →
 	// only the event contract, "ecs").
 	Inputs *input.Inputs
@@ -89,6 +99,12 @@ type Options struct {
 	MaxLineBytes int
 	// RetryAfter is what 429 answers advise (0 → 1s).
 	RetryAfter time.Duration
+	// MaxFuture rejects a line whose @timestamp is more than this ahead of
+	// Now (0 → no limit): one event dated years ahead would otherwise
+	// move event time past everything that follows it.
+	MaxFuture time.Duration
+	// Now is the server's clock (nil → time.Now).
+	Now func() time.Time
 	// Gatherer serves /metrics (nil → no metrics endpoint); Registerer
 	// receives the API's own counters.
 	Gatherer   prometheus.Gatherer
@@ -116,6 +132,9 @@ func New(opts Options) *Server {
 	}
 	if opts.RetryAfter <= 0 {
 		opts.RetryAfter = time.Second
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
 	}
 	if opts.Inputs == nil {
 		// The event contract only; no routes or mappings cannot fail.
@@ -273,9 +292,18 @@ func (s *Server) ingest(w http.ResponseWriter, r *http.Request) int {
 	res := IngestResult{Errors: []LineError{}}
 	var evs []event.Event
 	rejects := map[string]int{}
+	var latest time.Time
+	if s.opts.MaxFuture > 0 {
+		latest = s.opts.Now().Add(s.opts.MaxFuture)
+	}
 	for {
 		var ev event.Event
 		err := rd.Next(&ev)
+		if err == nil && !latest.IsZero() && ev.Time.After(latest) {
+			err = &decode.LineError{Line: rd.Line(), Code: decode.CodeInvalidField,
+				Reason: fmt.Sprintf(`invalid "@timestamp": %s is more than %s ahead of the server's clock (ingest.max_future)`,
+					ev.Time.Format(time.RFC3339), s.opts.MaxFuture)}
+		}
 		if err == nil {
 			evs = append(evs, ev)
 			continue
@@ -304,7 +332,7 @@ func (s *Server) ingest(w http.ResponseWriter, r *http.Request) int {
 			if stored == input.FormatECS {
 				stored = ""
 			}
-			_, err = s.opts.Spool(r.Context(), key, stored, raw)
+			_, err = s.opts.Spool(r.Context(), Stored{Key: key, Format: stored, Body: raw, NotAfter: latest})
 		} else {
 			err = s.opts.Ingest(evs)
 		}

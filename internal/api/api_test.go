@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"strings"
 	"testing"
@@ -341,7 +342,8 @@ func TestIngestSpool(t *testing.T) {
 	var failing error
 	srv := httptest.NewServer(api.New(api.Options{
 		Alerts: &fakeStore{},
-		Spool: func(_ context.Context, key, format string, body []byte) (bool, error) {
+		Spool: func(_ context.Context, req api.Stored) (bool, error) {
+			key, format, body := req.Key, req.Format, req.Body
 			if failing != nil {
 				return false, failing
 			}
@@ -402,4 +404,75 @@ func TestIngestSpool(t *testing.T) {
 	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != 400 {
 		t.Errorf("bad key: %v %v", resp.Status, err)
 	}
+}
+
+// A line dated too far ahead of the server's clock is rejected on its own;
+// a spooled body carries the cut-off so it is skipped when read again.
+func TestIngestMaxFuture(t *testing.T) {
+	now := time.Date(2025, 6, 24, 9, 0, 0, 0, time.UTC)
+	var got []event.Event
+	var stored api.Stored
+	srv := httptest.NewServer(api.New(api.Options{
+		Alerts:    &fakeStore{},
+		MaxFuture: time.Hour,
+		Now:       func() time.Time { return now },
+		Ingest:    func(evs []event.Event) error { got = append(got, evs...); return nil },
+	}))
+	defer srv.Close()
+	body := `{"@timestamp":"2025-06-24T09:30:00Z","event":{"dataset":"d","action":"a"}}
+{"@timestamp":"2035-01-01T00:00:00Z","event":{"dataset":"d","action":"a"}}
+`
+	resp, err := http.Post(srv.URL+"/v1/events", "application/x-ndjson", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || len(got) != 1 || !strings.Contains(string(b), `"line":2`) || !strings.Contains(string(b), "ahead of the server's clock") {
+		t.Fatalf("%d %s (%d accepted)", resp.StatusCode, b, len(got))
+	}
+	spooled := httptest.NewServer(api.New(api.Options{Alerts: &fakeStore{}, MaxFuture: time.Hour, Now: func() time.Time { return now },
+		Spool: func(_ context.Context, req api.Stored) (bool, error) { stored = req; return false, nil }}))
+	defer spooled.Close()
+	resp, err = http.Post(spooled.URL+"/v1/events", "application/x-ndjson", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if !stored.NotAfter.Equal(now.Add(time.Hour)) {
+		t.Errorf("stored cut-off %v", stored.NotAfter)
+	}
+}
+
+// FuzzIngest throws arbitrary bodies, encodings, formats and keys at the
+// ingest handler: it must answer (never panic) with a status it documents.
+func FuzzIngest(f *testing.F) {
+	f.Add([]byte(`{"@timestamp":"2025-06-24T09:00:03Z","event":{"dataset":"d","action":"a"}}`), "", "", "k")
+	f.Add([]byte("203.0.113.9 - - [24/Jun/2025:09:00:03 +0900] \"GET / HTTP/1.1\" 200 1 \"-\" \"x\"\n"), "nginx", "", "")
+	f.Add([]byte{0x1f, 0x8b, 0, 0}, "", "gzip", "")
+	f.Add([]byte(`{"Records":[{"eventTime":"2025-06-24T09:00:03Z"}]}`), "cloudtrail", "", "key with space")
+	srv := api.New(api.Options{
+		Alerts:       &fakeStore{},
+		MaxBodyBytes: 1 << 16,
+		MaxFuture:    time.Hour,
+		Ingest:       func([]event.Event) error { return nil },
+	})
+	ok := map[int]bool{200: true, 400: true, 413: true, 415: true, 429: true, 503: true}
+	f.Fuzz(func(t *testing.T, body []byte, format, encoding, key string) {
+		req := httptest.NewRequest(http.MethodPost, "/v1/events?format="+url.QueryEscape(format), bytes.NewReader(body))
+		if encoding != "" {
+			req.Header.Set("Content-Encoding", encoding)
+		}
+		if key != "" && !strings.ContainsAny(key, "\r\n") {
+			req.Header.Set("Idempotency-Key", key)
+		}
+		w := httptest.NewRecorder()
+		srv.ServeHTTP(w, req)
+		if !ok[w.Code] {
+			t.Fatalf("status %d: %s", w.Code, w.Body)
+		}
+		if !json.Valid(w.Body.Bytes()) {
+			t.Fatalf("answer is not JSON: %q", w.Body)
+		}
+	})
 }

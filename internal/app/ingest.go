@@ -47,12 +47,18 @@ const spoolRecordVersion = 1
 const retainAfter = 5 * time.Minute
 
 // encodeSpoolRecord frames a request: version, acceptance time (unix
-// nanoseconds), idempotency key (u16 length), input format (u8 length),
-// body. key is at most api.MaxIdempotencyKey bytes and format a short name.
-func encodeSpoolRecord(accepted time.Time, key, format string, body []byte) []byte {
-	b := make([]byte, 0, 1+8+2+len(key)+1+len(format)+len(body))
+// nanoseconds), not-after time (unix nanoseconds, 0 = none), idempotency
+// key (u16 length), input format (u8 length), body. key is at most
+// api.MaxIdempotencyKey bytes and format a short name.
+func encodeSpoolRecord(accepted, notAfter time.Time, key, format string, body []byte) []byte {
+	b := make([]byte, 0, 1+8+8+2+len(key)+1+len(format)+len(body))
 	b = append(b, spoolRecordVersion)
 	b = binary.LittleEndian.AppendUint64(b, uint64(accepted.UnixNano()))
+	var na int64
+	if !notAfter.IsZero() {
+		na = notAfter.UnixNano()
+	}
+	b = binary.LittleEndian.AppendUint64(b, uint64(na))
 	b = binary.LittleEndian.AppendUint16(b, uint16(len(key)))
 	b = append(b, key...)
 	b = append(b, byte(len(format)))
@@ -63,24 +69,28 @@ func encodeSpoolRecord(accepted time.Time, key, format string, body []byte) []by
 // spoolRecord is a decoded spool record; Body aliases the record.
 type spoolRecord struct {
 	Accepted time.Time
+	NotAfter time.Time // zero: no limit
 	Key      string
 	Format   string // "" → the event contract (ecs)
 	Body     []byte
 }
 
 func decodeSpoolRecord(rec []byte) (spoolRecord, error) {
-	if len(rec) < 12 || rec[0] != spoolRecordVersion {
+	if len(rec) < 20 || rec[0] != spoolRecordVersion {
 		return spoolRecord{}, fmt.Errorf("spool record: unknown format (%d bytes)", len(rec))
 	}
-	n := int(binary.LittleEndian.Uint16(rec[9:11]))
-	if len(rec) < 11+n+1 {
+	n := int(binary.LittleEndian.Uint16(rec[17:19]))
+	if len(rec) < 19+n+1 {
 		return spoolRecord{}, fmt.Errorf("spool record: key of %d bytes in a record of %d", n, len(rec))
 	}
 	r := spoolRecord{
 		Accepted: time.Unix(0, int64(binary.LittleEndian.Uint64(rec[1:9]))),
-		Key:      string(rec[11 : 11+n]),
+		Key:      string(rec[19 : 19+n]),
 	}
-	rest := rec[11+n:]
+	if na := int64(binary.LittleEndian.Uint64(rec[9:17])); na != 0 {
+		r.NotAfter = time.Unix(0, na)
+	}
+	rest := rec[19+n:]
 	f := int(rest[0])
 	if len(rest) < 1+f {
 		return spoolRecord{}, fmt.Errorf("spool record: format name of %d bytes in a record of %d", f, len(rec))
@@ -193,7 +203,8 @@ func (in *Ingester) scanKeys(st spool.Stats) error {
 
 // Append stores a validated request body durably. It implements
 // api.Options.Spool.
-func (in *Ingester) Append(ctx context.Context, key, format string, body []byte) (duplicate bool, err error) {
+func (in *Ingester) Append(ctx context.Context, req api.Stored) (duplicate bool, err error) {
+	key, format := req.Key, req.Format
 	if len(format) > 255 {
 		return false, fmt.Errorf("spool: format name of %d bytes", len(format))
 	}
@@ -203,7 +214,7 @@ func (in *Ingester) Append(ctx context.Context, key, format string, body []byte)
 	if key != "" && dup {
 		return true, nil
 	}
-	_, last, err := in.sp.Append(ctx, encodeSpoolRecord(time.Now(), key, format, body))
+	_, last, err := in.sp.Append(ctx, encodeSpoolRecord(time.Now(), req.NotAfter, key, format, req.Body))
 	switch {
 	case errors.Is(err, spool.ErrFull):
 		return false, fmt.Errorf("%w: %w", api.ErrBusy, err)
@@ -284,7 +295,7 @@ func (in *Ingester) Run(ctx context.Context, p *Pipeline) error {
 			if r.Key != "" {
 				seen[r.Key] = true
 			}
-			if err := in.feed(ctx, p, off, r.Format, r.Body); err != nil {
+			if err := in.feed(ctx, p, off, r); err != nil {
 				if ctx.Err() != nil {
 					return nil
 				}
@@ -301,7 +312,8 @@ func (in *Ingester) Run(ctx context.Context, p *Pipeline) error {
 }
 
 // feed decodes one stored body and submits its events in batches.
-func (in *Ingester) feed(ctx context.Context, p *Pipeline, off uint64, format string, body []byte) error {
+func (in *Ingester) feed(ctx context.Context, p *Pipeline, off uint64, r spoolRecord) error {
+	format, body := r.Format, r.Body
 	if format == "" {
 		format = input.FormatECS
 	}
@@ -320,6 +332,10 @@ func (in *Ingester) feed(ctx context.Context, p *Pipeline, off uint64, format st
 	for {
 		batch = append(batch, event.Event{})
 		err := rd.Next(&batch[len(batch)-1])
+		if err == nil && !r.NotAfter.IsZero() && batch[len(batch)-1].Time.After(r.NotAfter) {
+			batch = batch[:len(batch)-1] // rejected when the request was accepted
+			continue
+		}
 		if err == nil {
 			if len(batch) == cap(batch) {
 				if err := in.submit(ctx, p, batch); err != nil {

@@ -3,6 +3,7 @@ package app
 import (
 	"errors"
 	"os"
+	"slices"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -15,12 +16,17 @@ import (
 func TestSpoolRecordRoundTrip(t *testing.T) {
 	at := time.Unix(1750755603, 123)
 	for _, tc := range []struct{ key, format, body string }{{"", "", ""}, {"k-1", "ecs", `{"a":1}` + "\n"}, {"x", "mapping:orders", "line\n\nline"}} {
-		r, err := decodeSpoolRecord(encodeSpoolRecord(at, tc.key, tc.format, []byte(tc.body)))
-		if err != nil || !r.Accepted.Equal(at) || r.Key != tc.key || r.Format != tc.format || string(r.Body) != tc.body {
+		r, err := decodeSpoolRecord(encodeSpoolRecord(at, at.Add(time.Hour), tc.key, tc.format, []byte(tc.body)))
+		if err != nil || !r.Accepted.Equal(at) || !r.NotAfter.Equal(at.Add(time.Hour)) || r.Key != tc.key || r.Format != tc.format || string(r.Body) != tc.body {
 			t.Errorf("%+v: got %+v, %v", tc, r, err)
 		}
 	}
-	for _, bad := range [][]byte{nil, {2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}, append([]byte{1, 0, 0, 0, 0, 0, 0, 0, 0, 9, 0}, 'k'), {1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 5, 'e'}} {
+	if r, err := decodeSpoolRecord(encodeSpoolRecord(at, time.Time{}, "", "", nil)); err != nil || !r.NotAfter.IsZero() {
+		t.Errorf("no limit: %+v %v", r, err)
+	}
+	z8 := []byte{0, 0, 0, 0, 0, 0, 0, 0}
+	rec := func(parts ...[]byte) []byte { return slices.Concat(parts...) }
+	for _, bad := range [][]byte{nil, rec([]byte{2}, z8, z8, []byte{0, 0, 0}), rec([]byte{1}, z8, z8, []byte{9, 0, 'k'}), rec([]byte{1}, z8, z8, []byte{0, 0, 5, 'e'})} {
 		if _, err := decodeSpoolRecord(bad); err == nil {
 			t.Errorf("decodeSpoolRecord(%v) accepted", bad)
 		}
@@ -43,7 +49,7 @@ func TestIngesterIdempotentAcrossRestart(t *testing.T) {
 		key     string
 		wantDup bool
 	}{{"a", false}, {"b", false}, {"a", true}, {"", false}, {"", false}} {
-		dup, err := in.Append(t.Context(), c.key, "", []byte("{}\n"))
+		dup, err := in.Append(t.Context(), api.Stored{Key: c.key, Body: []byte("{}\n")})
 		if err != nil || dup != c.wantDup {
 			t.Fatalf("append %d (%q): dup %v, err %v", i, c.key, dup, err)
 		}
@@ -56,7 +62,7 @@ func TestIngesterIdempotentAcrossRestart(t *testing.T) {
 	}
 	in = open()
 	defer in.Close()
-	if dup, err := in.Append(t.Context(), "b", "", []byte("{}\n")); err != nil || !dup {
+	if dup, err := in.Append(t.Context(), api.Stored{Key: "b", Body: []byte("{}\n")}); err != nil || !dup {
 		t.Errorf("after restart: dup %v, err %v", dup, err)
 	}
 	if n := in.Pending(); n != 4 {
@@ -99,22 +105,22 @@ func TestIngesterDiskFull(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer in.Close()
-	if _, err := in.Append(t.Context(), "", "", []byte("{}\n")); err != nil {
+	if _, err := in.Append(t.Context(), api.Stored{Key: "", Body: []byte("{}\n")}); err != nil {
 		t.Fatal(err)
 	}
 	full.Store(true)
-	_, err = in.Append(t.Context(), "k", "", []byte("{}\n"))
+	_, err = in.Append(t.Context(), api.Stored{Key: "k", Body: []byte("{}\n")})
 	if !errors.Is(err, api.ErrUnavailable) || !errors.Is(err, syscall.ENOSPC) {
 		t.Fatalf("append on a full disk: %v", err)
 	}
 	if in.Health() == nil {
 		t.Error("healthy after a failed write")
 	}
-	if dup, err := in.Append(t.Context(), "k", "", []byte("{}\n")); err == nil || dup {
+	if dup, err := in.Append(t.Context(), api.Stored{Key: "k", Body: []byte("{}\n")}); err == nil || dup {
 		t.Errorf("a failed key was remembered: dup %v err %v", dup, err)
 	}
 	full.Store(false)
-	if _, err := in.Append(t.Context(), "k", "", []byte("{}\n")); err != nil {
+	if _, err := in.Append(t.Context(), api.Stored{Key: "k", Body: []byte("{}\n")}); err != nil {
 		t.Fatalf("after the disk recovered: %v", err)
 	}
 	if err := in.Health(); err != nil {

@@ -200,6 +200,8 @@ func Serve(ctx context.Context, opts ServeOptions) (err error) {
 		OnApprove:    dispatcher.Wake,
 		MaxBodyBytes: cfg.Ingest.MaxBodyBytes,
 		MaxLineBytes: cfg.Ingest.MaxLineBytes,
+		MaxFuture:    cfg.Ingest.MaxFuture.D(),
+		Inputs:       formats,
 		Gatherer:     reg,
 		Registerer:   reg,
 		Logger:       log,

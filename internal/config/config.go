@@ -105,6 +105,10 @@ type Ingest struct {
 	MaxBodyBytes int64 `yaml:"max_body_bytes"`
 	// MaxLineBytes caps one NDJSON line (one event).
 	MaxLineBytes int `yaml:"max_line_bytes"`
+	// MaxFuture rejects (serve) a line dated more than this ahead of the
+	// server's clock; 0 accepts any time. One event dated years ahead
+	// would otherwise move event time past everything after it.
+	MaxFuture Duration `yaml:"max_future"`
 }
 
 // Rules configures detection rules as code (docs/rules.md, docs/sigma.md).
@@ -382,6 +386,7 @@ func Default() Config {
 		Ingest: Ingest{
 			MaxBodyBytes: 16 << 20,
 			MaxLineBytes: 1 << 20,
+			MaxFuture:    Duration(time.Hour),
 		},
 		Spool: Spool{
 			Enabled:      true,

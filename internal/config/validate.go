@@ -77,6 +77,9 @@ func (c *Config) Validate() error {
 	if _, err := input.New(c.InputOptions()); err != nil {
 		add("inputs", "%v", err)
 	}
+	if c.Ingest.MaxFuture < 0 {
+		add("ingest.max_future", "must not be negative (0 accepts any time), got %s", c.Ingest.MaxFuture)
+	}
 	if c.Ingest.MaxBodyBytes <= 0 {
 		add("ingest.max_body_bytes", "must be positive, got %d", c.Ingest.MaxBodyBytes)
 	}

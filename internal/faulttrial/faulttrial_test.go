@@ -244,6 +244,8 @@ func run(t *testing.T, name string, bodies [][]byte, kills int, seed uint64) out
 	cfgPath := filepath.Join(dir, "haechi.yaml")
 	cfg := fmt.Sprintf(`data_dir: %q
 listen: 127.0.0.1:0
+ingest:
+  max_future: 720h
 spool:
   max_bytes: 8589934592
   retain_bytes: 8522825728
