@@ -37,6 +37,11 @@ func (r *repeater) Read(p []byte) (int, error) {
 // their data; staff, services and partners; the six breach scenarios).
 // Run with GOMAXPROCS=1 for the one-core figure.
 func BenchmarkPipeline(b *testing.B) {
+	b.Run("rules=pack", func(b *testing.B) { benchPipeline(b, true) })
+	b.Run("rules=none", func(b *testing.B) { benchPipeline(b, false) })
+}
+
+func benchPipeline(b *testing.B, pack bool) {
 	var buf bytes.Buffer
 	if _, err := sim.Generate(context.Background(), sim.Options{Seed: 1, Days: 1, Customers: 20000}, &buf, nil); err != nil {
 		b.Fatal(err)
@@ -47,6 +52,7 @@ func BenchmarkPipeline(b *testing.B) {
 		size += len(l) + 1
 	}
 	cfg := config.Default()
+	cfg.Rules.Pack = pack
 	p, err := app.NewPipeline(app.PipelineOptions{Config: cfg, CanaryIDs: []string{"70000003"}})
 	if err != nil {
 		b.Fatal(err)
