@@ -36,15 +36,20 @@ import (
 // their events were handed to the pipeline long enough ago (retainAfter)
 // that what they produced has been stored.
 //
+// Retention is bounded by what is stored: while the spool holds more than
+// RetainBytes, every second the consumer passes a mark (the last offset it handed over) through the engine; the ledger
+// hands off its state on the mark and reports it durable once stored
+// (IngestOptions.Durable); only records up to the last durable mark are
+// ever deleted.
+//
 // A request retried with the same Idempotency-Key is stored once: the keys
 // of the retained spool are read at start-up and kept in memory.
 
 // spoolRecordVersion is the first byte of every spool record.
 const spoolRecordVersion = 1
 
-// retainAfter is how long after its events were handed to the pipeline a
-// record may be deleted by retention.
-const retainAfter = 5 * time.Minute
+// markEvery is how often (wall clock) the consumer passes a mark.
+const markEvery = time.Second
 
 // encodeSpoolRecord frames a request: version, acceptance time (unix
 // nanoseconds), not-after time (unix nanoseconds, 0 = none), idempotency
@@ -111,7 +116,11 @@ type IngestOptions struct {
 	RetainBytes int64
 	// Inputs opens the stored bodies in their formats (nil → only the
 	// event contract).
-	Inputs     *input.Inputs
+	Inputs *input.Inputs
+	// Durable returns the last mark (spool offset) whose effects are all
+	// stored (the ledger's Durable); nil → everything handed over counts
+	// as stored.
+	Durable    func() uint64
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer
 }
@@ -131,13 +140,8 @@ type Ingester struct {
 	lagNs   atomic.Int64 // acceptance → submission of the last consumed record
 	pending atomic.Int64 // records appended but not yet consumed
 	done    atomic.Uint64
-	// marks: (offset, wall time) of submissions, for retention.
-	marks []mark
-}
-
-type mark struct {
-	off uint64
-	at  time.Time
+	// lastMark is when the consumer last passed a mark.
+	lastMark time.Time
 }
 
 // OpenIngester opens (or recovers) the spool and reads the idempotency
@@ -307,6 +311,17 @@ func (in *Ingester) Run(ctx context.Context, p *Pipeline) error {
 		}
 		in.done.Store(off)
 		in.pending.Add(-1)
+		// Marks make the ledger store its state: only worth it when
+		// retention has something to delete.
+		if time.Since(in.lastMark) >= markEvery && int64(in.sp.Stats().Bytes) > in.opts.RetainBytes {
+			in.lastMark = time.Now()
+			if err := p.Engine.Mark(ctx, off); err != nil {
+				if ctx.Err() != nil {
+					return nil
+				}
+				return fmt.Errorf("spool: mark %d: %w", off, err)
+			}
+		}
 		in.retain(off)
 	}
 }
@@ -366,27 +381,20 @@ func (in *Ingester) submit(ctx context.Context, p *Pipeline, batch []event.Event
 	return p.Submit(ctx, batch)
 }
 
-// retain notes that off has been handed to the pipeline and deletes the
-// oldest segments while the spool holds more than RetainBytes and their
-// records were handed over at least retainAfter ago.
+// retain deletes the oldest segments while the spool holds more than
+// RetainBytes, never past the last durable mark (or off, the last record
+// handed over, without a Durable function).
 func (in *Ingester) retain(off uint64) {
-	now := time.Now()
-	if len(in.marks) == 0 || now.Sub(in.marks[len(in.marks)-1].at) >= 10*time.Second {
-		in.marks = append(in.marks, mark{off: off, at: now})
-	}
-	if int64(in.sp.Stats().Bytes) <= in.opts.RetainBytes {
+	st := in.sp.Stats()
+	if int64(st.Bytes) <= in.opts.RetainBytes {
 		return
 	}
-	safe := uint64(0)
-	i := 0
-	for ; i < len(in.marks) && now.Sub(in.marks[i].at) >= retainAfter; i++ {
-		safe = in.marks[i].off
+	safe := off
+	if in.opts.Durable != nil {
+		safe = min(safe, in.opts.Durable())
 	}
-	if safe == 0 {
+	if safe < st.FirstOffset {
 		return
-	}
-	if i > 1 {
-		in.marks = append(in.marks[:0], in.marks[i-1:]...)
 	}
 	if err := in.sp.DeleteThrough(safe); err != nil {
 		in.log.Warn("spool: retention", "through", safe, "err", err)

@@ -70,7 +70,8 @@ func Serve(ctx context.Context, opts ServeOptions) (err error) {
 	writerDone := make(chan error, 1)
 	go func() { writerDone <- w.Run(writerCtx) }()
 
-	led, err := ledger.Open(ctx, st, ledger.Options{Logger: log})
+	var durable atomic.Uint64 // the ledger's last stored mark (spool offset)
+	led, err := ledger.Open(ctx, st, ledger.Options{Logger: log, OnDurable: func(m uint64) { durable.Store(m) }})
 	if err != nil {
 		return fmt.Errorf("ledger: %w", err)
 	}
@@ -84,7 +85,7 @@ func Serve(ctx context.Context, opts ServeOptions) (err error) {
 	} else if n > 0 {
 		log.Info("respond: resumed rate limits and block escalation from the outbox", "actions", n)
 	}
-	dispatcher, err := respond.NewDispatcher(st, cfg.Respond, respond.DispatcherOptions{Logger: log})
+	dispatcher, err := respond.NewDispatcher(st, cfg.Respond, respond.DispatcherOptions{Logger: log, Lease: cfg.Respond.Lease.D()})
 	if err != nil {
 		return fmt.Errorf("respond: %w", err)
 	}
@@ -144,6 +145,7 @@ func Serve(ctx context.Context, opts ServeOptions) (err error) {
 			Spool: spool.Options{Dir: dir, MaxBytes: sc.MaxBytes, SegmentBytes: sc.SegmentBytes,
 				SyncDelay: sc.SyncDelay.D(), Logger: log},
 			RetainBytes: sc.RetainBytes,
+			Durable:     durable.Load,
 			Inputs:      formats,
 			Logger:      log,
 			Registerer:  reg,

@@ -69,6 +69,13 @@ type Advancer interface {
 	Advance(c *Context, watermark time.Time)
 }
 
+// Marker is implemented by shard state that acts on Engine.Mark: Mark is
+// called once everything submitted before the mark has been processed on
+// this shard.
+type Marker interface {
+	Mark(c *Context, mark uint64)
+}
+
 // EndOfTime is the watermark announced when the input has ended: every
 // timer fires and every window closes.
 var EndOfTime = time.Date(9999, 12, 31, 23, 59, 59, 0, time.UTC)

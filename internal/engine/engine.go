@@ -95,6 +95,7 @@ type Engine struct {
 type inMsg struct {
 	batch   Batch
 	advance time.Time // non-zero: a watermark advance request, no events
+	mark    uint64    // non-zero: a mark, no events (see Engine.Mark)
 }
 
 type item struct {
@@ -110,6 +111,7 @@ type shardMsg struct {
 	done      *batchDone
 	received  time.Time
 	final     bool
+	mark      uint64
 }
 
 // batchDone releases a batch's admission once every shard it went to has
@@ -244,6 +246,29 @@ func (e *Engine) TrySubmit(b Batch) error {
 	}
 }
 
+// Mark passes the mark m (non-zero) through the engine in order with the
+// batches submitted before and after it: every shard, once it has
+// processed everything submitted before the mark, calls Mark on its
+// detector states that implement Marker. The ledger uses it to hand off
+// its state and report when everything before a spool offset is stored.
+// It waits for room in the router's queue.
+func (e *Engine) Mark(ctx context.Context, m uint64) error {
+	if m == 0 {
+		return errors.New("engine: mark 0")
+	}
+	e.closeMu.RLock()
+	defer e.closeMu.RUnlock()
+	if e.closed {
+		return ErrClosed
+	}
+	select {
+	case e.in <- inMsg{mark: m}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
 // AdvanceTo moves the watermark to at least t without an event: a live
 // source calls it with clock time minus lateness so timers fire and windows
 // close while traffic is quiet. It never moves the watermark backwards and
@@ -349,6 +374,12 @@ func (e *Engine) route() {
 		lateness  = e.opts.Lateness
 	)
 	for msg := range e.in {
+		if msg.mark != 0 {
+			for _, ch := range e.shards {
+				ch <- shardMsg{watermark: watermark, mark: msg.mark}
+			}
+			continue
+		}
 		if !msg.advance.IsZero() {
 			if msg.advance.After(watermark) {
 				watermark = msg.advance
@@ -430,9 +461,11 @@ func (e *Engine) runShard(id int) {
 	defer close(e.shardOut[id])
 	states := make([]Shard, len(e.dets))
 	advancers := make([]Advancer, len(e.dets))
+	markers := make([]Marker, len(e.dets))
 	for d, det := range e.dets {
 		states[d] = det.NewShard()
 		advancers[d], _ = states[d].(Advancer)
+		markers[d], _ = states[d].(Marker)
 	}
 	c := &Context{shard: id, inputName: e.opts.InputName}
 	var lastWM time.Time
@@ -456,6 +489,14 @@ func (e *Engine) runShard(id int) {
 				if a != nil {
 					c.detector = e.dets[d].Name()
 					a.Advance(c, lastWM)
+				}
+			}
+		}
+		if msg.mark != 0 {
+			for d, m := range markers {
+				if m != nil {
+					c.detector = e.dets[d].Name()
+					m.Mark(c, msg.mark)
 				}
 			}
 		}

@@ -234,7 +234,11 @@ func (r *receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 // run streams bodies into serve, killing it kills times at random moments.
 func run(t *testing.T, name string, bodies [][]byte, kills int, seed uint64) outcome {
 	t.Helper()
-	dir := filepath.Join(t.TempDir(), name)
+	base := os.Getenv("HAECHI_FAULT_DIR") // keep the logs and stores
+	if base == "" {
+		base = t.TempDir()
+	}
+	dir := filepath.Join(base, name)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		t.Fatal(err)
 	}
@@ -254,12 +258,13 @@ respond:
   secret: fault-trial-secret
   initial_backoff: 50ms
   max_backoff: 500ms
+  lease: 3s
   receivers:
-    revoke_key: {url: %q}
-    revoke_token: {url: %q}
-    block_source: {url: %q}
-    disable_identity: {url: %q}
-    notify: {url: %q}
+    revoke_key: {url: %q, timeout: 1s}
+    revoke_token: {url: %q, timeout: 1s}
+    block_source: {url: %q, timeout: 1s}
+    disable_identity: {url: %q, timeout: 1s}
+    notify: {url: %q, timeout: 1s}
 `, filepath.Join(dir, "data"), hook.URL, hook.URL, hook.URL, hook.URL, hook.URL)
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)

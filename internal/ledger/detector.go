@@ -100,7 +100,19 @@ func (d *Detector) Key(ev *event.Event) (event.EntityKey, bool) {
 
 // NewShard implements engine.Detector.
 func (d *Detector) NewShard() engine.Shard {
+	d.l.states.Add(1)
 	return &shard{d: d, cells: map[cellKey]*cell{}}
+}
+
+var _ engine.Marker = (*shard)(nil)
+
+// Mark implements engine.Marker: hand off everything now, tagged with the
+// mark (even when nothing is dirty), so the writer can tell when every
+// shard's state up to the mark is stored.
+func (s *shard) Mark(_ *engine.Context, mark uint64) {
+	s.d.l.send(handoff{dim: s.d.dim, cells: s.cells, mark: mark})
+	s.cells = map[cellKey]*cell{}
+	s.dirty = 0
 }
 
 type cellKey struct {

@@ -103,6 +103,10 @@ type Options struct {
 	QueueSize int
 	// Logger; nil discards.
 	Logger *slog.Logger
+	// OnDurable, if set, is called (from the writer) with a mark once
+	// every shard's hand-off for it is stored: every record touch
+	// processed before the mark was submitted is then in the store.
+	OnDurable func(mark uint64)
 }
 
 func (o *Options) defaults() {
@@ -149,12 +153,20 @@ type Ledger struct {
 	err   error
 
 	touches, rows, bytes, batches, failures, lost atomic.Int64
+
+	// Marks: every shard state answers an engine mark with a hand-off;
+	// once all of them are stored, everything processed before the mark
+	// is in the store.
+	states  atomic.Int64 // shard states created (NewShard)
+	marks   map[uint64]int64
+	durable atomic.Uint64
 }
 
 // handoff is one shard's dirty cells, owned by the writer from then on.
 type handoff struct {
 	dim   Dimension
 	cells map[cellKey]*cell
+	mark  uint64 // non-zero: the shard's answer to Engine.Mark
 }
 
 // New returns a Ledger writing to sink with the dictionary dict (NewDict()
@@ -200,6 +212,38 @@ func Open(ctx context.Context, st interface {
 		return nil, err
 	}
 	return New(st, d, opts), nil
+}
+
+// Durable returns the highest mark stored from every shard (0: none).
+func (l *Ledger) Durable() uint64 { return l.durable.Load() }
+
+// noteMarks counts the stored hand-offs' marks and reports marks stored
+// from every shard. Only the writer calls it.
+func (l *Ledger) noteMarks(batch []handoff) {
+	for _, h := range batch {
+		if h.mark == 0 {
+			continue
+		}
+		if l.marks == nil {
+			l.marks = map[uint64]int64{}
+		}
+		l.marks[h.mark]++
+		if l.marks[h.mark] < l.states.Load() {
+			continue
+		}
+		delete(l.marks, h.mark)
+		if h.mark > l.durable.Load() {
+			l.durable.Store(h.mark)
+			if l.opts.OnDurable != nil {
+				l.opts.OnDurable(h.mark)
+			}
+		}
+		for m := range l.marks {
+			if m < h.mark {
+				delete(l.marks, m)
+			}
+		}
+	}
 }
 
 // Dict returns the ledger's dictionary.
@@ -321,6 +365,10 @@ func (l *Ledger) write(ctx context.Context, batch []handoff, final bool) {
 		size += int64(len(rows[i].Bitmap))
 	}
 	dict := l.dict.takePending()
+	if len(rows) == 0 && len(dict) == 0 {
+		l.noteMarks(batch)
+		return
+	}
 	backoff := retryInitial
 	for attempt := 1; ; attempt++ {
 		actx, cancel := ctx, context.CancelFunc(func() {})
@@ -333,6 +381,7 @@ func (l *Ledger) write(ctx context.Context, batch []handoff, final bool) {
 			l.rows.Add(int64(len(rows)))
 			l.bytes.Add(size)
 			l.batches.Add(1)
+			l.noteMarks(batch)
 			return
 		}
 		l.failures.Add(1)

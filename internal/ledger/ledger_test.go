@@ -3,7 +3,9 @@ package ledger_test
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -267,4 +269,53 @@ func TestKeyDoesNotAllocate(t *testing.T) {
 		}
 	}
 	_ = engine.EndOfTime
+}
+
+// A mark passed through the engine is reported durable once every shard's
+// state up to it is stored — long before the ledger's own flush interval.
+func TestMarkMakesStateDurable(t *testing.T) {
+	ctx := t.Context()
+	st := openStore(t)
+	durable := make(chan uint64, 4)
+	l, err := ledger.Open(ctx, st, ledger.Options{FlushEvery: 24 * time.Hour, OnDurable: func(m uint64) { durable <- m }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go l.Run(ctx)
+	eng, err := engine.New(engine.Options{Detectors: l.Detectors(), Shards: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		for range eng.Output() {
+		}
+	}()
+	go eng.Run(ctx)
+	var evs []event.Event
+	for i := range 50 {
+		evs = append(evs, event.Event{Time: ts("2025-06-24T09:00:00Z").Add(time.Duration(i) * time.Second),
+			Dataset: event.DatasetGateway, Action: "read", User: event.User{ID: fmt.Sprintf("m:%d", i%7)},
+			Records: event.Records{Type: "customer", IDs: []string{strconv.Itoa(i)}}})
+	}
+	if err := eng.Submit(ctx, engine.Batch{Events: evs}); err != nil {
+		t.Fatal(err)
+	}
+	if err := eng.Mark(ctx, 42); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case m := <-durable:
+		if m != 42 || l.Durable() != 42 {
+			t.Fatalf("durable mark %d (Durable %d), want 42", m, l.Durable())
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the mark never became durable")
+	}
+	// Everything submitted before the mark is in the store now.
+	r := scope(t, st, ledger.Query{Terms: []ledger.Term{{Dim: ledger.Principal, Values: []string{"m:0", "m:1", "m:2", "m:3", "m:4", "m:5", "m:6"}}}})
+	if r.Total != 50 {
+		t.Errorf("stored %d records before the flush interval, want 50", r.Total)
+	}
+	eng.Close()
+	l.Close()
 }

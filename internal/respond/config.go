@@ -126,6 +126,11 @@ type Config struct {
 	// MaxAge is how long delivery is retried before the action is dead
 	// (0 → 24h).
 	MaxAge Duration `yaml:"max_age" json:"max_age"`
+	// Lease is how long a delivery attempt owns an action; an action whose
+	// process died mid-delivery is delivered again after it (0 → 2m). It
+	// must exceed every receiver's timeout, or a slow delivery is tried
+	// twice at once.
+	Lease Duration `yaml:"lease" json:"lease"`
 	// Retry backoff: the first retry waits about InitialBackoff, doubling
 	// up to MaxBackoff, with jitter (0 → 1s and 5m).
 	InitialBackoff Duration `yaml:"initial_backoff" json:"initial_backoff"`
@@ -188,6 +193,7 @@ const (
 	DefaultMaxAge         = 24 * time.Hour
 	DefaultInitialBackoff = time.Second
 	DefaultMaxBackoff     = 5 * time.Minute
+	DefaultLease          = 2 * time.Minute
 	DefaultBlockExpiry    = 24 * time.Hour
 	DefaultMaxBlockExpiry = 30 * 24 * time.Hour
 	DefaultTimeout        = 10 * time.Second
@@ -252,6 +258,7 @@ func DefaultConfig() Config {
 			KindBlockSource:     100,
 		},
 		MaxAge:         Duration(DefaultMaxAge),
+		Lease:          Duration(DefaultLease),
 		InitialBackoff: Duration(DefaultInitialBackoff),
 		MaxBackoff:     Duration(DefaultMaxBackoff),
 	}
@@ -292,6 +299,9 @@ func (c *Config) Validate() error {
 		}
 		if !strings.HasPrefix(r.URL, "http://") && !strings.HasPrefix(r.URL, "https://") {
 			add(path+".url", "must be an http:// or https:// URL, got %q", r.URL)
+		}
+		if lease := orDefault(c.Lease, DefaultLease); orDefault(r.Timeout, 10*time.Second) >= lease {
+			add(path+".timeout", "must be shorter than lease (%s), got %s", Duration(lease), Duration(orDefault(r.Timeout, 10*time.Second)))
 		}
 		if r.Method != "" && strings.ToUpper(r.Method) != r.Method {
 			add(path+".method", "must be upper case, got %q", r.Method)
