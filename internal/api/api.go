@@ -93,6 +93,8 @@ type Options struct {
 	// OnApprove is called after an approval so delivery starts at once.
 	Actions   ActionStore
 	OnApprove func()
+	// Triage serves feedback and suppressions (nil → not served).
+	Triage TriageStore
 	// MaxBodyBytes limits a request body, as sent and after decompression
 	// (0 → 16 MiB). MaxLineBytes limits one line (0 → 1 MiB).
 	MaxBodyBytes int64
@@ -175,6 +177,7 @@ func New(opts Options) *Server {
 		s.mux.HandleFunc("POST /v1/actions/{id}/approve", s.decide(true))
 		s.mux.HandleFunc("POST /v1/actions/{id}/reject", s.decide(false))
 	}
+	s.registerTriage()
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		if opts.Health != nil {
 			if err := opts.Health(); err != nil {

@@ -476,3 +476,56 @@ func FuzzIngest(f *testing.F) {
 		}
 	})
 }
+
+func TestTriage(t *testing.T) {
+	st, err := store.Open(t.Context(), t.TempDir(), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	a := event.Alert{ID: "al-1", Time: time.Now(), Entity: event.EntityKey{Kind: event.EntitySource, ID: "203.0.113.9"}, Detector: "canary_record"}
+	if err := st.SaveAlerts(t.Context(), []event.Alert{a}); err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(api.New(api.Options{Alerts: st, Triage: st}))
+	defer srv.Close()
+	do := func(method, path, body string) (int, string) {
+		req, _ := http.NewRequest(method, srv.URL+path, strings.NewReader(body))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	tests := []struct {
+		method, path, body string
+		code               int
+		want               string
+	}{
+		{"POST", "/v1/alerts/al-1/feedback", `{"verdict":"false_positive","note":"load test","by":"alice"}`, 201, `"verdict":"false_positive"`},
+		{"POST", "/v1/alerts/al-1/feedback", `{"verdict":"maybe"}`, 400, "verdict: want"},
+		{"POST", "/v1/alerts/nope/feedback", `{"verdict":"benign"}`, 404, "not found"},
+		{"GET", "/v1/alerts/al-1/feedback", "", 200, `"by":"alice"`},
+		{"POST", "/v1/suppressions", `{"entity":"source:203.0.113.9","for":"2h","reason":"pen test","by":"alice"}`, 201, `"id":"sup-`},
+		{"POST", "/v1/suppressions", `{"entity":"source:203.0.113.9","for":"2h"}`, 400, "reason: required"},
+		{"POST", "/v1/suppressions", `{"entity":"203.0.113.9","for":"2h","reason":"x"}`, 400, "want kind:id"},
+		{"POST", "/v1/suppressions", `{"entity":"source:x","for":"9000h","reason":"x"}`, 400, "at most"},
+		{"GET", "/v1/suppressions", "", 200, `"reason":"pen test"`},
+		{"DELETE", "/v1/suppressions/sup-nope", "", 404, "not found"},
+	}
+	for _, tc := range tests {
+		code, body := do(tc.method, tc.path, tc.body)
+		if code != tc.code || !strings.Contains(body, tc.want) {
+			t.Errorf("%s %s %s: %d %s; want %d containing %q", tc.method, tc.path, tc.body, code, body, tc.code, tc.want)
+		}
+	}
+	list, _ := st.ListSuppressions(t.Context(), time.Now(), false)
+	if len(list) != 1 {
+		t.Fatalf("suppressions %+v", list)
+	}
+	if code, _ := do("DELETE", "/v1/suppressions/"+list[0].ID+"?by=bob", ""); code != 204 {
+		t.Errorf("lift: %d", code)
+	}
+}

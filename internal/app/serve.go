@@ -89,7 +89,8 @@ func Serve(ctx context.Context, opts ServeOptions) (err error) {
 	if err != nil {
 		return fmt.Errorf("respond: %w", err)
 	}
-	responder := respond.NewResponder(st, planner, respond.ResponderOptions{OnWritten: dispatcher.Wake, Logger: log})
+	responder := respond.NewResponder(st, planner, respond.ResponderOptions{OnWritten: dispatcher.Wake, Logger: log,
+		Suppressions: respond.NewSuppressions(st)})
 	respCtx, stopResp := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopResp()
 	respDone := make(chan struct{}, 2)
@@ -199,6 +200,7 @@ func Serve(ctx context.Context, opts ServeOptions) (err error) {
 		Alerts:       st,
 		Scope:        st,
 		Actions:      st,
+		Triage:       st,
 		OnApprove:    dispatcher.Wake,
 		MaxBodyBytes: cfg.Ingest.MaxBodyBytes,
 		MaxLineBytes: cfg.Ingest.MaxLineBytes,

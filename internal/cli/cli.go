@@ -37,6 +37,7 @@ type cliRoot struct {
 	Eval     evalCmd     `cmd:"" help:"Score the detectors: simulate (or read --events and --truth), run the pipeline, print the scorecard."`
 	Report   reportCmd   `cmd:"" help:"The incident report of an alert: timeline, scope, actions and the regulators' clocks."`
 	Actions  actionsCmd  `cmd:"" help:"Response actions: list, approve, reject."`
+	Alerts   alertsCmd   `cmd:"" help:"Triage: feedback on alerts, suppressions."`
 	Audit    auditCmd    `cmd:"" help:"The tamper-evident audit log: verify, export."`
 	Scope    scopeCmd    `cmd:"" help:"Exactly which records a key, principal, source, network, country or alert touched (from the access ledger)."`
 	Rules    rulesCmd    `cmd:"" help:"Detection rules as code: test and lint rule files."`

@@ -157,7 +157,7 @@ func (c *replayCmd) Run(e *env) (err error) {
 		if _, err := planner.RestoreFrom(e.ctx, st); err != nil {
 			return fmt.Errorf("respond: %w", err)
 		}
-		responder := respond.NewResponder(st, planner, respond.ResponderOptions{Logger: log})
+		responder := respond.NewResponder(st, planner, respond.ResponderOptions{Logger: log, Suppressions: respond.NewSuppressions(st)})
 		rctx, rcancel := context.WithCancel(context.WithoutCancel(e.ctx))
 		rdone := make(chan struct{})
 		go func() { _ = responder.Run(rctx); close(rdone) }()

@@ -696,3 +696,62 @@ func TestPlannerRestoresAcrossRestart(t *testing.T) {
 		t.Errorf("block after a restart did not escalate: %+v (payload %+v)", b, pl)
 	}
 }
+
+// A suppressed entity's alert is audited as alert_suppressed and nothing
+// is planned for it; feedback and suppressions are in the audit chain.
+func TestSuppressionStopsResponse(t *testing.T) {
+	ctx := t.Context()
+	st := openStore(t, t.TempDir())
+	now := time.Now().UTC()
+	sp, err := st.AddSuppression(ctx, store.Suppression{Entity: event.EntityKey{Kind: event.EntitySource, ID: "203.0.113.9"},
+		Until: now.Add(time.Hour), Reason: "pen test", By: "alice", Created: now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := NewPlanner(testConfig("http://127.0.0.1:1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := NewResponder(st, p, ResponderOptions{Suppressions: NewSuppressions(st)})
+	go r.Run(ctx)
+	r.Alert(alert.Raised, mkAlert("c1", event.EntitySource, "203.0.113.9", "canary_record", event.SeverityCritical, t0))
+	r.Alert(alert.Raised, mkAlert("c2", event.EntitySource, "203.0.113.10", "canary_record", event.SeverityCritical, t0))
+	if err := r.Close(); err != nil {
+		t.Fatal(err)
+	}
+	acts, err := st.ListActions(ctx, store.ActionQuery{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range acts {
+		if a.AlertID == "c1" {
+			t.Errorf("planned %s for a suppressed alert", a.Kind)
+		}
+	}
+	if len(acts) == 0 {
+		t.Error("nothing planned for the alert that is not suppressed")
+	}
+	log, err := st.AuditLog(ctx, 0, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var kinds []string
+	for _, e := range log {
+		kinds = append(kinds, e.Kind)
+		if e.Kind == "alert_suppressed" && !strings.Contains(string(e.Detail), sp.ID) {
+			t.Errorf("alert_suppressed does not name the suppression: %s", e.Detail)
+		}
+	}
+	if !slices.Contains(kinds, "suppression") || !slices.Contains(kinds, "alert_suppressed") || !slices.Contains(kinds, "alert") {
+		t.Errorf("audit kinds %v", kinds)
+	}
+	if err := st.RemoveSuppression(ctx, sp.ID, "alice", now); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.RemoveSuppression(ctx, sp.ID, "alice", now); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("second removal: %v", err)
+	}
+	if list, _ := st.ListSuppressions(ctx, now, false); len(list) != 0 {
+		t.Errorf("lifted suppression still in force: %+v", list)
+	}
+}

@@ -21,6 +21,9 @@ type ResponderOptions struct {
 	OnWritten func()
 	Logger    *slog.Logger // nil discards
 	Now       func() time.Time
+	// Suppressions, if set, stops planning for suppressed alerts (they
+	// are audited as alert_suppressed instead).
+	Suppressions *Suppressions
 }
 
 // Responder is an alert.Sink that plans actions for raised alerts (and for
@@ -79,12 +82,16 @@ func (r *Responder) Alert(c alert.Change, a event.Alert) {
 			return
 		}
 	case alert.Closed:
+		// Closing is a state change the audit log records; nothing is
+		// planned for it.
 		delete(r.sev, a.ID)
-		return
+		a.State = "closed"
 	default:
 		return
 	}
-	r.sev[a.ID] = a.Severity
+	if c != alert.Closed {
+		r.sev[a.ID] = a.Severity
+	}
 	select {
 	case r.q <- item{a: a}:
 		return
@@ -177,12 +184,25 @@ func (r *Responder) drain() error {
 func (r *Responder) write(ctx context.Context, batch []event.Alert, maxAttempts int) error {
 	var acts []Action
 	for _, a := range batch {
-		acts = append(acts, r.planner.Plan(a)...)
+		kind := "alert_closed"
+		var suppressed string
+		if a.State != "closed" {
+			kind = "alert"
+			if sp, ok := r.opts.Suppressions.Match(ctx, a); ok {
+				kind, suppressed = "alert_suppressed", sp.ID
+			} else {
+				acts = append(acts, r.planner.Plan(a)...)
+			}
+		}
 		// The alert itself goes into the audit log, so the chain shows what
-		// each action answered (raised, or raised again at a higher severity).
+		// each action answered (raised, or raised again at a higher
+		// severity) and when the alert closed.
 		detail := map[string]any{"alert": a.ID, "entity": a.Entity.String(), "detector": a.Detector,
-			"severity": a.Severity.String(), "title": a.Title, "time": a.Time}
-		if err := r.st.AppendAudit(context.WithoutCancel(ctx), r.now(), "alert", "", detail); err != nil {
+			"severity": a.Severity.String(), "title": a.Title, "time": a.Time, "findings": a.FindingCount}
+		if suppressed != "" {
+			detail["suppression"] = suppressed
+		}
+		if err := r.st.AppendAudit(context.WithoutCancel(ctx), r.now(), kind, "", detail); err != nil {
 			r.log.Error("respond: audit alert", "alert", a.ID, "err", err)
 		}
 	}

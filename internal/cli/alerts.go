@@ -1,0 +1,137 @@
+package cli
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os/user"
+	"text/tabwriter"
+	"time"
+
+	"github.com/haechi-sec/haechi/internal/api"
+	"github.com/haechi-sec/haechi/internal/store"
+)
+
+type alertsCmd struct {
+	Feedback     alertsFeedbackCmd     `cmd:"" help:"Record a verdict on an alert: true_positive, false_positive or benign (audited)."`
+	Suppress     alertsSuppressCmd     `cmd:"" help:"Suppress response for an entity's alerts (optionally one detector) for a while; they are still detected and stored (audited)."`
+	Suppressions alertsSuppressionsCmd `cmd:"" help:"List the suppressions in force (--all: lifted and expired too)."`
+	Unsuppress   alertsUnsuppressCmd   `cmd:"" help:"Lift a suppression (audited)."`
+}
+
+// whoami names the person acting, for the audit log.
+func whoami(by string) string {
+	if by != "" {
+		return by
+	}
+	if u, err := user.Current(); err == nil && u.Username != "" {
+		return u.Username
+	}
+	return "cli"
+}
+
+type alertsFeedbackCmd struct {
+	ID      string `arg:"" help:"Alert id."`
+	Verdict string `required:"" enum:"true_positive,false_positive,benign" help:"true_positive, false_positive or benign (real but allowed)."`
+	Note    string `help:"Why."`
+	By      string `help:"Who (default: the OS user)."`
+}
+
+func (c *alertsFeedbackCmd) Run(e *env) error {
+	st, err := e.openStore()
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	f := store.Feedback{AlertID: c.ID, Verdict: c.Verdict, Note: c.Note, By: whoami(c.By), At: time.Now().UTC()}
+	if err := st.AddFeedback(e.ctx, f); err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			return usageError{err}
+		}
+		return err
+	}
+	fmt.Fprintf(e.stdout, "%s: %s (by %s)\n", c.ID, c.Verdict, f.By)
+	return nil
+}
+
+type alertsSuppressCmd struct {
+	Entity   string        `required:"" placeholder:"KIND:ID" help:"The entity, e.g. source:203.0.113.9 or principal:s:nightly-backfill."`
+	Detector string        `placeholder:"NAME" help:"Only this detector's alerts (default: every detector)."`
+	For      time.Duration `required:"" placeholder:"DURATION" help:"How long (at most 90 days), e.g. 24h."`
+	Reason   string        `required:"" help:"Why (kept in the audit log)."`
+	By       string        `help:"Who (default: the OS user)."`
+}
+
+func (c *alertsSuppressCmd) Run(e *env) error {
+	sp, err := api.NewSuppression(c.Entity, c.Detector, c.For.String(), time.Time{}, c.Reason, whoami(c.By), time.Now())
+	if err != nil {
+		return usageError{err}
+	}
+	st, err := e.openStore()
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	if sp, err = st.AddSuppression(e.ctx, sp); err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "%s: response for %s suppressed until %s\n", sp.ID, c.Entity, sp.Until.Format(time.RFC3339))
+	return nil
+}
+
+type alertsSuppressionsCmd struct {
+	All  bool `help:"Include lifted and expired suppressions."`
+	JSON bool `name:"json" help:"One JSON object per line."`
+}
+
+func (c *alertsSuppressionsCmd) Run(e *env) error {
+	st, err := e.openStore()
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	list, err := st.ListSuppressions(e.ctx, time.Now(), c.All)
+	if err != nil {
+		return err
+	}
+	if c.JSON {
+		enc := json.NewEncoder(e.stdout)
+		for _, sp := range list {
+			if err := enc.Encode(sp); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	tw := tabwriter.NewWriter(e.stdout, 2, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tENTITY\tDETECTOR\tUNTIL\tBY\tREASON")
+	for _, sp := range list {
+		det := sp.Detector
+		if det == "" {
+			det = "*"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", sp.ID, sp.Entity, det, sp.Until.Format(time.RFC3339), sp.By, sp.Reason)
+	}
+	return tw.Flush()
+}
+
+type alertsUnsuppressCmd struct {
+	ID string `arg:"" help:"Suppression id."`
+	By string `help:"Who (default: the OS user)."`
+}
+
+func (c *alertsUnsuppressCmd) Run(e *env) error {
+	st, err := e.openStore()
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	if err := st.RemoveSuppression(e.ctx, c.ID, whoami(c.By), time.Now().UTC()); err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			return usageError{err}
+		}
+		return err
+	}
+	fmt.Fprintf(e.stdout, "%s lifted\n", c.ID)
+	return nil
+}
