@@ -162,6 +162,11 @@ func Serve(ctx context.Context, opts ServeOptions) (err error) {
 		defer cancel()
 		go func() { consumerDone <- ing.Run(cctx, p) }()
 		log.Info("spool", "dir", dir, "max_bytes", sc.MaxBytes, "pending", ing.Pending())
+		for _, f := range cfg.Inputs.Files {
+			t := &Tailer{File: TailFile{Path: f.Path, Format: f.Format}, In: ing, Log: log,
+				StateDir: filepath.Join(cfg.DataDir, "tail")}
+			go t.Run(ctx) // stops as soon as shutdown begins
+		}
 	} else {
 		close(consumerDone)
 		log.Warn("spool disabled: acknowledged events live only in memory until processed")

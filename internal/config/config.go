@@ -136,6 +136,15 @@ type Inputs struct {
 	// format "mapping:NAME".
 	Mappings map[string]input.Mapping `yaml:"mappings"`
 	Nginx    InputsNginx              `yaml:"nginx"`
+	// Files are log files serve follows (rotation included), each read in
+	// its format through the spool; needs spool.enabled.
+	Files []InputFile `yaml:"files"`
+}
+
+// InputFile is one followed log file.
+type InputFile struct {
+	Path   string `yaml:"path"`
+	Format string `yaml:"format"` // "" → ecs
 }
 
 // InputsNginx configures the nginx and nginx-json formats.

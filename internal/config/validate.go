@@ -6,6 +6,7 @@ import (
 	"github.com/haechi-sec/haechi/internal/input"
 	"github.com/haechi-sec/haechi/internal/respond"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -74,8 +75,21 @@ func (c *Config) Validate() error {
 			add("ingest.max_body_bytes", "must not exceed spool.segment_bytes (%d), got %d", sp.SegmentBytes, c.Ingest.MaxBodyBytes)
 		}
 	}
-	if _, err := input.New(c.InputOptions()); err != nil {
+	if in, err := input.New(c.InputOptions()); err != nil {
 		add("inputs", "%v", err)
+	} else {
+		for i, f := range c.Inputs.Files {
+			path := fmt.Sprintf("inputs.files[%d]", i)
+			if strings.TrimSpace(f.Path) == "" {
+				add(path+".path", "required")
+			}
+			if f.Format != "" && !slices.Contains(in.Formats(), f.Format) {
+				add(path+".format", "unknown format %q (want one of %s)", f.Format, strings.Join(in.Formats(), ", "))
+			}
+		}
+		if len(c.Inputs.Files) > 0 && !c.Spool.Enabled {
+			add("inputs.files", "following files needs spool.enabled (the read position lives in the spool)")
+		}
 	}
 	if c.Ingest.MaxFuture < 0 {
 		add("ingest.max_future", "must not be negative (0 accepts any time), got %s", c.Ingest.MaxFuture)
