@@ -120,16 +120,25 @@ func (t *Tailer) Run(ctx context.Context) error {
 	}
 }
 
+// openStat opens path and stats the open file.
+func openStat(path string) (*os.File, os.FileInfo, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, nil, err
+	}
+	return f, fi, nil
+}
+
 // finishRotated reads the rest of <path>.1 when the spool holds chunks of
 // it that do not reach its end.
 func (t *Tailer) finishRotated(ctx context.Context) error {
-	old, err := os.Open(t.File.Path + ".1")
+	old, fi, err := openStat(t.File.Path + ".1")
 	if err != nil {
-		return nil
-	}
-	fi, err := old.Stat()
-	if err != nil {
-		old.Close()
 		return nil
 	}
 	dev, ino, ok := fileID(fi)
@@ -144,14 +153,8 @@ func (t *Tailer) finishRotated(ctx context.Context) error {
 	}
 	t.f, t.dev, t.ino, t.fp, t.off = old, dev, ino, fp, end
 	t.Log.Info("tail: finishing a file rotated while haechi was down", "file", old.Name(), "from", end)
-	for {
-		n, err := t.readAvailable(ctx)
-		if err != nil {
-			return err
-		}
-		if n == 0 {
-			break
-		}
+	if err := t.drain(ctx); err != nil {
+		return err
 	}
 	old.Close()
 	t.f = nil
@@ -174,27 +177,16 @@ func (t *Tailer) step(ctx context.Context) error {
 	}
 	if t.f != nil && (dev != t.dev || ino != t.ino) {
 		// Rotated: finish the old file, then switch.
-		for {
-			n, err := t.readAvailable(ctx)
-			if err != nil {
-				return err
-			}
-			if n == 0 {
-				break
-			}
+		if err := t.drain(ctx); err != nil {
+			return err
 		}
 		t.Log.Info("tail: file rotated", "file", t.File.Path)
 		t.f.Close()
 		t.f = nil
 	}
 	if t.f == nil {
-		f, err := os.Open(t.File.Path)
+		f, fi, err := openStat(t.File.Path)
 		if err != nil {
-			return err
-		}
-		fi, err := f.Stat()
-		if err != nil {
-			f.Close()
 			return err
 		}
 		fp := fingerprint(f)
@@ -217,6 +209,11 @@ func (t *Tailer) step(ctx context.Context) error {
 		t.Log.Warn("tail: file truncated; reading it again from the start", "file", t.File.Path)
 		t.off = 0
 	}
+	return t.drain(ctx)
+}
+
+// drain stores every complete line available now.
+func (t *Tailer) drain(ctx context.Context) error {
 	for {
 		n, err := t.readAvailable(ctx)
 		if err != nil || n == 0 {

@@ -41,6 +41,21 @@ func (s *rulesSource) options() (rules.Options, error) {
 	return opts, nil
 }
 
+// loadReporting loads the rules; load problems are printed on stdout, one
+// per line, and the command fails.
+func (s *rulesSource) loadReporting(e *env) (*rules.Set, error) {
+	set, err := s.load()
+	if err != nil {
+		var u usageError
+		if errors.As(err, &u) {
+			return nil, err
+		}
+		fmt.Fprintln(e.stdout, err)
+		return nil, errors.New("the rules did not load")
+	}
+	return set, nil
+}
+
 // load returns the set, or the load error (each problem on its own line).
 func (s *rulesSource) load() (*rules.Set, error) {
 	opts, err := s.options()
@@ -76,14 +91,9 @@ type rulesTestCmd struct {
 }
 
 func (c *rulesTestCmd) Run(e *env) error {
-	set, err := c.load()
+	set, err := c.loadReporting(e)
 	if err != nil {
-		var u usageError
-		if errors.As(err, &u) {
-			return err
-		}
-		fmt.Fprintln(e.stdout, err)
-		return errors.New("the rules did not load")
+		return err
 	}
 	failed, ran := 0, 0
 	for _, res := range set.RunTests() {
@@ -122,14 +132,9 @@ func (c *rulesLintCmd) Run(e *env) error {
 	if len(c.Sigma) > 0 {
 		return c.sigma(e)
 	}
-	set, err := c.load()
+	set, err := c.loadReporting(e)
 	if err != nil {
-		var u usageError
-		if errors.As(err, &u) {
-			return err
-		}
-		fmt.Fprintln(e.stdout, err)
-		return errors.New("the rules did not load")
+		return err
 	}
 	problems := rules.Lint(set)
 	for _, p := range problems {
