@@ -84,6 +84,7 @@ var EndOfTime = time.Date(9999, 12, 31, 23, 59, 59, 0, time.UTC)
 // valid during the call it was passed to.
 type Context struct {
 	shard     int
+	shards    int
 	detector  string
 	watermark time.Time
 	earliest  time.Time
@@ -93,6 +94,9 @@ type Context struct {
 
 // Shard returns the index of the shard goroutine running the call.
 func (c *Context) Shard() int { return c.shard }
+
+// Shards returns the number of shards.
+func (c *Context) Shards() int { return c.shards }
 
 // Watermark returns the engine's event-time watermark as this shard knows
 // it: no event older than this is expected (later ones are marked Late).

@@ -467,7 +467,7 @@ func (e *Engine) runShard(id int) {
 		advancers[d], _ = states[d].(Advancer)
 		markers[d], _ = states[d].(Marker)
 	}
-	c := &Context{shard: id, inputName: e.opts.InputName}
+	c := &Context{shard: id, shards: len(e.shards), inputName: e.opts.InputName}
 	var lastWM time.Time
 	for msg := range e.shards[id] {
 		if !msg.earliest.IsZero() {

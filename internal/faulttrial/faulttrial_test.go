@@ -59,8 +59,8 @@ func envInt(t *testing.T, name string, def int) int {
 // random moments, restarts it, and requires the stored outcome to equal a
 // clean run's.
 func TestFaultTrial(t *testing.T) {
-	if testing.Short() {
-		t.Skip("fault trial: not in -short")
+	if testing.Short() || raceEnabled {
+		t.Skip("fault trial: not in -short or under -race (the plain go test run has it)")
 	}
 	kills := envInt(t, "HAECHI_FAULT_KILLS", 10)
 	days := envInt(t, "HAECHI_FAULT_DAYS", 1)

@@ -26,8 +26,8 @@ import (
 // canary probes. HAECHI_OVERLOAD_SECONDS sets the burst (default 6 s; the
 // closing note's figures come from a longer run).
 func TestOverload(t *testing.T) {
-	if testing.Short() {
-		t.Skip("overload: not in -short")
+	if testing.Short() || raceEnabled {
+		t.Skip("overload: not in -short or under -race (the plain go test run has it)")
 	}
 	burst := time.Duration(envInt(t, "HAECHI_OVERLOAD_SECONDS", 6)) * time.Second
 	var buf bytes.Buffer

@@ -31,6 +31,7 @@ var _ engine.Detector = (*Detector)(nil)
 // Detector returns the detector recording dimension dim into l. It panics
 // on an unknown dimension.
 func (l *Ledger) Detector(dim Dimension) *Detector {
+	l.dets.Add(1)
 	d := &Detector{dim: dim, name: "ledger_" + string(dim), l: l}
 	switch dim {
 	case Principal:
@@ -100,7 +101,6 @@ func (d *Detector) Key(ev *event.Event) (event.EntityKey, bool) {
 
 // NewShard implements engine.Detector.
 func (d *Detector) NewShard() engine.Shard {
-	d.l.states.Add(1)
 	return &shard{d: d, cells: map[cellKey]*cell{}}
 }
 
@@ -109,8 +109,8 @@ var _ engine.Marker = (*shard)(nil)
 // Mark implements engine.Marker: hand off everything now, tagged with the
 // mark (even when nothing is dirty), so the writer can tell when every
 // shard's state up to the mark is stored.
-func (s *shard) Mark(_ *engine.Context, mark uint64) {
-	s.d.l.send(handoff{dim: s.d.dim, cells: s.cells, mark: mark})
+func (s *shard) Mark(c *engine.Context, mark uint64) {
+	s.d.l.send(handoff{dim: s.d.dim, cells: s.cells, mark: mark, expect: s.d.l.dets.Load() * int64(c.Shards())})
 	s.cells = map[cellKey]*cell{}
 	s.dirty = 0
 }

@@ -157,7 +157,7 @@ type Ledger struct {
 	// Marks: every shard state answers an engine mark with a hand-off;
 	// once all of them are stored, everything processed before the mark
 	// is in the store.
-	states  atomic.Int64 // shard states created (NewShard)
+	dets    atomic.Int64 // detectors created (Detector)
 	marks   map[uint64]int64
 	durable atomic.Uint64
 }
@@ -167,6 +167,9 @@ type handoff struct {
 	dim   Dimension
 	cells map[cellKey]*cell
 	mark  uint64 // non-zero: the shard's answer to Engine.Mark
+	// expect: how many hand-offs answer the mark (ledger detectors ×
+	// engine shards).
+	expect int64
 }
 
 // New returns a Ledger writing to sink with the dictionary dict (NewDict()
@@ -228,7 +231,7 @@ func (l *Ledger) noteMarks(batch []handoff) {
 			l.marks = map[uint64]int64{}
 		}
 		l.marks[h.mark]++
-		if l.marks[h.mark] < l.states.Load() {
+		if l.marks[h.mark] < h.expect {
 			continue
 		}
 		delete(l.marks, h.mark)

@@ -1,0 +1,5 @@
+//go:build !race
+
+package faulttrial
+
+const raceEnabled = false
