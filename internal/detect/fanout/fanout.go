@@ -40,7 +40,10 @@
 //
 //	max(NetFloor, factor × network's past maximum)
 //
-// reached from at least two addresses is kind network_fanout, about the
+// (the baseline scaled by how far the whole traffic on the shard exceeds
+// its own peak, so a surge of everyone — a marketing campaign — lifts the
+// bar with it) reached from at least two addresses is kind
+// network_fanout, about the
 // network (entity kind "network": an AS, or a /24 or /64), once per window.
 // Only networks whose past maximum is below NetFloor are judged: carrier
 // and broadband networks serve hundreds or thousands of customers an hour,
@@ -186,6 +189,13 @@ func (d *Detector) NewShard() engine.Shard {
 type shard struct {
 	opts Options
 	nets map[string]*network
+
+	// The shard's whole traffic per window (requests), against its own
+	// decaying peak: how much the population as a whole has grown, so a
+	// surge of everyone (a marketing campaign) is not one network's.
+	popStart time.Time
+	popCount float64
+	popPeak  baseline.Peak
 }
 
 type network struct {
@@ -196,6 +206,7 @@ type network struct {
 	asOrg string
 
 	first      time.Time           // first event seen from the network
+	reqs       int                 // requests this window
 	principals map[string]struct{} // this window, across addresses (capped)
 	records    int
 	netRefs    []string
@@ -231,12 +242,20 @@ func (s *shard) Process(c *engine.Context, key event.EntityKey, ev *event.Event)
 	if start.After(n.start) {
 		n.roll(start, s.opts.Window)
 	}
+	if start.After(s.popStart) {
+		if !s.popStart.IsZero() {
+			s.popPeak.Observe(s.popStart, s.opts.Window, s.popCount, ownDecay)
+		}
+		s.popStart, s.popCount = start, 0
+	}
+	s.popCount++
 	a := n.addrs[ev.Source.IP]
 	if a == nil {
 		a = &addrWindow{principals: map[string]struct{}{}}
 		n.addrs[ev.Source.IP] = a
 	}
 	a.requests++
+	n.reqs++
 	a.records += len(ev.Records.IDs)
 	if ev.Dataset == event.DatasetLogin {
 		s.login(c, key, n, a, ev)
@@ -316,7 +335,14 @@ func (s *shard) network(c *engine.Context, key event.EntityKey, n *network, ev *
 	if !known && !fresh {
 		return
 	}
-	threshold := math.Max(float64(s.opts.NetFloor), s.opts.Factor*n.netPeak.Max)
+	// Growth is judged against the rest of the population's: when
+	// everyone else's traffic has doubled, a network must have grown
+	// factor × 2 to stand out.
+	surge := 1.0
+	if s.popPeak.Max > 0 {
+		surge = math.Max(1, (s.popCount-float64(n.reqs))/s.popPeak.Max)
+	}
+	threshold := math.Max(float64(s.opts.NetFloor), s.opts.Factor*n.netPeak.Max*surge)
 	if float64(count) < threshold {
 		return
 	}
@@ -330,6 +356,9 @@ func (s *shard) network(c *engine.Context, key event.EntityKey, n *network, ev *
 		netName += " (" + n.asOrg + ")"
 	}
 	base := fmt.Sprintf("its own past maximum is %s per window", count0(n.netPeak.Max))
+	if surge > 1 {
+		base += fmt.Sprintf(" and all traffic is %.1f× its usual peak", surge)
+	}
 	if fresh && !known {
 		base = fmt.Sprintf("it was first seen %s, after %s of watching, so it has no history", n.first.UTC().Format(time.RFC3339), s.opts.Warmup)
 	}
@@ -419,7 +448,7 @@ func (n *network) roll(start time.Time, window time.Duration) {
 	}
 	clear(n.addrs)
 	clear(n.principals)
-	n.records, n.netRefs, n.netFired = 0, nil, false
+	n.records, n.reqs, n.netRefs, n.netFired = 0, 0, nil, false
 	n.start = start
 }
 

@@ -256,3 +256,47 @@ func TestNetworkRotation(t *testing.T) {
 		})
 	}
 }
+
+// A small network growing with everyone (a campaign) is not rotation; the
+// same growth while the rest of the traffic stays flat is.
+func TestNetworkGrowthAgainstPopulation(t *testing.T) {
+	build := func(surge bool) *traffic {
+		tr := &traffic{}
+		next := 1
+		for h := 0; h < 30; h++ {
+			small, rest := 30, 300 // per hour: the small network, everyone else
+			if h == 29 {
+				small = 150
+				if surge {
+					rest = 1500
+				}
+			}
+			// Everyone else's traffic of the hour first, as it would have
+			// mostly arrived by the time the small network's count is judged.
+			for a := 0; a < 30; a++ {
+				tr.add(h, fmt.Sprintf("198.51.100.%d", a+1), 4766, rest/30, next)
+				next += rest / 30
+			}
+			for a := 0; a < 10; a++ {
+				tr.add(h, fmt.Sprintf("192.0.2.%d", a+1), 64700, small/10, next)
+				next += small / 10
+			}
+		}
+		return tr
+	}
+	count := func(tr *traffic) int {
+		n := 0
+		for _, f := range networkFindings(run(t, tr, 1)) {
+			if f.Entity.ID == "AS64700" {
+				n++
+			}
+		}
+		return n
+	}
+	if n := count(build(false)); n != 1 {
+		t.Errorf("the small network alone grew 5×: %d findings, want 1", n)
+	}
+	if n := count(build(true)); n != 0 {
+		t.Errorf("everyone grew 5×: %d findings about the small network, want 0", n)
+	}
+}
