@@ -250,7 +250,12 @@ func (g *gen) snooping(e *emp) {
 			continue
 		}
 		nights[n] = true
-		s := g.startMS + int64(n)*dayMS + 16*hourMS + int64(g.h(0x5a, uint64(n))%uint64(90*minMS)) // 01:00–02:30 Seoul
+		// 01:00–02:30 Seoul on the night after day n, whatever hour the
+		// simulation starts at (the demo starts at the current hour).
+		s := kdayStart(kday(g.startMS)+int64(n)+1) + hourMS + int64(g.h(0x5a, uint64(n))%uint64(90*minMS))
+		if s >= g.endMS {
+			s -= dayMS
+		}
 		g.at(s, func() {
 			tag := int16(1 + scSnoop)
 			loc := vpnNet.ip(g.h(0x5b, uint64(n)))
