@@ -107,6 +107,11 @@ func decodeSpoolRecord(rec []byte) (spoolRecord, error) {
 // defaultInputs reads the event contract only.
 var defaultInputs, _ = input.New(input.Options{})
 
+type stamp struct {
+	off uint64
+	at  time.Time
+}
+
 // IngestOptions configure a durable ingester.
 type IngestOptions struct {
 	// Spool options; Dir is required.
@@ -120,7 +125,12 @@ type IngestOptions struct {
 	// Durable returns the last mark (spool offset) whose effects are all
 	// stored (the ledger's Durable); nil → everything handed over counts
 	// as stored.
-	Durable    func() uint64
+	Durable func() uint64
+	// MaxLag answers 429 while the oldest stored request has waited
+	// longer than this for the pipeline (0 → no limit): a client is told
+	// to slow down before detection falls minutes behind, rather than
+	// only when the spool is full.
+	MaxLag     time.Duration
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer
 }
@@ -137,6 +147,9 @@ type Ingester struct {
 	resumed uint64            // first offset appended after start-up
 	failed  atomic.Pointer[error]
 	lastSub atomic.Int64 // wall clock of the last submission to the pipeline
+	// waiting: (offset, acceptance time) of requests stored since start-up
+	// and not yet taken by the consumer, oldest first (guarded by mu).
+	waiting []stamp
 	lagNs   atomic.Int64 // acceptance → submission of the last consumed record
 	pending atomic.Int64 // records appended but not yet consumed
 	done    atomic.Uint64
@@ -218,6 +231,9 @@ func (in *Ingester) Append(ctx context.Context, req api.Stored) (duplicate bool,
 	if key != "" && dup {
 		return true, nil
 	}
+	if lag := in.Backlog(); in.opts.MaxLag > 0 && lag > in.opts.MaxLag {
+		return false, fmt.Errorf("%w: the pipeline is %s behind (spool.max_lag %s)", api.ErrBusy, lag.Round(time.Second), in.opts.MaxLag)
+	}
 	_, last, err := in.sp.Append(ctx, encodeSpoolRecord(time.Now(), req.NotAfter, key, format, req.Body))
 	switch {
 	case errors.Is(err, spool.ErrFull):
@@ -232,11 +248,12 @@ func (in *Ingester) Append(ctx context.Context, req api.Stored) (duplicate bool,
 	}
 	in.failed.Store(nil)
 	in.pending.Add(1)
+	in.mu.Lock()
 	if key != "" {
-		in.mu.Lock()
 		in.keys[key] = last
-		in.mu.Unlock()
 	}
+	in.waiting = append(in.waiting, stamp{off: last, at: time.Now()})
+	in.mu.Unlock()
 	return false, nil
 }
 
@@ -261,6 +278,18 @@ func (in *Ingester) LastSubmit() time.Time {
 		return time.Unix(0, ns)
 	}
 	return time.Time{}
+}
+
+// Backlog returns how long the oldest request stored since start-up and
+// not yet taken by the pipeline has waited (0 when none waits; requests
+// replayed after a restart do not count).
+func (in *Ingester) Backlog() time.Duration {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if len(in.waiting) == 0 {
+		return 0
+	}
+	return time.Since(in.waiting[0].at)
 }
 
 // Consumed returns the offset of the last record handed to the pipeline.
@@ -311,6 +340,13 @@ func (in *Ingester) Run(ctx context.Context, p *Pipeline) error {
 		}
 		in.done.Store(off)
 		in.pending.Add(-1)
+		in.mu.Lock()
+		i := 0
+		for i < len(in.waiting) && in.waiting[i].off <= off {
+			i++
+		}
+		in.waiting = in.waiting[i:]
+		in.mu.Unlock()
 		// Marks make the ledger store its state: only worth it when
 		// retention has something to delete.
 		if time.Since(in.lastMark) >= markEvery && int64(in.sp.Stats().Bytes) > in.opts.RetainBytes {

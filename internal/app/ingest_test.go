@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -128,5 +129,31 @@ func TestIngesterDiskFull(t *testing.T) {
 	}
 	if n := in.Pending(); n != 2 {
 		t.Errorf("pending %d, want 2 (nothing unacknowledged stored)", n)
+	}
+}
+
+// Requests waiting longer than MaxLag for the pipeline turn new ones away
+// with ErrBusy (429) — but a retry of a stored one is still answered.
+func TestIngesterMaxLag(t *testing.T) {
+	in, err := OpenIngester(IngestOptions{Spool: spool.Options{Dir: t.TempDir(), NoSync: true}, MaxLag: 30 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Close()
+	if in.Backlog() != 0 {
+		t.Fatal("backlog before any request")
+	}
+	if _, err := in.Append(t.Context(), api.Stored{Key: "a", Body: []byte("{}\n")}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(50 * time.Millisecond)
+	if b := in.Backlog(); b < 30*time.Millisecond {
+		t.Fatalf("backlog %s", b)
+	}
+	if _, err := in.Append(t.Context(), api.Stored{Key: "b", Body: []byte("{}\n")}); !errors.Is(err, api.ErrBusy) || !strings.Contains(err.Error(), "behind") {
+		t.Fatalf("append while behind: %v", err)
+	}
+	if dup, err := in.Append(t.Context(), api.Stored{Key: "a", Body: []byte("{}\n")}); err != nil || !dup {
+		t.Fatalf("retry of a stored request while behind: dup %v err %v", dup, err)
 	}
 }

@@ -146,6 +146,7 @@ func Serve(ctx context.Context, opts ServeOptions) (err error) {
 			Spool: spool.Options{Dir: dir, MaxBytes: sc.MaxBytes, SegmentBytes: sc.SegmentBytes,
 				SyncDelay: sc.SyncDelay.D(), Logger: log},
 			RetainBytes: sc.RetainBytes,
+			MaxLag:      sc.MaxLag.D(),
 			Durable:     durable.Load,
 			Inputs:      formats,
 			Logger:      log,

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -199,8 +200,18 @@ func postLive(ctx context.Context, base string, r io.Reader, start time.Time, sp
 			}
 			io.Copy(io.Discard, resp.Body)
 			resp.Body.Close()
-			if resp.StatusCode == http.StatusTooManyRequests && attempt < 100 {
-				time.Sleep(200 * time.Millisecond)
+			if resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable {
+				// haechi is behind or its storage is failing: wait as told
+				// and send the same batch again (never drop it).
+				wait := 200 * time.Millisecond
+				if s, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil && s > 0 {
+					wait = time.Duration(s) * time.Second
+				}
+				select {
+				case <-time.After(wait):
+				case <-ctx.Done():
+					return ctx.Err()
+				}
 				continue
 			}
 			if resp.StatusCode != http.StatusOK {

@@ -192,6 +192,10 @@ type Spool struct {
 	// SyncDelay waits this long before an fsync to group more requests
 	// into it (0: fsync as soon as the previous one finishes).
 	SyncDelay Duration `yaml:"sync_delay"`
+	// MaxLag answers 429 while the oldest stored request has waited longer
+	// than this for the pipeline (0: only a full spool does): clients slow
+	// down before detection falls minutes behind.
+	MaxLag Duration `yaml:"max_lag"`
 }
 
 // Alerts configures how findings become alerts.
@@ -402,6 +406,7 @@ func Default() Config {
 			MaxBytes:     1 << 30,
 			SegmentBytes: 64 << 20,
 			RetainBytes:  512 << 20,
+			MaxLag:       Duration(30 * time.Second),
 		},
 		Rules:   Rules{Pack: true, Lists: map[string][]string{"corporate_networks": {}}},
 		Respond: respond.DefaultConfig(),

@@ -68,6 +68,9 @@ func (c *Config) Validate() error {
 		if sp.RetainBytes < 0 || sp.RetainBytes >= sp.MaxBytes {
 			add("spool.retain_bytes", "must be from 0 to less than spool.max_bytes (%d), got %d", sp.MaxBytes, sp.RetainBytes)
 		}
+		if sp.MaxLag < 0 {
+			add("spool.max_lag", "must not be negative (0: no limit), got %s", sp.MaxLag)
+		}
 		if sp.SyncDelay < 0 {
 			add("spool.sync_delay", "must not be negative, got %s", sp.SyncDelay)
 		}

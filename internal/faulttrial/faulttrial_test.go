@@ -311,7 +311,7 @@ respond:
 			default:
 				time.Sleep(20 * time.Millisecond)
 			}
-			if attempt > 500 {
+			if attempt > 6000 { // two minutes of 20 ms waits
 				t.Fatalf("%s: request %d never acknowledged: %v; log %s", name, i, err, logPath)
 			}
 		}
