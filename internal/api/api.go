@@ -83,6 +83,11 @@ type Options struct {
 	// Inputs reads request bodies in the format named by ?format= (nil →
 	// only the event contract, "ecs").
 	Inputs *input.Inputs
+	// Admit, if set, is asked before a request's body is read, with its
+	// Content-Length (MaxBodyBytes when unknown or compressed): ErrBusy
+	// answers 429 at once, so an overloaded server does not spend its CPU
+	// decoding bodies it would turn away anyway.
+	Admit func(size int64) error
 	// Health reports a problem that makes the server unhealthy (GET
 	// /healthz answers 503 with it), or nil.
 	Health func() error
@@ -242,6 +247,16 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) ingest(w http.ResponseWriter, r *http.Request) int {
+	if s.opts.Admit != nil {
+		size := r.ContentLength
+		if size <= 0 || r.Header.Get("Content-Encoding") != "" {
+			size = s.opts.MaxBodyBytes
+		}
+		if err := s.opts.Admit(size); errors.Is(err, ErrBusy) {
+			w.Header().Set("Retry-After", strconv.Itoa(int((s.opts.RetryAfter+time.Second-1)/time.Second)))
+			return writeError(w, http.StatusTooManyRequests, err.Error()+"; nothing from this request was accepted, retry later")
+		}
+	}
 	limit := s.opts.MaxBodyBytes
 	if r.ContentLength > limit {
 		return writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("body of %d bytes exceeds the limit of %d bytes", r.ContentLength, limit))

@@ -231,8 +231,8 @@ func (in *Ingester) Append(ctx context.Context, req api.Stored) (duplicate bool,
 	if key != "" && dup {
 		return true, nil
 	}
-	if lag := in.Backlog(); in.opts.MaxLag > 0 && lag > in.opts.MaxLag {
-		return false, fmt.Errorf("%w: the pipeline is %s behind (spool.max_lag %s)", api.ErrBusy, lag.Round(time.Second), in.opts.MaxLag)
+	if err := in.lagging(); err != nil {
+		return false, err
 	}
 	_, last, err := in.sp.Append(ctx, encodeSpoolRecord(time.Now(), req.NotAfter, key, format, req.Body))
 	switch {
@@ -255,6 +255,32 @@ func (in *Ingester) Append(ctx context.Context, req api.Stored) (duplicate bool,
 	in.waiting = append(in.waiting, stamp{off: last, at: time.Now()})
 	in.mu.Unlock()
 	return false, nil
+}
+
+// lagging is ErrBusy (wrapped) while the pipeline is more than MaxLag
+// behind.
+func (in *Ingester) lagging() error {
+	if lag := in.Backlog(); in.opts.MaxLag > 0 && lag > in.opts.MaxLag {
+		return fmt.Errorf("%w: the pipeline is %s behind (spool.max_lag %s)", api.ErrBusy, lag.Round(time.Second), in.opts.MaxLag)
+	}
+	return nil
+}
+
+// Admit turns a request away before its body is read when the pipeline is
+// more than MaxLag behind or the spool has no room for a body of size
+// bytes (implements api.Options.Admit).
+func (in *Ingester) Admit(size int64) error {
+	if err := in.lagging(); err != nil {
+		return err
+	}
+	maxBytes := in.opts.Spool.MaxBytes
+	if maxBytes <= 0 {
+		maxBytes = spool.DefaultMaxBytes
+	}
+	if int64(in.sp.Stats().Bytes)+size > maxBytes {
+		return fmt.Errorf("%w: the spool is full", api.ErrBusy)
+	}
+	return nil
 }
 
 // Health reports a failed spool (the last append's error while it lasts).

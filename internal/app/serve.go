@@ -219,6 +219,7 @@ func Serve(ctx context.Context, opts ServeOptions) (err error) {
 	if ing != nil {
 		apiOpts.Spool = ing.Append
 		apiOpts.Health = ing.Health
+		apiOpts.Admit = ing.Admit
 	}
 	srv := &http.Server{
 		Handler:           api.New(apiOpts),
