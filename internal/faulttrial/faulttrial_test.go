@@ -280,12 +280,15 @@ respond:
 		killAt[1+rng.IntN(len(bodies)-1)] = time.Duration(rng.IntN(40)) * time.Millisecond
 	}
 	client := &http.Client{Timeout: time.Minute}
+	var killing sync.WaitGroup
 	for i, body := range bodies {
 		if d, ok := killAt[i]; ok {
 			// Kill while this request (or the replay, or a flush) is in
 			// flight; the request is then retried on the new process.
 			victim := srv
+			killing.Add(1)
 			go func() {
+				defer killing.Done()
 				time.Sleep(d)
 				victim.kill()
 			}()
@@ -315,6 +318,14 @@ respond:
 				t.Fatalf("%s: request %d never acknowledged: %v; log %s", name, i, err, logPath)
 			}
 		}
+	}
+	// A kill aimed at the last requests may land after they were
+	// acknowledged: wait for it, and start again if it did.
+	killing.Wait()
+	select {
+	case <-srv.done:
+		srv = startServer(t, cfgPath, logPath)
+	default:
 	}
 	// Let the pipeline take everything, then stop gracefully (windows
 	// close, the store is flushed) and let deliveries finish.
