@@ -152,7 +152,6 @@ type Ingester struct {
 	waiting []stamp
 	lagNs   atomic.Int64 // acceptance → submission of the last consumed record
 	pending atomic.Int64 // records appended but not yet consumed
-	done    atomic.Uint64
 	// lastMark is when the consumer last passed a mark.
 	lastMark time.Time
 }
@@ -318,9 +317,6 @@ func (in *Ingester) Backlog() time.Duration {
 	return time.Since(in.waiting[0].at)
 }
 
-// Consumed returns the offset of the last record handed to the pipeline.
-func (in *Ingester) Consumed() uint64 { return in.done.Load() }
-
 // Pending returns how many stored records the pipeline has not taken yet.
 func (in *Ingester) Pending() int64 { return in.pending.Load() }
 
@@ -364,7 +360,6 @@ func (in *Ingester) Run(ctx context.Context, p *Pipeline) error {
 				in.lagNs.Store(int64(time.Since(r.Accepted)))
 			}
 		}
-		in.done.Store(off)
 		in.pending.Add(-1)
 		in.mu.Lock()
 		i := 0
@@ -373,9 +368,14 @@ func (in *Ingester) Run(ctx context.Context, p *Pipeline) error {
 		}
 		in.waiting = in.waiting[i:]
 		in.mu.Unlock()
-		// Marks make the ledger store its state: only worth it when
-		// retention has something to delete.
-		if time.Since(in.lastMark) >= markEvery && int64(in.sp.Stats().Bytes) > in.opts.RetainBytes {
+		// Retention and the marks that bound it only matter once the
+		// spool holds more than RetainBytes; a mark makes the ledger store
+		// its state.
+		st := in.sp.Stats()
+		if int64(st.Bytes) <= in.opts.RetainBytes {
+			continue
+		}
+		if time.Since(in.lastMark) >= markEvery {
 			in.lastMark = time.Now()
 			if err := p.Engine.Mark(ctx, off); err != nil {
 				if ctx.Err() != nil {
@@ -384,7 +384,7 @@ func (in *Ingester) Run(ctx context.Context, p *Pipeline) error {
 				return fmt.Errorf("spool: mark %d: %w", off, err)
 			}
 		}
-		in.retain(off)
+		in.retain(off, st)
 	}
 }
 
@@ -446,11 +446,7 @@ func (in *Ingester) submit(ctx context.Context, p *Pipeline, batch []event.Event
 // retain deletes the oldest segments while the spool holds more than
 // RetainBytes, never past the last durable mark (or off, the last record
 // handed over, without a Durable function).
-func (in *Ingester) retain(off uint64) {
-	st := in.sp.Stats()
-	if int64(st.Bytes) <= in.opts.RetainBytes {
-		return
-	}
+func (in *Ingester) retain(off uint64, st spool.Stats) {
 	safe := off
 	if in.opts.Durable != nil {
 		safe = min(safe, in.opts.Durable())
