@@ -44,12 +44,13 @@ type Responder struct {
 
 	sev map[string]event.Severity // pipeline goroutine only
 
-	q        chan item
-	stop     chan struct{}
-	done     chan struct{}
-	stopOnce sync.Once
-	started  atomic.Bool
-	blocked  atomic.Int64
+	q       chan item
+	stop    chan struct{}
+	done    chan struct{}
+	mu      sync.Mutex // guards started and closed
+	started bool       // Run has begun; it closes done when it returns
+	closed  bool       // Close has been called
+	blocked atomic.Int64
 }
 
 var _ alert.Sink = (*Responder)(nil)
@@ -112,7 +113,14 @@ func (r *Responder) Blocked() int64 { return r.blocked.Load() }
 // Run plans and writes queued alerts until ctx ends or Close is called,
 // then drains the queue (each batch gets a few attempts) and returns.
 func (r *Responder) Run(ctx context.Context) error {
-	r.started.Store(true)
+	r.mu.Lock()
+	if r.closed || r.started {
+		// Close already wrote what was queued, or Run is running elsewhere.
+		r.mu.Unlock()
+		return nil
+	}
+	r.started = true
+	r.mu.Unlock()
 	defer close(r.done)
 	var (
 		batch   []event.Alert
@@ -234,13 +242,26 @@ func (r *Responder) write(ctx context.Context, batch []event.Alert, maxAttempts 
 	}
 }
 
-// Close stops Run, waiting until everything queued has been written.
+// Close stops Run, waiting until everything queued has been written. If
+// Run has not started (a goroutine that has not been scheduled yet), Close
+// writes the queue itself and a later Run returns at once, so an alert
+// queued before Close is never lost to that race.
 func (r *Responder) Close() error {
-	r.stopOnce.Do(func() { close(r.stop) })
-	if r.started.Load() {
+	r.mu.Lock()
+	first, started := !r.closed, r.started
+	r.closed = true
+	r.mu.Unlock()
+	if !first {
 		<-r.done
+		return nil
 	}
-	return nil
+	close(r.stop)
+	if started {
+		<-r.done
+		return nil
+	}
+	defer close(r.done)
+	return r.drain()
 }
 
 var errNotRunning = errors.New("respond: responder not running")
