@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
+	"slices"
 	"strings"
 	"time"
 
@@ -39,8 +41,16 @@ type AlertQuery struct {
 const alertColumns = `id, time, entity_kind, entity_id, detector, severity, score, title,
 	explanation, state, window_start, window_end, last_time, finding_count`
 
-const upsertAlertSQL = `INSERT INTO alerts (` + alertColumns + `, updated_at)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+// Parameters per row of upsertAlertsSQL (alertColumns and updated_at) and
+// of insertFindingsSQL.
+var (
+	alertParams   = strings.Count(alertColumns, ",") + 2
+	findingParams = strings.Count(findingColumns, ",") + 1
+)
+
+// upsertAlertsSQL upserts n alerts (of distinct IDs) in one statement.
+func upsertAlertsSQL(n int) string {
+	return `INSERT INTO alerts (` + alertColumns + `, updated_at) VALUES ` + valueRows(alertParams, n) + `
 ON CONFLICT (id) DO UPDATE SET
 	time = excluded.time,
 	entity_kind = excluded.entity_kind,
@@ -56,12 +66,33 @@ ON CONFLICT (id) DO UPDATE SET
 	last_time = excluded.last_time,
 	finding_count = excluded.finding_count,
 	updated_at = excluded.updated_at`
+}
 
 const findingColumns = `alert_id, seq, detector, kind, title, entity_kind, entity_id, time,
 	score, severity, explanation, evidence, tags, related`
 
-const insertFindingSQL = `INSERT INTO findings (` + findingColumns + `)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+// insertFindingsSQL inserts n findings in one statement.
+func insertFindingsSQL(n int) string {
+	return `INSERT INTO findings (` + findingColumns + `) VALUES ` + valueRows(findingParams, n)
+}
+
+// valueRows returns n rows of cols placeholders: "(?, ?), (?, ?)".
+func valueRows(cols, n int) string {
+	row := "(" + placeholders(cols) + ")"
+	return row + strings.Repeat(", "+row, n-1)
+}
+
+// placeholders returns n placeholders: "?, ?, ?".
+func placeholders(n int) string {
+	return "?" + strings.Repeat(", ?", n-1)
+}
+
+// saveChunk is the most rows one statement of SaveAlerts writes: 64 × 15
+// parameters stays far below both engines' limits (SQLite 32766,
+// PostgreSQL 65535), and one statement per
+// 64 rows instead of one per row is what makes a batch cheap over a
+// network (PostgreSQL) and in SQLite's VM alike.
+const saveChunk = 64
 
 // SaveAlerts upserts alerts in one transaction, replacing each alert's
 // stored findings with a.Findings. Later entries win over earlier ones with
@@ -75,80 +106,157 @@ func (s *Store) SaveAlerts(ctx context.Context, alerts []event.Alert) (err error
 			return fmt.Errorf("save alerts: alert %d has an empty id", i)
 		}
 	}
-	s.writeMu.Lock()
-	defer s.writeMu.Unlock()
-
-	tx, err := s.db.BeginTx(ctx, nil)
-	if err != nil {
-		return fmt.Errorf("save alerts: begin: %w", err)
-	}
-	defer func() {
-		if err != nil {
-			_ = tx.Rollback()
-		}
-	}()
-	upsert, err := tx.PrepareContext(ctx, upsertAlertSQL)
+	order := saveOrder(alerts)
+	err = s.writeTx(ctx, func(tx *sql.Tx) error { return s.saveAlerts(ctx, tx, alerts, order) })
 	if err != nil {
 		return fmt.Errorf("save alerts: %w", err)
-	}
-	defer upsert.Close()
-	del, err := tx.PrepareContext(ctx, "DELETE FROM findings WHERE alert_id = ?")
-	if err != nil {
-		return fmt.Errorf("save alerts: %w", err)
-	}
-	defer del.Close()
-	ins, err := tx.PrepareContext(ctx, insertFindingSQL)
-	if err != nil {
-		return fmt.Errorf("save alerts: %w", err)
-	}
-	defer ins.Close()
-
-	// Statements run under a context without cancellation: with a
-	// cancellable one the driver starts a watcher goroutine per statement.
-	// Cancellation is still honoured between alerts below, and database/sql
-	// rolls the transaction back when ctx ends.
-	sctx := context.WithoutCancel(ctx)
-	now := time.Now().UnixNano()
-	var evBuf []byte
-	for i := range alerts {
-		if err := ctx.Err(); err != nil {
-			return fmt.Errorf("save alerts: %w", err)
-		}
-		a := &alerts[i]
-		if _, err := upsert.ExecContext(sctx,
-			a.ID, toNanos(a.Time), string(a.Entity.Kind), a.Entity.ID, a.Detector,
-			int64(a.Severity), a.Score, a.Title, a.Explanation, string(a.State),
-			toNanos(a.WindowStart), toNanos(a.WindowEnd), toNanos(a.LastTime),
-			int64(a.FindingCount), now,
-		); err != nil {
-			return fmt.Errorf("save alert %q: %w", a.ID, err)
-		}
-		if _, err := del.ExecContext(sctx, a.ID); err != nil {
-			return fmt.Errorf("save alert %q: delete findings: %w", a.ID, err)
-		}
-		for seq := range a.Findings {
-			f := &a.Findings[seq]
-			evBuf, err = appendEvidence(evBuf[:0], f.Evidence)
-			if err != nil {
-				return fmt.Errorf("save alert %q: finding %d evidence: %w", a.ID, seq, err)
-			}
-			tags, related, err := findingContext(f)
-			if err != nil {
-				return fmt.Errorf("save alert %q: finding %d: %w", a.ID, seq, err)
-			}
-			if _, err := ins.ExecContext(sctx,
-				a.ID, seq, f.Detector, f.Kind, f.Title, string(f.Entity.Kind), f.Entity.ID,
-				toNanos(f.Time), f.Score, int64(f.Severity), f.Explanation, string(evBuf),
-				tags, related,
-			); err != nil {
-				return fmt.Errorf("save alert %q: finding %d: %w", a.ID, seq, err)
-			}
-		}
-	}
-	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("save alerts: commit: %w", err)
 	}
 	return nil
+}
+
+// saveOrder returns the indices of the alerts to write: the last entry of
+// each ID, sorted by ID. Every writer then locks alert rows in the same
+// order, so two processes saving overlapping batches cannot deadlock.
+func saveOrder(alerts []event.Alert) []int {
+	if len(alerts) == 1 {
+		return []int{0}
+	}
+	last := make(map[string]int, len(alerts))
+	for i := range alerts {
+		last[alerts[i].ID] = i
+	}
+	order := make([]int, 0, len(last))
+	for i := range alerts {
+		if last[alerts[i].ID] == i {
+			order = append(order, i)
+		}
+	}
+	slices.SortFunc(order, func(a, b int) int { return strings.Compare(alerts[a].ID, alerts[b].ID) })
+	return order
+}
+
+func (s *Store) saveAlerts(ctx context.Context, tx *sql.Tx, alerts []event.Alert, order []int) error {
+	// Statements run under a context without cancellation: with a
+	// cancellable one the driver starts a watcher goroutine per statement.
+	// Cancellation is still honoured between chunks below, and database/sql
+	// rolls the transaction back when ctx ends.
+	sctx := context.WithoutCancel(ctx)
+	upsert := newChunkStmt(tx, upsertAlertsSQL)
+	defer upsert.close()
+	ins := newChunkStmt(tx, insertFindingsSQL)
+	defer ins.close()
+	// One alert's findings at a time: "alert_id = ?" is planned as an index
+	// lookup whatever the statistics say, where a long IN list may not be.
+	del, err := tx.PrepareContext(ctx, "DELETE FROM findings WHERE alert_id = ?")
+	if err != nil {
+		return err
+	}
+	defer del.Close()
+
+	now := time.Now().UnixNano()
+	args := make([]any, 0, saveChunk*max(alertParams, findingParams))
+	var evBuf []byte
+	for start := 0; start < len(order); start += saveChunk {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		chunk := order[start:min(start+saveChunk, len(order))]
+		// The alert rows (locked in ID order on PostgreSQL), then their
+		// findings replaced.
+		args = args[:0]
+		for _, i := range chunk {
+			a := &alerts[i]
+			args = append(args,
+				a.ID, toNanos(a.Time), string(a.Entity.Kind), a.Entity.ID, a.Detector,
+				int64(a.Severity), score(a.Score), a.Title, a.Explanation, string(a.State),
+				toNanos(a.WindowStart), toNanos(a.WindowEnd), toNanos(a.LastTime),
+				int64(a.FindingCount), now)
+		}
+		if err := upsert.exec(sctx, len(chunk), args); err != nil {
+			return fmt.Errorf("upsert alerts: %w", err)
+		}
+		for _, i := range chunk {
+			if _, err := del.ExecContext(sctx, alerts[i].ID); err != nil {
+				return fmt.Errorf("alert %q: delete findings: %w", alerts[i].ID, err)
+			}
+		}
+		args = args[:0]
+		rows := 0
+		for _, i := range chunk {
+			a := &alerts[i]
+			for seq := range a.Findings {
+				f := &a.Findings[seq]
+				evBuf, err = appendEvidence(evBuf[:0], f.Evidence)
+				if err != nil {
+					return fmt.Errorf("alert %q: finding %d evidence: %w", a.ID, seq, err)
+				}
+				tags, related, err := findingContext(f)
+				if err != nil {
+					return fmt.Errorf("alert %q: finding %d: %w", a.ID, seq, err)
+				}
+				args = append(args,
+					a.ID, seq, f.Detector, f.Kind, f.Title, string(f.Entity.Kind), f.Entity.ID,
+					toNanos(f.Time), score(f.Score), int64(f.Severity), f.Explanation, string(evBuf),
+					tags, related)
+				if rows++; rows == saveChunk {
+					if err := ins.exec(sctx, rows, args); err != nil {
+						return fmt.Errorf("insert findings: %w", err)
+					}
+					args, rows = args[:0], 0
+				}
+			}
+		}
+		if rows > 0 {
+			if err := ins.exec(sctx, rows, args); err != nil {
+				return fmt.Errorf("insert findings: %w", err)
+			}
+		}
+	}
+	return nil
+}
+
+// chunkStmt runs a multi-row statement: the full-size (saveChunk rows)
+// variant is prepared once per transaction, on first use; shorter ones —
+// a batch's last chunk — are run unprepared.
+type chunkStmt struct {
+	tx   *sql.Tx
+	sql  func(n int) string
+	full *sql.Stmt
+}
+
+func newChunkStmt(tx *sql.Tx, sql func(int) string) *chunkStmt {
+	return &chunkStmt{tx: tx, sql: sql}
+}
+
+func (c *chunkStmt) exec(ctx context.Context, n int, args []any) error {
+	if n < saveChunk {
+		_, err := c.tx.ExecContext(ctx, c.sql(n), args...)
+		return err
+	}
+	if c.full == nil {
+		st, err := c.tx.PrepareContext(ctx, c.sql(saveChunk))
+		if err != nil {
+			return err
+		}
+		c.full = st
+	}
+	_, err := c.full.ExecContext(ctx, args...)
+	return err
+}
+
+func (c *chunkStmt) close() {
+	if c.full != nil {
+		_ = c.full.Close()
+	}
+}
+
+// score is a score as stored: NaN as NULL (SQLite stores a NaN as NULL by
+// itself; PostgreSQL would keep the NaN).
+func score(f float64) any {
+	if math.IsNaN(f) {
+		return nil
+	}
+	return f
 }
 
 // findingContext returns the JSON of a finding's tags and related

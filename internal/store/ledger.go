@@ -1,9 +1,11 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/RoaringBitmap/roaring/v2"
@@ -36,22 +38,103 @@ type LedgerDictEntry struct {
 // the given one, its First the earlier and its Last the later. Dictionary
 // entries already stored with the same id and rid are ignored; a conflict
 // (same id, other rid, or same rid, other id) fails the batch.
-func (s *Store) MergeLedger(ctx context.Context, dict []LedgerDictEntry, rows []LedgerRow) (err error) {
+//
+// A flush is written a chunk of rows at a time, in three statements per
+// chunk whatever its size: an insert of the rows that are new (ON CONFLICT
+// DO NOTHING RETURNING the keys it inserted), a SELECT of the others'
+// stored versions, and an upsert of their unions.
+//
+// On PostgreSQL, concurrent merges from several processes are exact: the
+// stored rows are read FOR UPDATE before their unions are written back, so
+// a second merger waits and then ORs into the first one's result (READ
+// COMMITTED reads the newest version of a row it had to wait for). Rows
+// are locked in key order — the inserts in VALUES order, the SELECT by
+// ORDER BY — so two merges of overlapping batches cannot deadlock.
+func (s *Store) MergeLedger(ctx context.Context, dict []LedgerDictEntry, rows []LedgerRow) error {
 	if len(dict) == 0 && len(rows) == 0 {
 		return nil
 	}
-	s.writeMu.Lock()
-	defer s.writeMu.Unlock()
-	tx, err := s.db.BeginTx(ctx, nil)
+	dict = slices.Clone(dict)
+	slices.SortFunc(dict, func(a, b LedgerDictEntry) int { return cmp.Compare(a.ID, b.ID) })
+	rows, err := sortedLedgerRows(rows)
 	if err != nil {
 		return fmt.Errorf("merge ledger: %w", err)
 	}
-	defer func() {
-		if err != nil {
-			_ = tx.Rollback()
-			err = fmt.Errorf("merge ledger: %w", err)
+	if err := s.writeTx(ctx, func(tx *sql.Tx) error { return s.mergeLedger(ctx, tx, dict, rows) }); err != nil {
+		return fmt.Errorf("merge ledger: %w", err)
+	}
+	return nil
+}
+
+// sortedLedgerRows returns a copy of rows sorted by key, with the rows of
+// one key merged into one.
+func sortedLedgerRows(rows []LedgerRow) ([]LedgerRow, error) {
+	out := slices.Clone(rows)
+	slices.SortStableFunc(out, func(a, b LedgerRow) int { return compareLedgerKey(&a, &b) })
+	w := 0
+	for i := range out {
+		if w > 0 && compareLedgerKey(&out[w-1], &out[i]) == 0 {
+			m, err := mergeLedgerRow(&out[i], out[w-1].Bitmap, out[w-1].First, out[w-1].Last)
+			if err != nil {
+				return nil, err
+			}
+			out[w-1] = m
+			continue
 		}
-	}()
+		out[w] = out[i]
+		w++
+	}
+	return out[:w], nil
+}
+
+func compareLedgerKey(a, b *LedgerRow) int {
+	return cmp.Or(
+		strings.Compare(a.Dim, b.Dim),
+		strings.Compare(a.Value, b.Value),
+		cmp.Compare(a.Day, b.Day),
+		strings.Compare(a.RType, b.RType),
+		strings.Compare(a.Field, b.Field),
+	)
+}
+
+// mergeLedgerRow returns r ORed into the stored bitmap old (with stored
+// first and last).
+func mergeLedgerRow(r *LedgerRow, old []byte, first, last int64) (LedgerRow, error) {
+	a := roaring.New()
+	if _, err := a.FromUnsafeBytes(old); err != nil {
+		return LedgerRow{}, fmt.Errorf("row %s=%s day %d %s/%s: stored bitmap: %w", r.Dim, r.Value, r.Day, r.RType, r.Field, err)
+	}
+	b := roaring.New()
+	if _, err := b.FromUnsafeBytes(r.Bitmap); err != nil {
+		return LedgerRow{}, fmt.Errorf("row %s=%s day %d %s/%s: bitmap: %w", r.Dim, r.Value, r.Day, r.RType, r.Field, err)
+	}
+	m := roaring.Or(a, b)
+	m.RunOptimize()
+	blob, err := m.ToBytes()
+	if err != nil {
+		return LedgerRow{}, err
+	}
+	out := *r
+	out.Bitmap, out.First, out.Last = blob, min(first, r.First), max(last, r.Last)
+	return out, nil
+}
+
+// ledgerChunk is the most rows one ledger statement carries (8 parameters
+// each).
+const ledgerChunk = 64
+
+type ledgerKey struct {
+	dim, value   string
+	day          int64
+	rtype, field string
+}
+
+func keyOf(r *LedgerRow) ledgerKey { return ledgerKey{r.Dim, r.Value, r.Day, r.RType, r.Field} }
+
+const ledgerKeyColumns = `dim, value, day, rtype, field`
+
+// mergeLedger writes dict and rows (sorted, one per key) inside tx.
+func (s *Store) mergeLedger(ctx context.Context, tx *sql.Tx, dict []LedgerDictEntry, rows []LedgerRow) error {
 	if len(dict) > 0 {
 		ins, err := tx.PrepareContext(ctx, `INSERT INTO ledger_dict (id, rid) VALUES (?, ?) ON CONFLICT DO NOTHING`)
 		if err != nil {
@@ -81,69 +164,113 @@ func (s *Store) MergeLedger(ctx context.Context, dict []LedgerDictEntry, rows []
 			}
 		}
 	}
-	if len(rows) == 0 {
-		return tx.Commit()
-	}
-	sel, err := tx.PrepareContext(ctx, `SELECT bitmap, first, last FROM ledger WHERE dim = ? AND value = ? AND day = ? AND rtype = ? AND field = ?`)
-	if err != nil {
-		return err
-	}
-	defer sel.Close()
-	up, err := tx.PrepareContext(ctx, `INSERT INTO ledger (dim, value, day, rtype, field, bitmap, first, last)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-ON CONFLICT (dim, value, day, rtype, field) DO UPDATE SET bitmap = excluded.bitmap, first = excluded.first, last = excluded.last`)
-	if err != nil {
-		return err
-	}
-	defer up.Close()
-	ins, err := tx.PrepareContext(ctx, `INSERT INTO ledger (dim, value, day, rtype, field, bitmap, first, last)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (dim, value, day, rtype, field) DO NOTHING`)
-	if err != nil {
-		return err
-	}
-	defer ins.Close()
-	for i := range rows {
-		r := &rows[i]
-		// Most rows of a flush are new (a new day, a new value): one insert.
-		res, err := ins.ExecContext(ctx, r.Dim, r.Value, r.Day, r.RType, r.Field, r.Bitmap, r.First, r.Last)
-		if err != nil {
+	args := make([]any, 0, ledgerChunk*8)
+	for start := 0; start < len(rows); start += ledgerChunk {
+		if err := ctx.Err(); err != nil {
 			return err
 		}
-		if n, _ := res.RowsAffected(); n == 1 {
+		chunk := rows[start:min(start+ledgerChunk, len(rows))]
+
+		// 1. The new rows, in one insert; most rows of a flush are new (a
+		// new day, a new value). On PostgreSQL a row another process is
+		// inserting meanwhile makes this wait for it, then skip the row,
+		// which is merged below.
+		args = args[:0]
+		for i := range chunk {
+			r := &chunk[i]
+			args = append(args, r.Dim, r.Value, r.Day, r.RType, r.Field, r.Bitmap, r.First, r.Last)
+		}
+		inserted := make(map[ledgerKey]bool, len(chunk))
+		if err := queryKeys(ctx, tx, `INSERT INTO ledger (`+ledgerKeyColumns+`, bitmap, first, last) VALUES `+valueRows(8, len(chunk))+`
+ON CONFLICT (`+ledgerKeyColumns+`) DO NOTHING RETURNING `+ledgerKeyColumns, args, func(k ledgerKey, _ []byte, _, _ int64) error {
+			inserted[k] = true
+			return nil
+		}); err != nil {
+			return err
+		}
+		if len(inserted) == len(chunk) {
 			continue
 		}
-		var (
-			old         []byte
-			first, last int64
-		)
-		err = sel.QueryRowContext(ctx, r.Dim, r.Value, r.Day, r.RType, r.Field).Scan(&old, &first, &last)
-		blob := r.Bitmap
-		switch {
-		case err == sql.ErrNoRows:
-			first, last = r.First, r.Last
-		case err != nil:
-			return err
-		default:
-			a := roaring.New()
-			if _, err := a.FromUnsafeBytes(old); err != nil {
-				return fmt.Errorf("row %s=%s day %d %s/%s: stored bitmap: %w", r.Dim, r.Value, r.Day, r.RType, r.Field, err)
+
+		// 2. The stored versions of the others, row-locked in key order.
+		var rest []*LedgerRow
+		var where strings.Builder
+		args = args[:0]
+		for i := range chunk {
+			r := &chunk[i]
+			if inserted[keyOf(r)] {
+				continue
 			}
-			b := roaring.New()
-			if _, err := b.FromUnsafeBytes(r.Bitmap); err != nil {
-				return fmt.Errorf("row %s=%s day %d %s/%s: bitmap: %w", r.Dim, r.Value, r.Day, r.RType, r.Field, err)
+			if len(rest) > 0 {
+				where.WriteString(" OR ")
 			}
-			m := roaring.Or(a, b)
-			m.RunOptimize()
-			if blob, err = m.ToBytes(); err != nil {
-				return err
-			}
-			first, last = min(first, r.First), max(last, r.Last)
+			where.WriteString("(dim = ? AND value = ? AND day = ? AND rtype = ? AND field = ?)")
+			args = append(args, r.Dim, r.Value, r.Day, r.RType, r.Field)
+			rest = append(rest, r)
 		}
-		if _, err := up.ExecContext(ctx, r.Dim, r.Value, r.Day, r.RType, r.Field, blob, first, last); err != nil {
+		stored := make(map[ledgerKey]LedgerRow, len(rest))
+		if err := queryKeys(ctx, tx, `SELECT `+ledgerKeyColumns+`, bitmap, first, last FROM ledger WHERE `+where.String()+
+			` ORDER BY `+ledgerKeyColumns+s.dialect.forUpdate(), args, func(k ledgerKey, bitmap []byte, first, last int64) error {
+			stored[k] = LedgerRow{Bitmap: bitmap, First: first, Last: last}
+			return nil
+		}); err != nil {
+			return err
+		}
+
+		// 3. Their unions, in one upsert. (A row that vanished meanwhile
+		// is written as given.)
+		args = args[:0]
+		for _, r := range rest {
+			m := *r
+			if old, ok := stored[keyOf(r)]; ok {
+				var err error
+				if m, err = mergeLedgerRow(r, old.Bitmap, old.First, old.Last); err != nil {
+					return err
+				}
+			}
+			args = append(args, m.Dim, m.Value, m.Day, m.RType, m.Field, m.Bitmap, m.First, m.Last)
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO ledger (`+ledgerKeyColumns+`, bitmap, first, last) VALUES `+valueRows(8, len(rest))+`
+ON CONFLICT (`+ledgerKeyColumns+`) DO UPDATE SET bitmap = excluded.bitmap, first = excluded.first, last = excluded.last`, args...); err != nil {
 			return err
 		}
 	}
-	return tx.Commit()
+	return nil
+}
+
+// queryKeys runs q and calls fn with each row's key and, when q selects
+// them, bitmap, first and last.
+func queryKeys(ctx context.Context, tx *sql.Tx, q string, args []any, fn func(k ledgerKey, bitmap []byte, first, last int64) error) error {
+	rs, err := tx.QueryContext(ctx, q, args...)
+	if err != nil {
+		return err
+	}
+	defer rs.Close()
+	cols, err := rs.Columns()
+	if err != nil {
+		return err
+	}
+	for rs.Next() {
+		var (
+			k           ledgerKey
+			bitmap      []byte
+			first, last int64
+		)
+		dest := []any{&k.dim, &k.value, &k.day, &k.rtype, &k.field}
+		if len(cols) > 5 {
+			dest = append(dest, &bitmap, &first, &last)
+		}
+		if err := rs.Scan(dest...); err != nil {
+			return err
+		}
+		if err := fn(k, bitmap, first, last); err != nil {
+			return err
+		}
+	}
+	if err := rs.Err(); err != nil {
+		return err
+	}
+	return rs.Close()
 }
 
 // LedgerRows returns the rows of dim for the given values (all values when

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"embed"
 	"fmt"
 	"io/fs"
@@ -75,22 +76,63 @@ func SchemaVersion() int {
 	return len(ms)
 }
 
-func (s *Store) migrate(ctx context.Context) error {
+// migrationLockSQL takes (and migrationUnlockSQL releases) a PostgreSQL
+// session advisory lock keyed by the current schema, so that of several
+// workers starting at once exactly one migrates and the others wait, then
+// find nothing left to do. Stores in other schemas do not contend.
+const (
+	migrationLockSQL   = `SELECT pg_advisory_lock(hashtextextended('haechi.migrate.' || current_schema(), 0))`
+	migrationUnlockSQL = `SELECT pg_advisory_unlock(hashtextextended('haechi.migrate.' || current_schema(), 0))`
+)
+
+// migrationConn is what migrating needs: *sql.DB (SQLite) or the *sql.Conn
+// holding the advisory lock (PostgreSQL).
+type migrationConn interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+	BeginTx(ctx context.Context, opts *sql.TxOptions) (*sql.Tx, error)
+}
+
+func (s *Store) migrate(ctx context.Context) (err error) {
 	ms, err := migrations()
 	if err != nil {
 		return err
 	}
-	latest := len(ms)
-	s.writeMu.Lock()
-	defer s.writeMu.Unlock()
+	s.writeLock()
+	defer s.writeUnlock()
+	if !s.dialect.postgres {
+		return s.migrateOn(ctx, s.db, ms)
+	}
+	conn, err := s.db.Conn(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	if _, err := conn.ExecContext(ctx, migrationLockSQL); err != nil {
+		return fmt.Errorf("take the migration lock: %w", err)
+	}
+	defer func() {
+		if _, uerr := conn.ExecContext(context.WithoutCancel(ctx), migrationUnlockSQL); uerr != nil {
+			// Never return a connection that may still hold the lock to
+			// the pool: closing the session releases it.
+			_ = conn.Raw(func(any) error { return driver.ErrBadConn })
+			if err == nil {
+				err = fmt.Errorf("release the migration lock: %w", uerr)
+			}
+		}
+	}()
+	return s.migrateOn(ctx, conn, ms)
+}
 
-	if _, err := s.db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
+func (s *Store) migrateOn(ctx context.Context, db migrationConn, ms []migration) error {
+	latest := len(ms)
+	if _, err := db.ExecContext(ctx, s.dialect.translateMigration(`CREATE TABLE IF NOT EXISTS schema_migrations (
 	version    INTEGER PRIMARY KEY,
 	applied_at INTEGER NOT NULL
-)`); err != nil {
+)`)); err != nil {
 		return fmt.Errorf("create schema_migrations: %w", err)
 	}
-	cur, err := schemaVersion(ctx, s.db)
+	cur, err := schemaVersion(ctx, db)
 	if err != nil {
 		return err
 	}
@@ -101,7 +143,7 @@ func (s *Store) migrate(ctx context.Context) error {
 		if m.version <= cur {
 			continue
 		}
-		applied, err := s.applyMigration(ctx, m, latest)
+		applied, err := s.applyMigration(ctx, db, m, latest)
 		if err != nil {
 			return fmt.Errorf("apply migration %s: %w", m.name, err)
 		}
@@ -112,11 +154,13 @@ func (s *Store) migrate(ctx context.Context) error {
 	return nil
 }
 
-// applyMigration applies m in its own transaction. The version is re-read
-// inside the (immediate, so write-locked) transaction: another process may
-// have migrated the same file meanwhile.
-func (s *Store) applyMigration(ctx context.Context, m migration, latest int) (applied bool, err error) {
-	tx, err := s.db.BeginTx(ctx, nil)
+// applyMigration applies m in its own transaction (PostgreSQL's DDL is
+// transactional too). The version is re-read inside the transaction: on
+// SQLite (an immediate, so write-locked, transaction) another process may
+// have migrated the same file meanwhile; on PostgreSQL the advisory lock
+// already excludes that.
+func (s *Store) applyMigration(ctx context.Context, db migrationConn, m migration, latest int) (applied bool, err error) {
+	tx, err := db.BeginTx(ctx, nil)
 	if err != nil {
 		return false, err
 	}
@@ -138,7 +182,7 @@ func (s *Store) applyMigration(ctx context.Context, m migration, latest int) (ap
 	if cur != m.version-1 {
 		return false, fmt.Errorf("schema version is %d, expected %d", cur, m.version-1)
 	}
-	if _, err := tx.ExecContext(ctx, m.sql); err != nil {
+	if _, err := tx.ExecContext(ctx, s.dialect.translateMigration(m.sql)); err != nil {
 		return false, err
 	}
 	if _, err := tx.ExecContext(ctx, "INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)",

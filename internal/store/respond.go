@@ -96,6 +96,13 @@ type execQueryer interface {
 }
 
 // appendAudit appends one entry inside tx, chaining it to the last one.
+//
+// The chain cannot fork: seq is the primary key, so of two transactions
+// that read the same last entry only one can commit the next; on
+// PostgreSQL the other would fail with a unique violation of audit_pkey,
+// which dialect.retryable treats as retryable, so its transaction runs
+// again on top of the winner's entry. withTx takes the audit lock up front,
+// so in practice appenders queue instead of retrying.
 func appendAudit(ctx context.Context, tx execQueryer, t time.Time, kind, actionID string, detail any) error {
 	d, err := marshalDetail(detail)
 	if err != nil {
@@ -139,23 +146,36 @@ func marshalDetail(detail any) ([]byte, error) {
 	return json.Marshal(detail)
 }
 
-// withTx runs fn in a write transaction under writeMu.
-func (s *Store) withTx(ctx context.Context, fn func(tx *sql.Tx) error) (err error) {
-	s.writeMu.Lock()
-	defer s.writeMu.Unlock()
-	tx, err := s.db.BeginTx(ctx, nil)
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if err != nil {
-			_ = tx.Rollback()
+// withTx runs fn in a write transaction that may append to the audit log
+// (see writeTx: under writeLock, and run again when the backend reports a
+// serialization failure or deadlock, so fn must be safe to repeat). On
+// PostgreSQL it takes the audit lock first, before any row lock: audited
+// transactions from every process queue in one order, so they neither fork
+// the chain nor deadlock each other. Hot paths that never audit (SaveAlerts,
+// MergeLedger) use writeTx and run concurrently.
+func (s *Store) withTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	return s.writeTx(ctx, func(tx *sql.Tx) error {
+		if err := lockAudit(ctx, s.dialect, tx); err != nil {
+			return err
 		}
-	}()
-	if err = fn(tx); err != nil {
-		return err
+		return fn(tx)
+	})
+}
+
+// auditTx is withTx, named for a transaction that appends to the audit log.
+func (s *Store) auditTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	return s.withTx(ctx, fn)
+}
+
+// lockAudit makes tx the only appender to the audit log until it ends
+// (see dialect.lockAuditSQL); a no-op on SQLite.
+func lockAudit(ctx context.Context, d *dialect, tx execQueryer) error {
+	if q := d.lockAuditSQL(); q != "" {
+		if _, err := tx.ExecContext(ctx, q); err != nil {
+			return fmt.Errorf("audit: lock: %w", err)
+		}
 	}
-	return tx.Commit()
+	return nil
 }
 
 // InsertActions writes actions that do not exist yet (by ID) and appends a
@@ -222,8 +242,10 @@ func (s *Store) ClaimDueActions(ctx context.Context, now time.Time, lease time.D
 	var out []Action
 	err := s.withTx(ctx, func(tx *sql.Tx) error {
 		out = out[:0]
+		// Row-locked (skipping rows another claimer holds), so two
+		// workers never claim the same action.
 		rows, err := tx.QueryContext(ctx, `SELECT `+actionColumns+` FROM actions
-WHERE state IN (?, ?, ?) AND next_attempt <= ? ORDER BY next_attempt, id LIMIT ?`,
+WHERE state IN (?, ?, ?) AND next_attempt <= ? ORDER BY next_attempt, id LIMIT ?`+s.dialect.skipLocked(),
 			ActionPlanned, ActionFailed, ActionDelivering, toNanos(now), limit)
 		if err != nil {
 			return err
@@ -289,6 +311,7 @@ func (s *Store) FinishAction(ctx context.Context, r ActionResult, now time.Time)
 		return false, fmt.Errorf("finish action %q: invalid state %q", r.ID, r.State)
 	}
 	err = s.withTx(ctx, func(tx *sql.Tx) error {
+		ok = false
 		res, err := tx.ExecContext(ctx, `UPDATE actions SET state = ?, next_attempt = ?, last_error = ?, updated_at = ?
 WHERE id = ? AND state = ? AND attempts = ?`,
 			r.State, toNanos(r.NextAttempt), r.Error, toNanos(now), r.ID, ActionDelivering, r.Attempt)
@@ -324,7 +347,7 @@ WHERE id = ? AND state = ? AND attempts = ?`,
 func (s *Store) DecideAction(ctx context.Context, id string, approve bool, by, note string, now time.Time) (Action, error) {
 	var out Action
 	err := s.withTx(ctx, func(tx *sql.Tx) error {
-		a, err := scanAction(tx.QueryRowContext(ctx, "SELECT "+actionColumns+" FROM actions WHERE id = ?", id))
+		a, err := scanAction(tx.QueryRowContext(ctx, "SELECT "+actionColumns+" FROM actions WHERE id = ?"+s.dialect.forUpdate(), id))
 		if errors.Is(err, sql.ErrNoRows) {
 			return fmt.Errorf("action %q: %w", id, ErrNotFound)
 		}

@@ -7,65 +7,67 @@ import (
 )
 
 func TestActionsOutbox(t *testing.T) {
-	s := openTest(t)
-	ctx := t.Context()
-	now := time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
-	acts := []Action{
-		{ID: "a", Kind: "notify", Target: "principal:u", State: ActionPlanned, CreatedAt: now},
-		{ID: "b", Kind: "disable_identity", Target: "u", State: ActionPendingApproval, Reason: "protected"},
-	}
-	ids, err := s.InsertActions(ctx, acts, now)
-	if err != nil || len(ids) != 2 {
-		t.Fatalf("insert = %v, %v", ids, err)
-	}
-	if ids, err := s.InsertActions(ctx, acts, now); err != nil || len(ids) != 0 {
-		t.Fatalf("re-insert = %v, %v", ids, err)
-	}
-	got, err := s.ClaimDueActions(ctx, now, time.Minute, 10)
-	if err != nil || len(got) != 1 || got[0].ID != "a" || got[0].Attempts != 1 || got[0].State != ActionDelivering {
-		t.Fatalf("claim = %+v, %v", got, err)
-	}
-	if again, _ := s.ClaimDueActions(ctx, now.Add(time.Second), time.Minute, 10); len(again) != 0 {
-		t.Fatalf("claimed under lease: %+v", again)
-	}
-	// The lease runs out: another claimer takes over; the first is fenced off.
-	again, _ := s.ClaimDueActions(ctx, now.Add(2*time.Minute), time.Minute, 10)
-	if len(again) != 1 || again[0].Attempts != 2 {
-		t.Fatalf("reclaim = %+v", again)
-	}
-	if ok, err := s.FinishAction(ctx, ActionResult{ID: "a", Attempt: 1, State: ActionDelivered}, now); err != nil || ok {
-		t.Fatalf("stale finish applied: %v %v", ok, err)
-	}
-	if ok, err := s.FinishAction(ctx, ActionResult{ID: "a", Attempt: 2, State: ActionDelivered}, now); err != nil || !ok {
-		t.Fatalf("finish: %v %v", ok, err)
-	}
-	if _, err := s.DecideAction(ctx, "a", true, "x", "", now); !errors.Is(err, ErrActionState) {
-		t.Errorf("approve delivered: %v", err)
-	}
-	if _, err := s.DecideAction(ctx, "zz", true, "x", "", now); !errors.Is(err, ErrNotFound) {
-		t.Errorf("approve missing: %v", err)
-	}
-	b, err := s.DecideAction(ctx, "b", false, "x", "no", now)
-	if err != nil || b.State != ActionRejected {
-		t.Fatalf("reject: %+v %v", b, err)
-	}
-	log, err := s.AuditLog(ctx, 0, 100)
-	if err != nil {
-		t.Fatal(err)
-	}
-	wantKinds := []string{"planned", "planned", "attempted", "attempted", "delivered", "rejected"}
-	if len(log) != len(wantKinds) {
-		t.Fatalf("audit = %+v", log)
-	}
-	prev := AuditGenesis
-	for i, r := range log {
-		if r.Kind != wantKinds[i] || r.Seq != int64(i+1) || r.PrevHash != prev ||
-			r.Hash != AuditHash(r.Seq, r.Time, r.Kind, r.ActionID, r.Detail, r.PrevHash) {
-			t.Errorf("entry %d = %+v", i, r)
+	eachBackend(t, func(t *testing.T, b backend) {
+		s := b.open(t)
+		ctx := t.Context()
+		now := time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
+		acts := []Action{
+			{ID: "a", Kind: "notify", Target: "principal:u", State: ActionPlanned, CreatedAt: now},
+			{ID: "b", Kind: "disable_identity", Target: "u", State: ActionPendingApproval, Reason: "protected"},
 		}
-		prev = r.Hash
-	}
-	if l, _ := s.ListActions(ctx, ActionQuery{State: ActionRejected}); len(l) != 1 || l[0].ID != "b" {
-		t.Errorf("list rejected = %+v", l)
-	}
+		ids, err := s.InsertActions(ctx, acts, now)
+		if err != nil || len(ids) != 2 {
+			t.Fatalf("insert = %v, %v", ids, err)
+		}
+		if ids, err := s.InsertActions(ctx, acts, now); err != nil || len(ids) != 0 {
+			t.Fatalf("re-insert = %v, %v", ids, err)
+		}
+		got, err := s.ClaimDueActions(ctx, now, time.Minute, 10)
+		if err != nil || len(got) != 1 || got[0].ID != "a" || got[0].Attempts != 1 || got[0].State != ActionDelivering {
+			t.Fatalf("claim = %+v, %v", got, err)
+		}
+		if again, _ := s.ClaimDueActions(ctx, now.Add(time.Second), time.Minute, 10); len(again) != 0 {
+			t.Fatalf("claimed under lease: %+v", again)
+		}
+		// The lease runs out: another claimer takes over; the first is fenced off.
+		again, _ := s.ClaimDueActions(ctx, now.Add(2*time.Minute), time.Minute, 10)
+		if len(again) != 1 || again[0].Attempts != 2 {
+			t.Fatalf("reclaim = %+v", again)
+		}
+		if ok, err := s.FinishAction(ctx, ActionResult{ID: "a", Attempt: 1, State: ActionDelivered}, now); err != nil || ok {
+			t.Fatalf("stale finish applied: %v %v", ok, err)
+		}
+		if ok, err := s.FinishAction(ctx, ActionResult{ID: "a", Attempt: 2, State: ActionDelivered}, now); err != nil || !ok {
+			t.Fatalf("finish: %v %v", ok, err)
+		}
+		if _, err := s.DecideAction(ctx, "a", true, "x", "", now); !errors.Is(err, ErrActionState) {
+			t.Errorf("approve delivered: %v", err)
+		}
+		if _, err := s.DecideAction(ctx, "zz", true, "x", "", now); !errors.Is(err, ErrNotFound) {
+			t.Errorf("approve missing: %v", err)
+		}
+		rej, err := s.DecideAction(ctx, "b", false, "x", "no", now)
+		if err != nil || rej.State != ActionRejected {
+			t.Fatalf("reject: %+v %v", rej, err)
+		}
+		log, err := s.AuditLog(ctx, 0, 100)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wantKinds := []string{"planned", "planned", "attempted", "attempted", "delivered", "rejected"}
+		if len(log) != len(wantKinds) {
+			t.Fatalf("audit = %+v", log)
+		}
+		prev := AuditGenesis
+		for i, r := range log {
+			if r.Kind != wantKinds[i] || r.Seq != int64(i+1) || r.PrevHash != prev ||
+				r.Hash != AuditHash(r.Seq, r.Time, r.Kind, r.ActionID, r.Detail, r.PrevHash) {
+				t.Errorf("entry %d = %+v", i, r)
+			}
+			prev = r.Hash
+		}
+		if l, _ := s.ListActions(ctx, ActionQuery{State: ActionRejected}); len(l) != 1 || l[0].ID != "b" {
+			t.Errorf("list rejected = %+v", l)
+		}
+	})
 }

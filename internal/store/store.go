@@ -1,13 +1,25 @@
-// Package store persists alerts, with the findings folded into them, in an
-// embedded SQLite database (modernc.org/sqlite, pure Go).
+// Package store persists alerts, with the findings folded into them, the
+// response outbox, the audit log and the access ledger, in an embedded
+// SQLite database (modernc.org/sqlite, pure Go) or, when several haechi
+// processes share state, in PostgreSQL (github.com/jackc/pgx/v5 through its
+// database/sql adapter). Both sit behind the one *Store API; the
+// differences between them are in dialect.go, and PostgreSQL's connection
+// plumbing in postgres.go (docs/store.md).
 //
 // Contract:
 //
-//   - Open creates the directory (0o750) if needed and the database file
-//     <dir>/haechi.db (0o600), in WAL mode with busy_timeout 5000 ms, foreign
-//     keys on and synchronous NORMAL. It applies pending schema migrations,
-//     each in its own transaction, and refuses a database whose schema
-//     version is newer than SchemaVersion.
+//   - Open(ctx, target, …) opens PostgreSQL when target is a postgres:// or
+//     postgresql:// URL, else SQLite in the directory target.
+//   - On SQLite, Open creates the directory (0o750) if needed and the
+//     database file <dir>/haechi.db (0o600), in WAL mode with busy_timeout
+//     5000 ms, foreign keys on and synchronous NORMAL. It applies pending
+//     schema migrations, each in its own transaction, and refuses a
+//     database whose schema version is newer than SchemaVersion.
+//   - On PostgreSQL, Open connects to the database the URL names (its
+//     schema is the URL's search_path, by default public, and must exist),
+//     takes a session advisory lock for the schema while it migrates (so
+//     workers starting together apply each migration once) and applies the
+//     same migrations, translated by the dialect.
 //   - An alert is identified by its ID. SaveAlerts upserts a batch of alerts
 //     in one transaction and replaces each alert's stored findings with the
 //     ones it carries; a batch either commits whole or not at all.
@@ -23,9 +35,16 @@
 //     queue is full, never dropping), Run batches and commits them, retrying
 //     failed batches, and Close drains everything queued before returning.
 //
-// A Store is safe for concurrent use. Writes from one process are serialised
-// in-process; several processes may share a database, relying on SQLite's
-// locking and the busy timeout.
+// A Store is safe for concurrent use. On SQLite, writes from one process are
+// serialised in-process; several processes may share a database, relying on
+// SQLite's locking and the busy timeout. On PostgreSQL, any number of
+// processes may share a database: transactions run at READ COMMITTED, and
+// every read-modify-write either is one statement (upserts with ON CONFLICT,
+// conditional updates) or row-locks what it reads (ledger merges, approval
+// decisions, outbox claims); the audit log's sequence number is its primary
+// key and its appenders queue on a lock of the audit table, so the hash
+// chain stays one chain. Transactions that fail with a serialization
+// failure or a deadlock are retried.
 package store
 
 import (
@@ -34,11 +53,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
+	"time"
 
 	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
 )
@@ -62,25 +83,36 @@ type Options struct {
 
 // Store is an open alert database.
 type Store struct {
-	db     *sql.DB
-	path   string
-	logger *slog.Logger
+	db      *sql.DB
+	path    string
+	logger  *slog.Logger
+	dialect *dialect
 
 	// writeMu serialises write transactions from this process so they queue
-	// here instead of spinning in SQLite's busy handler.
+	// here instead of spinning in SQLite's busy handler. Unused on
+	// PostgreSQL (see writeLock).
 	writeMu sync.Mutex
 
 	closeOnce sync.Once
 	closeErr  error
 }
 
-// Open opens (creating if needed) the store in dir and migrates it to the
-// latest schema version.
-func Open(ctx context.Context, dir string, opts Options) (*Store, error) {
-	logger := opts.Logger
-	if logger == nil {
-		logger = slog.New(slog.DiscardHandler)
+// Open opens the store target names — a PostgreSQL database when target is
+// a postgres:// or postgresql:// URL (see IsPostgresDSN), else the SQLite
+// database in the directory target, created if needed — and migrates it to
+// the latest schema version.
+func Open(ctx context.Context, target string, opts Options) (*Store, error) {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
 	}
+	if IsPostgresDSN(target) {
+		return openPostgres(ctx, target, opts)
+	}
+	return openSQLite(ctx, target, opts)
+}
+
+func openSQLite(ctx context.Context, dir string, opts Options) (*Store, error) {
+	logger := opts.Logger
 	if dir == "" {
 		return nil, errors.New("open store: empty directory")
 	}
@@ -109,7 +141,7 @@ func Open(ctx context.Context, dir string, opts Options) (*Store, error) {
 	db.SetMaxOpenConns(maxOpenConns)
 	db.SetMaxIdleConns(maxOpenConns)
 
-	s := &Store{db: db, path: path, logger: logger}
+	s := &Store{db: db, path: path, logger: logger, dialect: sqliteDialect}
 	if err := s.init(ctx); err != nil {
 		_ = db.Close()
 		return nil, fmt.Errorf("open store in %s: %w", dir, err)
@@ -151,8 +183,73 @@ func (s *Store) init(ctx context.Context) error {
 	return s.migrate(ctx)
 }
 
-// Path returns the database file's path.
+// Path returns the database file's path, or for PostgreSQL the URL with
+// any password redacted.
 func (s *Store) Path() string { return s.path }
+
+// Backend returns "sqlite" or "postgres".
+func (s *Store) Backend() string { return s.dialect.String() }
+
+// writeLock serialises this process's write transactions on SQLite (see
+// writeMu). On PostgreSQL it does nothing: transactions from this and other
+// processes run concurrently and the server orders them.
+func (s *Store) writeLock() {
+	if !s.dialect.postgres {
+		s.writeMu.Lock()
+	}
+}
+
+func (s *Store) writeUnlock() {
+	if !s.dialect.postgres {
+		s.writeMu.Unlock()
+	}
+}
+
+// writeTx runs fn in a write transaction (under writeLock) and commits it,
+// running it again — fn must be safe to repeat — when the transaction fails
+// with a retryable error: a PostgreSQL serialization failure or deadlock,
+// or a SQLite database still busy after the busy timeout.
+func (s *Store) writeTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	s.writeLock()
+	defer s.writeUnlock()
+	backoff := 2 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		err := s.runTx(ctx, fn)
+		if err == nil || attempt == s.dialect.maxTxAttempts() || !s.dialect.retryable(err) {
+			return err
+		}
+		s.logger.Debug("store: retrying transaction", "attempt", attempt, "err", err)
+		// Jitter keeps two transactions that deadlocked from colliding again.
+		d := backoff/2 + rand.N(backoff)
+		t := time.NewTimer(d)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return err
+		case <-t.C:
+		}
+		backoff = min(2*backoff, 200*time.Millisecond)
+	}
+}
+
+func (s *Store) runTx(ctx context.Context, fn func(tx *sql.Tx) error) (err error) {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("begin: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			_ = tx.Rollback()
+		}
+	}()
+	if err := fn(tx); err != nil {
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
+	return nil
+}
 
 // Close closes the database. It is safe to call more than once.
 func (s *Store) Close() error {

@@ -25,20 +25,6 @@ var alertCmp = []cmp.Option{
 	cmpopts.EquateEmpty(),
 }
 
-func openTest(t testing.TB) *Store {
-	t.Helper()
-	s, err := Open(t.Context(), t.TempDir(), Options{})
-	if err != nil {
-		t.Fatalf("Open: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := s.Close(); err != nil {
-			t.Errorf("Close: %v", err)
-		}
-	})
-	return s
-}
-
 var t0 = time.Date(2026, 3, 14, 15, 9, 26, 535897932, time.UTC)
 
 func testAlert(id string, at time.Time, entity event.EntityKey, nFindings int) event.Alert {
@@ -156,8 +142,12 @@ func TestOpenErrors(t *testing.T) {
 }
 
 func TestFutureVersionRefused(t *testing.T) {
+	eachBackend(t, testFutureVersionRefused)
+}
+
+func testFutureVersionRefused(t *testing.T, b backend) {
 	ctx := t.Context()
-	dir := t.TempDir()
+	dir := b.target(t)
 	s, err := Open(ctx, dir, Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -199,181 +189,187 @@ func TestLoadMigrations(t *testing.T) {
 }
 
 func TestSaveGetRoundtrip(t *testing.T) {
-	ctx := t.Context()
-	s := openTest(t)
-	zone := time.FixedZone("KST", 9*3600)
+	eachBackend(t, func(t *testing.T, b backend) {
+		ctx := t.Context()
+		s := b.open(t)
+		zone := time.FixedZone("KST", 9*3600)
 
-	full := testAlert("full", t0.In(zone), alice, 3)
-	full.Findings[1].Immediate = true   // not stored
-	full.Findings[2].Evidence = nil     // reads back empty
-	full.Findings[0].Time = time.Time{} // zero time
-	full.Findings[1].Tags = []string{"attack.t1530", "mission"}
-	full.Findings[1].Related = []event.EntityKey{{Kind: event.EntitySource, ID: "198.51.100.9"}}
-	zero := event.Alert{ID: "zero"} // every time zero, no findings
-	monotonic := testAlert("mono", time.Now(), event.EntityKey{Kind: event.EntitySource, ID: "203.0.113.7"}, 1)
+		full := testAlert("full", t0.In(zone), alice, 3)
+		full.Findings[1].Immediate = true   // not stored
+		full.Findings[2].Evidence = nil     // reads back empty
+		full.Findings[0].Time = time.Time{} // zero time
+		full.Findings[1].Tags = []string{"attack.t1530", "mission"}
+		full.Findings[1].Related = []event.EntityKey{{Kind: event.EntitySource, ID: "198.51.100.9"}}
+		zero := event.Alert{ID: "zero"} // every time zero, no findings
+		monotonic := testAlert("mono", time.Now(), event.EntityKey{Kind: event.EntitySource, ID: "203.0.113.7"}, 1)
 
-	in := []event.Alert{full, zero, monotonic}
-	if err := s.SaveAlerts(ctx, in); err != nil {
-		t.Fatalf("SaveAlerts: %v", err)
-	}
-	for _, want := range in {
-		got, err := s.GetAlert(ctx, want.ID)
+		in := []event.Alert{full, zero, monotonic}
+		if err := s.SaveAlerts(ctx, in); err != nil {
+			t.Fatalf("SaveAlerts: %v", err)
+		}
+		for _, want := range in {
+			got, err := s.GetAlert(ctx, want.ID)
+			if err != nil {
+				t.Fatalf("GetAlert(%s): %v", want.ID, err)
+			}
+			if diff := cmp.Diff(want, got, alertCmp...); diff != "" {
+				t.Errorf("GetAlert(%s) mismatch (-want +got):\n%s", want.ID, diff)
+			}
+			if got.Findings == nil {
+				t.Errorf("GetAlert(%s).Findings is nil", want.ID)
+			}
+			for _, tm := range []time.Time{got.Time, got.WindowStart, got.WindowEnd, got.LastTime} {
+				if !tm.IsZero() && tm.Location() != time.UTC {
+					t.Errorf("GetAlert(%s): time %v not UTC", want.ID, tm)
+				}
+			}
+			for _, f := range got.Findings {
+				if f.Evidence == nil {
+					t.Errorf("GetAlert(%s): nil Evidence", want.ID)
+				}
+				if f.Immediate {
+					t.Errorf("GetAlert(%s): Immediate read back true", want.ID)
+				}
+			}
+		}
+		got, err := s.GetAlert(ctx, "zero")
 		if err != nil {
-			t.Fatalf("GetAlert(%s): %v", want.ID, err)
+			t.Fatal(err)
 		}
-		if diff := cmp.Diff(want, got, alertCmp...); diff != "" {
-			t.Errorf("GetAlert(%s) mismatch (-want +got):\n%s", want.ID, diff)
+		if !got.Time.IsZero() || !got.WindowStart.IsZero() || !got.LastTime.IsZero() {
+			t.Errorf("zero times did not read back zero: %+v", got)
 		}
-		if got.Findings == nil {
-			t.Errorf("GetAlert(%s).Findings is nil", want.ID)
-		}
-		for _, tm := range []time.Time{got.Time, got.WindowStart, got.WindowEnd, got.LastTime} {
-			if !tm.IsZero() && tm.Location() != time.UTC {
-				t.Errorf("GetAlert(%s): time %v not UTC", want.ID, tm)
-			}
-		}
-		for _, f := range got.Findings {
-			if f.Evidence == nil {
-				t.Errorf("GetAlert(%s): nil Evidence", want.ID)
-			}
-			if f.Immediate {
-				t.Errorf("GetAlert(%s): Immediate read back true", want.ID)
-			}
-		}
-	}
-	got, err := s.GetAlert(ctx, "zero")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !got.Time.IsZero() || !got.WindowStart.IsZero() || !got.LastTime.IsZero() {
-		t.Errorf("zero times did not read back zero: %+v", got)
-	}
 
-	list, err := s.ListAlerts(ctx, AlertQuery{WithFindings: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	wantList := []event.Alert{monotonic, full, zero} // newest first
-	if diff := cmp.Diff(wantList, list, alertCmp...); diff != "" {
-		t.Errorf("ListAlerts mismatch (-want +got):\n%s", diff)
-	}
+		list, err := s.ListAlerts(ctx, AlertQuery{WithFindings: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		wantList := []event.Alert{monotonic, full, zero} // newest first
+		if diff := cmp.Diff(wantList, list, alertCmp...); diff != "" {
+			t.Errorf("ListAlerts mismatch (-want +got):\n%s", diff)
+		}
+	})
 }
 
 func TestSaveAlertsEdgeCases(t *testing.T) {
-	ctx := t.Context()
-	s := openTest(t)
-	if err := s.SaveAlerts(ctx, nil); err != nil {
-		t.Errorf("SaveAlerts(nil) = %v", err)
-	}
-	if err := s.SaveAlerts(ctx, []event.Alert{{ID: "ok"}, {ID: ""}}); err == nil {
-		t.Error("SaveAlerts with an empty id succeeded")
-	}
-	if n, _ := s.CountAlerts(ctx); n != 0 {
-		t.Errorf("a rejected batch stored %d alerts", n)
-	}
+	eachBackend(t, func(t *testing.T, b backend) {
+		ctx := t.Context()
+		s := b.open(t)
+		if err := s.SaveAlerts(ctx, nil); err != nil {
+			t.Errorf("SaveAlerts(nil) = %v", err)
+		}
+		if err := s.SaveAlerts(ctx, []event.Alert{{ID: "ok"}, {ID: ""}}); err == nil {
+			t.Error("SaveAlerts with an empty id succeeded")
+		}
+		if n, _ := s.CountAlerts(ctx); n != 0 {
+			t.Errorf("a rejected batch stored %d alerts", n)
+		}
 
-	// Duplicate ids in one batch: the later one wins.
-	a1 := testAlert("dup", t0, alice, 1)
-	a2 := testAlert("dup", t0.Add(time.Second), alice, 2)
-	a2.Title = "second"
-	if err := s.SaveAlerts(ctx, []event.Alert{a1, a2}); err != nil {
-		t.Fatal(err)
-	}
-	got, err := s.GetAlert(ctx, "dup")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if diff := cmp.Diff(a2, got, alertCmp...); diff != "" {
-		t.Errorf("duplicate ids (-want +got):\n%s", diff)
-	}
+		// Duplicate ids in one batch: the later one wins.
+		a1 := testAlert("dup", t0, alice, 1)
+		a2 := testAlert("dup", t0.Add(time.Second), alice, 2)
+		a2.Title = "second"
+		if err := s.SaveAlerts(ctx, []event.Alert{a1, a2}); err != nil {
+			t.Fatal(err)
+		}
+		got, err := s.GetAlert(ctx, "dup")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if diff := cmp.Diff(a2, got, alertCmp...); diff != "" {
+			t.Errorf("duplicate ids (-want +got):\n%s", diff)
+		}
 
-	// A NaN score is stored as NULL and reads back 0.
-	nan := testAlert("nan", t0, alice, 1)
-	nan.Score = math.NaN()
-	nan.Findings[0].Score = math.NaN()
-	if err := s.SaveAlerts(ctx, []event.Alert{nan}); err != nil {
-		t.Fatal(err)
-	}
-	got, err = s.GetAlert(ctx, "nan")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got.Score != 0 || got.Findings[0].Score != 0 {
-		t.Errorf("NaN scores read back %v, %v", got.Score, got.Findings[0].Score)
-	}
+		// A NaN score is stored as NULL and reads back 0.
+		nan := testAlert("nan", t0, alice, 1)
+		nan.Score = math.NaN()
+		nan.Findings[0].Score = math.NaN()
+		if err := s.SaveAlerts(ctx, []event.Alert{nan}); err != nil {
+			t.Fatal(err)
+		}
+		got, err = s.GetAlert(ctx, "nan")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.Score != 0 || got.Findings[0].Score != 0 {
+			t.Errorf("NaN scores read back %v, %v", got.Score, got.Findings[0].Score)
+		}
 
-	// A cancelled context fails the batch without storing it.
-	cctx, cancel := context.WithCancel(ctx)
-	cancel()
-	if err := s.SaveAlerts(cctx, []event.Alert{testAlert("cancelled", t0, alice, 1)}); err == nil {
-		t.Error("SaveAlerts with a cancelled context succeeded")
-	}
-	if _, err := s.GetAlert(ctx, "cancelled"); !errors.Is(err, ErrNotFound) {
-		t.Errorf("cancelled batch: GetAlert error = %v, want ErrNotFound", err)
-	}
+		// A cancelled context fails the batch without storing it.
+		cctx, cancel := context.WithCancel(ctx)
+		cancel()
+		if err := s.SaveAlerts(cctx, []event.Alert{testAlert("cancelled", t0, alice, 1)}); err == nil {
+			t.Error("SaveAlerts with a cancelled context succeeded")
+		}
+		if _, err := s.GetAlert(ctx, "cancelled"); !errors.Is(err, ErrNotFound) {
+			t.Errorf("cancelled batch: GetAlert error = %v, want ErrNotFound", err)
+		}
+	})
 }
 
 func TestUpsertReplacesFindings(t *testing.T) {
-	ctx := t.Context()
-	s := openTest(t)
-	first := testAlert("a", t0, alice, 3)
-	if err := s.SaveAlerts(ctx, []event.Alert{first}); err != nil {
-		t.Fatal(err)
-	}
-	second := testAlert("a", t0.Add(time.Minute), alice, 1)
-	second.Findings[0].Title = "replacement"
-	second.State = "closed"
-	second.FindingCount = 42
-	if err := s.SaveAlerts(ctx, []event.Alert{second}); err != nil {
-		t.Fatal(err)
-	}
-	got, err := s.GetAlert(ctx, "a")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if diff := cmp.Diff(second, got, alertCmp...); diff != "" {
-		t.Errorf("after upsert (-want +got):\n%s", diff)
-	}
-	countFindings := func() int {
-		var n int
-		if err := s.db.QueryRowContext(ctx, "SELECT COUNT(*) FROM findings").Scan(&n); err != nil {
+	eachBackend(t, func(t *testing.T, b backend) {
+		ctx := t.Context()
+		s := b.open(t)
+		first := testAlert("a", t0, alice, 3)
+		if err := s.SaveAlerts(ctx, []event.Alert{first}); err != nil {
 			t.Fatal(err)
 		}
-		return n
-	}
-	if n := countFindings(); n != 1 {
-		t.Errorf("%d finding rows after upsert, want 1", n)
-	}
+		second := testAlert("a", t0.Add(time.Minute), alice, 1)
+		second.Findings[0].Title = "replacement"
+		second.State = "closed"
+		second.FindingCount = 42
+		if err := s.SaveAlerts(ctx, []event.Alert{second}); err != nil {
+			t.Fatal(err)
+		}
+		got, err := s.GetAlert(ctx, "a")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if diff := cmp.Diff(second, got, alertCmp...); diff != "" {
+			t.Errorf("after upsert (-want +got):\n%s", diff)
+		}
+		countFindings := func() int {
+			var n int
+			if err := s.db.QueryRowContext(ctx, "SELECT COUNT(*) FROM findings").Scan(&n); err != nil {
+				t.Fatal(err)
+			}
+			return n
+		}
+		if n := countFindings(); n != 1 {
+			t.Errorf("%d finding rows after upsert, want 1", n)
+		}
 
-	third := second
-	third.Findings = nil
-	if err := s.SaveAlerts(ctx, []event.Alert{third}); err != nil {
-		t.Fatal(err)
-	}
-	got, err = s.GetAlert(ctx, "a")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got.Findings == nil || len(got.Findings) != 0 {
-		t.Errorf("Findings = %#v, want non-nil empty", got.Findings)
-	}
-	if n := countFindings(); n != 0 {
-		t.Errorf("%d finding rows, want 0", n)
-	}
-	if n, err := s.CountAlerts(ctx); err != nil || n != 1 {
-		t.Errorf("CountAlerts = %d, %v; want 1", n, err)
-	}
+		third := second
+		third.Findings = nil
+		if err := s.SaveAlerts(ctx, []event.Alert{third}); err != nil {
+			t.Fatal(err)
+		}
+		got, err = s.GetAlert(ctx, "a")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.Findings == nil || len(got.Findings) != 0 {
+			t.Errorf("Findings = %#v, want non-nil empty", got.Findings)
+		}
+		if n := countFindings(); n != 0 {
+			t.Errorf("%d finding rows, want 0", n)
+		}
+		if n, err := s.CountAlerts(ctx); err != nil || n != 1 {
+			t.Errorf("CountAlerts = %d, %v; want 1", n, err)
+		}
 
-	// Findings cascade when an alert row is deleted.
-	if err := s.SaveAlerts(ctx, []event.Alert{first}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := s.db.ExecContext(ctx, "DELETE FROM alerts WHERE id = 'a'"); err != nil {
-		t.Fatal(err)
-	}
-	if n := countFindings(); n != 0 {
-		t.Errorf("%d finding rows after deleting the alert, want 0 (cascade)", n)
-	}
+		// Findings cascade when an alert row is deleted.
+		if err := s.SaveAlerts(ctx, []event.Alert{first}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.db.ExecContext(ctx, "DELETE FROM alerts WHERE id = 'a'"); err != nil {
+			t.Fatal(err)
+		}
+		if n := countFindings(); n != 0 {
+			t.Errorf("%d finding rows after deleting the alert, want 0 (cascade)", n)
+		}
+	})
 }
 
 func ids(alerts []event.Alert) []string {
@@ -385,118 +381,134 @@ func ids(alerts []event.Alert) []string {
 }
 
 func TestListAlerts(t *testing.T) {
-	ctx := t.Context()
-	s := openTest(t)
-	bob := event.EntityKey{Kind: event.EntityPrincipal, ID: "bob"}
-	src := event.EntityKey{Kind: event.EntitySource, ID: "alice"} // same id, other kind
-	in := []event.Alert{
-		testAlert("a0", t0, alice, 1),
-		testAlert("a1", t0.Add(1*time.Minute), bob, 2),
-		testAlert("a2", t0.Add(2*time.Minute), alice, 0),
-		testAlert("a3", t0.Add(3*time.Minute), src, 1),
-		testAlert("b3", t0.Add(3*time.Minute), alice, 1), // ties a3 on time
-		testAlert("a5", t0.Add(5*time.Minute), bob, 1),
-	}
-	if err := s.SaveAlerts(ctx, in); err != nil {
-		t.Fatal(err)
-	}
-	byID := map[string]event.Alert{}
-	for _, a := range in {
-		byID[a.ID] = a
-	}
-
-	tests := []struct {
-		name string
-		q    AlertQuery
-		want []string
-	}{
-		{"all", AlertQuery{}, []string{"a5", "b3", "a3", "a2", "a1", "a0"}},
-		{"limit", AlertQuery{Limit: 2}, []string{"a5", "b3"}},
-		{"negative limit", AlertQuery{Limit: -1}, []string{"a5", "b3", "a3", "a2", "a1", "a0"}},
-		{"since inclusive", AlertQuery{Since: t0.Add(3 * time.Minute)}, []string{"a5", "b3", "a3"}},
-		{"before exclusive", AlertQuery{Before: t0.Add(3 * time.Minute)}, []string{"a2", "a1", "a0"}},
-		{"since and before", AlertQuery{Since: t0.Add(time.Minute), Before: t0.Add(5 * time.Minute)}, []string{"b3", "a3", "a2", "a1"}},
-		{"since in other zone", AlertQuery{Since: t0.Add(3 * time.Minute).In(time.FixedZone("X", -5*3600))}, []string{"a5", "b3", "a3"}},
-		{"entity", AlertQuery{Entity: alice}, []string{"b3", "a2", "a0"}},
-		{"entity kind matters", AlertQuery{Entity: src}, []string{"a3"}},
-		{"entity and limit", AlertQuery{Entity: bob, Limit: 1}, []string{"a5"}},
-		{"entity and window", AlertQuery{Entity: alice, Before: t0.Add(3 * time.Minute), Since: t0.Add(time.Second)}, []string{"a2"}},
-		{"no match", AlertQuery{Entity: event.EntityKey{Kind: event.EntityToken, ID: "x"}}, []string{}},
-	}
-	for _, tt := range tests {
-		for _, withFindings := range []bool{false, true} {
-			t.Run(fmt.Sprintf("%s/findings=%v", tt.name, withFindings), func(t *testing.T) {
-				q := tt.q
-				q.WithFindings = withFindings
-				got, err := s.ListAlerts(ctx, q)
-				if err != nil {
-					t.Fatal(err)
-				}
-				if got == nil {
-					t.Fatal("ListAlerts returned nil slice")
-				}
-				if diff := cmp.Diff(tt.want, ids(got), cmpopts.EquateEmpty()); diff != "" {
-					t.Fatalf("ids (-want +got):\n%s", diff)
-				}
-				for _, a := range got {
-					want := byID[a.ID]
-					if !withFindings {
-						want.Findings = nil
-					}
-					if diff := cmp.Diff(want, a, alertCmp...); diff != "" {
-						t.Errorf("%s (-want +got):\n%s", a.ID, diff)
-					}
-					if a.Findings == nil {
-						t.Errorf("%s: nil Findings", a.ID)
-					}
-				}
-			})
+	eachBackend(t, func(t *testing.T, b backend) {
+		ctx := t.Context()
+		s := b.open(t)
+		bob := event.EntityKey{Kind: event.EntityPrincipal, ID: "bob"}
+		src := event.EntityKey{Kind: event.EntitySource, ID: "alice"} // same id, other kind
+		in := []event.Alert{
+			testAlert("a0", t0, alice, 1),
+			testAlert("a1", t0.Add(1*time.Minute), bob, 2),
+			testAlert("a2", t0.Add(2*time.Minute), alice, 0),
+			testAlert("a3", t0.Add(3*time.Minute), src, 1),
+			testAlert("b3", t0.Add(3*time.Minute), alice, 1), // ties a3 on time
+			testAlert("a5", t0.Add(5*time.Minute), bob, 1),
 		}
-	}
+		if err := s.SaveAlerts(ctx, in); err != nil {
+			t.Fatal(err)
+		}
+		byID := map[string]event.Alert{}
+		for _, a := range in {
+			byID[a.ID] = a
+		}
+
+		tests := []struct {
+			name string
+			q    AlertQuery
+			want []string
+		}{
+			{"all", AlertQuery{}, []string{"a5", "b3", "a3", "a2", "a1", "a0"}},
+			{"limit", AlertQuery{Limit: 2}, []string{"a5", "b3"}},
+			{"negative limit", AlertQuery{Limit: -1}, []string{"a5", "b3", "a3", "a2", "a1", "a0"}},
+			{"since inclusive", AlertQuery{Since: t0.Add(3 * time.Minute)}, []string{"a5", "b3", "a3"}},
+			{"before exclusive", AlertQuery{Before: t0.Add(3 * time.Minute)}, []string{"a2", "a1", "a0"}},
+			{"since and before", AlertQuery{Since: t0.Add(time.Minute), Before: t0.Add(5 * time.Minute)}, []string{"b3", "a3", "a2", "a1"}},
+			{"since in other zone", AlertQuery{Since: t0.Add(3 * time.Minute).In(time.FixedZone("X", -5*3600))}, []string{"a5", "b3", "a3"}},
+			{"entity", AlertQuery{Entity: alice}, []string{"b3", "a2", "a0"}},
+			{"entity kind matters", AlertQuery{Entity: src}, []string{"a3"}},
+			{"entity and limit", AlertQuery{Entity: bob, Limit: 1}, []string{"a5"}},
+			{"entity and window", AlertQuery{Entity: alice, Before: t0.Add(3 * time.Minute), Since: t0.Add(time.Second)}, []string{"a2"}},
+			{"no match", AlertQuery{Entity: event.EntityKey{Kind: event.EntityToken, ID: "x"}}, []string{}},
+		}
+		for _, tt := range tests {
+			for _, withFindings := range []bool{false, true} {
+				t.Run(fmt.Sprintf("%s/findings=%v", tt.name, withFindings), func(t *testing.T) {
+					q := tt.q
+					q.WithFindings = withFindings
+					got, err := s.ListAlerts(ctx, q)
+					if err != nil {
+						t.Fatal(err)
+					}
+					if got == nil {
+						t.Fatal("ListAlerts returned nil slice")
+					}
+					if diff := cmp.Diff(tt.want, ids(got), cmpopts.EquateEmpty()); diff != "" {
+						t.Fatalf("ids (-want +got):\n%s", diff)
+					}
+					for _, a := range got {
+						want := byID[a.ID]
+						if !withFindings {
+							want.Findings = nil
+						}
+						if diff := cmp.Diff(want, a, alertCmp...); diff != "" {
+							t.Errorf("%s (-want +got):\n%s", a.ID, diff)
+						}
+						if a.Findings == nil {
+							t.Errorf("%s: nil Findings", a.ID)
+						}
+					}
+				})
+			}
+		}
+	})
 }
 
 func TestListAlertsLimitCap(t *testing.T) {
-	ctx := t.Context()
-	s := openTest(t)
-	var in []event.Alert
-	for i := range MaxListLimit + 5 {
-		in = append(in, event.Alert{ID: fmt.Sprintf("a%04d", i), Time: t0.Add(time.Duration(i) * time.Second)})
-	}
-	if err := s.SaveAlerts(ctx, in); err != nil {
-		t.Fatal(err)
-	}
-	got, err := s.ListAlerts(ctx, AlertQuery{Limit: 1 << 20, WithFindings: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(got) != MaxListLimit {
-		t.Errorf("Limit 1<<20 returned %d alerts, want %d", len(got), MaxListLimit)
-	}
-	got, err = s.ListAlerts(ctx, AlertQuery{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(got) != DefaultListLimit || got[0].ID != fmt.Sprintf("a%04d", MaxListLimit+4) {
-		t.Errorf("default listing: %d alerts, first %s", len(got), got[0].ID)
-	}
-	if n, err := s.CountAlerts(ctx); err != nil || n != MaxListLimit+5 {
-		t.Errorf("CountAlerts = %d, %v", n, err)
-	}
+	eachBackend(t, func(t *testing.T, b backend) {
+		ctx := t.Context()
+		s := b.open(t)
+		var in []event.Alert
+		for i := range MaxListLimit + 5 {
+			in = append(in, event.Alert{ID: fmt.Sprintf("a%04d", i), Time: t0.Add(time.Duration(i) * time.Second)})
+		}
+		if err := s.SaveAlerts(ctx, in); err != nil {
+			t.Fatal(err)
+		}
+		got, err := s.ListAlerts(ctx, AlertQuery{Limit: 1 << 20, WithFindings: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != MaxListLimit {
+			t.Errorf("Limit 1<<20 returned %d alerts, want %d", len(got), MaxListLimit)
+		}
+		got, err = s.ListAlerts(ctx, AlertQuery{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != DefaultListLimit || got[0].ID != fmt.Sprintf("a%04d", MaxListLimit+4) {
+			t.Errorf("default listing: %d alerts, first %s", len(got), got[0].ID)
+		}
+		if n, err := s.CountAlerts(ctx); err != nil || n != MaxListLimit+5 {
+			t.Errorf("CountAlerts = %d, %v", n, err)
+		}
+	})
 }
 
 func TestGetAlertNotFound(t *testing.T) {
-	s := openTest(t)
-	_, err := s.GetAlert(t.Context(), "missing")
-	if !errors.Is(err, ErrNotFound) {
-		t.Fatalf("GetAlert(missing) error = %v, want ErrNotFound", err)
-	}
-	if !strings.Contains(err.Error(), `"missing"`) {
-		t.Errorf("error %q does not name the id", err)
-	}
+	eachBackend(t, func(t *testing.T, b backend) {
+		s := b.open(t)
+		_, err := s.GetAlert(t.Context(), "missing")
+		if !errors.Is(err, ErrNotFound) {
+			t.Fatalf("GetAlert(missing) error = %v, want ErrNotFound", err)
+		}
+		if !strings.Contains(err.Error(), `"missing"`) {
+			t.Errorf("error %q does not name the id", err)
+		}
+	})
 }
 
 func BenchmarkSaveAlerts(b *testing.B) {
-	s := openTest(b)
+	for _, be := range []backend{sqliteBackend, postgresBackend} {
+		b.Run(be.name, func(b *testing.B) {
+			if be.name == "postgres" {
+				requirePostgres(b)
+			}
+			benchmarkSaveAlerts(b, be.open(b))
+		})
+	}
+}
+
+func benchmarkSaveAlerts(b *testing.B, s *Store) {
 	ctx := b.Context()
 	const batchSize = 256
 	entity := event.EntityKey{Kind: event.EntityPrincipal, ID: "bench"}

@@ -3,7 +3,10 @@
 -- stored but no response is planned for them). Times are UTC unix
 -- nanoseconds; every change is also in the audit log.
 
+-- On PostgreSQL feedback also gets the column SQLite gives every table
+-- implicitly, rowid (insertion order: ListFeedback orders by at, rowid).
 CREATE TABLE feedback (
+	-- postgres: rowid INTEGER GENERATED ALWAYS AS IDENTITY,
 	alert_id TEXT NOT NULL,
 	verdict  TEXT NOT NULL,           -- true_positive, false_positive, benign
 	note     TEXT NOT NULL DEFAULT '',
