@@ -3,10 +3,13 @@ package api
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
+	"github.com/haechi-sec/haechi/internal/auth"
 	"github.com/haechi-sec/haechi/internal/store"
 )
 
@@ -54,6 +57,11 @@ func (s *Server) handleAction(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, a)
 }
 
+// NeedsAdmin reports whether deciding a pending action needs an admin:
+// the action contains a protected principal, key or network (the
+// guardrail's reason says so), as opposed to one held by a rate limit.
+func NeedsAdmin(a store.Action) bool { return strings.HasPrefix(a.Reason, "protected ") }
+
 // decide handles POST /v1/actions/{id}/approve and …/reject. The body may
 // carry {"by": "...", "note": "..."}; both are recorded in the audit log.
 func (s *Server) decide(approve bool) http.HandlerFunc {
@@ -63,8 +71,13 @@ func (s *Server) decide(approve bool) http.HandlerFunc {
 			Note string `json:"note"`
 		}
 		_ = decodeSmallJSON(r, &body)
-		if body.By == "" {
-			body.By = "api"
+		body.By = caller(r, body.By)
+		if c, ok := auth.CallerFrom(r.Context()); ok && c.Role != auth.RoleAdmin {
+			cur, err := s.opts.Actions.GetAction(r.Context(), r.PathValue("id"))
+			if err == nil && NeedsAdmin(cur) {
+				writeError(w, http.StatusForbidden, fmt.Sprintf("forbidden: action %s is held because of a %s; deciding it needs an admin token", cur.ID, cur.Reason))
+				return
+			}
 		}
 		a, err := s.opts.Actions.DecideAction(r.Context(), r.PathValue("id"), approve, body.By, body.Note, time.Now())
 		switch {

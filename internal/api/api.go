@@ -26,6 +26,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/haechi-sec/haechi/internal/auth"
 	"github.com/haechi-sec/haechi/internal/decode"
 	"github.com/haechi-sec/haechi/internal/event"
 	"github.com/haechi-sec/haechi/internal/input"
@@ -117,12 +118,26 @@ type Options struct {
 	Gatherer   prometheus.Gatherer
 	Registerer prometheus.Registerer
 	Logger     *slog.Logger
+	// Auth, when set, guards every route but /healthz: each one declares
+	// the role it needs (see Routes). nil serves everything to anyone —
+	// only for tests and --insecure-no-auth on loopback.
+	Auth *auth.Authenticator
+	// Audit, when set, records reads of the access ledger and exports of
+	// record ids with the caller (store.AppendAudit).
+	Audit func(ctx context.Context, t time.Time, kind, actionID string, detail any) error
+}
+
+// Route is one registered route and what it needs of its caller.
+type Route struct {
+	Pattern string    // http.ServeMux pattern, e.g. "GET /v1/alerts/{id}"
+	Need    auth.Need // auth.NeedPublic: no credentials
 }
 
 // Server is the API's http.Handler.
 type Server struct {
 	opts     Options
 	mux      *http.ServeMux
+	routes   []Route
 	seq      atomic.Uint32
 	received prometheus.Counter
 	rejected *prometheus.CounterVec
@@ -172,18 +187,18 @@ func New(opts Options) *Server {
 	if opts.Registerer != nil {
 		opts.Registerer.MustRegister(s.received, s.rejected, s.requests)
 	}
-	s.mux.HandleFunc("POST /v1/events", s.handleEvents)
-	s.mux.HandleFunc("GET /v1/alerts", s.handleAlerts)
-	s.mux.HandleFunc("GET /v1/alerts/{id}", s.handleAlert)
-	s.mux.HandleFunc("GET /v1/scope", s.handleScope)
+	s.handleFunc("POST /v1/events", auth.NeedIngest, s.handleEvents)
+	s.handleFunc("GET /v1/alerts", auth.NeedAnalyst, s.handleAlerts)
+	s.handleFunc("GET /v1/alerts/{id}", auth.NeedAnalyst, s.handleAlert)
+	s.handleFunc("GET /v1/scope", auth.NeedAnalyst, s.handleScope)
 	if opts.Actions != nil {
-		s.mux.HandleFunc("GET /v1/actions", s.handleActions)
-		s.mux.HandleFunc("GET /v1/actions/{id}", s.handleAction)
-		s.mux.HandleFunc("POST /v1/actions/{id}/approve", s.decide(true))
-		s.mux.HandleFunc("POST /v1/actions/{id}/reject", s.decide(false))
+		s.handleFunc("GET /v1/actions", auth.NeedAnalyst, s.handleActions)
+		s.handleFunc("GET /v1/actions/{id}", auth.NeedAnalyst, s.handleAction)
+		s.handleFunc("POST /v1/actions/{id}/approve", auth.NeedAnalyst, s.decide(true))
+		s.handleFunc("POST /v1/actions/{id}/reject", auth.NeedAnalyst, s.decide(false))
 	}
 	s.registerTriage()
-	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+	s.handleFunc("GET /healthz", auth.NeedPublic, func(w http.ResponseWriter, r *http.Request) {
 		if opts.Health != nil {
 			if err := opts.Health(); err != nil {
 				writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unhealthy", "error": err.Error()})
@@ -193,13 +208,59 @@ func New(opts Options) *Server {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
 	if opts.Gatherer != nil {
-		s.mux.Handle("GET /metrics", promhttp.HandlerFor(opts.Gatherer, promhttp.HandlerOpts{}))
+		s.Handle("GET /metrics", auth.NeedAny, promhttp.HandlerFor(opts.Gatherer, promhttp.HandlerOpts{}), nil)
 	}
 	return s
 }
 
 // ServeHTTP implements http.Handler.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+
+// Handle registers h for pattern behind the authenticator (when there is
+// one): callers whose role does not allow need are refused by deny (nil →
+// a JSON error). The console mounts its pages through it, so every route
+// of the server is in Routes.
+func (s *Server) Handle(pattern string, need auth.Need, h http.Handler, deny auth.DenyFunc) {
+	s.routes = append(s.routes, Route{Pattern: pattern, Need: need})
+	if s.opts.Auth != nil {
+		h = s.opts.Auth.Guard(need, h, deny)
+	}
+	s.mux.Handle(pattern, h)
+}
+
+func (s *Server) handleFunc(pattern string, need auth.Need, h http.HandlerFunc) {
+	s.Handle(pattern, need, h, nil)
+}
+
+// Routes returns every registered route, in registration order.
+func (s *Server) Routes() []Route { return append([]Route(nil), s.routes...) }
+
+// caller names the request's caller for the audit log and decisions:
+// the token's name and id, or fallback when auth is off.
+func caller(r *http.Request, fallback string) string {
+	if c, ok := auth.CallerFrom(r.Context()); ok {
+		return c.String()
+	}
+	if fallback == "" {
+		fallback = "api"
+	}
+	return fallback
+}
+
+// audit records a ledger read or an export with its caller; a failure is
+// logged (the answer has been computed; refusing it now helps no one).
+func (s *Server) audit(r *http.Request, kind string, detail map[string]any) {
+	if s.opts.Audit == nil {
+		return
+	}
+	detail["by"] = caller(r, "")
+	if c, ok := auth.CallerFrom(r.Context()); ok {
+		detail["token_id"] = c.TokenID
+	}
+	if err := s.opts.Audit(context.WithoutCancel(r.Context()), s.opts.Now(), kind, "", detail); err != nil {
+		s.opts.Logger.Error("audit", "kind", kind, "err", err)
+	}
+}
 
 // LineError is one rejected line in an ingest answer.
 type LineError struct {

@@ -110,7 +110,13 @@ func (s *Server) handleScope(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusInternalServerError, "scope: "+err.Error())
 		return
 	}
-	switch exp := r.URL.Query().Get("export"); exp {
+	exp := r.URL.Query().Get("export")
+	kind := "scope_read"
+	if exp != "" {
+		kind = "scope_export"
+	}
+	s.audit(r, kind, map[string]any{"query": r.URL.RawQuery, "records": res.Total, "export": exp})
+	switch exp {
 	case "":
 		writeJSON(w, http.StatusOK, res)
 	case "csv":

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/haechi-sec/haechi/internal/auth"
 	"github.com/haechi-sec/haechi/internal/event"
 	"github.com/haechi-sec/haechi/internal/store"
 )
@@ -30,11 +31,11 @@ func (s *Server) registerTriage() {
 	if s.opts.Triage == nil {
 		return
 	}
-	s.mux.HandleFunc("GET /v1/alerts/{id}/feedback", s.handleListFeedback)
-	s.mux.HandleFunc("POST /v1/alerts/{id}/feedback", s.handleFeedback)
-	s.mux.HandleFunc("GET /v1/suppressions", s.handleSuppressions)
-	s.mux.HandleFunc("POST /v1/suppressions", s.handleSuppress)
-	s.mux.HandleFunc("DELETE /v1/suppressions/{id}", s.handleUnsuppress)
+	s.handleFunc("GET /v1/alerts/{id}/feedback", auth.NeedAnalyst, s.handleListFeedback)
+	s.handleFunc("POST /v1/alerts/{id}/feedback", auth.NeedAnalyst, s.handleFeedback)
+	s.handleFunc("GET /v1/suppressions", auth.NeedAnalyst, s.handleSuppressions)
+	s.handleFunc("POST /v1/suppressions", auth.NeedAnalyst, s.handleSuppress)
+	s.handleFunc("DELETE /v1/suppressions/{id}", auth.NeedAnalyst, s.handleUnsuppress)
 }
 
 func (s *Server) handleFeedback(w http.ResponseWriter, r *http.Request) {
@@ -52,9 +53,7 @@ func (s *Server) handleFeedback(w http.ResponseWriter, r *http.Request) {
 			store.VerdictTruePositive, store.VerdictFalsePositive, store.VerdictBenign, body.Verdict))
 		return
 	}
-	if body.By == "" {
-		body.By = "api"
-	}
+	body.By = caller(r, body.By)
 	f := store.Feedback{AlertID: r.PathValue("id"), Verdict: body.Verdict, Note: body.Note, By: body.By, At: s.opts.Now().UTC()}
 	if err := s.opts.Triage.AddFeedback(r.Context(), f); err != nil {
 		if errors.Is(err, store.ErrNotFound) {
@@ -98,7 +97,7 @@ func (s *Server) handleSuppress(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "body: "+err.Error())
 		return
 	}
-	sp, err := NewSuppression(body.Entity, body.Detector, body.For, body.Until, body.Reason, body.By, s.opts.Now())
+	sp, err := NewSuppression(body.Entity, body.Detector, body.For, body.Until, body.Reason, caller(r, body.By), s.opts.Now())
 	if err != nil {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
@@ -149,10 +148,7 @@ func NewSuppression(entity, detector, dur string, until time.Time, reason, by st
 }
 
 func (s *Server) handleUnsuppress(w http.ResponseWriter, r *http.Request) {
-	by := r.URL.Query().Get("by")
-	if by == "" {
-		by = "api"
-	}
+	by := caller(r, r.URL.Query().Get("by"))
 	if err := s.opts.Triage.RemoveSuppression(r.Context(), r.PathValue("id"), by, s.opts.Now().UTC()); err != nil {
 		if errors.Is(err, store.ErrNotFound) {
 			writeError(w, http.StatusNotFound, err.Error())

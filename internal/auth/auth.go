@@ -1,0 +1,554 @@
+// Package auth is access control for haechi's API and console: API tokens
+// with roles, console sessions kept in a cookie, and CSRF protection.
+//
+// Contract:
+//
+//   - A token is "hch_" followed by the unpadded base64url encoding of 32
+//     random bytes. It is shown once, when it is created, and stored only
+//     as its SHA-256 (HashToken). Revoked tokens and the sessions they
+//     opened stop working at once.
+//   - A request authenticates with "Authorization: Bearer <token>" or with
+//     the session cookie the console's login sets (HttpOnly,
+//     SameSite=Strict, Secure when served over TLS, lifetime SessionTTL).
+//     A bearer header that is present but wrong is refused even when a
+//     valid cookie is also present.
+//   - Roles: ingest may only post events; analyst reads, gives feedback
+//     and approves actions that are not protected; admin may do
+//     everything. A route declares what it needs (Need); Guard answers
+//     401 (with WWW-Authenticate) without valid credentials and 403 when
+//     the role does not suffice.
+//   - CSRF: a state-changing request (any method but GET, HEAD, OPTIONS)
+//     authenticated by the session cookie must carry the session's CSRF
+//     token in the X-CSRF-Token header or the "csrf" form field, and an
+//     Origin header, when present, must name the request's own host;
+//     otherwise 403. Requests with a bearer token are not exposed to CSRF
+//     (browsers never attach the header on their own) and are not checked.
+//     The login form uses a double-submit cookie instead (LoginCSRF).
+//   - Authenticator is safe for concurrent use and holds no request state.
+package auth
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/haechi-sec/haechi/internal/store"
+)
+
+// Role is what a token may do.
+type Role string
+
+// The roles, from least to most privileged.
+const (
+	RoleIngest  Role = "ingest"
+	RoleAnalyst Role = "analyst"
+	RoleAdmin   Role = "admin"
+)
+
+// ParseRole checks a role name.
+func ParseRole(s string) (Role, error) {
+	switch r := Role(s); r {
+	case RoleIngest, RoleAnalyst, RoleAdmin:
+		return r, nil
+	}
+	return "", fmt.Errorf("unknown role %q (want ingest, analyst or admin)", s)
+}
+
+// Need is what a route requires of its caller.
+type Need uint8
+
+const (
+	// NeedAdmin: admin tokens only. It is the zero value so that a route
+	// registered without thinking is as closed as it gets.
+	NeedAdmin Need = iota
+	// NeedPublic: no credentials (health, the login page, static assets).
+	NeedPublic
+	// NeedAny: any valid token (metrics, logging out).
+	NeedAny
+	// NeedIngest: posting events (ingest and admin tokens).
+	NeedIngest
+	// NeedAnalyst: reading, feedback, approvals (analyst and admin tokens).
+	NeedAnalyst
+)
+
+func (n Need) String() string {
+	switch n {
+	case NeedPublic:
+		return "public"
+	case NeedAny:
+		return "any token"
+	case NeedIngest:
+		return "ingest"
+	case NeedAnalyst:
+		return "analyst"
+	}
+	return "admin"
+}
+
+// Allows reports whether role r may use a route that needs n.
+func (r Role) Allows(n Need) bool {
+	switch n {
+	case NeedPublic:
+		return true
+	case NeedAny:
+		return r == RoleIngest || r == RoleAnalyst || r == RoleAdmin
+	case NeedIngest:
+		return r == RoleIngest || r == RoleAdmin
+	case NeedAnalyst:
+		return r == RoleAnalyst || r == RoleAdmin
+	}
+	return r == RoleAdmin
+}
+
+// TokenPrefix starts every token, so that a leaked one is recognisable
+// (secret scanners, logs).
+const TokenPrefix = "hch_"
+
+// tokenBytes is the token's entropy.
+const tokenBytes = 32
+
+// tokenLen is the length of a well-formed token.
+var tokenLen = len(TokenPrefix) + base64.RawURLEncoding.EncodedLen(tokenBytes)
+
+// NewToken returns a fresh random token.
+func NewToken() (string, error) {
+	var b [tokenBytes]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", fmt.Errorf("random token: %w", err)
+	}
+	return TokenPrefix + base64.RawURLEncoding.EncodeToString(b[:]), nil
+}
+
+// WellFormed reports whether tok has the shape of a token (prefix, length,
+// base64url alphabet). It says nothing of whether the token exists.
+func WellFormed(tok string) bool {
+	if len(tok) != tokenLen || !strings.HasPrefix(tok, TokenPrefix) {
+		return false
+	}
+	_, err := base64.RawURLEncoding.DecodeString(tok[len(TokenPrefix):])
+	return err == nil
+}
+
+// HashToken returns the hex SHA-256 of a token or session cookie, the
+// form in which they are stored. A plain, unsalted, fast hash is adequate
+// here — unlike for passwords — because the hashed values are 32 random
+// bytes: with 256 bits of entropy there is nothing to guess or to look up
+// in a precomputed table, so a slow or salted hash would add nothing but
+// latency to every request.
+func HashToken(tok string) string {
+	h := sha256.Sum256([]byte(tok))
+	return hex.EncodeToString(h[:])
+}
+
+// ParseBearer extracts the token from an Authorization header value
+// ("Bearer <token>", scheme case-insensitive, surrounding spaces ignored).
+// ok is false for any other scheme, an empty token or one with spaces.
+func ParseBearer(h string) (tok string, ok bool) {
+	h = strings.TrimSpace(h)
+	scheme, rest, found := strings.Cut(h, " ")
+	if !found || !strings.EqualFold(scheme, "bearer") {
+		return "", false
+	}
+	rest = strings.TrimSpace(rest)
+	if rest == "" || strings.ContainsAny(rest, " \t\r\n") {
+		return "", false
+	}
+	return rest, true
+}
+
+// Caller is who made a request.
+type Caller struct {
+	TokenID string `json:"token_id"`
+	Name    string `json:"name"`
+	Role    Role   `json:"role"`
+	// Session is set when the request came with the console's cookie.
+	Session bool   `json:"session,omitempty"`
+	csrf    string // the session's CSRF token
+}
+
+// String names the caller for the audit log: "name (tok-…)".
+func (c Caller) String() string {
+	if c.TokenID == "" {
+		return "anonymous"
+	}
+	if c.Name == "" {
+		return c.TokenID
+	}
+	return c.Name + " (" + c.TokenID + ")"
+}
+
+type callerKey struct{}
+
+// WithCaller returns ctx carrying c.
+func WithCaller(ctx context.Context, c Caller) context.Context {
+	return context.WithValue(ctx, callerKey{}, c)
+}
+
+// CallerFrom returns the caller Guard put in ctx; ok is false when the
+// route is public or auth is off.
+func CallerFrom(ctx context.Context) (Caller, bool) {
+	c, ok := ctx.Value(callerKey{}).(Caller)
+	return c, ok
+}
+
+// CSRFToken returns the CSRF token of the session the request in ctx came
+// with ("" when it came with a bearer token or none).
+func CSRFToken(ctx context.Context) string {
+	c, _ := CallerFrom(ctx)
+	return c.csrf
+}
+
+// Store is what the Authenticator keeps its tokens and sessions in.
+type Store interface {
+	CreateToken(ctx context.Context, t store.APIToken, hash string) error
+	TokenByHash(ctx context.Context, hash string) (store.APIToken, error)
+	TouchToken(ctx context.Context, id string, now time.Time) error
+	CountActiveTokens(ctx context.Context) (int, error)
+	CreateSession(ctx context.Context, s store.Session) error
+	SessionByHash(ctx context.Context, hash string) (store.Session, store.APIToken, error)
+	DeleteSession(ctx context.Context, hash string) error
+	DeleteExpiredSessions(ctx context.Context, now time.Time) (int64, error)
+	AppendAudit(ctx context.Context, t time.Time, kind, actionID string, detail any) error
+}
+
+// Options configure New.
+type Options struct {
+	Store Store
+	// SessionTTL is a console session's lifetime (0 → 12h).
+	SessionTTL time.Duration
+	// Secure marks cookies Secure (serving over TLS). Cookies are also
+	// Secure on any request that arrived over TLS.
+	Secure bool
+	Now    func() time.Time // nil → time.Now
+	Logger *slog.Logger
+}
+
+// Cookie names.
+const (
+	SessionCookie = "haechi_session"
+	LoginCookie   = "haechi_login"
+)
+
+// Authenticator checks tokens and sessions.
+type Authenticator struct {
+	opts Options
+
+	mu      sync.Mutex
+	touched map[string]time.Time // token id → last recorded use
+}
+
+// New builds an Authenticator.
+func New(opts Options) *Authenticator {
+	if opts.SessionTTL <= 0 {
+		opts.SessionTTL = 12 * time.Hour
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Authenticator{opts: opts, touched: map[string]time.Time{}}
+}
+
+// CreateToken makes, stores and returns a new token of role with a
+// human-readable name. The returned token is the only copy.
+func CreateToken(ctx context.Context, st Store, role Role, name string, now time.Time) (string, store.APIToken, error) {
+	if _, err := ParseRole(string(role)); err != nil {
+		return "", store.APIToken{}, err
+	}
+	tok, err := NewToken()
+	if err != nil {
+		return "", store.APIToken{}, err
+	}
+	var id [6]byte
+	if _, err := rand.Read(id[:]); err != nil {
+		return "", store.APIToken{}, err
+	}
+	t := store.APIToken{ID: "tok-" + hex.EncodeToString(id[:]), Name: name, Role: string(role), Created: now.UTC()}
+	if err := st.CreateToken(ctx, t, HashToken(tok)); err != nil {
+		return "", store.APIToken{}, err
+	}
+	return tok, t, nil
+}
+
+// EnsureAdmin creates an admin token when no token is active and returns
+// it ("" when tokens exist): serve's first start.
+func EnsureAdmin(ctx context.Context, st Store, now time.Time) (string, store.APIToken, error) {
+	n, err := st.CountActiveTokens(ctx)
+	if err != nil {
+		return "", store.APIToken{}, err
+	}
+	if n > 0 {
+		return "", store.APIToken{}, nil
+	}
+	return CreateToken(ctx, st, RoleAdmin, "admin (created on first start)", now)
+}
+
+// Errors of Authenticate.
+var (
+	ErrNoCredentials = errors.New("no credentials: send Authorization: Bearer <token> or log in to the console")
+	ErrBadToken      = errors.New("invalid or revoked token")
+	ErrSession       = errors.New("session expired or logged out; log in again")
+)
+
+// Authenticate identifies the caller of r.
+func (a *Authenticator) Authenticate(r *http.Request) (Caller, error) {
+	ctx := r.Context()
+	if h := r.Header.Get("Authorization"); h != "" {
+		tok, ok := ParseBearer(h)
+		if !ok || !WellFormed(tok) {
+			return Caller{}, ErrBadToken
+		}
+		t, err := a.opts.Store.TokenByHash(ctx, HashToken(tok))
+		if errors.Is(err, store.ErrNotFound) || (err == nil && !t.Revoked.IsZero()) {
+			return Caller{}, ErrBadToken
+		}
+		if err != nil {
+			return Caller{}, err
+		}
+		a.touch(ctx, t.ID)
+		return Caller{TokenID: t.ID, Name: t.Name, Role: Role(t.Role)}, nil
+	}
+	c, err := r.Cookie(SessionCookie)
+	if err != nil || c.Value == "" {
+		return Caller{}, ErrNoCredentials
+	}
+	if !WellFormedSession(c.Value) {
+		return Caller{}, ErrSession
+	}
+	hash := HashToken(c.Value)
+	se, t, err := a.opts.Store.SessionByHash(ctx, hash)
+	if errors.Is(err, store.ErrNotFound) {
+		return Caller{}, ErrSession
+	}
+	if err != nil {
+		return Caller{}, err
+	}
+	if !a.opts.Now().Before(se.Expires) || !t.Revoked.IsZero() {
+		_ = a.opts.Store.DeleteSession(context.WithoutCancel(ctx), hash)
+		return Caller{}, ErrSession
+	}
+	a.touch(ctx, t.ID)
+	return Caller{TokenID: t.ID, Name: t.Name, Role: Role(t.Role), Session: true, csrf: se.CSRF}, nil
+}
+
+// touch records a token's use at most once a minute.
+func (a *Authenticator) touch(ctx context.Context, id string) {
+	now := a.opts.Now()
+	a.mu.Lock()
+	last := a.touched[id]
+	fresh := now.Sub(last) < time.Minute
+	if !fresh {
+		a.touched[id] = now
+	}
+	a.mu.Unlock()
+	if fresh {
+		return
+	}
+	if err := a.opts.Store.TouchToken(context.WithoutCancel(ctx), id, now); err != nil {
+		a.opts.Logger.Warn("auth: record token use", "token", id, "err", err)
+	}
+}
+
+// DenyFunc writes a refusal: code is 401 or 403, msg says why and what to
+// do.
+type DenyFunc func(w http.ResponseWriter, r *http.Request, code int, msg string)
+
+// DenyJSON writes {"error": msg}.
+func DenyJSON(w http.ResponseWriter, _ *http.Request, code int, msg string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(map[string]string{"error": msg})
+}
+
+// maxFormBytes bounds a form body read for its CSRF field.
+const maxFormBytes = 1 << 20
+
+// safeMethod reports methods that must not change state.
+func safeMethod(m string) bool {
+	return m == http.MethodGet || m == http.MethodHead || m == http.MethodOptions
+}
+
+// Guard wraps h so that only callers whose role allows need reach it, with
+// the caller in the request's context. deny (nil → DenyJSON) writes
+// refusals.
+func (a *Authenticator) Guard(need Need, h http.Handler, deny DenyFunc) http.Handler {
+	if deny == nil {
+		deny = DenyJSON
+	}
+	if need == NeedPublic {
+		return h
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c, err := a.Authenticate(r)
+		if err != nil {
+			if !errors.Is(err, ErrNoCredentials) && !errors.Is(err, ErrBadToken) && !errors.Is(err, ErrSession) {
+				a.opts.Logger.Error("auth", "err", err)
+				deny(w, r, http.StatusServiceUnavailable, "cannot check credentials now: "+err.Error())
+				return
+			}
+			w.Header().Set("WWW-Authenticate", `Bearer realm="haechi"`)
+			deny(w, r, http.StatusUnauthorized, err.Error())
+			return
+		}
+		if !c.Role.Allows(need) {
+			deny(w, r, http.StatusForbidden, fmt.Sprintf("forbidden: this needs a token with role %s; %s has role %s", need, c, c.Role))
+			return
+		}
+		if c.Session && !safeMethod(r.Method) {
+			if msg := checkCSRF(r, c.csrf); msg != "" {
+				deny(w, r, http.StatusForbidden, msg)
+				return
+			}
+		}
+		h.ServeHTTP(w, r.WithContext(WithCaller(r.Context(), c)))
+	})
+}
+
+// checkCSRF returns why a cookie-authenticated unsafe request is refused,
+// or "".
+func checkCSRF(r *http.Request, want string) string {
+	if o := r.Header.Get("Origin"); o != "" && !sameOrigin(o, r.Host) {
+		return fmt.Sprintf("forbidden: request from another origin (%s); use the console's own forms", o)
+	}
+	got := r.Header.Get("X-CSRF-Token")
+	if got == "" {
+		r.Body = http.MaxBytesReader(nil, r.Body, maxFormBytes)
+		got = r.PostFormValue("csrf")
+	}
+	if want == "" || got == "" || subtle.ConstantTimeCompare([]byte(got), []byte(want)) != 1 {
+		return "forbidden: missing or wrong CSRF token; reload the page and submit the form again"
+	}
+	return ""
+}
+
+// sameOrigin reports whether an Origin header names host.
+func sameOrigin(origin, host string) bool {
+	u, err := url.Parse(origin)
+	if err != nil || u.Host == "" {
+		return false
+	}
+	return strings.EqualFold(u.Host, host)
+}
+
+// sessionBytes is a session cookie's entropy.
+const sessionBytes = 32
+
+// WellFormedSession reports whether v has the shape of a session cookie.
+func WellFormedSession(v string) bool {
+	if len(v) != base64.RawURLEncoding.EncodedLen(sessionBytes) {
+		return false
+	}
+	_, err := base64.RawURLEncoding.DecodeString(v)
+	return err == nil
+}
+
+func randomString(n int) (string, error) {
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		return "", err
+	}
+	return base64.RawURLEncoding.EncodeToString(b), nil
+}
+
+func (a *Authenticator) secure(r *http.Request) bool { return a.opts.Secure || r.TLS != nil }
+
+// Login checks tok and, when it is valid, opens a session and sets its
+// cookie on w. Every login, and every refused one, is audited.
+func (a *Authenticator) Login(w http.ResponseWriter, r *http.Request, tok string) (Caller, error) {
+	ctx := r.Context()
+	now := a.opts.Now().UTC()
+	tok = strings.TrimSpace(tok)
+	var t store.APIToken
+	err := ErrBadToken
+	if WellFormed(tok) {
+		t, err = a.opts.Store.TokenByHash(ctx, HashToken(tok))
+		if errors.Is(err, store.ErrNotFound) || (err == nil && !t.Revoked.IsZero()) {
+			err = ErrBadToken
+		}
+	}
+	if err != nil {
+		if errors.Is(err, ErrBadToken) {
+			_ = a.opts.Store.AppendAudit(ctx, now, "login_refused", "", map[string]string{"remote": r.RemoteAddr})
+		}
+		return Caller{}, err
+	}
+	sid, err := randomString(sessionBytes)
+	if err != nil {
+		return Caller{}, err
+	}
+	csrf, err := randomString(32)
+	if err != nil {
+		return Caller{}, err
+	}
+	exp := now.Add(a.opts.SessionTTL)
+	if err := a.opts.Store.CreateSession(ctx, store.Session{Hash: HashToken(sid), TokenID: t.ID, CSRF: csrf, Created: now, Expires: exp}); err != nil {
+		return Caller{}, err
+	}
+	if _, err := a.opts.Store.DeleteExpiredSessions(ctx, now); err != nil {
+		a.opts.Logger.Warn("auth: delete expired sessions", "err", err)
+	}
+	c := Caller{TokenID: t.ID, Name: t.Name, Role: Role(t.Role), Session: true, csrf: csrf}
+	_ = a.opts.Store.AppendAudit(ctx, now, "login", "", map[string]string{"token_id": t.ID, "name": t.Name, "remote": r.RemoteAddr})
+	http.SetCookie(w, &http.Cookie{Name: SessionCookie, Value: sid, Path: "/", Expires: exp, MaxAge: int(a.opts.SessionTTL / time.Second),
+		HttpOnly: true, Secure: a.secure(r), SameSite: http.SameSiteStrictMode})
+	return c, nil
+}
+
+// Logout ends the request's session and clears its cookie.
+func (a *Authenticator) Logout(w http.ResponseWriter, r *http.Request) {
+	if c, err := r.Cookie(SessionCookie); err == nil && c.Value != "" {
+		_ = a.opts.Store.DeleteSession(r.Context(), HashToken(c.Value))
+	}
+	if c, ok := CallerFrom(r.Context()); ok {
+		_ = a.opts.Store.AppendAudit(r.Context(), a.opts.Now(), "logout", "", map[string]string{"token_id": c.TokenID, "name": c.Name})
+	}
+	http.SetCookie(w, &http.Cookie{Name: SessionCookie, Value: "", Path: "/", MaxAge: -1,
+		HttpOnly: true, Secure: a.secure(r), SameSite: http.SameSiteStrictMode})
+}
+
+// LoginCSRF returns the value the login form must echo, setting the
+// double-submit cookie that holds it when the request has none.
+func (a *Authenticator) LoginCSRF(w http.ResponseWriter, r *http.Request) string {
+	if c, err := r.Cookie(LoginCookie); err == nil && WellFormedSession(c.Value) {
+		return c.Value
+	}
+	v, err := randomString(sessionBytes)
+	if err != nil {
+		return ""
+	}
+	// Path "/": every page that answers 401 with the login form reuses
+	// the same value (a favicon request must not replace it under a form
+	// that is already shown).
+	http.SetCookie(w, &http.Cookie{Name: LoginCookie, Value: v, Path: "/", MaxAge: 3600,
+		HttpOnly: true, Secure: a.secure(r), SameSite: http.SameSiteStrictMode})
+	return v
+}
+
+// CheckLoginCSRF reports whether a login POST echoes its cookie's value
+// in the "csrf" form field and, when it sends an Origin, comes from this
+// host.
+func CheckLoginCSRF(r *http.Request) bool {
+	if o := r.Header.Get("Origin"); o != "" && !sameOrigin(o, r.Host) {
+		return false
+	}
+	c, err := r.Cookie(LoginCookie)
+	if err != nil || !WellFormedSession(c.Value) {
+		return false
+	}
+	got := r.PostFormValue("csrf")
+	return subtle.ConstantTimeCompare([]byte(got), []byte(c.Value)) == 1
+}

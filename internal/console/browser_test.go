@@ -1,0 +1,426 @@
+package console_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/cdproto/runtime"
+	"github.com/chromedp/chromedp"
+
+	"github.com/haechi-sec/haechi/internal/app"
+	"github.com/haechi-sec/haechi/internal/auth"
+	"github.com/haechi-sec/haechi/internal/config"
+	"github.com/haechi-sec/haechi/internal/event"
+	"github.com/haechi-sec/haechi/internal/respond"
+	"github.com/haechi-sec/haechi/internal/sim"
+	"github.com/haechi-sec/haechi/internal/store"
+)
+
+// chromium finds a Chromium binary: $HAECHI_CHROMIUM, or chromium,
+// chromium-browser, google-chrome on PATH.
+func chromium() string {
+	if p := os.Getenv("HAECHI_CHROMIUM"); p != "" {
+		return p
+	}
+	for _, n := range []string{"chromium", "chromium-browser", "google-chrome", "google-chrome-stable"} {
+		if p, err := exec.LookPath(n); err == nil {
+			return p
+		}
+	}
+	return ""
+}
+
+// TestBrowser drives the console in Debian's Chromium against a live
+// serve fed with simulated traffic: log in, open the newest critical
+// alert, read its explanation and findings, approve a pending action,
+// open the entity page's chart, and export a scope. A screenshot of each
+// step goes to $HAECHI_SCREENSHOTS (or the test's temporary directory).
+func TestBrowser(t *testing.T) {
+	if testing.Short() {
+		t.Skip("browser test: skipped under -short")
+	}
+	bin := chromium()
+	if bin == "" {
+		t.Skip("browser test: no chromium binary found (apt-get install -y chromium, or set HAECHI_CHROMIUM); .ci/run installs it")
+	}
+	shots := os.Getenv("HAECHI_SCREENSHOTS")
+	if shots == "" {
+		shots = t.TempDir()
+	}
+	if err := os.MkdirAll(shots, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("screenshots in %s", shots)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 110*time.Second)
+	defer cancel()
+	srv := startServe(t, ctx)
+	feedDemo(t, ctx, srv)
+	critical, scoped, pending := waitForData(t, ctx, srv)
+
+	dir := t.TempDir()
+	opts := []chromedp.ExecAllocatorOption{
+		chromedp.ExecPath(bin), chromedp.NoSandbox, chromedp.Headless, chromedp.DisableGPU, chromedp.NoFirstRun,
+		chromedp.NoDefaultBrowserCheck, chromedp.UserDataDir(dir), chromedp.WindowSize(1280, 900),
+		chromedp.Flag("disable-quic", true), chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true), chromedp.Flag("disable-sync", true),
+		chromedp.Flag("disable-dev-shm-usage", true),
+	}
+	actx, acancel := chromedp.NewExecAllocator(ctx, opts...)
+	defer acancel()
+	bctx, bcancel := chromedp.NewContext(actx)
+	defer bcancel()
+
+	// The first Run starts the browser, bound to bctx (a step's timeout
+	// below must not end it).
+	if err := chromedp.Run(bctx); err != nil {
+		t.Fatalf("start chromium (%s): %v", bin, err)
+	}
+	step := 0
+	shot := func(name string) chromedp.Action {
+		return chromedp.ActionFunc(func(ctx context.Context) error {
+			var buf []byte
+			if err := chromedp.FullScreenshot(&buf, 100).Do(ctx); err != nil {
+				return err
+			}
+			step++
+			return os.WriteFile(filepath.Join(shots, fmt.Sprintf("%02d-%s.png", step, name)), buf, 0o644)
+		})
+	}
+	run := func(what string, actions ...chromedp.Action) {
+		t.Helper()
+		sctx, cancel := context.WithTimeout(bctx, 20*time.Second)
+		defer cancel()
+		if err := chromedp.Run(sctx, actions...); err != nil {
+			// Show where the browser was.
+			var loc, body string
+			_ = chromedp.Run(bctx, chromedp.Location(&loc), chromedp.Text("main", &body, chromedp.ByQuery), shot("failed"))
+			t.Fatalf("%s: %v\nthe browser is at %s:\n%s", what, err, loc, body)
+		}
+	}
+
+	// 1. Log in.
+	var title string
+	run("open the console", chromedp.Navigate(srv.base+"/"), chromedp.WaitVisible("#token", chromedp.ByID), shot("login"))
+	run("log in", chromedp.SendKeys("#token", srv.analyst, chromedp.ByID), chromedp.Click("#login", chromedp.ByID),
+		chromedp.WaitVisible("#live-alerts", chromedp.ByID), chromedp.Title(&title), shot("overview"))
+	if !strings.HasPrefix(title, "Overview") {
+		t.Fatalf("after login the title is %q, want the overview", title)
+	}
+
+	// A new alert appears on the open overview without a reload: a canary
+	// record is read now.
+	canary := fmt.Sprintf(`{"@timestamp":%q,"event":{"dataset":"gateway.access","action":"customer.read","outcome":"success"},`+
+		`"user":{"id":"e:live-check"},"source":{"ip":"198.51.100.77"},"url":{"path":"/customers/70000003"},`+
+		`"http":{"request":{"method":"GET"},"response":{"status_code":200}},"records":{"type":"customer","ids":["70000003"],"fields":["name","email"]}}`+"\n",
+		time.Now().UTC().Format(time.RFC3339Nano))
+	postEvents(t, ctx, srv, []byte(canary))
+	var liveRow string
+	run("see a new alert live", chromedp.WaitVisible(`#live-alerts tr[data-alert]`, chromedp.ByQuery),
+		chromedp.Text(`#live-alerts tr[data-alert]`, &liveRow, chromedp.ByQuery), shot("live-alert"))
+	if !strings.Contains(liveRow, "e:live-check") && !strings.Contains(liveRow, "198.51.100.77") {
+		t.Errorf("the live row is %q, want the canary alert", liveRow)
+	}
+
+	// 2. The newest critical alert: its explanation and findings.
+	var explanation string
+	var findings int
+	run("open the newest critical alert", chromedp.Navigate(srv.base+"/alerts?severity=critical"),
+		chromedp.WaitVisible("#live-alerts tr td a", chromedp.ByQuery),
+		chromedp.Click("#live-alerts tr:first-child td:nth-child(3) a", chromedp.ByQuery),
+		chromedp.WaitVisible("#explanation", chromedp.ByID),
+		chromedp.Text("#explanation", &explanation, chromedp.ByID),
+		chromedp.Evaluate(`document.querySelectorAll("#findings .finding").length`, &findings),
+		shot("critical-alert"))
+	var url0 string
+	run("location", chromedp.Location(&url0))
+	if !strings.HasSuffix(url0, "/alerts/"+critical.ID) {
+		// A critical alert raised since waitForData is newer still.
+		if newest := newestCritical(t, ctx, srv); !strings.HasSuffix(url0, "/alerts/"+newest.ID) {
+			t.Errorf("opened %s, want the newest critical alert %s", url0, newest.ID)
+		}
+	}
+	if strings.TrimSpace(explanation) == "" || findings == 0 {
+		t.Fatalf("alert page: explanation %q, %d findings; want both", explanation, findings)
+	}
+
+	// 3. Approve a pending action.
+	var flash string
+	run("approve a pending action", chromedp.Navigate(srv.base+"/alerts/"+url.PathEscape(pending.AlertID)),
+		chromedp.WaitVisible(`button.approve[data-action="`+pending.ID+`"]`, chromedp.ByQuery),
+		shot("pending-action"),
+		chromedp.Click(`button.approve[data-action="`+pending.ID+`"]`, chromedp.ByQuery),
+		chromedp.WaitVisible(".flash", chromedp.ByQuery), chromedp.Text(".flash", &flash, chromedp.ByQuery), shot("approved"))
+	if !strings.Contains(flash, "approved") {
+		t.Errorf("after approving, the page says %q", flash)
+	}
+	if st := actionState(t, ctx, srv, pending.ID); st == store.ActionPendingApproval {
+		t.Errorf("action %s is still %s after approval", pending.ID, st)
+	}
+
+	// 4. The entity page and its chart.
+	var bars int
+	run("open the entity page", chromedp.Navigate(srv.base+"/alerts/"+url.PathEscape(scoped.ID)),
+		chromedp.WaitVisible("#entity-link", chromedp.ByID), chromedp.Click("#entity-link", chromedp.ByID),
+		chromedp.WaitVisible("#scores-chart svg.chart", chromedp.ByQuery),
+		chromedp.Evaluate(`document.querySelectorAll("#records-chart svg.chart rect:not(.frame), #scores-chart svg.chart circle").length`, &bars),
+		shot("entity"))
+	if bars == 0 {
+		t.Errorf("the entity page of %s charts nothing", scoped.Entity)
+	}
+
+	// 5. Scope of the alert's entity, and its export.
+	dim := scopeDims[scoped.Entity.Kind]
+	var csv string
+	run("scope and export", chromedp.Navigate(srv.base+"/scope"), chromedp.WaitVisible("#scope-form", chromedp.ByID),
+		chromedp.SetValue("#scope-dim", dim, chromedp.ByID), chromedp.SendKeys("#scope-value", scoped.Entity.ID, chromedp.ByID),
+		chromedp.Click("#scope-go", chromedp.ByID), chromedp.WaitVisible("#scope-result", chromedp.ByID), shot("scope"),
+		chromedp.Evaluate(`fetch(document.getElementById("export-csv").href).then(r => r.ok ? r.text() : "HTTP " + r.status)`, &csv,
+			func(p *runtime.EvaluateParams) *runtime.EvaluateParams { return p.WithAwaitPromise(true) }))
+	lines := strings.Split(strings.TrimSpace(csv), "\n")
+	if len(lines) < 2 {
+		t.Fatalf("the CSV export has %d lines:\n%s", len(lines), csv)
+	}
+	t.Logf("scope of %s: %d lines exported", scoped.Entity, len(lines))
+	// The export is in the audit log with the analyst's name.
+	if !auditHas(t, ctx, srv, "scope_export", "browser analyst") {
+		t.Error("the audit log has no scope_export entry naming the analyst")
+	}
+}
+
+type served struct {
+	base, admin, analyst string
+	dataDir              string
+}
+
+func startServe(t *testing.T, ctx context.Context) *served {
+	t.Helper()
+	data := t.TempDir()
+	st, err := store.Open(ctx, data, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	admin, _, err := auth.CreateToken(ctx, st, auth.RoleAdmin, "browser admin", time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	analyst, _, err := auth.CreateToken(ctx, st, auth.RoleAnalyst, "browser analyst", time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+
+	// A receiver that acknowledges every webhook.
+	rcv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = io.Copy(io.Discard, r.Body) }))
+	t.Cleanup(rcv.Close)
+	cfg := config.Default()
+	cfg.DataDir = data
+	cfg.Log.Level = "error"
+	cfg.Respond.Mode = respond.ModeEnforce
+	cfg.Respond.Secret, cfg.Respond.SecretEnv = "browser-test-secret-0123456789abcdef", ""
+	cfg.Respond.Receivers = map[string]respond.Receiver{}
+	for _, k := range []string{respond.KindRevokeKey, respond.KindRevokeToken, respond.KindBlockSource, respond.KindDisableIdentity} {
+		cfg.Respond.Receivers[k] = respond.Receiver{URL: rcv.URL}
+	}
+	// Every key revocation and identity disablement waits for approval.
+	cfg.Respond.RateLimits = map[string]int{respond.KindRevokeKey: 0, respond.KindDisableIdentity: 0}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sctx, stop := context.WithCancel(context.WithoutCancel(ctx))
+	ready := make(chan string, 1)
+	done := make(chan error, 1)
+	go func() {
+		done <- app.Serve(sctx, app.ServeOptions{Config: cfg, CanaryIDs: []string{"70000003"}, Listener: ln,
+			Ready: func(u string) { ready <- u }, Announce: io.Discard})
+	}()
+	t.Cleanup(func() {
+		stop()
+		if err := <-done; err != nil {
+			t.Errorf("serve: %v", err)
+		}
+	})
+	select {
+	case base := <-ready:
+		return &served{base: base, admin: admin, analyst: analyst, dataDir: data}
+	case err := <-done:
+		t.Fatalf("serve: %v", err)
+	case <-ctx.Done():
+		t.Fatal("serve did not start")
+	}
+	return nil
+}
+
+// feedDemo posts two simulated days (ending now) of a small company with
+// its breaches.
+func feedDemo(t *testing.T, ctx context.Context, srv *served) {
+	t.Helper()
+	days := 2
+	opts := sim.Options{Seed: 1, Days: days, Customers: 2000,
+		Start: time.Now().UTC().Truncate(time.Hour).Add(-time.Duration(days) * 24 * time.Hour)}
+	var buf bytes.Buffer
+	if _, err := sim.Generate(ctx, opts, &buf, nil); err != nil {
+		t.Fatal(err)
+	}
+	sc := bufio.NewScanner(&buf)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	var batch bytes.Buffer
+	post := func() {
+		postEvents(t, ctx, srv, batch.Bytes())
+		batch.Reset()
+	}
+	for sc.Scan() {
+		batch.Write(sc.Bytes())
+		batch.WriteByte('\n')
+		if batch.Len() > 1<<20 {
+			post()
+		}
+	}
+	if batch.Len() > 0 {
+		post()
+	}
+}
+
+// postEvents posts NDJSON with the admin token, retrying while haechi is
+// busy.
+func postEvents(t *testing.T, ctx context.Context, srv *served, body []byte) {
+	t.Helper()
+	for {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, srv.base+"/v1/events", bytes.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+srv.admin)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable {
+			time.Sleep(100 * time.Millisecond)
+			continue
+		}
+		if resp.StatusCode != http.StatusOK || bytes.Contains(b, []byte(`"rejected":1`)) {
+			t.Fatalf("post events: %s %s", resp.Status, b)
+		}
+		return
+	}
+}
+
+func getJSON(t *testing.T, ctx context.Context, srv *served, path string, v any) {
+	t.Helper()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, srv.base+path, nil)
+	req.Header.Set("Authorization", "Bearer "+srv.admin)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(resp.Body)
+		t.Fatalf("GET %s: %s: %s", path, resp.Status, b)
+	}
+	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
+		t.Fatalf("GET %s: %v", path, err)
+	}
+}
+
+var scopeDims = map[event.EntityKind]string{event.EntityPrincipal: "principal", event.EntitySigningKey: "key", event.EntitySource: "source"}
+
+// waitForData waits until a critical alert and a pending action exist and
+// the alerts stop changing. It returns the newest critical alert, the
+// newest critical alert about an entity the ledger scopes (principal, key,
+// source), and a pending action.
+func waitForData(t *testing.T, ctx context.Context, srv *served) (critical, scoped event.Alert, pending store.Action) {
+	t.Helper()
+	var last string
+	stable := 0
+	for {
+		var al struct{ Alerts []event.Alert }
+		getJSON(t, ctx, srv, "/v1/alerts?limit=1000", &al)
+		var acts struct{ Actions []store.Action }
+		getJSON(t, ctx, srv, "/v1/actions?state=pending_approval&limit=1000", &acts)
+		sig := fmt.Sprint(len(al.Alerts), len(acts.Actions))
+		for _, a := range al.Alerts {
+			sig += fmt.Sprint(a.FindingCount)
+		}
+		if sig == last {
+			stable++
+		} else {
+			stable = 0
+		}
+		last = sig
+		var crit, sc *event.Alert
+		for i := range al.Alerts { // newest first
+			if al.Alerts[i].Severity != event.SeverityCritical {
+				continue
+			}
+			if crit == nil {
+				crit = &al.Alerts[i]
+			}
+			if sc == nil && scopeDims[al.Alerts[i].Entity.Kind] != "" {
+				sc = &al.Alerts[i]
+			}
+		}
+		if crit != nil && sc != nil && len(acts.Actions) > 0 && stable >= 6 {
+			return *crit, *sc, acts.Actions[0]
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("no critical alert with scope and pending action appeared: %d alerts, %d pending", len(al.Alerts), len(acts.Actions))
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
+
+func newestCritical(t *testing.T, ctx context.Context, srv *served) event.Alert {
+	var al struct{ Alerts []event.Alert }
+	getJSON(t, ctx, srv, "/v1/alerts?limit=1000", &al)
+	for _, a := range al.Alerts {
+		if a.Severity == event.SeverityCritical {
+			return a
+		}
+	}
+	return event.Alert{}
+}
+
+func actionState(t *testing.T, ctx context.Context, srv *served, id string) string {
+	var a store.Action
+	getJSON(t, ctx, srv, "/v1/actions/"+url.PathEscape(id), &a)
+	return a.State
+}
+
+func auditHas(t *testing.T, ctx context.Context, srv *served, kind, who string) bool {
+	t.Helper()
+	st, err := store.Open(ctx, srv.dataDir, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	recs, err := st.AuditLog(ctx, 0, 100000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range recs {
+		if r.Kind == kind && strings.Contains(string(r.Detail), who) {
+			return true
+		}
+	}
+	return false
+}
