@@ -1,13 +1,29 @@
-// Package alert turns findings into alerts.
+// Package alert turns findings into alerts by risk.
 //
-// For now (the risk engine of a later issue replaces the grouping rule) an
-// alert is one (entity, detector) pair over a session window of event
-// time: the first finding opens the window [t, t+Window); every finding
-// for the same pair whose time falls before the window's end joins the
-// alert and extends the end to its own time + Window, but never beyond
-// MaxSpan after the first finding (score and severity are the maximum,
-// findings are kept up to MaxFindings, all are counted). A finding after
-// the window's end opens a new alert.
+// Every finding adds risk to its entity. Risk decays with a half-life
+// (RiskHalfLife, default 24 h) and is counted per detector: each detector
+// is one line of evidence, so its findings about an entity add up only to
+// RepeatCap (default 1) times the strongest of them — a signal that
+// repeats (an off-hours login every night) cannot stack into an alert on
+// its own, and two findings of one detector measuring the same behaviour
+// (volume and enumeration) do not corroborate each other. An entity's risk
+// is the sum over detectors. An alert opens for the entity when a finding
+// is Immediate (forged token, canary read, terminated identity — high
+// confidence, no waiting) or when the entity's risk reaches RiskThreshold
+// (default 90: two independent findings of medium strength, or one strong
+// finding with context). The alert lists every finding that contributed,
+// by contribution, each with the risk it added (Finding.Contribution).
+//
+// An open alert is a session window of event time, per entity: the
+// opening finding opens [t, t+Window); every finding for the entity whose
+// time falls before the window's end joins the alert (whatever its score)
+// and extends the end to its own time + Window, but never beyond MaxSpan
+// after the opening finding (score and severity are the maximum, findings
+// are kept up to MaxFindings, all are counted). When an alert closes, the
+// risk it spent is cleared: a new alert for the entity needs new evidence.
+// A finding suppressed by the Suppressor (an analyst's false-positive
+// verdict) adds no risk; it is counted and joins an open alert with
+// contribution 0.
 //
 // The stage runs on one goroutine (the caller's): Process, Advance and Flush
 // must not be called concurrently. Time is event time only: a window closes
@@ -20,9 +36,10 @@
 // clock) reopens it, and sinks hear Updated and, at the next Advance,
 // Closed again — never a duplicate alert for the same window.
 //
-// Alert IDs are deterministic: a hash of entity, detector and the event time
-// of the finding that opened the window, so replaying the same input yields
-// the same IDs and the store's upsert makes replays idempotent.
+// Alert IDs are deterministic: a hash of entity, the detector of the
+// finding that opened the alert and its event time, so replaying the same
+// input yields the same IDs and the store's upsert makes replays
+// idempotent.
 package alert
 
 import (
@@ -30,6 +47,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"log/slog"
+	"math"
 	"slices"
 	"strconv"
 	"strings"
@@ -78,25 +96,35 @@ type SinkFunc func(c Change, a event.Alert)
 // Alert calls f.
 func (f SinkFunc) Alert(c Change, a event.Alert) { f(c, a) }
 
+// Suppressor says whether a finding is suppressed (an analyst judged the
+// entity's findings of that kind benign), returning the suppression's id.
+type Suppressor interface {
+	SuppressFinding(f *event.Finding) (id string, ok bool)
+}
+
 // Options configure New.
 type Options struct {
-	// Window is the dedup window per entity and detector (0 → 1 hour): an
-	// alert stays open until Window has passed without a new finding, and
-	// at most MaxSpan (0 → 24 hours, never less than Window) after its
-	// first.
+	// Window is the session window per entity (0 → 1 hour): an alert
+	// stays open until Window has passed without a new finding, and at
+	// most MaxSpan (0 → 24 hours, never less than Window) after its first.
 	Window  time.Duration
 	MaxSpan time.Duration
 	// Lateness is how long after a window's end findings may still join it
 	// (0 → 5 minutes; the engine's allowed lateness).
 	Lateness time.Duration
-	// MaxFindings caps the findings kept per alert (0 → 100). Every finding
-	// is still counted in FindingCount.
+	// MaxFindings caps the findings kept per alert (0 → 100); the first
+	// finding of each detector and kind is kept beyond the cap. Every
+	// finding is still counted in FindingCount.
 	MaxFindings int
-	// MinScore is the lowest finding score that opens an alert on its own.
-	// A weaker finding joins an alert already open for its entity and
-	// detector, and is otherwise only counted (the risk engine of a later
-	// issue adds such findings up). 0 means every finding alerts.
-	MinScore float64
+	// RiskThreshold is the risk at which an entity's findings raise an
+	// alert (0 → 90). RiskHalfLife is how fast risk decays (0 → 24 h).
+	// RepeatCap bounds one detector's contribution to an entity's risk to
+	// that multiple of its strongest finding (0 → 1).
+	RiskThreshold float64
+	RiskHalfLife  time.Duration
+	RepeatCap     float64
+	// Suppressor, if set, is asked about every finding.
+	Suppressor Suppressor
 	// Sinks receive every change, in order.
 	Sinks []Sink
 	// Logger (nil → discard) and Registerer (nil → metrics not registered).
@@ -104,14 +132,9 @@ type Options struct {
 	Registerer prometheus.Registerer
 }
 
-type groupKey struct {
-	entity   event.EntityKey
-	detector string
-}
-
 type open struct {
 	a     event.Alert
-	expl  string // explanation of the top finding, before the count is added
+	expl  string // explanation of the alert, before the count is added
 	dirty bool
 }
 
@@ -122,17 +145,18 @@ type open struct {
 const recentClosed = 4096
 
 type closedEntry struct {
-	k groupKey
+	k event.EntityKey
 	o *open
 }
 
 // Stage groups findings into alerts. Create with New.
 type Stage struct {
 	opts  Options
-	open  map[groupKey]*open
+	open  map[event.EntityKey]*open
+	risk  map[event.EntityKey]*entityRisk
 	dirty []*open
 	// closed remembers recently closed alerts, oldest first in closedQ.
-	closed   map[groupKey]*open
+	closed   map[event.EntityKey]*open
 	closedQ  []closedEntry
 	raised   int
 	nClosed  int
@@ -141,17 +165,21 @@ type Stage struct {
 	// nextClose is the earliest moment an open alert may close; Advance
 	// scans only once the watermark has passed it.
 	nextClose time.Time
+	// nextSweep is when risk that has decayed to nothing is next dropped.
+	nextSweep time.Time
 
-	alerts   *prometheus.CounterVec
-	openG    prometheus.Gauge
-	findings prometheus.Counter
-	weak     *prometheus.CounterVec
+	alerts     *prometheus.CounterVec
+	openG      prometheus.Gauge
+	findings   prometheus.Counter
+	weak       *prometheus.CounterVec
+	suppressed prometheus.Counter
+	tracked    prometheus.Gauge
 }
 
 // New builds a stage.
 func New(opts Options) (*Stage, error) {
-	if opts.Window < 0 || opts.Lateness < 0 || opts.MaxFindings < 0 {
-		return nil, fmt.Errorf("alert: window, lateness and max findings must not be negative")
+	if opts.Window < 0 || opts.Lateness < 0 || opts.MaxFindings < 0 || opts.RiskThreshold < 0 || opts.RiskHalfLife < 0 || opts.RepeatCap < 0 {
+		return nil, fmt.Errorf("alert: window, lateness, max findings, risk threshold, half-life and repeat cap must not be negative")
 	}
 	if opts.Window == 0 {
 		opts.Window = time.Hour
@@ -168,20 +196,30 @@ func New(opts Options) (*Stage, error) {
 	if opts.MaxFindings == 0 {
 		opts.MaxFindings = 100
 	}
+	if opts.RiskThreshold == 0 {
+		opts.RiskThreshold = DefaultRiskThreshold
+	}
+	if opts.RiskHalfLife == 0 {
+		opts.RiskHalfLife = DefaultRiskHalfLife
+	}
+	if opts.RepeatCap == 0 {
+		opts.RepeatCap = 1
+	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	s := &Stage{
 		opts:   opts,
-		open:   map[groupKey]*open{},
-		closed: map[groupKey]*open{},
+		open:   map[event.EntityKey]*open{},
+		risk:   map[event.EntityKey]*entityRisk{},
+		closed: map[event.EntityKey]*open{},
 		alerts: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "haechi_alerts_total",
-			Help: "Alerts raised, per detector and severity.",
+			Help: "Alerts raised, per detector (of the finding that raised it) and severity.",
 		}, []string{"detector", "severity"}),
 		openG: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "haechi_alerts_open",
-			Help: "Alerts whose dedup window is still open.",
+			Help: "Alerts whose session window is still open.",
 		}),
 		findings: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "haechi_alert_findings_total",
@@ -189,14 +227,28 @@ func New(opts Options) (*Stage, error) {
 		}),
 		weak: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "haechi_findings_below_alert_score_total",
-			Help: "Findings below alerts.min_score that did not open an alert, per detector.",
+			Help: "Findings that added risk without raising an alert (the entity stayed below alerts.risk_threshold), per detector.",
 		}, []string{"detector"}),
+		suppressed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "haechi_findings_suppressed_total",
+			Help: "Findings that added no risk because a suppression covered them.",
+		}),
+		tracked: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "haechi_risk_entities",
+			Help: "Entities holding risk that has not decayed away.",
+		}),
 	}
 	if opts.Registerer != nil {
-		opts.Registerer.MustRegister(s.alerts, s.openG, s.findings, s.weak)
+		opts.Registerer.MustRegister(s.alerts, s.openG, s.findings, s.weak, s.suppressed, s.tracked)
 	}
 	return s, nil
 }
+
+// Defaults of the risk model.
+const (
+	DefaultRiskThreshold = 90
+	DefaultRiskHalfLife  = 24 * time.Hour
+)
 
 // Raised returns how many alerts have been raised so far.
 func (s *Stage) Raised() int { return s.raised }
@@ -227,7 +279,7 @@ func (s *Stage) Process(findings []event.Finding) {
 func (s *Stage) add(f *event.Finding) {
 	s.findings.Inc()
 	s.nFinding++
-	k := groupKey{f.Entity, f.Detector}
+	k := f.Entity
 	o := s.open[k]
 	if o != nil && !f.Time.Before(o.a.WindowEnd) {
 		s.close(k, o)
@@ -244,42 +296,90 @@ func (s *Stage) add(f *event.Finding) {
 			s.nextClose = time.Time{} // rescan at the next Advance
 		}
 	}
-	if o == nil && f.Score < s.opts.MinScore {
+	r := s.risk[k]
+	if r == nil {
+		r = &entityRisk{}
+		s.risk[k] = r
+	}
+	f.Contribution = 0
+	if id, ok := s.suppress(f); ok {
+		s.suppressed.Inc()
+		f.Explanation = strings.TrimSpace(f.Explanation) + " (Suppressed by " + id + ": no risk added.)"
+		f.Immediate = false
+	} else {
+		f.Contribution = round1(r.add(f, s.opts.RiskHalfLife, s.opts.RepeatCap))
+	}
+	risk := r.total(f.Time, s.opts.RiskHalfLife)
+	if o != nil {
+		s.join(o, f, risk)
+		return
+	}
+	if !f.Immediate && risk < s.opts.RiskThreshold {
+		if f.Contribution > 0 {
+			r.keep(f)
+		}
 		s.weak.WithLabelValues(f.Detector).Inc()
 		return
 	}
-	if o == nil {
-		o = &open{a: event.Alert{
-			ID:          ID(f.Entity, f.Detector, f.Time),
-			Time:        f.Time,
-			Entity:      f.Entity,
-			Severity:    f.Severity,
-			Score:       f.Score,
-			Title:       f.Title,
-			Explanation: f.Explanation,
-			State:       event.AlertOpen,
-			Detector:    f.Detector,
-			WindowStart: f.Time,
-			WindowEnd:   f.Time.Add(s.opts.Window),
-			LastTime:    f.Time,
-		}, expl: f.Explanation}
-		s.append(o, f)
-		s.open[k] = o
-		if c := o.a.WindowEnd.Add(s.opts.Lateness); len(s.open) == 1 || c.Before(s.nextClose) {
-			s.nextClose = c
-		}
-		s.raised++
-		s.alerts.WithLabelValues(f.Detector, f.Severity.String()).Inc()
-		s.emit(Raised, &o.a)
-		return
+	// Raise: the alert carries the finding and every earlier one still
+	// holding risk, by contribution.
+	contrib := r.take(f.Time, s.opts.RiskHalfLife)
+	contrib = append(contrib, *f)
+	sortByContribution(contrib)
+	top := &contrib[0]
+	if f.Immediate {
+		top = f
 	}
+	a := event.Alert{
+		ID:          ID(f.Entity, top.Detector, f.Time),
+		Time:        f.Time,
+		Entity:      f.Entity,
+		Risk:        round1(risk),
+		Title:       top.Title,
+		State:       event.AlertOpen,
+		Detector:    top.Detector,
+		WindowStart: f.Time,
+		WindowEnd:   f.Time.Add(s.opts.Window),
+		LastTime:    f.Time,
+	}
+	o = &open{a: a}
+	for i := range contrib {
+		c := &contrib[i]
+		s.append(o, c)
+		a := &o.a
+		a.Score = max(a.Score, c.Score)
+		a.Severity = max(a.Severity, c.Severity)
+	}
+	// Corroboration raises the severity a step: findings of two or more
+	// detectors that add up to the threshold are more than either alone.
+	if dets := countDetectors(contrib); dets >= 2 && !f.Immediate && o.a.Severity < event.SeverityCritical {
+		o.a.Severity++
+	}
+	o.expl = explain(top, contrib, risk, s.opts.RiskThreshold, f.Immediate)
+	o.a.Explanation = o.expl
+	s.open[k] = o
+	if c := o.a.WindowEnd.Add(s.opts.Lateness); len(s.open) == 1 || c.Before(s.nextClose) {
+		s.nextClose = c
+	}
+	s.raised++
+	s.alerts.WithLabelValues(o.a.Detector, o.a.Severity.String()).Inc()
+	s.emit(Raised, &o.a)
+}
+
+func (s *Stage) suppress(f *event.Finding) (string, bool) {
+	if s.opts.Suppressor == nil {
+		return "", false
+	}
+	return s.opts.Suppressor.SuppressFinding(f)
+}
+
+// join adds f to the open alert o.
+func (s *Stage) join(o *open, f *event.Finding, risk float64) {
 	s.append(o, f)
 	a := &o.a
+	a.Risk = max(a.Risk, round1(risk))
 	if f.Score > a.Score {
 		a.Score = f.Score
-		a.Explanation = f.Explanation
-		o.expl = f.Explanation
-		a.Title = f.Title
 	}
 	if f.Severity > a.Severity {
 		a.Severity = f.Severity
@@ -289,7 +389,7 @@ func (s *Stage) add(f *event.Finding) {
 	}
 	// A session window: activity that goes on keeps its alert open, up to
 	// MaxSpan from the first finding, so a sustained attack is one alert
-	// a day per entity and detector rather than one an hour.
+	// a day per entity rather than one an hour.
 	if end := minTime(f.Time.Add(s.opts.Window), a.WindowStart.Add(s.opts.MaxSpan)); end.After(a.WindowEnd) {
 		a.WindowEnd = end
 	}
@@ -298,6 +398,73 @@ func (s *Stage) add(f *event.Finding) {
 		s.dirty = append(s.dirty, o)
 	}
 }
+
+// explain is the alert's explanation: the top finding's sentence and, when
+// others contributed, how the risk added up.
+func explain(top *event.Finding, contrib []event.Finding, risk, threshold float64, immediate bool) string {
+	e := strings.TrimSpace(top.Explanation)
+	if len(contrib) < 2 {
+		return e
+	}
+	var b strings.Builder
+	b.WriteString(e)
+	if immediate {
+		fmt.Fprintf(&b, " Also on record for %s:", top.Entity)
+	} else {
+		fmt.Fprintf(&b, " Risk %.0f (alert at %.0f) from:", risk, threshold)
+	}
+	// The others, one line per detector and kind, with what they added.
+	type line struct {
+		title string
+		add   float64
+		n     int
+	}
+	var lines []line
+	idx := map[[2]string]int{}
+	for i := range contrib {
+		c := &contrib[i]
+		if c.Detector == top.Detector && c.Kind == top.Kind && c.Time.Equal(top.Time) {
+			continue
+		}
+		k := [2]string{c.Detector, c.Kind}
+		j, ok := idx[k]
+		if !ok {
+			j = len(lines)
+			idx[k] = j
+			lines = append(lines, line{title: c.Title})
+		}
+		lines[j].add += c.Contribution
+		lines[j].n++
+	}
+	for i, l := range lines {
+		if i == 4 {
+			fmt.Fprintf(&b, " and %d more", len(lines)-i)
+			break
+		}
+		if i > 0 {
+			b.WriteString(";")
+		}
+		fmt.Fprintf(&b, " %s", l.title)
+		if l.n > 1 {
+			fmt.Fprintf(&b, " ×%d", l.n)
+		}
+		fmt.Fprintf(&b, " (+%.0f)", l.add)
+	}
+	b.WriteString(".")
+	return b.String()
+}
+
+func countDetectors(fs []event.Finding) int {
+	var seen []string
+	for i := range fs {
+		if fs[i].Contribution > 0 && !slices.Contains(seen, fs[i].Detector) {
+			seen = append(seen, fs[i].Detector)
+		}
+	}
+	return len(seen)
+}
+
+func round1(x float64) float64 { return math.Round(x*10) / 10 }
 
 func minTime(a, b time.Time) time.Time {
 	if a.Before(b) {
@@ -308,7 +475,11 @@ func minTime(a, b time.Time) time.Time {
 
 func (s *Stage) append(o *open, f *event.Finding) {
 	o.a.FindingCount++
-	if len(o.a.Findings) < s.opts.MaxFindings {
+	if len(o.a.Findings) < s.opts.MaxFindings || !slices.ContainsFunc(o.a.Findings, func(x event.Finding) bool {
+		return x.Detector == f.Detector && x.Kind == f.Kind
+	}) {
+		// Beyond the cap, the first finding of each detector and kind is
+		// still kept: playbooks match on them.
 		o.a.Findings = append(o.a.Findings, *f)
 	}
 }
@@ -321,10 +492,13 @@ func (s *Stage) Advance(wm time.Time) {
 		return
 	}
 	s.wm = wm
+	if !s.nextSweep.After(wm) {
+		s.sweep(wm)
+	}
 	if len(s.open) == 0 || !s.nextClose.Before(wm) {
 		return
 	}
-	var done []groupKey
+	var done []event.EntityKey
 	var next time.Time
 	for k, o := range s.open {
 		c := o.a.WindowEnd.Add(s.opts.Lateness)
@@ -338,17 +512,32 @@ func (s *Stage) Advance(wm time.Time) {
 	s.closeAll(done)
 }
 
+// sweep drops entities whose risk has decayed below one point (and that
+// have no open alert), at most once an hour of event time.
+func (s *Stage) sweep(wm time.Time) {
+	s.nextSweep = wm.Add(time.Hour)
+	for k, r := range s.risk {
+		if _, open := s.open[k]; !open && r.total(wm, s.opts.RiskHalfLife) < 1 {
+			delete(s.risk, k)
+		}
+	}
+	s.tracked.Set(float64(len(s.risk)))
+}
+
+// Tracked returns how many entities hold risk.
+func (s *Stage) Tracked() int { return len(s.risk) }
+
 // Flush closes every open alert (end of input).
 func (s *Stage) Flush() {
-	done := make([]groupKey, 0, len(s.open))
+	done := make([]event.EntityKey, 0, len(s.open))
 	for k := range s.open {
 		done = append(done, k)
 	}
 	s.closeAll(done)
 }
 
-func (s *Stage) closeAll(keys []groupKey) {
-	slices.SortFunc(keys, func(x, y groupKey) int {
+func (s *Stage) closeAll(keys []event.EntityKey) {
+	slices.SortFunc(keys, func(x, y event.EntityKey) int {
 		a, b := &s.open[x].a, &s.open[y].a
 		if c := a.Time.Compare(b.Time); c != 0 {
 			return c
@@ -361,11 +550,14 @@ func (s *Stage) closeAll(keys []groupKey) {
 	s.openG.Set(float64(len(s.open)))
 }
 
-func (s *Stage) close(k groupKey, o *open) {
+func (s *Stage) close(k event.EntityKey, o *open) {
 	delete(s.open, k)
+	// The risk the alert spent is cleared: the next alert for the entity
+	// needs new evidence.
+	delete(s.risk, k)
 	o.dirty = false
 	a := &o.a
-	slices.SortStableFunc(a.Findings, func(x, y event.Finding) int { return x.Time.Compare(y.Time) })
+	sortByContribution(a.Findings)
 	a.Explanation = o.expl
 	if a.FindingCount > 1 {
 		a.Explanation = strings.TrimSpace(o.expl) + " (" + strconv.Itoa(a.FindingCount) + " findings in this alert.)"

@@ -2,6 +2,7 @@ package alert_test
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -39,38 +40,47 @@ func newStage(t *testing.T, r *rec, maxFindings int) *alert.Stage {
 	return s
 }
 
-func TestGroupingPerEntityDetectorAndWindow(t *testing.T) {
+func TestGroupingPerEntityAndWindow(t *testing.T) {
 	r := &rec{}
 	s := newStage(t, r, 0)
 	s.Process([]event.Finding{
-		f("a", "d1", 0, 50),
+		f("a", "d1", 0, 90),
 		f("a", "d1", 10*time.Minute, 95), // same alert, raises score and severity
-		f("a", "d2", 10*time.Minute, 40), // other detector: own alert
-		f("b", "d1", 20*time.Minute, 40), // other entity: own alert
+		f("a", "d2", 10*time.Minute, 40), // other detector, same entity: same alert
+		f("b", "d1", 20*time.Minute, 90), // other entity: own alert
 	})
-	s.Process([]event.Finding{f("a", "d1", 59*time.Minute, 10)}) // extends a/d1 to 1h59m
+	s.Process([]event.Finding{f("a", "d1", 59*time.Minute, 10)}) // extends a's alert to 1h59m
 	s.Process([]event.Finding{f("a", "d1", 61*time.Minute, 10)}) // still open: joins
-	s.Process([]event.Finding{f("b", "d1", 81*time.Minute, 10)}) // b/d1 ended at 1h20m: a new alert
+	s.Process([]event.Finding{f("b", "d1", 81*time.Minute, 95)}) // b's ended at 1h20m: a new alert
 	s.Flush()
 	want := []string{
-		"raised a/d1 n=1", "raised a/d2 n=1", "raised b/d1 n=1", "updated a/d1 n=2",
-		"updated a/d1 n=3",
+		"raised a/d1 n=1", "raised b/d1 n=1", "updated a/d1 n=3",
 		"updated a/d1 n=4",
+		"updated a/d1 n=5",
 		"closed b/d1 n=1", "raised b/d1 n=1",
-		"closed a/d1 n=4", "closed a/d2 n=1", "closed b/d1 n=1",
+		"closed a/d1 n=5", "closed b/d1 n=1",
 	}
 	if got := strings.Join(r.changes, "\n"); got != strings.Join(want, "\n") {
 		t.Fatalf("changes:\n%s\nwant:\n%s", got, strings.Join(want, "\n"))
 	}
 	first := r.last[alert.ID(event.EntityKey{Kind: event.EntityPrincipal, ID: "a"}, "d1", t0)]
-	if first.Score != 95 || first.Severity != event.SeverityCritical || first.FindingCount != 4 || len(first.Findings) != 4 {
+	if first.Score != 95 || first.Severity != event.SeverityCritical || first.FindingCount != 5 || len(first.Findings) != 5 {
 		t.Errorf("merged alert: score %v severity %v count %d findings %d", first.Score, first.Severity, first.FindingCount, len(first.Findings))
 	}
 	if !first.Time.Equal(t0) || !first.WindowEnd.Equal(t0.Add(2*time.Hour+time.Minute)) || !first.LastTime.Equal(t0.Add(61*time.Minute)) {
 		t.Errorf("times: %v %v %v", first.Time, first.WindowEnd, first.LastTime)
 	}
-	if !strings.HasPrefix(first.Explanation, "score 95") || !strings.Contains(first.Explanation, "4 findings") {
+	if !strings.HasPrefix(first.Explanation, "score 90") || !strings.Contains(first.Explanation, "5 findings") {
 		t.Errorf("explanation %q", first.Explanation)
+	}
+	// Findings are listed by the risk they added: d1's first (90), d2's
+	// (40), d1's second (+5 up to its new cap of 95), then repeats (0).
+	var got []string
+	for _, x := range first.Findings {
+		got = append(got, fmt.Sprintf("%s:%v:+%v", x.Detector, x.Score, x.Contribution))
+	}
+	if w := "d1:90:+90 d2:40:+40 d1:95:+5.4 d1:10:+0 d1:10:+0"; strings.Join(got, " ") != w {
+		t.Errorf("findings by contribution: %s, want %s", strings.Join(got, " "), w)
 	}
 }
 
@@ -79,7 +89,7 @@ func TestSessionWindowStopsAtMaxSpan(t *testing.T) {
 	s, _ := alert.New(alert.Options{Window: time.Hour, MaxSpan: 3 * time.Hour, Sinks: []alert.Sink{r}})
 	var fs []event.Finding
 	for m := 0; m <= 5*60; m += 30 { // a finding every 30 minutes for five hours
-		fs = append(fs, f("a", "d", time.Duration(m)*time.Minute, 80))
+		fs = append(fs, f("a", "d", time.Duration(m)*time.Minute, 95))
 	}
 	s.Process(fs)
 	s.Flush()
@@ -127,9 +137,10 @@ func TestFindingCap(t *testing.T) {
 		if a.FindingCount != 10 || len(a.Findings) != 3 {
 			t.Fatalf("count %d kept %d, want 10 and 3", a.FindingCount, len(a.Findings))
 		}
-		for i := 1; i < len(a.Findings); i++ {
+		// The one that added risk first, then the repeats in time order.
+		for i := 2; i < len(a.Findings); i++ {
 			if a.Findings[i].Time.Before(a.Findings[i-1].Time) {
-				t.Fatalf("findings not in time order")
+				t.Fatalf("repeats not in time order")
 			}
 		}
 	}
@@ -142,9 +153,9 @@ func TestSinkCopiesAreIndependent(t *testing.T) {
 			raised = a
 		}
 	})}})
-	s.Process([]event.Finding{f("a", "d", 0, 50)})
-	s.Process([]event.Finding{f("a", "d", time.Second, 60)})
-	if len(raised.Findings) != 1 || raised.Score != 50 {
+	s.Process([]event.Finding{f("a", "d", 0, 95)})
+	s.Process([]event.Finding{f("a", "d", time.Second, 99)})
+	if len(raised.Findings) != 1 || raised.Score != 95 {
 		t.Fatalf("the raised copy changed after the fact: %+v", raised)
 	}
 }
@@ -191,20 +202,162 @@ func TestLateFindingReopensClosedAlert(t *testing.T) {
 	}
 }
 
-func TestMinScore(t *testing.T) {
+// Risk adds up across detectors, decays, is capped per detector and is
+// spent by the alert it raises.
+func TestRisk(t *testing.T) {
+	day := 24 * time.Hour
+	imm := f("a", "canary", 0, 30)
+	imm.Immediate = true
+	tests := []struct {
+		name     string
+		findings []event.Finding
+		want     string // changes
+	}{
+		{"a repeating signal never stacks", []event.Finding{
+			f("a", "off", 0, 45), f("a", "off", time.Hour, 45), f("a", "off", 2*time.Hour, 45), f("a", "off", day, 45), f("a", "off", 2*day, 45),
+		}, ""},
+		{"one detector's kinds do not corroborate each other", []event.Finding{
+			f("a", "volume", 0, 75), {Detector: "volume", Kind: "enum", Entity: f("a", "", 0, 0).Entity, Time: t0.Add(time.Minute), Score: 80},
+		}, ""},
+		{"two independent detectors add up", []event.Finding{
+			f("a", "off", 0, 45), f("a", "route", 10*time.Minute, 50),
+		}, "raised a/route n=2\nclosed a/route n=2"},
+		{"risk decays", []event.Finding{
+			f("a", "off", 0, 45), f("a", "route", 3*day, 50),
+		}, ""},
+		{"immediate alerts at once", []event.Finding{imm}, "raised a/canary n=1\nclosed a/canary n=1"},
+		{"an alert spends the risk", []event.Finding{
+			f("a", "off", 0, 45), f("a", "route", time.Minute, 50), f("a", "geo", 3*time.Hour, 40),
+		}, "raised a/route n=2\nclosed a/route n=2"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r := &rec{}
+			s, err := alert.New(alert.Options{Window: time.Hour, Sinks: []alert.Sink{r}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, x := range tc.findings {
+				s.Process([]event.Finding{x})
+				s.Advance(x.Time.Add(-10 * time.Minute))
+			}
+			s.Flush()
+			if got := strings.Join(r.changes, "\n"); got != tc.want {
+				t.Fatalf("changes:\n%s\nwant:\n%s", got, tc.want)
+			}
+			if s.Findings() != len(tc.findings) {
+				t.Fatalf("findings %d", s.Findings())
+			}
+		})
+	}
+}
+
+func TestRiskAlertExplainsContributions(t *testing.T) {
 	r := &rec{}
-	s, err := alert.New(alert.Options{MinScore: 40, Sinks: []alert.Sink{r}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.Process([]event.Finding{f("a", "d", 0, 30)})                               // weak, alone: no alert
-	s.Process([]event.Finding{f("b", "d", 0, 60), f("b", "d", time.Second, 30)}) // weak joins an open alert
+	s, _ := alert.New(alert.Options{Sinks: []alert.Sink{r}})
+	off := f("e:1", "off_hours", 0, 45)
+	off.Title = "Access at unusual hours"
+	route := f("e:1", "peer_route", 5*time.Minute, 50)
+	route.Title = "Route its peers do not use"
+	s.Process([]event.Finding{off, route})
 	s.Flush()
-	want := "raised b/d n=1\nupdated b/d n=2\nclosed b/d n=2"
-	if got := strings.Join(r.changes, "\n"); got != want {
-		t.Fatalf("changes:\n%s\nwant:\n%s", got, want)
+	a := r.last[alert.ID(off.Entity, "peer_route", route.Time)]
+	if a.Risk != 94.9 || a.Detector != "peer_route" || a.Severity != event.SeverityHigh || len(a.Findings) != 2 {
+		t.Fatalf("alert %+v", a)
 	}
-	if s.Findings() != 3 || s.Raised() != 1 {
-		t.Fatalf("findings %d raised %d", s.Findings(), s.Raised())
+	if a.Findings[0].Detector != "peer_route" || a.Findings[0].Contribution != 50 || a.Findings[1].Contribution != 45 {
+		t.Errorf("findings not by contribution: %+v", a.Findings)
 	}
+	if want := "score 50 Risk 95 (alert at 90) from: Access at unusual hours (+45)."; !strings.HasPrefix(a.Explanation, want) {
+		t.Errorf("explanation %q, want prefix %q", a.Explanation, want)
+	}
+}
+
+type suppressDetector string
+
+func (d suppressDetector) SuppressFinding(f *event.Finding) (string, bool) {
+	return "sp-1", f.Detector == string(d)
+}
+
+func TestSuppressedFindingsAddNoRisk(t *testing.T) {
+	r := &rec{}
+	s, _ := alert.New(alert.Options{Suppressor: suppressDetector("off"), Sinks: []alert.Sink{r}})
+	s.Process([]event.Finding{f("a", "off", 0, 45), f("a", "route", time.Minute, 50)})
+	s.Flush()
+	if len(r.changes) != 0 {
+		t.Fatalf("a suppressed finding still added risk: %v", r.changes)
+	}
+	s.Process([]event.Finding{f("b", "route", 0, 95), f("b", "off", time.Minute, 45)})
+	s.Flush()
+	a := r.last[alert.ID(event.EntityKey{Kind: event.EntityPrincipal, ID: "b"}, "route", t0)]
+	if len(a.Findings) != 2 || a.Findings[1].Contribution != 0 || !strings.Contains(a.Findings[1].Explanation, "Suppressed by sp-1") {
+		t.Fatalf("suppressed finding in an open alert: %+v", a.Findings)
+	}
+}
+
+// A stage restored from a snapshot goes on exactly as the one it was taken
+// from: same changes, same alerts.
+func TestSnapshotRestore(t *testing.T) {
+	first := []event.Finding{
+		f("a", "off", 0, 45), f("b", "route", time.Minute, 50), f("c", "d", 2*time.Minute, 95),
+		f("c", "d", 3*time.Minute, 10),
+	}
+	second := []event.Finding{
+		f("a", "route", 20*time.Minute, 50), // completes a's risk: an alert
+		f("c", "e", 30*time.Minute, 40),     // joins c's open alert
+		f("b", "off", 5*time.Hour, 45),      // b's route has decayed a little: still 93
+	}
+	run := func(cut bool) []string {
+		r := &rec{}
+		s := newStage(t, r, 0)
+		s.Process(first)
+		s.Advance(t0.Add(10 * time.Minute))
+		if cut {
+			b, err := s.Snapshot()
+			if err != nil {
+				t.Fatal(err)
+			}
+			s = newStage(t, r, 0)
+			if err := s.Restore(b); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for _, x := range second {
+			s.Process([]event.Finding{x})
+			s.Advance(x.Time.Add(-time.Minute))
+		}
+		s.Flush()
+		out := append([]string{}, r.changes...)
+		for id, a := range r.last {
+			out = append(out, fmt.Sprintf("%s %v %v %d", id, a.Risk, a.Severity, len(a.Findings)))
+		}
+		slices.Sort(out[len(r.changes):])
+		return out
+	}
+	want, got := run(false), run(true)
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("after a restore:\n%s\nuninterrupted:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	s := newStage(t, &rec{}, 0)
+	for _, bad := range []string{"", "{", `{"v":2}`, `{"v":1,"open":[{"alert":{}}]}`} {
+		if err := s.Restore([]byte(bad)); err == nil {
+			t.Errorf("Restore(%q) accepted", bad)
+		}
+	}
+}
+
+func FuzzRestore(fz *testing.F) {
+	s, _ := alert.New(alert.Options{})
+	s.Process([]event.Finding{f("a", "off", 0, 45), f("c", "d", 0, 95)})
+	b, _ := s.Snapshot()
+	fz.Add(b)
+	fz.Fuzz(func(t *testing.T, b []byte) {
+		s, _ := alert.New(alert.Options{})
+		if s.Restore(b) != nil {
+			return
+		}
+		s.Process([]event.Finding{f("a", "route", time.Hour, 50)})
+		s.Advance(t0.Add(48 * time.Hour))
+		s.Flush()
+	})
 }

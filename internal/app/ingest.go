@@ -16,6 +16,7 @@ import (
 
 	"github.com/haechi-sec/haechi/internal/api"
 	"github.com/haechi-sec/haechi/internal/decode"
+	"github.com/haechi-sec/haechi/internal/engine"
 	"github.com/haechi-sec/haechi/internal/event"
 	"github.com/haechi-sec/haechi/internal/input"
 	"github.com/haechi-sec/haechi/internal/spool"
@@ -130,9 +131,18 @@ type IngestOptions struct {
 	// longer than this for the pipeline (0 → no limit): a client is told
 	// to slow down before detection falls minutes behind, rather than
 	// only when the spool is full.
-	MaxLag     time.Duration
-	Logger     *slog.Logger
-	Registerer prometheus.Registerer
+	MaxLag time.Duration
+	// CheckpointEvery is how often (wall clock) the consumer asks the
+	// engine for a checkpoint of the detectors' learnt state, at the
+	// offset of the last record it handed over (0 → never).
+	CheckpointEvery time.Duration
+	// RestoredThrough is the mark of the checkpoint the pipeline was
+	// restored from (0 → none): events of replayed records up to it are
+	// marked Restored, so restored detectors skip what their snapshot
+	// already holds while the others rebuild their state from them.
+	RestoredThrough uint64
+	Logger          *slog.Logger
+	Registerer      prometheus.Registerer
 }
 
 // Ingester is serve's durable ingest: the spool, the idempotency keys it
@@ -152,8 +162,10 @@ type Ingester struct {
 	waiting []stamp
 	lagNs   atomic.Int64 // acceptance → submission of the last consumed record
 	pending atomic.Int64 // records appended but not yet consumed
-	// lastMark is when the consumer last passed a mark.
-	lastMark time.Time
+	// lastMark is when the consumer last passed a mark; lastCheckpoint
+	// when it last asked for a checkpoint.
+	lastMark       time.Time
+	lastCheckpoint time.Time
 }
 
 // OpenIngester opens (or recovers) the spool and reads the idempotency
@@ -179,6 +191,17 @@ func OpenIngester(opts IngestOptions) (*Ingester, error) {
 	in := &Ingester{sp: sp, opts: opts, log: opts.Logger, keys: map[string]uint64{}}
 	st := sp.Stats()
 	in.first, in.resumed = st.FirstOffset, st.NextOffset
+	if opts.RestoredThrough >= st.NextOffset && opts.RestoredThrough > 0 {
+		// The checkpoint is from beyond this spool's end: the spool was
+		// reset (removed, or restored from an older copy). Its records
+		// are not in the checkpoint; none may be skipped.
+		in.log.Warn("spool: the detector checkpoint is from later than the spool holds; the spool was reset, so every record is processed in full",
+			"checkpoint_mark", opts.RestoredThrough, "spool_next", st.NextOffset)
+		in.opts.RestoredThrough = 0
+	} else if opts.RestoredThrough > 0 && opts.RestoredThrough+1 < st.FirstOffset {
+		in.log.Warn("spool: records between the detector checkpoint and the oldest retained record were deleted; the detectors miss them",
+			"checkpoint_mark", opts.RestoredThrough, "spool_first", st.FirstOffset)
+	}
 	if err := in.scanKeys(st); err != nil {
 		sp.Close()
 		return nil, err
@@ -333,11 +356,19 @@ func (in *Ingester) Run(ctx context.Context, p *Pipeline) error {
 	if n := in.pending.Load(); n > 0 {
 		in.log.Info("spool: replaying the retained spool to rebuild detector state", "records", n, "from", in.first)
 	}
-	seen := map[string]bool{} // keys consumed: a duplicate never reaches the pipeline twice
+	seen := map[string]bool{}       // keys consumed: a duplicate never reaches the pipeline twice
+	var last, lastCheckpoint uint64 // offsets: handed over, and of the last checkpoint asked for
 	for {
 		off, rec, err := rd.Next(ctx)
 		if err != nil {
 			if ctx.Err() != nil {
+				// A graceful stop: checkpoint what was handed over, so the
+				// next start resumes from here.
+				if in.opts.CheckpointEvery > 0 && last > lastCheckpoint && last > in.opts.RestoredThrough {
+					if err := p.Engine.Checkpoint(context.WithoutCancel(ctx), last); err != nil && !errors.Is(err, engine.ErrClosed) {
+						in.log.Warn("spool: final checkpoint", "err", err)
+					}
+				}
 				return nil
 			}
 			return fmt.Errorf("spool: %w", err)
@@ -361,6 +392,21 @@ func (in *Ingester) Run(ctx context.Context, p *Pipeline) error {
 			}
 		}
 		in.pending.Add(-1)
+		last = off
+		if every := in.opts.CheckpointEvery; every > 0 && off > in.opts.RestoredThrough {
+			if in.lastCheckpoint.IsZero() {
+				in.lastCheckpoint = time.Now() // the first one a period after start-up
+			} else if time.Since(in.lastCheckpoint) >= every {
+				in.lastCheckpoint = time.Now()
+				lastCheckpoint = off
+				if err := p.Engine.Checkpoint(ctx, off); err != nil {
+					if ctx.Err() != nil {
+						return nil
+					}
+					return fmt.Errorf("spool: checkpoint %d: %w", off, err)
+				}
+			}
+		}
 		in.mu.Lock()
 		i := 0
 		for i < len(in.waiting) && in.waiting[i].off <= off {
@@ -405,10 +451,12 @@ func (in *Ingester) feed(ctx context.Context, p *Pipeline, off uint64, r spoolRe
 		in.log.Error("spool: cannot read a stored request; skipped", "offset", off, "format", format, "err", err)
 		return nil
 	}
+	restored := off <= in.opts.RestoredThrough
 	batch := p.NewBatch()
 	for {
 		batch = append(batch, event.Event{})
 		err := rd.Next(&batch[len(batch)-1])
+		batch[len(batch)-1].Restored = restored
 		if err == nil && !r.NotAfter.IsZero() && batch[len(batch)-1].Time.After(r.NotAfter) {
 			batch = batch[:len(batch)-1] // rejected when the request was accepted
 			continue

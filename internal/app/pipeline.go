@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"sync"
 	"time"
 
@@ -17,6 +18,7 @@ import (
 	"github.com/haechi-sec/haechi/internal/alert"
 	"github.com/haechi-sec/haechi/internal/clock"
 	"github.com/haechi-sec/haechi/internal/config"
+	"github.com/haechi-sec/haechi/internal/detect/behaviour"
 	"github.com/haechi-sec/haechi/internal/detect/canary"
 	"github.com/haechi-sec/haechi/internal/detect/credential"
 	"github.com/haechi-sec/haechi/internal/detect/fanout"
@@ -24,6 +26,7 @@ import (
 	"github.com/haechi-sec/haechi/internal/detect/keyposture"
 	"github.com/haechi-sec/haechi/internal/detect/lifecycle"
 	"github.com/haechi-sec/haechi/internal/detect/offhours"
+	"github.com/haechi-sec/haechi/internal/detect/peerroute"
 	"github.com/haechi-sec/haechi/internal/detect/scripted"
 	"github.com/haechi-sec/haechi/internal/detect/terminated"
 	"github.com/haechi-sec/haechi/internal/detect/token"
@@ -51,7 +54,15 @@ type PipelineOptions struct {
 	// Rules holds the running rule set (nil → NewPipeline loads the
 	// configured rules; a load error is returned).
 	Rules *rules.Holder
-	Clock clock.Clock
+	// Restore is a checkpoint to start the detectors from (nil → cold).
+	// Its shard count must equal the engine's; otherwise it is ignored
+	// (logged) and the detectors start cold.
+	Restore *Checkpoint
+	// OnCheckpoint receives each checkpoint assembled from the shards'
+	// answers to Engine.Checkpoint, on the pipeline's output goroutine; it
+	// must hand slow work off.
+	OnCheckpoint func(Checkpoint)
+	Clock        clock.Clock
 	// Logger (nil → discard) and Registerer (nil → no metrics).
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer
@@ -71,6 +82,71 @@ type Pipeline struct {
 	mu       sync.Mutex
 	findings int
 	raised   int
+
+	onCheckpoint func(Checkpoint)
+	pending      *Checkpoint // being assembled from the shards' outputs
+	answered     int         // shards that have answered pending
+}
+
+// Checkpoint is the learnt state of the detectors that implement
+// engine.Snapshotter, as of a mark (the spool offset of the last record
+// handed to the engine before it): per detector, one snapshot per shard.
+type Checkpoint struct {
+	Mark   uint64
+	Shards int
+	Parts  map[string][][]byte
+	// Alerts is the alert stage's state at the same point: open alerts
+	// and every entity's risk (alert.Stage.Snapshot).
+	Alerts []byte
+}
+
+// Size is the checkpoint's size in bytes.
+func (c *Checkpoint) Size() int {
+	n := 0
+	for _, ps := range c.Parts {
+		for _, p := range ps {
+			n += len(p)
+		}
+	}
+	return n
+}
+
+// collect folds a shard's snapshot into the checkpoint being assembled
+// and hands the checkpoint on once every shard has answered.
+func (p *Pipeline) collect(out engine.Output) {
+	s := out.Snapshot
+	if p.pending == nil || p.pending.Mark != s.Mark {
+		p.pending = &Checkpoint{Mark: s.Mark, Shards: out.Shards, Parts: map[string][][]byte{}}
+		p.answered = 0
+	}
+	p.answered++
+	for _, part := range s.Parts {
+		ps := p.pending.Parts[part.Detector]
+		if ps == nil {
+			ps = make([][]byte, out.Shards)
+			p.pending.Parts[part.Detector] = ps
+		}
+		ps[out.Shard] = part.Data
+	}
+	if p.answered < out.Shards {
+		return // a shard has not answered yet
+	}
+	// The engine's outputs are merged round-robin and every shard answers
+	// the checkpoint at the same message, so the shards' answers arrive
+	// together: the alert stage has now seen exactly the findings of the
+	// events before the mark.
+	b, err := p.alerts.Snapshot()
+	if err != nil {
+		p.log.Error("checkpoint: alert stage", "err", err)
+		p.pending = nil
+		return
+	}
+	p.pending.Alerts = b
+	cp := *p.pending
+	p.pending = nil
+	if p.onCheckpoint != nil {
+		p.onCheckpoint(cp)
+	}
 }
 
 // Detectors builds the explicit, ordered list of detectors the
@@ -98,6 +174,12 @@ func Detectors(cfg config.Config, canaryIDs []string) []engine.Detector {
 	}
 	if oh := cfg.Detectors.OffHours; oh.Enabled {
 		ds = append(ds, offhours.New(offhours.Options{MaxShare: oh.MaxShare}))
+	}
+	if pr := cfg.Detectors.PeerRoute; pr.Enabled {
+		ds = append(ds, peerroute.New(peerroute.Options{MaxShare: pr.MaxShare, MinPeers: pr.MinPeers, OwnDays: pr.OwnDays}))
+	}
+	if b := cfg.Detectors.Behaviour; b.Enabled {
+		ds = append(ds, behaviour.New(behaviour.Options{Model: b.Model, Factor: b.Factor, LongFactor: b.LongFactor, LongFloor: b.LongFloor, HalfLifeInDays: b.HalfLife.D().Hours() / 24}))
 	}
 	if rv := cfg.Detectors.RecordVolume; rv.Enabled {
 		ds = append(ds, volume.New(volume.Options{Window: rv.Window.D(), Floor: rv.Floor, Factor: rv.Factor, EnumFloor: rv.EnumFloor}))
@@ -181,7 +263,26 @@ func NewPipeline(opts PipelineOptions) (*Pipeline, error) {
 		dets = append(dets, opts.Ledger.Detectors()...)
 	}
 	p.ledger = opts.Ledger
+	var (
+		restore       map[string][][]byte
+		restoreAlerts []byte
+	)
+	if cp := opts.Restore; cp != nil {
+		shards := cfg.Engine.Shards
+		if shards <= 0 {
+			shards = runtime.GOMAXPROCS(0)
+		}
+		if cp.Shards == shards {
+			restore = cp.Parts
+			opts.Logger.Info("detectors: starting from the checkpoint", "mark", cp.Mark, "bytes", cp.Size())
+			restoreAlerts = cp.Alerts
+		} else {
+			opts.Logger.Warn("detectors: the checkpoint was taken with another shard count; starting cold", "checkpoint_shards", cp.Shards, "shards", shards)
+		}
+	}
+	p.onCheckpoint = opts.OnCheckpoint
 	eng, err := engine.New(engine.Options{
+		Restore: restore,
 		Release: func(evs []event.Event) {
 			if cap(evs) == batchSize {
 				clear(evs) // drop references before the slice waits in the pool
@@ -202,17 +303,25 @@ func NewPipeline(opts PipelineOptions) (*Pipeline, error) {
 		return nil, err
 	}
 	st, err := alert.New(alert.Options{
-		Window:     cfg.Alerts.Window.D(),
-		MaxSpan:    cfg.Alerts.MaxSpan.D(),
-		Lateness:   cfg.Engine.AllowedLateness.D(),
-		MinScore:   cfg.Alerts.MinScore,
-		Sinks:      opts.Sinks,
-		Logger:     opts.Logger,
-		Registerer: opts.Registerer,
+		Window:        cfg.Alerts.Window.D(),
+		MaxSpan:       cfg.Alerts.MaxSpan.D(),
+		Lateness:      cfg.Engine.AllowedLateness.D(),
+		RiskThreshold: cfg.Alerts.RiskThreshold,
+		RiskHalfLife:  cfg.Alerts.RiskHalfLife.D(),
+		RepeatCap:     cfg.Alerts.RepeatCap,
+		Sinks:         opts.Sinks,
+		Logger:        opts.Logger,
+		Registerer:    opts.Registerer,
 	})
 	if err != nil {
 		geo.Close()
 		return nil, err
+	}
+	if restoreAlerts != nil {
+		if err := st.Restore(restoreAlerts); err != nil {
+			// The detectors resume, the risk they had added up does not.
+			opts.Logger.Error("checkpoint: the alert stage starts empty", "err", err)
+		}
 	}
 	p.Engine, p.alerts = eng, st
 	return p, nil
@@ -297,6 +406,9 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	var finals int
 	for out := range p.Engine.Output() {
 		p.alerts.Process(out.Findings)
+		if out.Snapshot != nil {
+			p.collect(out)
+		}
 		wms[out.Shard] = out.Watermark
 		if out.Final {
 			finals++

@@ -132,3 +132,17 @@ func (c *Context) Emit(f event.Finding) {
 	}
 	c.findings = append(c.findings, f)
 }
+
+// NewTestContext returns a Context for driving a Shard directly, outside
+// an engine (fuzzing, benchmarks): shard of shards, no watermark yet.
+// Findings emitted through it are kept until TakeFindings.
+func NewTestContext(shard, shards int) *Context {
+	return &Context{shard: shard, shards: shards}
+}
+
+// TakeFindings returns and forgets the findings emitted so far.
+func (c *Context) TakeFindings() []event.Finding {
+	f := c.findings
+	c.findings = nil
+	return f
+}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/haechi-sec/haechi/internal/clock"
 	"github.com/haechi-sec/haechi/internal/event"
+	"github.com/haechi-sec/haechi/internal/snap"
 )
 
 // Errors returned by Submit and TrySubmit.
@@ -42,6 +43,15 @@ type Options struct {
 	// has processed it, so the producer can reuse it. It is called from a
 	// shard goroutine and must be quick.
 	Release func([]event.Event)
+	// Restore holds checkpointed detector state to start from, by detector
+	// name, one snapshot per shard (see Snapshotter and Engine.Checkpoint).
+	// A detector's snapshots are used only when there is one per shard of
+	// this engine; a shard whose snapshot is refused starts cold (logged).
+	// A detector restored on a shard skips events marked Restored there:
+	// its snapshot already holds them. Findings yielded by a batch whose
+	// events are all Restored (by detectors that rebuild their state from
+	// the replay) are dropped: they were emitted before the checkpoint.
+	Restore map[string][][]byte
 	// Clock is the wall clock, used only to measure lag (nil → clock.Wall).
 	Clock clock.Clock
 	// Logger (nil → discard) and Registerer (nil → metrics not registered).
@@ -68,6 +78,21 @@ type Output struct {
 	Findings  []event.Finding
 	Watermark time.Time
 	Final     bool
+	// Snapshot is set on the output that answers Engine.Checkpoint: the
+	// shard's Snapshotter states at the checkpoint's mark.
+	Snapshot *ShardSnapshot
+}
+
+// ShardSnapshot is one shard's part of a checkpoint.
+type ShardSnapshot struct {
+	Mark  uint64
+	Parts []SnapshotPart // one per detector implementing Snapshotter, in detector order
+}
+
+// SnapshotPart is one detector's state on one shard.
+type SnapshotPart struct {
+	Detector string
+	Data     []byte
 }
 
 // Engine routes events to detector shards. Create with New, start Run, feed
@@ -96,6 +121,7 @@ type inMsg struct {
 	batch   Batch
 	advance time.Time // non-zero: a watermark advance request, no events
 	mark    uint64    // non-zero: a mark, no events (see Engine.Mark)
+	snap    bool      // with mark: a checkpoint (see Engine.Checkpoint)
 }
 
 type item struct {
@@ -112,6 +138,11 @@ type shardMsg struct {
 	received  time.Time
 	final     bool
 	mark      uint64
+	snap      bool
+	// restored: every event of the batch is Restored — a replay of what
+	// the restored checkpoint covers. Findings the message yields were
+	// emitted before the checkpoint and are dropped.
+	restored bool
 }
 
 // batchDone releases a batch's admission once every shard it went to has
@@ -269,6 +300,28 @@ func (e *Engine) Mark(ctx context.Context, m uint64) error {
 	}
 }
 
+// Checkpoint is Mark with a snapshot: every shard, once it has processed
+// everything submitted before it, calls Mark on its Markers and then
+// writes every Snapshotter's state into its output's Snapshot (one output
+// per shard, all with the same mark). The consumer assembles a checkpoint
+// from the Shards outputs that carry mark m.
+func (e *Engine) Checkpoint(ctx context.Context, m uint64) error {
+	if m == 0 {
+		return errors.New("engine: checkpoint mark 0")
+	}
+	e.closeMu.RLock()
+	defer e.closeMu.RUnlock()
+	if e.closed {
+		return ErrClosed
+	}
+	select {
+	case e.in <- inMsg{mark: m, snap: true}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
 // AdvanceTo moves the watermark to at least t without an event: a live
 // source calls it with clock time minus lateness so timers fire and windows
 // close while traffic is quiet. It never moves the watermark backwards and
@@ -376,7 +429,7 @@ func (e *Engine) route() {
 	for msg := range e.in {
 		if msg.mark != 0 {
 			for _, ch := range e.shards {
-				ch <- shardMsg{watermark: watermark, mark: msg.mark}
+				ch <- shardMsg{watermark: watermark, mark: msg.mark, snap: msg.snap}
 			}
 			continue
 		}
@@ -389,8 +442,10 @@ func (e *Engine) route() {
 		}
 		evs := msg.batch.Events
 		var late int
+		restored := len(evs) > 0
 		for i := range evs {
 			ev := &evs[i]
+			restored = restored && ev.Restored
 			if ev.Time.Before(watermark) {
 				ev.Late = true
 				late++
@@ -431,7 +486,7 @@ func (e *Engine) route() {
 		done := &batchDone{n: len(evs), gate: e.gate, events: evs, release: e.opts.Release}
 		done.pending.Store(int32(len(e.shards)))
 		for s, ch := range e.shards {
-			ch <- shardMsg{items: perShard[s], watermark: watermark, earliest: minSeen, done: done, received: msg.batch.Received}
+			ch <- shardMsg{items: perShard[s], watermark: watermark, earliest: minSeen, done: done, received: msg.batch.Received, restored: restored}
 			perShard[s] = nil
 		}
 	}
@@ -462,8 +517,20 @@ func (e *Engine) runShard(id int) {
 	states := make([]Shard, len(e.dets))
 	advancers := make([]Advancer, len(e.dets))
 	markers := make([]Marker, len(e.dets))
+	snaps := make([]Snapshotter, len(e.dets))
+	restored := make([]bool, len(e.dets))
 	for d, det := range e.dets {
 		states[d] = det.NewShard()
+		snaps[d], _ = states[d].(Snapshotter)
+		if data := e.opts.Restore[det.Name()]; snaps[d] != nil && len(data) == len(e.shards) && data[id] != nil {
+			if err := snaps[d].Restore(snap.NewReader(data[id])); err != nil {
+				e.opts.Logger.Warn("engine: checkpoint refused; the detector starts cold on this shard", "detector", det.Name(), "shard", id, "err", err)
+				states[d] = det.NewShard()
+				snaps[d], _ = states[d].(Snapshotter)
+			} else {
+				restored[d] = true
+			}
+		}
 		advancers[d], _ = states[d].(Advancer)
 		markers[d], _ = states[d].(Marker)
 	}
@@ -475,6 +542,9 @@ func (e *Engine) runShard(id int) {
 		}
 		if msg.items != nil {
 			for _, it := range *msg.items {
+				if it.ev.Restored && restored[it.det] {
+					continue // the restored snapshot already holds it
+				}
 				c.detector = e.dets[it.det].Name()
 				states[it.det].Process(c, it.key, it.ev)
 			}
@@ -492,6 +562,7 @@ func (e *Engine) runShard(id int) {
 				}
 			}
 		}
+		var shot *ShardSnapshot
 		if msg.mark != 0 {
 			for d, m := range markers {
 				if m != nil {
@@ -499,11 +570,26 @@ func (e *Engine) runShard(id int) {
 					m.Mark(c, msg.mark)
 				}
 			}
+			if msg.snap {
+				shot = &ShardSnapshot{Mark: msg.mark}
+				for d, s := range snaps {
+					if s != nil {
+						var w snap.Writer
+						s.AppendSnapshot(&w)
+						shot.Parts = append(shot.Parts, SnapshotPart{Detector: e.dets[d].Name(), Data: w.B})
+					}
+				}
+			}
+		}
+		if msg.restored {
+			// Detectors rebuilding their state from the replay found these
+			// before the checkpoint; the restored alert stage holds them.
+			c.findings = c.findings[:0]
 		}
 		for i := range c.findings {
 			e.m.findings.WithLabelValues(c.findings[i].Detector).Inc()
 		}
-		e.shardOut[id] <- Output{Shard: id, Shards: len(e.shards), Findings: c.findings, Watermark: lastWM, Final: msg.final}
+		e.shardOut[id] <- Output{Shard: id, Shards: len(e.shards), Findings: c.findings, Watermark: lastWM, Final: msg.final, Snapshot: shot}
 		c.findings = nil
 		if !msg.received.IsZero() {
 			e.m.lag.Set(e.opts.Clock.Now().Sub(msg.received).Seconds())

@@ -95,6 +95,11 @@ type Event struct {
 	Input uint32 // index of the input (file, request) in the run's input table
 	Line  uint32 // 1-based line number within that input
 	Late  bool   // arrived after the engine's watermark had passed its time
+	// Restored marks an event replayed after a restart that the restored
+	// detector checkpoint already covers: detectors whose state was
+	// restored skip it; the others (whose state is rebuilt by the replay)
+	// process it.
+	Restored bool
 }
 
 // User is ECS user.*.

@@ -110,9 +110,23 @@ type Finding struct {
 	// e.g. the source address of a forged request in a finding about the
 	// signing key — so a playbook can contain them too.
 	Related []EntityKey `json:"related,omitempty"`
+	// Figures are the measurements and baseline figures behind the
+	// finding (e.g. "distinct_records" 4210, "own_p99" 38, "peers_p99"
+	// 55), in the order the explanation cites them.
+	Figures []Figure `json:"figures,omitempty"`
+	// Contribution is the risk the finding added to its entity when the
+	// alert stage scored it (0 for a repeat of a signal already counted,
+	// or a suppressed one); set by the alert stage.
+	Contribution float64 `json:"contribution,omitempty"`
 	// Immediate marks a high-confidence finding that must alert at once
 	// rather than wait for risk to accumulate.
 	Immediate bool `json:"-"`
+}
+
+// Figure is one named number behind a finding.
+type Figure struct {
+	Name  string  `json:"name"`
+	Value float64 `json:"value"`
 }
 
 // AlertState is an alert's lifecycle state.
@@ -125,11 +139,15 @@ const (
 // Alert is what the alert stage raises from findings. Its JSON form is the
 // one `haechi replay` prints and `GET /v1/alerts` returns (docs/alerts.md).
 type Alert struct {
-	ID          string     `json:"id"`
-	Time        time.Time  `json:"time"` // event time of the finding that raised it
-	Entity      EntityKey  `json:"entity"`
-	Severity    Severity   `json:"severity"`
-	Score       float64    `json:"score"`
+	ID       string    `json:"id"`
+	Time     time.Time `json:"time"` // event time of the finding that raised it
+	Entity   EntityKey `json:"entity"`
+	Severity Severity  `json:"severity"`
+	Score    float64   `json:"score"`
+	// Risk is the entity's accumulated risk when the alert was raised
+	// (and as findings joined): the sum over detectors of their decayed,
+	// capped contributions (docs/alerts.md).
+	Risk        float64    `json:"risk"`
 	Title       string     `json:"title"`
 	Explanation string     `json:"explanation"`
 	State       AlertState `json:"state"`

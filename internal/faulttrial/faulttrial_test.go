@@ -159,7 +159,7 @@ var urlRE = regexp.MustCompile(`url=(http://[0-9.:]+)`)
 
 func startServer(t *testing.T, cfgPath, logPath string) *server {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], "serve", "--config", cfgPath)
+	cmd := exec.Command(os.Args[0], "serve", "--insecure-no-auth", "--config", cfgPath) // loopback only: the trial is about durability, not access control
 	cmd.Env = append(os.Environ(), "HAECHI_FAULT_CHILD=1")
 	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
@@ -250,6 +250,10 @@ func run(t *testing.T, name string, bodies [][]byte, kills int, seed uint64) out
 listen: 127.0.0.1:0
 ingest:
   max_future: 720h
+engine:
+  # Checkpoints often, so kills land before, during and after them and
+  # restarts resume from them.
+  checkpoint_every: 200ms
 spool:
   max_bytes: 8589934592
   retain_bytes: 8522825728

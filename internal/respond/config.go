@@ -201,7 +201,7 @@ const (
 
 // behavioural detectors: notify, contain only at critical risk.
 var behavioural = []string{
-	"source_fanout", "scripted_client", "record_volume", "off_hours",
+	"source_fanout", "scripted_client", "record_volume", "off_hours", "peer_route", "behaviour",
 	"identity_lifecycle", "principal_geo", "key_posture", "credential_network",
 }
 

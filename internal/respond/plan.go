@@ -370,7 +370,10 @@ func (p *Planner) matches(i int, pb *Playbook, a *event.Alert) bool {
 	if p.minSev[i] != 0 && a.Severity < p.minSev[i] {
 		return false
 	}
-	if len(m.Detectors) > 0 && !matchAny(m.Detectors, a.Detector) {
+	// An alert is about an entity and may gather findings of several
+	// detectors: a playbook for a detector matches when any of them is.
+	if len(m.Detectors) > 0 && !matchAny(m.Detectors, a.Detector) &&
+		!slices.ContainsFunc(a.Findings, func(f event.Finding) bool { return matchAny(m.Detectors, f.Detector) }) {
 		return false
 	}
 	if len(m.EntityKinds) > 0 && !slices.Contains(m.EntityKinds, string(a.Entity.Kind)) {

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -42,7 +44,7 @@ type Responder struct {
 	log     *slog.Logger
 	now     func() time.Time
 
-	sev map[string]event.Severity // pipeline goroutine only
+	sev map[string]seen // pipeline goroutine only
 
 	q       chan item
 	stop    chan struct{}
@@ -61,7 +63,7 @@ func NewResponder(st *store.Store, p *Planner, opts ResponderOptions) *Responder
 		opts.QueueSize = 4096
 	}
 	r := &Responder{st: st, planner: p, opts: opts, log: opts.Logger, now: opts.Now,
-		sev: map[string]event.Severity{}, q: make(chan item, opts.QueueSize),
+		sev: map[string]seen{}, q: make(chan item, opts.QueueSize),
 		stop: make(chan struct{}), done: make(chan struct{})}
 	if r.log == nil {
 		r.log = slog.New(slog.DiscardHandler)
@@ -72,14 +74,35 @@ func NewResponder(st *store.Store, p *Planner, opts ResponderOptions) *Responder
 	return r
 }
 
+// seen is what the responder last planned for an alert.
+type seen struct {
+	sev event.Severity
+	sig string
+}
+
+// signature is the sorted set of detector/kind pairs among a's findings.
+func signature(a *event.Alert) string {
+	pairs := make([]string, 0, 4)
+	for i := range a.Findings {
+		p := a.Findings[i].Detector + "/" + a.Findings[i].Kind
+		if !slices.Contains(pairs, p) {
+			pairs = append(pairs, p)
+		}
+	}
+	slices.Sort(pairs)
+	return strings.Join(pairs, ",")
+}
+
 // Alert implements alert.Sink.
 func (r *Responder) Alert(c alert.Change, a event.Alert) {
 	switch c {
 	case alert.Raised:
 	case alert.Updated:
 		// An update the responder has not seen (a reopened alert, a
-		// restart) is planned like a raise: ids make it idempotent.
-		if prev, ok := r.sev[a.ID]; ok && a.Severity <= prev {
+		// restart) is planned like a raise: ids make it idempotent. A
+		// seen one is planned again when its severity rose or a finding
+		// of a new detector or kind joined it (playbooks match on those).
+		if prev, ok := r.sev[a.ID]; ok && a.Severity <= prev.sev && signature(&a) == prev.sig {
 			return
 		}
 	case alert.Closed:
@@ -91,7 +114,7 @@ func (r *Responder) Alert(c alert.Change, a event.Alert) {
 		return
 	}
 	if c != alert.Closed {
-		r.sev[a.ID] = a.Severity
+		r.sev[a.ID] = seen{a.Severity, signature(&a)}
 	}
 	select {
 	case r.q <- item{a: a}:

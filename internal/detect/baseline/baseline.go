@@ -9,6 +9,8 @@ import (
 	"math"
 	"math/bits"
 	"time"
+
+	"github.com/haechi-sec/haechi/internal/snap"
 )
 
 // Log2Hist counts observations in power-of-two buckets: bucket b holds the
@@ -74,4 +76,50 @@ func (p *Peak) Observe(start time.Time, window time.Duration, n, decay float64) 
 	}
 	p.Max = math.Max(p.Max, n)
 	p.Last = start
+}
+
+// AppendTo writes the histogram for a checkpoint.
+func (h *Log2Hist) AppendTo(w *snap.Writer) {
+	// Only the non-empty bins: most of the 65 are.
+	n := 0
+	for _, b := range h.bins {
+		if b != 0 {
+			n++
+		}
+	}
+	w.Uint(uint64(n))
+	for i, b := range h.bins {
+		if b != 0 {
+			w.Byte(byte(i))
+			w.Float(b)
+		}
+	}
+	w.Float(h.total)
+}
+
+// ReadFrom reads what AppendTo wrote (errors are r's).
+func (h *Log2Hist) ReadFrom(r *snap.Reader) {
+	*h = Log2Hist{}
+	for range r.Count(9) {
+		i := r.Byte()
+		v := r.Float()
+		if int(i) >= len(h.bins) {
+			r.Fail("log2 histogram bin out of range")
+			return
+		}
+		h.bins[i] = v
+	}
+	h.total = r.Float()
+}
+
+// AppendTo writes the peak for a checkpoint.
+func (p *Peak) AppendTo(w *snap.Writer) {
+	w.Float(p.Max)
+	w.Time(p.Last)
+}
+
+// ReadFrom reads what AppendTo wrote.
+func (p *Peak) ReadFrom(r *snap.Reader) {
+	p.Max = r.Float()
+	p.Last = r.Time()
 }

@@ -25,6 +25,7 @@ import (
 	"github.com/haechi-sec/haechi/internal/decode"
 	"github.com/haechi-sec/haechi/internal/engine"
 	"github.com/haechi-sec/haechi/internal/event"
+	"github.com/haechi-sec/haechi/internal/snap"
 )
 
 var update = flag.Bool("update", false, "rewrite golden want.json files")
@@ -129,6 +130,203 @@ func Golden(t *testing.T, dir string, mk func() []engine.Detector) {
 					t.Errorf("shards=%d: findings differ from %s (run with -update to accept)\n--- got\n%s", shards, wantPath, b)
 				}
 			}
+			if snapshots(mk()) {
+				checkRestart(t, evPath, mk)
+			}
 		})
 	}
+}
+
+// snapshots reports whether every detector's shard implements
+// engine.Snapshotter.
+func snapshots(dets []engine.Detector) bool {
+	for _, d := range dets {
+		if _, ok := d.NewShard().(engine.Snapshotter); !ok {
+			return false
+		}
+	}
+	return len(dets) > 0
+}
+
+// checkRestart cuts the case's events at a third and at two thirds: a
+// checkpoint taken at the cut and restored into a fresh engine, which then
+// sees the whole stream with the events before the cut marked Restored (as
+// serve replays its spool), must produce exactly the findings of an
+// uninterrupted run.
+func checkRestart(t *testing.T, evPath string, mk func() []engine.Detector) {
+	t.Helper()
+	f, err := os.Open(evPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	evs := readEvents(t, f)
+	f.Close()
+	f, _ = os.Open(evPath)
+	want := Findings(t, f, 3, mk()...)
+	f.Close()
+	if want == nil {
+		want = []event.Finding{}
+	}
+	for _, cut := range []int{len(evs) / 3, 2 * len(evs) / 3} {
+		before, after := Restart(t, evs, cut, 3, mk)
+		got := append(append([]event.Finding{}, before...), after...)
+		Sort(got)
+		wb, _ := json.Marshal(want)
+		gb, _ := json.Marshal(got)
+		if !bytes.Equal(wb, gb) {
+			t.Errorf("restart from a checkpoint after %d of %d events: findings differ from an uninterrupted run\n--- got\n%s\n--- want\n%s", cut, len(evs), gb, wb)
+		}
+	}
+}
+
+func readEvents(t testing.TB, r io.Reader) []event.Event {
+	t.Helper()
+	rd := decode.NewReader(r, 0, 0)
+	var evs []event.Event
+	for {
+		var ev event.Event
+		err := rd.Next(&ev)
+		if errors.Is(err, io.EOF) {
+			return evs
+		}
+		if err != nil {
+			t.Fatalf("events: %v", err)
+		}
+		evs = append(evs, ev)
+	}
+}
+
+// Restart runs evs[:cut] through an engine, takes a checkpoint, restores
+// it into a fresh engine and runs the whole of evs through that one with
+// the events before the cut marked Restored, as serve does after a
+// restart. It returns what the first engine emitted before its checkpoint
+// and everything the second emitted, each sorted. Detectors that do not
+// implement Snapshotter start cold in the second engine and re-emit what
+// they found before the cut.
+func Restart(t testing.TB, evs []event.Event, cut, shards int, mk func() []engine.Detector) (before, after []event.Finding) {
+	t.Helper()
+	ctx := context.Background()
+	name := func(uint32) string { return "events.ndjson" }
+	// Before the cut: everything each shard emitted before its snapshot.
+	eng, err := engine.New(engine.Options{Detectors: mk(), Shards: shards, InputName: name})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []event.Finding
+	restore := map[string][][]byte{}
+	// Batches of up to 64 events, cut exactly at cut.
+	submit := func(eng *engine.Engine, evs []event.Event, restoredBelow int) {
+		for i := 0; i < len(evs); i += 64 {
+			end := min(i+64, len(evs))
+			if i < restoredBelow && end > restoredBelow {
+				end = restoredBelow
+			}
+			b := make([]event.Event, end-i)
+			copy(b, evs[i:end])
+			for j := range b {
+				b[j].Restored = i+j < restoredBelow
+			}
+			if err := eng.Submit(ctx, engine.Batch{Events: b}); err != nil {
+				t.Fatal(err)
+			}
+			i = end - 64
+		}
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		snapped := make([]bool, shards)
+		for out := range eng.Output() {
+			if snapped[out.Shard] {
+				continue // the end-of-input flush of a stream that goes on
+			}
+			got = append(got, out.Findings...)
+			if out.Snapshot != nil {
+				snapped[out.Shard] = true
+				for _, p := range out.Snapshot.Parts {
+					if restore[p.Detector] == nil {
+						restore[p.Detector] = make([][]byte, shards)
+					}
+					restore[p.Detector][out.Shard] = p.Data
+				}
+			}
+		}
+	}()
+	runErr := make(chan error, 1)
+	go func() { runErr <- eng.Run(ctx) }()
+	submit(eng, evs[:cut], 0)
+	if err := eng.Checkpoint(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	eng.Close()
+	if err := <-runErr; err != nil {
+		t.Fatal(err)
+	}
+	<-done
+	before, got = got, nil
+	// After the restart: the whole stream, the part before the cut marked
+	// Restored.
+	eng, err = engine.New(engine.Options{Detectors: mk(), Shards: shards, InputName: name, Restore: restore})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done = make(chan struct{})
+	go func() {
+		defer close(done)
+		for out := range eng.Output() {
+			got = append(got, out.Findings...)
+		}
+	}()
+	go func() { runErr <- eng.Run(ctx) }()
+	submit(eng, evs, cut)
+	eng.Close()
+	if err := <-runErr; err != nil {
+		t.Fatal(err)
+	}
+	<-done
+	Sort(before)
+	Sort(got)
+	return before, got
+}
+
+// FuzzRestore fuzzes the detector's Snapshotter.Restore: it must never
+// panic, and a snapshot it accepts must be usable (processing the events
+// of the case after it must not panic either). The corpus is seeded with
+// real snapshots taken over the case's events.
+func FuzzRestore(f *testing.F, evPath string, det engine.Detector) {
+	file, err := os.Open(evPath)
+	if err != nil {
+		f.Fatal(err)
+	}
+	evs := readEvents(f, file)
+	file.Close()
+	for _, cut := range []int{0, len(evs) / 2, len(evs)} {
+		sh := det.NewShard()
+		c := engine.NewTestContext(0, 1)
+		for i := range evs[:cut] {
+			if k, ok := det.Key(&evs[i]); ok {
+				sh.Process(c, k, &evs[i])
+				c.TakeFindings()
+			}
+		}
+		var w snap.Writer
+		sh.(engine.Snapshotter).AppendSnapshot(&w)
+		f.Add(w.B)
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		sh := det.NewShard()
+		if err := sh.(engine.Snapshotter).Restore(snap.NewReader(b)); err != nil {
+			return
+		}
+		c := engine.NewTestContext(0, 1)
+		for i := range evs {
+			ev := evs[i]
+			if k, ok := det.Key(&ev); ok {
+				sh.Process(c, k, &ev)
+				c.TakeFindings()
+			}
+		}
+		var w snap.Writer
+		sh.(engine.Snapshotter).AppendSnapshot(&w)
+	})
 }

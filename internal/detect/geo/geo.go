@@ -23,6 +23,9 @@
 // acting as thousands of customers is one alert about the server (the
 // alert stage groups by entity), not thousands about customers.
 //
+// Service identities (roster kind service) are judged by the networks they
+// run from (workload.go).
+//
 // Staff (roster kind employee or contractor with identity.country) acting
 // from another country is reported once per principal, country and day.
 // There is no travel feed in the contract yet, so travel is not excused.
@@ -145,7 +148,7 @@ func (d *Detector) Key(ev *event.Event) (event.EntityKey, bool) {
 
 // NewShard implements engine.Detector.
 func (d *Detector) NewShard() engine.Shard {
-	return &shard{d: d, customers: map[uint64]customer{}, staff: map[string]*staffer{}, hostingVerdict: map[string]bool{}}
+	return &shard{d: d, customers: map[uint64]customer{}, staff: map[string]*staffer{}, workloads: map[string]*workload{}, hostingVerdict: map[string]bool{}}
 }
 
 // customer is 48 bytes: countries seen (two ASCII letters each, 0 =
@@ -185,6 +188,7 @@ type shard struct {
 	d              *Detector
 	customers      map[uint64]customer // by hash of the principal id
 	staff          map[string]*staffer
+	workloads      map[string]*workload
 	hostingVerdict map[string]bool
 }
 
@@ -196,6 +200,10 @@ func (s *shard) Process(c *engine.Context, key event.EntityKey, ev *event.Event)
 	}
 	if st := s.staff[key.ID]; st != nil {
 		s.staffAccess(c, key, st, ev)
+		return
+	}
+	if w := s.workloads[key.ID]; w != nil {
+		s.workloadAccess(c, key, w, ev)
 		return
 	}
 	if len(ev.User.Roles) > 0 {
@@ -265,10 +273,21 @@ func (s *shard) Process(c *engine.Context, key event.EntityKey, ev *event.Event)
 
 func (s *shard) roster(id string, ev *event.Event) {
 	switch strings.ToLower(ev.Identity.Kind) {
-	case "", "customer", "service":
+	case "service":
 		delete(s.staff, id)
+		if s.workloads[id] == nil {
+			// Learning starts when the roster names the workload: one that
+			// ran only from unlocated (internal) networks since then and
+			// then appears on the internet is exactly what to report.
+			s.workloads[id] = &workload{first: ev.Time}
+		}
+		return
+	case "", "customer":
+		delete(s.staff, id)
+		delete(s.workloads, id)
 		return
 	}
+	delete(s.workloads, id)
 	st := s.staff[id]
 	if st == nil {
 		st = &staffer{reported: map[string]uint32{}}

@@ -14,17 +14,29 @@
 // identity per day, about the identity, with its share and its role's.
 //
 // On-call engineers build night activity into their own and their role's
-// profile and are not flagged; a person working from another time zone
-// is (the simulator labels that hard but benign).
+// profile and are not flagged. The profiles describe the hours of the
+// identity's usual place: an event from a source located in another
+// country than the one the identity usually acts from (a majority vote
+// over its located events, or the roster's identity.country when it
+// gives one) is neither judged nor learnt — the hour of a
+// person abroad says nothing about their habits, and acting from abroad
+// is principal_geo's to judge; nor is anything it does within a day of
+// such an event (a traveller connecting through the office VPN appears at
+// home, at the hours of where they are). Events without a country (office networks
+// with no enrichment) count as the usual place.
 package offhours
 
 import (
 	"fmt"
+	"maps"
 	"math"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/haechi-sec/haechi/internal/engine"
 	"github.com/haechi-sec/haechi/internal/event"
+	"github.com/haechi-sec/haechi/internal/snap"
 )
 
 // Name is the detector's stable name.
@@ -65,7 +77,10 @@ func (o *Options) defaults() {
 // Detector is the off-hours detector.
 type Detector struct{ opts Options }
 
-var _ engine.Detector = (*Detector)(nil)
+var (
+	_ engine.Detector    = (*Detector)(nil)
+	_ engine.Snapshotter = (*shard)(nil)
+)
 
 // New returns the detector.
 func New(opts Options) *Detector {
@@ -77,8 +92,12 @@ func New(opts Options) *Detector {
 func (d *Detector) Name() string { return Name }
 
 // Key implements engine.Detector: activity by an identity with a role
-// keys on its first role.
+// keys on its first role; so does a roster entry with roles (it gives the
+// identity's country).
 func (d *Detector) Key(ev *event.Event) (event.EntityKey, bool) {
+	if ev.Dataset == event.DatasetRoster && len(ev.Identity.Roles) > 0 && ev.Identity.ID != "" {
+		return event.EntityKey{Kind: EntityRole, ID: ev.Identity.Roles[0]}, true
+	}
 	if len(ev.User.Roles) == 0 || !ev.IsActivity() {
 		return event.EntityKey{}, false
 	}
@@ -126,6 +145,35 @@ func (p *profile) share(h int) float64 {
 type identity struct {
 	own      profile
 	reported int64 // day number of the last report
+	home     string
+	homeVote int
+	rostered bool      // home comes from the roster: no votes
+	abroadAt time.Time // last event from another country
+}
+
+// travelling is how long after an event from abroad the identity's hours
+// are not judged: someone abroad who connects through the office VPN
+// appears at home at the hours of where they are.
+const travelling = 24 * time.Hour
+
+// abroad reports whether cc (a source country, possibly empty) differs
+// from the identity's usual country, and votes cc into it (Boyer–Moore
+// majority: the country most of its located events come from wins).
+func (id *identity) abroad(cc string) bool {
+	if cc == "" {
+		return false
+	}
+	away := id.home != "" && cc != id.home && (id.homeVote >= 3 || id.rostered)
+	switch {
+	case id.rostered:
+	case cc == id.home:
+		id.homeVote++
+	case id.homeVote == 0:
+		id.home, id.homeVote = cc, 1
+	default:
+		id.homeVote--
+	}
+	return away
 }
 
 type shard struct {
@@ -136,6 +184,17 @@ type shard struct {
 
 // Process implements engine.Shard.
 func (s *shard) Process(c *engine.Context, key event.EntityKey, ev *event.Event) {
+	if ev.Dataset == event.DatasetRoster {
+		id := s.ids[ev.Identity.ID]
+		if id == nil {
+			id = &identity{reported: -1}
+			s.ids[ev.Identity.ID] = id
+		}
+		if cc := strings.ToUpper(ev.Identity.Country); cc != "" {
+			id.home, id.rostered = cc, true
+		}
+		return
+	}
 	halfLife := time.Duration(s.opts.HalfLifeInDays * float64(24*time.Hour))
 	r := s.roles[key.ID]
 	if r == nil {
@@ -146,6 +205,13 @@ func (s *shard) Process(c *engine.Context, key event.EntityKey, ev *event.Event)
 	if id == nil {
 		id = &identity{reported: -1}
 		s.ids[ev.User.ID] = id
+	}
+	if id.abroad(ev.Source.Country) {
+		id.abroadAt = ev.Time
+		return
+	}
+	if !id.abroadAt.IsZero() && ev.Time.Sub(id.abroadAt) < travelling {
+		return
 	}
 	h := ev.Time.UTC().Hour()
 	roleShare, ownShare := r.share(h), id.own.share(h)
@@ -183,4 +249,74 @@ func records(ev *event.Event) string {
 // decayFactor is 2^(−d/halfLife).
 func decayFactor(d, halfLife time.Duration) float64 {
 	return math.Exp2(-float64(d) / float64(halfLife))
+}
+
+const snapshotVersion = 1
+
+// AppendSnapshot implements engine.Snapshotter: the role and identity
+// profiles, in key order.
+func (s *shard) AppendSnapshot(w *snap.Writer) {
+	w.Byte(snapshotVersion)
+	w.Uint(uint64(len(s.roles)))
+	for _, k := range slices.Sorted(maps.Keys(s.roles)) {
+		w.String(k)
+		s.roles[k].append(w)
+	}
+	w.Uint(uint64(len(s.ids)))
+	for _, k := range slices.Sorted(maps.Keys(s.ids)) {
+		id := s.ids[k]
+		w.String(k)
+		id.own.append(w)
+		w.Int(id.reported)
+		w.String(id.home)
+		w.Int(int64(id.homeVote))
+		w.Bool(id.rostered)
+		w.Time(id.abroadAt)
+	}
+}
+
+// Restore implements engine.Snapshotter.
+func (s *shard) Restore(r *snap.Reader) error {
+	if v := r.Byte(); r.Err() == nil && v != snapshotVersion {
+		return fmt.Errorf("off_hours: snapshot version %d, want %d", v, snapshotVersion)
+	}
+	roles, ids := map[string]*profile{}, map[string]*identity{}
+	for range r.Count(200) {
+		k := r.String()
+		p := &profile{}
+		p.read(r)
+		roles[k] = p
+	}
+	for range r.Count(200) {
+		k := r.String()
+		id := &identity{}
+		id.own.read(r)
+		id.reported = r.Int()
+		id.home = r.String()
+		id.homeVote = int(r.Int())
+		id.rostered = r.Bool()
+		id.abroadAt = r.Time()
+		ids[k] = id
+	}
+	if err := r.End(); err != nil {
+		return fmt.Errorf("off_hours: %w", err)
+	}
+	s.roles, s.ids = roles, ids
+	return nil
+}
+
+func (p *profile) append(w *snap.Writer) {
+	for _, b := range p.bins {
+		w.Float(b)
+	}
+	w.Float(p.total)
+	w.Time(p.at)
+}
+
+func (p *profile) read(r *snap.Reader) {
+	for i := range p.bins {
+		p.bins[i] = r.Float()
+	}
+	p.total = r.Float()
+	p.at = r.Time()
 }

@@ -36,13 +36,16 @@ package volume
 
 import (
 	"fmt"
+	"maps"
 	"math"
+	"slices"
 	"strconv"
 	"time"
 
 	"github.com/haechi-sec/haechi/internal/detect/baseline"
 	"github.com/haechi-sec/haechi/internal/engine"
 	"github.com/haechi-sec/haechi/internal/event"
+	"github.com/haechi-sec/haechi/internal/snap"
 )
 
 // Name is the detector's stable name.
@@ -95,7 +98,10 @@ const (
 // Detector is the record-volume detector.
 type Detector struct{ opts Options }
 
-var _ engine.Detector = (*Detector)(nil)
+var (
+	_ engine.Detector    = (*Detector)(nil)
+	_ engine.Snapshotter = (*shard)(nil)
+)
 
 // New returns the detector.
 func New(opts Options) *Detector {
@@ -283,3 +289,86 @@ func hash(typ, id string) uint64 {
 }
 
 func round(f float64) string { return strconv.FormatFloat(math.Round(f), 'f', 0, 64) }
+
+const snapshotVersion = 1
+
+// AppendSnapshot implements engine.Snapshotter: per role, the open
+// window's sets, the peer histogram and every identity's busiest window.
+func (s *shard) AppendSnapshot(w *snap.Writer) {
+	w.Byte(snapshotVersion)
+	w.Uint(uint64(len(s.roles)))
+	for _, k := range slices.Sorted(maps.Keys(s.roles)) {
+		r := s.roles[k]
+		w.String(k)
+		w.Time(r.start)
+		w.Uint(uint64(len(r.ids)))
+		for _, id := range slices.Sorted(maps.Keys(r.ids)) {
+			win := r.ids[id]
+			w.String(id)
+			w.Uint(uint64(len(win.records)))
+			for _, h := range slices.Sorted(maps.Keys(win.records)) {
+				w.Uint(h)
+			}
+			w.Uint(uint64(len(win.ints)))
+			for _, n := range slices.Sorted(maps.Keys(win.ints)) {
+				w.Int(n)
+			}
+			w.Int(int64(win.adjacent))
+			w.Uint(uint64(len(win.refs)))
+			for _, ref := range win.refs {
+				w.String(ref)
+			}
+			w.Bool(win.fired)
+			w.Bool(win.enumFire)
+		}
+		r.hist.AppendTo(w)
+		w.Uint(uint64(len(r.own)))
+		for _, id := range slices.Sorted(maps.Keys(r.own)) {
+			w.String(id)
+			r.own[id].AppendTo(w)
+		}
+	}
+}
+
+// Restore implements engine.Snapshotter.
+func (s *shard) Restore(r *snap.Reader) error {
+	if v := r.Byte(); r.Err() == nil && v != snapshotVersion {
+		return fmt.Errorf("record_volume: snapshot version %d, want %d", v, snapshotVersion)
+	}
+	roles := map[string]*role{}
+	for range r.Count(10) {
+		k := r.String()
+		ro := &role{ids: map[string]*window{}, own: map[string]*baseline.Peak{}}
+		ro.start = r.Time()
+		for range r.Count(6) {
+			id := r.String()
+			win := &window{records: map[uint64]struct{}{}, ints: map[int64]struct{}{}}
+			for range r.Count(1) {
+				win.records[r.Uint()] = struct{}{}
+			}
+			for range r.Count(1) {
+				win.ints[r.Int()] = struct{}{}
+			}
+			win.adjacent = int(r.Int())
+			for range r.Count(1) {
+				win.refs = append(win.refs, r.String())
+			}
+			win.fired = r.Bool()
+			win.enumFire = r.Bool()
+			ro.ids[id] = win
+		}
+		ro.hist.ReadFrom(r)
+		for range r.Count(10) {
+			id := r.String()
+			p := &baseline.Peak{}
+			p.ReadFrom(r)
+			ro.own[id] = p
+		}
+		roles[k] = ro
+	}
+	if err := r.End(); err != nil {
+		return fmt.Errorf("record_volume: %w", err)
+	}
+	s.roles = roles
+	return nil
+}
