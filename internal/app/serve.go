@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -20,7 +22,9 @@ import (
 
 	"github.com/haechi-sec/haechi/internal/alert"
 	"github.com/haechi-sec/haechi/internal/api"
+	"github.com/haechi-sec/haechi/internal/auth"
 	"github.com/haechi-sec/haechi/internal/config"
+	"github.com/haechi-sec/haechi/internal/console"
 	"github.com/haechi-sec/haechi/internal/decode"
 	"github.com/haechi-sec/haechi/internal/engine"
 	"github.com/haechi-sec/haechi/internal/event"
@@ -40,6 +44,24 @@ type ServeOptions struct {
 	// Ready is called with the base URL once the API accepts requests.
 	Ready  func(baseURL string)
 	Logger *slog.Logger
+	// TLSCert and TLSKey (PEM files) serve HTTPS; session cookies are
+	// then Secure.
+	TLSCert, TLSKey string
+	// InsecureNoAuth serves the API and console to anyone without a token.
+	// Refused unless the listener is on a loopback address.
+	InsecureNoAuth bool
+	// Announce receives the admin token created on first start, printed
+	// once (nil → os.Stderr).
+	Announce io.Writer
+}
+
+// checkLoopback refuses --insecure-no-auth on an address others can reach.
+func checkLoopback(addr net.Addr) error {
+	ap, err := netip.ParseAddrPort(addr.String())
+	if err != nil || !ap.Addr().IsLoopback() {
+		return fmt.Errorf("--insecure-no-auth serves customer-data scope to anyone who connects, so it is only allowed on a loopback address (127.0.0.1, ::1); %s is not one", addr)
+	}
+	return nil
 }
 
 // Serve runs the live service until ctx ends: the pipeline, the store
@@ -52,10 +74,13 @@ func Serve(ctx context.Context, opts ServeOptions) (err error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	cfg := opts.Config
+	if (opts.TLSCert == "") != (opts.TLSKey == "") {
+		return errors.New("TLS needs both --tls-cert and --tls-key")
+	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
-	st, err := store.Open(ctx, cfg.DataDir, store.Options{Logger: log})
+	st, err := store.Open(ctx, cfg.StoreTarget(), store.Options{Logger: log})
 	if err != nil {
 		return err
 	}
@@ -64,6 +89,24 @@ func Serve(ctx context.Context, opts ServeOptions) (err error) {
 			err = cerr
 		}
 	}()
+	var authn *auth.Authenticator
+	if !opts.InsecureNoAuth {
+		authn = auth.New(auth.Options{Store: st, Secure: opts.TLSCert != "", Logger: log})
+		tok, t, err := auth.EnsureAdmin(ctx, st, time.Now())
+		if err != nil {
+			return fmt.Errorf("access control: %w", err)
+		}
+		if tok != "" {
+			out := opts.Announce
+			if out == nil {
+				out = os.Stderr
+			}
+			fmt.Fprintf(out, "\nhaechi: no API token existed, so an admin token was created (%s). It is shown this once — store it now:\n\n    %s\n\n"+
+				"Use it as \"Authorization: Bearer <token>\" or to log in to the console; create narrower tokens with\n"+
+				"\"haechi tokens create --role ingest|analyst|admin\" and revoke this one with \"haechi tokens revoke %s\".\n\n", t.ID, tok, t.ID)
+		}
+	}
+	hub := console.NewHub()
 	w := store.NewWriter(st, store.WriterOptions{Logger: log})
 	writerCtx, stopWriter := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopWriter()
@@ -97,11 +140,27 @@ func Serve(ctx context.Context, opts ServeOptions) (err error) {
 	go func() { _ = responder.Run(respCtx); respDone <- struct{}{} }()
 	go func() { _ = dispatcher.Run(respCtx); respDone <- struct{}{} }()
 	log.Info("respond", "mode", cfg.Respond.Mode, "receivers", len(cfg.Respond.Receivers))
+	// Checkpoints of the detectors' learnt state (baselines, profiles) are
+	// taken at spool offsets, so they need the spool.
+	var (
+		restore *Checkpoint
+		saver   *checkpointSaver
+	)
+	if cfg.Spool.Enabled && cfg.Engine.CheckpointEvery > 0 {
+		restore = loadCheckpoint(ctx, st, log)
+		saver = newCheckpointSaver(st, log, reg)
+	}
+	onCheckpoint := func(Checkpoint) {}
+	if saver != nil {
+		onCheckpoint = saver.Offer
+	}
 	p, err := NewPipeline(PipelineOptions{
-		Ledger:    led,
-		Config:    cfg,
-		CanaryIDs: opts.CanaryIDs,
-		Sinks: []alert.Sink{StoreSink(w, log), responder, alert.SinkFunc(func(c alert.Change, a event.Alert) {
+		Restore:      restore,
+		OnCheckpoint: onCheckpoint,
+		Ledger:       led,
+		Config:       cfg,
+		CanaryIDs:    opts.CanaryIDs,
+		Sinks: []alert.Sink{StoreSink(w, log), responder, hub, alert.SinkFunc(func(c alert.Change, a event.Alert) {
 			if c == alert.Raised {
 				log.Warn("alert raised", "id", a.ID, "severity", a.Severity.String(), "entity", a.Entity.String(), "title", a.Title)
 			}
@@ -116,7 +175,19 @@ func Serve(ctx context.Context, opts ServeOptions) (err error) {
 	// The pipeline runs on its own context: shutdown closes it explicitly
 	// after ingest has stopped, so everything admitted is processed.
 	pipeDone := make(chan error, 1)
-	go func() { pipeDone <- p.Run(context.WithoutCancel(ctx)) }()
+	saverCtx, stopSaver := context.WithCancel(context.WithoutCancel(ctx))
+	saverDone := make(chan struct{})
+	if saver != nil {
+		go func() { saver.Run(saverCtx); close(saverDone) }()
+	} else {
+		close(saverDone)
+	}
+	go func() {
+		err := p.Run(context.WithoutCancel(ctx))
+		stopSaver() // the last checkpoint handed over is still saved
+		<-saverDone
+		pipeDone <- err
+	}()
 
 	if f := cfg.Detectors.TerminatedIdentity.RosterFile; f != "" && cfg.Detectors.TerminatedIdentity.Enabled {
 		if err := LoadSnapshot(ctx, p, f, 0, log); err != nil {
@@ -145,12 +216,14 @@ func Serve(ctx context.Context, opts ServeOptions) (err error) {
 		ing, err = OpenIngester(IngestOptions{
 			Spool: spool.Options{Dir: dir, MaxBytes: sc.MaxBytes, SegmentBytes: sc.SegmentBytes,
 				SyncDelay: sc.SyncDelay.D(), Logger: log},
-			RetainBytes: sc.RetainBytes,
-			MaxLag:      sc.MaxLag.D(),
-			Durable:     durable.Load,
-			Inputs:      formats,
-			Logger:      log,
-			Registerer:  reg,
+			RetainBytes:     sc.RetainBytes,
+			MaxLag:          sc.MaxLag.D(),
+			CheckpointEvery: checkpointEvery(cfg, restore),
+			RestoredThrough: restoredThrough(restore, p),
+			Durable:         durable.Load,
+			Inputs:          formats,
+			Logger:          log,
+			Registerer:      reg,
 		})
 		if err != nil {
 			p.Close()
@@ -215,14 +288,25 @@ func Serve(ctx context.Context, opts ServeOptions) (err error) {
 		Gatherer:     reg,
 		Registerer:   reg,
 		Logger:       log,
+		Auth:         authn,
+		Audit:        st.AppendAudit,
 	}
 	if ing != nil {
 		apiOpts.Spool = ing.Append
 		apiOpts.Health = ing.Health
 		apiOpts.Admit = ing.Admit
 	}
+	apiSrv := api.New(apiOpts)
+	cons, err := console.New(console.Options{Store: st, Auth: authn, Hub: hub, Gatherer: reg, DataDir: cfg.DataDir,
+		Regimes: cfg.Report.Regimes, OnApprove: dispatcher.Wake, Logger: log})
+	if err != nil {
+		p.Close()
+		<-pipeDone
+		return err
+	}
+	cons.Register(apiSrv)
 	srv := &http.Server{
-		Handler:           api.New(apiOpts),
+		Handler:           apiSrv,
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       5 * time.Minute,
 		IdleTimeout:       2 * time.Minute,
@@ -236,9 +320,25 @@ func Serve(ctx context.Context, opts ServeOptions) (err error) {
 			return fmt.Errorf("listen on %s: %w", cfg.Listen, err)
 		}
 	}
+	if opts.InsecureNoAuth {
+		if err := checkLoopback(ln.Addr()); err != nil {
+			ln.Close()
+			p.Close()
+			<-pipeDone
+			return err
+		}
+		log.Warn("INSECURE: access control is off (--insecure-no-auth): anyone who can connect to this loopback address reads alerts and customer-data scope")
+	}
+	// Live streams end at shutdown, or Shutdown would wait for them.
+	srv.RegisterOnShutdown(cons.Close)
 	base := "http://" + ln.Addr().String()
 	httpDone := make(chan error, 1)
-	go func() { httpDone <- srv.Serve(ln) }()
+	if opts.TLSCert != "" {
+		base = "https://" + ln.Addr().String()
+		go func() { httpDone <- srv.ServeTLS(ln, opts.TLSCert, opts.TLSKey) }()
+	} else {
+		go func() { httpDone <- srv.Serve(ln) }()
+	}
 	log.Info("haechi serving", "url", base, "data_dir", cfg.DataDir, "store", st.Path())
 	if opts.Ready != nil {
 		opts.Ready(base)

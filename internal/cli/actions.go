@@ -9,11 +9,14 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/haechi-sec/haechi/internal/config"
 	"github.com/haechi-sec/haechi/internal/respond"
 	"github.com/haechi-sec/haechi/internal/store"
 )
 
-// openStore opens the store in the configured data dir, which must exist.
+// openStore opens the configured store, which must exist: the SQLite
+// database in the data dir, or the PostgreSQL database of --store or
+// store.dsn.
 func (e *env) openStore() (*store.Store, error) {
 	cfg, err := e.loadConfig()
 	if err != nil {
@@ -22,13 +25,26 @@ func (e *env) openStore() (*store.Store, error) {
 	if err := validate(&cfg); err != nil {
 		return nil, err
 	}
-	if _, err := os.Stat(filepath.Join(cfg.DataDir, store.FileName)); err != nil {
-		return nil, usageError{fmt.Errorf("no store in %s (run replay or serve first, or pass --data-dir)", cfg.DataDir)}
+	if err := storeExists(cfg); err != nil {
+		return nil, err
 	}
-	return store.Open(e.ctx, cfg.DataDir, store.Options{})
+	return store.Open(e.ctx, cfg.StoreTarget(), store.Options{})
+}
+
+// storeExists refuses a data dir without a SQLite store (rather than
+// creating an empty one to read). A PostgreSQL store is opened as it is.
+func storeExists(cfg config.Config) error {
+	if store.IsPostgresDSN(cfg.StoreTarget()) {
+		return nil
+	}
+	if _, err := os.Stat(filepath.Join(cfg.DataDir, store.FileName)); err != nil {
+		return usageError{fmt.Errorf("no store in %s (run replay or serve first, or pass --data-dir or --store)", cfg.DataDir)}
+	}
+	return nil
 }
 
 type actionsCmd struct {
+	storeFlag
 	List    actionsListCmd    `cmd:"" default:"withargs" help:"List response actions (newest first)."`
 	Approve actionsApproveCmd `cmd:"" help:"Approve a pending action: the running server delivers it."`
 	Reject  actionsRejectCmd  `cmd:"" help:"Reject a pending action."`
@@ -100,6 +116,7 @@ func (c *actionsDecideCmd) decide(e *env, approve bool) error {
 }
 
 type auditCmd struct {
+	storeFlag
 	Verify auditVerifyCmd `cmd:"" help:"Check the audit log's hash chain; names the first broken entry."`
 	Export auditExportCmd `cmd:"" help:"Write the audit log as NDJSON."`
 }

@@ -13,6 +13,7 @@ import (
 )
 
 type alertsCmd struct {
+	storeFlag
 	Feedback     alertsFeedbackCmd     `cmd:"" help:"Record a verdict on an alert: true_positive, false_positive or benign (audited)."`
 	Suppress     alertsSuppressCmd     `cmd:"" help:"Suppress response for an entity's alerts (optionally one detector) for a while; they are still detected and stored (audited)."`
 	Suppressions alertsSuppressionsCmd `cmd:"" help:"List the suppressions in force (--all: lifted and expired too)."`

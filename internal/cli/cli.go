@@ -13,6 +13,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"reflect"
 	"strings"
 
 	"github.com/alecthomas/kong"
@@ -41,6 +42,7 @@ type cliRoot struct {
 	Audit    auditCmd    `cmd:"" help:"The tamper-evident audit log: verify, export."`
 	Scope    scopeCmd    `cmd:"" help:"Exactly which records a key, principal, source, network, country or alert touched (from the access ledger)."`
 	Rules    rulesCmd    `cmd:"" help:"Detection rules as code: test and lint rule files."`
+	Tokens   tokensCmd   `cmd:"" help:"API tokens and their roles: create, list, revoke."`
 	Version  versionCmd  `cmd:"" help:"Print haechi's version."`
 }
 
@@ -50,6 +52,25 @@ type env struct {
 	stdout io.Writer
 	stderr io.Writer
 	g      *Globals
+	// store is the --store flag of the command, if it has one.
+	store string
+}
+
+// storeFlag is the --store flag of the commands that open the store. It is
+// not global: eval's --store is a switch of its own (eval reads store.dsn).
+type storeFlag struct {
+	Store string `help:"The store: a postgres:// URL of a PostgreSQL database several workers share (overrides store.dsn; default: SQLite in --data-dir)." placeholder:"URL"`
+}
+
+// storeFlagValue returns the value of a --store flag of type string in the
+// parsed command line ("" when the command has none or it is unset).
+func storeFlagValue(kctx *kong.Context) string {
+	for _, f := range kctx.Flags() {
+		if f.Name == "store" && f.Target.Kind() == reflect.String {
+			return f.Target.String()
+		}
+	}
+	return ""
 }
 
 // usageError marks an error that is the user's input (exit code 2).
@@ -93,7 +114,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) (code int
 		}
 		return 2
 	}
-	e := &env{ctx: ctx, stdout: stdout, stderr: stderr, g: &root.Globals}
+	e := &env{ctx: ctx, stdout: stdout, stderr: stderr, g: &root.Globals, store: storeFlagValue(kctx)}
 	if err := kctx.Run(e); err != nil {
 		fmt.Fprintf(stderr, "haechi %s: %v\n", strings.Fields(kctx.Command())[0], err)
 		var u usageError
@@ -125,6 +146,9 @@ func (e *env) loadConfig() (config.Config, error) {
 	}
 	if e.g.DataDir != "" {
 		cfg.DataDir = e.g.DataDir
+	}
+	if e.store != "" {
+		cfg.Store.DSN = e.store
 	}
 	if e.g.LogLevel != "" {
 		cfg.Log.Level = e.g.LogLevel

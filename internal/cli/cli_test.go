@@ -65,11 +65,11 @@ func TestReplayCanary(t *testing.T) {
 		t.Fatalf("exit %d\n%s", code, stderr)
 	}
 	dets := map[string]string{}
-	for _, a := range alerts(t, stdout) {
-		dets[a.Detector] = a.Entity.ID
+	for d, a := range byDetector(alerts(t, stdout)) {
+		dets[d] = a.Entity.ID
 	}
 	if dets["canary_record"] != "e:1042" || dets["terminated_identity"] != "e:1042" {
-		t.Fatalf("alerts by detector %v, want canary and terminated alerts on e:1042", dets)
+		t.Fatalf("alerts by detector %v, want canary and terminated findings in alerts on e:1042", dets)
 	}
 }
 
@@ -180,8 +180,18 @@ func TestHelpAndVersion(t *testing.T) {
 }
 
 // byDetector indexes alerts by detector (the last one wins).
+// byDetector indexes alerts by every detector among their findings (an
+// alert is about one entity and may gather several detectors' findings);
+// the alert raised by a detector wins over one it only joined.
 func byDetector(as []event.Alert) map[string]event.Alert {
 	m := map[string]event.Alert{}
+	for _, a := range as {
+		for _, f := range a.Findings {
+			if _, ok := m[f.Detector]; !ok {
+				m[f.Detector] = a
+			}
+		}
+	}
 	for _, a := range as {
 		m[a.Detector] = a
 	}

@@ -16,14 +16,20 @@ import (
 	"time"
 
 	"github.com/haechi-sec/haechi/internal/app"
+	"github.com/haechi-sec/haechi/internal/auth"
+	"github.com/haechi-sec/haechi/internal/console"
 	"github.com/haechi-sec/haechi/internal/eval"
 	"github.com/haechi-sec/haechi/internal/event"
 	"github.com/haechi-sec/haechi/internal/respond"
 	"github.com/haechi-sec/haechi/internal/sim"
+	"github.com/haechi-sec/haechi/internal/store"
 )
 
 // demoCanary is a planted customer record the demo configures as a canary.
 const demoCanary = "70000003"
+
+// demoProtected is the partner integration the demo protects.
+const demoProtected = "p:lotte-global"
 
 type demoCmd struct {
 	Listen    string        `default:"127.0.0.1:0" placeholder:"ADDR" help:"Listen address (default: a free loopback port)."`
@@ -51,6 +57,7 @@ func (c *demoCmd) Run(e *env) (err error) {
 		defer os.RemoveAll(dir)
 	}
 	cfg.DataDir = dir
+	cfg.Store.DSN = "" // the demo's store is always its own, in dir
 	cfg.Listen = c.Listen
 	if e.g.LogLevel == "" {
 		cfg.Log.Level = "error" // the demo narrates on stdout
@@ -80,6 +87,10 @@ func (c *demoCmd) Run(e *env) (err error) {
 	for _, k := range []string{respond.KindRevokeKey, respond.KindRevokeToken, respond.KindBlockSource, respond.KindDisableIdentity} {
 		cfg.Respond.Receivers[k] = respond.Receiver{URL: gw.url}
 	}
+	// A partner's integration account is business-critical: the demo
+	// protects one, so containing it waits for a person's approval — in
+	// the console.
+	cfg.Respond.Protected.Principals = append(cfg.Respond.Protected.Principals, demoProtected)
 	if err := validate(&cfg); err != nil {
 		return err
 	}
@@ -88,6 +99,12 @@ func (c *demoCmd) Run(e *env) (err error) {
 		Start: time.Now().UTC().Truncate(time.Hour).Add(-time.Duration(c.Days) * 24 * time.Hour)}
 	if err := opts.Validate(); err != nil {
 		return usageError{err}
+	}
+	// The console's login (and the demo's own API calls) use an admin
+	// token created in the demo's store before serve starts.
+	token, err := demoToken(e.ctx, cfg.StoreTarget())
+	if err != nil {
+		return err
 	}
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
@@ -118,7 +135,8 @@ func (c *demoCmd) Run(e *env) (err error) {
 		return err
 	}
 	out := e.stdout
-	fmt.Fprintf(out, "haechi demo: serving on %s (data in %s)\n", base, dir)
+	fmt.Fprintf(out, "haechi demo: serving on %s (data in %s)\n\n", base, dir)
+	printConsole(out, base, token)
 	fmt.Fprintf(out, "simulating %d days of a company with %d customers, staff, services and partners, with six breaches injected,\nplayed live into haechi over HTTP in %s (scenarios: %v)\n\n",
 		c.Days, c.Customers, c.Duration, sim.ScenarioNames())
 
@@ -142,8 +160,8 @@ func (c *demoCmd) Run(e *env) (err error) {
 	speed := float64(time.Duration(c.Days)*24*time.Hour) / float64(c.Duration)
 	var posted atomic.Int64
 	done := make(chan struct{})
-	go c.narrate(ctx, out, base, opts.Start, &simTime, &posted, done)
-	n, err := postLive(ctx, base, pr, opts.Start, speed, func(ev *event.Event, line []byte) []byte {
+	go c.narrate(ctx, out, base, token, opts.Start, &simTime, &posted, done)
+	n, err := postLive(ctx, base, token, pr, opts.Start, speed, func(ev *event.Event, line []byte) []byte {
 		line = gw.filter(ev, line) // after a containment, the gateway refuses
 		obs.Observe(ev)
 		posted.Add(1)
@@ -154,7 +172,7 @@ func (c *demoCmd) Run(e *env) (err error) {
 	if err != nil {
 		return stop(err)
 	}
-	alerts, err := settleAlerts(ctx, base, 15*time.Second)
+	alerts, err := settleAlerts(ctx, base, token, 15*time.Second)
 	if err != nil {
 		return stop(err)
 	}
@@ -167,8 +185,22 @@ func (c *demoCmd) Run(e *env) (err error) {
 	if err := sc.WriteText(out); err != nil {
 		return stop(err)
 	}
-	fmt.Fprintf(out, "\nlook at:\n  %s/v1/alerts   alerts (JSON)\n  %s/metrics     Prometheus metrics\n  %s/healthz     health\n", base, base, base)
-	fmt.Fprintf(out, "post your own events: curl --data-binary @events.ndjson %s/v1/events\n", base)
+	// The console's scorecard page shows the latest one.
+	saved, err := console.NewSavedScorecard("demo", fmt.Sprintf("seed %d, %d days, %d customers, played in %s", c.Seed, c.Days, c.Customers, c.Duration), sc, time.Now())
+	if err == nil {
+		err = console.SaveScorecard(dir, saved)
+	}
+	if err != nil {
+		fmt.Fprintf(e.stderr, "haechi demo: the console will not show the scorecard: %v\n", err)
+	}
+	if n, err := pendingApprovals(ctx, base, token); err == nil && n > 0 {
+		fmt.Fprintf(out, "\n%d containment action(s) wait for approval (guardrail: protected principal %s) — approve or reject them in the console.\n", n, demoProtected)
+	}
+	fmt.Fprintln(out)
+	printConsole(out, base, token)
+	fmt.Fprintf(out, "also:\n  %s/v1/alerts   alerts (JSON)\n  %s/metrics     Prometheus metrics\n  %s/healthz     health\n", base, base, base)
+	fmt.Fprintf(out, "  curl -H 'Authorization: Bearer %s' %s/v1/alerts\n", token, base)
+	fmt.Fprintf(out, "post your own events: curl -H 'Authorization: Bearer %s' --data-binary @events.ndjson %s/v1/events\n", token, base)
 	if c.ExitAfter > 0 {
 		fmt.Fprintf(out, "stopping in %s\n", c.ExitAfter)
 		select {
@@ -188,7 +220,7 @@ func (c *demoCmd) Run(e *env) (err error) {
 
 // narrate prints a progress line every few seconds: simulated day, events
 // posted, alerts raised so far.
-func (c *demoCmd) narrate(ctx context.Context, out io.Writer, base string, start time.Time, simTime, posted *atomic.Int64, done <-chan struct{}) {
+func (c *demoCmd) narrate(ctx context.Context, out io.Writer, base, token string, start time.Time, simTime, posted *atomic.Int64, done <-chan struct{}) {
 	t := time.NewTicker(c.Duration / 10)
 	defer t.Stop()
 	for {
@@ -202,7 +234,7 @@ func (c *demoCmd) narrate(ctx context.Context, out io.Writer, base string, start
 			if st := simTime.Load(); st > 0 {
 				day = time.Unix(st, 0).Sub(start).Hours() / 24
 			}
-			alerts, _ := fetchAlerts(ctx, base, 1000, time.Time{})
+			alerts, _ := fetchAlerts(ctx, base, token, 1000, time.Time{})
 			fmt.Fprintf(out, "  day %4.1f of %d: %8d events posted, %4d alerts so far\n", day, c.Days, posted.Load(), len(alerts))
 		}
 	}
@@ -211,12 +243,12 @@ func (c *demoCmd) narrate(ctx context.Context, out io.Writer, base string, start
 // settleAlerts waits until the stored alerts stop changing for two seconds
 // (windows close as the live watermark passes them; the store writes in
 // batches), then returns them all.
-func settleAlerts(ctx context.Context, base string, timeout time.Duration) ([]event.Alert, error) {
+func settleAlerts(ctx context.Context, base, token string, timeout time.Duration) ([]event.Alert, error) {
 	deadline := time.Now().Add(timeout)
 	var last []event.Alert
 	stable := 0
 	for time.Now().Before(deadline) && stable < 8 {
-		all, err := allAlerts(ctx, base)
+		all, err := allAlerts(ctx, base, token)
 		if err != nil {
 			return nil, err
 		}
@@ -246,12 +278,12 @@ func sameCounts(a, b []event.Alert) bool {
 }
 
 // allAlerts pages through /v1/alerts (newest first).
-func allAlerts(ctx context.Context, base string) ([]event.Alert, error) {
+func allAlerts(ctx context.Context, base, token string) ([]event.Alert, error) {
 	seen := map[string]bool{}
 	var all []event.Alert
 	before := time.Time{}
 	for {
-		page, err := fetchAlerts(ctx, base, 1000, before)
+		page, err := fetchAlerts(ctx, base, token, 1000, before)
 		if err != nil {
 			return nil, err
 		}
@@ -272,7 +304,7 @@ func allAlerts(ctx context.Context, base string) ([]event.Alert, error) {
 	}
 }
 
-func fetchAlerts(ctx context.Context, base string, limit int, before time.Time) ([]event.Alert, error) {
+func fetchAlerts(ctx context.Context, base, token string, limit int, before time.Time) ([]event.Alert, error) {
 	q := url.Values{"limit": {fmt.Sprint(limit)}}
 	if !before.IsZero() {
 		q.Set("before", before.UTC().Format(time.RFC3339Nano))
@@ -281,11 +313,17 @@ func fetchAlerts(ctx context.Context, base string, limit int, before time.Time) 
 	if err != nil {
 		return nil, err
 	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return nil, fmt.Errorf("list alerts: %w", err)
 	}
 	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("list alerts: %s", resp.Status)
+	}
 	var res struct {
 		Alerts []event.Alert `json:"alerts"`
 	}
@@ -293,4 +331,50 @@ func fetchAlerts(ctx context.Context, base string, limit int, before time.Time) 
 		return nil, fmt.Errorf("list alerts: %w", err)
 	}
 	return res.Alerts, nil
+}
+
+// demoToken creates the demo's admin token in the store at target.
+func demoToken(ctx context.Context, target string) (string, error) {
+	st, err := store.Open(ctx, target, store.Options{})
+	if err != nil {
+		return "", err
+	}
+	defer st.Close()
+	tok, _, err := auth.CreateToken(ctx, st, auth.RoleAdmin, "demo admin", time.Now())
+	if err != nil {
+		return "", fmt.Errorf("demo token: %w", err)
+	}
+	return tok, nil
+}
+
+// printConsole tells where the console is and how to log in.
+func printConsole(out io.Writer, base, token string) {
+	fmt.Fprintf(out, "┌─ web console ────────────────────────────────────────────────────────────────\n")
+	fmt.Fprintf(out, "│  open   %s/\n", base)
+	fmt.Fprintf(out, "│  token  %s   (admin; paste it on the login page)\n", token)
+	fmt.Fprintf(out, "└──────────────────────────────────────────────────────────────────────────────\n\n")
+}
+
+// pendingApprovals counts the actions waiting for approval.
+func pendingApprovals(ctx context.Context, base, token string) (int, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/v1/actions?state=pending_approval&limit=1000", nil)
+	if err != nil {
+		return 0, err
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return 0, fmt.Errorf("list actions: %s", resp.Status)
+	}
+	var res struct {
+		Actions []json.RawMessage `json:"actions"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&res); err != nil {
+		return 0, err
+	}
+	return len(res.Actions), nil
 }

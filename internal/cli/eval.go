@@ -8,10 +8,12 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"sync/atomic"
 	"time"
 
 	"github.com/haechi-sec/haechi/internal/alert"
+	"github.com/haechi-sec/haechi/internal/console"
 	"github.com/haechi-sec/haechi/internal/decode"
 	"github.com/haechi-sec/haechi/internal/eval"
 	"github.com/haechi-sec/haechi/internal/event"
@@ -65,7 +67,7 @@ func (c *evalCmd) Run(e *env) error {
 	var sc eval.Scorecard
 	run := eval.RunOptions{Config: cfg, CanaryIDs: ids, OnReject: onReject}
 	if c.Store {
-		st, err := store.Open(e.ctx, cfg.DataDir, store.Options{})
+		st, err := store.Open(e.ctx, cfg.StoreTarget(), store.Options{})
 		if err != nil {
 			return err
 		}
@@ -145,5 +147,21 @@ func (c *evalCmd) Run(e *env) error {
 		return err
 	}
 	fmt.Fprintf(e.stderr, "eval: %d events scored in %s\n", sc.Events, time.Since(start).Round(time.Millisecond))
+	// The console of a serve on this data dir shows the latest scorecard;
+	// eval writes into a data dir only when it exists (or with --store).
+	if fi, err := os.Stat(cfg.DataDir); c.Store || (err == nil && fi.IsDir()) {
+		note := "simulated company"
+		if c.Events != "" {
+			note = "scored " + c.Events + " against " + c.Truth
+		}
+		saved, err := console.NewSavedScorecard("eval", note, sc, time.Now())
+		if err == nil {
+			err = console.SaveScorecard(cfg.DataDir, saved)
+		}
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(e.stderr, "eval: scorecard saved for the console in %s\n", filepath.Join(cfg.DataDir, console.ScorecardFile))
+	}
 	return nil
 }

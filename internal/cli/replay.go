@@ -30,6 +30,7 @@ import (
 )
 
 type replayCmd struct {
+	storeFlag
 	Files         []string       `arg:"" name:"file" help:"Event files (gzip accepted); - reads stdin."`
 	Format        string         `default:"auto" placeholder:"FORMAT" help:"Input format: auto (recognise each file; the event contract when unsure), ecs, cloudtrail, nginx, nginx-json or mapping:NAME (inputs.mappings). docs/inputs.md."`
 	CanaryRecords []string       `name:"canary-records" sep:"," placeholder:"ID,..." help:"Canary record ids (added to detectors.canary.records)."`
@@ -132,7 +133,7 @@ func (c *replayCmd) Run(e *env) (err error) {
 	var led *ledger.Ledger
 	sinks := []alert.Sink{}
 	if !c.NoStore {
-		st, err := store.Open(e.ctx, cfg.DataDir, store.Options{Logger: log})
+		st, err := store.Open(e.ctx, cfg.StoreTarget(), store.Options{Logger: log})
 		if err != nil {
 			return fmt.Errorf("%w (use --no-store to replay without storing alerts)", err)
 		}

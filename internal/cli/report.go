@@ -11,6 +11,7 @@ import (
 )
 
 type reportCmd struct {
+	storeFlag
 	Alert   string `required:"" placeholder:"ID" help:"The alert to report on."`
 	Format  string `enum:"md,html,json" default:"md" help:"md, html (self-contained, prints well) or json."`
 	AwareAt string `placeholder:"TIME" help:"When the organisation became aware (RFC 3339; default: the alert's time). The regulators' clocks start here."`

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"net/url"
 	"os"
-	"path/filepath"
 	"sort"
 	"strings"
 	"time"
@@ -20,6 +19,7 @@ import (
 )
 
 type scopeCmd struct {
+	storeFlag
 	Key       []string `placeholder:"ID" help:"Signing key id (repeatable)."`
 	Principal []string `placeholder:"ID" help:"Principal (user.id; repeatable)."`
 	Source    []string `placeholder:"ADDR|CIDR" help:"Source address or network (repeatable)."`
@@ -47,10 +47,10 @@ func (c *scopeCmd) Run(e *env) error {
 	if c.Intersect {
 		v.Set("intersect", "true")
 	}
-	if _, err := os.Stat(filepath.Join(cfg.DataDir, store.FileName)); err != nil {
-		return usageError{fmt.Errorf("no store in %s (run replay or serve first, or pass --data-dir)", cfg.DataDir)}
+	if err := storeExists(cfg); err != nil {
+		return err
 	}
-	st, err := store.Open(e.ctx, cfg.DataDir, store.Options{})
+	st, err := store.Open(e.ctx, cfg.StoreTarget(), store.Options{})
 	if err != nil {
 		return err
 	}

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"fmt"
 	"time"
 
 	"github.com/haechi-sec/haechi/internal/app"
@@ -8,11 +9,15 @@ import (
 )
 
 type serveCmd struct {
-	Listen        string         `placeholder:"ADDR" help:"Listen address (overrides listen; default 127.0.0.1:8470)."`
-	CanaryRecords []string       `name:"canary-records" sep:"," placeholder:"ID,..." help:"Canary record ids (added to detectors.canary.records)."`
-	Roster        string         `placeholder:"FILE" help:"Roster snapshot (contract NDJSON of hr.roster events) loaded at start-up."`
-	MaxBodyBytes  int64          `placeholder:"N" help:"Largest accepted ingest body in bytes (overrides ingest.max_body_bytes)."`
-	Lateness      *time.Duration `placeholder:"DURATION" help:"Allowed lateness of out-of-order events (overrides engine.allowed_lateness)."`
+	storeFlag
+	Listen         string         `placeholder:"ADDR" help:"Listen address (overrides listen; default 127.0.0.1:8470)."`
+	CanaryRecords  []string       `name:"canary-records" sep:"," placeholder:"ID,..." help:"Canary record ids (added to detectors.canary.records)."`
+	Roster         string         `placeholder:"FILE" help:"Roster snapshot (contract NDJSON of hr.roster events) loaded at start-up."`
+	MaxBodyBytes   int64          `placeholder:"N" help:"Largest accepted ingest body in bytes (overrides ingest.max_body_bytes)."`
+	Lateness       *time.Duration `placeholder:"DURATION" help:"Allowed lateness of out-of-order events (overrides engine.allowed_lateness)."`
+	TLSCert        string         `name:"tls-cert" placeholder:"FILE" help:"Serve HTTPS with this certificate (PEM); needs --tls-key."`
+	TLSKey         string         `name:"tls-key" placeholder:"FILE" help:"Private key (PEM) of --tls-cert."`
+	InsecureNoAuth bool           `name:"insecure-no-auth" help:"Serve the API and console WITHOUT tokens. Loopback addresses only; anyone who connects reads alerts and customer-data scope."`
 }
 
 func (c *serveCmd) Run(e *env) error {
@@ -40,5 +45,12 @@ func (c *serveCmd) Run(e *env) error {
 		return err
 	}
 	log := logger(cfg, e.stderr)
-	return app.Serve(e.ctx, app.ServeOptions{Config: cfg, CanaryIDs: ids, Logger: log})
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		return usageError{fmt.Errorf("--tls-cert and --tls-key go together")}
+	}
+	if c.InsecureNoAuth {
+		fmt.Fprintln(e.stderr, "haechi serve: WARNING: --insecure-no-auth: access control is OFF. Anyone who can connect reads alerts and who read which customer's data. Allowed on loopback only.")
+	}
+	return app.Serve(e.ctx, app.ServeOptions{Config: cfg, CanaryIDs: ids, Logger: log,
+		TLSCert: c.TLSCert, TLSKey: c.TLSKey, InsecureNoAuth: c.InsecureNoAuth, Announce: e.stdout})
 }

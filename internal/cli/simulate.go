@@ -60,6 +60,7 @@ type simulateCmd struct {
 	Truth string  `placeholder:"FILE" help:"Write the ground truth (JSON) here."`
 	To    string  `placeholder:"URL" help:"Post the events live to a running haechi serve (e.g. http://127.0.0.1:8470) instead of writing them."`
 	Speed float64 `default:"3600" help:"With --to: simulated seconds per real second."`
+	Token string  `env:"HAECHI_TOKEN" placeholder:"TOKEN" help:"With --to: an ingest (or admin) API token (default $HAECHI_TOKEN)."`
 }
 
 func (c *simulateCmd) Run(e *env) error {
@@ -90,7 +91,7 @@ func (c *simulateCmd) Run(e *env) error {
 		if start.IsZero() {
 			start = sim.DefaultStart()
 		}
-		n, err = postLive(e.ctx, c.To, pr, start, c.Speed, nil)
+		n, err = postLive(e.ctx, c.To, c.Token, pr, start, c.Speed, nil)
 		pr.CloseWithError(errors.New("stopped"))
 		if gerr := <-genErr; err == nil && gerr != nil {
 			err = gerr
@@ -173,7 +174,7 @@ func progressPrinter(e *env, what string) func(int64, time.Time) {
 // the line to post in its place (the demo's gateway refuses contained
 // requests this way). Pacing starts at start: earlier events (reference
 // data dated before the simulated period) are posted at once.
-func postLive(ctx context.Context, base string, r io.Reader, start time.Time, speed float64, transform func(*event.Event, []byte) []byte) (int64, error) {
+func postLive(ctx context.Context, base, token string, r io.Reader, start time.Time, speed float64, transform func(*event.Event, []byte) []byte) (int64, error) {
 	base = strings.TrimRight(base, "/")
 	br := bufio.NewReaderSize(r, 1<<20)
 	dec := decode.NewDecoder()
@@ -194,6 +195,9 @@ func postLive(ctx context.Context, base string, r io.Reader, start time.Time, sp
 				return err
 			}
 			req.Header.Set("Content-Type", "application/x-ndjson")
+			if token != "" {
+				req.Header.Set("Authorization", "Bearer "+token)
+			}
 			resp, err := http.DefaultClient.Do(req)
 			if err != nil {
 				return fmt.Errorf("post events: %w", err)
@@ -213,6 +217,9 @@ func postLive(ctx context.Context, base string, r io.Reader, start time.Time, sp
 					return ctx.Err()
 				}
 				continue
+			}
+			if resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden {
+				return fmt.Errorf("post events: %s: pass an ingest token with --token or HAECHI_TOKEN", resp.Status)
 			}
 			if resp.StatusCode != http.StatusOK {
 				return fmt.Errorf("post events: %s", resp.Status)

@@ -46,6 +46,8 @@ import (
 type Config struct {
 	// DataDir holds haechi's state (stores, checkpoints).
 	DataDir string `yaml:"data_dir"`
+	// Store selects the store: SQLite in DataDir, or PostgreSQL.
+	Store Store `yaml:"store"`
 	// Listen is the HTTP listen address, host:port.
 	Listen    string    `yaml:"listen"`
 	Log       Log       `yaml:"log"`
@@ -97,6 +99,10 @@ type Engine struct {
 	// AllowedLateness is how far behind the newest event time an event may
 	// arrive before it is marked late.
 	AllowedLateness Duration `yaml:"allowed_lateness"`
+	// CheckpointEvery is how often serve stores a checkpoint of the
+	// detectors' learnt state (baselines, profiles), so a restart does not
+	// go back to a cold start; 0 turns checkpoints off. Needs the spool.
+	CheckpointEvery Duration `yaml:"checkpoint_every"`
 }
 
 // Ingest bounds what producers may send.
@@ -206,9 +212,15 @@ type Alerts struct {
 	// MaxSpan caps how long one alert collects findings from its first
 	// (never less than Window).
 	MaxSpan Duration `yaml:"max_span"`
-	// MinScore is the lowest finding score (0–100) that raises an alert on
-	// its own; weaker findings join open alerts or are only counted.
-	MinScore float64 `yaml:"min_score"`
+	// RiskThreshold is the entity risk at which findings raise an alert
+	// (default 90: two independent medium findings, or a strong one with
+	// context; immediate findings alert regardless). RiskHalfLife is how
+	// fast risk decays (default 24h). RepeatCap bounds one detector's
+	// contribution to an entity's risk to that multiple of its strongest
+	// finding (default 1: a repeating signal never stacks into an alert).
+	RiskThreshold float64  `yaml:"risk_threshold"`
+	RiskHalfLife  Duration `yaml:"risk_half_life"`
+	RepeatCap     float64  `yaml:"repeat_cap"`
 }
 
 // Detectors holds per-detector settings.
@@ -224,6 +236,29 @@ type Detectors struct {
 	CredentialNetwork  CredentialNetwork  `yaml:"credential_network"`
 	RecordVolume       RecordVolume       `yaml:"record_volume"`
 	OffHours           OffHours           `yaml:"off_hours"`
+	PeerRoute          PeerRoute          `yaml:"peer_route"`
+	Behaviour          Behaviour          `yaml:"behaviour"`
+}
+
+// Behaviour configures the detector of hourly behaviour against the
+// identity's own history and its role's peers, its multivariate model
+// and the long-window (slow-and-low) comparison.
+type Behaviour struct {
+	Enabled bool `yaml:"enabled"`
+	// Model enables the Half-Space Trees model over the hourly vectors
+	// (behaviour_multivariate findings).
+	Model bool `yaml:"model"`
+	// Factor is how many times the larger of the identity's own and its
+	// peers' 99th percentile an hourly count must reach.
+	Factor float64 `yaml:"factor"`
+	// LongFactor is how many times its peers' 90th percentile the distinct
+	// records of a long window must reach.
+	LongFactor float64 `yaml:"long_factor"`
+	// LongFloor is the fewest distinct records in a long window that can
+	// be flagged.
+	LongFloor int `yaml:"long_floor"`
+	// HalfLife is the decay of the own and peer baselines.
+	HalfLife Duration `yaml:"half_life"`
 }
 
 // OffHours configures the detector for staff, service and partner
@@ -233,6 +268,22 @@ type OffHours struct {
 	// MaxShare is the share of activity (0–1) at an hour of day below which
 	// that hour is unusual for the identity and for its role.
 	MaxShare float64 `yaml:"max_share"`
+}
+
+// PeerRoute configures the detector for staff, service and partner
+// identities reading personal data through routes their role's peers do
+// not use.
+type PeerRoute struct {
+	Enabled bool `yaml:"enabled"`
+	// MaxShare is the share (0–1) of the role's record reads below which a
+	// route is uncommon for the role.
+	MaxShare float64 `yaml:"max_share"`
+	// MinPeers is how many other identities of the role using a route (in
+	// the last 30 days) make it common.
+	MinPeers int `yaml:"min_peers"`
+	// OwnDays is on how many days an identity must have used a route for
+	// it to be the identity's own habit.
+	OwnDays int `yaml:"own_days"`
 }
 
 // RecordVolume configures the detector for staff, service and partner
@@ -395,6 +446,7 @@ func Default() Config {
 			Shards:          0,
 			QueueSize:       65536,
 			AllowedLateness: Duration(5 * time.Minute),
+			CheckpointEvery: Duration(5 * time.Minute),
 		},
 		Ingest: Ingest{
 			MaxBodyBytes: 16 << 20,
@@ -411,7 +463,7 @@ func Default() Config {
 		Rules:   Rules{Pack: true, Lists: map[string][]string{"corporate_networks": {}}},
 		Respond: respond.DefaultConfig(),
 		Report:  Report{Regimes: report.DefaultRegimes()},
-		Alerts:  Alerts{Window: Duration(time.Hour), MaxSpan: Duration(24 * time.Hour), MinScore: 40},
+		Alerts:  Alerts{Window: Duration(time.Hour), MaxSpan: Duration(24 * time.Hour), RiskThreshold: 90, RiskHalfLife: Duration(24 * time.Hour), RepeatCap: 1},
 		Detectors: Detectors{
 			TerminatedIdentity: TerminatedIdentity{Enabled: true},
 			Canary:             Canary{Enabled: true},
@@ -429,7 +481,9 @@ func Default() Config {
 				Enabled:    true,
 				UserAgents: append([]string(nil), DefaultScriptedUserAgents...),
 			},
-			OffHours: OffHours{Enabled: true, MaxShare: 0.02},
+			OffHours:  OffHours{Enabled: true, MaxShare: 0.02},
+			PeerRoute: PeerRoute{Enabled: true, MaxShare: 0.005, MinPeers: 3, OwnDays: 3},
+			Behaviour: Behaviour{Enabled: true, Model: true, Factor: 3, LongFactor: 4, LongFloor: 500, HalfLife: Duration(14 * 24 * time.Hour)},
 			RecordVolume: RecordVolume{
 				Enabled:   true,
 				Window:    Duration(time.Hour),

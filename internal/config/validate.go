@@ -3,12 +3,14 @@ package config
 import (
 	"errors"
 	"fmt"
-	"github.com/haechi-sec/haechi/internal/input"
-	"github.com/haechi-sec/haechi/internal/respond"
 	"net"
 	"slices"
 	"strconv"
 	"strings"
+	"time"
+
+	"github.com/haechi-sec/haechi/internal/input"
+	"github.com/haechi-sec/haechi/internal/respond"
 )
 
 // ValidationError lists every problem Validate found, each as
@@ -32,6 +34,9 @@ func (c *Config) Validate() error {
 
 	if strings.TrimSpace(c.DataDir) == "" {
 		add("data_dir", "must not be empty")
+	}
+	if msg := c.Store.check(); msg != "" {
+		add("store.dsn", "%s", msg)
 	}
 	if msg := checkListen(c.Listen); msg != "" {
 		add("listen", "%s", msg)
@@ -110,8 +115,17 @@ func (c *Config) Validate() error {
 	if c.Alerts.MaxSpan <= 0 {
 		add("alerts.max_span", "must be positive, got %s", c.Alerts.MaxSpan)
 	}
-	if c.Alerts.MinScore < 0 || c.Alerts.MinScore > 100 {
-		add("alerts.min_score", "must be between 0 and 100, got %v", c.Alerts.MinScore)
+	if c.Engine.CheckpointEvery < 0 {
+		add("engine.checkpoint_every", "must not be negative, got %s", c.Engine.CheckpointEvery)
+	}
+	if c.Alerts.RiskThreshold <= 0 || c.Alerts.RiskThreshold > 1000 {
+		add("alerts.risk_threshold", "must be above 0 and at most 1000, got %v", c.Alerts.RiskThreshold)
+	}
+	if c.Alerts.RiskHalfLife.D() < time.Minute {
+		add("alerts.risk_half_life", "must be at least 1m, got %s", c.Alerts.RiskHalfLife.D())
+	}
+	if c.Alerts.RepeatCap < 1 || c.Alerts.RepeatCap > 10 {
+		add("alerts.repeat_cap", "must be between 1 and 10, got %v", c.Alerts.RepeatCap)
 	}
 
 	if c.Detectors.TerminatedIdentity.Grace < 0 {
@@ -163,6 +177,21 @@ func (c *Config) Validate() error {
 	}
 	if ms := c.Detectors.OffHours.MaxShare; ms <= 0 || ms >= 1 {
 		add("detectors.off_hours.max_share", "must be between 0 and 1 (exclusive), got %v", ms)
+	}
+	if pr := c.Detectors.PeerRoute; pr.MaxShare <= 0 || pr.MaxShare >= 1 {
+		add("detectors.peer_route.max_share", "must be between 0 and 1 (exclusive), got %v", pr.MaxShare)
+	}
+	if pr := c.Detectors.PeerRoute; pr.MinPeers < 1 || pr.OwnDays < 1 {
+		add("detectors.peer_route", "min_peers and own_days must be at least 1, got %d and %d", pr.MinPeers, pr.OwnDays)
+	}
+	if b := c.Detectors.Behaviour; b.Factor < 1 || b.LongFactor < 1 {
+		add("detectors.behaviour", "factor and long_factor must be at least 1, got %v and %v", b.Factor, b.LongFactor)
+	}
+	if b := c.Detectors.Behaviour; b.LongFloor < 1 {
+		add("detectors.behaviour.long_floor", "must be at least 1, got %d", b.LongFloor)
+	}
+	if b := c.Detectors.Behaviour; b.HalfLife < Duration(time.Hour) {
+		add("detectors.behaviour.half_life", "must be at least 1h, got %s", b.HalfLife)
 	}
 	rv := c.Detectors.RecordVolume
 	if rv.Window <= 0 {

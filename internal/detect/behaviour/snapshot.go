@@ -1,0 +1,278 @@
+package behaviour
+
+import (
+	"encoding/binary"
+	"fmt"
+	"maps"
+	"slices"
+
+	"github.com/haechi-sec/haechi/internal/snap"
+)
+
+const snapshotVersion = 1
+
+// AppendSnapshot implements engine.Snapshotter: per role the peer
+// histograms, hour-of-day profile, long-window peer histograms, the model's
+// masses and score histogram; per identity its own histograms, hour-of-day
+// profile, long-window sketches and its open hour, so a restored shard
+// continues exactly where it stopped.
+func (s *shard) AppendSnapshot(w *snap.Writer) {
+	w.Byte(snapshotVersion)
+	w.Bool(s.opts.Model)
+	w.Uint(uint64(len(s.roles)))
+	for _, name := range slices.Sorted(maps.Keys(s.roles)) {
+		r := s.roles[name]
+		w.String(name)
+		w.Int(r.hour)
+		for sl := range r.peers {
+			for f := range r.peers[sl] {
+				r.peers[sl][f].appendTo(w)
+			}
+		}
+		for f := range r.peersAll {
+			r.peersAll[f].appendTo(w)
+		}
+		for _, v := range r.hod {
+			w.Float(v)
+		}
+		for i := range r.long {
+			r.long[i].appendTo(w)
+		}
+		r.scores.appendTo(w)
+		if r.model != nil {
+			r.model.appendTo(w)
+		}
+		// Identities: open ones first, in the order their hour opened (the
+		// order hours close in), then the rest sorted.
+		w.Uint(uint64(len(r.ids)))
+		for _, id := range r.open {
+			id.appendTo(w)
+		}
+		for _, k := range slices.Sorted(maps.Keys(r.ids)) {
+			if id := r.ids[k]; id.w == nil {
+				id.appendTo(w)
+			}
+		}
+	}
+}
+
+func (id *ident) appendTo(w *snap.Writer) {
+	w.String(id.id)
+	var b []byte
+	for sl := range id.own {
+		for f := range id.own[sl] {
+			for _, v := range id.own[sl][f] {
+				b = binary.LittleEndian.AppendUint16(b, v)
+			}
+		}
+	}
+	for _, v := range id.hod {
+		b = binary.LittleEndian.AppendUint16(b, v)
+	}
+	for i := range id.long {
+		b = append(b, id.long[i][0][:]...)
+		b = append(b, id.long[i][1][:]...)
+	}
+	w.Bytes(b)
+	for i := range nWin {
+		w.Int(int64(id.longAt[i]))
+		w.Int(int64(id.slowAt[i]))
+	}
+	w.Int(int64(id.decayAt))
+	w.Int(int64(id.peerDay))
+	w.Int(int64(id.anomDay))
+	w.Bool(id.w != nil)
+	if id.w == nil {
+		return
+	}
+	x := id.w
+	w.Uint(uint64(x.n))
+	w.Uint(uint64(x.errs))
+	w.Int(x.bytes)
+	w.Bool(x.big != nil)
+	if x.big != nil {
+		w.Bytes(x.big[:])
+	} else {
+		w.Uint(uint64(len(x.recs)))
+		for _, h := range slices.Sorted(maps.Keys(x.recs)) {
+			w.Uint(h)
+		}
+	}
+	w.Uint(uint64(len(x.ints)))
+	for _, n := range slices.Sorted(maps.Keys(x.ints)) {
+		w.Int(n)
+	}
+	w.Uint(uint64(x.adjacent))
+	for _, set := range [][]uint64{x.types, x.fields, x.routes} {
+		w.Uint(uint64(len(set)))
+		for _, h := range set {
+			w.Uint(h)
+		}
+	}
+	w.Uint(uint64(len(x.refs)))
+	for _, ref := range x.refs {
+		w.String(ref)
+	}
+	w.String(x.lastRef)
+	w.Time(x.last)
+}
+
+const identBytes = slots*ownFeatures*ownBins*2 + 24*2 + nWin*2*hllBytes
+
+// Restore implements engine.Snapshotter.
+func (s *shard) Restore(r *snap.Reader) error {
+	if v := r.Byte(); r.Err() == nil && v != snapshotVersion {
+		return fmt.Errorf("behaviour: snapshot version %d, want %d", v, snapshotVersion)
+	}
+	if m := r.Bool(); r.Err() == nil && m != s.opts.Model {
+		return fmt.Errorf("behaviour: snapshot taken with model %v, running with %v", m, s.opts.Model)
+	}
+	fresh := &shard{opts: s.opts, roles: map[string]*role{}}
+	for range r.Count(8) {
+		name := r.String()
+		if _, dup := fresh.roles[name]; dup {
+			r.Fail("duplicate role")
+			break
+		}
+		ro := fresh.role(name)
+		ro.hour = r.Int()
+		for sl := range ro.peers {
+			for f := range ro.peers[sl] {
+				ro.peers[sl][f].readFrom(r)
+			}
+		}
+		for f := range ro.peersAll {
+			ro.peersAll[f].readFrom(r)
+		}
+		for h := range ro.hod {
+			ro.hod[h] = r.Float()
+			if !finite(ro.hod[h]) {
+				r.Fail("hour profile")
+			}
+		}
+		for i := range ro.long {
+			ro.long[i].readFrom(r)
+		}
+		ro.scores.readFrom(r)
+		if ro.model != nil {
+			ro.model.readFrom(r)
+		}
+		for range r.Count(identBytes) {
+			id := fresh.readIdent(r)
+			if r.Err() != nil {
+				break
+			}
+			if _, dup := ro.ids[id.id]; dup {
+				r.Fail("duplicate identity")
+				break
+			}
+			ro.ids[id.id] = id
+			if id.w != nil {
+				ro.open = append(ro.open, id)
+			}
+		}
+		if r.Err() != nil {
+			break
+		}
+	}
+	if err := r.End(); err != nil {
+		return fmt.Errorf("behaviour: %w", err)
+	}
+	s.roles = fresh.roles
+	return nil
+}
+
+func (s *shard) readIdent(r *snap.Reader) *ident {
+	id := &ident{id: r.String()}
+	b := r.Bytes()
+	if r.Err() != nil {
+		return id
+	}
+	if len(b) != identBytes {
+		r.Fail("identity state size")
+		return id
+	}
+	for sl := range id.own {
+		for f := range id.own[sl] {
+			for i := range id.own[sl][f] {
+				id.own[sl][f][i] = binary.LittleEndian.Uint16(b)
+				b = b[2:]
+			}
+		}
+	}
+	for h := range id.hod {
+		id.hod[h] = binary.LittleEndian.Uint16(b)
+		b = b[2:]
+	}
+	for i := range id.long {
+		b = b[copy(id.long[i][0][:], b):]
+		b = b[copy(id.long[i][1][:], b):]
+	}
+	for i := range nWin {
+		id.longAt[i] = int32(r.Int())
+		id.slowAt[i] = int32(r.Int())
+	}
+	id.decayAt = int32(r.Int())
+	id.peerDay = int32(r.Int())
+	id.anomDay = int32(r.Int())
+	if !r.Bool() {
+		return id
+	}
+	x := &window{recs: map[uint64]struct{}{}, ints: map[int64]struct{}{}}
+	x.n = int(r.Uint())
+	x.errs = int(r.Uint())
+	x.bytes = r.Int()
+	if x.n > 1<<40 || x.errs > x.n || x.bytes < 0 {
+		r.Fail("open window counts")
+		return id
+	}
+	if r.Bool() {
+		bb := r.Bytes()
+		if len(bb) != len(bigHLL{}) {
+			r.Fail("open window sketch")
+			return id
+		}
+		x.big = &bigHLL{}
+		copy(x.big[:], bb)
+	} else {
+		n := r.Count(1)
+		if n > exactRecords+1 {
+			r.Fail("open window records")
+			return id
+		}
+		for range n {
+			x.recs[r.Uint()] = struct{}{}
+		}
+	}
+	n := r.Count(1)
+	if n > exactRecords {
+		r.Fail("open window ids")
+		return id
+	}
+	for range n {
+		x.ints[r.Int()] = struct{}{}
+	}
+	x.adjacent = int(r.Uint())
+	for _, set := range []*[]uint64{&x.types, &x.fields, &x.routes} {
+		n := r.Count(1)
+		if n > smallSet {
+			r.Fail("open window set")
+			return id
+		}
+		for range n {
+			*set = append(*set, r.Uint())
+		}
+	}
+	n = r.Count(1)
+	if n > maxRefs {
+		r.Fail("open window refs")
+		return id
+	}
+	for range n {
+		x.refs = append(x.refs, r.String())
+	}
+	x.lastRef = r.String()
+	x.last = r.Time()
+	id.w = x
+	return id
+}
