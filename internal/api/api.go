@@ -101,6 +101,9 @@ type Options struct {
 	OnApprove func()
 	// Triage serves feedback and suppressions (nil → not served).
 	Triage TriageStore
+	// FeedbackSuppression is how long a false_positive verdict suppresses
+	// the alert's entity's findings of the kinds it held (0 → it does not).
+	FeedbackSuppression time.Duration
 	// MaxBodyBytes limits a request body, as sent and after decompression
 	// (0 → 16 MiB). MaxLineBytes limits one line (0 → 1 MiB).
 	MaxBodyBytes int64

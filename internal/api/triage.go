@@ -16,7 +16,7 @@ import (
 // TriageStore is the part of the store the triage endpoints use:
 // analysts' verdicts on alerts and suppressions.
 type TriageStore interface {
-	AddFeedback(ctx context.Context, f store.Feedback) error
+	AddFeedback(ctx context.Context, f store.Feedback) (store.Feedback, error)
 	ListFeedback(ctx context.Context, alertID string) ([]store.Feedback, error)
 	AddSuppression(ctx context.Context, s store.Suppression) (store.Suppression, error)
 	RemoveSuppression(ctx context.Context, id, by string, now time.Time) error
@@ -55,7 +55,9 @@ func (s *Server) handleFeedback(w http.ResponseWriter, r *http.Request) {
 	}
 	body.By = caller(r, body.By)
 	f := store.Feedback{AlertID: r.PathValue("id"), Verdict: body.Verdict, Note: body.Note, By: body.By, At: s.opts.Now().UTC()}
-	if err := s.opts.Triage.AddFeedback(r.Context(), f); err != nil {
+	f.SuppressFor = s.opts.FeedbackSuppression
+	f, err := s.opts.Triage.AddFeedback(r.Context(), f)
+	if err != nil {
 		if errors.Is(err, store.ErrNotFound) {
 			writeError(w, http.StatusNotFound, err.Error())
 			return

@@ -54,6 +54,9 @@ type PipelineOptions struct {
 	// Rules holds the running rule set (nil → NewPipeline loads the
 	// configured rules; a load error is returned).
 	Rules *rules.Holder
+	// Suppressor, if set, tells the alert stage which findings analysts
+	// have suppressed (they add no risk).
+	Suppressor alert.Suppressor
 	// Restore is a checkpoint to start the detectors from (nil → cold).
 	// Its shard count must equal the engine's; otherwise it is ignored
 	// (logged) and the detectors start cold.
@@ -309,6 +312,7 @@ func NewPipeline(opts PipelineOptions) (*Pipeline, error) {
 		RiskThreshold: cfg.Alerts.RiskThreshold,
 		RiskHalfLife:  cfg.Alerts.RiskHalfLife.D(),
 		RepeatCap:     cfg.Alerts.RepeatCap,
+		Suppressor:    opts.Suppressor,
 		Sinks:         opts.Sinks,
 		Logger:        opts.Logger,
 		Registerer:    opts.Registerer,

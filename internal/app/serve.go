@@ -132,8 +132,9 @@ func Serve(ctx context.Context, opts ServeOptions) (err error) {
 	if err != nil {
 		return fmt.Errorf("respond: %w", err)
 	}
+	suppressions := respond.NewSuppressions(st)
 	responder := respond.NewResponder(st, planner, respond.ResponderOptions{OnWritten: dispatcher.Wake, Logger: log,
-		Suppressions: respond.NewSuppressions(st)})
+		Suppressions: suppressions})
 	respCtx, stopResp := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopResp()
 	respDone := make(chan struct{}, 2)
@@ -157,6 +158,7 @@ func Serve(ctx context.Context, opts ServeOptions) (err error) {
 	p, err := NewPipeline(PipelineOptions{
 		Restore:      restore,
 		OnCheckpoint: onCheckpoint,
+		Suppressor:   suppressions,
 		Ledger:       led,
 		Config:       cfg,
 		CanaryIDs:    opts.CanaryIDs,
@@ -275,21 +277,22 @@ func Serve(ctx context.Context, opts ServeOptions) (err error) {
 			}
 			return err
 		},
-		NextInput:    func() uint32 { return inputs.Add(1) },
-		Alerts:       st,
-		Scope:        st,
-		Actions:      st,
-		Triage:       st,
-		OnApprove:    dispatcher.Wake,
-		MaxBodyBytes: cfg.Ingest.MaxBodyBytes,
-		MaxLineBytes: cfg.Ingest.MaxLineBytes,
-		MaxFuture:    cfg.Ingest.MaxFuture.D(),
-		Inputs:       formats,
-		Gatherer:     reg,
-		Registerer:   reg,
-		Logger:       log,
-		Auth:         authn,
-		Audit:        st.AppendAudit,
+		NextInput:           func() uint32 { return inputs.Add(1) },
+		Alerts:              st,
+		Scope:               st,
+		Actions:             st,
+		Triage:              st,
+		FeedbackSuppression: cfg.Alerts.FalsePositiveSuppression.D(),
+		OnApprove:           dispatcher.Wake,
+		MaxBodyBytes:        cfg.Ingest.MaxBodyBytes,
+		MaxLineBytes:        cfg.Ingest.MaxLineBytes,
+		MaxFuture:           cfg.Ingest.MaxFuture.D(),
+		Inputs:              formats,
+		Gatherer:            reg,
+		Registerer:          reg,
+		Logger:              log,
+		Auth:                authn,
+		Audit:               st.AppendAudit,
 	}
 	if ing != nil {
 		apiOpts.Spool = ing.Append
@@ -298,7 +301,8 @@ func Serve(ctx context.Context, opts ServeOptions) (err error) {
 	}
 	apiSrv := api.New(apiOpts)
 	cons, err := console.New(console.Options{Store: st, Auth: authn, Hub: hub, Gatherer: reg, DataDir: cfg.DataDir,
-		Regimes: cfg.Report.Regimes, OnApprove: dispatcher.Wake, Logger: log})
+		FeedbackSuppression: cfg.Alerts.FalsePositiveSuppression.D(),
+		Regimes:             cfg.Report.Regimes, OnApprove: dispatcher.Wake, Logger: log})
 	if err != nil {
 		p.Close()
 		<-pipeDone

@@ -44,14 +44,23 @@ func (c *alertsFeedbackCmd) Run(e *env) error {
 		return err
 	}
 	defer st.Close()
-	f := store.Feedback{AlertID: c.ID, Verdict: c.Verdict, Note: c.Note, By: whoami(c.By), At: time.Now().UTC()}
-	if err := st.AddFeedback(e.ctx, f); err != nil {
+	cfg, err := e.loadConfig()
+	if err != nil {
+		return err
+	}
+	f := store.Feedback{AlertID: c.ID, Verdict: c.Verdict, Note: c.Note, By: whoami(c.By), At: time.Now().UTC(),
+		SuppressFor: cfg.Alerts.FalsePositiveSuppression.D()}
+	f, err = st.AddFeedback(e.ctx, f)
+	if err != nil {
 		if errors.Is(err, store.ErrNotFound) {
 			return usageError{err}
 		}
 		return err
 	}
 	fmt.Fprintf(e.stdout, "%s: %s (by %s)\n", c.ID, c.Verdict, f.By)
+	for _, sp := range f.Suppressions {
+		fmt.Fprintf(e.stdout, "  %s: %s findings of %s add no risk until %s\n", sp.ID, sp.Kind, sp.Entity, sp.Until.Format(time.RFC3339))
+	}
 	return nil
 }
 

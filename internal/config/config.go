@@ -221,6 +221,10 @@ type Alerts struct {
 	RiskThreshold float64  `yaml:"risk_threshold"`
 	RiskHalfLife  Duration `yaml:"risk_half_life"`
 	RepeatCap     float64  `yaml:"repeat_cap"`
+	// FalsePositiveSuppression is how long an analyst's false_positive
+	// verdict suppresses the alert's entity's findings of the kinds it
+	// held (they add no risk meanwhile); 0 → a verdict suppresses nothing.
+	FalsePositiveSuppression Duration `yaml:"false_positive_suppression"`
 }
 
 // Detectors holds per-detector settings.
@@ -463,7 +467,8 @@ func Default() Config {
 		Rules:   Rules{Pack: true, Lists: map[string][]string{"corporate_networks": {}}},
 		Respond: respond.DefaultConfig(),
 		Report:  Report{Regimes: report.DefaultRegimes()},
-		Alerts:  Alerts{Window: Duration(time.Hour), MaxSpan: Duration(24 * time.Hour), RiskThreshold: 90, RiskHalfLife: Duration(24 * time.Hour), RepeatCap: 1},
+		Alerts: Alerts{Window: Duration(time.Hour), MaxSpan: Duration(24 * time.Hour), RiskThreshold: 90, RiskHalfLife: Duration(24 * time.Hour), RepeatCap: 1,
+			FalsePositiveSuppression: Duration(30 * 24 * time.Hour)},
 		Detectors: Detectors{
 			TerminatedIdentity: TerminatedIdentity{Enabled: true},
 			Canary:             Canary{Enabled: true},

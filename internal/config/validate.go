@@ -115,6 +115,9 @@ func (c *Config) Validate() error {
 	if c.Alerts.MaxSpan <= 0 {
 		add("alerts.max_span", "must be positive, got %s", c.Alerts.MaxSpan)
 	}
+	if d := c.Alerts.FalsePositiveSuppression.D(); d < 0 || d > 90*24*time.Hour {
+		add("alerts.false_positive_suppression", "must be between 0 and 90 days, got %s", d)
+	}
 	if c.Engine.CheckpointEvery < 0 {
 		add("engine.checkpoint_every", "must not be negative, got %s", c.Engine.CheckpointEvery)
 	}

@@ -60,7 +60,7 @@ type Store interface {
 	ListActions(ctx context.Context, q store.ActionQuery) ([]store.Action, error)
 	GetAction(ctx context.Context, id string) (store.Action, error)
 	DecideAction(ctx context.Context, id string, approve bool, by, note string, now time.Time) (store.Action, error)
-	AddFeedback(ctx context.Context, f store.Feedback) error
+	AddFeedback(ctx context.Context, f store.Feedback) (store.Feedback, error)
 	ListFeedback(ctx context.Context, alertID string) ([]store.Feedback, error)
 	AppendAudit(ctx context.Context, t time.Time, kind, actionID string, detail any) error
 	ledger.Reader
@@ -73,6 +73,9 @@ type SeriesSource func(ctx context.Context, e event.EntityKey, from, to time.Tim
 // Options configure New.
 type Options struct {
 	Store Store
+	// FeedbackSuppression is how long a false-positive verdict suppresses
+	// the alert's entity's findings of the kinds it held (0 → it does not).
+	FeedbackSuppression time.Duration
 	// Auth is the API server's authenticator (nil: auth is off, no login).
 	Auth *auth.Authenticator
 	// Hub delivers live alert changes (nil → a hub nobody feeds).
@@ -623,7 +626,8 @@ func (c *Console) feedback(w http.ResponseWriter, r *http.Request) {
 		c.fail(w, r, http.StatusBadRequest, "A false positive needs a reason.", "Go back and say why this alert is wrong: the audit log and the detectors' tuning keep it.")
 		return
 	}
-	err := c.opts.Store.AddFeedback(r.Context(), store.Feedback{AlertID: id, Verdict: verdict, Note: note, By: by(r), At: c.opts.Now().UTC()})
+	_, err := c.opts.Store.AddFeedback(r.Context(), store.Feedback{AlertID: id, Verdict: verdict, Note: note, By: by(r), At: c.opts.Now().UTC(),
+		SuppressFor: c.opts.FeedbackSuppression})
 	if errors.Is(err, store.ErrNotFound) {
 		c.fail(w, r, http.StatusNotFound, fmt.Sprintf("There is no alert %q.", id), "Pick an alert from the alerts list.")
 		return

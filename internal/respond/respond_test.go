@@ -755,3 +755,28 @@ func TestSuppressionStopsResponse(t *testing.T) {
 		t.Errorf("lifted suppression still in force: %+v", list)
 	}
 }
+
+// A suppression of a finding kind makes the alert stage's findings of that
+// kind weightless, and never stops response.
+func TestSuppressFinding(t *testing.T) {
+	ctx := t.Context()
+	st := openStore(t, t.TempDir())
+	now := time.Now().UTC()
+	e := event.EntityKey{Kind: event.EntityPrincipal, ID: "p:partner"}
+	if _, err := st.AddSuppression(ctx, store.Suppression{Entity: e, Detector: "off_hours", Kind: "off_hours_access",
+		Until: now.Add(time.Hour), Reason: "fp", By: "ann", Created: now}); err != nil {
+		t.Fatal(err)
+	}
+	s := NewSuppressions(st)
+	off := event.Finding{Detector: "off_hours", Kind: "off_hours_access", Entity: e}
+	if id, ok := s.SuppressFinding(&off); !ok || id == "" {
+		t.Error("the suppressed kind is not suppressed")
+	}
+	route := event.Finding{Detector: "peer_route", Kind: "uncommon_route", Entity: e}
+	if _, ok := s.SuppressFinding(&route); ok {
+		t.Error("another kind is suppressed")
+	}
+	if _, ok := s.Match(ctx, event.Alert{Entity: e, Detector: "off_hours", Findings: []event.Finding{off}}); ok {
+		t.Error("a finding-kind suppression stopped response")
+	}
+}

@@ -27,6 +27,37 @@ func NewSuppressions(st *store.Store) *Suppressions {
 	return &Suppressions{st: st, Refresh: 5 * time.Second, Now: time.Now}
 }
 
+// SuppressFinding implements alert.Suppressor: the suppression covering
+// f (its entity, and its detector and kind when the suppression names
+// them), if any. A store error is treated as "none" (the finding adds
+// risk) and retried at the next call.
+func (s *Suppressions) SuppressFinding(f *event.Finding) (string, bool) {
+	if s == nil {
+		return "", false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := s.Now()
+	s.refresh(now)
+	for _, sp := range s.list {
+		if sp.MatchesFinding(f, now) {
+			return sp.ID, true
+		}
+	}
+	return "", false
+}
+
+func (s *Suppressions) refresh(now time.Time) {
+	if now.Sub(s.loaded) < s.Refresh {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if list, err := s.st.ListSuppressions(ctx, now, false); err == nil {
+		s.list, s.loaded = list, now
+	}
+}
+
 // Match returns the suppression covering a, if any. A store error is
 // treated as "none" (response goes ahead) and retried at the next call.
 func (s *Suppressions) Match(ctx context.Context, a event.Alert) (store.Suppression, bool) {
@@ -36,11 +67,7 @@ func (s *Suppressions) Match(ctx context.Context, a event.Alert) (store.Suppress
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := s.Now()
-	if now.Sub(s.loaded) >= s.Refresh {
-		if list, err := s.st.ListSuppressions(ctx, now, false); err == nil {
-			s.list, s.loaded = list, now
-		}
-	}
+	s.refresh(now)
 	for _, sp := range s.list {
 		if sp.Matches(a, now) {
 			return sp, true

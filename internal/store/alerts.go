@@ -39,7 +39,7 @@ type AlertQuery struct {
 }
 
 const alertColumns = `id, time, entity_kind, entity_id, detector, severity, score, title,
-	explanation, state, window_start, window_end, last_time, finding_count`
+	explanation, state, window_start, window_end, last_time, finding_count, risk`
 
 // Parameters per row of upsertAlertsSQL (alertColumns and updated_at) and
 // of insertFindingsSQL.
@@ -65,11 +65,12 @@ ON CONFLICT (id) DO UPDATE SET
 	window_end = excluded.window_end,
 	last_time = excluded.last_time,
 	finding_count = excluded.finding_count,
+	risk = excluded.risk,
 	updated_at = excluded.updated_at`
 }
 
 const findingColumns = `alert_id, seq, detector, kind, title, entity_kind, entity_id, time,
-	score, severity, explanation, evidence, tags, related`
+	score, severity, explanation, evidence, tags, related, contribution, figures`
 
 // insertFindingsSQL inserts n findings in one statement.
 func insertFindingsSQL(n int) string {
@@ -170,7 +171,7 @@ func (s *Store) saveAlerts(ctx context.Context, tx *sql.Tx, alerts []event.Alert
 				a.ID, toNanos(a.Time), string(a.Entity.Kind), a.Entity.ID, a.Detector,
 				int64(a.Severity), score(a.Score), a.Title, a.Explanation, string(a.State),
 				toNanos(a.WindowStart), toNanos(a.WindowEnd), toNanos(a.LastTime),
-				int64(a.FindingCount), now)
+				int64(a.FindingCount), score(a.Risk), now)
 		}
 		if err := upsert.exec(sctx, len(chunk), args); err != nil {
 			return fmt.Errorf("upsert alerts: %w", err)
@@ -194,10 +195,14 @@ func (s *Store) saveAlerts(ctx context.Context, tx *sql.Tx, alerts []event.Alert
 				if err != nil {
 					return fmt.Errorf("alert %q: finding %d: %w", a.ID, seq, err)
 				}
+				figures, err := findingFigures(f)
+				if err != nil {
+					return fmt.Errorf("alert %q: finding %d: %w", a.ID, seq, err)
+				}
 				args = append(args,
 					a.ID, seq, f.Detector, f.Kind, f.Title, string(f.Entity.Kind), f.Entity.ID,
 					toNanos(f.Time), score(f.Score), int64(f.Severity), f.Explanation, string(evBuf),
-					tags, related)
+					tags, related, score(f.Contribution), figures)
 				if rows++; rows == saveChunk {
 					if err := ins.exec(sctx, rows, args); err != nil {
 						return fmt.Errorf("insert findings: %w", err)
@@ -257,6 +262,26 @@ func score(f float64) any {
 		return nil
 	}
 	return f
+}
+
+// findingFigures returns the JSON of a finding's figures ("[]" when
+// none). A figure that is not a finite number is stored as 0.
+func findingFigures(f *event.Finding) (string, error) {
+	if len(f.Figures) == 0 {
+		return "[]", nil
+	}
+	figs := make([]event.Figure, len(f.Figures))
+	for i, g := range f.Figures {
+		if math.IsNaN(g.Value) || math.IsInf(g.Value, 0) {
+			g.Value = 0
+		}
+		figs[i] = g
+	}
+	b, err := json.Marshal(figs)
+	if err != nil {
+		return "", fmt.Errorf("figures: %w", err)
+	}
+	return string(b), nil
 }
 
 // findingContext returns the JSON of a finding's tags and related
@@ -397,13 +422,13 @@ func (s *Store) loadFindings(ctx context.Context, alerts []event.Alert) error {
 	for rows.Next() {
 		var (
 			alertID, entityKind, evidence string
-			tags, related                 string
+			tags, related, figures        string
 			seq, tm, sev                  int64
-			score                         sql.NullFloat64
+			score, contribution           sql.NullFloat64
 			f                             event.Finding
 		)
 		if err := rows.Scan(&alertID, &seq, &f.Detector, &f.Kind, &f.Title, &entityKind,
-			&f.Entity.ID, &tm, &score, &sev, &f.Explanation, &evidence, &tags, &related); err != nil {
+			&f.Entity.ID, &tm, &score, &sev, &f.Explanation, &evidence, &tags, &related, &contribution, &figures); err != nil {
 			return fmt.Errorf("load findings: %w", err)
 		}
 		f.Entity.Kind = event.EntityKind(entityKind)
@@ -429,6 +454,12 @@ func (s *Store) loadFindings(ctx context.Context, alerts []event.Alert) error {
 				return fmt.Errorf("load findings of alert %q: finding %d related: %w", alertID, seq, err)
 			}
 		}
+		f.Contribution = contribution.Float64
+		if figures != "" && figures != "[]" {
+			if err := json.Unmarshal([]byte(figures), &f.Figures); err != nil {
+				return fmt.Errorf("load findings of alert %q: finding %d figures: %w", alertID, seq, err)
+			}
+		}
 		i, ok := idx[alertID]
 		if !ok {
 			continue
@@ -450,16 +481,17 @@ func scanAlert(sc scanner) (event.Alert, error) {
 		a                               event.Alert
 		entityKind, state               string
 		tm, sev, ws, we, last, findings int64
-		score                           sql.NullFloat64
+		score, risk                     sql.NullFloat64
 	)
 	if err := sc.Scan(&a.ID, &tm, &entityKind, &a.Entity.ID, &a.Detector, &sev, &score,
-		&a.Title, &a.Explanation, &state, &ws, &we, &last, &findings); err != nil {
+		&a.Title, &a.Explanation, &state, &ws, &we, &last, &findings, &risk); err != nil {
 		return event.Alert{}, err
 	}
 	a.Time = fromNanos(tm)
 	a.Entity.Kind = event.EntityKind(entityKind)
 	a.Severity = event.Severity(sev)
 	a.Score = score.Float64
+	a.Risk = risk.Float64
 	a.State = event.AlertState(state)
 	a.WindowStart = fromNanos(ws)
 	a.WindowEnd = fromNanos(we)

@@ -209,7 +209,7 @@ func TestTriageAndOrder(t *testing.T) {
 		}
 		for i, v := range []string{VerdictBenign, VerdictTruePositive, VerdictFalsePositive} {
 			// The same instant: insertion order decides.
-			if err := s.AddFeedback(ctx, Feedback{AlertID: "a", Verdict: v, By: fmt.Sprint("analyst", i), At: t0}); err != nil {
+			if _, err := s.AddFeedback(ctx, Feedback{AlertID: "a", Verdict: v, By: fmt.Sprint("analyst", i), At: t0}); err != nil {
 				t.Fatal(err)
 			}
 		}
