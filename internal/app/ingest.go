@@ -27,9 +27,13 @@ import (
 // consumes the spool.
 //
 // After a restart the pipeline replays the whole retained spool from its
-// first record. That rebuilds the detectors' in-memory state over the
-// retained history (state is not checkpointed) and re-derives every
-// output; outputs are idempotent — alerts and actions have deterministic
+// first record. Detectors that checkpoint their state (CheckpointEvery,
+// engine.Snapshotter) resume from the last checkpoint and skip the
+// replayed records it covers (RestoredThrough; their events are marked
+// Restored); the others rebuild their in-memory state over the retained
+// history, and the findings of those records are dropped (they were
+// emitted before the checkpoint). Without a checkpoint every output is
+// re-derived; outputs are idempotent — alerts and actions have deterministic
 // ids and are upserted or ignored when already stored, and the ledger
 // holds sets of record ids — so a replayed event changes nothing that was
 // already stored and nothing is counted twice. Retention deletes whole
