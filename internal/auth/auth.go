@@ -137,7 +137,19 @@ func WellFormed(tok string) bool {
 	if len(tok) != tokenLen || !strings.HasPrefix(tok, TokenPrefix) {
 		return false
 	}
-	_, err := base64.RawURLEncoding.DecodeString(tok[len(TokenPrefix):])
+	return rawURLBase64(tok[len(TokenPrefix):])
+}
+
+// rawURLBase64 reports whether s is unpadded URL-safe base64 and nothing
+// else. (The decoder alone is not enough: it skips '\r' and '\n'.)
+func rawURLBase64(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('A' <= c && c <= 'Z' || 'a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	_, err := base64.RawURLEncoding.DecodeString(s)
 	return err == nil
 }
 
@@ -452,8 +464,7 @@ func WellFormedSession(v string) bool {
 	if len(v) != base64.RawURLEncoding.EncodedLen(sessionBytes) {
 		return false
 	}
-	_, err := base64.RawURLEncoding.DecodeString(v)
-	return err == nil
+	return rawURLBase64(v)
 }
 
 func randomString(n int) (string, error) {
