@@ -90,3 +90,23 @@ func TestNiceStepAndNumbers(t *testing.T) {
 		}
 	}
 }
+
+func TestOwnBaseline(t *testing.T) {
+	day := func(d int) time.Time { return time.Date(2025, 6, 1+d, 0, 0, 0, 0, time.UTC) }
+	pts := []Point{{T: day(0), V: 10}, {T: day(1), V: 12}, {T: day(2), V: 11}, {T: day(5), V: 400}}
+	got := ownBaseline(pts, 3)
+	// day 0: no history (0, 0, 0); day 1: (0, 0, 10); day 2: (0, 10, 12);
+	// day 5: days 2, 3, 4 → (11, 0, 0).
+	want := []float64{0, 0, 10, 0}
+	if len(got) != len(want) {
+		t.Fatalf("got %d points", len(got))
+	}
+	for i := range want {
+		if got[i].V != want[i] || !got[i].T.Equal(pts[i].T) {
+			t.Errorf("point %d: %v at %v, want %v", i, got[i].V, got[i].T, want[i])
+		}
+	}
+	if ownBaseline(nil, 7) != nil {
+		t.Error("a baseline without activity")
+	}
+}

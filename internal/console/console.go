@@ -32,6 +32,7 @@ import (
 	"net/http"
 	"net/url"
 	"sort"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -754,6 +755,22 @@ func (c *Console) entity(w http.ResponseWriter, r *http.Request) {
 	for _, d := range sortedKeys(boolKeys(byDet)) {
 		v.Scores.Series = append(v.Scores.Series, Series{Name: d, Style: "dots", Points: byDet[d]})
 	}
+	// The entity's risk when each of its alerts was raised (the alert
+	// stage adds findings up per entity; docs/alerts.md).
+	var risk []Point
+	for _, a := range alerts {
+		if a.Time.Before(from) || a.Risk == 0 {
+			continue
+		}
+		risk = append(risk, Point{T: a.Time, V: a.Risk,
+			Label: fmt.Sprintf("%s: risk %.0f — %s", a.Time.UTC().Format("2006-01-02 15:04"), a.Risk, a.Title)})
+		v.Scores.YMax = max(v.Scores.YMax, a.Risk)
+	}
+	if len(risk) > 0 {
+		slices.SortFunc(risk, func(x, y Point) int { return x.T.Compare(y.T) })
+		v.Scores.Title = "Finding scores and risk over time"
+		v.Scores.Series = append(v.Scores.Series, Series{Name: "risk at alert", Style: "line", Points: risk, Class: "high"})
+	}
 	v.Records = Chart{Title: "Records touched per day", YLabel: "records", From: from.Add(-12 * time.Hour), To: to.Truncate(24 * time.Hour).Add(12 * time.Hour),
 		Empty: "The access ledger has no records touched by this entity in this window."}
 	if dim, ok := entityDims[e.Kind]; ok {
@@ -766,6 +783,9 @@ func (c *Console) entity(w http.ResponseWriter, r *http.Request) {
 		c.audit(r, "console_entity_ledger_read", map[string]any{"entity": e.String(), "days": days, "records": total})
 		v.Total = total
 		v.Records.Series = append(v.Records.Series, Series{Name: "records touched", Style: "bars", Points: pts})
+		if base := ownBaseline(pts, 7); len(base) > 0 {
+			v.Records.Series = append(v.Records.Series, Series{Name: "own baseline (median of the 7 days before)", Style: "line", Points: base})
+		}
 		q := url.Values{string(dim): {e.ID}, "from": {from.Format("2006-01-02")}, "to": {to.Format("2006-01-02")}}
 		v.ScopeURL = "/scope?" + q.Encode()
 	} else {
@@ -792,6 +812,34 @@ func boolKeys[V any](m map[string]V) map[string]bool {
 
 // recordsPerDay counts, per UTC day, the distinct records (of every type)
 // value of dim touched, from the ledger; total is over the whole window.
+// ownBaseline is, for each day with activity, the median of the entity's
+// records per day over the window days before it (days without activity
+// count as 0) — the entity's own baseline, drawn against what it did.
+func ownBaseline(pts []Point, window int) []Point {
+	if len(pts) == 0 {
+		return nil
+	}
+	byDay := map[int64]float64{}
+	for _, p := range pts {
+		byDay[ledger.Day(p.T)] = p.V
+	}
+	var out []Point
+	for _, p := range pts {
+		d := ledger.Day(p.T)
+		vals := make([]float64, 0, window)
+		for k := d - int64(window); k < d; k++ {
+			vals = append(vals, byDay[k])
+		}
+		slices.Sort(vals)
+		m := vals[len(vals)/2]
+		if len(vals)%2 == 0 {
+			m = (vals[len(vals)/2-1] + vals[len(vals)/2]) / 2
+		}
+		out = append(out, Point{T: p.T, V: m, Label: fmt.Sprintf("%s: own median of the %d days before %.0f", p.T.Format("2006-01-02"), window, m)})
+	}
+	return out
+}
+
 func recordsPerDay(ctx context.Context, rd ledger.Reader, dim ledger.Dimension, value string, from, to time.Time) ([]Point, int64, error) {
 	rows, err := rd.LedgerRows(ctx, string(dim), []string{value}, ledger.Day(from), ledger.Day(to))
 	if err != nil {
