@@ -31,8 +31,9 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
-	"sort"
 	"slices"
+	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -1066,6 +1067,7 @@ var funcs = template.FuncMap{
 	"sev":       func(s event.Severity) string { return s.String() },
 	"num":       fmtNum,
 	"score":     func(f float64) string { return fmt.Sprintf("%.0f", f) },
+	"figure":    func(f float64) string { return strconv.FormatFloat(f, 'f', -1, 64) },
 	"rate": func(f float64) string {
 		if f < 0 {
 			return "…"
