@@ -10,6 +10,7 @@ import (
 	"math/bits"
 	"time"
 
+	"github.com/haechi-sec/haechi/internal/event"
 	"github.com/haechi-sec/haechi/internal/snap"
 )
 
@@ -122,4 +123,19 @@ func (p *Peak) AppendTo(w *snap.Writer) {
 func (p *Peak) ReadFrom(r *snap.Reader) {
 	p.Max = r.Float()
 	p.Last = r.Time()
+}
+
+// EntityRole is the entity kind of the role-keyed detectors' shard key:
+// every identity of a role meets its peers on one shard.
+const EntityRole event.EntityKind = "role"
+
+// RecordReadByRole is the shard key of detectors that judge staff,
+// service and partner identities against their peers by what they read:
+// activity that touched records, by an identity with a role (user.roles),
+// keys on its first role. Customers (no roles) are not keyed.
+func RecordReadByRole(ev *event.Event) (event.EntityKey, bool) {
+	if len(ev.User.Roles) == 0 || len(ev.Records.IDs) == 0 || !ev.IsActivity() {
+		return event.EntityKey{}, false
+	}
+	return event.EntityKey{Kind: EntityRole, ID: ev.User.Roles[0]}, true
 }

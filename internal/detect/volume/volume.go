@@ -61,7 +61,7 @@ const (
 )
 
 // EntityRole is the entity kind of the shard key: a role.
-const EntityRole event.EntityKind = "role"
+const EntityRole = baseline.EntityRole
 
 // Options configure the detector. Zero values take the defaults.
 type Options struct {
@@ -114,12 +114,7 @@ func (d *Detector) Name() string { return Name }
 
 // Key implements engine.Detector: activity that touched records, by an
 // identity with a role, keys on its first role.
-func (d *Detector) Key(ev *event.Event) (event.EntityKey, bool) {
-	if len(ev.User.Roles) == 0 || len(ev.Records.IDs) == 0 || !ev.IsActivity() {
-		return event.EntityKey{}, false
-	}
-	return event.EntityKey{Kind: EntityRole, ID: ev.User.Roles[0]}, true
-}
+func (d *Detector) Key(ev *event.Event) (event.EntityKey, bool) { return baseline.RecordReadByRole(ev) }
 
 // NewShard implements engine.Detector.
 func (d *Detector) NewShard() engine.Shard {
