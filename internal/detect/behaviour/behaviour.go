@@ -8,22 +8,29 @@
 // types, personal-data fields, error ratio, bytes, distinct endpoints
 // (route templates), sequential-id ratio and how unusual the hour is for
 // it. The hour closes when its role's next hour begins (or the input
-// ends); then
+// ends: no timers are needed).
 //
-//   - behaviour_anomaly: a feature far above both the identity's own 99th
+//   - behaviour_anomaly: a shape feature (requests, types, fields,
+//     errors, endpoints) far above both the identity's own 99th
 //     percentile at that time of week (decaying histograms, 14-day
-//     half-life) and its role's 99th percentile;
-//   - behaviour_multivariate (model: true): Half-Space Trees per role over
-//     the vectors, with leave-one-feature-out attribution;
-//   - slow_exfiltration: distinct records over 1, 7, 30 and 180 days far
-//     above the role's, while no hour (or day) stood out.
+//     half-life) and its role's 99th percentile — counts the moment they
+//     cross, the error ratio when the hour closes;
+//   - behaviour_multivariate (model: true), when the hour closes:
+//     Half-Space Trees per role over the vectors, with
+//     leave-one-feature-out attribution;
+//   - slow_exfiltration, when the hour closes: distinct records over 1, 7,
+//     30 and 180 days far above the role's, while no hour stood out.
 //
 // All three are medium findings of one detector: they never alert alone
-// and never corroborate each other.
+// and never corroborate each other. Distinct records, sequential ids and
+// bytes are record_volume's line of evidence and the unusual hour
+// off_hours': they inform explanations and the model but raise nothing
+// here alone. docs/detectors.md has the details and the figures.
 package behaviour
 
 import (
 	"fmt"
+	"maps"
 	"math"
 	"math/bits"
 	"slices"
@@ -188,6 +195,12 @@ type window struct {
 	refs     []string
 	lastRef  string
 	last     time.Time
+	// The hour's thresholds of the shape counts, computed at its first
+	// event (baselines change only when hours close), so a crossing is
+	// reported at once rather than when the hour closes.
+	primed bool
+	fired  bool // behaviour_anomaly reported for this hour
+	need   [nFeatures]float64
 }
 
 func (s *shard) getWindow() *window {
@@ -202,10 +215,6 @@ func (s *shard) getWindow() *window {
 func (s *shard) putWindow(w *window) {
 	clear(w.recs)
 	clear(w.ints)
-	big := w.big
-	if big != nil {
-		*big = bigHLL{}
-	}
 	*w = window{recs: w.recs, ints: w.ints, types: w.types[:0], fields: w.fields[:0], routes: w.routes[:0], refs: w.refs[:0]}
 	w.big = nil
 	if len(s.pool) < 256 {
@@ -308,6 +317,51 @@ func (s *shard) Process(c *engine.Context, key event.EntityKey, ev *event.Event)
 	if ev.Time.After(w.last) {
 		w.last = ev.Time
 	}
+	s.early(c, r, id, w, ev.Time)
+}
+
+// earlyFeatures are the shape counts judged as they grow.
+var earlyFeatures = [...]int{fRequests, fTypes, fFields, fEndpoints}
+
+// early reports behaviour_anomaly the moment a shape count of the open
+// hour crosses its threshold.
+func (s *shard) early(c *engine.Context, r *role, id *ident, w *window, at time.Time) {
+	if w.fired {
+		return
+	}
+	start := time.Unix(r.hour*3600, 0).UTC()
+	slot := slotOf(start)
+	if !w.primed {
+		w.primed = true
+		for _, f := range earlyFeatures {
+			j := r.baselines(id, f, slot)
+			w.need[f] = math.Inf(1)
+			if j.ownOK || j.peersOK {
+				w.need[f] = math.Max(floors[f], s.opts.Factor*math.Max(1, math.Max(j.own, j.peers)))
+			}
+		}
+	}
+	if float64(w.n) >= w.need[fRequests] || float64(len(w.types)) >= w.need[fTypes] ||
+		float64(len(w.fields)) >= w.need[fFields] || float64(len(w.routes)) >= w.need[fEndpoints] {
+		v := w.counts()
+		s.judge(c, r, id, w, &v, slot, start, at, true)
+	}
+}
+
+// counts is the open hour's count features so far.
+func (w *window) counts() [nFeatures]float64 {
+	var v [nFeatures]float64
+	v[fRequests] = float64(w.n)
+	if w.big != nil {
+		v[fRecords] = math.Round(w.big.estimate())
+	} else {
+		v[fRecords] = float64(len(w.recs))
+	}
+	v[fTypes] = float64(len(w.types))
+	v[fFields] = float64(len(w.fields))
+	v[fBytes] = float64(w.bytes)
+	v[fEndpoints] = float64(len(w.routes))
+	return v
 }
 
 // Advance implements engine.Advancer: at the end of the input every open
@@ -317,20 +371,10 @@ func (s *shard) Advance(c *engine.Context, watermark time.Time) {
 	if !watermark.Equal(engine.EndOfTime) {
 		return
 	}
-	for _, name := range slices.Sorted(mapsKeys(s.roles)) {
+	for _, name := range slices.Sorted(maps.Keys(s.roles)) {
 		r := s.roles[name]
 		if len(r.open) > 0 {
 			s.closeHour(c, r)
-		}
-	}
-}
-
-func mapsKeys(m map[string]*role) func(func(string) bool) {
-	return func(yield func(string) bool) {
-		for k := range m {
-			if !yield(k) {
-				return
-			}
 		}
 	}
 }
@@ -410,7 +454,7 @@ func (s *shard) closeHour(c *engine.Context, r *role) {
 	for _, id := range r.open {
 		w := id.w
 		v := s.vector(r, id, w, hod)
-		s.judge(c, r, id, w, &v, slot, start)
+		s.judge(c, r, id, w, &v, slot, start, w.last, false)
 		if r.model != nil {
 			s.model(c, r, id, w, &v, slot, start)
 		}
@@ -452,20 +496,10 @@ func (s *shard) closeHour(c *engine.Context, r *role) {
 const forgetAfter = 2 * 180 * 24
 
 func (s *shard) vector(r *role, id *ident, w *window, hod int) [nFeatures]float64 {
-	var v [nFeatures]float64
-	v[fRequests] = float64(w.n)
-	if w.big != nil {
-		v[fRecords] = math.Round(w.big.estimate())
-	} else {
-		v[fRecords] = float64(len(w.recs))
-	}
-	v[fTypes] = float64(len(w.types))
-	v[fFields] = float64(len(w.fields))
+	v := w.counts()
 	if w.n > 0 {
 		v[fErrors] = float64(w.errs) / float64(w.n)
 	}
-	v[fBytes] = float64(w.bytes)
-	v[fEndpoints] = float64(len(w.routes))
 	if n := len(w.ints); n >= 10 {
 		v[fSequential] = float64(w.adjacent) / float64(n)
 	}
@@ -519,10 +553,15 @@ func (r *role) baselines(id *ident, f, slot int) (j judged) {
 }
 
 // judge emits behaviour_anomaly when a feature of the hour is far above
-// both the identity's own and its peers' 99th percentile.
-func (s *shard) judge(c *engine.Context, r *role, id *ident, w *window, v *[nFeatures]float64, slot int, start time.Time) {
+// both the identity's own and its peers' 99th percentile: early, on the
+// counts so far when one crosses (ratios wait for the whole hour), or when
+// the hour closes if it has not fired yet.
+func (s *shard) judge(c *engine.Context, r *role, id *ident, w *window, v *[nFeatures]float64, slot int, start, at time.Time, early bool) {
 	var hits []judged
 	for f := range ownFeatures { // the unusual hour alone is off_hours' to report
+		if early && isRatio(f) {
+			continue
+		}
 		j := r.baselines(id, f, slot)
 		j.value = v[f]
 		if (!j.ownOK && !j.peersOK) || v[f] < floors[f] {
@@ -556,9 +595,12 @@ func (s *shard) judge(c *engine.Context, r *role, id *ident, w *window, v *[nFea
 	// record_volume is that line of evidence, and counting it twice would
 	// turn its every finding into an alert.
 	for _, h := range hits {
-		if !trigger(h.f) {
+		if !trigger(h.f) && !early {
 			id.anomDay = unixDay(start)
 		}
+	}
+	if w.fired {
+		return
 	}
 	slices.SortStableFunc(hits, func(a, b judged) int {
 		if ta, tb := trigger(a.f), trigger(b.f); ta != tb {
@@ -573,7 +615,12 @@ func (s *shard) judge(c *engine.Context, r *role, id *ident, w *window, v *[nFea
 		return
 	}
 	hits = hits[:min(3, len(hits))]
+	w.fired = true
 	score := 40 + 25*clamp01(math.Log2(hits[0].excess)/3)
+	when := ""
+	if early {
+		when = " (so far, at " + at.Format("15:04:05") + ")"
+	}
 	var parts []string
 	var figs []event.Figure
 	for _, h := range hits {
@@ -584,10 +631,10 @@ func (s *shard) judge(c *engine.Context, r *role, id *ident, w *window, v *[nFea
 		Kind:   KindAnomaly,
 		Title:  "Identity behaving far outside its own and its peers' hours",
 		Entity: event.EntityKey{Kind: event.EntityPrincipal, ID: id.id},
-		Time:   w.last,
+		Time:   at,
 		Score:  math.Round(score),
-		Explanation: fmt.Sprintf("%s (%s) in the hour from %s: %s.",
-			id.id, r.name, start.Format(time.RFC3339), strings.Join(parts, "; ")),
+		Explanation: fmt.Sprintf("%s (%s) in the hour from %s%s: %s.",
+			id.id, r.name, start.Format(time.RFC3339), when, strings.Join(parts, "; ")),
 		Evidence: evidence(w),
 		Figures:  figs,
 	})

@@ -115,6 +115,7 @@ func (id *ident) appendTo(w *snap.Writer) {
 	}
 	w.String(x.lastRef)
 	w.Time(x.last)
+	w.Bool(x.fired)
 }
 
 const identBytes = slots*ownFeatures*ownBins*2 + 24*2 + nWin*2*hllBytes
@@ -273,6 +274,7 @@ func (s *shard) readIdent(r *snap.Reader) *ident {
 	}
 	x.lastRef = r.String()
 	x.last = r.Time()
+	x.fired = r.Bool() // thresholds are recomputed: the baselines have not moved since the hour opened
 	id.w = x
 	return id
 }
