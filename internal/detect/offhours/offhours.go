@@ -233,6 +233,8 @@ func (s *shard) Process(c *engine.Context, key event.EntityKey, ev *event.Event)
 			Explanation: fmt.Sprintf("%s (%s) performed %s at %s (hour %02d UTC), when %s identities do at most %.1f%% of their activity (that hour or the next or previous) and %s%s.",
 				ev.User.ID, key.ID, ev.Action, ev.Time.UTC().Format(time.RFC3339), h, key.ID, 100*roleShare, own, records(ev)),
 			Evidence: []string{c.Ref(ev)},
+			Figures: []event.Figure{{Name: "hour_utc", Value: float64(h)}, {Name: "role_share_pct", Value: math.Round(1000*roleShare) / 10},
+				{Name: "own_share_pct", Value: math.Round(1000*ownShare) / 10}, {Name: "own_history_events", Value: math.Round(id.own.total)}},
 		})
 	}
 	r.add(ev.Time, halfLife)

@@ -218,6 +218,8 @@ func (s *shard) checkVolume(c *engine.Context, key event.EntityKey, r *role, w *
 		Explanation: fmt.Sprintf("%s (%s) read %d distinct records between %s and %s; %s, so the threshold was %.0f.",
 			ev.User.ID, key.ID, n, r.start.UTC().Format(time.RFC3339), ev.Time.UTC().Format(time.RFC3339), base, threshold),
 		Evidence: s.evidence(c, w, ev),
+		Figures: []event.Figure{{Name: "distinct_records", Value: float64(n)}, {Name: "own_busiest_window", Value: math.Round(own)},
+			{Name: "peers_p99", Value: peer}, {Name: "threshold", Value: math.Round(threshold)}},
 	})
 }
 
@@ -235,6 +237,7 @@ func (s *shard) checkEnumeration(c *engine.Context, key event.EntityKey, r *role
 		Explanation: fmt.Sprintf("%s (%s) read %d numbered records between %s and %s, %d of them next to another it read (id ± 1): it is walking the id space, not looking up what a task needs.",
 			ev.User.ID, key.ID, len(w.ints), r.start.UTC().Format(time.RFC3339), ev.Time.UTC().Format(time.RFC3339), w.adjacent),
 		Evidence: s.evidence(c, w, ev),
+		Figures:  []event.Figure{{Name: "numbered_records", Value: float64(len(w.ints))}, {Name: "adjacent", Value: float64(w.adjacent)}},
 	})
 }
 
