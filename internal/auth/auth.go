@@ -225,6 +225,7 @@ func CSRFToken(ctx context.Context) string {
 // Store is what the Authenticator keeps its tokens and sessions in.
 type Store interface {
 	CreateToken(ctx context.Context, t store.APIToken, hash string) error
+	CreateFirstToken(ctx context.Context, t store.APIToken, hash string) (bool, error)
 	TokenByHash(ctx context.Context, hash string) (store.APIToken, error)
 	TouchToken(ctx context.Context, id string, now time.Time) error
 	CountActiveTokens(ctx context.Context) (int, error)
@@ -278,6 +279,17 @@ func New(opts Options) *Authenticator {
 // CreateToken makes, stores and returns a new token of role with a
 // human-readable name. The returned token is the only copy.
 func CreateToken(ctx context.Context, st Store, role Role, name string, now time.Time) (string, store.APIToken, error) {
+	tok, t, err := newTokenRecord(role, name, now)
+	if err != nil {
+		return "", store.APIToken{}, err
+	}
+	if err := st.CreateToken(ctx, t, HashToken(tok)); err != nil {
+		return "", store.APIToken{}, err
+	}
+	return tok, t, nil
+}
+
+func newTokenRecord(role Role, name string, now time.Time) (string, store.APIToken, error) {
 	if _, err := ParseRole(string(role)); err != nil {
 		return "", store.APIToken{}, err
 	}
@@ -289,24 +301,26 @@ func CreateToken(ctx context.Context, st Store, role Role, name string, now time
 	if _, err := rand.Read(id[:]); err != nil {
 		return "", store.APIToken{}, err
 	}
-	t := store.APIToken{ID: "tok-" + hex.EncodeToString(id[:]), Name: name, Role: string(role), Created: now.UTC()}
-	if err := st.CreateToken(ctx, t, HashToken(tok)); err != nil {
-		return "", store.APIToken{}, err
-	}
-	return tok, t, nil
+	return tok, store.APIToken{ID: "tok-" + hex.EncodeToString(id[:]), Name: name, Role: string(role), Created: now.UTC()}, nil
 }
 
 // EnsureAdmin creates an admin token when no token is active and returns
-// it ("" when tokens exist): serve's first start.
+// it ("" when tokens exist): serve's first start. The check and the
+// creation are one transaction, so workers starting together on a fresh
+// shared database create one admin token.
 func EnsureAdmin(ctx context.Context, st Store, now time.Time) (string, store.APIToken, error) {
-	n, err := st.CountActiveTokens(ctx)
+	if n, err := st.CountActiveTokens(ctx); err != nil || n > 0 {
+		return "", store.APIToken{}, err
+	}
+	tok, t, err := newTokenRecord(RoleAdmin, "admin (created on first start)", now)
 	if err != nil {
 		return "", store.APIToken{}, err
 	}
-	if n > 0 {
-		return "", store.APIToken{}, nil
+	created, err := st.CreateFirstToken(ctx, t, HashToken(tok))
+	if err != nil || !created {
+		return "", store.APIToken{}, err
 	}
-	return CreateToken(ctx, st, RoleAdmin, "admin (created on first start)", now)
+	return tok, t, nil
 }
 
 // Errors of Authenticate.

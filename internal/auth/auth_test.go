@@ -477,3 +477,50 @@ func withCookies(r *http.Request, cs []*http.Cookie) *http.Request {
 	}
 	return r
 }
+
+// Workers starting together on one fresh database (separate processes:
+// separate stores) create exactly one admin token between them.
+func TestEnsureAdminOnceAcrossWorkers(t *testing.T) {
+	target := t.TempDir()
+	if dsn := os.Getenv("HAECHI_TEST_POSTGRES"); dsn != "" {
+		target = pgSchema(t, dsn)
+	}
+	first, err := store.Open(context.Background(), target, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer first.Close()
+	const workers = 4
+	stores := []*store.Store{first}
+	for range workers - 1 {
+		st, err := store.Open(context.Background(), target, store.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer st.Close()
+		stores = append(stores, st)
+	}
+	var wg sync.WaitGroup
+	toks := make([]string, workers)
+	errs := make([]error, workers)
+	for i, st := range stores {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			toks[i], _, errs[i] = auth.EnsureAdmin(context.Background(), st, time.Now())
+		}()
+	}
+	wg.Wait()
+	created := 0
+	for i := range toks {
+		if errs[i] != nil {
+			t.Fatalf("worker %d: %v", i, errs[i])
+		}
+		if toks[i] != "" {
+			created++
+		}
+	}
+	if n, _ := first.CountActiveTokens(context.Background()); created != 1 || n != 1 {
+		t.Fatalf("%d workers created a token, %d active; want exactly one", created, n)
+	}
+}

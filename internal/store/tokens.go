@@ -62,6 +62,37 @@ func (s *Store) CreateToken(ctx context.Context, t APIToken, hash string) error 
 	return nil
 }
 
+// CreateFirstToken stores t like CreateToken, but only when no active
+// token exists, deciding in the same transaction (serialised with every
+// other audited write), so two workers starting on a fresh shared
+// database create one first token between them. created is false when a
+// token already existed.
+func (s *Store) CreateFirstToken(ctx context.Context, t APIToken, hash string) (created bool, err error) {
+	if t.ID == "" || t.Role == "" || hash == "" {
+		return false, errors.New("create token: id, role and hash are required")
+	}
+	err = s.auditTx(ctx, func(tx *sql.Tx) error {
+		created = false
+		var n int
+		if err := tx.QueryRowContext(ctx, "SELECT COUNT(*) FROM api_tokens WHERE revoked_at = 0").Scan(&n); err != nil {
+			return err
+		}
+		if n > 0 {
+			return nil
+		}
+		if _, err := tx.ExecContext(ctx, "INSERT INTO api_tokens (id, name, role, hash, created_at) VALUES (?, ?, ?, ?, ?)",
+			t.ID, t.Name, t.Role, hash, toNanos(t.Created)); err != nil {
+			return err
+		}
+		created = true
+		return appendAudit(ctx, tx, t.Created, "token_created", "", map[string]string{"id": t.ID, "name": t.Name, "role": t.Role})
+	})
+	if err != nil {
+		return false, fmt.Errorf("create first token: %w", err)
+	}
+	return created, nil
+}
+
 // TokenByHash returns the token stored with hash (revoked ones too: the
 // caller checks Revoked), or ErrNotFound (wrapped).
 func (s *Store) TokenByHash(ctx context.Context, hash string) (APIToken, error) {
