@@ -113,9 +113,14 @@ func Generate(ctx context.Context, o Options, w io.Writer, progress func(n int64
 			progress(g.n, time.UnixMilli(t1).UTC())
 		}
 	}
-	if err := g.flush(-1); err != nil {
+	// Sessions begun near the end (a shift, a scrape) would run on past
+	// it; the period is [Start, Start+Days), so what lies beyond is not
+	// written (nor labelled: labels are given as events are written). A
+	// replay that ends "now" then holds no event dated in the future.
+	if err := g.flush(g.endMS); err != nil {
 		return nil, err
 	}
+	g.items = g.items[:0]
 	if progress != nil {
 		progress(g.n, time.UnixMilli(g.endMS).UTC())
 	}

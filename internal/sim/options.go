@@ -12,7 +12,7 @@ const MaxCustomers = 34_000_000
 // Options configure one simulated run.
 type Options struct {
 	Seed      uint64
-	Days      int       // 0 → 14
+	Days      int       // 0 → 14; every event lies in [Start, Start+Days)
 	Customers int       // 0 → 200_000; at most MaxCustomers
 	Scenarios []string  // nil → all; empty non-nil → none; names from ScenarioNames()
 	Start     time.Time // zero → 2025-06-02T00:00:00Z (a Monday), UTC

@@ -198,3 +198,37 @@ func TestMemoryFlat(t *testing.T) {
 		t.Errorf("heap in use grows with days: %d → %d", a, b)
 	}
 }
+
+// TestPeriodBounded: whatever the hour the period starts at, no event lies
+// at or beyond Start+Days (a shift or a scrape begun near the end would
+// otherwise run on past it — and a demo ending "now" would post events
+// dated in the future).
+func TestPeriodBounded(t *testing.T) {
+	for _, h := range []int{0, 5, 13, 23} {
+		start := time.Date(2026, 3, 1, h, 0, 0, 0, time.UTC)
+		o := Options{Seed: 3, Days: 1, Customers: 2000, Start: start}
+		out, tr := run(t, o)
+		end := start.Add(24 * time.Hour)
+		r := decode.NewReader(bytes.NewReader(out), 0, 0)
+		var ev event.Event
+		var last time.Time
+		for {
+			err := r.Next(&ev)
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				t.Fatalf("start %v: line %d: %v", start, r.Line(), err)
+			}
+			last = ev.Time
+		}
+		if !last.Before(end) {
+			t.Errorf("start %v: last event at %v, not before the end %v", start, last, end)
+		}
+		for _, s := range tr.Scenarios {
+			if !s.LastMalicious.Before(end) {
+				t.Errorf("start %v: scenario %s labelled at %v, past the end", start, s.Name, s.LastMalicious)
+			}
+		}
+	}
+}
