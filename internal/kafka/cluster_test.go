@@ -1,0 +1,282 @@
+package kafka_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/haechi-sec/haechi/internal/app"
+	"github.com/haechi-sec/haechi/internal/config"
+	"github.com/haechi-sec/haechi/internal/decode"
+	"github.com/haechi-sec/haechi/internal/detect/detecttest"
+	"github.com/haechi-sec/haechi/internal/engine"
+	"github.com/haechi-sec/haechi/internal/event"
+	"github.com/haechi-sec/haechi/internal/kafka"
+	"github.com/haechi-sec/haechi/internal/sim"
+	"github.com/haechi-sec/haechi/internal/store"
+)
+
+const (
+	inputTopic = "events"
+	lateness   = 5 * time.Minute
+)
+
+func simLines(t *testing.T, o sim.Options) [][]byte {
+	t.Helper()
+	var buf bytes.Buffer
+	if _, err := sim.Generate(context.Background(), o, &buf, nil); err != nil {
+		t.Fatal(err)
+	}
+	var lines [][]byte
+	for _, l := range bytes.Split(buf.Bytes(), []byte("\n")) {
+		if len(bytes.TrimSpace(l)) > 0 {
+			lines = append(lines, l)
+		}
+	}
+	return lines
+}
+
+// reference runs lines through one engine, one event per batch (as the
+// workers feed their partitions), to the end of input.
+func reference(t *testing.T, lines [][]byte, shards int, mk func() []engine.Detector) []event.Finding {
+	t.Helper()
+	eng, err := engine.New(engine.Options{Detectors: mk(), Shards: shards, Lateness: lateness,
+		InputName: func(uint32) string { return inputTopic }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []event.Finding
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for o := range eng.Output() {
+			got = append(got, o.Findings...)
+		}
+	}()
+	go func() { _ = eng.Run(context.Background()) }()
+	dec := decode.NewDecoder()
+	for i, l := range lines {
+		var ev event.Event
+		if err := dec.Decode(l, &ev); err != nil {
+			continue
+		}
+		ev.Line = uint32(i + 1)
+		if err := eng.Submit(context.Background(), engine.Batch{Events: []event.Event{ev}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	eng.Close()
+	<-done
+	detecttest.Sort(got)
+	return got
+}
+
+func produceInput(t *testing.T, cl *kgo.Client, lines [][]byte) {
+	t.Helper()
+	var rs []*kgo.Record
+	for _, l := range lines {
+		rs = append(rs, &kgo.Record{Topic: inputTopic, Value: l})
+	}
+	rs = append(rs, &kgo.Record{Topic: inputTopic, Headers: []kgo.RecordHeader{{Key: kafka.WatermarkHeader, Value: []byte("end")}}})
+	for i := 0; i < len(rs); i += 1000 {
+		if err := cl.ProduceSync(context.Background(), rs[i:min(i+1000, len(rs))]...).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+type collector struct {
+	mu    sync.Mutex
+	dedup kafka.Dedup
+	got   []event.Finding
+	dups  int
+}
+
+func (c *collector) run(ctx context.Context, t *testing.T, brokers []string) {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics(kafka.FindingsTopic(inputTopic)),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		t.Error(err)
+		return
+	}
+	defer cl.Close()
+	for {
+		fs := cl.PollFetches(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		fs.EachRecord(func(r *kgo.Record) {
+			var src []byte
+			for _, h := range r.Headers {
+				if h.Key == kafka.SourceHeader {
+					src = h.Value
+				}
+			}
+			c.mu.Lock()
+			defer c.mu.Unlock()
+			if !c.dedup.Fresh(r.Partition, src) {
+				c.dups++
+				return
+			}
+			var f event.Finding
+			if err := json.Unmarshal(r.Value, &f); err != nil {
+				t.Error(err)
+				return
+			}
+			c.got = append(c.got, f)
+		})
+	}
+}
+
+func (c *collector) count() (n, dups int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.got), c.dups
+}
+
+func js(v any) string {
+	b, _ := json.Marshal(v)
+	return string(b)
+}
+
+// Three workers consume a simulated stream; one is killed mid-stream (no
+// graceful checkpoint) and replaced. The findings they emit, repeats
+// dropped, equal those of one engine over the same events.
+func TestClusterCrashEqualsSingleProcess(t *testing.T) {
+	if testing.Short() {
+		t.Skip("simulates two days on an in-process Kafka")
+	}
+	lines := simLines(t, sim.Options{Seed: 3, Days: 2, Customers: 3000})
+	cfg := config.Default()
+	mk := func() []engine.Detector { return app.Detectors(cfg, nil) }
+	want := reference(t, lines, 4, mk)
+	if len(want) == 0 {
+		t.Fatal("the reference found nothing: the test proves nothing")
+	}
+	t.Logf("%d events, %d findings in one process", len(lines), len(want))
+
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, inputTopic))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	brokers := c.ListenAddrs()
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	if err := kafka.EnsureTopics(ctx, brokers, inputTopic, nil, 4, 1); err != nil {
+		t.Fatal(err)
+	}
+	st, err := store.Open(ctx, t.TempDir(), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+
+	prod, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.DefaultProduceTopic(inputTopic))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer prod.Close()
+	produceInput(t, prod, lines)
+
+	var log *slog.Logger
+	if testing.Verbose() && os.Getenv("HAECHI_KAFKA_DEBUG") != "" {
+		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	var col collector
+	colCtx, colCancel := context.WithCancel(ctx)
+	colDone := make(chan struct{})
+	go func() { defer close(colDone); col.run(colCtx, t, brokers) }()
+
+	type running struct {
+		cancel context.CancelFunc
+		done   chan error
+	}
+	start := func(id string) running {
+		w, err := kafka.New(kafka.Options{Brokers: brokers, Topic: inputTopic, Group: "haechi", Detectors: mk,
+			Lateness: lateness, Store: st, CheckpointEvery: 500, ID: id, Logger: log})
+		if err != nil {
+			t.Fatal(err)
+		}
+		wctx, wcancel := context.WithCancel(ctx)
+		r := running{cancel: wcancel, done: make(chan error, 1)}
+		go func() { r.done <- w.Run(wctx) }()
+		return r
+	}
+	workers := []running{start("w0"), start("w1"), start("w2")}
+
+	// Kill worker 0 once a third of the findings are out.
+	// waitFor waits for n findings, or for 20 s without a new one.
+	waitFor := func(n int) {
+		last, prev, moved := time.Now(), -1, time.Now()
+		for {
+			got, dups := col.count()
+			if got != prev {
+				prev, moved = got, time.Now()
+			}
+			if time.Since(last) > 5*time.Second {
+				last = time.Now()
+				t.Logf("%d findings, %d repeats so far", got, dups)
+			}
+			if got >= n || time.Since(moved) > 20*time.Second {
+				return
+			}
+			if ctx.Err() != nil {
+				got, _ := col.count()
+				t.Fatalf("timed out with %d of %d findings", got, len(want))
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	waitFor(len(want) / 3)
+	workers[0].cancel()
+	if err := <-workers[0].done; err != nil {
+		t.Fatal(err)
+	}
+	killedAt, _ := col.count()
+	workers[0] = start("w0")
+	waitFor(len(want))
+	time.Sleep(2 * time.Second) // anything more would be a surplus
+	for _, w := range workers {
+		w.cancel()
+		if err := <-w.done; err != nil && !errors.Is(err, context.Canceled) {
+			t.Error(err)
+		}
+	}
+	colCancel()
+	<-colDone
+	got, dups := col.got, col.dups
+	detecttest.Sort(got)
+	t.Logf("worker 0 killed after %d findings; %d findings, %d repeats dropped", killedAt, len(got), dups)
+	if a, b := js(got), js(want); a != b {
+		t.Errorf("cluster found %d findings, one process %d", len(got), len(want))
+		diff(t, got, want)
+	}
+}
+
+func diff(t *testing.T, got, want []event.Finding) {
+	t.Helper()
+	count := map[string]int{}
+	for _, f := range want {
+		count[js(f)]++
+	}
+	for _, f := range got {
+		count[js(f)]--
+	}
+	n := 0
+	for k, v := range count {
+		if v != 0 && n < 10 {
+			t.Logf("%+d %s", v, k)
+			n++
+		}
+	}
+}

@@ -1,0 +1,440 @@
+package kafka
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/haechi-sec/haechi/internal/decode"
+	"github.com/haechi-sec/haechi/internal/engine"
+	"github.com/haechi-sec/haechi/internal/event"
+	"github.com/haechi-sec/haechi/internal/store"
+)
+
+// SourceHeader is the header of a findings record naming where it came
+// from (see Dedup).
+const SourceHeader = "haechi-src"
+
+// kindDetector restricts a detector to one repartition topic: it keys only
+// events copied there for a key (copyKeyed) and only on keys of the
+// topic's kind, and takes broadcasts only from broadcast copies. The copy
+// flags travel in event.Input (the input index, used only to name evidence
+// of events without an id: InputName names the input topic for every
+// value).
+type kindDetector struct {
+	engine.Detector
+	b    engine.Broadcaster
+	kind event.EntityKind
+}
+
+func (d *kindDetector) Broadcast(ev *event.Event) bool {
+	return d.b != nil && ev.Input&copyBroadcast != 0 && d.b.Broadcast(ev)
+}
+
+func (d *kindDetector) Key(ev *event.Event) (event.EntityKey, bool) {
+	if ev.Input&copyKeyed == 0 || (d.b != nil && d.b.Broadcast(ev)) {
+		return event.EntityKey{}, false
+	}
+	k, ok := d.Detector.Key(ev)
+	if !ok || k.Kind != d.kind {
+		return event.EntityKey{}, false
+	}
+	return k, true
+}
+
+// pending is what one submitted engine message stands for; the engine
+// answers each with exactly one output (one shard), in order.
+type pending struct {
+	offset int64         // the record it belongs to (a checkpoint: the next offset)
+	done   chan struct{} // checkpoint: closed once stored (or failed)
+}
+
+// partition is one assigned repartition partition: its engine and the
+// goroutine that ships its outputs.
+type partition struct {
+	w        *Worker
+	topic    string
+	part     int32
+	eng      *engine.Engine
+	restored int64 // records below are covered by the restored checkpoint
+	lastWM   time.Time
+	lastE    time.Time
+	since    int
+	mark     uint64
+	last     int64       // offset of the last record handed over
+	failed   atomic.Bool // a finding was not produced: store no checkpoint
+
+	qmu   sync.Mutex
+	queue []pending
+
+	dead    atomic.Bool // crashed: ship nothing more
+	runDone chan struct{}
+	outDone chan struct{}
+}
+
+func (p *partition) push(e pending) {
+	p.qmu.Lock()
+	p.queue = append(p.queue, e)
+	p.qmu.Unlock()
+}
+
+func (p *partition) pop() (pending, bool) {
+	p.qmu.Lock()
+	defer p.qmu.Unlock()
+	if len(p.queue) == 0 {
+		return pending{}, false
+	}
+	e := p.queue[0]
+	p.queue = p.queue[1:]
+	return e, true
+}
+
+// detector is the detection stage of a worker.
+type detector struct {
+	w        *Worker
+	findings *kgo.Client
+	dec      *decode.Decoder
+	mu       sync.Mutex
+	parts    map[string]map[int32]*partition
+	crashed  atomic.Bool
+}
+
+func (w *Worker) runDetect(ctx context.Context) error {
+	d := &detector{w: w, dec: decode.NewDecoder(), parts: map[string]map[int32]*partition{}}
+	var err error
+	d.findings, err = kgo.NewClient(w.clientOpts(kgo.DefaultProduceTopic(FindingsTopic(w.opts.Prefix)))...)
+	if err != nil {
+		return fmt.Errorf("kafka: findings client: %w", err)
+	}
+	defer d.findings.Close()
+	var topics []string
+	for _, k := range w.kinds {
+		topics = append(topics, RepartitionTopic(w.opts.Prefix, k))
+	}
+	cl, err := kgo.NewClient(w.clientOpts(
+		kgo.ConsumerGroup(w.opts.Group+"-detect"),
+		kgo.ConsumeTopics(topics...),
+		kgo.DisableAutoCommit(),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.BlockRebalanceOnPoll(),
+		kgo.OnPartitionsRevoked(func(ctx context.Context, _ *kgo.Client, m map[string][]int32) { d.release(ctx, m, true) }),
+		kgo.OnPartitionsLost(func(ctx context.Context, _ *kgo.Client, m map[string][]int32) { d.release(ctx, m, false) }),
+	)...)
+	if err != nil {
+		return fmt.Errorf("kafka: detect client: %w", err)
+	}
+	pctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-w.stop:
+			cancel()
+		case <-pctx.Done():
+		}
+	}()
+	for {
+		fs := cl.PollFetches(pctx)
+		if pctx.Err() != nil {
+			break
+		}
+		fs.EachError(func(t string, p int32, err error) {
+			w.opts.Logger.Warn("kafka: detect fetch", "topic", t, "partition", p, "err", err)
+		})
+		d.mu.Lock()
+		var herr error
+		fs.EachRecord(func(r *kgo.Record) {
+			if herr == nil {
+				herr = d.handle(ctx, r)
+			}
+		})
+		d.mu.Unlock()
+		cl.AllowRebalance()
+		if herr != nil && pctx.Err() == nil {
+			d.crash()
+			cl.CloseAllowingRebalance()
+			return herr
+		}
+	}
+	if ctx.Err() != nil {
+		// A crash: keep nothing, ship nothing, checkpoint nothing.
+		d.crash()
+		cl.CloseAllowingRebalance()
+		return nil
+	}
+	// Graceful: checkpoint every owned partition, then leave.
+	d.mu.Lock()
+	all := map[string][]int32{}
+	for t, ps := range d.parts {
+		for p := range ps {
+			all[t] = append(all[t], p)
+		}
+	}
+	d.mu.Unlock()
+	d.release(ctx, all, true)
+	cl.CloseAllowingRebalance()
+	return nil
+}
+
+// crash drops every partition without a checkpoint.
+func (d *detector) crash() {
+	d.crashed.Store(true)
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for t, ps := range d.parts {
+		for _, p := range ps {
+			p.dead.Store(true)
+			p.eng.Close()
+			<-p.runDone
+			<-p.outDone
+		}
+		delete(d.parts, t)
+	}
+}
+
+// release closes the engines of m's partitions, checkpointing them first
+// when graceful (a revocation) and the worker has not crashed.
+func (d *detector) release(ctx context.Context, m map[string][]int32, graceful bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for t, ps := range m {
+		for _, n := range ps {
+			p := d.parts[t][n]
+			if p == nil {
+				continue
+			}
+			if graceful && !d.crashed.Load() && p.since > 0 {
+				if err := p.checkpoint(ctx, true); err != nil {
+					d.w.opts.Logger.Warn("kafka: checkpoint on revocation", "topic", t, "partition", n, "err", err)
+				}
+			}
+			if !graceful || d.crashed.Load() {
+				p.dead.Store(true)
+			}
+			p.eng.Close()
+			<-p.runDone
+			<-p.outDone
+			delete(d.parts[t], n)
+		}
+	}
+}
+
+func (d *detector) kindOf(topic string) (event.EntityKind, bool) {
+	for _, k := range d.w.kinds {
+		if RepartitionTopic(d.w.opts.Prefix, k) == topic {
+			return k, true
+		}
+	}
+	return "", false
+}
+
+// open starts the engine of (topic, part), restored from its checkpoint.
+func (d *detector) open(ctx context.Context, topic string, part int32) (*partition, error) {
+	kind, ok := d.kindOf(topic)
+	if !ok {
+		return nil, fmt.Errorf("kafka: record of unknown topic %s", topic)
+	}
+	var dets []engine.Detector
+	for _, det := range d.w.opts.Detectors() {
+		b, _ := det.(engine.Broadcaster)
+		dets = append(dets, &kindDetector{Detector: det, b: b, kind: kind})
+	}
+	p := &partition{w: d.w, topic: topic, part: part, runDone: make(chan struct{}), outDone: make(chan struct{})}
+	opts := engine.Options{Detectors: dets, Shards: 1, Lateness: d.w.opts.Lateness,
+		InputName: func(uint32) string { return d.w.opts.Topic }, Logger: d.w.opts.Logger}
+	c, ok, err := d.w.opts.Store.LoadPartitionCheckpoint(ctx, d.w.opts.Group, topic, part)
+	if err != nil {
+		return nil, err
+	}
+	if ok {
+		parts, err := decodeState(c.Data)
+		if err != nil {
+			d.w.opts.Logger.Error("kafka: checkpoint unreadable; the partition starts cold", "topic", topic, "partition", part, "err", err)
+		} else {
+			opts.Restore = map[string][][]byte{}
+			for _, sp := range parts {
+				opts.Restore[sp.Detector] = [][]byte{sp.Data}
+			}
+			p.restored = c.NextOffset
+		}
+	}
+	p.eng, err = engine.New(opts)
+	if err != nil {
+		return nil, err
+	}
+	go func() {
+		defer close(p.runDone)
+		_ = p.eng.Run(context.WithoutCancel(ctx))
+	}()
+	go func() {
+		defer close(p.outDone)
+		d.ship(p)
+	}()
+	d.w.opts.Logger.Info("kafka: partition opened", "topic", topic, "partition", part, "restored_below", p.restored)
+	return p, nil
+}
+
+// handle feeds one repartition record to its partition's engine.
+func (d *detector) handle(ctx context.Context, r *kgo.Record) error {
+	ps := d.parts[r.Topic]
+	if ps == nil {
+		ps = map[int32]*partition{}
+		d.parts[r.Topic] = ps
+	}
+	p := ps[r.Partition]
+	if p == nil {
+		var err error
+		if p, err = d.open(ctx, r.Topic, r.Partition); err != nil {
+			return err
+		}
+		ps[r.Partition] = p
+	}
+	var hv []byte
+	for _, h := range r.Headers {
+		if h.Key == headerKey {
+			hv = h.Value
+		}
+	}
+	h, err := parseHeader(hv)
+	if err != nil {
+		d.w.opts.Logger.Warn("kafka: repartition record without a valid header skipped", "topic", r.Topic, "partition", r.Partition, "offset", r.Offset, "err", err)
+		return nil
+	}
+	restored := r.Offset < p.restored
+	defer func() { p.last = r.Offset }()
+	// Time first: what one engine over the input knew before this event.
+	var ticks []event.Event
+	if h.Watermark.After(p.lastWM) {
+		p.lastWM = h.Watermark
+		// A reference-data event (which never counts as "earliest") at
+		// watermark+lateness moves this engine's watermark to the input's.
+		ticks = append(ticks, event.Event{Time: h.Watermark.Add(d.w.opts.Lateness), Dataset: event.DatasetKeys, Restored: restored})
+	}
+	if !h.Earliest.IsZero() && !h.Earliest.Equal(p.lastE) {
+		p.lastE = h.Earliest
+		ticks = append(ticks, event.Event{Time: h.Earliest, Restored: restored})
+	}
+	if len(ticks) > 0 {
+		p.push(pending{offset: r.Offset})
+		if err := p.eng.Submit(ctx, engine.Batch{Events: ticks, Received: time.Now()}); err != nil {
+			return err
+		}
+	}
+	if h.Flags != 0 {
+		var ev event.Event
+		if err := d.dec.Decode(r.Value, &ev); err != nil {
+			d.w.opts.Logger.Warn("kafka: bad repartitioned event skipped", "topic", r.Topic, "partition", r.Partition, "offset", r.Offset, "err", err)
+		} else {
+			ev.Input = uint32(h.Flags)
+			ev.Line = uint32(h.InOffset + 1)
+			ev.Restored = restored
+			p.push(pending{offset: r.Offset})
+			if err := p.eng.Submit(ctx, engine.Batch{Events: []event.Event{ev}, Received: time.Now()}); err != nil {
+				return err
+			}
+		}
+	}
+	if r.Offset >= p.restored {
+		p.since++
+		if p.since >= d.w.opts.CheckpointEvery {
+			return p.checkpointAt(ctx, r.Offset+1, false)
+		}
+	}
+	return nil
+}
+
+// checkpoint checkpoints everything handed to the engine so far.
+func (p *partition) checkpoint(ctx context.Context, wait bool) error {
+	return p.checkpointAt(ctx, p.last+1, wait)
+}
+
+// checkpointAt asks the engine for a snapshot covering every record below
+// next; the shipping goroutine stores it once the findings before it are
+// acknowledged. wait blocks until it is stored.
+func (p *partition) checkpointAt(ctx context.Context, next int64, wait bool) error {
+	p.since = 0
+	p.mark++
+	done := make(chan struct{})
+	p.push(pending{offset: next, done: done})
+	if err := p.eng.Checkpoint(ctx, p.mark); err != nil {
+		return err
+	}
+	if wait {
+		select {
+		case <-done:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
+}
+
+// ship sends p's findings and stores its checkpoints, in output order.
+func (d *detector) ship(p *partition) {
+	var (
+		lastOff int64 = -1
+		seq     uint64
+	)
+	log := d.w.opts.Logger
+	for out := range p.eng.Output() {
+		e, ok := p.pop()
+		if !ok || out.Final {
+			continue // the end-of-input flush of a stream that goes on
+		}
+		if p.dead.Load() {
+			if e.done != nil {
+				close(e.done)
+			}
+			continue
+		}
+		if out.Snapshot != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			err := d.findings.Flush(ctx)
+			if err == nil && p.failed.Load() {
+				err = errors.New("a finding was not produced since the last checkpoint")
+			}
+			if err == nil {
+				err = d.w.opts.Store.SavePartitionCheckpoints(ctx, []store.PartitionCheckpoint{{
+					Group: d.w.opts.Group, Topic: p.topic, Partition: p.part, NextOffset: e.offset,
+					Data: encodeState(out.Snapshot.Parts), SavedAt: time.Now(),
+				}})
+			}
+			cancel()
+			if err != nil {
+				log.Error("kafka: checkpoint not stored; the next one will be tried", "topic", p.topic, "partition", p.part, "err", err)
+			}
+			if e.done != nil {
+				close(e.done)
+			}
+			continue
+		}
+		if e.offset != lastOff {
+			lastOff, seq = e.offset, 0
+		}
+		for i := range out.Findings {
+			f := &out.Findings[i]
+			v, err := json.Marshal(f)
+			if err != nil {
+				log.Error("kafka: finding not encoded", "err", err)
+				continue
+			}
+			src := source{Topic: p.topic, Partition: p.part, Offset: e.offset, Seq: seq}
+			seq++
+			d.findings.Produce(context.Background(), &kgo.Record{
+				Key: []byte(string(f.Entity.Kind) + ":" + f.Entity.ID), Value: v,
+				Headers: []kgo.RecordHeader{{Key: SourceHeader, Value: src.append(nil)}},
+			}, func(_ *kgo.Record, err error) {
+				if err != nil {
+					p.failed.Store(true)
+					log.Error("kafka: finding not produced", "err", err)
+				}
+			})
+		}
+	}
+}

@@ -1,0 +1,83 @@
+package kafka
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/haechi-sec/haechi/internal/engine"
+	"github.com/haechi-sec/haechi/internal/snap"
+)
+
+// headerKey names the record header the re-keying stage writes on every
+// record of a repartition topic.
+const headerKey = "haechi"
+
+const headerVersion = 1
+
+// Copy flags: why a record of a repartition topic is on its partition.
+const (
+	// copyKeyed: some detector keys the event on an entity of the topic's
+	// kind that hashes to this partition.
+	copyKeyed = 1 << iota
+	// copyBroadcast: some Broadcaster asked for the event on every shard.
+	copyBroadcast
+)
+
+// header is what travels with a re-keyed event: the stream's time as the
+// re-keying stage saw it just before the event, so that every partition's
+// engine stamps lateness, fires timers and judges "before haechi started"
+// exactly as one engine over the whole input would.
+type header struct {
+	Flags byte
+	// Watermark is the input's watermark before this event (newest event
+	// time seen minus the allowed lateness, or an explicit advance).
+	Watermark time.Time
+	// Earliest is the earliest activity time seen, this event included
+	// (zero while only reference data has been seen).
+	Earliest time.Time
+	// Input partition and offset of the event (evidence references of
+	// events without an id).
+	InPartition int32
+	InOffset    int64
+}
+
+func (h header) append(b []byte) []byte {
+	w := snap.Writer{B: b}
+	w.Byte(headerVersion)
+	w.Byte(h.Flags)
+	end := h.Watermark.Equal(engine.EndOfTime)
+	w.Bool(end)
+	if !end {
+		w.Time(h.Watermark)
+	}
+	w.Time(h.Earliest)
+	w.Uint(uint64(h.InPartition))
+	w.Uint(uint64(h.InOffset))
+	return w.B
+}
+
+// parseHeader decodes what header.append wrote.
+func parseHeader(b []byte) (header, error) {
+	r := snap.NewReader(b)
+	if v := r.Byte(); r.Err() == nil && v != headerVersion {
+		return header{}, fmt.Errorf("kafka header: version %d, want %d", v, headerVersion)
+	}
+	var h header
+	h.Flags = r.Byte()
+	if r.Bool() {
+		h.Watermark = engine.EndOfTime
+	} else {
+		h.Watermark = r.Time()
+	}
+	h.Earliest = r.Time()
+	p, off := r.Uint(), r.Uint()
+	if err := r.End(); err != nil {
+		return header{}, fmt.Errorf("kafka header: %w", err)
+	}
+	if h.Flags&^(copyKeyed|copyBroadcast) != 0 || p > 1<<31-1 || off > 1<<63-1 {
+		return header{}, errors.New("kafka header: out of range")
+	}
+	h.InPartition, h.InOffset = int32(p), int64(off)
+	return h, nil
+}
