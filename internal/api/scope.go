@@ -44,11 +44,9 @@ func ScopeQuery(v url.Values, alert func(id string) (event.Alert, error)) (ledge
 		if err != nil {
 			return q, fmt.Errorf("alert %s: %w", id, err)
 		}
-		dim, ok := map[event.EntityKind]ledger.Dimension{
-			event.EntityPrincipal: ledger.Principal, event.EntitySigningKey: ledger.Key, event.EntitySource: ledger.Source,
-		}[a.Entity.Kind]
+		dim, ok := ledger.OfEntity(a.Entity.Kind)
 		if !ok {
-			return q, fmt.Errorf("alert %s is about a %s; scope by key, principal or source instead", id, a.Entity.Kind)
+			return q, fmt.Errorf("alert %s is about a %s, which the ledger does not index; scope by key, principal, source, network or country instead", id, a.Entity.Kind)
 		}
 		q.Terms = append(q.Terms, ledger.Term{Dim: dim, Values: []string{a.Entity.ID}})
 	}

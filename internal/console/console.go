@@ -709,10 +709,6 @@ type entityView struct {
 	Note      string
 }
 
-var entityDims = map[event.EntityKind]ledger.Dimension{
-	event.EntityPrincipal: ledger.Principal, event.EntitySigningKey: ledger.Key, event.EntitySource: ledger.Source,
-}
-
 func (c *Console) entity(w http.ResponseWriter, r *http.Request) {
 	e := event.EntityKey{Kind: event.EntityKind(r.PathValue("kind")), ID: r.PathValue("id")}
 	switch e.Kind {
@@ -774,7 +770,7 @@ func (c *Console) entity(w http.ResponseWriter, r *http.Request) {
 	}
 	v.Records = Chart{Title: "Records touched per day", YLabel: "records", From: from.Add(-12 * time.Hour), To: to.Truncate(24 * time.Hour).Add(12 * time.Hour),
 		Empty: "The access ledger has no records touched by this entity in this window."}
-	if dim, ok := entityDims[e.Kind]; ok {
+	if dim, ok := ledger.OfEntity(e.Kind); ok {
 		v.HasLedger = true
 		pts, total, err := recordsPerDay(ctx, c.opts.Store, dim, e.ID, from, to)
 		if err != nil {
@@ -1108,7 +1104,7 @@ var funcs = template.FuncMap{
 		}
 		return ""
 	},
-	"ledgerHint": func(k event.EntityKind) string { return string(entityDims[k]) },
+	"ledgerHint": func(k event.EntityKind) string { d, _ := ledger.OfEntity(k); return string(d) },
 	"deref": func(t *time.Time) time.Time {
 		if t == nil {
 			return time.Time{}

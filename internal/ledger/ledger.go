@@ -37,6 +37,7 @@ import (
 
 	"github.com/RoaringBitmap/roaring/v2"
 
+	"github.com/haechi-sec/haechi/internal/event"
 	"github.com/haechi-sec/haechi/internal/store"
 )
 
@@ -51,6 +52,26 @@ const (
 	Network   Dimension = "network"   // "AS4766", else the /24 or /64 prefix
 	Country   Dimension = "country"   // source.geo.country_iso_code
 )
+
+// OfEntity returns the dimension that indexes entities of kind k (an
+// alert's scope is its entity's): principals, signing keys, source
+// addresses, networks and countries have one; tokens, records and roles
+// do not.
+func OfEntity(k event.EntityKind) (Dimension, bool) {
+	switch k {
+	case event.EntityPrincipal:
+		return Principal, true
+	case event.EntitySigningKey:
+		return Key, true
+	case event.EntitySource:
+		return Source, true
+	case EntityNetwork:
+		return Network, true
+	case EntityCountry:
+		return Country, true
+	}
+	return "", false
+}
 
 // Dimensions lists every dimension, in a stable order.
 var Dimensions = []Dimension{Principal, Key, Source, Network, Country}

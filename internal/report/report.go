@@ -93,16 +93,14 @@ func Build(ctx context.Context, st Store, id string, awareAt time.Time, regimes 
 		awareAt = a.Time
 	}
 	r := &Report{Alert: a, AwareAt: awareAt.UTC(), Generated: now.UTC(), Entities: []event.EntityKey{a.Entity}}
-	if dim, ok := map[event.EntityKind]ledger.Dimension{
-		event.EntityPrincipal: ledger.Principal, event.EntitySigningKey: ledger.Key, event.EntitySource: ledger.Source,
-	}[a.Entity.Kind]; ok {
+	if dim, ok := ledger.OfEntity(a.Entity.Kind); ok {
 		res, err := ledger.Scope(ctx, st, ledger.Query{Terms: []ledger.Term{{Dim: dim, Values: []string{a.Entity.ID}}}})
 		if err != nil {
 			return nil, fmt.Errorf("scope: %w", err)
 		}
 		r.Scope = res
 	} else {
-		r.ScopeNote = fmt.Sprintf("the ledger has no %s dimension; scope by key, principal or source", a.Entity.Kind)
+		r.ScopeNote = fmt.Sprintf("the ledger has no %s dimension; scope by key, principal, source, network or country", a.Entity.Kind)
 	}
 	acts, err := st.ListActions(ctx, store.ActionQuery{AlertID: id, Limit: 1000})
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
