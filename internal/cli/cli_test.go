@@ -227,6 +227,11 @@ func TestDemo(t *testing.T) {
 			t.Errorf("demo output lacks %q:\n%s", want, stdout)
 		}
 	}
+	// serve took every line the demo posted (the period ends now: none
+	// is dated in the future).
+	if strings.Contains(stderr, "rejected") {
+		t.Errorf("serve rejected demo lines:\n%s", stderr)
+	}
 }
 
 func TestScopeAfterReplay(t *testing.T) {

@@ -161,7 +161,7 @@ func (c *demoCmd) Run(e *env) (err error) {
 	var posted atomic.Int64
 	done := make(chan struct{})
 	go c.narrate(ctx, out, base, token, opts.Start, &simTime, &posted, done)
-	n, err := postLive(ctx, base, token, pr, opts.Start, speed, func(ev *event.Event, line []byte) []byte {
+	n, err := postLive(ctx, base, token, pr, opts.Start, speed, e.stderr, func(ev *event.Event, line []byte) []byte {
 		line = gw.filter(ev, line) // after a containment, the gateway refuses
 		obs.Observe(ev)
 		posted.Add(1)

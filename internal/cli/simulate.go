@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -91,7 +92,7 @@ func (c *simulateCmd) Run(e *env) error {
 		if start.IsZero() {
 			start = sim.DefaultStart()
 		}
-		n, err = postLive(e.ctx, c.To, c.Token, pr, start, c.Speed, nil)
+		n, err = postLive(e.ctx, c.To, c.Token, pr, start, c.Speed, e.stderr, nil)
 		pr.CloseWithError(errors.New("stopped"))
 		if gerr := <-genErr; err == nil && gerr != nil {
 			err = gerr
@@ -173,8 +174,10 @@ func progressPrinter(e *env, what string) func(int64, time.Time) {
 // not nil, sees every event that decodes before it is posted and returns
 // the line to post in its place (the demo's gateway refuses contained
 // requests this way). Pacing starts at start: earlier events (reference
-// data dated before the simulated period) are posted at once.
-func postLive(ctx context.Context, base, token string, r io.Reader, start time.Time, speed float64, transform func(*event.Event, []byte) []byte) (int64, error) {
+// data dated before the simulated period) are posted at once. Lines serve
+// accepted the request but rejected are reported on warn, one line per
+// batch (the first rejection's reason and how many).
+func postLive(ctx context.Context, base, token string, r io.Reader, start time.Time, speed float64, warn io.Writer, transform func(*event.Event, []byte) []byte) (int64, error) {
 	base = strings.TrimRight(base, "/")
 	br := bufio.NewReaderSize(r, 1<<20)
 	dec := decode.NewDecoder()
@@ -202,7 +205,7 @@ func postLive(ctx context.Context, base, token string, r io.Reader, start time.T
 			if err != nil {
 				return fmt.Errorf("post events: %w", err)
 			}
-			io.Copy(io.Discard, resp.Body)
+			body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable {
 				// haechi is behind or its storage is failing: wait as told
@@ -224,6 +227,7 @@ func postLive(ctx context.Context, base, token string, r io.Reader, start time.T
 			if resp.StatusCode != http.StatusOK {
 				return fmt.Errorf("post events: %s", resp.Status)
 			}
+			reportRejected(warn, body)
 			break
 		}
 		batch.Reset()
@@ -264,4 +268,26 @@ func postLive(ctx context.Context, base, token string, r io.Reader, start time.T
 			return n, err
 		}
 	}
+}
+
+// reportRejected prints, on warn, how many lines of an accepted request
+// serve rejected and why the first was (the answer of POST /v1/events).
+func reportRejected(warn io.Writer, body []byte) {
+	var ans struct {
+		Rejected int `json:"rejected"`
+		Errors   []struct {
+			Line   int    `json:"line"`
+			Code   string `json:"code"`
+			Reason string `json:"reason"`
+		} `json:"errors"`
+	}
+	if warn == nil || json.Unmarshal(body, &ans) != nil || ans.Rejected == 0 {
+		return
+	}
+	first := ""
+	if len(ans.Errors) > 0 {
+		e := ans.Errors[0]
+		first = fmt.Sprintf(" (first: line %d of the batch: %s: %s)", e.Line, e.Code, e.Reason)
+	}
+	fmt.Fprintf(warn, "haechi: serve rejected %d line(s) of a batch%s\n", ans.Rejected, first)
 }
