@@ -558,6 +558,45 @@ func TestUpdatedOnlyWhenSeverityRises(t *testing.T) {
 	}
 }
 
+// An update of the same severity and detector/kind whose new findings name
+// another related source blocks that source too, live: the alert grows
+// (docs/response.md), and the block must not wait for a restart or a replay
+// to plan the alert again.
+func TestUpdatedBlocksNewRelatedSource(t *testing.T) {
+	st := openStore(t, t.TempDir())
+	recv := newReceiver(t)
+	h := start(t, st, testConfig(recv.srv.URL), time.Minute)
+	forged := mkAlert("f1", event.EntitySigningKey, "k1", "token_provenance", event.SeverityCritical, t0)
+	forged.Findings[0].Kind = "token_never_minted"
+	forged.Findings[0].Related = []event.EntityKey{{Kind: event.EntitySource, ID: "203.0.113.7"}}
+	h.resp.Alert(alert.Raised, forged)
+	// Same severity, same detector and kind: only the related source is new.
+	forged.Findings = append(forged.Findings, event.Finding{Detector: "token_provenance", Kind: "token_never_minted",
+		Entity: forged.Entity, Time: t0.Add(time.Second),
+		Related: []event.EntityKey{{Kind: event.EntitySource, ID: "198.51.100.9"}}})
+	forged.FindingCount = 2
+	h.resp.Alert(alert.Updated, forged)
+	// A repeat of the same update plans nothing more.
+	h.resp.Alert(alert.Updated, forged)
+	if err := h.resp.Flush(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	acts, err := st.ListActions(t.Context(), store.ActionQuery{Kind: KindBlockSource})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var targets []string
+	for _, a := range acts {
+		targets = append(targets, a.Target)
+	}
+	slices.Sort(targets)
+	if want := []string{"198.51.100.9", "203.0.113.7"}; !slices.Equal(targets, want) {
+		t.Fatalf("block_source targets = %v, want %v", targets, want)
+	}
+	id := ActionID("f1", KindBlockSource, "198.51.100.9")
+	waitFor(t, "the new source's block delivered", 5*time.Second, func() bool { return recv.snapshot()[id] == 1 })
+}
+
 func TestConfigYAML(t *testing.T) {
 	src := `
 mode: enforce

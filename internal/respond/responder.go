@@ -76,8 +76,17 @@ func NewResponder(st *store.Store, p *Planner, opts ResponderOptions) *Responder
 
 // seen is what the responder last planned for an alert.
 type seen struct {
-	sev event.Severity
-	sig string
+	sev     event.Severity
+	sig     string
+	related string // the block_source targets its findings named (relatedTargets)
+}
+
+// relatedTargets lists the sources a block_source for a would act on: the
+// alert's entity, or the related sources its findings name (up to
+// MaxRelatedTargets). An update that names a new one is planned again, so
+// the new source is blocked as the alert grows.
+func relatedTargets(a *event.Alert) string {
+	return strings.Join(targets(KindBlockSource, a), ",")
 }
 
 // signature is the sorted set of detector/kind pairs among a's findings.
@@ -100,9 +109,12 @@ func (r *Responder) Alert(c alert.Change, a event.Alert) {
 	case alert.Updated:
 		// An update the responder has not seen (a reopened alert, a
 		// restart) is planned like a raise: ids make it idempotent. A
-		// seen one is planned again when its severity rose or a finding
-		// of a new detector or kind joined it (playbooks match on those).
-		if prev, ok := r.sev[a.ID]; ok && a.Severity <= prev.sev && signature(&a) == prev.sig {
+		// seen one is planned again when its severity rose, a finding
+		// of a new detector or kind joined it (playbooks match on those)
+		// or a finding named a new related source (block_source acts on
+		// those, each once, as the alert grows).
+		if prev, ok := r.sev[a.ID]; ok && a.Severity <= prev.sev && signature(&a) == prev.sig &&
+			relatedTargets(&a) == prev.related {
 			return
 		}
 	case alert.Closed:
@@ -114,7 +126,7 @@ func (r *Responder) Alert(c alert.Change, a event.Alert) {
 		return
 	}
 	if c != alert.Closed {
-		r.sev[a.ID] = seen{a.Severity, signature(&a)}
+		r.sev[a.ID] = seen{a.Severity, signature(&a), relatedTargets(&a)}
 	}
 	select {
 	case r.q <- item{a: a}:
