@@ -123,6 +123,16 @@ type Options struct {
 	RiskThreshold float64
 	RiskHalfLife  time.Duration
 	RepeatCap     float64
+	// Ordered holds every finding until the watermark has passed its time
+	// by Lateness and then processes the held findings in event-time order
+	// (ties broken by content); risk that has decayed away is dropped at
+	// each hour of event time in that order. The alerts are then a function
+	// of the set of findings, whatever order they arrive in, provided none
+	// arrives more than Lateness behind the watermark Advance was given —
+	// what cluster mode needs, where the findings about one entity come from
+	// several Kafka partitions in no defined order. The price: an alert is
+	// raised once the watermark has passed its finding by Lateness.
+	Ordered bool
 	// Suppressor, if set, is asked about every finding.
 	Suppressor Suppressor
 	// Sinks receive every change, in order.
@@ -167,6 +177,8 @@ type Stage struct {
 	nextClose time.Time
 	// nextSweep is when risk that has decayed to nothing is next dropped.
 	nextSweep time.Time
+	// held are the findings waiting for the watermark (Ordered).
+	held []event.Finding
 
 	alerts     *prometheus.CounterVec
 	openG      prometheus.Gauge
@@ -263,9 +275,18 @@ func (s *Stage) Open() int { return len(s.open) }
 // as it opens and Updated once, at the end, for each alert that gained
 // findings here.
 func (s *Stage) Process(findings []event.Finding) {
+	if s.opts.Ordered {
+		s.held = append(s.held, findings...)
+		return
+	}
 	for i := range findings {
 		s.add(&findings[i])
 	}
+	s.updated()
+}
+
+// updated tells the sinks about alerts that gained findings.
+func (s *Stage) updated() {
 	for _, o := range s.dirty {
 		if o.dirty {
 			o.dirty = false
@@ -492,7 +513,9 @@ func (s *Stage) Advance(wm time.Time) {
 		return
 	}
 	s.wm = wm
-	if !s.nextSweep.After(wm) {
+	if s.opts.Ordered {
+		s.release(wm.Add(-s.opts.Lateness), false)
+	} else if !s.nextSweep.After(wm) {
 		s.sweep(wm)
 	}
 	if len(s.open) == 0 || !s.nextClose.Before(wm) {
@@ -527,8 +550,89 @@ func (s *Stage) sweep(wm time.Time) {
 // Tracked returns how many entities hold risk.
 func (s *Stage) Tracked() int { return len(s.risk) }
 
-// Flush closes every open alert (end of input).
+// release processes the held findings with times up to horizon (all of
+// them if all), in event-time order (Ordered).
+func (s *Stage) release(horizon time.Time, all bool) {
+	if len(s.held) == 0 {
+		s.sweepOrdered(horizon)
+		return
+	}
+	slices.SortStableFunc(s.held, compareFindings)
+	n := len(s.held)
+	if !all {
+		n, _ = slices.BinarySearchFunc(s.held, horizon, func(f event.Finding, t time.Time) int {
+			if f.Time.After(t) {
+				return 1
+			}
+			return -1
+		})
+	}
+	for i := range n {
+		f := &s.held[i]
+		s.sweepOrdered(f.Time)
+		s.add(f)
+	}
+	s.held = slices.Delete(s.held, 0, n)
+	if !all {
+		s.sweepOrdered(horizon)
+	}
+	s.updated()
+}
+
+// sweepOrdered drops decayed risk at each hour of event time up to t, as
+// processing in event-time order reaches it (Ordered): every finding before
+// the hour has been processed, none after it.
+func (s *Stage) sweepOrdered(t time.Time) {
+	if t.Before(s.nextSweep) || t.After(maxSweep) {
+		return
+	}
+	h := t.Truncate(time.Hour)
+	s.sweep(h)
+	s.nextSweep = h.Add(time.Hour)
+}
+
+// maxSweep bounds sweeps: horizons at the end of input (EndOfTime) do not
+// sweep.
+var maxSweep = time.Date(9000, 1, 1, 0, 0, 0, 0, time.UTC)
+
+// compareFindings orders findings by time, then by content.
+func compareFindings(x, y event.Finding) int {
+	if c := x.Time.Compare(y.Time); c != 0 {
+		return c
+	}
+	if c := strings.Compare(string(x.Entity.Kind), string(y.Entity.Kind)); c != 0 {
+		return c
+	}
+	if c := strings.Compare(x.Entity.ID, y.Entity.ID); c != 0 {
+		return c
+	}
+	if c := strings.Compare(x.Detector, y.Detector); c != 0 {
+		return c
+	}
+	if c := strings.Compare(x.Kind, y.Kind); c != 0 {
+		return c
+	}
+	if x.Score != y.Score {
+		if x.Score < y.Score {
+			return -1
+		}
+		return 1
+	}
+	if c := strings.Compare(x.Title, y.Title); c != 0 {
+		return c
+	}
+	if c := strings.Compare(x.Explanation, y.Explanation); c != 0 {
+		return c
+	}
+	return slices.Compare(x.Evidence, y.Evidence)
+}
+
+// Flush closes every open alert (end of input), processing held findings
+// first.
 func (s *Stage) Flush() {
+	if s.opts.Ordered {
+		s.release(time.Time{}, true)
+	}
 	done := make([]event.EntityKey, 0, len(s.open))
 	for k := range s.open {
 		done = append(done, k)
@@ -555,7 +659,13 @@ func (s *Stage) close(k event.EntityKey, o *open) {
 	// The risk the alert spent is cleared: the next alert for the entity
 	// needs new evidence.
 	delete(s.risk, k)
-	o.dirty = false
+	if o.dirty {
+		// Findings joined it since sinks last heard of it (in this
+		// Process, or this release when Ordered): they hear Updated
+		// before Closed, as a responder plans on updates, not closes.
+		o.dirty = false
+		s.emit(Updated, &o.a)
+	}
 	a := &o.a
 	sortByContribution(a.Findings)
 	a.Explanation = o.expl

@@ -21,6 +21,15 @@ type stageState struct {
 	NextClose time.Time   `json:"next_close"`
 	NextSweep time.Time   `json:"next_sweep"`
 	Counts    [3]int      `json:"counts"` // raised, closed, findings
+	// Held are the findings waiting for the watermark (Options.Ordered).
+	Held []heldState `json:"held,omitempty"`
+}
+
+// heldState is a held finding with Immediate, which a finding's JSON form
+// leaves out.
+type heldState struct {
+	event.Finding
+	Immediate bool `json:"immediate,omitempty"`
 }
 
 type openState struct {
@@ -49,6 +58,9 @@ type detState struct {
 func (s *Stage) Snapshot() ([]byte, error) {
 	st := stageState{V: snapshotVersion, WM: s.wm, NextClose: s.nextClose, NextSweep: s.nextSweep,
 		Counts: [3]int{s.raised, s.nClosed, s.nFinding}}
+	for _, f := range s.held {
+		st.Held = append(st.Held, heldState{f, f.Immediate})
+	}
 	keys := make([]event.EntityKey, 0, len(s.open))
 	for k := range s.open {
 		keys = append(keys, k)
@@ -102,6 +114,11 @@ func (s *Stage) Restore(b []byte) error {
 	s.open, s.risk = opened, risk
 	s.closed, s.closedQ, s.dirty = map[event.EntityKey]*open{}, nil, nil
 	s.wm, s.nextClose, s.nextSweep = st.WM, st.NextClose, st.NextSweep
+	s.held = make([]event.Finding, 0, len(st.Held))
+	for _, h := range st.Held {
+		h.Finding.Immediate = h.Immediate
+		s.held = append(s.held, h.Finding)
+	}
 	s.raised, s.nClosed, s.nFinding = st.Counts[0], st.Counts[1], st.Counts[2]
 	s.openG.Set(float64(len(s.open)))
 	s.tracked.Set(float64(len(s.risk)))

@@ -210,6 +210,20 @@ func Detectors(cfg config.Config, canaryIDs []string) []engine.Detector {
 	return ds
 }
 
+// AlertOptions are the alert stage's options from the configuration
+// (without suppressor, sinks, logger and metrics).
+func AlertOptions(cfg config.Config) alert.Options {
+	return alert.Options{
+		Window:        cfg.Alerts.Window.D(),
+		MaxSpan:       cfg.Alerts.MaxSpan.D(),
+		Lateness:      cfg.Engine.AllowedLateness.D(),
+		RiskThreshold: cfg.Alerts.RiskThreshold,
+		RiskHalfLife:  cfg.Alerts.RiskHalfLife.D(),
+		RepeatCap:     cfg.Alerts.RepeatCap,
+		Ordered:       cfg.Alerts.Ordered,
+	}
+}
+
 // noneIsNegative maps a configured 0 ("no allowance") to the negative
 // value detector options use for it (their 0 means "the default").
 func noneIsNegative(v float64) float64 {
@@ -305,18 +319,9 @@ func NewPipeline(opts PipelineOptions) (*Pipeline, error) {
 		geo.Close()
 		return nil, err
 	}
-	st, err := alert.New(alert.Options{
-		Window:        cfg.Alerts.Window.D(),
-		MaxSpan:       cfg.Alerts.MaxSpan.D(),
-		Lateness:      cfg.Engine.AllowedLateness.D(),
-		RiskThreshold: cfg.Alerts.RiskThreshold,
-		RiskHalfLife:  cfg.Alerts.RiskHalfLife.D(),
-		RepeatCap:     cfg.Alerts.RepeatCap,
-		Suppressor:    opts.Suppressor,
-		Sinks:         opts.Sinks,
-		Logger:        opts.Logger,
-		Registerer:    opts.Registerer,
-	})
+	ao := AlertOptions(cfg)
+	ao.Suppressor, ao.Sinks, ao.Logger, ao.Registerer = opts.Suppressor, opts.Sinks, opts.Logger, opts.Registerer
+	st, err := alert.New(ao)
 	if err != nil {
 		geo.Close()
 		return nil, err

@@ -29,8 +29,10 @@ import (
 	"github.com/haechi-sec/haechi/internal/engine"
 	"github.com/haechi-sec/haechi/internal/event"
 	"github.com/haechi-sec/haechi/internal/input"
+	"github.com/haechi-sec/haechi/internal/kafka"
 	"github.com/haechi-sec/haechi/internal/ledger"
 	"github.com/haechi-sec/haechi/internal/respond"
+	"github.com/haechi-sec/haechi/internal/rules"
 	"github.com/haechi-sec/haechi/internal/spool"
 	"github.com/haechi-sec/haechi/internal/store"
 )
@@ -113,10 +115,22 @@ func Serve(ctx context.Context, opts ServeOptions) (err error) {
 	writerDone := make(chan error, 1)
 	go func() { writerDone <- w.Run(writerCtx) }()
 
+	cluster := cfg.Kafka.Enabled()
+	if cluster {
+		if st.Backend() == "sqlite" {
+			log.Warn("cluster mode with the embedded SQLite store: only this one worker can use it; give every worker of the group the same store.dsn (PostgreSQL)")
+		}
+		if cfg.Detectors.TerminatedIdentity.RosterFile != "" {
+			return errors.New("cluster mode: the roster snapshot file is not read; produce it to the input topic (kafka.topic) instead")
+		}
+	}
 	var durable atomic.Uint64 // the ledger's last stored mark (spool offset)
-	led, err := ledger.Open(ctx, st, ledger.Options{Logger: log, OnDurable: func(m uint64) { durable.Store(m) }})
-	if err != nil {
-		return fmt.Errorf("ledger: %w", err)
+	var led *ledger.Ledger
+	if !cluster { // cluster mode keeps no ledger yet (docs/scale-out.md)
+		led, err = ledger.Open(ctx, st, ledger.Options{Logger: log, OnDurable: func(m uint64) { durable.Store(m) }})
+		if err != nil {
+			return fmt.Errorf("ledger: %w", err)
+		}
 	}
 	// Response: alerts → planned actions (outbox, audit) → signed webhooks.
 	planner, err := respond.NewPlanner(cfg.Respond)
@@ -147,7 +161,7 @@ func Serve(ctx context.Context, opts ServeOptions) (err error) {
 		restore *Checkpoint
 		saver   *checkpointSaver
 	)
-	if cfg.Spool.Enabled && cfg.Engine.CheckpointEvery > 0 {
+	if cfg.Spool.Enabled && cfg.Engine.CheckpointEvery > 0 && !cluster {
 		restore = loadCheckpoint(ctx, st, log)
 		saver = newCheckpointSaver(st, log, reg)
 	}
@@ -155,45 +169,70 @@ func Serve(ctx context.Context, opts ServeOptions) (err error) {
 	if saver != nil {
 		onCheckpoint = saver.Offer
 	}
-	p, err := NewPipeline(PipelineOptions{
-		Restore:      restore,
-		OnCheckpoint: onCheckpoint,
-		Suppressor:   suppressions,
-		Ledger:       led,
-		Config:       cfg,
-		CanaryIDs:    opts.CanaryIDs,
-		Sinks: []alert.Sink{StoreSink(w, log), responder, hub, alert.SinkFunc(func(c alert.Change, a event.Alert) {
-			if c == alert.Raised {
-				log.Warn("alert raised", "id", a.ID, "severity", a.Severity.String(), "entity", a.Entity.String(), "title", a.Title)
-			}
-		})},
-		InputName:  func(i uint32) string { return "req-" + strconv.FormatUint(uint64(i), 10) },
-		Logger:     log,
-		Registerer: reg,
+	logRaised := alert.SinkFunc(func(c alert.Change, a event.Alert) {
+		if c == alert.Raised {
+			log.Warn("alert raised", "id", a.ID, "severity", a.Severity.String(), "entity", a.Entity.String(), "title", a.Title)
+		}
 	})
-	if err != nil {
-		return err
-	}
-	// The pipeline runs on its own context: shutdown closes it explicitly
-	// after ingest has stopped, so everything admitted is processed.
+	var (
+		p      *Pipeline
+		worker *kafka.Worker
+		rulesH *rules.Holder
+	)
 	pipeDone := make(chan error, 1)
-	saverCtx, stopSaver := context.WithCancel(context.WithoutCancel(ctx))
-	saverDone := make(chan struct{})
-	if saver != nil {
-		go func() { saver.Run(saverCtx); close(saverDone) }()
-	} else {
-		close(saverDone)
-	}
-	go func() {
-		err := p.Run(context.WithoutCancel(ctx))
-		stopSaver() // the last checkpoint handed over is still saved
-		<-saverDone
-		pipeDone <- err
-	}()
-
-	if f := cfg.Detectors.TerminatedIdentity.RosterFile; f != "" && cfg.Detectors.TerminatedIdentity.Enabled {
-		if err := LoadSnapshot(ctx, p, f, 0, log); err != nil {
+	// closePipe stops admission; pipeDone reports when everything is done.
+	closePipe := func() {
+		if p != nil {
 			p.Close()
+		} else {
+			worker.Shutdown()
+		}
+	}
+	if cluster {
+		// One worker of a Kafka cluster: events come from the topic, alerts
+		// go to the store from the alert stage (docs/scale-out.md).
+		worker, rulesH, err = newClusterWorker(cfg, opts.CanaryIDs, st, suppressions, []alert.Sink{responder, hub, logRaised}, log)
+		if err != nil {
+			return err
+		}
+		go func() { pipeDone <- worker.Run(context.WithoutCancel(ctx)) }()
+	} else {
+		p, err = NewPipeline(PipelineOptions{
+			Restore:      restore,
+			OnCheckpoint: onCheckpoint,
+			Suppressor:   suppressions,
+			Ledger:       led,
+			Config:       cfg,
+			CanaryIDs:    opts.CanaryIDs,
+			Sinks:        []alert.Sink{StoreSink(w, log), responder, hub, logRaised},
+			InputName:    func(i uint32) string { return "req-" + strconv.FormatUint(uint64(i), 10) },
+			Logger:       log,
+			Registerer:   reg,
+		})
+		if err != nil {
+			return err
+		}
+		// The pipeline runs on its own context: shutdown closes it explicitly
+		// after ingest has stopped, so everything admitted is processed.
+		saverCtx, stopSaver := context.WithCancel(context.WithoutCancel(ctx))
+		saverDone := make(chan struct{})
+		if saver != nil {
+			go func() { saver.Run(saverCtx); close(saverDone) }()
+		} else {
+			close(saverDone)
+		}
+		go func() {
+			err := p.Run(context.WithoutCancel(ctx))
+			stopSaver() // the last checkpoint handed over is still saved
+			<-saverDone
+			pipeDone <- err
+		}()
+		rulesH = p.Rules()
+	}
+
+	if f := cfg.Detectors.TerminatedIdentity.RosterFile; f != "" && cfg.Detectors.TerminatedIdentity.Enabled && p != nil {
+		if err := LoadSnapshot(ctx, p, f, 0, log); err != nil {
+			closePipe()
 			<-pipeDone
 			return err
 		}
@@ -201,7 +240,7 @@ func Serve(ctx context.Context, opts ServeOptions) (err error) {
 
 	formats, err := input.New(cfg.InputOptions())
 	if err != nil {
-		p.Close()
+		closePipe()
 		<-pipeDone
 		return err
 	}
@@ -210,7 +249,7 @@ func Serve(ctx context.Context, opts ServeOptions) (err error) {
 	var ing *Ingester
 	consumerDone := make(chan error, 1)
 	stopConsumer := func() {}
-	if sc := cfg.Spool; sc.Enabled {
+	if sc := cfg.Spool; sc.Enabled && !cluster {
 		dir := sc.Dir
 		if dir == "" {
 			dir = filepath.Join(cfg.DataDir, "spool")
@@ -228,7 +267,7 @@ func Serve(ctx context.Context, opts ServeOptions) (err error) {
 			Registerer:      reg,
 		})
 		if err != nil {
-			p.Close()
+			closePipe()
 			<-pipeDone
 			return err
 		}
@@ -245,7 +284,11 @@ func Serve(ctx context.Context, opts ServeOptions) (err error) {
 		}
 	} else {
 		close(consumerDone)
-		log.Warn("spool disabled: acknowledged events live only in memory until processed")
+		if cluster {
+			log.Info("cluster mode: events are consumed from Kafka; the HTTP ingest API refuses them", "topic", cfg.Kafka.Topic)
+		} else {
+			log.Warn("spool disabled: acknowledged events live only in memory until processed")
+		}
 	}
 
 	// Rules reload on SIGHUP or when their files change; the previous set
@@ -253,7 +296,7 @@ func Serve(ctx context.Context, opts ServeOptions) (err error) {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
-	reloader := &RuleReloader{Config: cfg.Rules, Holder: p.Rules(), Log: log,
+	reloader := &RuleReloader{Config: cfg.Rules, Holder: rulesH, Log: log,
 		Audit: func(kind string, detail map[string]any) {
 			if err := st.AppendAudit(context.WithoutCancel(ctx), time.Now(), kind, "", detail); err != nil {
 				log.Error("audit", "kind", kind, "err", err)
@@ -267,6 +310,9 @@ func Serve(ctx context.Context, opts ServeOptions) (err error) {
 	var lastIngest atomic.Int64 // wall clock of the last ingest request
 	apiOpts := api.Options{
 		Ingest: func(evs []event.Event) error {
+			if p == nil {
+				return fmt.Errorf("cluster mode: produce events to Kafka topic %s, not to this API", cfg.Kafka.Topic)
+			}
 			lastIngest.Store(time.Now().UnixNano())
 			err := p.TrySubmit(evs)
 			switch {
@@ -304,7 +350,7 @@ func Serve(ctx context.Context, opts ServeOptions) (err error) {
 		FeedbackSuppression: cfg.Alerts.FalsePositiveSuppression.D(),
 		Regimes:             cfg.Report.Regimes, OnApprove: dispatcher.Wake, Logger: log})
 	if err != nil {
-		p.Close()
+		closePipe()
 		<-pipeDone
 		return err
 	}
@@ -319,7 +365,7 @@ func Serve(ctx context.Context, opts ServeOptions) (err error) {
 	if ln == nil {
 		ln, err = net.Listen("tcp", cfg.Listen)
 		if err != nil {
-			p.Close()
+			closePipe()
 			<-pipeDone
 			return fmt.Errorf("listen on %s: %w", cfg.Listen, err)
 		}
@@ -327,7 +373,7 @@ func Serve(ctx context.Context, opts ServeOptions) (err error) {
 	if opts.InsecureNoAuth {
 		if err := checkLoopback(ln.Addr()); err != nil {
 			ln.Close()
-			p.Close()
+			closePipe()
 			<-pipeDone
 			return err
 		}
@@ -367,6 +413,15 @@ loop:
 		case err := <-httpDone:
 			serveErr = fmt.Errorf("http server: %w", err)
 			break loop
+		case err := <-pipeDone:
+			// Only a cluster worker ends on its own (an error: topics
+			// missing, brokers unreachable).
+			pipeDone = nil
+			if err == nil {
+				err = errors.New("cluster worker stopped")
+			}
+			serveErr = err
+			break loop
 		case err := <-consumerDone:
 			if err != nil {
 				serveErr = err
@@ -374,6 +429,9 @@ loop:
 			}
 			consumerDone = nil
 		case t := <-tick.C:
+			if p == nil {
+				continue // cluster mode: the input's watermark drives time
+			}
 			last := time.Unix(0, lastIngest.Load())
 			if ing != nil {
 				last = ing.LastSubmit()
@@ -406,9 +464,11 @@ loop:
 			}
 		}
 	}
-	p.Close()
-	if err := <-pipeDone; err != nil && serveErr == nil {
-		serveErr = err
+	if pipeDone != nil {
+		closePipe()
+		if err := <-pipeDone; err != nil && serveErr == nil {
+			serveErr = err
+		}
 	}
 	if err := w.Close(); err != nil && serveErr == nil {
 		serveErr = fmt.Errorf("flush store: %w", err)
@@ -456,4 +516,34 @@ func LoadSnapshot(ctx context.Context, p *Pipeline, path string, input uint32, l
 	}
 	log.Info("roster snapshot loaded", "file", path, "events", st.Events, "rejected", st.Rejected)
 	return nil
+}
+
+// newClusterWorker builds the Kafka worker of cluster mode: the configured
+// detectors and rules (the returned holder reloads them), and the alert
+// stage writing to st and telling sinks.
+func newClusterWorker(cfg config.Config, canaryIDs []string, st *store.Store, sup alert.Suppressor, sinks []alert.Sink, log *slog.Logger) (*kafka.Worker, *rules.Holder, error) {
+	rs, err := LoadRules(cfg.Rules)
+	if err != nil {
+		return nil, nil, fmt.Errorf("rules: %w", err)
+	}
+	ReportSkipped(log, rs.Skipped)
+	h := rules.NewHolder(rs.Set)
+	ao := AlertOptions(cfg)
+	ao.Suppressor, ao.Logger = sup, log
+	k := cfg.Kafka
+	w, err := kafka.New(kafka.Options{
+		Brokers: k.Brokers, Topic: k.Topic, Group: k.Group, Prefix: k.Prefix, ID: k.ID,
+		Detectors:       func() []engine.Detector { return append(Detectors(cfg, canaryIDs), rules.Detectors(h)...) },
+		Lateness:        cfg.Engine.AllowedLateness.D(),
+		Store:           st,
+		CheckpointEvery: k.CheckpointEvery,
+		Alerts:          &ao,
+		AlertSinks:      sinks,
+		Logger:          log,
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	log.Info("cluster mode", "brokers", k.Brokers, "topic", k.Topic, "group", k.Group, "store", st.Backend())
+	return w, h, nil
 }

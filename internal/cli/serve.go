@@ -18,6 +18,11 @@ type serveCmd struct {
 	TLSCert        string         `name:"tls-cert" placeholder:"FILE" help:"Serve HTTPS with this certificate (PEM); needs --tls-key."`
 	TLSKey         string         `name:"tls-key" placeholder:"FILE" help:"Private key (PEM) of --tls-cert."`
 	InsecureNoAuth bool           `name:"insecure-no-auth" help:"Serve the API and console WITHOUT tokens. Loopback addresses only; anyone who connects reads alerts and customer-data scope."`
+	KafkaBrokers   []string       `name:"kafka-brokers" sep:"," placeholder:"HOST:PORT,..." help:"Cluster mode: consume events from Kafka as one worker of a group, instead of HTTP ingest (overrides kafka.brokers; docs/scale-out.md)."`
+	KafkaTopic     string         `name:"kafka-topic" placeholder:"TOPIC" help:"Input topic of contract NDJSON events (overrides kafka.topic)."`
+	KafkaGroup     string         `name:"kafka-group" placeholder:"GROUP" help:"Consumer group prefix shared by the workers (overrides kafka.group; default haechi)."`
+	KafkaPrefix    string         `name:"kafka-prefix" placeholder:"PREFIX" help:"Prefix of the topics the workers write (overrides kafka.prefix; default the topic)."`
+	KafkaID        string         `name:"kafka-id" placeholder:"ID" help:"This worker's name; a replacement for a crashed worker reuses it (overrides kafka.id)."`
 }
 
 func (c *serveCmd) Run(e *env) error {
@@ -36,6 +41,15 @@ func (c *serveCmd) Run(e *env) error {
 	}
 	if c.Lateness != nil {
 		cfg.Engine.AllowedLateness = config.Duration(*c.Lateness)
+	}
+	if len(c.KafkaBrokers) > 0 {
+		cfg.Kafka.Brokers = c.KafkaBrokers
+	}
+	for _, o := range []struct{ flag, dst *string }{{&c.KafkaTopic, &cfg.Kafka.Topic}, {&c.KafkaGroup, &cfg.Kafka.Group},
+		{&c.KafkaPrefix, &cfg.Kafka.Prefix}, {&c.KafkaID, &cfg.Kafka.ID}} {
+		if *o.flag != "" {
+			*o.dst = *o.flag
+		}
 	}
 	if err := validate(&cfg); err != nil {
 		return err

@@ -64,7 +64,34 @@ type Config struct {
 	Respond respond.Config `yaml:"respond"`
 	// Report configures incident reports.
 	Report Report `yaml:"report"`
+	// Kafka, when brokers are set, makes serve one worker of a cluster
+	// consuming a Kafka topic instead of the HTTP ingest pipeline
+	// (docs/scale-out.md).
+	Kafka Kafka `yaml:"kafka"`
 }
+
+// Kafka configures cluster mode (internal/kafka).
+type Kafka struct {
+	// Brokers are the seed brokers, host:port; empty: no cluster mode.
+	Brokers []string `yaml:"brokers"`
+	// Topic is the input topic of contract NDJSON events.
+	Topic string `yaml:"topic"`
+	// Group prefixes the consumer groups (<group>-rekey, -detect, -alert),
+	// the transactional ids and the checkpoints in the store.
+	Group string `yaml:"group"`
+	// Prefix names the topics the workers write (<prefix>-by-<kind>,
+	// <prefix>-findings); empty: the topic's name.
+	Prefix string `yaml:"prefix"`
+	// ID names this worker; a replacement for a crashed worker should
+	// reuse its ID. Empty: host name and process id.
+	ID string `yaml:"id"`
+	// CheckpointEvery is the number of records of a partition between two
+	// checkpoints of its state.
+	CheckpointEvery int `yaml:"checkpoint_every"`
+}
+
+// Enabled reports whether cluster mode is configured.
+func (k Kafka) Enabled() bool { return len(k.Brokers) > 0 }
 
 // Report configures incident reports (haechi report).
 type Report struct {
@@ -225,6 +252,12 @@ type Alerts struct {
 	// verdict suppresses the alert's entity's findings of the kinds it
 	// held (they add no risk meanwhile); 0 → a verdict suppresses nothing.
 	FalsePositiveSuppression Duration `yaml:"false_positive_suppression"`
+	// Ordered processes findings in event-time order once the watermark
+	// has passed them by the allowed lateness, so the alerts depend only
+	// on the set of findings, not on their arrival order (alert.Options).
+	// Cluster mode always does; set it on a single process to reproduce a
+	// cluster's alerts exactly. It delays alerts by the allowed lateness.
+	Ordered bool `yaml:"ordered"`
 }
 
 // Detectors holds per-detector settings.
@@ -452,6 +485,7 @@ func Default() Config {
 			AllowedLateness: Duration(5 * time.Minute),
 			CheckpointEvery: Duration(5 * time.Minute),
 		},
+		Kafka: Kafka{Group: "haechi", CheckpointEvery: 10000},
 		Ingest: Ingest{
 			MaxBodyBytes: 16 << 20,
 			MaxLineBytes: 1 << 20,

@@ -73,6 +73,13 @@ var goodWant = map[string]func() Config{
 		}}}
 		return c
 	},
+	"kafka.yml": func() Config {
+		c := Default()
+		c.Store.DSN = "postgres://haechi@db.internal:5432/haechi"
+		c.Kafka = Kafka{Brokers: []string{"kafka-1:9092", "kafka-2:9092"}, Topic: "events", Group: "haechi-prod",
+			Prefix: "events-v2", ID: "worker-3", CheckpointEvery: 10000}
+		return c
+	},
 	"anchors.yml": func() Config {
 		c := Default()
 		c.Log = Log{Level: "warn", Format: "json"}

@@ -41,6 +41,24 @@ func (c *Config) Validate() error {
 	if msg := checkListen(c.Listen); msg != "" {
 		add("listen", "%s", msg)
 	}
+	if k := c.Kafka; k.Enabled() {
+		for i, b := range k.Brokers {
+			if host, port, err := net.SplitHostPort(b); err != nil || host == "" || port == "" {
+				add(fmt.Sprintf("kafka.brokers[%d]", i), "want host:port, got %q", b)
+			}
+		}
+		if strings.TrimSpace(k.Topic) == "" {
+			add("kafka.topic", "required with kafka.brokers (the input topic of contract NDJSON events)")
+		}
+		if strings.TrimSpace(k.Group) == "" || strings.Contains(k.Group, "/") {
+			add("kafka.group", "must be non-empty without \"/\", got %q", k.Group)
+		}
+		if k.CheckpointEvery < 1 {
+			add("kafka.checkpoint_every", "must be at least 1, got %d", k.CheckpointEvery)
+		}
+	} else if k.Topic != "" || k.Prefix != "" {
+		add("kafka.brokers", "required when kafka.topic or kafka.prefix is set (cluster mode needs the seed brokers)")
+	}
 
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":

@@ -7,6 +7,8 @@ import (
 	"errors"
 	"log/slog"
 	"os"
+	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -14,6 +16,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/haechi-sec/haechi/internal/alert"
 	"github.com/haechi-sec/haechi/internal/app"
 	"github.com/haechi-sec/haechi/internal/config"
 	"github.com/haechi-sec/haechi/internal/decode"
@@ -21,6 +24,7 @@ import (
 	"github.com/haechi-sec/haechi/internal/engine"
 	"github.com/haechi-sec/haechi/internal/event"
 	"github.com/haechi-sec/haechi/internal/kafka"
+	"github.com/haechi-sec/haechi/internal/rules"
 	"github.com/haechi-sec/haechi/internal/sim"
 	"github.com/haechi-sec/haechi/internal/store"
 )
@@ -30,7 +34,7 @@ const (
 	lateness   = 5 * time.Minute
 )
 
-func simLines(t *testing.T, o sim.Options) [][]byte {
+func simLines(t testing.TB, o sim.Options) [][]byte {
 	t.Helper()
 	var buf bytes.Buffer
 	if _, err := sim.Generate(context.Background(), o, &buf, nil); err != nil {
@@ -80,7 +84,7 @@ func reference(t *testing.T, lines [][]byte, shards int, mk func() []engine.Dete
 	return got
 }
 
-func produceInput(t *testing.T, cl *kgo.Client, lines [][]byte) {
+func produceInput(t testing.TB, cl *kgo.Client, lines [][]byte) {
 	t.Helper()
 	var rs []*kgo.Record
 	for _, l := range lines {
@@ -117,8 +121,11 @@ func (c *collector) run(ctx context.Context, t *testing.T, brokers []string) {
 		fs.EachRecord(func(r *kgo.Record) {
 			var src []byte
 			for _, h := range r.Headers {
-				if h.Key == kafka.SourceHeader {
+				switch h.Key {
+				case kafka.SourceHeader:
 					src = h.Value
+				case kafka.MarkHeader:
+					return // a watermark mark, no finding
 				}
 			}
 			c.mu.Lock()
@@ -132,6 +139,9 @@ func (c *collector) run(ctx context.Context, t *testing.T, brokers []string) {
 				t.Error(err)
 				return
 			}
+			for _, h := range r.Headers {
+				f.Immediate = f.Immediate || h.Key == kafka.ImmediateHeader
+			}
 			c.got = append(c.got, f)
 		})
 	}
@@ -143,6 +153,20 @@ func (c *collector) count() (n, dups int) {
 	return len(c.got), c.dups
 }
 
+// withImmediate adds Immediate (not in a finding's JSON form) to findings
+// compared as JSON.
+func withImmediate(fs []event.Finding) any {
+	type imm struct {
+		event.Finding
+		Imm bool `json:"immediate"`
+	}
+	out := make([]imm, len(fs))
+	for i, f := range fs {
+		out[i] = imm{f, f.Immediate}
+	}
+	return out
+}
+
 func js(v any) string {
 	b, _ := json.Marshal(v)
 	return string(b)
@@ -150,19 +174,28 @@ func js(v any) string {
 
 // Three workers consume a simulated stream; one is killed mid-stream (no
 // graceful checkpoint) and replaced. The findings they emit, repeats
-// dropped, equal those of one engine over the same events.
+// dropped, equal those of one engine over the same events, and the alerts
+// their alert stages store equal those app.Pipeline raises (with
+// alerts.ordered, as the cluster's alert stage) over the same events.
 func TestClusterCrashEqualsSingleProcess(t *testing.T) {
 	if testing.Short() {
 		t.Skip("simulates two days on an in-process Kafka")
 	}
 	lines := simLines(t, sim.Options{Seed: 3, Days: 2, Customers: 3000})
 	cfg := config.Default()
-	mk := func() []engine.Detector { return app.Detectors(cfg, nil) }
+	cfg.Engine.Shards = 4
+	cfg.Engine.AllowedLateness = config.Duration(lateness)
+	mk, holder := detectors(t, cfg)
 	want := reference(t, lines, 4, mk)
 	if len(want) == 0 {
 		t.Fatal("the reference found nothing: the test proves nothing")
 	}
-	t.Logf("%d events, %d findings in one process", len(lines), len(want))
+	cfg.Alerts.Ordered = true // as the cluster's alert stage
+	wantAlerts := referenceAlerts(t, lines, cfg, holder)
+	if len(wantAlerts) == 0 {
+		t.Fatal("the reference raised no alert: the test proves nothing")
+	}
+	t.Logf("%d events, %d findings, %d alerts in one process", len(lines), len(want), len(wantAlerts))
 
 	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, inputTopic))
 	if err != nil {
@@ -202,8 +235,10 @@ func TestClusterCrashEqualsSingleProcess(t *testing.T) {
 		done   chan error
 	}
 	start := func(id string) running {
+		ao := app.AlertOptions(cfg)
 		w, err := kafka.New(kafka.Options{Brokers: brokers, Topic: inputTopic, Group: "haechi", Detectors: mk,
-			Lateness: lateness, Store: st, CheckpointEvery: 500, ID: id, Logger: log})
+			Lateness: lateness, Store: st, CheckpointEvery: 500, ID: id, Logger: log,
+			Alerts: &ao, AlertFlush: 50 * time.Millisecond})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -245,6 +280,19 @@ func TestClusterCrashEqualsSingleProcess(t *testing.T) {
 	killedAt, _ := col.count()
 	workers[0] = start("w0")
 	waitFor(len(want))
+	// The alerts in the store become those of one process, or 20 s pass
+	// without a change.
+	last, prev, wantJS := time.Now(), "", js(wantAlerts)
+	for time.Since(last) < 20*time.Second && ctx.Err() == nil {
+		now := js(storedAlerts(t, st))
+		if now == wantJS {
+			break
+		}
+		if now != prev {
+			prev, last = now, time.Now()
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 	time.Sleep(2 * time.Second) // anything more would be a surplus
 	for _, w := range workers {
 		w.cancel()
@@ -257,9 +305,122 @@ func TestClusterCrashEqualsSingleProcess(t *testing.T) {
 	got, dups := col.got, col.dups
 	detecttest.Sort(got)
 	t.Logf("worker 0 killed after %d findings; %d findings, %d repeats dropped", killedAt, len(got), dups)
-	if a, b := js(got), js(want); a != b {
+	if a, b := js(withImmediate(got)), js(withImmediate(want)); a != b {
 		t.Errorf("cluster found %d findings, one process %d", len(got), len(want))
 		diff(t, got, want)
+	}
+	gotAlerts := storedAlerts(t, st)
+	t.Logf("%d alerts stored by the cluster", len(gotAlerts))
+	if a, b := js(gotAlerts), js(wantAlerts); a != b {
+		t.Errorf("cluster stored %d alerts, one process %d", len(gotAlerts), len(wantAlerts))
+		diffAlerts(t, gotAlerts, wantAlerts)
+	}
+}
+
+// detectors is what serve runs: the configured detectors and the rules.
+func detectors(t testing.TB, cfg config.Config) (func() []engine.Detector, *rules.Holder) {
+	rs, err := app.LoadRules(cfg.Rules)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := rules.NewHolder(rs.Set)
+	return func() []engine.Detector { return append(app.Detectors(cfg, nil), rules.Detectors(h)...) }, h
+}
+
+// referenceAlerts runs lines through app.Pipeline (one event per batch, as
+// the workers feed their partitions), stores its alerts in a store of its
+// own as serve's writer would and returns them as stored.
+func referenceAlerts(t *testing.T, lines [][]byte, cfg config.Config, h *rules.Holder) []event.Alert {
+	t.Helper()
+	var changes []event.Alert
+	p, err := app.NewPipeline(app.PipelineOptions{Config: cfg, Rules: h,
+		Sinks:     []alert.Sink{alert.SinkFunc(func(_ alert.Change, a event.Alert) { changes = append(changes, a) })},
+		InputName: func(uint32) string { return inputTopic }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- p.Run(context.Background()) }()
+	dec := decode.NewDecoder()
+	for i, l := range lines {
+		var ev event.Event
+		if err := dec.Decode(l, &ev); err != nil {
+			continue
+		}
+		ev.Line = uint32(i + 1)
+		if err := p.Submit(context.Background(), []event.Event{ev}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p.Close()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	st, err := store.Open(t.Context(), t.TempDir(), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if err := st.SaveAlerts(t.Context(), changes); err != nil {
+		t.Fatal(err)
+	}
+	return storedAlerts(t, st)
+}
+
+func storedAlerts(t *testing.T, st *store.Store) []event.Alert {
+	t.Helper()
+	as, err := st.ListAlerts(context.Background(), store.AlertQuery{Limit: store.MaxListLimit, WithFindings: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(as) == store.MaxListLimit {
+		t.Fatal("too many alerts to compare")
+	}
+	slices.SortFunc(as, func(a, b event.Alert) int { return strings.Compare(a.ID, b.ID) })
+	return as
+}
+
+func diffAlerts(t *testing.T, got, want []event.Alert) {
+	t.Helper()
+	byID := map[string]event.Alert{}
+	for _, a := range want {
+		byID[a.ID] = a
+	}
+	n := 0
+	for _, a := range got {
+		w, ok := byID[a.ID]
+		delete(byID, a.ID)
+		switch {
+		case !ok:
+			t.Logf("+ %s %s %s %s risk %.1f findings %d", a.ID, a.Time.Format(time.RFC3339), a.Entity, a.Title, a.Risk, a.FindingCount)
+		case js(a) != js(w):
+			for i, f := range a.Findings {
+				if i < 6 || f.Time.Before(a.Time) {
+					t.Logf("  got %s %s %s %.1f", f.Time.Format(time.RFC3339Nano), f.Detector, f.Kind, f.Contribution)
+				}
+			}
+			for i, f := range w.Findings {
+				if i < 6 || f.Time.Before(w.Time) {
+					t.Logf("  want %s %s %s %.1f", f.Time.Format(time.RFC3339Nano), f.Detector, f.Kind, f.Contribution)
+				}
+			}
+			t.Logf("~ %s %s %s: got risk %.1f, %d findings, %q; want risk %.1f, %d findings, %q", a.ID, a.Entity, a.Title,
+				a.Risk, a.FindingCount, a.Explanation, w.Risk, w.FindingCount, w.Explanation)
+		default:
+			continue
+		}
+		if n++; n == 10 {
+			return
+		}
+	}
+	for _, a := range byID {
+		for _, f := range a.Findings {
+			t.Logf("    %s %s %s %.1f %q", f.Time.Format(time.RFC3339Nano), f.Detector, f.Kind, f.Contribution, f.Explanation)
+		}
+		t.Logf("- %s %s %s %s risk %.1f findings %d", a.ID, a.Time.Format(time.RFC3339), a.Entity, a.Title, a.Risk, a.FindingCount)
+		if n++; n == 10 {
+			return
+		}
 	}
 }
 
@@ -267,10 +428,10 @@ func diff(t *testing.T, got, want []event.Finding) {
 	t.Helper()
 	count := map[string]int{}
 	for _, f := range want {
-		count[js(f)]++
+		count[js(withImmediate([]event.Finding{f}))]++
 	}
 	for _, f := range got {
-		count[js(f)]--
+		count[js(withImmediate([]event.Finding{f}))]--
 	}
 	n := 0
 	for k, v := range count {

@@ -21,6 +21,10 @@ import (
 // from (see Dedup).
 const SourceHeader = "haechi-src"
 
+// ImmediateHeader is present on a findings record whose finding is
+// Immediate (it alerts at once; event.Finding's JSON form leaves it out).
+const ImmediateHeader = "haechi-immediate"
+
 // kindDetector restricts a detector to one repartition topic: it keys only
 // events copied there for a key (copyKeyed) and only on keys of the
 // topic's kind, and takes broadcasts only from broadcast copies. The copy
@@ -108,7 +112,8 @@ type detector struct {
 func (w *Worker) runDetect(ctx context.Context) error {
 	d := &detector{w: w, dec: decode.NewDecoder(), parts: map[string]map[int32]*partition{}}
 	var err error
-	d.findings, err = kgo.NewClient(w.clientOpts(kgo.DefaultProduceTopic(FindingsTopic(w.opts.Prefix)))...)
+	d.findings, err = kgo.NewClient(w.clientOpts(kgo.DefaultProduceTopic(FindingsTopic(w.opts.Prefix)),
+		kgo.RecordPartitioner(kgo.ManualPartitioner()))...)
 	if err != nil {
 		return fmt.Errorf("kafka: findings client: %w", err)
 	}
@@ -380,8 +385,16 @@ func (d *detector) ship(p *partition) {
 	var (
 		lastOff int64 = -1
 		seq     uint64
+		prevWM  time.Time
 	)
 	log := d.w.opts.Logger
+	byKey := kgo.StickyKeyPartitioner(nil).ForTopic(FindingsTopic(d.w.opts.Prefix))
+	produced := func(_ *kgo.Record, err error) {
+		if err != nil {
+			p.failed.Store(true)
+			log.Error("kafka: finding not produced", "err", err)
+		}
+	}
 	for out := range p.eng.Output() {
 		e, ok := p.pop()
 		if !ok || out.Final {
@@ -426,15 +439,32 @@ func (d *detector) ship(p *partition) {
 			}
 			src := source{Topic: p.topic, Partition: p.part, Offset: e.offset, Seq: seq}
 			seq++
-			d.findings.Produce(context.Background(), &kgo.Record{
+			rec := &kgo.Record{
 				Key: []byte(string(f.Entity.Kind) + ":" + f.Entity.ID), Value: v,
 				Headers: []kgo.RecordHeader{{Key: SourceHeader, Value: src.append(nil)}},
-			}, func(_ *kgo.Record, err error) {
-				if err != nil {
-					p.failed.Store(true)
-					log.Error("kafka: finding not produced", "err", err)
-				}
-			})
+			}
+			if f.Immediate {
+				// Not part of a finding's JSON form.
+				rec.Headers = append(rec.Headers, kgo.RecordHeader{Key: ImmediateHeader})
+			}
+			// Kafka's default partitioning of the key (murmur2), chosen
+			// here because marks need the manual partitioner.
+			rec.Partition = int32(byKey.Partition(rec, int(d.w.nf)))
+			d.findings.Produce(context.Background(), rec, produced)
+		}
+		// Marks depend on the outputs' watermarks only (never on
+		// checkpoints), so a successor replaying the partition sends the
+		// same marks with the same sources.
+		if markDue(prevWM, out.Watermark, d.w.opts.MarkEvery) && e.offset >= p.restored {
+			src := source{Topic: p.topic, Partition: p.part, Offset: e.offset, Seq: seq}
+			seq++
+			hs := []kgo.RecordHeader{{Key: SourceHeader, Value: src.append(nil)}, {Key: MarkHeader, Value: appendMark(nil, out.Watermark)}}
+			for fp := range d.w.nf {
+				d.findings.Produce(context.Background(), &kgo.Record{Partition: fp, Headers: hs}, produced)
+			}
+		}
+		if out.Watermark.After(prevWM) {
+			prevWM = out.Watermark
 		}
 	}
 }

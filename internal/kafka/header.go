@@ -81,3 +81,54 @@ func parseHeader(b []byte) (header, error) {
 	h.InPartition, h.InOffset = int32(p), int64(off)
 	return h, nil
 }
+
+// MarkHeader is the header of a findings record that carries no finding
+// but a watermark mark: the repartition partition named by its
+// SourceHeader has reached this watermark, and every finding it emitted
+// before is earlier in this findings partition. Detection sends one to
+// every findings partition whenever a partition's watermark crosses a
+// multiple of Options.MarkEvery (and at the end of input); the alert stage
+// closes alert windows at the minimum over all repartition partitions.
+// Consumers of findings skip records with this header (their value is
+// empty).
+const MarkHeader = "haechi-wm"
+
+// appendMark encodes a watermark mark (EndOfTime as a flag).
+func appendMark(b []byte, wm time.Time) []byte {
+	w := snap.Writer{B: b}
+	end := !wm.Before(engine.EndOfTime)
+	w.Bool(end)
+	if !end {
+		w.Time(wm)
+	}
+	return w.B
+}
+
+// parseMark decodes what appendMark wrote.
+func parseMark(b []byte) (time.Time, error) {
+	r := snap.NewReader(b)
+	var t time.Time
+	if r.Bool() {
+		t = engine.EndOfTime
+	} else {
+		t = r.Time()
+	}
+	if err := r.End(); err != nil {
+		return time.Time{}, fmt.Errorf("kafka mark header: %w", err)
+	}
+	return t, nil
+}
+
+// markDue reports whether a partition whose watermark moved from prev to
+// wm sends a mark: when wm crosses a multiple of every, or reaches the end.
+// It depends on the watermarks only, so a successor replaying a partition
+// sends the same marks with the same sources as its predecessor.
+func markDue(prev, wm time.Time, every time.Duration) bool {
+	if !wm.After(prev) {
+		return false
+	}
+	if !wm.Before(engine.EndOfTime) {
+		return true
+	}
+	return wm.Truncate(every).After(prev.Truncate(every))
+}

@@ -1,7 +1,7 @@
 // Package kafka runs haechi as a group of workers sharing one Kafka stream
 // (cluster mode; docs/scale-out.md).
 //
-// A Worker has two stages, each a member of its own consumer group:
+// A Worker has three stages, each a member of its own consumer group:
 //
 //   - Re-keying (group <group>-rekey) consumes the input topic of contract
 //     NDJSON events and, as Kafka Streams repartitions, produces every event
@@ -16,6 +16,10 @@
 //     which see only the events routed there for their kind: every entity's
 //     state lives on exactly one worker. Findings go to <prefix>-findings,
 //     keyed by the finding's entity.
+//   - Alerts (group <group>-alert, when Options.Alerts is set) consumes
+//     <prefix>-findings: one ordered alert.Stage per findings partition,
+//     its alerts stored with its state and offset in one transaction
+//     (alert.go).
 //
 // Detection commits no offsets to Kafka. Every CheckpointEvery records a
 // partition's detector snapshots are written to the store together with the
@@ -45,6 +49,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/haechi-sec/haechi/internal/alert"
 	"github.com/haechi-sec/haechi/internal/engine"
 	"github.com/haechi-sec/haechi/internal/event"
 	"github.com/haechi-sec/haechi/internal/store"
@@ -97,6 +102,25 @@ type Options struct {
 	Logger *slog.Logger
 	// ClientOpts are added to every Kafka client (TLS, SASL, …).
 	ClientOpts []kgo.Opt
+
+	// Alerts, if set, runs the alert stage (group <group>-alert) on the
+	// findings topic: one alert.Stage per findings partition, built with
+	// these options (their Sinks and Registerer are not used). Findings
+	// are keyed by entity, so each entity's risk and open alerts live on
+	// one worker. Alerts are written with the stage's state and offset in
+	// one store transaction (store.SaveAlertsWithCheckpoint).
+	Alerts *alert.Options
+	// AlertSinks hear every alert change once it is stored. After a crash
+	// the successor may repeat changes made since the last checkpoint (the
+	// same alerts, with the same ids): sinks must be idempotent.
+	AlertSinks []alert.Sink
+	// AlertFlush is how long alert changes may wait before they are
+	// stored with a checkpoint (0 → 1 second).
+	AlertFlush time.Duration
+	// MarkEvery: a detection partition sends a watermark mark to every
+	// findings partition whenever its watermark crosses a multiple of it
+	// (0 → 5 minutes); alerts close at most this late in event time.
+	MarkEvery time.Duration
 }
 
 func (o *Options) defaults() error {
@@ -120,6 +144,12 @@ func (o *Options) defaults() error {
 	}
 	if o.CheckpointEvery <= 0 {
 		o.CheckpointEvery = 10000
+	}
+	if o.AlertFlush <= 0 {
+		o.AlertFlush = time.Second
+	}
+	if o.MarkEvery <= 0 {
+		o.MarkEvery = 5 * time.Minute
 	}
 	if o.ID == "" {
 		h, _ := os.Hostname()
@@ -176,30 +206,37 @@ func EnsureTopics(ctx context.Context, brokers []string, prefix string, kinds []
 	return nil
 }
 
-// partitionCounts reads the partition count of every repartition topic.
-func partitionCounts(ctx context.Context, o *Options) (map[event.EntityKind]int32, error) {
+// partitionCounts reads the partition count of every repartition topic
+// and of the findings topic.
+func partitionCounts(ctx context.Context, o *Options) (map[event.EntityKind]int32, int32, error) {
 	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(o.Brokers...)}, o.ClientOpts...)...)
 	if err != nil {
-		return nil, fmt.Errorf("kafka: %w", err)
+		return nil, 0, fmt.Errorf("kafka: %w", err)
 	}
 	defer cl.Close()
-	var names []string
-	for _, k := range o.Kinds {
-		names = append(names, RepartitionTopic(o.Prefix, k))
-	}
+	names := Topics(o.Prefix, o.Kinds)
 	td, err := kadm.NewClient(cl).ListTopics(ctx, names...)
 	if err != nil {
-		return nil, fmt.Errorf("kafka: list topics: %w", err)
+		return nil, 0, fmt.Errorf("kafka: list topics: %w", err)
+	}
+	count := func(name string) (int32, error) {
+		t, ok := td[name]
+		if !ok || t.Err != nil || len(t.Partitions) == 0 {
+			return 0, fmt.Errorf("kafka: topic %s is missing (create it, see docs/scale-out.md)", name)
+		}
+		return int32(len(t.Partitions)), nil
 	}
 	counts := map[event.EntityKind]int32{}
 	for _, k := range o.Kinds {
-		t, ok := td[RepartitionTopic(o.Prefix, k)]
-		if !ok || t.Err != nil || len(t.Partitions) == 0 {
-			return nil, fmt.Errorf("kafka: repartition topic %s is missing (create it, see docs/scale-out.md)", RepartitionTopic(o.Prefix, k))
+		if counts[k], err = count(RepartitionTopic(o.Prefix, k)); err != nil {
+			return nil, 0, err
 		}
-		counts[k] = int32(len(t.Partitions))
 	}
-	return counts, nil
+	nf, err := count(FindingsTopic(o.Prefix))
+	if err != nil {
+		return nil, 0, err
+	}
+	return counts, nf, nil
 }
 
 // hashKey is engine.hashKey (FNV-1a over kind, 0xff, id): the partition of
@@ -228,6 +265,7 @@ func hashKey(k event.EntityKey) uint64 {
 type Worker struct {
 	opts   Options
 	counts map[event.EntityKind]int32
+	nf     int32              // partitions of the findings topic
 	kinds  []event.EntityKind // sorted
 	stop   chan struct{}      // closed by Shutdown
 }
@@ -247,15 +285,24 @@ func New(opts Options) (*Worker, error) {
 // periodic checkpoints (the successor replays from them). Shutdown stops
 // gracefully: every owned partition is checkpointed first.
 func (w *Worker) Run(ctx context.Context) error {
-	counts, err := partitionCounts(ctx, &w.opts)
+	counts, nf, err := partitionCounts(ctx, &w.opts)
 	if err != nil {
 		return err
 	}
-	w.counts = counts
-	errs := make(chan error, 2)
-	go func() { errs <- w.runRekey(ctx) }()
-	go func() { errs <- w.runDetect(ctx) }()
-	err = errors.Join(<-errs, <-errs)
+	w.counts, w.nf = counts, nf
+	stages := []func(context.Context) error{w.runRekey, w.runDetect}
+	if w.opts.Alerts != nil {
+		stages = append(stages, w.runAlerts)
+	}
+	errs := make(chan error, len(stages))
+	for _, run := range stages {
+		go func() { errs <- run(ctx) }()
+	}
+	var all []error
+	for range stages {
+		all = append(all, <-errs)
+	}
+	err = errors.Join(all...)
 	if ctx.Err() != nil {
 		return nil
 	}

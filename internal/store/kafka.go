@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/haechi-sec/haechi/internal/event"
 )
 
 // PartitionCheckpoint is the state of one Kafka partition's entities
@@ -35,21 +37,15 @@ func partitionCheckpointName(group, topic string, partition int32) string {
 // a higher NextOffset (a worker that lost the partition and writes late
 // cannot undo its successor's progress); such rows are left as they are.
 func (s *Store) SavePartitionCheckpoints(ctx context.Context, cs []PartitionCheckpoint) error {
-	for _, c := range cs {
-		if c.Group == "" || c.Topic == "" || c.NextOffset < 0 || strings.Contains(c.Group, "/") {
-			return fmt.Errorf("save partition checkpoints: bad checkpoint %q %q %d", c.Group, c.Topic, c.NextOffset)
-		}
+	if err := checkPartitionCheckpoints(cs); err != nil {
+		return fmt.Errorf("save partition checkpoints: %w", err)
 	}
 	if len(cs) == 0 {
 		return nil
 	}
 	err := s.writeTx(ctx, func(tx *sql.Tx) error {
 		for _, c := range cs {
-			_, err := tx.ExecContext(ctx, `INSERT INTO checkpoints (name, mark, shards, data, saved_at) VALUES (?, ?, 1, ?, ?)
-ON CONFLICT (name) DO UPDATE SET mark = excluded.mark, data = excluded.data, saved_at = excluded.saved_at
-WHERE excluded.mark >= checkpoints.mark`,
-				partitionCheckpointName(c.Group, c.Topic, c.Partition), c.NextOffset, c.Data, toNanos(c.SavedAt))
-			if err != nil {
+			if _, err := savePartitionCheckpoint(ctx, tx, c); err != nil {
 				return err
 			}
 		}
@@ -59,6 +55,72 @@ WHERE excluded.mark >= checkpoints.mark`,
 		return fmt.Errorf("save partition checkpoints: %w", err)
 	}
 	return nil
+}
+
+// ErrStaleCheckpoint is returned by SaveAlertsWithCheckpoint when the
+// stored checkpoint of the partition covers more than the one offered:
+// another worker owns the partition now.
+var ErrStaleCheckpoint = errors.New("a newer checkpoint of the partition is stored (another worker owns it)")
+
+// SaveAlertsWithCheckpoint upserts alerts (as SaveAlerts) and stores c
+// (as SavePartitionCheckpoints) in one transaction: the alerts a Kafka
+// partition's alert stage produced up to c.NextOffset are stored exactly
+// when its state and offset are. If a checkpoint with a higher NextOffset is
+// stored, nothing is written and the error is ErrStaleCheckpoint: a worker
+// that lost the partition cannot overwrite its successor's alerts.
+func (s *Store) SaveAlertsWithCheckpoint(ctx context.Context, alerts []event.Alert, c PartitionCheckpoint) error {
+	if err := checkPartitionCheckpoints([]PartitionCheckpoint{c}); err != nil {
+		return fmt.Errorf("save alerts with checkpoint: %w", err)
+	}
+	for i := range alerts {
+		if alerts[i].ID == "" {
+			return fmt.Errorf("save alerts with checkpoint: alert %d has an empty id", i)
+		}
+	}
+	order := saveOrder(alerts)
+	err := s.writeTx(ctx, func(tx *sql.Tx) error {
+		ok, err := savePartitionCheckpoint(ctx, tx, c)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return ErrStaleCheckpoint
+		}
+		if len(alerts) == 0 {
+			return nil
+		}
+		return s.saveAlerts(ctx, tx, alerts, order)
+	})
+	if err != nil {
+		return fmt.Errorf("save alerts with checkpoint: %w", err)
+	}
+	return nil
+}
+
+func checkPartitionCheckpoints(cs []PartitionCheckpoint) error {
+	for _, c := range cs {
+		if c.Group == "" || c.Topic == "" || c.NextOffset < 0 || strings.Contains(c.Group, "/") {
+			return fmt.Errorf("bad checkpoint %q %q %d", c.Group, c.Topic, c.NextOffset)
+		}
+	}
+	return nil
+}
+
+// savePartitionCheckpoint writes c unless a checkpoint with a higher
+// offset is stored; ok reports whether it was written.
+func savePartitionCheckpoint(ctx context.Context, tx *sql.Tx, c PartitionCheckpoint) (ok bool, err error) {
+	res, err := tx.ExecContext(ctx, `INSERT INTO checkpoints (name, mark, shards, data, saved_at) VALUES (?, ?, 1, ?, ?)
+ON CONFLICT (name) DO UPDATE SET mark = excluded.mark, data = excluded.data, saved_at = excluded.saved_at
+WHERE excluded.mark >= checkpoints.mark`,
+		partitionCheckpointName(c.Group, c.Topic, c.Partition), c.NextOffset, c.Data, toNanos(c.SavedAt))
+	if err != nil {
+		return false, err
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return false, err
+	}
+	return n > 0, nil
 }
 
 // LoadPartitionCheckpoint returns the checkpoint of (group, topic,
