@@ -476,6 +476,14 @@ loop:
 	if err := responder.Close(); err != nil && serveErr == nil {
 		serveErr = fmt.Errorf("respond: %w", err)
 	}
+	// Containment planned as the last alerts closed is sent now, within
+	// the shutdown's time (at most 10 s); what is left is delivered by the
+	// next start.
+	drainCtx, cancelDrain := context.WithTimeout(shutCtx, 10*time.Second)
+	if err := dispatcher.Drain(drainCtx); err != nil {
+		log.Warn("respond: stopping before every due action was tried; the next start delivers them", "err", err)
+	}
+	cancelDrain()
 	if err := dispatcher.Close(); err != nil && serveErr == nil {
 		serveErr = fmt.Errorf("respond: %w", err)
 	}

@@ -47,6 +47,18 @@ type Dispatcher struct {
 	stopOnce  sync.Once
 	startOnce sync.Once
 	started   bool
+
+	// Drain's bookkeeping: passes counts Run's claim passes; a waiter is
+	// told when a pass that began after it registered ends with nothing
+	// claimed and nothing in flight.
+	idleMu  sync.Mutex
+	passes  uint64
+	waiters []idleWaiter
+}
+
+type idleWaiter struct {
+	after uint64
+	ch    chan struct{}
 }
 
 // NewDispatcher returns a dispatcher for cfg's receivers writing results
@@ -135,6 +147,11 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	t := time.NewTicker(d.opts.Poll)
 	defer t.Stop()
 	for {
+		d.idleMu.Lock()
+		d.passes++
+		pass := d.passes
+		d.idleMu.Unlock()
+		claimedNone := false
 		for ctx.Err() == nil {
 			// Claim only as many as there are free slots, so claimed
 			// actions do not sit waiting while their lease runs.
@@ -158,8 +175,12 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 				}()
 			}
 			if len(acts) < free {
+				claimedNone = len(acts) == 0
 				break
 			}
+		}
+		if claimedNone && len(sem) == 0 {
+			d.idle(pass)
 		}
 		select {
 		case <-ctx.Done():
@@ -167,6 +188,44 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 		case <-t.C:
 		case <-d.wake:
 		}
+	}
+}
+
+// idle tells the waiters registered before pass began that nothing is
+// due and nothing is in flight.
+func (d *Dispatcher) idle(pass uint64) {
+	d.idleMu.Lock()
+	defer d.idleMu.Unlock()
+	kept := d.waiters[:0]
+	for _, w := range d.waiters {
+		if pass > w.after {
+			close(w.ch)
+		} else {
+			kept = append(kept, w)
+		}
+	}
+	d.waiters = kept
+}
+
+// Drain waits, while Run runs, until every action due when it was called
+// (and any that became due meanwhile) has been tried — delivered, failed
+// with a later retry, or dead — or ctx ends. serve calls it on a graceful
+// stop, so containment planned as the last alerts closed is sent by this
+// process rather than waiting for the next start. Actions waiting for
+// approval or a backoff are not waited for.
+func (d *Dispatcher) Drain(ctx context.Context) error {
+	d.idleMu.Lock()
+	w := idleWaiter{after: d.passes, ch: make(chan struct{})}
+	d.waiters = append(d.waiters, w)
+	d.idleMu.Unlock()
+	d.Wake()
+	select {
+	case <-w.ch:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-d.done:
+		return errors.New("respond: the dispatcher stopped before draining")
 	}
 }
 

@@ -819,3 +819,53 @@ func TestSuppressFinding(t *testing.T) {
 		t.Error("a finding-kind suppression stopped response")
 	}
 }
+
+// What a stopping serve does: the responder's Close writes the last
+// alerts' actions, the dispatcher's Drain delivers them before Close — with
+// no poll and no wake-up to help (the poll is an hour).
+func TestDrainDeliversWhatCloseWrote(t *testing.T) {
+	rcv := newReceiver(t)
+	st := openStore(t, t.TempDir())
+	cfg := testConfig(rcv.srv.URL)
+	p, err := NewPlanner(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := NewDispatcher(st, cfg, DispatcherOptions{Poll: time.Hour, Lease: time.Minute, Concurrency: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp := NewResponder(st, p, ResponderOptions{})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	runDone := make(chan struct{})
+	go func() { _ = d.Run(ctx); close(runDone) }()
+	// Run's first pass, with nothing due, is over once Drain returns.
+	if err := d.Drain(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 5 {
+		resp.Alert(alert.Raised, mkAlert(fmt.Sprintf("a%d", i), event.EntityPrincipal, fmt.Sprintf("u:%d", i),
+			"terminated_identity", event.SeverityCritical, t0.Add(time.Duration(i)*time.Minute)))
+	}
+	if err := resp.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(byState(t, st, StateDelivered)); n != 0 {
+		t.Fatalf("%d delivered before Drain: the test proves nothing", n)
+	}
+	dctx, dcancel := context.WithTimeout(ctx, 10*time.Second)
+	defer dcancel()
+	if err := d.Drain(dctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := len(byState(t, st, StateDelivered)); got != 10 {
+		t.Errorf("after Drain: %d delivered, want 10 (5 alerts × disable_identity + notify)", got)
+	}
+	_ = d.Close()
+	<-runDone
+	// Drain on a stopped dispatcher says so instead of waiting.
+	if err := d.Drain(context.Background()); err == nil {
+		t.Error("Drain after Close: no error")
+	}
+}
