@@ -469,7 +469,7 @@ func (e *Engine) route() {
 				if !ok {
 					continue
 				}
-				s := int(hashKey(key) % nShards)
+				s := int(HashKey(key) % nShards)
 				e.appendItem(perShard, s, item{det: int32(d), key: key, ev: ev})
 			}
 		}
@@ -598,9 +598,10 @@ func (e *Engine) runShard(id int) {
 	}
 }
 
-// hashKey is FNV-1a over the kind and id: stable across processes and
-// versions, so shards map onto partitions the same way everywhere.
-func hashKey(k event.EntityKey) uint64 {
+// HashKey is FNV-1a over the kind, 0xff and the id: stable across
+// processes and versions, so shards map onto partitions the same way
+// everywhere (cluster mode partitions its repartition topics by it).
+func HashKey(k event.EntityKey) uint64 {
 	const (
 		offset = 14695981039346656037
 		prime  = 1099511628211

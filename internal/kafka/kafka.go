@@ -239,28 +239,6 @@ func partitionCounts(ctx context.Context, o *Options) (map[event.EntityKind]int3
 	return counts, nf, nil
 }
 
-// hashKey is engine.hashKey (FNV-1a over kind, 0xff, id): the partition of
-// a key in a repartition topic is hashKey % partitions, as its shard is in
-// one engine of that many shards.
-func hashKey(k event.EntityKey) uint64 {
-	const (
-		offset = 14695981039346656037
-		prime  = 1099511628211
-	)
-	h := uint64(offset)
-	for i := 0; i < len(k.Kind); i++ {
-		h ^= uint64(k.Kind[i])
-		h *= prime
-	}
-	h ^= 0xff
-	h *= prime
-	for i := 0; i < len(k.ID); i++ {
-		h ^= uint64(k.ID[i])
-		h *= prime
-	}
-	return h
-}
-
 // Worker is one member of a haechi cluster: it runs both stages.
 type Worker struct {
 	opts   Options

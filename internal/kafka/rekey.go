@@ -127,7 +127,7 @@ func (r *rekeyer) route(ev *event.Event) (unknown int) {
 			unknown++
 			continue
 		}
-		ds := dest{k.Kind, int32(hashKey(k) % uint64(n))}
+		ds := dest{k.Kind, int32(engine.HashKey(k) % uint64(n))}
 		info, seen := r.dests[ds]
 		if !seen {
 			info.key = k.ID
