@@ -144,6 +144,29 @@ func TestServeCluster(t *testing.T) {
 			}
 		}
 	}
+	// The partitions' ledgers answer scope queries from the shared store.
+	for _, q := range []string{"key=auth-2022-11", "principal=e:1042"} {
+		var res struct {
+			Total  int64            `json:"total"`
+			ByType map[string]int64 `json:"by_type"`
+		}
+		for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+			resp, err := http.Get(base + "/v1/scope?" + q)
+			if err != nil {
+				t.Fatal(err)
+			}
+			res.Total = 0
+			json.NewDecoder(resp.Body).Decode(&res)
+			resp.Body.Close()
+			if res.Total > 0 {
+				break
+			}
+		}
+		if res.Total == 0 {
+			t.Errorf("scope %s: no records in the cluster's ledger", q)
+		}
+		t.Logf("scope %s: %d records %v", q, res.Total, res.ByType)
+	}
 	stop()
 	if err := <-done; err != nil {
 		t.Fatalf("shutdown: %v", err)

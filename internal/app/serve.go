@@ -126,7 +126,7 @@ func Serve(ctx context.Context, opts ServeOptions) (err error) {
 	}
 	var durable atomic.Uint64 // the ledger's last stored mark (spool offset)
 	var led *ledger.Ledger
-	if !cluster { // cluster mode keeps no ledger yet (docs/scale-out.md)
+	if !cluster { // a cluster's detection partitions run their own ledgers (kafka.Options.Ledger)
 		led, err = ledger.Open(ctx, st, ledger.Options{Logger: log, OnDurable: func(m uint64) { durable.Store(m) }})
 		if err != nil {
 			return fmt.Errorf("ledger: %w", err)
@@ -547,6 +547,7 @@ func newClusterWorker(cfg config.Config, canaryIDs []string, st *store.Store, su
 		CheckpointEvery: k.CheckpointEvery,
 		Alerts:          &ao,
 		AlertSinks:      sinks,
+		Ledger:          true,
 		Logger:          log,
 	})
 	if err != nil {

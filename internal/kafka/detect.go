@@ -14,6 +14,8 @@ import (
 	"github.com/haechi-sec/haechi/internal/decode"
 	"github.com/haechi-sec/haechi/internal/engine"
 	"github.com/haechi-sec/haechi/internal/event"
+	"github.com/haechi-sec/haechi/internal/ledger"
+	"github.com/haechi-sec/haechi/internal/snap"
 	"github.com/haechi-sec/haechi/internal/store"
 )
 
@@ -52,6 +54,44 @@ func (d *kindDetector) Key(ev *event.Event) (event.EntityKey, bool) {
 	return k, true
 }
 
+// ledgerDetector is a partition's ledger detector. Its shards snapshot as
+// a marker with no state: a checkpoint is stored only once the ledger's
+// deltas of every record below it are (ship waits for them), so a
+// checkpoint holding the marker vouches for them, and the engine makes a
+// restored ledger skip the records marked Restored, as it does for any
+// restored detector. A checkpoint without it (written before the ledger
+// ran) vouches for nothing: the ledger then records the replayed records
+// again, which the OR-merge absorbs.
+type ledgerDetector struct{ kindDetector }
+
+func (d *ledgerDetector) NewShard() engine.Shard { return &ledgerShard{d.Detector.NewShard()} }
+
+// ledgerShard forwards to the ledger's shard and adds the marker snapshot.
+type ledgerShard struct{ engine.Shard }
+
+const ledgerMarker = 1
+
+func (s *ledgerShard) AppendSnapshot(w *snap.Writer) { w.Byte(ledgerMarker) }
+
+func (s *ledgerShard) Restore(r *snap.Reader) error {
+	if v := r.Byte(); r.Err() == nil && v != ledgerMarker {
+		return fmt.Errorf("ledger marker %d, want %d", v, ledgerMarker)
+	}
+	return r.End()
+}
+
+func (s *ledgerShard) Advance(c *engine.Context, wm time.Time) {
+	if a, ok := s.Shard.(engine.Advancer); ok {
+		a.Advance(c, wm)
+	}
+}
+
+func (s *ledgerShard) Mark(c *engine.Context, m uint64) {
+	if mk, ok := s.Shard.(engine.Marker); ok {
+		mk.Mark(c, m)
+	}
+}
+
 // pending is what one submitted engine message stands for; the engine
 // answers each with exactly one output (one shard), in order.
 type pending struct {
@@ -71,8 +111,10 @@ type partition struct {
 	lastE    time.Time
 	since    int
 	mark     uint64
-	last     int64       // offset of the last record handed over
-	failed   atomic.Bool // a finding was not produced: store no checkpoint
+	last     int64          // offset of the last record handed over
+	failed   atomic.Bool    // a finding was not produced: store no checkpoint
+	led      *ledger.Ledger // Options.Ledger on a topic of a ledger dimension
+	ledDone  chan error
 
 	qmu   sync.Mutex
 	queue []pending
@@ -198,6 +240,7 @@ func (d *detector) crash() {
 			p.eng.Close()
 			<-p.runDone
 			<-p.outDone
+			p.closeLedger(false)
 		}
 		delete(d.parts, t)
 	}
@@ -225,6 +268,7 @@ func (d *detector) release(ctx context.Context, m map[string][]int32, graceful b
 			p.eng.Close()
 			<-p.runDone
 			<-p.outDone
+			p.closeLedger(graceful && !d.crashed.Load())
 			delete(d.parts[t], n)
 		}
 	}
@@ -251,6 +295,16 @@ func (d *detector) open(ctx context.Context, topic string, part int32) (*partiti
 		dets = append(dets, &kindDetector{Detector: det, b: b, kind: kind})
 	}
 	p := &partition{w: d.w, topic: topic, part: part, runDone: make(chan struct{}), outDone: make(chan struct{})}
+	if dim, ok := d.w.ledgerDimension(kind); ok {
+		// The partition's own ledger (its writer, its marks), numbering
+		// ids with the worker's shared dictionary.
+		var sink ledger.Sink = d.w.opts.Store
+		if d.w.ledgerSink != nil {
+			sink = d.w.ledgerSink
+		}
+		p.led = ledger.New(sink, d.w.dict, ledger.Options{Logger: d.w.opts.Logger, FlushEvery: d.w.opts.LedgerFlushEvery})
+		dets = append(dets, &ledgerDetector{kindDetector{Detector: p.led.Detector(dim), kind: kind}})
+	}
 	opts := engine.Options{Detectors: dets, Shards: 1, Lateness: d.w.opts.Lateness,
 		InputName: func(uint32) string { return d.w.opts.Topic }, Logger: d.w.opts.Logger}
 	c, ok, err := d.w.opts.Store.LoadPartitionCheckpoint(ctx, d.w.opts.Group, topic, part)
@@ -272,6 +326,10 @@ func (d *detector) open(ctx context.Context, topic string, part int32) (*partiti
 	p.eng, err = engine.New(opts)
 	if err != nil {
 		return nil, err
+	}
+	if p.led != nil {
+		p.ledDone = make(chan error, 1)
+		go func() { p.ledDone <- p.led.Run(context.WithoutCancel(ctx)) }()
 	}
 	go func() {
 		defer close(p.runDone)
@@ -354,6 +412,23 @@ func (d *detector) handle(ctx context.Context, r *kgo.Record) error {
 	return nil
 }
 
+// closeLedger stops the partition's ledger once its engine has finished:
+// storing what is left when graceful, dropping it otherwise (a crash; the
+// successor replays from the checkpoint).
+func (p *partition) closeLedger(graceful bool) {
+	if p.led == nil {
+		return
+	}
+	if graceful {
+		if err := p.led.Close(); err != nil {
+			p.w.opts.Logger.Error("kafka: ledger rows lost on release", "topic", p.topic, "partition", p.part, "err", err)
+		}
+	} else {
+		p.led.Abandon()
+	}
+	<-p.ledDone
+}
+
 // checkpoint checkpoints everything handed to the engine so far.
 func (p *partition) checkpoint(ctx context.Context, wait bool) error {
 	return p.checkpointAt(ctx, p.last+1, wait)
@@ -411,6 +486,14 @@ func (d *detector) ship(p *partition) {
 			err := d.findings.Flush(ctx)
 			if err == nil && p.failed.Load() {
 				err = errors.New("a finding was not produced since the last checkpoint")
+			}
+			if err == nil && p.led != nil {
+				// The ledger's deltas of every covered record first: a
+				// successor skips the records below the checkpoint.
+				err = p.led.WaitDurable(ctx, out.Snapshot.Mark)
+				if err == nil && p.led.Incomplete() {
+					err = errors.New("ledger record ids were dropped since the partition opened")
+				}
 			}
 			if err == nil {
 				err = d.w.opts.Store.SavePartitionCheckpoints(ctx, []store.PartitionCheckpoint{{

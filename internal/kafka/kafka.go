@@ -15,7 +15,9 @@
 //     assigned partition runs its own one-shard engine over the detectors,
 //     which see only the events routed there for their kind: every entity's
 //     state lives on exactly one worker. Findings go to <prefix>-findings,
-//     keyed by the finding's entity.
+//     keyed by the finding's entity. With Options.Ledger, the partitions of
+//     the ledger's dimensions also record the access ledger, stored before
+//     each checkpoint.
 //   - Alerts (group <group>-alert, when Options.Alerts is set) consumes
 //     <prefix>-findings: one ordered alert.Stage per findings partition,
 //     its alerts stored with its state and offset in one transaction
@@ -52,6 +54,7 @@ import (
 	"github.com/haechi-sec/haechi/internal/alert"
 	"github.com/haechi-sec/haechi/internal/engine"
 	"github.com/haechi-sec/haechi/internal/event"
+	"github.com/haechi-sec/haechi/internal/ledger"
 	"github.com/haechi-sec/haechi/internal/store"
 )
 
@@ -121,6 +124,22 @@ type Options struct {
 	// findings partition whenever its watermark crosses a multiple of it
 	// (0 → 5 minutes); alerts close at most this late in event time.
 	MarkEvery time.Duration
+
+	// Ledger, if set, records the access ledger (internal/ledger) in the
+	// store: the re-keying stage also routes activity by each ledger
+	// dimension that has a repartition topic (principal, key, source,
+	// network, country), and each detection partition of such a topic
+	// runs that dimension's ledger detector. A partition's ledger deltas
+	// are stored before its checkpoint (the checkpoint waits for them), so
+	// a successor that replays from the checkpoint skips what is stored
+	// and re-adds at most what the OR-merge already holds. Record ids that
+	// are not small integers are numbered by the store
+	// (store.AssignLedgerDict), so every worker agrees on their numbers.
+	Ledger bool
+	// LedgerFlushEvery is how far (event time) a partition's ledger moves
+	// between two hand-offs to its writer besides checkpoints (0 → the
+	// ledger's default, 10 minutes).
+	LedgerFlushEvery time.Duration
 }
 
 func (o *Options) defaults() error {
@@ -246,6 +265,10 @@ type Worker struct {
 	nf     int32              // partitions of the findings topic
 	kinds  []event.EntityKind // sorted
 	stop   chan struct{}      // closed by Shutdown
+	dict   *ledger.Dict       // Options.Ledger: shared by the worker's partitions
+	// ledgerSink is where the partitions' ledgers merge (nil: the store);
+	// tests slow it down.
+	ledgerSink ledger.Sink
 }
 
 // New validates opts and returns a worker; Run starts it.
@@ -255,7 +278,32 @@ func New(opts Options) (*Worker, error) {
 	}
 	kinds := slices.Clone(opts.Kinds)
 	slices.Sort(kinds)
-	return &Worker{opts: opts, kinds: slices.Compact(kinds), stop: make(chan struct{})}, nil
+	w := &Worker{opts: opts, kinds: slices.Compact(kinds), stop: make(chan struct{})}
+	if opts.Ledger {
+		w.dict = ledger.NewSharedDict(opts.Store)
+	}
+	return w, nil
+}
+
+// ledgerDimension returns the ledger dimension recorded on the
+// repartition topic of kind, if the ledger is on and kind has one.
+func (w *Worker) ledgerDimension(kind event.EntityKind) (ledger.Dimension, bool) {
+	if !w.opts.Ledger {
+		return "", false
+	}
+	return ledger.OfEntity(kind)
+}
+
+// rekeyDetectors returns the configured detectors and, for the re-keying
+// stage, a key-only ledger detector per ledger dimension with a topic.
+func (w *Worker) rekeyDetectors() []engine.Detector {
+	dets := w.opts.Detectors()
+	for _, k := range w.kinds {
+		if dim, ok := w.ledgerDimension(k); ok {
+			dets = append(dets, ledger.KeyDetector(dim))
+		}
+	}
+	return dets
 }
 
 // Run runs the worker until ctx ends or Shutdown is called. Cancelling ctx

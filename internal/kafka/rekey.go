@@ -96,7 +96,7 @@ type destInfo struct {
 }
 
 func (w *Worker) newRekeyer() *rekeyer {
-	r := &rekeyer{w: w, dets: w.opts.Detectors(), dec: decode.NewDecoder(), dests: map[dest]destInfo{}}
+	r := &rekeyer{w: w, dets: w.rekeyDetectors(), dec: decode.NewDecoder(), dests: map[dest]destInfo{}}
 	for _, d := range r.dets {
 		b, _ := d.(engine.Broadcaster)
 		r.bcasts = append(r.bcasts, b)

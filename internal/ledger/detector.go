@@ -32,6 +32,15 @@ var _ engine.Detector = (*Detector)(nil)
 // on an unknown dimension.
 func (l *Ledger) Detector(dim Dimension) *Detector {
 	l.dets.Add(1)
+	return newDetector(dim, l)
+}
+
+// KeyDetector returns a detector of dimension dim that only keys events
+// (Key, Name): what a stage that routes events by key (cluster mode's
+// re-keying) needs. Its NewShard panics.
+func KeyDetector(dim Dimension) *Detector { return newDetector(dim, nil) }
+
+func newDetector(dim Dimension, l *Ledger) *Detector {
 	d := &Detector{dim: dim, name: "ledger_" + string(dim), l: l}
 	switch dim {
 	case Principal:
@@ -101,6 +110,9 @@ func (d *Detector) Key(ev *event.Event) (event.EntityKey, bool) {
 
 // NewShard implements engine.Detector.
 func (d *Detector) NewShard() engine.Shard {
+	if d.l == nil {
+		panic("ledger: NewShard of a KeyDetector")
+	}
 	return &shard{d: d, cells: map[cellKey]*cell{}}
 }
 
@@ -123,8 +135,18 @@ type cellKey struct {
 
 type cell struct {
 	all         *roaring.Bitmap
-	fields      map[string]*roaring.Bitmap
+	fields      map[string]*fieldSet
 	first, last int64 // unix nanoseconds
+}
+
+// fieldSet is a cell's records that exposed one field category, with the
+// times of those accesses: a field row's First and Last are those of the
+// events that exposed the field, so they do not depend on where hand-offs
+// cut the stream (the cluster's checkpoints cut it elsewhere than one
+// process's flushes).
+type fieldSet struct {
+	bm          *roaring.Bitmap
+	first, last int64
 }
 
 type shard struct {
@@ -149,11 +171,11 @@ func (s *shard) Process(_ *engine.Context, key event.EntityKey, ev *event.Event)
 		s.cells[ck] = c
 	}
 	c.first, c.last = min(c.first, t), max(c.last, t)
-	s.ids = s.ids[:0]
-	for _, rid := range ev.Records.IDs {
-		if v, ok := s.d.l.dict.recordID(rid); ok {
-			s.ids = append(s.ids, v)
-		}
+	var dropped int
+	s.ids, dropped = s.d.l.dict.appendIDs(s.ids[:0], ev.Records.IDs)
+	if dropped > 0 {
+		s.d.l.unnumbered.Add(int64(dropped))
+		s.d.l.opts.Logger.Error("ledger: record ids dropped: the store did not number them", "ids", dropped, "dimension", s.d.dim)
 	}
 	c.all.AddMany(s.ids)
 	for _, f := range ev.Records.Fields {
@@ -161,14 +183,15 @@ func (s *shard) Process(_ *engine.Context, key event.EntityKey, ev *event.Event)
 			continue
 		}
 		if c.fields == nil {
-			c.fields = map[string]*roaring.Bitmap{}
+			c.fields = map[string]*fieldSet{}
 		}
-		bm := c.fields[f]
-		if bm == nil {
-			bm = roaring.New()
-			c.fields[f] = bm
+		fs := c.fields[f]
+		if fs == nil {
+			fs = &fieldSet{bm: roaring.New(), first: t, last: t}
+			c.fields[f] = fs
 		}
-		bm.AddMany(s.ids)
+		fs.first, fs.last = min(fs.first, t), max(fs.last, t)
+		fs.bm.AddMany(s.ids)
 	}
 	s.d.l.touches.Add(int64(len(s.ids)))
 	s.dirty += len(s.ids)

@@ -154,6 +154,7 @@ type Stats struct {
 	Failures   int64 // failed commit attempts
 	Lost       int64 // rows given up after the final attempts
 	DictFull   int64 // ids dropped because the dictionary is full
+	Unnumbered int64 // ids dropped because the shared dictionary could not number them
 	DictLength int   // entries in the dictionary
 }
 
@@ -173,7 +174,7 @@ type Ledger struct {
 	errMu sync.Mutex
 	err   error
 
-	touches, rows, bytes, batches, failures, lost atomic.Int64
+	touches, rows, bytes, batches, failures, lost, unnumbered atomic.Int64
 
 	// Marks: every shard state answers an engine mark with a hand-off;
 	// once all of them are stored, everything processed before the mark
@@ -181,6 +182,10 @@ type Ledger struct {
 	dets    atomic.Int64 // detectors created (Detector)
 	marks   map[uint64]int64
 	durable atomic.Uint64
+	durMu   sync.Mutex
+	durCh   chan struct{} // closed (and replaced) when durable moves
+
+	abandoned atomic.Bool
 }
 
 // handoff is one shard's dirty cells, owned by the writer from then on.
@@ -258,6 +263,12 @@ func (l *Ledger) noteMarks(batch []handoff) {
 		delete(l.marks, h.mark)
 		if h.mark > l.durable.Load() {
 			l.durable.Store(h.mark)
+			l.durMu.Lock()
+			if l.durCh != nil {
+				close(l.durCh)
+				l.durCh = nil
+			}
+			l.durMu.Unlock()
 			if l.opts.OnDurable != nil {
 				l.opts.OnDurable(h.mark)
 			}
@@ -270,6 +281,40 @@ func (l *Ledger) noteMarks(batch []handoff) {
 	}
 }
 
+// WaitDurable waits until every shard's hand-off for mark (and so every
+// record touch processed before the mark was submitted) is stored. It
+// fails when ctx ends first or the writer has stopped without storing it.
+func (l *Ledger) WaitDurable(ctx context.Context, mark uint64) error {
+	for {
+		l.durMu.Lock()
+		if l.durable.Load() >= mark {
+			l.durMu.Unlock()
+			return nil
+		}
+		if l.durCh == nil {
+			l.durCh = make(chan struct{})
+		}
+		ch := l.durCh
+		l.durMu.Unlock()
+		select {
+		case <-ch:
+		case <-l.done:
+			if l.durable.Load() >= mark {
+				return nil
+			}
+			return fmt.Errorf("ledger: writer stopped before mark %d was stored", mark)
+		case <-ctx.Done():
+			return fmt.Errorf("ledger: mark %d not stored: %w", mark, ctx.Err())
+		}
+	}
+}
+
+// Incomplete reports whether some record touch was dropped rather than
+// stored: rows lost after the final attempts, or ids the shared
+// dictionary could not number. A caller that promises completeness up to
+// a mark (a cluster checkpoint) must not promise it any more.
+func (l *Ledger) Incomplete() bool { return l.lost.Load() > 0 || l.unnumbered.Load() > 0 }
+
 // Dict returns the ledger's dictionary.
 func (l *Ledger) Dict() *Dict { return l.dict }
 
@@ -278,13 +323,16 @@ func (l *Ledger) Stats() Stats {
 	return Stats{
 		Touches: l.touches.Load(), Rows: l.rows.Load(), Bytes: l.bytes.Load(),
 		Batches: l.batches.Load(), Failures: l.failures.Load(), Lost: l.lost.Load(),
-		DictFull: l.dict.full.Load(), DictLength: l.dict.Len(),
+		DictFull: l.dict.full.Load(), DictLength: l.dict.Len(), Unnumbered: l.unnumbered.Load(),
 	}
 }
 
 // send hands dirty cells to the writer, blocking while the queue is full.
 // After Close it writes them synchronously.
 func (l *Ledger) send(h handoff) {
+	if l.abandoned.Load() {
+		return
+	}
 	l.mu.RLock()
 	if !l.closed {
 		l.ch <- h
@@ -301,6 +349,14 @@ func (l *Ledger) send(h handoff) {
 // bounded attempts and return; later hand-offs wait for Close.
 func (l *Ledger) Run(ctx context.Context) error {
 	if !l.started.CompareAndSwap(false, true) {
+		l.mu.RLock()
+		closed := l.closed
+		l.mu.RUnlock()
+		if closed {
+			// Close ran first and wrote the queue itself.
+			<-l.done
+			return l.Err()
+		}
 		return errors.New("ledger: Run called twice")
 	}
 	defer close(l.done)
@@ -370,6 +426,26 @@ func (l *Ledger) Close() error {
 	return l.Err()
 }
 
+// Abandon is Close for a process that stops without storing: what is
+// queued, and every later hand-off, is dropped (a crashed cluster worker;
+// its successor replays from the last checkpoint). It waits for Run to
+// return.
+func (l *Ledger) Abandon() {
+	l.abandoned.Store(true)
+	l.mu.Lock()
+	if !l.closed {
+		l.closed = true
+		close(l.ch)
+	}
+	l.mu.Unlock()
+	if l.started.CompareAndSwap(false, true) {
+		for range l.ch {
+		}
+		close(l.done)
+	}
+	<-l.done
+}
+
 // Err returns the first error that lost rows, if any.
 func (l *Ledger) Err() error {
 	l.errMu.Lock()
@@ -380,6 +456,9 @@ func (l *Ledger) Err() error {
 // write serializes and merges a batch, retrying failures: indefinitely
 // with backoff while running (ctx alive), finalAttempts times when final.
 func (l *Ledger) write(ctx context.Context, batch []handoff, final bool) {
+	if l.abandoned.Load() {
+		return
+	}
 	var rows []store.LedgerRow
 	for _, h := range batch {
 		rows = appendRows(rows, h)
@@ -395,6 +474,9 @@ func (l *Ledger) write(ctx context.Context, batch []handoff, final bool) {
 	}
 	backoff := retryInitial
 	for attempt := 1; ; attempt++ {
+		if l.abandoned.Load() {
+			return
+		}
 		actx, cancel := ctx, context.CancelFunc(func() {})
 		if final {
 			actx, cancel = context.WithTimeout(context.WithoutCancel(ctx), finalTimeout)
@@ -437,7 +519,7 @@ func (l *Ledger) write(ctx context.Context, batch []handoff, final bool) {
 
 func appendRows(rows []store.LedgerRow, h handoff) []store.LedgerRow {
 	for k, c := range h.cells {
-		add := func(field string, bm *roaring.Bitmap) {
+		add := func(field string, bm *roaring.Bitmap, first, last int64) {
 			bm.RunOptimize()
 			b, err := bm.ToBytes()
 			if err != nil { // only fails on a writer error; bytes.Buffer never fails
@@ -445,12 +527,12 @@ func appendRows(rows []store.LedgerRow, h handoff) []store.LedgerRow {
 			}
 			rows = append(rows, store.LedgerRow{
 				Dim: string(h.dim), Value: k.value, Day: k.day, RType: k.rtype, Field: field,
-				Bitmap: b, First: c.first, Last: c.last,
+				Bitmap: b, First: first, Last: last,
 			})
 		}
-		add("", c.all)
-		for f, bm := range c.fields {
-			add(f, bm)
+		add("", c.all, c.first, c.last)
+		for f, fs := range c.fields {
+			add(f, fs.bm, fs.first, fs.last)
 		}
 	}
 	return rows
@@ -502,12 +584,112 @@ func parseSmall(s string) (uint32, bool) {
 
 // Dict numbers record ids that are not small integers. It is safe for
 // concurrent use; entries are never removed or renumbered.
+//
+// A local dictionary (NewDict) numbers ids itself and has its new entries
+// stored with the rows that use them: one process must own the stored
+// dictionary. A shared dictionary (NewSharedDict) has the store number
+// every id it does not know yet (DictAssigner), so that processes sharing
+// one store (cluster workers) agree on every number.
 type Dict struct {
 	mu      sync.RWMutex
 	ids     map[string]uint32
-	names   []string // names[id-DictBase]
+	names   []string // names[id-DictBase] (local)
+	byID    map[uint32]string
 	pending []store.LedgerDictEntry
 	full    atomic.Int64
+
+	assign DictAssigner // shared: numbers come from the store
+}
+
+// DictAssigner numbers record ids in a store shared by several processes:
+// it returns the stored number of each rid, storing the next free numbers
+// (from first) for those without one. *store.Store implements it.
+type DictAssigner interface {
+	AssignLedgerDict(ctx context.Context, rids []string, first uint32) ([]store.LedgerDictEntry, error)
+}
+
+// NewSharedDict returns an empty dictionary that asks a for the number of
+// every id it does not know yet (and remembers it). Its entries are stored
+// when they are numbered, never with the rows.
+func NewSharedDict(a DictAssigner) *Dict {
+	return &Dict{ids: map[string]uint32{}, byID: map[uint32]string{}, assign: a}
+}
+
+// Retry policy of a shared dictionary's numbering: the shard that needs
+// the number waits, so it gives up after a few attempts (the ids are then
+// dropped and counted in Stats.Unnumbered).
+const (
+	assignAttempts = 5
+	assignTimeout  = 30 * time.Second
+)
+
+// appendIDs appends the numbers of rids to out, numbering the new ones
+// with the store first when the dictionary is shared (one request for all
+// of them). It returns out and the count of ids it dropped because they
+// could not be numbered.
+func (d *Dict) appendIDs(out []uint32, rids []string) ([]uint32, int) {
+	if d.assign == nil {
+		for _, rid := range rids {
+			if v, ok := d.recordID(rid); ok {
+				out = append(out, v)
+			}
+		}
+		return out, 0
+	}
+	var missing []string
+	d.mu.RLock()
+	for _, rid := range rids {
+		if _, ok := parseSmall(rid); ok {
+			continue
+		}
+		if _, ok := d.ids[rid]; !ok {
+			missing = append(missing, rid)
+		}
+	}
+	d.mu.RUnlock()
+	if len(missing) > 0 {
+		d.number(missing)
+	}
+	dropped := 0
+	d.mu.RLock()
+	for _, rid := range rids {
+		if v, ok := parseSmall(rid); ok {
+			out = append(out, v)
+		} else if v, ok := d.ids[rid]; ok {
+			out = append(out, v)
+		} else {
+			dropped++
+		}
+	}
+	d.mu.RUnlock()
+	return out, dropped
+}
+
+// number asks the store for the numbers of rids and remembers them.
+func (d *Dict) number(rids []string) {
+	backoff := retryInitial
+	for attempt := 1; attempt <= assignAttempts; attempt++ {
+		ctx, cancel := context.WithTimeout(context.Background(), assignTimeout)
+		es, err := d.assign.AssignLedgerDict(ctx, rids, DictBase)
+		cancel()
+		if err == nil {
+			d.mu.Lock()
+			for _, e := range es {
+				if e.ID < DictBase {
+					continue
+				}
+				rid := strings.Clone(e.RID)
+				d.ids[rid] = e.ID
+				d.byID[e.ID] = rid
+			}
+			d.mu.Unlock()
+			return
+		}
+		if attempt < assignAttempts {
+			time.Sleep(backoff)
+			backoff = min(2*backoff, retryMax)
+		}
+	}
 }
 
 // NewDict returns an empty dictionary.
@@ -518,6 +700,9 @@ func NewDict() *Dict { return &Dict{ids: map[string]uint32{}} }
 func (d *Dict) Load(entries []store.LedgerDictEntry) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	if d.assign != nil {
+		return errors.New("ledger dictionary: a shared dictionary loads nothing (it asks the store)")
+	}
 	for _, e := range entries {
 		if e.ID < DictBase {
 			return fmt.Errorf("ledger dictionary: id %d below %d", e.ID, DictBase)
@@ -540,6 +725,13 @@ func (d *Dict) Load(entries []store.LedgerDictEntry) error {
 // ID returns rid's number, assigning the next one if rid is new; ok is
 // false when the dictionary is full (2³¹ entries).
 func (d *Dict) ID(rid string) (uint32, bool) {
+	if d.assign != nil {
+		out, _ := d.appendIDs(nil, []string{rid})
+		if len(out) == 0 {
+			return 0, false
+		}
+		return out[0], true
+	}
 	d.mu.RLock()
 	v, ok := d.ids[rid]
 	d.mu.RUnlock()
@@ -570,6 +762,10 @@ func (d *Dict) Name(v uint32) (string, bool) {
 	}
 	d.mu.RLock()
 	defer d.mu.RUnlock()
+	if d.assign != nil {
+		n, ok := d.byID[v]
+		return n, ok
+	}
 	i := int(v - DictBase)
 	if i >= len(d.names) {
 		return "", false
@@ -581,7 +777,7 @@ func (d *Dict) Name(v uint32) (string, bool) {
 func (d *Dict) Len() int {
 	d.mu.RLock()
 	defer d.mu.RUnlock()
-	return len(d.names)
+	return len(d.ids)
 }
 
 func (d *Dict) takePending() []store.LedgerDictEntry {

@@ -395,3 +395,97 @@ func (s *Store) LedgerDictNames(ctx context.Context, ids []uint32) (map[uint32]s
 	}
 	return out, nil
 }
+
+// AssignLedgerDict returns the dictionary numbers of rids (in their order;
+// repeats allowed), numbering those not yet stored with the next numbers
+// after the largest stored one (first when the dictionary is empty), in
+// one transaction. It is the dictionary of processes that share the store
+// (cluster workers): on PostgreSQL the transaction locks ledger_dict
+// against every other writer first (SHARE ROW EXCLUSIVE conflicts with
+// itself and with MergeLedger's inserts, not with readers), so two
+// processes can never give one rid two numbers or one number to two rids,
+// and the numbers stay contiguous. SQLite's write transactions are
+// exclusive already.
+func (s *Store) AssignLedgerDict(ctx context.Context, rids []string, first uint32) ([]LedgerDictEntry, error) {
+	if len(rids) == 0 {
+		return nil, nil
+	}
+	uniq := slices.Clone(rids)
+	slices.Sort(uniq)
+	uniq = slices.Compact(uniq)
+	var got map[string]uint32
+	err := s.writeTx(ctx, func(tx *sql.Tx) error {
+		got = make(map[string]uint32, len(uniq))
+		if s.dialect.postgres {
+			if _, err := tx.ExecContext(ctx, `LOCK TABLE ledger_dict IN SHARE ROW EXCLUSIVE MODE`); err != nil {
+				return err
+			}
+		}
+		const chunk = 500
+		for start := 0; start < len(uniq); start += chunk {
+			part := uniq[start:min(start+chunk, len(uniq))]
+			args := make([]any, len(part))
+			for i, r := range part {
+				args[i] = r
+			}
+			rs, err := tx.QueryContext(ctx, `SELECT id, rid FROM ledger_dict WHERE rid IN (?`+strings.Repeat(",?", len(part)-1)+`)`, args...)
+			if err != nil {
+				return err
+			}
+			for rs.Next() {
+				var (
+					id  int64
+					rid string
+				)
+				if err := rs.Scan(&id, &rid); err != nil {
+					rs.Close()
+					return err
+				}
+				got[rid] = uint32(id)
+			}
+			err = rs.Err()
+			rs.Close()
+			if err != nil {
+				return err
+			}
+		}
+		if len(got) == len(uniq) {
+			return nil
+		}
+		var top sql.NullInt64
+		if err := tx.QueryRowContext(ctx, `SELECT MAX(id) FROM ledger_dict`).Scan(&top); err != nil {
+			return err
+		}
+		next := int64(first)
+		if top.Valid && top.Int64 >= next {
+			next = top.Int64 + 1
+		}
+		ins, err := tx.PrepareContext(ctx, `INSERT INTO ledger_dict (id, rid) VALUES (?, ?)`)
+		if err != nil {
+			return err
+		}
+		defer ins.Close()
+		for _, rid := range uniq { // sorted: numbering does not depend on the caller's order
+			if _, ok := got[rid]; ok {
+				continue
+			}
+			if next > 1<<32-1 {
+				return fmt.Errorf("dictionary full")
+			}
+			if _, err := ins.ExecContext(ctx, next, rid); err != nil {
+				return err
+			}
+			got[rid] = uint32(next)
+			next++
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("assign ledger dictionary: %w", err)
+	}
+	out := make([]LedgerDictEntry, len(rids))
+	for i, rid := range rids {
+		out[i] = LedgerDictEntry{ID: got[rid], RID: rid}
+	}
+	return out, nil
+}

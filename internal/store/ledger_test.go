@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"fmt"
+	"sync"
 	"testing"
 
 	"github.com/RoaringBitmap/roaring/v2"
@@ -111,4 +112,85 @@ func benchmarkMergeLedger(b *testing.B, s *Store) {
 		}
 	}
 	b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "rows/s")
+}
+
+// TestAssignLedgerDictConcurrent: several processes (one Store each on the
+// same database) numbering overlapping record ids at once never give one
+// id two numbers or one number to two ids, and the numbers stay contiguous
+// from the first.
+func TestAssignLedgerDictConcurrent(t *testing.T) {
+	eachBackend(t, func(t *testing.T, b backend) {
+		target := b.target(t)
+		const (
+			procs  = 4
+			rounds = 30
+			first  = 1 << 31
+		)
+		ctx := t.Context()
+		stores := make([]*Store, procs)
+		for i := range stores {
+			stores[i] = openAt(t, target)
+		}
+		// Existing entries (a single serve's MergeLedger) come first.
+		if err := stores[0].SaveLedgerDict(ctx, []LedgerDictEntry{{ID: first, RID: "pre-0"}, {ID: first + 1, RID: "pre-1"}}); err != nil {
+			t.Fatal(err)
+		}
+		seen := make([]map[string]uint32, procs)
+		errc := make(chan error, procs)
+		var wg sync.WaitGroup
+		for p, s := range stores {
+			seen[p] = map[string]uint32{}
+			wg.Go(func() {
+				for r := range rounds {
+					// Shared ids (every process asks), own ids, a known one.
+					rids := []string{fmt.Sprintf("shared-%d", r), fmt.Sprintf("own-%d-%d", p, r), fmt.Sprintf("shared-%d", (r+p)%rounds), "pre-1"}
+					es, err := s.AssignLedgerDict(ctx, rids, first)
+					if err != nil {
+						errc <- err
+						return
+					}
+					for i, e := range es {
+						if e.RID != rids[i] {
+							errc <- fmt.Errorf("entry %d is %q, want %q", i, e.RID, rids[i])
+							return
+						}
+						if old, ok := seen[p][e.RID]; ok && old != e.ID {
+							errc <- fmt.Errorf("%q numbered %d then %d", e.RID, old, e.ID)
+							return
+						}
+						seen[p][e.RID] = e.ID
+					}
+				}
+			})
+		}
+		wg.Wait()
+		close(errc)
+		for err := range errc {
+			t.Fatal(err)
+		}
+		stored, err := stores[0].LoadLedgerDict(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := 2 + rounds + procs*rounds; len(stored) != want {
+			t.Fatalf("%d entries stored, want %d", len(stored), want)
+		}
+		byRID := map[string]uint32{}
+		for i, e := range stored { // ordered by id
+			if e.ID != first+uint32(i) {
+				t.Fatalf("entry %d has number %d: not contiguous from %d", i, e.ID, uint32(first))
+			}
+			byRID[e.RID] = e.ID
+		}
+		if byRID["pre-1"] != first+1 {
+			t.Errorf("pre-1 renumbered to %d", byRID["pre-1"])
+		}
+		for p := range seen {
+			for rid, id := range seen[p] {
+				if byRID[rid] != id {
+					t.Errorf("process %d was given %d for %q, the store has %d", p, id, rid, byRID[rid])
+				}
+			}
+		}
+	})
 }
