@@ -379,11 +379,18 @@ func waitForData(t *testing.T, ctx context.Context, srv *served) (critical, scop
 			}
 		}
 		if crit != nil && sc != nil && len(acts.Actions) > 0 && stable >= 6 {
-			return *crit, *sc, acts.Actions[0]
+			// The ledger is written off the hot path, after the alerts:
+			// wait until it has the entity's touches (seconds at most:
+			// ledger.DefaultMaxStale).
+			var res struct{ Total int64 }
+			getJSON(t, ctx, srv, "/v1/scope?"+url.Values{scopeDims[sc.Entity.Kind]: {sc.Entity.ID}}.Encode(), &res)
+			if res.Total > 0 {
+				return *crit, *sc, acts.Actions[0]
+			}
 		}
 		select {
 		case <-ctx.Done():
-			t.Fatalf("no critical alert with scope and pending action appeared: %d alerts, %d pending", len(al.Alerts), len(acts.Actions))
+			t.Fatalf("no critical alert with a scope in the ledger and a pending action appeared: %d alerts, %d pending", len(al.Alerts), len(acts.Actions))
 		case <-time.After(500 * time.Millisecond):
 		}
 	}

@@ -154,7 +154,9 @@ type shard struct {
 	cells     map[cellKey]*cell
 	dirty     int
 	lastFlush time.Time
-	ids       []uint32
+	// dirtySince is the wall time the first of cells was made.
+	dirtySince time.Time
+	ids        []uint32
 }
 
 // Process implements engine.Shard.
@@ -167,6 +169,9 @@ func (s *shard) Process(_ *engine.Context, key event.EntityKey, ev *event.Event)
 	c := s.cells[ck]
 	t := ev.Time.UnixNano()
 	if c == nil {
+		if len(s.cells) == 0 {
+			s.dirtySince = s.d.l.opts.Now()
+		}
 		c = &cell{all: roaring.New(), first: t, last: t}
 		s.cells[ck] = c
 	}
@@ -205,13 +210,21 @@ func (s *shard) Process(_ *engine.Context, key event.EntityKey, ev *event.Event)
 func (s *shard) Advance(_ *engine.Context, wm time.Time) {
 	if s.lastFlush.IsZero() && !wm.Equal(engine.EndOfTime) {
 		s.lastFlush = wm
-		return
+		if !s.stale() {
+			return
+		}
 	}
-	if !wm.Equal(engine.EndOfTime) && wm.Sub(s.lastFlush) < s.d.l.opts.FlushEvery {
+	if !wm.Equal(engine.EndOfTime) && wm.Sub(s.lastFlush) < s.d.l.opts.FlushEvery && !s.stale() {
 		return
 	}
 	s.lastFlush = wm
 	s.handoff()
+}
+
+// stale reports whether the shard's oldest unsent touch has waited
+// MaxStale of wall time.
+func (s *shard) stale() bool {
+	return len(s.cells) > 0 && s.d.l.opts.Now().Sub(s.dirtySince) >= s.d.l.opts.MaxStale
 }
 
 func (s *shard) handoff() {

@@ -17,7 +17,8 @@
 // value: a shard owns its values' bitmaps and takes no locks (other than
 // the Dict's on ids that need it). Detectors emit no findings. A shard
 // hands its dirty bitmaps to the Ledger's single writer goroutine when the
-// watermark has moved FlushEvery past the last hand-off, when it holds
+// watermark has moved FlushEvery past the last hand-off (or at all, once
+// its oldest touch has waited MaxStale of wall time), when it holds
 // MaxDirty ids, and at EndOfTime; the writer ORs them into the store.
 //
 // Lifecycle: New (or Open, which loads the dictionary), go Run, build the
@@ -92,6 +93,7 @@ const UnknownType = "unknown"
 // Defaults.
 const (
 	DefaultFlushEvery = 10 * time.Minute
+	DefaultMaxStale   = 5 * time.Second
 	DefaultMaxDirty   = 1 << 20
 	DefaultQueueSize  = 64
 )
@@ -116,6 +118,16 @@ type Options struct {
 	// FlushEvery is how far (event time) the watermark moves before a shard
 	// hands its dirty bitmaps to the writer (default 10 minutes).
 	FlushEvery time.Duration
+	// MaxStale bounds, in wall time, how long a touch waits in a shard
+	// before it is handed off once the watermark moves at all (default 5
+	// s): when traffic stops, or the watermark has jumped to the wall clock
+	// ahead of the events still arriving, FlushEvery of event time may be
+	// long in coming, and scope must not miss the last minutes meanwhile.
+	// Hand-offs only OR into stored rows, so when they happen changes no
+	// result.
+	MaxStale time.Duration
+	// Now is the wall clock (nil → time.Now).
+	Now func() time.Time
 	// MaxDirty is how many record-id touches a shard accumulates before it
 	// hands off regardless of time (default 2²⁰).
 	MaxDirty int
@@ -136,6 +148,12 @@ func (o *Options) defaults() {
 	}
 	if o.MaxDirty <= 0 {
 		o.MaxDirty = DefaultMaxDirty
+	}
+	if o.MaxStale <= 0 {
+		o.MaxStale = DefaultMaxStale
+	}
+	if o.Now == nil {
+		o.Now = time.Now
 	}
 	if o.QueueSize <= 0 {
 		o.QueueSize = DefaultQueueSize

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -180,5 +181,55 @@ func TestFieldTimesIndependentOfHandoffs(t *testing.T) {
 	}
 	if len(got[0]) != 2 || len(got[1]) != 2 {
 		t.Fatalf("rows %d and %d, want 2", len(got[0]), len(got[1]))
+	}
+}
+
+// Touches do not wait for FlushEvery of event time: once the oldest has
+// waited MaxStale of wall time, the next watermark move hands them off (a
+// quiet stream, or a watermark that jumped to the wall clock, would
+// otherwise keep the last minutes out of scope).
+func TestStaleTouchesHandedOff(t *testing.T) {
+	ctx := t.Context()
+	st := openStore(t)
+	var wall atomic.Int64
+	wall.Store(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano())
+	l := ledger.New(st, nil, ledger.Options{FlushEvery: time.Hour, MaxStale: 5 * time.Second,
+		Now: func() time.Time { return time.Unix(0, wall.Load()) }})
+	go func() { _ = l.Run(ctx) }()
+	eng, err := engine.New(engine.Options{Detectors: []engine.Detector{l.Detector(ledger.Principal)}, Shards: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		for range eng.Output() {
+		}
+	}()
+	done := make(chan struct{})
+	go func() { defer close(done); _ = eng.Run(ctx) }()
+	defer func() { eng.Close(); <-done; _ = l.Close() }()
+	t0 := ts("2025-06-24T09:00:00Z")
+	if err := eng.Submit(ctx, engine.Batch{Events: []event.Event{reads("m:1", t0, "1", "2")}}); err != nil {
+		t.Fatal(err)
+	}
+	stored := func() int {
+		rows, err := st.LedgerRows(ctx, string(ledger.Principal), nil, 0, 1<<62)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(rows)
+	}
+	eng.AdvanceTo(t0.Add(time.Second))
+	time.Sleep(200 * time.Millisecond)
+	if n := stored(); n != 0 {
+		t.Fatalf("%d rows stored before the touches were stale", n)
+	}
+	wall.Add(int64(6 * time.Second))
+	eng.AdvanceTo(t0.Add(2 * time.Second))
+	deadline := time.Now().Add(10 * time.Second)
+	for stored() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("stale touches were not handed off when the watermark moved")
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
