@@ -77,10 +77,13 @@ func (d *Detector) Name() string { return d.name }
 func (d *Detector) Dimension() Dimension { return d.dim }
 
 // Key implements engine.Detector: activity that touched records, keyed on
-// the dimension's value. It does not allocate once the source address or
-// network is in the cache.
+// the dimension's value. A request that failed (event.outcome "failure":
+// refused, not found, an error) exposed nothing and is not recorded, even
+// when its log names the records it asked for (an nginx 403 on
+// /members/{id}); "unknown" and an absent outcome count as exposure. It
+// does not allocate once the source address or network is in the cache.
 func (d *Detector) Key(ev *event.Event) (event.EntityKey, bool) {
-	if len(ev.Records.IDs) == 0 || !ev.IsActivity() {
+	if len(ev.Records.IDs) == 0 || ev.Outcome == event.OutcomeFailure || !ev.IsActivity() {
 		return event.EntityKey{}, false
 	}
 	var v string
