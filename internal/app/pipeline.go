@@ -51,6 +51,10 @@ type PipelineOptions struct {
 	// Ledger, if set, records which records every principal, key, source,
 	// network and country touched; Run runs and closes it.
 	Ledger *ledger.Ledger
+	// LedgerOnly runs no detectors and no rules, only the ledger (eval's
+	// second pass, which records what the stream exposed with the response
+	// in force); it needs Ledger.
+	LedgerOnly bool
 	// Rules holds the running rule set (nil → NewPipeline loads the
 	// configured rules; a load error is returned).
 	Rules *rules.Holder
@@ -267,14 +271,20 @@ func NewPipeline(opts PipelineOptions) (*Pipeline, error) {
 		opts.Rules = rules.NewHolder(rs.Set)
 	}
 	p.rules = opts.Rules
-	dets := Detectors(cfg, opts.CanaryIDs)
-	if opts.Registerer != nil {
-		opts.Registerer.MustRegister(newRuleCollector(opts.Rules))
-	}
-	// Always present, so a reload can add rules to an empty set.
-	dets = append(dets, rules.Detectors(opts.Rules)...)
-	if n := len(opts.Rules.Load().Rules); n > 0 {
-		opts.Logger.Info("rules loaded", "rules", n)
+	var dets []engine.Detector
+	if !opts.LedgerOnly {
+		dets = Detectors(cfg, opts.CanaryIDs)
+		if opts.Registerer != nil {
+			opts.Registerer.MustRegister(newRuleCollector(opts.Rules))
+		}
+		// Always present, so a reload can add rules to an empty set.
+		dets = append(dets, rules.Detectors(opts.Rules)...)
+		if n := len(opts.Rules.Load().Rules); n > 0 {
+			opts.Logger.Info("rules loaded", "rules", n)
+		}
+	} else if opts.Ledger == nil {
+		geo.Close()
+		return nil, errors.New("pipeline: LedgerOnly without a ledger")
 	}
 	if opts.Ledger != nil {
 		dets = append(dets, opts.Ledger.Detectors()...)

@@ -93,18 +93,21 @@ func (c *evalCmd) Run(e *env) error {
 		if err != nil {
 			return usageError{err}
 		}
-		f, err := os.Open(c.Events)
-		if err != nil {
-			return fmt.Errorf("cannot read input: %w", err)
+		// Read once to detect, and again through the gateway when the
+		// response is scored.
+		run.Truth, run.Events = tr, func() (io.ReadCloser, error) {
+			f, err := os.Open(c.Events)
+			if err != nil {
+				return nil, fmt.Errorf("cannot read input: %w", err)
+			}
+			r, err := openInput(f, new(atomic.Int64))
+			if err != nil {
+				f.Close()
+				return nil, err
+			}
+			return readCloser{r, f}, nil
 		}
-		defer f.Close()
-		r, err := openInput(f, new(atomic.Int64))
-		if err != nil {
-			return err
-		}
-		run.Truth, run.Events = tr, r
-		sc, err = eval.RunWith(e.ctx, run)
-		if err != nil {
+		if sc, err = eval.RunWith(e.ctx, run); err != nil {
 			return err
 		}
 	} else {
@@ -113,24 +116,31 @@ func (c *evalCmd) Run(e *env) error {
 			return err
 		}
 		// The generator is deterministic: a first pass yields the truth
-		// the scorer needs up front, the second feeds the pipeline.
+		// the scorer needs up front, the next feed the pipeline (and,
+		// with the response scored, the gateway that enforces it).
 		tr, err := sim.Generate(e.ctx, o, io.Discard, nil)
 		if err != nil {
 			return err
 		}
-		pr, pw := io.Pipe()
-		go func() {
-			bw := bufio.NewWriterSize(pw, 1<<20)
-			_, err := sim.Generate(e.ctx, o, bw, progressPrinter(e, "eval"))
-			if err == nil {
-				err = bw.Flush()
+		passes := 0
+		run.Truth, run.Events = tr, func() (io.ReadCloser, error) {
+			what := "eval"
+			if passes++; passes > 1 {
+				what = "eval, again through the gateway with the response in force"
 			}
-			pw.CloseWithError(err)
-		}()
-		run.Truth, run.Events = tr, pr
-		sc, err = eval.RunWith(e.ctx, run)
-		pr.CloseWithError(context.Canceled)
-		if err != nil {
+			pr, pw := io.Pipe()
+			go func() {
+				bw := bufio.NewWriterSize(pw, 1<<20)
+				_, err := sim.Generate(e.ctx, o, bw, progressPrinter(e, what))
+				if err == nil {
+					err = bw.Flush()
+				}
+				pw.CloseWithError(err)
+			}()
+			// Closing the reader stops a generator that is still writing.
+			return readCloser{pr, closerFunc(func() error { return pr.CloseWithError(context.Canceled) })}, nil
+		}
+		if sc, err = eval.RunWith(e.ctx, run); err != nil {
 			return err
 		}
 	}
@@ -165,3 +175,14 @@ func (c *evalCmd) Run(e *env) error {
 	}
 	return nil
 }
+
+// readCloser reads from one reader and closes another (the file under a
+// decompressor).
+type readCloser struct {
+	io.Reader
+	io.Closer
+}
+
+type closerFunc func() error
+
+func (f closerFunc) Close() error { return f() }

@@ -6,10 +6,10 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/netip"
 	"sync"
 	"time"
 
+	"github.com/haechi-sec/haechi/internal/eval"
 	"github.com/haechi-sec/haechi/internal/event"
 	"github.com/haechi-sec/haechi/internal/respond"
 )
@@ -23,9 +23,9 @@ type demoGateway struct {
 	secret string
 
 	mu         sync.Mutex
+	gate       *eval.Gate // in force from the moment a webhook arrives
 	keys       map[string]bool
-	tokens     map[string]bool
-	sources    map[netip.Addr]bool
+	sources    map[string]bool
 	principals map[string]bool
 	applied    int
 	refused    int
@@ -36,7 +36,7 @@ type demoGateway struct {
 }
 
 func newDemoGateway(secret string) (*demoGateway, error) {
-	g := &demoGateway{secret: secret, keys: map[string]bool{}, tokens: map[string]bool{}, sources: map[netip.Addr]bool{}, principals: map[string]bool{}}
+	g := &demoGateway{secret: secret, gate: eval.NewGate(nil), keys: map[string]bool{}, sources: map[string]bool{}, principals: map[string]bool{}}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err
@@ -70,17 +70,19 @@ func (g *demoGateway) hook(w http.ResponseWriter, r *http.Request) {
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	// The events are posted live, so a containment is in force for every
+	// event that reaches the gateway after it (their event times are
+	// behind the wall clock; any time before them will do).
+	if c, ok := eval.ContainmentOf(a.Kind, a.Target, time.Time{}); ok {
+		g.gate.Add(c)
+	}
 	switch a.Kind {
 	case respond.KindRevokeKey:
 		g.keys[a.Target] = true
-	case respond.KindRevokeToken:
-		g.tokens[a.Target] = true
 	case respond.KindDisableIdentity:
 		g.principals[a.Target] = true
 	case respond.KindBlockSource:
-		if ip, err := netip.ParseAddr(a.Target); err == nil {
-			g.sources[ip] = true
-		}
+		g.sources[a.Target] = true
 	}
 	g.applied++
 	w.WriteHeader(http.StatusNoContent)
@@ -93,8 +95,7 @@ func (g *demoGateway) filter(ev *event.Event, line []byte) []byte {
 		return line
 	}
 	g.mu.Lock()
-	refuse := (ev.Token.KeyID != "" && g.keys[ev.Token.KeyID]) || (ev.Token.ID != "" && g.tokens[ev.Token.ID]) ||
-		(ev.User.ID != "" && g.principals[ev.User.ID]) || (ev.Source.IP.IsValid() && g.sources[ev.Source.IP])
+	_, refuse := g.gate.Refuse(ev)
 	if refuse {
 		g.refused++
 	}
@@ -102,9 +103,7 @@ func (g *demoGateway) filter(ev *event.Event, line []byte) []byte {
 	if !refuse {
 		return line
 	}
-	ev.Outcome = event.OutcomeFailure
-	ev.HTTP.StatusCode = http.StatusUnauthorized
-	ev.Records = event.Records{}
+	eval.Apply(ev)
 	out := map[string]any{
 		"@timestamp": ev.Time.UTC().Format(time.RFC3339Nano),
 		"event":      map[string]any{"id": ev.ID, "dataset": ev.Dataset, "action": ev.Action, "outcome": "failure"},

@@ -59,10 +59,11 @@ func TestEvalEventsAndTruth(t *testing.T) {
 	insider, unseen := sc.Scenarios[0], sc.Scenarios[1]
 	// The terminated-identity finding is at the first malicious event's
 	// time: detected at once, with the records of that event exposed; the
-	// default playbook disables the identity at that moment, so nothing is
-	// read before containment.
+	// default playbook disables the identity at that moment, so the
+	// gateway refuses the second export (503): the attacker got 501 and
+	// 502 only.
 	if !insider.Detected || insider.TimeToDetectSeconds == nil || *insider.TimeToDetectSeconds != 0 ||
-		insider.RecordsExposedBeforeDetection != 2 || insider.RecordsExposedBeforeContainment != 0 || insider.ContainedBy != "disable_identity" {
+		insider.RecordsExposedBeforeDetection != 2 || insider.RecordsExposedBeforeContainment != 2 || insider.ContainedBy != "disable_identity" {
 		t.Errorf("insider: %+v", insider)
 	}
 	if unseen.Detected || unseen.TimeToDetectSeconds != nil || unseen.RecordsExposedBeforeContainment != 1 {
@@ -95,42 +96,59 @@ func TestEvalSimulated(t *testing.T) {
 // ghost-key attacker read.
 func TestEvalThenScope(t *testing.T) {
 	if testing.Short() {
-		t.Skip("simulates two days")
+		t.Skip("simulates three days")
 	}
-	data := filepath.Join(t.TempDir(), "data")
-	code, stdout, stderr := run(t, "eval", "--json", "--store", "--data-dir", data, "--days", "3", "--customers", "3000", "--scenarios", "ghost-key", "--response", "off")
-	if code != 0 {
-		t.Fatalf("eval: exit %d\n%s", code, stderr)
-	}
-	var sc struct {
-		Scenarios []struct {
-			RecordsTouched int `json:"records_touched"`
-			Alerts         []struct {
-				ID       string `json:"id"`
-				Detector string `json:"detector"`
-				Entity   struct{ Kind string }
-			} `json:"alerts"`
-		} `json:"scenarios"`
-	}
-	if err := json.Unmarshal([]byte(stdout), &sc); err != nil || len(sc.Scenarios) != 1 {
-		t.Fatalf("%v\n%s", err, stdout)
-	}
-	id := ""
-	for _, a := range sc.Scenarios[0].Alerts {
-		if a.Detector == "token_provenance" && a.Entity.Kind == "key" {
-			id = a.ID
-			break
-		}
-	}
-	if id == "" {
-		t.Fatalf("no alert on the forged tokens' key: %+v", sc.Scenarios[0].Alerts)
-	}
-	code, out, stderr := run(t, "scope", "--json", "--data-dir", data, "--alert", id)
-	if code != 0 {
-		t.Fatalf("scope: exit %d\n%s", code, stderr)
-	}
-	var res struct{ Total int }
-	if err := json.Unmarshal([]byte(out), &res); err != nil || res.Total != sc.Scenarios[0].RecordsTouched {
-		t.Fatalf("scope total %d, ground truth %d (%v)", res.Total, sc.Scenarios[0].RecordsTouched, err)
+	// Without response, the forged tokens' key scopes to every record the
+	// attacker touched; with it, to what the attacker still read once the
+	// key was revoked — the scorecard's exposure — both exactly.
+	for _, response := range []string{"off", "enforce"} {
+		t.Run(response, func(t *testing.T) {
+			data := filepath.Join(t.TempDir(), "data")
+			code, stdout, stderr := run(t, "eval", "--json", "--store", "--data-dir", data, "--days", "3", "--customers", "3000", "--scenarios", "ghost-key", "--response", response)
+			if code != 0 {
+				t.Fatalf("eval: exit %d\n%s", code, stderr)
+			}
+			var sc struct {
+				Scenarios []struct {
+					RecordsTouched int    `json:"records_touched"`
+					Exposed        int    `json:"records_exposed_before_containment"`
+					ContainedBy    string `json:"contained_by"`
+					Alerts         []struct {
+						ID       string `json:"id"`
+						Detector string `json:"detector"`
+						Entity   struct{ Kind string }
+					} `json:"alerts"`
+				} `json:"scenarios"`
+			}
+			if err := json.Unmarshal([]byte(stdout), &sc); err != nil || len(sc.Scenarios) != 1 {
+				t.Fatalf("%v\n%s", err, stdout)
+			}
+			s := sc.Scenarios[0]
+			want := s.RecordsTouched
+			if response == "enforce" {
+				if s.ContainedBy != "revoke_key" || s.Exposed >= s.RecordsTouched {
+					t.Fatalf("contained by %q, exposed %d of %d", s.ContainedBy, s.Exposed, s.RecordsTouched)
+				}
+				want = s.Exposed
+			}
+			id := ""
+			for _, a := range s.Alerts {
+				if a.Detector == "token_provenance" && a.Entity.Kind == "key" {
+					id = a.ID
+					break
+				}
+			}
+			if id == "" {
+				t.Fatalf("no alert on the forged tokens' key: %+v", s.Alerts)
+			}
+			code, out, stderr := run(t, "scope", "--json", "--data-dir", data, "--alert", id)
+			if code != 0 {
+				t.Fatalf("scope: exit %d\n%s", code, stderr)
+			}
+			var res struct{ Total int }
+			if err := json.Unmarshal([]byte(out), &res); err != nil || res.Total != want {
+				t.Fatalf("scope total %d, want %d (%v)", res.Total, want, err)
+			}
+		})
 	}
 }

@@ -25,6 +25,11 @@ type malEvent struct {
 	seen    bool
 	time    time.Time // earliest occurrence, when an id repeats
 	records []string  // "type\x00id", every occurrence's, may repeat
+	// refused: the gate refused an occurrence, by the containment at
+	// refusedAt of kind refusedBy (the earliest, when several did).
+	refused   bool
+	refusedAt time.Time
+	refusedBy string
 }
 
 // Observer watches the event stream as it is fed and keeps only what the
@@ -87,9 +92,28 @@ func (o *Observer) Observe(ev *event.Event) {
 		m.time = ev.Time
 	}
 	m.seen = true
+	if ev.Outcome == event.OutcomeFailure {
+		return // a failed request exposed nothing (as in the ledger)
+	}
 	for _, r := range ev.Records.IDs {
 		m.records = append(m.records, recordKey(ev.Records.Type, r))
 	}
+}
+
+// Refused notes that the gate refused ev by containment c; call it
+// before Observe of the refused (rewritten) event.
+func (o *Observer) Refused(ev *event.Event, c Containment) {
+	if ev.ID == "" {
+		return
+	}
+	m := o.mal[ev.ID]
+	if m == nil {
+		return
+	}
+	if !m.refused || c.Time.Before(m.refusedAt) {
+		m.refusedAt, m.refusedBy = c.Time, c.Kind
+	}
+	m.refused = true
 }
 
 func (o *Observer) identity(id string) {

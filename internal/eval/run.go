@@ -2,6 +2,8 @@ package eval
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"io"
 
 	"github.com/haechi-sec/haechi/internal/alert"
@@ -21,15 +23,26 @@ const batchSize = 1024
 // for evidence references of events without event.id.
 const eventsInput = 1
 
+// Opener opens the event stream. RunWith reads it twice when the response
+// is scored, so it must give the same events each time.
+type Opener func() (io.ReadCloser, error)
+
 // Run builds the pipeline from cfg (no store), feeds it the NDJSON events,
 // letting an Observer see every decoded event before it is submitted, waits
 // for every alert to close and scores the closed alerts against t.
+//
+// With the response in enforce mode (cfg.Respond.Mode), the containments
+// the playbooks would deliver are planned from the alerts, and the events
+// are read a second time through a Gate that enforces them from their
+// event time on, the way the company's gateway would: the scorecard counts
+// what the attackers still read with the response in force
+// (ScoreWithResponse).
 //
 // Rejected lines go to onReject (may be nil) and the stream goes on;
 // progress (may be nil) hears the number of events submitted so far after
 // each batch. A read or submit error stops the feed; the pipeline is still
 // drained and the error returned with a zero Scorecard.
-func Run(ctx context.Context, cfg config.Config, canaryIDs []string, t *truth.Truth, events io.Reader,
+func Run(ctx context.Context, cfg config.Config, canaryIDs []string, t *truth.Truth, events Opener,
 	onReject func(*decode.LineError), progress func(n int64)) (Scorecard, error) {
 	return RunWith(ctx, RunOptions{Config: cfg, CanaryIDs: canaryIDs, Truth: t, Events: events, OnReject: onReject, Progress: progress})
 }
@@ -42,16 +55,20 @@ type RunOptions struct {
 	Config    config.Config
 	CanaryIDs []string
 	Truth     *truth.Truth
-	Events    io.Reader
+	Events    Opener
 	OnReject  func(*decode.LineError)
 	Progress  func(n int64)
 	Sinks     []alert.Sink
-	Ledger    *ledger.Ledger
+	// Ledger, if set, records the records the stream exposed — with the
+	// response scored, the stream through the gate, so scope agrees with
+	// the scorecard: what the attackers read with the response in force.
+	Ledger *ledger.Ledger
 }
 
 // RunWith is Run with options.
 func RunWith(ctx context.Context, o RunOptions) (Scorecard, error) {
-	cfg, canaryIDs, t, events, onReject, progress := o.Config, o.CanaryIDs, o.Truth, o.Events, o.OnReject, o.Progress
+	cfg, t := o.Config, o.Truth
+	contain := cfg.Respond.Mode == respond.ModeEnforce
 	// Closed alerts, last per ID: a late finding can reopen a closed alert,
 	// which is then closed again with the same ID.
 	var alerts []event.Alert
@@ -67,46 +84,114 @@ func RunWith(ctx context.Context, o RunOptions) (Scorecard, error) {
 		index[a.ID] = len(alerts)
 		alerts = append(alerts, a)
 	})
-	p, err := app.NewPipeline(app.PipelineOptions{
+	popts := app.PipelineOptions{
 		Config:    cfg,
-		CanaryIDs: canaryIDs,
+		CanaryIDs: o.CanaryIDs,
 		Sinks:     append([]alert.Sink{sink}, o.Sinks...),
 		InputName: func(uint32) string { return "events" },
-		Ledger:    o.Ledger,
-	})
+	}
+	if !contain {
+		popts.Ledger = o.Ledger
+	}
+	obs := NewObserver(t)
+	err := pass(ctx, popts, o, func(ev *event.Event) { obs.Observe(ev) })
 	if err != nil {
 		return Scorecard{}, err
 	}
-	done := make(chan error, 1)
-	// The pipeline is closed explicitly after the feed, so a cancelled ctx
-	// still drains what was admitted.
-	go func() { done <- p.Run(context.WithoutCancel(ctx)) }()
-
-	obs := NewObserver(t)
-	feedErr := feed(ctx, p, obs, events, cfg.Ingest.MaxLineBytes, onReject, progress)
-	p.Close()
-	runErr := <-done // the sink's writes happen before this receive
-	if feedErr != nil {
-		return Scorecard{}, feedErr
-	}
-	if runErr != nil {
-		return Scorecard{}, runErr
-	}
-	if cfg.Respond.Mode != respond.ModeEnforce {
+	if !contain {
 		return Score(t, obs, alerts), nil
 	}
 	cs, err := Containments(cfg.Respond, alerts)
 	if err != nil {
 		return Scorecard{}, err
 	}
-	return ScoreWithResponse(t, obs, alerts, cs, true), nil
+	gate := NewGate(cs)
+	gated := NewObserver(t)
+	observe := func(ev *event.Event) {
+		if c, ok := gate.Refuse(ev); ok {
+			gated.Refused(ev, c)
+			Apply(ev)
+		}
+		gated.Observe(ev)
+	}
+	if o.Ledger != nil {
+		err = pass(ctx, app.PipelineOptions{Config: cfg, Ledger: o.Ledger, LedgerOnly: true,
+			InputName: func(uint32) string { return "events" }}, o, observe)
+	} else {
+		err = read(ctx, o, observe)
+	}
+	if err != nil {
+		return Scorecard{}, err
+	}
+	return ScoreWithResponse(t, obs, gated, alerts), nil
 }
 
-func feed(ctx context.Context, p *app.Pipeline, obs *Observer, r io.Reader, maxLine int,
+// pass feeds the stream once through a pipeline built from popts, letting
+// observe see (and change) every decoded event before it is submitted.
+func pass(ctx context.Context, popts app.PipelineOptions, o RunOptions, observe func(*event.Event)) error {
+	p, err := app.NewPipeline(popts)
+	if err != nil {
+		return err
+	}
+	done := make(chan error, 1)
+	// The pipeline is closed explicitly after the feed, so a cancelled ctx
+	// still drains what was admitted.
+	go func() { done <- p.Run(context.WithoutCancel(ctx)) }()
+	r, err := o.Events()
+	var feedErr error
+	if err != nil {
+		feedErr = err
+	} else {
+		feedErr = feed(ctx, p, observe, r, o.Config.Ingest.MaxLineBytes, o.OnReject, o.Progress)
+		r.Close()
+	}
+	p.Close()
+	runErr := <-done // the sinks' writes happen before this receive
+	if feedErr != nil {
+		return feedErr
+	}
+	return runErr
+}
+
+// read reads the stream once without a pipeline, for observe only.
+// Rejected lines were reported by the first pass.
+func read(ctx context.Context, o RunOptions, observe func(*event.Event)) error {
+	r, err := o.Events()
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	rd := decode.NewReader(r, eventsInput, o.Config.Ingest.MaxLineBytes)
+	var ev event.Event
+	for n := int64(1); ; n++ {
+		err := rd.Next(&ev)
+		var le *decode.LineError
+		switch {
+		case err == nil:
+			observe(&ev)
+			if n%batchSize == 0 {
+				if err := ctx.Err(); err != nil {
+					return err
+				}
+				if o.Progress != nil {
+					o.Progress(n)
+				}
+			}
+		case errors.As(err, &le):
+		case errors.Is(err, io.EOF):
+			return nil
+		default:
+			return fmt.Errorf("read: %w", err)
+		}
+		ev = event.Event{}
+	}
+}
+
+func feed(ctx context.Context, p *app.Pipeline, observe func(*event.Event), r io.Reader, maxLine int,
 	onReject func(*decode.LineError), progress func(int64)) error {
 	var n int64
 	_, err := app.FeedObserved(ctx, p, r, eventsInput, maxLine, onReject, func(ev *event.Event) {
-		obs.Observe(ev)
+		observe(ev)
 		if n++; progress != nil && n%batchSize == 0 {
 			progress(n)
 		}

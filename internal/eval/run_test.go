@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"strings"
 	"testing"
 	"time"
@@ -174,7 +175,7 @@ func TestRun(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			var rejects []int
 			var lastProgress int64
-			sc, err := eval.Run(context.Background(), lowThreshold(), nil, tc.truth, strings.NewReader(events()),
+			sc, err := eval.Run(context.Background(), lowThreshold(), nil, tc.truth, text(events()),
 				func(le *decode.LineError) { rejects = append(rejects, le.Line) },
 				func(n int64) { lastProgress = n })
 			if err != nil {
@@ -262,6 +263,57 @@ func TestRun(t *testing.T) {
 	}
 }
 
+// text opens s, as often as asked.
+func text(s string) eval.Opener {
+	return func() (io.ReadCloser, error) { return io.NopCloser(strings.NewReader(s)), nil }
+}
+
+// TestRunWithResponse checks the scorecard with the response in force: the
+// stream is read again through the gateway enforcing what the playbooks
+// would deliver, and what the attacker still read is what counts.
+func TestRunWithResponse(t *testing.T) {
+	cfg := lowThreshold()
+	cfg.Respond.Mode = "enforce"
+	evs := strings.Join([]string{
+		`{"@timestamp":"2025-06-24T18:00:00Z","event":{"id":"r1","dataset":"hr.roster","action":"identity.terminated","outcome":"success"},"identity":{"id":"e:1042","kind":"employee","roles":["cs-agent"],"status":"terminated","terminated_at":"2025-06-24T18:00:00Z","country":"KR"}}`,
+		// Detected (terminated identity): e:1042 is disabled from 10:07:30.
+		line("m1", "2025-06-25T10:07:30Z", "gateway.access", "admin.customer.export", "e:1042", browser, attackIP, "1", "2"),
+		// The same instant: already answered.
+		line("m2", "2025-06-25T10:07:30Z", "gateway.access", "admin.customer.export", "e:1042", browser, attackIP, "3"),
+		// Refused: the identity is disabled.
+		line("m3", "2025-06-25T10:20:00Z", "gateway.access", "admin.customer.export", "e:1042", browser, attackIP, "4", "5"),
+		// Not covered by any containment: the attacker still reads.
+		line("m4", "2025-06-25T10:30:00Z", "gateway.access", "public.customer.read", "", browser, "192.0.2.77", "6"),
+		// A failed request exposes nothing, contained or not.
+		strings.Replace(line("m5", "2025-06-25T10:31:00Z", "gateway.access", "public.customer.read", "", browser, "192.0.2.77", "7"), `"success"`, `"failure"`, 1),
+	}, "\n") + "\n"
+	tr := &truth.Truth{Scenarios: []truth.Scenario{{
+		Name:              "insider",
+		AttackerEntities:  []event.EntityKey{{Kind: event.EntityPrincipal, ID: "e:1042"}},
+		MaliciousEventIDs: []string{"m1", "m2", "m3", "m4", "m5"},
+		FirstMalicious:    ts("2025-06-25T10:07:30Z"),
+		RecordsTouched:    6,
+	}}}
+	opened := 0
+	open := func() (io.ReadCloser, error) { opened++; return text(evs)() }
+	sc, err := eval.Run(context.Background(), cfg, nil, tr, open, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := sc.Scenarios[0]
+	if !sc.Response || opened != 2 {
+		t.Errorf("response %v, stream opened %d times", sc.Response, opened)
+	}
+	if !s.Detected || s.ContainedAt == nil || !s.ContainedAt.Equal(ts("2025-06-25T10:07:30Z")) || s.ContainedBy != "disable_identity" {
+		t.Fatalf("%+v", s)
+	}
+	// Touched without response: 1–6 (m5 failed). Exposed with it: 1, 2,
+	// 3 and 6.
+	if s.RecordsTouched != 6 || s.RecordsExposedBeforeContainment != 4 || s.RecordsExposedBeforeDetection != 3 {
+		t.Errorf("touched/exposed/before detection = %d/%d/%d, want 6/4/3", s.RecordsTouched, s.RecordsExposedBeforeContainment, s.RecordsExposedBeforeDetection)
+	}
+}
+
 func fmtPtr(f *float64) string {
 	if f == nil {
 		return "nil"
@@ -274,7 +326,7 @@ func fmtPtr(f *float64) string {
 func TestRunCancelled(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	_, err := eval.Run(ctx, lowThreshold(), nil, groundTruth(), strings.NewReader(events()), nil, nil)
+	_, err := eval.Run(ctx, lowThreshold(), nil, groundTruth(), text(events()), nil, nil)
 	if err == nil {
 		t.Fatal("want an error from a cancelled run")
 	}

@@ -35,16 +35,19 @@ type ScenarioScore struct {
 	// detected.
 	TimeToDetectSeconds *float64 `json:"time_to_detect_seconds"`
 	// RecordsExposedBeforeContainment counts distinct records read by
-	// malicious events before the first containment action that covers one
-	// of the attacker's entities (with response scored; every record
-	// touched when nothing contained it), or — when the scorecard is
-	// computed without response — at or before the first attributed alert.
+	// malicious events with the response in force (with response scored):
+	// what they still read through the gateway once the containments the
+	// playbooks delivered refused what they covered — every record touched
+	// when nothing refused the attacker, and reads through what the
+	// containments did not cover included. Without response scored, the
+	// records read at or before the first attributed alert.
 	RecordsExposedBeforeContainment int `json:"records_exposed_before_containment"`
 	// RecordsExposedBeforeDetection counts the records read at or before
 	// the first attributed alert (all touched when not detected).
 	RecordsExposedBeforeDetection int `json:"records_exposed_before_detection"`
-	// ContainedAt is the event time of the first containment covering the
-	// attacker, and ContainedBy its action kind; absent without one.
+	// ContainedAt is the event time of the earliest containment that
+	// refused one of the attacker's requests, and ContainedBy its action
+	// kind; absent without one.
 	ContainedAt    *time.Time `json:"contained_at,omitempty"`
 	ContainedBy    string     `json:"contained_by,omitempty"`
 	RecordsTouched int        `json:"records_touched"`
@@ -104,15 +107,21 @@ const minDays = 1.0 / 24
 // entry's entities or its evidence cites one of that entry's event ids,
 // otherwise ordinary.
 func Score(t *truth.Truth, obs *Observer, alerts []event.Alert) Scorecard {
-	return ScoreWithResponse(t, obs, alerts, nil, false)
+	return ScoreWithResponse(t, obs, nil, alerts)
 }
 
-// ScoreWithResponse is Score with the containment actions the response
-// would take: records exposed are counted up to the first containment that
-// covers the scenario's attacker entities (all of them when none does).
-// With response false, containments are ignored and the first alert
-// stands in for containment, as in Score.
-func ScoreWithResponse(t *truth.Truth, obs *Observer, alerts []event.Alert, containments []Containment, response bool) Scorecard {
+// ScoreWithResponse is Score with the response in force: gated has
+// observed the same stream a second time, through a Gate enforcing the
+// containments the playbooks would deliver (RunWith does this). A
+// scenario's RecordsExposedBeforeContainment is then what its malicious
+// events still read through the gate — the attacker's real gain with
+// haechi's response in force, reads through whatever the containments did
+// not cover included — and ContainedAt/By name the earliest containment
+// that refused one of them. Detection figures come from obs, the stream
+// without response: a containment follows an alert, so it cannot change
+// when the first one came. With gated nil, the first alert stands in for
+// containment, as in Score.
+func ScoreWithResponse(t *truth.Truth, obs, gated *Observer, alerts []event.Alert) Scorecard {
 	if t == nil {
 		t = &truth.Truth{}
 	}
@@ -194,11 +203,11 @@ func ScoreWithResponse(t *truth.Truth, obs *Observer, alerts []event.Alert, cont
 	for i, s := range t.Scenarios {
 		scoreScenario(&sc.Scenarios[i], s, obs)
 		sc.Scenarios[i].RecordsExposedBeforeDetection = sc.Scenarios[i].RecordsExposedBeforeContainment
-		if response {
-			containScenario(&sc.Scenarios[i], s, obs, containments)
+		if gated != nil {
+			containScenario(&sc.Scenarios[i], s, gated)
 		}
 	}
-	sc.Response = response
+	sc.Response = gated != nil
 	return sc
 }
 
@@ -334,39 +343,33 @@ func rate(n, identities int, days float64) float64 {
 	return float64(n) * 10000 / float64(identities) / max(days, minDays)
 }
 
-// containScenario sets containment: the first containment whose target is
-// one of the scenario's attacker entities, and the records malicious
-// events read strictly before it.
-func containScenario(ss *ScenarioScore, s truth.Scenario, obs *Observer, cs []Containment) {
+// containScenario sets containment from the gated stream: the earliest
+// containment that refused one of the scenario's malicious events, and
+// the records its malicious events read through the gate.
+func containScenario(ss *ScenarioScore, s truth.Scenario, gated *Observer) {
 	var at time.Time
 	by := ""
-	for _, c := range cs {
-		if slices.Contains(s.AttackerEntities, c.Target) && (at.IsZero() || c.Time.Before(at)) {
-			at, by = c.Time, c.Kind
-		}
-	}
-	if at.IsZero() {
-		ss.RecordsExposedBeforeContainment = ss.RecordsTouched
-		return
-	}
-	ss.ContainedAt, ss.ContainedBy = &at, by
 	exposed := map[string]struct{}{}
 	seen := false
 	for _, id := range s.MaliciousEventIDs {
-		m := obs.mal[id]
+		m := gated.mal[id]
 		if m == nil || !m.seen {
 			continue
 		}
 		seen = true
-		if m.time.Before(at) {
-			for _, r := range m.records {
-				exposed[r] = struct{}{}
-			}
+		if m.refused && (at.IsZero() || m.refusedAt.Before(at) || (m.refusedAt.Equal(at) && m.refusedBy < by)) {
+			at, by = m.refusedAt, m.refusedBy
+		}
+		for _, r := range m.records {
+			exposed[r] = struct{}{}
 		}
 	}
 	if !seen {
 		ss.RecordsExposedBeforeContainment = ss.RecordsTouched
 		return
+	}
+	if !at.IsZero() {
+		ss.ContainedAt, ss.ContainedBy = &at, by
 	}
 	ss.RecordsExposedBeforeContainment = len(exposed)
 }

@@ -3,6 +3,7 @@ package eval_test
 import (
 	"bytes"
 	"encoding/json"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -300,22 +301,93 @@ func TestScoreWithResponse(t *testing.T) {
 	tr := synthTruth()
 	obs := synthObserver(tr)
 	alerts := []event.Alert{mkAlert("al1", 60, "d1", principal("x"))}
-	// Contained at a3's time (120 s): a1 and a2 were read before it.
-	cs := []eval.Containment{
-		{Time: at(500), Kind: "block_source", Target: source("10.9.9.9")}, // not an attacker entity
-		{Time: at(120), Kind: "disable_identity", Target: principal("x")},
+	// x is disabled at 60 s: a1 and a2 (at the containment's own instant,
+	// already served) read 1, 2, 3; a3 is refused. The block of 10.9.9.9
+	// covers nobody's requests. Scenario b is not contained.
+	gate := eval.NewGate([]eval.Containment{
+		{Time: at(500), Kind: "block_source", Target: source("10.9.9.9")},
+		{Time: at(60), Kind: "disable_identity", Target: principal("x")},
+	})
+	gated := eval.NewObserver(tr)
+	for _, ev := range []event.Event{
+		mkEvent("a1", 0, "x", "1", "2"), mkEvent("a2", 60, "x", "2", "3"), mkEvent("a3", 120, "x", "4", "5"),
+		mkEvent("b1", 100, "z", "7"), mkEvent("b2", 200, "z", "8", "9"),
+	} {
+		if c, ok := gate.Refuse(&ev); ok {
+			gated.Refused(&ev, c)
+			eval.Apply(&ev)
+		}
+		gated.Observe(&ev)
 	}
-	sc := eval.ScoreWithResponse(tr, obs, alerts, cs, true)
+	sc := eval.ScoreWithResponse(tr, obs, gated, alerts)
 	a := sc.Scenarios[0]
-	if a.ContainedAt == nil || !a.ContainedAt.Equal(at(120)) || a.ContainedBy != "disable_identity" || a.RecordsExposedBeforeContainment != 3 || a.RecordsExposedBeforeDetection != 3 {
+	if a.ContainedAt == nil || !a.ContainedAt.Equal(at(60)) || a.ContainedBy != "disable_identity" || a.RecordsExposedBeforeContainment != 3 || a.RecordsExposedBeforeDetection != 3 || a.RecordsTouched != 5 {
 		t.Errorf("a: %+v", a)
 	}
 	// Not contained: every record touched was exposed.
 	b := sc.Scenarios[1]
-	if b.ContainedAt != nil || b.RecordsExposedBeforeContainment != b.RecordsTouched {
+	if b.ContainedAt != nil || b.RecordsExposedBeforeContainment != b.RecordsTouched || b.RecordsTouched != 3 {
 		t.Errorf("b: %+v", b)
 	}
 	if !sc.Response {
 		t.Error("Response not set")
+	}
+}
+
+func TestGate(t *testing.T) {
+	gate := eval.NewGate([]eval.Containment{
+		{Time: at(100), Kind: "revoke_key", Target: event.EntityKey{Kind: event.EntitySigningKey, ID: "k-old"}},
+		{Time: at(100), Kind: "revoke_token", Target: event.EntityKey{Kind: event.EntityToken, ID: "tok-1"}},
+		{Time: at(100), Until: at(200), Kind: "block_source", Target: source("203.0.113.9")},
+		{Time: at(150), Until: at(400), Kind: "block_source", Target: source("203.0.113.9")}, // a repeat, longer
+		{Time: at(100), Kind: "block_source", Target: source("198.51.100.0/24")},
+		{Time: at(100), Kind: "block_source", Target: source("AS64500")},
+		{Time: at(100), Kind: "disable_identity", Target: principal("e:1")},
+		{Time: at(300), Kind: "disable_identity", Target: principal("e:2")},
+	})
+	ev := func(sec int, mod func(*event.Event)) event.Event {
+		e := mkEvent("", sec, "", "1")
+		mod(&e)
+		return e
+	}
+	addr := func(s string) func(*event.Event) {
+		return func(e *event.Event) { e.Source.IP = netip.MustParseAddr(s) }
+	}
+	tests := []struct {
+		name   string
+		ev     event.Event
+		by     string
+		byTime time.Time
+	}{
+		{"key, before", ev(99, func(e *event.Event) { e.Token.KeyID = "k-old" }), "", time.Time{}},
+		{"key, at the instant", ev(100, func(e *event.Event) { e.Token.KeyID = "k-old" }), "", time.Time{}},
+		{"key, after", ev(101, func(e *event.Event) { e.Token.KeyID = "k-old" }), "revoke_key", at(100)},
+		{"other key", ev(101, func(e *event.Event) { e.Token.KeyID = "k-new" }), "", time.Time{}},
+		{"token", ev(101, func(e *event.Event) { e.Token.ID = "tok-1" }), "revoke_token", at(100)},
+		{"token mint", ev(101, func(e *event.Event) { e.Token.ID = "tok-1"; e.Dataset = event.DatasetToken }), "revoke_token", at(100)},
+		{"login is not through the gateway", ev(101, func(e *event.Event) { e.User.ID = "e:1"; e.Dataset = event.DatasetLogin }), "", time.Time{}},
+		{"principal", ev(101, func(e *event.Event) { e.User.ID = "e:1" }), "disable_identity", at(100)},
+		{"principal, earliest of two", ev(301, func(e *event.Event) { e.User.ID = "e:2"; e.Token.KeyID = "k-old" }), "revoke_key", at(100)},
+		{"address", ev(150, addr("203.0.113.9")), "block_source", at(100)},
+		{"address, as the first block expires", ev(200, addr("203.0.113.9")), "block_source", at(150)},
+		{"address, first block expired, repeat in force", ev(250, addr("203.0.113.9")), "block_source", at(150)},
+		{"address, both expired", ev(400, addr("203.0.113.9")), "", time.Time{}},
+		{"mapped address", ev(151, addr("::ffff:203.0.113.9")), "block_source", at(100)},
+		{"prefix", ev(101, addr("198.51.100.77")), "block_source", at(100)},
+		{"outside the prefix", ev(101, addr("198.51.101.77")), "", time.Time{}},
+		{"AS", ev(101, func(e *event.Event) { e.Source.IP = netip.MustParseAddr("192.0.2.1"); e.Source.ASN = 64500 }), "block_source", at(100)},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c, ok := gate.Refuse(&tc.ev)
+			if ok != (tc.by != "") || c.Kind != tc.by || !c.Time.Equal(tc.byTime) {
+				t.Errorf("Refuse = %+v, %v; want %q at %v", c, ok, tc.by, tc.byTime)
+			}
+		})
+	}
+	e := ev(101, func(e *event.Event) { e.HTTP.StatusCode = 200; e.Outcome = event.OutcomeSuccess })
+	eval.Apply(&e)
+	if e.Outcome != event.OutcomeFailure || e.HTTP.StatusCode != 401 || len(e.Records.IDs) != 0 {
+		t.Errorf("Apply: %+v", e)
 	}
 }

@@ -28,7 +28,7 @@ func (s Scorecard) WriteText(w io.Writer) error {
 		tw := tabwriter.NewWriter(ew, 0, 0, 2, ' ', 0)
 		exposedHead := "EXPOSED BEFORE DETECTION/TOUCHED"
 		if s.Response {
-			exposedHead = "CONTAINED BY\tEXPOSED BEFORE CONTAINMENT/DETECTION/TOUCHED"
+			exposedHead = "CONTAINED BY\tEXPOSED WITH RESPONSE/BEFORE DETECTION/TOUCHED"
 		}
 		fmt.Fprintf(tw, "  SCENARIO\tDETECTED\tTIME TO DETECT\t%s\tALERTS\tFIRST ALERT\n", exposedHead)
 		for _, sc := range s.Scenarios {
