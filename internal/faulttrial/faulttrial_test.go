@@ -29,6 +29,7 @@ import (
 
 	"github.com/haechi-sec/haechi/internal/cli"
 	"github.com/haechi-sec/haechi/internal/sim"
+	"github.com/haechi-sec/haechi/internal/store"
 )
 
 // TestMain runs the test binary as `haechi` when the harness starts it as
@@ -435,23 +436,32 @@ func readStore(t *testing.T, dataDir string, o *outcome) {
 	o.findings = rows(t, db, `SELECT alert_id, detector, kind, entity_kind, entity_id, time, score, explanation, evidence, tags, related
 		FROM findings ORDER BY alert_id, time, kind, entity_id, evidence`)
 	o.actions = rows(t, db, `SELECT id, kind, target, alert_id, playbook, state, reason, created_at FROM actions ORDER BY id`)
-	q, err := db.Query(`SELECT dim, value, day, rtype, field, bitmap, first, last FROM ledger ORDER BY dim, value, day, rtype, field`)
+	q, err := db.Query(`SELECT dim, value, day, cells FROM ledger_days ORDER BY dim, value, day`)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer q.Close()
 	for q.Next() {
-		var dim, value, rtype, field string
-		var day, first, last int64
-		var bm []byte
-		if err := q.Scan(&dim, &value, &day, &rtype, &field, &bm, &first, &last); err != nil {
+		var dim, value string
+		var day int64
+		var cells []byte
+		if err := q.Scan(&dim, &value, &day, &cells); err != nil {
 			t.Fatal(err)
 		}
-		b := roaring.New()
-		if _, err := b.FromBuffer(bm); err != nil {
+		rs, err := store.DecodeLedgerCells(dim, value, day, cells)
+		if err != nil {
 			t.Fatal(err)
 		}
-		o.ledger = append(o.ledger, fmt.Sprintf("%s %s %d %s %s n=%d %d %d", dim, value, day, rtype, field, b.GetCardinality(), first, last))
+		for _, r := range rs {
+			b := roaring.New()
+			if _, err := b.FromBuffer(r.Bitmap); err != nil {
+				t.Fatal(err)
+			}
+			o.ledger = append(o.ledger, fmt.Sprintf("%s %s %d %s %s n=%d %d %d", dim, value, day, r.RType, r.Field, b.GetCardinality(), r.First, r.Last))
+		}
+	}
+	if err := q.Err(); err != nil {
+		t.Fatal(err)
 	}
 }
 

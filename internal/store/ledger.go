@@ -34,20 +34,22 @@ type LedgerDictEntry struct {
 }
 
 // MergeLedger saves dictionary entries and ORs rows into the ledger in one
-// transaction: a stored row's bitmap becomes the union of the stored and
+// transaction: a stored cell's bitmap becomes the union of the stored and
 // the given one, its First the earlier and its Last the later. Dictionary
 // entries already stored with the same id and rid are ignored; a conflict
 // (same id, other rid, or same rid, other id) fails the batch.
 //
-// A flush is written a chunk of rows at a time, in three statements per
-// chunk whatever its size: an insert of the rows that are new (ON CONFLICT
-// DO NOTHING RETURNING the keys it inserted), a SELECT of the others'
-// stored versions, and an upsert of their unions.
+// The rows of one (dimension, value, day) are stored together, as one row
+// of ledger_days (see encodeCells). A flush is written a chunk of days at
+// a time, in three statements per chunk whatever its size: an insert of
+// the days that are new (ON CONFLICT DO NOTHING RETURNING the keys it
+// inserted), a SELECT of the others' stored cells, and an upsert of their
+// unions.
 //
 // On PostgreSQL, concurrent merges from several processes are exact: the
-// stored rows are read FOR UPDATE before their unions are written back, so
+// stored days are read FOR UPDATE before their unions are written back, so
 // a second merger waits and then ORs into the first one's result (READ
-// COMMITTED reads the newest version of a row it had to wait for). Rows
+// COMMITTED reads the newest version of a row it had to wait for). Days
 // are locked in key order — the inserts in VALUES order, the SELECT by
 // ORDER BY — so two merges of overlapping batches cannot deadlock.
 func (s *Store) MergeLedger(ctx context.Context, dict []LedgerDictEntry, rows []LedgerRow) error {
@@ -119,19 +121,38 @@ func mergeLedgerRow(r *LedgerRow, old []byte, first, last int64) (LedgerRow, err
 	return out, nil
 }
 
-// ledgerChunk is the most rows one ledger statement carries (8 parameters
+// ledgerChunk is the most days one ledger statement carries (4 parameters
 // each).
-const ledgerChunk = 64
+const ledgerChunk = 128
 
-type ledgerKey struct {
-	dim, value   string
-	day          int64
-	rtype, field string
+// dayKey names one stored ledger day.
+type dayKey struct {
+	dim, value string
+	day        int64
 }
 
-func keyOf(r *LedgerRow) ledgerKey { return ledgerKey{r.Dim, r.Value, r.Day, r.RType, r.Field} }
+// ledgerDay is the rows of one day to merge.
+type ledgerDay struct {
+	key  dayKey
+	rows []LedgerRow // sorted by rtype, field
+}
 
-const ledgerKeyColumns = `dim, value, day, rtype, field`
+// groupDays splits rows (sorted, one per key) into days.
+func groupDays(rows []LedgerRow) []ledgerDay {
+	var out []ledgerDay
+	for i := 0; i < len(rows); {
+		k := dayKey{rows[i].Dim, rows[i].Value, rows[i].Day}
+		j := i + 1
+		for j < len(rows) && rows[j].Dim == k.dim && rows[j].Value == k.value && rows[j].Day == k.day {
+			j++
+		}
+		out = append(out, ledgerDay{key: k, rows: rows[i:j:j]})
+		i = j
+	}
+	return out
+}
+
+const ledgerDayColumns = `dim, value, day`
 
 // mergeLedger writes dict and rows (sorted, one per key) inside tx.
 func (s *Store) mergeLedger(ctx context.Context, tx *sql.Tx, dict []LedgerDictEntry, rows []LedgerRow) error {
@@ -164,25 +185,30 @@ func (s *Store) mergeLedger(ctx context.Context, tx *sql.Tx, dict []LedgerDictEn
 			}
 		}
 	}
-	args := make([]any, 0, ledgerChunk*8)
-	for start := 0; start < len(rows); start += ledgerChunk {
+	days := groupDays(rows)
+	args := make([]any, 0, ledgerChunk*4)
+	for start := 0; start < len(days); start += ledgerChunk {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		chunk := rows[start:min(start+ledgerChunk, len(rows))]
+		chunk := days[start:min(start+ledgerChunk, len(days))]
 
-		// 1. The new rows, in one insert; most rows of a flush are new (a
-		// new day, a new value). On PostgreSQL a row another process is
-		// inserting meanwhile makes this wait for it, then skip the row,
+		// 1. The new days, in one insert; most days of a flush are new (a
+		// new day, a new value). On PostgreSQL a day another process is
+		// inserting meanwhile makes this wait for it, then skip the day,
 		// which is merged below.
 		args = args[:0]
 		for i := range chunk {
-			r := &chunk[i]
-			args = append(args, r.Dim, r.Value, r.Day, r.RType, r.Field, r.Bitmap, r.First, r.Last)
+			d := &chunk[i]
+			cells, err := mergeCells(nil, d.rows)
+			if err != nil {
+				return err
+			}
+			args = append(args, d.key.dim, d.key.value, d.key.day, encodeCells(cells))
 		}
-		inserted := make(map[ledgerKey]bool, len(chunk))
-		if err := queryKeys(ctx, tx, `INSERT INTO ledger (`+ledgerKeyColumns+`, bitmap, first, last) VALUES `+valueRows(8, len(chunk))+`
-ON CONFLICT (`+ledgerKeyColumns+`) DO NOTHING RETURNING `+ledgerKeyColumns, args, func(k ledgerKey, _ []byte, _, _ int64) error {
+		inserted := make(map[dayKey]bool, len(chunk))
+		if err := queryDays(ctx, tx, `INSERT INTO ledger_days (`+ledgerDayColumns+`, cells) VALUES `+valueRows(4, len(chunk))+`
+ON CONFLICT (`+ledgerDayColumns+`) DO NOTHING RETURNING `+ledgerDayColumns, args, func(k dayKey, _ []byte) error {
 			inserted[k] = true
 			return nil
 		}); err != nil {
@@ -192,55 +218,59 @@ ON CONFLICT (`+ledgerKeyColumns+`) DO NOTHING RETURNING `+ledgerKeyColumns, args
 			continue
 		}
 
-		// 2. The stored versions of the others, row-locked in key order.
-		var rest []*LedgerRow
+		// 2. The stored cells of the others, row-locked in key order.
+		var rest []*ledgerDay
 		var where strings.Builder
 		args = args[:0]
 		for i := range chunk {
-			r := &chunk[i]
-			if inserted[keyOf(r)] {
+			d := &chunk[i]
+			if inserted[d.key] {
 				continue
 			}
 			if len(rest) > 0 {
 				where.WriteString(" OR ")
 			}
-			where.WriteString("(dim = ? AND value = ? AND day = ? AND rtype = ? AND field = ?)")
-			args = append(args, r.Dim, r.Value, r.Day, r.RType, r.Field)
-			rest = append(rest, r)
+			where.WriteString("(dim = ? AND value = ? AND day = ?)")
+			args = append(args, d.key.dim, d.key.value, d.key.day)
+			rest = append(rest, d)
 		}
-		stored := make(map[ledgerKey]LedgerRow, len(rest))
-		if err := queryKeys(ctx, tx, `SELECT `+ledgerKeyColumns+`, bitmap, first, last FROM ledger WHERE `+where.String()+
-			` ORDER BY `+ledgerKeyColumns+s.dialect.forUpdate(), args, func(k ledgerKey, bitmap []byte, first, last int64) error {
-			stored[k] = LedgerRow{Bitmap: bitmap, First: first, Last: last}
+		stored := make(map[dayKey][]byte, len(rest))
+		if err := queryDays(ctx, tx, `SELECT `+ledgerDayColumns+`, cells FROM ledger_days WHERE `+where.String()+
+			` ORDER BY `+ledgerDayColumns+s.dialect.forUpdate(), args, func(k dayKey, cells []byte) error {
+			stored[k] = cells
 			return nil
 		}); err != nil {
 			return err
 		}
 
-		// 3. Their unions, in one upsert. (A row that vanished meanwhile
+		// 3. Their unions, in one upsert. (A day that vanished meanwhile
 		// is written as given.)
 		args = args[:0]
-		for _, r := range rest {
-			m := *r
-			if old, ok := stored[keyOf(r)]; ok {
+		for _, d := range rest {
+			var old []ledgerCell
+			if b, ok := stored[d.key]; ok {
 				var err error
-				if m, err = mergeLedgerRow(r, old.Bitmap, old.First, old.Last); err != nil {
-					return err
+				if old, err = decodeCells(b); err != nil {
+					return fmt.Errorf("%s=%s day %d: %w", d.key.dim, d.key.value, d.key.day, err)
 				}
 			}
-			args = append(args, m.Dim, m.Value, m.Day, m.RType, m.Field, m.Bitmap, m.First, m.Last)
+			cells, err := mergeCells(old, d.rows)
+			if err != nil {
+				return err
+			}
+			args = append(args, d.key.dim, d.key.value, d.key.day, encodeCells(cells))
 		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO ledger (`+ledgerKeyColumns+`, bitmap, first, last) VALUES `+valueRows(8, len(rest))+`
-ON CONFLICT (`+ledgerKeyColumns+`) DO UPDATE SET bitmap = excluded.bitmap, first = excluded.first, last = excluded.last`, args...); err != nil {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO ledger_days (`+ledgerDayColumns+`, cells) VALUES `+valueRows(4, len(rest))+`
+ON CONFLICT (`+ledgerDayColumns+`) DO UPDATE SET cells = excluded.cells`, args...); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// queryKeys runs q and calls fn with each row's key and, when q selects
-// them, bitmap, first and last.
-func queryKeys(ctx context.Context, tx *sql.Tx, q string, args []any, fn func(k ledgerKey, bitmap []byte, first, last int64) error) error {
+// queryDays runs q and calls fn with each row's key and, when q selects
+// it, cells.
+func queryDays(ctx context.Context, tx *sql.Tx, q string, args []any, fn func(k dayKey, cells []byte) error) error {
 	rs, err := tx.QueryContext(ctx, q, args...)
 	if err != nil {
 		return err
@@ -252,18 +282,17 @@ func queryKeys(ctx context.Context, tx *sql.Tx, q string, args []any, fn func(k 
 	}
 	for rs.Next() {
 		var (
-			k           ledgerKey
-			bitmap      []byte
-			first, last int64
+			k     dayKey
+			cells []byte
 		)
-		dest := []any{&k.dim, &k.value, &k.day, &k.rtype, &k.field}
-		if len(cols) > 5 {
-			dest = append(dest, &bitmap, &first, &last)
+		dest := []any{&k.dim, &k.value, &k.day}
+		if len(cols) > 3 {
+			dest = append(dest, &cells)
 		}
 		if err := rs.Scan(dest...); err != nil {
 			return err
 		}
-		if err := fn(k, bitmap, first, last); err != nil {
+		if err := fn(k, cells); err != nil {
 			return err
 		}
 	}
@@ -274,7 +303,8 @@ func queryKeys(ctx context.Context, tx *sql.Tx, q string, args []any, fn func(k 
 }
 
 // LedgerRows returns the rows of dim for the given values (all values when
-// values is empty) with fromDay <= day <= toDay.
+// values is empty) with fromDay <= day <= toDay, sorted by value, day,
+// record type and field.
 func (s *Store) LedgerRows(ctx context.Context, dim string, values []string, fromDay, toDay int64) ([]LedgerRow, error) {
 	var out []LedgerRow
 	scan := func(q string, args ...any) error {
@@ -284,23 +314,31 @@ func (s *Store) LedgerRows(ctx context.Context, dim string, values []string, fro
 		}
 		defer rs.Close()
 		for rs.Next() {
-			r := LedgerRow{Dim: dim}
-			if err := rs.Scan(&r.Value, &r.Day, &r.RType, &r.Field, &r.Bitmap, &r.First, &r.Last); err != nil {
+			var (
+				value string
+				day   int64
+				cells []byte
+			)
+			if err := rs.Scan(&value, &day, &cells); err != nil {
 				return err
 			}
-			out = append(out, r)
+			rows, err := DecodeLedgerCells(dim, value, day, cells)
+			if err != nil {
+				return fmt.Errorf("%s=%s day %d: %w", dim, value, day, err)
+			}
+			out = append(out, rows...)
 		}
 		return rs.Err()
 	}
-	const cols = `SELECT value, day, rtype, field, bitmap, first, last FROM ledger WHERE dim = ? AND `
+	const cols = `SELECT value, day, cells FROM ledger_days WHERE dim = ? AND `
 	if len(values) == 0 {
-		if err := scan(cols+`day BETWEEN ? AND ? ORDER BY value, day, rtype, field`, dim, fromDay, toDay); err != nil {
+		if err := scan(cols+`day BETWEEN ? AND ? ORDER BY value, day`, dim, fromDay, toDay); err != nil {
 			return nil, fmt.Errorf("ledger rows: %w", err)
 		}
 		return out, nil
 	}
 	for _, v := range values {
-		if err := scan(cols+`value = ? AND day BETWEEN ? AND ? ORDER BY day, rtype, field`, dim, v, fromDay, toDay); err != nil {
+		if err := scan(cols+`value = ? AND day BETWEEN ? AND ? ORDER BY day`, dim, v, fromDay, toDay); err != nil {
 			return nil, fmt.Errorf("ledger rows: %w", err)
 		}
 	}
@@ -310,7 +348,7 @@ func (s *Store) LedgerRows(ctx context.Context, dim string, values []string, fro
 // LedgerValues returns the distinct values of dim with rows on days in
 // [fromDay, toDay], sorted.
 func (s *Store) LedgerValues(ctx context.Context, dim string, fromDay, toDay int64) ([]string, error) {
-	rs, err := s.db.QueryContext(ctx, `SELECT DISTINCT value FROM ledger WHERE dim = ? AND day BETWEEN ? AND ? ORDER BY value`, dim, fromDay, toDay)
+	rs, err := s.db.QueryContext(ctx, `SELECT DISTINCT value FROM ledger_days WHERE dim = ? AND day BETWEEN ? AND ? ORDER BY value`, dim, fromDay, toDay)
 	if err != nil {
 		return nil, fmt.Errorf("ledger values: %w", err)
 	}

@@ -18,6 +18,12 @@ import (
 //go:embed migrations/*.sql
 var migrationFS embed.FS
 
+// migrationSteps are Go steps run after a migration's SQL, in its
+// transaction, for what SQL alone cannot do (re-encoding data).
+var migrationSteps = map[int]func(ctx context.Context, s *Store, tx *sql.Tx) error{
+	8: convertLedgerCells,
+}
+
 type migration struct {
 	version int
 	name    string
@@ -184,6 +190,11 @@ func (s *Store) applyMigration(ctx context.Context, db migrationConn, m migratio
 	}
 	if _, err := tx.ExecContext(ctx, s.dialect.translateMigration(m.sql)); err != nil {
 		return false, err
+	}
+	if step := migrationSteps[m.version]; step != nil {
+		if err := step(ctx, s, tx); err != nil {
+			return false, err
+		}
 	}
 	if _, err := tx.ExecContext(ctx, "INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)",
 		m.version, time.Now().UnixNano()); err != nil {
