@@ -114,6 +114,61 @@ func benchmarkMergeLedger(b *testing.B, s *Store) {
 	b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "rows/s")
 }
 
+// BenchmarkMergeLedgerCustomerDays merges flushes of what customers
+// reading their own data make: 64 principals' days, half new and half
+// ORed into stored days, each of one record type and four field
+// categories of the same one or two records (the whole set, name, phone,
+// email) — 320 cells per flush.
+func BenchmarkMergeLedgerCustomerDays(b *testing.B) {
+	for _, be := range []backend{sqliteBackend, postgresBackend} {
+		b.Run(be.name, func(b *testing.B) {
+			if be.name == "postgres" {
+				requirePostgres(b)
+			}
+			s := be.open(b)
+			ctx := b.Context()
+			const half = 32
+			var rows []LedgerRow
+			n, day := 0, int64(20000)
+			add := func(i int, day int64) {
+				ids := []uint32{uint32(n + i)}
+				if i%3 == 0 {
+					ids = append(ids, uint32(n+i+1))
+				}
+				bm, err := roaring.BitmapOf(ids...).ToBytes()
+				if err != nil {
+					b.Fatal(err)
+				}
+				for _, f := range []string{"", "name", "phone", "email", "address"} {
+					if f == "address" && i%2 == 0 {
+						continue
+					}
+					rows = append(rows, LedgerRow{Dim: "principal", Value: fmt.Sprintf("m:%d", i), Day: day, RType: "customer", Field: f,
+						Bitmap: bm, First: int64(n), Last: int64(n + 1)})
+				}
+			}
+			cells := 0
+			b.ReportAllocs()
+			for b.Loop() {
+				rows = rows[:0]
+				for i := range half {
+					add(i, day) // stored by the previous flush
+				}
+				day++
+				for i := range half {
+					add(i, day) // new
+				}
+				n += 2 * half
+				cells += len(rows)
+				if err := s.MergeLedger(ctx, nil, rows); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(cells)/b.Elapsed().Seconds(), "cells/s")
+		})
+	}
+}
+
 // TestAssignLedgerDictConcurrent: several processes (one Store each on the
 // same database) numbering overlapping record ids at once never give one
 // id two numbers or one number to two ids, and the numbers stay contiguous
