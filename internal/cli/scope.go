@@ -76,6 +76,17 @@ func (c *scopeCmd) Run(e *env) error {
 		return enc.Encode(res)
 	}
 	w := e.stdout
+	for _, id := range c.Alert {
+		// ScopeQuery found it: the alert is scoped through its entity.
+		if a, err := st.GetAlert(e.ctx, id); err == nil {
+			fmt.Fprintf(w, "alert %s is about %s: scoped through it, over every day unless --from/--to narrow it\n", id, a.Entity)
+		}
+	}
+	fmt.Fprintf(w, "scope of %s", describeTerms(res))
+	if res.FromDay != "" || res.ToDay != "" {
+		fmt.Fprintf(w, " from %s to %s", orDash(res.FromDay, "the start"), orDash(res.ToDay, "now"))
+	}
+	fmt.Fprintln(w, ":")
 	fmt.Fprintf(w, "%d distinct records touched", res.Total)
 	if !res.First.IsZero() {
 		fmt.Fprintf(w, ", first %s, last %s", res.First.UTC().Format(time.RFC3339), res.Last.UTC().Format(time.RFC3339))
@@ -130,4 +141,25 @@ func export(ctx context.Context, res *ledger.Result, path string) (err error) {
 		return err
 	}
 	return bw.Flush()
+}
+
+// describeTerms names what a scope answered: "key auth-2022-11 or source
+// 203.0.113.0/24" (and, with --intersect, "and").
+func describeTerms(res *ledger.Result) string {
+	parts := make([]string, 0, len(res.Terms))
+	for _, t := range res.Terms {
+		parts = append(parts, string(t.Dim)+" "+strings.Join(t.Values, ", "))
+	}
+	sep := " or "
+	if res.Intersect {
+		sep = " and "
+	}
+	return strings.Join(parts, sep)
+}
+
+func orDash(s, none string) string {
+	if s == "" {
+		return none
+	}
+	return s
 }

@@ -33,8 +33,8 @@ type Reader interface {
 // Source value may be a CIDR prefix ("203.0.113.0/24"), matching every
 // stored address in it.
 type Term struct {
-	Dim    Dimension
-	Values []string
+	Dim    Dimension `json:"dim"`
+	Values []string  `json:"values"`
 }
 
 // Query is a scope question: the records touched by the terms on the UTC
@@ -59,6 +59,12 @@ type Result struct {
 	// term); zero when nothing was found.
 	First time.Time `json:"first,omitzero"`
 	Last  time.Time `json:"last,omitzero"`
+	// Terms, Intersect and the UTC days FromDay to ToDay (YYYY-MM-DD;
+	// empty when unbounded) echo what was answered.
+	Terms     []Term `json:"terms"`
+	Intersect bool   `json:"intersect,omitempty"`
+	FromDay   string `json:"from_day,omitempty"`
+	ToDay     string `json:"to_day,omitempty"`
 
 	sets map[string]*roaring.Bitmap
 	r    Reader
@@ -115,6 +121,13 @@ func Scope(ctx context.Context, r Reader, q Query) (*Result, error) {
 	}
 	res := combine(sets, q.Intersect)
 	res.r = r
+	res.Terms, res.Intersect = q.Terms, q.Intersect
+	if !q.From.IsZero() {
+		res.FromDay = q.From.UTC().Format(time.DateOnly)
+	}
+	if !q.To.IsZero() {
+		res.ToDay = q.To.UTC().Format(time.DateOnly)
+	}
 	return res, nil
 }
 
