@@ -6,7 +6,6 @@ import (
 	"math"
 	"testing"
 
-	"github.com/RoaringBitmap/roaring/v2"
 	"github.com/google/go-cmp/cmp"
 )
 
@@ -146,7 +145,7 @@ func TestMigrateLedgerCells(t *testing.T) {
 						ids = ids[:1]
 					}
 					r := LedgerRow{Dim: "principal", Value: fmt.Sprintf("m:%d", v), Day: 20000 + day, RType: "customer", Field: f,
-						Bitmap: roaringBytes(t, ids...), First: int64(v) + day, Last: int64(v) + day + 1}
+						Bitmap: bm(t, ids...), First: int64(v) + day, Last: int64(v) + day + 1}
 					want = append(want, r)
 					if _, err := s.db.ExecContext(ctx, `INSERT INTO ledger VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
 						r.Dim, r.Value, r.Day, r.RType, r.Field, r.Bitmap, r.First, r.Last); err != nil {
@@ -176,13 +175,4 @@ func TestMigrateLedgerCells(t *testing.T) {
 			t.Error("the old table is still there")
 		}
 	})
-}
-
-func roaringBytes(t *testing.T, ids ...uint32) []byte {
-	t.Helper()
-	b, err := roaring.BitmapOf(ids...).ToBytes()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
 }
