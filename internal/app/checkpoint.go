@@ -93,8 +93,14 @@ func loadCheckpoint(ctx context.Context, st *store.Store, log *slog.Logger) *Che
 // goroutine. Only the newest waiting checkpoint is kept: a slow store
 // skips intermediate ones rather than queueing them.
 type checkpointSaver struct {
-	st    *store.Store
-	log   *slog.Logger
+	st  *store.Store
+	log *slog.Logger
+	// durable, if set, returns once everything the alert sinks were handed
+	// before the call is stored (the alert writer's and the responder's
+	// queues): a checkpoint restores the alert stage's state, and a restart
+	// does not raise again what that state says was raised, so what it
+	// raised must be in the store before the checkpoint is.
+	durable func(context.Context) error
 	ch    chan Checkpoint
 	done  chan struct{}
 	bytes prometheus.Gauge
@@ -102,8 +108,8 @@ type checkpointSaver struct {
 	saved prometheus.Counter
 }
 
-func newCheckpointSaver(st *store.Store, log *slog.Logger, reg prometheus.Registerer) *checkpointSaver {
-	s := &checkpointSaver{st: st, log: log, ch: make(chan Checkpoint, 1), done: make(chan struct{}),
+func newCheckpointSaver(st *store.Store, log *slog.Logger, reg prometheus.Registerer, durable func(context.Context) error) *checkpointSaver {
+	s := &checkpointSaver{st: st, log: log, durable: durable, ch: make(chan Checkpoint, 1), done: make(chan struct{}),
 		bytes: prometheus.NewGauge(prometheus.GaugeOpts{Name: "haechi_checkpoint_bytes", Help: "Size of the last stored detector checkpoint."}),
 		mark:  prometheus.NewGauge(prometheus.GaugeOpts{Name: "haechi_checkpoint_mark", Help: "Spool offset of the last stored detector checkpoint."}),
 		saved: prometheus.NewCounter(prometheus.CounterOpts{Name: "haechi_checkpoints_saved_total", Help: "Detector checkpoints stored."}),
@@ -153,6 +159,14 @@ func (s *checkpointSaver) save(c Checkpoint) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	start := time.Now()
+	// The sinks were handed the alerts of every event before the mark
+	// before the checkpoint was offered.
+	if s.durable != nil {
+		if err := s.durable(ctx); err != nil {
+			s.log.Error("checkpoint: the alerts before it are not stored; not saving it, the next one will be tried", "mark", c.Mark, "err", err)
+			return
+		}
+	}
 	if err := s.st.SaveCheckpoint(ctx, store.StateCheckpoint{Name: checkpointName, Mark: c.Mark, Shards: c.Shards, Data: data, SavedAt: time.Now()}); err != nil {
 		s.log.Error("checkpoint: cannot store; the next one will be tried", "mark", c.Mark, "err", err)
 		return

@@ -163,7 +163,9 @@ func Serve(ctx context.Context, opts ServeOptions) (err error) {
 	)
 	if cfg.Spool.Enabled && cfg.Engine.CheckpointEvery > 0 && !cluster {
 		restore = loadCheckpoint(ctx, st, log)
-		saver = newCheckpointSaver(st, log, reg)
+		saver = newCheckpointSaver(st, log, reg, func(ctx context.Context) error {
+			return errors.Join(w.Flush(ctx), responder.Flush(ctx))
+		})
 	}
 	onCheckpoint := func(Checkpoint) {}
 	if saver != nil {
