@@ -101,11 +101,11 @@ type checkpointSaver struct {
 	// does not raise again what that state says was raised, so what it
 	// raised must be in the store before the checkpoint is.
 	durable func(context.Context) error
-	ch    chan Checkpoint
-	done  chan struct{}
-	bytes prometheus.Gauge
-	mark  prometheus.Gauge
-	saved prometheus.Counter
+	ch      chan Checkpoint
+	done    chan struct{}
+	bytes   prometheus.Gauge
+	mark    prometheus.Gauge
+	saved   prometheus.Counter
 }
 
 func newCheckpointSaver(st *store.Store, log *slog.Logger, reg prometheus.Registerer, durable func(context.Context) error) *checkpointSaver {
