@@ -414,7 +414,10 @@ func TestErrorPositions(t *testing.T) {
 	}
 }
 
-// Simple equality and contains on strings must not allocate.
+// Simple equality and contains on strings must not allocate. (|re is not
+// in the list: regexp keeps its matching machines in a sync.Pool, which a
+// garbage collection empties, so a regex match allocates whenever one ran
+// meanwhile — CI saw it once, with other tests collecting.)
 func TestMatchDoesNotAllocate(t *testing.T) {
 	ev := webEvent(nil)
 	for _, det := range []string{
@@ -424,7 +427,6 @@ func TestMatchDoesNotAllocate(t *testing.T) {
 		"s:\n  cs-user-agent|contains|all: [iphone, os]\n  sc-status: 200\n  c-ip|cidr: 211.0.0.0/8\ncondition: s",
 		"s:\n  cs-uri-stem: '/api/*/members/*/pro?ile'\ncondition: s",
 		"s:\n  sc-status|startswith: '2'\ncondition: s",
-		"s:\n  cs-uri-stem|re: 'members/[0-9]+'\ncondition: s",
 		"k:\n  - iphone\ncondition: k",
 	} {
 		r := mustRule(t, webLS, det)
