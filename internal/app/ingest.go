@@ -363,7 +363,7 @@ func (in *Ingester) Run(ctx context.Context, p *Pipeline) error {
 	seen := map[string]bool{}       // keys consumed: a duplicate never reaches the pipeline twice
 	var last, lastCheckpoint uint64 // offsets: handed over, and of the last checkpoint asked for
 	for {
-		off, rec, err := rd.Next(ctx)
+		off, rec, err := in.next(ctx, p, rd, last)
 		if err != nil {
 			if ctx.Err() != nil {
 				// A graceful stop: checkpoint what was handed over, so the
@@ -435,6 +435,38 @@ func (in *Ingester) Run(ctx context.Context, p *Pipeline) error {
 			}
 		}
 		in.retain(off, st)
+	}
+}
+
+// next waits for the next stored record. While it waits with more than
+// RetainBytes held, it keeps retention going every markEvery — a mark for
+// last, the last record handed over, then deleting what the ledger has
+// stored since: retention otherwise advances only as records are consumed,
+// so a spool that filled up in a burst, with everything in it consumed
+// before the ledger had stored it, stayed full — every request answered
+// 429 — until one small enough to fit the space left arrived.
+func (in *Ingester) next(ctx context.Context, p *Pipeline, rd *spool.Reader, last uint64) (uint64, []byte, error) {
+	for {
+		wctx, cancel := context.WithTimeout(ctx, markEvery)
+		off, rec, err := rd.Next(wctx)
+		cancel()
+		if err == nil || ctx.Err() != nil || !errors.Is(err, context.DeadlineExceeded) {
+			return off, rec, err
+		}
+		st := in.sp.Stats()
+		if last == 0 || int64(st.Bytes) <= in.opts.RetainBytes {
+			continue
+		}
+		if time.Since(in.lastMark) >= markEvery {
+			in.lastMark = time.Now()
+			if err := p.Engine.Mark(ctx, last); err != nil {
+				if ctx.Err() != nil {
+					return 0, nil, ctx.Err()
+				}
+				return 0, nil, fmt.Errorf("spool: mark %d: %w", last, err)
+			}
+		}
+		in.retain(last, st)
 	}
 }
 

@@ -1,6 +1,7 @@
 package app
 
 import (
+	"context"
 	"errors"
 	"os"
 	"slices"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/haechi-sec/haechi/internal/api"
+	"github.com/haechi-sec/haechi/internal/config"
 	"github.com/haechi-sec/haechi/internal/spool"
 )
 
@@ -155,5 +157,60 @@ func TestIngesterMaxLag(t *testing.T) {
 	}
 	if dup, err := in.Append(t.Context(), api.Stored{Key: "a", Body: []byte("{}\n")}); err != nil || !dup {
 		t.Fatalf("retry of a stored request while behind: dup %v err %v", dup, err)
+	}
+}
+
+// A spool that filled up in a burst empties once the ledger has stored
+// what it touched, even when nothing more arrives: every request was
+// consumed before the ledger reported it durable, so retention must go on
+// while the consumer waits — before, ingest answered 429 until a request
+// small enough for the space left came in.
+func TestIngesterRetainsWhileIdle(t *testing.T) {
+	var durable atomic.Uint64
+	body := []byte(strings.Repeat(`{"@timestamp":"2025-06-02T00:00:00Z","event":{"dataset":"gateway.access","action":"member.profile.read","outcome":"success"},"user":{"id":"m:1"}}`+"\n", 40))
+	in, err := OpenIngester(IngestOptions{
+		Spool:       spool.Options{Dir: t.TempDir(), NoSync: true, SegmentBytes: 16 << 10, MaxBytes: 64 << 10},
+		RetainBytes: 8 << 10,
+		Durable:     durable.Load,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Close()
+	for in.Admit(int64(len(body))) == nil {
+		if _, err := in.Append(t.Context(), api.Stored{Body: body}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p, err := NewPipeline(PipelineOptions{Config: config.Default()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pipeDone := make(chan error, 1)
+	go func() { pipeDone <- p.Run(context.Background()) }()
+	ctx, stop := context.WithCancel(t.Context())
+	consumed := make(chan error, 1)
+	go func() { consumed <- in.Run(ctx, p) }()
+	defer func() {
+		stop()
+		if err := <-consumed; err != nil {
+			t.Error(err)
+		}
+		p.Close()
+		<-pipeDone
+	}()
+	for deadline := time.Now().Add(10 * time.Second); in.Pending() > 0; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the consumer did not take the spool")
+		}
+	}
+	if err := in.Admit(int64(len(body))); !errors.Is(err, api.ErrBusy) {
+		t.Fatalf("admitted before the ledger stored anything: %v", err)
+	}
+	durable.Store(1 << 62) // the ledger has stored everything handed over
+	for deadline := time.Now().Add(5 * time.Second); in.Admit(int64(len(body))) != nil; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the spool stayed full (%d bytes) with nothing arriving", in.sp.Stats().Bytes)
+		}
 	}
 }
