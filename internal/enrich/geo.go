@@ -103,7 +103,7 @@ type asnRecord struct {
 // what it is opened for. With both paths empty it returns a disabled *Geo
 // and no error.
 func OpenGeo(opts GeoOptions) (*Geo, error) {
-	g := &Geo{seed: rand.Uint64()}
+	g := &Geo{seed: rand.Uint64()} // #nosec G404 -- math/rand/v2's global source is ChaCha8, seeded from the OS per process
 	if opts.CountryDB != "" {
 		r, err := openChecked(opts.CountryDB, "country", checkCountry)
 		if err != nil {

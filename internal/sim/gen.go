@@ -95,7 +95,7 @@ func Generate(ctx context.Context, o Options, w io.Writer, progress func(n int64
 		}
 		t0 := g.startMS + c*chunkMS
 		t1 := t0 + chunkMS
-		g.rng = rand.New(rand.NewPCG(g.seed, uint64(c)^0x5eed0000c0ffee))
+		g.rng = rand.New(rand.NewPCG(g.seed, uint64(c)^0x5eed0000c0ffee)) // #nosec G404 -- the simulator must be reproducible from its seed
 		for si < len(g.sched) && g.sched[si].t < t1 {
 			g.sched[si].fn()
 			si++

@@ -260,8 +260,10 @@ ON CONFLICT (`+ledgerDayColumns+`) DO NOTHING RETURNING `+ledgerDayColumns, args
 			}
 			args = append(args, d.key.dim, d.key.value, d.key.day, encodeCells(cells))
 		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO ledger_days (`+ledgerDayColumns+`, cells) VALUES `+valueRows(4, len(rest))+`
-ON CONFLICT (`+ledgerDayColumns+`) DO UPDATE SET cells = excluded.cells`, args...); err != nil {
+		// #nosec G202 -- a constant column list and placeholders
+		q := `INSERT INTO ledger_days (` + ledgerDayColumns + `, cells) VALUES ` + valueRows(4, len(rest)) +
+			` ON CONFLICT (` + ledgerDayColumns + `) DO UPDATE SET cells = excluded.cells`
+		if _, err := tx.ExecContext(ctx, q, args...); err != nil {
 			return err
 		}
 	}
@@ -409,7 +411,7 @@ func (s *Store) LedgerDictNames(ctx context.Context, ids []uint32) (map[uint32]s
 		for i, id := range part {
 			args[i] = int64(id)
 		}
-		q := `SELECT id, rid FROM ledger_dict WHERE id IN (?` + strings.Repeat(",?", len(part)-1) + `)`
+		q := `SELECT id, rid FROM ledger_dict WHERE id IN (?` + strings.Repeat(",?", len(part)-1) + `)` // #nosec G202 -- only placeholders are concatenated
 		rs, err := s.db.QueryContext(ctx, q, args...)
 		if err != nil {
 			return nil, fmt.Errorf("ledger dictionary: %w", err)
@@ -466,7 +468,7 @@ func (s *Store) AssignLedgerDict(ctx context.Context, rids []string, first uint3
 			for i, r := range part {
 				args[i] = r
 			}
-			rs, err := tx.QueryContext(ctx, `SELECT id, rid FROM ledger_dict WHERE rid IN (?`+strings.Repeat(",?", len(part)-1)+`)`, args...)
+			rs, err := tx.QueryContext(ctx, `SELECT id, rid FROM ledger_dict WHERE rid IN (?`+strings.Repeat(",?", len(part)-1)+`)`, args...) // #nosec G202 -- only placeholders are concatenated
 			if err != nil {
 				return err
 			}

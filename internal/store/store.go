@@ -220,7 +220,7 @@ func (s *Store) writeTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 		}
 		s.logger.Debug("store: retrying transaction", "attempt", attempt, "err", err)
 		// Jitter keeps two transactions that deadlocked from colliding again.
-		d := backoff/2 + rand.N(backoff)
+		d := backoff/2 + rand.N(backoff) // #nosec G404 -- retry jitter; unpredictability is not needed
 		t := time.NewTimer(d)
 		select {
 		case <-ctx.Done():

@@ -29,7 +29,7 @@ type Session struct {
 	Expires time.Time
 }
 
-const tokenColumns = `id, name, role, created_at, last_used, revoked_at`
+const tokenColumns = `id, name, role, created_at, last_used, revoked_at` // #nosec G101 -- column names, not a credential
 
 func scanToken(sc rowScanner) (APIToken, error) {
 	var (

@@ -813,7 +813,7 @@ func (s *shard) slow(c *engine.Context, r *role, id *ident, w *window, start tim
 	if len(r.ids) >= minPeerIDs && id.anomDay != day { // a loud hour today: the hourly detectors speak for it
 		var figs []event.Figure
 		var p90s [nWin]float64
-		fire := -1
+		fire, best := -1, 0.0 // the window that fires with the most records
 		for i, wd := range longWindows {
 			p90, ok := r.long[i].quantile(fRecords, 0.9, minLongDays)
 			need := math.Max(float64(s.opts.LongFloor), s.opts.LongFactor*p90)
@@ -822,25 +822,25 @@ func (s *shard) slow(c *engine.Context, r *role, id *ident, w *window, start tim
 			}
 			id.slowAt[i] = id.longAt[i]
 			p90s[i] = p90
-			if fire < 0 || counts[i] > counts[fire] {
-				fire = i
+			if fire < 0 || counts[i] > best {
+				fire, best = i, counts[i]
 			}
 			figs = append(figs,
 				event.Figure{Name: fmt.Sprintf("distinct_records_%dd", wd), Value: counts[i]},
 				event.Figure{Name: fmt.Sprintf("peers_p90_%dd", wd), Value: p90})
 		}
 		if fire >= 0 {
-			wd := longWindows[fire]
-			need := math.Max(float64(s.opts.LongFloor), s.opts.LongFactor*p90s[fire])
+			wd, p90, cnt := longWindows[fire], p90s[fire], best // #nosec G602 -- fire is a valid window index here
+			need := math.Max(float64(s.opts.LongFloor), s.opts.LongFactor*p90)
 			since := time.Unix((int64(id.longAt[fire])-1)*wd*86400, 0).UTC()
 			c.Emit(event.Finding{
 				Kind:   KindSlow,
 				Title:  "Identity reading far more records over days than its peers",
 				Entity: event.EntityKey{Kind: event.EntityPrincipal, ID: id.id},
 				Time:   w.last,
-				Score:  math.Round(60 + 15*clamp01(math.Log2(counts[fire]/need)/3)),
+				Score:  math.Round(60 + 15*clamp01(math.Log2(cnt/need)/3)),
 				Explanation: fmt.Sprintf("%s (%s) read about %s distinct records in its %d-day window (since %s at the earliest), %.0f× the 90th percentile of %s identities (%s), without any hour standing out.",
-					id.id, r.name, thousands(int64(counts[fire])), wd, since.Format("2006-01-02"), counts[fire]/math.Max(p90s[fire], 1), r.name, thousands(int64(p90s[fire]))),
+					id.id, r.name, thousands(int64(cnt)), wd, since.Format("2006-01-02"), cnt/math.Max(p90, 1), r.name, thousands(int64(p90))),
 				Evidence: evidence(w),
 				Figures:  figs,
 			})
