@@ -374,7 +374,7 @@ func (d *Dispatcher) post(ctx context.Context, a Action, r Receiver) (int, error
 	if err != nil {
 		return 0, err
 	}
-	req = req.WithContext(withDialTarget(ctx, req.URL))
+	req = req.WithContext(withDialProxy(req))
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", "haechi-respond/1")
 	for k, v := range r.Headers {

@@ -128,28 +128,40 @@ func checkRedirect(req *http.Request, via []*http.Request) error {
 	return e
 }
 
-// dialTargetKey carries, in a delivery's context, the host:port of the
-// receiver URL, so the guarded dialer can tell a connection to the
-// receiver from one to a proxy the environment configures
-// (HTTPS_PROXY/HTTP_PROXY).
-type dialTargetKey struct{}
+// dialProxyKey carries, in a delivery's context, the host:port of the
+// proxy the environment (HTTPS_PROXY, HTTP_PROXY, NO_PROXY) names for the
+// delivery, if any: the one address the guarded dialer does not check.
+type dialProxyKey struct{}
 
-// withDialTarget returns ctx carrying u's host:port for guardedDialContext.
-func withDialTarget(ctx context.Context, u *url.URL) context.Context {
-	o, err := url.Parse(origin(u))
-	if err != nil {
+// withDialProxy returns req's context carrying the address of the proxy
+// http.ProxyFromEnvironment picks for req (the webhook transport's Proxy).
+func withDialProxy(req *http.Request) context.Context {
+	ctx := req.Context()
+	u, err := http.ProxyFromEnvironment(req)
+	if err != nil || u == nil {
 		return ctx
 	}
-	return context.WithValue(ctx, dialTargetKey{}, o.Host)
+	port := u.Port()
+	if port == "" {
+		switch u.Scheme {
+		case "https":
+			port = "443"
+		case "socks5", "socks5h":
+			port = "1080"
+		default:
+			port = "80"
+		}
+	}
+	return context.WithValue(ctx, dialProxyKey{}, net.JoinHostPort(u.Hostname(), port))
 }
 
 // guardedDialContext dials like http.DefaultTransport but refuses, after
 // name resolution and for every address tried, a connection to a
 // non-public address (so a name that resolves, or is rebound, to an
-// internal address is refused too). A dial to an address other than the
-// delivery's target — the environment's proxy, which the operator chose —
-// is not checked; through a proxy the proxy resolves the receiver's name,
-// and only Validate's check of a literal address applies.
+// internal address is refused too). Only a dial to the proxy the
+// environment names for the delivery (withDialProxy) — the operator's
+// choice — is not checked; through a proxy the proxy resolves the
+// receiver's name, and only Validate's check of a literal address applies.
 func guardedDialContext() func(ctx context.Context, network, addr string) (net.Conn, error) {
 	plain := &net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}
 	guarded := &net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second,
@@ -164,7 +176,7 @@ func guardedDialContext() func(ctx context.Context, network, addr string) (net.C
 			return nil
 		}}
 	return func(ctx context.Context, network, addr string) (net.Conn, error) {
-		if target, ok := ctx.Value(dialTargetKey{}).(string); ok && !strings.EqualFold(target, addr) {
+		if proxy, ok := ctx.Value(dialProxyKey{}).(string); ok && strings.EqualFold(proxy, addr) {
 			return plain.DialContext(ctx, network, addr)
 		}
 		return guarded.DialContext(ctx, network, addr)

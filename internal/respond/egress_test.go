@@ -219,8 +219,7 @@ func TestWebhookPrivateDestinationRefused(t *testing.T) {
 	dial := guardedDialContext()
 	for _, host := range []string{"localhost", "127.0.0.1"} {
 		addr := net.JoinHostPort(host, u.Port())
-		ctx := context.WithValue(t.Context(), dialTargetKey{}, addr)
-		c, err := dial(ctx, "tcp", addr)
+		c, err := dial(t.Context(), "tcp", addr)
 		var de *DestinationError
 		if !errors.As(err, &de) || de.Range != "loopback" {
 			t.Errorf("dial %s: %v, want a refused loopback destination", addr, err)
@@ -229,17 +228,15 @@ func TestWebhookPrivateDestinationRefused(t *testing.T) {
 			_ = c.Close()
 		}
 	}
-	// A dial that is not to the delivery's target is to the proxy the
-	// environment configures: the operator's choice, not checked.
-	ctx := context.WithValue(t.Context(), dialTargetKey{}, "hooks.example:443")
-	c, err := dial(ctx, "tcp", u.Host)
+	// The proxy the environment names for the delivery is the operator's
+	// choice: not checked. Any other address is.
+	c, err := dial(context.WithValue(t.Context(), dialProxyKey{}, u.Host), "tcp", u.Host)
 	if err != nil {
 		t.Fatalf("dial to the proxy: %v", err)
 	}
 	_ = c.Close()
-	// Without a target in the context the guard applies.
-	if _, err := dial(t.Context(), "tcp", u.Host); err == nil {
-		t.Error("dial without a target: not refused")
+	if _, err := dial(context.WithValue(t.Context(), dialProxyKey{}, "proxy.example:3128"), "tcp", u.Host); err == nil {
+		t.Error("dial to another address than the proxy: not refused")
 	}
 
 	// Through a dispatcher: a delivery to localhost without allow_private
