@@ -466,6 +466,12 @@ func (s *Server) handleAlerts(w http.ResponseWriter, r *http.Request) {
 				writeError(w, http.StatusBadRequest, fmt.Sprintf("%s: want an RFC 3339 time, got %q", p.name, t))
 				return
 			}
+			// The store compares Unix nanoseconds: a time beyond them
+			// would wrap (since=9999-… would match every alert).
+			if err := event.CheckTime(ts); err != nil {
+				writeError(w, http.StatusBadRequest, fmt.Sprintf("%s: %v", p.name, err))
+				return
+			}
 			*p.dst = ts
 		}
 	}

@@ -96,6 +96,37 @@ func contract(t *testing.T) []byte {
 	return b
 }
 
+// The store compares alert times as Unix nanoseconds; a since or before
+// beyond them used to wrap (since=9999-… listed every alert).
+func TestAlertsTimeOutOfRange(t *testing.T) {
+	f := newFixture(t, 0)
+	for _, c := range []struct {
+		q    string
+		want int
+	}{
+		{"since=9999-01-01T00:00:00Z", http.StatusBadRequest},
+		{"before=9999-01-01T00:00:00Z", http.StatusBadRequest},
+		{"since=1600-01-01T00:00:00Z", http.StatusBadRequest},
+		{"before=2262-04-11T23:47:16.854775808Z", http.StatusBadRequest},
+		{"since=1677-09-21T00:12:43.145224191Z", http.StatusBadRequest},
+		{"since=1677-09-21T00:12:43.145224192Z", http.StatusOK},
+		{"before=2262-04-11T23:47:16.854775807Z", http.StatusOK},
+	} {
+		resp, err := http.Get(f.srv.URL + "/v1/alerts?" + c.q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != c.want {
+			t.Errorf("%s: %s, want %d", c.q, resp.Status, c.want)
+		}
+		if c.want == http.StatusBadRequest && !strings.Contains(string(body), "outside the supported range") {
+			t.Errorf("%s: answer %s does not say why", c.q, body)
+		}
+	}
+}
+
 func TestIngestContract(t *testing.T) {
 	f := newFixture(t, 0)
 	resp, m := f.post(t, contract(t), false)

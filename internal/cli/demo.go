@@ -85,7 +85,8 @@ func (c *demoCmd) Run(e *env) (err error) {
 	cfg.Respond.Secret, cfg.Respond.SecretEnv = secret, ""
 	cfg.Respond.Receivers = map[string]respond.Receiver{}
 	for _, k := range []string{respond.KindRevokeKey, respond.KindRevokeToken, respond.KindBlockSource, respond.KindDisableIdentity} {
-		cfg.Respond.Receivers[k] = respond.Receiver{URL: gw.url}
+		// The demo's gateway listens on loopback.
+		cfg.Respond.Receivers[k] = respond.Receiver{URL: gw.url, AllowPrivate: true}
 	}
 	// A partner's integration account is business-critical: the demo
 	// protects one, so containing it waits for a person's approval — in

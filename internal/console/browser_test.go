@@ -234,7 +234,7 @@ func startServe(t *testing.T, ctx context.Context) *served {
 	cfg.Respond.Secret, cfg.Respond.SecretEnv = "browser-test-secret-0123456789abcdef", ""
 	cfg.Respond.Receivers = map[string]respond.Receiver{}
 	for _, k := range []string{respond.KindRevokeKey, respond.KindRevokeToken, respond.KindBlockSource, respond.KindDisableIdentity} {
-		cfg.Respond.Receivers[k] = respond.Receiver{URL: rcv.URL}
+		cfg.Respond.Receivers[k] = respond.Receiver{URL: rcv.URL, AllowPrivate: true}
 	}
 	// Every key revocation and identity disablement waits for approval.
 	cfg.Respond.RateLimits = map[string]int{respond.KindRevokeKey: 0, respond.KindDisableIdentity: 0}

@@ -80,15 +80,18 @@ func parseTime(s string, endOfDay bool) (time.Time, error) {
 	if s == "" {
 		return time.Time{}, nil
 	}
-	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
-		return t.UTC(), nil
-	}
-	t, err := time.Parse("2006-01-02", s)
-	if err != nil {
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err == nil {
+		t = t.UTC()
+	} else if t, err = time.Parse("2006-01-02", s); err != nil {
 		return time.Time{}, fmt.Errorf("want YYYY-MM-DD or an RFC 3339 time, got %q", s)
-	}
-	if endOfDay {
+	} else if endOfDay {
 		t = t.AddDate(0, 0, 1)
+	}
+	// Alerts are queried by Unix nanoseconds, which a time outside
+	// their range would wrap.
+	if err := event.CheckTime(t); err != nil {
+		return time.Time{}, err
 	}
 	return t, nil
 }

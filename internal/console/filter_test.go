@@ -31,6 +31,11 @@ func TestParseAlertFilter(t *testing.T) {
 		{q: "window=2y", err: "window: want"},
 		{q: "from=yesterday", err: "from: want YYYY-MM-DD"},
 		{q: "from=2026-11-05&to=2026-11-01", err: "is not after from"},
+		// Beyond Unix nanoseconds the store's comparison would wrap.
+		{q: "from=9999-01-01", err: "from: time 9999-01-01T00:00:00Z is outside the supported range"},
+		{q: "to=1600-01-01T00:00:00Z", err: "to: time 1600-01-01T00:00:00Z is outside the supported range"},
+		{q: "to=2262-04-11", err: "to: time 2262-04-12T00:00:00Z is outside"}, // the day's end is past the range
+		{q: "from=2262-04-11", check: func(f AlertFilter) bool { return f.From.Equal(time.Date(2262, 4, 11, 0, 0, 0, 0, time.UTC)) }},
 		{q: "detector=" + strings.Repeat("x", 201), err: "at most 200"},
 	} {
 		v, _ := url.ParseQuery(c.q)

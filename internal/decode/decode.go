@@ -461,9 +461,19 @@ func (d *Decoder) field(ev *event.Event, f field, v []byte, escaped bool) {
 			d.fail(f, "time "+strconv.Quote(string(b))+" is the zero time")
 			return
 		}
-		switch f {
-		case fTimestamp:
+		if f == fTimestamp {
+			// The event's own time must be one the pipeline can hold;
+			// the times it reports about tokens, identities and keys
+			// are clamped instead (event.ClampTime says why).
+			if err := event.CheckTime(t); err != nil {
+				d.fail(f, err.Error())
+				return
+			}
 			ev.Time = t
+			return
+		}
+		t = event.ClampTime(t)
+		switch f {
 		case fTokenIssuedAt:
 			ev.Token.IssuedAt = t
 		case fTokenExpiresAt:

@@ -328,6 +328,38 @@ func TestDecodeAccepts(t *testing.T) {
 	}
 }
 
+// The event's own time is checked against the range of Unix nanoseconds
+// (the bounds themselves are accepted); the times it reports about a
+// token, an identity or a key are clamped to it, so a forged token that
+// claims to expire in the year 3000 is still seen.
+func TestDecodeTimeRange(t *testing.T) {
+	d := NewDecoder()
+	for _, ts := range []string{"1677-09-21T00:12:43.145224192Z", "2262-04-11T23:47:16.854775807Z", "2262-04-12T00:47:16.854775807+01:00"} {
+		var ev event.Event
+		if err := d.Decode([]byte(`{"@timestamp":"`+ts+`","event":{"dataset":"d","action":"a"}}`), &ev); err != nil {
+			t.Errorf("%s: %v", ts, err)
+		} else if back := time.Unix(0, ev.Time.UnixNano()); !back.Equal(ev.Time) {
+			t.Errorf("%s: UnixNano round trip gives %s", ts, back)
+		}
+	}
+	var ev event.Event
+	line := `{` + base + `,"token":{"id":"t","issued_at":"1500-01-01T00:00:00Z","expires_at":"3000-01-01T00:00:00Z"},` +
+		`"identity":{"terminated_at":"9999-01-01T00:00:00Z"},"key":{"retired_at":"1000-06-01T00:00:00Z"}}`
+	if err := d.Decode([]byte(line), &ev); err != nil {
+		t.Fatal(err)
+	}
+	for name, c := range map[string]struct{ got, want time.Time }{
+		"token.issued_at":        {ev.Token.IssuedAt, event.MinTime()},
+		"token.expires_at":       {ev.Token.ExpiresAt, event.MaxTime()},
+		"identity.terminated_at": {ev.Identity.TerminatedAt, event.MaxTime()},
+		"key.retired_at":         {ev.Key.RetiredAt, event.MinTime()},
+	} {
+		if !c.got.Equal(c.want) {
+			t.Errorf("%s = %s, want %s (clamped)", name, c.got, c.want)
+		}
+	}
+}
+
 // TestDecodeRejects is the error table.
 func TestDecodeRejects(t *testing.T) {
 	tests := []struct {
@@ -366,6 +398,13 @@ func TestDecodeRejects(t *testing.T) {
 		{"long timestamp", `{"@timestamp":"` + strings.Repeat("9", 200) + `","event":{"dataset":"d","action":"a"}}`, CodeInvalidField, `too long`},
 		{"timestamp number", `{"@timestamp":1719219603,"event":{"dataset":"d","action":"a"}}`, CodeInvalidField, `invalid "@timestamp": want a string, got number`},
 		{"bad token time", `{` + base + `,"token":{"issued_at":"yesterday"}}`, CodeInvalidField, `invalid "token.issued_at"`},
+		// Unix nanoseconds end there: 1600 would be stored as 2184.
+		{"timestamp 1600", `{"@timestamp":"1600-01-01T00:00:00Z","event":{"dataset":"d","action":"a"}}`, CodeInvalidField,
+			`invalid "@timestamp": time 1600-01-01T00:00:00Z is outside the supported range 1677-09-21T00:12:43.145224192Z to 2262-04-11T23:47:16.854775807Z`},
+		{"timestamp 9999", `{"@timestamp":"9999-12-31T23:59:59Z","event":{"dataset":"d","action":"a"}}`, CodeInvalidField, `invalid "@timestamp": time 9999-12-31T23:59:59Z is outside`},
+		{"timestamp 1ns early", `{"@timestamp":"1677-09-21T00:12:43.145224191Z","event":{"dataset":"d","action":"a"}}`, CodeInvalidField, `is outside the supported range`},
+		{"timestamp 1ns late", `{"@timestamp":"2262-04-11T23:47:16.854775808Z","event":{"dataset":"d","action":"a"}}`, CodeInvalidField, `is outside the supported range`},
+		{"timestamp late by zone", `{"@timestamp":"2262-04-11T23:47:16-01:00","event":{"dataset":"d","action":"a"}}`, CodeInvalidField, `time 2262-04-12T00:47:16Z is outside`},
 		{"bad ip", `{` + base + `,"source":{"ip":"300.1.1.1"}}`, CodeInvalidField, `invalid "source.ip": ParseAddr("300.1.1.1")`},
 		{"ip leading zero", `{` + base + `,"source.ip":"010.1.1.1"}`, CodeInvalidField, `invalid "source.ip"`},
 		{"ip number", `{` + base + `,"source.ip":17}`, CodeInvalidField, `invalid "source.ip": want a string, got number`},

@@ -7,6 +7,7 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/haechi-sec/haechi/internal/event"
 )
@@ -37,6 +38,13 @@ func checkEvent(t *testing.T, ev *event.Event) {
 	if ev.Time.Location().String() != "UTC" {
 		t.Fatalf("time not in UTC: %v", ev.Time)
 	}
+	// Every time of an accepted event survives Unix nanoseconds, the
+	// form the store, ledger, engine and checkpoints keep it in.
+	for _, tm := range []time.Time{ev.Time, ev.Token.IssuedAt, ev.Token.ExpiresAt, ev.Identity.TerminatedAt, ev.Key.RetiredAt} {
+		if !tm.IsZero() && !time.Unix(0, tm.UnixNano()).Equal(tm) {
+			t.Fatalf("time %s does not survive UnixNano", tm)
+		}
+	}
 }
 
 func FuzzDecode(f *testing.F) {
@@ -49,6 +57,8 @@ func FuzzDecode(f *testing.F) {
 		`{"@timestamp":"2025-06-24T09:00:03.5+09:00","event.dataset":"d","event.action":"a","records.ids":[1,"2",3e2]}`,
 		`{"@timestamp":"2025-06-24T09:00:03Z","event":{"dataset":"d","action":"a"},"user.roles":"r","source.ip":"::ffff:1.2.3.4%x"}`,
 		`{"@timestamp":null,"http.response":{"status_code":"200"}}`,
+		`{"@timestamp":"2262-04-11T23:47:16.854775807Z","event.dataset":"d","event.action":"a","token.expires_at":"9999-01-01T00:00:00Z"}`,
+		`{"@timestamp":"1600-01-01T00:00:00Z","event.dataset":"d","event.action":"a"}`,
 		`[1,2]`, `{}`, ``, `{"a":1}{`, `{"user":{"id":"\u00e9"}}`,
 	} {
 		f.Add([]byte(s))

@@ -272,11 +272,11 @@ respond:
   max_backoff: 500ms
   lease: 3s
   receivers:
-    revoke_key: {url: %q, timeout: 1s}
-    revoke_token: {url: %q, timeout: 1s}
-    block_source: {url: %q, timeout: 1s}
-    disable_identity: {url: %q, timeout: 1s}
-    notify: {url: %q, timeout: 1s}
+    revoke_key: {url: %q, timeout: 1s, allow_private: true}
+    revoke_token: {url: %q, timeout: 1s, allow_private: true}
+    block_source: {url: %q, timeout: 1s, allow_private: true}
+    disable_identity: {url: %q, timeout: 1s, allow_private: true}
+    notify: {url: %q, timeout: 1s, allow_private: true}
 `, filepath.Join(dir, "data"), maxFuture, hook.URL, hook.URL, hook.URL, hook.URL, hook.URL)
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)

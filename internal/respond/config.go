@@ -148,6 +148,14 @@ type Receiver struct {
 	// {"text": …} (slack). The func `json` renders a value as JSON.
 	BodyTemplate string   `yaml:"body_template" json:"body_template,omitempty"`
 	Timeout      Duration `yaml:"timeout" json:"timeout,omitempty"` // per request, 0 → 10s
+	// AllowPrivate lets deliveries connect to loopback, private (RFC 1918,
+	// fc00::/7), link-local (cloud metadata), shared (100.64.0.0/10),
+	// unspecified, multicast and reserved addresses. Off by default: the
+	// address every connection goes to is checked after name resolution,
+	// so a receiver name that resolves (or is rebound) to an internal
+	// address is refused; Validate refuses a literal one (or localhost) in
+	// URL. Set it for a receiver that is an internal service.
+	AllowPrivate bool `yaml:"allow_private" json:"allow_private,omitempty"`
 }
 
 // Playbook maps matching alerts to actions.
@@ -299,6 +307,8 @@ func (c *Config) Validate() error {
 		}
 		if !strings.HasPrefix(r.URL, "http://") && !strings.HasPrefix(r.URL, "https://") {
 			add(path+".url", "must be an http:// or https:// URL, got %q", r.URL)
+		} else if kind, ok := literalNonPublic(r.URL); ok && !r.AllowPrivate {
+			add(path+".url", "%s is a %s address; set allow_private: true to deliver to it", r.URL, kind)
 		}
 		if lease := orDefault(c.Lease, DefaultLease); orDefault(r.Timeout, 10*time.Second) >= lease {
 			add(path+".timeout", "must be shorter than lease (%s), got %s", Duration(lease), Duration(orDefault(r.Timeout, 10*time.Second)))

@@ -25,9 +25,14 @@ type DispatcherOptions struct {
 	Lease       time.Duration // how long a claim lasts before another run may retry it (0 → 2m)
 	Batch       int           // actions claimed per poll (0 → 16)
 	Concurrency int           // deliveries in flight (0 → 4)
-	Client      *http.Client  // nil → a client without a global timeout (each receiver has its own)
-	Logger      *slog.Logger  // nil discards
-	Now         func() time.Time
+	// Client, when set, delivers to every receiver in place of the
+	// dispatcher's own clients, whose transport refuses non-public
+	// destinations (Receiver.AllowPrivate); its CheckRedirect is replaced
+	// by the same-origin rule (MaxRedirects). Nil → clients without a
+	// global timeout (each receiver has its own).
+	Client *http.Client
+	Logger *slog.Logger // nil discards
+	Now    func() time.Time
 }
 
 // Dispatcher delivers due actions from the outbox as signed webhooks.
@@ -39,7 +44,10 @@ type Dispatcher struct {
 	tmpl   map[string]*template.Template
 	opts   DispatcherOptions
 	log    *slog.Logger
-	now    func() time.Time
+	// public delivers to receivers without allow_private, private to the
+	// others.
+	public, private *http.Client
+	now             func() time.Time
 
 	wake      chan struct{}
 	stop      chan struct{}
@@ -102,8 +110,12 @@ func NewDispatcher(st *store.Store, cfg Config, opts DispatcherOptions) (*Dispat
 	if d.opts.Concurrency <= 0 {
 		d.opts.Concurrency = 4
 	}
-	if d.opts.Client == nil {
-		d.opts.Client = &http.Client{}
+	if c := d.opts.Client; c != nil {
+		cc := *c
+		cc.CheckRedirect = checkRedirect
+		d.public, d.private = &cc, &cc
+	} else {
+		d.public, d.private = webhookClient(false), webhookClient(true)
 	}
 	d.log = opts.Logger
 	if d.log == nil {
@@ -362,6 +374,7 @@ func (d *Dispatcher) post(ctx context.Context, a Action, r Receiver) (int, error
 	if err != nil {
 		return 0, err
 	}
+	req = req.WithContext(withDialProxy(req))
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", "haechi-respond/1")
 	for k, v := range r.Headers {
@@ -372,9 +385,24 @@ func (d *Dispatcher) post(ctx context.Context, a Action, r Receiver) (int, error
 	req.Header.Set(HeaderSignature, Sign(d.secret, ts, body))
 	req.Header.Set(HeaderIdempotency, a.ID)
 	req.Header.Set(HeaderActionKind, a.Kind)
-	resp, err := d.opts.Client.Do(req)
+	client := d.public
+	if r.AllowPrivate {
+		client = d.private
+	}
+	resp, err := client.Do(req)
 	if err != nil {
-		return 0, err
+		// A refused redirect or destination fails the attempt like any
+		// other failure: retried with backoff until max_age, so a
+		// corrected receiver URL (after a restart) still delivers it.
+		var de *DestinationError
+		if errors.As(err, &de) {
+			err = fmt.Errorf("%w (receivers.%s.allow_private: true allows it)", err, a.Receiver)
+		}
+		status := 0
+		if resp != nil {
+			status = resp.StatusCode
+		}
+		return status, err
 	}
 	defer resp.Body.Close()
 	snippet, _ := io.ReadAll(io.LimitReader(resp.Body, 512))

@@ -109,7 +109,7 @@ func testConfig(url string) Config {
 	c.Secret = testSecret
 	c.Receivers = map[string]Receiver{}
 	for _, k := range ActionKinds {
-		c.Receivers[k] = Receiver{URL: url}
+		c.Receivers[k] = Receiver{URL: url, AllowPrivate: true} // httptest listens on loopback
 	}
 	c.InitialBackoff = Duration(20 * time.Millisecond)
 	c.MaxBackoff = Duration(80 * time.Millisecond)

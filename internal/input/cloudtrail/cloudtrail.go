@@ -361,6 +361,9 @@ func decodeRecord(rec []byte, ev *event.Event, line bool) *decode.LineError {
 		return &decode.LineError{Code: decode.CodeInvalidField,
 			Reason: `invalid "eventTime": want an RFC 3339 time, got ` + quote(r.EventTime)}
 	}
+	if err := event.CheckTime(t); err != nil {
+		return &decode.LineError{Code: decode.CodeInvalidField, Reason: `invalid "eventTime": ` + err.Error()}
+	}
 	ev.Time = t.UTC()
 	ev.Dataset = Dataset
 	ev.Action = r.EventName

@@ -318,6 +318,15 @@ func TestDecodeRecord(t *testing.T) {
 		{name: "nothing", rec: `{}`, code: decode.CodeMissingField},
 		{name: "bad time", rec: `{"eventName":"X","eventTime":"2025-06-24 09:00"}`, code: decode.CodeInvalidField},
 		{name: "zero time", rec: `{"eventName":"X","eventTime":"0001-01-01T00:00:00Z"}`, code: decode.CodeInvalidField},
+		// Beyond Unix nanoseconds (1600 would be stored as 2184).
+		{name: "time 1600", rec: `{"eventName":"X","eventTime":"1600-01-01T00:00:00Z"}`, code: decode.CodeInvalidField},
+		{name: "time 9999", rec: `{"eventName":"X","eventTime":"9999-01-01T00:00:00Z"}`, code: decode.CodeInvalidField},
+		{name: "time at the end", rec: `{"eventName":"X","eventTime":"2262-04-11T23:47:16.854775807Z"}`, want: func(ev *event.Event) string {
+			if !ev.Time.Equal(event.MaxTime()) {
+				return "time " + ev.Time.String()
+			}
+			return ""
+		}},
 		{name: "wrong type", rec: `{"eventName":"X","eventTime":"2025-06-24T09:00:03Z","userIdentity":[]}`, code: decode.CodeInvalidField},
 		{name: "bad utf8", rec: "{\"eventName\":\"\xff\",\"eventTime\":\"2025-06-24T09:00:03Z\"}", code: decode.CodeInvalidJSON},
 	}

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/haechi-sec/haechi/internal/decode"
 	"github.com/haechi-sec/haechi/internal/event"
@@ -21,7 +22,7 @@ func FuzzCloudTrail(f *testing.F) {
 	}
 	for _, s := range []string{
 		`{"Records":[` + okRec + `,1,{}]}`, okRec, `{"Records":[]}{"Records":[{}]}`, `{"Records":{}}`,
-		`{"detail":{"detail":{}}}`, `{"Records":[` + okRec, "\xef\xbb\xbf{\"Records\":[", `[]`, ``,
+		`{"eventTime":"1600-01-01T00:00:00Z","eventName":"X"}`, `{"detail":{"detail":{}}}`, `{"Records":[` + okRec, "\xef\xbb\xbf{\"Records\":[", `[]`, ``,
 	} {
 		f.Add([]byte(s))
 	}
@@ -39,7 +40,8 @@ func FuzzCloudTrail(f *testing.F) {
 			var le *decode.LineError
 			switch {
 			case err == nil:
-				if ev.Time.IsZero() || ev.Dataset != Dataset || ev.Action == "" || int(ev.Line) != r.Line() {
+				if ev.Time.IsZero() || ev.Dataset != Dataset || ev.Action == "" || int(ev.Line) != r.Line() ||
+					!time.Unix(0, ev.Time.UnixNano()).Equal(ev.Time) {
 					t.Fatalf("bad event %+v", ev)
 				}
 			case errors.As(err, &le):

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/haechi-sec/haechi/internal/decode"
 	"github.com/haechi-sec/haechi/internal/event"
@@ -42,7 +43,8 @@ func FuzzMapping(f *testing.F) {
 				var le *decode.LineError
 				switch {
 				case err == nil:
-					if ev.Time.IsZero() || ev.Dataset == "" || ev.Action == "" || int(ev.Line) != r.Line() {
+					if ev.Time.IsZero() || ev.Dataset == "" || ev.Action == "" || int(ev.Line) != r.Line() ||
+						!time.Unix(0, ev.Time.UnixNano()).Equal(ev.Time) {
 						t.Fatalf("bad event %+v", ev)
 					}
 				case errors.As(err, &le):

@@ -144,6 +144,18 @@ func TestDecodeCases(t *testing.T) {
 		{"bad unix", map[string]FieldMap{
 			"@timestamp": {From: "t", TimeLayout: "unix"}, "event.action": {Const: "x"},
 		}, `{"t":"-1"}`, decode.CodeInvalidField, nil},
+		// Beyond Unix nanoseconds, checked by the contract decoder
+		// mapped events go through.
+		{"unix past 2262", map[string]FieldMap{
+			"@timestamp": {From: "t", TimeLayout: "unix"}, "event.action": {Const: "x"},
+		}, `{"t":34359738368}`, decode.CodeInvalidField, nil},
+		{"layout year 1600", map[string]FieldMap{
+			"@timestamp": {From: "t", TimeLayout: "2006-01-02 15:04:05"}, "event.action": {Const: "x"},
+		}, `{"t":"1600-01-01 00:00:00"}`, decode.CodeInvalidField, nil},
+		{"token expiry clamped", map[string]FieldMap{
+			"@timestamp": {Const: "2025-06-24T09:00:03Z"}, "event.action": {Const: "x"},
+			"token.expires_at": {From: "exp", TimeLayout: "unix"},
+		}, `{"exp":32503680000}`, "", func(ev *event.Event) bool { return ev.Token.ExpiresAt.Equal(event.MaxTime()) }},
 		{"null time is missing", map[string]FieldMap{
 			"@timestamp": {From: "t"}, "event.action": {Const: "x"},
 		}, `{"t":null}`, decode.CodeMissingField, nil},

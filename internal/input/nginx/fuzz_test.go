@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 	"unicode/utf8"
 
 	"github.com/haechi-sec/haechi/internal/decode"
@@ -43,7 +44,8 @@ func checkStream(t *testing.T, r nexter, data []byte) {
 		switch {
 		case err == nil:
 			if ev.Time.IsZero() || ev.Dataset == "" || ev.Action == "" || int(ev.Line) != r.Line() ||
-				ev.Time.Location().String() != "UTC" {
+				ev.Time.Location().String() != "UTC" ||
+				!time.Unix(0, ev.Time.UnixNano()).Equal(ev.Time) {
 				t.Fatalf("bad event %+v", ev)
 			}
 			for _, s := range []string{ev.URLPath, ev.UserAgent, ev.User.ID, ev.HTTP.Method} {
@@ -89,6 +91,7 @@ func FuzzNginxJSON(f *testing.F) {
 		`{"time_local":"24/Jun/2025:09:00:03 +0900","request":"GET /a?b HTTP/1.1","status":200,"uid":"1"}`,
 		`{"msec":"1.5","request_method":"GET","request_uri":"/api/v2/orders/%41"}`,
 		`{"msec":1}{}`, `[`, `{"a":{"b":[1,{"c":null}]}}`,
+		`{"msec":"9300000000"}`, `{"time_local":"01/Jan/1600:00:00:00 +0000"}`,
 	} {
 		f.Add([]byte(s))
 	}

@@ -96,15 +96,19 @@ func (r *JSONReader) decodeLine(line []byte, ev *event.Event) *decode.LineError 
 	p := r.p
 
 	var err *decode.LineError
+	var timeName string
 	switch {
 	case f.timeISO != "":
-		ev.Time, err = parseRFC3339("time_iso8601", f.timeISO)
+		timeName = "time_iso8601"
+		ev.Time, err = parseRFC3339(timeName, f.timeISO)
 	case f.timeLocal != "":
+		timeName = "time_local"
 		var ok bool
 		if ev.Time, ok = parseTimeLocal([]byte(f.timeLocal)); !ok {
-			err = fieldErr("time_local", "want dd/Mon/yyyy:hh:mm:ss +zzzz, got "+quote([]byte(f.timeLocal)))
+			err = fieldErr(timeName, "want dd/Mon/yyyy:hh:mm:ss +zzzz, got "+quote([]byte(f.timeLocal)))
 		}
 	case f.msec != "":
+		timeName = "msec"
 		ev.Time, err = parseMsec(f.msec)
 	default:
 		return &decode.LineError{Code: decode.CodeMissingField,
@@ -112,6 +116,9 @@ func (r *JSONReader) decodeLine(line []byte, ev *event.Event) *decode.LineError 
 	}
 	if err != nil {
 		return err
+	}
+	if e := event.CheckTime(ev.Time); e != nil {
+		return fieldErr(timeName, e.Error())
 	}
 	if err := setAddr(ev, []byte(f.addr)); err != nil {
 		return err

@@ -219,6 +219,9 @@ func (p *Parser) combined(st *state, line []byte, ev *event.Event) *decode.LineE
 	if !ok {
 		return fieldErr("$time_local", "want dd/Mon/yyyy:hh:mm:ss +zzzz, got "+quote(line[j:i]))
 	}
+	if err := event.CheckTime(t); err != nil {
+		return fieldErr("$time_local", err.Error())
+	}
 	i++
 	request, ok := quoted(line, &i)
 	if !ok {

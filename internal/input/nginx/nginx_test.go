@@ -183,6 +183,9 @@ func TestCombined(t *testing.T) {
 		{"feb 30", `1.2.3.4 - - [30/Feb/2025:01:00:03 +0000] "GET / HTTP/1.1" 200 1`, decode.CodeInvalidField, nil},
 		{"bad month", `1.2.3.4 - - [01/Foo/2025:01:00:03 +0000] "GET / HTTP/1.1" 200 1`, decode.CodeInvalidField, nil},
 		{"no time", `1.2.3.4 - - "GET / HTTP/1.1" 200 1`, decode.CodeInvalidField, nil},
+		// Beyond Unix nanoseconds (1600 would be stored as 2184).
+		{"time 1600", `1.2.3.4 - - [01/Jan/1600:00:00:00 +0000] "GET / HTTP/1.1" 200 1`, decode.CodeInvalidField, nil},
+		{"time 2300", `1.2.3.4 - - [01/Jan/2300:00:00:00 +0000] "GET / HTTP/1.1" 200 1`, decode.CodeInvalidField, nil},
 		{"unterminated request", `1.2.3.4 - - [24/Jun/2025:09:00:03 +0000] "GET / HTTP/1.1 200 1`, decode.CodeInvalidField, nil},
 		{"status too big", `1.2.3.4 - - [24/Jun/2025:09:00:03 +0000] "GET / HTTP/1.1" 1000 1`, decode.CodeInvalidField, nil},
 		{"no bytes", `1.2.3.4 - - [24/Jun/2025:09:00:03 +0000] "GET / HTTP/1.1" 200`, decode.CodeInvalidField, nil},
@@ -297,6 +300,10 @@ func TestJSON(t *testing.T) {
 		{"no time", `{"remote_addr":"1.2.3.4"}`, decode.CodeMissingField, nil},
 		{"bad time", `{"time_iso8601":"24/Jun/2025"}`, decode.CodeInvalidField, nil},
 		{"bad msec", `{"msec":"abc"}`, decode.CodeInvalidField, nil},
+		// Beyond Unix nanoseconds (1600 would be stored as 2184).
+		{"msec past 2262", `{"msec":"9300000000"}`, decode.CodeInvalidField, nil},
+		{"time_iso8601 1600", `{"time_iso8601":"1600-01-01T00:00:00Z"}`, decode.CodeInvalidField, nil},
+		{"time_local 2300", `{"time_local":"01/Jan/2300:00:00:00 +0000"}`, decode.CodeInvalidField, nil},
 		{"bad status", `{"msec":"1","status":"2xx"}`, decode.CodeInvalidField, nil},
 		{"object value", `{"msec":"1","remote_addr":{}}`, decode.CodeInvalidField, nil},
 		{"not json", `{"msec":`, decode.CodeInvalidJSON, nil},
