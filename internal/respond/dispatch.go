@@ -424,5 +424,5 @@ func backoff(attempt int, initial, max time.Duration) time.Duration {
 	if d <= 1 {
 		return d
 	}
-	return d/2 + rand.N(d/2+1)
+	return d/2 + rand.N(d/2+1) // #nosec G404 -- retry jitter; unpredictability is not needed
 }
