@@ -75,7 +75,7 @@ func TestServeIdempotencyKeysPerToken(t *testing.T) {
 		{tokA, "batch-1", batch1, 200, `"accepted":10`},
 		{tokB, "batch-1", batch2, 200, `"accepted":5`},  // another token's key: its own
 		{tokA, "batch-1", batch1, 200, `"accepted":10`}, // a retry: answered, not stored again
-		{tokA, "batch-1", batch2, 422, `Idempotency-Key \"batch-1\" was used at`},
+		{tokA, "batch-1", batch2, 422, `Idempotency-Key \"batch-1\" was first used at`},
 		{tokA, "tail:1:2:ab:0-100", batch3, 400, "reserved"},
 	} {
 		if code, answer := post(c.token, c.key, c.body); code != c.code || !strings.Contains(answer, c.answer) {

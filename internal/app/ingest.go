@@ -385,11 +385,12 @@ func (t *keyTable) note(k idemKey, hash [sha256.Size]byte, at time.Time) (duplic
 	return false
 }
 
-// sweep forgets expired keys, at most once per sweepEvery (live forgets
-// them too as they are met; sweep bounds the memory of keys never used
-// again).
+// sweep forgets expired keys, at most once per sweepEvery of now (live
+// forgets them too as they are met; sweep bounds the memory of keys never
+// used again). A now before the last sweep (records stored slightly out of
+// acceptance order, a clock set back) waits for the next period.
 func (t *keyTable) sweep(now time.Time) {
-	if d := now.Sub(t.lastSweep); d >= 0 && d < sweepEvery {
+	if now.Sub(t.lastSweep) < sweepEvery {
 		return
 	}
 	t.lastSweep = now
@@ -473,7 +474,7 @@ func (in *Ingester) Append(ctx context.Context, req api.Stored) (duplicate bool,
 		if e.hash == hash {
 			return true, nil
 		}
-		return false, fmt.Errorf("%w: Idempotency-Key %q was used at %s with a different body, and keys are kept for %s after their request was accepted (ingest.idempotency_ttl)",
+		return false, fmt.Errorf("%w: Idempotency-Key %q was first used at %s, and keys are kept for %s after their request was accepted (ingest.idempotency_ttl)",
 			api.ErrKeyReused, key, at.UTC().Format(time.RFC3339), in.opts.IdempotencyTTL)
 	}
 	e := &idemEntry{hash: hash, done: make(chan struct{})}

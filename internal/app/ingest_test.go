@@ -239,6 +239,38 @@ func TestIngesterIdempotencyKeys(t *testing.T) {
 	run(in, []step{{scope: "tok-a", key: "batch-1", body: b1, want: stored}})
 }
 
+// keyTable.note is the rule the consumer and start-up apply: a duplicate
+// is the same scope, key and hash within the TTL of the key's first
+// acceptance; sweep forgets expired keys but not one being stored.
+func TestKeyTable(t *testing.T) {
+	t0 := time.Date(2025, 6, 24, 9, 0, 0, 0, time.UTC)
+	h1, h2 := bodyHash("", []byte("1")), bodyHash("", []byte("2"))
+	kt := newKeyTable(time.Hour)
+	for i, c := range []struct {
+		k    idemKey
+		hash [32]byte
+		at   time.Duration
+		dup  bool
+	}{
+		{idemKey{"tok-a", "k"}, h1, 0, false},
+		{idemKey{"tok-a", "k"}, h1, 59 * time.Minute, true},
+		{idemKey{"tok-b", "k"}, h1, 59 * time.Minute, false},
+		{idemKey{"tok-a", "k"}, h2, 59 * time.Minute, false}, // another body: not a duplicate, the first stays
+		{idemKey{"tok-a", "k"}, h1, 59 * time.Minute, true},
+		{idemKey{"tok-a", "k"}, h1, time.Hour, false}, // expired: counts anew
+		{idemKey{"tok-a", "k"}, h1, 90 * time.Minute, true},
+	} {
+		if dup := kt.note(c.k, c.hash, t0.Add(c.at)); dup != c.dup {
+			t.Errorf("note %d %+v: duplicate %v", i, c, dup)
+		}
+	}
+	kt.m[idemKey{"tok-c", "k"}] = &idemEntry{hash: h1, done: make(chan struct{})} // being stored
+	kt.sweep(t0.Add(3 * time.Hour))
+	if len(kt.m) != 1 || kt.m[idemKey{"tok-c", "k"}] == nil {
+		t.Errorf("after the sweep: %v", kt.m)
+	}
+}
+
 // Concurrent requests with one key in one scope store it once: one is
 // stored, the others wait for it and are answered as its retries — a
 // duplicate for the same body, ErrKeyReused for another.
