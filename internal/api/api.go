@@ -45,8 +45,17 @@ var ErrStopping = errors.New("shutting down")
 // store events durably (disk full, I/O error): nothing is acknowledged.
 var ErrUnavailable = errors.New("durable storage unavailable")
 
+// ErrKeyReused is returned (wrapped, saying when the key was used) by a
+// Spool function given an idempotency key already stored, in the same
+// scope and within the key's lifetime, with a different body: nothing is
+// stored and the client is told (422) — a new batch needs a new key.
+var ErrKeyReused = errors.New("idempotency key reused with a different body")
+
 // Stored is a validated request handed to Options.Spool.
 type Stored struct {
+	// Scope is whose key Key is: the caller's token id ("" without
+	// authentication). Keys of different scopes never match.
+	Scope  string
 	Key    string // Idempotency-Key header, "" when absent
 	Format string // input format; "" is the event contract
 	Body   []byte // decompressed body
@@ -57,6 +66,10 @@ type Stored struct {
 
 // MaxIdempotencyKey is the longest accepted Idempotency-Key header.
 const MaxIdempotencyKey = 200
+
+// TailKeyPrefix starts the keys the file tailer stores its chunks with; an
+// Idempotency-Key starting with it is refused (400).
+const TailKeyPrefix = "tail:"
 
 // AlertReader is the part of the store the API reads.
 type AlertReader interface {
@@ -74,12 +87,13 @@ type Options struct {
 	NextInput func() uint32
 	// Spool, when set, makes ingest durable: once decoding has validated
 	// a request, its body (decompressed) is handed to Spool with the
-	// request's Idempotency-Key header ("" when absent), and the request
-	// is acknowledged only after Spool returns nil — the events are then
-	// on disk and will be processed from there; Ingest is not called.
-	// duplicate reports a key already stored: the answer is the same and
-	// nothing is stored twice. Errors: ErrBusy (429), ErrStopping or
-	// ErrUnavailable (503).
+	// request's Idempotency-Key header ("" when absent) scoped to the
+	// caller's token, and the request is acknowledged only after Spool
+	// returns nil — the events are then on disk and will be processed
+	// from there; Ingest is not called. duplicate reports a key already
+	// stored with the same body: the answer is the same and nothing is
+	// stored twice. Errors: ErrBusy (429), ErrStopping or ErrUnavailable
+	// (503), ErrKeyReused (422).
 	Spool func(ctx context.Context, req Stored) (duplicate bool, err error)
 	// Inputs reads request bodies in the format named by ?format= (nil →
 	// only the event contract, "ecs").
@@ -346,6 +360,9 @@ func (s *Server) ingest(w http.ResponseWriter, r *http.Request) int {
 	if len(key) > MaxIdempotencyKey || strings.ContainsFunc(key, func(c rune) bool { return c < 0x21 || c > 0x7e }) {
 		return writeError(w, http.StatusBadRequest, fmt.Sprintf("Idempotency-Key must be at most %d printable ASCII characters without spaces", MaxIdempotencyKey))
 	}
+	if strings.HasPrefix(key, TailKeyPrefix) {
+		return writeError(w, http.StatusBadRequest, fmt.Sprintf("Idempotency-Key %q: keys starting with %q are reserved for haechi's file tailer", key, TailKeyPrefix))
+	}
 	var raw []byte
 	if s.opts.Spool != nil {
 		// The body is kept to be spooled once it has been validated.
@@ -414,7 +431,11 @@ func (s *Server) ingest(w http.ResponseWriter, r *http.Request) int {
 			if stored == input.FormatECS {
 				stored = ""
 			}
-			_, err = s.opts.Spool(r.Context(), Stored{Key: key, Format: stored, Body: raw, NotAfter: latest})
+			var scope string
+			if c, ok := auth.CallerFrom(r.Context()); ok {
+				scope = c.TokenID
+			}
+			_, err = s.opts.Spool(r.Context(), Stored{Scope: scope, Key: key, Format: stored, Body: raw, NotAfter: latest})
 		} else {
 			err = s.opts.Ingest(evs)
 		}
@@ -429,6 +450,8 @@ func (s *Server) ingest(w http.ResponseWriter, r *http.Request) int {
 				return writeError(w, http.StatusTooManyRequests, "haechi is behind (pipeline or spool full); nothing from this request was accepted, retry later")
 			case errors.Is(err, ErrStopping):
 				return writeError(w, http.StatusServiceUnavailable, "haechi is shutting down; nothing from this request was accepted")
+			case errors.Is(err, ErrKeyReused):
+				return writeError(w, http.StatusUnprocessableEntity, err.Error()+"; nothing from this request was accepted — send a new batch with a new key")
 			}
 			s.opts.Logger.Error("ingest", "err", err)
 			return writeError(w, http.StatusInternalServerError, "ingest failed: "+err.Error())

@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/haechi-sec/haechi/internal/api"
+	"github.com/haechi-sec/haechi/internal/auth"
 	"github.com/haechi-sec/haechi/internal/event"
 	"github.com/haechi-sec/haechi/internal/store"
 )
@@ -434,6 +435,65 @@ func TestIngestSpool(t *testing.T) {
 	req.Header.Set("Idempotency-Key", "has space")
 	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != 400 {
 		t.Errorf("bad key: %v %v", resp.Status, err)
+	}
+}
+
+// A key is handed to the spool scoped to the caller's token ("" without
+// one); a key the spool says was reused with another body is answered 422
+// naming the key, with nothing accepted; a client key in the tailer's
+// "tail:" space is refused 400 before anything is stored.
+func TestIngestIdempotencyScope(t *testing.T) {
+	var got []api.Stored
+	h := api.New(api.Options{
+		Alerts: &fakeStore{},
+		Spool: func(_ context.Context, req api.Stored) (bool, error) {
+			if req.Key == "reused" {
+				return false, fmt.Errorf("%w: Idempotency-Key %q was used at 2025-06-24T09:00:00Z with a different body", api.ErrKeyReused, req.Key)
+			}
+			got = append(got, req)
+			return false, nil
+		},
+	})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if tok := r.Header.Get("X-Test-Token-Id"); tok != "" { // what auth.Guard does for a bearer token
+			r = r.WithContext(auth.WithCaller(r.Context(), auth.Caller{TokenID: tok, Role: auth.RoleIngest}))
+		}
+		h.ServeHTTP(w, r)
+	}))
+	defer srv.Close()
+	for _, c := range []struct {
+		token, key string
+		code       int
+		scope      string // of what was stored
+		answer     string // part of the answer
+	}{
+		{token: "tok-a", key: "batch-1", code: 200, scope: "tok-a", answer: `"accepted":`},
+		{token: "tok-b", key: "batch-1", code: 200, scope: "tok-b", answer: `"accepted":`},
+		{key: "batch-1", code: 200, scope: "", answer: `"accepted":`},
+		{token: "tok-a", key: "reused", code: 422, answer: `Idempotency-Key \"reused\" was used at 2025-06-24T09:00:00Z with a different body; nothing from this request was accepted`},
+		{token: "tok-a", key: "tail:1:2:ab:0-100", code: 400, answer: `reserved for haechi's file tailer`},
+		{key: "tail:x", code: 400, answer: `reserved`},
+	} {
+		before := len(got)
+		req, _ := http.NewRequest(http.MethodPost, srv.URL+"/v1/events", bytes.NewReader(contract(t)))
+		req.Header.Set("Idempotency-Key", c.key)
+		if c.token != "" {
+			req.Header.Set("X-Test-Token-Id", c.token)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != c.code || !strings.Contains(string(b), c.answer) || !json.Valid(b) {
+			t.Errorf("%+v: %d %s", c, resp.StatusCode, b)
+		}
+		if stored := len(got) - before; (stored == 1) != (c.code == 200) {
+			t.Errorf("%+v: %d stored", c, stored)
+		} else if stored == 1 && (got[before].Scope != c.scope || got[before].Key != c.key) {
+			t.Errorf("%+v: stored with scope %q key %q", c, got[before].Scope, got[before].Key)
+		}
 	}
 }
 

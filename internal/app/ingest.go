@@ -3,11 +3,14 @@ package app
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -47,65 +50,134 @@ import (
 // (IngestOptions.Durable); only records up to the last durable mark are
 // ever deleted.
 //
-// A request retried with the same Idempotency-Key is stored once: the keys
-// of the retained spool are read at start-up and kept in memory.
+// A request retried with the same Idempotency-Key is stored once. A key
+// belongs to a scope — the API token that sent it ("" without
+// authentication), or tailScope for the file tailer — and is kept with the
+// SHA-256 of the request's format and body and its acceptance time, for
+// IdempotencyTTL: the same key with the same body is a duplicate (answered,
+// not stored again); with another body it is refused (api.ErrKeyReused →
+// 422), never dropped; after the TTL the key is forgotten. Keys are kept in
+// memory while serve runs, also after retention deleted their records; at
+// start-up they are read back from the retained spool only, so across a
+// restart a key lasts min(TTL, retained history). Forgetting a key early
+// can only store a retry twice, never lose a request.
 
-// spoolRecordVersion is the first byte of every spool record.
-const spoolRecordVersion = 1
+// Spool record versions, the first byte of every record. Version 1 (before
+// keys were scoped) has no scope and no body hash; it is still read: its
+// keys belong to the anonymous scope "" (no token — what --insecure-no-auth
+// clients use, so no authenticated client's key can match one), except
+// "tail:" keys, which only the tailer wrote and which keep belonging to it,
+// so files resume where they were; the hash is computed from the body.
+const (
+	spoolRecordV1      = 1
+	spoolRecordVersion = 2
+)
+
+// tailScope is the tailer's key scope. Token ids are "tok-<hex>" and the
+// anonymous scope is "", so no HTTP client shares it; the API also refuses
+// client keys starting with TailKeyPrefix.
+const tailScope = "(tailer)"
+
+// DefaultIdempotencyTTL is how long a key is kept when IngestOptions say
+// nothing.
+const DefaultIdempotencyTTL = 24 * time.Hour
 
 // markEvery is how often (wall clock) the consumer passes a mark.
 const markEvery = time.Second
 
-// encodeSpoolRecord frames a request: version, acceptance time (unix
-// nanoseconds), not-after time (unix nanoseconds, 0 = none), idempotency
-// key (u16 length), input format (u8 length), body. key is at most
-// api.MaxIdempotencyKey bytes and format a short name.
-func encodeSpoolRecord(accepted, notAfter time.Time, key, format string, body []byte) []byte {
-	b := make([]byte, 0, 1+8+8+2+len(key)+1+len(format)+len(body))
+// encodeSpoolRecord frames a request (version 2): version, acceptance
+// time (unix nanoseconds), not-after time (unix nanoseconds, 0 = none),
+// key scope (u8 length), idempotency key (u16 length), when the key is
+// not empty the SHA-256 of format and body (bodyHash, 32 bytes), input
+// format (u8 length), body. Scope and format are at most 255 bytes, key at
+// most api.MaxIdempotencyKey.
+func encodeSpoolRecord(r spoolRecord) []byte {
+	b := make([]byte, 0, 1+8+8+1+len(r.Scope)+2+len(r.Key)+sha256.Size+1+len(r.Format)+len(r.Body))
 	b = append(b, spoolRecordVersion)
-	b = binary.LittleEndian.AppendUint64(b, uint64(accepted.UnixNano()))
+	b = binary.LittleEndian.AppendUint64(b, uint64(r.Accepted.UnixNano()))
 	var na int64
-	if !notAfter.IsZero() {
-		na = notAfter.UnixNano()
+	if !r.NotAfter.IsZero() {
+		na = r.NotAfter.UnixNano()
 	}
 	b = binary.LittleEndian.AppendUint64(b, uint64(na))
-	b = binary.LittleEndian.AppendUint16(b, uint16(len(key)))
-	b = append(b, key...)
-	b = append(b, byte(len(format)))
-	b = append(b, format...)
-	return append(b, body...)
+	b = append(b, byte(len(r.Scope)))
+	b = append(b, r.Scope...)
+	b = binary.LittleEndian.AppendUint16(b, uint16(len(r.Key)))
+	b = append(b, r.Key...)
+	if r.Key != "" {
+		b = append(b, r.Hash[:]...)
+	}
+	b = append(b, byte(len(r.Format)))
+	b = append(b, r.Format...)
+	return append(b, r.Body...)
 }
 
 // spoolRecord is a decoded spool record; Body aliases the record.
 type spoolRecord struct {
 	Accepted time.Time
 	NotAfter time.Time // zero: no limit
+	Scope    string    // the key's scope: token id, "" (anonymous, legacy) or tailScope
 	Key      string
-	Format   string // "" → the event contract (ecs)
+	Hash     [sha256.Size]byte // bodyHash(Format, Body) when Key is set
+	Format   string            // "" → the event contract (ecs)
 	Body     []byte
 }
 
+// bodyHash is what an idempotency key is bound to: the request's input
+// format and body.
+func bodyHash(format string, body []byte) [sha256.Size]byte {
+	h := sha256.New()
+	h.Write([]byte(format))
+	h.Write([]byte{0})
+	h.Write(body)
+	var sum [sha256.Size]byte
+	h.Sum(sum[:0])
+	return sum
+}
+
+// decodeSpoolRecord reads a record of either version (version 1: see
+// spoolRecordV1).
 func decodeSpoolRecord(rec []byte) (spoolRecord, error) {
-	if len(rec) < 20 || rec[0] != spoolRecordVersion {
+	if len(rec) < 17 || (rec[0] != spoolRecordV1 && rec[0] != spoolRecordVersion) {
 		return spoolRecord{}, fmt.Errorf("spool record: unknown format (%d bytes)", len(rec))
 	}
-	n := int(binary.LittleEndian.Uint16(rec[17:19]))
-	if len(rec) < 19+n+1 {
-		return spoolRecord{}, fmt.Errorf("spool record: key of %d bytes in a record of %d", n, len(rec))
-	}
-	r := spoolRecord{
-		Accepted: time.Unix(0, int64(binary.LittleEndian.Uint64(rec[1:9]))),
-		Key:      string(rec[19 : 19+n]),
-	}
+	r := spoolRecord{Accepted: time.Unix(0, int64(binary.LittleEndian.Uint64(rec[1:9])))}
 	if na := int64(binary.LittleEndian.Uint64(rec[9:17])); na != 0 {
 		r.NotAfter = time.Unix(0, na)
 	}
-	rest := rec[19+n:]
+	rest := rec[17:]
+	v := rec[0]
+	if v == spoolRecordVersion {
+		if len(rest) < 1 || len(rest) < 1+int(rest[0]) {
+			return spoolRecord{}, fmt.Errorf("spool record: scope cut short in a record of %d bytes", len(rec))
+		}
+		r.Scope, rest = string(rest[1:1+int(rest[0])]), rest[1+int(rest[0]):]
+	}
+	if len(rest) < 2 {
+		return spoolRecord{}, fmt.Errorf("spool record: key cut short in a record of %d bytes", len(rec))
+	}
+	n := int(binary.LittleEndian.Uint16(rest))
+	if len(rest) < 2+n+1 {
+		return spoolRecord{}, fmt.Errorf("spool record: key of %d bytes in a record of %d", n, len(rec))
+	}
+	r.Key, rest = string(rest[2:2+n]), rest[2+n:]
+	if v == spoolRecordVersion && r.Key != "" {
+		if len(rest) < sha256.Size+1 {
+			return spoolRecord{}, fmt.Errorf("spool record: body hash cut short in a record of %d bytes", len(rec))
+		}
+		r.Hash, rest = [sha256.Size]byte(rest[:sha256.Size]), rest[sha256.Size:]
+	}
 	f := int(rest[0])
 	if len(rest) < 1+f {
 		return spoolRecord{}, fmt.Errorf("spool record: format name of %d bytes in a record of %d", f, len(rec))
 	}
 	r.Format, r.Body = string(rest[1:1+f]), rest[1+f:]
+	if v == spoolRecordV1 && r.Key != "" {
+		if strings.HasPrefix(r.Key, api.TailKeyPrefix) {
+			r.Scope = tailScope
+		}
+		r.Hash = bodyHash(r.Format, r.Body)
+	}
 	return r, nil
 }
 
@@ -145,8 +217,14 @@ type IngestOptions struct {
 	// marked Restored, so restored detectors skip what their snapshot
 	// already holds while the others rebuild their state from them.
 	RestoredThrough uint64
-	Logger          *slog.Logger
-	Registerer      prometheus.Registerer
+	// IdempotencyTTL is how long an idempotency key is kept after its
+	// request was accepted (0 → DefaultIdempotencyTTL).
+	IdempotencyTTL time.Duration
+	// Now is the clock of acceptance times and key expiry (nil →
+	// time.Now).
+	Now        func() time.Time
+	Logger     *slog.Logger
+	Registerer prometheus.Registerer
 }
 
 // Ingester is serve's durable ingest: the spool, the idempotency keys it
@@ -156,9 +234,10 @@ type Ingester struct {
 	opts    IngestOptions
 	log     *slog.Logger
 	mu      sync.Mutex
-	keys    map[string]uint64 // idempotency key → offset
-	first   uint64            // first offset of the retained spool at start-up
-	resumed uint64            // first offset appended after start-up
+	keys    keyTable         // idempotency keys (guarded by mu)
+	tailEnd map[string]int64 // tail key prefix → end of its furthest stored chunk (guarded by mu)
+	first   uint64           // first offset of the retained spool at start-up
+	resumed uint64           // first offset appended after start-up
 	failed  atomic.Pointer[error]
 	lastSub atomic.Int64 // wall clock of the last submission to the pipeline
 	// waiting: (offset, acceptance time) of requests stored since start-up
@@ -192,7 +271,13 @@ func OpenIngester(opts IngestOptions) (*Ingester, error) {
 		}
 		opts.RetainBytes = maxBytes / 2
 	}
-	in := &Ingester{sp: sp, opts: opts, log: opts.Logger, keys: map[string]uint64{}}
+	if opts.IdempotencyTTL <= 0 {
+		opts.IdempotencyTTL = DefaultIdempotencyTTL
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	in := &Ingester{sp: sp, opts: opts, log: opts.Logger, keys: newKeyTable(opts.IdempotencyTTL), tailEnd: map[string]int64{}}
 	st := sp.Stats()
 	in.first, in.resumed = st.FirstOffset, st.NextOffset
 	if opts.RestoredThrough >= st.NextOffset && opts.RestoredThrough > 0 {
@@ -217,7 +302,9 @@ func OpenIngester(opts IngestOptions) (*Ingester, error) {
 	return in, nil
 }
 
-// scanKeys reads the idempotency key of every retained record.
+// scanKeys reads the idempotency key of every retained record: those
+// accepted within the TTL are remembered (with the rule Append applies,
+// so the first acceptance of a key is kept), and every tail key's end.
 func (in *Ingester) scanKeys(st spool.Stats) error {
 	if st.FirstOffset == st.NextOffset {
 		return nil
@@ -237,50 +324,203 @@ func (in *Ingester) scanKeys(st spool.Stats) error {
 		if err != nil {
 			return fmt.Errorf("spool: record %d: %w", got, err)
 		}
-		if r.Key != "" {
-			in.keys[r.Key] = got
+		if r.Key == "" {
+			continue
+		}
+		if r.Scope == tailScope {
+			in.noteTail(r.Key)
+		}
+		if now := in.opts.Now(); now.Sub(r.Accepted) < in.opts.IdempotencyTTL {
+			in.keys.note(idemKey{r.Scope, r.Key}, r.Hash, r.Accepted)
 		}
 	}
 	return nil
 }
 
+// idemKey is an idempotency key in its scope.
+type idemKey struct{ scope, key string }
+
+// idemEntry is a remembered key: the body hash and acceptance time of the
+// request stored with it. done is open while that request is being stored
+// (at is then zero) and nil once it is.
+type idemEntry struct {
+	hash [sha256.Size]byte
+	at   time.Time
+	done chan struct{}
+}
+
+// keyTable holds idempotency keys for ttl after their acceptance. It is
+// not safe for concurrent use.
+type keyTable struct {
+	ttl       time.Duration
+	m         map[idemKey]*idemEntry
+	lastSweep time.Time
+}
+
+func newKeyTable(ttl time.Duration) keyTable {
+	return keyTable{ttl: ttl, m: map[idemKey]*idemEntry{}}
+}
+
+// live returns k's entry as of now: nil when absent or expired (an expired
+// one is forgotten). An entry still being stored is live.
+func (t *keyTable) live(k idemKey, now time.Time) *idemEntry {
+	e := t.m[k]
+	if e != nil && e.done == nil && now.Sub(e.at) >= t.ttl {
+		delete(t.m, k)
+		return nil
+	}
+	return e
+}
+
+// note records a stored request with k accepted at at, unless k is live
+// then (the first acceptance within the TTL is what later ones are
+// compared with). It reports whether an earlier request with k and the
+// same hash is live — at is then a duplicate of it.
+func (t *keyTable) note(k idemKey, hash [sha256.Size]byte, at time.Time) (duplicate bool) {
+	t.sweep(at)
+	if e := t.live(k, at); e != nil {
+		return e.hash == hash
+	}
+	t.m[k] = &idemEntry{hash: hash, at: at}
+	return false
+}
+
+// sweep forgets expired keys, at most once per sweepEvery of now (live
+// forgets them too as they are met; sweep bounds the memory of keys never
+// used again). A now before the last sweep (records stored slightly out of
+// acceptance order, a clock set back) waits for the next period.
+func (t *keyTable) sweep(now time.Time) {
+	if now.Sub(t.lastSweep) < sweepEvery {
+		return
+	}
+	t.lastSweep = now
+	for k, e := range t.m {
+		if e.done == nil && now.Sub(e.at) >= t.ttl {
+			delete(t.m, k)
+		}
+	}
+}
+
+// sweepEvery is how often keyTable.sweep walks the table.
+const sweepEvery = time.Minute
+
+// noteTail records the end of a stored tail chunk ("tail:…:<start>-<end>")
+// for TailEnd. These are kept as long as serve runs, whatever the TTL:
+// one per followed file generation.
+func (in *Ingester) noteTail(key string) {
+	i := strings.LastIndexByte(key, ':')
+	_, e, ok := strings.Cut(key[i+1:], "-")
+	if !ok {
+		return
+	}
+	if v, err := strconv.ParseInt(e, 10, 64); err == nil {
+		if prefix := key[:i+1]; v > in.tailEnd[prefix] {
+			in.tailEnd[prefix] = v
+		}
+	}
+}
+
 // Append stores a validated request body durably. It implements
 // api.Options.Spool.
+//
+// A request with a key (req.Key, in req.Scope) is checked and stored
+// atomically: while one is being stored, another with the same key and
+// scope waits for it (or for ctx), then gets the answer a later request
+// would — a duplicate (nothing stored) for the same format and body,
+// api.ErrKeyReused for another. A failed store forgets the key. "tail:"
+// keys belong to the tailer's scope and are refused in any other; in it, a
+// key with another body is a range of a file rewritten in place since
+// (copytruncate), and is stored.
 func (in *Ingester) Append(ctx context.Context, req api.Stored) (duplicate bool, err error) {
-	key, format := req.Key, req.Format
+	key, scope, format := req.Key, req.Scope, req.Format
 	if len(format) > 255 {
 		return false, fmt.Errorf("spool: format name of %d bytes", len(format))
 	}
-	in.mu.Lock()
-	_, dup := in.keys[key]
-	in.mu.Unlock()
-	if key != "" && dup {
-		return true, nil
+	if len(scope) > 255 {
+		return false, fmt.Errorf("spool: key scope of %d bytes", len(scope))
 	}
-	if err := in.lagging(); err != nil {
+	if key != "" && strings.HasPrefix(key, api.TailKeyPrefix) != (scope == tailScope) {
+		return false, fmt.Errorf("spool: idempotency key %q in scope %q: the %q space is the file tailer's", key, scope, api.TailKeyPrefix)
+	}
+	if key == "" {
+		_, err := in.store(ctx, req, [sha256.Size]byte{})
 		return false, err
 	}
-	_, last, err := in.sp.Append(ctx, encodeSpoolRecord(time.Now(), req.NotAfter, key, format, req.Body))
+	hash := bodyHash(format, req.Body)
+	k := idemKey{scope, key}
+	in.mu.Lock()
+	for {
+		now := in.opts.Now()
+		in.keys.sweep(now)
+		e := in.keys.live(k, now)
+		if e == nil {
+			break
+		}
+		if done := e.done; done != nil {
+			in.mu.Unlock()
+			select {
+			case <-done:
+			case <-ctx.Done():
+				return false, ctx.Err()
+			}
+			in.mu.Lock()
+			continue
+		}
+		if e.hash != hash && scope == tailScope {
+			break // a file rewritten in place (copytruncate): new lines
+		}
+		at := e.at
+		in.mu.Unlock()
+		if e.hash == hash {
+			return true, nil
+		}
+		return false, fmt.Errorf("%w: Idempotency-Key %q was first used at %s, and keys are kept for %s after their request was accepted (ingest.idempotency_ttl)",
+			api.ErrKeyReused, key, at.UTC().Format(time.RFC3339), in.opts.IdempotencyTTL)
+	}
+	e := &idemEntry{hash: hash, done: make(chan struct{})}
+	in.keys.m[k] = e // reserved: a request with the same key waits for this one
+	in.mu.Unlock()
+	accepted, err := in.store(ctx, req, hash)
+	in.mu.Lock()
+	if err != nil {
+		delete(in.keys.m, k)
+	} else {
+		e.at = accepted
+		if scope == tailScope {
+			in.noteTail(key)
+		}
+	}
+	close(e.done)
+	e.done = nil
+	in.mu.Unlock()
+	return false, err
+}
+
+// store appends req to the spool and returns its acceptance time.
+func (in *Ingester) store(ctx context.Context, req api.Stored, hash [sha256.Size]byte) (time.Time, error) {
+	if err := in.lagging(); err != nil {
+		return time.Time{}, err
+	}
+	accepted := in.opts.Now()
+	_, last, err := in.sp.Append(ctx, encodeSpoolRecord(spoolRecord{Accepted: accepted, NotAfter: req.NotAfter,
+		Scope: req.Scope, Key: req.Key, Hash: hash, Format: req.Format, Body: req.Body}))
 	switch {
 	case errors.Is(err, spool.ErrFull):
-		return false, fmt.Errorf("%w: %w", api.ErrBusy, err)
+		return time.Time{}, fmt.Errorf("%w: %w", api.ErrBusy, err)
 	case errors.Is(err, spool.ErrClosed):
-		return false, api.ErrStopping
+		return time.Time{}, api.ErrStopping
 	case errors.Is(err, spool.ErrTooLarge):
-		return false, fmt.Errorf("%w: %w", api.ErrUnavailable, err)
+		return time.Time{}, fmt.Errorf("%w: %w", api.ErrUnavailable, err)
 	case err != nil:
 		in.failed.Store(&err)
-		return false, fmt.Errorf("%w: %w", api.ErrUnavailable, err)
+		return time.Time{}, fmt.Errorf("%w: %w", api.ErrUnavailable, err)
 	}
 	in.failed.Store(nil)
 	in.pending.Add(1)
 	in.mu.Lock()
-	if key != "" {
-		in.keys[key] = last
-	}
 	in.waiting = append(in.waiting, stamp{off: last, at: time.Now()})
 	in.mu.Unlock()
-	return false, nil
+	return accepted, nil
 }
 
 // lagging is ErrBusy (wrapped) while the pipeline is more than MaxLag
@@ -360,7 +600,11 @@ func (in *Ingester) Run(ctx context.Context, p *Pipeline) error {
 	if n := in.pending.Load(); n > 0 {
 		in.log.Info("spool: replaying the retained spool to rebuild detector state", "records", n, "from", in.first)
 	}
-	seen := map[string]bool{}       // keys consumed: a duplicate never reaches the pipeline twice
+	// Keys consumed, by the rule Append applies: a record with the key
+	// and body of one consumed within the TTL before it is a duplicate (a
+	// retry stored again after its first store's answer was lost) and
+	// never reaches the pipeline twice; any other record is processed.
+	seen := newKeyTable(in.opts.IdempotencyTTL)
 	var last, lastCheckpoint uint64 // offsets: handed over, and of the last checkpoint asked for
 	for {
 		off, rec, err := in.next(ctx, p, rd, last)
@@ -381,10 +625,7 @@ func (in *Ingester) Run(ctx context.Context, p *Pipeline) error {
 		if err != nil {
 			return fmt.Errorf("spool: record %d: %w", off, err)
 		}
-		if r.Key == "" || !seen[r.Key] {
-			if r.Key != "" {
-				seen[r.Key] = true
-			}
+		if r.Key == "" || !seen.note(idemKey{r.Scope, r.Key}, r.Hash, r.Accepted) {
 			if err := in.feed(ctx, p, off, r); err != nil {
 				if ctx.Err() != nil {
 					return nil

@@ -1,39 +1,104 @@
 package app
 
 import (
+	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/haechi-sec/haechi/internal/alert"
 	"github.com/haechi-sec/haechi/internal/api"
 	"github.com/haechi-sec/haechi/internal/config"
+	"github.com/haechi-sec/haechi/internal/event"
 	"github.com/haechi-sec/haechi/internal/spool"
 )
 
+// encodeV1 frames a record as version 1 did (before keys were scoped).
+func encodeV1(accepted time.Time, key, format string, body []byte) []byte {
+	b := []byte{spoolRecordV1}
+	b = binary.LittleEndian.AppendUint64(b, uint64(accepted.UnixNano()))
+	b = binary.LittleEndian.AppendUint64(b, 0)
+	b = binary.LittleEndian.AppendUint16(b, uint16(len(key)))
+	b = append(b, key...)
+	b = append(b, byte(len(format)))
+	b = append(b, format...)
+	return append(b, body...)
+}
+
 func TestSpoolRecordRoundTrip(t *testing.T) {
 	at := time.Unix(1750755603, 123)
-	for _, tc := range []struct{ key, format, body string }{{"", "", ""}, {"k-1", "ecs", `{"a":1}` + "\n"}, {"x", "mapping:orders", "line\n\nline"}} {
-		r, err := decodeSpoolRecord(encodeSpoolRecord(at, at.Add(time.Hour), tc.key, tc.format, []byte(tc.body)))
-		if err != nil || !r.Accepted.Equal(at) || !r.NotAfter.Equal(at.Add(time.Hour)) || r.Key != tc.key || r.Format != tc.format || string(r.Body) != tc.body {
+	for _, tc := range []struct{ scope, key, format, body string }{
+		{"", "", "", ""}, {"tok-1", "k-1", "ecs", `{"a":1}` + "\n"}, {"", "x", "mapping:orders", "line\n\nline"}, {tailScope, "tail:1:2:ab:0-9", "", "l\n"},
+	} {
+		in := spoolRecord{Accepted: at, NotAfter: at.Add(time.Hour), Scope: tc.scope, Key: tc.key, Format: tc.format, Body: []byte(tc.body)}
+		if tc.key != "" {
+			in.Hash = bodyHash(tc.format, in.Body)
+		}
+		r, err := decodeSpoolRecord(encodeSpoolRecord(in))
+		if err != nil || !r.Accepted.Equal(at) || !r.NotAfter.Equal(at.Add(time.Hour)) || r.Scope != tc.scope || r.Key != tc.key ||
+			r.Hash != in.Hash || r.Format != tc.format || string(r.Body) != tc.body {
 			t.Errorf("%+v: got %+v, %v", tc, r, err)
 		}
 	}
-	if r, err := decodeSpoolRecord(encodeSpoolRecord(at, time.Time{}, "", "", nil)); err != nil || !r.NotAfter.IsZero() {
+	if r, err := decodeSpoolRecord(encodeSpoolRecord(spoolRecord{Accepted: at})); err != nil || !r.NotAfter.IsZero() {
 		t.Errorf("no limit: %+v %v", r, err)
+	}
+	// Version 1 records (written before the upgrade) are still read: their
+	// keys are anonymous, "tail:" keys the tailer's, the hash computed.
+	for _, tc := range []struct{ key, format, body, scope string }{
+		{"k-1", "", "{}\n", ""}, {"tail:1:2:ab:0-3", "nginx", "l\n", tailScope}, {"", "", "{}\n", ""},
+	} {
+		r, err := decodeSpoolRecord(encodeV1(at, tc.key, tc.format, []byte(tc.body)))
+		want := [32]byte{}
+		if tc.key != "" {
+			want = bodyHash(tc.format, []byte(tc.body))
+		}
+		if err != nil || !r.Accepted.Equal(at) || r.Scope != tc.scope || r.Key != tc.key || r.Hash != want || r.Format != tc.format || string(r.Body) != tc.body {
+			t.Errorf("v1 %+v: got %+v, %v", tc, r, err)
+		}
 	}
 	z8 := []byte{0, 0, 0, 0, 0, 0, 0, 0}
 	rec := func(parts ...[]byte) []byte { return slices.Concat(parts...) }
-	for _, bad := range [][]byte{nil, rec([]byte{2}, z8, z8, []byte{0, 0, 0}), rec([]byte{1}, z8, z8, []byte{9, 0, 'k'}), rec([]byte{1}, z8, z8, []byte{0, 0, 5, 'e'})} {
+	for _, bad := range [][]byte{nil,
+		rec([]byte{3}, z8, z8, []byte{0, 0, 0, 0}),           // unknown version
+		rec([]byte{1}, z8, z8, []byte{9, 0, 'k'}),            // v1 key past the end
+		rec([]byte{1}, z8, z8, []byte{0, 0, 5, 'e'}),         // v1 format past the end
+		rec([]byte{2}, z8, z8, []byte{4, 't'}),               // v2 scope past the end
+		rec([]byte{2}, z8, z8, []byte{0, 1, 0, 'k', 0}),      // v2 key without its hash
+		rec([]byte{2}, z8, z8, []byte{0, 0, 0, 3, 'e', 'c'}), // v2 format past the end
+		rec([]byte{2}, z8, z8, []byte{0, 0}),                 // v2 cut before the key length
+	} {
 		if _, err := decodeSpoolRecord(bad); err == nil {
 			t.Errorf("decodeSpoolRecord(%v) accepted", bad)
 		}
 	}
+}
+
+// FuzzDecodeSpoolRecord: any bytes decode or fail, never panic, and a
+// decoded version 2 record encodes back to the same bytes.
+func FuzzDecodeSpoolRecord(f *testing.F) {
+	at := time.Unix(1750755603, 123)
+	f.Add(encodeSpoolRecord(spoolRecord{Accepted: at, Scope: "tok-1", Key: "k", Hash: bodyHash("", []byte("{}\n")), Body: []byte("{}\n")}))
+	f.Add(encodeSpoolRecord(spoolRecord{Accepted: at, Format: "nginx", Body: []byte("l\n")}))
+	f.Add(encodeV1(at, "tail:1:2:ab:0-3", "", []byte("l\n")))
+	f.Fuzz(func(t *testing.T, rec []byte) {
+		r, err := decodeSpoolRecord(rec)
+		if err != nil || rec[0] != spoolRecordVersion {
+			return
+		}
+		if got := encodeSpoolRecord(r); !bytes.Equal(got, rec) {
+			t.Fatalf("re-encoded %x, want %x", got, rec)
+		}
+	})
 }
 
 // A retried request (same Idempotency-Key) is stored once, also after a
@@ -70,6 +135,300 @@ func TestIngesterIdempotentAcrossRestart(t *testing.T) {
 	}
 	if n := in.Pending(); n != 4 {
 		t.Errorf("pending after restart %d, want 4", n)
+	}
+}
+
+// fakeClock is a settable clock for key expiry.
+type fakeClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *fakeClock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
+func (c *fakeClock) Add(d time.Duration) {
+	c.mu.Lock()
+	c.now = c.now.Add(d)
+	c.mu.Unlock()
+}
+
+// Idempotency keys are scoped per token, bound to the body's hash and
+// expire: the same key with another body is refused (ErrKeyReused, never a
+// silent duplicate answer), another token's key is its own, the "tail:"
+// space is the tailer's, and an expired key stores again — also after a
+// restart, which reads keys, scopes and hashes back from the spool.
+func TestIngesterIdempotencyKeys(t *testing.T) {
+	dir := t.TempDir()
+	clk := &fakeClock{now: time.Date(2025, 6, 24, 9, 0, 0, 0, time.UTC)}
+	open := func() *Ingester {
+		in, err := OpenIngester(IngestOptions{Spool: spool.Options{Dir: dir, NoSync: true}, IdempotencyTTL: 24 * time.Hour, Now: clk.Now})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return in
+	}
+	const (
+		stored = iota
+		dup
+		reused
+		refused
+	)
+	type step struct {
+		scope, key, body string
+		advance          time.Duration // before the append
+		want             int
+	}
+	b1, b2, b3 := `{"n":1}`+"\n", `{"n":2}`+"\n", `{"n":3}`+"\n"
+	run := func(in *Ingester, steps []step) {
+		t.Helper()
+		for i, c := range steps {
+			clk.Add(c.advance)
+			before := in.Pending()
+			isDup, err := in.Append(t.Context(), api.Stored{Scope: c.scope, Key: c.key, Body: []byte(c.body)})
+			got := stored
+			switch {
+			case errors.Is(err, api.ErrKeyReused):
+				got = reused
+				if !strings.Contains(err.Error(), strconv.Quote(c.key)) || !strings.Contains(err.Error(), "24h0m0s") {
+					t.Errorf("step %d: the error names neither the key nor the TTL: %v", i, err)
+				}
+			case err != nil:
+				got = refused
+			case isDup:
+				got = dup
+			}
+			if got != c.want {
+				t.Errorf("step %d %+v: got %d (dup %v, err %v), want %d", i, c, got, isDup, err, c.want)
+			}
+			if n := in.Pending() - before; (n == 1) != (got == stored) {
+				t.Errorf("step %d %+v: %d records stored", i, c, n)
+			}
+		}
+	}
+	in := open()
+	run(in, []step{
+		{scope: "tok-a", key: "batch-1", body: b1, want: stored},
+		{scope: "tok-a", key: "batch-1", body: b1, want: dup},
+		{scope: "tok-a", key: "batch-1", body: b2, want: reused}, // a restarted batch counter: told, not dropped
+		{scope: "tok-b", key: "batch-1", body: b2, want: stored}, // another token's key cannot suppress it
+		{scope: "", key: "batch-1", body: b3, want: stored},      // nor the anonymous scope's
+		{scope: "tok-b", key: "batch-1", body: b2, want: dup},    // tok-b's own retry
+		{scope: "tok-a", key: "tail:1:2:ab:0-99", body: b1, want: refused},
+		{scope: tailScope, key: "batch-1", body: b1, want: refused},
+		{scope: "tok-a", key: "batch-1", body: b2, advance: 23 * time.Hour, want: reused},
+		{scope: "tok-a", key: "batch-1", body: b2, advance: time.Hour, want: stored}, // expired: a new request
+		{scope: "tok-a", key: "batch-1", body: b2, want: dup},
+		{scope: "tok-a", key: "batch-1", body: b1, want: reused}, // bound to the new body now
+	})
+	if err := in.Close(); err != nil {
+		t.Fatal(err)
+	}
+	in = open()
+	run(in, []step{
+		{scope: "tok-a", key: "batch-1", body: b2, want: dup},
+		{scope: "tok-a", key: "batch-1", body: b1, want: reused},
+		{scope: "tok-c", key: "batch-1", body: b1, want: stored}, // the scopes came back too
+		{scope: "tok-b", key: "batch-1", body: b1, want: stored}, // tok-b's, accepted 24 h ago, has expired
+		{scope: "tok-b", key: "batch-1", body: b1, want: dup},
+	})
+	if err := in.Close(); err != nil {
+		t.Fatal(err)
+	}
+	clk.Add(25 * time.Hour) // every key expired while serve was down
+	in = open()
+	defer in.Close()
+	run(in, []step{{scope: "tok-a", key: "batch-1", body: b1, want: stored}})
+}
+
+// keyTable.note is the rule the consumer and start-up apply: a duplicate
+// is the same scope, key and hash within the TTL of the key's first
+// acceptance; sweep forgets expired keys but not one being stored.
+func TestKeyTable(t *testing.T) {
+	t0 := time.Date(2025, 6, 24, 9, 0, 0, 0, time.UTC)
+	h1, h2 := bodyHash("", []byte("1")), bodyHash("", []byte("2"))
+	kt := newKeyTable(time.Hour)
+	for i, c := range []struct {
+		k    idemKey
+		hash [32]byte
+		at   time.Duration
+		dup  bool
+	}{
+		{idemKey{"tok-a", "k"}, h1, 0, false},
+		{idemKey{"tok-a", "k"}, h1, 59 * time.Minute, true},
+		{idemKey{"tok-b", "k"}, h1, 59 * time.Minute, false},
+		{idemKey{"tok-a", "k"}, h2, 59 * time.Minute, false}, // another body: not a duplicate, the first stays
+		{idemKey{"tok-a", "k"}, h1, 59 * time.Minute, true},
+		{idemKey{"tok-a", "k"}, h1, time.Hour, false}, // expired: counts anew
+		{idemKey{"tok-a", "k"}, h1, 90 * time.Minute, true},
+	} {
+		if dup := kt.note(c.k, c.hash, t0.Add(c.at)); dup != c.dup {
+			t.Errorf("note %d %+v: duplicate %v", i, c, dup)
+		}
+	}
+	kt.m[idemKey{"tok-c", "k"}] = &idemEntry{hash: h1, done: make(chan struct{})} // being stored
+	kt.sweep(t0.Add(3 * time.Hour))
+	if len(kt.m) != 1 || kt.m[idemKey{"tok-c", "k"}] == nil {
+		t.Errorf("after the sweep: %v", kt.m)
+	}
+}
+
+// Concurrent requests with one key in one scope store it once: one is
+// stored, the others wait for it and are answered as its retries — a
+// duplicate for the same body, ErrKeyReused for another.
+func TestIngesterConcurrentSameKey(t *testing.T) {
+	// SyncDelay holds each append open long enough for the others to
+	// arrive while it is in flight.
+	in, err := OpenIngester(IngestOptions{Spool: spool.Options{Dir: t.TempDir(), SyncDelay: 20 * time.Millisecond}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Close()
+	const n = 16
+	var wg sync.WaitGroup
+	var stored, dups, reused atomic.Int32
+	start := make(chan struct{})
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			body := []byte(`{"n":1}` + "\n")
+			if i%2 == 1 {
+				body = []byte(`{"n":2}` + "\n")
+			}
+			dup, err := in.Append(context.Background(), api.Stored{Scope: "tok-a", Key: "k", Body: body})
+			switch {
+			case errors.Is(err, api.ErrKeyReused):
+				reused.Add(1)
+			case err != nil:
+				t.Error(err)
+			case dup:
+				dups.Add(1)
+			default:
+				stored.Add(1)
+			}
+		}()
+	}
+	close(start)
+	wg.Wait()
+	if stored.Load() != 1 || in.Pending() != 1 || dups.Load()+reused.Load() != n-1 || dups.Load() != n/2-1 || reused.Load() != n/2 {
+		t.Errorf("stored %d (pending %d), duplicates %d, refused %d; want 1, %d, %d", stored.Load(), in.Pending(), dups.Load(), reused.Load(), n/2-1, n/2)
+	}
+}
+
+// A spool written before keys were scoped (version 1 records) is read
+// after the upgrade: its keys are anonymous — an authenticated client's
+// same key is its own — with the hash of the stored body, and its tail
+// keys still tell the tailer where each file was.
+func TestIngesterReadsVersion1Keys(t *testing.T) {
+	dir := t.TempDir()
+	sp, err := spool.Open(spool.Options{Dir: dir, NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	body := []byte(`{"n":1}` + "\n")
+	if _, _, err := sp.Append(t.Context(), encodeV1(now, "batch-1", "", body), encodeV1(now, "tail:1:2:ab:0-700", "", body)); err != nil {
+		t.Fatal(err)
+	}
+	if err := sp.Close(); err != nil {
+		t.Fatal(err)
+	}
+	in, err := OpenIngester(IngestOptions{Spool: spool.Options{Dir: dir, NoSync: true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Close()
+	if dup, err := in.Append(t.Context(), api.Stored{Key: "batch-1", Body: body}); err != nil || !dup {
+		t.Errorf("anonymous retry of a version 1 request: dup %v, err %v", dup, err)
+	}
+	if _, err := in.Append(t.Context(), api.Stored{Key: "batch-1", Body: []byte("{}\n")}); !errors.Is(err, api.ErrKeyReused) {
+		t.Errorf("anonymous reuse with another body: %v", err)
+	}
+	if dup, err := in.Append(t.Context(), api.Stored{Scope: "tok-a", Key: "batch-1", Body: body}); err != nil || dup {
+		t.Errorf("a token's own key: dup %v, err %v", dup, err)
+	}
+	if end, ok := in.TailEnd("tail:1:2:ab:"); !ok || end != 700 {
+		t.Errorf("TailEnd after the upgrade: %d %v, want 700", end, ok)
+	}
+}
+
+// The consumer skips only a true duplicate — a record with the scope, key
+// and body of one consumed within the TTL before it — and processes every
+// other record: another token's batch under the same key, and a key reused
+// with another body that reached the spool (pre-upgrade spools, an expired
+// key) are detected, not dropped.
+func TestIngesterConsumesEveryScope(t *testing.T) {
+	canaryRead := func(principal string) []byte {
+		return []byte(`{"@timestamp":"2025-06-24T09:00:00Z","event":{"dataset":"gateway.access","action":"member.profile.read","outcome":"success"},` +
+			`"user":{"id":"` + principal + `"},"records":{"type":"customer","ids":["canary-1"]}}` + "\n")
+	}
+	dir := t.TempDir()
+	sp, err := spool.Open(spool.Options{Dir: dir, NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := time.Now()
+	rec := func(scope, key string, body []byte, at time.Time) []byte {
+		return encodeSpoolRecord(spoolRecord{Accepted: at, Scope: scope, Key: key, Hash: bodyHash("", body), Body: body})
+	}
+	a, b, c, d, e := canaryRead("m:a"), canaryRead("m:b"), canaryRead("m:c"), canaryRead("m:d"), canaryRead("m:e")
+	if _, _, err := sp.Append(t.Context(),
+		rec("tok-a", "batch-1", a, at),
+		rec("tok-b", "batch-1", b, at),                   // another token: processed
+		rec("tok-a", "batch-1", c, at),                   // same token, another body (a pre-upgrade race): processed
+		rec("tok-a", "batch-1", a, at),                   // a true duplicate: skipped
+		rec("", "batch-1", d, at),                        // anonymous: processed
+		rec("tok-b", "batch-1", e, at.Add(25*time.Hour)), // after tok-b's key expired: processed
+	); err != nil {
+		t.Fatal(err)
+	}
+	if err := sp.Close(); err != nil {
+		t.Fatal(err)
+	}
+	in, err := OpenIngester(IngestOptions{Spool: spool.Options{Dir: dir, NoSync: true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Close()
+	var (
+		mu    sync.Mutex
+		fired = map[string]int{}
+	)
+	p, err := NewPipeline(PipelineOptions{Config: config.Default(), CanaryIDs: []string{"canary-1"},
+		Sinks: []alert.Sink{alert.SinkFunc(func(ch alert.Change, al event.Alert) {
+			if ch == alert.Raised {
+				mu.Lock()
+				fired[al.Entity.ID]++
+				mu.Unlock()
+			}
+		})}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pipeDone := make(chan error, 1)
+	go func() { pipeDone <- p.Run(context.Background()) }()
+	ctx, stop := context.WithCancel(t.Context())
+	consumed := make(chan error, 1)
+	go func() { consumed <- in.Run(ctx, p) }()
+	for deadline := time.Now().Add(10 * time.Second); in.Pending() > 0; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the consumer did not take the spool")
+		}
+	}
+	stop()
+	if err := <-consumed; err != nil {
+		t.Fatal(err)
+	}
+	p.Close()
+	if err := <-pipeDone; err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for _, who := range []string{"m:a", "m:b", "m:c", "m:d", "m:e"} {
+		if fired[who] != 1 {
+			t.Errorf("canary alerts for %s: %d, want 1 (all: %v)", who, fired[who], fired)
+		}
 	}
 }
 

@@ -263,6 +263,7 @@ func Serve(ctx context.Context, opts ServeOptions) (err error) {
 			MaxLag:          sc.MaxLag.D(),
 			CheckpointEvery: checkpointEvery(cfg, restore),
 			RestoredThrough: restoredThrough(restore, p),
+			IdempotencyTTL:  cfg.Ingest.IdempotencyTTL.D(),
 			Durable:         durable.Load,
 			Inputs:          formats,
 			Logger:          log,

@@ -14,7 +14,6 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"syscall"
 	"time"
 
@@ -32,6 +31,9 @@ import (
 // when the path names a new file, the old one is read to its end first;
 // a file renamed while haechi was down is found as <path>.1 and finished.
 // A file truncated in place (copytruncate) is read again from its start.
+// The keys live in the tailer's own scope (tailScope), which no HTTP client
+// can reach; in it a key stored again with other lines (a file rewritten
+// in place with the same first line) stores them.
 // A last line without its newline waits until it is complete.
 
 // TailFile is one followed file.
@@ -84,7 +86,7 @@ func fileID(fi os.FileInfo) (dev, ino uint64, ok bool) {
 }
 
 func tailPrefix(dev, ino uint64, fp string) string {
-	return "tail:" + strconv.FormatUint(dev, 10) + ":" + strconv.FormatUint(ino, 10) + ":" + fp + ":"
+	return api.TailKeyPrefix + strconv.FormatUint(dev, 10) + ":" + strconv.FormatUint(ino, 10) + ":" + fp + ":"
 }
 
 // Run follows the file until ctx ends.
@@ -246,7 +248,7 @@ func (t *Tailer) readAvailable(ctx context.Context) (int, error) {
 	}
 	key := tailPrefix(t.dev, t.ino, t.fp) + strconv.FormatInt(t.off, 10) + "-" + strconv.FormatInt(end, 10)
 	for {
-		_, err := t.In.Append(ctx, api.Stored{Key: key, Format: format, Body: chunk})
+		_, err := t.In.Append(ctx, api.Stored{Scope: tailScope, Key: key, Format: format, Body: chunk})
 		if err == nil {
 			break
 		}
@@ -311,22 +313,11 @@ func (t *Tailer) saveState() error {
 }
 
 // TailEnd returns the end offset of the furthest stored chunk whose key
-// starts with prefix ("tail:<dev>:<ino>:").
+// starts with prefix ("tail:<dev>:<ino>:<fp>:"). Only the tailer's own keys
+// count: an HTTP client cannot store a "tail:" key.
 func (in *Ingester) TailEnd(prefix string) (end int64, ok bool) {
 	in.mu.Lock()
 	defer in.mu.Unlock()
-	for k := range in.keys {
-		rest, found := strings.CutPrefix(k, prefix)
-		if !found {
-			continue
-		}
-		_, e, found := strings.Cut(rest, "-")
-		if !found {
-			continue
-		}
-		if v, err := strconv.ParseInt(e, 10, 64); err == nil && v > end {
-			end, ok = v, true
-		}
-	}
+	end, ok = in.tailEnd[prefix]
 	return end, ok
 }

@@ -142,3 +142,50 @@ func TestTailerFollowsRotationAndRestarts(t *testing.T) {
 	follow(in, func() bool { return len(storedLines(t, in)) >= 33 })
 	check(in, 33)
 }
+
+// A file truncated in place and rewritten with the same first line gives
+// the same chunk keys for new lines: they are stored, not refused as a
+// reused key (the tailer would retry forever) nor taken for a duplicate
+// (they would be lost).
+func TestTailerCopyTruncateSameFirstLine(t *testing.T) {
+	dir := t.TempDir()
+	logPath := filepath.Join(dir, "app.log")
+	if err := os.WriteFile(logPath, []byte("header\nAAAA\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	in, err := OpenIngester(IngestOptions{Spool: spool.Options{Dir: filepath.Join(dir, "spool"), NoSync: true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	tl := &Tailer{File: TailFile{Path: logPath, Format: "nginx"}, In: in, Log: slog.New(slog.DiscardHandler),
+		StateDir: filepath.Join(dir, "tail"), Poll: 5 * time.Millisecond}
+	done := make(chan struct{})
+	go func() { defer close(done); tl.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	waitFor := func(n int) []string {
+		t.Helper()
+		for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+			if got := storedLines(t, in); len(got) >= n {
+				return got
+			}
+		}
+		t.Fatalf("stored %v, want %d lines", storedLines(t, in), n)
+		return nil
+	}
+	waitFor(2)
+	if err := os.Truncate(logPath, 0); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond) // the tailer sees the file shrink
+	f, err := os.OpenFile(logPath, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteString("header\nBBBB\n") // the same byte range, the same first line
+	f.Close()
+	if got := strings.Join(waitFor(4), "|"); got != "header|AAAA|header|BBBB" {
+		t.Errorf("stored %s", got)
+	}
+}

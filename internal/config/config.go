@@ -142,6 +142,11 @@ type Ingest struct {
 	// server's clock; 0 accepts any time. One event dated years ahead
 	// would otherwise move event time past everything after it.
 	MaxFuture Duration `yaml:"max_future"`
+	// IdempotencyTTL is how long serve keeps an Idempotency-Key (per API
+	// token, with its body's hash) after its request was accepted: within
+	// it a retry is answered without being stored again and the key with
+	// another body is refused (422). Positive.
+	IdempotencyTTL Duration `yaml:"idempotency_ttl"`
 }
 
 // Rules configures detection rules as code (docs/rules.md, docs/sigma.md).
@@ -487,9 +492,10 @@ func Default() Config {
 		},
 		Kafka: Kafka{Group: "haechi", CheckpointEvery: 10000},
 		Ingest: Ingest{
-			MaxBodyBytes: 16 << 20,
-			MaxLineBytes: 1 << 20,
-			MaxFuture:    Duration(time.Hour),
+			MaxBodyBytes:   16 << 20,
+			MaxLineBytes:   1 << 20,
+			MaxFuture:      Duration(time.Hour),
+			IdempotencyTTL: Duration(24 * time.Hour),
 		},
 		Spool: Spool{
 			Enabled:      true,

@@ -120,6 +120,9 @@ func (c *Config) Validate() error {
 	if c.Ingest.MaxFuture < 0 {
 		add("ingest.max_future", "must not be negative (0 accepts any time), got %s", c.Ingest.MaxFuture)
 	}
+	if c.Ingest.IdempotencyTTL <= 0 {
+		add("ingest.idempotency_ttl", "must be positive, got %s", c.Ingest.IdempotencyTTL)
+	}
 	if c.Ingest.MaxBodyBytes <= 0 {
 		add("ingest.max_body_bytes", "must be positive, got %d", c.Ingest.MaxBodyBytes)
 	}
