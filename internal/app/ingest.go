@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -220,6 +221,10 @@ type IngestOptions struct {
 	// IdempotencyTTL is how long an idempotency key is kept after its
 	// request was accepted (0 → DefaultIdempotencyTTL).
 	IdempotencyTTL time.Duration
+	// MaxKeysPerScope caps the idempotency keys held per scope (API
+	// token); past it the scope's oldest keys are forgotten before their
+	// TTL (0 → DefaultMaxKeysPerScope).
+	MaxKeysPerScope int
 	// Now is the clock of acceptance times and key expiry (nil →
 	// time.Now).
 	Now        func() time.Time
@@ -277,7 +282,7 @@ func OpenIngester(opts IngestOptions) (*Ingester, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	in := &Ingester{sp: sp, opts: opts, log: opts.Logger, keys: newKeyTable(opts.IdempotencyTTL), tailEnd: map[string]int64{}}
+	in := &Ingester{sp: sp, opts: opts, log: opts.Logger, keys: newKeyTable(opts.IdempotencyTTL, opts.MaxKeysPerScope), tailEnd: map[string]int64{}}
 	st := sp.Stats()
 	in.first, in.resumed = st.FirstOffset, st.NextOffset
 	if opts.RestoredThrough >= st.NextOffset && opts.RestoredThrough > 0 {
@@ -349,16 +354,76 @@ type idemEntry struct {
 	done chan struct{}
 }
 
-// keyTable holds idempotency keys for ttl after their acceptance. It is
-// not safe for concurrent use.
+// keyTable holds idempotency keys for ttl after their acceptance, at most
+// max per scope: past that, the oldest tenth of the scope's keys are
+// forgotten early, so one token holder sending fresh keys without end
+// cannot grow serve's memory without bound, nor push out another token's
+// keys. Forgetting a key early can only store a retry twice, never lose a
+// request. It is not safe for concurrent use.
 type keyTable struct {
 	ttl       time.Duration
+	max       int
 	m         map[idemKey]*idemEntry
+	count     map[string]int // keys held per scope
 	lastSweep time.Time
+	evicted   int64 // keys forgotten early (before their TTL) by the cap
 }
 
-func newKeyTable(ttl time.Duration) keyTable {
-	return keyTable{ttl: ttl, m: map[idemKey]*idemEntry{}}
+func newKeyTable(ttl time.Duration, max int) keyTable {
+	if max <= 0 {
+		max = DefaultMaxKeysPerScope
+	}
+	return keyTable{ttl: ttl, max: max, m: map[idemKey]*idemEntry{}, count: map[string]int{}}
+}
+
+// DefaultMaxKeysPerScope is how many idempotency keys serve holds per API
+// token when IngestOptions.MaxKeysPerScope is 0: ~200 bytes each, so about
+// 200 MB for a token at the cap. A shipper posting 10 batches a second
+// holds 864,000 keys a day.
+const DefaultMaxKeysPerScope = 1_000_000
+
+// put holds e for k, forgetting the scope's oldest keys when it is past
+// the cap.
+func (t *keyTable) put(k idemKey, e *idemEntry) {
+	if _, ok := t.m[k]; !ok {
+		t.count[k.scope]++
+	}
+	t.m[k] = e
+	if t.count[k.scope] > t.max {
+		t.evict(k.scope)
+	}
+}
+
+// remove forgets k.
+func (t *keyTable) remove(k idemKey) {
+	if _, ok := t.m[k]; ok {
+		delete(t.m, k)
+		if t.count[k.scope]--; t.count[k.scope] <= 0 {
+			delete(t.count, k.scope)
+		}
+	}
+}
+
+// evict forgets the oldest tenth (at least one) of scope's stored keys; a
+// key whose request is still being stored stays. Its cost, a walk and a
+// sort of the table, is paid once per max/10 new keys of the scope.
+func (t *keyTable) evict(scope string) {
+	type aged struct {
+		k  idemKey
+		at time.Time
+	}
+	var all []aged
+	for k, e := range t.m {
+		if k.scope == scope && e.done == nil {
+			all = append(all, aged{k, e.at})
+		}
+	}
+	slices.SortFunc(all, func(a, b aged) int { return a.at.Compare(b.at) })
+	n := min(len(all), max(1, t.max/10))
+	for _, a := range all[:n] {
+		t.remove(a.k)
+	}
+	t.evicted += int64(n)
 }
 
 // live returns k's entry as of now: nil when absent or expired (an expired
@@ -366,7 +431,7 @@ func newKeyTable(ttl time.Duration) keyTable {
 func (t *keyTable) live(k idemKey, now time.Time) *idemEntry {
 	e := t.m[k]
 	if e != nil && e.done == nil && now.Sub(e.at) >= t.ttl {
-		delete(t.m, k)
+		t.remove(k)
 		return nil
 	}
 	return e
@@ -381,7 +446,7 @@ func (t *keyTable) note(k idemKey, hash [sha256.Size]byte, at time.Time) (duplic
 	if e := t.live(k, at); e != nil {
 		return e.hash == hash
 	}
-	t.m[k] = &idemEntry{hash: hash, at: at}
+	t.put(k, &idemEntry{hash: hash, at: at})
 	return false
 }
 
@@ -396,7 +461,7 @@ func (t *keyTable) sweep(now time.Time) {
 	t.lastSweep = now
 	for k, e := range t.m {
 		if e.done == nil && now.Sub(e.at) >= t.ttl {
-			delete(t.m, k)
+			t.remove(k)
 		}
 	}
 }
@@ -478,12 +543,12 @@ func (in *Ingester) Append(ctx context.Context, req api.Stored) (duplicate bool,
 			api.ErrKeyReused, key, at.UTC().Format(time.RFC3339), in.opts.IdempotencyTTL)
 	}
 	e := &idemEntry{hash: hash, done: make(chan struct{})}
-	in.keys.m[k] = e // reserved: a request with the same key waits for this one
+	in.keys.put(k, e) // reserved: a request with the same key waits for this one
 	in.mu.Unlock()
 	accepted, err := in.store(ctx, req, hash)
 	in.mu.Lock()
 	if err != nil {
-		delete(in.keys.m, k)
+		in.keys.remove(k)
 	} else {
 		e.at = accepted
 		if scope == tailScope {
@@ -604,7 +669,7 @@ func (in *Ingester) Run(ctx context.Context, p *Pipeline) error {
 	// and body of one consumed within the TTL before it is a duplicate (a
 	// retry stored again after its first store's answer was lost) and
 	// never reaches the pipeline twice; any other record is processed.
-	seen := newKeyTable(in.opts.IdempotencyTTL)
+	seen := newKeyTable(in.opts.IdempotencyTTL, in.opts.MaxKeysPerScope)
 	var last, lastCheckpoint uint64 // offsets: handed over, and of the last checkpoint asked for
 	for {
 		off, rec, err := in.next(ctx, p, rd, last)
@@ -806,6 +871,22 @@ func (in *Ingester) register(reg prometheus.Registerer) {
 			Name: "haechi_spool_bytes",
 			Help: "Bytes held in the spool's segments.",
 		}, func() float64 { return float64(in.sp.Stats().Bytes) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "haechi_idempotency_keys",
+			Help: "Idempotency keys held (all API tokens), each for ingest.idempotency_ttl.",
+		}, func() float64 {
+			in.mu.Lock()
+			defer in.mu.Unlock()
+			return float64(len(in.keys.m))
+		}),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "haechi_idempotency_keys_evicted_total",
+			Help: "Idempotency keys forgotten before their TTL because their API token held ingest.idempotency_max_keys.",
+		}, func() float64 {
+			in.mu.Lock()
+			defer in.mu.Unlock()
+			return float64(in.keys.evicted)
+		}),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "haechi_spool_syncs_total",
 			Help: "Spool fsyncs (group commits).",

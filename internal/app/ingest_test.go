@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"os"
 	"slices"
 	"strconv"
@@ -245,7 +246,7 @@ func TestIngesterIdempotencyKeys(t *testing.T) {
 func TestKeyTable(t *testing.T) {
 	t0 := time.Date(2025, 6, 24, 9, 0, 0, 0, time.UTC)
 	h1, h2 := bodyHash("", []byte("1")), bodyHash("", []byte("2"))
-	kt := newKeyTable(time.Hour)
+	kt := newKeyTable(time.Hour, 0)
 	for i, c := range []struct {
 		k    idemKey
 		hash [32]byte
@@ -264,10 +265,42 @@ func TestKeyTable(t *testing.T) {
 			t.Errorf("note %d %+v: duplicate %v", i, c, dup)
 		}
 	}
-	kt.m[idemKey{"tok-c", "k"}] = &idemEntry{hash: h1, done: make(chan struct{})} // being stored
+	kt.put(idemKey{"tok-c", "k"}, &idemEntry{hash: h1, done: make(chan struct{})}) // being stored
 	kt.sweep(t0.Add(3 * time.Hour))
 	if len(kt.m) != 1 || kt.m[idemKey{"tok-c", "k"}] == nil {
 		t.Errorf("after the sweep: %v", kt.m)
+	}
+	if len(kt.count) != 1 || kt.count["tok-c"] != 1 {
+		t.Errorf("after the sweep, keys per scope: %v", kt.count)
+	}
+}
+
+// One scope past the cap loses its own oldest keys, never another scope's
+// nor a key being stored: a token holder sending fresh keys without end
+// holds at most max of them.
+func TestKeyTableCap(t *testing.T) {
+	t0 := time.Date(2025, 6, 24, 9, 0, 0, 0, time.UTC)
+	h := bodyHash("", []byte("1"))
+	kt := newKeyTable(24*time.Hour, 20)
+	kt.note(idemKey{"tok-b", "b-0"}, h, t0)
+	kt.put(idemKey{"tok-a", "in-flight"}, &idemEntry{hash: h, done: make(chan struct{})})
+	for i := range 1000 {
+		kt.note(idemKey{"tok-a", fmt.Sprint("a-", i)}, h, t0.Add(time.Duration(i)*time.Second))
+		if n := kt.count["tok-a"]; n > 20 {
+			t.Fatalf("after %d keys, tok-a holds %d (cap 20)", i+1, n)
+		}
+	}
+	if kt.m[idemKey{"tok-b", "b-0"}] == nil || kt.count["tok-b"] != 1 {
+		t.Error("another token's key was forgotten")
+	}
+	if kt.m[idemKey{"tok-a", "in-flight"}] == nil {
+		t.Error("a key being stored was forgotten")
+	}
+	if kt.m[idemKey{"tok-a", "a-999"}] == nil || kt.m[idemKey{"tok-a", "a-0"}] != nil {
+		t.Error("the cap did not forget the oldest keys first")
+	}
+	if len(kt.m) != kt.count["tok-a"]+kt.count["tok-b"] || kt.evicted == 0 {
+		t.Errorf("%d keys held, counts %v, %d evicted", len(kt.m), kt.count, kt.evicted)
 	}
 }
 

@@ -264,6 +264,7 @@ func Serve(ctx context.Context, opts ServeOptions) (err error) {
 			CheckpointEvery: checkpointEvery(cfg, restore),
 			RestoredThrough: restoredThrough(restore, p),
 			IdempotencyTTL:  cfg.Ingest.IdempotencyTTL.D(),
+			MaxKeysPerScope: cfg.Ingest.IdempotencyMaxKeys,
 			Durable:         durable.Load,
 			Inputs:          formats,
 			Logger:          log,

@@ -147,6 +147,12 @@ type Ingest struct {
 	// it a retry is answered without being stored again and the key with
 	// another body is refused (422). Positive.
 	IdempotencyTTL Duration `yaml:"idempotency_ttl"`
+	// IdempotencyMaxKeys caps the keys serve holds per API token (about
+	// 200 bytes each): past it the token's oldest keys are forgotten
+	// before their TTL, so a token holder cannot grow memory without
+	// bound. A forgotten key can only let a retry be stored twice.
+	// Positive.
+	IdempotencyMaxKeys int `yaml:"idempotency_max_keys"`
 }
 
 // Rules configures detection rules as code (docs/rules.md, docs/sigma.md).
@@ -492,10 +498,11 @@ func Default() Config {
 		},
 		Kafka: Kafka{Group: "haechi", CheckpointEvery: 10000},
 		Ingest: Ingest{
-			MaxBodyBytes:   16 << 20,
-			MaxLineBytes:   1 << 20,
-			MaxFuture:      Duration(time.Hour),
-			IdempotencyTTL: Duration(24 * time.Hour),
+			MaxBodyBytes:       16 << 20,
+			MaxLineBytes:       1 << 20,
+			MaxFuture:          Duration(time.Hour),
+			IdempotencyTTL:     Duration(24 * time.Hour),
+			IdempotencyMaxKeys: 1_000_000,
 		},
 		Spool: Spool{
 			Enabled:      true,

@@ -25,7 +25,7 @@ func TestDefaultValidates(t *testing.T) {
 		t.Fatalf("Default().Validate() = %v", err)
 	}
 	if d.Engine.QueueSize != 65536 || d.Engine.AllowedLateness.D() != 5*time.Minute ||
-		d.Ingest.MaxBodyBytes != 16777216 || d.Ingest.MaxLineBytes != 1<<20 || d.Ingest.IdempotencyTTL.D() != 24*time.Hour ||
+		d.Ingest.MaxBodyBytes != 16777216 || d.Ingest.MaxLineBytes != 1<<20 || d.Ingest.IdempotencyTTL.D() != 24*time.Hour || d.Ingest.IdempotencyMaxKeys != 1_000_000 ||
 		d.Alerts.Window.D() != time.Hour || !d.Detectors.TerminatedIdentity.Enabled ||
 		!d.Detectors.Canary.Enabled || d.Listen != "127.0.0.1:8470" || d.DataDir != "./haechi-data" ||
 		d.Log != (Log{Level: "info", Format: "text"}) {

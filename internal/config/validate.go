@@ -123,6 +123,9 @@ func (c *Config) Validate() error {
 	if c.Ingest.IdempotencyTTL <= 0 {
 		add("ingest.idempotency_ttl", "must be positive, got %s", c.Ingest.IdempotencyTTL)
 	}
+	if c.Ingest.IdempotencyMaxKeys <= 0 {
+		add("ingest.idempotency_max_keys", "must be positive, got %d", c.Ingest.IdempotencyMaxKeys)
+	}
 	if c.Ingest.MaxBodyBytes <= 0 {
 		add("ingest.max_body_bytes", "must be positive, got %d", c.Ingest.MaxBodyBytes)
 	}
