@@ -49,14 +49,15 @@ func mdClean(s string) string {
 	return b.String()
 }
 
-// mdText renders s as inert Markdown text, safe anywhere in a line —
-// at its start, in a list item, a heading or a table cell: mdClean, then
+// mdText renders s as inert Markdown text, safe anywhere in a line — at
+// its start, in a list item, a heading or a table cell: mdClean, then
 // leading spaces dropped (they could indent a code block), then every
 // mdInline character backslash-escaped (but "_" between two ASCII letters
-// or digits, which cannot delimit emphasis), and a leading "-", "+" or "=" or
-// the "." or ")" after a leading run of digits (a list marker, a setext
-// underline or thematic break) too. Rendered, the result reads as the
-// cleaned value; nothing else is changed.
+// or digits, which cannot delimit emphasis); so are a leading "-", "+" or
+// "=", the "." or ")" after a leading run of digits (a list marker, a
+// setext underline, a thematic break) and the "." of "www." (a GFM
+// autolink; "http:" and "user@host" lose theirs with ":" and "@").
+// Rendered, the result reads as the cleaned value; nothing else changes.
 func mdText(s string) string {
 	s = strings.TrimLeft(mdClean(s), " ")
 	var b strings.Builder
@@ -74,6 +75,8 @@ func mdText(s string) string {
 			b.WriteByte('\\')
 		case digits == i && (c == '.' || c == ')') && i > 0:
 			b.WriteByte('\\')
+		case c == '.' && i >= 3 && strings.EqualFold(s[i-3:i], "www"):
+			b.WriteByte('\\') // GFM links a bare "www."
 		}
 		if digits == i && c >= '0' && c <= '9' {
 			digits++

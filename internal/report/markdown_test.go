@@ -51,6 +51,7 @@ func TestMDText(t *testing.T) {
 		{"a|b", `a\|b`},
 		{`back\slash`, `back\\slash`},
 		{"mail@example.com", `mail\@example.com`},
+		{"see WWW.evil.example or www", `see WWW\.evil.example or www`},
 		{"$x$", `\$x\$`},
 		{"cr\rlf\r\nnel\u0085ls\u2028ps\u2029", "cr lf  nel ls ps "},
 		{"rlo\u202eevil", "rlo\ufffdevil"},
@@ -135,6 +136,9 @@ func checkMDText(t *testing.T, in, out string) {
 		if r == '\u2028' || r == '\u2029' || (r >= 0x80 && r <= 0x9f) || unicode.Is(unicode.Bidi_Control, r) {
 			t.Fatalf("mdText(%q) = %q: holds %U", in, out, r)
 		}
+	}
+	if strings.Contains(strings.ToLower(out), "www.") {
+		t.Fatalf("mdText(%q) = %q: a bare www. (GFM autolink)", in, out)
 	}
 	if !utf8.ValidString(out) {
 		t.Fatalf("mdText(%q) = %q: invalid UTF-8", in, out)
