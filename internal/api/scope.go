@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strings"
 	"time"
@@ -29,6 +30,16 @@ func ScopeQuery(v url.Values, alert func(id string) (event.Alert, error)) (ledge
 			for _, s := range strings.Split(raw, ",") {
 				if s = strings.TrimSpace(s); s != "" {
 					vals = append(vals, s)
+				}
+			}
+		}
+		if d.dim == ledger.Source {
+			for _, s := range vals {
+				if !strings.Contains(s, "/") {
+					continue
+				}
+				if _, err := netip.ParsePrefix(s); err != nil {
+					return q, fmt.Errorf("source %q: want an address or a CIDR prefix such as 203.0.113.0/24", s)
 				}
 			}
 		}
@@ -87,9 +98,21 @@ func parseDay(s string) (time.Time, error) {
 	return t, nil
 }
 
+// handleScope answers GET /v1/scope. A bad parameter (selector, day,
+// intersect, export) is refused with 400 before anything is read or
+// audited; an answer is audited as scope_read before it is sent, an
+// export as scope_export once it has been written (with "complete": false
+// and the error when writing failed part way).
 func (s *Server) handleScope(w http.ResponseWriter, r *http.Request) {
 	if s.opts.Scope == nil {
 		writeError(w, http.StatusNotFound, "no ledger")
+		return
+	}
+	exp := r.URL.Query().Get("export")
+	switch exp {
+	case "", "csv", "ndjson":
+	default:
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("export: want csv or ndjson, got %q", exp))
 		return
 	}
 	q, err := ScopeQuery(r.URL.Query(), func(id string) (event.Alert, error) {
@@ -104,26 +127,30 @@ func (s *Server) handleScope(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	res, err := ledger.Scope(r.Context(), s.opts.Scope, q)
+	if errors.Is(err, ledger.ErrInvalidQuery) {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
 	if err != nil {
 		writeError(w, http.StatusInternalServerError, "scope: "+err.Error())
 		return
 	}
-	exp := r.URL.Query().Get("export")
-	kind := "scope_read"
-	if exp != "" {
-		kind = "scope_export"
-	}
-	s.audit(r, kind, map[string]any{"query": r.URL.RawQuery, "records": res.Total, "export": exp})
-	switch exp {
-	case "":
+	detail := map[string]any{"query": r.URL.RawQuery, "records": res.Total, "export": exp}
+	if exp == "" {
+		s.audit(r, "scope_read", detail)
 		writeJSON(w, http.StatusOK, res)
-	case "csv":
-		w.Header().Set("Content-Type", "text/csv")
-		_ = res.WriteCSV(r.Context(), w)
-	case "ndjson":
-		w.Header().Set("Content-Type", "application/x-ndjson")
-		_ = res.WriteNDJSON(r.Context(), w)
-	default:
-		writeError(w, http.StatusBadRequest, fmt.Sprintf("export: want csv or ndjson, got %q", exp))
+		return
 	}
+	if exp == "csv" {
+		w.Header().Set("Content-Type", "text/csv")
+		err = res.WriteCSV(r.Context(), w)
+	} else {
+		w.Header().Set("Content-Type", "application/x-ndjson")
+		err = res.WriteNDJSON(r.Context(), w)
+	}
+	detail["complete"] = err == nil
+	if err != nil {
+		detail["error"] = err.Error()
+	}
+	s.audit(r, "scope_export", detail)
 }

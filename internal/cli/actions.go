@@ -152,7 +152,7 @@ func (c auditExportCmd) Run(e *env) (err error) {
 	defer st.Close()
 	w := e.stdout
 	if c.Out != "" && c.Out != "-" {
-		f, err := os.Create(c.Out)
+		f, err := createPrivate(c.Out)
 		if err != nil {
 			return err
 		}

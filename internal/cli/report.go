@@ -1,9 +1,9 @@
 package cli
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
-	"os"
 	"time"
 
 	"github.com/haechi-sec/haechi/internal/report"
@@ -41,9 +41,37 @@ func (c *reportCmd) Run(e *env) (err error) {
 	if err != nil {
 		return err
 	}
+	// Rendered whole before anything is written: a failure leaves an
+	// existing -o file as it was.
+	var b bytes.Buffer
+	switch c.Format {
+	case "html":
+		err = r.WriteHTML(&b)
+	case "json":
+		enc := json.NewEncoder(&b)
+		enc.SetIndent("", "  ")
+		err = enc.Encode(r)
+	default:
+		err = r.WriteMarkdown(&b)
+	}
+	if err != nil {
+		return err
+	}
+	// Audited like the console's report read, before it is shown.
+	var records int64
+	if r.Scope != nil {
+		records = r.Scope.Total
+	}
+	detail := map[string]any{"alert_id": c.Alert, "records": records, "format": c.Format}
+	if c.Out != "" && c.Out != "-" {
+		detail["file"] = c.Out
+	}
+	if err := auditRead(e.ctx, st, "report_read", detail); err != nil {
+		return err
+	}
 	w := e.stdout
 	if c.Out != "" && c.Out != "-" {
-		f, err := os.Create(c.Out)
+		f, err := createPrivate(c.Out)
 		if err != nil {
 			return err
 		}
@@ -54,13 +82,6 @@ func (c *reportCmd) Run(e *env) (err error) {
 		}()
 		w = f
 	}
-	switch c.Format {
-	case "html":
-		return r.WriteHTML(w)
-	case "json":
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		return enc.Encode(r)
-	}
-	return r.WriteMarkdown(w)
+	_, err = w.Write(b.Bytes())
+	return err
 }

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
-	"os"
 	"sort"
 	"strings"
 	"time"
@@ -33,7 +32,15 @@ type scopeCmd struct {
 	Export    string   `placeholder:"FILE" help:"Write the record ids to FILE (.csv or .ndjson) for notification."`
 }
 
-func (c *scopeCmd) Run(e *env) error {
+func (c *scopeCmd) Run(e *env) (err error) {
+	// The export's name is checked before anything is read or written: a
+	// wrong extension leaves an existing file as it was.
+	var format string
+	if c.Export != "" {
+		if format, err = exportFormat(c.Export); err != nil {
+			return usageError{err}
+		}
+	}
 	cfg, err := e.loadConfig()
 	if err != nil {
 		return err
@@ -65,9 +72,26 @@ func (c *scopeCmd) Run(e *env) error {
 		return err
 	}
 	took := time.Since(start)
-	if c.Export != "" {
-		if err := export(e.ctx, res, c.Export); err != nil {
+	// Every read is audited like the API's: scope_read before the answer
+	// is shown, scope_export once the file is written (or has failed:
+	// what was written is recorded as incomplete).
+	detail := map[string]any{"query": v.Encode(), "records": res.Total, "export": format}
+	if c.Export == "" {
+		if err := auditRead(e.ctx, st, "scope_read", detail); err != nil {
 			return err
+		}
+	} else {
+		werr := export(e.ctx, res, c.Export, format)
+		detail["file"] = c.Export
+		detail["complete"] = werr == nil
+		if werr != nil {
+			detail["error"] = werr.Error()
+		}
+		if err := auditRead(e.ctx, st, "scope_export", detail); err != nil {
+			return errors.Join(werr, err)
+		}
+		if werr != nil {
+			return werr
 		}
 	}
 	if c.JSON {
@@ -118,8 +142,22 @@ func (c *scopeCmd) Run(e *env) error {
 	return nil
 }
 
-func export(ctx context.Context, res *ledger.Result, path string) (err error) {
-	f, err := os.Create(path)
+// exportFormat is the format an export file's name asks for: "csv" for
+// .csv, "ndjson" for .ndjson or .jsonl.
+func exportFormat(path string) (string, error) {
+	switch {
+	case strings.HasSuffix(path, ".csv"):
+		return "csv", nil
+	case strings.HasSuffix(path, ".ndjson"), strings.HasSuffix(path, ".jsonl"):
+		return "ndjson", nil
+	}
+	return "", fmt.Errorf("--export %s: name the file .csv or .ndjson", path)
+}
+
+// export writes the record ids of res to path (createPrivate: 0600) in
+// format (exportFormat's).
+func export(ctx context.Context, res *ledger.Result, path, format string) (err error) {
+	f, err := createPrivate(path)
 	if err != nil {
 		return err
 	}
@@ -129,13 +167,10 @@ func export(ctx context.Context, res *ledger.Result, path string) (err error) {
 		}
 	}()
 	bw := bufio.NewWriterSize(f, 1<<20)
-	switch {
-	case strings.HasSuffix(path, ".csv"):
+	if format == "csv" {
 		err = res.WriteCSV(ctx, bw)
-	case strings.HasSuffix(path, ".ndjson"), strings.HasSuffix(path, ".jsonl"):
+	} else {
 		err = res.WriteNDJSON(ctx, bw)
-	default:
-		return errors.New("--export: name the file .csv or .ndjson")
 	}
 	if err != nil {
 		return err

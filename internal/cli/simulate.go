@@ -101,7 +101,7 @@ func (c *simulateCmd) Run(e *env) error {
 		var w io.Writer = e.stdout
 		var f *os.File
 		if c.Out != "" && c.Out != "-" {
-			f, err = os.Create(c.Out)
+			f, err = createPrivate(c.Out)
 			if err != nil {
 				return err
 			}
@@ -124,7 +124,7 @@ func (c *simulateCmd) Run(e *env) error {
 		return err
 	}
 	if c.Truth != "" {
-		f, err := os.Create(c.Truth)
+		f, err := createPrivate(c.Truth)
 		if err != nil {
 			return err
 		}

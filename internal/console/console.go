@@ -226,13 +226,24 @@ func (c *Console) render(w http.ResponseWriter, r *http.Request, code int, name 
 	}
 	h := w.Header()
 	h.Set("Content-Type", "text/html; charset=utf-8")
+	pageHeaders(h, pageCSP)
+	w.WriteHeader(code)
+	_, _ = fmt.Fprint(w, b.String())
+}
+
+// pageCSP is the console pages' Content-Security-Policy: their own
+// scripts, styles and images only.
+const pageCSP = "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; frame-ancestors 'none'; form-action 'self'"
+
+// pageHeaders sets the headers every page the console serves carries —
+// its own pages and the incident reports: never cached, never sniffed as
+// another type, never framed, no referrer elsewhere, and csp.
+func pageHeaders(h http.Header, csp string) {
 	h.Set("Cache-Control", "no-store")
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("X-Frame-Options", "DENY")
 	h.Set("Referrer-Policy", "same-origin")
-	h.Set("Content-Security-Policy", "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; frame-ancestors 'none'; form-action 'self'")
-	w.WriteHeader(code)
-	_, _ = fmt.Fprint(w, b.String())
+	h.Set("Content-Security-Policy", csp)
 }
 
 var flashes = map[string]string{
@@ -576,15 +587,14 @@ func (c *Console) report(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	format := r.URL.Query().Get("format")
-	c.audit(r, "console_report_read", map[string]any{"alert_id": id, "records": scopeTotal(rep.Scope), "format": format})
 	var b strings.Builder
+	ctype := "text/html; charset=utf-8"
 	switch format {
 	case "", "html":
 		err = rep.WriteHTML(&b)
-		w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	case "md":
 		err = rep.WriteMarkdown(&b)
-		w.Header().Set("Content-Type", "text/markdown; charset=utf-8")
+		ctype = "text/markdown; charset=utf-8"
 	default:
 		c.fail(w, r, http.StatusBadRequest, fmt.Sprintf("Unknown report format %q.", format), "Use format=html or format=md.")
 		return
@@ -593,7 +603,11 @@ func (c *Console) report(w http.ResponseWriter, r *http.Request) {
 		c.fail(w, r, http.StatusInternalServerError, "Rendering the report failed: "+err.Error(), "Check the server's log.")
 		return
 	}
-	w.Header().Set("Cache-Control", "no-store")
+	// Audited once the report exists: a refused format read nothing.
+	c.audit(r, "console_report_read", map[string]any{"alert_id": id, "records": scopeTotal(rep.Scope), "format": format})
+	h := w.Header()
+	h.Set("Content-Type", ctype)
+	pageHeaders(h, report.HTMLContentSecurityPolicy())
 	_, _ = fmt.Fprint(w, b.String())
 }
 

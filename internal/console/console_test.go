@@ -19,6 +19,7 @@ import (
 	"github.com/haechi-sec/haechi/internal/console"
 	"github.com/haechi-sec/haechi/internal/event"
 	"github.com/haechi-sec/haechi/internal/ledger"
+	"github.com/haechi-sec/haechi/internal/report"
 	"github.com/haechi-sec/haechi/internal/store"
 )
 
@@ -346,6 +347,38 @@ func TestPages(t *testing.T) {
 	recs, _ = e.st.AuditLog(context.Background(), 0, 1000)
 	if last := recs[len(recs)-1]; last.Kind != "scope_export" || !strings.Contains(string(last.Detail), "analyst user") {
 		t.Errorf("last audit entry %s %s, want scope_export by the analyst", last.Kind, last.Detail)
+	}
+}
+
+// The incident report is served with the pages' protective headers (its
+// CSP allowing only its own inline style sheet), its Markdown escapes the
+// finding's "<b>", and a refused format is not audited as a report read.
+func TestReportHeaders(t *testing.T) {
+	e := newEnv(t, true)
+	sess, _ := e.login(t, e.analyst)
+	for _, path := range []string{"/alerts/al-crit/report", "/alerts/al-crit/report?format=md"} {
+		w := e.do(t, "GET", path, "", nil, sess)
+		if w.Code != 200 {
+			t.Fatalf("GET %s: %d", path, w.Code)
+		}
+		h := w.Header()
+		for k, want := range map[string]string{"X-Content-Type-Options": "nosniff", "X-Frame-Options": "DENY",
+			"Cache-Control": "no-store", "Content-Security-Policy": report.HTMLContentSecurityPolicy()} {
+			if got := h.Get(k); got != want {
+				t.Errorf("GET %s: %s %q, want %q", path, k, got, want)
+			}
+		}
+		if strings.HasSuffix(path, "md") && (strings.Contains(w.Body.String(), "<b>") || !strings.Contains(w.Body.String(), `never minted \<b\>.`)) {
+			t.Errorf("GET %s: the finding's <b> is not escaped:\n%s", path, w.Body)
+		}
+	}
+	before, _ := e.st.AuditLog(context.Background(), 0, 1000)
+	if w := e.do(t, "GET", "/alerts/al-crit/report?format=bogus", "", nil, sess); w.Code != http.StatusBadRequest {
+		t.Errorf("format=bogus: %d, want 400", w.Code)
+	}
+	after, _ := e.st.AuditLog(context.Background(), 0, 1000)
+	if len(after) != len(before) {
+		t.Errorf("a refused report format was audited: %s %s", after[len(after)-1].Kind, after[len(after)-1].Detail)
 	}
 }
 

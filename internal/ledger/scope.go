@@ -79,10 +79,15 @@ type termSet struct {
 	first, last map[string]int64                      // by type
 }
 
+// ErrInvalidQuery marks Scope's errors about the query itself (no terms,
+// an unknown dimension, a bad source prefix, from after to) — a caller's
+// mistake, not a failure of the ledger.
+var ErrInvalidQuery = errors.New("invalid scope query")
+
 // Scope answers q from the ledger in r.
 func Scope(ctx context.Context, r Reader, q Query) (*Result, error) {
 	if len(q.Terms) == 0 {
-		return nil, errors.New("scope: no terms")
+		return nil, fmt.Errorf("scope: no terms: %w", ErrInvalidQuery)
 	}
 	fromDay, toDay := int64(math.MinInt32), int64(math.MaxInt32)
 	if !q.From.IsZero() {
@@ -92,15 +97,15 @@ func Scope(ctx context.Context, r Reader, q Query) (*Result, error) {
 		toDay = Day(q.To)
 	}
 	if fromDay > toDay {
-		return nil, fmt.Errorf("scope: from %s is after to %s", q.From.Format(time.RFC3339), q.To.Format(time.RFC3339))
+		return nil, fmt.Errorf("scope: from %s is after to %s: %w", q.From.Format(time.RFC3339), q.To.Format(time.RFC3339), ErrInvalidQuery)
 	}
 	var sets []*termSet
 	for _, t := range q.Terms {
 		if !t.Dim.Valid() {
-			return nil, fmt.Errorf("scope: unknown dimension %q", t.Dim)
+			return nil, fmt.Errorf("scope: unknown dimension %q: %w", t.Dim, ErrInvalidQuery)
 		}
 		if len(t.Values) == 0 {
-			return nil, fmt.Errorf("scope: no values for %s", t.Dim)
+			return nil, fmt.Errorf("scope: no values for %s: %w", t.Dim, ErrInvalidQuery)
 		}
 		values, err := expand(ctx, r, t, fromDay, toDay)
 		if err != nil {
@@ -153,7 +158,7 @@ func expand(ctx context.Context, r Reader, t Term, fromDay, toDay int64) ([]stri
 	for _, p := range prefixes {
 		pf, err := netip.ParsePrefix(p)
 		if err != nil {
-			return nil, fmt.Errorf("scope: source %q: %w", p, err)
+			return nil, fmt.Errorf("scope: source %q: %w (%w)", p, ErrInvalidQuery, err)
 		}
 		ps = append(ps, pf.Masked())
 	}
@@ -398,9 +403,9 @@ func (r *Result) WriteCSV(ctx context.Context, w io.Writer) error {
 	bw := bufio.NewWriterSize(w, 64<<10)
 	bw.WriteString("record_type,record_id\n")
 	err := r.Each(ctx, func(t, id string) error {
-		bw.WriteString(csvField(t))
+		bw.WriteString(CSVField(t))
 		bw.WriteByte(',')
-		bw.WriteString(csvField(id))
+		bw.WriteString(CSVField(id))
 		_, err := bw.WriteString("\n")
 		return err
 	})
@@ -410,8 +415,21 @@ func (r *Result) WriteCSV(ctx context.Context, w io.Writer) error {
 	return bw.Flush()
 }
 
-func csvField(s string) string {
-	if !strings.ContainsAny(s, ",\"\r\n") && (s == "" || (s[0] != ' ' && s[len(s)-1] != ' ')) {
+// CSVField renders s as one CSV cell (RFC 4180) that a spreadsheet reads
+// as text, never as a formula — every CSV haechi writes builds its cells
+// with it. Following OWASP's advice on CSV injection, a value that begins
+// with "=", "+", "-", "@", a tab or a carriage return gets a leading
+// single quote ("=1+1" is written '=1+1, "-5" as '-5) and is quoted; a
+// value holding a comma, a semicolon (the separator in some locales), a
+// double quote, a line break or a tab, or beginning or ending with a
+// space, is quoted, its double quotes doubled. Anything else is written as
+// it is. A reader that wants the value back removes the single quote from
+// a cell that begins with one followed by one of those characters.
+func CSVField(s string) string {
+	formula := s != "" && strings.IndexByte("=+-@\t\r", s[0]) >= 0
+	if formula {
+		s = "'" + s
+	} else if !strings.ContainsAny(s, ",;\"\r\n\t") && (s == "" || (s[0] != ' ' && s[len(s)-1] != ' ')) {
 		return s
 	}
 	return `"` + strings.ReplaceAll(s, `"`, `""`) + `"`

@@ -1,7 +1,9 @@
 package report
 
 import (
+	"crypto/sha256"
 	"embed"
+	"encoding/base64"
 	"fmt"
 	"html/template"
 	"io"
@@ -13,7 +15,7 @@ import (
 //go:embed report.html.tmpl
 var tmplFS embed.FS
 
-var funcs = template.FuncMap{"ts": ts, "sorted": sortedCounts}
+var funcs = template.FuncMap{"ts": ts, "sorted": sortedCounts, "exportCommand": exportCommand}
 
 // ts renders a time for the report.
 func ts(t time.Time) string {
@@ -24,6 +26,29 @@ func ts(t time.Time) string {
 }
 
 var htmlTmpl = template.Must(template.New("report.html.tmpl").Funcs(funcs).ParseFS(tmplFS, "report.html.tmpl"))
+
+// htmlCSP is HTMLContentSecurityPolicy's answer, computed once from the
+// template.
+var htmlCSP = func() string {
+	b, err := tmplFS.ReadFile("report.html.tmpl")
+	if err != nil {
+		panic(err)
+	}
+	_, rest, ok := strings.Cut(string(b), "<style>")
+	style, _, ok2 := strings.Cut(rest, "</style>")
+	if !ok || !ok2 {
+		panic("report.html.tmpl: no <style> element")
+	}
+	sum := sha256.Sum256([]byte(style))
+	return "default-src 'none'; style-src 'sha256-" + base64.StdEncoding.EncodeToString(sum[:]) +
+		"'; img-src data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+}()
+
+// HTMLContentSecurityPolicy is the Content-Security-Policy to serve
+// WriteHTML's page (and the Markdown) with: nothing may load or run but
+// the page's own inline style sheet, named by its hash; no scripts, no
+// frames around it.
+func HTMLContentSecurityPolicy() string { return htmlCSP }
 
 type count struct {
 	Name string
@@ -43,44 +68,48 @@ func sortedCounts(m map[string]int64) []count {
 // CSS, no scripts, prints well).
 func (r *Report) WriteHTML(w io.Writer) error { return htmlTmpl.Execute(w, r) }
 
-// WriteMarkdown renders the report as Markdown.
+// WriteMarkdown renders the report as Markdown. Every value taken from
+// events, alerts, actions or config is escaped (mdText, mdCode): whatever
+// an id, a title or an explanation holds, the document has exactly the
+// sections, lists and tables written here, and no raw HTML, link or
+// image.
 func (r *Report) WriteMarkdown(w io.Writer) error {
 	var b strings.Builder
 	a := r.Alert
-	fmt.Fprintf(&b, "# Incident report — %s\n\n", a.Title)
-	fmt.Fprintf(&b, "- Alert: `%s` (%s, score %.0f, detector `%s`)\n", a.ID, a.Severity, a.Score, a.Detector)
-	fmt.Fprintf(&b, "- Entity: `%s`\n", a.Entity)
+	fmt.Fprintf(&b, "# Incident report — %s\n\n", mdText(a.Title))
+	fmt.Fprintf(&b, "- Alert: %s (%s, score %.0f, detector %s)\n", mdCode(a.ID), mdText(a.Severity.String()), a.Score, mdCode(a.Detector))
+	fmt.Fprintf(&b, "- Entity: %s\n", mdCode(a.Entity.String()))
 	fmt.Fprintf(&b, "- Detected: %s\n- Awareness: %s\n- Report generated: %s\n\n", ts(a.Time),
 		ts(r.AwareAt), ts(r.Generated))
-	fmt.Fprintf(&b, "%s\n\n", a.Explanation)
+	fmt.Fprintf(&b, "%s\n\n", mdText(a.Explanation))
 	b.WriteString("## Regulators' clocks\n\n| regime | authority | obligation | deadline | applies |\n|---|---|---|---|---|\n")
 	for _, c := range r.Clocks {
 		applies := "yes"
 		if !c.Applies {
 			applies = "no"
 		}
-		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s — %s |\n", c.Regime.Name, c.Regime.Authority, c.Regime.Obligation,
-			ts(c.Deadline), applies, c.Why)
+		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s — %s |\n", mdText(c.Regime.Name), mdText(c.Regime.Authority),
+			mdText(c.Regime.Obligation), ts(c.Deadline), applies, mdText(c.Why))
 	}
 	b.WriteString("\n## Scope\n\n")
 	if r.Scope == nil {
-		fmt.Fprintf(&b, "%s.\n", r.ScopeNote)
+		fmt.Fprintf(&b, "%s.\n", mdText(r.ScopeNote))
 	} else {
-		fmt.Fprintf(&b, "%d distinct records touched by `%s` (first %s, last %s); %d exposed only a name.\n\n",
-			r.Scope.Total, a.Entity, ts(r.Scope.First), ts(r.Scope.Last), r.Scope.NameOnly)
+		fmt.Fprintf(&b, "%d distinct records touched by %s (first %s, last %s); %d exposed only a name.\n\n",
+			r.Scope.Total, mdCode(a.Entity.String()), ts(r.Scope.First), ts(r.Scope.Last), r.Scope.NameOnly)
 		b.WriteString("| record type | records |\n|---|---|\n")
 		for _, c := range sortedCounts(r.Scope.ByType) {
-			fmt.Fprintf(&b, "| %s | %d |\n", c.Name, c.N)
+			fmt.Fprintf(&b, "| %s | %d |\n", mdText(c.Name), c.N)
 		}
 		b.WriteString("\n| personal-data field | records |\n|---|---|\n")
 		for _, c := range sortedCounts(r.Scope.ByField) {
-			fmt.Fprintf(&b, "| %s | %d |\n", c.Name, c.N)
+			fmt.Fprintf(&b, "| %s | %d |\n", mdText(c.Name), c.N)
 		}
-		fmt.Fprintf(&b, "\nExport the affected ids with `haechi scope --alert %s --export affected.csv`.\n", a.ID)
+		fmt.Fprintf(&b, "\nExport the affected ids with %s.\n", mdCode(exportCommand(a.ID)))
 	}
 	b.WriteString("\n## Timeline\n\n")
 	for _, s := range r.Timeline {
-		fmt.Fprintf(&b, "- %s — %s\n", ts(s.Time), s.What)
+		fmt.Fprintf(&b, "- %s — %s\n", ts(s.Time), mdText(s.What))
 	}
 	b.WriteString("\n## Actions and approvals\n\n")
 	if len(r.Actions) == 0 {
@@ -88,12 +117,16 @@ func (r *Report) WriteMarkdown(w io.Writer) error {
 	} else {
 		b.WriteString("| action | target | state | reason |\n|---|---|---|---|\n")
 		for _, act := range r.Actions {
-			fmt.Fprintf(&b, "| %s | %s | %s | %s |\n", act.Kind, act.Target, act.State, act.Reason)
+			fmt.Fprintf(&b, "| %s | %s | %s | %s |\n", mdText(act.Kind), mdText(act.Target), mdText(act.State), mdText(act.Reason))
 		}
 	}
 	b.WriteString("\n## Findings\n\n")
 	for _, f := range a.Findings {
-		fmt.Fprintf(&b, "- %s — %s (evidence: %s)\n", ts(f.Time), f.Explanation, strings.Join(f.Evidence, ", "))
+		ev := make([]string, len(f.Evidence))
+		for i, e := range f.Evidence {
+			ev[i] = mdText(e)
+		}
+		fmt.Fprintf(&b, "- %s — %s (evidence: %s)\n", ts(f.Time), mdText(f.Explanation), strings.Join(ev, ", "))
 	}
 	if a.FindingCount > len(a.Findings) {
 		fmt.Fprintf(&b, "- … and %d more findings\n", a.FindingCount-len(a.Findings))
@@ -101,4 +134,10 @@ func (r *Report) WriteMarkdown(w io.Writer) error {
 	b.WriteString("\n_The clocks are a summary for engineers, not legal advice._\n")
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// exportCommand is the command line that exports the affected ids of
+// alert id, the id quoted for a shell.
+func exportCommand(id string) string {
+	return "haechi scope --alert=" + shellQuote(id) + " --export affected.csv"
 }
