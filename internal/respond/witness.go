@@ -194,9 +194,13 @@ type WitnessOptions struct {
 	Logger *slog.Logger
 	// Now is the wall clock (nil → time.Now).
 	Now func() time.Time
+	// After, when set, is a line the caller already wrote: RunWitness then
+	// writes no line at once, only when the head moves past it.
+	After *WitnessLine
 }
 
-// RunWitness witnesses the audit head until ctx ends: a line at once, then
+// RunWitness witnesses the audit head until ctx ends: a line at once
+// (unless o.After), then
 // one every o.Every when the head has moved since the last line it wrote,
 // and, when ctx ends, a last one if the head moved (ctx's cancellation
 // does not cut that one short: stop RunWitness after the last audited
@@ -213,7 +217,10 @@ func RunWitness(ctx context.Context, o WitnessOptions) error {
 		o.Now = time.Now
 	}
 	var last store.AuditRecord
-	written := false
+	written := o.After != nil
+	if written {
+		last = store.AuditRecord{Seq: o.After.Seq, Hash: o.After.Head}
+	}
 	witness := func(ctx context.Context, always bool) {
 		h, err := o.Store.AuditHead(ctx)
 		if err != nil {
@@ -230,7 +237,9 @@ func RunWitness(ctx context.Context, o WitnessOptions) error {
 		}
 		last, written = h, true
 	}
-	witness(ctx, true)
+	if !written {
+		witness(ctx, true)
+	}
 	t := time.NewTicker(o.Every)
 	defer t.Stop()
 	for {

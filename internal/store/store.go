@@ -31,6 +31,12 @@
 //     stored as NULL and reads back 0. Findings and Evidence read back as
 //     non-nil (possibly empty) slices.
 //   - ListAlerts returns newest first, by time then ID, both descending.
+//   - The audit log is one chain: each entry's prev_hash is the previous
+//     entry's hash. With Options.AuditKey every appended entry's hash is an
+//     HMAC-SHA-256 under that key (AuditSchemeHMAC); entries from before
+//     the key are plain SHA-256 (AuditSchemeSHA256), and a store without
+//     the key refuses to append after a keyed entry (ErrNoAuditKey).
+//     Verifying the chain is respond.VerifyAudit's job.
 //   - A Writer takes alerts off the hot path: Put enqueues (blocking when the
 //     queue is full, never dropping), Run batches and commits them, retrying
 //     failed batches, and Close drains everything queued before returning.
