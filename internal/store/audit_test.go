@@ -69,6 +69,13 @@ func TestAuditMAC(t *testing.T) {
 		if err := CheckAuditRecord(testAuditKey, edited); err == nil {
 			t.Error("an edited entry with a recomputed SHA-256 passes")
 		}
+		if _, err := s.db.ExecContext(ctx, "UPDATE audit SET detail = ?, hash = ? WHERE seq = 2", string(edited.Detail), edited.Hash); err != nil {
+			t.Fatal(err)
+		}
+		if back, err := s.AuditLog(ctx, 1, 1); err != nil || len(back) != 1 || back[0].Scheme != AuditSchemeHMAC ||
+			CheckAuditRecord(testAuditKey, back[0]) == nil {
+			t.Errorf("the edited entry read back: %+v, %v", back, err)
+		}
 		edited.Scheme = AuditSchemeSHA256 // and claims it was never keyed
 		if err := CheckAuditRecord(testAuditKey, edited); err != nil {
 			t.Errorf("the downgraded entry on its own: %v (the chain check finds it)", err)
