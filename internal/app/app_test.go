@@ -145,13 +145,20 @@ func TestServe(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatalf("shutdown: %v", err)
 	}
-	st, err := store.Open(context.Background(), cfg.DataDir, store.Options{})
+	// serve made the audit key beside the data dir, keyed every entry and
+	// witnessed the final head as it stopped.
+	key, _, err := app.AuditKey(cfg, false)
+	if err != nil || key == nil {
+		t.Fatalf("audit key after serve: %v", err)
+	}
+	st, err := store.Open(context.Background(), cfg.DataDir, store.Options{AuditKey: key})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	if broken, err := respond.VerifyAudit(context.Background(), st); err != nil {
-		t.Errorf("audit log: broken at %d: %v", broken, err)
+	rep, err := respond.VerifyAudit(context.Background(), st, respond.VerifyOptions{Key: key, Witness: cfg.AuditWitnessFile()})
+	if err != nil || rep.Keyed == 0 || rep.Keyed != rep.Entries || !rep.HaveWitness || rep.Witnessed.Seq != rep.Head {
+		t.Errorf("audit log: %+v, %v; want every entry keyed and the head witnessed", rep, err)
 	}
 	if n, err := st.CountAlerts(context.Background()); err != nil || n != len(list.Alerts) {
 		t.Fatalf("stored alerts after shutdown: %d %v", n, err)

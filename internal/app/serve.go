@@ -82,7 +82,11 @@ func Serve(ctx context.Context, opts ServeOptions) (err error) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
-	st, err := store.Open(ctx, cfg.StoreTarget(), store.Options{Logger: log})
+	auditKey, keyFrom, err := AuditKey(cfg, true)
+	if err != nil {
+		return err
+	}
+	st, err := store.Open(ctx, cfg.StoreTarget(), store.Options{Logger: log, AuditKey: auditKey})
 	if err != nil {
 		return err
 	}
@@ -91,6 +95,19 @@ func Serve(ctx context.Context, opts ServeOptions) (err error) {
 			err = cerr
 		}
 	}()
+	// The audit witness signs the log's head until every audited write is
+	// done: stopped by the deferred call below, which runs before the
+	// store closes, so a graceful stop witnesses the final head.
+	runWitness, err := startAudit(ctx, cfg, st, auditKey, keyFrom, log)
+	if err != nil {
+		return err
+	}
+	if runWitness != nil {
+		witnessCtx, stopWitness := context.WithCancel(context.WithoutCancel(ctx))
+		witnessDone := make(chan struct{})
+		go func() { defer close(witnessDone); runWitness(witnessCtx) }()
+		defer func() { stopWitness(); <-witnessDone }()
+	}
 	var authn *auth.Authenticator
 	if !opts.InsecureNoAuth {
 		authn = auth.New(auth.Options{Store: st, Secure: opts.TLSCert != "", Logger: log})

@@ -4,11 +4,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"text/tabwriter"
 	"time"
 
+	"github.com/haechi-sec/haechi/internal/app"
 	"github.com/haechi-sec/haechi/internal/config"
 	"github.com/haechi-sec/haechi/internal/respond"
 	"github.com/haechi-sec/haechi/internal/store"
@@ -28,7 +30,23 @@ func (e *env) openStore() (*store.Store, error) {
 	if err := storeExists(cfg); err != nil {
 		return nil, err
 	}
-	return store.Open(e.ctx, cfg.StoreTarget(), store.Options{})
+	opts, err := storeOptions(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return store.Open(e.ctx, cfg.StoreTarget(), opts)
+}
+
+// storeOptions returns the options a command opens the store with: the
+// audit key (app.AuditKey), when one exists, so that the audit entries
+// the command appends are MACed like serve's. The key is never created
+// here; serve creates it on first start.
+func storeOptions(cfg config.Config) (store.Options, error) {
+	key, _, err := app.AuditKey(cfg, false)
+	if err != nil {
+		return store.Options{}, usageError{err}
+	}
+	return store.Options{AuditKey: key}, nil
 }
 
 // storeExists refuses a data dir without a SQLite store (rather than
@@ -117,27 +135,96 @@ func (c *actionsDecideCmd) decide(e *env, approve bool) error {
 
 type auditCmd struct {
 	storeFlag
-	Verify auditVerifyCmd `cmd:"" help:"Check the audit log's hash chain; names the first broken entry."`
+	Verify auditVerifyCmd `cmd:"" help:"Check the audit log: every entry's MAC (or legacy hash) and link, and the heads the witness signed; names the first broken entry."`
 	Export auditExportCmd `cmd:"" help:"Write the audit log as NDJSON."`
 }
 
-type auditVerifyCmd struct{}
+type auditVerifyCmd struct {
+	Witness string `placeholder:"FILE" help:"Check against this witness file (default: audit.witness.file)."`
+}
 
-func (auditVerifyCmd) Run(e *env) error {
-	st, err := e.openStore()
+func (c auditVerifyCmd) Run(e *env) error {
+	cfg, err := e.loadConfig()
+	if err != nil {
+		return err
+	}
+	if err := validate(&cfg); err != nil {
+		return err
+	}
+	if err := storeExists(cfg); err != nil {
+		return err
+	}
+	key, keyFrom, err := app.AuditKey(cfg, false)
+	if err != nil {
+		return usageError{err}
+	}
+	st, err := store.Open(e.ctx, cfg.StoreTarget(), store.Options{AuditKey: key})
 	if err != nil {
 		return err
 	}
 	defer st.Close()
-	broken, err := respond.VerifyAudit(e.ctx, st)
-	if err != nil {
-		if broken > 0 {
-			return fmt.Errorf("audit log broken at entry %d: %w", broken, err)
+	witness := c.Witness
+	if witness == "" {
+		witness = cfg.AuditWitnessFile()
+	}
+	rep, verr := respond.VerifyAudit(e.ctx, st, respond.VerifyOptions{Key: key, Witness: witness})
+	printAuditReport(e.stdout, e.stderr, rep, key != nil, keyFrom, verr == nil)
+	if verr != nil {
+		var ab *respond.AuditBreak
+		if errors.As(verr, &ab) {
+			if ab.Problem == respond.ProblemNoKey {
+				return fmt.Errorf("audit log not verifiable: %w (audit key looked for in %s)", verr, keyFrom)
+			}
+			return fmt.Errorf("audit log broken at entry %d (%s): %w", ab.Seq, ab.Problem, verr)
 		}
-		return err
+		return verr
 	}
 	fmt.Fprintln(e.stdout, "audit log intact")
 	return nil
+}
+
+// printAuditReport writes what verify checked: counts, then the witness.
+func printAuditReport(out, warn io.Writer, rep respond.AuditReport, haveKey bool, keyFrom string, ok bool) {
+	checked := "checked"
+	if !ok {
+		checked = "checked before the break"
+	}
+	fmt.Fprintf(out, "%d entries %s: %d MAC-protected, %d legacy", rep.Entries, checked, rep.Keyed, rep.Legacy)
+	if rep.Legacy > 0 {
+		fmt.Fprintf(out, " (entries 1–%d: plain SHA-256 from before the audit key, not MAC-protected", rep.Legacy)
+		if rep.Keyed > 0 {
+			fmt.Fprintf(out, "; fixed by the MAC of entry %d", rep.Legacy+1)
+		}
+		fmt.Fprint(out, ")")
+	}
+	fmt.Fprintln(out)
+	if haveKey {
+		fmt.Fprintf(out, "audit key: %s\n", keyFrom)
+	} else {
+		fmt.Fprintf(out, "audit key: none (%s does not exist)\n", keyFrom)
+	}
+	switch {
+	case rep.Witness == "":
+		fmt.Fprintln(out, "witness: none (audit.witness.enabled is false): the removal of the newest entries cannot be detected")
+	case !haveKey:
+		fmt.Fprintf(out, "witness %s: not checked without the audit key: the removal of the newest entries cannot be detected\n", rep.Witness)
+	case rep.WitnessMissing:
+		fmt.Fprintf(out, "witness %s: missing: the removal of the newest entries cannot be detected\n", rep.Witness)
+	case !rep.HaveWitness:
+		fmt.Fprintf(out, "witness %s: no signed line: the removal of the newest entries cannot be detected\n", rep.Witness)
+	default:
+		l := rep.Witnessed
+		fmt.Fprintf(out, "witness %s: %d signed lines checked; the newest, entry %d signed %s", rep.Witness,
+			len(rep.WitnessFile.Valid), l.Seq, l.Time.Format(time.RFC3339))
+		if ok {
+			fmt.Fprintf(out, ", is in the log; %d entries written since", rep.Head-l.Seq)
+		}
+		fmt.Fprintln(out)
+	}
+	if wf := rep.WitnessFile; wf.Forged+wf.Unreadable > 0 {
+		fmt.Fprintf(warn, "warning: witness %s: %d lines not signed by this audit key (forged, altered, or from another key) and %d unreadable, ignored; the first at line %d\n",
+			rep.Witness, wf.Forged, wf.Unreadable, wf.FirstBad)
+	}
 }
 
 type auditExportCmd struct {

@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"path/filepath"
 	"sync/atomic"
 	"time"
 
@@ -58,6 +59,9 @@ func (c *demoCmd) Run(e *env) (err error) {
 	}
 	cfg.DataDir = dir
 	cfg.Store.DSN = "" // the demo's store is always its own, in dir
+	// Its audit key and witness too, removed with it.
+	cfg.Audit.KeyFile = filepath.Join(dir, "audit.key")
+	cfg.Audit.Witness.File = filepath.Join(dir, "audit-witness")
 	cfg.Listen = c.Listen
 	if e.g.LogLevel == "" {
 		cfg.Log.Level = "error" // the demo narrates on stdout

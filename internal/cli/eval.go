@@ -67,7 +67,11 @@ func (c *evalCmd) Run(e *env) error {
 	var sc eval.Scorecard
 	run := eval.RunOptions{Config: cfg, CanaryIDs: ids, OnReject: onReject}
 	if c.Store {
-		st, err := store.Open(e.ctx, cfg.StoreTarget(), store.Options{})
+		opts, err := storeOptions(cfg)
+		if err != nil {
+			return err
+		}
+		st, err := store.Open(e.ctx, cfg.StoreTarget(), opts)
 		if err != nil {
 			return err
 		}

@@ -133,7 +133,12 @@ func (c *replayCmd) Run(e *env) (err error) {
 	var led *ledger.Ledger
 	sinks := []alert.Sink{}
 	if !c.NoStore {
-		st, err := store.Open(e.ctx, cfg.StoreTarget(), store.Options{Logger: log})
+		opts, err := storeOptions(cfg)
+		if err != nil {
+			return err
+		}
+		opts.Logger = log
+		st, err := store.Open(e.ctx, cfg.StoreTarget(), opts)
 		if err != nil {
 			return fmt.Errorf("%w (use --no-store to replay without storing alerts)", err)
 		}

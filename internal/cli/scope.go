@@ -57,7 +57,11 @@ func (c *scopeCmd) Run(e *env) (err error) {
 	if err := storeExists(cfg); err != nil {
 		return err
 	}
-	st, err := store.Open(e.ctx, cfg.StoreTarget(), store.Options{})
+	opts, err := storeOptions(cfg)
+	if err != nil {
+		return err
+	}
+	st, err := store.Open(e.ctx, cfg.StoreTarget(), opts)
 	if err != nil {
 		return err
 	}

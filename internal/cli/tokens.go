@@ -32,7 +32,11 @@ func (c *tokensCreateCmd) Run(e *env) error {
 	}
 	// The store is created if needed: tokens may be made before the first
 	// serve.
-	st, err := store.Open(e.ctx, cfg.StoreTarget(), store.Options{})
+	opts, err := storeOptions(cfg)
+	if err != nil {
+		return err
+	}
+	st, err := store.Open(e.ctx, cfg.StoreTarget(), opts)
 	if err != nil {
 		return err
 	}

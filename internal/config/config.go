@@ -48,6 +48,8 @@ type Config struct {
 	DataDir string `yaml:"data_dir"`
 	// Store selects the store: SQLite in DataDir, or PostgreSQL.
 	Store Store `yaml:"store"`
+	// Audit protects the audit log: the audit key and the witness.
+	Audit Audit `yaml:"audit"`
 	// Listen is the HTTP listen address, host:port.
 	Listen    string    `yaml:"listen"`
 	Log       Log       `yaml:"log"`
@@ -488,6 +490,7 @@ type Canary struct {
 func Default() Config {
 	return Config{
 		DataDir: "./haechi-data",
+		Audit:   defaultAudit(),
 		Listen:  "127.0.0.1:8470",
 		Log:     Log{Level: "info", Format: "text"},
 		Engine: Engine{

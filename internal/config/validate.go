@@ -38,6 +38,7 @@ func (c *Config) Validate() error {
 	if msg := c.Store.check(); msg != "" {
 		add("store.dsn", "%s", msg)
 	}
+	c.Audit.check(add)
 	if msg := checkListen(c.Listen); msg != "" {
 		add("listen", "%s", msg)
 	}

@@ -118,7 +118,7 @@ func testConfig(url string) Config {
 
 func openStore(t *testing.T, dir string) *store.Store {
 	t.Helper()
-	st, err := store.Open(t.Context(), dir, store.Options{})
+	st, err := store.Open(t.Context(), dir, store.Options{AuditKey: testAuditKey})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -254,8 +254,8 @@ func TestDeliverSigned(t *testing.T) {
 	if body["target"] != "u:1" || body["kind"] != KindDisableIdentity || body["revoke_sessions"] != true {
 		t.Errorf("body = %v", body)
 	}
-	if n, err := VerifyAudit(t.Context(), st); err != nil || n != 0 {
-		t.Fatalf("VerifyAudit = %d, %v", n, err)
+	if rep, err := VerifyAudit(t.Context(), st, VerifyOptions{Key: testAuditKey}); err != nil || rep.Keyed != rep.Entries || rep.Entries == 0 {
+		t.Fatalf("VerifyAudit = %+v, %v", rep, err)
 	}
 }
 
@@ -300,8 +300,8 @@ func TestReceiverDownThenRecovers(t *testing.T) {
 			t.Errorf("key %s applied %d times", k, n)
 		}
 	}
-	if n, err := VerifyAudit(t.Context(), st); err != nil {
-		t.Fatalf("VerifyAudit = %d, %v", n, err)
+	if rep, err := VerifyAudit(t.Context(), st, VerifyOptions{Key: testAuditKey}); err != nil {
+		t.Fatalf("VerifyAudit = %+v, %v", rep, err)
 	}
 }
 
@@ -309,7 +309,7 @@ func TestRestartAfterKillMidDelivery(t *testing.T) {
 	rcv := newReceiver(t)
 	rcv.hang.Store(true)
 	dir := t.TempDir()
-	st, err := store.Open(t.Context(), dir, store.Options{})
+	st, err := store.Open(t.Context(), dir, store.Options{AuditKey: testAuditKey})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -486,8 +486,8 @@ func TestAuditTamperDetected(t *testing.T) {
 	h.send(t, mkAlert("a1", event.EntityPrincipal, "u:1", "terminated_identity", event.SeverityCritical, t0))
 	waitFor(t, "delivery", 5*time.Second, func() bool { return len(byState(t, st, StateDelivered)) == 2 })
 	h.stop()
-	if n, err := VerifyAudit(t.Context(), st); err != nil || n != 0 {
-		t.Fatalf("VerifyAudit = %d, %v", n, err)
+	if rep, err := VerifyAudit(t.Context(), st, VerifyOptions{Key: testAuditKey}); err != nil || rep.Keyed != rep.Entries || rep.Entries == 0 {
+		t.Fatalf("VerifyAudit = %+v, %v", rep, err)
 	}
 	var buf bytes.Buffer
 	if err := ExportAudit(t.Context(), st, &buf); err != nil {
@@ -524,9 +524,10 @@ func TestAuditTamperDetected(t *testing.T) {
 	if _, err := db.Exec("UPDATE audit SET detail = ? WHERE seq = 3", string(b)); err != nil {
 		t.Fatal(err)
 	}
-	n, err := VerifyAudit(t.Context(), st)
-	if n != 3 || err == nil || !strings.Contains(err.Error(), "entry 3") {
-		t.Fatalf("VerifyAudit after tamper = %d, %v", n, err)
+	_, err = VerifyAudit(t.Context(), st, VerifyOptions{Key: testAuditKey})
+	var ab *AuditBreak
+	if !errors.As(err, &ab) || ab.Seq != 3 || ab.Problem != ProblemModified || !strings.Contains(err.Error(), "entry 3") {
+		t.Fatalf("VerifyAudit after tamper: %v", err)
 	}
 	buf.Reset()
 	if err := ExportAudit(t.Context(), st, &buf); err != nil {

@@ -2,8 +2,10 @@ package store
 
 import (
 	"context"
+	"crypto/hmac"
 	"crypto/sha256"
 	"database/sql"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -36,6 +38,27 @@ var ErrActionState = errors.New("action state does not allow this")
 // AuditGenesis is the prev_hash of the first audit entry.
 const AuditGenesis = "0000000000000000000000000000000000000000000000000000000000000000"
 
+// Audit entry schemes (AuditRecord.Scheme).
+const (
+	// AuditSchemeSHA256: Hash is AuditHash, a plain SHA-256 anyone who can
+	// write the database can recompute. Entries written before the audit
+	// key existed (or by a store opened without one, while the log has no
+	// keyed entry yet) carry it.
+	AuditSchemeSHA256 = 0
+	// AuditSchemeHMAC: Hash is AuditMAC, an HMAC-SHA-256 keyed by the audit
+	// key, which lives outside the database.
+	AuditSchemeHMAC = 1
+)
+
+// AuditKeySize is the length of the audit key in bytes.
+const AuditKeySize = 32
+
+// ErrNoAuditKey is returned (wrapped) when an entry must be appended to an
+// audit log whose newest entry is keyed (AuditSchemeHMAC) by a store opened
+// without Options.AuditKey: appending an unkeyed entry there would be a
+// silent downgrade.
+var ErrNoAuditKey = errors.New("the audit log is MAC-protected and this process has no audit key")
+
 // Action is one response action in the outbox. ID is its idempotency key.
 type Action struct {
 	ID          string          `json:"id"`
@@ -64,11 +87,13 @@ type AuditRecord struct {
 	Detail   json.RawMessage `json:"detail"`
 	PrevHash string          `json:"prev_hash"`
 	Hash     string          `json:"hash"`
+	// Scheme says what Hash is: AuditSchemeSHA256 or AuditSchemeHMAC.
+	Scheme int `json:"scheme"`
 }
 
-// AuditHash computes the hash an audit entry must carry: the hex SHA-256
-// over its sequence number, time (unix nanoseconds), kind, action id,
-// detail and the previous entry's hash, separated by newlines.
+// AuditHash computes the hash an AuditSchemeSHA256 entry carries: the hex
+// SHA-256 over its sequence number, time (unix nanoseconds), kind, action
+// id, detail and the previous entry's hash, separated by newlines.
 func AuditHash(seq int64, t time.Time, kind, actionID string, detail []byte, prevHash string) string {
 	h := sha256.New()
 	var b []byte
@@ -87,6 +112,59 @@ func AuditHash(seq int64, t time.Time, kind, actionID string, detail []byte, pre
 	return hex.EncodeToString(h.Sum(nil))
 }
 
+// auditMACDomain starts every MACed message, so the audit key's MACs can
+// never be mistaken for anything else computed with it (the witness's
+// signing key is derived from the same key under another label).
+const auditMACDomain = "haechi audit entry v1\x00"
+
+// AuditMAC computes the hash an AuditSchemeHMAC entry carries: the hex
+// HMAC-SHA-256, keyed by key (the audit key), of a domain label, the
+// sequence number and time (unix nanoseconds) as 8-byte big-endian
+// integers, and kind, action id, detail and the previous entry's hash each
+// preceded by its length as an 8-byte big-endian integer. Unlike
+// AuditHash's newline-joined fields the encoding is unambiguous whatever
+// the fields hold.
+func AuditMAC(key []byte, seq int64, t time.Time, kind, actionID string, detail []byte, prevHash string) string {
+	m := hmac.New(sha256.New, key)
+	b := make([]byte, 0, len(auditMACDomain)+48+len(kind)+len(actionID)+len(detail)+len(prevHash))
+	b = append(b, auditMACDomain...)
+	b = binary.BigEndian.AppendUint64(b, uint64(seq))
+	b = binary.BigEndian.AppendUint64(b, uint64(toNanos(t)))
+	for _, f := range [][]byte{[]byte(kind), []byte(actionID), detail, []byte(prevHash)} {
+		b = binary.BigEndian.AppendUint64(b, uint64(len(f)))
+		b = append(b, f...)
+	}
+	m.Write(b)
+	return hex.EncodeToString(m.Sum(nil))
+}
+
+// CheckAuditRecord reports whether r's Hash is right for its own fields
+// under its scheme; key is the audit key (needed for AuditSchemeHMAC
+// entries: without it they are ErrNoAuditKey). It does not look at the
+// chain (whether PrevHash is the previous entry's Hash).
+func CheckAuditRecord(key []byte, r AuditRecord) error {
+	var want string
+	switch r.Scheme {
+	case AuditSchemeSHA256:
+		want = AuditHash(r.Seq, r.Time, r.Kind, r.ActionID, r.Detail, r.PrevHash)
+	case AuditSchemeHMAC:
+		if len(key) == 0 {
+			return ErrNoAuditKey
+		}
+		want = AuditMAC(key, r.Seq, r.Time, r.Kind, r.ActionID, r.Detail, r.PrevHash)
+		if !hmac.Equal([]byte(want), []byte(r.Hash)) {
+			return errors.New("its MAC does not match its contents: the entry was modified, or the audit key is not the one it was written with")
+		}
+		return nil
+	default:
+		return fmt.Errorf("unknown scheme %d", r.Scheme)
+	}
+	if want != r.Hash {
+		return errors.New("its contents do not match its hash: the entry was modified")
+	}
+	return nil
+}
+
 const actionColumns = `id, kind, target, alert_id, playbook, receiver, state, reason, attempts,
 	next_attempt, created_at, enqueued_at, updated_at, last_error, payload`
 
@@ -96,6 +174,9 @@ type execQueryer interface {
 }
 
 // appendAudit appends one entry inside tx, chaining it to the last one.
+// With an audit key (Options.AuditKey) the entry is AuditSchemeHMAC; without
+// one it is AuditSchemeSHA256, which is refused (ErrNoAuditKey) once the
+// newest entry is keyed: the log only ever moves from unkeyed to keyed.
 //
 // The chain cannot fork: seq is the primary key, so of two transactions
 // that read the same last entry only one can commit the next; on
@@ -103,28 +184,38 @@ type execQueryer interface {
 // which dialect.retryable treats as retryable, so its transaction runs
 // again on top of the winner's entry. withTx takes the audit lock up front,
 // so in practice appenders queue instead of retrying.
-func appendAudit(ctx context.Context, tx execQueryer, t time.Time, kind, actionID string, detail any) error {
+func (s *Store) appendAudit(ctx context.Context, tx execQueryer, t time.Time, kind, actionID string, detail any) error {
 	d, err := marshalDetail(detail)
 	if err != nil {
 		return fmt.Errorf("audit detail: %w", err)
 	}
 	var (
-		seq  int64
-		prev string
+		seq    int64
+		prev   string
+		scheme int
 	)
-	err = tx.QueryRowContext(ctx, "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").Scan(&seq, &prev)
+	err = tx.QueryRowContext(ctx, "SELECT seq, hash, scheme FROM audit ORDER BY seq DESC LIMIT 1").Scan(&seq, &prev, &scheme)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
-		seq, prev = 0, AuditGenesis
+		seq, prev, scheme = 0, AuditGenesis, AuditSchemeSHA256
 	case err != nil:
 		return fmt.Errorf("audit: read last entry: %w", err)
 	}
 	seq++
 	t = fromNanos(toNanos(t))
-	hash := AuditHash(seq, t, kind, actionID, d, prev)
+	var hash string
+	switch {
+	case s.auditKey != nil:
+		scheme = AuditSchemeHMAC
+		hash = AuditMAC(s.auditKey, seq, t, kind, actionID, d, prev)
+	case scheme == AuditSchemeSHA256:
+		hash = AuditHash(seq, t, kind, actionID, d, prev)
+	default:
+		return fmt.Errorf("audit: append %s: %w (set audit.key_file or %s to the key serve uses)", kind, ErrNoAuditKey, "HAECHI_AUDIT_KEY")
+	}
 	if _, err := tx.ExecContext(ctx,
-		"INSERT INTO audit (seq, time, kind, action_id, detail, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?)",
-		seq, toNanos(t), kind, actionID, string(d), prev, hash); err != nil {
+		"INSERT INTO audit (seq, time, kind, action_id, detail, prev_hash, hash, scheme) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+		seq, toNanos(t), kind, actionID, string(d), prev, hash, scheme); err != nil {
 		return fmt.Errorf("audit: append: %w", err)
 	}
 	return nil
@@ -217,7 +308,7 @@ VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING
 			if a.Reason != "" {
 				detail["reason"] = a.Reason
 			}
-			if err := appendAudit(ctx, tx, now, "planned", a.ID, detail); err != nil {
+			if err := s.appendAudit(ctx, tx, now, "planned", a.ID, detail); err != nil {
 				return err
 			}
 		}
@@ -274,7 +365,7 @@ WHERE state IN (?, ?, ?) AND next_attempt <= ? ORDER BY next_attempt, id LIMIT ?
 				a.State, a.Attempts, toNanos(next), toNanos(now), a.ID); err != nil {
 				return err
 			}
-			if err := appendAudit(ctx, tx, now, "attempted", a.ID, map[string]any{
+			if err := s.appendAudit(ctx, tx, now, "attempted", a.ID, map[string]any{
 				"attempt": a.Attempts, "receiver": a.Receiver,
 			}); err != nil {
 				return err
@@ -332,7 +423,7 @@ WHERE id = ? AND state = ? AND attempts = ?`,
 		if !r.NextAttempt.IsZero() && r.State == ActionFailed {
 			detail["next_attempt"] = r.NextAttempt.UTC().Format(time.RFC3339Nano)
 		}
-		return appendAudit(ctx, tx, now, r.State, r.ID, detail)
+		return s.appendAudit(ctx, tx, now, r.State, r.ID, detail)
 	})
 	if err != nil {
 		return false, fmt.Errorf("finish action %q: %w", r.ID, err)
@@ -367,7 +458,7 @@ func (s *Store) DecideAction(ctx context.Context, id string, approve bool, by, n
 		}
 		a.State, a.NextAttempt, a.UpdatedAt = state, fromNanos(toNanos(now)), fromNanos(toNanos(now))
 		out = a
-		return appendAudit(ctx, tx, now, kind, id, map[string]any{"by": by, "note": note})
+		return s.appendAudit(ctx, tx, now, kind, id, map[string]any{"by": by, "note": note})
 	})
 	if err != nil {
 		return Action{}, fmt.Errorf("decide action: %w", err)
@@ -379,7 +470,7 @@ func (s *Store) DecideAction(ctx context.Context, id string, approve bool, by, n
 // state changes, such as a verification run or a configuration change).
 func (s *Store) AppendAudit(ctx context.Context, t time.Time, kind, actionID string, detail any) error {
 	if err := s.withTx(ctx, func(tx *sql.Tx) error {
-		return appendAudit(ctx, tx, t, kind, actionID, detail)
+		return s.appendAudit(ctx, tx, t, kind, actionID, detail)
 	}); err != nil {
 		return fmt.Errorf("append audit: %w", err)
 	}
@@ -498,7 +589,7 @@ func (s *Store) AuditLog(ctx context.Context, after int64, limit int) ([]AuditRe
 		limit = DefaultListLimit
 	}
 	rows, err := s.db.QueryContext(ctx,
-		"SELECT seq, time, kind, action_id, detail, prev_hash, hash FROM audit WHERE seq > ? ORDER BY seq LIMIT ?",
+		"SELECT "+auditColumns+" FROM audit WHERE seq > ? ORDER BY seq LIMIT ?",
 		after, limit)
 	if err != nil {
 		return nil, fmt.Errorf("read audit log: %w", err)
@@ -506,22 +597,71 @@ func (s *Store) AuditLog(ctx context.Context, after int64, limit int) ([]AuditRe
 	defer rows.Close()
 	var out []AuditRecord
 	for rows.Next() {
-		var (
-			r      AuditRecord
-			t      int64
-			detail string
-		)
-		if err := rows.Scan(&r.Seq, &t, &r.Kind, &r.ActionID, &detail, &r.PrevHash, &r.Hash); err != nil {
+		r, err := scanAudit(rows)
+		if err != nil {
 			return nil, fmt.Errorf("read audit log: %w", err)
 		}
-		r.Time = fromNanos(t)
-		r.Detail = json.RawMessage(detail)
 		out = append(out, r)
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("read audit log: %w", err)
 	}
 	return out, nil
+}
+
+// AuditHead returns the newest audit entry; in an empty log, an
+// AuditRecord with Seq 0 and Hash AuditGenesis.
+func (s *Store) AuditHead(ctx context.Context) (AuditRecord, error) {
+	r, err := scanAudit(s.db.QueryRowContext(ctx, "SELECT "+auditColumns+" FROM audit ORDER BY seq DESC LIMIT 1"))
+	if errors.Is(err, sql.ErrNoRows) {
+		return AuditRecord{Hash: AuditGenesis}, nil
+	}
+	if err != nil {
+		return AuditRecord{}, fmt.Errorf("read audit head: %w", err)
+	}
+	return r, nil
+}
+
+// HasAuditKey reports whether the store was opened with an audit key.
+func (s *Store) HasAuditKey() bool { return s.auditKey != nil }
+
+// CheckAuditHead checks the newest audit entry against the store's audit
+// key: nil when the log is empty, its newest entry is unkeyed, or its MAC
+// verifies; ErrNoAuditKey (wrapped) when it is keyed and the store has no
+// key; else an error saying the key does not authenticate it (a different
+// key than the log was written with, or an altered entry). serve runs it
+// at start, so a wrong key is found before entries nobody can verify are
+// chained on.
+func (s *Store) CheckAuditHead(ctx context.Context) error {
+	h, err := s.AuditHead(ctx)
+	if err != nil {
+		return err
+	}
+	if h.Seq == 0 || h.Scheme == AuditSchemeSHA256 {
+		return nil
+	}
+	if err := CheckAuditRecord(s.auditKey, h); err != nil {
+		return fmt.Errorf("newest audit entry %d: %w", h.Seq, err)
+	}
+	return nil
+}
+
+const auditColumns = "seq, time, kind, action_id, detail, prev_hash, hash, scheme"
+
+func scanAudit(r rowScanner) (AuditRecord, error) {
+	var (
+		a      AuditRecord
+		t      int64
+		detail string
+		scheme int64
+	)
+	if err := r.Scan(&a.Seq, &t, &a.Kind, &a.ActionID, &detail, &a.PrevHash, &a.Hash, &scheme); err != nil {
+		return AuditRecord{}, err
+	}
+	a.Time = fromNanos(t)
+	a.Detail = json.RawMessage(detail)
+	a.Scheme = int(scheme)
+	return a, nil
 }
 
 type rowScanner interface {

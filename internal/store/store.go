@@ -31,6 +31,12 @@
 //     stored as NULL and reads back 0. Findings and Evidence read back as
 //     non-nil (possibly empty) slices.
 //   - ListAlerts returns newest first, by time then ID, both descending.
+//   - The audit log is one chain: each entry's prev_hash is the previous
+//     entry's hash. With Options.AuditKey every appended entry's hash is an
+//     HMAC-SHA-256 under that key (AuditSchemeHMAC); entries from before
+//     the key are plain SHA-256 (AuditSchemeSHA256), and a store without
+//     the key refuses to append after a keyed entry (ErrNoAuditKey).
+//     Verifying the chain is respond.VerifyAudit's job.
 //   - A Writer takes alerts off the hot path: Put enqueues (blocking when the
 //     queue is full, never dropping), Run batches and commits them, retrying
 //     failed batches, and Close drains everything queued before returning.
@@ -79,6 +85,13 @@ var ErrNotFound = errors.New("not found")
 type Options struct {
 	// Logger receives migration and diagnostic messages; nil discards them.
 	Logger *slog.Logger
+	// AuditKey, when set, is the audit key (AuditKeySize bytes, kept
+	// outside the database): every audit entry this store appends is then
+	// MACed with it (AuditSchemeHMAC). Without it entries are plain SHA-256
+	// (AuditSchemeSHA256) while the log holds no keyed entry, and appending
+	// is refused (ErrNoAuditKey) once it does. Every process that appends to
+	// one log must use the same key (docs/response.md).
+	AuditKey []byte
 }
 
 // Store is an open alert database.
@@ -87,6 +100,8 @@ type Store struct {
 	path    string
 	logger  *slog.Logger
 	dialect *dialect
+	// auditKey is Options.AuditKey (nil: none); see appendAudit.
+	auditKey []byte
 
 	// writeMu serialises write transactions from this process so they queue
 	// here instead of spinning in SQLite's busy handler. Unused on
@@ -105,10 +120,25 @@ func Open(ctx context.Context, target string, opts Options) (*Store, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	if IsPostgresDSN(target) {
-		return openPostgres(ctx, target, opts)
+	if opts.AuditKey != nil && len(opts.AuditKey) != AuditKeySize {
+		return nil, fmt.Errorf("open store: audit key is %d bytes, want %d", len(opts.AuditKey), AuditKeySize)
 	}
-	return openSQLite(ctx, target, opts)
+	var (
+		s   *Store
+		err error
+	)
+	if IsPostgresDSN(target) {
+		s, err = openPostgres(ctx, target, opts)
+	} else {
+		s, err = openSQLite(ctx, target, opts)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if opts.AuditKey != nil {
+		s.auditKey = append([]byte(nil), opts.AuditKey...)
+	}
+	return s, nil
 }
 
 func openSQLite(ctx context.Context, dir string, opts Options) (*Store, error) {

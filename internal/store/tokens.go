@@ -54,7 +54,7 @@ func (s *Store) CreateToken(ctx context.Context, t APIToken, hash string) error 
 			t.ID, t.Name, t.Role, hash, toNanos(t.Created)); err != nil {
 			return err
 		}
-		return appendAudit(ctx, tx, t.Created, "token_created", "", map[string]string{"id": t.ID, "name": t.Name, "role": t.Role})
+		return s.appendAudit(ctx, tx, t.Created, "token_created", "", map[string]string{"id": t.ID, "name": t.Name, "role": t.Role})
 	})
 	if err != nil {
 		return fmt.Errorf("create token: %w", err)
@@ -85,7 +85,7 @@ func (s *Store) CreateFirstToken(ctx context.Context, t APIToken, hash string) (
 			return err
 		}
 		created = true
-		return appendAudit(ctx, tx, t.Created, "token_created", "", map[string]string{"id": t.ID, "name": t.Name, "role": t.Role})
+		return s.appendAudit(ctx, tx, t.Created, "token_created", "", map[string]string{"id": t.ID, "name": t.Name, "role": t.Role})
 	})
 	if err != nil {
 		return false, fmt.Errorf("create first token: %w", err)
@@ -151,7 +151,7 @@ func (s *Store) RevokeToken(ctx context.Context, id, by string, now time.Time) e
 		if _, err := tx.ExecContext(ctx, "DELETE FROM sessions WHERE token_id = ?", id); err != nil {
 			return err
 		}
-		return appendAudit(ctx, tx, now, "token_revoked", "", map[string]string{"id": id, "by": by})
+		return s.appendAudit(ctx, tx, now, "token_revoked", "", map[string]string{"id": id, "by": by})
 	})
 	if err != nil {
 		return fmt.Errorf("revoke token: %w", err)

@@ -67,7 +67,7 @@ func (s *Store) AddFeedback(ctx context.Context, f Feedback) (Feedback, error) {
 			f.AlertID, f.Verdict, f.Note, f.By, toNanos(f.At)); err != nil {
 			return fmt.Errorf("feedback: %w", err)
 		}
-		if err := appendAudit(ctx, tx, f.At, "feedback", "", f); err != nil {
+		if err := s.appendAudit(ctx, tx, f.At, "feedback", "", f); err != nil {
 			return err
 		}
 		if f.Verdict != VerdictFalsePositive || f.SuppressFor <= 0 {
@@ -97,7 +97,7 @@ func (s *Store) AddFeedback(ctx context.Context, f Feedback) (Feedback, error) {
 		for _, p := range pairs {
 			sp := Suppression{Entity: event.EntityKey{Kind: event.EntityKind(kind), ID: id}, Detector: p[0], Kind: p[1],
 				Until: f.At.Add(f.SuppressFor), Reason: reason, By: f.By, Created: f.At, Alert: f.AlertID}
-			if err := insertSuppression(ctx, tx, &sp); err != nil {
+			if err := s.insertSuppression(ctx, tx, &sp); err != nil {
 				return err
 			}
 			f.Suppressions = append(f.Suppressions, sp)
@@ -170,7 +170,7 @@ func (s *Store) AddSuppression(ctx context.Context, sp Suppression) (Suppression
 	if !sp.Until.After(sp.Created) {
 		return Suppression{}, fmt.Errorf("suppression: until %s is not after now", sp.Until.Format(time.RFC3339))
 	}
-	err := s.withTx(ctx, func(tx *sql.Tx) error { return insertSuppression(ctx, tx, &sp) })
+	err := s.withTx(ctx, func(tx *sql.Tx) error { return s.insertSuppression(ctx, tx, &sp) })
 	if err != nil {
 		return Suppression{}, err
 	}
@@ -178,7 +178,7 @@ func (s *Store) AddSuppression(ctx context.Context, sp Suppression) (Suppression
 }
 
 // insertSuppression assigns sp a fresh ID, stores it and audits it.
-func insertSuppression(ctx context.Context, tx *sql.Tx, sp *Suppression) error {
+func (s *Store) insertSuppression(ctx context.Context, tx *sql.Tx, sp *Suppression) error {
 	var b [8]byte
 	_, _ = rand.Read(b[:])
 	sp.ID = "sup-" + hex.EncodeToString(b[:])
@@ -187,7 +187,7 @@ func insertSuppression(ctx context.Context, tx *sql.Tx, sp *Suppression) error {
 		toNanos(sp.Until), sp.Reason, sp.By, toNanos(sp.Created)); err != nil {
 		return fmt.Errorf("suppression: %w", err)
 	}
-	return appendAudit(ctx, tx, sp.Created, "suppression", "", sp)
+	return s.appendAudit(ctx, tx, sp.Created, "suppression", "", sp)
 }
 
 // RemoveSuppression lifts a suppression (kept, marked removed) with an
@@ -201,7 +201,7 @@ func (s *Store) RemoveSuppression(ctx context.Context, id, by string, now time.T
 		if n, _ := res.RowsAffected(); n == 0 {
 			return fmt.Errorf("remove suppression %q: %w", id, ErrNotFound)
 		}
-		return appendAudit(ctx, tx, now, "suppression_removed", "", map[string]string{"id": id, "by": by})
+		return s.appendAudit(ctx, tx, now, "suppression_removed", "", map[string]string{"id": id, "by": by})
 	})
 }
 
