@@ -48,6 +48,26 @@ func (e *DestinationError) Error() string {
 // addresses are judged as the IPv4 address they carry.
 func nonPublic(ip netip.Addr) string {
 	ip = ip.Unmap()
+	if ip.Is6() {
+		// Addresses that a gateway translates to an IPv4 address carried
+		// inside them are judged by that address: NAT64's well-known
+		// prefix (RFC 6052, the last 32 bits) and 6to4 (RFC 3056, bits
+		// 16–47). NAT64's local-use prefix (RFC 8215) places the address
+		// by the network's own prefix length, so it is refused whole.
+		b := ip.As16()
+		switch {
+		case nat64.Contains(ip):
+			if k := nonPublic(netip.AddrFrom4([4]byte(b[12:16]))); k != "" {
+				return k + " (through NAT64)"
+			}
+		case sixToFour.Contains(ip):
+			if k := nonPublic(netip.AddrFrom4([4]byte(b[2:6]))); k != "" {
+				return k + " (through 6to4)"
+			}
+		case nat64Local.Contains(ip):
+			return "NAT64 local-use"
+		}
+	}
 	switch {
 	case !ip.IsValid():
 		return "invalid"
@@ -71,6 +91,14 @@ func nonPublic(ip netip.Addr) string {
 
 // sharedSpace is RFC 6598's carrier-grade NAT range, 100.64.0.0/10.
 var sharedSpace = netip.MustParsePrefix("100.64.0.0/10")
+
+// Prefixes of IPv6 addresses that carry an IPv4 address a gateway
+// translates them to.
+var (
+	nat64      = netip.MustParsePrefix("64:ff9b::/96")
+	nat64Local = netip.MustParsePrefix("64:ff9b:1::/48")
+	sixToFour  = netip.MustParsePrefix("2002::/16")
+)
 
 // literalNonPublic reports the kind of a receiver URL's host when it is a
 // literal non-public address or the name localhost (Validate refuses those

@@ -42,6 +42,16 @@ func TestNonPublic(t *testing.T) {
 		{"100.64.0.1", "shared (carrier-grade NAT)"},
 		{"255.255.255.255", "reserved"},
 		{"240.0.0.1", "reserved"},
+		// NAT64 and 6to4 carry the IPv4 address a gateway translates to.
+		{"64:ff9b::808:808", ""},                             // 8.8.8.8
+		{"64:ff9b::a00:5", "private (through NAT64)"},        // 10.0.0.5
+		{"64:ff9b::7f00:1", "loopback (through NAT64)"},      // 127.0.0.1
+		{"64:ff9b::a9fe:a9fe", "link-local (through NAT64)"}, // cloud metadata
+		{"64:ff9b::c0a8:101", "private (through NAT64)"},     // 192.168.1.1
+		{"64:ff9b:1::a00:5", "NAT64 local-use"},
+		{"2002:a00:5::1", "private (through 6to4)"},   // 10.0.0.5
+		{"2002:808:808::1", ""},                       // 8.8.8.8
+		{"2002:7f00:1::1", "loopback (through 6to4)"}, // 127.0.0.1
 	} {
 		if got := nonPublic(netip.MustParseAddr(tc.addr)); got != tc.want {
 			t.Errorf("nonPublic(%s) = %q, want %q", tc.addr, got, tc.want)
