@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -355,25 +354,43 @@ type idemEntry struct {
 }
 
 // keyTable holds idempotency keys for ttl after their acceptance, at most
-// max per scope: past that, the oldest tenth of the scope's keys are
-// forgotten early, so one token holder sending fresh keys without end
-// cannot grow serve's memory without bound, nor push out another token's
-// keys. Forgetting a key early can only store a retry twice, never lose a
-// request. It is not safe for concurrent use.
+// max per scope: past that, the scope's oldest keys are forgotten early,
+// so one token holder sending fresh keys without end cannot grow serve's
+// memory without bound, nor push out another token's keys. Forgetting a
+// key early can only store a retry twice, never lose a request.
+//
+// Each scope keeps its keys in a queue in the order they were put, which
+// is their acceptance order up to the few milliseconds concurrent stores
+// take: expiry and the cap take keys from the front, so neither walks the
+// table while the ingest lock is held. It is not safe for concurrent use.
 type keyTable struct {
 	ttl       time.Duration
 	max       int
 	m         map[idemKey]*idemEntry
-	count     map[string]int // keys held per scope
+	scopes    map[string]*keyQueue
 	lastSweep time.Time
 	evicted   int64 // keys forgotten early (before their TTL) by the cap
+}
+
+// keyQueue is one scope's keys in the order they were put. An element
+// whose key was since removed or put again (q.m[k] is another entry) is
+// stale and skipped when met.
+type keyQueue struct {
+	q    []queued
+	head int // q[:head] were taken
+	n    int // live keys of the scope
+}
+
+type queued struct {
+	key string
+	e   *idemEntry
 }
 
 func newKeyTable(ttl time.Duration, max int) keyTable {
 	if max <= 0 {
 		max = DefaultMaxKeysPerScope
 	}
-	return keyTable{ttl: ttl, max: max, m: map[idemKey]*idemEntry{}, count: map[string]int{}}
+	return keyTable{ttl: ttl, max: max, m: map[idemKey]*idemEntry{}, scopes: map[string]*keyQueue{}}
 }
 
 // DefaultMaxKeysPerScope is how many idempotency keys serve holds per API
@@ -382,48 +399,89 @@ func newKeyTable(ttl time.Duration, max int) keyTable {
 // holds 864,000 keys a day.
 const DefaultMaxKeysPerScope = 1_000_000
 
-// put holds e for k, forgetting the scope's oldest keys when it is past
-// the cap.
+// put holds e for k (replacing an entry k had), forgetting the scope's
+// oldest key when the scope is past the cap.
 func (t *keyTable) put(k idemKey, e *idemEntry) {
+	sq := t.scopes[k.scope]
+	if sq == nil {
+		sq = &keyQueue{}
+		t.scopes[k.scope] = sq
+	}
 	if _, ok := t.m[k]; !ok {
-		t.count[k.scope]++
+		sq.n++
 	}
 	t.m[k] = e
-	if t.count[k.scope] > t.max {
-		t.evict(k.scope)
+	sq.q = append(sq.q, queued{k.key, e})
+	t.compact(k.scope, sq)
+	for sq.n > t.max && t.popFront(k.scope, sq, func(*idemEntry) bool { return true }) {
+		t.evicted++
 	}
 }
 
-// remove forgets k.
+// remove forgets k. The element of a key removed right after it was put
+// (a request that could not be stored) leaves the back of the queue at
+// once, so failing requests do not pile stale elements up for the TTL.
 func (t *keyTable) remove(k idemKey) {
-	if _, ok := t.m[k]; ok {
-		delete(t.m, k)
-		if t.count[k.scope]--; t.count[k.scope] <= 0 {
-			delete(t.count, k.scope)
-		}
+	e, ok := t.m[k]
+	if !ok {
+		return
+	}
+	delete(t.m, k)
+	sq := t.scopes[k.scope]
+	if last := len(sq.q) - 1; last >= sq.head && sq.q[last].e == e {
+		sq.q[last] = queued{}
+		sq.q = sq.q[:last]
+	}
+	if sq.n--; sq.n == 0 {
+		delete(t.scopes, k.scope) // its queue holds only stale elements
 	}
 }
 
-// evict forgets the oldest tenth (at least one) of scope's stored keys; a
-// key whose request is still being stored stays. Its cost, a walk and a
-// sort of the table, is paid once per max/10 new keys of the scope.
-func (t *keyTable) evict(scope string) {
-	type aged struct {
-		k  idemKey
-		at time.Time
+// popFront forgets the oldest key of scope if drop says so, and reports
+// whether it did; stale elements at the front are discarded. A key whose
+// request is still being stored is passed over: it stays.
+func (t *keyTable) popFront(scope string, sq *keyQueue, drop func(*idemEntry) bool) bool {
+	for i := sq.head; i < len(sq.q); i++ {
+		el := sq.q[i]
+		k := idemKey{scope, el.key}
+		switch {
+		case t.m[k] != el.e: // stale
+			if i == sq.head {
+				sq.q[i] = queued{}
+				sq.head++
+			}
+			continue
+		case el.e.done != nil: // being stored
+			continue
+		case !drop(el.e):
+			return false
+		}
+		if i == sq.head {
+			sq.q[i] = queued{}
+			sq.head++
+		} // else it is stale from now on
+		t.remove(k)
+		t.compact(scope, sq)
+		return true
 	}
-	var all []aged
-	for k, e := range t.m {
-		if k.scope == scope && e.done == nil {
-			all = append(all, aged{k, e.at})
+	return false
+}
+
+// compact drops the taken front and the stale elements of scope's queue
+// once they are more than its live keys (and 64): a rebuild, paid for by
+// the elements that went stale since the last one.
+func (t *keyTable) compact(scope string, sq *keyQueue) {
+	if len(sq.q)-sq.head <= 2*sq.n+64 {
+		return
+	}
+	kept := sq.q[:0]
+	for _, el := range sq.q[sq.head:] {
+		if t.m[idemKey{scope, el.key}] == el.e {
+			kept = append(kept, el)
 		}
 	}
-	slices.SortFunc(all, func(a, b aged) int { return a.at.Compare(b.at) })
-	n := min(len(all), max(1, t.max/10))
-	for _, a := range all[:n] {
-		t.remove(a.k)
-	}
-	t.evicted += int64(n)
+	clear(sq.q[len(kept):])
+	sq.q, sq.head = kept, 0
 }
 
 // live returns k's entry as of now: nil when absent or expired (an expired
@@ -440,10 +498,12 @@ func (t *keyTable) live(k idemKey, now time.Time) *idemEntry {
 // note records a stored request with k accepted at at, unless k is live
 // then (the first acceptance within the TTL is what later ones are
 // compared with). It reports whether an earlier request with k and the
-// same hash is live — at is then a duplicate of it.
+// same hash is live — at is then a duplicate of it. In the tailer's scope
+// a key with another hash is a range of a file rewritten in place, stored
+// again (Append): it replaces the key's entry, as Append does.
 func (t *keyTable) note(k idemKey, hash [sha256.Size]byte, at time.Time) (duplicate bool) {
 	t.sweep(at)
-	if e := t.live(k, at); e != nil {
+	if e := t.live(k, at); e != nil && (e.hash == hash || k.scope != tailScope) {
 		return e.hash == hash
 	}
 	t.put(k, &idemEntry{hash: hash, at: at})
@@ -452,21 +512,22 @@ func (t *keyTable) note(k idemKey, hash [sha256.Size]byte, at time.Time) (duplic
 
 // sweep forgets expired keys, at most once per sweepEvery of now (live
 // forgets them too as they are met; sweep bounds the memory of keys never
-// used again). A now before the last sweep (records stored slightly out of
-// acceptance order, a clock set back) waits for the next period.
+// used again), taking them from the front of each scope's queue. A now
+// before the last sweep (records stored slightly out of acceptance order,
+// a clock set back) waits for the next period.
 func (t *keyTable) sweep(now time.Time) {
 	if now.Sub(t.lastSweep) < sweepEvery {
 		return
 	}
 	t.lastSweep = now
-	for k, e := range t.m {
-		if e.done == nil && now.Sub(e.at) >= t.ttl {
-			t.remove(k)
+	expired := func(e *idemEntry) bool { return now.Sub(e.at) >= t.ttl }
+	for scope, sq := range t.scopes {
+		for t.popFront(scope, sq, expired) {
 		}
 	}
 }
 
-// sweepEvery is how often keyTable.sweep walks the table.
+// sweepEvery is how often keyTable.sweep looks for expired keys.
 const sweepEvery = time.Minute
 
 // noteTail records the end of a stored tail chunk ("tail:…:<start>-<end>")

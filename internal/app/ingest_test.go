@@ -270,8 +270,8 @@ func TestKeyTable(t *testing.T) {
 	if len(kt.m) != 1 || kt.m[idemKey{"tok-c", "k"}] == nil {
 		t.Errorf("after the sweep: %v", kt.m)
 	}
-	if len(kt.count) != 1 || kt.count["tok-c"] != 1 {
-		t.Errorf("after the sweep, keys per scope: %v", kt.count)
+	if len(kt.scopes) != 1 || kt.held("tok-c") != 1 {
+		t.Errorf("after the sweep, %d scopes, %d keys of tok-c", len(kt.scopes), kt.held("tok-c"))
 	}
 }
 
@@ -286,11 +286,11 @@ func TestKeyTableCap(t *testing.T) {
 	kt.put(idemKey{"tok-a", "in-flight"}, &idemEntry{hash: h, done: make(chan struct{})})
 	for i := range 1000 {
 		kt.note(idemKey{"tok-a", fmt.Sprint("a-", i)}, h, t0.Add(time.Duration(i)*time.Second))
-		if n := kt.count["tok-a"]; n > 20 {
+		if n := kt.held("tok-a"); n > 20 {
 			t.Fatalf("after %d keys, tok-a holds %d (cap 20)", i+1, n)
 		}
 	}
-	if kt.m[idemKey{"tok-b", "b-0"}] == nil || kt.count["tok-b"] != 1 {
+	if kt.m[idemKey{"tok-b", "b-0"}] == nil || kt.held("tok-b") != 1 {
 		t.Error("another token's key was forgotten")
 	}
 	if kt.m[idemKey{"tok-a", "in-flight"}] == nil {
@@ -299,9 +299,47 @@ func TestKeyTableCap(t *testing.T) {
 	if kt.m[idemKey{"tok-a", "a-999"}] == nil || kt.m[idemKey{"tok-a", "a-0"}] != nil {
 		t.Error("the cap did not forget the oldest keys first")
 	}
-	if len(kt.m) != kt.count["tok-a"]+kt.count["tok-b"] || kt.evicted == 0 {
-		t.Errorf("%d keys held, counts %v, %d evicted", len(kt.m), kt.count, kt.evicted)
+	if len(kt.m) != kt.held("tok-a")+kt.held("tok-b") || kt.evicted == 0 {
+		t.Errorf("%d keys held, %d of tok-a, %d of tok-b, %d evicted", len(kt.m), kt.held("tok-a"), kt.held("tok-b"), kt.evicted)
 	}
+	if q := kt.scopes["tok-a"]; len(q.q)-q.head > 2*(20+64) {
+		t.Errorf("tok-a's queue holds %d elements for %d keys", len(q.q)-q.head, q.n)
+	}
+}
+
+// Requests that could not be stored leave nothing behind, and keys expire
+// from the front of their scope's queue by the sweep.
+func TestKeyTableQueue(t *testing.T) {
+	t0 := time.Date(2025, 6, 24, 9, 0, 0, 0, time.UTC)
+	h := bodyHash("", []byte("1"))
+	kt := newKeyTable(time.Hour, 0)
+	for i := range 10_000 { // reserved, then the store failed
+		k := idemKey{"tok-a", fmt.Sprint("k-", i)}
+		kt.put(k, &idemEntry{hash: h, done: make(chan struct{})})
+		kt.remove(k)
+	}
+	if len(kt.m) != 0 || len(kt.scopes) != 0 {
+		t.Fatalf("after failed stores: %d keys, %d scopes", len(kt.m), len(kt.scopes))
+	}
+	for i := range 100 {
+		kt.note(idemKey{"tok-a", fmt.Sprint("k-", i)}, h, t0.Add(time.Duration(i)*time.Minute))
+	}
+	// At t0+100m the keys of t0+0m … t0+40m are an hour old.
+	kt.sweep(t0.Add(100 * time.Minute))
+	if got := kt.held("tok-a"); got != 59 {
+		t.Errorf("after the sweep at +100m, %d keys held, want 59 (those accepted after +40m)", got)
+	}
+	if q := kt.scopes["tok-a"]; len(q.q)-q.head != 59 {
+		t.Errorf("the queue holds %d elements for 59 keys", len(q.q)-q.head)
+	}
+}
+
+// held is how many keys scope holds.
+func (t *keyTable) held(scope string) int {
+	if sq := t.scopes[scope]; sq != nil {
+		return sq.n
+	}
+	return 0
 }
 
 // Concurrent requests with one key in one scope store it once: one is
@@ -604,5 +642,21 @@ func TestIngesterRetainsWhileIdle(t *testing.T) {
 		if time.Now().After(deadline) {
 			t.Fatalf("the spool stayed full (%d bytes) with nothing arriving", in.sp.Stats().Bytes)
 		}
+	}
+}
+
+// BenchmarkKeyTableAtCap puts fresh keys into a scope held at its cap:
+// each put forgets the oldest key, from the front of the scope's queue.
+func BenchmarkKeyTableAtCap(b *testing.B) {
+	t0 := time.Date(2025, 6, 24, 9, 0, 0, 0, time.UTC)
+	h := bodyHash("", []byte("1"))
+	kt := newKeyTable(24*time.Hour, 100_000)
+	keys := make([]string, 200_000)
+	for i := range keys {
+		keys[i] = fmt.Sprint("batch-", i)
+	}
+	b.ResetTimer()
+	for i := range b.N {
+		kt.note(idemKey{"tok-a", keys[i%len(keys)]}, h, t0.Add(time.Duration(i)*time.Millisecond))
 	}
 }

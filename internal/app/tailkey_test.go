@@ -9,18 +9,15 @@ import (
 	"github.com/haechi-sec/haechi/internal/spool"
 )
 
-// Review of issue 17 (idempotency keys). FAILS on the current code.
-//
-// TestReviewTailKeyProducerConsumerDisagree: in the tailer's scope Append
-// stores a key again when its body differs (a file rewritten in place,
-// copytruncate) and REPLACES the remembered hash with the new one; the
-// consumer's table (Run's seen, keyTable.note) keeps the FIRST hash. So
-// for one tail key stored with bodies A, B, A (the range rewritten twice,
-// the second time with the first content again) Append stores all three,
-// but the consumer skips the third as a "duplicate" of the first: lines
-// acknowledged as stored never reach the pipeline. The comment in Run says
-// the consumer applies "the rule Append applies"; it does not.
-func TestReviewTailKeyProducerConsumerDisagree(t *testing.T) {
+// In the tailer's scope Append stores a key again when its body differs (a
+// file rewritten in place, copytruncate) and replaces the remembered hash
+// with the new one; the consumer's table (Run's seen, keyTable.note) must do
+// the same. For one tail key stored with bodies A, B, A (the range
+// rewritten twice, the second time with the first content again) Append
+// stores all three, and the consumer must feed all three: it used to keep
+// the first hash and skip the third as a duplicate of it, so lines
+// acknowledged as stored never reached the pipeline (found in review).
+func TestTailKeyRewrittenTwice(t *testing.T) {
 	in, err := OpenIngester(IngestOptions{Spool: spool.Options{Dir: t.TempDir(), NoSync: true}})
 	if err != nil {
 		t.Fatal(err)
@@ -61,6 +58,6 @@ func TestReviewTailKeyProducerConsumerDisagree(t *testing.T) {
 		}
 	}
 	if fed != 3 {
-		t.Errorf("HOLE: Append stored 3 tail chunks (A, B, A) but the consumer feeds %d: the third is dropped as a duplicate of the first", fed)
+		t.Errorf("Append stored 3 tail chunks (A, B, A) but the consumer feeds %d: the third is dropped as a duplicate of the first", fed)
 	}
 }
