@@ -54,8 +54,9 @@ func startAudit(ctx context.Context, cfg config.Config, st *store.Store, key []b
 	if err != nil {
 		return nil, err
 	}
-	if h.Seq == 0 || h.Scheme != store.AuditSchemeHMAC {
-		if err := st.AppendAudit(ctx, time.Now(), "audit_keyed", "", map[string]any{
+	hadKeyed := h.Seq > 0 && h.Scheme == store.AuditSchemeHMAC
+	if !hadKeyed {
+		if err := st.AppendAudit(ctx, time.Now(), store.AuditKeyedKind, "", map[string]any{
 			"legacy_entries": h.Seq, "witness_key": respond.WitnessKeyID(pub),
 		}); err != nil {
 			return nil, fmt.Errorf("audit log: %w", err)
@@ -69,6 +70,14 @@ func startAudit(ctx context.Context, cfg config.Config, st *store.Store, key []b
 	wf, err := respond.ReadWitness(file, pub)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
+		if hadKeyed {
+			// serve writes a witness line whenever it starts with the key:
+			// a log with keyed entries and no witness file lost it.
+			log.Error("AUDIT WITNESS MISSING although the audit log holds MAC-protected entries: it was deleted or moved (or the witness was only now enabled); entries removed before now cannot be detected", "file", file)
+			if aerr := st.AppendAudit(ctx, time.Now(), "audit_witness_missing", "", map[string]any{"witness": file, "head_seq": h.Seq}); aerr != nil {
+				log.Error("audit", "err", aerr)
+			}
+		}
 	case err != nil:
 		log.Error("audit witness: unreadable", "file", file, "err", err)
 	default:

@@ -151,4 +151,15 @@ func TestServeAuditsWitnessMismatch(t *testing.T) {
 	if err != nil || len(log) == 0 || log[0].Kind != "audit_witness_mismatch" || !strings.Contains(string(log[0].Detail), "removed") {
 		t.Fatalf("entries after the truncation: %+v, %v", log, err)
 	}
+	// The witness file removed while serve is down: serve audits that it
+	// is gone (it writes one whenever it holds the key).
+	h, _ = st.AuditHead(t.Context())
+	if err := os.Remove(cfg.AuditWitnessFile()); err != nil {
+		t.Fatal(err)
+	}
+	serveBriefly(t, cfg)
+	log, err = st.AuditLog(t.Context(), h.Seq, 100)
+	if err != nil || len(log) == 0 || log[0].Kind != "audit_witness_missing" {
+		t.Fatalf("entries after the witness was removed: %+v, %v", log, err)
+	}
 }

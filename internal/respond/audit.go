@@ -23,6 +23,9 @@ const (
 	ProblemNoKey     = "no_key"    // keyed entries, and no audit key to check them
 	ProblemTruncated = "truncated" // the log ends before an entry the witness saw
 	ProblemRewritten = "rewritten" // an entry differs from what the witness saw
+	// ProblemWitnessMissing: keyed entries, and the witness file serve
+	// writes whenever it holds the key does not exist.
+	ProblemWitnessMissing = "witness_missing"
 )
 
 // AuditBreak is the error VerifyAudit returns when the log does not hold:
@@ -114,6 +117,12 @@ func VerifyAudit(ctx context.Context, st *store.Store, o VerifyOptions) (AuditRe
 			case r.Scheme == store.AuditSchemeSHA256 && rep.Keyed > 0:
 				return rep, &AuditBreak{Seq: r.Seq, Problem: ProblemDowngrade,
 					msg: fmt.Sprintf("audit entry %d: a plain SHA-256 entry after MAC-protected ones: it was rewritten without the audit key", r.Seq)}
+			case r.Scheme == store.AuditSchemeHMAC && rep.Keyed == 0 && rep.Legacy > 0 && r.Kind != store.AuditKeyedKind:
+				// Only serve's audit_keyed entry is chained onto plain
+				// SHA-256 entries (store.ErrAuditHead): any other keyed
+				// entry there follows a log rewritten without the key.
+				return rep, &AuditBreak{Seq: r.Seq, Problem: ProblemDowngrade,
+					msg: fmt.Sprintf("audit entry %d is the first MAC-protected entry but not the %s entry that pins the plain SHA-256 entries before it: those entries were rewritten without the audit key", r.Seq, store.AuditKeyedKind)}
 			case r.Scheme == store.AuditSchemeHMAC && o.Key == nil:
 				return rep, &AuditBreak{Seq: r.Seq, Problem: ProblemNoKey,
 					msg: fmt.Sprintf("audit entry %d and the ones after it are MAC-protected, and no audit key was found to check them", r.Seq)}
@@ -140,6 +149,10 @@ func VerifyAudit(ctx context.Context, st *store.Store, o VerifyOptions) (AuditRe
 	}
 	if rep.HaveWitness && rep.Witnessed.Seq > rep.Head {
 		return rep, truncated(rep.Witnessed, rep.Head)
+	}
+	if rep.WitnessMissing && rep.Keyed > 0 {
+		return rep, &AuditBreak{Seq: rep.Head, Problem: ProblemWitnessMissing,
+			msg: fmt.Sprintf("the witness file %s does not exist although %d entries are MAC-protected and serve writes it whenever it holds the key: it was deleted or moved (or the witness was only now enabled: start serve once), so the removal of the newest entries cannot be ruled out", o.Witness, rep.Keyed)}
 	}
 	if o.Key != nil && rep.Entries > 0 && rep.Keyed == 0 {
 		// Every process holding the key writes keyed entries, and serve

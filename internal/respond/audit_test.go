@@ -173,7 +173,10 @@ func TestVerifyAuditLegacy(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	appendN(t, st, 2)
+	if err := st.AppendAudit(t.Context(), auditT0.Add(time.Minute), store.AuditKeyedKind, "", nil); err != nil {
+		t.Fatal(err)
+	}
+	appendN(t, st, 1)
 	rep, err := VerifyAudit(t.Context(), st, VerifyOptions{Key: testAuditKey})
 	if err != nil || rep.Entries != 5 || rep.Legacy != 3 || rep.Keyed != 2 {
 		t.Fatalf("upgraded log: %+v, %v", rep, err)
@@ -282,10 +285,18 @@ func TestVerifyAuditWitness(t *testing.T) {
 		}
 	})
 	t.Run("missing", func(t *testing.T) {
+		// Keyed entries and no witness file: it was deleted (serve writes
+		// one whenever it holds the key), so truncation cannot be ruled out.
 		st, _, _ := auditStore(t, testAuditKey, 1)
 		rep, err := VerifyAudit(t.Context(), st, VerifyOptions{Key: testAuditKey, Witness: witnessFile(t)})
-		if err != nil || !rep.WitnessMissing || rep.HaveWitness {
-			t.Fatalf("%+v, %v", rep, err)
+		wantBreak(t, err, 1, ProblemWitnessMissing)
+		if !rep.WitnessMissing || rep.HaveWitness {
+			t.Fatalf("%+v", rep)
+		}
+		// A legacy log (no key yet) has no witness to miss.
+		st, _, _ = auditStore(t, nil, 1)
+		if rep, err := VerifyAudit(t.Context(), st, VerifyOptions{Key: testAuditKey, Witness: witnessFile(t)}); err == nil || rep.Keyed != 0 {
+			t.Fatalf("legacy log: %+v, %v (want the downgrade break: no keyed entry)", rep, err)
 		}
 	})
 }

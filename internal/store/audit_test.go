@@ -159,7 +159,11 @@ func TestAuditLegacyUpgrade(t *testing.T) {
 		if err := s.CheckAuditHead(ctx); err != nil {
 			t.Errorf("CheckAuditHead on a legacy head: %v", err)
 		}
-		if err := s.AppendAudit(ctx, t0.Add(time.Hour), "upgraded", "", nil); err != nil {
+		// Only the entry that pins them may follow plain SHA-256 entries.
+		if err := s.AppendAudit(ctx, t0.Add(time.Hour), "scope_read", "", nil); !errors.Is(err, ErrAuditHead) {
+			t.Fatalf("a keyed scope_read onto a legacy head: %v, want ErrAuditHead", err)
+		}
+		if err := s.AppendAudit(ctx, t0.Add(time.Hour), AuditKeyedKind, "", nil); err != nil {
 			t.Fatal(err)
 		}
 		log := checkChain(t, s, testAuditKey)

@@ -59,6 +59,18 @@ const AuditKeySize = 32
 // silent downgrade.
 var ErrNoAuditKey = errors.New("the audit log is MAC-protected and this process has no audit key")
 
+// ErrAuditHead is returned (wrapped) by an append with an audit key that
+// may not be chained onto the log's newest entry: a keyed entry this key
+// does not authenticate (another key, or a modified entry), or a plain
+// SHA-256 entry that only an AuditKeyedKind entry may follow. Nothing is
+// appended; run haechi audit verify.
+var ErrAuditHead = errors.New("the audit log's newest entry cannot be vouched for by this audit key")
+
+// AuditKeyedKind is the kind of the entry serve appends as it first holds
+// the audit key: the first MAC-protected entry, which pins the plain
+// SHA-256 entries before it.
+const AuditKeyedKind = "audit_keyed"
+
 // Action is one response action in the outbox. ID is its idempotency key.
 type Action struct {
 	ID          string          `json:"id"`
@@ -189,18 +201,35 @@ func (s *Store) appendAudit(ctx context.Context, tx execQueryer, t time.Time, ki
 	if err != nil {
 		return fmt.Errorf("audit detail: %w", err)
 	}
-	var (
-		seq    int64
-		prev   string
-		scheme int
-	)
-	err = tx.QueryRowContext(ctx, "SELECT seq, hash, scheme FROM audit ORDER BY seq DESC LIMIT 1").Scan(&seq, &prev, &scheme)
+	head, err := scanAudit(tx.QueryRowContext(ctx, "SELECT "+auditColumns+" FROM audit ORDER BY seq DESC LIMIT 1"))
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
-		seq, prev, scheme = 0, AuditGenesis, AuditSchemeSHA256
+		head = AuditRecord{Hash: AuditGenesis, Scheme: AuditSchemeSHA256}
 	case err != nil:
 		return fmt.Errorf("audit: read last entry: %w", err)
 	}
+	if s.auditKey != nil && head.Seq > 0 {
+		// A keyed entry vouches for the chain before it, so it is chained
+		// only onto a head this key authenticates, or onto plain SHA-256
+		// entries by the one entry that pins them (AuditKeyedKind, which
+		// serve writes as it first holds the key): otherwise a wrong key
+		// would break the chain for good, and an ordinary entry would
+		// launder a log rewritten as plain SHA-256 by whoever can write
+		// the database.
+		switch head.Scheme {
+		case AuditSchemeHMAC:
+			if err := CheckAuditRecord(s.auditKey, head); err != nil {
+				return fmt.Errorf("audit: append %s: newest entry %d: %w: %w", kind, head.Seq, ErrAuditHead, err)
+			}
+		case AuditSchemeSHA256:
+			if kind != AuditKeyedKind {
+				return fmt.Errorf("audit: append %s: %w: newest entry %d is plain SHA-256, and only serve pins such entries (it writes %s as it first holds the audit key)", kind, ErrAuditHead, head.Seq, AuditKeyedKind)
+			}
+		default:
+			return fmt.Errorf("audit: append %s: %w: newest entry %d has unknown scheme %d", kind, ErrAuditHead, head.Seq, head.Scheme)
+		}
+	}
+	seq, prev, scheme := head.Seq, head.Hash, head.Scheme
 	seq++
 	t = fromNanos(toNanos(t))
 	var hash string
