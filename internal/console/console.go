@@ -987,12 +987,43 @@ type loginView struct {
 	Error string
 }
 
-// safeNext keeps a post-login redirect on this site.
+// safeNext keeps a post-login redirect on this site: it returns s when s
+// is a path on this site ("/…") that no browser could read as another
+// origin, and "/" otherwise. Refused: anything not starting with one "/";
+// a backslash, space or control character anywhere (browsers drop tabs
+// and newlines and read "\" as "/", so "/<tab>/host" and "/\host" are
+// "//host"); and a value whose percent-decodings (once, twice, … as long
+// as they decode) start with "//" or "/\" or hold a control character.
 func safeNext(s string) string {
-	if s == "" || !strings.HasPrefix(s, "/") || strings.HasPrefix(s, "//") || strings.HasPrefix(s, "/\\") || strings.ContainsAny(s, "\r\n") {
+	if !nextPathOK(s) || strings.ContainsAny(s, "\\ ") {
 		return "/"
 	}
-	return s
+	d := s
+	for i := range 4 {
+		if !strings.Contains(d, "%") {
+			return s
+		}
+		u, err := url.PathUnescape(d)
+		if err != nil {
+			if i == 0 {
+				return "/" // no page of ours has a malformed escape
+			}
+			return s // a literal "%" (an encoded "%25"): d is its last form
+		}
+		if d = u; !nextPathOK(d) {
+			return "/"
+		}
+	}
+	return "/" // still encoded after four rounds: no page has such a path
+}
+
+// nextPathOK reports whether p starts with exactly one "/" (not "//" or
+// "/\") and holds no control character.
+func nextPathOK(p string) bool {
+	if !strings.HasPrefix(p, "/") || strings.HasPrefix(p, "//") || strings.HasPrefix(p, "/\\") {
+		return false
+	}
+	return !strings.ContainsFunc(p, func(r rune) bool { return r < 0x20 || r == 0x7f })
 }
 
 func (c *Console) loginPage(w http.ResponseWriter, r *http.Request) {
