@@ -96,6 +96,7 @@ func Serve(ctx context.Context, opts ServeOptions) (err error) {
 	var authn *auth.Authenticator
 	if !opts.InsecureNoAuth {
 		authn = auth.New(auth.Options{Store: st, Secure: opts.TLSCert != "", Logger: log})
+		defer authn.Close() // refused-login summaries, before the store closes
 		tok, t, err := auth.EnsureAdmin(ctx, st, time.Now())
 		if err != nil {
 			return fmt.Errorf("access control: %w", err)

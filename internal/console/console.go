@@ -1046,19 +1046,20 @@ func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 			Error: "The login form expired or was posted from another site. Enter the token again."}})
 		return
 	}
-	cl, err := c.opts.Auth.Login(w, r, r.PostFormValue("token"))
-	if err != nil {
+	if _, err := c.opts.Auth.Login(w, r, r.PostFormValue("token")); err != nil {
 		code, msg := http.StatusUnauthorized, "That token is not valid (mistyped, or revoked). Tokens start with hch_; create one with: haechi tokens create --role analyst"
-		if !errors.Is(err, auth.ErrBadToken) {
+		var te *auth.ThrottleError
+		switch {
+		case errors.As(err, &te):
+			secs := int((te.RetryAfter + time.Second - 1) / time.Second)
+			w.Header().Set("Retry-After", strconv.Itoa(secs))
+			code, msg = http.StatusTooManyRequests, fmt.Sprintf("Too many refused logins from your address. Try again in %d seconds.", secs)
+		case errors.Is(err, auth.ErrLoginRole):
+			code, msg = http.StatusForbidden, "This is an ingest token: it may only post events. Log in with an analyst or admin token."
+		case !errors.Is(err, auth.ErrBadToken):
 			code, msg = http.StatusInternalServerError, "Logging in failed: "+err.Error()
 		}
 		c.render(w, r, code, "login", view{Title: "Log in", Data: loginView{Next: next, CSRF: c.opts.Auth.LoginCSRF(w, r), Error: msg}})
-		return
-	}
-	if cl.Role == auth.RoleIngest {
-		c.opts.Auth.Logout(w, r)
-		c.render(w, r, http.StatusForbidden, "login", view{Title: "Log in", Data: loginView{Next: next, CSRF: c.opts.Auth.LoginCSRF(w, r),
-			Error: "This is an ingest token: it may only post events. Log in with an analyst or admin token."}})
 		return
 	}
 	http.Redirect(w, r, next, http.StatusSeeOther)
