@@ -110,6 +110,71 @@ func TestServeAccessControl(t *testing.T) {
 	}
 }
 
+// TestServeInsecureNoAuthLoopbackOnly: without access control, serve
+// still refuses what another web site in the user's browser could send: a
+// request whose Host is not a loopback name (DNS rebinding) with 421, a
+// cross-site post with 403. Its own pages and scripts without Origin pass.
+func TestServeInsecureNoAuthLoopbackOnly(t *testing.T) {
+	cfg := config.Default()
+	cfg.DataDir = t.TempDir()
+	cfg.Listen = "127.0.0.1:0"
+	ctx, cancel := context.WithCancel(context.Background())
+	ready := make(chan string, 1)
+	done := make(chan error, 1)
+	go func() {
+		done <- app.Serve(ctx, app.ServeOptions{Config: cfg, Ready: func(u string) { ready <- u }, InsecureNoAuth: true})
+	}()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("serve: %v", err)
+		}
+	}()
+	var base string
+	select {
+	case base = <-ready:
+	case err := <-done:
+		t.Fatalf("serve: %v", err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("serve did not start")
+	}
+	u, _ := url.Parse(base)
+	_, port, _ := net.SplitHostPort(u.Host)
+	for _, c := range []struct {
+		name, method, path, host string
+		hdr                      map[string]string
+		want                     int
+	}{
+		{"console", "GET", "/alerts", "", nil, 200},
+		{"console by name", "GET", "/alerts", "localhost:" + port, nil, 200},
+		{"rebinding", "GET", "/v1/alerts", "rebind.attacker.example:" + port, nil, http.StatusMisdirectedRequest},
+		{"rebinding scope read", "GET", "/v1/scope?key=k-1", "rebind.attacker.example:" + port, nil, http.StatusMisdirectedRequest},
+		{"rebinding post", "POST", "/v1/events", "rebind.attacker.example:" + port, nil, http.StatusMisdirectedRequest},
+		{"cross-site post", "POST", "/v1/actions/act-x/approve", "", map[string]string{"Origin": "https://evil.example"}, http.StatusForbidden},
+		{"cross-site form", "POST", "/actions/act-x/approve", "", map[string]string{"Origin": "null", "Content-Type": "application/x-www-form-urlencoded"}, http.StatusForbidden},
+		{"cross-site fetch", "POST", "/v1/events", "", map[string]string{"Sec-Fetch-Site": "cross-site"}, http.StatusForbidden},
+		{"same-origin post", "POST", "/v1/actions/act-x/approve", "", map[string]string{"Origin": base}, http.StatusNotFound},
+		{"script post", "POST", "/v1/events", "", nil, http.StatusOK},
+	} {
+		req, _ := http.NewRequest(c.method, base+c.path, strings.NewReader(""))
+		if c.host != "" {
+			req.Host = c.host
+		}
+		for k, v := range c.hdr {
+			req.Header.Set(k, v)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != c.want {
+			t.Errorf("%s: %s %s (Host %q, %v): %d, want %d (%s)", c.name, c.method, c.path, c.host, c.hdr, resp.StatusCode, c.want, body)
+		}
+	}
+}
+
 // TestServeTLS: --tls-cert/--tls-key serve HTTPS, and the console's
 // session cookie is then Secure.
 func TestServeTLS(t *testing.T) {

@@ -50,7 +50,9 @@ type ServeOptions struct {
 	// then Secure.
 	TLSCert, TLSKey string
 	// InsecureNoAuth serves the API and console to anyone without a token.
-	// Refused unless the listener is on a loopback address.
+	// Refused unless the listener is on a loopback address; requests must
+	// then name a loopback host and port, and state-changing ones come
+	// from the same origin (auth.LoopbackOnly).
 	InsecureNoAuth bool
 	// Announce receives the admin token created on first start, printed
 	// once (nil → os.Stderr).
@@ -111,6 +113,7 @@ func Serve(ctx context.Context, opts ServeOptions) (err error) {
 	var authn *auth.Authenticator
 	if !opts.InsecureNoAuth {
 		authn = auth.New(auth.Options{Store: st, Secure: opts.TLSCert != "", Logger: log})
+		defer authn.Close() // refused-login summaries, before the store closes
 		tok, t, err := auth.EnsureAdmin(ctx, st, time.Now())
 		if err != nil {
 			return fmt.Errorf("access control: %w", err)
@@ -399,6 +402,10 @@ func Serve(ctx context.Context, opts ServeOptions) (err error) {
 			return err
 		}
 		log.Warn("INSECURE: access control is off (--insecure-no-auth): anyone who can connect to this loopback address reads alerts and customer-data scope")
+		// Other sites in the user's browser are not "anyone who can
+		// connect": refuse rebound Host names and cross-site posts.
+		_, port, _ := net.SplitHostPort(ln.Addr().String())
+		srv.Handler = auth.LoopbackOnly(apiSrv, port, opts.TLSCert != "")
 	}
 	// Live streams end at shutdown, or Shutdown would wait for them.
 	srv.RegisterOnShutdown(cons.Close)

@@ -24,6 +24,15 @@
 //     otherwise 403. Requests with a bearer token are not exposed to CSRF
 //     (browsers never attach the header on their own) and are not checked.
 //     The login form uses a double-submit cookie instead (LoginCSRF).
+//   - Login opens sessions for analyst and admin tokens only. Refused
+//     logins are limited per client address and audited folded: the
+//     first of a window at once, the rest as one entry when it ends.
+//   - A long-lived response (the console's live stream) holds the
+//     credential it was opened with and Watches it: it learns within
+//     RecheckInterval (and at a session's expiry) that the credential
+//     ended, at once when it ended in this process (Logout, RevokeToken).
+//   - LoopbackOnly guards a server without access control against other
+//     web sites in the user's browser (Host and Origin checks).
 //   - Authenticator is safe for concurrent use and holds no request state.
 package auth
 
@@ -186,8 +195,10 @@ type Caller struct {
 	Name    string `json:"name"`
 	Role    Role   `json:"role"`
 	// Session is set when the request came with the console's cookie.
-	Session bool   `json:"session,omitempty"`
-	csrf    string // the session's CSRF token
+	Session bool      `json:"session,omitempty"`
+	csrf    string    // the session's CSRF token
+	hash    string    // HashToken of the bearer token or session cookie (Recheck)
+	expires time.Time // the session's end (zero for a bearer token)
 }
 
 // String names the caller for the audit log: "name (tok-…)".
@@ -246,6 +257,20 @@ type Options struct {
 	Secure bool
 	Now    func() time.Time // nil → time.Now
 	Logger *slog.Logger
+	// RecheckInterval is how often Watch re-checks a credential against
+	// the store (0 → 30s): the longest a revocation made by another
+	// process (haechi tokens revoke) goes unnoticed by an open stream.
+	RecheckInterval time.Duration
+	// FailureWindow and MaxFailures limit refused logins per client
+	// address (IPv4 address or IPv6 /64): after MaxFailures refusals in
+	// a window, Login answers ErrThrottled until the window ends, and the
+	// window's refusals after the first are audited as one entry when it
+	// ends (0 → 1m and 10).
+	FailureWindow time.Duration
+	MaxFailures   int
+	// MaxFailureAddrs bounds how many client addresses are tracked at
+	// once (0 → 4096); when full, the oldest window is closed early.
+	MaxFailureAddrs int
 }
 
 // Cookie names.
@@ -260,6 +285,12 @@ type Authenticator struct {
 
 	mu      sync.Mutex
 	touched map[string]time.Time // token id → last recorded use
+	// ended is closed (and replaced) whenever a credential ends in this
+	// process (logout, RevokeToken): open streams re-check at once.
+	ended chan struct{}
+
+	failMu   sync.Mutex
+	failures map[string]*failWindow // client address → its current window
 }
 
 // New builds an Authenticator.
@@ -273,7 +304,20 @@ func New(opts Options) *Authenticator {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Authenticator{opts: opts, touched: map[string]time.Time{}}
+	if opts.RecheckInterval <= 0 {
+		opts.RecheckInterval = 30 * time.Second
+	}
+	if opts.FailureWindow <= 0 {
+		opts.FailureWindow = time.Minute
+	}
+	if opts.MaxFailures <= 0 {
+		opts.MaxFailures = 10
+	}
+	if opts.MaxFailureAddrs <= 0 {
+		opts.MaxFailureAddrs = 4096
+	}
+	return &Authenticator{opts: opts, touched: map[string]time.Time{}, ended: make(chan struct{}),
+		failures: map[string]*failWindow{}}
 }
 
 // CreateToken makes, stores and returns a new token of role with a
@@ -346,7 +390,7 @@ func (a *Authenticator) Authenticate(r *http.Request) (Caller, error) {
 			return Caller{}, err
 		}
 		a.touch(ctx, t.ID)
-		return Caller{TokenID: t.ID, Name: t.Name, Role: Role(t.Role)}, nil
+		return Caller{TokenID: t.ID, Name: t.Name, Role: Role(t.Role), hash: HashToken(tok)}, nil
 	}
 	c, err := r.Cookie(SessionCookie)
 	if err != nil || c.Value == "" {
@@ -368,7 +412,7 @@ func (a *Authenticator) Authenticate(r *http.Request) (Caller, error) {
 		return Caller{}, ErrSession
 	}
 	a.touch(ctx, t.ID)
-	return Caller{TokenID: t.ID, Name: t.Name, Role: Role(t.Role), Session: true, csrf: se.CSRF}, nil
+	return Caller{TokenID: t.ID, Name: t.Name, Role: Role(t.Role), Session: true, csrf: se.CSRF, hash: hash, expires: se.Expires}, nil
 }
 
 // touch records a token's use at most once a minute.
@@ -491,11 +535,23 @@ func randomString(n int) (string, error) {
 
 func (a *Authenticator) secure(r *http.Request) bool { return a.opts.Secure || r.TLS != nil }
 
-// Login checks tok and, when it is valid, opens a session and sets its
-// cookie on w. Every login, and every refused one, is audited.
+// ErrLoginRole refuses a console login with a token whose role may not use
+// the console (ingest).
+var ErrLoginRole = errors.New("this token's role may not use the console: log in with an analyst or admin token")
+
+// Login checks tok and, when it is valid and its role may use the console
+// (analyst or admin), opens a session and sets its cookie on w. A refused
+// login sets no cookie and opens no session. Every login is audited;
+// refused ones are limited per client address (see Options.FailureWindow):
+// beyond the limit Login returns a *ThrottleError (errors.Is ErrThrottled)
+// without looking at tok.
 func (a *Authenticator) Login(w http.ResponseWriter, r *http.Request, tok string) (Caller, error) {
 	ctx := r.Context()
 	now := a.opts.Now().UTC()
+	client := clientKey(r.RemoteAddr)
+	if err := a.throttled(client, now); err != nil {
+		return Caller{}, err
+	}
 	tok = strings.TrimSpace(tok)
 	var t store.APIToken
 	err := ErrBadToken
@@ -505,9 +561,16 @@ func (a *Authenticator) Login(w http.ResponseWriter, r *http.Request, tok string
 			err = ErrBadToken
 		}
 	}
+	if err == nil && !Role(t.Role).Allows(NeedAnalyst) {
+		err = ErrLoginRole
+	}
 	if err != nil {
-		if errors.Is(err, ErrBadToken) {
-			_ = a.opts.Store.AppendAudit(ctx, now, "login_refused", "", map[string]string{"remote": r.RemoteAddr})
+		switch {
+		case errors.Is(err, ErrBadToken):
+			a.loginFailed(ctx, client, now, map[string]any{"remote": r.RemoteAddr, "reason": "invalid or revoked token"})
+		case errors.Is(err, ErrLoginRole):
+			a.loginFailed(ctx, client, now, map[string]any{"remote": r.RemoteAddr, "reason": "role " + t.Role + " may not use the console",
+				"token_id": t.ID, "name": t.Name})
 		}
 		return Caller{}, err
 	}
@@ -520,23 +583,26 @@ func (a *Authenticator) Login(w http.ResponseWriter, r *http.Request, tok string
 		return Caller{}, err
 	}
 	exp := now.Add(a.opts.SessionTTL)
-	if err := a.opts.Store.CreateSession(ctx, store.Session{Hash: HashToken(sid), TokenID: t.ID, CSRF: csrf, Created: now, Expires: exp}); err != nil {
+	hash := HashToken(sid)
+	if err := a.opts.Store.CreateSession(ctx, store.Session{Hash: hash, TokenID: t.ID, CSRF: csrf, Created: now, Expires: exp}); err != nil {
 		return Caller{}, err
 	}
 	if _, err := a.opts.Store.DeleteExpiredSessions(ctx, now); err != nil {
 		a.opts.Logger.Warn("auth: delete expired sessions", "err", err)
 	}
-	c := Caller{TokenID: t.ID, Name: t.Name, Role: Role(t.Role), Session: true, csrf: csrf}
+	c := Caller{TokenID: t.ID, Name: t.Name, Role: Role(t.Role), Session: true, csrf: csrf, hash: hash, expires: exp}
 	_ = a.opts.Store.AppendAudit(ctx, now, "login", "", map[string]string{"token_id": t.ID, "name": t.Name, "remote": r.RemoteAddr})
 	http.SetCookie(w, &http.Cookie{Name: SessionCookie, Value: sid, Path: "/", Expires: exp, MaxAge: int(a.opts.SessionTTL / time.Second),
 		HttpOnly: true, Secure: a.secure(r), SameSite: http.SameSiteStrictMode})
 	return c, nil
 }
 
-// Logout ends the request's session and clears its cookie.
+// Logout ends the request's session and clears its cookie; the session's
+// open streams (Watch) learn it at once.
 func (a *Authenticator) Logout(w http.ResponseWriter, r *http.Request) {
 	if c, err := r.Cookie(SessionCookie); err == nil && c.Value != "" {
 		_ = a.opts.Store.DeleteSession(r.Context(), HashToken(c.Value))
+		a.credentialsEnded()
 	}
 	if c, ok := CallerFrom(r.Context()); ok {
 		_ = a.opts.Store.AppendAudit(r.Context(), a.opts.Now(), "logout", "", map[string]string{"token_id": c.TokenID, "name": c.Name})

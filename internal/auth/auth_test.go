@@ -196,7 +196,7 @@ type fixture struct {
 	mux                    *http.ServeMux
 }
 
-func newFixture(t *testing.T) *fixture {
+func newFixture(t *testing.T, opts ...func(*auth.Options)) *fixture {
 	t.Helper()
 	f := &fixture{st: newStore(t), clk: &clock{t: time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)}}
 	ctx := context.Background()
@@ -215,7 +215,11 @@ func newFixture(t *testing.T) *fixture {
 	if err := f.st.RevokeToken(ctx, revID, "test", f.clk.now()); err != nil {
 		t.Fatal(err)
 	}
-	f.a = auth.New(auth.Options{Store: f.st, SessionTTL: time.Hour, Now: f.clk.now})
+	o := auth.Options{Store: f.st, SessionTTL: time.Hour, Now: f.clk.now}
+	for _, fn := range opts {
+		fn(&o)
+	}
+	f.a = auth.New(o)
 	ok := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		f.reached++
 		f.lastCaller, _ = auth.CallerFrom(r.Context())

@@ -200,6 +200,25 @@ func TestBrowser(t *testing.T) {
 	if !auditHas(t, ctx, srv, "scope_export", "browser analyst") {
 		t.Error("the audit log has no scope_export entry naming the analyst")
 	}
+
+	// 6. Logging out in another tab ends the live stream of the open
+	// overview at once, and the page says so.
+	run("open the overview", chromedp.Navigate(srv.base+"/"), chromedp.WaitVisible("#live-alerts", chromedp.ByID),
+		chromedp.WaitNotPresent("body.offline", chromedp.ByQuery))
+	tab, tabCancel := chromedp.NewContext(bctx)
+	defer tabCancel()
+	lctx, lcancel := context.WithTimeout(tab, 20*time.Second)
+	defer lcancel()
+	if err := chromedp.Run(lctx, chromedp.Navigate(srv.base+"/alerts"), chromedp.WaitVisible("form[action='/logout'] button", chromedp.ByQuery),
+		chromedp.Click("form[action='/logout'] button", chromedp.ByQuery), chromedp.WaitVisible("#token", chromedp.ByID)); err != nil {
+		t.Fatalf("log out in another tab: %v", err)
+	}
+	var stopped string
+	run("see the live stream end", chromedp.WaitVisible(`#toast a[href^="/login?next="]`, chromedp.ByQuery), chromedp.Text("#toast", &stopped, chromedp.ByID),
+		chromedp.WaitVisible("body.offline", chromedp.ByQuery), shot("live-ended"))
+	if !strings.Contains(stopped, "Live updates stopped") || !strings.Contains(stopped, "logged out") {
+		t.Errorf("after logging out elsewhere the overview says %q", stopped)
+	}
 }
 
 type served struct {

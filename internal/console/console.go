@@ -1001,12 +1001,43 @@ type loginView struct {
 	Error string
 }
 
-// safeNext keeps a post-login redirect on this site.
+// safeNext keeps a post-login redirect on this site: it returns s when s
+// is a path on this site ("/…") that no browser could read as another
+// origin, and "/" otherwise. Refused: anything not starting with one "/";
+// a backslash, space or control character anywhere (browsers drop tabs
+// and newlines and read "\" as "/", so "/<tab>/host" and "/\host" are
+// "//host"); and a value whose percent-decodings (once, twice, … as long
+// as they decode) start with "//" or "/\" or hold a control character.
 func safeNext(s string) string {
-	if s == "" || !strings.HasPrefix(s, "/") || strings.HasPrefix(s, "//") || strings.HasPrefix(s, "/\\") || strings.ContainsAny(s, "\r\n") {
+	if !nextPathOK(s) || strings.ContainsAny(s, "\\ ") {
 		return "/"
 	}
-	return s
+	d := s
+	for i := range 4 {
+		if !strings.Contains(d, "%") {
+			return s
+		}
+		u, err := url.PathUnescape(d)
+		if err != nil {
+			if i == 0 {
+				return "/" // no page of ours has a malformed escape
+			}
+			return s // a literal "%" (an encoded "%25"): d is its last form
+		}
+		if d = u; !nextPathOK(d) {
+			return "/"
+		}
+	}
+	return "/" // still encoded after four rounds: no page has such a path
+}
+
+// nextPathOK reports whether p starts with exactly one "/" (not "//" or
+// "/\") and holds no control character.
+func nextPathOK(p string) bool {
+	if !strings.HasPrefix(p, "/") || strings.HasPrefix(p, "//") || strings.HasPrefix(p, "/\\") {
+		return false
+	}
+	return !strings.ContainsFunc(p, func(r rune) bool { return r < 0x20 || r == 0x7f })
 }
 
 func (c *Console) loginPage(w http.ResponseWriter, r *http.Request) {
@@ -1029,19 +1060,20 @@ func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 			Error: "The login form expired or was posted from another site. Enter the token again."}})
 		return
 	}
-	cl, err := c.opts.Auth.Login(w, r, r.PostFormValue("token"))
-	if err != nil {
+	if _, err := c.opts.Auth.Login(w, r, r.PostFormValue("token")); err != nil {
 		code, msg := http.StatusUnauthorized, "That token is not valid (mistyped, or revoked). Tokens start with hch_; create one with: haechi tokens create --role analyst"
-		if !errors.Is(err, auth.ErrBadToken) {
+		var te *auth.ThrottleError
+		switch {
+		case errors.As(err, &te):
+			secs := int((te.RetryAfter + time.Second - 1) / time.Second)
+			w.Header().Set("Retry-After", strconv.Itoa(secs))
+			code, msg = http.StatusTooManyRequests, fmt.Sprintf("Too many refused logins from your address. Try again in %d seconds.", secs)
+		case errors.Is(err, auth.ErrLoginRole):
+			code, msg = http.StatusForbidden, "This is an ingest token: it may only post events. Log in with an analyst or admin token."
+		case !errors.Is(err, auth.ErrBadToken):
 			code, msg = http.StatusInternalServerError, "Logging in failed: "+err.Error()
 		}
 		c.render(w, r, code, "login", view{Title: "Log in", Data: loginView{Next: next, CSRF: c.opts.Auth.LoginCSRF(w, r), Error: msg}})
-		return
-	}
-	if cl.Role == auth.RoleIngest {
-		c.opts.Auth.Logout(w, r)
-		c.render(w, r, http.StatusForbidden, "login", view{Title: "Log in", Data: loginView{Next: next, CSRF: c.opts.Auth.LoginCSRF(w, r),
-			Error: "This is an ingest token: it may only post events. Log in with an analyst or admin token."}})
 		return
 	}
 	http.Redirect(w, r, next, http.StatusSeeOther)

@@ -31,6 +31,7 @@ type env struct {
 	srv                    *api.Server
 	cons                   *console.Console
 	hub                    *console.Hub
+	authn                  *auth.Authenticator
 	ingest, analyst, admin string
 	dataDir                string
 }
@@ -38,7 +39,7 @@ type env struct {
 // newEnv builds the API with the console mounted, on a store holding two
 // alerts (one critical about key k-1, one about principal e:7), a pending
 // action, a protected pending action and ledger rows for k-1.
-func newEnv(t *testing.T, withAuth bool) *env {
+func newEnv(t *testing.T, withAuth bool, opts ...func(*auth.Options)) *env {
 	t.Helper()
 	ctx := context.Background()
 	dir := t.TempDir()
@@ -88,7 +89,12 @@ func newEnv(t *testing.T, withAuth bool) *env {
 	}
 	var authn *auth.Authenticator
 	if withAuth {
-		authn = auth.New(auth.Options{Store: st, Now: func() time.Time { return now }})
+		o := auth.Options{Store: st, Now: func() time.Time { return now }}
+		for _, fn := range opts {
+			fn(&o)
+		}
+		authn = auth.New(o)
+		e.authn = authn
 	}
 	reg := prometheus.NewRegistry()
 	e.srv = api.New(api.Options{Ingest: func([]event.Event) error { return nil }, Alerts: st, Scope: st, Actions: st, Triage: st,

@@ -96,11 +96,93 @@ func FuzzAlertFilter(f *testing.F) {
 	})
 }
 
+// TestSafeNext: a post-login redirect stays on this site, however the
+// value is written; every refused one becomes "/".
 func TestSafeNext(t *testing.T) {
-	for in, want := range map[string]string{"": "/", "/alerts?x=1": "/alerts?x=1", "//evil.example": "/", "https://evil.example": "/",
-		"/\\evil.example": "/", "alerts": "/", "/a\r\nSet-Cookie: x": "/"} {
-		if got := safeNext(in); got != want {
-			t.Errorf("safeNext(%q) = %q, want %q", in, got, want)
+	for _, c := range []struct {
+		in, want string
+	}{
+		// Kept: the console's own pages, as deny passes them (RequestURI).
+		{"/", "/"},
+		{"/alerts?x=1", "/alerts?x=1"},
+		{"/alerts?severity=high&detector=token_provenance", "/alerts?severity=high&detector=token_provenance"},
+		{"/entities/network/10.0.0.0%2F24", "/entities/network/10.0.0.0%2F24"},
+		{"/entities/principal/DOMAIN%5Cuser", "/entities/principal/DOMAIN%5Cuser"},
+		{"/entities/principal/50%25off", "/entities/principal/50%25off"},
+		{"/scope?key=k-1#top", "/scope?key=k-1#top"},
+		// Refused: not a path on this site.
+		{"", "/"},
+		{"alerts", "/"},
+		{"https://evil.example", "/"},
+		{"//evil.example", "/"},
+		{"///evil.example", "/"},
+		{"/\\evil.example", "/"},
+		{"\\\\evil.example", "/"},
+		{" /alerts", "/"},
+		// Browsers drop tabs and newlines and read a backslash as "/".
+		{"/\thost", "/"},
+		{"/\t/host", "/"},
+		{"/\n/host", "/"},
+		{"/\r/host", "/"},
+		{"/a\r\nSet-Cookie: x", "/"},
+		{"/\x00/host", "/"},
+		{"/\x7f/host", "/"},
+		{"/a\\b", "/"},
+		{"/ /host", "/"},
+		// Percent-encoded forms of the same.
+		{"/%09/host", "/"},
+		{"/%0a/host", "/"},
+		{"/%0D%0A/host", "/"},
+		{"/%2F/host", "/"},
+		{"/%2f/host", "/"},
+		{"/%5chost", "/"},
+		{"/%5C/host", "/"},
+		{"/%252F/host", "/"},
+		{"/%25252F/host", "/"},
+		{"/%2525252F/host", "/"},
+		{"/%00", "/"},
+		{"/%zz", "/"},
+		{"/alerts%0d%0aSet-Cookie:x", "/"},
+	} {
+		if got := safeNext(c.in); got != c.want {
+			t.Errorf("safeNext(%q) = %q, want %q", c.in, got, c.want)
 		}
 	}
+}
+
+// FuzzSafeNext: whatever comes in, what comes out is "/" or a path that
+// resolves to this site and that no browser quirk (dropped tabs and
+// newlines, backslash as slash, a decoding) turns into another origin.
+func FuzzSafeNext(f *testing.F) {
+	for _, s := range []string{"/", "/alerts?x=1", "/%09/host", "//h", "/\\h", "/%252F/h", "/a%5Cb"} {
+		f.Add(s)
+	}
+	base, _ := url.Parse("https://console.example/alerts")
+	f.Fuzz(func(t *testing.T, s string) {
+		got := safeNext(s)
+		if got == "/" {
+			return
+		}
+		if got != s {
+			t.Fatalf("safeNext(%q) = %q: neither the input nor /", s, got)
+		}
+		if strings.ContainsAny(got, "\\ ") || strings.ContainsFunc(got, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
+			t.Fatalf("safeNext(%q) kept a backslash, space or control character", s)
+		}
+		for d := got; ; {
+			if u, err := url.Parse(d); err == nil {
+				if r := base.ResolveReference(u); r.Host != base.Host || r.Scheme != base.Scheme {
+					t.Fatalf("safeNext(%q) kept %q, which resolves to %s", s, d, r)
+				}
+			}
+			if strings.HasPrefix(d, "//") || strings.HasPrefix(d, "/\\") {
+				t.Fatalf("safeNext(%q) kept %q, which decodes to %q", s, got, d)
+			}
+			u, err := url.PathUnescape(d)
+			if err != nil || u == d {
+				break
+			}
+			d = u
+		}
+	})
 }

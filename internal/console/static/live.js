@@ -82,6 +82,22 @@
   var es = new EventSource(src);
   es.addEventListener("alert", function (e) { onAlert(JSON.parse(e.data)); });
   es.addEventListener("stats", function (e) { onStats(JSON.parse(e.data)); });
+  // The server ends the stream when its token is revoked or its session
+  // ends ("login": true): stop reconnecting and say so. Otherwise the
+  // browser reconnects on its own.
+  es.addEventListener("end", function (e) {
+    var d = JSON.parse(e.data);
+    if (!d.login) return;
+    es.close();
+    body.classList.add("offline");
+    var t = document.getElementById("toast");
+    if (!t) return;
+    clearTimeout(toastTimer);
+    t.textContent = "";
+    t.appendChild(document.createTextNode("Live updates stopped: " + d.reason + ". "));
+    t.appendChild(el("a", { href: "/login?next=" + encodeURIComponent(location.pathname + location.search) }, "Log in again"));
+    t.hidden = false;
+  });
   es.onopen = function () { body.classList.remove("offline"); };
   es.onerror = function () { body.classList.add("offline"); };
 })();
