@@ -592,6 +592,7 @@ func (a *Authenticator) Login(w http.ResponseWriter, r *http.Request, tok string
 	}
 	c := Caller{TokenID: t.ID, Name: t.Name, Role: Role(t.Role), Session: true, csrf: csrf, hash: hash, expires: exp}
 	_ = a.opts.Store.AppendAudit(ctx, now, "login", "", map[string]string{"token_id": t.ID, "name": t.Name, "remote": r.RemoteAddr})
+	// #nosec G124 -- HttpOnly and SameSite=Strict always; Secure whenever the console is reached over TLS (directly or, with Options.Secure, behind a proxy): a plain-HTTP loopback browser would not send a Secure cookie back
 	http.SetCookie(w, &http.Cookie{Name: SessionCookie, Value: sid, Path: "/", Expires: exp, MaxAge: int(a.opts.SessionTTL / time.Second),
 		HttpOnly: true, Secure: a.secure(r), SameSite: http.SameSiteStrictMode})
 	return c, nil
@@ -607,6 +608,7 @@ func (a *Authenticator) Logout(w http.ResponseWriter, r *http.Request) {
 	if c, ok := CallerFrom(r.Context()); ok {
 		_ = a.opts.Store.AppendAudit(r.Context(), a.opts.Now(), "logout", "", map[string]string{"token_id": c.TokenID, "name": c.Name})
 	}
+	// #nosec G124 -- HttpOnly and SameSite=Strict always; Secure whenever the console is reached over TLS (directly or, with Options.Secure, behind a proxy): a plain-HTTP loopback browser would not send a Secure cookie back
 	http.SetCookie(w, &http.Cookie{Name: SessionCookie, Value: "", Path: "/", MaxAge: -1,
 		HttpOnly: true, Secure: a.secure(r), SameSite: http.SameSiteStrictMode})
 }
@@ -624,6 +626,7 @@ func (a *Authenticator) LoginCSRF(w http.ResponseWriter, r *http.Request) string
 	// Path "/": every page that answers 401 with the login form reuses
 	// the same value (a favicon request must not replace it under a form
 	// that is already shown).
+	// #nosec G124 -- HttpOnly and SameSite=Strict always; Secure whenever the console is reached over TLS (directly or, with Options.Secure, behind a proxy): a plain-HTTP loopback browser would not send a Secure cookie back
 	http.SetCookie(w, &http.Cookie{Name: LoginCookie, Value: v, Path: "/", MaxAge: 3600,
 		HttpOnly: true, Secure: a.secure(r), SameSite: http.SameSiteStrictMode})
 	return v
