@@ -12,15 +12,12 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/haechi-sec/haechi/internal/alert"
+	"github.com/haechi-sec/haechi/internal/app"
 	"github.com/haechi-sec/haechi/internal/console"
 	"github.com/haechi-sec/haechi/internal/decode"
 	"github.com/haechi-sec/haechi/internal/eval"
-	"github.com/haechi-sec/haechi/internal/event"
-	"github.com/haechi-sec/haechi/internal/ledger"
 	"github.com/haechi-sec/haechi/internal/respond"
 	"github.com/haechi-sec/haechi/internal/sim"
-	"github.com/haechi-sec/haechi/internal/store"
 	"github.com/haechi-sec/haechi/internal/truth"
 )
 
@@ -34,7 +31,7 @@ type evalCmd struct {
 	Store         bool     `help:"Keep the run's alerts and access ledger in --data-dir, so scope and report can inspect it afterwards (slower: the ledger is written)."`
 }
 
-func (c *evalCmd) Run(e *env) error {
+func (c *evalCmd) Run(e *env) (err error) {
 	cfg, err := e.loadConfig()
 	if err != nil {
 		return err
@@ -67,30 +64,19 @@ func (c *evalCmd) Run(e *env) error {
 	var sc eval.Scorecard
 	run := eval.RunOptions{Config: cfg, CanaryIDs: ids, OnReject: onReject}
 	if c.Store {
-		opts, err := storeOptions(cfg)
+		// The output side of a scored run: the store, the alert writer and
+		// the ledger, written once a simulated day (app.ModeScore).
+		svc, err := app.Build(e.ctx, app.BuildOptions{Config: cfg, Mode: app.ModeScore})
 		if err != nil {
 			return err
 		}
-		st, err := store.Open(e.ctx, cfg.StoreTarget(), opts)
-		if err != nil {
-			return err
-		}
-		defer st.Close()
-		// A scored run is written once a simulated day: far fewer rewrites
-		// of busy rows than the live default of ten minutes.
-		if run.Ledger, err = ledger.Open(e.ctx, st, ledger.Options{FlushEvery: 24 * time.Hour, MaxDirty: 8 << 20}); err != nil {
-			return fmt.Errorf("ledger: %w", err)
-		}
-		w := store.NewWriter(st, store.WriterOptions{})
-		wctx, cancel := context.WithCancel(context.WithoutCancel(e.ctx))
-		done := make(chan error, 1)
-		go func() { done <- w.Run(wctx) }()
-		defer func() { _ = w.Close(); cancel(); <-done }()
-		run.Sinks = []alert.Sink{alert.SinkFunc(func(ch alert.Change, a event.Alert) {
-			if ch == alert.Closed {
-				_ = w.Put(context.Background(), a)
+		svc.Start(e.ctx)
+		defer func() {
+			if cerr := svc.Close(context.WithoutCancel(e.ctx)); cerr != nil && err == nil {
+				err = cerr
 			}
-		})}
+		}()
+		run.Ledger, run.Sinks = svc.Ledger, svc.Sinks()
 	}
 	if c.Events != "" {
 		tr, err := truth.Load(c.Truth)

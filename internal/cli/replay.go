@@ -24,9 +24,6 @@ import (
 	"github.com/haechi-sec/haechi/internal/decode"
 	"github.com/haechi-sec/haechi/internal/event"
 	inputfmt "github.com/haechi-sec/haechi/internal/input"
-	"github.com/haechi-sec/haechi/internal/ledger"
-	"github.com/haechi-sec/haechi/internal/respond"
-	"github.com/haechi-sec/haechi/internal/store"
 )
 
 type replayCmd struct {
@@ -129,63 +126,29 @@ func (c *replayCmd) Run(e *env) (err error) {
 		return "input-" + strconv.FormatUint(uint64(i), 10)
 	}
 
-	var writer *store.Writer
-	var led *ledger.Ledger
-	sinks := []alert.Sink{}
-	if !c.NoStore {
-		opts, err := storeOptions(cfg)
-		if err != nil {
-			return err
-		}
-		opts.Logger = log
-		st, err := store.Open(e.ctx, cfg.StoreTarget(), opts)
-		if err != nil {
-			return fmt.Errorf("%w (use --no-store to replay without storing alerts)", err)
-		}
-		defer func() {
-			if cerr := st.Close(); cerr != nil && err == nil {
-				err = cerr
-			}
-		}()
-		// Replay flushes the ledger every six hours of event time: far fewer
-		// rewrites of busy rows than the live ten minutes.
-		if led, err = ledger.Open(e.ctx, st, ledger.Options{Logger: log, FlushEvery: 6 * time.Hour, MaxDirty: 4 << 20}); err != nil {
-			return fmt.Errorf("ledger: %w", err)
-		}
-		writer = store.NewWriter(st, store.WriterOptions{Logger: log})
-		// Response is planned at event time and recorded (outbox and audit
-		// log) so `actions` and `report` show what would have been done;
-		// replay delivers no webhooks.
-		planner, err := respond.NewPlanner(cfg.Respond)
-		if err != nil {
-			return usageError{fmt.Errorf("respond: %w", err)}
-		}
-		if _, err := planner.RestoreFrom(e.ctx, st); err != nil {
-			return fmt.Errorf("respond: %w", err)
-		}
-		responder := respond.NewResponder(st, planner, respond.ResponderOptions{Logger: log, Suppressions: respond.NewSuppressions(st)})
-		rctx, rcancel := context.WithCancel(context.WithoutCancel(e.ctx))
-		rdone := make(chan struct{})
-		go func() { _ = responder.Run(rctx); close(rdone) }()
-		defer func() {
-			if cerr := responder.Close(); cerr != nil && err == nil {
-				err = fmt.Errorf("respond: %w", cerr)
-			}
-			rcancel()
-			<-rdone
-		}()
-		sinks = append(sinks, responder)
-		wctx, cancel := context.WithCancel(context.WithoutCancel(e.ctx))
-		done := make(chan error, 1)
-		go func() { done <- writer.Run(wctx) }()
-		defer func() { cancel(); <-done }()
-		sinks = append(sinks, app.StoreSink(writer, log))
+	// The output side: the store, the alert writer, the ledger (written
+	// every six hours of event time) and the response, planned and
+	// recorded but never delivered (app.ModeReplay).
+	svc, err := app.Build(e.ctx, app.BuildOptions{Config: cfg, Mode: app.ModeReplay, NoStore: c.NoStore, Logger: log})
+	switch {
+	case errors.Is(err, app.ErrOpenStore):
+		return fmt.Errorf("%w (use --no-store to replay without storing alerts)", err)
+	case errors.Is(err, app.ErrConfig):
+		return usageError{err}
+	case err != nil:
+		return err
 	}
+	svc.Start(e.ctx)
+	defer func() {
+		if cerr := svc.Close(context.WithoutCancel(e.ctx)); cerr != nil && err == nil {
+			err = cerr
+		}
+	}()
 	out := bufio.NewWriter(e.stdout)
 	enc := json.NewEncoder(out)
 	enc.SetEscapeHTML(false)
 	var printErr error
-	sinks = append(sinks, alert.SinkFunc(func(ch alert.Change, a event.Alert) {
+	printSink := alert.SinkFunc(func(ch alert.Change, a event.Alert) {
 		if ch != alert.Closed || printErr != nil {
 			return
 		}
@@ -194,11 +157,11 @@ func (c *replayCmd) Run(e *env) (err error) {
 			return
 		}
 		printErr = out.Flush()
-	}))
-
-	p, err := app.NewPipeline(app.PipelineOptions{
-		Config: cfg, CanaryIDs: ids, Sinks: sinks, InputName: inputName, Logger: log, Ledger: led,
 	})
+
+	popts := svc.PipelineOptions(ids, printSink)
+	popts.InputName = inputName
+	p, err := app.NewPipeline(popts)
 	if err != nil {
 		return err
 	}
@@ -253,10 +216,8 @@ func (c *replayCmd) Run(e *env) (err error) {
 		feedErr = err
 	}
 	stopProgress()
-	if writer != nil {
-		if err := writer.Close(); err != nil && feedErr == nil {
-			feedErr = fmt.Errorf("store alerts: %w", err)
-		}
+	if err := svc.Close(context.WithoutCancel(e.ctx)); err != nil && feedErr == nil {
+		feedErr = err
 	}
 	elapsed := time.Since(start)
 	if printed > c.MaxErrors {

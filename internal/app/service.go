@@ -1,0 +1,355 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/haechi-sec/haechi/internal/alert"
+	"github.com/haechi-sec/haechi/internal/config"
+	"github.com/haechi-sec/haechi/internal/ledger"
+	"github.com/haechi-sec/haechi/internal/respond"
+	"github.com/haechi-sec/haechi/internal/store"
+)
+
+// Mode says what a Service is built for; it picks how often the access
+// ledger is written, whether response actions are planned and delivered,
+// and whether detector checkpoints are kept.
+type Mode int
+
+const (
+	// ModeLive is serve: the ledger is written every few seconds of wall
+	// time (ledger defaults), response actions are planned, recorded and
+	// delivered to the receivers, and detector checkpoints are stored when
+	// the spool is on.
+	ModeLive Mode = iota
+	// ModeReplay is replay over files: the ledger is written every six
+	// hours of event time (or 4 MiB of touches), far fewer rewrites of busy
+	// rows; response actions are planned and recorded (outbox and audit
+	// log, so `actions` and `report` show what would have been done), never
+	// delivered.
+	ModeReplay
+	// ModeScore is eval: the ledger is written once a simulated day (or 8
+	// MiB); no response is planned, since eval enforces the containments
+	// it computes itself (eval.Gate).
+	ModeScore
+)
+
+func (m Mode) String() string {
+	switch m {
+	case ModeLive:
+		return "live"
+	case ModeReplay:
+		return "replay"
+	case ModeScore:
+		return "score"
+	}
+	return fmt.Sprintf("Mode(%d)", int(m))
+}
+
+// BuildOptions configure Build.
+type BuildOptions struct {
+	Config    config.Config
+	Mode      Mode
+	CanaryIDs []string
+	// NoStore builds no output side at all (replay --no-store): alerts go
+	// only to the caller's sinks.
+	NoStore bool
+	// NoLedger leaves the access ledger out (a cluster worker's detection
+	// partitions run their own).
+	NoLedger bool
+	// OnDurable receives the ledger's durable marks (ModeLive: spool
+	// retention follows them).
+	OnDurable  func(mark uint64)
+	Logger     *slog.Logger
+	Registerer prometheus.Registerer
+}
+
+// Service is the output side every entry point shares — the store, the
+// alert writer, the access ledger, the response (planner, responder and,
+// live, the dispatcher), analysts' suppressions and detector checkpoints —
+// built once by Build and run as one ordered lifecycle: parts start in the
+// order Build adds them and Close stops them in reverse, so a part stops
+// only after everything that feeds it has. Fields are nil where the mode
+// or options leave a part out.
+type Service struct {
+	Mode   Mode
+	Config config.Config
+	Store  *store.Store
+	// Writer stores alerts off the pipeline's goroutine; StoreSink feeds it.
+	Writer *store.Writer
+	// Ledger is handed to the pipeline (PipelineOptions), which runs and
+	// closes it.
+	Ledger       *ledger.Ledger
+	Planner      *respond.Planner
+	Responder    *respond.Responder
+	Dispatcher   *respond.Dispatcher
+	Suppressions *respond.Suppressions
+
+	log   *slog.Logger
+	parts []part
+	// failed is closed with the first error a part's run returns before
+	// Close stops it; Err then reports it.
+	failed   chan struct{}
+	failOnce sync.Once
+	err      atomic.Pointer[error]
+	closed   bool
+}
+
+// part is one piece of a Service's lifecycle. run, if set, runs on its own
+// goroutine from Start until its context is cancelled; stop, if set, is
+// called by Close before that context is cancelled (a flush, a drain).
+type part struct {
+	name   string
+	run    func(ctx context.Context) error
+	stop   func(ctx context.Context) error
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// Build opens and assembles the output side for opts.Mode. On error every
+// part already built is closed again. Nothing runs until Start.
+func Build(ctx context.Context, opts BuildOptions) (_ *Service, err error) {
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	cfg := opts.Config
+	s := &Service{Mode: opts.Mode, Config: cfg, log: log, failed: make(chan struct{})}
+	if opts.NoStore {
+		return s, nil
+	}
+	defer func() {
+		if err != nil {
+			_ = s.Close(context.WithoutCancel(ctx))
+		}
+	}()
+	key, _, err := AuditKey(cfg, false)
+	if err != nil {
+		return nil, err
+	}
+	st, err := store.Open(ctx, cfg.StoreTarget(), store.Options{Logger: log, AuditKey: key})
+	if err != nil {
+		return nil, openStoreError{err}
+	}
+	s.Store = st
+	s.add(part{name: "store", stop: func(context.Context) error { return st.Close() }})
+
+	lo := ledger.Options{Logger: log, OnDurable: opts.OnDurable}
+	switch opts.Mode {
+	case ModeReplay:
+		lo.FlushEvery, lo.MaxDirty = 6*time.Hour, 4<<20
+	case ModeScore:
+		lo.FlushEvery, lo.MaxDirty = 24*time.Hour, 8<<20
+	}
+	if !opts.NoLedger {
+		if s.Ledger, err = ledger.Open(ctx, st, lo); err != nil {
+			return nil, fmt.Errorf("ledger: %w", err)
+		}
+	}
+
+	if opts.Mode != ModeScore {
+		if err := s.buildResponse(ctx, opts); err != nil {
+			return nil, err
+		}
+	}
+	// The alert writer is added last, so it is the first to stop: it
+	// stores what the pipeline raised before the response parts stop.
+	w := store.NewWriter(st, store.WriterOptions{Logger: log})
+	s.Writer = w
+	s.add(part{name: "alert writer", run: w.Run, stop: func(context.Context) error {
+		if err := w.Close(); err != nil {
+			return fmt.Errorf("store alerts: %w", err)
+		}
+		return nil
+	}})
+	return s, nil
+}
+
+// buildResponse adds the response parts: alerts → planned actions
+// (outbox, audit) → signed webhooks (live only).
+func (s *Service) buildResponse(ctx context.Context, opts BuildOptions) (err error) {
+	cfg, st, log := s.Config, s.Store, s.log
+	if s.Planner, err = respond.NewPlanner(cfg.Respond); err != nil {
+		return configError{fmt.Errorf("respond: %w", err)}
+	}
+	if n, err := s.Planner.RestoreFrom(ctx, st); err != nil {
+		return fmt.Errorf("respond: restore rate limits and escalation from the outbox: %w", err)
+	} else if n > 0 && opts.Mode == ModeLive {
+		log.Info("respond: resumed rate limits and block escalation from the outbox", "actions", n)
+	}
+	s.Suppressions = respond.NewSuppressions(st)
+	ro := respond.ResponderOptions{Logger: log, Suppressions: s.Suppressions}
+	if opts.Mode == ModeLive {
+		d, err := respond.NewDispatcher(st, cfg.Respond, respond.DispatcherOptions{Logger: log, Lease: cfg.Respond.Lease.D()})
+		if err != nil {
+			return fmt.Errorf("respond: %w", err)
+		}
+		s.Dispatcher = d
+		ro.OnWritten = d.Wake
+		// Containment planned as the last alerts closed is sent at stop,
+		// within at most 10 s; what is left is delivered by the next start.
+		s.add(part{name: "dispatcher", run: d.Run, stop: func(ctx context.Context) error {
+			dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			defer cancel()
+			if err := d.Drain(dctx); err != nil {
+				log.Warn("respond: stopping before every due action was tried; the next start delivers them", "err", err)
+			}
+			if err := d.Close(); err != nil {
+				return fmt.Errorf("respond: %w", err)
+			}
+			return nil
+		}})
+	}
+	r := respond.NewResponder(st, s.Planner, ro)
+	s.Responder = r
+	s.add(part{name: "responder", run: r.Run, stop: func(context.Context) error {
+		if err := r.Close(); err != nil {
+			return fmt.Errorf("respond: %w", err)
+		}
+		return nil
+	}})
+	if opts.Mode == ModeLive {
+		log.Info("respond", "mode", cfg.Respond.Mode, "receivers", len(cfg.Respond.Receivers))
+	}
+	return nil
+}
+
+// add appends p to the lifecycle.
+func (s *Service) add(p part) { s.parts = append(s.parts, p) }
+
+// Start runs every part that runs, in order. Each runs until Close stops
+// it, on a context of its own that ctx's cancellation does not reach: a
+// stop is always Close's, in order, so nothing is cut off mid-flush.
+func (s *Service) Start(ctx context.Context) {
+	for i := range s.parts {
+		p := &s.parts[i]
+		if p.run == nil || p.done != nil {
+			continue
+		}
+		pctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+		p.cancel, p.done = cancel, make(chan struct{})
+		go func() {
+			defer close(p.done)
+			if err := p.run(pctx); err != nil && pctx.Err() == nil {
+				s.fail(fmt.Errorf("%s: %w", p.name, err))
+			}
+		}()
+	}
+}
+
+func (s *Service) fail(err error) {
+	s.failOnce.Do(func() {
+		s.err.Store(&err)
+		close(s.failed)
+	})
+}
+
+// Failed is closed when a part stops on its own with an error (Err says
+// which): the caller should then Close.
+func (s *Service) Failed() <-chan struct{} { return s.failed }
+
+// Err is the first error a part's run returned on its own, or nil.
+func (s *Service) Err() error {
+	if e := s.err.Load(); e != nil {
+		return *e
+	}
+	return nil
+}
+
+// Close stops the parts in the reverse of the order they were added:
+// each part's stop (a flush, a drain), then its run is cancelled and
+// waited for. It returns the first error, and stops every part whatever
+// happens. Close is idempotent.
+func (s *Service) Close(ctx context.Context) error {
+	if s.closed {
+		return nil
+	}
+	s.closed = true
+	var first error
+	for i := len(s.parts) - 1; i >= 0; i-- {
+		p := &s.parts[i]
+		if p.stop != nil {
+			if err := p.stop(ctx); err != nil && first == nil {
+				first = err
+			}
+		}
+		if p.cancel != nil {
+			p.cancel()
+			<-p.done
+		}
+	}
+	return first
+}
+
+// Sinks are the service's own alert sinks, in the order alerts should
+// reach them: the store writer, then the responder (nil parts left out).
+func (s *Service) Sinks() []alert.Sink {
+	var sinks []alert.Sink
+	if s.Writer != nil {
+		sinks = append(sinks, StoreSink(s.Writer, s.log))
+	}
+	if s.Responder != nil {
+		sinks = append(sinks, s.Responder)
+	}
+	return sinks
+}
+
+// PipelineOptions are options for a pipeline feeding this service: the
+// configuration, the canary ids, the service's sinks followed by extra,
+// its ledger and its suppressions. The caller adds what is its own
+// (InputName, Restore, OnCheckpoint, Registerer).
+func (s *Service) PipelineOptions(canaryIDs []string, extra ...alert.Sink) PipelineOptions {
+	po := PipelineOptions{
+		Config:    s.Config,
+		CanaryIDs: canaryIDs,
+		Sinks:     append(s.Sinks(), extra...),
+		Ledger:    s.Ledger,
+		Logger:    s.log,
+	}
+	// Analysts' suppressions take the risk out of findings live only:
+	// replay and eval score the stream as it is. (Replay's responder
+	// still consults them before planning.)
+	if s.Suppressions != nil && s.Mode == ModeLive {
+		po.Suppressor = s.Suppressions
+	}
+	return po
+}
+
+// ErrOpenStore matches (errors.Is) a Build error opening the store.
+var ErrOpenStore = errors.New("cannot open the store")
+
+type openStoreError struct{ error }
+
+func (e openStoreError) Unwrap() error        { return e.error }
+func (e openStoreError) Is(target error) bool { return target == ErrOpenStore }
+
+// ErrConfig matches (errors.Is) a Build error caused by the configuration.
+var ErrConfig = errors.New("invalid configuration")
+
+type configError struct{ error }
+
+func (e configError) Unwrap() error        { return e.error }
+func (e configError) Is(target error) bool { return target == ErrConfig }
+
+// errNoStore is returned for a part asked of a service built without one.
+var errNoStore = errors.New("built without a store")
+
+// Flush returns once every alert handed to the service's sinks before the
+// call is stored (the writer's and the responder's queues).
+func (s *Service) Flush(ctx context.Context) error {
+	if s.Writer == nil {
+		return errNoStore
+	}
+	err := s.Writer.Flush(ctx)
+	if s.Responder != nil {
+		err = errors.Join(err, s.Responder.Flush(ctx))
+	}
+	return err
+}
