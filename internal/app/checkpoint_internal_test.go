@@ -16,6 +16,7 @@ import (
 	"github.com/haechi-sec/haechi/internal/api"
 	"github.com/haechi-sec/haechi/internal/config"
 	"github.com/haechi-sec/haechi/internal/event"
+	"github.com/haechi-sec/haechi/internal/ingest"
 	"github.com/haechi-sec/haechi/internal/spool"
 	"github.com/haechi-sec/haechi/internal/store"
 )
@@ -75,7 +76,7 @@ func runWithCheckpoints(t *testing.T, dir string, bodies ...[]byte) []event.Aler
 	go func() { saver.Run(saverCtx); close(saverDone) }()
 	pipeDone := make(chan error, 1)
 	go func() { pipeDone <- p.Run(ctx) }()
-	in, err := OpenIngester(IngestOptions{Spool: spool.Options{Dir: filepath.Join(dir, "spool"), NoSync: true},
+	in, err := ingest.Open(ingest.Options{Spool: spool.Options{Dir: filepath.Join(dir, "spool"), NoSync: true},
 		CheckpointEvery: time.Hour, RestoredThrough: restoredThrough(restore, p)})
 	if err != nil {
 		t.Fatal(err)

@@ -392,6 +392,17 @@ func (p *Pipeline) Submit(ctx context.Context, evs []event.Event) error {
 	return p.Engine.Submit(ctx, engine.Batch{Events: evs, Received: time.Now()})
 }
 
+// Mark passes the mark m through the engine (engine.Engine.Mark); with
+// NewBatch, Submit and Checkpoint it is the ingest.Pipeline the durable
+// ingest consumer feeds.
+func (p *Pipeline) Mark(ctx context.Context, m uint64) error { return p.Engine.Mark(ctx, m) }
+
+// Checkpoint asks the engine for a checkpoint at the mark m
+// (engine.Engine.Checkpoint).
+func (p *Pipeline) Checkpoint(ctx context.Context, m uint64) error {
+	return p.Engine.Checkpoint(ctx, m)
+}
+
 // TrySubmit enriches a batch and admits it only if there is room now
 // (engine.ErrFull otherwise; the caller keeps the batch).
 func (p *Pipeline) TrySubmit(evs []event.Event) error {

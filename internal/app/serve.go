@@ -28,6 +28,7 @@ import (
 	"github.com/haechi-sec/haechi/internal/decode"
 	"github.com/haechi-sec/haechi/internal/engine"
 	"github.com/haechi-sec/haechi/internal/event"
+	"github.com/haechi-sec/haechi/internal/ingest"
 	"github.com/haechi-sec/haechi/internal/input"
 	"github.com/haechi-sec/haechi/internal/kafka"
 	"github.com/haechi-sec/haechi/internal/ledger"
@@ -268,7 +269,7 @@ func Serve(ctx context.Context, opts ServeOptions) (err error) {
 	}
 	// Durable ingest: requests go to the spool, the consumer feeds the
 	// pipeline from it (first replaying what the spool retains).
-	var ing *Ingester
+	var ing *ingest.Ingester
 	consumerDone := make(chan error, 1)
 	stopConsumer := func() {}
 	if sc := cfg.Spool; sc.Enabled && !cluster {
@@ -276,7 +277,7 @@ func Serve(ctx context.Context, opts ServeOptions) (err error) {
 		if dir == "" {
 			dir = filepath.Join(cfg.DataDir, "spool")
 		}
-		ing, err = OpenIngester(IngestOptions{
+		ing, err = ingest.Open(ingest.Options{
 			Spool: spool.Options{Dir: dir, MaxBytes: sc.MaxBytes, SegmentBytes: sc.SegmentBytes,
 				SyncDelay: sc.SyncDelay.D(), Logger: log},
 			RetainBytes:     sc.RetainBytes,
@@ -302,7 +303,7 @@ func Serve(ctx context.Context, opts ServeOptions) (err error) {
 		go func() { consumerDone <- ing.Run(cctx, p) }()
 		log.Info("spool", "dir", dir, "max_bytes", sc.MaxBytes, "pending", ing.Pending())
 		for _, f := range cfg.Inputs.Files {
-			t := &Tailer{File: TailFile{Path: f.Path, Format: f.Format}, In: ing, Log: log,
+			t := &ingest.Tailer{File: ingest.TailFile{Path: f.Path, Format: f.Format}, In: ing, Log: log,
 				StateDir: filepath.Join(cfg.DataDir, "tail")}
 			go t.Run(ctx) // stops as soon as shutdown begins
 		}

@@ -1,4 +1,4 @@
-package app
+package ingest
 
 import (
 	"context"
@@ -18,7 +18,7 @@ import (
 // the first hash and skip the third as a duplicate of it, so lines
 // acknowledged as stored never reached the pipeline (found in review).
 func TestTailKeyRewrittenTwice(t *testing.T) {
-	in, err := OpenIngester(IngestOptions{Spool: spool.Options{Dir: t.TempDir(), NoSync: true}})
+	in, err := Open(Options{Spool: spool.Options{Dir: t.TempDir(), NoSync: true}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package app
+package ingest
 
 import (
 	"context"
@@ -52,7 +52,7 @@ func TestTailerFollowsRotationAndRestarts(t *testing.T) {
 		f.Close()
 	}
 	open := func() *Ingester {
-		in, err := OpenIngester(IngestOptions{Spool: spool.Options{Dir: spoolDir, NoSync: true}})
+		in, err := Open(Options{Spool: spool.Options{Dir: spoolDir, NoSync: true}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -153,7 +153,7 @@ func TestTailerCopyTruncateSameFirstLine(t *testing.T) {
 	if err := os.WriteFile(logPath, []byte("header\nAAAA\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	in, err := OpenIngester(IngestOptions{Spool: spool.Options{Dir: filepath.Join(dir, "spool"), NoSync: true}})
+	in, err := Open(Options{Spool: spool.Options{Dir: filepath.Join(dir, "spool"), NoSync: true}})
 	if err != nil {
 		t.Fatal(err)
 	}

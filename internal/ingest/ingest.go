@@ -1,4 +1,8 @@
-package app
+// Package ingest is serve's durable ingest and file tailing: requests are
+// acknowledged once the spool has stored them, the consumer (Ingester.Run)
+// feeds the pipeline from the spool, and a Tailer follows a log file into
+// the same spool. It declares the Pipeline it feeds; app wires them.
+package ingest
 
 import (
 	"bytes"
@@ -47,7 +51,7 @@ import (
 // Retention is bounded by what is stored: while the spool holds more than
 // RetainBytes, every second the consumer passes a mark (the last offset it handed over) through the engine; the ledger
 // hands off its state on the mark and reports it durable once stored
-// (IngestOptions.Durable); only records up to the last durable mark are
+// (Options.Durable); only records up to the last durable mark are
 // ever deleted.
 //
 // A request retried with the same Idempotency-Key is stored once. A key
@@ -78,7 +82,7 @@ const (
 // client keys starting with TailKeyPrefix.
 const tailScope = "(tailer)"
 
-// DefaultIdempotencyTTL is how long a key is kept when IngestOptions say
+// DefaultIdempotencyTTL is how long a key is kept when Options say
 // nothing.
 const DefaultIdempotencyTTL = 24 * time.Hour
 
@@ -189,8 +193,8 @@ type stamp struct {
 	at  time.Time
 }
 
-// IngestOptions configure a durable ingester.
-type IngestOptions struct {
+// Options configure a durable ingester.
+type Options struct {
 	// Spool options; Dir is required.
 	Spool spool.Options
 	// RetainBytes is how much processed history the spool keeps for a
@@ -235,7 +239,7 @@ type IngestOptions struct {
 // holds and the consumer that feeds the pipeline from it.
 type Ingester struct {
 	sp      *spool.Spool
-	opts    IngestOptions
+	opts    Options
 	log     *slog.Logger
 	mu      sync.Mutex
 	keys    keyTable         // idempotency keys (guarded by mu)
@@ -255,9 +259,9 @@ type Ingester struct {
 	lastCheckpoint time.Time
 }
 
-// OpenIngester opens (or recovers) the spool and reads the idempotency
-// keys of what it retains.
-func OpenIngester(opts IngestOptions) (*Ingester, error) {
+// Open opens (or recovers) the spool and reads the idempotency keys of
+// what it retains.
+func Open(opts Options) (*Ingester, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -394,7 +398,7 @@ func newKeyTable(ttl time.Duration, max int) keyTable {
 }
 
 // DefaultMaxKeysPerScope is how many idempotency keys serve holds per API
-// token when IngestOptions.MaxKeysPerScope is 0: ~200 bytes each, so about
+// token when Options.MaxKeysPerScope is 0: ~200 bytes each, so about
 // 200 MB for a token at the cap. A shipper posting 10 batches a second
 // holds 864,000 keys a day.
 const DefaultMaxKeysPerScope = 1_000_000
@@ -713,11 +717,30 @@ func (in *Ingester) Backlog() time.Duration {
 // Pending returns how many stored records the pipeline has not taken yet.
 func (in *Ingester) Pending() int64 { return in.pending.Load() }
 
+// Pipeline is what the consumer (Run) feeds: app's pipeline satisfies it.
+// Run calls it from one goroutine only.
+//
+// NewBatch returns an empty event slice (its capacity is the batch size the
+// consumer fills); Submit takes ownership of it. Submit hands a batch over,
+// waiting while the pipeline is full, until ctx ends. Mark passes the mark
+// m (a spool offset, never 0) through the pipeline in order with the
+// batches submitted before and after it, so whatever reports stored state
+// (Options.Durable) can tell when everything before it is stored;
+// Checkpoint is Mark with a snapshot of the detectors' learnt state at m.
+// Both wait for room until ctx ends, and return an error wrapping
+// engine.ErrClosed once the pipeline is closed.
+type Pipeline interface {
+	NewBatch() []event.Event
+	Submit(ctx context.Context, evs []event.Event) error
+	Mark(ctx context.Context, m uint64) error
+	Checkpoint(ctx context.Context, m uint64) error
+}
+
 // Run feeds the pipeline from the spool, starting with the first retained
 // record (the warm restart), until ctx ends. Records are decoded with
 // their offset as the input index, so evidence references
 // ("req-<offset>:<line>") are stable across restarts.
-func (in *Ingester) Run(ctx context.Context, p *Pipeline) error {
+func (in *Ingester) Run(ctx context.Context, p Pipeline) error {
 	rd, err := in.sp.Reader(in.first)
 	if err != nil {
 		return fmt.Errorf("spool: %w", err)
@@ -739,7 +762,7 @@ func (in *Ingester) Run(ctx context.Context, p *Pipeline) error {
 				// A graceful stop: checkpoint what was handed over, so the
 				// next start resumes from here.
 				if in.opts.CheckpointEvery > 0 && last > lastCheckpoint && last > in.opts.RestoredThrough {
-					if err := p.Engine.Checkpoint(context.WithoutCancel(ctx), last); err != nil && !errors.Is(err, engine.ErrClosed) {
+					if err := p.Checkpoint(context.WithoutCancel(ctx), last); err != nil && !errors.Is(err, engine.ErrClosed) {
 						in.log.Warn("spool: final checkpoint", "err", err)
 					}
 				}
@@ -770,7 +793,7 @@ func (in *Ingester) Run(ctx context.Context, p *Pipeline) error {
 			} else if time.Since(in.lastCheckpoint) >= every {
 				in.lastCheckpoint = time.Now()
 				lastCheckpoint = off
-				if err := p.Engine.Checkpoint(ctx, off); err != nil {
+				if err := p.Checkpoint(ctx, off); err != nil {
 					if ctx.Err() != nil {
 						return nil
 					}
@@ -794,7 +817,7 @@ func (in *Ingester) Run(ctx context.Context, p *Pipeline) error {
 		}
 		if time.Since(in.lastMark) >= markEvery {
 			in.lastMark = time.Now()
-			if err := p.Engine.Mark(ctx, off); err != nil {
+			if err := p.Mark(ctx, off); err != nil {
 				if ctx.Err() != nil {
 					return nil
 				}
@@ -812,7 +835,7 @@ func (in *Ingester) Run(ctx context.Context, p *Pipeline) error {
 // so a spool that filled up in a burst, with everything in it consumed
 // before the ledger had stored it, stayed full — every request answered
 // 429 — until one small enough to fit the space left arrived.
-func (in *Ingester) next(ctx context.Context, p *Pipeline, rd *spool.Reader, last uint64) (uint64, []byte, error) {
+func (in *Ingester) next(ctx context.Context, p Pipeline, rd *spool.Reader, last uint64) (uint64, []byte, error) {
 	for {
 		wctx, cancel := context.WithTimeout(ctx, markEvery)
 		off, rec, err := rd.Next(wctx)
@@ -826,7 +849,7 @@ func (in *Ingester) next(ctx context.Context, p *Pipeline, rd *spool.Reader, las
 		}
 		if time.Since(in.lastMark) >= markEvery {
 			in.lastMark = time.Now()
-			if err := p.Engine.Mark(ctx, last); err != nil {
+			if err := p.Mark(ctx, last); err != nil {
 				if ctx.Err() != nil {
 					return 0, nil, ctx.Err()
 				}
@@ -838,7 +861,7 @@ func (in *Ingester) next(ctx context.Context, p *Pipeline, rd *spool.Reader, las
 }
 
 // feed decodes one stored body and submits its events in batches.
-func (in *Ingester) feed(ctx context.Context, p *Pipeline, off uint64, r spoolRecord) error {
+func (in *Ingester) feed(ctx context.Context, p Pipeline, off uint64, r spoolRecord) error {
 	format, body := r.Format, r.Body
 	if format == "" {
 		format = input.FormatECS
@@ -889,7 +912,7 @@ func (in *Ingester) feed(ctx context.Context, p *Pipeline, off uint64, r spoolRe
 	return in.submit(ctx, p, batch)
 }
 
-func (in *Ingester) submit(ctx context.Context, p *Pipeline, batch []event.Event) error {
+func (in *Ingester) submit(ctx context.Context, p Pipeline, batch []event.Event) error {
 	in.lastSub.Store(time.Now().UnixNano())
 	return p.Submit(ctx, batch)
 }
