@@ -31,8 +31,6 @@ import (
 	"github.com/haechi-sec/haechi/internal/ingest"
 	"github.com/haechi-sec/haechi/internal/input"
 	"github.com/haechi-sec/haechi/internal/kafka"
-	"github.com/haechi-sec/haechi/internal/ledger"
-	"github.com/haechi-sec/haechi/internal/respond"
 	"github.com/haechi-sec/haechi/internal/rules"
 	"github.com/haechi-sec/haechi/internal/spool"
 	"github.com/haechi-sec/haechi/internal/store"
@@ -85,36 +83,28 @@ func Serve(ctx context.Context, opts ServeOptions) (err error) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
-	auditKey, keyFrom, err := AuditKey(cfg, true)
+	// The output side — store, audit witness, ledger, response, alert
+	// writer, checkpoints — as one lifecycle (Build); serve adds access
+	// control, the pipeline and durable ingest on top, so Close stops
+	// ingest first and the store last.
+	var durable atomic.Uint64 // the ledger's last stored mark (spool offset)
+	svc, err := Build(ctx, BuildOptions{Config: cfg, Mode: ModeLive, Logger: log, Registerer: reg,
+		OnDurable: func(m uint64) { durable.Store(m) }})
 	if err != nil {
 		return err
 	}
-	st, err := store.Open(ctx, cfg.StoreTarget(), store.Options{Logger: log, AuditKey: auditKey})
-	if err != nil {
-		return err
-	}
+	svc.Start(ctx)
 	defer func() {
-		if cerr := st.Close(); cerr != nil && err == nil {
+		if cerr := svc.Close(context.WithoutCancel(ctx)); cerr != nil && err == nil {
 			err = cerr
 		}
 	}()
-	// The audit witness signs the log's head until every audited write is
-	// done: stopped by the deferred call below, which runs before the
-	// store closes, so a graceful stop witnesses the final head.
-	runWitness, err := startAudit(ctx, cfg, st, auditKey, keyFrom, log)
-	if err != nil {
-		return err
-	}
-	if runWitness != nil {
-		witnessCtx, stopWitness := context.WithCancel(context.WithoutCancel(ctx))
-		witnessDone := make(chan struct{})
-		go func() { defer close(witnessDone); runWitness(witnessCtx) }()
-		defer func() { stopWitness(); <-witnessDone }()
-	}
+	st := svc.Store
 	var authn *auth.Authenticator
 	if !opts.InsecureNoAuth {
 		authn = auth.New(auth.Options{Store: st, Secure: opts.TLSCert != "", Logger: log})
-		defer authn.Close() // refused-login summaries, before the store closes
+		// Refused-login summaries are written before the store closes.
+		svc.Add("access control", nil, func(context.Context) error { authn.Close(); return nil })
 		tok, t, err := auth.EnsureAdmin(ctx, st, time.Now())
 		if err != nil {
 			return fmt.Errorf("access control: %w", err)
@@ -130,11 +120,6 @@ func Serve(ctx context.Context, opts ServeOptions) (err error) {
 		}
 	}
 	hub := console.NewHub()
-	w := store.NewWriter(st, store.WriterOptions{Logger: log})
-	writerCtx, stopWriter := context.WithCancel(context.WithoutCancel(ctx))
-	defer stopWriter()
-	writerDone := make(chan error, 1)
-	go func() { writerDone <- w.Run(writerCtx) }()
 
 	cluster := cfg.Kafka.Enabled()
 	if cluster {
@@ -145,53 +130,6 @@ func Serve(ctx context.Context, opts ServeOptions) (err error) {
 			return errors.New("cluster mode: the roster snapshot file is not read; produce it to the input topic (kafka.topic) instead")
 		}
 	}
-	var durable atomic.Uint64 // the ledger's last stored mark (spool offset)
-	var led *ledger.Ledger
-	if !cluster { // a cluster's detection partitions run their own ledgers (kafka.Options.Ledger)
-		led, err = ledger.Open(ctx, st, ledger.Options{Logger: log, OnDurable: func(m uint64) { durable.Store(m) }})
-		if err != nil {
-			return fmt.Errorf("ledger: %w", err)
-		}
-	}
-	// Response: alerts → planned actions (outbox, audit) → signed webhooks.
-	planner, err := respond.NewPlanner(cfg.Respond)
-	if err != nil {
-		return fmt.Errorf("respond: %w", err)
-	}
-	if n, err := planner.RestoreFrom(ctx, st); err != nil {
-		return fmt.Errorf("respond: restore rate limits and escalation from the outbox: %w", err)
-	} else if n > 0 {
-		log.Info("respond: resumed rate limits and block escalation from the outbox", "actions", n)
-	}
-	dispatcher, err := respond.NewDispatcher(st, cfg.Respond, respond.DispatcherOptions{Logger: log, Lease: cfg.Respond.Lease.D()})
-	if err != nil {
-		return fmt.Errorf("respond: %w", err)
-	}
-	suppressions := respond.NewSuppressions(st)
-	responder := respond.NewResponder(st, planner, respond.ResponderOptions{OnWritten: dispatcher.Wake, Logger: log,
-		Suppressions: suppressions})
-	respCtx, stopResp := context.WithCancel(context.WithoutCancel(ctx))
-	defer stopResp()
-	respDone := make(chan struct{}, 2)
-	go func() { _ = responder.Run(respCtx); respDone <- struct{}{} }()
-	go func() { _ = dispatcher.Run(respCtx); respDone <- struct{}{} }()
-	log.Info("respond", "mode", cfg.Respond.Mode, "receivers", len(cfg.Respond.Receivers))
-	// Checkpoints of the detectors' learnt state (baselines, profiles) are
-	// taken at spool offsets, so they need the spool.
-	var (
-		restore *Checkpoint
-		saver   *checkpointSaver
-	)
-	if cfg.Spool.Enabled && cfg.Engine.CheckpointEvery > 0 && !cluster {
-		restore = loadCheckpoint(ctx, st, log)
-		saver = newCheckpointSaver(st, log, reg, func(ctx context.Context) error {
-			return errors.Join(w.Flush(ctx), responder.Flush(ctx))
-		})
-	}
-	onCheckpoint := func(Checkpoint) {}
-	if saver != nil {
-		onCheckpoint = saver.Offer
-	}
 	logRaised := alert.SinkFunc(func(c alert.Change, a event.Alert) {
 		if c == alert.Raised {
 			log.Warn("alert raised", "id", a.ID, "severity", a.Severity.String(), "entity", a.Entity.String(), "title", a.Title)
@@ -199,79 +137,54 @@ func Serve(ctx context.Context, opts ServeOptions) (err error) {
 	})
 	var (
 		p      *Pipeline
-		worker *kafka.Worker
 		rulesH *rules.Holder
 	)
-	pipeDone := make(chan error, 1)
-	// closePipe stops admission; pipeDone reports when everything is done.
-	closePipe := func() {
-		if p != nil {
-			p.Close()
-		} else {
-			worker.Shutdown()
-		}
-	}
 	if cluster {
 		// One worker of a Kafka cluster: events come from the topic, alerts
 		// go to the store from the alert stage (docs/scale-out.md).
-		worker, rulesH, err = newClusterWorker(cfg, opts.CanaryIDs, st, suppressions, []alert.Sink{responder, hub, logRaised}, log)
+		worker, h, err := newClusterWorker(cfg, opts.CanaryIDs, st, svc.Suppressions, []alert.Sink{svc.Responder, hub, logRaised}, log)
 		if err != nil {
 			return err
 		}
-		go func() { pipeDone <- worker.Run(context.WithoutCancel(ctx)) }()
+		rulesH = h
+		// Only a cluster worker ends on its own (an error: topics
+		// missing, brokers unreachable): svc.Failed.
+		var stopping atomic.Bool
+		svc.Add("cluster worker", func(ctx context.Context) error {
+			if err := worker.Run(context.WithoutCancel(ctx)); err != nil || stopping.Load() {
+				return err
+			}
+			return errors.New("stopped")
+		}, func(context.Context) error { stopping.Store(true); worker.Shutdown(); return nil })
 	} else {
-		p, err = NewPipeline(PipelineOptions{
-			Restore:      restore,
-			OnCheckpoint: onCheckpoint,
-			Suppressor:   suppressions,
-			Ledger:       led,
-			Config:       cfg,
-			CanaryIDs:    opts.CanaryIDs,
-			Sinks:        []alert.Sink{StoreSink(w, log), responder, hub, logRaised},
-			InputName:    func(i uint32) string { return "req-" + strconv.FormatUint(uint64(i), 10) },
-			Logger:       log,
-			Registerer:   reg,
-		})
-		if err != nil {
+		po := svc.PipelineOptions(opts.CanaryIDs, hub, logRaised)
+		po.InputName = func(i uint32) string { return "req-" + strconv.FormatUint(uint64(i), 10) }
+		po.Registerer = reg
+		if p, err = NewPipeline(po); err != nil {
 			return err
 		}
-		// The pipeline runs on its own context: shutdown closes it explicitly
-		// after ingest has stopped, so everything admitted is processed.
-		saverCtx, stopSaver := context.WithCancel(context.WithoutCancel(ctx))
-		saverDone := make(chan struct{})
-		if saver != nil {
-			go func() { saver.Run(saverCtx); close(saverDone) }()
-		} else {
-			close(saverDone)
-		}
-		go func() {
-			err := p.Run(context.WithoutCancel(ctx))
-			stopSaver() // the last checkpoint handed over is still saved
-			<-saverDone
-			pipeDone <- err
-		}()
+		// The pipeline runs on its own context: Close closes it explicitly
+		// after ingest has stopped, so everything admitted is processed,
+		// and the checkpoint saver (stopped after it) still saves the last
+		// checkpoint handed over.
+		svc.Add("pipeline", func(ctx context.Context) error { return p.Run(context.WithoutCancel(ctx)) },
+			func(context.Context) error { p.Close(); return nil })
 		rulesH = p.Rules()
 	}
 
 	if f := cfg.Detectors.TerminatedIdentity.RosterFile; f != "" && cfg.Detectors.TerminatedIdentity.Enabled && p != nil {
 		if err := LoadSnapshot(ctx, p, f, 0, log); err != nil {
-			closePipe()
-			<-pipeDone
 			return err
 		}
 	}
 
 	formats, err := input.New(cfg.InputOptions())
 	if err != nil {
-		closePipe()
-		<-pipeDone
 		return err
 	}
 	// Durable ingest: requests go to the spool, the consumer feeds the
 	// pipeline from it (first replaying what the spool retains).
 	var ing *ingest.Ingester
-	consumerDone := make(chan error, 1)
-	stopConsumer := func() {}
 	if sc := cfg.Spool; sc.Enabled && !cluster {
 		dir := sc.Dir
 		if dir == "" {
@@ -282,8 +195,8 @@ func Serve(ctx context.Context, opts ServeOptions) (err error) {
 				SyncDelay: sc.SyncDelay.D(), Logger: log},
 			RetainBytes:     sc.RetainBytes,
 			MaxLag:          sc.MaxLag.D(),
-			CheckpointEvery: checkpointEvery(cfg, restore),
-			RestoredThrough: restoredThrough(restore, p),
+			CheckpointEvery: checkpointEvery(cfg, svc.Restore),
+			RestoredThrough: restoredThrough(svc.Restore, p),
 			IdempotencyTTL:  cfg.Ingest.IdempotencyTTL.D(),
 			MaxKeysPerScope: cfg.Ingest.IdempotencyMaxKeys,
 			Durable:         durable.Load,
@@ -292,15 +205,18 @@ func Serve(ctx context.Context, opts ServeOptions) (err error) {
 			Registerer:      reg,
 		})
 		if err != nil {
-			closePipe()
-			<-pipeDone
 			return err
 		}
-		defer ing.Close()
-		cctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-		stopConsumer = cancel
-		defer cancel()
-		go func() { consumerDone <- ing.Run(cctx, p) }()
+		svc.Add("spool", nil, func(context.Context) error { return ing.Close() })
+		// At stop the consumer first takes what was acknowledged (it is on
+		// disk either way: a restart replays it), within the stop's time.
+		svc.Add("spool consumer", func(ctx context.Context) error { return ing.Run(ctx, p) },
+			func(ctx context.Context) error {
+				for ing.Pending() > 0 && ctx.Err() == nil {
+					time.Sleep(20 * time.Millisecond)
+				}
+				return nil
+			})
 		log.Info("spool", "dir", dir, "max_bytes", sc.MaxBytes, "pending", ing.Pending())
 		for _, f := range cfg.Inputs.Files {
 			t := &ingest.Tailer{File: ingest.TailFile{Path: f.Path, Format: f.Format}, In: ing, Log: log,
@@ -308,7 +224,6 @@ func Serve(ctx context.Context, opts ServeOptions) (err error) {
 			go t.Run(ctx) // stops as soon as shutdown begins
 		}
 	} else {
-		close(consumerDone)
 		if cluster {
 			log.Info("cluster mode: events are consumed from Kafka; the HTTP ingest API refuses them", "topic", cfg.Kafka.Topic)
 		} else {
@@ -354,7 +269,7 @@ func Serve(ctx context.Context, opts ServeOptions) (err error) {
 		Actions:             st,
 		Triage:              st,
 		FeedbackSuppression: cfg.Alerts.FalsePositiveSuppression.D(),
-		OnApprove:           dispatcher.Wake,
+		OnApprove:           svc.Dispatcher.Wake,
 		MaxBodyBytes:        cfg.Ingest.MaxBodyBytes,
 		MaxLineBytes:        cfg.Ingest.MaxLineBytes,
 		MaxFuture:           cfg.Ingest.MaxFuture.D(),
@@ -373,10 +288,8 @@ func Serve(ctx context.Context, opts ServeOptions) (err error) {
 	apiSrv := api.New(apiOpts)
 	cons, err := console.New(console.Options{Store: st, Auth: authn, Hub: hub, Gatherer: reg, DataDir: cfg.DataDir,
 		FeedbackSuppression: cfg.Alerts.FalsePositiveSuppression.D(),
-		Regimes:             cfg.Report.Regimes, OnApprove: dispatcher.Wake, Logger: log})
+		Regimes:             cfg.Report.Regimes, OnApprove: svc.Dispatcher.Wake, Logger: log})
 	if err != nil {
-		closePipe()
-		<-pipeDone
 		return err
 	}
 	cons.Register(apiSrv)
@@ -390,16 +303,12 @@ func Serve(ctx context.Context, opts ServeOptions) (err error) {
 	if ln == nil {
 		ln, err = net.Listen("tcp", cfg.Listen)
 		if err != nil {
-			closePipe()
-			<-pipeDone
 			return fmt.Errorf("listen on %s: %w", cfg.Listen, err)
 		}
 	}
 	if opts.InsecureNoAuth {
 		if err := checkLoopback(ln.Addr()); err != nil {
 			ln.Close()
-			closePipe()
-			<-pipeDone
 			return err
 		}
 		log.Warn("INSECURE: access control is off (--insecure-no-auth): anyone who can connect to this loopback address reads alerts and customer-data scope")
@@ -442,21 +351,12 @@ loop:
 		case err := <-httpDone:
 			serveErr = fmt.Errorf("http server: %w", err)
 			break loop
-		case err := <-pipeDone:
-			// Only a cluster worker ends on its own (an error: topics
-			// missing, brokers unreachable).
-			pipeDone = nil
-			if err == nil {
-				err = errors.New("cluster worker stopped")
-			}
-			serveErr = err
+		case <-svc.Failed():
+			// A part that ends on its own: a cluster worker (topics
+			// missing, brokers unreachable), the spool consumer on a
+			// read error.
+			serveErr = svc.Err()
 			break loop
-		case err := <-consumerDone:
-			if err != nil {
-				serveErr = err
-				break loop
-			}
-			consumerDone = nil
 		case t := <-tick.C:
 			if p == nil {
 				continue // cluster mode: the input's watermark drives time
@@ -480,47 +380,13 @@ loop:
 	if err := srv.Shutdown(shutCtx); err != nil {
 		log.Error("http shutdown", "err", err)
 	}
-	if ing != nil {
-		// Let the consumer take what was acknowledged (it is on disk either
-		// way: a restart replays it).
-		for ing.Pending() > 0 && shutCtx.Err() == nil && consumerDone != nil {
-			time.Sleep(20 * time.Millisecond)
-		}
-		stopConsumer()
-		if consumerDone != nil {
-			if err := <-consumerDone; err != nil && serveErr == nil {
-				serveErr = err
-			}
-		}
+	// Ingest, then the pipeline, the checkpoint saver, the alert writer,
+	// the response (containment planned as the last alerts closed is sent
+	// within at most 10 s; the next start delivers the rest), access
+	// control, the audit witness and the store, in that order.
+	if err := svc.Close(shutCtx); err != nil && serveErr == nil {
+		serveErr = err
 	}
-	if pipeDone != nil {
-		closePipe()
-		if err := <-pipeDone; err != nil && serveErr == nil {
-			serveErr = err
-		}
-	}
-	if err := w.Close(); err != nil && serveErr == nil {
-		serveErr = fmt.Errorf("flush store: %w", err)
-	}
-	if err := responder.Close(); err != nil && serveErr == nil {
-		serveErr = fmt.Errorf("respond: %w", err)
-	}
-	// Containment planned as the last alerts closed is sent now, within
-	// the shutdown's time (at most 10 s); what is left is delivered by the
-	// next start.
-	drainCtx, cancelDrain := context.WithTimeout(shutCtx, 10*time.Second)
-	if err := dispatcher.Drain(drainCtx); err != nil {
-		log.Warn("respond: stopping before every due action was tried; the next start delivers them", "err", err)
-	}
-	cancelDrain()
-	if err := dispatcher.Close(); err != nil && serveErr == nil {
-		serveErr = fmt.Errorf("respond: %w", err)
-	}
-	stopResp()
-	<-respDone
-	<-respDone
-	stopWriter()
-	<-writerDone
 	log.Info("stopped")
 	return serveErr
 }

@@ -61,9 +61,6 @@ type BuildOptions struct {
 	// NoStore builds no output side at all (replay --no-store): alerts go
 	// only to the caller's sinks.
 	NoStore bool
-	// NoLedger leaves the access ledger out (a cluster worker's detection
-	// partitions run their own).
-	NoLedger bool
 	// OnDurable receives the ledger's durable marks (ModeLive: spool
 	// retention follows them).
 	OnDurable  func(mark uint64)
@@ -91,9 +88,15 @@ type Service struct {
 	Responder    *respond.Responder
 	Dispatcher   *respond.Dispatcher
 	Suppressions *respond.Suppressions
+	// Restore is the detector checkpoint a live pipeline starts from (nil:
+	// none, or checkpoints are off).
+	Restore *Checkpoint
+	saver   *checkpointSaver
 
-	log   *slog.Logger
-	parts []part
+	log     *slog.Logger
+	parts   []*part
+	started bool
+	base    context.Context // Start's context, without its cancellation
 	// failed is closed with the first error a part's run returns before
 	// Close stops it; Err then reports it.
 	failed   chan struct{}
@@ -106,11 +109,13 @@ type Service struct {
 // goroutine from Start until its context is cancelled; stop, if set, is
 // called by Close before that context is cancelled (a flush, a drain).
 type part struct {
-	name   string
-	run    func(ctx context.Context) error
-	stop   func(ctx context.Context) error
-	cancel context.CancelFunc
-	done   chan struct{}
+	name     string
+	run      func(ctx context.Context) error
+	stop     func(ctx context.Context) error
+	cancel   context.CancelFunc
+	done     chan struct{}
+	err      error // run's, once done is closed
+	stopping atomic.Bool
 }
 
 // Build opens and assembles the output side for opts.Mode. On error every
@@ -130,7 +135,10 @@ func Build(ctx context.Context, opts BuildOptions) (_ *Service, err error) {
 			_ = s.Close(context.WithoutCancel(ctx))
 		}
 	}()
-	key, _, err := AuditKey(cfg, false)
+	live := opts.Mode == ModeLive
+	// Only serve creates the audit key; every other entry point uses an
+	// existing one (app.AuditKey).
+	key, keyFrom, err := AuditKey(cfg, live)
 	if err != nil {
 		return nil, err
 	}
@@ -139,7 +147,19 @@ func Build(ctx context.Context, opts BuildOptions) (_ *Service, err error) {
 		return nil, openStoreError{err}
 	}
 	s.Store = st
-	s.add(part{name: "store", stop: func(context.Context) error { return st.Close() }})
+	s.add(&part{name: "store", stop: func(context.Context) error { return st.Close() }})
+	if live {
+		// The audit witness signs the log's head until every audited
+		// write is done: it stops right before the store closes, so a
+		// graceful stop witnesses the final head.
+		runWitness, err := startAudit(ctx, cfg, st, key, keyFrom, log)
+		if err != nil {
+			return nil, err
+		}
+		if runWitness != nil {
+			s.add(&part{name: "audit witness", run: func(ctx context.Context) error { runWitness(ctx); return nil }})
+		}
+	}
 
 	lo := ledger.Options{Logger: log, OnDurable: opts.OnDurable}
 	switch opts.Mode {
@@ -148,7 +168,7 @@ func Build(ctx context.Context, opts BuildOptions) (_ *Service, err error) {
 	case ModeScore:
 		lo.FlushEvery, lo.MaxDirty = 24*time.Hour, 8<<20
 	}
-	if !opts.NoLedger {
+	if !(live && cfg.Kafka.Enabled()) { // a cluster's detection partitions run their own ledgers
 		if s.Ledger, err = ledger.Open(ctx, st, lo); err != nil {
 			return nil, fmt.Errorf("ledger: %w", err)
 		}
@@ -159,16 +179,27 @@ func Build(ctx context.Context, opts BuildOptions) (_ *Service, err error) {
 			return nil, err
 		}
 	}
-	// The alert writer is added last, so it is the first to stop: it
+	// The alert writer is added after the response, so it stops first: it
 	// stores what the pipeline raised before the response parts stop.
 	w := store.NewWriter(st, store.WriterOptions{Logger: log})
 	s.Writer = w
-	s.add(part{name: "alert writer", run: w.Run, stop: func(context.Context) error {
+	s.add(&part{name: "alert writer", run: w.Run, stop: func(context.Context) error {
 		if err := w.Close(); err != nil {
 			return fmt.Errorf("store alerts: %w", err)
 		}
 		return nil
 	}})
+	// Checkpoints of the detectors' learnt state (baselines, profiles) are
+	// taken at spool offsets, so they need the spool; a cluster's
+	// detection partitions keep their own. The saver stops before the
+	// writer and the responder, whose queues it flushes before it stores a
+	// checkpoint, and after the pipeline that offers them (added later).
+	if live && cfg.Spool.Enabled && cfg.Engine.CheckpointEvery > 0 && !cfg.Kafka.Enabled() {
+		s.Restore = loadCheckpoint(ctx, st, log)
+		saver := newCheckpointSaver(st, log, opts.Registerer, s.Flush)
+		s.saver = saver
+		s.add(&part{name: "checkpoint saver", run: func(ctx context.Context) error { saver.Run(ctx); return nil }})
+	}
 	return s, nil
 }
 
@@ -195,7 +226,7 @@ func (s *Service) buildResponse(ctx context.Context, opts BuildOptions) (err err
 		ro.OnWritten = d.Wake
 		// Containment planned as the last alerts closed is sent at stop,
 		// within at most 10 s; what is left is delivered by the next start.
-		s.add(part{name: "dispatcher", run: d.Run, stop: func(ctx context.Context) error {
+		s.add(&part{name: "dispatcher", run: d.Run, stop: func(ctx context.Context) error {
 			dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 			defer cancel()
 			if err := d.Drain(dctx); err != nil {
@@ -209,7 +240,7 @@ func (s *Service) buildResponse(ctx context.Context, opts BuildOptions) (err err
 	}
 	r := respond.NewResponder(st, s.Planner, ro)
 	s.Responder = r
-	s.add(part{name: "responder", run: r.Run, stop: func(context.Context) error {
+	s.add(&part{name: "responder", run: r.Run, stop: func(context.Context) error {
 		if err := r.Close(); err != nil {
 			return fmt.Errorf("respond: %w", err)
 		}
@@ -222,26 +253,43 @@ func (s *Service) buildResponse(ctx context.Context, opts BuildOptions) (err err
 }
 
 // add appends p to the lifecycle.
-func (s *Service) add(p part) { s.parts = append(s.parts, p) }
+func (s *Service) add(p *part) { s.parts = append(s.parts, p) }
+
+// Add appends a part of the caller's to the lifecycle, after the parts
+// added so far (so it stops before them): run, if set, runs from Start
+// (or at once, when the service has started) until Close; stop, if set, is
+// called by Close before run's context is cancelled, and Close waits for
+// run to return. Either may be nil.
+func (s *Service) Add(name string, run, stop func(ctx context.Context) error) {
+	s.add(&part{name: name, run: run, stop: stop})
+	if s.started {
+		s.start(s.parts[len(s.parts)-1])
+	}
+}
 
 // Start runs every part that runs, in order. Each runs until Close stops
 // it, on a context of its own that ctx's cancellation does not reach: a
 // stop is always Close's, in order, so nothing is cut off mid-flush.
 func (s *Service) Start(ctx context.Context) {
-	for i := range s.parts {
-		p := &s.parts[i]
-		if p.run == nil || p.done != nil {
-			continue
-		}
-		pctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-		p.cancel, p.done = cancel, make(chan struct{})
-		go func() {
-			defer close(p.done)
-			if err := p.run(pctx); err != nil && pctx.Err() == nil {
-				s.fail(fmt.Errorf("%s: %w", p.name, err))
-			}
-		}()
+	s.started, s.base = true, context.WithoutCancel(ctx)
+	for _, p := range s.parts {
+		s.start(p)
 	}
+}
+
+func (s *Service) start(p *part) {
+	if p.run == nil || p.done != nil {
+		return
+	}
+	pctx, cancel := context.WithCancel(s.base)
+	p.cancel, p.done = cancel, make(chan struct{})
+	go func() {
+		defer close(p.done)
+		p.err = p.run(pctx)
+		if p.err != nil && !p.stopping.Load() {
+			s.fail(fmt.Errorf("%s: %w", p.name, p.err))
+		}
+	}()
 }
 
 func (s *Service) fail(err error) {
@@ -251,8 +299,8 @@ func (s *Service) fail(err error) {
 	})
 }
 
-// Failed is closed when a part stops on its own with an error (Err says
-// which): the caller should then Close.
+// Failed is closed when a part's run returns with an error before Close
+// stopped it (Err says which): the caller should then Close.
 func (s *Service) Failed() <-chan struct{} { return s.failed }
 
 // Err is the first error a part's run returned on its own, or nil.
@@ -265,8 +313,9 @@ func (s *Service) Err() error {
 
 // Close stops the parts in the reverse of the order they were added:
 // each part's stop (a flush, a drain), then its run is cancelled and
-// waited for. It returns the first error, and stops every part whatever
-// happens. Close is idempotent.
+// waited for. It returns the first error — a stop's, or a run's other than
+// its context's cancellation — and stops every part whatever happens.
+// Close is idempotent.
 func (s *Service) Close(ctx context.Context) error {
 	if s.closed {
 		return nil
@@ -274,7 +323,8 @@ func (s *Service) Close(ctx context.Context) error {
 	s.closed = true
 	var first error
 	for i := len(s.parts) - 1; i >= 0; i-- {
-		p := &s.parts[i]
+		p := s.parts[i]
+		p.stopping.Store(true)
 		if p.stop != nil {
 			if err := p.stop(ctx); err != nil && first == nil {
 				first = err
@@ -283,6 +333,9 @@ func (s *Service) Close(ctx context.Context) error {
 		if p.cancel != nil {
 			p.cancel()
 			<-p.done
+			if p.err != nil && !errors.Is(p.err, context.Canceled) && first == nil {
+				first = fmt.Errorf("%s: %w", p.name, p.err)
+			}
 		}
 	}
 	return first
@@ -318,6 +371,9 @@ func (s *Service) PipelineOptions(canaryIDs []string, extra ...alert.Sink) Pipel
 	// still consults them before planning.)
 	if s.Suppressions != nil && s.Mode == ModeLive {
 		po.Suppressor = s.Suppressions
+	}
+	if s.saver != nil {
+		po.Restore, po.OnCheckpoint = s.Restore, s.saver.Offer
 	}
 	return po
 }
