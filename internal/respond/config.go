@@ -28,6 +28,19 @@ import (
 	"text/template"
 	"time"
 
+	"github.com/haechi-sec/haechi/internal/detect/behaviour"
+	"github.com/haechi-sec/haechi/internal/detect/canary"
+	"github.com/haechi-sec/haechi/internal/detect/credential"
+	"github.com/haechi-sec/haechi/internal/detect/fanout"
+	"github.com/haechi-sec/haechi/internal/detect/geo"
+	"github.com/haechi-sec/haechi/internal/detect/keyposture"
+	"github.com/haechi-sec/haechi/internal/detect/lifecycle"
+	"github.com/haechi-sec/haechi/internal/detect/offhours"
+	"github.com/haechi-sec/haechi/internal/detect/peerroute"
+	"github.com/haechi-sec/haechi/internal/detect/scripted"
+	"github.com/haechi-sec/haechi/internal/detect/terminated"
+	"github.com/haechi-sec/haechi/internal/detect/token"
+	"github.com/haechi-sec/haechi/internal/detect/volume"
 	"github.com/haechi-sec/haechi/internal/event"
 )
 
@@ -209,8 +222,8 @@ const (
 
 // behavioural detectors: notify, contain only at critical risk.
 var behavioural = []string{
-	"source_fanout", "scripted_client", "record_volume", "off_hours", "peer_route", "behaviour",
-	"identity_lifecycle", "principal_geo", "key_posture", "credential_network",
+	fanout.Name, scripted.Name, volume.Name, offhours.Name, peerroute.Name, behaviour.Name,
+	lifecycle.Name, geo.Name, keyposture.Name, credential.Name,
 }
 
 // DefaultConfig returns the shipped configuration: dry-run, no receivers
@@ -222,18 +235,18 @@ func DefaultConfig() Config {
 		Playbooks: []Playbook{
 			{
 				Name: "forged_token",
-				Match: Match{Detectors: []string{"token_provenance"},
-					Kinds: []string{"token_never_minted", "token_key_retired", "token_unknown_key"}},
+				Match: Match{Detectors: []string{token.Name},
+					Kinds: []string{token.KindNeverMinted, token.KindKeyRetired, token.KindUnknownKey}},
 				Actions: []ActionSpec{{Kind: KindRevokeKey}, {Kind: KindRevokeToken}, {Kind: KindBlockSource}, {Kind: KindNotify}},
 			},
 			{
 				Name:    "terminated_identity",
-				Match:   Match{Detectors: []string{"terminated_identity"}},
+				Match:   Match{Detectors: []string{terminated.Name}},
 				Actions: []ActionSpec{{Kind: KindDisableIdentity}, {Kind: KindNotify}},
 			},
 			{
 				Name:    "canary_read",
-				Match:   Match{Detectors: []string{"canary_record"}},
+				Match:   Match{Detectors: []string{canary.Name}},
 				Actions: []ActionSpec{{Kind: KindBlockSource}, {Kind: KindNotify}},
 			},
 			{
