@@ -296,7 +296,18 @@ func (e *ValidationError) Error() string {
 // Validate checks c and returns a *ValidationError listing every problem.
 func (c *Config) Validate() error {
 	var p []string
-	add := func(path, format string, args ...any) { p = append(p, path+": "+fmt.Sprintf(format, args...)) }
+	c.Check(func(path, format string, args ...any) { p = append(p, path+": "+fmt.Sprintf(format, args...)) })
+	if len(p) > 0 {
+		return &ValidationError{Problems: p}
+	}
+	return nil
+}
+
+// Check reports every problem with c to add: the path of the setting,
+// relative to the respond section and spelled as in the YAML file, and a
+// message in fmt's notation. The config package checks every section of
+// haechi.yaml this way, so it reports these under "respond.".
+func (c *Config) Check(add func(path, format string, args ...any)) {
 	switch c.Mode {
 	case "", ModeOff, ModeDryRun, ModeEnforce:
 	default:
@@ -404,10 +415,6 @@ func (c *Config) Validate() error {
 	if c.InitialBackoff < 0 || c.MaxBackoff < 0 {
 		add("initial_backoff", "backoffs must not be negative")
 	}
-	if len(p) > 0 {
-		return &ValidationError{Problems: p}
-	}
-	return nil
 }
 
 // ResolveSecret returns the signing key: Secret, or the environment
