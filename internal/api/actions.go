@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/haechi-sec/haechi/internal/auth"
@@ -57,11 +56,6 @@ func (s *Server) handleAction(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, a)
 }
 
-// NeedsAdmin reports whether deciding a pending action needs an admin:
-// the action contains a protected principal, key or network (the
-// guardrail's reason says so), as opposed to one held by a rate limit.
-func NeedsAdmin(a store.Action) bool { return strings.HasPrefix(a.Reason, "protected ") }
-
 // decide handles POST /v1/actions/{id}/approve and …/reject. The body may
 // carry {"by": "...", "note": "..."}; both are recorded in the audit log.
 func (s *Server) decide(approve bool) http.HandlerFunc {
@@ -74,7 +68,7 @@ func (s *Server) decide(approve bool) http.HandlerFunc {
 		body.By = caller(r, body.By)
 		if c, ok := auth.CallerFrom(r.Context()); ok && c.Role != auth.RoleAdmin {
 			cur, err := s.opts.Actions.GetAction(r.Context(), r.PathValue("id"))
-			if err == nil && NeedsAdmin(cur) {
+			if err == nil && cur.NeedsAdmin() {
 				writeError(w, http.StatusForbidden, fmt.Sprintf("forbidden: action %s is held because of a %s; deciding it needs an admin token", cur.ID, cur.Reason))
 				return
 			}

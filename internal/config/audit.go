@@ -68,9 +68,9 @@ func beside(dir, suffix string) string {
 	return d + suffix
 }
 
-// check returns problems with the audit section, path → problem.
-func (a Audit) check(add func(path, format string, args ...any)) {
+// check reports problems with the audit section, paths relative to it.
+func (a Audit) check(add addFunc) {
 	if a.Witness.Enabled && a.Witness.Every.D() < time.Second {
-		add("audit.witness.every", "must be at least 1s, got %s", a.Witness.Every)
+		add("witness.every", "must be at least 1s, got %s", a.Witness.Every)
 	}
 }

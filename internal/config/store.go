@@ -23,17 +23,17 @@ func (c *Config) StoreTarget() string {
 	return c.DataDir
 }
 
-// check returns a problem with the DSN, or "". Messages never repeat the
-// DSN, which may carry a password.
-func (s Store) check() string {
+// check reports a problem with the DSN, paths relative to the store
+// section. Messages never repeat the DSN, which may carry a password.
+func (s Store) check(add addFunc) {
 	if s.DSN == "" {
-		return ""
+		return
 	}
 	if !strings.HasPrefix(s.DSN, "postgres://") && !strings.HasPrefix(s.DSN, "postgresql://") {
-		return "want empty (SQLite in data_dir) or a postgres:// URL"
+		add("dsn", "want empty (SQLite in data_dir) or a postgres:// URL")
+		return
 	}
 	if _, err := url.Parse(s.DSN); err != nil {
-		return "not a valid URL"
+		add("dsn", "not a valid URL")
 	}
-	return ""
 }

@@ -1,7 +1,6 @@
 package config
 
 import (
-	"errors"
 	"fmt"
 	"net"
 	"slices"
@@ -10,7 +9,6 @@ import (
 	"time"
 
 	"github.com/haechi-sec/haechi/internal/input"
-	"github.com/haechi-sec/haechi/internal/respond"
 )
 
 // ValidationError lists every problem Validate found, each as
@@ -24,6 +22,17 @@ func (e *ValidationError) Error() string {
 	return "invalid config: " + strings.Join(e.Problems, "; ")
 }
 
+// addFunc records one problem: the path of the offending setting, spelled
+// as in the YAML file, and a message. Every section reports its problems
+// through one — relative to the section, which under prefixes with the
+// section's key — respond's section (respond.Config.Check) included.
+type addFunc = func(path, format string, args ...any)
+
+// under returns an addFunc that prefixes every path with prefix.
+func under(add addFunc, prefix string) addFunc {
+	return func(path, format string, args ...any) { add(prefix+path, format, args...) }
+}
+
 // Validate checks c and returns a *ValidationError listing every problem,
 // or nil. It does no I/O.
 func (c *Config) Validate() error {
@@ -31,57 +40,81 @@ func (c *Config) Validate() error {
 	add := func(path, format string, args ...any) {
 		p = append(p, path+": "+fmt.Sprintf(format, args...))
 	}
-
 	if strings.TrimSpace(c.DataDir) == "" {
 		add("data_dir", "must not be empty")
 	}
-	if msg := c.Store.check(); msg != "" {
-		add("store.dsn", "%s", msg)
-	}
-	c.Audit.check(add)
+	c.Store.check(under(add, "store."))
+	c.Audit.check(under(add, "audit."))
 	if msg := checkListen(c.Listen); msg != "" {
 		add("listen", "%s", msg)
 	}
-	if k := c.Kafka; k.Enabled() {
-		for i, b := range k.Brokers {
-			if host, port, err := net.SplitHostPort(b); err != nil || host == "" || port == "" {
-				add(fmt.Sprintf("kafka.brokers[%d]", i), "want host:port, got %q", b)
-			}
-		}
-		if strings.TrimSpace(k.Topic) == "" {
-			add("kafka.topic", "required with kafka.brokers (the input topic of contract NDJSON events)")
-		}
-		if strings.TrimSpace(k.Group) == "" || strings.Contains(k.Group, "/") {
-			add("kafka.group", "must be non-empty without \"/\", got %q", k.Group)
-		}
-		if k.CheckpointEvery < 1 {
-			add("kafka.checkpoint_every", "must be at least 1, got %d", k.CheckpointEvery)
-		}
-	} else if k.Topic != "" || k.Prefix != "" {
-		add("kafka.brokers", "required when kafka.topic or kafka.prefix is set (cluster mode needs the seed brokers)")
+	c.Kafka.check(under(add, "kafka."))
+	c.Log.check(under(add, "log."))
+	c.Engine.check(under(add, "engine."))
+	c.checkIntake(add)
+	c.checkAlerts(add)
+	c.Detectors.check(under(add, "detectors."))
+	c.Report.check(under(add, "report."))
+	c.Respond.Check(under(add, "respond."))
+	if len(p) > 0 {
+		return &ValidationError{Problems: p}
 	}
+	return nil
+}
 
-	switch c.Log.Level {
+func (k Kafka) check(add addFunc) {
+	if !k.Enabled() {
+		if k.Topic != "" || k.Prefix != "" {
+			add("brokers", "required when kafka.topic or kafka.prefix is set (cluster mode needs the seed brokers)")
+		}
+		return
+	}
+	for i, b := range k.Brokers {
+		if host, port, err := net.SplitHostPort(b); err != nil || host == "" || port == "" {
+			add(fmt.Sprintf("brokers[%d]", i), "want host:port, got %q", b)
+		}
+	}
+	if strings.TrimSpace(k.Topic) == "" {
+		add("topic", "required with kafka.brokers (the input topic of contract NDJSON events)")
+	}
+	if strings.TrimSpace(k.Group) == "" || strings.Contains(k.Group, "/") {
+		add("group", "must be non-empty without \"/\", got %q", k.Group)
+	}
+	if k.CheckpointEvery < 1 {
+		add("checkpoint_every", "must be at least 1, got %d", k.CheckpointEvery)
+	}
+}
+
+func (l Log) check(add addFunc) {
+	switch l.Level {
 	case "debug", "info", "warn", "error":
 	default:
-		add("log.level", "unknown level %q (want debug, info, warn or error)", c.Log.Level)
+		add("level", "unknown level %q (want debug, info, warn or error)", l.Level)
 	}
-	switch c.Log.Format {
+	switch l.Format {
 	case "text", "json":
 	default:
-		add("log.format", "unknown format %q (want text or json)", c.Log.Format)
+		add("format", "unknown format %q (want text or json)", l.Format)
 	}
+}
 
-	if c.Engine.Shards < 0 {
-		add("engine.shards", "must not be negative (0 means one per CPU), got %d", c.Engine.Shards)
+// check covers the engine section but checkpoint_every, which checkAlerts
+// reports (after the alert windows, where it has always been listed).
+func (e Engine) check(add addFunc) {
+	if e.Shards < 0 {
+		add("shards", "must not be negative (0 means one per CPU), got %d", e.Shards)
 	}
-	if c.Engine.QueueSize < 1 {
-		add("engine.queue_size", "must be at least 1, got %d", c.Engine.QueueSize)
+	if e.QueueSize < 1 {
+		add("queue_size", "must be at least 1, got %d", e.QueueSize)
 	}
-	if c.Engine.AllowedLateness <= 0 {
-		add("engine.allowed_lateness", "must be positive (use e.g. 1s for input that is strictly in order), got %s", c.Engine.AllowedLateness)
+	if e.AllowedLateness <= 0 {
+		add("allowed_lateness", "must be positive (use e.g. 1s for input that is strictly in order), got %s", e.AllowedLateness)
 	}
+}
 
+// checkIntake checks the spool, inputs and ingest sections, which depend
+// on each other (paths are absolute).
+func (c *Config) checkIntake(add addFunc) {
 	if sp := c.Spool; sp.Enabled {
 		if sp.SegmentBytes < 1<<20 {
 			add("spool.segment_bytes", "must be at least 1 MiB (1048576), got %d", sp.SegmentBytes)
@@ -118,143 +151,161 @@ func (c *Config) Validate() error {
 			add("inputs.files", "following files needs spool.enabled (the read position lives in the spool)")
 		}
 	}
-	if c.Ingest.MaxFuture < 0 {
-		add("ingest.max_future", "must not be negative (0 accepts any time), got %s", c.Ingest.MaxFuture)
-	}
-	if c.Ingest.IdempotencyTTL <= 0 {
-		add("ingest.idempotency_ttl", "must be positive, got %s", c.Ingest.IdempotencyTTL)
-	}
-	if c.Ingest.IdempotencyMaxKeys <= 0 {
-		add("ingest.idempotency_max_keys", "must be positive, got %d", c.Ingest.IdempotencyMaxKeys)
-	}
-	if c.Ingest.MaxBodyBytes <= 0 {
-		add("ingest.max_body_bytes", "must be positive, got %d", c.Ingest.MaxBodyBytes)
-	}
-	if c.Ingest.MaxLineBytes <= 0 {
-		add("ingest.max_line_bytes", "must be positive, got %d", c.Ingest.MaxLineBytes)
-	}
+	c.Ingest.check(under(add, "ingest."))
+}
 
-	if c.Alerts.Window <= 0 {
-		add("alerts.window", "must be positive, got %s", c.Alerts.Window)
+func (in Ingest) check(add addFunc) {
+	if in.MaxFuture < 0 {
+		add("max_future", "must not be negative (0 accepts any time), got %s", in.MaxFuture)
 	}
-	if c.Alerts.MaxSpan <= 0 {
-		add("alerts.max_span", "must be positive, got %s", c.Alerts.MaxSpan)
+	if in.IdempotencyTTL <= 0 {
+		add("idempotency_ttl", "must be positive, got %s", in.IdempotencyTTL)
 	}
-	if d := c.Alerts.FalsePositiveSuppression.D(); d < 0 || d > 90*24*time.Hour {
+	if in.IdempotencyMaxKeys <= 0 {
+		add("idempotency_max_keys", "must be positive, got %d", in.IdempotencyMaxKeys)
+	}
+	if in.MaxBodyBytes <= 0 {
+		add("max_body_bytes", "must be positive, got %d", in.MaxBodyBytes)
+	}
+	if in.MaxLineBytes <= 0 {
+		add("max_line_bytes", "must be positive, got %d", in.MaxLineBytes)
+	}
+}
+
+// checkAlerts checks the alerts section and engine.checkpoint_every,
+// listed between the alert windows and the risk settings (paths are
+// absolute).
+func (c *Config) checkAlerts(add addFunc) {
+	a := c.Alerts
+	if a.Window <= 0 {
+		add("alerts.window", "must be positive, got %s", a.Window)
+	}
+	if a.MaxSpan <= 0 {
+		add("alerts.max_span", "must be positive, got %s", a.MaxSpan)
+	}
+	if d := a.FalsePositiveSuppression.D(); d < 0 || d > 90*24*time.Hour {
 		add("alerts.false_positive_suppression", "must be between 0 and 90 days, got %s", d)
 	}
 	if c.Engine.CheckpointEvery < 0 {
 		add("engine.checkpoint_every", "must not be negative, got %s", c.Engine.CheckpointEvery)
 	}
-	if c.Alerts.RiskThreshold <= 0 || c.Alerts.RiskThreshold > 1000 {
-		add("alerts.risk_threshold", "must be above 0 and at most 1000, got %v", c.Alerts.RiskThreshold)
+	if a.RiskThreshold <= 0 || a.RiskThreshold > 1000 {
+		add("alerts.risk_threshold", "must be above 0 and at most 1000, got %v", a.RiskThreshold)
 	}
-	if c.Alerts.RiskHalfLife.D() < time.Minute {
-		add("alerts.risk_half_life", "must be at least 1m, got %s", c.Alerts.RiskHalfLife.D())
+	if a.RiskHalfLife.D() < time.Minute {
+		add("alerts.risk_half_life", "must be at least 1m, got %s", a.RiskHalfLife.D())
 	}
-	if c.Alerts.RepeatCap < 1 || c.Alerts.RepeatCap > 10 {
-		add("alerts.repeat_cap", "must be between 1 and 10, got %v", c.Alerts.RepeatCap)
+	if a.RepeatCap < 1 || a.RepeatCap > 10 {
+		add("alerts.repeat_cap", "must be between 1 and 10, got %v", a.RepeatCap)
 	}
+}
 
-	if c.Detectors.TerminatedIdentity.Grace < 0 {
-		add("detectors.terminated_identity.grace", "must not be negative, got %s", c.Detectors.TerminatedIdentity.Grace)
+func (d Detectors) check(add addFunc) {
+	if d.TerminatedIdentity.Grace < 0 {
+		add("terminated_identity.grace", "must not be negative, got %s", d.TerminatedIdentity.Grace)
 	}
-	for i, id := range c.Detectors.Canary.Records {
+	for i, id := range d.Canary.Records {
 		if strings.TrimSpace(id) == "" {
-			add(fmt.Sprintf("detectors.canary.records[%d]", i), "empty record id")
+			add(fmt.Sprintf("canary.records[%d]", i), "empty record id")
 		}
 	}
-	tp := c.Detectors.TokenProvenance
+	tp := d.TokenProvenance
 	if tp.MaxLifetime <= 0 {
-		add("detectors.token_provenance.max_lifetime", "must be positive, got %s", tp.MaxLifetime)
+		add("token_provenance.max_lifetime", "must be positive, got %s", tp.MaxLifetime)
 	}
 	if tp.ClockSkew < 0 {
-		add("detectors.token_provenance.clock_skew", "must not be negative, got %s", tp.ClockSkew)
+		add("token_provenance.clock_skew", "must not be negative, got %s", tp.ClockSkew)
 	}
-	kp := c.Detectors.KeyPosture
+	kp := d.KeyPosture
 	if kp.RotationAge <= 0 {
-		add("detectors.key_posture.rotation_age", "must be positive, got %s", kp.RotationAge)
+		add("key_posture.rotation_age", "must be positive, got %s", kp.RotationAge)
 	}
 	if kp.Reraise <= 0 {
-		add("detectors.key_posture.reraise", "must be positive, got %s", kp.Reraise)
+		add("key_posture.reraise", "must be positive, got %s", kp.Reraise)
 	}
-	for i, ua := range c.Detectors.ScriptedClient.UserAgents {
+	for i, ua := range d.ScriptedClient.UserAgents {
 		if strings.TrimSpace(ua) == "" {
-			add(fmt.Sprintf("detectors.scripted_client.user_agents[%d]", i), "empty user-agent marker")
+			add(fmt.Sprintf("scripted_client.user_agents[%d]", i), "empty user-agent marker")
 		}
 	}
-	for i, m := range c.Detectors.PrincipalGeo.HostingMarkers {
+	pg := d.PrincipalGeo
+	for i, m := range pg.HostingMarkers {
 		if strings.TrimSpace(m) == "" {
-			add(fmt.Sprintf("detectors.principal_geo.hosting_markers[%d]", i), "empty marker")
+			add(fmt.Sprintf("principal_geo.hosting_markers[%d]", i), "empty marker")
 		}
 	}
-	if pg := c.Detectors.PrincipalGeo; pg.MaxSpeedKmh <= 0 {
-		add("detectors.principal_geo.max_speed_kmh", "must be positive, got %v", pg.MaxSpeedKmh)
+	if pg.MaxSpeedKmh <= 0 {
+		add("principal_geo.max_speed_kmh", "must be positive, got %v", pg.MaxSpeedKmh)
 	}
-	if pg := c.Detectors.PrincipalGeo; pg.LocationErrorKm < 0 {
-		add("detectors.principal_geo.location_error_km", "must not be negative, got %v", pg.LocationErrorKm)
+	if pg.LocationErrorKm < 0 {
+		add("principal_geo.location_error_km", "must not be negative, got %v", pg.LocationErrorKm)
 	}
-	if pg := c.Detectors.PrincipalGeo; pg.MinTravelKm <= 0 {
-		add("detectors.principal_geo.min_travel_km", "must be positive, got %v", pg.MinTravelKm)
+	if pg.MinTravelKm <= 0 {
+		add("principal_geo.min_travel_km", "must be positive, got %v", pg.MinTravelKm)
 	}
-	if d := c.Detectors.CredentialNetwork.Idle; d <= 0 {
-		add("detectors.credential_network.idle", "must be positive, got %s", d)
+	if idle := d.CredentialNetwork.Idle; idle <= 0 {
+		add("credential_network.idle", "must be positive, got %s", idle)
 	}
-	if d := c.Detectors.IdentityLifecycle.Dormancy; d <= 0 {
-		add("detectors.identity_lifecycle.dormancy", "must be positive, got %s", d)
+	if dormancy := d.IdentityLifecycle.Dormancy; dormancy <= 0 {
+		add("identity_lifecycle.dormancy", "must be positive, got %s", dormancy)
 	}
-	if ms := c.Detectors.OffHours.MaxShare; ms <= 0 || ms >= 1 {
-		add("detectors.off_hours.max_share", "must be between 0 and 1 (exclusive), got %v", ms)
+	if ms := d.OffHours.MaxShare; ms <= 0 || ms >= 1 {
+		add("off_hours.max_share", "must be between 0 and 1 (exclusive), got %v", ms)
 	}
-	if pr := c.Detectors.PeerRoute; pr.MaxShare <= 0 || pr.MaxShare >= 1 {
-		add("detectors.peer_route.max_share", "must be between 0 and 1 (exclusive), got %v", pr.MaxShare)
+	pr := d.PeerRoute
+	if pr.MaxShare <= 0 || pr.MaxShare >= 1 {
+		add("peer_route.max_share", "must be between 0 and 1 (exclusive), got %v", pr.MaxShare)
 	}
-	if pr := c.Detectors.PeerRoute; pr.MinPeers < 1 || pr.OwnDays < 1 {
-		add("detectors.peer_route", "min_peers and own_days must be at least 1, got %d and %d", pr.MinPeers, pr.OwnDays)
+	if pr.MinPeers < 1 || pr.OwnDays < 1 {
+		add("peer_route", "min_peers and own_days must be at least 1, got %d and %d", pr.MinPeers, pr.OwnDays)
 	}
-	if b := c.Detectors.Behaviour; b.Factor < 1 || b.LongFactor < 1 {
-		add("detectors.behaviour", "factor and long_factor must be at least 1, got %v and %v", b.Factor, b.LongFactor)
+	b := d.Behaviour
+	if b.Factor < 1 || b.LongFactor < 1 {
+		add("behaviour", "factor and long_factor must be at least 1, got %v and %v", b.Factor, b.LongFactor)
 	}
-	if b := c.Detectors.Behaviour; b.LongFloor < 1 {
-		add("detectors.behaviour.long_floor", "must be at least 1, got %d", b.LongFloor)
+	if b.LongFloor < 1 {
+		add("behaviour.long_floor", "must be at least 1, got %d", b.LongFloor)
 	}
-	if b := c.Detectors.Behaviour; b.HalfLife < Duration(time.Hour) {
-		add("detectors.behaviour.half_life", "must be at least 1h, got %s", b.HalfLife)
+	if b.HalfLife < Duration(time.Hour) {
+		add("behaviour.half_life", "must be at least 1h, got %s", b.HalfLife)
 	}
-	rv := c.Detectors.RecordVolume
+	rv := d.RecordVolume
 	if rv.Window <= 0 {
-		add("detectors.record_volume.window", "must be positive, got %s", rv.Window)
+		add("record_volume.window", "must be positive, got %s", rv.Window)
 	}
 	if rv.Floor < 1 {
-		add("detectors.record_volume.floor", "must be at least 1, got %d", rv.Floor)
+		add("record_volume.floor", "must be at least 1, got %d", rv.Floor)
 	}
 	if rv.Factor < 1 {
-		add("detectors.record_volume.factor", "must be at least 1, got %v", rv.Factor)
+		add("record_volume.factor", "must be at least 1, got %v", rv.Factor)
 	}
 	if rv.EnumFloor < 2 {
-		add("detectors.record_volume.enum_floor", "must be at least 2, got %d", rv.EnumFloor)
+		add("record_volume.enum_floor", "must be at least 2, got %d", rv.EnumFloor)
 	}
-	sf := c.Detectors.SourceFanout
+	sf := d.SourceFanout
 	if sf.Window <= 0 {
-		add("detectors.source_fanout.window", "must be positive, got %s", sf.Window)
+		add("source_fanout.window", "must be positive, got %s", sf.Window)
 	}
 	if sf.Floor < 1 {
-		add("detectors.source_fanout.floor", "must be at least 1, got %d", sf.Floor)
+		add("source_fanout.floor", "must be at least 1, got %d", sf.Floor)
 	}
 	if sf.FailFloor < 1 {
-		add("detectors.source_fanout.fail_floor", "must be at least 1, got %d", sf.FailFloor)
+		add("source_fanout.fail_floor", "must be at least 1, got %d", sf.FailFloor)
 	}
 	if sf.NetFloor < 1 {
-		add("detectors.source_fanout.net_floor", "must be at least 1, got %d", sf.NetFloor)
+		add("source_fanout.net_floor", "must be at least 1, got %d", sf.NetFloor)
 	}
 	if sf.Warmup <= 0 {
-		add("detectors.source_fanout.warmup", "must be positive, got %s", sf.Warmup)
+		add("source_fanout.warmup", "must be positive, got %s", sf.Warmup)
 	}
 	if sf.Factor < 1 {
-		add("detectors.source_fanout.factor", "must be at least 1, got %v", sf.Factor)
+		add("source_fanout.factor", "must be at least 1, got %v", sf.Factor)
 	}
-	for i, rg := range c.Report.Regimes {
-		path := fmt.Sprintf("report.regimes[%d]", i)
+}
+
+func (r Report) check(add addFunc) {
+	for i, rg := range r.Regimes {
+		path := fmt.Sprintf("regimes[%d]", i)
 		if strings.TrimSpace(rg.Name) == "" {
 			add(path+".name", "must not be empty")
 		}
@@ -265,21 +316,6 @@ func (c *Config) Validate() error {
 			add(path, "hours, business_days and min_subjects must not be negative")
 		}
 	}
-	if err := c.Respond.Validate(); err != nil {
-		var ve *respond.ValidationError
-		if errors.As(err, &ve) {
-			for _, prob := range ve.Problems {
-				p = append(p, "respond."+prob)
-			}
-		} else {
-			add("respond", "%v", err)
-		}
-	}
-
-	if len(p) > 0 {
-		return &ValidationError{Problems: p}
-	}
-	return nil
 }
 
 // checkListen returns what is wrong with a host:port listen address, or "".

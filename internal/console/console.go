@@ -675,7 +675,7 @@ func (c *Console) decide(w http.ResponseWriter, r *http.Request) {
 		c.fail(w, r, http.StatusInternalServerError, "Reading the action failed: "+err.Error(), "Try again.")
 		return
 	}
-	if cl, ok := auth.CallerFrom(ctx); ok && cl.Role != auth.RoleAdmin && api.NeedsAdmin(act) {
+	if cl, ok := auth.CallerFrom(ctx); ok && cl.Role != auth.RoleAdmin && act.NeedsAdmin() {
 		c.fail(w, r, http.StatusForbidden, fmt.Sprintf("Action %s is held because of a %s.", act.Kind, act.Reason),
 			"Deciding containment of a protected identity, key or network needs an admin; ask one to log in.")
 		return

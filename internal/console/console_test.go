@@ -74,7 +74,7 @@ func newEnv(t *testing.T, withAuth bool, opts ...func(*auth.Options)) *env {
 	}
 	if _, err := st.InsertActions(ctx, []store.Action{
 		{ID: "act-1", Kind: "revoke_key", Target: "k-1", AlertID: "al-crit", State: store.ActionPendingApproval, Reason: "rate limit: 0 revoke_key actions", CreatedAt: now},
-		{ID: "act-2", Kind: "disable_identity", Target: "e:ceo", AlertID: "al-crit", State: store.ActionPendingApproval, Reason: "protected principal e:ceo", CreatedAt: now},
+		{ID: "act-2", Kind: "disable_identity", Target: "e:ceo", AlertID: "al-crit", State: store.ActionPendingApproval, Reason: "protected principal e:ceo", Hold: store.HoldProtected, CreatedAt: now},
 	}, now); err != nil {
 		t.Fatal(err)
 	}

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"errors"
-	"flag"
 	"io"
 	"net/netip"
 	"os"
@@ -15,13 +14,10 @@ import (
 	"time"
 	"unsafe"
 
-	"github.com/go-json-experiment/json"
-	"github.com/go-json-experiment/json/jsontext"
 	"github.com/google/go-cmp/cmp"
 	"github.com/haechi-sec/haechi/internal/event"
+	"github.com/haechi-sec/haechi/internal/event/eventtest"
 )
-
-var update = flag.Bool("update", false, "rewrite testdata/contract.golden.json")
 
 // contractCopy is the project's copy of the shared contract.
 var contractCopy = filepath.Join("..", "..", "testdata", "contract-events.ndjson")
@@ -81,27 +77,7 @@ func TestContractGolden(t *testing.T) {
 	if len(evs) != 15 {
 		t.Fatalf("decoded %d events, want 15", len(evs))
 	}
-	golden := filepath.Join("testdata", "contract.golden.json")
-	if *update {
-		data, err := json.Marshal(evs, json.OmitZeroStructFields(true), jsontext.WithIndent("  "))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(golden, append(data, '\n'), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	data, err := os.ReadFile(golden)
-	if err != nil {
-		t.Fatalf("%v (run go test -run TestContractGolden -update)", err)
-	}
-	var want []event.Event
-	if err := json.Unmarshal(data, &want); err != nil {
-		t.Fatal(err)
-	}
-	if diff := cmp.Diff(want, evs, cmpOpts); diff != "" {
-		t.Errorf("decoded contract differs from %s (-want +got):\n%s", golden, diff)
-	}
+	eventtest.Golden(t, "contract", evs)
 }
 
 // TestSharedContract checks that every line of the shared contract, as

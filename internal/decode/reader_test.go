@@ -159,3 +159,32 @@ func TestReaderReadError(t *testing.T) {
 		}
 	}
 }
+
+// TestLines: Lines returns every line, empty ones included, and counts
+// them; a line over the limit is a *LineError and reading continues.
+func TestLines(t *testing.T) {
+	l := NewLines(strings.NewReader("\xef\xbb\xbfa\r\n\n"+strings.Repeat("x", 70)+"\n  \nb"), 64)
+	var got []string
+	for {
+		line, err := l.Next()
+		if err == io.EOF {
+			break
+		}
+		var le *LineError
+		switch {
+		case errors.As(err, &le):
+			got = append(got, le.Code)
+			if le.Line != l.Line() {
+				t.Errorf("LineError.Line = %d, Line() = %d", le.Line, l.Line())
+			}
+		case err != nil:
+			t.Fatal(err)
+		default:
+			got = append(got, string(line))
+		}
+	}
+	want := []string{"a", "", CodeLineTooLong, "  ", "b"}
+	if strings.Join(got, "|") != strings.Join(want, "|") || l.Line() != 5 {
+		t.Errorf("got %q, Line() %d; want %q, 5", got, l.Line(), want)
+	}
+}

@@ -28,6 +28,19 @@ import (
 	"text/template"
 	"time"
 
+	"github.com/haechi-sec/haechi/internal/detect/behaviour"
+	"github.com/haechi-sec/haechi/internal/detect/canary"
+	"github.com/haechi-sec/haechi/internal/detect/credential"
+	"github.com/haechi-sec/haechi/internal/detect/fanout"
+	"github.com/haechi-sec/haechi/internal/detect/geo"
+	"github.com/haechi-sec/haechi/internal/detect/keyposture"
+	"github.com/haechi-sec/haechi/internal/detect/lifecycle"
+	"github.com/haechi-sec/haechi/internal/detect/offhours"
+	"github.com/haechi-sec/haechi/internal/detect/peerroute"
+	"github.com/haechi-sec/haechi/internal/detect/scripted"
+	"github.com/haechi-sec/haechi/internal/detect/terminated"
+	"github.com/haechi-sec/haechi/internal/detect/token"
+	"github.com/haechi-sec/haechi/internal/detect/volume"
 	"github.com/haechi-sec/haechi/internal/event"
 )
 
@@ -209,8 +222,8 @@ const (
 
 // behavioural detectors: notify, contain only at critical risk.
 var behavioural = []string{
-	"source_fanout", "scripted_client", "record_volume", "off_hours", "peer_route", "behaviour",
-	"identity_lifecycle", "principal_geo", "key_posture", "credential_network",
+	fanout.Name, scripted.Name, volume.Name, offhours.Name, peerroute.Name, behaviour.Name,
+	lifecycle.Name, geo.Name, keyposture.Name, credential.Name,
 }
 
 // DefaultConfig returns the shipped configuration: dry-run, no receivers
@@ -222,18 +235,18 @@ func DefaultConfig() Config {
 		Playbooks: []Playbook{
 			{
 				Name: "forged_token",
-				Match: Match{Detectors: []string{"token_provenance"},
-					Kinds: []string{"token_never_minted", "token_key_retired", "token_unknown_key"}},
+				Match: Match{Detectors: []string{token.Name},
+					Kinds: []string{token.KindNeverMinted, token.KindKeyRetired, token.KindUnknownKey}},
 				Actions: []ActionSpec{{Kind: KindRevokeKey}, {Kind: KindRevokeToken}, {Kind: KindBlockSource}, {Kind: KindNotify}},
 			},
 			{
 				Name:    "terminated_identity",
-				Match:   Match{Detectors: []string{"terminated_identity"}},
+				Match:   Match{Detectors: []string{terminated.Name}},
 				Actions: []ActionSpec{{Kind: KindDisableIdentity}, {Kind: KindNotify}},
 			},
 			{
 				Name:    "canary_read",
-				Match:   Match{Detectors: []string{"canary_record"}},
+				Match:   Match{Detectors: []string{canary.Name}},
 				Actions: []ActionSpec{{Kind: KindBlockSource}, {Kind: KindNotify}},
 			},
 			{
@@ -283,7 +296,18 @@ func (e *ValidationError) Error() string {
 // Validate checks c and returns a *ValidationError listing every problem.
 func (c *Config) Validate() error {
 	var p []string
-	add := func(path, format string, args ...any) { p = append(p, path+": "+fmt.Sprintf(format, args...)) }
+	c.Check(func(path, format string, args ...any) { p = append(p, path+": "+fmt.Sprintf(format, args...)) })
+	if len(p) > 0 {
+		return &ValidationError{Problems: p}
+	}
+	return nil
+}
+
+// Check reports every problem with c to add: the path of the setting,
+// relative to the respond section and spelled as in the YAML file, and a
+// message in fmt's notation. The config package checks every section of
+// haechi.yaml this way, so it reports these under "respond.".
+func (c *Config) Check(add func(path, format string, args ...any)) {
 	switch c.Mode {
 	case "", ModeOff, ModeDryRun, ModeEnforce:
 	default:
@@ -391,10 +415,6 @@ func (c *Config) Validate() error {
 	if c.InitialBackoff < 0 || c.MaxBackoff < 0 {
 		add("initial_backoff", "backoffs must not be negative")
 	}
-	if len(p) > 0 {
-		return &ValidationError{Problems: p}
-	}
-	return nil
 }
 
 // ResolveSecret returns the signing key: Secret, or the environment

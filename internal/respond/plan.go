@@ -270,9 +270,11 @@ func (p *Planner) plan(a event.Alert, playbook string, spec ActionSpec, id, targ
 	}
 	act.Payload, _ = json.Marshal(pl)
 
-	guard := ""
+	guard, hold := "", store.Hold("")
 	if IsContainment(spec.Kind) {
-		guard = p.protected(spec.Kind, target)
+		if guard = p.protected(spec.Kind, target); guard != "" {
+			hold = store.HoldProtected
+		}
 	}
 	if guard == "" {
 		guard = p.rateLimited(spec.Kind, a.Time)
@@ -292,7 +294,7 @@ func (p *Planner) plan(a event.Alert, playbook string, spec ActionSpec, id, targ
 	case guard != "" && !IsContainment(spec.Kind):
 		act.State, act.Reason = StateSkipped, guard
 	case guard != "":
-		act.State, act.Reason = StatePendingApproval, guard
+		act.State, act.Reason, act.Hold = StatePendingApproval, guard, hold
 	default:
 		act.State = StatePlanned
 	}

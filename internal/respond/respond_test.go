@@ -870,3 +870,52 @@ func TestDrainDeliversWhatCloseWrote(t *testing.T) {
 		t.Error("Drain after Close: no error")
 	}
 }
+
+// TestPlanHold: the planner marks an action HoldProtected exactly when the
+// guardrails hold it for a protected principal, key or network — where
+// its reason begins with "protected ", the rule deciding it needed an
+// admin before there was a Hold — and not for a rate limit, a dry run or a
+// missing receiver that would have held it.
+func TestPlanHold(t *testing.T) {
+	alerts := []event.Alert{
+		mkAlert("p", event.EntityPrincipal, "ceo", "terminated_identity", event.SeverityCritical, t0),
+		mkAlert("n", event.EntitySource, "10.1.2.3", "canary_record", event.SeverityCritical, t0),
+		mkAlert("s", event.EntitySource, "203.0.113.9", "canary_record", event.SeverityCritical, t0),
+	}
+	for i := range 3 {
+		alerts = append(alerts, mkAlert(fmt.Sprintf("r%d", i), event.EntityPrincipal, fmt.Sprintf("e:%d", i), "terminated_identity", event.SeverityCritical, t0))
+	}
+	for _, tc := range []struct {
+		name string
+		edit func(*Config)
+		want int // actions with HoldProtected
+	}{
+		{"enforce", func(*Config) {}, 2},
+		{"dry-run", func(c *Config) { c.Mode = ModeDryRun }, 0},
+		{"no receivers", func(c *Config) { c.Receivers = nil }, 0},
+	} {
+		cfg := testConfig("http://127.0.0.1:1")
+		cfg.Protected.Principals = []string{"ceo"}
+		cfg.Protected.Networks = []string{"10.0.0.0/8"}
+		cfg.RateLimits[KindDisableIdentity] = 1
+		tc.edit(&cfg)
+		p, err := NewPlanner(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		held := 0
+		for _, a := range alerts {
+			for _, act := range p.Plan(a) {
+				if act.NeedsAdmin() != strings.HasPrefix(act.Reason, "protected ") {
+					t.Errorf("%s: %s %s: Hold %q, reason %q", tc.name, act.Kind, act.Target, act.Hold, act.Reason)
+				}
+				if act.Hold == store.HoldProtected {
+					held++
+				}
+			}
+		}
+		if held != tc.want {
+			t.Errorf("%s: %d actions held as protected, want %d", tc.name, held, tc.want)
+		}
+	}
+}

@@ -88,7 +88,28 @@ type Action struct {
 	UpdatedAt   time.Time       `json:"updated_at"`
 	LastError   string          `json:"last_error,omitempty"`
 	Payload     json.RawMessage `json:"payload,omitempty"`
+
+	// Hold says why the guardrails hold the action for a decision, as a
+	// code; Reason says it in words. Not part of the JSON form.
+	Hold Hold `json:"-"`
 }
+
+// Hold is why the guardrails hold an action for a person's decision, as a
+// code rules rest on (the wording of Action.Reason may change).
+type Hold string
+
+// Holds. An action the guardrails did not hold, or held for a reason no
+// rule rests on (a rate limit), has the empty Hold.
+const (
+	// HoldProtected: the action contains a protected principal, key or
+	// network; deciding it needs an admin.
+	HoldProtected Hold = "protected"
+)
+
+// NeedsAdmin reports whether deciding the action needs an admin: the
+// guardrails held it because it contains a protected principal, key or
+// network, as opposed to one held by a rate limit.
+func (a Action) NeedsAdmin() bool { return a.Hold == HoldProtected }
 
 // AuditRecord is one entry of the audit log.
 type AuditRecord struct {
@@ -178,7 +199,7 @@ func CheckAuditRecord(key []byte, r AuditRecord) error {
 }
 
 const actionColumns = `id, kind, target, alert_id, playbook, receiver, state, reason, attempts,
-	next_attempt, created_at, enqueued_at, updated_at, last_error, payload`
+	next_attempt, created_at, enqueued_at, updated_at, last_error, payload, hold`
 
 type execQueryer interface {
 	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
@@ -320,9 +341,9 @@ func (s *Store) InsertActions(ctx context.Context, actions []Action, now time.Ti
 				payload = "{}"
 			}
 			res, err := tx.ExecContext(ctx, `INSERT INTO actions (`+actionColumns+`)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`,
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`,
 				a.ID, a.Kind, a.Target, a.AlertID, a.Playbook, a.Receiver, a.State, a.Reason, a.Attempts,
-				toNanos(a.NextAttempt), toNanos(a.CreatedAt), toNanos(now), toNanos(now), a.LastError, payload)
+				toNanos(a.NextAttempt), toNanos(a.CreatedAt), toNanos(now), toNanos(now), a.LastError, payload, string(a.Hold))
 			if err != nil {
 				return fmt.Errorf("insert action %q: %w", a.ID, err)
 			}
@@ -703,12 +724,13 @@ func scanAction(r rowScanner) (Action, error) {
 		a                                Action
 		attempts                         int64
 		next, created, enqueued, updated int64
-		payload                          string
+		payload, hold                    string
 	)
 	if err := r.Scan(&a.ID, &a.Kind, &a.Target, &a.AlertID, &a.Playbook, &a.Receiver, &a.State, &a.Reason,
-		&attempts, &next, &created, &enqueued, &updated, &a.LastError, &payload); err != nil {
+		&attempts, &next, &created, &enqueued, &updated, &a.LastError, &payload, &hold); err != nil {
 		return Action{}, err
 	}
+	a.Hold = Hold(hold)
 	a.Attempts = int(attempts)
 	a.NextAttempt, a.CreatedAt, a.EnqueuedAt, a.UpdatedAt = fromNanos(next), fromNanos(created), fromNanos(enqueued), fromNanos(updated)
 	a.Payload = json.RawMessage(payload)

@@ -71,3 +71,62 @@ func TestActionsOutbox(t *testing.T) {
 		}
 	})
 }
+
+// TestActionHold: an action's Hold is stored and read back, and migration
+// 10 gives actions stored before it (reason only) the Hold their reason
+// implies: HoldProtected for "protected …", nothing for any other reason.
+func TestActionHold(t *testing.T) {
+	eachBackend(t, func(t *testing.T, b backend) {
+		ctx := t.Context()
+		target := b.target(t)
+		s, err := Open(ctx, target, Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		now := time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
+		if _, err := s.InsertActions(ctx, []Action{
+			{ID: "new", Kind: "disable_identity", Target: "u", State: ActionPendingApproval, Reason: "protected principal u", Hold: HoldProtected},
+		}, now); err != nil {
+			t.Fatal(err)
+		}
+		if a, err := s.GetAction(ctx, "new"); err != nil || a.Hold != HoldProtected || !a.NeedsAdmin() {
+			t.Fatalf("stored Hold: %+v, %v", a, err)
+		}
+		// Back to version 9, with actions written as version 9 wrote them.
+		for _, q := range []string{
+			`ALTER TABLE actions DROP COLUMN hold`,
+			`DELETE FROM schema_migrations WHERE version = 10`,
+		} {
+			if _, err := s.db.ExecContext(ctx, q); err != nil {
+				t.Fatalf("%s: %v", q, err)
+			}
+		}
+		old := map[string]string{
+			"prot":  "protected key k-1",
+			"net":   "protected network 10.0.0.0/8",
+			"rate":  "rate limit: 5 revoke_key actions in the hour before 2025-03-01T12:00:00Z (limit 5/h)",
+			"dry":   "dry-run mode; would need approval: protected principal u",
+			"plain": "",
+		}
+		for id, reason := range old {
+			if _, err := s.db.ExecContext(ctx, `INSERT INTO actions (id, kind, target, alert_id, playbook, receiver, state, reason, attempts,
+	next_attempt, created_at, enqueued_at, updated_at, last_error, payload) VALUES (?, 'revoke_key', 'k-1', 'al', 'pb', 'revoke_key', ?, ?, 0, 0, 0, 0, 0, '', '{}')`,
+				id, ActionPendingApproval, reason); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
+		s = openAt(t, target)
+		for id, want := range map[string]Hold{"new": HoldProtected, "prot": HoldProtected, "net": HoldProtected, "rate": "", "dry": "", "plain": ""} {
+			a, err := s.GetAction(ctx, id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if a.Hold != want || a.NeedsAdmin() != (want == HoldProtected) {
+				t.Errorf("action %s (reason %q): Hold %q, NeedsAdmin %v; want %q", id, a.Reason, a.Hold, a.NeedsAdmin(), want)
+			}
+		}
+	})
+}

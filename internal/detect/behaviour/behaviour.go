@@ -38,7 +38,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/haechi-sec/haechi/internal/detect/peerroute"
+	"github.com/haechi-sec/haechi/internal/detect/urlpath"
 	"github.com/haechi-sec/haechi/internal/engine"
 	"github.com/haechi-sec/haechi/internal/event"
 )
@@ -270,7 +270,7 @@ func (s *shard) Process(c *engine.Context, key event.EntityKey, ev *event.Event)
 		w.bytes += ev.HTTP.BodyBytes
 	}
 	if ev.URLPath != "" || ev.Action != "" {
-		w.routes = addSmall(w.routes, fnv(ev.Action, ev.HTTP.Method, peerroute.Template(ev.URLPath)))
+		w.routes = addSmall(w.routes, fnv(ev.Action, ev.HTTP.Method, urlpath.Template(ev.URLPath)))
 	}
 	grew := false
 	if len(ev.Records.IDs) > 0 {

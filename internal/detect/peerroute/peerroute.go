@@ -37,6 +37,7 @@ import (
 	"time"
 
 	"github.com/haechi-sec/haechi/internal/detect/baseline"
+	"github.com/haechi-sec/haechi/internal/detect/urlpath"
 	"github.com/haechi-sec/haechi/internal/engine"
 	"github.com/haechi-sec/haechi/internal/event"
 	"github.com/haechi-sec/haechi/internal/snap"
@@ -319,33 +320,7 @@ func Route(ev *event.Event) string {
 	}
 	if ev.URLPath != "" {
 		b.WriteByte(' ')
-		b.WriteString(Template(ev.URLPath))
-	}
-	return b.String()
-}
-
-// Template replaces every path segment holding a digit with {} and drops
-// the query; it keeps at most 12 segments.
-func Template(path string) string {
-	if i := strings.IndexAny(path, "?#"); i >= 0 {
-		path = path[:i]
-	}
-	var b strings.Builder
-	n := 0
-	for seg := range strings.SplitSeq(path, "/") {
-		if n > 0 {
-			b.WriteByte('/')
-		}
-		if n == 12 {
-			b.WriteString("…")
-			break
-		}
-		n++
-		if strings.ContainsAny(seg, "0123456789") {
-			b.WriteString("{}")
-		} else {
-			b.WriteString(seg)
-		}
+		b.WriteString(urlpath.Template(ev.URLPath))
 	}
 	return b.String()
 }

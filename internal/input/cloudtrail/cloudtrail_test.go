@@ -3,7 +3,6 @@ package cloudtrail
 import (
 	"bytes"
 	"errors"
-	"flag"
 	"io"
 	"net/netip"
 	"os"
@@ -16,9 +15,8 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/haechi-sec/haechi/internal/decode"
 	"github.com/haechi-sec/haechi/internal/event"
+	"github.com/haechi-sec/haechi/internal/event/eventtest"
 )
-
-var update = flag.Bool("update", false, "rewrite testdata/*.golden.json")
 
 var cmpOpts = cmp.Options{cmp.Comparer(func(a, b netip.Addr) bool { return a == b })}
 
@@ -39,31 +37,6 @@ func readAll(t testing.TB, r *Reader) []event.Event {
 	}
 }
 
-func golden(t *testing.T, name string, evs []event.Event) {
-	t.Helper()
-	path := filepath.Join("testdata", name+".golden.json")
-	if *update {
-		data, err := json.Marshal(evs, json.OmitZeroStructFields(true), jsontext.WithIndent("  "))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(path, append(data, '\n'), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	data, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test -update)", err)
-	}
-	var want []event.Event
-	if err := json.Unmarshal(data, &want); err != nil {
-		t.Fatal(err)
-	}
-	if diff := cmp.Diff(want, evs, cmpOpts); diff != "" {
-		t.Errorf("events differ from %s (-want +got):\n%s", path, diff)
-	}
-}
-
 func openFile(t *testing.T, name string) *Reader {
 	f, err := os.Open(filepath.Join("testdata", name))
 	if err != nil {
@@ -79,7 +52,7 @@ func TestGoldenInstanceRoleDay(t *testing.T) {
 	if len(evs) != 10 || r.Line() != 10 {
 		t.Fatalf("got %d events, Line %d; want 10", len(evs), r.Line())
 	}
-	golden(t, "instance-role-day", evs)
+	eventtest.Golden(t, "instance-role-day", evs)
 
 	first := evs[0]
 	if first.User.ID != "arn:aws:sts::123456789012:assumed-role/app-orders-ec2/i-0abc1234def567890" ||
@@ -105,7 +78,7 @@ func TestGoldenStolenCredentials(t *testing.T) {
 	if len(evs) != 244 {
 		t.Fatalf("got %d events, want 244", len(evs))
 	}
-	golden(t, "stolen-instance-creds", evs)
+	eventtest.Golden(t, "stolen-instance-creds", evs)
 
 	// One access key, two networks: what token replay detection needs.
 	ips := map[netip.Addr]int{}

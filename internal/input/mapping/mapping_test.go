@@ -2,7 +2,6 @@ package mapping
 
 import (
 	"errors"
-	"flag"
 	"io"
 	"net/netip"
 	"os"
@@ -11,15 +10,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/go-json-experiment/json"
-	"github.com/go-json-experiment/json/jsontext"
 	"github.com/goccy/go-yaml"
 	"github.com/google/go-cmp/cmp"
 	"github.com/haechi-sec/haechi/internal/decode"
 	"github.com/haechi-sec/haechi/internal/event"
+	"github.com/haechi-sec/haechi/internal/event/eventtest"
 )
-
-var update = flag.Bool("update", false, "rewrite testdata/*.golden.json")
 
 var cmpOpts = cmp.Options{cmp.Comparer(func(a, b netip.Addr) bool { return a == b })}
 
@@ -74,27 +70,7 @@ func TestGolden(t *testing.T) {
 		}
 		evs = append(evs, ev)
 	}
-	path := filepath.Join("testdata", "audit.golden.json")
-	if *update {
-		data, err := json.Marshal(evs, json.OmitZeroStructFields(true), jsontext.WithIndent("  "))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(path, append(data, '\n'), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	data, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test -update)", err)
-	}
-	var want []event.Event
-	if err := json.Unmarshal(data, &want); err != nil {
-		t.Fatal(err)
-	}
-	if diff := cmp.Diff(want, evs, cmpOpts); diff != "" {
-		t.Errorf("events differ from %s (-want +got):\n%s", path, diff)
-	}
+	eventtest.Golden(t, "audit", evs)
 	wantRejected := []string{
 		`line 6: invalid "@timestamp" (from "ts"): parsing time "yesterday" as "2006-01-02 15:04:05.000 -0700": cannot parse "yesterday" as "2006" [invalid_field]`,
 		`line 7: missing required field "event.action" [missing_field]`,

@@ -2,7 +2,6 @@ package nginx
 
 import (
 	"errors"
-	"flag"
 	"io"
 	"net/netip"
 	"os"
@@ -11,14 +10,11 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/go-json-experiment/json"
-	"github.com/go-json-experiment/json/jsontext"
 	"github.com/google/go-cmp/cmp"
 	"github.com/haechi-sec/haechi/internal/decode"
 	"github.com/haechi-sec/haechi/internal/event"
+	"github.com/haechi-sec/haechi/internal/event/eventtest"
 )
-
-var update = flag.Bool("update", false, "rewrite testdata/*.golden.json")
 
 var cmpOpts = cmp.Options{cmp.Comparer(func(a, b netip.Addr) bool { return a == b })}
 
@@ -74,38 +70,13 @@ func openFile(t *testing.T, name string) *os.File {
 	return f
 }
 
-func golden(t *testing.T, name string, evs []event.Event) {
-	t.Helper()
-	path := filepath.Join("testdata", name+".golden.json")
-	if *update {
-		data, err := json.Marshal(evs, json.OmitZeroStructFields(true), jsontext.WithIndent("  "))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(path, append(data, '\n'), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	data, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test -update)", err)
-	}
-	var want []event.Event
-	if err := json.Unmarshal(data, &want); err != nil {
-		t.Fatal(err)
-	}
-	if diff := cmp.Diff(want, evs, cmpOpts); diff != "" {
-		t.Errorf("events differ from %s (-want +got):\n%s", path, diff)
-	}
-}
-
 func TestGoldenCombined(t *testing.T) {
 	p := newParser(t, Options{Routes: testRoutes, UserPrefix: "m:"})
 	evs := readAll(t, p.NewReader(openFile(t, "access.log"), 2))
 	if len(evs) != 20 {
 		t.Fatalf("%d events, want 20", len(evs))
 	}
-	golden(t, "access", evs)
+	eventtest.Golden(t, "access", evs)
 }
 
 // TestEquivalentToContract: the combined log with routes and the contract
@@ -134,7 +105,7 @@ func TestGoldenJSON(t *testing.T) {
 	if len(evs) != 19 {
 		t.Fatalf("%d events, want 19", len(evs))
 	}
-	golden(t, "access.json", evs)
+	eventtest.Golden(t, "access.json", evs)
 	for _, ev := range evs {
 		if ev.Source.IP.String() == "185.220.101.34" && (ev.Token.ID == "" || !strings.HasPrefix(ev.User.ID, "m:")) {
 			t.Errorf("line %d: user %q token %q", ev.Line, ev.User.ID, ev.Token.ID)
