@@ -1,7 +1,8 @@
 // Package app is the composition root: it builds haechi's pipeline —
 // engine, detectors, alert stage and the sinks alerts go to — from
-// configuration, and owns its lifecycle. Stages never import each other;
-// app wires them. Replay, serve and demo all run this one pipeline.
+// configuration, and owns its lifecycle. Stages import each other only in
+// the direction internal/layout's test allows; app wires them, and only cli
+// and eval import app. Replay, serve and demo all run this one pipeline.
 package app
 
 import (
