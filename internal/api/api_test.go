@@ -410,7 +410,8 @@ func TestIngestSpool(t *testing.T) {
 		resp.Body.Close()
 		return resp.StatusCode
 	}
-	if post("batch-1") != 200 || post("batch-1") != 200 || len(stored) != 1 {
+	first, retry := post("batch-1"), post("batch-1")
+	if first != 200 || retry != 200 || len(stored) != 1 {
 		t.Fatalf("idempotent retry stored %d times", len(stored))
 	}
 	if !strings.HasPrefix(stored[0], "batch-1||") || !strings.HasSuffix(stored[0], string(contract(t))) {

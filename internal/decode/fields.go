@@ -95,9 +95,7 @@ var fieldNames = [numFields]string{
 // a stable order (for documentation and tests).
 func FieldNames() []string {
 	out := make([]string, 0, numFields-1)
-	for _, n := range fieldNames[1:] {
-		out = append(out, n)
-	}
+	out = append(out, fieldNames[1:]...)
 	return out
 }
 

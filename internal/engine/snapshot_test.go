@@ -16,7 +16,6 @@ import (
 // counter counts events per user, and snapshots its counts.
 type counter struct {
 	mu     sync.Mutex
-	counts map[string]int // merged on Close of each shard's view, for checking
 	shards []*countShard
 }
 

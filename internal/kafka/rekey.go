@@ -237,8 +237,12 @@ func (w *Worker) runRekey(ctx context.Context) error {
 		kgo.ConsumeTopics(w.opts.Topic),
 		kgo.TransactionalID(w.opts.Group+"-rekey-"+w.opts.ID),
 		kgo.RecordPartitioner(kgo.ManualPartitioner()),
+		// Stable fetch offsets (KIP-447) need no option: franz-go requires
+		// them for every group consumer (RequireStableFetchOffsets is a
+		// deprecated no-op), so a worker taking over a partition waits
+		// for a pending transaction's offset commit instead of reading the
+		// offset before it.
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
-		kgo.RequireStableFetchOffsets(),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.OnPartitionsRevoked(forget),
 		kgo.OnPartitionsLost(forget),

@@ -248,8 +248,7 @@ func oneLine(s string) string {
 // fields maps a mapping node's keys to their value nodes.
 func fields(n ast.Node) map[string]ast.Node {
 	out := map[string]ast.Node{}
-	var add func(mv *ast.MappingValueNode)
-	add = func(mv *ast.MappingValueNode) {
+	add := func(mv *ast.MappingValueNode) {
 		if mv == nil || mv.Key == nil {
 			return
 		}

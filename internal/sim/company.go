@@ -152,9 +152,7 @@ func (g *gen) setup() {
 		}
 	}
 	var auth []*emp
-	for _, e := range g.emps[:4] {
-		auth = append(auth, e)
-	}
+	auth = append(auth, g.emps[:4]...)
 
 	// Key inventory prelude (history before Start) and rotation during the period.
 	g.keyEvent(oldT.UnixMilli(), event.ActionKeyCreated, g.keyOld, "active", 0, ids(auth[0], auth[1]))

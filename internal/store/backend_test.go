@@ -135,10 +135,3 @@ func postgresTarget(t testing.TB) string {
 	u.RawQuery = q.Encode()
 	return u.String()
 }
-
-// openTest opens a fresh SQLite store, closed when t ends. Tests that
-// should hold on both backends use eachBackend and b.open instead.
-func openTest(t testing.TB) *Store {
-	t.Helper()
-	return sqliteBackend.open(t)
-}

@@ -83,7 +83,7 @@ const (
 // are small and must be joined, so they meet on one shard.
 const (
 	InventoryKind event.EntityKind = "inventory"
-	InventoryID                    = "signing-keys"
+	InventoryID   string           = "signing-keys"
 )
 
 // InventoryEntity is the constant key of every event the detector reads.
