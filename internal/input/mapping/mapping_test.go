@@ -3,7 +3,6 @@ package mapping
 import (
 	"errors"
 	"io"
-	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -17,7 +16,6 @@ import (
 	"github.com/haechi-sec/haechi/internal/event/eventtest"
 )
 
-var cmpOpts = cmp.Options{cmp.Comparer(func(a, b netip.Addr) bool { return a == b })}
 
 func loadYAML(t testing.TB) map[string]Mapping {
 	t.Helper()
