@@ -16,7 +16,6 @@ import (
 	"github.com/haechi-sec/haechi/internal/event/eventtest"
 )
 
-
 func loadYAML(t testing.TB) map[string]Mapping {
 	t.Helper()
 	data, err := os.ReadFile(filepath.Join("testdata", "mapping.yaml"))
