@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net/http"
 	"os"
 	"path/filepath"
 	"time"
@@ -110,4 +111,29 @@ func LoadScorecard(dir string) (s SavedScorecard, ok bool, err error) {
 		return s, false, fmt.Errorf("read scorecard %s: %w", filepath.Join(dir, ScorecardFile), err)
 	}
 	return s, true, nil
+}
+
+type scorecardView struct {
+	Saved SavedScorecard
+	Card  Scorecard
+	Have  bool
+	Err   string
+}
+
+func (c *Console) scorecard(w http.ResponseWriter, r *http.Request) {
+	var v scorecardView
+	var err error
+	if c.opts.DataDir != "" {
+		v.Saved, v.Have, err = LoadScorecard(c.opts.DataDir)
+		if err == nil && v.Have {
+			if err = json.Unmarshal(v.Saved.Scorecard, &v.Card); err != nil {
+				v.Have = false
+				err = fmt.Errorf("read scorecard: %w", err)
+			}
+		}
+		if err != nil {
+			v.Err = err.Error()
+		}
+	}
+	c.render(w, r, http.StatusOK, "scorecard", view{Title: "Scorecard", Nav: "scorecard", Data: v})
 }

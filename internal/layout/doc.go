@@ -21,7 +21,7 @@
 //   - Surfaces — api, console, kafka, ingest — import stages and the store,
 //     never app or cli.
 //   - The assembly, app, imports all of the above and is imported only by
-//     cli and eval. cli imports what its subcommands run; only cmd/haechi
+//     cli, demo and eval. cli imports what its subcommands run; only cmd/haechi
 //     imports cli. sim, eval and demo sit beside the pipeline; only cli
 //     imports demo (and internal/eval's own test keeps sim, truth and eval
 //     off the detection path).

@@ -1,4 +1,4 @@
-package cli
+package demo
 
 import (
 	"context"
@@ -14,12 +14,12 @@ import (
 	"github.com/haechi-sec/haechi/internal/respond"
 )
 
-// demoGateway is the simulated company's API gateway and identity
+// gateway is the simulated company's API gateway and identity
 // provider in the demo: it receives haechi's signed containment webhooks
 // and refuses the requests they cover from then on, so the demo shows an
 // attack being stopped and the scorecard counts what the attacker really
 // got.
-type demoGateway struct {
+type gateway struct {
 	secret string
 
 	mu         sync.Mutex
@@ -35,8 +35,8 @@ type demoGateway struct {
 	url string
 }
 
-func newDemoGateway(secret string) (*demoGateway, error) {
-	g := &demoGateway{secret: secret, gate: eval.NewGate(nil), keys: map[string]bool{}, sources: map[string]bool{}, principals: map[string]bool{}}
+func newGateway(secret string) (*gateway, error) {
+	g := &gateway{secret: secret, gate: eval.NewGate(nil), keys: map[string]bool{}, sources: map[string]bool{}, principals: map[string]bool{}}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err
@@ -47,10 +47,10 @@ func newDemoGateway(secret string) (*demoGateway, error) {
 	return g, nil
 }
 
-func (g *demoGateway) close() { _ = g.srv.Shutdown(context.Background()) }
+func (g *gateway) close() { _ = g.srv.Shutdown(context.Background()) }
 
 // hook verifies a webhook's signature and applies it.
-func (g *demoGateway) hook(w http.ResponseWriter, r *http.Request) {
+func (g *gateway) hook(w http.ResponseWriter, r *http.Request) {
 	body, err := io.ReadAll(io.LimitReader(r.Body, 1<<20))
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusBadRequest)
@@ -90,7 +90,7 @@ func (g *demoGateway) hook(w http.ResponseWriter, r *http.Request) {
 
 // filter refuses a request the gateway has been told to contain: the
 // event is rewritten as a 401 that touched no records.
-func (g *demoGateway) filter(ev *event.Event, line []byte) []byte {
+func (g *gateway) filter(ev *event.Event, line []byte) []byte {
 	if ev.Dataset != event.DatasetGateway && ev.Dataset != event.DatasetToken {
 		return line
 	}
@@ -135,7 +135,7 @@ func (g *demoGateway) filter(ev *event.Event, line []byte) []byte {
 	return append(b, '\n')
 }
 
-func (g *demoGateway) stats() (applied, refused, badSig int, keys, principals []string, sources int) {
+func (g *gateway) stats() (applied, refused, badSig int, keys, principals []string, sources int) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	for k := range g.keys {

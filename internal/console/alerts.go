@@ -1,0 +1,247 @@
+package console
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/haechi-sec/haechi/internal/auth"
+	"github.com/haechi-sec/haechi/internal/event"
+	"github.com/haechi-sec/haechi/internal/report"
+	"github.com/haechi-sec/haechi/internal/store"
+)
+
+type alertsView struct {
+	Filter    AlertFilter
+	FilterErr string
+	Alerts    []event.Alert
+	Scanned   int
+	Capped    bool
+	Detectors []string
+	States    []string
+	Kinds     []string
+	Windows   []string
+	Sevs      []string
+}
+
+func (c *Console) alerts(w http.ResponseWriter, r *http.Request) {
+	v := alertsView{Kinds: []string{"principal", "source", "token", "key", "record"}, Windows: []string{"1h", "24h", "7d", "30d"},
+		Sevs: []string{"low", "medium", "high", "critical"}}
+	f, err := ParseAlertFilter(r.URL.Query())
+	if err != nil {
+		v.FilterErr = err.Error()
+		f = AlertFilter{}
+	}
+	v.Filter = f
+	all, err := c.opts.Store.ListAlerts(r.Context(), f.Query(c.opts.Now()))
+	if err != nil {
+		c.fail(w, r, http.StatusInternalServerError, "Reading alerts failed: "+err.Error(), "Check the server's log; then reload.")
+		return
+	}
+	v.Scanned, v.Capped = len(all), len(all) == store.MaxListLimit
+	dets, states := map[string]bool{}, map[string]bool{}
+	for i := range all {
+		dets[all[i].Detector] = true
+		states[string(all[i].State)] = true
+		if f.Match(&all[i]) {
+			v.Alerts = append(v.Alerts, all[i])
+		}
+	}
+	v.Detectors, v.States = sortedKeys(dets), sortedKeys(states)
+	code := http.StatusOK
+	if v.FilterErr != "" {
+		code = http.StatusBadRequest
+	}
+	c.render(w, r, code, "alerts", view{Title: "Alerts", Nav: "alerts", Live: true, Data: v})
+}
+
+func sortedKeys(m map[string]bool) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		if k != "" {
+			out = append(out, k)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// ---- alert detail ----
+
+type alertView struct {
+	Alert    event.Alert
+	Findings []event.Finding // shown (the first maxFindings unless all)
+	All      bool
+	Report   *report.Report
+	Feedback []store.Feedback
+	Pending  []store.Action
+	Done     []store.Action
+	Verdicts []string
+}
+
+func (c *Console) alert(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	rep, err := report.Build(r.Context(), c.opts.Store, id, time.Time{}, c.opts.Regimes, c.opts.Now())
+	if errors.Is(err, store.ErrNotFound) {
+		c.fail(w, r, http.StatusNotFound, fmt.Sprintf("There is no alert %q.", id), "Pick an alert from the alerts list; its id may have been mistyped.")
+		return
+	}
+	if err != nil {
+		c.fail(w, r, http.StatusInternalServerError, "Reading the alert failed: "+err.Error(), "Check the server's log; then reload.")
+		return
+	}
+	c.audit(r, "console_alert_scope_read", map[string]any{"alert_id": id, "records": scopeTotal(rep.Scope)})
+	v := alertView{Alert: rep.Alert, Report: rep, Verdicts: []string{store.VerdictFalsePositive, store.VerdictTruePositive, store.VerdictBenign},
+		Findings: rep.Alert.Findings, All: true}
+	if r.URL.Query().Get("findings") != "all" && len(v.Findings) > maxFindings {
+		v.Findings, v.All = v.Findings[:maxFindings], false
+	}
+	if v.Feedback, err = c.opts.Store.ListFeedback(r.Context(), id); err != nil {
+		c.opts.Logger.Error("console: feedback", "err", err)
+	}
+	for _, a := range rep.Actions {
+		if a.State == store.ActionPendingApproval {
+			v.Pending = append(v.Pending, a)
+		} else {
+			v.Done = append(v.Done, a)
+		}
+	}
+	c.render(w, r, http.StatusOK, "alert", view{Title: rep.Alert.Title, Nav: "alerts", Data: v})
+}
+
+func (c *Console) report(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	rep, err := report.Build(r.Context(), c.opts.Store, id, time.Time{}, c.opts.Regimes, c.opts.Now())
+	if errors.Is(err, store.ErrNotFound) {
+		c.fail(w, r, http.StatusNotFound, fmt.Sprintf("There is no alert %q.", id), "Pick an alert from the alerts list.")
+		return
+	}
+	if err != nil {
+		c.fail(w, r, http.StatusInternalServerError, "Building the report failed: "+err.Error(), "Check the server's log; then reload.")
+		return
+	}
+	format := r.URL.Query().Get("format")
+	var b strings.Builder
+	ctype := "text/html; charset=utf-8"
+	switch format {
+	case "", "html":
+		err = rep.WriteHTML(&b)
+	case "md":
+		err = rep.WriteMarkdown(&b)
+		ctype = "text/markdown; charset=utf-8"
+	default:
+		c.fail(w, r, http.StatusBadRequest, fmt.Sprintf("Unknown report format %q.", format), "Use format=html or format=md.")
+		return
+	}
+	if err != nil {
+		c.fail(w, r, http.StatusInternalServerError, "Rendering the report failed: "+err.Error(), "Check the server's log.")
+		return
+	}
+	// Audited once the report exists: a refused format read nothing.
+	c.audit(r, "console_report_read", map[string]any{"alert_id": id, "records": scopeTotal(rep.Scope), "format": format})
+	h := w.Header()
+	h.Set("Content-Type", ctype)
+	pageHeaders(h, report.HTMLContentSecurityPolicy())
+	_, _ = fmt.Fprint(w, b.String())
+}
+
+// sameOriginPost refuses, when auth is off (no session, no CSRF token), a
+// form post that a browser says came from elsewhere.
+func (c *Console) sameOriginPost(r *http.Request) bool {
+	if c.opts.Auth != nil {
+		return true // Guard checked the CSRF token
+	}
+	if s := r.Header.Get("Sec-Fetch-Site"); s != "" && s != "same-origin" && s != "none" {
+		return false
+	}
+	if o := r.Header.Get("Origin"); o != "" {
+		u, err := url.Parse(o)
+		return err == nil && strings.EqualFold(u.Host, r.Host)
+	}
+	return true
+}
+
+func (c *Console) feedback(w http.ResponseWriter, r *http.Request) {
+	if !c.sameOriginPost(r) {
+		c.fail(w, r, http.StatusForbidden, "This form was posted from another site.", "Use the console's own page.")
+		return
+	}
+	id := r.PathValue("id")
+	verdict, note := r.PostFormValue("verdict"), strings.TrimSpace(r.PostFormValue("note"))
+	if !store.ValidVerdict(verdict) {
+		c.fail(w, r, http.StatusBadRequest, fmt.Sprintf("Unknown verdict %q.", verdict), "Go back and pick false positive, true positive or benign.")
+		return
+	}
+	if verdict == store.VerdictFalsePositive && note == "" {
+		c.fail(w, r, http.StatusBadRequest, "A false positive needs a reason.", "Go back and say why this alert is wrong: the audit log and the detectors' tuning keep it.")
+		return
+	}
+	_, err := c.opts.Store.AddFeedback(r.Context(), store.Feedback{AlertID: id, Verdict: verdict, Note: note, By: by(r), At: c.opts.Now().UTC(),
+		SuppressFor: c.opts.FeedbackSuppression})
+	if errors.Is(err, store.ErrNotFound) {
+		c.fail(w, r, http.StatusNotFound, fmt.Sprintf("There is no alert %q.", id), "Pick an alert from the alerts list.")
+		return
+	}
+	if err != nil {
+		c.fail(w, r, http.StatusInternalServerError, "Recording the verdict failed: "+err.Error(), "Try again; check the server's log if it persists.")
+		return
+	}
+	http.Redirect(w, r, alertURL(id)+"?done=feedback#feedback", http.StatusSeeOther) // #nosec G710 -- a path on this origin, the id path-escaped
+}
+
+func (c *Console) decide(w http.ResponseWriter, r *http.Request) {
+	if !c.sameOriginPost(r) {
+		c.fail(w, r, http.StatusForbidden, "This form was posted from another site.", "Use the console's own page.")
+		return
+	}
+	id, decision := r.PathValue("id"), r.PathValue("decision")
+	if decision != "approve" && decision != "reject" {
+		c.fail(w, r, http.StatusNotFound, fmt.Sprintf("Unknown decision %q.", decision), "Use the approve or reject button.")
+		return
+	}
+	ctx := r.Context()
+	act, err := c.opts.Store.GetAction(ctx, id)
+	if errors.Is(err, store.ErrNotFound) {
+		c.fail(w, r, http.StatusNotFound, fmt.Sprintf("There is no action %q.", id), "Reload the alert: the action list may have changed.")
+		return
+	}
+	if err != nil {
+		c.fail(w, r, http.StatusInternalServerError, "Reading the action failed: "+err.Error(), "Try again.")
+		return
+	}
+	if cl, ok := auth.CallerFrom(ctx); ok && cl.Role != auth.RoleAdmin && act.NeedsAdmin() {
+		c.fail(w, r, http.StatusForbidden, fmt.Sprintf("Action %s is held because of a %s.", act.Kind, act.Reason),
+			"Deciding containment of a protected identity, key or network needs an admin; ask one to log in.")
+		return
+	}
+	approve := decision == "approve"
+	_, err = c.opts.Store.DecideAction(ctx, id, approve, by(r), strings.TrimSpace(r.PostFormValue("note")), c.opts.Now())
+	switch {
+	case errors.Is(err, store.ErrActionState):
+		c.fail(w, r, http.StatusConflict, err.Error(), "Someone decided it already; reload the alert to see its state.")
+		return
+	case err != nil:
+		c.fail(w, r, http.StatusInternalServerError, "Recording the decision failed: "+err.Error(), "Try again.")
+		return
+	}
+	if approve && c.opts.OnApprove != nil {
+		c.opts.OnApprove()
+	}
+	done := "rejected"
+	if approve {
+		done = "approved"
+	}
+	back := alertURL(act.AlertID)
+	if act.AlertID == "" || r.PostFormValue("back") == "overview" {
+		back = "/"
+	}
+	http.Redirect(w, r, back+"?done="+done+"#actions", http.StatusSeeOther)
+}
+
+// maxFindings is how many findings the alert page shows unless asked for
+// all of them.
+const maxFindings = 20
