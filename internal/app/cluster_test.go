@@ -4,12 +4,16 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/maxmind/mmdbwriter"
+	"github.com/maxmind/mmdbwriter/mmdbtype"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -63,6 +67,9 @@ func TestServeCluster(t *testing.T) {
 	cfg.DataDir = t.TempDir()
 	cfg.Listen = "127.0.0.1:0"
 	cfg.Kafka.Brokers, cfg.Kafka.Topic, cfg.Kafka.Group, cfg.Kafka.ID = brokers, "events", "haechi", "w0"
+	// The forger's address carries no country in the contract: only
+	// GeoIP enrichment in the cluster's stages puts its reads under one.
+	cfg.GeoIP.CountryDB = countryDB(t, map[string]string{"45.77.0.0/16": "SG"})
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
@@ -145,7 +152,7 @@ func TestServeCluster(t *testing.T) {
 		}
 	}
 	// The partitions' ledgers answer scope queries from the shared store.
-	for _, q := range []string{"key=auth-2022-11", "principal=e:1042"} {
+	for _, q := range []string{"key=auth-2022-11", "principal=e:1042", "country=SG"} {
 		var res struct {
 			Total  int64            `json:"total"`
 			ByType map[string]int64 `json:"by_type"`
@@ -171,6 +178,37 @@ func TestServeCluster(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatalf("shutdown: %v", err)
 	}
+}
+
+// countryDB writes a MaxMind-format country database mapping each CIDR to
+// an ISO code.
+func countryDB(t *testing.T, nets map[string]string) string {
+	t.Helper()
+	tree, err := mmdbwriter.New(mmdbwriter.Options{DatabaseType: "GeoLite2-Country", IncludeReservedNetworks: true, RecordSize: 24})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for cidr, iso := range nets {
+		_, n, err := net.ParseCIDR(cidr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := tree.Insert(n, mmdbtype.Map{"country": mmdbtype.Map{"iso_code": mmdbtype.String(iso)}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	path := filepath.Join(t.TempDir(), "country.mmdb")
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tree.WriteTo(f); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return path
 }
 
 // A cluster whose topics were not created fails with a clear message.

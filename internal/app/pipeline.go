@@ -245,20 +245,9 @@ func NewPipeline(opts PipelineOptions) (*Pipeline, error) {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	cfg := opts.Config
-	geo, err := enrich.OpenGeo(enrich.GeoOptions{CountryDB: cfg.GeoIP.CountryDB, ASNDB: cfg.GeoIP.ASNDB})
+	geo, err := openGeo(cfg, opts.Logger, opts.Registerer)
 	if err != nil {
 		return nil, err
-	}
-	country, asn := geo.Enabled()
-	if !country || !asn {
-		opts.Logger.Info("geoip: no MaxMind database for country or AS configured; detectors use what events carry in source.geo and source.as",
-			"country_db", country, "asn_db", asn)
-	}
-	if country && !geo.Located() {
-		opts.Logger.Info("geoip: the country database has no locations (not a city database); impossible travel uses only source.geo.location from the events")
-	}
-	if opts.Registerer != nil {
-		registerGeoMetrics(opts.Registerer, geo)
 	}
 	p := &Pipeline{geo: geo, log: opts.Logger}
 	p.batches.New = func() any { return make([]event.Event, 0, batchSize) }
@@ -346,6 +335,27 @@ func NewPipeline(opts PipelineOptions) (*Pipeline, error) {
 	}
 	p.Engine, p.alerts = eng, st
 	return p, nil
+}
+
+// openGeo opens the configured GeoIP databases (none configured: a Geo
+// that enriches nothing), saying what detectors will rely on.
+func openGeo(cfg config.Config, log *slog.Logger, reg prometheus.Registerer) (*enrich.Geo, error) {
+	geo, err := enrich.OpenGeo(enrich.GeoOptions{CountryDB: cfg.GeoIP.CountryDB, ASNDB: cfg.GeoIP.ASNDB})
+	if err != nil {
+		return nil, err
+	}
+	country, asn := geo.Enabled()
+	if !country || !asn {
+		log.Info("geoip: no MaxMind database for country or AS configured; detectors use what events carry in source.geo and source.as",
+			"country_db", country, "asn_db", asn)
+	}
+	if country && !geo.Located() {
+		log.Info("geoip: the country database has no locations (not a city database); impossible travel uses only source.geo.location from the events")
+	}
+	if reg != nil {
+		registerGeoMetrics(reg, geo)
+	}
+	return geo, nil
 }
 
 func registerGeoMetrics(reg prometheus.Registerer, geo *enrich.Geo) {

@@ -27,6 +27,7 @@ import (
 	"github.com/haechi-sec/haechi/internal/console"
 	"github.com/haechi-sec/haechi/internal/decode"
 	"github.com/haechi-sec/haechi/internal/engine"
+	"github.com/haechi-sec/haechi/internal/enrich"
 	"github.com/haechi-sec/haechi/internal/event"
 	"github.com/haechi-sec/haechi/internal/ingest"
 	"github.com/haechi-sec/haechi/internal/input"
@@ -142,7 +143,14 @@ func Serve(ctx context.Context, opts ServeOptions) (err error) {
 	if cluster {
 		// One worker of a Kafka cluster: events come from the topic, alerts
 		// go to the store from the alert stage (docs/scale-out.md).
-		worker, h, err := newClusterWorker(cfg, opts.CanaryIDs, st, svc.Suppressions, []alert.Sink{svc.Responder, hub, logRaised}, log)
+		// GeoIP enrichment, as the single-process pipeline has it; closed
+		// once the worker has stopped.
+		geo, err := openGeo(cfg, log, reg)
+		if err != nil {
+			return err
+		}
+		svc.Add("geoip", nil, func(context.Context) error { return geo.Close() })
+		worker, h, err := newClusterWorker(cfg, opts.CanaryIDs, st, svc.Suppressions, []alert.Sink{svc.Responder, hub, logRaised}, geo, log)
 		if err != nil {
 			return err
 		}
@@ -424,7 +432,7 @@ func LoadSnapshot(ctx context.Context, p *Pipeline, path string, input uint32, l
 // newClusterWorker builds the Kafka worker of cluster mode: the configured
 // detectors and rules (the returned holder reloads them), and the alert
 // stage writing to st and telling sinks.
-func newClusterWorker(cfg config.Config, canaryIDs []string, st *store.Store, sup alert.Suppressor, sinks []alert.Sink, log *slog.Logger) (*kafka.Worker, *rules.Holder, error) {
+func newClusterWorker(cfg config.Config, canaryIDs []string, st *store.Store, sup alert.Suppressor, sinks []alert.Sink, geo *enrich.Geo, log *slog.Logger) (*kafka.Worker, *rules.Holder, error) {
 	rs, err := LoadRules(cfg.Rules)
 	if err != nil {
 		return nil, nil, fmt.Errorf("rules: %w", err)
@@ -438,6 +446,7 @@ func newClusterWorker(cfg config.Config, canaryIDs []string, st *store.Store, su
 		Brokers: k.Brokers, Topic: k.Topic, Group: k.Group, Prefix: k.Prefix, ID: k.ID,
 		Detectors:       func() []engine.Detector { return append(Detectors(cfg, canaryIDs), rules.Detectors(h)...) },
 		Lateness:        cfg.Engine.AllowedLateness.D(),
+		Enrich:          geo.Enrich,
 		Store:           st,
 		CheckpointEvery: k.CheckpointEvery,
 		Alerts:          &ao,

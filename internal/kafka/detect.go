@@ -394,6 +394,9 @@ func (d *detector) handle(ctx context.Context, r *kgo.Record) error {
 		if err := d.dec.Decode(r.Value, &ev); err != nil {
 			d.w.opts.Logger.Warn("kafka: bad repartitioned event skipped", "topic", r.Topic, "partition", r.Partition, "offset", r.Offset, "err", err)
 		} else {
+			if d.w.opts.Enrich != nil {
+				d.w.opts.Enrich(&ev)
+			}
 			ev.Input = uint32(h.Flags)
 			ev.Line = uint32(h.InOffset + 1)
 			ev.Restored = restored

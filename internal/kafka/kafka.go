@@ -85,6 +85,12 @@ type Options struct {
 	Detectors func() []engine.Detector
 	// Lateness is the engine's allowed lateness (0 → 5 minutes).
 	Lateness time.Duration
+	// Enrich, if set, completes every event as it is decoded, before it
+	// is routed and before detectors see it (GeoIP country and AS, as the
+	// single-process pipeline does). It must be deterministic: the
+	// re-keying stage and each detection partition decode and enrich
+	// their own copy of the event, and must agree.
+	Enrich func(*event.Event)
 	// TickEvery: whenever the input's watermark has moved this much since
 	// the last tick, every repartition partition gets a tick record with
 	// it, so timers of partitions that receive no events fire on time

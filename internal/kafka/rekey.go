@@ -199,6 +199,9 @@ func (r *rekeyer) records(rec *kgo.Record, st *inState, out []*kgo.Record) []*kg
 		}
 		return out
 	}
+	if r.w.opts.Enrich != nil {
+		r.w.opts.Enrich(&ev)
+	}
 	wm, earliest := st.observe(&ev, lateness)
 	if n := r.route(&ev); n > 0 {
 		log.Warn("kafka: key of a kind without a repartition topic dropped", "offset", rec.Offset, "keys", n)
