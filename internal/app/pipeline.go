@@ -1,8 +1,11 @@
 // Package app is the composition root: it builds haechi's pipeline —
 // engine, detectors, alert stage and the sinks alerts go to — from
-// configuration, and owns its lifecycle. Stages import each other only in
-// the direction internal/layout's test allows; app wires them, and only cli
-// and eval import app. Replay, serve and demo all run this one pipeline.
+// configuration, and the output side every entry point shares (Build: the
+// store, ledger, response, alert writer and checkpoints, for a Mode), and
+// owns their lifecycle. Stages import each other only in the direction
+// internal/layout's test allows; app wires them, and only cli, demo and
+// eval import app. Replay, eval, serve and demo all run this one pipeline
+// on this one output side.
 package app
 
 import (
