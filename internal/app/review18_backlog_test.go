@@ -1,0 +1,61 @@
+package app
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/haechi-sec/haechi/internal/api"
+	"github.com/haechi-sec/haechi/internal/config"
+	"github.com/haechi-sec/haechi/internal/ingest"
+	"github.com/haechi-sec/haechi/internal/spool"
+)
+
+// Before the refactor, a serve that failed after opening the spool (the
+// listen address taken, --insecure-no-auth on a public address, the
+// console failing) closed the pipeline and returned at once; the spool's
+// backlog was left for the next start. Close now first waits for the
+// consumer to take everything pending, on a context without a deadline
+// (the deferred Close's): the error is returned only after the whole
+// backlog was processed — unbounded, and not even Ctrl-C shortens it.
+func TestReview18EarlyErrorDoesNotReplayBacklog(t *testing.T) {
+	contract, err := os.ReadFile("../../testdata/contract-events.ndjson")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := config.Default()
+	cfg.DataDir = t.TempDir()
+	cfg.Listen = "256.0.0.1:1" // listen fails
+	in, err := ingest.Open(ingest.Options{Spool: spool.Options{Dir: filepath.Join(cfg.DataDir, "spool"), NoSync: true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := bytes.Repeat(contract, 200)
+	for range 300 {
+		if _, err := in.Append(t.Context(), api.Stored{Body: body}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := in.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	// The user gives up (Ctrl-C) a moment after start.
+	time.AfterFunc(300*time.Millisecond, cancel)
+	start := time.Now()
+	err = Serve(ctx, ServeOptions{Config: cfg, Announce: io.Discard, InsecureNoAuth: true})
+	took := time.Since(start)
+	if err == nil || !strings.Contains(err.Error(), "listen") {
+		t.Fatalf("Serve = %v, want the listen error", err)
+	}
+	if took > 2*time.Second {
+		t.Errorf("the listen error took %s to return: serve replayed the spool's backlog first", took)
+	}
+}
