@@ -81,6 +81,9 @@ func Serve(ctx context.Context, opts ServeOptions) (err error) {
 	if (opts.TLSCert == "") != (opts.TLSKey == "") {
 		return errors.New("TLS needs both --tls-cert and --tls-key")
 	}
+	if cfg.Kafka.Enabled() && cfg.Detectors.TerminatedIdentity.RosterFile != "" {
+		return errors.New("cluster mode: the roster snapshot file is not read; produce it to the input topic (kafka.topic) instead")
+	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
@@ -95,12 +98,23 @@ func Serve(ctx context.Context, opts ServeOptions) (err error) {
 		return err
 	}
 	svc.Start(ctx)
+	// A start that fails stops everything at once (the graceful stop
+	// below has run Close already when serving ended normally).
 	defer func() {
-		if cerr := svc.Close(context.WithoutCancel(ctx)); cerr != nil && err == nil {
+		if cerr := svc.Abort(); cerr != nil && err == nil {
 			err = cerr
 		}
 	}()
 	st := svc.Store
+	// The spool (opened below, once the pipeline exists) closes after the
+	// pipeline and access control, as the last of serve's own parts.
+	var ing *ingest.Ingester
+	svc.Add("spool", nil, func(context.Context) error {
+		if ing == nil {
+			return nil
+		}
+		return ing.Close()
+	})
 	var authn *auth.Authenticator
 	if !opts.InsecureNoAuth {
 		authn = auth.New(auth.Options{Store: st, Secure: opts.TLSCert != "", Logger: log})
@@ -126,9 +140,6 @@ func Serve(ctx context.Context, opts ServeOptions) (err error) {
 	if cluster {
 		if st.Backend() == "sqlite" {
 			log.Warn("cluster mode with the embedded SQLite store: only this one worker can use it; give every worker of the group the same store.dsn (PostgreSQL)")
-		}
-		if cfg.Detectors.TerminatedIdentity.RosterFile != "" {
-			return errors.New("cluster mode: the roster snapshot file is not read; produce it to the input topic (kafka.topic) instead")
 		}
 	}
 	logRaised := alert.SinkFunc(func(c alert.Change, a event.Alert) {
@@ -192,7 +203,6 @@ func Serve(ctx context.Context, opts ServeOptions) (err error) {
 	}
 	// Durable ingest: requests go to the spool, the consumer feeds the
 	// pipeline from it (first replaying what the spool retains).
-	var ing *ingest.Ingester
 	if sc := cfg.Spool; sc.Enabled && !cluster {
 		dir := sc.Dir
 		if dir == "" {
@@ -215,13 +225,18 @@ func Serve(ctx context.Context, opts ServeOptions) (err error) {
 		if err != nil {
 			return err
 		}
-		svc.Add("spool", nil, func(context.Context) error { return ing.Close() })
 		// At stop the consumer first takes what was acknowledged (it is on
-		// disk either way: a restart replays it), within the stop's time.
-		svc.Add("spool consumer", func(ctx context.Context) error { return ing.Run(ctx, p) },
+		// disk either way: a restart replays it), within the stop's time,
+		// unless it has stopped already.
+		consumed := make(chan struct{})
+		svc.Add("spool consumer", func(ctx context.Context) error { defer close(consumed); return ing.Run(ctx, p) },
 			func(ctx context.Context) error {
 				for ing.Pending() > 0 && ctx.Err() == nil {
-					time.Sleep(20 * time.Millisecond)
+					select {
+					case <-consumed:
+						return nil
+					case <-time.After(20 * time.Millisecond):
+					}
 				}
 				return nil
 			})

@@ -140,7 +140,7 @@ func Build(ctx context.Context, opts BuildOptions) (_ *Service, err error) {
 	// existing one (app.AuditKey).
 	key, keyFrom, err := AuditKey(cfg, live)
 	if err != nil {
-		return nil, err
+		return nil, configError{err}
 	}
 	st, err := store.Open(ctx, cfg.StoreTarget(), store.Options{Logger: log, AuditKey: key})
 	if err != nil {
@@ -226,11 +226,15 @@ func (s *Service) buildResponse(ctx context.Context, opts BuildOptions) (err err
 		ro.OnWritten = d.Wake
 		// Containment planned as the last alerts closed is sent at stop,
 		// within at most 10 s; what is left is delivered by the next start.
+		// An aborted stop (Close with a done ctx: a start that failed)
+		// sends nothing: the next start delivers what is due.
 		s.add(&part{name: "dispatcher", run: d.Run, stop: func(ctx context.Context) error {
-			dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-			defer cancel()
-			if err := d.Drain(dctx); err != nil {
-				log.Warn("respond: stopping before every due action was tried; the next start delivers them", "err", err)
+			if ctx.Err() == nil {
+				dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+				defer cancel()
+				if err := d.Drain(dctx); err != nil {
+					log.Warn("respond: stopping before every due action was tried; the next start delivers them", "err", err)
+				}
 			}
 			if err := d.Close(); err != nil {
 				return fmt.Errorf("respond: %w", err)
@@ -315,6 +319,9 @@ func (s *Service) Err() error {
 // each part's stop (a flush, a drain), then its run is cancelled and
 // waited for. It returns the first error — a stop's, or a run's other than
 // its context's cancellation — and stops every part whatever happens.
+// ctx bounds the stops that wait for work to finish (the dispatcher's
+// drain, a consumer's backlog); with ctx already done, Close aborts: what
+// is held is flushed, nothing more is waited for or sent (Abort).
 // Close is idempotent.
 func (s *Service) Close(ctx context.Context) error {
 	if s.closed {
@@ -339,6 +346,14 @@ func (s *Service) Close(ctx context.Context) error {
 		}
 	}
 	return first
+}
+
+// Abort is Close after a start that failed: parts are stopped and flushed,
+// but no backlog is worked off and no due action is delivered.
+func (s *Service) Abort() error {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	return s.Close(ctx)
 }
 
 // Sinks are the service's own alert sinks, in the order alerts should

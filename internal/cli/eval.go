@@ -67,6 +67,9 @@ func (c *evalCmd) Run(e *env) (err error) {
 		// The output side of a scored run: the store, the alert writer and
 		// the ledger, written once a simulated day (app.ModeScore).
 		svc, err := app.Build(e.ctx, app.BuildOptions{Config: cfg, Mode: app.ModeScore})
+		if errors.Is(err, app.ErrConfig) {
+			return usageError{err}
+		}
 		if err != nil {
 			return err
 		}

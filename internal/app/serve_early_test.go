@@ -18,13 +18,11 @@ import (
 	"github.com/haechi-sec/haechi/internal/store"
 )
 
-// Before the refactor, serve checked the cluster configuration (a roster
-// file is refused in cluster mode) before it built the response: a refused
-// configuration never started the dispatcher, so no webhook left the
-// process. Build now starts the dispatcher (and Close drains it) before
-// that check, so a due action in the outbox is delivered by a serve that
-// then refuses to start.
-func TestReview18EarlyErrorDeliversNoWebhook(t *testing.T) {
+// A configuration serve refuses (a roster file in cluster mode) is refused
+// before the response is built: no webhook leaves a process that refuses
+// to start. (Found in review: with app.Build the check came after the
+// dispatcher had started, and Close drained it, delivering a due action.)
+func TestServeRefusedDeliversNoWebhook(t *testing.T) {
 	var hits atomic.Int32
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		hits.Add(1)

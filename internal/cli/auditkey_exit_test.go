@@ -7,11 +7,11 @@ import (
 	"github.com/haechi-sec/haechi/internal/respond"
 )
 
-// Before the refactor, replay and eval --store opened the store through
-// storeOptions, which marks an unusable audit key (HAECHI_AUDIT_KEY or
-// audit.key_file) as the user's input: exit code 2. app.Build returns
-// AuditKey's error unmarked, so it became exit code 1.
-func TestReview18AuditKeyErrorIsUsage(t *testing.T) {
+// An unusable audit key (HAECHI_AUDIT_KEY or audit.key_file) is the
+// user's input: replay and eval --store exit 2, as every command opening
+// the store does. (Found in review: app.Build returned the error unmarked,
+// exit 1.)
+func TestStoreCommandsAuditKeyErrorIsUsage(t *testing.T) {
 	t.Setenv(respond.AuditKeyEnv, "not-a-key")
 	for _, args := range [][]string{
 		{"replay", "--data-dir", t.TempDir(), contractPath},

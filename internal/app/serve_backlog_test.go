@@ -16,14 +16,12 @@ import (
 	"github.com/haechi-sec/haechi/internal/spool"
 )
 
-// Before the refactor, a serve that failed after opening the spool (the
-// listen address taken, --insecure-no-auth on a public address, the
-// console failing) closed the pipeline and returned at once; the spool's
-// backlog was left for the next start. Close now first waits for the
-// consumer to take everything pending, on a context without a deadline
-// (the deferred Close's): the error is returned only after the whole
-// backlog was processed — unbounded, and not even Ctrl-C shortens it.
-func TestReview18EarlyErrorDoesNotReplayBacklog(t *testing.T) {
+// A serve that fails after opening the spool (the listen address taken,
+// --insecure-no-auth on a public address, the console failing) returns at
+// once and leaves the spool's backlog for the next start (Service.Abort).
+// (Found in review: with app.Build the failed start first waited, without
+// a deadline, for the consumer to take everything pending.)
+func TestServeEarlyErrorDoesNotReplayBacklog(t *testing.T) {
 	contract, err := os.ReadFile("../../testdata/contract-events.ndjson")
 	if err != nil {
 		t.Fatal(err)
