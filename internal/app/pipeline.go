@@ -175,6 +175,7 @@ func Detectors(cfg config.Config, canaryIDs []string) []engine.Detector {
 			MaxLifetime: tp.MaxLifetime.D(),
 			ClockSkew:   tp.ClockSkew.D(),
 			Lateness:    cfg.Engine.AllowedLateness.D(),
+			MintSkew:    tp.MintSkew.D(),
 		}))
 	}
 	if kp := cfg.Detectors.KeyPosture; kp.Enabled {

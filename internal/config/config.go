@@ -432,6 +432,13 @@ type TokenProvenance struct {
 	// ClockSkew tolerates issuers' and gateways' clocks disagreeing: an
 	// issue time up to this far after the use is not "in the future".
 	ClockSkew Duration `yaml:"clock_skew"`
+	// MintSkew is how far the token issuer's stream (auth.token) must have
+	// moved past a used token's issue time (or its first use, if earlier)
+	// with no mint of it before the token is never minted — without
+	// waiting for the engine's allowed lateness. It absorbs the issuer's
+	// logging delay and its stream's disorder. When the issuer's stream is
+	// behind or silent, the verdict waits for the allowed lateness.
+	MintSkew Duration `yaml:"mint_skew"`
 }
 
 // KeyPosture configures the detector for signing keys that should no
@@ -526,6 +533,7 @@ func Default() Config {
 				Enabled:     true,
 				MaxLifetime: Duration(24 * time.Hour),
 				ClockSkew:   Duration(5 * time.Minute),
+				MintSkew:    Duration(30 * time.Second),
 			},
 			KeyPosture: KeyPosture{
 				Enabled:     true,

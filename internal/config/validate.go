@@ -216,6 +216,9 @@ func (d Detectors) check(add addFunc) {
 	if tp.ClockSkew < 0 {
 		add("token_provenance.clock_skew", "must not be negative, got %s", tp.ClockSkew)
 	}
+	if tp.MintSkew <= 0 {
+		add("token_provenance.mint_skew", "must be positive, got %s", tp.MintSkew)
+	}
 	kp := d.KeyPosture
 	if kp.RotationAge <= 0 {
 		add("key_posture.rotation_age", "must be positive, got %s", kp.RotationAge)

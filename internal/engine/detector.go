@@ -13,11 +13,14 @@
 // that may arrive late (a token mint, say) act when the watermark passes the
 // moment they wait for, through Advancer. A live source also advances the
 // watermark from its clock (AdvanceTo) so waiting state does not stall when
-// traffic pauses. Live serving, file replay and simulation share this one
-// code path.
+// traffic pauses. A detector waiting for one particular stream (a token's
+// mint on the issuer's stream) can instead read that stream's own progress
+// (StreamWatcher, Context.StreamTime) and act as soon as it has passed.
+// Live serving, file replay and simulation share this one code path.
 package engine
 
 import (
+	"slices"
 	"time"
 
 	"github.com/haechi-sec/haechi/internal/event"
@@ -50,6 +53,43 @@ type Broadcaster interface {
 	Broadcast(ev *event.Event) bool
 }
 
+// StreamWatcher is implemented by detectors whose decisions wait for
+// another input stream rather than for the global lateness: a token is
+// "never minted" once the issuer's stream (auth.token) has moved past the
+// token's issue time, not five minutes after its use. Streams names the
+// datasets whose progress the detector's shards read through
+// Context.StreamTime; it is called once, by New. A shard of a detector
+// that watches streams has Advance called whenever one of them moved, even
+// when the watermark did not.
+type StreamWatcher interface {
+	Streams() []string
+}
+
+// StreamsOf returns the datasets the detectors watch (StreamWatcher), each
+// once, in the order first named.
+func StreamsOf(dets []Detector) []string {
+	var out []string
+	for _, d := range dets {
+		w, ok := d.(StreamWatcher)
+		if !ok {
+			continue
+		}
+		for _, s := range w.Streams() {
+			if s != "" && !slices.Contains(out, s) {
+				out = append(out, s)
+			}
+		}
+	}
+	return out
+}
+
+// StreamTime is the progress of one input stream: the newest event time
+// seen on it.
+type StreamTime struct {
+	Dataset string
+	Time    time.Time
+}
+
 // Shard is one shard's share of a detector's state.
 //
 // Process is called only from the owning shard goroutine, for events whose
@@ -64,7 +104,9 @@ type Shard interface {
 // Advancer is implemented by shard state that acts on the passage of event
 // time: timers ("no mint arrived within the lateness") and eviction. Advance
 // is called on the shard goroutine after a batch whenever the watermark has
-// moved forward, and once more with EndOfTime when the input ends.
+// moved forward — for a StreamWatcher also whenever a watched stream moved
+// (then watermark is unchanged) — and once more with EndOfTime when the
+// input ends.
 type Advancer interface {
 	Advance(c *Context, watermark time.Time)
 }
@@ -88,6 +130,8 @@ type Context struct {
 	detector  string
 	watermark time.Time
 	earliest  time.Time
+	streams   []string    // watched datasets (shared, read-only)
+	progress  []time.Time // their progress, by index (shared, read-only)
 	findings  []event.Finding
 	inputName func(uint32) string
 }
@@ -108,6 +152,23 @@ func (c *Context) Watermark() time.Time { return c.watermark }
 // what haechi has watched. State that existed before it (a token minted before haechi
 // started) cannot be known; detectors use this to stay honest about it.
 func (c *Context) Earliest() time.Time { return c.earliest }
+
+// StreamTime returns the progress of a watched stream (see StreamWatcher)
+// as this shard knows it: the newest event time of that dataset the engine
+// had routed when it handed over the batch being processed (events of the
+// batch included), or announced through Batch.Streams. Every event of the
+// dataset up to that point has been processed by this shard before the
+// call, so a decision "the stream passed t and did not deliver x" is as
+// sound as the stream's order. Zero for a dataset no detector watches, or
+// before any event of it.
+func (c *Context) StreamTime(dataset string) time.Time {
+	for i, s := range c.streams {
+		if s == dataset && i < len(c.progress) {
+			return c.progress[i]
+		}
+	}
+	return time.Time{}
+}
 
 // Ref returns the evidence reference of ev: its event.id, or input:line.
 func (c *Context) Ref(ev *event.Event) string {

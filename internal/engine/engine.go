@@ -64,6 +64,13 @@ type Options struct {
 type Batch struct {
 	Events   []event.Event
 	Received time.Time // wall-clock arrival, for the processing-lag metric
+	// Streams, if set, advances the progress of watched streams (see
+	// StreamWatcher) before the batch's events, as an upstream stage that
+	// saw the whole input knows it: cluster mode's partition engines see
+	// only their share of the issuer's stream and learn the rest from the
+	// re-keying stage. Progress never moves backwards; datasets no
+	// detector watches are ignored.
+	Streams []StreamTime
 }
 
 // Output is what a shard reports after each batch it processed: the
@@ -99,12 +106,16 @@ type SnapshotPart struct {
 // with Submit/TrySubmit, stop with Close; Run returns when everything
 // submitted before Close has been processed and Output is closed.
 type Engine struct {
-	opts   Options
-	dets   []Detector
-	bcast  []Broadcaster
-	in     chan inMsg
-	out    chan Output
-	shards []chan shardMsg
+	opts  Options
+	dets  []Detector
+	bcast []Broadcaster
+	// streams are the datasets detectors watch; watchers[d] is whether
+	// detector d is one of the watchers.
+	streams  []string
+	watchers []bool
+	in       chan inMsg
+	out      chan Output
+	shards   []chan shardMsg
 	// shardOut carries each shard's outputs, one per message it received;
 	// merge interleaves them round-robin into out.
 	shardOut  []chan Output
@@ -134,11 +145,15 @@ type shardMsg struct {
 	items     *[]item
 	watermark time.Time
 	earliest  time.Time
-	done      *batchDone
-	received  time.Time
-	final     bool
-	mark      uint64
-	snap      bool
+	// progress of the watched streams after the batch (shared by every
+	// shard, never modified); moved: it changed with this message.
+	progress []time.Time
+	moved    bool
+	done     *batchDone
+	received time.Time
+	final    bool
+	mark     uint64
+	snap     bool
 	// restored: every event of the batch is Restored — a replay of what
 	// the restored checkpoint covers. Findings the message yields were
 	// emitted before the checkpoint and are dropped.
@@ -197,7 +212,10 @@ func New(opts Options) (*Engine, error) {
 		e.dets = append(e.dets, d)
 		b, _ := d.(Broadcaster)
 		e.bcast = append(e.bcast, b)
+		_, w := d.(StreamWatcher)
+		e.watchers = append(e.watchers, w)
 	}
+	e.streams = StreamsOf(e.dets)
 	e.in = make(chan inMsg, 256)
 	e.out = make(chan Output, 4*opts.Shards)
 	e.shards = make([]chan shardMsg, opts.Shards)
@@ -230,7 +248,8 @@ func (e *Engine) Watermark() time.Time {
 	return time.Unix(0, n).UTC()
 }
 
-// Submit admits a batch, waiting while the engine is full. It returns
+// Submit admits a batch (one without events is ignored, Streams and all),
+// waiting while the engine is full. It returns
 // ErrClosed after Close, or ctx's error.
 func (e *Engine) Submit(ctx context.Context, b Batch) error {
 	if len(b.Events) == 0 {
@@ -425,27 +444,53 @@ func (e *Engine) route() {
 		perShard  = make([]*[]item, len(e.shards))
 		nShards   = uint64(len(e.shards))
 		lateness  = e.opts.Lateness
+		// progress of the watched streams; replaced (never modified) when
+		// it moves, since shards read the previous slice concurrently.
+		progress = make([]time.Time, len(e.streams))
 	)
+	// advanceStream moves stream i's progress to t, copying the slice on
+	// the first move of a message.
+	advanceStream := func(i int, t time.Time, moved *bool) {
+		if !t.After(progress[i]) {
+			return
+		}
+		if !*moved {
+			progress = slices.Clone(progress)
+			*moved = true
+		}
+		progress[i] = t
+	}
 	for msg := range e.in {
 		if msg.mark != 0 {
 			for _, ch := range e.shards {
-				ch <- shardMsg{watermark: watermark, mark: msg.mark, snap: msg.snap}
+				ch <- shardMsg{watermark: watermark, progress: progress, mark: msg.mark, snap: msg.snap}
 			}
 			continue
 		}
 		if !msg.advance.IsZero() {
 			if msg.advance.After(watermark) {
 				watermark = msg.advance
-				e.broadcastWatermark(watermark, msg.batch.Received)
+				e.broadcastWatermark(watermark, progress, msg.batch.Received)
 			}
 			continue
 		}
 		evs := msg.batch.Events
 		var late int
 		restored := len(evs) > 0
+		moved := false
+		for _, st := range msg.batch.Streams {
+			if i := slices.Index(e.streams, st.Dataset); i >= 0 {
+				advanceStream(i, st.Time, &moved)
+			}
+		}
 		for i := range evs {
 			ev := &evs[i]
 			restored = restored && ev.Restored
+			for si, ds := range e.streams {
+				if ev.Dataset == ds {
+					advanceStream(si, ev.Time, &moved)
+				}
+			}
 			if ev.Time.Before(watermark) {
 				ev.Late = true
 				late++
@@ -486,20 +531,21 @@ func (e *Engine) route() {
 		done := &batchDone{n: len(evs), gate: e.gate, events: evs, release: e.opts.Release}
 		done.pending.Store(int32(len(e.shards)))
 		for s, ch := range e.shards {
-			ch <- shardMsg{items: perShard[s], watermark: watermark, earliest: minSeen, done: done, received: msg.batch.Received, restored: restored}
+			ch <- shardMsg{items: perShard[s], watermark: watermark, earliest: minSeen, progress: progress, moved: moved,
+				done: done, received: msg.batch.Received, restored: restored}
 			perShard[s] = nil
 		}
 	}
 	for _, ch := range e.shards {
-		ch <- shardMsg{watermark: EndOfTime, final: true}
+		ch <- shardMsg{watermark: EndOfTime, progress: progress, final: true}
 		close(ch)
 	}
 }
 
-func (e *Engine) broadcastWatermark(wm, received time.Time) {
+func (e *Engine) broadcastWatermark(wm time.Time, progress []time.Time, received time.Time) {
 	e.watermark.Store(wm.UnixNano())
 	for _, ch := range e.shards {
-		ch <- shardMsg{watermark: wm, received: received}
+		ch <- shardMsg{watermark: wm, progress: progress, received: received}
 	}
 }
 
@@ -534,11 +580,14 @@ func (e *Engine) runShard(id int) {
 		advancers[d], _ = states[d].(Advancer)
 		markers[d], _ = states[d].(Marker)
 	}
-	c := &Context{shard: id, shards: len(e.shards), inputName: e.opts.InputName}
+	c := &Context{shard: id, shards: len(e.shards), inputName: e.opts.InputName, streams: e.streams}
 	var lastWM time.Time
 	for msg := range e.shards[id] {
 		if !msg.earliest.IsZero() {
 			c.earliest = msg.earliest
+		}
+		if msg.progress != nil {
+			c.progress = msg.progress
 		}
 		if msg.items != nil {
 			for _, it := range *msg.items {
@@ -552,11 +601,14 @@ func (e *Engine) runShard(id int) {
 			*msg.items = (*msg.items)[:0]
 			e.itemPool.Put(msg.items)
 		}
-		if msg.watermark.After(lastWM) {
-			lastWM = msg.watermark
-			c.watermark = lastWM
+		if wmMoved := msg.watermark.After(lastWM); wmMoved || msg.moved {
+			if wmMoved {
+				lastWM = msg.watermark
+				c.watermark = lastWM
+			}
 			for d, a := range advancers {
-				if a != nil {
+				// Only the watchers hear of a stream's progress alone.
+				if a != nil && (wmMoved || e.watchers[d]) {
 					c.detector = e.dets[d].Name()
 					a.Advance(c, lastWM)
 				}

@@ -387,3 +387,73 @@ func TestOutputOrderIsDeterministic(t *testing.T) {
 		}
 	}
 }
+
+// watcher watches the token issuer's stream and records, per shard, the
+// stream's progress at every Advance.
+type watcher struct {
+	mu   sync.Mutex
+	seen map[int][]time.Time // shard → StreamTime(auth.token) at each Advance
+}
+
+var _ engine.StreamWatcher = (*watcher)(nil)
+
+func (w *watcher) Name() string      { return "watcher" }
+func (w *watcher) Streams() []string { return []string{event.DatasetToken, event.DatasetToken, ""} }
+func (w *watcher) Key(ev *event.Event) (event.EntityKey, bool) {
+	return event.EntityKey{Kind: event.EntityPrincipal, ID: ev.User.ID}, ev.User.ID != ""
+}
+func (w *watcher) NewShard() engine.Shard { return &watchShard{w: w} }
+
+type watchShard struct{ w *watcher }
+
+func (s *watchShard) Process(*engine.Context, event.EntityKey, *event.Event) {}
+func (s *watchShard) Advance(c *engine.Context, _ time.Time) {
+	s.w.mu.Lock()
+	defer s.w.mu.Unlock()
+	s.w.seen[c.Shard()] = append(s.w.seen[c.Shard()], c.StreamTime(event.DatasetToken))
+}
+
+// TestStreamProgress: a watched stream's progress is the newest event time
+// of its dataset the router has seen or been told (Batch.Streams), the same
+// on every shard; a move of it alone calls the watchers' Advance (not the
+// others'), and it never goes back.
+func TestStreamProgress(t *testing.T) {
+	if got := engine.StreamsOf([]engine.Detector{newRecorder(), &watcher{}}); !slices.Equal(got, []string{event.DatasetToken}) {
+		t.Fatalf("StreamsOf = %v", got)
+	}
+	w := &watcher{seen: map[int][]time.Time{}}
+	r := newRecorder()
+	e, err := engine.New(engine.Options{Detectors: []engine.Detector{r, w}, Shards: 2, Lateness: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mint := func(at time.Duration) event.Event {
+		return event.Event{Time: t0.Add(at), Dataset: event.DatasetToken, Action: event.ActionTokenIssued}
+	}
+	wait := run(t, e)
+	ctx := context.Background()
+	for _, b := range []engine.Batch{
+		{Events: []event.Event{ev("a", "u1", 10*time.Minute)}}, // watermark 9m, no mint yet
+		{Events: []event.Event{mint(5 * time.Minute)}},         // a mint behind the watermark's source: only the stream moves
+		{Events: []event.Event{mint(4 * time.Minute)}},         // older: nothing moves
+		{Events: []event.Event{ev("b", "u2", 9*time.Minute)}, Streams: []engine.StreamTime{{Dataset: event.DatasetToken, Time: t0.Add(7 * time.Minute)}}}, // told by an upstream stage
+		{Events: []event.Event{ev("c", "u3", 8*time.Minute)}, Streams: []engine.StreamTime{{Dataset: event.DatasetToken, Time: t0.Add(6 * time.Minute)}, {Dataset: "other", Time: t0.Add(time.Hour)}}},
+	} {
+		if err := e.Submit(ctx, b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.Close()
+	wait()
+	want := []time.Time{{}, t0.Add(5 * time.Minute), t0.Add(7 * time.Minute), t0.Add(7 * time.Minute)} // the last at EndOfTime
+	for shard := range 2 {
+		if got := w.seen[shard]; !slices.EqualFunc(got, want, time.Time.Equal) {
+			t.Errorf("shard %d: stream progress at Advance %v, want %v", shard, got, want)
+		}
+		// The recorder (no watcher) hears only the watermark's moves: 9m
+		// and the end.
+		if got := r.wms[shard]; len(got) != 2 {
+			t.Errorf("shard %d: recorder advanced at %v, want twice", shard, got)
+		}
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -53,6 +54,16 @@ func (d *kindDetector) Key(ev *event.Event) (event.EntityKey, bool) {
 	}
 	return k, true
 }
+
+// watchingKindDetector is a kindDetector whose detector watches streams
+// (engine.StreamWatcher): the partition engine tracks them for it, as one
+// engine over the input would.
+type watchingKindDetector struct {
+	kindDetector
+	streams []string
+}
+
+func (d *watchingKindDetector) Streams() []string { return d.streams }
 
 // ledgerDetector is a partition's ledger detector. Its shards snapshot as
 // a marker with no state: a checkpoint is stored only once the ledger's
@@ -109,12 +120,14 @@ type partition struct {
 	restored int64 // records below are covered by the restored checkpoint
 	lastWM   time.Time
 	lastE    time.Time
-	since    int
-	mark     uint64
-	last     int64          // offset of the last record handed over
-	failed   atomic.Bool    // a finding was not produced: store no checkpoint
-	led      *ledger.Ledger // Options.Ledger on a topic of a ledger dimension
-	ledDone  chan error
+	// lastStreams: the watched streams' progress last handed to the engine.
+	lastStreams []engine.StreamTime
+	since       int
+	mark        uint64
+	last        int64          // offset of the last record handed over
+	failed      atomic.Bool    // a finding was not produced: store no checkpoint
+	led         *ledger.Ledger // Options.Ledger on a topic of a ledger dimension
+	ledDone     chan error
 
 	qmu   sync.Mutex
 	queue []pending
@@ -292,7 +305,12 @@ func (d *detector) open(ctx context.Context, topic string, part int32) (*partiti
 	var dets []engine.Detector
 	for _, det := range d.w.opts.Detectors() {
 		b, _ := det.(engine.Broadcaster)
-		dets = append(dets, &kindDetector{Detector: det, b: b, kind: kind})
+		kd := kindDetector{Detector: det, b: b, kind: kind}
+		if w, ok := det.(engine.StreamWatcher); ok {
+			dets = append(dets, &watchingKindDetector{kindDetector: kd, streams: w.Streams()})
+			continue
+		}
+		dets = append(dets, &kd)
 	}
 	p := &partition{w: d.w, topic: topic, part: part, runDone: make(chan struct{}), outDone: make(chan struct{})}
 	if dim, ok := d.w.ledgerDimension(kind); ok {
@@ -373,10 +391,12 @@ func (d *detector) handle(ctx context.Context, r *kgo.Record) error {
 	defer func() { p.last = r.Offset }()
 	// Time first: what one engine over the input knew before this event.
 	var ticks []event.Event
-	if h.Watermark.After(p.lastWM) {
-		p.lastWM = h.Watermark
+	streamsMoved := p.streamsMoved(h.Streams)
+	if h.Watermark.After(p.lastWM) || streamsMoved {
+		p.lastWM = later(p.lastWM, h.Watermark)
 		// A reference-data event (which never counts as "earliest") at
-		// watermark+lateness moves this engine's watermark to the input's.
+		// watermark+lateness moves this engine's watermark to the input's
+		// (and carries the watched streams' progress, below).
 		ticks = append(ticks, event.Event{Time: h.Watermark.Add(d.w.opts.Lateness), Dataset: event.DatasetKeys, Restored: restored})
 	}
 	if !h.Earliest.IsZero() && !h.Earliest.Equal(p.lastE) {
@@ -385,7 +405,7 @@ func (d *detector) handle(ctx context.Context, r *kgo.Record) error {
 	}
 	if len(ticks) > 0 {
 		p.push(pending{offset: r.Offset})
-		if err := p.eng.Submit(ctx, engine.Batch{Events: ticks, Received: time.Now()}); err != nil {
+		if err := p.eng.Submit(ctx, engine.Batch{Events: ticks, Streams: h.Streams, Received: time.Now()}); err != nil {
 			return err
 		}
 	}
@@ -553,4 +573,29 @@ func (d *detector) ship(p *partition) {
 			prevWM = out.Watermark
 		}
 	}
+}
+
+// streamsMoved reports whether the input's watched streams (a header's
+// Streams) are ahead of what p's engine was last told, and remembers them.
+func (p *partition) streamsMoved(streams []engine.StreamTime) bool {
+	moved := false
+	for _, st := range streams {
+		i := slices.IndexFunc(p.lastStreams, func(l engine.StreamTime) bool { return l.Dataset == st.Dataset })
+		switch {
+		case i < 0:
+			p.lastStreams = append(p.lastStreams, st)
+			moved = true
+		case st.Time.After(p.lastStreams[i].Time):
+			p.lastStreams[i].Time = st.Time
+			moved = true
+		}
+	}
+	return moved
+}
+
+func later(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
 }

@@ -11,6 +11,10 @@ import (
 func FuzzParseHeader(f *testing.F) {
 	f.Add(header{Flags: copyKeyed, Watermark: time.Unix(1700000000, 5).UTC(), Earliest: time.Unix(1690000000, 0).UTC(), InPartition: 2, InOffset: 99}.append(nil))
 	f.Add(header{Flags: copyBroadcast | copyKeyed, Watermark: engine.EndOfTime}.append(nil))
+	f.Add(header{Flags: copyKeyed, Watermark: time.Unix(1700000000, 0).UTC(),
+		Streams: []engine.StreamTime{{Dataset: "auth.token", Time: time.Unix(1700000290, 7).UTC()}}}.append(nil))
+	// A version 1 header, written before Streams.
+	f.Add([]byte{1, copyKeyed, 0, 0, 0, 0, 0})
 	f.Add([]byte{})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		h, err := parseHeader(b)

@@ -13,7 +13,9 @@ import (
 // record of a repartition topic.
 const headerKey = "haechi"
 
-const headerVersion = 1
+// headerVersion 2 added Streams; version 1 headers (written before) are
+// still read, without them.
+const headerVersion = 2
 
 // Copy flags: why a record of a repartition topic is on its partition.
 const (
@@ -40,6 +42,10 @@ type header struct {
 	// events without an id).
 	InPartition int32
 	InOffset    int64
+	// Streams is the progress of the streams detectors watch
+	// (engine.StreamWatcher) before this event, over the whole input
+	// partition: a partition sees only its share of the issuer's stream.
+	Streams []engine.StreamTime
 }
 
 func (h header) append(b []byte) []byte {
@@ -54,13 +60,19 @@ func (h header) append(b []byte) []byte {
 	w.Time(h.Earliest)
 	w.Uint(uint64(h.InPartition))
 	w.Uint(uint64(h.InOffset))
+	w.Uint(uint64(len(h.Streams)))
+	for _, s := range h.Streams {
+		w.String(s.Dataset)
+		w.Time(s.Time)
+	}
 	return w.B
 }
 
 // parseHeader decodes what header.append wrote.
 func parseHeader(b []byte) (header, error) {
 	r := snap.NewReader(b)
-	if v := r.Byte(); r.Err() == nil && v != headerVersion {
+	v := r.Byte()
+	if r.Err() == nil && v != 1 && v != headerVersion {
 		return header{}, fmt.Errorf("kafka header: version %d, want %d", v, headerVersion)
 	}
 	var h header
@@ -72,6 +84,13 @@ func parseHeader(b []byte) (header, error) {
 	}
 	h.Earliest = r.Time()
 	p, off := r.Uint(), r.Uint()
+	if v >= 2 {
+		n := r.Count(2)
+		for range n {
+			ds := r.String()
+			h.Streams = append(h.Streams, engine.StreamTime{Dataset: ds, Time: r.Time()})
+		}
+	}
 	if err := r.End(); err != nil {
 		return header{}, fmt.Errorf("kafka header: %w", err)
 	}

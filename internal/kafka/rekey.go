@@ -29,6 +29,43 @@ const WatermarkHeader = "haechi-watermark"
 type inState struct {
 	maxSeen, earliest, watermark time.Time
 	ticked                       time.Time // watermark of the last tick to every partition
+	// streams is the progress of the watched streams (engine.StreamsOf
+	// the detectors), by index: the newest event time of each dataset.
+	streams []time.Time
+}
+
+// clone returns a copy of s that shares nothing with it.
+func (s *inState) clone() *inState {
+	c := *s
+	c.streams = slices.Clone(s.streams)
+	return &c
+}
+
+// observeStreams advances the watched streams' progress over ev.
+func (s *inState) observeStreams(ev *event.Event, streams []string) {
+	for i, ds := range streams {
+		if ev.Dataset != ds {
+			continue
+		}
+		if len(s.streams) < len(streams) {
+			s.streams = append(s.streams, make([]time.Time, len(streams)-len(s.streams))...)
+		}
+		if ev.Time.After(s.streams[i]) {
+			s.streams[i] = ev.Time
+		}
+	}
+}
+
+// streamTimes returns the header form of the watched streams' progress
+// (those with any event so far).
+func (s *inState) streamTimes(streams []string) []engine.StreamTime {
+	var out []engine.StreamTime
+	for i, t := range s.streams {
+		if !t.IsZero() && i < len(streams) {
+			out = append(out, engine.StreamTime{Dataset: streams[i], Time: t})
+		}
+	}
+	return out
 }
 
 // tickDue reports whether the watermark has moved by every since the last
@@ -83,6 +120,8 @@ type rekeyer struct {
 	dec    *decode.Decoder
 	dests  map[dest]destInfo
 	order  []dest
+	// streams are the datasets the detectors watch (engine.StreamsOf).
+	streams []string
 }
 
 type dest struct {
@@ -101,6 +140,7 @@ func (w *Worker) newRekeyer() *rekeyer {
 		b, _ := d.(engine.Broadcaster)
 		r.bcasts = append(r.bcasts, b)
 	}
+	r.streams = engine.StreamsOf(r.dets)
 	return r
 }
 
@@ -189,7 +229,7 @@ func (r *rekeyer) records(rec *kgo.Record, st *inState, out []*kgo.Record) []*kg
 			}
 			st.advance(t)
 			st.ticked = st.watermark
-			return append(out, r.ticks(header{Watermark: st.watermark, Earliest: st.earliest, InPartition: rec.Partition, InOffset: rec.Offset})...)
+			return append(out, r.ticks(header{Watermark: st.watermark, Earliest: st.earliest, Streams: st.streamTimes(r.streams), InPartition: rec.Partition, InOffset: rec.Offset})...)
 		}
 	}
 	var ev event.Event
@@ -202,20 +242,24 @@ func (r *rekeyer) records(rec *kgo.Record, st *inState, out []*kgo.Record) []*kg
 	if r.w.opts.Enrich != nil {
 		r.w.opts.Enrich(&ev)
 	}
+	// The streams' progress before the event, as the watermark: the
+	// partitions it goes to count the event itself.
+	streams := st.streamTimes(r.streams)
+	st.observeStreams(&ev, r.streams)
 	wm, earliest := st.observe(&ev, lateness)
 	if n := r.route(&ev); n > 0 {
 		log.Warn("kafka: key of a kind without a repartition topic dropped", "offset", rec.Offset, "keys", n)
 	}
 	for _, ds := range r.order {
 		info := r.dests[ds]
-		h := header{Flags: info.flags, Watermark: wm, Earliest: earliest, InPartition: rec.Partition, InOffset: rec.Offset}
+		h := header{Flags: info.flags, Watermark: wm, Earliest: earliest, Streams: streams, InPartition: rec.Partition, InOffset: rec.Offset}
 		out = append(out, &kgo.Record{Topic: RepartitionTopic(r.w.opts.Prefix, ds.kind), Partition: ds.part,
 			Key: []byte(info.key), Value: rec.Value, Headers: []kgo.RecordHeader{{Key: headerKey, Value: h.append(nil)}}})
 	}
 	// Partitions that receive nothing for a while still hear the time, so
 	// their timers fire (re-raises, windows) as in one engine.
 	if st.tickDue(r.w.opts.TickEvery) {
-		out = append(out, r.ticks(header{Watermark: st.watermark, Earliest: st.earliest, InPartition: rec.Partition, InOffset: rec.Offset})...)
+		out = append(out, r.ticks(header{Watermark: st.watermark, Earliest: st.earliest, Streams: st.streamTimes(r.streams), InPartition: rec.Partition, InOffset: rec.Offset})...)
 	}
 	return out
 }
@@ -283,8 +327,7 @@ func (w *Worker) runRekey(ctx context.Context) error {
 		mu.Lock()
 		work := map[int32]*inState{}
 		for p, s := range states {
-			c := *s
-			work[p] = &c
+			work[p] = s.clone()
 		}
 		mu.Unlock()
 		var recoverErr error
@@ -409,6 +452,7 @@ func (r *rekeyer) observeOnly(rec *kgo.Record, st *inState) {
 	}
 	var ev event.Event
 	if r.dec.Decode(rec.Value, &ev) == nil {
+		st.observeStreams(&ev, r.streams)
 		st.observe(&ev, r.w.opts.Lateness)
 		st.tickDue(r.w.opts.TickEvery)
 	}

@@ -30,19 +30,21 @@
 //     missed finding, never a false one.
 //   - pending uses: a use of a token not (yet) minted, remembered with the
 //     token id, key id, principal, source and evidence of its first use,
-//     until the watermark passes first use + Lateness. A mint arriving
-//     meanwhile cancels it; otherwise token_never_minted fires. Their
-//     number is bounded by the rate of distinct unminted tokens × Lateness.
+//     until the issuer's stream passes its mint deadline or the watermark
+//     passes first use + Lateness (see "Never minted" below). A mint
+//     arriving meanwhile cancels it; otherwise token_never_minted fires.
+//     Their number is bounded by the rate of distinct unminted tokens ×
+//     Lateness.
 //   - flagged tokens: the hashes of tokens already reported never minted,
 //     for MaxLifetime of event time after their first use, so later uses of
 //     the same forged token do not fire again.
 //
 // # Findings (each at most once per token)
 //
-//   - token_never_minted (95, immediate): used, never minted within
-//     Lateness after the first use. About the signing key when the use names
-//     one (that is what to revoke in a ghost-key attack), else the token.
-//     Its time is first use + Lateness, when it became certain. Not judged
+//   - token_never_minted (95, immediate): used, never minted (see "Never
+//     minted" below for when that is certain). About the signing key when
+//     the use names one (that is what to revoke in a ghost-key attack), else
+//     the token. Not judged
 //     for tokens that may have been minted before haechi saw its first
 //     event (engine.Context.Earliest): a use claiming an issue time before
 //     it, or with no claim, used within MaxLifetime of it — otherwise every
@@ -71,10 +73,37 @@
 //     token_never_minted: MaxLifetime bounds how long an expired token is
 //     told apart from a forged one.
 //
+// # Never minted
+//
+// A genuine token is minted before it is used and at the time it claims
+// to be issued, so its mint appears on the issuer's stream (auth.token) at
+// the latest around the earlier of its issued_at and its first use — its
+// mint deadline is that moment plus MintSkew, which absorbs the issuer's
+// logging delay, clocks and the issuer stream's own disorder. The detector
+// watches the issuer's stream (engine.StreamWatcher): the newest
+// auth.token event time the engine has routed, over all shards and, in
+// cluster mode, over the whole input (every mint routed before that point
+// has been processed, so a mint not seen by then was never made).
+//
+//   - Issuer rule: once the issuer's stream is past the mint deadline with
+//     no mint, the token is never minted. The finding's time is the
+//     deadline (the first use, if later): from then on a genuine mint could
+//     no longer come. Figure "mint_skew_seconds".
+//   - Lateness rule: when the issuer's stream is behind or silent, the
+//     verdict falls back to the watermark passing first use + Lateness,
+//     the finding's time. Figure "lateness_seconds".
+//
+// The explanation says which rule decided. Since the deadline is at most
+// the first use + MintSkew, the issuer rule decides first whenever the
+// issuer's stream keeps up. A forged token claiming an old issued_at is
+// judged as soon as the engine hands its use over. A mint on the issuer's
+// stream more than MintSkew behind a later mint there can be judged never
+// minted — MintSkew must cover the issuer stream's disorder.
+//
 // Key checks fire at once on the use (the inventory is broadcast; an
 // inventory event that arrives after the use it would have condemned is not
 // applied retroactively). Never-minted is judged in Advance. A mint that
-// arrives after its token was reported does not retract the finding.
+// arrives after its token was reported does not (yet) retract the finding.
 //
 // # What it cannot see
 //
@@ -131,6 +160,7 @@ const (
 const (
 	DefaultMaxLifetime = 24 * time.Hour
 	DefaultLateness    = 5 * time.Minute
+	DefaultMintSkew    = 30 * time.Second
 )
 
 // sweepEvery is how much event time passes between sweeps of expired state.
@@ -146,6 +176,12 @@ type Options struct {
 	// Lateness is the engine's allowed lateness: how long after a token's
 	// first use a mint may still arrive. 0 means DefaultLateness.
 	Lateness time.Duration
+	// MintSkew is how far past a token's mint deadline (the earlier of its
+	// issued_at and first use) the issuer's stream must be, with no mint,
+	// before the token is never minted (the issuer rule). 0 means
+	// DefaultMintSkew; at or above Lateness the issuer rule never decides
+	// before the lateness rule.
+	MintSkew time.Duration
 }
 
 // Detector is the token-provenance detector. It holds only immutable
@@ -153,8 +189,9 @@ type Options struct {
 type Detector struct{ opts Options }
 
 var (
-	_ engine.Detector    = (*Detector)(nil)
-	_ engine.Broadcaster = (*Detector)(nil)
+	_ engine.Detector      = (*Detector)(nil)
+	_ engine.Broadcaster   = (*Detector)(nil)
+	_ engine.StreamWatcher = (*Detector)(nil)
 )
 
 // New returns the detector.
@@ -167,6 +204,9 @@ func New(opts Options) *Detector {
 	}
 	if opts.ClockSkew < 0 {
 		opts.ClockSkew = 0
+	}
+	if opts.MintSkew <= 0 {
+		opts.MintSkew = DefaultMintSkew
 	}
 	return &Detector{opts: opts}
 }
@@ -197,6 +237,9 @@ func (d *Detector) Key(ev *event.Event) (event.EntityKey, bool) {
 func (d *Detector) Broadcast(ev *event.Event) bool {
 	return ev.Dataset == event.DatasetKeys && ev.Key.ID != ""
 }
+
+// Streams implements engine.StreamWatcher: the issuer's stream.
+func (d *Detector) Streams() []string { return []string{event.DatasetToken} }
 
 // NewShard implements engine.Detector.
 func (d *Detector) NewShard() engine.Shard { return newShard(d.opts) }
@@ -233,11 +276,13 @@ type pendingUse struct {
 	first     time.Time
 	last      time.Time
 	due       time.Time // first + Lateness
+	deadline  time.Time // min(issuedAt, first) + MintSkew: the issuer rule's
 	count     int
 	ref       string
 	loc       loc
 	fired     uint8
-	index     int // in the queue
+	index     int // in queue
+	dindex    int // in byDeadline
 }
 
 // flagEntry remembers a token already reported never minted.
@@ -251,7 +296,8 @@ type shard struct {
 	unjudged  int // uses not judged: their token may predate what haechi saw
 	mints     mintIndex
 	pending   map[uint64]*pendingUse
-	queue     pendingQueue
+	queue     pendingQueue  // by due (the lateness rule)
+	deadlines deadlineQueue // by deadline (the issuer rule)
 	flagged   map[uint64]flagEntry
 	flagPeak  int
 	keyIdx    map[string]uint16
@@ -273,20 +319,15 @@ func (s *shard) Process(c *engine.Context, key event.EntityKey, ev *event.Event)
 }
 
 // Advance implements engine.Advancer: pending uses whose mint did not come
-// in time fire, and expired state is swept.
+// in time fire — first those the issuer's stream has passed, then those
+// the watermark has — and expired state is swept.
 func (s *shard) Advance(c *engine.Context, wm time.Time) {
+	issuer := c.StreamTime(event.DatasetToken)
+	for len(s.deadlines) > 0 && s.deadlines[0].deadline.Before(issuer) {
+		s.judge(c, s.deadlines[0], true)
+	}
 	for len(s.queue) > 0 && s.queue[0].due.Before(wm) {
-		p := heap.Pop(&s.queue).(*pendingUse)
-		delete(s.pending, p.h)
-		if s.mintedBeforeWatching(c, p) {
-			s.unjudged++
-			continue
-		}
-		c.Emit(s.neverMinted(p))
-		s.flagged[p.h] = flagEntry{until: toSec(p.first.Add(s.opts.MaxLifetime)), fired: p.fired}
-		if len(s.flagged) > s.flagPeak {
-			s.flagPeak = len(s.flagged)
-		}
+		s.judge(c, s.queue[0], false)
 	}
 	if wm.Equal(engine.EndOfTime) || wm.Sub(s.lastSweep) < sweepEvery {
 		return
@@ -300,6 +341,28 @@ func (s *shard) Advance(c *engine.Context, wm time.Time) {
 		}
 	}
 	s.flagged = shrink(s.flagged, &s.flagPeak)
+}
+
+// judge drops the pending use p and reports it never minted, by the issuer
+// rule or the lateness rule, unless it may predate what haechi watched.
+func (s *shard) judge(c *engine.Context, p *pendingUse, byIssuer bool) {
+	s.drop(p)
+	if s.mintedBeforeWatching(c, p) {
+		s.unjudged++
+		return
+	}
+	c.Emit(s.neverMinted(p, byIssuer))
+	s.flagged[p.h] = flagEntry{until: toSec(p.first.Add(s.opts.MaxLifetime)), fired: p.fired}
+	if len(s.flagged) > s.flagPeak {
+		s.flagPeak = len(s.flagged)
+	}
+}
+
+// drop forgets the pending use p.
+func (s *shard) drop(p *pendingUse) {
+	heap.Remove(&s.queue, p.index)
+	heap.Remove(&s.deadlines, p.dindex)
+	delete(s.pending, p.h)
 }
 
 func (s *shard) inventoryEvent(c *engine.Context, ev *event.Event) {
@@ -385,8 +448,7 @@ func (s *shard) mint(c *engine.Context, key event.EntityKey, ev *event.Event) {
 		if l.empty() {
 			l = p.loc
 		}
-		heap.Remove(&s.queue, p.index)
-		delete(s.pending, p.h)
+		s.drop(p)
 	}
 	if f, ok := s.flagged[h]; ok {
 		fired |= f.fired
@@ -453,6 +515,7 @@ func (s *shard) use(c *engine.Context, key event.EntityKey, ev *event.Event) {
 		first:     ev.Time,
 		last:      ev.Time,
 		due:       ev.Time.Add(s.opts.Lateness),
+		deadline:  mintDeadline(ev.Time, ev.Token.IssuedAt).Add(s.opts.MintSkew),
 		count:     1,
 		ref:       c.Ref(ev),
 	}
@@ -460,6 +523,17 @@ func (s *shard) use(c *engine.Context, key event.EntityKey, ev *event.Event) {
 	p.loc, p.fired = s.checkLocation(c, key, ev, p.loc, p.fired)
 	s.pending[h] = p
 	heap.Push(&s.queue, p)
+	heap.Push(&s.deadlines, p)
+}
+
+// mintDeadline is when a genuine token first used at first, claiming
+// issuedAt (zero: no claim), was minted at the latest: not after its first
+// use, nor after the issue time it claims.
+func mintDeadline(first, issuedAt time.Time) time.Time {
+	if !issuedAt.IsZero() && issuedAt.Before(first) {
+		return issuedAt
+	}
+	return first
 }
 
 func (s *shard) useMinted(c *engine.Context, key event.EntityKey, ev *event.Event, h uint64, e mintEntry) {
@@ -575,7 +649,7 @@ func (s *shard) mintedBeforeWatching(c *engine.Context, p *pendingUse) bool {
 	return p.first.Before(start.Add(s.opts.MaxLifetime))
 }
 
-func (s *shard) neverMinted(p *pendingUse) event.Finding {
+func (s *shard) neverMinted(p *pendingUse, byIssuer bool) event.Finding {
 	entity := event.EntityKey{Kind: event.EntityToken, ID: p.tokenID}
 	if p.keyID != "" {
 		entity = event.EntityKey{Kind: event.EntitySigningKey, ID: p.keyID}
@@ -584,13 +658,36 @@ func (s *shard) neverMinted(p *pendingUse) event.Finding {
 	if p.count > 1 {
 		uses = fmt.Sprintf(" (%d uses up to %s)", p.count, stamp(p.last))
 	}
-	// The finding's time is the moment it became certain — the first use
-	// plus the allowed lateness, when a genuine mint could no longer be
-	// late — not the use itself: time to detect must count the wait.
-	return withSource(p.ip, s.finding(KindNeverMinted, "Token used but never minted", ScoreNeverMinted, true, entity, p.first.Add(s.opts.Lateness),
-		fmt.Sprintf("Token %s%s was used %s at %s%s but no mint of it arrived within the %s allowed lateness: it is forged or minted outside the issuer.",
+	// The finding's time is the moment it became certain — when a genuine
+	// mint could no longer come — not the use itself: time to detect must
+	// count the wait.
+	if byIssuer {
+		at := p.deadline
+		if at.Before(p.first) {
+			at = p.first
+		}
+		f := withSource(p.ip, s.finding(KindNeverMinted, "Token used but never minted", ScoreNeverMinted, true, entity, at,
+			fmt.Sprintf("Token %s%s was used %s at %s%s, but the token issuer's stream passed %s (%s after %s) with no mint of it: it is forged or minted outside the issuer.",
+				p.tokenID, signedBy(p.keyID), byFrom(p.principal, p.ip), stamp(p.first), uses,
+				stamp(p.deadline), human(s.opts.MintSkew), deadlineBasis(p)),
+			p.ref))
+		f.Figures = []event.Figure{{Name: "mint_skew_seconds", Value: s.opts.MintSkew.Seconds()}}
+		return f
+	}
+	f := withSource(p.ip, s.finding(KindNeverMinted, "Token used but never minted", ScoreNeverMinted, true, entity, p.first.Add(s.opts.Lateness),
+		fmt.Sprintf("Token %s%s was used %s at %s%s but no mint of it arrived within the %s allowed lateness (the token issuer's stream was behind or silent): it is forged or minted outside the issuer.",
 			p.tokenID, signedBy(p.keyID), byFrom(p.principal, p.ip), stamp(p.first), uses, human(s.opts.Lateness)),
 		p.ref))
+	f.Figures = []event.Figure{{Name: "lateness_seconds", Value: s.opts.Lateness.Seconds()}}
+	return f
+}
+
+// deadlineBasis names what p's mint deadline counts from.
+func deadlineBasis(p *pendingUse) string {
+	if !p.issuedAt.IsZero() && p.issuedAt.Before(p.first) {
+		return "the issue time it claims"
+	}
+	return "its first use"
 }
 
 func (s *shard) finding(kind, title string, score float64, immediate bool, entity event.EntityKey, t time.Time, expl string, evidence ...string) event.Finding {
@@ -710,6 +807,33 @@ func (q *pendingQueue) Push(x any) {
 	*q = append(*q, p)
 }
 func (q *pendingQueue) Pop() any {
+	old := *q
+	p := old[len(old)-1]
+	old[len(old)-1] = nil
+	*q = old[:len(old)-1]
+	return p
+}
+
+// deadlineQueue is a min-heap of pending uses by mint deadline.
+type deadlineQueue []*pendingUse
+
+func (q deadlineQueue) Len() int { return len(q) }
+func (q deadlineQueue) Less(i, j int) bool {
+	if !q[i].deadline.Equal(q[j].deadline) {
+		return q[i].deadline.Before(q[j].deadline)
+	}
+	return q[i].tokenID < q[j].tokenID
+}
+func (q deadlineQueue) Swap(i, j int) {
+	q[i], q[j] = q[j], q[i]
+	q[i].dindex, q[j].dindex = i, j
+}
+func (q *deadlineQueue) Push(x any) {
+	p := x.(*pendingUse)
+	p.dindex = len(*q)
+	*q = append(*q, p)
+}
+func (q *deadlineQueue) Pop() any {
 	old := *q
 	p := old[len(old)-1]
 	old[len(old)-1] = nil

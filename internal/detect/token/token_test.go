@@ -1,6 +1,7 @@
 package token_test
 
 import (
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -134,5 +135,42 @@ func TestTokensMintedBeforeWatching(t *testing.T) {
 	}
 	if strings.Join(refs, ",") != "claims-after,no-claim-late" {
 		t.Fatalf("never-minted findings for %v, want claims-after and no-claim-late", refs)
+	}
+}
+
+// TestIssuerRuleSkew: the first half of the hard-benign twin of
+// testdata/issuer_rule holds thanks to MintSkew — with a skew smaller than
+// the issuer stream's disorder (a mint 20 s after its use, behind a mint
+// 25 s after it) that genuine token is judged never minted. The second half
+// (the issuer's stream behind the gateway's by two minutes, then catching
+// up) holds whatever the skew: the verdict waits for the issuer's own
+// stream, not for the newest event time.
+func TestIssuerRuleSkew(t *testing.T) {
+	events, err := os.ReadFile("testdata/issuer_rule_benign/events.ndjson")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		opts token.Options
+		want string // evidence of the never-minted findings, then the figure
+	}{
+		{"default skew", token.Options{}, ""},
+		{"skew 5s", token.Options{MintSkew: 5 * time.Second}, "use-trailing mint_skew_seconds"},
+		{"skew 1s", token.Options{MintSkew: time.Second}, "use-trailing mint_skew_seconds"},
+	} {
+		for _, shards := range []int{1, 3} {
+			got := detecttest.Findings(t, strings.NewReader(string(events)), shards, token.New(tc.opts))
+			var refs []string
+			for _, f := range got {
+				if f.Kind != token.KindNeverMinted || len(f.Figures) != 1 {
+					t.Fatalf("%s: unexpected finding %+v", tc.name, f)
+				}
+				refs = append(refs, f.Evidence[0]+" "+f.Figures[0].Name)
+			}
+			if strings.Join(refs, ",") != tc.want {
+				t.Errorf("%s, %d shards: %q, want %q", tc.name, shards, strings.Join(refs, ","), tc.want)
+			}
+		}
 	}
 }
