@@ -483,8 +483,30 @@ func (e *Engine) route() {
 				advanceStream(i, st.Time, &moved)
 			}
 		}
+		// Every shard hears about every batch's watermark, so shard outputs
+		// (and the windows that close on them) keep moving even for shards
+		// that received no events. A batch is split (one message per part,
+		// each to every shard) where a watched stream behind the watermark
+		// moves: no shard sees the watermark's moves before that point and
+		// the stream's at once (see laggingMove).
+		done := &batchDone{n: len(evs), gate: e.gate, events: evs, release: e.opts.Release}
+		done.pending.Store(int32(len(e.shards)))
+		send := func(wm time.Time, moved, restored bool) {
+			for s, ch := range e.shards {
+				ch <- shardMsg{items: perShard[s], watermark: wm, earliest: minSeen, progress: progress, moved: moved,
+					done: done, received: msg.batch.Received, restored: restored}
+				perShard[s] = nil
+			}
+		}
 		for i := range evs {
 			ev := &evs[i]
+			if wm := later(watermark, maxSeen.Add(-lateness)); i > 0 && (moved || wm.After(watermark)) && e.laggingMove(ev, progress, wm) {
+				done.pending.Add(int32(len(e.shards)))
+				watermark = wm
+				e.watermark.Store(watermark.UnixNano())
+				send(watermark, moved, restored)
+				moved, restored = false, true
+			}
 			restored = restored && ev.Restored
 			for si, ds := range e.streams {
 				if ev.Dataset == ds {
@@ -524,22 +546,39 @@ func (e *Engine) route() {
 		e.watermark.Store(watermark.UnixNano())
 		e.m.late.Add(float64(late))
 		e.m.routed.Add(float64(len(evs)))
-
-		// Every shard hears about every batch's watermark, so shard outputs
-		// (and the windows that close on them) keep moving even for shards
-		// that received no events.
-		done := &batchDone{n: len(evs), gate: e.gate, events: evs, release: e.opts.Release}
-		done.pending.Store(int32(len(e.shards)))
-		for s, ch := range e.shards {
-			ch <- shardMsg{items: perShard[s], watermark: watermark, earliest: minSeen, progress: progress, moved: moved,
-				done: done, received: msg.batch.Received, restored: restored}
-			perShard[s] = nil
-		}
+		send(watermark, moved, restored)
 	}
 	for _, ch := range e.shards {
 		ch <- shardMsg{watermark: EndOfTime, progress: progress, final: true}
 		close(ch)
 	}
+}
+
+// laggingMove reports whether ev moves a watched stream whose progress is
+// behind the watermark wm (or has none yet). Where that happens inside a
+// batch, the batch is split before ev: a watcher that decides by whichever
+// passed its mark first — the watermark (a lateness) or the stream (its
+// own deadline, at most the lateness after the same moment) — then sees
+// them in the order one event per batch would show, whatever the
+// batching. While the stream keeps up with the watermark no such ambiguity
+// exists, so dense traffic is not split.
+func (e *Engine) laggingMove(ev *event.Event, progress []time.Time, wm time.Time) bool {
+	if wm.IsZero() {
+		return false
+	}
+	for i, ds := range e.streams {
+		if ev.Dataset == ds && ev.Time.After(progress[i]) && progress[i].Before(wm) {
+			return true
+		}
+	}
+	return false
+}
+
+func later(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
 }
 
 func (e *Engine) broadcastWatermark(wm time.Time, progress []time.Time, received time.Time) {

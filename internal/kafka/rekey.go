@@ -56,6 +56,25 @@ func (s *inState) observeStreams(ev *event.Event, streams []string) {
 	}
 }
 
+// lagging reports whether ev moves a watched stream whose progress is
+// behind the watermark (or that has none yet while the watermark has).
+func (s *inState) lagging(ev *event.Event, streams []string) bool {
+	if s.watermark.IsZero() {
+		return false
+	}
+	for i, ds := range streams {
+		if ev.Dataset != ds {
+			continue
+		}
+		var at time.Time
+		if i < len(s.streams) {
+			at = s.streams[i]
+		}
+		return ev.Time.After(at) && at.Before(s.watermark)
+	}
+	return false
+}
+
 // streamTimes returns the header form of the watched streams' progress
 // (those with any event so far).
 func (s *inState) streamTimes(streams []string) []engine.StreamTime {
@@ -245,6 +264,13 @@ func (r *rekeyer) records(rec *kgo.Record, st *inState, out []*kgo.Record) []*kg
 	// The streams' progress before the event, as the watermark: the
 	// partitions it goes to count the event itself.
 	streams := st.streamTimes(r.streams)
+	if st.lagging(&ev, r.streams) {
+		// A watched stream behind the watermark moves: every partition
+		// hears the time before it first, so none sees the watermark's
+		// moves and this one at once — a watcher deciding by whichever
+		// of the two passed its mark first decides as one engine would.
+		out = append(out, r.ticks(header{Watermark: st.watermark, Earliest: st.earliest, Streams: streams, InPartition: rec.Partition, InOffset: rec.Offset})...)
+	}
 	st.observeStreams(&ev, r.streams)
 	wm, earliest := st.observe(&ev, lateness)
 	if n := r.route(&ev); n > 0 {

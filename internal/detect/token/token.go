@@ -93,9 +93,13 @@
 //     verdict falls back to the watermark passing first use + Lateness,
 //     the finding's time. Figure "lateness_seconds".
 //
-// The explanation says which rule decided. Since the deadline is at most
-// the first use + MintSkew, the issuer rule decides first whenever the
-// issuer's stream keeps up. A forged token claiming an old issued_at is
+// The explanation says which rule decided: whichever passed its mark
+// first, in the order of the input (the engine and cluster mode's
+// re-keying stage make sure no shard sees a watermark move and a lagging
+// issuer stream's move at once, however events are batched). Since the
+// deadline is at most the first use + MintSkew, the issuer rule decides
+// first whenever the issuer's stream keeps up and MintSkew is below the
+// lateness. A forged token claiming an old issued_at is
 // judged as soon as the engine hands its use over. A mint on the issuer's
 // stream more than MintSkew behind a later mint there can be judged never
 // minted — MintSkew must cover the issuer stream's disorder.

@@ -1,11 +1,14 @@
 package token_test
 
 import (
+	"context"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/haechi-sec/haechi/internal/decode"
 	"github.com/haechi-sec/haechi/internal/detect/detecttest"
 	"github.com/haechi-sec/haechi/internal/detect/token"
 	"github.com/haechi-sec/haechi/internal/engine"
@@ -170,6 +173,70 @@ func TestIssuerRuleSkew(t *testing.T) {
 			}
 			if strings.Join(refs, ",") != tc.want {
 				t.Errorf("%s, %d shards: %q, want %q", tc.name, shards, strings.Join(refs, ","), tc.want)
+			}
+		}
+	}
+}
+
+// TestIssuerRuleBatching: which rule decides does not depend on how the
+// events are batched. The issuer's stream is silent for ten minutes after
+// a forged token's use; when the watermark passes the use + lateness
+// before the stream passes the token's deadline, the lateness rule
+// decides — in one batch as with one event per batch (the engine splits
+// a batch where a stream behind the watermark moves) — and when the
+// stream passes first, the issuer rule.
+func TestIssuerRuleBatching(t *testing.T) {
+	const head = `{"@timestamp":"2025-06-23T08:00:00Z","event":{"dataset":"auth.login","action":"login"},"user":{"id":"m:0"}}
+{"@timestamp":"2025-06-24T09:59:50Z","event":{"dataset":"auth.token","action":"token.issued"},"token":{"id":"tk-a","issued_at":"2025-06-24T09:59:50Z"}}
+{"@timestamp":"2025-06-24T10:00:00Z","event":{"id":"use","dataset":"gateway.access","action":"read"},"user":{"id":"m:1"},"token":{"id":"tk-forged","issued_at":"2025-06-24T09:59:58Z"}}
+`
+	const late = `{"@timestamp":"2025-06-24T10:10:01Z","event":{"dataset":"auth.login","action":"login"},"user":{"id":"m:2"}}
+`
+	const mint = `{"@timestamp":"2025-06-24T10:10:30Z","event":{"dataset":"auth.token","action":"token.issued"},"token":{"id":"tk-b","issued_at":"2025-06-24T10:10:30Z"}}
+`
+	const early = `{"@timestamp":"2025-06-24T10:00:40Z","event":{"dataset":"auth.token","action":"token.issued"},"token":{"id":"tk-c","issued_at":"2025-06-24T10:00:40Z"}}
+`
+	for _, tc := range []struct {
+		name, events, want string
+	}{
+		{"watermark first", head + late + mint, "lateness_seconds 2025-06-24T10:05:00Z"},
+		{"issuer first", head + early + late + mint, "mint_skew_seconds 2025-06-24T10:00:28Z"},
+	} {
+		var evs []event.Event
+		rd := decode.NewReader(strings.NewReader(tc.events), 0, 0)
+		for {
+			var ev event.Event
+			if err := rd.Next(&ev); err != nil {
+				break
+			}
+			evs = append(evs, ev)
+		}
+		for _, batch := range []int{1, 2, len(evs)} {
+			eng, err := engine.New(engine.Options{Detectors: []engine.Detector{token.New(token.Options{})}, Shards: 2})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				for o := range eng.Output() {
+					for _, f := range o.Findings {
+						got = append(got, f.Figures[0].Name+" "+f.Time.Format(time.RFC3339))
+					}
+				}
+			}()
+			go func() { _ = eng.Run(context.Background()) }()
+			for i := 0; i < len(evs); i += batch {
+				b := slices.Clone(evs[i:min(i+batch, len(evs))])
+				if err := eng.Submit(context.Background(), engine.Batch{Events: b}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			eng.Close()
+			<-done
+			if strings.Join(got, ",") != tc.want {
+				t.Errorf("%s, batches of %d: %v, want %s", tc.name, batch, got, tc.want)
 			}
 		}
 	}
