@@ -919,3 +919,33 @@ func TestPlanHold(t *testing.T) {
 		}
 	}
 }
+
+// Close returns while the store keeps failing: Run stops retrying the
+// actions it holds after a few more tries once Close is called, though its
+// context ends only after Close returns (as a lifecycle cancels a part's run
+// after its stop). It used to retry until that context ended: forever.
+func TestCloseWithFailingStore(t *testing.T) {
+	st := openStore(t, t.TempDir())
+	cfg := testConfig("http://127.0.0.1:1")
+	cfg.Mode = ModeDryRun
+	p, _ := NewPlanner(cfg)
+	r := NewResponder(st, p, ResponderOptions{})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan struct{})
+	go func() { defer close(done); _ = r.Run(ctx) }()
+	if err := st.Close(); err != nil { // every write fails from now on
+		t.Fatal(err)
+	}
+	r.Alert(alert.Raised, mkAlert("b", event.EntitySource, "198.51.100.7", "source_fanout", event.SeverityCritical, t0))
+	time.Sleep(200 * time.Millisecond) // Run is retrying the batch
+	closed := make(chan error, 1)
+	go func() { closed <- r.Close() }()
+	select {
+	case <-closed:
+	case <-time.After(30 * time.Second):
+		t.Fatal("Close is still waiting for Run, which retries a failing store until its context ends")
+	}
+	cancel()
+	<-done
+}

@@ -253,6 +253,14 @@ func (r *Responder) write(ctx context.Context, batch []event.Alert, maxAttempts 
 		return nil
 	}
 	wait := 50 * time.Millisecond
+	// Shutting down — ctx ends, or Close stops Run — leaves a few more
+	// tries: Close waits for Run, and the context of a Run that is being
+	// closed may end only after Close returns, so waiting for ctx alone
+	// would never end while the store keeps failing.
+	halt, stop := ctx.Done(), r.stop
+	if maxAttempts > 0 { // a bounded write (the drain) backs off between its tries
+		halt, stop = nil, nil
+	}
 	for attempt := 1; ; attempt++ {
 		ids, err := r.st.InsertActions(context.WithoutCancel(ctx), acts, r.now())
 		if err == nil {
@@ -267,11 +275,12 @@ func (r *Responder) write(ctx context.Context, batch []event.Alert, maxAttempts 
 		}
 		select {
 		case <-time.After(wait):
-		case <-ctx.Done():
-			if maxAttempts == 0 {
-				maxAttempts = attempt + 3 // shutting down: a few more tries
-				ctx = context.Background()
-			}
+		case <-halt:
+		case <-stop:
+		}
+		if maxAttempts == 0 && (ctx.Err() != nil || closed(r.stop)) {
+			maxAttempts = attempt + 3 // shutting down: a few more tries
+			ctx, halt, stop = context.Background(), nil, nil
 		}
 		wait = min(wait*2, 5*time.Second)
 	}
@@ -300,6 +309,16 @@ func (r *Responder) Close() error {
 }
 
 var errNotRunning = errors.New("respond: responder not running")
+
+// closed reports whether ch is closed.
+func closed(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
+}
 
 // Flush waits until every alert queued before the call has been written
 // (for tests and for `haechi replay`, which must finish its actions). It
