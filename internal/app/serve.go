@@ -84,174 +84,42 @@ func Serve(ctx context.Context, opts ServeOptions) (err error) {
 	if cfg.Kafka.Enabled() && cfg.Detectors.TerminatedIdentity.RosterFile != "" {
 		return errors.New("cluster mode: the roster snapshot file is not read; produce it to the input topic (kafka.topic) instead")
 	}
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	s := &server{opts: opts, cfg: cfg, log: log, reg: prometheus.NewRegistry()}
+	s.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
 	// The output side — store, audit witness, ledger, response, alert
 	// writer, checkpoints — as one lifecycle (Build); serve adds access
 	// control, the pipeline and durable ingest on top, so Close stops
 	// ingest first and the store last.
-	var durable atomic.Uint64 // the ledger's last stored mark (spool offset)
-	svc, err := Build(ctx, BuildOptions{Config: cfg, Mode: ModeLive, Logger: log, Registerer: reg,
-		OnDurable: func(m uint64) { durable.Store(m) }})
+	s.svc, err = Build(ctx, BuildOptions{Config: cfg, Mode: ModeLive, Logger: log, Registerer: s.reg,
+		OnDurable: func(m uint64) { s.durable.Store(m) }})
 	if err != nil {
 		return err
 	}
-	svc.Start(ctx)
+	s.svc.Start(ctx)
 	// A start that fails stops everything at once (the graceful stop
 	// below has run Close already when serving ended normally).
 	defer func() {
-		if cerr := svc.Abort(); cerr != nil && err == nil {
+		if cerr := s.svc.Abort(); cerr != nil && err == nil {
 			err = cerr
 		}
 	}()
-	st := svc.Store
 	// The spool (opened below, once the pipeline exists) closes after the
 	// pipeline and access control, as the last of serve's own parts.
-	var ing *ingest.Ingester
-	svc.Add("spool", nil, func(context.Context) error {
-		if ing == nil {
+	s.svc.Add("spool", nil, func(context.Context) error {
+		if s.ing == nil {
 			return nil
 		}
-		return ing.Close()
+		return s.ing.Close()
 	})
-	var authn *auth.Authenticator
-	if !opts.InsecureNoAuth {
-		authn = auth.New(auth.Options{Store: st, Secure: opts.TLSCert != "", Logger: log})
-		// Refused-login summaries are written before the store closes.
-		svc.Add("access control", nil, func(context.Context) error { authn.Close(); return nil })
-		tok, t, err := auth.EnsureAdmin(ctx, st, time.Now())
-		if err != nil {
-			return fmt.Errorf("access control: %w", err)
-		}
-		if tok != "" {
-			out := opts.Announce
-			if out == nil {
-				out = os.Stderr
-			}
-			fmt.Fprintf(out, "\nhaechi: no API token existed, so an admin token was created (%s). It is shown this once — store it now:\n\n    %s\n\n"+
-				"Use it as \"Authorization: Bearer <token>\" or to log in to the console; create narrower tokens with\n"+
-				"\"haechi tokens create --role ingest|analyst|admin\" and revoke this one with \"haechi tokens revoke %s\".\n\n", t.ID, tok, t.ID)
-		}
-	}
-	hub := console.NewHub()
-
-	cluster := cfg.Kafka.Enabled()
-	if cluster {
-		if st.Backend() == "sqlite" {
-			log.Warn("cluster mode with the embedded SQLite store: only this one worker can use it; give every worker of the group the same store.dsn (PostgreSQL)")
-		}
-	}
-	logRaised := alert.SinkFunc(func(c alert.Change, a event.Alert) {
-		if c == alert.Raised {
-			log.Warn("alert raised", "id", a.ID, "severity", a.Severity.String(), "entity", a.Entity.String(), "title", a.Title)
-		}
-	})
-	var (
-		p      *Pipeline
-		rulesH *rules.Holder
-	)
-	if cluster {
-		// One worker of a Kafka cluster: events come from the topic, alerts
-		// go to the store from the alert stage (docs/scale-out.md).
-		// GeoIP enrichment, as the single-process pipeline has it; closed
-		// once the worker has stopped.
-		geo, err := openGeo(cfg, log, reg)
-		if err != nil {
-			return err
-		}
-		svc.Add("geoip", nil, func(context.Context) error { return geo.Close() })
-		worker, h, err := newClusterWorker(cfg, opts.CanaryIDs, st, svc.Suppressions, []alert.Sink{svc.Responder, hub, logRaised}, geo, log)
-		if err != nil {
-			return err
-		}
-		rulesH = h
-		// Only a cluster worker ends on its own (an error: topics
-		// missing, brokers unreachable): svc.Failed.
-		var stopping atomic.Bool
-		svc.Add("cluster worker", func(ctx context.Context) error {
-			if err := worker.Run(context.WithoutCancel(ctx)); err != nil || stopping.Load() {
-				return err
-			}
-			return errors.New("stopped")
-		}, func(context.Context) error { stopping.Store(true); worker.Shutdown(); return nil })
-	} else {
-		po := svc.PipelineOptions(opts.CanaryIDs, hub, logRaised)
-		po.InputName = func(i uint32) string { return "req-" + strconv.FormatUint(uint64(i), 10) }
-		po.Registerer = reg
-		if p, err = NewPipeline(po); err != nil {
-			return err
-		}
-		// The pipeline runs on its own context: Close closes it explicitly
-		// after ingest has stopped, so everything admitted is processed,
-		// and the checkpoint saver (stopped after it) still saves the last
-		// checkpoint handed over.
-		svc.Add("pipeline", func(ctx context.Context) error { return p.Run(context.WithoutCancel(ctx)) },
-			func(context.Context) error { p.Close(); return nil })
-		rulesH = p.Rules()
-	}
-
-	if f := cfg.Detectors.TerminatedIdentity.RosterFile; f != "" && cfg.Detectors.TerminatedIdentity.Enabled && p != nil {
-		if err := LoadSnapshot(ctx, p, f, 0, log); err != nil {
-			return err
-		}
-	}
-
-	formats, err := input.New(cfg.InputOptions())
-	if err != nil {
+	if err := s.accessControl(ctx); err != nil {
 		return err
 	}
-	// Durable ingest: requests go to the spool, the consumer feeds the
-	// pipeline from it (first replaying what the spool retains).
-	if sc := cfg.Spool; sc.Enabled && !cluster {
-		dir := sc.Dir
-		if dir == "" {
-			dir = filepath.Join(cfg.DataDir, "spool")
-		}
-		ing, err = ingest.Open(ingest.Options{
-			Spool: spool.Options{Dir: dir, MaxBytes: sc.MaxBytes, SegmentBytes: sc.SegmentBytes,
-				SyncDelay: sc.SyncDelay.D(), Logger: log},
-			RetainBytes:     sc.RetainBytes,
-			MaxLag:          sc.MaxLag.D(),
-			CheckpointEvery: checkpointEvery(cfg, svc.Restore),
-			RestoredThrough: restoredThrough(svc.Restore, p),
-			IdempotencyTTL:  cfg.Ingest.IdempotencyTTL.D(),
-			MaxKeysPerScope: cfg.Ingest.IdempotencyMaxKeys,
-			Durable:         durable.Load,
-			Inputs:          formats,
-			Logger:          log,
-			Registerer:      reg,
-		})
-		if err != nil {
-			return err
-		}
-		// At stop the consumer first takes what was acknowledged (it is on
-		// disk either way: a restart replays it), within the stop's time,
-		// unless it has stopped already.
-		consumed := make(chan struct{})
-		svc.Add("spool consumer", func(ctx context.Context) error { defer close(consumed); return ing.Run(ctx, p) },
-			func(ctx context.Context) error {
-				for ing.Pending() > 0 && ctx.Err() == nil {
-					select {
-					case <-consumed:
-						return nil
-					case <-time.After(20 * time.Millisecond):
-					}
-				}
-				return nil
-			})
-		log.Info("spool", "dir", dir, "max_bytes", sc.MaxBytes, "pending", ing.Pending())
-		for _, f := range cfg.Inputs.Files {
-			t := &ingest.Tailer{File: ingest.TailFile{Path: f.Path, Format: f.Format}, In: ing, Log: log,
-				StateDir: filepath.Join(cfg.DataDir, "tail")}
-			go t.Run(ctx) // stops as soon as shutdown begins
-		}
-	} else {
-		if cluster {
-			log.Info("cluster mode: events are consumed from Kafka; the HTTP ingest API refuses them", "topic", cfg.Kafka.Topic)
-		} else {
-			log.Warn("spool disabled: acknowledged events live only in memory until processed")
-		}
+	if err := s.detection(ctx); err != nil {
+		return err
+	}
+	if err := s.ingest(ctx); err != nil {
+		return err
 	}
 
 	// Rules reload on SIGHUP or when their files change; the previous set
@@ -259,9 +127,9 @@ func Serve(ctx context.Context, opts ServeOptions) (err error) {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
-	reloader := &RuleReloader{Config: cfg.Rules, Holder: rulesH, Log: log,
+	reloader := &RuleReloader{Config: cfg.Rules, Holder: s.rules, Log: log,
 		Audit: func(kind string, detail map[string]any) {
-			if err := st.AppendAudit(context.WithoutCancel(ctx), time.Now(), kind, "", detail); err != nil {
+			if err := s.svc.Store.AppendAudit(context.WithoutCancel(ctx), time.Now(), kind, "", detail); err != nil {
 				log.Error("audit", "kind", kind, "err", err)
 			}
 		}}
@@ -269,100 +137,11 @@ func Serve(ctx context.Context, opts ServeOptions) (err error) {
 	defer stopReload()
 	go reloader.Run(reloadCtx, hup, 5*time.Second)
 
-	var inputs atomic.Uint32
-	var lastIngest atomic.Int64 // wall clock of the last ingest request
-	apiOpts := api.Options{
-		Ingest: func(evs []event.Event) error {
-			if p == nil {
-				return fmt.Errorf("cluster mode: produce events to Kafka topic %s, not to this API", cfg.Kafka.Topic)
-			}
-			lastIngest.Store(time.Now().UnixNano())
-			err := p.TrySubmit(evs)
-			switch {
-			case errors.Is(err, engine.ErrFull):
-				return api.ErrBusy
-			case errors.Is(err, engine.ErrClosed):
-				return api.ErrStopping
-			}
-			return err
-		},
-		NextInput:           func() uint32 { return inputs.Add(1) },
-		Alerts:              st,
-		Scope:               st,
-		Actions:             st,
-		Triage:              st,
-		FeedbackSuppression: cfg.Alerts.FalsePositiveSuppression.D(),
-		OnApprove:           svc.Dispatcher.Wake,
-		MaxBodyBytes:        cfg.Ingest.MaxBodyBytes,
-		MaxLineBytes:        cfg.Ingest.MaxLineBytes,
-		MaxFuture:           cfg.Ingest.MaxFuture.D(),
-		Inputs:              formats,
-		Gatherer:            reg,
-		Registerer:          reg,
-		Logger:              log,
-		Auth:                authn,
-		Audit:               st.AppendAudit,
-	}
-	if ing != nil {
-		apiOpts.Spool = ing.Append
-		apiOpts.Health = ing.Health
-		apiOpts.Admit = ing.Admit
-	}
-	apiSrv := api.New(apiOpts)
-	cons, err := console.New(console.Options{Store: st, Auth: authn, Hub: hub, Gatherer: reg, DataDir: cfg.DataDir,
-		FeedbackSuppression: cfg.Alerts.FalsePositiveSuppression.D(),
-		Regimes:             cfg.Report.Regimes, OnApprove: svc.Dispatcher.Wake, Logger: log})
+	srv, httpDone, err := s.serveHTTP()
 	if err != nil {
 		return err
 	}
-	cons.Register(apiSrv)
-	srv := &http.Server{
-		Handler:           apiSrv,
-		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       5 * time.Minute,
-		IdleTimeout:       2 * time.Minute,
-	}
-	ln := opts.Listener
-	if ln == nil {
-		ln, err = net.Listen("tcp", cfg.Listen)
-		if err != nil {
-			return fmt.Errorf("listen on %s: %w", cfg.Listen, err)
-		}
-	}
-	if opts.InsecureNoAuth {
-		if err := checkLoopback(ln.Addr()); err != nil {
-			ln.Close()
-			return err
-		}
-		log.Warn("INSECURE: access control is off (--insecure-no-auth): anyone who can connect to this loopback address reads alerts and customer-data scope")
-		// Other sites in the user's browser are not "anyone who can
-		// connect": refuse rebound Host names and cross-site posts.
-		_, port, _ := net.SplitHostPort(ln.Addr().String())
-		srv.Handler = auth.LoopbackOnly(apiSrv, port, opts.TLSCert != "")
-	}
-	// Live streams end at shutdown, or Shutdown would wait for them.
-	srv.RegisterOnShutdown(cons.Close)
-	base := "http://" + ln.Addr().String()
-	httpDone := make(chan error, 1)
-	if opts.TLSCert != "" {
-		base = "https://" + ln.Addr().String()
-		go func() { httpDone <- srv.ServeTLS(ln, opts.TLSCert, opts.TLSKey) }()
-	} else {
-		go func() { httpDone <- srv.Serve(ln) }()
-	}
-	log.Info("haechi serving", "url", base, "data_dir", cfg.DataDir, "store", st.Path())
-	if opts.Ready != nil {
-		opts.Ready(base)
-	}
 
-	// Live event time: while events arrive, they drive the watermark; once
-	// ingest has been quiet for a moment, the watermark follows the wall
-	// clock (minus the allowed lateness) so windows close and timers fire.
-	// Advancing from the wall clock during ingest would break event time
-	// for events that are legitimately behind it (a producer catching up,
-	// the demo playing a past fortnight): every mint would look expired.
-	lateness := cfg.Engine.AllowedLateness.D()
-	const quiet = 2 * time.Second
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	var serveErr error
@@ -374,26 +153,14 @@ loop:
 		case err := <-httpDone:
 			serveErr = fmt.Errorf("http server: %w", err)
 			break loop
-		case <-svc.Failed():
+		case <-s.svc.Failed():
 			// A part that ends on its own: a cluster worker (topics
 			// missing, brokers unreachable), the spool consumer on a
 			// read error.
-			serveErr = svc.Err()
+			serveErr = s.svc.Err()
 			break loop
 		case t := <-tick.C:
-			if p == nil {
-				continue // cluster mode: the input's watermark drives time
-			}
-			last := time.Unix(0, lastIngest.Load())
-			if ing != nil {
-				last = ing.LastSubmit()
-				if ing.Pending() > 0 {
-					continue // the pipeline is catching up: event time leads
-				}
-			}
-			if t.Sub(last) >= quiet {
-				p.Engine.AdvanceTo(t.Add(-lateness).UTC())
-			}
+			s.advanceEventTime(t)
 		}
 	}
 
@@ -407,11 +174,305 @@ loop:
 	// the response (containment planned as the last alerts closed is sent
 	// within at most 10 s; the next start delivers the rest), access
 	// control, the audit witness and the store, in that order.
-	if err := svc.Close(shutCtx); err != nil && serveErr == nil {
+	if err := s.svc.Close(shutCtx); err != nil && serveErr == nil {
 		serveErr = err
 	}
 	log.Info("stopped")
 	return serveErr
+}
+
+// server is one Serve's state, shared by the steps that assemble it.
+type server struct {
+	opts  ServeOptions
+	cfg   config.Config
+	log   *slog.Logger
+	reg   *prometheus.Registry
+	svc   *Service
+	authn *auth.Authenticator // nil: --insecure-no-auth
+	hub   *console.Hub
+	// p is the pipeline (nil in cluster mode); rules the running rule set.
+	p     *Pipeline
+	rules *rules.Holder
+	// ing is durable ingest (nil without the spool or in cluster mode);
+	// formats reads request bodies.
+	ing     *ingest.Ingester
+	formats *input.Inputs
+	durable atomic.Uint64 // the ledger's last stored mark (spool offset)
+	// lastIngest is the wall clock of the last request ingested without
+	// the spool (unix nanoseconds).
+	lastIngest atomic.Int64
+	inputs     atomic.Uint32
+}
+
+// accessControl sets up tokens and sessions (not under --insecure-no-auth),
+// creating and announcing an admin token on the first start.
+func (s *server) accessControl(ctx context.Context) error {
+	if s.opts.InsecureNoAuth {
+		return nil
+	}
+	st := s.svc.Store
+	s.authn = auth.New(auth.Options{Store: st, Secure: s.opts.TLSCert != "", Logger: s.log})
+	// Refused-login summaries are written before the store closes.
+	s.svc.Add("access control", nil, func(context.Context) error { s.authn.Close(); return nil })
+	tok, t, err := auth.EnsureAdmin(ctx, st, time.Now())
+	if err != nil {
+		return fmt.Errorf("access control: %w", err)
+	}
+	if tok != "" {
+		out := s.opts.Announce
+		if out == nil {
+			out = os.Stderr
+		}
+		fmt.Fprintf(out, "\nhaechi: no API token existed, so an admin token was created (%s). It is shown this once — store it now:\n\n    %s\n\n"+
+			"Use it as \"Authorization: Bearer <token>\" or to log in to the console; create narrower tokens with\n"+
+			"\"haechi tokens create --role ingest|analyst|admin\" and revoke this one with \"haechi tokens revoke %s\".\n\n", t.ID, tok, t.ID)
+	}
+	return nil
+}
+
+// detection builds the pipeline — or, in cluster mode, the Kafka worker —
+// on the service's output side and adds it to the lifecycle, then feeds it
+// the roster snapshot file if one is configured.
+func (s *server) detection(ctx context.Context) error {
+	s.hub = console.NewHub()
+
+	cluster := s.cfg.Kafka.Enabled()
+	if cluster {
+		if s.svc.Store.Backend() == "sqlite" {
+			s.log.Warn("cluster mode with the embedded SQLite store: only this one worker can use it; give every worker of the group the same store.dsn (PostgreSQL)")
+		}
+	}
+	logRaised := alert.SinkFunc(func(c alert.Change, a event.Alert) {
+		if c == alert.Raised {
+			s.log.Warn("alert raised", "id", a.ID, "severity", a.Severity.String(), "entity", a.Entity.String(), "title", a.Title)
+		}
+	})
+	if cluster {
+		// One worker of a Kafka cluster: events come from the topic, alerts
+		// go to the store from the alert stage (docs/scale-out.md).
+		// GeoIP enrichment, as the single-process pipeline has it; closed
+		// once the worker has stopped.
+		geo, err := openGeo(s.cfg, s.log, s.reg)
+		if err != nil {
+			return err
+		}
+		s.svc.Add("geoip", nil, func(context.Context) error { return geo.Close() })
+		worker, h, err := newClusterWorker(s.cfg, s.opts.CanaryIDs, s.svc.Store, s.svc.Suppressions, []alert.Sink{s.svc.Responder, s.hub, logRaised}, geo, s.log)
+		if err != nil {
+			return err
+		}
+		s.rules = h
+		// Only a cluster worker ends on its own (an error: topics
+		// missing, brokers unreachable): Service.Failed.
+		var stopping atomic.Bool
+		s.svc.Add("cluster worker", func(ctx context.Context) error {
+			if err := worker.Run(context.WithoutCancel(ctx)); err != nil || stopping.Load() {
+				return err
+			}
+			return errors.New("stopped")
+		}, func(context.Context) error { stopping.Store(true); worker.Shutdown(); return nil })
+	} else {
+		po := s.svc.PipelineOptions(s.opts.CanaryIDs, s.hub, logRaised)
+		po.InputName = func(i uint32) string { return "req-" + strconv.FormatUint(uint64(i), 10) }
+		po.Registerer = s.reg
+		p, err := NewPipeline(po)
+		if err != nil {
+			return err
+		}
+		s.p = p
+		// The pipeline runs on its own context: Close closes it explicitly
+		// after ingest has stopped, so everything admitted is processed,
+		// and the checkpoint saver (stopped after it) still saves the last
+		// checkpoint handed over.
+		s.svc.Add("pipeline", func(ctx context.Context) error { return s.p.Run(context.WithoutCancel(ctx)) },
+			func(context.Context) error { s.p.Close(); return nil })
+		s.rules = s.p.Rules()
+	}
+
+	if f := s.cfg.Detectors.TerminatedIdentity.RosterFile; f != "" && s.cfg.Detectors.TerminatedIdentity.Enabled && s.p != nil {
+		if err := LoadSnapshot(ctx, s.p, f, 0, s.log); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// ingest opens durable ingest — the spool, its consumer feeding the
+// pipeline (first replaying what the spool retains) and the file tailers —
+// unless the spool is off or events come from Kafka.
+func (s *server) ingest(ctx context.Context) error {
+	formats, err := input.New(s.cfg.InputOptions())
+	if err != nil {
+		return err
+	}
+	s.formats = formats
+	cluster := s.cfg.Kafka.Enabled()
+	// Durable ingest: requests go to the spool, the consumer feeds the
+	// pipeline from it (first replaying what the spool retains).
+	if sc := s.cfg.Spool; sc.Enabled && !cluster {
+		dir := sc.Dir
+		if dir == "" {
+			dir = filepath.Join(s.cfg.DataDir, "spool")
+		}
+		s.ing, err = ingest.Open(ingest.Options{
+			Spool: spool.Options{Dir: dir, MaxBytes: sc.MaxBytes, SegmentBytes: sc.SegmentBytes,
+				SyncDelay: sc.SyncDelay.D(), Logger: s.log},
+			RetainBytes:     sc.RetainBytes,
+			MaxLag:          sc.MaxLag.D(),
+			CheckpointEvery: checkpointEvery(s.cfg, s.svc.Restore),
+			RestoredThrough: restoredThrough(s.svc.Restore, s.p),
+			IdempotencyTTL:  s.cfg.Ingest.IdempotencyTTL.D(),
+			MaxKeysPerScope: s.cfg.Ingest.IdempotencyMaxKeys,
+			Durable:         s.durable.Load,
+			Inputs:          s.formats,
+			Logger:          s.log,
+			Registerer:      s.reg,
+		})
+		if err != nil {
+			return err
+		}
+		// At stop the consumer first takes what was acknowledged (it is on
+		// disk either way: a restart replays it), within the stop's time,
+		// unless it has stopped already.
+		consumed := make(chan struct{})
+		s.svc.Add("spool consumer", func(ctx context.Context) error { defer close(consumed); return s.ing.Run(ctx, s.p) },
+			func(ctx context.Context) error {
+				for s.ing.Pending() > 0 && ctx.Err() == nil {
+					select {
+					case <-consumed:
+						return nil
+					case <-time.After(20 * time.Millisecond):
+					}
+				}
+				return nil
+			})
+		s.log.Info("spool", "dir", dir, "max_bytes", sc.MaxBytes, "pending", s.ing.Pending())
+		for _, f := range s.cfg.Inputs.Files {
+			t := &ingest.Tailer{File: ingest.TailFile{Path: f.Path, Format: f.Format}, In: s.ing, Log: s.log,
+				StateDir: filepath.Join(s.cfg.DataDir, "tail")}
+			go t.Run(ctx) // stops as soon as shutdown begins
+		}
+	} else {
+		if cluster {
+			s.log.Info("cluster mode: events are consumed from Kafka; the HTTP ingest API refuses them", "topic", s.cfg.Kafka.Topic)
+		} else {
+			s.log.Warn("spool disabled: acknowledged events live only in memory until processed")
+		}
+	}
+	return nil
+}
+
+// serveHTTP starts the API and the console on the configured listener and
+// says where (ServeOptions.Ready); httpDone receives the server's end.
+func (s *server) serveHTTP() (srv *http.Server, httpDone chan error, err error) {
+	apiOpts := api.Options{
+		Ingest: func(evs []event.Event) error {
+			if s.p == nil {
+				return fmt.Errorf("cluster mode: produce events to Kafka topic %s, not to this API", s.cfg.Kafka.Topic)
+			}
+			s.lastIngest.Store(time.Now().UnixNano())
+			err := s.p.TrySubmit(evs)
+			switch {
+			case errors.Is(err, engine.ErrFull):
+				return api.ErrBusy
+			case errors.Is(err, engine.ErrClosed):
+				return api.ErrStopping
+			}
+			return err
+		},
+		NextInput:           func() uint32 { return s.inputs.Add(1) },
+		Alerts:              s.svc.Store,
+		Scope:               s.svc.Store,
+		Actions:             s.svc.Store,
+		Triage:              s.svc.Store,
+		FeedbackSuppression: s.cfg.Alerts.FalsePositiveSuppression.D(),
+		OnApprove:           s.svc.Dispatcher.Wake,
+		MaxBodyBytes:        s.cfg.Ingest.MaxBodyBytes,
+		MaxLineBytes:        s.cfg.Ingest.MaxLineBytes,
+		MaxFuture:           s.cfg.Ingest.MaxFuture.D(),
+		Inputs:              s.formats,
+		Gatherer:            s.reg,
+		Registerer:          s.reg,
+		Logger:              s.log,
+		Auth:                s.authn,
+		Audit:               s.svc.Store.AppendAudit,
+	}
+	if s.ing != nil {
+		apiOpts.Spool = s.ing.Append
+		apiOpts.Health = s.ing.Health
+		apiOpts.Admit = s.ing.Admit
+	}
+	apiSrv := api.New(apiOpts)
+	cons, err := console.New(console.Options{Store: s.svc.Store, Auth: s.authn, Hub: s.hub, Gatherer: s.reg, DataDir: s.cfg.DataDir,
+		FeedbackSuppression: s.cfg.Alerts.FalsePositiveSuppression.D(),
+		Regimes:             s.cfg.Report.Regimes, OnApprove: s.svc.Dispatcher.Wake, Logger: s.log})
+	if err != nil {
+		return nil, nil, err
+	}
+	cons.Register(apiSrv)
+	srv = &http.Server{
+		Handler:           apiSrv,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       5 * time.Minute,
+		IdleTimeout:       2 * time.Minute,
+	}
+	ln := s.opts.Listener
+	if ln == nil {
+		ln, err = net.Listen("tcp", s.cfg.Listen)
+		if err != nil {
+			return nil, nil, fmt.Errorf("listen on %s: %w", s.cfg.Listen, err)
+		}
+	}
+	if s.opts.InsecureNoAuth {
+		if err := checkLoopback(ln.Addr()); err != nil {
+			ln.Close()
+			return nil, nil, err
+		}
+		s.log.Warn("INSECURE: access control is off (--insecure-no-auth): anyone who can connect to this loopback address reads alerts and customer-data scope")
+		// Other sites in the user's browser are not "anyone who can
+		// connect": refuse rebound Host names and cross-site posts.
+		_, port, _ := net.SplitHostPort(ln.Addr().String())
+		srv.Handler = auth.LoopbackOnly(apiSrv, port, s.opts.TLSCert != "")
+	}
+	// Live streams end at shutdown, or Shutdown would wait for them.
+	srv.RegisterOnShutdown(cons.Close)
+	base := "http://" + ln.Addr().String()
+	httpDone = make(chan error, 1)
+	if s.opts.TLSCert != "" {
+		base = "https://" + ln.Addr().String()
+		go func() { httpDone <- srv.ServeTLS(ln, s.opts.TLSCert, s.opts.TLSKey) }()
+	} else {
+		go func() { httpDone <- srv.Serve(ln) }()
+	}
+	s.log.Info("haechi serving", "url", base, "data_dir", s.cfg.DataDir, "store", s.svc.Store.Path())
+	if s.opts.Ready != nil {
+		s.opts.Ready(base)
+	}
+	return srv, httpDone, nil
+}
+
+// advanceEventTime is serve's live event time: while events arrive, they
+// drive the watermark; once ingest has been quiet for a moment, the
+// watermark follows the wall clock (minus the allowed lateness) so windows
+// close and timers fire. Advancing from the wall clock during ingest would
+// break event time for events that are legitimately behind it (a producer
+// catching up, the demo playing a past fortnight): every mint would look
+// expired. In cluster mode the input's watermark drives time.
+func (s *server) advanceEventTime(t time.Time) {
+	const quiet = 2 * time.Second
+	if s.p == nil {
+		return
+	}
+	last := time.Unix(0, s.lastIngest.Load())
+	if s.ing != nil {
+		last = s.ing.LastSubmit()
+		if s.ing.Pending() > 0 {
+			return // the pipeline is catching up: event time leads
+		}
+	}
+	if t.Sub(last) >= quiet {
+		s.p.Engine.AdvanceTo(t.Add(-s.cfg.Engine.AllowedLateness.D()).UTC())
+	}
 }
 
 // StoreSink writes raised, updated and closed alerts through the store's
