@@ -250,12 +250,14 @@ func (d *Detector) NewShard() engine.Shard { return newShard(d.opts) }
 
 func newShard(opts Options) *shard {
 	return &shard{
-		opts:    opts,
-		mints:   newMintIndex(),
-		pending: map[uint64]*pendingUse{},
-		flagged: map[uint64]flagEntry{},
-		keyIdx:  map[string]uint16{},
-		keys:    []keyInfo{{}}, // index 0: no key
+		opts:      opts,
+		mints:     newMintIndex(),
+		pending:   map[uint64]*pendingUse{},
+		flagged:   map[uint64]flagEntry{},
+		keyIdx:    map[string]uint16{},
+		keys:      []keyInfo{{}}, // index 0: no key
+		queue:     useHeap{by: byDue},
+		deadlines: useHeap{by: byDeadline},
 	}
 }
 
@@ -285,8 +287,7 @@ type pendingUse struct {
 	ref       string
 	loc       loc
 	fired     uint8
-	index     int // in queue
-	dindex    int // in byDeadline
+	pos       [2]int // in shard.queue (byDue) and shard.deadlines (byDeadline)
 }
 
 // flagEntry remembers a token already reported never minted.
@@ -300,8 +301,8 @@ type shard struct {
 	unjudged  int // uses not judged: their token may predate what haechi saw
 	mints     mintIndex
 	pending   map[uint64]*pendingUse
-	queue     pendingQueue  // by due (the lateness rule)
-	deadlines deadlineQueue // by deadline (the issuer rule)
+	queue     useHeap // by due (the lateness rule)
+	deadlines useHeap // by deadline (the issuer rule)
 	flagged   map[uint64]flagEntry
 	flagPeak  int
 	keyIdx    map[string]uint16
@@ -327,11 +328,11 @@ func (s *shard) Process(c *engine.Context, key event.EntityKey, ev *event.Event)
 // the watermark has — and expired state is swept.
 func (s *shard) Advance(c *engine.Context, wm time.Time) {
 	issuer := c.StreamTime(event.DatasetToken)
-	for len(s.deadlines) > 0 && s.deadlines[0].deadline.Before(issuer) {
-		s.judge(c, s.deadlines[0], true)
+	for p := s.deadlines.first(); p != nil && p.deadline.Before(issuer); p = s.deadlines.first() {
+		s.judge(c, p, true)
 	}
-	for len(s.queue) > 0 && s.queue[0].due.Before(wm) {
-		s.judge(c, s.queue[0], false)
+	for p := s.queue.first(); p != nil && p.due.Before(wm); p = s.queue.first() {
+		s.judge(c, p, false)
 	}
 	if wm.Equal(engine.EndOfTime) || wm.Sub(s.lastSweep) < sweepEvery {
 		return
@@ -364,8 +365,8 @@ func (s *shard) judge(c *engine.Context, p *pendingUse, byIssuer bool) {
 
 // drop forgets the pending use p.
 func (s *shard) drop(p *pendingUse) {
-	heap.Remove(&s.queue, p.index)
-	heap.Remove(&s.deadlines, p.dindex)
+	heap.Remove(&s.queue, p.pos[byDue])
+	heap.Remove(&s.deadlines, p.pos[byDeadline])
 	delete(s.pending, p.h)
 }
 
@@ -791,56 +792,56 @@ func policy(d time.Duration) string {
 	return s
 }
 
-// pendingQueue is a min-heap of pending uses by due time.
-type pendingQueue []*pendingUse
+// useHeap is a min-heap of pending uses by one of their two times (the
+// lateness rule's due time, or the issuer rule's deadline), ties broken by
+// token id so findings come in a deterministic order. Each use records its
+// position in both heaps (pendingUse.pos), for heap.Remove.
+type useHeap struct {
+	uses []*pendingUse
+	by   int // byDue or byDeadline
+}
 
-func (q pendingQueue) Len() int { return len(q) }
-func (q pendingQueue) Less(i, j int) bool {
-	if !q[i].due.Equal(q[j].due) {
-		return q[i].due.Before(q[j].due)
+const (
+	byDue = iota
+	byDeadline
+)
+
+func (u *pendingUse) at(by int) time.Time {
+	if by == byDeadline {
+		return u.deadline
 	}
-	return q[i].tokenID < q[j].tokenID // deterministic order of findings
+	return u.due
 }
-func (q pendingQueue) Swap(i, j int) {
-	q[i], q[j] = q[j], q[i]
-	q[i].index, q[j].index = i, j
+
+func (q *useHeap) Len() int { return len(q.uses) }
+func (q *useHeap) Less(i, j int) bool {
+	a, b := q.uses[i], q.uses[j]
+	if ta, tb := a.at(q.by), b.at(q.by); !ta.Equal(tb) {
+		return ta.Before(tb)
+	}
+	return a.tokenID < b.tokenID
 }
-func (q *pendingQueue) Push(x any) {
+func (q *useHeap) Swap(i, j int) {
+	q.uses[i], q.uses[j] = q.uses[j], q.uses[i]
+	q.uses[i].pos[q.by], q.uses[j].pos[q.by] = i, j
+}
+func (q *useHeap) Push(x any) {
 	p := x.(*pendingUse)
-	p.index = len(*q)
-	*q = append(*q, p)
+	p.pos[q.by] = len(q.uses)
+	q.uses = append(q.uses, p)
 }
-func (q *pendingQueue) Pop() any {
-	old := *q
-	p := old[len(old)-1]
-	old[len(old)-1] = nil
-	*q = old[:len(old)-1]
+func (q *useHeap) Pop() any {
+	n := len(q.uses) - 1
+	p := q.uses[n]
+	q.uses[n] = nil
+	q.uses = q.uses[:n]
 	return p
 }
 
-// deadlineQueue is a min-heap of pending uses by mint deadline.
-type deadlineQueue []*pendingUse
-
-func (q deadlineQueue) Len() int { return len(q) }
-func (q deadlineQueue) Less(i, j int) bool {
-	if !q[i].deadline.Equal(q[j].deadline) {
-		return q[i].deadline.Before(q[j].deadline)
+// first is the heap's earliest use, or nil.
+func (q *useHeap) first() *pendingUse {
+	if len(q.uses) == 0 {
+		return nil
 	}
-	return q[i].tokenID < q[j].tokenID
-}
-func (q deadlineQueue) Swap(i, j int) {
-	q[i], q[j] = q[j], q[i]
-	q[i].dindex, q[j].dindex = i, j
-}
-func (q *deadlineQueue) Push(x any) {
-	p := x.(*pendingUse)
-	p.dindex = len(*q)
-	*q = append(*q, p)
-}
-func (q *deadlineQueue) Pop() any {
-	old := *q
-	p := old[len(old)-1]
-	old[len(old)-1] = nil
-	*q = old[:len(old)-1]
-	return p
+	return q.uses[0]
 }
