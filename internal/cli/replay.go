@@ -49,37 +49,9 @@ type input struct {
 }
 
 func (c *replayCmd) Run(e *env) (err error) {
-	cfg, err := e.loadConfig()
+	cfg, formats, err := c.config(e)
 	if err != nil {
 		return err
-	}
-	formats, err := inputfmt.New(cfg.InputOptions())
-	if err != nil {
-		return usageError{err}
-	}
-	if c.Format != "auto" && !slices.Contains(formats.Formats(), c.Format) {
-		return usageError{fmt.Errorf("--format %q: want auto or one of %s", c.Format, strings.Join(formats.Formats(), ", "))}
-	}
-	if c.Roster != "" {
-		cfg.Detectors.TerminatedIdentity.RosterFile = c.Roster
-	}
-	if c.Grace != nil {
-		cfg.Detectors.TerminatedIdentity.Grace = config.Duration(*c.Grace)
-	}
-	if c.Lateness != nil {
-		cfg.Engine.AllowedLateness = config.Duration(*c.Lateness)
-	}
-	if c.Window != nil {
-		cfg.Alerts.Window = config.Duration(*c.Window)
-	}
-	if c.Shards != 0 {
-		cfg.Engine.Shards = c.Shards
-	}
-	if err := validate(&cfg); err != nil {
-		return err
-	}
-	if c.Shards < 0 {
-		return usageError{errors.New("--shards must not be negative")}
 	}
 	ids, err := canaryIDs(cfg, c.CanaryRecords)
 	if err != nil {
@@ -91,29 +63,10 @@ func (c *replayCmd) Run(e *env) (err error) {
 	log := logger(cfg, e.stderr)
 
 	// Open every input first: a missing file fails before any work.
-	inputs := make([]input, 0, len(c.Files))
-	defer func() {
-		for _, in := range inputs {
-			if in.f != os.Stdin {
-				in.f.Close()
-			}
-		}
-	}()
-	for _, name := range c.Files {
-		if name == "-" {
-			inputs = append(inputs, input{name: "stdin", f: os.Stdin, size: -1})
-			continue
-		}
-		f, err := os.Open(name)
-		if err != nil {
-			return fmt.Errorf("cannot read input: %w", err)
-		}
-		fi, err := f.Stat()
-		if err != nil || fi.IsDir() {
-			f.Close()
-			return fmt.Errorf("cannot read input %s: not a regular file", name)
-		}
-		inputs = append(inputs, input{name: name, f: f, size: fi.Size()})
+	inputs, err := openInputs(c.Files)
+	defer closeInputs(inputs)
+	if err != nil {
+		return err
 	}
 	const rosterInput = 0 // input 0 is the roster snapshot; files are 1…n
 	inputName := func(i uint32) string {
@@ -234,6 +187,77 @@ func (c *replayCmd) Run(e *env) (err error) {
 		feedErr = errors.New("interrupted; alerts of what was read were printed")
 	}
 	return feedErr
+}
+
+// config is the configuration replay runs with: the config file's, with
+// the command's flags applied and validated, and the input formats it
+// reads.
+func (c *replayCmd) config(e *env) (config.Config, *inputfmt.Inputs, error) {
+	cfg, err := e.loadConfig()
+	if err != nil {
+		return cfg, nil, err
+	}
+	formats, err := inputfmt.New(cfg.InputOptions())
+	if err != nil {
+		return cfg, nil, usageError{err}
+	}
+	if c.Format != "auto" && !slices.Contains(formats.Formats(), c.Format) {
+		return cfg, nil, usageError{fmt.Errorf("--format %q: want auto or one of %s", c.Format, strings.Join(formats.Formats(), ", "))}
+	}
+	if c.Roster != "" {
+		cfg.Detectors.TerminatedIdentity.RosterFile = c.Roster
+	}
+	if c.Grace != nil {
+		cfg.Detectors.TerminatedIdentity.Grace = config.Duration(*c.Grace)
+	}
+	if c.Lateness != nil {
+		cfg.Engine.AllowedLateness = config.Duration(*c.Lateness)
+	}
+	if c.Window != nil {
+		cfg.Alerts.Window = config.Duration(*c.Window)
+	}
+	if c.Shards != 0 {
+		cfg.Engine.Shards = c.Shards
+	}
+	if err := validate(&cfg); err != nil {
+		return cfg, nil, err
+	}
+	if c.Shards < 0 {
+		return cfg, nil, usageError{errors.New("--shards must not be negative")}
+	}
+	return cfg, formats, nil
+}
+
+// openInputs opens the named files ("-": standard input) for reading, in
+// order; on an error it returns those opened so far, for closeInputs.
+func openInputs(names []string) ([]input, error) {
+	inputs := make([]input, 0, len(names))
+	for _, name := range names {
+		if name == "-" {
+			inputs = append(inputs, input{name: "stdin", f: os.Stdin, size: -1})
+			continue
+		}
+		f, err := os.Open(name)
+		if err != nil {
+			return inputs, fmt.Errorf("cannot read input: %w", err)
+		}
+		fi, err := f.Stat()
+		if err != nil || fi.IsDir() {
+			f.Close()
+			return inputs, fmt.Errorf("cannot read input %s: not a regular file", name)
+		}
+		inputs = append(inputs, input{name: name, f: f, size: fi.Size()})
+	}
+	return inputs, nil
+}
+
+// closeInputs closes what openInputs opened (not standard input).
+func closeInputs(inputs []input) {
+	for _, in := range inputs {
+		if in.f != os.Stdin {
+			in.f.Close()
+		}
+	}
 }
 
 // openFormat opens r in the requested format; "auto" recognises it from its
