@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"time"
 
 	"github.com/haechi-sec/haechi/internal/decode"
 	"github.com/haechi-sec/haechi/internal/event"
@@ -25,6 +26,7 @@ type FeedStats struct {
 // waiting when the engine is full (replay never drops). Every rejected line
 // is passed to onReject (which may be nil) and counted; the stream goes on.
 // It returns on EOF, a read error, or ctx's end (checked between batches).
+// The input is its own origin of event time (InputOrigin), ended at EOF.
 func Feed(ctx context.Context, p *Pipeline, r io.Reader, input uint32, maxLine int, onReject func(*decode.LineError)) (FeedStats, error) {
 	return FeedObserved(ctx, p, r, input, maxLine, onReject, nil)
 }
@@ -34,11 +36,16 @@ func Feed(ctx context.Context, p *Pipeline, r io.Reader, input uint32, maxLine i
 // event must not be retained.
 func FeedObserved(ctx context.Context, p *Pipeline, r io.Reader, input uint32, maxLine int,
 	onReject func(*decode.LineError), observe func(*event.Event)) (FeedStats, error) {
-	return FeedReader(ctx, p, decode.NewReader(r, input, maxLine), onReject, observe)
+	return FeedReader(ctx, p, decode.NewReader(r, input, maxLine), InputOrigin(input), onReject, observe)
 }
 
-// FeedReader is FeedObserved over any input format's reader.
-func FeedReader(ctx context.Context, p *Pipeline, rd input.Reader,
+// InputOrigin names the engine origin (engine.Batch.Origin) of a fed input.
+func InputOrigin(input uint32) string { return fmt.Sprintf("input %d", input) }
+
+// FeedReader is FeedObserved over any input format's reader, whose events
+// are the origin origin's (ended at EOF: it no longer holds event time
+// back, see engine.Engine.EndOrigin).
+func FeedReader(ctx context.Context, p *Pipeline, rd input.Reader, origin string,
 	onReject func(*decode.LineError), observe func(*event.Event)) (FeedStats, error) {
 	var st FeedStats
 	batch := p.NewBatch()
@@ -49,7 +56,7 @@ func FeedReader(ctx context.Context, p *Pipeline, rd input.Reader,
 		if len(batch) == 0 {
 			return nil
 		}
-		if err := p.Submit(ctx, batch); err != nil {
+		if err := p.SubmitFrom(ctx, origin, time.Time{}, batch); err != nil {
 			return err
 		}
 		// The engine owns the submitted slice from now on.
@@ -82,7 +89,10 @@ func FeedReader(ctx context.Context, p *Pipeline, rd input.Reader,
 			}
 		case errors.Is(err, io.EOF):
 			st.Lines = rd.Line()
-			return st, flush()
+			if err := flush(); err != nil {
+				return st, err
+			}
+			return st, p.EndOrigin(ctx, origin)
 		default:
 			st.Lines = rd.Line()
 			if ferr := flush(); ferr != nil {

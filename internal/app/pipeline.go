@@ -315,6 +315,7 @@ func NewPipeline(opts PipelineOptions) (*Pipeline, error) {
 		Shards:     cfg.Engine.Shards,
 		QueueSize:  cfg.Engine.QueueSize,
 		Lateness:   cfg.Engine.AllowedLateness.D(),
+		Idleness:   cfg.Engine.Idleness.D(),
 		InputName:  opts.InputName,
 		Clock:      opts.Clock,
 		Logger:     opts.Logger,
@@ -403,9 +404,22 @@ func ReportSkipped(log *slog.Logger, skipped []error) {
 func (p *Pipeline) NewBatch() []event.Event { return p.batches.Get().([]event.Event) }
 
 // Submit enriches a batch and admits it, waiting while the engine is full.
+// Its origin is "" and it has no arrival time (see SubmitFrom).
 func (p *Pipeline) Submit(ctx context.Context, evs []event.Event) error {
+	return p.SubmitFrom(ctx, "", time.Time{}, evs)
+}
+
+// SubmitFrom is Submit for a batch of the named origin (a file, an ingest
+// token, a tailed file) that arrived at arrived (zero: the input has no
+// arrival clock); see engine.Batch.
+func (p *Pipeline) SubmitFrom(ctx context.Context, origin string, arrived time.Time, evs []event.Event) error {
 	p.geo.EnrichBatch(evs)
-	return p.Engine.Submit(ctx, engine.Batch{Events: evs, Received: time.Now()})
+	return p.Engine.Submit(ctx, engine.Batch{Events: evs, Received: time.Now(), Origin: origin, Arrived: arrived})
+}
+
+// EndOrigin says the origin has delivered everything (engine.Engine.EndOrigin).
+func (p *Pipeline) EndOrigin(ctx context.Context, origin string) error {
+	return p.Engine.EndOrigin(ctx, origin)
 }
 
 // Mark passes the mark m through the engine (engine.Engine.Mark); with
@@ -419,11 +433,13 @@ func (p *Pipeline) Checkpoint(ctx context.Context, m uint64) error {
 	return p.Engine.Checkpoint(ctx, m)
 }
 
-// TrySubmit enriches a batch and admits it only if there is room now
-// (engine.ErrFull otherwise; the caller keeps the batch).
-func (p *Pipeline) TrySubmit(evs []event.Event) error {
+// TrySubmit enriches a batch of the named origin, which arrived now, and
+// admits it only if there is room now (engine.ErrFull otherwise; the
+// caller keeps the batch).
+func (p *Pipeline) TrySubmit(origin string, evs []event.Event) error {
 	p.geo.EnrichBatch(evs)
-	return p.Engine.TrySubmit(engine.Batch{Events: evs, Received: time.Now()})
+	now := time.Now()
+	return p.Engine.TrySubmit(engine.Batch{Events: evs, Received: now, Origin: origin, Arrived: now})
 }
 
 // Close stops admission; Run returns once everything admitted has been

@@ -198,10 +198,7 @@ type server struct {
 	ing     *ingest.Ingester
 	formats *input.Inputs
 	durable atomic.Uint64 // the ledger's last stored mark (spool offset)
-	// lastIngest is the wall clock of the last request ingested without
-	// the spool (unix nanoseconds).
-	lastIngest atomic.Int64
-	inputs     atomic.Uint32
+	inputs  atomic.Uint32
 }
 
 // accessControl sets up tokens and sessions (not under --insecure-no-auth),
@@ -370,8 +367,9 @@ func (s *server) serveHTTP() (srv *http.Server, httpDone chan error, err error) 
 			if s.p == nil {
 				return fmt.Errorf("cluster mode: produce events to Kafka topic %s, not to this API", s.cfg.Kafka.Topic)
 			}
-			s.lastIngest.Store(time.Now().UnixNano())
-			err := s.p.TrySubmit(evs)
+			// Without the spool the caller's token is not known here: one
+			// origin for every request.
+			err := s.p.TrySubmit("http", evs)
 			switch {
 			case errors.Is(err, engine.ErrFull):
 				return api.ErrBusy
@@ -451,28 +449,22 @@ func (s *server) serveHTTP() (srv *http.Server, httpDone chan error, err error) 
 	return srv, httpDone, nil
 }
 
-// advanceEventTime is serve's live event time: while events arrive, they
-// drive the watermark; once ingest has been quiet for a moment, the
-// watermark follows the wall clock (minus the allowed lateness) so windows
-// close and timers fire. Advancing from the wall clock during ingest would
-// break event time for events that are legitimately behind it (a producer
-// catching up, the demo playing a past fortnight): every mint would look
-// expired. In cluster mode the input's watermark drives time.
+// advanceEventTime is serve's live event time. Events drive it, each
+// origin (ingest token, tailed file) its own — see package engine. The wall
+// clock only moves the engine's arrival clock (engine.Engine.Tick), and
+// only while ingest is caught up — every request accepted so far has been
+// handed to the pipeline — so an origin whose requests still wait in the
+// spool never looks idle. Origins that have sent nothing for the idleness
+// stop holding the others back and, once none is active, advance with the
+// wall clock, each at its own distance to it (a producer catching up keeps
+// its pace); before the first event nothing moves, so a backlog posted to a
+// fresh server is not late. In cluster mode the input's watermark drives
+// time.
 func (s *server) advanceEventTime(t time.Time) {
-	const quiet = 2 * time.Second
-	if s.p == nil {
+	if s.p == nil || (s.ing != nil && s.ing.Pending() > 0) {
 		return
 	}
-	last := time.Unix(0, s.lastIngest.Load())
-	if s.ing != nil {
-		last = s.ing.LastSubmit()
-		if s.ing.Pending() > 0 {
-			return // the pipeline is catching up: event time leads
-		}
-	}
-	if t.Sub(last) >= quiet {
-		s.p.Engine.AdvanceTo(t.Add(-s.cfg.Engine.AllowedLateness.D()).UTC())
-	}
+	s.p.Engine.Tick(t)
 }
 
 // StoreSink writes raised, updated and closed alerts through the store's

@@ -156,7 +156,7 @@ func (c *replayCmd) Run(e *env) (err error) {
 			feedErr = usageError{fmt.Errorf("%s: %w", in.name, err)}
 			break
 		}
-		st, err := app.FeedReader(e.ctx, p, rd, onReject(in.name), nil)
+		st, err := app.FeedReader(e.ctx, p, rd, app.InputOrigin(uint32(i+1)), onReject(in.name), nil)
 		total.Events += st.Events
 		total.Rejected += st.Rejected
 		total.Lines += st.Lines

@@ -125,9 +125,16 @@ type Engine struct {
 	Shards int `yaml:"shards"`
 	// QueueSize bounds the events admitted but not yet processed.
 	QueueSize int `yaml:"queue_size"`
-	// AllowedLateness is how far behind the newest event time an event may
-	// arrive before it is marked late.
+	// AllowedLateness is how far behind the input's event time an event
+	// may arrive before it is marked late. The input's event time is the
+	// minimum over its active origins (each file, ingest token, tailed
+	// file) of their newest event time.
 	AllowedLateness Duration `yaml:"allowed_lateness"`
+	// Idleness is how long an origin (an ingest token's shipper, a tailed
+	// file) may send nothing before it stops holding the others' event
+	// time back; once every origin is idle, serve advances their event time
+	// with the wall clock, each at its own distance to it.
+	Idleness Duration `yaml:"idleness"`
 	// CheckpointEvery is how often serve stores a checkpoint of the
 	// detectors' learnt state (baselines, profiles), so a restart does not
 	// go back to a cold start; 0 turns checkpoints off. Needs the spool.
@@ -504,6 +511,7 @@ func Default() Config {
 			Shards:          0,
 			QueueSize:       65536,
 			AllowedLateness: Duration(5 * time.Minute),
+			Idleness:        Duration(30 * time.Second),
 			CheckpointEvery: Duration(5 * time.Minute),
 		},
 		Kafka: Kafka{Group: "haechi", CheckpointEvery: 10000},

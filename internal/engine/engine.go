@@ -34,9 +34,15 @@ type Options struct {
 	// QueueSize bounds the events admitted but not yet processed
 	// (0 → 65536). A single batch larger than this is admitted alone.
 	QueueSize int
-	// Lateness is how far behind the newest event time an event may arrive
-	// before it is marked late (0 → 5 minutes; negative is invalid).
+	// Lateness is how far behind the input's event time an event may
+	// arrive before it is marked late (0 → 5 minutes; negative is
+	// invalid). The input's event time is the minimum over its active
+	// origins (Batch.Origin) of their newest event time.
 	Lateness time.Duration
+	// Idleness is how long an origin may deliver nothing, by the arrival
+	// clock (Batch.Arrived, Tick), before it stops holding the others back
+	// (0 → DefaultIdleness; negative is invalid).
+	Idleness time.Duration
 	// InputName names an input index for evidence references (nil → "input").
 	InputName func(uint32) string
 	// Release, if set, is handed each batch's event slice once every shard
@@ -71,6 +77,18 @@ type Batch struct {
 	// re-keying stage. Progress never moves backwards; datasets no
 	// detector watches are ignored.
 	Streams []StreamTime
+	// Origin names the input stream the batch comes from — a file, an
+	// ingest token, a Kafka partition — each with its own event time (see
+	// origins). Batches of one origin are submitted in the order they
+	// arrived. "" is an origin like any other: a caller that never names
+	// one has a single origin, and the watermark is simply the newest
+	// event time seen minus the lateness.
+	Origin string
+	// Arrived is when the batch reached haechi (the spool's acceptance
+	// time), or zero when the input has no arrival clock (file replay,
+	// simulation): then no origin ever goes idle and only events and
+	// EndOrigin move event time.
+	Arrived time.Time
 }
 
 // Output is what a shard reports after each batch it processed: the
@@ -131,8 +149,11 @@ type Engine struct {
 type inMsg struct {
 	batch   Batch
 	advance time.Time // non-zero: a watermark advance request, no events
-	mark    uint64    // non-zero: a mark, no events (see Engine.Mark)
-	snap    bool      // with mark: a checkpoint (see Engine.Checkpoint)
+	tick    time.Time // non-zero: the arrival clock moves (Engine.Tick)
+	end     bool      // the origin named origin ends (Engine.EndOrigin)
+	origin  string
+	mark    uint64 // non-zero: a mark, no events (see Engine.Mark)
+	snap    bool   // with mark: a checkpoint (see Engine.Checkpoint)
 }
 
 type item struct {
@@ -181,8 +202,11 @@ func (b *batchDone) finish() {
 
 // New validates opts and builds an engine.
 func New(opts Options) (*Engine, error) {
-	if opts.Shards < 0 || opts.QueueSize < 0 || opts.Lateness < 0 {
-		return nil, fmt.Errorf("engine: shards, queue size and lateness must not be negative")
+	if opts.Shards < 0 || opts.QueueSize < 0 || opts.Lateness < 0 || opts.Idleness < 0 {
+		return nil, fmt.Errorf("engine: shards, queue size, lateness and idleness must not be negative")
+	}
+	if opts.Idleness == 0 {
+		opts.Idleness = DefaultIdleness
 	}
 	if opts.Shards == 0 {
 		opts.Shards = runtime.GOMAXPROCS(0)
@@ -357,6 +381,44 @@ func (e *Engine) AdvanceTo(t time.Time) {
 	}
 }
 
+// Tick moves the arrival clock to now without an event. A live source calls
+// it only while it is caught up — nothing that arrived before now is still
+// waiting to be submitted — so origins that delivered nothing for the
+// idleness stop holding the others back and, once none is active, the wall
+// clock advances them (see origins). Unlike AdvanceTo it never moves event
+// time past what the origins' own pace allows, and before the first batch
+// it does nothing: a backlog posted to a fresh server is not late. It never
+// blocks (a busy router is moved by the events anyway) and is a no-op after
+// Close.
+func (e *Engine) Tick(now time.Time) {
+	e.closeMu.RLock()
+	defer e.closeMu.RUnlock()
+	if e.closed || now.IsZero() {
+		return
+	}
+	select {
+	case e.in <- inMsg{tick: now}:
+	default:
+	}
+}
+
+// EndOrigin says that the named origin has delivered everything (a file
+// read to its end): it no longer holds the input's time back. A later batch
+// from it reopens it. It waits for room in the router's queue.
+func (e *Engine) EndOrigin(ctx context.Context, origin string) error {
+	e.closeMu.RLock()
+	defer e.closeMu.RUnlock()
+	if e.closed {
+		return ErrClosed
+	}
+	select {
+	case e.in <- inMsg{end: true, origin: origin}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
 // Close stops admission. Run then processes what was admitted, announces
 // EndOfTime to every shard and returns. Close is idempotent.
 func (e *Engine) Close() {
@@ -438,7 +500,6 @@ func sortFindings(fs []event.Finding) {
 // and splits each batch by shard.
 func (e *Engine) route() {
 	var (
-		maxSeen   time.Time
 		minSeen   time.Time
 		watermark time.Time
 		perShard  = make([]*[]item, len(e.shards))
@@ -447,6 +508,7 @@ func (e *Engine) route() {
 		// progress of the watched streams; replaced (never modified) when
 		// it moves, since shards read the previous slice concurrently.
 		progress = make([]time.Time, len(e.streams))
+		orgs     = newOrigins(e.opts.Idleness, len(e.streams))
 	)
 	// advanceStream moves stream i's progress to t, copying the slice on
 	// the first move of a message.
@@ -460,27 +522,72 @@ func (e *Engine) route() {
 		}
 		progress[i] = t
 	}
+	// settle moves the watermark and the watched streams to what the
+	// origins say now (an origin went idle or ended, the arrival clock
+	// moved) and tells every shard if anything moved.
+	settle := func(received time.Time) {
+		moved := false
+		if t, ok := orgs.timeOf(nil, true); ok && t.Add(-lateness).After(watermark) {
+			watermark = t.Add(-lateness)
+			moved = true
+		}
+		for i := range e.streams {
+			if t, ok := orgs.progressOf(i, nil, true); ok {
+				advanceStream(i, t, &moved)
+			}
+		}
+		if moved {
+			e.broadcastWatermark(watermark, progress, received)
+		}
+	}
 	for msg := range e.in {
-		if msg.mark != 0 {
+		switch {
+		case msg.mark != 0:
 			for _, ch := range e.shards {
 				ch <- shardMsg{watermark: watermark, progress: progress, mark: msg.mark, snap: msg.snap}
 			}
 			continue
-		}
-		if !msg.advance.IsZero() {
+		case !msg.advance.IsZero():
 			if msg.advance.After(watermark) {
 				watermark = msg.advance
 				e.broadcastWatermark(watermark, progress, msg.batch.Received)
 			}
 			continue
+		case !msg.tick.IsZero():
+			orgs.tick(msg.tick)
+			settle(time.Time{})
+			continue
+		case msg.end:
+			if s := orgs.byName[msg.origin]; s != nil {
+				s.ended = true
+				settle(time.Time{})
+			}
+			continue
 		}
 		evs := msg.batch.Events
+		cur := orgs.get(msg.batch.Origin)
+		orgs.deliver(cur, msg.batch.Arrived)
+		// Origins that went idle since the last batch stop holding the
+		// others back before this batch's events.
+		settle(msg.batch.Received)
+		// What the other active origins hold the input's time and the
+		// watched streams at; only cur moves within the batch.
+		others, othersOK := orgs.timeOf(cur, false)
+		othersP := make([]time.Time, len(e.streams))
+		othersPOK := make([]bool, len(e.streams))
+		for i := range e.streams {
+			othersP[i], othersPOK[i] = orgs.progressOf(i, cur, false)
+		}
+		inputTime := func() time.Time { return earlier(cur.maxSeen, others, othersOK) }
 		var late int
 		restored := len(evs) > 0
 		moved := false
 		for _, st := range msg.batch.Streams {
 			if i := slices.Index(e.streams, st.Dataset); i >= 0 {
-				advanceStream(i, st.Time, &moved)
+				if st.Time.After(cur.watched[i]) {
+					cur.watched[i] = st.Time
+				}
+				advanceStream(i, earlier(cur.watched[i], othersP[i], othersPOK[i]), &moved)
 			}
 		}
 		// Every shard hears about every batch's watermark, so shard outputs
@@ -500,25 +607,31 @@ func (e *Engine) route() {
 		}
 		for i := range evs {
 			ev := &evs[i]
-			if wm := later(watermark, maxSeen.Add(-lateness)); i > 0 && (moved || wm.After(watermark)) && e.laggingMove(ev, progress, wm) {
-				done.pending.Add(int32(len(e.shards)))
-				watermark = wm
-				e.watermark.Store(watermark.UnixNano())
-				send(watermark, moved, restored)
-				moved, restored = false, true
+			if i > 0 {
+				wm := later(watermark, inputTime().Add(-lateness))
+				if (moved || wm.After(watermark)) && e.laggingMove(ev, cur, othersP, othersPOK, progress, wm) {
+					done.pending.Add(int32(len(e.shards)))
+					watermark = wm
+					e.watermark.Store(watermark.UnixNano())
+					send(watermark, moved, restored)
+					moved, restored = false, true
+				}
 			}
 			restored = restored && ev.Restored
 			for si, ds := range e.streams {
 				if ev.Dataset == ds {
-					advanceStream(si, ev.Time, &moved)
+					if ev.Time.After(cur.watched[si]) {
+						cur.watched[si] = ev.Time
+					}
+					advanceStream(si, earlier(cur.watched[si], othersP[si], othersPOK[si]), &moved)
 				}
 			}
 			if ev.Time.Before(watermark) {
 				ev.Late = true
 				late++
 			}
-			if ev.Time.After(maxSeen) {
-				maxSeen = ev.Time
+			if ev.Time.After(cur.maxSeen) {
+				cur.maxSeen = ev.Time
 			}
 			// Reference data (roster, key inventory) is dated in the past
 			// without meaning haechi watched then: only activity counts.
@@ -540,7 +653,7 @@ func (e *Engine) route() {
 				e.appendItem(perShard, s, item{det: int32(d), key: key, ev: ev})
 			}
 		}
-		if wm := maxSeen.Add(-lateness); wm.After(watermark) {
+		if wm := inputTime().Add(-lateness); !cur.maxSeen.IsZero() && wm.After(watermark) {
 			watermark = wm
 		}
 		e.watermark.Store(watermark.UnixNano())
@@ -554,20 +667,23 @@ func (e *Engine) route() {
 	}
 }
 
-// laggingMove reports whether ev moves a watched stream whose progress is
-// behind the watermark wm (or has none yet). Where that happens inside a
-// batch, the batch is split before ev: a watcher that decides by whichever
-// passed its mark first — the watermark (a lateness) or the stream (its
-// own deadline, at most the lateness after the same moment) — then sees
-// them in the order one event per batch would show, whatever the
-// batching. While the stream keeps up with the watermark no such ambiguity
-// exists, so dense traffic is not split.
-func (e *Engine) laggingMove(ev *event.Event, progress []time.Time, wm time.Time) bool {
+// laggingMove reports whether ev, from origin cur, moves a watched stream
+// whose progress is behind the watermark wm (or has none yet). Where that
+// happens inside a batch, the batch is split before ev: a watcher that
+// decides by whichever passed its mark first — the watermark (a lateness)
+// or the stream (its own deadline, at most the lateness after the same
+// moment) — then sees them in the order one event per batch would show,
+// whatever the batching. While the stream keeps up with the watermark no
+// such ambiguity exists, so dense traffic is not split.
+func (e *Engine) laggingMove(ev *event.Event, cur *origin, othersP []time.Time, othersOK []bool, progress []time.Time, wm time.Time) bool {
 	if wm.IsZero() {
 		return false
 	}
 	for i, ds := range e.streams {
-		if ev.Dataset == ds && ev.Time.After(progress[i]) && progress[i].Before(wm) {
+		if ev.Dataset != ds || !progress[i].Before(wm) {
+			continue
+		}
+		if earlier(later(cur.watched[i], ev.Time), othersP[i], othersOK[i]).After(progress[i]) {
 			return true
 		}
 	}

@@ -729,9 +729,12 @@ func (in *Ingester) Pending() int64 { return in.pending.Load() }
 // Checkpoint is Mark with a snapshot of the detectors' learnt state at m.
 // Both wait for room until ctx ends, and return an error wrapping
 // engine.ErrClosed once the pipeline is closed.
+//
+// SubmitFrom names each batch's origin of event time (Origin) and its
+// arrival (the request's acceptance time), see engine.Batch.
 type Pipeline interface {
 	NewBatch() []event.Event
-	Submit(ctx context.Context, evs []event.Event) error
+	SubmitFrom(ctx context.Context, origin string, arrived time.Time, evs []event.Event) error
 	Mark(ctx context.Context, m uint64) error
 	Checkpoint(ctx context.Context, m uint64) error
 }
@@ -889,7 +892,7 @@ func (in *Ingester) feed(ctx context.Context, p Pipeline, off uint64, r spoolRec
 		}
 		if err == nil {
 			if len(batch) == cap(batch) {
-				if err := in.submit(ctx, p, batch); err != nil {
+				if err := in.submit(ctx, p, r, batch); err != nil {
 					return err
 				}
 				batch = p.NewBatch()
@@ -909,12 +912,30 @@ func (in *Ingester) feed(ctx context.Context, p Pipeline, off uint64, r spoolRec
 	if len(batch) == 0 {
 		return nil
 	}
-	return in.submit(ctx, p, batch)
+	return in.submit(ctx, p, r, batch)
 }
 
-func (in *Ingester) submit(ctx context.Context, p Pipeline, batch []event.Event) error {
+func (in *Ingester) submit(ctx context.Context, p Pipeline, r spoolRecord, batch []event.Event) error {
 	in.lastSub.Store(time.Now().UnixNano())
-	return p.Submit(ctx, batch)
+	return p.SubmitFrom(ctx, Origin(r.Scope, r.Key), r.Accepted, batch)
+}
+
+// Origin names the engine origin (engine.Batch.Origin) of a stored request
+// from its key scope and idempotency key: one per API token ("token " and
+// the token's id; the anonymous scope of --insecure-no-auth is "token "),
+// so give each shipper its own token and a slow one holds the others back
+// rather than having its events marked late; and one per tailed file
+// ("tail " and the file's identity, which its keys carry).
+func Origin(scope, key string) string {
+	if scope == tailScope {
+		if rest, ok := strings.CutPrefix(key, api.TailKeyPrefix); ok {
+			if i := strings.LastIndexByte(rest, ':'); i > 0 {
+				return "tail " + rest[:i]
+			}
+		}
+		return "tail"
+	}
+	return "token " + scope
 }
 
 // retain deletes the oldest segments while the spool holds more than
