@@ -36,6 +36,25 @@
 // clock) reopens it, and sinks hear Updated and, at the next Advance,
 // Closed again — never a duplicate alert for the same window.
 //
+// A withdrawal (a finding with Withdraws set: a late event proved an
+// earlier finding wrong) adds no risk and opens nothing. The stage finds
+// the alert holding the withdrawn finding — open, or among the recently
+// closed it remembers — removes the finding from it and lists the
+// withdrawal in its place (contribution 0, not counted in FindingCount).
+// The alert stands if any remaining finding is immediate or their
+// contributions still reach RiskThreshold: it is then updated (Updated
+// while open; Closed again, corrected, once closed), its title, score and
+// severity taken from what remains. Otherwise it is withdrawn: sinks hear
+// Withdrawn, its state is event.AlertWithdrawn, and its explanation is the
+// withdrawal's sentence (the late event, how late). Like a close, a
+// withdrawal of an open alert clears the risk the alert spent. A
+// withdrawal whose finding the stage no longer holds (an alert closed
+// longer ago than the stage remembers, or before a restart; a finding
+// beyond MaxFindings) changes nothing and is counted in
+// haechi_findings_withdrawn_total{result="not_found"}. When Ordered, a
+// withdrawal sorts after the findings of its time, so it meets the finding
+// it withdraws (both carry the same time).
+//
 // Alert IDs are deterministic: a hash of entity, the detector of the
 // finding that opened the alert and its event time, so replaying the same
 // input yields the same IDs and the store's upsert makes replays
@@ -43,6 +62,7 @@
 package alert
 
 import (
+	"cmp"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -68,6 +88,12 @@ const (
 	Updated
 	// Closed: the alert's window has closed; this is its final form.
 	Closed
+	// Withdrawn: findings of the alert were withdrawn
+	// (event.Finding.Withdraws) until nothing standing was left; this is
+	// its final form, State event.AlertWithdrawn, and its explanation says
+	// why. Sinks treat it like Closed (it may come for an alert that has
+	// already closed).
+	Withdrawn
 )
 
 // String names the change.
@@ -79,6 +105,8 @@ func (c Change) String() string {
 		return "updated"
 	case Closed:
 		return "closed"
+	case Withdrawn:
+		return "withdrawn"
 	}
 	return "unknown"
 }
@@ -186,6 +214,7 @@ type Stage struct {
 	weak       *prometheus.CounterVec
 	suppressed prometheus.Counter
 	tracked    prometheus.Gauge
+	withdrawn  *prometheus.CounterVec
 }
 
 // New builds a stage.
@@ -249,9 +278,13 @@ func New(opts Options) (*Stage, error) {
 			Name: "haechi_risk_entities",
 			Help: "Entities holding risk that has not decayed away.",
 		}),
+		withdrawn: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "haechi_findings_withdrawn_total",
+			Help: "Withdrawals of findings (a late event proved them wrong), by result: alert_stands, alert_withdrawn, or not_found (the stage no longer holds the finding).",
+		}, []string{"result"}),
 	}
 	if opts.Registerer != nil {
-		opts.Registerer.MustRegister(s.alerts, s.openG, s.findings, s.weak, s.suppressed, s.tracked)
+		opts.Registerer.MustRegister(s.alerts, s.openG, s.findings, s.weak, s.suppressed, s.tracked, s.withdrawn)
 	}
 	return s, nil
 }
@@ -280,9 +313,17 @@ func (s *Stage) Process(findings []event.Finding) {
 		return
 	}
 	for i := range findings {
-		s.add(&findings[i])
+		s.addOrWithdraw(&findings[i])
 	}
 	s.updated()
+}
+
+func (s *Stage) addOrWithdraw(f *event.Finding) {
+	if f.Withdraws != 0 {
+		s.withdraw(f)
+		return
+	}
+	s.add(f)
 }
 
 // updated tells the sinks about alerts that gained findings.
@@ -570,7 +611,7 @@ func (s *Stage) release(horizon time.Time, all bool) {
 	for i := range n {
 		f := &s.held[i]
 		s.sweepOrdered(f.Time)
-		s.add(f)
+		s.addOrWithdraw(f)
 	}
 	s.held = slices.Delete(s.held, 0, n)
 	if !all {
@@ -600,6 +641,13 @@ func compareFindings(x, y event.Finding) int {
 	if c := x.Time.Compare(y.Time); c != 0 {
 		return c
 	}
+	// A withdrawal carries the time of the finding it withdraws: after it.
+	if xw, yw := x.Withdraws != 0, y.Withdraws != 0; xw != yw {
+		if xw {
+			return 1
+		}
+		return -1
+	}
 	if c := strings.Compare(string(x.Entity.Kind), string(y.Entity.Kind)); c != 0 {
 		return c
 	}
@@ -624,7 +672,10 @@ func compareFindings(x, y event.Finding) int {
 	if c := strings.Compare(x.Explanation, y.Explanation); c != 0 {
 		return c
 	}
-	return slices.Compare(x.Evidence, y.Evidence)
+	if c := slices.Compare(x.Evidence, y.Evidence); c != 0 {
+		return c
+	}
+	return cmp.Compare(x.Withdraws, y.Withdraws)
 }
 
 // Flush closes every open alert (end of input), processing held findings
@@ -668,13 +719,24 @@ func (s *Stage) close(k event.EntityKey, o *open) {
 	}
 	a := &o.a
 	sortByContribution(a.Findings)
-	a.Explanation = o.expl
-	if a.FindingCount > 1 {
-		a.Explanation = strings.TrimSpace(o.expl) + " (" + strconv.Itoa(a.FindingCount) + " findings in this alert.)"
-	}
+	a.Explanation = finalExplanation(o)
 	s.nClosed++
 	s.emit(Closed, a)
-	// Remember it for late findings, forgetting the oldest beyond the cap.
+	s.remember(k, o)
+}
+
+// finalExplanation is a closed alert's explanation: with the number of its
+// findings when there are several.
+func finalExplanation(o *open) string {
+	if o.a.FindingCount > 1 {
+		return strings.TrimSpace(o.expl) + " (" + strconv.Itoa(o.a.FindingCount) + " findings in this alert.)"
+	}
+	return o.expl
+}
+
+// remember keeps the closed alert o for late findings and withdrawals,
+// forgetting the oldest beyond the cap.
+func (s *Stage) remember(k event.EntityKey, o *open) {
 	s.closed[k] = o
 	s.closedQ = append(s.closedQ, closedEntry{k, o})
 	for len(s.closedQ) > recentClosed {
@@ -710,4 +772,94 @@ func ID(entity event.EntityKey, detector string, start time.Time) string {
 	h.Write([]byte{0})
 	h.Write([]byte(strconv.FormatInt(start.UnixNano(), 10)))
 	return "al-" + hex.EncodeToString(h.Sum(nil)[:10])
+}
+
+// withdraw applies the withdrawal w to the alert holding the finding it
+// withdraws (see the package comment).
+func (s *Stage) withdraw(w *event.Finding) {
+	k := w.Entity
+	o, isOpen := s.open[k], true
+	i := holding(o, w.Withdraws)
+	if i < 0 {
+		o, isOpen = s.closed[k], false
+		i = holding(o, w.Withdraws)
+	}
+	if i < 0 {
+		// Below the threshold it may wait among the entity's kept findings.
+		if r := s.risk[k]; r != nil {
+			r.kept = slices.DeleteFunc(r.kept, func(f event.Finding) bool { return f.ID() == w.Withdraws })
+		}
+		s.withdrawn.WithLabelValues("not_found").Inc()
+		s.opts.Logger.Debug("alert: withdrawn finding not held", "finding", w.Withdraws.String(), "entity", k.String())
+		return
+	}
+	a := &o.a
+	a.Findings = slices.Delete(a.Findings, i, i+1)
+	a.FindingCount--
+	notice := *w
+	notice.Contribution, notice.Immediate = 0, false
+	a.Findings = append(a.Findings, notice)
+
+	var standing []event.Finding
+	var risk float64
+	stands := false
+	for _, f := range a.Findings {
+		if f.Withdraws == 0 {
+			standing = append(standing, f)
+			risk += f.Contribution
+			stands = stands || f.Immediate
+		}
+	}
+	stands = len(standing) > 0 && (stands || risk >= s.opts.RiskThreshold)
+	if stands {
+		s.withdrawn.WithLabelValues("alert_stands").Inc()
+		sortByContribution(standing)
+		top := &standing[0]
+		if j := slices.IndexFunc(standing, func(f event.Finding) bool { return f.Immediate }); j >= 0 {
+			top = &standing[j]
+		}
+		a.Title, a.Detector, a.Score, a.Severity = top.Title, top.Detector, 0, 0
+		for _, f := range standing {
+			a.Score, a.Severity = max(a.Score, f.Score), max(a.Severity, f.Severity)
+		}
+		a.Risk = round1(risk)
+		o.expl = explain(top, standing, risk, s.opts.RiskThreshold, top.Immediate) + " Withdrawn from this alert: " + strings.TrimSpace(w.Explanation)
+		if isOpen {
+			a.Explanation = o.expl
+			if !o.dirty {
+				o.dirty = true
+				s.dirty = append(s.dirty, o)
+			}
+			return
+		}
+		sortByContribution(a.Findings)
+		a.Explanation = finalExplanation(o)
+		s.emit(Closed, a)
+		return
+	}
+	s.withdrawn.WithLabelValues("alert_withdrawn").Inc()
+	a.State = event.AlertWithdrawn
+	o.expl = "Withdrawn: " + strings.TrimSpace(w.Explanation)
+	if len(standing) > 0 {
+		o.expl += fmt.Sprintf(" What remains adds up to risk %.0f, below the alert threshold of %.0f, with nothing immediate.", risk, s.opts.RiskThreshold)
+	}
+	a.Explanation = o.expl
+	sortByContribution(a.Findings)
+	if isOpen {
+		delete(s.open, k)
+		delete(s.risk, k)
+		o.dirty = false // nothing more to plan for: the withdrawal is final
+		s.remember(k, o)
+		s.openG.Set(float64(len(s.open)))
+	}
+	s.emit(Withdrawn, a)
+}
+
+// holding returns the index of the finding of ID id among o's findings, or
+// -1 (also when o is nil).
+func holding(o *open, id event.FindingID) int {
+	if o == nil {
+		return -1
+	}
+	return slices.IndexFunc(o.a.Findings, func(f event.Finding) bool { return f.Withdraws == 0 && f.ID() == id })
 }

@@ -35,6 +35,9 @@ type heldState struct {
 type openState struct {
 	Alert event.Alert `json:"alert"`
 	Expl  string      `json:"expl"`
+	// Immediate lists the indices of Alert.Findings that are Immediate
+	// (a withdrawal asks whether an immediate finding remains).
+	Immediate []int `json:"immediate,omitempty"`
 }
 
 type riskState struct {
@@ -68,7 +71,13 @@ func (s *Stage) Snapshot() ([]byte, error) {
 	sortKeys(keys)
 	for _, k := range keys {
 		o := s.open[k]
-		st.Open = append(st.Open, openState{Alert: o.a, Expl: o.expl})
+		os := openState{Alert: o.a, Expl: o.expl}
+		for i := range o.a.Findings {
+			if o.a.Findings[i].Immediate {
+				os.Immediate = append(os.Immediate, i)
+			}
+		}
+		st.Open = append(st.Open, os)
 	}
 	keys = keys[:0]
 	for k := range s.risk {
@@ -100,6 +109,12 @@ func (s *Stage) Restore(b []byte) error {
 	for _, o := range st.Open {
 		if o.Alert.ID == "" {
 			return fmt.Errorf("alert: snapshot: an open alert without an id")
+		}
+		for _, i := range o.Immediate {
+			if i < 0 || i >= len(o.Alert.Findings) {
+				return fmt.Errorf("alert: snapshot: alert %s: immediate finding %d of %d", o.Alert.ID, i, len(o.Alert.Findings))
+			}
+			o.Alert.Findings[i].Immediate = true
 		}
 		opened[o.Alert.Entity] = &open{a: o.Alert, expl: o.Expl}
 	}

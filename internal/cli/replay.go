@@ -102,7 +102,8 @@ func (c *replayCmd) Run(e *env) (err error) {
 	enc.SetEscapeHTML(false)
 	var printErr error
 	printSink := alert.SinkFunc(func(ch alert.Change, a event.Alert) {
-		if ch != alert.Closed || printErr != nil {
+		// A withdrawn alert is printed like a closed one: its final form.
+		if ch != alert.Closed && ch != alert.Withdrawn || printErr != nil {
 			return
 		}
 		if err := enc.Encode(a); err != nil {

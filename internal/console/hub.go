@@ -10,7 +10,7 @@ import (
 
 // LiveAlert is what the live stream says about an alert change.
 type LiveAlert struct {
-	Change   string    `json:"change"` // raised, updated, closed
+	Change   string    `json:"change"` // raised, updated, closed, withdrawn
 	ID       string    `json:"id"`
 	Time     time.Time `json:"time"`
 	Severity string    `json:"severity"`

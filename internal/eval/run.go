@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 
 	"github.com/haechi-sec/haechi/internal/alert"
 	"github.com/haechi-sec/haechi/internal/app"
@@ -70,11 +71,13 @@ func RunWith(ctx context.Context, o RunOptions) (Scorecard, error) {
 	cfg, t := o.Config, o.Truth
 	contain := cfg.Respond.Mode == respond.ModeEnforce
 	// Closed alerts, last per ID: a late finding can reopen a closed alert,
-	// which is then closed again with the same ID.
+	// which is then closed again with the same ID. A withdrawn alert (a
+	// late event proved its findings wrong) replaces it too, and is then
+	// not scored: it is no standing alert.
 	var alerts []event.Alert
 	index := map[string]int{}
 	sink := alert.SinkFunc(func(c alert.Change, a event.Alert) {
-		if c != alert.Closed {
+		if c != alert.Closed && c != alert.Withdrawn {
 			return
 		}
 		if i, ok := index[a.ID]; ok {
@@ -98,6 +101,7 @@ func RunWith(ctx context.Context, o RunOptions) (Scorecard, error) {
 	if err != nil {
 		return Scorecard{}, err
 	}
+	alerts = slices.DeleteFunc(alerts, func(a event.Alert) bool { return a.State == event.AlertWithdrawn })
 	if !contain {
 		return Score(t, obs, alerts), nil
 	}

@@ -1,7 +1,10 @@
 package event_test
 
 import (
+	"encoding/json"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/haechi-sec/haechi/internal/event"
 )
@@ -52,5 +55,44 @@ func TestSeverity(t *testing.T) {
 	}
 	if _, err := event.Severity(0).MarshalText(); err == nil {
 		t.Error("an unset severity marshalled")
+	}
+}
+
+func TestFindingID(t *testing.T) {
+	f := event.Finding{Detector: "d", Kind: "k", Entity: event.EntityKey{Kind: event.EntityToken, ID: "t"},
+		Time: time.Date(2025, 6, 24, 10, 0, 0, 123, time.UTC), Evidence: []string{"a", "b"}}
+	id := f.ID()
+	g := f
+	g.Explanation, g.Contribution, g.Score, g.Immediate = "changed", 3, 1, true
+	if g.ID() != id {
+		t.Error("ID depends on fields the alert stage changes")
+	}
+	for _, h := range []event.Finding{
+		{Detector: "d", Kind: "k", Entity: f.Entity, Time: f.Time, Evidence: []string{"a"}},
+		{Detector: "d", Kind: "k", Entity: f.Entity, Time: f.Time.Add(1), Evidence: f.Evidence},
+		{Detector: "d", Kind: "k2", Entity: f.Entity, Time: f.Time, Evidence: f.Evidence},
+		{Detector: "d", Kind: "k", Entity: event.EntityKey{Kind: event.EntitySigningKey, ID: "t"}, Time: f.Time, Evidence: f.Evidence},
+	} {
+		if h.ID() == id {
+			t.Errorf("%+v has the ID of %+v", h, f)
+		}
+	}
+	w := event.Finding{Severity: event.SeverityLow, Withdraws: id}
+	b, err := json.Marshal(w)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back event.Finding
+	if err := json.Unmarshal(b, &back); err != nil || back.Withdraws != id {
+		t.Fatalf("round trip of %s: %v, %s", b, err, back.Withdraws)
+	}
+	if b, _ := json.Marshal(event.Finding{Severity: event.SeverityLow}); strings.Contains(string(b), "withdraws") {
+		t.Errorf("zero Withdraws not omitted: %s", b)
+	}
+	for _, bad := range []string{`"fd-1"`, `"xx-0123456789abcdef"`, `"fd-0123456789abcdeg"`} {
+		var x event.FindingID
+		if err := json.Unmarshal([]byte(bad), &x); err == nil {
+			t.Errorf("%s accepted", bad)
+		}
 	}
 }

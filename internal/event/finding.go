@@ -1,7 +1,11 @@
 package event
 
 import (
+	"crypto/sha256"
+	"encoding/binary"
 	"fmt"
+	"strconv"
+	"strings"
 	"time"
 )
 
@@ -121,6 +125,75 @@ type Finding struct {
 	// Immediate marks a high-confidence finding that must alert at once
 	// rather than wait for risk to accumulate.
 	Immediate bool `json:"-"`
+	// Withdraws, when set, makes this finding a withdrawal: the finding of
+	// that ID (Finding.ID), which the same detector emitted earlier about
+	// the same Entity, turned out wrong — a late event (a token's mint
+	// arriving after the never-minted verdict) removed its basis. A
+	// withdrawal carries the late event as Evidence and says why in
+	// Explanation; its Time is the withdrawn finding's Time (never
+	// earlier, so processing in event-time order meets the finding first),
+	// its Score 0, and it is never Immediate. It adds no risk and opens no
+	// alert: the alert stage removes the withdrawn finding from its alert
+	// and withdraws the alert when nothing standing is left
+	// (docs/alerts.md). A detector emits at most one withdrawal per
+	// finding.
+	Withdraws FindingID `json:"withdraws,omitempty"`
+}
+
+// FindingID identifies a finding (Finding.ID). Its text form is "fd-" and
+// 16 hex digits; zero means none.
+type FindingID uint64
+
+// String renders "fd-" and 16 hex digits, "" for zero.
+func (id FindingID) String() string {
+	if id == 0 {
+		return ""
+	}
+	return fmt.Sprintf("fd-%016x", uint64(id))
+}
+
+// MarshalText implements encoding.TextMarshaler.
+func (id FindingID) MarshalText() ([]byte, error) { return []byte(id.String()), nil }
+
+// UnmarshalText implements encoding.TextUnmarshaler; "" is zero.
+func (id *FindingID) UnmarshalText(b []byte) error {
+	if len(b) == 0 {
+		*id = 0
+		return nil
+	}
+	s, ok := strings.CutPrefix(string(b), "fd-")
+	v, err := strconv.ParseUint(s, 16, 64)
+	if !ok || len(s) != 16 || err != nil {
+		return fmt.Errorf("invalid finding id %q (want fd- and 16 hex digits)", b)
+	}
+	*id = FindingID(v)
+	return nil
+}
+
+// ID is the finding's identity: a hash of Detector, Kind, Entity, Time and
+// Evidence — what the detector sets and no later stage changes (the alert
+// stage rewrites Explanation, Contribution and Immediate of a suppressed
+// finding; JSON keeps Time to the nanosecond) — so it is the same in
+// replay, serve and cluster mode. Two findings with all of these equal are
+// one finding. Never zero.
+func (f *Finding) ID() FindingID {
+	h := sha256.New()
+	var t [8]byte
+	for _, s := range []string{f.Detector, f.Kind, string(f.Entity.Kind), f.Entity.ID} {
+		h.Write([]byte(s))
+		h.Write([]byte{0})
+	}
+	binary.BigEndian.PutUint64(t[:], uint64(f.Time.UnixNano()))
+	h.Write(t[:])
+	for _, e := range f.Evidence {
+		h.Write([]byte{0})
+		h.Write([]byte(e))
+	}
+	id := FindingID(binary.BigEndian.Uint64(h.Sum(nil)))
+	if id == 0 {
+		id = 1
+	}
+	return id
 }
 
 // Figure is one named number behind a finding.
@@ -134,6 +207,11 @@ type AlertState string
 
 const (
 	AlertOpen AlertState = "open"
+	// AlertWithdrawn: the alert's findings were withdrawn (Finding.Withdraws)
+	// until nothing standing was left — no finding, or none immediate and
+	// less risk than the threshold. Its explanation says why; it is final
+	// unless a new finding falls in its window and reopens it.
+	AlertWithdrawn AlertState = "withdrawn"
 )
 
 // Alert is what the alert stage raises from findings. Its JSON form is the

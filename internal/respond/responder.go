@@ -122,10 +122,15 @@ func (r *Responder) Alert(c alert.Change, a event.Alert) {
 		// planned for it.
 		delete(r.sev, a.ID)
 		a.State = "closed"
+	case alert.Withdrawn:
+		// Nothing is planned; what was planned and not yet attempted is
+		// cancelled (write, WithdrawAlert).
+		delete(r.sev, a.ID)
+		a.State = event.AlertWithdrawn
 	default:
 		return
 	}
-	if c != alert.Closed {
+	if c == alert.Raised || c == alert.Updated {
 		r.sev[a.ID] = seen{a.Severity, signature(&a), relatedTargets(&a)}
 	}
 	select {
@@ -227,6 +232,13 @@ func (r *Responder) drain() error {
 func (r *Responder) write(ctx context.Context, batch []event.Alert, maxAttempts int) error {
 	var acts []Action
 	for _, a := range batch {
+		if a.State == event.AlertWithdrawn {
+			// Actions planned for it in this batch are not written at
+			// all; those written before are cancelled in the store.
+			acts = slices.DeleteFunc(acts, func(x Action) bool { return x.AlertID == a.ID })
+			r.withdraw(ctx, a)
+			continue
+		}
 		kind := "alert_closed"
 		var suppressed string
 		if a.State != "closed" {
@@ -283,6 +295,44 @@ func (r *Responder) write(ctx context.Context, batch []event.Alert, maxAttempts 
 			ctx, halt, stop = context.Background(), nil, nil
 		}
 		wait = min(wait*2, 5*time.Second)
+	}
+}
+
+// withdraw cancels the actions of the withdrawn alert a that have not been
+// attempted and audits the withdrawal ("alert_withdrawn": the alert, the
+// findings withdrawn with the late events that withdrew them, the actions
+// cancelled and those already executed, which are not undone), with a few
+// tries while the store fails.
+func (r *Responder) withdraw(ctx context.Context, a event.Alert) {
+	var ws []map[string]any
+	for _, f := range a.Findings {
+		if f.Withdraws != 0 {
+			ws = append(ws, map[string]any{"finding": f.Withdraws.String(), "kind": f.Kind, "time": f.Time,
+				"evidence": f.Evidence, "explanation": f.Explanation})
+		}
+	}
+	detail := map[string]any{"entity": a.Entity.String(), "detector": a.Detector, "severity": a.Severity.String(),
+		"title": a.Title, "time": a.Time, "findings": a.FindingCount, "withdrawn": ws, "explanation": a.Explanation}
+	wait := 50 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		cancelled, kept, err := r.st.WithdrawAlert(context.WithoutCancel(ctx), a.ID, detail, r.now())
+		if err == nil {
+			if len(kept) > 0 {
+				ids := make([]string, len(kept))
+				for i, k := range kept {
+					ids[i] = k.Kind + " " + k.Target + " (" + k.State + ")"
+				}
+				r.log.Warn("respond: alert withdrawn after actions were executed; they are not undone", "alert", a.ID, "actions", ids)
+			}
+			r.log.Info("respond: alert withdrawn", "alert", a.ID, "cancelled", len(cancelled))
+			return
+		}
+		r.log.Error("respond: withdraw alert", "alert", a.ID, "attempt", attempt, "err", err)
+		if attempt == 5 {
+			return
+		}
+		time.Sleep(wait)
+		wait *= 2
 	}
 }
 

@@ -28,6 +28,9 @@ const (
 	ActionRejected        = "rejected"
 	ActionSkipped         = "skipped"
 	ActionDryRun          = "dry_run"
+	// ActionCancelled: the alert the action answered was withdrawn
+	// (WithdrawAlert) before the action was attempted.
+	ActionCancelled = "cancelled"
 )
 
 // ErrActionState is returned (wrapped) when an action is not in a state
@@ -515,6 +518,68 @@ func (s *Store) DecideAction(ctx context.Context, id string, approve bool, by, n
 		return Action{}, fmt.Errorf("decide action: %w", err)
 	}
 	return out, nil
+}
+
+// WithdrawAlert records that alert alertID was withdrawn (a late event
+// proved its findings wrong), in one transaction: every action of the alert
+// not yet attempted — planned, pending approval, or failed and waiting to
+// be retried — moves to cancelled with an audit entry "cancelled" each; an
+// "alert_withdrawn" audit entry then carries detail with "cancelled" (the
+// ids cancelled) and "not_undone" (the actions already delivered or being
+// delivered: their effect stays — a revoked key stays revoked — until
+// someone reverses it). It returns the cancelled actions and those not
+// undone. Actions dry-run, skipped, rejected or dead are left as they are.
+// An action being delivered is not stopped; it finishes as it would have.
+func (s *Store) WithdrawAlert(ctx context.Context, alertID string, detail map[string]any, now time.Time) (cancelled, notUndone []Action, err error) {
+	err = s.withTx(ctx, func(tx *sql.Tx) error {
+		cancelled, notUndone = nil, nil
+		rows, err := tx.QueryContext(ctx, "SELECT "+actionColumns+" FROM actions WHERE alert_id = ? ORDER BY id"+s.dialect.forUpdate(), alertID)
+		if err != nil {
+			return err
+		}
+		var all []Action
+		for rows.Next() {
+			a, err := scanAction(rows)
+			if err != nil {
+				rows.Close()
+				return err
+			}
+			all = append(all, a)
+		}
+		if err := rows.Close(); err != nil {
+			return err
+		}
+		reason := "alert " + alertID + " withdrawn"
+		ids, kept := []string{}, []string{}
+		for _, a := range all {
+			switch a.State {
+			case ActionPlanned, ActionPendingApproval, ActionFailed:
+				if _, err := tx.ExecContext(ctx, "UPDATE actions SET state = ?, reason = ?, updated_at = ? WHERE id = ?",
+					ActionCancelled, reason, toNanos(now), a.ID); err != nil {
+					return err
+				}
+				if err := s.appendAudit(ctx, tx, now, ActionCancelled, a.ID, map[string]any{"from": a.State, "alert_id": alertID, "reason": reason}); err != nil {
+					return err
+				}
+				a.State, a.Reason, a.UpdatedAt = ActionCancelled, reason, fromNanos(toNanos(now))
+				cancelled = append(cancelled, a)
+				ids = append(ids, a.ID)
+			case ActionDelivered, ActionDelivering:
+				notUndone = append(notUndone, a)
+				kept = append(kept, a.ID)
+			}
+		}
+		d := map[string]any{}
+		for k, v := range detail {
+			d[k] = v
+		}
+		d["alert"], d["cancelled"], d["not_undone"] = alertID, ids, kept
+		return s.appendAudit(ctx, tx, now, "alert_withdrawn", "", d)
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("withdraw alert %q: %w", alertID, err)
+	}
+	return cancelled, notUndone, nil
 }
 
 // AppendAudit appends one audit entry (for events that are not action

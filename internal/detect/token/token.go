@@ -37,7 +37,11 @@
 //     Lateness.
 //   - flagged tokens: the hashes of tokens already reported never minted,
 //     for MaxLifetime of event time after their first use, so later uses of
-//     the same forged token do not fire again.
+//     the same forged token do not fire again, and with each the verdict's
+//     time, rule, finding ID and entity, so a mint arriving late can
+//     withdraw it (below): 32 bytes per judged token, 40 with the hash,
+//     under 96 with map overhead; their number is bounded by the distinct
+//     unminted tokens used within MaxLifetime.
 //
 // # Findings (each at most once per token)
 //
@@ -106,8 +110,22 @@
 //
 // Key checks fire at once on the use (the inventory is broadcast; an
 // inventory event that arrives after the use it would have condemned is not
-// applied retroactively). Never-minted is judged in Advance. A mint that
-// arrives after its token was reported does not (yet) retract the finding.
+// applied retroactively). Never-minted is judged in Advance.
+//
+// # Late mints withdraw the verdict
+//
+// A mint that arrives after its token was reported never minted, but is
+// dated no later than the finding (had it arrived in order there would have
+// been no finding), withdraws it: token_never_minted_withdrawn (score 0,
+// not immediate), with event.Finding.Withdraws naming the finding's ID,
+// the same entity and time, the mint as evidence, and how late the mint
+// was at least (figure "mint_lateness_seconds": the verdict's time minus
+// the mint's; it arrived after the verdict, so the deciding stream had
+// passed at least that much beyond it). The alert stage removes the
+// finding from its alert (docs/alerts.md). A mint dated after the verdict
+// is not late data — the token was used before it was minted, by more than
+// MintSkew — and withdraws nothing. Withdrawal is possible for MaxLifetime
+// after the token's first use (then the flagged entry is swept).
 //
 // # What it cannot see
 //
@@ -143,6 +161,9 @@ const (
 	KindLifetime        = "token_lifetime_exceeds_policy"
 	KindMultiLocation   = "token_multi_location"
 	KindUsedAfterExpiry = "token_used_after_expiry"
+	// KindNeverMintedWithdrawn is the withdrawal (event.Finding.Withdraws)
+	// of a token_never_minted finding whose mint arrived late.
+	KindNeverMintedWithdrawn = "token_never_minted_withdrawn"
 )
 
 // Scores of the finding kinds.
@@ -290,11 +311,23 @@ type pendingUse struct {
 	pos       [2]int // in shard.queue (byDue) and shard.deadlines (byDeadline)
 }
 
-// flagEntry remembers a token already reported never minted.
+// flagEntry remembers a token already reported never minted, and enough of
+// the finding to withdraw it should the mint still arrive: 32 bytes.
 type flagEntry struct {
-	until uint32 // toSec: forget after
+	at    int64           // the finding's Time, unix nanoseconds
+	id    event.FindingID // the finding's ID; 0: cannot be withdrawn
+	until uint32          // toSec: forget after
+	first uint32          // toSec of the token's first use
+	key   uint16          // the finding's entity: this key (table index), 0 the token
 	fired uint8
+	rule  uint8 // ruleIssuer or ruleLateness
 }
+
+// Rules of a never-minted verdict (flagEntry.rule).
+const (
+	ruleIssuer uint8 = iota + 1
+	ruleLateness
+)
 
 type shard struct {
 	opts      Options
@@ -356,8 +389,21 @@ func (s *shard) judge(c *engine.Context, p *pendingUse, byIssuer bool) {
 		s.unjudged++
 		return
 	}
-	c.Emit(s.neverMinted(p, byIssuer))
-	s.flagged[p.h] = flagEntry{until: toSec(p.first.Add(s.opts.MaxLifetime)), fired: p.fired}
+	f := s.neverMinted(p, byIssuer)
+	c.Emit(f)
+	fl := flagEntry{at: f.Time.UnixNano(), id: f.ID(), until: toSec(p.first.Add(s.opts.MaxLifetime)),
+		first: toSec(p.first), fired: p.fired, rule: ruleLateness}
+	if byIssuer {
+		fl.rule = ruleIssuer
+	}
+	if f.Entity.Kind == event.EntitySigningKey {
+		// The key table is full (65,535 keys): the finding names a key
+		// the entry cannot, so it cannot be withdrawn.
+		if fl.key = s.intern(p.keyID); fl.key == 0 {
+			fl.id = 0
+		}
+	}
+	s.flagged[p.h] = fl
 	if len(s.flagged) > s.flagPeak {
 		s.flagPeak = len(s.flagged)
 	}
@@ -458,6 +504,9 @@ func (s *shard) mint(c *engine.Context, key event.EntityKey, ev *event.Event) {
 	if f, ok := s.flagged[h]; ok {
 		fired |= f.fired
 		delete(s.flagged, h)
+		if f.id != 0 && ev.Time.UnixNano() <= f.at {
+			c.Emit(s.withdrawal(c, key, ev, f))
+		}
 	}
 
 	if fired&fFuture == 0 && !ev.Token.IssuedAt.IsZero() && ev.Token.IssuedAt.After(ev.Time.Add(s.opts.ClockSkew)) {
@@ -685,6 +734,35 @@ func (s *shard) neverMinted(p *pendingUse, byIssuer bool) event.Finding {
 		p.ref))
 	f.Figures = []event.Figure{{Name: "lateness_seconds", Value: s.opts.Lateness.Seconds()}}
 	return f
+}
+
+// withdrawal withdraws the never-minted finding f remembers: the token's
+// mint ev arrived after the verdict although it was made before the
+// verdict's time, so had it arrived in order there would have been no
+// finding. How late it was is measured from the mint's time to the
+// verdict's (it arrived after the verdict, so at least that much behind the
+// stream that decided) — a figure every mode agrees on, unlike the wall
+// clock or the watermark at arrival.
+func (s *shard) withdrawal(c *engine.Context, key event.EntityKey, ev *event.Event, f flagEntry) event.Finding {
+	entity := key
+	kid := ""
+	if f.key != 0 {
+		kid = s.keys[f.key].id
+		entity = event.EntityKey{Kind: event.EntitySigningKey, ID: kid}
+	}
+	at := time.Unix(0, f.at).UTC()
+	rule := "the lateness rule: no mint within the allowed lateness"
+	if f.rule == ruleIssuer {
+		rule = "the issuer rule: the token issuer's stream had passed its mint deadline"
+	}
+	late := at.Sub(ev.Time)
+	w := s.finding(KindNeverMintedWithdrawn, "Never-minted verdict withdrawn", 0, false, entity, at,
+		fmt.Sprintf("Token %s%s, first used at %s, was reported never minted at %s (%s), but its mint (event %s, for %s at %s) arrived after that verdict, at least %s late: the token is genuine and the finding is withdrawn.",
+			key.ID, signedBy(kid), stamp(fromSec(f.first)), stamp(at), rule, c.Ref(ev), orUnnamed(ev.User.ID), stamp(ev.Time), human(late)),
+		c.Ref(ev))
+	w.Withdraws = f.id
+	w.Figures = []event.Figure{{Name: "mint_lateness_seconds", Value: late.Seconds()}}
+	return w
 }
 
 // deadlineBasis names what p's mint deadline counts from.

@@ -115,6 +115,9 @@ func TestLateness(t *testing.T) {
 		{15 * time.Minute, 0}, // the mint arrives before the watermark passes 00:15
 	} {
 		got := detecttest.Findings(t, strings.NewReader(events), 1, token.New(token.Options{Lateness: tc.lateness}))
+		// A verdict the late mint then withdraws (TestWithdrawal) counts
+		// as one: the lateness decided when it was made.
+		got = slices.DeleteFunc(got, func(f event.Finding) bool { return f.Withdraws != 0 })
 		if len(got) != tc.want {
 			t.Errorf("lateness %v: %d findings, want %d: %+v", tc.lateness, len(got), tc.want, got)
 		}
@@ -238,6 +241,47 @@ func TestIssuerRuleBatching(t *testing.T) {
 			if strings.Join(got, ",") != tc.want {
 				t.Errorf("%s, batches of %d: %v, want %s", tc.name, batch, got, tc.want)
 			}
+		}
+	}
+}
+
+// TestWithdrawal: a withdrawal names the finding it withdraws by its ID and
+// is about the same entity at the same time; each verdict is withdrawn at
+// most once.
+func TestWithdrawal(t *testing.T) {
+	for _, dir := range []string{"withdraw_late_mint", "mint_too_late"} {
+		f, err := os.Open("testdata/" + dir + "/events.ndjson")
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := detecttest.Findings(t, f, 3, token.New(token.Options{ClockSkew: time.Minute}))
+		f.Close()
+		byID := map[event.FindingID]event.Finding{}
+		withdrawn := map[event.FindingID]bool{}
+		for _, f := range got {
+			if f.Withdraws == 0 {
+				byID[f.ID()] = f
+			}
+		}
+		for _, w := range got {
+			if w.Withdraws == 0 {
+				continue
+			}
+			orig, ok := byID[w.Withdraws]
+			switch {
+			case !ok:
+				t.Errorf("%s: withdrawal of %s, which no finding has as its ID", dir, w.Withdraws)
+			case orig.Kind != token.KindNeverMinted || orig.Entity != w.Entity || !orig.Time.Equal(w.Time):
+				t.Errorf("%s: withdrawal %+v does not match the finding %+v", dir, w, orig)
+			case withdrawn[w.Withdraws]:
+				t.Errorf("%s: %s withdrawn twice", dir, w.Withdraws)
+			case w.Immediate || w.Score != 0 || w.Kind != token.KindNeverMintedWithdrawn:
+				t.Errorf("%s: withdrawal %+v is immediate, scored or of the wrong kind", dir, w)
+			}
+			withdrawn[w.Withdraws] = true
+		}
+		if len(withdrawn) != 1 {
+			t.Errorf("%s: %d findings withdrawn, want 1", dir, len(withdrawn))
 		}
 	}
 }
