@@ -3,6 +3,7 @@ package demo
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"hash/fnv"
@@ -22,6 +23,7 @@ import (
 	"github.com/haechi-sec/haechi/internal/config"
 	"github.com/haechi-sec/haechi/internal/event"
 	"github.com/haechi-sec/haechi/internal/sim"
+	"github.com/haechi-sec/haechi/internal/store"
 )
 
 // neverMinted is the token detector's finding kind for a token used but
@@ -97,6 +99,11 @@ type AlertRaise struct {
 	// use is not a forged first use of the feed).
 	Use   string
 	Acked time.Time
+	// Audited is the time of the audit log's entry for the raise (the
+	// response writes one per alert it plans for, after the pipeline
+	// hands the alert over): when the alert reached the store's audit
+	// trail. Zero when there is none.
+	Audited time.Time
 }
 
 // LatencyReport is what ForgedTokenLatency measured.
@@ -240,6 +247,7 @@ func ForgedTokenLatency(ctx context.Context, o LatencyOptions) (*LatencyReport, 
 	}
 
 	obs := newAlertWatch()
+	parent := ctx
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	ready := make(chan string, 1)
@@ -325,7 +333,48 @@ func ForgedTokenLatency(ctx context.Context, o LatencyOptions) (*LatencyReport, 
 	}
 	rep.Forged = obs.fill(forged)
 	rep.Alerts, rep.AlertFindings = obs.raises(forged)
+	if err := audited(parent, cfg.StoreTarget(), rep.Alerts); err != nil {
+		return nil, err
+	}
 	return rep, nil
+}
+
+// audited sets Audited of each raise from the audit log's first "alert"
+// entry for it.
+func audited(ctx context.Context, target string, rs []AlertRaise) error {
+	idx := map[string]int{}
+	for i, r := range rs {
+		idx[r.ID] = i
+	}
+	st, err := store.Open(ctx, target, store.Options{})
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	for after := int64(0); ; {
+		recs, err := st.AuditLog(ctx, after, 1000)
+		if err != nil {
+			return err
+		}
+		for _, rec := range recs {
+			after = rec.Seq
+			if rec.Kind != "alert" {
+				continue
+			}
+			var d struct {
+				Alert string `json:"alert"`
+			}
+			if json.Unmarshal(rec.Detail, &d) != nil {
+				continue
+			}
+			if i, ok := idx[d.Alert]; ok && rs[i].Audited.IsZero() {
+				rs[i].Audited = rec.Time
+			}
+		}
+		if len(recs) < 1000 {
+			return nil
+		}
+	}
 }
 
 func hashID(s string) uint64 {
