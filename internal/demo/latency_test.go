@@ -61,7 +61,8 @@ func TestForgedTokenLatency(t *testing.T) {
 // the size: HAECHI_LATENCY_DAYS (14 for the demo's fortnight),
 // HAECHI_LATENCY_CUSTOMERS, HAECHI_LATENCY_DURATION (the real time to play
 // the period in; default the demo's pace, 2m per 14 days; 0: unpaced, as
-// fast as serve acknowledges) and HAECHI_LATENCY_SEED.
+// fast as serve acknowledges) and HAECHI_LATENCY_SEED; HAECHI_LATENCY_CONFIG
+// names a configuration file to serve with (default: the defaults).
 //
 //	HAECHI_LATENCY_DAYS=14 go test -run '^$' -bench BenchmarkForgedTokenLatency -benchtime 1x ./internal/demo
 func BenchmarkForgedTokenLatency(b *testing.B) {
@@ -72,6 +73,13 @@ func BenchmarkForgedTokenLatency(b *testing.B) {
 		Days:      days,
 		Customers: envInt(b, "HAECHI_LATENCY_CUSTOMERS", 20000),
 		Duration:  time.Duration(days) * 2 * time.Minute / 14,
+	}
+	if f := os.Getenv("HAECHI_LATENCY_CONFIG"); f != "" {
+		cfg, err := config.Load(f)
+		if err != nil {
+			b.Fatal(err)
+		}
+		o.Config = cfg
 	}
 	if v := os.Getenv("HAECHI_LATENCY_DURATION"); v != "" {
 		d, err := time.ParseDuration(v)
