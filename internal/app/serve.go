@@ -57,6 +57,12 @@ type ServeOptions struct {
 	// Announce receives the admin token created on first start, printed
 	// once (nil → os.Stderr).
 	Announce io.Writer
+	// Sinks are told of every alert change too, after the store writer,
+	// the response and the console, on the alert stage's goroutine (the
+	// contract of alert.Sink: a sink that does slow work hands it off). A
+	// benchmark or an embedding program observes alerts as they are
+	// raised this way.
+	Sinks []alert.Sink
 }
 
 // checkLoopback refuses --insecure-no-auth on an address others can reach.
@@ -254,7 +260,7 @@ func (s *server) detection(ctx context.Context) error {
 			return err
 		}
 		s.svc.Add("geoip", nil, func(context.Context) error { return geo.Close() })
-		worker, h, err := newClusterWorker(s.cfg, s.opts.CanaryIDs, s.svc.Store, s.svc.Suppressions, []alert.Sink{s.svc.Responder, s.hub, logRaised}, geo, s.log)
+		worker, h, err := newClusterWorker(s.cfg, s.opts.CanaryIDs, s.svc.Store, s.svc.Suppressions, append([]alert.Sink{s.svc.Responder, s.hub, logRaised}, s.opts.Sinks...), geo, s.log)
 		if err != nil {
 			return err
 		}
@@ -269,7 +275,7 @@ func (s *server) detection(ctx context.Context) error {
 			return errors.New("stopped")
 		}, func(context.Context) error { stopping.Store(true); worker.Shutdown(); return nil })
 	} else {
-		po := s.svc.PipelineOptions(s.opts.CanaryIDs, s.hub, logRaised)
+		po := s.svc.PipelineOptions(s.opts.CanaryIDs, append([]alert.Sink{s.hub, logRaised}, s.opts.Sinks...)...)
 		po.InputName = func(i uint32) string { return "req-" + strconv.FormatUint(uint64(i), 10) }
 		po.Registerer = s.reg
 		p, err := NewPipeline(po)

@@ -26,6 +26,20 @@ import (
 // batch (the first rejection's reason and how many). The demo plays its
 // simulation this way, and so does `haechi simulate --to`.
 func PostLive(ctx context.Context, base, token string, r io.Reader, start time.Time, speed float64, warn io.Writer, transform func(*event.Event, []byte) []byte) (int64, error) {
+	var tf func(int64, *event.Event, []byte) []byte
+	if transform != nil {
+		tf = func(_ int64, ev *event.Event, line []byte) []byte { return transform(ev, line) }
+	}
+	return postLive(ctx, base, token, r, start, speed, warn, tf, nil)
+}
+
+// postLive is PostLive with the line's index (0-based, over every line
+// read) passed to transform, and acked, if not nil, called with the number
+// of lines read so far each time serve has acknowledged a batch (2xx): all
+// lines before that index have then been acknowledged. speed may be
+// +Inf: no pacing, every batch is posted as soon as the one before it is
+// acknowledged.
+func postLive(ctx context.Context, base, token string, r io.Reader, start time.Time, speed float64, warn io.Writer, transform func(int64, *event.Event, []byte) []byte, acked func(through int64)) (int64, error) {
 	base = strings.TrimRight(base, "/")
 	br := bufio.NewReaderSize(r, 1<<20)
 	dec := decode.NewDecoder()
@@ -76,6 +90,9 @@ func PostLive(ctx context.Context, base, token string, r io.Reader, start time.T
 				return fmt.Errorf("post events: %s", resp.Status)
 			}
 			reportRejected(warn, body)
+			if acked != nil {
+				acked(n)
+			}
 			break
 		}
 		batch.Reset()
@@ -87,7 +104,7 @@ func PostLive(ctx context.Context, base, token string, r io.Reader, start time.T
 		if len(line) > 0 {
 			if derr := dec.Decode(bytes.TrimRight(line, "\r\n"), &ev); derr == nil {
 				if transform != nil {
-					line = transform(&ev, line)
+					line = transform(n, &ev, line)
 				}
 				due := wall.Add(time.Duration(float64(ev.Time.Sub(start)) / speed))
 				if d := time.Until(due); d > 0 {
