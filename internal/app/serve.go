@@ -520,6 +520,7 @@ func newClusterWorker(cfg config.Config, canaryIDs []string, st *store.Store, su
 		Brokers: k.Brokers, Topic: k.Topic, Group: k.Group, Prefix: k.Prefix, ID: k.ID,
 		Detectors:       func() []engine.Detector { return append(Detectors(cfg, canaryIDs), rules.Detectors(h)...) },
 		Lateness:        cfg.Engine.AllowedLateness.D(),
+		Idleness:        cfg.Engine.Idleness.D(),
 		Enrich:          geo.Enrich,
 		Store:           st,
 		CheckpointEvery: k.CheckpointEvery,

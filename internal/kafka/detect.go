@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -118,16 +119,15 @@ type partition struct {
 	part     int32
 	eng      *engine.Engine
 	restored int64 // records below are covered by the restored checkpoint
-	lastWM   time.Time
-	lastE    time.Time
-	// lastStreams: the watched streams' progress last handed to the engine.
-	lastStreams []engine.StreamTime
-	since       int
-	mark        uint64
-	last        int64          // offset of the last record handed over
-	failed      atomic.Bool    // a finding was not produced: store no checkpoint
-	led         *ledger.Ledger // Options.Ledger on a topic of a ledger dimension
-	ledDone     chan error
+	// inputs: what the engine was last told of each input partition's
+	// time; each input partition is an origin of its own (engine.Batch).
+	inputs  map[int32]*inputTime
+	since   int
+	mark    uint64
+	last    int64          // offset of the last record handed over
+	failed  atomic.Bool    // a finding was not produced: store no checkpoint
+	led     *ledger.Ledger // Options.Ledger on a topic of a ledger dimension
+	ledDone chan error
 
 	qmu   sync.Mutex
 	queue []pending
@@ -312,7 +312,7 @@ func (d *detector) open(ctx context.Context, topic string, part int32) (*partiti
 		}
 		dets = append(dets, &kd)
 	}
-	p := &partition{w: d.w, topic: topic, part: part, runDone: make(chan struct{}), outDone: make(chan struct{})}
+	p := &partition{w: d.w, topic: topic, part: part, inputs: map[int32]*inputTime{}, runDone: make(chan struct{}), outDone: make(chan struct{})}
 	if dim, ok := d.w.ledgerDimension(kind); ok {
 		// The partition's own ledger (its writer, its marks), numbering
 		// ids with the worker's shared dictionary.
@@ -323,7 +323,9 @@ func (d *detector) open(ctx context.Context, topic string, part int32) (*partiti
 		p.led = ledger.New(sink, d.w.dict, ledger.Options{Logger: d.w.opts.Logger, FlushEvery: d.w.opts.LedgerFlushEvery})
 		dets = append(dets, &ledgerDetector{kindDetector{Detector: p.led.Detector(dim), kind: kind}})
 	}
-	opts := engine.Options{Detectors: dets, Shards: 1, Lateness: d.w.opts.Lateness,
+	// An input partition whose events route elsewhere is heard from
+	// every TickEvery of its event time: idle only after two ticks missed.
+	opts := engine.Options{Detectors: dets, Shards: 1, Lateness: d.w.opts.Lateness, Idleness: max(d.w.opts.Idleness, 2*d.w.opts.TickEvery),
 		InputName: func(uint32) string { return d.w.opts.Topic }, Logger: d.w.opts.Logger}
 	c, ok, err := d.w.opts.Store.LoadPartitionCheckpoint(ctx, d.w.opts.Group, topic, part)
 	if err != nil {
@@ -389,23 +391,33 @@ func (d *detector) handle(ctx context.Context, r *kgo.Record) error {
 	}
 	restored := r.Offset < p.restored
 	defer func() { p.last = r.Offset }()
-	// Time first: what one engine over the input knew before this event.
+	// Time first: what one engine over the input partition knew before
+	// this event. Each input partition is the engine's origin of its own:
+	// the engine's time is the minimum over the active ones, and one that
+	// has sent nothing for the idleness (by the input records' timestamps)
+	// stops holding the others back.
+	in := p.inputs[h.InPartition]
+	if in == nil {
+		in = &inputTime{}
+		p.inputs[h.InPartition] = in
+	}
+	origin := "in " + strconv.FormatInt(int64(h.InPartition), 10)
 	var ticks []event.Event
-	streamsMoved := p.streamsMoved(h.Streams)
-	if h.Watermark.After(p.lastWM) || streamsMoved {
-		p.lastWM = later(p.lastWM, h.Watermark)
+	streamsMoved := in.streamsMoved(h.Streams)
+	if h.Watermark.After(in.lastWM) || streamsMoved {
+		in.lastWM = later(in.lastWM, h.Watermark)
 		// A reference-data event (which never counts as "earliest") at
 		// watermark+lateness moves this engine's watermark to the input's
 		// (and carries the watched streams' progress, below).
 		ticks = append(ticks, event.Event{Time: h.Watermark.Add(d.w.opts.Lateness), Dataset: event.DatasetKeys, Restored: restored})
 	}
-	if !h.Earliest.IsZero() && !h.Earliest.Equal(p.lastE) {
-		p.lastE = h.Earliest
+	if !h.Earliest.IsZero() && !h.Earliest.Equal(in.lastE) {
+		in.lastE = h.Earliest
 		ticks = append(ticks, event.Event{Time: h.Earliest, Restored: restored})
 	}
 	if len(ticks) > 0 {
 		p.push(pending{offset: r.Offset})
-		if err := p.eng.Submit(ctx, engine.Batch{Events: ticks, Streams: h.Streams, Received: time.Now()}); err != nil {
+		if err := p.eng.Submit(ctx, engine.Batch{Events: ticks, Streams: h.Streams, Received: time.Now(), Origin: origin, Arrived: h.Arrived}); err != nil {
 			return err
 		}
 	}
@@ -421,7 +433,7 @@ func (d *detector) handle(ctx context.Context, r *kgo.Record) error {
 			ev.Line = uint32(h.InOffset + 1)
 			ev.Restored = restored
 			p.push(pending{offset: r.Offset})
-			if err := p.eng.Submit(ctx, engine.Batch{Events: []event.Event{ev}, Received: time.Now()}); err != nil {
+			if err := p.eng.Submit(ctx, engine.Batch{Events: []event.Event{ev}, Received: time.Now(), Origin: origin, Arrived: h.Arrived}); err != nil {
 				return err
 			}
 		}
@@ -575,18 +587,27 @@ func (d *detector) ship(p *partition) {
 	}
 }
 
-// streamsMoved reports whether the input's watched streams (a header's
-// Streams) are ahead of what p's engine was last told, and remembers them.
-func (p *partition) streamsMoved(streams []engine.StreamTime) bool {
+// inputTime is what a partition's engine was last told of one input
+// partition's time: its watermark, earliest activity and the watched
+// streams' progress.
+type inputTime struct {
+	lastWM, lastE time.Time
+	lastStreams   []engine.StreamTime
+}
+
+// streamsMoved reports whether the input partition's watched streams (a
+// header's Streams) are ahead of what the engine was last told, and
+// remembers them.
+func (in *inputTime) streamsMoved(streams []engine.StreamTime) bool {
 	moved := false
 	for _, st := range streams {
-		i := slices.IndexFunc(p.lastStreams, func(l engine.StreamTime) bool { return l.Dataset == st.Dataset })
+		i := slices.IndexFunc(in.lastStreams, func(l engine.StreamTime) bool { return l.Dataset == st.Dataset })
 		switch {
 		case i < 0:
-			p.lastStreams = append(p.lastStreams, st)
+			in.lastStreams = append(in.lastStreams, st)
 			moved = true
-		case st.Time.After(p.lastStreams[i].Time):
-			p.lastStreams[i].Time = st.Time
+		case st.Time.After(in.lastStreams[i].Time):
+			in.lastStreams[i].Time = st.Time
 			moved = true
 		}
 	}

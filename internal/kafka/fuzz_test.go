@@ -13,8 +13,11 @@ func FuzzParseHeader(f *testing.F) {
 	f.Add(header{Flags: copyBroadcast | copyKeyed, Watermark: engine.EndOfTime}.append(nil))
 	f.Add(header{Flags: copyKeyed, Watermark: time.Unix(1700000000, 0).UTC(),
 		Streams: []engine.StreamTime{{Dataset: "auth.token", Time: time.Unix(1700000290, 7).UTC()}}}.append(nil))
-	// A version 1 header, written before Streams.
+	f.Add(header{Flags: copyKeyed, Watermark: time.Unix(1700000000, 0).UTC(), InPartition: 1, Arrived: time.Unix(1700000300, 0).UTC()}.append(nil))
+	// A version 1 header, written before Streams, and a version 2 one,
+	// before Arrived.
 	f.Add([]byte{1, copyKeyed, 0, 0, 0, 0, 0})
+	f.Add([]byte{2, copyKeyed, 0, 0, 0, 0, 0, 0})
 	f.Add([]byte{})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		h, err := parseHeader(b)
@@ -26,6 +29,23 @@ func FuzzParseHeader(f *testing.F) {
 			t.Fatalf("re-encoding changed it: %+v %+v %v", h, again, err)
 		}
 	})
+}
+
+// A version 3 header carries the input record's timestamp; older versions
+// read without it.
+func TestHeaderArrived(t *testing.T) {
+	at := time.Unix(1700000300, 0).UTC()
+	h, err := parseHeader(header{Flags: copyKeyed, Watermark: time.Unix(1700000000, 0).UTC(), Arrived: at}.append(nil))
+	if err != nil || !h.Arrived.Equal(at) {
+		t.Fatalf("round trip: %+v %v", h, err)
+	}
+	h, err = parseHeader([]byte{2, copyKeyed, 0, 0, 0, 0, 0, 0})
+	if err != nil || !h.Arrived.IsZero() {
+		t.Fatalf("version 2: %+v %v", h, err)
+	}
+	if _, err := parseHeader([]byte{4, copyKeyed, 0, 0, 0, 0, 0, 0}); err == nil {
+		t.Fatal("version 4 accepted")
+	}
 }
 
 func FuzzDecodeState(f *testing.F) {

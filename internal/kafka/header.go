@@ -13,9 +13,9 @@ import (
 // record of a repartition topic.
 const headerKey = "haechi"
 
-// headerVersion 2 added Streams; version 1 headers (written before) are
-// still read, without them.
-const headerVersion = 2
+// headerVersion 3 added Arrived, version 2 Streams; headers of versions 1
+// and 2 (written before) are still read, without them.
+const headerVersion = 3
 
 // Copy flags: why a record of a repartition topic is on its partition.
 const (
@@ -46,6 +46,10 @@ type header struct {
 	// (engine.StreamWatcher) before this event, over the whole input
 	// partition: a partition sees only its share of the issuer's stream.
 	Streams []engine.StreamTime
+	// Arrived is the input record's timestamp: the partition engine's
+	// arrival clock, by which an input partition that has sent nothing
+	// for a while stops holding the others' time back (engine.Batch).
+	Arrived time.Time
 }
 
 func (h header) append(b []byte) []byte {
@@ -65,6 +69,7 @@ func (h header) append(b []byte) []byte {
 		w.String(s.Dataset)
 		w.Time(s.Time)
 	}
+	w.Time(h.Arrived)
 	return w.B
 }
 
@@ -72,7 +77,7 @@ func (h header) append(b []byte) []byte {
 func parseHeader(b []byte) (header, error) {
 	r := snap.NewReader(b)
 	v := r.Byte()
-	if r.Err() == nil && v != 1 && v != headerVersion {
+	if r.Err() == nil && (v < 1 || v > headerVersion) {
 		return header{}, fmt.Errorf("kafka header: version %d, want %d", v, headerVersion)
 	}
 	var h header
@@ -90,6 +95,9 @@ func parseHeader(b []byte) (header, error) {
 			ds := r.String()
 			h.Streams = append(h.Streams, engine.StreamTime{Dataset: ds, Time: r.Time()})
 		}
+	}
+	if v >= 3 {
+		h.Arrived = r.Time()
 	}
 	if err := r.End(); err != nil {
 		return header{}, fmt.Errorf("kafka header: %w", err)

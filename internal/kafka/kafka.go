@@ -85,6 +85,10 @@ type Options struct {
 	Detectors func() []engine.Detector
 	// Lateness is the engine's allowed lateness (0 → 5 minutes).
 	Lateness time.Duration
+	// Idleness is how long, by the input records' timestamps, an input
+	// partition may send nothing before it stops holding the others'
+	// event time back (0 → engine.DefaultIdleness; at least 2×TickEvery).
+	Idleness time.Duration
 	// Enrich, if set, completes every event as it is decoded, before it
 	// is routed and before detectors see it (GeoIP country and AS, as the
 	// single-process pipeline does). It must be deterministic: the

@@ -248,7 +248,7 @@ func (r *rekeyer) records(rec *kgo.Record, st *inState, out []*kgo.Record) []*kg
 			}
 			st.advance(t)
 			st.ticked = st.watermark
-			return append(out, r.ticks(header{Watermark: st.watermark, Earliest: st.earliest, Streams: st.streamTimes(r.streams), InPartition: rec.Partition, InOffset: rec.Offset})...)
+			return append(out, r.ticks(header{Watermark: st.watermark, Earliest: st.earliest, Streams: st.streamTimes(r.streams), InPartition: rec.Partition, InOffset: rec.Offset, Arrived: rec.Timestamp})...)
 		}
 	}
 	var ev event.Event
@@ -269,7 +269,7 @@ func (r *rekeyer) records(rec *kgo.Record, st *inState, out []*kgo.Record) []*kg
 		// hears the time before it first, so none sees the watermark's
 		// moves and this one at once — a watcher deciding by whichever
 		// of the two passed its mark first decides as one engine would.
-		out = append(out, r.ticks(header{Watermark: st.watermark, Earliest: st.earliest, Streams: streams, InPartition: rec.Partition, InOffset: rec.Offset})...)
+		out = append(out, r.ticks(header{Watermark: st.watermark, Earliest: st.earliest, Streams: streams, InPartition: rec.Partition, InOffset: rec.Offset, Arrived: rec.Timestamp})...)
 	}
 	st.observeStreams(&ev, r.streams)
 	wm, earliest := st.observe(&ev, lateness)
@@ -278,14 +278,14 @@ func (r *rekeyer) records(rec *kgo.Record, st *inState, out []*kgo.Record) []*kg
 	}
 	for _, ds := range r.order {
 		info := r.dests[ds]
-		h := header{Flags: info.flags, Watermark: wm, Earliest: earliest, Streams: streams, InPartition: rec.Partition, InOffset: rec.Offset}
+		h := header{Flags: info.flags, Watermark: wm, Earliest: earliest, Streams: streams, InPartition: rec.Partition, InOffset: rec.Offset, Arrived: rec.Timestamp}
 		out = append(out, &kgo.Record{Topic: RepartitionTopic(r.w.opts.Prefix, ds.kind), Partition: ds.part,
 			Key: []byte(info.key), Value: rec.Value, Headers: []kgo.RecordHeader{{Key: headerKey, Value: h.append(nil)}}})
 	}
 	// Partitions that receive nothing for a while still hear the time, so
 	// their timers fire (re-raises, windows) as in one engine.
 	if st.tickDue(r.w.opts.TickEvery) {
-		out = append(out, r.ticks(header{Watermark: st.watermark, Earliest: st.earliest, Streams: st.streamTimes(r.streams), InPartition: rec.Partition, InOffset: rec.Offset})...)
+		out = append(out, r.ticks(header{Watermark: st.watermark, Earliest: st.earliest, Streams: st.streamTimes(r.streams), InPartition: rec.Partition, InOffset: rec.Offset, Arrived: rec.Timestamp})...)
 	}
 	return out
 }
