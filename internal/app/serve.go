@@ -485,6 +485,23 @@ func StoreSink(w *store.Writer, log *slog.Logger) alert.Sink {
 	})
 }
 
+// FindingStoreSink is a finding sink that queues every scored finding on
+// w for the store's risk index.
+func FindingStoreSink(w *store.Writer, log *slog.Logger) alert.FindingSink {
+	return alert.FindingSinkFunc(func(sc alert.Scored) {
+		if err := w.PutFinding(context.Background(), ScoredFinding(sc)); err != nil {
+			log.Error("store finding", "detector", sc.Finding.Detector, "entity", sc.Finding.Entity.String(), "err", err)
+		}
+	})
+}
+
+// ScoredFinding is sc as the store keeps it (with its FindingID).
+func ScoredFinding(sc alert.Scored) store.ScoredFinding {
+	sf := store.ScoredFinding{Finding: sc.Finding, Risk: sc.Risk, Threshold: sc.Threshold, Alert: sc.Alert, Suppressed: sc.Suppressed}
+	sf.ID = store.FindingID(&sf.Finding)
+	return sf
+}
+
 // LoadSnapshot feeds a roster (or key inventory) snapshot file — contract
 // NDJSON — through the pipeline before other input, so the detectors learn
 // it by the same code path as streamed roster events. Rejected lines are
