@@ -385,6 +385,7 @@ func (s *server) serveHTTP() (srv *http.Server, httpDone chan error, err error) 
 		Scope:               s.svc.Store,
 		Actions:             s.svc.Store,
 		Triage:              s.svc.Store,
+		Findings:            s.svc.Store,
 		FeedbackSuppression: s.cfg.Alerts.FalsePositiveSuppression.D(),
 		OnApprove:           s.svc.Dispatcher.Wake,
 		MaxBodyBytes:        s.cfg.Ingest.MaxBodyBytes,
