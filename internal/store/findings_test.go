@@ -181,3 +181,28 @@ func TestWriterStoresFindings(t *testing.T) {
 		}
 	})
 }
+
+// Cluster mode stores a partition's scored findings with its alerts and
+// checkpoint; a stale checkpoint stores none of them.
+func TestSaveScoredWithCheckpoint(t *testing.T) {
+	eachBackend(t, func(t *testing.T, b backend) {
+		ctx := t.Context()
+		s := b.open(t)
+		at := time.Date(2025, 6, 1, 0, 0, 0, 0, time.UTC)
+		fs := []ScoredFinding{scoredFinding(alice, "d", "k", at, 40, 40, 40, "")}
+		c := PartitionCheckpoint{Group: "g", Topic: "t-findings", Partition: 0, NextOffset: 10, Data: []byte("x"), SavedAt: at}
+		if err := s.SaveScoredWithCheckpoint(ctx, nil, fs, c); err != nil {
+			t.Fatal(err)
+		}
+		old := c
+		old.NextOffset = 5
+		fs2 := []ScoredFinding{scoredFinding(alice, "d", "k", at.Add(time.Hour), 40, 40, 40, "")}
+		if err := s.SaveScoredWithCheckpoint(ctx, nil, fs2, old); !errors.Is(err, ErrStaleCheckpoint) {
+			t.Fatalf("stale checkpoint: %v", err)
+		}
+		got, _, err := s.ListFindings(ctx, FindingQuery{})
+		if err != nil || len(got) != 1 || !got[0].Time.Equal(at) {
+			t.Fatalf("stored %+v, %v; want the first finding only", got, err)
+		}
+	})
+}
