@@ -124,6 +124,35 @@ type SinkFunc func(c Change, a event.Alert)
 // Alert calls f.
 func (f SinkFunc) Alert(c Change, a event.Alert) { f(c, a) }
 
+// Scored is a finding as the stage scored it.
+type Scored struct {
+	// Finding has its Contribution set (0 when suppressed).
+	Finding event.Finding
+	// Risk is the entity's risk right after the finding (rounded to 0.1)
+	// and Threshold the risk at which the stage alerts.
+	Risk      float64
+	Threshold float64
+	// Alert is the id of the alert the finding raised or joined; "" when
+	// it stayed below the threshold.
+	Alert string
+	// Suppressed: an analyst's suppression covered the finding; it added
+	// no risk.
+	Suppressed bool
+}
+
+// FindingSink hears every scored finding (Options.FindingSinks). The
+// Scored is the sink's to keep; a sink that does slow work must hand it
+// off (the store writer queues it).
+type FindingSink interface {
+	Finding(s Scored)
+}
+
+// FindingSinkFunc adapts a function to FindingSink.
+type FindingSinkFunc func(s Scored)
+
+// Finding calls f.
+func (f FindingSinkFunc) Finding(s Scored) { f(s) }
+
 // Suppressor says whether a finding is suppressed (an analyst judged the
 // entity's findings of that kind benign), returning the suppression's id.
 type Suppressor interface {
@@ -165,6 +194,11 @@ type Options struct {
 	Suppressor Suppressor
 	// Sinks receive every change, in order.
 	Sinks []Sink
+	// FindingSinks hear every finding the stage scores — below the
+	// threshold or not, suppressed or not — with its contribution and the
+	// entity's risk after it (Scored), on the stage's goroutine, as each is
+	// scored (Ordered: when the watermark releases it).
+	FindingSinks []FindingSink
 	// Logger (nil → discard) and Registerer (nil → metrics not registered).
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer
@@ -219,35 +253,9 @@ type Stage struct {
 
 // New builds a stage.
 func New(opts Options) (*Stage, error) {
-	if opts.Window < 0 || opts.Lateness < 0 || opts.MaxFindings < 0 || opts.RiskThreshold < 0 || opts.RiskHalfLife < 0 || opts.RepeatCap < 0 {
-		return nil, fmt.Errorf("alert: window, lateness, max findings, risk threshold, half-life and repeat cap must not be negative")
-	}
-	if opts.Window == 0 {
-		opts.Window = time.Hour
-	}
-	if opts.MaxSpan == 0 {
-		opts.MaxSpan = 24 * time.Hour
-	}
-	if opts.MaxSpan < opts.Window {
-		opts.MaxSpan = opts.Window
-	}
-	if opts.Lateness == 0 {
-		opts.Lateness = 5 * time.Minute
-	}
-	if opts.MaxFindings == 0 {
-		opts.MaxFindings = 100
-	}
-	if opts.RiskThreshold == 0 {
-		opts.RiskThreshold = DefaultRiskThreshold
-	}
-	if opts.RiskHalfLife == 0 {
-		opts.RiskHalfLife = DefaultRiskHalfLife
-	}
-	if opts.RepeatCap == 0 {
-		opts.RepeatCap = 1
-	}
-	if opts.Logger == nil {
-		opts.Logger = slog.New(slog.DiscardHandler)
+	opts, err := opts.withDefaults()
+	if err != nil {
+		return nil, err
 	}
 	s := &Stage{
 		opts:   opts,
@@ -287,6 +295,41 @@ func New(opts Options) (*Stage, error) {
 		opts.Registerer.MustRegister(s.alerts, s.openG, s.findings, s.weak, s.suppressed, s.tracked, s.withdrawn)
 	}
 	return s, nil
+}
+
+// withDefaults checks opts and fills in the defaults.
+func (opts Options) withDefaults() (Options, error) {
+	if opts.Window < 0 || opts.Lateness < 0 || opts.MaxFindings < 0 || opts.RiskThreshold < 0 || opts.RiskHalfLife < 0 || opts.RepeatCap < 0 {
+		return opts, fmt.Errorf("alert: window, lateness, max findings, risk threshold, half-life and repeat cap must not be negative")
+	}
+	if opts.Window == 0 {
+		opts.Window = time.Hour
+	}
+	if opts.MaxSpan == 0 {
+		opts.MaxSpan = 24 * time.Hour
+	}
+	if opts.MaxSpan < opts.Window {
+		opts.MaxSpan = opts.Window
+	}
+	if opts.Lateness == 0 {
+		opts.Lateness = 5 * time.Minute
+	}
+	if opts.MaxFindings == 0 {
+		opts.MaxFindings = 100
+	}
+	if opts.RiskThreshold == 0 {
+		opts.RiskThreshold = DefaultRiskThreshold
+	}
+	if opts.RiskHalfLife == 0 {
+		opts.RiskHalfLife = DefaultRiskHalfLife
+	}
+	if opts.RepeatCap == 0 {
+		opts.RepeatCap = 1
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	return opts, nil
 }
 
 // Defaults of the risk model.
@@ -364,7 +407,8 @@ func (s *Stage) add(f *event.Finding) {
 		s.risk[k] = r
 	}
 	f.Contribution = 0
-	if id, ok := s.suppress(f); ok {
+	id, suppressed := s.suppress(f)
+	if suppressed {
 		s.suppressed.Inc()
 		f.Explanation = strings.TrimSpace(f.Explanation) + " (Suppressed by " + id + ": no risk added.)"
 		f.Immediate = false
@@ -374,6 +418,7 @@ func (s *Stage) add(f *event.Finding) {
 	risk := r.total(f.Time, s.opts.RiskHalfLife)
 	if o != nil {
 		s.join(o, f, risk)
+		s.scored(f, risk, o.a.ID, suppressed)
 		return
 	}
 	if !f.Immediate && risk < s.opts.RiskThreshold {
@@ -381,6 +426,7 @@ func (s *Stage) add(f *event.Finding) {
 			r.keep(f)
 		}
 		s.weak.WithLabelValues(f.Detector).Inc()
+		s.scored(f, risk, "", suppressed)
 		return
 	}
 	// Raise: the alert carries the finding and every earlier one still
@@ -426,6 +472,16 @@ func (s *Stage) add(f *event.Finding) {
 	s.raised++
 	s.alerts.WithLabelValues(o.a.Detector, o.a.Severity.String()).Inc()
 	s.emit(Raised, &o.a)
+	s.scored(f, risk, o.a.ID, suppressed)
+}
+
+// scored tells the finding sinks about f.
+func (s *Stage) scored(f *event.Finding, risk float64, alertID string, suppressed bool) {
+	for _, sink := range s.opts.FindingSinks {
+		sc := Scored{Finding: *f, Risk: round1(risk), Threshold: s.opts.RiskThreshold, Alert: alertID, Suppressed: suppressed}
+		sc.Finding.Evidence = slices.Clip(sc.Finding.Evidence)
+		sink.Finding(sc)
+	}
 }
 
 func (s *Stage) suppress(f *event.Finding) (string, bool) {

@@ -18,10 +18,15 @@ type detRisk struct {
 }
 
 func (d *detRisk) decayed(t time.Time, halfLife time.Duration) float64 {
-	if dt := t.Sub(d.at); dt > 0 {
-		return d.value * math.Exp2(-float64(dt)/float64(halfLife))
+	return decay(d.value, t.Sub(d.at), halfLife)
+}
+
+// decay is v after dt of decay with halfLife (v itself when dt ≤ 0).
+func decay(v float64, dt, halfLife time.Duration) float64 {
+	if dt > 0 {
+		return v * math.Exp2(-float64(dt)/float64(halfLife))
 	}
-	return d.value
+	return v
 }
 
 // maxKept bounds the findings an entity keeps while below the threshold
@@ -105,4 +110,98 @@ func sortByContribution(fs []event.Finding) {
 		}
 		return cmp.Compare(x.Kind, y.Kind)
 	})
+}
+
+// Breakdown is an entity's risk at a moment as the stage scores it: what
+// each finding added and what is left of it, per detector what counts
+// (decayed, capped at RepeatCap × its strongest finding) and the
+// threshold the sum is held against. It answers "why did this not
+// alert?" (Explain).
+type Breakdown struct {
+	At        time.Time
+	Threshold float64
+	HalfLife  time.Duration
+	RepeatCap float64
+	// Risk is the entity's risk at At: the sum of Detectors' Risk.
+	Risk      float64
+	Detectors []DetectorRisk
+	// Findings are in the order they were scored (event time).
+	Findings []Contribution
+}
+
+// DetectorRisk is one detector's line of evidence in a Breakdown.
+type DetectorRisk struct {
+	Detector string
+	// Risk is the detector's contribution at At: Decayed capped at Cap.
+	Risk float64
+	// Decayed is the sum of its findings' scores decayed to At (their
+	// Contribution.Now).
+	Decayed float64
+	// Cap is RepeatCap × its strongest finding's score.
+	Cap      float64
+	Findings int
+}
+
+// Contribution is one finding's part in a Breakdown.
+type Contribution struct {
+	Finding event.Finding
+	// Added is the risk the finding added when it was scored (the stage's
+	// Finding.Contribution: 0 for a repeat its detector's cap absorbed).
+	Added float64
+	// Now is what the finding still holds at At: its score decayed from
+	// its time to At. Its detector counts the sum of these, up to its cap.
+	Now float64
+}
+
+// Explain scores findings about one entity the way a stage with opts
+// does (Options' defaults apply; the entity's earlier risk is assumed
+// spent, as after an alert closes) and breaks the entity's risk down at
+// at (the zero time: the last finding's time). Findings are scored in
+// event-time order; suppressed findings, which add no risk, must be left
+// out by the caller. Only the risk options of opts are used.
+func Explain(opts Options, findings []event.Finding, at time.Time) (Breakdown, error) {
+	opts, err := opts.withDefaults()
+	if err != nil {
+		return Breakdown{}, err
+	}
+	fs := slices.Clone(findings)
+	slices.SortStableFunc(fs, compareFindings)
+	if at.IsZero() && len(fs) > 0 {
+		at = fs[len(fs)-1].Time
+	}
+	b := Breakdown{At: at, Threshold: opts.RiskThreshold, HalfLife: opts.RiskHalfLife, RepeatCap: opts.RepeatCap}
+	var r entityRisk
+	counts := map[string]int{}
+	for i := range fs {
+		f := &fs[i]
+		if f.Time.After(at) {
+			break
+		}
+		added := round1(r.add(f, opts.RiskHalfLife, opts.RepeatCap))
+		f.Contribution = added
+		counts[f.Detector]++
+		b.Findings = append(b.Findings, Contribution{
+			Finding: *f,
+			Added:   added,
+			Now:     round1(decay(max(f.Score, 0), at.Sub(f.Time), opts.RiskHalfLife)),
+		})
+	}
+	for i := range r.dets {
+		d := &r.dets[i]
+		b.Detectors = append(b.Detectors, DetectorRisk{
+			Detector: d.detector,
+			Risk:     round1(min(d.decayed(at, opts.RiskHalfLife), d.cap)),
+			Decayed:  round1(d.decayed(at, opts.RiskHalfLife)),
+			Cap:      round1(d.cap),
+			Findings: counts[d.detector],
+		})
+	}
+	slices.SortStableFunc(b.Detectors, func(x, y DetectorRisk) int {
+		if c := cmp.Compare(y.Risk, x.Risk); c != 0 {
+			return c
+		}
+		return cmp.Compare(x.Detector, y.Detector)
+	})
+	b.Risk = round1(r.total(at, opts.RiskHalfLife))
+	return b, nil
 }

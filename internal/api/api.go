@@ -115,6 +115,9 @@ type Options struct {
 	OnApprove func()
 	// Triage serves feedback and suppressions (nil → not served).
 	Triage TriageStore
+	// Findings serves GET /v1/findings, the risk index (nil → not
+	// served).
+	Findings FindingReader
 	// FeedbackSuppression is how long a false_positive verdict suppresses
 	// the alert's entity's findings of the kinds it held (0 → it does not).
 	FeedbackSuppression time.Duration
@@ -215,6 +218,7 @@ func New(opts Options) *Server {
 		s.handleFunc("POST /v1/actions/{id}/reject", auth.NeedAnalyst, s.decide(false))
 	}
 	s.registerTriage()
+	s.registerFindings()
 	s.handleFunc("GET /healthz", auth.NeedPublic, func(w http.ResponseWriter, r *http.Request) {
 		if opts.Health != nil {
 			if err := opts.Health(); err != nil {

@@ -77,3 +77,61 @@ func benchPipeline(b *testing.B, pack bool) {
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
 }
+
+// BenchmarkReplayStore is BenchmarkPipeline with replay's output side
+// (app.Build, ModeReplay: the SQLite store, the alert writer, the ledger
+// and the response), with and without the risk index of every scored
+// finding, which the alert writer stores off the pipeline's goroutine.
+func BenchmarkReplayStore(b *testing.B) {
+	b.Run("findings=off", func(b *testing.B) { benchReplayStore(b, false) })
+	b.Run("findings=on", func(b *testing.B) { benchReplayStore(b, true) })
+}
+
+func benchReplayStore(b *testing.B, findings bool) {
+	var buf bytes.Buffer
+	if _, err := sim.Generate(context.Background(), sim.Options{Seed: 1, Days: 1, Customers: 20000}, &buf, nil); err != nil {
+		b.Fatal(err)
+	}
+	corpus := bytes.Split(bytes.TrimSpace(buf.Bytes()), []byte("\n"))
+	var size int
+	for _, l := range corpus {
+		size += len(l) + 1
+	}
+	cfg := config.Default()
+	cfg.DataDir = b.TempDir()
+	ctx := context.Background()
+	svc, err := app.Build(ctx, app.BuildOptions{Config: cfg, Mode: app.ModeReplay})
+	if err != nil {
+		b.Fatal(err)
+	}
+	svc.Start(ctx)
+	po := svc.PipelineOptions([]string{"70000003"})
+	if !findings {
+		po.FindingSinks = nil
+	}
+	p, err := app.NewPipeline(po)
+	if err != nil {
+		b.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx) }()
+	b.SetBytes(int64(size / len(corpus)))
+	b.ReportAllocs()
+	b.ResetTimer()
+	st, err := app.Feed(ctx, p, &repeater{corpus: corpus, n: b.N}, 1, 0, nil)
+	p.Close()
+	if err := <-done; err != nil {
+		b.Fatal(err)
+	}
+	// Everything stored: the writer's last batches are part of the cost.
+	if err := svc.Close(ctx); err != nil {
+		b.Fatal(err)
+	}
+	b.StopTimer()
+	if err != nil || st.Events != b.N || st.Rejected != 0 {
+		b.Fatalf("fed %+v, err %v", st, err)
+	}
+	nf, _ := p.Counts()
+	b.ReportMetric(float64(nf)/float64(b.N)*1e6, "findings/Mevent")
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
+}

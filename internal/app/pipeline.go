@@ -50,6 +50,9 @@ type PipelineOptions struct {
 	CanaryIDs []string
 	// Sinks receive alert changes on the pipeline's alert goroutine.
 	Sinks []alert.Sink
+	// FindingSinks hear every finding the alert stage scores, on the same
+	// goroutine (alert.Options.FindingSinks).
+	FindingSinks []alert.FindingSink
 	// InputName names an input index for evidence references.
 	InputName func(uint32) string
 	// Ledger, if set, records which records every principal, key, source,
@@ -327,6 +330,7 @@ func NewPipeline(opts PipelineOptions) (*Pipeline, error) {
 	}
 	ao := AlertOptions(cfg)
 	ao.Suppressor, ao.Sinks, ao.Logger, ao.Registerer = opts.Suppressor, opts.Sinks, opts.Logger, opts.Registerer
+	ao.FindingSinks = opts.FindingSinks
 	st, err := alert.New(ao)
 	if err != nil {
 		geo.Close()

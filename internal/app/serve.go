@@ -389,6 +389,7 @@ func (s *server) serveHTTP() (srv *http.Server, httpDone chan error, err error) 
 		Scope:               s.svc.Store,
 		Actions:             s.svc.Store,
 		Triage:              s.svc.Store,
+		Findings:            s.svc.Store,
 		FeedbackSuppression: s.cfg.Alerts.FalsePositiveSuppression.D(),
 		OnApprove:           s.svc.Dispatcher.Wake,
 		MaxBodyBytes:        s.cfg.Ingest.MaxBodyBytes,
@@ -481,6 +482,23 @@ func StoreSink(w *store.Writer, log *slog.Logger) alert.Sink {
 			log.Error("store alert", "id", a.ID, "err", err)
 		}
 	})
+}
+
+// FindingStoreSink is a finding sink that queues every scored finding on
+// w for the store's risk index.
+func FindingStoreSink(w *store.Writer, log *slog.Logger) alert.FindingSink {
+	return alert.FindingSinkFunc(func(sc alert.Scored) {
+		if err := w.PutFinding(context.Background(), ScoredFinding(sc)); err != nil {
+			log.Error("store finding", "detector", sc.Finding.Detector, "entity", sc.Finding.Entity.String(), "err", err)
+		}
+	})
+}
+
+// ScoredFinding is sc as the store keeps it (with its FindingID).
+func ScoredFinding(sc alert.Scored) store.ScoredFinding {
+	sf := store.ScoredFinding{Finding: sc.Finding, Risk: sc.Risk, Threshold: sc.Threshold, Alert: sc.Alert, Suppressed: sc.Suppressed}
+	sf.ID = store.FindingID(&sf.Finding)
+	return sf
 }
 
 // LoadSnapshot feeds a roster (or key inventory) snapshot file — contract

@@ -148,6 +148,31 @@ func Build(ctx context.Context, opts BuildOptions) (_ *Service, err error) {
 	}
 	s.Store = st
 	s.add(&part{name: "store", stop: func(context.Context) error { return st.Close() }})
+	// The risk index keeps findings for alerts.findings_retention: pruned
+	// hourly while running and once more at the stop, after the writer
+	// (added later, so stopped earlier) has stored the last findings.
+	retention := cfg.Alerts.FindingsRetention.D()
+	s.add(&part{name: "findings retention",
+		run: func(ctx context.Context) error {
+			t := time.NewTicker(time.Hour)
+			defer t.Stop()
+			for {
+				select {
+				case <-ctx.Done():
+					return nil
+				case <-t.C:
+					if _, err := PruneFindings(ctx, st, retention); err != nil && ctx.Err() == nil {
+						log.Warn("findings retention", "err", err)
+					}
+				}
+			}
+		},
+		stop: func(ctx context.Context) error {
+			if _, err := PruneFindings(context.WithoutCancel(ctx), st, retention); err != nil {
+				log.Warn("findings retention", "err", err)
+			}
+			return nil
+		}})
 	if live {
 		// The audit witness signs the log's head until every audited
 		// write is done: it stops right before the store closes, so a
@@ -356,6 +381,26 @@ func (s *Service) Abort() error {
 	return s.Close(ctx)
 }
 
+// PruneFindings deletes the stored findings older than retention before
+// the newest stored finding (event time, so a replay of old logs keeps its
+// last retention's worth) and returns how many it deleted.
+func PruneFindings(ctx context.Context, st *store.Store, retention time.Duration) (int64, error) {
+	latest, err := st.LatestFindingTime(ctx)
+	if err != nil || latest.IsZero() || retention <= 0 {
+		return 0, err
+	}
+	return st.PruneFindings(ctx, latest.Add(-retention))
+}
+
+// FindingSinks are the service's own finding sinks: the store writer's
+// risk index (none without a store).
+func (s *Service) FindingSinks() []alert.FindingSink {
+	if s.Writer == nil {
+		return nil
+	}
+	return []alert.FindingSink{FindingStoreSink(s.Writer, s.log)}
+}
+
 // Sinks are the service's own alert sinks, in the order alerts should
 // reach them: the store writer, then the responder (nil parts left out).
 func (s *Service) Sinks() []alert.Sink {
@@ -378,8 +423,10 @@ func (s *Service) PipelineOptions(canaryIDs []string, extra ...alert.Sink) Pipel
 		Config:    s.Config,
 		CanaryIDs: canaryIDs,
 		Sinks:     append(s.Sinks(), extra...),
-		Ledger:    s.Ledger,
-		Logger:    s.log,
+		// Every scored finding goes to the risk index.
+		FindingSinks: s.FindingSinks(),
+		Ledger:       s.Ledger,
+		Logger:       s.log,
 	}
 	// Analysts' suppressions take the risk out of findings live only:
 	// replay and eval score the stream as it is. (Replay's responder

@@ -39,6 +39,8 @@ type cliRoot struct {
 	Report   reportCmd   `cmd:"" help:"The incident report of an alert: timeline, scope, actions and the regulators' clocks."`
 	Actions  actionsCmd  `cmd:"" help:"Response actions: list, approve, reject."`
 	Alerts   alertsCmd   `cmd:"" help:"Triage: feedback on alerts, suppressions."`
+	Findings findingsCmd `cmd:"" help:"Every scored finding, alerting or not (the risk index), by entity, detector, kind and time."`
+	Explain  explainCmd  `cmd:"" help:"Why an entity did or did not alert: its findings, what each adds after decay, and the threshold."`
 	Audit    auditCmd    `cmd:"" help:"The tamper-evident audit log: verify, export."`
 	Scope    scopeCmd    `cmd:"" help:"Exactly which records a key, principal, source, network, country or alert touched (from the access ledger)."`
 	Rules    rulesCmd    `cmd:"" help:"Detection rules as code: test and lint rule files."`

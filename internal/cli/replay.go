@@ -37,6 +37,7 @@ type replayCmd struct {
 	Window        *time.Duration `placeholder:"DURATION" help:"Alert dedup window per entity and detector (overrides alerts.window)."`
 	Shards        int            `placeholder:"N" help:"Shard goroutines (default GOMAXPROCS)."`
 	NoStore       bool           `help:"Do not write alerts to the store in --data-dir."`
+	Findings      bool           `help:"Print every scored finding (alerting or not, with its contribution and the entity's risk) as a JSON line on stdout instead of the alerts; alerts are still stored and counted."`
 	Progress      string         `enum:"auto,always,never" default:"auto" help:"Progress bar on stderr: auto (when stderr is a terminal), always or never."`
 	MaxErrors     int            `default:"100" placeholder:"N" help:"Print at most N rejected lines (all are counted)."`
 }
@@ -103,7 +104,7 @@ func (c *replayCmd) Run(e *env) (err error) {
 	var printErr error
 	printSink := alert.SinkFunc(func(ch alert.Change, a event.Alert) {
 		// A withdrawn alert is printed like a closed one: its final form.
-		if ch != alert.Closed && ch != alert.Withdrawn || printErr != nil {
+		if ch != alert.Closed && ch != alert.Withdrawn || printErr != nil || c.Findings {
 			return
 		}
 		if err := enc.Encode(a); err != nil {
@@ -114,6 +115,14 @@ func (c *replayCmd) Run(e *env) (err error) {
 	})
 
 	popts := svc.PipelineOptions(ids, printSink)
+	if c.Findings {
+		// Flushed at the end (and by the buffer): findings are many.
+		popts.FindingSinks = append(popts.FindingSinks, alert.FindingSinkFunc(func(sc alert.Scored) {
+			if printErr == nil {
+				printErr = enc.Encode(app.ScoredFinding(sc))
+			}
+		}))
+	}
 	popts.InputName = inputName
 	p, err := app.NewPipeline(popts)
 	if err != nil {
@@ -168,6 +177,9 @@ func (c *replayCmd) Run(e *env) (err error) {
 	p.Close()
 	if err := <-pipeDone; err != nil && feedErr == nil {
 		feedErr = err
+	}
+	if err := out.Flush(); err != nil && printErr == nil {
+		printErr = err
 	}
 	stopProgress()
 	if err := svc.Close(context.WithoutCancel(e.ctx)); err != nil && feedErr == nil {

@@ -278,6 +278,11 @@ type Alerts struct {
 	// Cluster mode always does; set it on a single process to reproduce a
 	// cluster's alerts exactly. It delays alerts by the allowed lateness.
 	Ordered bool `yaml:"ordered"`
+	// FindingsRetention is how long the store keeps scored findings (the
+	// risk index of every finding, alerting or not: `haechi findings`,
+	// GET /v1/findings), by event time before the newest one; default 30
+	// days.
+	FindingsRetention Duration `yaml:"findings_retention"`
 }
 
 // Detectors holds per-detector settings.
@@ -533,7 +538,7 @@ func Default() Config {
 		Respond: respond.DefaultConfig(),
 		Report:  Report{Regimes: report.DefaultRegimes()},
 		Alerts: Alerts{Window: Duration(time.Hour), MaxSpan: Duration(24 * time.Hour), RiskThreshold: 90, RiskHalfLife: Duration(24 * time.Hour), RepeatCap: 1,
-			FalsePositiveSuppression: Duration(30 * 24 * time.Hour)},
+			FalsePositiveSuppression: Duration(30 * 24 * time.Hour), FindingsRetention: Duration(30 * 24 * time.Hour)},
 		Detectors: Detectors{
 			TerminatedIdentity: TerminatedIdentity{Enabled: true},
 			Canary:             Canary{Enabled: true},

@@ -201,6 +201,9 @@ func (c *Config) checkAlerts(add addFunc) {
 	if a.RepeatCap < 1 || a.RepeatCap > 10 {
 		add("alerts.repeat_cap", "must be between 1 and 10, got %v", a.RepeatCap)
 	}
+	if d := a.FindingsRetention.D(); d < time.Hour || d > 3*365*24*time.Hour {
+		add("alerts.findings_retention", "must be between 1h and 3 years, got %s", d)
+	}
 }
 
 func (d Detectors) check(add addFunc) {

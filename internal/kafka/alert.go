@@ -29,7 +29,8 @@ import (
 // State is never committed to Kafka: the stage's snapshot, its Dedup marks,
 // the watermark marks and the next offset are one row of the store, written
 // in the same transaction as the alerts changed since the previous one
-// (store.SaveAlertsWithCheckpoint). A worker that takes a findings
+// (store.SaveScoredWithCheckpoint, with the scored findings of the risk
+// index). A worker that takes a findings
 // partition over restores that row and consumes from its offset: the alert
 // changes after it are made again, identically (alert ids are
 // deterministic), and written again with the next checkpoint.
@@ -45,6 +46,9 @@ type alertPart struct {
 	since   int                   // records handled since the last checkpoint
 	saved   time.Time             // wall clock of the last checkpoint
 	changes []alertChange         // since the last checkpoint, in order
+	// findings are the findings scored since the last checkpoint, for the
+	// store's risk index (stored with the alerts and the checkpoint).
+	findings []store.ScoredFinding
 }
 
 type srcPart struct {
@@ -181,6 +185,11 @@ func (a *alerter) open(ctx context.Context, p int32) (*alertPart, error) {
 	opts.Sinks = []alert.Sink{alert.SinkFunc(func(c alert.Change, al event.Alert) {
 		ap.changes = append(ap.changes, alertChange{c, al})
 	})}
+	opts.FindingSinks = []alert.FindingSink{alert.FindingSinkFunc(func(sc alert.Scored) {
+		sf := store.ScoredFinding{Finding: sc.Finding, Risk: sc.Risk, Threshold: sc.Threshold, Alert: sc.Alert, Suppressed: sc.Suppressed}
+		sf.ID = store.FindingID(&sf.Finding)
+		ap.findings = append(ap.findings, sf)
+	})}
 	if opts.Logger == nil {
 		opts.Logger = a.w.opts.Logger
 	}
@@ -315,7 +324,7 @@ func (a *alerter) save(ctx context.Context, ap *alertPart) {
 	}
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
 	defer cancel()
-	err = a.w.opts.Store.SaveAlertsWithCheckpoint(sctx, alerts, store.PartitionCheckpoint{
+	err = a.w.opts.Store.SaveScoredWithCheckpoint(sctx, alerts, ap.findings, store.PartitionCheckpoint{
 		Group: a.w.opts.Group, Topic: topic, Partition: ap.part, NextOffset: ap.next, Data: data, SavedAt: time.Now(),
 	})
 	if errors.Is(err, store.ErrStaleCheckpoint) {
@@ -344,7 +353,8 @@ func (a *alerter) save(ctx context.Context, ap *alertPart) {
 			s.Alert(c.c, c.a)
 		}
 	}
-	ap.changes, ap.since, ap.saved = ap.changes[:0], 0, time.Now()
+	clear(ap.findings)
+	ap.changes, ap.findings, ap.since, ap.saved = ap.changes[:0], ap.findings[:0], 0, time.Now()
 }
 
 const alertStateVersion = 1

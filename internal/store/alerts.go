@@ -115,6 +115,36 @@ func (s *Store) SaveAlerts(ctx context.Context, alerts []event.Alert) (err error
 	return nil
 }
 
+// saveBatch stores alerts (as SaveAlerts) and scored findings (as
+// SaveFindings) in one transaction: the Writer's commit.
+func (s *Store) saveBatch(ctx context.Context, alerts []event.Alert, findings []ScoredFinding) error {
+	if len(alerts) == 0 {
+		return s.SaveFindings(ctx, findings)
+	}
+	if len(findings) == 0 {
+		return s.SaveAlerts(ctx, alerts)
+	}
+	for i := range alerts {
+		if alerts[i].ID == "" {
+			return fmt.Errorf("save alerts: alert %d has an empty id", i)
+		}
+	}
+	order := saveOrder(alerts)
+	err := s.writeTx(ctx, func(tx *sql.Tx) error {
+		if err := s.saveAlerts(ctx, tx, alerts, order); err != nil {
+			return fmt.Errorf("alerts: %w", err)
+		}
+		if err := s.saveFindings(ctx, tx, findings); err != nil {
+			return fmt.Errorf("findings: %w", err)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("save alerts and findings: %w", err)
+	}
+	return nil
+}
+
 // saveOrder returns the indices of the alerts to write: the last entry of
 // each ID, sorted by ID. Every writer then locks alert rows in the same
 // order, so two processes saving overlapping batches cannot deadlock.

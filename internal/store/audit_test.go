@@ -132,6 +132,7 @@ func TestAuditLegacyUpgrade(t *testing.T) {
 		for _, q := range []string{
 			`ALTER TABLE audit DROP COLUMN scheme`,
 			`ALTER TABLE actions DROP COLUMN hold`, // migration 10
+			`DROP TABLE finding_log`,               // migration 11
 			`DELETE FROM schema_migrations WHERE version >= 9`,
 		} {
 			if _, err := s.db.ExecContext(ctx, q); err != nil {

@@ -69,6 +69,13 @@ var ErrStaleCheckpoint = errors.New("a newer checkpoint of the partition is stor
 // stored, nothing is written and the error is ErrStaleCheckpoint: a worker
 // that lost the partition cannot overwrite its successor's alerts.
 func (s *Store) SaveAlertsWithCheckpoint(ctx context.Context, alerts []event.Alert, c PartitionCheckpoint) error {
+	return s.SaveScoredWithCheckpoint(ctx, alerts, nil, c)
+}
+
+// SaveScoredWithCheckpoint is SaveAlertsWithCheckpoint that also stores
+// scored findings (the risk index, as SaveFindings) in the same
+// transaction.
+func (s *Store) SaveScoredWithCheckpoint(ctx context.Context, alerts []event.Alert, findings []ScoredFinding, c PartitionCheckpoint) error {
 	if err := checkPartitionCheckpoints([]PartitionCheckpoint{c}); err != nil {
 		return fmt.Errorf("save alerts with checkpoint: %w", err)
 	}
@@ -85,6 +92,11 @@ func (s *Store) SaveAlertsWithCheckpoint(ctx context.Context, alerts []event.Ale
 		}
 		if !ok {
 			return ErrStaleCheckpoint
+		}
+		if len(findings) > 0 {
+			if err := s.saveFindings(ctx, tx, findings); err != nil {
+				return fmt.Errorf("findings: %w", err)
+			}
 		}
 		if len(alerts) == 0 {
 			return nil

@@ -121,6 +121,7 @@ func TestMigrateLedgerCells(t *testing.T) {
 			`DROP TABLE ledger_days`,
 			`ALTER TABLE audit DROP COLUMN scheme`, // migration 9
 			`ALTER TABLE actions DROP COLUMN hold`, // migration 10
+			`DROP TABLE finding_log`,               // migration 11
 			`DELETE FROM schema_migrations WHERE version >= 8`,
 			s.dialect.translateMigration(`CREATE TABLE ledger (
 	dim    TEXT NOT NULL,

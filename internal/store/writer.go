@@ -19,6 +19,7 @@ var ErrWriterClosed = errors.New("store: writer closed")
 // Writer defaults.
 const (
 	DefaultMaxBatch      = 256
+	DefaultMaxFindings   = 1024
 	DefaultFlushInterval = 200 * time.Millisecond
 	DefaultQueueSize     = 4096
 )
@@ -38,6 +39,7 @@ const (
 // WriterOptions configure a Writer. Zero values pick the defaults.
 type WriterOptions struct {
 	MaxBatch      int           // alerts (distinct IDs) per transaction; 0 → 256
+	MaxFindings   int           // scored findings per transaction; 0 → 1024
 	FlushInterval time.Duration // longest an alert waits in a partial batch; 0 → 200ms
 	QueueSize     int           // Put's buffer; 0 → 4096
 	Logger        *slog.Logger  // nil discards
@@ -49,7 +51,9 @@ type WriterOptions struct {
 
 // Writer batches alert writes off the hot path. Put enqueues, Run commits
 // batches, coalescing by alert ID (latest wins) and flushing when a batch
-// reaches MaxBatch or FlushInterval after its first alert.
+// reaches MaxBatch or FlushInterval after its first alert. Scored findings
+// (PutFinding, the risk index) travel the same queue and commit in the
+// same transactions; a batch also flushes at MaxFindings of them.
 //
 // A batch whose commit fails is kept and retried with exponential backoff
 // while Run's context lives; nothing Put is dropped while the writer runs
@@ -65,7 +69,7 @@ type Writer struct {
 	opts    WriterOptions
 	logger  *slog.Logger
 	onFlush func(int, error)
-	saveFn  func(context.Context, []event.Alert) error // s.SaveAlerts; replaced in tests
+	saveFn  func(context.Context, []event.Alert, []ScoredFinding) error // s.saveBatch; replaced in tests
 
 	queue chan writerItem
 	stop  chan struct{} // closed when shutdown starts
@@ -83,8 +87,9 @@ type Writer struct {
 }
 
 type writerItem struct {
-	alert event.Alert
-	flush chan error // non-nil: a Flush request, answered once everything before it is committed
+	alert   event.Alert
+	finding *ScoredFinding // non-nil: a scored finding, not an alert
+	flush   chan error     // non-nil: a Flush request, answered once everything before it is committed
 }
 
 // NewWriter returns a Writer writing to s. Start it with Run (or just Close
@@ -99,6 +104,9 @@ func NewWriter(s *Store, opts WriterOptions) *Writer {
 	if opts.QueueSize <= 0 {
 		opts.QueueSize = DefaultQueueSize
 	}
+	if opts.MaxFindings <= 0 {
+		opts.MaxFindings = DefaultMaxFindings
+	}
 	logger := opts.Logger
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
@@ -112,7 +120,7 @@ func NewWriter(s *Store, opts WriterOptions) *Writer {
 		opts:    opts,
 		logger:  logger,
 		onFlush: onFlush,
-		saveFn:  s.SaveAlerts,
+		saveFn:  s.saveBatch,
 		queue:   make(chan writerItem, opts.QueueSize),
 		stop:    make(chan struct{}),
 		done:    make(chan struct{}),
@@ -128,6 +136,15 @@ func (w *Writer) Put(ctx context.Context, a event.Alert) error {
 		return errors.New("store: put alert with empty id")
 	}
 	return w.send(ctx, writerItem{alert: a})
+}
+
+// PutFinding enqueues a scored finding for the risk index, like Put (its
+// ID is set to FindingID when empty). The writer takes ownership of f.
+func (w *Writer) PutFinding(ctx context.Context, f ScoredFinding) error {
+	if f.ID == "" {
+		f.ID = FindingID(&f.Finding)
+	}
+	return w.send(ctx, writerItem{finding: &f})
 }
 
 // Flush blocks until everything Put before it has been committed, or
@@ -214,12 +231,20 @@ func (w *Writer) shutdown() {
 }
 
 type batch struct {
-	alerts  []event.Alert
-	index   map[string]int
-	waiters []chan error
+	alerts   []event.Alert
+	index    map[string]int
+	findings []ScoredFinding
+	waiters  []chan error
 }
 
-func (b *batch) add(a event.Alert) {
+func (b *batch) empty() bool { return len(b.alerts) == 0 && len(b.findings) == 0 }
+
+func (b *batch) add(it writerItem) {
+	if it.finding != nil {
+		b.findings = append(b.findings, *it.finding)
+		return
+	}
+	a := it.alert
 	if i, ok := b.index[a.ID]; ok {
 		b.alerts[i] = a
 		return
@@ -235,6 +260,8 @@ func (b *batch) finish(err error) {
 	}
 	clear(b.alerts) // drop references to the alerts
 	b.alerts = b.alerts[:0]
+	clear(b.findings)
+	b.findings = b.findings[:0]
 	b.waiters = b.waiters[:0]
 	clear(b.index)
 }
@@ -268,8 +295,8 @@ func (w *Writer) loop(ctx context.Context) error {
 				flush()
 				continue
 			}
-			b.add(it.alert)
-			if len(b.alerts) >= w.opts.MaxBatch {
+			b.add(it)
+			if w.full(b) {
 				flush()
 			} else if timerC == nil {
 				timer.Reset(w.opts.FlushInterval)
@@ -290,8 +317,8 @@ func (w *Writer) loop(ctx context.Context) error {
 			w.flush(ctx, b)
 			continue
 		}
-		b.add(it.alert)
-		if len(b.alerts) >= w.opts.MaxBatch {
+		b.add(it)
+		if w.full(b) {
 			w.flush(ctx, b)
 		}
 	}
@@ -299,12 +326,17 @@ func (w *Writer) loop(ctx context.Context) error {
 	return w.err
 }
 
+// full says whether b is due for a commit by its size.
+func (w *Writer) full(b *batch) bool {
+	return len(b.alerts) >= w.opts.MaxBatch || len(b.findings) >= w.opts.MaxFindings
+}
+
 // flush commits b. While the writer runs it retries with backoff until the
 // commit succeeds or ctx ends (keeping the batch for the drain); once the
 // writer is shutting down it makes a bounded number of attempts and then
 // gives the batch up.
 func (w *Writer) flush(ctx context.Context, b *batch) {
-	if len(b.alerts) == 0 {
+	if b.empty() {
 		b.finish(w.err) // w.err: an earlier batch was given up
 		return
 	}
@@ -315,11 +347,11 @@ func (w *Writer) flush(ctx context.Context, b *batch) {
 	}
 	backoff := retryInitialBackoff
 	for attempt := 1; ; attempt++ {
-		err := w.save(ctx, b.alerts, final)
+		err := w.save(ctx, b, final)
 		w.onFlush(len(b.alerts), err)
 		if err == nil {
 			if attempt > 1 {
-				w.logger.Info("store: alert batch committed after retry", "alerts", len(b.alerts), "attempts", attempt)
+				w.logger.Info("store: alert batch committed after retry", "alerts", len(b.alerts), "findings", len(b.findings), "attempts", attempt)
 			}
 			b.finish(w.err)
 			return
@@ -330,14 +362,14 @@ func (w *Writer) flush(ctx context.Context, b *batch) {
 				ids[i] = b.alerts[i].ID
 			}
 			w.logger.Error("store: giving up on alert batch; alerts not stored",
-				"alerts", len(ids), "attempts", attempt, "err", err, "ids", ids)
+				"alerts", len(ids), "findings", len(b.findings), "attempts", attempt, "err", err, "ids", ids)
 			w.gaveUp = true
-			w.err = fmt.Errorf("store writer: %d alerts not stored: %w", len(ids), err)
+			w.err = fmt.Errorf("store writer: %d alerts and %d findings not stored: %w", len(ids), len(b.findings), err)
 			b.finish(w.err)
 			return
 		}
 		w.logger.Warn("store: alert batch failed; retrying",
-			"alerts", len(b.alerts), "attempt", attempt, "backoff", backoff, "err", err)
+			"alerts", len(b.alerts), "findings", len(b.findings), "attempt", attempt, "backoff", backoff, "err", err)
 		t := time.NewTimer(backoff)
 		if final {
 			<-t.C
@@ -356,13 +388,13 @@ func (w *Writer) flush(ctx context.Context, b *batch) {
 	}
 }
 
-func (w *Writer) save(ctx context.Context, alerts []event.Alert, final bool) error {
+func (w *Writer) save(ctx context.Context, b *batch, final bool) error {
 	if !final {
-		return w.saveFn(ctx, alerts)
+		return w.saveFn(ctx, b.alerts, b.findings)
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), finalAttemptTimeout)
 	defer cancel()
-	return w.saveFn(ctx, alerts)
+	return w.saveFn(ctx, b.alerts, b.findings)
 }
 
 func (w *Writer) stopping() bool {

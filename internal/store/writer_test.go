@@ -288,7 +288,7 @@ func TestWriterRetries(t *testing.T) {
 				attempts = append(attempts, err)
 			},
 		})
-		w.saveFn = func(ctx context.Context, alerts []event.Alert) error {
+		w.saveFn = func(ctx context.Context, alerts []event.Alert, _ []ScoredFinding) error {
 			if failures.Add(1) <= 2 {
 				return errors.New("disk on fire")
 			}
@@ -320,7 +320,7 @@ func TestWriterCloseGivesUp(t *testing.T) {
 		boom := errors.New("disk on fire")
 		var calls atomic.Int64
 		w := NewWriter(s, WriterOptions{FlushInterval: time.Hour, MaxBatch: 2})
-		w.saveFn = func(context.Context, []event.Alert) error {
+		w.saveFn = func(context.Context, []event.Alert, []ScoredFinding) error {
 			calls.Add(1)
 			return boom
 		}

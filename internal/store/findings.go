@@ -1,0 +1,348 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/haechi-sec/haechi/internal/event"
+)
+
+// ScoredFinding is a finding as the alert stage scored it, as the store
+// keeps it in its risk index (every finding, alerting or not). Its JSON
+// form is the finding's (event.Finding, with contribution) plus these
+// fields; `haechi findings --json`, `replay --findings` and
+// GET /v1/findings print it (docs/alerts.md).
+type ScoredFinding struct {
+	// ID is FindingID of the finding.
+	ID string `json:"id"`
+	event.Finding
+	// Risk is the entity's risk right after the finding and Threshold the
+	// risk at which the stage alerted.
+	Risk      float64 `json:"risk"`
+	Threshold float64 `json:"threshold"`
+	// Alert is the id of the alert the finding raised or joined; "" when
+	// it stayed below the threshold.
+	Alert string `json:"alert,omitempty"`
+	// Suppressed: an analyst's suppression covered it (no risk added).
+	Suppressed bool `json:"suppressed,omitempty"`
+}
+
+// FindingID is the deterministic id of a finding (event.Finding.ID: a
+// hash of its detector, kind, entity, event time and evidence — the id a
+// withdrawal names), so a replay of the same input stores each finding
+// once.
+func FindingID(f *event.Finding) string { return f.ID().String() }
+
+const findingLogColumns = `id, time, entity_kind, entity_id, detector, kind, title, score, severity,
+	explanation, evidence, tags, related, figures, contribution, risk, threshold, alert_id, suppressed`
+
+var findingLogParams = strings.Count(findingLogColumns, ",") + 1
+
+// upsertFindingsSQL upserts n findings (of distinct IDs) in one statement:
+// a finding stored again (a replay, a late finding reopening an alert)
+// takes the latest scoring.
+func upsertFindingsSQL(n int) string {
+	return `INSERT INTO finding_log (` + findingLogColumns + `) VALUES ` + valueRows(findingLogParams, n) + `
+ON CONFLICT (id) DO UPDATE SET
+	contribution = excluded.contribution,
+	risk = excluded.risk,
+	threshold = excluded.threshold,
+	alert_id = excluded.alert_id,
+	suppressed = excluded.suppressed,
+	explanation = excluded.explanation`
+}
+
+// SaveFindings upserts scored findings in one transaction (by ID: a later
+// entry wins over an earlier one with the same ID; an empty ID is set to
+// FindingID). An empty batch is a no-op.
+func (s *Store) SaveFindings(ctx context.Context, fs []ScoredFinding) error {
+	if len(fs) == 0 {
+		return nil
+	}
+	err := s.writeTx(ctx, func(tx *sql.Tx) error { return s.saveFindings(ctx, tx, fs) })
+	if err != nil {
+		return fmt.Errorf("save findings: %w", err)
+	}
+	return nil
+}
+
+// saveFindings writes fs in tx, in ID order (so concurrent writers lock
+// rows in the same order), 64 rows a statement.
+func (s *Store) saveFindings(ctx context.Context, tx *sql.Tx, fs []ScoredFinding) error {
+	last := make(map[string]int, len(fs))
+	ids := make([]string, len(fs))
+	for i := range fs {
+		id := fs[i].ID
+		if id == "" {
+			id = FindingID(&fs[i].Finding)
+		}
+		ids[i] = id
+		last[id] = i
+	}
+	order := make([]int, 0, len(last))
+	for i := range fs {
+		if last[ids[i]] == i {
+			order = append(order, i)
+		}
+	}
+	slices.SortFunc(order, func(a, b int) int { return strings.Compare(ids[a], ids[b]) })
+
+	sctx := context.WithoutCancel(ctx) // see saveAlerts
+	up := newChunkStmt(tx, upsertFindingsSQL)
+	defer up.close()
+	args := make([]any, 0, saveChunk*findingLogParams)
+	var evBuf []byte
+	for start := 0; start < len(order); start += saveChunk {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		chunk := order[start:min(start+saveChunk, len(order))]
+		args = args[:0]
+		for _, i := range chunk {
+			sf := &fs[i]
+			f := &sf.Finding
+			var err error
+			evBuf, err = appendEvidence(evBuf[:0], f.Evidence)
+			if err != nil {
+				return fmt.Errorf("finding %q evidence: %w", ids[i], err)
+			}
+			tags, related, err := findingContext(f)
+			if err != nil {
+				return fmt.Errorf("finding %q: %w", ids[i], err)
+			}
+			figures, err := findingFigures(f)
+			if err != nil {
+				return fmt.Errorf("finding %q: %w", ids[i], err)
+			}
+			args = append(args,
+				ids[i], toNanos(f.Time), string(f.Entity.Kind), f.Entity.ID, f.Detector, f.Kind, f.Title,
+				score(f.Score), int64(f.Severity), f.Explanation, string(evBuf), tags, related, figures,
+				finite(f.Contribution), finite(sf.Risk), finite(sf.Threshold), sf.Alert, boolInt(sf.Suppressed))
+		}
+		if err := up.exec(sctx, len(chunk), args); err != nil {
+			return fmt.Errorf("upsert findings: %w", err)
+		}
+	}
+	return nil
+}
+
+// finite is f, or 0 when f is not a finite number (for NOT NULL columns).
+func finite(f float64) float64 {
+	if math.IsNaN(f) || math.IsInf(f, 0) {
+		return 0
+	}
+	return f
+}
+
+func boolInt(b bool) int64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// FindingQuery selects scored findings for ListFindings. The zero value
+// lists the DefaultListLimit newest findings.
+type FindingQuery struct {
+	// Limit caps the findings returned: ≤0 means DefaultListLimit, and it
+	// is capped at MaxListLimit.
+	Limit int
+	// Cursor, when set, continues a listing where the page that returned
+	// it ended (ListFindings' next cursor).
+	Cursor string
+	// Since and Before, when non-zero, keep findings with Since ≤ Time <
+	// Before.
+	Since, Before time.Time
+	// Entity, when its ID is set, keeps the findings about that entity
+	// (kind and ID); when only its Kind is set, about entities of that
+	// kind.
+	Entity event.EntityKey
+	// Detector and Kind, when set, keep the findings of that detector and
+	// finding kind.
+	Detector, Kind string
+	// BelowThreshold keeps only the findings that raised or joined no
+	// alert.
+	BelowThreshold bool
+}
+
+// ErrBadCursor is returned (wrapped) by ListFindings for a cursor it did
+// not issue.
+var ErrBadCursor = errors.New("bad cursor")
+
+// findingCursor is the position after the last finding of a page.
+type findingCursor struct {
+	time int64
+	id   string
+}
+
+func (c findingCursor) String() string {
+	return base64.RawURLEncoding.EncodeToString([]byte(strconv.FormatInt(c.time, 10) + ":" + c.id))
+}
+
+func parseFindingCursor(s string) (findingCursor, error) {
+	b, err := base64.RawURLEncoding.DecodeString(s)
+	if err != nil {
+		return findingCursor{}, ErrBadCursor
+	}
+	t, id, ok := strings.Cut(string(b), ":")
+	n, err := strconv.ParseInt(t, 10, 64)
+	if !ok || err != nil || !strings.HasPrefix(id, "fd-") {
+		return findingCursor{}, ErrBadCursor
+	}
+	return findingCursor{time: n, id: id}, nil
+}
+
+// ListFindings returns the findings q selects, newest first (by time,
+// then ID, both descending), and the cursor of the next page ("" when
+// this page is the last).
+func (s *Store) ListFindings(ctx context.Context, q FindingQuery) ([]ScoredFinding, string, error) {
+	limit := q.Limit
+	if limit <= 0 {
+		limit = DefaultListLimit
+	}
+	limit = min(limit, MaxListLimit)
+	var (
+		where []string
+		args  []any
+	)
+	if q.Cursor != "" {
+		c, err := parseFindingCursor(q.Cursor)
+		if err != nil {
+			return nil, "", fmt.Errorf("list findings: %w", err)
+		}
+		where = append(where, "(time < ? OR (time = ? AND id < ?))")
+		args = append(args, c.time, c.time, c.id)
+	}
+	if !q.Since.IsZero() {
+		where = append(where, "time >= ?")
+		args = append(args, q.Since.UTC().UnixNano())
+	}
+	if !q.Before.IsZero() {
+		where = append(where, "time < ?")
+		args = append(args, q.Before.UTC().UnixNano())
+	}
+	if q.Entity.Kind != "" {
+		where = append(where, "entity_kind = ?")
+		args = append(args, string(q.Entity.Kind))
+	}
+	if q.Entity.ID != "" {
+		where = append(where, "entity_id = ?")
+		args = append(args, q.Entity.ID)
+	}
+	if q.Detector != "" {
+		where = append(where, "detector = ?")
+		args = append(args, q.Detector)
+	}
+	if q.Kind != "" {
+		where = append(where, "kind = ?")
+		args = append(args, q.Kind)
+	}
+	if q.BelowThreshold {
+		where = append(where, "alert_id = ''")
+	}
+	var sb strings.Builder
+	sb.WriteString("SELECT " + findingLogColumns + " FROM finding_log")
+	if len(where) > 0 {
+		sb.WriteString(" WHERE " + strings.Join(where, " AND "))
+	}
+	sb.WriteString(" ORDER BY time DESC, id DESC LIMIT ?")
+	args = append(args, limit+1) // one more: is there a next page?
+
+	rows, err := s.db.QueryContext(ctx, sb.String(), args...)
+	if err != nil {
+		return nil, "", fmt.Errorf("list findings: %w", err)
+	}
+	defer rows.Close()
+	out := make([]ScoredFinding, 0, min(limit, 64))
+	for rows.Next() {
+		sf, err := scanScoredFinding(rows)
+		if err != nil {
+			return nil, "", fmt.Errorf("list findings: %w", err)
+		}
+		out = append(out, sf)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, "", fmt.Errorf("list findings: %w", err)
+	}
+	var next string
+	if len(out) > limit {
+		out = out[:limit]
+		l := &out[limit-1]
+		next = findingCursor{time: toNanos(l.Time), id: l.ID}.String()
+	}
+	return out, next, nil
+}
+
+func scanScoredFinding(sc scanner) (ScoredFinding, error) {
+	var (
+		sf                            ScoredFinding
+		entityKind, evidence          string
+		tags, related, figures        string
+		tm, sev, suppressed           int64
+		sco                           sql.NullFloat64
+		contribution, risk, threshold float64
+	)
+	f := &sf.Finding
+	if err := sc.Scan(&sf.ID, &tm, &entityKind, &f.Entity.ID, &f.Detector, &f.Kind, &f.Title, &sco, &sev,
+		&f.Explanation, &evidence, &tags, &related, &figures, &contribution, &risk, &threshold, &sf.Alert, &suppressed); err != nil {
+		return sf, err
+	}
+	f.Time = fromNanos(tm)
+	f.Entity.Kind = event.EntityKind(entityKind)
+	f.Score = sco.Float64
+	f.Severity = event.Severity(sev)
+	f.Contribution, sf.Risk, sf.Threshold, sf.Suppressed = contribution, risk, threshold, suppressed != 0
+	f.Evidence = []string{}
+	for _, c := range []struct {
+		name, src string
+		dst       any
+	}{{"evidence", evidence, &f.Evidence}, {"tags", tags, &f.Tags}, {"related", related, &f.Related}, {"figures", figures, &f.Figures}} {
+		if c.src == "" || c.src == "[]" {
+			continue
+		}
+		if err := json.Unmarshal([]byte(c.src), c.dst); err != nil {
+			return sf, fmt.Errorf("finding %q %s: %w", sf.ID, c.name, err)
+		}
+	}
+	if f.Evidence == nil {
+		f.Evidence = []string{}
+	}
+	return sf, nil
+}
+
+// PruneFindings deletes the findings whose event time is before before
+// and returns how many it deleted.
+func (s *Store) PruneFindings(ctx context.Context, before time.Time) (int64, error) {
+	var n int64
+	err := s.writeTx(ctx, func(tx *sql.Tx) error {
+		r, err := tx.ExecContext(ctx, "DELETE FROM finding_log WHERE time < ?", before.UTC().UnixNano())
+		if err != nil {
+			return err
+		}
+		n, err = r.RowsAffected()
+		return err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("prune findings: %w", err)
+	}
+	return n, nil
+}
+
+// LatestFindingTime returns the event time of the newest stored finding
+// (the zero time when there is none).
+func (s *Store) LatestFindingTime(ctx context.Context) (time.Time, error) {
+	var n sql.NullInt64
+	if err := s.db.QueryRowContext(ctx, "SELECT MAX(time) FROM finding_log").Scan(&n); err != nil {
+		return time.Time{}, fmt.Errorf("latest finding: %w", err)
+	}
+	return fromNanos(n.Int64), nil
+}
