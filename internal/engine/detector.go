@@ -7,15 +7,20 @@
 // events in flight, so a producer either waits (replay) or is told the engine
 // is full (HTTP ingest answers 429) — nothing is dropped.
 //
-// Time is event time. The engine keeps a watermark: the largest event time
-// seen minus the allowed lateness. An event older than the watermark is
-// marked Late (and still processed). Detectors that must wait for something
-// that may arrive late (a token mint, say) act when the watermark passes the
-// moment they wait for, through Advancer. A live source also advances the
-// watermark from its clock (AdvanceTo) so waiting state does not stall when
-// traffic pauses. A detector waiting for one particular stream (a token's
-// mint on the issuer's stream) can instead read that stream's own progress
-// (StreamWatcher, Context.StreamTime) and act as soon as it has passed.
+// Time is event time. Every batch names its origin (a file, an ingest
+// token, a Kafka partition); the input's event time is the minimum over the
+// active origins of their newest event time, and the watermark is that
+// minus the allowed lateness. An event older than the watermark is marked
+// Late (and still processed). An origin that has delivered nothing for the
+// idleness (by the batches' arrival times and Tick) stops holding the
+// others back, and once none is active the wall clock advances the idle
+// ones at their own pace (see origins). Detectors that must wait for
+// something that may arrive late (a token mint, say) act when the watermark
+// passes the moment they wait for, through Advancer. A detector waiting for
+// one particular stream (a token's mint on the issuer's stream) can instead
+// read that stream's own progress (StreamWatcher, Context.StreamTime) — the
+// minimum over the active origins that carry it — and act as soon as it has
+// passed.
 // Live serving, file replay and simulation share this one code path.
 package engine
 
