@@ -58,6 +58,7 @@ type Store interface {
 	DecideAction(ctx context.Context, id string, approve bool, by, note string, now time.Time) (store.Action, error)
 	AddFeedback(ctx context.Context, f store.Feedback) (store.Feedback, error)
 	ListFeedback(ctx context.Context, alertID string) ([]store.Feedback, error)
+	ListFindings(ctx context.Context, q store.FindingQuery) ([]store.ScoredFinding, string, error)
 	AppendAudit(ctx context.Context, t time.Time, kind, actionID string, detail any) error
 	ledger.Reader
 }

@@ -97,7 +97,7 @@ func newEnv(t *testing.T, withAuth bool, opts ...func(*auth.Options)) *env {
 		e.authn = authn
 	}
 	reg := prometheus.NewRegistry()
-	e.srv = api.New(api.Options{Ingest: func([]event.Event) error { return nil }, Alerts: st, Scope: st, Actions: st, Triage: st,
+	e.srv = api.New(api.Options{Ingest: func([]event.Event) error { return nil }, Alerts: st, Scope: st, Actions: st, Triage: st, Findings: st,
 		Gatherer: reg, Auth: authn, Audit: st.AppendAudit, Now: func() time.Time { return now }})
 	e.cons, err = console.New(console.Options{Store: st, Auth: authn, Hub: e.hub, Gatherer: reg, DataDir: dir, Now: func() time.Time { return now }})
 	if err != nil {

@@ -15,6 +15,9 @@ import (
 	"github.com/haechi-sec/haechi/internal/store"
 )
 
+// entityFindings caps the findings the entity page lists.
+const entityFindings = 100
+
 type entityView struct {
 	Entity    event.EntityKey
 	Days      int
@@ -26,6 +29,11 @@ type entityView struct {
 	Total     int64
 	ScopeURL  string
 	Note      string
+	// Findings are the entity's newest stored findings (at most
+	// entityFindings); MoreURL, when there are more, continues the
+	// listing (GET /v1/findings).
+	Findings []store.ScoredFinding
+	MoreURL  string
 }
 
 func (c *Console) entity(w http.ResponseWriter, r *http.Request) {
@@ -55,6 +63,15 @@ func (c *Console) entity(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	v.Alerts = alerts
+	findings, next, err := c.opts.Store.ListFindings(ctx, store.FindingQuery{Entity: e, Limit: entityFindings})
+	if err != nil {
+		c.fail(w, r, http.StatusInternalServerError, "Reading findings failed: "+err.Error(), "Check the server's log; then reload.")
+		return
+	}
+	v.Findings = findings
+	if next != "" {
+		v.MoreURL = "/v1/findings?" + url.Values{"entity": {string(e.Kind) + ":" + e.ID}, "cursor": {next}, "limit": {"1000"}}.Encode()
+	}
 	// Finding scores over time, one series per detector.
 	byDet := map[string][]Point{}
 	for _, a := range alerts {
