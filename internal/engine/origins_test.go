@@ -3,6 +3,7 @@ package engine_test
 import (
 	"context"
 	"slices"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -213,6 +214,45 @@ func TestOrigins(t *testing.T) {
 				if want := slices.Contains(tc.late, id); late != want {
 					t.Errorf("%s: late %v, want %v", id, late, want)
 				}
+			}
+		})
+	}
+}
+
+// BenchmarkRouteOrigins measures a one-event batch from one origin while
+// n origins are known and active: the router's per-batch cost grows with
+// the origins it keeps (every token, tailed file identity, input file).
+func BenchmarkRouteOrigins(b *testing.B) {
+	for _, n := range []int{1, 100, 10000} {
+		b.Run(strconv.Itoa(n), func(b *testing.B) {
+			p := &clockProbe{late: map[string]bool{}}
+			e, err := engine.New(engine.Options{Detectors: []engine.Detector{p}, Shards: 1, Lateness: time.Minute})
+			if err != nil {
+				b.Fatal(err)
+			}
+			errc := make(chan error, 1)
+			go func() { errc <- e.Run(context.Background()) }()
+			go func() {
+				for range e.Output() {
+				}
+			}()
+			ctx := context.Background()
+			for i := range n {
+				if err := e.Submit(ctx, engine.Batch{Origin: strconv.Itoa(i), Arrived: w0, Events: []event.Event{gw("", time.Minute)}}); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				// within the idleness of every origin's delivery
+				at := time.Duration(i%20000) * time.Millisecond
+				if err := e.Submit(ctx, engine.Batch{Origin: "0", Arrived: w0.Add(at), Events: []event.Event{gw("", at+time.Hour)}}); err != nil {
+					b.Fatal(err)
+				}
+			}
+			e.Close()
+			if err := <-errc; err != nil {
+				b.Fatal(err)
 			}
 		})
 	}

@@ -46,7 +46,8 @@ type header struct {
 	// (engine.StreamWatcher) before this event, over the whole input
 	// partition: a partition sees only its share of the issuer's stream.
 	Streams []engine.StreamTime
-	// Arrived is the input record's timestamp: the partition engine's
+	// Arrived is the input record's timestamp, at most the re-keying
+	// stage's clock (see arrival): the partition engine's
 	// arrival clock, by which an input partition that has sent nothing
 	// for a while stops holding the others' time back (engine.Batch).
 	Arrived time.Time

@@ -234,6 +234,19 @@ func (r *rekeyer) ticks(h header) []*kgo.Record {
 	return rs
 }
 
+// arrival is when rec reached haechi, for the partition engines' idleness
+// (header.Arrived): the record's timestamp, but never after this stage's
+// own clock. A producer sets the timestamp (CreateTime); one record stamped
+// in the future would otherwise move every partition engine's arrival
+// clock there for good, every input partition would look idle, and the
+// wall advance of idle origins would push event time ahead by the skew.
+func arrival(rec *kgo.Record) time.Time {
+	if now := time.Now(); rec.Timestamp.After(now) {
+		return now
+	}
+	return rec.Timestamp
+}
+
 // records turns one input record into repartition records, advancing st.
 // A record that is not a valid event is counted and skipped.
 func (r *rekeyer) records(rec *kgo.Record, st *inState, out []*kgo.Record) []*kgo.Record {
@@ -248,7 +261,7 @@ func (r *rekeyer) records(rec *kgo.Record, st *inState, out []*kgo.Record) []*kg
 			}
 			st.advance(t)
 			st.ticked = st.watermark
-			return append(out, r.ticks(header{Watermark: st.watermark, Earliest: st.earliest, Streams: st.streamTimes(r.streams), InPartition: rec.Partition, InOffset: rec.Offset, Arrived: rec.Timestamp})...)
+			return append(out, r.ticks(header{Watermark: st.watermark, Earliest: st.earliest, Streams: st.streamTimes(r.streams), InPartition: rec.Partition, InOffset: rec.Offset, Arrived: arrival(rec)})...)
 		}
 	}
 	var ev event.Event
@@ -269,7 +282,7 @@ func (r *rekeyer) records(rec *kgo.Record, st *inState, out []*kgo.Record) []*kg
 		// hears the time before it first, so none sees the watermark's
 		// moves and this one at once — a watcher deciding by whichever
 		// of the two passed its mark first decides as one engine would.
-		out = append(out, r.ticks(header{Watermark: st.watermark, Earliest: st.earliest, Streams: streams, InPartition: rec.Partition, InOffset: rec.Offset, Arrived: rec.Timestamp})...)
+		out = append(out, r.ticks(header{Watermark: st.watermark, Earliest: st.earliest, Streams: streams, InPartition: rec.Partition, InOffset: rec.Offset, Arrived: arrival(rec)})...)
 	}
 	st.observeStreams(&ev, r.streams)
 	wm, earliest := st.observe(&ev, lateness)
@@ -278,14 +291,14 @@ func (r *rekeyer) records(rec *kgo.Record, st *inState, out []*kgo.Record) []*kg
 	}
 	for _, ds := range r.order {
 		info := r.dests[ds]
-		h := header{Flags: info.flags, Watermark: wm, Earliest: earliest, Streams: streams, InPartition: rec.Partition, InOffset: rec.Offset, Arrived: rec.Timestamp}
+		h := header{Flags: info.flags, Watermark: wm, Earliest: earliest, Streams: streams, InPartition: rec.Partition, InOffset: rec.Offset, Arrived: arrival(rec)}
 		out = append(out, &kgo.Record{Topic: RepartitionTopic(r.w.opts.Prefix, ds.kind), Partition: ds.part,
 			Key: []byte(info.key), Value: rec.Value, Headers: []kgo.RecordHeader{{Key: headerKey, Value: h.append(nil)}}})
 	}
 	// Partitions that receive nothing for a while still hear the time, so
 	// their timers fire (re-raises, windows) as in one engine.
 	if st.tickDue(r.w.opts.TickEvery) {
-		out = append(out, r.ticks(header{Watermark: st.watermark, Earliest: st.earliest, Streams: st.streamTimes(r.streams), InPartition: rec.Partition, InOffset: rec.Offset, Arrived: rec.Timestamp})...)
+		out = append(out, r.ticks(header{Watermark: st.watermark, Earliest: st.earliest, Streams: st.streamTimes(r.streams), InPartition: rec.Partition, InOffset: rec.Offset, Arrived: arrival(rec)})...)
 	}
 	return out
 }
