@@ -314,15 +314,16 @@ func NewPipeline(opts PipelineOptions) (*Pipeline, error) {
 				p.batches.Put(evs[:0])
 			}
 		},
-		Detectors:  dets,
-		Shards:     cfg.Engine.Shards,
-		QueueSize:  cfg.Engine.QueueSize,
-		Lateness:   cfg.Engine.AllowedLateness.D(),
-		Idleness:   cfg.Engine.Idleness.D(),
-		InputName:  opts.InputName,
-		Clock:      opts.Clock,
-		Logger:     opts.Logger,
-		Registerer: opts.Registerer,
+		Detectors:    dets,
+		Shards:       cfg.Engine.Shards,
+		QueueSize:    cfg.Engine.QueueSize,
+		Lateness:     cfg.Engine.AllowedLateness.D(),
+		Idleness:     cfg.Engine.Idleness.D(),
+		MaxOriginLag: cfg.Engine.MaxOriginLag.D(),
+		InputName:    opts.InputName,
+		Clock:        opts.Clock,
+		Logger:       opts.Logger,
+		Registerer:   opts.Registerer,
 	})
 	if err != nil {
 		geo.Close()

@@ -539,6 +539,7 @@ func newClusterWorker(cfg config.Config, canaryIDs []string, st *store.Store, su
 		Detectors:       func() []engine.Detector { return append(Detectors(cfg, canaryIDs), rules.Detectors(h)...) },
 		Lateness:        cfg.Engine.AllowedLateness.D(),
 		Idleness:        cfg.Engine.Idleness.D(),
+		MaxOriginLag:    cfg.Engine.MaxOriginLag.D(),
 		Enrich:          geo.Enrich,
 		Store:           st,
 		CheckpointEvery: k.CheckpointEvery,

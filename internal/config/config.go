@@ -135,6 +135,11 @@ type Engine struct {
 	// time back; once every origin is idle, serve advances their event time
 	// with the wall clock, each at its own distance to it.
 	Idleness Duration `yaml:"idleness"`
+	// MaxOriginLag is how far an origin may be behind the leading one and
+	// still hold its event time back; further behind (a broken clock, a
+	// hostile shipper, a backfill days old) its events are marked late,
+	// so no origin can stall detection.
+	MaxOriginLag Duration `yaml:"max_origin_lag"`
 	// CheckpointEvery is how often serve stores a checkpoint of the
 	// detectors' learnt state (baselines, profiles), so a restart does not
 	// go back to a cold start; 0 turns checkpoints off. Needs the spool.
@@ -517,6 +522,7 @@ func Default() Config {
 			QueueSize:       65536,
 			AllowedLateness: Duration(5 * time.Minute),
 			Idleness:        Duration(30 * time.Second),
+			MaxOriginLag:    Duration(time.Hour),
 			CheckpointEvery: Duration(5 * time.Minute),
 		},
 		Kafka: Kafka{Group: "haechi", CheckpointEvery: 10000},

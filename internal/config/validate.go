@@ -110,6 +110,9 @@ func (e Engine) check(add addFunc) {
 	if e.AllowedLateness <= 0 {
 		add("allowed_lateness", "must be positive (use e.g. 1s for input that is strictly in order), got %s", e.AllowedLateness)
 	}
+	if e.MaxOriginLag <= 0 {
+		add("max_origin_lag", "must be positive (e.g. 1h; below allowed_lateness it counts as allowed_lateness), got %s", e.MaxOriginLag)
+	}
 	if e.Idleness <= 0 {
 		add("idleness", "must be positive (e.g. 30s: longer than your shippers' flush interval), got %s", e.Idleness)
 	}

@@ -43,6 +43,12 @@ type Options struct {
 	// clock (Batch.Arrived, Tick), before it stops holding the others back
 	// (0 → DefaultIdleness; negative is invalid).
 	Idleness time.Duration
+	// MaxOriginLag is how far an origin's event time may be behind the
+	// leading active origin's and still hold the others back (0 →
+	// DefaultMaxOriginLag; negative is invalid; less than Lateness counts
+	// as Lateness): past it, its events are marked late instead, so no
+	// origin can stall detection.
+	MaxOriginLag time.Duration
 	// InputName names an input index for evidence references (nil → "input").
 	InputName func(uint32) string
 	// Release, if set, is handed each batch's event slice once every shard
@@ -202,8 +208,11 @@ func (b *batchDone) finish() {
 
 // New validates opts and builds an engine.
 func New(opts Options) (*Engine, error) {
-	if opts.Shards < 0 || opts.QueueSize < 0 || opts.Lateness < 0 || opts.Idleness < 0 {
-		return nil, fmt.Errorf("engine: shards, queue size, lateness and idleness must not be negative")
+	if opts.Shards < 0 || opts.QueueSize < 0 || opts.Lateness < 0 || opts.Idleness < 0 || opts.MaxOriginLag < 0 {
+		return nil, fmt.Errorf("engine: shards, queue size, lateness, idleness and maximum origin lag must not be negative")
+	}
+	if opts.MaxOriginLag == 0 {
+		opts.MaxOriginLag = DefaultMaxOriginLag
 	}
 	if opts.Idleness == 0 {
 		opts.Idleness = DefaultIdleness
@@ -217,6 +226,8 @@ func New(opts Options) (*Engine, error) {
 	if opts.Lateness == 0 {
 		opts.Lateness = 5 * time.Minute
 	}
+	// An origin within the lateness is never a reason to mark events late.
+	opts.MaxOriginLag = max(opts.MaxOriginLag, opts.Lateness)
 	if opts.Clock == nil {
 		opts.Clock = clock.Wall{}
 	}
@@ -508,7 +519,11 @@ func (e *Engine) route() {
 		// progress of the watched streams; replaced (never modified) when
 		// it moves, since shards read the previous slice concurrently.
 		progress = make([]time.Time, len(e.streams))
-		orgs     = newOrigins(e.opts.Idleness, len(e.streams))
+		orgs     = newOrigins(e.opts.Idleness, e.opts.MaxOriginLag, len(e.streams))
+		// what the other origins hold the watched streams at (reused)
+		othersP   = make([]time.Time, len(e.streams))
+		othersPOK = make([]bool, len(e.streams))
+		curHoldsP = make([]bool, len(e.streams))
 	)
 	// advanceStream moves stream i's progress to t, copying the slice on
 	// the first move of a message.
@@ -526,13 +541,14 @@ func (e *Engine) route() {
 	// origins say now (an origin went idle or ended, the arrival clock
 	// moved) and tells every shard if anything moved.
 	settle := func(received time.Time) {
+		orgs.forget()
 		moved := false
-		if t, ok := orgs.timeOf(nil, true); ok && t.Add(-lateness).After(watermark) {
+		if t, ok, _ := orgs.timeOf(nil, true); ok && t.Add(-lateness).After(watermark) {
 			watermark = t.Add(-lateness)
 			moved = true
 		}
 		for i := range e.streams {
-			if t, ok := orgs.progressOf(i, nil, true); ok {
+			if t, ok, _ := orgs.progressOf(i, nil, true); ok {
 				advanceStream(i, t, &moved)
 			}
 		}
@@ -571,14 +587,17 @@ func (e *Engine) route() {
 		// others back before this batch's events.
 		settle(msg.batch.Received)
 		// What the other active origins hold the input's time and the
-		// watched streams at; only cur moves within the batch.
-		others, othersOK := orgs.timeOf(cur, false)
-		othersP := make([]time.Time, len(e.streams))
-		othersPOK := make([]bool, len(e.streams))
+		// watched streams at, and whether cur holds them too (a new origin
+		// does; one further than the maximum lag behind does not), as of
+		// the batch's start; only cur moves within the batch.
+		others, othersOK, curHolds := orgs.timeOf(cur, false)
+		curHolds = curHolds || cur.maxSeen.IsZero()
 		for i := range e.streams {
-			othersP[i], othersPOK[i] = orgs.progressOf(i, cur, false)
+			othersP[i], othersPOK[i], curHoldsP[i] = orgs.progressOf(i, cur, false)
+			curHoldsP[i] = curHoldsP[i] || cur.watched[i].IsZero()
 		}
-		inputTime := func() time.Time { return earlier(cur.maxSeen, others, othersOK) }
+		inputTime := func() time.Time { return held(cur.maxSeen, curHolds, others, othersOK) }
+		streamTime := func(i int, t time.Time) time.Time { return held(t, curHoldsP[i], othersP[i], othersPOK[i]) }
 		var late int
 		restored := len(evs) > 0
 		moved := false
@@ -587,7 +606,7 @@ func (e *Engine) route() {
 				if st.Time.After(cur.watched[i]) {
 					cur.watched[i] = st.Time
 				}
-				advanceStream(i, earlier(cur.watched[i], othersP[i], othersPOK[i]), &moved)
+				advanceStream(i, streamTime(i, cur.watched[i]), &moved)
 			}
 		}
 		// Every shard hears about every batch's watermark, so shard outputs
@@ -609,7 +628,7 @@ func (e *Engine) route() {
 			ev := &evs[i]
 			if i > 0 {
 				wm := later(watermark, inputTime().Add(-lateness))
-				if (moved || wm.After(watermark)) && e.laggingMove(ev, cur, othersP, othersPOK, progress, wm) {
+				if (moved || wm.After(watermark)) && e.laggingMove(ev, cur, streamTime, progress, wm) {
 					done.pending.Add(int32(len(e.shards)))
 					watermark = wm
 					e.watermark.Store(watermark.UnixNano())
@@ -623,7 +642,7 @@ func (e *Engine) route() {
 					if ev.Time.After(cur.watched[si]) {
 						cur.watched[si] = ev.Time
 					}
-					advanceStream(si, earlier(cur.watched[si], othersP[si], othersPOK[si]), &moved)
+					advanceStream(si, streamTime(si, cur.watched[si]), &moved)
 				}
 			}
 			if ev.Time.Before(watermark) {
@@ -675,7 +694,7 @@ func (e *Engine) route() {
 // moment) — then sees them in the order one event per batch would show,
 // whatever the batching. While the stream keeps up with the watermark no
 // such ambiguity exists, so dense traffic is not split.
-func (e *Engine) laggingMove(ev *event.Event, cur *origin, othersP []time.Time, othersOK []bool, progress []time.Time, wm time.Time) bool {
+func (e *Engine) laggingMove(ev *event.Event, cur *origin, streamTime func(int, time.Time) time.Time, progress []time.Time, wm time.Time) bool {
 	if wm.IsZero() {
 		return false
 	}
@@ -683,11 +702,24 @@ func (e *Engine) laggingMove(ev *event.Event, cur *origin, othersP []time.Time, 
 		if ev.Dataset != ds || !progress[i].Before(wm) {
 			continue
 		}
-		if earlier(later(cur.watched[i], ev.Time), othersP[i], othersOK[i]).After(progress[i]) {
+		if streamTime(i, later(cur.watched[i], ev.Time)).After(progress[i]) {
 			return true
 		}
 	}
 	return false
+}
+
+// held is the input's time (or a watched stream's) given the batch's
+// origin's own t, whether it holds the others back, and the minimum over
+// the others (ok: there is one).
+func held(t time.Time, holds bool, others time.Time, ok bool) time.Time {
+	switch {
+	case !ok:
+		return t
+	case !holds || others.Before(t):
+		return others
+	}
+	return t
 }
 
 func later(a, b time.Time) time.Time {

@@ -2,8 +2,15 @@ package engine
 
 import "time"
 
-// DefaultIdleness is Options.Idleness when left zero.
-const DefaultIdleness = 30 * time.Second
+// Defaults of Options.Idleness and Options.MaxOriginLag.
+const (
+	DefaultIdleness     = 30 * time.Second
+	DefaultMaxOriginLag = time.Hour
+)
+
+// forgetAfter is how long, by the arrival clock, an origin may deliver
+// nothing before it is forgotten (see origins.forget).
+const forgetAfter = 24 * time.Hour
 
 // origin is the router's view of one input stream (Batch.Origin): its own
 // event time, when it last delivered, whether it has ended, and the
@@ -23,6 +30,9 @@ type origin struct {
 //   - The input's event time is the minimum over the active origins: an
 //     origin behind the others (a shipper catching up) holds the
 //     watermark back rather than having its events marked late.
+//   - An origin more than the maximum lag behind the leading active one
+//     does not hold the others back (its events are late): a broken clock
+//     or a hostile shipper cannot stall detection (see minOver).
 //   - An origin is active until it ends (EndOrigin: a file read to its
 //     end) or goes idle: when batches carry an arrival time, an origin
 //     that has delivered nothing for the idleness while the input's
@@ -47,11 +57,12 @@ type origins struct {
 	all      []*origin // in order of first appearance
 	arrived  time.Time // the arrival clock: newest Batch.Arrived or Tick
 	idleness time.Duration
+	maxLag   time.Duration
 	datasets int
 }
 
-func newOrigins(idleness time.Duration, datasets int) *origins {
-	return &origins{byName: map[string]*origin{}, idleness: idleness, datasets: datasets}
+func newOrigins(idleness, maxLag time.Duration, datasets int) *origins {
+	return &origins{byName: map[string]*origin{}, idleness: idleness, maxLag: maxLag, datasets: datasets}
 }
 
 // get returns the named origin, creating it on first use.
@@ -105,66 +116,97 @@ func (o *origins) advanced(s *origin, t time.Time) time.Time {
 	return t.Add(o.arrived.Sub(s.arrived))
 }
 
-// timeOf returns the input's event time: the minimum over active origins
-// other than except of their newest event time (ok=false when there is
-// none), or, with allIdle and no active origin at all, the latest
-// wall-advanced idle one.
-func (o *origins) timeOf(except *origin, allIdle bool) (t time.Time, ok bool) {
+// minOver returns the minimum of at(s) — an origin's newest event time, or
+// of one watched dataset — over the origins that hold the input's time
+// back: active, with a time, and no more than maxLag behind the leading
+// active one. except is left out of the minimum (ok=false when no other
+// holds) and exceptHolds says whether it would hold. With allIdle and no
+// active origin at all, t is instead the latest wall-advanced one.
+//
+// The lag cap is what keeps one origin from stalling detection: a shipper
+// with a broken clock, or a token holder posting events dated years ago,
+// would otherwise hold every window and timer of every other origin for as
+// long as it keeps sending. An origin further behind than maxLag has its
+// events marked late, as before origins existed.
+func (o *origins) minOver(at func(*origin) time.Time, except *origin, allIdle bool) (t time.Time, ok, exceptHolds bool) {
+	var lead time.Time
 	anyActive := false
 	for _, s := range o.all {
-		if !o.active(s) || s.maxSeen.IsZero() {
-			continue
-		}
-		anyActive = true
-		if s == except {
-			continue
-		}
-		if !ok || s.maxSeen.Before(t) {
-			t, ok = s.maxSeen, true
+		if v := at(s); !v.IsZero() && o.active(s) {
+			anyActive = true
+			if v.After(lead) {
+				lead = v
+			}
 		}
 	}
-	if ok || anyActive || !allIdle {
-		return t, ok
+	if anyActive {
+		floor := lead.Add(-o.maxLag)
+		for _, s := range o.all {
+			v := at(s)
+			if v.IsZero() || v.Before(floor) || !o.active(s) {
+				continue
+			}
+			if s == except {
+				exceptHolds = true
+				continue
+			}
+			if !ok || v.Before(t) {
+				t, ok = v, true
+			}
+		}
+		return t, ok, exceptHolds
+	}
+	if !allIdle {
+		return t, false, false
 	}
 	for _, s := range o.all {
-		if s.ended || s.maxSeen.IsZero() {
-			continue
-		}
-		if a := o.advanced(s, s.maxSeen); !ok || a.After(t) {
-			t, ok = a, true
+		if v := at(s); !s.ended && !v.IsZero() {
+			if a := o.advanced(s, v); !ok || a.After(t) {
+				t, ok = a, true
+			}
 		}
 	}
-	return t, ok
+	return t, ok, false
 }
 
-// progressOf is timeOf for watched dataset d over the origins that carried
-// it.
-func (o *origins) progressOf(d int, except *origin, allIdle bool) (t time.Time, ok bool) {
-	anyActive := false
+// timeOf is minOver of the origins' newest event time.
+func (o *origins) timeOf(except *origin, allIdle bool) (t time.Time, ok, exceptHolds bool) {
+	return o.minOver(func(s *origin) time.Time { return s.maxSeen }, except, allIdle)
+}
+
+// progressOf is minOver of watched dataset d's newest event time, over the
+// origins that carried it.
+func (o *origins) progressOf(d int, except *origin, allIdle bool) (t time.Time, ok, exceptHolds bool) {
+	return o.minOver(func(s *origin) time.Time { return s.watched[d] }, except, allIdle)
+}
+
+// forget drops origins that can no longer matter: ended ones (a later
+// batch recreates them), and ones that have delivered nothing for
+// forgetAfter by the arrival clock — a rotated tailed file, a retired
+// shipper — except the one the all-idle advance would follow. An origin
+// that comes back after that starts afresh, like a new one.
+func (o *origins) forget() {
+	if len(o.all) < 2 {
+		return
+	}
+	var keep *origin // the latest wall-advanced origin
+	var keepAt time.Time
 	for _, s := range o.all {
-		if !o.active(s) || s.watched[d].IsZero() {
-			continue
-		}
-		anyActive = true
-		if s == except {
-			continue
-		}
-		if !ok || s.watched[d].Before(t) {
-			t, ok = s.watched[d], true
+		if a := o.advanced(s, s.maxSeen); !s.ended && !s.maxSeen.IsZero() && (keep == nil || a.After(keepAt)) {
+			keep, keepAt = s, a
 		}
 	}
-	if ok || anyActive || !allIdle {
-		return t, ok
-	}
+	kept := o.all[:0]
 	for _, s := range o.all {
-		if s.ended || s.watched[d].IsZero() {
+		stale := s.ended || (!o.arrived.IsZero() && o.arrived.Sub(s.arrived) >= forgetAfter)
+		if stale && s != keep {
+			delete(o.byName, s.name)
 			continue
 		}
-		if a := o.advanced(s, s.watched[d]); !ok || a.After(t) {
-			t, ok = a, true
-		}
+		kept = append(kept, s)
 	}
-	return t, ok
+	clear(o.all[len(kept):])
+	o.all = kept
 }
 
 // earlier returns the earlier of a and b, where ok says whether b is set.

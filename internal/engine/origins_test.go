@@ -117,6 +117,21 @@ func TestOrigins(t *testing.T) {
 			late: []string{"b"},
 		},
 		{
+			name: "an origin further behind than the maximum lag does not hold the others back",
+			steps: []step{
+				{origin: "gw", arrived: -1, events: []event.Event{gw("a", 10*m)}, wm: 9 * m, prog: -1},
+				// a broken clock, or a token holder posting events dated long ago
+				{origin: "evil", arrived: -1, events: []event.Event{gw("old", -10*24*time.Hour)}, wm: 9 * m, prog: -1},
+				{origin: "gw", arrived: -1, events: []event.Event{gw("b", 40*m)}, wm: 39 * m, prog: -1},
+				{origin: "evil", arrived: -1, events: []event.Event{gw("old2", -10*24*time.Hour+time.Second)}, wm: 39 * m, prog: -1},
+				{origin: "gw", arrived: -1, events: []event.Event{gw("c", 70*m)}, wm: 69 * m, prog: -1},
+				// within the lag, an origin behind still holds
+				{origin: "slow", arrived: -1, events: []event.Event{gw("s", 50*m)}, wm: 69 * m, prog: -1},
+				{origin: "gw", arrived: -1, events: []event.Event{gw("d", 80*m)}, wm: 69 * m, prog: -1},
+			},
+			late: []string{"old", "old2", "s"},
+		},
+		{
 			name: "mints through two shippers count as far as the slower has delivered",
 			steps: []step{
 				{origin: "issuer-a", arrived: -1, events: []event.Event{mintAt("m1", 10*m)}, wm: 9 * m, prog: 10 * m},

@@ -325,7 +325,7 @@ func (d *detector) open(ctx context.Context, topic string, part int32) (*partiti
 	}
 	// An input partition whose events route elsewhere is heard from
 	// every TickEvery of its event time: idle only after two ticks missed.
-	opts := engine.Options{Detectors: dets, Shards: 1, Lateness: d.w.opts.Lateness, Idleness: max(d.w.opts.Idleness, 2*d.w.opts.TickEvery),
+	opts := engine.Options{Detectors: dets, Shards: 1, Lateness: d.w.opts.Lateness, Idleness: max(d.w.opts.Idleness, 2*d.w.opts.TickEvery), MaxOriginLag: d.w.opts.MaxOriginLag,
 		InputName: func(uint32) string { return d.w.opts.Topic }, Logger: d.w.opts.Logger}
 	c, ok, err := d.w.opts.Store.LoadPartitionCheckpoint(ctx, d.w.opts.Group, topic, part)
 	if err != nil {

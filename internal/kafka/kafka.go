@@ -89,6 +89,9 @@ type Options struct {
 	// partition may send nothing before it stops holding the others'
 	// event time back (0 → engine.DefaultIdleness; at least 2×TickEvery).
 	Idleness time.Duration
+	// MaxOriginLag is how far an input partition may be behind the leading
+	// one and still hold the others back (0 → engine.DefaultMaxOriginLag).
+	MaxOriginLag time.Duration
 	// Enrich, if set, completes every event as it is decoded, before it
 	// is routed and before detectors see it (GeoIP country and AS, as the
 	// single-process pipeline does). It must be deterministic: the
