@@ -1,6 +1,7 @@
 package app_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"os"
@@ -14,6 +15,7 @@ import (
 	"github.com/haechi-sec/haechi/internal/config"
 	"github.com/haechi-sec/haechi/internal/decode"
 	"github.com/haechi-sec/haechi/internal/event"
+	"github.com/haechi-sec/haechi/internal/sim"
 )
 
 // A genuine token whose mint reaches haechi after the never-minted verdict
@@ -189,4 +191,96 @@ func runDeliveries(t *testing.T, evs []event.Event, delivery string, ordered boo
 		t.Fatal(err)
 	}
 	return changes
+}
+
+// The simulator's late-mint hard benign (an auth replica's log shipper
+// stalls and delivers its mints after the tokens' first reads), fed as a
+// live source would — small deliveries, so a held mint usually arrives
+// after its token's never-minted verdict — leaves no standing alert: every
+// never-minted verdict on those tokens is withdrawn, and the alerts they
+// raised with it. The forged tokens of ghost-key stay detected.
+func TestShipperStallLeavesNoStandingAlert(t *testing.T) {
+	if testing.Short() {
+		t.Skip("simulates four days")
+	}
+	var buf bytes.Buffer
+	tr, err := sim.Generate(context.Background(), sim.Options{Seed: 1, Days: 4, Customers: 40_000}, &buf, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	held := map[string]bool{}
+	for _, b := range tr.HardBenign {
+		if b.Name == "auth-log-shipper-stall" {
+			for _, id := range b.EventIDs {
+				held[id] = true
+			}
+		}
+	}
+	var evs []event.Event
+	rd := decode.NewReader(&buf, 1, 0)
+	for {
+		var ev event.Event
+		if err := rd.Next(&ev); err != nil {
+			break
+		}
+		evs = append(evs, ev)
+	}
+	cfg := config.Default()
+	final := map[string]event.Alert{}
+	p, err := app.NewPipeline(app.PipelineOptions{Config: cfg, InputName: func(uint32) string { return "events" },
+		Sinks: []alert.Sink{alert.SinkFunc(func(c alert.Change, a event.Alert) {
+			if c == alert.Closed || c == alert.Withdrawn {
+				final[a.ID] = a
+			}
+		})}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- p.Run(context.Background()) }()
+	ctx := context.Background()
+	for i := 0; i < len(evs); i += 16 {
+		if err := p.SubmitFrom(ctx, "shipper", time.Time{}, slices.Clone(evs[i:min(i+16, len(evs))])); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := p.EndOrigin(ctx, "shipper"); err != nil {
+		t.Fatal(err)
+	}
+	p.Close()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	var ghostKeys []string
+	for _, s := range tr.Scenarios {
+		for _, e := range s.AttackerEntities {
+			if s.Name == "ghost-key" && e.Kind == event.EntitySigningKey {
+				ghostKeys = append(ghostKeys, e.ID)
+			}
+		}
+	}
+	var withdrawn, forged int
+	for _, a := range final {
+		cites := false
+		for _, f := range a.Findings {
+			for _, ref := range f.Evidence {
+				cites = cites || held[ref]
+			}
+		}
+		switch {
+		case a.State == event.AlertWithdrawn:
+			withdrawn++
+		case cites:
+			t.Errorf("alert %s (%s) on the stalled shipper's tokens stands: %s", a.ID, a.Detector, a.Explanation)
+		case a.Detector == "token_provenance" && slices.Contains(ghostKeys, a.Entity.ID):
+			forged++
+		}
+	}
+	t.Logf("%d held events, %d alerts withdrawn, %d ghost-key token alerts", len(held), withdrawn, forged)
+	if withdrawn == 0 {
+		t.Error("no alert withdrawn: the late mints never met a verdict, the test proves nothing")
+	}
+	if forged == 0 {
+		t.Error("ghost-key's forged tokens raised no token_provenance alert on the old key")
+	}
 }
