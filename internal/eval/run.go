@@ -73,7 +73,7 @@ func RunWith(ctx context.Context, o RunOptions) (Scorecard, error) {
 	// Closed alerts, last per ID: a late finding can reopen a closed alert,
 	// which is then closed again with the same ID. A withdrawn alert (a
 	// late event proved its findings wrong) replaces it too, and is then
-	// not scored: it is no standing alert.
+	// not scored (Score counts it apart): it is no standing alert.
 	var alerts []event.Alert
 	index := map[string]int{}
 	sink := alert.SinkFunc(func(c alert.Change, a event.Alert) {
@@ -101,11 +101,11 @@ func RunWith(ctx context.Context, o RunOptions) (Scorecard, error) {
 	if err != nil {
 		return Scorecard{}, err
 	}
-	alerts = slices.DeleteFunc(alerts, func(a event.Alert) bool { return a.State == event.AlertWithdrawn })
 	if !contain {
 		return Score(t, obs, alerts), nil
 	}
-	cs, err := Containments(cfg.Respond, alerts)
+	standing := slices.DeleteFunc(slices.Clone(alerts), func(a event.Alert) bool { return a.State == event.AlertWithdrawn })
+	cs, err := Containments(cfg.Respond, standing)
 	if err != nil {
 		return Scorecard{}, err
 	}

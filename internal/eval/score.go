@@ -19,8 +19,13 @@ type Scorecard struct {
 	Events     int64   `json:"events"`
 	Identities int     `json:"identities"`
 	Days       float64 `json:"days"`
-	// Alerts is the number of distinct alerts the pipeline raised.
+	// Alerts is the number of distinct alerts the pipeline raised and
+	// did not withdraw.
 	Alerts int `json:"alerts"`
+	// Withdrawn counts the alerts withdrawn because late events proved
+	// their findings wrong (a token's mint arriving after the never-minted
+	// verdict): no standing alert, they are not scored.
+	Withdrawn WithdrawnAlerts `json:"withdrawn"`
 	// Response says whether containment by the response playbooks
 	// (enforce mode, at event time) was scored.
 	Response bool `json:"response"`
@@ -53,6 +58,25 @@ type ScenarioScore struct {
 	RecordsTouched int        `json:"records_touched"`
 	// Alerts attributed to the scenario, by time.
 	Alerts []AlertRef `json:"alerts"`
+	// TimeToFindingSeconds is, per detector, event time from the
+	// scenario's first malicious event to the earliest finding of that
+	// detector in an attributed alert that cites one of the scenario's
+	// malicious events, floored at 0. An alert's time is that of the
+	// finding that raised it, which need not be its earliest (findings of
+	// several shards reach the unordered alert stage in no particular
+	// order), so this is the detector's own speed.
+	TimeToFindingSeconds map[string]float64 `json:"time_to_finding_seconds,omitempty"`
+}
+
+// WithdrawnAlerts counts withdrawn alerts by what they were about, the way
+// standing ones are attributed (Score).
+type WithdrawnAlerts struct {
+	Alerts     int `json:"alerts"`
+	Scenario   int `json:"scenario"`
+	HardBenign int `json:"hard_benign"`
+	Ordinary   int `json:"ordinary"`
+	// ByName counts withdrawn alerts per hard-benign entry.
+	ByName map[string]int `json:"by_name"`
 }
 
 // AlertRef names an alert in the scorecard.
@@ -105,7 +129,8 @@ const minDays = 1.0 / 24
 // before the attack began did not detect it). An alert attributed to no scenario
 // is a false positive: hard-benign when its entity is one of a hard-benign
 // entry's entities or its evidence cites one of that entry's event ids,
-// otherwise ordinary.
+// otherwise ordinary. Withdrawn alerts (state withdrawn) are not scored:
+// they are counted in Scorecard.Withdrawn, attributed the same way.
 func Score(t *truth.Truth, obs *Observer, alerts []event.Alert) Scorecard {
 	return ScoreWithResponse(t, obs, nil, alerts)
 }
@@ -129,6 +154,14 @@ func ScoreWithResponse(t *truth.Truth, obs, gated *Observer, alerts []event.Aler
 		obs = NewObserver(t)
 	}
 	alerts = dedupe(alerts)
+	var withdrawn []event.Alert
+	alerts = slices.DeleteFunc(alerts, func(a event.Alert) bool {
+		if a.State == event.AlertWithdrawn {
+			withdrawn = append(withdrawn, a)
+			return true
+		}
+		return false
+	})
 
 	// Indexes: malicious event id / attacker entity → scenarios;
 	// hard-benign event id / entity → entries.
@@ -159,6 +192,7 @@ func ScoreWithResponse(t *truth.Truth, obs, gated *Observer, alerts []event.Aler
 		Identities: obs.Identities(),
 		Days:       obs.Span().Hours() / 24,
 		Alerts:     len(alerts),
+		Withdrawn:  WithdrawnAlerts{Alerts: len(withdrawn), ByName: map[string]int{}},
 		FalsePositives: FalsePositives{
 			ByDetector: map[string]int{},
 			HardBenign: HardBenignFP{ByName: map[string]int{}, ByDetector: map[string]int{}},
@@ -169,20 +203,37 @@ func ScoreWithResponse(t *truth.Truth, obs, gated *Observer, alerts []event.Aler
 	}
 
 	fp := &sc.FalsePositives
-	for i := range alerts {
-		a := &alerts[i]
+	scenarios := func(a *event.Alert) []int {
 		scen := matches(a, attacker, malByID)
 		// An alert about an attacker entity that ended before the attack
 		// began (a cold-start alert on the service that is abused a week
 		// later) did not detect it: it is scored like any other alert.
-		scen = slices.DeleteFunc(scen, func(si int) bool {
+		return slices.DeleteFunc(scen, func(si int) bool {
 			first := t.Scenarios[si].FirstMalicious
 			return !first.IsZero() && alertEnd(a).Before(first) && !citesAny(a, t.Scenarios[si].MaliciousEventIDs)
 		})
+	}
+	// Per scenario, the earliest finding of each detector citing one of its
+	// malicious events.
+	firstFinding := make([]map[string]time.Time, len(t.Scenarios))
+	for i := range alerts {
+		a := &alerts[i]
+		scen := scenarios(a)
 		if len(scen) > 0 {
 			ref := AlertRef{ID: a.ID, Time: a.Time, Detector: a.Detector, Entity: a.Entity, Severity: a.Severity.String(), Title: a.Title}
 			for _, si := range scen {
 				sc.Scenarios[si].Alerts = append(sc.Scenarios[si].Alerts, ref)
+			}
+			for fi := range a.Findings {
+				f := &a.Findings[fi]
+				for _, si := range citedScenarios(f, malByID) {
+					if firstFinding[si] == nil {
+						firstFinding[si] = map[string]time.Time{}
+					}
+					if at, ok := firstFinding[si][f.Detector]; !ok || f.Time.Before(at) {
+						firstFinding[si][f.Detector] = f.Time
+					}
+				}
 			}
 			continue
 		}
@@ -197,11 +248,31 @@ func ScoreWithResponse(t *truth.Truth, obs, gated *Observer, alerts []event.Aler
 		fp.Ordinary++
 		fp.ByDetector[a.Detector]++
 	}
+	for i := range withdrawn {
+		a := &withdrawn[i]
+		w := &sc.Withdrawn
+		if len(scenarios(a)) > 0 {
+			w.Scenario++
+		} else if hb := matches(a, benignEnt, benignByID); len(hb) > 0 {
+			w.HardBenign++
+			for _, bi := range hb {
+				w.ByName[t.HardBenign[bi].Name]++
+			}
+		} else {
+			w.Ordinary++
+		}
+	}
 	fp.PerTenKIdentitiesPerDay = rate(fp.Ordinary, sc.Identities, sc.Days)
 	fp.HardBenign.PerTenKIdentitiesPerDay = rate(fp.HardBenign.Alerts, sc.Identities, sc.Days)
 
 	for i, s := range t.Scenarios {
-		scoreScenario(&sc.Scenarios[i], s, obs)
+		first := scoreScenario(&sc.Scenarios[i], s, obs)
+		if ff := firstFinding[i]; ff != nil && !first.IsZero() {
+			sc.Scenarios[i].TimeToFindingSeconds = map[string]float64{}
+			for det, at := range ff {
+				sc.Scenarios[i].TimeToFindingSeconds[det] = max(at.Sub(first).Seconds(), 0)
+			}
+		}
 		sc.Scenarios[i].RecordsExposedBeforeDetection = sc.Scenarios[i].RecordsExposedBeforeContainment
 		if gated != nil {
 			containScenario(&sc.Scenarios[i], s, gated)
@@ -212,8 +283,9 @@ func ScoreWithResponse(t *truth.Truth, obs, gated *Observer, alerts []event.Aler
 }
 
 // scoreScenario fills detection, time to detect and records from the
-// attributed alerts (already sorted by time) and the observed events.
-func scoreScenario(ss *ScenarioScore, s truth.Scenario, obs *Observer) {
+// attributed alerts (already sorted by time) and the observed events, and
+// returns the scenario's first malicious event time (zero: unknown).
+func scoreScenario(ss *ScenarioScore, s truth.Scenario, obs *Observer) time.Time {
 	first := s.FirstMalicious
 	touched := map[string]struct{}{}
 	seen := false
@@ -240,7 +312,7 @@ func scoreScenario(ss *ScenarioScore, s truth.Scenario, obs *Observer) {
 	}
 	if len(ss.Alerts) == 0 {
 		ss.RecordsExposedBeforeContainment = ss.RecordsTouched
-		return
+		return first
 	}
 	ss.Detected = true
 	at := ss.Alerts[0].Time
@@ -252,7 +324,7 @@ func scoreScenario(ss *ScenarioScore, s truth.Scenario, obs *Observer) {
 	if !seen {
 		// Nothing observed to count from: assume the worst.
 		ss.RecordsExposedBeforeContainment = ss.RecordsTouched
-		return
+		return first
 	}
 	exposed := map[string]struct{}{}
 	for _, id := range s.MaliciousEventIDs {
@@ -265,6 +337,7 @@ func scoreScenario(ss *ScenarioScore, s truth.Scenario, obs *Observer) {
 		}
 	}
 	ss.RecordsExposedBeforeContainment = len(exposed)
+	return first
 }
 
 // matches returns the indexes an alert's entity or evidence points at, in
@@ -293,6 +366,17 @@ func alertEnd(a *event.Alert) time.Time {
 		return a.LastTime
 	}
 	return a.Time
+}
+
+// citedScenarios returns the scenarios whose malicious events f cites.
+func citedScenarios(f *event.Finding, malByID map[string][]int) []int {
+	var out []int
+	for _, ref := range f.Evidence {
+		for _, si := range malByID[ref] {
+			out = appendOnce(out, si)
+		}
+	}
+	return out
 }
 
 // citesAny reports whether the alert's evidence cites one of ids.

@@ -391,3 +391,49 @@ func TestGate(t *testing.T) {
 		t.Errorf("Apply: %+v", e)
 	}
 }
+
+// TestScoreWithdrawn: withdrawn alerts are not scored — no detection, no
+// false positive — and are counted apart, attributed like standing ones.
+func TestScoreWithdrawn(t *testing.T) {
+	tr := synthTruth()
+	withdraw := func(a event.Alert) event.Alert {
+		a.State = event.AlertWithdrawn
+		return a
+	}
+	sc := eval.Score(tr, synthObserver(tr), []event.Alert{
+		withdraw(mkAlert("w-hb", 300, "token_provenance", source("1.1.1.1"), "h1")),
+		withdraw(mkAlert("w-fp", 10, "token_provenance", source("9.9.9.9"))),
+		withdraw(mkAlert("w-b", 150, "token_provenance", source("8.8.8.8"), "b1")),
+		mkAlert("fp", 10, "scripted_client", source("9.9.9.9")),
+	})
+	w := sc.Withdrawn
+	if w.Alerts != 3 || w.HardBenign != 1 || w.Ordinary != 1 || w.Scenario != 1 || w.ByName["audit"] != 1 {
+		t.Errorf("withdrawn %+v, want 3: 1 hard-benign (audit), 1 ordinary, 1 scenario", w)
+	}
+	if sc.Alerts != 1 || sc.FalsePositives.Ordinary != 1 || sc.FalsePositives.HardBenign.Alerts != 0 || sc.Scenarios[1].Detected {
+		t.Errorf("withdrawn alerts were scored: %d alerts, %d ordinary FP, %d hard-benign, b detected %v",
+			sc.Alerts, sc.FalsePositives.Ordinary, sc.FalsePositives.HardBenign.Alerts, sc.Scenarios[1].Detected)
+	}
+}
+
+// TestTimeToFinding: per detector, the earliest finding citing the
+// scenario's malicious events, from its first malicious event — not the
+// alert's time, which is that of the finding that raised it.
+func TestTimeToFinding(t *testing.T) {
+	tr := synthTruth()
+	a := mkAlert("al1", 190, "token_provenance", principal("x"), "a2")
+	a.Findings = append(a.Findings,
+		event.Finding{Detector: "token_provenance", Entity: principal("x"), Time: at(30), Evidence: []string{"a1"}},
+		event.Finding{Detector: "key_posture", Entity: principal("x"), Time: at(-500), Evidence: []string{"k1"}}) // cites nothing malicious
+	sc := eval.Score(tr, synthObserver(tr), []event.Alert{a, mkAlert("al2", 400, "geo", principal("x"), "a3")})
+	got := sc.Scenarios[0].TimeToFindingSeconds
+	if len(got) != 2 || got["token_provenance"] != 30 || got["geo"] != 400 {
+		t.Errorf("time to finding %v, want token_provenance 30, geo 400", got)
+	}
+	if ttd := sc.Scenarios[0].TimeToDetectSeconds; ttd == nil || *ttd != 190 {
+		t.Errorf("time to detect %v, want 190 (the first alert's time)", ttd)
+	}
+	if sc.Scenarios[1].TimeToFindingSeconds != nil {
+		t.Errorf("undetected scenario: %v", sc.Scenarios[1].TimeToFindingSeconds)
+	}
+}

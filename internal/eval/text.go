@@ -63,6 +63,10 @@ func (s Scorecard) WriteText(w io.Writer) error {
 	if len(fp.ByDetector) > 0 {
 		fmt.Fprintf(ew, "  by detector: %s\n", counts(fp.ByDetector))
 	}
+	if w := s.Withdrawn; w.Alerts > 0 {
+		fmt.Fprintf(ew, "Withdrawn (late events proved them wrong; not scored): %s — hard-benign %d, ordinary %d, scenario %d\n",
+			plural(w.Alerts, "alert"), w.HardBenign, w.Ordinary, w.Scenario)
+	}
 	hb := fp.HardBenign
 	fmt.Fprintf(ew, "False positives (hard-benign): %s, %s per 10k identities per day\n",
 		plural(hb.Alerts, "alert"), fmtRate(hb.PerTenKIdentitiesPerDay))

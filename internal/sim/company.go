@@ -237,6 +237,7 @@ func (g *gen) setup() {
 	})
 
 	g.setupScenarios(ghost, insider, snooper)
+	g.setupShipperStalls()
 	sortSched(g.sched)
 }
 

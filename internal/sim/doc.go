@@ -25,7 +25,12 @@
 // Hard benign traffic, labelled in Truth.HardBenign: a one-off full
 // backfill night, a marketing push spike, a new CS cohort ramping up, an
 // engineer working a week from the US (Seoul night hours), a new partner
-// going live.
+// going live, and late mints: the customer auth service's four replicas
+// each ship their own log, and a few times a fortnight one replica's
+// shipper stalls for 40 s to 3 min; the mints it held back reach the
+// stream when it resumes, with their own timestamps, after the tokens'
+// first reads (labelled with those reads: "auth-log-shipper-stall"). They
+// are the only events out of event-time order.
 //
 // # Scenarios
 //
@@ -53,9 +58,9 @@
 //
 // Real feeds have what this lacks: retries, errors and 4xx/5xx noise, bots
 // and crawlers, long-lived refresh tokens reused across sessions, IPv6,
-// clock skew, late and duplicated events, schema drift, shared family
-// accounts, customer-service callbacks, employees with several roles, and
-// the long tail of internal tools. Populations are driven by independent
+// clock skew, late events (beyond the held mints) and duplicated ones,
+// schema drift, shared family accounts, customer-service callbacks,
+// employees with several roles, and the long tail of internal tools. Populations are driven by independent
 // hashes, not by social structure; attack behaviour is scripted from public
 // incident write-ups, not recorded.
 package sim

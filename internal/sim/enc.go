@@ -15,10 +15,13 @@ const (
 	chunkMS = 10 * minMS
 )
 
-// item is one pending event: its time, generation order (the tie-break
-// that keeps output deterministic), its body in the arena, and its label.
+// item is one pending event: its time, when it reaches the stream (its
+// time, unless a stalled shipper held it back), generation order (the
+// tie-break that keeps output deterministic), its body in the arena, and
+// its label.
 type item struct {
 	ts     int64
+	at     int64
 	seq    uint64
 	off, n uint32
 	tag    int16
@@ -58,7 +61,7 @@ func floorDiv(a, b int64) int64 {
 // emit helpers: each event body is built in g.arena between begin and end.
 
 func (g *gen) begin(ts int64, tag int16, dataset, action, outcome string) {
-	g.cur = item{ts: ts, seq: g.gseq, off: uint32(len(g.arena)), tag: tag}
+	g.cur = item{ts: ts, at: ts, seq: g.gseq, off: uint32(len(g.arena)), tag: tag}
 	g.gseq++
 	b := append(g.arena, `"dataset":"`...)
 	b = append(b, dataset...)
@@ -199,12 +202,12 @@ func appendHex(b []byte, v uint64) []byte {
 	return b
 }
 
-// flush writes every pending event before limit (all when limit < 0) in
-// time order and keeps the rest.
+// flush writes every pending event reaching the stream before limit (all
+// when limit < 0) in that order and keeps the rest.
 func (g *gen) flush(limit int64) error {
 	slices.SortFunc(g.items, func(a, b item) int {
-		if a.ts != b.ts {
-			if a.ts < b.ts {
+		if a.at != b.at {
+			if a.at < b.at {
 				return -1
 			}
 			return 1
@@ -220,7 +223,7 @@ func (g *gen) flush(limit int64) error {
 	k := len(g.items)
 	if limit >= 0 {
 		k, _ = slices.BinarySearchFunc(g.items, limit, func(it item, t int64) int {
-			if it.ts < t {
+			if it.at < t {
 				return -1
 			}
 			return 1

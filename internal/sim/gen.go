@@ -46,6 +46,8 @@ type gen struct {
 	actors       []func(t0, t1 int64)
 	hbBackfill   int16
 	backfillDay  int64
+	hbStall      int16
+	stalls       []stall
 	oncallByWeek []int
 }
 
@@ -70,7 +72,9 @@ func (g *gen) h(vals ...uint64) uint64 {
 }
 
 // Generate streams the simulated events as NDJSON lines to w in event-time
-// order and returns the ground truth. The same Options give byte-identical
+// order — except the mints an auth replica's stalled log shipper held back
+// (shipper.go), which come when it resumes, with their own timestamps — and
+// returns the ground truth. The same Options give byte-identical
 // output and truth. progress, if non-nil, is called now and then with the
 // number of events written and the simulated time reached.
 func Generate(ctx context.Context, o Options, w io.Writer, progress func(n int64, t time.Time)) (*truth.Truth, error) {
@@ -372,7 +376,14 @@ func (g *gen) session(c *customer, t int64, tag int16, forceLogin bool) {
 	}
 	tok := g.rng.Uint64()
 	kid := g.keyAt(t)
+	shipped, held := g.mintShipped(tok, t)
+	if held && tag == 0 {
+		tag = g.hbStall
+	}
 	g.tokenIssued("m:", c.n, "", tok, kid, t, t+12*hourMS, s, tag)
+	if held {
+		g.items[len(g.items)-1].at = shipped
+	}
 	iat := t
 	reads := 1 + int(r>>16%4)
 	if r>>24%4 == 0 {

@@ -124,8 +124,13 @@
 // passed at least that much beyond it). The alert stage removes the
 // finding from its alert (docs/alerts.md). A mint dated after the verdict
 // is not late data — the token was used before it was minted, by more than
-// MintSkew — and withdraws nothing. Withdrawal is possible for MaxLifetime
-// after the token's first use (then the flagged entry is swept).
+// MintSkew — and withdraws nothing. Such a mint does not clear a use
+// still pending either: it is itself on the issuer's stream, past the
+// use's deadline, so the use is judged by the issuer rule first, however
+// the events are batched (a mint dated no later than the verdict that
+// arrives before it clears the use, and nothing is reported). Withdrawal
+// is possible for MaxLifetime after the token's first use (then the
+// flagged entry is swept).
 //
 // # What it cannot see
 //
@@ -495,11 +500,23 @@ func (s *shard) mint(c *engine.Context, key event.EntityKey, ev *event.Event) {
 	fired := e.fired()
 	l := e.loc()
 	if p := s.pending[h]; p != nil {
-		fired |= p.fired
-		if l.empty() {
-			l = p.loc
+		if ev.Time.After(p.deadline) && ev.Time.After(p.first) {
+			// Minted after the issuer rule's verdict time: the token was
+			// used before it was minted, by more than MintSkew. This mint
+			// is on the issuer's stream, which has therefore passed the
+			// deadline: judge the use as Advance would have had the batch
+			// ended before this event (the mint then withdraws nothing),
+			// so the verdict does not depend on whether the mint and the
+			// events that carried the stream past the deadline share a
+			// batch.
+			s.judge(c, p, true)
+		} else {
+			fired |= p.fired
+			if l.empty() {
+				l = p.loc
+			}
+			s.drop(p)
 		}
-		s.drop(p)
 	}
 	if f, ok := s.flagged[h]; ok {
 		fired |= f.fired

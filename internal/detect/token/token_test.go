@@ -285,3 +285,73 @@ func TestWithdrawal(t *testing.T) {
 		}
 	}
 }
+
+// TestMintAfterDeadlineBatching: a mint dated after a use's mint deadline
+// (the token was used more than MintSkew before it was minted) does not
+// clear the use, whether or not the issuer's stream passed the deadline in
+// an earlier batch. It used to: processed in the same batch as the mints
+// that carried the issuer's stream past the deadline — before the batch's
+// Advance — it dropped the pending use, and the forged token tk-forged-2
+// of withdraw_late_mint_benign went unreported in replay (1,024 events a
+// batch) while one event per batch caught it. A genuine mint arriving
+// late in the same batch still clears its use (no verdict to withdraw),
+// and in a later batch withdraws the verdict: either way nothing stands.
+func TestMintAfterDeadlineBatching(t *testing.T) {
+	for _, tc := range []struct {
+		dir  string
+		want string // evidence of the never-minted findings left standing
+	}{
+		{"withdraw_late_mint_benign", "use-forged,use-forged-2"},
+		{"withdraw_late_mint", ""},
+	} {
+		b, err := os.ReadFile("testdata/" + tc.dir + "/events.ndjson")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var evs []event.Event
+		rd := decode.NewReader(strings.NewReader(string(b)), 0, 0)
+		for {
+			var ev event.Event
+			if err := rd.Next(&ev); err != nil {
+				break
+			}
+			evs = append(evs, ev)
+		}
+		for _, batch := range []int{1, 4, 1024} {
+			eng, err := engine.New(engine.Options{Detectors: []engine.Detector{token.New(token.Options{})}, Shards: 2})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []event.Finding
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				for o := range eng.Output() {
+					got = append(got, o.Findings...)
+				}
+			}()
+			go func() { _ = eng.Run(context.Background()) }()
+			for i := 0; i < len(evs); i += batch {
+				if err := eng.Submit(context.Background(), engine.Batch{Events: slices.Clone(evs[i:min(i+batch, len(evs))])}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			eng.Close()
+			<-done
+			withdrawn := map[event.FindingID]bool{}
+			for _, f := range got {
+				withdrawn[f.Withdraws] = true
+			}
+			var standing []string
+			for _, f := range got {
+				if f.Kind == token.KindNeverMinted && !withdrawn[f.ID()] {
+					standing = append(standing, f.Evidence[0])
+				}
+			}
+			slices.Sort(standing)
+			if s := strings.Join(standing, ","); s != tc.want {
+				t.Errorf("%s, batches of %d: never minted and standing %q, want %q", tc.dir, batch, s, tc.want)
+			}
+		}
+	}
+}
