@@ -397,7 +397,7 @@ func (s *shard) judge(c *engine.Context, p *pendingUse, byIssuer bool) {
 		fl.rule = ruleIssuer
 	}
 	if f.Entity.Kind == event.EntitySigningKey {
-		// The key table is full (65,535 keys): the finding names a key
+		// The key table is full (32,767 keys): the finding names a key
 		// the entry cannot, so it cannot be withdrawn.
 		if fl.key = s.intern(p.keyID); fl.key == 0 {
 			fl.id = 0
@@ -449,7 +449,7 @@ func (s *shard) intern(id string) uint16 {
 	if i, ok := s.keyIdx[id]; ok {
 		return i
 	}
-	if len(s.keys) > 1<<16-1 {
+	if len(s.keys) > keyMask {
 		return 0
 	}
 	id = strings.Clone(id)
@@ -494,7 +494,8 @@ func (s *shard) mint(c *engine.Context, key event.EntityKey, ev *event.Event) {
 	e, minted := s.mints.get(h)
 	fired := e.fired()
 	l := e.loc()
-	if p := s.pending[h]; p != nil {
+	p := s.pending[h]
+	if p != nil {
 		fired |= p.fired
 		if l.empty() {
 			l = p.loc
@@ -527,11 +528,31 @@ func (s *shard) mint(c *engine.Context, key event.EntityKey, ev *event.Event) {
 	}
 
 	ne := mintEntry{exp: toSec(exp), key: s.intern(ev.Token.KeyID)}
+	if ne.key != 0 {
+		// Minted after its key's retirement: remembered, so that its uses
+		// are not taken for those of a token issued before it.
+		k := &s.keys[ne.key]
+		// The issuer's issued_at, not the mint event's time, which may
+		// trail it by the issuer's logging delay.
+		if !k.retiredAt.IsZero() && issued.After(k.retiredAt.Add(s.opts.ClockSkew)) {
+			ne.key |= keyAfterRetired
+			if p != nil && fired&fRetired == 0 && (p.keyID == "" || p.keyID == k.id) && p.first.After(k.retiredAt) {
+				// Used before this mint arrived: the use could not tell.
+				fired |= fRetired
+				c.Emit(s.retiredFinding(key.ID, k, p.principal, p.ip, later(p.first, ev.Time), p.first,
+					fmt.Sprintf("its mint (event %s) says it was issued at %s, after the retirement", c.Ref(ev), stamp(issued)),
+					p.ref, c.Ref(ev), k.retiredRef))
+			}
+		}
+	}
 	if minted {
 		// Minted again under the same id: remember the later expiry.
 		ne.exp = max(ne.exp, e.exp)
-		if ne.key == 0 {
+		switch ne.keyIndex() {
+		case 0:
 			ne.key = e.key
+		case e.keyIndex():
+			ne.key |= e.key & keyAfterRetired
 		}
 	}
 	ne.setLoc(l)
@@ -548,12 +569,12 @@ func (s *shard) use(c *engine.Context, key event.EntityKey, ev *event.Event) {
 	if p := s.pending[h]; p != nil {
 		p.count++
 		p.last = ev.Time
-		p.fired = s.checkUse(c, key, ev, s.lookup(ev.Token.KeyID, 0), p.fired)
+		p.fired = s.checkUse(c, key, ev, s.lookup(ev.Token.KeyID, 0), p.fired, nil)
 		p.loc, p.fired = s.checkLocation(c, key, ev, p.loc, p.fired)
 		return
 	}
 	if f, ok := s.flagged[h]; ok {
-		if fired := s.checkUse(c, key, ev, s.lookup(ev.Token.KeyID, 0), f.fired); fired != f.fired {
+		if fired := s.checkUse(c, key, ev, s.lookup(ev.Token.KeyID, 0), f.fired, nil); fired != f.fired {
 			f.fired = fired
 			s.flagged[h] = f
 		}
@@ -573,7 +594,7 @@ func (s *shard) use(c *engine.Context, key event.EntityKey, ev *event.Event) {
 		count:     1,
 		ref:       c.Ref(ev),
 	}
-	p.fired = s.checkUse(c, key, ev, s.lookup(ev.Token.KeyID, 0), 0)
+	p.fired = s.checkUse(c, key, ev, s.lookup(ev.Token.KeyID, 0), 0, nil)
 	p.loc, p.fired = s.checkLocation(c, key, ev, p.loc, p.fired)
 	s.pending[h] = p
 	heap.Push(&s.queue, p)
@@ -594,16 +615,16 @@ func (s *shard) useMinted(c *engine.Context, key event.EntityKey, ev *event.Even
 	fired0, loc0 := e.fired(), e.loc()
 	var k *keyInfo
 	if ev.Token.KeyID != "" {
-		k = s.lookup(ev.Token.KeyID, e.key)
-	} else if e.key != 0 {
-		k = &s.keys[e.key]
+		k = s.lookup(ev.Token.KeyID, e.keyIndex())
+	} else if e.keyIndex() != 0 {
+		k = &s.keys[e.keyIndex()]
 	}
-	fired := s.checkUse(c, key, ev, k, fired0)
+	fired := s.checkUse(c, key, ev, k, fired0, &e)
 	if fired&fExpired == 0 && toSec(ev.Time) > e.exp+uint32(s.opts.ClockSkew/time.Second) {
 		fired |= fExpired
 		kid := ev.Token.KeyID
 		if kid == "" {
-			kid = s.keys[e.key].id
+			kid = s.keys[e.keyIndex()].id
 		}
 		c.Emit(s.finding(KindUsedAfterExpiry, "Token used after expiry", ScoreUsedAfterExpiry, false, key, ev.Time,
 			fmt.Sprintf("Token %s%s expired at %s but was used %s at %s, %s later: an expired token must be refused, so it was replayed past its life or the gateway does not check expiry.",
@@ -618,10 +639,11 @@ func (s *shard) useMinted(c *engine.Context, key event.EntityKey, ev *event.Even
 	}
 }
 
-// checkUse applies the checks that need only the use and its key: retired
-// key, unknown key, issue time in the future, claimed lifetime. k is the
-// token's key (nil when the use names none the shard knows).
-func (s *shard) checkUse(c *engine.Context, key event.EntityKey, ev *event.Event, k *keyInfo, fired uint8) uint8 {
+// checkUse applies the checks that need only the use, its key and its mint:
+// retired key, unknown key, issue time in the future, claimed lifetime. k is
+// the token's key (nil when the use names none the shard knows), m its mint
+// (nil when not minted, or not yet).
+func (s *shard) checkUse(c *engine.Context, key event.EntityKey, ev *event.Event, k *keyInfo, fired uint8, m *mintEntry) uint8 {
 	kid := ev.Token.KeyID
 	if k != nil {
 		kid = k.id
@@ -636,14 +658,10 @@ func (s *shard) checkUse(c *engine.Context, key event.EntityKey, ev *event.Event
 					key.ID, kid, byFrom(ev.User.ID, ev.Source.IP), stamp(ev.Time)),
 				c.Ref(ev))))
 		}
-	case k != nil && !k.retiredAt.IsZero() && ev.Time.After(k.retiredAt):
-		if fired&fRetired == 0 {
+	case k != nil && fired&fRetired == 0:
+		if why := s.retiredUse(k, ev, m); why != "" {
 			fired |= fRetired
-			c.Emit(withSource(ev.Source.IP, s.finding(KindKeyRetired, "Token signed by a retired key", ScoreKeyRetired, true,
-				event.EntityKey{Kind: event.EntitySigningKey, ID: k.id}, ev.Time,
-				fmt.Sprintf("Token %s, signed by key %s, was used %s at %s, %s after the key was retired at %s: nothing signed by a retired key is genuine.",
-					key.ID, k.id, byFrom(ev.User.ID, ev.Source.IP), stamp(ev.Time), human(ev.Time.Sub(k.retiredAt)), stamp(k.retiredAt)),
-				c.Ref(ev), k.retiredRef)))
+			c.Emit(s.retiredFinding(key.ID, k, ev.User.ID, ev.Source.IP, ev.Time, ev.Time, why, c.Ref(ev), k.retiredRef))
 		}
 	}
 	iat, exp := ev.Token.IssuedAt, ev.Token.ExpiresAt
@@ -662,6 +680,67 @@ func (s *shard) checkUse(c *engine.Context, key event.EntityKey, ev *event.Event
 			c.Ref(ev)))
 	}
 	return fired
+}
+
+// retiredUse says why the use ev of a token signed by k is not vouched for
+// by k, or "" when it is. A retired key vouches for the tokens it issued
+// before its retirement until they expire, so a use after the retirement
+// is judged by the token's issue time and expiry:
+//   - issued after the retirement (beyond ClockSkew): its mint m says so
+//     (the mint's token.issued_at, else its time; known only when the
+//     retirement was known at the mint), or the use claims so
+//     (token.issued_at);
+//   - used after its expiry (+ ClockSkew): the mint's remembered expiry;
+//     without a mint, the claimed token.expires_at, never later than
+//     MaxLifetime after the claimed issue time — or, without that claim,
+//     after the retirement, since no token issued before it lives longer.
+//
+// A token not minted and claiming an issue time before the retirement is
+// the never-minted check's business.
+func (s *shard) retiredUse(k *keyInfo, ev *event.Event, m *mintEntry) string {
+	if k.retiredAt.IsZero() || !ev.Time.After(k.retiredAt) {
+		return ""
+	}
+	iat := ev.Token.IssuedAt
+	switch {
+	case m != nil && m.afterRetirement() && m.keyIndex() != 0 && s.keys[m.keyIndex()].id == k.id:
+		return "it was minted after the retirement"
+	case iat.After(k.retiredAt.Add(s.opts.ClockSkew)):
+		return "it claims it was issued at " + stamp(iat) + ", after the retirement"
+	}
+	var exp time.Time
+	unclaimed := false
+	if m != nil {
+		exp = m.expires()
+	} else {
+		base := iat
+		if base.IsZero() {
+			base, unclaimed = k.retiredAt, true
+		}
+		exp = base.Add(s.opts.MaxLifetime)
+		if claim := ev.Token.ExpiresAt; !claim.IsZero() && claim.Before(exp) {
+			exp, unclaimed = claim, false
+		}
+	}
+	switch {
+	case !ev.Time.After(exp.Add(s.opts.ClockSkew)):
+		return ""
+	case unclaimed:
+		return "it claims no issue time, while any token the key issued before its retirement expired by " +
+			stamp(exp) + " (the " + policy(s.opts.MaxLifetime) + " policy maximum lifetime)"
+	}
+	return "it expired at " + stamp(exp)
+}
+
+// retiredFinding is token_key_retired about key k: token tokenID was used by
+// principal from ip at used, after k's retirement, and why (retiredUse) k
+// does not vouch for it; at is the finding's time.
+func (s *shard) retiredFinding(tokenID string, k *keyInfo, principal string, ip netip.Addr, at, used time.Time, why string, evidence ...string) event.Finding {
+	return withSource(ip, s.finding(KindKeyRetired, "Token signed by a retired key", ScoreKeyRetired, true,
+		event.EntityKey{Kind: event.EntitySigningKey, ID: k.id}, at,
+		fmt.Sprintf("Token %s, signed by key %s, was used %s at %s, %s after the key was retired at %s, and %s: a retired key vouches only for the tokens it issued before its retirement, until they expire.",
+			tokenID, k.id, byFrom(principal, ip), stamp(used), human(used.Sub(k.retiredAt)), stamp(k.retiredAt), why),
+		evidence...))
 }
 
 // checkLocation folds the use's location into l and fires
@@ -831,6 +910,14 @@ func place(cc uint16, asn uint32) string {
 		parts = append(parts, fmt.Sprintf("AS%d", asn))
 	}
 	return strings.Join(parts, ", ")
+}
+
+// later returns the later of a and b.
+func later(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
 }
 
 func stamp(t time.Time) string { return t.UTC().Format(time.RFC3339) }
