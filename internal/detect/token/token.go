@@ -1,6 +1,7 @@
 // Package token detects access tokens that are not genuine: used on the
-// gateway but never minted by the token service, signed by a retired key or
-// by a key outside the inventory, claiming impossible times, used past
+// gateway but never minted by the token service, signed by a retired key
+// after its retirement or by a key outside the inventory, claiming
+// impossible times, used past
 // expiry, or replayed from several places. It is the detector for the
 // ghost-key attack, in which someone who kept a signing key forges tokens
 // impersonating customers.
@@ -16,8 +17,9 @@
 //
 // Each shard keeps:
 //   - the mint index: for every minted token until it expires, the 64-bit
-//     FNV-1a hash of its id → 16 bytes (expiry, key index, first use
-//     location and time, the kinds already fired). Token ids are not kept.
+//     FNV-1a hash of its id → 16 bytes (expiry, key index and whether it
+//     was minted after that key's retirement, first use location and time,
+//     the kinds already fired). Token ids are not kept.
 //     A token's remembered expiry is token.expires_at, else issue time plus
 //     MaxLifetime, and never more than MaxLifetime after it was issued or
 //     minted, so MaxLifetime bounds memory: at most 64 bytes per live token
@@ -54,8 +56,19 @@
 //     it, or with no claim, used within MaxLifetime of it — otherwise every
 //     live session would be "forged" the moment haechi starts.
 //   - token_key_retired (95, immediate): used after its signing key's
-//     retired_at. About the key. The key is the use's token.key_id, else the
-//     mint's.
+//     retired_at, and not vouched for by the key — a retired key vouches for
+//     the tokens it issued before its retirement until they expire, so a
+//     key rotation leaves old sessions valid. Fired when the token was
+//     issued after the retirement + ClockSkew (its mint's issued_at, else
+//     the mint's time; or the use's token.issued_at), or is used after its
+//     expiry + ClockSkew (the mint's remembered expiry; unminted, the
+//     claimed expires_at, at most MaxLifetime after the claimed issue time,
+//     or, claiming none, after the retirement). A use that arrives before
+//     its mint fires when the mint shows issuance after the retirement
+//     (evidence: the use, the mint, the retirement). About the key. The key
+//     is the use's token.key_id, else the mint's. An unminted token
+//     claiming issuance before the retirement is left to
+//     token_never_minted.
 //   - token_unknown_key (90, immediate): signed by a key the inventory does
 //     not list, only once this shard has seen some keys.inventory event (no
 //     inventory, no opinion). About the key. Judged on uses only: a mint by
@@ -132,7 +145,13 @@
 // Uses the gateway rejected (event.outcome failure) are not access and are
 // ignored, as are failed issuances: a client retrying with an expired token
 // and getting a 401 is routine. Tokens without token.id are invisible. A key
-// un-retired by a later inventory event stays retired. A forged token whose
+// un-retired by a later inventory event stays retired. A retirement learned
+// after mints it post-dates (retired_at back-dated behind mints already
+// processed) does not mark them minted after it: their uses, within
+// expiry, pass — the mint index keeps one bit, not the issue time (the
+// 64-byte budget). A mint arriving after its token's never-minted verdict
+// withdraws the verdict but does not raise token_key_retired for the uses
+// before it. A forged token whose
 // id collides with a live minted one (see above) passes. Evidence of mint
 // events is not kept, so findings on uses cite the use (and the key's
 // retirement) only.
