@@ -113,11 +113,25 @@ type mintEntry struct {
 	exp uint32 // when the index may forget it: toSec(expiry)
 	asn uint32 // loc.asn
 	at  uint32 // loc.at
-	key uint16 // index into the shard's key table; 0 none
+	key uint16 // low 15 bits the index into the shard's key table (0 none), top bit keyAfterRetired
 	ccf uint16 // low 10 bits loc.cc, high 6 bits the fired set
 }
 
 const ccMask = 1<<10 - 1
+
+// keyAfterRetired is the bit of mintEntry.key saying the token was minted
+// after its key's retirement (as known when the mint was processed);
+// keyMask selects the key table index.
+const (
+	keyAfterRetired = 1 << 15
+	keyMask         = keyAfterRetired - 1
+)
+
+func (m *mintEntry) keyIndex() uint16 { return m.key & keyMask }
+
+// afterRetirement reports whether the token was minted after its key had
+// been retired (beyond ClockSkew).
+func (m *mintEntry) afterRetirement() bool { return m.key&keyAfterRetired != 0 }
 
 func (m *mintEntry) loc() loc           { return loc{cc: m.ccf & ccMask, asn: m.asn, at: m.at} }
 func (m *mintEntry) fired() uint8       { return uint8(m.ccf >> 10) }

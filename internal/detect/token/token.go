@@ -1,6 +1,7 @@
 // Package token detects access tokens that are not genuine: used on the
-// gateway but never minted by the token service, signed by a retired key or
-// by a key outside the inventory, claiming impossible times, used past
+// gateway but never minted by the token service, signed by a retired key
+// after its retirement or by a key outside the inventory, claiming
+// impossible times, used past
 // expiry, or replayed from several places. It is the detector for the
 // ghost-key attack, in which someone who kept a signing key forges tokens
 // impersonating customers.
@@ -16,8 +17,9 @@
 //
 // Each shard keeps:
 //   - the mint index: for every minted token until it expires, the 64-bit
-//     FNV-1a hash of its id → 16 bytes (expiry, key index, first use
-//     location and time, the kinds already fired). Token ids are not kept.
+//     FNV-1a hash of its id → 16 bytes (expiry, key index and whether it
+//     was minted after that key's retirement, first use location and time,
+//     the kinds already fired). Token ids are not kept.
 //     A token's remembered expiry is token.expires_at, else issue time plus
 //     MaxLifetime, and never more than MaxLifetime after it was issued or
 //     minted, so MaxLifetime bounds memory: at most 64 bytes per live token
@@ -54,8 +56,19 @@
 //     it, or with no claim, used within MaxLifetime of it — otherwise every
 //     live session would be "forged" the moment haechi starts.
 //   - token_key_retired (95, immediate): used after its signing key's
-//     retired_at. About the key. The key is the use's token.key_id, else the
-//     mint's.
+//     retired_at, and not vouched for by the key — a retired key vouches for
+//     the tokens it issued before its retirement until they expire, so a
+//     key rotation leaves old sessions valid. Fired when the token was
+//     issued after the retirement + ClockSkew (its mint's issued_at, else
+//     the mint's time; or the use's token.issued_at), or is used after its
+//     expiry + ClockSkew (the mint's remembered expiry; unminted, the
+//     claimed expires_at, at most MaxLifetime after the claimed issue time,
+//     or, claiming none, after the retirement). A use that arrives before
+//     its mint fires when the mint shows issuance after the retirement
+//     (evidence: the use, the mint, the retirement). About the key. The key
+//     is the use's token.key_id, else the mint's. An unminted token
+//     claiming issuance before the retirement is left to
+//     token_never_minted.
 //   - token_unknown_key (90, immediate): signed by a key the inventory does
 //     not list, only once this shard has seen some keys.inventory event (no
 //     inventory, no opinion). About the key. Judged on uses only: a mint by
@@ -137,7 +150,13 @@
 // Uses the gateway rejected (event.outcome failure) are not access and are
 // ignored, as are failed issuances: a client retrying with an expired token
 // and getting a 401 is routine. Tokens without token.id are invisible. A key
-// un-retired by a later inventory event stays retired. A forged token whose
+// un-retired by a later inventory event stays retired. A retirement learned
+// after mints it post-dates (retired_at back-dated behind mints already
+// processed) does not mark them minted after it: their uses, within
+// expiry, pass — the mint index keeps one bit, not the issue time (the
+// 64-byte budget). A mint arriving after its token's never-minted verdict
+// withdraws the verdict but does not raise token_key_retired for the uses
+// before it. A forged token whose
 // id collides with a live minted one (see above) passes. Evidence of mint
 // events is not kept, so findings on uses cite the use (and the key's
 // retirement) only.
@@ -402,7 +421,7 @@ func (s *shard) judge(c *engine.Context, p *pendingUse, byIssuer bool) {
 		fl.rule = ruleIssuer
 	}
 	if f.Entity.Kind == event.EntitySigningKey {
-		// The key table is full (65,535 keys): the finding names a key
+		// The key table is full (32,767 keys): the finding names a key
 		// the entry cannot, so it cannot be withdrawn.
 		if fl.key = s.intern(p.keyID); fl.key == 0 {
 			fl.id = 0
@@ -454,7 +473,7 @@ func (s *shard) intern(id string) uint16 {
 	if i, ok := s.keyIdx[id]; ok {
 		return i
 	}
-	if len(s.keys) > 1<<16-1 {
+	if len(s.keys) > keyMask {
 		return 0
 	}
 	id = strings.Clone(id)
@@ -499,7 +518,8 @@ func (s *shard) mint(c *engine.Context, key event.EntityKey, ev *event.Event) {
 	e, minted := s.mints.get(h)
 	fired := e.fired()
 	l := e.loc()
-	if p := s.pending[h]; p != nil {
+	p := s.pending[h]
+	if p != nil {
 		if ev.Time.After(p.deadline) && ev.Time.After(p.first) {
 			// Minted after the issuer rule's verdict time: the token was
 			// used before it was minted, by more than MintSkew. This mint
@@ -544,11 +564,31 @@ func (s *shard) mint(c *engine.Context, key event.EntityKey, ev *event.Event) {
 	}
 
 	ne := mintEntry{exp: toSec(exp), key: s.intern(ev.Token.KeyID)}
+	if ne.key != 0 {
+		// Minted after its key's retirement: remembered, so that its uses
+		// are not taken for those of a token issued before it.
+		k := &s.keys[ne.key]
+		// The issuer's issued_at, not the mint event's time, which may
+		// trail it by the issuer's logging delay.
+		if !k.retiredAt.IsZero() && issued.After(k.retiredAt.Add(s.opts.ClockSkew)) {
+			ne.key |= keyAfterRetired
+			if p != nil && fired&fRetired == 0 && (p.keyID == "" || p.keyID == k.id) && p.first.After(k.retiredAt) {
+				// Used before this mint arrived: the use could not tell.
+				fired |= fRetired
+				c.Emit(s.retiredFinding(key.ID, k, p.principal, p.ip, later(p.first, ev.Time), p.first,
+					fmt.Sprintf("its mint (event %s) says it was issued at %s, after the retirement", c.Ref(ev), stamp(issued)),
+					p.ref, c.Ref(ev), k.retiredRef))
+			}
+		}
+	}
 	if minted {
 		// Minted again under the same id: remember the later expiry.
 		ne.exp = max(ne.exp, e.exp)
-		if ne.key == 0 {
+		switch ne.keyIndex() {
+		case 0:
 			ne.key = e.key
+		case e.keyIndex():
+			ne.key |= e.key & keyAfterRetired
 		}
 	}
 	ne.setLoc(l)
@@ -565,12 +605,12 @@ func (s *shard) use(c *engine.Context, key event.EntityKey, ev *event.Event) {
 	if p := s.pending[h]; p != nil {
 		p.count++
 		p.last = ev.Time
-		p.fired = s.checkUse(c, key, ev, s.lookup(ev.Token.KeyID, 0), p.fired)
+		p.fired = s.checkUse(c, key, ev, s.lookup(ev.Token.KeyID, 0), p.fired, nil)
 		p.loc, p.fired = s.checkLocation(c, key, ev, p.loc, p.fired)
 		return
 	}
 	if f, ok := s.flagged[h]; ok {
-		if fired := s.checkUse(c, key, ev, s.lookup(ev.Token.KeyID, 0), f.fired); fired != f.fired {
+		if fired := s.checkUse(c, key, ev, s.lookup(ev.Token.KeyID, 0), f.fired, nil); fired != f.fired {
 			f.fired = fired
 			s.flagged[h] = f
 		}
@@ -590,7 +630,7 @@ func (s *shard) use(c *engine.Context, key event.EntityKey, ev *event.Event) {
 		count:     1,
 		ref:       c.Ref(ev),
 	}
-	p.fired = s.checkUse(c, key, ev, s.lookup(ev.Token.KeyID, 0), 0)
+	p.fired = s.checkUse(c, key, ev, s.lookup(ev.Token.KeyID, 0), 0, nil)
 	p.loc, p.fired = s.checkLocation(c, key, ev, p.loc, p.fired)
 	s.pending[h] = p
 	heap.Push(&s.queue, p)
@@ -611,16 +651,16 @@ func (s *shard) useMinted(c *engine.Context, key event.EntityKey, ev *event.Even
 	fired0, loc0 := e.fired(), e.loc()
 	var k *keyInfo
 	if ev.Token.KeyID != "" {
-		k = s.lookup(ev.Token.KeyID, e.key)
-	} else if e.key != 0 {
-		k = &s.keys[e.key]
+		k = s.lookup(ev.Token.KeyID, e.keyIndex())
+	} else if e.keyIndex() != 0 {
+		k = &s.keys[e.keyIndex()]
 	}
-	fired := s.checkUse(c, key, ev, k, fired0)
+	fired := s.checkUse(c, key, ev, k, fired0, &e)
 	if fired&fExpired == 0 && toSec(ev.Time) > e.exp+uint32(s.opts.ClockSkew/time.Second) {
 		fired |= fExpired
 		kid := ev.Token.KeyID
 		if kid == "" {
-			kid = s.keys[e.key].id
+			kid = s.keys[e.keyIndex()].id
 		}
 		c.Emit(s.finding(KindUsedAfterExpiry, "Token used after expiry", ScoreUsedAfterExpiry, false, key, ev.Time,
 			fmt.Sprintf("Token %s%s expired at %s but was used %s at %s, %s later: an expired token must be refused, so it was replayed past its life or the gateway does not check expiry.",
@@ -635,10 +675,11 @@ func (s *shard) useMinted(c *engine.Context, key event.EntityKey, ev *event.Even
 	}
 }
 
-// checkUse applies the checks that need only the use and its key: retired
-// key, unknown key, issue time in the future, claimed lifetime. k is the
-// token's key (nil when the use names none the shard knows).
-func (s *shard) checkUse(c *engine.Context, key event.EntityKey, ev *event.Event, k *keyInfo, fired uint8) uint8 {
+// checkUse applies the checks that need only the use, its key and its mint:
+// retired key, unknown key, issue time in the future, claimed lifetime. k is
+// the token's key (nil when the use names none the shard knows), m its mint
+// (nil when not minted, or not yet).
+func (s *shard) checkUse(c *engine.Context, key event.EntityKey, ev *event.Event, k *keyInfo, fired uint8, m *mintEntry) uint8 {
 	kid := ev.Token.KeyID
 	if k != nil {
 		kid = k.id
@@ -653,14 +694,10 @@ func (s *shard) checkUse(c *engine.Context, key event.EntityKey, ev *event.Event
 					key.ID, kid, byFrom(ev.User.ID, ev.Source.IP), stamp(ev.Time)),
 				c.Ref(ev))))
 		}
-	case k != nil && !k.retiredAt.IsZero() && ev.Time.After(k.retiredAt):
-		if fired&fRetired == 0 {
+	case k != nil && fired&fRetired == 0:
+		if why := s.retiredUse(k, ev, m); why != "" {
 			fired |= fRetired
-			c.Emit(withSource(ev.Source.IP, s.finding(KindKeyRetired, "Token signed by a retired key", ScoreKeyRetired, true,
-				event.EntityKey{Kind: event.EntitySigningKey, ID: k.id}, ev.Time,
-				fmt.Sprintf("Token %s, signed by key %s, was used %s at %s, %s after the key was retired at %s: nothing signed by a retired key is genuine.",
-					key.ID, k.id, byFrom(ev.User.ID, ev.Source.IP), stamp(ev.Time), human(ev.Time.Sub(k.retiredAt)), stamp(k.retiredAt)),
-				c.Ref(ev), k.retiredRef)))
+			c.Emit(s.retiredFinding(key.ID, k, ev.User.ID, ev.Source.IP, ev.Time, ev.Time, why, c.Ref(ev), k.retiredRef))
 		}
 	}
 	iat, exp := ev.Token.IssuedAt, ev.Token.ExpiresAt
@@ -679,6 +716,67 @@ func (s *shard) checkUse(c *engine.Context, key event.EntityKey, ev *event.Event
 			c.Ref(ev)))
 	}
 	return fired
+}
+
+// retiredUse says why the use ev of a token signed by k is not vouched for
+// by k, or "" when it is. A retired key vouches for the tokens it issued
+// before its retirement until they expire, so a use after the retirement
+// is judged by the token's issue time and expiry:
+//   - issued after the retirement (beyond ClockSkew): its mint m says so
+//     (the mint's token.issued_at, else its time; known only when the
+//     retirement was known at the mint), or the use claims so
+//     (token.issued_at);
+//   - used after its expiry (+ ClockSkew): the mint's remembered expiry;
+//     without a mint, the claimed token.expires_at, never later than
+//     MaxLifetime after the claimed issue time — or, without that claim,
+//     after the retirement, since no token issued before it lives longer.
+//
+// A token not minted and claiming an issue time before the retirement is
+// the never-minted check's business.
+func (s *shard) retiredUse(k *keyInfo, ev *event.Event, m *mintEntry) string {
+	if k.retiredAt.IsZero() || !ev.Time.After(k.retiredAt) {
+		return ""
+	}
+	iat := ev.Token.IssuedAt
+	switch {
+	case m != nil && m.afterRetirement() && m.keyIndex() != 0 && s.keys[m.keyIndex()].id == k.id:
+		return "it was minted after the retirement"
+	case iat.After(k.retiredAt.Add(s.opts.ClockSkew)):
+		return "it claims it was issued at " + stamp(iat) + ", after the retirement"
+	}
+	var exp time.Time
+	unclaimed := false
+	if m != nil {
+		exp = m.expires()
+	} else {
+		base := iat
+		if base.IsZero() {
+			base, unclaimed = k.retiredAt, true
+		}
+		exp = base.Add(s.opts.MaxLifetime)
+		if claim := ev.Token.ExpiresAt; !claim.IsZero() && claim.Before(exp) {
+			exp, unclaimed = claim, false
+		}
+	}
+	switch {
+	case !ev.Time.After(exp.Add(s.opts.ClockSkew)):
+		return ""
+	case unclaimed:
+		return "it claims no issue time, while any token the key issued before its retirement expired by " +
+			stamp(exp) + " (the " + policy(s.opts.MaxLifetime) + " policy maximum lifetime)"
+	}
+	return "it expired at " + stamp(exp)
+}
+
+// retiredFinding is token_key_retired about key k: token tokenID was used by
+// principal from ip at used, after k's retirement, and why (retiredUse) k
+// does not vouch for it; at is the finding's time.
+func (s *shard) retiredFinding(tokenID string, k *keyInfo, principal string, ip netip.Addr, at, used time.Time, why string, evidence ...string) event.Finding {
+	return withSource(ip, s.finding(KindKeyRetired, "Token signed by a retired key", ScoreKeyRetired, true,
+		event.EntityKey{Kind: event.EntitySigningKey, ID: k.id}, at,
+		fmt.Sprintf("Token %s, signed by key %s, was used %s at %s, %s after the key was retired at %s, and %s: a retired key vouches only for the tokens it issued before its retirement, until they expire.",
+			tokenID, k.id, byFrom(principal, ip), stamp(used), human(used.Sub(k.retiredAt)), stamp(k.retiredAt), why),
+		evidence...))
 }
 
 // checkLocation folds the use's location into l and fires
@@ -848,6 +946,14 @@ func place(cc uint16, asn uint32) string {
 		parts = append(parts, fmt.Sprintf("AS%d", asn))
 	}
 	return strings.Join(parts, ", ")
+}
+
+// later returns the later of a and b.
+func later(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
 }
 
 func stamp(t time.Time) string { return t.UTC().Format(time.RFC3339) }

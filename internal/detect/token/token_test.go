@@ -101,6 +101,41 @@ func TestInventory(t *testing.T) {
 	}
 }
 
+// TestRetiredKeyClockSkew: at the retirement boundary a token minted by the
+// retired key, or used past its expiry, is judged with ClockSkew's tolerance
+// — issued 40 s after the retirement or used 30 s past its expiry is within
+// a minute's skew and not within none. tk-d's mint is logged 2m40s after
+// the issue time it states: the issuer's logging delay is not issuance.
+func TestRetiredKeyClockSkew(t *testing.T) {
+	const events = `{"@timestamp":"2025-01-01T00:00:00Z","event":{"dataset":"keys.inventory","action":"key.created"},"key":{"id":"k-old","status":"active"}}
+{"@timestamp":"2025-04-30T22:00:00Z","event":{"dataset":"auth.token","action":"token.issued"},"token":{"id":"tk-a","key_id":"k-old","issued_at":"2025-04-30T22:00:00Z","expires_at":"2025-05-01T01:00:00Z"}}
+{"@timestamp":"2025-05-01T00:00:00Z","event":{"dataset":"keys.inventory","action":"key.retired"},"key":{"id":"k-old","status":"retired","retired_at":"2025-05-01T00:00:00Z"}}
+{"@timestamp":"2025-05-01T00:00:40Z","event":{"dataset":"auth.token","action":"token.issued"},"token":{"id":"tk-c","key_id":"k-old","issued_at":"2025-05-01T00:00:40Z","expires_at":"2025-05-01T12:00:40Z"}}
+{"@timestamp":"2025-05-01T00:02:00Z","event":{"id":"use-c","dataset":"gateway.access","action":"read"},"token":{"id":"tk-c","key_id":"k-old"}}
+{"@timestamp":"2025-05-01T00:03:00Z","event":{"id":"use-d","dataset":"gateway.access","action":"read"},"token":{"id":"tk-d","key_id":"k-old","issued_at":"2025-05-01T00:00:50Z"}}
+{"@timestamp":"2025-05-01T00:03:30Z","event":{"dataset":"auth.token","action":"token.issued"},"token":{"id":"tk-d","key_id":"k-old","issued_at":"2025-05-01T00:00:50Z"}}
+{"@timestamp":"2025-05-01T01:00:30Z","event":{"id":"use-a","dataset":"gateway.access","action":"read"},"token":{"id":"tk-a","key_id":"k-old"}}
+`
+	for _, tc := range []struct {
+		skew time.Duration
+		want string // evidence of the token_key_retired findings
+	}{
+		{time.Minute, ""},
+		{0, "use-c,use-d,use-a"},
+	} {
+		got := detecttest.Findings(t, strings.NewReader(events), 2, token.New(token.Options{ClockSkew: tc.skew}))
+		var refs []string
+		for _, f := range got {
+			if f.Kind == token.KindKeyRetired {
+				refs = append(refs, f.Evidence[0])
+			}
+		}
+		if strings.Join(refs, ",") != tc.want {
+			t.Errorf("skew %v: retired-key findings on %v, want %q", tc.skew, refs, tc.want)
+		}
+	}
+}
+
 // TestLateness: the detector waits its own Lateness after the first use.
 func TestLateness(t *testing.T) {
 	const events = `{"@timestamp":"2025-05-02T00:00:00Z","event":{"id":"use","dataset":"gateway.access","action":"read"},"token":{"id":"tk-1","issued_at":"2025-05-02T00:00:00Z"}}
