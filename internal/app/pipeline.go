@@ -23,6 +23,7 @@ import (
 	"github.com/haechi-sec/haechi/internal/clock"
 	"github.com/haechi-sec/haechi/internal/config"
 	"github.com/haechi-sec/haechi/internal/detect/behaviour"
+	"github.com/haechi-sec/haechi/internal/detect/binding"
 	"github.com/haechi-sec/haechi/internal/detect/canary"
 	"github.com/haechi-sec/haechi/internal/detect/credential"
 	"github.com/haechi-sec/haechi/internal/detect/fanout"
@@ -179,6 +180,15 @@ func Detectors(cfg config.Config, canaryIDs []string) []engine.Detector {
 			ClockSkew:   tp.ClockSkew.D(),
 			Lateness:    cfg.Engine.AllowedLateness.D(),
 			MintSkew:    tp.MintSkew.D(),
+		}))
+	}
+	if tb := cfg.Detectors.TokenBinding; tb.Enabled {
+		ds = append(ds, binding.New(binding.Options{
+			HostingMarkers: cfg.Detectors.PrincipalGeo.HostingMarkers,
+			MaxLifetime:    cfg.Detectors.TokenProvenance.MaxLifetime.D(),
+			ClockSkew:      cfg.Detectors.TokenProvenance.ClockSkew.D(),
+			SwitchWindow:   tb.SwitchWindow.D(),
+			SwitchCount:    tb.SwitchCount,
 		}))
 	}
 	if kp := cfg.Detectors.KeyPosture; kp.Enabled {

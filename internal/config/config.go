@@ -295,6 +295,7 @@ type Detectors struct {
 	TerminatedIdentity TerminatedIdentity `yaml:"terminated_identity"`
 	Canary             Canary             `yaml:"canary"`
 	TokenProvenance    TokenProvenance    `yaml:"token_provenance"`
+	TokenBinding       TokenBinding       `yaml:"token_binding"`
 	KeyPosture         KeyPosture         `yaml:"key_posture"`
 	ScriptedClient     ScriptedClient     `yaml:"scripted_client"`
 	SourceFanout       SourceFanout       `yaml:"source_fanout"`
@@ -458,6 +459,20 @@ type TokenProvenance struct {
 	MintSkew Duration `yaml:"mint_skew"`
 }
 
+// TokenBinding configures the detector for a live token used where it was
+// never bound: from another country, from a hosting network when bound to
+// a consumer one, or from two networks at once (session or token hijack).
+// It uses principal_geo.hosting_markers to tell hosting networks, and
+// token_provenance.max_lifetime and clock_skew to tell live tokens.
+type TokenBinding struct {
+	Enabled bool `yaml:"enabled"`
+	// SwitchWindow and SwitchCount define "two networks at once": that
+	// many changes of network between a token's uses (in event time), each
+	// within SwitchWindow of the first, are more than one client does.
+	SwitchWindow Duration `yaml:"switch_window"`
+	SwitchCount  int      `yaml:"switch_count"`
+}
+
 // KeyPosture configures the detector for signing keys that should no
 // longer be active.
 type KeyPosture struct {
@@ -554,6 +569,7 @@ func Default() Config {
 				ClockSkew:   Duration(5 * time.Minute),
 				MintSkew:    Duration(30 * time.Second),
 			},
+			TokenBinding: TokenBinding{Enabled: true, SwitchWindow: Duration(time.Minute), SwitchCount: 4},
 			KeyPosture: KeyPosture{
 				Enabled:     true,
 				RotationAge: Duration(365 * 24 * time.Hour),

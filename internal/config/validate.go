@@ -228,6 +228,13 @@ func (d Detectors) check(add addFunc) {
 	if tp.MintSkew <= 0 {
 		add("token_provenance.mint_skew", "must be positive, got %s", tp.MintSkew)
 	}
+	tb := d.TokenBinding
+	if tb.SwitchWindow < Duration(time.Second) || tb.SwitchWindow > Duration(time.Hour) {
+		add("token_binding.switch_window", "must be between 1s and 1h, got %s", tb.SwitchWindow)
+	}
+	if tb.SwitchCount < 2 || tb.SwitchCount > 255 {
+		add("token_binding.switch_count", "must be between 2 and 255, got %d", tb.SwitchCount)
+	}
 	kp := d.KeyPosture
 	if kp.RotationAge <= 0 {
 		add("key_posture.rotation_age", "must be positive, got %s", kp.RotationAge)

@@ -29,6 +29,7 @@ import (
 	"time"
 
 	"github.com/haechi-sec/haechi/internal/detect/behaviour"
+	"github.com/haechi-sec/haechi/internal/detect/binding"
 	"github.com/haechi-sec/haechi/internal/detect/canary"
 	"github.com/haechi-sec/haechi/internal/detect/credential"
 	"github.com/haechi-sec/haechi/internal/detect/fanout"
@@ -238,6 +239,13 @@ func DefaultConfig() Config {
 				Match: Match{Detectors: []string{token.Name},
 					Kinds: []string{token.KindNeverMinted, token.KindKeyRetired, token.KindUnknownKey}},
 				Actions: []ActionSpec{{Kind: KindRevokeKey}, {Kind: KindRevokeToken}, {Kind: KindBlockSource}, {Kind: KindNotify}},
+			},
+			{
+				// A live token used where it was never bound: revoke it and
+				// block the source that used it (the finding's related).
+				Name:    "token_hijack",
+				Match:   Match{Detectors: []string{binding.Name}},
+				Actions: []ActionSpec{{Kind: KindRevokeToken}, {Kind: KindBlockSource}, {Kind: KindNotify}},
 			},
 			{
 				Name:    "terminated_identity",
