@@ -519,7 +519,7 @@ func (e *Engine) route() {
 		// progress of the watched streams; replaced (never modified) when
 		// it moves, since shards read the previous slice concurrently.
 		progress = make([]time.Time, len(e.streams))
-		orgs     = newOrigins(e.opts.Idleness, e.opts.MaxOriginLag, len(e.streams))
+		orgs     = newOrigins(e.opts.Idleness, e.opts.Lateness, e.opts.MaxOriginLag, len(e.streams))
 		// what the other origins hold the watched streams at (reused)
 		othersP   = make([]time.Time, len(e.streams))
 		othersPOK = make([]bool, len(e.streams))

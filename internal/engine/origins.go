@@ -46,8 +46,9 @@ type origin struct {
 //     nothing is idle and only events move time.
 //
 // A watched dataset's progress (StreamTime) follows the same rule over the
-// origins that carried it: the minimum over active carriers, else the
-// latest wall-advanced idle carrier. So mints reaching haechi through two
+// origins that carried it — the minimum over active carriers, else the
+// latest wall-advanced idle carrier — except that a carrier goes idle only
+// after the lateness (see progressOf). So mints reaching haechi through two
 // shippers count as far as the slower one has delivered.
 //
 // Times computed here are candidates: the router never moves the
@@ -57,12 +58,16 @@ type origins struct {
 	all      []*origin // in order of first appearance
 	arrived  time.Time // the arrival clock: newest Batch.Arrived or Tick
 	idleness time.Duration
-	maxLag   time.Duration
-	datasets int
+	// watchIdleness is the idleness of watched datasets' carriers:
+	// max(idleness, lateness) (see progressOf).
+	watchIdleness time.Duration
+	maxLag        time.Duration
+	datasets      int
 }
 
-func newOrigins(idleness, maxLag time.Duration, datasets int) *origins {
-	return &origins{byName: map[string]*origin{}, idleness: idleness, maxLag: maxLag, datasets: datasets}
+func newOrigins(idleness, lateness, maxLag time.Duration, datasets int) *origins {
+	return &origins{byName: map[string]*origin{}, idleness: idleness, watchIdleness: max(idleness, lateness),
+		maxLag: maxLag, datasets: datasets}
 }
 
 // get returns the named origin, creating it on first use.
@@ -96,15 +101,16 @@ func (o *origins) tick(now time.Time) {
 	}
 }
 
-// active reports whether s holds the input's time back.
-func (o *origins) active(s *origin) bool {
+// active reports whether s holds the input's time back: it has not ended
+// and has delivered within idle of the arrival clock.
+func (o *origins) active(s *origin, idle time.Duration) bool {
 	if s.ended {
 		return false
 	}
 	if o.arrived.IsZero() {
 		return true // no arrival clock: only the end of an origin ends it
 	}
-	return !s.arrived.IsZero() && o.arrived.Sub(s.arrived) < o.idleness
+	return !s.arrived.IsZero() && o.arrived.Sub(s.arrived) < idle
 }
 
 // advanced is an idle origin's time t moved on by the arrival time elapsed
@@ -128,11 +134,11 @@ func (o *origins) advanced(s *origin, t time.Time) time.Time {
 // would otherwise hold every window and timer of every other origin for as
 // long as it keeps sending. An origin further behind than maxLag has its
 // events marked late, as before origins existed.
-func (o *origins) minOver(at func(*origin) time.Time, except *origin, allIdle bool) (t time.Time, ok, exceptHolds bool) {
+func (o *origins) minOver(at func(*origin) time.Time, idle time.Duration, except *origin, allIdle bool) (t time.Time, ok, exceptHolds bool) {
 	var lead time.Time
 	anyActive := false
 	for _, s := range o.all {
-		if v := at(s); !v.IsZero() && o.active(s) {
+		if v := at(s); !v.IsZero() && o.active(s, idle) {
 			anyActive = true
 			if v.After(lead) {
 				lead = v
@@ -143,7 +149,7 @@ func (o *origins) minOver(at func(*origin) time.Time, except *origin, allIdle bo
 		floor := lead.Add(-o.maxLag)
 		for _, s := range o.all {
 			v := at(s)
-			if v.IsZero() || v.Before(floor) || !o.active(s) {
+			if v.IsZero() || v.Before(floor) || !o.active(s, idle) {
 				continue
 			}
 			if s == except {
@@ -171,13 +177,18 @@ func (o *origins) minOver(at func(*origin) time.Time, except *origin, allIdle bo
 
 // timeOf is minOver of the origins' newest event time.
 func (o *origins) timeOf(except *origin, allIdle bool) (t time.Time, ok, exceptHolds bool) {
-	return o.minOver(func(s *origin) time.Time { return s.maxSeen }, except, allIdle)
+	return o.minOver(func(s *origin) time.Time { return s.maxSeen }, o.idleness, except, allIdle)
 }
 
 // progressOf is minOver of watched dataset d's newest event time, over the
-// origins that carried it.
+// origins that carried it. A carrier stops holding it back only after
+// watchIdleness — at least the lateness — not the idleness: a watcher
+// acts on this progress at once (the issuer rule judges a token never
+// minted), so a stalled issuer shipper must hold it as long as the
+// lateness rule would have waited; a quiet issuer then costs no more than
+// the lateness rule did.
 func (o *origins) progressOf(d int, except *origin, allIdle bool) (t time.Time, ok, exceptHolds bool) {
-	return o.minOver(func(s *origin) time.Time { return s.watched[d] }, except, allIdle)
+	return o.minOver(func(s *origin) time.Time { return s.watched[d] }, o.watchIdleness, except, allIdle)
 }
 
 // forget drops origins that can no longer matter: ended ones (a later

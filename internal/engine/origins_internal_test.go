@@ -11,7 +11,7 @@ import (
 func TestOriginsForget(t *testing.T) {
 	w0 := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
 	t0 := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
-	o := newOrigins(time.Minute, time.Hour, 0)
+	o := newOrigins(time.Minute, time.Minute, time.Hour, 0)
 	// Each origin's events are an hour or so behind their arrival.
 	at := func(name string, arrived time.Duration, behind time.Duration) {
 		s := o.get(name)

@@ -165,7 +165,10 @@ func TestOrigins(t *testing.T) {
 				// a backfill: event time two days behind arrival
 				{origin: "tok", arrived: 0, events: []event.Event{gw("a", 10*m), mintAt("m", 9*m)}, wm: 9 * m, prog: 9 * m},
 				{tick: 29 * time.Second, wm: 9 * m, prog: 9 * m},
-				{tick: 30 * time.Second, wm: 9*m + 30*time.Second, prog: 9*m + 30*time.Second},
+				// idle for the watermark after the idleness (30 s), for a
+				// watched stream only after the lateness (1 m)
+				{tick: 30 * time.Second, wm: 9*m + 30*time.Second, prog: 9 * m},
+				{tick: 60 * time.Second, wm: 10 * m, prog: 10 * m},
 				{tick: 5 * m, wm: 14 * m, prog: 14 * m},
 				// the backfill resumes where it was, not late
 				{origin: "tok", arrived: 5*m + time.Second, events: []event.Event{gw("b", 14*m+10*time.Second)}, wm: 14 * m, prog: 14 * m},
@@ -176,7 +179,11 @@ func TestOrigins(t *testing.T) {
 			steps: []step{
 				{origin: "issuer", arrived: 0, events: []event.Event{mintAt("m", 10*m)}, wm: 9 * m, prog: 10 * m},
 				{origin: "gw", arrived: 10 * time.Second, events: []event.Event{gw("a", 10*m+10*time.Second)}, wm: 9 * m, prog: 10 * m},
-				{origin: "gw", arrived: 40 * time.Second, events: []event.Event{gw("b", 10*m+40*time.Second)}, wm: 9*m + 40*time.Second, prog: 10*m + 40*time.Second},
+				// the issuer stops holding the watermark after the idleness,
+				// its own stream only after the lateness: a stalled issuer
+				// shipper is waited for as long as the lateness rule would
+				{origin: "gw", arrived: 40 * time.Second, events: []event.Event{gw("b", 10*m+40*time.Second)}, wm: 9*m + 40*time.Second, prog: 10 * m},
+				{origin: "gw", arrived: 60 * time.Second, events: []event.Event{gw("c", 11*m)}, wm: 10 * m, prog: 11 * m},
 			},
 		},
 	} {
