@@ -15,16 +15,17 @@ import (
 )
 
 // ScopeQuery builds a ledger query from scope parameters — the same names
-// on the command line and in GET /v1/scope: key, principal, source
-// (address or CIDR), network, country (each repeatable or
-// comma-separated), alert (its entity), from and to (RFC 3339 or
+// on the command line and in GET /v1/scope: key (a signing key,
+// token.key_id), token (token.id: a token's id, a cloud access key id),
+// principal, source (address or CIDR), network, country (each repeatable
+// or comma-separated), alert (its entity), from and to (RFC 3339 or
 // YYYY-MM-DD, UTC days, inclusive) and intersect.
 func ScopeQuery(v url.Values, alert func(id string) (event.Alert, error)) (ledger.Query, error) {
 	var q ledger.Query
 	for _, d := range []struct {
 		param string
 		dim   ledger.Dimension
-	}{{"key", ledger.Key}, {"principal", ledger.Principal}, {"source", ledger.Source}, {"network", ledger.Network}, {"country", ledger.Country}} {
+	}{{"key", ledger.Key}, {"token", ledger.Token}, {"principal", ledger.Principal}, {"source", ledger.Source}, {"network", ledger.Network}, {"country", ledger.Country}} {
 		var vals []string
 		for _, raw := range v[d.param] {
 			for _, s := range strings.Split(raw, ",") {
@@ -57,12 +58,12 @@ func ScopeQuery(v url.Values, alert func(id string) (event.Alert, error)) (ledge
 		}
 		dim, ok := ledger.OfEntity(a.Entity.Kind)
 		if !ok {
-			return q, fmt.Errorf("alert %s is about a %s, which the ledger does not index; scope by key, principal, source, network or country instead", id, a.Entity.Kind)
+			return q, fmt.Errorf("alert %s is about a %s, which the ledger does not index; scope by key, token, principal, source, network or country instead", id, a.Entity.Kind)
 		}
 		q.Terms = append(q.Terms, ledger.Term{Dim: dim, Values: []string{a.Entity.ID}})
 	}
 	if len(q.Terms) == 0 {
-		return q, errors.New("say whose scope: key, principal, source, network, country or alert")
+		return q, errors.New("say whose scope: key, token, principal, source, network, country or alert")
 	}
 	var err error
 	if q.From, err = parseDay(v.Get("from")); err != nil {
@@ -82,6 +83,49 @@ func ScopeQuery(v url.Values, alert func(id string) (event.Alert, error)) (ledge
 		return q, fmt.Errorf("intersect: want true or false, got %q", i)
 	}
 	return q, nil
+}
+
+// ScopeHint explains an empty answer that selected by signing key: key
+// selects token.key_id (the key that signs tokens), while an access key id
+// (AWS AKIA…/ASIA…) or a token's own id is token.id, selected by token. It
+// returns "" when there is nothing to explain.
+func ScopeHint(res *ledger.Result) string {
+	if res == nil || res.Total != 0 {
+		return ""
+	}
+	for _, t := range res.Terms {
+		if t.Dim != ledger.Key {
+			continue
+		}
+		for _, v := range t.Values {
+			if looksLikeAccessKey(v) {
+				return fmt.Sprintf("key selects signing keys (token.key_id); %s looks like an access key id, which is a token id (token.id): select it with token=%s (--token %s)", v, v, v)
+			}
+		}
+		return "key selects signing keys (token.key_id); to select a token or an access key by its own id (token.id), use token (--token)"
+	}
+	return ""
+}
+
+// looksLikeAccessKey: an AWS access key id, four upper-case letters of
+// its kind (AKIA long-term, ASIA temporary, …) and 16 more.
+func looksLikeAccessKey(s string) bool {
+	if len(s) != 20 || (!strings.HasPrefix(s, "AKIA") && !strings.HasPrefix(s, "ASIA")) {
+		return false
+	}
+	for _, c := range s {
+		if (c < 'A' || c > 'Z') && (c < '0' || c > '9') {
+			return false
+		}
+	}
+	return true
+}
+
+// scopeAnswer is GET /v1/scope's JSON: the result and, for an empty answer
+// that a wrong selector may explain, a hint.
+type scopeAnswer struct {
+	*ledger.Result
+	Hint string `json:"hint,omitempty"`
 }
 
 func parseDay(s string) (time.Time, error) {
@@ -138,7 +182,7 @@ func (s *Server) handleScope(w http.ResponseWriter, r *http.Request) {
 	detail := map[string]any{"query": r.URL.RawQuery, "records": res.Total, "export": exp}
 	if exp == "" {
 		s.audit(r, "scope_read", detail)
-		writeJSON(w, http.StatusOK, res)
+		writeJSON(w, http.StatusOK, scopeAnswer{Result: res, Hint: ScopeHint(res)})
 		return
 	}
 	if exp == "csv" {

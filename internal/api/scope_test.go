@@ -49,7 +49,7 @@ func TestScopeQueryAlert(t *testing.T) {
 		{"al-source", ledger.Source, ""},
 		{"al-network", ledger.Network, ""},
 		{"al-country", ledger.Country, ""},
-		{"al-token", "", "is about a token"},
+		{"al-token", ledger.Token, ""},
 		{"al-role", "", "is about a role"},
 		{"al-missing", "", "not found"},
 	} {
@@ -105,7 +105,7 @@ func scopeServer(t *testing.T) (srv *httptest.Server, audit *[]auditEntry, reads
 	t.Helper()
 	audit, reads = new([]auditEntry), new(int)
 	h := api.New(api.Options{
-		Alerts: &fakeStore{alerts: []event.Alert{{ID: "al-token", Entity: event.EntityKey{Kind: event.EntityToken, ID: "t"}}}},
+		Alerts: &fakeStore{alerts: []event.Alert{{ID: "al-role", Entity: event.EntityKey{Kind: "role", ID: "cs-agent"}}}},
 		Scope:  ledgerOf{reads},
 		Audit: func(_ context.Context, _ time.Time, kind, _ string, detail any) error {
 			*audit = append(*audit, auditEntry{kind, detail.(map[string]any)})
@@ -136,7 +136,7 @@ func TestScopeBadParameters(t *testing.T) {
 		{"key=k&from=2025-06-02&to=2025-06-01", 400, "to is before from"},
 		{"key=k&intersect=maybe", 400, "intersect: want true or false"},
 		{"", 400, "say whose scope"},
-		{"alert=al-token", 400, "is about a token"},
+		{"alert=al-role", 400, "is about a role"},
 		{"alert=al-nope", 404, "not found"},
 	} {
 		resp, err := http.Get(srv.URL + "/v1/scope?" + tc.query)
@@ -152,6 +152,32 @@ func TestScopeBadParameters(t *testing.T) {
 	}
 	if *reads != 0 || len(*audit) != 0 {
 		t.Errorf("refused requests read the ledger %d times and were audited: %+v", *reads, *audit)
+	}
+}
+
+// An empty answer by signing key says that key selects token.key_id and
+// that an access key id is selected by token; other answers carry no hint.
+func TestScopeHint(t *testing.T) {
+	srv, _, _ := scopeServer(t)
+	for _, tc := range []struct{ query, hint string }{
+		{"key=ASIA3EXAMPLEINST1KEY", "ASIA3EXAMPLEINST1KEY looks like an access key id, which is a token id (token.id): select it with token=ASIA3EXAMPLEINST1KEY"},
+		{"key=nope", "key selects signing keys (token.key_id); to select a token or an access key by its own id (token.id), use token"},
+		{"key=k", ""},
+		{"token=ASIA3EXAMPLEINST1KEY", ""},
+	} {
+		resp, err := http.Get(srv.URL + "/v1/scope?" + tc.query)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var res struct {
+			Total int
+			Hint  string
+		}
+		err = json.NewDecoder(resp.Body).Decode(&res)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || err != nil || !strings.Contains(res.Hint, tc.hint) || (tc.hint == "") != (res.Hint == "") {
+			t.Errorf("%s: %d total %d hint %q (%v), want hint %q", tc.query, resp.StatusCode, res.Total, res.Hint, err, tc.hint)
+		}
 	}
 }
 

@@ -25,6 +25,7 @@ import (
 	"github.com/haechi-sec/haechi/internal/detect/behaviour"
 	"github.com/haechi-sec/haechi/internal/detect/binding"
 	"github.com/haechi-sec/haechi/internal/detect/canary"
+	"github.com/haechi-sec/haechi/internal/detect/cloudcred"
 	"github.com/haechi-sec/haechi/internal/detect/credential"
 	"github.com/haechi-sec/haechi/internal/detect/fanout"
 	"github.com/haechi-sec/haechi/internal/detect/geo"
@@ -215,6 +216,16 @@ func Detectors(cfg config.Config, canaryIDs []string) []engine.Detector {
 	if cn := cfg.Detectors.CredentialNetwork; cn.Enabled {
 		ds = append(ds, credential.New(credential.Options{Idle: cn.Idle.D()}))
 	}
+	if cc := cfg.Detectors.CloudCredential; cc.Enabled {
+		// NewPipeline has refused a ranges file that does not load; one
+		// that stopped loading since leaves the AS numbers to judge.
+		ranges, _ := CloudRanges(cfg)
+		asns := make([]uint32, 0, len(cc.ProviderASNs))
+		for _, a := range cc.ProviderASNs {
+			asns = append(asns, uint32(a)) // #nosec G115 -- Validate keeps AS numbers in 1..2³²-1
+		}
+		ds = append(ds, cloudcred.New(cloudcred.Options{Ranges: ranges, ProviderASNs: asns, Idle: cc.Idle.D()}))
+	}
 	if pg := cfg.Detectors.PrincipalGeo; pg.Enabled {
 		ds = append(ds, geo.New(geo.Options{
 			HostingMarkers: pg.HostingMarkers,
@@ -230,6 +241,15 @@ func Detectors(cfg config.Config, canaryIDs []string) []engine.Detector {
 		}))
 	}
 	return ds
+}
+
+// CloudRanges loads the provider ranges of the cloud_credential detector:
+// the configured file, or the copy embedded in haechi when none is named.
+func CloudRanges(cfg config.Config) (*cloudcred.Ranges, error) {
+	if p := cfg.Detectors.CloudCredential.ProviderRanges; p != "" {
+		return cloudcred.LoadRanges(p)
+	}
+	return cloudcred.DefaultRanges()
 }
 
 // AlertOptions are the alert stage's options from the configuration
@@ -262,6 +282,13 @@ func NewPipeline(opts PipelineOptions) (*Pipeline, error) {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	cfg := opts.Config
+	if cfg.Detectors.CloudCredential.Enabled && !opts.LedgerOnly {
+		r, err := CloudRanges(cfg)
+		if err != nil {
+			return nil, fmt.Errorf("detectors.cloud_credential.provider_ranges: %w", err)
+		}
+		opts.Logger.Debug("cloud_credential: provider ranges", "source", r.Source(), "prefixes", r.Len())
+	}
 	geo, err := openGeo(cfg, opts.Logger, opts.Registerer)
 	if err != nil {
 		return nil, err

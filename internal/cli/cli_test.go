@@ -278,6 +278,41 @@ func TestScopeAfterReplay(t *testing.T) {
 	}
 }
 
+// Instance-role credentials used from outside AWS (CloudTrail, no prior
+// history): the alert is about the access key, and scope answers for it
+// by --token (or --access-key, or the alert); --key, which selects
+// signing keys, answers 0 and says why.
+func TestScopeAccessKey(t *testing.T) {
+	const ct = "../detect/cloudcred/testdata/outside/events.cloudtrail.json"
+	const ak = "ASIA3EXAMPLEINST1KEY"
+	data := filepath.Join(t.TempDir(), "data")
+	code, stdout, stderr := run(t, "replay", "--data-dir", data, ct)
+	if code != 0 {
+		t.Fatalf("replay: exit %d\n%s", code, stderr)
+	}
+	var alertID string
+	for _, a := range alerts(t, stdout) {
+		if a.Detector == "cloud_credential" && a.Entity.ID == ak {
+			alertID = a.ID
+		}
+	}
+	if alertID == "" {
+		t.Fatalf("no cloud_credential alert on %s:\n%s", ak, stdout)
+	}
+	for _, args := range [][]string{{"--token", ak}, {"--access-key", ak}, {"--alert", alertID}} {
+		code, stdout, stderr := run(t, append([]string{"scope", "--json", "--data-dir", data}, args...)...)
+		var res struct{ Total int }
+		if code != 0 || json.Unmarshal([]byte(stdout), &res) != nil || res.Total != 1 {
+			t.Errorf("%v: exit %d, total %d, want 1\n%s%s", args, code, res.Total, stdout, stderr)
+		}
+	}
+	code, stdout, stderr = run(t, "scope", "--data-dir", data, "--key", ak)
+	if code != 0 || !strings.Contains(stdout, "0 distinct records") || !strings.Contains(stdout, "hint: key selects signing keys (token.key_id); "+ak+" looks like an access key id") ||
+		!strings.Contains(stdout, "--token "+ak) {
+		t.Errorf("--key %s: exit %d\n%s%s", ak, code, stdout, stderr)
+	}
+}
+
 func TestReport(t *testing.T) {
 	data := filepath.Join(t.TempDir(), "data")
 	code, stdout, stderr := run(t, "replay", "--data-dir", data, contractPath)

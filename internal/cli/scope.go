@@ -19,7 +19,8 @@ import (
 
 type scopeCmd struct {
 	storeFlag
-	Key       []string `placeholder:"ID" help:"Signing key id (repeatable)."`
+	Key       []string `placeholder:"ID" help:"Signing key id: token.key_id, the key that signs tokens (repeatable). An access key or a token is --token."`
+	Token     []string `placeholder:"ID" aliases:"access-key" help:"Token id: token.id, a token's own id or a cloud access key id such as ASIA… (repeatable; alias --access-key)."`
 	Principal []string `placeholder:"ID" help:"Principal (user.id; repeatable)."`
 	Source    []string `placeholder:"ADDR|CIDR" help:"Source address or network (repeatable)."`
 	Network   []string `placeholder:"AS|CIDR" help:"Source network as recorded (AS4766, or a /24 or /64; repeatable)."`
@@ -48,7 +49,7 @@ func (c *scopeCmd) Run(e *env) (err error) {
 	if err := validate(&cfg); err != nil {
 		return err
 	}
-	v := url.Values{"key": c.Key, "principal": c.Principal, "source": c.Source, "network": c.Network, "country": c.Country, "alert": c.Alert}
+	v := url.Values{"key": c.Key, "token": c.Token, "principal": c.Principal, "source": c.Source, "network": c.Network, "country": c.Country, "alert": c.Alert}
 	v.Set("from", c.From)
 	v.Set("to", c.To)
 	if c.Intersect {
@@ -98,10 +99,17 @@ func (c *scopeCmd) Run(e *env) (err error) {
 			return werr
 		}
 	}
+	hint := api.ScopeHint(res)
 	if c.JSON {
 		enc := json.NewEncoder(e.stdout)
 		enc.SetEscapeHTML(false)
-		return enc.Encode(res)
+		if err := enc.Encode(res); err != nil {
+			return err
+		}
+		if hint != "" {
+			fmt.Fprintln(e.stderr, "hint: "+hint)
+		}
+		return nil
 	}
 	w := e.stdout
 	for _, id := range c.Alert {
@@ -140,6 +148,9 @@ func (c *scopeCmd) Run(e *env) (err error) {
 		}
 	}
 	fmt.Fprintf(w, "only a name exposed: %d\n", res.NameOnly)
+	if hint != "" {
+		fmt.Fprintf(w, "hint: %s\n", hint)
+	}
 	if c.Export != "" {
 		fmt.Fprintf(w, "record ids written to %s\n", c.Export)
 	}

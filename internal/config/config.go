@@ -302,6 +302,7 @@ type Detectors struct {
 	PrincipalGeo       PrincipalGeo       `yaml:"principal_geo"`
 	IdentityLifecycle  IdentityLifecycle  `yaml:"identity_lifecycle"`
 	CredentialNetwork  CredentialNetwork  `yaml:"credential_network"`
+	CloudCredential    CloudCredential    `yaml:"cloud_credential"`
 	RecordVolume       RecordVolume       `yaml:"record_volume"`
 	OffHours           OffHours           `yaml:"off_hours"`
 	PeerRoute          PeerRoute          `yaml:"peer_route"`
@@ -388,6 +389,31 @@ type CredentialNetwork struct {
 	// Idle is how long an unused credential is remembered.
 	Idle Duration `yaml:"idle"`
 }
+
+// CloudCredential configures the detector for a cloud workload's
+// temporary credentials (an EC2 instance's or ECS task's role session,
+// ASIA… keys) used outside the provider's networks or from a network other
+// than the workload's (GuardDuty's InstanceCredentialExfiltration).
+type CloudCredential struct {
+	Enabled bool `yaml:"enabled"`
+	// ProviderRanges is the path of the provider's published address
+	// ranges: AWS's ip-ranges.json as downloaded from
+	// https://ip-ranges.amazonaws.com/ip-ranges.json, or lines of
+	// "PREFIX REGION". Empty uses the copy embedded in haechi (its date is
+	// in every explanation); AWS adds prefixes weekly, so production
+	// configures a file refreshed by cron.
+	ProviderRanges string `yaml:"provider_ranges"`
+	// ProviderASNs are the provider's autonomous systems, judged when
+	// events carry source.as.number (GeoIP ASN enrichment): an address of
+	// one of them is inside even when the ranges file is older than it.
+	ProviderASNs []int64 `yaml:"provider_asns"`
+	// Idle is how long an unused role session is remembered.
+	Idle Duration `yaml:"idle"`
+}
+
+// DefaultProviderASNs are AWS's main autonomous systems: AS16509
+// (AMAZON-02) and AS14618 (AMAZON-AES).
+var DefaultProviderASNs = []int64{16509, 14618}
 
 // PrincipalGeo configures the detector for where principals act from:
 // customers on hosting networks or in new countries, staff abroad.
@@ -596,6 +622,11 @@ func Default() Config {
 			CredentialNetwork: CredentialNetwork{
 				Enabled: true,
 				Idle:    Duration(14 * 24 * time.Hour),
+			},
+			CloudCredential: CloudCredential{
+				Enabled:      true,
+				ProviderASNs: append([]int64(nil), DefaultProviderASNs...),
+				Idle:         Duration(7 * 24 * time.Hour),
 			},
 			PrincipalGeo: PrincipalGeo{
 				Enabled:         true,

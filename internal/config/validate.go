@@ -265,6 +265,18 @@ func (d Detectors) check(add addFunc) {
 	if idle := d.CredentialNetwork.Idle; idle <= 0 {
 		add("credential_network.idle", "must be positive, got %s", idle)
 	}
+	cc := d.CloudCredential
+	if cc.Idle <= 0 {
+		add("cloud_credential.idle", "must be positive, got %s", cc.Idle)
+	}
+	if cc.ProviderRanges != "" && strings.TrimSpace(cc.ProviderRanges) == "" {
+		add("cloud_credential.provider_ranges", "blank path (leave it empty for the embedded ranges)")
+	}
+	for i, a := range cc.ProviderASNs {
+		if a < 1 || a > 1<<32-1 {
+			add(fmt.Sprintf("cloud_credential.provider_asns[%d]", i), "want an AS number from 1 to 4294967295, got %d", a)
+		}
+	}
 	if dormancy := d.IdentityLifecycle.Dormancy; dormancy <= 0 {
 		add("identity_lifecycle.dormancy", "must be positive, got %s", dormancy)
 	}

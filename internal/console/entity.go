@@ -122,7 +122,7 @@ func (c *Console) entity(w http.ResponseWriter, r *http.Request) {
 		q := url.Values{string(dim): {e.ID}, "from": {from.Format("2006-01-02")}, "to": {to.Format("2006-01-02")}}
 		v.ScopeURL = "/scope?" + q.Encode()
 	} else {
-		v.Note = fmt.Sprintf("The access ledger is kept by principal, key, source, network and country; a %s has no records-per-day chart.", e.Kind)
+		v.Note = fmt.Sprintf("The access ledger is kept by principal, key, token, source, network and country; a %s has no records-per-day chart.", e.Kind)
 	}
 	for _, src := range c.opts.EntitySeries {
 		ss, err := src(ctx, e, from, to)

@@ -17,6 +17,7 @@ type scopeView struct {
 	Dims                    []string
 	Asked                   bool
 	Err                     string
+	Hint                    string // why an empty answer may be the wrong selector
 	Result                  *ledger.Result
 	ByType, ByField         []kv
 	ExportCSV, ExportNDJSON template.URL // the API's exports of this scope
@@ -38,13 +39,13 @@ func sortedKV(m map[string]int64) []kv {
 
 func (c *Console) scope(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
-	v := scopeView{Dims: []string{"key", "principal", "source", "network", "country"}, From: q.Get("from"), To: q.Get("to")}
+	v := scopeView{Dims: []string{"key", "token", "principal", "source", "network", "country"}, From: q.Get("from"), To: q.Get("to")}
 	// The form sends dim + value; links from other pages send key=… etc.
 	vals := url.Values{}
 	if d, val := q.Get("dim"), strings.TrimSpace(q.Get("value")); d != "" || val != "" {
 		v.Dim, v.Value = d, val
 		if !ledger.Dimension(d).Valid() {
-			v.Err = fmt.Sprintf("choose what to scope by: key, principal, source, network or country (got %q)", d)
+			v.Err = fmt.Sprintf("choose what to scope by: key, token, principal, source, network or country (got %q)", d)
 		} else if val == "" {
 			v.Err = "say whose scope: enter a " + d
 		}
@@ -80,6 +81,7 @@ func (c *Console) scope(w http.ResponseWriter, r *http.Request) {
 			}
 			c.audit(r, "console_scope_read", map[string]any{"query": vals.Encode(), "records": res.Total})
 			v.Result, v.ByType, v.ByField = res, sortedKV(res.ByType), sortedKV(res.ByField)
+			v.Hint = api.ScopeHint(res)
 			v.ExportCSV = template.URL("/v1/scope?" + vals.Encode() + "&export=csv")       // #nosec G203 -- a constant path and an encoded query
 			v.ExportNDJSON = template.URL("/v1/scope?" + vals.Encode() + "&export=ndjson") // #nosec G203 -- a constant path and an encoded query
 		}

@@ -47,6 +47,8 @@ func newDetector(dim Dimension, l *Ledger) *Detector {
 		d.kind = event.EntityPrincipal
 	case Key:
 		d.kind = event.EntitySigningKey
+	case Token:
+		d.kind = event.EntityToken
 	case Source:
 		d.kind = event.EntitySource
 		d.names = &netname.Cache{}
@@ -92,6 +94,8 @@ func (d *Detector) Key(ev *event.Event) (event.EntityKey, bool) {
 		v = ev.User.ID
 	case Key:
 		v = ev.Token.KeyID
+	case Token:
+		v = ev.Token.ID
 	case Source:
 		if !ev.Source.IP.IsValid() {
 			return event.EntityKey{}, false

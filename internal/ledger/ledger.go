@@ -1,6 +1,7 @@
 // Package ledger keeps the access ledger: for every value of a dimension —
-// principal (user.id), token signing key (token.key_id), source address,
-// source network (AS or /24, /64), country — and every UTC day, a roaring
+// principal (user.id), token signing key (token.key_id), token (token.id:
+// a gateway token's id, a cloud access key id), source address, source
+// network (AS or /24, /64), country — and every UTC day, a roaring
 // bitmap of the record ids touched, per record type and per personal-data
 // field category, so that "which customers did this key expose between T1
 // and T2" is answered exactly (Scope) long after the events are gone.
@@ -49,21 +50,24 @@ type Dimension string
 const (
 	Principal Dimension = "principal" // user.id
 	Key       Dimension = "key"       // token.key_id
+	Token     Dimension = "token"     // token.id (a token's jti, an access key id)
 	Source    Dimension = "source"    // source.ip
 	Network   Dimension = "network"   // "AS4766", else the /24 or /64 prefix
 	Country   Dimension = "country"   // source.geo.country_iso_code
 )
 
 // OfEntity returns the dimension that indexes entities of kind k (an
-// alert's scope is its entity's): principals, signing keys, source
-// addresses, networks and countries have one; tokens, records and roles
-// do not.
+// alert's scope is its entity's): principals, signing keys, tokens
+// (access keys), source addresses, networks and countries have one;
+// records and roles do not.
 func OfEntity(k event.EntityKind) (Dimension, bool) {
 	switch k {
 	case event.EntityPrincipal:
 		return Principal, true
 	case event.EntitySigningKey:
 		return Key, true
+	case event.EntityToken:
+		return Token, true
 	case event.EntitySource:
 		return Source, true
 	case EntityNetwork:
@@ -75,7 +79,7 @@ func OfEntity(k event.EntityKind) (Dimension, bool) {
 }
 
 // Dimensions lists every dimension, in a stable order.
-var Dimensions = []Dimension{Principal, Key, Source, Network, Country}
+var Dimensions = []Dimension{Principal, Key, Token, Source, Network, Country}
 
 // Valid reports whether d is a known dimension.
 func (d Dimension) Valid() bool {

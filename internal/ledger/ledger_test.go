@@ -127,7 +127,7 @@ func TestScopeHandmade(t *testing.T) {
 		t.Run(v.name, func(t *testing.T) {
 			st := openStore(t)
 			stats := record(t, st, "testdata/scope.ndjson", v.shards, v.opts)
-			if stats.Touches != 41 || stats.Lost != 0 || stats.DictLength != 2 {
+			if stats.Touches != 50 || stats.Lost != 0 || stats.DictLength != 2 {
 				t.Errorf("stats %+v", stats)
 			}
 			k1 := want{
@@ -171,6 +171,19 @@ func TestScopeHandmade(t *testing.T) {
 				ByField: map[string]int64{"name": 3}, NameOnly: 3,
 				First: ts("2025-07-01T10:00:00Z"), Last: ts("2025-07-01T10:00:00Z"),
 				Export: "customer,1\ncustomer,2\ncustomer,007\n",
+			})
+			// token.id (a gateway token, an access key): its own records,
+			// not its key's; a refused request (t4's 403) exposed nothing.
+			check(t, "token t3", scope(t, st, ledger.Query{Terms: []ledger.Term{k(ledger.Token, "t3")}}), want{
+				Total: 3, ByType: map[string]int64{"customer": 2, "address": 1},
+				ByField: map[string]int64{"name": 2, "address": 1, "entrance_code": 3},
+				First:   ts("2025-07-02T00:00:01Z"), Last: ts("2025-07-02T00:00:02Z"),
+				Export: "address,a:3:1\ncustomer,3\ncustomer,4\n",
+			})
+			check(t, "token t4", scope(t, st, ledger.Query{Terms: []ledger.Term{k(ledger.Token, "t4")}}), want{
+				Total: 1, ByType: map[string]int64{"customer": 1},
+				First: ts("2025-07-05T12:00:00Z"), Last: ts("2025-07-05T12:00:00Z"),
+				Export: "customer,5\n",
 			})
 			check(t, "roster and user-less ignored", scope(t, st, ledger.Query{Terms: []ledger.Term{k(ledger.Principal, "m:9")}}), want{})
 

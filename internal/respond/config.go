@@ -31,6 +31,7 @@ import (
 	"github.com/haechi-sec/haechi/internal/detect/behaviour"
 	"github.com/haechi-sec/haechi/internal/detect/binding"
 	"github.com/haechi-sec/haechi/internal/detect/canary"
+	"github.com/haechi-sec/haechi/internal/detect/cloudcred"
 	"github.com/haechi-sec/haechi/internal/detect/credential"
 	"github.com/haechi-sec/haechi/internal/detect/fanout"
 	"github.com/haechi-sec/haechi/internal/detect/geo"
@@ -256,6 +257,15 @@ func DefaultConfig() Config {
 				Name:    "canary_read",
 				Match:   Match{Detectors: []string{canary.Name}},
 				Actions: []ActionSpec{{Kind: KindBlockSource}, {Kind: KindNotify}},
+			},
+			{
+				// A workload's role credentials used away from it: revoke
+				// the access key (for AWS, a receiver denies the role's
+				// sessions issued before now, aws:TokenIssueTime) and block
+				// where it was used from.
+				Name:    "cloud_credential",
+				Match:   Match{Detectors: []string{cloudcred.Name}},
+				Actions: []ActionSpec{{Kind: KindRevokeToken}, {Kind: KindBlockSource}, {Kind: KindNotify}},
 			},
 			{
 				Name:    "behavioural_notify",

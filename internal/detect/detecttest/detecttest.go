@@ -1,8 +1,10 @@
 // Package detecttest runs detector golden tests: every directory under a
-// detector's testdata/ holds events.ndjson (contract NDJSON) and want.json
-// (the findings expected, in a stable order). The events go through the
-// real decoder and the real engine — several shards, the default lateness —
-// so a golden test exercises exactly the path production takes.
+// detector's testdata/ holds events.ndjson (contract NDJSON) or
+// events.cloudtrail.json (AWS CloudTrail records, a {"Records":[...]} file
+// or one record per line) and want.json (the findings expected, in a
+// stable order). The events go through the real decoder of their format
+// and the real engine — several shards, the default lateness — so a
+// golden test exercises exactly the path production takes.
 //
 // Run the tests with -update to rewrite want.json from what the detector
 // produces; review the diff before committing it.
@@ -25,6 +27,7 @@ import (
 	"github.com/haechi-sec/haechi/internal/decode"
 	"github.com/haechi-sec/haechi/internal/engine"
 	"github.com/haechi-sec/haechi/internal/event"
+	"github.com/haechi-sec/haechi/internal/input/cloudtrail"
 	"github.com/haechi-sec/haechi/internal/snap"
 )
 
@@ -34,6 +37,42 @@ var update = flag.Bool("update", false, "rewrite golden want.json files")
 // returns every finding, sorted by time, detector, entity, kind and
 // evidence. Lines that fail to decode fail the test.
 func Findings(t testing.TB, events io.Reader, shards int, dets ...engine.Detector) []event.Finding {
+	t.Helper()
+	return findings(t, readEvents(t, events), shards, dets...)
+}
+
+// CloudTrailFile is the name of a golden case's events in CloudTrail form.
+const CloudTrailFile = "events.cloudtrail.json"
+
+// ReadFile decodes a case's events with the decoder its name says:
+// CloudTrail for names ending in .cloudtrail.json, the event contract
+// otherwise. Entries that fail to decode fail the test.
+func ReadFile(t testing.TB, path string) []event.Event {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if !strings.HasSuffix(path, ".cloudtrail.json") {
+		return readEvents(t, f)
+	}
+	rd := cloudtrail.NewReader(f, 0, cloudtrail.Options{})
+	var evs []event.Event
+	for {
+		var ev event.Event
+		err := rd.Next(&ev)
+		if errors.Is(err, io.EOF) {
+			return evs
+		}
+		if err != nil {
+			t.Fatalf("%s: %v", path, err)
+		}
+		evs = append(evs, ev)
+	}
+}
+
+func findings(t testing.TB, evs []event.Event, shards int, dets ...engine.Detector) []event.Finding {
 	t.Helper()
 	eng, err := engine.New(engine.Options{Detectors: dets, Shards: shards, InputName: func(uint32) string { return "events.ndjson" }})
 	if err != nil {
@@ -49,19 +88,6 @@ func Findings(t testing.TB, events io.Reader, shards int, dets ...engine.Detecto
 	}()
 	runErr := make(chan error, 1)
 	go func() { runErr <- eng.Run(context.Background()) }()
-	rd := decode.NewReader(events, 0, 0)
-	var evs []event.Event
-	for {
-		var ev event.Event
-		err := rd.Next(&ev)
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			t.Fatalf("events: %v", err)
-		}
-		evs = append(evs, ev)
-	}
 	// One event per batch: the engine sees the stream as a live source would.
 	for i := range evs {
 		if err := eng.Submit(context.Background(), engine.Batch{Events: evs[i : i+1 : i+1]}); err != nil {
@@ -94,19 +120,20 @@ func Golden(t *testing.T, dir string, mk func() []engine.Detector) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	ct, err := filepath.Glob(filepath.Join(dir, "*", CloudTrailFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cases = append(cases, ct...)
 	if len(cases) == 0 {
 		t.Fatalf("no golden cases under %s", dir)
 	}
 	for _, evPath := range cases {
 		caseDir := filepath.Dir(evPath)
 		t.Run(filepath.Base(caseDir), func(t *testing.T) {
+			evs := ReadFile(t, evPath)
 			for _, shards := range []int{1, 3} {
-				f, err := os.Open(evPath)
-				if err != nil {
-					t.Fatal(err)
-				}
-				got := Findings(t, f, shards, mk()...)
-				f.Close()
+				got := findings(t, evs, shards, mk()...)
 				if got == nil {
 					got = []event.Finding{}
 				}
@@ -155,15 +182,8 @@ func snapshots(dets []engine.Detector) bool {
 // uninterrupted run.
 func checkRestart(t *testing.T, evPath string, mk func() []engine.Detector) {
 	t.Helper()
-	f, err := os.Open(evPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	evs := readEvents(t, f)
-	f.Close()
-	f, _ = os.Open(evPath)
-	want := Findings(t, f, 3, mk()...)
-	f.Close()
+	evs := ReadFile(t, evPath)
+	want := findings(t, evs, 3, mk()...)
 	if want == nil {
 		want = []event.Finding{}
 	}
@@ -294,12 +314,7 @@ func Restart(t testing.TB, evs []event.Event, cut, shards int, mk func() []engin
 // of the case after it must not panic either). The corpus is seeded with
 // real snapshots taken over the case's events.
 func FuzzRestore(f *testing.F, evPath string, det engine.Detector) {
-	file, err := os.Open(evPath)
-	if err != nil {
-		f.Fatal(err)
-	}
-	evs := readEvents(f, file)
-	file.Close()
+	evs := ReadFile(f, evPath)
 	for _, cut := range []int{0, len(evs) / 2, len(evs)} {
 		sh := det.NewShard()
 		c := engine.NewTestContext(0, 1)
