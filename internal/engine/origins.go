@@ -219,11 +219,3 @@ func (o *origins) forget() {
 	clear(o.all[len(kept):])
 	o.all = kept
 }
-
-// earlier returns the earlier of a and b, where ok says whether b is set.
-func earlier(a time.Time, b time.Time, ok bool) time.Time {
-	if ok && b.Before(a) {
-		return b
-	}
-	return a
-}
