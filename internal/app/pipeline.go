@@ -205,7 +205,18 @@ func Detectors(cfg config.Config, canaryIDs []string) []engine.Detector {
 		ds = append(ds, peerroute.New(peerroute.Options{MaxShare: pr.MaxShare, MinPeers: pr.MinPeers, OwnDays: pr.OwnDays}))
 	}
 	if b := cfg.Detectors.Behaviour; b.Enabled {
-		ds = append(ds, behaviour.New(behaviour.Options{Model: b.Model, Factor: b.Factor, LongFactor: b.LongFactor, LongFloor: b.LongFloor, HalfLifeInDays: b.HalfLife.D().Hours() / 24}))
+		nets := b.CorporateNetworks
+		if len(nets) == 0 {
+			nets = cfg.Rules.Lists["corporate_networks"]
+		}
+		// Validated with the configuration; a rules list that does not
+		// parse (the rules report it) leaves the network unknown.
+		pfx, asns, err := behaviour.ParseNetworks(nets)
+		if err != nil {
+			pfx, asns = nil, nil
+		}
+		ds = append(ds, behaviour.New(behaviour.Options{Model: b.Model, Factor: b.Factor, LongFactor: b.LongFactor, LongFloor: b.LongFloor,
+			HalfLifeInDays: b.HalfLife.D().Hours() / 24, CorporatePrefixes: pfx, CorporateASNs: asns}))
 	}
 	if rv := cfg.Detectors.RecordVolume; rv.Enabled {
 		ds = append(ds, volume.New(volume.Options{Window: rv.Window.D(), Floor: rv.Floor, Factor: rv.Factor, EnumFloor: rv.EnumFloor}))

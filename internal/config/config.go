@@ -328,6 +328,10 @@ type Behaviour struct {
 	LongFloor int `yaml:"long_floor"`
 	// HalfLife is the decay of the own and peer baselines.
 	HalfLife Duration `yaml:"half_life"`
+	// CorporateNetworks are the corporate network as CIDRs ("10.0.0.0/8")
+	// and AS numbers ("AS64500"); records read from outside it lower
+	// slow_exfiltration's bar. Empty: rules.lists.corporate_networks.
+	CorporateNetworks []string `yaml:"corporate_networks"`
 }
 
 // OffHours configures the detector for staff, service and partner

@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"net"
+	"net/netip"
 	"slices"
 	"strconv"
 	"strings"
@@ -300,6 +301,11 @@ func (d Detectors) check(add addFunc) {
 	if b.HalfLife < Duration(time.Hour) {
 		add("behaviour.half_life", "must be at least 1h, got %s", b.HalfLife)
 	}
+	for i, n := range b.CorporateNetworks {
+		if !validNetwork(n) {
+			add(fmt.Sprintf("behaviour.corporate_networks[%d]", i), "want a CIDR, an address or AS<number>, got %q", n)
+		}
+	}
 	rv := d.RecordVolume
 	if rv.Window <= 0 {
 		add("record_volume.window", "must be positive, got %s", rv.Window)
@@ -362,4 +368,19 @@ func checkListen(addr string) string {
 		return fmt.Sprintf("invalid address %q: port %q is not a number from 0 to 65535", addr, port)
 	}
 	return ""
+}
+
+// validNetwork reports whether n is a CIDR, an address or an AS number
+// ("AS64500") — behaviour.ParseNetworks accepts exactly these.
+func validNetwork(n string) bool {
+	n = strings.TrimSpace(n)
+	if num, ok := strings.CutPrefix(strings.ToUpper(n), "AS"); ok {
+		v, err := strconv.ParseUint(num, 10, 32)
+		return err == nil && v > 0
+	}
+	if _, err := netip.ParseAddr(n); err == nil {
+		return true
+	}
+	_, err := netip.ParsePrefix(n)
+	return err == nil
 }

@@ -11,7 +11,7 @@ import (
 
 func TestGolden(t *testing.T) {
 	detecttest.Golden(t, "testdata", func() []engine.Detector {
-		return []engine.Detector{behaviour.New(behaviour.Options{Model: true})}
+		return []engine.Detector{behaviour.New(insiderOpts())}
 	})
 }
 

@@ -4,12 +4,13 @@ import (
 	"encoding/binary"
 	"fmt"
 	"maps"
+	"math"
 	"slices"
 
 	"github.com/haechi-sec/haechi/internal/snap"
 )
 
-const snapshotVersion = 1
+const snapshotVersion = 2
 
 // AppendSnapshot implements engine.Snapshotter: per role the peer
 // histograms, hour-of-day profile, long-window peer histograms, the model's
@@ -69,17 +70,13 @@ func (id *ident) appendTo(w *snap.Writer) {
 	for _, v := range id.hod {
 		b = binary.LittleEndian.AppendUint16(b, v)
 	}
-	for i := range id.long {
-		b = append(b, id.long[i][0][:]...)
-		b = append(b, id.long[i][1][:]...)
-	}
+	b = id.sl.appendBytes(b)
 	w.Bytes(b)
-	for i := range nWin {
-		w.Int(int64(id.longAt[i]))
-		w.Int(int64(id.slowAt[i]))
+	st := &id.sl
+	for _, v := range []int32{st.dayAt, st.bigAt, int32(st.big), int32(st.hour), int32(st.reads), int32(st.out), int32(st.strong), int32(st.medium)} {
+		w.Int(int64(v))
 	}
 	w.Int(int64(id.decayAt))
-	w.Int(int64(id.peerDay))
 	w.Int(int64(id.anomDay))
 	w.Bool(id.w != nil)
 	if id.w == nil {
@@ -88,6 +85,8 @@ func (id *ident) appendTo(w *snap.Writer) {
 	x := id.w
 	w.Uint(uint64(x.n))
 	w.Uint(uint64(x.errs))
+	w.Uint(uint64(x.reads))
+	w.Uint(uint64(x.outside))
 	w.Int(x.bytes)
 	w.Bool(x.big != nil)
 	if x.big != nil {
@@ -118,7 +117,7 @@ func (id *ident) appendTo(w *snap.Writer) {
 	w.Bool(x.fired)
 }
 
-const identBytes = slots*ownFeatures*ownBins*2 + 24*2 + nWin*2*hllBytes
+const identBytes = slots*ownFeatures*ownBins*2 + 24*2 + slowBytes
 
 // Restore implements engine.Snapshotter.
 func (s *shard) Restore(r *snap.Reader) error {
@@ -205,16 +204,24 @@ func (s *shard) readIdent(r *snap.Reader) *ident {
 		id.hod[h] = binary.LittleEndian.Uint16(b)
 		b = b[2:]
 	}
-	for i := range id.long {
-		b = b[copy(id.long[i][0][:], b):]
-		b = b[copy(id.long[i][1][:], b):]
+	id.sl.readBytes(b)
+	st := &id.sl
+	for _, p := range []*int32{&st.dayAt, &st.bigAt} {
+		*p = int32(r.Int())
 	}
-	for i := range nWin {
-		id.longAt[i] = int32(r.Int())
-		id.slowAt[i] = int32(r.Int())
+	for _, p := range []*uint16{&st.big, &st.hour, &st.reads, &st.out, &st.strong, &st.medium} {
+		v := r.Int()
+		if v < 0 || v > math.MaxUint16 {
+			r.Fail("long-window counts")
+			return id
+		}
+		*p = uint16(v)
+	}
+	if st.out > st.reads {
+		r.Fail("long-window counts")
+		return id
 	}
 	id.decayAt = int32(r.Int())
-	id.peerDay = int32(r.Int())
 	id.anomDay = int32(r.Int())
 	if !r.Bool() {
 		return id
@@ -222,8 +229,10 @@ func (s *shard) readIdent(r *snap.Reader) *ident {
 	x := &window{recs: map[uint64]struct{}{}, ints: map[int64]struct{}{}}
 	x.n = int(r.Uint())
 	x.errs = int(r.Uint())
+	x.reads = int(r.Uint())
+	x.outside = int(r.Uint())
 	x.bytes = r.Int()
-	if x.n > 1<<40 || x.errs > x.n || x.bytes < 0 {
+	if x.n > 1<<40 || x.errs > x.n || x.reads > 1<<40 || x.outside > x.reads || x.bytes < 0 {
 		r.Fail("open window counts")
 		return id
 	}

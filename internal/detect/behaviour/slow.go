@@ -1,0 +1,493 @@
+package behaviour
+
+import (
+	"encoding/binary"
+	"fmt"
+	"math"
+	"math/bits"
+	"net/netip"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/haechi-sec/haechi/internal/engine"
+	"github.com/haechi-sec/haechi/internal/event"
+)
+
+// slow_exfiltration: distinct records over 1, 3, 7 and 30 days, each
+// leaving out its largest part (its largest hour for one day, its largest
+// day for the longer windows), against the identity's own history of the
+// same quantity and its peers'. A normal worker's distinct set saturates
+// (it re-reads its customers), so its multi-day counts stay close to one
+// busy day; an exporter's grows by every day's new records. Leaving out
+// the largest part keeps one big day — an approved export, record_volume's
+// spike — from counting as sustained.
+
+// longWindows are the slow-and-low windows in days.
+var longWindows = [nWin]int{1, 3, 7, 30}
+
+const (
+	nWin      = 4
+	ringDays  = 7 // daily sketches: the 1-, 3- and 7-day windows slide by day
+	ringWeeks = 4 // weekly sketches of the days that left the ring: with them the 30-day window covers the last 29–35 days
+
+	minOwnDays  = 5  // decayed days of the identity's own history for the strong path
+	minPeerDays = 20 // decayed identity-days of the role for a peer baseline
+
+	// ownSlowFactor is how far above its own 90th percentile of a window
+	// (≥ 3 days) an identity must be, also above its peers' 90th
+	// percentile, for the strong finding; outsideSlowFactor when a
+	// quarter of the day's record reads came from outside the corporate
+	// network or at hours unusual for it.
+	ownSlowFactor     = 1.75
+	outsideSlowFactor = 1.4
+	outsideMinReads   = 50
+
+	strongScore = 90 // alerts alone (alerts.risk_threshold 90): own history and peers agree
+)
+
+// hll64 is a HyperLogLog of 64 4-bit registers (ranks capped at 15): 32
+// bytes, about 13% standard error, saturating near 2^15·64 ≈ 2 million.
+type hll64 [32]byte
+
+func (h *hll64) reg(i int) uint8 {
+	b := h[i>>1]
+	if i&1 == 0 {
+		return b & 0x0f
+	}
+	return b >> 4
+}
+
+func (h *hll64) add(x uint64) {
+	i := int(x >> 58)
+	rank := min(uint8(bits.LeadingZeros64(x<<6|1<<5)+1), 15)
+	if rank > h.reg(i) {
+		if i&1 == 0 {
+			h[i>>1] = h[i>>1]&0xf0 | rank
+		} else {
+			h[i>>1] = h[i>>1]&0x0f | rank<<4
+		}
+	}
+}
+
+// est64 estimates the distinct hashes in the union of hs.
+func est64(hs ...*hll64) float64 {
+	var sum float64
+	zeros := 0
+	for i := range 64 {
+		var r uint8
+		for _, h := range hs {
+			r = max(r, h.reg(i))
+		}
+		if r == 0 {
+			zeros++
+		}
+		sum += math.Ldexp(1, -int(r))
+	}
+	const m = 64.0
+	e := 0.709 * m * m / sum
+	if e <= 2.5*m && zeros > 0 {
+		e = m * math.Log(m/float64(zeros))
+	}
+	return e
+}
+
+// slowHist is a decaying histogram of an identity's daily value of one
+// window: bin 0 below 8, then bins 2^0.75 (1.68×) wide up to about 92,000
+// (the last bin is open), uint16 fixed point like ownHist; quantiles are
+// interpolated inside a bin.
+type slowHist [20]uint16
+
+const (
+	slowBins = len(slowHist{})
+	slowStep = 0.75 // log2 width of a bin
+)
+
+func slowLo(b int) float64 {
+	if b == 0 {
+		return 0
+	}
+	return 8 * math.Exp2(slowStep*float64(b-1))
+}
+
+func slowBin(v float64) int {
+	if v < 8 {
+		return 0
+	}
+	return min(slowBins-1, 1+int(math.Log2(v/8)/slowStep))
+}
+
+func (h *slowHist) add(v float64) {
+	b := slowBin(v)
+	if h[b] > math.MaxUint16-ownUnit {
+		for i := range h {
+			h[i] /= 2
+		}
+	}
+	h[b] += ownUnit
+}
+
+// quantile interpolates quantile q (log-linearly inside a bin); false
+// when the weight is below minWeight. The open last bin is +Inf.
+func (h *slowHist) quantile(q, minWeight float64) (float64, bool) {
+	var total float64
+	for _, v := range h {
+		total += float64(v) / ownUnit
+	}
+	if total < minWeight || total == 0 {
+		return 0, false
+	}
+	var cum float64
+	for b, v := range h {
+		w := float64(v) / ownUnit
+		if w > 0 && cum+w >= q*total-1e-9 {
+			f := clamp01((q*total - cum) / w)
+			switch b {
+			case 0:
+				return 8 * f, true
+			case slowBins - 1:
+				return math.Inf(1), true
+			}
+			return slowLo(b) * math.Exp2(slowStep*f), true
+		}
+		cum += w
+	}
+	return math.Inf(1), true
+}
+
+// slowState is an identity's long-window state: 540 bytes.
+type slowState struct {
+	day    [ringDays]hll64  // day d in day[d%ringDays]
+	week   [ringWeeks]hll64 // week k (unix day / 7) in week[k%ringWeeks]
+	own    [nWin]slowHist   // its daily sustained counts per window
+	dayAt  int32            // the newest day in the ring (0: none yet)
+	bigAt  int32            // the day of big
+	big    uint16           // the largest day's distinct records (estimate) in the last 30 days, saturating
+	hour   uint16           // today's largest hour's distinct records, saturating
+	reads  uint16           // today's record reads, and those from outside (both halved when full)
+	out    uint16
+	strong uint16 // the last day with a strong finding (unix day mod 2^16)
+	medium uint16 // the last day with a medium one
+}
+
+func sat16(v float64) uint16 { return uint16(math.Min(math.MaxUint16, math.Max(0, math.Round(v)))) }
+
+// add counts record hash x read on day d (a late event of a day still in
+// the ring counts; older ones are dropped).
+func (st *slowState) add(x uint64, d int32) {
+	if d > st.dayAt-ringDays && d <= st.dayAt {
+		st.day[d%ringDays].add(x)
+	}
+}
+
+// measure returns, per window, the distinct records and the sustained
+// count: without its largest hour (1 day) or day (longer windows).
+func (st *slowState) measure() (counts, sustained [nWin]float64) {
+	var est [ringDays]float64
+	for i := range ringDays {
+		if d := st.dayAt - int32(i); d > 0 {
+			est[i] = est64(&st.day[d%ringDays])
+		}
+	}
+	counts[0] = math.Round(est[0])
+	sustained[0] = math.Max(0, counts[0]-float64(st.hour))
+	for w := 1; w < nWin; w++ {
+		n := min(longWindows[w], ringDays)
+		hs := make([]*hll64, 0, ringDays+ringWeeks)
+		top := 0
+		for i := range n {
+			if est[i] > est[top] {
+				top = i
+			}
+		}
+		others := make([]*hll64, 0, ringDays+ringWeeks)
+		for i := range n {
+			h := &st.day[(st.dayAt-int32(i))%ringDays]
+			hs = append(hs, h)
+			if i != top {
+				others = append(others, h)
+			}
+		}
+		if longWindows[w] <= ringDays {
+			counts[w] = math.Round(est64(hs...))
+			sustained[w] = math.Round(est64(others...))
+			continue
+		}
+		for i := range st.week {
+			hs = append(hs, &st.week[i])
+		}
+		counts[w] = math.Round(est64(hs...))
+		if st.bigAt > st.dayAt-int32(longWindows[w]) && float64(st.big) >= est[top] {
+			// The largest day is older than the ring and not in the weeks.
+			sustained[w] = counts[w]
+			counts[w] += float64(st.big)
+			continue
+		}
+		for i := range st.week {
+			others = append(others, &st.week[i])
+		}
+		sustained[w] = math.Round(est64(others...))
+	}
+	return counts, sustained
+}
+
+// rollTo moves the sketches to day d. When a new day begins, the finished
+// one's sustained counts go into the identity's own history (unless it was
+// flagged: an attack is not learnt as normal) and its role's.
+func (s *shard) rollTo(r *role, id *ident, d int32) {
+	st := &id.sl
+	if d <= st.dayAt {
+		return
+	}
+	if st.dayAt > 0 {
+		_, sus := st.measure()
+		k := uint32(65536 * math.Exp2(-float64(d-st.dayAt)/s.opts.HalfLifeInDays))
+		for i := range st.own {
+			for b := range st.own[i] {
+				st.own[i][b] = uint16(uint32(st.own[i][b]) * k >> 16)
+			}
+			// Winsorised: a day above the lowest bar is learnt at the bar, so
+			// a slow exporter cannot teach its own baseline within days; a
+			// lasting change of work still moves it, by ≤ 1.4× per step.
+			v := sus[i]
+			if p90, ok := st.own[i].quantile(0.9, minOwnDays); ok {
+				v = math.Min(v, outsideSlowFactor*p90)
+			}
+			if st.strong != uint16(st.dayAt) {
+				st.own[i].add(v)
+			}
+			r.long[i].add(fRecords, sus[i])
+		}
+	}
+	// The weeks kept are the ringWeeks before the current one (the current
+	// week's days are still in the ring).
+	if k, at := d/7, st.dayAt/7; k > at {
+		for y := max(at-ringWeeks, k-2*ringWeeks); y <= k-ringWeeks-1; y++ {
+			st.week[y%ringWeeks] = hll64{}
+		}
+	}
+	// Days leaving the ring fold into their week, except the largest day
+	// of the last 30, which is kept out of the weeks (its estimate in big)
+	// so the 30-day window can leave it out.
+	for o := max(st.dayAt-ringDays+1, 1); o <= st.dayAt && o <= d-ringDays; o++ {
+		h := &st.day[o%ringDays]
+		if e := est64(h); st.bigAt <= o-30 || float64(st.big) < e {
+			st.big, st.bigAt = sat16(e), o
+		} else if k := o / 7; k >= d/7-ringWeeks && k < d/7 {
+			for i := range h {
+				st.week[k%ringWeeks][i] = max(st.week[k%ringWeeks][i]&0x0f, h[i]&0x0f) | max(st.week[k%ringWeeks][i]&0xf0, h[i]&0xf0)
+			}
+		}
+		*h = hll64{}
+	}
+	for x := max(st.dayAt+1, d-ringDays+1); x <= d; x++ {
+		st.day[x%ringDays] = hll64{}
+	}
+	st.dayAt = d
+	st.hour, st.reads, st.out = 0, 0, 0
+}
+
+// ParseNetworks parses a corporate network list: CIDRs ("10.0.0.0/8") and
+// AS numbers ("AS64500"). An address alone is a one-address prefix.
+func ParseNetworks(list []string) ([]netip.Prefix, []uint32, error) {
+	var ps []netip.Prefix
+	var asns []uint32
+	for _, e := range list {
+		e = strings.TrimSpace(e)
+		if n, ok := strings.CutPrefix(strings.ToUpper(e), "AS"); ok {
+			v, err := strconv.ParseUint(n, 10, 32)
+			if err != nil || v == 0 {
+				return nil, nil, fmt.Errorf("corporate network %q: not an AS number", e)
+			}
+			asns = append(asns, uint32(v))
+			continue
+		}
+		if a, err := netip.ParseAddr(e); err == nil {
+			ps = append(ps, netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()))
+			continue
+		}
+		p, err := netip.ParsePrefix(e)
+		if err != nil {
+			return nil, nil, fmt.Errorf("corporate network %q: %w", e, err)
+		}
+		ps = append(ps, p.Masked())
+	}
+	return ps, asns, nil
+}
+
+// corporate reports whether ev came from the configured corporate network
+// (true when none is configured or the event has no source address).
+func (s *shard) corporate(ev *event.Event) bool {
+	if len(s.opts.CorporatePrefixes) == 0 && len(s.opts.CorporateASNs) == 0 {
+		return true
+	}
+	if ev.Source.ASN != 0 && slices.Contains(s.opts.CorporateASNs, ev.Source.ASN) {
+		return true
+	}
+	if !ev.Source.IP.IsValid() {
+		return true
+	}
+	ip := ev.Source.IP.Unmap()
+	return slices.ContainsFunc(s.opts.CorporatePrefixes, func(p netip.Prefix) bool { return p.Contains(ip) })
+}
+
+type slowJudged struct {
+	w                int
+	count, sustained float64
+	own, peers, need float64
+	ownOK, peersOK   bool
+	strong           bool
+	ratio            float64
+}
+
+// slow folds the closing hour into the day and judges the long windows:
+//
+//   - strong (≥ 90, alerts alone), for a window of ≥ 3 days: the sustained
+//     count ≥ max(long_floor, 1.75 × its own 90th percentile, its peers' 90th
+//     percentile) — 1.4 × when a quarter of the day's reads came from
+//     outside the corporate network or at hours unusual for it;
+//   - medium (60–75), with no own history: ≥ max(long_floor, long_factor ×
+//     its peers' 90th percentile); the 1-day window only when no hour of the
+//     day was loud by records (that is record_volume's).
+func (s *shard) slow(c *engine.Context, r *role, id *ident, w *window, start time.Time, v *[nFeatures]float64) {
+	day := unixDay(start)
+	s.rollTo(r, id, day)
+	st := &id.sl
+	st.hour = max(st.hour, sat16(v[fRecords]))
+	out := w.outside
+	if v[fUnusual] >= unusualHour {
+		out = w.reads
+	}
+	if int(st.reads)+w.reads > math.MaxUint16 {
+		st.reads, st.out = st.reads/2, st.out/2
+	}
+	st.reads = sat16(float64(st.reads) + float64(w.reads))
+	st.out = sat16(math.Min(float64(st.reads), float64(st.out)+float64(out)))
+	if len(r.ids) < minPeerIDs {
+		return
+	}
+	counts, sus := st.measure()
+	outside := st.out >= outsideMinReads && 4*int(st.out) >= int(st.reads)
+	factor := ownSlowFactor
+	if outside {
+		factor = outsideSlowFactor
+	}
+	var all []slowJudged
+	var best *slowJudged
+	for i := range nWin {
+		j := slowJudged{w: i, count: counts[i], sustained: sus[i]}
+		j.peers, j.peersOK = r.long[i].quantile(fRecords, 0.9, minPeerDays)
+		j.own, j.ownOK = st.own[i].quantile(0.9, minOwnDays)
+		floor := float64(s.opts.LongFloor)
+		switch {
+		case i > 0 && j.ownOK && j.peersOK:
+			j.need = math.Max(floor, math.Max(factor*j.own, j.peers))
+			j.strong = sus[i] >= j.need
+		case !j.ownOK && j.peersOK && (i > 0 || id.anomDay != day):
+			j.need = math.Max(floor, s.opts.LongFactor*j.peers)
+		default:
+			j.need = math.Inf(1)
+		}
+		j.ratio = sus[i] / j.need
+		all = append(all, j)
+		if j.ratio >= 1 && (best == nil || j.strong && !best.strong || j.strong == best.strong && j.ratio > best.ratio) {
+			best = &all[len(all)-1]
+		}
+	}
+	if best == nil || st.strong == uint16(day) || !best.strong && st.medium == uint16(day) {
+		return
+	}
+	score := 60 + 15*clamp01(math.Log2(best.ratio)/3)
+	if best.strong {
+		st.strong = uint16(day)
+		score = strongScore + 5*clamp01(math.Log2(best.ratio)/2)
+	} else {
+		st.medium = uint16(day)
+	}
+	var figs []event.Figure
+	for _, j := range all {
+		wd := longWindows[j.w]
+		figs = append(figs,
+			event.Figure{Name: fmt.Sprintf("distinct_records_%dd", wd), Value: j.count},
+			event.Figure{Name: fmt.Sprintf("sustained_records_%dd", wd), Value: j.sustained})
+		if j.ownOK && !math.IsInf(j.own, 0) {
+			figs = append(figs, event.Figure{Name: fmt.Sprintf("own_p90_%dd", wd), Value: math.Round(j.own)})
+		}
+		if j.peersOK {
+			figs = append(figs, event.Figure{Name: fmt.Sprintf("peers_p90_%dd", wd), Value: j.peers})
+		}
+	}
+	share := 0.0
+	if st.reads > 0 {
+		share = float64(st.out) / float64(st.reads)
+	}
+	figs = append(figs, event.Figure{Name: "outside_share", Value: math.Round(100*share) / 100})
+	wd := longWindows[best.w]
+	part := "its largest day"
+	if wd == 1 {
+		part = "its largest hour"
+	}
+	var base []string
+	if best.ownOK {
+		base = append(base, fmt.Sprintf("%.1f× its own 90th percentile (%s)", best.sustained/math.Max(best.own, 1), thousands(int64(math.Round(best.own)))))
+	} else {
+		base = append(base, "it has no history of its own yet")
+	}
+	base = append(base, fmt.Sprintf("%.1f× the 90th percentile of %s identities (%s)", best.sustained/math.Max(best.peers, 1), r.name, thousands(int64(best.peers))))
+	ctx := ""
+	if outside {
+		ctx = fmt.Sprintf("; %.0f%% of today's record reads came from outside the corporate network or at hours unusual for it", 100*share)
+	}
+	c.Emit(event.Finding{
+		Kind:   KindSlow,
+		Title:  "Identity reading far more records over days than it and its peers do",
+		Entity: event.EntityKey{Kind: event.EntityPrincipal, ID: id.id},
+		Time:   w.last,
+		Score:  math.Round(score),
+		Explanation: fmt.Sprintf("%s (%s) read about %s distinct records in %d day(s) to %s, %s of them outside %s: %s%s.",
+			id.id, r.name, thousands(int64(best.count)), wd, w.last.Format("2006-01-02 15:04"), thousands(int64(best.sustained)), part,
+			strings.Join(base, ", "), ctx),
+		Evidence: evidence(w),
+		Figures:  figs,
+	})
+}
+
+// unusualHour is the hour's unusualness (1 − 24 × its share of the
+// identity's activity at that hour or either side) from which its reads
+// count as outside its usual hours: a share below about 2%, off_hours'
+// max_share.
+const unusualHour = 0.5
+
+const slowBytes = (ringDays+ringWeeks)*len(hll64{}) + nWin*slowBins*2
+
+func (st *slowState) appendBytes(b []byte) []byte {
+	for i := range st.day {
+		b = append(b, st.day[i][:]...)
+	}
+	for i := range st.week {
+		b = append(b, st.week[i][:]...)
+	}
+	for i := range st.own {
+		for _, v := range st.own[i] {
+			b = binary.LittleEndian.AppendUint16(b, v)
+		}
+	}
+	return b
+}
+
+func (st *slowState) readBytes(b []byte) []byte {
+	for i := range st.day {
+		b = b[copy(st.day[i][:], b):]
+	}
+	for i := range st.week {
+		b = b[copy(st.week[i][:], b):]
+	}
+	for i := range st.own {
+		for k := range st.own[i] {
+			st.own[i][k] = binary.LittleEndian.Uint16(b)
+			b = b[2:]
+		}
+	}
+	return b
+}
