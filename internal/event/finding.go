@@ -118,6 +118,19 @@ type Finding struct {
 	// finding (e.g. "distinct_records" 4210, "own_p99" 38, "peers_p99"
 	// 55), in the order the explanation cites them.
 	Figures []Figure `json:"figures,omitempty"`
+	// Line, when set, makes the finding its own line of evidence within
+	// its detector: the alert stage counts each (Detector, Line) once at
+	// its strongest, where findings without a Line count once per
+	// Detector. A detector sets it when its kinds measure independent
+	// things (privileged_identity: a new country, the company's off-hours,
+	// an export far above peers), never for two measures of one behaviour.
+	Line string `json:"line,omitempty"`
+	// Privileged marks a finding about a principal holding a privileged
+	// role: the alert stage weighs the entity's whole risk by
+	// alerts.privileged_multiplier while such a finding holds risk (entity
+	// criticality, as Elastic's asset criticality and Splunk RBA's risk
+	// modifiers).
+	Privileged bool `json:"privileged,omitempty"`
 	// Contribution is the risk the finding added to its entity when the
 	// alert stage scored it (0 for a repeat of a signal already counted,
 	// or a suppressed one); set by the alert stage.
