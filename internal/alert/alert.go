@@ -472,7 +472,7 @@ func (s *Stage) add(f *event.Finding) {
 	if dets := countDetectors(contrib); dets >= 2 && !f.Immediate && o.a.Severity < event.SeverityCritical {
 		o.a.Severity++
 	}
-	o.expl = explain(top, contrib, risk, s.opts.RiskThreshold, f.Immediate)
+	o.expl = explain(top, contrib, risk, s.opts.RiskThreshold, s.opts.PrivilegedMultiplier, f.Immediate)
 	o.a.Explanation = o.expl
 	s.open[k] = o
 	if c := o.a.WindowEnd.Add(s.opts.Lateness); len(s.open) == 1 || c.Before(s.nextClose) {
@@ -528,7 +528,7 @@ func (s *Stage) join(o *open, f *event.Finding, risk float64) {
 
 // explain is the alert's explanation: the top finding's sentence and, when
 // others contributed, how the risk added up.
-func explain(top *event.Finding, contrib []event.Finding, risk, threshold float64, immediate bool) string {
+func explain(top *event.Finding, contrib []event.Finding, risk, threshold, mult float64, immediate bool) string {
 	e := strings.TrimSpace(top.Explanation)
 	if len(contrib) < 2 {
 		return e
@@ -537,6 +537,8 @@ func explain(top *event.Finding, contrib []event.Finding, risk, threshold float6
 	b.WriteString(e)
 	if immediate {
 		fmt.Fprintf(&b, " Also on record for %s:", top.Entity)
+	} else if mult != 1 && slices.ContainsFunc(contrib, func(f event.Finding) bool { return f.Privileged }) {
+		fmt.Fprintf(&b, " Risk %.0f (alert at %.0f; a privileged identity's, weighed ×%g) from:", risk, threshold, mult)
 	} else {
 		fmt.Fprintf(&b, " Risk %.0f (alert at %.0f) from:", risk, threshold)
 	}
@@ -888,7 +890,7 @@ func (s *Stage) withdraw(w *event.Finding) {
 			a.Score, a.Severity = max(a.Score, f.Score), max(a.Severity, f.Severity)
 		}
 		a.Risk = round1(risk)
-		o.expl = explain(top, standing, risk, s.opts.RiskThreshold, top.Immediate) + " Withdrawn from this alert: " + strings.TrimSpace(w.Explanation)
+		o.expl = explain(top, standing, risk, s.opts.RiskThreshold, s.opts.PrivilegedMultiplier, top.Immediate) + " Withdrawn from this alert: " + strings.TrimSpace(w.Explanation)
 		if isOpen {
 			a.Explanation = o.expl
 			if !o.dirty {

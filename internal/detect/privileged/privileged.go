@@ -453,7 +453,7 @@ func days(w [7]bool) string {
 	var out []string
 	for i := 1; i <= 7; i++ {
 		if w[i%7] {
-			out = append(out, time.Weekday(i%7).String()[:3])
+			out = append(out, time.Weekday(i % 7).String()[:3])
 		}
 	}
 	return strings.Join(out, " ")
