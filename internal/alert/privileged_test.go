@@ -9,7 +9,7 @@ import (
 	"github.com/haechi-sec/haechi/internal/event"
 )
 
-// lined is a finding of detector det in line of evidence line.
+// lined is a finding of detector det counted in line of evidence line.
 func lined(entity, det, line string, at time.Duration, score float64, privileged bool) event.Finding {
 	x := f(entity, det, at, score)
 	x.Kind, x.Line, x.Privileged = det+"_"+line, line, privileged
@@ -17,7 +17,8 @@ func lined(entity, det, line string, at time.Duration, score float64, privileged
 }
 
 // Lines of evidence (Finding.Line) within one detector count separately;
-// findings without one count once per detector, as before. The privileged
+// findings without one count once per detector, as before; a finding
+// naming another detector as its line shares that detector's line. The privileged
 // multiplier weighs an entity's whole risk — the findings before the
 // privileged one included, whatever their order — and nothing else.
 func TestLinesAndPrivilegedMultiplier(t *testing.T) {
@@ -33,6 +34,9 @@ func TestLinesAndPrivilegedMultiplier(t *testing.T) {
 		}, "raised a/priv n=2\nclosed a/priv n=2", 95},
 		{"one line repeating does not stack", 1, []event.Finding{
 			lined("a", "priv", "hours", 0, 45, false), lined("a", "priv", "hours", time.Minute, 50, false),
+		}, "", 0},
+		{"a finding in another detector's line does not corroborate it", 1, []event.Finding{
+			f("a", "off_hours", 0, 45), lined("a", "priv", "off_hours", time.Minute, 50, false),
 		}, "", 0},
 		{"kinds without a line stay one line", 1, []event.Finding{
 			{Detector: "priv", Kind: "x", Entity: f("a", "", 0, 0).Entity, Time: t0, Score: 45},

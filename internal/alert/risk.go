@@ -10,10 +10,10 @@ import (
 )
 
 // detRisk is one line of evidence's running contribution to an entity's
-// risk: a detector's findings, or those of one of its lines
-// (event.Finding.Line).
+// risk: a detector's findings, and those of other detectors that name it
+// as their line (event.Finding.Line).
 type detRisk struct {
-	detector string    // the line: the detector, or "detector/line"
+	detector string    // the line: a detector's name, or a finding's Line
 	value    float64   // decayed sum of scores as of at (uncapped)
 	cap      float64   // RepeatCap × the strongest score seen
 	at       time.Time // time value is decayed to
@@ -31,13 +31,15 @@ func decay(v float64, dt, halfLife time.Duration) float64 {
 	return v
 }
 
-// lineOf names the line of evidence f counts in: its detector, or its
-// detector and Line when the detector has several independent lines.
+// lineOf names the line of evidence f counts in: its Line, else its
+// detector. Findings of several detectors about one observation (being
+// abroad, an unusual hour) share a line, named after the detector that
+// owns the observation.
 func lineOf(f *event.Finding) string {
 	if f.Line == "" {
 		return f.Detector
 	}
-	return f.Detector + "/" + f.Line
+	return f.Line
 }
 
 // maxKept bounds the findings an entity keeps while below the threshold
@@ -176,8 +178,8 @@ type Breakdown struct {
 	Findings []Contribution
 }
 
-// DetectorRisk is one line of evidence in a Breakdown: a detector, or one
-// line of a detector with several ("detector/line", event.Finding.Line).
+// DetectorRisk is one line of evidence in a Breakdown: a detector's
+// findings and those naming it as their line (event.Finding.Line).
 type DetectorRisk struct {
 	Detector string
 	// Risk is the detector's contribution at At: Decayed capped at Cap.

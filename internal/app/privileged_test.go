@@ -50,6 +50,11 @@ func TestPrivilegedTakeoverAlertsBeforeSecondExportPage(t *testing.T) {
 		{"takeover_workday", "2025-06-04T06:02:00Z"},
 		{"takeover_office_night", "2025-06-04T14:02:00Z"},
 		{"weekend_maintenance", ""},
+		// A privileged identity's first night in a country it never used
+		// alerts (new country and the company's off-hours); the rest of
+		// its week there, its office-VPN sessions and its next Saturday
+		// of maintenance at home do not.
+		{"traveller_habit", "2025-06-03T16:00:00Z"},
 		{"night_new_network", ""},
 	} {
 		evs := readCase(t, "../detect/privileged/testdata/"+tc.dir+"/events.ndjson")
@@ -74,6 +79,9 @@ func TestPrivilegedTakeoverAlertsBeforeSecondExportPage(t *testing.T) {
 				continue
 			}
 			a := raised[i]
+			if n := len(raised); n != 1 {
+				t.Errorf("%s (ordered %v): %d alerts, want 1", tc.dir, ordered, n)
+			}
 			if a.Time.After(first) {
 				t.Errorf("%s (ordered %v): alert at %s, after the export's first request (%s); the second came 30 s later",
 					tc.dir, ordered, a.Time.Format(time.RFC3339), tc.firstExport)

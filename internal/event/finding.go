@@ -118,12 +118,13 @@ type Finding struct {
 	// finding (e.g. "distinct_records" 4210, "own_p99" 38, "peers_p99"
 	// 55), in the order the explanation cites them.
 	Figures []Figure `json:"figures,omitempty"`
-	// Line, when set, makes the finding its own line of evidence within
-	// its detector: the alert stage counts each (Detector, Line) once at
-	// its strongest, where findings without a Line count once per
-	// Detector. A detector sets it when its kinds measure independent
-	// things (privileged_identity: a new country, the company's off-hours,
-	// an export far above peers), never for two measures of one behaviour.
+	// Line names the line of evidence the finding counts in; empty: its
+	// Detector. The alert stage counts each line once at its strongest,
+	// so one observation must be one line: a detector whose kinds measure
+	// independent things gives each its own line, and a finding about an
+	// observation another detector owns (being abroad: principal_geo; an
+	// unusual hour: off_hours) names that detector, so the two do not
+	// corroborate each other.
 	Line string `json:"line,omitempty"`
 	// Privileged marks a finding about a principal holding a privileged
 	// role: the alert stage weighs the entity's whole risk by

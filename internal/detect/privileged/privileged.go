@@ -1,11 +1,13 @@
 // Package privileged watches privileged identities — those holding an
 // administrator's or similar role — for the lines of evidence of a
 // takeover. Each is its own line of evidence (event.Finding.Line), so the
-// alert stage counts them separately, and every finding is marked
+// alert stage counts them separately — each shared with the detector that
+// owns the same observation for everyone, so that the two do not
+// corroborate each other — and every finding is marked
 // Privileged, so the alert stage weighs the identity's whole risk by
 // alerts.privileged_multiplier (entity criticality):
 //
-//   - privileged_first_activity (line "return", 40): the identity acts for
+//   - privileged_first_activity (line identity_lifecycle, 40): the identity acts for
 //     the first time after at least Idle (30 days) without activity —
 //     measured from the roster's identity.last_active when the roster
 //     gives it, else from its last activity seen — or, with neither, for
@@ -13,16 +15,22 @@
 //     administrator nobody saw for a week of watching. At start-up,
 //     without identity.last_active, an identity's first activity only
 //     sets the clock (no history is not a long silence).
-//   - privileged_new_country (line "place", 40): a country it has never
+//   - privileged_new_country (line principal_geo, 40): a country it has never
 //     acted from, nor the roster's identity.country. The first country of
 //     an identity the roster gives none is its own; eight are remembered
 //     (beyond that it travels and the line is not judged). A network it
 //     never used is principal_geo's new_network: one observation, one line.
-//   - privileged_off_hours (line "hours", 30): activity outside the
+//   - privileged_off_hours (line off_hours, 30): activity outside the
 //     company's working hours in the company's time zone, wherever the
 //     identity is (an administrator abroad acting in its afternoon is
-//     acting in the company's night). Once per identity per company day.
-//   - privileged_bulk_export (line "export", 50): the records its
+//     acting in the company's night). Once per identity per company day,
+//     and not when it is the identity's habit: it acted off-hours from the
+//     same place (the country it is in) on an earlier day within 30 days —
+//     a night shift, a maintenance window, a traveller in another time
+//     zone is news on its first day, not every day. The place of an
+//     identity that acted from abroad within the last day is that country
+//     even when an event shows home (a traveller on the office VPN).
+//   - privileged_bulk_export (line privileged_identity, 50): the records its
 //     sensitive actions (exports, role changes; configurable action
 //     patterns) touched in a day — one per action that names none —
 //     reach max(ExportFloor 100, ExportFactor 4 × max(its own busiest
@@ -37,6 +45,7 @@
 package privileged
 
 import (
+	"cmp"
 	"fmt"
 	"math"
 	"path"
@@ -57,10 +66,15 @@ const (
 	KindOffHours      = "privileged_off_hours"
 	KindBulkExport    = "privileged_bulk_export"
 
-	LineReturn = "return"
-	LinePlace  = "place"
-	LineHours  = "hours"
-	LineExport = "export"
+	// The lines of evidence (event.Finding.Line) are named after the
+	// detector that owns the observation, so the same observation seen by
+	// two detectors is counted once: a long silence is identity_lifecycle's,
+	// a new place principal_geo's, an unusual hour off_hours'. The export
+	// line is this detector's own.
+	LineReturn = "identity_lifecycle"
+	LinePlace  = "principal_geo"
+	LineHours  = "off_hours"
+	LineExport = Name
 
 	ScoreFirstActivity = 40
 	ScoreNewCountry    = 40
@@ -252,6 +266,47 @@ type identity struct {
 	tally         float64
 	ownMax        float64 // busiest past day's tally
 	exportDay     int64   // day of the last bulk-export report
+	home          string  // roster country, else the first country seen
+	abroad        string  // the foreign country of its latest event from abroad
+	abroadAt      time.Time
+	offPlaces     []offPlace
+}
+
+// offPlace is where an identity has acted off-hours: the country it was
+// in and the first and last company days of it.
+type offPlace struct {
+	country     string
+	first, last int64
+}
+
+// Habits: off-hours from a place on an earlier day within habitDays is
+// the identity's schedule; an identity acted from abroad within
+// abroadFor is there.
+const (
+	habitDays    = 30
+	maxOffPlaces = 8
+	abroadFor    = 24 * time.Hour
+)
+
+// habitual records off-hours activity from place on day and reports
+// whether the identity acted off-hours from there on an earlier day
+// within habitDays.
+func (x *identity) habitual(place string, day int64) bool {
+	for i := range x.offPlaces {
+		p := &x.offPlaces[i]
+		if p.country != place {
+			continue
+		}
+		if day-p.last > habitDays {
+			p.first = day
+		}
+		p.last = max(p.last, day)
+		return p.first < day
+	}
+	if len(x.offPlaces) < maxOffPlaces {
+		x.offPlaces = append(x.offPlaces, offPlace{country: place, first: day, last: day})
+	}
+	return false
 }
 
 // peers is a role's decaying log₂ histogram of identity-day tallies of
@@ -325,6 +380,7 @@ func (s *shard) Process(c *engine.Context, key event.EntityKey, ev *event.Event)
 		}
 		if ev.Identity.Country != "" {
 			x.rosterCountry = strings.ToUpper(ev.Identity.Country)
+			x.home = x.rosterCountry
 		}
 		return
 	}
@@ -392,10 +448,25 @@ func (s *shard) Process(c *engine.Context, key event.EntityKey, ev *event.Event)
 		}
 	}
 
-	// Outside the company's working hours.
+	// Where it is: abroad when this event, or one within the last day,
+	// came from a country other than its home.
+	cc := strings.ToUpper(ev.Source.Country)
+	if x.home == "" {
+		x.home = cmp.Or(x.rosterCountry, cc)
+	}
+	place := x.home
+	if cc != "" && cc != x.home {
+		x.abroad, x.abroadAt = cc, ev.Time
+		place = cc
+	} else if x.abroad != "" && ev.Time.Sub(x.abroadAt) < abroadFor && !ev.Time.Before(x.abroadAt) {
+		place = x.abroad
+	}
+
+	// Outside the company's working hours, unless it is the identity's
+	// habit from where it is.
 	local, off := s.d.offHours(ev.Time)
 	lday := dayNumber(local)
-	if off && lday != x.offDay {
+	if off && lday != x.offDay && !x.habitual(place, lday) {
 		x.offDay = lday
 		emit(KindOffHours, LineHours, "Privileged identity active outside working hours", ScoreOffHours,
 			fmt.Sprintf("%s performed %s%s at %s company time (%s), outside the company's working hours (%s–%s, %s).",

@@ -30,6 +30,16 @@ func seoul(t testing.TB) *time.Location {
 //   - idle_return: back 61 days after the roster's identity.last_active;
 //     first seen 14 days into watching; a first activity two days into
 //     watching and a 14-day gap are nothing;
+//   - takeover_domestic, takeover_workday, takeover_office_night: the
+//     admin's account used at night from a Korean network it never used, in
+//     office hours from one, and at night from the office; each exports in
+//     pages of 100 scattered records: the export line at the first page;
+//   - night_new_network (hard-benign twin): metrics at 22:00 from a new home
+//     network, no export: only the off-hours line;
+//   - traveller_habit: a week in the US (the company's night): a new country
+//     and off-hours on its first day only, not the next days nor its
+//     office-VPN session (it is still abroad); two Saturdays of maintenance
+//     at home: off-hours on the first only (a habit);
 //   - not_privileged: a CS agent and a customer abroad at night: nothing.
 func TestGolden(t *testing.T) {
 	loc := seoul(t)
