@@ -180,6 +180,12 @@ type Options struct {
 	RiskThreshold float64
 	RiskHalfLife  time.Duration
 	RepeatCap     float64
+	// PrivilegedMultiplier weighs the risk of an entity a finding marked
+	// Privileged is about (a principal holding a privileged role): its
+	// whole sum, while that finding's risk lasts (0 → 1: no weighing).
+	// Entity criticality, as Elastic's asset criticality and Splunk RBA's
+	// risk modifiers.
+	PrivilegedMultiplier float64
 	// Ordered holds every finding until the watermark has passed its time
 	// by Lateness and then processes the held findings in event-time order
 	// (ties broken by content); risk that has decayed away is dropped at
@@ -299,8 +305,8 @@ func New(opts Options) (*Stage, error) {
 
 // withDefaults checks opts and fills in the defaults.
 func (opts Options) withDefaults() (Options, error) {
-	if opts.Window < 0 || opts.Lateness < 0 || opts.MaxFindings < 0 || opts.RiskThreshold < 0 || opts.RiskHalfLife < 0 || opts.RepeatCap < 0 {
-		return opts, fmt.Errorf("alert: window, lateness, max findings, risk threshold, half-life and repeat cap must not be negative")
+	if opts.Window < 0 || opts.Lateness < 0 || opts.MaxFindings < 0 || opts.RiskThreshold < 0 || opts.RiskHalfLife < 0 || opts.RepeatCap < 0 || opts.PrivilegedMultiplier < 0 {
+		return opts, fmt.Errorf("alert: window, lateness, max findings, risk threshold, half-life, repeat cap and privileged multiplier must not be negative")
 	}
 	if opts.Window == 0 {
 		opts.Window = time.Hour
@@ -325,6 +331,9 @@ func (opts Options) withDefaults() (Options, error) {
 	}
 	if opts.RepeatCap == 0 {
 		opts.RepeatCap = 1
+	}
+	if opts.PrivilegedMultiplier == 0 {
+		opts.PrivilegedMultiplier = 1
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
@@ -413,9 +422,9 @@ func (s *Stage) add(f *event.Finding) {
 		f.Explanation = strings.TrimSpace(f.Explanation) + " (Suppressed by " + id + ": no risk added.)"
 		f.Immediate = false
 	} else {
-		f.Contribution = round1(r.add(f, s.opts.RiskHalfLife, s.opts.RepeatCap))
+		f.Contribution = round1(r.add(f, s.opts.RiskHalfLife, s.opts.RepeatCap, s.opts.PrivilegedMultiplier))
 	}
-	risk := r.total(f.Time, s.opts.RiskHalfLife)
+	risk := r.total(f.Time, s.opts.RiskHalfLife, s.opts.PrivilegedMultiplier)
 	if o != nil {
 		s.join(o, f, risk)
 		s.scored(f, risk, o.a.ID, suppressed)
@@ -463,7 +472,7 @@ func (s *Stage) add(f *event.Finding) {
 	if dets := countDetectors(contrib); dets >= 2 && !f.Immediate && o.a.Severity < event.SeverityCritical {
 		o.a.Severity++
 	}
-	o.expl = explain(top, contrib, risk, s.opts.RiskThreshold, f.Immediate)
+	o.expl = explain(top, contrib, risk, s.opts.RiskThreshold, s.opts.PrivilegedMultiplier, f.Immediate)
 	o.a.Explanation = o.expl
 	s.open[k] = o
 	if c := o.a.WindowEnd.Add(s.opts.Lateness); len(s.open) == 1 || c.Before(s.nextClose) {
@@ -519,7 +528,7 @@ func (s *Stage) join(o *open, f *event.Finding, risk float64) {
 
 // explain is the alert's explanation: the top finding's sentence and, when
 // others contributed, how the risk added up.
-func explain(top *event.Finding, contrib []event.Finding, risk, threshold float64, immediate bool) string {
+func explain(top *event.Finding, contrib []event.Finding, risk, threshold, mult float64, immediate bool) string {
 	e := strings.TrimSpace(top.Explanation)
 	if len(contrib) < 2 {
 		return e
@@ -528,6 +537,8 @@ func explain(top *event.Finding, contrib []event.Finding, risk, threshold float6
 	b.WriteString(e)
 	if immediate {
 		fmt.Fprintf(&b, " Also on record for %s:", top.Entity)
+	} else if mult != 1 && slices.ContainsFunc(contrib, func(f event.Finding) bool { return f.Privileged }) {
+		fmt.Fprintf(&b, " Risk %.0f (alert at %.0f; a privileged identity's, weighed ×%g) from:", risk, threshold, mult)
 	} else {
 		fmt.Fprintf(&b, " Risk %.0f (alert at %.0f) from:", risk, threshold)
 	}
@@ -575,8 +586,8 @@ func explain(top *event.Finding, contrib []event.Finding, risk, threshold float6
 func countDetectors(fs []event.Finding) int {
 	var seen []string
 	for i := range fs {
-		if fs[i].Contribution > 0 && !slices.Contains(seen, fs[i].Detector) {
-			seen = append(seen, fs[i].Detector)
+		if l := lineOf(&fs[i]); fs[i].Contribution > 0 && !slices.Contains(seen, l) {
+			seen = append(seen, l)
 		}
 	}
 	return len(seen)
@@ -637,7 +648,7 @@ func (s *Stage) Advance(wm time.Time) {
 func (s *Stage) sweep(wm time.Time) {
 	s.nextSweep = wm.Add(time.Hour)
 	for k, r := range s.risk {
-		if _, open := s.open[k]; !open && r.total(wm, s.opts.RiskHalfLife) < 1 {
+		if _, open := s.open[k]; !open && r.total(wm, s.opts.RiskHalfLife, s.opts.PrivilegedMultiplier) < 1 {
 			delete(s.risk, k)
 		}
 	}
@@ -879,7 +890,7 @@ func (s *Stage) withdraw(w *event.Finding) {
 			a.Score, a.Severity = max(a.Score, f.Score), max(a.Severity, f.Severity)
 		}
 		a.Risk = round1(risk)
-		o.expl = explain(top, standing, risk, s.opts.RiskThreshold, top.Immediate) + " Withdrawn from this alert: " + strings.TrimSpace(w.Explanation)
+		o.expl = explain(top, standing, risk, s.opts.RiskThreshold, s.opts.PrivilegedMultiplier, top.Immediate) + " Withdrawn from this alert: " + strings.TrimSpace(w.Explanation)
 		if isOpen {
 			a.Explanation = o.expl
 			if !o.dirty {

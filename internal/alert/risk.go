@@ -9,9 +9,11 @@ import (
 	"github.com/haechi-sec/haechi/internal/event"
 )
 
-// detRisk is one detector's running contribution to an entity's risk.
+// detRisk is one line of evidence's running contribution to an entity's
+// risk: a detector's findings, and those of other detectors that name it
+// as their line (event.Finding.Line).
 type detRisk struct {
-	detector string
+	detector string    // the line: a detector's name, or a finding's Line
 	value    float64   // decayed sum of scores as of at (uncapped)
 	cap      float64   // RepeatCap × the strongest score seen
 	at       time.Time // time value is decayed to
@@ -29,24 +31,53 @@ func decay(v float64, dt, halfLife time.Duration) float64 {
 	return v
 }
 
+// lineOf names the line of evidence f counts in: its Line, else its
+// detector. Findings of several detectors about one observation (being
+// abroad, an unusual hour) share a line, named after the detector that
+// owns the observation.
+func lineOf(f *event.Finding) string {
+	if f.Line == "" {
+		return f.Detector
+	}
+	return f.Line
+}
+
 // maxKept bounds the findings an entity keeps while below the threshold
 // (the strongest contributions are kept).
 const maxKept = 16
 
-// entityRisk is an entity's risk: per detector, and the findings that
-// contributed, waiting for an alert.
+// entityRisk is an entity's risk: per line of evidence, and the findings
+// that contributed, waiting for an alert.
 type entityRisk struct {
 	dets []detRisk
 	kept []event.Finding
+	// privileged: a finding about a privileged principal (Finding.
+	// Privileged) is among those that built this risk, so its sum is
+	// weighed by the privileged multiplier. It lasts as long as the
+	// entity's risk (until an alert spends it or it decays away).
+	privileged bool
 }
 
-// add folds f in and returns the risk it added.
-func (r *entityRisk) add(f *event.Finding, halfLife time.Duration, repeatCap float64) float64 {
-	i := slices.IndexFunc(r.dets, func(d detRisk) bool { return d.detector == f.Detector })
+// add folds f in and returns the risk it added. mult is the privileged
+// multiplier (1: none).
+func (r *entityRisk) add(f *event.Finding, halfLife time.Duration, repeatCap, mult float64) float64 {
+	line := lineOf(f)
+	i := slices.IndexFunc(r.dets, func(d detRisk) bool { return d.detector == line })
 	if i < 0 {
-		r.dets = append(r.dets, detRisk{detector: f.Detector, at: f.Time})
+		r.dets = append(r.dets, detRisk{detector: line, at: f.Time})
 		i = len(r.dets) - 1
 	}
+	flipping := f.Privileged && !r.privileged && mult != 1
+	var others float64 // the other lines' risk, when it is weighed for the first time
+	if flipping {
+		for j := range r.dets {
+			if j != i {
+				d := &r.dets[j]
+				others += min(d.decayed(f.Time, halfLife), d.cap)
+			}
+		}
+	}
+	r.privileged = r.privileged || f.Privileged
 	d := &r.dets[i]
 	v := d.decayed(f.Time, halfLife)
 	before := min(v, d.cap)
@@ -56,15 +87,27 @@ func (r *entityRisk) add(f *event.Finding, halfLife time.Duration, repeatCap flo
 		d.at = f.Time
 	}
 	d.value = v
-	return max(0, min(v, d.cap)-before)
+	added := max(0, min(v, d.cap)-before)
+	switch {
+	case flipping:
+		// From now on the entity's whole risk is weighed: what it held
+		// before (others + before, unweighed) is mult × itself after.
+		return mult*added + (mult-1)*(others+before)
+	case r.privileged:
+		return mult * added
+	}
+	return added
 }
 
-// total is the entity's risk at t.
-func (r *entityRisk) total(t time.Time, halfLife time.Duration) float64 {
+// total is the entity's risk at t; mult is the privileged multiplier.
+func (r *entityRisk) total(t time.Time, halfLife time.Duration, mult float64) float64 {
 	var sum float64
 	for i := range r.dets {
 		d := &r.dets[i]
 		sum += min(d.decayed(t, halfLife), d.cap)
+	}
+	if r.privileged {
+		sum *= mult
 	}
 	return sum
 }
@@ -122,14 +165,21 @@ type Breakdown struct {
 	Threshold float64
 	HalfLife  time.Duration
 	RepeatCap float64
-	// Risk is the entity's risk at At: the sum of Detectors' Risk.
+	// PrivilegedMultiplier weighs the sum when Privileged: a finding
+	// about a privileged principal is among the entity's
+	// (event.Finding.Privileged).
+	PrivilegedMultiplier float64
+	Privileged           bool
+	// Risk is the entity's risk at At: the sum of Detectors' Risk (times
+	// PrivilegedMultiplier when Privileged).
 	Risk      float64
 	Detectors []DetectorRisk
 	// Findings are in the order they were scored (event time).
 	Findings []Contribution
 }
 
-// DetectorRisk is one detector's line of evidence in a Breakdown.
+// DetectorRisk is one line of evidence in a Breakdown: a detector's
+// findings and those naming it as their line (event.Finding.Line).
 type DetectorRisk struct {
 	Detector string
 	// Risk is the detector's contribution at At: Decayed capped at Cap.
@@ -169,7 +219,8 @@ func Explain(opts Options, findings []event.Finding, at time.Time) (Breakdown, e
 	if at.IsZero() && len(fs) > 0 {
 		at = fs[len(fs)-1].Time
 	}
-	b := Breakdown{At: at, Threshold: opts.RiskThreshold, HalfLife: opts.RiskHalfLife, RepeatCap: opts.RepeatCap}
+	b := Breakdown{At: at, Threshold: opts.RiskThreshold, HalfLife: opts.RiskHalfLife, RepeatCap: opts.RepeatCap,
+		PrivilegedMultiplier: opts.PrivilegedMultiplier}
 	var r entityRisk
 	counts := map[string]int{}
 	for i := range fs {
@@ -177,9 +228,9 @@ func Explain(opts Options, findings []event.Finding, at time.Time) (Breakdown, e
 		if f.Time.After(at) {
 			break
 		}
-		added := round1(r.add(f, opts.RiskHalfLife, opts.RepeatCap))
+		added := round1(r.add(f, opts.RiskHalfLife, opts.RepeatCap, opts.PrivilegedMultiplier))
 		f.Contribution = added
-		counts[f.Detector]++
+		counts[lineOf(f)]++
 		b.Findings = append(b.Findings, Contribution{
 			Finding: *f,
 			Added:   added,
@@ -202,6 +253,7 @@ func Explain(opts Options, findings []event.Finding, at time.Time) (Breakdown, e
 		}
 		return cmp.Compare(x.Detector, y.Detector)
 	})
-	b.Risk = round1(r.total(at, opts.RiskHalfLife))
+	b.Privileged = r.privileged
+	b.Risk = round1(r.total(at, opts.RiskHalfLife, opts.PrivilegedMultiplier))
 	return b, nil
 }

@@ -44,6 +44,9 @@ type riskState struct {
 	Entity event.EntityKey `json:"entity"`
 	Dets   []detState      `json:"dets"`
 	Kept   []event.Finding `json:"kept,omitempty"`
+	// Privileged: the risk is weighed by the privileged multiplier
+	// (absent in snapshots written before it existed: not weighed).
+	Privileged bool `json:"privileged,omitempty"`
 }
 
 type detState struct {
@@ -86,7 +89,7 @@ func (s *Stage) Snapshot() ([]byte, error) {
 	sortKeys(keys)
 	for _, k := range keys {
 		r := s.risk[k]
-		rs := riskState{Entity: k, Kept: r.kept}
+		rs := riskState{Entity: k, Kept: r.kept, Privileged: r.privileged}
 		for _, d := range r.dets {
 			rs.Dets = append(rs.Dets, detState{Detector: d.detector, Value: d.value, Cap: d.cap, At: d.at})
 		}
@@ -120,7 +123,7 @@ func (s *Stage) Restore(b []byte) error {
 	}
 	risk := make(map[event.EntityKey]*entityRisk, len(st.Risk))
 	for _, r := range st.Risk {
-		er := &entityRisk{kept: r.Kept}
+		er := &entityRisk{kept: r.Kept, privileged: r.Privileged}
 		for _, d := range r.Dets {
 			er.dets = append(er.dets, detRisk{detector: d.Detector, value: d.Value, cap: d.Cap, at: d.At})
 		}

@@ -33,6 +33,7 @@ import (
 	"github.com/haechi-sec/haechi/internal/detect/lifecycle"
 	"github.com/haechi-sec/haechi/internal/detect/offhours"
 	"github.com/haechi-sec/haechi/internal/detect/peerroute"
+	"github.com/haechi-sec/haechi/internal/detect/privileged"
 	"github.com/haechi-sec/haechi/internal/detect/scripted"
 	"github.com/haechi-sec/haechi/internal/detect/terminated"
 	"github.com/haechi-sec/haechi/internal/detect/token"
@@ -224,6 +225,9 @@ func Detectors(cfg config.Config, canaryIDs []string) []engine.Detector {
 	if il := cfg.Detectors.IdentityLifecycle; il.Enabled {
 		ds = append(ds, lifecycle.New(lifecycle.Options{Dormancy: il.Dormancy.D()}))
 	}
+	if pi := cfg.Detectors.PrivilegedIdentity; pi.Enabled {
+		ds = append(ds, privileged.New(privilegedOptions(pi)))
+	}
 	if cn := cfg.Detectors.CredentialNetwork; cn.Enabled {
 		ds = append(ds, credential.New(credential.Options{Idle: cn.Idle.D()}))
 	}
@@ -273,8 +277,35 @@ func AlertOptions(cfg config.Config) alert.Options {
 		RiskThreshold: cfg.Alerts.RiskThreshold,
 		RiskHalfLife:  cfg.Alerts.RiskHalfLife.D(),
 		RepeatCap:     cfg.Alerts.RepeatCap,
-		Ordered:       cfg.Alerts.Ordered,
+		// Entity criticality: findings about privileged principals.
+		PrivilegedMultiplier: cfg.Alerts.PrivilegedMultiplier,
+		Ordered:              cfg.Alerts.Ordered,
 	}
+}
+
+// privilegedOptions are the privileged_identity detector's options from a
+// validated configuration (a bad time zone, clock or day cannot reach
+// here; should one, the detector's default stands).
+func privilegedOptions(pi config.PrivilegedIdentity) privileged.Options {
+	o := privileged.Options{
+		Roles: pi.Roles, SensitiveActions: pi.SensitiveActions,
+		Idle: pi.Idle.D(), FirstAfter: pi.FirstAfter.D(),
+		ExportFloor: pi.ExportFloor, ExportFactor: pi.ExportFactor,
+	}
+	if loc, err := time.LoadLocation(pi.TimeZone); err == nil {
+		o.Location = loc
+	}
+	start, err1 := config.WorkClock(pi.WorkStart)
+	end, err2 := config.WorkClock(pi.WorkEnd)
+	if err1 == nil && err2 == nil {
+		o.WorkStart, o.WorkEnd = start, end
+	}
+	for _, w := range pi.WorkDays {
+		if d, err := config.Weekday(w); err == nil {
+			o.WorkDays = append(o.WorkDays, d)
+		}
+	}
+	return o
 }
 
 // noneIsNegative maps a configured 0 ("no allowance") to the negative

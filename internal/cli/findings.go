@@ -114,6 +114,9 @@ type Explanation struct {
 	Threshold float64         `json:"threshold"`
 	HalfLife  string          `json:"half_life"`
 	RepeatCap float64         `json:"repeat_cap"`
+	// PrivilegedMultiplier weighs the risk (a finding about a privileged
+	// principal is among the counted ones); absent when it does not.
+	PrivilegedMultiplier float64 `json:"privileged_multiplier,omitempty"`
 	// LastAlert is the entity's latest alert, whose window's end starts
 	// the findings counted ("" when none).
 	LastAlert string              `json:"last_alert,omitempty"`
@@ -208,6 +211,9 @@ func (c *explainCmd) Run(e *env) error {
 		return err
 	}
 	x.At, x.Risk, x.Threshold, x.HalfLife, x.RepeatCap = b.At, b.Risk, b.Threshold, shortDuration(b.HalfLife), b.RepeatCap
+	if b.Privileged && b.PrivilegedMultiplier != 1 {
+		x.PrivilegedMultiplier = b.PrivilegedMultiplier
+	}
 	x.Detectors = []ExplainedDetector{}
 	for _, d := range b.Detectors {
 		x.Detectors = append(x.Detectors, ExplainedDetector(d))
@@ -267,6 +273,9 @@ func printExplanation(e *env, x *Explanation) error {
 	}
 	fmt.Fprintf(w, "Each finding's score decays with a half-life of %s; each detector counts at most %g × its strongest finding; the risk is the sum over detectors.\n",
 		x.HalfLife, x.RepeatCap)
+	if x.PrivilegedMultiplier != 0 {
+		fmt.Fprintf(w, "A finding is about a privileged identity: the sum is weighed ×%g (alerts.privileged_multiplier).\n", x.PrivilegedMultiplier)
+	}
 	if x.LastAlert != "" {
 		fmt.Fprintf(w, "Counted from the end of its last alert, %s (an alert spends the risk before it).\n", x.LastAlert)
 	}

@@ -35,6 +35,9 @@ package config
 
 import (
 	"fmt"
+	"strings"
+	_ "time/tzdata" // privileged_identity.time_zone must load on hosts without a zoneinfo database
+
 	"github.com/haechi-sec/haechi/internal/input"
 	"github.com/haechi-sec/haechi/internal/report"
 	"github.com/haechi-sec/haechi/internal/respond"
@@ -273,6 +276,10 @@ type Alerts struct {
 	RiskThreshold float64  `yaml:"risk_threshold"`
 	RiskHalfLife  Duration `yaml:"risk_half_life"`
 	RepeatCap     float64  `yaml:"repeat_cap"`
+	// PrivilegedMultiplier weighs an entity's risk while a finding about
+	// a privileged principal holds some of it (entity criticality; default
+	// 1.5, 1 turns it off).
+	PrivilegedMultiplier float64 `yaml:"privileged_multiplier"`
 	// FalsePositiveSuppression is how long an analyst's false_positive
 	// verdict suppresses the alert's entity's findings of the kinds it
 	// held (they add no risk meanwhile); 0 → a verdict suppresses nothing.
@@ -307,6 +314,63 @@ type Detectors struct {
 	OffHours           OffHours           `yaml:"off_hours"`
 	PeerRoute          PeerRoute          `yaml:"peer_route"`
 	Behaviour          Behaviour          `yaml:"behaviour"`
+	PrivilegedIdentity PrivilegedIdentity `yaml:"privileged_identity"`
+}
+
+// PrivilegedIdentity configures the detector of privileged identities'
+// takeover evidence (docs/detectors.md#privileged_identity).
+type PrivilegedIdentity struct {
+	Enabled bool `yaml:"enabled"`
+	// Roles are the privileged roles: names, case-insensitive, with "*" at
+	// either end matching any prefix or suffix ("*-admin").
+	Roles []string `yaml:"roles"`
+	// SensitiveActions are the sensitive actions (bulk export, role
+	// change): path.Match patterns on event.action, case-insensitive.
+	SensitiveActions []string `yaml:"sensitive_actions"`
+	// TimeZone is the company's IANA time zone; WorkStart and WorkEnd
+	// ("HH:MM") its working hours on WorkDays (mon … sun) there.
+	TimeZone  string   `yaml:"time_zone"`
+	WorkStart string   `yaml:"work_start"`
+	WorkEnd   string   `yaml:"work_end"`
+	WorkDays  []string `yaml:"work_days"`
+	// Idle is the silence after which a privileged identity's activity is
+	// a finding; FirstAfter how long haechi must have watched before an
+	// identity's first activity is one.
+	Idle       Duration `yaml:"idle"`
+	FirstAfter Duration `yaml:"first_after"`
+	// ExportFloor and ExportFactor set the bulk-export bar: a day's records
+	// of sensitive actions ≥ max(floor, factor × max(own busiest day,
+	// role peers' 99th percentile)).
+	ExportFloor  float64 `yaml:"export_floor"`
+	ExportFactor float64 `yaml:"export_factor"`
+}
+
+// DefaultPrivilegedRoles and DefaultSensitiveActions are the
+// privileged_identity detector's defaults (the same as its package's,
+// which config may not import; app's tests hold them equal).
+var (
+	DefaultPrivilegedRoles  = []string{"admin", "administrator", "*-admin", "admin-*", "superuser", "super-admin", "root", "owner", "dba", "security-admin", "iam-admin"}
+	DefaultSensitiveActions = []string{"*export*", "*download*", "*dump*", "*role.grant*", "*role.assign*", "*role.change*", "*role.update*", "*roles.*", "*permission.grant*"}
+)
+
+// WorkClock parses an "HH:MM" time of day.
+func WorkClock(s string) (time.Duration, error) {
+	t, err := time.Parse("15:04", s)
+	if err != nil {
+		return 0, fmt.Errorf("want HH:MM, got %q", s)
+	}
+	return time.Duration(t.Hour())*time.Hour + time.Duration(t.Minute())*time.Minute, nil
+}
+
+// Weekday parses a day name (mon … sun, or in full), case-insensitive.
+func Weekday(s string) (time.Weekday, error) {
+	for d := time.Sunday; d <= time.Saturday; d++ {
+		n := d.String()
+		if strings.EqualFold(s, n) || strings.EqualFold(s, n[:3]) {
+			return d, nil
+		}
+	}
+	return 0, fmt.Errorf("want a day (mon … sun), got %q", s)
 }
 
 // Behaviour configures the detector of hourly behaviour against the
@@ -588,7 +652,7 @@ func Default() Config {
 		Rules:   Rules{Pack: true, Lists: map[string][]string{"corporate_networks": {}}},
 		Respond: respond.DefaultConfig(),
 		Report:  Report{Regimes: report.DefaultRegimes()},
-		Alerts: Alerts{Window: Duration(time.Hour), MaxSpan: Duration(24 * time.Hour), RiskThreshold: 90, RiskHalfLife: Duration(24 * time.Hour), RepeatCap: 1,
+		Alerts: Alerts{Window: Duration(time.Hour), MaxSpan: Duration(24 * time.Hour), RiskThreshold: 90, RiskHalfLife: Duration(24 * time.Hour), RepeatCap: 1, PrivilegedMultiplier: 1.5,
 			FalsePositiveSuppression: Duration(30 * 24 * time.Hour), FindingsRetention: Duration(30 * 24 * time.Hour)},
 		Detectors: Detectors{
 			TerminatedIdentity: TerminatedIdentity{Enabled: true},
@@ -638,6 +702,19 @@ func Default() Config {
 				MaxSpeedKmh:     1000,
 				LocationErrorKm: 100,
 				MinTravelKm:     500,
+			},
+			PrivilegedIdentity: PrivilegedIdentity{
+				Enabled:          true,
+				Roles:            append([]string(nil), DefaultPrivilegedRoles...),
+				SensitiveActions: append([]string(nil), DefaultSensitiveActions...),
+				TimeZone:         "UTC",
+				WorkStart:        "08:00",
+				WorkEnd:          "20:00",
+				WorkDays:         []string{"mon", "tue", "wed", "thu", "fri"},
+				Idle:             Duration(30 * 24 * time.Hour),
+				FirstAfter:       Duration(7 * 24 * time.Hour),
+				ExportFloor:      100,
+				ExportFactor:     4,
 			},
 			SourceFanout: SourceFanout{
 				Enabled:   true,

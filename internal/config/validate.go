@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"path"
 	"slices"
 	"strconv"
 	"strings"
@@ -205,6 +206,9 @@ func (c *Config) checkAlerts(add addFunc) {
 	if a.RepeatCap < 1 || a.RepeatCap > 10 {
 		add("alerts.repeat_cap", "must be between 1 and 10, got %v", a.RepeatCap)
 	}
+	if a.PrivilegedMultiplier < 1 || a.PrivilegedMultiplier > 5 {
+		add("alerts.privileged_multiplier", "must be between 1 and 5, got %v", a.PrivilegedMultiplier)
+	}
 	if d := a.FindingsRetention.D(); d < time.Hour || d > 3*365*24*time.Hour {
 		add("alerts.findings_retention", "must be between 1h and 3 years, got %s", d)
 	}
@@ -278,6 +282,7 @@ func (d Detectors) check(add addFunc) {
 			add(fmt.Sprintf("cloud_credential.provider_asns[%d]", i), "want an AS number from 1 to 4294967295, got %d", a)
 		}
 	}
+	d.PrivilegedIdentity.check(add)
 	if dormancy := d.IdentityLifecycle.Dormancy; dormancy <= 0 {
 		add("identity_lifecycle.dormancy", "must be positive, got %s", dormancy)
 	}
@@ -383,4 +388,55 @@ func validNetwork(n string) bool {
 	}
 	_, err := netip.ParsePrefix(n)
 	return err == nil
+}
+
+func (p PrivilegedIdentity) check(add addFunc) {
+	const at = "privileged_identity."
+	if p.Enabled && len(p.Roles) == 0 {
+		add(at+"roles", "must name at least one role")
+	}
+	for i, r := range p.Roles {
+		if strings.TrimSpace(strings.Trim(r, "*")) == "" {
+			add(fmt.Sprintf(at+"roles[%d]", i), "must name a role, got %q", r)
+		}
+	}
+	for i, a := range p.SensitiveActions {
+		if _, err := path.Match(a, ""); err != nil || a == "" {
+			add(fmt.Sprintf(at+"sensitive_actions[%d]", i), "must be a path.Match pattern, got %q", a)
+		}
+	}
+	if _, err := time.LoadLocation(p.TimeZone); err != nil || p.TimeZone == "" {
+		add(at+"time_zone", "must be an IANA time zone (Asia/Seoul, UTC), got %q", p.TimeZone)
+	}
+	start, err1 := WorkClock(p.WorkStart)
+	if err1 != nil {
+		add(at+"work_start", "%v", err1)
+	}
+	end, err2 := WorkClock(p.WorkEnd)
+	if err2 != nil {
+		add(at+"work_end", "%v", err2)
+	}
+	if err1 == nil && err2 == nil && start >= end {
+		add(at+"work_end", "must be after work_start (%s), got %s", p.WorkStart, p.WorkEnd)
+	}
+	if len(p.WorkDays) == 0 {
+		add(at+"work_days", "must name at least one day")
+	}
+	for i, w := range p.WorkDays {
+		if _, err := Weekday(w); err != nil {
+			add(fmt.Sprintf(at+"work_days[%d]", i), "%v", err)
+		}
+	}
+	if p.Idle <= 0 {
+		add(at+"idle", "must be positive, got %s", p.Idle)
+	}
+	if p.FirstAfter <= 0 {
+		add(at+"first_after", "must be positive, got %s", p.FirstAfter)
+	}
+	if p.ExportFloor < 1 {
+		add(at+"export_floor", "must be at least 1, got %v", p.ExportFloor)
+	}
+	if p.ExportFactor < 1 {
+		add(at+"export_factor", "must be at least 1, got %v", p.ExportFactor)
+	}
 }

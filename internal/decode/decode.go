@@ -446,7 +446,7 @@ func (d *Decoder) field(ev *event.Event, f field, v []byte, escaped bool) {
 		return // empty string: absent
 	}
 	switch f {
-	case fTimestamp, fTokenIssuedAt, fTokenExpiresAt, fIdentTerminatedAt, fKeyRetiredAt:
+	case fTimestamp, fTokenIssuedAt, fTokenExpiresAt, fIdentTerminatedAt, fIdentLastActive, fKeyRetiredAt:
 		var t time.Time
 		if len(b) > maxQuoted {
 			d.fail(f, "parsing time "+quoteTrunc(b)+": too long for RFC 3339")
@@ -480,6 +480,8 @@ func (d *Decoder) field(ev *event.Event, f field, v []byte, escaped bool) {
 			ev.Token.ExpiresAt = t
 		case fIdentTerminatedAt:
 			ev.Identity.TerminatedAt = t
+		case fIdentLastActive:
+			ev.Identity.LastActive = t
 		case fKeyRetiredAt:
 			ev.Key.RetiredAt = t
 		}

@@ -265,7 +265,7 @@ func TestDecodeAccepts(t *testing.T) {
 		{"whitespace around", " \t{ \"@timestamp\"\n:\r \"2025-06-24T09:00:03Z\" ,\t\"event\" : { \"dataset\" : \"gateway.access\" , \"action\":\"a\" } , \"records.ids\" : [ 1 , \"2\" ] } \r\n",
 			func(e *event.Event) { e.Records.IDs = []string{"1", "2"} }},
 		{"all fields",
-			`{"@timestamp":"2025-06-24T09:00:03Z","event":{"dataset":"d","action":"a","id":"ev1","outcome":"failure"},"user":{"id":"u","name":"n","roles":["r1","r2"]},"source":{"ip":"1.2.3.4","geo":{"country_iso_code":"US"},"as":{"number":1,"organization":{"name":"o"}}},"user_agent":{"original":"ua"},"http":{"request":{"method":"PUT"},"response":{"status_code":201,"body":{"bytes":9}}},"url":{"path":"/p"},"token":{"id":"t","key_id":"k","issuer":"i","issued_at":"2025-06-24T09:00:00Z","expires_at":"2025-06-24T10:00:00Z"},"records":{"type":"ty","ids":["1"],"fields":["f"]},"identity":{"id":"e:1","kind":"employee","roles":["x"],"status":"terminated","terminated_at":"2025-06-24T08:00:00Z","country":"KR"},"key":{"id":"k1","status":"retired","retired_at":"2025-06-23T00:00:00Z","custodians":["e:1"]}}`,
+			`{"@timestamp":"2025-06-24T09:00:03Z","event":{"dataset":"d","action":"a","id":"ev1","outcome":"failure"},"user":{"id":"u","name":"n","roles":["r1","r2"]},"source":{"ip":"1.2.3.4","geo":{"country_iso_code":"US"},"as":{"number":1,"organization":{"name":"o"}}},"user_agent":{"original":"ua"},"http":{"request":{"method":"PUT"},"response":{"status_code":201,"body":{"bytes":9}}},"url":{"path":"/p"},"token":{"id":"t","key_id":"k","issuer":"i","issued_at":"2025-06-24T09:00:00Z","expires_at":"2025-06-24T10:00:00Z"},"records":{"type":"ty","ids":["1"],"fields":["f"]},"identity":{"id":"e:1","kind":"employee","roles":["x"],"status":"terminated","terminated_at":"2025-06-24T08:00:00Z","country":"KR","last_active":"2025-06-20T17:30:00+09:00"},"key":{"id":"k1","status":"retired","retired_at":"2025-06-23T00:00:00Z","custodians":["e:1"]}}`,
 			func(e *event.Event) {
 				*e = event.Event{
 					Time: mustTime("2025-06-24T09:00:03Z"), Dataset: "d", Action: "a", ID: "ev1",
@@ -277,7 +277,8 @@ func TestDecodeAccepts(t *testing.T) {
 						IssuedAt: mustTime("2025-06-24T09:00:00Z"), ExpiresAt: mustTime("2025-06-24T10:00:00Z")},
 					Records: event.Records{Type: "ty", IDs: []string{"1"}, Fields: []string{"f"}},
 					Identity: event.Identity{ID: "e:1", Kind: "employee", Roles: []string{"x"}, Status: "terminated",
-						TerminatedAt: mustTime("2025-06-24T08:00:00Z"), Country: "KR"},
+						TerminatedAt: mustTime("2025-06-24T08:00:00Z"), Country: "KR",
+						LastActive: mustTime("2025-06-20T08:30:00Z")},
 					Key: event.Key{ID: "k1", Status: "retired", RetiredAt: mustTime("2025-06-23T00:00:00Z"),
 						Custodians: []string{"e:1"}},
 				}
@@ -320,7 +321,7 @@ func TestDecodeTimeRange(t *testing.T) {
 	}
 	var ev event.Event
 	line := `{` + base + `,"token":{"id":"t","issued_at":"1500-01-01T00:00:00Z","expires_at":"3000-01-01T00:00:00Z"},` +
-		`"identity":{"terminated_at":"9999-01-01T00:00:00Z"},"key":{"retired_at":"1000-06-01T00:00:00Z"}}`
+		`"identity":{"terminated_at":"9999-01-01T00:00:00Z","last_active":"0900-01-01T00:00:00Z"},"key":{"retired_at":"1000-06-01T00:00:00Z"}}`
 	if err := d.Decode([]byte(line), &ev); err != nil {
 		t.Fatal(err)
 	}
@@ -328,6 +329,7 @@ func TestDecodeTimeRange(t *testing.T) {
 		"token.issued_at":        {ev.Token.IssuedAt, event.MinTime()},
 		"token.expires_at":       {ev.Token.ExpiresAt, event.MaxTime()},
 		"identity.terminated_at": {ev.Identity.TerminatedAt, event.MaxTime()},
+		"identity.last_active":   {ev.Identity.LastActive, event.MinTime()},
 		"key.retired_at":         {ev.Key.RetiredAt, event.MinTime()},
 	} {
 		if !c.got.Equal(c.want) {

@@ -36,6 +36,7 @@ const (
 	fIdentStatus
 	fIdentTerminatedAt
 	fIdentCountry
+	fIdentLastActive
 	fKeyID
 	fKeyStatus
 	fKeyRetiredAt
@@ -82,6 +83,7 @@ var fieldNames = [numFields]string{
 	fIdentStatus:       "identity.status",
 	fIdentTerminatedAt: "identity.terminated_at",
 	fIdentCountry:      "identity.country",
+	fIdentLastActive:   "identity.last_active",
 	fKeyID:             "key.id",
 	fKeyStatus:         "key.status",
 	fKeyRetiredAt:      "key.retired_at",
@@ -165,6 +167,8 @@ func lookup(path []byte) (f field, group bool) {
 		return fIdentTerminatedAt, false
 	case "identity.country":
 		return fIdentCountry, false
+	case "identity.last_active":
+		return fIdentLastActive, false
 	case "key.id":
 		return fKeyID, false
 	case "key.status":

@@ -40,7 +40,7 @@ func checkEvent(t *testing.T, ev *event.Event) {
 	}
 	// Every time of an accepted event survives Unix nanoseconds, the
 	// form the store, ledger, engine and checkpoints keep it in.
-	for _, tm := range []time.Time{ev.Time, ev.Token.IssuedAt, ev.Token.ExpiresAt, ev.Identity.TerminatedAt, ev.Key.RetiredAt} {
+	for _, tm := range []time.Time{ev.Time, ev.Token.IssuedAt, ev.Token.ExpiresAt, ev.Identity.TerminatedAt, ev.Identity.LastActive, ev.Key.RetiredAt} {
 		if !tm.IsZero() && !time.Unix(0, tm.UnixNano()).Equal(tm) {
 			t.Fatalf("time %s does not survive UnixNano", tm)
 		}
@@ -59,6 +59,8 @@ func FuzzDecode(f *testing.F) {
 		`{"@timestamp":null,"http.response":{"status_code":"200"}}`,
 		`{"@timestamp":"2262-04-11T23:47:16.854775807Z","event.dataset":"d","event.action":"a","token.expires_at":"9999-01-01T00:00:00Z"}`,
 		`{"@timestamp":"1600-01-01T00:00:00Z","event.dataset":"d","event.action":"a"}`,
+		`{"@timestamp":"2025-06-24T09:00:03Z","event":{"dataset":"hr.roster","action":"identity.upsert"},"identity":{"id":"e:7","roles":["admin"],"last_active":"2025-03-01T09:00:00+09:00"}}`,
+		`{"@timestamp":"2025-06-24T09:00:03Z","event.dataset":"hr.roster","event.action":"a","identity.last_active":"not a time"}`,
 		`[1,2]`, `{}`, ``, `{"a":1}{`, `{"user":{"id":"\u00e9"}}`,
 	} {
 		f.Add([]byte(s))

@@ -153,6 +153,10 @@ type Identity struct {
 	Status       string // active, terminated
 	TerminatedAt time.Time
 	Country      string
+	// LastActive is when the identity last acted before this roster
+	// entry, as the identity provider knows it (identity.last_active,
+	// optional; an addition to the shared contract, docs/events.md).
+	LastActive time.Time
 }
 
 // Key is the key inventory's key.* field set.

@@ -53,6 +53,7 @@ var fieldKinds = map[string]FieldKind{
 	"identity.roles":              KindStrings,
 	"identity.status":             KindString,
 	"identity.terminated_at":      KindTime,
+	"identity.last_active":        KindTime,
 	"identity.country":            KindString,
 	"key.id":                      KindString,
 	"key.status":                  KindString,
@@ -150,6 +151,8 @@ func (e *Event) Field(name string) (v any, ok bool) {
 		return strField(e.Identity.Status)
 	case "identity.terminated_at":
 		return timeField(e.Identity.TerminatedAt)
+	case "identity.last_active":
+		return timeField(e.Identity.LastActive)
 	case "identity.country":
 		return strField(e.Identity.Country)
 	case "key.id":

@@ -118,6 +118,20 @@ type Finding struct {
 	// finding (e.g. "distinct_records" 4210, "own_p99" 38, "peers_p99"
 	// 55), in the order the explanation cites them.
 	Figures []Figure `json:"figures,omitempty"`
+	// Line names the line of evidence the finding counts in; empty: its
+	// Detector. The alert stage counts each line once at its strongest,
+	// so one observation must be one line: a detector whose kinds measure
+	// independent things gives each its own line, and a finding about an
+	// observation another detector owns (being abroad: principal_geo; an
+	// unusual hour: off_hours) names that detector, so the two do not
+	// corroborate each other.
+	Line string `json:"line,omitempty"`
+	// Privileged marks a finding about a principal holding a privileged
+	// role: the alert stage weighs the entity's whole risk by
+	// alerts.privileged_multiplier while such a finding holds risk (entity
+	// criticality, as Elastic's asset criticality and Splunk RBA's risk
+	// modifiers).
+	Privileged bool `json:"privileged,omitempty"`
 	// Contribution is the risk the finding added to its entity when the
 	// alert stage scored it (0 for a repeat of a signal already counted,
 	// or a suppressed one); set by the alert stage.

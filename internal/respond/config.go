@@ -39,6 +39,7 @@ import (
 	"github.com/haechi-sec/haechi/internal/detect/lifecycle"
 	"github.com/haechi-sec/haechi/internal/detect/offhours"
 	"github.com/haechi-sec/haechi/internal/detect/peerroute"
+	"github.com/haechi-sec/haechi/internal/detect/privileged"
 	"github.com/haechi-sec/haechi/internal/detect/scripted"
 	"github.com/haechi-sec/haechi/internal/detect/terminated"
 	"github.com/haechi-sec/haechi/internal/detect/token"
@@ -225,7 +226,7 @@ const (
 // behavioural detectors: notify, contain only at critical risk.
 var behavioural = []string{
 	fanout.Name, scripted.Name, volume.Name, offhours.Name, peerroute.Name, behaviour.Name,
-	lifecycle.Name, geo.Name, keyposture.Name, credential.Name,
+	lifecycle.Name, geo.Name, keyposture.Name, credential.Name, privileged.Name,
 }
 
 // DefaultConfig returns the shipped configuration: dry-run, no receivers

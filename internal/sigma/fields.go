@@ -77,6 +77,7 @@ var fastTime = map[string]func(*event.Event) time.Time{
 	"token.issued_at":        func(e *event.Event) time.Time { return e.Token.IssuedAt },
 	"token.expires_at":       func(e *event.Event) time.Time { return e.Token.ExpiresAt },
 	"identity.terminated_at": func(e *event.Event) time.Time { return e.Identity.TerminatedAt },
+	"identity.last_active":   func(e *event.Event) time.Time { return e.Identity.LastActive },
 	"key.retired_at":         func(e *event.Event) time.Time { return e.Key.RetiredAt },
 }
 

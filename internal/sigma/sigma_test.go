@@ -255,7 +255,7 @@ func TestAccessorsAgreeWithField(t *testing.T) {
 		UserAgent: "ua", HTTP: event.HTTP{Method: "GET", StatusCode: 200, BodyBytes: 734}, URLPath: "/p",
 		Token:    event.Token{ID: "t", KeyID: "k", Issuer: "i", IssuedAt: ts.Add(-time.Hour), ExpiresAt: ts.Add(time.Hour)},
 		Records:  event.Records{Type: "customer", IDs: []string{"1"}, Fields: []string{"name"}},
-		Identity: event.Identity{ID: "e", Kind: "employee", Roles: []string{"x"}, Status: "terminated", TerminatedAt: ts.Add(-2 * time.Hour), Country: "KR"},
+		Identity: event.Identity{ID: "e", Kind: "employee", Roles: []string{"x"}, Status: "terminated", TerminatedAt: ts.Add(-2 * time.Hour), Country: "KR", LastActive: ts.Add(-4 * time.Hour)},
 		Key:      event.Key{ID: "key", Status: "retired", RetiredAt: ts.Add(-3 * time.Hour), Custodians: []string{"e"}},
 	}
 	for _, ev := range []*event.Event{full, {}} {

@@ -43,7 +43,7 @@ type ScoredFinding struct {
 func FindingID(f *event.Finding) string { return f.ID().String() }
 
 const findingLogColumns = `id, time, entity_kind, entity_id, detector, kind, title, score, severity,
-	explanation, evidence, tags, related, figures, contribution, risk, threshold, alert_id, suppressed`
+	explanation, evidence, tags, related, figures, contribution, risk, threshold, alert_id, suppressed, line, privileged`
 
 var findingLogParams = strings.Count(findingLogColumns, ",") + 1
 
@@ -126,7 +126,7 @@ func (s *Store) saveFindings(ctx context.Context, tx *sql.Tx, fs []ScoredFinding
 			args = append(args,
 				ids[i], toNanos(f.Time), string(f.Entity.Kind), f.Entity.ID, f.Detector, f.Kind, f.Title,
 				score(f.Score), int64(f.Severity), f.Explanation, string(evBuf), tags, related, figures,
-				finite(f.Contribution), finite(sf.Risk), finite(sf.Threshold), sf.Alert, boolInt(sf.Suppressed))
+				finite(f.Contribution), finite(sf.Risk), finite(sf.Threshold), sf.Alert, boolInt(sf.Suppressed), f.Line, boolInt(f.Privileged))
 		}
 		if err := up.exec(sctx, len(chunk), args); err != nil {
 			return fmt.Errorf("upsert findings: %w", err)
@@ -288,12 +288,13 @@ func scanScoredFinding(sc scanner) (ScoredFinding, error) {
 		entityKind, evidence          string
 		tags, related, figures        string
 		tm, sev, suppressed           int64
+		privileged                    int64
 		sco                           sql.NullFloat64
 		contribution, risk, threshold float64
 	)
 	f := &sf.Finding
 	if err := sc.Scan(&sf.ID, &tm, &entityKind, &f.Entity.ID, &f.Detector, &f.Kind, &f.Title, &sco, &sev,
-		&f.Explanation, &evidence, &tags, &related, &figures, &contribution, &risk, &threshold, &sf.Alert, &suppressed); err != nil {
+		&f.Explanation, &evidence, &tags, &related, &figures, &contribution, &risk, &threshold, &sf.Alert, &suppressed, &f.Line, &privileged); err != nil {
 		return sf, err
 	}
 	f.Time = fromNanos(tm)
@@ -301,6 +302,7 @@ func scanScoredFinding(sc scanner) (ScoredFinding, error) {
 	f.Score = sco.Float64
 	f.Severity = event.Severity(sev)
 	f.Contribution, sf.Risk, sf.Threshold, sf.Suppressed = contribution, risk, threshold, suppressed != 0
+	f.Privileged = privileged != 0
 	f.Evidence = []string{}
 	for _, c := range []struct {
 		name, src string

@@ -30,6 +30,8 @@ func TestFindingsRoundTrip(t *testing.T) {
 		sf.Figures = []event.Figure{{Name: "requests", Value: 12}, {Name: "bad", Value: 0}}
 		sup := scoredFinding(py, "off_hours", "off_hours_access", at.Add(time.Minute), 45, 0, 30, "")
 		sup.Suppressed = true
+		// Its line of evidence and privilege, which explain rescores by.
+		sup.Line, sup.Privileged = "hours", true
 		if err := s.SaveFindings(ctx, []ScoredFinding{sf, sup}); err != nil {
 			t.Fatal(err)
 		}
