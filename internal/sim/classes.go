@@ -571,7 +571,7 @@ func (g *gen) slowInsider() {
 		}
 		g.atX(partSlow, s, func() {
 			tag := int16(1 + scSlow)
-			tk, iat := tok, s
+			tk, iat := tok, int64(0)
 			if login {
 				tk = g.staffLogin(e, s, loc, tag, 12*hourMS)
 				iat = s + 300
