@@ -126,20 +126,40 @@ func (g *gen) adminAction(e *emp, t int64, tok uint64, kid string, iat int64, lo
 		g.path("/admin/users/e:", 1000+g.rng.Uint64N(300), "/roles")
 	default: // a small customer export (a list for a campaign, an audit sample)
 		n := 20 + g.rng.IntN(80)
-		g.export(e, t, tag, "admin.customer.export", "/admin/customers/export", tok, kid, iat, loc, g.rng.Uint64N(g.C), n)
+		g.querySegment(e, t, tag, "admin.customer.export", "/admin/customers/export", tok, kid, iat, loc, g.rng.Uint64N(g.C), n)
 		return
 	}
 	g.end()
 }
 
-// export emits one export of n consecutive customers from off.
+// export emits one export of n consecutive customers from off: a dump
+// that walks the customer table.
 func (g *gen) export(e *emp, t int64, tag int16, action, path string, tok uint64, kid string, iat int64, loc src, off uint64, n int) {
+	g.exportIDs(e, t, tag, action, path, tok, kid, iat, loc, off, n, 1)
+}
+
+// querySegment emits one export of n customers selected by a query (a
+// segment, a campaign list, an audit sample): sorted by customer number
+// from off, with gaps, as a query's result is.
+func (g *gen) querySegment(e *emp, t int64, tag int16, action, path string, tok uint64, kid string, iat int64, loc src, off uint64, n int) {
+	g.exportIDs(e, t, tag, action, path, tok, kid, iat, loc, off, n, 40)
+}
+
+// exportIDs emits one export of n customers from off; gap > 1 skips 0 to
+// gap-1 customers between two.
+func (g *gen) exportIDs(e *emp, t int64, tag int16, action, path string, tok uint64, kid string, iat int64, loc src, off uint64, n int, gap int) {
 	g.staffBegin(e, t, tag, action, tok, kid, iat, loc)
 	g.http("GET", 200, n*96)
 	g.raw(`,"url":{"path":"` + path + `"}`)
 	g.recordsOpen("customer")
-	for i := range uint64(n) {
-		g.idNum(custBase + (off+i)%g.C)
+	id := off
+	for i := range n {
+		if gap > 1 && i > 0 {
+			id += 1 + uint64(g.rng.IntN(gap))
+		} else if i > 0 {
+			id++
+		}
+		g.idNum(custBase + id%g.C)
 	}
 	g.recordsClose(`["name","email","phone","address"]`)
 	g.end()
@@ -174,7 +194,7 @@ func (g *gen) adminMaintenance() {
 			g.adminAction(e, t, tok, g.keyAt(s), s+300, e.desk, tag, kind)
 		}
 		t += 5*minMS + g.rng.Int64N(20*minMS)
-		g.export(e, t, tag, "admin.customer.export", "/admin/customers/export", tok, g.keyAt(s), s+300, e.desk,
+		g.querySegment(e, t, tag, "admin.customer.export", "/admin/customers/export", tok, g.keyAt(s), s+300, e.desk,
 			g.rng.Uint64N(g.C), 300+g.rng.IntN(500))
 	})
 }
@@ -466,7 +486,7 @@ func (g *gen) routineExports(t0, t1 int64) {
 			}
 			loc := g.shiftLoc(e, dd)
 			for range 1 + g.rng.IntN(3) {
-				g.export(e, g.between(s+hourMS, end), 0, "admin.query.export", "/admin/query/export",
+				g.querySegment(e, g.between(s+hourMS, end), 0, "admin.query.export", "/admin/query/export",
 					g.staffToken(e, s), g.keyAt(s), s+300, loc, g.rng.Uint64N(g.C), 30+g.rng.IntN(220))
 			}
 		}
@@ -495,8 +515,8 @@ func (g *gen) approvedExport() {
 			n := int(min(g.C/2, 20_000))
 			off := g.rng.Uint64N(g.C)
 			for i := range 4 {
-				g.export(e, t+int64(i)*(2*minMS+g.rng.Int64N(3*minMS)), tag, "admin.query.export", "/admin/query/export",
-					g.staffToken(e, s), g.keyAt(s), s+300, loc, off+uint64(i*n/4), n/4)
+				g.querySegment(e, t+int64(i)*(2*minMS+g.rng.Int64N(3*minMS)), tag, "admin.query.export", "/admin/query/export",
+					g.staffToken(e, s), g.keyAt(s), s+300, loc, off+uint64(i)*uint64(n/4)*21, n/4)
 			}
 		})
 		return
@@ -525,12 +545,14 @@ func (g *gen) slowInsider() {
 	reqs := int(vrange(g, scSlow, 4, 3, 1, 6))
 	weekdays := vpick(g, scSlow, 5, false, false, true)
 	where := vpick(g, scSlow, 6, "home", "home", "mobile-domestic", "vpn", "office")
+	walk := vpick(g, scSlow, 7, true, true, false) // walk the table, or take query-like segments as peers do
 	var note variantNote
 	note.add("from", where)
 	note.int("per_day", int64(perDay))
 	note.int("requests", int64(reqs))
 	note.add("days", map[bool]string{false: "every", true: "weekdays"}[weekdays])
 	note.int("first_day", int64(first))
+	note.add("ids", map[bool]string{true: "walk", false: "segments"}[walk])
 	g.setVariant(scSlow, note)
 	off := g.h(0xde55) % g.C
 	total := 0
@@ -586,7 +608,11 @@ func (g *gen) slowInsider() {
 				if i == reqs-1 {
 					n = perDay - n*(reqs-1)
 				}
-				g.export(e, t, tag, "admin.query.export", "/admin/query/export", tk, g.keyAt(iat), iat, loc, off+uint64(total), n)
+				if walk {
+					g.export(e, t, tag, "admin.query.export", "/admin/query/export", tk, g.keyAt(iat), iat, loc, off+uint64(total), n)
+				} else { // disjoint segments: each day's lie beyond the last
+					g.querySegment(e, t, tag, "admin.query.export", "/admin/query/export", tk, g.keyAt(iat), iat, loc, off+uint64(total)*21, n)
+				}
 				total += n
 			}
 			sc.RecordsTouched = int(min(uint64(total), g.C))
