@@ -80,7 +80,8 @@
 // (e:9001…, role admin), the order-export worker on EC2 (S3 reads and
 // writes all day from AWS Seoul with hourly-rotated instance credentials)
 // and the data engineers' routine exports (on a third of their workdays,
-// a few dozen to a few hundred customers) — and hard-benign twins:
+// a few dozen to a few hundred customers, sorted with gaps as a
+// query's result is) — and hard-benign twins:
 // token-roams-within-carrier (a traveller's or commuter's token used over
 // hours from new addresses of one mobile carrier AS and country),
 // instance-credentials-in-provider (all of the worker's own use of the
