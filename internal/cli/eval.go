@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/haechi-sec/haechi/internal/app"
+	"github.com/haechi-sec/haechi/internal/config"
 	"github.com/haechi-sec/haechi/internal/console"
 	"github.com/haechi-sec/haechi/internal/decode"
 	"github.com/haechi-sec/haechi/internal/eval"
@@ -29,6 +30,7 @@ type evalCmd struct {
 	CanaryRecords []string `name:"canary-records" sep:"," placeholder:"ID,..." help:"Canary record ids (added to detectors.canary.records)."`
 	Response      string   `enum:"enforce,off" default:"enforce" help:"Score containment by the response playbooks at event time (enforce), or count exposure up to the first alert (off)."`
 	Store         bool     `help:"Keep the run's alerts and access ledger in --data-dir, so scope and report can inspect it afterwards (slower: the ledger is written)."`
+	Seeds         string   `placeholder:"1-5|1,3,7" help:"Run every seed of this list or range in turn (instead of --seed) and report detection per scenario over all of them; scenario variants are drawn unless --variants off."`
 }
 
 func (c *evalCmd) Run(e *env) (err error) {
@@ -52,6 +54,12 @@ func (c *evalCmd) Run(e *env) (err error) {
 	}
 	if (c.Events == "") != (c.Truth == "") {
 		return usageError{errors.New("--events and --truth go together")}
+	}
+	if c.Seeds != "" {
+		if c.Events != "" || c.Store {
+			return usageError{errors.New("--seeds simulates: it excludes --events and --store")}
+		}
+		return c.runSeeds(e, cfg, ids)
 	}
 	var printed int
 	onReject := func(le *decode.LineError) {
@@ -115,24 +123,7 @@ func (c *evalCmd) Run(e *env) (err error) {
 		if err != nil {
 			return err
 		}
-		passes := 0
-		run.Truth, run.Events = tr, func() (io.ReadCloser, error) {
-			what := "eval"
-			if passes++; passes > 1 {
-				what = "eval, again through the gateway with the response in force"
-			}
-			pr, pw := io.Pipe()
-			go func() {
-				bw := bufio.NewWriterSize(pw, 1<<20)
-				_, err := sim.Generate(e.ctx, o, bw, progressPrinter(e, what))
-				if err == nil {
-					err = bw.Flush()
-				}
-				pw.CloseWithError(err)
-			}()
-			// Closing the reader stops a generator that is still writing.
-			return readCloser{pr, closerFunc(func() error { return pr.CloseWithError(context.Canceled) })}, nil
-		}
+		run.Truth, run.Events = tr, simOpener(e, o, "eval")
 		if sc, err = eval.RunWith(e.ctx, run); err != nil {
 			return err
 		}
@@ -166,6 +157,97 @@ func (c *evalCmd) Run(e *env) (err error) {
 		}
 		fmt.Fprintf(e.stderr, "eval: scorecard saved for the console in %s\n", filepath.Join(cfg.DataDir, console.ScorecardFile))
 	}
+	return nil
+}
+
+// simOpener opens the simulated stream of o: each call generates it anew
+// (the generator is deterministic), on a pipe.
+func simOpener(e *env, o sim.Options, what string) eval.Opener {
+	passes := 0
+	return func() (io.ReadCloser, error) {
+		w := what
+		if passes++; passes > 1 {
+			w = what + ", again through the gateway with the response in force"
+		}
+		pr, pw := io.Pipe()
+		go func() {
+			bw := bufio.NewWriterSize(pw, 1<<20)
+			_, err := sim.Generate(e.ctx, o, bw, progressPrinter(e, w))
+			if err == nil {
+				err = bw.Flush()
+			}
+			pw.CloseWithError(err)
+		}()
+		// Closing the reader stops a generator that is still writing.
+		return readCloser{pr, closerFunc(func() error { return pr.CloseWithError(context.Canceled) })}, nil
+	}
+}
+
+// runSeeds scores each seed of --seeds in turn, through one pipeline per
+// seed, and prints the scorecard over all of them.
+func (c *evalCmd) runSeeds(e *env, cfg config.Config, ids []string) error {
+	seeds, err := eval.ParseSeeds(c.Seeds)
+	if err != nil {
+		return usageError{err}
+	}
+	f := c.simFlags
+	if f.Variants == "auto" {
+		f.Variants = "on"
+	}
+	start := time.Now()
+	var runs []eval.SeedRun
+	var events int64
+	for i, seed := range seeds {
+		f.Seed = seed
+		o, err := f.options()
+		if err != nil {
+			return err
+		}
+		t0 := time.Now()
+		tr, err := sim.Generate(e.ctx, o, io.Discard, nil)
+		if err != nil {
+			return err
+		}
+		what := fmt.Sprintf("eval seed %d (%d of %d)", seed, i+1, len(seeds))
+		sc, err := eval.RunWith(e.ctx, eval.RunOptions{Config: cfg, CanaryIDs: ids, Truth: tr, Events: simOpener(e, o, what),
+			OnReject: func(le *decode.LineError) {
+				fmt.Fprintf(e.stderr, "seed %d: events:%d: rejected (%s): %s\n", seed, le.Line, le.Code, le.Reason)
+			}})
+		if err != nil {
+			return fmt.Errorf("seed %d: %w", seed, err)
+		}
+		variants := map[string]string{}
+		for _, s := range tr.Scenarios {
+			if s.Variant != "" {
+				variants[s.Name] = s.Variant
+			}
+		}
+		runs = append(runs, eval.SeedRun{Seed: seed, Variants: variants, Scorecard: sc})
+		events += sc.Events
+		det := 0
+		for _, s := range sc.Scenarios {
+			if s.Detected {
+				det++
+			}
+		}
+		if f, ok := e.stderr.(*os.File); ok && isTerminal(f) {
+			fmt.Fprint(e.stderr, "\r\033[K")
+		}
+		fmt.Fprintf(e.stderr, "eval: seed %d (%d of %d): %d of %d scenarios detected, %d ordinary and %d hard-benign false positives, %d events in %s\n",
+			seed, i+1, len(seeds), det, len(sc.Scenarios), sc.FalsePositives.Ordinary, sc.FalsePositives.HardBenign.Alerts,
+			sc.Events, time.Since(t0).Round(time.Millisecond))
+	}
+	all := eval.AggregateSeeds(runs)
+	if c.JSON {
+		enc := json.NewEncoder(e.stdout)
+		enc.SetEscapeHTML(false)
+		if err := enc.Encode(all); err != nil {
+			return err
+		}
+	} else if err := all.WriteText(e.stdout); err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stderr, "eval: %d seeds, %d events scored in %s\n", len(seeds), events, time.Since(start).Round(time.Millisecond))
 	return nil
 }
 

@@ -86,8 +86,8 @@ func TestEvalSimulated(t *testing.T) {
 	if err := json.Unmarshal([]byte(stdout), &sc); err != nil {
 		t.Fatalf("%v\n%s", err, stdout)
 	}
-	if len(sc.Scenarios) != 6 {
-		t.Fatalf("want all six scenarios, got %+v", sc.Scenarios)
+	if len(sc.Scenarios) != 10 {
+		t.Fatalf("want all ten scenarios, got %+v", sc.Scenarios)
 	}
 }
 
@@ -150,5 +150,53 @@ func TestEvalThenScope(t *testing.T) {
 				t.Fatalf("scope total %d, want %d (%v)", res.Total, want, err)
 			}
 		})
+	}
+}
+
+func TestEvalSeeds(t *testing.T) {
+	data := filepath.Join(t.TempDir(), "data")
+	code, stdout, stderr := run(t, "eval", "--seeds", "1-2", "--days", "1", "--customers", "1500", "--json", "--data-dir", data)
+	if code != 0 {
+		t.Fatalf("exit %d\n%s", code, stderr)
+	}
+	var got struct {
+		Seeds []uint64 `json:"seeds"`
+		Runs  []struct {
+			Seed      uint64            `json:"seed"`
+			Variants  map[string]string `json:"variants"`
+			Scorecard struct {
+				Scenarios []struct {
+					Name string `json:"name"`
+				} `json:"scenarios"`
+			} `json:"scorecard"`
+		} `json:"runs"`
+		Scenarios []struct {
+			Name string `json:"name"`
+			Runs int    `json:"runs"`
+		} `json:"scenarios"`
+	}
+	if err := json.Unmarshal([]byte(stdout), &got); err != nil {
+		t.Fatalf("%v\n%s", err, stdout)
+	}
+	if len(got.Runs) != 2 || got.Runs[0].Seed != 1 || got.Runs[1].Seed != 2 || len(got.Scenarios) != 10 {
+		t.Fatalf("seeds %v, %d runs, %d scenarios", got.Seeds, len(got.Runs), len(got.Scenarios))
+	}
+	for _, r := range got.Runs {
+		if len(r.Scorecard.Scenarios) != 10 || r.Variants["ghost-key"] == "" {
+			t.Errorf("seed %d: %d scenarios, variants %v", r.Seed, len(r.Scorecard.Scenarios), r.Variants)
+		}
+	}
+	if got.Runs[0].Variants["ghost-key"] == got.Runs[1].Variants["ghost-key"] && got.Runs[0].Variants["token-hijack"] == got.Runs[1].Variants["token-hijack"] {
+		t.Error("seeds 1 and 2 drew the same variants")
+	}
+	for _, s := range []string{"seed 1 (1 of 2)", "seed 2 (2 of 2)"} {
+		if !strings.Contains(stderr, s) {
+			t.Errorf("no progress line %q in\n%s", s, stderr)
+		}
+	}
+	for _, args := range [][]string{{"--seeds", "5-1"}, {"--seeds", "1", "--store"}} {
+		if code, _, stderr := run(t, append([]string{"eval", "--days", "1", "--customers", "1000", "--data-dir", data}, args...)...); code != 2 {
+			t.Errorf("%v: exit %d, want 2\n%s", args, code, stderr)
+		}
 	}
 }

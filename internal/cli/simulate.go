@@ -22,10 +22,11 @@ type simFlags struct {
 	Customers int    `default:"200000" help:"Simulated customers (up to 34,000,000)."`
 	Scenarios string `default:"all" placeholder:"a,b|all|none" help:"Breach scenarios to inject: a comma-separated list, all or none."`
 	Start     string `placeholder:"RFC3339" help:"Simulated start (default 2025-06-02T00:00:00Z)."`
+	Variants  string `enum:"auto,on,off" default:"auto" help:"Draw each scenario's variant (rates, hours, victims, token lifetimes, the attacker's network) from the seed (on), or keep the canonical scenarios (off); auto is on with eval --seeds, off otherwise."`
 }
 
 func (f simFlags) options() (sim.Options, error) {
-	o := sim.Options{Seed: f.Seed, Days: f.Days, Customers: f.Customers}
+	o := sim.Options{Seed: f.Seed, Days: f.Days, Customers: f.Customers, Variants: f.Variants == "on"}
 	switch s := strings.TrimSpace(f.Scenarios); s {
 	case "all", "":
 	case "none":

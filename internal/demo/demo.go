@@ -202,8 +202,8 @@ func Run(ctx context.Context, c Options) error {
 	out := c.Stdout
 	fmt.Fprintf(out, "haechi demo: serving on %s (data in %s)\n\n", base, dir)
 	printConsole(out, base, token)
-	fmt.Fprintf(out, "simulating %d days of a company with %d customers, staff, services and partners, with six breaches injected,\nplayed live into haechi over HTTP in %s (scenarios: %v)\n\n",
-		c.Days, c.Customers, c.Duration, sim.ScenarioNames())
+	fmt.Fprintf(out, "simulating %d days of a company with %d customers, staff, services and partners, with %d breaches injected,\nplayed live into haechi over HTTP in %s (scenarios: %v)\n\n",
+		c.Days, c.Customers, len(sim.ScenarioNames()), c.Duration, sim.ScenarioNames())
 
 	// A first pass of the deterministic generator gives the ground truth the
 	// scorecard needs; haechi itself never sees it.

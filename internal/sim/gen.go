@@ -30,7 +30,7 @@ type gen struct {
 	w                 io.Writer
 
 	tr     *truth.Truth
-	sc     [8]*truth.Scenario // by tag-1, nil when disabled
+	sc     [12]*truth.Scenario // by tag-1, nil when disabled
 	benign []*truth.Benign
 
 	natPool      uint64
@@ -40,6 +40,7 @@ type gen struct {
 	keyNew       string
 	rotMS        int64
 	emps         []*emp
+	admins       []*emp // not in emps: they run on the private stream
 	svcs         []*actor
 	partners     []*actor
 	sched        []sched

@@ -16,6 +16,13 @@ type Options struct {
 	Customers int       // 0 → 200_000; at most MaxCustomers
 	Scenarios []string  // nil → all; empty non-nil → none; names from ScenarioNames()
 	Start     time.Time // zero → 2025-06-02T00:00:00Z (a Monday), UTC
+	// Variants draws each scenario's parameters from the seed — rates,
+	// hours, victim counts, token lifetimes and the attacker's network
+	// (residential, mobile, hosting, a domestic proxy) — within what the
+	// scenario means; the drawn variant is named in truth.Scenario.Variant.
+	// False keeps every scenario in its canonical form (the one described
+	// in the package documentation).
+	Variants bool
 }
 
 var scenarioNames = []string{
@@ -25,6 +32,10 @@ var scenarioNames = []string{
 	"cs-agent-snooping",
 	"service-account-abuse",
 	"partner-enumeration",
+	"token-hijack",
+	"cloud-credential-theft",
+	"privileged-takeover",
+	"slow-insider-export",
 }
 
 // ScenarioNames returns the names of the breach scenarios, in the order

@@ -40,6 +40,10 @@ type Scenario struct {
 	// RecordsTouched is the number of distinct records the malicious
 	// events touched.
 	RecordsTouched int `json:"records_touched"`
+	// Variant describes the drawn variant of the scenario (the simulator's
+	// Options.Variants: "network=domestic-proxy rate=0.5/s …"); empty for
+	// the canonical form and for hand-labelled truth.
+	Variant string `json:"variant,omitempty"`
 }
 
 // Benign is hard but benign traffic: alerts about it are false positives,
