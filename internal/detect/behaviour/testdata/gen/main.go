@@ -46,7 +46,7 @@ func main() {
 }
 
 func insider(attack bool) []ev {
-	rng := rand.New(rand.NewPCG(20, 4))
+	rng := rand.New(rand.NewPCG(20, 4)) // #nosec G404 -- golden test data must be reproducible from its seed
 	fresh := func(n int) []uint64 {
 		s := make([]uint64, n)
 		for i := range s {
@@ -125,10 +125,10 @@ func write(path string, evs []ev) {
 		fmt.Fprintf(&b, `{"@timestamp":%q,"event":{"id":"i%d","dataset":"gateway.access","action":"read"},"user":{"id":%q,"roles":["data-engineer"]},"source":{"ip":%q},"url":{"path":"/admin/customers/search"},"http":{"request":{"method":"GET"},"response":{"status_code":200,"body":{"bytes":%d}}},"records":{"type":"customer","ids":[%s],"fields":["name","email"]}}`+"\n",
 			e.t.Format(time.RFC3339), i+1, e.user, e.ip, 200*len(ids), strings.Join(ids, ","))
 	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
 		panic(err)
 	}
-	if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {
+	if err := os.WriteFile(path, []byte(b.String()), 0o600); err != nil {
 		panic(err)
 	}
 }
