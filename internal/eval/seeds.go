@@ -29,6 +29,8 @@ type SeedsScorecard struct {
 	// FalsePositives sums the runs' false positives; the rates are the
 	// mean of the runs' rates.
 	FalsePositives SeedsFalsePositives `json:"false_positives"`
+	// Incidents sums the runs' incident scores (IncidentsScore).
+	Incidents SeedsIncidents `json:"incidents"`
 }
 
 // ScenarioOverSeeds aggregates one scenario over the seeds it ran in.
@@ -64,10 +66,14 @@ type SeedsFalsePositives struct {
 	ByDetector                  map[string]int `json:"by_detector"`
 	HardBenign                  int            `json:"hard_benign"`
 	HardBenignByName            map[string]int `json:"hard_benign_by_name"`
-	// Incidents that mix two scenarios, or an attack with benign alerts,
-	// summed over the runs.
+}
+
+// SeedsIncidents sums the runs' incident scores.
+type SeedsIncidents struct {
+	Incidents      int `json:"incidents"`
 	MixedScenarios int `json:"mixed_scenarios"`
 	WithBenign     int `json:"with_benign"`
+	Precursors     int `json:"precursors"`
 }
 
 // AggregateSeeds builds the multi-seed scorecard from the runs, in the
@@ -104,8 +110,10 @@ func AggregateSeeds(runs []SeedRun) SeedsScorecard {
 			}
 		}
 		if in := r.Scorecard.Incidents; in != nil {
-			out.FalsePositives.MixedScenarios += in.MixedScenarios
-			out.FalsePositives.WithBenign += in.WithBenign
+			out.Incidents.Incidents += in.Incidents
+			out.Incidents.MixedScenarios += in.MixedScenarios
+			out.Incidents.WithBenign += in.WithBenign
+			out.Incidents.Precursors += in.Precursors
 		}
 		fp := r.Scorecard.FalsePositives
 		out.FalsePositives.Ordinary += fp.Ordinary
@@ -231,10 +239,12 @@ func (s SeedsScorecard) WriteText(w io.Writer) error {
 	if len(fp.ByDetector) > 0 {
 		fmt.Fprintf(ew, "  ordinary by detector: %s\n", counts(fp.ByDetector))
 	}
-	fmt.Fprintf(ew, "Incidents over all seeds: mixing two scenarios %d, attack with benign alerts %d\n", fp.MixedScenarios, fp.WithBenign)
 	if len(fp.HardBenignByName) > 0 {
 		fmt.Fprintf(ew, "  hard-benign by name: %s\n", counts(fp.HardBenignByName))
 	}
+	in := s.Incidents
+	fmt.Fprintf(ew, "Incidents over all seeds: %d; mixing two scenarios %d, attack with benign alerts %d; precursor alerts %d\n",
+		in.Incidents, in.MixedScenarios, in.WithBenign, in.Precursors)
 	return ew.err
 }
 
