@@ -12,6 +12,7 @@ import (
 	"github.com/haechi-sec/haechi/internal/config"
 	"github.com/haechi-sec/haechi/internal/decode"
 	"github.com/haechi-sec/haechi/internal/event"
+	"github.com/haechi-sec/haechi/internal/incident"
 	"github.com/haechi-sec/haechi/internal/ledger"
 	"github.com/haechi-sec/haechi/internal/respond"
 	"github.com/haechi-sec/haechi/internal/truth"
@@ -20,9 +21,12 @@ import (
 // batchSize is how many decoded events Run submits at once.
 const batchSize = 1024
 
-// eventsInput is the input index of the event stream; InputName names it
+// eventsInput is the input index of the event stream; inputName names it
 // for evidence references of events without event.id.
-const eventsInput = 1
+const (
+	eventsInput = 1
+	inputName   = "events"
+)
 
 // Opener opens the event stream. RunWith reads it twice when the response
 // is scored, so it must give the same events each time.
@@ -91,7 +95,7 @@ func RunWith(ctx context.Context, o RunOptions) (Scorecard, error) {
 		Config:    cfg,
 		CanaryIDs: o.CanaryIDs,
 		Sinks:     append([]alert.Sink{sink}, o.Sinks...),
-		InputName: func(uint32) string { return "events" },
+		InputName: func(uint32) string { return inputName },
 	}
 	if !contain {
 		popts.Ledger = o.Ledger
@@ -101,10 +105,18 @@ func RunWith(ctx context.Context, o RunOptions) (Scorecard, error) {
 	if err != nil {
 		return Scorecard{}, err
 	}
-	if !contain {
-		return Score(t, obs, alerts), nil
-	}
 	standing := slices.DeleteFunc(slices.Clone(alerts), func(a event.Alert) bool { return a.State == event.AlertWithdrawn })
+	// The incidents need what the cited events were: one more read of the
+	// stream, shared with the gated one when the response is scored.
+	facts := newEventFacts(standing)
+	if !contain {
+		if err := read(ctx, o, facts.Observe); err != nil {
+			return Scorecard{}, err
+		}
+		sc := Score(t, obs, alerts)
+		scoreIncidents(&sc, t, standing, facts)
+		return sc, nil
+	}
 	cs, err := Containments(cfg.Respond, standing)
 	if err != nil {
 		return Scorecard{}, err
@@ -112,6 +124,7 @@ func RunWith(ctx context.Context, o RunOptions) (Scorecard, error) {
 	gate := NewGate(cs)
 	gated := NewObserver(t)
 	observe := func(ev *event.Event) {
+		facts.Observe(ev)
 		if c, ok := gate.Refuse(ev); ok {
 			gated.Refused(ev, c)
 			Apply(ev)
@@ -120,14 +133,23 @@ func RunWith(ctx context.Context, o RunOptions) (Scorecard, error) {
 	}
 	if o.Ledger != nil {
 		err = pass(ctx, app.PipelineOptions{Config: cfg, Ledger: o.Ledger, LedgerOnly: true,
-			InputName: func(uint32) string { return "events" }}, o, observe)
+			InputName: func(uint32) string { return inputName }}, o, observe)
 	} else {
 		err = read(ctx, o, observe)
 	}
 	if err != nil {
 		return Scorecard{}, err
 	}
-	return ScoreWithResponse(t, obs, gated, alerts), nil
+	sc := ScoreWithResponse(t, obs, gated, alerts)
+	scoreIncidents(&sc, t, standing, facts)
+	return sc, nil
+}
+
+// scoreIncidents groups the standing alerts into incidents and scores them
+// into sc.
+func scoreIncidents(sc *Scorecard, t *truth.Truth, standing []event.Alert, facts incident.Facts) {
+	is := ScoreIncidents(sc, t, standing, incident.Group(standing, facts, incident.Options{}))
+	sc.Incidents = &is
 }
 
 // pass feeds the stream once through a pipeline built from popts, letting

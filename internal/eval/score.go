@@ -29,6 +29,9 @@ type Scorecard struct {
 	// Response says whether containment by the response playbooks
 	// (enforce mode, at event time) was scored.
 	Response bool `json:"response"`
+	// Incidents scores the grouping of the standing alerts into incidents
+	// (RunWith; absent when only alerts were scored).
+	Incidents *IncidentsScore `json:"incidents,omitempty"`
 }
 
 // ScenarioScore scores one attack scenario.
@@ -58,6 +61,11 @@ type ScenarioScore struct {
 	RecordsTouched int        `json:"records_touched"`
 	// Alerts attributed to the scenario, by time.
 	Alerts []AlertRef `json:"alerts"`
+	// Incidents counts the incidents holding an alert attributed to the
+	// scenario, and IncidentIDs names them (ScoreIncidents; 0 and absent
+	// when incidents were not scored).
+	Incidents   int      `json:"incidents"`
+	IncidentIDs []string `json:"incident_ids,omitempty"`
 	// TimeToFindingSeconds is, per detector, event time from the
 	// scenario's first malicious event to the earliest finding of that
 	// detector in an attributed alert that cites one of the scenario's
@@ -163,28 +171,8 @@ func ScoreWithResponse(t *truth.Truth, obs, gated *Observer, alerts []event.Aler
 		return false
 	})
 
-	// Indexes: malicious event id / attacker entity → scenarios;
-	// hard-benign event id / entity → entries.
-	malByID := map[string][]int{}
-	attacker := map[event.EntityKey][]int{}
-	for i, s := range t.Scenarios {
-		for _, id := range s.MaliciousEventIDs {
-			malByID[id] = appendOnce(malByID[id], i)
-		}
-		for _, e := range s.AttackerEntities {
-			attacker[e] = appendOnce(attacker[e], i)
-		}
-	}
-	benignByID := map[string][]int{}
-	benignEnt := map[event.EntityKey][]int{}
-	for i, b := range t.HardBenign {
-		for _, id := range b.EventIDs {
-			benignByID[id] = appendOnce(benignByID[id], i)
-		}
-		for _, e := range b.Entities {
-			benignEnt[e] = appendOnce(benignEnt[e], i)
-		}
-	}
+	at := newAttributor(t)
+	malByID, benignEnt, benignByID := at.malByID, at.benignEnt, at.benignByID
 
 	sc := Scorecard{
 		Scenarios:  make([]ScenarioScore, len(t.Scenarios)),
@@ -203,16 +191,7 @@ func ScoreWithResponse(t *truth.Truth, obs, gated *Observer, alerts []event.Aler
 	}
 
 	fp := &sc.FalsePositives
-	scenarios := func(a *event.Alert) []int {
-		scen := matches(a, attacker, malByID)
-		// An alert about an attacker entity that ended before the attack
-		// began (a cold-start alert on the service that is abused a week
-		// later) did not detect it: it is scored like any other alert.
-		return slices.DeleteFunc(scen, func(si int) bool {
-			first := t.Scenarios[si].FirstMalicious
-			return !first.IsZero() && alertEnd(a).Before(first) && !citesAny(a, t.Scenarios[si].MaliciousEventIDs)
-		})
-	}
+	scenarios := at.scenarios
 	// Per scenario, the earliest finding of each detector citing one of its
 	// malicious events.
 	firstFinding := make([]map[string]time.Time, len(t.Scenarios))
@@ -280,6 +259,52 @@ func ScoreWithResponse(t *truth.Truth, obs, gated *Observer, alerts []event.Aler
 	}
 	sc.Response = gated != nil
 	return sc
+}
+
+// attributor attributes alerts to scenarios and hard-benign entries the
+// way Score does.
+type attributor struct {
+	t *truth.Truth
+	// Indexes: malicious event id / attacker entity → scenarios;
+	// hard-benign event id / entity → entries.
+	malByID    map[string][]int
+	attacker   map[event.EntityKey][]int
+	benignByID map[string][]int
+	benignEnt  map[event.EntityKey][]int
+}
+
+func newAttributor(t *truth.Truth) *attributor {
+	at := &attributor{t: t, malByID: map[string][]int{}, attacker: map[event.EntityKey][]int{},
+		benignByID: map[string][]int{}, benignEnt: map[event.EntityKey][]int{}}
+	for i, s := range t.Scenarios {
+		for _, id := range s.MaliciousEventIDs {
+			at.malByID[id] = appendOnce(at.malByID[id], i)
+		}
+		for _, e := range s.AttackerEntities {
+			at.attacker[e] = appendOnce(at.attacker[e], i)
+		}
+	}
+	for i, b := range t.HardBenign {
+		for _, id := range b.EventIDs {
+			at.benignByID[id] = appendOnce(at.benignByID[id], i)
+		}
+		for _, e := range b.Entities {
+			at.benignEnt[e] = appendOnce(at.benignEnt[e], i)
+		}
+	}
+	return at
+}
+
+// scenarios returns the scenarios an alert is attributed to (Score).
+func (at *attributor) scenarios(a *event.Alert) []int {
+	scen := matches(a, at.attacker, at.malByID)
+	// An alert about an attacker entity that ended before the attack
+	// began (a cold-start alert on the service that is abused a week
+	// later) did not detect it: it is scored like any other alert.
+	return slices.DeleteFunc(scen, func(si int) bool {
+		first := at.t.Scenarios[si].FirstMalicious
+		return !first.IsZero() && alertEnd(a).Before(first) && !citesAny(a, at.t.Scenarios[si].MaliciousEventIDs)
+	})
 }
 
 // scoreScenario fills detection, time to detect and records from the

@@ -29,6 +29,8 @@ type SeedsScorecard struct {
 	// FalsePositives sums the runs' false positives; the rates are the
 	// mean of the runs' rates.
 	FalsePositives SeedsFalsePositives `json:"false_positives"`
+	// Incidents sums the runs' incident scores (IncidentsScore).
+	Incidents SeedsIncidents `json:"incidents"`
 }
 
 // ScenarioOverSeeds aggregates one scenario over the seeds it ran in.
@@ -49,6 +51,12 @@ type ScenarioOverSeeds struct {
 	// they touched in all.
 	RecordsExposed int `json:"records_exposed"`
 	RecordsTouched int `json:"records_touched"`
+	// Incidents holding the scenario's alerts, per run in the order of
+	// the runs, and their median and maximum (null without incidents
+	// scored).
+	Incidents       []int    `json:"incidents"`
+	IncidentsMedian *float64 `json:"incidents_median"`
+	IncidentsMax    *int     `json:"incidents_max"`
 }
 
 // SeedsFalsePositives sums false positives over the runs.
@@ -58,6 +66,14 @@ type SeedsFalsePositives struct {
 	ByDetector                  map[string]int `json:"by_detector"`
 	HardBenign                  int            `json:"hard_benign"`
 	HardBenignByName            map[string]int `json:"hard_benign_by_name"`
+}
+
+// SeedsIncidents sums the runs' incident scores.
+type SeedsIncidents struct {
+	Incidents      int `json:"incidents"`
+	MixedScenarios int `json:"mixed_scenarios"`
+	WithBenign     int `json:"with_benign"`
+	Precursors     int `json:"precursors"`
 }
 
 // AggregateSeeds builds the multi-seed scorecard from the runs, in the
@@ -75,12 +91,15 @@ func AggregateSeeds(runs []SeedRun) SeedsScorecard {
 			if !ok {
 				i = len(out.Scenarios)
 				idx[s.Name] = i
-				out.Scenarios = append(out.Scenarios, ScenarioOverSeeds{Name: s.Name, Missed: []uint64{}})
+				out.Scenarios = append(out.Scenarios, ScenarioOverSeeds{Name: s.Name, Missed: []uint64{}, Incidents: []int{}})
 			}
 			a := &out.Scenarios[i]
 			a.Runs++
 			a.RecordsExposed += s.RecordsExposedBeforeContainment
 			a.RecordsTouched += s.RecordsTouched
+			if r.Scorecard.Incidents != nil {
+				a.Incidents = append(a.Incidents, s.Incidents)
+			}
 			if s.Detected {
 				a.Detected++
 				if s.TimeToDetectSeconds != nil {
@@ -89,6 +108,12 @@ func AggregateSeeds(runs []SeedRun) SeedsScorecard {
 			} else {
 				a.Missed = append(a.Missed, r.Seed)
 			}
+		}
+		if in := r.Scorecard.Incidents; in != nil {
+			out.Incidents.Incidents += in.Incidents
+			out.Incidents.MixedScenarios += in.MixedScenarios
+			out.Incidents.WithBenign += in.WithBenign
+			out.Incidents.Precursors += in.Precursors
 		}
 		fp := r.Scorecard.FalsePositives
 		out.FalsePositives.Ordinary += fp.Ordinary
@@ -106,6 +131,15 @@ func AggregateSeeds(runs []SeedRun) SeedsScorecard {
 	}
 	for i := range out.Scenarios {
 		a := &out.Scenarios[i]
+		if n := len(a.Incidents); n > 0 {
+			v := slices.Clone(a.Incidents)
+			slices.Sort(v)
+			med := float64(v[n/2])
+			if n%2 == 0 {
+				med = float64(v[n/2-1]+v[n/2]) / 2
+			}
+			a.IncidentsMedian, a.IncidentsMax = &med, &v[n-1]
+		}
 		v := ttd[a.Name]
 		if len(v) == 0 {
 			continue
@@ -132,7 +166,7 @@ func (s SeedsScorecard) WriteText(w io.Writer) error {
 	}
 	fmt.Fprintf(ew, "Seeds: %s\n\nPer seed:\n", strings.Join(seeds, ", "))
 	tw := tabwriter.NewWriter(ew, 0, 0, 2, ' ', 0)
-	fmt.Fprintf(tw, "  SCENARIO\tSEED\tDETECTED\tTIME TO DETECT\tEXPOSED/TOUCHED\tFIRST ALERT\tVARIANT\n")
+	fmt.Fprintf(tw, "  SCENARIO\tSEED\tDETECTED\tTIME TO DETECT\tEXPOSED/TOUCHED\tALERTS\tINCIDENTS\tFIRST ALERT\tVARIANT\n")
 	for _, a := range s.Scenarios {
 		for _, r := range s.Runs {
 			i := slices.IndexFunc(r.Scorecard.Scenarios, func(x ScenarioScore) bool { return x.Name == a.Name })
@@ -154,14 +188,18 @@ func (s SeedsScorecard) WriteText(w io.Writer) error {
 			if v == "" {
 				v = "canonical"
 			}
-			fmt.Fprintf(tw, "  %s\t%d\t%s\t%s\t%d/%d\t%s\t%s\n", a.Name, r.Seed, det, ttd,
-				sc.RecordsExposedBeforeContainment, sc.RecordsTouched, first, v)
+			inc := "—"
+			if r.Scorecard.Incidents != nil {
+				inc = strconv.Itoa(sc.Incidents)
+			}
+			fmt.Fprintf(tw, "  %s\t%d\t%s\t%s\t%d/%d\t%d\t%s\t%s\t%s\n", a.Name, r.Seed, det, ttd,
+				sc.RecordsExposedBeforeContainment, sc.RecordsTouched, len(sc.Alerts), inc, first, v)
 		}
 	}
 	tw.Flush()
 	fmt.Fprintf(ew, "\nOver all seeds:\n")
 	tw = tabwriter.NewWriter(ew, 0, 0, 2, ' ', 0)
-	fmt.Fprintf(tw, "  SCENARIO\tDETECTED\tTIME TO DETECT min/median/max\tEXPOSED/TOUCHED\tMISSED ON SEEDS\n")
+	fmt.Fprintf(tw, "  SCENARIO\tDETECTED\tTIME TO DETECT min/median/max\tEXPOSED/TOUCHED\tINCIDENTS median/max\tMISSED ON SEEDS\n")
 	for _, a := range s.Scenarios {
 		ttd := "—"
 		if a.TimeToDetectMin != nil {
@@ -175,7 +213,11 @@ func (s SeedsScorecard) WriteText(w io.Writer) error {
 			}
 			missed = strings.Join(ms, ",")
 		}
-		fmt.Fprintf(tw, "  %s\t%d/%d\t%s\t%d/%d\t%s\n", a.Name, a.Detected, a.Runs, ttd, a.RecordsExposed, a.RecordsTouched, missed)
+		inc := "—"
+		if a.IncidentsMedian != nil {
+			inc = strconv.FormatFloat(*a.IncidentsMedian, 'f', -1, 64) + " / " + strconv.Itoa(*a.IncidentsMax)
+		}
+		fmt.Fprintf(tw, "  %s\t%d/%d\t%s\t%d/%d\t%s\t%s\n", a.Name, a.Detected, a.Runs, ttd, a.RecordsExposed, a.RecordsTouched, inc, missed)
 	}
 	tw.Flush()
 	fmt.Fprintf(ew, "\nFalse positives per seed:\n")
@@ -200,6 +242,9 @@ func (s SeedsScorecard) WriteText(w io.Writer) error {
 	if len(fp.HardBenignByName) > 0 {
 		fmt.Fprintf(ew, "  hard-benign by name: %s\n", counts(fp.HardBenignByName))
 	}
+	in := s.Incidents
+	fmt.Fprintf(ew, "Incidents over all seeds: %d; mixing two scenarios %d, attack with benign alerts %d; precursor alerts %d\n",
+		in.Incidents, in.MixedScenarios, in.WithBenign, in.Precursors)
 	return ew.err
 }
 

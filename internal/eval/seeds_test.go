@@ -77,3 +77,28 @@ func TestAggregateSeeds(t *testing.T) {
 		}
 	}
 }
+
+func TestAggregateSeedsIncidents(t *testing.T) {
+	card := func(n int, mixed int) Scorecard {
+		return Scorecard{
+			Scenarios: []ScenarioScore{{Name: "a", Detected: true, Incidents: n}},
+			Incidents: &IncidentsScore{Incidents: n + 1, MixedScenarios: mixed, Precursors: 1},
+		}
+	}
+	s := AggregateSeeds([]SeedRun{{Seed: 1, Scorecard: card(1, 0)}, {Seed: 2, Scorecard: card(3, 1)},
+		{Seed: 3, Scorecard: card(1, 0)}, {Seed: 4, Scorecard: card(2, 0)}})
+	a := s.Scenarios[0]
+	if !reflect.DeepEqual(a.Incidents, []int{1, 3, 1, 2}) || *a.IncidentsMedian != 1.5 || *a.IncidentsMax != 3 {
+		t.Fatalf("incidents %v median %v max %v, want [1 3 1 2] 1.5 3", a.Incidents, *a.IncidentsMedian, *a.IncidentsMax)
+	}
+	if want := (SeedsIncidents{Incidents: 11, MixedScenarios: 1, Precursors: 4}); s.Incidents != want {
+		t.Errorf("incidents over seeds %+v, want %+v", s.Incidents, want)
+	}
+	var b bytes.Buffer
+	if err := s.WriteText(&b); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(b.String(), "1.5 / 3") || !strings.Contains(b.String(), "Incidents over all seeds: 11; mixing two scenarios 1") {
+		t.Errorf("text:\n%s", b.String())
+	}
+}

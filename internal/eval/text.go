@@ -30,7 +30,7 @@ func (s Scorecard) WriteText(w io.Writer) error {
 		if s.Response {
 			exposedHead = "CONTAINED BY\tEXPOSED WITH RESPONSE/BEFORE DETECTION/TOUCHED"
 		}
-		fmt.Fprintf(tw, "  SCENARIO\tDETECTED\tTIME TO DETECT\t%s\tALERTS\tFIRST ALERT\n", exposedHead)
+		fmt.Fprintf(tw, "  SCENARIO\tDETECTED\tTIME TO DETECT\t%s\tALERTS\t%sFIRST ALERT\n", exposedHead, incHead(s.Incidents))
 		for _, sc := range s.Scenarios {
 			det, ttd, first := "no", "—", "—"
 			if sc.Detected {
@@ -51,9 +51,16 @@ func (s Scorecard) WriteText(w io.Writer) error {
 				}
 				exposed = fmt.Sprintf("%s\t%d/%d/%d", by, sc.RecordsExposedBeforeContainment, sc.RecordsExposedBeforeDetection, sc.RecordsTouched)
 			}
-			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%d\t%s\n", sc.Name, det, ttd, exposed, len(sc.Alerts), first)
+			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%d\t%s%s\n", sc.Name, det, ttd, exposed, len(sc.Alerts), incCell(s.Incidents, sc.Incidents), first)
 		}
 		tw.Flush()
+	}
+	if in := s.Incidents; in != nil {
+		fmt.Fprintf(ew, "Incidents: %d (%d attack, %d benign); mixing two scenarios %d, attack with benign alerts %d; precursor alerts on attacker entities %d\n",
+			in.Incidents, in.Attack, in.Benign, in.MixedScenarios, in.WithBenign, in.Precursors)
+		for _, m := range in.Mixed {
+			fmt.Fprintf(ew, "  mixed: %s %s — scenarios %s, %d benign alerts\n", m.ID, m.Title, strings.Join(m.Scenarios, ","), m.BenignAlerts)
+		}
 	}
 	fp := s.FalsePositives
 	fmt.Fprintf(ew, "Traffic: %d events, %d identities, %s days, %s\n",
@@ -77,6 +84,22 @@ func (s Scorecard) WriteText(w io.Writer) error {
 		fmt.Fprintf(ew, "  by detector: %s\n", counts(hb.ByDetector))
 	}
 	return ew.err
+}
+
+// incHead is the INCIDENTS column's head, "" when incidents were not
+// scored; incCell its cell.
+func incHead(in *IncidentsScore) string {
+	if in == nil {
+		return ""
+	}
+	return "INCIDENTS\t"
+}
+
+func incCell(in *IncidentsScore, n int) string {
+	if in == nil {
+		return ""
+	}
+	return strconv.Itoa(n) + "\t"
 }
 
 // WriteJSON prints the scorecard as one indented JSON object.

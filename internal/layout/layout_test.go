@@ -73,7 +73,7 @@ var rules = []rule{
 	}, why: "the demo runs serve (app) and plays the simulator into it; its gateway is a client of the pipeline's outputs, its latency harness an alert sink of serve's; only cli imports it"},
 	{pkg: "internal/eval", may: []string{
 		"internal/alert", "internal/app", "internal/config", "internal/decode", "internal/event",
-		"internal/ledger", "internal/respond", "internal/truth",
+		"internal/incident", "internal/ledger", "internal/respond", "internal/truth",
 	}, why: "the scorecard runs the assembly over events and reads ground truth; it never imports the simulator"},
 	{pkg: "internal/sim", may: []string{"internal/event", "internal/truth"},
 		why: "the simulator speaks only events and writes ground truth"},
@@ -97,6 +97,8 @@ var rules = []rule{
 	// The detection path.
 	{pkg: "internal/alert", may: []string{"internal/event"},
 		why: "the alert stage sees findings and watermarks only"},
+	{pkg: "internal/incident", may: []string{"internal/event"},
+		why: "incidents group alerts; what they need of events comes through the Facts interface they declare"},
 	{pkg: "internal/rules", may: []string{"internal/decode", "internal/engine", "internal/event", "internal/netname"},
 		why: "rules are engine detectors over the contract's fields"},
 	{pkg: "internal/sigma", may: []string{"internal/event"},

@@ -1,0 +1,591 @@
+// Package incident groups alerts into incidents: the alerts of one attack,
+// with a title naming it, a timeline, the entity graph and the maximum
+// severity (docs/alerts.md, "Incidents").
+//
+// # What joins two alerts
+//
+// Group is a union-find over the alerts, joined through the entities they
+// name:
+//
+//   - The alert's own entity (its subject) and the entities its findings
+//     name (Finding.Entity and Finding.Related: the detector implicated
+//     them). A key or a token joins every alert naming it, whenever it
+//     was: a credential is the attack's instrument, and the ghost-key
+//     forgery goes on for weeks. A principal joins likewise (a slow
+//     insider raises an alert a week). A source address joins only alerts
+//     whose spans are less than Options.SourceGap apart, chained in time:
+//     addresses are reassigned, and a CGNAT address today is someone else
+//     tomorrow.
+//   - The events a finding cites as evidence, when Facts can tell what
+//     they were: an event's signing key and token join the alert to that
+//     key or token, and a successful event's principal to that principal —
+//     but only when that entity is accused, the subject of an alert in the
+//     same batch. An ordinary entity seen in evidence (the production key
+//     that signs every customer's token, a customer a forged token
+//     impersonated) glues nothing; a failed event's principal (a stuffing
+//     bot's victim) is not who acted.
+//   - Campaigns: alerts about source addresses with the same behaviour
+//     (their detector and the kind of their strongest finding) join when
+//     they share an AS or a user-agent family (the user agent with its
+//     version numbers blanked) in their evidence, or a victim account (the
+//     principal of a cited event, whatever its outcome), chained in time
+//     with gaps up to Options.CampaignGap. A botnet rotating residential
+//     addresses across ASes and user agents is one campaign when its bots
+//     share either with the next bot to fail, within the gap.
+//
+// # Hubs
+//
+// A popular entity must not glue unrelated attacks. Records never join
+// anything (two attacks reading the same popular record are two attacks).
+// A source address is a hub when Facts says more than Options.SharedSource
+// principals acted from it successfully (a CGNAT gateway, an office; also
+// a forger's server impersonating customers, whose alerts join through
+// the key instead), and a source or principal is one when alerts about
+// more than Options.HubFanIn other subjects name it. A hub is kept in the
+// entity graph, marked, but joins only the alerts about itself. Keys and
+// tokens have no cap: a credential names one custody chain, and every
+// alert it signs is that chain's story. Campaign keys are scoped by
+// behaviour and time, which is their cap.
+//
+// # Determinism
+//
+// Group sorts the alerts by event time and ID before anything else, and
+// every choice after that follows that order or sorted keys, so the same
+// alerts in any order give the same incidents. An incident's ID is "in-"
+// and 16 hex digits of a hash of its founding alert's ID — its earliest
+// alert (by time, then ID) — and alert IDs are themselves deterministic
+// (a hash of entity, detector and event time), so replays, restarts, both
+// stores and cluster mode give the same incident IDs for the same alerts.
+// A late alert that is earlier than an incident's founder, or that joins
+// two incidents, founds the group anew (a new ID): the later streaming
+// stage that keeps incidents in the store must keep the older ID on a
+// merge.
+package incident
+
+import (
+	"cmp"
+	"crypto/sha256"
+	"encoding/hex"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/haechi-sec/haechi/internal/event"
+)
+
+// State is an incident's lifecycle state.
+type State string
+
+const (
+	// StateOpen: the attack is under way or not yet contained.
+	StateOpen State = "open"
+	// StateContained: a containment covered the incident's entities (set
+	// by the response stage, a later step).
+	StateContained State = "contained"
+	// StateClosed: an analyst closed it with a verdict (a later step).
+	StateClosed State = "closed"
+)
+
+// Incident is one attack: the alerts that belong together, what joined
+// them and what it is. Its JSON form is what the store and the API will
+// keep; every field is a value (no pointers into the alerts).
+type Incident struct {
+	ID string `json:"id"`
+	// Title names the attack and its founding entity, e.g. "Forged
+	// tokens: key auth-2023-01 (48 sources, 520 alerts)".
+	Title string `json:"title"`
+	// Attack is the attack class the title names ("Forged tokens",
+	// "Credential stuffing", …), from the strongest alerts' finding kinds.
+	Attack   string         `json:"attack"`
+	Severity event.Severity `json:"severity"` // the maximum of its alerts'
+	State    State          `json:"state"`
+	// Founder is the entity of the founding (earliest) alert.
+	Founder event.EntityKey `json:"founder"`
+	// Start and End bound the alerts' spans in event time.
+	Start time.Time `json:"start"`
+	End   time.Time `json:"end"`
+	// AlertIDs lists the alerts by time, then ID.
+	AlertIDs []string `json:"alert_ids"`
+	// Timeline has one entry per alert, by time, then ID.
+	Timeline []Entry `json:"timeline"`
+	Graph    Graph   `json:"graph"`
+}
+
+// Entry is one alert on an incident's timeline (event time).
+type Entry struct {
+	Time     time.Time       `json:"time"`
+	AlertID  string          `json:"alert_id"`
+	Detector string          `json:"detector"`
+	Kind     string          `json:"kind"` // the strongest finding's
+	Entity   event.EntityKey `json:"entity"`
+	Severity event.Severity  `json:"severity"`
+	Title    string          `json:"title"`
+}
+
+// Graph is the incident's entities (keys, tokens, sources, principals,
+// in that order) and what links them: a key signed a token, a token was
+// used from a source, a source acted as a principal, a finding about one
+// entity implicated another. It is capped at Options.MaxGraphNodes nodes;
+// Omitted counts the entities left out.
+type Graph struct {
+	Nodes   []Node `json:"nodes"`
+	Edges   []Edge `json:"edges"`
+	Omitted int    `json:"omitted,omitempty"`
+}
+
+// Node is one entity of the graph.
+type Node struct {
+	Entity event.EntityKey `json:"entity"`
+	// Alerts counts the incident's alerts about the entity (their subject).
+	Alerts int `json:"alerts"`
+	// Hub marks an entity too popular to join alerts (package doc).
+	Hub bool `json:"hub,omitempty"`
+}
+
+// Edge links two entities of the graph.
+type Edge struct {
+	From event.EntityKey `json:"from"`
+	To   event.EntityKey `json:"to"`
+}
+
+// EventFacts is what Group needs of an event a finding cites: who acted,
+// with which credential, from where.
+type EventFacts struct {
+	Success   bool   // event.outcome success (or unset on activity that succeeded)
+	Principal string // user.id
+	Token     string // token.id
+	Key       string // token.key_id
+	Source    string // source.ip, "" when absent
+	ASN       uint32
+	UserAgent string
+}
+
+// Facts tells what the events behind evidence references were, and how
+// widely a source address is shared. The
+// consumer declares it: the scorecard builds one from the stream it
+// replays; the serving stage will answer it from the evidence the store
+// keeps. Event must be safe to call from the goroutine that calls Group
+// and return ok false for a reference it does not know.
+type Facts interface {
+	Event(ref string) (EventFacts, bool)
+	// Source tells how many distinct principals acted successfully from
+	// the address (capped by the implementation at no less than
+	// Options.SharedSource); ok false when unknown.
+	Source(ip string) (principals int, ok bool)
+}
+
+// Options tune Group; zero values take the defaults.
+type Options struct {
+	// SourceGap is the longest gap in event time across which alerts
+	// naming one source address still join (default 24 h).
+	SourceGap time.Duration
+	// CampaignGap is the longest gap across which alerts of one campaign
+	// key still join (default 1 h).
+	CampaignGap time.Duration
+	// HubFanIn is how many other subjects may name a source or principal
+	// before it is a hub (default 3).
+	HubFanIn int
+	// SharedSource is how many distinct principals acting successfully
+	// from one address (Facts.Source) make it a shared address — a CGNAT
+	// gateway, an office, a forger's server impersonating customers — and
+	// so a hub (default 20).
+	SharedSource int
+	// MaxGraphNodes caps an incident's graph (default 256).
+	MaxGraphNodes int
+}
+
+// Defaults of Options.
+const (
+	DefaultSourceGap     = 24 * time.Hour
+	DefaultCampaignGap   = time.Hour
+	DefaultHubFanIn      = 3
+	DefaultSharedSource  = 20
+	DefaultMaxGraphNodes = 256
+)
+
+func (o Options) withDefaults() Options {
+	if o.SourceGap <= 0 {
+		o.SourceGap = DefaultSourceGap
+	}
+	if o.CampaignGap <= 0 {
+		o.CampaignGap = DefaultCampaignGap
+	}
+	if o.HubFanIn <= 0 {
+		o.HubFanIn = DefaultHubFanIn
+	}
+	if o.SharedSource <= 0 {
+		o.SharedSource = DefaultSharedSource
+	}
+	if o.MaxGraphNodes <= 0 {
+		o.MaxGraphNodes = DefaultMaxGraphNodes
+	}
+	return o
+}
+
+// IDFor returns the incident ID founded by the alert of that ID.
+func IDFor(foundingAlertID string) string {
+	h := sha256.Sum256([]byte("incident\x00" + foundingAlertID))
+	return "in-" + hex.EncodeToString(h[:8])
+}
+
+// linkHow says how an alert names an entity.
+type linkHow uint8
+
+const (
+	bySubject  linkHow = iota // the alert is about it
+	byFinding                 // a finding's Entity or Related
+	byEvidence                // a cited event's key, token or principal
+)
+
+type link struct {
+	ent event.EntityKey
+	how linkHow
+}
+
+// item is one alert and what Group derived from it.
+type item struct {
+	a       *event.Alert
+	end     time.Time
+	kind    string // the strongest finding's kind
+	links   []link
+	asns    []uint32
+	uas     []string // user-agent families
+	victims []string // principals of cited events, any outcome
+	edges   []Edge
+}
+
+// Group groups alerts into incidents (package doc). Withdrawn alerts are
+// left out; an ID given twice counts once (the copy with the latest
+// LastTime, then the most findings). facts may be nil: alerts then join
+// only through the entities they name. Incidents are returned by start,
+// then ID.
+func Group(alerts []event.Alert, facts Facts, opts Options) []Incident {
+	opts = opts.withDefaults()
+	items := prepare(alerts)
+	if len(items) == 0 {
+		return []Incident{}
+	}
+	accused := map[event.EntityKey]bool{}
+	for _, it := range items {
+		accused[it.a.Entity] = true
+	}
+	for _, it := range items {
+		derive(it, facts, accused)
+	}
+
+	uf := newUnionFind(len(items))
+	// Entities: the alerts naming each, and the other subjects naming it.
+	naming := map[event.EntityKey][]int{}
+	others := map[event.EntityKey]map[event.EntityKey]bool{}
+	for i, it := range items {
+		for _, l := range it.links {
+			naming[l.ent] = appendOnce(naming[l.ent], i)
+			if l.ent != it.a.Entity {
+				if others[l.ent] == nil {
+					others[l.ent] = map[event.EntityKey]bool{}
+				}
+				others[l.ent][it.a.Entity] = true
+			}
+		}
+	}
+	hubs := map[event.EntityKey]bool{}
+	for _, ent := range sortedKeys(naming, compareEntity) {
+		idx := naming[ent]
+		switch ent.Kind {
+		case event.EntityRecord:
+			continue
+		case event.EntitySource, event.EntityPrincipal:
+			shared := false
+			if ent.Kind == event.EntitySource && facts != nil {
+				n, ok := facts.Source(ent.ID)
+				shared = ok && n >= opts.SharedSource
+			}
+			if shared || len(others[ent]) > opts.HubFanIn {
+				hubs[ent] = true
+				// Only the alerts about the hub itself join through it.
+				idx = slices.DeleteFunc(slices.Clone(idx), func(i int) bool { return items[i].a.Entity != ent })
+			}
+		}
+		if ent.Kind == event.EntitySource {
+			chain(uf, items, idx, opts.SourceGap)
+			continue
+		}
+		for _, i := range idx[1:] {
+			uf.union(idx[0], i)
+		}
+	}
+	// Campaigns.
+	campaign := map[string][]int{}
+	for i, it := range items {
+		if it.a.Entity.Kind != event.EntitySource {
+			continue
+		}
+		behaviour := it.a.Detector + "/" + it.kind
+		for _, n := range it.asns {
+			k := behaviour + "\x00as\x00" + uitoa(n)
+			campaign[k] = append(campaign[k], i)
+		}
+		for _, u := range it.uas {
+			k := behaviour + "\x00ua\x00" + u
+			campaign[k] = append(campaign[k], i)
+		}
+		for _, v := range it.victims {
+			k := behaviour + "\x00victim\x00" + v
+			campaign[k] = append(campaign[k], i)
+		}
+	}
+	for _, k := range sortedKeys(campaign, strings.Compare) {
+		chain(uf, items, campaign[k], opts.CampaignGap)
+	}
+
+	groups := map[int][]int{}
+	for i := range items {
+		r := uf.find(i)
+		groups[r] = append(groups[r], i)
+	}
+	out := make([]Incident, 0, len(groups))
+	for _, r := range sortedKeys(groups, cmp.Compare[int]) {
+		out = append(out, build(items, groups[r], hubs, opts))
+	}
+	slices.SortFunc(out, func(x, y Incident) int {
+		if c := x.Start.Compare(y.Start); c != 0 {
+			return c
+		}
+		return strings.Compare(x.ID, y.ID)
+	})
+	return out
+}
+
+// prepare dedupes by ID, drops withdrawn alerts and sorts by time, then ID.
+func prepare(alerts []event.Alert) []*item {
+	byID := map[string]*event.Alert{}
+	for i := range alerts {
+		a := &alerts[i]
+		if prev, ok := byID[a.ID]; ok {
+			if c := alertEnd(a).Compare(alertEnd(prev)); c < 0 || (c == 0 && a.FindingCount <= prev.FindingCount) {
+				continue
+			}
+		}
+		byID[a.ID] = a
+	}
+	items := make([]*item, 0, len(byID))
+	for _, a := range byID {
+		if a.State == event.AlertWithdrawn {
+			continue
+		}
+		items = append(items, &item{a: a, end: alertEnd(a)})
+	}
+	slices.SortFunc(items, func(x, y *item) int {
+		if c := x.a.Time.Compare(y.a.Time); c != 0 {
+			return c
+		}
+		return strings.Compare(x.a.ID, y.a.ID)
+	})
+	return items
+}
+
+// derive fills an item's links, campaign attributes and graph edges.
+func derive(it *item, facts Facts, accused map[event.EntityKey]bool) {
+	a := it.a
+	add := func(e event.EntityKey, how linkHow) {
+		if e.IsZero() || e.Kind == event.EntityRecord {
+			return
+		}
+		for _, l := range it.links {
+			if l.ent == e {
+				return
+			}
+		}
+		it.links = append(it.links, link{e, how})
+	}
+	edge := func(from, to event.EntityKey) {
+		if from.IsZero() || to.IsZero() || from == to {
+			return
+		}
+		e := Edge{From: from, To: to}
+		if !slices.Contains(it.edges, e) {
+			it.edges = append(it.edges, e)
+		}
+	}
+	add(a.Entity, bySubject)
+	best := -1.0
+	for fi := range a.Findings {
+		f := &a.Findings[fi]
+		if f.Withdraws != 0 {
+			continue
+		}
+		if f.Score > best || (f.Score == best && f.Kind < it.kind) {
+			best, it.kind = f.Score, f.Kind
+		}
+		add(f.Entity, byFinding)
+		for _, r := range f.Related {
+			add(r, byFinding)
+			edge(f.Entity, r)
+		}
+		if facts == nil {
+			continue
+		}
+		for _, ref := range f.Evidence {
+			ef, ok := facts.Event(ref)
+			if !ok {
+				continue
+			}
+			key := event.EntityKey{Kind: event.EntitySigningKey, ID: ef.Key}
+			tok := event.EntityKey{Kind: event.EntityToken, ID: ef.Token}
+			src := event.EntityKey{Kind: event.EntitySource, ID: ef.Source}
+			pr := event.EntityKey{Kind: event.EntityPrincipal, ID: ef.Principal}
+			if ef.Key != "" && accused[key] {
+				add(key, byEvidence)
+			}
+			if ef.Token != "" && accused[tok] {
+				add(tok, byEvidence)
+			}
+			if ef.Principal != "" && ef.Success && accused[pr] {
+				add(pr, byEvidence)
+			}
+			if ef.Key != "" && ef.Token != "" {
+				edge(key, tok)
+			}
+			if ef.Token != "" && ef.Source != "" {
+				edge(tok, src)
+			} else if ef.Key != "" && ef.Source != "" {
+				edge(key, src)
+			}
+			if ef.Source != "" && ef.Principal != "" && ef.Success {
+				edge(src, pr)
+			}
+			if ef.ASN != 0 && !slices.Contains(it.asns, ef.ASN) {
+				it.asns = append(it.asns, ef.ASN)
+			}
+			if u := UAFamily(ef.UserAgent); u != "" && !slices.Contains(it.uas, u) {
+				it.uas = append(it.uas, u)
+			}
+			if ef.Principal != "" && !slices.Contains(it.victims, ef.Principal) {
+				it.victims = append(it.victims, ef.Principal)
+			}
+		}
+	}
+}
+
+// UAFamily returns a user agent's family: lower-cased, with every run of
+// digits replaced by "#", so versions of one client are one family
+// ("python-requests/#.#.#"); "" for an empty user agent.
+func UAFamily(ua string) string {
+	ua = strings.TrimSpace(ua)
+	if ua == "" {
+		return ""
+	}
+	var b strings.Builder
+	digit := false
+	for _, r := range strings.ToLower(ua) {
+		if r >= '0' && r <= '9' {
+			if !digit {
+				b.WriteByte('#')
+			}
+			digit = true
+			continue
+		}
+		digit = false
+		b.WriteRune(r)
+	}
+	return b.String()
+}
+
+// chain joins alerts idx (ascending, so by time) whose spans come within
+// gap of the span so far.
+func chain(uf *unionFind, items []*item, idx []int, gap time.Duration) {
+	if len(idx) < 2 {
+		return
+	}
+	idx = slices.Clone(idx)
+	slices.Sort(idx)
+	prev := idx[0]
+	end := items[prev].end
+	for _, i := range idx[1:] {
+		if items[i].a.Time.Sub(end) <= gap {
+			uf.union(prev, i)
+			if items[i].end.After(end) {
+				end = items[i].end
+			}
+		} else {
+			end = items[i].end
+		}
+		prev = i
+	}
+}
+
+func alertEnd(a *event.Alert) time.Time {
+	if a.LastTime.After(a.Time) {
+		return a.LastTime
+	}
+	return a.Time
+}
+
+func appendOnce(s []int, v int) []int {
+	if len(s) > 0 && s[len(s)-1] == v {
+		return s
+	}
+	return append(s, v)
+}
+
+// sortedKeys returns m's keys in the order less gives.
+func sortedKeys[K comparable, V any](m map[K]V, less func(x, y K) int) []K {
+	keys := make([]K, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.SortFunc(keys, less)
+	return keys
+}
+
+func compareEntity(x, y event.EntityKey) int {
+	if c := strings.Compare(string(x.Kind), string(y.Kind)); c != 0 {
+		return c
+	}
+	return strings.Compare(x.ID, y.ID)
+}
+
+func uitoa(n uint32) string {
+	if n == 0 {
+		return "0"
+	}
+	var b [10]byte
+	i := len(b)
+	for n > 0 {
+		i--
+		b[i] = byte('0' + n%10)
+		n /= 10
+	}
+	return string(b[i:])
+}
+
+// unionFind keeps the smallest index as each set's root, so roots follow
+// the sorted order whatever the order of unions.
+type unionFind struct{ parent []int }
+
+func newUnionFind(n int) *unionFind {
+	p := make([]int, n)
+	for i := range p {
+		p[i] = i
+	}
+	return &unionFind{parent: p}
+}
+
+func (u *unionFind) find(x int) int {
+	for u.parent[x] != x {
+		u.parent[x] = u.parent[u.parent[x]]
+		x = u.parent[x]
+	}
+	return x
+}
+
+func (u *unionFind) union(x, y int) {
+	rx, ry := u.find(x), u.find(y)
+	switch {
+	case rx == ry:
+	case rx < ry:
+		u.parent[ry] = rx
+	default:
+		u.parent[rx] = ry
+	}
+}

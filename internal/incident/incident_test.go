@@ -1,0 +1,295 @@
+package incident
+
+import (
+	"encoding/json"
+	"flag"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/haechi-sec/haechi/internal/event"
+)
+
+var update = flag.Bool("update", false, "rewrite testdata/*.golden.json")
+
+var t0 = time.Date(2025, 6, 4, 5, 0, 0, 0, time.UTC)
+
+// facts is a table of event facts and source popularity.
+type facts struct {
+	events  map[string]EventFacts
+	sources map[string]int
+}
+
+func (f *facts) Event(ref string) (EventFacts, bool) { x, ok := f.events[ref]; return x, ok }
+func (f *facts) Source(ip string) (int, bool)        { n, ok := f.sources[ip]; return n, ok }
+
+func newFacts() *facts { return &facts{events: map[string]EventFacts{}, sources: map[string]int{}} }
+
+func ent(kind event.EntityKind, id string) event.EntityKey {
+	return event.EntityKey{Kind: kind, ID: id}
+}
+
+// mk makes an alert of one finding.
+func mk(at time.Time, subject event.EntityKey, detector, kind string, sev event.Severity, evidence []string, related ...event.EntityKey) event.Alert {
+	f := event.Finding{Detector: detector, Kind: kind, Entity: subject, Time: at, Score: 80, Severity: sev,
+		Evidence: evidence, Related: related}
+	id := fmt.Sprintf("al-%s-%s-%d", subject, detector, at.UnixNano())
+	return event.Alert{ID: id, Time: at, Entity: subject, Severity: sev, Score: 80, Title: kind, State: event.AlertOpen,
+		Detector: detector, LastTime: at, FindingCount: 1, Findings: []event.Finding{f}}
+}
+
+// ghostKey: a forged-token flood — key alerts naming sources, and hundreds
+// of alerts about the sources whose evidence are requests with tokens
+// signed by the key.
+func ghostKey(fx *facts, prefix string, start time.Time, n int) []event.Alert {
+	key := ent(event.EntitySigningKey, prefix+"key")
+	var out []event.Alert
+	for i := range n {
+		at := start.Add(time.Duration(i) * 7 * time.Minute)
+		src := fmt.Sprintf("45.77.%d.%d", i%40, i%7)
+		ref := fmt.Sprintf("%sev-%d", prefix, i)
+		fx.events[ref] = EventFacts{Success: true, Principal: fmt.Sprintf("m:%d", 1000+i), Token: fmt.Sprintf("%stk-%d", prefix, i),
+			Key: key.ID, Source: src, ASN: 20473, UserAgent: "python-requests/2.31.0"}
+		fx.sources[src] = 300 // the forger impersonates hundreds of customers from each address
+		if i%10 == 0 {
+			out = append(out, mk(at, key, "token_provenance", "token_never_minted", event.SeverityCritical, []string{ref}, ent(event.EntitySource, src)))
+			continue
+		}
+		out = append(out, mk(at, ent(event.EntitySource, src), "principal_geo", "hosting_network", event.SeverityHigh, []string{ref}))
+	}
+	return out
+}
+
+// stuffing: bots over addresses in the given ASes, one user-agent family
+// (versions vary), failing to log in as victims from a shared list.
+func stuffing(fx *facts, prefix string, start time.Time, bots int, asns []uint32) []event.Alert {
+	var out []event.Alert
+	for i := range bots {
+		at := start.Add(time.Duration(i) * 20 * time.Second)
+		src := fmt.Sprintf("%s.%d.%d", prefix, i/250, i%250)
+		var refs []string
+		for j := range 4 {
+			ref := fmt.Sprintf("%s-login-%d-%d", prefix, i, j)
+			fx.events[ref] = EventFacts{Success: false, Principal: fmt.Sprintf("m:%d", 50000+i*4+j), Source: src,
+				ASN: asns[i%len(asns)], UserAgent: fmt.Sprintf("Mozilla/5.0 (Windows NT 10.0; Win64; x64) Chrome/%d.0.0.0 Safari/537.36", 118+i%4)}
+			refs = append(refs, ref)
+		}
+		fx.sources[src] = 0
+		out = append(out, mk(at, ent(event.EntitySource, src), "source_fanout", "login_failure_fanout", event.SeverityCritical, refs))
+	}
+	return out
+}
+
+func TestGroup(t *testing.T) {
+	cases := []struct {
+		name string
+		make func(*facts) []event.Alert
+		// want: alerts per incident, largest first.
+		want []int
+		// apart: alert subjects that must land in different incidents.
+		apart [][2]event.EntityKey
+	}{
+		{
+			name: "ghost-key flood is one incident",
+			make: func(fx *facts) []event.Alert { return ghostKey(fx, "", t0, 400) },
+			want: []int{400},
+		},
+		{
+			name: "stuffing over 200 addresses in two ASes with one UA family is one incident",
+			make: func(fx *facts) []event.Alert { return stuffing(fx, "10.1", t0, 200, []uint32{7922, 45899}) },
+			want: []int{200},
+		},
+		{
+			name: "two stuffing waves a day apart are two incidents",
+			make: func(fx *facts) []event.Alert {
+				return append(stuffing(fx, "10.1", t0, 50, []uint32{7922}), stuffing(fx, "10.2", t0.Add(24*time.Hour), 50, []uint32{7922})...)
+			},
+			want: []int{50, 50},
+		},
+		{
+			name: "two attacks sharing a popular CGNAT address are two incidents",
+			make: func(fx *facts) []event.Alert {
+				cgnat := ent(event.EntitySource, "100.64.1.1")
+				fx.sources[cgnat.ID] = 5000
+				tok := ent(event.EntityToken, "tk-hijacked")
+				insider := ent(event.EntityPrincipal, "e:1016")
+				return []event.Alert{
+					mk(t0, tok, "token_binding", "token_binding_country", event.SeverityCritical, nil, cgnat),
+					mk(t0.Add(time.Hour), tok, "token_binding", "token_multi_location", event.SeverityCritical, nil, cgnat),
+					mk(t0.Add(2*time.Hour), insider, "record_volume", "record_volume", event.SeverityCritical, nil, cgnat),
+				}
+			},
+			want:  []int{2, 1},
+			apart: [][2]event.EntityKey{{ent(event.EntityToken, "tk-hijacked"), ent(event.EntityPrincipal, "e:1016")}},
+		},
+		{
+			name: "a source named by more than HubFanIn subjects glues nothing",
+			make: func(fx *facts) []event.Alert {
+				src := ent(event.EntitySource, "203.0.113.9") // unknown to Facts
+				var out []event.Alert
+				for i := range 5 {
+					out = append(out, mk(t0.Add(time.Duration(i)*time.Minute), ent(event.EntityPrincipal, fmt.Sprintf("e:%d", i)),
+						"principal_geo", "new_network", event.SeverityHigh, nil, src))
+				}
+				return out
+			},
+			want: []int{1, 1, 1, 1, 1},
+		},
+		{
+			name: "a customer both hijacked and a stuffing victim does not glue the two attacks",
+			make: func(fx *facts) []event.Alert {
+				cust := ent(event.EntityPrincipal, "m:50001") // also one of the stuffing's victims
+				tok := ent(event.EntityToken, "tk-of-m50001")
+				fx.events["hijack-1"] = EventFacts{Success: true, Principal: cust.ID, Token: tok.ID, Key: "prod-key", Source: "139.180.1.1", ASN: 20473, UserAgent: "curl/8.0"}
+				out := stuffing(fx, "10.1", t0, 30, []uint32{7922})
+				out = append(out,
+					mk(t0.Add(5*time.Minute), tok, "token_binding", "token_binding_hosting", event.SeverityCritical, []string{"hijack-1"}, ent(event.EntitySource, "139.180.1.1")),
+					mk(t0.Add(6*time.Minute), cust, "principal_geo", "impossible_travel", event.SeverityHigh, []string{"hijack-1"}),
+					// Both read the same popular record: records glue nothing.
+					mk(t0.Add(7*time.Minute), cust, "canary", "canary_record_access", event.SeverityCritical, nil, ent(event.EntityRecord, "customer:1")),
+				)
+				out[0].Findings[0].Related = append(out[0].Findings[0].Related, ent(event.EntityRecord, "customer:1"))
+				return out
+			},
+			want:  []int{30, 3},
+			apart: [][2]event.EntityKey{{ent(event.EntityToken, "tk-of-m50001"), ent(event.EntitySource, "10.1.0.1")}},
+		},
+		{
+			name: "a production key in evidence glues nothing unless accused",
+			make: func(fx *facts) []event.Alert {
+				var out []event.Alert
+				for i := range 3 {
+					ref := fmt.Sprintf("ok-%d", i)
+					fx.events[ref] = EventFacts{Success: true, Principal: fmt.Sprintf("e:%d", i), Key: "prod-key", Token: fmt.Sprintf("tk-%d", i)}
+					out = append(out, mk(t0.Add(time.Duration(i)*time.Hour), ent(event.EntityPrincipal, fmt.Sprintf("e:%d", i)),
+						"record_volume", "record_volume", event.SeverityHigh, []string{ref}))
+				}
+				return out
+			},
+			want: []int{1, 1, 1},
+		},
+		{
+			name: "the ghost key and a stuffing wave at the same time stay apart",
+			make: func(fx *facts) []event.Alert {
+				out := append(ghostKey(fx, "g-", t0, 100), stuffing(fx, "10.1", t0.Add(time.Hour), 100, []uint32{20473})...)
+				// The forger also impersonated one of the bots' victims,
+				// minutes apart: a victim joins only alerts of one behaviour.
+				ef := fx.events["g-ev-11"]
+				ef.Principal = "m:50000"
+				fx.events["g-ev-11"] = ef
+				return out
+			},
+			want: []int{100, 100},
+		},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			fx := newFacts()
+			alerts := tc.make(fx)
+			incs := Group(alerts, fx, Options{})
+			var sizes []int
+			where := map[event.EntityKey]map[string]bool{}
+			for _, in := range incs {
+				sizes = append(sizes, len(in.AlertIDs))
+				for _, e := range in.Timeline {
+					if where[e.Entity] == nil {
+						where[e.Entity] = map[string]bool{}
+					}
+					where[e.Entity][in.ID] = true
+				}
+			}
+			slices.SortFunc(sizes, func(x, y int) int { return y - x })
+			if !slices.Equal(sizes, tc.want) {
+				t.Fatalf("incident sizes %v, want %v", sizes, tc.want)
+			}
+			for _, p := range tc.apart {
+				for id := range where[p[0]] {
+					if where[p[1]][id] {
+						t.Errorf("%s and %s share incident %s", p[0], p[1], id)
+					}
+				}
+			}
+			// Any order of the same alerts gives the same incidents.
+			r := rand.New(rand.NewPCG(1, 2))
+			for range 3 {
+				shuffled := slices.Clone(alerts)
+				r.Shuffle(len(shuffled), func(i, j int) { shuffled[i], shuffled[j] = shuffled[j], shuffled[i] })
+				again := Group(shuffled, fx, Options{})
+				a, _ := json.Marshal(incs)
+				b, _ := json.Marshal(again)
+				if string(a) != string(b) {
+					t.Fatal("shuffled alerts give different incidents")
+				}
+			}
+		})
+	}
+}
+
+// TestGolden pins an incident's form: id, title, timeline and graph of a
+// small ghost-key attack.
+func TestGolden(t *testing.T) {
+	fx := newFacts()
+	incs := Group(ghostKey(fx, "", t0, 12), fx, Options{})
+	got, err := json.MarshalIndent(incs, "", "  ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got = append(got, '\n')
+	path := filepath.Join("testdata", "ghost_key.golden.json")
+	if *update {
+		if err := os.WriteFile(path, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run with -update)", err)
+	}
+	if string(got) != string(want) {
+		t.Errorf("incidents differ from %s (run with -update and review the diff):\n%s", path, got)
+	}
+}
+
+func TestIDFollowsFounder(t *testing.T) {
+	fx := newFacts()
+	alerts := ghostKey(fx, "", t0, 30)
+	first := Group(alerts, fx, Options{})
+	// A replay gives the same ID; dropping later alerts keeps it.
+	again := Group(alerts[:10], fx, Options{})
+	if len(first) != 1 || len(again) != 1 || first[0].ID != again[0].ID || first[0].ID != IDFor(alerts[0].ID) {
+		t.Fatalf("ids %v / %v, want one incident %s", first, again, IDFor(alerts[0].ID))
+	}
+}
+
+func TestWithdrawnAndDuplicates(t *testing.T) {
+	fx := newFacts()
+	alerts := ghostKey(fx, "", t0, 5)
+	w := alerts[1]
+	w.State = event.AlertWithdrawn
+	alerts = append(alerts, alerts[2]) // the same alert twice
+	alerts[1] = w
+	incs := Group(alerts, fx, Options{})
+	if len(incs) != 1 || len(incs[0].AlertIDs) != 4 {
+		t.Fatalf("got %d incidents, first with %v; want 1 with 4 alerts", len(incs), incs[0].AlertIDs)
+	}
+	if got := Group(nil, nil, Options{}); got == nil || len(got) != 0 {
+		t.Fatalf("no alerts: %v, want an empty list", got)
+	}
+}
+
+func TestUAFamily(t *testing.T) {
+	for _, c := range []struct{ in, want string }{
+		{"python-requests/2.31.0", "python-requests/#.#.#"},
+		{"python-requests/2.32.3", "python-requests/#.#.#"},
+		{"Mozilla/5.0 (Windows NT 10.0) Chrome/124.0.0.0", "mozilla/#.# (windows nt #.#) chrome/#.#.#.#"},
+		{"  ", ""},
+	} {
+		if got := UAFamily(c.in); got != c.want {
+			t.Errorf("UAFamily(%q) = %q, want %q", c.in, got, c.want)
+		}
+	}
+}
