@@ -189,8 +189,16 @@ type Options struct {
 	// what cluster mode needs, where the findings about one entity come from
 	// several Kafka partitions in no defined order. The price: an alert is
 	// raised once the watermark has passed its finding by Lateness —
-	// except an Immediate finding's, which is raised ahead (see Process).
+	// except, with RaiseAhead, an Immediate finding's (see Process).
 	Ordered bool
+	// RaiseAhead (with Ordered) raises an Immediate finding's alert when
+	// the finding arrives, by a preview of ordered processing (see
+	// Process). Off by default: when an earlier finding of the same entity
+	// arrives after the immediate one, the alert raised ahead is
+	// superseded and stays stored beside the ordered one, so the alert set
+	// then depends on the arrival order (measured: a signing key with a
+	// burst of forged-token verdicts from several partitions).
+	RaiseAhead bool
 	// Suppressor, if set, is asked about every finding.
 	Suppressor Suppressor
 	// Sinks receive every change, in order.
@@ -369,8 +377,9 @@ func (s *Stage) Open() int { return len(s.open) }
 // as it opens and Updated once, at the end, for each alert that gained
 // findings here.
 //
-// Ordered, findings are held for ordered processing (Advance), but an
-// Immediate finding is not kept waiting: it is previewed at once. The
+// Ordered, findings are held for ordered processing (Advance); with
+// RaiseAhead an Immediate finding is not kept waiting: it is previewed at
+// once. The
 // preview runs ordered processing ahead, on a copy of its entity's state
 // (open alert, risk, recently closed alert), over the held findings of the
 // entity up to and including it — what ordered processing will do when it
@@ -398,7 +407,7 @@ func (s *Stage) Process(findings []event.Finding) {
 		n := len(s.held)
 		s.held = append(s.held, findings...)
 		for i := n; i < len(s.held); i++ {
-			if s.held[i].Immediate {
+			if s.opts.RaiseAhead && s.held[i].Immediate {
 				s.preview(s.held[i])
 			}
 		}

@@ -172,7 +172,7 @@ func TestOrderedImmediateRaisedAhead(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			r := &rec{}
-			s, err := alert.New(alert.Options{Window: time.Hour, Lateness: lateness, Ordered: true, Sinks: []alert.Sink{r}})
+			s, err := alert.New(alert.Options{Window: time.Hour, Lateness: lateness, Ordered: true, RaiseAhead: true, Sinks: []alert.Sink{r}})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -211,7 +211,7 @@ func TestOrderedImmediateRaisedAhead(t *testing.T) {
 // Ordered: an alert raised ahead and checkpointed is not raised again
 // after a restore; ordered processing updates it under the same id.
 func TestOrderedRaisedAheadSurvivesRestore(t *testing.T) {
-	opts := alert.Options{Window: time.Hour, Lateness: 5 * time.Minute, Ordered: true}
+	opts := alert.Options{Window: time.Hour, Lateness: 5 * time.Minute, Ordered: true, RaiseAhead: true}
 	r1 := &rec{}
 	opts.Sinks = []alert.Sink{r1}
 	s1, err := alert.New(opts)
