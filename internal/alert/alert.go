@@ -193,11 +193,13 @@ type Options struct {
 	Ordered bool
 	// RaiseAhead (with Ordered) raises an Immediate finding's alert when
 	// the finding arrives, by a preview of ordered processing (see
-	// Process). Off by default: when an earlier finding of the same entity
-	// arrives after the immediate one, the alert raised ahead is
-	// superseded and stays stored beside the ordered one, so the alert set
-	// then depends on the arrival order (measured: a signing key with a
-	// burst of forged-token verdicts from several partitions).
+	// Process), instead of when the watermark has passed it by Lateness.
+	// When ordered processing confirms the preview (the usual case) the
+	// alert keeps its id and sinks hear Updated; when a finding of the
+	// same entity earlier in event time arrived after the immediate one
+	// and put it into another alert, the preview is superseded: sinks hear
+	// it Withdrawn (Superseded tells it apart), so the alerts that stand
+	// are those of ordered processing alone. Cluster mode sets it.
 	RaiseAhead bool
 	// Suppressor, if set, is asked about every finding.
 	Suppressor Suppressor
@@ -379,8 +381,7 @@ func (s *Stage) Open() int { return len(s.open) }
 //
 // Ordered, findings are held for ordered processing (Advance); with
 // RaiseAhead an Immediate finding is not kept waiting: it is previewed at
-// once. The
-// preview runs ordered processing ahead, on a copy of its entity's state
+// once. The preview runs ordered processing ahead, on a copy of its entity's state
 // (open alert, risk, recently closed alert), over the held findings of the
 // entity up to and including it — what ordered processing will do when it
 // gets there, as far as the findings that have arrived tell. Sinks hear
@@ -397,11 +398,17 @@ func (s *Stage) Open() int { return len(s.open) }
 //
 // The preview can be wrong only if a finding of the same entity, earlier
 // in event time, arrives after the immediate one and changes which alert
-// covers it (it opens one earlier, or extends an earlier window over it).
-// Then ordered processing raises the other alert and the one raised ahead
-// is superseded: sinks hear it Closed, with its preview's findings and an
-// explanation naming the alert that holds them, and
-// haechi_alerts_superseded_total counts it. Nothing else differs.
+// covers it (it opens one earlier, or extends an earlier window over it),
+// or if ordered processing does not alert on the finding (a withdrawal of
+// it arrived; a preview is not made for a finding whose withdrawal is
+// already held). Then, once ordered processing has passed the preview's
+// opening time, the alert raised ahead is superseded: sinks hear it
+// Withdrawn — state event.AlertWithdrawn, findings as previewed, an
+// explanation starting with SupersededPrefix that names the alert holding
+// the findings — and haechi_alerts_superseded_total counts it. Withdrawn,
+// not closed: the alerts that stand are exactly ordered processing's, and
+// a responder cancels what it planned for the preview and not yet did (the
+// alert holding the findings plans for itself).
 func (s *Stage) Process(findings []event.Finding) {
 	if s.opts.Ordered {
 		n := len(s.held)
@@ -555,8 +562,16 @@ func (s *Stage) scored(f *event.Finding, risk float64, alertID string, suppresse
 func (s *Stage) preview(f event.Finding) {
 	k := f.Entity
 	var fs []event.Finding
+	id := f.ID()
 	for i := range s.held {
-		if h := &s.held[i]; h.Entity == k && compareFindings(*h, f) <= 0 {
+		h := &s.held[i]
+		if h.Entity != k {
+			continue
+		}
+		if h.Withdraws == id {
+			return // already withdrawn: ordered processing will not alert on it
+		}
+		if compareFindings(*h, f) <= 0 {
 			fs = append(fs, *h)
 		}
 	}
@@ -564,7 +579,7 @@ func (s *Stage) preview(f event.Finding) {
 	sc := s.scratch
 	if sc == nil {
 		opts := s.opts
-		opts.Ordered, opts.Sinks, opts.Registerer = false, nil, nil
+		opts.Ordered, opts.Sinks, opts.FindingSinks, opts.Registerer = false, nil, nil, nil
 		var err error
 		if sc, err = New(opts); err != nil {
 			return // s's options were valid
@@ -587,7 +602,7 @@ func (s *Stage) preview(f event.Finding) {
 	}
 	for i := range fs {
 		sc.sweepOrdered(fs[i].Time)
-		sc.add(&fs[i])
+		sc.addOrWithdraw(&fs[i])
 	}
 	o := sc.open[k]
 	if o == nil {
@@ -616,10 +631,11 @@ func (s *Stage) preview(f event.Finding) {
 	s.emit(Raised, a)
 }
 
-// supersede closes the alerts raised ahead whose opening time ordered
+// supersede withdraws the alerts raised ahead whose opening time ordered
 // processing has passed (all of them if all) without raising them: a
 // finding earlier in event time put their immediate finding into another
-// alert (see Process).
+// alert, or ordered processing did not alert on it (suppressed, withdrawn;
+// see Process).
 func (s *Stage) supersede(horizon time.Time, all bool) {
 	if len(s.early) == 0 {
 		return
@@ -634,18 +650,31 @@ func (s *Stage) supersede(horizon time.Time, all bool) {
 	for _, id := range ids {
 		a := s.early[id]
 		delete(s.early, id)
-		into := "another alert of " + a.Entity.String()
-		if o := s.open[a.Entity]; o != nil {
-			into = "alert " + o.a.ID
-		} else if o := s.closed[a.Entity]; o != nil {
-			into = "alert " + o.a.ID
+		into := "no alert holds them in event-time order (suppressed or withdrawn)"
+		for _, o := range []*open{s.open[a.Entity], s.closed[a.Entity]} {
+			if o != nil && slices.ContainsFunc(a.Findings, func(f event.Finding) bool { return f.Immediate && holding(o, f.ID()) >= 0 }) {
+				into = "in event-time order its findings belong to alert " + o.a.ID
+				break
+			}
 		}
-		a.Explanation = strings.TrimSpace(a.Explanation) + " (Raised ahead of ordered processing; in event-time order its findings belong to " + into + ".)"
+		a.State = event.AlertWithdrawn
+		a.Explanation = SupersededPrefix + "raised ahead of ordered processing; " + into + ". " + strings.TrimSpace(a.Explanation)
 		s.superseded.Inc()
-		s.nClosed++
-		s.opts.Logger.Warn("alert: an alert raised ahead of ordered processing is superseded", "id", id, "entity", a.Entity.String(), "into", into)
-		s.emit(Closed, a)
+		s.opts.Logger.Info("alert: an alert raised ahead of ordered processing is superseded", "id", id, "entity", a.Entity.String(), "into", into)
+		s.emit(Withdrawn, a)
 	}
+}
+
+// SupersededPrefix begins the explanation of an alert raised ahead of
+// ordered processing and superseded (Options.RaiseAhead).
+const SupersededPrefix = "Superseded: "
+
+// Superseded reports whether a is an alert raised ahead of ordered
+// processing that ordered processing did not confirm (Options.RaiseAhead):
+// withdrawn, its findings stand in another alert or in none. Comparisons of
+// a cluster's alerts with one process's leave these out.
+func Superseded(a *event.Alert) bool {
+	return a.State == event.AlertWithdrawn && strings.HasPrefix(a.Explanation, SupersededPrefix)
 }
 
 func (o *open) clone() *open {

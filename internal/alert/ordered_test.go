@@ -126,6 +126,9 @@ func TestOrderedImmediateRaisedAhead(t *testing.T) {
 		// finding's detector and time.
 		idDet string
 		idAt  time.Duration
+		// superseded: the other alerts are previews ordered processing
+		// did not confirm (alert.Superseded).
+		superseded bool
 	}{{
 		name:  "alone",
 		steps: []step{{fs: []event.Finding{imm(f("a", "canary", 10*time.Minute, 100))}}, {advance: 20 * time.Minute}, {advance: 3 * time.Hour}},
@@ -166,8 +169,26 @@ func TestOrderedImmediateRaisedAhead(t *testing.T) {
 			{fs: []event.Finding{f("a", "d1", 8*time.Minute, 95)}},
 			{advance: 40 * time.Minute}, {advance: 3 * time.Hour}},
 		ahead: []string{"raised a/canary n=1"},
-		all:   []string{"raised a/canary n=1", "raised a/d1 n=1", "updated a/d1 n=2", "closed a/canary n=1", "closed a/d1 n=2"},
-		idDet: "d1", idAt: 8 * time.Minute,
+		all:   []string{"raised a/canary n=1", "raised a/d1 n=1", "updated a/d1 n=2", "withdrawn a/canary n=1", "closed a/d1 n=2"},
+		idDet: "d1", idAt: 8 * time.Minute, superseded: true,
+	}, {
+		name: "withdrawn after it was raised ahead: withdrawn as in one ordered process",
+		steps: []step{
+			{fs: []event.Finding{imm(f("a", "canary", 10*time.Minute, 100))}},
+			{fs: []event.Finding{withdrawal(imm(f("a", "canary", 10*time.Minute, 100)), "mint-1")}},
+			{advance: 40 * time.Minute}, {advance: 3 * time.Hour}},
+		ahead: []string{"raised a/canary n=1"},
+		all:   []string{"raised a/canary n=1", "withdrawn a/canary n=0"},
+		idDet: "canary", idAt: 10 * time.Minute,
+	}, {
+		name: "its withdrawal arrived first: not raised ahead",
+		steps: []step{
+			{fs: []event.Finding{withdrawal(imm(f("a", "canary", 10*time.Minute, 100)), "mint-1")}},
+			{fs: []event.Finding{imm(f("a", "canary", 10*time.Minute, 100))}},
+			{advance: 40 * time.Minute}, {advance: 3 * time.Hour}},
+		ahead: nil,
+		all:   []string{"raised a/canary n=1", "withdrawn a/canary n=0"},
+		idDet: "canary", idAt: 10 * time.Minute,
 	}}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -200,8 +221,14 @@ func TestOrderedImmediateRaisedAhead(t *testing.T) {
 				t.Errorf("no alert %s (%s at %v) among %v", id, c.idDet, c.idAt, slices.Collect(maps.Keys(r.last)))
 			}
 			for _, a := range r.last {
-				if a.ID != id && !strings.Contains(a.Explanation, "belong to alert "+id) {
-					t.Errorf("alert %s %s: %q, want it to name %s", a.ID, a.Detector, a.Explanation, id)
+				if a.ID == id {
+					if alert.Superseded(&a) {
+						t.Errorf("the ordered alert %s counts as superseded: %q", a.ID, a.Explanation)
+					}
+					continue
+				}
+				if !c.superseded || !alert.Superseded(&a) || !strings.Contains(a.Explanation, "belong to alert "+id) {
+					t.Errorf("alert %s %s (%s): %q, want it superseded, naming %s", a.ID, a.Detector, a.State, a.Explanation, id)
 				}
 			}
 		})
