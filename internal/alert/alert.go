@@ -415,7 +415,11 @@ func (s *Stage) Process(findings []event.Finding) {
 		s.held = append(s.held, findings...)
 		for i := n; i < len(s.held); i++ {
 			if s.opts.RaiseAhead && s.held[i].Immediate {
-				s.preview(s.held[i])
+				// The preview reaches the entity's latest immediate
+				// finding held, not just this one: a finding that
+				// arrives after a later one must not take the later
+				// one out of the alert sinks were shown.
+				s.preview(s.held[s.lastImmediate(s.held[i].Entity)])
 			}
 		}
 		return
@@ -870,10 +874,14 @@ func (s *Stage) release(horizon time.Time, all bool) {
 			return -1
 		})
 	}
+	var touched []event.EntityKey
 	for i := range n {
 		f := &s.held[i]
 		s.sweepOrdered(f.Time)
 		s.addOrWithdraw(f)
+		if s.opts.RaiseAhead && !slices.Contains(touched, f.Entity) {
+			touched = append(touched, f.Entity)
+		}
 	}
 	s.held = slices.Delete(s.held, 0, n)
 	if !all {
@@ -881,6 +889,26 @@ func (s *Stage) release(horizon time.Time, all bool) {
 	}
 	s.updated()
 	s.supersede(horizon, all)
+	// Sinks just heard what ordered processing made of these entities'
+	// alerts so far; where immediate findings of theirs are still held,
+	// the preview goes on showing them (a store keeps the last version).
+	for _, k := range touched {
+		if i := s.lastImmediate(k); i >= 0 {
+			s.preview(s.held[i])
+		}
+	}
+}
+
+// lastImmediate returns the index of the latest held immediate finding of
+// entity k (in event-time order), or -1.
+func (s *Stage) lastImmediate(k event.EntityKey) int {
+	j := -1
+	for i := range s.held {
+		if h := &s.held[i]; h.Immediate && h.Withdraws == 0 && h.Entity == k && (j < 0 || compareFindings(*h, s.held[j]) > 0) {
+			j = i
+		}
+	}
+	return j
 }
 
 // sweepOrdered drops decayed risk at each hour of event time up to t, as

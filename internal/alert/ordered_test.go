@@ -172,6 +172,15 @@ func TestOrderedImmediateRaisedAhead(t *testing.T) {
 		all:   []string{"raised a/canary n=1", "raised a/d1 n=1", "updated a/d1 n=2", "withdrawn a/canary n=1", "closed a/d1 n=2"},
 		idDet: "d1", idAt: 8 * time.Minute, superseded: true,
 	}, {
+		name: "an earlier immediate finding arriving later keeps the later one in the preview",
+		steps: []step{
+			{fs: []event.Finding{imm(f("a", "canary", 20*time.Minute, 100))}},
+			{fs: []event.Finding{imm(f("a", "canary2", 10*time.Minute, 100))}},
+			{advance: 40 * time.Minute}, {advance: 3 * time.Hour}},
+		ahead: []string{"raised a/canary n=1", "raised a/canary2 n=2"},
+		all:   []string{"raised a/canary n=1", "raised a/canary2 n=2", "updated a/canary2 n=2", "withdrawn a/canary n=1", "closed a/canary2 n=2"},
+		idDet: "canary2", idAt: 10 * time.Minute, superseded: true,
+	}, {
 		name: "withdrawn after it was raised ahead: withdrawn as in one ordered process",
 		steps: []step{
 			{fs: []event.Finding{imm(f("a", "canary", 10*time.Minute, 100))}},
