@@ -184,7 +184,7 @@ func (a *alerter) open(ctx context.Context, p int32) (*alertPart, error) {
 	// preview of ordered processing; a preview that a later-arriving,
 	// earlier finding supersedes is withdrawn (alert.Superseded), so the
 	// alerts that stand are ordered processing's.
-	opts.Ordered, opts.RaiseAhead = true, true
+	opts.Ordered, opts.RaiseAhead = true, !a.w.inOrder
 	opts.Registerer = nil
 	opts.Sinks = []alert.Sink{alert.SinkFunc(func(c alert.Change, al event.Alert) {
 		ap.changes = append(ap.changes, alertChange{c, al})

@@ -106,10 +106,11 @@ type collector struct {
 	mu    sync.Mutex
 	dedup kafka.Dedup
 	got   []event.Finding
+	at    []time.Time // when each of got was read
 	dups  int
 }
 
-func (c *collector) run(ctx context.Context, t *testing.T, brokers []string) {
+func (c *collector) run(ctx context.Context, t testing.TB, brokers []string) {
 	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics(kafka.FindingsTopic(inputTopic)),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
 	if err != nil {
@@ -147,6 +148,7 @@ func (c *collector) run(ctx context.Context, t *testing.T, brokers []string) {
 				f.Immediate = f.Immediate || h.Key == kafka.ImmediateHeader
 			}
 			c.got = append(c.got, f)
+			c.at = append(c.at, time.Now())
 		})
 	}
 }
