@@ -194,8 +194,19 @@ type Options struct {
 	// arrives more than Lateness behind the watermark Advance was given —
 	// what cluster mode needs, where the findings about one entity come from
 	// several Kafka partitions in no defined order. The price: an alert is
-	// raised once the watermark has passed its finding by Lateness.
+	// raised once the watermark has passed its finding by Lateness —
+	// except, with RaiseAhead, an Immediate finding's (see Process).
 	Ordered bool
+	// RaiseAhead (with Ordered) raises an Immediate finding's alert when
+	// the finding arrives, by a preview of ordered processing (see
+	// Process), instead of when the watermark has passed it by Lateness.
+	// When ordered processing confirms the preview (the usual case) the
+	// alert keeps its id and sinks hear Updated; when a finding of the
+	// same entity earlier in event time arrived after the immediate one
+	// and put it into another alert, the preview is superseded: sinks hear
+	// it Withdrawn (Superseded tells it apart), so the alerts that stand
+	// are those of ordered processing alone. Cluster mode sets it.
+	RaiseAhead bool
 	// Suppressor, if set, is asked about every finding.
 	Suppressor Suppressor
 	// Sinks receive every change, in order.
@@ -247,6 +258,12 @@ type Stage struct {
 	nextSweep time.Time
 	// held are the findings waiting for the watermark (Ordered).
 	held []event.Finding
+	// early are the alerts raised ahead of ordered processing by an
+	// Immediate finding and not yet raised by it, by id (Ordered).
+	early map[string]*event.Alert
+	// scratch is the stage the previews of Immediate findings run on
+	// (Ordered; made on first use).
+	scratch *Stage
 
 	alerts     *prometheus.CounterVec
 	openG      prometheus.Gauge
@@ -255,6 +272,8 @@ type Stage struct {
 	suppressed prometheus.Counter
 	tracked    prometheus.Gauge
 	withdrawn  *prometheus.CounterVec
+	ahead      prometheus.Counter
+	superseded prometheus.Counter
 }
 
 // New builds a stage.
@@ -268,6 +287,7 @@ func New(opts Options) (*Stage, error) {
 		open:   map[event.EntityKey]*open{},
 		risk:   map[event.EntityKey]*entityRisk{},
 		closed: map[event.EntityKey]*open{},
+		early:  map[string]*event.Alert{},
 		alerts: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "haechi_alerts_total",
 			Help: "Alerts raised, per detector (of the finding that raised it) and severity.",
@@ -296,9 +316,17 @@ func New(opts Options) (*Stage, error) {
 			Name: "haechi_findings_withdrawn_total",
 			Help: "Withdrawals of findings (a late event proved them wrong), by result: alert_stands, alert_withdrawn, or not_found (the stage no longer holds the finding).",
 		}, []string{"result"}),
+		ahead: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "haechi_alerts_raised_ahead_total",
+			Help: "Alerts raised by an immediate finding ahead of ordered processing (alerts.ordered, cluster mode).",
+		}),
+		superseded: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "haechi_alerts_superseded_total",
+			Help: "Alerts raised ahead of ordered processing that it did not confirm: a finding earlier in event time arrived later and put the immediate finding into another alert of its entity (alerts.ordered).",
+		}),
 	}
 	if opts.Registerer != nil {
-		opts.Registerer.MustRegister(s.alerts, s.openG, s.findings, s.weak, s.suppressed, s.tracked, s.withdrawn)
+		opts.Registerer.MustRegister(s.alerts, s.openG, s.findings, s.weak, s.suppressed, s.tracked, s.withdrawn, s.ahead, s.superseded)
 	}
 	return s, nil
 }
@@ -359,9 +387,50 @@ func (s *Stage) Open() int { return len(s.open) }
 // Process folds findings into alerts. Sinks hear Raised for each new alert
 // as it opens and Updated once, at the end, for each alert that gained
 // findings here.
+//
+// Ordered, findings are held for ordered processing (Advance); with
+// RaiseAhead an Immediate finding is not kept waiting: it is previewed at
+// once. The preview runs ordered processing ahead, on a copy of its entity's state
+// (open alert, risk, recently closed alert), over the held findings of the
+// entity up to and including it — what ordered processing will do when it
+// gets there, as far as the findings that have arrived tell. Sinks hear
+// the alert the finding lands in: Raised if it is new (the alert is then
+// "raised ahead" and remembered, with its id, in early and in snapshots),
+// Updated if sinks already know it. When ordered processing reaches the
+// finding it makes the alert again — the same id, since the id is the
+// entity, the opening finding's detector and its time — and sinks hear
+// Updated, not Raised a second time, and every later change as usual: the
+// final alert is the ordered one, whatever the preview showed. An alert is
+// thus raised at its immediate finding's arrival and, from there on, is
+// exactly the alert ordered processing makes (later non-immediate findings
+// of its window join it in event-time order as they would have anyway).
+//
+// The preview can be wrong only if a finding of the same entity, earlier
+// in event time, arrives after the immediate one and changes which alert
+// covers it (it opens one earlier, or extends an earlier window over it),
+// or if ordered processing does not alert on the finding (a withdrawal of
+// it arrived; a preview is not made for a finding whose withdrawal is
+// already held). Then, once ordered processing has passed the preview's
+// opening time, the alert raised ahead is superseded: sinks hear it
+// Withdrawn — state event.AlertWithdrawn, findings as previewed, an
+// explanation starting with SupersededPrefix that names the alert holding
+// the findings — and haechi_alerts_superseded_total counts it. Withdrawn,
+// not closed: the alerts that stand are exactly ordered processing's, and
+// a responder cancels what it planned for the preview and not yet did (the
+// alert holding the findings plans for itself).
 func (s *Stage) Process(findings []event.Finding) {
 	if s.opts.Ordered {
+		n := len(s.held)
 		s.held = append(s.held, findings...)
+		for i := n; i < len(s.held); i++ {
+			if s.opts.RaiseAhead && s.held[i].Immediate {
+				// The preview reaches the entity's latest immediate
+				// finding held, not just this one: a finding that
+				// arrives after a later one must not take the later
+				// one out of the alert sinks were shown.
+				s.preview(s.held[s.lastImmediate(s.held[i].Entity)])
+			}
+		}
 		return
 	}
 	for i := range findings {
@@ -478,6 +547,14 @@ func (s *Stage) add(f *event.Finding) {
 	if c := o.a.WindowEnd.Add(s.opts.Lateness); len(s.open) == 1 || c.Before(s.nextClose) {
 		s.nextClose = c
 	}
+	if _, ahead := s.early[o.a.ID]; ahead {
+		// Raised ahead by its immediate finding: sinks know it, and hear
+		// Updated with what ordered processing made of it.
+		delete(s.early, o.a.ID)
+		o.dirty = true
+		s.dirty = append(s.dirty, o)
+		return
+	}
 	s.raised++
 	s.alerts.WithLabelValues(o.a.Detector, o.a.Severity.String()).Inc()
 	s.emit(Raised, &o.a)
@@ -491,6 +568,138 @@ func (s *Stage) scored(f *event.Finding, risk float64, alertID string, suppresse
 		sc.Finding.Evidence = slices.Clip(sc.Finding.Evidence)
 		sink.Finding(sc)
 	}
+}
+
+// preview raises, ahead of ordered processing, the alert the immediate
+// finding f (held already) lands in (Ordered; see Process).
+func (s *Stage) preview(f event.Finding) {
+	k := f.Entity
+	var fs []event.Finding
+	id := f.ID()
+	for i := range s.held {
+		h := &s.held[i]
+		if h.Entity != k {
+			continue
+		}
+		if h.Withdraws == id {
+			return // already withdrawn: ordered processing will not alert on it
+		}
+		if compareFindings(*h, f) <= 0 {
+			fs = append(fs, *h)
+		}
+	}
+	slices.SortStableFunc(fs, compareFindings)
+	sc := s.scratch
+	if sc == nil {
+		opts := s.opts
+		opts.Ordered, opts.Sinks, opts.FindingSinks, opts.Registerer = false, nil, nil, nil
+		var err error
+		if sc, err = New(opts); err != nil {
+			return // s's options were valid
+		}
+		s.scratch = sc
+	}
+	clear(sc.open)
+	clear(sc.risk)
+	clear(sc.closed)
+	sc.closedQ, sc.dirty = sc.closedQ[:0], sc.dirty[:0]
+	sc.wm, sc.nextClose, sc.nextSweep = s.wm, s.nextClose, s.nextSweep
+	if o := s.open[k]; o != nil {
+		sc.open[k] = o.clone()
+	}
+	if o := s.closed[k]; o != nil {
+		sc.closed[k] = o.clone()
+	}
+	if r := s.risk[k]; r != nil {
+		sc.risk[k] = &entityRisk{dets: slices.Clone(r.dets), kept: slices.Clone(r.kept)}
+	}
+	for i := range fs {
+		sc.sweepOrdered(fs[i].Time)
+		sc.addOrWithdraw(&fs[i])
+	}
+	o := sc.open[k]
+	if o == nil {
+		return // suppressed: no alert
+	}
+	a := &o.a
+	known := s.early[a.ID] != nil
+	if m := s.open[k]; m != nil && m.a.ID == a.ID {
+		known = true
+	}
+	if m := s.closed[k]; m != nil && m.a.ID == a.ID {
+		known = true
+	}
+	if known {
+		if e := s.early[a.ID]; e != nil {
+			*e = cloneAlert(a)
+		}
+		s.emit(Updated, a)
+		return
+	}
+	e := cloneAlert(a)
+	s.early[a.ID] = &e
+	s.raised++
+	s.ahead.Inc()
+	s.alerts.WithLabelValues(a.Detector, a.Severity.String()).Inc()
+	s.emit(Raised, a)
+}
+
+// supersede withdraws the alerts raised ahead whose opening time ordered
+// processing has passed (all of them if all) without raising them: a
+// finding earlier in event time put their immediate finding into another
+// alert, or ordered processing did not alert on it (suppressed, withdrawn;
+// see Process).
+func (s *Stage) supersede(horizon time.Time, all bool) {
+	if len(s.early) == 0 {
+		return
+	}
+	var ids []string
+	for id, a := range s.early {
+		if all || !a.Time.After(horizon) {
+			ids = append(ids, id)
+		}
+	}
+	slices.Sort(ids)
+	for _, id := range ids {
+		a := s.early[id]
+		delete(s.early, id)
+		into := "no alert holds them in event-time order (suppressed or withdrawn)"
+		for _, o := range []*open{s.open[a.Entity], s.closed[a.Entity]} {
+			if o != nil && slices.ContainsFunc(a.Findings, func(f event.Finding) bool { return f.Immediate && holding(o, f.ID()) >= 0 }) {
+				into = "in event-time order its findings belong to alert " + o.a.ID
+				break
+			}
+		}
+		a.State = event.AlertWithdrawn
+		a.Explanation = SupersededPrefix + "raised ahead of ordered processing; " + into + ". " + strings.TrimSpace(a.Explanation)
+		s.superseded.Inc()
+		s.opts.Logger.Info("alert: an alert raised ahead of ordered processing is superseded", "id", id, "entity", a.Entity.String(), "into", into)
+		s.emit(Withdrawn, a)
+	}
+}
+
+// SupersededPrefix begins the explanation of an alert raised ahead of
+// ordered processing and superseded (Options.RaiseAhead).
+const SupersededPrefix = "Superseded: "
+
+// Superseded reports whether a is an alert raised ahead of ordered
+// processing that ordered processing did not confirm (Options.RaiseAhead):
+// withdrawn, its findings stand in another alert or in none. Comparisons of
+// a cluster's alerts with one process's leave these out.
+func Superseded(a *event.Alert) bool {
+	return a.State == event.AlertWithdrawn && strings.HasPrefix(a.Explanation, SupersededPrefix)
+}
+
+func (o *open) clone() *open {
+	c := *o
+	c.a = cloneAlert(&o.a)
+	return &c
+}
+
+func cloneAlert(a *event.Alert) event.Alert {
+	c := *a
+	c.Findings = slices.Clone(a.Findings)
+	return c
 }
 
 func (s *Stage) suppress(f *event.Finding) (string, bool) {
@@ -663,6 +872,7 @@ func (s *Stage) Tracked() int { return len(s.risk) }
 func (s *Stage) release(horizon time.Time, all bool) {
 	if len(s.held) == 0 {
 		s.sweepOrdered(horizon)
+		s.supersede(horizon, all)
 		return
 	}
 	slices.SortStableFunc(s.held, compareFindings)
@@ -675,16 +885,41 @@ func (s *Stage) release(horizon time.Time, all bool) {
 			return -1
 		})
 	}
+	var touched []event.EntityKey
 	for i := range n {
 		f := &s.held[i]
 		s.sweepOrdered(f.Time)
 		s.addOrWithdraw(f)
+		if s.opts.RaiseAhead && !slices.Contains(touched, f.Entity) {
+			touched = append(touched, f.Entity)
+		}
 	}
 	s.held = slices.Delete(s.held, 0, n)
 	if !all {
 		s.sweepOrdered(horizon)
 	}
 	s.updated()
+	s.supersede(horizon, all)
+	// Sinks just heard what ordered processing made of these entities'
+	// alerts so far; where immediate findings of theirs are still held,
+	// the preview goes on showing them (a store keeps the last version).
+	for _, k := range touched {
+		if i := s.lastImmediate(k); i >= 0 {
+			s.preview(s.held[i])
+		}
+	}
+}
+
+// lastImmediate returns the index of the latest held immediate finding of
+// entity k (in event-time order), or -1.
+func (s *Stage) lastImmediate(k event.EntityKey) int {
+	j := -1
+	for i := range s.held {
+		if h := &s.held[i]; h.Immediate && h.Withdraws == 0 && h.Entity == k && (j < 0 || compareFindings(*h, s.held[j]) > 0) {
+			j = i
+		}
+	}
+	return j
 }
 
 // sweepOrdered drops decayed risk at each hour of event time up to t, as

@@ -23,6 +23,10 @@ type stageState struct {
 	Counts    [3]int      `json:"counts"` // raised, closed, findings
 	// Held are the findings waiting for the watermark (Options.Ordered).
 	Held []heldState `json:"held,omitempty"`
+	// Early are the alerts raised ahead of ordered processing and not yet
+	// raised by it, by id (Options.Ordered): after a restore, ordered
+	// processing updates them instead of raising them again.
+	Early []event.Alert `json:"early,omitempty"`
 }
 
 // heldState is a held finding with Immediate, which a finding's JSON form
@@ -66,6 +70,14 @@ func (s *Stage) Snapshot() ([]byte, error) {
 		Counts: [3]int{s.raised, s.nClosed, s.nFinding}}
 	for _, f := range s.held {
 		st.Held = append(st.Held, heldState{f, f.Immediate})
+	}
+	ids := make([]string, 0, len(s.early))
+	for id := range s.early {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	for _, id := range ids {
+		st.Early = append(st.Early, *s.early[id])
 	}
 	keys := make([]event.EntityKey, 0, len(s.open))
 	for k := range s.open {
@@ -136,6 +148,10 @@ func (s *Stage) Restore(b []byte) error {
 	for _, h := range st.Held {
 		h.Finding.Immediate = h.Immediate
 		s.held = append(s.held, h.Finding)
+	}
+	s.early = make(map[string]*event.Alert, len(st.Early))
+	for i := range st.Early {
+		s.early[st.Early[i].ID] = &st.Early[i]
 	}
 	s.raised, s.nClosed, s.nFinding = st.Counts[0], st.Counts[1], st.Counts[2]
 	s.openG.Set(float64(len(s.open)))

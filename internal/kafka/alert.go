@@ -180,7 +180,11 @@ func (a *alerter) open(ctx context.Context, p int32) (*alertPart, error) {
 	opts := *a.w.opts.Alerts
 	// Findings about an entity come from several partitions in no defined
 	// order: only ordered processing makes the alerts a function of them.
-	opts.Ordered = true
+	// An immediate finding's alert is raised on arrival all the same, by a
+	// preview of ordered processing; a preview that a later-arriving,
+	// earlier finding supersedes is withdrawn (alert.Superseded), so the
+	// alerts that stand are ordered processing's.
+	opts.Ordered, opts.RaiseAhead = true, !a.w.inOrder
 	opts.Registerer = nil
 	opts.Sinks = []alert.Sink{alert.SinkFunc(func(c alert.Change, al event.Alert) {
 		ap.changes = append(ap.changes, alertChange{c, al})

@@ -14,6 +14,10 @@ func AlertWatermark(b []byte) (time.Time, error) {
 	return s.wm, err
 }
 
+// ImmediateInOrder makes w's alert stage raise immediate alerts in order,
+// as it did before raising them ahead (for a benchmark's comparison).
+func ImmediateInOrder(w *Worker) { w.inOrder = true }
+
 // SlowLedger makes every ledger merge of w's partitions wait d first, so
 // that a crash often falls between a merge's start and its commit.
 func SlowLedger(w *Worker, d time.Duration) {

@@ -282,6 +282,9 @@ type Worker struct {
 	// ledgerSink is where the partitions' ledgers merge (nil: the store);
 	// tests slow it down.
 	ledgerSink ledger.Sink
+	// inOrder: immediate alerts wait for ordered processing (not raised
+	// ahead); benchmarks compare.
+	inOrder bool
 }
 
 // New validates opts and returns a worker; Run starts it.

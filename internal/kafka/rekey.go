@@ -32,12 +32,16 @@ type inState struct {
 	// streams is the progress of the watched streams (engine.StreamsOf
 	// the detectors), by index: the newest event time of each dataset.
 	streams []time.Time
+	// sent is the progress of the watched streams every partition last
+	// heard in a tick (see streamsUnsent).
+	sent []time.Time
 }
 
 // clone returns a copy of s that shares nothing with it.
 func (s *inState) clone() *inState {
 	c := *s
 	c.streams = slices.Clone(s.streams)
+	c.sent = slices.Clone(s.sent)
 	return &c
 }
 
@@ -85,6 +89,17 @@ func (s *inState) streamTimes(streams []string) []engine.StreamTime {
 		}
 	}
 	return out
+}
+
+// streamsUnsent reports whether the watched streams have moved since every
+// partition last heard them in a tick, and records that they now hear
+// them (the caller sends the tick).
+func (s *inState) streamsUnsent() bool {
+	if slices.Equal(s.streams, s.sent) {
+		return false
+	}
+	s.sent = append(s.sent[:0], s.streams...)
+	return true
 }
 
 // tickDue reports whether the watermark has moved by every since the last
@@ -303,6 +318,23 @@ func (r *rekeyer) records(rec *kgo.Record, st *inState, out []*kgo.Record) []*kg
 	return out
 }
 
+// streamsTick ends the records of one input partition in a poll (last is
+// the last of them): if a watched stream moved since every partition last
+// heard its progress, every partition hears it now, in a tick with the
+// time after last. Without it a partition learns that the issuer's stream
+// passed a token's mark only with its next record or tick (TickEvery of
+// watermark), which, when the input pauses, may be much later than one
+// engine, which knows at once: a forged-token verdict would wait. A tick
+// carries exactly what one engine over the input partition knows after
+// last, so it changes when a partition decides, never what.
+func (r *rekeyer) streamsTick(last *kgo.Record, st *inState, out []*kgo.Record) []*kgo.Record {
+	if !st.streamsUnsent() {
+		return out
+	}
+	return append(out, r.ticks(header{Watermark: st.watermark, Earliest: st.earliest, Streams: st.streamTimes(r.streams),
+		InPartition: last.Partition, InOffset: last.Offset, Arrived: last.Timestamp})...)
+}
+
 // runRekey is the re-keying stage: consume, produce and commit in one
 // transaction per poll.
 func (w *Worker) runRekey(ctx context.Context) error {
@@ -390,6 +422,7 @@ func (w *Worker) runRekey(ctx context.Context) error {
 			for _, rec := range fp.Records {
 				out = rk.records(rec, st, out)
 			}
+			out = rk.streamsTick(fp.Records[len(fp.Records)-1], st, out)
 		})
 		var produceErr error
 		var pmu sync.Mutex
