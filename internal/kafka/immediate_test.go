@@ -290,8 +290,8 @@ func runImmediate(tb testing.TB, lines [][]byte, cuts []immediateCut, cfg config
 // unless ordered processing supersedes it (then it ends withdrawn,
 // alert.Superseded). At the end the alerts that stand are one process's.
 func TestClusterImmediateAlertsAtOnce(t *testing.T) {
-	if testing.Short() {
-		t.Skip("simulates two days on an in-process Kafka")
+	if testing.Short() || raceEnabled {
+		t.Skip("simulates two days on an in-process Kafka at 336 cuts (~3 min): not in -short or under -race (the plain go test run has it)")
 	}
 	lines := simLines(t, sim.Options{Seed: 3, Days: 2, Customers: 3000})
 	cfg := config.Default()
