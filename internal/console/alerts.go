@@ -3,8 +3,10 @@ package console
 import (
 	"errors"
 	"fmt"
+	"html/template"
 	"net/http"
 	"net/url"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -15,48 +17,111 @@ import (
 	"github.com/haechi-sec/haechi/internal/store"
 )
 
+// alertsPageSize is how many alerts a page of the alerts list shows.
+const alertsPageSize = 50
+
 type alertsView struct {
 	Filter    AlertFilter
 	FilterErr string
 	Alerts    []event.Alert
-	Scanned   int
-	Capped    bool
-	Detectors []string
-	States    []string
-	Kinds     []string
-	Windows   []string
-	Sevs      []string
+	// Newer and Older link the previous and next pages ("" when there is
+	// none); First the first page, when this is not it.
+	Newer, Older, First template.URL
+	Cursor              string // this page's cursor ("" on the first page)
+	PageSize            int
+	Detectors           []string
+	States              []string
+	Kinds               []string
+	Windows             []string
+	Sevs                []string
 }
 
 func (c *Console) alerts(w http.ResponseWriter, r *http.Request) {
 	v := alertsView{Kinds: []string{"principal", "source", "token", "key", "record"}, Windows: []string{"1h", "24h", "7d", "30d"},
-		Sevs: []string{"low", "medium", "high", "critical"}}
+		Sevs: []string{"low", "medium", "high", "critical"}, PageSize: alertsPageSize}
 	f, err := ParseAlertFilter(r.URL.Query())
+	cur, cerr := parsePageCursor(r.URL.Query().Get("cursor"))
+	if err == nil {
+		err = cerr
+	}
 	if err != nil {
 		v.FilterErr = err.Error()
-		f = AlertFilter{}
+		f, cur = AlertFilter{}, pageCursor{}
 	}
 	v.Filter = f
-	all, err := c.opts.Store.ListAlerts(r.Context(), f.Query(c.opts.Now()))
+	ctx := r.Context()
+	q := f.Query(c.opts.Now())
+	// One alert more than a page says whether there is another page.
+	q.Limit = alertsPageSize + 1
+	if cur.Newer {
+		q.Newer = cur.At
+	} else {
+		q.Older = cur.At
+	}
+	list, err := c.opts.Store.ListAlerts(ctx, q)
+	if err == nil && cur.Newer && len(list) <= alertsPageSize {
+		// Back at the top: the previous page is the first one.
+		cur, q.Newer = pageCursor{}, store.AlertCursor{}
+		list, err = c.opts.Store.ListAlerts(ctx, q)
+	}
 	if err != nil {
 		c.fail(w, r, http.StatusInternalServerError, "Reading alerts failed: "+err.Error(), "Check the server's log; then reload.")
 		return
 	}
-	v.Scanned, v.Capped = len(all), len(all) == store.MaxListLimit
-	dets, states := map[string]bool{}, map[string]bool{}
-	for i := range all {
-		dets[all[i].Detector] = true
-		states[string(all[i].State)] = true
-		if f.Match(&all[i]) {
-			v.Alerts = append(v.Alerts, all[i])
+	var more bool // alerts beyond this page in its direction
+	if len(list) > alertsPageSize {
+		more = true
+		if cur.Newer {
+			list = list[1:] // the extra one is the newest
+		} else {
+			list = list[:alertsPageSize]
 		}
 	}
-	v.Detectors, v.States = sortedKeys(dets), sortedKeys(states)
+	v.Alerts = list
+	// A page reached going newer has older alerts (the cursor's); one
+	// reached going older has newer ones unless it is the first.
+	hasNewer, hasOlder := more, more
+	if cur.Newer {
+		hasOlder = true
+	} else {
+		hasNewer = cur.At != store.AlertCursor{}
+	}
+	link := func(pc *pageCursor) template.URL {
+		vals := f.Values()
+		if pc != nil {
+			vals.Set("cursor", pc.String())
+		}
+		return template.URL("/alerts?" + vals.Encode()) // #nosec G203 -- a constant path and an encoded query
+	}
+	if len(list) > 0 {
+		if hasNewer {
+			v.Newer = link(&pageCursor{Newer: true, At: store.CursorOf(&list[0])})
+		}
+		if hasOlder {
+			v.Older = link(&pageCursor{At: store.CursorOf(&list[len(list)-1])})
+		}
+	}
+	if cur.At != (store.AlertCursor{}) {
+		v.Cursor, v.First = cur.String(), link(nil)
+	}
+	facets, err := c.opts.Store.ListAlertFacets(ctx)
+	if err != nil {
+		c.opts.Logger.Error("console: alert facets", "err", err)
+	}
+	v.Detectors, v.States = withValue(facets.Detectors, f.Detector), withValue(facets.States, f.State)
 	code := http.StatusOK
 	if v.FilterErr != "" {
 		code = http.StatusBadRequest
 	}
 	c.render(w, r, code, "alerts", view{Title: "Alerts", Nav: "alerts", Live: true, Data: v})
+}
+
+// withValue returns the choices with the chosen value among them.
+func withValue(choices []string, chosen string) []string {
+	if chosen == "" || slices.Contains(choices, chosen) {
+		return choices
+	}
+	return append(slices.Clone(choices), chosen)
 }
 
 func sortedKeys(m map[string]bool) []string {

@@ -52,6 +52,7 @@ var staticFS embed.FS
 // Store is what the console reads and writes.
 type Store interface {
 	ListAlerts(ctx context.Context, q store.AlertQuery) ([]event.Alert, error)
+	ListAlertFacets(ctx context.Context) (store.AlertFacets, error)
 	GetAlert(ctx context.Context, id string) (event.Alert, error)
 	ListActions(ctx context.Context, q store.ActionQuery) ([]store.Action, error)
 	GetAction(ctx context.Context, id string) (store.Action, error)
