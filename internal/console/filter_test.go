@@ -16,8 +16,8 @@ import (
 func TestParseAlertFilter(t *testing.T) {
 	now := time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
 	for _, c := range []struct {
-		q       string
-		err     string
+		q     string
+		err   string
 		check func(AlertFilter) bool
 	}{
 		{q: "", check: func(f AlertFilter) bool {
