@@ -237,6 +237,10 @@ func (c *Console) feedback(w http.ResponseWriter, r *http.Request) {
 	}
 	id := r.PathValue("id")
 	verdict, note := r.PostFormValue("verdict"), strings.TrimSpace(r.PostFormValue("note"))
+	if verdict == "" {
+		c.fail(w, r, http.StatusBadRequest, "No verdict was chosen.", "Go back and choose false positive, true positive or benign: none is preselected, so a verdict is always a decision.")
+		return
+	}
 	if !store.ValidVerdict(verdict) {
 		c.fail(w, r, http.StatusBadRequest, fmt.Sprintf("Unknown verdict %q.", verdict), "Go back and pick false positive, true positive or benign.")
 		return
