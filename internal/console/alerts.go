@@ -11,7 +11,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/haechi-sec/haechi/internal/auth"
 	"github.com/haechi-sec/haechi/internal/event"
 	"github.com/haechi-sec/haechi/internal/report"
 	"github.com/haechi-sec/haechi/internal/store"
@@ -143,7 +142,7 @@ type alertView struct {
 	All      bool
 	Report   *report.Report
 	Feedback []store.Feedback
-	Pending  []store.Action
+	Pending  []actionGroup // pending actions, identical ones (other alerts' too) merged
 	Done     []store.Action
 	Verdicts []string
 }
@@ -168,13 +167,15 @@ func (c *Console) alert(w http.ResponseWriter, r *http.Request) {
 	if v.Feedback, err = c.opts.Store.ListFeedback(r.Context(), id); err != nil {
 		c.opts.Logger.Error("console: feedback", "err", err)
 	}
+	var pending []store.Action
 	for _, a := range rep.Actions {
 		if a.State == store.ActionPendingApproval {
-			v.Pending = append(v.Pending, a)
+			pending = append(pending, a)
 		} else {
 			v.Done = append(v.Done, a)
 		}
 	}
+	v.Pending = c.pendingGroups(r.Context(), pending)
 	c.render(w, r, http.StatusOK, "alert", view{Title: rep.Alert.Title, Nav: "alerts", Data: v})
 }
 
@@ -260,55 +261,6 @@ func (c *Console) feedback(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	http.Redirect(w, r, alertURL(id)+"?done=feedback#feedback", http.StatusSeeOther) // #nosec G710 -- a path on this origin, the id path-escaped
-}
-
-func (c *Console) decide(w http.ResponseWriter, r *http.Request) {
-	if !c.sameOriginPost(r) {
-		c.fail(w, r, http.StatusForbidden, "This form was posted from another site.", "Use the console's own page.")
-		return
-	}
-	id, decision := r.PathValue("id"), r.PathValue("decision")
-	if decision != "approve" && decision != "reject" {
-		c.fail(w, r, http.StatusNotFound, fmt.Sprintf("Unknown decision %q.", decision), "Use the approve or reject button.")
-		return
-	}
-	ctx := r.Context()
-	act, err := c.opts.Store.GetAction(ctx, id)
-	if errors.Is(err, store.ErrNotFound) {
-		c.fail(w, r, http.StatusNotFound, fmt.Sprintf("There is no action %q.", id), "Reload the alert: the action list may have changed.")
-		return
-	}
-	if err != nil {
-		c.fail(w, r, http.StatusInternalServerError, "Reading the action failed: "+err.Error(), "Try again.")
-		return
-	}
-	if cl, ok := auth.CallerFrom(ctx); ok && cl.Role != auth.RoleAdmin && act.NeedsAdmin() {
-		c.fail(w, r, http.StatusForbidden, fmt.Sprintf("Action %s is held because of a %s.", act.Kind, act.Reason),
-			"Deciding containment of a protected identity, key or network needs an admin; ask one to log in.")
-		return
-	}
-	approve := decision == "approve"
-	_, err = c.opts.Store.DecideAction(ctx, id, approve, by(r), strings.TrimSpace(r.PostFormValue("note")), c.opts.Now())
-	switch {
-	case errors.Is(err, store.ErrActionState):
-		c.fail(w, r, http.StatusConflict, err.Error(), "Someone decided it already; reload the alert to see its state.")
-		return
-	case err != nil:
-		c.fail(w, r, http.StatusInternalServerError, "Recording the decision failed: "+err.Error(), "Try again.")
-		return
-	}
-	if approve && c.opts.OnApprove != nil {
-		c.opts.OnApprove()
-	}
-	done := "rejected"
-	if approve {
-		done = "approved"
-	}
-	back := alertURL(act.AlertID)
-	if act.AlertID == "" || r.PostFormValue("back") == "overview" {
-		back = "/"
-	}
-	http.Redirect(w, r, back+"?done="+done+"#actions", http.StatusSeeOther)
 }
 
 // maxFindings is how many findings the alert page shows unless asked for
