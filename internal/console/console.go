@@ -238,11 +238,11 @@ func pageHeaders(h http.Header, csp string) {
 }
 
 var flashes = map[string]string{
-	"approved": "Action approved: it is being delivered now.",
-	"rejected": "Action rejected.",
+	"approved":       "Action approved: it is being delivered now.",
+	"rejected":       "Action rejected.",
 	"approved_group": "Identical actions approved, each written to the audit log: they are being delivered now.",
 	"rejected_group": "Identical actions rejected, each written to the audit log.",
-	"feedback": "Verdict recorded (and written to the audit log).",
+	"feedback":       "Verdict recorded (and written to the audit log).",
 }
 
 // errorView is the error page's data.
