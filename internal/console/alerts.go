@@ -3,60 +3,124 @@ package console
 import (
 	"errors"
 	"fmt"
+	"html/template"
 	"net/http"
 	"net/url"
+	"slices"
 	"sort"
 	"strings"
 	"time"
 
-	"github.com/haechi-sec/haechi/internal/auth"
 	"github.com/haechi-sec/haechi/internal/event"
 	"github.com/haechi-sec/haechi/internal/report"
 	"github.com/haechi-sec/haechi/internal/store"
 )
 
+// alertsPageSize is how many alerts a page of the alerts list shows.
+const alertsPageSize = 50
+
 type alertsView struct {
 	Filter    AlertFilter
 	FilterErr string
 	Alerts    []event.Alert
-	Scanned   int
-	Capped    bool
-	Detectors []string
-	States    []string
-	Kinds     []string
-	Windows   []string
-	Sevs      []string
+	// Newer and Older link the previous and next pages ("" when there is
+	// none); First the first page, when this is not it.
+	Newer, Older, First template.URL
+	Cursor              string // this page's cursor ("" on the first page)
+	PageSize            int
+	Detectors           []string
+	States              []string
+	Kinds               []string
+	Windows             []string
+	Sevs                []string
 }
 
 func (c *Console) alerts(w http.ResponseWriter, r *http.Request) {
 	v := alertsView{Kinds: []string{"principal", "source", "token", "key", "record"}, Windows: []string{"1h", "24h", "7d", "30d"},
-		Sevs: []string{"low", "medium", "high", "critical"}}
+		Sevs: []string{"low", "medium", "high", "critical"}, PageSize: alertsPageSize}
 	f, err := ParseAlertFilter(r.URL.Query())
+	cur, cerr := parsePageCursor(r.URL.Query().Get("cursor"))
+	if err == nil {
+		err = cerr
+	}
 	if err != nil {
 		v.FilterErr = err.Error()
-		f = AlertFilter{}
+		f, cur = AlertFilter{}, pageCursor{}
 	}
 	v.Filter = f
-	all, err := c.opts.Store.ListAlerts(r.Context(), f.Query(c.opts.Now()))
+	ctx := r.Context()
+	q := f.Query(c.opts.Now())
+	// One alert more than a page says whether there is another page.
+	q.Limit = alertsPageSize + 1
+	if cur.Newer {
+		q.Newer = cur.At
+	} else {
+		q.Older = cur.At
+	}
+	list, err := c.opts.Store.ListAlerts(ctx, q)
+	if err == nil && cur.Newer && len(list) <= alertsPageSize {
+		// Back at the top: the previous page is the first one.
+		cur, q.Newer = pageCursor{}, store.AlertCursor{}
+		list, err = c.opts.Store.ListAlerts(ctx, q)
+	}
 	if err != nil {
 		c.fail(w, r, http.StatusInternalServerError, "Reading alerts failed: "+err.Error(), "Check the server's log; then reload.")
 		return
 	}
-	v.Scanned, v.Capped = len(all), len(all) == store.MaxListLimit
-	dets, states := map[string]bool{}, map[string]bool{}
-	for i := range all {
-		dets[all[i].Detector] = true
-		states[string(all[i].State)] = true
-		if f.Match(&all[i]) {
-			v.Alerts = append(v.Alerts, all[i])
+	var more bool // alerts beyond this page in its direction
+	if len(list) > alertsPageSize {
+		more = true
+		if cur.Newer {
+			list = list[1:] // the extra one is the newest
+		} else {
+			list = list[:alertsPageSize]
 		}
 	}
-	v.Detectors, v.States = sortedKeys(dets), sortedKeys(states)
+	v.Alerts = list
+	// A page reached going newer has older alerts (the cursor's); one
+	// reached going older has newer ones unless it is the first.
+	hasNewer, hasOlder := more, more
+	if cur.Newer {
+		hasOlder = true
+	} else {
+		hasNewer = cur.At != store.AlertCursor{}
+	}
+	link := func(pc *pageCursor) template.URL {
+		vals := f.Values()
+		if pc != nil {
+			vals.Set("cursor", pc.String())
+		}
+		return template.URL("/alerts?" + vals.Encode()) // #nosec G203 -- a constant path and an encoded query
+	}
+	if len(list) > 0 {
+		if hasNewer {
+			v.Newer = link(&pageCursor{Newer: true, At: store.CursorOf(&list[0])})
+		}
+		if hasOlder {
+			v.Older = link(&pageCursor{At: store.CursorOf(&list[len(list)-1])})
+		}
+	}
+	if cur.At != (store.AlertCursor{}) {
+		v.Cursor, v.First = cur.String(), link(nil)
+	}
+	facets, err := c.opts.Store.ListAlertFacets(ctx)
+	if err != nil {
+		c.opts.Logger.Error("console: alert facets", "err", err)
+	}
+	v.Detectors, v.States = withValue(facets.Detectors, f.Detector), withValue(facets.States, f.State)
 	code := http.StatusOK
 	if v.FilterErr != "" {
 		code = http.StatusBadRequest
 	}
 	c.render(w, r, code, "alerts", view{Title: "Alerts", Nav: "alerts", Live: true, Data: v})
+}
+
+// withValue returns the choices with the chosen value among them.
+func withValue(choices []string, chosen string) []string {
+	if chosen == "" || slices.Contains(choices, chosen) {
+		return choices
+	}
+	return append(slices.Clone(choices), chosen)
 }
 
 func sortedKeys(m map[string]bool) []string {
@@ -78,7 +142,7 @@ type alertView struct {
 	All      bool
 	Report   *report.Report
 	Feedback []store.Feedback
-	Pending  []store.Action
+	Pending  []actionGroup // pending actions, identical ones (other alerts' too) merged
 	Done     []store.Action
 	Verdicts []string
 }
@@ -103,13 +167,15 @@ func (c *Console) alert(w http.ResponseWriter, r *http.Request) {
 	if v.Feedback, err = c.opts.Store.ListFeedback(r.Context(), id); err != nil {
 		c.opts.Logger.Error("console: feedback", "err", err)
 	}
+	var pending []store.Action
 	for _, a := range rep.Actions {
 		if a.State == store.ActionPendingApproval {
-			v.Pending = append(v.Pending, a)
+			pending = append(pending, a)
 		} else {
 			v.Done = append(v.Done, a)
 		}
 	}
+	v.Pending = c.pendingGroups(r.Context(), pending)
 	c.render(w, r, http.StatusOK, "alert", view{Title: rep.Alert.Title, Nav: "alerts", Data: v})
 }
 
@@ -172,6 +238,10 @@ func (c *Console) feedback(w http.ResponseWriter, r *http.Request) {
 	}
 	id := r.PathValue("id")
 	verdict, note := r.PostFormValue("verdict"), strings.TrimSpace(r.PostFormValue("note"))
+	if verdict == "" {
+		c.fail(w, r, http.StatusBadRequest, "No verdict was chosen.", "Go back and choose false positive, true positive or benign: none is preselected, so a verdict is always a decision.")
+		return
+	}
 	if !store.ValidVerdict(verdict) {
 		c.fail(w, r, http.StatusBadRequest, fmt.Sprintf("Unknown verdict %q.", verdict), "Go back and pick false positive, true positive or benign.")
 		return
@@ -191,55 +261,6 @@ func (c *Console) feedback(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	http.Redirect(w, r, alertURL(id)+"?done=feedback#feedback", http.StatusSeeOther) // #nosec G710 -- a path on this origin, the id path-escaped
-}
-
-func (c *Console) decide(w http.ResponseWriter, r *http.Request) {
-	if !c.sameOriginPost(r) {
-		c.fail(w, r, http.StatusForbidden, "This form was posted from another site.", "Use the console's own page.")
-		return
-	}
-	id, decision := r.PathValue("id"), r.PathValue("decision")
-	if decision != "approve" && decision != "reject" {
-		c.fail(w, r, http.StatusNotFound, fmt.Sprintf("Unknown decision %q.", decision), "Use the approve or reject button.")
-		return
-	}
-	ctx := r.Context()
-	act, err := c.opts.Store.GetAction(ctx, id)
-	if errors.Is(err, store.ErrNotFound) {
-		c.fail(w, r, http.StatusNotFound, fmt.Sprintf("There is no action %q.", id), "Reload the alert: the action list may have changed.")
-		return
-	}
-	if err != nil {
-		c.fail(w, r, http.StatusInternalServerError, "Reading the action failed: "+err.Error(), "Try again.")
-		return
-	}
-	if cl, ok := auth.CallerFrom(ctx); ok && cl.Role != auth.RoleAdmin && act.NeedsAdmin() {
-		c.fail(w, r, http.StatusForbidden, fmt.Sprintf("Action %s is held because of a %s.", act.Kind, act.Reason),
-			"Deciding containment of a protected identity, key or network needs an admin; ask one to log in.")
-		return
-	}
-	approve := decision == "approve"
-	_, err = c.opts.Store.DecideAction(ctx, id, approve, by(r), strings.TrimSpace(r.PostFormValue("note")), c.opts.Now())
-	switch {
-	case errors.Is(err, store.ErrActionState):
-		c.fail(w, r, http.StatusConflict, err.Error(), "Someone decided it already; reload the alert to see its state.")
-		return
-	case err != nil:
-		c.fail(w, r, http.StatusInternalServerError, "Recording the decision failed: "+err.Error(), "Try again.")
-		return
-	}
-	if approve && c.opts.OnApprove != nil {
-		c.opts.OnApprove()
-	}
-	done := "rejected"
-	if approve {
-		done = "approved"
-	}
-	back := alertURL(act.AlertID)
-	if act.AlertID == "" || r.PostFormValue("back") == "overview" {
-		back = "/"
-	}
-	http.Redirect(w, r, back+"?done="+done+"#actions", http.StatusSeeOther)
 }
 
 // maxFindings is how many findings the alert page shows unless asked for

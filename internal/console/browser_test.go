@@ -161,9 +161,9 @@ func TestBrowser(t *testing.T) {
 	// 3. Approve a pending action.
 	var flash string
 	run("approve a pending action", chromedp.Navigate(srv.base+"/alerts/"+url.PathEscape(pending.AlertID)),
-		chromedp.WaitVisible(`button.approve[data-action="`+pending.ID+`"]`, chromedp.ByQuery),
+		chromedp.WaitVisible(`button.approve[data-actions~="`+pending.ID+`"]`, chromedp.ByQuery),
 		shot("pending-action"),
-		chromedp.Click(`button.approve[data-action="`+pending.ID+`"]`, chromedp.ByQuery),
+		chromedp.Click(`button.approve[data-actions~="`+pending.ID+`"]`, chromedp.ByQuery),
 		chromedp.WaitVisible(".flash", chromedp.ByQuery), chromedp.Text(".flash", &flash, chromedp.ByQuery), shot("approved"))
 	if !strings.Contains(flash, "approved") {
 		t.Errorf("after approving, the page says %q", flash)

@@ -52,6 +52,7 @@ var staticFS embed.FS
 // Store is what the console reads and writes.
 type Store interface {
 	ListAlerts(ctx context.Context, q store.AlertQuery) ([]event.Alert, error)
+	ListAlertFacets(ctx context.Context) (store.AlertFacets, error)
 	GetAlert(ctx context.Context, id string) (event.Alert, error)
 	ListActions(ctx context.Context, q store.ActionQuery) ([]store.Action, error)
 	GetAction(ctx context.Context, id string) (store.Action, error)
@@ -237,9 +238,11 @@ func pageHeaders(h http.Header, csp string) {
 }
 
 var flashes = map[string]string{
-	"approved": "Action approved: it is being delivered now.",
-	"rejected": "Action rejected.",
-	"feedback": "Verdict recorded (and written to the audit log).",
+	"approved":       "Action approved: it is being delivered now.",
+	"rejected":       "Action rejected.",
+	"approved_group": "Identical actions approved, each written to the audit log: they are being delivered now.",
+	"rejected_group": "Identical actions rejected, each written to the audit log.",
+	"feedback":       "Verdict recorded (and written to the audit log).",
 }
 
 // errorView is the error page's data.

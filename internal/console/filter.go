@@ -1,8 +1,11 @@
 package console
 
 import (
+	"encoding/base64"
+	"errors"
 	"fmt"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -96,10 +99,11 @@ func parseTime(s string, endOfDay bool) (time.Time, error) {
 	return t, nil
 }
 
-// Query is the store query the filter starts from (the rest is applied to
-// what it returns), with now for relative windows.
+// Query is the store query that applies the filter, with now for
+// relative windows.
 func (f AlertFilter) Query(now time.Time) store.AlertQuery {
-	q := store.AlertQuery{Limit: store.MaxListLimit, Since: f.From, Before: f.To}
+	q := store.AlertQuery{Since: f.From, Before: f.To, MinSeverity: f.Severity, State: event.AlertState(f.State),
+		Detector: f.Detector, Kind: f.Kind}
 	if d, ok := windows[f.Window]; ok {
 		if since := now.Add(-d); since.After(q.Since) {
 			q.Since = since
@@ -108,12 +112,46 @@ func (f AlertFilter) Query(now time.Time) store.AlertQuery {
 	return q
 }
 
-// Match reports whether a passes the filters the store did not apply.
-func (f AlertFilter) Match(a *event.Alert) bool {
-	return (f.Severity == 0 || a.Severity >= f.Severity) &&
-		(f.State == "" || string(a.State) == f.State) &&
-		(f.Detector == "" || a.Detector == f.Detector) &&
-		(f.Kind == "" || a.Entity.Kind == f.Kind)
+// pageCursor is where a page of the alerts list starts: after At (older
+// alerts; the next page) or, with Newer, before it (the previous page).
+// In links it is an opaque token (cursor=…).
+type pageCursor struct {
+	Newer bool
+	At    store.AlertCursor
+}
+
+// String encodes the cursor as a URL-safe token.
+func (c pageCursor) String() string {
+	dir := "o"
+	if c.Newer {
+		dir = "n"
+	}
+	return base64.RawURLEncoding.EncodeToString([]byte(dir + strconv.FormatInt(c.At.Time.UnixNano(), 10) + "." + c.At.ID))
+}
+
+// parsePageCursor reads a token of String; "" is the first page (the
+// zero cursor).
+func parsePageCursor(s string) (pageCursor, error) {
+	var c pageCursor
+	if s == "" {
+		return c, nil
+	}
+	bad := errors.New("cursor: not a page link of this list; start again from the first page")
+	if len(s) > 4*maxFilterValue {
+		return c, bad
+	}
+	b, err := base64.RawURLEncoding.DecodeString(s)
+	if err != nil || len(b) < 2 || (b[0] != 'o' && b[0] != 'n') {
+		return c, bad
+	}
+	c.Newer = b[0] == 'n'
+	nanos, id, ok := strings.Cut(string(b[1:]), ".")
+	n, err := strconv.ParseInt(nanos, 10, 64)
+	if !ok || err != nil || id == "" {
+		return c, bad
+	}
+	c.At = store.AlertCursor{Time: time.Unix(0, n).UTC(), ID: id}
+	return c, nil
 }
 
 // Values renders the filter back as a query string (for links).

@@ -1,26 +1,37 @@
 package console
 
 import (
+	"encoding/base64"
 	"net/url"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
+
 	"github.com/haechi-sec/haechi/internal/event"
+	"github.com/haechi-sec/haechi/internal/store"
 )
 
 func TestParseAlertFilter(t *testing.T) {
 	now := time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
 	for _, c := range []struct {
-		q       string
-		err     string
-		check   func(AlertFilter) bool
-		matches []bool // critical key alert, low principal alert
+		q     string
+		err   string
+		check func(AlertFilter) bool
 	}{
-		{q: "", matches: []bool{true, true}},
-		{q: "severity=high", matches: []bool{true, false}},
-		{q: "kind=principal", matches: []bool{false, true}},
-		{q: "detector=token_provenance&state=open", matches: []bool{true, false}},
+		{q: "", check: func(f AlertFilter) bool {
+			return cmp.Equal(f.Query(now), store.AlertQuery{})
+		}},
+		{q: "severity=high", check: func(f AlertFilter) bool {
+			return cmp.Equal(f.Query(now), store.AlertQuery{MinSeverity: event.SeverityHigh})
+		}},
+		{q: "kind=principal", check: func(f AlertFilter) bool {
+			return cmp.Equal(f.Query(now), store.AlertQuery{Kind: event.EntityPrincipal})
+		}},
+		{q: "detector=token_provenance&state=open", check: func(f AlertFilter) bool {
+			return cmp.Equal(f.Query(now), store.AlertQuery{Detector: "token_provenance", State: event.AlertOpen})
+		}},
 		{q: "window=24h", check: func(f AlertFilter) bool { return f.Query(now).Since.Equal(now.Add(-24 * time.Hour)) }},
 		{q: "from=2026-11-01&to=2026-11-02", check: func(f AlertFilter) bool {
 			q := f.Query(now)
@@ -53,15 +64,6 @@ func TestParseAlertFilter(t *testing.T) {
 		if c.check != nil && !c.check(f) {
 			t.Errorf("%q: filter %+v", c.q, f)
 		}
-		as := []event.Alert{
-			{Severity: event.SeverityCritical, State: event.AlertOpen, Detector: "token_provenance", Entity: event.EntityKey{Kind: event.EntitySigningKey, ID: "k"}},
-			{Severity: event.SeverityLow, State: event.AlertOpen, Detector: "off_hours", Entity: event.EntityKey{Kind: event.EntityPrincipal, ID: "e:1"}},
-		}
-		for i, want := range c.matches {
-			if got := f.Match(&as[i]); got != want {
-				t.Errorf("%q: Match(alert %d) = %v, want %v", c.q, i, got, want)
-			}
-		}
 		// Values round-trips.
 		f2, err := ParseAlertFilter(f.Values())
 		if err != nil || f2 != f {
@@ -93,6 +95,57 @@ func FuzzAlertFilter(f *testing.F) {
 			t.Fatalf("%q: %+v round-trips to %+v", s, flt, again)
 		}
 		_ = flt.Query(time.Now())
+	})
+}
+
+// TestPageCursor: a page cursor round-trips through its token, and what
+// is not one of its tokens is refused.
+func TestPageCursor(t *testing.T) {
+	at := time.Date(2026, 11, 23, 12, 0, 0, 123, time.UTC)
+	for _, c := range []pageCursor{
+		{At: store.AlertCursor{Time: at, ID: "al-1"}},
+		{Newer: true, At: store.AlertCursor{Time: at, ID: "id.with.dots and spaces/é"}},
+		{At: store.AlertCursor{Time: time.Unix(0, -5).UTC(), ID: "x"}},
+	} {
+		tok := c.String()
+		if url.QueryEscape(tok) != tok {
+			t.Errorf("%+v: token %q needs escaping", c, tok)
+		}
+		got, err := parsePageCursor(tok)
+		if err != nil || got != c {
+			t.Errorf("%+v → %q → %+v, %v", c, tok, got, err)
+		}
+	}
+	if c, err := parsePageCursor(""); err != nil || c != (pageCursor{}) {
+		t.Errorf(`"" → %+v, %v; want the first page`, c, err)
+	}
+	for _, bad := range []string{"x", "!!!", "bzEyMy5h=", "bzEy*My5h",
+		base64.RawURLEncoding.EncodeToString([]byte("x123.a")), base64.RawURLEncoding.EncodeToString([]byte("o12a.a")),
+		base64.RawURLEncoding.EncodeToString([]byte("o123.")), base64.RawURLEncoding.EncodeToString([]byte("o123")),
+		strings.Repeat("A", 1000)} {
+		if _, err := parsePageCursor(bad); err == nil || !strings.Contains(err.Error(), "first page") {
+			t.Errorf("%q: err %v", bad, err)
+		}
+	}
+}
+
+// FuzzPageCursor: any token parses or fails, never panics, and what parses
+// encodes back to a token that parses to the same cursor.
+func FuzzPageCursor(f *testing.F) {
+	for _, c := range []pageCursor{{At: store.AlertCursor{Time: time.Unix(0, 1), ID: "a"}}, {Newer: true, At: store.AlertCursor{Time: time.Unix(5, 0), ID: "b.c"}}} {
+		f.Add(c.String())
+	}
+	f.Add("")
+	f.Add("bi0xLng")
+	f.Fuzz(func(t *testing.T, s string) {
+		c, err := parsePageCursor(s)
+		if err != nil || s == "" {
+			return
+		}
+		again, err := parsePageCursor(c.String())
+		if err != nil || again != c {
+			t.Fatalf("%q → %+v → %q → %+v, %v", s, c, c.String(), again, err)
+		}
 	})
 }
 

@@ -5,6 +5,7 @@ import (
 	"html/template"
 	"net/url"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/haechi-sec/haechi/internal/event"
@@ -67,6 +68,8 @@ var funcs = template.FuncMap{
 		return n
 	},
 	"query": func(v url.Values) string { return v.Encode() },
+	// verdictName is a verdict in words: false_positive → false positive.
+	"verdictName": func(v string) string { return strings.ReplaceAll(v, "_", " ") },
 	"sel": func(a, b string) template.HTMLAttr {
 		if a == b {
 			return "selected"

@@ -36,7 +36,7 @@ type overviewView struct {
 	Recent     []event.Alert
 	Stats      Stats
 	Detectors  []detectorHealth
-	Approvals  []store.Action
+	Approvals  []actionGroup // identical pending actions merged
 	Clocks     []runningClock
 }
 
@@ -91,8 +91,11 @@ func (c *Console) overview(w http.ResponseWriter, r *http.Request) {
 		v.Detectors = append(v.Detectors, detectorHealth{Name: d, Findings: v.Stats.Findings[d], Last: last[d]})
 	}
 	sort.Slice(v.Detectors, func(i, j int) bool { return v.Detectors[i].Name < v.Detectors[j].Name })
-	if v.Approvals, err = c.opts.Store.ListActions(ctx, store.ActionQuery{State: store.ActionPendingApproval, Limit: 50}); err != nil {
+	if pending, err := c.opts.Store.ListActions(ctx, store.ActionQuery{State: store.ActionPendingApproval, Limit: 4 * maxApprovals}); err != nil {
 		c.opts.Logger.Error("console: pending approvals", "err", err)
+	} else {
+		v.Approvals = groupActions(pending)
+		v.Approvals = v.Approvals[:min(len(v.Approvals), maxApprovals)]
 	}
 	v.Clocks = c.runningClocks(r, alerts)
 	c.render(w, r, http.StatusOK, "overview", view{Title: "Overview", Nav: "overview", Live: true, Data: v})
@@ -132,6 +135,10 @@ func (c *Console) runningClocks(r *http.Request, alerts []event.Alert) []running
 	sort.SliceStable(out, func(i, j int) bool { return out[i].Clock.Deadline.Before(out[j].Clock.Deadline) })
 	return out[:min(len(out), maxClocks)]
 }
+
+// maxApprovals is how many groups of pending actions the overview lists
+// (the newest).
+const maxApprovals = 50
 
 // maxClocks is how many running deadlines the overview lists (the
 // soonest); every one is in its alert's report.

@@ -228,7 +228,7 @@ func crafted() *Report {
 		Scope: &ledger.Result{Total: 2, ByType: map[string]int64{"customer\n\n## Scope": 2},
 			ByField: map[string]int64{"name|phone": 1, "<u>email</u>": 1}, First: at, Last: at},
 		Actions:  []store.Action{{Kind: "revoke_key", Target: "k|x\n---", State: "done", Reason: "> quoted\n***"}},
-		Timeline: []Step{{at, "detected: " + forge}},
+		Timeline: []Step{{Time: at, What: "detected: " + forge, Kind: EventTime}},
 		Clocks: []Clock{{Regime: Regime{Name: "GDPR | Art. 33", Authority: "<DPA>", Obligation: "notify\n# now"},
 			Applies: true, Why: "- any", Deadline: at}},
 	}

@@ -109,7 +109,7 @@ func (r *Report) WriteMarkdown(w io.Writer) error {
 	}
 	b.WriteString("\n## Timeline\n\n")
 	for _, s := range r.Timeline {
-		fmt.Fprintf(&b, "- %s — %s\n", ts(s.Time), mdText(s.What))
+		fmt.Fprintf(&b, "- %s (%s) — %s\n", ts(s.Time), s.Kind.Label(), mdText(s.What))
 	}
 	b.WriteString("\n## Actions and approvals\n\n")
 	if len(r.Actions) == 0 {

@@ -60,6 +60,29 @@ type Clock struct {
 type Step struct {
 	Time time.Time `json:"time"`
 	What string    `json:"what"`
+	// Kind says which clock Time was read from: the timeline sorts event
+	// times and wall times together, and a reader must tell them apart.
+	Kind TimeKind `json:"kind"`
+}
+
+// TimeKind is the clock a time was read from.
+type TimeKind string
+
+const (
+	// EventTime is the events' own time: when something happened (an
+	// access, a finding, an alert).
+	EventTime TimeKind = "event"
+	// WallTime is the wall clock: when haechi or a person acted (an
+	// action delivered or decided, the declared awareness).
+	WallTime TimeKind = "wall"
+)
+
+// Label is the kind in words: "event time" or "wall time".
+func (k TimeKind) Label() string {
+	if k == "" {
+		return "time"
+	}
+	return string(k) + " time"
 }
 
 // Report is the incident report of one alert.
@@ -109,21 +132,22 @@ func Build(ctx context.Context, st Store, id string, awareAt time.Time, regimes 
 	r.Actions = acts
 
 	if r.Scope != nil && !r.Scope.First.IsZero() {
-		r.Timeline = append(r.Timeline, Step{r.Scope.First, fmt.Sprintf("first recorded access to personal data by %s", a.Entity)})
+		r.Timeline = append(r.Timeline, Step{r.Scope.First, fmt.Sprintf("first recorded access to personal data by %s", a.Entity), EventTime})
 	}
-	r.Timeline = append(r.Timeline, Step{a.Time, fmt.Sprintf("detected: %s (%s, %s)", a.Title, a.Detector, a.Severity)})
+	r.Timeline = append(r.Timeline, Step{a.Time, fmt.Sprintf("detected: %s (%s, %s)", a.Title, a.Detector, a.Severity), EventTime})
 	if !awareAt.Equal(a.Time) {
-		r.Timeline = append(r.Timeline, Step{r.AwareAt, "awareness (regulators' clocks start)"})
+		r.Timeline = append(r.Timeline, Step{r.AwareAt, "awareness (regulators' clocks start)", WallTime})
 	}
 	for _, act := range acts {
-		t := act.UpdatedAt
+		// UpdatedAt is the wall clock's; CreatedAt the alert's event time.
+		t, kind := act.UpdatedAt, WallTime
 		if t.IsZero() {
-			t = act.CreatedAt
+			t, kind = act.CreatedAt, EventTime
 		}
-		r.Timeline = append(r.Timeline, Step{t, fmt.Sprintf("action %s on %s: %s", act.Kind, act.Target, act.State)})
+		r.Timeline = append(r.Timeline, Step{t, fmt.Sprintf("action %s on %s: %s", act.Kind, act.Target, act.State), kind})
 	}
 	if r.Scope != nil && !r.Scope.Last.IsZero() {
-		r.Timeline = append(r.Timeline, Step{r.Scope.Last, fmt.Sprintf("last recorded access by %s", a.Entity)})
+		r.Timeline = append(r.Timeline, Step{r.Scope.Last, fmt.Sprintf("last recorded access by %s", a.Entity), EventTime})
 	}
 	sort.SliceStable(r.Timeline, func(i, j int) bool { return r.Timeline[i].Time.Before(r.Timeline[j].Time) })
 

@@ -33,10 +33,39 @@ type AlertQuery struct {
 	// Entity, when non-zero, keeps alerts whose Entity equals it exactly
 	// (both kind and ID).
 	Entity event.EntityKey
+	// Kind, when set, keeps alerts whose entity is of this kind.
+	Kind event.EntityKind
+	// MinSeverity, when non-zero, keeps alerts of at least this severity.
+	MinSeverity event.Severity
+	// State and Detector, when set, keep alerts in this state and raised
+	// by this detector.
+	State    event.AlertState
+	Detector string
+	// Older, when set, keeps the alerts after it in the list's order
+	// (strictly older, or as old with a smaller ID): the next page of a
+	// listing whose last alert it is. Newer, when set, keeps the alerts
+	// before it — the Limit of them nearest to it, still returned newest
+	// first: the previous page of a listing whose first alert it is.
+	// Paging so (keyset) is stable under concurrent inserts: an alert
+	// raised meanwhile never shifts a later page. Setting both is an
+	// error.
+	Older, Newer AlertCursor
 	// WithFindings loads each alert's stored findings; otherwise Findings is
 	// empty.
 	WithFindings bool
 }
+
+// AlertCursor is a position in ListAlerts' order: an alert's time and ID.
+type AlertCursor struct {
+	Time time.Time
+	ID   string
+}
+
+// CursorOf returns the position of a.
+func CursorOf(a *event.Alert) AlertCursor { return AlertCursor{Time: a.Time, ID: a.ID} }
+
+// IsZero reports whether c is unset.
+func (c AlertCursor) IsZero() bool { return c.Time.IsZero() && c.ID == "" }
 
 const alertColumns = `id, time, entity_kind, entity_id, detector, severity, score, title,
 	explanation, state, window_start, window_end, last_time, finding_count, risk`
@@ -355,6 +384,10 @@ func (s *Store) ListAlerts(ctx context.Context, q AlertQuery) ([]event.Alert, er
 	}
 	limit = min(limit, MaxListLimit)
 
+	if !q.Older.IsZero() && !q.Newer.IsZero() {
+		return nil, errors.New("list alerts: both an older and a newer cursor")
+	}
+
 	var (
 		where []string
 		args  []any
@@ -371,12 +404,43 @@ func (s *Store) ListAlerts(ctx context.Context, q AlertQuery) ([]event.Alert, er
 		where = append(where, "entity_kind = ? AND entity_id = ?")
 		args = append(args, string(q.Entity.Kind), q.Entity.ID)
 	}
+	if q.Kind != "" {
+		where = append(where, "entity_kind = ?")
+		args = append(args, string(q.Kind))
+	}
+	if q.MinSeverity != 0 {
+		where = append(where, "severity >= ?")
+		args = append(args, int64(q.MinSeverity))
+	}
+	if q.State != "" {
+		where = append(where, "state = ?")
+		args = append(args, string(q.State))
+	}
+	if q.Detector != "" {
+		where = append(where, "detector = ?")
+		args = append(args, q.Detector)
+	}
+	// The cursor's comparison is spelled out rather than as a row value,
+	// (time, id) < (?, ?), which both engines accept but not all plan as
+	// a range on the (time, id) index.
+	order := " ORDER BY time DESC, id DESC"
+	switch {
+	case !q.Older.IsZero():
+		where = append(where, "(time < ? OR (time = ? AND id < ?))")
+		n := toNanos(q.Older.Time)
+		args = append(args, n, n, q.Older.ID)
+	case !q.Newer.IsZero():
+		where = append(where, "(time > ? OR (time = ? AND id > ?))")
+		n := toNanos(q.Newer.Time)
+		args = append(args, n, n, q.Newer.ID)
+		order = " ORDER BY time ASC, id ASC"
+	}
 	var sb strings.Builder
 	sb.WriteString("SELECT " + alertColumns + " FROM alerts")
 	if len(where) > 0 {
 		sb.WriteString(" WHERE " + strings.Join(where, " AND "))
 	}
-	sb.WriteString(" ORDER BY time DESC, id DESC LIMIT ?")
+	sb.WriteString(order + " LIMIT ?")
 	args = append(args, limit)
 
 	rows, err := s.db.QueryContext(ctx, sb.String(), args...)
@@ -397,6 +461,9 @@ func (s *Store) ListAlerts(ctx context.Context, q AlertQuery) ([]event.Alert, er
 	}
 	if err := rows.Close(); err != nil {
 		return nil, fmt.Errorf("list alerts: %w", err)
+	}
+	if !q.Newer.IsZero() {
+		slices.Reverse(alerts)
 	}
 	if q.WithFindings && len(alerts) > 0 {
 		if err := s.loadFindings(ctx, alerts); err != nil {
@@ -422,6 +489,45 @@ func (s *Store) GetAlert(ctx context.Context, id string) (event.Alert, error) {
 		return event.Alert{}, fmt.Errorf("get alert %q: %w", id, err)
 	}
 	return alerts[0], nil
+}
+
+// AlertFacets are the values the stored alerts take, for a filter's
+// choices.
+type AlertFacets struct {
+	Detectors []string
+	States    []string
+}
+
+// ListAlertFacets returns the distinct detectors and states of the stored
+// alerts, each sorted.
+func (s *Store) ListAlertFacets(ctx context.Context) (AlertFacets, error) {
+	var f AlertFacets
+	for _, c := range []struct {
+		col string
+		dst *[]string
+	}{{"detector", &f.Detectors}, {"state", &f.States}} {
+		// #nosec G202 -- a constant column name
+		rows, err := s.db.QueryContext(ctx, "SELECT DISTINCT "+c.col+" FROM alerts ORDER BY "+c.col)
+		if err != nil {
+			return AlertFacets{}, fmt.Errorf("alert facets: %w", err)
+		}
+		for rows.Next() {
+			var v string
+			if err := rows.Scan(&v); err != nil {
+				rows.Close()
+				return AlertFacets{}, fmt.Errorf("alert facets: %w", err)
+			}
+			*c.dst = append(*c.dst, v)
+		}
+		if err := rows.Err(); err != nil {
+			rows.Close()
+			return AlertFacets{}, fmt.Errorf("alert facets: %w", err)
+		}
+		if err := rows.Close(); err != nil {
+			return AlertFacets{}, fmt.Errorf("alert facets: %w", err)
+		}
+	}
+	return f, nil
 }
 
 // CountAlerts returns the number of stored alerts.

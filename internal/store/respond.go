@@ -599,6 +599,7 @@ type ActionQuery struct {
 	State   string // "" → every state
 	AlertID string // "" → every alert
 	Kind    string // "" → every kind
+	Target  string // "" → every target
 	// Since keeps actions whose CreatedAt (event time) is >= Since.
 	Since time.Time
 	Limit int // ≤0 → DefaultListLimit, capped at MaxListLimit
@@ -626,6 +627,10 @@ func (s *Store) ListActions(ctx context.Context, q ActionQuery) ([]Action, error
 	if q.Kind != "" {
 		where = append(where, "kind = ?")
 		args = append(args, q.Kind)
+	}
+	if q.Target != "" {
+		where = append(where, "target = ?")
+		args = append(args, q.Target)
 	}
 	if !q.Since.IsZero() {
 		where = append(where, "created_at >= ?")

@@ -69,6 +69,11 @@ func TestActionsOutbox(t *testing.T) {
 		if l, _ := s.ListActions(ctx, ActionQuery{State: ActionRejected}); len(l) != 1 || l[0].ID != "b" {
 			t.Errorf("list rejected = %+v", l)
 		}
+		for target, want := range map[string]int{"u": 1, "principal:u": 1, "v": 0, "": 2} {
+			if l, _ := s.ListActions(ctx, ActionQuery{Target: target}); len(l) != want {
+				t.Errorf("list target %q = %+v, want %d", target, l, want)
+			}
+		}
 	})
 }
 

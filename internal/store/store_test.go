@@ -7,6 +7,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"testing/fstest"
@@ -419,6 +420,16 @@ func TestListAlerts(t *testing.T) {
 			{"entity and limit", AlertQuery{Entity: bob, Limit: 1}, []string{"a5"}},
 			{"entity and window", AlertQuery{Entity: alice, Before: t0.Add(3 * time.Minute), Since: t0.Add(time.Second)}, []string{"a2"}},
 			{"no match", AlertQuery{Entity: event.EntityKey{Kind: event.EntityToken, ID: "x"}}, []string{}},
+			{"kind", AlertQuery{Kind: event.EntitySource}, []string{"a3"}},
+			{"older", AlertQuery{Older: AlertCursor{t0.Add(3 * time.Minute), "b3"}}, []string{"a3", "a2", "a1", "a0"}},
+			{"older breaks a time tie by id", AlertQuery{Older: AlertCursor{t0.Add(3 * time.Minute), "a3"}}, []string{"a2", "a1", "a0"}},
+			{"older and limit", AlertQuery{Older: AlertCursor{t0.Add(3 * time.Minute), "b3"}, Limit: 2}, []string{"a3", "a2"}},
+			{"older than a gone alert", AlertQuery{Older: AlertCursor{t0.Add(4 * time.Minute), "zz"}}, []string{"b3", "a3", "a2", "a1", "a0"}},
+			{"older and entity", AlertQuery{Older: AlertCursor{t0.Add(3 * time.Minute), "b3"}, Entity: alice}, []string{"a2", "a0"}},
+			{"newer", AlertQuery{Newer: AlertCursor{t0.Add(3 * time.Minute), "a3"}}, []string{"a5", "b3"}},
+			{"newer keeps the nearest, newest first", AlertQuery{Newer: AlertCursor{t0.Add(time.Minute), "a1"}, Limit: 2}, []string{"a3", "a2"}},
+			{"newer and entity", AlertQuery{Newer: AlertCursor{t0, "a0"}, Entity: alice}, []string{"b3", "a2"}},
+			{"newer than the newest", AlertQuery{Newer: AlertCursor{t0.Add(5 * time.Minute), "a5"}}, []string{}},
 		}
 		for _, tt := range tests {
 			for _, withFindings := range []bool{false, true} {
@@ -448,6 +459,148 @@ func TestListAlerts(t *testing.T) {
 						}
 					}
 				})
+			}
+		}
+	})
+}
+
+// TestListAlertsFilters: severity, state and detector are applied by the
+// store, so a page of a filtered listing is full.
+func TestListAlertsFilters(t *testing.T) {
+	eachBackend(t, func(t *testing.T, b backend) {
+		ctx := t.Context()
+		s := b.open(t)
+		mk := func(id string, min int, sev event.Severity, state event.AlertState, det string) event.Alert {
+			a := testAlert(id, t0.Add(time.Duration(min)*time.Minute), alice, 0)
+			a.Severity, a.State, a.Detector = sev, state, det
+			return a
+		}
+		if err := s.SaveAlerts(ctx, []event.Alert{
+			mk("a", 0, event.SeverityLow, event.AlertOpen, "off_hours"),
+			mk("b", 1, event.SeverityHigh, event.AlertWithdrawn, "off_hours"),
+			mk("c", 2, event.SeverityCritical, event.AlertOpen, "token_provenance"),
+			mk("d", 3, event.SeverityMedium, event.AlertOpen, "token_provenance"),
+		}); err != nil {
+			t.Fatal(err)
+		}
+		for _, tt := range []struct {
+			name string
+			q    AlertQuery
+			want []string
+		}{
+			{"severity", AlertQuery{MinSeverity: event.SeverityHigh}, []string{"c", "b"}},
+			{"state", AlertQuery{State: event.AlertOpen}, []string{"d", "c", "a"}},
+			{"detector", AlertQuery{Detector: "off_hours"}, []string{"b", "a"}},
+			{"all three", AlertQuery{MinSeverity: event.SeverityMedium, State: event.AlertOpen, Detector: "token_provenance"}, []string{"d", "c"}},
+			{"filter and cursor", AlertQuery{MinSeverity: event.SeverityMedium, Older: AlertCursor{t0.Add(3 * time.Minute), "d"}, Limit: 1}, []string{"c"}},
+		} {
+			got, err := s.ListAlerts(ctx, tt.q)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(tt.want, ids(got), cmpopts.EquateEmpty()); diff != "" {
+				t.Errorf("%s (-want +got):\n%s", tt.name, diff)
+			}
+		}
+		f, err := s.ListAlertFacets(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if diff := cmp.Diff(AlertFacets{Detectors: []string{"off_hours", "token_provenance"}, States: []string{"open", "withdrawn"}}, f); diff != "" {
+			t.Errorf("facets (-want +got):\n%s", diff)
+		}
+		if _, err := s.ListAlerts(ctx, AlertQuery{Older: AlertCursor{t0, "a"}, Newer: AlertCursor{t0, "a"}}); err == nil {
+			t.Error("both cursors: no error")
+		}
+	})
+}
+
+// TestListAlertsPaging walks a filtered listing page by page, older and
+// then back newer, while alerts are raised in between (newer ones, and
+// ones tying a page's last alert on time): every alert of the first
+// snapshot is seen exactly once going down, in order, and no page shifts.
+func TestListAlertsPaging(t *testing.T) {
+	eachBackend(t, func(t *testing.T, b backend) {
+		ctx := t.Context()
+		s := b.open(t)
+		var in []event.Alert
+		for i := range 130 {
+			// Several alerts share each second, so pages end inside ties.
+			a := testAlert(fmt.Sprintf("al-%03d", i), t0.Add(time.Duration(i/3)*time.Second), alice, 0)
+			if i%4 == 0 {
+				a.Severity = event.SeverityLow
+			}
+			in = append(in, a)
+		}
+		if err := s.SaveAlerts(ctx, in); err != nil {
+			t.Fatal(err)
+		}
+		q := AlertQuery{MinSeverity: event.SeverityMedium, Limit: 20}
+		snapshot, err := s.ListAlerts(ctx, AlertQuery{MinSeverity: event.SeverityMedium, Limit: MaxListLimit})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var (
+			seen  []string
+			pages [][]string
+			page  []event.Alert
+		)
+		for n := 0; ; n++ {
+			page, err = s.ListAlerts(ctx, q)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(page) == 0 {
+				break
+			}
+			if n > len(snapshot) {
+				t.Fatalf("still paging after %d pages", n)
+			}
+			pages = append(pages, ids(page))
+			seen = append(seen, ids(page)...)
+			// Meanwhile: a newer alert, and one tying this page's last
+			// alert on time with a larger ID (it sorts before the cursor:
+			// the page already passed its place, so it is not seen).
+			last := page[len(page)-1]
+			if err := s.SaveAlerts(ctx, []event.Alert{
+				testAlert(fmt.Sprintf("new-%d", n), t0.Add(time.Hour+time.Duration(n)*time.Second), alice, 0),
+				testAlert(last.ID+"~tie", last.Time, alice, 0),
+			}); err != nil {
+				t.Fatal(err)
+			}
+			q.Older = CursorOf(&last)
+		}
+		if diff := cmp.Diff(ids(snapshot), seen); diff != "" {
+			t.Fatalf("walked older (-snapshot +seen):\n%s", diff)
+		}
+		if len(pages) != (len(snapshot)+19)/20 {
+			t.Fatalf("%d pages of 20 for %d alerts", len(pages), len(snapshot))
+		}
+		// Back from the last page: each previous page is the one seen,
+		// with the alerts that tied its last one since.
+		q.Older = AlertCursor{}
+		for i := len(pages) - 1; i > 0; i-- {
+			first := pages[i][0]
+			var a event.Alert
+			for _, x := range snapshot {
+				if x.ID == first {
+					a = x
+				}
+			}
+			q.Newer = CursorOf(&a)
+			got, err := s.ListAlerts(ctx, q)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := pages[i-1]
+			// The page before holds the tie raised after it, which sorts
+			// just before its last alert, pushing its first one out.
+			prevLast := want[len(want)-1]
+			want = append(append([]string{}, want[1:]...), prevLast+"~tie")
+			slices.Sort(want)
+			slices.Reverse(want)
+			if diff := cmp.Diff(want, ids(got)); diff != "" {
+				t.Fatalf("page %d back (-want +got):\n%s", i-1, diff)
 			}
 		}
 	})

@@ -21,7 +21,9 @@
     if (f.get("severity") && (rank[a.severity] || 0) < (rank[f.get("severity")] || 0)) return false;
     if (f.get("detector") && f.get("detector") !== a.detector) return false;
     if (f.get("kind") && a.entity.split(":")[0] !== f.get("kind")) return false;
+    if (f.get("state") && f.get("state") !== "open") return false; // a raised alert is open
     if (f.get("to")) return false; // a window in the past gets no new alerts
+    if (f.get("cursor")) return false; // new alerts go on the first page, not this one
     return true;
   }
 
