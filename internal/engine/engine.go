@@ -510,179 +510,217 @@ func sortFindings(fs []event.Finding) {
 // route is the router goroutine: it stamps lateness, advances the watermark
 // and splits each batch by shard.
 func (e *Engine) route() {
-	var (
-		minSeen   time.Time
-		watermark time.Time
-		perShard  = make([]*[]item, len(e.shards))
-		nShards   = uint64(len(e.shards))
-		lateness  = e.opts.Lateness
-		// progress of the watched streams; replaced (never modified) when
-		// it moves, since shards read the previous slice concurrently.
-		progress = make([]time.Time, len(e.streams))
-		orgs     = newOrigins(e.opts.Idleness, e.opts.Lateness, e.opts.MaxOriginLag, len(e.streams))
-		// what the other origins hold the watched streams at (reused)
-		othersP   = make([]time.Time, len(e.streams))
-		othersPOK = make([]bool, len(e.streams))
-		curHoldsP = make([]bool, len(e.streams))
-	)
-	// advanceStream moves stream i's progress to t, copying the slice on
-	// the first move of a message.
-	advanceStream := func(i int, t time.Time, moved *bool) {
-		if !t.After(progress[i]) {
-			return
-		}
-		if !*moved {
-			progress = slices.Clone(progress)
-			*moved = true
-		}
-		progress[i] = t
-	}
-	// settle moves the watermark and the watched streams to what the
-	// origins say now (an origin went idle or ended, the arrival clock
-	// moved) and tells every shard if anything moved.
-	settle := func(received time.Time) {
-		orgs.forget()
-		moved := false
-		if t, ok, _ := orgs.timeOf(nil, true); ok && t.Add(-lateness).After(watermark) {
-			watermark = t.Add(-lateness)
-			moved = true
-		}
-		for i := range e.streams {
-			if t, ok, _ := orgs.progressOf(i, nil, true); ok {
-				advanceStream(i, t, &moved)
-			}
-		}
-		if moved {
-			e.broadcastWatermark(watermark, progress, received)
-		}
-	}
+	r := newRouter(e)
 	for msg := range e.in {
-		switch {
-		case msg.mark != 0:
-			for _, ch := range e.shards {
-				ch <- shardMsg{watermark: watermark, progress: progress, mark: msg.mark, snap: msg.snap}
-			}
-			continue
-		case !msg.advance.IsZero():
-			if msg.advance.After(watermark) {
-				watermark = msg.advance
-				e.broadcastWatermark(watermark, progress, msg.batch.Received)
-			}
-			continue
-		case !msg.tick.IsZero():
-			orgs.tick(msg.tick)
-			settle(time.Time{})
-			continue
-		case msg.end:
-			if s := orgs.byName[msg.origin]; s != nil {
-				s.ended = true
-				settle(time.Time{})
-			}
-			continue
+		if !r.control(msg) {
+			r.batch(msg)
 		}
-		evs := msg.batch.Events
-		cur := orgs.get(msg.batch.Origin)
-		orgs.deliver(cur, msg.batch.Arrived)
-		// Origins that went idle since the last batch stop holding the
-		// others back before this batch's events.
-		settle(msg.batch.Received)
-		// What the other active origins hold the input's time and the
-		// watched streams at, and whether cur holds them too (a new origin
-		// does; one further than the maximum lag behind does not), as of
-		// the batch's start; only cur moves within the batch.
-		others, othersOK, curHolds := orgs.timeOf(cur, false)
-		curHolds = curHolds || cur.maxSeen.IsZero()
-		for i := range e.streams {
-			othersP[i], othersPOK[i], curHoldsP[i] = orgs.progressOf(i, cur, false)
-			curHoldsP[i] = curHoldsP[i] || cur.watched[i].IsZero()
-		}
-		inputTime := func() time.Time { return held(cur.maxSeen, curHolds, others, othersOK) }
-		streamTime := func(i int, t time.Time) time.Time { return held(t, curHoldsP[i], othersP[i], othersPOK[i]) }
-		var late int
-		restored := len(evs) > 0
-		moved := false
-		for _, st := range msg.batch.Streams {
-			if i := slices.Index(e.streams, st.Dataset); i >= 0 {
-				if st.Time.After(cur.watched[i]) {
-					cur.watched[i] = st.Time
-				}
-				advanceStream(i, streamTime(i, cur.watched[i]), &moved)
-			}
-		}
-		// Every shard hears about every batch's watermark, so shard outputs
-		// (and the windows that close on them) keep moving even for shards
-		// that received no events. A batch is split (one message per part,
-		// each to every shard) where a watched stream behind the watermark
-		// moves: no shard sees the watermark's moves before that point and
-		// the stream's at once (see laggingMove).
-		done := &batchDone{n: len(evs), gate: e.gate, events: evs, release: e.opts.Release}
-		done.pending.Store(int32(len(e.shards)))
-		send := func(wm time.Time, moved, restored bool) {
-			for s, ch := range e.shards {
-				ch <- shardMsg{items: perShard[s], watermark: wm, earliest: minSeen, progress: progress, moved: moved,
-					done: done, received: msg.batch.Received, restored: restored}
-				perShard[s] = nil
-			}
-		}
-		for i := range evs {
-			ev := &evs[i]
-			if i > 0 {
-				wm := later(watermark, inputTime().Add(-lateness))
-				if (moved || wm.After(watermark)) && e.laggingMove(ev, cur, streamTime, progress, wm) {
-					done.pending.Add(int32(len(e.shards)))
-					watermark = wm
-					e.watermark.Store(watermark.UnixNano())
-					send(watermark, moved, restored)
-					moved, restored = false, true
-				}
-			}
-			restored = restored && ev.Restored
-			for si, ds := range e.streams {
-				if ev.Dataset == ds {
-					if ev.Time.After(cur.watched[si]) {
-						cur.watched[si] = ev.Time
-					}
-					advanceStream(si, streamTime(si, cur.watched[si]), &moved)
-				}
-			}
-			if ev.Time.Before(watermark) {
-				ev.Late = true
-				late++
-			}
-			if ev.Time.After(cur.maxSeen) {
-				cur.maxSeen = ev.Time
-			}
-			// Reference data (roster, key inventory) is dated in the past
-			// without meaning haechi watched then: only activity counts.
-			if ev.Dataset != event.DatasetRoster && ev.Dataset != event.DatasetKeys && (minSeen.IsZero() || ev.Time.Before(minSeen)) {
-				minSeen = ev.Time
-			}
-			for d, det := range e.dets {
-				if b := e.bcast[d]; b != nil && b.Broadcast(ev) {
-					for s := range perShard {
-						e.appendItem(perShard, s, item{det: int32(d), ev: ev})
-					}
-					continue
-				}
-				key, ok := det.Key(ev)
-				if !ok {
-					continue
-				}
-				s := int(HashKey(key) % nShards)
-				e.appendItem(perShard, s, item{det: int32(d), key: key, ev: ev})
-			}
-		}
-		if wm := inputTime().Add(-lateness); !cur.maxSeen.IsZero() && wm.After(watermark) {
-			watermark = wm
-		}
-		e.watermark.Store(watermark.UnixNano())
-		e.m.late.Add(float64(late))
-		e.m.routed.Add(float64(len(evs)))
-		send(watermark, moved, restored)
 	}
 	for _, ch := range e.shards {
-		ch <- shardMsg{watermark: EndOfTime, progress: progress, final: true}
+		ch <- shardMsg{watermark: EndOfTime, progress: r.progress, final: true}
 		close(ch)
+	}
+}
+
+// router is the router goroutine's state.
+type router struct {
+	e         *Engine
+	minSeen   time.Time // earliest activity (reference data aside)
+	watermark time.Time
+	perShard  []*[]item
+	// progress of the watched streams; replaced (never modified) when it
+	// moves, since shards read the previous slice concurrently.
+	progress []time.Time
+	orgs     *origins
+	// what the other origins hold the watched streams at, and whether the
+	// batch's origin holds them too, as of the batch's start (reused)
+	othersP   []time.Time
+	othersPOK []bool
+	curHoldsP []bool
+}
+
+func newRouter(e *Engine) *router {
+	n := len(e.streams)
+	return &router{
+		e:         e,
+		perShard:  make([]*[]item, len(e.shards)),
+		progress:  make([]time.Time, n),
+		orgs:      newOrigins(e.opts.Idleness, e.opts.Lateness, e.opts.MaxOriginLag, n),
+		othersP:   make([]time.Time, n),
+		othersPOK: make([]bool, n),
+		curHoldsP: make([]bool, n),
+	}
+}
+
+// advanceStream moves stream i's progress to t, copying the slice on the
+// first move of a message.
+func (r *router) advanceStream(i int, t time.Time, moved *bool) {
+	if !t.After(r.progress[i]) {
+		return
+	}
+	if !*moved {
+		r.progress = slices.Clone(r.progress)
+		*moved = true
+	}
+	r.progress[i] = t
+}
+
+// settle moves the watermark and the watched streams to what the origins
+// say now (an origin went idle or ended, the arrival clock moved) and
+// tells every shard if anything moved.
+func (r *router) settle(received time.Time) {
+	r.orgs.forget()
+	moved := false
+	if t, ok, _ := r.orgs.timeOf(nil, true); ok && t.Add(-r.e.opts.Lateness).After(r.watermark) {
+		r.watermark = t.Add(-r.e.opts.Lateness)
+		moved = true
+	}
+	for i := range r.e.streams {
+		if t, ok, _ := r.orgs.progressOf(i, nil, true); ok {
+			r.advanceStream(i, t, &moved)
+		}
+	}
+	if moved {
+		r.e.broadcastWatermark(r.watermark, r.progress, received)
+	}
+}
+
+// control handles a message that carries no events (a mark, an advance, a
+// tick, an origin's end) and reports whether msg was one.
+func (r *router) control(msg inMsg) bool {
+	switch {
+	case msg.mark != 0:
+		for _, ch := range r.e.shards {
+			ch <- shardMsg{watermark: r.watermark, progress: r.progress, mark: msg.mark, snap: msg.snap}
+		}
+	case !msg.advance.IsZero():
+		if msg.advance.After(r.watermark) {
+			r.watermark = msg.advance
+			r.e.broadcastWatermark(r.watermark, r.progress, msg.batch.Received)
+		}
+	case !msg.tick.IsZero():
+		r.orgs.tick(msg.tick)
+		r.settle(time.Time{})
+	case msg.end:
+		if s := r.orgs.byName[msg.origin]; s != nil {
+			s.ended = true
+			r.settle(time.Time{})
+		}
+	default:
+		return false
+	}
+	return true
+}
+
+// batch routes one batch of events: lateness, the watermark, the watched
+// streams, and each event to the shards of the detectors that key it.
+func (r *router) batch(msg inMsg) {
+	e, lateness := r.e, r.e.opts.Lateness
+	evs := msg.batch.Events
+	cur := r.orgs.get(msg.batch.Origin)
+	r.orgs.deliver(cur, msg.batch.Arrived)
+	// Origins that went idle since the last batch stop holding the others
+	// back before this batch's events.
+	r.settle(msg.batch.Received)
+	// What the other active origins hold the input's time and the watched
+	// streams at, and whether cur holds them too (a new origin does; one
+	// further than the maximum lag behind does not), as of the batch's
+	// start; only cur moves within the batch.
+	others, othersOK, curHolds := r.orgs.timeOf(cur, false)
+	curHolds = curHolds || cur.maxSeen.IsZero()
+	for i := range e.streams {
+		r.othersP[i], r.othersPOK[i], r.curHoldsP[i] = r.orgs.progressOf(i, cur, false)
+		r.curHoldsP[i] = r.curHoldsP[i] || cur.watched[i].IsZero()
+	}
+	inputTime := func() time.Time { return held(cur.maxSeen, curHolds, others, othersOK) }
+	streamTime := func(i int, t time.Time) time.Time { return held(t, r.curHoldsP[i], r.othersP[i], r.othersPOK[i]) }
+	var late int
+	restored := len(evs) > 0
+	moved := false
+	for _, st := range msg.batch.Streams {
+		if i := slices.Index(e.streams, st.Dataset); i >= 0 {
+			if st.Time.After(cur.watched[i]) {
+				cur.watched[i] = st.Time
+			}
+			r.advanceStream(i, streamTime(i, cur.watched[i]), &moved)
+		}
+	}
+	// Every shard hears about every batch's watermark, so shard outputs
+	// (and the windows that close on them) keep moving even for shards
+	// that received no events. A batch is split (one message per part,
+	// each to every shard) where a watched stream behind the watermark
+	// moves: no shard sees the watermark's moves before that point and the
+	// stream's at once (see laggingMove).
+	done := &batchDone{n: len(evs), gate: e.gate, events: evs, release: e.opts.Release}
+	done.pending.Store(int32(len(e.shards)))
+	send := func(wm time.Time, moved, restored bool) {
+		for s, ch := range e.shards {
+			ch <- shardMsg{items: r.perShard[s], watermark: wm, earliest: r.minSeen, progress: r.progress, moved: moved,
+				done: done, received: msg.batch.Received, restored: restored}
+			r.perShard[s] = nil
+		}
+	}
+	for i := range evs {
+		ev := &evs[i]
+		if i > 0 {
+			wm := later(r.watermark, inputTime().Add(-lateness))
+			if (moved || wm.After(r.watermark)) && e.laggingMove(ev, cur, streamTime, r.progress, wm) {
+				done.pending.Add(int32(len(e.shards)))
+				r.watermark = wm
+				e.watermark.Store(r.watermark.UnixNano())
+				send(r.watermark, moved, restored)
+				moved, restored = false, true
+			}
+		}
+		restored = restored && ev.Restored
+		for si, ds := range e.streams {
+			if ev.Dataset == ds {
+				if ev.Time.After(cur.watched[si]) {
+					cur.watched[si] = ev.Time
+				}
+				r.advanceStream(si, streamTime(si, cur.watched[si]), &moved)
+			}
+		}
+		if ev.Time.Before(r.watermark) {
+			ev.Late = true
+			late++
+		}
+		if ev.Time.After(cur.maxSeen) {
+			cur.maxSeen = ev.Time
+		}
+		// Reference data (roster, key inventory) is dated in the past
+		// without meaning haechi watched then: only activity counts.
+		if ev.Dataset != event.DatasetRoster && ev.Dataset != event.DatasetKeys && (r.minSeen.IsZero() || ev.Time.Before(r.minSeen)) {
+			r.minSeen = ev.Time
+		}
+		r.dispatch(ev)
+	}
+	if wm := inputTime().Add(-lateness); !cur.maxSeen.IsZero() && wm.After(r.watermark) {
+		r.watermark = wm
+	}
+	e.watermark.Store(r.watermark.UnixNano())
+	e.m.late.Add(float64(late))
+	e.m.routed.Add(float64(len(evs)))
+	send(r.watermark, moved, restored)
+}
+
+// dispatch queues ev for every detector that takes it: on every shard for
+// a broadcast, else on its key's shard.
+func (r *router) dispatch(ev *event.Event) {
+	e := r.e
+	for d, det := range e.dets {
+		if b := e.bcast[d]; b != nil && b.Broadcast(ev) {
+			for s := range r.perShard {
+				e.appendItem(r.perShard, s, item{det: int32(d), ev: ev})
+			}
+			continue
+		}
+		key, ok := det.Key(ev)
+		if !ok {
+			continue
+		}
+		s := int(HashKey(key) % uint64(len(r.perShard)))
+		e.appendItem(r.perShard, s, item{det: int32(d), key: key, ev: ev})
 	}
 }
 
