@@ -92,6 +92,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/haechi-sec/haechi/internal/detect/tokenuse"
 	"github.com/haechi-sec/haechi/internal/engine"
 	"github.com/haechi-sec/haechi/internal/event"
 )
@@ -184,22 +185,9 @@ func New(opts Options) *Detector {
 func (d *Detector) Name() string { return Name }
 
 // Key implements engine.Detector: successful mints and accepted gateway
-// uses that carry token.id key on the token. It does not allocate.
-func (d *Detector) Key(ev *event.Event) (event.EntityKey, bool) {
-	if ev.Token.ID == "" || ev.Outcome == event.OutcomeFailure {
-		return event.EntityKey{}, false
-	}
-	switch ev.Dataset {
-	case event.DatasetGateway:
-	case event.DatasetToken:
-		if ev.Action != event.ActionTokenIssued {
-			return event.EntityKey{}, false
-		}
-	default:
-		return event.EntityKey{}, false
-	}
-	return event.EntityKey{Kind: event.EntityToken, ID: ev.Token.ID}, true
-}
+// uses that carry token.id key on the token (tokenuse.Key). It does not
+// allocate.
+func (d *Detector) Key(ev *event.Event) (event.EntityKey, bool) { return tokenuse.Key(ev) }
 
 // NewShard implements engine.Detector.
 func (d *Detector) NewShard() engine.Shard {

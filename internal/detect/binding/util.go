@@ -2,6 +2,7 @@ package binding
 
 import (
 	"fmt"
+	"github.com/haechi-sec/haechi/internal/detect/tokenuse"
 	"math"
 	"strings"
 	"time"
@@ -27,14 +28,8 @@ func toSec(t time.Time) uint32 {
 // fromSec is the inverse of toSec (to the second).
 func fromSec(s uint32) time.Time { return time.Unix(int64(s)+epoch, 0).UTC() }
 
-// hashID is FNV-1a 64 over the token id: stable across processes.
-func hashID(id string) uint64 {
-	h := uint64(14695981039346656037)
-	for i := 0; i < len(id); i++ {
-		h = (h ^ uint64(id[i])) * 1099511628211
-	}
-	return h
-}
+// hashID is tokenuse.Hash, the token detector's hash of the same ids.
+func hashID(id string) uint64 { return tokenuse.Hash(id) }
 
 // orgHash is FNV-1a 32 over the lower-cased, trimmed organisation name;
 // 0 for none (a name hashing to 0 becomes 1).

@@ -1,6 +1,7 @@
 package token
 
 import (
+	"github.com/haechi-sec/haechi/internal/detect/tokenuse"
 	"math"
 	"time"
 )
@@ -24,20 +25,9 @@ func toSec(t time.Time) uint32 {
 // fromSec is the inverse of toSec (to the second).
 func fromSec(s uint32) time.Time { return time.Unix(int64(s)+epoch, 0).UTC() }
 
-// hashID is FNV-1a 64 over the token id: stable across processes and
-// versions (unlike hash/maphash), so the index can be checkpointed.
-func hashID(id string) uint64 {
-	const (
-		offset = 14695981039346656037
-		prime  = 1099511628211
-	)
-	h := uint64(offset)
-	for i := 0; i < len(id); i++ {
-		h ^= uint64(id[i])
-		h *= prime
-	}
-	return h
-}
+// hashID is tokenuse.Hash: stable across processes and versions, so the
+// index can be checkpointed.
+func hashID(id string) uint64 { return tokenuse.Hash(id) }
 
 // Bits of the per-token "already fired" set: each finding kind fires at
 // most once per token.

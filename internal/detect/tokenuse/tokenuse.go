@@ -1,0 +1,40 @@
+// Package tokenuse says which events are a token's mint or use, and hashes
+// token ids, for the detectors that keep state per token (token_provenance,
+// token_binding): one definition, so they key the same events on the same
+// shard.
+package tokenuse
+
+import "github.com/haechi-sec/haechi/internal/event"
+
+// Key keys successful mints (auth.token, token.issued) and accepted
+// gateway uses that carry token.id on the token. It does not allocate.
+func Key(ev *event.Event) (event.EntityKey, bool) {
+	if ev.Token.ID == "" || ev.Outcome == event.OutcomeFailure {
+		return event.EntityKey{}, false
+	}
+	switch ev.Dataset {
+	case event.DatasetGateway:
+	case event.DatasetToken:
+		if ev.Action != event.ActionTokenIssued {
+			return event.EntityKey{}, false
+		}
+	default:
+		return event.EntityKey{}, false
+	}
+	return event.EntityKey{Kind: event.EntityToken, ID: ev.Token.ID}, true
+}
+
+// Hash is FNV-1a 64 over a token id: stable across processes and versions
+// (unlike hash/maphash), so state keyed by it can be checkpointed.
+func Hash(id string) uint64 {
+	const (
+		offset = 14695981039346656037
+		prime  = 1099511628211
+	)
+	h := uint64(offset)
+	for i := 0; i < len(id); i++ {
+		h ^= uint64(id[i])
+		h *= prime
+	}
+	return h
+}
