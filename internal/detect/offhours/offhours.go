@@ -22,7 +22,9 @@
 // person abroad says nothing about their habits, and acting from abroad
 // is principal_geo's to judge; nor is anything it does within a day of
 // such an event (a traveller connecting through the office VPN appears at
-// home, at the hours of where they are). Events without a country (office networks
+// home, at the hours of where they are), nor anything later in a session
+// (the same token) that began within that day: a traveller's last
+// working day on the VPN is one session, however long. Events without a country (office networks
 // with no enrichment) count as the usual place.
 package offhours
 
@@ -149,6 +151,9 @@ type identity struct {
 	homeVote int
 	rostered bool      // home comes from the roster: no votes
 	abroadAt time.Time // last event from another country
+	// travelToken is the token of the latest session that began while
+	// the identity was travelling: its later events are not judged either.
+	travelToken string
 }
 
 // travelling is how long after an event from abroad the identity's hours
@@ -208,9 +213,18 @@ func (s *shard) Process(c *engine.Context, key event.EntityKey, ev *event.Event)
 	}
 	if id.abroad(ev.Source.Country) {
 		id.abroadAt = ev.Time
+		if ev.Token.ID != "" {
+			id.travelToken = ev.Token.ID
+		}
 		return
 	}
 	if !id.abroadAt.IsZero() && ev.Time.Sub(id.abroadAt) < travelling {
+		if ev.Token.ID != "" {
+			id.travelToken = ev.Token.ID
+		}
+		return
+	}
+	if ev.Token.ID != "" && ev.Token.ID == id.travelToken {
 		return
 	}
 	h := ev.Time.UTC().Hour()
@@ -253,7 +267,7 @@ func decayFactor(d, halfLife time.Duration) float64 {
 	return math.Exp2(-float64(d) / float64(halfLife))
 }
 
-const snapshotVersion = 1
+const snapshotVersion = 2 // 2: identity.travelToken
 
 // AppendSnapshot implements engine.Snapshotter: the role and identity
 // profiles, in key order.
@@ -274,12 +288,14 @@ func (s *shard) AppendSnapshot(w *snap.Writer) {
 		w.Int(int64(id.homeVote))
 		w.Bool(id.rostered)
 		w.Time(id.abroadAt)
+		w.String(id.travelToken)
 	}
 }
 
 // Restore implements engine.Snapshotter.
 func (s *shard) Restore(r *snap.Reader) error {
-	if v := r.Byte(); r.Err() == nil && v != snapshotVersion {
+	v := r.Byte()
+	if r.Err() == nil && v != snapshotVersion && v != 1 {
 		return fmt.Errorf("off_hours: snapshot version %d, want %d", v, snapshotVersion)
 	}
 	roles, ids := map[string]*profile{}, map[string]*identity{}
@@ -298,6 +314,9 @@ func (s *shard) Restore(r *snap.Reader) error {
 		id.homeVote = int(r.Int())
 		id.rostered = r.Bool()
 		id.abroadAt = r.Time()
+		if v >= 2 {
+			id.travelToken = r.String()
+		}
 		ids[k] = id
 	}
 	if err := r.End(); err != nil {
