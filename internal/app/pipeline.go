@@ -292,6 +292,9 @@ func privilegedOptions(pi config.PrivilegedIdentity) privileged.Options {
 		Idle: pi.Idle.D(), FirstAfter: pi.FirstAfter.D(),
 		ExportFloor: pi.ExportFloor, ExportFactor: pi.ExportFactor,
 	}
+	if pi.TimeZone == config.TimeZoneAuto {
+		return o // working hours learnt from the roles' activity
+	}
 	if loc, err := time.LoadLocation(pi.TimeZone); err == nil {
 		o.Location = loc
 	}

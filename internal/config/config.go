@@ -328,7 +328,10 @@ type PrivilegedIdentity struct {
 	// change): path.Match patterns on event.action, case-insensitive.
 	SensitiveActions []string `yaml:"sensitive_actions"`
 	// TimeZone is the company's IANA time zone; WorkStart and WorkEnd
-	// ("HH:MM") its working hours on WorkDays (mon … sun) there.
+	// ("HH:MM") its working hours on WorkDays (mon … sun) there. "auto"
+	// (the default) learns the working hours from the privileged roles'
+	// own activity by hour of day instead, and ignores WorkStart, WorkEnd
+	// and WorkDays.
 	TimeZone  string   `yaml:"time_zone"`
 	WorkStart string   `yaml:"work_start"`
 	WorkEnd   string   `yaml:"work_end"`
@@ -352,6 +355,10 @@ var (
 	DefaultPrivilegedRoles  = []string{"admin", "administrator", "*-admin", "admin-*", "superuser", "super-admin", "root", "owner", "dba", "security-admin", "iam-admin"}
 	DefaultSensitiveActions = []string{"*export*", "*download*", "*dump*", "*role.grant*", "*role.assign*", "*role.change*", "*role.update*", "*roles.*", "*permission.grant*"}
 )
+
+// TimeZoneAuto is privileged_identity.time_zone's value that learns the
+// company's working hours from its privileged roles' activity.
+const TimeZoneAuto = "auto"
 
 // WorkClock parses an "HH:MM" time of day.
 func WorkClock(s string) (time.Duration, error) {
@@ -707,7 +714,7 @@ func Default() Config {
 				Enabled:          true,
 				Roles:            append([]string(nil), DefaultPrivilegedRoles...),
 				SensitiveActions: append([]string(nil), DefaultSensitiveActions...),
-				TimeZone:         "UTC",
+				TimeZone:         TimeZoneAuto,
 				WorkStart:        "08:00",
 				WorkEnd:          "20:00",
 				WorkDays:         []string{"mon", "tue", "wed", "thu", "fri"},

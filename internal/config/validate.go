@@ -405,8 +405,8 @@ func (p PrivilegedIdentity) check(add addFunc) {
 			add(fmt.Sprintf(at+"sensitive_actions[%d]", i), "must be a path.Match pattern, got %q", a)
 		}
 	}
-	if _, err := time.LoadLocation(p.TimeZone); err != nil || p.TimeZone == "" {
-		add(at+"time_zone", "must be an IANA time zone (Asia/Seoul, UTC), got %q", p.TimeZone)
+	if _, err := time.LoadLocation(p.TimeZone); p.TimeZone != TimeZoneAuto && (err != nil || p.TimeZone == "") {
+		add(at+"time_zone", "must be auto or an IANA time zone (Asia/Seoul, UTC), got %q", p.TimeZone)
 	}
 	start, err1 := WorkClock(p.WorkStart)
 	if err1 != nil {

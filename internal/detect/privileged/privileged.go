@@ -23,7 +23,15 @@
 //   - privileged_off_hours (line off_hours, 30): activity outside the
 //     company's working hours in the company's time zone, wherever the
 //     identity is (an administrator abroad acting in its afternoon is
-//     acting in the company's night). Once per identity per company day,
+//     acting in the company's night). The working hours are configured
+//     (Options.Location with WorkStart, WorkEnd and WorkDays) or, by
+//     default, learnt from the role's own activity: a decaying profile of
+//     its identity-hours by hour of day (UTC — a profile needs no time
+//     zone); an hour is off-hours when it and the hours either side hold
+//     less than LearnMaxShare (2%) of the role's identity-hours, once the
+//     profile holds a day's worth (LearnMinHours 24 identity-hours over at
+//     least 24 hours of watching). A learnt profile has no weekdays: a
+//     weekend afternoon is working hours. Once per identity per company day,
 //     and not when it is the identity's habit: it acted off-hours from the
 //     same place (the country it is in) on an earlier day within 30 days —
 //     a night shift, a maintenance window, a traveller in another time
@@ -37,6 +45,10 @@
 //     past day, its role's 99th percentile of identity-days)). Checked at
 //     every sensitive action, so a bulk export is reported at its first
 //     request when that request alone crosses. Once per identity per day.
+//
+// Every finding names the source address and the token of its event as
+// related, so a response can end the session and block where it came
+// from without disabling the administrator.
 //
 // The detector keys on the identity's first privileged role (user.roles
 // on activity, identity.roles on the roster), like record_volume, so an
@@ -98,9 +110,11 @@ var DefaultSensitiveActions = []string{"*export*", "*download*", "*dump*", "*rol
 type Options struct {
 	Roles            []string
 	SensitiveActions []string
-	// Location is the company's time zone (nil → UTC); working hours are
+	// Location is the company's time zone; working hours are
 	// [WorkStart, WorkEnd) after local midnight (08:00–20:00) on WorkDays
-	// (nil → Monday to Friday).
+	// (nil → Monday to Friday). Nil: the working hours are learnt from
+	// the role's activity (see the package comment), and a company day
+	// starts at the quietest hour of the learnt profile.
 	Location           *time.Location
 	WorkStart, WorkEnd time.Duration
 	WorkDays           []time.Weekday
@@ -119,9 +133,6 @@ func (o *Options) defaults() {
 	}
 	if len(o.SensitiveActions) == 0 {
 		o.SensitiveActions = DefaultSensitiveActions
-	}
-	if o.Location == nil {
-		o.Location = time.UTC
 	}
 	if o.WorkStart == 0 && o.WorkEnd == 0 {
 		o.WorkStart, o.WorkEnd = 8*time.Hour, 20*time.Hour
@@ -237,20 +248,101 @@ func (d *Detector) sensitive(action string) bool {
 	return false
 }
 
-// offHours reports whether t is outside the company's working hours.
-func (d *Detector) offHours(t time.Time) (time.Time, bool) {
-	l := t.In(d.opts.Location)
-	if !d.workDays[l.Weekday()] {
-		return l, true
+// Learning the working hours (Options.Location nil): an hour of day is
+// off-hours when it and the hours either side hold less than
+// LearnMaxShare of the role's identity-hours, judged once the profile
+// holds LearnMinHours identity-hours gathered over at least a day.
+const (
+	LearnMaxShare = 0.02
+	LearnMinHours = 24
+	hoursHalfLife = 30 * 24 * time.Hour
+)
+
+// clock is a company clock reading: the time shown in explanations, the
+// company day number and whether the time is outside working hours.
+type clock struct {
+	local time.Time
+	day   int64
+	off   bool
+	share float64 // learnt: the role's share of identity-hours at the hour (±1)
+}
+
+// offHours reads t on the company clock: the configured one, or the one
+// learnt in hp (which may not know yet: then nothing is off-hours and
+// days are UTC days).
+func (d *Detector) offHours(t time.Time, hp *hours) clock {
+	if loc := d.opts.Location; loc != nil {
+		l := t.In(loc)
+		mid := time.Date(l.Year(), l.Month(), l.Day(), 0, 0, 0, 0, loc)
+		since := l.Sub(mid)
+		off := !d.workDays[l.Weekday()] || since < d.opts.WorkStart || since >= d.opts.WorkEnd
+		return clock{local: l, day: dayNumber(l), off: off}
 	}
-	mid := time.Date(l.Year(), l.Month(), l.Day(), 0, 0, 0, 0, d.opts.Location)
-	since := l.Sub(mid)
-	return l, since < d.opts.WorkStart || since >= d.opts.WorkEnd
+	u := t.UTC()
+	if !hp.ready(t) {
+		return clock{local: u, day: dayNumber(u)}
+	}
+	h := u.Hour()
+	share := hp.share(h)
+	// The company day starts at the quietest hour, so one working day is
+	// one day wherever the company is.
+	q := time.Duration(hp.quietest()) * time.Hour
+	return clock{local: u, day: dayNumber(u.Add(-q)), off: share < LearnMaxShare, share: share}
+}
+
+// hours is a role's decaying profile of identity-hours by UTC hour of day
+// (one per identity per clock hour it acted in), with the time it began.
+type hours struct {
+	bins  [24]float64
+	total float64
+	at    time.Time
+	first time.Time
+}
+
+func (p *hours) add(t time.Time) {
+	if p.first.IsZero() || t.Before(p.first) {
+		p.first = t
+	}
+	if !p.at.IsZero() && t.After(p.at) {
+		f := math.Exp2(-float64(t.Sub(p.at)) / float64(hoursHalfLife))
+		for i := range p.bins {
+			p.bins[i] *= f
+		}
+		p.total *= f
+	}
+	if t.After(p.at) {
+		p.at = t
+	}
+	p.bins[t.UTC().Hour()]++
+	p.total++
+}
+
+// ready reports whether the profile can judge at t: a day's worth of
+// identity-hours, gathered over at least a day.
+func (p *hours) ready(t time.Time) bool {
+	return p != nil && p.total >= LearnMinHours && t.Sub(p.first) >= 24*time.Hour
+}
+
+// share is the largest share of identity-hours at hour h or the hours
+// either side (people start early and stay late).
+func (p *hours) share(h int) float64 {
+	return max(p.bins[(h+23)%24], p.bins[h], p.bins[(h+1)%24]) / p.total
+}
+
+// quietest is the hour of day starting the quietest three hours.
+func (p *hours) quietest() int {
+	best, q := math.Inf(1), 0
+	for h := range 24 {
+		if v := p.bins[h] + p.bins[(h+1)%24] + p.bins[(h+2)%24]; v < best {
+			best, q = v, h
+		}
+	}
+	return q
 }
 
 // NewShard implements engine.Detector.
 func (d *Detector) NewShard() engine.Shard {
-	return &shard{d: d, ids: map[string]*identity{}, roles: map[string]*peers{}}
+	return &shard{d: d, ids: map[string]*identity{}, roles: map[string]*peers{}, hours: map[string]*hours{}}
 }
 
 const maxCountries = 8
@@ -270,6 +362,7 @@ type identity struct {
 	abroad        string  // the foreign country of its latest event from abroad
 	abroadAt      time.Time
 	offPlaces     []offPlace
+	hour          int64 // the last clock hour (Unix hours) counted in the role's profile
 }
 
 // offPlace is where an identity has acted off-hours: the country it was
@@ -360,6 +453,7 @@ type shard struct {
 	d     *Detector
 	ids   map[string]*identity
 	roles map[string]*peers
+	hours map[string]*hours // learnt working hours by role (Options.Location nil)
 }
 
 func (s *shard) identity(id string) *identity {
@@ -393,7 +487,10 @@ func (s *shard) Process(c *engine.Context, key event.EntityKey, ev *event.Event)
 			Explanation: expl, Evidence: append([]string{c.Ref(ev)}, refs...), Figures: figs, Privileged: true,
 		}
 		if ev.Source.IP.IsValid() {
-			f.Related = []event.EntityKey{{Kind: event.EntitySource, ID: ev.Source.IP.String()}}
+			f.Related = append(f.Related, event.EntityKey{Kind: event.EntitySource, ID: ev.Source.IP.String()})
+		}
+		if ev.Token.ID != "" {
+			f.Related = append(f.Related, event.EntityKey{Kind: event.EntityToken, ID: ev.Token.ID})
 		}
 		c.Emit(f)
 	}
@@ -463,15 +560,34 @@ func (s *shard) Process(c *engine.Context, key event.EntityKey, ev *event.Event)
 	}
 
 	// Outside the company's working hours, unless it is the identity's
-	// habit from where it is.
-	local, off := s.d.offHours(ev.Time)
-	lday := dayNumber(local)
-	if off && lday != x.offDay && !x.habitual(place, lday) {
+	// habit from where it is. The learnt profile counts the event after
+	// judging it.
+	hp := s.hours[key.ID]
+	if hp == nil && s.d.opts.Location == nil {
+		hp = &hours{}
+		s.hours[key.ID] = hp
+	}
+	ck := s.d.offHours(ev.Time, hp)
+	local, lday := ck.local, ck.day
+	if ck.off && lday != x.offDay && !x.habitual(place, lday) {
 		x.offDay = lday
-		emit(KindOffHours, LineHours, "Privileged identity active outside working hours", ScoreOffHours,
-			fmt.Sprintf("%s performed %s%s at %s company time (%s), outside the company's working hours (%s–%s, %s).",
-				who, ev.Action, from(ev), local.Format("Mon 15:04"), s.d.opts.Location, clock(s.d.opts.WorkStart), clock(s.d.opts.WorkEnd), days(s.d.workDays)),
-			[]event.Figure{{Name: "local_hour", Value: float64(local.Hour())}})
+		if loc := s.d.opts.Location; loc != nil {
+			emit(KindOffHours, LineHours, "Privileged identity active outside working hours", ScoreOffHours,
+				fmt.Sprintf("%s performed %s%s at %s company time (%s), outside the company's working hours (%s–%s, %s).",
+					who, ev.Action, from(ev), local.Format("Mon 15:04"), loc, hhmm(s.d.opts.WorkStart), hhmm(s.d.opts.WorkEnd), days(s.d.workDays)),
+				[]event.Figure{{Name: "local_hour", Value: float64(local.Hour())}})
+		} else {
+			emit(KindOffHours, LineHours, "Privileged identity active outside working hours", ScoreOffHours,
+				fmt.Sprintf("%s performed %s%s at %s UTC, outside the working hours learnt from its %s role's activity: that hour and the hours either side hold %.1f%% of the role's identity-hours (below %.0f%%).",
+					who, ev.Action, from(ev), local.Format("Mon 15:04"), key.ID, 100*ck.share, 100*LearnMaxShare),
+				[]event.Figure{{Name: "hour_utc", Value: float64(local.Hour())}, {Name: "role_share_pct", Value: math.Round(1000*ck.share) / 10}})
+		}
+	}
+	if hp != nil {
+		if h := ev.Time.Unix() / 3600; h != x.hour {
+			x.hour = h
+			hp.add(ev.Time)
+		}
 	}
 
 	// The day's sensitive records against its own and its peers' days.
@@ -516,7 +632,7 @@ func contains(xs []string, s string) bool {
 	return false
 }
 
-func clock(d time.Duration) string {
+func hhmm(d time.Duration) string {
 	return fmt.Sprintf("%02d:%02d", int(d.Hours()), int(d.Minutes())%60)
 }
 

@@ -84,3 +84,17 @@ func TestKeyRoles(t *testing.T) {
 		}
 	}
 }
+
+// The learnt goldens run with no time zone configured: the working hours
+// are learnt from the admin role's own activity.
+//   - night_takeover: three administrators work Seoul office hours; an
+//     evening action on the first day is not judged (less than a day of
+//     profile); e:1's account at 23:10 Seoul time from a US hosting
+//     network is off-hours (and a new country), its export the export
+//     line; a Friday-morning action from the office is nothing, nor — a
+//     learnt profile has no weekdays — a Saturday-morning one.
+func TestGoldenLearnt(t *testing.T) {
+	detecttest.Golden(t, "testdata/learnt", func() []engine.Detector {
+		return []engine.Detector{privileged.New(privileged.Options{})}
+	})
+}
