@@ -269,6 +269,16 @@ func DefaultConfig() Config {
 				Actions: []ActionSpec{{Kind: KindRevokeToken}, {Kind: KindBlockSource}, {Kind: KindNotify}},
 			},
 			{
+				// A privileged identity's takeover evidence: end the
+				// session its findings name and block where it came from
+				// (both reversible, automatic); disabling the
+				// administrator waits for approval (a privileged
+				// principal, see Planner).
+				Name:    "privileged_takeover",
+				Match:   Match{Detectors: []string{privileged.Name}},
+				Actions: []ActionSpec{{Kind: KindRevokeToken}, {Kind: KindBlockSource}, {Kind: KindDisableIdentity}},
+			},
+			{
 				Name:    "behavioural_notify",
 				Match:   Match{Detectors: behavioural},
 				Actions: []ActionSpec{{Kind: KindNotify}},

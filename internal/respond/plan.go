@@ -213,15 +213,17 @@ func (p *Planner) Plan(a event.Alert) []Action {
 const MaxRelatedTargets = 16
 
 // targets returns what an action of kind acts on for alert a: the alert's
-// entity when the kind applies to it; otherwise, for block_source, the
-// source addresses its findings name as related (a forged-token alert is
-// about the signing key, but the servers using the forged tokens are the
-// sources to block), up to MaxRelatedTargets.
+// entity when the kind applies to it; otherwise, for block_source and
+// revoke_token, the source addresses and tokens its findings name as
+// related (a forged-token alert is about the signing key, but the servers
+// using the forged tokens are the sources to block; a takeover alert is
+// about the principal, but the session it used is the token to revoke),
+// up to MaxRelatedTargets.
 func targets(kind string, a *event.Alert) []string {
 	if t := targetFor(kind, a.Entity); t != "" {
 		return []string{t}
 	}
-	if kind != KindBlockSource {
+	if kind != KindBlockSource && kind != KindRevokeToken {
 		return nil
 	}
 	var out []string
@@ -272,7 +274,7 @@ func (p *Planner) plan(a event.Alert, playbook string, spec ActionSpec, id, targ
 
 	guard, hold := "", store.Hold("")
 	if IsContainment(spec.Kind) {
-		if guard = p.protected(spec.Kind, target); guard != "" {
+		if guard = p.protected(spec.Kind, target, &a); guard != "" {
 			hold = store.HoldProtected
 		}
 	}
@@ -324,11 +326,21 @@ func (p *Planner) rateLimited(kind string, t time.Time) string {
 	return ""
 }
 
-func (p *Planner) protected(kind, target string) string {
+// protected returns why containing target waits for approval: it is a
+// protected entity, or — for disable_identity — a privileged principal
+// (a finding of a holds Privileged about it): disabling an administrator
+// can lock out those who would answer the alert, so it is a person's
+// decision, while ending its session and blocking the source are not.
+func (p *Planner) protected(kind, target string, a *event.Alert) string {
 	switch kind {
 	case KindDisableIdentity:
 		if p.principals[target] {
 			return "protected principal " + target
+		}
+		if slices.ContainsFunc(a.Findings, func(f event.Finding) bool {
+			return f.Privileged && f.Entity.Kind == event.EntityPrincipal && f.Entity.ID == target
+		}) {
+			return "privileged principal " + target
 		}
 	case KindRevokeKey:
 		if p.keys[target] {

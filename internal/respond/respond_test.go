@@ -949,3 +949,40 @@ func TestCloseWithFailingStore(t *testing.T) {
 	cancel()
 	<-done
 }
+
+// A privileged identity's takeover alert (about the principal, its
+// findings naming the attacker's address and session token as related)
+// ends the session and blocks the source automatically — both
+// reversible — while disabling the administrator waits for approval,
+// held like a protected principal. An ordinary identity's critical
+// behavioural alert still disables it automatically.
+func TestPrivilegedTakeoverContainedWithoutDisabling(t *testing.T) {
+	p, err := NewPlanner(testConfig("http://127.0.0.1:1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := mkAlert("p1", event.EntityPrincipal, "e:9001", "privileged_identity", event.SeverityHigh, t0)
+	a.Findings[0].Privileged = true
+	a.Findings[0].Entity = event.EntityKey{Kind: event.EntityPrincipal, ID: "e:9001"}
+	a.Findings[0].Related = []event.EntityKey{{Kind: event.EntitySource, ID: "45.77.1.9"}, {Kind: event.EntityToken, ID: "tk-evil"}}
+	got := map[string]Action{}
+	for _, act := range p.Plan(a) {
+		got[act.Kind] = act
+	}
+	for kind, target := range map[string]string{KindRevokeToken: "tk-evil", KindBlockSource: "45.77.1.9"} {
+		if act, ok := got[kind]; !ok || act.Target != target || act.State != StatePlanned {
+			t.Errorf("%s: %+v, want planned on %s", kind, act, target)
+		}
+	}
+	if d := got[KindDisableIdentity]; d.State != StatePendingApproval || d.Hold != store.HoldProtected || !strings.Contains(d.Reason, "privileged principal e:9001") {
+		t.Errorf("disable_identity: %+v, want pending approval (privileged principal)", d)
+	}
+
+	o := mkAlert("o1", event.EntityPrincipal, "e:1", "record_volume", event.SeverityCritical, t0)
+	o.Findings[0].Entity = event.EntityKey{Kind: event.EntityPrincipal, ID: "e:1"}
+	for _, act := range p.Plan(o) {
+		if act.Kind == KindDisableIdentity && act.State != StatePlanned {
+			t.Errorf("ordinary identity's disable_identity: %+v, want planned", act)
+		}
+	}
+}
