@@ -125,3 +125,51 @@ func TestSnapshotKeepsPrivileged(t *testing.T) {
 		t.Fatalf("after a restore: %q, want %q", got, want)
 	}
 }
+
+// The multiplier weighs the evidence that comes with privileged evidence:
+// within one risk half-life of the latest privileged finding. An admin's
+// judged and unalarming export does not make an ordinary bulk read four
+// days later alert (the simulator's admin-weekend-maintenance twin:
+// privileged_bulk_export 50 on Tuesday, record_volume 75 on Saturday).
+func TestPrivilegedWeightLastsOneHalfLife(t *testing.T) {
+	day := 24 * time.Hour
+	tests := []struct {
+		name     string
+		findings []event.Finding
+		want     string
+		risk     float64 // the last finding's risk, alert or not
+	}{
+		{"four days later: not weighed", []event.Finding{
+			lined("a", "priv", "export", 0, 50, true), f("a", "volume", 4*day, 75),
+		}, "", 78.1},
+		{"half a day later: weighed", []event.Finding{
+			lined("a", "priv", "hours", 0, 30, true), f("a", "geo", 12*time.Hour, 45),
+		}, "raised a/geo n=2\nclosed a/geo n=2", 99.3},
+		{"a new privileged finding weighs again", []event.Finding{
+			lined("a", "priv", "export", 0, 50, true), lined("a", "priv", "hours", 4*day, 30, true), f("a", "volume", 4*day+time.Minute, 45),
+		}, "raised a/volume n=2\nclosed a/volume n=2", 117.2},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r := &rec{}
+			s, err := alert.New(alert.Options{Window: time.Hour, PrivilegedMultiplier: 1.5, Sinks: []alert.Sink{r}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, x := range tc.findings {
+				s.Process([]event.Finding{x})
+			}
+			s.Flush()
+			if got := strings.Join(r.changes, "\n"); got != tc.want {
+				t.Fatalf("changes:\n%s\nwant:\n%s", got, tc.want)
+			}
+			b, err := alert.Explain(alert.Options{PrivilegedMultiplier: 1.5}, tc.findings, time.Time{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if b.Risk != tc.risk {
+				t.Errorf("Explain: risk %v, want %v (privileged %v)", b.Risk, tc.risk, b.Privileged)
+			}
+		})
+	}
+}

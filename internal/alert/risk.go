@@ -51,11 +51,20 @@ const maxKept = 16
 type entityRisk struct {
 	dets []detRisk
 	kept []event.Finding
-	// privileged: a finding about a privileged principal (Finding.
-	// Privileged) is among those that built this risk, so its sum is
-	// weighed by the privileged multiplier. It lasts as long as the
-	// entity's risk (until an alert spends it or it decays away).
-	privileged bool
+	// privAt is the event time of the latest finding about a privileged
+	// principal (Finding.Privileged) among those that built this risk
+	// (zero: none). While it is less than one risk half-life old the
+	// entity's sum is weighed by the privileged multiplier: the identity's
+	// criticality weighs the evidence that comes with its privileged
+	// evidence, not a bulk read days after an export that was judged and
+	// left alone. An alert spending the risk clears it.
+	privAt time.Time
+}
+
+// weighed reports whether the entity's risk at t is weighed by the
+// privileged multiplier (see privAt).
+func (r *entityRisk) weighed(t time.Time, halfLife time.Duration) bool {
+	return !r.privAt.IsZero() && t.Sub(r.privAt) < halfLife
 }
 
 // add folds f in and returns the risk it added. mult is the privileged
@@ -67,7 +76,12 @@ func (r *entityRisk) add(f *event.Finding, halfLife time.Duration, repeatCap, mu
 		r.dets = append(r.dets, detRisk{detector: line, at: f.Time})
 		i = len(r.dets) - 1
 	}
-	flipping := f.Privileged && !r.privileged && mult != 1
+	was := r.weighed(f.Time, halfLife)
+	if f.Privileged && f.Time.After(r.privAt) {
+		r.privAt = f.Time
+	}
+	weighed := r.weighed(f.Time, halfLife)
+	flipping := weighed && !was && mult != 1
 	var others float64 // the other lines' risk, when it is weighed for the first time
 	if flipping {
 		for j := range r.dets {
@@ -77,7 +91,6 @@ func (r *entityRisk) add(f *event.Finding, halfLife time.Duration, repeatCap, mu
 			}
 		}
 	}
-	r.privileged = r.privileged || f.Privileged
 	d := &r.dets[i]
 	v := d.decayed(f.Time, halfLife)
 	before := min(v, d.cap)
@@ -93,7 +106,7 @@ func (r *entityRisk) add(f *event.Finding, halfLife time.Duration, repeatCap, mu
 		// From now on the entity's whole risk is weighed: what it held
 		// before (others + before, unweighed) is mult × itself after.
 		return mult*added + (mult-1)*(others+before)
-	case r.privileged:
+	case weighed:
 		return mult * added
 	}
 	return added
@@ -106,7 +119,7 @@ func (r *entityRisk) total(t time.Time, halfLife time.Duration, mult float64) fl
 		d := &r.dets[i]
 		sum += min(d.decayed(t, halfLife), d.cap)
 	}
-	if r.privileged {
+	if r.weighed(t, halfLife) {
 		sum *= mult
 	}
 	return sum
@@ -166,8 +179,8 @@ type Breakdown struct {
 	HalfLife  time.Duration
 	RepeatCap float64
 	// PrivilegedMultiplier weighs the sum when Privileged: a finding
-	// about a privileged principal is among the entity's
-	// (event.Finding.Privileged).
+	// about a privileged principal (event.Finding.Privileged) is among
+	// the entity's and less than one half-life old.
 	PrivilegedMultiplier float64
 	Privileged           bool
 	// Risk is the entity's risk at At: the sum of Detectors' Risk (times
@@ -253,7 +266,7 @@ func Explain(opts Options, findings []event.Finding, at time.Time) (Breakdown, e
 		}
 		return cmp.Compare(x.Detector, y.Detector)
 	})
-	b.Privileged = r.privileged
+	b.Privileged = r.weighed(at, opts.RiskHalfLife)
 	b.Risk = round1(r.total(at, opts.RiskHalfLife, opts.PrivilegedMultiplier))
 	return b, nil
 }

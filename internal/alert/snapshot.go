@@ -48,8 +48,11 @@ type riskState struct {
 	Entity event.EntityKey `json:"entity"`
 	Dets   []detState      `json:"dets"`
 	Kept   []event.Finding `json:"kept,omitempty"`
-	// Privileged: the risk is weighed by the privileged multiplier
-	// (absent in snapshots written before it existed: not weighed).
+	// PrivilegedAt: the latest privileged finding's time (entityRisk.
+	// privAt); zero: none.
+	PrivilegedAt time.Time `json:"privileged_at,omitzero"`
+	// Privileged is what snapshots written before PrivilegedAt kept
+	// (read, never written): the risk was weighed.
 	Privileged bool `json:"privileged,omitempty"`
 }
 
@@ -101,7 +104,7 @@ func (s *Stage) Snapshot() ([]byte, error) {
 	sortKeys(keys)
 	for _, k := range keys {
 		r := s.risk[k]
-		rs := riskState{Entity: k, Kept: r.kept, Privileged: r.privileged}
+		rs := riskState{Entity: k, Kept: r.kept, PrivilegedAt: r.privAt}
 		for _, d := range r.dets {
 			rs.Dets = append(rs.Dets, detState{Detector: d.detector, Value: d.value, Cap: d.cap, At: d.at})
 		}
@@ -135,7 +138,16 @@ func (s *Stage) Restore(b []byte) error {
 	}
 	risk := make(map[event.EntityKey]*entityRisk, len(st.Risk))
 	for _, r := range st.Risk {
-		er := &entityRisk{kept: r.Kept, privileged: r.Privileged}
+		er := &entityRisk{kept: r.Kept, privAt: r.PrivilegedAt}
+		if r.Privileged && er.privAt.IsZero() {
+			// An older checkpoint kept only the flag: weigh from the
+			// latest privileged finding it kept.
+			for _, f := range r.Kept {
+				if f.Privileged && f.Time.After(er.privAt) {
+					er.privAt = f.Time
+				}
+			}
+		}
 		for _, d := range r.Dets {
 			er.dets = append(er.dets, detRisk{detector: d.Detector, value: d.Value, cap: d.Cap, at: d.At})
 		}
