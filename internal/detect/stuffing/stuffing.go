@@ -37,8 +37,11 @@
 // Company-wide outages: when the company's successful logins during a
 // failure's recovery horizon fall below a quarter of what the previous
 // window's rate predicts, logins are broken for everyone (an outage, an
-// identity-provider failure), and failures in that horizon are not
-// evidence: they are counted as suppressed, never towards a cohort.
+// identity-provider failure): failures until one horizon after such a
+// collapse are not evidence (people come back slowly after an outage) and
+// are counted as suppressed, never towards a cohort. With fewer than 80
+// successful logins an hour a collapse cannot be told from chance and is
+// not judged.
 //
 // Cold start: a cohort present when watching began is judged only after
 // Warmup (default 24 h), once its own peak is known; a cohort first seen
@@ -55,8 +58,8 @@
 // Memory: per cohort about 900 bytes (a 1,024-bit set of account hashes
 // and a 512-bit set of source hashes for the window, 16 source addresses,
 // 3 evidence references, two decaying peaks); per failure pending its
-// recovery horizon 88 bytes, at most MaxPending of them (beyond, failures
-// are dropped uncounted and counted in the explanation); cohorts idle for
+// recovery horizon about 150 bytes with the map, at most MaxPending of them (beyond, failures
+// are dropped uncounted); cohorts idle for
 // 7 days are forgotten. State is not checkpointed.
 package stuffing
 
@@ -138,7 +141,7 @@ func (o *Options) defaults() {
 const (
 	decay      = 0.99 // per window, of a cohort's peaks
 	collapse   = 0.25 // successes below this share of the expected: an outage
-	minExpect  = 4.0  // fewer expected successes in a horizon: too few to judge an outage
+	minExpect  = 20.0 // fewer expected successes in a horizon: too few to judge an outage
 	idleForget = 7 * 24 * time.Hour
 	maxRefs    = 3
 	// MaxSources is the most sources a finding names as related.
@@ -224,6 +227,7 @@ type shard struct {
 	winSucc   float64
 	prevSucc  float64
 	dropped   int
+	outage    time.Time // end of the last horizon in which successes collapsed
 	lastSweep time.Time
 }
 
@@ -342,9 +346,17 @@ func (s *shard) judge(c *engine.Context, f *failure) {
 	if ws := f.at.Add(s.d.opts.Recovery).Truncate(s.d.opts.Window); ws.After(co.start) {
 		co.roll(ws, s.d.opts.Window)
 	}
-	// Were logins working for everyone during the horizon?
+	// Were logins working for everyone during the horizon? A collapse
+	// mutes the signal until one horizon after it: people come back
+	// slowly after an outage, so its last failures are not recovered in
+	// time either.
 	expect := s.prevSucc * float64(s.d.opts.Recovery) / float64(s.d.opts.Window)
 	if got := s.succTotal - f.succAt; expect >= minExpect && got < collapse*expect {
+		if end := f.at.Add(s.d.opts.Recovery); end.After(s.outage) {
+			s.outage = end
+		}
+	}
+	if !s.outage.IsZero() && !f.at.After(s.outage.Add(s.d.opts.Recovery)) {
 		co.suppress++
 		return
 	}
