@@ -35,6 +35,7 @@ import (
 	"github.com/haechi-sec/haechi/internal/detect/peerroute"
 	"github.com/haechi-sec/haechi/internal/detect/privileged"
 	"github.com/haechi-sec/haechi/internal/detect/scripted"
+	"github.com/haechi-sec/haechi/internal/detect/stuffing"
 	"github.com/haechi-sec/haechi/internal/detect/terminated"
 	"github.com/haechi-sec/haechi/internal/detect/token"
 	"github.com/haechi-sec/haechi/internal/detect/volume"
@@ -253,6 +254,12 @@ func Detectors(cfg config.Config, canaryIDs []string) []engine.Detector {
 		ds = append(ds, fanout.New(fanout.Options{
 			Window: sf.Window.D(), Floor: sf.Floor, Factor: sf.Factor, FailFloor: sf.FailFloor,
 			NetFloor: sf.NetFloor, Warmup: sf.Warmup.D(),
+		}))
+	}
+	if lc := cfg.Detectors.LoginCampaign; lc.Enabled {
+		ds = append(ds, stuffing.New(stuffing.Options{
+			Window: lc.Window.D(), Recovery: lc.Recovery.D(), Floor: lc.Floor, Factor: lc.Factor,
+			MinSources: lc.MinSources, Warmup: lc.Warmup.D(),
 		}))
 	}
 	return ds

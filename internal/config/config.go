@@ -306,6 +306,7 @@ type Detectors struct {
 	KeyPosture         KeyPosture         `yaml:"key_posture"`
 	ScriptedClient     ScriptedClient     `yaml:"scripted_client"`
 	SourceFanout       SourceFanout       `yaml:"source_fanout"`
+	LoginCampaign      LoginCampaign      `yaml:"login_campaign"`
 	PrincipalGeo       PrincipalGeo       `yaml:"principal_geo"`
 	IdentityLifecycle  IdentityLifecycle  `yaml:"identity_lifecycle"`
 	CredentialNetwork  CredentialNetwork  `yaml:"credential_network"`
@@ -540,6 +541,30 @@ type SourceFanout struct {
 	Warmup Duration `yaml:"warmup"`
 }
 
+// LoginCampaign configures the detector of credential-stuffing campaigns
+// spread over many sources of one network: failed logins their accounts'
+// owners never recover, per network and window, against the network's own
+// past peak.
+type LoginCampaign struct {
+	Enabled bool `yaml:"enabled"`
+	// Window is the counting window.
+	Window Duration `yaml:"window"`
+	// Recovery is how long after a failed login its account's successful
+	// login still recovers it.
+	Recovery Duration `yaml:"recovery"`
+	// Floor is the fewest distinct accounts with unrecovered failures per
+	// network and window that can be flagged.
+	Floor int `yaml:"floor"`
+	// Factor multiplies the network's past peak.
+	Factor float64 `yaml:"factor"`
+	// MinSources is the fewest distinct source addresses the unrecovered
+	// failures must come from.
+	MinSources int `yaml:"min_sources"`
+	// Warmup is the history a network present at start-up needs before it
+	// is judged.
+	Warmup Duration `yaml:"warmup"`
+}
+
 // TokenProvenance configures the detector that checks every token used on
 // the gateway was minted, by a live key, within policy.
 type TokenProvenance struct {
@@ -731,6 +756,15 @@ func Default() Config {
 				FailFloor: 5,
 				NetFloor:  100,
 				Warmup:    Duration(24 * time.Hour),
+			},
+			LoginCampaign: LoginCampaign{
+				Enabled:    true,
+				Window:     Duration(time.Hour),
+				Recovery:   Duration(15 * time.Minute),
+				Floor:      20,
+				Factor:     4,
+				MinSources: 3,
+				Warmup:     Duration(24 * time.Hour),
 			},
 		},
 	}

@@ -343,6 +343,25 @@ func (d Detectors) check(add addFunc) {
 	if sf.Factor < 1 {
 		add("source_fanout.factor", "must be at least 1, got %v", sf.Factor)
 	}
+	lc := d.LoginCampaign
+	if lc.Window <= 0 {
+		add("login_campaign.window", "must be positive, got %s", lc.Window)
+	}
+	if lc.Recovery <= 0 {
+		add("login_campaign.recovery", "must be positive, got %s", lc.Recovery)
+	}
+	if lc.Floor < 1 {
+		add("login_campaign.floor", "must be at least 1, got %d", lc.Floor)
+	}
+	if lc.Factor < 1 {
+		add("login_campaign.factor", "must be at least 1, got %v", lc.Factor)
+	}
+	if lc.MinSources < 1 {
+		add("login_campaign.min_sources", "must be at least 1, got %d", lc.MinSources)
+	}
+	if lc.Warmup <= 0 {
+		add("login_campaign.warmup", "must be positive, got %s", lc.Warmup)
+	}
 }
 
 func (r Report) check(add addFunc) {

@@ -23,7 +23,7 @@ var attacks = []struct {
 	{"Privileged account takeover", []string{"privileged_first_activity", "privileged_new_country", "privileged_off_hours", "privileged_bulk_export"}},
 	{"Token hijack", []string{"token_binding_country", "token_binding_hosting", "token_binding_concurrent", "token_multi_location", "token_used_after_expiry"}},
 	{"Stolen cloud credential", []string{"cloud_credential_outside_provider", "cloud_credential_other_network", "credential_new_network"}},
-	{"Credential stuffing", []string{"login_failure_fanout"}},
+	{"Credential stuffing", []string{"login_failure_fanout", "login_failure_campaign"}},
 	{"Scraping from many principals", []string{"source_fanout", "network_fanout"}},
 	{"Bulk data export", []string{"record_volume", "record_enumeration", "slow_exfiltration", "behaviour_anomaly", "behaviour_multivariate"}},
 	{"Service account misuse", []string{"workload_new_network", "service_interactive_client"}},

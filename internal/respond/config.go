@@ -41,6 +41,7 @@ import (
 	"github.com/haechi-sec/haechi/internal/detect/peerroute"
 	"github.com/haechi-sec/haechi/internal/detect/privileged"
 	"github.com/haechi-sec/haechi/internal/detect/scripted"
+	"github.com/haechi-sec/haechi/internal/detect/stuffing"
 	"github.com/haechi-sec/haechi/internal/detect/terminated"
 	"github.com/haechi-sec/haechi/internal/detect/token"
 	"github.com/haechi-sec/haechi/internal/detect/volume"
@@ -226,7 +227,7 @@ const (
 // behavioural detectors: notify, contain only at critical risk.
 var behavioural = []string{
 	fanout.Name, scripted.Name, volume.Name, offhours.Name, peerroute.Name, behaviour.Name,
-	lifecycle.Name, geo.Name, keyposture.Name, credential.Name, privileged.Name,
+	lifecycle.Name, geo.Name, keyposture.Name, credential.Name, privileged.Name, stuffing.Name,
 }
 
 // DefaultConfig returns the shipped configuration: dry-run, no receivers
