@@ -21,7 +21,7 @@ var attacks = []struct {
 	{"Forged tokens", []string{"token_never_minted", "token_unknown_key", "token_key_retired", "token_issued_in_future"}},
 	{"Departed insider", []string{"activity_after_termination", "dormant_identity_active"}},
 	{"Privileged account takeover", []string{"privileged_first_activity", "privileged_new_country", "privileged_off_hours", "privileged_bulk_export"}},
-	{"Token hijack", []string{"token_binding_country", "token_binding_hosting", "token_binding_concurrent", "token_multi_location", "token_used_after_expiry"}},
+	{"Token hijack", []string{"token_binding_country", "token_binding_hosting", "token_binding_concurrent", "token_binding_client", "token_multi_location", "token_used_after_expiry"}},
 	{"Stolen cloud credential", []string{"cloud_credential_outside_provider", "cloud_credential_other_network", "credential_new_network"}},
 	{"Credential stuffing", []string{"login_failure_fanout", "login_failure_campaign"}},
 	{"Scraping from many principals", []string{"source_fanout", "network_fanout"}},

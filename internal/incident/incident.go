@@ -32,6 +32,19 @@
 //     with gaps up to Options.CampaignGap. A botnet rotating residential
 //     addresses across ASes and user agents is one campaign when its bots
 //     share either with the next bot to fail, within the gap.
+//   - Stolen-token campaigns: one thief replays tokens stolen from many
+//     customers (an infostealer's haul, a phishing proxy's catch), each
+//     token its own alert, days apart. Two alerts join when findings
+//     that call the token's new user the attacker's own infrastructure
+//     agree on it: token_binding_hosting (a data-centre network, where no
+//     customer lives) through the AS of the event it cites, and
+//     token_binding_client (a program, not a person's client) through the
+//     user-agent family of the event it cites; chained in time with gaps
+//     up to Options.TokenCampaignGap. Nothing a crowd shares joins them —
+//     not a residential or mobile carrier, not a browser's or the shop
+//     app's user agent, not a country — so travellers abroad
+//     (token_binding_country alone) and customers of one carrier stay
+//     apart.
 //
 // # Hubs
 //
@@ -190,17 +203,24 @@ type Options struct {
 	// gateway, an office, a forger's server impersonating customers — and
 	// so a hub (default 20).
 	SharedSource int
+	// TokenCampaignGap is the longest gap across which alerts of one
+	// stolen-token campaign key still join (default 7 days).
+	TokenCampaignGap time.Duration
 	// MaxGraphNodes caps an incident's graph (default 256).
 	MaxGraphNodes int
 }
 
 // Defaults of Options.
 const (
-	DefaultSourceGap     = 24 * time.Hour
-	DefaultCampaignGap   = time.Hour
-	DefaultHubFanIn      = 3
-	DefaultSharedSource  = 20
-	DefaultMaxGraphNodes = 256
+	DefaultSourceGap   = 24 * time.Hour
+	DefaultCampaignGap = time.Hour
+	// DefaultTokenCampaignGap: a thief works through stolen sessions for
+	// days (each token is live for hours to days and is used when it
+	// comes in), and a week spans a weekend's pause.
+	DefaultTokenCampaignGap = 7 * 24 * time.Hour
+	DefaultHubFanIn         = 3
+	DefaultSharedSource     = 20
+	DefaultMaxGraphNodes    = 256
 )
 
 func (o Options) withDefaults() Options {
@@ -209,6 +229,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.CampaignGap <= 0 {
 		o.CampaignGap = DefaultCampaignGap
+	}
+	if o.TokenCampaignGap <= 0 {
+		o.TokenCampaignGap = DefaultTokenCampaignGap
 	}
 	if o.HubFanIn <= 0 {
 		o.HubFanIn = DefaultHubFanIn
@@ -251,7 +274,9 @@ type item struct {
 	asns    []uint32
 	uas     []string // user-agent families
 	victims []string // principals of cited events, any outcome
-	edges   []Edge
+	// tokenCampaign: stolen-token campaign keys (package doc).
+	tokenCampaign []string
+	edges         []Edge
 }
 
 // Group groups alerts into incidents (package doc). Withdrawn alerts are
@@ -336,6 +361,15 @@ func Group(alerts []event.Alert, facts Facts, opts Options) []Incident {
 	}
 	for _, k := range sortedKeys(campaign, strings.Compare) {
 		chain(uf, items, campaign[k], opts.CampaignGap)
+	}
+	tokenCampaign := map[string][]int{}
+	for i, it := range items {
+		for _, k := range it.tokenCampaign {
+			tokenCampaign[k] = append(tokenCampaign[k], i)
+		}
+	}
+	for _, k := range sortedKeys(tokenCampaign, strings.Compare) {
+		chain(uf, items, tokenCampaign[k], opts.TokenCampaignGap)
 	}
 
 	groups := map[int][]int{}
@@ -463,8 +497,36 @@ func derive(it *item, facts Facts, accused map[event.EntityKey]bool) {
 			if ef.Principal != "" && !slices.Contains(it.victims, ef.Principal) {
 				it.victims = append(it.victims, ef.Principal)
 			}
+			if k := tokenCampaignKey(f.Kind, ef); k != "" && !slices.Contains(it.tokenCampaign, k) {
+				it.tokenCampaign = append(it.tokenCampaign, k)
+			}
 		}
 	}
+}
+
+// Finding kinds whose cited event names a stolen-token thief's own
+// infrastructure (token_binding's; named here, not imported: stages do
+// not import each other).
+const (
+	kindTokenHosting = "token_binding_hosting" // the event's network is a data centre
+	kindTokenClient  = "token_binding_client"  // the event's client is a program
+)
+
+// tokenCampaignKey is the stolen-token campaign key a finding of kind
+// gives its cited event, "" when none: the AS of a hosting use, the
+// user-agent family of a program's use.
+func tokenCampaignKey(kind string, ef EventFacts) string {
+	switch kind {
+	case kindTokenHosting:
+		if ef.ASN != 0 {
+			return "as\x00" + uitoa(ef.ASN)
+		}
+	case kindTokenClient:
+		if u := UAFamily(ef.UserAgent); u != "" {
+			return "ua\x00" + u
+		}
+	}
+	return ""
 }
 
 // UAFamily returns a user agent's family: lower-cased, with every run of

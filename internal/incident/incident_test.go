@@ -84,6 +84,121 @@ func stuffing(fx *facts, prefix string, start time.Time, bots int, asns []uint32
 	return out
 }
 
+// hijacks: one thief replaying n customers' stolen tokens, one alert per
+// token, every `every`; each alert cites the replay, from the AS asn(i)
+// with the user agent ua(i), and carries a finding of each kind.
+func hijacks(fx *facts, prefix string, start time.Time, n int, every time.Duration, asn func(int) uint32, ua func(int) string, kinds ...string) []event.Alert {
+	var out []event.Alert
+	for i := range n {
+		at := start.Add(time.Duration(i) * every)
+		tok := ent(event.EntityToken, fmt.Sprintf("%stk-%d", prefix, i))
+		src := ent(event.EntitySource, fmt.Sprintf("%s.%d.%d", prefix, i/200, i%200+1))
+		ref := fmt.Sprintf("%s-replay-%d", prefix, i)
+		fx.events[ref] = EventFacts{Success: true, Principal: fmt.Sprintf("m:%s%d", prefix, i), Token: tok.ID, Key: "prod-key",
+			Source: src.ID, ASN: asn(i), UserAgent: ua(i)}
+		a := mk(at, tok, "token_binding", kinds[0], event.SeverityCritical, []string{ref}, src)
+		for _, k := range kinds[1:] {
+			f := a.Findings[0]
+			f.Kind = k
+			a.Findings = append(a.Findings, f)
+		}
+		out = append(out, a)
+	}
+	return out
+}
+
+var appUAs = []string{
+	"ExampleShop/8.4.1 (iPhone15,2; iOS 18.5) CFNetwork/1568.100.1 Darwin/24.0.0",
+	"Mozilla/5.0 (iPhone; CPU iPhone OS 18_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/18.5 Mobile/15E148 Safari/604.1",
+	"ExampleShop/8.4.1 (Android 14; SM-S918N) okhttp/4.12.0",
+}
+
+func TestGroupStolenTokenCampaigns(t *testing.T) {
+	day := 24 * time.Hour
+	oneAS := func(n uint32) func(int) uint32 { return func(int) uint32 { return n } }
+	rotating := func(i int) uint32 { return []uint32{4766, 9318, 17858, 7922}[i%4] }
+	victimsApp := func(i int) string { return appUAs[i%len(appUAs)] }
+	script := func(i int) string { return fmt.Sprintf("python-requests/2.%d.0", 30+i%3) }
+	cases := []struct {
+		name string
+		make func(*facts) []event.Alert
+		want []int
+	}{
+		{
+			name: "replays from one data centre's AS, days apart, victims' own apps, are one incident",
+			make: func(fx *facts) []event.Alert {
+				return hijacks(fx, "10.9", t0, 6, 3*day, oneAS(14061), victimsApp, "token_binding_country", "token_binding_hosting")
+			},
+			want: []int{6},
+		},
+		{
+			name: "a script over rotating residential networks, days apart, is one incident",
+			make: func(fx *facts) []event.Alert {
+				return hijacks(fx, "10.8", t0, 8, 2*day, rotating, script, "token_binding_client")
+			},
+			want: []int{8},
+		},
+		{
+			name: "a pause longer than TokenCampaignGap splits the campaign",
+			make: func(fx *facts) []event.Alert {
+				a := hijacks(fx, "10.7", t0, 2, day, oneAS(14061), victimsApp, "token_binding_hosting")
+				return append(a, hijacks(fx, "10.6", t0.Add(DefaultTokenCampaignGap+3*day), 2, day, oneAS(14061), victimsApp, "token_binding_hosting")...)
+			},
+			want: []int{2, 2},
+		},
+		{
+			name: "two data centres' ASes are two campaigns",
+			make: func(fx *facts) []event.Alert {
+				a := hijacks(fx, "10.7", t0, 3, day, oneAS(14061), victimsApp, "token_binding_hosting")
+				return append(a, hijacks(fx, "10.6", t0.Add(time.Hour), 3, day, oneAS(16276), victimsApp, "token_binding_hosting")...)
+			},
+			want: []int{3, 3},
+		},
+		{
+			// Hard benign: customers abroad on one carrier, with the same
+			// phone and browser, days apart — a crowd's network and client.
+			name: "travellers on one foreign carrier with the same client stay apart",
+			make: func(fx *facts) []event.Alert {
+				return hijacks(fx, "10.5", t0, 4, day, oneAS(2516), func(int) string { return appUAs[1] }, "token_binding_country")
+			},
+			want: []int{1, 1, 1, 1},
+		},
+		{
+			// Hard benign next to an attack: a traveller on the residential
+			// network the thief's script also used, the same week.
+			name: "a traveller sharing the script's residential AS stays out of its campaign",
+			make: func(fx *facts) []event.Alert {
+				a := hijacks(fx, "10.8", t0, 4, day, oneAS(7922), script, "token_binding_country", "token_binding_client")
+				return append(a, hijacks(fx, "10.4", t0.Add(36*time.Hour), 1, day, oneAS(7922), func(int) string { return appUAs[1] }, "token_binding_country")...)
+			},
+			want: []int{4, 1},
+		},
+		{
+			// A browser copied by the thief is a crowd's client: the client
+			// key only comes from token_binding_client, whose use is a program.
+			name: "country alerts sharing a browser family do not join",
+			make: func(fx *facts) []event.Alert {
+				return hijacks(fx, "10.3", t0, 3, day, rotating, func(int) string { return appUAs[1] }, "token_binding_country")
+			},
+			want: []int{1, 1, 1},
+		},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			fx := newFacts()
+			alerts := tc.make(fx)
+			var sizes []int
+			for _, in := range Group(alerts, fx, Options{}) {
+				sizes = append(sizes, len(in.AlertIDs))
+			}
+			slices.SortFunc(sizes, func(x, y int) int { return y - x })
+			if !slices.Equal(sizes, tc.want) {
+				t.Fatalf("incident sizes %v, want %v", sizes, tc.want)
+			}
+		})
+	}
+}
+
 func TestGroup(t *testing.T) {
 	cases := []struct {
 		name string

@@ -57,6 +57,23 @@
 //     SwitchWindow (default 60 s) of the run's first switch is more than
 //     one client can do: the token is in use from two places, or walked
 //     through a rotating proxy.
+//   - token_binding_client (90): used by a program when it was bound to a
+//     person's client. The binding's family is a browser, an in-app
+//     WebView or a native app naming its platform (Family.Interactive),
+//     and the use's user agent is an HTTP library or a headless browser
+//     that is not the native HTTP stack of the binding's platform
+//     (Automated: okhttp on Android, CFNetwork on Apple platforms,
+//     WinHTTP on Windows, which an app's background requests may carry).
+//     Client software does not change during one token's life: an app
+//     update keeps its family, and a new device signs in and gets a token
+//     of its own. A bearer token that a script presents was taken out of
+//     the client it was issued to — by an infostealer, a phishing proxy,
+//     or the user (a customer scripting their own account is reported
+//     too). It needs neither a new country nor a new network, so it sees
+//     a thief behind a domestic residential proxy. A self-declared
+//     crawler is not counted (link previewers fetch shared links, tokens
+//     in them included), and an attacker who copies the victim's user
+//     agent is not seen by this rule.
 //
 // # State and memory
 //
@@ -78,8 +95,8 @@
 //
 // # What it cannot see
 //
-// A thief in the victim's own country, on a residential network, using
-// the token only while the victim is not; a token shared between two of
+// A thief in the victim's own country, on a residential network, with the
+// victim's own user agent, using the token only while the victim is not; a token shared between two of
 // the user's own devices (two networks at once); a customer who mints a
 // token at home and carries it abroad within its lifetime (a country
 // finding: signing in again after a revocation is the cost); a privacy
@@ -105,6 +122,7 @@ const (
 	KindCountry    = "token_binding_country"
 	KindHosting    = "token_binding_hosting"
 	KindConcurrent = "token_binding_concurrent"
+	KindClient     = "token_binding_client"
 )
 
 // Score of every finding kind: definitive enough to alert on its own.
@@ -233,6 +251,7 @@ const (
 	fCountry                      // token_binding_country fired
 	fHostingUse                   // token_binding_hosting fired
 	fConcurrent                   // token_binding_concurrent fired
+	fClient                       // token_binding_client fired
 )
 
 // entry is what a shard keeps of one live token: 52 bytes.
@@ -283,6 +302,7 @@ func (s *shard) Process(c *engine.Context, key event.EntityKey, ev *event.Event)
 	// Judge the use against the binding made so far.
 	if !mint && ok {
 		s.judge(c, key, ev, &e, net, cc)
+		s.judgeClient(c, key, ev, &e, cc)
 	}
 
 	// Fill the binding from what it lacks.
@@ -372,6 +392,22 @@ func (s *shard) judge(c *engine.Context, key event.EntityKey, ev *event.Event, e
 			fmt.Sprintf("Token %s was bound to %s, a residential, mobile or office network, and used %s at %s from %s, a hosting network: the client it was issued to does not move into a data centre.",
 				key.ID, s.bindingText(e), byFrom(ev), stamp(ev.Time), s.useText(ev, cc))))
 	}
+}
+
+// judgeClient fires token_binding_client for a use of a token bound to a
+// person's client by a program.
+func (s *shard) judgeClient(c *engine.Context, key event.EntityKey, ev *event.Event, e *entry, cc uint16) {
+	if e.flags&fClient != 0 || e.bUA == 0 {
+		return
+	}
+	bound := familyOf(e.bUA)
+	if !bound.Interactive() || !Automated(ev.UserAgent, bound.OS) {
+		return
+	}
+	e.flags |= fClient
+	c.Emit(s.finding(c, KindClient, "Token bound to a person's client used by a program", key, ev, e,
+		fmt.Sprintf("Token %s was bound to %s, a person's client, and used %s at %s from %s, a program's client: a bearer token does not change client software during its life, so it was taken out of the client it was issued to.",
+			key.ID, s.bindingText(e), byFrom(ev), stamp(ev.Time), s.useText(ev, cc))))
 }
 
 // observe folds a use (or the mint) on net at now into the token's recent

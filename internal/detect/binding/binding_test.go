@@ -49,7 +49,7 @@ func TestKey(t *testing.T) {
 // TestFindingsImmediate: every signal alerts on its own and names the
 // new source for block_source.
 func TestFindingsImmediate(t *testing.T) {
-	for _, c := range []string{"country", "hosting", "concurrent", "foreign_hosting_replay", "rotating_proxy", "mint_without_network"} {
+	for _, c := range []string{"country", "hosting", "concurrent", "foreign_hosting_replay", "rotating_proxy", "mint_without_network", "script_replay_domestic_proxy", "headless_replay_same_carrier"} {
 		evs := readCase(t, c)
 		fs := detecttest.Findings(t, evs, 2, newDetector())
 		if len(fs) == 0 {

@@ -206,3 +206,91 @@ func isLibrary(l string) bool {
 	}
 	return false
 }
+
+// Interactive reports whether f is a person's client: a browser, an
+// in-app WebView, or a native app that names its platform. A native app
+// without a platform ("PartnerSync/2.1") is as likely a server's tool as a
+// person's app, and is not.
+func (f Family) Interactive() bool {
+	switch f.Client {
+	case ClientChrome, ClientEdge, ClientFirefox, ClientSafari, ClientOpera, ClientSamsung, ClientWebView, ClientBrowser:
+		return true
+	case ClientApp:
+		return f.OS != OSUnknown
+	}
+	return false
+}
+
+// nativeStacks are the HTTP libraries an operating system's apps are built
+// on, by their product name: an app's background requests (a sync job, a
+// push handler, a download manager) may carry the stack's default agent
+// instead of the app's own.
+var nativeStacks = [numOS][]string{
+	OSAndroid: {"okhttp", "apache-httpclient"},
+	OSIOS:     {"cfnetwork"},
+	OSMacOS:   {"cfnetwork"},
+	OSWindows: {"winhttp"},
+}
+
+// Automated reports whether the user agent ua is a program's rather than a
+// person's client: an HTTP library or a headless browser, as ParseFamily
+// classifies them — unless it is the native HTTP stack of the platform on
+// (nativeStacks; with on unknown, the stack of any platform), which a
+// person's app may use for its background requests. A self-declared
+// crawler is not counted: link previewers fetch the links people share,
+// tokens in them included. It does not allocate (it runs on every use of
+// a token bound to a person's client).
+func Automated(ua string, on OS) bool {
+	ua = strings.TrimSpace(ua)
+	if len(ua) > maxUA {
+		ua = ua[:maxUA]
+	}
+	first := ua
+	if i := strings.IndexAny(first, " (/"); i >= 0 {
+		first = first[:i]
+	}
+	if strings.EqualFold(first, "mozilla") || strings.EqualFold(first, "opera") {
+		return containsFold(ua, "headlesschrome") || containsFold(ua, "phantomjs")
+	}
+	if first == "" || !hasProductFold(ua, libraries) {
+		return false
+	}
+	for os, stacks := range nativeStacks {
+		if (on == OSUnknown || OS(os) == on) && hasProductFold(ua, stacks) {
+			return false
+		}
+	}
+	return true
+}
+
+// hasProductFold reports whether ua starts, case-insensitively, with one
+// of the product names, followed by "/", " " or nothing (isLibrary's rule).
+func hasProductFold(ua string, names []string) bool {
+	for _, n := range names {
+		if len(ua) >= len(n) && strings.EqualFold(ua[:len(n)], n) && (len(ua) == len(n) || ua[len(n)] == '/' || ua[len(n)] == ' ') {
+			return true
+		}
+	}
+	return false
+}
+
+// containsFold reports whether s contains the lower-case ASCII needle,
+// ignoring ASCII case.
+func containsFold(s, needle string) bool {
+	for i := 0; i+len(needle) <= len(s); i++ {
+		j := 0
+		for ; j < len(needle); j++ {
+			b := s[i+j]
+			if 'A' <= b && b <= 'Z' {
+				b += 'a' - 'A'
+			}
+			if b != needle[j] {
+				break
+			}
+		}
+		if j == len(needle) {
+			return true
+		}
+	}
+	return false
+}

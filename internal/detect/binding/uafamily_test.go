@@ -85,3 +85,81 @@ func FuzzParseFamily(f *testing.F) {
 		_ = got.String()
 	})
 }
+
+func TestInteractiveAndAutomated(t *testing.T) {
+	for _, tc := range []struct {
+		ua          string
+		interactive bool
+		// automated on the binding's platform: unknown, Android, iOS.
+		onUnknown, onAndroid, onIOS bool
+	}{
+		{"Mozilla/5.0 (iPhone; CPU iPhone OS 18_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/18.5 Mobile/15E148 Safari/604.1", true, false, false, false},
+		{"ExampleShop/8.4.1 (Android 14) okhttp/4.12.0", true, false, false, false},
+		{"PartnerSync/2.1", false, false, false, false}, // a tool naming no platform
+		{"python-requests/2.32.3", false, true, true, true},
+		{"Python-Requests/2.32.3", false, true, true, true},
+		{"curl/8.5.0", false, true, true, true},
+		{"Java/21.0.1", false, true, true, true},
+		{"Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) HeadlessChrome/120.0.0.0 Safari/537.36", false, true, true, true},
+		// Platform stacks: an app's background requests on its own platform.
+		{"okhttp/4.12.0", false, false, false, true},
+		{"CFNetwork/1568.100.1 Darwin/24.0.0", false, false, true, false},
+		// Link previewers and crawlers are not counted.
+		{"Mozilla/5.0 (compatible; Discordbot/2.0; +https://discordapp.com)", false, false, false, false},
+		{"", false, false, false, false},
+	} {
+		if got := ParseFamily(tc.ua).Interactive(); got != tc.interactive {
+			t.Errorf("ParseFamily(%q).Interactive() = %v", tc.ua, got)
+		}
+		for _, c := range []struct {
+			on   OS
+			want bool
+		}{{OSUnknown, tc.onUnknown}, {OSAndroid, tc.onAndroid}, {OSIOS, tc.onIOS}} {
+			if got := Automated(tc.ua, c.on); got != c.want {
+				t.Errorf("Automated(%q, %v) = %v, want %v", tc.ua, c.on, got, c.want)
+			}
+		}
+	}
+	if n := testing.AllocsPerRun(100, func() { Automated("ExampleShop/8.4.1 (Android 14) okhttp/4.12.0", OSAndroid) }); n != 0 {
+		t.Errorf("Automated allocates %.0f times", n)
+	}
+}
+
+// FuzzAutomated: the allocation-free Automated agrees with ParseFamily's
+// classes on ASCII agents (headless browser, or a library that is not a
+// native stack of the platform).
+func FuzzAutomated(f *testing.F) {
+	for _, s := range []string{"", "python-requests/2.32.3", "okhttp/4.12.0", "CFNetwork/1 Darwin/2", "Mozilla/5.0 HeadlessChrome/1",
+		"curl", "Opera phantomjs", "ExampleShop/8.4.1 (Android 14) okhttp/4.12.0", " curl/8 "} {
+		f.Add(s, uint8(0))
+	}
+	f.Fuzz(func(t *testing.T, ua string, os uint8) {
+		on := OS(os % uint8(numOS))
+		got := Automated(ua, on)
+		for i := 0; i < len(ua); i++ {
+			if ua[i] >= utf8.RuneSelf {
+				return
+			}
+		}
+		fam := ParseFamily(ua)
+		want := fam.Client == ClientHeadless
+		if fam.Client == ClientLibrary {
+			l := strings.ToLower(strings.TrimSpace(ua))
+			if len(l) > maxUA {
+				l = l[:maxUA]
+			}
+			native := false
+			for o, stacks := range nativeStacks {
+				for _, lib := range stacks {
+					if (on == OSUnknown || OS(o) == on) && strings.HasPrefix(l, lib) && (len(l) == len(lib) || l[len(lib)] == '/' || l[len(lib)] == ' ') {
+						native = true
+					}
+				}
+			}
+			want = !native
+		}
+		if got != want {
+			t.Fatalf("Automated(%q, %v) = %v, ParseFamily says %+v", ua, on, got, fam)
+		}
+	})
+}
