@@ -98,7 +98,10 @@ type Batch struct {
 }
 
 // Output is what a shard reports after each batch it processed: the
-// findings it emitted (possibly none) and the watermark it has reached. The
+// findings emitted (possibly none) and the watermark it has reached. The
+// findings of one message on every shard come together, in event-time
+// order, with the first shard's output of that message (see merge); the
+// other shards' outputs of it carry none. The
 // watermark of the whole engine, as far as findings are concerned, is the
 // minimum over shards; a consumer that closes windows must use that minimum
 // so no shard can still emit into a closed window. Final is set on each
@@ -474,21 +477,48 @@ func (e *Engine) Run(ctx context.Context) error {
 // merge hands the shards' outputs on in a deterministic order. Every shard
 // receives the same sequence of messages (each batch's share, watermark
 // broadcasts, the final message) and answers each with exactly one
-// Output, so taking one output from each shard in turn yields, for the
-// same input, the same sequence of outputs whatever the goroutines'
-// timing — and the alert stage, which folds findings in that order and
-// closes windows on those watermarks, raises the same alerts with the
-// same ids in every run (replays, restarts after a crash). Findings within
-// an output are sorted for the same reason.
+// Output, so taking one output from each shard in turn — a round, one
+// message's outputs — yields, for the same input, the same sequence of
+// outputs whatever the goroutines' timing, and the alert stage, which
+// folds findings in that order and closes windows on those watermarks,
+// raises the same alerts with the same ids in every run (replays, restarts
+// after a crash).
+//
+// The findings of one round were emitted at the same point of the input,
+// on shards that do not order among themselves: the round's findings of
+// every shard are sorted together by event time (sortFindings) and handed
+// on with the round's first output, the others' outputs carrying none.
+// Handed on shard by shard, a later finding of a lower-numbered shard
+// would come first, and the alert stage (which opens an alert with the
+// first finding to arrive) would raise the alert at that later time — a
+// forged token used at 16:00:00 and another at 16:02:14 in one batch
+// alerted at 16:02:14. The watermarks of the round still come with their
+// own shard's output, after every finding of the round (the first output
+// is handed on first).
 func (e *Engine) merge() {
+	round := make([]Output, len(e.shardOut))
 	for {
-		for _, ch := range e.shardOut {
+		n := 0
+		for i, ch := range e.shardOut {
 			o, ok := <-ch
 			if !ok {
 				return // every shard ends after the same final message
 			}
-			sortFindings(o.Findings)
-			e.out <- o
+			round[i] = o
+			n += len(o.Findings)
+		}
+		if len(round) > 1 && n > 0 {
+			all := make([]event.Finding, 0, n)
+			for i := range round {
+				all = append(all, round[i].Findings...)
+				round[i].Findings = nil
+			}
+			round[0].Findings = all
+		}
+		sortFindings(round[0].Findings)
+		for i := range round {
+			e.out <- round[i]
+			round[i] = Output{}
 		}
 	}
 }

@@ -457,3 +457,55 @@ func TestStreamProgress(t *testing.T) {
 		}
 	}
 }
+
+// timeEmitter keys on user.id and emits one finding per event, at its time.
+type timeEmitter struct{}
+
+func (timeEmitter) Name() string { return "timeEmitter" }
+func (timeEmitter) Key(ev *event.Event) (event.EntityKey, bool) {
+	return event.EntityKey{Kind: event.EntityPrincipal, ID: ev.User.ID}, ev.User.ID != ""
+}
+func (timeEmitter) NewShard() engine.Shard { return timeEmitterShard{} }
+
+type timeEmitterShard struct{}
+
+func (timeEmitterShard) Process(c *engine.Context, key event.EntityKey, ev *event.Event) {
+	c.Emit(event.Finding{Kind: "k", Entity: event.EntityKey{Kind: event.EntitySigningKey, ID: "k1"}, Time: ev.Time, Score: 95, Evidence: []string{c.Ref(ev)}})
+}
+
+// TestRoundFindingsInEventTimeOrder: findings of one message emitted on
+// several shards reach the consumer in event-time order, not shard by
+// shard — the alert stage opens an alert with the first finding to arrive,
+// so a later finding of a lower-numbered shard handed on first would raise
+// the alert late (a ghost-key alert at the second forged token's use
+// instead of the first's).
+func TestRoundFindingsInEventTimeOrder(t *testing.T) {
+	const shards = 4
+	// One user per shard, the highest shard's used first.
+	users := make([]string, shards)
+	for i := 0; users[shards-1] == "" || users[0] == ""; i++ {
+		u := fmt.Sprintf("u%d", i)
+		if s := engine.HashKey(event.EntityKey{Kind: event.EntityPrincipal, ID: u}) % shards; users[s] == "" {
+			users[s] = u
+		}
+	}
+	batch := []event.Event{
+		ev("e1", users[shards-1], 0),
+		ev("e2", users[0], time.Second),
+		ev("e3", users[shards-1], 2*time.Second),
+		ev("e4", users[0], 3*time.Second),
+	}
+	e, err := engine.New(engine.Options{Detectors: []engine.Detector{timeEmitter{}}, Shards: shards})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, o := range collect(t, e, batch) {
+		for _, f := range o.Findings {
+			got = append(got, f.Evidence[0])
+		}
+	}
+	if want := []string{"e1", "e2", "e3", "e4"}; !slices.Equal(got, want) {
+		t.Errorf("findings in order %v, want %v (event time)", got, want)
+	}
+}

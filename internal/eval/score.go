@@ -39,7 +39,10 @@ type ScenarioScore struct {
 	Name     string `json:"name"`
 	Detected bool   `json:"detected"`
 	// TimeToDetectSeconds is event time from the scenario's first malicious
-	// event to its first attributed alert, floored at 0; null when not
+	// event to the earliest DetectedAt of its attributed alerts: when, in
+	// the order findings were processed, an alert first held the attack —
+	// not when an alert that was already open before the attack began
+	// (its window's start) was raised. Floored at 0; null when not
 	// detected.
 	TimeToDetectSeconds *float64 `json:"time_to_detect_seconds"`
 	// RecordsExposedBeforeContainment counts distinct records read by
@@ -76,6 +79,19 @@ type ScenarioScore struct {
 	TimeToFindingSeconds map[string]float64 `json:"time_to_finding_seconds,omitempty"`
 }
 
+// FirstDetecting returns the attributed alert with the earliest DetectedAt
+// (the first by time of those), the one time to detect counts from; zero
+// without alerts.
+func (ss *ScenarioScore) FirstDetecting() AlertRef {
+	var first AlertRef
+	for i, r := range ss.Alerts {
+		if i == 0 || r.DetectedAt.Before(first.DetectedAt) {
+			first = r
+		}
+	}
+	return first
+}
+
 // WithdrawnAlerts counts withdrawn alerts by what they were about, the way
 // standing ones are attributed (Score).
 type WithdrawnAlerts struct {
@@ -89,12 +105,18 @@ type WithdrawnAlerts struct {
 
 // AlertRef names an alert in the scorecard.
 type AlertRef struct {
-	ID       string          `json:"id"`
-	Time     time.Time       `json:"time"`
-	Detector string          `json:"detector"`
-	Entity   event.EntityKey `json:"entity"`
-	Severity string          `json:"severity"` // "low" … "critical"
-	Title    string          `json:"title"`
+	ID   string    `json:"id"`
+	Time time.Time `json:"time"`
+	// DetectedAt is the event time at which the alert first held the
+	// scenario (detectedAt): its Time when it was raised at or after the
+	// scenario's first malicious event, else (an alert open before the
+	// attack that attack findings joined) the time of its earliest finding
+	// from then on.
+	DetectedAt time.Time       `json:"detected_at"`
+	Detector   string          `json:"detector"`
+	Entity     event.EntityKey `json:"entity"`
+	Severity   string          `json:"severity"` // "low" … "critical"
+	Title      string          `json:"title"`
 }
 
 // FalsePositives counts alerts attributed to no scenario.
@@ -195,12 +217,17 @@ func ScoreWithResponse(t *truth.Truth, obs, gated *Observer, alerts []event.Aler
 	// Per scenario, the earliest finding of each detector citing one of its
 	// malicious events.
 	firstFinding := make([]map[string]time.Time, len(t.Scenarios))
+	firsts := make([]time.Time, len(t.Scenarios))
+	for i, s := range t.Scenarios {
+		firsts[i] = firstMalicious(s, obs)
+	}
 	for i := range alerts {
 		a := &alerts[i]
 		scen := scenarios(a)
 		if len(scen) > 0 {
 			ref := AlertRef{ID: a.ID, Time: a.Time, Detector: a.Detector, Entity: a.Entity, Severity: a.Severity.String(), Title: a.Title}
 			for _, si := range scen {
+				ref.DetectedAt = detectedAt(a, firsts[si])
 				sc.Scenarios[si].Alerts = append(sc.Scenarios[si].Alerts, ref)
 			}
 			for fi := range a.Findings {
@@ -245,7 +272,7 @@ func ScoreWithResponse(t *truth.Truth, obs, gated *Observer, alerts []event.Aler
 	fp.HardBenign.PerTenKIdentitiesPerDay = rate(fp.HardBenign.Alerts, sc.Identities, sc.Days)
 
 	for i, s := range t.Scenarios {
-		first := scoreScenario(&sc.Scenarios[i], s, obs)
+		first := scoreScenario(&sc.Scenarios[i], s, obs, firsts[i])
 		if ff := firstFinding[i]; ff != nil && !first.IsZero() {
 			sc.Scenarios[i].TimeToFindingSeconds = map[string]float64{}
 			for det, at := range ff {
@@ -307,22 +334,62 @@ func (at *attributor) scenarios(a *event.Alert) []int {
 	})
 }
 
+// firstMalicious is the scenario's first malicious event time: the
+// truth's first_malicious, else the earliest malicious event obs saw
+// (zero: unknown).
+func firstMalicious(s truth.Scenario, obs *Observer) time.Time {
+	first := s.FirstMalicious
+	if !first.IsZero() {
+		return first
+	}
+	for _, id := range s.MaliciousEventIDs {
+		if m := obs.mal[id]; m != nil && m.seen && (first.IsZero() || m.time.Before(first)) {
+			first = m.time
+		}
+	}
+	return first
+}
+
+// detectedAt is the event time at which the alert a first held an attack
+// whose first malicious event is at first. Alerts are raised in the order
+// findings are processed, each finding at the event time of the event
+// that decided it (the request that crossed a threshold, the use whose
+// mint could no longer come): an alert raised at or after first detected
+// the attack at its Time, the event time of the finding that made its
+// entity cross the threshold. An alert raised before first (its entity's
+// session window was already open, e.g. a signing key's posture alert in
+// the morning of a forgery) detected the attack only when a finding from
+// first on joined it: the earliest such finding's time, else (none among
+// the findings the alert keeps) the alert's latest finding's. Without
+// first, its Time.
+func detectedAt(a *event.Alert, first time.Time) time.Time {
+	if first.IsZero() || !a.Time.Before(first) {
+		return a.Time
+	}
+	var at time.Time
+	for i := range a.Findings {
+		f := &a.Findings[i]
+		if f.Withdraws == 0 && !f.Time.Before(first) && (at.IsZero() || f.Time.Before(at)) {
+			at = f.Time
+		}
+	}
+	if at.IsZero() {
+		at = alertEnd(a)
+	}
+	return at
+}
+
 // scoreScenario fills detection, time to detect and records from the
 // attributed alerts (already sorted by time) and the observed events, and
-// returns the scenario's first malicious event time (zero: unknown).
-func scoreScenario(ss *ScenarioScore, s truth.Scenario, obs *Observer) time.Time {
-	first := s.FirstMalicious
+// returns the scenario's first malicious event time first (zero: unknown;
+// firstMalicious).
+func scoreScenario(ss *ScenarioScore, s truth.Scenario, obs *Observer, first time.Time) time.Time {
 	touched := map[string]struct{}{}
 	seen := false
 	for _, id := range s.MaliciousEventIDs {
 		m := obs.mal[id]
 		if m == nil || !m.seen {
 			continue
-		}
-		// The truth's first_malicious rules; without it, the earliest
-		// malicious event seen.
-		if s.FirstMalicious.IsZero() && (!seen || m.time.Before(first)) {
-			first = m.time
 		}
 		seen = true
 		for _, r := range m.records {
@@ -340,7 +407,7 @@ func scoreScenario(ss *ScenarioScore, s truth.Scenario, obs *Observer) time.Time
 		return first
 	}
 	ss.Detected = true
-	at := ss.Alerts[0].Time
+	at := ss.FirstDetecting().DetectedAt
 	ttd := max(at.Sub(first).Seconds(), 0)
 	if first.IsZero() {
 		ttd = 0

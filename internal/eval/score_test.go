@@ -81,6 +81,12 @@ func lasting(a event.Alert, offset int) event.Alert {
 	return a
 }
 
+// joined adds a finding of the alert's detector and entity at offset.
+func joined(a event.Alert, offset int) event.Alert {
+	a.Findings = append(a.Findings, event.Finding{Detector: a.Detector, Entity: a.Entity, Time: at(offset)})
+	return a
+}
+
 func TestScore(t *testing.T) {
 	type scen struct {
 		detected bool
@@ -122,10 +128,19 @@ func TestScore(t *testing.T) {
 		ordinary:   1,
 		byDetector: map[string]int{"d1": 1},
 	}, {
-		name:   "alert opened before the attack and still open in it: ttd floored at 0",
+		// Not its Time (the window's start, before the attack: that
+		// measured 0 s, with nothing exposed) but when it first held the
+		// attack: its latest finding's time when none it keeps is from the
+		// attack's start on.
+		name:   "alert opened before the attack and still open in it: detected at its latest finding",
 		alerts: []event.Alert{lasting(mkAlert("early", 50, "d1", source("10.0.0.2")), 150)},
 		a:      scen{false, -1, 5, 5, nil},
-		b:      scen{true, 0, 0, 3, []string{"early"}},
+		b:      scen{true, 50, 1, 3, []string{"early"}},
+	}, {
+		name:   "alert opened before the attack and still open in it: detected when the attack's first finding joined",
+		alerts: []event.Alert{joined(lasting(mkAlert("early", 50, "d1", source("10.0.0.2")), 150), 120)},
+		a:      scen{false, -1, 5, 5, nil},
+		b:      scen{true, 20, 1, 3, []string{"early"}},
 	}, {
 		name:   "one alert attributed to two scenarios",
 		alerts: []event.Alert{mkAlert("both", 100, "d1", principal("x"), "b1")},

@@ -182,7 +182,8 @@ func (s SeedsScorecard) WriteText(w io.Writer) error {
 				ttd = HumanDuration(*sc.TimeToDetectSeconds)
 			}
 			if len(sc.Alerts) > 0 {
-				first = sc.Alerts[0].Detector + " " + sc.Alerts[0].Entity.String()
+				a := sc.FirstDetecting()
+				first = a.Detector + " " + a.Entity.String()
 			}
 			v := r.Variants[a.Name]
 			if v == "" {

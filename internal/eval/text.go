@@ -40,7 +40,7 @@ func (s Scorecard) WriteText(w io.Writer) error {
 				ttd = HumanDuration(*sc.TimeToDetectSeconds)
 			}
 			if len(sc.Alerts) > 0 {
-				a := sc.Alerts[0]
+				a := sc.FirstDetecting()
 				first = a.Detector + " " + a.Entity.String()
 			}
 			exposed := fmt.Sprintf("%d/%d", sc.RecordsExposedBeforeContainment, sc.RecordsTouched)
