@@ -333,10 +333,8 @@ func (s *shard) rollTo(r *role, id *ident, d int32) {
 // typicalBar is a role's typical window counts on one day: per window, the
 // upper quartile across its identities of each one's recent high of the
 // window (one figure per identity, so one identity cannot move it; a
-// recent high, so a window over a weekend does not read as zero). Windows
-// still filling count as they are once the identity has been seen for
-// coldDays: the bar is a comparison across the role today, and when
-// observation begins every identity's window fills alike.
+// recent high, so a window over a weekend does not read as zero), from
+// the identities seen for the whole window.
 type typicalBar struct {
 	day int32
 	v   [nWin]float64
@@ -357,10 +355,9 @@ func (r *role) typical(d int32) *typicalBar {
 			continue
 		}
 		for i := range nWin {
-			// Seen for coldDays finished days at least (the whole window
-			// for the 3-day one): before that a window leaving out its
-			// largest day is structurally near zero.
-			if st.dayAt-st.since >= int32(min(longWindows[i], coldDays)) {
+			// Seen for the whole window: before that a window leaving out
+			// its largest day is structurally small.
+			if st.dayAt-st.since >= int32(longWindows[i]) {
 				xs[i] = append(xs[i], float64(st.last[i]))
 			}
 		}
@@ -517,7 +514,7 @@ func (s *shard) slow(c *engine.Context, r *role, id *ident, w *window, start tim
 		j.own, j.ownOK = st.own[i].quantile(0.9, minOwnDays)
 		floor := float64(s.opts.LongFloor)
 		j.need = math.Inf(1)
-		if i > 0 && !j.ownOK && bar.ok[i] && bar.ok[0] && sus[i] >= math.Max(floor, cold*bar.v[i]) {
+		if i > 0 && longWindows[i] <= ringDays && !j.ownOK && bar.ok[i] && bar.ok[0] && sus[i] >= math.Max(floor, cold*bar.v[i]) {
 			// No history of its own: far above the role's typical member
 			// and persistent — every one of its last active days read many
 			// records new to it (a busy peer re-reads its working set; an
