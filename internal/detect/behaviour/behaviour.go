@@ -168,7 +168,8 @@ type role struct {
 	peersAll [nFeatures]fineHist
 	hod      [24]float64
 	long     [nWin]fineHist
-	scores   fineHist // model scores
+	bar      typicalBar // the typical bar of today, recomputed daily (not state)
+	scores   fineHist   // model scores
 	model    *hst
 	pending  [][nFeatures]float64 // vectors of the hour being closed
 }

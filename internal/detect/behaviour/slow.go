@@ -34,6 +34,25 @@ const (
 
 	minOwnDays  = 5  // decayed days of the identity's own history for the strong path
 	minPeerDays = 20 // decayed identity-days of the role for a peer baseline
+	minBarIDs   = 5  // identities with a full window for the role's typical bar
+
+	// barQuantile is the quantile across the role's identities, each
+	// counted once by its latest full window, that is the role's typical
+	// bar: its upper quartile, so no one identity (an exporter among them)
+	// can move it, and a role of mixed workloads is judged against its
+	// busier half.
+	barQuantile = 0.75
+	// coldFactor is how far above the typical bar a window (≥ 3 days) of
+	// an identity with no history of its own must be for the strong
+	// finding, with every one of its last coldDays active days adding at
+	// least half a typical member's day of records new to it;
+	// outsideColdFactor when the reads came from outside. With no history
+	// of its own the peers are the only evidence, so the bar is high: a
+	// new hire ramping up, or a cohort of them, reads new records every
+	// day too, at a few times the typical member.
+	coldFactor        = 4
+	outsideColdFactor = 3
+	coldDays          = 3
 
 	// ownSlowFactor is how far above its own 90th percentile of a window
 	// (≥ 3 days) an identity must be, also above its peers' 90th
@@ -156,13 +175,15 @@ func (h *slowHist) quantile(q, minWeight float64) (float64, bool) {
 	return math.Inf(1), true
 }
 
-// slowState is an identity's long-window state: 540 bytes.
+// slowState is an identity's long-window state: 548 bytes.
 type slowState struct {
 	day    [ringDays]hll64  // day d in day[d%ringDays]
 	week   [ringWeeks]hll64 // week k (unix day / 7) in week[k%ringWeeks]
 	own    [nWin]slowHist   // its daily sustained counts per window
 	dayAt  int32            // the newest day in the ring (0: none yet)
+	since  int32            // the identity's first active day
 	bigAt  int32            // the day of big
+	last   [nWin]uint16     // its recent high of the sustained counts (halving over a ring), saturating
 	big    uint16           // the largest day's distinct records (estimate) in the last 30 days, saturating
 	hour   uint16           // today's largest hour's distinct records, saturating
 	reads  uint16           // today's record reads, and those from outside (both halved when full)
@@ -242,23 +263,44 @@ func (s *shard) rollTo(r *role, id *ident, d int32) {
 	}
 	if st.dayAt > 0 {
 		_, sus := st.measure()
+		floor := float64(s.opts.LongFloor)
+		bar := r.typical(d)
 		k := uint32(65536 * math.Exp2(-float64(d-st.dayAt)/s.opts.HalfLifeInDays))
+		keep := math.Exp2(-float64(d-st.dayAt) / ringDays)
 		for i := range st.own {
 			for b := range st.own[i] {
 				st.own[i][b] = uint16(uint32(st.own[i][b]) * k >> 16)
 			}
-			// Winsorised: a day above the lowest bar is learnt at the bar, so
-			// a slow exporter cannot teach its own baseline within days; a
-			// lasting change of work still moves it, by ≤ 1.4× per step.
+			// A window is complete once the identity has been seen for as
+			// long as it: one still filling grows every day, and learning it
+			// would make the first full one look like a rise.
+			complete := st.dayAt-st.since+1 >= int32(longWindows[i])
+			st.last[i] = sat16(math.Max(sus[i], keep*float64(st.last[i])))
+			r.long[i].add(fRecords, sus[i])
+			if st.strong == uint16(st.dayAt) {
+				continue // a flagged day is not its normal
+			}
+			// Winsorised: a day above the lowest bar that could fire is
+			// learnt at that bar, so a slow exporter cannot teach its own
+			// baseline within days; a lasting change of work still moves
+			// it, by ≤ 1.4× per step. The bar is never below long_floor (a
+			// count under it cannot fire; a quiet first week would
+			// otherwise pin the baseline near zero). With no history of its
+			// own yet, the bar is the cold path's (an export begun in its
+			// first days is not learnt as its normal).
 			v := sus[i]
 			if p90, ok := st.own[i].quantile(0.9, minOwnDays); ok {
-				v = math.Min(v, outsideSlowFactor*p90)
+				v = math.Min(v, math.Max(floor, outsideSlowFactor*p90))
+			} else if bar.ok[i] {
+				v = math.Min(v, math.Max(floor, coldFactor*bar.v[i]))
 			}
-			if st.strong != uint16(st.dayAt) {
+			if complete {
 				st.own[i].add(v)
 			}
-			r.long[i].add(fRecords, sus[i])
 		}
+	}
+	if st.dayAt == 0 {
+		st.since = d
 	}
 	// The weeks kept are the ringWeeks before the current one (the current
 	// week's days are still in the ring).
@@ -286,6 +328,87 @@ func (s *shard) rollTo(r *role, id *ident, d int32) {
 	}
 	st.dayAt = d
 	st.hour, st.reads, st.out = 0, 0, 0
+}
+
+// typicalBar is a role's typical window counts on one day: per window, the
+// upper quartile across its identities of each one's recent high of the
+// window (one figure per identity, so one identity cannot move it; a
+// recent high, so a window over a weekend does not read as zero), from
+// the identities seen for the whole window.
+type typicalBar struct {
+	day int32
+	v   [nWin]float64
+	ok  [nWin]bool
+}
+
+// typical returns r's typical bar for day d, computed at the first ask of
+// the day from the identities active in the last ringDays days.
+func (r *role) typical(d int32) *typicalBar {
+	if r.bar.day == d {
+		return &r.bar
+	}
+	r.bar = typicalBar{day: d}
+	var xs [nWin][]float64
+	for _, id := range r.ids {
+		st := &id.sl
+		if st.dayAt <= d-ringDays {
+			continue
+		}
+		for i := range nWin {
+			// Seen for the whole window: before that a window leaving out
+			// its largest day is structurally small.
+			if st.dayAt-st.since >= int32(longWindows[i]) {
+				xs[i] = append(xs[i], float64(st.last[i]))
+			}
+		}
+	}
+	for i := range nWin {
+		if n := len(xs[i]); n >= minBarIDs {
+			slices.Sort(xs[i])
+			p := barQuantile * float64(n-1)
+			k := int(p)
+			v := xs[i][k]
+			if k+1 < n {
+				v += (p - float64(k)) * (xs[i][k+1] - v)
+			}
+			r.bar.v[i], r.bar.ok[i] = v, true
+		}
+	}
+	return &r.bar
+}
+
+// novelDays reports whether each of the identity's last n active days in
+// the ring (today included) read at least minNew records not read on the
+// ring's days before it.
+func (st *slowState) novelDays(n int, minNew float64) bool {
+	var act []int32 // active days, newest first
+	for i := range int32(ringDays) {
+		d := st.dayAt - i
+		if d <= 0 {
+			break
+		}
+		if st.day[d%ringDays] != (hll64{}) {
+			act = append(act, d)
+		}
+	}
+	if len(act) < n {
+		return false
+	}
+	for k := range n {
+		var before []*hll64
+		for _, o := range act[k+1:] {
+			before = append(before, &st.day[o%ringDays])
+		}
+		with := append(before, &st.day[act[k]%ringDays])
+		gain := est64(with...)
+		if len(before) > 0 {
+			gain -= est64(before...)
+		}
+		if gain < minNew {
+			return false
+		}
+	}
+	return true
 }
 
 // ParseNetworks parses a corporate network list: CIDRs ("10.0.0.0/8") and
@@ -337,7 +460,8 @@ type slowJudged struct {
 	count, sustained float64
 	own, peers, need float64
 	ownOK, peersOK   bool
-	strong           bool
+	typical          bool // peers is the role's typical bar, not its pooled 90th percentile
+	strong, cold     bool // cold: strong with no history of its own
 	ratio            float64
 }
 
@@ -373,29 +497,74 @@ func (s *shard) slow(c *engine.Context, r *role, id *ident, w *window, start tim
 	if outside {
 		factor = outsideSlowFactor
 	}
-	var all []slowJudged
-	var best *slowJudged
+	cold := float64(coldFactor)
+	if outside {
+		cold = outsideColdFactor
+	}
+	bar := r.typical(day)
+	novel := -1 // 0/1 once asked: its last coldDays active days each added a typical day of new records
+	all := make([]slowJudged, 0, nWin)
 	for i := range nWin {
 		j := slowJudged{w: i, count: counts[i], sustained: sus[i]}
-		j.peers, j.peersOK = r.long[i].quantile(fRecords, 0.9, minPeerDays)
+		pooled, pooledOK := r.long[i].quantile(fRecords, 0.9, minPeerDays)
+		j.peers, j.peersOK, j.typical = pooled, pooledOK, bar.ok[i]
+		if bar.ok[i] {
+			j.peers, j.peersOK = bar.v[i], true
+		}
 		j.own, j.ownOK = st.own[i].quantile(0.9, minOwnDays)
 		floor := float64(s.opts.LongFloor)
+		j.need = math.Inf(1)
+		if i > 0 && longWindows[i] <= ringDays && !j.ownOK && bar.ok[i] && bar.ok[0] && sus[i] >= math.Max(floor, cold*bar.v[i]) {
+			// No history of its own: far above the role's typical member
+			// and persistent — every one of its last active days read many
+			// records new to it (a busy peer re-reads its working set; an
+			// approved export is one day, left out as the largest).
+			if novel < 0 {
+				novel = 0
+				if st.novelDays(coldDays, math.Max(1, bar.v[0]/2)) {
+					novel = 1
+				}
+			}
+			if novel == 1 {
+				j.need = math.Max(floor, cold*bar.v[i])
+				j.strong, j.cold = true, true
+			}
+		}
 		switch {
+		case j.strong:
 		case i > 0 && j.ownOK && j.peersOK:
+			// With its own history the peers' bar is a busy day of the
+			// role (the pooled 90th percentile), as before: the typical
+			// member is the cold path's yardstick, too low a bar for an
+			// identity whose own baseline is small.
+			if pooledOK {
+				j.peers, j.typical = pooled, false
+			}
 			j.need = math.Max(floor, math.Max(factor*j.own, j.peers))
 			j.strong = sus[i] >= j.need
-		case !j.ownOK && j.peersOK && (i > 0 || id.anomDay != day):
-			j.need = math.Max(floor, s.opts.LongFactor*j.peers)
-		default:
-			j.need = math.Inf(1)
+		case i > 0 && !j.ownOK && pooledOK && longWindows[i] <= ringDays:
+			// Neither the 1-day window (a one-day burst is record_volume's)
+			// nor the 30-day one: with no month of its own, a new
+			// identity's partial month against its peers' says little (a
+			// weekly big day of its own would count three times).
+			j.need = math.Max(floor, s.opts.LongFactor*pooled)
+			j.peers, j.typical = pooled, false
 		}
 		j.ratio = sus[i] / j.need
 		all = append(all, j)
+	}
+	var best *slowJudged
+	for i := range all {
+		j := &all[i]
 		if j.ratio >= 1 && (best == nil || j.strong && !best.strong || j.strong == best.strong && j.ratio > best.ratio) {
-			best = &all[len(all)-1]
+			best = j
 		}
 	}
-	if best == nil || st.strong == uint16(day) || !best.strong && st.medium == uint16(day) {
+	// A medium finding is not made on a day with an hour loud by records:
+	// that hour is record_volume's evidence, and the burst, by becoming the
+	// window's largest day, moves the day it displaces into the sustained
+	// count — a one-day export would otherwise corroborate itself.
+	if best == nil || st.strong == uint16(day) || !best.strong && (st.medium == uint16(day) || id.anomDay == day) {
 		return
 	}
 	score := 60 + 15*clamp01(math.Log2(best.ratio)/3)
@@ -414,7 +583,9 @@ func (s *shard) slow(c *engine.Context, r *role, id *ident, w *window, start tim
 		if j.ownOK && !math.IsInf(j.own, 0) {
 			figs = append(figs, event.Figure{Name: fmt.Sprintf("own_p90_%dd", wd), Value: math.Round(j.own)})
 		}
-		if j.peersOK {
+		if j.peersOK && j.typical {
+			figs = append(figs, event.Figure{Name: fmt.Sprintf("peers_typical_%dd", wd), Value: math.Round(j.peers)})
+		} else if j.peersOK {
 			figs = append(figs, event.Figure{Name: fmt.Sprintf("peers_p90_%dd", wd), Value: j.peers})
 		}
 	}
@@ -434,7 +605,14 @@ func (s *shard) slow(c *engine.Context, r *role, id *ident, w *window, start tim
 	} else {
 		base = append(base, "it has no history of its own yet")
 	}
-	base = append(base, fmt.Sprintf("%.1f× the 90th percentile of %s identities (%s)", best.sustained/math.Max(best.peers, 1), r.name, thousands(int64(best.peers))))
+	if best.typical {
+		base = append(base, fmt.Sprintf("%.1f× a typical %s identity's (the upper quartile of their recent highs, %s)", best.sustained/math.Max(best.peers, 1), r.name, thousands(int64(math.Round(best.peers)))))
+	} else {
+		base = append(base, fmt.Sprintf("%.1f× the 90th percentile of %s identities (%s)", best.sustained/math.Max(best.peers, 1), r.name, thousands(int64(best.peers))))
+	}
+	if best.cold {
+		base = append(base, fmt.Sprintf("and each of its last %d active days read records new to it, at least half a typical %s identity's day", coldDays, r.name))
+	}
 	ctx := ""
 	if outside {
 		ctx = fmt.Sprintf("; %.0f%% of today's record reads came from outside the corporate network or at hours unusual for it", 100*share)

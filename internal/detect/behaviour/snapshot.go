@@ -10,7 +10,7 @@ import (
 	"github.com/haechi-sec/haechi/internal/snap"
 )
 
-const snapshotVersion = 2
+const snapshotVersion = 3
 
 // AppendSnapshot implements engine.Snapshotter: per role the peer
 // histograms, hour-of-day profile, long-window peer histograms, the model's
@@ -73,7 +73,8 @@ func (id *ident) appendTo(w *snap.Writer) {
 	b = id.sl.appendBytes(b)
 	w.Bytes(b)
 	st := &id.sl
-	for _, v := range []int32{st.dayAt, st.bigAt, int32(st.big), int32(st.hour), int32(st.reads), int32(st.out), int32(st.strong), int32(st.medium)} {
+	for _, v := range []int32{st.dayAt, st.since, st.bigAt, int32(st.big), int32(st.hour), int32(st.reads), int32(st.out), int32(st.strong), int32(st.medium),
+		int32(st.last[0]), int32(st.last[1]), int32(st.last[2]), int32(st.last[3])} {
 		w.Int(int64(v))
 	}
 	w.Int(int64(id.decayAt))
@@ -206,10 +207,10 @@ func (s *shard) readIdent(r *snap.Reader) *ident {
 	}
 	id.sl.readBytes(b)
 	st := &id.sl
-	for _, p := range []*int32{&st.dayAt, &st.bigAt} {
+	for _, p := range []*int32{&st.dayAt, &st.since, &st.bigAt} {
 		*p = int32(r.Int())
 	}
-	for _, p := range []*uint16{&st.big, &st.hour, &st.reads, &st.out, &st.strong, &st.medium} {
+	for _, p := range []*uint16{&st.big, &st.hour, &st.reads, &st.out, &st.strong, &st.medium, &st.last[0], &st.last[1], &st.last[2], &st.last[3]} {
 		v := r.Int()
 		if v < 0 || v > math.MaxUint16 {
 			r.Fail("long-window counts")
