@@ -92,6 +92,9 @@ type Options struct {
 	// is refused (ErrNoAuditKey) once it does. Every process that appends to
 	// one log must use the same key (docs/response.md).
 	AuditKey []byte
+	// Incidents, when set, keeps incidents as alerts are saved
+	// (IncidentKeeper); nil: alerts are stored without incidents.
+	Incidents IncidentKeeper
 }
 
 // Store is an open alert database.
@@ -102,6 +105,8 @@ type Store struct {
 	dialect *dialect
 	// auditKey is Options.AuditKey (nil: none); see appendAudit.
 	auditKey []byte
+	// incidents is Options.Incidents (nil: none).
+	incidents IncidentKeeper
 
 	// writeMu serialises write transactions from this process so they queue
 	// here instead of spinning in SQLite's busy handler. Unused on
@@ -138,6 +143,7 @@ func Open(ctx context.Context, target string, opts Options) (*Store, error) {
 	if opts.AuditKey != nil {
 		s.auditKey = append([]byte(nil), opts.AuditKey...)
 	}
+	s.incidents = opts.Incidents
 	return s, nil
 }
 
