@@ -38,7 +38,7 @@ var rules = []rule{
 	{pkg: "internal/cli", may: []string{
 		"internal/alert", "internal/api", "internal/app", "internal/auth", "internal/config",
 		"internal/console", "internal/decode", "internal/demo", "internal/eval", "internal/event",
-		"internal/input", "internal/ledger", "internal/report", "internal/respond", "internal/rules",
+		"internal/incident", "internal/input", "internal/ledger", "internal/report", "internal/respond", "internal/rules",
 		"internal/sim", "internal/store", "internal/truth",
 	}, why: "the command line runs the assembly and the read-side commands; it never reaches into the engine, detectors or spool, and the output side it wires by hand shrinks as app's builder grows"},
 
