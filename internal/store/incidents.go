@@ -93,12 +93,35 @@ func (s *Store) keepIncidents(ctx context.Context, tx *sql.Tx, alerts []event.Al
 			return fmt.Errorf("incidents: lock: %w", err)
 		}
 	}
+	if s.incidentNotice != nil {
+		// Notices append to the audit log: its lock is taken before any
+		// incident row is, as SetIncidentVerdict takes it (no cycle).
+		if err := lockAudit(ctx, s.dialect, tx); err != nil {
+			return fmt.Errorf("incidents: %w", err)
+		}
+	}
 	saved := make([]event.Alert, len(order))
 	for i, j := range order {
 		saved[i] = alerts[j]
 	}
 	if err := s.incidents.AlertsSaved(ctx, &IncidentTx{s: s, tx: tx, now: time.Now().UnixNano()}, saved); err != nil {
 		return fmt.Errorf("incidents: %w", err)
+	}
+	return nil
+}
+
+// Notify writes the outbox action Options.IncidentNotice makes of an
+// incident event (none without it), in this transaction.
+func (t *IncidentTx) Notify(ctx context.Context, kind string, in Incident, detail any) error {
+	if t.s.incidentNotice == nil {
+		return nil
+	}
+	a, err := t.s.incidentNotice(kind, in, detail)
+	if err != nil || a == nil {
+		return err
+	}
+	if _, err := t.s.insertAction(ctx, t.tx, a, time.Unix(0, t.now).UTC()); err != nil {
+		return fmt.Errorf("incident %s %s: %w", in.ID, kind, err)
 	}
 	return nil
 }
@@ -647,11 +670,6 @@ func (s *Store) SetIncidentVerdict(ctx context.Context, v IncidentVerdict) (Inci
 	}
 	v.IncidentID = cur.ID
 	err = s.withTx(ctx, func(tx *sql.Tx) error {
-		if s.dialect.postgres {
-			if _, err := tx.ExecContext(ctx, "SELECT pg_advisory_xact_lock(?)", int64(incidentLockID)); err != nil {
-				return fmt.Errorf("lock: %w", err)
-			}
-		}
 		res, err := tx.ExecContext(ctx, `UPDATE incidents SET state = ?, verdict = ?, verdict_note = ?, verdict_by = ?, verdict_at = ?, updated_at = ?
 WHERE id = ?`, v.State, v.Verdict, v.Note, v.By, toNanos(v.At), time.Now().UnixNano(), v.IncidentID)
 		if err != nil {
@@ -660,7 +678,21 @@ WHERE id = ?`, v.State, v.Verdict, v.Note, v.By, toNanos(v.At), time.Now().UnixN
 		if n, err := res.RowsAffected(); err == nil && n == 0 {
 			return fmt.Errorf("incident %q: %w", v.IncidentID, ErrNotFound) // merged meanwhile
 		}
-		return s.appendAudit(ctx, tx, v.At, "incident_verdict", "", v)
+		if err := s.appendAudit(ctx, tx, v.At, "incident_verdict", "", v); err != nil {
+			return err
+		}
+		if s.incidentNotice == nil || (cur.State == v.State && cur.Verdict == v.Verdict) {
+			return nil
+		}
+		in := cur
+		in.Body = nil
+		in.State, in.Verdict, in.Note, in.VerdictBy, in.VerdictAt = v.State, v.Verdict, v.Note, v.By, v.At
+		a, err := s.incidentNotice("state_changed", in, v)
+		if err != nil || a == nil {
+			return err
+		}
+		_, err = s.insertAction(ctx, tx, a, time.Now().UTC())
+		return err
 	})
 	if err != nil {
 		return Incident{}, fmt.Errorf("incident verdict: %w", err)

@@ -64,10 +64,6 @@ import (
 type Options struct {
 	// Grouping tunes the grouping (zero values: incident's defaults).
 	Grouping incident.Options
-	// OnChange, if set, hears each incident a batch opened, grew, merged
-	// into or otherwise changed, inside the saving transaction (so an
-	// outbox write there commits with it); an error aborts the batch.
-	OnChange func(ctx context.Context, tx *store.IncidentTx, c Change) error
 }
 
 // Change kinds.
@@ -76,7 +72,8 @@ const (
 	ChangeGrew   = "grew"   // it gained alerts (possibly by a merge)
 )
 
-// Change is one incident a batch opened or grew.
+// Change is one incident a batch opened or grew: the detail of its
+// notice (store.IncidentTx.Notify).
 type Change struct {
 	Kind     string         `json:"kind"`
 	Incident store.Incident `json:"incident"`
@@ -247,7 +244,7 @@ func (k *Keeper) AlertsSaved(ctx context.Context, tx *store.IncidentTx, saved []
 		if err := tx.PutIncident(ctx, rec, g.AlertIDs); err != nil {
 			return err
 		}
-		if k.opts.OnChange == nil || len(added) == 0 {
+		if len(added) == 0 {
 			continue
 		}
 		c := Change{Kind: ChangeGrew, Incident: rec, Added: added}
@@ -259,7 +256,11 @@ func (k *Keeper) AlertsSaved(ctx context.Context, tx *store.IncidentTx, saved []
 				c.Merged = append(c.Merged, p)
 			}
 		}
-		if err := k.opts.OnChange(ctx, tx, c); err != nil {
+		rec.Body = nil
+		c.Incident = rec
+		// The store's incident notice (a webhook through the outbox), in
+		// this transaction.
+		if err := tx.Notify(ctx, c.Kind, rec, c); err != nil {
 			return err
 		}
 	}
