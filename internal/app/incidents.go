@@ -13,7 +13,8 @@ import (
 // incidentNotice makes an incident event (store.Options.IncidentNotice) an
 // outbox action of kind incident for the receiver named "incident", so it
 // goes out as a webhook with the outbox's guarantee (retried until
-// acknowledged; audited). Like notify, it is delivered in dry-run too;
+// acknowledged; audited). It names no alert (AlertID ""), so withdrawing
+// the founding alert cancels no incident notice. Like notify, it is delivered in dry-run too;
 // with response off there is none. The action ID hashes the incident, the
 // event and its detail: a replay of the same alerts writes the same
 // actions once.
@@ -45,7 +46,7 @@ func incidentNotice(mode respond.Mode) func(kind string, in store.Incident, deta
 			h.Write([]byte{0})
 		}
 		return &store.Action{ID: hex.EncodeToString(h.Sum(nil)[:16]), Kind: respond.KindIncident, Target: in.ID,
-			AlertID: in.Founder, Playbook: "incidents", Receiver: respond.KindIncident, State: store.ActionPlanned,
+			Playbook: "incidents", Receiver: respond.KindIncident, State: store.ActionPlanned,
 			CreatedAt: in.End, Payload: payload}, nil
 	}
 }
