@@ -377,3 +377,39 @@ func TestConcurrentWorkers(t *testing.T) {
 		t.Errorf("(-want +got):\n%s", diff)
 	}
 }
+
+// TestCitedKeyJoins: an alert whose only link to a stored incident is a
+// key it cites (a request signed by a key an earlier alert accuses) joins
+// it, whichever is saved first; a key it cites that no alert accuses (the
+// production key) joins nothing.
+func TestCitedKeyJoins(t *testing.T) {
+	key := ent(event.EntitySigningKey, "ghost")
+	keyAlert := mk(t0, key, "token_provenance", "token_never_minted", event.SeverityCritical, nil)
+	cite := func(ref, src, k string) []event.Citation {
+		return []event.Citation{{Ref: ref, Success: true, Principal: "m:" + ref, Token: "tk-" + ref, Key: k, Source: src}}
+	}
+	forged := mk(t0.Add(3*time.Hour), ent(event.EntitySource, "45.77.1.1"), "principal_geo", "hosting_network", event.SeverityHigh,
+		cite("r1", "45.77.1.1", "ghost"))
+	ordinary := mk(t0.Add(4*time.Hour), ent(event.EntitySource, "45.77.9.9"), "principal_geo", "hosting_network", event.SeverityHigh,
+		cite("r2", "45.77.9.9", "prod"))
+	for name, order := range map[string][][]event.Alert{
+		"key first":    {{keyAlert}, {forged}, {ordinary}},
+		"forged first": {{forged}, {ordinary}, {keyAlert}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			s := open(t, t.TempDir())
+			for _, batch := range order {
+				if err := s.SaveAlerts(t.Context(), batch); err != nil {
+					t.Fatal(err)
+				}
+			}
+			wantInc := map[string][]string{
+				incident.IDFor(keyAlert.ID): {keyAlert.ID, forged.ID},
+				incident.IDFor(ordinary.ID): {ordinary.ID},
+			}
+			if diff := cmp.Diff(wantInc, stored(t, s)); diff != "" {
+				t.Errorf("(-want +got):\n%s", diff)
+			}
+		})
+	}
+}
