@@ -118,6 +118,9 @@ type Options struct {
 	// Findings serves GET /v1/findings, the risk index (nil → not
 	// served).
 	Findings FindingReader
+	// Incidents serves /v1/incidents (nil → not served); with Scope, an
+	// incident's answer carries its combined exact scope.
+	Incidents IncidentStore
 	// FeedbackSuppression is how long a false_positive verdict suppresses
 	// the alert's entity's findings of the kinds it held (0 → it does not).
 	FeedbackSuppression time.Duration
@@ -219,6 +222,7 @@ func New(opts Options) *Server {
 	}
 	s.registerTriage()
 	s.registerFindings()
+	s.registerIncidents()
 	s.handleFunc("GET /healthz", auth.NeedPublic, func(w http.ResponseWriter, r *http.Request) {
 		if opts.Health != nil {
 			if err := opts.Health(); err != nil {

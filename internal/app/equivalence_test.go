@@ -116,6 +116,22 @@ func replayAlerts(t *testing.T, data []byte) map[string]bool {
 
 func serveAlerts(t *testing.T, data []byte) map[string]bool {
 	t.Helper()
+	st := serveStore(t, data)
+	alerts, err := st.ListAlerts(context.Background(), store.AlertQuery{Limit: store.MaxListLimit, WithFindings: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]bool{}
+	for _, a := range alerts {
+		got[alertKey(a)] = true
+	}
+	return got
+}
+
+// serveStore posts data to a fresh serve at full speed, stops it and
+// returns its store (closed when t ends).
+func serveStore(t *testing.T, data []byte) *store.Store {
+	t.Helper()
 	cfg := config.Default()
 	cfg.DataDir = t.TempDir()
 	cfg.Listen = "127.0.0.1:0"
@@ -174,14 +190,6 @@ func serveAlerts(t *testing.T, data []byte) map[string]bool {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer st.Close()
-	alerts, err := st.ListAlerts(context.Background(), store.AlertQuery{Limit: store.MaxListLimit, WithFindings: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	got := map[string]bool{}
-	for _, a := range alerts {
-		got[alertKey(a)] = true
-	}
-	return got
+	t.Cleanup(func() { _ = st.Close() })
+	return st
 }

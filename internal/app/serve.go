@@ -389,6 +389,7 @@ func (s *server) serveHTTP() (srv *http.Server, httpDone chan error, err error) 
 		Scope:               s.svc.Store,
 		Actions:             s.svc.Store,
 		Triage:              s.svc.Store,
+		Incidents:           s.svc.Store,
 		Findings:            s.svc.Store,
 		FeedbackSuppression: s.cfg.Alerts.FalsePositiveSuppression.D(),
 		OnApprove:           s.svc.Dispatcher.Wake,

@@ -13,6 +13,7 @@ import (
 
 	"github.com/haechi-sec/haechi/internal/alert"
 	"github.com/haechi-sec/haechi/internal/config"
+	"github.com/haechi-sec/haechi/internal/incident/track"
 	"github.com/haechi-sec/haechi/internal/ledger"
 	"github.com/haechi-sec/haechi/internal/respond"
 	"github.com/haechi-sec/haechi/internal/store"
@@ -142,7 +143,10 @@ func Build(ctx context.Context, opts BuildOptions) (_ *Service, err error) {
 	if err != nil {
 		return nil, configError{err}
 	}
-	st, err := store.Open(ctx, cfg.StoreTarget(), store.Options{Logger: log, AuditKey: key})
+	// Every alert saved is assigned to an incident in the same transaction
+	// (internal/incident/track), whichever entry point saves it.
+	st, err := store.Open(ctx, cfg.StoreTarget(), store.Options{Logger: log, AuditKey: key,
+		Incidents: track.New(track.Options{}), IncidentNotice: incidentNotice(cfg.Respond.Mode)})
 	if err != nil {
 		return nil, openStoreError{err}
 	}

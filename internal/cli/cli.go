@@ -31,21 +31,22 @@ type Globals struct {
 type cliRoot struct {
 	Globals
 
-	Replay   replayCmd   `cmd:"" help:"Run the pipeline over event files in event time and print every alert as JSON."`
-	Serve    serveCmd    `cmd:"" help:"Serve the HTTP API: ingest events, list alerts, health and metrics."`
-	Demo     demoCmd     `cmd:"" help:"Start a live demo on a free loopback port with sample traffic and show what haechi detects."`
-	Simulate simulateCmd `cmd:"" help:"Generate a synthetic company's traffic with injected breaches, and its ground truth."`
-	Eval     evalCmd     `cmd:"" help:"Score the detectors: simulate (or read --events and --truth), run the pipeline, print the scorecard."`
-	Report   reportCmd   `cmd:"" help:"The incident report of an alert: timeline, scope, actions and the regulators' clocks."`
-	Actions  actionsCmd  `cmd:"" help:"Response actions: list, approve, reject."`
-	Alerts   alertsCmd   `cmd:"" help:"Triage: feedback on alerts, suppressions."`
-	Findings findingsCmd `cmd:"" help:"Every scored finding, alerting or not (the risk index), by entity, detector, kind and time."`
-	Explain  explainCmd  `cmd:"" help:"Why an entity did or did not alert: its findings, what each adds after decay, and the threshold."`
-	Audit    auditCmd    `cmd:"" help:"The tamper-evident audit log: verify, export."`
-	Scope    scopeCmd    `cmd:"" help:"Exactly which records a key, principal, source, network, country or alert touched (from the access ledger)."`
-	Rules    rulesCmd    `cmd:"" help:"Detection rules as code: test and lint rule files."`
-	Tokens   tokensCmd   `cmd:"" help:"API tokens and their roles: create, list, revoke."`
-	Version  versionCmd  `cmd:"" help:"Print haechi's version."`
+	Replay    replayCmd    `cmd:"" help:"Run the pipeline over event files in event time and print every alert as JSON."`
+	Serve     serveCmd     `cmd:"" help:"Serve the HTTP API: ingest events, list alerts, health and metrics."`
+	Demo      demoCmd      `cmd:"" help:"Start a live demo on a free loopback port with sample traffic and show what haechi detects."`
+	Simulate  simulateCmd  `cmd:"" help:"Generate a synthetic company's traffic with injected breaches, and its ground truth."`
+	Eval      evalCmd      `cmd:"" help:"Score the detectors: simulate (or read --events and --truth), run the pipeline, print the scorecard."`
+	Report    reportCmd    `cmd:"" help:"The incident report of an alert: timeline, scope, actions and the regulators' clocks."`
+	Actions   actionsCmd   `cmd:"" help:"Response actions: list, approve, reject."`
+	Incidents incidentsCmd `cmd:"" help:"Incidents: the alerts of one attack grouped, with timeline, entity graph and exact scope (list, show)."`
+	Alerts    alertsCmd    `cmd:"" help:"Triage: feedback on alerts, suppressions."`
+	Findings  findingsCmd  `cmd:"" help:"Every scored finding, alerting or not (the risk index), by entity, detector, kind and time."`
+	Explain   explainCmd   `cmd:"" help:"Why an entity did or did not alert: its findings, what each adds after decay, and the threshold."`
+	Audit     auditCmd     `cmd:"" help:"The tamper-evident audit log: verify, export."`
+	Scope     scopeCmd     `cmd:"" help:"Exactly which records a key, principal, source, network, country or alert touched (from the access ledger)."`
+	Rules     rulesCmd     `cmd:"" help:"Detection rules as code: test and lint rule files."`
+	Tokens    tokensCmd    `cmd:"" help:"API tokens and their roles: create, list, revoke."`
+	Version   versionCmd   `cmd:"" help:"Print haechi's version."`
 }
 
 // env is what every command's Run receives.

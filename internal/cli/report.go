@@ -12,10 +12,11 @@ import (
 
 type reportCmd struct {
 	storeFlag
-	Alert   string `required:"" placeholder:"ID" help:"The alert to report on."`
-	Format  string `enum:"md,html,json" default:"md" help:"md, html (self-contained, prints well) or json."`
-	AwareAt string `placeholder:"TIME" help:"When the organisation became aware (RFC 3339; default: the alert's time). The regulators' clocks start here."`
-	Out     string `short:"o" placeholder:"FILE" help:"Write here (default stdout)."`
+	Alert    string `placeholder:"ID" xor:"subject" required:"" help:"The alert to report on."`
+	Incident string `placeholder:"ID" xor:"subject" required:"" help:"The incident to report on: all its alerts, its combined scope and actions."`
+	Format   string `enum:"md,html,json" default:"md" help:"md, html (self-contained, prints well) or json."`
+	AwareAt  string `placeholder:"TIME" help:"When the organisation became aware (RFC 3339; default: the alert's time). The regulators' clocks start here."`
+	Out      string `short:"o" placeholder:"FILE" help:"Write here (default stdout)."`
 }
 
 func (c *reportCmd) Run(e *env) (err error) {
@@ -34,7 +35,12 @@ func (c *reportCmd) Run(e *env) (err error) {
 		return err
 	}
 	defer st.Close()
-	r, err := report.Build(e.ctx, st, c.Alert, aware, cfg.Report.Regimes, time.Now())
+	var r *report.Report
+	if c.Incident != "" {
+		r, err = report.BuildIncident(e.ctx, st, c.Incident, aware, cfg.Report.Regimes, time.Now())
+	} else {
+		r, err = report.Build(e.ctx, st, c.Alert, aware, cfg.Report.Regimes, time.Now())
+	}
 	if errors.Is(err, store.ErrNotFound) {
 		return usageError{err}
 	}
@@ -63,6 +69,9 @@ func (c *reportCmd) Run(e *env) (err error) {
 		records = r.Scope.Total
 	}
 	detail := map[string]any{"alert_id": c.Alert, "records": records, "format": c.Format}
+	if c.Incident != "" {
+		detail = map[string]any{"incident_id": r.Alert.ID, "records": records, "format": c.Format}
+	}
 	if c.Out != "" && c.Out != "-" {
 		detail["file"] = c.Out
 	}

@@ -26,6 +26,7 @@ type scopeCmd struct {
 	Network   []string `placeholder:"AS|CIDR" help:"Source network as recorded (AS4766, or a /24 or /64; repeatable)."`
 	Country   []string `placeholder:"CC" help:"Source country (repeatable)."`
 	Alert     []string `placeholder:"ID" help:"An alert: the scope of its entity (repeatable)."`
+	Incident  string   `placeholder:"ID" help:"An incident: the union over its entities and days (alone; --from/--to narrow it)."`
 	From      string   `placeholder:"TIME" help:"From this UTC day (RFC 3339 or YYYY-MM-DD), inclusive."`
 	To        string   `placeholder:"TIME" help:"To this UTC day (RFC 3339 or YYYY-MM-DD), inclusive."`
 	Intersect bool     `help:"Records touched under every selector, not any."`
@@ -67,8 +68,13 @@ func (c *scopeCmd) Run(e *env) (err error) {
 		return err
 	}
 	defer st.Close()
-	q, err := api.ScopeQuery(v, func(id string) (event.Alert, error) { return st.GetAlert(e.ctx, id) })
-	if err != nil {
+	var q ledger.Query
+	if c.Incident != "" {
+		if q, err = c.incidentQuery(e, st); err != nil {
+			return err
+		}
+		v.Set("incident", c.Incident)
+	} else if q, err = api.ScopeQuery(v, func(id string) (event.Alert, error) { return st.GetAlert(e.ctx, id) }); err != nil {
 		return usageError{err}
 	}
 	start := time.Now()
@@ -212,4 +218,32 @@ func orDash(s, none string) string {
 		return none
 	}
 	return s
+}
+
+// incidentQuery is the scope question of --incident: its entities over
+// its days, narrowed by --from and --to.
+func (c *scopeCmd) incidentQuery(e *env, st *store.Store) (ledger.Query, error) {
+	if len(c.Key)+len(c.Token)+len(c.Principal)+len(c.Source)+len(c.Network)+len(c.Country)+len(c.Alert) > 0 || c.Intersect {
+		return ledger.Query{}, usageError{errors.New("--incident stands alone (its entities are the selectors)")}
+	}
+	in, err := st.GetIncident(e.ctx, c.Incident)
+	if err != nil {
+		return ledger.Query{}, usageError{err}
+	}
+	q, err := ledger.IncidentQuery(in)
+	if err != nil {
+		return q, usageError{fmt.Errorf("incident %s: %w", in.ID, err)}
+	}
+	// The same day bounds as the API's: RFC 3339 or YYYY-MM-DD.
+	bounds, err := api.ScopeQuery(url.Values{"from": {c.From}, "to": {c.To}, "key": {"-"}}, nil)
+	if err != nil {
+		return q, usageError{err}
+	}
+	if !bounds.From.IsZero() {
+		q.From = bounds.From
+	}
+	if !bounds.To.IsZero() {
+		q.To = bounds.To
+	}
+	return q, nil
 }

@@ -139,6 +139,9 @@ type Context struct {
 	progress  []time.Time // their progress, by index (shared, read-only)
 	findings  []event.Finding
 	inputName func(uint32) string
+	// current is the event being processed (Process), nil otherwise:
+	// Emit cites it (event.Finding.Cited).
+	current *event.Event
 }
 
 // Shard returns the index of the shard goroutine running the call.
@@ -195,6 +198,11 @@ func (c *Context) Emit(f event.Finding) {
 	}
 	if f.Severity == 0 {
 		f.Severity = event.SeverityForScore(f.Score)
+	}
+	if c.current != nil && len(f.Evidence) > 0 {
+		if ref := c.Ref(c.current); slices.Contains(f.Evidence, ref) && !slices.ContainsFunc(f.Cited, func(x event.Citation) bool { return x.Ref == ref }) {
+			f.Cited = append(slices.Clip(f.Cited), event.CitationOf(ref, c.current))
+		}
 	}
 	c.findings = append(c.findings, f)
 }

@@ -850,7 +850,9 @@ func (e *Engine) runShard(id int) {
 					continue // the restored snapshot already holds it
 				}
 				c.detector = e.dets[it.det].Name()
+				c.current = it.ev
 				states[it.det].Process(c, it.key, it.ev)
+				c.current = nil
 			}
 			clear(*msg.items) // drop event pointers before pooling
 			*msg.items = (*msg.items)[:0]

@@ -152,6 +152,38 @@ type Finding struct {
 	// (docs/alerts.md). A detector emits at most one withdrawal per
 	// finding.
 	Withdraws FindingID `json:"withdraws,omitempty"`
+	// Cited describes events among Evidence: the engine fills it, for
+	// the event whose processing emitted the finding when the finding
+	// cites it, so later stages (incident grouping) know who acted with
+	// which credential from where without keeping the stream. Not stored
+	// with the finding (the store keeps citations apart); empty for
+	// findings emitted outside the processing of an event (timers).
+	Cited []Citation `json:"cited,omitempty"`
+}
+
+// Citation is what an event cited as evidence was: who acted, with which
+// credential, from where.
+type Citation struct {
+	Ref string `json:"ref"` // the evidence reference (Event.Ref)
+	// Success: an activity that did not fail (event.outcome success or
+	// unset).
+	Success   bool   `json:"success,omitempty"`
+	Principal string `json:"principal,omitempty"`  // user.id
+	Token     string `json:"token,omitempty"`      // token.id
+	Key       string `json:"key,omitempty"`        // token.key_id
+	Source    string `json:"source,omitempty"`     // source.ip, "" when absent
+	ASN       uint32 `json:"asn,omitempty"`        // source.as.number
+	UserAgent string `json:"user_agent,omitempty"` // user_agent.original
+}
+
+// CitationOf returns what ev was, cited under ref.
+func CitationOf(ref string, ev *Event) Citation {
+	c := Citation{Ref: ref, Success: ev.IsActivity() && ev.Outcome != OutcomeFailure, Principal: ev.User.ID,
+		Token: ev.Token.ID, Key: ev.Token.KeyID, ASN: ev.Source.ASN, UserAgent: ev.UserAgent}
+	if ev.Source.IP.IsValid() {
+		c.Source = ev.Source.IP.String()
+	}
+	return c
 }
 
 // FindingID identifies a finding (Finding.ID). Its text form is "fd-" and

@@ -342,20 +342,7 @@ func Group(alerts []event.Alert, facts Facts, opts Options) []Incident {
 	// Campaigns.
 	campaign := map[string][]int{}
 	for i, it := range items {
-		if it.a.Entity.Kind != event.EntitySource {
-			continue
-		}
-		behaviour := it.a.Detector + "/" + it.kind
-		for _, n := range it.asns {
-			k := behaviour + "\x00as\x00" + uitoa(n)
-			campaign[k] = append(campaign[k], i)
-		}
-		for _, u := range it.uas {
-			k := behaviour + "\x00ua\x00" + u
-			campaign[k] = append(campaign[k], i)
-		}
-		for _, v := range it.victims {
-			k := behaviour + "\x00victim\x00" + v
+		for _, k := range campaignKeys(it) {
 			campaign[k] = append(campaign[k], i)
 		}
 	}

@@ -77,7 +77,11 @@ func (r *Report) WriteMarkdown(w io.Writer) error {
 	var b strings.Builder
 	a := r.Alert
 	fmt.Fprintf(&b, "# Incident report — %s\n\n", mdText(a.Title))
-	fmt.Fprintf(&b, "- Alert: %s (%s, score %.0f, detector %s)\n", mdCode(a.ID), mdText(a.Severity.String()), a.Score, mdCode(a.Detector))
+	if r.Incident != nil {
+		fmt.Fprintf(&b, "- Incident: %s (%s, %s, %d alerts)\n", mdCode(a.ID), mdText(a.Severity.String()), mdText(r.Incident.State), r.Incident.AlertCount)
+	} else {
+		fmt.Fprintf(&b, "- Alert: %s (%s, score %.0f, detector %s)\n", mdCode(a.ID), mdText(a.Severity.String()), a.Score, mdCode(a.Detector))
+	}
 	fmt.Fprintf(&b, "- Entity: %s\n", mdCode(a.Entity.String()))
 	fmt.Fprintf(&b, "- Detected: %s\n- Awareness: %s\n- Report generated: %s\n\n", ts(a.Time),
 		ts(r.AwareAt), ts(r.Generated))
@@ -139,5 +143,8 @@ func (r *Report) WriteMarkdown(w io.Writer) error {
 // exportCommand is the command line that exports the affected ids of
 // alert id, the id quoted for a shell.
 func exportCommand(id string) string {
+	if strings.HasPrefix(id, "in-") { // an incident's report (BuildIncident)
+		return "haechi scope --incident=" + shellQuote(id) + " --export affected.csv"
+	}
 	return "haechi scope --alert=" + shellQuote(id) + " --export affected.csv"
 }

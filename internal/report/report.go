@@ -96,6 +96,9 @@ type Report struct {
 	Clocks    []Clock           `json:"clocks"`
 	Generated time.Time         `json:"generated"`
 	Entities  []event.EntityKey `json:"entities"`
+	// Incident is set on an incident's report (BuildIncident): the
+	// incident, without its detail; Alert then stands for it.
+	Incident *store.Incident `json:"incident,omitempty"`
 }
 
 // Store is what the report reads.
@@ -151,13 +154,21 @@ func Build(ctx context.Context, st Store, id string, awareAt time.Time, regimes 
 	}
 	sort.SliceStable(r.Timeline, func(i, j int) bool { return r.Timeline[i].Time.Before(r.Timeline[j].Time) })
 
-	var subjects int64
-	if r.Scope != nil {
-		subjects = r.Scope.Total
-	}
 	external := a.Entity.Kind == event.EntitySigningKey || a.Entity.Kind == event.EntitySource
+	r.Clocks = clocks(regimes, r.AwareAt, r.Scope, external)
+	return r, nil
+}
+
+// clocks are the regimes' clocks from awareness, given the scope and
+// whether the access came from outside.
+func clocks(regimes []Regime, aware time.Time, scope *ledger.Result, external bool) []Clock {
+	var subjects int64
+	if scope != nil {
+		subjects = scope.Total
+	}
+	var out []Clock
 	for _, rg := range regimes {
-		c := Clock{Regime: rg, Applies: true, Deadline: deadline(r.AwareAt, rg)}
+		c := Clock{Regime: rg, Applies: true, Deadline: deadline(aware, rg)}
 		switch {
 		case rg.MinSubjects > 0 && subjects >= rg.MinSubjects:
 			c.Why = fmt.Sprintf("%d records touched (threshold %d)", subjects, rg.MinSubjects)
@@ -169,9 +180,9 @@ func Build(ctx context.Context, st Store, id string, awareAt time.Time, regimes 
 		default:
 			c.Why = "applies to any personal-data breach"
 		}
-		r.Clocks = append(r.Clocks, c)
+		out = append(out, c)
 	}
-	return r, nil
+	return out
 }
 
 // deadline is aware + Hours, or aware + BusinessDays weekdays (UTC).

@@ -274,6 +274,8 @@ type webhookBody struct {
 	RevokeSessions bool         `json:"revoke_sessions,omitempty"`
 	Alert          AlertSummary `json:"alert"`
 	Text           string       `json:"text"`
+	// Incident: an incident event's notice (kind incident).
+	Incident *IncidentNotice `json:"incident,omitempty"`
 }
 
 // Body renders the request body for a to receiver name.
@@ -296,13 +298,24 @@ func (d *Dispatcher) Body(name string, a Action) ([]byte, error) {
 		ID: a.ID, Kind: a.Kind, Target: a.Target, AlertID: a.AlertID, Playbook: a.Playbook,
 		CreatedAt: a.CreatedAt, Attempt: a.Attempts, Mode: pl.Mode, Expiry: pl.Expiry,
 		ExpirySeconds: pl.ExpirySeconds, Repeat: pl.Repeat, RevokeSessions: pl.RevokeSessions,
-		Alert: pl.Alert, Text: text,
+		Alert: pl.Alert, Text: text, Incident: pl.Incident,
 	})
 }
 
 func summary(a Action, pl Payload) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "haechi %s %s", a.Kind, a.Target)
+	if pl.Incident != nil {
+		var in struct {
+			Title    string `json:"title"`
+			Severity string `json:"severity"`
+			State    string `json:"state"`
+			Alerts   int    `json:"alert_count"`
+		}
+		_ = json.Unmarshal(pl.Incident.Incident, &in)
+		fmt.Fprintf(&b, " %s: %s (%s, %s, %d alerts)", pl.Incident.Event, in.Title, in.Severity, in.State, in.Alerts)
+		return b.String()
+	}
 	if pl.Expiry != "" {
 		fmt.Fprintf(&b, " for %s", pl.Expiry)
 	}

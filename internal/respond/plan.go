@@ -51,7 +51,7 @@ type AlertSummary struct {
 // its webhook.
 type Payload struct {
 	Mode  Mode         `json:"mode"`
-	Alert AlertSummary `json:"alert"`
+	Alert AlertSummary `json:"alert,omitzero"` // none on an incident notice
 	// block_source: how long the block lasts, and how many blocks of the
 	// same target preceded it (each doubles the expiry).
 	Expiry        string `json:"expiry,omitempty"`
@@ -59,6 +59,20 @@ type Payload struct {
 	Repeat        int    `json:"repeat,omitempty"`
 	// disable_identity: revoke the identity's sessions too (always true).
 	RevokeSessions bool `json:"revoke_sessions,omitempty"`
+	// Incident is an incident event's notice (kind "incident"): the event
+	// (opened, grew, state_changed), the incident and its detail.
+	Incident *IncidentNotice `json:"incident,omitempty"`
+}
+
+// KindIncident is the kind of an incident event's notice; it is delivered
+// to the receiver named "incident".
+const KindIncident = "incident"
+
+// IncidentNotice is the incident part of an incident event's webhook.
+type IncidentNotice struct {
+	Event    string          `json:"event"` // opened, grew, state_changed
+	Incident json.RawMessage `json:"incident"`
+	Detail   json.RawMessage `json:"detail,omitempty"`
 }
 
 // ActionID is the idempotency key of an action: a hash of the alert id,

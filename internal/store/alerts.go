@@ -41,6 +41,9 @@ type AlertQuery struct {
 	// by this detector.
 	State    event.AlertState
 	Detector string
+	// Incident, when set, keeps the alerts of the incident of that ID
+	// (exactly; resolve an alias with GetIncident first).
+	Incident string
 	// Older, when set, keeps the alerts after it in the list's order
 	// (strictly older, or as old with a smaller ID): the next page of a
 	// listing whose last alert it is. Newer, when set, keeps the alerts
@@ -276,7 +279,7 @@ func (s *Store) saveAlerts(ctx context.Context, tx *sql.Tx, alerts []event.Alert
 			}
 		}
 	}
-	return nil
+	return s.keepIncidents(sctx, tx, alerts, order)
 }
 
 // chunkStmt runs a multi-row statement: the full-size (saveChunk rows)
@@ -420,6 +423,10 @@ func (s *Store) ListAlerts(ctx context.Context, q AlertQuery) ([]event.Alert, er
 		where = append(where, "detector = ?")
 		args = append(args, q.Detector)
 	}
+	if q.Incident != "" {
+		where = append(where, "id IN (SELECT alert_id FROM incident_alerts WHERE incident_id = ?)")
+		args = append(args, q.Incident)
+	}
 	// The cursor's comparison is spelled out rather than as a row value,
 	// (time, id) < (?, ?), which both engines accept but not all plan as
 	// a range on the (time, id) index.
@@ -541,6 +548,17 @@ func (s *Store) CountAlerts(ctx context.Context) (int, error) {
 
 // loadFindings fills in the Findings of alerts (whose IDs are distinct).
 func (s *Store) loadFindings(ctx context.Context, alerts []event.Alert) error {
+	return loadFindingsFrom(ctx, s.db, alerts)
+}
+
+// rowsQueryer is a *sql.DB or *sql.Tx.
+type rowsQueryer interface {
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+}
+
+// loadFindingsFrom is loadFindings reading through q (a transaction sees
+// what it wrote).
+func loadFindingsFrom(ctx context.Context, q rowsQueryer, alerts []event.Alert) error {
 	idx := make(map[string]int, len(alerts))
 	args := make([]any, len(alerts))
 	for i := range alerts {
@@ -550,7 +568,7 @@ func (s *Store) loadFindings(ctx context.Context, alerts []event.Alert) error {
 	}
 	query := "SELECT " + findingColumns + " FROM findings WHERE alert_id IN (?" + // #nosec G202 -- a constant column list and placeholders
 		strings.Repeat(", ?", len(alerts)-1) + ") ORDER BY alert_id, seq"
-	rows, err := s.db.QueryContext(ctx, query, args...)
+	rows, err := q.QueryContext(ctx, query, args...)
 	if err != nil {
 		return fmt.Errorf("load findings: %w", err)
 	}

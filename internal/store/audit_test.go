@@ -133,6 +133,11 @@ func TestAuditLegacyUpgrade(t *testing.T) {
 			`ALTER TABLE audit DROP COLUMN scheme`,
 			`ALTER TABLE actions DROP COLUMN hold`, // migration 10
 			`DROP TABLE finding_log`,               // migration 11
+			`DROP TABLE incidents`,                 // migration 13
+			`DROP TABLE incident_alerts`,
+			`DROP TABLE incident_keys`,
+			`DROP TABLE incident_aliases`,
+			`DROP TABLE citations`,
 			`DELETE FROM schema_migrations WHERE version >= 9`,
 		} {
 			if _, err := s.db.ExecContext(ctx, q); err != nil {

@@ -122,6 +122,11 @@ func TestMigrateLedgerCells(t *testing.T) {
 			`ALTER TABLE audit DROP COLUMN scheme`, // migration 9
 			`ALTER TABLE actions DROP COLUMN hold`, // migration 10
 			`DROP TABLE finding_log`,               // migration 11
+			`DROP TABLE incidents`,                 // migration 13
+			`DROP TABLE incident_alerts`,
+			`DROP TABLE incident_keys`,
+			`DROP TABLE incident_aliases`,
+			`DROP TABLE citations`,
 			`DELETE FROM schema_migrations WHERE version >= 8`,
 			s.dialect.translateMigration(`CREATE TABLE ledger (
 	dim    TEXT NOT NULL,

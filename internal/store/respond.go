@@ -338,31 +338,12 @@ func (s *Store) InsertActions(ctx context.Context, actions []Action, now time.Ti
 	err = s.withTx(ctx, func(tx *sql.Tx) error {
 		inserted = inserted[:0]
 		for i := range actions {
-			a := &actions[i]
-			payload := string(a.Payload)
-			if payload == "" {
-				payload = "{}"
-			}
-			res, err := tx.ExecContext(ctx, `INSERT INTO actions (`+actionColumns+`)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`,
-				a.ID, a.Kind, a.Target, a.AlertID, a.Playbook, a.Receiver, a.State, a.Reason, a.Attempts,
-				toNanos(a.NextAttempt), toNanos(a.CreatedAt), toNanos(now), toNanos(now), a.LastError, payload, string(a.Hold))
+			ok, err := s.insertAction(ctx, tx, &actions[i], now)
 			if err != nil {
-				return fmt.Errorf("insert action %q: %w", a.ID, err)
-			}
-			if n, _ := res.RowsAffected(); n == 0 {
-				continue
-			}
-			inserted = append(inserted, a.ID)
-			detail := map[string]any{
-				"state": a.State, "kind": a.Kind, "target": a.Target, "alert_id": a.AlertID,
-				"playbook": a.Playbook, "receiver": a.Receiver,
-			}
-			if a.Reason != "" {
-				detail["reason"] = a.Reason
-			}
-			if err := s.appendAudit(ctx, tx, now, "planned", a.ID, detail); err != nil {
 				return err
+			}
+			if ok {
+				inserted = append(inserted, actions[i].ID)
 			}
 		}
 		return nil
@@ -371,6 +352,37 @@ VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTH
 		return nil, fmt.Errorf("insert actions: %w", err)
 	}
 	return inserted, nil
+}
+
+// insertAction writes a unless its ID is stored, with a "planned" audit
+// entry, inside tx (which holds the audit lock); it reports whether a was
+// written.
+func (s *Store) insertAction(ctx context.Context, tx *sql.Tx, a *Action, now time.Time) (bool, error) {
+	payload := string(a.Payload)
+	if payload == "" {
+		payload = "{}"
+	}
+	res, err := tx.ExecContext(ctx, `INSERT INTO actions (`+actionColumns+`)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`,
+		a.ID, a.Kind, a.Target, a.AlertID, a.Playbook, a.Receiver, a.State, a.Reason, a.Attempts,
+		toNanos(a.NextAttempt), toNanos(a.CreatedAt), toNanos(now), toNanos(now), a.LastError, payload, string(a.Hold))
+	if err != nil {
+		return false, fmt.Errorf("insert action %q: %w", a.ID, err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return false, nil
+	}
+	detail := map[string]any{
+		"state": a.State, "kind": a.Kind, "target": a.Target, "alert_id": a.AlertID,
+		"playbook": a.Playbook, "receiver": a.Receiver,
+	}
+	if a.Reason != "" {
+		detail["reason"] = a.Reason
+	}
+	if err := s.appendAudit(ctx, tx, now, "planned", a.ID, detail); err != nil {
+		return false, err
+	}
+	return true, nil
 }
 
 // ClaimDueActions claims up to limit actions that are due at now: planned

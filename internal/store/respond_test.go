@@ -101,6 +101,11 @@ func TestActionHold(t *testing.T) {
 		for _, q := range []string{
 			`ALTER TABLE actions DROP COLUMN hold`,
 			`DROP TABLE finding_log`, // migration 11
+			`DROP TABLE incidents`,   // migration 13
+			`DROP TABLE incident_alerts`,
+			`DROP TABLE incident_keys`,
+			`DROP TABLE incident_aliases`,
+			`DROP TABLE citations`,
 			`DELETE FROM schema_migrations WHERE version >= 10`,
 		} {
 			if _, err := s.db.ExecContext(ctx, q); err != nil {

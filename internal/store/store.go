@@ -92,6 +92,15 @@ type Options struct {
 	// is refused (ErrNoAuditKey) once it does. Every process that appends to
 	// one log must use the same key (docs/response.md).
 	AuditKey []byte
+	// Incidents, when set, keeps incidents as alerts are saved
+	// (IncidentKeeper); nil: alerts are stored without incidents.
+	Incidents IncidentKeeper
+	// IncidentNotice, when set, turns an incident event — "opened",
+	// "grew" (IncidentTx.Notify) or "state_changed" (SetIncidentVerdict)
+	// — into an outbox action written in the same transaction (the
+	// outbox's delivery guarantee); a nil action writes none, an error
+	// aborts the transaction.
+	IncidentNotice func(kind string, in Incident, detail any) (*Action, error)
 }
 
 // Store is an open alert database.
@@ -102,6 +111,9 @@ type Store struct {
 	dialect *dialect
 	// auditKey is Options.AuditKey (nil: none); see appendAudit.
 	auditKey []byte
+	// incidents is Options.Incidents (nil: none).
+	incidents      IncidentKeeper
+	incidentNotice func(kind string, in Incident, detail any) (*Action, error)
 
 	// writeMu serialises write transactions from this process so they queue
 	// here instead of spinning in SQLite's busy handler. Unused on
@@ -138,6 +150,7 @@ func Open(ctx context.Context, target string, opts Options) (*Store, error) {
 	if opts.AuditKey != nil {
 		s.auditKey = append([]byte(nil), opts.AuditKey...)
 	}
+	s.incidents, s.incidentNotice = opts.Incidents, opts.IncidentNotice
 	return s, nil
 }
 

@@ -1,0 +1,83 @@
+package incident
+
+import (
+	"slices"
+
+	"github.com/haechi-sec/haechi/internal/event"
+)
+
+// campaignKeys returns the campaign keys of an alert about a source
+// address (none for another subject): its behaviour (detector and the
+// kind of its strongest finding) with each AS, user-agent family and
+// victim of its cited events. Group chains the alerts sharing a key in
+// time (package doc, "Campaigns").
+func campaignKeys(it *item) []string {
+	if it.a.Entity.Kind != event.EntitySource {
+		return nil
+	}
+	behaviour := it.a.Detector + "/" + it.kind
+	keys := make([]string, 0, len(it.asns)+len(it.uas)+len(it.victims))
+	for _, n := range it.asns {
+		keys = append(keys, behaviour+"\x00as\x00"+uitoa(n))
+	}
+	for _, u := range it.uas {
+		keys = append(keys, behaviour+"\x00ua\x00"+u)
+	}
+	for _, v := range it.victims {
+		keys = append(keys, behaviour+"\x00victim\x00"+v)
+	}
+	return keys
+}
+
+// JoinKeys returns the keys through which Group could join a to another
+// alert, each sorted and once. named are the entities a names (its
+// subject, its findings' entities and related entities) and its campaign
+// keys; cited are the signing keys, tokens and successful principals of
+// the events it cites (as facts knows them) that it does not name. Two
+// alerts Group joins directly share a key, and a cited key joins only
+// through an alert naming it (evidence links only to an accused entity);
+// the converse need not hold (Group also weighs time, hubs and
+// accusation). A store that keeps incidents as alerts arrive finds the
+// incidents a new alert may join by these keys — its named keys against
+// every stored key, its cited keys against stored named keys — then lets
+// Group decide over those incidents' alerts, so the rules stay in one
+// place. A withdrawn alert has none.
+func JoinKeys(a event.Alert, facts Facts) (named, cited []string) {
+	if a.State == event.AlertWithdrawn {
+		return nil, nil
+	}
+	it := &item{a: &a, end: alertEnd(&a)}
+	// Every credential or principal the evidence names counts as accused
+	// here: the keys must cover any alert that may later accuse it.
+	accused := map[event.EntityKey]bool{a.Entity: true}
+	if facts != nil {
+		for fi := range a.Findings {
+			for _, ref := range a.Findings[fi].Evidence {
+				ef, ok := facts.Event(ref)
+				if !ok {
+					continue
+				}
+				accused[event.EntityKey{Kind: event.EntitySigningKey, ID: ef.Key}] = true
+				accused[event.EntityKey{Kind: event.EntityToken, ID: ef.Token}] = true
+				accused[event.EntityKey{Kind: event.EntityPrincipal, ID: ef.Principal}] = true
+			}
+		}
+	}
+	derive(it, facts, accused)
+	for _, l := range it.links {
+		if l.how == byEvidence {
+			cited = append(cited, EntityJoinKey(l.ent))
+		} else {
+			named = append(named, EntityJoinKey(l.ent))
+		}
+	}
+	named = append(named, campaignKeys(it)...)
+	slices.Sort(named)
+	slices.Sort(cited)
+	return slices.Compact(named), slices.Compact(cited)
+}
+
+// EntityJoinKey is the join key (JoinKeys) of an entity.
+func EntityJoinKey(e event.EntityKey) string {
+	return "entity\x00" + string(e.Kind) + "\x00" + e.ID
+}

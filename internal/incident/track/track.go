@@ -1,0 +1,369 @@
+// Package track keeps incidents in the store as alerts are stored: a
+// store.IncidentKeeper that assigns every saved alert to an incident with
+// incident.Group's rules, incrementally, inside the transaction that saves
+// the alert (docs/alerts.md, "Incidents").
+//
+// # How
+//
+// For a batch of saved alerts the Keeper
+//
+//  1. stores what the events their findings cite were (event.Citation,
+//     filled in by the engine): the facts grouping needs, kept without
+//     the stream;
+//  2. stores each alert's join keys (incident.JoinKeys) and finds the
+//     stored alerts sharing one — a named key with any stored key, a cited
+//     key with a stored named key — and the incidents those alerts and the
+//     saved ones are in;
+//  3. regroups the alerts of those incidents and the saved alerts with
+//     incident.Group over facts answered from the stored citations — the
+//     rules live in package incident alone;
+//  4. writes the resulting incidents, retiring stored ones that are no
+//     longer anyone's.
+//
+// # Identity
+//
+// An incident's ID is incident.IDFor of its founding alert, its earliest
+// (by time, then ID), as Group gives it; alert IDs are themselves
+// deterministic, so the same alerts give the same incident IDs in serve,
+// replay, after restarts, on both stores and in cluster mode (the store
+// serialises keepers across processes). When an alert bridges two stored
+// incidents the merged incident is founded by the earlier founder, so the
+// older incident keeps its ID, and the other ID becomes an alias that
+// resolves, through its founding alert, to the incident that alert is in
+// now (store.GetIncident). A late alert earlier than an incident's founder
+// refounds it likewise (the old ID an alias). The merged incident keeps
+// the state, verdict and creation time of the incident that keeps its ID
+// — or, refounded, of the oldest incident it absorbed.
+//
+// # Limits
+//
+// Grouping runs over the neighbourhood of the saved alerts (the incidents
+// sharing a key with them), not over every stored alert, so an entity's
+// hub status (incident.Options.HubFanIn) is judged over that
+// neighbourhood; and a source address is judged shared
+// (incident.Options.SharedSource) by the principals its cited events
+// show, not by all its traffic. Each batch reloads the alerts of the
+// incidents it touches: the cost of a batch grows with the size of those
+// incidents.
+package track
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"slices"
+
+	"github.com/haechi-sec/haechi/internal/event"
+	"github.com/haechi-sec/haechi/internal/incident"
+	"github.com/haechi-sec/haechi/internal/store"
+)
+
+// Options configure a Keeper.
+type Options struct {
+	// Grouping tunes the grouping (zero values: incident's defaults).
+	Grouping incident.Options
+}
+
+// Change kinds.
+const (
+	ChangeOpened = "opened" // a new incident
+	ChangeGrew   = "grew"   // it gained alerts (possibly by a merge)
+)
+
+// Change is one incident a batch opened or grew: the detail of its
+// notice (store.IncidentTx.Notify).
+type Change struct {
+	Kind     string         `json:"kind"`
+	Incident store.Incident `json:"incident"`
+	// Added are the alerts the incident gained.
+	Added []string `json:"added"`
+	// Merged are the incident IDs it absorbed (now aliases of it).
+	Merged []string `json:"merged,omitempty"`
+}
+
+// Keeper implements store.IncidentKeeper.
+type Keeper struct {
+	opts Options
+}
+
+var _ store.IncidentKeeper = (*Keeper)(nil)
+
+// New returns a Keeper.
+func New(opts Options) *Keeper { return &Keeper{opts: opts} }
+
+// AlertsSaved implements store.IncidentKeeper (package doc).
+func (k *Keeper) AlertsSaved(ctx context.Context, tx *store.IncidentTx, saved []event.Alert) error {
+	if len(saved) == 0 {
+		return nil
+	}
+	// 1. Citations.
+	var cs []event.Citation
+	for i := range saved {
+		for fi := range saved[i].Findings {
+			cs = append(cs, saved[i].Findings[fi].Cited...)
+		}
+	}
+	if err := tx.PutCitations(ctx, cs); err != nil {
+		return err
+	}
+	fx, err := loadFacts(ctx, tx, saved)
+	if err != nil {
+		return err
+	}
+	// 2. Keys and the neighbourhood.
+	var named, cited []string
+	ids := map[string]bool{}
+	for i := range saved {
+		a := saved[i]
+		n, c := incident.JoinKeys(a, fx)
+		n, c = hashKeys(n), hashKeys(c)
+		if err := tx.SetAlertKeys(ctx, a.ID, n, c); err != nil {
+			return err
+		}
+		named, cited = append(named, n...), append(cited, c...)
+		ids[a.ID] = true
+	}
+	for _, q := range []struct {
+		keys      []string
+		namedOnly bool
+	}{{named, false}, {cited, true}} {
+		more, err := tx.AlertsWithKeys(ctx, compact(q.keys), q.namedOnly)
+		if err != nil {
+			return err
+		}
+		for _, id := range more {
+			ids[id] = true
+		}
+	}
+	prevOf, err := tx.IncidentsOfAlerts(ctx, keys(ids))
+	if err != nil {
+		return err
+	}
+	touched := map[string]bool{}
+	for _, in := range prevOf {
+		touched[in] = true
+	}
+	inAlerts, err := tx.AlertsOfIncidents(ctx, keys(touched))
+	if err != nil {
+		return err
+	}
+	for _, id := range inAlerts {
+		ids[id] = true
+	}
+	all := keys(ids)
+	if prevOf, err = tx.IncidentsOfAlerts(ctx, all); err != nil {
+		return err
+	}
+	alerts, err := tx.Alerts(ctx, all)
+	if err != nil {
+		return err
+	}
+	if fx, err = loadFacts(ctx, tx, alerts); err != nil {
+		return err
+	}
+	olds, err := tx.Incidents(ctx, keys(touched))
+	if err != nil {
+		return err
+	}
+	old := map[string]store.Incident{}
+	for _, in := range olds {
+		old[in.ID] = in
+	}
+
+	// 3. Regroup.
+	groups := incident.Group(alerts, fx, k.opts.Grouping)
+
+	// 4. Write: retire what is no longer an incident, then put the groups.
+	current := map[string]bool{}
+	for _, g := range groups {
+		current[g.ID] = true
+	}
+	for _, in := range olds {
+		if current[in.ID] {
+			continue
+		}
+		// Its successor: the first incident (by start) holding one of its
+		// alerts.
+		successor := ""
+		for _, g := range groups {
+			if slices.ContainsFunc(g.AlertIDs, func(a string) bool { return prevOf[a] == in.ID }) {
+				successor = g.ID
+				break
+			}
+		}
+		if err := tx.RetireIncident(ctx, in.ID, in.Founder, successor); err != nil {
+			return err
+		}
+	}
+	grouped := map[string]bool{}
+	for _, g := range groups {
+		var prevs []string // the stored incidents its alerts were in
+		var added []string
+		for _, a := range g.AlertIDs {
+			grouped[a] = true
+			p, ok := prevOf[a]
+			switch {
+			case !ok:
+				added = append(added, a)
+			case !slices.Contains(prevs, p):
+				prevs = append(prevs, p)
+			}
+			if ok && p != g.ID {
+				added = append(added, a)
+			}
+		}
+		rec := store.Incident{ID: g.ID, Founder: g.AlertIDs[0], Title: g.Title, Attack: g.Attack, Severity: g.Severity,
+			State: string(g.State), Start: g.Start, End: g.End, AlertCount: len(g.AlertIDs), Entities: ScopeEntities(g)}
+		// State, verdict and creation come from the incident that keeps
+		// its ID, else from the oldest one absorbed.
+		from, ok := old[g.ID]
+		if !ok {
+			for _, p := range prevs {
+				if o, ok2 := old[p]; ok2 && (!ok || o.Start.Before(from.Start) || (o.Start.Equal(from.Start) && o.ID < from.ID)) {
+					from, ok = o, true
+				}
+			}
+		}
+		if ok {
+			rec.State, rec.Verdict, rec.Note, rec.VerdictBy, rec.VerdictAt, rec.Created =
+				from.State, from.Verdict, from.Note, from.VerdictBy, from.VerdictAt, from.Created
+			g.State = incident.State(from.State)
+		}
+		body, err := json.Marshal(g)
+		if err != nil {
+			return fmt.Errorf("incident %s: %w", g.ID, err)
+		}
+		rec.Body = body
+		if _, existed := old[g.ID]; !existed {
+			if err := tx.UnaliasIncident(ctx, g.ID); err != nil {
+				return err
+			}
+		}
+		if err := tx.PutIncident(ctx, rec, g.AlertIDs); err != nil {
+			return err
+		}
+		if len(added) == 0 {
+			continue
+		}
+		c := Change{Kind: ChangeGrew, Incident: rec, Added: added}
+		if len(prevs) == 0 {
+			c.Kind = ChangeOpened
+		}
+		for _, p := range prevs {
+			if p != g.ID {
+				c.Merged = append(c.Merged, p)
+			}
+		}
+		rec.Body = nil
+		c.Incident = rec
+		// The store's incident notice (a webhook through the outbox), in
+		// this transaction.
+		if err := tx.Notify(ctx, c.Kind, rec, c); err != nil {
+			return err
+		}
+	}
+	// Alerts Group left out (withdrawn) leave their incidents.
+	var dropped []string
+	for _, id := range all {
+		if _, ok := prevOf[id]; ok && !grouped[id] {
+			dropped = append(dropped, id)
+		}
+	}
+	return tx.DropAlerts(ctx, dropped)
+}
+
+// ScopeEntities returns the entities an incident's exact scope covers:
+// those its alerts are about, and the keys and tokens in its graph (an
+// attack's instruments), hubs left out (a shared address's other users'
+// reads are not the attack's), in graph order. Principals only implicated
+// (a customer a forged token impersonated) are left out too: what the
+// attacker read as them is in the key's, token's and source's rows; their
+// own reads are not.
+func ScopeEntities(in incident.Incident) []event.EntityKey {
+	out := []event.EntityKey{}
+	for _, n := range in.Graph.Nodes {
+		if n.Hub {
+			continue
+		}
+		if n.Alerts > 0 || n.Entity.Kind == event.EntitySigningKey || n.Entity.Kind == event.EntityToken {
+			out = append(out, n.Entity)
+		}
+	}
+	return out
+}
+
+// facts answers incident.Facts from stored citations.
+type facts struct {
+	events  map[string]incident.EventFacts
+	sources map[string]int
+}
+
+func (f *facts) Event(ref string) (incident.EventFacts, bool) { x, ok := f.events[ref]; return x, ok }
+func (f *facts) Source(ip string) (int, bool)                 { n, ok := f.sources[ip]; return n, ok }
+
+// loadFacts loads the citations of the events alerts cite, and how many
+// principals the citations show acting from the addresses they name.
+func loadFacts(ctx context.Context, tx *store.IncidentTx, alerts []event.Alert) (*facts, error) {
+	refs, ips := map[string]bool{}, map[string]bool{}
+	named := func(e event.EntityKey) {
+		if e.Kind == event.EntitySource {
+			ips[e.ID] = true
+		}
+	}
+	for i := range alerts {
+		a := &alerts[i]
+		named(a.Entity)
+		for fi := range a.Findings {
+			f := &a.Findings[fi]
+			named(f.Entity)
+			for _, r := range f.Related {
+				named(r)
+			}
+			for _, r := range f.Evidence {
+				refs[r] = true
+			}
+		}
+	}
+	cs, err := tx.Citations(ctx, keys(refs))
+	if err != nil {
+		return nil, err
+	}
+	fx := &facts{events: make(map[string]incident.EventFacts, len(cs))}
+	for ref, c := range cs {
+		fx.events[ref] = incident.EventFacts{Success: c.Success, Principal: c.Principal, Token: c.Token, Key: c.Key,
+			Source: c.Source, ASN: c.ASN, UserAgent: c.UserAgent}
+	}
+	if fx.sources, err = tx.SourcePrincipals(ctx, keys(ips)); err != nil {
+		return nil, err
+	}
+	return fx, nil
+}
+
+// hashKeys maps join keys to fixed-width text a database indexes well
+// (PostgreSQL's text holds no NUL, which campaign keys contain). A
+// collision only adds an alert to a neighbourhood; Group still decides.
+func hashKeys(ks []string) []string {
+	out := make([]string, len(ks))
+	for i, k := range ks {
+		h := sha256.Sum256([]byte(k))
+		out[i] = hex.EncodeToString(h[:16])
+	}
+	return out
+}
+
+func keys(m map[string]bool) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	slices.Sort(out)
+	return out
+}
+
+func compact(s []string) []string {
+	s = slices.Clone(s)
+	slices.Sort(s)
+	return slices.Compact(s)
+}

@@ -1,0 +1,701 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/haechi-sec/haechi/internal/event"
+)
+
+// Incident states (internal/incident.State).
+const (
+	IncidentOpen      = "open"
+	IncidentContained = "contained"
+	IncidentClosed    = "closed"
+)
+
+// ValidIncidentState reports whether s is a known incident state.
+func ValidIncidentState(s string) bool {
+	switch s {
+	case IncidentOpen, IncidentContained, IncidentClosed:
+		return true
+	}
+	return false
+}
+
+// Incident is an incident as the store keeps it: the columns a listing
+// filters and shows, and Body, the grouping's full JSON
+// (internal/incident.Incident: founding entity, alert ids, timeline,
+// entity graph), which the store keeps without reading.
+type Incident struct {
+	ID string `json:"id"`
+	// Founder is the founding (earliest, by time then ID) alert's ID; the
+	// incident's ID is a hash of it (incident.IDFor).
+	Founder    string         `json:"founder_alert"`
+	Title      string         `json:"title"`
+	Attack     string         `json:"attack"`
+	Severity   event.Severity `json:"severity"`
+	State      string         `json:"state"`
+	Verdict    string         `json:"verdict,omitempty"`
+	VerdictBy  string         `json:"verdict_by,omitempty"`
+	VerdictAt  time.Time      `json:"verdict_at,omitzero"`
+	Note       string         `json:"note,omitempty"`
+	Start      time.Time      `json:"start"` // event time
+	End        time.Time      `json:"end"`   // event time
+	AlertCount int            `json:"alert_count"`
+	// Entities are the entities its exact scope covers: the access-ledger
+	// union over them and its time range (ledger.IncidentScope).
+	Entities []event.EntityKey `json:"entities"`
+	// Body is the grouping's JSON; nil in listings.
+	Body    json.RawMessage `json:"detail,omitempty"`
+	Created time.Time       `json:"created"` // wall time
+	Updated time.Time       `json:"updated"` // wall time
+}
+
+// IncidentKeeper keeps incidents as alerts are stored
+// (internal/incident/track implements it). The store calls AlertsSaved
+// inside every transaction that saves alerts (SaveAlerts, the Writer's
+// commits), after writing them, holding a lock that serialises keepers
+// across every process sharing the store; tx reads what the transaction
+// wrote. An error aborts the whole transaction, alerts included (the
+// Writer retries the batch), so AlertsSaved must be safe to repeat.
+type IncidentKeeper interface {
+	AlertsSaved(ctx context.Context, tx *IncidentTx, alerts []event.Alert) error
+}
+
+// IncidentTx is the incident keeper's view of one save transaction.
+type IncidentTx struct {
+	s   *Store
+	tx  *sql.Tx
+	now int64
+}
+
+// incidentLockID names the PostgreSQL advisory lock incident keepers
+// take (an arbitrary constant: "haechi-in" in ASCII).
+const incidentLockID = 0x68616563686900
+
+// inChunk bounds the values of one IN list.
+const inChunk = 500
+
+// keepIncidents runs the keeper over alerts just saved in tx.
+func (s *Store) keepIncidents(ctx context.Context, tx *sql.Tx, alerts []event.Alert, order []int) error {
+	if s.incidents == nil {
+		return nil
+	}
+	if s.dialect.postgres {
+		if _, err := tx.ExecContext(ctx, "SELECT pg_advisory_xact_lock(?)", int64(incidentLockID)); err != nil {
+			return fmt.Errorf("incidents: lock: %w", err)
+		}
+	}
+	if s.incidentNotice != nil {
+		// Notices append to the audit log: its lock is taken before any
+		// incident row is, as SetIncidentVerdict takes it (no cycle).
+		if err := lockAudit(ctx, s.dialect, tx); err != nil {
+			return fmt.Errorf("incidents: %w", err)
+		}
+	}
+	saved := make([]event.Alert, len(order))
+	for i, j := range order {
+		saved[i] = alerts[j]
+	}
+	if err := s.incidents.AlertsSaved(ctx, &IncidentTx{s: s, tx: tx, now: time.Now().UnixNano()}, saved); err != nil {
+		return fmt.Errorf("incidents: %w", err)
+	}
+	return nil
+}
+
+// Notify writes the outbox action Options.IncidentNotice makes of an
+// incident event (none without it), in this transaction.
+func (t *IncidentTx) Notify(ctx context.Context, kind string, in Incident, detail any) error {
+	if t.s.incidentNotice == nil {
+		return nil
+	}
+	a, err := t.s.incidentNotice(kind, in, detail)
+	if err != nil || a == nil {
+		return err
+	}
+	if _, err := t.s.insertAction(ctx, t.tx, a, time.Unix(0, t.now).UTC()); err != nil {
+		return fmt.Errorf("incident %s %s: %w", in.ID, kind, err)
+	}
+	return nil
+}
+
+// chunks calls fn with successive slices of at most inChunk values.
+func chunks[T any](vals []T, fn func([]T) error) error {
+	for start := 0; start < len(vals); start += inChunk {
+		if err := fn(vals[start:min(start+inChunk, len(vals))]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func anys[T any](vals []T) []any {
+	out := make([]any, len(vals))
+	for i, v := range vals {
+		out[i] = v
+	}
+	return out
+}
+
+// queryStrings runs a query whose rows are (string, string) pairs over
+// the IN list vals (its "(?)" stands for the list) and calls fn per row.
+func (t *IncidentTx) queryPairs(ctx context.Context, query string, vals []string, fn func(a, b string)) error {
+	return chunks(vals, func(c []string) error {
+		q := strings.Replace(query, "(?)", "("+placeholders(len(c))+")", 1)
+		rows, err := t.tx.QueryContext(ctx, q, anys(c)...)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var a, b string
+			if err := rows.Scan(&a, &b); err != nil {
+				return err
+			}
+			fn(a, b)
+		}
+		return rows.Err()
+	})
+}
+
+// PutCitations stores what cited events were; a reference stored before
+// keeps its first citation.
+func (t *IncidentTx) PutCitations(ctx context.Context, cs []event.Citation) error {
+	const cols = 8
+	return chunks(cs, func(c []event.Citation) error {
+		args := make([]any, 0, cols*len(c))
+		for _, x := range c {
+			args = append(args, x.Ref, boolInt(x.Success), x.Principal, x.Token, x.Key, x.Source, int64(x.ASN), x.UserAgent)
+		}
+		_, err := t.tx.ExecContext(ctx, `INSERT INTO citations (ref, success, principal, token, key_id, source, asn, user_agent)
+VALUES `+valueRows(cols, len(c))+` ON CONFLICT (ref) DO NOTHING`, args...)
+		if err != nil {
+			return fmt.Errorf("put citations: %w", err)
+		}
+		return nil
+	})
+}
+
+// Citations returns the stored citations of refs (unknown ones absent).
+func (t *IncidentTx) Citations(ctx context.Context, refs []string) (map[string]event.Citation, error) {
+	out := make(map[string]event.Citation, len(refs))
+	err := chunks(refs, func(c []string) error {
+		rows, err := t.tx.QueryContext(ctx, `SELECT ref, success, principal, token, key_id, source, asn, user_agent
+FROM citations WHERE ref IN (`+placeholders(len(c))+`)`, anys(c)...)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var (
+				x            event.Citation
+				success, asn int64
+			)
+			if err := rows.Scan(&x.Ref, &success, &x.Principal, &x.Token, &x.Key, &x.Source, &asn, &x.UserAgent); err != nil {
+				return err
+			}
+			x.Success, x.ASN = success != 0, uint32(asn) // #nosec G115 -- stored from a uint32
+			out[x.Ref] = x
+		}
+		return rows.Err()
+	})
+	if err != nil {
+		return nil, fmt.Errorf("citations: %w", err)
+	}
+	return out, nil
+}
+
+// SourcePrincipals returns, per address, how many distinct principals
+// the stored citations show acting from it successfully (addresses with
+// none absent).
+func (t *IncidentTx) SourcePrincipals(ctx context.Context, ips []string) (map[string]int, error) {
+	out := map[string]int{}
+	err := chunks(ips, func(c []string) error {
+		rows, err := t.tx.QueryContext(ctx, `SELECT source, COUNT(DISTINCT principal) FROM citations
+WHERE success = 1 AND principal <> '' AND source IN (`+placeholders(len(c))+`) GROUP BY source`, anys(c)...)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var (
+				ip string
+				n  int
+			)
+			if err := rows.Scan(&ip, &n); err != nil {
+				return err
+			}
+			out[ip] = n
+		}
+		return rows.Err()
+	})
+	if err != nil {
+		return nil, fmt.Errorf("source principals: %w", err)
+	}
+	return out, nil
+}
+
+// AlertsWithKeys returns the IDs of the alerts stored with any of keys
+// (SetAlertKeys) — with namedOnly, only with them as named keys — sorted.
+func (t *IncidentTx) AlertsWithKeys(ctx context.Context, keys []string, namedOnly bool) ([]string, error) {
+	seen := map[string]bool{}
+	q := "SELECT alert_id, join_key FROM incident_keys WHERE join_key IN (?)"
+	if namedOnly {
+		q += " AND cited = 0"
+	}
+	err := t.queryPairs(ctx, q, keys, func(id, _ string) { seen[id] = true })
+	if err != nil {
+		return nil, fmt.Errorf("alerts with keys: %w", err)
+	}
+	return sortedSet(seen), nil
+}
+
+// SetAlertKeys replaces the join keys stored for alert id: the keys it
+// names and those it only cites (a key in both counts as named).
+func (t *IncidentTx) SetAlertKeys(ctx context.Context, id string, named, cited []string) error {
+	if _, err := t.tx.ExecContext(ctx, "DELETE FROM incident_keys WHERE alert_id = ?", id); err != nil {
+		return fmt.Errorf("alert %q keys: %w", id, err)
+	}
+	type key struct {
+		k     string
+		cited int64
+	}
+	var keys []key
+	seen := map[string]bool{}
+	for _, k := range named {
+		if !seen[k] {
+			seen[k] = true
+			keys = append(keys, key{k, 0})
+		}
+	}
+	for _, k := range cited {
+		if !seen[k] {
+			seen[k] = true
+			keys = append(keys, key{k, 1})
+		}
+	}
+	return chunks(keys, func(c []key) error {
+		args := make([]any, 0, 3*len(c))
+		for _, k := range c {
+			args = append(args, k.k, id, k.cited)
+		}
+		if _, err := t.tx.ExecContext(ctx, "INSERT INTO incident_keys (join_key, alert_id, cited) VALUES "+valueRows(3, len(c)), args...); err != nil {
+			return fmt.Errorf("alert %q keys: %w", id, err)
+		}
+		return nil
+	})
+}
+
+// IncidentsOfAlerts returns the incident each of the alerts ids is in
+// (alerts in none absent).
+func (t *IncidentTx) IncidentsOfAlerts(ctx context.Context, ids []string) (map[string]string, error) {
+	out := map[string]string{}
+	err := t.queryPairs(ctx, "SELECT alert_id, incident_id FROM incident_alerts WHERE alert_id IN (?)", ids,
+		func(a, in string) { out[a] = in })
+	if err != nil {
+		return nil, fmt.Errorf("incidents of alerts: %w", err)
+	}
+	return out, nil
+}
+
+// AlertsOfIncidents returns the IDs of the alerts in the incidents ids,
+// sorted.
+func (t *IncidentTx) AlertsOfIncidents(ctx context.Context, ids []string) ([]string, error) {
+	seen := map[string]bool{}
+	err := t.queryPairs(ctx, "SELECT alert_id, incident_id FROM incident_alerts WHERE incident_id IN (?)", ids,
+		func(a, _ string) { seen[a] = true })
+	if err != nil {
+		return nil, fmt.Errorf("alerts of incidents: %w", err)
+	}
+	return sortedSet(seen), nil
+}
+
+// Alerts returns the stored alerts ids (as this transaction sees them),
+// with their findings, in ID order; unknown IDs are left out.
+func (t *IncidentTx) Alerts(ctx context.Context, ids []string) ([]event.Alert, error) {
+	var out []event.Alert
+	err := chunks(ids, func(c []string) error {
+		rows, err := t.tx.QueryContext(ctx, "SELECT "+alertColumns+" FROM alerts WHERE id IN ("+placeholders(len(c))+") ORDER BY id", anys(c)...)
+		if err != nil {
+			return err
+		}
+		var batch []event.Alert
+		for rows.Next() {
+			a, err := scanAlert(rows)
+			if err != nil {
+				rows.Close()
+				return err
+			}
+			batch = append(batch, a)
+		}
+		if err := rows.Err(); err != nil {
+			rows.Close()
+			return err
+		}
+		rows.Close()
+		if len(batch) == 0 {
+			return nil
+		}
+		if err := loadFindingsFrom(ctx, t.tx, batch); err != nil {
+			return err
+		}
+		out = append(out, batch...)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("alerts: %w", err)
+	}
+	return out, nil
+}
+
+// Incidents returns the stored incidents ids (Body included), in ID
+// order; unknown IDs are left out.
+func (t *IncidentTx) Incidents(ctx context.Context, ids []string) ([]Incident, error) {
+	var out []Incident
+	err := chunks(ids, func(c []string) error {
+		rows, err := t.tx.QueryContext(ctx, "SELECT "+incidentColumns+", body FROM incidents WHERE id IN ("+placeholders(len(c))+") ORDER BY id", anys(c)...)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			in, err := scanIncident(rows, true)
+			if err != nil {
+				return err
+			}
+			out = append(out, in)
+		}
+		return rows.Err()
+	})
+	if err != nil {
+		return nil, fmt.Errorf("incidents: %w", err)
+	}
+	return out, nil
+}
+
+// PutIncident upserts in and makes alertIDs its alerts (moving them from
+// any other incident). Created is kept from a stored row of the same ID;
+// a zero Created on a new row takes the transaction's wall time.
+func (t *IncidentTx) PutIncident(ctx context.Context, in Incident, alertIDs []string) error {
+	body := string(in.Body)
+	if body == "" {
+		body = "{}"
+	}
+	if in.Entities == nil {
+		in.Entities = []event.EntityKey{}
+	}
+	ents, err := json.Marshal(in.Entities)
+	if err != nil {
+		return fmt.Errorf("put incident %q: entities: %w", in.ID, err)
+	}
+	created := toNanos(in.Created)
+	if created == 0 {
+		created = t.now
+	}
+	_, err = t.tx.ExecContext(ctx, `INSERT INTO incidents (id, founder, start_time, end_time, severity, state, verdict,
+	verdict_note, verdict_by, verdict_at, title, attack, alert_count, entities, body, created_at, updated_at)
+VALUES (`+placeholders(17)+`)
+ON CONFLICT (id) DO UPDATE SET
+	founder = excluded.founder, start_time = excluded.start_time, end_time = excluded.end_time,
+	severity = excluded.severity, state = excluded.state, verdict = excluded.verdict,
+	verdict_note = excluded.verdict_note, verdict_by = excluded.verdict_by, verdict_at = excluded.verdict_at,
+	title = excluded.title, attack = excluded.attack, alert_count = excluded.alert_count,
+	entities = excluded.entities, body = excluded.body,
+	updated_at = excluded.updated_at`,
+		in.ID, in.Founder, toNanos(in.Start), toNanos(in.End), int64(in.Severity), in.State, in.Verdict,
+		in.Note, in.VerdictBy, toNanos(in.VerdictAt), in.Title, in.Attack, int64(in.AlertCount), string(ents), body, created, t.now)
+	if err != nil {
+		return fmt.Errorf("put incident %q: %w", in.ID, err)
+	}
+	return chunks(alertIDs, func(c []string) error {
+		args := make([]any, 0, 2*len(c))
+		for _, a := range c {
+			args = append(args, a, in.ID)
+		}
+		if _, err := t.tx.ExecContext(ctx, "INSERT INTO incident_alerts (alert_id, incident_id) VALUES "+valueRows(2, len(c))+
+			" ON CONFLICT (alert_id) DO UPDATE SET incident_id = excluded.incident_id", args...); err != nil {
+			return fmt.Errorf("put incident %q alerts: %w", in.ID, err)
+		}
+		return nil
+	})
+}
+
+// RetireIncident deletes incident id, whose founding alert is founder,
+// and keeps id as an alias resolving through founder, else to successor
+// (the incident that took its other alerts; "" when none did). Alerts
+// still assigned to it are unassigned.
+func (t *IncidentTx) RetireIncident(ctx context.Context, id, founder, successor string) error {
+	if _, err := t.tx.ExecContext(ctx, "DELETE FROM incidents WHERE id = ?", id); err != nil {
+		return fmt.Errorf("retire incident %q: %w", id, err)
+	}
+	if _, err := t.tx.ExecContext(ctx, "DELETE FROM incident_alerts WHERE incident_id = ?", id); err != nil {
+		return fmt.Errorf("retire incident %q: %w", id, err)
+	}
+	if _, err := t.tx.ExecContext(ctx, `INSERT INTO incident_aliases (alias, founder, successor) VALUES (?, ?, ?)
+ON CONFLICT (alias) DO UPDATE SET founder = excluded.founder, successor = excluded.successor`,
+		id, founder, successor); err != nil {
+		return fmt.Errorf("retire incident %q: %w", id, err)
+	}
+	return nil
+}
+
+// DropAlerts removes alerts ids from their incidents (a withdrawn alert).
+func (t *IncidentTx) DropAlerts(ctx context.Context, ids []string) error {
+	return chunks(ids, func(c []string) error {
+		if _, err := t.tx.ExecContext(ctx, "DELETE FROM incident_alerts WHERE alert_id IN ("+placeholders(len(c))+")", anys(c)...); err != nil {
+			return fmt.Errorf("drop alerts: %w", err)
+		}
+		return nil
+	})
+}
+
+// UnaliasIncident removes id from the aliases (it is an incident again).
+func (t *IncidentTx) UnaliasIncident(ctx context.Context, id string) error {
+	if _, err := t.tx.ExecContext(ctx, "DELETE FROM incident_aliases WHERE alias = ?", id); err != nil {
+		return fmt.Errorf("unalias incident %q: %w", id, err)
+	}
+	return nil
+}
+
+func sortedSet(m map[string]bool) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	slices.Sort(out)
+	return out
+}
+
+const incidentColumns = `id, founder, start_time, end_time, severity, state, verdict, verdict_note, verdict_by,
+	verdict_at, title, attack, alert_count, entities, created_at, updated_at`
+
+func scanIncident(sc scanner, body bool) (Incident, error) {
+	var (
+		in                              Incident
+		start, end, sev, vat, n, cr, up int64
+		b, ents                         string
+	)
+	dest := []any{&in.ID, &in.Founder, &start, &end, &sev, &in.State, &in.Verdict, &in.Note, &in.VerdictBy,
+		&vat, &in.Title, &in.Attack, &n, &ents, &cr, &up}
+	if body {
+		dest = append(dest, &b)
+	}
+	if err := sc.Scan(dest...); err != nil {
+		return Incident{}, err
+	}
+	in.Start, in.End, in.VerdictAt = fromNanos(start), fromNanos(end), fromNanos(vat)
+	in.Created, in.Updated = fromNanos(cr), fromNanos(up)
+	in.Severity, in.AlertCount = event.Severity(sev), int(n)
+	if body {
+		in.Body = json.RawMessage(b)
+	}
+	in.Entities = []event.EntityKey{}
+	if ents != "" && ents != "[]" {
+		if err := json.Unmarshal([]byte(ents), &in.Entities); err != nil {
+			return Incident{}, fmt.Errorf("incident %q entities: %w", in.ID, err)
+		}
+	}
+	return in, nil
+}
+
+// IncidentQuery selects incidents for ListIncidents. The zero value lists
+// the DefaultListLimit newest incidents (by start).
+type IncidentQuery struct {
+	// Limit caps the number returned: ≤0 means DefaultListLimit, capped at
+	// MaxListLimit.
+	Limit int
+	// State, when set, keeps incidents in that state.
+	State string
+	// MinSeverity, when non-zero, keeps incidents of at least this
+	// severity.
+	MinSeverity event.Severity
+	// Since, when non-zero, keeps incidents whose alerts span reaches it
+	// (End >= Since).
+	Since time.Time
+	// Older, when set, keeps the incidents after it in the listing's order
+	// (newest start first, then ID descending): the next page of a listing
+	// whose last incident it is (keyset paging, as AlertQuery.Older).
+	Older IncidentCursor
+}
+
+// IncidentCursor is a position in ListIncidents' order.
+type IncidentCursor struct {
+	Start time.Time
+	ID    string
+}
+
+// IsZero reports whether c is unset.
+func (c IncidentCursor) IsZero() bool { return c.Start.IsZero() && c.ID == "" }
+
+// ListIncidents returns the incidents q selects, newest start first (then
+// ID descending), without their Body.
+func (s *Store) ListIncidents(ctx context.Context, q IncidentQuery) ([]Incident, error) {
+	limit := q.Limit
+	if limit <= 0 {
+		limit = DefaultListLimit
+	}
+	limit = min(limit, MaxListLimit)
+	var (
+		where []string
+		args  []any
+	)
+	if q.State != "" {
+		where = append(where, "state = ?")
+		args = append(args, q.State)
+	}
+	if q.MinSeverity != 0 {
+		where = append(where, "severity >= ?")
+		args = append(args, int64(q.MinSeverity))
+	}
+	if !q.Since.IsZero() {
+		where = append(where, "end_time >= ?")
+		args = append(args, toNanos(q.Since))
+	}
+	if !q.Older.IsZero() {
+		n := toNanos(q.Older.Start)
+		where = append(where, "(start_time < ? OR (start_time = ? AND id < ?))")
+		args = append(args, n, n, q.Older.ID)
+	}
+	query := "SELECT " + incidentColumns + " FROM incidents"
+	if len(where) > 0 {
+		query += " WHERE " + strings.Join(where, " AND ")
+	}
+	query += " ORDER BY start_time DESC, id DESC LIMIT ?"
+	args = append(args, limit)
+	rows, err := s.db.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, fmt.Errorf("list incidents: %w", err)
+	}
+	defer rows.Close()
+	out := []Incident{}
+	for rows.Next() {
+		in, err := scanIncident(rows, false)
+		if err != nil {
+			return nil, fmt.Errorf("list incidents: %w", err)
+		}
+		out = append(out, in)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list incidents: %w", err)
+	}
+	return out, nil
+}
+
+// GetIncident returns the incident id names, with its Body: the incident
+// of that ID, or — for an ID that was merged into another or refounded —
+// the incident its founding alert is in now, else (that alert withdrawn)
+// the incident that took its other alerts. It returns an error wrapping
+// ErrNotFound when there is none.
+func (s *Store) GetIncident(ctx context.Context, id string) (Incident, error) {
+	const maxHops = 16 // successors chain; a cycle cannot form, but stay bounded
+	cur := id
+	for range maxHops {
+		in, err := scanIncident(s.db.QueryRowContext(ctx, "SELECT "+incidentColumns+", body FROM incidents WHERE id = ?", cur), true)
+		if err == nil {
+			return in, nil
+		}
+		if !errors.Is(err, sql.ErrNoRows) {
+			return Incident{}, fmt.Errorf("get incident %q: %w", id, err)
+		}
+		var founder, successor, via string
+		err = s.db.QueryRowContext(ctx, `SELECT a.founder, a.successor, COALESCE(ia.incident_id, '') FROM incident_aliases a
+LEFT JOIN incident_alerts ia ON ia.alert_id = a.founder WHERE a.alias = ?`, cur).Scan(&founder, &successor, &via)
+		if errors.Is(err, sql.ErrNoRows) {
+			break
+		}
+		if err != nil {
+			return Incident{}, fmt.Errorf("get incident %q: %w", id, err)
+		}
+		switch {
+		case via != "" && via != cur:
+			cur = via
+		case successor != "" && successor != cur:
+			cur = successor
+		default:
+			return Incident{}, fmt.Errorf("get incident %q: %w", id, ErrNotFound)
+		}
+	}
+	return Incident{}, fmt.Errorf("get incident %q: %w", id, ErrNotFound)
+}
+
+// IncidentOfAlert returns the ID of the incident alert id is in
+// (ErrNotFound, wrapped, when none).
+func (s *Store) IncidentOfAlert(ctx context.Context, id string) (string, error) {
+	var in string
+	err := s.db.QueryRowContext(ctx, "SELECT incident_id FROM incident_alerts WHERE alert_id = ?", id).Scan(&in)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", fmt.Errorf("incident of alert %q: %w", id, ErrNotFound)
+	}
+	if err != nil {
+		return "", fmt.Errorf("incident of alert %q: %w", id, err)
+	}
+	return in, nil
+}
+
+// IncidentVerdict is an analyst's decision on an incident: its state and
+// verdict (the alert verdicts' vocabulary, ValidVerdict).
+type IncidentVerdict struct {
+	IncidentID string    `json:"incident_id"`
+	State      string    `json:"state"`
+	Verdict    string    `json:"verdict"`
+	Note       string    `json:"note,omitempty"`
+	By         string    `json:"by"`
+	At         time.Time `json:"at"`
+}
+
+// SetIncidentVerdict sets the state and verdict of the incident v names
+// (an alias resolves), with an audit entry, in one transaction. It
+// returns the incident as updated; an unknown incident is ErrNotFound
+// (wrapped). A verdict with no state closes the incident.
+func (s *Store) SetIncidentVerdict(ctx context.Context, v IncidentVerdict) (Incident, error) {
+	if v.State == "" {
+		v.State = IncidentClosed
+	}
+	if !ValidIncidentState(v.State) {
+		return Incident{}, fmt.Errorf("incident verdict: state %q: want %s, %s or %s", v.State, IncidentOpen, IncidentContained, IncidentClosed)
+	}
+	if v.Verdict != "" && !ValidVerdict(v.Verdict) {
+		return Incident{}, fmt.Errorf("incident verdict: verdict %q: want %s, %s or %s", v.Verdict, VerdictTruePositive, VerdictFalsePositive, VerdictBenign)
+	}
+	cur, err := s.GetIncident(ctx, v.IncidentID)
+	if err != nil {
+		return Incident{}, fmt.Errorf("incident verdict: %w", err)
+	}
+	v.IncidentID = cur.ID
+	err = s.withTx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `UPDATE incidents SET state = ?, verdict = ?, verdict_note = ?, verdict_by = ?, verdict_at = ?, updated_at = ?
+WHERE id = ?`, v.State, v.Verdict, v.Note, v.By, toNanos(v.At), time.Now().UnixNano(), v.IncidentID)
+		if err != nil {
+			return err
+		}
+		if n, err := res.RowsAffected(); err == nil && n == 0 {
+			return fmt.Errorf("incident %q: %w", v.IncidentID, ErrNotFound) // merged meanwhile
+		}
+		if err := s.appendAudit(ctx, tx, v.At, "incident_verdict", "", v); err != nil {
+			return err
+		}
+		if s.incidentNotice == nil || (cur.State == v.State && cur.Verdict == v.Verdict) {
+			return nil
+		}
+		in := cur
+		in.Body = nil
+		in.State, in.Verdict, in.Note, in.VerdictBy, in.VerdictAt = v.State, v.Verdict, v.Note, v.By, v.At
+		a, err := s.incidentNotice("state_changed", in, v)
+		if err != nil || a == nil {
+			return err
+		}
+		_, err = s.insertAction(ctx, tx, a, time.Now().UTC())
+		return err
+	})
+	if err != nil {
+		return Incident{}, fmt.Errorf("incident verdict: %w", err)
+	}
+	return s.GetIncident(ctx, v.IncidentID)
+}
