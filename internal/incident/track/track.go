@@ -98,14 +98,15 @@ func (k *Keeper) AlertsSaved(ctx context.Context, tx *store.IncidentTx, saved []
 	if len(saved) == 0 {
 		return nil
 	}
-	// 1. Citations.
+	// 1. Citations, and the addresses they make shared.
 	var cs []event.Citation
 	for i := range saved {
 		for fi := range saved[i].Findings {
 			cs = append(cs, saved[i].Findings[fi].Cited...)
 		}
 	}
-	if err := tx.PutCitations(ctx, cs); err != nil {
+	flipped, err := k.putCitations(ctx, tx, cs)
+	if err != nil {
 		return err
 	}
 	fx, err := loadFacts(ctx, tx, saved)
@@ -128,7 +129,7 @@ func (k *Keeper) AlertsSaved(ctx context.Context, tx *store.IncidentTx, saved []
 	for _, q := range []struct {
 		keys      []string
 		namedOnly bool
-	}{{named, false}, {cited, true}} {
+	}{{named, false}, {cited, true}, {flipped, true}} {
 		more, err := tx.AlertsWithKeys(ctx, compact(q.keys), q.namedOnly)
 		if err != nil {
 			return err
@@ -236,13 +237,24 @@ func (k *Keeper) AlertsSaved(ctx context.Context, tx *store.IncidentTx, saved []
 			return fmt.Errorf("incident %s: %w", g.ID, err)
 		}
 		rec.Body = body
-		if _, existed := old[g.ID]; !existed {
+		prev, existed := old[g.ID]
+		if !existed {
 			if err := tx.UnaliasIncident(ctx, g.ID); err != nil {
 				return err
 			}
 		}
-		if err := tx.PutIncident(ctx, rec, g.AlertIDs); err != nil {
-			return err
+		// Only the alerts that were not in it are (re)assigned, and an
+		// incident the batch left as it was is not rewritten.
+		var moved []string
+		for _, a := range g.AlertIDs {
+			if prevOf[a] != g.ID {
+				moved = append(moved, a)
+			}
+		}
+		if !existed || len(moved) > 0 || !sameRecord(prev, rec) {
+			if err := tx.PutIncident(ctx, rec, moved); err != nil {
+				return err
+			}
 		}
 		if len(added) == 0 {
 			continue
@@ -272,6 +284,52 @@ func (k *Keeper) AlertsSaved(ctx context.Context, tx *store.IncidentTx, saved []
 		}
 	}
 	return tx.DropAlerts(ctx, dropped)
+}
+
+// sameRecord reports whether the stored incident a and the regrouped b
+// hold the same (the wall times aside).
+func sameRecord(a, b store.Incident) bool {
+	return a.ID == b.ID && a.Founder == b.Founder && a.Title == b.Title && a.Attack == b.Attack &&
+		a.Severity == b.Severity && a.State == b.State && a.Start.Equal(b.Start) && a.End.Equal(b.End) &&
+		a.AlertCount == b.AlertCount && slices.Equal(a.Entities, b.Entities) && string(a.Body) == string(b.Body)
+}
+
+// putCitations stores cs and returns the join keys (hashed) of the
+// source addresses they made shared: those with fewer than SharedSource
+// principals before and at least as many after. An address becoming
+// shared is a hub from then on (incident.Options.SharedSource), so the
+// alerts naming it are regrouped even when no alert of the batch names
+// it — or they would stay joined through it.
+func (k *Keeper) putCitations(ctx context.Context, tx *store.IncidentTx, cs []event.Citation) ([]string, error) {
+	srcs := map[string]bool{}
+	for _, c := range cs {
+		if c.Success && c.Principal != "" && c.Source != "" {
+			srcs[c.Source] = true
+		}
+	}
+	ips := keys(srcs)
+	before, err := tx.SourcePrincipals(ctx, ips)
+	if err != nil {
+		return nil, err
+	}
+	if err := tx.PutCitations(ctx, cs); err != nil {
+		return nil, err
+	}
+	after, err := tx.SourcePrincipals(ctx, ips)
+	if err != nil {
+		return nil, err
+	}
+	shared := k.opts.Grouping.SharedSource
+	if shared <= 0 {
+		shared = incident.DefaultSharedSource
+	}
+	var flipped []string
+	for _, ip := range ips {
+		if before[ip] < shared && after[ip] >= shared {
+			flipped = append(flipped, incident.EntityJoinKey(event.EntityKey{Kind: event.EntitySource, ID: ip}))
+		}
+	}
+	return hashKeys(flipped), nil
 }
 
 // ScopeEntities returns the entities an incident's exact scope covers:

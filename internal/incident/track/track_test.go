@@ -413,3 +413,37 @@ func TestCitedKeyJoins(t *testing.T) {
 		})
 	}
 }
+
+// TestSharedSourceSplits: two alerts joined only through the address
+// they name split apart once later citations show more than
+// SharedSource principals acting from it (a CGNAT gateway), though the
+// alert bringing those citations names neither them nor the address —
+// as Group over all the alerts splits them.
+func TestSharedSourceSplits(t *testing.T) {
+	gw := ent(event.EntitySource, "100.64.0.1")
+	a := mk(t0, ent(event.EntityPrincipal, "e:1"), "volume", "record_volume", event.SeverityHigh, nil, gw)
+	b := mk(t0.Add(time.Hour), ent(event.EntityPrincipal, "e:2"), "volume", "record_volume", event.SeverityHigh, nil, gw)
+	var crowd []event.Citation
+	for i := range incident.DefaultSharedSource {
+		crowd = append(crowd, event.Citation{Ref: fmt.Sprintf("cgnat-%d", i), Success: true, Principal: fmt.Sprintf("m:%d", i), Source: gw.ID})
+	}
+	// An alert about another address citing the crowd's requests (a
+	// detector's baseline evidence).
+	c := mk(t0.Add(2*time.Hour), ent(event.EntitySource, "198.51.100.7"), "source_fanout", "source_fanout", event.SeverityMedium, crowd)
+	all := []event.Alert{a, b, c}
+	wantInc := want(all)
+	if len(wantInc) != 3 {
+		t.Fatalf("Group gives %d incidents, want 3 (the gateway a hub)", len(wantInc))
+	}
+	backends(t, func(t *testing.T, bk backend) {
+		s := open(t, bk.target(t))
+		for _, batch := range [][]event.Alert{{a, b}, {c}} {
+			if err := s.SaveAlerts(t.Context(), batch); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if diff := cmp.Diff(wantInc, stored(t, s)); diff != "" {
+			t.Errorf("(-want +got):\n%s", diff)
+		}
+	})
+}
