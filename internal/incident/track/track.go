@@ -42,9 +42,10 @@
 // hub status (incident.Options.HubFanIn) is judged over that
 // neighbourhood; and a source address is judged shared
 // (incident.Options.SharedSource) by the principals its cited events
-// show, not by all its traffic. Each batch reloads the alerts of the
-// incidents it touches: the cost of a batch grows with the size of those
-// incidents.
+// show, not by all its traffic; an address the batch's citations make
+// shared regroups the alerts naming it. Each batch reloads the alerts of
+// the incidents it touches: the cost of a batch grows with the size of
+// those incidents.
 package track
 
 import (
