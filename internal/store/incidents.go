@@ -174,6 +174,7 @@ func (t *IncidentTx) PutCitations(ctx context.Context, cs []event.Citation) erro
 		for _, x := range c {
 			args = append(args, x.Ref, boolInt(x.Success), x.Principal, x.Token, x.Key, x.Source, int64(x.ASN), x.UserAgent)
 		}
+		// #nosec G202 -- only placeholders are concatenated
 		_, err := t.tx.ExecContext(ctx, `INSERT INTO citations (ref, success, principal, token, key_id, source, asn, user_agent)
 VALUES `+valueRows(cols, len(c))+` ON CONFLICT (ref) DO NOTHING`, args...)
 		if err != nil {
@@ -187,6 +188,7 @@ VALUES `+valueRows(cols, len(c))+` ON CONFLICT (ref) DO NOTHING`, args...)
 func (t *IncidentTx) Citations(ctx context.Context, refs []string) (map[string]event.Citation, error) {
 	out := make(map[string]event.Citation, len(refs))
 	err := chunks(refs, func(c []string) error {
+		// #nosec G202 -- only placeholders are concatenated
 		rows, err := t.tx.QueryContext(ctx, `SELECT ref, success, principal, token, key_id, source, asn, user_agent
 FROM citations WHERE ref IN (`+placeholders(len(c))+`)`, anys(c)...)
 		if err != nil {
@@ -218,6 +220,7 @@ FROM citations WHERE ref IN (`+placeholders(len(c))+`)`, anys(c)...)
 func (t *IncidentTx) SourcePrincipals(ctx context.Context, ips []string) (map[string]int, error) {
 	out := map[string]int{}
 	err := chunks(ips, func(c []string) error {
+		// #nosec G202 -- only placeholders are concatenated
 		rows, err := t.tx.QueryContext(ctx, `SELECT source, COUNT(DISTINCT principal) FROM citations
 WHERE success = 1 AND principal <> '' AND source IN (`+placeholders(len(c))+`) GROUP BY source`, anys(c)...)
 		if err != nil {
@@ -286,6 +289,7 @@ func (t *IncidentTx) SetAlertKeys(ctx context.Context, id string, named, cited [
 		for _, k := range c {
 			args = append(args, k.k, id, k.cited)
 		}
+		// #nosec G202 -- only placeholders are concatenated
 		if _, err := t.tx.ExecContext(ctx, "INSERT INTO incident_keys (join_key, alert_id, cited) VALUES "+valueRows(3, len(c)), args...); err != nil {
 			return fmt.Errorf("alert %q keys: %w", id, err)
 		}
@@ -322,6 +326,7 @@ func (t *IncidentTx) AlertsOfIncidents(ctx context.Context, ids []string) ([]str
 func (t *IncidentTx) Alerts(ctx context.Context, ids []string) ([]event.Alert, error) {
 	var out []event.Alert
 	err := chunks(ids, func(c []string) error {
+		// #nosec G202 -- a constant column list and placeholders
 		rows, err := t.tx.QueryContext(ctx, "SELECT "+alertColumns+" FROM alerts WHERE id IN ("+placeholders(len(c))+") ORDER BY id", anys(c)...)
 		if err != nil {
 			return err
@@ -360,6 +365,7 @@ func (t *IncidentTx) Alerts(ctx context.Context, ids []string) ([]event.Alert, e
 func (t *IncidentTx) Incidents(ctx context.Context, ids []string) ([]Incident, error) {
 	var out []Incident
 	err := chunks(ids, func(c []string) error {
+		// #nosec G202 -- a constant column list and placeholders
 		rows, err := t.tx.QueryContext(ctx, "SELECT "+incidentColumns+", body FROM incidents WHERE id IN ("+placeholders(len(c))+") ORDER BY id", anys(c)...)
 		if err != nil {
 			return err
@@ -399,6 +405,7 @@ func (t *IncidentTx) PutIncident(ctx context.Context, in Incident, alertIDs []st
 	if created == 0 {
 		created = t.now
 	}
+	// #nosec G202 -- only placeholders are concatenated
 	_, err = t.tx.ExecContext(ctx, `INSERT INTO incidents (id, founder, start_time, end_time, severity, state, verdict,
 	verdict_note, verdict_by, verdict_at, title, attack, alert_count, entities, body, created_at, updated_at)
 VALUES (`+placeholders(17)+`)
@@ -419,6 +426,7 @@ ON CONFLICT (id) DO UPDATE SET
 		for _, a := range c {
 			args = append(args, a, in.ID)
 		}
+		// #nosec G202 -- only placeholders are concatenated
 		if _, err := t.tx.ExecContext(ctx, "INSERT INTO incident_alerts (alert_id, incident_id) VALUES "+valueRows(2, len(c))+
 			" ON CONFLICT (alert_id) DO UPDATE SET incident_id = excluded.incident_id", args...); err != nil {
 			return fmt.Errorf("put incident %q alerts: %w", in.ID, err)
@@ -449,6 +457,7 @@ ON CONFLICT (alias) DO UPDATE SET founder = excluded.founder, successor = exclud
 // DropAlerts removes alerts ids from their incidents (a withdrawn alert).
 func (t *IncidentTx) DropAlerts(ctx context.Context, ids []string) error {
 	return chunks(ids, func(c []string) error {
+		// #nosec G202 -- only placeholders are concatenated
 		if _, err := t.tx.ExecContext(ctx, "DELETE FROM incident_alerts WHERE alert_id IN ("+placeholders(len(c))+")", anys(c)...); err != nil {
 			return fmt.Errorf("drop alerts: %w", err)
 		}
@@ -565,6 +574,7 @@ func (s *Store) ListIncidents(ctx context.Context, q IncidentQuery) ([]Incident,
 	}
 	query := "SELECT " + incidentColumns + " FROM incidents"
 	if len(where) > 0 {
+		// #nosec G202 -- constant conditions with placeholders
 		query += " WHERE " + strings.Join(where, " AND ")
 	}
 	query += " ORDER BY start_time DESC, id DESC LIMIT ?"
