@@ -67,6 +67,7 @@ import (
 	"fmt"
 	"math"
 	"net/netip"
+	"slices"
 	"strings"
 	"time"
 
@@ -112,6 +113,10 @@ type Options struct {
 	// MaxPending caps the failures awaiting their recovery horizon
 	// (default 1<<20).
 	MaxPending int
+	// HostingMarkers mark hosting networks by AS organisation name
+	// (case-insensitive substrings, config.DefaultHostingMarkers): a
+	// finding about such a network is tagged TagHosting.
+	HostingMarkers []string
 }
 
 func (o *Options) defaults() {
@@ -146,12 +151,23 @@ const (
 	maxRefs    = 3
 	// MaxSources is the most sources a finding names as related.
 	MaxSources = 16
+	// maxBots caps the campaign sources a cohort remembers.
+	maxBots = 4096
+	// maxSuccAddrs caps the source addresses whose successful logins are
+	// counted per window.
+	maxSuccAddrs = 1 << 16
 )
+
+// TagHosting tags a finding about a hosting network (Options.HostingMarkers):
+// a data centre, where no customer lives, so blocking it stops the
+// campaign without locking out a carrier's customers.
+const TagHosting = "haechi.network.hosting"
 
 // Detector is the login-campaign detector.
 type Detector struct {
-	opts  Options
-	names netname.Cache
+	opts    Options
+	names   netname.Cache
+	hosting []string
 }
 
 var _ engine.Detector = (*Detector)(nil)
@@ -159,15 +175,36 @@ var _ engine.Detector = (*Detector)(nil)
 // New returns the detector.
 func New(opts Options) *Detector {
 	opts.defaults()
-	return &Detector{opts: opts}
+	d := &Detector{opts: opts}
+	for _, m := range opts.HostingMarkers {
+		if m = strings.ToLower(strings.TrimSpace(m)); m != "" {
+			d.hosting = append(d.hosting, m)
+		}
+	}
+	return d
+}
+
+func (d *Detector) isHosting(org string) bool {
+	org = strings.ToLower(org)
+	for _, m := range d.hosting {
+		if strings.Contains(org, m) {
+			return true
+		}
+	}
+	return false
 }
 
 // Name implements engine.Detector.
 func (d *Detector) Name() string { return Name }
 
 // Key implements engine.Detector: every login with a principal and a
-// source address keys on Population.
+// source address keys on Population, and so does every token minted to a
+// source address (a campaign source's token is named, see the package
+// comment).
 func (d *Detector) Key(ev *event.Event) (event.EntityKey, bool) {
+	if ev.Dataset == event.DatasetToken && ev.Token.ID != "" && ev.Source.IP.IsValid() && ev.Outcome != event.OutcomeFailure {
+		return Population, true
+	}
 	if ev.Dataset != event.DatasetLogin || ev.User.ID == "" || !ev.Source.IP.IsValid() {
 		return event.EntityKey{}, false
 	}
@@ -211,6 +248,37 @@ type cohort struct {
 	suppress int // unrecovered failures left out this window (outage)
 	peak     baseline.Peak
 	succPeak baseline.Peak
+
+	// The campaign: when the cohort last fired, and the sources of its
+	// unrecovered failures since it was last quiet (at most maxBots).
+	firedAt time.Time
+	bots    map[netip.Addr]*botStat
+	hosting bool
+}
+
+// botStat is what a cohort knows of one source of unrecovered failures:
+// how many it had, and the first accounts they were on.
+type botStat struct {
+	fails  int
+	accts  [4]uint64
+	naccts int
+}
+
+// failedOnOther reports whether the source's unrecovered failures were on
+// an account other than acct.
+func (b *botStat) failedOnOther(acct uint64) bool {
+	for _, a := range b.accts[:b.naccts] {
+		if a != acct {
+			return true
+		}
+	}
+	return false
+}
+
+// active reports whether the cohort's campaign is under way at t: it fired
+// in the current or the previous window.
+func (co *cohort) active(t time.Time, window time.Duration) bool {
+	return !co.firedAt.IsZero() && t.Sub(co.firedAt) <= 2*window
 }
 
 type shard struct {
@@ -227,8 +295,12 @@ type shard struct {
 	winSucc   float64
 	prevSucc  float64
 	dropped   int
-	outage    time.Time // end of the last horizon in which successes collapsed
-	lastSweep time.Time
+	// Successful logins per source address, this window and the last
+	// (at most maxSuccAddrs each; beyond, Full and the rest unknown).
+	succNow, succPrev         map[netip.Addr]uint32
+	succNowFull, succPrevFull bool
+	outage                    time.Time // end of the last horizon in which successes collapsed
+	lastSweep                 time.Time
 }
 
 // fnv1a is the 64-bit FNV-1a hash: deterministic, so replays agree.
@@ -251,13 +323,20 @@ func (s *shard) Process(c *engine.Context, _ event.EntityKey, ev *event.Event) {
 	if ws.After(s.winStart) {
 		if !s.winStart.IsZero() {
 			s.prevSucc = s.winSucc
+			s.succPrev, s.succPrevFull = s.succNow, s.succNowFull
 			if ws.Sub(s.winStart) > s.d.opts.Window {
 				s.prevSucc = 0 // an empty window came between
+				s.succPrev, s.succPrevFull = nil, false
 			}
+			s.succNow, s.succNowFull = nil, false
 		}
 		s.winStart, s.winSucc = ws, 0
 	}
 	name := s.d.names.Network(ev.Source)
+	if ev.Dataset == event.DatasetToken {
+		s.minted(c, s.cohorts[name], ev)
+		return
+	}
 	co := s.cohorts[name]
 	if co == nil {
 		co = &cohort{name: name, first: ev.Time}
@@ -265,6 +344,7 @@ func (s *shard) Process(c *engine.Context, _ event.EntityKey, ev *event.Event) {
 	}
 	if ev.Source.ASOrg != "" && co.org != ev.Source.ASOrg {
 		co.org = ev.Source.ASOrg
+		co.hosting = s.d.isHosting(co.org)
 	}
 	if ev.Time.After(co.last) {
 		co.last = ev.Time
@@ -277,6 +357,7 @@ func (s *shard) Process(c *engine.Context, _ event.EntityKey, ev *event.Event) {
 		if ws.Equal(co.start) {
 			co.succ++
 		}
+		s.countSuccess(ev.Source.IP)
 		if f := s.pending[h]; f != nil && !ev.Time.Before(f.at) {
 			f.recovered = true
 			delete(s.pending, h)
@@ -360,6 +441,21 @@ func (s *shard) judge(c *engine.Context, f *failure) {
 		co.suppress++
 		return
 	}
+	b := co.bots[f.src]
+	if b == nil && len(co.bots) < maxBots {
+		if co.bots == nil {
+			co.bots = map[netip.Addr]*botStat{}
+		}
+		b = &botStat{}
+		co.bots[f.src] = b
+	}
+	if b != nil {
+		b.fails++
+		if b.naccts < len(b.accts) && !slices.Contains(b.accts[:b.naccts], f.acct) {
+			b.accts[b.naccts] = f.acct
+			b.naccts++
+		}
+	}
 	if !setBit(co.accts[:], f.acct) {
 		return
 	}
@@ -391,6 +487,7 @@ func (s *shard) judge(c *engine.Context, f *failure) {
 		return
 	}
 	co.fired = true
+	co.firedAt = f.at.Add(s.d.opts.Recovery)
 	s.emit(c, co, f, threshold, surge, fresh && !known)
 }
 
@@ -409,12 +506,19 @@ func (s *shard) emit(c *engine.Context, co *cohort, f *failure, threshold, surge
 	related := make([]event.EntityKey, 0, len(co.srcs))
 	addrs := make([]string, 0, len(co.srcs))
 	for _, a := range co.srcs {
-		related = append(related, event.EntityKey{Kind: event.EntitySource, ID: a.String()})
 		addrs = append(addrs, a.String())
+		if !s.botLike(co, a) {
+			continue // people log in from it: a shared address, not a bot
+		}
+		related = append(related, event.EntityKey{Kind: event.EntitySource, ID: a.String()})
 	}
 	more := ""
 	if co.nsrc > len(co.srcs) {
 		more = fmt.Sprintf(" and %d more", co.nsrc-len(co.srcs))
+	}
+	var tags []string
+	if co.hosting {
+		tags = []string{TagHosting}
 	}
 	evidence := append([]string(nil), co.refs...)
 	if evidence[len(evidence)-1] != f.ref {
@@ -431,6 +535,77 @@ func (s *shard) emit(c *engine.Context, co *cohort, f *failure, threshold, surge
 			strings.Join(addrs, ", "), more, s.d.opts.Recovery, base, threshold),
 		Evidence: evidence,
 		Related:  related,
+		Tags:     tags,
+	})
+}
+
+// countSuccess counts a successful login from ip in the current window.
+func (s *shard) countSuccess(ip netip.Addr) {
+	if s.succNow == nil {
+		s.succNow = map[netip.Addr]uint32{}
+	}
+	if n, ok := s.succNow[ip]; ok || len(s.succNow) < maxSuccAddrs {
+		s.succNow[ip] = n + 1
+		return
+	}
+	s.succNowFull = true
+}
+
+// successes returns the successful logins from ip in the current and the
+// previous window; known is false when ip is in neither and either
+// window's count overflowed (maxSuccAddrs).
+func (s *shard) successes(ip netip.Addr) (n int, known bool) {
+	a, okA := s.succNow[ip]
+	b, okB := s.succPrev[ip]
+	return int(a + b), okA || okB || !(s.succNowFull || s.succPrevFull)
+}
+
+// botLike reports whether src, a source of the cohort's unrecovered
+// failures, looks like a bot rather than a shared address: it failed at
+// least as often as logins from it succeeded in this window and the last.
+// A carrier's NAT address or an office, where people log in all the time
+// and a few give up, does not.
+func (s *shard) botLike(co *cohort, src netip.Addr) bool {
+	b := co.bots[src]
+	if b == nil {
+		return false
+	}
+	n, known := s.successes(src)
+	return known && n <= b.fails
+}
+
+// minted names a token minted to a campaign source while its campaign is
+// under way: a follow-up finding about the cohort, relating the source and
+// the token, so a playbook revokes what the campaign's successful logins
+// got. A campaign source is one whose failures went unrecovered and which
+// is bot-like (botLike) and failed on an account other than the one the
+// token is for (a customer who gave up and came back later is not a
+// bot).
+func (s *shard) minted(c *engine.Context, co *cohort, ev *event.Event) {
+	if co == nil || !co.active(ev.Time, s.d.opts.Window) {
+		return
+	}
+	b := co.bots[ev.Source.IP]
+	if b == nil || !b.failedOnOther(fnv1a([]byte(ev.User.ID))) || !s.botLike(co, ev.Source.IP) {
+		return
+	}
+	succ, _ := s.successes(ev.Source.IP)
+	var tags []string
+	if co.hosting {
+		tags = []string{TagHosting}
+	}
+	src := ev.Source.IP.String()
+	c.Emit(event.Finding{
+		Kind:   Kind,
+		Title:  "Token minted to a source of an active credential-stuffing campaign",
+		Entity: event.EntityKey{Kind: EntityNetwork, ID: co.name},
+		Time:   ev.Time,
+		Score:  Score,
+		Explanation: fmt.Sprintf("At %s token %s was minted for %s to %s, a source of the credential-stuffing campaign flagged on %s at %s (%d unrecovered failed logins from it on other accounts, %d successful logins in this window and the last): the campaign's successful logins are taken-over accounts, and their tokens its access.",
+			ev.Time.UTC().Format(time.RFC3339), ev.Token.ID, ev.User.ID, src, co.name, co.firedAt.UTC().Format(time.RFC3339), b.fails, succ),
+		Evidence: []string{c.Ref(ev)},
+		Related:  []event.EntityKey{{Kind: event.EntitySource, ID: src}, {Kind: event.EntityToken, ID: ev.Token.ID}},
+		Tags:     tags,
 	})
 }
 
@@ -448,6 +623,9 @@ func (co *cohort) roll(start time.Time, window time.Duration) {
 	co.accts, co.srcBits = [16]uint64{}, [8]uint64{}
 	co.count, co.nsrc, co.succ, co.suppress = 0, 0, 0, 0
 	co.srcs, co.refs, co.fired = co.srcs[:0], co.refs[:0], false
+	if !co.active(start, window) {
+		co.bots = nil // quiet: a later campaign starts afresh
+	}
 }
 
 // setBit sets the bit h selects in set and reports whether it was clear.
