@@ -52,15 +52,26 @@
 // recovered, from several sources — more than one line of evidence) is
 // about the cohort as an entity of kind "network" (the same kind
 // source_fanout's network_fanout uses, which block_source accepts), with
-// up to MaxSources of the sources it saw as related entities, so a
-// playbook can block them and incidents can join them.
+// up to MaxSources of the sources it saw as related entities (shared ones
+// left out: botLike), so a playbook can block them and incidents can join
+// them. A network whose AS organisation matches Options.HostingMarkers is
+// tagged TagHosting (a playbook may block a data centre outright).
+//
+// While the campaign is under way (flagged in this window or the last, or
+// its last window still counted at least half its threshold), a token
+// minted (auth.token) to a source of the network that is bot-like and
+// failed on two other accounts raises a follow-up finding about the network
+// naming the source and the token as related, at the mint's time, so a
+// playbook revokes what the campaign's working passwords got.
 //
 // Memory: per cohort about 900 bytes (a 1,024-bit set of account hashes
 // and a 512-bit set of source hashes for the window, 16 source addresses,
 // 3 evidence references, two decaying peaks); per failure pending its
 // recovery horizon about 150 bytes with the map, at most MaxPending of them (beyond, failures
-// are dropped uncounted); cohorts idle for
-// 7 days are forgotten. State is not checkpointed.
+// are dropped uncounted); per source address with logins this window or
+// the last about 100 bytes, at most 65,536 per window (beyond, an address
+// not counted is treated as shared); cohorts idle for 7 days are
+// forgotten. State is not checkpointed.
 package stuffing
 
 import (
@@ -151,11 +162,13 @@ const (
 	maxRefs    = 3
 	// MaxSources is the most sources a finding names as related.
 	MaxSources = 16
-	// maxBots caps the campaign sources a cohort remembers.
-	maxBots = 4096
-	// maxSuccAddrs caps the source addresses whose successful logins are
-	// counted per window.
-	maxSuccAddrs = 1 << 16
+	// minOtherAccts is the fewest other accounts a source must have failed
+	// on before a token minted to it is named: one is a household (one
+	// person gave up, another logged in), two are a list being tried.
+	minOtherAccts = 2
+	// maxSrcAddrs caps the source addresses whose logins are counted per
+	// window.
+	maxSrcAddrs = 1 << 16
 )
 
 // TagHosting tags a finding about a hosting network (Options.HostingMarkers):
@@ -249,30 +262,21 @@ type cohort struct {
 	peak     baseline.Peak
 	succPeak baseline.Peak
 
-	// The campaign: when the cohort last fired, and the sources of its
-	// unrecovered failures since it was last quiet (at most maxBots).
+	// The campaign: when it was last under way (flagged, or a window
+	// closed with at least half the count that flagged it), and that
+	// count's threshold.
 	firedAt time.Time
-	bots    map[netip.Addr]*botStat
+	bar     float64
 	hosting bool
 }
 
-// botStat is what a cohort knows of one source of unrecovered failures:
-// how many it had, and the first accounts they were on.
-type botStat struct {
-	fails  int
-	accts  [4]uint64
-	naccts int
-}
-
-// failedOnOther reports whether the source's unrecovered failures were on
-// an account other than acct.
-func (b *botStat) failedOnOther(acct uint64) bool {
-	for _, a := range b.accts[:b.naccts] {
-		if a != acct {
-			return true
-		}
-	}
-	return false
+// srcStat counts one source address's logins in a window: successes, and
+// failures that were not a retry of a failure already waiting, with the
+// first few accounts they were on.
+type srcStat struct {
+	succ, fails uint32
+	accts       [4]uint64
+	naccts      uint8
 }
 
 // active reports whether the cohort's campaign is under way at t: it fired
@@ -295,12 +299,12 @@ type shard struct {
 	winSucc   float64
 	prevSucc  float64
 	dropped   int
-	// Successful logins per source address, this window and the last
-	// (at most maxSuccAddrs each; beyond, Full and the rest unknown).
-	succNow, succPrev         map[netip.Addr]uint32
-	succNowFull, succPrevFull bool
-	outage                    time.Time // end of the last horizon in which successes collapsed
-	lastSweep                 time.Time
+	// Logins per source address, this window and the last (at most
+	// maxSrcAddrs each; beyond, Full and the rest unknown).
+	srcNow, srcPrev         map[netip.Addr]*srcStat
+	srcNowFull, srcPrevFull bool
+	outage                  time.Time // end of the last horizon in which successes collapsed
+	lastSweep               time.Time
 }
 
 // fnv1a is the 64-bit FNV-1a hash: deterministic, so replays agree.
@@ -323,12 +327,12 @@ func (s *shard) Process(c *engine.Context, _ event.EntityKey, ev *event.Event) {
 	if ws.After(s.winStart) {
 		if !s.winStart.IsZero() {
 			s.prevSucc = s.winSucc
-			s.succPrev, s.succPrevFull = s.succNow, s.succNowFull
+			s.srcPrev, s.srcPrevFull = s.srcNow, s.srcNowFull
 			if ws.Sub(s.winStart) > s.d.opts.Window {
 				s.prevSucc = 0 // an empty window came between
-				s.succPrev, s.succPrevFull = nil, false
+				s.srcPrev, s.srcPrevFull = nil, false
 			}
-			s.succNow, s.succNowFull = nil, false
+			s.srcNow, s.srcNowFull = nil, false
 		}
 		s.winStart, s.winSucc = ws, 0
 	}
@@ -357,7 +361,9 @@ func (s *shard) Process(c *engine.Context, _ event.EntityKey, ev *event.Event) {
 		if ws.Equal(co.start) {
 			co.succ++
 		}
-		s.countSuccess(ev.Source.IP)
+		if st := s.stat(ev.Source.IP); st != nil {
+			st.succ++
+		}
 		if f := s.pending[h]; f != nil && !ev.Time.Before(f.at) {
 			f.recovered = true
 			delete(s.pending, h)
@@ -366,6 +372,13 @@ func (s *shard) Process(c *engine.Context, _ event.EntityKey, ev *event.Event) {
 	}
 	if _, waiting := s.pending[h]; waiting {
 		return // a retry of a failure already waiting
+	}
+	if st := s.stat(ev.Source.IP); st != nil {
+		st.fails++
+		if int(st.naccts) < len(st.accts) && !slices.Contains(st.accts[:st.naccts], h) {
+			st.accts[st.naccts] = h
+			st.naccts++
+		}
 	}
 	if len(s.pending) >= s.d.opts.MaxPending {
 		s.dropped++
@@ -441,21 +454,6 @@ func (s *shard) judge(c *engine.Context, f *failure) {
 		co.suppress++
 		return
 	}
-	b := co.bots[f.src]
-	if b == nil && len(co.bots) < maxBots {
-		if co.bots == nil {
-			co.bots = map[netip.Addr]*botStat{}
-		}
-		b = &botStat{}
-		co.bots[f.src] = b
-	}
-	if b != nil {
-		b.fails++
-		if b.naccts < len(b.accts) && !slices.Contains(b.accts[:b.naccts], f.acct) {
-			b.accts[b.naccts] = f.acct
-			b.naccts++
-		}
-	}
 	if !setBit(co.accts[:], f.acct) {
 		return
 	}
@@ -487,7 +485,7 @@ func (s *shard) judge(c *engine.Context, f *failure) {
 		return
 	}
 	co.fired = true
-	co.firedAt = f.at.Add(s.d.opts.Recovery)
+	co.firedAt, co.bar = f.at.Add(s.d.opts.Recovery), threshold
 	s.emit(c, co, f, threshold, surge, fresh && !known)
 }
 
@@ -507,7 +505,7 @@ func (s *shard) emit(c *engine.Context, co *cohort, f *failure, threshold, surge
 	addrs := make([]string, 0, len(co.srcs))
 	for _, a := range co.srcs {
 		addrs = append(addrs, a.String())
-		if !s.botLike(co, a) {
+		if !s.botLike(a) {
 			continue // people log in from it: a shared address, not a bot
 		}
 		related = append(related, event.EntityKey{Kind: event.EntitySource, ID: a.String()})
@@ -539,57 +537,75 @@ func (s *shard) emit(c *engine.Context, co *cohort, f *failure, threshold, surge
 	})
 }
 
-// countSuccess counts a successful login from ip in the current window.
-func (s *shard) countSuccess(ip netip.Addr) {
-	if s.succNow == nil {
-		s.succNow = map[netip.Addr]uint32{}
+// stat returns ip's counts in the current window, nil when the window's
+// map is full.
+func (s *shard) stat(ip netip.Addr) *srcStat {
+	if st := s.srcNow[ip]; st != nil {
+		return st
 	}
-	if n, ok := s.succNow[ip]; ok || len(s.succNow) < maxSuccAddrs {
-		s.succNow[ip] = n + 1
-		return
+	if len(s.srcNow) >= maxSrcAddrs {
+		s.srcNowFull = true
+		return nil
 	}
-	s.succNowFull = true
+	if s.srcNow == nil {
+		s.srcNow = map[netip.Addr]*srcStat{}
+	}
+	st := &srcStat{}
+	s.srcNow[ip] = st
+	return st
 }
 
-// successes returns the successful logins from ip in the current and the
-// previous window; known is false when ip is in neither and either
-// window's count overflowed (maxSuccAddrs).
-func (s *shard) successes(ip netip.Addr) (n int, known bool) {
-	a, okA := s.succNow[ip]
-	b, okB := s.succPrev[ip]
-	return int(a + b), okA || okB || !(s.succNowFull || s.succPrevFull)
+// logins returns ip's counts over the current and the previous window,
+// the accounts its failures were on, and whether they are known (ip was
+// counted, or neither window's map overflowed).
+func (s *shard) logins(ip netip.Addr) (succ, fails int, accts []uint64, known bool) {
+	for _, st := range []*srcStat{s.srcNow[ip], s.srcPrev[ip]} {
+		if st != nil {
+			succ, fails = succ+int(st.succ), fails+int(st.fails)
+			accts = append(accts, st.accts[:st.naccts]...)
+			known = true
+		}
+	}
+	return succ, fails, accts, known || !(s.srcNowFull || s.srcPrevFull)
 }
 
-// botLike reports whether src, a source of the cohort's unrecovered
-// failures, looks like a bot rather than a shared address: it failed at
-// least as often as logins from it succeeded in this window and the last.
-// A carrier's NAT address or an office, where people log in all the time
-// and a few give up, does not.
-func (s *shard) botLike(co *cohort, src netip.Addr) bool {
-	b := co.bots[src]
-	if b == nil {
-		return false
-	}
-	n, known := s.successes(src)
-	return known && n <= b.fails
+// botLike reports whether src looks like a bot rather than a shared
+// address: in this window and the last, logins from it failed (first
+// attempts, not retries) at least as often as they succeeded. People
+// behind a carrier's NAT or an office mostly succeed, and each of their
+// mistypes is followed by a success.
+func (s *shard) botLike(src netip.Addr) bool {
+	succ, fails, _, known := s.logins(src)
+	return known && fails > 0 && fails >= succ
 }
 
 // minted names a token minted to a campaign source while its campaign is
 // under way: a follow-up finding about the cohort, relating the source and
 // the token, so a playbook revokes what the campaign's successful logins
-// got. A campaign source is one whose failures went unrecovered and which
-// is bot-like (botLike) and failed on an account other than the one the
-// token is for (a customer who gave up and came back later is not a
-// bot).
+// got. The bar for a campaign source is lower than any per-source floor,
+// because the network is already flagged: an address of the network that
+// is bot-like (botLike) and failed on at least minOtherAccts accounts
+// other than the one the token is for (a customer who mistyped their own
+// password, or a household where one person gave up, is not a list being
+// tried).
 func (s *shard) minted(c *engine.Context, co *cohort, ev *event.Event) {
 	if co == nil || !co.active(ev.Time, s.d.opts.Window) {
 		return
 	}
-	b := co.bots[ev.Source.IP]
-	if b == nil || !b.failedOnOther(fnv1a([]byte(ev.User.ID))) || !s.botLike(co, ev.Source.IP) {
+	if !s.botLike(ev.Source.IP) {
 		return
 	}
-	succ, _ := s.successes(ev.Source.IP)
+	succ, fails, accts, _ := s.logins(ev.Source.IP)
+	acct := fnv1a([]byte(ev.User.ID))
+	others := 0
+	for i, a := range accts {
+		if a != acct && !slices.Contains(accts[:i], a) {
+			others++
+		}
+	}
+	if others < minOtherAccts {
+		return // a person failing on their own account, or one other's: not a list
+	}
 	var tags []string
 	if co.hosting {
 		tags = []string{TagHosting}
@@ -601,8 +617,8 @@ func (s *shard) minted(c *engine.Context, co *cohort, ev *event.Event) {
 		Entity: event.EntityKey{Kind: EntityNetwork, ID: co.name},
 		Time:   ev.Time,
 		Score:  Score,
-		Explanation: fmt.Sprintf("At %s token %s was minted for %s to %s, a source of the credential-stuffing campaign flagged on %s at %s (%d unrecovered failed logins from it on other accounts, %d successful logins in this window and the last): the campaign's successful logins are taken-over accounts, and their tokens its access.",
-			ev.Time.UTC().Format(time.RFC3339), ev.Token.ID, ev.User.ID, src, co.name, co.firedAt.UTC().Format(time.RFC3339), b.fails, succ),
+		Explanation: fmt.Sprintf("At %s token %s was minted for %s to %s, a source of the credential-stuffing campaign flagged on %s at %s (%d failed logins from it, on %d other accounts, and %d successful, in this window and the last): the campaign's successful logins are taken-over accounts, and their tokens its access.",
+			ev.Time.UTC().Format(time.RFC3339), ev.Token.ID, ev.User.ID, src, co.name, co.firedAt.UTC().Format(time.RFC3339), fails, others, succ),
 		Evidence: []string{c.Ref(ev)},
 		Related:  []event.EntityKey{{Kind: event.EntitySource, ID: src}, {Kind: event.EntityToken, ID: ev.Token.ID}},
 		Tags:     tags,
@@ -616,6 +632,9 @@ func (co *cohort) roll(start time.Time, window time.Duration) {
 		return
 	}
 	if !co.start.IsZero() {
+		if co.active(co.start.Add(window), window) && float64(co.count) >= co.bar/2 {
+			co.firedAt = co.start.Add(window) // the campaign goes on
+		}
 		co.peak.Observe(co.start, window, float64(co.count), decay)
 		co.succPeak.Observe(co.start, window, co.succ, decay)
 	}
@@ -623,9 +642,6 @@ func (co *cohort) roll(start time.Time, window time.Duration) {
 	co.accts, co.srcBits = [16]uint64{}, [8]uint64{}
 	co.count, co.nsrc, co.succ, co.suppress = 0, 0, 0, 0
 	co.srcs, co.refs, co.fired = co.srcs[:0], co.refs[:0], false
-	if !co.active(start, window) {
-		co.bots = nil // quiet: a later campaign starts afresh
-	}
 }
 
 // setBit sets the bit h selects in set and reports whether it was clear.

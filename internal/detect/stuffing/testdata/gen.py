@@ -73,9 +73,10 @@ bots(c, 4, 2, 240, CARRIERS, 200, pfx="leak")
 c.write()
 
 # Positive: the rotating botnet's few working passwords get tokens. A bot
-# that logs in once the campaign is flagged has its token named (a
-# follow-up finding); one that logged in before is not (the finding cannot
-# know yet). Twin: the carrier's customers keep logging in from the
+# that logs in once the campaign is flagged, having failed on two other
+# accounts in the last two hours, has its token named (a follow-up
+# finding); one that logged in before is not (the finding cannot know
+# yet), nor one that failed on only one other account. Twin: the carrier's customers keep logging in from the
 # carrier's shared addresses during the campaign, some of them giving up
 # (so those addresses have unrecovered failures too), and their tokens are
 # never named: people succeed from those addresses more than they fail.
