@@ -15,16 +15,14 @@ import (
 // the sources it names, and revokes the tokens its follow-up findings name
 // from the time each was named, not from the alert's start.
 func TestPlanCampaign(t *testing.T) {
-	if TagHostingNetwork != stuffing.TagHosting {
-		t.Fatalf("respond's hosting tag %q is not login_campaign's %q", TagHostingNetwork, stuffing.TagHosting)
-	}
+	const hosting = "haechi.network.hosting" // TestHostingTag
 	t0 := time.Date(2025, 6, 5, 18, 0, 0, 0, time.UTC)
 	campaign := func(id, network string, tags ...string) event.Alert {
-		a := mkAlert(id, stuffing.EntityNetwork, network, stuffing.Name, event.SeverityCritical, t0)
-		a.Findings[0].Kind = stuffing.Kind
+		a := mkAlert(id, "network", network, "login_campaign", event.SeverityCritical, t0)
+		a.Findings[0].Kind = "login_failure_campaign"
 		a.Findings[0].Tags = tags
 		a.Findings[0].Related = []event.EntityKey{{Kind: event.EntitySource, ID: "106.101.7.1"}, {Kind: event.EntitySource, ID: "106.101.8.2"}}
-		a.Findings = append(a.Findings, event.Finding{Detector: stuffing.Name, Kind: stuffing.Kind, Entity: a.Entity,
+		a.Findings = append(a.Findings, event.Finding{Detector: "login_campaign", Kind: "login_failure_campaign", Entity: a.Entity,
 			Time: t0.Add(40 * time.Minute), Tags: tags,
 			Related: []event.EntityKey{{Kind: event.EntitySource, ID: "106.101.7.1"}, {Kind: event.EntityToken, ID: "tk-bot-1"}}})
 		return a
@@ -51,7 +49,7 @@ func TestPlanCampaign(t *testing.T) {
 		},
 		{
 			name:  "hosting network: blocked at once",
-			alert: campaign("c2", "AS20473", stuffing.TagHosting),
+			alert: campaign("c2", "AS20473", hosting),
 			want: map[string]want{
 				"block_source:AS20473":     {StatePlanned, t0},
 				"block_source:106.101.7.1": {StatePlanned, t0},
@@ -100,5 +98,13 @@ func TestPlanCampaign(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestHostingTag: the tag the planner reads is the one login_campaign
+// writes.
+func TestHostingTag(t *testing.T) {
+	if TagHostingNetwork != stuffing.TagHosting {
+		t.Fatalf("respond's hosting tag %q is not login_campaign's %q", TagHostingNetwork, stuffing.TagHosting)
 	}
 }
