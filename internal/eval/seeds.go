@@ -78,6 +78,9 @@ type SeedsIncidents struct {
 	FalseContainments           int `json:"false_containments"`
 	FalseContainmentsHardBenign int `json:"false_containments_hard_benign"`
 	FalseContainmentsOrdinary   int `json:"false_containments_ordinary"`
+	// ContainmentCollateral sums the benign requests refused by
+	// containments that also stopped an attack.
+	ContainmentCollateral int `json:"containment_collateral"`
 }
 
 // AggregateSeeds builds the multi-seed scorecard from the runs, in the
@@ -123,6 +126,7 @@ func AggregateSeeds(runs []SeedRun) SeedsScorecard {
 			out.Incidents.FalseContainments += fc.Containments
 			out.Incidents.FalseContainmentsHardBenign += fc.HardBenign
 			out.Incidents.FalseContainmentsOrdinary += fc.Ordinary
+			out.Incidents.ContainmentCollateral += fc.Collateral
 		}
 		fp := r.Scorecard.FalsePositives
 		out.FalsePositives.Ordinary += fp.Ordinary
@@ -255,10 +259,11 @@ func (s SeedsScorecard) WriteText(w io.Writer) error {
 	in := s.Incidents
 	fmt.Fprintf(ew, "Incidents over all seeds: %d; mixing two scenarios %d, attack with benign alerts %d; precursor alerts %d\n",
 		in.Incidents, in.MixedScenarios, in.WithBenign, in.Precursors)
-	fmt.Fprintf(ew, "False containments over all seeds: %d (hard-benign %d, ordinary %d)\n",
-		in.FalseContainments, in.FalseContainmentsHardBenign, in.FalseContainmentsOrdinary)
+	fmt.Fprintf(ew, "False containments over all seeds: %d (hard-benign %d, ordinary %d); benign requests refused by containments that also stopped an attack: %d\n",
+		in.FalseContainments, in.FalseContainmentsHardBenign, in.FalseContainmentsOrdinary, in.ContainmentCollateral)
 	for _, r := range s.Runs {
 		if fc := r.Scorecard.FalseContainments; fc != nil {
+			fmt.Fprintf(ew, "  seed %d: collateral %d benign requests\n", r.Seed, fc.Collateral)
 			for _, c := range fc.ByTarget {
 				hb := ""
 				if len(c.HardBenign) > 0 {
