@@ -260,6 +260,7 @@ func Detectors(cfg config.Config, canaryIDs []string) []engine.Detector {
 		ds = append(ds, stuffing.New(stuffing.Options{
 			Window: lc.Window.D(), Recovery: lc.Recovery.D(), Floor: lc.Floor, Factor: lc.Factor,
 			MinSources: lc.MinSources, Warmup: lc.Warmup.D(),
+			HostingMarkers: cfg.Detectors.PrincipalGeo.HostingMarkers,
 		}))
 	}
 	return ds

@@ -123,10 +123,12 @@ func RunWith(ctx context.Context, o RunOptions) (Scorecard, error) {
 	}
 	gate := NewGate(cs)
 	gated := NewObserver(t)
+	falsely := newFalseContainer(t, cs)
 	observe := func(ev *event.Event) {
 		facts.Observe(ev)
 		if c, ok := gate.Refuse(ev); ok {
 			gated.Refused(ev, c)
+			falsely.Refused(ev, c)
 			Apply(ev)
 		}
 		gated.Observe(ev)
@@ -141,6 +143,7 @@ func RunWith(ctx context.Context, o RunOptions) (Scorecard, error) {
 		return Scorecard{}, err
 	}
 	sc := ScoreWithResponse(t, obs, gated, alerts)
+	sc.FalseContainments = falsely.score()
 	scoreIncidents(&sc, t, standing, facts)
 	return sc, nil
 }

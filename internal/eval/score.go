@@ -32,6 +32,9 @@ type Scorecard struct {
 	// Incidents scores the grouping of the standing alerts into incidents
 	// (RunWith; absent when only alerts were scored).
 	Incidents *IncidentsScore `json:"incidents,omitempty"`
+	// FalseContainments counts the containments that refused benign
+	// requests (RunWith with the response scored; absent otherwise).
+	FalseContainments *FalseContainments `json:"false_containments,omitempty"`
 }
 
 // ScenarioScore scores one attack scenario.

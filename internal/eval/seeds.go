@@ -74,6 +74,13 @@ type SeedsIncidents struct {
 	MixedScenarios int `json:"mixed_scenarios"`
 	WithBenign     int `json:"with_benign"`
 	Precursors     int `json:"precursors"`
+	// False containments summed over the runs (FalseContainments).
+	FalseContainments           int `json:"false_containments"`
+	FalseContainmentsHardBenign int `json:"false_containments_hard_benign"`
+	FalseContainmentsOrdinary   int `json:"false_containments_ordinary"`
+	// ContainmentCollateral sums the benign requests refused by
+	// containments that also stopped an attack.
+	ContainmentCollateral int `json:"containment_collateral"`
 }
 
 // AggregateSeeds builds the multi-seed scorecard from the runs, in the
@@ -114,6 +121,12 @@ func AggregateSeeds(runs []SeedRun) SeedsScorecard {
 			out.Incidents.MixedScenarios += in.MixedScenarios
 			out.Incidents.WithBenign += in.WithBenign
 			out.Incidents.Precursors += in.Precursors
+		}
+		if fc := r.Scorecard.FalseContainments; fc != nil {
+			out.Incidents.FalseContainments += fc.Containments
+			out.Incidents.FalseContainmentsHardBenign += fc.HardBenign
+			out.Incidents.FalseContainmentsOrdinary += fc.Ordinary
+			out.Incidents.ContainmentCollateral += fc.Collateral
 		}
 		fp := r.Scorecard.FalsePositives
 		out.FalsePositives.Ordinary += fp.Ordinary
@@ -246,6 +259,20 @@ func (s SeedsScorecard) WriteText(w io.Writer) error {
 	in := s.Incidents
 	fmt.Fprintf(ew, "Incidents over all seeds: %d; mixing two scenarios %d, attack with benign alerts %d; precursor alerts %d\n",
 		in.Incidents, in.MixedScenarios, in.WithBenign, in.Precursors)
+	fmt.Fprintf(ew, "False containments over all seeds: %d (hard-benign %d, ordinary %d); benign requests refused by containments that also stopped an attack: %d\n",
+		in.FalseContainments, in.FalseContainmentsHardBenign, in.FalseContainmentsOrdinary, in.ContainmentCollateral)
+	for _, r := range s.Runs {
+		if fc := r.Scorecard.FalseContainments; fc != nil {
+			fmt.Fprintf(ew, "  seed %d: collateral %d benign requests\n", r.Seed, fc.Collateral)
+			for _, c := range fc.ByTarget {
+				hb := ""
+				if len(c.HardBenign) > 0 {
+					hb = " (hard-benign: " + strings.Join(c.HardBenign, ", ") + ")"
+				}
+				fmt.Fprintf(ew, "  seed %d: %s %s: %d benign requests%s\n", r.Seed, c.Kind, c.Target.ID, c.Refused, hb)
+			}
+		}
+	}
 	return ew.err
 }
 

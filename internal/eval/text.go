@@ -62,6 +62,21 @@ func (s Scorecard) WriteText(w io.Writer) error {
 			fmt.Fprintf(ew, "  mixed: %s %s — scenarios %s, %d benign alerts\n", m.ID, m.Title, strings.Join(m.Scenarios, ","), m.BenignAlerts)
 		}
 	}
+	if fc := s.FalseContainments; fc != nil {
+		fmt.Fprintf(ew, "False containments: %d (%d hard-benign, %d ordinary), %d benign requests refused; %d more refused by containments that stopped an attack\n",
+			fc.Containments, fc.HardBenign, fc.Ordinary, fc.RefusedEvents, fc.Collateral)
+		for i, c := range fc.ByTarget {
+			if i == 10 {
+				fmt.Fprintf(ew, "  … %d more\n", len(fc.ByTarget)-i)
+				break
+			}
+			hb := ""
+			if len(c.HardBenign) > 0 {
+				hb = " (hard-benign: " + strings.Join(c.HardBenign, ", ") + ")"
+			}
+			fmt.Fprintf(ew, "  %s %s: %d benign requests%s\n", c.Kind, c.Target.ID, c.Refused, hb)
+		}
+	}
 	fp := s.FalsePositives
 	fmt.Fprintf(ew, "Traffic: %d events, %d identities, %s days, %s\n",
 		s.Events, s.Identities, strconv.FormatFloat(s.Days, 'f', 2, 64), plural(s.Alerts, "alert"))

@@ -24,14 +24,21 @@
 //     that signs every customer's token, a customer a forged token
 //     impersonated) glues nothing; a failed event's principal (a stuffing
 //     bot's victim) is not who acted.
-//   - Campaigns: alerts about source addresses with the same behaviour
-//     (their detector and the kind of their strongest finding) join when
-//     they share an AS or a user-agent family (the user agent with its
-//     version numbers blanked) in their evidence, or a victim account (the
-//     principal of a cited event, whatever its outcome), chained in time
-//     with gaps up to Options.CampaignGap. A botnet rotating residential
-//     addresses across ASes and user agents is one campaign when its bots
-//     share either with the next bot to fail, within the gap.
+//   - Campaigns: alerts about source addresses or networks with the same
+//     behaviour (their detector and the kind of their strongest finding;
+//     failed logins across many accounts, per address or per network, are
+//     one behaviour whichever detector saw them) join when they share an
+//     AS or a user-agent family (the user agent with its version numbers
+//     blanked) in their evidence, or a victim account (the principal of a
+//     cited event, whatever its outcome), chained in time with gaps up to
+//     Options.CampaignGap. A botnet rotating residential addresses across
+//     ASes and user agents is one campaign when its bots share either
+//     with the next bot to fail, within the gap; a network's campaign
+//     alert joins its bots' alerts the same way, and through the sources
+//     and tokens its findings name. An alert about a shared address
+//     (Hubs) takes part in no campaign: the customers behind a carrier's
+//     NAT share its AS and their browsers' user agents with a botnet on
+//     the same carrier.
 //   - Stolen-token campaigns: one thief replays tokens stolen from many
 //     customers (an infostealer's haul, a phishing proxy's catch), each
 //     token its own alert, days apart. Two alerts join when findings
@@ -314,6 +321,7 @@ func Group(alerts []event.Alert, facts Facts, opts Options) []Incident {
 		}
 	}
 	hubs := map[event.EntityKey]bool{}
+	sharedSources := map[event.EntityKey]bool{} // sources Facts calls shared
 	for _, ent := range sortedKeys(naming, compareEntity) {
 		idx := naming[ent]
 		switch ent.Kind {
@@ -324,6 +332,9 @@ func Group(alerts []event.Alert, facts Facts, opts Options) []Incident {
 			if ent.Kind == event.EntitySource && facts != nil {
 				n, ok := facts.Source(ent.ID)
 				shared = ok && n >= opts.SharedSource
+			}
+			if shared {
+				sharedSources[ent] = true
 			}
 			if shared || len(others[ent]) > opts.HubFanIn {
 				hubs[ent] = true
@@ -342,6 +353,9 @@ func Group(alerts []event.Alert, facts Facts, opts Options) []Incident {
 	// Campaigns.
 	campaign := map[string][]int{}
 	for i, it := range items {
+		if sharedSources[it.a.Entity] {
+			continue // a shared address's alert joins only through itself
+		}
 		for _, k := range campaignKeys(it) {
 			campaign[k] = append(campaign[k], i)
 		}
@@ -489,6 +503,27 @@ func derive(it *item, facts Facts, accused map[event.EntityKey]bool) {
 			}
 		}
 	}
+}
+
+// entityNetwork is the entity kind of a finding about a network (an AS or
+// a prefix: source_fanout's network_fanout, login_campaign's).
+const entityNetwork event.EntityKind = "network"
+
+// loginFailureKinds are the finding kinds of one behaviour, failed logins
+// across many accounts: one bot address's (source_fanout) and a
+// network's unrecovered ones (login_campaign). Alerts of either kind are
+// one campaign's when they share an AS, a user-agent family or a victim
+// in time (package doc). Named here, not imported.
+var loginFailureKinds = []string{"login_failure_fanout", "login_failure_campaign"}
+
+// behaviourOf is the behaviour campaign keys are scoped by: the detector
+// and kind of the alert's strongest finding, except that the failed-login
+// kinds of every detector are one behaviour.
+func behaviourOf(detector, kind string) string {
+	if slices.Contains(loginFailureKinds, kind) {
+		return "login_failure"
+	}
+	return detector + "/" + kind
 }
 
 // Finding kinds whose cited event names a stolen-token thief's own

@@ -300,6 +300,43 @@ func TestGroup(t *testing.T) {
 			},
 			want: []int{100, 100},
 		},
+		{
+			name: "a network's campaign alert joins its bots' alerts; a CGNAT address of the same carrier does not",
+			make: func(fx *facts) []event.Alert {
+				out := stuffing(fx, "10.1", t0, 20, []uint32{7922})
+				cgnat := ent(event.EntitySource, "100.64.9.9")
+				fx.sources[cgnat.ID] = 500 // hundreds of the carrier's customers log in through it
+				var refs []string
+				for j := range 3 {
+					ref := fmt.Sprintf("net-login-%d", j)
+					fx.events[ref] = EventFacts{Principal: fmt.Sprintf("m:%d", 90000+j), Source: fmt.Sprintf("10.9.0.%d", j),
+						ASN: 7922, UserAgent: "Mozilla/5.0 (Windows NT 10.0; Win64; x64) Chrome/119.0.0.0 Safari/537.36"}
+					refs = append(refs, ref)
+				}
+				// The network's alert names bots it saw that no alert is
+				// about, and the CGNAT address (a few of its customers gave
+				// up): it joins the bots' alerts through their AS, not
+				// through the CGNAT address.
+				netw := mk(t0.Add(10*time.Minute), ent("network", "AS7922"), "login_campaign", "login_failure_campaign", event.SeverityCritical,
+					refs, ent(event.EntitySource, "10.9.0.0"), cgnat)
+				// A follow-up names a token minted to a bot.
+				netw.Findings = append(netw.Findings, event.Finding{Detector: "login_campaign", Kind: "login_failure_campaign",
+					Entity: netw.Entity, Time: t0.Add(20 * time.Minute), Score: 90, Severity: event.SeverityCritical,
+					Related: []event.EntityKey{ent(event.EntitySource, "10.9.0.1"), ent(event.EntityToken, "tk-bot-1")}})
+				fx.events["cg-1"] = EventFacts{Principal: "m:70001", Source: cgnat.ID, ASN: 7922,
+					UserAgent: "Mozilla/5.0 (Windows NT 10.0; Win64; x64) Chrome/120.0.0.0 Safari/537.36"}
+				fx.events["cg-2"] = EventFacts{Principal: "m:70002", Source: cgnat.ID, ASN: 7922,
+					UserAgent: "Mozilla/5.0 (Windows NT 10.0; Win64; x64) Chrome/121.0.0.0 Safari/537.36"}
+				return append(out, netw,
+					// The CGNAT address's own failed-login alert, in the same
+					// hour, same AS and browsers.
+					mk(t0.Add(15*time.Minute), cgnat, "source_fanout", "login_failure_fanout", event.SeverityHigh, []string{"cg-1", "cg-2"}),
+					// A session alert about the token the follow-up names.
+					mk(t0.Add(30*time.Minute), ent(event.EntityToken, "tk-bot-1"), "token_binding", "token_binding_country", event.SeverityHigh, nil))
+			},
+			want:  []int{22, 1},
+			apart: [][2]event.EntityKey{{ent("network", "AS7922"), ent(event.EntitySource, "100.64.9.9")}},
+		},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

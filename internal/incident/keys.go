@@ -7,15 +7,15 @@ import (
 )
 
 // campaignKeys returns the campaign keys of an alert about a source
-// address (none for another subject): its behaviour (detector and the
-// kind of its strongest finding) with each AS, user-agent family and
+// address or a network (none for another subject): its behaviour
+// (behaviourOf its detector and the kind of its strongest finding) with each AS, user-agent family and
 // victim of its cited events. Group chains the alerts sharing a key in
 // time (package doc, "Campaigns").
 func campaignKeys(it *item) []string {
-	if it.a.Entity.Kind != event.EntitySource {
+	if it.a.Entity.Kind != event.EntitySource && it.a.Entity.Kind != entityNetwork {
 		return nil
 	}
-	behaviour := it.a.Detector + "/" + it.kind
+	behaviour := behaviourOf(it.a.Detector, it.kind)
 	keys := make([]string, 0, len(it.asns)+len(it.uas)+len(it.victims))
 	for _, n := range it.asns {
 		keys = append(keys, behaviour+"\x00as\x00"+uitoa(n))

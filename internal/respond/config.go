@@ -280,6 +280,17 @@ func DefaultConfig() Config {
 				Actions: []ActionSpec{{Kind: KindRevokeToken}, {Kind: KindBlockSource}, {Kind: KindDisableIdentity}},
 			},
 			{
+				// A credential-stuffing campaign (a network's unrecovered
+				// failed logins): revoke the tokens minted to its sources
+				// (the taken-over accounts' sessions) and block its
+				// sources and its network — the network at once only when
+				// it is a hosting network; a carrier's or an ISP's waits
+				// for approval (Planner).
+				Name:    "login_campaign",
+				Match:   Match{Detectors: []string{stuffing.Name}, Kinds: []string{stuffing.Kind}},
+				Actions: []ActionSpec{{Kind: KindRevokeToken}, {Kind: KindBlockSource}},
+			},
+			{
 				Name:    "behavioural_notify",
 				Match:   Match{Detectors: behavioural},
 				Actions: []ActionSpec{{Kind: KindNotify}},

@@ -209,13 +209,13 @@ func (p *Planner) Plan(a event.Alert) []Action {
 			continue
 		}
 		for _, spec := range pb.Actions {
-			for _, target := range targets(spec.Kind, &a) {
-				id := ActionID(a.ID, spec.Kind, target)
+			for _, tg := range targetsAt(spec.Kind, &a) {
+				id := ActionID(a.ID, spec.Kind, tg.id)
 				if _, ok := p.seen[id]; ok {
 					continue
 				}
-				p.seen[id] = a.Time
-				out = append(out, p.plan(a, pb.Name, spec, id, target))
+				p.seen[id] = tg.at
+				out = append(out, p.plan(a, pb.Name, spec, id, tg))
 			}
 		}
 	}
@@ -226,42 +226,132 @@ func (p *Planner) Plan(a event.Alert) []Action {
 // block_source contains (the first named by its findings).
 const MaxRelatedTargets = 16
 
-// targets returns what an action of kind acts on for alert a: the alert's
-// entity when the kind applies to it; otherwise, for block_source and
-// revoke_token, the source addresses and tokens its findings name as
+// MaxRelatedTokens bounds how many related tokens one alert's
+// revoke_token revokes (a campaign's alert names the token of each of its
+// successful logins; revoking a token only ends a session, and the rate
+// limit still applies).
+const MaxRelatedTokens = 1024
+
+// target is what an action acts on and from when: the alert's time for
+// its own entity, else the time of the earliest finding naming it (a
+// finding that joins an alert later names its targets then, not at the
+// alert's start). network marks a block of a whole network (an AS or a
+// prefix wider than one address) and hosting that a finding about it
+// tagged it a hosting network (TagHostingNetwork).
+type target struct {
+	id      string
+	at      time.Time
+	network bool
+	hosting bool
+}
+
+// TagHostingNetwork is the finding tag that marks its network entity as a
+// hosting network (a data centre, where no customer lives): a block of the
+// whole network is then delivered without approval.
+const TagHostingNetwork = "haechi.network.hosting"
+
+// targets returns what an action of kind acts on for alert a (targetsAt
+// without the times).
+func targets(kind string, a *event.Alert) []string {
+	ts := targetsAt(kind, a)
+	out := make([]string, len(ts))
+	for i, t := range ts {
+		out[i] = t.id
+	}
+	return out
+}
+
+// targetsAt returns what an action of kind acts on for alert a: the
+// alert's entity when the kind applies to it; otherwise, for block_source
+// and revoke_token, the source addresses and tokens its findings name as
 // related (a forged-token alert is about the signing key, but the servers
 // using the forged tokens are the sources to block; a takeover alert is
-// about the principal, but the session it used is the token to revoke),
-// up to MaxRelatedTargets.
-func targets(kind string, a *event.Alert) []string {
+// about the principal, but the session it used is the token to revoke; a
+// credential-stuffing campaign's alert is about a network, and the tokens
+// minted to its sources are to revoke), up to MaxRelatedTargets sources
+// and MaxRelatedTokens tokens. A block_source of a network's alert blocks
+// the network and the sources its findings name.
+func targetsAt(kind string, a *event.Alert) []target {
 	if t := targetFor(kind, a.Entity); t != "" {
-		return []string{t}
+		tg := target{id: t, at: a.Time}
+		if kind == KindBlockSource {
+			tg.network = isNetworkTarget(a.Entity)
+			tg.hosting = slices.ContainsFunc(a.Findings, func(f event.Finding) bool {
+				return f.Entity == a.Entity && slices.Contains(f.Tags, TagHostingNetwork)
+			})
+		}
+		if !tg.network {
+			return []target{tg}
+		}
+		// A network's alert also blocks the sources its findings name:
+		// when the network's block waits for approval, they are what
+		// stops the campaign meanwhile.
+		return append([]target{tg}, related(kind, a, MaxRelatedTargets)...)
 	}
-	if kind != KindBlockSource && kind != KindRevokeToken {
+	limit := MaxRelatedTargets
+	switch kind {
+	case KindBlockSource:
+	case KindRevokeToken:
+		limit = MaxRelatedTokens
+	default:
 		return nil
 	}
-	var out []string
+	return related(kind, a, limit)
+}
+
+// related returns the targets of kind a's findings name as related, up to
+// limit, each at the time of the earliest finding naming it.
+func related(kind string, a *event.Alert, limit int) []target {
+	var out []target
+	idx := map[string]int{}
 	for _, f := range a.Findings {
+		at := f.Time
+		if at.Before(a.Time) || at.IsZero() {
+			at = a.Time
+		}
 		for _, r := range f.Related {
-			if t := targetFor(kind, r); t != "" && !slices.Contains(out, t) {
-				out = append(out, t)
-				if len(out) == MaxRelatedTargets {
-					return out
-				}
+			t := targetFor(kind, r)
+			if t == "" {
+				continue
 			}
+			if i, ok := idx[t]; ok {
+				if at.Before(out[i].at) {
+					out[i].at = at
+				}
+				continue
+			}
+			if len(out) == limit {
+				continue
+			}
+			idx[t] = len(out)
+			out = append(out, target{id: t, at: at, network: isNetworkTarget(r)})
 		}
 	}
 	return out
 }
 
-func (p *Planner) plan(a event.Alert, playbook string, spec ActionSpec, id, target string) Action {
+// isNetworkTarget reports whether blocking e blocks a whole network: an
+// entity of kind network (an AS or a prefix), or a source given as a
+// prefix wider than one address.
+func isNetworkTarget(e event.EntityKey) bool {
+	if e.Kind == "network" {
+		return true
+	}
+	if pf, err := netip.ParsePrefix(e.ID); err == nil {
+		return pf.Bits() < pf.Addr().BitLen()
+	}
+	return false
+}
+
+func (p *Planner) plan(a event.Alert, playbook string, spec ActionSpec, id string, tg target) Action {
+	target := tg.id
 	recv := spec.Receiver
 	if recv == "" {
 		recv = spec.Kind
 	}
 	act := Action{
 		ID: id, Kind: spec.Kind, Target: target, AlertID: a.ID, Playbook: playbook,
-		Receiver: recv, CreatedAt: a.Time,
+		Receiver: recv, CreatedAt: tg.at,
 	}
 	pl := Payload{Mode: p.mode, Alert: AlertSummary{
 		ID: a.ID, Time: a.Time, Entity: a.Entity, Severity: a.Severity, Score: a.Score,
@@ -290,10 +380,16 @@ func (p *Planner) plan(a event.Alert, playbook string, spec ActionSpec, id, targ
 	if IsContainment(spec.Kind) {
 		if guard = p.protected(spec.Kind, target, &a); guard != "" {
 			hold = store.HoldProtected
+		} else if spec.Kind == KindBlockSource && tg.network && !tg.hosting {
+			// A whole consumer network (a carrier, a residential ISP, a
+			// company's egress) holds customers as well as the campaign:
+			// blocking it is a person's decision. A hosting network is
+			// blocked at once.
+			guard, hold = "network-wide block of "+target+", not a hosting network", store.HoldProtected
 		}
 	}
 	if guard == "" {
-		guard = p.rateLimited(spec.Kind, a.Time)
+		guard = p.rateLimited(spec.Kind, tg.at)
 	}
 	_, hasRecv := p.cfg.Receivers[recv]
 	switch {

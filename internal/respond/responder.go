@@ -78,15 +78,16 @@ func NewResponder(st *store.Store, p *Planner, opts ResponderOptions) *Responder
 type seen struct {
 	sev     event.Severity
 	sig     string
-	related string // the block_source targets its findings named (relatedTargets)
+	related string // the block_source and revoke_token targets its findings named (relatedTargets)
 }
 
-// relatedTargets lists the sources a block_source for a would act on: the
-// alert's entity, or the related sources its findings name (up to
-// MaxRelatedTargets). An update that names a new one is planned again, so
-// the new source is blocked as the alert grows.
+// relatedTargets lists the sources a block_source and the tokens a
+// revoke_token for a would act on: the alert's entity, or the related
+// sources and tokens its findings name (up to MaxRelatedTargets and
+// MaxRelatedTokens). An update that names a new one is planned again, so
+// the new source is blocked, or the new token revoked, as the alert grows.
 func relatedTargets(a *event.Alert) string {
-	return strings.Join(targets(KindBlockSource, a), ",")
+	return strings.Join(append(targets(KindBlockSource, a), targets(KindRevokeToken, a)...), ",")
 }
 
 // signature is the sorted set of detector/kind pairs among a's findings.

@@ -52,21 +52,33 @@
 // recovered, from several sources — more than one line of evidence) is
 // about the cohort as an entity of kind "network" (the same kind
 // source_fanout's network_fanout uses, which block_source accepts), with
-// up to MaxSources of the sources it saw as related entities, so a
-// playbook can block them and incidents can join them.
+// up to MaxSources of the sources it saw as related entities (shared ones
+// left out: botLike), so a playbook can block them and incidents can join
+// them. A network whose AS organisation matches Options.HostingMarkers is
+// tagged TagHosting (a playbook may block a data centre outright).
+//
+// While the campaign is under way (flagged in this window or the last, or
+// its last window still counted at least half its threshold), a token
+// minted (auth.token) to a source of the network that is bot-like and
+// failed on two other accounts raises a follow-up finding about the network
+// naming the source and the token as related, at the mint's time, so a
+// playbook revokes what the campaign's working passwords got.
 //
 // Memory: per cohort about 900 bytes (a 1,024-bit set of account hashes
 // and a 512-bit set of source hashes for the window, 16 source addresses,
 // 3 evidence references, two decaying peaks); per failure pending its
 // recovery horizon about 150 bytes with the map, at most MaxPending of them (beyond, failures
-// are dropped uncounted); cohorts idle for
-// 7 days are forgotten. State is not checkpointed.
+// are dropped uncounted); per source address with logins this window or
+// the last about 100 bytes, at most 65,536 per window (beyond, an address
+// not counted is treated as shared); cohorts idle for 7 days are
+// forgotten. State is not checkpointed.
 package stuffing
 
 import (
 	"fmt"
 	"math"
 	"net/netip"
+	"slices"
 	"strings"
 	"time"
 
@@ -112,6 +124,10 @@ type Options struct {
 	// MaxPending caps the failures awaiting their recovery horizon
 	// (default 1<<20).
 	MaxPending int
+	// HostingMarkers mark hosting networks by AS organisation name
+	// (case-insensitive substrings, config.DefaultHostingMarkers): a
+	// finding about such a network is tagged TagHosting.
+	HostingMarkers []string
 }
 
 func (o *Options) defaults() {
@@ -146,12 +162,25 @@ const (
 	maxRefs    = 3
 	// MaxSources is the most sources a finding names as related.
 	MaxSources = 16
+	// minOtherAccts is the fewest other accounts a source must have failed
+	// on before a token minted to it is named: one is a household (one
+	// person gave up, another logged in), two are a list being tried.
+	minOtherAccts = 2
+	// maxSrcAddrs caps the source addresses whose logins are counted per
+	// window.
+	maxSrcAddrs = 1 << 16
 )
+
+// TagHosting tags a finding about a hosting network (Options.HostingMarkers):
+// a data centre, where no customer lives, so blocking it stops the
+// campaign without locking out a carrier's customers.
+const TagHosting = "haechi.network.hosting"
 
 // Detector is the login-campaign detector.
 type Detector struct {
-	opts  Options
-	names netname.Cache
+	opts    Options
+	names   netname.Cache
+	hosting []string
 }
 
 var _ engine.Detector = (*Detector)(nil)
@@ -159,15 +188,36 @@ var _ engine.Detector = (*Detector)(nil)
 // New returns the detector.
 func New(opts Options) *Detector {
 	opts.defaults()
-	return &Detector{opts: opts}
+	d := &Detector{opts: opts}
+	for _, m := range opts.HostingMarkers {
+		if m = strings.ToLower(strings.TrimSpace(m)); m != "" {
+			d.hosting = append(d.hosting, m)
+		}
+	}
+	return d
+}
+
+func (d *Detector) isHosting(org string) bool {
+	org = strings.ToLower(org)
+	for _, m := range d.hosting {
+		if strings.Contains(org, m) {
+			return true
+		}
+	}
+	return false
 }
 
 // Name implements engine.Detector.
 func (d *Detector) Name() string { return Name }
 
 // Key implements engine.Detector: every login with a principal and a
-// source address keys on Population.
+// source address keys on Population, and so does every token minted to a
+// source address (a campaign source's token is named, see the package
+// comment).
 func (d *Detector) Key(ev *event.Event) (event.EntityKey, bool) {
+	if ev.Dataset == event.DatasetToken && ev.Token.ID != "" && ev.Source.IP.IsValid() && ev.Outcome != event.OutcomeFailure {
+		return Population, true
+	}
 	if ev.Dataset != event.DatasetLogin || ev.User.ID == "" || !ev.Source.IP.IsValid() {
 		return event.EntityKey{}, false
 	}
@@ -211,6 +261,28 @@ type cohort struct {
 	suppress int // unrecovered failures left out this window (outage)
 	peak     baseline.Peak
 	succPeak baseline.Peak
+
+	// The campaign: when it was last under way (flagged, or a window
+	// closed with at least half the count that flagged it), and that
+	// count's threshold.
+	firedAt time.Time
+	bar     float64
+	hosting bool
+}
+
+// srcStat counts one source address's logins in a window: successes, and
+// failures that were not a retry of a failure already waiting, with the
+// first few accounts they were on.
+type srcStat struct {
+	succ, fails uint32
+	accts       [4]uint64
+	naccts      uint8
+}
+
+// active reports whether the cohort's campaign is under way at t: it fired
+// in the current or the previous window.
+func (co *cohort) active(t time.Time, window time.Duration) bool {
+	return !co.firedAt.IsZero() && t.Sub(co.firedAt) <= 2*window
 }
 
 type shard struct {
@@ -227,8 +299,12 @@ type shard struct {
 	winSucc   float64
 	prevSucc  float64
 	dropped   int
-	outage    time.Time // end of the last horizon in which successes collapsed
-	lastSweep time.Time
+	// Logins per source address, this window and the last (at most
+	// maxSrcAddrs each; beyond, Full and the rest unknown).
+	srcNow, srcPrev         map[netip.Addr]*srcStat
+	srcNowFull, srcPrevFull bool
+	outage                  time.Time // end of the last horizon in which successes collapsed
+	lastSweep               time.Time
 }
 
 // fnv1a is the 64-bit FNV-1a hash: deterministic, so replays agree.
@@ -251,13 +327,20 @@ func (s *shard) Process(c *engine.Context, _ event.EntityKey, ev *event.Event) {
 	if ws.After(s.winStart) {
 		if !s.winStart.IsZero() {
 			s.prevSucc = s.winSucc
+			s.srcPrev, s.srcPrevFull = s.srcNow, s.srcNowFull
 			if ws.Sub(s.winStart) > s.d.opts.Window {
 				s.prevSucc = 0 // an empty window came between
+				s.srcPrev, s.srcPrevFull = nil, false
 			}
+			s.srcNow, s.srcNowFull = nil, false
 		}
 		s.winStart, s.winSucc = ws, 0
 	}
 	name := s.d.names.Network(ev.Source)
+	if ev.Dataset == event.DatasetToken {
+		s.minted(c, s.cohorts[name], ev)
+		return
+	}
 	co := s.cohorts[name]
 	if co == nil {
 		co = &cohort{name: name, first: ev.Time}
@@ -265,6 +348,7 @@ func (s *shard) Process(c *engine.Context, _ event.EntityKey, ev *event.Event) {
 	}
 	if ev.Source.ASOrg != "" && co.org != ev.Source.ASOrg {
 		co.org = ev.Source.ASOrg
+		co.hosting = s.d.isHosting(co.org)
 	}
 	if ev.Time.After(co.last) {
 		co.last = ev.Time
@@ -277,6 +361,9 @@ func (s *shard) Process(c *engine.Context, _ event.EntityKey, ev *event.Event) {
 		if ws.Equal(co.start) {
 			co.succ++
 		}
+		if st := s.stat(ev.Source.IP); st != nil {
+			st.succ++
+		}
 		if f := s.pending[h]; f != nil && !ev.Time.Before(f.at) {
 			f.recovered = true
 			delete(s.pending, h)
@@ -285,6 +372,13 @@ func (s *shard) Process(c *engine.Context, _ event.EntityKey, ev *event.Event) {
 	}
 	if _, waiting := s.pending[h]; waiting {
 		return // a retry of a failure already waiting
+	}
+	if st := s.stat(ev.Source.IP); st != nil {
+		st.fails++
+		if int(st.naccts) < len(st.accts) && !slices.Contains(st.accts[:st.naccts], h) {
+			st.accts[st.naccts] = h
+			st.naccts++
+		}
 	}
 	if len(s.pending) >= s.d.opts.MaxPending {
 		s.dropped++
@@ -391,6 +485,7 @@ func (s *shard) judge(c *engine.Context, f *failure) {
 		return
 	}
 	co.fired = true
+	co.firedAt, co.bar = f.at.Add(s.d.opts.Recovery), threshold
 	s.emit(c, co, f, threshold, surge, fresh && !known)
 }
 
@@ -409,12 +504,19 @@ func (s *shard) emit(c *engine.Context, co *cohort, f *failure, threshold, surge
 	related := make([]event.EntityKey, 0, len(co.srcs))
 	addrs := make([]string, 0, len(co.srcs))
 	for _, a := range co.srcs {
-		related = append(related, event.EntityKey{Kind: event.EntitySource, ID: a.String()})
 		addrs = append(addrs, a.String())
+		if !s.botLike(a) {
+			continue // people log in from it: a shared address, not a bot
+		}
+		related = append(related, event.EntityKey{Kind: event.EntitySource, ID: a.String()})
 	}
 	more := ""
 	if co.nsrc > len(co.srcs) {
 		more = fmt.Sprintf(" and %d more", co.nsrc-len(co.srcs))
+	}
+	var tags []string
+	if co.hosting {
+		tags = []string{TagHosting}
 	}
 	evidence := append([]string(nil), co.refs...)
 	if evidence[len(evidence)-1] != f.ref {
@@ -431,6 +533,95 @@ func (s *shard) emit(c *engine.Context, co *cohort, f *failure, threshold, surge
 			strings.Join(addrs, ", "), more, s.d.opts.Recovery, base, threshold),
 		Evidence: evidence,
 		Related:  related,
+		Tags:     tags,
+	})
+}
+
+// stat returns ip's counts in the current window, nil when the window's
+// map is full.
+func (s *shard) stat(ip netip.Addr) *srcStat {
+	if st := s.srcNow[ip]; st != nil {
+		return st
+	}
+	if len(s.srcNow) >= maxSrcAddrs {
+		s.srcNowFull = true
+		return nil
+	}
+	if s.srcNow == nil {
+		s.srcNow = map[netip.Addr]*srcStat{}
+	}
+	st := &srcStat{}
+	s.srcNow[ip] = st
+	return st
+}
+
+// logins returns ip's counts over the current and the previous window,
+// the accounts its failures were on, and whether they are known (ip was
+// counted, or neither window's map overflowed).
+func (s *shard) logins(ip netip.Addr) (succ, fails int, accts []uint64, known bool) {
+	for _, st := range []*srcStat{s.srcNow[ip], s.srcPrev[ip]} {
+		if st != nil {
+			succ, fails = succ+int(st.succ), fails+int(st.fails)
+			accts = append(accts, st.accts[:st.naccts]...)
+			known = true
+		}
+	}
+	return succ, fails, accts, known || !(s.srcNowFull || s.srcPrevFull)
+}
+
+// botLike reports whether src looks like a bot rather than a shared
+// address: in this window and the last, logins from it failed (first
+// attempts, not retries) at least as often as they succeeded. People
+// behind a carrier's NAT or an office mostly succeed, and each of their
+// mistypes is followed by a success.
+func (s *shard) botLike(src netip.Addr) bool {
+	succ, fails, _, known := s.logins(src)
+	return known && fails > 0 && fails >= succ
+}
+
+// minted names a token minted to a campaign source while its campaign is
+// under way: a follow-up finding about the cohort, relating the source and
+// the token, so a playbook revokes what the campaign's successful logins
+// got. The bar for a campaign source is lower than any per-source floor,
+// because the network is already flagged: an address of the network that
+// is bot-like (botLike) and failed on at least minOtherAccts accounts
+// other than the one the token is for (a customer who mistyped their own
+// password, or a household where one person gave up, is not a list being
+// tried).
+func (s *shard) minted(c *engine.Context, co *cohort, ev *event.Event) {
+	if co == nil || !co.active(ev.Time, s.d.opts.Window) {
+		return
+	}
+	if !s.botLike(ev.Source.IP) {
+		return
+	}
+	succ, fails, accts, _ := s.logins(ev.Source.IP)
+	acct := fnv1a([]byte(ev.User.ID))
+	others := 0
+	for i, a := range accts {
+		if a != acct && !slices.Contains(accts[:i], a) {
+			others++
+		}
+	}
+	if others < minOtherAccts {
+		return // a person failing on their own account, or one other's: not a list
+	}
+	var tags []string
+	if co.hosting {
+		tags = []string{TagHosting}
+	}
+	src := ev.Source.IP.String()
+	c.Emit(event.Finding{
+		Kind:   Kind,
+		Title:  "Token minted to a source of an active credential-stuffing campaign",
+		Entity: event.EntityKey{Kind: EntityNetwork, ID: co.name},
+		Time:   ev.Time,
+		Score:  Score,
+		Explanation: fmt.Sprintf("At %s token %s was minted for %s to %s, a source of the credential-stuffing campaign flagged on %s at %s (%d failed logins from it, on %d other accounts, and %d successful, in this window and the last): the campaign's successful logins are taken-over accounts, and their tokens its access.",
+			ev.Time.UTC().Format(time.RFC3339), ev.Token.ID, ev.User.ID, src, co.name, co.firedAt.UTC().Format(time.RFC3339), fails, others, succ),
+		Evidence: []string{c.Ref(ev)},
+		Related:  []event.EntityKey{{Kind: event.EntitySource, ID: src}, {Kind: event.EntityToken, ID: ev.Token.ID}},
+		Tags:     tags,
 	})
 }
 
@@ -441,6 +632,9 @@ func (co *cohort) roll(start time.Time, window time.Duration) {
 		return
 	}
 	if !co.start.IsZero() {
+		if co.active(co.start.Add(window), window) && float64(co.count) >= co.bar/2 {
+			co.firedAt = co.start.Add(window) // the campaign goes on
+		}
 		co.peak.Observe(co.start, window, float64(co.count), decay)
 		co.succPeak.Observe(co.start, window, co.succ, decay)
 	}

@@ -11,9 +11,11 @@ UA = "Mozilla/5.0 (Linux; Android 14) AppleWebKit/537.36 (KHTML, like Gecko) Chr
 class Case:
     def __init__(self, name, seed):
         self.name, self.rnd, self.evs = name, random.Random(seed), []
-    def login(self, t, user, ip, asn, org, ok):
-        self.evs.append((t, user, ip, asn, org, ok))
-    def ordinary(self, hours, per_hour, nets, fail=0.05, giveup=0.0, start=0, users=5000, pfx="m"):
+    def login(self, t, user, ip, asn, org, ok, mint=None):
+        self.evs.append((t, user, ip, asn, org, ok, None))
+        if ok and mint:
+            self.evs.append((t + datetime.timedelta(milliseconds=300), user, ip, asn, org, True, mint))
+    def ordinary(self, hours, per_hour, nets, fail=0.05, giveup=0.0, start=0, users=5000, pfx="m", mint=False):
         """per_hour logins per network; a share fail then succeed 1-3 min later; a share give up."""
         r = self.rnd
         for h in range(start, start + hours):
@@ -24,29 +26,34 @@ class Case:
                     u = f"{pfx}:{r.randrange(users)}"
                     ip = r.choice(addrs)
                     x = r.random()
+                    tok = f"tk-{u}-{len(self.evs)}" if mint else None
                     if x < fail:
                         self.login(t, u, ip, asn, org, False)
-                        self.login(t + datetime.timedelta(seconds=r.uniform(40, 180)), u, ip, asn, org, True)
+                        self.login(t + datetime.timedelta(seconds=r.uniform(40, 180)), u, ip, asn, org, True, tok)
                     elif x < fail + giveup:
                         self.login(t, u, ip, asn, org, False)
                     else:
-                        self.login(t, u, ip, asn, org, True)
+                        self.login(t, u, ip, asn, org, True, tok)
     def write(self):
         os.makedirs(self.name, exist_ok=True)
         self.evs.sort(key=lambda e: e[0])
         with open(os.path.join(self.name, "events.ndjson"), "w") as f:
-            for i, (t, user, ip, asn, org, ok) in enumerate(self.evs):
+            for i, (t, user, ip, asn, org, ok, tok) in enumerate(self.evs):
                 ev = {"@timestamp": t.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z",
                       "event": {"id": f"{self.name[:3]}-{i}", "dataset": "auth.login", "action": "login",
                                 "outcome": "success" if ok else "failure"},
                       "user": {"id": user},
                       "source": {"ip": ip, "as": {"number": asn, "organization": {"name": org}}},
                       "user_agent": {"original": UA}}
+                if tok:
+                    ev["event"].update({"dataset": "auth.token", "action": "token.issued"})
+                    ev["token"] = {"id": tok, "key_id": "prod-1"}
                 f.write(json.dumps(ev, separators=(",", ":")) + "\n")
 
 def bots(c, start_h, hours, attempts, nets, naddr, pfx="x"):
     """A botnet: naddr addresses spread over nets, each attempt a distinct
-    account from a leaked list, failing, never recovered."""
+    account from a leaked list, failing, never recovered. Returns the
+    addresses in order of first use."""
     r = c.rnd
     addrs = []
     for i in range(naddr):
@@ -56,12 +63,29 @@ def bots(c, start_h, hours, attempts, nets, naddr, pfx="x"):
         t = T0 + datetime.timedelta(hours=start_h, seconds=r.uniform(0, hours * 3600))
         ip, asn, org = r.choice(addrs)
         c.login(t, f"{pfx}:{k}", ip, asn, org, False)
+    return addrs
 
 # Positive: a rotating botnet on the company's own mobile carriers, each
 # address a handful of attempts (seed 1's shape, any company's carriers).
 c = Case("rotating_botnet", 1)
 c.ordinary(7, 40, CARRIERS, giveup=0.02)
 bots(c, 4, 2, 240, CARRIERS, 200, pfx="leak")
+c.write()
+
+# Positive: the rotating botnet's few working passwords get tokens. A bot
+# that logs in once the campaign is flagged, having failed on two other
+# accounts in the last two hours, has its token named (a follow-up
+# finding); one that logged in before is not (the finding cannot know
+# yet), nor one that failed on only one other account. Twin: the carrier's customers keep logging in from the
+# carrier's shared addresses during the campaign, some of them giving up
+# (so those addresses have unrecovered failures too), and their tokens are
+# never named: people succeed from those addresses more than they fail.
+c = Case("campaign_tokens", 8)
+c.ordinary(7, 40, CARRIERS, giveup=0.02, mint=True)
+addrs = bots(c, 4, 2, 240, CARRIERS, 200, pfx="leak")
+for k, h in enumerate((4.1, 5.1, 5.3, 5.5, 5.7)):
+    ip, asn, org = addrs[k * 7]
+    c.login(T0 + datetime.timedelta(hours=h), f"m:taken-{k}", ip, asn, org, True, f"tk-bot-{k}")
 c.write()
 
 # Positive: a botnet on hosting networks abroad never seen before.
