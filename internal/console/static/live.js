@@ -88,6 +88,7 @@
       var before = {};
       tb.querySelectorAll("tr[data-incident]").forEach(function (tr) { before[tr.getAttribute("data-incident")] = tr.getAttribute("data-alerts"); });
       tb.innerHTML = html;
+      set("incident-count", String(tb.querySelectorAll("tr[data-incident]").length));
       tb.querySelectorAll("tr[data-incident]").forEach(function (tr) {
         if (before[tr.getAttribute("data-incident")] !== tr.getAttribute("data-alerts")) tr.classList.add("fresh");
       });
