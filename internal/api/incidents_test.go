@@ -211,3 +211,40 @@ func TestIncidentRoutesRoles(t *testing.T) {
 		}
 	}
 }
+
+// TestScopeByIncident: GET /v1/scope?incident=ID answers and exports the
+// incident's combined scope (an alias resolves), audited like any scope;
+// the incident stands alone, and an unknown one is 404.
+func TestScopeByIncident(t *testing.T) {
+	srv, _, audit := incidentServer(t)
+	key := incident.IDFor("al-key")
+	for _, tc := range []struct {
+		query string
+		code  int
+		body  string
+	}{
+		{"incident=" + key, 200, `"total":2,"by_type":{"customer":2},"by_field":{},"name_only":0,"terms":[{"dim":"key","values":["k"]}],"from_day":"2025-06-25","to_day":"2025-06-25"}`},
+		{"incident=" + key + "&export=csv", 200, "record_type,record_id\ncustomer,1\ncustomer,2\n"},
+		{"incident=" + key + "&from=2025-06-25&to=2025-06-25", 200, `"total":2`},
+		// from and to narrow (or widen) the incident's days.
+		{"incident=" + key + "&from=2025-06-26&to=2025-06-27", 200, `"from_day":"2025-06-26","to_day":"2025-06-27"`},
+		{"incident=" + key + "&key=k", http.StatusBadRequest, "stands alone"},
+		{"incident=" + key + "&to=2025-06-24", http.StatusBadRequest, "before from"},
+		{"incident=in-nope", http.StatusNotFound, "not found"},
+	} {
+		*audit = nil
+		resp, err := http.Get(srv.URL + "/v1/scope?" + tc.query)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var b bytes.Buffer
+		_, _ = b.ReadFrom(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != tc.code || !strings.Contains(b.String(), tc.body) {
+			t.Errorf("%s: %d %s, want %d with %q", tc.query, resp.StatusCode, b.String(), tc.code, tc.body)
+		}
+		if audited := len(*audit) == 1 && strings.HasPrefix((*audit)[0].kind, "scope_"); audited != (tc.code == 200) {
+			t.Errorf("%s: audit %+v", tc.query, *audit)
+		}
+	}
+}

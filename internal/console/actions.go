@@ -182,8 +182,11 @@ func (c *Console) decide(w http.ResponseWriter, r *http.Request) {
 		done += "_group"
 	}
 	back := alertURL(acts[0].AlertID)
-	if acts[0].AlertID == "" || r.PostFormValue("back") == "overview" {
+	switch in := r.PostFormValue("incident"); {
+	case r.PostFormValue("back") == "incident" && in != "":
+		back = incidentURL(in)
+	case acts[0].AlertID == "" || r.PostFormValue("back") == "overview":
 		back = "/"
 	}
-	http.Redirect(w, r, back+"?done="+done+"#actions", http.StatusSeeOther) // #nosec G710 -- "/" or "/alerts/" and a path-escaped id: a path on this origin
+	http.Redirect(w, r, back+"?done="+done+"#actions", http.StatusSeeOther) // #nosec G710 -- "/", "/alerts/" or "/incidents/" and a path-escaped id: a path on this origin
 }

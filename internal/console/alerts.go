@@ -1,6 +1,7 @@
 package console
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"html/template"
@@ -49,7 +50,45 @@ func (c *Console) alerts(w http.ResponseWriter, r *http.Request) {
 	}
 	v.Filter = f
 	ctx := r.Context()
-	q := f.Query(c.opts.Now())
+	link := func(pc *pageCursor) template.URL {
+		vals := f.Values()
+		if pc != nil {
+			vals.Set("cursor", pc.String())
+		}
+		return template.URL("/alerts?" + vals.Encode()) // #nosec G203 -- a constant path and an encoded query
+	}
+	pg, err := c.alertPage(ctx, f.Query(c.opts.Now()), cur, link)
+	if err != nil {
+		c.fail(w, r, http.StatusInternalServerError, "Reading alerts failed: "+err.Error(), "Check the server's log; then reload.")
+		return
+	}
+	v.Alerts, v.Newer, v.Older, v.First, v.Cursor = pg.Alerts, pg.Newer, pg.Older, pg.First, pg.Cursor
+	facets, err := c.opts.Store.ListAlertFacets(ctx)
+	if err != nil {
+		c.opts.Logger.Error("console: alert facets", "err", err)
+	}
+	v.Detectors, v.States = withValue(facets.Detectors, f.Detector), withValue(facets.States, f.State)
+	code := http.StatusOK
+	if v.FilterErr != "" {
+		code = http.StatusBadRequest
+	}
+	c.render(w, r, code, "alerts", view{Title: "Alerts", Nav: "alerts", Live: true, Data: v})
+}
+
+// alertPage is one keyset page of an alert listing and its links.
+type alertPage struct {
+	Alerts []event.Alert
+	// Newer and Older link the previous and next pages ("" when there is
+	// none); First the first page, when this is not it.
+	Newer, Older, First template.URL
+	Cursor              string // this page's cursor ("" on the first page)
+}
+
+// alertPage reads the page of q at cur (alertsPageSize alerts, newest
+// first), link making a page's address from its cursor (nil: the first).
+// The store applies q's filter, so every page but the last is full.
+func (c *Console) alertPage(ctx context.Context, q store.AlertQuery, cur pageCursor, link func(*pageCursor) template.URL) (alertPage, error) {
+	var pg alertPage
 	// One alert more than a page says whether there is another page.
 	q.Limit = alertsPageSize + 1
 	if cur.Newer {
@@ -64,8 +103,7 @@ func (c *Console) alerts(w http.ResponseWriter, r *http.Request) {
 		list, err = c.opts.Store.ListAlerts(ctx, q)
 	}
 	if err != nil {
-		c.fail(w, r, http.StatusInternalServerError, "Reading alerts failed: "+err.Error(), "Check the server's log; then reload.")
-		return
+		return pg, err
 	}
 	var more bool // alerts beyond this page in its direction
 	if len(list) > alertsPageSize {
@@ -76,7 +114,7 @@ func (c *Console) alerts(w http.ResponseWriter, r *http.Request) {
 			list = list[:alertsPageSize]
 		}
 	}
-	v.Alerts = list
+	pg.Alerts = list
 	// A page reached going newer has older alerts (the cursor's); one
 	// reached going older has newer ones unless it is the first.
 	hasNewer, hasOlder := more, more
@@ -85,34 +123,18 @@ func (c *Console) alerts(w http.ResponseWriter, r *http.Request) {
 	} else {
 		hasNewer = cur.At != store.AlertCursor{}
 	}
-	link := func(pc *pageCursor) template.URL {
-		vals := f.Values()
-		if pc != nil {
-			vals.Set("cursor", pc.String())
-		}
-		return template.URL("/alerts?" + vals.Encode()) // #nosec G203 -- a constant path and an encoded query
-	}
 	if len(list) > 0 {
 		if hasNewer {
-			v.Newer = link(&pageCursor{Newer: true, At: store.CursorOf(&list[0])})
+			pg.Newer = link(&pageCursor{Newer: true, At: store.CursorOf(&list[0])})
 		}
 		if hasOlder {
-			v.Older = link(&pageCursor{At: store.CursorOf(&list[len(list)-1])})
+			pg.Older = link(&pageCursor{At: store.CursorOf(&list[len(list)-1])})
 		}
 	}
 	if cur.At != (store.AlertCursor{}) {
-		v.Cursor, v.First = cur.String(), link(nil)
+		pg.Cursor, pg.First = cur.String(), link(nil)
 	}
-	facets, err := c.opts.Store.ListAlertFacets(ctx)
-	if err != nil {
-		c.opts.Logger.Error("console: alert facets", "err", err)
-	}
-	v.Detectors, v.States = withValue(facets.Detectors, f.Detector), withValue(facets.States, f.State)
-	code := http.StatusOK
-	if v.FilterErr != "" {
-		code = http.StatusBadRequest
-	}
-	c.render(w, r, code, "alerts", view{Title: "Alerts", Nav: "alerts", Live: true, Data: v})
+	return pg, nil
 }
 
 // withValue returns the choices with the chosen value among them.
@@ -145,6 +167,7 @@ type alertView struct {
 	Pending  []actionGroup // pending actions, identical ones (other alerts' too) merged
 	Done     []store.Action
 	Verdicts []string
+	Incident string // the incident the alert is in ("" when none)
 }
 
 func (c *Console) alert(w http.ResponseWriter, r *http.Request) {
@@ -176,6 +199,7 @@ func (c *Console) alert(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	v.Pending = c.pendingGroups(r.Context(), pending)
+	v.Incident = c.incidentOf(r.Context(), id)
 	c.render(w, r, http.StatusOK, "alert", view{Title: rep.Alert.Title, Nav: "alerts", Data: v})
 }
 
@@ -190,9 +214,17 @@ func (c *Console) report(w http.ResponseWriter, r *http.Request) {
 		c.fail(w, r, http.StatusInternalServerError, "Building the report failed: "+err.Error(), "Check the server's log; then reload.")
 		return
 	}
+	c.writeReport(w, r, rep, map[string]any{"alert_id": id})
+}
+
+// writeReport sends rep as HTML or, with format=md, Markdown, audited as
+// console_report_read with detail (and the records and format) once it
+// is rendered: a refused format read nothing.
+func (c *Console) writeReport(w http.ResponseWriter, r *http.Request, rep *report.Report, detail map[string]any) {
 	format := r.URL.Query().Get("format")
 	var b strings.Builder
 	ctype := "text/html; charset=utf-8"
+	var err error
 	switch format {
 	case "", "html":
 		err = rep.WriteHTML(&b)
@@ -207,8 +239,8 @@ func (c *Console) report(w http.ResponseWriter, r *http.Request) {
 		c.fail(w, r, http.StatusInternalServerError, "Rendering the report failed: "+err.Error(), "Check the server's log.")
 		return
 	}
-	// Audited once the report exists: a refused format read nothing.
-	c.audit(r, "console_report_read", map[string]any{"alert_id": id, "records": scopeTotal(rep.Scope), "format": format})
+	detail["records"], detail["format"] = scopeTotal(rep.Scope), format
+	c.audit(r, "console_report_read", detail)
 	h := w.Header()
 	h.Set("Content-Type", ctype)
 	pageHeaders(h, report.HTMLContentSecurityPolicy())

@@ -46,7 +46,9 @@ func chromium() string {
 }
 
 // TestBrowser drives the console in Debian's Chromium against a live
-// serve fed with simulated traffic: log in, open the newest critical
+// serve fed with simulated traffic: log in, open the Incidents page (a
+// new incident appears live), open an attack's incident (timeline, entity
+// graph, scope) and record its verdict, open the newest critical
 // alert, read its explanation and findings, approve a pending action,
 // open the entity page's chart, and export a scope. A screenshot of each
 // step goes to $HAECHI_SCREENSHOTS (or the test's temporary directory).
@@ -137,7 +139,61 @@ func TestBrowser(t *testing.T) {
 		t.Errorf("the live row is %q, want the canary alert", liveRow)
 	}
 
-	// 2. The newest critical alert: its explanation and findings.
+	// 2. Incidents come first: the Incidents page lists the attacks, a new
+	// incident appears on it live, and an incident's page has its
+	// timeline, entity graph and scope, and takes a verdict.
+	var incs struct{ Incidents []store.Incident }
+	getJSON(t, ctx, srv, "/v1/incidents?severity=critical", &incs)
+	if len(incs.Incidents) == 0 {
+		t.Fatal("no critical incident")
+	}
+	// The attack with the most alerts (the canary read above is one alert).
+	attack := incs.Incidents[0]
+	for _, in := range incs.Incidents {
+		if in.AlertCount > attack.AlertCount {
+			attack = in
+		}
+	}
+	var navFirst string
+	var rows int
+	run("open the incidents page", chromedp.Click(`nav a[href="/incidents"]`, chromedp.ByQuery),
+		chromedp.WaitVisible(`#live-incidents tr[data-incident="`+attack.ID+`"]`, chromedp.ByQuery),
+		chromedp.Text("nav a:first-child", &navFirst, chromedp.ByQuery),
+		chromedp.Evaluate(`document.querySelectorAll("#live-incidents tr[data-incident]").length`, &rows), shot("incidents"))
+	if navFirst != "Incidents" || rows == 0 {
+		t.Errorf("the navigation leads with %q; %d incidents listed", navFirst, rows)
+	}
+	canary2 := strings.ReplaceAll(strings.ReplaceAll(canary, "e:live-check", "e:live-incident"), "198.51.100.77", "198.51.100.78")
+	postEvents(t, ctx, srv, []byte(canary2))
+	var freshRow string
+	run("see a new incident live", chromedp.WaitVisible(`#live-incidents tr.fresh`, chromedp.ByQuery),
+		chromedp.Text(`#live-incidents`, &freshRow, chromedp.ByQuery), shot("live-incident"))
+	if !strings.Contains(freshRow, "e:live-incident") && !strings.Contains(freshRow, "198.51.100.78") {
+		t.Errorf("the incidents page after a new alert shows:\n%s", freshRow)
+	}
+	var incTitle, scopeTotal string
+	var steps, nodes int
+	run("open an attack incident", chromedp.Click(`#live-incidents tr[data-incident="`+attack.ID+`"] td:nth-child(3) a`, chromedp.ByQuery),
+		chromedp.WaitVisible("#incident-title", chromedp.ByID), chromedp.Text("#incident-title", &incTitle, chromedp.ByID),
+		chromedp.Evaluate(`document.querySelectorAll("#timeline li[data-time-kind]").length`, &steps),
+		chromedp.Evaluate(`document.querySelectorAll("#graph .graph-node").length`, &nodes),
+		chromedp.Evaluate(`(document.getElementById("scope-total") || {}).textContent || ""`, &scopeTotal), shot("incident"))
+	if !strings.Contains(incTitle, attack.Title) || steps == 0 || nodes == 0 || scopeTotal == "" {
+		t.Errorf("incident page: title %q (want %q), %d timeline steps, %d graph nodes, scope %q", incTitle, attack.Title, steps, nodes, scopeTotal)
+	}
+	var verdictFlash string
+	run("set the incident's verdict", chromedp.Click(`#incident-verdict-choice input[value="true_positive"]`, chromedp.ByQuery),
+		chromedp.Click(`#incident-state-choice input[value="contained"]`, chromedp.ByQuery),
+		chromedp.Click("#incident-verdict-submit", chromedp.ByID),
+		chromedp.WaitVisible(".flash", chromedp.ByQuery), chromedp.Text(".flash", &verdictFlash, chromedp.ByQuery), shot("incident-verdict"))
+	var after store.Incident
+	getJSON(t, ctx, srv, "/v1/incidents/"+url.PathEscape(attack.ID), &after)
+	if !strings.Contains(verdictFlash, "verdict recorded") || after.Verdict != store.VerdictTruePositive || after.State != store.IncidentContained ||
+		!strings.Contains(after.VerdictBy, "browser analyst") {
+		t.Errorf("after the verdict the page says %q and the incident is %s/%s by %q", verdictFlash, after.State, after.Verdict, after.VerdictBy)
+	}
+
+	// 3. The newest critical alert: its explanation and findings.
 	var explanation string
 	var findings int
 	run("open the newest critical alert", chromedp.Navigate(srv.base+"/alerts?severity=critical"),
@@ -159,7 +215,7 @@ func TestBrowser(t *testing.T) {
 		t.Fatalf("alert page: explanation %q, %d findings; want both", explanation, findings)
 	}
 
-	// 3. Approve a pending action.
+	// 4. Approve a pending action.
 	var flash string
 	run("approve a pending action", chromedp.Navigate(srv.base+"/alerts/"+url.PathEscape(pending.AlertID)),
 		chromedp.WaitVisible(`button.approve[data-actions~="`+pending.ID+`"]`, chromedp.ByQuery),
@@ -173,7 +229,7 @@ func TestBrowser(t *testing.T) {
 		t.Errorf("action %s is still %s after approval", pending.ID, st)
 	}
 
-	// 4. The entity page and its chart.
+	// 5. The entity page and its chart.
 	var bars int
 	run("open the entity page", chromedp.Navigate(srv.base+"/alerts/"+url.PathEscape(scoped.ID)),
 		chromedp.WaitVisible("#entity-link", chromedp.ByID), chromedp.Click("#entity-link", chromedp.ByID),
@@ -184,7 +240,7 @@ func TestBrowser(t *testing.T) {
 		t.Errorf("the entity page of %s charts nothing", scoped.Entity)
 	}
 
-	// 5. Scope of the alert's entity, and its export.
+	// 6. Scope of the alert's entity, and its export.
 	dim := scopeDims[scoped.Entity.Kind]
 	var csv string
 	run("scope and export", chromedp.Navigate(srv.base+"/scope"), chromedp.WaitVisible("#scope-form", chromedp.ByID),
@@ -202,7 +258,7 @@ func TestBrowser(t *testing.T) {
 		t.Error("the audit log has no scope_export entry naming the analyst")
 	}
 
-	// 6. Logging out in another tab ends the live stream of the open
+	// 7. Logging out in another tab ends the live stream of the open
 	// overview at once, and the page says so.
 	run("open the overview", chromedp.Navigate(srv.base+"/"), chromedp.WaitVisible("#live-alerts", chromedp.ByID),
 		chromedp.WaitNotPresent("body.offline", chromedp.ByQuery))

@@ -15,8 +15,8 @@
 //     page answers 401 with the login form; with the wrong role 403 with
 //     an explanation.
 //   - Every page that reads the access ledger (alert detail, entity,
-//     scope, incident report, the overview's clocks) appends an audit
-//     entry naming the caller.
+//     scope, incidents and an incident, the reports, the overview's
+//     incidents and clocks) appends an audit entry naming the caller.
 //   - Close ends the live streams, so the HTTP server can shut down.
 package console
 
@@ -61,6 +61,10 @@ type Store interface {
 	ListFeedback(ctx context.Context, alertID string) ([]store.Feedback, error)
 	ListFindings(ctx context.Context, q store.FindingQuery) ([]store.ScoredFinding, string, error)
 	AppendAudit(ctx context.Context, t time.Time, kind, actionID string, detail any) error
+	ListIncidents(ctx context.Context, q store.IncidentQuery) ([]store.Incident, error)
+	GetIncident(ctx context.Context, id string) (store.Incident, error)
+	IncidentOfAlert(ctx context.Context, alertID string) (string, error)
+	SetIncidentVerdict(ctx context.Context, v store.IncidentVerdict) (store.Incident, error)
 	ledger.Reader
 }
 
@@ -135,7 +139,7 @@ func New(opts Options) (*Console, error) {
 }
 
 // pageNames are the templates, each rendered inside layout.html.
-var pageNames = []string{"overview", "alerts", "alert", "entity", "scope", "scorecard", "login", "error"}
+var pageNames = []string{"overview", "incidents", "incident", "alerts", "alert", "entity", "scope", "scorecard", "login", "error"}
 
 func parseTemplates() (map[string]*template.Template, error) {
 	out := map[string]*template.Template{}
@@ -158,6 +162,10 @@ type Mounter interface {
 func (c *Console) Register(m Mounter) {
 	page := func(pattern string, need auth.Need, h http.HandlerFunc) { m.Handle(pattern, need, h, c.deny) }
 	page("GET /{$}", auth.NeedAnalyst, c.overview)
+	page("GET /incidents", auth.NeedAnalyst, c.incidents)
+	page("GET /incidents/{id}", auth.NeedAnalyst, c.incidentPage)
+	page("GET /incidents/{id}/report", auth.NeedAnalyst, c.incidentReport)
+	page("POST /incidents/{id}/verdict", auth.NeedAnalyst, c.incidentVerdict)
 	page("GET /alerts", auth.NeedAnalyst, c.alerts)
 	page("GET /alerts/{id}", auth.NeedAnalyst, c.alert)
 	page("GET /alerts/{id}/report", auth.NeedAnalyst, c.report)
@@ -238,11 +246,12 @@ func pageHeaders(h http.Header, csp string) {
 }
 
 var flashes = map[string]string{
-	"approved":       "Action approved: it is being delivered now.",
-	"rejected":       "Action rejected.",
-	"approved_group": "Identical actions approved, each written to the audit log: they are being delivered now.",
-	"rejected_group": "Identical actions rejected, each written to the audit log.",
-	"feedback":       "Verdict recorded (and written to the audit log).",
+	"approved":         "Action approved: it is being delivered now.",
+	"rejected":         "Action rejected.",
+	"approved_group":   "Identical actions approved, each written to the audit log: they are being delivered now.",
+	"rejected_group":   "Identical actions rejected, each written to the audit log.",
+	"feedback":         "Verdict recorded (and written to the audit log).",
+	"incident_verdict": "Incident state and verdict recorded (and written to the audit log).",
 }
 
 // errorView is the error page's data.

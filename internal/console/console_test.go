@@ -18,6 +18,7 @@ import (
 	"github.com/haechi-sec/haechi/internal/auth"
 	"github.com/haechi-sec/haechi/internal/console"
 	"github.com/haechi-sec/haechi/internal/event"
+	"github.com/haechi-sec/haechi/internal/incident/track"
 	"github.com/haechi-sec/haechi/internal/ledger"
 	"github.com/haechi-sec/haechi/internal/report"
 	"github.com/haechi-sec/haechi/internal/store"
@@ -38,12 +39,14 @@ type env struct {
 
 // newEnv builds the API with the console mounted, on a store holding two
 // alerts (one critical about key k-1, one about principal e:7), a pending
-// action, a protected pending action and ledger rows for k-1.
+// action, a protected pending action and ledger rows for k-1; the store
+// keeps incidents (here one per alert).
 func newEnv(t *testing.T, withAuth bool, opts ...func(*auth.Options)) *env {
 	t.Helper()
 	ctx := context.Background()
 	dir := t.TempDir()
-	st, err := store.Open(ctx, dir, store.Options{})
+	// The store keeps incidents as alerts are saved, as serve's does.
+	st, err := store.Open(ctx, dir, store.Options{Incidents: track.New(track.Options{})})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -97,7 +100,7 @@ func newEnv(t *testing.T, withAuth bool, opts ...func(*auth.Options)) *env {
 		e.authn = authn
 	}
 	reg := prometheus.NewRegistry()
-	e.srv = api.New(api.Options{Ingest: func([]event.Event) error { return nil }, Alerts: st, Scope: st, Actions: st, Triage: st, Findings: st,
+	e.srv = api.New(api.Options{Ingest: func([]event.Event) error { return nil }, Alerts: st, Scope: st, Actions: st, Triage: st, Findings: st, Incidents: st,
 		Gatherer: reg, Auth: authn, Audit: st.AppendAudit, Now: func() time.Time { return now }})
 	e.cons, err = console.New(console.Options{Store: st, Auth: authn, Hub: e.hub, Gatherer: reg, DataDir: dir, Now: func() time.Time { return now }})
 	if err != nil {

@@ -26,14 +26,15 @@ var funcs = template.FuncMap{
 		}
 		return t.UTC().Format(time.RFC3339)
 	},
-	"ago":       ago,
-	"left":      left,
-	"alertURL":  alertURL,
-	"entityURL": entityURL,
-	"sev":       func(s event.Severity) string { return s.String() },
-	"num":       fmtNum,
-	"score":     func(f float64) string { return fmt.Sprintf("%.0f", f) },
-	"figure":    func(f float64) string { return strconv.FormatFloat(f, 'f', -1, 64) },
+	"ago":         ago,
+	"left":        left,
+	"alertURL":    alertURL,
+	"incidentURL": incidentURL,
+	"entityURL":   entityURL,
+	"sev":         func(s event.Severity) string { return s.String() },
+	"num":         fmtNum,
+	"score":       func(f float64) string { return fmt.Sprintf("%.0f", f) },
+	"figure":      func(f float64) string { return strconv.FormatFloat(f, 'f', -1, 64) },
 	"rate": func(f float64) string {
 		if f < 0 {
 			return "…"

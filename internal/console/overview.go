@@ -29,15 +29,17 @@ type detectorHealth struct {
 }
 
 type overviewView struct {
-	BySeverity []sevCount
-	ByState    []sevCount
-	Total      int
-	Capped     bool
-	Recent     []event.Alert
-	Stats      Stats
-	Detectors  []detectorHealth
-	Approvals  []actionGroup // identical pending actions merged
-	Clocks     []runningClock
+	Incidents   []incidentRow // the newest open incidents
+	IncidentErr string
+	BySeverity  []sevCount
+	ByState     []sevCount
+	Total       int
+	Capped      bool
+	Recent      []event.Alert
+	Stats       Stats
+	Detectors   []detectorHealth
+	Approvals   []actionGroup // identical pending actions merged
+	Clocks      []runningClock
 }
 
 type runningClock struct {
@@ -98,6 +100,10 @@ func (c *Console) overview(w http.ResponseWriter, r *http.Request) {
 		v.Approvals = v.Approvals[:min(len(v.Approvals), maxApprovals)]
 	}
 	v.Clocks = c.runningClocks(r, alerts)
+	if v.Incidents, err = c.openIncidents(r); err != nil {
+		c.opts.Logger.Error("console: open incidents", "err", err)
+		v.IncidentErr = "Reading incidents failed: " + err.Error()
+	}
 	c.render(w, r, http.StatusOK, "overview", view{Title: "Overview", Nav: "overview", Live: true, Data: v})
 }
 

@@ -53,6 +53,7 @@
   }
 
   function onAlert(a) {
+    incidentsChanged();
     var tbody = document.getElementById("live-alerts");
     if (tbody) {
       var old = tbody.querySelector('tr[data-alert="' + CSS.escape(a.id) + '"]');
@@ -69,6 +70,35 @@
       if (c) c.textContent = String((parseInt(c.textContent, 10) || 0) + 1);
       if ((rank[a.severity] || 0) >= rank.high) toast(a);
     }
+  }
+
+  // The incidents lists (the Incidents page's first page, the overview's
+  // open incidents) are server-rendered rows: when alerts arrive, fetch
+  // them again — soon, and once more after the store has surely kept the
+  // alerts (the writer commits them, and assigns their incidents, in
+  // batches) — and mark the rows that are new or grew.
+  var incTimer, incLate;
+  function refreshIncidents() {
+    var tb = document.getElementById("live-incidents");
+    if (!tb || !tb.getAttribute("data-refresh")) return;
+    fetch(tb.getAttribute("data-refresh"), { credentials: "same-origin" }).then(function (r) {
+      return r.ok ? r.text() : null;
+    }).then(function (html) {
+      if (html === null) return;
+      var before = {};
+      tb.querySelectorAll("tr[data-incident]").forEach(function (tr) { before[tr.getAttribute("data-incident")] = tr.getAttribute("data-alerts"); });
+      tb.innerHTML = html;
+      set("incident-count", String(tb.querySelectorAll("tr[data-incident]").length));
+      tb.querySelectorAll("tr[data-incident]").forEach(function (tr) {
+        if (before[tr.getAttribute("data-incident")] !== tr.getAttribute("data-alerts")) tr.classList.add("fresh");
+      });
+    }).catch(function () {});
+  }
+  function incidentsChanged() {
+    if (!document.getElementById("live-incidents")) return;
+    if (!incTimer) incTimer = setTimeout(function () { incTimer = null; refreshIncidents(); }, 1500);
+    clearTimeout(incLate);
+    incLate = setTimeout(refreshIncidents, 6000);
   }
 
   function set(id, text) { var e = document.getElementById(id); if (e) e.textContent = text; }
