@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/haechi-sec/haechi/internal/event"
+	"github.com/haechi-sec/haechi/internal/input/cloudtrail"
 	"github.com/haechi-sec/haechi/internal/respond"
 )
 
@@ -89,7 +90,11 @@ func ContainmentOf(kind, target string, t time.Time) (Containment, bool) {
 // addresses leaves the others reading).
 //
 // Only API requests and token mints (gateway.access, auth.token) pass the
-// gateway. A Gate is not safe for concurrent use.
+// gateway, and cloud API calls (aws.cloudtrail) pass the provider's IAM,
+// which enforces the same containments on them: revoking a role session's
+// temporary credentials (AWS's "revoke active sessions") refuses every
+// call signed with them, and a deny on aws:SourceIp blocks an address or
+// prefix. A Gate is not safe for concurrent use.
 type Gate struct {
 	by       map[event.EntityKey][]Containment // exact targets
 	prefixes []gatePrefix
@@ -136,7 +141,7 @@ func (g *Gate) Add(c Containment) {
 // Time (the requests of that instant, the one that raised the alert among
 // them, were already answered) and before its Until.
 func (g *Gate) Refuse(ev *event.Event) (Containment, bool) {
-	if ev.Dataset != event.DatasetGateway && ev.Dataset != event.DatasetToken {
+	if ev.Dataset != event.DatasetGateway && ev.Dataset != event.DatasetToken && ev.Dataset != cloudtrail.Dataset {
 		return Containment{}, false
 	}
 	var best Containment

@@ -380,6 +380,8 @@ func TestGate(t *testing.T) {
 		{"other key", ev(101, func(e *event.Event) { e.Token.KeyID = "k-new" }), "", time.Time{}},
 		{"token", ev(101, func(e *event.Event) { e.Token.ID = "tok-1" }), "revoke_token", at(100)},
 		{"token mint", ev(101, func(e *event.Event) { e.Token.ID = "tok-1"; e.Dataset = event.DatasetToken }), "revoke_token", at(100)},
+		{"cloud API call with revoked temporary credentials", ev(101, func(e *event.Event) { e.Token.ID = "tok-1"; e.Dataset = "aws.cloudtrail" }), "revoke_token", at(100)},
+		{"cloud API call from a blocked address", ev(150, func(e *event.Event) { e.Source.IP = netip.MustParseAddr("203.0.113.9"); e.Dataset = "aws.cloudtrail" }), "block_source", at(100)},
 		{"login is not through the gateway", ev(101, func(e *event.Event) { e.User.ID = "e:1"; e.Dataset = event.DatasetLogin }), "", time.Time{}},
 		{"principal", ev(101, func(e *event.Event) { e.User.ID = "e:1" }), "disable_identity", at(100)},
 		{"principal, earliest of two", ev(301, func(e *event.Event) { e.User.ID = "e:2"; e.Token.KeyID = "k-old" }), "revoke_key", at(100)},
