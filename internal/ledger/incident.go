@@ -15,7 +15,7 @@ import (
 // "Incidents"): the union of its scope rule's terms (store.IncidentScope,
 // which the incident keeper derives from its alerts), each over its own
 // days and, with Within, restricted to the records also touched under the
-// attacker's instruments. Terms of one dimension with the same days and
+// attacker's instruments; From and To span the terms' days. Terms of one dimension with the same days and
 // the same Within are asked as one Term. Entities the ledger does not
 // index are left out; an incident with none it indexes is an error.
 //
@@ -28,6 +28,16 @@ func IncidentQuery(in store.Incident) (Query, error) {
 	q := Query{Terms: terms(in.Scope.Terms, true)}
 	if len(q.Terms) == 0 {
 		return q, errors.New("the incident's scope names no entity the ledger indexes")
+	}
+	// The query's days span the terms' (a caller's from and to replace
+	// them, and every term keeps to its own within them).
+	for _, t := range q.Terms {
+		if q.From.IsZero() || (!t.From.IsZero() && t.From.Before(q.From)) {
+			q.From = t.From
+		}
+		if t.To.After(q.To) {
+			q.To = t.To
+		}
 	}
 	return q, nil
 }
