@@ -223,10 +223,11 @@ func TestScopeByIncident(t *testing.T) {
 		code  int
 		body  string
 	}{
-		{"incident=" + key, 200, `"total":2,"by_type":{"customer":2},"by_field":{},"name_only":0,"terms":[{"dim":"key","values":["k"]}],"from_day":"2025-06-25","to_day":"2025-06-25"}`},
+		{"incident=" + key, 200, `"total":2,"by_type":{"customer":2},"by_field":{},"name_only":0,"terms":[{"dim":"key","values":["k"],"from_day":"2025-06-25","to_day":"2025-06-25"}],"from_day":"2025-06-25","to_day":"2025-06-25"}`},
 		{"incident=" + key + "&export=csv", 200, "record_type,record_id\ncustomer,1\ncustomer,2\n"},
 		{"incident=" + key + "&from=2025-06-25&to=2025-06-25", 200, `"total":2`},
-		// from and to narrow (or widen) the incident's days.
+		// from and to replace the incident's days (each term keeps to its
+		// own within them).
 		{"incident=" + key + "&from=2025-06-26&to=2025-06-27", 200, `"from_day":"2025-06-26","to_day":"2025-06-27"`},
 		{"incident=" + key + "&key=k", http.StatusBadRequest, "stands alone"},
 		{"incident=" + key + "&to=2025-06-24", http.StatusBadRequest, "before from"},

@@ -136,13 +136,19 @@ func (c *incidentsShowCmd) Run(e *env) error {
 	if in.Note != "" {
 		fmt.Fprintf(w, "note: %s\n", in.Note)
 	}
-	fmt.Fprintln(w, "\nScope (the access ledger over its entities and days):")
+	fmt.Fprintln(w, "\nScope (the access ledger over its accused entities and their days):")
 	if d.Scope != nil {
 		fmt.Fprintf(w, "  %d distinct records", d.Scope.Total)
 		for _, t := range d.Scope.Types() {
 			fmt.Fprintf(w, " · %s %d", t, d.Scope.ByType[t])
 		}
 		fmt.Fprintln(w)
+		for _, t := range d.Scope.Terms {
+			fmt.Fprintf(w, "  counts %s\n", t)
+		}
+		if n := len(d.Scope.LeftOut); n > 0 {
+			fmt.Fprintf(w, "  leaves out %d entities (victims, owners, shared addresses: --json says which and why)\n", n)
+		}
 	} else {
 		fmt.Fprintf(w, "  not answered: %s\n", d.ScopeError)
 	}

@@ -185,6 +185,39 @@ func TestScopeHandmade(t *testing.T) {
 				First: ts("2025-07-05T12:00:00Z"), Last: ts("2025-07-05T12:00:00Z"),
 				Export: "customer,5\n",
 			})
+			// Within: m:2's records also read with key k2 (t3's): not
+			// customer 2 (k1's alone); the fields are m:2's on those
+			// records, the bounds those of k2's rows.
+			m2k2 := want{
+				Total: 3, ByType: map[string]int64{"customer": 2, "address": 1},
+				ByField: map[string]int64{"name": 2, "address": 2, "entrance_code": 3},
+				First:   ts("2025-07-02T00:00:01Z"), Last: ts("2025-07-02T00:00:02Z"),
+				Export: "address,a:3:1\ncustomer,3\ncustomer,4\n",
+			}
+			within := ledger.Term{Dim: ledger.Principal, Values: []string{"m:2"}, Within: []ledger.Term{k(ledger.Key, "k2")}}
+			check(t, "m:2 within k2", scope(t, st, ledger.Query{Terms: []ledger.Term{within}}), m2k2)
+			// A term's own days: k1 on 07-05 alone, whatever the query's.
+			k1late := ledger.Term{Dim: ledger.Key, Values: []string{"k1"}, From: day("2025-07-05"), To: day("2025-07-05")}
+			check(t, "k1 own days", scope(t, st, ledger.Query{Terms: []ledger.Term{k1late}}), want{
+				Total: 1, ByType: map[string]int64{"customer": 1},
+				First: ts("2025-07-05T12:00:00Z"), Last: ts("2025-07-05T12:00:00Z"),
+				Export: "customer,5\n",
+			})
+			// Within over days that miss the records: nothing; a Within's
+			// own days narrow it (k2 read only on 07-02).
+			late := ledger.Term{Dim: ledger.Principal, Values: []string{"m:2"},
+				Within: []ledger.Term{{Dim: ledger.Key, Values: []string{"k2"}, From: day("2025-07-03")}}}
+			check(t, "m:2 within k2 from 07-03", scope(t, st, ledger.Query{Terms: []ledger.Term{late}}), want{})
+			// The union of a within term and a plain one.
+			check(t, "m:2 within k2, or t4", scope(t, st, ledger.Query{Terms: []ledger.Term{within, k(ledger.Token, "t4")}}), want{
+				Total: 4, ByType: map[string]int64{"customer": 3, "address": 1},
+				ByField: map[string]int64{"name": 2, "address": 2, "entrance_code": 3},
+				First:   ts("2025-07-02T00:00:01Z"), Last: ts("2025-07-05T12:00:00Z"),
+				Export: "address,a:3:1\ncustomer,3\ncustomer,4\ncustomer,5\n",
+			})
+			if res := scope(t, st, ledger.Query{Terms: []ledger.Term{within, k1late}}); res.Terms[1].FromDay != "2025-07-05" || res.Terms[0].Within[0].Dim != ledger.Key {
+				t.Errorf("answer's terms %+v do not echo the days and within", res.Terms)
+			}
 			check(t, "roster and user-less ignored", scope(t, st, ledger.Query{Terms: []ledger.Term{k(ledger.Principal, "m:9")}}), want{})
 
 			// A second run over the same store reuses the persisted
@@ -239,6 +272,9 @@ func TestScopeErrors(t *testing.T) {
 		{Terms: []ledger.Term{{Dim: ledger.Key}}},
 		{Terms: []ledger.Term{k(ledger.Source, "1.2.3.4/99")}},
 		{Terms: []ledger.Term{k(ledger.Key, "k")}, From: day("2025-01-02"), To: day("2025-01-01")},
+		{Terms: []ledger.Term{{Dim: ledger.Key, Values: []string{"k"}, Within: []ledger.Term{{Dim: "nope", Values: []string{"x"}}}}}},
+		{Terms: []ledger.Term{{Dim: ledger.Key, Values: []string{"k"}, Within: []ledger.Term{
+			{Dim: ledger.Key, Values: []string{"k"}, Within: []ledger.Term{k(ledger.Key, "k")}}}}}},
 	} {
 		if _, err := ledger.Scope(ctx, st, q); err == nil {
 			t.Errorf("%+v: no error", q)

@@ -32,9 +32,50 @@ type Reader interface {
 // Term selects the records touched by any of Values of one dimension. A
 // Source value may be a CIDR prefix ("203.0.113.0/24"), matching every
 // stored address in it.
+//
+// From and To narrow the query's days for this term alone (zero: the
+// query's bound). Within, when set, keeps only the records also touched
+// under at least one of its terms (each over its own days): "the token,
+// within the attacker's sources" is the records read with the token that
+// were also read from those sources — read there by anyone, so the answer
+// is exact when the Within terms are the attacker's alone (an incident's
+// scope, docs/scope.md). Within terms may not nest further.
 type Term struct {
 	Dim    Dimension `json:"dim"`
 	Values []string  `json:"values"`
+	From   time.Time `json:"-"`
+	To     time.Time `json:"-"`
+	Within []Term    `json:"within,omitempty"`
+	// FromDay and ToDay echo From and To in an answer (YYYY-MM-DD).
+	FromDay string `json:"from_day,omitempty"`
+	ToDay   string `json:"to_day,omitempty"`
+}
+
+// String renders the term: "token tk-1 on 2025-06-04…2025-06-06 within
+// (source 203.0.113.9)".
+func (t Term) String() string {
+	var b strings.Builder
+	b.WriteString(string(t.Dim))
+	b.WriteByte(' ')
+	b.WriteString(strings.Join(t.Values, ", "))
+	if !t.From.IsZero() || !t.To.IsZero() {
+		from, to := "the start", "now"
+		if !t.From.IsZero() {
+			from = t.From.UTC().Format(time.DateOnly)
+		}
+		if !t.To.IsZero() {
+			to = t.To.UTC().Format(time.DateOnly)
+		}
+		fmt.Fprintf(&b, " on %s…%s", from, to)
+	}
+	if len(t.Within) > 0 {
+		parts := make([]string, len(t.Within))
+		for i, w := range t.Within {
+			parts[i] = w.String()
+		}
+		b.WriteString(" within (" + strings.Join(parts, " or ") + ")")
+	}
+	return b.String()
 }
 
 // Query is a scope question: the records touched by the terms on the UTC
@@ -65,6 +106,9 @@ type Result struct {
 	Intersect bool   `json:"intersect,omitempty"`
 	FromDay   string `json:"from_day,omitempty"`
 	ToDay     string `json:"to_day,omitempty"`
+	// LeftOut, on an incident's scope (IncidentScope), names the entities
+	// the incident shows that its scope leaves out, and why.
+	LeftOut []store.ScopeLeftOut `json:"left_out,omitempty"`
 
 	sets map[string]*roaring.Bitmap
 	r    Reader
@@ -100,33 +144,29 @@ func Scope(ctx context.Context, r Reader, q Query) (*Result, error) {
 		return nil, fmt.Errorf("scope: from %s is after to %s: %w", q.From.Format(time.RFC3339), q.To.Format(time.RFC3339), ErrInvalidQuery)
 	}
 	var sets []*termSet
-	for _, t := range q.Terms {
-		if !t.Dim.Valid() {
-			return nil, fmt.Errorf("scope: unknown dimension %q: %w", t.Dim, ErrInvalidQuery)
-		}
-		if len(t.Values) == 0 {
-			return nil, fmt.Errorf("scope: no values for %s: %w", t.Dim, ErrInvalidQuery)
-		}
-		values, err := expand(ctx, r, t, fromDay, toDay)
+	terms := make([]Term, len(q.Terms))
+	for i, t := range q.Terms {
+		ts, err := termScope(ctx, r, t, fromDay, toDay, true)
 		if err != nil {
 			return nil, err
 		}
-		ts := &termSet{all: map[string]*roaring.Bitmap{}, fields: map[string]map[string]*roaring.Bitmap{},
-			first: map[string]int64{}, last: map[string]int64{}}
-		if len(values) > 0 {
-			rows, err := r.LedgerRows(ctx, string(t.Dim), values, fromDay, toDay)
-			if err != nil {
-				return nil, fmt.Errorf("scope: %w", err)
+		if len(t.Within) > 0 {
+			var within []*termSet
+			for _, w := range t.Within {
+				ws, err := termScope(ctx, r, w, fromDay, toDay, false)
+				if err != nil {
+					return nil, err
+				}
+				within = append(within, ws)
 			}
-			if err := ts.build(rows); err != nil {
-				return nil, err
-			}
+			ts.restrict(within)
 		}
 		sets = append(sets, ts)
+		terms[i] = echo(t)
 	}
 	res := combine(sets, q.Intersect)
 	res.r = r
-	res.Terms, res.Intersect = q.Terms, q.Intersect
+	res.Terms, res.Intersect = terms, q.Intersect
 	if !q.From.IsZero() {
 		res.FromDay = q.From.UTC().Format(time.DateOnly)
 	}
@@ -134,6 +174,104 @@ func Scope(ctx context.Context, r Reader, q Query) (*Result, error) {
 		res.ToDay = q.To.UTC().Format(time.DateOnly)
 	}
 	return res, nil
+}
+
+// termScope validates t and reads its records over its days (the query's,
+// narrowed by t.From and t.To).
+func termScope(ctx context.Context, r Reader, t Term, fromDay, toDay int64, top bool) (*termSet, error) {
+	if !t.Dim.Valid() {
+		return nil, fmt.Errorf("scope: unknown dimension %q: %w", t.Dim, ErrInvalidQuery)
+	}
+	if len(t.Values) == 0 {
+		return nil, fmt.Errorf("scope: no values for %s: %w", t.Dim, ErrInvalidQuery)
+	}
+	if !top && len(t.Within) > 0 {
+		return nil, fmt.Errorf("scope: %s: within terms do not nest: %w", t.Dim, ErrInvalidQuery)
+	}
+	if !t.From.IsZero() {
+		fromDay = max(fromDay, Day(t.From))
+	}
+	if !t.To.IsZero() {
+		toDay = min(toDay, Day(t.To))
+	}
+	ts := &termSet{all: map[string]*roaring.Bitmap{}, fields: map[string]map[string]*roaring.Bitmap{},
+		first: map[string]int64{}, last: map[string]int64{}}
+	if fromDay > toDay {
+		return ts, nil // the term's days miss the query's: nothing
+	}
+	values, err := expand(ctx, r, t, fromDay, toDay)
+	if err != nil {
+		return nil, err
+	}
+	if len(values) > 0 {
+		rows, err := r.LedgerRows(ctx, string(t.Dim), values, fromDay, toDay)
+		if err != nil {
+			return nil, fmt.Errorf("scope: %w", err)
+		}
+		if err := ts.build(rows); err != nil {
+			return nil, err
+		}
+	}
+	return ts, nil
+}
+
+// echo is t as an answer repeats it: its days written out.
+func echo(t Term) Term {
+	if !t.From.IsZero() {
+		t.FromDay = t.From.UTC().Format(time.DateOnly)
+	}
+	if !t.To.IsZero() {
+		t.ToDay = t.To.UTC().Format(time.DateOnly)
+	}
+	if len(t.Within) > 0 {
+		w := make([]Term, len(t.Within))
+		for i := range t.Within {
+			w[i] = echo(t.Within[i])
+		}
+		t.Within = w
+	}
+	return t
+}
+
+// restrict keeps, per record type, only ts's records also in one of
+// within's; First and Last become the latest first and earliest last of
+// ts and the within terms' union (bounds of the accesses kept, clipped
+// to ts's own when they cross).
+func (ts *termSet) restrict(within []*termSet) {
+	for t, all := range ts.all {
+		var bms []*roaring.Bitmap
+		wfirst, wlast := int64(0), int64(0)
+		for _, w := range within {
+			if bm := w.all[t]; bm != nil {
+				bms = append(bms, bm)
+				if f := w.first[t]; wfirst == 0 || f < wfirst {
+					wfirst = f
+				}
+				wlast = max(wlast, w.last[t])
+			}
+		}
+		if len(bms) == 0 {
+			delete(ts.all, t)
+			delete(ts.fields, t)
+			delete(ts.first, t)
+			delete(ts.last, t)
+			continue
+		}
+		all.And(roaring.FastOr(bms...))
+		if all.IsEmpty() {
+			delete(ts.all, t)
+			delete(ts.fields, t)
+			delete(ts.first, t)
+			delete(ts.last, t)
+			continue
+		}
+		for _, fb := range ts.fields[t] {
+			fb.And(all)
+		}
+		if f, l := max(ts.first[t], wfirst), min(ts.last[t], wlast); f <= l {
+			ts.first[t], ts.last[t] = f, l
+		}
+	}
 }
 
 // expand resolves CIDR values of the source dimension to stored addresses.

@@ -49,13 +49,53 @@ type Incident struct {
 	Start      time.Time      `json:"start"` // event time
 	End        time.Time      `json:"end"`   // event time
 	AlertCount int            `json:"alert_count"`
-	// Entities are the entities its exact scope covers: the access-ledger
-	// union over them and its time range (ledger.IncidentScope).
+	// Entities are the entities its exact scope covers (Scope's, in graph
+	// order): the attack's credentials, sources and accused principals.
 	Entities []event.EntityKey `json:"entities"`
+	// Scope is the rule of its exact scope (ledger.IncidentScope answers
+	// it); nil on an incident stored before incidents carried one, whose
+	// scope is then the union over Entities and Start…End.
+	Scope *IncidentScope `json:"scope_rule,omitempty"`
 	// Body is the grouping's JSON; nil in listings.
 	Body    json.RawMessage `json:"detail,omitempty"`
 	Created time.Time       `json:"created"` // wall time
 	Updated time.Time       `json:"updated"` // wall time
+}
+
+// IncidentScope is the rule of an incident's exact scope (docs/scope.md,
+// "Incidents"), as the incident keeper derives it from its alerts: the
+// union of the records its Terms select in the access ledger. LeftOut
+// names the entities the incident shows that the scope leaves out, and
+// why (a victim, the owner of a stolen credential, a shared address).
+type IncidentScope struct {
+	Terms   []ScopeTerm    `json:"terms"`
+	LeftOut []ScopeLeftOut `json:"left_out,omitempty"`
+}
+
+// ScopeTerm selects the records Entity touched from From to To (event
+// time; the ledger answers by UTC day) — with Within, only those also
+// touched under one of the Within terms (the attacker's instruments).
+// Why says what the incident accuses the entity of.
+type ScopeTerm struct {
+	Entity event.EntityKey `json:"entity"`
+	From   time.Time       `json:"from"`
+	To     time.Time       `json:"to"`
+	Within []ScopeTerm     `json:"within,omitempty"`
+	Why    string          `json:"why"`
+}
+
+// ScopeLeftOut is an entity an incident's scope leaves out, and why.
+type ScopeLeftOut struct {
+	Entity event.EntityKey `json:"entity"`
+	Why    string          `json:"why"`
+}
+
+// incidentEntities is the entities column's JSON when the incident has a
+// scope rule; a column holding a JSON array is the entities alone (rows
+// written before the rule existed).
+type incidentEntities struct {
+	Entities []event.EntityKey `json:"entities"`
+	Scope    *IncidentScope    `json:"scope"`
 }
 
 // IncidentKeeper keeps incidents as alerts are stored
@@ -397,7 +437,13 @@ func (t *IncidentTx) PutIncident(ctx context.Context, in Incident, alertIDs []st
 	if in.Entities == nil {
 		in.Entities = []event.EntityKey{}
 	}
-	ents, err := json.Marshal(in.Entities)
+	var ents []byte
+	var err error
+	if in.Scope != nil {
+		ents, err = json.Marshal(incidentEntities{Entities: in.Entities, Scope: in.Scope})
+	} else {
+		ents, err = json.Marshal(in.Entities)
+	}
 	if err != nil {
 		return fmt.Errorf("put incident %q: entities: %w", in.ID, err)
 	}
@@ -506,7 +552,17 @@ func scanIncident(sc scanner, body bool) (Incident, error) {
 		in.Body = json.RawMessage(b)
 	}
 	in.Entities = []event.EntityKey{}
-	if ents != "" && ents != "[]" {
+	switch {
+	case strings.HasPrefix(ents, "{"):
+		var x incidentEntities
+		if err := json.Unmarshal([]byte(ents), &x); err != nil {
+			return Incident{}, fmt.Errorf("incident %q entities: %w", in.ID, err)
+		}
+		if x.Entities != nil {
+			in.Entities = x.Entities
+		}
+		in.Scope = x.Scope
+	case ents != "" && ents != "[]":
 		if err := json.Unmarshal([]byte(ents), &in.Entities); err != nil {
 			return Incident{}, fmt.Errorf("incident %q entities: %w", in.ID, err)
 		}

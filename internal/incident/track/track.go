@@ -54,6 +54,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"reflect"
 	"slices"
 
 	"github.com/haechi-sec/haechi/internal/event"
@@ -176,6 +177,13 @@ func (k *Keeper) AlertsSaved(ctx context.Context, tx *store.IncidentTx, saved []
 
 	// 3. Regroup.
 	groups := incident.Group(alerts, fx, k.opts.Grouping)
+	byID := make(map[string]*event.Alert, len(alerts))
+	for i := range alerts {
+		a := &alerts[i]
+		if prev, ok := byID[a.ID]; !ok || a.LastTime.After(prev.LastTime) || len(a.Findings) > len(prev.Findings) {
+			byID[a.ID] = a
+		}
+	}
 
 	// 4. Write: retire what is no longer an incident, then put the groups.
 	current := map[string]bool{}
@@ -216,8 +224,10 @@ func (k *Keeper) AlertsSaved(ctx context.Context, tx *store.IncidentTx, saved []
 				added = append(added, a)
 			}
 		}
+		rule := ScopeRule(g, byID, fx)
 		rec := store.Incident{ID: g.ID, Founder: g.AlertIDs[0], Title: g.Title, Attack: g.Attack, Severity: g.Severity,
-			State: string(g.State), Start: g.Start, End: g.End, AlertCount: len(g.AlertIDs), Entities: ScopeEntities(g)}
+			State: string(g.State), Start: g.Start, End: g.End, AlertCount: len(g.AlertIDs), Entities: ScopeEntities(rule),
+			Scope: rule}
 		// State, verdict and creation come from the incident that keeps
 		// its ID, else from the oldest one absorbed.
 		from, ok := old[g.ID]
@@ -292,7 +302,8 @@ func (k *Keeper) AlertsSaved(ctx context.Context, tx *store.IncidentTx, saved []
 func sameRecord(a, b store.Incident) bool {
 	return a.ID == b.ID && a.Founder == b.Founder && a.Title == b.Title && a.Attack == b.Attack &&
 		a.Severity == b.Severity && a.State == b.State && a.Start.Equal(b.Start) && a.End.Equal(b.End) &&
-		a.AlertCount == b.AlertCount && slices.Equal(a.Entities, b.Entities) && string(a.Body) == string(b.Body)
+		a.AlertCount == b.AlertCount && slices.Equal(a.Entities, b.Entities) && string(a.Body) == string(b.Body) &&
+		reflect.DeepEqual(a.Scope, b.Scope)
 }
 
 // putCitations stores cs and returns the join keys (hashed) of the
@@ -331,26 +342,6 @@ func (k *Keeper) putCitations(ctx context.Context, tx *store.IncidentTx, cs []ev
 		}
 	}
 	return hashKeys(flipped), nil
-}
-
-// ScopeEntities returns the entities an incident's exact scope covers:
-// those its alerts are about, and the keys and tokens in its graph (an
-// attack's instruments), hubs left out (a shared address's other users'
-// reads are not the attack's), in graph order. Principals only implicated
-// (a customer a forged token impersonated) are left out too: what the
-// attacker read as them is in the key's, token's and source's rows; their
-// own reads are not.
-func ScopeEntities(in incident.Incident) []event.EntityKey {
-	out := []event.EntityKey{}
-	for _, n := range in.Graph.Nodes {
-		if n.Hub {
-			continue
-		}
-		if n.Alerts > 0 || n.Entity.Kind == event.EntitySigningKey || n.Entity.Kind == event.EntityToken {
-			out = append(out, n.Entity)
-		}
-	}
-	return out
 }
 
 // facts answers incident.Facts from stored citations.
