@@ -565,11 +565,14 @@ func (s *shard) slow(c *engine.Context, r *role, id *ident, w *window, start tim
 			}
 			j.need = math.Max(floor, math.Max(factor*j.own, j.peers))
 			j.strong = sus[i] >= j.need
-		case i > 0 && !j.ownOK && pooledOK && longWindows[i] <= ringDays:
+		case i > 0 && !j.ownOK && pooledOK && longWindows[i] <= ringDays && id.anomDay <= day-int32(longWindows[i]):
 			// Neither the 1-day window (a one-day burst is record_volume's)
 			// nor the 30-day one: with no month of its own, a new
 			// identity's partial month against its peers' says little (a
-			// weekly big day of its own would count three times).
+			// weekly big day of its own would count three times). Nor a
+			// window holding a day loud by records (see below): for as
+			// long as the burst is the window's largest day, the day it
+			// displaces counts as sustained.
 			j.need = math.Max(floor, s.opts.LongFactor*pooled)
 			j.peers, j.typical = pooled, false
 		}
@@ -583,10 +586,12 @@ func (s *shard) slow(c *engine.Context, r *role, id *ident, w *window, start tim
 			best = j
 		}
 	}
-	// A medium finding is not made on a day with an hour loud by records:
-	// that hour is record_volume's evidence, and the burst, by becoming the
-	// window's largest day, moves the day it displaces into the sustained
-	// count — a one-day export would otherwise corroborate itself.
+	// A medium finding is not made on a day with an hour loud by records,
+	// nor from a window holding such a day (above): that hour is
+	// record_volume's evidence, and the burst, by becoming the window's
+	// largest day, moves the day it displaces into the sustained count — a
+	// one-day export would otherwise corroborate itself, on its day and on
+	// every day it stays in the window.
 	if best == nil || st.strong == uint16(day) || !best.strong && (st.medium == uint16(day) || id.anomDay == day) {
 		return
 	}
