@@ -379,36 +379,59 @@ func (r *role) typical(d int32) *typicalBar {
 
 // novelDays reports whether each of the identity's last n active days in
 // the ring (today included) read at least minNew records not read on the
-// ring's days before it.
+// ring's days before it. Two kinds of day do not count: a day that alone
+// read more records than all the ring's other days together — a one-off
+// burst (an approved export) is record_volume's evidence, and counting it
+// would let one day stand for a day of persistence — and a day with no
+// active day before it in the ring, which has nothing to be new against
+// (on an identity's first observed day every record is new).
 func (st *slowState) novelDays(n int, minNew float64) bool {
 	var act []int32 // active days, newest first
+	var est []float64
 	for i := range int32(ringDays) {
 		d := st.dayAt - i
 		if d <= 0 {
 			break
 		}
-		if st.day[d%ringDays] != (hll64{}) {
+		if h := &st.day[d%ringDays]; *h != (hll64{}) {
 			act = append(act, d)
+			est = append(est, est64(h))
 		}
 	}
-	if len(act) < n {
-		return false
+	burst := -1
+	if len(act) > 1 {
+		top := 0
+		for k := range est {
+			if est[k] > est[top] {
+				top = k
+			}
+		}
+		var rest []*hll64
+		for k, o := range act {
+			if k != top {
+				rest = append(rest, &st.day[o%ringDays])
+			}
+		}
+		if est[top] > est64(rest...) {
+			burst = top
+		}
 	}
-	for k := range n {
+	judged := 0
+	for k := 0; k < len(act)-1 && judged < n; k++ {
+		if k == burst {
+			continue
+		}
 		var before []*hll64
 		for _, o := range act[k+1:] {
 			before = append(before, &st.day[o%ringDays])
 		}
-		with := append(before, &st.day[act[k]%ringDays])
-		gain := est64(with...)
-		if len(before) > 0 {
-			gain -= est64(before...)
-		}
+		gain := est64(append(before, &st.day[act[k]%ringDays])...) - est64(before...)
 		if gain < minNew {
 			return false
 		}
+		judged++
 	}
-	return true
+	return judged == n
 }
 
 // ParseNetworks parses a corporate network list: CIDRs ("10.0.0.0/8") and
@@ -542,11 +565,14 @@ func (s *shard) slow(c *engine.Context, r *role, id *ident, w *window, start tim
 			}
 			j.need = math.Max(floor, math.Max(factor*j.own, j.peers))
 			j.strong = sus[i] >= j.need
-		case i > 0 && !j.ownOK && pooledOK && longWindows[i] <= ringDays:
+		case i > 0 && !j.ownOK && pooledOK && longWindows[i] <= ringDays && id.anomDay <= day-int32(longWindows[i]):
 			// Neither the 1-day window (a one-day burst is record_volume's)
 			// nor the 30-day one: with no month of its own, a new
 			// identity's partial month against its peers' says little (a
-			// weekly big day of its own would count three times).
+			// weekly big day of its own would count three times). Nor a
+			// window holding a day loud by records (see below): for as
+			// long as the burst is the window's largest day, the day it
+			// displaces counts as sustained.
 			j.need = math.Max(floor, s.opts.LongFactor*pooled)
 			j.peers, j.typical = pooled, false
 		}
@@ -560,10 +586,12 @@ func (s *shard) slow(c *engine.Context, r *role, id *ident, w *window, start tim
 			best = j
 		}
 	}
-	// A medium finding is not made on a day with an hour loud by records:
-	// that hour is record_volume's evidence, and the burst, by becoming the
-	// window's largest day, moves the day it displaces into the sustained
-	// count — a one-day export would otherwise corroborate itself.
+	// A medium finding is not made on a day with an hour loud by records,
+	// nor from a window holding such a day (above): that hour is
+	// record_volume's evidence, and the burst, by becoming the window's
+	// largest day, moves the day it displaces into the sustained count — a
+	// one-day export would otherwise corroborate itself, on its day and on
+	// every day it stays in the window.
 	if best == nil || st.strong == uint16(day) || !best.strong && (st.medium == uint16(day) || id.anomDay == day) {
 		return
 	}
