@@ -2,7 +2,9 @@ package app
 
 import (
 	"encoding/json"
+	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -75,6 +77,70 @@ func TestIncidentNotices(t *testing.T) {
 			}
 			if !slices.Equal(got, want) {
 				t.Errorf("notices %q, want %q", got, want)
+			}
+		})
+	}
+}
+
+// An incident's notices do not depend on how its alerts were batched (a
+// restart re-batches them): the same alerts saved one by one, in threes,
+// or at once write the same actions — ids and times — one "opened" and a
+// "grew" per milestone of its alert count (2, 4, 8), each timed by the
+// alert that reached it.
+func TestIncidentNoticesIndependentOfBatching(t *testing.T) {
+	t0 := time.Date(2025, 6, 4, 5, 0, 0, 0, time.UTC)
+	key := event.EntityKey{Kind: event.EntitySigningKey, ID: "ghost"}
+	var all []event.Alert
+	for i := range 9 {
+		all = append(all, principalAlert(fmt.Sprintf("al-%d", i), t0.Add(time.Duration(i)*time.Minute), fmt.Sprintf("e:%d", i), key))
+	}
+	id := incident.IDFor("al-0")
+	want := []string{
+		"opened " + id + " " + t0.Format(time.RFC3339),
+		"grew " + id + " " + t0.Add(time.Minute).Format(time.RFC3339),
+		"grew " + id + " " + t0.Add(3*time.Minute).Format(time.RFC3339),
+		"grew " + id + " " + t0.Add(7*time.Minute).Format(time.RFC3339),
+	}
+	slices.Sort(want)
+	var first []store.Action
+	for _, batch := range []int{1, 3, 9} {
+		t.Run(fmt.Sprintf("batch=%d", batch), func(t *testing.T) {
+			st, err := store.Open(t.Context(), t.TempDir(), store.Options{Incidents: track.New(track.Options{}),
+				IncidentNotice: incidentNotice(respond.ModeDryRun)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer st.Close()
+			for i := 0; i < len(all); i += batch {
+				if err := st.SaveAlerts(t.Context(), all[i:min(i+batch, len(all))]); err != nil {
+					t.Fatal(err)
+				}
+			}
+			acts, err := st.ListActions(t.Context(), store.ActionQuery{Kind: respond.KindIncident})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, act := range acts {
+				var pl respond.Payload
+				if err := json.Unmarshal(act.Payload, &pl); err != nil || pl.Incident == nil {
+					t.Fatalf("payload %s: %v", act.Payload, err)
+				}
+				got = append(got, pl.Incident.Event+" "+act.Target+" "+act.CreatedAt.UTC().Format(time.RFC3339))
+			}
+			slices.Sort(got)
+			if !slices.Equal(got, want) {
+				t.Errorf("notices %q, want %q", got, want)
+			}
+			slices.SortFunc(acts, func(x, y store.Action) int { return strings.Compare(x.ID, y.ID) })
+			if first == nil {
+				first = acts
+				return
+			}
+			for i := range min(len(acts), len(first)) {
+				if acts[i].ID != first[i].ID {
+					t.Errorf("action ids differ from batch=1's: %s, %s", acts[i].ID, first[i].ID)
+				}
 			}
 		})
 	}

@@ -31,8 +31,8 @@ func campaignKeys(it *item) []string {
 
 // JoinKeys returns the keys through which Group could join a to another
 // alert, each sorted and once. named are the entities a names (its
-// subject, its findings' entities and related entities) and its campaign
-// keys; cited are the signing keys, tokens and successful principals of
+// subject, its findings' entities and related entities), its campaign
+// keys and its stolen-token campaign keys; cited are the signing keys, tokens and successful principals of
 // the events it cites (as facts knows them) that it does not name. Two
 // alerts Group joins directly share a key, and a cited key joins only
 // through an alert naming it (evidence links only to an accused entity);
@@ -72,6 +72,9 @@ func JoinKeys(a event.Alert, facts Facts) (named, cited []string) {
 		}
 	}
 	named = append(named, campaignKeys(it)...)
+	for _, k := range it.tokenCampaign {
+		named = append(named, "token-campaign\x00"+k)
+	}
 	slices.Sort(named)
 	slices.Sort(cited)
 	return slices.Compact(named), slices.Compact(cited)

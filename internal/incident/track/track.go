@@ -56,6 +56,8 @@ import (
 	"fmt"
 	"reflect"
 	"slices"
+	"strconv"
+	"time"
 
 	"github.com/haechi-sec/haechi/internal/event"
 	"github.com/haechi-sec/haechi/internal/incident"
@@ -71,18 +73,51 @@ type Options struct {
 // Change kinds.
 const (
 	ChangeOpened = "opened" // a new incident
-	ChangeGrew   = "grew"   // it gained alerts (possibly by a merge)
+	ChangeGrew   = "grew"   // it reached a milestone of its alert count (possibly by a merge)
 )
 
-// Change is one incident a batch opened or grew: the detail of its
-// notice (store.IncidentTx.Notify).
+// Change is one incident a batch opened or grew to a milestone: the
+// detail of its notice (store.IncidentTx.Notify).
+//
+// Notices do not depend on how alerts were batched (a restart re-batches
+// them): an incident ID is announced "opened" once, when a batch founds
+// it without absorbing a stored incident, and "grew" once per milestone
+// of its alert count (Milestones: 2, 4, 8, …) that it reaches or passes
+// and had not reached before, each with its own notice, so a 500-alert
+// incident sends nine. A merge or refounding announces on the surviving
+// ID: the milestones past that ID's stored count. Each notice is keyed by
+// incident ID, kind and milestone (Key), and timed by the event time of
+// what it announces (At), so the same alerts give the same notices
+// however they arrive.
 type Change struct {
 	Kind     string         `json:"kind"`
 	Incident store.Incident `json:"incident"`
-	// Added are the alerts the incident gained.
+	// Milestone is the alert count a "grew" notice announces (0 for
+	// "opened").
+	Milestone int `json:"milestone,omitempty"`
+	// At is the event time of what it announces: the incident's start
+	// when opened, the time of its Milestone-th alert (by time) when grew.
+	At time.Time `json:"at"`
+	// Added are the alerts the incident gained in the batch.
 	Added []string `json:"added"`
-	// Merged are the incident IDs it absorbed (now aliases of it).
+	// Merged are the incident IDs it absorbed in the batch (now aliases
+	// of it).
 	Merged []string `json:"merged,omitempty"`
+}
+
+// Key identifies the notice among its incident's: its kind and milestone.
+func (c Change) Key() string { return c.Kind + "/" + strconv.Itoa(c.Milestone) }
+
+// Milestones returns the alert counts in (from, to] a "grew" notice
+// announces: the powers of two from 2.
+func Milestones(from, to int) []int {
+	var out []int
+	for m := 2; m > 0 && m <= to; m *= 2 {
+		if m > from {
+			out = append(out, m)
+		}
+	}
+	return out
 }
 
 // Keeper implements store.IncidentKeeper.
@@ -270,20 +305,7 @@ func (k *Keeper) AlertsSaved(ctx context.Context, tx *store.IncidentTx, saved []
 		if len(added) == 0 {
 			continue
 		}
-		c := Change{Kind: ChangeGrew, Incident: rec, Added: added}
-		if len(prevs) == 0 {
-			c.Kind = ChangeOpened
-		}
-		for _, p := range prevs {
-			if p != g.ID {
-				c.Merged = append(c.Merged, p)
-			}
-		}
-		rec.Body = nil
-		c.Incident = rec
-		// The store's incident notice (a webhook through the outbox), in
-		// this transaction.
-		if err := tx.Notify(ctx, c.Kind, rec, c); err != nil {
+		if err := k.notify(ctx, tx, g, rec, prev, existed, prevs, added, alerts); err != nil {
 			return err
 		}
 	}
@@ -295,6 +317,46 @@ func (k *Keeper) AlertsSaved(ctx context.Context, tx *store.IncidentTx, saved []
 		}
 	}
 	return tx.DropAlerts(ctx, dropped)
+}
+
+// notify writes the notices of group g (stored as rec; prev the stored
+// incident of its ID when existed), which gained added and held alerts of
+// the stored incidents prevs (Change).
+func (k *Keeper) notify(ctx context.Context, tx *store.IncidentTx, g incident.Incident, rec, prev store.Incident,
+	existed bool, prevs, added []string, alerts []event.Alert) error {
+	rec.Body = nil
+	var merged []string
+	for _, p := range prevs {
+		if p != g.ID {
+			merged = append(merged, p)
+		}
+	}
+	var cs []Change
+	if len(prevs) == 0 {
+		cs = append(cs, Change{Kind: ChangeOpened, At: g.Start})
+	}
+	from := 0
+	if existed {
+		from = prev.AlertCount
+	}
+	if ms := Milestones(from, len(g.AlertIDs)); len(ms) > 0 {
+		at := map[string]time.Time{}
+		for i := range alerts {
+			at[alerts[i].ID] = alerts[i].Time
+		}
+		for _, m := range ms {
+			cs = append(cs, Change{Kind: ChangeGrew, Milestone: m, At: at[g.AlertIDs[m-1]]})
+		}
+	}
+	for _, c := range cs {
+		c.Incident, c.Added, c.Merged = rec, added, merged
+		// The store's incident notice (a webhook through the outbox), in
+		// this transaction.
+		if err := tx.Notify(ctx, c.Kind, rec, c); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // sameRecord reports whether the stored incident a and the regrouped b

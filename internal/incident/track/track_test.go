@@ -73,6 +73,21 @@ func stuffing(prefix string, start time.Time, bots int, asns []uint32) []event.A
 	return out
 }
 
+// hijacks: tokens stolen from different customers, each used a day
+// apart from one hosting AS (a stolen-token campaign: the alerts share no
+// entity, only the AS their token_binding_hosting findings cite).
+func hijacks(prefix string, start time.Time, n int) []event.Alert {
+	var out []event.Alert
+	for i := range n {
+		at := start.Add(time.Duration(i) * 24 * time.Hour)
+		tok := fmt.Sprintf("%stk-%d", prefix, i)
+		c := event.Citation{Ref: fmt.Sprintf("%s-use-%d", prefix, i), Success: true, Principal: fmt.Sprintf("m:%d", 70000+i),
+			Token: tok, Source: fmt.Sprintf("%s.%d", prefix, i), ASN: 14061, UserAgent: "Mozilla/5.0 Chrome/120.0.0.0"}
+		out = append(out, mk(at, ent(event.EntityToken, tok), "token_binding", "token_binding_hosting", event.SeverityHigh, []event.Citation{c}))
+	}
+	return out
+}
+
 // insider: a principal's slow reads, an alert a day.
 func insider(id string, start time.Time, days int) []event.Alert {
 	var out []event.Alert
@@ -217,6 +232,7 @@ func scenario() []event.Alert {
 	all = append(all, stuffing("10.1", t0.Add(2*time.Hour), 40, []uint32{7922, 45899})...)
 	all = append(all, stuffing("10.2", t0.Add(30*time.Hour), 20, []uint32{7922})...)
 	all = append(all, insider("e:1016", t0, 5)...)
+	all = append(all, hijacks("203.0.113", t0.Add(5*time.Hour), 4)...)
 	return all
 }
 
@@ -226,8 +242,8 @@ func scenario() []event.Alert {
 func TestKeeperEqualsGroup(t *testing.T) {
 	all := scenario()
 	wantInc := want(all)
-	if len(wantInc) != 4 {
-		t.Fatalf("the scenario groups into %d incidents, want 4", len(wantInc))
+	if len(wantInc) != 5 {
+		t.Fatalf("the scenario groups into %d incidents, want 5", len(wantInc))
 	}
 	backends(t, func(t *testing.T, b backend) {
 		for _, batch := range []int{1, 7, 64, len(all)} {
