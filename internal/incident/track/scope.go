@@ -38,14 +38,14 @@ var (
 // Why texts of scope terms and left-out entities.
 const (
 	WhyAttackerSource = "attacker's address or network: every read from it in the incident's days"
-	WhyForgedToken    = "forged token: every read with it"
+	WhyForgedToken    = "forged token: every read with it" // #nosec G101 -- a sentence, not a credential
 	WhyOwnerless      = "no legitimate use from its first finding on: every read by it"
 	WhyWithin         = "accused credential or principal, within the attacker's instruments"
 	WhyNamed          = "named by a finding or its evidence, maybe its owner's too: on the days it is named"
 	WhyWhole          = "accused, no attacker instrument named: every read by it on the days it is accused"
 	WhyPosture        = "posture finding only (no access accused): every read by it on the incident's days"
 	LeftVictim        = "implicated, not accused (a customer impersonated, a stolen credential's owner): its own reads are not the attack's"
-	LeftCredential    = "credential seen in evidence, not accused (the key that signs every customer's token): its other reads are not the attack's"
+	LeftCredential    = "credential seen in evidence, not accused (the key that signs every customer's token): its other reads are not the attack's" // #nosec G101 -- a sentence, not a credential
 	LeftShared        = "shared address (a hub): its other users' reads are not the attack's"
 	LeftInstrument    = "evidence source or token: used only to narrow accused entities"
 	LeftNetwork       = "network (an AS or a prefix): it holds other customers; counted through the attacker's addresses in it"
