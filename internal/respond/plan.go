@@ -296,7 +296,44 @@ func targetsAt(kind string, a *event.Alert) []target {
 	default:
 		return nil
 	}
-	return related(kind, a, limit)
+	out := related(kind, a, limit)
+	if kind == KindRevokeToken && a.Entity.Kind == event.EntityPrincipal {
+		out = ownTokens(a, out, limit)
+	}
+	return out
+}
+
+// ownTokens adds to out (up to limit) the tokens the alert's principal
+// itself used in the evidence its findings cite — successful activity
+// whose actor is the principal — each from the earliest finding citing
+// it. Ending those sessions is the reversible containment of an
+// identity: the person (or the workload) signs in again, an attacker
+// holding only the session is locked out. Tokens other principals used
+// from the same source are never among them (a shared address holds
+// many people's sessions).
+func ownTokens(a *event.Alert, out []target, limit int) []target {
+	for _, f := range a.Findings {
+		at := f.Time
+		if at.Before(a.Time) || at.IsZero() {
+			at = a.Time
+		}
+		for _, c := range f.Cited {
+			if !c.Success || c.Token == "" || c.Principal != a.Entity.ID {
+				continue
+			}
+			if i := slices.IndexFunc(out, func(t target) bool { return t.id == c.Token }); i >= 0 {
+				if at.Before(out[i].at) {
+					out[i].at = at
+				}
+				continue
+			}
+			if len(out) == limit {
+				continue
+			}
+			out = append(out, target{id: c.Token, at: at})
+		}
+	}
+	return out
 }
 
 // related returns the targets of kind a's findings name as related, up to
@@ -386,6 +423,13 @@ func (p *Planner) plan(a event.Alert, playbook string, spec ActionSpec, id strin
 			// blocking it is a person's decision. A hosting network is
 			// blocked at once.
 			guard, hold = "network-wide block of "+target+", not a hosting network", store.HoldProtected
+		} else if spec.Kind == KindDisableIdentity && !decisive(target, &a) {
+			// Disabling an employee, a service or a partner stops all
+			// its work and is slow to undo; on risk built from
+			// behaviour (volume, hours, peers, networks) it is a
+			// person's decision. Ending its sessions and blocking the
+			// sources its findings name go ahead meanwhile.
+			guard = "behavioural evidence only about " + target + " (no immediate finding such as activity after termination)"
 		}
 	}
 	if guard == "" {
@@ -452,6 +496,7 @@ func (p *Planner) protected(kind, target string, a *event.Alert) string {
 		}) {
 			return "privileged principal " + target
 		}
+
 	case KindRevokeKey:
 		if p.keys[target] {
 			return "protected key " + target
@@ -468,6 +513,15 @@ func (p *Planner) protected(kind, target string, a *event.Alert) string {
 		}
 	}
 	return ""
+}
+
+// decisive reports whether alert a holds an immediate (high-confidence)
+// finding about the principal target — activity after its termination,
+// for one — which disables it without waiting for a person.
+func decisive(target string, a *event.Alert) bool {
+	return slices.ContainsFunc(a.Findings, func(f event.Finding) bool {
+		return f.Immediate && f.Entity.Kind == event.EntityPrincipal && f.Entity.ID == target
+	})
 }
 
 // prune drops rate-limit and dedup state older than two hours before the
@@ -549,11 +603,25 @@ func targetFor(kind string, e event.EntityKey) string {
 			return e.ID
 		}
 	case KindDisableIdentity:
-		if e.Kind == event.EntityPrincipal {
+		if e.Kind == event.EntityPrincipal && !IsRoleSession(e.ID) {
 			return e.ID
 		}
 	case KindNotify:
 		return e.String()
 	}
 	return ""
+}
+
+// IsRoleSession reports whether principal is a cloud role session — an
+// AWS assumed-role ARN (arn:aws:sts::ACCOUNT:assumed-role/ROLE/SESSION,
+// as CloudTrail's userIdentity.arn names it). A role session is not an
+// identity one disables: it is temporary credentials the role handed out
+// (to an instance, a task, a person's SSO sign-in), and disabling "it"
+// would mean changing the role every holder of it uses. It is contained by
+// revoking its credentials (revoke_token of the access keys it used; for
+// AWS, a receiver denies the role's sessions issued before now,
+// aws:TokenIssueTime), which disable_identity is therefore never planned
+// for.
+func IsRoleSession(principal string) bool {
+	return strings.HasPrefix(principal, "arn:") && strings.Contains(principal, ":assumed-role/")
 }
