@@ -1,6 +1,7 @@
 package respond
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -151,5 +152,71 @@ func TestPlanRoleSession(t *testing.T) {
 	}
 	if !held {
 		t.Error("IAM user: no disable_identity waiting for approval")
+	}
+}
+
+// TestPlanReturnAfterSessionsEnded: a principal whose sessions a
+// behavioural alert ended, and which comes back with a new session doing
+// more of the same (a later finding citing another token of it), is
+// disabled at once — an action of its own beside the held one — from the
+// time it came back, also after a restart (Restore). The twins are not:
+// more findings about the session already ended, and two sessions ended
+// at once (a person signed in on two devices).
+func TestPlanReturnAfterSessionsEnded(t *testing.T) {
+	later := func(a event.Alert, at time.Duration, tokens ...string) event.Alert {
+		f := event.Finding{Detector: "record_volume", Kind: "record_volume", Entity: a.Entity, Time: t0.Add(at)}
+		for i, tk := range tokens {
+			f.Cited = append(f.Cited, event.Citation{Ref: fmt.Sprint("l", at, i), Success: true, Principal: a.Entity.ID, Token: tk})
+		}
+		a.Findings = append(a.Findings, f)
+		return a
+	}
+	disables := func(acts []Action) (out []Action) {
+		for _, act := range acts {
+			if act.Kind == KindDisableIdentity {
+				out = append(out, act)
+			}
+		}
+		return out
+	}
+	newPlanner := func() *Planner {
+		p, err := NewPlanner(testConfig("http://127.0.0.1:1"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+
+	p := newPlanner()
+	first := behaviouralAlert("b1", "e:1")
+	acts := p.Plan(first)
+	if d := disables(acts); len(d) != 1 || d[0].State != StatePendingApproval {
+		t.Fatalf("first alert: disable %+v, want one pending approval", d)
+	}
+	if d := disables(p.Plan(later(first, time.Hour, "tk-own"))); len(d) != 0 {
+		t.Errorf("the same session again: disable %+v, want none", d)
+	}
+	back := later(first, 24*time.Hour, "tk-next")
+	d := disables(p.Plan(back))
+	if len(d) != 1 || d[0].State != StatePlanned || !d[0].CreatedAt.Equal(t0.Add(24*time.Hour)) ||
+		d[0].ID == ActionID("b1", KindDisableIdentity, "e:1") {
+		t.Errorf("back with a new session: disable %+v, want a new one planned at %v", d, t0.Add(24*time.Hour))
+	}
+	if again := disables(p.Plan(later(back, 25*time.Hour, "tk-third"))); len(again) != 0 {
+		t.Errorf("disabled twice: %+v", again)
+	}
+
+	// After a restart, the sessions ended before count.
+	r := newPlanner()
+	r.Restore(acts)
+	if d := disables(r.Plan(later(behaviouralAlert("b2", "e:1"), 24*time.Hour, "tk-next"))); len(d) != 1 || d[0].State != StatePlanned {
+		t.Errorf("after restore: disable %+v, want planned", d)
+	}
+
+	two := newPlanner()
+	a := behaviouralAlert("b3", "e:3")
+	a.Findings[0].Cited = append(a.Findings[0].Cited, event.Citation{Ref: "e5", Success: true, Principal: "e:3", Token: "tk-phone"})
+	if d := disables(two.Plan(a)); len(d) != 1 || d[0].State != StatePendingApproval {
+		t.Errorf("two sessions at once: disable %+v, want pending approval", d)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/netip"
 	"slices"
 	"sort"
@@ -105,6 +106,9 @@ type Planner struct {
 	latest time.Time
 	// blocks counts block_source actions per target.
 	blocks map[string]int
+	// ended holds, per principal, the sessions (tokens) a revoke_token of
+	// its own alert ended automatically, and from when.
+	ended map[string]map[string]time.Time
 }
 
 // NewPlanner validates cfg and returns a planner for it.
@@ -116,6 +120,7 @@ func NewPlanner(cfg Config) (*Planner, error) {
 		cfg: cfg, mode: cfg.mode(),
 		principals: set(cfg.Protected.Principals), keys: set(cfg.Protected.Keys),
 		window: map[string][]time.Time{}, seen: map[string]time.Time{}, blocks: map[string]int{},
+		ended: map[string]map[string]time.Time{},
 	}
 	for _, pb := range cfg.Playbooks {
 		var s event.Severity
@@ -159,6 +164,12 @@ func (p *Planner) Restore(acts []store.Action) {
 		}
 		if a.State == store.ActionPendingApproval || a.State == store.ActionRejected {
 			continue
+		}
+		if a.Kind == KindRevokeToken {
+			var pl Payload
+			if json.Unmarshal(a.Payload, &pl) == nil && pl.Alert.Entity.Kind == event.EntityPrincipal {
+				p.endSession(pl.Alert.Entity.ID, a.Target, a.CreatedAt)
+			}
 		}
 		if _, limited := p.cfg.RateLimits[a.Kind]; limited {
 			ts := p.window[a.Kind]
@@ -212,7 +223,19 @@ func (p *Planner) Plan(a event.Alert) []Action {
 			for _, tg := range targetsAt(spec.Kind, &a) {
 				id := ActionID(a.ID, spec.Kind, tg.id)
 				if _, ok := p.seen[id]; ok {
-					continue
+					if spec.Kind != KindDisableIdentity || p.returned(tg.id).IsZero() {
+						continue
+					}
+					// Its disable waited for approval; the principal
+					// has since come back with a new session after
+					// its sessions were ended: disable it now, as an
+					// action of its own (the held one stays to decide).
+					if id = ActionID(a.ID+"\x00returned", spec.Kind, tg.id); !p.seen[id].IsZero() {
+						continue
+					}
+					if back := p.returned(tg.id); back.After(tg.at) {
+						tg.at = back
+					}
 				}
 				p.seen[id] = tg.at
 				out = append(out, p.plan(a, pb.Name, spec, id, tg))
@@ -423,7 +446,7 @@ func (p *Planner) plan(a event.Alert, playbook string, spec ActionSpec, id strin
 			// blocking it is a person's decision. A hosting network is
 			// blocked at once.
 			guard, hold = "network-wide block of "+target+", not a hosting network", store.HoldProtected
-		} else if spec.Kind == KindDisableIdentity && !decisive(target, &a) {
+		} else if spec.Kind == KindDisableIdentity && !decisive(target, &a) && p.returned(target).IsZero() {
 			// Disabling an employee, a service or a partner stops all
 			// its work and is slow to undo; on risk built from
 			// behaviour (volume, hours, peers, networks) it is a
@@ -434,6 +457,9 @@ func (p *Planner) plan(a event.Alert, playbook string, spec ActionSpec, id strin
 	}
 	if guard == "" {
 		guard = p.rateLimited(spec.Kind, tg.at)
+	}
+	if spec.Kind == KindRevokeToken && guard == "" && a.Entity.Kind == event.EntityPrincipal {
+		p.endSession(a.Entity.ID, target, tg.at)
 	}
 	_, hasRecv := p.cfg.Receivers[recv]
 	switch {
@@ -515,6 +541,38 @@ func (p *Planner) protected(kind, target string, a *event.Alert) string {
 	return ""
 }
 
+// endSession records that principal's session token was ended at t.
+func (p *Planner) endSession(principal, token string, t time.Time) {
+	m := p.ended[principal]
+	if m == nil {
+		m = map[string]time.Time{}
+		p.ended[principal] = m
+	}
+	if old, ok := m[token]; !ok || t.Before(old) {
+		m[token] = t
+	}
+}
+
+// returned returns when principal came back after its sessions were
+// ended: the time a later session of it was ended, after an earlier one
+// had been — the principal signed in again and went on with what its
+// behavioural alert was about. Zero when it has not (one session ended,
+// or several ended at once).
+func (p *Planner) returned(principal string) time.Time {
+	var first, back time.Time
+	for _, t := range p.ended[principal] {
+		if first.IsZero() || t.Before(first) {
+			first = t
+		}
+	}
+	for _, t := range p.ended[principal] {
+		if t.After(first) && (back.IsZero() || t.Before(back)) {
+			back = t
+		}
+	}
+	return back
+}
+
 // decisive reports whether alert a holds an immediate (high-confidence)
 // finding about the principal target — activity after its termination,
 // for one — which disables it without waiting for a person.
@@ -532,6 +590,13 @@ func (p *Planner) prune() {
 		i := sort.Search(len(ts), func(i int) bool { return !ts[i].Before(cut) })
 		if i > 0 {
 			p.window[k] = slices.Delete(ts, 0, i)
+		}
+	}
+	if len(p.ended) > 1<<14 {
+		for pr, m := range p.ended {
+			if !slices.ContainsFunc(slices.Collect(maps.Values(m)), func(t time.Time) bool { return t.After(cut.Add(-DefaultMaxBlockExpiry)) }) {
+				delete(p.ended, pr)
+			}
 		}
 	}
 	if len(p.seen) > 1<<16 {
