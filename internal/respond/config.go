@@ -296,9 +296,14 @@ func DefaultConfig() Config {
 				Actions: []ActionSpec{{Kind: KindNotify}},
 			},
 			{
+				// Critical behavioural risk: end the sessions the
+				// principal used in the evidence and block the sources
+				// the findings name (reversible, automatic); disabling
+				// the identity waits for approval unless an immediate
+				// finding about it came with the behaviour (Planner).
 				Name:    "behavioural_contain",
 				Match:   Match{Detectors: behavioural, MinSeverity: "critical"},
-				Actions: []ActionSpec{{Kind: KindBlockSource}, {Kind: KindDisableIdentity}},
+				Actions: []ActionSpec{{Kind: KindRevokeToken}, {Kind: KindBlockSource}, {Kind: KindDisableIdentity}},
 			},
 			{
 				Name:    "rules_notify",
@@ -310,7 +315,7 @@ func DefaultConfig() Config {
 				// the tag haechi.contain.
 				Name:    "rules_contain",
 				Match:   Match{Detectors: []string{"rule:*"}, MinSeverity: "critical", Tags: []string{"haechi.contain"}},
-				Actions: []ActionSpec{{Kind: KindBlockSource}, {Kind: KindDisableIdentity}},
+				Actions: []ActionSpec{{Kind: KindRevokeToken}, {Kind: KindBlockSource}, {Kind: KindDisableIdentity}},
 			},
 		},
 		RateLimits: map[string]int{

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/netip"
 	"slices"
 	"sort"
@@ -105,6 +106,9 @@ type Planner struct {
 	latest time.Time
 	// blocks counts block_source actions per target.
 	blocks map[string]int
+	// ended holds, per principal, the sessions (tokens) a revoke_token of
+	// its own alert ended automatically, and from when.
+	ended map[string]map[string]time.Time
 }
 
 // NewPlanner validates cfg and returns a planner for it.
@@ -116,6 +120,7 @@ func NewPlanner(cfg Config) (*Planner, error) {
 		cfg: cfg, mode: cfg.mode(),
 		principals: set(cfg.Protected.Principals), keys: set(cfg.Protected.Keys),
 		window: map[string][]time.Time{}, seen: map[string]time.Time{}, blocks: map[string]int{},
+		ended: map[string]map[string]time.Time{},
 	}
 	for _, pb := range cfg.Playbooks {
 		var s event.Severity
@@ -159,6 +164,12 @@ func (p *Planner) Restore(acts []store.Action) {
 		}
 		if a.State == store.ActionPendingApproval || a.State == store.ActionRejected {
 			continue
+		}
+		if a.Kind == KindRevokeToken {
+			var pl Payload
+			if json.Unmarshal(a.Payload, &pl) == nil && pl.Alert.Entity.Kind == event.EntityPrincipal {
+				p.endSession(pl.Alert.Entity.ID, a.Target, a.CreatedAt)
+			}
 		}
 		if _, limited := p.cfg.RateLimits[a.Kind]; limited {
 			ts := p.window[a.Kind]
@@ -212,7 +223,19 @@ func (p *Planner) Plan(a event.Alert) []Action {
 			for _, tg := range targetsAt(spec.Kind, &a) {
 				id := ActionID(a.ID, spec.Kind, tg.id)
 				if _, ok := p.seen[id]; ok {
-					continue
+					if spec.Kind != KindDisableIdentity || p.returned(tg.id).IsZero() {
+						continue
+					}
+					// Its disable waited for approval; the principal
+					// has since come back with a new session after
+					// its sessions were ended: disable it now, as an
+					// action of its own (the held one stays to decide).
+					if id = ActionID(a.ID+"\x00returned", spec.Kind, tg.id); !p.seen[id].IsZero() {
+						continue
+					}
+					if back := p.returned(tg.id); back.After(tg.at) {
+						tg.at = back
+					}
 				}
 				p.seen[id] = tg.at
 				out = append(out, p.plan(a, pb.Name, spec, id, tg))
@@ -296,7 +319,44 @@ func targetsAt(kind string, a *event.Alert) []target {
 	default:
 		return nil
 	}
-	return related(kind, a, limit)
+	out := related(kind, a, limit)
+	if kind == KindRevokeToken && a.Entity.Kind == event.EntityPrincipal {
+		out = ownTokens(a, out, limit)
+	}
+	return out
+}
+
+// ownTokens adds to out (up to limit) the tokens the alert's principal
+// itself used in the evidence its findings cite — successful activity
+// whose actor is the principal — each from the earliest finding citing
+// it. Ending those sessions is the reversible containment of an
+// identity: the person (or the workload) signs in again, an attacker
+// holding only the session is locked out. Tokens other principals used
+// from the same source are never among them (a shared address holds
+// many people's sessions).
+func ownTokens(a *event.Alert, out []target, limit int) []target {
+	for _, f := range a.Findings {
+		at := f.Time
+		if at.Before(a.Time) || at.IsZero() {
+			at = a.Time
+		}
+		for _, c := range f.Cited {
+			if !c.Success || c.Token == "" || c.Principal != a.Entity.ID {
+				continue
+			}
+			if i := slices.IndexFunc(out, func(t target) bool { return t.id == c.Token }); i >= 0 {
+				if at.Before(out[i].at) {
+					out[i].at = at
+				}
+				continue
+			}
+			if len(out) == limit {
+				continue
+			}
+			out = append(out, target{id: c.Token, at: at})
+		}
+	}
+	return out
 }
 
 // related returns the targets of kind a's findings name as related, up to
@@ -386,10 +446,20 @@ func (p *Planner) plan(a event.Alert, playbook string, spec ActionSpec, id strin
 			// blocking it is a person's decision. A hosting network is
 			// blocked at once.
 			guard, hold = "network-wide block of "+target+", not a hosting network", store.HoldProtected
+		} else if spec.Kind == KindDisableIdentity && !decisive(target, &a) && p.returned(target).IsZero() {
+			// Disabling an employee, a service or a partner stops all
+			// its work and is slow to undo; on risk built from
+			// behaviour (volume, hours, peers, networks) it is a
+			// person's decision. Ending its sessions and blocking the
+			// sources its findings name go ahead meanwhile.
+			guard = "behavioural evidence only about " + target + " (no immediate finding such as activity after termination)"
 		}
 	}
 	if guard == "" {
 		guard = p.rateLimited(spec.Kind, tg.at)
+	}
+	if spec.Kind == KindRevokeToken && guard == "" && a.Entity.Kind == event.EntityPrincipal {
+		p.endSession(a.Entity.ID, target, tg.at)
 	}
 	_, hasRecv := p.cfg.Receivers[recv]
 	switch {
@@ -452,6 +522,7 @@ func (p *Planner) protected(kind, target string, a *event.Alert) string {
 		}) {
 			return "privileged principal " + target
 		}
+
 	case KindRevokeKey:
 		if p.keys[target] {
 			return "protected key " + target
@@ -470,6 +541,47 @@ func (p *Planner) protected(kind, target string, a *event.Alert) string {
 	return ""
 }
 
+// endSession records that principal's session token was ended at t.
+func (p *Planner) endSession(principal, token string, t time.Time) {
+	m := p.ended[principal]
+	if m == nil {
+		m = map[string]time.Time{}
+		p.ended[principal] = m
+	}
+	if old, ok := m[token]; !ok || t.Before(old) {
+		m[token] = t
+	}
+}
+
+// returned returns when principal came back after its sessions were
+// ended: the time a later session of it was ended, after an earlier one
+// had been — the principal signed in again and went on with what its
+// behavioural alert was about. Zero when it has not (one session ended,
+// or several ended at once).
+func (p *Planner) returned(principal string) time.Time {
+	var first, back time.Time
+	for _, t := range p.ended[principal] {
+		if first.IsZero() || t.Before(first) {
+			first = t
+		}
+	}
+	for _, t := range p.ended[principal] {
+		if t.After(first) && (back.IsZero() || t.Before(back)) {
+			back = t
+		}
+	}
+	return back
+}
+
+// decisive reports whether alert a holds an immediate (high-confidence)
+// finding about the principal target — activity after its termination,
+// for one — which disables it without waiting for a person.
+func decisive(target string, a *event.Alert) bool {
+	return slices.ContainsFunc(a.Findings, func(f event.Finding) bool {
+		return f.Immediate && f.Entity.Kind == event.EntityPrincipal && f.Entity.ID == target
+	})
+}
+
 // prune drops rate-limit and dedup state older than two hours before the
 // latest alert.
 func (p *Planner) prune() {
@@ -478,6 +590,13 @@ func (p *Planner) prune() {
 		i := sort.Search(len(ts), func(i int) bool { return !ts[i].Before(cut) })
 		if i > 0 {
 			p.window[k] = slices.Delete(ts, 0, i)
+		}
+	}
+	if len(p.ended) > 1<<14 {
+		for pr, m := range p.ended {
+			if !slices.ContainsFunc(slices.Collect(maps.Values(m)), func(t time.Time) bool { return t.After(cut.Add(-DefaultMaxBlockExpiry)) }) {
+				delete(p.ended, pr)
+			}
 		}
 	}
 	if len(p.seen) > 1<<16 {
@@ -549,11 +668,25 @@ func targetFor(kind string, e event.EntityKey) string {
 			return e.ID
 		}
 	case KindDisableIdentity:
-		if e.Kind == event.EntityPrincipal {
+		if e.Kind == event.EntityPrincipal && !IsRoleSession(e.ID) {
 			return e.ID
 		}
 	case KindNotify:
 		return e.String()
 	}
 	return ""
+}
+
+// IsRoleSession reports whether principal is a cloud role session — an
+// AWS assumed-role ARN (arn:aws:sts::ACCOUNT:assumed-role/ROLE/SESSION,
+// as CloudTrail's userIdentity.arn names it). A role session is not an
+// identity one disables: it is temporary credentials the role handed out
+// (to an instance, a task, a person's SSO sign-in), and disabling "it"
+// would mean changing the role every holder of it uses. It is contained by
+// revoking its credentials (revoke_token of the access keys it used; for
+// AWS, a receiver denies the role's sessions issued before now,
+// aws:TokenIssueTime), which disable_identity is therefore never planned
+// for.
+func IsRoleSession(principal string) bool {
+	return strings.HasPrefix(principal, "arn:") && strings.Contains(principal, ":assumed-role/")
 }

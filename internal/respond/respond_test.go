@@ -20,6 +20,9 @@ import (
 	"github.com/goccy/go-yaml"
 
 	"github.com/haechi-sec/haechi/internal/alert"
+	"github.com/haechi-sec/haechi/internal/detect/canary"
+	"github.com/haechi-sec/haechi/internal/detect/terminated"
+	"github.com/haechi-sec/haechi/internal/detect/token"
 	"github.com/haechi-sec/haechi/internal/event"
 	"github.com/haechi-sec/haechi/internal/store"
 )
@@ -126,10 +129,15 @@ func openStore(t *testing.T, dir string) *store.Store {
 	return st
 }
 
+// mkAlert returns an alert of one finding by detector about entity; the
+// finding is Immediate for the detectors whose findings are (activity
+// after termination, a forged token, a canary read), as the detectors
+// emit them.
 func mkAlert(id string, kind event.EntityKind, entity, detector string, sev event.Severity, at time.Time) event.Alert {
+	immediate := detector == terminated.Name || detector == token.Name || detector == canary.Name
 	return event.Alert{ID: id, Time: at, Entity: event.EntityKey{Kind: kind, ID: entity}, Severity: sev,
 		Score: 95, Title: "test " + detector, Detector: detector, State: event.AlertOpen,
-		Findings: []event.Finding{{Detector: detector, Kind: detector, Entity: event.EntityKey{Kind: kind, ID: entity}, Time: at}}}
+		Findings: []event.Finding{{Detector: detector, Kind: detector, Entity: event.EntityKey{Kind: kind, ID: entity}, Time: at, Immediate: immediate}}}
 }
 
 // harness runs a Responder and a Dispatcher over one store.
@@ -955,7 +963,8 @@ func TestCloseWithFailingStore(t *testing.T) {
 // ends the session and blocks the source automatically — both
 // reversible — while disabling the administrator waits for approval,
 // held like a protected principal. An ordinary identity's critical
-// behavioural alert still disables it automatically.
+// behavioural alert waits for approval too, but as an analyst's decision
+// (TestPlanBehaviouralContainment), not held as protected.
 func TestPrivilegedTakeoverContainedWithoutDisabling(t *testing.T) {
 	p, err := NewPlanner(testConfig("http://127.0.0.1:1"))
 	if err != nil {
@@ -981,8 +990,8 @@ func TestPrivilegedTakeoverContainedWithoutDisabling(t *testing.T) {
 	o := mkAlert("o1", event.EntityPrincipal, "e:1", "record_volume", event.SeverityCritical, t0)
 	o.Findings[0].Entity = event.EntityKey{Kind: event.EntityPrincipal, ID: "e:1"}
 	for _, act := range p.Plan(o) {
-		if act.Kind == KindDisableIdentity && act.State != StatePlanned {
-			t.Errorf("ordinary identity's disable_identity: %+v, want planned", act)
+		if act.Kind == KindDisableIdentity && (act.State != StatePendingApproval || act.Hold != "") {
+			t.Errorf("ordinary identity's disable_identity: %+v, want pending an analyst's approval", act)
 		}
 	}
 }
