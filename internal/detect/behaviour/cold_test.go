@@ -219,3 +219,72 @@ func TestColdStartExporter(t *testing.T) {
 		})
 	}
 }
+
+// TestColdStartCohort: new hires start together and ramp up together,
+// each reading customers new to it every day — four of them joining in
+// the second week, each reading 700 new customers a day, are far above
+// the role's typical member but not above each other, and raise no strong
+// slow_exfiltration finding (the demo's new-cs-cohort did, at 4.0–4.1×
+// the typical member; without the cohort rule all four are called here).
+// Its twin: an exporter joining with two ordinary new hires is still above
+// the others starting with it, and is called.
+func TestColdStartCohort(t *testing.T) {
+	const days, join = 21, 7
+	newcomers := func(exporters, hires []string) func(d int, rng *rand.Rand) []coldRead {
+		ws := map[string]*worker{}
+		next := map[string]*uint64{}
+		return func(d int, rng *rand.Rand) []coldRead {
+			var out []coldRead
+			for i, u := range exporters {
+				if next[u] == nil {
+					n := uint64(60_000_000 + 10_000_000*i)
+					next[u] = &n
+				}
+				if d >= join {
+					out = append(out, exportReads(u, d, 700, next[u], rng)...)
+				}
+			}
+			for _, u := range hires {
+				if ws[u] == nil {
+					ws[u] = newWorker(u, 500, 750, join, days, rng)
+				}
+				out = append(out, ws[u].day(d, rng)...)
+			}
+			return out
+		}
+	}
+	strong := func(events string) map[string]time.Time {
+		first := map[string]time.Time{}
+		for _, f := range detecttest.Findings(t, strings.NewReader(events), 2, behaviour.New(insiderOpts())) {
+			if f.Kind == behaviour.KindSlow && f.Score >= 90 {
+				if _, ok := first[f.Entity.ID]; !ok {
+					first[f.Entity.ID] = f.Time
+				}
+			}
+		}
+		return first
+	}
+	t.Run("cohort of new hires", func(t *testing.T) {
+		got := strong(coldRole(days, newcomers([]string{"e:60", "e:61", "e:62", "e:63"}, nil)))
+		if len(got) != 0 {
+			t.Errorf("strong slow_exfiltration findings about a cohort of new hires: %v", got)
+		}
+	})
+	t.Run("exporter among new hires", func(t *testing.T) {
+		got := strong(coldRole(days, newcomers([]string{"e:60"}, []string{"e:61", "e:62"})))
+		at, ok := got["e:60"]
+		if !ok {
+			t.Fatalf("no strong finding about the exporter among new hires: %v", got)
+		}
+		// A newcomer's exporter is called on its fifth active day (its
+		// first has nothing to be new against; 134h40m here, the same
+		// without the cohort rule): the rule must not mask it.
+		if d := at.Sub(coldStart.AddDate(0, 0, join)); d > 6*24*time.Hour {
+			t.Errorf("exporter called %s after it joined, want ≤ 6 days", d)
+		}
+		delete(got, "e:60")
+		if len(got) != 0 {
+			t.Errorf("strong findings about others: %v", got)
+		}
+	})
+}

@@ -339,6 +339,41 @@ type typicalBar struct {
 	day int32
 	v   [nWin]float64
 	ok  [nWin]bool
+	// newc holds, per window, the recent highs (slowState.last) of the
+	// role's newcomers — identities active in the ring but not yet seen
+	// for the whole window — sorted.
+	newc [nWin][]float64
+}
+
+// minCohort is the newcomers (the judged one included) a role needs in a
+// window before a newcomer is judged against the others too.
+const minCohort = 3
+
+// newcomers returns the median recent high of the role's other newcomers
+// in window i (leaving out the value nearest to self, the judged
+// identity's own), and whether there are enough of them. New hires start together
+// and ramp up together, each reading records new to it every day: an
+// identity with no history of its own is an exporter only if it is far
+// above the role's typical member *and* above the others starting with it.
+func (b *typicalBar) newcomers(i int, self float64) (float64, bool) {
+	xs := b.newc[i]
+	if len(xs) < minCohort {
+		return 0, false
+	}
+	// The bar of the day was taken before the judged identity's own high
+	// moved at its day's roll, so its entry may hold an older value: leave
+	// out the one nearest to self.
+	k, _ := slices.BinarySearch(xs, self)
+	if k == len(xs) || k > 0 && self-xs[k-1] < xs[k]-self {
+		k--
+	}
+	others := make([]float64, 0, len(xs)-1)
+	others = append(append(others, xs[:k]...), xs[k+1:]...)
+	n := len(others)
+	if n%2 == 1 {
+		return others[n/2], true
+	}
+	return (others[n/2-1] + others[n/2]) / 2, true
 }
 
 // typical returns r's typical bar for day d, computed at the first ask of
@@ -359,8 +394,13 @@ func (r *role) typical(d int32) *typicalBar {
 			// its largest day is structurally small.
 			if st.dayAt-st.since >= int32(longWindows[i]) {
 				xs[i] = append(xs[i], float64(st.last[i]))
+			} else {
+				r.bar.newc[i] = append(r.bar.newc[i], float64(st.last[i]))
 			}
 		}
+	}
+	for i := range nWin {
+		slices.Sort(r.bar.newc[i])
 	}
 	for i := range nWin {
 		if n := len(xs[i]); n >= minBarIDs {
@@ -537,7 +577,11 @@ func (s *shard) slow(c *engine.Context, r *role, id *ident, w *window, start tim
 		j.own, j.ownOK = st.own[i].quantile(0.9, minOwnDays)
 		floor := float64(s.opts.LongFloor)
 		j.need = math.Inf(1)
-		if i > 0 && longWindows[i] <= ringDays && !j.ownOK && bar.ok[i] && bar.ok[0] && sus[i] >= math.Max(floor, cold*bar.v[i]) {
+		coldBar := bar.v[i]
+		if m, ok := bar.newcomers(i, float64(st.last[i])); ok {
+			coldBar = math.Max(coldBar, m)
+		}
+		if i > 0 && longWindows[i] <= ringDays && !j.ownOK && bar.ok[i] && bar.ok[0] && sus[i] >= math.Max(floor, cold*coldBar) {
 			// No history of its own: far above the role's typical member
 			// and persistent — every one of its last active days read many
 			// records new to it (a busy peer re-reads its working set; an
@@ -549,7 +593,7 @@ func (s *shard) slow(c *engine.Context, r *role, id *ident, w *window, start tim
 				}
 			}
 			if novel == 1 {
-				j.need = math.Max(floor, cold*bar.v[i])
+				j.need = math.Max(floor, cold*coldBar)
 				j.strong, j.cold = true, true
 			}
 		}
