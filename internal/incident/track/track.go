@@ -135,70 +135,20 @@ func (k *Keeper) AlertsSaved(ctx context.Context, tx *store.IncidentTx, saved []
 	if len(saved) == 0 {
 		return nil
 	}
-	// 1. Citations, and the addresses they make shared.
-	var cs []event.Citation
-	for i := range saved {
-		for fi := range saved[i].Findings {
-			cs = append(cs, saved[i].Findings[fi].Cited...)
-		}
-	}
-	flipped, err := k.putCitations(ctx, tx, cs)
+	all, touched, err := k.neighbourhood(ctx, tx, saved)
 	if err != nil {
 		return err
 	}
-	fx, err := loadFacts(ctx, tx, saved)
+	prevOf, err := tx.IncidentsOfAlerts(ctx, all)
 	if err != nil {
-		return err
-	}
-	// 2. Keys and the neighbourhood.
-	var named, cited []string
-	ids := map[string]bool{}
-	for i := range saved {
-		a := saved[i]
-		n, c := incident.JoinKeys(a, fx)
-		n, c = hashKeys(n), hashKeys(c)
-		if err := tx.SetAlertKeys(ctx, a.ID, n, c); err != nil {
-			return err
-		}
-		named, cited = append(named, n...), append(cited, c...)
-		ids[a.ID] = true
-	}
-	for _, q := range []struct {
-		keys      []string
-		namedOnly bool
-	}{{named, false}, {cited, true}, {flipped, true}} {
-		more, err := tx.AlertsWithKeys(ctx, compact(q.keys), q.namedOnly)
-		if err != nil {
-			return err
-		}
-		for _, id := range more {
-			ids[id] = true
-		}
-	}
-	prevOf, err := tx.IncidentsOfAlerts(ctx, keys(ids))
-	if err != nil {
-		return err
-	}
-	touched := map[string]bool{}
-	for _, in := range prevOf {
-		touched[in] = true
-	}
-	inAlerts, err := tx.AlertsOfIncidents(ctx, keys(touched))
-	if err != nil {
-		return err
-	}
-	for _, id := range inAlerts {
-		ids[id] = true
-	}
-	all := keys(ids)
-	if prevOf, err = tx.IncidentsOfAlerts(ctx, all); err != nil {
 		return err
 	}
 	alerts, err := tx.Alerts(ctx, all)
 	if err != nil {
 		return err
 	}
-	if fx, err = loadFacts(ctx, tx, alerts); err != nil {
+	fx, err := loadFacts(ctx, tx, alerts)
+	if err != nil {
 		return err
 	}
 	olds, err := tx.Incidents(ctx, keys(touched))
@@ -322,6 +272,70 @@ func (k *Keeper) AlertsSaved(ctx context.Context, tx *store.IncidentTx, saved []
 // notify writes the notices of group g (stored as rec; prev the stored
 // incident of its ID when existed), which gained added and held alerts of
 // the stored incidents prevs (Change).
+// neighbourhood stores the citations and join keys of the saved alerts and
+// returns the alerts Group must see again — the saved ones, the stored ones
+// sharing a key with them (a cited key only with alerts naming it), those
+// naming an address the batch made shared, and every alert of the
+// incidents these are in — with those incidents (touched).
+func (k *Keeper) neighbourhood(ctx context.Context, tx *store.IncidentTx, saved []event.Alert) ([]string, map[string]bool, error) {
+	// 1. Citations, and the addresses they make shared.
+	var cs []event.Citation
+	for i := range saved {
+		for fi := range saved[i].Findings {
+			cs = append(cs, saved[i].Findings[fi].Cited...)
+		}
+	}
+	flipped, err := k.putCitations(ctx, tx, cs)
+	if err != nil {
+		return nil, nil, err
+	}
+	fx, err := loadFacts(ctx, tx, saved)
+	if err != nil {
+		return nil, nil, err
+	}
+	// 2. Keys and the neighbourhood.
+	var named, cited []string
+	ids := map[string]bool{}
+	for i := range saved {
+		a := saved[i]
+		n, c := incident.JoinKeys(a, fx)
+		n, c = hashKeys(n), hashKeys(c)
+		if err := tx.SetAlertKeys(ctx, a.ID, n, c); err != nil {
+			return nil, nil, err
+		}
+		named, cited = append(named, n...), append(cited, c...)
+		ids[a.ID] = true
+	}
+	for _, q := range []struct {
+		keys      []string
+		namedOnly bool
+	}{{named, false}, {cited, true}, {flipped, true}} {
+		more, err := tx.AlertsWithKeys(ctx, compact(q.keys), q.namedOnly)
+		if err != nil {
+			return nil, nil, err
+		}
+		for _, id := range more {
+			ids[id] = true
+		}
+	}
+	prevOf, err := tx.IncidentsOfAlerts(ctx, keys(ids))
+	if err != nil {
+		return nil, nil, err
+	}
+	touched := map[string]bool{}
+	for _, in := range prevOf {
+		touched[in] = true
+	}
+	inAlerts, err := tx.AlertsOfIncidents(ctx, keys(touched))
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, id := range inAlerts {
+		ids[id] = true
+	}
+	return keys(ids), touched, nil
+}
+
 func (k *Keeper) notify(ctx context.Context, tx *store.IncidentTx, g incident.Incident, rec, prev store.Incident,
 	existed bool, prevs, added []string, alerts []event.Alert) error {
 	rec.Body = nil
