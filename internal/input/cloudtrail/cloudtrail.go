@@ -285,7 +285,10 @@ type identity struct {
 }
 
 type record struct {
-	EventTime         string         `json:"eventTime"`
+	EventTime string `json:"eventTime"`
+	// Timestamp is where Logstash's cloudtrail codec and Elastic's
+	// pipelines move eventTime; read when eventTime is absent.
+	Timestamp         string         `json:"@timestamp"`
 	EventSource       string         `json:"eventSource"`
 	EventName         string         `json:"eventName"`
 	EventID           string         `json:"eventID"`
@@ -296,6 +299,9 @@ type record struct {
 	RequestParameters jsontext.Value `json:"requestParameters"`
 	Resources         jsontext.Value `json:"resources"`
 	Detail            jsontext.Value `json:"detail"`
+	// Message is the raw record as a string, as Filebeat and Elastic Agent
+	// ship it before their ingest pipeline parses it.
+	Message string `json:"message"`
 }
 
 type s3Params struct {
@@ -348,21 +354,35 @@ func decodeRecord(rec []byte, ev *event.Event, line bool) *decode.LineError {
 		}
 		r = inner
 	}
+	if r.EventName == "" && r.EventTime == "" && strings.HasPrefix(strings.TrimLeft(r.Message, " \t\r\n"), "{") {
+		// A Filebeat / Elastic Agent document: the record is the string
+		// in "message" (its @timestamp is when it was read, not eventTime).
+		var inner record
+		if err := json.Unmarshal([]byte(r.Message), &inner, dupOK); err != nil {
+			return unmarshalErr(err)
+		}
+		r = inner
+	}
+	timeField, when := "eventTime", r.EventTime
+	if when == "" && r.Timestamp != "" {
+		// Logstash's cloudtrail codec moves eventTime to @timestamp.
+		timeField, when = "@timestamp", r.Timestamp
+	}
 	switch {
-	case r.EventTime == "" && r.EventName == "":
-		return &decode.LineError{Code: decode.CodeMissingField, Reason: `missing required fields "eventTime", "eventName"`}
-	case r.EventTime == "":
-		return &decode.LineError{Code: decode.CodeMissingField, Reason: `missing required field "eventTime"`}
+	case when == "" && r.EventName == "":
+		return &decode.LineError{Code: decode.CodeMissingField, Reason: `missing required fields "eventTime" (or "@timestamp"), "eventName"`}
+	case when == "":
+		return &decode.LineError{Code: decode.CodeMissingField, Reason: `missing required field "eventTime" (or "@timestamp")`}
 	case r.EventName == "":
 		return &decode.LineError{Code: decode.CodeMissingField, Reason: `missing required field "eventName"`}
 	}
-	t, err := time.Parse(time.RFC3339Nano, r.EventTime)
+	t, err := time.Parse(time.RFC3339Nano, when)
 	if err != nil || t.IsZero() {
 		return &decode.LineError{Code: decode.CodeInvalidField,
-			Reason: `invalid "eventTime": want an RFC 3339 time, got ` + quote(r.EventTime)}
+			Reason: `invalid "` + timeField + `": want an RFC 3339 time, got ` + quote(when)}
 	}
 	if err := event.CheckTime(t); err != nil {
-		return &decode.LineError{Code: decode.CodeInvalidField, Reason: `invalid "eventTime": ` + err.Error()}
+		return &decode.LineError{Code: decode.CodeInvalidField, Reason: `invalid "` + timeField + `": ` + err.Error()}
 	}
 	ev.Time = t.UTC()
 	ev.Dataset = Dataset

@@ -2,6 +2,7 @@ package cloudtrail
 
 import (
 	"bytes"
+	"compress/gzip"
 	"errors"
 	"io"
 	"net/netip"
@@ -9,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/go-json-experiment/json"
 	"github.com/go-json-experiment/json/jsontext"
@@ -70,6 +72,80 @@ func TestGoldenInstanceRoleDay(t *testing.T) {
 	if evs[len(evs)-2].Outcome != event.OutcomeFailure {
 		t.Errorf("AccessDenied record: outcome %v", evs[len(evs)-2].Outcome)
 	}
+}
+
+// TestLogstashShape: the instance-role day as Logstash ships it (eventTime
+// moved to @timestamp, @version added, one record per line, members in
+// hash order) decodes to exactly the events of the CloudTrail file. It
+// failed before @timestamp was read: every line was "missing required
+// field eventTime".
+func TestLogstashShape(t *testing.T) {
+	want := readAll(t, openFile(t, "instance-role-day.json"))
+	r := openFile(t, "logstash-instance-role-day.ndjson")
+	got := readAll(t, r)
+	if diff := cmp.Diff(want, got, cmpOpts); diff != "" {
+		t.Fatalf("Logstash shape differs from the CloudTrail file (-file +logstash):\n%s", diff)
+	}
+	eventtest.Golden(t, "logstash-instance-role-day", got)
+}
+
+// TestGzipRecordsStream: a gzipped CloudTrail file is read through a
+// gzip.Reader record by record, never whole: the reader has consumed only
+// a bounded prefix of a large decompressed file when it returns the first
+// record.
+func TestGzipRecordsStream(t *testing.T) {
+	var raw bytes.Buffer
+	raw.WriteString(`{"Records":[`)
+	const n = 20000
+	for i := range n {
+		if i > 0 {
+			raw.WriteByte(',')
+		}
+		raw.WriteString(okRec)
+	}
+	raw.WriteString(`]}`)
+	var gz bytes.Buffer
+	zw := gzip.NewWriter(&gz)
+	zw.Write(raw.Bytes())
+	zw.Close()
+	zr, err := gzip.NewReader(&gz)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cr := &countReader{r: zr}
+	r := NewReader(cr, 0, Options{})
+	var ev event.Event
+	if err := r.Next(&ev); err != nil {
+		t.Fatal(err)
+	}
+	if cr.n > 1<<20 || cr.n >= int64(raw.Len()) {
+		t.Fatalf("read %d of %d decompressed bytes before the first record", cr.n, raw.Len())
+	}
+	count := 1
+	for {
+		err := r.Next(&ev)
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		count++
+	}
+	if count != n {
+		t.Fatalf("got %d records, want %d", count, n)
+	}
+}
+
+type countReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countReader) Read(p []byte) (int, error) {
+	k, err := c.r.Read(p)
+	c.n += int64(k)
+	return k, err
 }
 
 func TestGoldenStolenCredentials(t *testing.T) {
@@ -285,6 +361,28 @@ func TestDecodeRecord(t *testing.T) {
 				}
 				return ""
 			}},
+		{name: "logstash @timestamp", rec: `{"@timestamp":"2025-06-24T09:00:03.000Z","@version":"1","eventName":"X"}`,
+			want: func(ev *event.Event) string {
+				if !ev.Time.Equal(time.Date(2025, 6, 24, 9, 0, 3, 0, time.UTC)) {
+					return "time " + ev.Time.String()
+				}
+				return ""
+			}},
+		{name: "eventTime wins over @timestamp", rec: `{"@timestamp":"2025-06-24T10:00:00Z","eventTime":"2025-06-24T09:00:03Z","eventName":"X"}`,
+			want: func(ev *event.Event) string {
+				if ev.Time.Hour() != 9 {
+					return "time " + ev.Time.String()
+				}
+				return ""
+			}},
+		{name: "filebeat message", rec: `{"@timestamp":"2025-06-25T00:00:00Z","message":"{\"eventTime\":\"2025-06-24T09:00:03Z\",\"eventName\":\"GetObject\",\"eventSource\":\"s3.amazonaws.com\"}","event":{"dataset":"aws.cloudtrail"}}`,
+			want: func(ev *event.Event) string {
+				if ev.Action != "GetObject" || ev.Time.Day() != 24 {
+					return "action/time " + ev.Action + " " + ev.Time.String()
+				}
+				return ""
+			}},
+		{name: "bad @timestamp", rec: `{"@timestamp":"yesterday","eventName":"X"}`, code: decode.CodeInvalidField},
 		{name: "not json", rec: `{"eventTime":`, code: decode.CodeInvalidJSON},
 		{name: "not an object", rec: `[1]`, code: decode.CodeInvalidJSON},
 		{name: "no time", rec: `{"eventName":"X"}`, code: decode.CodeMissingField},

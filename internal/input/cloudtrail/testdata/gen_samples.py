@@ -6,6 +6,10 @@ instance-role-day.json       a CloudTrail file ({"Records":[...]}): a normal
 stolen-instance-creds.ndjson one record per line (a CloudWatch/Athena export):
                              the same role's session key used from an outside
                              address to list and download hundreds of objects.
+logstash-instance-role-day.ndjson
+                             instance-role-day.json as Logstash ships it
+                             (eventTime → @timestamp, @version added, one
+                             record per line, members in hash order).
 """
 import json, uuid, datetime
 
@@ -129,3 +133,25 @@ for i in range(240):
 with open("stolen-instance-creds.ndjson", "w") as f:
     for r in out:
         f.write(json.dumps(r, separators=(",", ":")) + "\n")
+
+
+def logstash_shape():
+    """instance-role-day.json as Logstash's cloudtrail codec and json_lines
+    output ship it: eventTime moved to @timestamp (with milliseconds),
+    @version and type added, one record per line, members in hash order."""
+    import random
+    rng = random.Random(26)
+    with open("instance-role-day.json") as f:
+        recs = json.load(f)["Records"]
+    with open("logstash-instance-role-day.ndjson", "w") as out:
+        for r in recs:
+            t = r.pop("eventTime")
+            r["@timestamp"] = t.replace("Z", ".000Z")
+            r["@version"] = "1"
+            r["type"] = "cloudtrail"
+            keys = list(r)
+            rng.shuffle(keys)
+            out.write(json.dumps({k: r[k] for k in keys}, separators=(",", ":")) + "\n")
+
+
+logstash_shape()
