@@ -29,7 +29,7 @@ import (
 type replayCmd struct {
 	storeFlag
 	Files         []string       `arg:"" name:"file" help:"Event files (gzip accepted); - reads stdin."`
-	Format        string         `default:"auto" placeholder:"FORMAT" help:"Input format: auto (recognise each file; the event contract when unsure), ecs, cloudtrail, nginx, nginx-json or mapping:NAME (inputs.mappings). docs/inputs.md."`
+	Format        string         `default:"auto" placeholder:"FORMAT" help:"Input format: auto (recognise each file; when unsure, stop and ask for one), ecs, cloudtrail, nginx, nginx-json or mapping:NAME (inputs.mappings). docs/inputs.md."`
 	CanaryRecords []string       `name:"canary-records" sep:"," placeholder:"ID,..." help:"Canary record ids (added to detectors.canary.records)."`
 	Roster        string         `placeholder:"FILE" help:"Roster snapshot (contract NDJSON of hr.roster events) loaded before the input."`
 	Grace         *time.Duration `placeholder:"DURATION" help:"Grace after termination before activity is flagged (overrides detectors.terminated_identity.grace)."`
@@ -274,23 +274,19 @@ func closeInputs(inputs []input) {
 }
 
 // openFormat opens r in the requested format; "auto" recognises it from its
-// first bytes and falls back to the event contract, saying so when the
-// file is not in the contract.
+// start (reading as far as its first line goes) and names the format when
+// it is not the event contract. When it cannot tell, it fails naming the
+// formats it tried rather than guess.
 func (c *replayCmd) openFormat(formats *inputfmt.Inputs, r io.Reader, idx uint32, name string, e *env) (inputfmt.Reader, error) {
 	format := c.Format
 	if format == "auto" {
-		br := bufio.NewReaderSize(r, 64<<10)
-		head, _ := br.Peek(inputfmt.DetectSize)
-		r = br
-		detected, ok := inputfmt.Detect(head)
-		switch {
-		case ok:
-			format = detected
-			if format != inputfmt.FormatECS {
-				fmt.Fprintf(e.stderr, "%s: read as %s\n", name, format)
-			}
-		default:
-			format = inputfmt.FormatECS
+		detected, br, err := formats.Sniff(r)
+		if err != nil {
+			return nil, err
+		}
+		r, format = br, detected
+		if format != inputfmt.FormatECS {
+			fmt.Fprintf(e.stderr, "%s: read as %s\n", name, format)
 		}
 	}
 	return formats.Open(format, r, idx)

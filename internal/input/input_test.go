@@ -185,3 +185,50 @@ func TestLineErrorsEverywhere(t *testing.T) {
 		}
 	}
 }
+
+func TestSniff(t *testing.T) {
+	in, err := New(Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ecs := `{"@timestamp":"2025-06-24T09:00:03Z","event.dataset":"d","event.action":"a"}` + "\n"
+	longCT := `{"eventVersion":"1.10","userIdentity":{"sessionContext":{"pad":"` + strings.Repeat("x", 200<<10) +
+		`"}},"eventTime":"2025-06-24T09:00:03Z","eventSource":"s3.amazonaws.com","eventName":"GetObject"}` + "\n"
+	logstash, err := os.ReadFile(filepath.Join("cloudtrail", "testdata", "logstash-instance-role-day.ndjson"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name, data, want, why string
+	}{
+		{"ecs", ecs + ecs, FormatECS, ""},
+		{"empty", "", FormatECS, ""},
+		{"blank", "\n \r\n", FormatECS, ""},
+		{"logstash cloudtrail", string(logstash), FormatCloudTrail, ""},
+		{"long cloudtrail first line", longCT + longCT, FormatCloudTrail, ""},
+		{"long cloudtrail line, no newline", strings.TrimSuffix(longCT, "\n"), FormatCloudTrail, ""},
+		{"unknown json", `{"ts":1,"msg":"x"}` + "\n", "", "line 1 fits no format"},
+		{"unknown long line", `{"a":"` + strings.Repeat("x", 4000) + `"}` + "\n", "", "line 1 fits no format"},
+		{"mixed", ecs + `{"eventVersion":"1.10","eventSource":"s3.amazonaws.com","eventName":"GetObject"}` + "\n", "", "line 1 looks like ecs, line 2 like cloudtrail"},
+		{"ambiguous", `{"@timestamp":"x","event.dataset":"d","eventVersion":"1","eventSource":"s","eventName":"n"}`, "", "line 1 fits cloudtrail and ecs"},
+		{"too long to tell", `{"a":"` + strings.Repeat("x", DetectMax), "", "is longer than"},
+	}
+	for _, tt := range tests {
+		got, r, err := in.Sniff(strings.NewReader(tt.data))
+		if tt.why != "" {
+			var de *DetectError
+			if !errors.As(err, &de) || !strings.Contains(err.Error(), tt.why) || !strings.Contains(err.Error(), "tried cloudtrail (") {
+				t.Errorf("%s: Sniff = %q, %v; want an error saying %q", tt.name, got, err, tt.why)
+			}
+			continue
+		}
+		if err != nil || got != tt.want {
+			t.Errorf("%s: Sniff = %q, %v; want %q", tt.name, got, err, tt.want)
+			continue
+		}
+		rest, _ := io.ReadAll(r)
+		if string(rest) != tt.data {
+			t.Errorf("%s: Sniff consumed input", tt.name)
+		}
+	}
+}
