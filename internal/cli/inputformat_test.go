@@ -83,3 +83,74 @@ func TestReplayUnknownFormat(t *testing.T) {
 		}
 	}
 }
+
+// TestReplayIdentityProviders: each identity provider's sample, recognised
+// without --format, gives the detectors what they need: the session (or
+// refresh token) replayed by a script from a hosting network is a
+// token_binding alert on that session, and activity after deprovisioning
+// a terminated_identity alert. Its hard-benign twin is the same log
+// without the thief's lines and without the deprovisioning: logins, MFA,
+// SSO into apps, token exchanges by the application's backend, refreshes
+// and logouts raise nothing.
+func TestReplayIdentityProviders(t *testing.T) {
+	const thief = "198.51.100.23"
+	for _, tc := range []struct {
+		format     string
+		binding    string // token.id of the replayed session, "" for none
+		terminated string // principal active after deprovisioning
+		deprov     string // a string only the deprovisioning lines hold
+	}{
+		// Keycloak events carry no network context but the address: with
+		// no GeoIP database configured there is nothing to bind to.
+		{"keycloak", "", "5e280ccb-90d0-52e4-b314-9141507a72a3", `"operationType":"`},
+		{"okta", "102alice5EXAMPLEsessA1", "00u3carolEXAMPLE2p5", "user.lifecycle.deactivate"},
+		{"entra", "8dc51d3c-b6c4-5520-862b-aaaebec5455b", "58124717-b986-5a20-a6f6-107361b91a59", "Disable account"},
+		{"ocsf", "5ad7a11f-e281-55bc-85ae-858b75c10776", "", "-"},
+	} {
+		t.Run(tc.format, func(t *testing.T) {
+			path := "../input/idp/testdata/" + tc.format + ".ndjson"
+			code, stdout, stderr := run(t, "replay", "--no-store", path)
+			if code != 0 || !strings.Contains(stderr, "read as "+tc.format) || !strings.Contains(stderr, " 0 rejected, ") {
+				t.Fatalf("exit %d\n%s", code, stderr)
+			}
+			as := alerts(t, stdout)
+			var binding, terminated string
+			for _, a := range as {
+				for _, f := range a.Findings {
+					switch f.Detector {
+					case "token_binding":
+						binding = f.Entity.ID
+					case "terminated_identity":
+						terminated = f.Entity.ID
+					}
+				}
+			}
+			if binding != tc.binding || terminated != tc.terminated {
+				t.Errorf("token_binding on %q, terminated_identity on %q; want %q, %q\n%s", binding, terminated, tc.binding, tc.terminated, stdout)
+			}
+
+			// The hard-benign twin.
+			data, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var keep []string
+			for _, line := range strings.Split(string(data), "\n") {
+				if line != "" && !strings.Contains(line, thief) && !strings.Contains(line, tc.deprov) {
+					keep = append(keep, line)
+				}
+			}
+			twin := filepath.Join(t.TempDir(), tc.format+".ndjson")
+			if err := os.WriteFile(twin, []byte(strings.Join(keep, "\n")+"\n"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			code, stdout, stderr = run(t, "replay", "--no-store", twin)
+			if code != 0 || !strings.Contains(stderr, " 0 rejected, ") {
+				t.Fatalf("twin: exit %d\n%s", code, stderr)
+			}
+			if as := alerts(t, stdout); len(as) != 0 {
+				t.Errorf("twin: %d alerts on benign identity-provider activity:\n%s", len(as), stdout)
+			}
+		})
+	}
+}

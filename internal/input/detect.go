@@ -33,6 +33,10 @@ var Detectable = []struct{ Format, Rule string }{
 	{FormatECS, `JSON lines with @timestamp and event.dataset`},
 	{FormatNginxJSON, `JSON lines with remote_addr, status and request/request_uri/uri`},
 	{FormatNginx, `lines of the combined or common log format`},
+	{FormatOkta, `JSON lines with eventType, published and actor`},
+	{FormatKeycloak, `JSON lines with time, realmId and type or operationType`},
+	{FormatEntra, `JSON lines with createdDateTime and status, activityDateTime and activityDisplayName, category and properties, or records`},
+	{FormatOCSF, `JSON lines with class_uid, activity_id and time`},
 }
 
 // Detect guesses the format of an input from its first bytes (up to
@@ -41,7 +45,8 @@ var Detectable = []struct{ Format, Rule string }{
 // JSON line with @timestamp and event.dataset (nested or dotted);
 // "nginx-json" for a JSON line with remote_addr, a request (request,
 // request_uri or uri) and status; "nginx" for a line of the combined or
-// common log format. Every non-blank line must point to the same format;
+// common log format; the identity providers' formats by the members of
+// Detectable. Every non-blank line must point to the same format;
 // when they disagree, or a line is not recognised, ok is false and the
 // caller should ask for a format. A last line cut short by the limit
 // counts only when it is recognised (CloudTrail records are often longer
@@ -186,6 +191,19 @@ func detectLine(line []byte) []string {
 	}
 	if keys["remote_addr"] && keys["status"] && (keys["request"] || keys["request_uri"] || keys["uri"]) {
 		hits = append(hits, FormatNginxJSON)
+	}
+	if keys["eventType"] && keys["published"] && keys["actor"] {
+		hits = append(hits, FormatOkta)
+	}
+	if keys["time"] && keys["realmId"] && (keys["type"] || keys["operationType"]) {
+		hits = append(hits, FormatKeycloak)
+	}
+	if keys["createdDateTime"] && keys["status"] || keys["activityDateTime"] && keys["activityDisplayName"] ||
+		keys["category"] && keys["properties"] && keys["time"] && keys["operationName"] || len(keys) == 1 && keys["records"] {
+		hits = append(hits, FormatEntra)
+	}
+	if keys["class_uid"] && keys["activity_id"] && keys["time"] {
+		hits = append(hits, FormatOCSF)
 	}
 	return hits
 }

@@ -42,7 +42,7 @@ func TestDocsConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(cfg.Inputs.Routes) != 4 || len(in.Formats()) != 5 {
+	if len(cfg.Inputs.Routes) != 4 || len(in.Formats()) != 9 {
 		t.Errorf("routes %d, formats %v", len(cfg.Inputs.Routes), in.Formats())
 	}
 	// The example line of the docs maps.

@@ -1,11 +1,13 @@
 // Package input opens the log formats haechi reads — its own event
 // contract (ECS NDJSON) and real-world logs (AWS CloudTrail, nginx combined
-// and JSON access logs, and any JSON-lines log through a declarative
-// mapping) — behind one Reader interface, so every format feeds the same
-// pipeline as event.Event values. docs/inputs.md describes the formats.
+// and JSON access logs, identity providers' logs, and any JSON-lines log
+// through a declarative mapping) — behind one Reader interface, so every
+// format feeds the same pipeline as event.Event values. docs/inputs.md
+// describes the formats.
 //
 // The packages below it do the work: internal/decode (ecs),
-// internal/input/cloudtrail, internal/input/nginx, internal/input/mapping.
+// internal/input/cloudtrail, internal/input/nginx, internal/input/idp
+// (okta, keycloak, entra, ocsf), internal/input/mapping.
 package input
 
 import (
@@ -19,6 +21,7 @@ import (
 	"github.com/haechi-sec/haechi/internal/decode"
 	"github.com/haechi-sec/haechi/internal/event"
 	"github.com/haechi-sec/haechi/internal/input/cloudtrail"
+	"github.com/haechi-sec/haechi/internal/input/idp"
 	"github.com/haechi-sec/haechi/internal/input/mapping"
 	"github.com/haechi-sec/haechi/internal/input/nginx"
 )
@@ -44,6 +47,10 @@ const (
 	FormatCloudTrail    = "cloudtrail"
 	FormatNginx         = "nginx"
 	FormatNginxJSON     = "nginx-json"
+	FormatOkta          = idp.FormatOkta
+	FormatKeycloak      = idp.FormatKeycloak
+	FormatEntra         = idp.FormatEntra
+	FormatOCSF          = idp.FormatOCSF
 	FormatMappingPrefix = "mapping:"
 )
 
@@ -118,7 +125,7 @@ func New(opts Options) (*Inputs, error) {
 // Formats returns the format names Open accepts, sorted, with one
 // "mapping:NAME" per configured mapping.
 func (in *Inputs) Formats() []string {
-	out := []string{FormatCloudTrail, FormatECS, FormatNginx, FormatNginxJSON}
+	out := []string{FormatCloudTrail, FormatECS, FormatEntra, FormatKeycloak, FormatNginx, FormatNginxJSON, FormatOCSF, FormatOkta}
 	for _, name := range slices.Sorted(maps.Keys(in.mappings)) {
 		out = append(out, FormatMappingPrefix+name)
 	}
@@ -142,6 +149,8 @@ func (in *Inputs) Open(format string, r io.Reader, input uint32) (Reader, error)
 		return in.nginx.NewReader(r, input), nil
 	case FormatNginxJSON:
 		return in.nginx.NewJSONReader(r, input), nil
+	case FormatOkta, FormatKeycloak, FormatEntra, FormatOCSF:
+		return idp.NewReader(format, r, input, in.maxLine), nil
 	}
 	if name, ok := strings.CutPrefix(format, FormatMappingPrefix); ok {
 		if c := in.mappings[name]; c != nil {

@@ -16,12 +16,17 @@ import (
 // samples are the test data of the format packages, by the format they
 // are written in.
 var samples = map[string]string{
-	filepath.Join("..", "..", "testdata", "contract-events.ndjson"):         FormatECS,
-	filepath.Join("cloudtrail", "testdata", "instance-role-day.json"):       FormatCloudTrail,
-	filepath.Join("cloudtrail", "testdata", "stolen-instance-creds.ndjson"): FormatCloudTrail,
-	filepath.Join("nginx", "testdata", "access.log"):                        FormatNginx,
-	filepath.Join("nginx", "testdata", "access.json.log"):                   FormatNginxJSON,
-	filepath.Join("nginx", "testdata", "access.ecs.ndjson"):                 FormatECS,
+	filepath.Join("..", "..", "testdata", "contract-events.ndjson"):              FormatECS,
+	filepath.Join("cloudtrail", "testdata", "instance-role-day.json"):            FormatCloudTrail,
+	filepath.Join("cloudtrail", "testdata", "stolen-instance-creds.ndjson"):      FormatCloudTrail,
+	filepath.Join("nginx", "testdata", "access.log"):                             FormatNginx,
+	filepath.Join("nginx", "testdata", "access.json.log"):                        FormatNginxJSON,
+	filepath.Join("nginx", "testdata", "access.ecs.ndjson"):                      FormatECS,
+	filepath.Join("cloudtrail", "testdata", "logstash-instance-role-day.ndjson"): FormatCloudTrail,
+	filepath.Join("idp", "testdata", "okta.ndjson"):                              FormatOkta,
+	filepath.Join("idp", "testdata", "keycloak.ndjson"):                          FormatKeycloak,
+	filepath.Join("idp", "testdata", "entra.ndjson"):                             FormatEntra,
+	filepath.Join("idp", "testdata", "ocsf.ndjson"):                              FormatOCSF,
 }
 
 func TestDetectSamples(t *testing.T) {
@@ -128,7 +133,8 @@ func TestOpenEveryFormat(t *testing.T) {
 			f.Close()
 		}
 	}
-	want := map[string]int{FormatECS: 35, FormatCloudTrail: 254, FormatNginx: 20, FormatNginxJSON: 19, "mapping:app": 19}
+	want := map[string]int{FormatECS: 35, FormatCloudTrail: 264, FormatNginx: 20, FormatNginxJSON: 19, "mapping:app": 19,
+		FormatOkta: 13, FormatKeycloak: 17, FormatEntra: 14, FormatOCSF: 6}
 	for k, v := range want {
 		if counts[k] != v {
 			t.Errorf("%s: %d events, want %d", k, counts[k], v)
@@ -139,7 +145,7 @@ func TestOpenEveryFormat(t *testing.T) {
 func TestOpenErrors(t *testing.T) {
 	_, err := Open("apache", strings.NewReader(""), 0, Options{Mappings: map[string]Mapping{"x": {Dataset: "d",
 		Fields: map[string]FieldMap{"@timestamp": {From: "t"}, "event.action": {From: "a"}}}}})
-	if !errors.Is(err, ErrUnknownFormat) || !strings.Contains(err.Error(), "valid: cloudtrail, ecs, nginx, nginx-json, mapping:x") {
+	if !errors.Is(err, ErrUnknownFormat) || !strings.Contains(err.Error(), "valid: cloudtrail, ecs, entra, keycloak, nginx, nginx-json, ocsf, okta, mapping:x") {
 		t.Errorf("unknown format: %v", err)
 	}
 	if _, err := Open("mapping:y", strings.NewReader(""), 0, Options{}); !errors.Is(err, ErrUnknownFormat) ||
