@@ -29,7 +29,7 @@ import (
 type replayCmd struct {
 	storeFlag
 	Files         []string       `arg:"" name:"file" help:"Event files (gzip accepted); - reads stdin."`
-	Format        string         `default:"auto" placeholder:"FORMAT" help:"Input format: auto (recognise each file; when unsure, stop and ask for one), ecs, cloudtrail, nginx, nginx-json or mapping:NAME (inputs.mappings). docs/inputs.md."`
+	Format        string         `default:"auto" placeholder:"FORMAT" help:"Input format: auto (recognise each file; when unsure, stop and ask for one), ecs, cloudtrail, nginx, nginx-json, okta, keycloak, entra, ocsf or mapping:NAME (inputs.mappings). docs/inputs.md."`
 	CanaryRecords []string       `name:"canary-records" sep:"," placeholder:"ID,..." help:"Canary record ids (added to detectors.canary.records)."`
 	Roster        string         `placeholder:"FILE" help:"Roster snapshot (contract NDJSON of hr.roster events) loaded before the input."`
 	Grace         *time.Duration `placeholder:"DURATION" help:"Grace after termination before activity is flagged (overrides detectors.terminated_identity.grace)."`
