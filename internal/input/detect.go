@@ -29,7 +29,7 @@ var combinedLine = regexp.MustCompile(`^\S+ \S+ \S+ \[\d{2}/[A-Z][a-z]{2}/\d{4}:
 // Detectable lists the formats Detect and Sniff recognise, with what makes
 // a line one of them (for the message asking for a format).
 var Detectable = []struct{ Format, Rule string }{
-	{FormatCloudTrail, `{"Records":[ or JSON lines with eventVersion, eventSource, eventName`},
+	{FormatCloudTrail, `{"Records":[ or JSON lines with eventVersion, eventSource, eventName (or a message holding such a record)`},
 	{FormatECS, `JSON lines with @timestamp and event.dataset`},
 	{FormatNginxJSON, `JSON lines with remote_addr, status and request/request_uri/uri`},
 	{FormatNginx, `lines of the combined or common log format`},
@@ -183,10 +183,11 @@ func detectLine(line []byte) []string {
 	}
 	keys := memberNames(line)
 	var hits []string
-	if keys["eventVersion"] && keys["eventSource"] && keys["eventName"] {
+	shipped := keys["message.eventVersion"] && keys["message.eventSource"] && keys["message.eventName"]
+	if keys["eventVersion"] && keys["eventSource"] && keys["eventName"] || shipped {
 		hits = append(hits, FormatCloudTrail)
 	}
-	if keys["@timestamp"] && keys["event.dataset"] {
+	if keys["@timestamp"] && keys["event.dataset"] && !shipped {
 		hits = append(hits, FormatECS)
 	}
 	if keys["remote_addr"] && keys["status"] && (keys["request"] || keys["request_uri"] || keys["uri"]) {
@@ -234,6 +235,22 @@ func memberNames(line []byte) map[string]bool {
 				keys["event."+inner.String()] = true
 				if dec.SkipValue() != nil {
 					return keys
+				}
+			}
+			continue
+		}
+		if k == "message" && dec.PeekKind() == '"' {
+			// Filebeat and Elastic Agent ship a CloudTrail record as the
+			// string in "message": its members count as "message.NAME".
+			tok, err := dec.ReadToken()
+			if err != nil {
+				break
+			}
+			if msg := strings.TrimLeft(tok.String(), " \t\r\n"); strings.HasPrefix(msg, "{") {
+				for inner := range memberNames([]byte(msg)) {
+					if !strings.Contains(inner, ".") {
+						keys["message."+inner] = true
+					}
 				}
 			}
 			continue

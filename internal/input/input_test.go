@@ -56,6 +56,8 @@ func TestDetect(t *testing.T) {
 		{"unknown line", ecs + "hello\n", ""},
 		{"ecs and cloudtrail keys", `{"@timestamp":"x","event.dataset":"d","eventVersion":"1","eventSource":"s","eventName":"n"}`, ""},
 		{"other json", `{"ts":1,"msg":"x"}`, ""},
+		{"filebeat cloudtrail", `{"@timestamp":"2025-06-25T00:00:00Z","event":{"dataset":"aws.cloudtrail"},"message":"{\"eventVersion\":\"1.10\",\"eventTime\":\"2025-06-24T09:00:03Z\",\"eventSource\":\"s3.amazonaws.com\",\"eventName\":\"GetObject\"}"}`, FormatCloudTrail},
+		{"ecs with a message", `{"@timestamp":"x","event.dataset":"d","message":"{\"a\":1}"}`, FormatECS},
 		{"empty", "", ""},
 		{"cut ecs line", strings.Repeat(ecs, 40)[:DetectSize], FormatECS},
 		{"cut unknown line after ecs", ecs + `{"a":"` + strings.Repeat("x", DetectSize), FormatECS},
