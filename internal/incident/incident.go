@@ -178,6 +178,7 @@ type EventFacts struct {
 	Source    string // source.ip, "" when absent
 	ASN       uint32
 	UserAgent string
+	Country   string // source.geo.country_iso_code, "" when unknown
 }
 
 // Facts tells what the events behind evidence references were, and how
@@ -443,6 +444,14 @@ func derive(it *item, facts Facts, accused map[event.EntityKey]bool) {
 		}
 	}
 	add(a.Entity, bySubject)
+	// The events a token_binding_country finding of the alert cites: a
+	// use abroad, seen from the country the token was issued in.
+	var abroad []string
+	for fi := range a.Findings {
+		if f := &a.Findings[fi]; f.Withdraws == 0 && f.Kind == kindTokenCountry {
+			abroad = append(abroad, f.Evidence...)
+		}
+	}
 	best := -1.0
 	for fi := range a.Findings {
 		f := &a.Findings[fi]
@@ -498,8 +507,10 @@ func derive(it *item, facts Facts, accused map[event.EntityKey]bool) {
 			if ef.Principal != "" && !slices.Contains(it.victims, ef.Principal) {
 				it.victims = append(it.victims, ef.Principal)
 			}
-			if k := tokenCampaignKey(f.Kind, ef); k != "" && !slices.Contains(it.tokenCampaign, k) {
-				it.tokenCampaign = append(it.tokenCampaign, k)
+			for _, k := range tokenCampaignKeys(f.Kind, ef, slices.Contains(abroad, ref)) {
+				if !slices.Contains(it.tokenCampaign, k) {
+					it.tokenCampaign = append(it.tokenCampaign, k)
+				}
 			}
 		}
 	}
@@ -527,28 +538,35 @@ func behaviourOf(detector, kind string) string {
 }
 
 // Finding kinds whose cited event names a stolen-token thief's own
-// infrastructure (token_binding's; named here, not imported: stages do
-// not import each other).
+// infrastructure, and the kind that places a use abroad (token_binding's;
+// named here, not imported: stages do not import each other).
 const (
 	kindTokenHosting = "token_binding_hosting" // the event's network is a data centre
 	kindTokenClient  = "token_binding_client"  // the event's client is a program
+	kindTokenCountry = "token_binding_country" // the event's country is not the token's
 )
 
-// tokenCampaignKey is the stolen-token campaign key a finding of kind
-// gives its cited event, "" when none: the AS of a hosting use, the
-// user-agent family of a program's use.
-func tokenCampaignKey(kind string, ef EventFacts) string {
+// tokenCampaignKeys returns the stolen-token campaign keys a finding of
+// kind gives its cited event (package doc): the AS of a hosting use, and
+// its country too when the use was abroad (a token_binding_country
+// finding of the same alert cites the same event); the user-agent family
+// of a program's use.
+func tokenCampaignKeys(kind string, ef EventFacts, abroad bool) []string {
+	var keys []string
 	switch kind {
 	case kindTokenHosting:
 		if ef.ASN != 0 {
-			return "as\x00" + uitoa(ef.ASN)
+			keys = append(keys, "as\x00"+uitoa(ef.ASN))
+		}
+		if abroad && ef.Country != "" {
+			keys = append(keys, "hosting-abroad\x00"+strings.ToUpper(ef.Country))
 		}
 	case kindTokenClient:
 		if u := UAFamily(ef.UserAgent); u != "" {
-			return "ua\x00" + u
+			keys = append(keys, "ua\x00"+u)
 		}
 	}
-	return ""
+	return keys
 }
 
 // UAFamily returns a user agent's family: lower-cased, with every run of

@@ -459,7 +459,7 @@ func loadFacts(ctx context.Context, tx *store.IncidentTx, alerts []event.Alert) 
 	fx := &facts{events: make(map[string]incident.EventFacts, len(cs))}
 	for ref, c := range cs {
 		fx.events[ref] = incident.EventFacts{Success: c.Success, Principal: c.Principal, Token: c.Token, Key: c.Key,
-			Source: c.Source, ASN: c.ASN, UserAgent: c.UserAgent}
+			Source: c.Source, ASN: c.ASN, UserAgent: c.UserAgent, Country: c.Country}
 	}
 	if fx.sources, err = tx.SourcePrincipals(ctx, keys(ips)); err != nil {
 		return nil, err

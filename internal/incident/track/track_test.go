@@ -88,6 +88,28 @@ func hijacks(prefix string, start time.Time, n int) []event.Alert {
 	return out
 }
 
+// abroadHijacks: one thief replaying stolen tokens from data centres of
+// rotating providers in one foreign country, every other day: each alert
+// has a token_binding_country and a token_binding_hosting finding citing
+// the replay (joined through the country, which only the stored citation
+// carries).
+func abroadHijacks(prefix string, start time.Time, n int) []event.Alert {
+	var out []event.Alert
+	for i := range n {
+		at := start.Add(time.Duration(i) * 48 * time.Hour)
+		tok := fmt.Sprintf("%stk-%d", prefix, i)
+		c := event.Citation{Ref: fmt.Sprintf("%s-replay-%d", prefix, i), Success: true, Principal: fmt.Sprintf("m:%d", 80000+i),
+			Token: tok, Source: fmt.Sprintf("%s.%d", prefix, i), ASN: []uint32{16276, 24940, 63949}[i%3], Country: "SG",
+			UserAgent: "Mozilla/5.0 Chrome/120.0.0.0"}
+		a := mk(at, ent(event.EntityToken, tok), "token_binding", "token_binding_country", event.SeverityHigh, []event.Citation{c})
+		f := a.Findings[0]
+		f.Kind, f.Cited = "token_binding_hosting", nil
+		a.Findings = append(a.Findings, f)
+		out = append(out, a)
+	}
+	return out
+}
+
 // insider: a principal's slow reads, an alert a day.
 func insider(id string, start time.Time, days int) []event.Alert {
 	var out []event.Alert
@@ -176,7 +198,7 @@ func want(alerts []event.Alert) map[string][]string {
 		for _, f := range a.Findings {
 			for _, c := range f.Cited {
 				fx.events[c.Ref] = incident.EventFacts{Success: c.Success, Principal: c.Principal, Token: c.Token, Key: c.Key,
-					Source: c.Source, ASN: c.ASN, UserAgent: c.UserAgent}
+					Source: c.Source, ASN: c.ASN, UserAgent: c.UserAgent, Country: c.Country}
 				if c.Success && c.Principal != "" && c.Source != "" {
 					if principals[c.Source] == nil {
 						principals[c.Source] = map[string]bool{}
@@ -233,6 +255,7 @@ func scenario() []event.Alert {
 	all = append(all, stuffing("10.2", t0.Add(30*time.Hour), 20, []uint32{7922})...)
 	all = append(all, insider("e:1016", t0, 5)...)
 	all = append(all, hijacks("203.0.113", t0.Add(5*time.Hour), 4)...)
+	all = append(all, abroadHijacks("198.51.100", t0.Add(3*time.Hour), 4)...)
 	return all
 }
 
@@ -242,8 +265,8 @@ func scenario() []event.Alert {
 func TestKeeperEqualsGroup(t *testing.T) {
 	all := scenario()
 	wantInc := want(all)
-	if len(wantInc) != 5 {
-		t.Fatalf("the scenario groups into %d incidents, want 5", len(wantInc))
+	if len(wantInc) != 6 {
+		t.Fatalf("the scenario groups into %d incidents, want 6", len(wantInc))
 	}
 	backends(t, func(t *testing.T, b backend) {
 		for _, batch := range []int{1, 7, 64, len(all)} {
