@@ -44,14 +44,19 @@
 //     token its own alert, days apart. Two alerts join when findings
 //     that call the token's new user the attacker's own infrastructure
 //     agree on it: token_binding_hosting (a data-centre network, where no
-//     customer lives) through the AS of the event it cites, and
-//     token_binding_client (a program, not a person's client) through the
-//     user-agent family of the event it cites; chained in time with gaps
-//     up to Options.TokenCampaignGap. Nothing a crowd shares joins them —
-//     not a residential or mobile carrier, not a browser's or the shop
-//     app's user agent, not a country — so travellers abroad
-//     (token_binding_country alone) and customers of one carrier stay
-//     apart.
+//     customer lives) through the AS of the event it cites — and, when a
+//     token_binding_country finding of the same alert cites that event
+//     too (the data centre is abroad from where the token was issued),
+//     through its country: a thief renting servers near the victims
+//     changes provider, not country — and token_binding_client (a
+//     program, not a person's client) through the user-agent family of
+//     the event it cites; chained in time with gaps up to
+//     Options.TokenCampaignGap. Nothing a crowd shares joins them — not a
+//     residential or mobile carrier, not a browser's or the shop app's
+//     user agent, not a country on its own, not data centres at home
+//     (corporate proxies, VPN exits) across providers — so travellers
+//     abroad (token_binding_country alone) and customers of one carrier
+//     stay apart.
 //
 // # Hubs
 //
