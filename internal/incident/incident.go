@@ -50,8 +50,14 @@
 //     through its country: a thief renting servers near the victims
 //     changes provider, not country — and token_binding_client (a
 //     program, not a person's client) through the user-agent family of
-//     the event it cites; chained in time with gaps up to
-//     Options.TokenCampaignGap. Nothing a crowd shares joins them — not a
+//     the event it cites. A campaign is joinable while it is active: an
+//     alert joins the incident of an earlier alert sharing one of its
+//     keys when that incident's campaign activity — the latest of its
+//     alerts with any campaign key — is at most
+//     Options.TokenCampaignGap before it, so a provider the thief left
+//     for a week joins again while the thief kept replaying from
+//     another, and a key's alerts with no activity of their incident
+//     within the gap stay apart. Nothing a crowd shares joins them — not a
 //     residential or mobile carrier, not a browser's or the shop app's
 //     user agent, not a country on its own, not data centres at home
 //     (corporate proxies, VPN exits) across providers — so travellers
@@ -216,8 +222,11 @@ type Options struct {
 	// gateway, an office, a forger's server impersonating customers — and
 	// so a hub (default 20).
 	SharedSource int
-	// TokenCampaignGap is the longest gap across which alerts of one
-	// stolen-token campaign key still join (default 7 days).
+	// TokenCampaignGap is the longest quiet time after which a
+	// stolen-token campaign is no longer joinable: an alert joins the
+	// incident of an earlier alert sharing a campaign key when the
+	// incident's latest campaign alert is at most this far before it
+	// (default 7 days).
 	TokenCampaignGap time.Duration
 	// MaxGraphNodes caps an incident's graph (default 256).
 	MaxGraphNodes int
@@ -369,15 +378,7 @@ func Group(alerts []event.Alert, facts Facts, opts Options) []Incident {
 	for _, k := range sortedKeys(campaign, strings.Compare) {
 		chain(uf, items, campaign[k], opts.CampaignGap)
 	}
-	tokenCampaign := map[string][]int{}
-	for i, it := range items {
-		for _, k := range it.tokenCampaign {
-			tokenCampaign[k] = append(tokenCampaign[k], i)
-		}
-	}
-	for _, k := range sortedKeys(tokenCampaign, strings.Compare) {
-		chain(uf, items, tokenCampaign[k], opts.TokenCampaignGap)
-	}
+	joinTokenCampaigns(uf, items, opts.TokenCampaignGap)
 
 	groups := map[int][]int{}
 	for i := range items {
@@ -596,6 +597,49 @@ func UAFamily(ua string) string {
 		b.WriteRune(r)
 	}
 	return b.String()
+}
+
+// joinTokenCampaigns joins the alerts with stolen-token campaign keys
+// (package doc) while their campaigns are active: in time order, an alert
+// joins each incident so far (union-find set) that holds an earlier alert
+// sharing one of its keys and whose campaign activity — the latest end of
+// its earlier alerts with any campaign key — is at most gap before it. A
+// thief's campaign stays joinable through any of its keys while it keeps
+// replaying stolen tokens through another, and a key's alerts further
+// apart than gap from any activity of its incident stay apart. The order
+// is the items' (time, then ID), so the result does not depend on the
+// input order.
+func joinTokenCampaigns(uf *unionFind, items []*item, gap time.Duration) {
+	holders := map[string][]int{}   // key → alerts holding it so far (one per set)
+	activity := map[int]time.Time{} // set root → its campaign activity so far
+	for i, it := range items {
+		if len(it.tokenCampaign) == 0 {
+			continue
+		}
+		for _, k := range it.tokenCampaign {
+			for _, j := range holders[k] {
+				ri, rj := uf.find(i), uf.find(j)
+				if ri == rj || it.a.Time.Sub(activity[rj]) > gap {
+					continue
+				}
+				act := activity[rj]
+				if a, ok := activity[ri]; ok && a.After(act) {
+					act = a
+				}
+				uf.union(ri, rj)
+				activity[uf.find(i)] = act
+			}
+		}
+		r := uf.find(i)
+		if it.end.After(activity[r]) {
+			activity[r] = it.end
+		}
+		for _, k := range it.tokenCampaign {
+			// One holder per set: drop those now in i's.
+			hs := slices.DeleteFunc(holders[k], func(j int) bool { return uf.find(j) == r })
+			holders[k] = append(hs, i)
+		}
+	}
 }
 
 // chain joins alerts idx (ascending, so by time) whose spans come within

@@ -182,6 +182,32 @@ func TestGroupStolenTokenCampaigns(t *testing.T) {
 			want: []int{9},
 		},
 		{
+			// The campaign's activity keeps its keys joinable: a replay
+			// from a provider the thief used eight days before, now in
+			// another country, joins while the thief kept replaying from
+			// its other providers in between (issue 21, seed 2).
+			name: "a key stays joinable while its campaign is active through another",
+			make: func(fx *facts) []event.Alert {
+				a := from(fx, hijacks(fx, "10.9", t0, 4, 2*day+12*time.Hour, func(i int) uint32 { return []uint32{20473, 16276, 16276, 14061}[i] },
+					victimsApp, "token_binding_country", "token_binding_hosting"), sg)
+				return append(a, from(fx, hijacks(fx, "10.8", t0.Add(8*day), 1, day, oneAS(20473), victimsApp,
+					"token_binding_country", "token_binding_hosting"), jp)...)
+			},
+			want: []int{5},
+		},
+		{
+			// Twin: the same replay once the campaign has been quiet for
+			// longer than TokenCampaignGap is another attack.
+			name: "a key's alert after its campaign went quiet stays apart",
+			make: func(fx *facts) []event.Alert {
+				a := from(fx, hijacks(fx, "10.9", t0, 4, 12*time.Hour, func(i int) uint32 { return []uint32{20473, 16276, 16276, 14061}[i] },
+					victimsApp, "token_binding_country", "token_binding_hosting"), sg)
+				return append(a, from(fx, hijacks(fx, "10.8", t0.Add(2*day+DefaultTokenCampaignGap), 1, day, oneAS(20473), victimsApp,
+					"token_binding_country", "token_binding_hosting"), jp)...)
+			},
+			want: []int{4, 1},
+		},
+		{
 			// Hard benign: two thieves, or a thief and a customer's VPN
 			// exit, in data centres in two countries the same week.
 			name: "data centres in two foreign countries are two campaigns",
