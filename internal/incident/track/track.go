@@ -46,7 +46,9 @@
 // neighbourhood; and a source address is judged shared
 // (incident.Options.SharedSource) by the principals its cited events
 // show, not by all its traffic; an address the batch's citations make
-// shared regroups the alerts naming it. Each batch reloads the alerts of
+// shared regroups the alerts naming it. The closure over stolen-token
+// campaign keys is not bounded in time: a batch touching a campaign reads
+// every stored alert sharing its keys. Each batch reloads the alerts of
 // the incidents it touches: the cost of a batch grows with the size of
 // those incidents.
 package track
