@@ -50,7 +50,7 @@ func TestEmitCitesTheEventProcessed(t *testing.T) {
 	a := ev("a", "m:1", 0)
 	b := ev("b", "m:2", time.Second)
 	b.Outcome = event.OutcomeFailure
-	b.Source.IP, b.Source.ASN, b.UserAgent = netip.MustParseAddr("203.0.113.9"), 64500, "curl/8.1"
+	b.Source.IP, b.Source.ASN, b.Source.Country, b.UserAgent = netip.MustParseAddr("203.0.113.9"), 64500, "SG", "curl/8.1"
 	b.Token.ID, b.Token.KeyID = "tk-1", "key-1"
 	got := map[string][]event.Citation{}
 	for _, o := range collect(t, e, []event.Event{a, b}) {
@@ -60,7 +60,7 @@ func TestEmitCitesTheEventProcessed(t *testing.T) {
 	}
 	want := map[string][]event.Citation{
 		"both": {{Ref: "b", Success: false, Principal: "m:2", Token: "tk-1", Key: "key-1", Source: "203.0.113.9",
-			ASN: 64500, UserAgent: "curl/8.1"}},
+			ASN: 64500, UserAgent: "curl/8.1", Country: "SG"}},
 		"earlier": nil,
 		"timer":   nil,
 	}

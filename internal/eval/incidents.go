@@ -175,7 +175,7 @@ func (f *eventFacts) Observe(ev *event.Event) {
 		return // not cited, or seen already (the first occurrence rules)
 	}
 	ef := &incident.EventFacts{Success: success, Principal: ev.User.ID, Token: ev.Token.ID, Key: ev.Token.KeyID,
-		ASN: ev.Source.ASN, UserAgent: ev.UserAgent}
+		ASN: ev.Source.ASN, UserAgent: ev.UserAgent, Country: ev.Source.Country}
 	if ev.Source.IP.IsValid() {
 		ef.Source = ev.Source.IP.String()
 	}

@@ -174,12 +174,13 @@ type Citation struct {
 	Source    string `json:"source,omitempty"`     // source.ip, "" when absent
 	ASN       uint32 `json:"asn,omitempty"`        // source.as.number
 	UserAgent string `json:"user_agent,omitempty"` // user_agent.original
+	Country   string `json:"country,omitempty"`    // source.geo.country_iso_code
 }
 
 // CitationOf returns what ev was, cited under ref.
 func CitationOf(ref string, ev *Event) Citation {
 	c := Citation{Ref: ref, Success: ev.IsActivity() && ev.Outcome != OutcomeFailure, Principal: ev.User.ID,
-		Token: ev.Token.ID, Key: ev.Token.KeyID, ASN: ev.Source.ASN, UserAgent: ev.UserAgent}
+		Token: ev.Token.ID, Key: ev.Token.KeyID, ASN: ev.Source.ASN, UserAgent: ev.UserAgent, Country: ev.Source.Country}
 	if ev.Source.IP.IsValid() {
 		c.Source = ev.Source.IP.String()
 	}

@@ -44,14 +44,25 @@
 //     token its own alert, days apart. Two alerts join when findings
 //     that call the token's new user the attacker's own infrastructure
 //     agree on it: token_binding_hosting (a data-centre network, where no
-//     customer lives) through the AS of the event it cites, and
-//     token_binding_client (a program, not a person's client) through the
-//     user-agent family of the event it cites; chained in time with gaps
-//     up to Options.TokenCampaignGap. Nothing a crowd shares joins them —
-//     not a residential or mobile carrier, not a browser's or the shop
-//     app's user agent, not a country — so travellers abroad
-//     (token_binding_country alone) and customers of one carrier stay
-//     apart.
+//     customer lives) through the AS of the event it cites — and, when a
+//     token_binding_country finding of the same alert cites that event
+//     too (the data centre is abroad from where the token was issued),
+//     through its country: a thief renting servers near the victims
+//     changes provider, not country — and token_binding_client (a
+//     program, not a person's client) through the user-agent family of
+//     the event it cites. A campaign is joinable while it is active: an
+//     alert joins the incident of an earlier alert sharing one of its
+//     keys when that incident's campaign activity — the latest of its
+//     alerts with any campaign key — is at most
+//     Options.TokenCampaignGap before it, so a provider the thief left
+//     for a week joins again while the thief kept replaying from
+//     another, and a key's alerts with no activity of their incident
+//     within the gap stay apart. Nothing a crowd shares joins them — not a
+//     residential or mobile carrier, not a browser's or the shop app's
+//     user agent, not a country on its own, not data centres at home
+//     (corporate proxies, VPN exits) across providers — so travellers
+//     abroad (token_binding_country alone) and customers of one carrier
+//     stay apart.
 //
 // # Hubs
 //
@@ -178,6 +189,7 @@ type EventFacts struct {
 	Source    string // source.ip, "" when absent
 	ASN       uint32
 	UserAgent string
+	Country   string // source.geo.country_iso_code, "" when unknown
 }
 
 // Facts tells what the events behind evidence references were, and how
@@ -210,8 +222,11 @@ type Options struct {
 	// gateway, an office, a forger's server impersonating customers — and
 	// so a hub (default 20).
 	SharedSource int
-	// TokenCampaignGap is the longest gap across which alerts of one
-	// stolen-token campaign key still join (default 7 days).
+	// TokenCampaignGap is the longest quiet time after which a
+	// stolen-token campaign is no longer joinable: an alert joins the
+	// incident of an earlier alert sharing a campaign key when the
+	// incident's latest campaign alert is at most this far before it
+	// (default 7 days).
 	TokenCampaignGap time.Duration
 	// MaxGraphNodes caps an incident's graph (default 256).
 	MaxGraphNodes int
@@ -363,15 +378,7 @@ func Group(alerts []event.Alert, facts Facts, opts Options) []Incident {
 	for _, k := range sortedKeys(campaign, strings.Compare) {
 		chain(uf, items, campaign[k], opts.CampaignGap)
 	}
-	tokenCampaign := map[string][]int{}
-	for i, it := range items {
-		for _, k := range it.tokenCampaign {
-			tokenCampaign[k] = append(tokenCampaign[k], i)
-		}
-	}
-	for _, k := range sortedKeys(tokenCampaign, strings.Compare) {
-		chain(uf, items, tokenCampaign[k], opts.TokenCampaignGap)
-	}
+	joinTokenCampaigns(uf, items, opts.TokenCampaignGap)
 
 	groups := map[int][]int{}
 	for i := range items {
@@ -443,6 +450,14 @@ func derive(it *item, facts Facts, accused map[event.EntityKey]bool) {
 		}
 	}
 	add(a.Entity, bySubject)
+	// The events a token_binding_country finding of the alert cites: a
+	// use abroad, seen from the country the token was issued in.
+	var abroad []string
+	for fi := range a.Findings {
+		if f := &a.Findings[fi]; f.Withdraws == 0 && f.Kind == kindTokenCountry {
+			abroad = append(abroad, f.Evidence...)
+		}
+	}
 	best := -1.0
 	for fi := range a.Findings {
 		f := &a.Findings[fi]
@@ -498,8 +513,10 @@ func derive(it *item, facts Facts, accused map[event.EntityKey]bool) {
 			if ef.Principal != "" && !slices.Contains(it.victims, ef.Principal) {
 				it.victims = append(it.victims, ef.Principal)
 			}
-			if k := tokenCampaignKey(f.Kind, ef); k != "" && !slices.Contains(it.tokenCampaign, k) {
-				it.tokenCampaign = append(it.tokenCampaign, k)
+			for _, k := range tokenCampaignKeys(f.Kind, ef, slices.Contains(abroad, ref)) {
+				if !slices.Contains(it.tokenCampaign, k) {
+					it.tokenCampaign = append(it.tokenCampaign, k)
+				}
 			}
 		}
 	}
@@ -527,28 +544,35 @@ func behaviourOf(detector, kind string) string {
 }
 
 // Finding kinds whose cited event names a stolen-token thief's own
-// infrastructure (token_binding's; named here, not imported: stages do
-// not import each other).
+// infrastructure, and the kind that places a use abroad (token_binding's;
+// named here, not imported: stages do not import each other).
 const (
 	kindTokenHosting = "token_binding_hosting" // the event's network is a data centre
 	kindTokenClient  = "token_binding_client"  // the event's client is a program
+	kindTokenCountry = "token_binding_country" // the event's country is not the token's
 )
 
-// tokenCampaignKey is the stolen-token campaign key a finding of kind
-// gives its cited event, "" when none: the AS of a hosting use, the
-// user-agent family of a program's use.
-func tokenCampaignKey(kind string, ef EventFacts) string {
+// tokenCampaignKeys returns the stolen-token campaign keys a finding of
+// kind gives its cited event (package doc): the AS of a hosting use, and
+// its country too when the use was abroad (a token_binding_country
+// finding of the same alert cites the same event); the user-agent family
+// of a program's use.
+func tokenCampaignKeys(kind string, ef EventFacts, abroad bool) []string {
+	var keys []string
 	switch kind {
 	case kindTokenHosting:
 		if ef.ASN != 0 {
-			return "as\x00" + uitoa(ef.ASN)
+			keys = append(keys, "as\x00"+uitoa(ef.ASN))
+		}
+		if abroad && ef.Country != "" {
+			keys = append(keys, "hosting-abroad\x00"+strings.ToUpper(ef.Country))
 		}
 	case kindTokenClient:
 		if u := UAFamily(ef.UserAgent); u != "" {
-			return "ua\x00" + u
+			keys = append(keys, "ua\x00"+u)
 		}
 	}
-	return ""
+	return keys
 }
 
 // UAFamily returns a user agent's family: lower-cased, with every run of
@@ -573,6 +597,49 @@ func UAFamily(ua string) string {
 		b.WriteRune(r)
 	}
 	return b.String()
+}
+
+// joinTokenCampaigns joins the alerts with stolen-token campaign keys
+// (package doc) while their campaigns are active: in time order, an alert
+// joins each incident so far (union-find set) that holds an earlier alert
+// sharing one of its keys and whose campaign activity — the latest end of
+// its earlier alerts with any campaign key — is at most gap before it. A
+// thief's campaign stays joinable through any of its keys while it keeps
+// replaying stolen tokens through another, and a key's alerts further
+// apart than gap from any activity of its incident stay apart. The order
+// is the items' (time, then ID), so the result does not depend on the
+// input order.
+func joinTokenCampaigns(uf *unionFind, items []*item, gap time.Duration) {
+	holders := map[string][]int{}   // key → alerts holding it so far (one per set)
+	activity := map[int]time.Time{} // set root → its campaign activity so far
+	for i, it := range items {
+		if len(it.tokenCampaign) == 0 {
+			continue
+		}
+		for _, k := range it.tokenCampaign {
+			for _, j := range holders[k] {
+				ri, rj := uf.find(i), uf.find(j)
+				if ri == rj || it.a.Time.Sub(activity[rj]) > gap {
+					continue
+				}
+				act := activity[rj]
+				if a, ok := activity[ri]; ok && a.After(act) {
+					act = a
+				}
+				uf.union(ri, rj)
+				activity[uf.find(i)] = act
+			}
+		}
+		r := uf.find(i)
+		if it.end.After(activity[r]) {
+			activity[r] = it.end
+		}
+		for _, k := range it.tokenCampaign {
+			// One holder per set: drop those now in i's.
+			hs := slices.DeleteFunc(holders[k], func(j int) bool { return uf.find(j) == r })
+			holders[k] = append(hs, i)
+		}
+	}
 }
 
 // chain joins alerts idx (ascending, so by time) whose spans come within

@@ -107,6 +107,19 @@ func hijacks(fx *facts, prefix string, start time.Time, n int, every time.Durati
 	return out
 }
 
+// from sets the country of the events alerts cite: country(i) for the
+// i-th alert.
+func from(fx *facts, alerts []event.Alert, country func(int) string) []event.Alert {
+	for i := range alerts {
+		for _, ref := range alerts[i].Findings[0].Evidence {
+			ef := fx.events[ref]
+			ef.Country = country(i)
+			fx.events[ref] = ef
+		}
+	}
+	return alerts
+}
+
 var appUAs = []string{
 	"ExampleShop/8.4.1 (iPhone15,2; iOS 18.5) CFNetwork/1568.100.1 Darwin/24.0.0",
 	"Mozilla/5.0 (iPhone; CPU iPhone OS 18_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/18.5 Mobile/15E148 Safari/604.1",
@@ -118,6 +131,9 @@ func TestGroupStolenTokenCampaigns(t *testing.T) {
 	oneAS := func(n uint32) func(int) uint32 { return func(int) uint32 { return n } }
 	rotating := func(i int) uint32 { return []uint32{4766, 9318, 17858, 7922}[i%4] }
 	victimsApp := func(i int) string { return appUAs[i%len(appUAs)] }
+	sg := func(int) string { return "SG" }
+	jp := func(int) string { return "JP" }
+	kr := func(int) string { return "KR" }
 	script := func(i int) string { return fmt.Sprintf("python-requests/2.%d.0", 30+i%3) }
 	cases := []struct {
 		name string
@@ -153,6 +169,101 @@ func TestGroupStolenTokenCampaigns(t *testing.T) {
 				return append(a, hijacks(fx, "10.6", t0.Add(time.Hour), 3, day, oneAS(16276), victimsApp, "token_binding_hosting")...)
 			},
 			want: []int{3, 3},
+		},
+		{
+			// A thief renting servers near the victims from whichever
+			// provider is at hand (issue 21, seed 2: three providers in
+			// one country, the same provider seven days apart).
+			name: "replays from several providers' data centres in one foreign country are one incident",
+			make: func(fx *facts) []event.Alert {
+				return from(fx, hijacks(fx, "10.9", t0, 9, 3*day, func(i int) uint32 { return []uint32{20473, 16276, 14061}[i%3] },
+					victimsApp, "token_binding_country", "token_binding_hosting"), sg)
+			},
+			want: []int{9},
+		},
+		{
+			// The campaign's activity keeps its keys joinable: a replay
+			// from a provider the thief used eight days before, now in
+			// another country, joins while the thief kept replaying from
+			// its other providers in between (issue 21, seed 2).
+			name: "a key stays joinable while its campaign is active through another",
+			make: func(fx *facts) []event.Alert {
+				a := from(fx, hijacks(fx, "10.9", t0, 4, 2*day+12*time.Hour, func(i int) uint32 { return []uint32{20473, 16276, 16276, 14061}[i] },
+					victimsApp, "token_binding_country", "token_binding_hosting"), sg)
+				return append(a, from(fx, hijacks(fx, "10.8", t0.Add(8*day), 1, day, oneAS(20473), victimsApp,
+					"token_binding_country", "token_binding_hosting"), jp)...)
+			},
+			want: []int{5},
+		},
+		{
+			// Twin: the same replay once the campaign has been quiet for
+			// longer than TokenCampaignGap is another attack.
+			name: "a key's alert after its campaign went quiet stays apart",
+			make: func(fx *facts) []event.Alert {
+				a := from(fx, hijacks(fx, "10.9", t0, 4, 12*time.Hour, func(i int) uint32 { return []uint32{20473, 16276, 16276, 14061}[i] },
+					victimsApp, "token_binding_country", "token_binding_hosting"), sg)
+				return append(a, from(fx, hijacks(fx, "10.8", t0.Add(2*day+DefaultTokenCampaignGap), 1, day, oneAS(20473), victimsApp,
+					"token_binding_country", "token_binding_hosting"), jp)...)
+			},
+			want: []int{4, 1},
+		},
+		{
+			// Hard benign: two thieves, or a thief and a customer's VPN
+			// exit, in data centres in two countries the same week.
+			name: "data centres in two foreign countries are two campaigns",
+			make: func(fx *facts) []event.Alert {
+				a := from(fx, hijacks(fx, "10.7", t0, 3, day, oneAS(14061), victimsApp, "token_binding_country", "token_binding_hosting"), sg)
+				return append(a, from(fx, hijacks(fx, "10.6", t0.Add(time.Hour), 3, day, oneAS(16276), victimsApp, "token_binding_country", "token_binding_hosting"), jp)...)
+			},
+			want: []int{3, 3},
+		},
+		{
+			// Hard benign: corporate proxies and VPN exits in the home
+			// country — a crowd's data centres. Without a country finding
+			// the use is not abroad, and only the AS joins.
+			name: "data centres of several providers at home stay apart",
+			make: func(fx *facts) []event.Alert {
+				return from(fx, hijacks(fx, "10.5", t0, 3, day, func(i int) uint32 { return []uint32{9318, 38661, 4766}[i] },
+					victimsApp, "token_binding_hosting"), kr)
+			},
+			want: []int{1, 1, 1},
+		},
+		{
+			// Two attacks on the same foreign country's data centres weeks
+			// apart, sharing nothing else, stay two.
+			name: "a pause longer than TokenCampaignGap splits a country's campaign",
+			make: func(fx *facts) []event.Alert {
+				a := from(fx, hijacks(fx, "10.7", t0, 2, day, oneAS(14061), victimsApp, "token_binding_country", "token_binding_hosting"), sg)
+				return append(a, from(fx, hijacks(fx, "10.6", t0.Add(DefaultTokenCampaignGap+3*day), 2, day, oneAS(16276), victimsApp,
+					"token_binding_country", "token_binding_hosting"), sg)...)
+			},
+			want: []int{2, 2},
+		},
+		{
+			// Hard benign next to an attack: customers behind a popular
+			// VPN provider's data centres in the thief's country, the same
+			// week, with the findings VPN users raise — a hosting network
+			// or a new country for the principal (principal_geo), a token
+			// used from two places (token_multi_location), a token bound on
+			// the VPN and used abroad (token_binding_country alone) — stay
+			// out of the thief's incident and apart from each other.
+			name: "customers behind the thief's hosting AS with benign findings stay apart",
+			make: func(fx *facts) []event.Alert {
+				a := from(fx, hijacks(fx, "10.9", t0, 4, 2*day, oneAS(20473), victimsApp, "token_binding_country", "token_binding_hosting"), sg)
+				for i, kind := range []string{"hosting_network", "new_country", "token_multi_location", "token_binding_country"} {
+					ref := fmt.Sprintf("vpn-%d", i)
+					fx.events[ref] = EventFacts{Success: true, Principal: fmt.Sprintf("m:vpn%d", i), Token: fmt.Sprintf("tk-vpn%d", i),
+						Source: fmt.Sprintf("139.180.9.%d", i+1), ASN: 20473, Country: "SG", UserAgent: appUAs[i%len(appUAs)]}
+					subject, detector := ent(event.EntityPrincipal, fmt.Sprintf("m:vpn%d", i)), "principal_geo"
+					if i >= 2 {
+						subject, detector = ent(event.EntityToken, fmt.Sprintf("tk-vpn%d", i)), "token_binding"
+					}
+					a = append(a, mk(t0.Add(time.Duration(i)*day+time.Hour), subject, detector, kind, event.SeverityHigh, []string{ref},
+						ent(event.EntitySource, fmt.Sprintf("139.180.9.%d", i+1))))
+				}
+				return a
+			},
+			want: []int{4, 1, 1, 1, 1},
 		},
 		{
 			// Hard benign: customers abroad on one carrier, with the same

@@ -2,6 +2,7 @@ package incident
 
 import (
 	"slices"
+	"strings"
 
 	"github.com/haechi-sec/haechi/internal/event"
 )
@@ -73,11 +74,39 @@ func JoinKeys(a event.Alert, facts Facts) (named, cited []string) {
 	}
 	named = append(named, campaignKeys(it)...)
 	for _, k := range it.tokenCampaign {
-		named = append(named, "token-campaign\x00"+k)
+		named = append(named, tokenCampaignPrefix+k)
 	}
 	slices.Sort(named)
 	slices.Sort(cited)
 	return slices.Compact(named), slices.Compact(cited)
+}
+
+// tokenCampaignPrefix begins the named join keys of stolen-token campaigns.
+const tokenCampaignPrefix = "token-campaign\x00"
+
+// MayJoinTokenCampaign reports whether a has a finding that can give it a
+// stolen-token campaign key (TokenCampaignJoinKeys), without facts.
+func MayJoinTokenCampaign(a event.Alert) bool {
+	if a.State == event.AlertWithdrawn {
+		return false
+	}
+	return slices.ContainsFunc(a.Findings, func(f event.Finding) bool {
+		return f.Withdraws == 0 && (f.Kind == kindTokenHosting || f.Kind == kindTokenClient)
+	})
+}
+
+// TokenCampaignJoinKeys returns the stolen-token campaign keys among a's
+// named join keys (JoinKeys). Whether an alert joins a campaign through
+// one key depends on the campaign's activity through its others (package
+// doc), so a store that regroups a neighbourhood must also load the
+// alerts sharing these keys with any alert of it, and their incidents,
+// until no more come.
+func TokenCampaignJoinKeys(a event.Alert, facts Facts) []string {
+	if !MayJoinTokenCampaign(a) {
+		return nil
+	}
+	named, _ := JoinKeys(a, facts)
+	return slices.DeleteFunc(named, func(k string) bool { return !strings.HasPrefix(k, tokenCampaignPrefix) })
 }
 
 // EntityJoinKey is the join key (JoinKeys) of an entity.

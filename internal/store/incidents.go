@@ -208,14 +208,14 @@ func (t *IncidentTx) queryPairs(ctx context.Context, query string, vals []string
 // PutCitations stores what cited events were; a reference stored before
 // keeps its first citation.
 func (t *IncidentTx) PutCitations(ctx context.Context, cs []event.Citation) error {
-	const cols = 8
+	const cols = 9
 	return chunks(cs, func(c []event.Citation) error {
 		args := make([]any, 0, cols*len(c))
 		for _, x := range c {
-			args = append(args, x.Ref, boolInt(x.Success), x.Principal, x.Token, x.Key, x.Source, int64(x.ASN), x.UserAgent)
+			args = append(args, x.Ref, boolInt(x.Success), x.Principal, x.Token, x.Key, x.Source, int64(x.ASN), x.UserAgent, x.Country)
 		}
 		// #nosec G202 -- only placeholders are concatenated
-		_, err := t.tx.ExecContext(ctx, `INSERT INTO citations (ref, success, principal, token, key_id, source, asn, user_agent)
+		_, err := t.tx.ExecContext(ctx, `INSERT INTO citations (ref, success, principal, token, key_id, source, asn, user_agent, country)
 VALUES `+valueRows(cols, len(c))+` ON CONFLICT (ref) DO NOTHING`, args...)
 		if err != nil {
 			return fmt.Errorf("put citations: %w", err)
@@ -229,7 +229,7 @@ func (t *IncidentTx) Citations(ctx context.Context, refs []string) (map[string]e
 	out := make(map[string]event.Citation, len(refs))
 	err := chunks(refs, func(c []string) error {
 		// #nosec G202 -- only placeholders are concatenated
-		rows, err := t.tx.QueryContext(ctx, `SELECT ref, success, principal, token, key_id, source, asn, user_agent
+		rows, err := t.tx.QueryContext(ctx, `SELECT ref, success, principal, token, key_id, source, asn, user_agent, country
 FROM citations WHERE ref IN (`+placeholders(len(c))+`)`, anys(c)...)
 		if err != nil {
 			return err
@@ -240,7 +240,7 @@ FROM citations WHERE ref IN (`+placeholders(len(c))+`)`, anys(c)...)
 				x            event.Citation
 				success, asn int64
 			)
-			if err := rows.Scan(&x.Ref, &success, &x.Principal, &x.Token, &x.Key, &x.Source, &asn, &x.UserAgent); err != nil {
+			if err := rows.Scan(&x.Ref, &success, &x.Principal, &x.Token, &x.Key, &x.Source, &asn, &x.UserAgent, &x.Country); err != nil {
 				return err
 			}
 			x.Success, x.ASN = success != 0, uint32(asn) // #nosec G115 -- stored from a uint32

@@ -13,7 +13,10 @@
 //  2. stores each alert's join keys (incident.JoinKeys) and finds the
 //     stored alerts sharing one — a named key with any stored key, a cited
 //     key with a stored named key — and the incidents those alerts and the
-//     saved ones are in;
+//     saved ones are in; then, until no more come, the alerts sharing a
+//     stolen-token campaign key with any alert of those incidents, and
+//     theirs (incident.TokenCampaignJoinKeys: a campaign's activity
+//     through one key decides joins through another);
 //  3. regroups the alerts of those incidents and the saved alerts with
 //     incident.Group over facts answered from the stored citations — the
 //     rules live in package incident alone;
@@ -43,7 +46,9 @@
 // neighbourhood; and a source address is judged shared
 // (incident.Options.SharedSource) by the principals its cited events
 // show, not by all its traffic; an address the batch's citations make
-// shared regroups the alerts naming it. Each batch reloads the alerts of
+// shared regroups the alerts naming it. The closure over stolen-token
+// campaign keys is not bounded in time: a batch touching a campaign reads
+// every stored alert sharing its keys. Each batch reloads the alerts of
 // the incidents it touches: the cost of a batch grows with the size of
 // those incidents.
 package track
@@ -135,15 +140,11 @@ func (k *Keeper) AlertsSaved(ctx context.Context, tx *store.IncidentTx, saved []
 	if len(saved) == 0 {
 		return nil
 	}
-	all, touched, err := k.neighbourhood(ctx, tx, saved)
+	all, alerts, touched, err := k.neighbourhood(ctx, tx, saved)
 	if err != nil {
 		return err
 	}
 	prevOf, err := tx.IncidentsOfAlerts(ctx, all)
-	if err != nil {
-		return err
-	}
-	alerts, err := tx.Alerts(ctx, all)
 	if err != nil {
 		return err
 	}
@@ -275,9 +276,103 @@ func (k *Keeper) AlertsSaved(ctx context.Context, tx *store.IncidentTx, saved []
 // neighbourhood stores the citations and join keys of the saved alerts and
 // returns the alerts Group must see again — the saved ones, the stored ones
 // sharing a key with them (a cited key only with alerts naming it), those
-// naming an address the batch made shared, and every alert of the
-// incidents these are in — with those incidents (touched).
-func (k *Keeper) neighbourhood(ctx context.Context, tx *store.IncidentTx, saved []event.Alert) ([]string, map[string]bool, error) {
+// naming an address the batch made shared, every alert of the incidents
+// these are in, and, until no more come, the alerts sharing a stolen-token
+// campaign key with any of those and the alerts of their incidents (a
+// campaign's activity through one key decides joins through another) —
+// their IDs and the alerts, with the incidents they are in (touched).
+func (k *Keeper) neighbourhood(ctx context.Context, tx *store.IncidentTx, saved []event.Alert) ([]string, []event.Alert, map[string]bool, error) {
+	ids, touched, err := k.keyNeighbourhood(ctx, tx, saved)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	var alerts []event.Alert
+	loaded := map[string]bool{}
+	queried := map[string]bool{} // the saved alerts' keys were queried already
+	for i := range saved {
+		queried[saved[i].ID] = true
+	}
+	for {
+		var fresh []string
+		for _, id := range keys(ids) {
+			if !loaded[id] {
+				fresh = append(fresh, id)
+				loaded[id] = true
+			}
+		}
+		if len(fresh) == 0 {
+			break
+		}
+		as, err := tx.Alerts(ctx, fresh)
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		alerts = append(alerts, as...)
+		var cands []event.Alert
+		for i := range as {
+			if !queried[as[i].ID] && incident.MayJoinTokenCampaign(as[i]) {
+				cands = append(cands, as[i])
+			}
+		}
+		if len(cands) == 0 {
+			break
+		}
+		fx, err := loadFacts(ctx, tx, cands)
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		var ks []string
+		for i := range cands {
+			ks = append(ks, hashKeys(incident.TokenCampaignJoinKeys(cands[i], fx))...)
+		}
+		more, err := tx.AlertsWithKeys(ctx, compact(ks), false)
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		var found []string
+		for _, id := range more {
+			if !ids[id] {
+				ids[id] = true
+				found = append(found, id)
+			}
+		}
+		if err := k.addIncidents(ctx, tx, found, ids, touched); err != nil {
+			return nil, nil, nil, err
+		}
+	}
+	return keys(ids), alerts, touched, nil
+}
+
+// addIncidents adds the incidents of the alerts found to touched and
+// their alerts to ids.
+func (k *Keeper) addIncidents(ctx context.Context, tx *store.IncidentTx, found []string, ids, touched map[string]bool) error {
+	if len(found) == 0 {
+		return nil
+	}
+	prevOf, err := tx.IncidentsOfAlerts(ctx, found)
+	if err != nil {
+		return err
+	}
+	var ins []string
+	for _, in := range prevOf {
+		if !touched[in] {
+			touched[in] = true
+			ins = append(ins, in)
+		}
+	}
+	inAlerts, err := tx.AlertsOfIncidents(ctx, compact(ins))
+	if err != nil {
+		return err
+	}
+	for _, id := range inAlerts {
+		ids[id] = true
+	}
+	return nil
+}
+
+// keyNeighbourhood is neighbourhood without the stolen-token campaigns'
+// closure: the IDs and the incidents they are in.
+func (k *Keeper) keyNeighbourhood(ctx context.Context, tx *store.IncidentTx, saved []event.Alert) (map[string]bool, map[string]bool, error) {
 	// 1. Citations, and the addresses they make shared.
 	var cs []event.Citation
 	for i := range saved {
@@ -333,7 +428,7 @@ func (k *Keeper) neighbourhood(ctx context.Context, tx *store.IncidentTx, saved 
 	for _, id := range inAlerts {
 		ids[id] = true
 	}
-	return keys(ids), touched, nil
+	return ids, touched, nil
 }
 
 func (k *Keeper) notify(ctx context.Context, tx *store.IncidentTx, g incident.Incident, rec, prev store.Incident,
@@ -459,7 +554,7 @@ func loadFacts(ctx context.Context, tx *store.IncidentTx, alerts []event.Alert) 
 	fx := &facts{events: make(map[string]incident.EventFacts, len(cs))}
 	for ref, c := range cs {
 		fx.events[ref] = incident.EventFacts{Success: c.Success, Principal: c.Principal, Token: c.Token, Key: c.Key,
-			Source: c.Source, ASN: c.ASN, UserAgent: c.UserAgent}
+			Source: c.Source, ASN: c.ASN, UserAgent: c.UserAgent, Country: c.Country}
 	}
 	if fx.sources, err = tx.SourcePrincipals(ctx, keys(ips)); err != nil {
 		return nil, err

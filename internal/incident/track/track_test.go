@@ -88,6 +88,55 @@ func hijacks(prefix string, start time.Time, n int) []event.Alert {
 	return out
 }
 
+// abroadHijacks: one thief replaying stolen tokens from data centres of
+// rotating providers in one foreign country, every other day: each alert
+// has a token_binding_country and a token_binding_hosting finding citing
+// the replay (joined through the country, which only the stored citation
+// carries).
+func abroadHijacks(prefix string, start time.Time, n int) []event.Alert {
+	var out []event.Alert
+	for i := range n {
+		at := start.Add(time.Duration(i) * 48 * time.Hour)
+		tok := fmt.Sprintf("%stk-%d", prefix, i)
+		c := event.Citation{Ref: fmt.Sprintf("%s-replay-%d", prefix, i), Success: true, Principal: fmt.Sprintf("m:%d", 80000+i),
+			Token: tok, Source: fmt.Sprintf("%s.%d", prefix, i), ASN: []uint32{16276, 24940, 63949}[i%3], Country: "SG",
+			UserAgent: "Mozilla/5.0 Chrome/120.0.0.0"}
+		a := mk(at, ent(event.EntityToken, tok), "token_binding", "token_binding_country", event.SeverityHigh, []event.Citation{c})
+		f := a.Findings[0]
+		f.Kind, f.Cited = "token_binding_hosting", nil
+		a.Findings = append(a.Findings, f)
+		out = append(out, a)
+	}
+	return out
+}
+
+// relayHijacks: a thief whose provider in one country is joinable only
+// through its campaign's activity on another: day 0 from AS 47583 in HK,
+// day 4 from AS 51167 in HK (joined through HK), day 9 from AS 47583
+// again, now in TW (joined through the AS: the campaign was active five
+// days before, though that AS was last used nine days before). Saved
+// late-first, the day-4 alert shares no key with the day-9 one, yet
+// decides that it joins.
+func relayHijacks(prefix string, start time.Time) []event.Alert {
+	var out []event.Alert
+	for i, u := range []struct {
+		day     int
+		asn     uint32
+		country string
+	}{{0, 47583, "HK"}, {4, 51167, "HK"}, {9, 47583, "TW"}} {
+		at := start.Add(time.Duration(u.day) * 24 * time.Hour)
+		tok := fmt.Sprintf("%stk-%d", prefix, i)
+		c := event.Citation{Ref: fmt.Sprintf("%s-replay-%d", prefix, i), Success: true, Principal: fmt.Sprintf("m:%d", 90000+i),
+			Token: tok, Source: fmt.Sprintf("%s.%d", prefix, i), ASN: u.asn, Country: u.country, UserAgent: "Mozilla/5.0 Chrome/120.0.0.0"}
+		a := mk(at, ent(event.EntityToken, tok), "token_binding", "token_binding_country", event.SeverityHigh, []event.Citation{c})
+		f := a.Findings[0]
+		f.Kind, f.Cited = "token_binding_hosting", nil
+		a.Findings = append(a.Findings, f)
+		out = append(out, a)
+	}
+	return out
+}
+
 // insider: a principal's slow reads, an alert a day.
 func insider(id string, start time.Time, days int) []event.Alert {
 	var out []event.Alert
@@ -176,7 +225,7 @@ func want(alerts []event.Alert) map[string][]string {
 		for _, f := range a.Findings {
 			for _, c := range f.Cited {
 				fx.events[c.Ref] = incident.EventFacts{Success: c.Success, Principal: c.Principal, Token: c.Token, Key: c.Key,
-					Source: c.Source, ASN: c.ASN, UserAgent: c.UserAgent}
+					Source: c.Source, ASN: c.ASN, UserAgent: c.UserAgent, Country: c.Country}
 				if c.Success && c.Principal != "" && c.Source != "" {
 					if principals[c.Source] == nil {
 						principals[c.Source] = map[string]bool{}
@@ -233,6 +282,8 @@ func scenario() []event.Alert {
 	all = append(all, stuffing("10.2", t0.Add(30*time.Hour), 20, []uint32{7922})...)
 	all = append(all, insider("e:1016", t0, 5)...)
 	all = append(all, hijacks("203.0.113", t0.Add(5*time.Hour), 4)...)
+	all = append(all, abroadHijacks("198.51.100", t0.Add(3*time.Hour), 4)...)
+	all = append(all, relayHijacks("192.0.2", t0.Add(4*time.Hour))...)
 	return all
 }
 
@@ -242,8 +293,8 @@ func scenario() []event.Alert {
 func TestKeeperEqualsGroup(t *testing.T) {
 	all := scenario()
 	wantInc := want(all)
-	if len(wantInc) != 5 {
-		t.Fatalf("the scenario groups into %d incidents, want 5", len(wantInc))
+	if len(wantInc) != 7 {
+		t.Fatalf("the scenario groups into %d incidents, want 7", len(wantInc))
 	}
 	backends(t, func(t *testing.T, b backend) {
 		for _, batch := range []int{1, 7, 64, len(all)} {
