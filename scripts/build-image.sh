@@ -48,8 +48,9 @@ printf 'root:x:0:0:root:/root:/sbin/nologin\nhaechi:x:%d:%d:haechi:/data:/sbin/n
 printf 'root:x:0:\nhaechi:x:%d:\n' "$uid" >"$root/etc/group"
 chmod 0644 "$root/etc/passwd" "$root/etc/group"
 
-# --format docker: the OCI image format has no HEALTHCHECK.
-"$podman" build --quiet --format docker --pull=never \
+# --format docker: the OCI image format has no HEALTHCHECK. --layers=false:
+# one image, no intermediate images left behind.
+"$podman" build --quiet --format docker --pull=never --layers=false \
 	--build-arg "VERSION=${version:-unknown}" --build-arg "REVISION=${revision:-unknown}" \
 	-f Containerfile -t "$tag" "$ctx" >/dev/null
 echo "build-image: built $tag ($("$podman" image inspect --format '{{.Id}}' "$tag" | cut -c1-12))"
