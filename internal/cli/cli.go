@@ -23,13 +23,14 @@ import (
 
 // Globals are the flags every command takes.
 type Globals struct {
-	Config   string `help:"Config file (YAML). Default: ./haechi.yaml when it exists, else built-in defaults." placeholder:"FILE"`
-	DataDir  string `help:"Directory of the embedded store (overrides data_dir; default ./haechi-data)." placeholder:"DIR"`
+	Config   string `help:"Config file (YAML). Default: ./haechi.yaml when it exists, else built-in defaults." placeholder:"FILE" predictor:"file"`
+	DataDir  string `help:"Directory of the embedded store (overrides data_dir; default ./haechi-data)." placeholder:"DIR" predictor:"dir"`
 	LogLevel string `help:"Log level: debug, info, warn or error (overrides log.level)." placeholder:"LEVEL"`
 }
 
 type cliRoot struct {
 	Globals
+	ShowVersion kong.VersionFlag `name:"version" help:"Print haechi's version and exit."`
 
 	Replay    replayCmd    `cmd:"" help:"Run the pipeline over event files in event time and print every alert as JSON."`
 	Serve     serveCmd     `cmd:"" help:"Serve the HTTP API: ingest events, list alerts, health and metrics."`
@@ -46,7 +47,12 @@ type cliRoot struct {
 	Scope     scopeCmd     `cmd:"" help:"Exactly which records a key, principal, source, network, country or alert touched (from the access ledger)."`
 	Rules     rulesCmd     `cmd:"" help:"Detection rules as code: test and lint rule files."`
 	Tokens    tokensCmd    `cmd:"" help:"API tokens and their roles: create, list, revoke."`
-	Version   versionCmd   `cmd:"" help:"Print haechi's version."`
+	Version   versionCmd   `cmd:"" help:"Print haechi's version: module version, VCS revision and date, Go version."`
+
+	// Packaging: the image's healthcheck, shell completion, the manual.
+	Health     healthCmd     `cmd:"" help:"Check a running server's /healthz (the container image's healthcheck): exit 0 when healthy."`
+	Completion completionCmd `cmd:"" help:"Print a shell completion script: haechi completion bash|zsh|fish."`
+	Man        manCmd        `cmd:"" help:"Print haechi's manual page (roff), generated from the command line's own model."`
 }
 
 // env is what every command's Run receives.
@@ -104,11 +110,15 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) (code int
 		kong.Exit(func(c int) { panic(exitPanic(c)) }),
 		kong.UsageOnError(),
 		kong.ConfigureHelp(kong.HelpOptions{Compact: true}),
+		kong.Vars{"version": versionLine()},
 	)
 	if err != nil {
 		fmt.Fprintf(stderr, "haechi: %v\n", err)
 		return 2
 	}
+	// A shell asking for completions (COMP_LINE set, by the script
+	// `haechi completion` prints) is answered here and exits.
+	answerCompletion(parser)
 	kctx, err := parser.Parse(args)
 	if err != nil {
 		fmt.Fprintf(stderr, "haechi: %v\n", err)

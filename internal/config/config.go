@@ -29,8 +29,8 @@
 //     records_file.
 //
 // Every key, its default and its meaning are in the commented example
-// internal/config/testdata/good/full.yml; a test keeps it complete and keeps
-// its values equal to Default().
+// haechi.example.yaml at the module's root; tests keep it complete, its
+// values equal to Default(), and testdata/good/full.yml equal to it.
 package config
 
 import (

@@ -180,6 +180,8 @@ var owners = map[string][]string{
 	"github.com/prometheus/client_model": {"internal/console"},
 	"github.com/twmb/franz-go":           {"internal/kafka"},
 	"github.com/twmb/franz-go/pkg/kadm":  {"internal/kafka"},
+	"github.com/willabides/kongplete":    {"internal/cli"},
+	"github.com/posener/complete":        {"internal/cli"},
 	"modernc.org/sqlite":                 {"internal/store"},
 }
 
