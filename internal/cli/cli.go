@@ -32,7 +32,7 @@ type cliRoot struct {
 	Globals
 
 	Replay    replayCmd    `cmd:"" help:"Run the pipeline over event files in event time and print every alert as JSON."`
-	Serve     serveCmd     `cmd:"" help:"Serve the HTTP API: ingest events, list alerts, health and metrics."`
+	Serve     serveCmd     `cmd:"" help:"Serve the HTTP API and the web console: ingest events, alerts, scope, health and metrics."`
 	Demo      demoCmd      `cmd:"" help:"Start a live demo on a free loopback port with sample traffic and show what haechi detects."`
 	Simulate  simulateCmd  `cmd:"" help:"Generate a synthetic company's traffic with injected breaches, and its ground truth."`
 	Eval      evalCmd      `cmd:"" help:"Score the detectors: simulate (or read --events and --truth), run the pipeline, print the scorecard."`
@@ -112,6 +112,9 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) (code int
 	kctx, err := parser.Parse(args)
 	if err != nil {
 		fmt.Fprintf(stderr, "haechi: %v\n", err)
+		if hint := outputHint(err); hint != "" {
+			fmt.Fprintf(stderr, "hint: %s\n", hint)
+		}
 		if kctx != nil {
 			_ = kctx.PrintUsage(true)
 		}
