@@ -39,7 +39,7 @@ type cliRoot struct {
 	Report    reportCmd    `cmd:"" help:"The incident report of an alert: timeline, scope, actions and the regulators' clocks."`
 	Actions   actionsCmd   `cmd:"" help:"Response actions: list, approve, reject."`
 	Incidents incidentsCmd `cmd:"" help:"Incidents: the alerts of one attack grouped, with timeline, entity graph and exact scope (list, show)."`
-	Alerts    alertsCmd    `cmd:"" help:"Triage: feedback on alerts, suppressions."`
+	Alerts    alertsCmd    `cmd:"" help:"Alerts: list them (the API's filters; -o table|json|csv); triage: feedback, suppressions."`
 	Findings  findingsCmd  `cmd:"" help:"Every scored finding, alerting or not (the risk index), by entity, detector, kind and time."`
 	Explain   explainCmd   `cmd:"" help:"Why an entity did or did not alert: its findings, what each adds after decay, and the threshold."`
 	Audit     auditCmd     `cmd:"" help:"The tamper-evident audit log: verify, export."`

@@ -149,6 +149,9 @@ func (c *scopeCmd) Run(e *env) (err error) {
 		if hint != "" {
 			fmt.Fprintf(w, "hint: %s\n", hint)
 		}
+		if c.Export != "" {
+			fmt.Fprintf(w, "no record ids to write: %s is empty\n", c.Export)
+		}
 		return nil
 	}
 	fmt.Fprintf(w, "%d distinct records touched", res.Total)
