@@ -194,9 +194,15 @@ func TestEvalSeeds(t *testing.T) {
 			t.Errorf("no progress line %q in\n%s", s, stderr)
 		}
 	}
-	for _, args := range [][]string{{"--seeds", "5-1"}, {"--seeds", "1", "--keep-store"}} {
+	for _, args := range [][]string{{"--seeds", "5-1"}, {"--seeds", "1", "--keep-store"}, {"--seeds", "1", "--store"}} {
 		if code, _, stderr := run(t, append([]string{"eval", "--days", "1", "--customers", "1000", "--data-dir", data}, args...)...); code != 2 {
 			t.Errorf("%v: exit %d, want 2\n%s", args, code, stderr)
 		}
+	}
+	// eval --store, the old name of --keep-store, still means it (for a
+	// release), and says so.
+	code, _, stderr = run(t, "eval", "--days", "1", "--customers", "1000", "--data-dir", data, "--seeds", "1", "--store")
+	if code != 2 || !strings.Contains(stderr, "eval --store is deprecated") || !strings.Contains(stderr, "excludes --events and --keep-store") {
+		t.Errorf("eval --store: exit %d\n%s", code, stderr)
 	}
 }
