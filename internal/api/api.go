@@ -18,6 +18,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -480,39 +481,10 @@ type AlertList struct {
 }
 
 func (s *Server) handleAlerts(w http.ResponseWriter, r *http.Request) {
-	q := store.AlertQuery{WithFindings: true}
-	v := r.URL.Query()
-	var err error
-	if q.Limit, err = parseLimit(v.Get("limit")); err != nil {
+	q, err := ParseAlertQuery(r.URL.Query())
+	if err != nil {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
-	}
-	for _, p := range []struct {
-		name string
-		dst  *time.Time
-	}{{"since", &q.Since}, {"before", &q.Before}} {
-		if t := v.Get(p.name); t != "" {
-			ts, err := time.Parse(time.RFC3339Nano, t)
-			if err != nil {
-				writeError(w, http.StatusBadRequest, fmt.Sprintf("%s: want an RFC 3339 time, got %q", p.name, t))
-				return
-			}
-			// The store compares Unix nanoseconds: a time beyond them
-			// would wrap (since=9999-… would match every alert).
-			if err := event.CheckTime(ts); err != nil {
-				writeError(w, http.StatusBadRequest, fmt.Sprintf("%s: %v", p.name, err))
-				return
-			}
-			*p.dst = ts
-		}
-	}
-	if e := v.Get("entity"); e != "" {
-		kind, id, ok := strings.Cut(e, ":")
-		if !ok || kind == "" || id == "" {
-			writeError(w, http.StatusBadRequest, fmt.Sprintf("entity: want kind:id (e.g. principal:e:1042), got %q", e))
-			return
-		}
-		q.Entity = event.EntityKey{Kind: event.EntityKind(kind), ID: id}
 	}
 	alerts, err := s.opts.Alerts.ListAlerts(r.Context(), q)
 	if err != nil {
@@ -524,6 +496,43 @@ func (s *Server) handleAlerts(w http.ResponseWriter, r *http.Request) {
 		alerts = []event.Alert{}
 	}
 	writeJSON(w, http.StatusOK, AlertList{Alerts: alerts})
+}
+
+// ParseAlertQuery reads GET /v1/alerts' parameters — limit (1 to 1000),
+// since and before (RFC 3339), entity (kind:id) — into a store query with
+// each alert's findings. `haechi alerts list` checks its flags with it, so
+// the two answer alike. An error names the parameter.
+func ParseAlertQuery(v url.Values) (store.AlertQuery, error) {
+	q := store.AlertQuery{WithFindings: true}
+	var err error
+	if q.Limit, err = parseLimit(v.Get("limit")); err != nil {
+		return q, err
+	}
+	for _, p := range []struct {
+		name string
+		dst  *time.Time
+	}{{"since", &q.Since}, {"before", &q.Before}} {
+		if t := v.Get(p.name); t != "" {
+			ts, err := time.Parse(time.RFC3339Nano, t)
+			if err != nil {
+				return q, fmt.Errorf("%s: want an RFC 3339 time, got %q", p.name, t)
+			}
+			// The store compares Unix nanoseconds: a time beyond them
+			// would wrap (since=9999-… would match every alert).
+			if err := event.CheckTime(ts); err != nil {
+				return q, fmt.Errorf("%s: %v", p.name, err)
+			}
+			*p.dst = ts
+		}
+	}
+	if e := v.Get("entity"); e != "" {
+		kind, id, ok := strings.Cut(e, ":")
+		if !ok || kind == "" || id == "" {
+			return q, fmt.Errorf("entity: want kind:id (e.g. principal:e:1042), got %q", e)
+		}
+		q.Entity = event.EntityKey{Kind: event.EntityKind(kind), ID: id}
+	}
+	return q, nil
 }
 
 func (s *Server) handleAlert(w http.ResponseWriter, r *http.Request) {

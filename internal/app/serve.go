@@ -63,6 +63,11 @@ type ServeOptions struct {
 	// benchmark or an embedding program observes alerts as they are
 	// raised this way.
 	Sinks []alert.Sink
+	// Simulated, when set, says the events are simulated and how (the
+	// demo's "14 simulated days played in 2m0s"): the console then
+	// measures the regulators' clocks in simulated time and says so
+	// (console.Options.Simulated).
+	Simulated string
 }
 
 // checkLoopback refuses --insecure-no-auth on an address others can reach.
@@ -411,7 +416,7 @@ func (s *server) serveHTTP() (srv *http.Server, httpDone chan error, err error) 
 	apiSrv := api.New(apiOpts)
 	cons, err := console.New(console.Options{Store: s.svc.Store, Auth: s.authn, Hub: s.hub, Gatherer: s.reg, DataDir: s.cfg.DataDir,
 		FeedbackSuppression: s.cfg.Alerts.FalsePositiveSuppression.D(),
-		Regimes:             s.cfg.Report.Regimes, OnApprove: s.svc.Dispatcher.Wake, Logger: s.log})
+		Regimes:             s.cfg.Report.Regimes, OnApprove: s.svc.Dispatcher.Wake, Logger: s.log, Simulated: s.opts.Simulated})
 	if err != nil {
 		return nil, nil, err
 	}

@@ -77,10 +77,10 @@ type actionsRejectCmd struct{ actionsDecideCmd }
 func (c *actionsRejectCmd) Run(e *env) error { return c.decide(e, false) }
 
 type actionsListCmd struct {
-	State string `placeholder:"STATE" help:"Only actions in this state (pending_approval, planned, delivering, delivered, failed, dead, rejected, skipped, dry_run)."`
-	Alert string `placeholder:"ID" help:"Only actions of this alert."`
-	Limit int    `default:"100" help:"At most this many."`
-	JSON  bool   `name:"json" help:"One JSON object per line."`
+	State      string `placeholder:"STATE" help:"Only actions in this state (pending_approval, planned, delivering, delivered, failed, dead, rejected, skipped, dry_run)."`
+	Alert      string `placeholder:"ID" help:"Only actions of this alert."`
+	Limit      int    `default:"100" help:"At most this many."`
+	outputFlag `kong:"embed,set='output_formats=table,json',set='output_default=table'"`
 }
 
 func (c *actionsListCmd) Run(e *env) error {
@@ -93,7 +93,7 @@ func (c *actionsListCmd) Run(e *env) error {
 	if err != nil {
 		return usageError{err}
 	}
-	if c.JSON {
+	if c.format(e) == "json" {
 		enc := json.NewEncoder(e.stdout)
 		for _, a := range as {
 			if err := enc.Encode(a); err != nil {

@@ -1,19 +1,26 @@
 package cli
 
 import (
+	"encoding/csv"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"net/url"
 	"os/user"
+	"strconv"
+	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/haechi-sec/haechi/internal/api"
+	"github.com/haechi-sec/haechi/internal/event"
 	"github.com/haechi-sec/haechi/internal/store"
 )
 
 type alertsCmd struct {
 	storeFlag
+	List         alertsListCmd         `cmd:"" default:"withargs" help:"List alerts, newest first, with the API's filters (GET /v1/alerts)."`
 	Feedback     alertsFeedbackCmd     `cmd:"" help:"Record a verdict on an alert: true_positive, false_positive or benign (audited)."`
 	Suppress     alertsSuppressCmd     `cmd:"" help:"Suppress response for an entity's alerts (optionally one detector) for a while; they are still detected and stored (audited)."`
 	Suppressions alertsSuppressionsCmd `cmd:"" help:"List the suppressions in force (--all: lifted and expired too)."`
@@ -29,6 +36,88 @@ func whoami(by string) string {
 		return u.Username
 	}
 	return "cli"
+}
+
+type alertsListCmd struct {
+	Entity     string `placeholder:"KIND:ID" help:"Only alerts about this entity (kind:id, e.g. source:203.0.113.9)."`
+	Since      string `placeholder:"TIME" help:"Only alerts raised at or after this event time (RFC 3339)."`
+	Before     string `placeholder:"TIME" help:"Only alerts raised before this event time (RFC 3339)."`
+	Limit      int    `default:"100" placeholder:"N" help:"At most N alerts (1 to 1000), newest first."`
+	outputFlag `kong:"embed,set='output_formats=table,json,csv',set='output_default=table'"`
+}
+
+// query is the command's store query, checked as GET /v1/alerts checks
+// its parameters.
+func (c *alertsListCmd) query() (store.AlertQuery, error) {
+	v := url.Values{"limit": {strconv.Itoa(c.Limit)}}
+	for k, s := range map[string]string{"entity": c.Entity, "since": c.Since, "before": c.Before} {
+		if s != "" {
+			v.Set(k, s)
+		}
+	}
+	return api.ParseAlertQuery(v)
+}
+
+func (c *alertsListCmd) Run(e *env) error {
+	q, err := c.query()
+	if err != nil {
+		return usageError{err}
+	}
+	format := c.format(e)
+	// Only json prints the findings (as the API does).
+	q.WithFindings = format == "json"
+	st, err := e.openStore()
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	list, err := st.ListAlerts(e.ctx, q)
+	if err != nil {
+		return err
+	}
+	return writeAlerts(e.stdout, format, list)
+}
+
+// alertColumns are the columns of alerts list's table and CSV.
+var alertColumns = []string{"id", "time", "severity", "state", "entity", "detector", "risk", "findings", "title"}
+
+// writeAlerts writes list in format: table, csv (a header row, then one
+// row an alert; RFC 4180) or json (one alert per line, as GET
+// /v1/alerts/{id} gives it).
+func writeAlerts(w io.Writer, format string, list []event.Alert) error {
+	row := func(a *event.Alert) []string {
+		return []string{a.ID, a.Time.UTC().Format(time.RFC3339), a.Severity.String(), string(a.State), a.Entity.String(),
+			a.Detector, strconv.FormatFloat(a.Risk, 'f', 1, 64), strconv.Itoa(a.FindingCount), a.Title}
+	}
+	switch format {
+	case "json":
+		enc := json.NewEncoder(w)
+		enc.SetEscapeHTML(false)
+		for i := range list {
+			if err := enc.Encode(&list[i]); err != nil {
+				return err
+			}
+		}
+		return nil
+	case "csv":
+		cw := csv.NewWriter(w)
+		if err := cw.Write(alertColumns); err != nil {
+			return err
+		}
+		for i := range list {
+			if err := cw.Write(row(&list[i])); err != nil {
+				return err
+			}
+		}
+		cw.Flush()
+		return cw.Error()
+	}
+	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, strings.ToUpper(strings.Join(alertColumns, "\t")))
+	for i := range list {
+		fmt.Fprintln(tw, strings.Join(row(&list[i]), "\t"))
+	}
+	return tw.Flush()
 }
 
 type alertsFeedbackCmd struct {
@@ -90,8 +179,8 @@ func (c *alertsSuppressCmd) Run(e *env) error {
 }
 
 type alertsSuppressionsCmd struct {
-	All  bool `help:"Include lifted and expired suppressions."`
-	JSON bool `name:"json" help:"One JSON object per line."`
+	All        bool `help:"Include lifted and expired suppressions."`
+	outputFlag `kong:"embed,set='output_formats=table,json',set='output_default=table'"`
 }
 
 func (c *alertsSuppressionsCmd) Run(e *env) error {
@@ -104,7 +193,7 @@ func (c *alertsSuppressionsCmd) Run(e *env) error {
 	if err != nil {
 		return err
 	}
-	if c.JSON {
+	if c.format(e) == "json" {
 		enc := json.NewEncoder(e.stdout)
 		for _, sp := range list {
 			if err := enc.Encode(sp); err != nil {

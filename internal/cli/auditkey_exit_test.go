@@ -15,7 +15,7 @@ func TestStoreCommandsAuditKeyErrorIsUsage(t *testing.T) {
 	t.Setenv(respond.AuditKeyEnv, "not-a-key")
 	for _, args := range [][]string{
 		{"replay", "--data-dir", t.TempDir(), contractPath},
-		{"eval", "--store", "--data-dir", t.TempDir(), "--days", "1"},
+		{"eval", "--keep-store", "--data-dir", t.TempDir(), "--days", "1"},
 	} {
 		code, _, stderr := run(t, args...)
 		if code != 2 || !strings.Contains(stderr, "audit key") {

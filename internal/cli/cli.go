@@ -33,14 +33,14 @@ type cliRoot struct {
 	ShowVersion kong.VersionFlag `name:"version" help:"Print haechi's version and exit."`
 
 	Replay    replayCmd    `cmd:"" help:"Run the pipeline over event files in event time and print every alert as JSON."`
-	Serve     serveCmd     `cmd:"" help:"Serve the HTTP API: ingest events, list alerts, health and metrics."`
+	Serve     serveCmd     `cmd:"" help:"Serve the HTTP API and the web console: ingest events, alerts, scope, health and metrics."`
 	Demo      demoCmd      `cmd:"" help:"Start a live demo on a free loopback port with sample traffic and show what haechi detects."`
 	Simulate  simulateCmd  `cmd:"" help:"Generate a synthetic company's traffic with injected breaches, and its ground truth."`
 	Eval      evalCmd      `cmd:"" help:"Score the detectors: simulate (or read --events and --truth), run the pipeline, print the scorecard."`
 	Report    reportCmd    `cmd:"" help:"The incident report of an alert: timeline, scope, actions and the regulators' clocks."`
 	Actions   actionsCmd   `cmd:"" help:"Response actions: list, approve, reject."`
 	Incidents incidentsCmd `cmd:"" help:"Incidents: the alerts of one attack grouped, with timeline, entity graph and exact scope (list, show)."`
-	Alerts    alertsCmd    `cmd:"" help:"Triage: feedback on alerts, suppressions."`
+	Alerts    alertsCmd    `cmd:"" help:"Alerts: list them (the API's filters; -o table|json|csv); triage: feedback, suppressions."`
 	Findings  findingsCmd  `cmd:"" help:"Every scored finding, alerting or not (the risk index), by entity, detector, kind and time."`
 	Explain   explainCmd   `cmd:"" help:"Why an entity did or did not alert: its findings, what each adds after decay, and the threshold."`
 	Audit     auditCmd     `cmd:"" help:"The tamper-evident audit log: verify, export."`
@@ -122,6 +122,9 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) (code int
 	kctx, err := parser.Parse(args)
 	if err != nil {
 		fmt.Fprintf(stderr, "haechi: %v\n", err)
+		if hint := outputHint(err); hint != "" {
+			fmt.Fprintf(stderr, "hint: %s\n", hint)
+		}
 		if kctx != nil {
 			_ = kctx.PrintUsage(true)
 		}

@@ -222,7 +222,10 @@ func TestDemo(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit %d\n%s\n%s", code, stdout, stderr)
 	}
-	for _, want := range []string{"The scorecard", "ghost-key", "departed-insider-export", "False positives", "/v1/alerts", "stopped"} {
+	// The scorecard scores the response the demo's gateway enforced (its
+	// "contained by" column), as eval does: the demo contains attacks.
+	for _, want := range []string{"The scorecard", "ghost-key", "departed-insider-export", "False positives", "/v1/alerts", "stopped",
+		"CONTAINED BY", "EXPOSED WITH RESPONSE"} {
 		if !strings.Contains(stdout, want) {
 			t.Errorf("demo output lacks %q:\n%s", want, stdout)
 		}
@@ -258,7 +261,7 @@ func TestScopeAfterReplay(t *testing.T) {
 		{[]string{"--principal", "e:1042", "--key", "auth-2022-11", "--intersect"}, 0},
 		{[]string{"--key", "auth-2022-11", "--from", "2025-06-25"}, 0}, // outside the window
 	} {
-		code, stdout, stderr := run(t, append([]string{"scope", "--json", "--data-dir", data}, tc.args...)...)
+		code, stdout, stderr := run(t, append([]string{"scope", "-o", "json", "--data-dir", data}, tc.args...)...)
 		if code != 0 {
 			t.Fatalf("%v: exit %d\n%s", tc.args, code, stderr)
 		}
@@ -300,14 +303,15 @@ func TestScopeAccessKey(t *testing.T) {
 		t.Fatalf("no cloud_credential alert on %s:\n%s", ak, stdout)
 	}
 	for _, args := range [][]string{{"--token", ak}, {"--access-key", ak}, {"--alert", alertID}} {
-		code, stdout, stderr := run(t, append([]string{"scope", "--json", "--data-dir", data}, args...)...)
+		code, stdout, stderr := run(t, append([]string{"scope", "-o", "json", "--data-dir", data}, args...)...)
 		var res struct{ Total int }
 		if code != 0 || json.Unmarshal([]byte(stdout), &res) != nil || res.Total != 1 {
 			t.Errorf("%v: exit %d, total %d, want 1\n%s%s", args, code, res.Total, stdout, stderr)
 		}
 	}
 	code, stdout, stderr = run(t, "scope", "--data-dir", data, "--key", ak)
-	if code != 0 || !strings.Contains(stdout, "0 distinct records") || !strings.Contains(stdout, "hint: key selects signing keys (token.key_id); "+ak+" looks like an access key id") ||
+	if code != 0 || !strings.Contains(stdout, "key "+ak+" was never seen in the access ledger") || strings.Contains(stdout, "0 distinct records") ||
+		!strings.Contains(stdout, "hint: key selects signing keys (token.key_id); "+ak+" looks like an access key id") ||
 		!strings.Contains(stdout, "--token "+ak) {
 		t.Errorf("--key %s: exit %d\n%s%s", ak, code, stdout, stderr)
 	}
@@ -336,11 +340,11 @@ func TestReport(t *testing.T) {
 			t.Errorf("report lacks %q:\n%s", want, md)
 		}
 	}
-	code, html, _ := run(t, "report", "--data-dir", data, "--alert", forged, "--format", "html")
+	code, html, _ := run(t, "report", "--data-dir", data, "--alert", forged, "-o", "html")
 	if code != 0 || !strings.Contains(html, "<!doctype html>") || !strings.Contains(html, "Regulators") {
 		t.Errorf("html report: exit %d", code)
 	}
-	code, js, _ := run(t, "report", "--data-dir", data, "--alert", forged, "--format", "json")
+	code, js, _ := run(t, "report", "--data-dir", data, "--alert", forged, "-o", "json")
 	var r struct{ Clocks []struct{ Applies bool } }
 	if code != 0 || json.Unmarshal([]byte(js), &r) != nil || len(r.Clocks) != 5 {
 		t.Errorf("json report: exit %d, %d clocks", code, len(r.Clocks))

@@ -24,12 +24,13 @@ import (
 
 type evalCmd struct {
 	simFlags
-	Events        string   `placeholder:"FILE" help:"Score this event file (with --truth) instead of simulating."`
-	Truth         string   `placeholder:"FILE" help:"Ground truth of --events."`
-	JSON          bool     `name:"json" help:"Print the scorecard as one JSON object."`
+	Events        string `placeholder:"FILE" help:"Score this event file (with --truth) instead of simulating."`
+	Truth         string `placeholder:"FILE" help:"Ground truth of --events."`
+	outputFlag    `kong:"embed,set='output_formats=table,json',set='output_default=table'"`
 	CanaryRecords []string `name:"canary-records" sep:"," placeholder:"ID,..." help:"Canary record ids (added to detectors.canary.records)."`
 	Response      string   `enum:"enforce,off" default:"enforce" help:"Score containment by the response playbooks at event time (enforce), or count exposure up to the first alert (off)."`
-	Store         bool     `help:"Keep the run's alerts and access ledger in --data-dir, so scope and report can inspect it afterwards (slower: the ledger is written)."`
+	KeepStore     bool     `name:"keep-store" help:"Keep the run's alerts and access ledger in the store (--data-dir, or store.dsn), so scope and report can inspect it afterwards (slower: the ledger is written)."`
+	Store         bool     `name:"store" hidden:"" help:"Deprecated: --keep-store."`
 	Seeds         string   `placeholder:"1-5|1,3,7" help:"Run every seed of this list or range in turn (instead of --seed) and report detection per scenario over all of them; scenario variants are drawn unless --variants off."`
 }
 
@@ -52,12 +53,16 @@ func (c *evalCmd) Run(e *env) (err error) {
 	if err != nil {
 		return err
 	}
+	if c.Store {
+		deprecated(e, "eval --store", "--keep-store (--store names a store URL in every other command)")
+		c.KeepStore = true
+	}
 	if (c.Events == "") != (c.Truth == "") {
 		return usageError{errors.New("--events and --truth go together")}
 	}
 	if c.Seeds != "" {
-		if c.Events != "" || c.Store {
-			return usageError{errors.New("--seeds simulates: it excludes --events and --store")}
+		if c.Events != "" || c.KeepStore {
+			return usageError{errors.New("--seeds simulates: it excludes --events and --keep-store")}
 		}
 		return c.runSeeds(e, cfg, ids)
 	}
@@ -71,7 +76,7 @@ func (c *evalCmd) Run(e *env) (err error) {
 	start := time.Now()
 	var sc eval.Scorecard
 	run := eval.RunOptions{Config: cfg, CanaryIDs: ids, OnReject: onReject}
-	if c.Store {
+	if c.KeepStore {
 		// The output side of a scored run: the store, the alert writer and
 		// the ledger, written once a simulated day (app.ModeScore).
 		svc, err := app.Build(e.ctx, app.BuildOptions{Config: cfg, Mode: app.ModeScore})
@@ -131,7 +136,7 @@ func (c *evalCmd) Run(e *env) (err error) {
 	if f, ok := e.stderr.(*os.File); ok && isTerminal(f) {
 		fmt.Fprint(e.stderr, "\r\033[K")
 	}
-	if c.JSON {
+	if c.format(e) == "json" {
 		enc := json.NewEncoder(e.stdout)
 		enc.SetEscapeHTML(false)
 		if err := enc.Encode(sc); err != nil {
@@ -142,8 +147,8 @@ func (c *evalCmd) Run(e *env) (err error) {
 	}
 	fmt.Fprintf(e.stderr, "eval: %d events scored in %s\n", sc.Events, time.Since(start).Round(time.Millisecond))
 	// The console of a serve on this data dir shows the latest scorecard;
-	// eval writes into a data dir only when it exists (or with --store).
-	if fi, err := os.Stat(cfg.DataDir); c.Store || (err == nil && fi.IsDir()) {
+	// eval writes into a data dir only when it exists (or with --keep-store).
+	if fi, err := os.Stat(cfg.DataDir); c.KeepStore || (err == nil && fi.IsDir()) {
 		note := "simulated company"
 		if c.Events != "" {
 			note = "scored " + c.Events + " against " + c.Truth
@@ -238,7 +243,7 @@ func (c *evalCmd) runSeeds(e *env, cfg config.Config, ids []string) error {
 			sc.Events, time.Since(t0).Round(time.Millisecond))
 	}
 	all := eval.AggregateSeeds(runs)
-	if c.JSON {
+	if c.format(e) == "json" {
 		enc := json.NewEncoder(e.stdout)
 		enc.SetEscapeHTML(false)
 		if err := enc.Encode(all); err != nil {

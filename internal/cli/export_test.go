@@ -82,9 +82,9 @@ func TestCLIReadsAuditedAndExportsPrivate(t *testing.T) {
 	for _, args := range [][]string{
 		{"scope", "--data-dir", data, "--key", "auth-2022-11"},
 		{"scope", "--data-dir", data, "--key", "auth-2022-11", "--export", csvPath},
-		{"scope", "--data-dir", data, "--key", "auth-2022-11", "--json", "--export", ndPath},
-		{"report", "--data-dir", data, "--alert", forged, "-o", mdPath},
-		{"report", "--data-dir", data, "--alert", forged, "--format", "json"},
+		{"scope", "--data-dir", data, "--key", "auth-2022-11", "-o", "json", "--export", ndPath},
+		{"report", "--data-dir", data, "--alert", forged, "--out", mdPath},
+		{"report", "--data-dir", data, "--alert", forged, "-o", "json"},
 	} {
 		if code, _, stderr := run(t, args...); code != 0 {
 			t.Fatalf("%v: exit %d\n%s", args, code, stderr)

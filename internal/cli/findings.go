@@ -19,15 +19,15 @@ import (
 
 type findingsCmd struct {
 	storeFlag
-	Entity   string `placeholder:"KIND:ID" help:"Only findings about this entity (kind:id, e.g. source:203.0.113.9), or of this entity kind."`
-	Detector string `placeholder:"NAME" help:"Only this detector's findings."`
-	Kind     string `placeholder:"KIND" help:"Only findings of this kind."`
-	Since    string `placeholder:"TIME" help:"Only findings at or after this time (RFC 3339)."`
-	Before   string `placeholder:"TIME" help:"Only findings before this time (RFC 3339)."`
-	Below    bool   `help:"Only findings that raised or joined no alert (below the threshold)."`
-	Limit    int    `default:"100" placeholder:"N" help:"At most N findings (1 to 1000), newest first."`
-	Cursor   string `placeholder:"CURSOR" help:"Continue a listing (the cursor the previous page printed)."`
-	JSON     bool   `name:"json" help:"One JSON object per line."`
+	Entity     string `placeholder:"KIND:ID" help:"Only findings about this entity (kind:id, e.g. source:203.0.113.9), or of this entity kind."`
+	Detector   string `placeholder:"NAME" help:"Only this detector's findings."`
+	Kind       string `placeholder:"KIND" help:"Only findings of this kind."`
+	Since      string `placeholder:"TIME" help:"Only findings at or after this time (RFC 3339)."`
+	Before     string `placeholder:"TIME" help:"Only findings before this time (RFC 3339)."`
+	Below      bool   `help:"Only findings that raised or joined no alert (below the threshold)."`
+	Limit      int    `default:"100" placeholder:"N" help:"At most N findings (1 to 1000), newest first."`
+	Cursor     string `placeholder:"CURSOR" help:"Continue a listing (the cursor the previous page printed)."`
+	outputFlag `kong:"embed,set='output_formats=table,json',set='output_default=table'"`
 }
 
 // query is the command's store query, checked as GET /v1/findings checks
@@ -63,7 +63,7 @@ func (c *findingsCmd) Run(e *env) error {
 	if err != nil {
 		return err
 	}
-	if c.JSON {
+	if c.format(e) == "json" {
 		enc := json.NewEncoder(e.stdout)
 		enc.SetEscapeHTML(false)
 		for i := range fs {
@@ -98,15 +98,15 @@ func (c *findingsCmd) Run(e *env) error {
 
 type explainCmd struct {
 	storeFlag
-	Entity string `required:"" placeholder:"KIND:ID" help:"The entity, e.g. principal:e:1042 or source:203.0.113.9."`
-	At     string `placeholder:"TIME" help:"The moment to explain (RFC 3339, or now; default: the entity's last finding)."`
-	JSON   bool   `name:"json" help:"The breakdown as one JSON object."`
+	Entity     string `required:"" placeholder:"KIND:ID" help:"The entity, e.g. principal:e:1042 or source:203.0.113.9."`
+	At         string `placeholder:"TIME" help:"The moment to explain (RFC 3339, or now; default: the entity's last finding)."`
+	outputFlag `kong:"embed,set='output_formats=table,json',set='output_default=table'"`
 }
 
 // maxExplain bounds the findings explain reads about one entity.
 const maxExplain = 10 * store.MaxListLimit
 
-// Explanation is what `haechi explain --json` prints.
+// Explanation is what `haechi explain -o json` prints.
 type Explanation struct {
 	Entity    event.EntityKey `json:"entity"`
 	At        time.Time       `json:"at"`
@@ -224,7 +224,7 @@ func (c *explainCmd) Run(e *env) error {
 		x.Findings = append(x.Findings, ExplainedFinding{ID: store.FindingID(f), Time: f.Time, Detector: f.Detector, Kind: f.Kind,
 			Title: f.Title, Score: f.Score, Added: c.Added, Now: c.Now})
 	}
-	if c.JSON {
+	if c.format(e) == "json" {
 		enc := json.NewEncoder(e.stdout)
 		enc.SetEscapeHTML(false)
 		enc.SetIndent("", "  ")

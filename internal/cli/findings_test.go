@@ -49,7 +49,7 @@ func TestFindingsGolden(t *testing.T) {
 		args   []string
 	}{
 		{"table.golden", []string{"findings"}},
-		{"scripted.json.golden", []string{"findings", "--json", "--detector", "scripted_client"}},
+		{"scripted.json.golden", []string{"findings", "-o", "json", "--detector", "scripted_client"}},
 		{"below.golden", []string{"findings", "--below", "--limit", "2"}},
 		{"explain-scripted.golden", []string{"explain", "--entity", "source:45.77.201.13"}},
 	} {
@@ -130,8 +130,8 @@ func TestExplainBelowThreshold(t *testing.T) {
 		}
 		golden(t, c.golden, stdout)
 	}
-	code, stdout, _ := run(t, "explain", "--data-dir", data, "--entity", "principal:e:7", "--at", "2025-06-02T00:00:00Z", "--json")
+	code, stdout, _ := run(t, "explain", "--data-dir", data, "--entity", "principal:e:7", "--at", "2025-06-02T00:00:00Z", "-o", "json")
 	if code != 0 || !strings.Contains(stdout, `"risk": 77.7`) || !strings.Contains(stdout, `"threshold": 90`) {
-		t.Errorf("explain --json: %d\n%s", code, stdout)
+		t.Errorf("explain -o json: %d\n%s", code, stdout)
 	}
 }

@@ -20,12 +20,12 @@ type incidentsCmd struct {
 }
 
 type incidentsListCmd struct {
-	State    string `placeholder:"STATE" help:"Only incidents in this state (open, contained, closed)."`
-	Severity string `placeholder:"SEVERITY" help:"Only incidents of at least this severity (low, medium, high, critical)."`
-	Since    string `placeholder:"TIME" help:"Only incidents whose alerts reach this time (RFC 3339)."`
-	After    string `placeholder:"CURSOR" help:"The next page: the cursor a previous listing printed."`
-	Limit    int    `default:"50" help:"At most this many (1-1000)."`
-	JSON     bool   `name:"json" help:"One JSON object per line."`
+	State      string `placeholder:"STATE" help:"Only incidents in this state (open, contained, closed)."`
+	Severity   string `placeholder:"SEVERITY" help:"Only incidents of at least this severity (low, medium, high, critical)."`
+	Since      string `placeholder:"TIME" help:"Only incidents whose alerts reach this time (RFC 3339)."`
+	After      string `placeholder:"CURSOR" help:"The next page: the cursor a previous listing printed."`
+	Limit      int    `default:"50" help:"At most this many (1-1000)."`
+	outputFlag `kong:"embed,set='output_formats=table,json',set='output_default=table'"`
 }
 
 func (c *incidentsListCmd) Run(e *env) error {
@@ -49,7 +49,7 @@ func (c *incidentsListCmd) Run(e *env) error {
 		last := list[len(list)-1]
 		next = api.IncidentCursorString(store.IncidentCursor{Start: last.Start, ID: last.ID})
 	}
-	if c.JSON {
+	if c.format(e) == "json" {
 		enc := json.NewEncoder(e.stdout)
 		for _, in := range list {
 			if err := enc.Encode(in); err != nil {
@@ -81,8 +81,8 @@ func (c *incidentsListCmd) Run(e *env) error {
 }
 
 type incidentsShowCmd struct {
-	ID   string `arg:"" help:"Incident id (an id merged into another resolves to it)."`
-	JSON bool   `name:"json" help:"The incident as JSON, with its scope."`
+	ID         string `arg:"" help:"Incident id (an id merged into another resolves to it)."`
+	outputFlag `kong:"embed,set='output_formats=table,json',set='output_default=table'"`
 }
 
 func (c *incidentsShowCmd) Run(e *env) error {
@@ -110,7 +110,7 @@ func (c *incidentsShowCmd) Run(e *env) error {
 			return err
 		}
 	}
-	if c.JSON {
+	if c.format(e) == "json" {
 		enc := json.NewEncoder(e.stdout)
 		enc.SetIndent("", "  ")
 		return enc.Encode(d)
@@ -147,7 +147,7 @@ func (c *incidentsShowCmd) Run(e *env) error {
 			fmt.Fprintf(w, "  counts %s\n", t)
 		}
 		if n := len(d.Scope.LeftOut); n > 0 {
-			fmt.Fprintf(w, "  leaves out %d entities (victims, owners, shared addresses: --json says which and why)\n", n)
+			fmt.Fprintf(w, "  leaves out %d entities (victims, owners, shared addresses: -o json says which and why)\n", n)
 		}
 	} else {
 		fmt.Fprintf(w, "  not answered: %s\n", d.ScopeError)

@@ -26,7 +26,7 @@ func TestIncidentsListShowReport(t *testing.T) {
 			raised[a.ID] = true
 		}
 	}
-	code, out, stderr := run(t, "incidents", "list", "--data-dir", data, "--json")
+	code, out, stderr := run(t, "incidents", "list", "--data-dir", data, "-o", "json")
 	if code != 0 {
 		t.Fatalf("incidents list: exit %d\n%s", code, stderr)
 	}
@@ -44,7 +44,7 @@ func TestIncidentsListShowReport(t *testing.T) {
 	}
 	in := map[string]string{}
 	for _, inc := range list {
-		code, out, stderr := run(t, "incidents", "show", "--data-dir", data, "--json", inc.ID)
+		code, out, stderr := run(t, "incidents", "show", "--data-dir", data, "-o", "json", inc.ID)
 		if code != 0 {
 			t.Fatalf("incidents show %s: exit %d\n%s", inc.ID, code, stderr)
 		}
@@ -77,9 +77,9 @@ func TestIncidentsListShowReport(t *testing.T) {
 		t.Errorf("incidents show (table): exit %d\n%s%s", code, out, stderr)
 	}
 	for _, f := range []string{"md", "html", "json"} {
-		code, out, stderr := run(t, "report", "--data-dir", data, "--incident", top, "--format", f)
+		code, out, stderr := run(t, "report", "--data-dir", data, "--incident", top, "-o", f)
 		if code != 0 || !strings.Contains(out, top) || !strings.Contains(out, list[0].Title[:10]) {
-			t.Errorf("report --incident --format %s: exit %d\n%s%s", f, code, out, stderr)
+			t.Errorf("report --incident -o %s: exit %d\n%s%s", f, code, out, stderr)
 		}
 	}
 	if code, out, stderr := run(t, "scope", "--data-dir", data, "--incident", top); code != 0 || !strings.Contains(out, "distinct records") {

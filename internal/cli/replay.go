@@ -40,6 +40,7 @@ type replayCmd struct {
 	Findings      bool           `help:"Print every scored finding (alerting or not, with its contribution and the entity's risk) as a JSON line on stdout instead of the alerts; alerts are still stored and counted."`
 	Progress      string         `enum:"auto,always,never" default:"auto" help:"Progress bar on stderr: auto (when stderr is a terminal), always or never."`
 	MaxErrors     int            `default:"100" placeholder:"N" help:"Print at most N rejected lines (all are counted)."`
+	outputFlag    `kong:"embed,set='output_formats=json',set='output_default=json'"`
 }
 
 // input is one opened replay input.
@@ -98,6 +99,8 @@ func (c *replayCmd) Run(e *env) (err error) {
 			err = cerr
 		}
 	}()
+	// -o json (one alert, or with --findings one finding, per line) is
+	// replay's only output format yet: another is chosen here.
 	out := bufio.NewWriter(e.stdout)
 	enc := json.NewEncoder(out)
 	enc.SetEscapeHTML(false)
@@ -190,9 +193,7 @@ func (c *replayCmd) Run(e *env) (err error) {
 		fmt.Fprintf(e.stderr, "… %d more rejected lines not shown\n", printed-c.MaxErrors)
 	}
 	findings, alerts := p.Counts()
-	rate := float64(total.Events+total.Rejected) / elapsed.Seconds()
-	fmt.Fprintf(e.stderr, "replay: %d events read, %d rejected, %d findings, %d alerts in %s (%s events/s)\n",
-		total.Events, total.Rejected, findings, alerts, elapsed.Round(time.Millisecond), humanRate(rate))
+	replaySummary(e.stderr, total, int64(findings), int64(alerts), elapsed)
 	if printErr != nil && feedErr == nil {
 		feedErr = fmt.Errorf("write alerts: %w", printErr)
 	}
@@ -200,6 +201,14 @@ func (c *replayCmd) Run(e *env) (err error) {
 		feedErr = errors.New("interrupted; alerts of what was read were printed")
 	}
 	return feedErr
+}
+
+// replaySummary writes replay's last line on stderr. Its rate is of events
+// read: a rejected line is counted apart, never as an event.
+func replaySummary(w io.Writer, total app.FeedStats, findings, alerts int64, elapsed time.Duration) {
+	rate := float64(total.Events) / elapsed.Seconds()
+	fmt.Fprintf(w, "replay: %d events read, %d rejected, %d findings, %d alerts in %s (%s events/s)\n",
+		total.Events, total.Rejected, findings, alerts, elapsed.Round(time.Millisecond), humanRate(rate))
 }
 
 // config is the configuration replay runs with: the config file's, with

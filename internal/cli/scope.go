@@ -19,19 +19,19 @@ import (
 
 type scopeCmd struct {
 	storeFlag
-	Key       []string `placeholder:"ID" help:"Signing key id: token.key_id, the key that signs tokens (repeatable). An access key or a token is --token."`
-	Token     []string `placeholder:"ID" aliases:"access-key" help:"Token id: token.id, a token's own id or a cloud access key id such as ASIA… (repeatable; alias --access-key)."`
-	Principal []string `placeholder:"ID" help:"Principal (user.id; repeatable)."`
-	Source    []string `placeholder:"ADDR|CIDR" help:"Source address or network (repeatable)."`
-	Network   []string `placeholder:"AS|CIDR" help:"Source network as recorded (AS4766, or a /24 or /64; repeatable)."`
-	Country   []string `placeholder:"CC" help:"Source country (repeatable)."`
-	Alert     []string `placeholder:"ID" help:"An alert: the scope of its entity (repeatable)."`
-	Incident  string   `placeholder:"ID" help:"An incident: the union over its entities and days (alone; --from/--to narrow it)."`
-	From      string   `placeholder:"TIME" help:"From this UTC day (RFC 3339 or YYYY-MM-DD), inclusive."`
-	To        string   `placeholder:"TIME" help:"To this UTC day (RFC 3339 or YYYY-MM-DD), inclusive."`
-	Intersect bool     `help:"Records touched under every selector, not any."`
-	JSON      bool     `name:"json" help:"Print the result as JSON."`
-	Export    string   `placeholder:"FILE" help:"Write the record ids to FILE (.csv or .ndjson) for notification."`
+	Key        []string `placeholder:"ID" help:"Signing key id: token.key_id, the key that signs tokens (repeatable). An access key or a token is --token."`
+	Token      []string `placeholder:"ID" aliases:"access-key" help:"Token id: token.id, a token's own id or a cloud access key id such as ASIA… (repeatable; alias --access-key)."`
+	Principal  []string `placeholder:"ID" help:"Principal (user.id; repeatable)."`
+	Source     []string `placeholder:"ADDR|CIDR" help:"Source address or network (repeatable)."`
+	Network    []string `placeholder:"AS|CIDR" help:"Source network as recorded (AS4766, or a /24 or /64; repeatable)."`
+	Country    []string `placeholder:"CC" help:"Source country (repeatable)."`
+	Alert      []string `placeholder:"ID" help:"An alert: the scope of its entity (repeatable)."`
+	Incident   string   `placeholder:"ID" help:"An incident: the union over its entities and days (alone; --from/--to narrow it)."`
+	From       string   `placeholder:"TIME" help:"From this UTC day (RFC 3339 or YYYY-MM-DD), inclusive."`
+	To         string   `placeholder:"TIME" help:"To this UTC day (RFC 3339 or YYYY-MM-DD), inclusive."`
+	Intersect  bool     `help:"Records touched under every selector, not any."`
+	outputFlag `kong:"embed,set='output_formats=table,json',set='output_default=table'"`
+	Export     string `placeholder:"FILE" help:"Write the record ids to FILE (.csv or .ndjson) for notification."`
 }
 
 func (c *scopeCmd) Run(e *env) (err error) {
@@ -106,11 +106,22 @@ func (c *scopeCmd) Run(e *env) (err error) {
 		}
 	}
 	hint := api.ScopeHint(res)
-	if c.JSON {
+	// Nothing touched: say which asked values the ledger has never seen
+	// (an incident's entities come from its alerts: they were seen).
+	var unseen []string
+	if res.Total == 0 && c.Incident == "" {
+		if unseen, err = neverSeen(e.ctx, st, res); err != nil {
+			return err
+		}
+	}
+	if c.format(e) == "json" {
 		enc := json.NewEncoder(e.stdout)
 		enc.SetEscapeHTML(false)
 		if err := enc.Encode(res); err != nil {
 			return err
+		}
+		for _, s := range unseen {
+			fmt.Fprintln(e.stderr, "note: "+s)
 		}
 		if hint != "" {
 			fmt.Fprintln(e.stderr, "hint: "+hint)
@@ -129,6 +140,20 @@ func (c *scopeCmd) Run(e *env) (err error) {
 		fmt.Fprintf(w, " from %s to %s", orDash(res.FromDay, "the start"), orDash(res.ToDay, "now"))
 	}
 	fmt.Fprintln(w, ":")
+	for _, s := range unseen {
+		fmt.Fprintln(w, s)
+	}
+	if len(unseen) > 0 && len(unseen) == countValues(res) {
+		// Nothing asked was ever seen: no counts, which would read as
+		// "known, and exposed nothing".
+		if hint != "" {
+			fmt.Fprintf(w, "hint: %s\n", hint)
+		}
+		if c.Export != "" {
+			fmt.Fprintf(w, "no record ids to write: %s is empty\n", c.Export)
+		}
+		return nil
+	}
 	fmt.Fprintf(w, "%d distinct records touched", res.Total)
 	if !res.First.IsZero() {
 		fmt.Fprintf(w, ", first %s, last %s", res.First.UTC().Format(time.RFC3339), res.Last.UTC().Format(time.RFC3339))
@@ -211,6 +236,15 @@ func describeTerms(res *ledger.Result) string {
 		sep = " and "
 	}
 	return strings.Join(parts, sep)
+}
+
+// countValues is the number of values res's terms asked about.
+func countValues(res *ledger.Result) int {
+	n := 0
+	for _, t := range res.Terms {
+		n += len(t.Values)
+	}
+	return n
 }
 
 func orDash(s, none string) string {

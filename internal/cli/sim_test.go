@@ -45,7 +45,7 @@ type scorecard struct {
 }
 
 func TestEvalEventsAndTruth(t *testing.T) {
-	code, stdout, stderr := run(t, "eval", "--json", "--events", "testdata/eval-events.ndjson", "--truth", "testdata/eval-truth.json")
+	code, stdout, stderr := run(t, "eval", "-o", "json", "--events", "testdata/eval-events.ndjson", "--truth", "testdata/eval-truth.json")
 	if code != 0 {
 		t.Fatalf("exit %d\n%s", code, stderr)
 	}
@@ -78,7 +78,7 @@ func TestEvalSimulated(t *testing.T) {
 	if testing.Short() {
 		t.Skip("simulates two days")
 	}
-	code, stdout, stderr := run(t, "eval", "--json", "--days", "2", "--customers", "3000")
+	code, stdout, stderr := run(t, "eval", "-o", "json", "--days", "2", "--customers", "3000")
 	if code != 0 {
 		t.Fatalf("exit %d\n%s", code, stderr)
 	}
@@ -104,7 +104,7 @@ func TestEvalThenScope(t *testing.T) {
 	for _, response := range []string{"off", "enforce"} {
 		t.Run(response, func(t *testing.T) {
 			data := filepath.Join(t.TempDir(), "data")
-			code, stdout, stderr := run(t, "eval", "--json", "--store", "--data-dir", data, "--days", "3", "--customers", "3000", "--scenarios", "ghost-key", "--response", response)
+			code, stdout, stderr := run(t, "eval", "-o", "json", "--keep-store", "--data-dir", data, "--days", "3", "--customers", "3000", "--scenarios", "ghost-key", "--response", response)
 			if code != 0 {
 				t.Fatalf("eval: exit %d\n%s", code, stderr)
 			}
@@ -141,7 +141,7 @@ func TestEvalThenScope(t *testing.T) {
 			if id == "" {
 				t.Fatalf("no alert on the forged tokens' key: %+v", s.Alerts)
 			}
-			code, out, stderr := run(t, "scope", "--json", "--data-dir", data, "--alert", id)
+			code, out, stderr := run(t, "scope", "-o", "json", "--data-dir", data, "--alert", id)
 			if code != 0 {
 				t.Fatalf("scope: exit %d\n%s", code, stderr)
 			}
@@ -155,7 +155,7 @@ func TestEvalThenScope(t *testing.T) {
 
 func TestEvalSeeds(t *testing.T) {
 	data := filepath.Join(t.TempDir(), "data")
-	code, stdout, stderr := run(t, "eval", "--seeds", "1-2", "--days", "1", "--customers", "1500", "--json", "--data-dir", data)
+	code, stdout, stderr := run(t, "eval", "--seeds", "1-2", "--days", "1", "--customers", "1500", "-o", "json", "--data-dir", data)
 	if code != 0 {
 		t.Fatalf("exit %d\n%s", code, stderr)
 	}
@@ -194,9 +194,15 @@ func TestEvalSeeds(t *testing.T) {
 			t.Errorf("no progress line %q in\n%s", s, stderr)
 		}
 	}
-	for _, args := range [][]string{{"--seeds", "5-1"}, {"--seeds", "1", "--store"}} {
+	for _, args := range [][]string{{"--seeds", "5-1"}, {"--seeds", "1", "--keep-store"}, {"--seeds", "1", "--store"}} {
 		if code, _, stderr := run(t, append([]string{"eval", "--days", "1", "--customers", "1000", "--data-dir", data}, args...)...); code != 2 {
 			t.Errorf("%v: exit %d, want 2\n%s", args, code, stderr)
 		}
+	}
+	// eval --store, the old name of --keep-store, still means it (for a
+	// release), and says so.
+	code, _, stderr = run(t, "eval", "--days", "1", "--customers", "1000", "--data-dir", data, "--seeds", "1", "--store")
+	if code != 2 || !strings.Contains(stderr, "eval --store is deprecated") || !strings.Contains(stderr, "excludes --events and --keep-store") {
+		t.Errorf("eval --store: exit %d\n%s", code, stderr)
 	}
 }

@@ -53,17 +53,25 @@ func (f simFlags) options() (sim.Options, error) {
 
 type simulateCmd struct {
 	simFlags
-	Out   string  `short:"o" placeholder:"FILE" help:"Write events here (default stdout)."`
+	Out   string  `placeholder:"FILE" help:"Write events here (default stdout)."`
+	OldO  string  `short:"o" name:"o-file" hidden:"" placeholder:"FILE" help:"Deprecated: --out (-o names an output format)."`
 	Truth string  `placeholder:"FILE" help:"Write the ground truth (JSON) here."`
 	To    string  `placeholder:"URL" help:"Post the events live to a running haechi serve (e.g. http://127.0.0.1:8470) instead of writing them."`
 	Speed float64 `default:"3600" help:"With --to: simulated seconds per real second."`
-	Token string  `env:"HAECHI_TOKEN" placeholder:"TOKEN" help:"With --to: an ingest (or admin) API token (default $HAECHI_TOKEN)."`
+	Token string  `env:"HAECHI_TOKEN" placeholder:"TOKEN" help:"With --to: an ingest (or admin) API token."`
 }
 
 func (c *simulateCmd) Run(e *env) error {
 	o, err := c.options()
 	if err != nil {
 		return err
+	}
+	if c.OldO != "" {
+		deprecated(e, "simulate -o FILE", "--out FILE (-o names an output format in every command)")
+		if c.Out != "" {
+			return usageError{errors.New("-o and --out both name the events file: use --out")}
+		}
+		c.Out = c.OldO
 	}
 	if c.To != "" && c.Out != "" {
 		return usageError{errors.New("--to and --out exclude each other")}
@@ -105,7 +113,10 @@ func (c *simulateCmd) Run(e *env) error {
 		}
 		bw := bufio.NewWriterSize(w, 1<<20)
 		cw := &countingWriter{w: bw}
-		tr, err = sim.Generate(e.ctx, o, cw, progressPrinter(e, "simulate"))
+		prog := newProgressLine(e, "simulate")
+		tr, err = sim.Generate(e.ctx, o, cw, prog.callback())
+		// The summary below starts on a clean line.
+		prog.clear()
 		if ferr := bw.Flush(); err == nil {
 			err = ferr
 		}
@@ -151,16 +162,51 @@ func (c *countingWriter) Write(p []byte) (int, error) {
 // progressPrinter reports generation progress on stderr when it is a
 // terminal; nil otherwise.
 func progressPrinter(e *env, what string) func(int64, time.Time) {
+	return newProgressLine(e, what).callback()
+}
+
+// progressLine is a generator's progress, redrawn in place on one line of
+// a terminal at most four times a second. A nil *progressLine draws
+// nothing.
+type progressLine struct {
+	w     io.Writer
+	what  string
+	last  time.Time
+	drawn bool
+}
+
+// newProgressLine returns the progress line of what on stderr when it is a
+// terminal; nil otherwise.
+func newProgressLine(e *env, what string) *progressLine {
 	f, ok := e.stderr.(*os.File)
 	if !ok || !isTerminal(f) {
 		return nil
 	}
-	last := time.Now()
-	return func(n int64, t time.Time) {
-		if time.Since(last) < 250*time.Millisecond {
-			return
-		}
-		last = time.Now()
-		fmt.Fprintf(e.stderr, "\r\033[K%s: %d events, simulated time %s", what, n, t.UTC().Format("2006-01-02 15:04"))
+	return &progressLine{w: e.stderr, what: what, last: time.Now()}
+}
+
+// callback is the progress callback sim.Generate takes (nil for a nil p).
+func (p *progressLine) callback() func(int64, time.Time) {
+	if p == nil {
+		return nil
+	}
+	return p.update
+}
+
+func (p *progressLine) update(n int64, t time.Time) {
+	if time.Since(p.last) < 250*time.Millisecond {
+		return
+	}
+	p.last = time.Now()
+	p.drawn = true
+	fmt.Fprintf(p.w, "\r\033[K%s: %d events, simulated time %s", p.what, n, t.UTC().Format("2006-01-02 15:04"))
+}
+
+// clear erases the line, if anything was drawn on it, so that what is
+// written next starts at the margin. Call it once generation has ended.
+func (p *progressLine) clear() {
+	if p != nil && p.drawn {
+		fmt.Fprint(p.w, "\r\033[K")
+		p.drawn = false
 	}
 }

@@ -50,7 +50,7 @@ func TestReplayIntoPostgres(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(data, "haechi.db")); err == nil {
 		t.Error("replay --store postgres://… wrote a SQLite store in the data dir")
 	}
-	if code, out, stderr := run(t, "actions", "--store", dsn, "--json"); code != 0 || !strings.Contains(out, `"id"`) {
+	if code, out, stderr := run(t, "actions", "--store", dsn, "-o", "json"); code != 0 || !strings.Contains(out, `"id"`) {
 		t.Errorf("actions: exit %d\n%s%s", code, out, stderr)
 	}
 	if code, out, stderr := run(t, "audit", "verify", "--store", dsn); code != 0 || !strings.Contains(out, "intact") {

@@ -168,6 +168,30 @@ type alertView struct {
 	Done     []store.Action
 	Verdicts []string
 	Incident string // the incident the alert is in ("" when none)
+	// Clocks are the report's clocks with what is left of each (or by
+	// how much it is overdue), measured from ClockNow: now, or the
+	// simulated time when Simulated (Options.Simulated) is set.
+	Clocks    []alertClock
+	ClockNow  time.Time
+	Simulated string
+}
+
+// alertClock is one regulator's clock of an alert.
+type alertClock struct {
+	report.Clock
+	Left    time.Duration
+	Overdue bool
+}
+
+// alertClocks measures the clocks of rep from now: an applicable
+// deadline already past is overdue.
+func alertClocks(clocks []report.Clock, now time.Time) []alertClock {
+	out := make([]alertClock, 0, len(clocks))
+	for _, cl := range clocks {
+		left := cl.Deadline.Sub(now)
+		out = append(out, alertClock{Clock: cl, Left: left, Overdue: cl.Applies && left < 0})
+	}
+	return out
 }
 
 func (c *Console) alert(w http.ResponseWriter, r *http.Request) {
@@ -200,6 +224,9 @@ func (c *Console) alert(w http.ResponseWriter, r *http.Request) {
 	}
 	v.Pending = c.pendingGroups(r.Context(), pending)
 	v.Incident = c.incidentOf(r.Context(), id)
+	v.Simulated = c.opts.Simulated
+	v.ClockNow = c.clockNow(c.stats.read(), []event.Alert{rep.Alert})
+	v.Clocks = alertClocks(rep.Clocks, v.ClockNow)
 	c.render(w, r, http.StatusOK, "alert", view{Title: rep.Alert.Title, Nav: "alerts", Data: v})
 }
 

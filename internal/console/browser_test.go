@@ -25,6 +25,8 @@ import (
 	"github.com/haechi-sec/haechi/internal/app"
 	"github.com/haechi-sec/haechi/internal/auth"
 	"github.com/haechi-sec/haechi/internal/config"
+	"github.com/haechi-sec/haechi/internal/console"
+	"github.com/haechi-sec/haechi/internal/eval"
 	"github.com/haechi-sec/haechi/internal/event"
 	"github.com/haechi-sec/haechi/internal/respond"
 	"github.com/haechi-sec/haechi/internal/sim"
@@ -72,8 +74,9 @@ func TestBrowser(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 110*time.Second)
 	defer cancel()
 	srv := startServe(t, ctx)
-	feedDemo(t, ctx, srv)
+	simOpts := feedDemo(t, ctx, srv)
 	critical, scoped, pending := waitForData(t, ctx, srv)
+	saveScorecard(t, ctx, srv, simOpts)
 
 	dir := t.TempDir()
 	opts := []chromedp.ExecAllocatorOption{
@@ -229,15 +232,27 @@ func TestBrowser(t *testing.T) {
 		t.Errorf("action %s is still %s after approval", pending.ID, st)
 	}
 
-	// 5. The entity page and its chart.
+	// 5. The entity page and its chart: the risk line is drawn (it has a
+	// stroke) and has a coloured legend swatch.
 	var bars int
+	var riskStroke, riskSwatch string
 	run("open the entity page", chromedp.Navigate(srv.base+"/alerts/"+url.PathEscape(scoped.ID)),
 		chromedp.WaitVisible("#entity-link", chromedp.ByID), chromedp.Click("#entity-link", chromedp.ByID),
 		chromedp.WaitVisible("#scores-chart svg.chart", chromedp.ByQuery),
 		chromedp.Evaluate(`document.querySelectorAll("#records-chart svg.chart rect:not(.frame), #scores-chart svg.chart circle").length`, &bars),
+		chromedp.Evaluate(`(function () { var l = document.querySelector('#scores-chart g.series[data-series="risk at alert"] polyline');
+			return l ? getComputedStyle(l).stroke : "no risk line"; })()`, &riskStroke),
+		chromedp.Evaluate(`(function () { var li = Array.from(document.querySelectorAll("#scores-chart ul.legend li")).find(function (e) { return e.textContent === "risk at alert"; });
+			return li ? getComputedStyle(li.querySelector(".swatch")).backgroundColor : "no legend entry"; })()`, &riskSwatch),
 		shot("entity"))
 	if bars == 0 {
 		t.Errorf("the entity page of %s charts nothing", scoped.Entity)
+	}
+	if riskStroke == "" || riskStroke == "none" || !strings.HasPrefix(riskStroke, "rgb") {
+		t.Errorf("the risk line of %s has stroke %q: it is not drawn", scoped.Entity, riskStroke)
+	}
+	if riskSwatch == "" || !strings.HasPrefix(riskSwatch, "rgb(") {
+		t.Errorf("the risk line's legend swatch has background %q", riskSwatch)
 	}
 
 	// 6. Scope of the alert's entity, and its export.
@@ -258,7 +273,26 @@ func TestBrowser(t *testing.T) {
 		t.Error("the audit log has no scope_export entry naming the analyst")
 	}
 
-	// 7. Logging out in another tab ends the live stream of the open
+	// 7. The scorecard of the same traffic, scored with the response in
+	// force: its "contained by" column names what contained the attacks.
+	var containedHead string
+	var contained []string
+	run("open the scorecard", chromedp.Navigate(srv.base+"/scorecard"), chromedp.WaitVisible("#scorecard", chromedp.ByID),
+		chromedp.Evaluate(`(function () { var ths = Array.from(document.querySelectorAll("#scorecard thead th"));
+			var i = ths.findIndex(function (th) { return th.textContent.trim() === "contained by"; });
+			return i < 0 ? "" : ths[i].textContent.trim(); })()`, &containedHead),
+		chromedp.Evaluate(`(function () { var ths = Array.from(document.querySelectorAll("#scorecard thead th"));
+			var i = ths.findIndex(function (th) { return th.textContent.trim() === "contained by"; });
+			if (i < 0) return [];
+			return Array.from(document.querySelectorAll("#scorecard tbody tr")).map(function (tr) { return tr.children[i].textContent.trim(); })
+				.filter(function (s) { return s !== "" && s !== "—"; }); })()`, &contained),
+		shot("scorecard"))
+	if containedHead != "contained by" || len(contained) == 0 {
+		t.Errorf("the scorecard's contained-by column %q is empty for every scenario", containedHead)
+	}
+	t.Logf("scorecard: contained by %v", contained)
+
+	// 8. Logging out in another tab ends the live stream of the open
 	// overview at once, and the page says so.
 	run("open the overview", chromedp.Navigate(srv.base+"/"), chromedp.WaitVisible("#live-alerts", chromedp.ByID),
 		chromedp.WaitNotPresent("body.offline", chromedp.ByQuery))
@@ -346,8 +380,8 @@ func startServe(t *testing.T, ctx context.Context) *served {
 }
 
 // feedDemo posts two simulated days (ending now) of a small company with
-// its breaches.
-func feedDemo(t *testing.T, ctx context.Context, srv *served) {
+// its breaches, and returns the simulation's options.
+func feedDemo(t *testing.T, ctx context.Context, srv *served) sim.Options {
 	t.Helper()
 	days := 2
 	opts := sim.Options{Seed: 1, Days: days, Customers: 2000,
@@ -372,6 +406,40 @@ func feedDemo(t *testing.T, ctx context.Context, srv *served) {
 	}
 	if batch.Len() > 0 {
 		post()
+	}
+	return opts
+}
+
+// saveScorecard scores the simulation of opts as haechi eval does, with
+// the response in force, and saves it where the console reads it.
+func saveScorecard(t *testing.T, ctx context.Context, srv *served, opts sim.Options) {
+	t.Helper()
+	tr, err := sim.Generate(ctx, opts, io.Discard, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := config.Default()
+	cfg.Log.Level = "error"
+	cfg.Respond.Mode = respond.ModeEnforce
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	sc, err := eval.RunWith(ctx, eval.RunOptions{Config: cfg, Truth: tr, Events: func() (io.ReadCloser, error) {
+		var buf bytes.Buffer
+		if _, err := sim.Generate(ctx, opts, &buf, nil); err != nil {
+			return nil, err
+		}
+		return io.NopCloser(&buf), nil
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	saved, err := console.NewSavedScorecard("eval", "the browser test's traffic", sc, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := console.SaveScorecard(srv.dataDir, saved); err != nil {
+		t.Fatal(err)
 	}
 }
 

@@ -71,7 +71,9 @@ func niceStep(max float64, n int) float64 {
 	return 10 * mag
 }
 
-// fmtNum renders an axis or tooltip number compactly.
+// fmtNum renders an axis tick compactly ("20k"): ticks are round steps
+// (niceStep), so the compact form is exact. Counts read by people (a
+// tooltip, a page's figure) are groupNum's.
 func fmtNum(v float64) string {
 	switch a := math.Abs(v); {
 	case a >= 1e6:
@@ -82,6 +84,33 @@ func fmtNum(v float64) string {
 		return strconv.FormatFloat(v, 'f', 0, 64)
 	}
 	return strconv.FormatFloat(v, 'f', 1, 64)
+}
+
+// groupNum renders a figure in full with thousands grouped: 23051 →
+// "23,051", 2.5e6 → "2,500,000", 12.26 → "12.3" (one decimal when it has
+// a fraction).
+func groupNum(v float64) string {
+	if math.IsNaN(v) || math.IsInf(v, 0) {
+		return strconv.FormatFloat(v, 'f', -1, 64)
+	}
+	s := strconv.FormatFloat(v, 'f', 1, 64)
+	s = strings.TrimSuffix(s, ".0")
+	intPart, frac, _ := strings.Cut(s, ".")
+	sign := ""
+	if strings.HasPrefix(intPart, "-") {
+		sign, intPart = "-", intPart[1:]
+	}
+	var b strings.Builder
+	for i, r := range intPart {
+		if i > 0 && (len(intPart)-i)%3 == 0 {
+			b.WriteByte(',')
+		}
+		b.WriteRune(r)
+	}
+	if frac != "" {
+		return sign + b.String() + "." + frac
+	}
+	return sign + b.String()
 }
 
 // SVG renders the chart as an inline <svg> element.
@@ -187,7 +216,7 @@ func (c Chart) SVG() template.HTML {
 			if p.Label != "" {
 				return p.Label
 			}
-			return s.Name + " " + p.T.UTC().Format("2006-01-02 15:04") + ": " + fmtNum(p.V)
+			return s.Name + " " + p.T.UTC().Format("2006-01-02 15:04") + ": " + groupNum(p.V)
 		}
 		switch s.Style {
 		case "bars":
@@ -217,14 +246,18 @@ func (c Chart) SVG() template.HTML {
 				fmt.Fprintf(&b, `<circle cx="%.1f" cy="%.1f" r="4"><title>%s</title></circle>`, x(p.T), y(p.V), esc(tip(p)))
 			}
 		default:
-			var pts []string
+			// A line, with a small marker on each point: a line of one
+			// point (an entity's only alert) is seen, and each point has
+			// its tooltip.
+			var pts, marks []string
 			for _, p := range s.Points {
 				if math.IsNaN(p.V) || math.IsInf(p.V, 0) {
 					continue
 				}
 				pts = append(pts, fmt.Sprintf("%.1f,%.1f", x(p.T), y(p.V)))
+				marks = append(marks, fmt.Sprintf(`<circle class="marker" cx="%.1f" cy="%.1f" r="2.5"><title>%s</title></circle>`, x(p.T), y(p.V), esc(tip(p))))
 			}
-			fmt.Fprintf(&b, `<polyline fill="none" points="%s"><title>%s</title></polyline>`, strings.Join(pts, " "), esc(s.Name))
+			fmt.Fprintf(&b, `<polyline fill="none" points="%s"><title>%s</title></polyline>%s`, strings.Join(pts, " "), esc(s.Name), strings.Join(marks, ""))
 		}
 		b.WriteString(`</g>`)
 	}
@@ -244,7 +277,7 @@ func (c Chart) Legend() template.HTML {
 		if cls == "" {
 			cls = "s" + strconv.Itoa(i%6)
 		}
-		fmt.Fprintf(&b, `<li><span class="swatch %s"></span>%s</li>`, template.HTMLEscapeString(cls), template.HTMLEscapeString(s.Name))
+		fmt.Fprintf(&b, `<li><span class="swatch %s %s"></span>%s</li>`, template.HTMLEscapeString(s.Style), template.HTMLEscapeString(cls), template.HTMLEscapeString(s.Name))
 	}
 	b.WriteString(`</ul>`)
 	return template.HTML(b.String()) // #nosec G203 -- built here; every interpolated string went through HTMLEscapeString

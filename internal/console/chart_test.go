@@ -110,3 +110,39 @@ func TestOwnBaseline(t *testing.T) {
 		t.Error("a baseline without activity")
 	}
 }
+
+// Figures read by people are written in full, grouped by thousands.
+func TestGroupNum(t *testing.T) {
+	for _, c := range []struct {
+		v    float64
+		want string
+	}{{0, "0"}, {7, "7"}, {999, "999"}, {1000, "1,000"}, {23051, "23,051"}, {2.5e6, "2,500,000"}, {-12345, "-12,345"},
+		{12.26, "12.3"}, {1234.5, "1,234.5"}, {0.5, "0.5"}, {math.NaN(), "NaN"}} {
+		if got := groupNum(c.v); got != c.want {
+			t.Errorf("groupNum(%v) = %q, want %q", c.v, got, c.want)
+		}
+	}
+}
+
+// Every colour class a series may have (Series.Class: s0 … s5 or a
+// severity) is styled in the console's CSS: a line gets a stroke, bars and
+// dots a fill, and its legend swatch a background. The risk line's class
+// (a severity, high) had none, so the line was drawn without a stroke.
+func TestSeriesClassesStyled(t *testing.T) {
+	b, err := os.ReadFile("static/console.css")
+	if err != nil {
+		t.Fatal(err)
+	}
+	css := string(b)
+	for _, cls := range []string{"s0", "s1", "s2", "s3", "s4", "s5", "low", "medium", "high", "critical"} {
+		for _, rule := range []string{
+			`svg.chart .` + cls + ` polyline { stroke: var(--`,
+			`svg.chart .` + cls + ` rect, svg.chart .` + cls + ` circle { fill: var(--`,
+			`.swatch.` + cls + ` { background: var(--`,
+		} {
+			if !strings.Contains(css, rule) {
+				t.Errorf("console.css has no %q", rule)
+			}
+		}
+	}
+}

@@ -94,8 +94,14 @@ type Options struct {
 	EntitySeries []SeriesSource
 	// LiveInterval is how often live streams send stats (0 → 2s).
 	LiveInterval time.Duration
-	Now          func() time.Time
-	Logger       *slog.Logger
+	// Simulated, when set, says the data is simulated and how (the demo:
+	// "14 simulated days played in 2m0s"): its event times do not follow
+	// the wall clock, so the regulators' clocks are measured against the
+	// simulated time — the pipeline's event-time watermark — and marked
+	// simulated, never against now.
+	Simulated string
+	Now       func() time.Time
+	Logger    *slog.Logger
 }
 
 // Console serves the pages.

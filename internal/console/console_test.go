@@ -43,6 +43,12 @@ type env struct {
 // keeps incidents (here one per alert).
 func newEnv(t *testing.T, withAuth bool, opts ...func(*auth.Options)) *env {
 	t.Helper()
+	return newEnvWith(t, withAuth, nil, opts...)
+}
+
+// newEnvWith is newEnv with the console's options changed by cons.
+func newEnvWith(t *testing.T, withAuth bool, cons func(*console.Options), opts ...func(*auth.Options)) *env {
+	t.Helper()
 	ctx := context.Background()
 	dir := t.TempDir()
 	// The store keeps incidents as alerts are saved, as serve's does.
@@ -102,7 +108,11 @@ func newEnv(t *testing.T, withAuth bool, opts ...func(*auth.Options)) *env {
 	reg := prometheus.NewRegistry()
 	e.srv = api.New(api.Options{Ingest: func([]event.Event) error { return nil }, Alerts: st, Scope: st, Actions: st, Triage: st, Findings: st, Incidents: st,
 		Gatherer: reg, Auth: authn, Audit: st.AppendAudit, Now: func() time.Time { return now }})
-	e.cons, err = console.New(console.Options{Store: st, Auth: authn, Hub: e.hub, Gatherer: reg, DataDir: dir, Now: func() time.Time { return now }})
+	co := console.Options{Store: st, Auth: authn, Hub: e.hub, Gatherer: reg, DataDir: dir, Now: func() time.Time { return now }}
+	if cons != nil {
+		cons(&co)
+	}
+	e.cons, err = console.New(co)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -401,7 +411,9 @@ func TestScorecardPage(t *testing.T) {
 		{"name": "ghost-key", "detected": true, "time_to_detect_seconds": ttd, "records_exposed_before_containment": 3, "records_touched": 40,
 			"alerts": []map[string]any{{"id": "al-crit", "title": "Token used but never minted"}}},
 		{"name": "cs-agent-snooping", "detected": false, "time_to_detect_seconds": nil, "records_touched": 11},
-	}, "events": 1000, "identities": 50, "days": 2.0, "alerts": 3, "response": true}
+		{"name": "token-hijack", "detected": true, "time_to_detect_seconds": 0.0, "records_touched": 36, "records_exposed_before_containment": 14,
+			"contained_by": "revoke_token", "contained_at": "2026-11-22T05:50:27Z"},
+	}, "events": 23051, "identities": 50, "days": 2.0, "alerts": 3, "response": true}
 	saved, err := console.NewSavedScorecard("eval", "seed 7", sc, now)
 	if err != nil {
 		t.Fatal(err)
@@ -410,7 +422,8 @@ func TestScorecardPage(t *testing.T) {
 		t.Fatal(err)
 	}
 	w := e.do(t, "GET", "/scorecard", "", nil)
-	for _, s := range []string{"ghost-key", "42 s", "cs-agent-snooping", "1 of 2 scenarios detected", "seed 7", `href="/alerts/al-crit"`} {
+	for _, s := range []string{"ghost-key", "42 s", "cs-agent-snooping", "2 of 3 scenarios detected", "seed 7", `href="/alerts/al-crit"`,
+		"<td>revoke_token at 2026-11-22 05:50:27</td>", "over 23,051 events"} {
 		if !strings.Contains(w.Body.String(), s) {
 			t.Errorf("scorecard page lacks %q", s)
 		}

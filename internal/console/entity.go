@@ -57,6 +57,9 @@ func (c *Console) entity(w http.ResponseWriter, r *http.Request) {
 	to := c.opts.Now().UTC()
 	from := to.AddDate(0, 0, -days+1).Truncate(24 * time.Hour)
 	v := entityView{Entity: e, Days: days, From: from, To: to}
+	// Both charts span the same whole UTC days, from the window's first
+	// midnight to the end of today, so they line up day for day.
+	axisTo := to.Truncate(24 * time.Hour).Add(24 * time.Hour)
 	alerts, err := c.opts.Store.ListAlerts(ctx, store.AlertQuery{Entity: e, Limit: 200, WithFindings: true})
 	if err != nil {
 		c.fail(w, r, http.StatusInternalServerError, "Reading alerts failed: "+err.Error(), "Check the server's log; then reload.")
@@ -83,7 +86,7 @@ func (c *Console) entity(w http.ResponseWriter, r *http.Request) {
 				Label: fmt.Sprintf("%s %s: score %.0f — %s", f.Detector, f.Time.UTC().Format("2006-01-02 15:04"), f.Score, f.Title)})
 		}
 	}
-	v.Scores = Chart{Title: "Finding scores over time", YLabel: "score", From: from, To: to, YMax: 100,
+	v.Scores = Chart{Title: "Finding scores over time", YLabel: "score", From: from, To: axisTo, YMax: 100,
 		Empty: "No findings about this entity in this window."}
 	for _, d := range sortedKeys(boolKeys(byDet)) {
 		v.Scores.Series = append(v.Scores.Series, Series{Name: d, Style: "dots", Points: byDet[d]})
@@ -102,9 +105,10 @@ func (c *Console) entity(w http.ResponseWriter, r *http.Request) {
 	if len(risk) > 0 {
 		slices.SortFunc(risk, func(x, y Point) int { return x.T.Compare(y.T) })
 		v.Scores.Title = "Finding scores and risk over time"
-		v.Scores.Series = append(v.Scores.Series, Series{Name: "risk at alert", Style: "line", Points: risk, Class: "high"})
+		// Coloured apart from the detectors' dots (s0 … s5).
+		v.Scores.Series = append(v.Scores.Series, Series{Name: "risk at alert", Style: "line", Points: risk, Class: "critical"})
 	}
-	v.Records = Chart{Title: "Records touched per day", YLabel: "records", From: from.Add(-12 * time.Hour), To: to.Truncate(24 * time.Hour).Add(12 * time.Hour),
+	v.Records = Chart{Title: "Records touched per day", YLabel: "records", From: from, To: axisTo,
 		Empty: "The access ledger has no records touched by this entity in this window."}
 	if dim, ok := ledger.OfEntity(e.Kind); ok {
 		v.HasLedger = true
@@ -145,6 +149,8 @@ func boolKeys[V any](m map[string]V) map[string]bool {
 
 // recordsPerDay counts, per UTC day, the distinct records (of every type)
 // value of dim touched, from the ledger; total is over the whole window.
+// A day's point is at its noon, so that its bar (centred on the point)
+// sits inside the day on a time axis of whole days.
 // ownBaseline is, for each day with activity, the median of the entity's
 // records per day over the window days before it (days without activity
 // count as 0) — the entity's own baseline, drawn against what it did.
@@ -201,8 +207,8 @@ func recordsPerDay(ctx context.Context, rd ledger.Reader, dim ledger.Dimension, 
 	var pts []Point
 	for d := ledger.Day(from); d <= ledger.Day(to); d++ {
 		if n, ok := perDay[d]; ok {
-			t := ledger.DayTime(d)
-			pts = append(pts, Point{T: t, V: float64(n), Label: fmt.Sprintf("%s: %d records", t.Format("2006-01-02"), n)})
+			t := ledger.DayTime(d).Add(12 * time.Hour)
+			pts = append(pts, Point{T: t, V: float64(n), Label: fmt.Sprintf("%s: %s records", t.Format("2006-01-02"), groupNum(float64(n)))})
 		}
 	}
 	return pts, total, nil

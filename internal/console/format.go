@@ -32,7 +32,7 @@ var funcs = template.FuncMap{
 	"incidentURL": incidentURL,
 	"entityURL":   entityURL,
 	"sev":         func(s event.Severity) string { return s.String() },
-	"num":         fmtNum,
+	"num":         numAny,
 	"score":       func(f float64) string { return fmt.Sprintf("%.0f", f) },
 	"figure":      func(f float64) string { return strconv.FormatFloat(f, 'f', -1, 64) },
 	"rate": func(f float64) string {
@@ -84,6 +84,20 @@ var funcs = template.FuncMap{
 		}
 		return *t
 	},
+}
+
+// numAny is groupNum for the numbers templates pass (float64, int,
+// int64).
+func numAny(v any) (string, error) {
+	switch n := v.(type) {
+	case float64:
+		return groupNum(n), nil
+	case int:
+		return groupNum(float64(n)), nil
+	case int64:
+		return groupNum(float64(n)), nil
+	}
+	return "", fmt.Errorf("num: %T is not a number", v)
 }
 
 // ago renders how long before now t was ("3 min ago"), or "never".

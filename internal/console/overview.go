@@ -40,6 +40,10 @@ type overviewView struct {
 	Detectors   []detectorHealth
 	Approvals   []actionGroup // identical pending actions merged
 	Clocks      []runningClock
+	// Simulated is Options.Simulated; ClockNow the moment the clocks are
+	// measured from (the simulated time when Simulated is set).
+	Simulated string
+	ClockNow  time.Time
 }
 
 type runningClock struct {
@@ -99,7 +103,9 @@ func (c *Console) overview(w http.ResponseWriter, r *http.Request) {
 		v.Approvals = groupActions(pending)
 		v.Approvals = v.Approvals[:min(len(v.Approvals), maxApprovals)]
 	}
-	v.Clocks = c.runningClocks(r, alerts)
+	v.Simulated = c.opts.Simulated
+	v.ClockNow = c.clockNow(v.Stats, alerts)
+	v.Clocks = c.runningClocks(r, alerts, v.ClockNow)
 	if v.Incidents, err = c.openIncidents(r); err != nil {
 		c.opts.Logger.Error("console: open incidents", "err", err)
 		v.IncidentErr = "Reading incidents failed: " + err.Error()
@@ -114,10 +120,26 @@ const (
 	clockTTL    = 2 * time.Minute
 )
 
+// clockNow is the moment regulators' clocks are measured from: now, or,
+// on simulated data (Options.Simulated), the simulated time — the event-
+// time watermark, or the latest alert's last finding when that is later
+// (or the watermark is not known).
+func (c *Console) clockNow(st Stats, alerts []event.Alert) time.Time {
+	if c.opts.Simulated == "" {
+		return c.opts.Now()
+	}
+	t := st.Watermark
+	for i := range alerts {
+		if alerts[i].LastTime.After(t) {
+			t = alerts[i].LastTime
+		}
+	}
+	return t
+}
+
 // runningClocks returns the applicable deadlines still ahead (or just
-// missed) for the newest critical alerts.
-func (c *Console) runningClocks(r *http.Request, alerts []event.Alert) []runningClock {
-	now := c.opts.Now()
+// missed) for the newest critical alerts, measured from now.
+func (c *Console) runningClocks(r *http.Request, alerts []event.Alert, now time.Time) []runningClock {
 	var out []runningClock
 	n := 0
 	for i := range alerts {
@@ -126,7 +148,7 @@ func (c *Console) runningClocks(r *http.Request, alerts []event.Alert) []running
 			continue
 		}
 		n++
-		rep := c.cachedReport(r, a.ID, now)
+		rep := c.cachedReport(r, a.ID, c.opts.Now())
 		if rep == nil {
 			continue
 		}

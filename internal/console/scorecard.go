@@ -16,7 +16,7 @@ import (
 const ScorecardFile = "scorecard.json"
 
 // SavedScorecard is the stored form of the last scorecard: what produced
-// it and the scorecard itself in the JSON form of `haechi eval --json`
+// it and the scorecard itself in the JSON form of `haechi eval -o json`
 // (package eval's Scorecard; the console reads the part it shows through
 // Scorecard, since eval runs the pipeline and cannot be imported here).
 type SavedScorecard struct {

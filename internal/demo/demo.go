@@ -183,7 +183,8 @@ func Run(ctx context.Context, c Options) error {
 	go func() {
 		served <- app.Serve(ctx, app.ServeOptions{
 			Config: cfg, CanaryIDs: ids, Listener: ln, Logger: c.Logger,
-			Ready: func(u string) { ready <- u },
+			Ready:     func(u string) { ready <- u },
+			Simulated: fmt.Sprintf("the demo plays %d simulated days in %s", c.Days, c.Duration),
 		})
 	}()
 	var base string
@@ -211,7 +212,11 @@ func Run(ctx context.Context, c Options) error {
 	if err != nil {
 		return stop(err)
 	}
-	obs := eval.NewObserver(tr)
+	// obs sees the stream as the attackers sent it (what they reached
+	// for; detection is scored on it), gated as the gateway answered it
+	// once haechi's containments arrived (what they got, and which
+	// containment stopped them): eval's two reads, observed in one.
+	obs, gated := eval.NewObserver(tr), eval.NewObserver(tr)
 	pr, pw := io.Pipe()
 	var simTime atomic.Int64
 	go func() {
@@ -227,8 +232,9 @@ func Run(ctx context.Context, c Options) error {
 	done := make(chan struct{})
 	go c.narrate(ctx, out, base, token, opts.Start, &simTime, &posted, done)
 	n, err := PostLive(ctx, base, token, pr, opts.Start, speed, c.Stderr, func(ev *event.Event, line []byte) []byte {
-		line = gw.filter(ev, line) // after a containment, the gateway refuses
 		obs.Observe(ev)
+		line = gw.filter(ev, line, gated.Refused) // after a containment, the gateway refuses
+		gated.Observe(ev)
 		posted.Add(1)
 		return line
 	})
@@ -241,12 +247,12 @@ func Run(ctx context.Context, c Options) error {
 	if err != nil {
 		return stop(err)
 	}
-	sc := eval.Score(tr, obs, alerts)
+	sc := eval.ScoreWithResponse(tr, obs, gated, alerts)
 	applied, refused, badSig, keys, principals, sources := gw.stats()
 	fmt.Fprintf(out, "\nfed %d events; %d alerts. haechi's response (enforce mode) sent %d containment webhooks to the company's gateway (signatures checked, %d bad):\n",
 		n, len(alerts), applied, badSig)
 	fmt.Fprintf(out, "  revoked keys %v, disabled identities %v, blocked sources %d — %d requests refused afterwards.\n", keys, principals, sources, refused)
-	fmt.Fprintf(out, "The scorecard (alerts vs the simulator's ground truth; records touched are what the attackers really got):\n\n")
+	fmt.Fprintf(out, "The scorecard (alerts vs the simulator's ground truth; records touched are what the attackers reached for, records exposed with the response in force what they really got):\n\n")
 	if err := sc.WriteText(out); err != nil {
 		return stop(err)
 	}

@@ -22,8 +22,13 @@ import (
 type gateway struct {
 	secret string
 
-	mu         sync.Mutex
-	gate       *eval.Gate // in force from the moment a webhook arrives
+	mu   sync.Mutex
+	gate *eval.Gate // in force from the moment a webhook arrives
+	// last is the event time of the latest request through the gateway,
+	// and arrived the last of each containment when its webhook came:
+	// when, in simulated time, the containment took hold.
+	last       time.Time
+	arrived    map[string]time.Time
 	keys       map[string]bool
 	sources    map[string]bool
 	principals map[string]bool
@@ -36,7 +41,7 @@ type gateway struct {
 }
 
 func newGateway(secret string) (*gateway, error) {
-	g := &gateway{secret: secret, gate: eval.NewGate(nil), keys: map[string]bool{}, sources: map[string]bool{}, principals: map[string]bool{}}
+	g := &gateway{secret: secret, gate: eval.NewGate(nil), arrived: map[string]time.Time{}, keys: map[string]bool{}, sources: map[string]bool{}, principals: map[string]bool{}}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err
@@ -75,6 +80,9 @@ func (g *gateway) hook(w http.ResponseWriter, r *http.Request) {
 	// behind the wall clock; any time before them will do).
 	if c, ok := eval.ContainmentOf(a.Kind, a.Target, time.Time{}); ok {
 		g.gate.Add(c)
+		if _, seen := g.arrived[containmentKey(c)]; !seen {
+			g.arrived[containmentKey(c)] = g.last
+		}
 	}
 	switch a.Kind {
 	case respond.KindRevokeKey:
@@ -88,20 +96,33 @@ func (g *gateway) hook(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusNoContent)
 }
 
+func containmentKey(c eval.Containment) string { return c.Kind + "\x00" + c.Target.String() }
+
 // filter refuses a request the gateway has been told to contain: the
-// event is rewritten as a 401 that touched no records.
-func (g *gateway) filter(ev *event.Event, line []byte) []byte {
+// event is rewritten as a 401 that touched no records. onRefuse, if not
+// nil, is told of a refusal before the rewrite, with the containment that
+// refused it timed when its webhook arrived (the event time of the
+// request through the gateway just before it): the scorecard's
+// "contained by … at".
+func (g *gateway) filter(ev *event.Event, line []byte, onRefuse func(*event.Event, eval.Containment)) []byte {
 	if ev.Dataset != event.DatasetGateway && ev.Dataset != event.DatasetToken {
 		return line
 	}
 	g.mu.Lock()
-	_, refuse := g.gate.Refuse(ev)
+	c, refuse := g.gate.Refuse(ev)
 	if refuse {
 		g.refused++
+		c.Time = g.arrived[containmentKey(c)]
+	}
+	if ev.Time.After(g.last) {
+		g.last = ev.Time
 	}
 	g.mu.Unlock()
 	if !refuse {
 		return line
+	}
+	if onRefuse != nil {
+		onRefuse(ev, c)
 	}
 	eval.Apply(ev)
 	out := map[string]any{

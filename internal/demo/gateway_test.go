@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/haechi-sec/haechi/internal/eval"
 	"github.com/haechi-sec/haechi/internal/event"
 	"github.com/haechi-sec/haechi/internal/respond"
 )
@@ -51,14 +52,16 @@ func TestGatewayEnforcesSignedWebhooks(t *testing.T) {
 			User: event.User{ID: "c:1"}, Token: event.Token{ID: "t-" + key, KeyID: key}}
 		return ev, []byte(`{"original":"` + key + `"}` + "\n")
 	}
-	if ev, line := mk("k1"); string(gw.filter(ev, line)) != string(line) {
+	var refusals []eval.Containment
+	onRefuse := func(_ *event.Event, c eval.Containment) { refusals = append(refusals, c) }
+	if ev, line := mk("k1"); string(gw.filter(ev, line, onRefuse)) != string(line) {
 		t.Fatal("refused before any containment arrived")
 	}
 	if code := post(body, ""); code != http.StatusNoContent {
 		t.Fatalf("signed webhook: %d, want 204", code)
 	}
 	ev, line := mk("k1")
-	got := gw.filter(ev, line)
+	got := gw.filter(ev, line, onRefuse)
 	var out struct {
 		Event struct{ ID, Outcome string }
 		HTTP  struct {
@@ -76,8 +79,14 @@ func TestGatewayEnforcesSignedWebhooks(t *testing.T) {
 	if out.Event.ID != "e-k1" || out.Event.Outcome != "failure" || out.HTTP.Response.StatusCode != http.StatusUnauthorized || out.Token.KeyID != "k1" {
 		t.Errorf("refused line = %s", got)
 	}
-	if ev, line := mk("k2"); string(gw.filter(ev, line)) != string(line) {
+	if ev, line := mk("k2"); string(gw.filter(ev, line, onRefuse)) != string(line) {
 		t.Error("a request signed by another key was refused")
+	}
+	// The refusal is reported, with the containment timed when its webhook
+	// arrived: after the first k1 request (the scorecard's "contained by
+	// revoke_key at …").
+	if len(refusals) != 1 || refusals[0].Kind != respond.KindRevokeKey || refusals[0].Target.ID != "k1" || refusals[0].Time.IsZero() {
+		t.Errorf("refusals = %+v, want one revoke_key of k1 at the time it arrived", refusals)
 	}
 	applied, refused, badSig, keys, principals, sources := gw.stats()
 	if applied != 1 || refused != 1 || badSig != 1 || len(keys) != 1 || keys[0] != "k1" || len(principals) != 0 || sources != 0 {

@@ -84,7 +84,7 @@ func postLive(ctx context.Context, base, token string, r io.Reader, start time.T
 				continue
 			}
 			if resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden {
-				return fmt.Errorf("post events: %s: pass an ingest token with --token or HAECHI_TOKEN", resp.Status)
+				return refused(resp.Status, resp.StatusCode, token != "", body)
 			}
 			if resp.StatusCode != http.StatusOK {
 				return fmt.Errorf("post events: %s", resp.Status)
@@ -133,6 +133,27 @@ func postLive(ctx context.Context, base, token string, r io.Reader, start time.T
 			return n, err
 		}
 	}
+}
+
+// refused is the error of a POST serve answered 401 or 403: with no
+// token, that one is needed; with one, that it was refused (401: serve
+// does not know it — mistyped, revoked or of another server; 403: its role
+// may not ingest), with serve's own reason when it gave one.
+func refused(status string, code int, tokenGiven bool, body []byte) error {
+	var ans struct {
+		Error string `json:"error"`
+	}
+	why := ""
+	if json.Unmarshal(body, &ans) == nil && ans.Error != "" {
+		why = " (" + ans.Error + ")"
+	}
+	switch {
+	case !tokenGiven:
+		return fmt.Errorf("post events: %s%s: serve wants an API token: pass an ingest token with --token or HAECHI_TOKEN", status, why)
+	case code == http.StatusForbidden:
+		return fmt.Errorf("post events: %s%s: the token was refused: its role may not ingest events (use an ingest or admin token)", status, why)
+	}
+	return fmt.Errorf("post events: %s%s: the token was refused: serve does not know it (mistyped, revoked or expired, or of another server)", status, why)
 }
 
 // reportRejected prints, on warn, how many lines of an accepted request

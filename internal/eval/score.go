@@ -10,7 +10,7 @@ import (
 )
 
 // Scorecard is the result of scoring a run's alerts against its ground
-// truth. Its JSON form is what `haechi eval --json` prints.
+// truth. Its JSON form is what `haechi eval -o json` prints.
 type Scorecard struct {
 	Scenarios      []ScenarioScore `json:"scenarios"`
 	FalsePositives FalsePositives  `json:"false_positives"`

@@ -21,7 +21,7 @@ type SeedRun struct {
 // SeedsScorecard scores the same simulated company over several seeds:
 // each seed's scorecard, and per scenario how often and how fast it was
 // detected over all of them. Its JSON form is what `haechi eval --seeds
-// --json` prints.
+// -o json` prints.
 type SeedsScorecard struct {
 	Seeds     []uint64            `json:"seeds"`
 	Runs      []SeedRun           `json:"runs"`

@@ -19,7 +19,7 @@ import (
 // ScoredFinding is a finding as the alert stage scored it, as the store
 // keeps it in its risk index (every finding, alerting or not). Its JSON
 // form is the finding's (event.Finding, with contribution) plus these
-// fields; `haechi findings --json`, `replay --findings` and
+// fields; `haechi findings -o json`, `replay --findings` and
 // GET /v1/findings print it (docs/alerts.md).
 type ScoredFinding struct {
 	// ID is FindingID of the finding.

@@ -107,8 +107,8 @@
     if (!s.known) return;
     set("rate", s.event_rate < 0 ? "…" : Math.round(s.event_rate) + "/s");
     set("lag", s.lag_seconds < 1 ? Math.round(s.lag_seconds * 1000) + " ms" : s.lag_seconds.toFixed(1) + " s");
-    set("processed", String(Math.round(s.processed)));
-    set("queue", String(Math.round(s.queue_depth)));
+    set("processed", Math.round(s.processed).toLocaleString("en-US"));
+    set("queue", Math.round(s.queue_depth).toLocaleString("en-US"));
   }
 
   var es = new EventSource(src);
