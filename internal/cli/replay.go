@@ -19,6 +19,7 @@ import (
 	"github.com/mattn/go-isatty"
 
 	"github.com/haechi-sec/haechi/internal/alert"
+	"github.com/haechi-sec/haechi/internal/alertfmt"
 	"github.com/haechi-sec/haechi/internal/app"
 	"github.com/haechi-sec/haechi/internal/config"
 	"github.com/haechi-sec/haechi/internal/decode"
@@ -37,6 +38,7 @@ type replayCmd struct {
 	Window        *time.Duration `placeholder:"DURATION" help:"Alert dedup window per entity and detector (overrides alerts.window)."`
 	Shards        int            `placeholder:"N" help:"Shard goroutines (default GOMAXPROCS)."`
 	NoStore       bool           `help:"Do not write alerts to the store in --data-dir."`
+	Output        string         `short:"o" enum:"json,ecs,ocsf" default:"json" placeholder:"FORMAT" help:"Alert lines on stdout: json (haechi's alert JSON), ecs (Elastic Common Schema, event.kind alert) or ocsf (OCSF Detection Finding, class 2004). docs/sinks.md."`
 	Findings      bool           `help:"Print every scored finding (alerting or not, with its contribution and the entity's risk) as a JSON line on stdout instead of the alerts; alerts are still stored and counted."`
 	Progress      string         `enum:"auto,always,never" default:"auto" help:"Progress bar on stderr: auto (when stderr is a terminal), always or never."`
 	MaxErrors     int            `default:"100" placeholder:"N" help:"Print at most N rejected lines (all are counted)."`
@@ -50,6 +52,9 @@ type input struct {
 }
 
 func (c *replayCmd) Run(e *env) (err error) {
+	if c.Findings && c.Output != "json" {
+		return usageError{fmt.Errorf("--findings prints findings as JSON; it does not take -o %s", c.Output)}
+	}
 	cfg, formats, err := c.config(e)
 	if err != nil {
 		return err
@@ -107,9 +112,21 @@ func (c *replayCmd) Run(e *env) (err error) {
 		if ch != alert.Closed && ch != alert.Withdrawn || printErr != nil || c.Findings {
 			return
 		}
-		if err := enc.Encode(a); err != nil {
-			printErr = err
-			return
+		if c.Output == "json" {
+			if err := enc.Encode(a); err != nil {
+				printErr = err
+				return
+			}
+		} else {
+			b, err := alertfmt.Encode(c.Output, &a, alertfmt.Options{Version: version()})
+			if err != nil {
+				printErr = err
+				return
+			}
+			if _, err := out.Write(append(b, '\n')); err != nil {
+				printErr = err
+				return
+			}
 		}
 		printErr = out.Flush()
 	})
