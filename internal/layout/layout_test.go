@@ -97,6 +97,8 @@ var rules = []rule{
 	// The detection path.
 	{pkg: "internal/alert", may: []string{"internal/event"},
 		why: "the alert stage sees findings and watermarks only"},
+	{pkg: "internal/sink", may: nil,
+		why: "SIEM transports (Elasticsearch bulk, Splunk HEC, syslog) speak bytes; respond's dispatcher drives them from the outbox"},
 	{pkg: "internal/alertfmt", may: []string{"internal/detect/...", "internal/event"},
 		why: "renders alerts in SIEM formats (ECS, OCSF); it names detectors' finding kinds by their packages' constants for the ATT&CK table"},
 	{pkg: "internal/incident", may: []string{"internal/event"},
