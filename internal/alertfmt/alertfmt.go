@@ -37,6 +37,10 @@ type Options struct {
 	// Change: what happened to the alert (zero → Created; an alert whose
 	// state is withdrawn or closed is reported as Closed regardless).
 	Change Change
+	// Action, when set, is rendered under haechi.action (ECS) or
+	// unmapped.haechi.action (OCSF): the response action a webhook in
+	// these formats delivers.
+	Action any
 }
 
 func (o Options) change(a *event.Alert) Change {

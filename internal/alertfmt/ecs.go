@@ -109,7 +109,8 @@ type ecsRelated struct {
 }
 
 type ecsHaechi struct {
-	Alert ecsHaechiAlert `json:"alert"`
+	Alert  ecsHaechiAlert `json:"alert"`
+	Action any            `json:"action,omitempty"`
 }
 
 type ecsHaechiAlert struct {
@@ -160,7 +161,7 @@ func ToECS(a *event.Alert, o Options) ECSAlert {
 		Rule:     ecsRule{ID: ruleID(a.Detector), Name: a.Title, Ruleset: "haechi", Author: []string{"haechi"}},
 		Observer: ecsObserver{Vendor: "haechi", Product: "haechi", Type: "detection", Version: o.Version},
 		Tags:     tags(a),
-		Haechi: ecsHaechi{Alert: ecsHaechiAlert{
+		Haechi: ecsHaechi{Action: o.Action, Alert: ecsHaechiAlert{
 			ID: a.ID, State: state, Entity: a.Entity, Severity: a.Severity.String(), Score: a.Score, Risk: a.Risk,
 			FindingCount: a.FindingCount, Kinds: findingKinds(a), Tokens: ents.tokens, Keys: ents.keys,
 			Networks: ents.networks, Findings: []ecsFinding{},

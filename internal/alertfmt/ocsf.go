@@ -27,7 +27,7 @@ var ocsfSeverity = [...]struct {
 // category_uid 2): finding_info with the ATT&CK attacks and the analytic
 // (the detector), severity_id, time, metadata.product, observables, the
 // actor and source endpoint when the alert names one, and haechi's own
-// fields under unmapped.haechi.
+// fields under unmapped.haechi.alert.
 type OCSFFinding struct {
 	ActivityID   int              `json:"activity_id"`
 	ActivityName string           `json:"activity_name"`
@@ -122,7 +122,7 @@ type ocsfObservable struct {
 }
 
 type ocsfUnmapped struct {
-	Haechi ecsHaechiAlert `json:"haechi"`
+	Haechi ecsHaechi `json:"haechi"`
 }
 
 // ToOCSF returns a as an OCSF Detection Finding.
@@ -209,11 +209,11 @@ func ToOCSF(a *event.Alert, o Options) OCSFFinding {
 	}
 	obs("actor.user.uid", 99, "User UID", ents.principals)
 	obs("src_endpoint.ip", 2, "IP Address", ents.sources)
-	obs("unmapped.haechi.tokens", 99, "Token UID", ents.tokens)
-	obs("unmapped.haechi.keys", 99, "Signing Key UID", ents.keys)
-	obs("unmapped.haechi.networks", 99, "Network", ents.networks)
+	obs("unmapped.haechi.alert.tokens", 99, "Token UID", ents.tokens)
+	obs("unmapped.haechi.alert.keys", 99, "Signing Key UID", ents.keys)
+	obs("unmapped.haechi.alert.networks", 99, "Network", ents.networks)
 	obs("http_request.user_agent", 16, "HTTP User-Agent", ents.agents)
-	f.Unmapped.Haechi = ToECS(a, o).Haechi.Alert
+	f.Unmapped.Haechi = ToECS(a, o).Haechi
 	return f
 }
 
