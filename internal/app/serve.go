@@ -19,6 +19,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/haechi-sec/haechi/internal/alert"
 	"github.com/haechi-sec/haechi/internal/api"
@@ -46,6 +47,9 @@ type ServeOptions struct {
 	// Ready is called with the base URL once the API accepts requests.
 	Ready  func(baseURL string)
 	Logger *slog.Logger
+	// MetricsReady is called with the base URL of metrics_listen once it
+	// serves (not called without one).
+	MetricsReady func(baseURL string)
 	// TLSCert and TLSKey (PEM files) serve HTTPS; session cookies are
 	// then Secure.
 	TLSCert, TLSKey string
@@ -147,6 +151,13 @@ func Serve(ctx context.Context, opts ServeOptions) (err error) {
 	if err != nil {
 		return err
 	}
+	metricsSrv, metricsDone, err := s.serveMetrics()
+	if err != nil {
+		shut, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_ = srv.Shutdown(shut)
+		cancel()
+		return err
+	}
 
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
@@ -158,6 +169,9 @@ loop:
 			break loop
 		case err := <-httpDone:
 			serveErr = fmt.Errorf("http server: %w", err)
+			break loop
+		case err := <-metricsDone:
+			serveErr = fmt.Errorf("metrics server: %w", err)
 			break loop
 		case <-s.svc.Failed():
 			// A part that ends on its own: a cluster worker (topics
@@ -175,6 +189,11 @@ loop:
 	defer cancel()
 	if err := srv.Shutdown(shutCtx); err != nil {
 		log.Error("http shutdown", "err", err)
+	}
+	if metricsSrv != nil {
+		if err := metricsSrv.Shutdown(shutCtx); err != nil {
+			log.Error("metrics shutdown", "err", err)
+		}
 	}
 	// Ingest, then the pipeline, the checkpoint saver, the alert writer,
 	// the response (containment planned as the last alerts closed is sent
@@ -455,6 +474,29 @@ func (s *server) serveHTTP() (srv *http.Server, httpDone chan error, err error) 
 		s.opts.Ready(base)
 	}
 	return srv, httpDone, nil
+}
+
+// serveMetrics starts the scrapers' listener (metrics_listen): GET
+// /metrics only, without a token. It returns a nil server and a nil
+// channel (never ready) when none is configured.
+func (s *server) serveMetrics() (*http.Server, chan error, error) {
+	if s.cfg.MetricsListen == "" {
+		return nil, nil, nil
+	}
+	ln, err := net.Listen("tcp", s.cfg.MetricsListen)
+	if err != nil {
+		return nil, nil, fmt.Errorf("metrics_listen on %s: %w", s.cfg.MetricsListen, err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{}))
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: time.Minute, IdleTimeout: 2 * time.Minute}
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ln) }()
+	s.log.Info("metrics for scrapers, without a token", "url", "http://"+ln.Addr().String()+"/metrics")
+	if s.opts.MetricsReady != nil {
+		s.opts.MetricsReady("http://" + ln.Addr().String())
+	}
+	return srv, done, nil
 }
 
 // advanceEventTime is serve's live event time. Events drive it, each

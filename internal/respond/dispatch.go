@@ -17,6 +17,8 @@ import (
 	"text/template"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/haechi-sec/haechi/internal/alertfmt"
 	siem "github.com/haechi-sec/haechi/internal/sink"
 	"github.com/haechi-sec/haechi/internal/store"
@@ -41,6 +43,13 @@ type DispatcherOptions struct {
 	// Hostname names this host in syslog messages and Splunk events
 	// ("" → os.Hostname).
 	Hostname string
+	// Registerer, if set, receives the delivery metrics:
+	// haechi_respond_deliveries_total{type, receiver, result} (one per
+	// action attempted: delivered, failed or dead) and
+	// haechi_respond_delivery_seconds{type, receiver} (one per request
+	// or sink batch); type is webhook, slack, elasticsearch, splunk or
+	// syslog.
+	Registerer prometheus.Registerer
 }
 
 // Dispatcher delivers due actions from the outbox as signed webhooks.
@@ -58,6 +67,9 @@ type Dispatcher struct {
 	now             func() time.Time
 	// sinks by name (Config.Sinks).
 	sinks map[string]sinkEntry
+	// Delivery metrics (registered when opts.Registerer is set).
+	deliveries *prometheus.CounterVec
+	latency    *prometheus.HistogramVec
 
 	wake      chan struct{}
 	stop      chan struct{}
@@ -137,6 +149,23 @@ func NewDispatcher(st *store.Store, cfg Config, opts DispatcherOptions) (*Dispat
 	}
 	if d.opts.Hostname == "" {
 		d.opts.Hostname, _ = os.Hostname()
+	}
+	d.deliveries = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "haechi_respond_deliveries_total",
+		Help: "Outbox actions attempted, per receiver or sink type, name and result (delivered, failed, dead).",
+	}, []string{"type", "receiver", "result"})
+	d.latency = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "haechi_respond_delivery_seconds",
+		Help:    "Duration of a webhook request or a sink batch, per receiver or sink type and name.",
+		Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
+	}, []string{"type", "receiver"})
+	if opts.Registerer != nil {
+		if err := opts.Registerer.Register(d.deliveries); err != nil {
+			return nil, fmt.Errorf("respond: register metrics: %w", err)
+		}
+		if err := opts.Registerer.Register(d.latency); err != nil {
+			return nil, fmt.Errorf("respond: register metrics: %w", err)
+		}
 	}
 	d.sinks = make(map[string]sinkEntry, len(cfg.Sinks))
 	for name, sc := range cfg.Sinks {
@@ -384,9 +413,26 @@ func (d *Dispatcher) deliver(ctx context.Context, a Action) {
 		res.State, res.Error = store.ActionDead, fmt.Sprintf("not delivered within max_age %s", Duration(maxAge))
 	default:
 		status, err := d.post(ctx, a, r)
+		typ := r.Type
+		if typ == "" {
+			typ = ReceiverWebhook
+		}
+		d.latency.WithLabelValues(typ, a.Receiver).Observe(d.now().Sub(now).Seconds())
 		res = d.result(ctx, a, now, status, err)
+		d.deliveries.WithLabelValues(typ, a.Receiver, resultLabel(res.State)).Inc()
 	}
 	d.record(ctx, a, res)
+}
+
+// resultLabel is the metrics' result of an attempt ending in state.
+func resultLabel(state string) string {
+	switch state {
+	case store.ActionDelivered:
+		return "delivered"
+	case store.ActionDead:
+		return "dead"
+	}
+	return "failed"
 }
 
 // result is the outcome of an attempt at a that began at now and ended

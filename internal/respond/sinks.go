@@ -26,6 +26,7 @@ type sender interface {
 
 type sinkEntry struct {
 	s       sender
+	typ     string
 	format  string
 	timeout time.Duration
 }
@@ -33,7 +34,7 @@ type sinkEntry struct {
 // newSink builds the sink sc configures, resolving its secrets from the
 // environment (an error when a named variable is empty) and its CA file.
 func (d *Dispatcher) newSink(sc SinkConfig) (sinkEntry, error) {
-	e := sinkEntry{format: sc.Format, timeout: orDefault(sc.Timeout, DefaultTimeout)}
+	e := sinkEntry{typ: sc.Type, format: sc.Format, timeout: orDefault(sc.Timeout, DefaultTimeout)}
 	if e.format == "" {
 		e.format = alertfmt.FormatECS
 	}
@@ -152,6 +153,7 @@ func (d *Dispatcher) export(ctx context.Context, name string, batch []Action) {
 		}
 		it, err := d.exportItem(a, se.format)
 		if err != nil {
+			d.deliveries.WithLabelValues(se.typ, name, "dead").Inc()
 			d.record(ctx, a, d.result(ctx, a, now, 0, &siem.Error{Reason: err.Error(), Permanent: true}))
 			continue
 		}
@@ -163,6 +165,7 @@ func (d *Dispatcher) export(ctx context.Context, name string, batch []Action) {
 	sctx, cancel := context.WithTimeout(ctx, se.timeout)
 	errs := se.s.Send(sctx, items)
 	cancel()
+	d.latency.WithLabelValues(se.typ, name).Observe(d.now().Sub(now).Seconds())
 	for i, a := range sent {
 		var err error
 		if i < len(errs) {
@@ -175,7 +178,9 @@ func (d *Dispatcher) export(ctx context.Context, name string, batch []Action) {
 		if errors.As(err, &serr) {
 			status = serr.Status
 		}
-		d.record(ctx, a, d.result(ctx, a, now, status, err))
+		res := d.result(ctx, a, now, status, err)
+		d.deliveries.WithLabelValues(se.typ, name, resultLabel(res.State)).Inc()
+		d.record(ctx, a, res)
 	}
 }
 

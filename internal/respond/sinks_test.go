@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -12,6 +13,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/haechi-sec/haechi/internal/alert"
 	"github.com/haechi-sec/haechi/internal/alertfmt"
@@ -340,5 +343,60 @@ func TestSinkConfigValidate(t *testing.T) {
 	t.Setenv("HAECHI_TEST_EMPTY_HEC_TOKEN", "")
 	if _, err := NewDispatcher((*store.Store)(nil), cfg, DispatcherOptions{}); err == nil || !strings.Contains(err.Error(), "HAECHI_TEST_EMPTY_HEC_TOKEN") {
 		t.Errorf("empty token: %v", err)
+	}
+}
+
+// The dispatcher counts each export's result per sink and times each
+// batch.
+func TestSinkMetrics(t *testing.T) {
+	es, srv := newFakeES(t)
+	es.reject["a2"] = true
+	st := openStore(t, t.TempDir())
+	cfg := sinkConfig(srv.URL)
+	p, err := NewPlanner(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := prometheus.NewRegistry()
+	d, err := NewDispatcher(st, cfg, DispatcherOptions{Registerer: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var acts []Action
+	for _, id := range []string{"a1", "a2", "bad"} {
+		acts = append(acts, p.Exports(sinkAlert(id, event.EntitySource, "198.51.100.1", event.SeverityHigh, t0))...)
+	}
+	if _, err := st.InsertActions(t.Context(), acts, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	claimed, err := st.ClaimDueActions(t.Context(), time.Now(), time.Minute, 10)
+	if err != nil || len(claimed) != 3 {
+		t.Fatalf("claimed %d: %v", len(claimed), err)
+	}
+	d.export(t.Context(), "siem", claimed)
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			labels := map[string]string{}
+			for _, l := range m.GetLabel() {
+				labels[l.GetName()] = l.GetValue()
+			}
+			if labels["type"] != SinkElasticsearch || labels["receiver"] != "siem" {
+				t.Errorf("%s labels %v", mf.GetName(), labels)
+			}
+			switch mf.GetName() {
+			case "haechi_respond_deliveries_total":
+				got[labels["result"]] = m.GetCounter().GetValue()
+			case "haechi_respond_delivery_seconds":
+				got["batches"] = float64(m.GetHistogram().GetSampleCount())
+			}
+		}
+	}
+	if want := map[string]float64{"delivered": 1, "failed": 1, "dead": 1, "batches": 1}; fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("metrics %v, want %v", got, want)
 	}
 }
