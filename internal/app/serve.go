@@ -50,6 +50,8 @@ type ServeOptions struct {
 	// MetricsReady is called with the base URL of metrics_listen once it
 	// serves (not called without one).
 	MetricsReady func(baseURL string)
+	// Version is haechi's version (BuildOptions.Version).
+	Version string
 	// TLSCert and TLSKey (PEM files) serve HTTPS; session cookies are
 	// then Secure.
 	TLSCert, TLSKey string
@@ -101,7 +103,7 @@ func Serve(ctx context.Context, opts ServeOptions) (err error) {
 	// writer, checkpoints — as one lifecycle (Build); serve adds access
 	// control, the pipeline and durable ingest on top, so Close stops
 	// ingest first and the store last.
-	s.svc, err = Build(ctx, BuildOptions{Config: cfg, Mode: ModeLive, Logger: log, Registerer: s.reg,
+	s.svc, err = Build(ctx, BuildOptions{Config: cfg, Mode: ModeLive, Logger: log, Registerer: s.reg, Version: opts.Version,
 		OnDurable: func(m uint64) { s.durable.Store(m) }})
 	if err != nil {
 		return err

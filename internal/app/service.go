@@ -67,6 +67,9 @@ type BuildOptions struct {
 	OnDurable  func(mark uint64)
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer
+	// Version is haechi's version, written into the ECS and OCSF
+	// documents webhooks and sinks deliver ("" → omitted).
+	Version string
 }
 
 // Service is the output side every entry point shares — the store, the
@@ -258,7 +261,7 @@ func (s *Service) buildResponse(ctx context.Context, opts BuildOptions) (err err
 	s.Suppressions = respond.NewSuppressions(st)
 	ro := respond.ResponderOptions{Logger: log, Suppressions: s.Suppressions}
 	if opts.Mode == ModeLive {
-		d, err := respond.NewDispatcher(st, cfg.Respond, respond.DispatcherOptions{Logger: log, Lease: cfg.Respond.Lease.D(), Registerer: opts.Registerer})
+		d, err := respond.NewDispatcher(st, cfg.Respond, respond.DispatcherOptions{Logger: log, Lease: cfg.Respond.Lease.D(), Registerer: opts.Registerer, Version: opts.Version})
 		if err != nil {
 			return fmt.Errorf("respond: %w", err)
 		}
