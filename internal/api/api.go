@@ -166,6 +166,9 @@ type Server struct {
 	received prometheus.Counter
 	rejected *prometheus.CounterVec
 	requests *prometheus.CounterVec
+	// duration: request latency per route (the registered pattern) and
+	// status code.
+	duration *prometheus.HistogramVec
 }
 
 // maxErrors is how many line errors an ingest answer lists.
@@ -204,12 +207,17 @@ func New(opts Options) *Server {
 			Name: "haechi_ingest_requests_total",
 			Help: "Ingest requests, per HTTP status code.",
 		}, []string{"code"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "haechi_http_request_duration_seconds",
+			Help:    "HTTP request latency per route (the registered pattern, e.g. \"GET /v1/alerts/{id}\") and status code; live streams count when they end.",
+			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
+		}, []string{"route", "code"}),
 	}
 	for _, c := range []string{decode.CodeInvalidJSON, decode.CodeMissingField, decode.CodeInvalidField, decode.CodeLineTooLong} {
 		s.rejected.WithLabelValues(c)
 	}
 	if opts.Registerer != nil {
-		opts.Registerer.MustRegister(s.received, s.rejected, s.requests)
+		opts.Registerer.MustRegister(s.received, s.rejected, s.requests, s.duration)
 	}
 	s.handleFunc("POST /v1/events", auth.NeedIngest, s.handleEvents)
 	s.handleFunc("GET /v1/alerts", auth.NeedAnalyst, s.handleAlerts)
@@ -251,6 +259,8 @@ func (s *Server) Handle(pattern string, need auth.Need, h http.Handler, deny aut
 	if s.opts.Auth != nil {
 		h = s.opts.Auth.Guard(need, h, deny)
 	}
+	// Timed outside the guard, so refused requests count too.
+	h = promhttp.InstrumentHandlerDuration(s.duration.MustCurryWith(prometheus.Labels{"route": pattern}), h)
 	s.mux.Handle(pattern, h)
 }
 

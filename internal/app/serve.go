@@ -19,6 +19,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/haechi-sec/haechi/internal/alert"
 	"github.com/haechi-sec/haechi/internal/api"
@@ -46,6 +47,11 @@ type ServeOptions struct {
 	// Ready is called with the base URL once the API accepts requests.
 	Ready  func(baseURL string)
 	Logger *slog.Logger
+	// MetricsReady is called with the base URL of metrics_listen once it
+	// serves (not called without one).
+	MetricsReady func(baseURL string)
+	// Version is haechi's version (BuildOptions.Version).
+	Version string
 	// TLSCert and TLSKey (PEM files) serve HTTPS; session cookies are
 	// then Secure.
 	TLSCert, TLSKey string
@@ -102,7 +108,7 @@ func Serve(ctx context.Context, opts ServeOptions) (err error) {
 	// writer, checkpoints — as one lifecycle (Build); serve adds access
 	// control, the pipeline and durable ingest on top, so Close stops
 	// ingest first and the store last.
-	s.svc, err = Build(ctx, BuildOptions{Config: cfg, Mode: ModeLive, Logger: log, Registerer: s.reg,
+	s.svc, err = Build(ctx, BuildOptions{Config: cfg, Mode: ModeLive, Logger: log, Registerer: s.reg, Version: opts.Version,
 		OnDurable: func(m uint64) { s.durable.Store(m) }})
 	if err != nil {
 		return err
@@ -152,6 +158,13 @@ func Serve(ctx context.Context, opts ServeOptions) (err error) {
 	if err != nil {
 		return err
 	}
+	metricsSrv, metricsDone, err := s.serveMetrics()
+	if err != nil {
+		shut, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_ = srv.Shutdown(shut)
+		cancel()
+		return err
+	}
 
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
@@ -163,6 +176,9 @@ loop:
 			break loop
 		case err := <-httpDone:
 			serveErr = fmt.Errorf("http server: %w", err)
+			break loop
+		case err := <-metricsDone:
+			serveErr = fmt.Errorf("metrics server: %w", err)
 			break loop
 		case <-s.svc.Failed():
 			// A part that ends on its own: a cluster worker (topics
@@ -180,6 +196,11 @@ loop:
 	defer cancel()
 	if err := srv.Shutdown(shutCtx); err != nil {
 		log.Error("http shutdown", "err", err)
+	}
+	if metricsSrv != nil {
+		if err := metricsSrv.Shutdown(shutCtx); err != nil {
+			log.Error("metrics shutdown", "err", err)
+		}
 	}
 	// Ingest, then the pipeline, the checkpoint saver, the alert writer,
 	// the response (containment planned as the last alerts closed is sent
@@ -460,6 +481,29 @@ func (s *server) serveHTTP() (srv *http.Server, httpDone chan error, err error) 
 		s.opts.Ready(base)
 	}
 	return srv, httpDone, nil
+}
+
+// serveMetrics starts the scrapers' listener (metrics_listen): GET
+// /metrics only, without a token. It returns a nil server and a nil
+// channel (never ready) when none is configured.
+func (s *server) serveMetrics() (*http.Server, chan error, error) {
+	if s.cfg.MetricsListen == "" {
+		return nil, nil, nil
+	}
+	ln, err := net.Listen("tcp", s.cfg.MetricsListen)
+	if err != nil {
+		return nil, nil, fmt.Errorf("metrics_listen on %s: %w", s.cfg.MetricsListen, err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{}))
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: time.Minute, IdleTimeout: 2 * time.Minute}
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ln) }()
+	s.log.Info("metrics for scrapers, without a token", "url", "http://"+ln.Addr().String()+"/metrics")
+	if s.opts.MetricsReady != nil {
+		s.opts.MetricsReady("http://" + ln.Addr().String())
+	}
+	return srv, done, nil
 }
 
 // advanceEventTime is serve's live event time. Events drive it, each

@@ -67,6 +67,9 @@ type BuildOptions struct {
 	OnDurable  func(mark uint64)
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer
+	// Version is haechi's version, written into the ECS and OCSF
+	// documents webhooks and sinks deliver ("" → omitted).
+	Version string
 }
 
 // Service is the output side every entry point shares — the store, the
@@ -191,6 +194,17 @@ func Build(ctx context.Context, opts BuildOptions) (_ *Service, err error) {
 	}
 
 	lo := ledger.Options{Logger: log, OnDurable: opts.OnDurable}
+	if opts.Registerer != nil {
+		flush := prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "haechi_ledger_flush_seconds",
+			Help:    "Time the store took to merge one batch of ledger rows.",
+			Buckets: []float64{.001, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
+		})
+		if err := opts.Registerer.Register(flush); err != nil {
+			return nil, fmt.Errorf("ledger: register metrics: %w", err)
+		}
+		lo.OnFlush = func(took time.Duration, _ int) { flush.Observe(took.Seconds()) }
+	}
 	switch opts.Mode {
 	case ModeReplay:
 		lo.FlushEvery, lo.MaxDirty = 6*time.Hour, 4<<20
@@ -247,7 +261,7 @@ func (s *Service) buildResponse(ctx context.Context, opts BuildOptions) (err err
 	s.Suppressions = respond.NewSuppressions(st)
 	ro := respond.ResponderOptions{Logger: log, Suppressions: s.Suppressions}
 	if opts.Mode == ModeLive {
-		d, err := respond.NewDispatcher(st, cfg.Respond, respond.DispatcherOptions{Logger: log, Lease: cfg.Respond.Lease.D()})
+		d, err := respond.NewDispatcher(st, cfg.Respond, respond.DispatcherOptions{Logger: log, Lease: cfg.Respond.Lease.D(), Registerer: opts.Registerer, Version: opts.Version})
 		if err != nil {
 			return fmt.Errorf("respond: %w", err)
 		}

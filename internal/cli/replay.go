@@ -19,6 +19,7 @@ import (
 	"github.com/mattn/go-isatty"
 
 	"github.com/haechi-sec/haechi/internal/alert"
+	"github.com/haechi-sec/haechi/internal/alertfmt"
 	"github.com/haechi-sec/haechi/internal/app"
 	"github.com/haechi-sec/haechi/internal/config"
 	"github.com/haechi-sec/haechi/internal/decode"
@@ -40,7 +41,7 @@ type replayCmd struct {
 	Findings      bool           `help:"Print every scored finding (alerting or not, with its contribution and the entity's risk) as a JSON line on stdout instead of the alerts; alerts are still stored and counted."`
 	Progress      string         `enum:"auto,always,never" default:"auto" help:"Progress bar on stderr: auto (when stderr is a terminal), always or never."`
 	MaxErrors     int            `default:"100" placeholder:"N" help:"Print at most N rejected lines (all are counted)."`
-	outputFlag    `kong:"embed,set='output_formats=json',set='output_default=json'"`
+	outputFlag    `kong:"embed,set='output_formats=json,ecs,ocsf',set='output_default=json'"`
 }
 
 // input is one opened replay input.
@@ -51,6 +52,10 @@ type input struct {
 }
 
 func (c *replayCmd) Run(e *env) (err error) {
+	outFormat := c.format(e)
+	if c.Findings && outFormat != "json" {
+		return usageError{fmt.Errorf("--findings prints findings as JSON; it does not take -o %s", outFormat)}
+	}
 	cfg, formats, err := c.config(e)
 	if err != nil {
 		return err
@@ -99,8 +104,9 @@ func (c *replayCmd) Run(e *env) (err error) {
 			err = cerr
 		}
 	}()
-	// -o json (one alert, or with --findings one finding, per line) is
-	// replay's only output format yet: another is chosen here.
+	// -o json: one alert (or with --findings one finding) per line in
+	// haechi's JSON; -o ecs|ocsf: one alert per line as an ECS document or an
+	// OCSF Detection Finding (docs/sinks.md).
 	out := bufio.NewWriter(e.stdout)
 	enc := json.NewEncoder(out)
 	enc.SetEscapeHTML(false)
@@ -110,9 +116,21 @@ func (c *replayCmd) Run(e *env) (err error) {
 		if ch != alert.Closed && ch != alert.Withdrawn || printErr != nil || c.Findings {
 			return
 		}
-		if err := enc.Encode(a); err != nil {
-			printErr = err
-			return
+		if outFormat == "json" {
+			if err := enc.Encode(a); err != nil {
+				printErr = err
+				return
+			}
+		} else {
+			b, err := alertfmt.Encode(outFormat, &a, alertfmt.Options{Version: version()})
+			if err != nil {
+				printErr = err
+				return
+			}
+			if _, err := out.Write(append(b, '\n')); err != nil {
+				printErr = err
+				return
+			}
 		}
 		printErr = out.Flush()
 	})

@@ -66,5 +66,5 @@ func (c *serveCmd) Run(e *env) error {
 		fmt.Fprintln(e.stderr, "haechi serve: WARNING: --insecure-no-auth: access control is OFF. Anyone who can connect reads alerts and who read which customer's data. Allowed on loopback only.")
 	}
 	return app.Serve(e.ctx, app.ServeOptions{Config: cfg, CanaryIDs: ids, Logger: log,
-		TLSCert: c.TLSCert, TLSKey: c.TLSKey, InsecureNoAuth: c.InsecureNoAuth, Announce: e.stdout})
+		TLSCert: c.TLSCert, TLSKey: c.TLSKey, InsecureNoAuth: c.InsecureNoAuth, Announce: e.stdout, Version: version()})
 }

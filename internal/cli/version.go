@@ -83,3 +83,19 @@ func versionLine() string {
 	bi, _ := debug.ReadBuildInfo()
 	return versionString(Version, Revision, Date, bi)
 }
+
+// version is haechi's version alone (the module version or the -X
+// override, "devel" for a checkout build), as alert documents name the
+// product version.
+func version() string {
+	v := Version
+	if v == "" {
+		if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+			v = bi.Main.Version
+		}
+	}
+	if v == "" {
+		return "devel"
+	}
+	return v
+}

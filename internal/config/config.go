@@ -54,7 +54,12 @@ type Config struct {
 	// Audit protects the audit log: the audit key and the witness.
 	Audit Audit `yaml:"audit"`
 	// Listen is the HTTP listen address, host:port.
-	Listen    string    `yaml:"listen"`
+	Listen string `yaml:"listen"`
+	// MetricsListen, when set, is a second listen address, host:port,
+	// that serves only GET /metrics and without a token, for scrapers
+	// (the /metrics of Listen still asks for one). Empty: none.
+	MetricsListen string `yaml:"metrics_listen"`
+
 	Log       Log       `yaml:"log"`
 	Engine    Engine    `yaml:"engine"`
 	Ingest    Ingest    `yaml:"ingest"`

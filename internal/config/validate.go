@@ -50,6 +50,13 @@ func (c *Config) Validate() error {
 	if msg := checkListen(c.Listen); msg != "" {
 		add("listen", "%s", msg)
 	}
+	if c.MetricsListen != "" {
+		if msg := checkListen(c.MetricsListen); msg != "" {
+			add("metrics_listen", "%s", msg)
+		} else if c.MetricsListen == c.Listen && !strings.HasSuffix(c.Listen, ":0") {
+			add("metrics_listen", "must differ from listen (%s)", c.Listen)
+		}
+	}
 	c.Kafka.check(under(add, "kafka."))
 	c.Log.check(under(add, "log."))
 	c.Engine.check(under(add, "engine."))

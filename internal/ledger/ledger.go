@@ -144,6 +144,10 @@ type Options struct {
 	// every shard's hand-off for it is stored: every record touch
 	// processed before the mark was submitted is then in the store.
 	OnDurable func(mark uint64)
+	// OnFlush, if set, is called (from the writer) after each batch of
+	// rows is stored, with how long the store took and how many rows it
+	// merged (serve's ledger flush latency metric).
+	OnFlush func(took time.Duration, rows int)
 }
 
 func (o *Options) defaults() {
@@ -503,8 +507,12 @@ func (l *Ledger) write(ctx context.Context, batch []handoff, final bool) {
 		if final {
 			actx, cancel = context.WithTimeout(context.WithoutCancel(ctx), finalTimeout)
 		}
+		began := l.opts.Now()
 		err := l.sink.MergeLedger(actx, dict, rows)
 		cancel()
+		if err == nil && l.opts.OnFlush != nil {
+			l.opts.OnFlush(l.opts.Now().Sub(began), len(rows))
+		}
 		if err == nil {
 			l.rows.Add(int64(len(rows)))
 			l.bytes.Add(size)

@@ -368,3 +368,20 @@ func TestMarkMakesStateDurable(t *testing.T) {
 	eng.Close()
 	l.Close()
 }
+
+// OnFlush hears of every stored batch: as many calls as committed
+// batches, their rows adding up to the rows merged.
+func TestOnFlush(t *testing.T) {
+	st := openStore(t)
+	var calls, rows int64
+	stats := record(t, st, "../../testdata/contract-events.ndjson", 3, ledger.Options{OnFlush: func(took time.Duration, n int) {
+		if took < 0 {
+			t.Errorf("negative flush time %s", took)
+		}
+		calls++
+		rows += int64(n)
+	}})
+	if calls == 0 || calls != stats.Batches || rows != stats.Rows {
+		t.Errorf("OnFlush: %d calls, %d rows; stats %d batches, %d rows", calls, rows, stats.Batches, stats.Rows)
+	}
+}

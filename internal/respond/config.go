@@ -21,6 +21,7 @@ package respond
 import (
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
 	"strconv"
@@ -28,6 +29,7 @@ import (
 	"text/template"
 	"time"
 
+	"github.com/haechi-sec/haechi/internal/alertfmt"
 	"github.com/haechi-sec/haechi/internal/detect/behaviour"
 	"github.com/haechi-sec/haechi/internal/detect/binding"
 	"github.com/haechi-sec/haechi/internal/detect/canary"
@@ -46,6 +48,7 @@ import (
 	"github.com/haechi-sec/haechi/internal/detect/token"
 	"github.com/haechi-sec/haechi/internal/detect/volume"
 	"github.com/haechi-sec/haechi/internal/event"
+	siem "github.com/haechi-sec/haechi/internal/sink"
 )
 
 // Mode is the global response mode.
@@ -70,8 +73,17 @@ const (
 // ActionKinds lists every action kind.
 var ActionKinds = []string{KindRevokeKey, KindRevokeToken, KindBlockSource, KindDisableIdentity, KindNotify}
 
-// IsContainment reports whether kind changes something (everything but notify).
-func IsContainment(kind string) bool { return kind != KindNotify }
+// KindExport is the kind of an alert's delivery to a sink (Config.Sinks):
+// one per sink and alert change (raised, grown, closed, withdrawn). It is
+// planned whatever the mode, never held for approval and never rate
+// limited: it tells, it does not contain.
+const KindExport = "export"
+
+// IsContainment reports whether kind changes something (everything but
+// notify, an alert's export and an incident's notice).
+func IsContainment(kind string) bool {
+	return kind != KindNotify && kind != KindExport && kind != KindIncident
+}
 
 // Receiver types.
 const (
@@ -131,6 +143,11 @@ type Config struct {
 	// ("revoke_key", "notify", …). With no receiver an action is recorded
 	// as skipped ("no receiver configured").
 	Receivers map[string]Receiver `yaml:"receivers" json:"receivers,omitempty"`
+	// Sinks by name: every alert, as it is raised, grows, closes or is
+	// withdrawn, is delivered to each sink through the outbox (an action
+	// of kind export), with the outbox's retries and backoff
+	// (docs/sinks.md). A sink's name must not be a receiver's.
+	Sinks map[string]SinkConfig `yaml:"sinks" json:"sinks,omitempty"`
 	// Playbooks, all of which are applied to every alert, in order.
 	Playbooks []Playbook `yaml:"playbooks" json:"playbooks"`
 	// Protected entities are never contained automatically: their
@@ -172,6 +189,55 @@ type Receiver struct {
 	// so a receiver name that resolves (or is rebound) to an internal
 	// address is refused; Validate refuses a literal one (or localhost) in
 	// URL. Set it for a receiver that is an internal service.
+	AllowPrivate bool `yaml:"allow_private" json:"allow_private,omitempty"`
+	// Format of the body (webhook type only): haechi (default, the
+	// action body), ecs or ocsf — the action's alert as an ECS document
+	// or an OCSF Detection Finding, with the action under haechi.action
+	// (ECS) or unmapped.haechi.action (OCSF). Incident notices keep the
+	// haechi body. Not with body_template.
+	Format string `yaml:"format" json:"format,omitempty"`
+}
+
+// Sink types.
+const (
+	SinkElasticsearch = "elasticsearch" // Elasticsearch or OpenSearch _bulk
+	SinkSplunk        = "splunk"        // Splunk HTTP Event Collector
+	SinkSyslog        = "syslog"        // RFC 5424 over TCP (octet counting), TLS or UDP
+)
+
+// SinkConfig is one SIEM sink (docs/sinks.md).
+type SinkConfig struct {
+	Type string `yaml:"type" json:"type"`
+	// Format of each document: ecs (default) or ocsf; haechi sends the
+	// alert's own JSON.
+	Format string `yaml:"format" json:"format,omitempty"`
+	// URL: the base URL of Elasticsearch/OpenSearch or of Splunk's HEC
+	// (https://splunk:8088).
+	URL string `yaml:"url" json:"url,omitempty"`
+	// Index: elasticsearch, the index or data stream (default
+	// haechi-alerts); splunk, the index (default: the token's).
+	Index string `yaml:"index" json:"index,omitempty"`
+	// elasticsearch: APIKeyEnv names the variable holding an API key
+	// (Authorization: ApiKey), or Username and PasswordEnv basic auth.
+	APIKeyEnv   string `yaml:"api_key_env" json:"api_key_env,omitempty"`
+	Username    string `yaml:"username" json:"username,omitempty"`
+	PasswordEnv string `yaml:"password_env" json:"password_env,omitempty"`
+	// splunk: TokenEnv names the variable holding the HEC token
+	// (required); Sourcetype defaults to haechi:alert:<format>.
+	TokenEnv   string `yaml:"token_env" json:"token_env,omitempty"`
+	Sourcetype string `yaml:"sourcetype" json:"sourcetype,omitempty"`
+	// syslog: Address host:port, Network tcp (default) or udp, TLS over
+	// tcp, Facility (default auth).
+	Address  string `yaml:"address" json:"address,omitempty"`
+	Network  string `yaml:"network" json:"network,omitempty"`
+	TLS      bool   `yaml:"tls" json:"tls,omitempty"`
+	Facility string `yaml:"facility" json:"facility,omitempty"`
+	// CAFile: PEM certificates to trust besides the system's (https or
+	// tls).
+	CAFile  string   `yaml:"ca_file" json:"ca_file,omitempty"`
+	Timeout Duration `yaml:"timeout" json:"timeout,omitempty"` // per batch, 0 → 10s
+	// AllowPrivate: as Receiver.AllowPrivate (a SIEM is often internal:
+	// set it for one).
 	AllowPrivate bool `yaml:"allow_private" json:"allow_private,omitempty"`
 }
 
@@ -394,6 +460,27 @@ func (c *Config) Check(add func(path, format string, args ...any)) {
 		if r.Timeout < 0 {
 			add(path+".timeout", "must not be negative")
 		}
+		switch r.Format {
+		case "", alertfmt.FormatHaechi:
+		case alertfmt.FormatECS, alertfmt.FormatOCSF:
+			if r.BodyTemplate != "" {
+				add(path+".format", "%s and body_template exclude each other", r.Format)
+			}
+			if r.Type == ReceiverSlack {
+				add(path+".format", "a slack receiver takes {\"text\": …}, not %s", r.Format)
+			}
+		default:
+			add(path+".format", "unknown format %q (want haechi, ecs or ocsf)", r.Format)
+		}
+	}
+	for name, sk := range c.Sinks {
+		sk.check("sinks."+name, add)
+		if _, ok := c.Receivers[name]; ok {
+			add("sinks."+name, "a receiver has this name too; sinks and receivers need distinct names")
+		}
+		if orDefault(sk.Timeout, DefaultTimeout) >= orDefault(c.Lease, DefaultLease) {
+			add("sinks."+name+".timeout", "must be shorter than lease (%s)", Duration(orDefault(c.Lease, DefaultLease)))
+		}
 	}
 	names := map[string]bool{}
 	for i, pb := range c.Playbooks {
@@ -460,6 +547,74 @@ func (c *Config) Check(add func(path, format string, args ...any)) {
 	}
 	if c.InitialBackoff < 0 || c.MaxBackoff < 0 {
 		add("initial_backoff", "backoffs must not be negative")
+	}
+}
+
+func (s *SinkConfig) check(path string, add func(path, format string, args ...any)) {
+	switch s.Format {
+	case "", alertfmt.FormatECS, alertfmt.FormatOCSF, alertfmt.FormatHaechi:
+	default:
+		add(path+".format", "unknown format %q (want ecs, ocsf or haechi)", s.Format)
+	}
+	if s.Timeout < 0 {
+		add(path+".timeout", "must not be negative")
+	}
+	httpURL := func() {
+		if !strings.HasPrefix(s.URL, "http://") && !strings.HasPrefix(s.URL, "https://") {
+			add(path+".url", "must be an http:// or https:// URL, got %q", s.URL)
+		} else if kind, ok := literalNonPublic(s.URL); ok && !s.AllowPrivate {
+			add(path+".url", "%s is a %s address; set allow_private: true to deliver to it", s.URL, kind)
+		}
+	}
+	notFor := func(field, v string) {
+		if v != "" {
+			add(path+"."+field, "not a setting of a %s sink", s.Type)
+		}
+	}
+	switch s.Type {
+	case SinkElasticsearch:
+		httpURL()
+		if s.APIKeyEnv != "" && (s.Username != "" || s.PasswordEnv != "") {
+			add(path+".api_key_env", "set api_key_env or username and password_env, not both")
+		}
+		if (s.Username == "") != (s.PasswordEnv == "") {
+			add(path+".username", "username and password_env go together")
+		}
+		notFor("token_env", s.TokenEnv)
+		notFor("address", s.Address)
+	case SinkSplunk:
+		httpURL()
+		if s.TokenEnv == "" {
+			add(path+".token_env", "required: the environment variable holding the HEC token")
+		}
+		notFor("api_key_env", s.APIKeyEnv)
+		notFor("address", s.Address)
+	case SinkSyslog:
+		host, port, err := net.SplitHostPort(s.Address)
+		if err != nil || port == "" || host == "" {
+			add(path+".address", "want host:port, got %q", s.Address)
+		} else if kind, ok := literalNonPublic("tcp://" + s.Address); ok && !s.AllowPrivate {
+			add(path+".address", "%s is a %s address; set allow_private: true to deliver to it", s.Address, kind)
+		}
+		switch s.Network {
+		case "", "tcp":
+		case "udp":
+			if s.TLS {
+				add(path+".tls", "TLS runs over tcp, not udp")
+			}
+		default:
+			add(path+".network", "unknown network %q (want tcp or udp)", s.Network)
+		}
+		if s.Facility != "" {
+			if _, ok := siem.Facility(s.Facility); !ok {
+				add(path+".facility", "unknown facility %q (want auth, authpriv, local0 … local7, …)", s.Facility)
+			}
+		}
+		notFor("url", s.URL)
+	case "":
+		add(path+".type", "required (elasticsearch, splunk or syslog)")
+	default:
+		add(path+".type", "unknown type %q (want elasticsearch, splunk or syslog)", s.Type)
 	}
 }
 

@@ -10,12 +10,17 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
 	"text/template"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/haechi-sec/haechi/internal/alertfmt"
+	siem "github.com/haechi-sec/haechi/internal/sink"
 	"github.com/haechi-sec/haechi/internal/store"
 )
 
@@ -33,6 +38,18 @@ type DispatcherOptions struct {
 	Client *http.Client
 	Logger *slog.Logger // nil discards
 	Now    func() time.Time
+	// Version is haechi's version, written into ECS and OCSF documents.
+	Version string
+	// Hostname names this host in syslog messages and Splunk events
+	// ("" → os.Hostname).
+	Hostname string
+	// Registerer, if set, receives the delivery metrics:
+	// haechi_respond_deliveries_total{type, receiver, result} (one per
+	// action attempted: delivered, failed or dead) and
+	// haechi_respond_delivery_seconds{type, receiver} (one per request
+	// or sink batch); type is webhook, slack, elasticsearch, splunk or
+	// syslog.
+	Registerer prometheus.Registerer
 }
 
 // Dispatcher delivers due actions from the outbox as signed webhooks.
@@ -48,6 +65,11 @@ type Dispatcher struct {
 	// others.
 	public, private *http.Client
 	now             func() time.Time
+	// sinks by name (Config.Sinks).
+	sinks map[string]sinkEntry
+	// Delivery metrics (registered when opts.Registerer is set).
+	deliveries *prometheus.CounterVec
+	latency    *prometheus.HistogramVec
 
 	wake      chan struct{}
 	stop      chan struct{}
@@ -125,6 +147,34 @@ func NewDispatcher(st *store.Store, cfg Config, opts DispatcherOptions) (*Dispat
 	if d.now == nil {
 		d.now = time.Now
 	}
+	if d.opts.Hostname == "" {
+		d.opts.Hostname, _ = os.Hostname()
+	}
+	d.deliveries = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "haechi_respond_deliveries_total",
+		Help: "Outbox actions attempted, per receiver or sink type, name and result (delivered, failed, dead).",
+	}, []string{"type", "receiver", "result"})
+	d.latency = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "haechi_respond_delivery_seconds",
+		Help:    "Duration of a webhook request or a sink batch, per receiver or sink type and name.",
+		Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
+	}, []string{"type", "receiver"})
+	if opts.Registerer != nil {
+		if err := opts.Registerer.Register(d.deliveries); err != nil {
+			return nil, fmt.Errorf("respond: register metrics: %w", err)
+		}
+		if err := opts.Registerer.Register(d.latency); err != nil {
+			return nil, fmt.Errorf("respond: register metrics: %w", err)
+		}
+	}
+	d.sinks = make(map[string]sinkEntry, len(cfg.Sinks))
+	for name, sc := range cfg.Sinks {
+		e, err := d.newSink(sc)
+		if err != nil {
+			return nil, fmt.Errorf("respond: sinks.%s: %w", name, err)
+		}
+		d.sinks[name] = e
+	}
 	return d, nil
 }
 
@@ -178,12 +228,29 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 				}
 				break
 			}
+			// A sink's exports go out as one batch (one slot).
+			var exports map[string][]Action
 			for _, a := range acts {
+				if _, ok := d.sinks[a.Receiver]; ok && a.Kind == KindExport {
+					if exports == nil {
+						exports = map[string][]Action{}
+					}
+					exports[a.Receiver] = append(exports[a.Receiver], a)
+					continue
+				}
 				sem <- struct{}{}
 				wg.Add(1)
 				go func() {
 					defer func() { <-sem; wg.Done(); d.Wake() }()
 					d.deliver(ctx, a)
+				}()
+			}
+			for name, batch := range exports {
+				sem <- struct{}{}
+				wg.Add(1)
+				go func() {
+					defer func() { <-sem; wg.Done(); d.Wake() }()
+					d.export(ctx, name, batch)
 				}()
 			}
 			if len(acts) < free {
@@ -287,6 +354,12 @@ func (d *Dispatcher) Body(name string, a Action) ([]byte, error) {
 		}
 	}
 	text := summary(a, pl)
+	if r := d.cfg.Receivers[name]; (r.Format == alertfmt.FormatECS || r.Format == alertfmt.FormatOCSF) && pl.Incident == nil {
+		return alertfmt.Encode(r.Format, alertOf(pl), alertfmt.Options{Version: d.opts.Version, Change: alertfmt.Created,
+			Action: actionPart{ID: a.ID, Kind: a.Kind, Target: a.Target, Playbook: a.Playbook, CreatedAt: a.CreatedAt,
+				Attempt: a.Attempts, Mode: pl.Mode, Expiry: pl.Expiry, ExpirySeconds: pl.ExpirySeconds, Repeat: pl.Repeat,
+				RevokeSessions: pl.RevokeSessions, Text: text}})
+	}
 	if t := d.tmpl[name]; t != nil {
 		var b bytes.Buffer
 		if err := t.Execute(&b, TemplateData{Action: a, Payload: pl, Text: text}); err != nil {
@@ -340,23 +413,57 @@ func (d *Dispatcher) deliver(ctx context.Context, a Action) {
 		res.State, res.Error = store.ActionDead, fmt.Sprintf("not delivered within max_age %s", Duration(maxAge))
 	default:
 		status, err := d.post(ctx, a, r)
-		res.Detail = map[string]any{"status": status, "duration_ms": d.now().Sub(now).Milliseconds()}
-		switch {
-		case err == nil:
-			res.State = store.ActionDelivered
-		case ctx.Err() != nil:
-			// Shutting down: due again at once on the next run.
-			res.State, res.Error, res.NextAttempt = store.ActionFailed, "interrupted by shutdown: "+err.Error(), now
-		default:
-			next := now.Add(backoff(a.Attempts, orDefault(d.cfg.InitialBackoff, DefaultInitialBackoff),
-				orDefault(d.cfg.MaxBackoff, DefaultMaxBackoff)))
-			res.State, res.Error, res.NextAttempt = store.ActionFailed, err.Error(), next
-			if !a.EnqueuedAt.IsZero() && next.Sub(a.EnqueuedAt) > maxAge {
-				res.State, res.NextAttempt = store.ActionDead, time.Time{}
-				res.Error += fmt.Sprintf("; giving up: max_age %s reached", Duration(maxAge))
-			}
+		typ := r.Type
+		if typ == "" {
+			typ = ReceiverWebhook
+		}
+		d.latency.WithLabelValues(typ, a.Receiver).Observe(d.now().Sub(now).Seconds())
+		res = d.result(ctx, a, now, status, err)
+		d.deliveries.WithLabelValues(typ, a.Receiver, resultLabel(res.State)).Inc()
+	}
+	d.record(ctx, a, res)
+}
+
+// resultLabel is the metrics' result of an attempt ending in state.
+func resultLabel(state string) string {
+	switch state {
+	case store.ActionDelivered:
+		return "delivered"
+	case store.ActionDead:
+		return "dead"
+	}
+	return "failed"
+}
+
+// result is the outcome of an attempt at a that began at now and ended
+// with status and err: delivered, failed with a retry after backoff, or
+// dead (max_age reached, or err a permanent siem.Error).
+func (d *Dispatcher) result(ctx context.Context, a Action, now time.Time, status int, err error) store.ActionResult {
+	res := store.ActionResult{ID: a.ID, Attempt: a.Attempts}
+	maxAge := orDefault(d.cfg.MaxAge, DefaultMaxAge)
+	res.Detail = map[string]any{"status": status, "duration_ms": d.now().Sub(now).Milliseconds()}
+	switch {
+	case err == nil:
+		res.State = store.ActionDelivered
+	case ctx.Err() != nil:
+		// Shutting down: due again at once on the next run.
+		res.State, res.Error, res.NextAttempt = store.ActionFailed, "interrupted by shutdown: "+err.Error(), now
+	case siem.IsPermanent(err):
+		res.State, res.Error = store.ActionDead, err.Error()+"; giving up: the receiver refuses this document"
+	default:
+		next := now.Add(backoff(a.Attempts, orDefault(d.cfg.InitialBackoff, DefaultInitialBackoff),
+			orDefault(d.cfg.MaxBackoff, DefaultMaxBackoff)))
+		res.State, res.Error, res.NextAttempt = store.ActionFailed, err.Error(), next
+		if !a.EnqueuedAt.IsZero() && next.Sub(a.EnqueuedAt) > maxAge {
+			res.State, res.NextAttempt = store.ActionDead, time.Time{}
+			res.Error += fmt.Sprintf("; giving up: max_age %s reached", Duration(maxAge))
 		}
 	}
+	return res
+}
+
+// record writes res, the result of an attempt at a, to the outbox.
+func (d *Dispatcher) record(ctx context.Context, a Action, res store.ActionResult) {
 	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
 	if _, err := d.st.FinishAction(fctx, res, d.now()); err != nil {

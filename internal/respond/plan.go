@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/haechi-sec/haechi/internal/alertfmt"
 	"github.com/haechi-sec/haechi/internal/event"
 	"github.com/haechi-sec/haechi/internal/store"
 )
@@ -63,6 +64,27 @@ type Payload struct {
 	// Incident is an incident event's notice (kind "incident"): the event
 	// (opened, grew, state_changed), the incident and its detail.
 	Incident *IncidentNotice `json:"incident,omitempty"`
+	// Change is what an export reports happened to its alert: created,
+	// updated or closed (alertfmt.Change).
+	Change string `json:"change,omitempty"`
+	// Full is the whole alert, carried by an export and by an action
+	// whose receiver renders ECS or OCSF (Receiver.Format).
+	Full *event.Alert `json:"full,omitempty"`
+}
+
+// marshal returns pl as JSON; when the whole alert cannot be rendered (a
+// finding without a valid severity), without it, so the action still
+// carries its summary.
+func (pl Payload) marshal() []byte {
+	b, err := json.Marshal(pl)
+	if err != nil && pl.Full != nil {
+		pl.Full = nil
+		b, err = json.Marshal(pl)
+	}
+	if err != nil {
+		return nil
+	}
+	return b
 }
 
 // KindIncident is the kind of an incident event's notice; it is delivered
@@ -109,6 +131,9 @@ type Planner struct {
 	// ended holds, per principal, the sessions (tokens) a revoke_token of
 	// its own alert ended automatically, and from when.
 	ended map[string]map[string]time.Time
+	// exported holds the alerts exported to the sinks, and when: a later
+	// export of one reports an update.
+	exported map[string]time.Time
 }
 
 // NewPlanner validates cfg and returns a planner for it.
@@ -120,7 +145,7 @@ func NewPlanner(cfg Config) (*Planner, error) {
 		cfg: cfg, mode: cfg.mode(),
 		principals: set(cfg.Protected.Principals), keys: set(cfg.Protected.Keys),
 		window: map[string][]time.Time{}, seen: map[string]time.Time{}, blocks: map[string]int{},
-		ended: map[string]map[string]time.Time{},
+		ended: map[string]map[string]time.Time{}, exported: map[string]time.Time{},
 	}
 	for _, pb := range cfg.Playbooks {
 		var s event.Severity
@@ -161,6 +186,10 @@ func (p *Planner) Restore(acts []store.Action) {
 		}
 		if a.Kind == KindBlockSource {
 			p.blocks[a.Target]++
+		}
+		if a.Kind == KindExport {
+			p.exported[a.AlertID] = a.CreatedAt
+			continue
 		}
 		if a.State == store.ActionPendingApproval || a.State == store.ActionRejected {
 			continue
@@ -434,7 +463,10 @@ func (p *Planner) plan(a event.Alert, playbook string, spec ActionSpec, id strin
 	case KindDisableIdentity:
 		pl.RevokeSessions = true
 	}
-	act.Payload, _ = json.Marshal(pl)
+	if r, ok := p.cfg.Receivers[recv]; ok && (r.Format == alertfmt.FormatECS || r.Format == alertfmt.FormatOCSF) {
+		pl.Full = &a
+	}
+	act.Payload = pl.marshal()
 
 	guard, hold := "", store.Hold("")
 	if IsContainment(spec.Kind) {
@@ -481,6 +513,51 @@ func (p *Planner) plan(a event.Alert, playbook string, spec ActionSpec, id strin
 		act.State = StatePlanned
 	}
 	return act
+}
+
+// Exports returns the exports of a to the configured sinks (one per sink,
+// kind KindExport, target the alert id), whatever the mode: a is new, or
+// changed since its last export (state, findings, severity or latest
+// time), and was not suppressed (the caller does not export a suppressed
+// alert). A closed or withdrawn alert's export reports it closed; an
+// alert exported before reports an update. The id hashes the alert's id,
+// the sink and that change, so a replay or a re-plan after a restart
+// plans the same exports and the outbox keeps one of each.
+func (p *Planner) Exports(a event.Alert) []Action {
+	if len(p.cfg.Sinks) == 0 {
+		return nil
+	}
+	change := alertfmt.Created
+	if _, ok := p.exported[a.ID]; ok {
+		change = alertfmt.Updated
+	}
+	if a.State == "closed" || a.State == event.AlertWithdrawn {
+		change = alertfmt.Closed
+	}
+	at := a.Time
+	if a.LastTime.After(at) {
+		at = a.LastTime
+	}
+	version := fmt.Sprintf("%s\x00%d\x00%s\x00%d", a.State, a.FindingCount, a.Severity, a.LastTime.UnixNano())
+	pl := Payload{Mode: p.mode, Change: string(change), Full: &a, Alert: AlertSummary{
+		ID: a.ID, Time: a.Time, Entity: a.Entity, Severity: a.Severity, Score: a.Score,
+		Title: a.Title, Detector: a.Detector, Explanation: a.Explanation,
+	}}
+	payload := pl.marshal()
+	var out []Action
+	for _, name := range slices.Sorted(maps.Keys(p.cfg.Sinks)) {
+		id := ActionID(a.ID, KindExport, name+"\x00"+version)
+		if _, ok := p.seen[id]; ok {
+			continue
+		}
+		p.seen[id] = at
+		out = append(out, Action{ID: id, Kind: KindExport, Target: a.ID, AlertID: a.ID, Playbook: "sinks",
+			Receiver: name, CreatedAt: at, State: StatePlanned, Payload: payload})
+	}
+	if len(out) > 0 {
+		p.exported[a.ID] = at
+	}
+	return out
 }
 
 // rateLimited counts an automatic action of kind at t and returns a reason
@@ -596,6 +673,13 @@ func (p *Planner) prune() {
 		for pr, m := range p.ended {
 			if !slices.ContainsFunc(slices.Collect(maps.Values(m)), func(t time.Time) bool { return t.After(cut.Add(-DefaultMaxBlockExpiry)) }) {
 				delete(p.ended, pr)
+			}
+		}
+	}
+	if len(p.exported) > 1<<16 {
+		for id, t := range p.exported {
+			if t.Before(cut) {
+				delete(p.exported, id)
 			}
 		}
 	}

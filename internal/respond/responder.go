@@ -238,6 +238,9 @@ func (r *Responder) write(ctx context.Context, batch []event.Alert, maxAttempts 
 			// all; those written before are cancelled in the store.
 			acts = slices.DeleteFunc(acts, func(x Action) bool { return x.AlertID == a.ID })
 			r.withdraw(ctx, a)
+			// The sinks hear of the withdrawal (written after the
+			// withdrawal cancelled the exports not yet delivered).
+			acts = append(acts, r.planner.Exports(a)...)
 			continue
 		}
 		kind := "alert_closed"
@@ -249,6 +252,9 @@ func (r *Responder) write(ctx context.Context, batch []event.Alert, maxAttempts 
 			} else {
 				acts = append(acts, r.planner.Plan(a)...)
 			}
+		}
+		if suppressed == "" {
+			acts = append(acts, r.planner.Exports(a)...)
 		}
 		// The alert itself goes into the audit log, so the chain shows what
 		// each action answered (raised, or raised again at a higher
