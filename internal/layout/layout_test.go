@@ -179,7 +179,7 @@ var owners = map[string][]string{
 	"github.com/mattn/go-isatty":              {"internal/cli"},
 	"github.com/oschwald/maxminddb-golang/v2": {"internal/enrich"},
 	"github.com/prometheus/client_golang": {
-		"internal/alert", "internal/api", "internal/app", "internal/console", "internal/engine", "internal/ingest",
+		"internal/alert", "internal/api", "internal/app", "internal/console", "internal/engine", "internal/ingest", "internal/respond",
 	},
 	"github.com/prometheus/client_model": {"internal/console"},
 	"github.com/twmb/franz-go":           {"internal/kafka"},
