@@ -62,7 +62,13 @@
 // minted (auth.token) to a source of the network that is bot-like and
 // failed on two other accounts raises a follow-up finding about the network
 // naming the source and the token as related, at the mint's time, so a
-// playbook revokes what the campaign's working passwords got.
+// playbook revokes what the campaign's working passwords got. A token
+// whose login was the campaign's by a lower bar (campaignLogin: the
+// account's first visit to the network on a kind of device it never used,
+// and a known account, a network where first visits are rare, or an
+// address that failed on another account where no one else logged in) is
+// named the same way, relating the token only: a session is cheap to end,
+// a carrier's address is not cheap to block.
 //
 // Memory: per cohort about 900 bytes (a 1,024-bit set of account hashes
 // and a 512-bit set of source hashes for the window, 16 source addresses,
@@ -70,8 +76,11 @@
 // recovery horizon about 150 bytes with the map, at most MaxPending of them (beyond, failures
 // are dropped uncounted); per source address with logins this window or
 // the last about 100 bytes, at most 65,536 per window (beyond, an address
-// not counted is treated as shared); cohorts idle for 7 days are
-// forgotten. State is not checkpointed.
+// not counted is treated as shared); the account history (that it logged
+// in, from which networks, on which kinds of device), two generations of
+// Options.HistoryBits (4 MiB by default); per recent first-visit login on
+// a new device about 120 bytes, at most 65,536, for Recovery; cohorts idle
+// for 7 days are forgotten. State is not checkpointed.
 package stuffing
 
 import (
@@ -197,6 +206,16 @@ const (
 	// fewer first visits than this is one the company's customers do not
 	// arrive at — a network abroad, a data centre.
 	rareFirsts = 2
+	// A campaign's user agent (campaignAgent): carried by at least
+	// minAgentAccts of its failed accounts, agentRatio times more common
+	// among them than among the company's successful logins, judged once
+	// minAgentLogins of those were seen; at most maxCampAgents agents per
+	// campaign and maxAgents for the company are counted.
+	minAgentAccts  = 3
+	agentRatio     = 100
+	minAgentLogins = 1000
+	maxCampAgents  = 256
+	maxAgents      = 1 << 16
 )
 
 // TagHosting tags a finding about a hosting network (Options.HostingMarkers):
@@ -268,6 +287,7 @@ type failure struct {
 	src       netip.Addr
 	ref       string
 	succAt    float64 // the company's successes before the failure
+	ua        uint64  // agentKey of its user agent
 	recovered bool
 }
 
@@ -295,6 +315,11 @@ type cohort struct {
 	// decaying peak per window.
 	firsts    float64
 	firstPeak baseline.Peak
+	// The campaign's user agents: distinct accounts with unrecovered
+	// failures counted per agentKey (at most maxCampAgents agents), since
+	// the first window of the campaign.
+	agents     map[uint64]int
+	agentTotal int
 
 	// The campaign: when it was last under way (flagged, or a window
 	// closed with at least half the count that flagged it), and that
@@ -348,6 +373,10 @@ type shard struct {
 	hist  history
 	cands map[uint64]*cand
 	candQ []*cand
+	// The company's successful logins per exact user agent (agentKey), at
+	// most maxAgents of them (beyond, agentsFull and the rest unknown).
+	agentSucc  map[uint64]float64
+	agentsFull bool
 }
 
 // cand is a successful login that was its account's first visit to the
@@ -360,6 +389,7 @@ type cand struct {
 	co      *cohort
 	known   bool   // the account had logged in before (elsewhere, on another device)
 	device  string // the login's kind of device (deviceOf)
+	ua      uint64 // agentKey of its user agent
 	claimed bool   // a mint took it
 }
 
@@ -413,6 +443,7 @@ func (s *shard) Process(c *engine.Context, _ event.EntityKey, ev *event.Event) {
 	h := fnv1a([]byte(ev.User.ID))
 	if ev.Outcome == event.OutcomeSuccess {
 		s.succTotal++
+		s.countAgent(agentKey(ev.UserAgent))
 		s.winSucc++
 		if ws.Equal(co.start) {
 			co.succ++
@@ -441,7 +472,7 @@ func (s *shard) Process(c *engine.Context, _ event.EntityKey, ev *event.Event) {
 		s.dropped++
 		return
 	}
-	f := &failure{at: ev.Time, acct: h, c: co, src: ev.Source.IP, ref: c.Ref(ev), succAt: s.succTotal}
+	f := &failure{at: ev.Time, acct: h, c: co, src: ev.Source.IP, ref: c.Ref(ev), succAt: s.succTotal, ua: agentKey(ev.UserAgent)}
 	s.pending[h] = f
 	s.queue = append(s.queue, f)
 }
@@ -515,6 +546,7 @@ func (s *shard) judge(c *engine.Context, f *failure) {
 		return
 	}
 	co.count++
+	co.countAgent(f.ua)
 	a16 := f.src.As16()
 	if setBit(co.srcBits[:], fnv1a(a16[:])) {
 		co.nsrc++
@@ -724,8 +756,71 @@ func (s *shard) campaignLogin(c *engine.Context, co *cohort, ev *event.Event, ac
 		return fmt.Sprintf("%s, on a network where accounts' first visits are rare (at most %.1f in its busiest window so far)", first, co.firstPeak.Max)
 	case others >= 1 && succ <= 1 && s.botLike(ev.Source.IP):
 		return first + ", from an address that failed on another account in this window or the last, where no one else logged in"
+	case s.campaignAgent(co, cd.ua):
+		return fmt.Sprintf("%s, with the exact user agent of %d of the campaign's failed accounts, one the company's logins rarely carry", first, co.agents[cd.ua])
 	}
 	return ""
+}
+
+// campaignAgent reports whether ua (agentKey) is one of co's campaign's
+// user agents: at least minAgentAccts of its failed accounts carried it,
+// and its share of the campaign's failed accounts is at least agentRatio
+// times its share of the company's successful logins (counted once there
+// are minAgentLogins of them). A stuffing tool cycles through a short list
+// of exact user agents, often of old versions; the company's customers
+// spread over the current ones. A campaign copying a common one is not
+// told apart (its share among customers is too high).
+func (s *shard) campaignAgent(co *cohort, ua uint64) bool {
+	n := co.agents[ua]
+	if ua == 0 || n < minAgentAccts || co.agentTotal == 0 || s.succTotal < minAgentLogins {
+		return false
+	}
+	succ, ok := s.agentSucc[ua]
+	if !ok && s.agentsFull {
+		return false // not counted: unknown, not rare
+	}
+	return float64(n)/float64(co.agentTotal) >= agentRatio*succ/s.succTotal
+}
+
+// countAgent counts a successful login with user agent ua (agentKey).
+func (s *shard) countAgent(ua uint64) {
+	if ua == 0 {
+		return
+	}
+	if _, ok := s.agentSucc[ua]; !ok {
+		if len(s.agentSucc) >= maxAgents {
+			s.agentsFull = true
+			return
+		}
+		if s.agentSucc == nil {
+			s.agentSucc = map[uint64]float64{}
+		}
+	}
+	s.agentSucc[ua]++
+}
+
+// countAgent counts an unrecovered failure's user agent towards the
+// campaign's.
+func (co *cohort) countAgent(ua uint64) {
+	if ua == 0 {
+		return
+	}
+	if _, ok := co.agents[ua]; !ok && len(co.agents) >= maxCampAgents {
+		return
+	}
+	if co.agents == nil {
+		co.agents = map[uint64]int{}
+	}
+	co.agents[ua]++
+	co.agentTotal++
+}
+
+// agentKey hashes an exact user agent; 0 for none.
+func agentKey(ua string) uint64 {
+	if ua = strings.TrimSpace(ua); ua == "" {
+		return 0
+	}
+	return fnv1a([]byte(ua)) | 1
 }
 
 // judged reports whether co's history is long enough to judge it (as for
@@ -780,7 +875,7 @@ func (s *shard) remember(c *engine.Context, co *cohort, ev *event.Event, acct ui
 	if dev == "" || devSeen {
 		return // a device it used before, or none to tell
 	}
-	cd := &cand{at: ev.Time, acct: acct, src: ev.Source.IP, co: co, known: known, device: dev}
+	cd := &cand{at: ev.Time, acct: acct, src: ev.Source.IP, co: co, known: known, device: dev, ua: agentKey(ev.UserAgent)}
 	s.cands[candKey(acct, ev.Source.IP)] = cd
 	s.candQ = append(s.candQ, cd)
 }
@@ -910,6 +1005,10 @@ func (co *cohort) roll(start time.Time, window time.Duration) {
 			// A campaign's own first visits are not the network's.
 			co.firstPeak.Observe(co.start, window, co.firsts, decay)
 		}
+	}
+	if !co.fired && !co.active(start, window) {
+		clear(co.agents) // no campaign under way: its agents start anew
+		co.agentTotal = 0
 	}
 	co.start = start
 	co.firsts = 0

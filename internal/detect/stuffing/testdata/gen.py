@@ -50,7 +50,7 @@ class Case:
                     ev["token"] = {"id": tok, "key_id": "prod-1"}
                 f.write(json.dumps(ev, separators=(",", ":")) + "\n")
 
-def bots(c, start_h, hours, attempts, nets, naddr, pfx="x"):
+def bots(c, start_h, hours, attempts, nets, naddr, pfx="x", uas=None):
     """A botnet: naddr addresses spread over nets, each attempt a distinct
     account from a leaked list, failing, never recovered. Returns the
     addresses in order of first use."""
@@ -62,7 +62,7 @@ def bots(c, start_h, hours, attempts, nets, naddr, pfx="x"):
     for k in range(attempts):
         t = T0 + datetime.timedelta(hours=start_h, seconds=r.uniform(0, hours * 3600))
         ip, asn, org = r.choice(addrs)
-        c.login(t, f"{pfx}:{k}", ip, asn, org, False)
+        c.login(t, f"{pfx}:{k}", ip, asn, org, False, ua=r.choice(uas) if uas else UA)
     return addrs
 
 # Positive: a rotating botnet on the company's own mobile carriers, each
@@ -235,4 +235,29 @@ c.ordinary(7, 40, CARRIERS, giveup=0.02)
 regulars(c, ["m:phone-0"], LG, IPHONE_APP)
 bots(c, 4, 2, 480, CARRIERS, 200, pfx="leak")
 c.login(T0 + datetime.timedelta(hours=5.5), "m:phone-0", "106.101.233.9", LG[0], LG[1], True, "tk-phone-0", ua=ANDROID_APP)
+c.write()
+
+# Positive: the campaign's own user agents. The botnet cycles through three
+# exact user agents of old browser versions that none of the company's
+# customers carries; two accounts with no history log in with one of them
+# from carrier addresses with no failure of their own, each its first
+# visit there. Named (token only).
+OLD_UAS = ["Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/99.0.4844.51 Safari/537.36",
+           "Mozilla/5.0 (Windows NT 6.1; Win64; x64; rv:91.0) Gecko/20100101 Firefox/91.0",
+           "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_14_6) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/13.1.2 Safari/605.1.15"]
+c = Case("campaign_agents", 14)
+c.ordinary(7, 80, CARRIERS, giveup=0.02)
+bots(c, 4, 2, 480, CARRIERS, 200, pfx="leak", uas=OLD_UAS)
+for k, h in enumerate((5.2, 5.6)):
+    c.login(T0 + datetime.timedelta(hours=h), f"m:taken-{k}", f"106.101.{210 + k}.9", LG[0], LG[1], True, f"tk-agent-{k}", ua=OLD_UAS[k])
+c.write()
+
+# Hard-benign: a campaign that copies the user agent most of the company's
+# customers carry. The carrier's customers keep arriving for the first
+# time during it, with that user agent: its share among the campaign's
+# failures is not a hundred times its share among the company's logins,
+# so no customer's token is named.
+c = Case("campaign_common_agent_benign", 15)
+c.ordinary(7, 80, CARRIERS, giveup=0.02, users=200000, mint=True)
+bots(c, 4, 2, 480, CARRIERS, 200, pfx="leak")
 c.write()
