@@ -68,7 +68,8 @@
 // and a known account, a network where first visits are rare, or an
 // address that failed on another account where no one else logged in) is
 // named the same way, relating the token only: a session is cheap to end,
-// a carrier's address is not cheap to block.
+// a carrier's address is not cheap to block. The campaign's exact user
+// agent names such a login on any other network too (minted).
 //
 // Memory: per cohort about 900 bytes (a 1,024-bit set of account hashes
 // and a 512-bit set of source hashes for the window, 16 source addresses,
@@ -377,6 +378,9 @@ type shard struct {
 	// most maxAgents of them (beyond, agentsFull and the rest unknown).
 	agentSucc  map[uint64]float64
 	agentsFull bool
+	// The cohorts flagged, kept while their campaign may be under way
+	// (pruned hourly).
+	campaigns []*cohort
 }
 
 // cand is a successful login that was its account's first visit to the
@@ -488,6 +492,7 @@ func (s *shard) Advance(c *engine.Context, wm time.Time) {
 		return
 	}
 	s.lastSweep = wm
+	s.campaigns = slices.DeleteFunc(s.campaigns, func(co *cohort) bool { return !co.active(wm, s.d.opts.Window) })
 	for k, co := range s.cohorts {
 		if wm.Sub(co.last) > idleForget {
 			delete(s.cohorts, k)
@@ -575,6 +580,9 @@ func (s *shard) judge(c *engine.Context, f *failure) {
 	}
 	co.fired = true
 	co.firedAt, co.bar = f.at.Add(s.d.opts.Recovery), threshold
+	if !slices.Contains(s.campaigns, co) {
+		s.campaigns = append(s.campaigns, co)
+	}
 	s.emit(c, co, f, threshold, surge, fresh && !known)
 }
 
@@ -684,42 +692,81 @@ func (s *shard) botLike(src netip.Addr) bool {
 //     revoking a session costs its holder a new login, blocking an
 //     address of a carrier holds everyone behind it.
 func (s *shard) minted(c *engine.Context, co *cohort, ev *event.Event) {
-	if co == nil || !co.active(ev.Time, s.d.opts.Window) {
-		return
-	}
 	acct := fnv1a([]byte(ev.User.ID))
-	succ, fails, accts, _ := s.logins(ev.Source.IP)
-	others := 0
-	for i, a := range accts {
-		if a != acct && !slices.Contains(accts[:i], a) {
-			others++
+	if co != nil && co.active(ev.Time, s.d.opts.Window) {
+		succ, fails, accts, _ := s.logins(ev.Source.IP)
+		others := 0
+		for i, a := range accts {
+			if a != acct && !slices.Contains(accts[:i], a) {
+				others++
+			}
+		}
+		if s.botLike(ev.Source.IP) && others >= minOtherAccts {
+			s.nameToken(c, co, co, ev, true, fmt.Sprintf("a source of the campaign (%d failed logins from it, on %d other accounts, and %d successful, in this window and the last)", fails, others, succ))
+			return
+		}
+		if why := s.campaignLogin(c, co, ev, acct, succ, others); why != "" {
+			s.nameToken(c, co, co, ev, false, why)
+			return
 		}
 	}
-	src := ev.Source.IP.String()
-	var why string
-	related := []event.EntityKey{{Kind: event.EntityToken, ID: ev.Token.ID}}
-	if s.botLike(ev.Source.IP) && others >= minOtherAccts {
-		why = fmt.Sprintf("a source of the campaign (%d failed logins from it, on %d other accounts, and %d successful, in this window and the last)", fails, others, succ)
-		related = append([]event.EntityKey{{Kind: event.EntitySource, ID: src}}, related...)
-	} else if why = s.campaignLogin(c, co, ev, acct, succ, others); why == "" {
+	// Elsewhere: a login on another network (flagged or not) carrying an
+	// active campaign's own user agent is that campaign's too — a botnet
+	// spreads over several networks, not all of which reach the floor.
+	cd := s.cand(acct, co, ev)
+	if cd == nil {
 		return
 	}
+	for _, camp := range s.campaigns {
+		if camp == co || !camp.active(ev.Time, s.d.opts.Window) || !s.campaignAgent(camp, cd.ua) {
+			continue
+		}
+		cd.claimed = true
+		s.nameToken(c, camp, co, ev, false, fmt.Sprintf("the account's first login from %s, on a kind of device (%s) it had not used, with the exact user agent of %d of the campaign's failed accounts on %s, one the company's logins rarely carry", co.name, cd.device, camp.agents[cd.ua], camp.name))
+		return
+	}
+}
+
+// nameToken emits the follow-up finding about camp's network naming the
+// token ev minted on co (the same network, or another one the campaign
+// reached), relating the source too when withSource.
+func (s *shard) nameToken(c *engine.Context, camp, co *cohort, ev *event.Event, withSource bool, why string) {
+	src := ev.Source.IP.String()
+	related := []event.EntityKey{{Kind: event.EntityToken, ID: ev.Token.ID}}
+	if withSource {
+		related = append([]event.EntityKey{{Kind: event.EntitySource, ID: src}}, related...)
+	}
 	var tags []string
-	if co.hosting {
+	if camp.hosting {
 		tags = []string{TagHosting}
+	}
+	on := co.name
+	if camp != co {
+		on += ", while one flagged on " + camp.name + " was under way"
 	}
 	c.Emit(event.Finding{
 		Kind:   Kind,
 		Title:  "Token minted to a login of an active credential-stuffing campaign",
-		Entity: event.EntityKey{Kind: EntityNetwork, ID: co.name},
+		Entity: event.EntityKey{Kind: EntityNetwork, ID: camp.name},
 		Time:   ev.Time,
 		Score:  Score,
-		Explanation: fmt.Sprintf("At %s token %s was minted for %s to %s, on %s, where a credential-stuffing campaign was flagged at %s; the login is the campaign's: %s. A campaign's successful logins are taken-over accounts, and their tokens its access.",
-			ev.Time.UTC().Format(time.RFC3339), ev.Token.ID, ev.User.ID, src, co.name, co.firedAt.UTC().Format(time.RFC3339), why),
+		Explanation: fmt.Sprintf("At %s token %s was minted for %s to %s, on %s; the credential-stuffing campaign was flagged at %s; the login is the campaign's: %s. A campaign's successful logins are taken-over accounts, and their tokens its access.",
+			ev.Time.UTC().Format(time.RFC3339), ev.Token.ID, ev.User.ID, src, on, camp.firedAt.UTC().Format(time.RFC3339), why),
 		Evidence: []string{c.Ref(ev)},
 		Related:  related,
 		Tags:     tags,
 	})
+}
+
+// cand returns the first-visit login on a new device (remember) the token
+// ev minted on co follows: the same account and address, on co, at most
+// Recovery before the mint, not yet taken by another mint; nil when none.
+func (s *shard) cand(acct uint64, co *cohort, ev *event.Event) *cand {
+	cd := s.cands[candKey(acct, ev.Source.IP)]
+	if co == nil || cd == nil || cd.claimed || cd.co != co || ev.Time.Before(cd.at) || ev.Time.Sub(cd.at) > s.d.opts.Recovery {
+		return nil
+	}
+	return cd
 }
 
 // campaignLogin returns why the login the token minted by ev follows is
@@ -742,13 +789,13 @@ func (s *shard) minted(c *engine.Context, co *cohort, ev *event.Event) {
 //     no other login from it succeeded (succ counts this one): a bot whose
 //     only failure is under the campaign-source bar, not a NAT, an office
 //     or a household.
-func (s *shard) campaignLogin(c *engine.Context, co *cohort, ev *event.Event, acct uint64, succ, others int) string {
-	cd := s.cands[candKey(acct, ev.Source.IP)]
-	if cd == nil || cd.claimed || cd.co != co || ev.Time.Before(cd.at) || ev.Time.Sub(cd.at) > s.d.opts.Recovery {
+func (s *shard) campaignLogin(c *engine.Context, co *cohort, ev *event.Event, acct uint64, succ, others int) (why string) {
+	cd := s.cand(acct, co, ev)
+	if cd == nil {
 		return "" // no first visit on a new device before this mint
 	}
-	cd.claimed = true
 	first := "the account's first login from the network, on a kind of device (" + cd.device + ") it had not used"
+	defer func() { cd.claimed = why != "" }()
 	switch {
 	case cd.known:
 		return first + ", while it had logged in before from elsewhere"

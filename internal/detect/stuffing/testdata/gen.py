@@ -241,7 +241,9 @@ c.write()
 # exact user agents of old browser versions that none of the company's
 # customers carries; two accounts with no history log in with one of them
 # from carrier addresses with no failure of their own, each its first
-# visit there. Named (token only).
+# visit there. Named (token only). A third does the same on a broadband
+# network the botnet's failures never reached the floor on (not flagged):
+# named too, by the campaign on LG whose user agent it carries.
 OLD_UAS = ["Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/99.0.4844.51 Safari/537.36",
            "Mozilla/5.0 (Windows NT 6.1; Win64; x64; rv:91.0) Gecko/20100101 Firefox/91.0",
            "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_14_6) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/13.1.2 Safari/605.1.15"]
@@ -250,14 +252,19 @@ c.ordinary(7, 80, CARRIERS, giveup=0.02)
 bots(c, 4, 2, 480, CARRIERS, 200, pfx="leak", uas=OLD_UAS)
 for k, h in enumerate((5.2, 5.6)):
     c.login(T0 + datetime.timedelta(hours=h), f"m:taken-{k}", f"106.101.{210 + k}.9", LG[0], LG[1], True, f"tk-agent-{k}", ua=OLD_UAS[k])
+BROADBAND = (9318, "SK Broadband Co Ltd", "1.231")
+c.ordinary(7, 10, [BROADBAND], giveup=0.02, users=200000)
+c.login(T0 + datetime.timedelta(hours=5.4), "m:taken-2", "1.231.149.150", BROADBAND[0], BROADBAND[1], True, "tk-agent-2", ua=OLD_UAS[2])
 c.write()
 
 # Hard-benign: a campaign that copies the user agent most of the company's
 # customers carry. The carrier's customers keep arriving for the first
 # time during it, with that user agent: its share among the campaign's
 # failures is not a hundred times its share among the company's logins,
-# so no customer's token is named.
+# so no customer's token is named — on the flagged carriers, nor on a
+# broadband network the campaign did not reach.
 c = Case("campaign_common_agent_benign", 15)
 c.ordinary(7, 80, CARRIERS, giveup=0.02, users=200000, mint=True)
 bots(c, 4, 2, 480, CARRIERS, 200, pfx="leak")
+c.ordinary(7, 10, [(9318, "SK Broadband Co Ltd", "1.231")], giveup=0.02, users=200000, mint=True)
 c.write()
