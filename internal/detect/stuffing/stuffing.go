@@ -62,7 +62,14 @@
 // minted (auth.token) to a source of the network that is bot-like and
 // failed on two other accounts raises a follow-up finding about the network
 // naming the source and the token as related, at the mint's time, so a
-// playbook revokes what the campaign's working passwords got.
+// playbook revokes what the campaign's working passwords got. A token
+// whose login was the campaign's by a lower bar (campaignLogin: the
+// account's first visit to the network on a kind of device it never used,
+// and a known account, a network where first visits are rare, or an
+// address that failed on another account where no one else logged in) is
+// named the same way, relating the token only: a session is cheap to end,
+// a carrier's address is not cheap to block. The campaign's exact user
+// agent names such a login on any other network too (minted).
 //
 // Memory: per cohort about 900 bytes (a 1,024-bit set of account hashes
 // and a 512-bit set of source hashes for the window, 16 source addresses,
@@ -70,8 +77,11 @@
 // recovery horizon about 150 bytes with the map, at most MaxPending of them (beyond, failures
 // are dropped uncounted); per source address with logins this window or
 // the last about 100 bytes, at most 65,536 per window (beyond, an address
-// not counted is treated as shared); cohorts idle for 7 days are
-// forgotten. State is not checkpointed.
+// not counted is treated as shared); the account history (that it logged
+// in, from which networks, on which kinds of device), two generations of
+// Options.HistoryBits (4 MiB by default); per recent first-visit login on
+// a new device about 120 bytes, at most 65,536, for Recovery; cohorts idle
+// for 7 days are forgotten. State is not checkpointed.
 package stuffing
 
 import (
@@ -124,6 +134,17 @@ type Options struct {
 	// MaxPending caps the failures awaiting their recovery horizon
 	// (default 1<<20).
 	MaxPending int
+	// HistoryBits is the size in bits of each of the two generations of
+	// the filter remembering, per account, that it logged in, the networks
+	// it logged in from and the kinds of device it used (default 1<<24:
+	// 2 MiB each, about 1.7 million entries at a 2 % false "seen"; a fuller
+	// filter names fewer tokens, never more). Rounded up to a multiple of
+	// 64.
+	HistoryBits int
+	// HistoryPeriod is how long one generation of that filter fills
+	// before it becomes the older one (default 30 days): the history
+	// covers the last one to two periods.
+	HistoryPeriod time.Duration
 	// HostingMarkers mark hosting networks by AS organisation name
 	// (case-insensitive substrings, config.DefaultHostingMarkers): a
 	// finding about such a network is tagged TagHosting.
@@ -152,6 +173,13 @@ func (o *Options) defaults() {
 	if o.MaxPending <= 0 {
 		o.MaxPending = 1 << 20
 	}
+	if o.HistoryBits <= 0 {
+		o.HistoryBits = 1 << 24
+	}
+	o.HistoryBits = (o.HistoryBits + 63) / 64 * 64
+	if o.HistoryPeriod <= 0 {
+		o.HistoryPeriod = 30 * 24 * time.Hour
+	}
 }
 
 const (
@@ -169,6 +197,26 @@ const (
 	// maxSrcAddrs caps the source addresses whose logins are counted per
 	// window.
 	maxSrcAddrs = 1 << 16
+	// maxCands caps the recent first-visit logins kept for their token's
+	// mint (beyond, the oldest is forgotten).
+	maxCands = 1 << 16
+	// histHashes is the number of bits one entry sets in the history
+	// filter.
+	histHashes = 3
+	// rareFirsts: a network whose busiest window so far (decaying) saw
+	// fewer first visits than this is one the company's customers do not
+	// arrive at — a network abroad, a data centre.
+	rareFirsts = 2
+	// A campaign's user agent (campaignAgent): carried by at least
+	// minAgentAccts of its failed accounts, agentRatio times more common
+	// among them than among the company's successful logins, judged once
+	// minAgentLogins of those were seen; at most maxCampAgents agents per
+	// campaign and maxAgents for the company are counted.
+	minAgentAccts  = 3
+	agentRatio     = 100
+	minAgentLogins = 1000
+	maxCampAgents  = 256
+	maxAgents      = 1 << 16
 )
 
 // TagHosting tags a finding about a hosting network (Options.HostingMarkers):
@@ -230,7 +278,7 @@ func (d *Detector) Key(ev *event.Event) (event.EntityKey, bool) {
 
 // NewShard implements engine.Detector.
 func (d *Detector) NewShard() engine.Shard {
-	return &shard{d: d, cohorts: map[string]*cohort{}, pending: map[uint64]*failure{}}
+	return &shard{d: d, cohorts: map[string]*cohort{}, pending: map[uint64]*failure{}, cands: map[uint64]*cand{}}
 }
 
 type failure struct {
@@ -240,11 +288,13 @@ type failure struct {
 	src       netip.Addr
 	ref       string
 	succAt    float64 // the company's successes before the failure
+	ua        uint64  // agentKey of its user agent
 	recovered bool
 }
 
 type cohort struct {
 	name  string
+	h     uint64 // fnv1a of name
 	org   string
 	first time.Time
 	last  time.Time
@@ -261,6 +311,16 @@ type cohort struct {
 	suppress int // unrecovered failures left out this window (outage)
 	peak     baseline.Peak
 	succPeak baseline.Peak
+	// First visits: successful logins of accounts that had never logged
+	// in from the network (in the history kept), this window, and their
+	// decaying peak per window.
+	firsts    float64
+	firstPeak baseline.Peak
+	// The campaign's user agents: distinct accounts with unrecovered
+	// failures counted per agentKey (at most maxCampAgents agents), since
+	// the first window of the campaign.
+	agents     map[uint64]int
+	agentTotal int
 
 	// The campaign: when it was last under way (flagged, or a window
 	// closed with at least half the count that flagged it), and that
@@ -305,6 +365,36 @@ type shard struct {
 	srcNowFull, srcPrevFull bool
 	outage                  time.Time // end of the last horizon in which successes collapsed
 	lastSweep               time.Time
+
+	// Every account's logins (hist), and the recent successful logins
+	// that were an account's first visit to the network on a kind of
+	// device it had not used (cands, by account and address, in arrival
+	// order in candQ, at most maxCands, for Recovery), so the token
+	// minted after one can be judged.
+	hist  history
+	cands map[uint64]*cand
+	candQ []*cand
+	// The company's successful logins per exact user agent (agentKey), at
+	// most maxAgents of them (beyond, agentsFull and the rest unknown).
+	agentSucc  map[uint64]float64
+	agentsFull bool
+	// The cohorts flagged, kept while their campaign may be under way
+	// (pruned hourly).
+	campaigns []*cohort
+}
+
+// cand is a successful login that was its account's first visit to the
+// network on a kind of device the account had not used (or an account
+// with no logins at all in the history kept).
+type cand struct {
+	at      time.Time
+	acct    uint64
+	src     netip.Addr
+	co      *cohort
+	known   bool   // the account had logged in before (elsewhere, on another device)
+	device  string // the login's kind of device (deviceOf)
+	ua      uint64 // agentKey of its user agent
+	claimed bool   // a mint took it
 }
 
 // fnv1a is the 64-bit FNV-1a hash: deterministic, so replays agree.
@@ -343,7 +433,7 @@ func (s *shard) Process(c *engine.Context, _ event.EntityKey, ev *event.Event) {
 	}
 	co := s.cohorts[name]
 	if co == nil {
-		co = &cohort{name: name, first: ev.Time}
+		co = &cohort{name: name, h: fnv1a([]byte(name)), first: ev.Time}
 		s.cohorts[name] = co
 	}
 	if ev.Source.ASOrg != "" && co.org != ev.Source.ASOrg {
@@ -357,6 +447,7 @@ func (s *shard) Process(c *engine.Context, _ event.EntityKey, ev *event.Event) {
 	h := fnv1a([]byte(ev.User.ID))
 	if ev.Outcome == event.OutcomeSuccess {
 		s.succTotal++
+		s.countAgent(agentKey(ev.UserAgent))
 		s.winSucc++
 		if ws.Equal(co.start) {
 			co.succ++
@@ -364,6 +455,7 @@ func (s *shard) Process(c *engine.Context, _ event.EntityKey, ev *event.Event) {
 		if st := s.stat(ev.Source.IP); st != nil {
 			st.succ++
 		}
+		s.remember(c, co, ev, h)
 		if f := s.pending[h]; f != nil && !ev.Time.Before(f.at) {
 			f.recovered = true
 			delete(s.pending, h)
@@ -384,7 +476,7 @@ func (s *shard) Process(c *engine.Context, _ event.EntityKey, ev *event.Event) {
 		s.dropped++
 		return
 	}
-	f := &failure{at: ev.Time, acct: h, c: co, src: ev.Source.IP, ref: c.Ref(ev), succAt: s.succTotal}
+	f := &failure{at: ev.Time, acct: h, c: co, src: ev.Source.IP, ref: c.Ref(ev), succAt: s.succTotal, ua: agentKey(ev.UserAgent)}
 	s.pending[h] = f
 	s.queue = append(s.queue, f)
 }
@@ -400,6 +492,7 @@ func (s *shard) Advance(c *engine.Context, wm time.Time) {
 		return
 	}
 	s.lastSweep = wm
+	s.campaigns = slices.DeleteFunc(s.campaigns, func(co *cohort) bool { return !co.active(wm, s.d.opts.Window) })
 	for k, co := range s.cohorts {
 		if wm.Sub(co.last) > idleForget {
 			delete(s.cohorts, k)
@@ -458,6 +551,7 @@ func (s *shard) judge(c *engine.Context, f *failure) {
 		return
 	}
 	co.count++
+	co.countAgent(f.ua)
 	a16 := f.src.As16()
 	if setBit(co.srcBits[:], fnv1a(a16[:])) {
 		co.nsrc++
@@ -486,6 +580,9 @@ func (s *shard) judge(c *engine.Context, f *failure) {
 	}
 	co.fired = true
 	co.firedAt, co.bar = f.at.Add(s.d.opts.Recovery), threshold
+	if !slices.Contains(s.campaigns, co) {
+		s.campaigns = append(s.campaigns, co)
+	}
 	s.emit(c, co, f, threshold, surge, fresh && !known)
 }
 
@@ -579,50 +676,364 @@ func (s *shard) botLike(src netip.Addr) bool {
 	return known && fails > 0 && fails >= succ
 }
 
-// minted names a token minted to a campaign source while its campaign is
-// under way: a follow-up finding about the cohort, relating the source and
-// the token, so a playbook revokes what the campaign's successful logins
-// got. The bar for a campaign source is lower than any per-source floor,
-// because the network is already flagged: an address of the network that
-// is bot-like (botLike) and failed on at least minOtherAccts accounts
-// other than the one the token is for (a customer who mistyped their own
-// password, or a household where one person gave up, is not a list being
-// tried).
+// minted names a token minted while its network's campaign is under
+// way when the login it follows is the campaign's by the lower bar a
+// flagged network earns: a follow-up finding about the cohort, so a
+// playbook revokes what the campaign's successful logins got. Two bars:
+//
+//   - a campaign source: an address of the network that is bot-like
+//     (botLike) and failed on at least minOtherAccts accounts other than
+//     the one the token is for (a customer who mistyped their own
+//     password, or a household where one person gave up, is not a list
+//     being tried). The finding relates the source and the token.
+//   - a campaign login (campaignLogin): the account's first visit to the
+//     network on a kind of device it had never used, and one more thing a
+//     customer's login does not have. The finding relates the token only:
+//     revoking a session costs its holder a new login, blocking an
+//     address of a carrier holds everyone behind it.
 func (s *shard) minted(c *engine.Context, co *cohort, ev *event.Event) {
-	if co == nil || !co.active(ev.Time, s.d.opts.Window) {
-		return
-	}
-	if !s.botLike(ev.Source.IP) {
-		return
-	}
-	succ, fails, accts, _ := s.logins(ev.Source.IP)
 	acct := fnv1a([]byte(ev.User.ID))
-	others := 0
-	for i, a := range accts {
-		if a != acct && !slices.Contains(accts[:i], a) {
-			others++
+	if co != nil && co.active(ev.Time, s.d.opts.Window) {
+		succ, fails, accts, _ := s.logins(ev.Source.IP)
+		others := 0
+		for i, a := range accts {
+			if a != acct && !slices.Contains(accts[:i], a) {
+				others++
+			}
+		}
+		if s.botLike(ev.Source.IP) && others >= minOtherAccts {
+			s.nameToken(c, co, co, ev, true, fmt.Sprintf("a source of the campaign (%d failed logins from it, on %d other accounts, and %d successful, in this window and the last)", fails, others, succ))
+			return
+		}
+		if why := s.campaignLogin(c, co, ev, acct, succ, others); why != "" {
+			s.nameToken(c, co, co, ev, false, why)
+			return
 		}
 	}
-	if others < minOtherAccts {
-		return // a person failing on their own account, or one other's: not a list
+	// Elsewhere: a login on another network (flagged or not) carrying an
+	// active campaign's own user agent is that campaign's too — a botnet
+	// spreads over several networks, not all of which reach the floor.
+	cd := s.cand(acct, co, ev)
+	if cd == nil {
+		return
+	}
+	for _, camp := range s.campaigns {
+		if camp == co || !camp.active(ev.Time, s.d.opts.Window) || !s.campaignAgent(camp, cd.ua) {
+			continue
+		}
+		cd.claimed = true
+		s.nameToken(c, camp, co, ev, false, fmt.Sprintf("the account's first login from %s, on a kind of device (%s) it had not used, with the exact user agent of %d of the campaign's failed accounts on %s, one the company's logins rarely carry", co.name, cd.device, camp.agents[cd.ua], camp.name))
+		return
+	}
+}
+
+// nameToken emits the follow-up finding about camp's network naming the
+// token ev minted on co (the same network, or another one the campaign
+// reached), relating the source too when withSource.
+func (s *shard) nameToken(c *engine.Context, camp, co *cohort, ev *event.Event, withSource bool, why string) {
+	src := ev.Source.IP.String()
+	related := []event.EntityKey{{Kind: event.EntityToken, ID: ev.Token.ID}}
+	if withSource {
+		related = append([]event.EntityKey{{Kind: event.EntitySource, ID: src}}, related...)
 	}
 	var tags []string
-	if co.hosting {
+	if camp.hosting {
 		tags = []string{TagHosting}
 	}
-	src := ev.Source.IP.String()
+	on := co.name
+	if camp != co {
+		on += ", while one flagged on " + camp.name + " was under way"
+	}
 	c.Emit(event.Finding{
 		Kind:   Kind,
-		Title:  "Token minted to a source of an active credential-stuffing campaign",
-		Entity: event.EntityKey{Kind: EntityNetwork, ID: co.name},
+		Title:  "Token minted to a login of an active credential-stuffing campaign",
+		Entity: event.EntityKey{Kind: EntityNetwork, ID: camp.name},
 		Time:   ev.Time,
 		Score:  Score,
-		Explanation: fmt.Sprintf("At %s token %s was minted for %s to %s, a source of the credential-stuffing campaign flagged on %s at %s (%d failed logins from it, on %d other accounts, and %d successful, in this window and the last): the campaign's successful logins are taken-over accounts, and their tokens its access.",
-			ev.Time.UTC().Format(time.RFC3339), ev.Token.ID, ev.User.ID, src, co.name, co.firedAt.UTC().Format(time.RFC3339), fails, others, succ),
+		Explanation: fmt.Sprintf("At %s token %s was minted for %s to %s, on %s; the credential-stuffing campaign was flagged at %s; the login is the campaign's: %s. A campaign's successful logins are taken-over accounts, and their tokens its access.",
+			ev.Time.UTC().Format(time.RFC3339), ev.Token.ID, ev.User.ID, src, on, camp.firedAt.UTC().Format(time.RFC3339), why),
 		Evidence: []string{c.Ref(ev)},
-		Related:  []event.EntityKey{{Kind: event.EntitySource, ID: src}, {Kind: event.EntityToken, ID: ev.Token.ID}},
+		Related:  related,
 		Tags:     tags,
 	})
+}
+
+// cand returns the first-visit login on a new device (remember) the token
+// ev minted on co follows: the same account and address, on co, at most
+// Recovery before the mint, not yet taken by another mint; nil when none.
+func (s *shard) cand(acct uint64, co *cohort, ev *event.Event) *cand {
+	cd := s.cands[candKey(acct, ev.Source.IP)]
+	if co == nil || cd == nil || cd.claimed || cd.co != co || ev.Time.Before(cd.at) || ev.Time.Sub(cd.at) > s.d.opts.Recovery {
+		return nil
+	}
+	return cd
+}
+
+// campaignLogin returns why the login the token minted by ev follows is
+// the campaign's on co, or "" when it is not one. The login must have been
+// its account's first visit to the network (in the history kept, judged
+// once Warmup of it is watched) on a kind of device the account had never
+// used (deviceOf) — a customer logging in from the carrier they use, or
+// abroad on their own phone, has been seen; a bot has a list's account
+// and a user agent of its own. And one of:
+//
+//   - the account had logged in before (from other networks, on other
+//     devices): a known customer arriving on a new network with a new
+//     device at the moment that network is stuffing passwords;
+//   - the network's first visits are rare (its busiest window so far,
+//     decaying, had fewer than rareFirsts, and it is known or new, as for
+//     flagging): a network the company's customers do not arrive at — a
+//     data centre, a network abroad — where an account with no history
+//     arriving now is the campaign's;
+//   - the address failed on another account this window or the last and
+//     no other login from it succeeded (succ counts this one): a bot whose
+//     only failure is under the campaign-source bar, not a NAT, an office
+//     or a household.
+func (s *shard) campaignLogin(c *engine.Context, co *cohort, ev *event.Event, acct uint64, succ, others int) (why string) {
+	cd := s.cand(acct, co, ev)
+	if cd == nil {
+		return "" // no first visit on a new device before this mint
+	}
+	first := "the account's first login from the network, on a kind of device (" + cd.device + ") it had not used"
+	defer func() { cd.claimed = why != "" }()
+	switch {
+	case cd.known:
+		return first + ", while it had logged in before from elsewhere"
+	case co.firstPeak.Max < rareFirsts && s.judged(c, co):
+		return fmt.Sprintf("%s, on a network where accounts' first visits are rare (at most %.1f in its busiest window so far)", first, co.firstPeak.Max)
+	case others >= 1 && succ <= 1 && s.botLike(ev.Source.IP):
+		return first + ", from an address that failed on another account in this window or the last, where no one else logged in"
+	case s.campaignAgent(co, cd.ua):
+		return fmt.Sprintf("%s, with the exact user agent of %d of the campaign's failed accounts, one the company's logins rarely carry", first, co.agents[cd.ua])
+	}
+	return ""
+}
+
+// campaignAgent reports whether ua (agentKey) is one of co's campaign's
+// user agents: at least minAgentAccts of its failed accounts carried it,
+// and its share of the campaign's failed accounts is at least agentRatio
+// times its share of the company's successful logins (counted once there
+// are minAgentLogins of them). A stuffing tool cycles through a short list
+// of exact user agents, often of old versions; the company's customers
+// spread over the current ones. A campaign copying a common one is not
+// told apart (its share among customers is too high).
+func (s *shard) campaignAgent(co *cohort, ua uint64) bool {
+	n := co.agents[ua]
+	if ua == 0 || n < minAgentAccts || co.agentTotal == 0 || s.succTotal < minAgentLogins {
+		return false
+	}
+	succ, ok := s.agentSucc[ua]
+	if !ok && s.agentsFull {
+		return false // not counted: unknown, not rare
+	}
+	return float64(n)/float64(co.agentTotal) >= agentRatio*succ/s.succTotal
+}
+
+// countAgent counts a successful login with user agent ua (agentKey).
+func (s *shard) countAgent(ua uint64) {
+	if ua == 0 {
+		return
+	}
+	if _, ok := s.agentSucc[ua]; !ok {
+		if len(s.agentSucc) >= maxAgents {
+			s.agentsFull = true
+			return
+		}
+		if s.agentSucc == nil {
+			s.agentSucc = map[uint64]float64{}
+		}
+	}
+	s.agentSucc[ua]++
+}
+
+// countAgent counts an unrecovered failure's user agent towards the
+// campaign's.
+func (co *cohort) countAgent(ua uint64) {
+	if ua == 0 {
+		return
+	}
+	if _, ok := co.agents[ua]; !ok && len(co.agents) >= maxCampAgents {
+		return
+	}
+	if co.agents == nil {
+		co.agents = map[uint64]int{}
+	}
+	co.agents[ua]++
+	co.agentTotal++
+}
+
+// agentKey hashes an exact user agent; 0 for none.
+func agentKey(ua string) uint64 {
+	if ua = strings.TrimSpace(ua); ua == "" {
+		return 0
+	}
+	return fnv1a([]byte(ua)) | 1
+}
+
+// judged reports whether co's history is long enough to judge it (as for
+// flagging): watched for Warmup, or first seen Warmup after watching began.
+func (s *shard) judged(c *engine.Context, co *cohort) bool {
+	known := co.start.Sub(co.first) >= s.d.opts.Warmup
+	fresh := !c.Earliest().IsZero() && co.first.Sub(c.Earliest()) >= s.d.opts.Warmup
+	return known || fresh
+}
+
+// remember adds a successful login of acct (hash) from co to the history;
+// when it was the account's first visit to the network (once Warmup of
+// history is watched) it counts towards the network's first visits, and
+// when it also came on a kind of device the account had not used, it is
+// kept as a candidate for its token's mint (campaignLogin).
+func (s *shard) remember(c *engine.Context, co *cohort, ev *event.Event, acct uint64) {
+	dev := deviceOf(ev.UserAgent)
+	kAcct := mix(acct ^ 0x6163636f756e74)
+	kNet := mix(acct ^ co.h*0x9e3779b97f4a7c15)
+	kDev := mix(acct ^ fnv1a([]byte(dev))*0xc2b2ae3d27d4eb4f)
+	known, netSeen, devSeen := s.hist.has(kAcct), s.hist.has(kNet), s.hist.has(kDev)
+	p, n := s.d.opts.HistoryPeriod, s.d.opts.HistoryBits
+	s.hist.add(kAcct, ev.Time, n, p)
+	s.hist.add(kNet, ev.Time, n, p)
+	if dev != "" {
+		s.hist.add(kDev, ev.Time, n, p)
+	}
+	if netSeen || c.Earliest().IsZero() || ev.Time.Sub(c.Earliest()) < s.d.opts.Warmup {
+		return
+	}
+	if ws := ev.Time.Truncate(s.d.opts.Window); ws.Equal(co.start) {
+		co.firsts++
+	}
+	// Forget candidates older than a horizon, or beyond the cap.
+	i := 0
+	for ; i < len(s.candQ); i++ {
+		old := s.candQ[i]
+		if len(s.candQ)-i < maxCands && ev.Time.Sub(old.at) <= s.d.opts.Recovery {
+			break
+		}
+		if key := candKey(old.acct, old.src); s.cands[key] == old {
+			delete(s.cands, key)
+		}
+	}
+	if i > 0 {
+		clear(s.candQ[:i])
+		s.candQ = s.candQ[i:]
+		if cap(s.candQ) > 1024 && len(s.candQ) < cap(s.candQ)/4 {
+			s.candQ = append([]*cand(nil), s.candQ...)
+		}
+	}
+	if dev == "" || devSeen {
+		return // a device it used before, or none to tell
+	}
+	cd := &cand{at: ev.Time, acct: acct, src: ev.Source.IP, co: co, known: known, device: dev, ua: agentKey(ev.UserAgent)}
+	s.cands[candKey(acct, ev.Source.IP)] = cd
+	s.candQ = append(s.candQ, cd)
+}
+
+// deviceOf is a user agent's kind of device, coarsely: its operating
+// system (from the first parenthesised comment) and its first product's
+// name ("Mozilla" for any browser, else the app or library). A browser or
+// app updating itself keeps it; another phone, computer or program does
+// not. Coarser than token_binding's user-agent family on purpose (every
+// browser on one OS is one kind): a coarser kind is "seen" more often,
+// which only names fewer tokens. "" when there is no user agent.
+func deviceOf(ua string) string {
+	ua = strings.TrimSpace(ua)
+	if ua == "" {
+		return ""
+	}
+	if len(ua) > 512 {
+		ua = ua[:512]
+	}
+	l := strings.ToLower(ua)
+	product := l
+	if i := strings.IndexAny(product, " (/"); i >= 0 {
+		product = product[:i]
+	}
+	os := "other"
+	comment := ""
+	if i := strings.IndexByte(l, '('); i >= 0 {
+		comment = l[i:]
+		if j := strings.IndexByte(comment, ')'); j >= 0 {
+			comment = comment[:j]
+		}
+	}
+	for _, o := range [...]struct{ marker, name string }{
+		{"windows", "Windows"}, {"iphone", "iOS"}, {"ipad", "iOS"}, {"cpu os", "iOS"}, {"android", "Android"},
+		{"cros", "ChromeOS"}, {"mac os", "macOS"}, {"macintosh", "macOS"}, {"linux", "Linux"}, {"x11", "Linux"},
+	} {
+		if strings.Contains(comment, o.marker) {
+			os = o.name
+			break
+		}
+	}
+	return product + " on " + os
+}
+
+// candKey keys a candidate by account and source address.
+func candKey(acct uint64, src netip.Addr) uint64 {
+	a16 := src.As16()
+	return mix(acct ^ fnv1a(a16[:]))
+}
+
+// mix is a 64-bit finaliser (SplitMix64's).
+func mix(x uint64) uint64 {
+	x ^= x >> 30
+	x *= 0xbf58476d1ce4e5b9
+	x ^= x >> 27
+	x *= 0x94d049bb133111eb
+	return x ^ x>>31
+}
+
+// history is a filter of what accounts did (logged in; from a network; on
+// a kind of device), in two generations (the current one fills for a
+// period, then becomes the older): an entry it has not seen did not
+// happen within the last period or two; one it has may be a false "seen"
+// (about 2 % at 1.7 million entries in 2^24 bits), which only names fewer
+// tokens. Allocated at the first login.
+type history struct {
+	cur, prev []uint64
+	start     time.Time
+}
+
+func (h *history) bits(k uint64, n int, f func(w int, b uint64) bool) bool {
+	h2 := mix(k) | 1
+	for i := range uint64(histHashes) {
+		p := (k + i*h2) % uint64(n)
+		if !f(int(p/64), uint64(1)<<(p%64)) {
+			return false
+		}
+	}
+	return true
+}
+
+// has reports whether k may have been added.
+func (h *history) has(k uint64) bool {
+	if h.cur == nil {
+		return false
+	}
+	n := len(h.cur) * 64
+	in := func(set []uint64) bool {
+		return set != nil && h.bits(k, n, func(w int, b uint64) bool { return set[w]&b != 0 })
+	}
+	return in(h.cur) || in(h.prev)
+}
+
+// add adds k at t, starting a new generation when the current one has
+// filled for period.
+func (h *history) add(k uint64, t time.Time, nbits int, period time.Duration) {
+	if h.cur == nil {
+		h.cur, h.start = make([]uint64, nbits/64), t
+	} else if age := t.Sub(h.start); age >= period {
+		old := h.prev
+		h.prev, h.start = h.cur, t
+		if age >= 2*period {
+			h.prev = nil // nothing logged in for a whole period
+		}
+		if old == nil {
+			old = make([]uint64, nbits/64)
+		}
+		clear(old)
+		h.cur = old
+	}
+	h.bits(k, nbits, func(w int, b uint64) bool { h.cur[w] |= b; return true })
 }
 
 // roll starts the cohort's window at start when it is later than the
@@ -637,8 +1048,17 @@ func (co *cohort) roll(start time.Time, window time.Duration) {
 		}
 		co.peak.Observe(co.start, window, float64(co.count), decay)
 		co.succPeak.Observe(co.start, window, co.succ, decay)
+		if !co.fired && !co.active(co.start, window) {
+			// A campaign's own first visits are not the network's.
+			co.firstPeak.Observe(co.start, window, co.firsts, decay)
+		}
+	}
+	if !co.fired && !co.active(start, window) {
+		clear(co.agents) // no campaign under way: its agents start anew
+		co.agentTotal = 0
 	}
 	co.start = start
+	co.firsts = 0
 	co.accts, co.srcBits = [16]uint64{}, [8]uint64{}
 	co.count, co.nsrc, co.succ, co.suppress = 0, 0, 0, 0
 	co.srcs, co.refs, co.fired = co.srcs[:0], co.refs[:0], false
