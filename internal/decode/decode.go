@@ -544,6 +544,10 @@ func (d *Decoder) field(ev *event.Event, f field, v []byte, escaped bool) {
 		ev.User.Name = string(b)
 	case fURLPath:
 		ev.URLPath = string(b)
+	case fURLQuery:
+		ev.URLQuery = string(b)
+	case fURLDomain:
+		ev.URLDomain = d.intern(b)
 	case fTokenID:
 		ev.Token.ID = string(b)
 	case fIdentID:

@@ -44,6 +44,8 @@ const (
 	fProvider
 	fLat
 	fLon
+	fURLQuery
+	fURLDomain
 	numFields
 )
 
@@ -91,6 +93,8 @@ var fieldNames = [numFields]string{
 	fProvider:          "event.provider",
 	fLat:               "source.geo.location.lat",
 	fLon:               "source.geo.location.lon",
+	fURLQuery:          "url.query",
+	fURLDomain:         "url.domain",
 }
 
 // FieldNames returns the dotted names of every field the decoder knows, in
@@ -139,6 +143,10 @@ func lookup(path []byte) (f field, group bool) {
 		return fBodyBytes, false
 	case "url.path":
 		return fURLPath, false
+	case "url.query":
+		return fURLQuery, false
+	case "url.domain":
+		return fURLDomain, false
 	case "token.id":
 		return fTokenID, false
 	case "token.key_id":

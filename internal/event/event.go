@@ -84,6 +84,13 @@ type Event struct {
 	UserAgent string // user_agent.original
 	HTTP      HTTP
 	URLPath   string // url.path
+	// URLQuery is ECS url.query: the request's query string as sent
+	// (still percent-encoded), without the leading "?".
+	URLQuery string
+	// URLDomain is ECS url.domain: the host the request named (the Host
+	// header, or the host of an absolute-form request target), without a
+	// port.
+	URLDomain string
 	Token     Token
 	Records   Records
 	Identity  Identity // hr.roster events

@@ -40,6 +40,8 @@ var fieldKinds = map[string]FieldKind{
 	"http.response.status_code":   KindInt,
 	"http.response.body.bytes":    KindInt,
 	"url.path":                    KindString,
+	"url.query":                   KindString,
+	"url.domain":                  KindString,
 	"token.id":                    KindString,
 	"token.key_id":                KindString,
 	"token.issuer":                KindString,
@@ -125,6 +127,10 @@ func (e *Event) Field(name string) (v any, ok bool) {
 		return intField(e.HTTP.BodyBytes)
 	case "url.path":
 		return strField(e.URLPath)
+	case "url.query":
+		return strField(e.URLQuery)
+	case "url.domain":
+		return strField(e.URLDomain)
 	case "token.id":
 		return strField(e.Token.ID)
 	case "token.key_id":
@@ -187,6 +193,8 @@ var stringGetters = map[string]func(*Event) string{
 	"user_agent.original":         func(e *Event) string { return e.UserAgent },
 	"http.request.method":         func(e *Event) string { return e.HTTP.Method },
 	"url.path":                    func(e *Event) string { return e.URLPath },
+	"url.query":                   func(e *Event) string { return e.URLQuery },
+	"url.domain":                  func(e *Event) string { return e.URLDomain },
 	"token.id":                    func(e *Event) string { return e.Token.ID },
 	"token.key_id":                func(e *Event) string { return e.Token.KeyID },
 	"token.issuer":                func(e *Event) string { return e.Token.Issuer },

@@ -37,6 +37,8 @@ var fastStr = map[string]func(*event.Event) string{
 	"user_agent.original":         func(e *event.Event) string { return e.UserAgent },
 	"http.request.method":         func(e *event.Event) string { return e.HTTP.Method },
 	"url.path":                    func(e *event.Event) string { return e.URLPath },
+	"url.query":                   func(e *event.Event) string { return e.URLQuery },
+	"url.domain":                  func(e *event.Event) string { return e.URLDomain },
 	"token.id":                    func(e *event.Event) string { return e.Token.ID },
 	"token.key_id":                func(e *event.Event) string { return e.Token.KeyID },
 	"token.issuer":                func(e *event.Event) string { return e.Token.Issuer },
