@@ -371,14 +371,6 @@ func splitRequest(req []byte) (method, uri []byte) {
 	return req[:sp], rest[:end]
 }
 
-// pathOf returns the path of a request target: origin form "/p?q", or
-// absolute form "http://host/p?q" (proxies). Other forms ("*", CONNECT's
-// host:port) have no path.
-func pathOf(uri []byte) []byte {
-	_, path, _ := targetParts(uri)
-	return path
-}
-
 // targetParts splits a request target into the host of an absolute-form
 // target ("http://host:port/p?q"; nil for origin form "/p?q"), the path and
 // the query string (without "?", and without a "#fragment"). Other forms
