@@ -9,6 +9,8 @@ import (
 
 	"github.com/haechi-sec/haechi/internal/config"
 	"github.com/haechi-sec/haechi/internal/detect/detecttest"
+	"github.com/haechi-sec/haechi/internal/event"
+	"github.com/haechi-sec/haechi/internal/input/nginx"
 	"github.com/haechi-sec/haechi/internal/rules"
 )
 
@@ -114,5 +116,59 @@ func TestSigmaFamilyRelated(t *testing.T) {
 		if r.Family != "sigma.family.cccccccc-0000-4000-8000-000000000001" {
 			t.Errorf("%s: family %q", r.ID, r.Family)
 		}
+	}
+}
+
+// A SQL-injection keyword rule in SigmaHQ's shape (webserver, keywords
+// 'UNION SELECT' and its encoded forms) catches a query-string injection
+// read from real access-log lines; before url.query existed it loaded and
+// silently missed it (keywords looked only at the path and user agent).
+// The twin: the same words in a path-only request of an ordinary search.
+func TestSigmaQueryStringThroughAccessLog(t *testing.T) {
+	dir := t.TempDir()
+	rule := "title: SQLi keywords\nid: dddddddd-0000-4000-8000-000000000001\nlogsource:\n    category: webserver\ndetection:\n" +
+		"    selection:\n        cs-method: GET\n    keywords:\n        - 'UNION SELECT'\n        - 'UNION%20SELECT'\n    condition: selection and keywords\nlevel: high\n"
+	if err := os.WriteFile(filepath.Join(dir, "sqli.yml"), []byte(rule), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	rs, err := LoadRules(config.Rules{SigmaDirs: []string{dir}})
+	if err != nil || len(rs.Skipped) > 0 || len(rs.Set.Rules) != 1 {
+		t.Fatalf("load: %v %v", err, rs.Skipped)
+	}
+	if len(rs.Weakened) != 1 || !strings.Contains(rs.Weakened[0], "sqli.yml:8:5: weakened: keyword search") {
+		t.Errorf("weakened %q", rs.Weakened)
+	}
+	p, err := nginx.New(nginx.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		line string
+		want bool
+	}{
+		{`203.0.113.9 - - [24/Jun/2025:09:00:03 +0000] "GET /items?id=1%20UNION%20SELECT%20email%20FROM%20members HTTP/1.1" 200 512 "-" "python-requests/2.32.3"`, true},
+		{`203.0.113.9 - - [24/Jun/2025:09:00:03 +0000] "GET /items?id=1 UNION SELECT email FROM members HTTP/1.1" 200 512 "-" "-"`, false}, // a raw space ends the target in the combined format
+		{`203.0.113.9 - - [24/Jun/2025:09:00:03 +0000] "GET /search/union%20station?page=2 HTTP/1.1" 200 512 "-" "-"`, false},
+	} {
+		var ev event.Event
+		if err := p.ParseCombined([]byte(tc.line), &ev); err != nil {
+			t.Fatal(err)
+		}
+		ok, err := rs.Set.Rules[0].Cond.Match(&ev)
+		if err != nil || ok != tc.want {
+			t.Errorf("%s: match %v (%v), want %v", tc.line, ok, err, tc.want)
+		}
+	}
+	jp, err := nginx.New(nginx.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ev event.Event
+	r := jp.NewJSONReader(strings.NewReader(`{"msec":"1719219603","request_method":"GET","uri":"/items","args":"id=1 UNION SELECT email"}`+"\n"), 0)
+	if err := r.Next(&ev); err != nil {
+		t.Fatal(err)
+	}
+	if ok, _ := rs.Set.Rules[0].Cond.Match(&ev); !ok {
+		t.Errorf("JSON access log with args: no match on %+v", ev)
 	}
 }
