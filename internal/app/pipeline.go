@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"runtime"
 	"sync"
 	"time"
@@ -172,7 +173,8 @@ func (p *Pipeline) collect(out engine.Output) {
 func Detectors(cfg config.Config, canaryIDs []string) []engine.Detector {
 	var ds []engine.Detector
 	if cfg.Detectors.TerminatedIdentity.Enabled {
-		ds = append(ds, terminated.New(terminated.Options{Grace: cfg.Detectors.TerminatedIdentity.Grace.D()}))
+		pfx, asns := corporateNetworks(cfg)
+		ds = append(ds, terminated.New(terminated.Options{Grace: cfg.Detectors.TerminatedIdentity.Grace.D(), CorporatePrefixes: pfx, CorporateASNs: asns}))
 	}
 	if cfg.Detectors.Canary.Enabled && len(canaryIDs) > 0 {
 		ds = append(ds, canary.New(canaryIDs))
@@ -207,16 +209,7 @@ func Detectors(cfg config.Config, canaryIDs []string) []engine.Detector {
 		ds = append(ds, peerroute.New(peerroute.Options{MaxShare: pr.MaxShare, MinPeers: pr.MinPeers, OwnDays: pr.OwnDays}))
 	}
 	if b := cfg.Detectors.Behaviour; b.Enabled {
-		nets := b.CorporateNetworks
-		if len(nets) == 0 {
-			nets = cfg.Rules.Lists["corporate_networks"]
-		}
-		// Validated with the configuration; a rules list that does not
-		// parse (the rules report it) leaves the network unknown.
-		pfx, asns, err := behaviour.ParseNetworks(nets)
-		if err != nil {
-			pfx, asns = nil, nil
-		}
+		pfx, asns := corporateNetworks(cfg)
 		ds = append(ds, behaviour.New(behaviour.Options{Model: b.Model, Factor: b.Factor, LongFactor: b.LongFactor, LongFloor: b.LongFloor,
 			HalfLifeInDays: b.HalfLife.D().Hours() / 24, CorporatePrefixes: pfx, CorporateASNs: asns}))
 	}
@@ -482,6 +475,22 @@ func registerGeoMetrics(reg prometheus.Registerer, geo *enrich.Geo) {
 
 // Rules returns the holder of the running rule set (for reloads).
 func (p *Pipeline) Rules() *rules.Holder { return p.rules }
+
+// corporateNetworks is the company's network: behaviour.corporate_networks,
+// else the rules list corporate_networks. Validated with the
+// configuration; a rules list that does not parse (the rules report it)
+// leaves the network unknown.
+func corporateNetworks(cfg config.Config) ([]netip.Prefix, []uint32) {
+	nets := cfg.Detectors.Behaviour.CorporateNetworks
+	if len(nets) == 0 {
+		nets = cfg.Rules.Lists["corporate_networks"]
+	}
+	pfx, asns, err := behaviour.ParseNetworks(nets)
+	if err != nil {
+		return nil, nil
+	}
+	return pfx, asns
+}
 
 // ReportSkipped logs each Sigma rule that was not loaded and why.
 func ReportSkipped(log *slog.Logger, skipped []error) {

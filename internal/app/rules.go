@@ -30,6 +30,11 @@ type RuleSet struct {
 	// Skipped lists the Sigma rules not loaded, each error naming the
 	// file, line and what is unsupported.
 	Skipped []error
+	// Weakened lists the places loaded Sigma rules run weaker than
+	// written (sigma.Rule.Weakened), "file:line:col: weakened: what";
+	// WeakenedRules counts the rules they belong to.
+	Weakened      []string
+	WeakenedRules int
 }
 
 // LoadRules loads the configured rules: the shipped pack, YAML rule
@@ -58,17 +63,28 @@ func LoadRules(cfg config.Rules) (RuleSet, error) {
 	out := RuleSet{}
 	if len(cfg.SigmaDirs) > 0 {
 		s := &rules.Set{}
+		var all []*sigma.Rule
 		for _, dir := range cfg.SigmaDirs {
 			loaded, skipped := sigma.ParseDir(dir)
 			out.Skipped = append(out.Skipped, skipped...)
-			for _, r := range loaded {
-				rule, err := SigmaRule(r)
-				if err == nil {
-					err = s.Add(rule)
-				}
-				if err != nil {
-					out.Skipped = append(out.Skipped, fmt.Errorf("%s:%d: %w", r.File, r.Line, err))
-				}
+			all = append(all, loaded...)
+		}
+		families := sigma.Families(all)
+		for i, r := range all {
+			rule, err := SigmaRule(r)
+			if err == nil {
+				rule.Family = families[i]
+				err = s.Add(rule)
+			}
+			if err != nil {
+				out.Skipped = append(out.Skipped, fmt.Errorf("%s:%d: %w", r.File, r.Line, err))
+				continue
+			}
+			if len(r.Weakened) > 0 {
+				out.WeakenedRules++
+			}
+			for _, w := range r.Weakened {
+				out.Weakened = append(out.Weakened, fmt.Sprintf("%s:%d:%d: weakened: %s", r.File, w.Line, w.Col, w.What))
 			}
 		}
 		sets = append(sets, s)

@@ -163,10 +163,17 @@ func (c *rulesLintCmd) sigma(e *env) error {
 	for _, err := range rs.Skipped {
 		fmt.Fprintln(e.stdout, err)
 	}
+	for _, w := range rs.Weakened {
+		fmt.Fprintln(e.stdout, w)
+	}
+	weakened := ""
+	if rs.WeakenedRules > 0 {
+		weakened = fmt.Sprintf(" (%d of them weakened: they run, but see less than written, as listed above)", rs.WeakenedRules)
+	}
 	if len(rs.Skipped) > 0 {
-		fmt.Fprintf(e.stdout, "%d Sigma rules loaded, %d not loaded\n", len(rs.Set.Rules), len(rs.Skipped))
+		fmt.Fprintf(e.stdout, "%d Sigma rules loaded%s, %d not loaded\n", len(rs.Set.Rules), weakened, len(rs.Skipped))
 		return fmt.Errorf("%d Sigma rules cannot run", len(rs.Skipped))
 	}
-	fmt.Fprintf(e.stdout, "ok %d Sigma rules\n", len(rs.Set.Rules))
+	fmt.Fprintf(e.stdout, "ok %d Sigma rules%s\n", len(rs.Set.Rules), weakened)
 	return nil
 }

@@ -111,12 +111,24 @@ func TestRulesLint(t *testing.T) {
 
 func TestRulesLintSigma(t *testing.T) {
 	code, stdout, stderr := run(t, "rules", "lint", "--sigma", "../sigma/testdata/rules")
-	if code != 0 || !strings.Contains(stdout, "ok 10 Sigma rules") {
+	if code != 0 || !strings.Contains(stdout, "ok 15 Sigma rules\n") || strings.Contains(stdout, "weakened") {
 		t.Fatalf("supported rules: exit %d\n%s%s", code, stdout, stderr)
 	}
+	// A rule that loads but runs weaker than written is named, with where
+	// and why; the lint still passes (the rule runs).
+	dir := t.TempDir()
+	weak := "title: SQLi keywords\nid: 11111111-2222-4333-8444-555555555555\nlogsource:\n    category: webserver\ndetection:\n    keywords:\n        - 'UNION SELECT'\n    condition: keywords\n"
+	if err := os.WriteFile(filepath.Join(dir, "kw.yml"), []byte(weak), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, stdout, stderr = run(t, "rules", "lint", "--sigma", dir)
+	if code != 0 || !strings.Contains(stdout, "kw.yml:6:5: weakened: keyword search: a keyword search looks in the request target") ||
+		!strings.Contains(stdout, "ok 1 Sigma rules (1 of them weakened") {
+		t.Fatalf("weakened rule: exit %d\n%s%s", code, stdout, stderr)
+	}
 	code, stdout, _ = run(t, "rules", "lint", "--sigma", "../sigma/testdata/unsupported")
-	if code != 1 || !strings.Contains(stdout, `web_sqli_query_string.yml:8:9: unsupported: field "cs-uri-query"`) ||
-		!strings.Contains(stdout, "0 Sigma rules loaded, 14 not loaded") {
+	if code != 1 || !strings.Contains(stdout, `web_referrer.yml:7:9: unsupported: field "cs-referrer"`) ||
+		!strings.Contains(stdout, "0 Sigma rules loaded, 13 not loaded") {
 		t.Fatalf("unsupported rules: exit %d\n%s", code, stdout)
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/haechi-sec/haechi/internal/input"
+	"github.com/haechi-sec/haechi/internal/report"
 )
 
 // ValidationError lists every problem Validate found, each as
@@ -382,6 +383,11 @@ func (r Report) check(add addFunc) {
 		}
 		if rg.Hours < 0 || rg.BusinessDays < 0 || rg.MinSubjects < 0 {
 			add(path, "hours, business_days and min_subjects must not be negative")
+		}
+		switch rg.Basis {
+		case "", report.BasisPersonalData, report.BasisMateriality:
+		default:
+			add(path+".basis", "want %s or %s, got %q", report.BasisPersonalData, report.BasisMateriality, rg.Basis)
 		}
 	}
 }

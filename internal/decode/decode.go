@@ -534,6 +534,14 @@ func (d *Decoder) field(ev *event.Event, f field, v []byte, escaped bool) {
 		ev.Key.Status = d.intern(b)
 	case fProvider:
 		ev.Provider = d.intern(b)
+	case fCTIdentityType:
+		ev.CloudTrail.IdentityType = d.intern(b)
+	case fCTIssuerType:
+		ev.CloudTrail.IssuerType = d.intern(b)
+	case fCTEventType:
+		ev.CloudTrail.EventType = d.intern(b)
+	case fCTErrorCode:
+		ev.CloudTrail.ErrorCode = d.intern(b)
 
 	// High-cardinality strings: allocated.
 	case fEventID:
@@ -544,6 +552,16 @@ func (d *Decoder) field(ev *event.Event, f field, v []byte, escaped bool) {
 		ev.User.Name = string(b)
 	case fURLPath:
 		ev.URLPath = string(b)
+	case fURLQuery:
+		ev.URLQuery = string(b)
+	case fURLDomain:
+		ev.URLDomain = d.intern(b)
+	case fCTErrorMessage:
+		ev.CloudTrail.ErrorMessage = string(b)
+	case fCTRequestParameters:
+		ev.CloudTrail.RequestParameters = string(b)
+	case fCTResponseElements:
+		ev.CloudTrail.ResponseElements = string(b)
 	case fTokenID:
 		ev.Token.ID = string(b)
 	case fIdentID:

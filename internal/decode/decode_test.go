@@ -265,7 +265,7 @@ func TestDecodeAccepts(t *testing.T) {
 		{"whitespace around", " \t{ \"@timestamp\"\n:\r \"2025-06-24T09:00:03Z\" ,\t\"event\" : { \"dataset\" : \"gateway.access\" , \"action\":\"a\" } , \"records.ids\" : [ 1 , \"2\" ] } \r\n",
 			func(e *event.Event) { e.Records.IDs = []string{"1", "2"} }},
 		{"all fields",
-			`{"@timestamp":"2025-06-24T09:00:03Z","event":{"dataset":"d","action":"a","id":"ev1","outcome":"failure"},"user":{"id":"u","name":"n","roles":["r1","r2"]},"source":{"ip":"1.2.3.4","geo":{"country_iso_code":"US"},"as":{"number":1,"organization":{"name":"o"}}},"user_agent":{"original":"ua"},"http":{"request":{"method":"PUT"},"response":{"status_code":201,"body":{"bytes":9}}},"url":{"path":"/p"},"token":{"id":"t","key_id":"k","issuer":"i","issued_at":"2025-06-24T09:00:00Z","expires_at":"2025-06-24T10:00:00Z"},"records":{"type":"ty","ids":["1"],"fields":["f"]},"identity":{"id":"e:1","kind":"employee","roles":["x"],"status":"terminated","terminated_at":"2025-06-24T08:00:00Z","country":"KR","last_active":"2025-06-20T17:30:00+09:00"},"key":{"id":"k1","status":"retired","retired_at":"2025-06-23T00:00:00Z","custodians":["e:1"]}}`,
+			`{"@timestamp":"2025-06-24T09:00:03Z","event":{"dataset":"d","action":"a","id":"ev1","outcome":"failure"},"user":{"id":"u","name":"n","roles":["r1","r2"]},"source":{"ip":"1.2.3.4","geo":{"country_iso_code":"US"},"as":{"number":1,"organization":{"name":"o"}}},"user_agent":{"original":"ua"},"http":{"request":{"method":"PUT"},"response":{"status_code":201,"body":{"bytes":9}}},"url":{"path":"/p","query":"id=1%20UNION%20SELECT","domain":"shop.example"},"token":{"id":"t","key_id":"k","issuer":"i","issued_at":"2025-06-24T09:00:00Z","expires_at":"2025-06-24T10:00:00Z"},"records":{"type":"ty","ids":["1"],"fields":["f"]},"identity":{"id":"e:1","kind":"employee","roles":["x"],"status":"terminated","terminated_at":"2025-06-24T08:00:00Z","country":"KR","last_active":"2025-06-20T17:30:00+09:00"},"key":{"id":"k1","status":"retired","retired_at":"2025-06-23T00:00:00Z","custodians":["e:1"]}}`,
 			func(e *event.Event) {
 				*e = event.Event{
 					Time: mustTime("2025-06-24T09:00:03Z"), Dataset: "d", Action: "a", ID: "ev1",
@@ -273,6 +273,7 @@ func TestDecodeAccepts(t *testing.T) {
 					User:      event.User{ID: "u", Name: "n", Roles: []string{"r1", "r2"}},
 					Source:    event.Source{IP: netip.MustParseAddr("1.2.3.4"), Country: "US", ASN: 1, ASOrg: "o"},
 					UserAgent: "ua", HTTP: event.HTTP{Method: "PUT", StatusCode: 201, BodyBytes: 9}, URLPath: "/p",
+					URLQuery: "id=1%20UNION%20SELECT", URLDomain: "shop.example",
 					Token: event.Token{ID: "t", KeyID: "k", Issuer: "i",
 						IssuedAt: mustTime("2025-06-24T09:00:00Z"), ExpiresAt: mustTime("2025-06-24T10:00:00Z")},
 					Records: event.Records{Type: "ty", IDs: []string{"1"}, Fields: []string{"f"}},

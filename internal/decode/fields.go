@@ -44,6 +44,15 @@ const (
 	fProvider
 	fLat
 	fLon
+	fURLQuery
+	fURLDomain
+	fCTIdentityType
+	fCTIssuerType
+	fCTEventType
+	fCTErrorCode
+	fCTErrorMessage
+	fCTRequestParameters
+	fCTResponseElements
 	numFields
 )
 
@@ -52,45 +61,54 @@ var _ [64 - numFields]struct{}
 
 // fieldNames are the canonical (dotted ECS) names used in error reasons.
 var fieldNames = [numFields]string{
-	fTimestamp:         "@timestamp",
-	fDataset:           "event.dataset",
-	fAction:            "event.action",
-	fEventID:           "event.id",
-	fOutcome:           "event.outcome",
-	fUserID:            "user.id",
-	fUserName:          "user.name",
-	fUserRoles:         "user.roles",
-	fSourceIP:          "source.ip",
-	fCountry:           "source.geo.country_iso_code",
-	fASN:               "source.as.number",
-	fASOrg:             "source.as.organization.name",
-	fUserAgent:         "user_agent.original",
-	fMethod:            "http.request.method",
-	fStatus:            "http.response.status_code",
-	fBodyBytes:         "http.response.body.bytes",
-	fURLPath:           "url.path",
-	fTokenID:           "token.id",
-	fTokenKeyID:        "token.key_id",
-	fTokenIssuer:       "token.issuer",
-	fTokenIssuedAt:     "token.issued_at",
-	fTokenExpiresAt:    "token.expires_at",
-	fRecType:           "records.type",
-	fRecIDs:            "records.ids",
-	fRecFields:         "records.fields",
-	fIdentID:           "identity.id",
-	fIdentKind:         "identity.kind",
-	fIdentRoles:        "identity.roles",
-	fIdentStatus:       "identity.status",
-	fIdentTerminatedAt: "identity.terminated_at",
-	fIdentCountry:      "identity.country",
-	fIdentLastActive:   "identity.last_active",
-	fKeyID:             "key.id",
-	fKeyStatus:         "key.status",
-	fKeyRetiredAt:      "key.retired_at",
-	fKeyCustodians:     "key.custodians",
-	fProvider:          "event.provider",
-	fLat:               "source.geo.location.lat",
-	fLon:               "source.geo.location.lon",
+	fTimestamp:           "@timestamp",
+	fDataset:             "event.dataset",
+	fAction:              "event.action",
+	fEventID:             "event.id",
+	fOutcome:             "event.outcome",
+	fUserID:              "user.id",
+	fUserName:            "user.name",
+	fUserRoles:           "user.roles",
+	fSourceIP:            "source.ip",
+	fCountry:             "source.geo.country_iso_code",
+	fASN:                 "source.as.number",
+	fASOrg:               "source.as.organization.name",
+	fUserAgent:           "user_agent.original",
+	fMethod:              "http.request.method",
+	fStatus:              "http.response.status_code",
+	fBodyBytes:           "http.response.body.bytes",
+	fURLPath:             "url.path",
+	fTokenID:             "token.id",
+	fTokenKeyID:          "token.key_id",
+	fTokenIssuer:         "token.issuer",
+	fTokenIssuedAt:       "token.issued_at",
+	fTokenExpiresAt:      "token.expires_at",
+	fRecType:             "records.type",
+	fRecIDs:              "records.ids",
+	fRecFields:           "records.fields",
+	fIdentID:             "identity.id",
+	fIdentKind:           "identity.kind",
+	fIdentRoles:          "identity.roles",
+	fIdentStatus:         "identity.status",
+	fIdentTerminatedAt:   "identity.terminated_at",
+	fIdentCountry:        "identity.country",
+	fIdentLastActive:     "identity.last_active",
+	fKeyID:               "key.id",
+	fKeyStatus:           "key.status",
+	fKeyRetiredAt:        "key.retired_at",
+	fKeyCustodians:       "key.custodians",
+	fProvider:            "event.provider",
+	fLat:                 "source.geo.location.lat",
+	fLon:                 "source.geo.location.lon",
+	fURLQuery:            "url.query",
+	fURLDomain:           "url.domain",
+	fCTIdentityType:      "aws.cloudtrail.user_identity.type",
+	fCTIssuerType:        "aws.cloudtrail.user_identity.session_context.session_issuer.type",
+	fCTEventType:         "aws.cloudtrail.event_type",
+	fCTErrorCode:         "aws.cloudtrail.error_code",
+	fCTErrorMessage:      "aws.cloudtrail.error_message",
+	fCTRequestParameters: "aws.cloudtrail.request_parameters",
+	fCTResponseElements:  "aws.cloudtrail.response_elements",
 }
 
 // FieldNames returns the dotted names of every field the decoder knows, in
@@ -139,6 +157,24 @@ func lookup(path []byte) (f field, group bool) {
 		return fBodyBytes, false
 	case "url.path":
 		return fURLPath, false
+	case "url.query":
+		return fURLQuery, false
+	case "url.domain":
+		return fURLDomain, false
+	case "aws.cloudtrail.user_identity.type":
+		return fCTIdentityType, false
+	case "aws.cloudtrail.user_identity.session_context.session_issuer.type":
+		return fCTIssuerType, false
+	case "aws.cloudtrail.event_type":
+		return fCTEventType, false
+	case "aws.cloudtrail.error_code":
+		return fCTErrorCode, false
+	case "aws.cloudtrail.error_message":
+		return fCTErrorMessage, false
+	case "aws.cloudtrail.request_parameters":
+		return fCTRequestParameters, false
+	case "aws.cloudtrail.response_elements":
+		return fCTResponseElements, false
 	case "token.id":
 		return fTokenID, false
 	case "token.key_id":
@@ -186,7 +222,8 @@ func lookup(path []byte) (f field, group bool) {
 	case "event", "user", "source", "source.geo", "source.as",
 		"source.as.organization", "source.geo.location", "user_agent", "http", "http.request",
 		"http.response", "http.response.body", "url", "token", "records",
-		"identity", "key":
+		"identity", "key", "aws", "aws.cloudtrail", "aws.cloudtrail.user_identity",
+		"aws.cloudtrail.user_identity.session_context", "aws.cloudtrail.user_identity.session_context.session_issuer":
 		return fieldNone, true
 	}
 	return fieldNone, false

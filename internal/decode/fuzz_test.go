@@ -61,6 +61,7 @@ func FuzzDecode(f *testing.F) {
 		`{"@timestamp":"1600-01-01T00:00:00Z","event.dataset":"d","event.action":"a"}`,
 		`{"@timestamp":"2025-06-24T09:00:03Z","event":{"dataset":"hr.roster","action":"identity.upsert"},"identity":{"id":"e:7","roles":["admin"],"last_active":"2025-03-01T09:00:00+09:00"}}`,
 		`{"@timestamp":"2025-06-24T09:00:03Z","event.dataset":"hr.roster","event.action":"a","identity.last_active":"not a time"}`,
+		`{"@timestamp":"2025-06-24T09:00:03Z","event.dataset":"web.shop","event.action":"a","url":{"path":"/items","query":"id=1 UNION SELECT","domain":"shop.example"},"url.query":"x"}`,
 		`[1,2]`, `{}`, ``, `{"a":1}{`, `{"user":{"id":"\u00e9"}}`,
 	} {
 		f.Add([]byte(s))

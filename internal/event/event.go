@@ -84,10 +84,20 @@ type Event struct {
 	UserAgent string // user_agent.original
 	HTTP      HTTP
 	URLPath   string // url.path
+	// URLQuery is ECS url.query: the request's query string as sent
+	// (still percent-encoded), without the leading "?".
+	URLQuery string
+	// URLDomain is ECS url.domain: the host the request named (the Host
+	// header, or the host of an absolute-form request target), without a
+	// port.
+	URLDomain string
 	Token     Token
 	Records   Records
 	Identity  Identity // hr.roster events
 	Key       Key      // keys.inventory events
+	// CloudTrail holds what a CloudTrail record says beyond the common
+	// fields (aws.cloudtrail.*, as Elastic's AWS integration names them).
+	CloudTrail CloudTrail
 
 	// Provenance, set by the decoder and the ingest stage, never by the
 	// sender: where the event came from, so findings can cite it even when
@@ -157,6 +167,27 @@ type Identity struct {
 	// entry, as the identity provider knows it (identity.last_active,
 	// optional; an addition to the shared contract, docs/events.md).
 	LastActive time.Time
+}
+
+// CloudTrail is the contract's aws.cloudtrail.* field set: the parts of
+// a CloudTrail record that say who called and how the call went, which
+// Sigma's CloudTrail rules test.
+type CloudTrail struct {
+	// IdentityType is userIdentity.type: Root, IAMUser, AssumedRole,
+	// FederatedUser, AWSService, ...
+	IdentityType string
+	// IssuerType is userIdentity.sessionContext.sessionIssuer.type (Role,
+	// IAMUser, Root) for temporary credentials.
+	IssuerType string
+	// EventType is eventType: AwsApiCall, AwsServiceEvent,
+	// AwsConsoleSignIn, ...
+	EventType    string
+	ErrorCode    string // errorCode, e.g. AccessDenied; "" when the call succeeded
+	ErrorMessage string // errorMessage
+	// RequestParameters and ResponseElements are the JSON objects as the
+	// record has them (compact JSON text, "" when absent or null).
+	RequestParameters string
+	ResponseElements  string
 }
 
 // Key is the key inventory's key.* field set.

@@ -20,45 +20,54 @@ const (
 // fieldKinds lists every contract field that Field can read, by its dotted
 // ECS name.
 var fieldKinds = map[string]FieldKind{
-	"@timestamp":                  KindTime,
-	"event.dataset":               KindString,
-	"event.action":                KindString,
-	"event.id":                    KindString,
-	"event.outcome":               KindString,
-	"event.provider":              KindString,
-	"user.id":                     KindString,
-	"user.name":                   KindString,
-	"user.roles":                  KindStrings,
-	"source.ip":                   KindIP,
-	"source.geo.country_iso_code": KindString,
-	"source.geo.location.lat":     KindFloat,
-	"source.geo.location.lon":     KindFloat,
-	"source.as.number":            KindInt,
-	"source.as.organization.name": KindString,
-	"user_agent.original":         KindString,
-	"http.request.method":         KindString,
-	"http.response.status_code":   KindInt,
-	"http.response.body.bytes":    KindInt,
-	"url.path":                    KindString,
-	"token.id":                    KindString,
-	"token.key_id":                KindString,
-	"token.issuer":                KindString,
-	"token.issued_at":             KindTime,
-	"token.expires_at":            KindTime,
-	"records.type":                KindString,
-	"records.ids":                 KindStrings,
-	"records.fields":              KindStrings,
-	"identity.id":                 KindString,
-	"identity.kind":               KindString,
-	"identity.roles":              KindStrings,
-	"identity.status":             KindString,
-	"identity.terminated_at":      KindTime,
-	"identity.last_active":        KindTime,
-	"identity.country":            KindString,
-	"key.id":                      KindString,
-	"key.status":                  KindString,
-	"key.retired_at":              KindTime,
-	"key.custodians":              KindStrings,
+	"@timestamp":                        KindTime,
+	"event.dataset":                     KindString,
+	"event.action":                      KindString,
+	"event.id":                          KindString,
+	"event.outcome":                     KindString,
+	"event.provider":                    KindString,
+	"user.id":                           KindString,
+	"user.name":                         KindString,
+	"user.roles":                        KindStrings,
+	"source.ip":                         KindIP,
+	"source.geo.country_iso_code":       KindString,
+	"source.geo.location.lat":           KindFloat,
+	"source.geo.location.lon":           KindFloat,
+	"source.as.number":                  KindInt,
+	"source.as.organization.name":       KindString,
+	"user_agent.original":               KindString,
+	"http.request.method":               KindString,
+	"http.response.status_code":         KindInt,
+	"http.response.body.bytes":          KindInt,
+	"url.path":                          KindString,
+	"url.query":                         KindString,
+	"url.domain":                        KindString,
+	"token.id":                          KindString,
+	"token.key_id":                      KindString,
+	"token.issuer":                      KindString,
+	"token.issued_at":                   KindTime,
+	"token.expires_at":                  KindTime,
+	"records.type":                      KindString,
+	"records.ids":                       KindStrings,
+	"records.fields":                    KindStrings,
+	"identity.id":                       KindString,
+	"identity.kind":                     KindString,
+	"identity.roles":                    KindStrings,
+	"identity.status":                   KindString,
+	"identity.terminated_at":            KindTime,
+	"identity.last_active":              KindTime,
+	"identity.country":                  KindString,
+	"key.id":                            KindString,
+	"key.status":                        KindString,
+	"key.retired_at":                    KindTime,
+	"key.custodians":                    KindStrings,
+	"aws.cloudtrail.user_identity.type": KindString,
+	"aws.cloudtrail.user_identity.session_context.session_issuer.type": KindString,
+	"aws.cloudtrail.event_type":                                        KindString,
+	"aws.cloudtrail.error_code":                                        KindString,
+	"aws.cloudtrail.error_message":                                     KindString,
+	"aws.cloudtrail.request_parameters":                                KindString,
+	"aws.cloudtrail.response_elements":                                 KindString,
 }
 
 // FieldKindOf returns the kind of the contract field name (dotted ECS
@@ -125,6 +134,10 @@ func (e *Event) Field(name string) (v any, ok bool) {
 		return intField(e.HTTP.BodyBytes)
 	case "url.path":
 		return strField(e.URLPath)
+	case "url.query":
+		return strField(e.URLQuery)
+	case "url.domain":
+		return strField(e.URLDomain)
 	case "token.id":
 		return strField(e.Token.ID)
 	case "token.key_id":
@@ -163,6 +176,20 @@ func (e *Event) Field(name string) (v any, ok bool) {
 		return timeField(e.Key.RetiredAt)
 	case "key.custodians":
 		return strsField(e.Key.Custodians)
+	case "aws.cloudtrail.user_identity.type":
+		return strField(e.CloudTrail.IdentityType)
+	case "aws.cloudtrail.user_identity.session_context.session_issuer.type":
+		return strField(e.CloudTrail.IssuerType)
+	case "aws.cloudtrail.event_type":
+		return strField(e.CloudTrail.EventType)
+	case "aws.cloudtrail.error_code":
+		return strField(e.CloudTrail.ErrorCode)
+	case "aws.cloudtrail.error_message":
+		return strField(e.CloudTrail.ErrorMessage)
+	case "aws.cloudtrail.request_parameters":
+		return strField(e.CloudTrail.RequestParameters)
+	case "aws.cloudtrail.response_elements":
+		return strField(e.CloudTrail.ResponseElements)
 	}
 	return nil, false
 }
@@ -175,28 +202,37 @@ func ipField(a netip.Addr) (any, bool)  { return a, a.IsValid() }
 
 // stringGetters read the string fields without boxing.
 var stringGetters = map[string]func(*Event) string{
-	"event.dataset":               func(e *Event) string { return e.Dataset },
-	"event.action":                func(e *Event) string { return e.Action },
-	"event.id":                    func(e *Event) string { return e.ID },
-	"event.outcome":               func(e *Event) string { return e.Outcome.String() },
-	"event.provider":              func(e *Event) string { return e.Provider },
-	"user.id":                     func(e *Event) string { return e.User.ID },
-	"user.name":                   func(e *Event) string { return e.User.Name },
-	"source.geo.country_iso_code": func(e *Event) string { return e.Source.Country },
-	"source.as.organization.name": func(e *Event) string { return e.Source.ASOrg },
-	"user_agent.original":         func(e *Event) string { return e.UserAgent },
-	"http.request.method":         func(e *Event) string { return e.HTTP.Method },
-	"url.path":                    func(e *Event) string { return e.URLPath },
-	"token.id":                    func(e *Event) string { return e.Token.ID },
-	"token.key_id":                func(e *Event) string { return e.Token.KeyID },
-	"token.issuer":                func(e *Event) string { return e.Token.Issuer },
-	"records.type":                func(e *Event) string { return e.Records.Type },
-	"identity.id":                 func(e *Event) string { return e.Identity.ID },
-	"identity.kind":               func(e *Event) string { return e.Identity.Kind },
-	"identity.status":             func(e *Event) string { return e.Identity.Status },
-	"identity.country":            func(e *Event) string { return e.Identity.Country },
-	"key.id":                      func(e *Event) string { return e.Key.ID },
-	"key.status":                  func(e *Event) string { return e.Key.Status },
+	"event.dataset":                     func(e *Event) string { return e.Dataset },
+	"event.action":                      func(e *Event) string { return e.Action },
+	"event.id":                          func(e *Event) string { return e.ID },
+	"event.outcome":                     func(e *Event) string { return e.Outcome.String() },
+	"event.provider":                    func(e *Event) string { return e.Provider },
+	"user.id":                           func(e *Event) string { return e.User.ID },
+	"user.name":                         func(e *Event) string { return e.User.Name },
+	"source.geo.country_iso_code":       func(e *Event) string { return e.Source.Country },
+	"source.as.organization.name":       func(e *Event) string { return e.Source.ASOrg },
+	"user_agent.original":               func(e *Event) string { return e.UserAgent },
+	"http.request.method":               func(e *Event) string { return e.HTTP.Method },
+	"url.path":                          func(e *Event) string { return e.URLPath },
+	"url.query":                         func(e *Event) string { return e.URLQuery },
+	"url.domain":                        func(e *Event) string { return e.URLDomain },
+	"token.id":                          func(e *Event) string { return e.Token.ID },
+	"token.key_id":                      func(e *Event) string { return e.Token.KeyID },
+	"token.issuer":                      func(e *Event) string { return e.Token.Issuer },
+	"records.type":                      func(e *Event) string { return e.Records.Type },
+	"identity.id":                       func(e *Event) string { return e.Identity.ID },
+	"identity.kind":                     func(e *Event) string { return e.Identity.Kind },
+	"identity.status":                   func(e *Event) string { return e.Identity.Status },
+	"identity.country":                  func(e *Event) string { return e.Identity.Country },
+	"key.id":                            func(e *Event) string { return e.Key.ID },
+	"key.status":                        func(e *Event) string { return e.Key.Status },
+	"aws.cloudtrail.user_identity.type": func(e *Event) string { return e.CloudTrail.IdentityType },
+	"aws.cloudtrail.user_identity.session_context.session_issuer.type": func(e *Event) string { return e.CloudTrail.IssuerType },
+	"aws.cloudtrail.event_type":                                        func(e *Event) string { return e.CloudTrail.EventType },
+	"aws.cloudtrail.error_code":                                        func(e *Event) string { return e.CloudTrail.ErrorCode },
+	"aws.cloudtrail.error_message":                                     func(e *Event) string { return e.CloudTrail.ErrorMessage },
+	"aws.cloudtrail.request_parameters":                                func(e *Event) string { return e.CloudTrail.RequestParameters },
+	"aws.cloudtrail.response_elements":                                 func(e *Event) string { return e.CloudTrail.ResponseElements },
 }
 
 // StringGetter returns a reader of the string field name (KindString) that

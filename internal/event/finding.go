@@ -95,6 +95,13 @@ func SeverityForScore(score float64) Severity {
 	return SeverityLow
 }
 
+// TagExternalAccess marks a finding about access to the company's data
+// by someone no longer inside it — an identity whose employment has ended
+// — from outside the company's networks. Korea's PIPA counts such access
+// as external access (a PIPC report is due whatever the number of people):
+// the incident report reads this tag (report.Regime.ExternalAccess).
+const TagExternalAccess = "haechi.access.external"
+
 // Finding is what a detector emits: one observation about one entity, with
 // the evidence behind it and a sentence a security engineer would accept.
 type Finding struct {

@@ -65,7 +65,7 @@ func BuildIncident(ctx context.Context, st IncidentStore, id string, awareAt tim
 		r.Actions = append(r.Actions, acts...)
 	}
 	if r.Scope != nil && !r.Scope.First.IsZero() {
-		r.Timeline = append(r.Timeline, Step{r.Scope.First, "first recorded access to personal data by the incident's entities", EventTime})
+		r.Timeline = append(r.Timeline, Step{r.Scope.First, "first recorded access to " + accessed(r.Scope) + " by the incident's entities", EventTime})
 	}
 	for _, x := range alerts {
 		r.Timeline = append(r.Timeline, Step{x.Time, fmt.Sprintf("detected: %s on %s (%s, %s)", x.Title, x.Entity, x.Detector, x.Severity), EventTime})
@@ -84,10 +84,6 @@ func BuildIncident(ctx context.Context, st IncidentStore, id string, awareAt tim
 		r.Timeline = append(r.Timeline, Step{r.Scope.Last, "last recorded access by the incident's entities", EventTime})
 	}
 	sort.SliceStable(r.Timeline, func(i, j int) bool { return r.Timeline[i].Time.Before(r.Timeline[j].Time) })
-	external := false
-	for _, e := range in.Entities {
-		external = external || e.Kind == event.EntitySigningKey || e.Kind == event.EntitySource
-	}
-	r.Clocks = clocks(regimes, r.AwareAt, r.Scope, external)
+	r.Clocks = clocks(regimes, r.AwareAt, r.Scope, externalAccess(in.Entities, a.Findings))
 	return r, nil
 }

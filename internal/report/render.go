@@ -88,12 +88,8 @@ func (r *Report) WriteMarkdown(w io.Writer) error {
 	fmt.Fprintf(&b, "%s\n\n", mdText(a.Explanation))
 	b.WriteString("## Regulators' clocks\n\n| regime | authority | obligation | deadline | applies |\n|---|---|---|---|---|\n")
 	for _, c := range r.Clocks {
-		applies := "yes"
-		if !c.Applies {
-			applies = "no"
-		}
 		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s — %s |\n", mdText(c.Regime.Name), mdText(c.Regime.Authority),
-			mdText(c.Regime.Obligation), ts(c.Deadline), applies, mdText(c.Why))
+			mdText(c.Regime.Obligation), ts(c.Deadline), c.Answer(), mdText(c.Why))
 	}
 	b.WriteString("\n## Scope\n\n")
 	if r.Scope == nil {

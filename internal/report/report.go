@@ -12,6 +12,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"time"
 
@@ -31,10 +32,25 @@ type Regime struct {
 	BusinessDays int `yaml:"business_days" json:"business_days,omitempty"`
 	// MinSubjects: the regime applies when at least this many people's data
 	// was touched (0: always) — or, with ExternalAccess, whenever the
-	// access came from outside (any source address on a public network).
+	// access came from outside: an incident about a signing key or a
+	// source address, or one whose findings are tagged
+	// event.TagExternalAccess (a departed employee reaching the data from
+	// outside the company's networks).
 	MinSubjects    int64 `yaml:"min_subjects" json:"min_subjects,omitempty"`
 	ExternalAccess bool  `yaml:"external_access" json:"external_access,omitempty"`
+	// Basis is what the regime is about: BasisPersonalData (the default,
+	// ""): a breach of personal data, so it applies only when the scope
+	// holds personal-data fields; or BasisMateriality: a material
+	// cybersecurity incident of a registrant, whatever data it touched —
+	// a judgement the report cannot make, so the clock says "assess".
+	Basis string `yaml:"basis" json:"basis,omitempty"`
 }
+
+// Regime bases (Regime.Basis).
+const (
+	BasisPersonalData = "personal_data"
+	BasisMateriality  = "materiality"
+)
 
 // DefaultRegimes are the clocks haechi ships with. They are a summary for
 // engineers, not legal advice.
@@ -44,16 +60,30 @@ func DefaultRegimes() []Regime {
 		{Name: "Korea PIPA (PIPC report)", Authority: "Personal Information Protection Commission (PIPC)", Obligation: "report the breach", Hours: 72, MinSubjects: 1000, ExternalAccess: true},
 		{Name: "Korea Network Act", Authority: "KISA / Ministry of Science and ICT", Obligation: "report the breach", Hours: 24},
 		{Name: "EU GDPR Art. 33", Authority: "lead supervisory authority", Obligation: "notify the personal data breach", Hours: 72},
-		{Name: "US SEC Form 8-K Item 1.05", Authority: "SEC (public companies)", Obligation: "disclose a material cybersecurity incident (from the materiality determination)", BusinessDays: 4},
+		{Name: "US SEC Form 8-K Item 1.05", Authority: "SEC (registrants)", Obligation: "disclose a material cybersecurity incident (4 business days from the materiality determination)", BusinessDays: 4, Basis: BasisMateriality},
 	}
 }
 
 // Clock is a regime's deadline for this incident.
 type Clock struct {
-	Regime   Regime    `json:"regime"`
-	Applies  bool      `json:"applies"`
+	Regime  Regime `json:"regime"`
+	Applies bool   `json:"applies"`
+	// Assess marks a clock whose applicability is a judgement for people
+	// (materiality): Applies is false and Why says what to assess.
+	Assess   bool      `json:"assess,omitempty"`
 	Why      string    `json:"why"`
 	Deadline time.Time `json:"deadline"`
+}
+
+// Answer is the clock's applicability in a word: yes, no or assess.
+func (c Clock) Answer() string {
+	switch {
+	case c.Applies:
+		return "yes"
+	case c.Assess:
+		return "assess"
+	}
+	return "no"
 }
 
 // Step is one line of the timeline.
@@ -135,7 +165,7 @@ func Build(ctx context.Context, st Store, id string, awareAt time.Time, regimes 
 	r.Actions = acts
 
 	if r.Scope != nil && !r.Scope.First.IsZero() {
-		r.Timeline = append(r.Timeline, Step{r.Scope.First, fmt.Sprintf("first recorded access to personal data by %s", a.Entity), EventTime})
+		r.Timeline = append(r.Timeline, Step{r.Scope.First, fmt.Sprintf("first recorded access to %s by %s", accessed(r.Scope), a.Entity), EventTime})
 	}
 	r.Timeline = append(r.Timeline, Step{a.Time, fmt.Sprintf("detected: %s (%s, %s)", a.Title, a.Detector, a.Severity), EventTime})
 	if !awareAt.Equal(a.Time) {
@@ -154,31 +184,116 @@ func Build(ctx context.Context, st Store, id string, awareAt time.Time, regimes 
 	}
 	sort.SliceStable(r.Timeline, func(i, j int) bool { return r.Timeline[i].Time.Before(r.Timeline[j].Time) })
 
-	external := a.Entity.Kind == event.EntitySigningKey || a.Entity.Kind == event.EntitySource
-	r.Clocks = clocks(regimes, r.AwareAt, r.Scope, external)
+	r.Clocks = clocks(regimes, r.AwareAt, r.Scope, externalAccess([]event.EntityKey{a.Entity}, a.Findings))
 	return r, nil
 }
 
+// accessed names what the scope's records are: personal data when it
+// holds personal-data fields, records otherwise.
+func accessed(scope *ledger.Result) string {
+	if personalFields(scope) > 0 {
+		return "personal data"
+	}
+	return "records"
+}
+
+// personalFields is how many personal-data field categories (name,
+// email, phone, …) the scope's records exposed; -1 when that is not known.
+//
+// 0 — no personal data — only when the scope shows it: records were
+// touched, none exposed a field, and every one of them is a listing
+// (isListing: a bucket listing names objects, it does not open them).
+// Records of other types whose events carry no fields (a feed that does
+// not list fields, an S3 object whose content is unknown — an export file
+// of customers is one) and a scope with nothing touched yet are unknown:
+// a personal-data breach is assumed until the scope says otherwise.
+func personalFields(scope *ledger.Result) int {
+	if scope == nil {
+		return -1
+	}
+	n := 0
+	for f, c := range scope.ByField {
+		if f != "" && c > 0 {
+			n++
+		}
+	}
+	if n > 0 {
+		return n
+	}
+	if scope.Total == 0 || len(scope.ByType) == 0 {
+		return -1
+	}
+	for t, c := range scope.ByType {
+		if c > 0 && !isListing(t) {
+			return -1
+		}
+	}
+	return 0
+}
+
+// isListing says whether a record type's touch lists a container's
+// contents without reading them (CloudTrail's ListObjects and kin on a
+// bucket): a scope of only these exposes no personal data.
+func isListing(recordType string) bool {
+	return recordType == "s3_bucket"
+}
+
+// externalAccess says whether the access came from outside, and why ("":
+// not established): an incident about a signing key (tokens forged
+// outside) or a source address, or a finding tagged
+// event.TagExternalAccess (a departed employee from outside the
+// company's networks).
+func externalAccess(entities []event.EntityKey, findings []event.Finding) string {
+	for _, f := range findings {
+		if slices.Contains(f.Tags, event.TagExternalAccess) {
+			return "access from outside the company's networks by a departed employee (" + f.Entity.String() + ")"
+		}
+	}
+	for _, e := range entities {
+		if e.Kind == event.EntitySigningKey || e.Kind == event.EntitySource {
+			return "access from outside the organisation"
+		}
+	}
+	return ""
+}
+
 // clocks are the regimes' clocks from awareness, given the scope and
-// whether the access came from outside.
-func clocks(regimes []Regime, aware time.Time, scope *ledger.Result, external bool) []Clock {
+// whether (and why) the access came from outside ("": not established).
+//
+// A personal-data regime applies only to a personal-data breach: when the
+// scope shows no personal-data field (an S3 listing, records of a type
+// without personal fields), it does not apply on this evidence; when the
+// scope is unknown, it is assumed to apply. A materiality regime (SEC
+// 8-K Item 1.05) is neither: the registrant must assess materiality.
+func clocks(regimes []Regime, aware time.Time, scope *ledger.Result, external string) []Clock {
 	var subjects int64
 	if scope != nil {
 		subjects = scope.Total
 	}
+	fields := personalFields(scope)
 	var out []Clock
 	for _, rg := range regimes {
 		c := Clock{Regime: rg, Applies: true, Deadline: deadline(aware, rg)}
 		switch {
+		case rg.Basis == BasisMateriality:
+			c.Applies, c.Assess = false, true
+			c.Why = "assess materiality: Item 1.05 concerns a registrant's material cybersecurity incidents, whatever the data; the deadline runs from the materiality determination (shown as if made at awareness)"
+		case fields == 0:
+			c.Applies = false
+			c.Why = fmt.Sprintf("no personal-data field in the scope (%d records touched, none exposing a personal-data field): not a personal-data breach on this evidence", subjects)
 		case rg.MinSubjects > 0 && subjects >= rg.MinSubjects:
 			c.Why = fmt.Sprintf("%d records touched (threshold %d)", subjects, rg.MinSubjects)
-		case rg.ExternalAccess && external:
-			c.Why = "access from outside the organisation"
+		case rg.ExternalAccess && external != "":
+			c.Why = external
 		case rg.MinSubjects > 0 || rg.ExternalAccess:
 			c.Applies = false
 			c.Why = fmt.Sprintf("%d records touched, below %d, and no external access established", subjects, rg.MinSubjects)
+		case fields < 0 && scope == nil:
+			c.Why = "applies to a personal-data breach; the scope is unknown, so assume one until it is known"
+		case fields < 0:
+			c.Why = fmt.Sprintf("applies to a personal-data breach; which fields the %d records touched exposed is not known, so assume one until it is", subjects)
 		default:
-			c.Why = "applies to any personal-data breach"
+			c.Why = fmt.Sprintf("personal data exposed (%d records, %d personal-data fields)", subjects, fields)
 		}
 		out = append(out, c)
 	}

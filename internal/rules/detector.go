@@ -105,6 +105,9 @@ type shard struct {
 	gen   uint64
 	aggs  map[string]*aggState // by rule version
 	swept time.Time
+	// family holds the matching rules of a family (Rule.Family) while
+	// one event is processed.
+	family []*Rule
 }
 
 var _ engine.Advancer = (*shard)(nil)
@@ -125,6 +128,7 @@ func (s *shard) Process(c *engine.Context, key event.EntityKey, ev *event.Event)
 		return
 	}
 	s.act.reset(ev)
+	s.family = s.family[:0]
 	for _, r := range rules {
 		ok, err := s.match(r, ev)
 		if err != nil {
@@ -135,11 +139,45 @@ func (s *shard) Process(c *engine.Context, key event.EntityKey, ev *event.Event)
 			continue
 		}
 		if r.Agg == nil {
+			if r.Family != "" {
+				s.family = append(s.family, r)
+				continue
+			}
 			s.emit(c, r, key, ev, nil)
 			continue
 		}
 		s.aggregate(c, r, key, ev)
 	}
+	s.emitFamilies(c, key, ev)
+}
+
+// emitFamilies emits one finding per family among the rules in s.family:
+// that of the strongest rule (the first of equals, in the set's order),
+// naming the others.
+func (s *shard) emitFamilies(c *engine.Context, key event.EntityKey, ev *event.Event) {
+	for i, r := range s.family {
+		if r == nil {
+			continue
+		}
+		best := r
+		var others []*Rule
+		for j := i + 1; j < len(s.family); j++ {
+			o := s.family[j]
+			if o == nil || o.Family != r.Family {
+				continue
+			}
+			if o.Score > best.Score {
+				others = append(others, best)
+				best = o
+			} else {
+				others = append(others, o)
+			}
+			s.family[j] = nil
+		}
+		s.emit(c, best, key, ev, nil, others...)
+	}
+	clear(s.family)
+	s.family = s.family[:0]
 }
 
 // match evaluates r on ev; a panicking condition is an error.
@@ -305,8 +343,24 @@ type aggFacts struct {
 	refs  []string
 }
 
-func (s *shard) emit(c *engine.Context, r *Rule, key event.EntityKey, ev *event.Event, agg *aggFacts) {
+// emit emits r's finding; also are the other rules of r's family that
+// matched the same event, named in the explanation.
+func (s *shard) emit(c *engine.Context, r *Rule, key event.EntityKey, ev *event.Event, agg *aggFacts, also ...*Rule) {
 	sev, _ := event.ParseSeverity(r.Severity)
+	expl := explain(r, key, ev, agg)
+	if len(also) > 0 {
+		var b strings.Builder
+		b.WriteString(expl)
+		b.WriteString(" Also matched, of the same rule family (one line of evidence): ")
+		for i, o := range also {
+			if i > 0 {
+				b.WriteString(", ")
+			}
+			fmt.Fprintf(&b, "%s (%s)", o.ID, o.Title)
+		}
+		b.WriteString(".")
+		expl = b.String()
+	}
 	f := event.Finding{
 		Detector:    "rule:" + r.ID,
 		Kind:        r.ID,
@@ -315,8 +369,9 @@ func (s *shard) emit(c *engine.Context, r *Rule, key event.EntityKey, ev *event.
 		Time:        ev.Time,
 		Score:       r.Score,
 		Severity:    sev,
-		Explanation: explain(r, key, ev, agg),
+		Explanation: expl,
 		Immediate:   r.Severity == "critical",
+		Line:        r.Family,
 	}
 	if agg != nil {
 		f.Evidence = agg.refs

@@ -94,6 +94,13 @@ type Rule struct {
 	Cond        Condition
 	Agg         *Aggregate // nil: every matching event is a finding
 	Tests       []Test
+	// Family names the rules this one counts as one line of evidence
+	// with ("": none). Of the family's rules that match one event (rules
+	// without an aggregate), only the strongest emits a finding, naming
+	// the others; and every finding of the family names the family as its
+	// line (event.Finding.Line), so the alert stage counts the family once.
+	// Sigma rules get it from sigma.Families.
+	Family string
 
 	stats   *ruleStats
 	version string

@@ -17,6 +17,31 @@ import (
 type compiler struct {
 	p *docParser
 	m *LogsourceMapping
+	// weak collects the places the rule runs weaker than written; fields
+	// the contract fields the detection reads.
+	weak   []Weakening
+	fields map[string]bool
+}
+
+// weaken records a use of a weakened field or a keyword search.
+func (c *compiler) weaken(at ast.Node, format string, args ...any) {
+	line, col := position(at)
+	c.weak = append(c.weak, Weakening{Line: line, Col: col, What: fmt.Sprintf(format, args...)})
+}
+
+// reads records that the detection reads the contract field name.
+func (c *compiler) reads(name string) {
+	if c.fields == nil {
+		c.fields = map[string]bool{}
+	}
+	switch name {
+	case targetField:
+		c.fields["url.path"] = true
+		name = "url.query"
+	case extensionField:
+		name = "url.path"
+	}
+	c.fields[name] = true
 }
 
 // selection is one named search identifier.
@@ -209,8 +234,12 @@ func (c *compiler) keywords(at ast.Node, vals []ast.Node, all bool) (node, error
 	if len(c.m.Keywords) == 0 {
 		return nil, c.p.unsupported(at, "keyword search (plain values, not field: value) for logsource %s", c.m.Name)
 	}
+	if c.m.KeywordsNote != "" {
+		c.weaken(at, "keyword search: %s", c.m.KeywordsNote)
+	}
 	k := &keywordCond{all: all}
 	for _, f := range c.m.Keywords {
+		c.reads(f)
 		a, ok := accessorFor(f)
 		if !ok || a.kind != event.KindString {
 			return nil, fmt.Errorf("sigma: internal error: keyword field %q", f)
@@ -351,9 +380,19 @@ func (c *compiler) field(e *pair) (node, error) {
 	if !ok {
 		return nil, c.p.unsupported(e.keyNode, "field %q (no mapping for logsource %s; see docs/sigma.md)", name, c.m.Name)
 	}
+	if fm.Contract != "" && fm.Contract != targetField && fm.Contract != extensionField {
+		if _, ok := accessorFor(fm.Contract); !ok {
+			// A JSON path the accessor cannot take (an empty segment).
+			return nil, c.p.invalid(e.keyNode, "field %q: not a valid path", name)
+		}
+	}
 	if fm.Contract == "" {
 		return nil, c.p.unsupported(e.keyNode, "field %q: %s", name, fm.Note)
 	}
+	if fm.Weakened {
+		c.weaken(e.keyNode, "field %q: %s", name, fm.Note)
+	}
+	c.reads(fm.Contract)
 	mods, err := c.modifiers(e.keyNode, modNames)
 	if err != nil {
 		return nil, err
@@ -361,9 +400,6 @@ func (c *compiler) field(e *pair) (node, error) {
 	vals, err := c.values(e)
 	if err != nil {
 		return nil, err
-	}
-	if fm.Contract == errorCodeField {
-		return c.errorCode(e, mods, vals)
 	}
 	acc, ok := accessorFor(fm.Contract)
 	if !ok {
@@ -381,18 +417,6 @@ func (c *compiler) field(e *pair) (node, error) {
 		fc.ms = append(fc.ms, m)
 	}
 	return fc, nil
-}
-
-// errorCode compiles CloudTrail's errorCode onto event.outcome: presence
-// only, since the contract keeps no error code.
-func (c *compiler) errorCode(e *pair, mods modifiers, vals []scalar) (node, error) {
-	if len(vals) == 1 && len(mods.names) == 0 && (vals[0].null || (vals[0].isStr && vals[0].text == "")) {
-		return outcomeCond{failure: false}, nil
-	}
-	if mods.typ == "exists" && len(mods.names) == 1 && len(vals) == 1 && vals[0].isBool {
-		return outcomeCond{failure: vals[0].b}, nil
-	}
-	return nil, c.p.unsupported(e.keyNode, "errorCode condition %q: the contract keeps only event.outcome, so only `errorCode|exists: true|false`, `errorCode: null` and `errorCode: ''` are supported", e.key)
 }
 
 var lookaround = regexp.MustCompile(`\(\?<?[=!]`)

@@ -101,7 +101,17 @@ func runMatchCases(t *testing.T, cases []matchCase) {
 }
 
 func TestModifiers(t *testing.T) {
+	ctDenied := ctEvent(func(e *event.Event) {
+		e.Outcome, e.CloudTrail.ErrorCode, e.CloudTrail.ErrorMessage = event.OutcomeFailure, "AccessDenied", "User is not authorized to perform s3:GetObject"
+	})
+	ctRoot := ctEvent(func(e *event.Event) { e.CloudTrail.IdentityType, e.CloudTrail.EventType = "Root", "AwsApiCall" })
+	ctParams := ctEvent(func(e *event.Event) {
+		e.CloudTrail.RequestParameters = `{"attribute":"userData","enable":false,"count":3,"layers":["arn:aws:lambda:x:1:layer:evil:1"],` +
+			`"versioning":{"Status":"Suspended"},"containerDefinitions":[{"command":["sh"]},{"command":["curl 169.254.170.2$AWS_CONTAINER_CREDENTIALS_RELATIVE_URI"]}],"nothing":null}`
+		e.CloudTrail.ResponseElements = `{"publiclyAccessible":true}`
+	})
 	ev := webEvent(nil)
+	evq := webEvent(func(e *event.Event) { e.URLQuery = "id=1 UNION SELECT 1" })
 	sel := func(body string) string { return "sel:\n" + indent(body) + "condition: sel" }
 	runMatchCases(t, []matchCase{
 		// plain values: exact, case-insensitive
@@ -222,17 +232,47 @@ func TestModifiers(t *testing.T) {
 		{name: "keywords wildcard", detection: "keywords:\n  - 'api/*/members'\ncondition: keywords", ev: ev, want: true},
 		{name: "keyword scalar", detection: "keywords: profile\ncondition: keywords", ev: ev, want: true},
 		{name: "keywords all", detection: "keywords:\n  '|all':\n    - iphone\n    - members\ncondition: keywords", ev: ev, want: true},
+		{name: "keywords in query", detection: "keywords:\n  - 'UNION SELECT'\ncondition: keywords", ev: evq, want: true},
+		{name: "keywords across path and query", detection: "keywords:\n  - 'Profile?id=1'\ncondition: keywords", ev: evq, want: true},
+		{name: "keywords: no query, no ?", detection: "keywords:\n  - 'Profile?'\ncondition: keywords", ev: ev},
+		{name: "query field", detection: sel("cs-uri-query|contains: 'union select'"), ev: evq, want: true},
+		{name: "query field absent", detection: sel("cs-uri-query: null"), ev: ev, want: true},
+		{name: "query field is not the path", detection: sel("c-uri-query|contains: members"), ev: evq},
+		{name: "extension", detection: sel("c-uri-extension: PHP"), ev: webEvent(func(e *event.Event) { e.URLPath = "/up/shell.v2.php" }), want: true},
+		{name: "extension of a directory", detection: sel("c-uri-extension: php"), ev: webEvent(func(e *event.Event) { e.URLPath = "/a.php/" })},
+		{name: "dot file has no extension", detection: sel("c-uri-extension: htaccess"), ev: webEvent(func(e *event.Event) { e.URLPath = "/a/.htaccess" })},
+		{name: "extension absent", detection: sel("c-uri-extension: null"), ev: ev, want: true},
+		{name: "uri is path and query", detection: sel("cs-uri|endswith: '/Profile?id=1 UNION SELECT 1'"), ev: evq, want: true},
+		{name: "uri without query is the path", detection: sel("cs-uri: '/api/v2/members/48213377/profile'"), ev: ev, want: true},
 		{name: "keywords all miss", detection: "keywords:\n  '|all':\n    - iphone\n    - orders\ncondition: keywords", ev: ev},
 		// contract names directly, in a mapped logsource
 		{name: "contract name in webserver", detection: sel("records.type: customer\nuser.id|startswith: 'm:'"), ev: ev, want: true},
 		// cloudtrail mapping and errorCode
 		{name: "cloudtrail fields", logsource: ctLS, detection: sel("eventName: getobject\neventSource: s3.amazonaws.com\nuserIdentity.arn|endswith: ':user/jkim'"), ev: ctEvent(nil), want: true},
-		{name: "cloudtrail errorCode exists", logsource: ctLS, detection: sel("errorCode|exists: true"), ev: ctEvent(func(e *event.Event) { e.Outcome = event.OutcomeFailure }), want: true},
+		{name: "cloudtrail errorCode exists", logsource: ctLS, detection: sel("errorCode|exists: true"), ev: ctEvent(func(e *event.Event) { e.Outcome, e.CloudTrail.ErrorCode = event.OutcomeFailure, "AccessDenied" }), want: true},
 		{name: "cloudtrail errorCode exists on success", logsource: ctLS, detection: sel("errorCode|exists: true"), ev: ctEvent(nil)},
 		{name: "cloudtrail errorCode null", logsource: ctLS, detection: sel("errorCode: null"), ev: ctEvent(nil), want: true},
-		{name: "cloudtrail errorCode null on failure", logsource: ctLS, detection: sel("errorCode: null"), ev: ctEvent(func(e *event.Event) { e.Outcome = event.OutcomeFailure })},
+		{name: "cloudtrail errorCode null on failure", logsource: ctLS, detection: sel("errorCode: null"), ev: ctEvent(func(e *event.Event) { e.Outcome, e.CloudTrail.ErrorCode = event.OutcomeFailure, "AccessDenied" })},
 		{name: "cloudtrail errorCode empty", logsource: ctLS, detection: sel("errorCode: ''"), ev: ctEvent(nil), want: true},
 		{name: "cloudtrail errorCode exists false", logsource: ctLS, detection: sel("errorCode|exists: false"), ev: ctEvent(nil), want: true},
+		{name: "cloudtrail errorCode value", logsource: ctLS, detection: sel("errorCode: accessdenied"), ev: ctDenied, want: true},
+		{name: "cloudtrail errorCode other value", logsource: ctLS, detection: sel("errorCode: NoSuchKey"), ev: ctDenied},
+		{name: "cloudtrail errorMessage", logsource: ctLS, detection: sel("errorMessage|contains: 'not authorized'"), ev: ctDenied, want: true},
+		{name: "cloudtrail userIdentity.type", logsource: ctLS, detection: sel("userIdentity.type: Root"), ev: ctRoot, want: true},
+		{name: "cloudtrail userIdentity.type other", logsource: ctLS, detection: sel("userIdentity.type: Root"), ev: ctEvent(func(e *event.Event) { e.CloudTrail.IdentityType = "IAMUser" })},
+		{name: "cloudtrail session issuer type", logsource: ctLS, detection: sel("userIdentity.sessionContext.sessionIssuer.type: Role\nuserIdentity.type: AssumedRole"), ev: ctEvent(func(e *event.Event) { e.CloudTrail.IdentityType, e.CloudTrail.IssuerType = "AssumedRole", "Role" }), want: true},
+		{name: "cloudtrail eventType", logsource: ctLS, detection: sel("eventType: AwsServiceEvent"), ev: ctRoot},
+		{name: "cloudtrail requestParameters text", logsource: ctLS, detection: sel("requestParameters|contains: '\"Status\":\"Suspended\"'"), ev: ctParams, want: true},
+		{name: "cloudtrail requestParameters path", logsource: ctLS, detection: sel("requestParameters.attribute: userData"), ev: ctParams, want: true},
+		{name: "cloudtrail requestParameters bool", logsource: ctLS, detection: sel("requestParameters.enable: 'false'"), ev: ctParams, want: true},
+		{name: "cloudtrail requestParameters number", logsource: ctLS, detection: sel("requestParameters.count: 3"), ev: ctParams, want: true},
+		{name: "cloudtrail requestParameters through arrays", logsource: ctLS, detection: sel("requestParameters.containerDefinitions.command|contains: '$AWS_CONTAINER_CREDENTIALS_RELATIVE_URI'"), ev: ctParams, want: true},
+		{name: "cloudtrail requestParameters array leaf", logsource: ctLS, detection: sel("requestParameters.layers|contains: 'layer:evil'"), ev: ctParams, want: true},
+		{name: "cloudtrail requestParameters object leaf", logsource: ctLS, detection: sel("requestParameters.versioning|contains: 'Suspended'"), ev: ctParams, want: true},
+		{name: "cloudtrail requestParameters absent member", logsource: ctLS, detection: sel("requestParameters.nothing: '*'"), ev: ctParams},
+		{name: "cloudtrail requestParameters absent member null", logsource: ctLS, detection: sel("requestParameters.nothing: null"), ev: ctParams, want: true},
+		{name: "cloudtrail requestParameters no object", logsource: ctLS, detection: sel("requestParameters.attribute: userData"), ev: ctEvent(nil)},
+		{name: "cloudtrail responseElements path", logsource: ctLS, detection: sel("responseElements.publiclyAccessible: 'true'"), ev: ctParams, want: true},
 		{name: "cloudtrail access key", logsource: ctLS, detection: sel("userIdentity.accessKeyId|startswith: AKIA"), ev: ctEvent(func(e *event.Event) { e.Token.ID = "AKIAEXAMPLE" }), want: true},
 		// logsource restricts datasets
 		{name: "webserver skips cloudtrail", detection: sel("cs-username|exists: true"), ev: ctEvent(nil)},
@@ -240,7 +280,13 @@ func TestModifiers(t *testing.T) {
 		{name: "webserver sees web.*", detection: sel("cs-method: GET"), ev: webEvent(func(e *event.Event) { e.Dataset = "web.iis" }), want: true},
 		{name: "webserver sees nginx*", detection: sel("cs-method: GET"), ev: webEvent(func(e *event.Event) { e.Dataset = "nginx.access" }), want: true},
 		{name: "webserver skips auth.login", detection: sel("cs-method: GET"), ev: webEvent(func(e *event.Event) { e.Dataset = event.DatasetLogin })},
-		{name: "proxy sees gateway", logsource: "category: proxy", detection: sel("c-uri|contains: members\nc-useragent|contains: iphone"), ev: ev, want: true},
+		// proxy rules are for outbound forward-proxy logs, not the
+		// server's own inbound requests.
+		{name: "proxy does not see gateway", logsource: "category: proxy", detection: sel("c-uri|contains: members\nc-useragent|contains: iphone"), ev: ev},
+		{name: "proxy does not see web", logsource: "category: proxy", detection: sel("c-useragent|contains: iphone"), ev: webEvent(func(e *event.Event) { e.Dataset = "web.shop" })},
+		{name: "proxy sees proxy datasets", logsource: "category: proxy", detection: sel("c-uri|contains: members\nc-useragent|contains: iphone"), ev: webEvent(func(e *event.Event) { e.Dataset = "proxy.squid" }), want: true},
+		{name: "webserver does not see proxy", logsource: webLS, detection: sel("c-useragent|contains: iphone"), ev: webEvent(func(e *event.Event) { e.Dataset = "proxy.squid" })},
+		{name: "cs-host is url.domain", logsource: "category: proxy", detection: sel("cs-host|endswith: .example.net"), ev: webEvent(func(e *event.Event) { e.Dataset, e.URLDomain = "proxy.squid", "c2.example.net" }), want: true},
 		{name: "haechi sees all", logsource: haechiLS, detection: sel("event.action: x"), ev: webEvent(func(e *event.Event) { e.Dataset, e.Action = "hr.roster", "x" }), want: true},
 		{name: "haechi service is dataset", logsource: haechiLS + "\nservice: auth.login", detection: sel("event.action: x"), ev: webEvent(func(e *event.Event) { e.Action = "x" })},
 	})
@@ -326,14 +372,14 @@ func TestParseErrors(t *testing.T) {
 		{"backreference", webLS, `s:
   c-uri|re: '(a)\1'
 condition: s`, true, "backreference"},
-		{"query field", webLS, "s:\n  cs-uri-query: x\ncondition: s", true, `field "cs-uri-query": query strings are not in the event contract`},
+		{"referrer field", webLS, "s:\n  cs-referrer: x\ncondition: s", true, `field "cs-referrer": not in the event contract`},
 		{"request bytes", webLS, "s:\n  cs-bytes|gt: 1\ncondition: s", true, `field "cs-bytes"`},
 		{"unknown field", webLS, "s:\n  Image: x\ncondition: s", true, `field "Image" (no mapping for logsource webserver`},
 		{"cloudtrail field in web", webLS, "s:\n  eventName: x\ncondition: s", true, `field "eventName"`},
-		{"requestParameters", ctLS, "s:\n  requestParameters.bucketName: x\ncondition: s", true, `field "requestParameters.bucketName": not in the event contract`},
+		{"additionalEventData", ctLS, "s:\n  additionalEventData.MFAUsed: x\ncondition: s", true, `field "additionalEventData.MFAUsed": not in the event contract`},
+		{"requestParameters comparison", ctLS, "s:\n  requestParameters.count|gt: 2\ncondition: s", true, `modifier gt on field aws.cloudtrail.request_parameters.count (list of strings)`},
+		{"requestParameters empty segment", ctLS, "s:\n  requestParameters..x: x\ncondition: s", false, `field "requestParameters..x": not a valid path`},
 		{"awsRegion", ctLS, "s:\n  awsRegion: us-east-1\ncondition: s", true, `field "awsRegion"`},
-		{"errorCode value", ctLS, "s:\n  errorCode: AccessDenied\ncondition: s", true, "errorCode condition"},
-		{"errorCode contains", ctLS, "s:\n  errorCode|contains: Denied\ncondition: s", true, "errorCode condition"},
 		{"cloudtrail keywords", ctLS, "k:\n  - x\ncondition: k", true, "keyword search"},
 		{"haechi keywords", haechiLS, "k:\n  - x\ncondition: k", true, "keyword search"},
 		{"keyword modifier", webLS, "k:\n  '|contains': x\ncondition: k", true, "keyword search with modifiers"},

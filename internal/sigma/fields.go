@@ -1,7 +1,11 @@
 package sigma
 
 import (
+	"encoding/json"
 	"net/netip"
+	"slices"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/haechi-sec/haechi/internal/event"
@@ -37,6 +41,8 @@ var fastStr = map[string]func(*event.Event) string{
 	"user_agent.original":         func(e *event.Event) string { return e.UserAgent },
 	"http.request.method":         func(e *event.Event) string { return e.HTTP.Method },
 	"url.path":                    func(e *event.Event) string { return e.URLPath },
+	"url.query":                   func(e *event.Event) string { return e.URLQuery },
+	"url.domain":                  func(e *event.Event) string { return e.URLDomain },
 	"token.id":                    func(e *event.Event) string { return e.Token.ID },
 	"token.key_id":                func(e *event.Event) string { return e.Token.KeyID },
 	"token.issuer":                func(e *event.Event) string { return e.Token.Issuer },
@@ -84,6 +90,24 @@ var fastTime = map[string]func(*event.Event) time.Time{
 // accessorFor returns the accessor of the contract field name, or ok=false
 // when event.FieldKindOf does not know it.
 func accessorFor(name string) (accessor, bool) {
+	switch name {
+	case targetField:
+		return accessor{name: name, kind: event.KindString, str: requestTarget}, true
+	case extensionField:
+		return accessor{name: name, kind: event.KindString, str: urlExtension}, true
+	}
+	for _, o := range jsonObjects {
+		if rest, ok := strings.CutPrefix(name, o.field+"."); ok {
+			path := strings.Split(rest, ".")
+			if slices.Contains(path, "") {
+				return accessor{}, false
+			}
+			get := o.get
+			return accessor{name: name, kind: event.KindStrings, strs: func(e *event.Event) []string {
+				return jsonPathValues(get(e), path)
+			}}, true
+		}
+	}
 	kind, ok := event.FieldKindOf(name)
 	if !ok {
 		return accessor{}, false
@@ -143,4 +167,91 @@ func kindName(k event.FieldKind) string {
 		return "IP address"
 	}
 	return "unknown"
+}
+
+// urlExtension is the extension of url.path's last segment without the
+// dot: "php" for "/a/shell.php", "" for "/a/", "/a.b/c" and "/a/.htaccess"
+// (a leading dot names a file, not an extension).
+func urlExtension(e *event.Event) string {
+	p := e.URLPath
+	seg := p[strings.LastIndexByte(p, '/')+1:]
+	k := strings.LastIndexByte(seg, '.')
+	if k <= 0 {
+		return ""
+	}
+	return seg[k+1:]
+}
+
+// requestTarget is the request target as a web server logs it: url.path,
+// then "?" and url.query when the request had a query.
+func requestTarget(e *event.Event) string {
+	if e.URLQuery == "" {
+		return e.URLPath
+	}
+	return e.URLPath + "?" + e.URLQuery
+}
+
+// jsonObjects are the contract fields that hold a JSON object as text,
+// whose members Sigma rules name by path (requestParameters.attribute).
+var jsonObjects = []struct {
+	field string
+	get   func(*event.Event) string
+}{
+	{"aws.cloudtrail.request_parameters", func(e *event.Event) string { return e.CloudTrail.RequestParameters }},
+	{"aws.cloudtrail.response_elements", func(e *event.Event) string { return e.CloudTrail.ResponseElements }},
+}
+
+// jsonPathValues returns the values at path in the JSON object doc, as
+// text: strings as they are, numbers as written, true and false; an
+// object or array at the end of the path as compact JSON, except that an
+// array's elements are the values (as Sigma matches a list). An array on
+// the way is walked element by element, so
+// "containerDefinitions.command" collects every definition's commands.
+// null, absent members and a doc that does not parse give nothing. It
+// parses doc on every call: only events whose earlier conditions matched
+// pay for it.
+func jsonPathValues(doc string, path []string) []string {
+	if doc == "" {
+		return nil
+	}
+	d := json.NewDecoder(strings.NewReader(doc))
+	d.UseNumber()
+	var v any
+	if d.Decode(&v) != nil {
+		return nil
+	}
+	var out []string
+	var walk func(v any, path []string)
+	walk = func(v any, path []string) {
+		switch x := v.(type) {
+		case nil:
+		case []any:
+			for _, e := range x {
+				walk(e, path)
+			}
+		case map[string]any:
+			if len(path) == 0 {
+				b, _ := json.Marshal(x)
+				out = append(out, string(b))
+				return
+			}
+			if m, ok := x[path[0]]; ok {
+				walk(m, path[1:])
+			}
+		case string:
+			if len(path) == 0 {
+				out = append(out, x)
+			}
+		case json.Number:
+			if len(path) == 0 {
+				out = append(out, x.String())
+			}
+		case bool:
+			if len(path) == 0 {
+				out = append(out, strconv.FormatBool(x))
+			}
+		}
+	}
+	walk(v, path)
+	return out
 }

@@ -128,13 +128,6 @@ func (k *keywordCond) eval(ev *event.Event) bool {
 	return k.all
 }
 
-// outcomeCond is CloudTrail's errorCode presence mapped onto event.outcome.
-type outcomeCond struct{ failure bool }
-
-func (o outcomeCond) eval(ev *event.Event) bool {
-	return (ev.Outcome == event.OutcomeFailure) == o.failure
-}
-
 type mop uint8
 
 const (

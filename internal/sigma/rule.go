@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/goccy/go-yaml/ast"
@@ -27,10 +28,34 @@ type Rule struct {
 	Condition string
 	File      string // the file it was read from, as given to Parse
 	Line      int    // 1-based line of the rule's first key in File
+	// Related are the rules this one names in its `related` section
+	// (Sigma's derived, obsolete, merged, renamed and similar links).
+	Related []Related
+	// Weakened lists where the rule runs weaker than written: a field
+	// whose contract counterpart holds less than the Sigma field
+	// (FieldMapping.Weakened), a keyword search that cannot see the whole
+	// log line. Empty: the rule is evaluated as written.
+	Weakened []Weakening
+	// Fields are the contract fields the detection reads, sorted (a
+	// keyword search reads its logsource's keyword fields; errorCode
+	// reads event.outcome).
+	Fields []string
 
 	mapping *LogsourceMapping
 	filter  datasetFilter
 	root    node
+}
+
+// Related is one entry of a rule's `related` section.
+type Related struct {
+	ID   string
+	Type string // derived, obsolete, merged, renamed, similar
+}
+
+// Weakening is one place a rule runs weaker than written.
+type Weakening struct {
+	Line, Col int
+	What      string
 }
 
 // Logsource is a rule's logsource: which kind of log it is written for.
@@ -281,8 +306,10 @@ func parseDoc(body ast.Node, file string) (*Rule, error) {
 			if err == nil {
 				err = p.unsupported(kv.keyNode, "rule collection (action: %s)", a)
 			}
+		case "related":
+			r.Related, err = p.related(kv.val)
 		default:
-			// name, related, license, fields, scope and custom attributes
+			// name, license, fields, scope and custom attributes
 			// carry nothing matching needs.
 		}
 		if err != nil {
@@ -307,7 +334,51 @@ func parseDoc(body ast.Node, file string) (*Rule, error) {
 		return nil, err
 	}
 	r.root, r.Condition = root, cond
+	r.Weakened = c.weak
+	for f := range c.fields {
+		r.Fields = append(r.Fields, f)
+	}
+	slices.Sort(r.Fields)
 	return r, nil
+}
+
+// related reads the `related` section: a list of maps with id and type.
+func (p *docParser) related(n ast.Node) ([]Related, error) {
+	n, err := p.resolve(n)
+	if err != nil {
+		return nil, err
+	}
+	if _, null := n.(*ast.NullNode); null {
+		return nil, nil
+	}
+	seq, ok := n.(*ast.SequenceNode)
+	if !ok {
+		return nil, p.invalid(n, "related must be a list of {id, type}, got %s", describe(n))
+	}
+	var out []Related
+	for _, x := range seq.Values {
+		entries, err := p.mapping(x, "a related entry")
+		if err != nil {
+			return nil, err
+		}
+		var rel Related
+		for _, e := range entries {
+			switch e.key {
+			case "id":
+				rel.ID, err = p.str(e.val, "related.id")
+			case "type":
+				rel.Type, err = p.str(e.val, "related.type")
+			}
+			if err != nil {
+				return nil, err
+			}
+		}
+		if rel.ID == "" {
+			return nil, p.invalid(x, "related entry without an id")
+		}
+		out = append(out, rel)
+	}
+	return out, nil
 }
 
 func (p *docParser) logsource(r *Rule, kv *pair) error {

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"flag"
+	"fmt"
 	"io"
 	"net/netip"
 	"os"
@@ -163,7 +164,7 @@ func TestParseDirReportsEveryFailure(t *testing.T) {
 	write("sub/notes.txt", "not a rule")
 	write(".git/c.yml", "not: [valid")
 	// Two documents: one loads, one is unsupported.
-	write("sub/multi.yml", strings.Replace(good, "%d", "3", 1)+"---\ntitle: Bad\nlogsource:\n  category: webserver\ndetection:\n  sel:\n    cs-uri-query: x\n  condition: sel\n")
+	write("sub/multi.yml", strings.Replace(good, "%d", "3", 1)+"---\ntitle: Bad\nlogsource:\n  category: webserver\ndetection:\n  sel:\n    cs-referrer: x\n  condition: sel\n")
 	write("z.yml", "title: [unclosed\n")
 	rules, errs := ParseDir(dir)
 	var titles []string
@@ -212,6 +213,7 @@ func TestRuleMetadata(t *testing.T) {
 		Logsource:      Logsource{Product: "aws", Service: "cloudtrail"},
 		Condition:      "selection",
 		File:           "testdata/rules/aws_cloudtrail_disable_logging.yml", Line: 1,
+		Fields: []string{"event.action", "event.provider"},
 	}
 	got := *r
 	got.mapping, got.filter, got.root = nil, datasetFilter{}, nil
@@ -253,6 +255,9 @@ func TestAccessorsAgreeWithField(t *testing.T) {
 		User:      event.User{ID: "u", Name: "n", Roles: []string{"r1", "r2"}},
 		Source:    event.Source{IP: netip.MustParseAddr("10.1.2.3"), Country: "KR", ASN: 4766, ASOrg: "KT", Located: true, Lat: 37.5, Lon: 127},
 		UserAgent: "ua", HTTP: event.HTTP{Method: "GET", StatusCode: 200, BodyBytes: 734}, URLPath: "/p",
+		URLQuery: "q=1", URLDomain: "shop.example",
+		CloudTrail: event.CloudTrail{IdentityType: "AssumedRole", IssuerType: "Role", EventType: "AwsApiCall", ErrorCode: "AccessDenied",
+			ErrorMessage: "no", RequestParameters: `{"a":1}`, ResponseElements: `{"b":2}`},
 		Token:    event.Token{ID: "t", KeyID: "k", Issuer: "i", IssuedAt: ts.Add(-time.Hour), ExpiresAt: ts.Add(time.Hour)},
 		Records:  event.Records{Type: "customer", IDs: []string{"1"}, Fields: []string{"name"}},
 		Identity: event.Identity{ID: "e", Kind: "employee", Roles: []string{"x"}, Status: "terminated", TerminatedAt: ts.Add(-2 * time.Hour), Country: "KR", LastActive: ts.Add(-4 * time.Hour)},
@@ -306,8 +311,10 @@ func TestDocsListMappings(t *testing.T) {
 	for _, m := range Mappings() {
 		for _, f := range m.Fields {
 			target := "*unsupported*"
-			if f.Contract == errorCodeField {
-				target = "`event.outcome`"
+			if f.Contract == targetField {
+				target = "`url.path` `?` `url.query`"
+			} else if f.Contract == extensionField {
+				target = "extension of `url.path`"
 			} else if f.Contract != "" {
 				target = "`" + f.Contract + "`"
 			}
@@ -315,6 +322,68 @@ func TestDocsListMappings(t *testing.T) {
 			if !strings.Contains(doc, row) {
 				t.Errorf("docs/sigma.md lacks the %s row %q", m.Name, row)
 			}
+		}
+	}
+}
+
+// Rule.Weakened names every place a rule runs weaker than written, and
+// only those; Rule.Fields lists what the detection reads.
+func TestWeakenedAndFields(t *testing.T) {
+	tests := []struct {
+		name, logsource, detection string
+		weak                       []string // substrings, in order
+		fields                     []string
+	}{
+		{"faithful", webLS, "s:\n  cs-uri-query|contains: union\n  cs-method: GET\ncondition: s", nil,
+			[]string{"http.request.method", "url.query"}},
+		{"uri on a web server is the request target", webLS, "s:\n  c-uri|contains: '?id='\ncondition: s",
+			nil, []string{"url.path", "url.query"}},
+		{"uri on a proxy lacks scheme and host", "category: proxy", "s:\n  c-uri|contains: '?id='\ncondition: s",
+			[]string{`2:3: field "c-uri": url.path, and ?url.query when there is a query: no scheme or host`}, []string{"url.path", "url.query"}},
+		{"keyword search", webLS, "s:\n  cs-method: GET\nk:\n  - 'UNION SELECT'\ncondition: s and k",
+			[]string{"3:1: keyword search: a keyword search looks in the request target"},
+			[]string{"http.request.method", "url.path", "url.query", "user_agent.original"}},
+		{"body bytes", webLS, "s:\n  sc-bytes|gt: 1000\ncondition: s", []string{`field "sc-bytes"`}, []string{"http.response.body.bytes"}},
+		{"cloudtrail source", ctLS, "s:\n  sourceIPAddress: 1.2.3.4\n  errorCode|exists: true\ncondition: s",
+			[]string{`field "sourceIPAddress"`}, []string{"aws.cloudtrail.error_code", "source.ip"}},
+		{"cloudtrail request parameters", ctLS, "s:\n  requestParameters.attribute: userData\n  userIdentity.type: Root\ncondition: s",
+			nil, []string{"aws.cloudtrail.request_parameters.attribute", "aws.cloudtrail.user_identity.type"}},
+		{"cloudtrail faithful", ctLS, "s:\n  eventName: GetObject\ncondition: s", nil, []string{"event.action"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := mustRule(t, tt.logsource, tt.detection)
+			if len(r.Weakened) != len(tt.weak) {
+				t.Fatalf("weakened %+v, want %d", r.Weakened, len(tt.weak))
+			}
+			for i, w := range r.Weakened {
+				// detection starts on line 5 of ruleText with 4 spaces of
+				// indent for webLS (one logsource line), 6 for ctLS.
+				got := fmt.Sprintf("%d:%d: %s", w.Line-3-strings.Count(tt.logsource, "\n")-1, w.Col-4, w.What)
+				if !strings.Contains(got, tt.weak[i]) {
+					t.Errorf("weakening %q, want %q", got, tt.weak[i])
+				}
+			}
+			if !slices.Equal(r.Fields, tt.fields) {
+				t.Errorf("fields %q, want %q", r.Fields, tt.fields)
+			}
+		})
+	}
+}
+
+// related links are kept; a malformed section is an error.
+func TestRelated(t *testing.T) {
+	src := "title: t\nrelated:\n  - id: a-1\n    type: derived\n  - id: b-2\n    type: similar\nlogsource:\n  category: webserver\ndetection:\n  s:\n    cs-method: GET\n  condition: s\n"
+	r, err := Parse([]byte(src), "r.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []Related{{"a-1", "derived"}, {"b-2", "similar"}}; !slices.Equal(r.Related, want) {
+		t.Errorf("related %+v, want %+v", r.Related, want)
+	}
+	for _, bad := range []string{"related: x\n", "related:\n  - type: derived\n", "related:\n  - id: [1]\n"} {
+		if _, err := Parse([]byte(strings.Replace(src, "related:\n  - id: a-1\n    type: derived\n  - id: b-2\n    type: similar\n", bad, 1)), "r.yml"); err == nil {
+			t.Errorf("%q parsed", bad)
 		}
 	}
 }

@@ -18,6 +18,8 @@ package terminated
 
 import (
 	"fmt"
+	"net/netip"
+	"slices"
 	"strings"
 	"time"
 
@@ -43,6 +45,14 @@ type Options struct {
 	// Grace after terminated_at during which activity is tolerated
 	// (sessions draining, a last hand-over). Default 0.
 	Grace time.Duration
+	// CorporatePrefixes and CorporateASNs are the company's networks. A
+	// finding about activity from an address outside them is tagged
+	// event.TagExternalAccess (a departed employee from outside is an
+	// outsider). None configured: any public address is outside (private,
+	// shared CGNAT, loopback and link-local addresses are inside). No
+	// source address: not established, not tagged.
+	CorporatePrefixes []netip.Prefix
+	CorporateASNs     []uint32
 }
 
 // Detector is the terminated-identity detector. It holds only immutable
@@ -78,10 +88,11 @@ type identity struct {
 }
 
 type activity struct {
-	time time.Time
-	ref  string
-	desc string
-	ok   bool
+	time    time.Time
+	ref     string
+	desc    string
+	outside bool // from outside the company's networks (Options)
+	ok      bool
 }
 
 type shard struct {
@@ -100,11 +111,11 @@ func (s *shard) Process(c *engine.Context, key event.EntityKey, ev *event.Event)
 		return // not an identity the roster knows
 	}
 	if id.terminated && ev.Time.After(id.terminatedAt.Add(s.opts.Grace)) {
-		c.Emit(s.finding(key, id, ev.Time, ev.Time, c.Ref(ev), describe(ev)))
+		c.Emit(s.finding(key, id, ev.Time, ev.Time, c.Ref(ev), describe(ev), s.outside(ev)))
 		return
 	}
 	// Remember it: a back-dated termination may still cover it.
-	id.recent[id.next] = activity{time: ev.Time, ref: c.Ref(ev), desc: describe(ev), ok: true}
+	id.recent[id.next] = activity{time: ev.Time, ref: c.Ref(ev), desc: describe(ev), outside: s.outside(ev), ok: true}
 	id.next = (id.next + 1) % recentN
 }
 
@@ -147,7 +158,7 @@ func (s *shard) roster(c *engine.Context, key event.EntityKey, ev *event.Event) 
 		if a.ok && a.time.After(at.Add(s.opts.Grace)) {
 			// Known only now that the roster says so: the finding's time
 			// is the roster event's, so time to detect counts the delay.
-			c.Emit(s.finding(key, id, a.time, maxTime(a.time, ev.Time), a.ref, a.desc))
+			c.Emit(s.finding(key, id, a.time, maxTime(a.time, ev.Time), a.ref, a.desc, a.outside))
 			a.ok = false
 		}
 	}
@@ -161,7 +172,26 @@ func maxTime(a, b time.Time) time.Time {
 }
 
 // finding reports activity at t, known at the event time seen.
-func (s *shard) finding(key event.EntityKey, id *identity, t, seen time.Time, ref, desc string) event.Finding {
+// outside reports whether ev came from outside the company's networks
+// (see Options.CorporatePrefixes).
+func (s *shard) outside(ev *event.Event) bool {
+	ip := ev.Source.IP.Unmap()
+	if !ip.IsValid() {
+		return false
+	}
+	if len(s.opts.CorporatePrefixes) > 0 || len(s.opts.CorporateASNs) > 0 {
+		if ev.Source.ASN != 0 && slices.Contains(s.opts.CorporateASNs, ev.Source.ASN) {
+			return false
+		}
+		return !slices.ContainsFunc(s.opts.CorporatePrefixes, func(p netip.Prefix) bool { return p.Contains(ip) })
+	}
+	return ip.IsGlobalUnicast() && !ip.IsPrivate() && !sharedCGNAT.Contains(ip)
+}
+
+// sharedCGNAT is RFC 6598's shared address space (carrier-grade NAT).
+var sharedCGNAT = netip.MustParsePrefix("100.64.0.0/10")
+
+func (s *shard) finding(key event.EntityKey, id *identity, t, seen time.Time, ref, desc string, outside bool) event.Finding {
 	who := key.ID
 	var attrs []string
 	if id.kind != "" {
@@ -185,7 +215,17 @@ func (s *shard) finding(key event.EntityKey, id *identity, t, seen time.Time, re
 		Explanation: expl,
 		Evidence:    []string{ref, id.termRef},
 		Immediate:   true,
+		Tags:        externalTag(outside),
 	}
+}
+
+// externalTag is the finding's tags: event.TagExternalAccess when the
+// activity came from outside the company's networks.
+func externalTag(outside bool) []string {
+	if outside {
+		return []string{event.TagExternalAccess}
+	}
+	return nil
 }
 
 // describe renders what the event did, for the explanation.

@@ -293,6 +293,9 @@ type record struct {
 	EventName         string         `json:"eventName"`
 	EventID           string         `json:"eventID"`
 	ErrorCode         string         `json:"errorCode"`
+	ErrorMessage      string         `json:"errorMessage"`
+	EventType         string         `json:"eventType"`
+	ResponseElements  jsontext.Value `json:"responseElements"`
 	SourceIPAddress   string         `json:"sourceIPAddress"`
 	UserAgent         string         `json:"userAgent"`
 	UserIdentity      identity       `json:"userIdentity"`
@@ -399,7 +402,33 @@ func decodeRecord(rec []byte, ev *event.Event, line bool) *decode.LineError {
 	ev.UserAgent = r.UserAgent
 	setUser(ev, &r.UserIdentity)
 	setRecords(ev, &r)
+	setCloudTrail(ev, &r)
 	return nil
+}
+
+// setCloudTrail fills the contract's aws.cloudtrail.* fields.
+func setCloudTrail(ev *event.Event, r *record) {
+	ct := &ev.CloudTrail
+	ct.IdentityType = r.UserIdentity.Type
+	ct.IssuerType = r.UserIdentity.SessionContext.SessionIssuer.Type
+	ct.EventType = r.EventType
+	ct.ErrorCode = r.ErrorCode
+	ct.ErrorMessage = r.ErrorMessage
+	ct.RequestParameters = compactObject(r.RequestParameters)
+	ct.ResponseElements = compactObject(r.ResponseElements)
+}
+
+// compactObject is v as compact JSON text when it is an object, else ""
+// (absent, null, or not an object as CloudTrail writes them).
+func compactObject(v jsontext.Value) string {
+	if v.Kind() != '{' {
+		return ""
+	}
+	c := bytes.Clone(v)
+	if (*jsontext.Value)(&c).Compact() != nil {
+		return ""
+	}
+	return string(c)
 }
 
 func setUser(ev *event.Event, id *identity) {

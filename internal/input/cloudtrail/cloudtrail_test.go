@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"errors"
+	"fmt"
 	"io"
 	"net/netip"
 	"os"
@@ -305,6 +306,25 @@ func TestDecodeRecord(t *testing.T) {
 			}
 			return ""
 		}},
+		{name: "aws.cloudtrail fields", rec: `{"eventTime":"2025-06-24T09:00:03Z","eventName":"UpdateDetector","eventType":"AwsApiCall","errorCode":"AccessDenied","errorMessage":"not allowed",` +
+			`"userIdentity":{"type":"AssumedRole","arn":"arn:aws:sts::1:assumed-role/R/s","sessionContext":{"sessionIssuer":{"type":"Role","userName":"R"}}},` +
+			`"requestParameters": { "detectorId" : "d1", "enable": false, "containerDefinitions":[{"command":["sh","-c","x"]}] },"responseElements":null}`,
+			want: func(ev *event.Event) string {
+				ct := ev.CloudTrail
+				if ct.IdentityType != "AssumedRole" || ct.IssuerType != "Role" || ct.EventType != "AwsApiCall" || ct.ErrorCode != "AccessDenied" ||
+					ct.ErrorMessage != "not allowed" || ct.ResponseElements != "" || ev.Outcome != event.OutcomeFailure ||
+					ct.RequestParameters != `{"detectorId":"d1","enable":false,"containerDefinitions":[{"command":["sh","-c","x"]}]}` {
+					return fmt.Sprintf("cloudtrail fields %+v", ct)
+				}
+				return ""
+			}},
+		{name: "request parameters not an object", rec: `{"eventTime":"2025-06-24T09:00:03Z","eventName":"X","requestParameters":"text","responseElements":[1]}`,
+			want: func(ev *event.Event) string {
+				if ev.CloudTrail.RequestParameters != "" || ev.CloudTrail.ResponseElements != "" || ev.CloudTrail.IdentityType != "" {
+					return fmt.Sprintf("cloudtrail fields %+v", ev.CloudTrail)
+				}
+				return ""
+			}},
 		{name: "principal id fallback", rec: `{"eventTime":"2025-06-24T09:00:03+09:00","eventName":"X","userIdentity":{"type":"Root","principalId":"111","accountId":"1"}}`,
 			want: func(ev *event.Event) string {
 				if ev.User.ID != "111" || ev.Time.Hour() != 0 {

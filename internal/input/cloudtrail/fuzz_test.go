@@ -6,9 +6,11 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/go-json-experiment/json/jsontext"
 	"github.com/haechi-sec/haechi/internal/decode"
 	"github.com/haechi-sec/haechi/internal/event"
 )
@@ -23,6 +25,7 @@ func FuzzCloudTrail(f *testing.F) {
 	for _, s := range []string{
 		`{"Records":[` + okRec + `,1,{}]}`, okRec, `{"Records":[]}{"Records":[{}]}`, `{"Records":{}}`,
 		`{"eventTime":"1600-01-01T00:00:00Z","eventName":"X"}`, `{"detail":{"detail":{}}}`, `{"Records":[` + okRec, "\xef\xbb\xbf{\"Records\":[", `[]`, ``,
+		`{"eventTime":"2025-06-24T09:00:03Z","eventName":"X","errorCode":"E","requestParameters":{ "a" : [ {"b":"\u0041"} ] },"responseElements":{}}`,
 	} {
 		f.Add([]byte(s))
 	}
@@ -43,6 +46,12 @@ func FuzzCloudTrail(f *testing.F) {
 				if ev.Time.IsZero() || ev.Dataset != Dataset || ev.Action == "" || int(ev.Line) != r.Line() ||
 					!time.Unix(0, ev.Time.UnixNano()).Equal(ev.Time) {
 					t.Fatalf("bad event %+v", ev)
+				}
+				// The kept objects are compact JSON objects, or absent.
+				for _, o := range []string{ev.CloudTrail.RequestParameters, ev.CloudTrail.ResponseElements} {
+					if o != "" && (o[0] != '{' || !jsontext.Value(o).IsValid() || strings.ContainsAny(o, "\n\t")) {
+						t.Fatalf("bad object %q", o)
+					}
 				}
 			case errors.As(err, &le):
 				if le.Reason == "" || bytes.ContainsAny([]byte(le.Reason), "\r\n") || le.Line != r.Line() {

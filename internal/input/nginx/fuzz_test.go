@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 	"unicode/utf8"
@@ -48,10 +49,16 @@ func checkStream(t *testing.T, r nexter, data []byte) {
 				!time.Unix(0, ev.Time.UnixNano()).Equal(ev.Time) {
 				t.Fatalf("bad event %+v", ev)
 			}
-			for _, s := range []string{ev.URLPath, ev.UserAgent, ev.User.ID, ev.HTTP.Method} {
+			for _, s := range []string{ev.URLPath, ev.URLQuery, ev.URLDomain, ev.UserAgent, ev.User.ID, ev.HTTP.Method} {
 				if !utf8.ValidString(s) {
 					t.Fatalf("invalid UTF-8 in %q", s)
 				}
+			}
+			// The target splits at the first "?" and drops "#fragment";
+			// url.query and url.domain come only with a request.
+			if strings.ContainsAny(ev.URLPath, "?#") || strings.Contains(ev.URLQuery, "#") ||
+				((ev.URLQuery != "" || ev.URLDomain != "") && ev.HTTP.Method == "") {
+				t.Fatalf("bad url split: path %q query %q domain %q method %q", ev.URLPath, ev.URLQuery, ev.URLDomain, ev.HTTP.Method)
 			}
 		case errors.As(err, &le):
 			if le.Reason == "" || bytes.ContainsAny([]byte(le.Reason), "\r\n") || le.Line != r.Line() {
@@ -69,6 +76,7 @@ func checkStream(t *testing.T, r nexter, data []byte) {
 func FuzzNginxCombined(f *testing.F) {
 	seedFile(f, "access.log")
 	f.Add([]byte(okLine))
+	f.Add([]byte(`1.2.3.4 - - [24/Jun/2025:09:00:03 +0000] "GET http://[2001:db8::1]:8080/p?id=1%20UNION%20SELECT#x HTTP/1.1" 200 1 "-" "-"`))
 	f.Add([]byte(`1.2.3.4 - - [24/Jun/2025:09:00:03 +0000] "GET http://x/%41%zz?q \x22 HTTP/1.1" 200 - "\"" "\x` + "\n\n"))
 	p, err := New(Options{Routes: testRoutes, UserPrefix: "m:"})
 	if err != nil {
@@ -92,6 +100,8 @@ func FuzzNginxJSON(f *testing.F) {
 		`{"msec":"1.5","request_method":"GET","request_uri":"/api/v2/orders/%41"}`,
 		`{"msec":1}{}`, `[`, `{"a":{"b":[1,{"c":null}]}}`,
 		`{"msec":"9300000000"}`, `{"time_local":"01/Jan/1600:00:00:00 +0000"}`,
+		`{"msec":"1.5","request_method":"GET","uri":"/a","args":"id=1 UNION SELECT","host":"[::1]:8080"}`,
+		`{"msec":"1.5","request":"GET http://u@h.example:81/p?q#f HTTP/1.1","http_host":"x","query_string":"y"}`,
 	} {
 		f.Add([]byte(s))
 	}

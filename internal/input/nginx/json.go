@@ -24,9 +24,12 @@ import (
 //	time_iso8601, @timestamp, timestamp  @timestamp (RFC 3339)
 //	time_local                          @timestamp (dd/Mon/yyyy:hh:mm:ss +zzzz)
 //	msec                                @timestamp (Unix seconds, fraction allowed)
-//	request                             "METHOD URI PROTO": http.request.method, url.path
+//	request                             "METHOD URI PROTO": http.request.method, url.path, url.query
 //	request_method                      http.request.method
-//	request_uri, uri                    url.path (query dropped)
+//	request_uri                         url.path, url.query
+//	uri                                 url.path
+//	args, query_string                  url.query (when the URI has none)
+//	host, http_host                     url.domain (port dropped; when the URI names no host)
 //	status                              http.response.status_code, event.outcome
 //	body_bytes_sent                     http.response.body.bytes
 //	http_user_agent                     user_agent.original
@@ -76,6 +79,7 @@ type jsonFields struct {
 	addr, user, altUser, token, ua   string
 	timeISO, timeLocal, msec         string
 	request, method, requestURI, uri string
+	args, host                       string
 	status, bytes                    string
 	hasStatus, hasBytes              bool
 }
@@ -155,6 +159,14 @@ func (r *JSONReader) decodeLine(line []byte, ev *event.Event) *decode.LineError 
 		method, uri = splitRequest([]byte(f.request))
 	}
 	p.finish(&r.st, ev, method, uri, []byte(user))
+	if ev.HTTP.Method != "" {
+		if ev.URLQuery == "" && f.args != "" {
+			ev.URLQuery = validString([]byte(f.args))
+		}
+		if ev.URLDomain == "" && f.host != "" {
+			ev.URLDomain = domainOf([]byte(f.host))
+		}
+	}
 	return nil
 }
 
@@ -242,6 +254,10 @@ func (r *JSONReader) readObject() *decode.LineError {
 				dst = &r.f.requestURI
 			case "uri":
 				dst = &r.f.uri
+			case "args", "query_string":
+				dst = &r.f.args
+			case "host", "http_host":
+				dst = &r.f.host
 			case "status":
 				dst, has = &r.f.status, &r.f.hasStatus
 			case "body_bytes_sent":

@@ -5,6 +5,7 @@
 package nginx
 
 import (
+	"bytes"
 	"fmt"
 	"hash/maphash"
 	"io"
@@ -306,7 +307,13 @@ func (p *Parser) finish(st *state, ev *event.Event, method, uri, user []byte) {
 		return
 	}
 	ev.HTTP.Method = methodString(method)
-	path := pathOf(uri)
+	host, path, query := targetParts(uri)
+	if len(host) > 0 {
+		ev.URLDomain = domainOf(host)
+	}
+	if len(query) > 0 {
+		ev.URLQuery = validString(query)
+	}
 	if len(path) == 0 {
 		return
 	}
@@ -364,31 +371,61 @@ func splitRequest(req []byte) (method, uri []byte) {
 	return req[:sp], rest[:end]
 }
 
-// pathOf returns the path of a request target: origin form "/p?q", or
-// absolute form "http://host/p?q" (proxies). Other forms ("*", CONNECT's
-// host:port) have no path.
-func pathOf(uri []byte) []byte {
+// targetParts splits a request target into the host of an absolute-form
+// target ("http://host:port/p?q"; nil for origin form "/p?q"), the path and
+// the query string (without "?", and without a "#fragment"). Other forms
+// ("*", CONNECT's host:port) have neither path nor query.
+func targetParts(uri []byte) (host, path, query []byte) {
 	if len(uri) > 0 && uri[0] != '/' {
 		s := string(uri)
 		var rest string
 		var ok bool
 		if rest, ok = strings.CutPrefix(s, "http://"); !ok {
 			if rest, ok = strings.CutPrefix(s, "https://"); !ok {
-				return nil
+				return nil, nil, nil
 			}
 		}
 		k := strings.IndexByte(rest, '/')
 		if k < 0 {
-			return nil
+			return nil, nil, nil
 		}
-		uri = uri[len(uri)-len(rest)+k:]
+		start := len(uri) - len(rest)
+		host = uri[start : start+k]
+		uri = uri[start+k:]
 	}
+	end := len(uri)
 	for k, c := range uri {
-		if c == '?' || c == '#' {
-			return uri[:k]
+		if c == '#' {
+			end = k
+			break
 		}
 	}
-	return uri
+	uri = uri[:end]
+	for k, c := range uri {
+		if c == '?' {
+			return host, uri[:k], uri[k+1:]
+		}
+	}
+	return host, uri, nil
+}
+
+// domainOf is url.domain of a Host header or an absolute-form target's
+// authority: without user info and port; an IPv6 literal keeps its
+// brackets (as ECS says).
+func domainOf(host []byte) string {
+	if k := bytes.LastIndexByte(host, '@'); k >= 0 {
+		host = host[k+1:]
+	}
+	if len(host) > 0 && host[0] == '[' {
+		if k := bytes.IndexByte(host, ']'); k >= 0 {
+			return validString(host[:k+1])
+		}
+		return validString(host)
+	}
+	if k := bytes.LastIndexByte(host, ':'); k >= 0 {
+		host = host[:k]
+	}
+	return validString(host)
 }
 
 func methodString(b []byte) string {

@@ -134,6 +134,21 @@ func TestCombined(t *testing.T) {
 		{"absolute uri", `1.2.3.4 - - [24/Jun/2025:09:00:03 +0000] "GET http://h.example/api/v2/orders/7?a HTTP/1.1" 200 1 "-" "-"`, "", func(ev *event.Event) bool {
 			return ev.URLPath == "/api/v2/orders/7" && ev.Records.IDs[0] == "7" && ev.User.ID == ""
 		}},
+		{"query string", `1.2.3.4 - - [24/Jun/2025:09:00:03 +0000] "GET /items?id=1%20UNION%20SELECT%201 HTTP/1.1" 200 1 "-" "-"`, "", func(ev *event.Event) bool {
+			return ev.URLPath == "/items" && ev.URLQuery == "id=1%20UNION%20SELECT%201" && ev.URLDomain == ""
+		}},
+		{"empty query, fragment", `1.2.3.4 - - [24/Jun/2025:09:00:03 +0000] "GET /a?#b?c HTTP/1.1" 200 1 "-" "-"`, "", func(ev *event.Event) bool {
+			return ev.URLPath == "/a" && ev.URLQuery == ""
+		}},
+		{"query after fragment is not a query", `1.2.3.4 - - [24/Jun/2025:09:00:03 +0000] "GET /a#b?c HTTP/1.1" 200 1 "-" "-"`, "", func(ev *event.Event) bool {
+			return ev.URLPath == "/a" && ev.URLQuery == ""
+		}},
+		{"absolute uri: domain without port and user info", `1.2.3.4 - - [24/Jun/2025:09:00:03 +0000] "GET https://u:p@Shop.example:8443/x?y=1 HTTP/1.1" 200 1 "-" "-"`, "", func(ev *event.Event) bool {
+			return ev.URLDomain == "Shop.example" && ev.URLPath == "/x" && ev.URLQuery == "y=1"
+		}},
+		{"absolute uri: ipv6 literal keeps brackets", `1.2.3.4 - - [24/Jun/2025:09:00:03 +0000] "GET http://[2001:db8::1]:8080/x HTTP/1.1" 200 1 "-" "-"`, "", func(ev *event.Event) bool {
+			return ev.URLDomain == "[2001:db8::1]" && ev.URLPath == "/x"
+		}},
 		{"escaped quote in ua", `1.2.3.4 - - [24/Jun/2025:09:00:03 +0000] "GET / HTTP/1.1" 200 1 "-" "a\"b\x41\\"`, "", func(ev *event.Event) bool {
 			return ev.UserAgent == `a"bA\`
 		}},
@@ -268,6 +283,14 @@ func TestJSON(t *testing.T) {
 			}},
 		{"escaped key and value", `{"time_iso8601":"2025-06-24T09:00:03Z","\u0072emote_addr":"1.2.3.4","http_user_agent":"a\u0022b"}`, "",
 			func(ev *event.Event) bool { return ev.Source.IP.IsValid() && ev.UserAgent == `a"b` }},
+		{"uri and args, host", `{"msec":"1","request_method":"GET","uri":"/items","args":"id=1 UNION SELECT","host":"shop.example:8080"}`, "",
+			func(ev *event.Event) bool {
+				return ev.URLPath == "/items" && ev.URLQuery == "id=1 UNION SELECT" && ev.URLDomain == "shop.example"
+			}},
+		{"request_uri's query wins over args", `{"msec":"1","request_method":"GET","request_uri":"/a?x=1","query_string":"x=2","http_host":"h"}`, "",
+			func(ev *event.Event) bool { return ev.URLQuery == "x=1" && ev.URLDomain == "h" }},
+		{"no request: no query or domain", `{"msec":"1","args":"x=1","host":"h"}`, "",
+			func(ev *event.Event) bool { return ev.URLQuery == "" && ev.URLDomain == "" }},
 		{"no time", `{"remote_addr":"1.2.3.4"}`, decode.CodeMissingField, nil},
 		{"bad time", `{"time_iso8601":"24/Jun/2025"}`, decode.CodeInvalidField, nil},
 		{"bad msec", `{"msec":"abc"}`, decode.CodeInvalidField, nil},

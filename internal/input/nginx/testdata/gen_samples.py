@@ -65,6 +65,8 @@ with open("access.log", "w") as log, open("access.ecs.ndjson", "w") as ecs:
             path = target.split("?")[0]
             ev["http"]["request"] = {"method": method}
             ev["url"] = {"path": path}
+            if "?" in target:
+                ev["url"]["query"] = target.split("?", 1)[1]
             r = route(method, path)
             if r:
                 action, rtype, rid, fields, principal = r
