@@ -529,3 +529,18 @@ func (s *Store) AssignLedgerDict(ctx context.Context, rids []string, first uint3
 	}
 	return out, nil
 }
+
+// LedgerBytes returns the bytes the access ledger stores: the keys and
+// cells of every (dimension, value, day) row and the record-id dictionary
+// (payload only, without SQLite's or PostgreSQL's page and index overhead).
+// haechi bench divides it by the events replayed.
+func (s *Store) LedgerBytes(ctx context.Context) (int64, error) {
+	var days, dict sql.NullInt64
+	if err := s.db.QueryRowContext(ctx, `SELECT SUM(LENGTH(dim) + LENGTH(value) + 8 + LENGTH(cells)) FROM ledger_days`).Scan(&days); err != nil {
+		return 0, fmt.Errorf("ledger bytes: %w", err)
+	}
+	if err := s.db.QueryRowContext(ctx, `SELECT SUM(LENGTH(rid) + 8) FROM ledger_dict`).Scan(&dict); err != nil {
+		return 0, fmt.Errorf("ledger bytes: %w", err)
+	}
+	return days.Int64 + dict.Int64, nil
+}
