@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -44,6 +45,7 @@ type benchCmd struct {
 	ProbeEvery time.Duration `default:"250ms" placeholder:"DURATION" help:"Interval between latency probes."`
 	Progress   string        `enum:"auto,always,never" default:"auto" help:"Progress on stderr: auto (when stderr is a terminal), always or never."`
 	Keep       bool          `help:"Keep the temporary directory (workload, stores, spool) and print its path."`
+	CPUProfile string        `name:"cpu-profile" placeholder:"FILE" help:"Write a CPU profile of the serve phase's server to FILE (go tool pprof)." predictor:"file"`
 	Phase      string        `hidden:"" help:"Internal: run one phase as a child process (serve)."`
 	outputFlag `kong:"embed,set='output_formats=table,json',set='output_default=table'"`
 }
@@ -320,6 +322,9 @@ func (b *bencher) command(ctx context.Context, dataDir string, args ...string) *
 }
 
 // finish fills a phase's CPU and memory figures from the exited child.
+// Its peak RSS is the rusage's only until the child reports its own
+// (childPeak): on Linux a child's ru_maxrss includes the parent's RSS at
+// the fork, which here holds the workload.
 func finish(ph *benchPhase, st *os.ProcessState, events int64, elapsed time.Duration) {
 	ph.Events = events
 	ph.Seconds = elapsed.Seconds()
@@ -350,18 +355,17 @@ func (b *bencher) ledgerFigures(ph *benchPhase, dataDir string) error {
 	return nil
 }
 
-// replay runs `haechi replay` over the workload in a child.
+// replay runs `haechi replay` over the workload in a child (bench
+// --phase replay, which runs the replay command and reports its peak).
 func (b *bencher) replay(withStore bool) (benchPhase, error) {
 	name := "replay"
-	args := []string{"replay", "--progress", "never", "--canary-records", probeRecord}
 	if !withStore {
 		name = "replay-no-store"
-		args = append(args, "--no-store")
 	}
 	dataDir := b.childDir(name)
-	cmd := b.command(b.e.ctx, dataDir, append(args, b.file)...)
-	var stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = io.Discard, &stderr
+	cmd := b.command(b.e.ctx, dataDir, "bench", "--phase", name, "--events", b.file)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	b.say("%s: %d events", name, len(b.lines))
 	start := time.Now()
 	stop := b.ticker(name, start)
@@ -373,6 +377,11 @@ func (b *bencher) replay(withStore bool) (benchPhase, error) {
 	}
 	ph := benchPhase{Name: name}
 	finish(&ph, cmd.ProcessState, int64(len(b.lines)), elapsed)
+	for line := range strings.Lines(stdout.String()) {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "peak "); ok {
+			ph.PeakRSSBytes, _ = strconv.ParseInt(v, 10, 64)
+		}
+	}
 	if withStore {
 		if err := b.ledgerFigures(&ph, dataDir); err != nil {
 			return ph, err
@@ -413,11 +422,20 @@ type benchServer struct {
 	alerts map[string]time.Time
 	done   chan struct{} // stdout ended
 	errOut bytes.Buffer
+	peak   atomic.Int64 // the child's own peak RSS, reported as it exits
 }
 
-func (b *bencher) startServer(dataDir string) (*benchServer, error) {
+func (b *bencher) startServer(dataDir, profile string) (*benchServer, error) {
 	s := &benchServer{alerts: map[string]time.Time{}, done: make(chan struct{})}
-	s.cmd = b.command(context.WithoutCancel(b.e.ctx), dataDir, "bench", "--phase", "serve")
+	args := []string{"bench", "--phase", "serve"}
+	if profile != "" {
+		abs, err := filepath.Abs(profile)
+		if err != nil {
+			return nil, err
+		}
+		args = append(args, "--cpu-profile", abs)
+	}
+	s.cmd = b.command(context.WithoutCancel(b.e.ctx), dataDir, args...)
 	s.cmd.Stderr = &s.errOut
 	var err error
 	if s.stdin, err = s.cmd.StdinPipe(); err != nil {
@@ -439,6 +457,9 @@ func (b *bencher) startServer(dataDir string) (*benchServer, error) {
 			switch {
 			case len(f) == 2 && f[0] == "ready":
 				ready <- f[1]
+			case len(f) == 2 && f[0] == "peak":
+				n, _ := strconv.ParseInt(f[1], 10, 64)
+				s.peak.Store(n)
 			case len(f) == 3 && f[0] == "alert":
 				ns, _ := strconv.ParseInt(f[2], 10, 64)
 				s.mu.Lock()
@@ -523,7 +544,7 @@ func bodies(lines [][]byte, n int) [][]byte {
 // measures until the store and ledger are durable.
 func (b *bencher) serve() (benchPhase, error) {
 	dataDir := b.childDir("serve")
-	srv, err := b.startServer(dataDir)
+	srv, err := b.startServer(dataDir, b.c.CPUProfile)
 	if err != nil {
 		return benchPhase{}, err
 	}
@@ -607,6 +628,9 @@ func (b *bencher) serve() (benchPhase, error) {
 	ph := benchPhase{Name: "serve", Busy: busy.Load(),
 		AcceptedPerSec: float64(n) / acked.Seconds(), ProcessedPerSec: float64(n) / done.Seconds()}
 	finish(&ph, srv.cmd.ProcessState, n, durable)
+	if p := srv.peak.Load(); p > 0 {
+		ph.PeakRSSBytes = p
+	}
 	if err := b.ledgerFigures(&ph, dataDir); err != nil {
 		return ph, err
 	}
@@ -711,7 +735,7 @@ func (b *bencher) latency(rate float64) (*benchLatency, error) {
 	}
 	bs := bodies(lines, b.c.Batch)
 
-	srv, err := b.startServer(b.childDir("latency"))
+	srv, err := b.startServer(b.childDir("latency"), "")
 	if err != nil {
 		return nil, err
 	}
@@ -812,6 +836,9 @@ func (b *bencher) latency(rate float64) (*benchLatency, error) {
 	}
 	res := &benchLatency{TargetPerSec: rate, AchievedPerSec: float64(sent) / elapsed.Seconds(),
 		Probes: len(acks), Alerted: len(lat), PeakRSSBytes: peakRSS(srv.cmd.ProcessState)}
+	if p := srv.peak.Load(); p > 0 {
+		res.PeakRSSBytes = p
+	}
 	if len(lat) == 0 {
 		return res, fmt.Errorf("none of %d probes raised an alert", len(acks))
 	}
@@ -840,8 +867,12 @@ func lastEventTime(body []byte) time.Time {
 // then "alert ENTITY UNIXNANO" for each probe alert raised, until its
 // standard input ends.
 func (c *benchCmd) child(e *env) error {
-	if c.Phase != "serve" {
-		return usageError{fmt.Errorf("--phase %q: want serve", c.Phase)}
+	switch c.Phase {
+	case "serve":
+	case "replay", "replay-no-store":
+		return c.replayChild(e)
+	default:
+		return usageError{fmt.Errorf("--phase %q: want serve, replay or replay-no-store", c.Phase)}
 	}
 	cfg, err := e.loadConfig()
 	if err != nil {
@@ -859,6 +890,17 @@ func (c *benchCmd) child(e *env) error {
 	if err != nil {
 		return err
 	}
+	if c.CPUProfile != "" {
+		f, err := os.Create(c.CPUProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
 	ctx, cancel := context.WithCancel(e.ctx)
 	defer cancel()
 	go func() {
@@ -874,7 +916,7 @@ func (c *benchCmd) child(e *env) error {
 		defer mu.Unlock()
 		fmt.Fprintf(e.stdout, "alert %s %d\n", a.Entity.String(), time.Now().UnixNano())
 	})
-	return app.Serve(ctx, app.ServeOptions{
+	err = app.Serve(ctx, app.ServeOptions{
 		Config: cfg, CanaryIDs: ids, InsecureNoAuth: true, Announce: io.Discard,
 		Logger: logger(cfg, e.stderr), Sinks: []alert.Sink{sink},
 		Ready: func(u string) {
@@ -883,6 +925,56 @@ func (c *benchCmd) child(e *env) error {
 			fmt.Fprintf(e.stdout, "ready %s\n", u)
 		},
 	})
+	if p := selfPeakRSS(); p > 0 {
+		mu.Lock()
+		fmt.Fprintf(e.stdout, "peak %d\n", p)
+		mu.Unlock()
+	}
+	return err
+}
+
+// replayChild runs the replay command over --events in this process
+// (bench --phase replay|replay-no-store), its alerts discarded, and then
+// prints "peak BYTES": this process's own peak RSS.
+func (c *benchCmd) replayChild(e *env) error {
+	var args []string
+	if e.g.Config != "" {
+		args = append(args, "--config", e.g.Config)
+	}
+	if e.g.DataDir != "" {
+		args = append(args, "--data-dir", e.g.DataDir)
+	}
+	args = append(args, "replay", "--progress", "never", "--canary-records", probeRecord)
+	if c.Phase == "replay-no-store" {
+		args = append(args, "--no-store")
+	}
+	if code := Run(e.ctx, append(args, c.Events), io.Discard, e.stderr); code != 0 {
+		return fmt.Errorf("replay: exit %d", code)
+	}
+	if p := selfPeakRSS(); p > 0 {
+		fmt.Fprintf(e.stdout, "peak %d\n", p)
+	}
+	return nil
+}
+
+// selfPeakRSS returns this process's peak resident set size in bytes
+// (VmHWM of /proc/self/status: this image's own, unlike ru_maxrss), 0
+// where there is no /proc.
+func selfPeakRSS() int64 {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for line := range strings.Lines(string(b)) {
+		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			n, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			if err != nil {
+				return 0
+			}
+			return n << 10
+		}
+	}
+	return 0
 }
 
 // isTerminalWriter reports whether w is a terminal.
