@@ -36,6 +36,7 @@ type cliRoot struct {
 	Serve     serveCmd     `cmd:"" help:"Serve the HTTP API and the web console: ingest events, alerts, scope, health and metrics."`
 	Demo      demoCmd      `cmd:"" help:"Start a live demo on a free loopback port with sample traffic and show what haechi detects."`
 	Simulate  simulateCmd  `cmd:"" help:"Generate a synthetic company's traffic with injected breaches, and its ground truth."`
+	Bench     benchCmd     `cmd:"" help:"Measure throughput, CPU, memory, ledger size and ingest → alert latency on a standard workload (serve and replay)."`
 	Eval      evalCmd      `cmd:"" help:"Score the detectors: simulate (or read --events and --truth), run the pipeline, print the scorecard."`
 	Report    reportCmd    `cmd:"" help:"The incident report of an alert: timeline, scope, actions and the regulators' clocks."`
 	Actions   actionsCmd   `cmd:"" help:"Response actions: list, approve, reject."`

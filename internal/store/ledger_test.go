@@ -249,3 +249,79 @@ func TestAssignLedgerDictConcurrent(t *testing.T) {
 		}
 	})
 }
+
+// BenchmarkSortedLedgerRows sorts and merges a flush the size replay
+// hands the store every six hours of event time with tens of thousands
+// of customers: 20,000 cells in map order (the ledger's), one in ten a
+// second cell of an earlier key (a shard's and another's).
+func BenchmarkSortedLedgerRows(b *testing.B) {
+	const n = 20_000
+	bm, err := roaring.BitmapOf(1, 2, 3).ToBytes()
+	if err != nil {
+		b.Fatal(err)
+	}
+	fields := []string{"", "name", "phone", "email", "address"}
+	rows := make([]LedgerRow, 0, n)
+	for i := range n {
+		k := i
+		if i%10 == 9 {
+			k = (i * 7919) % i
+		}
+		rows = append(rows, LedgerRow{Dim: []string{"principal", "source", "key"}[k%3], Value: fmt.Sprintf("m:%d", (k*104729)%n/5),
+			Day: 20000 + int64(k%2), RType: "customer", Field: fields[k%5], Bitmap: bm, First: int64(i), Last: int64(i + 1)})
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		out, err := sortedLedgerRows(rows)
+		if err != nil || len(out) == 0 {
+			b.Fatal(len(out), err)
+		}
+	}
+}
+
+// sortedLedgerRows sorts by key and merges the rows of one key, whatever
+// their order.
+func TestSortedLedgerRows(t *testing.T) {
+	bm := func(ids ...uint32) []byte {
+		b, err := roaring.BitmapOf(ids...).ToBytes()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	rows := []LedgerRow{
+		{Dim: "source", Value: "b", Day: 2, RType: "customer", Bitmap: bm(5), First: 5, Last: 6},
+		{Dim: "principal", Value: "a", Day: 1, RType: "customer", Field: "name", Bitmap: bm(1), First: 3, Last: 4},
+		{Dim: "principal", Value: "a", Day: 1, RType: "customer", Bitmap: bm(1, 2), First: 1, Last: 9},
+		{Dim: "principal", Value: "a", Day: 1, RType: "customer", Field: "name", Bitmap: bm(7), First: 2, Last: 3},
+		{Dim: "principal", Value: "a", Day: 1, RType: "customer", Field: "name", Bitmap: bm(8), First: 4, Last: 8},
+	}
+	out, err := sortedLedgerRows(rows)
+	if err != nil {
+		t.Fatal(err)
+	}
+	type row struct {
+		key         string
+		ids         []uint32
+		first, last int64
+	}
+	var got []row
+	for _, r := range out {
+		b := roaring.New()
+		if _, err := b.FromBuffer(r.Bitmap); err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, row{fmt.Sprintf("%s=%s/%d/%s/%s", r.Dim, r.Value, r.Day, r.RType, r.Field), b.ToArray(), r.First, r.Last})
+	}
+	want := []row{
+		{"principal=a/1/customer/", []uint32{1, 2}, 1, 9},
+		{"principal=a/1/customer/name", []uint32{1, 7, 8}, 2, 8},
+		{"source=b/2/customer/", []uint32{5}, 5, 6},
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("got  %v\nwant %v", got, want)
+	}
+	if rows[0].Dim != "source" || rows[1].Field != "name" {
+		t.Error("the input was reordered")
+	}
+}

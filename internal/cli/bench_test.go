@@ -1,0 +1,124 @@
+package cli_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/haechi-sec/haechi/internal/sim"
+)
+
+// benchReport is the part of haechi bench -o json the tests read.
+type benchReport struct {
+	Workload struct {
+		Source string
+		Events int64
+	}
+	Phases []struct {
+		Name                       string
+		Events                     int64
+		EventsPerSec               float64 `json:"events_per_sec"`
+		ProcessedPerSec            float64 `json:"processed_per_sec"`
+		CPUSeconds                 float64 `json:"cpu_seconds"`
+		CPUSecondsPerMillionEvents float64 `json:"cpu_seconds_per_million_events"`
+		PeakRSSBytes               int64   `json:"peak_rss_bytes"`
+		LedgerBytes                int64   `json:"ledger_bytes"`
+		LedgerBytesPerEvent        float64 `json:"ledger_bytes_per_event"`
+	}
+	Latency *struct {
+		TargetPerSec float64 `json:"target_events_per_sec"`
+		Probes       int
+		Alerted      int
+		P50Ms        float64 `json:"p50_ms"`
+		P99Ms        float64 `json:"p99_ms"`
+	}
+}
+
+// haechi bench on a small simulated company runs every phase in a child
+// process (this test binary, as haechi: TestMain) and reports each phase's
+// own figures; the ledger is measured where it is written, and every
+// probe at half the serve capacity alerts. No figure is asserted beyond
+// being measured: timing belongs to benchmarks.
+func TestBenchSimulated(t *testing.T) {
+	if testing.Short() {
+		t.Skip("bench starts serve and replay in child processes")
+	}
+	t.Chdir(t.TempDir())
+	code, stdout, stderr := run(t, "bench", "--days", "1", "--customers", "300", "--batch", "200",
+		"--steady", "1s", "--probe-every", "100ms", "--progress", "never", "-o", "json")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	var r benchReport
+	if err := json.Unmarshal([]byte(stdout), &r); err != nil {
+		t.Fatalf("%v\n%s", err, stdout)
+	}
+	if r.Workload.Source != "simulated" || r.Workload.Events == 0 {
+		t.Fatalf("workload %+v", r.Workload)
+	}
+	var names []string
+	for _, p := range r.Phases {
+		names = append(names, p.Name)
+		if p.Events != r.Workload.Events || p.EventsPerSec <= 0 || p.CPUSeconds <= 0 || p.CPUSecondsPerMillionEvents <= 0 || p.PeakRSSBytes <= 0 {
+			t.Errorf("phase %s: %+v", p.Name, p)
+		}
+		if stored := p.Name != "replay-no-store"; stored != (p.LedgerBytes > 0 && p.LedgerBytesPerEvent > 0) {
+			t.Errorf("phase %s: ledger %d bytes (%.1f per event)", p.Name, p.LedgerBytes, p.LedgerBytesPerEvent)
+		}
+		if p.Name == "serve" && (p.ProcessedPerSec < p.EventsPerSec) {
+			t.Errorf("serve processed at %.0f events/s, durable at %.0f: durable cannot come first", p.ProcessedPerSec, p.EventsPerSec)
+		}
+	}
+	if got := strings.Join(names, ","); got != "serve,replay,replay-no-store" {
+		t.Errorf("phases %s", got)
+	}
+	l := r.Latency
+	if l == nil || l.Probes == 0 || l.Alerted != l.Probes || l.P99Ms < l.P50Ms || l.TargetPerSec <= 0 {
+		t.Errorf("latency %+v", l)
+	}
+}
+
+// A file workload: replay phases only, the table, and the phases' order
+// as given.
+func TestBenchFile(t *testing.T) {
+	if testing.Short() {
+		t.Skip("bench starts replay in child processes")
+	}
+	dir := t.TempDir()
+	t.Chdir(dir)
+	var buf bytes.Buffer
+	if _, err := sim.Generate(context.Background(), sim.Options{Seed: 3, Days: 1, Customers: 200}, &buf, nil); err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(dir, "events.ndjson")
+	if err := os.WriteFile(file, buf.Bytes(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, stdout, stderr := run(t, "bench", "--events", file, "--phases", "replay-no-store,replay", "--progress", "never")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	lines := strings.Split(strings.TrimSpace(stdout), "\n")
+	if len(lines) != 4 || !strings.HasPrefix(lines[0], "workload: "+file+": ") ||
+		!strings.Contains(lines[1], "events/s") || !strings.Contains(lines[1], "ledger B/event") ||
+		!strings.HasPrefix(strings.TrimSpace(lines[2]), "replay-no-store ") || !strings.HasPrefix(strings.TrimSpace(lines[3]), "replay ") {
+		t.Errorf("table:\n%s", stdout)
+	}
+}
+
+func TestBenchUsage(t *testing.T) {
+	for _, args := range [][]string{
+		{"bench", "--phases", "latency"},
+		{"bench", "--phases", "replay,nope"},
+		{"bench", "--batch", "0"},
+		{"bench", "-o", "csv"},
+	} {
+		if code, _, stderr := run(t, args...); code != 2 {
+			t.Errorf("%v: exit %d, want 2: %s", args, code, stderr)
+		}
+	}
+}
