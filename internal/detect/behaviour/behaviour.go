@@ -111,6 +111,7 @@ const (
 	exactRecords     = 1024
 	smallSet         = 64
 	maxRefs          = 3
+	maxTokens        = 4 // session tokens an hour names (slow_exfiltration's Related)
 	slots            = 6
 )
 
@@ -202,7 +203,11 @@ type window struct {
 	routes   []uint64
 	refs     []string
 	lastRef  string
-	last     time.Time
+	// tokens are the session tokens (token.id) of the hour's successful
+	// record reads, first maxTokens: a long-window finding names them so
+	// containment can end the sessions that read.
+	tokens []string
+	last   time.Time
 	// The hour's thresholds of the shape counts, computed at its first
 	// event (baselines change only when hours close), so a crossing is
 	// reported at once rather than when the hour closes.
@@ -223,7 +228,7 @@ func (s *shard) getWindow() *window {
 func (s *shard) putWindow(w *window) {
 	clear(w.recs)
 	clear(w.ints)
-	*w = window{recs: w.recs, ints: w.ints, types: w.types[:0], fields: w.fields[:0], routes: w.routes[:0], refs: w.refs[:0]}
+	*w = window{recs: w.recs, ints: w.ints, types: w.types[:0], fields: w.fields[:0], routes: w.routes[:0], refs: w.refs[:0], tokens: w.tokens[:0]}
 	w.big = nil
 	if len(s.pool) < 256 {
 		s.pool = append(s.pool, w)
@@ -285,6 +290,9 @@ func (s *shard) Process(c *engine.Context, key event.EntityKey, ev *event.Event)
 			w.fields = addSmall(w.fields, fnv(ev.Records.Type, f))
 		}
 		w.reads += len(ev.Records.IDs)
+		if t := ev.Token.ID; t != "" && ev.Outcome != event.OutcomeFailure && len(w.tokens) < maxTokens && !slices.Contains(w.tokens, t) {
+			w.tokens = append(w.tokens, t)
+		}
 		if !s.corporate(ev) {
 			w.outside += len(ev.Records.IDs)
 		}

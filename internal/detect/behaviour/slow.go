@@ -63,6 +63,14 @@ const (
 	outsideSlowFactor = 1.4
 	outsideMinReads   = 50
 
+	// busyDayFactor is how far above its own busy reading day (the 90th
+	// percentile of its reading days' distinct records) the largest day
+	// of a 3- or 7-day window must be for the strong finding from its own
+	// history: a day it has not had, by more than the sketches' ±13%
+	// error. An exporter adding as many new records as it reads makes its
+	// days 1.5–2×.
+	busyDayFactor = 1.25
+
 	strongScore = 90 // alerts alone (alerts.risk_threshold 90): own history and peers agree
 )
 
@@ -190,6 +198,13 @@ type slowState struct {
 	out    uint16
 	strong uint16 // the last day with a strong finding (unix day mod 2^16)
 	medium uint16 // the last day with a medium one
+	// pend holds, for own[0] and own[1], the values of the identity's last
+	// two active days, oldest first, plus one (0: none, or not to be
+	// learnt), learnt only when a third active day ends: a 3-day window is
+	// judged against windows (and reading days) that ended before it
+	// began, so an exporter's first days are not yet its baseline when the
+	// window that holds them is judged.
+	pend [2][2]uint16
 }
 
 func sat16(v float64) uint16 { return uint16(math.Min(math.MaxUint16, math.Max(0, math.Round(v)))) }
@@ -253,6 +268,18 @@ func (st *slowState) measure() (counts, sustained [nWin]float64) {
 	return counts, sustained
 }
 
+// largestDay returns the distinct records (estimate) of window w's
+// largest day.
+func (st *slowState) largestDay(w int) float64 {
+	top := 0.0
+	for i := range min(longWindows[w], ringDays) {
+		if d := st.dayAt - int32(i); d > 0 {
+			top = math.Max(top, est64(&st.day[d%ringDays]))
+		}
+	}
+	return top
+}
+
 // rollTo moves the sketches to day d. When a new day begins, the finished
 // one's sustained counts go into the identity's own history (unless it was
 // flagged: an attack is not learnt as normal) and its role's.
@@ -262,7 +289,7 @@ func (s *shard) rollTo(r *role, id *ident, d int32) {
 		return
 	}
 	if st.dayAt > 0 {
-		_, sus := st.measure()
+		counts, sus := st.measure()
 		floor := float64(s.opts.LongFloor)
 		bar := r.typical(d)
 		k := uint32(65536 * math.Exp2(-float64(d-st.dayAt)/s.opts.HalfLifeInDays))
@@ -289,6 +316,27 @@ func (s *shard) rollTo(r *role, id *ident, d int32) {
 			// own yet, the bar is the cold path's (an export begun in its
 			// first days is not learnt as its normal).
 			v := sus[i]
+			if i == 0 {
+				// The 1-day history is of reading days' distinct records
+				// (a day without records is not a reading day): the
+				// identity's own busy day, which the 3-day window's days
+				// must pass (slow).
+				v, complete = counts[0], counts[0] > 0
+			}
+			if i < len(st.pend) {
+				// Lagged by two active days (pend): the 3-day window judged
+				// on a day overlaps the windows of the two days before it.
+				p := &st.pend[i]
+				old := p[0]
+				p[0], p[1] = p[1], 0
+				if complete {
+					p[1] = 1 + min(sat16(v), math.MaxUint16-1)
+				}
+				if old == 0 {
+					continue
+				}
+				v, complete = float64(old-1), true
+			}
 			if p90, ok := st.own[i].quantile(0.9, minOwnDays); ok {
 				v = math.Min(v, math.Max(floor, outsideSlowFactor*p90))
 			} else if bar.ok[i] {
@@ -609,6 +657,21 @@ func (s *shard) slow(c *engine.Context, r *role, id *ident, w *window, start tim
 			}
 			j.need = math.Max(floor, math.Max(factor*j.own, j.peers))
 			j.strong = sus[i] >= j.need
+			if longWindows[i] <= ringDays && j.strong {
+				// Days above its own history of the window must come with a
+				// day above its own busy reading day (the window's largest,
+				// the one left out of the sustained count): an identity that
+				// reads on two days a week and then on three days running,
+				// each its usual day, has not read more a day — its windows
+				// were small because it read on few days, not because it
+				// re-read. Reading on more days is the 30-day window's rise
+				// (against its own month). With fewer than five reading
+				// days of its own, its busy day is unknown and so is the
+				// rise.
+				if busy, ok := st.own[0].quantile(0.9, minOwnDays); !ok || st.largestDay(i) < busyDayFactor*busy {
+					j.strong, j.need = false, math.Inf(1)
+				}
+			}
 		case i > 0 && !j.ownOK && pooledOK && longWindows[i] <= ringDays && id.anomDay <= day-int32(longWindows[i]):
 			// Neither the 1-day window (a one-day burst is record_volume's)
 			// nor the 30-day one: with no month of its own, a new
@@ -699,8 +762,22 @@ func (s *shard) slow(c *engine.Context, r *role, id *ident, w *window, start tim
 			id.id, r.name, thousands(int64(best.count)), wd, w.last.Format("2006-01-02 15:04"), thousands(int64(best.sustained)), part,
 			strings.Join(base, ", "), ctx),
 		Evidence: evidence(w),
+		Related:  related(w),
 		Figures:  figs,
 	})
+}
+
+// related names the session tokens of the hour's record reads: the
+// sessions a containment of the identity ends at once (respond revokes a
+// principal's related tokens); the finding is emitted when the hour closes,
+// so the engine's citation of the event being processed is not the
+// identity's own.
+func related(w *window) []event.EntityKey {
+	var out []event.EntityKey
+	for _, t := range w.tokens {
+		out = append(out, event.EntityKey{Kind: event.EntityToken, ID: t})
+	}
+	return out
 }
 
 // unusualHour is the hour's unusualness (1 − 24 × its share of the

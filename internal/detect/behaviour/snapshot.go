@@ -10,7 +10,7 @@ import (
 	"github.com/haechi-sec/haechi/internal/snap"
 )
 
-const snapshotVersion = 3
+const snapshotVersion = 4
 
 // AppendSnapshot implements engine.Snapshotter: per role the peer
 // histograms, hour-of-day profile, long-window peer histograms, the model's
@@ -40,6 +40,7 @@ func (s *shard) AppendSnapshot(w *snap.Writer) {
 			r.long[i].appendTo(w)
 		}
 		r.scores.appendTo(w)
+		r.bar.appendTo(w)
 		if r.model != nil {
 			r.model.appendTo(w)
 		}
@@ -74,7 +75,7 @@ func (id *ident) appendTo(w *snap.Writer) {
 	w.Bytes(b)
 	st := &id.sl
 	for _, v := range []int32{st.dayAt, st.since, st.bigAt, int32(st.big), int32(st.hour), int32(st.reads), int32(st.out), int32(st.strong), int32(st.medium),
-		int32(st.last[0]), int32(st.last[1]), int32(st.last[2]), int32(st.last[3])} {
+		int32(st.last[0]), int32(st.last[1]), int32(st.last[2]), int32(st.last[3]), int32(st.pend[0][0]), int32(st.pend[0][1]), int32(st.pend[1][0]), int32(st.pend[1][1])} {
 		w.Int(int64(v))
 	}
 	w.Int(int64(id.decayAt))
@@ -114,6 +115,10 @@ func (id *ident) appendTo(w *snap.Writer) {
 		w.String(ref)
 	}
 	w.String(x.lastRef)
+	w.Uint(uint64(len(x.tokens)))
+	for _, t := range x.tokens {
+		w.String(t)
+	}
 	w.Time(x.last)
 	w.Bool(x.fired)
 }
@@ -155,6 +160,7 @@ func (s *shard) Restore(r *snap.Reader) error {
 			ro.long[i].readFrom(r)
 		}
 		ro.scores.readFrom(r)
+		ro.bar.readFrom(r)
 		if ro.model != nil {
 			ro.model.readFrom(r)
 		}
@@ -210,7 +216,7 @@ func (s *shard) readIdent(r *snap.Reader) *ident {
 	for _, p := range []*int32{&st.dayAt, &st.since, &st.bigAt} {
 		*p = int32(r.Int())
 	}
-	for _, p := range []*uint16{&st.big, &st.hour, &st.reads, &st.out, &st.strong, &st.medium, &st.last[0], &st.last[1], &st.last[2], &st.last[3]} {
+	for _, p := range []*uint16{&st.big, &st.hour, &st.reads, &st.out, &st.strong, &st.medium, &st.last[0], &st.last[1], &st.last[2], &st.last[3], &st.pend[0][0], &st.pend[0][1], &st.pend[1][0], &st.pend[1][1]} {
 		v := r.Int()
 		if v < 0 || v > math.MaxUint16 {
 			r.Fail("long-window counts")
@@ -283,8 +289,51 @@ func (s *shard) readIdent(r *snap.Reader) *ident {
 		x.refs = append(x.refs, r.String())
 	}
 	x.lastRef = r.String()
+	n = r.Count(1)
+	if n > maxTokens {
+		r.Fail("open window tokens")
+		return id
+	}
+	for range n {
+		x.tokens = append(x.tokens, r.String())
+	}
 	x.last = r.Time()
 	x.fired = r.Bool() // thresholds are recomputed: the baselines have not moved since the hour opened
 	id.w = x
 	return id
+}
+
+// The role's typical bar of the day is kept: it is computed at the day's
+// first ask from the identities' recent highs, which move as each rolls
+// into the day, so one rebuilt after a restore in mid-day would differ.
+func (b *typicalBar) appendTo(w *snap.Writer) {
+	w.Int(int64(b.day))
+	for i := range nWin {
+		w.Bool(b.ok[i])
+		w.Float(b.v[i])
+		w.Uint(uint64(len(b.newc[i])))
+		for _, x := range b.newc[i] {
+			w.Float(x)
+		}
+	}
+}
+
+func (b *typicalBar) readFrom(r *snap.Reader) {
+	b.day = int32(r.Int())
+	for i := range nWin {
+		b.ok[i] = r.Bool()
+		b.v[i] = r.Float()
+		if !finite(b.v[i]) || b.v[i] < 0 {
+			r.Fail("typical bar")
+			return
+		}
+		for range r.Count(8) {
+			x := r.Float()
+			if !finite(x) || x < 0 || len(b.newc[i]) > 0 && x < b.newc[i][len(b.newc[i])-1] {
+				r.Fail("typical bar newcomers")
+				return
+			}
+			b.newc[i] = append(b.newc[i], x)
+		}
+	}
 }
