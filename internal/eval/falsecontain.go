@@ -17,7 +17,10 @@ import (
 // entry's entities), else ordinary (a carrier's customers behind a
 // blocked address, say). A containment that stopped an attack and also
 // refused its target's benign requests (a compromised service account's
-// own jobs) is not false; Collateral counts those requests.
+// own jobs) is not false; Collateral counts those requests. Nor is one
+// whose target is a token that carried an attack's request (the
+// attacker's instrument: an insider's own session that exported, revoked
+// after the export and refusing its later routine requests).
 type FalseContainments struct {
 	// Containments that refused at least one benign request.
 	Containments int `json:"containments"`
@@ -51,6 +54,8 @@ type falseContainer struct {
 	by   map[string]*FalseContainment
 	hit  map[string]bool // containments that refused an attack's request
 	seen map[string]bool // refused benign event ids, counted once
+	// instr holds the tokens that carried an attack's request.
+	instr map[event.EntityKey]bool
 }
 
 func newFalseContainer(t *truth.Truth, cs []Containment) *falseContainer {
@@ -58,7 +63,15 @@ func newFalseContainer(t *truth.Truth, cs []Containment) *falseContainer {
 		t = &truth.Truth{}
 	}
 	return &falseContainer{t: t, at: newAttributor(t), cs: cs, by: map[string]*FalseContainment{},
-		hit: map[string]bool{}, seen: map[string]bool{}}
+		hit: map[string]bool{}, seen: map[string]bool{}, instr: map[event.EntityKey]bool{}}
+}
+
+// Observe notes the token of an attack's request, refused or not (before
+// Apply rewrites it).
+func (f *falseContainer) Observe(ev *event.Event) {
+	if ev.ID != "" && ev.Token.ID != "" && len(f.at.malByID[ev.ID]) > 0 {
+		f.instr[event.EntityKey{Kind: event.EntityToken, ID: ev.Token.ID}] = true
+	}
 }
 
 func containmentKey(c Containment) string {
@@ -120,7 +133,7 @@ func (f *falseContainer) score() *FalseContainments {
 		}
 	}
 	for k, fc := range f.by {
-		if f.hit[k] || len(f.at.attacker[fc.Target]) > 0 {
+		if f.hit[k] || len(f.at.attacker[fc.Target]) > 0 || f.instr[fc.Target] {
 			out.Collateral += fc.Refused
 			continue
 		}

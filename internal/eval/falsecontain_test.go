@@ -47,3 +47,29 @@ func TestFalseContainments(t *testing.T) {
 		t.Errorf("second: %+v", b)
 	}
 }
+
+// TestFalseContainmentInstrument: revoking a token that carried an
+// attack's request (an insider's own session that exported, revoked after
+// the export) is not false though it refused only the session's later
+// routine requests; revoking a token that carried none is, whoever holds
+// it.
+func TestFalseContainmentInstrument(t *testing.T) {
+	t0 := time.Date(2025, 6, 5, 18, 0, 0, 0, time.UTC)
+	tr := &truth.Truth{Scenarios: []truth.Scenario{{Name: "slow-insider-export", MaliciousEventIDs: []string{"export-1"},
+		AttackerEntities: []event.EntityKey{{Kind: event.EntityPrincipal, ID: "e:1016"}}}}}
+	used := Containment{Time: t0, Kind: "revoke_token", Target: event.EntityKey{Kind: event.EntityToken, ID: "tk-used"}}
+	other := Containment{Time: t0, Kind: "revoke_token", Target: event.EntityKey{Kind: event.EntityToken, ID: "tk-other"}}
+	f := newFalseContainer(tr, []Containment{used, other})
+	ev := func(id, tok string) *event.Event {
+		return &event.Event{ID: id, Time: t0, Dataset: event.DatasetGateway, Token: event.Token{ID: tok}}
+	}
+	f.Observe(ev("export-1", "tk-used")) // the export, before the revocation
+	f.Observe(ev("routine-1", "tk-used"))
+	f.Refused(ev("routine-1", "tk-used"), used)
+	f.Observe(ev("routine-2", "tk-other"))
+	f.Refused(ev("routine-2", "tk-other"), other)
+	got := f.score()
+	if got.Containments != 1 || got.Collateral != 1 || len(got.ByTarget) != 1 || got.ByTarget[0].Target.ID != "tk-other" {
+		t.Fatalf("got %+v", got)
+	}
+}

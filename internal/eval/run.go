@@ -126,6 +126,7 @@ func RunWith(ctx context.Context, o RunOptions) (Scorecard, error) {
 	falsely := newFalseContainer(t, cs)
 	observe := func(ev *event.Event) {
 		facts.Observe(ev)
+		falsely.Observe(ev)
 		if c, ok := gate.Refuse(ev); ok {
 			gated.Refused(ev, c)
 			falsely.Refused(ev, c)
