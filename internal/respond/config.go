@@ -23,6 +23,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -560,10 +561,21 @@ func (s *SinkConfig) check(path string, add func(path, format string, args ...an
 		add(path+".timeout", "must not be negative")
 	}
 	httpURL := func() {
-		if !strings.HasPrefix(s.URL, "http://") && !strings.HasPrefix(s.URL, "https://") {
+		u, err := url.Parse(s.URL)
+		switch {
+		case !strings.HasPrefix(s.URL, "http://") && !strings.HasPrefix(s.URL, "https://"):
 			add(path+".url", "must be an http:// or https:// URL, got %q", s.URL)
-		} else if kind, ok := literalNonPublic(s.URL); ok && !s.AllowPrivate {
-			add(path+".url", "%s is a %s address; set allow_private: true to deliver to it", s.URL, kind)
+		case err != nil:
+			add(path+".url", "not a URL")
+		case u.User != nil:
+			// Never echoed: the message would show the password.
+			add(path+".url", "holds credentials; name the environment variables holding them instead (api_key_env, username and password_env, token_env)")
+		case u.RawQuery != "" || u.Fragment != "" || strings.HasSuffix(s.URL, "?") || strings.HasSuffix(s.URL, "#"):
+			add(path+".url", "must be the base URL, without a query or fragment: the sink appends its API path (/_bulk, /services/collector/event)")
+		default:
+			if kind, ok := literalNonPublic(s.URL); ok && !s.AllowPrivate {
+				add(path+".url", "%s is a %s address; set allow_private: true to deliver to it", s.URL, kind)
+			}
 		}
 	}
 	notFor := func(field, v string) {

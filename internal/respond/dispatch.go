@@ -511,6 +511,7 @@ func (d *Dispatcher) post(ctx context.Context, a Action, r Receiver) (int, error
 	}
 	resp, err := client.Do(req)
 	if err != nil {
+		err = hideURL(err)
 		// A refused redirect or destination fails the attempt like any
 		// other failure: retried with backoff until max_age, so a
 		// corrected receiver URL (after a restart) still delivers it.

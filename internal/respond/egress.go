@@ -2,6 +2,7 @@ package respond
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -29,6 +30,30 @@ type RedirectError struct {
 
 func (e *RedirectError) Error() string {
 	return fmt.Sprintf("webhook redirect from %s to %s refused: %s", e.From, e.To, e.Reason)
+}
+
+// hideURL returns err with the URL a *url.Error carries (every failure of
+// an HTTP client's request does: Post "URL": …) cut to its origin,
+// scheme://host:port, followed by "/…" when it had a path or query. A
+// receiver's path or query may be its credential (Slack, Teams and Discord
+// webhook URLs are; a password in the URL is one too), and delivery errors
+// are stored in the outbox, shown by `haechi actions list`, the API and the
+// console, and logged; the receiver or sink is named beside them anyway.
+func hideURL(err error) error {
+	var ue *url.Error
+	if !errors.As(err, &ue) {
+		return err
+	}
+	u, perr := url.Parse(ue.URL)
+	switch {
+	case perr != nil || u.Host == "":
+		ue.URL = "(the configured URL)"
+	case u.User != nil || (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "":
+		ue.URL = origin(u) + "/…"
+	default:
+		ue.URL = origin(u)
+	}
+	return err
 }
 
 // DestinationError is why a webhook delivery refused to connect to an

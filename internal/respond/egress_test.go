@@ -300,3 +300,43 @@ func TestRefusedRedirectRecorded(t *testing.T) {
 		t.Errorf("the other origin got %d requests", n)
 	}
 }
+
+// A delivery error never carries the receiver's path, query or password:
+// they may be its credential (a Slack webhook's path is), and the error is
+// stored in the outbox, listed by the API and logged. The origin stays, so
+// the operator still sees where it went. For webhooks and sinks alike.
+func TestDeliveryErrorHidesURLSecrets(t *testing.T) {
+	down := httptest.NewServer(http.NotFoundHandler())
+	base := down.URL
+	down.Close() // nothing listens there any more: every request fails
+	u, _ := url.Parse(base)
+	secrets := []string{"T0SECRET", "B0SECRET", "QSECRET", "PWSECRET"}
+	hidden := "http://ops:PWSECRET@" + u.Host + "/services/T0SECRET/B0SECRET?token=QSECRET"
+	check := func(what, msg string) {
+		t.Helper()
+		for _, s := range secrets {
+			if strings.Contains(msg, s) {
+				t.Errorf("%s: error %q shows %s", what, msg, s)
+			}
+		}
+		if !strings.Contains(msg, u.Host) {
+			t.Errorf("%s: error %q does not name the receiver's origin %s", what, msg, u.Host)
+		}
+	}
+
+	_, err := postTo(t, hidden, Receiver{AllowPrivate: true})
+	if err == nil {
+		t.Fatal("post to a closed port succeeded")
+	}
+	check("webhook", err.Error())
+
+	st := openStore(t, t.TempDir())
+	// A sink's URL takes neither a query nor a password (Validate refuses
+	// them), but may have a path: a proxy's, which can be a secret too.
+	h := start(t, st, sinkConfig("http://"+u.Host+"/T0SECRET/B0SECRET"), time.Minute)
+	h.send(t, sinkAlert("a1", event.EntitySource, "198.51.100.1", event.SeverityCritical, t0))
+	waitFor(t, "a failed export", 5*time.Second, func() bool { return len(byState(t, st, StateFailed)) > 0 })
+	for _, a := range byState(t, st, StateFailed) {
+		check("sink", a.LastError)
+	}
+}

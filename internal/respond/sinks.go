@@ -169,7 +169,7 @@ func (d *Dispatcher) export(ctx context.Context, name string, batch []Action) {
 	for i, a := range sent {
 		var err error
 		if i < len(errs) {
-			err = errs[i]
+			err = hideURL(errs[i])
 		} else {
 			err = errors.New("the sink reported no result")
 		}

@@ -310,6 +310,12 @@ func TestSinkConfigValidate(t *testing.T) {
 		{map[string]SinkConfig{"x": {Type: "elasticsearch", URL: "es:9200"}}, nil, "sinks.x.url: must be an http:// or https:// URL"},
 		{map[string]SinkConfig{"x": {Type: "elasticsearch", URL: "http://10.0.0.5:9200"}}, nil, "set allow_private: true"},
 		{map[string]SinkConfig{"x": {Type: "elasticsearch", URL: "http://10.0.0.5:9200", AllowPrivate: true}}, nil, ""},
+		// The sink appends its API path: a query would swallow it. A
+		// password in the URL would be echoed by messages and logs.
+		{map[string]SinkConfig{"x": {Type: "splunk", URL: "https://splunk.example:8088?x=1", TokenEnv: "T"}}, nil, "sinks.x.url: must be the base URL, without a query"},
+		{map[string]SinkConfig{"x": {Type: "elasticsearch", URL: "https://es.example#frag"}}, nil, "sinks.x.url: must be the base URL, without a query"},
+		{map[string]SinkConfig{"x": {Type: "elasticsearch", URL: "https://es.example:9200/prefix"}}, nil, ""},
+		{map[string]SinkConfig{"x": {Type: "elasticsearch", URL: "https://elastic:PWSECRET@es.example:9200"}}, nil, "sinks.x.url: holds credentials"},
 		{map[string]SinkConfig{"x": {Type: "elasticsearch", URL: "https://es.example", Username: "u"}}, nil, "sinks.x.username: username and password_env go together"},
 		{map[string]SinkConfig{"x": {Type: "elasticsearch", URL: "https://es.example", Format: "cef"}}, nil, `sinks.x.format: unknown format "cef"`},
 		{map[string]SinkConfig{"x": {Type: "splunk", URL: "https://splunk.example"}}, nil, "sinks.x.token_env: required"},
@@ -335,6 +341,9 @@ func TestSinkConfigValidate(t *testing.T) {
 			t.Errorf("%+v: %v", c.sinks, err)
 		case c.want != "" && (err == nil || !strings.Contains(err.Error(), c.want)):
 			t.Errorf("%+v %+v: got %v, want %q", c.sinks, c.receivers, err, c.want)
+		}
+		if err != nil && strings.Contains(err.Error(), "PWSECRET") {
+			t.Errorf("the message shows the URL's password: %v", err)
 		}
 	}
 	// A secret named but empty fails at start, naming the variable.
