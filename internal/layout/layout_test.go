@@ -113,6 +113,8 @@ var rules = []rule{
 		why: "the golden-test harness runs the real decoders (the contract's, CloudTrail's) and engine; only tests import it"},
 	{pkg: "internal/detect/baseline", may: []string{"internal/event", "internal/snap"},
 		why: "a shared leaf helper of detectors"},
+	{pkg: "internal/mint", may: []string{"internal/detect/binding", "internal/detect/tokenuse", "internal/event", "internal/snap"},
+		why: "the mint registry indexes mints as the token detector does (tokenuse) and judges binding with the binding detector's user agent families; the API and app use it, it uses no stage"},
 	{pkg: "internal/detect/tokenuse", may: []string{"internal/event"},
 		why: "a shared leaf helper of the detectors that keep state per token"},
 	{pkg: "internal/detect/urlpath", may: nil,
