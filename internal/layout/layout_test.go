@@ -53,7 +53,7 @@ var rules = []rule{
 
 	// Surfaces.
 	{pkg: "internal/api", may: []string{
-		"internal/auth", "internal/decode", "internal/event", "internal/input", "internal/ledger", "internal/store",
+		"internal/auth", "internal/decode", "internal/event", "internal/input", "internal/ledger", "internal/mint", "internal/store",
 	}, why: "the HTTP API serves stages and the store; it never imports app, the console or cli"},
 	{pkg: "internal/console", may: []string{
 		"internal/alert", "internal/auth", "internal/event", "internal/incident", "internal/ledger", "internal/report", "internal/store",
@@ -185,6 +185,7 @@ var owners = map[string][]string{
 	"github.com/willabides/kongplete":    {"internal/cli"},
 	"github.com/posener/complete":        {"internal/cli"},
 	"modernc.org/sqlite":                 {"internal/store"},
+	"golang.org/x/time":                  {"internal/api"},
 }
 
 // match reports whether the module-relative path p is pattern or, for a
