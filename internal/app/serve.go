@@ -408,6 +408,12 @@ func (s *server) serveHTTP() (srv *http.Server, httpDone chan error, err error) 
 		Auth:                s.authn,
 		Audit:               s.svc.Store.AppendAudit,
 	}
+	if reg := s.svc.Mints; reg != nil {
+		apiOpts.Verify = api.VerifyOptions{Registry: reg, Rate: s.cfg.Verify.Rate, Burst: s.cfg.Verify.Burst}
+		if s.p != nil {
+			apiOpts.Verify.Locate = s.p.Locate
+		}
+	}
 	if s.ing != nil {
 		apiOpts.Spool = s.ing.Append
 		apiOpts.Health = s.ing.Health

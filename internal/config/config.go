@@ -73,6 +73,17 @@ type Config struct {
 	// consuming a Kafka topic instead of the HTTP ingest pipeline
 	// (docs/scale-out.md).
 	Kafka Kafka `yaml:"kafka"`
+	// Verify configures the inline token check (docs/verify.md).
+	Verify Verify `yaml:"verify"`
+}
+
+// Verify configures the mint registry and the inline check's routes.
+type Verify struct {
+	Enabled bool `yaml:"enabled"`
+	// Rate (checks per second, over all callers) and Burst limit the
+	// check routes; beyond them a check is answered 429.
+	Rate  float64 `yaml:"rate"`
+	Burst int     `yaml:"burst"`
 }
 
 // Kafka configures cluster mode (internal/kafka).
@@ -666,7 +677,8 @@ func Default() Config {
 			MaxOriginLag:    Duration(time.Hour),
 			CheckpointEvery: Duration(5 * time.Minute),
 		},
-		Kafka: Kafka{Group: "haechi", CheckpointEvery: 10000},
+		Kafka:  Kafka{Group: "haechi", CheckpointEvery: 10000},
+		Verify: Verify{Enabled: true, Rate: 100_000, Burst: 10_000},
 		Ingest: Ingest{
 			MaxBodyBytes:       16 << 20,
 			MaxLineBytes:       1 << 20,

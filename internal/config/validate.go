@@ -160,6 +160,12 @@ func (c *Config) checkIntake(add addFunc) {
 		}
 	}
 	c.Ingest.check(under(add, "ingest."))
+	if c.Verify.Rate <= 0 {
+		add("verify.rate", "must be positive, got %v", c.Verify.Rate)
+	}
+	if c.Verify.Burst <= 0 {
+		add("verify.burst", "must be positive, got %d", c.Verify.Burst)
+	}
 }
 
 func (in Ingest) check(add addFunc) {

@@ -47,7 +47,7 @@ var rules = []rule{
 		"internal/alert", "internal/api", "internal/auth", "internal/clock", "internal/config",
 		"internal/console", "internal/decode", "internal/detect/...", "internal/engine",
 		"internal/enrich", "internal/event", "internal/incident/track", "internal/ingest", "internal/input", "internal/kafka",
-		"internal/ledger", "internal/respond", "internal/rules", "internal/sigma", "internal/snap",
+		"internal/ledger", "internal/mint", "internal/respond", "internal/rules", "internal/sigma", "internal/snap",
 		"internal/spool", "internal/store",
 	}, why: "app wires stages and surfaces; it never imports the command line, the simulator, the scorecard or the demo"},
 

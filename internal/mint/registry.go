@@ -34,6 +34,7 @@
 package mint
 
 import (
+	"net/netip"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -61,11 +62,28 @@ type Mint struct {
 	IssuedAt  time.Time // zero → At
 	ExpiresAt time.Time // zero → issued + MaxLifetime
 	At        time.Time // when the mint happened (the event's time)
+	// UserID and IP are carried to the mint's event (Event) only.
+	UserID string
+	IP     netip.Addr
 	// The mint's context, for token binding (all optional): the client
 	// the token was minted for.
 	Country   string // ISO 3166-1 alpha-2
 	ASN       uint32
 	UserAgent string
+}
+
+// Event is m as the contract's mint event (auth.token, token.issued,
+// success), dated IssuedAt (else At).
+func (m Mint) Event() event.Event {
+	at := m.IssuedAt
+	if at.IsZero() {
+		at = m.At
+	}
+	return event.Event{Time: at, Dataset: event.DatasetToken, Action: event.ActionTokenIssued, Outcome: event.OutcomeSuccess,
+		User:      event.User{ID: m.UserID},
+		Token:     event.Token{ID: m.TokenID, KeyID: m.KeyID, IssuedAt: at, ExpiresAt: m.ExpiresAt},
+		Source:    event.Source{IP: m.IP, Country: m.Country, ASN: m.ASN},
+		UserAgent: m.UserAgent}
 }
 
 const nStripes = 64
