@@ -2,7 +2,6 @@ package api
 
 import (
 	"bytes"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -15,6 +14,7 @@ import (
 
 	"golang.org/x/time/rate"
 
+	"github.com/haechi-sec/haechi/gateway"
 	"github.com/haechi-sec/haechi/internal/auth"
 	"github.com/haechi-sec/haechi/internal/event"
 	"github.com/haechi-sec/haechi/internal/mint"
@@ -366,7 +366,7 @@ func (s *Server) handleAuthRequest(w http.ResponseWriter, r *http.Request) {
 		q.IssuedAt = parseClaimTime(v)
 	}
 	if q.TokenID == "" {
-		if c, ok := ParseBearerJWT(r.Header.Get(HeaderOriginalAuthorization)); ok {
+		if c, ok := gateway.BearerJWT(r.Header.Get(HeaderOriginalAuthorization)); ok {
 			q.TokenID, q.KeyID, q.IssuedAt = c.ID, c.KeyID, c.IssuedAt
 		}
 	}
@@ -397,56 +397,4 @@ func parseClaimTime(v string) time.Time {
 		return t
 	}
 	return time.Time{}
-}
-
-// JWTClaims are the parts of a JWT the check needs.
-type JWTClaims struct {
-	ID       string    // payload jti
-	KeyID    string    // header kid
-	IssuedAt time.Time // payload iat (zero when absent)
-}
-
-// maxJWT bounds the token read from a header.
-const maxJWT = 16 << 10
-
-// ParseBearerJWT reads "Bearer <JWS compact>" (or the bare token) and
-// decodes its header and payload without verifying the signature. ok is
-// false for anything that is not a three-part base64url JSON token with a
-// jti. It never panics on any input (FuzzParseBearerJWT).
-func ParseBearerJWT(h string) (JWTClaims, bool) {
-	h = strings.TrimSpace(h)
-	if len(h) > 7 && strings.EqualFold(h[:7], "bearer ") {
-		h = strings.TrimSpace(h[7:])
-	}
-	if h == "" || len(h) > maxJWT {
-		return JWTClaims{}, false
-	}
-	parts := strings.Split(h, ".")
-	if len(parts) != 3 {
-		return JWTClaims{}, false
-	}
-	var hdr struct {
-		Kid string `json:"kid"`
-	}
-	var pl struct {
-		Jti string          `json:"jti"`
-		Iat json.RawMessage `json:"iat"`
-	}
-	if !decodeSegment(parts[0], &hdr) || !decodeSegment(parts[1], &pl) || pl.Jti == "" {
-		return JWTClaims{}, false
-	}
-	c := JWTClaims{ID: pl.Jti, KeyID: hdr.Kid}
-	var iat float64
-	if len(pl.Iat) > 0 && json.Unmarshal(pl.Iat, &iat) == nil && iat > 0 && iat < 1<<40 {
-		c.IssuedAt = time.Unix(int64(iat), 0).UTC()
-	}
-	return c, true
-}
-
-func decodeSegment(seg string, v any) bool {
-	b, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(seg, "="))
-	if err != nil {
-		return false
-	}
-	return json.Unmarshal(b, v) == nil
 }

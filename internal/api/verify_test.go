@@ -267,36 +267,3 @@ func TestVerifyRole(t *testing.T) {
 		}
 	}
 }
-
-func TestParseBearerJWT(t *testing.T) {
-	for _, c := range []struct {
-		in   string
-		ok   bool
-		want api.JWTClaims
-	}{
-		{"Bearer " + jwt(`{"kid":"k1"}`, `{"jti":"a","iat":1780311600}`), true, api.JWTClaims{ID: "a", KeyID: "k1", IssuedAt: time.Unix(1780311600, 0).UTC()}},
-		{jwt(`{}`, `{"jti":"a","iat":1780311600.5}`), true, api.JWTClaims{ID: "a", IssuedAt: time.Unix(1780311600, 0).UTC()}},
-		{"bearer " + jwt(`{"kid":"k1"}`, `{"jti":"a","iat":"yesterday"}`), true, api.JWTClaims{ID: "a", KeyID: "k1"}},
-		{jwt(`{"kid":"k1"}`, `{"sub":"a"}`), false, api.JWTClaims{}},
-		{jwt(`not json`, `{"jti":"a"}`), false, api.JWTClaims{}},
-		{"a.b", false, api.JWTClaims{}},
-		{"Bearer ", false, api.JWTClaims{}},
-	} {
-		got, ok := api.ParseBearerJWT(c.in)
-		if ok != c.ok || got != c.want {
-			t.Errorf("%q: %+v %v, want %+v %v", c.in, got, ok, c.want, c.ok)
-		}
-	}
-}
-
-func FuzzParseBearerJWT(f *testing.F) {
-	f.Add("Bearer " + jwt(`{"kid":"k1"}`, `{"jti":"a","iat":1780311600}`))
-	f.Add("x.y.z")
-	f.Add("Bearer ..")
-	f.Fuzz(func(t *testing.T, s string) {
-		c, ok := api.ParseBearerJWT(s)
-		if ok && c.ID == "" {
-			t.Fatalf("ok without a jti: %+v", c)
-		}
-	})
-}
