@@ -319,7 +319,7 @@ func (s *Server) handleVerify(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) query(q VerifyRequest) (mint.Query, error) {
-	mq := mint.Query{TokenID: q.TokenID, KeyID: q.KeyID, IssuedAt: q.IssuedAt, Country: q.Country, UserAgent: q.UserAgent, Now: s.opts.Now()}
+	mq := mint.Query{TokenID: q.TokenID, KeyID: q.KeyID, IssuedAt: q.IssuedAt, Source: q.SourceIP, Country: q.Country, UserAgent: q.UserAgent, Now: s.opts.Now()}
 	if q.SourceIP != "" {
 		ip, err := netip.ParseAddr(q.SourceIP)
 		if err != nil {

@@ -31,9 +31,13 @@ type verifyFixture struct {
 	failing error
 }
 
-func newVerifyFixture(t *testing.T, opts api.VerifyOptions, authn *auth.Authenticator) *verifyFixture {
+func newVerifyFixture(t *testing.T, opts api.VerifyOptions, authn *auth.Authenticator, mo ...mint.Options) *verifyFixture {
 	t.Helper()
-	f := &verifyFixture{reg: mint.New(mint.Options{MaxLifetime: 12 * time.Hour, ClockSkew: time.Minute})}
+	o := mint.Options{MaxLifetime: 12 * time.Hour, ClockSkew: time.Minute}
+	if len(mo) > 0 {
+		o = mo[0]
+	}
+	f := &verifyFixture{reg: mint.New(o)}
 	opts.Registry = f.reg
 	f.srv = httptest.NewServer(api.New(api.Options{
 		Alerts: &fakeStore{},
@@ -264,6 +268,24 @@ func TestVerifyRole(t *testing.T) {
 		}
 		if code, _, b := f.do(t, http.MethodGet, "/v1/alerts", tok, nil, nil); code != c.analyst {
 			t.Errorf("%s: alerts %d %s", c.role, code, b)
+		}
+	}
+}
+
+// The grace's allowance is per source address as the caller gives it.
+func TestVerifyGracePerSource(t *testing.T) {
+	f := newVerifyFixture(t, api.VerifyOptions{}, nil, mint.Options{Grace: mint.Grace{Skew: 10 * time.Second, PerSource: 1, PerKey: 10}})
+	f.reg.Add(mint.Mint{TokenID: "earlier", KeyID: "k1", At: vnow.Add(-time.Hour)})
+	for _, c := range []struct {
+		id, ip string
+		want   mint.Verdict
+	}{
+		{"new-1", "198.51.100.1", mint.Graced},
+		{"new-2", "198.51.100.1", mint.NeverMinted},
+		{"new-3", "198.51.100.2", mint.Graced},
+	} {
+		if a := f.verify(t, api.VerifyRequest{TokenID: c.id, KeyID: "k1", IssuedAt: vnow, SourceIP: c.ip}); a.Verdict != c.want {
+			t.Errorf("%s from %s: %+v, want %s", c.id, c.ip, a, c.want)
 		}
 	}
 }

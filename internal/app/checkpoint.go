@@ -51,16 +51,27 @@ func restoreMints(ctx context.Context, st *store.Store, log *slog.Logger, mark u
 // sweepEvery is how often the mint registry evicts expired tokens.
 const sweepEvery = time.Minute
 
-// sweepMints evicts expired tokens from reg every sweepEvery until ctx
-// ends. The registry is judged on the wall clock: gateways ask now.
+// sweepMints evicts expired tokens from reg every sweepEvery and ends
+// the grace of graced tokens every second (mint.Registry.Recheck),
+// logging those never minted, until ctx ends. The registry is judged on
+// the wall clock: gateways ask now.
 func sweepMints(ctx context.Context, reg *mint.Registry, log *slog.Logger) {
-	t := time.NewTicker(sweepEvery)
+	t := time.NewTicker(time.Second)
 	defer t.Stop()
+	last := time.Now()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case now := <-t.C:
+			for _, g := range reg.Recheck(now) {
+				log.Warn("mint registry: a graced token was never minted; its uses are judged by token_provenance from the gateway's access log",
+					"token", g.TokenID, "key", g.KeyID, "source", g.Source, "issued_at", g.IssuedAt, "graced_at", g.GracedAt)
+			}
+			if now.Sub(last) < sweepEvery {
+				continue
+			}
+			last = now
 			if n := reg.Sweep(now); n > 0 {
 				log.Debug("mint registry: evicted expired tokens", "evicted", n, "live", reg.Len())
 			}

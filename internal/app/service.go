@@ -236,7 +236,9 @@ func Build(ctx context.Context, opts BuildOptions) (_ *Service, err error) {
 	}
 	if live && cfg.Verify.Enabled && !cfg.Kafka.Enabled() {
 		tp := cfg.Detectors.TokenProvenance
-		s.Mints = mint.New(mint.Options{MaxLifetime: tp.MaxLifetime.D(), ClockSkew: tp.ClockSkew.D()})
+		v := cfg.Verify
+		s.Mints = mint.New(mint.Options{MaxLifetime: tp.MaxLifetime.D(), ClockSkew: tp.ClockSkew.D(),
+			Grace: mint.Grace{Skew: v.GraceSkew.D(), PerSource: v.GracePerSource, PerKey: v.GracePerKey}})
 		if s.Restore != nil {
 			restoreMints(ctx, st, log, s.Restore.Mark, s.Mints)
 		}

@@ -84,6 +84,13 @@ type Verify struct {
 	// check routes; beyond them a check is answered 429.
 	Rate  float64 `yaml:"rate"`
 	Burst int     `yaml:"burst"`
+	// GraceSkew allows an unknown token claiming an issue time within it
+	// of now (its mint may be in flight), at most GracePerSource tokens
+	// per key and source and GracePerKey per key in any GraceSkew; each
+	// is re-checked when its grace ends (0: no grace).
+	GraceSkew      Duration `yaml:"grace_skew"`
+	GracePerSource int      `yaml:"grace_per_source"`
+	GracePerKey    int      `yaml:"grace_per_key"`
 }
 
 // Kafka configures cluster mode (internal/kafka).
@@ -678,7 +685,7 @@ func Default() Config {
 			CheckpointEvery: Duration(5 * time.Minute),
 		},
 		Kafka:  Kafka{Group: "haechi", CheckpointEvery: 10000},
-		Verify: Verify{Enabled: true, Rate: 100_000, Burst: 10_000},
+		Verify: Verify{Enabled: true, Rate: 100_000, Burst: 10_000, GracePerSource: 2, GracePerKey: 100},
 		Ingest: Ingest{
 			MaxBodyBytes:       16 << 20,
 			MaxLineBytes:       1 << 20,

@@ -53,6 +53,9 @@ type Options struct {
 	// ClockSkew is the tolerance between the issuers', gateways' and
 	// haechi's clocks (0 → 2m).
 	ClockSkew time.Duration
+	// Grace configures the allowance for very new unknown tokens (zero:
+	// none).
+	Grace Grace
 }
 
 // Mint is one minted token, as an issuer registers it.
@@ -94,6 +97,8 @@ type Registry struct {
 	stripes [nStripes]stripe
 	live    atomic.Int64
 
+	graced graceState
+
 	kmu   sync.RWMutex
 	keys  []keyInfo // index 0 unused: "no key"
 	kidx  map[string]uint16
@@ -121,7 +126,9 @@ func New(opts Options) *Registry {
 	if opts.ClockSkew <= 0 {
 		opts.ClockSkew = 2 * time.Minute
 	}
+	opts.Grace.defaults()
 	r := &Registry{opts: opts, keys: make([]keyInfo, 1), kidx: map[string]uint16{}}
+	r.graced.buckets, r.graced.tokens = map[string]*bucket{}, map[uint64]int{}
 	return r
 }
 

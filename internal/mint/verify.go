@@ -29,6 +29,10 @@ const (
 	// Hijacked: minted for one client, presented by another: both the
 	// country and the user agent family differ from the mint's.
 	Hijacked Verdict = "hijacked"
+	// Graced: not registered, but issued so recently that its mint may
+	// still be in flight; allowed within the per-key and per-source
+	// allowance and re-checked when the grace ends (Grace).
+	Graced Verdict = "grace"
 	// Uncovered: not registered, but it may have been minted before the
 	// registry's coverage began (it claims no issue time or one before
 	// it, and coverage began less than MaxLifetime ago), or nothing has
@@ -39,7 +43,7 @@ const (
 )
 
 // Allowed reports whether a gateway should let the request through.
-func (v Verdict) Allowed() bool { return v == Known || v == Uncovered }
+func (v Verdict) Allowed() bool { return v == Known || v == Uncovered || v == Graced }
 
 // Query is what a gateway knows of a request's token.
 type Query struct {
@@ -48,6 +52,8 @@ type Query struct {
 	IssuedAt time.Time // the token's claim; zero when it has none
 	// Context, all optional: the client presenting the token, already
 	// located (the caller resolves the address to a country when it can).
+	// Source is its address as text: the grace's allowance is per source.
+	Source    string
 	Country   string
 	UserAgent string
 	// Now is the time of the check (the gateway's clock or the server's).
@@ -102,6 +108,11 @@ func (r *Registry) Verify(q Query) Answer {
 				why = fmt.Sprintf("the registry's coverage began at %s, less than the maximum token lifetime ago, and the token claims no later issuance", stamp(since))
 			}
 			return Answer{Verdict: Uncovered, Allow: true, Reasons: []string{why + ": its absence proves nothing"}}
+		}
+		if ok, why := r.grace(q, h); ok {
+			return Answer{Verdict: Graced, Allow: true, Reasons: []string{"no live mint of this token id is registered yet", why}}
+		} else if why != "" {
+			return Answer{Verdict: NeverMinted, Reasons: []string{"no live mint of this token id is registered", why}}
 		}
 		return Answer{Verdict: NeverMinted, Reasons: []string{"no live mint of this token id is registered"}}
 	}
