@@ -19,6 +19,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"google.golang.org/grpc"
 
 	"github.com/haechi-sec/haechi/internal/alert"
 	"github.com/haechi-sec/haechi/internal/api"
@@ -29,6 +30,7 @@ import (
 	"github.com/haechi-sec/haechi/internal/engine"
 	"github.com/haechi-sec/haechi/internal/enrich"
 	"github.com/haechi-sec/haechi/internal/event"
+	"github.com/haechi-sec/haechi/internal/extauthz"
 	"github.com/haechi-sec/haechi/internal/ingest"
 	"github.com/haechi-sec/haechi/internal/input"
 	"github.com/haechi-sec/haechi/internal/kafka"
@@ -150,6 +152,10 @@ func Serve(ctx context.Context, opts ServeOptions) (err error) {
 
 	srv, httpDone, err := s.serveHTTP()
 	if err != nil {
+		return err
+	}
+	if err := s.serveExtAuthz(); err != nil {
+		_ = srv.Close()
 		return err
 	}
 
@@ -565,4 +571,35 @@ func newClusterWorker(cfg config.Config, canaryIDs []string, st *store.Store, su
 	}
 	log.Info("cluster mode", "brokers", k.Brokers, "topic", k.Topic, "group", k.Group, "store", st.Backend())
 	return w, h, nil
+}
+
+// serveExtAuthz serves the Envoy ext_authz gRPC service on
+// verify.grpc_listen, when set and the mint registry exists.
+func (s *server) serveExtAuthz() error {
+	addr := s.cfg.Verify.GRPCListen
+	if addr == "" || s.svc.Mints == nil {
+		return nil
+	}
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("verify.grpc_listen: %w", err)
+	}
+	g := grpc.NewServer()
+	eo := extauthz.Options{Registry: s.svc.Mints, Rate: s.cfg.Verify.Rate, Burst: s.cfg.Verify.Burst}
+	if s.p != nil {
+		eo.Locate = s.p.Locate
+	}
+	extauthz.New(eo).Register(g)
+	s.log.Info("envoy ext_authz: serving envoy.service.auth.v3.Authorization", "addr", l.Addr().String())
+	s.svc.Add("ext_authz", func(context.Context) error { return g.Serve(l) }, func(ctx context.Context) error {
+		done := make(chan struct{})
+		go func() { g.GracefulStop(); close(done) }()
+		select {
+		case <-done:
+		case <-ctx.Done():
+			g.Stop()
+		}
+		return nil
+	})
+	return nil
 }

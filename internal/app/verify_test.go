@@ -73,6 +73,7 @@ func TestServeMintRegistryRestart(t *testing.T) {
 	cfg := config.Default()
 	cfg.DataDir = t.TempDir()
 	cfg.Listen = "127.0.0.1:0"
+	cfg.Verify.GRPCListen = "127.0.0.1:0" // started and stopped with serve
 	now := time.Now().UTC().Truncate(time.Second)
 	check := func(base string) {
 		if v := verdict(t, base, api.VerifyRequest{TokenID: "tok-a", KeyID: "k1", IssuedAt: now}); v != mint.Known {

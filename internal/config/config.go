@@ -91,6 +91,10 @@ type Verify struct {
 	GraceSkew      Duration `yaml:"grace_skew"`
 	GracePerSource int      `yaml:"grace_per_source"`
 	GracePerKey    int      `yaml:"grace_per_key"`
+	// GRPCListen, host:port, serves the Envoy ext_authz gRPC service
+	// (plaintext, unauthenticated: loopback or a trusted mesh only);
+	// empty: not served.
+	GRPCListen string `yaml:"grpc_listen"`
 }
 
 // Kafka configures cluster mode (internal/kafka).
