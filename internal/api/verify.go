@@ -43,6 +43,9 @@ type VerifyOptions struct {
 	Locate func(netip.Addr) string
 	// MaxMints bounds one POST /v1/tokens/minted batch (0 → 10,000).
 	MaxMints int
+	// OnRefuse, if set, is told of every refused check (not of requests
+	// without a token); it must not block.
+	OnRefuse func(q mint.Query, a mint.Answer)
 }
 
 // registerVerify mounts the mint registry's routes when configured.
@@ -315,7 +318,11 @@ func (s *Server) handleVerify(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	writeJSON(w, http.StatusOK, s.opts.Verify.Registry.Verify(mq))
+	a := s.opts.Verify.Registry.Verify(mq)
+	if !a.Allow && s.opts.Verify.OnRefuse != nil {
+		s.opts.Verify.OnRefuse(mq, a)
+	}
+	writeJSON(w, http.StatusOK, a)
 }
 
 func (s *Server) query(q VerifyRequest) (mint.Query, error) {
@@ -385,6 +392,9 @@ func (s *Server) handleAuthRequest(w http.ResponseWriter, r *http.Request) {
 	if a.Allow {
 		w.WriteHeader(http.StatusNoContent)
 		return
+	}
+	if s.opts.Verify.OnRefuse != nil {
+		s.opts.Verify.OnRefuse(mq, a)
 	}
 	w.WriteHeader(http.StatusForbidden)
 }

@@ -193,7 +193,10 @@ func jwt(hdr, payload string) string {
 }
 
 func TestAuthRequest(t *testing.T) {
-	f := newVerifyFixture(t, api.VerifyOptions{}, nil)
+	var refused []string
+	f := newVerifyFixture(t, api.VerifyOptions{OnRefuse: func(q mint.Query, a mint.Answer) {
+		refused = append(refused, q.TokenID+":"+string(a.Verdict))
+	}}, nil)
 	f.reg.Observe(&event.Event{Time: vnow.Add(-time.Hour), Dataset: event.DatasetKeys, Key: event.Key{ID: "k1"}})
 	f.reg.Add(mint.Mint{TokenID: "tok-a", KeyID: "k1", At: vnow.Add(-time.Hour)})
 	for _, c := range []struct {
@@ -215,6 +218,10 @@ func TestAuthRequest(t *testing.T) {
 		if code != c.code || h.Get(api.HeaderVerdict) != c.verdict {
 			t.Errorf("%s: %d %s (%s), want %d %s", c.name, code, h.Get(api.HeaderVerdict), b, c.code, c.verdict)
 		}
+	}
+	// Every 403 was reported, nothing else.
+	if want := []string{"tok-f:never_minted", "tok-a:unknown_key", "tok-z:never_minted"}; strings.Join(refused, " ") != strings.Join(want, " ") {
+		t.Errorf("refusals reported %v, want %v", refused, want)
 	}
 }
 

@@ -150,6 +150,14 @@ func Serve(ctx context.Context, opts ServeOptions) (err error) {
 	defer stopReload()
 	go reloader.Run(reloadCtx, hup, 5*time.Second)
 
+	if s.svc.Mints != nil && s.p != nil {
+		s.refused = newRefusals(func(ctx context.Context, evs []event.Event) error {
+			return s.p.SubmitFrom(ctx, "verify", time.Now(), evs)
+		}, s.svc.Store.AppendAudit, log)
+		// Added before the HTTP server stops (stops run in reverse), so
+		// the last refusals are flushed while the pipeline still runs.
+		s.svc.Add("inline check refusals", func(ctx context.Context) error { s.refused.Run(ctx); return nil }, nil)
+	}
 	srv, httpDone, err := s.serveHTTP()
 	if err != nil {
 		return err
@@ -216,6 +224,9 @@ type server struct {
 	formats *input.Inputs
 	durable atomic.Uint64 // the ledger's last stored mark (spool offset)
 	inputs  atomic.Uint32
+	// refused turns the inline check's refusals into events and audit
+	// entries (nil without a registry or a pipeline).
+	refused *refusals
 }
 
 // accessControl sets up tokens and sessions (not under --insecure-no-auth),
@@ -419,6 +430,9 @@ func (s *server) serveHTTP() (srv *http.Server, httpDone chan error, err error) 
 		if s.p != nil {
 			apiOpts.Verify.Locate = s.p.Locate
 		}
+		if s.refused != nil {
+			apiOpts.Verify.OnRefuse = s.refused.Record
+		}
 	}
 	if s.ing != nil {
 		apiOpts.Spool = s.ing.Append
@@ -588,6 +602,9 @@ func (s *server) serveExtAuthz() error {
 	eo := extauthz.Options{Registry: s.svc.Mints, Rate: s.cfg.Verify.Rate, Burst: s.cfg.Verify.Burst}
 	if s.p != nil {
 		eo.Locate = s.p.Locate
+	}
+	if s.refused != nil {
+		eo.OnRefuse = s.refused.Record
 	}
 	extauthz.New(eo).Register(g)
 	s.log.Info("envoy ext_authz: serving envoy.service.auth.v3.Authorization", "addr", l.Addr().String())

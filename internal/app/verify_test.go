@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -94,6 +95,20 @@ func TestServeMintRegistryRestart(t *testing.T) {
 	st, err := store.Open(context.Background(), cfg.DataDir, store.Options{})
 	if err != nil {
 		t.Fatal(err)
+	}
+	// The forged token's refusal was audited (folded).
+	log, err := st.AuditLog(context.Background(), 0, 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	refusedAudited := false
+	for _, r := range log {
+		if r.Kind == "verify_refused" && strings.Contains(string(r.Detail), "tok-forged") {
+			refusedAudited = true
+		}
+	}
+	if !refusedAudited {
+		t.Error("the refusal was not audited")
 	}
 	det, ok1, err1 := st.LoadCheckpoint(context.Background(), "detectors")
 	reg, ok2, err2 := st.LoadCheckpoint(context.Background(), "mint_registry")

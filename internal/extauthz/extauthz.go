@@ -55,6 +55,9 @@ type Options struct {
 	Locate func(netip.Addr) string
 	// Now is the clock (nil → time.Now).
 	Now func() time.Time
+	// OnRefuse, if set, is told of every refused check (not of requests
+	// without a token); it must not block.
+	OnRefuse func(q mint.Query, a mint.Answer)
 }
 
 // Server implements authv3.AuthorizationServer.
@@ -113,6 +116,9 @@ func (s *Server) Check(_ context.Context, req *authv3.CheckRequest) (*authv3.Che
 	if a.Allow {
 		return &authv3.CheckResponse{Status: &rpcstatus.Status{Code: int32(codes.OK)},
 			HttpResponse: &authv3.CheckResponse_OkResponse{OkResponse: &authv3.OkHttpResponse{}}}, nil
+	}
+	if s.opts.OnRefuse != nil {
+		s.opts.OnRefuse(q, a)
 	}
 	return denied(codes.PermissionDenied, typev3.StatusCode_Forbidden, string(a.Verdict)), nil
 }

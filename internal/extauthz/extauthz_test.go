@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
@@ -60,7 +61,10 @@ func TestCheck(t *testing.T) {
 	reg.Observe(&event.Event{Time: now.Add(-time.Hour), Dataset: event.DatasetKeys, Key: event.Key{ID: "k1"}})
 	reg.Add(mint.Mint{TokenID: "tok-a", KeyID: "k1", At: now.Add(-time.Hour), Country: "KR",
 		UserAgent: "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.5 Mobile/15E148 Safari/604.1"})
-	client := serve(t, extauthz.Options{Registry: reg, Locate: func(ip netip.Addr) string {
+	var refused []string
+	client := serve(t, extauthz.Options{Registry: reg, OnRefuse: func(q mint.Query, a mint.Answer) {
+		refused = append(refused, q.TokenID+":"+string(a.Verdict)+"@"+q.Source)
+	}, Locate: func(ip netip.Addr) string {
 		if ip.String() == "198.51.100.9" {
 			return "NL"
 		}
@@ -106,6 +110,9 @@ func TestCheck(t *testing.T) {
 				t.Errorf("verdict header %q, want %q", verdict, c.verdict)
 			}
 		})
+	}
+	if want := "tok-forged:never_minted@203.0.113.7 tok-a:unknown_key@203.0.113.7 tok-a:hijacked@198.51.100.9"; strings.Join(refused, " ") != want {
+		t.Errorf("refusals reported %v, want %s", refused, want)
 	}
 }
 
