@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/haechi-sec/haechi/internal/detect/tokenuse"
 	"github.com/haechi-sec/haechi/internal/event"
 	"github.com/haechi-sec/haechi/internal/mint"
 )
@@ -95,7 +96,7 @@ func (r *refusals) Run(ctx context.Context) {
 
 // refusalEvent is the event of one refusal.
 func refusalEvent(x refusal) event.Event {
-	ev := event.Event{Time: x.q.Now, Dataset: event.DatasetGateway, Action: "verify." + string(x.v), Outcome: event.OutcomeFailure,
+	ev := event.Event{Time: x.q.Now, Dataset: event.DatasetGateway, Action: tokenuse.RefusedPrefix + string(x.v), Outcome: event.OutcomeFailure,
 		Token:     event.Token{ID: x.q.TokenID, KeyID: x.q.KeyID, IssuedAt: x.q.IssuedAt},
 		UserAgent: x.q.UserAgent}
 	ev.HTTP.StatusCode = 403
