@@ -114,8 +114,9 @@ http {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+	method := http.MethodGet
 	get := func(auth string) int {
-		req, _ := http.NewRequest(http.MethodGet, base+"/v1/me", nil)
+		req, _ := http.NewRequest(method, base+"/v1/me", nil)
 		if auth != "" {
 			req.Header.Set("Authorization", auth)
 		}
@@ -136,6 +137,12 @@ http {
 	}
 	if code := get(""); code != http.StatusUnauthorized {
 		t.Errorf("no token: %d, want 401", code)
+	}
+	// A client's POST is checked too (the auth subrequest reaches the GET
+	// route).
+	method = http.MethodPost
+	if code := get(forged); code != http.StatusForbidden {
+		t.Errorf("forged token, POST: %d, want 403", code)
 	}
 	if len(reached) != 1 || reached[0] != minted {
 		t.Errorf("the upstream saw %d requests (%v), want only the minted token's", len(reached), reached)
