@@ -293,17 +293,6 @@ func (r *Registry) Since() time.Time {
 	return r.since
 }
 
-// SetSince declares the registry's coverage to start at t (when haechi
-// began receiving the issuers' mints, e.g. from configuration), if t is
-// earlier than what it knows.
-func (r *Registry) SetSince(t time.Time) {
-	r.kmu.Lock()
-	defer r.kmu.Unlock()
-	if !t.IsZero() && (r.since.IsZero() || t.Before(r.since)) {
-		r.since = t
-	}
-}
-
 func nonzero(h uint64) uint64 {
 	if h == 0 {
 		return 1
