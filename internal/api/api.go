@@ -26,6 +26,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/time/rate"
 
 	"github.com/haechi-sec/haechi/internal/auth"
 	"github.com/haechi-sec/haechi/internal/decode"
@@ -146,6 +147,10 @@ type Options struct {
 	// the role it needs (see Routes). nil serves everything to anyone —
 	// only for tests and --insecure-no-auth on loopback.
 	Auth *auth.Authenticator
+	// Verify configures the mint registry's routes: POST
+	// /v1/tokens/minted, POST /v1/verify and GET /v1/verify/auth-request
+	// (Verify.Registry nil → not served; docs/verify.md).
+	Verify VerifyOptions
 	// Audit, when set, records reads of the access ledger and exports of
 	// record ids with the caller (store.AppendAudit).
 	Audit func(ctx context.Context, t time.Time, kind, actionID string, detail any) error
@@ -169,6 +174,8 @@ type Server struct {
 	// duration: request latency per route (the registered pattern) and
 	// status code.
 	duration *prometheus.HistogramVec
+	// verifyLimit limits the check routes (registerVerify).
+	verifyLimit *rate.Limiter
 }
 
 // maxErrors is how many line errors an ingest answer lists.
@@ -232,6 +239,7 @@ func New(opts Options) *Server {
 	s.registerTriage()
 	s.registerFindings()
 	s.registerIncidents()
+	s.registerVerify()
 	s.handleFunc("GET /healthz", auth.NeedPublic, func(w http.ResponseWriter, r *http.Request) {
 		if opts.Health != nil {
 			if err := opts.Health(); err != nil {

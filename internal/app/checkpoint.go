@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/haechi-sec/haechi/internal/config"
+	"github.com/haechi-sec/haechi/internal/mint"
 	"github.com/haechi-sec/haechi/internal/snap"
 	"github.com/haechi-sec/haechi/internal/store"
 )
@@ -18,6 +19,65 @@ import (
 const checkpointName = "detectors"
 
 const checkpointVersion = 1
+
+// mintCheckpointName is the store row of the mint registry's snapshot,
+// saved with the detectors' checkpoint at the same mark.
+const mintCheckpointName = "mint_registry"
+
+// restoreMints restores reg from its stored snapshot when that was taken
+// at mark, the detectors' checkpoint's (the spool then replays the mints
+// after it). Otherwise the registry starts empty and the replay refills
+// what the spool retains; Verify answers uncovered for tokens it cannot
+// know about (mint.Uncovered).
+func restoreMints(ctx context.Context, st *store.Store, log *slog.Logger, mark uint64, reg *mint.Registry) {
+	sc, ok, err := st.LoadCheckpoint(ctx, mintCheckpointName)
+	switch {
+	case err != nil:
+		log.Error("mint registry: cannot read its checkpoint; starting empty", "err", err)
+		return
+	case !ok:
+		return
+	case sc.Mark != mark:
+		log.Warn("mint registry: its checkpoint is not the detectors'; starting empty", "mark", sc.Mark, "detectors_mark", mark)
+		return
+	}
+	if err := reg.Restore(sc.Data); err != nil {
+		log.Error("mint registry: damaged checkpoint; starting empty", "err", err)
+		return
+	}
+	log.Info("mint registry: restored", "tokens", reg.Len(), "mark", mark)
+}
+
+// sweepEvery is how often the mint registry evicts expired tokens.
+const sweepEvery = time.Minute
+
+// sweepMints evicts expired tokens from reg every sweepEvery and ends
+// the grace of graced tokens every second (mint.Registry.Recheck),
+// logging those never minted, until ctx ends. The registry is judged on
+// the wall clock: gateways ask now.
+func sweepMints(ctx context.Context, reg *mint.Registry, log *slog.Logger) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	last := time.Now()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			for _, g := range reg.Recheck(now) {
+				log.Warn("mint registry: a graced token was never minted; its uses are judged by token_provenance from the gateway's access log",
+					"token", g.TokenID, "key", g.KeyID, "source", g.Source, "issued_at", g.IssuedAt, "graced_at", g.GracedAt)
+			}
+			if now.Sub(last) < sweepEvery {
+				continue
+			}
+			last = now
+			if n := reg.Sweep(now); n > 0 {
+				log.Debug("mint registry: evicted expired tokens", "evicted", n, "live", reg.Len())
+			}
+		}
+	}
+}
 
 // EncodeCheckpoint encodes the per-shard snapshots of c (its Mark and
 // Shards travel in the store row).
@@ -164,6 +224,15 @@ func (s *checkpointSaver) save(c Checkpoint) {
 	if s.durable != nil {
 		if err := s.durable(ctx); err != nil {
 			s.log.Error("checkpoint: the alerts before it are not stored; not saving it, the next one will be tried", "mark", c.Mark, "err", err)
+			return
+		}
+	}
+	if c.Mints != nil {
+		// Before the detectors' row: a crash between the two leaves a
+		// registry snapshot newer than the detectors' mark, which
+		// restoreMints ignores (the replay from the older mark rebuilds it).
+		if err := s.st.SaveCheckpoint(ctx, store.StateCheckpoint{Name: mintCheckpointName, Mark: c.Mark, Shards: 1, Data: c.Mints, SavedAt: time.Now()}); err != nil {
+			s.log.Error("checkpoint: cannot store the mint registry; the next one will be tried", "mark", c.Mark, "err", err)
 			return
 		}
 	}

@@ -44,6 +44,7 @@ import (
 	"github.com/haechi-sec/haechi/internal/enrich"
 	"github.com/haechi-sec/haechi/internal/event"
 	"github.com/haechi-sec/haechi/internal/ledger"
+	"github.com/haechi-sec/haechi/internal/mint"
 	"github.com/haechi-sec/haechi/internal/rules"
 )
 
@@ -81,7 +82,11 @@ type PipelineOptions struct {
 	// answers to Engine.Checkpoint, on the pipeline's output goroutine; it
 	// must hand slow work off.
 	OnCheckpoint func(Checkpoint)
-	Clock        clock.Clock
+	// Mints, if set, is the mint registry: it observes every admitted
+	// batch (after enrichment, in admission order) and its snapshot
+	// travels with each checkpoint (Checkpoint.Mints).
+	Mints *mint.Registry
+	Clock clock.Clock
 	// Logger (nil → discard) and Registerer (nil → no metrics).
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer
@@ -105,6 +110,11 @@ type Pipeline struct {
 	onCheckpoint func(Checkpoint)
 	pending      *Checkpoint // being assembled from the shards' outputs
 	answered     int         // shards that have answered pending
+
+	mints *mint.Registry
+	// mintSnaps holds the registry's snapshot taken at each mark asked for
+	// (Checkpoint) until collect attaches it; guarded by mu.
+	mintSnaps map[uint64][]byte
 }
 
 // Checkpoint is the learnt state of the detectors that implement
@@ -117,6 +127,9 @@ type Checkpoint struct {
 	// Alerts is the alert stage's state at the same point: open alerts
 	// and every entity's risk (alert.Stage.Snapshot).
 	Alerts []byte
+	// Mints is the mint registry's snapshot at the same point (nil: no
+	// registry); stored in its own row (mint.Registry.Snapshot).
+	Mints []byte
 }
 
 // Size is the checkpoint's size in bytes.
@@ -161,6 +174,14 @@ func (p *Pipeline) collect(out engine.Output) {
 		return
 	}
 	p.pending.Alerts = b
+	p.mu.Lock()
+	p.pending.Mints = p.mintSnaps[p.pending.Mark]
+	for m := range p.mintSnaps {
+		if m <= p.pending.Mark {
+			delete(p.mintSnaps, m)
+		}
+	}
+	p.mu.Unlock()
 	cp := *p.pending
 	p.pending = nil
 	if p.onCheckpoint != nil {
@@ -388,6 +409,7 @@ func NewPipeline(opts PipelineOptions) (*Pipeline, error) {
 		}
 	}
 	p.onCheckpoint = opts.OnCheckpoint
+	p.mints, p.mintSnaps = opts.Mints, map[uint64][]byte{}
 	eng, err := engine.New(engine.Options{
 		Restore: restore,
 		Release: func(evs []event.Event) {
@@ -518,6 +540,9 @@ func (p *Pipeline) Submit(ctx context.Context, evs []event.Event) error {
 // arrival clock); see engine.Batch.
 func (p *Pipeline) SubmitFrom(ctx context.Context, origin string, arrived time.Time, evs []event.Event) error {
 	p.geo.EnrichBatch(evs)
+	if p.mints != nil {
+		p.mints.ObserveBatch(evs)
+	}
 	return p.Engine.Submit(ctx, engine.Batch{Events: evs, Received: time.Now(), Origin: origin, Arrived: arrived})
 }
 
@@ -533,8 +558,26 @@ func (p *Pipeline) Mark(ctx context.Context, m uint64) error { return p.Engine.M
 
 // Checkpoint asks the engine for a checkpoint at the mark m
 // (engine.Engine.Checkpoint).
+//
+// With a mint registry, its snapshot is taken now: every batch before the
+// mark has been observed and none after it (the durable consumer submits
+// and asks from one goroutine); mints the API registered directly may be
+// in it too, which a replay adds again harmlessly.
 func (p *Pipeline) Checkpoint(ctx context.Context, m uint64) error {
+	if p.mints != nil {
+		b := p.mints.Snapshot()
+		p.mu.Lock()
+		p.mintSnaps[m] = b
+		p.mu.Unlock()
+	}
 	return p.Engine.Checkpoint(ctx, m)
+}
+
+// Locate returns the country the GeoIP databases give ip ("" unknown).
+func (p *Pipeline) Locate(ip netip.Addr) string {
+	ev := event.Event{Source: event.Source{IP: ip}}
+	p.geo.Enrich(&ev)
+	return ev.Source.Country
 }
 
 // TrySubmit enriches a batch of the named origin, which arrived now, and
@@ -542,6 +585,11 @@ func (p *Pipeline) Checkpoint(ctx context.Context, m uint64) error {
 // caller keeps the batch).
 func (p *Pipeline) TrySubmit(origin string, evs []event.Event) error {
 	p.geo.EnrichBatch(evs)
+	if p.mints != nil {
+		// Observed even when the engine then refuses the batch: the
+		// caller retries it, and observing is idempotent.
+		p.mints.ObserveBatch(evs)
+	}
 	now := time.Now()
 	return p.Engine.TrySubmit(engine.Batch{Events: evs, Received: now, Origin: origin, Arrived: now})
 }

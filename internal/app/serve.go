@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"google.golang.org/grpc"
 
 	"github.com/haechi-sec/haechi/internal/alert"
 	"github.com/haechi-sec/haechi/internal/api"
@@ -30,6 +31,7 @@ import (
 	"github.com/haechi-sec/haechi/internal/engine"
 	"github.com/haechi-sec/haechi/internal/enrich"
 	"github.com/haechi-sec/haechi/internal/event"
+	"github.com/haechi-sec/haechi/internal/extauthz"
 	"github.com/haechi-sec/haechi/internal/ingest"
 	"github.com/haechi-sec/haechi/internal/input"
 	"github.com/haechi-sec/haechi/internal/kafka"
@@ -154,6 +156,14 @@ func Serve(ctx context.Context, opts ServeOptions) (err error) {
 	defer stopReload()
 	go reloader.Run(reloadCtx, hup, 5*time.Second)
 
+	if s.svc.Mints != nil && s.p != nil {
+		s.refused = newRefusals(func(ctx context.Context, evs []event.Event) error {
+			return s.p.SubmitFrom(ctx, "verify", time.Now(), evs)
+		}, s.svc.Store.AppendAudit, log)
+		// Added before the HTTP server stops (stops run in reverse), so
+		// the last refusals are flushed while the pipeline still runs.
+		s.svc.Add("inline check refusals", func(ctx context.Context) error { s.refused.Run(ctx); return nil }, nil)
+	}
 	srv, httpDone, err := s.serveHTTP()
 	if err != nil {
 		return err
@@ -163,6 +173,13 @@ func Serve(ctx context.Context, opts ServeOptions) (err error) {
 		shut, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		_ = srv.Shutdown(shut)
 		cancel()
+		return err
+	}
+	if err := s.serveExtAuthz(); err != nil {
+		_ = srv.Close()
+		if metricsSrv != nil {
+			_ = metricsSrv.Close()
+		}
 		return err
 	}
 
@@ -231,6 +248,9 @@ type server struct {
 	formats *input.Inputs
 	durable atomic.Uint64 // the ledger's last stored mark (spool offset)
 	inputs  atomic.Uint32
+	// refused turns the inline check's refusals into events and audit
+	// entries (nil without a registry or a pipeline).
+	refused *refusals
 }
 
 // accessControl sets up tokens and sessions (not under --insecure-no-auth),
@@ -429,6 +449,15 @@ func (s *server) serveHTTP() (srv *http.Server, httpDone chan error, err error) 
 		Auth:                s.authn,
 		Audit:               s.svc.Store.AppendAudit,
 	}
+	if reg := s.svc.Mints; reg != nil {
+		apiOpts.Verify = api.VerifyOptions{Registry: reg, Rate: s.cfg.Verify.Rate, Burst: s.cfg.Verify.Burst}
+		if s.p != nil {
+			apiOpts.Verify.Locate = s.p.Locate
+		}
+		if s.refused != nil {
+			apiOpts.Verify.OnRefuse = s.refused.Record
+		}
+	}
 	if s.ing != nil {
 		apiOpts.Spool = s.ing.Append
 		apiOpts.Health = s.ing.Health
@@ -603,4 +632,38 @@ func newClusterWorker(cfg config.Config, canaryIDs []string, st *store.Store, su
 	}
 	log.Info("cluster mode", "brokers", k.Brokers, "topic", k.Topic, "group", k.Group, "store", st.Backend())
 	return w, h, nil
+}
+
+// serveExtAuthz serves the Envoy ext_authz gRPC service on
+// verify.grpc_listen, when set and the mint registry exists.
+func (s *server) serveExtAuthz() error {
+	addr := s.cfg.Verify.GRPCListen
+	if addr == "" || s.svc.Mints == nil {
+		return nil
+	}
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("verify.grpc_listen: %w", err)
+	}
+	g := grpc.NewServer()
+	eo := extauthz.Options{Registry: s.svc.Mints, Rate: s.cfg.Verify.Rate, Burst: s.cfg.Verify.Burst}
+	if s.p != nil {
+		eo.Locate = s.p.Locate
+	}
+	if s.refused != nil {
+		eo.OnRefuse = s.refused.Record
+	}
+	extauthz.New(eo).Register(g)
+	s.log.Info("envoy ext_authz: serving envoy.service.auth.v3.Authorization", "addr", l.Addr().String())
+	s.svc.Add("ext_authz", func(context.Context) error { return g.Serve(l) }, func(ctx context.Context) error {
+		done := make(chan struct{})
+		go func() { g.GracefulStop(); close(done) }()
+		select {
+		case <-done:
+		case <-ctx.Done():
+			g.Stop()
+		}
+		return nil
+	})
+	return nil
 }

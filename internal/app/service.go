@@ -15,6 +15,7 @@ import (
 	"github.com/haechi-sec/haechi/internal/config"
 	"github.com/haechi-sec/haechi/internal/incident/track"
 	"github.com/haechi-sec/haechi/internal/ledger"
+	"github.com/haechi-sec/haechi/internal/mint"
 	"github.com/haechi-sec/haechi/internal/respond"
 	"github.com/haechi-sec/haechi/internal/store"
 )
@@ -96,6 +97,10 @@ type Service struct {
 	// none, or checkpoints are off).
 	Restore *Checkpoint
 	saver   *checkpointSaver
+	// Mints is the mint registry the pipeline fills and the API's inline
+	// check reads (live, verify.enabled, not cluster mode; nil otherwise).
+	// It is restored with the detectors' checkpoint when one is.
+	Mints *mint.Registry
 
 	log     *slog.Logger
 	parts   []*part
@@ -242,6 +247,16 @@ func Build(ctx context.Context, opts BuildOptions) (_ *Service, err error) {
 		saver := newCheckpointSaver(st, log, opts.Registerer, s.Flush)
 		s.saver = saver
 		s.add(&part{name: "checkpoint saver", run: func(ctx context.Context) error { saver.Run(ctx); return nil }})
+	}
+	if live && cfg.Verify.Enabled && !cfg.Kafka.Enabled() {
+		tp := cfg.Detectors.TokenProvenance
+		v := cfg.Verify
+		s.Mints = mint.New(mint.Options{MaxLifetime: tp.MaxLifetime.D(), ClockSkew: tp.ClockSkew.D(),
+			Grace: mint.Grace{Skew: v.GraceSkew.D(), PerSource: v.GracePerSource, PerKey: v.GracePerKey}})
+		if s.Restore != nil {
+			restoreMints(ctx, st, log, s.Restore.Mark, s.Mints)
+		}
+		s.add(&part{name: "mint registry sweep", run: func(ctx context.Context) error { sweepMints(ctx, s.Mints, log); return nil }})
 	}
 	return s, nil
 }
@@ -455,6 +470,7 @@ func (s *Service) PipelineOptions(canaryIDs []string, extra ...alert.Sink) Pipel
 	if s.saver != nil {
 		po.Restore, po.OnCheckpoint = s.Restore, s.saver.Offer
 	}
+	po.Mints = s.Mints
 	return po
 }
 

@@ -12,7 +12,9 @@
 //     SameSite=Strict, Secure when served over TLS, lifetime SessionTTL).
 //     A bearer header that is present but wrong is refused even when a
 //     valid cookie is also present.
-//   - Roles: ingest may only post events; analyst reads, gives feedback
+//   - Roles: ingest may only post events (and register minted tokens);
+//     verify may only ask the inline token check (docs/verify.md), so a
+//     gateway's credential can neither feed nor read; analyst reads, gives feedback
 //     and approves actions that are not protected; admin may do
 //     everything. A route declares what it needs (Need); Guard answers
 //     401 (with WWW-Authenticate) without valid credentials and 403 when
@@ -62,6 +64,7 @@ type Role string
 // The roles, from least to most privileged.
 const (
 	RoleIngest  Role = "ingest"
+	RoleVerify  Role = "verify"
 	RoleAnalyst Role = "analyst"
 	RoleAdmin   Role = "admin"
 )
@@ -69,10 +72,10 @@ const (
 // ParseRole checks a role name.
 func ParseRole(s string) (Role, error) {
 	switch r := Role(s); r {
-	case RoleIngest, RoleAnalyst, RoleAdmin:
+	case RoleIngest, RoleVerify, RoleAnalyst, RoleAdmin:
 		return r, nil
 	}
-	return "", fmt.Errorf("unknown role %q (want ingest, analyst or admin)", s)
+	return "", fmt.Errorf("unknown role %q (want ingest, verify, analyst or admin)", s)
 }
 
 // Need is what a route requires of its caller.
@@ -90,6 +93,8 @@ const (
 	NeedIngest
 	// NeedAnalyst: reading, feedback, approvals (analyst and admin tokens).
 	NeedAnalyst
+	// NeedVerify: the inline token check (verify and admin tokens).
+	NeedVerify
 )
 
 func (n Need) String() string {
@@ -102,6 +107,8 @@ func (n Need) String() string {
 		return "ingest"
 	case NeedAnalyst:
 		return "analyst"
+	case NeedVerify:
+		return "verify"
 	}
 	return "admin"
 }
@@ -112,7 +119,9 @@ func (r Role) Allows(n Need) bool {
 	case NeedPublic:
 		return true
 	case NeedAny:
-		return r == RoleIngest || r == RoleAnalyst || r == RoleAdmin
+		return r == RoleIngest || r == RoleVerify || r == RoleAnalyst || r == RoleAdmin
+	case NeedVerify:
+		return r == RoleVerify || r == RoleAdmin
 	case NeedIngest:
 		return r == RoleIngest || r == RoleAdmin
 	case NeedAnalyst:

@@ -52,4 +52,7 @@ func TestTokens(t *testing.T) {
 	if _, stdout, _ = run(t, "tokens", "list", "--data-dir", data); !regexp.MustCompile(id + `.*\d{4}-\d\d-\d\d \d\d:\d\d\s*$`).MatchString(strings.TrimSpace(stdout)) {
 		t.Errorf("list does not show the revocation:\n%s", stdout)
 	}
+	if code, stdout, stderr = run(t, "tokens", "create", "--data-dir", data, "--role", "verify", "--name", "edge gateway"); code != 0 || !auth.WellFormed(strings.TrimSpace(stdout)) {
+		t.Errorf("create --role verify: exit %d\n%s", code, stderr)
+	}
 }

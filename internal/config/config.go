@@ -78,6 +78,28 @@ type Config struct {
 	// consuming a Kafka topic instead of the HTTP ingest pipeline
 	// (docs/scale-out.md).
 	Kafka Kafka `yaml:"kafka"`
+	// Verify configures the inline token check (docs/verify.md).
+	Verify Verify `yaml:"verify"`
+}
+
+// Verify configures the mint registry and the inline check's routes.
+type Verify struct {
+	Enabled bool `yaml:"enabled"`
+	// Rate (checks per second, over all callers) and Burst limit the
+	// check routes; beyond them a check is answered 429.
+	Rate  float64 `yaml:"rate"`
+	Burst int     `yaml:"burst"`
+	// GraceSkew allows an unknown token claiming an issue time within it
+	// of now (its mint may be in flight), at most GracePerSource tokens
+	// per key and source and GracePerKey per key in any GraceSkew; each
+	// is re-checked when its grace ends (0: no grace).
+	GraceSkew      Duration `yaml:"grace_skew"`
+	GracePerSource int      `yaml:"grace_per_source"`
+	GracePerKey    int      `yaml:"grace_per_key"`
+	// GRPCListen, host:port, serves the Envoy ext_authz gRPC service
+	// (plaintext, unauthenticated: loopback or a trusted mesh only);
+	// empty: not served.
+	GRPCListen string `yaml:"grpc_listen"`
 }
 
 // Kafka configures cluster mode (internal/kafka).
@@ -671,7 +693,8 @@ func Default() Config {
 			MaxOriginLag:    Duration(time.Hour),
 			CheckpointEvery: Duration(5 * time.Minute),
 		},
-		Kafka: Kafka{Group: "haechi", CheckpointEvery: 10000},
+		Kafka:  Kafka{Group: "haechi", CheckpointEvery: 10000},
+		Verify: Verify{Enabled: true, Rate: 100_000, Burst: 10_000, GracePerSource: 2, GracePerKey: 100},
 		Ingest: Ingest{
 			MaxBodyBytes:       16 << 20,
 			MaxLineBytes:       1 << 20,

@@ -168,6 +168,21 @@ func (c *Config) checkIntake(add addFunc) {
 		}
 	}
 	c.Ingest.check(under(add, "ingest."))
+	if c.Verify.Rate <= 0 {
+		add("verify.rate", "must be positive, got %v", c.Verify.Rate)
+	}
+	if c.Verify.Burst <= 0 {
+		add("verify.burst", "must be positive, got %d", c.Verify.Burst)
+	}
+	if c.Verify.GraceSkew < 0 {
+		add("verify.grace_skew", "must not be negative, got %s", c.Verify.GraceSkew)
+	}
+	if c.Verify.GracePerSource <= 0 {
+		add("verify.grace_per_source", "must be positive, got %d", c.Verify.GracePerSource)
+	}
+	if c.Verify.GracePerKey <= 0 {
+		add("verify.grace_per_key", "must be positive, got %d", c.Verify.GracePerKey)
+	}
 }
 
 func (in Ingest) check(add addFunc) {

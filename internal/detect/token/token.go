@@ -148,7 +148,11 @@
 // # What it cannot see
 //
 // Uses the gateway rejected (event.outcome failure) are not access and are
-// ignored, as are failed issuances: a client retrying with an expired token
+// ignored — except requests haechi's inline check refused
+// (tokenuse.Refused: action verify.<verdict>), which are judged as uses, so
+// a forged token refused at its first request is still reported and its
+// key revoked (the explanation says it was refused) — as are failed
+// issuances: a client retrying with an expired token
 // and getting a 401 is routine. Tokens without token.id are invisible. A key
 // un-retired by a later inventory event stays retired. A retirement learned
 // after mints it post-dates (retired_at back-dated behind mints already
@@ -265,9 +269,18 @@ func New(opts Options) *Detector {
 func (d *Detector) Name() string { return Name }
 
 // Key implements engine.Detector: successful mints and accepted gateway
-// uses that carry token.id key on the token (tokenuse.Key). It does not
+// uses that carry token.id key on the token (tokenuse.Key), and so do
+// requests the inline check refused (tokenuse.Refused). It does not
 // allocate.
-func (d *Detector) Key(ev *event.Event) (event.EntityKey, bool) { return tokenuse.Key(ev) }
+func (d *Detector) Key(ev *event.Event) (event.EntityKey, bool) {
+	if k, ok := tokenuse.Key(ev); ok {
+		return k, true
+	}
+	if tokenuse.Refused(ev) {
+		return event.EntityKey{Kind: event.EntityToken, ID: ev.Token.ID}, true
+	}
+	return event.EntityKey{}, false
+}
 
 // Broadcast implements engine.Broadcaster: key inventory events go to every
 // shard.
@@ -320,7 +333,10 @@ type pendingUse struct {
 	ref       string
 	loc       loc
 	fired     uint8
-	pos       [2]int // in shard.queue (byDue) and shard.deadlines (byDeadline)
+	// refused: every use so far was refused at the gateway by the inline
+	// check (tokenuse.Refused), so none was served.
+	refused bool
+	pos     [2]int // in shard.queue (byDue) and shard.deadlines (byDeadline)
 }
 
 // flagEntry remembers a token already reported never minted, and enough of
@@ -593,6 +609,7 @@ func (s *shard) use(c *engine.Context, key event.EntityKey, ev *event.Event) {
 	if p := s.pending[h]; p != nil {
 		p.count++
 		p.last = ev.Time
+		p.refused = p.refused && tokenuse.Refused(ev)
 		p.fired = s.checkUse(c, key, ev, s.lookup(ev.Token.KeyID, 0), p.fired, nil)
 		p.loc, p.fired = s.checkLocation(c, key, ev, p.loc, p.fired)
 		return
@@ -617,6 +634,7 @@ func (s *shard) use(c *engine.Context, key event.EntityKey, ev *event.Event) {
 		deadline:  mintDeadline(ev.Time, ev.Token.IssuedAt).Add(s.opts.MintSkew),
 		count:     1,
 		ref:       c.Ref(ev),
+		refused:   tokenuse.Refused(ev),
 	}
 	p.fired = s.checkUse(c, key, ev, s.lookup(ev.Token.KeyID, 0), 0, nil)
 	p.loc, p.fired = s.checkLocation(c, key, ev, p.loc, p.fired)
@@ -815,6 +833,10 @@ func (s *shard) neverMinted(p *pendingUse, byIssuer bool) event.Finding {
 	if p.count > 1 {
 		uses = fmt.Sprintf(" (%d uses up to %s)", p.count, stamp(p.last))
 	}
+	used := "used"
+	if p.refused {
+		used = "presented, and refused at the gateway by the inline check,"
+	}
 	// The finding's time is the moment it became certain — when a genuine
 	// mint could no longer come — not the use itself: time to detect must
 	// count the wait.
@@ -824,16 +846,16 @@ func (s *shard) neverMinted(p *pendingUse, byIssuer bool) event.Finding {
 			at = p.first
 		}
 		f := withSource(p.ip, s.finding(KindNeverMinted, "Token used but never minted", ScoreNeverMinted, true, entity, at,
-			fmt.Sprintf("Token %s%s was used %s at %s%s, but the token issuer's stream passed %s (%s after %s) with no mint of it: it is forged or minted outside the issuer.",
-				p.tokenID, signedBy(p.keyID), byFrom(p.principal, p.ip), stamp(p.first), uses,
+			fmt.Sprintf("Token %s%s was %s %s at %s%s, but the token issuer's stream passed %s (%s after %s) with no mint of it: it is forged or minted outside the issuer.",
+				p.tokenID, signedBy(p.keyID), used, byFrom(p.principal, p.ip), stamp(p.first), uses,
 				stamp(p.deadline), human(s.opts.MintSkew), deadlineBasis(p)),
 			p.ref))
 		f.Figures = []event.Figure{{Name: "mint_skew_seconds", Value: s.opts.MintSkew.Seconds()}}
 		return f
 	}
 	f := withSource(p.ip, s.finding(KindNeverMinted, "Token used but never minted", ScoreNeverMinted, true, entity, p.first.Add(s.opts.Lateness),
-		fmt.Sprintf("Token %s%s was used %s at %s%s but no mint of it arrived within the %s allowed lateness (the token issuer's stream was behind or silent): it is forged or minted outside the issuer.",
-			p.tokenID, signedBy(p.keyID), byFrom(p.principal, p.ip), stamp(p.first), uses, human(s.opts.Lateness)),
+		fmt.Sprintf("Token %s%s was %s %s at %s%s but no mint of it arrived within the %s allowed lateness (the token issuer's stream was behind or silent): it is forged or minted outside the issuer.",
+			p.tokenID, signedBy(p.keyID), used, byFrom(p.principal, p.ip), stamp(p.first), uses, human(s.opts.Lateness)),
 		p.ref))
 	f.Figures = []event.Figure{{Name: "lateness_seconds", Value: s.opts.Lateness.Seconds()}}
 	return f

@@ -4,7 +4,11 @@
 // shard.
 package tokenuse
 
-import "github.com/haechi-sec/haechi/internal/event"
+import (
+	"strings"
+
+	"github.com/haechi-sec/haechi/internal/event"
+)
 
 // Key keys successful mints (auth.token, token.issued) and accepted
 // gateway uses that carry token.id on the token. It does not allocate.
@@ -22,6 +26,19 @@ func Key(ev *event.Event) (event.EntityKey, bool) {
 		return event.EntityKey{}, false
 	}
 	return event.EntityKey{Kind: event.EntityToken, ID: ev.Token.ID}, true
+}
+
+// RefusedPrefix starts the event.action of a request haechi's inline check
+// refused at the gateway (docs/verify.md): "verify.never_minted", ….
+const RefusedPrefix = "verify."
+
+// Refused reports whether ev is a request the inline check refused: a
+// failed gateway.access event whose action starts with RefusedPrefix,
+// carrying token.id. Key does not key it (it is no access); the
+// token_provenance detector judges it as a presentation of the token.
+func Refused(ev *event.Event) bool {
+	return ev.Dataset == event.DatasetGateway && ev.Outcome == event.OutcomeFailure && ev.Token.ID != "" &&
+		strings.HasPrefix(ev.Action, RefusedPrefix)
 }
 
 // Hash is FNV-1a 64 over a token id: stable across processes and versions

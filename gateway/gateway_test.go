@@ -1,0 +1,190 @@
+package gateway_test
+
+import (
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/haechi-sec/haechi/gateway"
+	"github.com/haechi-sec/haechi/internal/api"
+	"github.com/haechi-sec/haechi/internal/event"
+	"github.com/haechi-sec/haechi/internal/mint"
+)
+
+func jwt(hdr, payload string) string {
+	e := base64.RawURLEncoding.EncodeToString
+	return e([]byte(hdr)) + "." + e([]byte(payload)) + ".c2ln"
+}
+
+func TestBearerJWT(t *testing.T) {
+	for _, c := range []struct {
+		in   string
+		ok   bool
+		want gateway.Token
+	}{
+		{"Bearer " + jwt(`{"kid":"k1"}`, `{"jti":"a","iat":1780311600}`), true, gateway.Token{ID: "a", KeyID: "k1", IssuedAt: time.Unix(1780311600, 0).UTC()}},
+		{jwt(`{}`, `{"jti":"a","iat":1780311600.5}`), true, gateway.Token{ID: "a", IssuedAt: time.Unix(1780311600, 0).UTC()}},
+		{"bearer " + jwt(`{"kid":"k1"}`, `{"jti":"a","iat":"yesterday"}`), true, gateway.Token{ID: "a", KeyID: "k1"}},
+		{jwt(`{"kid":"k1"}`, `{"sub":"a"}`), false, gateway.Token{}},
+		{jwt(`not json`, `{"jti":"a"}`), false, gateway.Token{}},
+		{"a.b", false, gateway.Token{}},
+		{"Bearer ", false, gateway.Token{}},
+	} {
+		got, ok := gateway.BearerJWT(c.in)
+		if ok != c.ok || got != c.want {
+			t.Errorf("%q: %+v %v, want %+v %v", c.in, got, ok, c.want, c.ok)
+		}
+	}
+}
+
+func FuzzBearerJWT(f *testing.F) {
+	f.Add("Bearer " + jwt(`{"kid":"k1"}`, `{"jti":"a","iat":1780311600}`))
+	f.Add("x.y.z")
+	f.Add("Bearer ..")
+	f.Fuzz(func(t *testing.T, s string) {
+		c, ok := gateway.BearerJWT(s)
+		if ok && c.ID == "" {
+			t.Fatalf("ok without a jti: %+v", c)
+		}
+	})
+}
+
+var t0 = time.Now().UTC().Truncate(time.Second)
+
+// haechi serves the real API over a registry holding tok-a (key k1).
+func haechi(t testing.TB, wrap func(http.Handler) http.Handler) *httptest.Server {
+	reg := mint.New(mint.Options{MaxLifetime: 12 * time.Hour})
+	reg.Observe(&event.Event{Time: t0.Add(-time.Hour), Dataset: event.DatasetKeys, Key: event.Key{ID: "k1"}})
+	reg.Add(mint.Mint{TokenID: "tok-a", KeyID: "k1", At: t0.Add(-time.Hour)})
+	for i := range 1 << 16 {
+		reg.Add(mint.Mint{TokenID: fmt.Sprintf("tok-%d", i), KeyID: "k1", At: t0.Add(-time.Hour)})
+	}
+	var h http.Handler = api.New(api.Options{Verify: api.VerifyOptions{Registry: reg, Rate: 1e9, Burst: 1 << 20}})
+	if wrap != nil {
+		h = wrap(h)
+	}
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+func TestMiddleware(t *testing.T) {
+	up := func(reached *bool) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { *reached = true })
+	}
+	minted := "Bearer " + jwt(`{"kid":"k1"}`, fmt.Sprintf(`{"jti":"tok-a","iat":%d}`, t0.Add(-time.Hour).Unix()))
+	forged := "Bearer " + jwt(`{"kid":"k1"}`, fmt.Sprintf(`{"jti":"tok-forged","iat":%d}`, t0.Unix()))
+	ok := haechi(t, nil)
+	slow := haechi(t, func(h http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { time.Sleep(300 * time.Millisecond); h.ServeHTTP(w, r) })
+	})
+	limited := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusTooManyRequests) }))
+	defer limited.Close()
+	down := httptest.NewServer(http.NotFoundHandler())
+	down.Close()
+
+	for _, c := range []struct {
+		name    string
+		url     string
+		mode    gateway.Mode
+		auth    string
+		code    int
+		reached bool
+		verdict string
+	}{
+		{"minted", ok.URL, gateway.FailClosed, minted, 200, true, ""},
+		{"forged", ok.URL, gateway.FailOpen, forged, 403, false, "never_minted"},
+		{"no token: the gateway's own auth decides", ok.URL, gateway.FailClosed, "", 200, true, ""},
+		{"down, closed", down.URL, gateway.FailClosed, forged, 503, false, ""},
+		{"down, open", down.URL, gateway.FailOpen, forged, 200, true, ""},
+		{"slow, closed", slow.URL, gateway.FailClosed, minted, 503, false, ""},
+		{"slow, open", slow.URL, gateway.FailOpen, forged, 200, true, ""},
+		{"rate limited, closed", limited.URL, gateway.FailClosed, minted, 503, false, ""},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			var refused, failed int
+			chk, err := gateway.New(gateway.Options{URL: c.url, Mode: c.mode, Timeout: 100 * time.Millisecond,
+				OnRefuse: func(*http.Request, gateway.Token, gateway.Answer) { refused++ },
+				OnError: func(_ *http.Request, err error, _ bool) {
+					if !errors.Is(err, gateway.ErrUnavailable) {
+						t.Errorf("error %v does not wrap ErrUnavailable", err)
+					}
+					failed++
+				}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var reached bool
+			rec := httptest.NewRecorder()
+			req := httptest.NewRequest(http.MethodGet, "/v1/me", nil)
+			if c.auth != "" {
+				req.Header.Set("Authorization", c.auth)
+			}
+			chk.Middleware(up(&reached)).ServeHTTP(rec, req)
+			if rec.Code != c.code || reached != c.reached || rec.Header().Get("X-Haechi-Verdict") != c.verdict {
+				t.Errorf("%d reached=%v verdict %q, want %d %v %q", rec.Code, reached, rec.Header().Get("X-Haechi-Verdict"), c.code, c.reached, c.verdict)
+			}
+			if (c.code == 403) != (refused == 1) {
+				t.Errorf("OnRefuse called %d times", refused)
+			}
+		})
+	}
+}
+
+// BenchmarkCheckLoopback is the verify path over HTTP on loopback: a
+// gateway.Checker asking a real API server (registry of 65k tokens), from
+// parallel goroutines (-cpu sets how many). Reports p50/p99 per check and
+// checks/s.
+func BenchmarkCheckLoopback(b *testing.B) {
+	srv := haechi(b, nil)
+	chk, err := gateway.New(gateway.Options{URL: srv.URL, Timeout: time.Second})
+	if err != nil {
+		b.Fatal(err)
+	}
+	req := httptest.NewRequest(http.MethodGet, "/", nil)
+	req.Header.Set("User-Agent", "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 Safari/537.36")
+	var mu sync.Mutex
+	var all []time.Duration
+	b.ResetTimer()
+	start := time.Now()
+	b.RunParallel(func(pb *testing.PB) {
+		lat := make([]time.Duration, 0, 1024)
+		i := 0
+		for pb.Next() {
+			id := fmt.Sprintf("tok-%d", i&0xffff)
+			if i%2 == 1 {
+				id = "forged-x"
+			}
+			s := time.Now()
+			if _, err := chk.Check(req.Context(), req, gateway.Token{ID: id, KeyID: "k1"}); err != nil {
+				b.Error(err)
+				return
+			}
+			lat = append(lat, time.Since(s))
+			i++
+		}
+		mu.Lock()
+		all = append(all, lat...)
+		mu.Unlock()
+	})
+	elapsed := time.Since(start)
+	b.StopTimer()
+	reportLatency(b, all, elapsed)
+}
+
+func reportLatency(b *testing.B, lat []time.Duration, elapsed time.Duration) {
+	if len(lat) == 0 {
+		return
+	}
+	slices.Sort(lat)
+	q := func(p float64) float64 { return float64(lat[int(p*float64(len(lat)-1))].Microseconds()) }
+	b.ReportMetric(q(0.50), "p50-µs")
+	b.ReportMetric(q(0.99), "p99-µs")
+	b.ReportMetric(float64(len(lat))/elapsed.Seconds(), "checks/s")
+}

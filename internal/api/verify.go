@@ -1,0 +1,410 @@
+package api
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/netip"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/time/rate"
+
+	"github.com/haechi-sec/haechi/gateway"
+	"github.com/haechi-sec/haechi/internal/auth"
+	"github.com/haechi-sec/haechi/internal/event"
+	"github.com/haechi-sec/haechi/internal/mint"
+)
+
+// MintRegistry is what the API needs of the mint registry
+// (internal/mint): registering acknowledged mints and judging tokens from
+// memory. Verify must not block on I/O.
+type MintRegistry interface {
+	Add(m mint.Mint)
+	Verify(q mint.Query) mint.Answer
+}
+
+// VerifyOptions configure the mint registry's routes (Options.Verify).
+type VerifyOptions struct {
+	Registry MintRegistry
+	// Rate and Burst limit the check routes, over all callers together
+	// (0 → 100,000 per second, burst 10,000); a request beyond them is
+	// answered 429 at once — the gateway's own mode (open or closed)
+	// decides what that means.
+	Rate  float64
+	Burst int
+	// Locate resolves an address to an ISO country code ("" unknown),
+	// for binding when the caller gives a source address but no country
+	// (nil → only the caller's country is used).
+	Locate func(netip.Addr) string
+	// MaxMints bounds one POST /v1/tokens/minted batch (0 → 10,000).
+	MaxMints int
+	// OnRefuse, if set, is told of every refused check (not of requests
+	// without a token); it must not block.
+	OnRefuse func(q mint.Query, a mint.Answer)
+}
+
+// registerVerify mounts the mint registry's routes when configured.
+func (s *Server) registerVerify() {
+	v := &s.opts.Verify
+	if v.Registry == nil {
+		return
+	}
+	if v.Rate <= 0 {
+		v.Rate = 100_000
+	}
+	if v.Burst <= 0 {
+		v.Burst = 10_000
+	}
+	if v.MaxMints <= 0 {
+		v.MaxMints = 10_000
+	}
+	s.verifyLimit = rate.NewLimiter(rate.Limit(v.Rate), v.Burst)
+	s.handleFunc("POST /v1/tokens/minted", auth.NeedIngest, s.handleMinted)
+	s.handleFunc("POST /v1/verify", auth.NeedVerify, s.handleVerify)
+	s.handleFunc("GET /v1/verify/auth-request", auth.NeedVerify, s.handleAuthRequest)
+}
+
+// MintRequest is one token in a POST /v1/tokens/minted batch.
+type MintRequest struct {
+	TokenID   string    `json:"token_id"`
+	KeyID     string    `json:"key_id,omitempty"`
+	IssuedAt  time.Time `json:"issued_at"`
+	ExpiresAt time.Time `json:"expires_at,omitzero"`
+	UserID    string    `json:"user_id,omitempty"`
+	// The client the token was minted for, for binding (optional).
+	SourceIP  string `json:"source_ip,omitempty"`
+	Country   string `json:"country,omitempty"`
+	ASN       uint32 `json:"asn,omitempty"`
+	UserAgent string `json:"user_agent,omitempty"`
+}
+
+// MintBatch is the body of POST /v1/tokens/minted.
+type MintBatch struct {
+	Mints []MintRequest `json:"mints"`
+}
+
+// MintResult is the answer to POST /v1/tokens/minted.
+type MintResult struct {
+	Registered int `json:"registered"`
+}
+
+// mintLine is a mint as an event of the contract (docs/events.md), so
+// that it travels the ingest path: spool, pipeline, detectors, ledger.
+type mintLine struct {
+	Timestamp time.Time `json:"@timestamp"`
+	Event     struct {
+		Dataset string `json:"dataset"`
+		Action  string `json:"action"`
+		Outcome string `json:"outcome"`
+	} `json:"event"`
+	User  *idField `json:"user,omitempty"`
+	Token struct {
+		ID        string     `json:"id"`
+		KeyID     string     `json:"key_id,omitempty"`
+		IssuedAt  time.Time  `json:"issued_at"`
+		ExpiresAt *time.Time `json:"expires_at,omitempty"`
+	} `json:"token"`
+	Source *struct {
+		IP  string `json:"ip,omitempty"`
+		Geo *struct {
+			Country string `json:"country_iso_code"`
+		} `json:"geo,omitempty"`
+		AS *struct {
+			Number uint32 `json:"number"`
+		} `json:"as,omitempty"`
+	} `json:"source,omitempty"`
+	UserAgent *struct {
+		Original string `json:"original"`
+	} `json:"user_agent,omitempty"`
+}
+
+type idField struct {
+	ID string `json:"id"`
+}
+
+// handleMinted registers a batch of mints: validated as a whole, written
+// durably through the same path as POST /v1/events (Options.Spool, or
+// Options.Ingest without a spool) as auth.token / token.issued events, and
+// only then added to the registry and acknowledged. Idempotency-Key works
+// as for events.
+func (s *Server) handleMinted(w http.ResponseWriter, r *http.Request) {
+	v := s.opts.Verify
+	body, err := io.ReadAll(&limitReader{r: r.Body, left: s.opts.MaxBodyBytes})
+	if err != nil {
+		if errors.Is(err, errTooLarge) {
+			writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("body exceeds the limit of %d bytes", s.opts.MaxBodyBytes))
+			return
+		}
+		writeError(w, http.StatusBadRequest, "read body: "+err.Error())
+		return
+	}
+	var b MintBatch
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&b); err != nil {
+		writeError(w, http.StatusBadRequest, "body: "+err.Error())
+		return
+	}
+	if len(b.Mints) == 0 || len(b.Mints) > v.MaxMints {
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("a batch holds 1 to %d mints, got %d", v.MaxMints, len(b.Mints)))
+		return
+	}
+	key := r.Header.Get("Idempotency-Key")
+	if len(key) > MaxIdempotencyKey || strings.ContainsFunc(key, func(c rune) bool { return c < 0x21 || c > 0x7e }) || strings.HasPrefix(key, TailKeyPrefix) {
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("Idempotency-Key must be at most %d printable ASCII characters without spaces, not starting with %q", MaxIdempotencyKey, TailKeyPrefix))
+		return
+	}
+	now := s.opts.Now()
+	var latest time.Time
+	if s.opts.MaxFuture > 0 {
+		latest = now.Add(s.opts.MaxFuture)
+	}
+	var nd bytes.Buffer
+	enc := json.NewEncoder(&nd)
+	mints := make([]mint.Mint, len(b.Mints))
+	for i, m := range b.Mints {
+		ln, mt, err := mintEvent(m, now, latest)
+		if err != nil {
+			writeError(w, http.StatusBadRequest, fmt.Sprintf("mints[%d]: %v; nothing from this request was accepted", i, err))
+			return
+		}
+		if err := enc.Encode(ln); err != nil {
+			writeError(w, http.StatusInternalServerError, "encode: "+err.Error())
+			return
+		}
+		mints[i] = mt
+	}
+	if s.opts.Spool != nil {
+		var scope string
+		if c, ok := auth.CallerFrom(r.Context()); ok {
+			scope = c.TokenID
+		}
+		_, err = s.opts.Spool(r.Context(), Stored{Scope: scope, Key: key, Body: nd.Bytes(), NotAfter: latest})
+	} else if s.opts.Ingest != nil {
+		evs := make([]event.Event, len(mints))
+		for i, m := range mints {
+			evs[i] = m.Event()
+		}
+		err = s.opts.Ingest(evs)
+	}
+	if err != nil {
+		w.Header().Set("Retry-After", strconv.Itoa(int((s.opts.RetryAfter+time.Second-1)/time.Second)))
+		switch {
+		case errors.Is(err, ErrUnavailable), errors.Is(err, ErrStopping):
+			writeError(w, http.StatusServiceUnavailable, "mints cannot be stored durably ("+err.Error()+"); none was registered, retry later")
+		case errors.Is(err, ErrBusy):
+			writeError(w, http.StatusTooManyRequests, "haechi is behind; none was registered, retry later")
+		case errors.Is(err, ErrKeyReused):
+			writeError(w, http.StatusUnprocessableEntity, err.Error()+"; none was registered")
+		default:
+			s.opts.Logger.Error("register mints", "err", err)
+			writeError(w, http.StatusInternalServerError, "register mints: "+err.Error())
+		}
+		return
+	}
+	for _, m := range mints {
+		v.Registry.Add(m)
+	}
+	writeJSON(w, http.StatusOK, MintResult{Registered: len(mints)})
+}
+
+// mintEvent validates one mint and renders it as a contract event line
+// and as the registry's Mint. The event's time is issued_at (zero → now).
+func mintEvent(m MintRequest, now, latest time.Time) (mintLine, mint.Mint, error) {
+	var ln mintLine
+	if m.TokenID == "" {
+		return ln, mint.Mint{}, errors.New("token_id is required")
+	}
+	at := m.IssuedAt
+	if at.IsZero() {
+		at = now
+	}
+	if !latest.IsZero() && at.After(latest) {
+		return ln, mint.Mint{}, fmt.Errorf("issued_at %s is ahead of the server's clock by more than ingest.max_future", at.Format(time.RFC3339))
+	}
+	if !m.ExpiresAt.IsZero() && !m.ExpiresAt.After(at) {
+		return ln, mint.Mint{}, errors.New("expires_at is not after issued_at")
+	}
+	if m.Country != "" && (len(m.Country) != 2 || strings.ToUpper(m.Country) != m.Country) {
+		return ln, mint.Mint{}, fmt.Errorf("country %q is not an upper-case ISO 3166-1 alpha-2 code", m.Country)
+	}
+	var ip netip.Addr
+	if m.SourceIP != "" {
+		var err error
+		if ip, err = netip.ParseAddr(m.SourceIP); err != nil {
+			return ln, mint.Mint{}, fmt.Errorf("source_ip: %w", err)
+		}
+	}
+	ln.Timestamp = at.UTC()
+	ln.Event.Dataset, ln.Event.Action, ln.Event.Outcome = event.DatasetToken, event.ActionTokenIssued, "success"
+	if m.UserID != "" {
+		ln.User = &idField{ID: m.UserID}
+	}
+	ln.Token.ID, ln.Token.KeyID, ln.Token.IssuedAt = m.TokenID, m.KeyID, at.UTC()
+	if !m.ExpiresAt.IsZero() {
+		e := m.ExpiresAt.UTC()
+		ln.Token.ExpiresAt = &e
+	}
+	if ip.IsValid() || m.Country != "" || m.ASN != 0 {
+		ln.Source = &struct {
+			IP  string `json:"ip,omitempty"`
+			Geo *struct {
+				Country string `json:"country_iso_code"`
+			} `json:"geo,omitempty"`
+			AS *struct {
+				Number uint32 `json:"number"`
+			} `json:"as,omitempty"`
+		}{}
+		if ip.IsValid() {
+			ln.Source.IP = ip.String()
+		}
+		if m.Country != "" {
+			ln.Source.Geo = &struct {
+				Country string `json:"country_iso_code"`
+			}{m.Country}
+		}
+		if m.ASN != 0 {
+			ln.Source.AS = &struct {
+				Number uint32 `json:"number"`
+			}{m.ASN}
+		}
+	}
+	if m.UserAgent != "" {
+		ln.UserAgent = &struct {
+			Original string `json:"original"`
+		}{m.UserAgent}
+	}
+	return ln, mint.Mint{TokenID: m.TokenID, KeyID: m.KeyID, IssuedAt: at, ExpiresAt: m.ExpiresAt, At: at,
+		UserID: m.UserID, IP: ip, Country: m.Country, ASN: m.ASN, UserAgent: m.UserAgent}, nil
+}
+
+// VerifyRequest is the body of POST /v1/verify.
+type VerifyRequest struct {
+	TokenID  string    `json:"token_id"`
+	KeyID    string    `json:"key_id,omitempty"`
+	IssuedAt time.Time `json:"issued_at,omitzero"`
+	// Context (optional): the client presenting the token.
+	SourceIP  string `json:"source_ip,omitempty"`
+	Country   string `json:"country,omitempty"`
+	UserAgent string `json:"user_agent,omitempty"`
+}
+
+// maxVerifyBody bounds a POST /v1/verify body.
+const maxVerifyBody = 16 << 10
+
+func (s *Server) handleVerify(w http.ResponseWriter, r *http.Request) {
+	if !s.verifyLimit.Allow() {
+		w.Header().Set("Retry-After", "1")
+		writeError(w, http.StatusTooManyRequests, "verify rate limit exceeded")
+		return
+	}
+	var q VerifyRequest
+	dec := json.NewDecoder(io.LimitReader(r.Body, maxVerifyBody))
+	if err := dec.Decode(&q); err != nil {
+		writeError(w, http.StatusBadRequest, "body: "+err.Error())
+		return
+	}
+	if q.TokenID == "" {
+		writeError(w, http.StatusBadRequest, "token_id is required")
+		return
+	}
+	mq, err := s.query(q)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	a := s.opts.Verify.Registry.Verify(mq)
+	if !a.Allow && s.opts.Verify.OnRefuse != nil {
+		s.opts.Verify.OnRefuse(mq, a)
+	}
+	writeJSON(w, http.StatusOK, a)
+}
+
+func (s *Server) query(q VerifyRequest) (mint.Query, error) {
+	mq := mint.Query{TokenID: q.TokenID, KeyID: q.KeyID, IssuedAt: q.IssuedAt, Source: q.SourceIP, Country: q.Country, UserAgent: q.UserAgent, Now: s.opts.Now()}
+	if q.SourceIP != "" {
+		ip, err := netip.ParseAddr(q.SourceIP)
+		if err != nil {
+			return mq, fmt.Errorf("source_ip: %w", err)
+		}
+		if mq.Country == "" && s.opts.Verify.Locate != nil {
+			mq.Country = s.opts.Verify.Locate(ip)
+		}
+	}
+	return mq, nil
+}
+
+// Headers of the auth_request endpoint (docs/verify.md).
+const (
+	// HeaderOriginalAuthorization carries the client's own Authorization
+	// header (nginx: proxy_set_header X-Original-Authorization
+	// $http_authorization), since the subrequest's Authorization carries
+	// the gateway's verify token.
+	HeaderOriginalAuthorization = "X-Original-Authorization"
+	HeaderTokenID               = "X-Token-Id"
+	HeaderTokenKeyID            = "X-Token-Key-Id"
+	HeaderTokenIssuedAt         = "X-Token-Issued-At" // RFC 3339 or Unix seconds
+	HeaderOriginalUserAgent     = "X-Original-User-Agent"
+	HeaderRealIP                = "X-Real-IP"
+	HeaderVerdict               = "X-Haechi-Verdict"
+)
+
+// handleAuthRequest is the NGINX auth_request endpoint: the token from
+// X-Token-Id / X-Token-Key-Id / X-Token-Issued-At, or else from the JWT in
+// X-Original-Authorization (its header's kid and payload's jti and iat,
+// read without checking the signature — the gateway checks that); the
+// client from X-Real-IP and X-Original-User-Agent. 204 allows, 403
+// refuses (X-Haechi-Verdict says why), 401 when no token can be read, 429
+// beyond the rate limit.
+func (s *Server) handleAuthRequest(w http.ResponseWriter, r *http.Request) {
+	if !s.verifyLimit.Allow() {
+		w.Header().Set("Retry-After", "1")
+		w.WriteHeader(http.StatusTooManyRequests)
+		return
+	}
+	q := VerifyRequest{TokenID: r.Header.Get(HeaderTokenID), KeyID: r.Header.Get(HeaderTokenKeyID),
+		SourceIP: r.Header.Get(HeaderRealIP), UserAgent: r.Header.Get(HeaderOriginalUserAgent)}
+	if v := r.Header.Get(HeaderTokenIssuedAt); v != "" {
+		q.IssuedAt = parseClaimTime(v)
+	}
+	if q.TokenID == "" {
+		if c, ok := gateway.BearerJWT(r.Header.Get(HeaderOriginalAuthorization)); ok {
+			q.TokenID, q.KeyID, q.IssuedAt = c.ID, c.KeyID, c.IssuedAt
+		}
+	}
+	if q.TokenID == "" {
+		w.Header().Set(HeaderVerdict, "no_token")
+		w.WriteHeader(http.StatusUnauthorized)
+		return
+	}
+	mq, err := s.query(q)
+	if err != nil {
+		q.SourceIP = "" // a bad X-Real-IP is no context
+		mq, _ = s.query(q)
+	}
+	a := s.opts.Verify.Registry.Verify(mq)
+	w.Header().Set(HeaderVerdict, string(a.Verdict))
+	if a.Allow {
+		w.WriteHeader(http.StatusNoContent)
+		return
+	}
+	if s.opts.Verify.OnRefuse != nil {
+		s.opts.Verify.OnRefuse(mq, a)
+	}
+	w.WriteHeader(http.StatusForbidden)
+}
+
+func parseClaimTime(v string) time.Time {
+	if n, err := strconv.ParseInt(v, 10, 64); err == nil && n > 0 && n < 1<<40 {
+		return time.Unix(n, 0).UTC()
+	}
+	if t, err := time.Parse(time.RFC3339Nano, v); err == nil {
+		return t
+	}
+	return time.Time{}
+}

@@ -1,0 +1,298 @@
+package api_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/haechi-sec/haechi/internal/api"
+	"github.com/haechi-sec/haechi/internal/auth"
+	"github.com/haechi-sec/haechi/internal/event"
+	"github.com/haechi-sec/haechi/internal/input"
+	"github.com/haechi-sec/haechi/internal/mint"
+	"github.com/haechi-sec/haechi/internal/store"
+)
+
+var vnow = time.Date(2026, 6, 1, 12, 0, 0, 0, time.UTC)
+
+type verifyFixture struct {
+	srv     *httptest.Server
+	reg     *mint.Registry
+	spooled [][]byte
+	failing error
+}
+
+func newVerifyFixture(t *testing.T, opts api.VerifyOptions, authn *auth.Authenticator, mo ...mint.Options) *verifyFixture {
+	t.Helper()
+	o := mint.Options{MaxLifetime: 12 * time.Hour, ClockSkew: time.Minute}
+	if len(mo) > 0 {
+		o = mo[0]
+	}
+	f := &verifyFixture{reg: mint.New(o)}
+	opts.Registry = f.reg
+	f.srv = httptest.NewServer(api.New(api.Options{
+		Alerts: &fakeStore{},
+		Spool: func(_ context.Context, req api.Stored) (bool, error) {
+			if f.failing != nil {
+				return false, f.failing
+			}
+			f.spooled = append(f.spooled, req.Body)
+			return false, nil
+		},
+		Now:    func() time.Time { return vnow },
+		Verify: opts,
+		Auth:   authn,
+	}))
+	t.Cleanup(f.srv.Close)
+	return f
+}
+
+func (f *verifyFixture) do(t *testing.T, method, path, token string, body any, hdr map[string]string) (int, http.Header, []byte) {
+	t.Helper()
+	var rd io.Reader
+	if body != nil {
+		b, _ := json.Marshal(body)
+		rd = bytes.NewReader(b)
+	}
+	req, _ := http.NewRequest(method, f.srv.URL+path, rd)
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	for k, v := range hdr {
+		req.Header.Set(k, v)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, resp.Header, b
+}
+
+func (f *verifyFixture) verify(t *testing.T, q api.VerifyRequest) mint.Answer {
+	t.Helper()
+	code, _, b := f.do(t, http.MethodPost, "/v1/verify", "", q, nil)
+	if code != http.StatusOK {
+		t.Fatalf("verify: %d %s", code, b)
+	}
+	var a mint.Answer
+	if err := json.Unmarshal(b, &a); err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
+func TestMintedThenVerify(t *testing.T) {
+	f := newVerifyFixture(t, api.VerifyOptions{}, nil)
+	batch := api.MintBatch{Mints: []api.MintRequest{
+		{TokenID: "tok-a", KeyID: "k1", IssuedAt: vnow.Add(-time.Minute), ExpiresAt: vnow.Add(time.Hour), UserID: "c:1",
+			SourceIP: "203.0.113.7", Country: "KR", ASN: 4766, UserAgent: "curl/8.5.0"},
+		{TokenID: "tok-b", KeyID: "k1"},
+	}}
+	code, _, b := f.do(t, http.MethodPost, "/v1/tokens/minted", "", batch, nil)
+	if code != http.StatusOK || !strings.Contains(string(b), `"registered":2`) {
+		t.Fatalf("register: %d %s", code, b)
+	}
+	// The mints were spooled as events of the contract, which the
+	// pipeline's decoder reads back as mints.
+	if len(f.spooled) != 1 {
+		t.Fatalf("spooled %d bodies", len(f.spooled))
+	}
+	rd, err := input.Open(input.FormatECS, bytes.NewReader(f.spooled[0]), 1, input.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var evs []event.Event
+	for {
+		var ev event.Event
+		if err := rd.Next(&ev); err != nil {
+			if !errors.Is(err, io.EOF) {
+				t.Fatalf("spooled line: %v", err)
+			}
+			break
+		}
+		evs = append(evs, ev)
+	}
+	if len(evs) != 2 {
+		t.Fatalf("decoded %d events", len(evs))
+	}
+	e := evs[0]
+	if e.Dataset != event.DatasetToken || e.Action != event.ActionTokenIssued || e.Outcome != event.OutcomeSuccess ||
+		e.Token.ID != "tok-a" || e.Token.KeyID != "k1" || !e.Token.ExpiresAt.Equal(vnow.Add(time.Hour)) || e.User.ID != "c:1" ||
+		e.Source.IP != netip.MustParseAddr("203.0.113.7") || e.Source.Country != "KR" || e.Source.ASN != 4766 || e.UserAgent != "curl/8.5.0" {
+		t.Errorf("spooled mint decodes as %+v", e)
+	}
+	if !evs[1].Time.Equal(vnow) || !evs[1].Token.IssuedAt.Equal(vnow) {
+		t.Errorf("a mint without issued_at is dated now: %+v", evs[1])
+	}
+
+	for _, c := range []struct {
+		q    api.VerifyRequest
+		want mint.Verdict
+	}{
+		{api.VerifyRequest{TokenID: "tok-a", KeyID: "k1"}, mint.Known},
+		{api.VerifyRequest{TokenID: "tok-b", KeyID: "k1", IssuedAt: vnow}, mint.Known},
+		{api.VerifyRequest{TokenID: "tok-forged", KeyID: "k1", IssuedAt: vnow}, mint.NeverMinted},
+		{api.VerifyRequest{TokenID: "tok-a", KeyID: "k1", Country: "NL", UserAgent: "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 Safari/537.36"}, mint.Hijacked},
+	} {
+		if a := f.verify(t, c.q); a.Verdict != c.want || a.Allow != c.want.Allowed() {
+			t.Errorf("%+v: %+v, want %s", c.q, a, c.want)
+		}
+	}
+}
+
+func TestMintedNotDurableNotRegistered(t *testing.T) {
+	f := newVerifyFixture(t, api.VerifyOptions{}, nil)
+	f.reg.Add(mint.Mint{TokenID: "earlier", At: vnow.Add(-time.Hour)}) // coverage
+	f.failing = api.ErrUnavailable
+	code, hdr, b := f.do(t, http.MethodPost, "/v1/tokens/minted", "", api.MintBatch{Mints: []api.MintRequest{{TokenID: "tok-a", IssuedAt: vnow}}}, nil)
+	if code != http.StatusServiceUnavailable || hdr.Get("Retry-After") == "" {
+		t.Fatalf("spool down: %d %s", code, b)
+	}
+	if a := f.verify(t, api.VerifyRequest{TokenID: "tok-a", IssuedAt: vnow}); a.Verdict != mint.NeverMinted {
+		t.Errorf("a mint not stored durably was registered: %+v", a)
+	}
+	f.failing = nil
+	for _, bad := range []string{
+		`{"mints":[]}`,
+		`{"mints":[{"key_id":"k1"}]}`,
+		`{"mints":[{"token_id":"t","source_ip":"not an ip"}]}`,
+		`{"mints":[{"token_id":"t","country":"Korea"}]}`,
+		`{"mints":[{"token_id":"t","issued_at":"2026-06-01T12:00:00Z","expires_at":"2026-06-01T11:00:00Z"}]}`,
+		`{"mints":[{"token_id":"t"}],"extra":1}`,
+		`{"mints":[{"token_id":"ok"},{"token_id":""}]}`,
+	} {
+		req, _ := http.NewRequest(http.MethodPost, f.srv.URL+"/v1/tokens/minted", strings.NewReader(bad))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusBadRequest {
+			t.Errorf("%s: %d, want 400", bad, resp.StatusCode)
+		}
+	}
+	if len(f.spooled) != 0 || f.reg.Len() != 1 {
+		t.Errorf("rejected batches left %d spooled, %d registered", len(f.spooled), f.reg.Len())
+	}
+}
+
+func jwt(hdr, payload string) string {
+	e := base64.RawURLEncoding.EncodeToString
+	return e([]byte(hdr)) + "." + e([]byte(payload)) + ".c2ln"
+}
+
+func TestAuthRequest(t *testing.T) {
+	var refused []string
+	f := newVerifyFixture(t, api.VerifyOptions{OnRefuse: func(q mint.Query, a mint.Answer) {
+		refused = append(refused, q.TokenID+":"+string(a.Verdict))
+	}}, nil)
+	f.reg.Observe(&event.Event{Time: vnow.Add(-time.Hour), Dataset: event.DatasetKeys, Key: event.Key{ID: "k1"}})
+	f.reg.Add(mint.Mint{TokenID: "tok-a", KeyID: "k1", At: vnow.Add(-time.Hour)})
+	for _, c := range []struct {
+		name    string
+		hdr     map[string]string
+		code    int
+		verdict string
+	}{
+		{"headers, minted", map[string]string{api.HeaderTokenID: "tok-a", api.HeaderTokenKeyID: "k1"}, 204, "known"},
+		{"headers, forged", map[string]string{api.HeaderTokenID: "tok-f", api.HeaderTokenKeyID: "k1", api.HeaderTokenIssuedAt: "1780315200"}, 403, "never_minted"},
+		{"jwt, minted", map[string]string{api.HeaderOriginalAuthorization: "Bearer " + jwt(`{"alg":"RS256","kid":"k1"}`, `{"jti":"tok-a","iat":1780311600}`)}, 204, "known"},
+		{"jwt, unknown key", map[string]string{api.HeaderOriginalAuthorization: "Bearer " + jwt(`{"kid":"k9"}`, `{"jti":"tok-a"}`)}, 403, "unknown_key"},
+		{"jwt, forged", map[string]string{api.HeaderOriginalAuthorization: "Bearer " + jwt(`{"kid":"k1"}`, `{"jti":"tok-z","iat":1780315200}`)}, 403, "never_minted"},
+		{"no token", nil, 401, "no_token"},
+		{"not a jwt", map[string]string{api.HeaderOriginalAuthorization: "Basic dXNlcjpwdw=="}, 401, "no_token"},
+		{"bad address is no context", map[string]string{api.HeaderTokenID: "tok-a", api.HeaderRealIP: "nope"}, 204, "known"},
+	} {
+		code, h, b := f.do(t, http.MethodGet, "/v1/verify/auth-request", "", nil, c.hdr)
+		if code != c.code || h.Get(api.HeaderVerdict) != c.verdict {
+			t.Errorf("%s: %d %s (%s), want %d %s", c.name, code, h.Get(api.HeaderVerdict), b, c.code, c.verdict)
+		}
+	}
+	// Every 403 was reported, nothing else.
+	if want := []string{"tok-f:never_minted", "tok-a:unknown_key", "tok-z:never_minted"}; strings.Join(refused, " ") != strings.Join(want, " ") {
+		t.Errorf("refusals reported %v, want %v", refused, want)
+	}
+}
+
+func TestVerifyRateLimited(t *testing.T) {
+	f := newVerifyFixture(t, api.VerifyOptions{Rate: 0.001, Burst: 2}, nil)
+	var codes []int
+	for range 3 {
+		code, _, _ := f.do(t, http.MethodPost, "/v1/verify", "", api.VerifyRequest{TokenID: "x"}, nil)
+		codes = append(codes, code)
+	}
+	code, _, _ := f.do(t, http.MethodGet, "/v1/verify/auth-request", "", nil, map[string]string{api.HeaderTokenID: "x"})
+	codes = append(codes, code)
+	if codes[0] != 200 || codes[1] != 200 || codes[2] != 429 || codes[3] != 429 {
+		t.Errorf("codes %v, want 200 200 429 429", codes)
+	}
+}
+
+func TestVerifyRole(t *testing.T) {
+	ctx := context.Background()
+	st, err := store.Open(ctx, t.TempDir(), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	tokens := map[auth.Role]string{}
+	for _, r := range []auth.Role{auth.RoleIngest, auth.RoleVerify, auth.RoleAnalyst, auth.RoleAdmin} {
+		tok, _, err := auth.CreateToken(ctx, st, r, string(r), time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		tokens[r] = tok
+	}
+	f := newVerifyFixture(t, api.VerifyOptions{}, auth.New(auth.Options{Store: st}))
+	mintBody := api.MintBatch{Mints: []api.MintRequest{{TokenID: "t1"}}}
+	for _, c := range []struct {
+		role                  auth.Role
+		verify, mint, analyst int
+	}{
+		{auth.RoleVerify, 200, 403, 403},
+		{auth.RoleIngest, 403, 200, 403},
+		{auth.RoleAnalyst, 403, 403, 200},
+		{auth.RoleAdmin, 200, 200, 200},
+		{"", 401, 401, 401},
+	} {
+		tok := tokens[c.role]
+		if code, _, b := f.do(t, http.MethodPost, "/v1/verify", tok, api.VerifyRequest{TokenID: "t1"}, nil); code != c.verify {
+			t.Errorf("%s: verify %d %s", c.role, code, b)
+		}
+		if code, _, b := f.do(t, http.MethodPost, "/v1/tokens/minted", tok, mintBody, nil); code != c.mint {
+			t.Errorf("%s: minted %d %s", c.role, code, b)
+		}
+		if code, _, b := f.do(t, http.MethodGet, "/v1/alerts", tok, nil, nil); code != c.analyst {
+			t.Errorf("%s: alerts %d %s", c.role, code, b)
+		}
+	}
+}
+
+// The grace's allowance is per source address as the caller gives it.
+func TestVerifyGracePerSource(t *testing.T) {
+	f := newVerifyFixture(t, api.VerifyOptions{}, nil, mint.Options{Grace: mint.Grace{Skew: 10 * time.Second, PerSource: 1, PerKey: 10}})
+	f.reg.Add(mint.Mint{TokenID: "earlier", KeyID: "k1", At: vnow.Add(-time.Hour)})
+	for _, c := range []struct {
+		id, ip string
+		want   mint.Verdict
+	}{
+		{"new-1", "198.51.100.1", mint.Graced},
+		{"new-2", "198.51.100.1", mint.NeverMinted},
+		{"new-3", "198.51.100.2", mint.Graced},
+	} {
+		if a := f.verify(t, api.VerifyRequest{TokenID: c.id, KeyID: "k1", IssuedAt: vnow, SourceIP: c.ip}); a.Verdict != c.want {
+			t.Errorf("%s from %s: %+v, want %s", c.id, c.ip, a, c.want)
+		}
+	}
+}

@@ -1,0 +1,109 @@
+package app
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/haechi-sec/haechi/internal/event"
+	"github.com/haechi-sec/haechi/internal/mint"
+	"github.com/haechi-sec/haechi/internal/store"
+)
+
+// The saver stores the registry's snapshot in its own row at the
+// checkpoint's mark, and restoreMints takes it only at the detectors' mark.
+func TestMintCheckpointRestore(t *testing.T) {
+	ctx := context.Background()
+	st, err := store.Open(ctx, t.TempDir(), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	log := slog.New(slog.DiscardHandler)
+	t0 := time.Now().UTC()
+	src := mint.New(mint.Options{})
+	src.Add(mint.Mint{TokenID: "tok-a", KeyID: "k1", At: t0})
+	newSaver := newCheckpointSaver(st, log, nil, nil)
+	newSaver.save(Checkpoint{Mark: 7, Shards: 1, Parts: map[string][][]byte{}, Mints: src.Snapshot()})
+
+	for _, c := range []struct {
+		mark uint64
+		want int
+	}{{7, 1}, {8, 0}} {
+		reg := mint.New(mint.Options{})
+		restoreMints(ctx, st, log, c.mark, reg)
+		if reg.Len() != c.want {
+			t.Errorf("mark %d: %d tokens restored, want %d", c.mark, reg.Len(), c.want)
+		}
+		if c.want == 1 {
+			if a := reg.Verify(mint.Query{TokenID: "tok-a", KeyID: "k1", Now: t0}); a.Verdict != mint.Known {
+				t.Errorf("restored registry: %+v", a)
+			}
+		}
+	}
+	// A damaged row: the registry starts empty.
+	if err := st.SaveCheckpoint(ctx, store.StateCheckpoint{Name: mintCheckpointName, Mark: 9, Shards: 1, Data: []byte{1, 2, 3}, SavedAt: t0}); err != nil {
+		t.Fatal(err)
+	}
+	reg := mint.New(mint.Options{})
+	restoreMints(ctx, st, log, 9, reg)
+	if reg.Len() != 0 {
+		t.Errorf("damaged snapshot restored %d tokens", reg.Len())
+	}
+}
+
+// Refusals become failed gateway.access events and one folded audit entry
+// per flush, off the check's path; a full queue drops and says so.
+func TestRefusals(t *testing.T) {
+	var mu sync.Mutex
+	var evs []event.Event
+	var audits []map[string]any
+	r := newRefusals(func(_ context.Context, b []event.Event) error {
+		mu.Lock()
+		defer mu.Unlock()
+		evs = append(evs, b...)
+		return nil
+	}, func(_ context.Context, _ time.Time, kind, _ string, detail any) error {
+		mu.Lock()
+		defer mu.Unlock()
+		if kind != "verify_refused" {
+			t.Errorf("audit kind %q", kind)
+		}
+		audits = append(audits, detail.(map[string]any))
+		return nil
+	}, slog.New(slog.DiscardHandler))
+	t0 := time.Date(2026, 6, 1, 12, 0, 0, 0, time.UTC)
+	for i := range refusalQueue + 5 { // 5 beyond the queue: dropped
+		r.Record(mint.Query{TokenID: fmt.Sprintf("forged-%d", i), KeyID: "k1", IssuedAt: t0, Source: "198.51.100.9", UserAgent: "curl/8", Now: t0},
+			mint.Answer{Verdict: mint.NeverMinted})
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel() // Run flushes what is queued and returns
+	r.Run(ctx)
+	if len(evs) != refusalQueue {
+		t.Fatalf("%d events, want %d", len(evs), refusalQueue)
+	}
+	e := evs[0]
+	if e.Dataset != event.DatasetGateway || e.Outcome != event.OutcomeFailure || e.Action != "verify.never_minted" ||
+		e.Token.ID != "forged-0" || e.Token.KeyID != "k1" || e.Source.IP.String() != "198.51.100.9" || e.HTTP.StatusCode != 403 || !e.Time.Equal(t0) {
+		t.Errorf("event %+v", e)
+	}
+	// One folded entry per flush (a flush every refusalBatch at most).
+	refused, verdicts, dropped := 0, 0, uint64(0)
+	for _, a := range audits {
+		refused += a["refused"].(int)
+		verdicts += a["by_verdict"].(map[string]int)["never_minted"]
+		if d, ok := a["dropped"]; ok {
+			dropped += d.(uint64)
+		}
+		if n := len(a["tokens"].([]string)); n > auditTokens {
+			t.Errorf("an entry names %d tokens", n)
+		}
+	}
+	if refused != refusalQueue || verdicts != refusalQueue || dropped != 5 || len(audits) > refusalQueue/refusalBatch {
+		t.Errorf("%d audit entries: %d refused, %d never_minted, %d dropped", len(audits), refused, verdicts, dropped)
+	}
+}

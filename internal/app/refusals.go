@@ -1,0 +1,143 @@
+package app
+
+import (
+	"context"
+	"log/slog"
+	"net/netip"
+	"sync/atomic"
+	"time"
+
+	"github.com/haechi-sec/haechi/internal/detect/tokenuse"
+	"github.com/haechi-sec/haechi/internal/event"
+	"github.com/haechi-sec/haechi/internal/mint"
+)
+
+// refusal is one request the inline check refused.
+type refusal struct {
+	q mint.Query
+	v mint.Verdict
+}
+
+// refusals turns the inline check's refusals into events and audit
+// entries, off the check's path: Record never blocks (a full queue drops
+// and counts), Run flushes at most every refusalFlush.
+//
+// Each refusal becomes a gateway.access event with event.outcome failure
+// and event.action "verify.<verdict>", submitted to the pipeline (so rules
+// and the alert path see the attempt; the ledger records no exposure for a
+// failed access), and each flush appends one folded audit entry
+// ("verify_refused": how many, by verdict and by key, and the first token
+// ids), so a flood of forged tokens cannot flood the audit log.
+type refusals struct {
+	ch      chan refusal
+	dropped atomic.Uint64
+	submit  func(ctx context.Context, evs []event.Event) error
+	audit   func(ctx context.Context, t time.Time, kind, actionID string, detail any) error
+	log     *slog.Logger
+}
+
+const (
+	refusalQueue = 8192
+	refusalFlush = time.Second
+	refusalBatch = 1024
+	// auditTokens is how many token ids one folded audit entry names.
+	auditTokens = 20
+)
+
+func newRefusals(submit func(context.Context, []event.Event) error,
+	audit func(context.Context, time.Time, string, string, any) error, log *slog.Logger) *refusals {
+	return &refusals{ch: make(chan refusal, refusalQueue), submit: submit, audit: audit, log: log}
+}
+
+// Record queues a refusal; it never blocks.
+func (r *refusals) Record(q mint.Query, a mint.Answer) {
+	select {
+	case r.ch <- refusal{q: q, v: a.Verdict}:
+	default:
+		r.dropped.Add(1)
+	}
+}
+
+// Run flushes queued refusals until ctx ends, then flushes what is queued.
+func (r *refusals) Run(ctx context.Context) {
+	t := time.NewTicker(refusalFlush)
+	defer t.Stop()
+	var buf []refusal
+	for {
+		select {
+		case x := <-r.ch:
+			buf = append(buf, x)
+			if len(buf) >= refusalBatch {
+				r.flush(context.WithoutCancel(ctx), buf)
+				buf = buf[:0]
+			}
+		case <-t.C:
+			if len(buf) > 0 {
+				r.flush(context.WithoutCancel(ctx), buf)
+				buf = buf[:0]
+			}
+		case <-ctx.Done():
+		drain:
+			for {
+				select {
+				case x := <-r.ch:
+					buf = append(buf, x)
+				default:
+					break drain
+				}
+			}
+			if len(buf) > 0 {
+				r.flush(context.WithoutCancel(ctx), buf)
+			}
+			return
+		}
+	}
+}
+
+// refusalEvent is the event of one refusal.
+func refusalEvent(x refusal) event.Event {
+	ev := event.Event{Time: x.q.Now, Dataset: event.DatasetGateway, Action: tokenuse.RefusedPrefix + string(x.v), Outcome: event.OutcomeFailure,
+		Token:     event.Token{ID: x.q.TokenID, KeyID: x.q.KeyID, IssuedAt: x.q.IssuedAt},
+		UserAgent: x.q.UserAgent}
+	ev.HTTP.StatusCode = 403
+	ev.Source.Country = x.q.Country
+	if ip, err := netip.ParseAddr(x.q.Source); err == nil {
+		ev.Source.IP = ip
+	}
+	return ev
+}
+
+func (r *refusals) flush(ctx context.Context, buf []refusal) {
+	evs := make([]event.Event, len(buf))
+	byVerdict, byKey := map[string]int{}, map[string]int{}
+	var tokens []string
+	for i, x := range buf {
+		evs[i] = refusalEvent(x)
+		byVerdict[string(x.v)]++
+		byKey[x.q.KeyID]++
+		if len(tokens) < auditTokens {
+			tokens = append(tokens, x.q.TokenID)
+		}
+	}
+	if err := r.submit(ctx, evs); err != nil {
+		r.log.Error("inline check: refused requests not submitted to the pipeline", "refusals", len(evs), "err", err)
+	}
+	detail := map[string]any{"refused": len(buf), "by_verdict": byVerdict, "by_key": byKey, "tokens": tokens}
+	if d := r.dropped.Swap(0); d > 0 {
+		detail["dropped"] = d
+		r.log.Warn("inline check: refusals dropped, the queue was full", "dropped", d)
+	}
+	first, last := buf[0].q.Now, buf[0].q.Now
+	for _, x := range buf {
+		if x.q.Now.Before(first) {
+			first = x.q.Now
+		}
+		if x.q.Now.After(last) {
+			last = x.q.Now
+		}
+	}
+	detail["from"], detail["to"] = first, last
+	if err := r.audit(ctx, last, "verify_refused", "", detail); err != nil {
+		r.log.Error("inline check: refusals not audited", "err", err)
+	}
+}

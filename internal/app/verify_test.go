@@ -1,0 +1,120 @@
+package app_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/haechi-sec/haechi/internal/api"
+	"github.com/haechi-sec/haechi/internal/app"
+	"github.com/haechi-sec/haechi/internal/config"
+	"github.com/haechi-sec/haechi/internal/mint"
+	"github.com/haechi-sec/haechi/internal/store"
+)
+
+// serveRun starts serve on cfg, runs f with its base URL and stops it.
+func serveRun(t *testing.T, cfg config.Config, f func(base string)) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ready := make(chan string, 1)
+	done := make(chan error, 1)
+	go func() {
+		done <- app.Serve(ctx, app.ServeOptions{Config: cfg, Ready: func(u string) { ready <- u }, InsecureNoAuth: true, Announce: io.Discard})
+	}()
+	select {
+	case base := <-ready:
+		f(base)
+	case err := <-done:
+		t.Fatal(err)
+	case <-time.After(60 * time.Second):
+		t.Fatal("serve not ready")
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
+
+func postJSON(t *testing.T, url string, v any) (int, []byte) {
+	t.Helper()
+	b, _ := json.Marshal(v)
+	resp, err := http.Post(url, "application/json", bytes.NewReader(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, body
+}
+
+func verdict(t *testing.T, base string, q api.VerifyRequest) mint.Verdict {
+	t.Helper()
+	code, b := postJSON(t, base+"/v1/verify", q)
+	if code != http.StatusOK {
+		t.Fatalf("verify: %d %s", code, b)
+	}
+	var a mint.Answer
+	if err := json.Unmarshal(b, &a); err != nil {
+		t.Fatal(err)
+	}
+	return a.Verdict
+}
+
+// A mint registered with serve is known at once and after a restart (the
+// registry's checkpoint is stored at the detectors' mark; what the spool
+// still retains is replayed on top of it, idempotently); a forged token
+// is refused on both sides of the restart.
+func TestServeMintRegistryRestart(t *testing.T) {
+	cfg := config.Default()
+	cfg.DataDir = t.TempDir()
+	cfg.Listen = "127.0.0.1:0"
+	cfg.Verify.GRPCListen = "127.0.0.1:0" // started and stopped with serve
+	now := time.Now().UTC().Truncate(time.Second)
+	check := func(base string) {
+		if v := verdict(t, base, api.VerifyRequest{TokenID: "tok-a", KeyID: "k1", IssuedAt: now}); v != mint.Known {
+			t.Errorf("minted token: %s", v)
+		}
+		if v := verdict(t, base, api.VerifyRequest{TokenID: "tok-forged", KeyID: "k1", IssuedAt: now}); v != mint.NeverMinted {
+			t.Errorf("forged token: %s", v)
+		}
+	}
+	serveRun(t, cfg, func(base string) {
+		code, b := postJSON(t, base+"/v1/tokens/minted", api.MintBatch{Mints: []api.MintRequest{
+			{TokenID: "tok-a", KeyID: "k1", IssuedAt: now, ExpiresAt: now.Add(time.Hour)}}})
+		if code != http.StatusOK {
+			t.Fatalf("register: %d %s", code, b)
+		}
+		check(base)
+	})
+	st, err := store.Open(context.Background(), cfg.DataDir, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The forged token's refusal was audited (folded).
+	log, err := st.AuditLog(context.Background(), 0, 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	refusedAudited := false
+	for _, r := range log {
+		if r.Kind == "verify_refused" && strings.Contains(string(r.Detail), "tok-forged") {
+			refusedAudited = true
+		}
+	}
+	if !refusedAudited {
+		t.Error("the refusal was not audited")
+	}
+	det, ok1, err1 := st.LoadCheckpoint(context.Background(), "detectors")
+	reg, ok2, err2 := st.LoadCheckpoint(context.Background(), "mint_registry")
+	st.Close()
+	if err1 != nil || err2 != nil || !ok1 || !ok2 || det.Mark != reg.Mark {
+		t.Fatalf("checkpoints: detectors %v %v mark %d, registry %v %v mark %d", ok1, err1, det.Mark, ok2, err2, reg.Mark)
+	}
+	serveRun(t, cfg, check)
+}

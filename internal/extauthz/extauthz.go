@@ -1,0 +1,144 @@
+// Package extauthz is the Envoy external authorization service
+// (envoy.service.auth.v3.Authorization, gRPC) over the mint registry: an
+// Envoy ext_authz filter asks it about every request, and a token that was
+// never minted (or revoked, signed by a retired or unknown key, hijacked)
+// is refused before it reaches the upstream (docs/verify.md).
+//
+// Contract:
+//
+//   - Check reads the token from the request's headers: x-token-id,
+//     x-token-key-id and x-token-issued-at when the gateway sets them,
+//     else the JWT in authorization (kid, jti, iat, read without checking
+//     the signature — Envoy's jwt_authn filter or the upstream does that).
+//     The client is the request's source address and user-agent.
+//   - Allowed: status OK. Refused: PERMISSION_DENIED with a 403 denied
+//     response carrying x-haechi-verdict. No token: UNAUTHENTICATED, 401.
+//   - Beyond the rate limit Check returns the gRPC error
+//     RESOURCE_EXHAUSTED: Envoy treats it as a failure of the service, and
+//     its failure_mode_allow decides — the gateway's fail-open or
+//     fail-closed mode.
+//   - The verdict is judged from memory (mint.Registry.Verify); Check
+//     never waits on the store.
+package extauthz
+
+import (
+	"context"
+	"net/netip"
+	"strconv"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
+	"golang.org/x/time/rate"
+	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/haechi-sec/haechi/gateway"
+	"github.com/haechi-sec/haechi/internal/mint"
+)
+
+// Verifier is what the service needs of the mint registry.
+type Verifier interface {
+	Verify(q mint.Query) mint.Answer
+}
+
+// Options configure New.
+type Options struct {
+	Registry Verifier
+	// Rate and Burst limit checks (0 → 100,000 per second, burst 10,000).
+	Rate  float64
+	Burst int
+	// Locate resolves an address to an ISO country code (nil → none).
+	Locate func(netip.Addr) string
+	// Now is the clock (nil → time.Now).
+	Now func() time.Time
+	// OnRefuse, if set, is told of every refused check (not of requests
+	// without a token); it must not block.
+	OnRefuse func(q mint.Query, a mint.Answer)
+}
+
+// Server implements authv3.AuthorizationServer.
+type Server struct {
+	authv3.UnimplementedAuthorizationServer
+	opts  Options
+	limit *rate.Limiter
+}
+
+// New returns the service.
+func New(opts Options) *Server {
+	if opts.Rate <= 0 {
+		opts.Rate = 100_000
+	}
+	if opts.Burst <= 0 {
+		opts.Burst = 10_000
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	return &Server{opts: opts, limit: rate.NewLimiter(rate.Limit(opts.Rate), opts.Burst)}
+}
+
+// Register adds the service to a gRPC server.
+func (s *Server) Register(g *grpc.Server) { authv3.RegisterAuthorizationServer(g, s) }
+
+// HeaderVerdict names the verdict on a denied response.
+const HeaderVerdict = "x-haechi-verdict"
+
+// Check implements authv3.AuthorizationServer.
+func (s *Server) Check(_ context.Context, req *authv3.CheckRequest) (*authv3.CheckResponse, error) {
+	if !s.limit.Allow() {
+		return nil, status.Error(codes.ResourceExhausted, "verify rate limit exceeded")
+	}
+	attrs := req.GetAttributes()
+	h := attrs.GetRequest().GetHttp().GetHeaders() // Envoy lower-cases header names
+	q := mint.Query{TokenID: h["x-token-id"], KeyID: h["x-token-key-id"], UserAgent: h["user-agent"], Now: s.opts.Now()}
+	if v := h["x-token-issued-at"]; v != "" {
+		q.IssuedAt = claimTime(v)
+	}
+	if q.TokenID == "" {
+		if t, ok := gateway.BearerJWT(h["authorization"]); ok {
+			q.TokenID, q.KeyID, q.IssuedAt = t.ID, t.KeyID, t.IssuedAt
+		}
+	}
+	if q.TokenID == "" {
+		return denied(codes.Unauthenticated, typev3.StatusCode_Unauthorized, "no_token"), nil
+	}
+	if ip, err := netip.ParseAddr(attrs.GetSource().GetAddress().GetSocketAddress().GetAddress()); err == nil {
+		q.Source = ip.String()
+		if s.opts.Locate != nil {
+			q.Country = s.opts.Locate(ip)
+		}
+	}
+	a := s.opts.Registry.Verify(q)
+	if a.Allow {
+		return &authv3.CheckResponse{Status: &rpcstatus.Status{Code: int32(codes.OK)},
+			HttpResponse: &authv3.CheckResponse_OkResponse{OkResponse: &authv3.OkHttpResponse{}}}, nil
+	}
+	if s.opts.OnRefuse != nil {
+		s.opts.OnRefuse(q, a)
+	}
+	return denied(codes.PermissionDenied, typev3.StatusCode_Forbidden, string(a.Verdict)), nil
+}
+
+func denied(c codes.Code, http typev3.StatusCode, verdict string) *authv3.CheckResponse {
+	return &authv3.CheckResponse{
+		Status: &rpcstatus.Status{Code: int32(c), Message: verdict},
+		HttpResponse: &authv3.CheckResponse_DeniedResponse{DeniedResponse: &authv3.DeniedHttpResponse{
+			Status:  &typev3.HttpStatus{Code: http},
+			Headers: []*corev3.HeaderValueOption{{Header: &corev3.HeaderValue{Key: HeaderVerdict, Value: verdict}}},
+		}},
+	}
+}
+
+func claimTime(v string) time.Time {
+	if n, err := strconv.ParseInt(v, 10, 64); err == nil && n > 0 && n < 1<<40 {
+		return time.Unix(n, 0).UTC()
+	}
+	if t, err := time.Parse(time.RFC3339Nano, v); err == nil {
+		return t
+	}
+	return time.Time{}
+}
