@@ -1,0 +1,184 @@
+package app
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/haechi-sec/haechi/internal/auth"
+	"github.com/haechi-sec/haechi/internal/drill"
+	"github.com/haechi-sec/haechi/internal/event"
+	"github.com/haechi-sec/haechi/internal/ingest"
+)
+
+// streamsSeen is the ingest consumer's pipeline with a note of the datasets
+// the deployment's own feeds carried (drill events left out): what a drill
+// needs to be able to pass (drill.NeedStreams). It looks at a dataset only
+// where it changes within a batch.
+type streamsSeen struct {
+	ingest.Pipeline
+	mu   sync.Mutex
+	seen map[string]bool
+}
+
+func (s *streamsSeen) SubmitFrom(ctx context.Context, origin string, arrived time.Time, evs []event.Event) error {
+	last := ""
+	for i := range evs {
+		if ev := &evs[i]; !ev.Drill && ev.Dataset != last {
+			last = ev.Dataset
+			s.mu.Lock()
+			if !s.seen[last] {
+				if s.seen == nil {
+					s.seen = map[string]bool{}
+				}
+				s.seen[last] = true
+			}
+			s.mu.Unlock()
+		}
+	}
+	return s.Pipeline.SubmitFrom(ctx, origin, arrived, evs)
+}
+
+// EndOrigin ends a drill run's origin (ingest feeds one per run).
+func (s *streamsSeen) EndOrigin(ctx context.Context, origin string) error {
+	if e, ok := s.Pipeline.(interface {
+		EndOrigin(context.Context, string) error
+	}); ok {
+		return e.EndOrigin(ctx, origin)
+	}
+	return nil
+}
+
+// Seen reports whether a non-drill event of dataset has been fed.
+func (s *streamsSeen) Seen(dataset string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.seen[dataset]
+}
+
+// drills builds the drill runner (nil in cluster mode or without the spool:
+// drills go through durable ingest) before the pipeline, whose alert sinks
+// it joins. The canary drill's reserved record is added to the canary
+// detector's records.
+func (s *server) drills() {
+	if s.cfg.Kafka.Enabled() || !s.cfg.Spool.Enabled || len(s.cfg.Drills.List) == 0 {
+		if len(s.cfg.Drills.List) > 0 && s.cfg.Drills.Enabled {
+			s.log.Warn("drills need serve's durable ingest (spool.enabled, not cluster mode); none will run")
+		}
+		return
+	}
+	s.opts.CanaryIDs = append(append([]string(nil), s.opts.CanaryIDs...), drill.CanaryRecord)
+	running := map[string]bool{}
+	for _, d := range Detectors(s.cfg, s.opts.CanaryIDs) {
+		running[d.Name()] = true
+	}
+	s.streams = &streamsSeen{}
+	r, err := drill.New(drill.Options{
+		Definitions: s.cfg.Drills.Definitions(),
+		Inject: func(ctx context.Context, run string, body []byte) error {
+			if s.ing == nil {
+				return errors.New("durable ingest is not open")
+			}
+			return s.ing.AppendDrill(ctx, run, body)
+		},
+		Seen:       s.streams.Seen,
+		Running:    func(det string) bool { return running[det] },
+		OnFailure:  s.drillFailed,
+		Logger:     s.log,
+		Registerer: s.reg,
+	})
+	if err != nil {
+		// config.Validate checked the definitions: a bug.
+		s.log.Error("drills", "err", err)
+		return
+	}
+	s.drill = r
+}
+
+// drillFailed raises the detection-regression alert of a failed run: a
+// high alert about the drill (entity kind "drill"), stored with the
+// others, whose id is the run's.
+func (s *server) drillFailed(res drill.Result) {
+	now := time.Now().UTC()
+	f := event.Finding{Detector: "drill", Kind: "drill_failed", Title: "Detection regression: drill " + res.Drill + " failed",
+		Entity: event.EntityKey{Kind: "drill", ID: res.Drill}, Time: now, Score: 80, Severity: event.SeverityHigh,
+		Explanation: fmt.Sprintf("Drill %s (run %s) failed: %s. haechi may no longer catch this attack in this deployment.", res.Drill, res.Run, res.Reason)}
+	a := event.Alert{ID: "al-drill-" + res.Run, Time: now, Entity: f.Entity, Severity: event.SeverityHigh, Score: f.Score, Risk: f.Score,
+		Title: f.Title, Explanation: f.Explanation, State: event.AlertOpen, Detector: "drill",
+		WindowStart: now, WindowEnd: now, FindingCount: 1, LastTime: now, Findings: []event.Finding{f}}
+	if err := s.svc.Writer.Put(context.Background(), a); err != nil {
+		s.log.Error("drill regression alert", "drill", res.Drill, "err", err)
+	}
+}
+
+// registerDrills mounts the drill API: GET /v1/drills (the drills and the
+// latest results, analyst) and POST /v1/drills/{name}/run (admin; waits for
+// the result).
+func (s *server) registerDrills(h interface {
+	Handle(pattern string, need auth.Need, h http.Handler, deny auth.DenyFunc)
+}) {
+	if s.drill == nil {
+		return
+	}
+	r := s.drill
+	h.Handle("GET /v1/drills", auth.NeedAnalyst, http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		type def struct {
+			Name      string        `json:"name"`
+			Kind      drill.Kind    `json:"kind"`
+			Detectors []string      `json:"detectors"`
+			Kinds     []string      `json:"kinds,omitempty"`
+			Within    string        `json:"within"`
+			Last      *drill.Result `json:"last,omitempty"`
+		}
+		results := r.Results()
+		var out struct {
+			Scheduled bool           `json:"scheduled"`
+			Every     string         `json:"every,omitempty"`
+			Drills    []def          `json:"drills"`
+			Results   []drill.Result `json:"results"`
+		}
+		out.Scheduled = s.cfg.Drills.Enabled
+		if out.Scheduled {
+			out.Every = s.cfg.Drills.Every.D().String()
+		}
+		for _, d := range r.Definitions() {
+			x := def{Name: d.Name, Kind: d.Kind, Detectors: d.Expect.Detectors, Kinds: d.Expect.Kinds, Within: d.Expect.Within.String()}
+			for i := range results {
+				if results[i].Drill == d.Name {
+					x.Last = &results[i]
+					break
+				}
+			}
+			out.Drills = append(out.Drills, x)
+		}
+		out.Results = results
+		if out.Results == nil {
+			out.Results = []drill.Result{}
+		}
+		writeDrillJSON(w, http.StatusOK, out)
+	}), nil)
+	h.Handle("POST /v1/drills/{name}/run", auth.NeedAdmin, http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		res, err := r.Run(req.Context(), req.PathValue("name"))
+		switch {
+		case errors.Is(err, drill.ErrUnknown):
+			writeDrillJSON(w, http.StatusNotFound, map[string]string{"error": err.Error()})
+			return
+		case err != nil && res.Drill == "":
+			writeDrillJSON(w, http.StatusInternalServerError, map[string]string{"error": err.Error()})
+			return
+		}
+		writeDrillJSON(w, http.StatusOK, res)
+	}), nil)
+}
+
+func writeDrillJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+var _ ingest.Pipeline = (*streamsSeen)(nil)
