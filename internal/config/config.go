@@ -669,7 +669,7 @@ func Default() Config {
 			MaxOriginLag:    Duration(time.Hour),
 			CheckpointEvery: Duration(5 * time.Minute),
 		},
-		Kafka: Kafka{Group: "haechi", CheckpointEvery: 10000},
+		Kafka:  Kafka{Group: "haechi", CheckpointEvery: 10000},
 		Drills: defaultDrills(),
 		Ingest: Ingest{
 			MaxBodyBytes:       16 << 20,
