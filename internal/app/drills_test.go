@@ -159,8 +159,108 @@ func TestDrillsDefaultPass(t *testing.T) {
 			t.Errorf("metrics lack %s", want)
 		}
 	}
+	// Drill entities never reach the access ledger; the deployment's own
+	// customer does (so the ledger is recording).
+	scopeTotal := func(q string, tries int) int64 {
+		var sc struct{ Total int64 }
+		for range tries { // the live ledger flushes within a second or so
+			resp, err := http.Get(base + "/v1/scope?" + q)
+			if err != nil {
+				t.Fatal(err)
+			}
+			json.NewDecoder(resp.Body).Decode(&sc)
+			resp.Body.Close()
+			if sc.Total > 0 {
+				break
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		return sc.Total
+	}
+	if n := scopeTotal("principal=m:1", 50); n == 0 {
+		t.Errorf("scope of the deployment's customer m:1 is empty: the ledger records nothing, so the drill check below proves nothing")
+	}
+	for _, res := range results {
+		q := string(res.Entity.Kind) + "=" + res.Entity.ID
+		if res.Entity.Kind == "principal" || res.Entity.Kind == "key" || res.Entity.Kind == "token" {
+			if n := scopeTotal(q, 1); n != 0 {
+				t.Errorf("drill %s: scope %s = %d records, want none", res.Drill, q, n)
+			}
+		}
+	}
+	if n := scopeTotal("country=NL", 1); n != 0 {
+		t.Errorf("the hijack drill's country in scope: %d records", n)
+	}
 	stop()
+}
 
+// Disabling a detector makes its drill fail with a reason that names it,
+// counts the failure and raises the detection-regression alert.
+func TestDrillDisabledDetectorFails(t *testing.T) {
+	cfg := drillConfig()
+	cfg.Detectors.TerminatedIdentity.Enabled = false
+	for i := range cfg.Drills.List {
+		cfg.Drills.List[i].Within = config.Duration(2 * time.Second)
+	}
+	base, stop := drillServe(t, cfg, false)
+	defer stop()
+	res := runDrill(t, base, "terminated-identity")
+	if res.Status != drill.Failed {
+		t.Fatalf("drill with its detector disabled: %s (%s), want failed", res.Status, res.Reason)
+	}
+	for _, want := range []string{"expected detector terminated_identity", "not running in this configuration: terminated_identity"} {
+		if !strings.Contains(res.Reason, want) {
+			t.Errorf("reason %q lacks %q", res.Reason, want)
+		}
+	}
+	if other := runDrill(t, base, "canary-read"); other.Status != drill.Passed {
+		t.Errorf("canary-read: %s (%s), want passed", other.Status, other.Reason)
+	}
+	if m := get(t, base+"/metrics"); !strings.Contains(m, `haechi_drill_failures_total{drill="terminated-identity"} 1`) {
+		t.Errorf("failure not counted")
+	}
+	var found bool
+	for range 50 {
+		var list struct {
+			Alerts []struct {
+				ID, Detector, Severity string
+				Entity                 struct{ Kind, ID string }
+			}
+		}
+		resp, err := http.Get(base + "/v1/alerts")
+		if err != nil {
+			t.Fatal(err)
+		}
+		json.NewDecoder(resp.Body).Decode(&list)
+		resp.Body.Close()
+		for _, a := range list.Alerts {
+			if a.Detector == "drill" && a.Entity.ID == "terminated-identity" && a.Severity == "high" {
+				found = true
+			}
+		}
+		if found {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if !found {
+		t.Error("no detection-regression alert for the failed drill")
+	}
+}
+
+// A feed without the issuer stream cannot run the forged-token drill: a
+// result that says so, not a failure.
+func TestDrillMissingStream(t *testing.T) {
+	base, stop := drillServe(t, drillConfig(), true)
+	defer stop()
+	time.Sleep(time.Second)
+	res := runDrill(t, base, "forged-token")
+	if res.Status != drill.CannotRun || !strings.Contains(res.Reason, "cannot run: missing stream auth.token") {
+		t.Fatalf("forged-token without auth.token: %s %q", res.Status, res.Reason)
+	}
+	if m := get(t, base+"/metrics"); !strings.Contains(m, `haechi_drill_failures_total{drill="forged-token"} 0`) {
+		t.Errorf("cannot-run counted as a failure")
+	}
 }
 
 func get(t *testing.T, url string) string {
