@@ -97,6 +97,7 @@ func (s *server) drills() {
 		return
 	}
 	s.drill = r
+	s.svc.Planner.SetDrill(r.IsDrill)
 }
 
 // drillFailed raises the detection-regression alert of a failed run: a

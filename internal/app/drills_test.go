@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -15,6 +16,7 @@ import (
 	"github.com/haechi-sec/haechi/internal/app"
 	"github.com/haechi-sec/haechi/internal/config"
 	"github.com/haechi-sec/haechi/internal/drill"
+	"github.com/haechi-sec/haechi/internal/respond"
 )
 
 // drillServe starts serve with cfg and, unless noMints, a deployment's own
@@ -51,7 +53,7 @@ func drillServe(t *testing.T, cfg config.Config, noMints bool) (base string, sto
 					ts, i%50, i, ts, now.Add(time.Hour).Format(time.RFC3339))
 			}
 			fmt.Fprintf(&b, `{"@timestamp":%q,"event":{"dataset":"gateway.access","action":"member.profile.read","outcome":"success"},"user":{"id":"m:%d"},"source":{"ip":"211.234.10.9"},"records":{"type":"customer","ids":["%d"],"fields":["name"]}}`+"\n",
-				ts, i%50, 1000+i%50)
+				ts, i%50, i%50)
 			resp, err := http.Post(base+"/v1/events", "application/x-ndjson", strings.NewReader(b.String()))
 			if err == nil {
 				resp.Body.Close()
@@ -273,4 +275,72 @@ func get(t *testing.T, url string) string {
 	var b bytes.Buffer
 	io.Copy(&b, resp.Body)
 	return b.String()
+}
+
+// In enforce mode, containment planned for a drill's alert goes through the
+// real planner as dry-run, its payload marked drill: true; the receiver of
+// containment hears nothing.
+func TestDrillContainmentDryRun(t *testing.T) {
+	var mu sync.Mutex
+	var got []string
+	recv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		mu.Lock()
+		got = append(got, r.URL.Path+" "+string(b))
+		mu.Unlock()
+	}))
+	defer recv.Close()
+	cfg := drillConfig()
+	cfg.Respond.Mode = respond.ModeEnforce
+	cfg.Respond.Secret = "s3cret"
+	cfg.Respond.Receivers = map[string]respond.Receiver{}
+	for _, k := range respond.ActionKinds {
+		cfg.Respond.Receivers[k] = respond.Receiver{URL: recv.URL + "/" + k, AllowPrivate: true}
+	}
+	base, stop := drillServe(t, cfg, false)
+	defer stop()
+	res := runDrill(t, base, "terminated-identity")
+	if res.Status != drill.Passed {
+		t.Fatalf("%s: %s", res.Status, res.Reason)
+	}
+	var list struct {
+		Actions []struct {
+			Kind, State, Reason string
+			Payload             struct{ Drill bool }
+		}
+	}
+	for range 50 {
+		resp, err := http.Get(base + "/v1/actions?alert=" + res.Alerts[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		json.NewDecoder(resp.Body).Decode(&list)
+		resp.Body.Close()
+		if len(list.Actions) > 0 {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if len(list.Actions) == 0 {
+		t.Fatal("no action planned for the drill's alert")
+	}
+	for _, a := range list.Actions {
+		if !a.Payload.Drill {
+			t.Errorf("action %s: payload not marked drill", a.Kind)
+		}
+		if respond.IsContainment(a.Kind) && a.State != respond.StateDryRun {
+			t.Errorf("containment %s of a drill: %s (%s), want dry_run", a.Kind, a.State, a.Reason)
+		}
+	}
+	time.Sleep(500 * time.Millisecond)
+	mu.Lock()
+	defer mu.Unlock()
+	for _, g := range got {
+		k, _, _ := strings.Cut(strings.TrimPrefix(g, "/"), " ")
+		if respond.IsContainment(k) {
+			t.Errorf("containment delivered for a drill: %s", g)
+		} else if !strings.Contains(g, `"drill":true`) {
+			t.Errorf("notice without drill: true: %s", g)
+		}
+	}
 }

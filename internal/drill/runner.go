@@ -48,6 +48,10 @@ type Runner struct {
 
 	mu      sync.Mutex
 	pending map[event.EntityKey]*pending
+	// entities are the entities of every run since start-up, up to Keep
+	// runs (order: oldest first), for IsDrill.
+	entities map[event.EntityKey]bool
+	order    []event.EntityKey
 	results []Result // oldest first, at most Keep
 
 	lastSuccess *prometheus.GaugeVec
@@ -77,7 +81,8 @@ func New(opts Options) (*Runner, error) {
 	if opts.Keep <= 0 {
 		opts.Keep = 200
 	}
-	r := &Runner{opts: opts, log: opts.Logger, defs: map[string]Definition{}, pending: map[event.EntityKey]*pending{}}
+	r := &Runner{opts: opts, log: opts.Logger, defs: map[string]Definition{}, pending: map[event.EntityKey]*pending{},
+		entities: map[event.EntityKey]bool{}}
 	if r.log == nil {
 		r.log = slog.New(slog.DiscardHandler)
 	}
@@ -156,6 +161,27 @@ func (r *Runner) Alert(c alert.Change, a event.Alert) {
 	}
 }
 
+// IsDrill reports whether alert a is about a drill run's entity (its own
+// or a finding's): one of the runs since start-up, up to Options.Keep of
+// them. Run ids are random, so no real entity is one. The response planner
+// asks it (respond.Planner.SetDrill).
+func (r *Runner) IsDrill(a event.Alert) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.entities) == 0 {
+		return false
+	}
+	if r.entities[a.Entity] {
+		return true
+	}
+	for i := range a.Findings {
+		if r.entities[a.Findings[i].Entity] {
+			return true
+		}
+	}
+	return false
+}
+
 // ErrUnknown is returned for a drill name that is not defined.
 var ErrUnknown = errors.New("no such drill")
 
@@ -193,6 +219,14 @@ func (r *Runner) Run(ctx context.Context, name string) (Result, error) {
 	p := &pending{def: d, detectors: map[string]bool{}, kinds: map[string]bool{}, met: make(chan struct{})}
 	r.mu.Lock()
 	r.pending[plan.Entity] = p
+	r.entities[plan.Entity] = true
+	r.order = append(r.order, plan.Entity)
+	if n := len(r.order) - r.opts.Keep; n > 0 {
+		for _, k := range r.order[:n] {
+			delete(r.entities, k)
+		}
+		r.order = append(r.order[:0], r.order[n:]...)
+	}
 	r.mu.Unlock()
 	defer func() {
 		r.mu.Lock()
