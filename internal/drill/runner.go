@@ -52,7 +52,7 @@ type Runner struct {
 	// runs (order: oldest first), for IsDrill.
 	entities map[event.EntityKey]bool
 	order    []event.EntityKey
-	results []Result // oldest first, at most Keep
+	results  []Result // oldest first, at most Keep
 
 	lastSuccess *prometheus.GaugeVec
 	failures    *prometheus.CounterVec
