@@ -13,6 +13,7 @@ import (
 	"github.com/haechi-sec/haechi/internal/drill"
 	"github.com/haechi-sec/haechi/internal/event"
 	"github.com/haechi-sec/haechi/internal/ingest"
+	"github.com/haechi-sec/haechi/internal/store"
 )
 
 // streamsSeen is the ingest consumer's pipeline with a note of the datasets
@@ -87,6 +88,7 @@ func (s *server) drills() {
 		},
 		Seen:       s.streams.Seen,
 		Running:    func(det string) bool { return running[det] },
+		OnResult:   s.drillStore,
 		OnFailure:  s.drillFailed,
 		Logger:     s.log,
 		Registerer: s.reg,
@@ -98,6 +100,22 @@ func (s *server) drills() {
 	}
 	s.drill = r
 	s.svc.Planner.SetDrill(r.IsDrill)
+}
+
+// drillStore stores a run's verdict (drill_runs).
+func (s *server) drillStore(res drill.Result) {
+	if err := s.svc.Store.PutDrillRun(context.Background(), storedRun(res)); err != nil {
+		s.log.Error("store drill run", "drill", res.Drill, "run", res.Run, "err", err)
+	}
+}
+
+func storedRun(r drill.Result) store.DrillRun {
+	run := store.DrillRun{Run: r.Run, Drill: r.Drill, Kind: string(r.Kind), Started: r.Started, Status: string(r.Status),
+		Reason: r.Reason, TimeToAlert: r.TimeToAlert, Alerts: r.Alerts}
+	if !r.Entity.IsZero() {
+		run.Entity = r.Entity.String()
+	}
+	return run
 }
 
 // drillFailed raises the detection-regression alert of a failed run: a
@@ -128,19 +146,24 @@ func (s *server) registerDrills(h interface {
 	r := s.drill
 	h.Handle("GET /v1/drills", auth.NeedAnalyst, http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		type def struct {
-			Name      string        `json:"name"`
-			Kind      drill.Kind    `json:"kind"`
-			Detectors []string      `json:"detectors"`
-			Kinds     []string      `json:"kinds,omitempty"`
-			Within    string        `json:"within"`
-			Last      *drill.Result `json:"last,omitempty"`
+			Name      string          `json:"name"`
+			Kind      drill.Kind      `json:"kind"`
+			Detectors []string        `json:"detectors"`
+			Kinds     []string        `json:"kinds,omitempty"`
+			Within    string          `json:"within"`
+			Last      *store.DrillRun `json:"last,omitempty"`
 		}
-		results := r.Results()
+		ctx := req.Context()
+		results, err := s.svc.Store.ListDrillRuns(ctx, "", 100)
+		if err != nil {
+			writeDrillJSON(w, http.StatusInternalServerError, map[string]string{"error": err.Error()})
+			return
+		}
 		var out struct {
-			Scheduled bool           `json:"scheduled"`
-			Every     string         `json:"every,omitempty"`
-			Drills    []def          `json:"drills"`
-			Results   []drill.Result `json:"results"`
+			Scheduled bool             `json:"scheduled"`
+			Every     string           `json:"every,omitempty"`
+			Drills    []def            `json:"drills"`
+			Results   []store.DrillRun `json:"results"`
 		}
 		out.Scheduled = s.cfg.Drills.Enabled
 		if out.Scheduled {
@@ -148,18 +171,17 @@ func (s *server) registerDrills(h interface {
 		}
 		for _, d := range r.Definitions() {
 			x := def{Name: d.Name, Kind: d.Kind, Detectors: d.Expect.Detectors, Kinds: d.Expect.Kinds, Within: d.Expect.Within.String()}
-			for i := range results {
-				if results[i].Drill == d.Name {
-					x.Last = &results[i]
-					break
-				}
+			last, err := s.svc.Store.ListDrillRuns(ctx, d.Name, 1)
+			if err != nil {
+				writeDrillJSON(w, http.StatusInternalServerError, map[string]string{"error": err.Error()})
+				return
+			}
+			if len(last) > 0 {
+				x.Last = &last[0]
 			}
 			out.Drills = append(out.Drills, x)
 		}
 		out.Results = results
-		if out.Results == nil {
-			out.Results = []drill.Result{}
-		}
 		writeDrillJSON(w, http.StatusOK, out)
 	}), nil)
 	h.Handle("POST /v1/drills/{name}/run", auth.NeedAdmin, http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {

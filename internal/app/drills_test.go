@@ -17,6 +17,7 @@ import (
 	"github.com/haechi-sec/haechi/internal/config"
 	"github.com/haechi-sec/haechi/internal/drill"
 	"github.com/haechi-sec/haechi/internal/respond"
+	"github.com/haechi-sec/haechi/internal/store"
 )
 
 // drillServe starts serve with cfg and, unless noMints, a deployment's own
@@ -142,16 +143,18 @@ func TestDrillsDefaultPass(t *testing.T) {
 	var list struct {
 		Drills []struct {
 			Name string
-			Last *drill.Result
+			Last *store.DrillRun
 		}
 	}
-	json.NewDecoder(resp.Body).Decode(&list)
+	if err := json.NewDecoder(resp.Body).Decode(&list); err != nil {
+		t.Fatal(err)
+	}
 	resp.Body.Close()
 	if len(list.Drills) != len(cfg.Drills.List) {
 		t.Fatalf("GET /v1/drills: %d drills, want %d", len(list.Drills), len(cfg.Drills.List))
 	}
 	for _, d := range list.Drills {
-		if d.Last == nil || d.Last.Status != drill.Passed {
+		if d.Last == nil || d.Last.Status != string(drill.Passed) {
 			t.Errorf("GET /v1/drills: %s last = %+v", d.Name, d.Last)
 		}
 	}

@@ -28,8 +28,10 @@ type Options struct {
 	// Running reports whether a detector runs in this configuration; nil:
 	// all do. A failed run whose missing detector does not run says so.
 	Running func(detector string) bool
-	// OnFailure is called once per failed run, after it is recorded (serve
-	// raises the detection-regression alert).
+	// OnResult is called with every verdict (passed, failed, cannot run)
+	// as it is recorded (serve stores it); OnFailure then once per failed
+	// run (serve raises the detection-regression alert).
+	OnResult  func(Result)
 	OnFailure func(Result)
 	// Now is the wall clock (nil → time.Now).
 	Now        func() time.Time
@@ -309,6 +311,9 @@ func (r *Runner) record(res Result) {
 		r.results = append(r.results[:0], r.results[n:]...)
 	}
 	r.mu.Unlock()
+	if r.opts.OnResult != nil {
+		r.opts.OnResult(res)
+	}
 	if res.Status == Failed && r.opts.OnFailure != nil {
 		r.opts.OnFailure(res)
 	}
