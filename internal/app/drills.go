@@ -99,7 +99,7 @@ func (s *server) drills() {
 		return
 	}
 	s.drill = r
-	s.svc.Planner.SetDrill(r.IsDrill)
+	s.svc.KeepDrillsApart(r.IsDrill)
 }
 
 // drillStore stores a run's verdict (drill_runs).

@@ -196,6 +196,26 @@ func TestDrillsDefaultPass(t *testing.T) {
 	if n := scopeTotal("country=NL", 1); n != 0 {
 		t.Errorf("the hijack drill's country in scope: %d records", n)
 	}
+
+	// Drill alerts, findings and incidents are kept apart from the real
+	// ones: the stored lists name no drill entity, and the deployment's own
+	// alerts (its rule-free feed raises none) are not needed to see it.
+	time.Sleep(500 * time.Millisecond) // the store writer's batch
+	for _, path := range []string{"/v1/alerts?limit=1000", "/v1/findings?limit=1000", "/v1/incidents?limit=1000"} {
+		body := get(t, base+path)
+		for _, bad := range []string{drill.Prefix, "198.18."} {
+			if strings.Contains(body, bad) {
+				t.Errorf("%s names a drill entity (%s): %.300s", path, bad, body)
+			}
+		}
+		for _, res := range results {
+			for _, id := range res.Alerts {
+				if strings.Contains(body, id) {
+					t.Errorf("%s holds the drill's alert %s", path, id)
+				}
+			}
+		}
+	}
 	stop()
 }
 

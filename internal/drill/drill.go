@@ -143,7 +143,11 @@ func NeedStreams(k Kind) []string {
 type Plan struct {
 	Run    string          // the run's id: drill name, time, random hex
 	Entity event.EntityKey // the entity the expected alert is about
-	Body   []byte          // contract NDJSON
+	// Entities are every entity the run makes up — principal, token,
+	// signing key, source addresses — the expected one among them: an
+	// alert about any of them is the drill's.
+	Entities []event.EntityKey
+	Body     []byte // contract NDJSON
 }
 
 // NewRunID returns a fresh run id for drill name at now.
@@ -229,7 +233,10 @@ func Build(d Definition, run string, now time.Time) (Plan, error) {
 		b.Write(line)
 		b.WriteByte('\n')
 	}
-	return Plan{Run: run, Entity: ent, Body: []byte(b.String())}, nil
+	ents := []event.EntityKey{ent,
+		{Kind: event.EntityPrincipal, ID: user}, {Kind: event.EntityToken, ID: tok}, {Kind: event.EntitySigningKey, ID: key},
+		{Kind: event.EntitySource, ID: home.IP.String()}, {Kind: event.EntitySource, ID: away.IP.String()}}
+	return Plan{Run: run, Entity: ent, Entities: ents, Body: []byte(b.String())}, nil
 }
 
 type src struct {

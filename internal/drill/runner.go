@@ -50,10 +50,11 @@ type Runner struct {
 
 	mu      sync.Mutex
 	pending map[event.EntityKey]*pending
-	// entities are the entities of every run since start-up, up to Keep
-	// runs (order: oldest first), for IsDrill.
-	entities map[event.EntityKey]bool
-	order    []event.EntityKey
+	// entities counts the runs that made up each entity, over the last
+	// Keep runs since start-up (order: their entities, oldest first), for
+	// IsDrill; two runs may share a source address.
+	entities map[event.EntityKey]int
+	order    [][]event.EntityKey
 	results  []Result // oldest first, at most Keep
 
 	lastSuccess *prometheus.GaugeVec
@@ -84,7 +85,7 @@ func New(opts Options) (*Runner, error) {
 		opts.Keep = 200
 	}
 	r := &Runner{opts: opts, log: opts.Logger, defs: map[string]Definition{}, pending: map[event.EntityKey]*pending{},
-		entities: map[event.EntityKey]bool{}}
+		entities: map[event.EntityKey]int{}}
 	if r.log == nil {
 		r.log = slog.New(slog.DiscardHandler)
 	}
@@ -163,21 +164,22 @@ func (r *Runner) Alert(c alert.Change, a event.Alert) {
 	}
 }
 
-// IsDrill reports whether alert a is about a drill run's entity (its own
-// or a finding's): one of the runs since start-up, up to Options.Keep of
-// them. Run ids are random, so no real entity is one. The response planner
-// asks it (respond.Planner.SetDrill).
+// IsDrill reports whether alert a is about an entity a drill run made up
+// (its own or a finding's): of the runs since start-up, up to Options.Keep
+// of them. Run ids are random, so no real principal, token or key is one;
+// drill sources are in 198.18.0.0/15, which no real client uses. The
+// response planner and the store's sinks ask it.
 func (r *Runner) IsDrill(a event.Alert) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if len(r.entities) == 0 {
 		return false
 	}
-	if r.entities[a.Entity] {
+	if r.entities[a.Entity] > 0 {
 		return true
 	}
 	for i := range a.Findings {
-		if r.entities[a.Findings[i].Entity] {
+		if r.entities[a.Findings[i].Entity] > 0 {
 			return true
 		}
 	}
@@ -221,11 +223,17 @@ func (r *Runner) Run(ctx context.Context, name string) (Result, error) {
 	p := &pending{def: d, detectors: map[string]bool{}, kinds: map[string]bool{}, met: make(chan struct{})}
 	r.mu.Lock()
 	r.pending[plan.Entity] = p
-	r.entities[plan.Entity] = true
-	r.order = append(r.order, plan.Entity)
+	for _, e := range plan.Entities {
+		r.entities[e]++
+	}
+	r.order = append(r.order, plan.Entities)
 	if n := len(r.order) - r.opts.Keep; n > 0 {
-		for _, k := range r.order[:n] {
-			delete(r.entities, k)
+		for _, es := range r.order[:n] {
+			for _, e := range es {
+				if r.entities[e]--; r.entities[e] <= 0 {
+					delete(r.entities, e)
+				}
+			}
 		}
 		r.order = append(r.order[:0], r.order[n:]...)
 	}
