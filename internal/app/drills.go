@@ -22,13 +22,16 @@ import (
 // where it changes within a batch.
 type streamsSeen struct {
 	ingest.Pipeline
-	mu   sync.Mutex
-	seen map[string]bool
+	// drills is told of drill events (drill.Runner.NoteDrillEvents).
+	drills *drill.Runner
+	mu     sync.Mutex
+	seen   map[string]bool
 }
 
 func (s *streamsSeen) SubmitFrom(ctx context.Context, origin string, arrived time.Time, evs []event.Event) error {
-	last := ""
+	last, drills := "", false
 	for i := range evs {
+		drills = drills || evs[i].Drill
 		if ev := &evs[i]; !ev.Drill && ev.Dataset != last {
 			last = ev.Dataset
 			s.mu.Lock()
@@ -40,6 +43,9 @@ func (s *streamsSeen) SubmitFrom(ctx context.Context, origin string, arrived tim
 			}
 			s.mu.Unlock()
 		}
+	}
+	if drills && s.drills != nil {
+		s.drills.NoteDrillEvents(evs)
 	}
 	return s.Pipeline.SubmitFrom(ctx, origin, arrived, evs)
 }
@@ -99,6 +105,7 @@ func (s *server) drills() {
 		return
 	}
 	s.drill = r
+	s.streams.drills = r
 	s.svc.KeepDrillsApart(r.IsDrill)
 }
 

@@ -179,3 +179,32 @@ func TestRunnerVerdicts(t *testing.T) {
 		t.Errorf("unknown drill: %v", err)
 	}
 }
+
+// After a restart the spool replays runs the runner did not start: the
+// entities of drill-marked events are the drill's, those of any other
+// event (whatever its ids) are not.
+func TestNoteDrillEvents(t *testing.T) {
+	r, err := drill.New(drill.Options{Definitions: drill.Defaults(), Inject: func(context.Context, string, []byte) error { return nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	drillEv := event.Event{Drill: true, User: event.User{ID: drill.Prefix + "old-user"}, Token: event.Token{ID: drill.Prefix + "old-token", KeyID: drill.Prefix + "old-key"},
+		Source: event.Source{IP: netip.MustParseAddr("198.18.7.1")}}
+	spoof := event.Event{User: event.User{ID: drill.Prefix + "spoofed-user"}}
+	r.NoteDrillEvents([]event.Event{drillEv, spoof})
+	for _, c := range []struct {
+		ent  event.EntityKey
+		want bool
+	}{
+		{event.EntityKey{Kind: event.EntityPrincipal, ID: drill.Prefix + "old-user"}, true},
+		{event.EntityKey{Kind: event.EntityToken, ID: drill.Prefix + "old-token"}, true},
+		{event.EntityKey{Kind: event.EntitySigningKey, ID: drill.Prefix + "old-key"}, true},
+		{event.EntityKey{Kind: event.EntitySource, ID: "198.18.7.1"}, true},
+		{event.EntityKey{Kind: event.EntityPrincipal, ID: drill.Prefix + "spoofed-user"}, false},
+		{event.EntityKey{Kind: event.EntitySource, ID: "198.18.7.2"}, false},
+	} {
+		if got := r.IsDrill(event.Alert{Entity: c.ent}); got != c.want {
+			t.Errorf("IsDrill(%s) = %v, want %v", c.ent, got, c.want)
+		}
+	}
+}

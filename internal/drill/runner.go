@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -164,6 +165,58 @@ func (r *Runner) Alert(c alert.Change, a event.Alert) {
 	}
 }
 
+// note remembers ents as one run's made-up entities, forgetting the
+// oldest run's beyond Keep; r.mu is held.
+func (r *Runner) note(ents []event.EntityKey) {
+	for _, e := range ents {
+		r.entities[e]++
+	}
+	r.order = append(r.order, ents)
+	if n := len(r.order) - r.opts.Keep; n > 0 {
+		for _, es := range r.order[:n] {
+			for _, e := range es {
+				if r.entities[e]--; r.entities[e] <= 0 {
+					delete(r.entities, e)
+				}
+			}
+		}
+		r.order = append(r.order[:0], r.order[n:]...)
+	}
+}
+
+// NoteDrillEvents remembers the entities of drill events (those ingest
+// marked event.Event.Drill; others are ignored) for IsDrill: after a
+// restart the spool replays runs this runner did not start, and their
+// alerts are still drills'. serve calls it from the spool consumer before
+// the events reach the pipeline.
+func (r *Runner) NoteDrillEvents(evs []event.Event) {
+	var ents []event.EntityKey
+	add := func(k event.EntityKind, id string) {
+		if id != "" && !slices.Contains(ents, event.EntityKey{Kind: k, ID: id}) {
+			ents = append(ents, event.EntityKey{Kind: k, ID: id})
+		}
+	}
+	for i := range evs {
+		ev := &evs[i]
+		if !ev.Drill {
+			continue
+		}
+		add(event.EntityPrincipal, ev.User.ID)
+		add(event.EntityPrincipal, ev.Identity.ID)
+		add(event.EntityToken, ev.Token.ID)
+		add(event.EntitySigningKey, ev.Token.KeyID)
+		if ev.Source.IP.IsValid() {
+			add(event.EntitySource, ev.Source.IP.String())
+		}
+	}
+	if len(ents) == 0 {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.note(ents)
+}
+
 // IsDrill reports whether alert a is about an entity a drill run made up
 // (its own or a finding's): of the runs since start-up, up to Options.Keep
 // of them. Run ids are random, so no real principal, token or key is one;
@@ -223,20 +276,7 @@ func (r *Runner) Run(ctx context.Context, name string) (Result, error) {
 	p := &pending{def: d, detectors: map[string]bool{}, kinds: map[string]bool{}, met: make(chan struct{})}
 	r.mu.Lock()
 	r.pending[plan.Entity] = p
-	for _, e := range plan.Entities {
-		r.entities[e]++
-	}
-	r.order = append(r.order, plan.Entities)
-	if n := len(r.order) - r.opts.Keep; n > 0 {
-		for _, es := range r.order[:n] {
-			for _, e := range es {
-				if r.entities[e]--; r.entities[e] <= 0 {
-					delete(r.entities, e)
-				}
-			}
-		}
-		r.order = append(r.order[:0], r.order[n:]...)
-	}
+	r.note(plan.Entities)
 	r.mu.Unlock()
 	defer func() {
 		r.mu.Lock()
