@@ -816,8 +816,8 @@ type Drill struct {
 	// terminated_identity.
 	Kind string `yaml:"kind"`
 	// Detectors must each contribute to an alert about the drill's
-	// entity, with every finding kind of Kinds (none: any kind), within
-	// Within of injection (wall time).
+	// entity, one of its findings of a kind of Kinds (none: any kind),
+	// within Within of injection (wall time).
 	Detectors []string `yaml:"detectors"`
 	Kinds     []string `yaml:"kinds"`
 	Within    Duration `yaml:"within"`
