@@ -13,6 +13,7 @@ import (
 	"github.com/haechi-sec/haechi/internal/drill"
 	"github.com/haechi-sec/haechi/internal/event"
 	"github.com/haechi-sec/haechi/internal/ingest"
+	"github.com/haechi-sec/haechi/internal/respond"
 	"github.com/haechi-sec/haechi/internal/store"
 )
 
@@ -138,6 +139,39 @@ func (s *server) drillFailed(res drill.Result) {
 		WindowStart: now, WindowEnd: now, FindingCount: 1, LastTime: now, Findings: []event.Finding{f}}
 	if err := s.svc.Writer.Put(context.Background(), a); err != nil {
 		s.log.Error("drill regression alert", "drill", res.Drill, "err", err)
+	}
+	s.drillNotify(a)
+}
+
+// drillNotify sends the regression alert to the notify receiver: one
+// notify action in the outbox, delivered by the dispatcher like any other
+// (unless respond.mode is off; skipped, saying so, without a notify
+// receiver). The alert is not the alert stage's, so it does not go
+// through the responder, whose planner belongs to the pipeline's
+// goroutine.
+func (s *server) drillNotify(a event.Alert) {
+	rc := s.cfg.Respond
+	if rc.Mode == respond.ModeOff {
+		return
+	}
+	target := a.Entity.String()
+	pl, err := json.Marshal(respond.Payload{Mode: rc.Mode, Alert: respond.AlertSummary{ID: a.ID, Time: a.Time, Entity: a.Entity,
+		Severity: a.Severity, Score: a.Score, Title: a.Title, Detector: a.Detector, Explanation: a.Explanation}})
+	if err != nil {
+		s.log.Error("drill regression notice", "err", err)
+		return
+	}
+	act := respond.Action{ID: respond.ActionID(a.ID, respond.KindNotify, target), Kind: respond.KindNotify, Target: target,
+		AlertID: a.ID, Playbook: "drill", Receiver: respond.KindNotify, CreatedAt: a.Time, State: respond.StatePlanned, Payload: pl}
+	if _, ok := rc.Receivers[respond.KindNotify]; !ok {
+		act.State, act.Reason = respond.StateSkipped, respond.ReasonNoReceiver+" ("+respond.KindNotify+")"
+	}
+	if _, err := s.svc.Store.InsertActions(context.Background(), []respond.Action{act}, time.Now()); err != nil {
+		s.log.Error("drill regression notice", "err", err)
+		return
+	}
+	if s.svc.Dispatcher != nil {
+		s.svc.Dispatcher.Wake()
 	}
 }
 

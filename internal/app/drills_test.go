@@ -222,7 +222,18 @@ func TestDrillsDefaultPass(t *testing.T) {
 // Disabling a detector makes its drill fail with a reason that names it,
 // counts the failure and raises the detection-regression alert.
 func TestDrillDisabledDetectorFails(t *testing.T) {
+	var mu sync.Mutex
+	var notices []string
+	recv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		mu.Lock()
+		notices = append(notices, string(b))
+		mu.Unlock()
+	}))
+	defer recv.Close()
 	cfg := drillConfig()
+	cfg.Respond.Secret = "s3cret"
+	cfg.Respond.Receivers = map[string]respond.Receiver{"notify": {URL: recv.URL, AllowPrivate: true}}
 	cfg.Detectors.TerminatedIdentity.Enabled = false
 	for i := range cfg.Drills.List {
 		cfg.Drills.List[i].Within = config.Duration(2 * time.Second)
@@ -271,6 +282,16 @@ func TestDrillDisabledDetectorFails(t *testing.T) {
 	if !found {
 		t.Error("no detection-regression alert for the failed drill")
 	}
+	// ... and its notice reaches the notify receiver.
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		mu.Lock()
+		got := strings.Join(notices, "\n")
+		mu.Unlock()
+		if strings.Contains(got, `"alert_id":"al-drill-terminated-identity-`) {
+			return
+		}
+	}
+	t.Errorf("no regression notice delivered; got %q", notices)
 }
 
 // A feed without the issuer stream cannot run the forged-token drill: a
