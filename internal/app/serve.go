@@ -28,6 +28,7 @@ import (
 	"github.com/haechi-sec/haechi/internal/config"
 	"github.com/haechi-sec/haechi/internal/console"
 	"github.com/haechi-sec/haechi/internal/decode"
+	"github.com/haechi-sec/haechi/internal/drill"
 	"github.com/haechi-sec/haechi/internal/engine"
 	"github.com/haechi-sec/haechi/internal/enrich"
 	"github.com/haechi-sec/haechi/internal/event"
@@ -134,6 +135,7 @@ func Serve(ctx context.Context, opts ServeOptions) (err error) {
 	if err := s.accessControl(ctx); err != nil {
 		return err
 	}
+	s.drills()
 	if err := s.detection(ctx); err != nil {
 		return err
 	}
@@ -181,6 +183,9 @@ func Serve(ctx context.Context, opts ServeOptions) (err error) {
 			_ = metricsSrv.Close()
 		}
 		return err
+	}
+	if s.drill != nil && cfg.Drills.Enabled {
+		go s.drill.Schedule(ctx, cfg.Drills.Every.D(), cfg.Drills.Jitter.D())
 	}
 
 	tick := time.NewTicker(time.Second)
@@ -246,6 +251,10 @@ type server struct {
 	// formats reads request bodies.
 	ing     *ingest.Ingester
 	formats *input.Inputs
+	// drill runs the drills (nil: none, cluster mode or no spool);
+	// streams notes the datasets the deployment's feeds carry.
+	drill   *drill.Runner
+	streams *streamsSeen
 	durable atomic.Uint64 // the ledger's last stored mark (spool offset)
 	inputs  atomic.Uint32
 	// refused turns the inline check's refusals into events and audit
@@ -321,7 +330,11 @@ func (s *server) detection(ctx context.Context) error {
 			return errors.New("stopped")
 		}, func(context.Context) error { stopping.Store(true); worker.Shutdown(); return nil })
 	} else {
-		po := s.svc.PipelineOptions(s.opts.CanaryIDs, append([]alert.Sink{s.hub, logRaised}, s.opts.Sinks...)...)
+		sinks := append([]alert.Sink{s.hub, logRaised}, s.opts.Sinks...)
+		if s.drill != nil {
+			sinks = append(sinks, s.drill)
+		}
+		po := s.svc.PipelineOptions(s.opts.CanaryIDs, sinks...)
 		po.InputName = func(i uint32) string { return "req-" + strconv.FormatUint(uint64(i), 10) }
 		po.Registerer = s.reg
 		p, err := NewPipeline(po)
@@ -384,7 +397,12 @@ func (s *server) ingest(ctx context.Context) error {
 		// disk either way: a restart replays it), within the stop's time,
 		// unless it has stopped already.
 		consumed := make(chan struct{})
-		s.svc.Add("spool consumer", func(ctx context.Context) error { defer close(consumed); return s.ing.Run(ctx, s.p) },
+		var feed ingest.Pipeline = s.p
+		if s.streams != nil {
+			s.streams.Pipeline = s.p
+			feed = s.streams
+		}
+		s.svc.Add("spool consumer", func(ctx context.Context) error { defer close(consumed); return s.ing.Run(ctx, feed) },
 			func(ctx context.Context) error {
 				for s.ing.Pending() > 0 && ctx.Err() == nil {
 					select {
@@ -471,6 +489,7 @@ func (s *server) serveHTTP() (srv *http.Server, httpDone chan error, err error) 
 		return nil, nil, err
 	}
 	cons.Register(apiSrv)
+	s.registerDrills(apiSrv)
 	srv = &http.Server{
 		Handler:           apiSrv,
 		ReadHeaderTimeout: 10 * time.Second,

@@ -13,6 +13,7 @@ import (
 
 	"github.com/haechi-sec/haechi/internal/alert"
 	"github.com/haechi-sec/haechi/internal/config"
+	"github.com/haechi-sec/haechi/internal/event"
 	"github.com/haechi-sec/haechi/internal/incident/track"
 	"github.com/haechi-sec/haechi/internal/ledger"
 	"github.com/haechi-sec/haechi/internal/mint"
@@ -93,6 +94,8 @@ type Service struct {
 	Responder    *respond.Responder
 	Dispatcher   *respond.Dispatcher
 	Suppressions *respond.Suppressions
+	// drill says which alerts are drills' (KeepDrillsApart); nil: none.
+	drill func(event.Alert) bool
 	// Restore is the detector checkpoint a live pipeline starts from (nil:
 	// none, or checkpoints are off).
 	Restore *Checkpoint
@@ -431,7 +434,27 @@ func (s *Service) FindingSinks() []alert.FindingSink {
 	if s.Writer == nil {
 		return nil
 	}
-	return []alert.FindingSink{FindingStoreSink(s.Writer, s.log)}
+	fs := FindingStoreSink(s.Writer, s.log)
+	if isDrill, inner := s.drill, fs; isDrill != nil {
+		fs = alert.FindingSinkFunc(func(sc alert.Scored) {
+			if !isDrill(event.Alert{Entity: sc.Finding.Entity, Findings: []event.Finding{sc.Finding}}) {
+				inner.Finding(sc)
+			}
+		})
+	}
+	return []alert.FindingSink{fs}
+}
+
+// KeepDrillsApart tells the service which alerts are drills' (serve's
+// drill runner, docs/drills.md): the store's sinks (Sinks, FindingSinks)
+// then leave their alerts and findings out — the drill's run keeps its
+// verdict and alert ids — and the planner plans their actions as drills
+// (respond.Planner.SetDrill). Call it before PipelineOptions.
+func (s *Service) KeepDrillsApart(isDrill func(event.Alert) bool) {
+	s.drill = isDrill
+	if s.Planner != nil {
+		s.Planner.SetDrill(isDrill)
+	}
 }
 
 // Sinks are the service's own alert sinks, in the order alerts should
@@ -439,7 +462,15 @@ func (s *Service) FindingSinks() []alert.FindingSink {
 func (s *Service) Sinks() []alert.Sink {
 	var sinks []alert.Sink
 	if s.Writer != nil {
-		sinks = append(sinks, StoreSink(s.Writer, s.log))
+		ss := StoreSink(s.Writer, s.log)
+		if isDrill, inner := s.drill, ss; isDrill != nil {
+			ss = alert.SinkFunc(func(c alert.Change, a event.Alert) {
+				if !isDrill(a) {
+					inner.Alert(c, a)
+				}
+			})
+		}
+		sinks = append(sinks, ss)
 	}
 	if s.Responder != nil {
 		sinks = append(sinks, s.Responder)

@@ -48,6 +48,7 @@ type cliRoot struct {
 	Scope     scopeCmd     `cmd:"" help:"Exactly which records a key, principal, source, network, country or alert touched (from the access ledger)."`
 	Rules     rulesCmd     `cmd:"" help:"Detection rules as code: test and lint rule files."`
 	Tokens    tokensCmd    `cmd:"" help:"API tokens and their roles: create, list, revoke."`
+	Drill     drillCmd     `cmd:"" help:"Continuous drills: run them on a running server now (run [NAME]) and see whether each detection still happens in time."`
 	Version   versionCmd   `cmd:"" help:"Print haechi's version: module version, VCS revision and date, Go version."`
 
 	// Packaging: the image's healthcheck, shell completion, the manual.

@@ -38,6 +38,7 @@ import (
 	"strings"
 	_ "time/tzdata" // privileged_identity.time_zone must load on hosts without a zoneinfo database
 
+	"github.com/haechi-sec/haechi/internal/drill"
 	"github.com/haechi-sec/haechi/internal/input"
 	"github.com/haechi-sec/haechi/internal/report"
 	"github.com/haechi-sec/haechi/internal/respond"
@@ -80,6 +81,8 @@ type Config struct {
 	Kafka Kafka `yaml:"kafka"`
 	// Verify configures the inline token check (docs/verify.md).
 	Verify Verify `yaml:"verify"`
+	// Drills are serve's continuous drills (docs/drills.md).
+	Drills Drills `yaml:"drills"`
 }
 
 // Verify configures the mint registry and the inline check's routes.
@@ -695,6 +698,7 @@ func Default() Config {
 		},
 		Kafka:  Kafka{Group: "haechi", CheckpointEvery: 10000},
 		Verify: Verify{Enabled: true, Rate: 100_000, Burst: 10_000, GracePerSource: 2, GracePerKey: 100},
+		Drills: defaultDrills(),
 		Ingest: Ingest{
 			MaxBodyBytes:       16 << 20,
 			MaxLineBytes:       1 << 20,
@@ -817,4 +821,51 @@ func Parse(data []byte, name string) (Config, error) {
 		return Config{}, fmt.Errorf("%s: %w", name, err)
 	}
 	return cfg, nil
+}
+
+// Drills configures serve's continuous drills (internal/drill,
+// docs/drills.md).
+type Drills struct {
+	// Enabled runs the drills on a schedule; on demand they run either way
+	// (haechi drill run, POST /v1/drills/{name}/run).
+	Enabled bool `yaml:"enabled"`
+	// Every is the period between two rounds of every drill, each round
+	// delayed by a random part of Jitter.
+	Every  Duration `yaml:"every"`
+	Jitter Duration `yaml:"jitter"`
+	// List is the drills; replacing it replaces the shipped set.
+	List []Drill `yaml:"list"`
+}
+
+// Drill is one drill and its expectation.
+type Drill struct {
+	Name string `yaml:"name"`
+	// Kind is forged_token, token_hijack, canary_read or
+	// terminated_identity.
+	Kind string `yaml:"kind"`
+	// Detectors must each contribute to an alert about the drill's
+	// entity, one of its findings of a kind of Kinds (none: any kind),
+	// within Within of injection (wall time).
+	Detectors []string `yaml:"detectors"`
+	Kinds     []string `yaml:"kinds"`
+	Within    Duration `yaml:"within"`
+}
+
+// Definitions returns the drills as package drill defines them.
+func (d Drills) Definitions() []drill.Definition {
+	out := make([]drill.Definition, len(d.List))
+	for i, x := range d.List {
+		out[i] = drill.Definition{Name: x.Name, Kind: drill.Kind(x.Kind), Expect: drill.Expectation{
+			Detectors: append([]string(nil), x.Detectors...), Kinds: append([]string(nil), x.Kinds...), Within: x.Within.D()}}
+	}
+	return out
+}
+
+func defaultDrills() Drills {
+	d := Drills{Enabled: true, Every: Duration(time.Hour), Jitter: Duration(10 * time.Minute)}
+	for _, x := range drill.Defaults() {
+		d.List = append(d.List, Drill{Name: x.Name, Kind: string(x.Kind), Detectors: x.Expect.Detectors, Kinds: x.Expect.Kinds,
+			Within: Duration(x.Expect.Within)})
+	}
+	return d
 }

@@ -66,10 +66,31 @@ func (c *Config) Validate() error {
 	c.Detectors.check(under(add, "detectors."))
 	c.Report.check(under(add, "report."))
 	c.Respond.Check(under(add, "respond."))
+	c.Drills.check(under(add, "drills."))
 	if len(p) > 0 {
 		return &ValidationError{Problems: p}
 	}
 	return nil
+}
+
+func (d Drills) check(add addFunc) {
+	if d.Enabled && d.Every.D() <= 0 {
+		add("every", "must be positive while drills are enabled")
+	}
+	if d.Jitter.D() < 0 {
+		add("jitter", "must not be negative")
+	}
+	names := map[string]bool{}
+	for i, def := range d.Definitions() {
+		path := fmt.Sprintf("list[%d]", i)
+		if err := def.Validate(); err != nil {
+			add(path, "%v", err)
+		}
+		if names[def.Name] {
+			add(path+".name", "%q is defined twice", def.Name)
+		}
+		names[def.Name] = true
+	}
 }
 
 func (k Kafka) check(add addFunc) {

@@ -110,6 +110,12 @@ type Event struct {
 	// restored skip it; the others (whose state is rebuilt by the replay)
 	// process it.
 	Restored bool
+	// Drill marks an event of a drill (internal/drill): serve's drill
+	// runner stored it in the spool under the drill scope, and only the
+	// ingest stage sets it — never a sender, whatever ids the event
+	// carries. Detectors see drill events as any other (the drill proves
+	// they work); the access ledger and baselines leave them out.
+	Drill bool
 }
 
 // User is ECS user.*.

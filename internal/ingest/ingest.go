@@ -82,6 +82,12 @@ const (
 // client keys starting with TailKeyPrefix.
 const tailScope = "(tailer)"
 
+// DrillScope is the key scope of serve's drill runner (internal/drill):
+// events stored under it are drills (event.Event.Drill), set here and never
+// by a sender. Like tailScope no token id or the anonymous scope can be
+// it, and Append refuses it: only AppendDrill writes it.
+const DrillScope = "(drill)"
+
 // DefaultIdempotencyTTL is how long a key is kept when Options say
 // nothing.
 const DefaultIdempotencyTTL = 24 * time.Hour
@@ -569,6 +575,9 @@ func (in *Ingester) Append(ctx context.Context, req api.Stored) (duplicate bool,
 	if len(scope) > 255 {
 		return false, fmt.Errorf("spool: key scope of %d bytes", len(scope))
 	}
+	if scope == DrillScope {
+		return false, fmt.Errorf("spool: key scope %q is the drill runner's (AppendDrill)", scope)
+	}
 	if key != "" && strings.HasPrefix(key, api.TailKeyPrefix) != (scope == tailScope) {
 		return false, fmt.Errorf("spool: idempotency key %q in scope %q: the %q space is the file tailer's", key, scope, api.TailKeyPrefix)
 	}
@@ -624,6 +633,18 @@ func (in *Ingester) Append(ctx context.Context, req api.Stored) (duplicate bool,
 	e.done = nil
 	in.mu.Unlock()
 	return false, err
+}
+
+// AppendDrill stores a drill's events (contract NDJSON) durably under
+// DrillScope, with key as its idempotency key (a drill run's id): the
+// consumer marks every event of it a drill (event.Event.Drill) and feeds it
+// through the same pipeline as any request, from its own origin.
+func (in *Ingester) AppendDrill(ctx context.Context, key string, body []byte) error {
+	if key == "" {
+		return errors.New("spool: a drill needs a run id as its key")
+	}
+	_, err := in.store(ctx, api.Stored{Scope: DrillScope, Key: key, Body: body}, bodyHash("", body))
+	return err
 }
 
 // store appends req to the spool and returns its acceptance time.
@@ -881,11 +902,13 @@ func (in *Ingester) feed(ctx context.Context, p Pipeline, off uint64, r spoolRec
 		return nil
 	}
 	restored := off <= in.opts.RestoredThrough
+	drill := r.Scope == DrillScope
 	batch := p.NewBatch()
 	for {
 		batch = append(batch, event.Event{})
 		err := rd.Next(&batch[len(batch)-1])
 		batch[len(batch)-1].Restored = restored
+		batch[len(batch)-1].Drill = drill
 		if err == nil && !r.NotAfter.IsZero() && batch[len(batch)-1].Time.After(r.NotAfter) {
 			batch = batch[:len(batch)-1] // rejected when the request was accepted
 			continue
@@ -909,10 +932,26 @@ func (in *Ingester) feed(ctx context.Context, p Pipeline, off uint64, r spoolRec
 		}
 		return fmt.Errorf("spool: record %d: %w", off, err)
 	}
-	if len(batch) == 0 {
-		return nil
+	if len(batch) > 0 {
+		if err := in.submit(ctx, p, r, batch); err != nil {
+			return err
+		}
 	}
-	return in.submit(ctx, p, r, batch)
+	if drill {
+		// A drill run is a finite input, like a replayed file: its
+		// origin ends with it, so it never holds event time (or the
+		// issuer stream a token_hijack drill's mint rides on) back.
+		if e, ok := p.(originEnder); ok {
+			return e.EndOrigin(ctx, Origin(r.Scope, r.Key))
+		}
+	}
+	return nil
+}
+
+// originEnder is the optional part of a Pipeline that ends an origin
+// (engine.Engine.EndOrigin); app's pipeline has it.
+type originEnder interface {
+	EndOrigin(ctx context.Context, origin string) error
 }
 
 func (in *Ingester) submit(ctx context.Context, p Pipeline, r spoolRecord, batch []event.Event) error {
@@ -925,7 +964,8 @@ func (in *Ingester) submit(ctx context.Context, p Pipeline, r spoolRecord, batch
 // the token's id; the anonymous scope of --insecure-no-auth is "token "),
 // so give each shipper its own token and a slow one holds the others back
 // rather than having its events marked late; and one per tailed file
-// ("tail " and the file's identity, which its keys carry).
+// ("tail " and the file's identity, which its keys carry); and one per
+// drill run ("drill " and the run's id), ended once it is fed.
 func Origin(scope, key string) string {
 	if scope == tailScope {
 		if rest, ok := strings.CutPrefix(key, api.TailKeyPrefix); ok {
@@ -934,6 +974,9 @@ func Origin(scope, key string) string {
 			}
 		}
 		return "tail"
+	}
+	if scope == DrillScope {
+		return "drill " + key // one per run, ended after it
 	}
 	return "token " + scope
 }

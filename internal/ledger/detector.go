@@ -82,10 +82,12 @@ func (d *Detector) Dimension() Dimension { return d.dim }
 // the dimension's value. A request that failed (event.outcome "failure":
 // refused, not found, an error) exposed nothing and is not recorded, even
 // when its log names the records it asked for (an nginx 403 on
-// /members/{id}); "unknown" and an absent outcome count as exposure. It
-// does not allocate once the source address or network is in the cache.
+// /members/{id}); "unknown" and an absent outcome count as exposure. A
+// drill's event (event.Event.Drill) is never recorded: drill records are
+// not customers' and stay out of every scope. It does not allocate once
+// the source address or network is in the cache.
 func (d *Detector) Key(ev *event.Event) (event.EntityKey, bool) {
-	if len(ev.Records.IDs) == 0 || ev.Outcome == event.OutcomeFailure || !ev.IsActivity() {
+	if len(ev.Records.IDs) == 0 || ev.Outcome == event.OutcomeFailure || ev.Drill || !ev.IsActivity() {
 		return event.EntityKey{}, false
 	}
 	var v string

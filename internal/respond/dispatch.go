@@ -321,26 +321,28 @@ func (d *Dispatcher) Close() error {
 // TemplateData is what a receiver's body_template renders.
 type TemplateData struct {
 	Action  Action  // ID (the idempotency key), Kind, Target, AlertID, Playbook, Attempts, CreatedAt …
-	Payload Payload // Mode, Alert, Expiry, ExpirySeconds, Repeat, RevokeSessions
+	Payload Payload // Mode, Drill, Alert, Expiry, ExpirySeconds, Repeat, RevokeSessions
 	Text    string  // one-line human summary (used by the slack type)
 }
 
 // webhookBody is the default JSON body.
 type webhookBody struct {
-	ID             string       `json:"id"`
-	Kind           string       `json:"kind"`
-	Target         string       `json:"target"`
-	AlertID        string       `json:"alert_id"`
-	Playbook       string       `json:"playbook"`
-	CreatedAt      time.Time    `json:"created_at"`
-	Attempt        int          `json:"attempt"`
-	Mode           Mode         `json:"mode"`
-	Expiry         string       `json:"expiry,omitempty"`
-	ExpirySeconds  int64        `json:"expiry_seconds,omitempty"`
-	Repeat         int          `json:"repeat,omitempty"`
-	RevokeSessions bool         `json:"revoke_sessions,omitempty"`
-	Alert          AlertSummary `json:"alert"`
-	Text           string       `json:"text"`
+	ID             string    `json:"id"`
+	Kind           string    `json:"kind"`
+	Target         string    `json:"target"`
+	AlertID        string    `json:"alert_id"`
+	Playbook       string    `json:"playbook"`
+	CreatedAt      time.Time `json:"created_at"`
+	Attempt        int       `json:"attempt"`
+	Mode           Mode      `json:"mode"`
+	Expiry         string    `json:"expiry,omitempty"`
+	ExpirySeconds  int64     `json:"expiry_seconds,omitempty"`
+	Repeat         int       `json:"repeat,omitempty"`
+	RevokeSessions bool      `json:"revoke_sessions,omitempty"`
+	// Drill: the action is a drill's (docs/drills.md); do not act on it.
+	Drill bool         `json:"drill,omitempty"`
+	Alert AlertSummary `json:"alert"`
+	Text  string       `json:"text"`
 	// Incident: an incident event's notice (kind incident).
 	Incident *IncidentNotice `json:"incident,omitempty"`
 }
@@ -371,13 +373,16 @@ func (d *Dispatcher) Body(name string, a Action) ([]byte, error) {
 		ID: a.ID, Kind: a.Kind, Target: a.Target, AlertID: a.AlertID, Playbook: a.Playbook,
 		CreatedAt: a.CreatedAt, Attempt: a.Attempts, Mode: pl.Mode, Expiry: pl.Expiry,
 		ExpirySeconds: pl.ExpirySeconds, Repeat: pl.Repeat, RevokeSessions: pl.RevokeSessions,
-		Alert: pl.Alert, Text: text, Incident: pl.Incident,
+		Drill: pl.Drill, Alert: pl.Alert, Text: text, Incident: pl.Incident,
 	})
 }
 
 func summary(a Action, pl Payload) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "haechi %s %s", a.Kind, a.Target)
+	if pl.Drill {
+		b.WriteString(" (DRILL: no action needed)")
+	}
 	if pl.Incident != nil {
 		var in struct {
 			Title    string `json:"title"`

@@ -61,6 +61,10 @@ type Payload struct {
 	Repeat        int    `json:"repeat,omitempty"`
 	// disable_identity: revoke the identity's sessions too (always true).
 	RevokeSessions bool `json:"revoke_sessions,omitempty"`
+	// Drill marks an action planned for a drill's alert (serve's
+	// continuous drills, docs/drills.md): containment is never delivered
+	// for it, and a receiver that gets a notice must not act on it.
+	Drill bool `json:"drill,omitempty"`
 	// Incident is an incident event's notice (kind "incident"): the event
 	// (opened, grew, state_changed), the incident and its detail.
 	Incident *IncidentNotice `json:"incident,omitempty"`
@@ -111,6 +115,8 @@ func ActionID(alertID, kind, target string) string {
 // The rate limit and the block escalation count are held in memory; after
 // a restart Restore rebuilds them from the outbox.
 type Planner struct {
+	// drill says whether an alert is a drill's (SetDrill).
+	drill      func(event.Alert) bool
 	cfg        Config
 	mode       Mode
 	minSev     []event.Severity
@@ -229,6 +235,13 @@ func set(xs []string) map[string]bool {
 	}
 	return m
 }
+
+// SetDrill tells the planner which alerts are drills' (serve's drill
+// runner knows its runs' entities). A drill's alert is planned by the same
+// playbooks and guardrails, but its containment is always dry-run whatever
+// the mode, it counts against no rate limit, and every payload says
+// "drill": true. Call it before the first Plan.
+func (p *Planner) SetDrill(f func(event.Alert) bool) { p.drill = f }
 
 // Plan returns the actions the playbooks call for on a, with guardrails
 // applied: mode off → none; dry-run → containment is dry_run; no receiver
@@ -442,7 +455,8 @@ func (p *Planner) plan(a event.Alert, playbook string, spec ActionSpec, id strin
 		ID: id, Kind: spec.Kind, Target: target, AlertID: a.ID, Playbook: playbook,
 		Receiver: recv, CreatedAt: tg.at,
 	}
-	pl := Payload{Mode: p.mode, Alert: AlertSummary{
+	drill := p.drill != nil && p.drill(a)
+	pl := Payload{Mode: p.mode, Drill: drill, Alert: AlertSummary{
 		ID: a.ID, Time: a.Time, Entity: a.Entity, Severity: a.Severity, Score: a.Score,
 		Title: a.Title, Detector: a.Detector, Explanation: a.Explanation,
 	}}
@@ -487,14 +501,19 @@ func (p *Planner) plan(a event.Alert, playbook string, spec ActionSpec, id strin
 			guard = "behavioural evidence only about " + target + " (no immediate finding such as activity after termination)"
 		}
 	}
-	if guard == "" {
+	if guard == "" && !drill {
 		guard = p.rateLimited(spec.Kind, tg.at)
 	}
-	if spec.Kind == KindRevokeToken && guard == "" && a.Entity.Kind == event.EntityPrincipal {
+	if spec.Kind == KindRevokeToken && guard == "" && a.Entity.Kind == event.EntityPrincipal && !drill {
 		p.endSession(a.Entity.ID, target, tg.at)
 	}
 	_, hasRecv := p.cfg.Receivers[recv]
 	switch {
+	case drill && IsContainment(spec.Kind):
+		act.State, act.Reason = StateDryRun, "drill: containment of a drill's entity is never delivered"
+		if guard != "" {
+			act.Reason += "; would need approval: " + guard
+		}
 	case p.mode == ModeDryRun && IsContainment(spec.Kind):
 		act.State, act.Reason = StateDryRun, "dry-run mode"
 		if guard != "" {

@@ -138,6 +138,7 @@ func TestAuditLegacyUpgrade(t *testing.T) {
 			`DROP TABLE incident_keys`,
 			`DROP TABLE incident_aliases`,
 			`DROP TABLE citations`,
+			`DROP TABLE drill_runs`, // migration 15
 			`DELETE FROM schema_migrations WHERE version >= 9`,
 		} {
 			if _, err := s.db.ExecContext(ctx, q); err != nil {

@@ -127,6 +127,7 @@ func TestMigrateLedgerCells(t *testing.T) {
 			`DROP TABLE incident_keys`,
 			`DROP TABLE incident_aliases`,
 			`DROP TABLE citations`,
+			`DROP TABLE drill_runs`, // migration 15
 			`DELETE FROM schema_migrations WHERE version >= 8`,
 			s.dialect.translateMigration(`CREATE TABLE ledger (
 	dim    TEXT NOT NULL,

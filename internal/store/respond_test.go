@@ -106,6 +106,7 @@ func TestActionHold(t *testing.T) {
 			`DROP TABLE incident_keys`,
 			`DROP TABLE incident_aliases`,
 			`DROP TABLE citations`,
+			`DROP TABLE drill_runs`, // migration 15
 			`DELETE FROM schema_migrations WHERE version >= 10`,
 		} {
 			if _, err := s.db.ExecContext(ctx, q); err != nil {

@@ -1,0 +1,248 @@
+package app
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/haechi-sec/haechi/internal/auth"
+	"github.com/haechi-sec/haechi/internal/drill"
+	"github.com/haechi-sec/haechi/internal/event"
+	"github.com/haechi-sec/haechi/internal/ingest"
+	"github.com/haechi-sec/haechi/internal/respond"
+	"github.com/haechi-sec/haechi/internal/store"
+)
+
+// streamsSeen is the ingest consumer's pipeline with a note of the datasets
+// the deployment's own feeds carried (drill events left out): what a drill
+// needs to be able to pass (drill.NeedStreams). It looks at a dataset only
+// where it changes within a batch.
+type streamsSeen struct {
+	ingest.Pipeline
+	// drills is told of drill events (drill.Runner.NoteDrillEvents).
+	drills *drill.Runner
+	mu     sync.Mutex
+	seen   map[string]bool
+}
+
+func (s *streamsSeen) SubmitFrom(ctx context.Context, origin string, arrived time.Time, evs []event.Event) error {
+	last, drills := "", false
+	for i := range evs {
+		drills = drills || evs[i].Drill
+		if ev := &evs[i]; !ev.Drill && ev.Dataset != last {
+			last = ev.Dataset
+			s.mu.Lock()
+			if !s.seen[last] {
+				if s.seen == nil {
+					s.seen = map[string]bool{}
+				}
+				s.seen[last] = true
+			}
+			s.mu.Unlock()
+		}
+	}
+	if drills && s.drills != nil {
+		s.drills.NoteDrillEvents(evs)
+	}
+	return s.Pipeline.SubmitFrom(ctx, origin, arrived, evs)
+}
+
+// EndOrigin ends a drill run's origin (ingest feeds one per run).
+func (s *streamsSeen) EndOrigin(ctx context.Context, origin string) error {
+	if e, ok := s.Pipeline.(interface {
+		EndOrigin(context.Context, string) error
+	}); ok {
+		return e.EndOrigin(ctx, origin)
+	}
+	return nil
+}
+
+// Seen reports whether a non-drill event of dataset has been fed.
+func (s *streamsSeen) Seen(dataset string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.seen[dataset]
+}
+
+// drills builds the drill runner (nil in cluster mode or without the spool:
+// drills go through durable ingest) before the pipeline, whose alert sinks
+// it joins. The canary drill's reserved record is added to the canary
+// detector's records.
+func (s *server) drills() {
+	if s.cfg.Kafka.Enabled() || !s.cfg.Spool.Enabled || len(s.cfg.Drills.List) == 0 {
+		if len(s.cfg.Drills.List) > 0 && s.cfg.Drills.Enabled {
+			s.log.Warn("drills need serve's durable ingest (spool.enabled, not cluster mode); none will run")
+		}
+		return
+	}
+	s.opts.CanaryIDs = append(append([]string(nil), s.opts.CanaryIDs...), drill.CanaryRecord)
+	running := map[string]bool{}
+	for _, d := range Detectors(s.cfg, s.opts.CanaryIDs) {
+		running[d.Name()] = true
+	}
+	s.streams = &streamsSeen{}
+	r, err := drill.New(drill.Options{
+		Definitions: s.cfg.Drills.Definitions(),
+		Inject: func(ctx context.Context, run string, body []byte) error {
+			if s.ing == nil {
+				return errors.New("durable ingest is not open")
+			}
+			return s.ing.AppendDrill(ctx, run, body)
+		},
+		Seen:       s.streams.Seen,
+		Running:    func(det string) bool { return running[det] },
+		OnResult:   s.drillStore,
+		OnFailure:  s.drillFailed,
+		Logger:     s.log,
+		Registerer: s.reg,
+	})
+	if err != nil {
+		// config.Validate checked the definitions: a bug.
+		s.log.Error("drills", "err", err)
+		return
+	}
+	s.drill = r
+	s.streams.drills = r
+	s.svc.KeepDrillsApart(r.IsDrill)
+}
+
+// drillStore stores a run's verdict (drill_runs).
+func (s *server) drillStore(res drill.Result) {
+	if err := s.svc.Store.PutDrillRun(context.Background(), storedRun(res)); err != nil {
+		s.log.Error("store drill run", "drill", res.Drill, "run", res.Run, "err", err)
+	}
+}
+
+func storedRun(r drill.Result) store.DrillRun {
+	run := store.DrillRun{Run: r.Run, Drill: r.Drill, Kind: string(r.Kind), Started: r.Started, Status: string(r.Status),
+		Reason: r.Reason, TimeToAlert: r.TimeToAlert, Alerts: r.Alerts}
+	if !r.Entity.IsZero() {
+		run.Entity = r.Entity.String()
+	}
+	return run
+}
+
+// drillFailed raises the detection-regression alert of a failed run: a
+// high alert about the drill (entity kind "drill"), stored with the
+// others, whose id is the run's.
+func (s *server) drillFailed(res drill.Result) {
+	now := time.Now().UTC()
+	f := event.Finding{Detector: "drill", Kind: "drill_failed", Title: "Detection regression: drill " + res.Drill + " failed",
+		Entity: event.EntityKey{Kind: "drill", ID: res.Drill}, Time: now, Score: 80, Severity: event.SeverityHigh,
+		Explanation: fmt.Sprintf("Drill %s (run %s) failed: %s. haechi may no longer catch this attack in this deployment.", res.Drill, res.Run, res.Reason)}
+	a := event.Alert{ID: "al-drill-" + res.Run, Time: now, Entity: f.Entity, Severity: event.SeverityHigh, Score: f.Score, Risk: f.Score,
+		Title: f.Title, Explanation: f.Explanation, State: event.AlertOpen, Detector: "drill",
+		WindowStart: now, WindowEnd: now, FindingCount: 1, LastTime: now, Findings: []event.Finding{f}}
+	if err := s.svc.Writer.Put(context.Background(), a); err != nil {
+		s.log.Error("drill regression alert", "drill", res.Drill, "err", err)
+	}
+	s.drillNotify(a)
+}
+
+// drillNotify sends the regression alert to the notify receiver: one
+// notify action in the outbox, delivered by the dispatcher like any other
+// (unless respond.mode is off; skipped, saying so, without a notify
+// receiver). The alert is not the alert stage's, so it does not go
+// through the responder, whose planner belongs to the pipeline's
+// goroutine.
+func (s *server) drillNotify(a event.Alert) {
+	rc := s.cfg.Respond
+	if rc.Mode == respond.ModeOff {
+		return
+	}
+	target := a.Entity.String()
+	pl, err := json.Marshal(respond.Payload{Mode: rc.Mode, Alert: respond.AlertSummary{ID: a.ID, Time: a.Time, Entity: a.Entity,
+		Severity: a.Severity, Score: a.Score, Title: a.Title, Detector: a.Detector, Explanation: a.Explanation}})
+	if err != nil {
+		s.log.Error("drill regression notice", "err", err)
+		return
+	}
+	act := respond.Action{ID: respond.ActionID(a.ID, respond.KindNotify, target), Kind: respond.KindNotify, Target: target,
+		AlertID: a.ID, Playbook: "drill", Receiver: respond.KindNotify, CreatedAt: a.Time, State: respond.StatePlanned, Payload: pl}
+	if _, ok := rc.Receivers[respond.KindNotify]; !ok {
+		act.State, act.Reason = respond.StateSkipped, respond.ReasonNoReceiver+" ("+respond.KindNotify+")"
+	}
+	if _, err := s.svc.Store.InsertActions(context.Background(), []respond.Action{act}, time.Now()); err != nil {
+		s.log.Error("drill regression notice", "err", err)
+		return
+	}
+	if s.svc.Dispatcher != nil {
+		s.svc.Dispatcher.Wake()
+	}
+}
+
+// registerDrills mounts the drill API: GET /v1/drills (the drills and the
+// latest results, analyst) and POST /v1/drills/{name}/run (admin; waits for
+// the result).
+func (s *server) registerDrills(h interface {
+	Handle(pattern string, need auth.Need, h http.Handler, deny auth.DenyFunc)
+}) {
+	if s.drill == nil {
+		return
+	}
+	r := s.drill
+	h.Handle("GET /v1/drills", auth.NeedAnalyst, http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		type def struct {
+			Name      string          `json:"name"`
+			Kind      drill.Kind      `json:"kind"`
+			Detectors []string        `json:"detectors"`
+			Kinds     []string        `json:"kinds,omitempty"`
+			Within    string          `json:"within"`
+			Last      *store.DrillRun `json:"last,omitempty"`
+		}
+		ctx := req.Context()
+		results, err := s.svc.Store.ListDrillRuns(ctx, "", 100)
+		if err != nil {
+			writeDrillJSON(w, http.StatusInternalServerError, map[string]string{"error": err.Error()})
+			return
+		}
+		var out struct {
+			Scheduled bool             `json:"scheduled"`
+			Every     string           `json:"every,omitempty"`
+			Drills    []def            `json:"drills"`
+			Results   []store.DrillRun `json:"results"`
+		}
+		out.Scheduled = s.cfg.Drills.Enabled
+		if out.Scheduled {
+			out.Every = s.cfg.Drills.Every.D().String()
+		}
+		for _, d := range r.Definitions() {
+			x := def{Name: d.Name, Kind: d.Kind, Detectors: d.Expect.Detectors, Kinds: d.Expect.Kinds, Within: d.Expect.Within.String()}
+			last, err := s.svc.Store.ListDrillRuns(ctx, d.Name, 1)
+			if err != nil {
+				writeDrillJSON(w, http.StatusInternalServerError, map[string]string{"error": err.Error()})
+				return
+			}
+			if len(last) > 0 {
+				x.Last = &last[0]
+			}
+			out.Drills = append(out.Drills, x)
+		}
+		out.Results = results
+		writeDrillJSON(w, http.StatusOK, out)
+	}), nil)
+	h.Handle("POST /v1/drills/{name}/run", auth.NeedAdmin, http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		res, err := r.Run(req.Context(), req.PathValue("name"))
+		switch {
+		case errors.Is(err, drill.ErrUnknown):
+			writeDrillJSON(w, http.StatusNotFound, map[string]string{"error": err.Error()})
+			return
+		case err != nil && res.Drill == "":
+			writeDrillJSON(w, http.StatusInternalServerError, map[string]string{"error": err.Error()})
+			return
+		}
+		writeDrillJSON(w, http.StatusOK, res)
+	}), nil)
+}
+
+func writeDrillJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+var _ ingest.Pipeline = (*streamsSeen)(nil)

@@ -1,0 +1,210 @@
+package drill_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/haechi-sec/haechi/internal/alert"
+	"github.com/haechi-sec/haechi/internal/decode"
+	"github.com/haechi-sec/haechi/internal/drill"
+	"github.com/haechi-sec/haechi/internal/event"
+)
+
+var drillNet = netip.MustParsePrefix("198.18.0.0/15")
+
+// Every kind builds events the contract's decoder accepts, every made-up
+// id reserved and of its run, every source in the benchmarking range, and
+// the expected entity among the ids.
+func TestBuildEveryKind(t *testing.T) {
+	now := time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC)
+	for _, d := range drill.Defaults() {
+		t.Run(d.Name, func(t *testing.T) {
+			run := drill.NewRunID(d.Name, now)
+			p, err := drill.Build(d, run, now)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !strings.HasPrefix(p.Entity.ID, drill.Prefix+run) {
+				t.Errorf("entity %s is not the run's", p.Entity)
+			}
+			dec := decode.NewDecoder()
+			var found bool
+			for i, line := range bytes.Split(bytes.TrimSpace(p.Body), []byte("\n")) {
+				var ev event.Event
+				if err := dec.Decode(line, &ev); err != nil {
+					t.Fatalf("line %d: %v: %s", i+1, err, line)
+				}
+				if ev.Time.After(now) {
+					t.Errorf("line %d dated after now", i+1)
+				}
+				ids := []string{ev.User.ID, ev.Token.ID, ev.Token.KeyID, ev.Identity.ID}
+				ids = append(ids, ev.Records.IDs...)
+				for _, id := range ids {
+					if id != "" && id != drill.CanaryRecord && !strings.HasPrefix(id, drill.Prefix+run) {
+						t.Errorf("line %d: id %q is not reserved for the run", i+1, id)
+					}
+					found = found || id == p.Entity.ID
+				}
+				if ev.Source.IP.IsValid() && !drillNet.Contains(ev.Source.IP) {
+					t.Errorf("line %d: source %s outside 198.18.0.0/15", i+1, ev.Source.IP)
+				}
+			}
+			if !found {
+				t.Errorf("expected entity %s appears in no event", p.Entity)
+			}
+		})
+	}
+	if _, err := drill.Build(drill.Definition{Name: "x", Kind: "nope"}, "r", now); err == nil {
+		t.Error("unknown kind built")
+	}
+	if a, b := drill.NewRunID("x", now), drill.NewRunID("x", now); a == b {
+		t.Errorf("two runs share the id %s", a)
+	}
+}
+
+func TestValidate(t *testing.T) {
+	for _, c := range []struct {
+		d    drill.Definition
+		want string
+	}{
+		{drill.Defaults()[0], ""},
+		{drill.Definition{Name: "a b", Kind: drill.CanaryRead, Expect: drill.Expectation{Detectors: []string{"x"}, Within: time.Second}}, "name"},
+		{drill.Definition{Name: "a", Kind: "x", Expect: drill.Expectation{Detectors: []string{"x"}, Within: time.Second}}, "kind"},
+		{drill.Definition{Name: "a", Kind: drill.CanaryRead, Expect: drill.Expectation{Within: time.Second}}, "expect.detectors"},
+		{drill.Definition{Name: "a", Kind: drill.CanaryRead, Expect: drill.Expectation{Detectors: []string{"x"}}}, "expect.within"},
+	} {
+		err := c.d.Validate()
+		if (c.want == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), c.want)) {
+			t.Errorf("%+v: %v, want %q", c.d, err, c.want)
+		}
+	}
+}
+
+// The runner judges a run by the alerts the sink sees: passed once every
+// expected detector and kind arrived about the run's entity (not another's),
+// failed naming what is missing, cannot-run without the stream, and a
+// failure calls OnFailure.
+func TestRunnerVerdicts(t *testing.T) {
+	def := drill.Definition{Name: "canary", Kind: drill.CanaryRead, Expect: drill.Expectation{
+		Detectors: []string{"canary_record", "scripted_client"}, Kinds: []string{"canary_record_access"}, Within: 300 * time.Millisecond}}
+	forged := drill.Definition{Name: "forged", Kind: drill.ForgedToken, Expect: drill.Expectation{Detectors: []string{"token_provenance"}, Within: time.Second}}
+	type alertOf func(ent event.EntityKey) []event.Alert
+	finding := func(ent event.EntityKey, det, kind string) event.Finding {
+		return event.Finding{Detector: det, Kind: kind, Entity: ent}
+	}
+	for _, c := range []struct {
+		name       string
+		alerts     alertOf
+		want       drill.Status
+		wantReason string
+	}{
+		{"all expected, over two alerts", func(e event.EntityKey) []event.Alert {
+			return []event.Alert{
+				{ID: "a1", Entity: e, Findings: []event.Finding{finding(e, "canary_record", "canary_record_access")}},
+				{ID: "a2", Entity: event.EntityKey{Kind: event.EntitySource, ID: "198.18.0.1"}, Findings: []event.Finding{finding(e, "scripted_client", "scripted")}},
+			}
+		}, drill.Passed, ""},
+		{"one detector missing", func(e event.EntityKey) []event.Alert {
+			return []event.Alert{{ID: "a1", Entity: e, Findings: []event.Finding{finding(e, "canary_record", "canary_record_access")}}}
+		}, drill.Failed, "alerts a1 came from canary_record; expected detector scripted_client (not running in this configuration: scripted_client"},
+		{"wrong kind", func(e event.EntityKey) []event.Alert {
+			return []event.Alert{{ID: "a1", Entity: e, Findings: []event.Finding{finding(e, "canary_record", "other"), finding(e, "scripted_client", "s")}}}
+		}, drill.Failed, "expected finding kind canary_record_access"},
+		{"another entity's alert", func(e event.EntityKey) []event.Alert {
+			o := event.EntityKey{Kind: event.EntityPrincipal, ID: "m:1"}
+			return []event.Alert{{ID: "a1", Entity: o, Findings: []event.Finding{finding(o, "canary_record", "canary_record_access"), finding(o, "scripted_client", "s")}}}
+		}, drill.Failed, "no alert about the drill's entity within 300ms"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			var r *drill.Runner
+			var failed []drill.Result
+			var err error
+			r, err = drill.New(drill.Options{Definitions: []drill.Definition{def},
+				Inject: func(ctx context.Context, run string, body []byte) error {
+					p, err := drill.Build(def, run, time.Now())
+					if err != nil {
+						return err
+					}
+					go func() {
+						for _, a := range c.alerts(p.Entity) {
+							r.Alert(alert.Raised, a)
+						}
+					}()
+					return nil
+				},
+				Running:    func(d string) bool { return d != "scripted_client" },
+				OnFailure:  func(res drill.Result) { failed = append(failed, res) },
+				Registerer: prometheus.NewRegistry(),
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			res, err := r.Run(t.Context(), "canary")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.Status != c.want || !strings.Contains(res.Reason, c.wantReason) {
+				t.Fatalf("%s %q, want %s %q", res.Status, res.Reason, c.want, c.wantReason)
+			}
+			if (c.want == drill.Failed) != (len(failed) == 1) {
+				t.Errorf("OnFailure called %d times", len(failed))
+			}
+			if got := r.Results(); len(got) != 1 || got[0].Run != res.Run {
+				t.Errorf("results %+v", got)
+			}
+			if !r.IsDrill(event.Alert{Entity: res.Entity}) || r.IsDrill(event.Alert{Entity: event.EntityKey{Kind: event.EntityPrincipal, ID: drill.Prefix + "spoofed"}}) {
+				t.Error("IsDrill does not know the run's entity exactly")
+			}
+		})
+	}
+
+	r, err := drill.New(drill.Options{Definitions: []drill.Definition{forged},
+		Inject: func(context.Context, string, []byte) error { t.Error("injected without its stream"); return nil },
+		Seen:   func(ds string) bool { return ds != "auth.token" }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := r.Run(t.Context(), "forged")
+	if err != nil || res.Status != drill.CannotRun || !strings.Contains(res.Reason, "missing stream auth.token") {
+		t.Errorf("without auth.token: %+v, %v", res, err)
+	}
+	if _, err := r.Run(t.Context(), "nope"); !errors.Is(err, drill.ErrUnknown) {
+		t.Errorf("unknown drill: %v", err)
+	}
+}
+
+// After a restart the spool replays runs the runner did not start: the
+// entities of drill-marked events are the drill's, those of any other
+// event (whatever its ids) are not.
+func TestNoteDrillEvents(t *testing.T) {
+	r, err := drill.New(drill.Options{Definitions: drill.Defaults(), Inject: func(context.Context, string, []byte) error { return nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	drillEv := event.Event{Drill: true, User: event.User{ID: drill.Prefix + "old-user"}, Token: event.Token{ID: drill.Prefix + "old-token", KeyID: drill.Prefix + "old-key"},
+		Source: event.Source{IP: netip.MustParseAddr("198.18.7.1")}}
+	spoof := event.Event{User: event.User{ID: drill.Prefix + "spoofed-user"}}
+	r.NoteDrillEvents([]event.Event{drillEv, spoof})
+	for _, c := range []struct {
+		ent  event.EntityKey
+		want bool
+	}{
+		{event.EntityKey{Kind: event.EntityPrincipal, ID: drill.Prefix + "old-user"}, true},
+		{event.EntityKey{Kind: event.EntityToken, ID: drill.Prefix + "old-token"}, true},
+		{event.EntityKey{Kind: event.EntitySigningKey, ID: drill.Prefix + "old-key"}, true},
+		{event.EntityKey{Kind: event.EntitySource, ID: "198.18.7.1"}, true},
+		{event.EntityKey{Kind: event.EntityPrincipal, ID: drill.Prefix + "spoofed-user"}, false},
+		{event.EntityKey{Kind: event.EntitySource, ID: "198.18.7.2"}, false},
+	} {
+		if got := r.IsDrill(event.Alert{Entity: c.ent}); got != c.want {
+			t.Errorf("IsDrill(%s) = %v, want %v", c.ent, got, c.want)
+		}
+	}
+}

@@ -1,0 +1,81 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+)
+
+// DrillRun is one drill run's verdict as the store keeps it (package drill's
+// Result, which the store does not import).
+type DrillRun struct {
+	Run         string        `json:"run"`
+	Drill       string        `json:"drill"`
+	Kind        string        `json:"kind"`
+	Started     time.Time     `json:"started"`
+	Status      string        `json:"status"`
+	Reason      string        `json:"reason,omitempty"`
+	TimeToAlert time.Duration `json:"time_to_alert_ns,omitempty"`
+	Alerts      []string      `json:"alerts,omitempty"`
+	Entity      string        `json:"entity,omitempty"`
+}
+
+// PutDrillRun stores a run's verdict; a run stored before is replaced.
+// A run without an id (one that could not run) gets "<drill>-<started>".
+func (s *Store) PutDrillRun(ctx context.Context, r DrillRun) error {
+	if r.Run == "" {
+		r.Run = fmt.Sprintf("%s-%d", r.Drill, toNanos(r.Started))
+	}
+	alerts, err := json.Marshal(r.Alerts)
+	if err != nil {
+		return fmt.Errorf("drill run: %w", err)
+	}
+	if r.Alerts == nil {
+		alerts = []byte("[]")
+	}
+	if _, err := s.db.ExecContext(ctx, `INSERT INTO drill_runs (run, drill, kind, started, status, reason, time_to_alert_ns, alerts, entity)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (run) DO UPDATE SET status = excluded.status, reason = excluded.reason,
+	time_to_alert_ns = excluded.time_to_alert_ns, alerts = excluded.alerts`,
+		r.Run, r.Drill, r.Kind, toNanos(r.Started), r.Status, r.Reason, int64(r.TimeToAlert), string(alerts), r.Entity); err != nil {
+		return fmt.Errorf("drill run %s: %w", r.Run, err)
+	}
+	return nil
+}
+
+// ListDrillRuns returns the latest runs, newest first: of drill only when
+// drill is not "", at most limit (≤0 → DefaultListLimit, capped at
+// MaxListLimit).
+func (s *Store) ListDrillRuns(ctx context.Context, drill string, limit int) ([]DrillRun, error) {
+	if limit <= 0 {
+		limit = DefaultListLimit
+	}
+	limit = min(limit, MaxListLimit)
+	q := "SELECT run, drill, kind, started, status, reason, time_to_alert_ns, alerts, entity FROM drill_runs"
+	var args []any
+	if drill != "" {
+		q += " WHERE drill = ?"
+		args = append(args, drill)
+	}
+	rows, err := s.db.QueryContext(ctx, q+" ORDER BY started DESC, run DESC LIMIT ?", append(args, limit)...)
+	if err != nil {
+		return nil, fmt.Errorf("list drill runs: %w", err)
+	}
+	defer rows.Close()
+	out := []DrillRun{}
+	for rows.Next() {
+		var r DrillRun
+		var started, tta int64
+		var alerts string
+		if err := rows.Scan(&r.Run, &r.Drill, &r.Kind, &started, &r.Status, &r.Reason, &tta, &alerts, &r.Entity); err != nil {
+			return nil, fmt.Errorf("list drill runs: %w", err)
+		}
+		r.Started, r.TimeToAlert = fromNanos(started), time.Duration(tta)
+		if err := json.Unmarshal([]byte(alerts), &r.Alerts); err != nil {
+			return nil, fmt.Errorf("drill run %s: alerts: %w", r.Run, err)
+		}
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}
