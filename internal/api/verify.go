@@ -347,8 +347,8 @@ const (
 	// the gateway's verify token.
 	HeaderOriginalAuthorization = "X-Original-Authorization"
 	HeaderTokenID               = "X-Token-Id"
-	HeaderTokenKeyID            = "X-Token-Key-Id"
-	HeaderTokenIssuedAt         = "X-Token-Issued-At" // RFC 3339 or Unix seconds
+	HeaderTokenKeyID            = "X-Token-Key-Id"    // #nosec G101 -- a header name, not a credential
+	HeaderTokenIssuedAt         = "X-Token-Issued-At" // #nosec G101 -- a header name, not a credential (value: RFC 3339 or Unix seconds)
 	HeaderOriginalUserAgent     = "X-Original-User-Agent"
 	HeaderRealIP                = "X-Real-IP"
 	HeaderVerdict               = "X-Haechi-Verdict"

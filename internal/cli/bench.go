@@ -316,7 +316,7 @@ func (b *bencher) command(ctx context.Context, dataDir string, args ...string) *
 		g = append(g, "--config", b.e.g.Config)
 	}
 	g = append(g, "--data-dir", dataDir)
-	cmd := exec.CommandContext(ctx, b.exe, append(g, args...)...)
+	cmd := exec.CommandContext(ctx, b.exe, append(g, args...)...) // #nosec G204 -- b.exe is this binary (os.Executable), args are bench's own phase flags
 	cmd.Env = append(os.Environ(), "HAECHI_TEST_RUN_CLI=1")
 	return cmd
 }

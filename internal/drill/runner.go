@@ -408,7 +408,7 @@ func (r *Runner) Schedule(ctx context.Context, every, jitter time.Duration) {
 	for {
 		wait := every
 		if jitter > 0 {
-			wait += rand.N(jitter)
+			wait += rand.N(jitter) // #nosec G404 -- schedule jitter, not a secret
 		}
 		t := time.NewTimer(wait)
 		select {
