@@ -349,16 +349,16 @@ func (t *IncidentTx) IncidentsOfAlerts(ctx context.Context, ids []string) (map[s
 	return out, nil
 }
 
-// AlertsOfIncidents returns the IDs of the alerts in the incidents ids,
-// sorted.
-func (t *IncidentTx) AlertsOfIncidents(ctx context.Context, ids []string) ([]string, error) {
-	seen := map[string]bool{}
+// AlertsOfIncidents returns the alerts in the incidents ids, each with
+// the incident it is in.
+func (t *IncidentTx) AlertsOfIncidents(ctx context.Context, ids []string) (map[string]string, error) {
+	out := map[string]string{}
 	err := t.queryPairs(ctx, "SELECT alert_id, incident_id FROM incident_alerts WHERE incident_id IN (?)", ids,
-		func(a, _ string) { seen[a] = true })
+		func(a, in string) { out[a] = in })
 	if err != nil {
 		return nil, fmt.Errorf("alerts of incidents: %w", err)
 	}
-	return sortedSet(seen), nil
+	return out, nil
 }
 
 // Alerts returns the stored alerts ids (as this transaction sees them),

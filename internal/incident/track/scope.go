@@ -323,8 +323,10 @@ func inWithin(rule *store.IncidentScope, e event.EntityKey) bool {
 // terms' and their Within's, in order.
 func ScopeEntities(rule *store.IncidentScope) []event.EntityKey {
 	out := []event.EntityKey{}
+	seen := map[event.EntityKey]bool{}
 	add := func(e event.EntityKey) {
-		if !slices.Contains(out, e) {
+		if !seen[e] {
+			seen[e] = true
 			out = append(out, e)
 		}
 	}

@@ -140,11 +140,7 @@ func (k *Keeper) AlertsSaved(ctx context.Context, tx *store.IncidentTx, saved []
 	if len(saved) == 0 {
 		return nil
 	}
-	all, alerts, touched, err := k.neighbourhood(ctx, tx, saved)
-	if err != nil {
-		return err
-	}
-	prevOf, err := tx.IncidentsOfAlerts(ctx, all)
+	all, alerts, touched, prevOf, err := k.neighbourhood(ctx, tx, saved)
 	if err != nil {
 		return err
 	}
@@ -280,13 +276,15 @@ func (k *Keeper) AlertsSaved(ctx context.Context, tx *store.IncidentTx, saved []
 // these are in, and, until no more come, the alerts sharing a stolen-token
 // campaign key with any of those and the alerts of their incidents (a
 // campaign's activity through one key decides joins through another) —
-// their IDs and the alerts, with the incidents they are in (touched).
-func (k *Keeper) neighbourhood(ctx context.Context, tx *store.IncidentTx, saved []event.Alert) ([]string, []event.Alert, map[string]bool, error) {
-	ids, touched, err := k.keyNeighbourhood(ctx, tx, saved)
+// their IDs and the alerts, with the incidents they are in (touched) and
+// the incident each of them in one is in (prevOf: every alert of the
+// touched incidents, which are all the incidents these alerts are in).
+func (k *Keeper) neighbourhood(ctx context.Context, tx *store.IncidentTx, saved []event.Alert) (
+	all []string, alerts []event.Alert, touched map[string]bool, prevOf map[string]string, err error) {
+	ids, touched, prevOf, err := k.keyNeighbourhood(ctx, tx, saved)
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, nil, nil, nil, err
 	}
-	var alerts []event.Alert
 	loaded := map[string]bool{}
 	queried := map[string]bool{} // the saved alerts' keys were queried already
 	for i := range saved {
@@ -305,7 +303,7 @@ func (k *Keeper) neighbourhood(ctx context.Context, tx *store.IncidentTx, saved 
 		}
 		as, err := tx.Alerts(ctx, fresh)
 		if err != nil {
-			return nil, nil, nil, err
+			return nil, nil, nil, nil, err
 		}
 		alerts = append(alerts, as...)
 		var cands []event.Alert
@@ -319,7 +317,7 @@ func (k *Keeper) neighbourhood(ctx context.Context, tx *store.IncidentTx, saved 
 		}
 		fx, err := loadFacts(ctx, tx, cands)
 		if err != nil {
-			return nil, nil, nil, err
+			return nil, nil, nil, nil, err
 		}
 		var ks []string
 		for i := range cands {
@@ -327,7 +325,7 @@ func (k *Keeper) neighbourhood(ctx context.Context, tx *store.IncidentTx, saved 
 		}
 		more, err := tx.AlertsWithKeys(ctx, compact(ks), false)
 		if err != nil {
-			return nil, nil, nil, err
+			return nil, nil, nil, nil, err
 		}
 		var found []string
 		for _, id := range more {
@@ -336,25 +334,26 @@ func (k *Keeper) neighbourhood(ctx context.Context, tx *store.IncidentTx, saved 
 				found = append(found, id)
 			}
 		}
-		if err := k.addIncidents(ctx, tx, found, ids, touched); err != nil {
-			return nil, nil, nil, err
+		if err := k.addIncidents(ctx, tx, found, ids, touched, prevOf); err != nil {
+			return nil, nil, nil, nil, err
 		}
 	}
-	return keys(ids), alerts, touched, nil
+	return keys(ids), alerts, touched, prevOf, nil
 }
 
-// addIncidents adds the incidents of the alerts found to touched and
-// their alerts to ids.
-func (k *Keeper) addIncidents(ctx context.Context, tx *store.IncidentTx, found []string, ids, touched map[string]bool) error {
+// addIncidents adds the incidents of the alerts found to touched, and
+// their alerts to ids and, with the incident they are in, to prevOf.
+func (k *Keeper) addIncidents(ctx context.Context, tx *store.IncidentTx, found []string, ids, touched map[string]bool,
+	prevOf map[string]string) error {
 	if len(found) == 0 {
 		return nil
 	}
-	prevOf, err := tx.IncidentsOfAlerts(ctx, found)
+	of, err := tx.IncidentsOfAlerts(ctx, found)
 	if err != nil {
 		return err
 	}
 	var ins []string
-	for _, in := range prevOf {
+	for _, in := range of {
 		if !touched[in] {
 			touched[in] = true
 			ins = append(ins, in)
@@ -364,15 +363,18 @@ func (k *Keeper) addIncidents(ctx context.Context, tx *store.IncidentTx, found [
 	if err != nil {
 		return err
 	}
-	for _, id := range inAlerts {
+	for id, in := range inAlerts {
 		ids[id] = true
+		prevOf[id] = in
 	}
 	return nil
 }
 
 // keyNeighbourhood is neighbourhood without the stolen-token campaigns'
-// closure: the IDs and the incidents they are in.
-func (k *Keeper) keyNeighbourhood(ctx context.Context, tx *store.IncidentTx, saved []event.Alert) (map[string]bool, map[string]bool, error) {
+// closure: the IDs, the incidents they are in, and the incident of each
+// (those in one).
+func (k *Keeper) keyNeighbourhood(ctx context.Context, tx *store.IncidentTx, saved []event.Alert) (
+	map[string]bool, map[string]bool, map[string]string, error) {
 	// 1. Citations, and the addresses they make shared.
 	var cs []event.Citation
 	for i := range saved {
@@ -382,11 +384,11 @@ func (k *Keeper) keyNeighbourhood(ctx context.Context, tx *store.IncidentTx, sav
 	}
 	flipped, err := k.putCitations(ctx, tx, cs)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	fx, err := loadFacts(ctx, tx, saved)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	// 2. Keys and the neighbourhood.
 	var named, cited []string
@@ -396,7 +398,7 @@ func (k *Keeper) keyNeighbourhood(ctx context.Context, tx *store.IncidentTx, sav
 		n, c := incident.JoinKeys(a, fx)
 		n, c = hashKeys(n), hashKeys(c)
 		if err := tx.SetAlertKeys(ctx, a.ID, n, c); err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 		named, cited = append(named, n...), append(cited, c...)
 		ids[a.ID] = true
@@ -407,7 +409,7 @@ func (k *Keeper) keyNeighbourhood(ctx context.Context, tx *store.IncidentTx, sav
 	}{{named, false}, {cited, true}, {flipped, true}} {
 		more, err := tx.AlertsWithKeys(ctx, compact(q.keys), q.namedOnly)
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 		for _, id := range more {
 			ids[id] = true
@@ -415,7 +417,7 @@ func (k *Keeper) keyNeighbourhood(ctx context.Context, tx *store.IncidentTx, sav
 	}
 	prevOf, err := tx.IncidentsOfAlerts(ctx, keys(ids))
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	touched := map[string]bool{}
 	for _, in := range prevOf {
@@ -423,12 +425,12 @@ func (k *Keeper) keyNeighbourhood(ctx context.Context, tx *store.IncidentTx, sav
 	}
 	inAlerts, err := tx.AlertsOfIncidents(ctx, keys(touched))
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
-	for _, id := range inAlerts {
+	for id := range inAlerts {
 		ids[id] = true
 	}
-	return ids, touched, nil
+	return ids, touched, inAlerts, nil
 }
 
 func (k *Keeper) notify(ctx context.Context, tx *store.IncidentTx, g incident.Incident, rec, prev store.Incident,

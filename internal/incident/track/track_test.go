@@ -514,3 +514,104 @@ func TestSharedSourceSplits(t *testing.T) {
 		}
 	})
 }
+
+// TestNoticesOnce: saved in batches of any size and order, the scenario
+// announces each incident ID "opened" at most once and each of its
+// milestones at most once (Change) — the keeper knows which incident
+// every alert of a batch's neighbourhood was in, the alerts reached
+// through a stolen-token campaign's keys included.
+func TestNoticesOnce(t *testing.T) {
+	all := scenario()
+	backends(t, func(t *testing.T, b backend) {
+		for _, batch := range []int{1, 7, 64, len(all)} {
+			t.Run(fmt.Sprintf("batch=%d", batch), func(t *testing.T) {
+				var mu sync.Mutex
+				seen := map[string]int{}
+				notice := func(kind string, in store.Incident, detail any) (*store.Action, error) {
+					c, ok := detail.(Change)
+					if !ok || c.Kind != kind {
+						return nil, fmt.Errorf("notice %s of %s: detail %T %+v", kind, in.ID, detail, detail)
+					}
+					mu.Lock()
+					seen[in.ID+" "+c.Key()]++
+					mu.Unlock()
+					return nil, nil
+				}
+				s, err := store.Open(t.Context(), b.target(t), store.Options{Incidents: New(Options{}), IncidentNotice: notice})
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { _ = s.Close() })
+				order := slices.Clone(all)
+				r := newRand(uint64(batch) + 1)
+				for i := len(order) - 1; i > 0; i-- {
+					j := int(r() % uint64(i+1))
+					order[i], order[j] = order[j], order[i]
+				}
+				for i := 0; i < len(order); i += batch {
+					if err := s.SaveAlerts(t.Context(), order[i:min(i+batch, len(order))]); err != nil {
+						t.Fatal(err)
+					}
+				}
+				if len(seen) == 0 {
+					t.Fatal("no notices")
+				}
+				for k, n := range seen {
+					if n > 1 {
+						t.Errorf("notice %s sent %d times, want once", k, n)
+					}
+				}
+			})
+		}
+	})
+}
+
+// TestCampaignMergeNotice: an incident reached only through a stolen-token
+// campaign's keys and absorbed by the batch is named in the notice as
+// merged: relayHijacks saved day 0, day 9 (alone: its provider was last
+// used nine days before), then day 4, which joins day 0 through the
+// country and, through the campaign now active five days before, brings
+// in day 9's incident, which no key of day 4 reaches.
+func TestCampaignMergeNotice(t *testing.T) {
+	hs := relayHijacks("192.0.2", t0)
+	backends(t, func(t *testing.T, b backend) {
+		var changes []Change
+		notice := func(kind string, in store.Incident, detail any) (*store.Action, error) {
+			c, ok := detail.(Change)
+			if !ok {
+				return nil, fmt.Errorf("notice %s of %s: detail %T", kind, in.ID, detail)
+			}
+			changes = append(changes, c)
+			return nil, nil
+		}
+		s, err := store.Open(t.Context(), b.target(t), store.Options{Incidents: New(Options{}), IncidentNotice: notice})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = s.Close() })
+		for _, a := range []event.Alert{hs[0], hs[2], hs[1]} {
+			if err := s.SaveAlerts(t.Context(), []event.Alert{a}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		day9 := incident.IDFor(hs[2].ID)
+		got := stored(t, s)
+		if want := map[string][]string{incident.IDFor(hs[0].ID): {hs[0].ID, hs[1].ID, hs[2].ID}}; !cmp.Equal(want, got) {
+			t.Fatalf("incidents %v, want %v", got, want)
+		}
+		var kinds []string
+		for _, c := range changes {
+			kinds = append(kinds, c.Incident.ID+" "+c.Key())
+		}
+		if want := []string{incident.IDFor(hs[0].ID) + " opened/0", day9 + " opened/0", incident.IDFor(hs[0].ID) + " grew/2"}; !slices.Equal(kinds, want) {
+			t.Fatalf("notices %v, want %v", kinds, want)
+		}
+		last := changes[len(changes)-1]
+		if !slices.Equal(last.Merged, []string{day9}) {
+			t.Errorf("grew notice merged %v, want [%s] (day 9's incident)", last.Merged, day9)
+		}
+		if want := []string{hs[1].ID, hs[2].ID}; !slices.Equal(last.Added, want) {
+			t.Errorf("grew notice added %v, want %v", last.Added, want)
+		}
+	})
+}
