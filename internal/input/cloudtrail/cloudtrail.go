@@ -343,17 +343,17 @@ func decodeRecord(rec []byte, ev *event.Event, line bool) *decode.LineError {
 		case jsontext.Value(rec).IsValid():
 			return &decode.LineError{Code: decode.CodeInvalidJSON, Reason: "not a JSON object"}
 		}
-		return syntaxErr(json.Unmarshal(rec, new(any)))
+		return decode.JSONSyntaxError(json.Unmarshal(rec, new(any)))
 	}
 	var r record
 	if err := json.Unmarshal(rec, &r, dupOK); err != nil {
-		return unmarshalErr(err)
+		return decode.JSONShapeError(err, "record")
 	}
 	if r.EventName == "" && r.EventTime == "" && r.Detail.Kind() == '{' {
 		// An EventBridge envelope: the record is its "detail".
 		var inner record
 		if err := json.Unmarshal(r.Detail, &inner, dupOK); err != nil {
-			return unmarshalErr(err)
+			return decode.JSONShapeError(err, "record")
 		}
 		r = inner
 	}
@@ -362,7 +362,7 @@ func decodeRecord(rec []byte, ev *event.Event, line bool) *decode.LineError {
 		// in "message" (its @timestamp is when it was read, not eventTime).
 		var inner record
 		if err := json.Unmarshal([]byte(r.Message), &inner, dupOK); err != nil {
-			return unmarshalErr(err)
+			return decode.JSONShapeError(err, "record")
 		}
 		r = inner
 	}
@@ -527,27 +527,6 @@ func ResourceType(t string) string {
 		return "aws_resource"
 	}
 	return b.String()
-}
-
-func syntaxErr(err error) *decode.LineError {
-	msg := "invalid JSON"
-	if err != nil {
-		msg += ": " + oneLine(strings.TrimPrefix(err.Error(), "jsontext: "))
-	}
-	return &decode.LineError{Code: decode.CodeInvalidJSON, Reason: msg}
-}
-
-func unmarshalErr(err error) *decode.LineError {
-	var se *jsontext.SyntacticError
-	if errors.As(err, &se) {
-		return syntaxErr(err)
-	}
-	msg := strings.TrimPrefix(err.Error(), "json: ")
-	return &decode.LineError{Code: decode.CodeInvalidField, Reason: "invalid record: " + oneLine(msg)}
-}
-
-func oneLine(s string) string {
-	return strings.NewReplacer("\n", " ", "\r", " ").Replace(s)
 }
 
 func quote(s string) string {

@@ -148,7 +148,7 @@ func entraOne(l *entraLine, raw []byte, out []result) []result {
 func entraSignInOf(raw []byte, recordTime, action string, out []result) []result {
 	var s entraSignIn
 	if err := json.Unmarshal(raw, &s, dupOK); err != nil {
-		return append(out, result{err: unmarshalErr(err)})
+		return append(out, result{err: decode.JSONShapeError(err, "entry")})
 	}
 	field, when := "createdDateTime", s.CreatedDateTime
 	if when == "" {
@@ -234,7 +234,7 @@ var entraRoster = map[string]bool{
 func entraAuditOf(raw []byte, recordTime string, out []result) []result {
 	var a entraAudit
 	if err := json.Unmarshal(raw, &a, dupOK); err != nil {
-		return append(out, result{err: unmarshalErr(err)})
+		return append(out, result{err: decode.JSONShapeError(err, "entry")})
 	}
 	field, when := "activityDateTime", a.ActivityDateTime
 	if when == "" {

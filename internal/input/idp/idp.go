@@ -184,10 +184,10 @@ func unmarshalLine(line []byte, v any) *decode.LineError {
 		if jsontext.Value(line).IsValid() {
 			return &decode.LineError{Code: decode.CodeInvalidJSON, Reason: "not a JSON object"}
 		}
-		return syntaxErr(json.Unmarshal(line, new(any)))
+		return decode.JSONSyntaxError(json.Unmarshal(line, new(any)))
 	}
 	if err := json.Unmarshal(line, v, dupOK); err != nil {
-		return unmarshalErr(err)
+		return decode.JSONShapeError(err, "entry")
 	}
 	return nil
 }
@@ -200,27 +200,6 @@ func trimWS(b []byte) []byte {
 		b = b[:len(b)-1]
 	}
 	return b
-}
-
-func syntaxErr(err error) *decode.LineError {
-	msg := "invalid JSON"
-	if err != nil {
-		msg += ": " + oneLine(strings.TrimPrefix(err.Error(), "jsontext: "))
-	}
-	return &decode.LineError{Code: decode.CodeInvalidJSON, Reason: msg}
-}
-
-func unmarshalErr(err error) *decode.LineError {
-	var se *jsontext.SyntacticError
-	if errors.As(err, &se) {
-		return syntaxErr(err)
-	}
-	msg := strings.TrimPrefix(err.Error(), "json: ")
-	return &decode.LineError{Code: decode.CodeInvalidField, Reason: "invalid entry: " + oneLine(msg)}
-}
-
-func oneLine(s string) string {
-	return strings.NewReplacer("\n", " ", "\r", " ").Replace(s)
 }
 
 func missing(field string) *decode.LineError {

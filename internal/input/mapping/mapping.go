@@ -323,13 +323,13 @@ func (r *Reader) Decode(line []byte, ev *event.Event) error {
 	line = bytes.TrimSpace(line)
 	if len(line) == 0 || line[0] != '{' {
 		if len(line) > 0 && !jsontext.Value(line).IsValid(lenient) {
-			return syntaxErr(json.Unmarshal(line, new(any), lenient))
+			return decode.JSONSyntaxError(json.Unmarshal(line, new(any), lenient))
 		}
 		return &decode.LineError{Code: decode.CodeInvalidJSON, Reason: "not a JSON object"}
 	}
 	clear(r.top)
 	if err := json.Unmarshal(line, &r.top, lenient); err != nil {
-		return syntaxErr(err)
+		return decode.JSONSyntaxError(err)
 	}
 	out := append(r.out[:0], '{')
 	for i := range r.c.fields {
@@ -386,14 +386,6 @@ func fieldErr(f *field, why string) *decode.LineError {
 	src := f.path
 	return &decode.LineError{Code: decode.CodeInvalidField,
 		Reason: fmt.Sprintf("invalid %q (from %q): %s", f.name, src, oneLine(why))}
-}
-
-func syntaxErr(err error) *decode.LineError {
-	msg := "invalid JSON"
-	if err != nil {
-		msg += ": " + oneLine(strings.TrimPrefix(strings.TrimPrefix(err.Error(), "jsontext: "), "json: "))
-	}
-	return &decode.LineError{Code: decode.CodeInvalidJSON, Reason: msg}
 }
 
 func oneLine(s string) string {

@@ -198,30 +198,23 @@ func parseMsec(s string) (time.Time, *decode.LineError) {
 	return time.Unix(n, ns).UTC(), nil
 }
 
-func syntaxErr(err error) *decode.LineError {
-	msg := err.Error()
-	msg = strings.TrimPrefix(msg, "jsontext: ")
-	msg = strings.NewReplacer("\n", " ", "\r", " ").Replace(msg)
-	return &decode.LineError{Code: decode.CodeInvalidJSON, Reason: "invalid JSON: " + msg}
-}
-
 // readObject reads the line's top-level object, keeping the recognised
 // members' values as strings in r.f.
 func (r *JSONReader) readObject() *decode.LineError {
 	d := &r.dec
 	if d.PeekKind() != '{' {
 		if _, err := d.ReadValue(); err != nil {
-			return syntaxErr(err)
+			return decode.JSONSyntaxError(err)
 		}
 		return &decode.LineError{Code: decode.CodeInvalidJSON, Reason: "not a JSON object"}
 	}
 	if _, err := d.ReadToken(); err != nil {
-		return syntaxErr(err)
+		return decode.JSONSyntaxError(err)
 	}
 	for d.PeekKind() != '}' {
 		name, err := d.ReadValue()
 		if err != nil {
-			return syntaxErr(err)
+			return decode.JSONSyntaxError(err)
 		}
 		key := unquoteName(name)
 		var dst *string
@@ -266,7 +259,7 @@ func (r *JSONReader) readObject() *decode.LineError {
 		}
 		v, err := d.ReadValue()
 		if err != nil {
-			return syntaxErr(err)
+			return decode.JSONSyntaxError(err)
 		}
 		if dst == nil {
 			continue
@@ -287,7 +280,7 @@ func (r *JSONReader) readObject() *decode.LineError {
 		}
 	}
 	if _, err := d.ReadToken(); err != nil {
-		return syntaxErr(err)
+		return decode.JSONSyntaxError(err)
 	}
 	if _, err := d.ReadToken(); err != io.EOF {
 		return &decode.LineError{Code: decode.CodeInvalidJSON, Reason: "invalid JSON: unexpected data after the object"}
