@@ -47,9 +47,10 @@ type DispatcherOptions struct {
 	// (the mint registry behind the inline check, docs/verify.md): each
 	// revoke_token and revoke_key action the dispatcher executes — claimed
 	// from the outbox, so planned in enforce mode and approved when the
-	// guardrails held it; never a dry-run, skipped or rejected one — is
-	// applied to it before the action is delivered to its receiver, on
-	// every attempt (revoking is idempotent).
+	// guardrails held it; never a dry-run, skipped or rejected one, nor
+	// one past max_age (dead undelivered) — is applied to it before the
+	// action is delivered to its receiver, on every attempt (revoking is
+	// idempotent).
 	Revoker Revoker
 	// Registerer, if set, receives the delivery metrics:
 	// haechi_respond_deliveries_total{type, receiver, result} (one per
@@ -424,7 +425,9 @@ func summary(a Action, pl Payload) string {
 func (d *Dispatcher) deliver(ctx context.Context, a Action) {
 	res := store.ActionResult{ID: a.ID, Attempt: a.Attempts}
 	now := d.now()
-	if rv := d.opts.Revoker; rv != nil && a.Target != "" {
+	maxAge := orDefault(d.cfg.MaxAge, DefaultMaxAge)
+	stale := !a.EnqueuedAt.IsZero() && now.Sub(a.EnqueuedAt) > maxAge
+	if rv := d.opts.Revoker; rv != nil && a.Target != "" && !stale {
 		switch a.Kind {
 		case KindRevokeToken:
 			rv.Revoke(a.Target, now)
@@ -432,12 +435,11 @@ func (d *Dispatcher) deliver(ctx context.Context, a Action) {
 			rv.RevokeKey(a.Target, now)
 		}
 	}
-	maxAge := orDefault(d.cfg.MaxAge, DefaultMaxAge)
 	r, ok := d.cfg.Receivers[a.Receiver]
 	switch {
 	case !ok:
 		res.State, res.Error = store.ActionSkipped, ReasonNoReceiver+" ("+a.Receiver+")"
-	case !a.EnqueuedAt.IsZero() && now.Sub(a.EnqueuedAt) > maxAge:
+	case stale:
 		res.State, res.Error = store.ActionDead, fmt.Sprintf("not delivered within max_age %s", Duration(maxAge))
 	default:
 		status, err := d.post(ctx, a, r)
