@@ -225,6 +225,14 @@ func Build(ctx context.Context, opts BuildOptions) (_ *Service, err error) {
 		}
 	}
 
+	// The mint registry is made before the response, whose dispatcher
+	// applies revocations to it; it is restored and swept below.
+	if live && cfg.Verify.Enabled && !cfg.Kafka.Enabled() {
+		tp := cfg.Detectors.TokenProvenance
+		v := cfg.Verify
+		s.Mints = mint.New(mint.Options{MaxLifetime: tp.MaxLifetime.D(), ClockSkew: tp.ClockSkew.D(),
+			Grace: mint.Grace{Skew: v.GraceSkew.D(), PerSource: v.GracePerSource, PerKey: v.GracePerKey}})
+	}
 	if opts.Mode != ModeScore {
 		if err := s.buildResponse(ctx, opts); err != nil {
 			return nil, err
@@ -251,11 +259,7 @@ func Build(ctx context.Context, opts BuildOptions) (_ *Service, err error) {
 		s.saver = saver
 		s.add(&part{name: "checkpoint saver", run: func(ctx context.Context) error { saver.Run(ctx); return nil }})
 	}
-	if live && cfg.Verify.Enabled && !cfg.Kafka.Enabled() {
-		tp := cfg.Detectors.TokenProvenance
-		v := cfg.Verify
-		s.Mints = mint.New(mint.Options{MaxLifetime: tp.MaxLifetime.D(), ClockSkew: tp.ClockSkew.D(),
-			Grace: mint.Grace{Skew: v.GraceSkew.D(), PerSource: v.GracePerSource, PerKey: v.GracePerKey}})
+	if s.Mints != nil {
 		if s.Restore != nil {
 			restoreMints(ctx, st, log, s.Restore.Mark, s.Mints)
 		}
@@ -279,7 +283,13 @@ func (s *Service) buildResponse(ctx context.Context, opts BuildOptions) (err err
 	s.Suppressions = respond.NewSuppressions(st)
 	ro := respond.ResponderOptions{Logger: log, Suppressions: s.Suppressions}
 	if opts.Mode == ModeLive {
-		d, err := respond.NewDispatcher(st, cfg.Respond, respond.DispatcherOptions{Logger: log, Lease: cfg.Respond.Lease.D(), Registerer: opts.Registerer, Version: opts.Version})
+		do := respond.DispatcherOptions{Logger: log, Lease: cfg.Respond.Lease.D(), Registerer: opts.Registerer, Version: opts.Version}
+		if s.Mints != nil {
+			// Executed revoke_token / revoke_key actions take effect in
+			// the inline check at once (docs/verify.md).
+			do.Revoker = s.Mints
+		}
+		d, err := respond.NewDispatcher(st, cfg.Respond, do)
 		if err != nil {
 			return fmt.Errorf("respond: %w", err)
 		}

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -13,7 +14,10 @@ import (
 	"github.com/haechi-sec/haechi/internal/api"
 	"github.com/haechi-sec/haechi/internal/app"
 	"github.com/haechi-sec/haechi/internal/config"
+	"github.com/haechi-sec/haechi/internal/detect/token"
+	"github.com/haechi-sec/haechi/internal/event"
 	"github.com/haechi-sec/haechi/internal/mint"
+	"github.com/haechi-sec/haechi/internal/respond"
 	"github.com/haechi-sec/haechi/internal/store"
 )
 
@@ -117,4 +121,97 @@ func TestServeMintRegistryRestart(t *testing.T) {
 		t.Fatalf("checkpoints: detectors %v %v mark %d, registry %v %v mark %d", ok1, err1, det.Mark, ok2, err2, reg.Mark)
 	}
 	serveRun(t, cfg, check)
+}
+
+// The forged_token playbook's revoke_key and revoke_token, executed in
+// enforce mode, take effect in the inline check at once: every token of
+// the revoked key — the forged one and a genuinely minted one — and the
+// revoked token answer revoked. In dry-run they are planned and audited
+// but not executed, so the registry is untouched (the hard twin).
+func TestServeRevocationReachesRegistry(t *testing.T) {
+	for _, mode := range []respond.Mode{respond.ModeEnforce, respond.ModeDryRun} {
+		t.Run(string(mode), func(t *testing.T) {
+			recv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+			defer recv.Close()
+			cfg := config.Default()
+			cfg.DataDir = t.TempDir()
+			cfg.Listen = "127.0.0.1:0"
+			cfg.Respond.Mode = mode
+			cfg.Respond.Secret = "s3cret"
+			cfg.Respond.Receivers = map[string]respond.Receiver{}
+			for _, k := range respond.ActionKinds {
+				cfg.Respond.Receivers[k] = respond.Receiver{URL: recv.URL, AllowPrivate: true}
+			}
+			now := time.Now().UTC().Truncate(time.Second)
+			// A forged-token alert about key k1, naming the forged
+			// token tok-forged, as token_provenance raises it; its
+			// actions are planned by the shipped playbook and left in
+			// the outbox for serve's dispatcher.
+			key, _, err := app.AuditKey(cfg, true)
+			if err != nil {
+				t.Fatal(err)
+			}
+			st, err := store.Open(t.Context(), cfg.StoreTarget(), store.Options{AuditKey: key})
+			if err != nil {
+				t.Fatal(err)
+			}
+			pl, err := respond.NewPlanner(cfg.Respond)
+			if err != nil {
+				t.Fatal(err)
+			}
+			kk := event.EntityKey{Kind: event.EntitySigningKey, ID: "k1"}
+			acts := pl.Plan(event.Alert{ID: "a1", Time: now, Entity: kk, Severity: event.SeverityCritical, Score: 95,
+				Title: "forged token", Detector: token.Name, State: event.AlertOpen,
+				Findings: []event.Finding{{Detector: token.Name, Kind: token.KindNeverMinted, Entity: kk, Time: now,
+					Related: []event.EntityKey{{Kind: event.EntityToken, ID: "tok-forged"}}}}})
+			kinds := map[string]string{}
+			for _, a := range acts {
+				kinds[a.Kind] = a.State
+			}
+			if kinds[respond.KindRevokeKey] == "" || kinds[respond.KindRevokeToken] == "" {
+				t.Fatalf("planned %v, want revoke_key and revoke_token", kinds)
+			}
+			if _, err := st.InsertActions(t.Context(), acts, time.Now()); err != nil {
+				t.Fatal(err)
+			}
+			if err := st.Close(); err != nil {
+				t.Fatal(err)
+			}
+			serveRun(t, cfg, func(base string) {
+				code, b := postJSON(t, base+"/v1/tokens/minted", api.MintBatch{Mints: []api.MintRequest{
+					{TokenID: "tok-a", KeyID: "k1", IssuedAt: now, ExpiresAt: now.Add(time.Hour)},
+					{TokenID: "tok-b", KeyID: "k2", IssuedAt: now, ExpiresAt: now.Add(time.Hour)}}})
+				if code != http.StatusOK {
+					t.Fatalf("register: %d %s", code, b)
+				}
+				want := map[api.VerifyRequest]mint.Verdict{
+					{TokenID: "tok-a", KeyID: "k1", IssuedAt: now}:      mint.Known,
+					{TokenID: "tok-a", IssuedAt: now}:                   mint.Known,
+					{TokenID: "tok-other", KeyID: "k1", IssuedAt: now}:  mint.NeverMinted,
+					{TokenID: "tok-forged", KeyID: "k3", IssuedAt: now}: mint.NeverMinted,
+					{TokenID: "tok-b", KeyID: "k2", IssuedAt: now}:      mint.Known,
+				}
+				if mode == respond.ModeEnforce {
+					want[api.VerifyRequest{TokenID: "tok-a", KeyID: "k1", IssuedAt: now}] = mint.Revoked
+					want[api.VerifyRequest{TokenID: "tok-a", IssuedAt: now}] = mint.Revoked
+					want[api.VerifyRequest{TokenID: "tok-other", KeyID: "k1", IssuedAt: now}] = mint.Revoked
+					want[api.VerifyRequest{TokenID: "tok-forged", KeyID: "k3", IssuedAt: now}] = mint.Revoked
+					// The dispatcher executes the actions in some order,
+					// concurrently: wait until both revocations are in.
+					deadline := time.Now().Add(20 * time.Second)
+					for time.Now().Before(deadline) && (verdict(t, base, api.VerifyRequest{TokenID: "tok-b", KeyID: "k1", IssuedAt: now}) != mint.Revoked ||
+						verdict(t, base, api.VerifyRequest{TokenID: "tok-forged", KeyID: "k3", IssuedAt: now}) != mint.Revoked) {
+						time.Sleep(20 * time.Millisecond)
+					}
+				} else {
+					time.Sleep(300 * time.Millisecond) // a dispatcher pass or more
+				}
+				for q, w := range want {
+					if v := verdict(t, base, q); v != w {
+						t.Errorf("%s/%s: %s, want %s", q.TokenID, q.KeyID, v, w)
+					}
+				}
+			})
+		})
+	}
 }

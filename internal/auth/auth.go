@@ -545,8 +545,20 @@ func randomString(n int) (string, error) {
 func (a *Authenticator) secure(r *http.Request) bool { return a.opts.Secure || r.TLS != nil }
 
 // ErrLoginRole refuses a console login with a token whose role may not use
-// the console (ingest).
+// the console (ingest, verify). Login returns it as a *LoginRoleError,
+// which names the role.
 var ErrLoginRole = errors.New("this token's role may not use the console: log in with an analyst or admin token")
+
+// LoginRoleError is Login's refusal of a token whose role may not use the
+// console; errors.Is(err, ErrLoginRole) holds.
+type LoginRoleError struct{ Role Role }
+
+func (e *LoginRoleError) Error() string {
+	return "role " + string(e.Role) + ": " + ErrLoginRole.Error()
+}
+
+// Is makes errors.Is(e, ErrLoginRole) true.
+func (e *LoginRoleError) Is(target error) bool { return target == ErrLoginRole }
 
 // Login checks tok and, when it is valid and its role may use the console
 // (analyst or admin), opens a session and sets its cookie on w. A refused
@@ -571,7 +583,7 @@ func (a *Authenticator) Login(w http.ResponseWriter, r *http.Request, tok string
 		}
 	}
 	if err == nil && !Role(t.Role).Allows(NeedAnalyst) {
-		err = ErrLoginRole
+		err = &LoginRoleError{Role: Role(t.Role)}
 	}
 	if err != nil {
 		switch {

@@ -29,6 +29,7 @@ type evalCmd struct {
 	outputFlag    `kong:"embed,set='output_formats=table,json',set='output_default=table'"`
 	CanaryRecords []string `name:"canary-records" sep:"," placeholder:"ID,..." help:"Canary record ids (added to detectors.canary.records)."`
 	Response      string   `enum:"enforce,off" default:"enforce" help:"Score containment by the response playbooks at event time (enforce), or count exposure up to the first alert (off)."`
+	InlineVerify  bool     `name:"inline-verify" help:"Put the inline token check in front of the simulated gateway: each API request's token is refused unless a mint registry filled from the stream's own mints allows it (docs/verify.md; verify.grace_* apply). Needs --response enforce."`
 	KeepStore     bool     `name:"keep-store" help:"Keep the run's alerts and access ledger in the store (--data-dir, or store.dsn), so scope and report can inspect it afterwards (slower: the ledger is written)."`
 	Store         bool     `name:"store" hidden:"" help:"Deprecated: --keep-store."`
 	Seeds         string   `placeholder:"1-5|1,3,7" help:"Run every seed of this list or range in turn (instead of --seed) and report detection per scenario over all of them; scenario variants are drawn unless --variants off."`
@@ -48,6 +49,9 @@ func (c *evalCmd) Run(e *env) (err error) {
 	}
 	if err := validate(&cfg); err != nil {
 		return err
+	}
+	if c.InlineVerify && c.Response != "enforce" {
+		return usageError{errors.New("--inline-verify is scored with the response: it needs --response enforce")}
 	}
 	ids, err := canaryIDs(cfg, c.CanaryRecords)
 	if err != nil {
@@ -75,7 +79,7 @@ func (c *evalCmd) Run(e *env) (err error) {
 	}
 	start := time.Now()
 	var sc eval.Scorecard
-	run := eval.RunOptions{Config: cfg, CanaryIDs: ids, OnReject: onReject}
+	run := eval.RunOptions{Config: cfg, CanaryIDs: ids, OnReject: onReject, InlineVerify: c.InlineVerify}
 	if c.KeepStore {
 		// The output side of a scored run: the store, the alert writer and
 		// the ledger, written once a simulated day (app.ModeScore).
@@ -214,7 +218,7 @@ func (c *evalCmd) runSeeds(e *env, cfg config.Config, ids []string) error {
 			return err
 		}
 		what := fmt.Sprintf("eval seed %d (%d of %d)", seed, i+1, len(seeds))
-		sc, err := eval.RunWith(e.ctx, eval.RunOptions{Config: cfg, CanaryIDs: ids, Truth: tr, Events: simOpener(e, o, what),
+		sc, err := eval.RunWith(e.ctx, eval.RunOptions{Config: cfg, CanaryIDs: ids, Truth: tr, Events: simOpener(e, o, what), InlineVerify: c.InlineVerify,
 			OnReject: func(le *decode.LineError) {
 				fmt.Fprintf(e.stderr, "seed %d: events:%d: rejected (%s): %s\n", seed, le.Line, le.Code, le.Reason)
 			}})

@@ -184,6 +184,36 @@ func (e *env) postLogin(t *testing.T, tok, remote string) *httptest.ResponseReco
 	return w
 }
 
+// TestLoginRoleMessage: a token whose role may not use the console is
+// told what its role is for — a verify token (a gateway's) is not told it
+// is an ingest token.
+func TestLoginRoleMessage(t *testing.T) {
+	e := newEnv(t, true)
+	verify, _, err := auth.CreateToken(t.Context(), e.st, auth.RoleVerify, "edge gateway", now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		name, tok, want, not string
+	}{
+		{"ingest", e.ingest, "This is an ingest token", "verify"},
+		{"verify", verify, "This is a verify token", "ingest"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			w := e.postLogin(t, tt.tok, "192.0.2.60:1")
+			body := w.Body.String()
+			if w.Code != http.StatusForbidden || !strings.Contains(body, tt.want) || strings.Contains(body, tt.not) {
+				t.Errorf("%d, want 403 saying %q and not %q:\n%s", w.Code, tt.want, tt.not, body)
+			}
+			for _, c := range w.Result().Cookies() {
+				if c.Name == auth.SessionCookie {
+					t.Errorf("a refused login set the session cookie %+v", c)
+				}
+			}
+		})
+	}
+}
+
 // TestLoginRefusals: an ingest token's login is refused without a session
 // cookie; refused logins from one address are answered 429 with
 // Retry-After beyond the limit and audited as a few entries, not one each.

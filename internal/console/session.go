@@ -86,7 +86,7 @@ func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Retry-After", strconv.Itoa(secs))
 			code, msg = http.StatusTooManyRequests, fmt.Sprintf("Too many refused logins from your address. Try again in %d seconds.", secs)
 		case errors.Is(err, auth.ErrLoginRole):
-			code, msg = http.StatusForbidden, "This is an ingest token: it may only post events. Log in with an analyst or admin token."
+			code, msg = http.StatusForbidden, loginRoleMessage(err)
 		case !errors.Is(err, auth.ErrBadToken):
 			code, msg = http.StatusInternalServerError, "Logging in failed: "+err.Error()
 		}
@@ -101,4 +101,22 @@ func (c *Console) logout(w http.ResponseWriter, r *http.Request) {
 		c.opts.Auth.Logout(w, r)
 	}
 	http.Redirect(w, r, "/login", http.StatusSeeOther)
+}
+
+// loginRoleMessage says why a token whose role may not use the console
+// (err is auth.ErrLoginRole, normally as a *auth.LoginRoleError) was
+// refused, naming what that role is for.
+func loginRoleMessage(err error) string {
+	const then = " Log in with an analyst or admin token."
+	var re *auth.LoginRoleError
+	if !errors.As(err, &re) {
+		return "This token's role may not use the console." + then
+	}
+	switch re.Role {
+	case auth.RoleIngest:
+		return "This is an ingest token: it may only post events and register minted tokens." + then
+	case auth.RoleVerify:
+		return "This is a verify token: it may only ask the inline token check (/v1/verify), for a gateway." + then
+	}
+	return "This token's role (" + string(re.Role) + ") may not use the console." + then
 }

@@ -64,6 +64,12 @@ type RunOptions struct {
 	OnReject  func(*decode.LineError)
 	Progress  func(n int64)
 	Sinks     []alert.Sink
+	// InlineVerify, with the response scored, puts the inline token check
+	// in front of the gateway: each API request carrying a token is
+	// refused unless a mint registry filled from the stream's own mints,
+	// in stream order, allows it (Scorecard.InlineVerify; docs/verify.md).
+	// Config.Verify's grace settings apply.
+	InlineVerify bool
 	// Ledger, if set, records the records the stream exposed — with the
 	// response scored, the stream through the gate, so scope agrees with
 	// the scorecard: what the attackers read with the response in force.
@@ -117,6 +123,9 @@ func RunWith(ctx context.Context, o RunOptions) (Scorecard, error) {
 		scoreIncidents(&sc, t, standing, facts)
 		return sc, nil
 	}
+	if o.InlineVerify && !contain {
+		return Scorecard{}, errors.New("the inline check is scored with the response (respond mode enforce)")
+	}
 	cs, err := Containments(cfg.Respond, standing)
 	if err != nil {
 		return Scorecard{}, err
@@ -124,6 +133,10 @@ func RunWith(ctx context.Context, o RunOptions) (Scorecard, error) {
 	gate := NewGate(cs)
 	gated := NewObserver(t)
 	falsely := newFalseContainer(t, cs)
+	var inline *inlineChecker
+	if o.InlineVerify {
+		inline = newInlineChecker(cfg, t)
+	}
 	observe := func(ev *event.Event) {
 		facts.Observe(ev)
 		falsely.Observe(ev)
@@ -131,6 +144,13 @@ func RunWith(ctx context.Context, o RunOptions) (Scorecard, error) {
 			gated.Refused(ev, c)
 			falsely.Refused(ev, c)
 			Apply(ev)
+		} else if inline != nil {
+			// The inline check asks before serving; its refusals are
+			// scored apart (InlineVerify), not as containments.
+			if c, ok := inline.Check(ev); ok {
+				gated.Refused(ev, c)
+				Apply(ev)
+			}
 		}
 		gated.Observe(ev)
 	}
@@ -145,6 +165,9 @@ func RunWith(ctx context.Context, o RunOptions) (Scorecard, error) {
 	}
 	sc := ScoreWithResponse(t, obs, gated, alerts)
 	sc.FalseContainments = falsely.score()
+	if inline != nil {
+		sc.InlineVerify = inline.result()
+	}
 	scoreIncidents(&sc, t, standing, facts)
 	return sc, nil
 }

@@ -35,6 +35,9 @@ type Scorecard struct {
 	// FalseContainments counts the containments that refused benign
 	// requests (RunWith with the response scored; absent otherwise).
 	FalseContainments *FalseContainments `json:"false_containments,omitempty"`
+	// InlineVerify counts the inline token check's verdicts and false
+	// refusals (RunOptions.InlineVerify; nil without it).
+	InlineVerify *InlineVerify `json:"inline_verify,omitempty"`
 }
 
 // ScenarioScore scores one attack scenario.

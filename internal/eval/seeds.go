@@ -273,6 +273,11 @@ func (s SeedsScorecard) WriteText(w io.Writer) error {
 			}
 		}
 	}
+	for _, r := range s.Runs {
+		if iv := r.Scorecard.InlineVerify; iv != nil {
+			iv.writeLine(ew, fmt.Sprintf("  seed %d: ", r.Seed))
+		}
+	}
 	return ew.err
 }
 

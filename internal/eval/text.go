@@ -77,6 +77,9 @@ func (s Scorecard) WriteText(w io.Writer) error {
 			fmt.Fprintf(ew, "  %s %s: %d benign requests%s\n", c.Kind, c.Target.ID, c.Refused, hb)
 		}
 	}
+	if iv := s.InlineVerify; iv != nil {
+		iv.writeLine(ew, "")
+	}
 	fp := s.FalsePositives
 	fmt.Fprintf(ew, "Traffic: %d events, %d identities, %s days, %s\n",
 		s.Events, s.Identities, strconv.FormatFloat(s.Days, 'f', 2, 64), plural(s.Alerts, "alert"))

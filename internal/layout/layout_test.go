@@ -77,8 +77,8 @@ var rules = []rule{
 	}, why: "the demo runs serve (app) and plays the simulator into it; its gateway is a client of the pipeline's outputs, its latency harness an alert sink of serve's; only cli imports it"},
 	{pkg: "internal/eval", may: []string{
 		"internal/alert", "internal/app", "internal/config", "internal/decode", "internal/event",
-		"internal/incident", "internal/input/cloudtrail", "internal/ledger", "internal/respond", "internal/truth",
-	}, why: "the scorecard runs the assembly over events and reads ground truth (its gateway knows the cloud provider's dataset); it never imports the simulator"},
+		"internal/incident", "internal/input/cloudtrail", "internal/ledger", "internal/mint", "internal/respond", "internal/truth",
+	}, why: "the scorecard runs the assembly over events and reads ground truth (its gateway knows the cloud provider's dataset and can ask the mint registry inline); it never imports the simulator"},
 	{pkg: "internal/sim", may: []string{"internal/event", "internal/truth"},
 		why: "the simulator speaks only events and writes ground truth"},
 	{pkg: "internal/truth", may: []string{"internal/event"},

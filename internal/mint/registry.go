@@ -116,6 +116,7 @@ type keyInfo struct {
 	id        string
 	listed    bool
 	retiredAt time.Time
+	revokedAt time.Time // zero: not revoked (RevokeKey)
 }
 
 // New returns an empty registry.
@@ -267,6 +268,25 @@ func (r *Registry) Revoke(tokenID string, now time.Time) {
 		r.live.Add(1)
 	}
 	st.mu.Unlock()
+}
+
+// RevokeKey marks a signing key revoked at now: Verify answers revoked
+// for every token presented as signed by it, and for every token minted
+// by it, minted or not, from then on (a revoked key vouches for nothing).
+// The revocation is part of the snapshot.
+func (r *Registry) RevokeKey(keyID string, now time.Time) {
+	if keyID == "" {
+		return
+	}
+	r.kmu.Lock()
+	defer r.kmu.Unlock()
+	i := r.internLocked(keyID)
+	if i == 0 {
+		return
+	}
+	if k := &r.keys[i]; k.revokedAt.IsZero() || now.Before(k.revokedAt) {
+		k.revokedAt = now
+	}
 }
 
 // Sweep evicts every token whose expiry + ClockSkew is before now and

@@ -161,8 +161,42 @@ func TestExpiryBoundedByMaxLifetime(t *testing.T) {
 	}
 }
 
+// TestRevokeKey: once a key is revoked, every token of it is refused as
+// revoked — presented with the key, or minted by it and presented without
+// a key id, minted or forged — and tokens of other keys are not.
+func TestRevokeKey(t *testing.T) {
+	r := fixture(t)
+	now := t0.Add(15 * time.Minute)
+	r.RevokeKey("k1", t0.Add(5*time.Minute))
+	r.RevokeKey("k1", t0.Add(9*time.Minute)) // a later repeat keeps the first time
+	tests := []struct {
+		name string
+		q    Query
+		want Verdict
+	}{
+		{"minted by the revoked key", Query{TokenID: "tok-a", KeyID: "k1", IssuedAt: t0.Add(-time.Hour)}, Revoked},
+		{"minted by it, no key named", Query{TokenID: "tok-a"}, Revoked},
+		{"forged under it", Query{TokenID: "tok-forged", KeyID: "k1", IssuedAt: now}, Revoked},
+		{"other key's token unaffected", Query{TokenID: "tok-old", KeyID: "k2", IssuedAt: t0.Add(-30 * time.Minute)}, Known},
+		{"forged, no key named", Query{TokenID: "tok-forged2", IssuedAt: now}, NeverMinted},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tt.q.Now = now
+			a := r.Verify(tt.q)
+			if a.Verdict != tt.want || a.Allow != tt.want.Allowed() {
+				t.Fatalf("got %+v, want %s", a, tt.want)
+			}
+		})
+	}
+	if a := r.Verify(Query{TokenID: "tok-a", KeyID: "k1", Now: now}); len(a.Reasons) != 1 || a.Reasons[0] != `key "k1" was revoked at 2026-06-01T12:05:00Z` {
+		t.Errorf("reasons %q", a.Reasons)
+	}
+}
+
 func TestSnapshotRoundTrip(t *testing.T) {
 	r := fixture(t)
+	r.RevokeKey("k2", t0.Add(20*time.Minute))
 	for i := range 5000 {
 		r.Add(Mint{TokenID: fmt.Sprintf("bulk-%d", i), KeyID: "k1", At: t0, Country: "KR", UserAgent: chromeWin})
 	}
@@ -174,14 +208,17 @@ func TestSnapshotRoundTrip(t *testing.T) {
 	if c.Len() != r.Len() || !c.Since().Equal(r.Since()) {
 		t.Fatalf("restored len %d since %s, want %d %s", c.Len(), c.Since(), r.Len(), r.Since())
 	}
-	now := t0.Add(15 * time.Minute)
+	now := t0.Add(30 * time.Minute) // after k2's revocation
 	for _, id := range []string{"tok-a", "tok-old", "tok-late", "tok-rev", "tok-forged", "bulk-17", "bulk-4999"} {
-		for _, kid := range []string{"k1", "k2", "k9"} {
+		for _, kid := range []string{"k1", "k2", "k9", ""} {
 			q := Query{TokenID: id, KeyID: kid, Now: now, Country: "NL", UserAgent: curl}
 			if a, b := r.Verify(q), c.Verify(q); a.Verdict != b.Verdict {
 				t.Errorf("%s/%s: restored says %s, original %s", id, kid, b.Verdict, a.Verdict)
 			}
 		}
+	}
+	if v := c.Verify(Query{TokenID: "tok-old", Now: now}).Verdict; v != Revoked {
+		t.Errorf("restored registry forgot k2's revocation: %s", v)
 	}
 	if string(c.Snapshot()) == "" || len(c.Snapshot()) != len(b) {
 		t.Errorf("snapshot of the restored registry differs in size: %d vs %d", len(c.Snapshot()), len(b))

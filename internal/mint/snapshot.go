@@ -2,11 +2,14 @@ package mint
 
 import (
 	"fmt"
+	"time"
 
 	"github.com/haechi-sec/haechi/internal/snap"
 )
 
-const snapshotVersion = 1
+// snapshotVersion 2 adds each key's revocation time; version 1
+// snapshots (no revocations) are still read.
+const snapshotVersion = 2
 
 // Snapshot encodes the registry: coverage, key table and every slot. It
 // locks one stripe at a time, so a concurrent Add may or may not be in
@@ -22,6 +25,7 @@ func (r *Registry) Snapshot() []byte {
 		w.String(k.id)
 		w.Bool(k.listed)
 		w.Time(k.retiredAt)
+		w.Time(k.revokedAt)
 	}
 	r.kmu.RUnlock()
 	for i := range r.stripes {
@@ -66,8 +70,9 @@ func (r *Registry) Restore(b []byte) error {
 
 func (r *Registry) decode(b []byte) error {
 	rd := snap.NewReader(b)
-	if v := rd.Byte(); rd.Err() == nil && v != snapshotVersion {
-		return fmt.Errorf("snapshot version %d, want %d", v, snapshotVersion)
+	v := rd.Byte()
+	if rd.Err() == nil && v != 1 && v != snapshotVersion {
+		return fmt.Errorf("snapshot version %d, want 1 or %d", v, snapshotVersion)
 	}
 	r.since = rd.Time()
 	r.inv = rd.Bool()
@@ -79,6 +84,10 @@ func (r *Registry) decode(b []byte) error {
 		id := rd.String()
 		listed := rd.Bool()
 		at := rd.Time()
+		var revoked time.Time
+		if v >= 2 {
+			revoked = rd.Time()
+		}
 		if rd.Err() != nil {
 			break
 		}
@@ -86,7 +95,7 @@ func (r *Registry) decode(b []byte) error {
 			return fmt.Errorf("snapshot key %q empty or repeated", id)
 		}
 		r.kidx[id] = uint16(len(r.keys))
-		r.keys = append(r.keys, keyInfo{id: id, listed: listed, retiredAt: at})
+		r.keys = append(r.keys, keyInfo{id: id, listed: listed, retiredAt: at, revokedAt: revoked})
 	}
 	for rd.Err() == nil {
 		h := rd.Uint()

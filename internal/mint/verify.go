@@ -68,7 +68,8 @@ type Answer struct {
 }
 
 // Verify judges q from memory only. Order: an unknown key, then a
-// revocation, then the mint (absent: a retired key's post-retirement
+// revocation (of the token, of the key it is presented with, or of the
+// key that minted it), then the mint (absent: a retired key's post-retirement
 // claim, else never minted unless uncovered), the mint's key, a
 // post-retirement mint, then binding.
 func (r *Registry) Verify(q Query) Answer {
@@ -93,6 +94,14 @@ func (r *Registry) Verify(q Query) Answer {
 	st.mu.RUnlock()
 	if ok && s.flags&flagRevoked != 0 {
 		return Answer{Verdict: Revoked, Reasons: []string{"the token was revoked"}}
+	}
+	if !k.revokedAt.IsZero() {
+		return Answer{Verdict: Revoked, Reasons: []string{fmt.Sprintf("key %q was revoked at %s", q.KeyID, stamp(k.revokedAt))}}
+	}
+	if ok && s.key != 0 && s.key != ki {
+		if mk := r.keyOf(s.key); !mk.revokedAt.IsZero() {
+			return Answer{Verdict: Revoked, Reasons: []string{fmt.Sprintf("minted by key %q, revoked at %s", mk.id, stamp(mk.revokedAt))}}
+		}
 	}
 	if ok && s.exp < toSec(q.Now.Add(-r.opts.ClockSkew)) {
 		ok = false // expired: as if swept
@@ -147,13 +156,15 @@ func hijack(s slot, q Query) []string {
 	}
 }
 
-func (r *Registry) keyName(i uint16) string {
+func (r *Registry) keyName(i uint16) string { return r.keyOf(i).id }
+
+func (r *Registry) keyOf(i uint16) keyInfo {
 	r.kmu.RLock()
 	defer r.kmu.RUnlock()
 	if int(i) < len(r.keys) {
-		return r.keys[i].id
+		return r.keys[i]
 	}
-	return ""
+	return keyInfo{}
 }
 
 func keyNote(kid string) string {

@@ -43,6 +43,15 @@ type DispatcherOptions struct {
 	// Hostname names this host in syslog messages and Splunk events
 	// ("" → os.Hostname).
 	Hostname string
+	// Revoker, if set, is haechi's own enforcement point for revocations
+	// (the mint registry behind the inline check, docs/verify.md): each
+	// revoke_token and revoke_key action the dispatcher executes — claimed
+	// from the outbox, so planned in enforce mode and approved when the
+	// guardrails held it; never a dry-run, skipped or rejected one, nor
+	// one past max_age (dead undelivered) — is applied to it before the
+	// action is delivered to its receiver, on every attempt (revoking is
+	// idempotent).
+	Revoker Revoker
 	// Registerer, if set, receives the delivery metrics:
 	// haechi_respond_deliveries_total{type, receiver, result} (one per
 	// action attempted: delivered, failed or dead) and
@@ -50,6 +59,13 @@ type DispatcherOptions struct {
 	// or sink batch); type is webhook, slack, elasticsearch, splunk or
 	// syslog.
 	Registerer prometheus.Registerer
+}
+
+// Revoker applies revocations locally (DispatcherOptions.Revoker);
+// mint.Registry is one. now is when the action is executed.
+type Revoker interface {
+	Revoke(tokenID string, now time.Time)
+	RevokeKey(keyID string, now time.Time)
 }
 
 // Dispatcher delivers due actions from the outbox as signed webhooks.
@@ -410,11 +426,20 @@ func (d *Dispatcher) deliver(ctx context.Context, a Action) {
 	res := store.ActionResult{ID: a.ID, Attempt: a.Attempts}
 	now := d.now()
 	maxAge := orDefault(d.cfg.MaxAge, DefaultMaxAge)
+	stale := !a.EnqueuedAt.IsZero() && now.Sub(a.EnqueuedAt) > maxAge
+	if rv := d.opts.Revoker; rv != nil && a.Target != "" && !stale {
+		switch a.Kind {
+		case KindRevokeToken:
+			rv.Revoke(a.Target, now)
+		case KindRevokeKey:
+			rv.RevokeKey(a.Target, now)
+		}
+	}
 	r, ok := d.cfg.Receivers[a.Receiver]
 	switch {
 	case !ok:
 		res.State, res.Error = store.ActionSkipped, ReasonNoReceiver+" ("+a.Receiver+")"
-	case !a.EnqueuedAt.IsZero() && now.Sub(a.EnqueuedAt) > maxAge:
+	case stale:
 		res.State, res.Error = store.ActionDead, fmt.Sprintf("not delivered within max_age %s", Duration(maxAge))
 	default:
 		status, err := d.post(ctx, a, r)
