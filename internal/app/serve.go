@@ -484,7 +484,8 @@ func (s *server) serveHTTP() (srv *http.Server, httpDone chan error, err error) 
 	apiSrv := api.New(apiOpts)
 	cons, err := console.New(console.Options{Store: s.svc.Store, Auth: s.authn, Hub: s.hub, Gatherer: s.reg, DataDir: s.cfg.DataDir,
 		FeedbackSuppression: s.cfg.Alerts.FalsePositiveSuppression.D(),
-		Regimes:             s.cfg.Report.Regimes, OnApprove: s.svc.Dispatcher.Wake, Logger: s.log, Simulated: s.opts.Simulated})
+		Regimes:             s.cfg.Report.Regimes, OnApprove: s.svc.Dispatcher.Wake, Logger: s.log, Simulated: s.opts.Simulated,
+		Drills: s.drillStatuses()})
 	if err != nil {
 		return nil, nil, err
 	}
