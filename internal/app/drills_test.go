@@ -20,9 +20,10 @@ import (
 	"github.com/haechi-sec/haechi/internal/store"
 )
 
-// drillServe starts serve with cfg and, unless noMints, a deployment's own
-// feed: a customer minting a token and reading with it every 200 ms at the
-// wall clock, so the issuer stream (auth.token) moves as in production.
+// drillServe starts serve with cfg and a deployment's own feed: a customer
+// reading every 200 ms at the wall clock and, unless noMints, minting a
+// token (so the issuer stream, auth.token, moves as in production) and an
+// engineer's cloud audit event (aws.cloudtrail).
 func drillServe(t *testing.T, cfg config.Config, noMints bool) (base string, stop func()) {
 	t.Helper()
 	cfg.DataDir = t.TempDir()
@@ -52,6 +53,9 @@ func drillServe(t *testing.T, cfg config.Config, noMints bool) (base string, sto
 			if !noMints {
 				fmt.Fprintf(&b, `{"@timestamp":%q,"event":{"dataset":"auth.token","action":"token.issued","outcome":"success"},"user":{"id":"m:%d"},"token":{"id":"tk-%d","key_id":"auth-1","issued_at":%q,"expires_at":%q},"source":{"ip":"211.234.10.9"}}`+"\n",
 					ts, i%50, i, ts, now.Add(time.Hour).Format(time.RFC3339))
+				// The cloud's audit log: an engineer's long-term key.
+				fmt.Fprintf(&b, `{"@timestamp":%q,"event":{"dataset":"aws.cloudtrail","action":"GetObject","outcome":"success","provider":"s3.amazonaws.com"},"user":{"id":"arn:aws:iam::000000000000:user/ops"},"token":{"id":"AKIAEXAMPLEOPS000001"},"source":{"ip":"211.234.10.9"},"records":{"type":"s3_object","ids":["reports/%d.csv"]}}`+"\n",
+					ts, i%50)
 			}
 			fmt.Fprintf(&b, `{"@timestamp":%q,"event":{"dataset":"gateway.access","action":"member.profile.read","outcome":"success"},"user":{"id":"m:%d"},"source":{"ip":"211.234.10.9"},"records":{"type":"customer","ids":["%d"],"fields":["name"]}}`+"\n",
 				ts, i%50, i%50)
@@ -187,7 +191,7 @@ func TestDrillsDefaultPass(t *testing.T) {
 	}
 	for _, res := range results {
 		q := string(res.Entity.Kind) + "=" + res.Entity.ID
-		if res.Entity.Kind == "principal" || res.Entity.Kind == "key" || res.Entity.Kind == "token" {
+		if res.Entity.Kind == "principal" || res.Entity.Kind == "key" || res.Entity.Kind == "token" || res.Entity.Kind == "source" {
 			if n := scopeTotal(q, 1); n != 0 {
 				t.Errorf("drill %s: scope %s = %d records, want none", res.Drill, q, n)
 			}
@@ -306,6 +310,14 @@ func TestDrillMissingStream(t *testing.T) {
 	}
 	if m := get(t, base+"/metrics"); !strings.Contains(m, `haechi_drill_failures_total{drill="forged-token"} 0`) {
 		t.Errorf("cannot-run counted as a failure")
+	}
+	// Nor the cloud-credential drill without the cloud's audit log; the
+	// fan-out drill has the access stream it needs.
+	if res := runDrill(t, base, "cloud-credential"); res.Status != drill.CannotRun || !strings.Contains(res.Reason, "cannot run: missing stream aws.cloudtrail") {
+		t.Errorf("cloud-credential without aws.cloudtrail: %s %q", res.Status, res.Reason)
+	}
+	if res := runDrill(t, base, "source-fanout"); res.Status != drill.Passed {
+		t.Errorf("source-fanout with gateway.access: %s %q", res.Status, res.Reason)
 	}
 }
 
