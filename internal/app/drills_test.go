@@ -400,3 +400,82 @@ func TestDrillContainmentDryRun(t *testing.T) {
 		}
 	}
 }
+
+// With drills.receiver, every action of a drill's alert names the drills'
+// own receiver: its notices are delivered there, marked drill: true, and
+// the deployment's notify receiver hears nothing of the drill.
+func TestDrillReceiver(t *testing.T) {
+	var mu sync.Mutex
+	got := map[string][]string{}
+	recv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		mu.Lock()
+		got[r.URL.Path] = append(got[r.URL.Path], string(b))
+		mu.Unlock()
+	}))
+	defer recv.Close()
+	cfg := drillConfig()
+	cfg.Respond.Mode = respond.ModeEnforce
+	cfg.Respond.Secret = "s3cret"
+	cfg.Respond.Receivers = map[string]respond.Receiver{}
+	for _, k := range respond.ActionKinds {
+		cfg.Respond.Receivers[k] = respond.Receiver{URL: recv.URL + "/" + k, AllowPrivate: true}
+	}
+	cfg.Drills.Receiver = respond.Receiver{URL: recv.URL + "/drills", AllowPrivate: true}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	base, stop := drillServe(t, cfg, false)
+	defer stop()
+	res := runDrill(t, base, "terminated-identity")
+	if res.Status != drill.Passed {
+		t.Fatalf("%s: %s", res.Status, res.Reason)
+	}
+	var list struct {
+		Actions []struct{ Kind, State, Receiver string }
+	}
+	for range 50 {
+		resp, err := http.Get(base + "/v1/actions?alert=" + res.Alerts[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		json.NewDecoder(resp.Body).Decode(&list)
+		resp.Body.Close()
+		if len(list.Actions) > 0 {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if len(list.Actions) == 0 {
+		t.Fatal("no action planned for the drill's alert")
+	}
+	for _, a := range list.Actions {
+		if a.Receiver != respond.DrillReceiver {
+			t.Errorf("action %s (%s) names receiver %q, want %q", a.Kind, a.State, a.Receiver, respond.DrillReceiver)
+		}
+	}
+	for range 50 {
+		mu.Lock()
+		n := len(got["/drills"])
+		mu.Unlock()
+		if n > 0 {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(got["/drills"]) == 0 {
+		t.Fatalf("the drills' receiver heard nothing; deliveries: %v", got)
+	}
+	for _, b := range got["/drills"] {
+		if !strings.Contains(b, `"drill":true`) {
+			t.Errorf("drill receiver body without drill: true: %.200s", b)
+		}
+	}
+	for path, bodies := range got {
+		if path != "/drills" {
+			t.Errorf("%s heard of the drill: %.200s", path, bodies)
+		}
+	}
+}

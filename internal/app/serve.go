@@ -98,6 +98,7 @@ func Serve(ctx context.Context, opts ServeOptions) (err error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	cfg := opts.Config
+	cfg.Respond = cfg.RespondConfig() // with drills.receiver
 	if (opts.TLSCert == "") != (opts.TLSKey == "") {
 		return errors.New("TLS needs both --tls-cert and --tls-key")
 	}
