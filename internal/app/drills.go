@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/haechi-sec/haechi/internal/auth"
+	"github.com/haechi-sec/haechi/internal/console"
 	"github.com/haechi-sec/haechi/internal/drill"
 	"github.com/haechi-sec/haechi/internal/event"
 	"github.com/haechi-sec/haechi/internal/ingest"
@@ -237,6 +238,40 @@ func (s *server) registerDrills(h interface {
 		}
 		writeDrillJSON(w, http.StatusOK, res)
 	}), nil)
+}
+
+// drillPassedLookback is how many of a drill's latest stored runs the
+// console's overview searches for the last one that passed.
+const drillPassedLookback = 200
+
+// drillStatuses reads each drill's latest run and last pass for the
+// console's overview (nil without drills: the overview says none run).
+func (s *server) drillStatuses() func(ctx context.Context) ([]console.DrillStatus, error) {
+	if s.drill == nil {
+		return nil
+	}
+	r := s.drill
+	return func(ctx context.Context) ([]console.DrillStatus, error) {
+		var out []console.DrillStatus
+		for _, d := range r.Definitions() {
+			runs, err := s.svc.Store.ListDrillRuns(ctx, d.Name, drillPassedLookback)
+			if err != nil {
+				return out, err
+			}
+			st := console.DrillStatus{Name: d.Name, Kind: string(d.Kind), Within: d.Expect.Within}
+			if len(runs) > 0 {
+				st.Last = &runs[0]
+			}
+			for _, run := range runs {
+				if run.Status == string(drill.Passed) {
+					st.LastPassed = run.Started
+					break
+				}
+			}
+			out = append(out, st)
+		}
+		return out, nil
+	}
 }
 
 func writeDrillJSON(w http.ResponseWriter, code int, v any) {

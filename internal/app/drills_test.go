@@ -20,9 +20,10 @@ import (
 	"github.com/haechi-sec/haechi/internal/store"
 )
 
-// drillServe starts serve with cfg and, unless noMints, a deployment's own
-// feed: a customer minting a token and reading with it every 200 ms at the
-// wall clock, so the issuer stream (auth.token) moves as in production.
+// drillServe starts serve with cfg and a deployment's own feed: a customer
+// reading every 200 ms at the wall clock and, unless noMints, minting a
+// token (so the issuer stream, auth.token, moves as in production) and an
+// engineer's cloud audit event (aws.cloudtrail).
 func drillServe(t *testing.T, cfg config.Config, noMints bool) (base string, stop func()) {
 	t.Helper()
 	cfg.DataDir = t.TempDir()
@@ -52,6 +53,9 @@ func drillServe(t *testing.T, cfg config.Config, noMints bool) (base string, sto
 			if !noMints {
 				fmt.Fprintf(&b, `{"@timestamp":%q,"event":{"dataset":"auth.token","action":"token.issued","outcome":"success"},"user":{"id":"m:%d"},"token":{"id":"tk-%d","key_id":"auth-1","issued_at":%q,"expires_at":%q},"source":{"ip":"211.234.10.9"}}`+"\n",
 					ts, i%50, i, ts, now.Add(time.Hour).Format(time.RFC3339))
+				// The cloud's audit log: an engineer's long-term key.
+				fmt.Fprintf(&b, `{"@timestamp":%q,"event":{"dataset":"aws.cloudtrail","action":"GetObject","outcome":"success","provider":"s3.amazonaws.com"},"user":{"id":"arn:aws:iam::000000000000:user/ops"},"token":{"id":"AKIAEXAMPLEOPS000001"},"source":{"ip":"211.234.10.9"},"records":{"type":"s3_object","ids":["reports/%d.csv"]}}`+"\n",
+					ts, i%50)
 			}
 			fmt.Fprintf(&b, `{"@timestamp":%q,"event":{"dataset":"gateway.access","action":"member.profile.read","outcome":"success"},"user":{"id":"m:%d"},"source":{"ip":"211.234.10.9"},"records":{"type":"customer","ids":["%d"],"fields":["name"]}}`+"\n",
 				ts, i%50, i%50)
@@ -187,7 +191,7 @@ func TestDrillsDefaultPass(t *testing.T) {
 	}
 	for _, res := range results {
 		q := string(res.Entity.Kind) + "=" + res.Entity.ID
-		if res.Entity.Kind == "principal" || res.Entity.Kind == "key" || res.Entity.Kind == "token" {
+		if res.Entity.Kind == "principal" || res.Entity.Kind == "key" || res.Entity.Kind == "token" || res.Entity.Kind == "source" {
 			if n := scopeTotal(q, 1); n != 0 {
 				t.Errorf("drill %s: scope %s = %d records, want none", res.Drill, q, n)
 			}
@@ -307,6 +311,14 @@ func TestDrillMissingStream(t *testing.T) {
 	if m := get(t, base+"/metrics"); !strings.Contains(m, `haechi_drill_failures_total{drill="forged-token"} 0`) {
 		t.Errorf("cannot-run counted as a failure")
 	}
+	// Nor the cloud-credential drill without the cloud's audit log; the
+	// fan-out drill has the access stream it needs.
+	if res := runDrill(t, base, "cloud-credential"); res.Status != drill.CannotRun || !strings.Contains(res.Reason, "cannot run: missing stream aws.cloudtrail") {
+		t.Errorf("cloud-credential without aws.cloudtrail: %s %q", res.Status, res.Reason)
+	}
+	if res := runDrill(t, base, "source-fanout"); res.Status != drill.Passed {
+		t.Errorf("source-fanout with gateway.access: %s %q", res.Status, res.Reason)
+	}
 }
 
 func get(t *testing.T, url string) string {
@@ -385,6 +397,85 @@ func TestDrillContainmentDryRun(t *testing.T) {
 			t.Errorf("containment delivered for a drill: %s", g)
 		} else if !strings.Contains(g, `"drill":true`) {
 			t.Errorf("notice without drill: true: %s", g)
+		}
+	}
+}
+
+// With drills.receiver, every action of a drill's alert names the drills'
+// own receiver: its notices are delivered there, marked drill: true, and
+// the deployment's notify receiver hears nothing of the drill.
+func TestDrillReceiver(t *testing.T) {
+	var mu sync.Mutex
+	got := map[string][]string{}
+	recv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		mu.Lock()
+		got[r.URL.Path] = append(got[r.URL.Path], string(b))
+		mu.Unlock()
+	}))
+	defer recv.Close()
+	cfg := drillConfig()
+	cfg.Respond.Mode = respond.ModeEnforce
+	cfg.Respond.Secret = "s3cret"
+	cfg.Respond.Receivers = map[string]respond.Receiver{}
+	for _, k := range respond.ActionKinds {
+		cfg.Respond.Receivers[k] = respond.Receiver{URL: recv.URL + "/" + k, AllowPrivate: true}
+	}
+	cfg.Drills.Receiver = respond.Receiver{URL: recv.URL + "/drills", AllowPrivate: true}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	base, stop := drillServe(t, cfg, false)
+	defer stop()
+	res := runDrill(t, base, "terminated-identity")
+	if res.Status != drill.Passed {
+		t.Fatalf("%s: %s", res.Status, res.Reason)
+	}
+	var list struct {
+		Actions []struct{ Kind, State, Receiver string }
+	}
+	for range 50 {
+		resp, err := http.Get(base + "/v1/actions?alert=" + res.Alerts[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		json.NewDecoder(resp.Body).Decode(&list)
+		resp.Body.Close()
+		if len(list.Actions) > 0 {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if len(list.Actions) == 0 {
+		t.Fatal("no action planned for the drill's alert")
+	}
+	for _, a := range list.Actions {
+		if a.Receiver != respond.DrillReceiver {
+			t.Errorf("action %s (%s) names receiver %q, want %q", a.Kind, a.State, a.Receiver, respond.DrillReceiver)
+		}
+	}
+	for range 50 {
+		mu.Lock()
+		n := len(got["/drills"])
+		mu.Unlock()
+		if n > 0 {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(got["/drills"]) == 0 {
+		t.Fatalf("the drills' receiver heard nothing; deliveries: %v", got)
+	}
+	for _, b := range got["/drills"] {
+		if !strings.Contains(b, `"drill":true`) {
+			t.Errorf("drill receiver body without drill: true: %.200s", b)
+		}
+	}
+	for path, bodies := range got {
+		if path != "/drills" {
+			t.Errorf("%s heard of the drill: %.200s", path, bodies)
 		}
 	}
 }

@@ -98,6 +98,7 @@ func Serve(ctx context.Context, opts ServeOptions) (err error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	cfg := opts.Config
+	cfg.Respond = cfg.RespondConfig() // with drills.receiver
 	if (opts.TLSCert == "") != (opts.TLSKey == "") {
 		return errors.New("TLS needs both --tls-cert and --tls-key")
 	}
@@ -484,7 +485,8 @@ func (s *server) serveHTTP() (srv *http.Server, httpDone chan error, err error) 
 	apiSrv := api.New(apiOpts)
 	cons, err := console.New(console.Options{Store: s.svc.Store, Auth: s.authn, Hub: s.hub, Gatherer: s.reg, DataDir: s.cfg.DataDir,
 		FeedbackSuppression: s.cfg.Alerts.FalsePositiveSuppression.D(),
-		Regimes:             s.cfg.Report.Regimes, OnApprove: s.svc.Dispatcher.Wake, Logger: s.log, Simulated: s.opts.Simulated})
+		Regimes:             s.cfg.Report.Regimes, OnApprove: s.svc.Dispatcher.Wake, Logger: s.log, Simulated: s.opts.Simulated,
+		Drills: s.drillStatuses()})
 	if err != nil {
 		return nil, nil, err
 	}

@@ -35,6 +35,7 @@ package config
 
 import (
 	"fmt"
+	"maps"
 	"strings"
 	_ "time/tzdata" // privileged_identity.time_zone must load on hosts without a zoneinfo database
 
@@ -835,13 +836,34 @@ type Drills struct {
 	Jitter Duration `yaml:"jitter"`
 	// List is the drills; replacing it replaces the shipped set.
 	List []Drill `yaml:"list"`
+	// Receiver, when its url is set, receives every action planned for a
+	// drill's alert (its notices; containment stays dry-run) instead of
+	// the playbooks' receivers: respond.receivers gets it under the
+	// reserved name "drills" (respond.DrillReceiver). Empty: drill
+	// notices go to the notify receiver, marked "drill": true.
+	Receiver respond.Receiver `yaml:"receiver"`
+}
+
+// RespondConfig is the response configuration serve runs with: Respond,
+// with drills.receiver added as respond.DrillReceiver when set.
+func (c Config) RespondConfig() respond.Config {
+	rc := c.Respond
+	if c.Drills.Receiver.URL == "" {
+		return rc
+	}
+	rc.Receivers = maps.Clone(rc.Receivers)
+	if rc.Receivers == nil {
+		rc.Receivers = map[string]respond.Receiver{}
+	}
+	rc.Receivers[respond.DrillReceiver] = c.Drills.Receiver
+	return rc
 }
 
 // Drill is one drill and its expectation.
 type Drill struct {
 	Name string `yaml:"name"`
-	// Kind is forged_token, token_hijack, canary_read or
-	// terminated_identity.
+	// Kind is forged_token, token_hijack, canary_read,
+	// terminated_identity, source_fanout or cloud_credential.
 	Kind string `yaml:"kind"`
 	// Detectors must each contribute to an alert about the drill's
 	// entity, one of its findings of a kind of Kinds (none: any kind),

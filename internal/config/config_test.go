@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"github.com/haechi-sec/haechi/internal/input"
+	"github.com/haechi-sec/haechi/internal/respond"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -391,4 +392,27 @@ func laughs() string {
 		prev = name
 	}
 	return b.String()
+}
+
+// drills.receiver is checked as respond.receivers.drills, a name
+// respond.receivers may not take.
+func TestDrillReceiver(t *testing.T) {
+	c := Default()
+	c.Drills.Receiver = respond.Receiver{URL: "ftp://drills.example"}
+	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "respond.receivers.drills.url: must be an http:// or https:// URL") {
+		t.Errorf("a bad drills.receiver: %v", err)
+	}
+	c.Drills.Receiver = respond.Receiver{URL: "https://drills.example/hook"}
+	c.Respond.Secret, c.Respond.SecretEnv = "drill-receiver-test-secret-0123456789", ""
+	if err := c.Validate(); err != nil {
+		t.Errorf("a good drills.receiver: %v", err)
+	}
+	if rc := c.RespondConfig(); rc.Receivers[respond.DrillReceiver].URL != "https://drills.example/hook" || len(c.Respond.Receivers) != 0 {
+		t.Errorf("RespondConfig: %v; Respond.Receivers %v", rc.Receivers, c.Respond.Receivers)
+	}
+	c = Default()
+	c.Respond.Receivers = map[string]respond.Receiver{respond.DrillReceiver: {URL: "https://x.example"}}
+	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "respond.receivers.drills: the name is reserved for drills.receiver") {
+		t.Errorf("respond.receivers.drills: %v", err)
+	}
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/haechi-sec/haechi/internal/input"
 	"github.com/haechi-sec/haechi/internal/report"
+	"github.com/haechi-sec/haechi/internal/respond"
 )
 
 // ValidationError lists every problem Validate found, each as
@@ -65,7 +66,13 @@ func (c *Config) Validate() error {
 	c.checkAlerts(add)
 	c.Detectors.check(under(add, "detectors."))
 	c.Report.check(under(add, "report."))
-	c.Respond.Check(under(add, "respond."))
+	// drills.receiver is checked as the receiver it becomes
+	// (respond.receivers.drills).
+	if _, ok := c.Respond.Receivers[respond.DrillReceiver]; ok {
+		add("respond.receivers."+respond.DrillReceiver, "the name is reserved for drills.receiver")
+	}
+	rc := c.RespondConfig()
+	rc.Check(under(add, "respond."))
 	c.Drills.check(under(add, "drills."))
 	if len(p) > 0 {
 		return &ValidationError{Problems: p}

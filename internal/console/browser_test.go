@@ -52,8 +52,9 @@ func chromium() string {
 // new incident appears live), open an attack's incident (timeline, entity
 // graph, scope) and record its verdict, open the newest critical
 // alert, read its explanation and findings, approve a pending action,
-// open the entity page's chart, and export a scope. A screenshot of each
-// step goes to $HAECHI_SCREENSHOTS (or the test's temporary directory).
+// open the entity page's chart, export a scope, and see a drill's result
+// on the overview. A screenshot of each step goes to $HAECHI_SCREENSHOTS
+// (or the test's temporary directory).
 func TestBrowser(t *testing.T) {
 	if testing.Short() {
 		t.Skip("browser test: skipped under -short")
@@ -292,7 +293,31 @@ func TestBrowser(t *testing.T) {
 	}
 	t.Logf("scorecard: contained by %v", contained)
 
-	// 8. Logging out in another tab ends the live stream of the open
+	// 8. The overview shows the continuous drills' results: a drill run
+	// on demand through serve's real feeds passed, with its time to alert.
+	var res struct {
+		Status      string
+		Reason      string
+		TimeToAlert time.Duration `json:"time_to_alert_ns"`
+	}
+	postJSON(t, ctx, srv, "/v1/drills/canary-read/run", &res)
+	if res.Status != "passed" {
+		t.Fatalf("the canary-read drill: %s (%s), want passed", res.Status, res.Reason)
+	}
+	var drillRow, drills string
+	run("see the drills on the overview", chromedp.Navigate(srv.base+"/"), chromedp.WaitVisible(`#drills tr[data-drill="canary-read"][data-status="passed"]`, chromedp.ByQuery),
+		chromedp.Text(`#drills tr[data-drill="canary-read"]`, &drillRow, chromedp.ByQuery), chromedp.Text("#drills", &drills, chromedp.ByID),
+		chromedp.ScrollIntoView("#drills", chromedp.ByID), shot("drills"))
+	if want := res.TimeToAlert.Round(time.Millisecond).String(); !strings.Contains(strings.ToLower(drillRow), "passed") || !strings.Contains(drillRow, want) {
+		t.Errorf("the overview's canary-read row is %q, want passed in %s", drillRow, want)
+	}
+	for _, d := range []string{"forged-token", "token-hijack", "terminated-identity"} {
+		if !strings.Contains(drills, d) {
+			t.Errorf("the overview's drills %q lack %s", drills, d)
+		}
+	}
+
+	// 9. Logging out in another tab ends the live stream of the open
 	// overview at once, and the page says so.
 	run("open the overview", chromedp.Navigate(srv.base+"/"), chromedp.WaitVisible("#live-alerts", chromedp.ByID),
 		chromedp.WaitNotPresent("body.offline", chromedp.ByQuery))
@@ -464,6 +489,25 @@ func postEvents(t *testing.T, ctx context.Context, srv *served, body []byte) {
 			t.Fatalf("post events: %s %s", resp.Status, b)
 		}
 		return
+	}
+}
+
+// postJSON posts an empty body to path as the admin and decodes the answer.
+func postJSON(t *testing.T, ctx context.Context, srv *served, path string, v any) {
+	t.Helper()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, srv.base+path, nil)
+	req.Header.Set("Authorization", "Bearer "+srv.admin)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(resp.Body)
+		t.Fatalf("POST %s: %s: %s", path, resp.Status, b)
+	}
+	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
+		t.Fatalf("POST %s: %v", path, err)
 	}
 }
 

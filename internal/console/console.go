@@ -100,8 +100,26 @@ type Options struct {
 	// simulated time — the pipeline's event-time watermark — and marked
 	// simulated, never against now.
 	Simulated string
-	Now       func() time.Time
-	Logger    *slog.Logger
+	// Drills reads the continuous drills' latest verdicts for the
+	// overview (nil: this process runs no drills, and the overview says
+	// so).
+	Drills func(ctx context.Context) ([]DrillStatus, error)
+	Now    func() time.Time
+	Logger *slog.Logger
+}
+
+// DrillStatus is one continuous drill as the overview shows it
+// (docs/drills.md): its latest stored run and when it last passed.
+type DrillStatus struct {
+	Name string
+	Kind string
+	// Within is the drill's expected longest time to alert.
+	Within time.Duration
+	// Last is the latest stored run (nil: it has not run yet).
+	Last *store.DrillRun
+	// LastPassed is when the latest passed run among the stored ones
+	// started (zero: none passed).
+	LastPassed time.Time
 }
 
 // Console serves the pages.

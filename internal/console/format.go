@@ -41,6 +41,13 @@ var funcs = template.FuncMap{
 		}
 		return fmt.Sprintf("%.0f/s", f)
 	},
+	"drillStatus": func(s string) string { return strings.ReplaceAll(s, "_", " ") },
+	"drillTime": func(d time.Duration) string {
+		if d <= 0 {
+			return "—"
+		}
+		return d.Round(time.Millisecond).String()
+	},
 	"secs": func(f float64) string {
 		if f < 1 {
 			return fmt.Sprintf("%.0f ms", f*1000)

@@ -44,6 +44,11 @@ type overviewView struct {
 	// measured from (the simulated time when Simulated is set).
 	Simulated string
 	ClockNow  time.Time
+	// Drills are the continuous drills' verdicts; DrillsOff says this
+	// process runs none, DrillErr that reading them failed.
+	Drills    []DrillStatus
+	DrillsOff bool
+	DrillErr  string
 }
 
 type runningClock struct {
@@ -109,6 +114,12 @@ func (c *Console) overview(w http.ResponseWriter, r *http.Request) {
 	if v.Incidents, err = c.openIncidents(r); err != nil {
 		c.opts.Logger.Error("console: open incidents", "err", err)
 		v.IncidentErr = "Reading incidents failed: " + err.Error()
+	}
+	if c.opts.Drills == nil {
+		v.DrillsOff = true
+	} else if v.Drills, err = c.opts.Drills(ctx); err != nil {
+		c.opts.Logger.Error("console: drills", "err", err)
+		v.DrillErr = "Reading the drills' results failed: " + err.Error()
 	}
 	c.render(w, r, http.StatusOK, "overview", view{Title: "Overview", Nav: "overview", Live: true, Data: v})
 }

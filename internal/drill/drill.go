@@ -62,10 +62,22 @@ const (
 	// TerminatedIdentity terminates a drill identity on the roster and has
 	// it read a drill record afterwards.
 	TerminatedIdentity Kind = "terminated_identity"
+	// SourceFanout has one drill address act as FanoutPrincipals drill
+	// principals within a minute.
+	SourceFanout Kind = "source_fanout"
+	// CloudCredential uses a drill EC2 instance's temporary cloud
+	// credential (an STS ASIA… key of its role session) from outside the
+	// cloud provider.
+	CloudCredential Kind = "cloud_credential"
 )
 
+// FanoutPrincipals is how many drill principals the fan-out drill acts
+// as from one address: above source_fanout's default floor (20), with
+// room for a deployment that raised it a little.
+const FanoutPrincipals = 32
+
 // Kinds lists every kind, in the order docs/drills.md describes them.
-var Kinds = []Kind{ForgedToken, TokenHijack, CanaryRead, TerminatedIdentity}
+var Kinds = []Kind{ForgedToken, TokenHijack, CanaryRead, TerminatedIdentity, SourceFanout, CloudCredential}
 
 // Definition is one drill: what it does and what must follow.
 type Definition struct {
@@ -97,6 +109,8 @@ func Defaults() []Definition {
 		{Name: "token-hijack", Kind: TokenHijack, Expect: Expectation{Detectors: []string{"token_binding"}, Within: time.Minute}},
 		{Name: "canary-read", Kind: CanaryRead, Expect: Expectation{Detectors: []string{"canary_record"}, Kinds: []string{"canary_record_access"}, Within: time.Minute}},
 		{Name: "terminated-identity", Kind: TerminatedIdentity, Expect: Expectation{Detectors: []string{"terminated_identity"}, Within: time.Minute}},
+		{Name: "source-fanout", Kind: SourceFanout, Expect: Expectation{Detectors: []string{"source_fanout"}, Kinds: []string{"source_fanout"}, Within: time.Minute}},
+		{Name: "cloud-credential", Kind: CloudCredential, Expect: Expectation{Detectors: []string{"cloud_credential"}, Kinds: []string{"cloud_credential_outside_provider"}, Within: time.Minute}},
 	}
 }
 
@@ -133,12 +147,25 @@ func kindList() string {
 	return strings.Join(s, ", ")
 }
 
+// CloudDataset is the dataset of cloud audit events (the cloudtrail
+// input's).
+const CloudDataset = "aws.cloudtrail"
+
 // NeedStreams are the datasets the deployment's own feeds must carry for a
-// drill of kind k to be able to pass: the forged-token verdict waits for the
-// issuer's auth.token stream (docs/detectors.md, token_provenance).
+// drill of kind k to be able to pass, or to mean anything: the forged-token
+// verdict waits for the issuer's auth.token stream (docs/detectors.md,
+// token_provenance); a fan-out is one address acting as many principals of
+// the access stream (gateway.access), and a drill on a deployment without
+// one proves nothing about its traffic; a stolen cloud credential shows in
+// the cloud's audit log (aws.cloudtrail), which the drill's event imitates.
 func NeedStreams(k Kind) []string {
-	if k == ForgedToken {
+	switch k {
+	case ForgedToken:
 		return []string{"auth.token"}
+	case SourceFanout:
+		return []string{"gateway.access"}
+	case CloudCredential:
+		return []string{CloudDataset}
 	}
 	return nil
 }
@@ -179,6 +206,7 @@ func Build(d Definition, run string, now time.Time) (Plan, error) {
 	at := func(d time.Duration) string { return now.Add(d).UTC().Format(time.RFC3339Nano) }
 	var evs []map[string]any
 	var ent event.EntityKey
+	var extra []event.EntityKey // made-up entities beyond the shared ones
 	read := func(t string, s src, withToken bool, records ...string) map[string]any {
 		ev := map[string]any{
 			"@timestamp": t,
@@ -225,6 +253,36 @@ func Build(d Definition, run string, now time.Time) (Plan, error) {
 		})
 		evs = append(evs, read(at(0), home, false, rec))
 		ent = event.EntityKey{Kind: event.EntityPrincipal, ID: user}
+	case SourceFanout:
+		// One hosting address acting as many principals, each reading
+		// its own record, a few milliseconds apart.
+		for i := range FanoutPrincipals {
+			ev := read(at(time.Duration(i-FanoutPrincipals)*time.Millisecond), away, false, rec)
+			p := id(fmt.Sprintf("user-%d", i+1))
+			ev["user"] = map[string]any{"id": p}
+			extra = append(extra, event.EntityKey{Kind: event.EntityPrincipal, ID: p})
+			evs = append(evs, ev)
+		}
+		ent = event.EntityKey{Kind: event.EntitySource, ID: away.IP.String()}
+	case CloudCredential:
+		// A cloud audit event: an EC2 instance's role session (session
+		// name the instance id) reading an object with its temporary key
+		// from a hosting network outside the provider. AWS keys are
+		// upper-case base32: "ASIA" and the reserved id cannot be one.
+		instance := fmt.Sprintf("i-0%016x", uint64(h)<<32|uint64(h2(run)))
+		arn := "arn:aws:sts::000000000000:assumed-role/" + id("role") + "/" + instance
+		akey := "ASIA" + id("key")
+		evs = append(evs, map[string]any{
+			"@timestamp": at(0),
+			"event":      map[string]any{"dataset": CloudDataset, "action": "GetObject", "outcome": "success", "provider": "s3.amazonaws.com", "id": id("ev-cloud")},
+			"user":       map[string]any{"id": arn, "name": instance, "roles": []string{id("role")}},
+			"token":      map[string]any{"id": akey},
+			"source":     away.json(),
+			"user_agent": map[string]any{"original": "aws-cli/2.17.0 Python/3.12.4 Linux/6.8 exe/x86_64"},
+			"records":    map[string]any{"type": "s3_object", "ids": []string{id("bucket") + "/" + rec}},
+		})
+		ent = event.EntityKey{Kind: event.EntityToken, ID: akey}
+		extra = append(extra, event.EntityKey{Kind: event.EntityPrincipal, ID: arn})
 	default:
 		return Plan{}, fmt.Errorf("drill %s: unknown kind %q", d.Name, d.Kind)
 	}
@@ -240,7 +298,17 @@ func Build(d Definition, run string, now time.Time) (Plan, error) {
 	ents := []event.EntityKey{ent,
 		{Kind: event.EntityPrincipal, ID: user}, {Kind: event.EntityToken, ID: tok}, {Kind: event.EntitySigningKey, ID: key},
 		{Kind: event.EntitySource, ID: home.IP.String()}, {Kind: event.EntitySource, ID: away.IP.String()}}
+	ents = append(ents, extra...)
 	return Plan{Run: run, Entity: ent, Entities: ents, Body: []byte(b.String())}, nil
+}
+
+// h2 is a second hash of the run id (FNV-1a of it reversed).
+func h2(run string) uint32 {
+	h := uint32(2166136261)
+	for i := len(run) - 1; i >= 0; i-- {
+		h = (h ^ uint32(run[i])) * 16777619
+	}
+	return h
 }
 
 type src struct {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/haechi-sec/haechi/internal/alert"
 	"github.com/haechi-sec/haechi/internal/decode"
+	"github.com/haechi-sec/haechi/internal/detect/cloudcred"
 	"github.com/haechi-sec/haechi/internal/drill"
 	"github.com/haechi-sec/haechi/internal/event"
 )
@@ -31,7 +33,11 @@ func TestBuildEveryKind(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if !strings.HasPrefix(p.Entity.ID, drill.Prefix+run) {
+			if p.Entity.Kind == event.EntitySource {
+				if a, err := netip.ParseAddr(p.Entity.ID); err != nil || !drillNet.Contains(a) {
+					t.Errorf("entity %s is not a drill source", p.Entity)
+				}
+			} else if !strings.HasPrefix(p.Entity.ID, drill.Prefix+run) && !reservedInShape(p.Entity.ID, run) {
 				t.Errorf("entity %s is not the run's", p.Entity)
 			}
 			dec := decode.NewDecoder()
@@ -47,11 +53,15 @@ func TestBuildEveryKind(t *testing.T) {
 				ids := []string{ev.User.ID, ev.Token.ID, ev.Token.KeyID, ev.Identity.ID}
 				ids = append(ids, ev.Records.IDs...)
 				for _, id := range ids {
-					if id != "" && id != drill.CanaryRecord && !strings.HasPrefix(id, drill.Prefix+run) {
+					// The cloud drill's ARN and key carry the reserved id
+					// inside the shapes the cloud detector judges.
+					if id != "" && id != drill.CanaryRecord && !strings.HasPrefix(id, drill.Prefix+run) &&
+						!(d.Kind == drill.CloudCredential && reservedInShape(id, run)) {
 						t.Errorf("line %d: id %q is not reserved for the run", i+1, id)
 					}
 					found = found || id == p.Entity.ID
 				}
+				found = found || (p.Entity.Kind == event.EntitySource && ev.Source.IP.String() == p.Entity.ID)
 				if ev.Source.IP.IsValid() && !drillNet.Contains(ev.Source.IP) {
 					t.Errorf("line %d: source %s outside 198.18.0.0/15", i+1, ev.Source.IP)
 				}
@@ -66,6 +76,60 @@ func TestBuildEveryKind(t *testing.T) {
 	}
 	if a, b := drill.NewRunID("x", now), drill.NewRunID("x", now); a == b {
 		t.Errorf("two runs share the id %s", a)
+	}
+}
+
+// reservedInShape: an STS key ("ASIA" and the reserved id) or a role
+// session ARN of a reserved role.
+func reservedInShape(id, run string) bool {
+	return strings.HasPrefix(id, "ASIA"+drill.Prefix+run) ||
+		strings.HasPrefix(id, "arn:aws:sts::000000000000:assumed-role/"+drill.Prefix+run+"-role/i-")
+}
+
+// The fan-out drill acts as FanoutPrincipals distinct principals from one
+// address; the cloud drill's event is a workload session's STS key, which
+// the cloud_credential detector judges.
+func TestBuildShapes(t *testing.T) {
+	now := time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC)
+	dec := decode.NewDecoder()
+	events := func(k drill.Kind) ([]event.Event, drill.Plan) {
+		p, err := drill.Build(drill.Definition{Name: string(k), Kind: k}, drill.NewRunID("x", now), now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []event.Event
+		for _, line := range bytes.Split(bytes.TrimSpace(p.Body), []byte("\n")) {
+			var ev event.Event
+			if err := dec.Decode(line, &ev); err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, ev)
+		}
+		return out, p
+	}
+	evs, p := events(drill.SourceFanout)
+	users, srcs := map[string]bool{}, map[string]bool{}
+	for _, ev := range evs {
+		users[ev.User.ID] = true
+		srcs[ev.Source.IP.String()] = true
+	}
+	if len(users) != drill.FanoutPrincipals || len(srcs) != 1 || !srcs[p.Entity.ID] || p.Entity.Kind != event.EntitySource {
+		t.Errorf("fan-out: %d principals from %v about %s, want %d from the expected source", len(users), srcs, p.Entity, drill.FanoutPrincipals)
+	}
+	for u := range users {
+		if !slices.Contains(p.Entities, event.EntityKey{Kind: event.EntityPrincipal, ID: u}) {
+			t.Errorf("fan-out principal %s is not among the run's entities", u)
+		}
+	}
+	evs, p = events(drill.CloudCredential)
+	if len(evs) != 1 || evs[0].Dataset != drill.CloudDataset {
+		t.Fatalf("cloud: %d events", len(evs))
+	}
+	if _, ok := cloudcred.WorkloadSession(&evs[0]); !ok || !strings.HasPrefix(evs[0].Token.ID, "ASIA") || p.Entity != (event.EntityKey{Kind: event.EntityToken, ID: evs[0].Token.ID}) {
+		t.Errorf("cloud: user %q key %q about %s: not a workload session's STS key", evs[0].User.ID, evs[0].Token.ID, p.Entity)
+	}
+	if got := drill.NeedStreams(drill.CloudCredential); !slices.Equal(got, []string{"aws.cloudtrail"}) {
+		t.Errorf("cloud needs %v", got)
 	}
 }
 

@@ -20,7 +20,9 @@
 // one particular stream (a token's mint on the issuer's stream) can instead
 // read that stream's own progress (StreamWatcher, Context.StreamTime) — the
 // minimum over the active origins that carry it — and act as soon as it has
-// passed.
+// passed. A drill's events (event.Event.Drill) do not move a watched
+// stream: a drill's own mint says nothing of how far the deployment's
+// issuer has come.
 // Live serving, file replay and simulation share this one code path.
 package engine
 

@@ -704,7 +704,9 @@ func (r *router) batch(msg inMsg) {
 		}
 		restored = restored && ev.Restored
 		for si, ds := range e.streams {
-			if ev.Dataset == ds {
+			// A drill's event (event.Event.Drill: a drill's own mint)
+			// does not say how far the deployment's stream has come.
+			if ev.Dataset == ds && !ev.Drill {
 				if ev.Time.After(cur.watched[si]) {
 					cur.watched[si] = ev.Time
 				}
@@ -767,7 +769,7 @@ func (e *Engine) laggingMove(ev *event.Event, cur *origin, streamTime func(int, 
 		return false
 	}
 	for i, ds := range e.streams {
-		if ev.Dataset != ds || !progress[i].Before(wm) {
+		if ev.Dataset != ds || ev.Drill || !progress[i].Before(wm) {
 			continue
 		}
 		if streamTime(i, later(cur.watched[i], ev.Time)).After(progress[i]) {

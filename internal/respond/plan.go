@@ -236,6 +236,13 @@ func set(xs []string) map[string]bool {
 	return m
 }
 
+// DrillReceiver is the name of the drills' own receiver (serve's
+// drills.receiver, added to Config.Receivers under this name): when it is
+// configured, every action planned for a drill's alert names it instead of
+// its playbook's receiver, so drill notices go to a receiver of their own.
+// The name is reserved: respond.receivers may not define it.
+const DrillReceiver = "drills"
+
 // SetDrill tells the planner which alerts are drills' (serve's drill
 // runner knows its runs' entities). A drill's alert is planned by the same
 // playbooks and guardrails, but its containment is always dry-run whatever
@@ -456,6 +463,12 @@ func (p *Planner) plan(a event.Alert, playbook string, spec ActionSpec, id strin
 		Receiver: recv, CreatedAt: tg.at,
 	}
 	drill := p.drill != nil && p.drill(a)
+	if _, ok := p.cfg.Receivers[DrillReceiver]; drill && ok {
+		// Every action of a drill's alert goes to the drills' own
+		// receiver when one is configured (drills.receiver).
+		recv = DrillReceiver
+		act.Receiver = recv
+	}
 	pl := Payload{Mode: p.mode, Drill: drill, Alert: AlertSummary{
 		ID: a.ID, Time: a.Time, Entity: a.Entity, Severity: a.Severity, Score: a.Score,
 		Title: a.Title, Detector: a.Detector, Explanation: a.Explanation,

@@ -41,6 +41,19 @@ func Findings(t testing.TB, events io.Reader, shards int, dets ...engine.Detecto
 	return findings(t, readEvents(t, events), shards, dets...)
 }
 
+// DrillFindings is Findings with the events drill reports true for marked
+// event.Event.Drill, as serve's ingest marks a drill run's events: for
+// tests that drill traffic is judged but leaves company-wide learning
+// alone.
+func DrillFindings(t testing.TB, events io.Reader, drill func(*event.Event) bool, shards int, dets ...engine.Detector) []event.Finding {
+	t.Helper()
+	evs := readEvents(t, events)
+	for i := range evs {
+		evs[i].Drill = drill(&evs[i])
+	}
+	return findings(t, evs, shards, dets...)
+}
+
 // CloudTrailFile is the name of a golden case's events in CloudTrail form.
 const CloudTrailFile = "events.cloudtrail.json"
 

@@ -208,6 +208,7 @@ type network struct {
 	first      time.Time           // first event seen from the network
 	reqs       int                 // requests this window
 	principals map[string]struct{} // this window, across addresses (capped)
+	drillPrins int                 // of which drill principals: not learnt
 	records    int
 	netRefs    []string
 	netFired   bool
@@ -215,6 +216,9 @@ type network struct {
 }
 
 type addrWindow struct {
+	// drill: a drill run's address (event.Event.Drill): judged, but its
+	// counts stay out of the network's and its own baselines.
+	drill      bool
 	principals map[string]struct{}
 	records    int
 	requests   int
@@ -248,14 +252,20 @@ func (s *shard) Process(c *engine.Context, key event.EntityKey, ev *event.Event)
 		}
 		s.popStart, s.popCount = start, 0
 	}
-	s.popCount++
+	// Drill traffic (event.Event.Drill) is judged like any other but
+	// learnt from by no baseline: not the population's, the network's,
+	// nor the address's own.
+	if !ev.Drill {
+		s.popCount++
+		n.reqs++
+	}
 	a := n.addrs[ev.Source.IP]
 	if a == nil {
-		a = &addrWindow{principals: map[string]struct{}{}}
+		a = &addrWindow{principals: map[string]struct{}{}, drill: ev.Drill}
 		n.addrs[ev.Source.IP] = a
 	}
+	a.drill = a.drill && ev.Drill
 	a.requests++
-	n.reqs++
 	a.records += len(ev.Records.IDs)
 	if ev.Dataset == event.DatasetLogin {
 		s.login(c, key, n, a, ev)
@@ -320,6 +330,9 @@ func (s *shard) network(c *engine.Context, key event.EntityKey, n *network, ev *
 		return
 	}
 	n.principals[ev.User.ID] = struct{}{}
+	if ev.Drill {
+		n.drillPrins++
+	}
 	if len(n.netRefs) < maxRefs {
 		n.netRefs = append(n.netRefs, c.Ref(ev))
 	}
@@ -430,6 +443,9 @@ func (n *network) roll(start time.Time, window time.Duration) {
 	if !n.start.IsZero() {
 		n.hist.Decay(decay)
 		for addr, a := range n.addrs {
+			if a.drill {
+				continue
+			}
 			c := float64(len(a.principals))
 			n.hist.Add(uint64(c))
 			o := n.own[addr]
@@ -444,11 +460,13 @@ func (n *network) roll(start time.Time, window time.Duration) {
 				delete(n.own, addr)
 			}
 		}
-		n.netPeak.Observe(n.start, window, float64(len(n.principals)), ownDecay)
+		if real := len(n.principals) - n.drillPrins; real > 0 || n.drillPrins == 0 {
+			n.netPeak.Observe(n.start, window, float64(real), ownDecay)
+		}
 	}
 	clear(n.addrs)
 	clear(n.principals)
-	n.records, n.reqs, n.netRefs, n.netFired = 0, 0, nil, false
+	n.records, n.reqs, n.netRefs, n.netFired, n.drillPrins = 0, 0, nil, false, 0
 	n.start = start
 }
 

@@ -300,3 +300,39 @@ func TestNetworkGrowthAgainstPopulation(t *testing.T) {
 		t.Errorf("everyone grew 5×: %d findings about the small network, want 0", n)
 	}
 }
+
+// Drill traffic (event.Event.Drill) is judged — every hourly drill address
+// acting as many principals fires — but moves no baseline: a real address
+// of the same network is judged as if no drill had run.
+func TestDrillTrafficIsJudgedNotLearnt(t *testing.T) {
+	tr := &traffic{}
+	next := 10000
+	for h := 0; h < 5; h++ {
+		for a := 0; a < 30; a++ {
+			tr.add(h, fmt.Sprintf("203.0.113.%d", a+1), 64500, 2, next)
+			next += 2
+		}
+		if h < 4 {
+			tr.add(h, fmt.Sprintf("198.18.0.%d", h+1), 64500, 40, next) // this hour's drill
+			next += 40
+		}
+	}
+	tr.add(4, "203.0.113.200", 64500, 25, next) // a real fan-out
+	isDrill := func(ev *event.Event) bool { return strings.HasPrefix(ev.Source.IP.String(), "198.18.") }
+	for _, shards := range []int{1, 3} {
+		got := detecttest.DrillFindings(t, strings.NewReader(tr.b.String()), isDrill, shards, fanout.New(fanout.Options{}))
+		var ids []string
+		for _, f := range got {
+			ids = append(ids, f.Entity.ID)
+		}
+		want := "198.18.0.1,198.18.0.2,198.18.0.3,198.18.0.4,203.0.113.200"
+		if strings.Join(ids, ",") != want {
+			t.Errorf("%d shards: findings about %v, want %s", shards, ids, want)
+		}
+		for _, f := range got {
+			if f.Entity.ID == "203.0.113.200" && !strings.Contains(f.Explanation, "so the threshold was 20") {
+				t.Errorf("the real fan-out was judged against drill traffic: %s", f.Explanation)
+			}
+		}
+	}
+}
