@@ -68,7 +68,7 @@ const (
 	// CloudCredential uses a drill EC2 instance's temporary cloud
 	// credential (an STS ASIA… key of its role session) from outside the
 	// cloud provider.
-	CloudCredential Kind = "cloud_credential"
+	CloudCredential Kind = "cloud_credential" // #nosec G101 -- a drill kind's name, not a credential
 )
 
 // FanoutPrincipals is how many drill principals the fan-out drill acts
