@@ -245,7 +245,7 @@ func (r *Registry) Add(m Mint) {
 	r.kmu.Unlock()
 
 	f := binding.ParseFamily(m.UserAgent)
-	s := slot{h: nonzero(tokenuse.Hash(m.TokenID)), exp: toSec(exp), asn: m.ASN, key: ki, cc: packCountry(m.Country),
+	s := slot{h: nonzero(tokenuse.Hash(m.TokenID)), exp: toSec(exp), asn: m.ASN, key: ki, cc: binding.PackCountry(m.Country),
 		ua: uint16(f.Client)<<8 | uint16(f.OS), flags: flags}
 	st := &r.stripes[stripeOf(s.h)]
 	st.mu.Lock()

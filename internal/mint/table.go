@@ -24,7 +24,7 @@ type slot struct {
 	exp   uint32 // toSec(expiry)
 	asn   uint32 // mint context: AS number, 0 none
 	key   uint16 // key table index, 0 none
-	cc    uint16 // mint context: packCountry, 0 none
+	cc    uint16 // mint context: binding.PackCountry, 0 none
 	ua    uint16 // mint context: user agent family (client<<8 | os), 0 none
 	flags uint16
 }
@@ -159,24 +159,4 @@ func toSec(t time.Time) uint32 {
 		return math.MaxUint32
 	}
 	return uint32(s)
-}
-
-// packCountry packs an ISO 3166-1 alpha-2 code into 1..676; 0 otherwise.
-func packCountry(s string) uint16 {
-	if len(s) != 2 {
-		return 0
-	}
-	a, b := s[0]&^0x20, s[1]&^0x20
-	if a < 'A' || a > 'Z' || b < 'A' || b > 'Z' {
-		return 0
-	}
-	return uint16(a-'A')*26 + uint16(b-'A') + 1
-}
-
-func unpackCountry(v uint16) string {
-	if v == 0 || v > 26*26 {
-		return ""
-	}
-	v--
-	return string([]byte{'A' + byte(v/26), 'A' + byte(v%26)})
 }

@@ -141,7 +141,7 @@ func (r *Registry) Verify(q Query) Answer {
 // user agent family both differ from the mint's, each judged only when
 // both sides are known. One alone is routine (travel, a second browser).
 func hijack(s slot, q Query) []string {
-	cc := packCountry(q.Country)
+	cc := binding.PackCountry(q.Country)
 	if s.cc == 0 || cc == 0 || cc == s.cc {
 		return nil
 	}
@@ -151,7 +151,7 @@ func hijack(s slot, q Query) []string {
 		return nil
 	}
 	return []string{
-		fmt.Sprintf("minted for a client in %s, presented from %s", unpackCountry(s.cc), unpackCountry(cc)),
+		fmt.Sprintf("minted for a client in %s, presented from %s", binding.UnpackCountry(s.cc), binding.UnpackCountry(cc)),
 		fmt.Sprintf("minted for %s, presented by %s", mf, f),
 	}
 }

@@ -261,7 +261,7 @@ type entry struct {
 	bind  network // the binding's network
 	a, b  slot    // the two most recent networks
 	runAt uint32  // toSec of the current switch run's first switch; 0 none
-	bCC   uint16  // packCountry of the binding's country
+	bCC   uint16  // PackCountry of the binding's country
 	bUA   uint16  // Family.code of the binding's user agent
 	flags uint8
 	run   uint8 // switches in the current run
@@ -297,7 +297,7 @@ func (s *shard) Process(c *engine.Context, key event.EntityKey, ev *event.Event)
 		return
 	}
 	net := s.networkOf(ev)
-	cc := packCountry(ev.Source.Country)
+	cc := PackCountry(ev.Source.Country)
 
 	// Judge the use against the binding made so far.
 	if !mint && ok {
@@ -469,7 +469,7 @@ func (s *shard) concurrent(c *engine.Context, key event.EntityKey, ev *event.Eve
 	f := s.finding(c, KindConcurrent, "Token used from two networks at once", key, ev, e,
 		fmt.Sprintf("Token %s (bound to %s) switched networks %d times within %s, the last %s at %s from %s after a use from AS%d at %s: one client uses one network at a time, so the token is in use in two places, or walked through a rotating proxy.",
 			key.ID, s.bindingText(e), e.run, human(time.Duration(ev.Time.Unix()-fromSec(e.runAt).Unix())*time.Second),
-			byFrom(ev), stamp(ev.Time), s.useText(ev, packCountry(ev.Source.Country)), other.net.asn, stamp(fromSec(other.last))))
+			byFrom(ev), stamp(ev.Time), s.useText(ev, PackCountry(ev.Source.Country)), other.net.asn, stamp(fromSec(other.last))))
 	f.Figures = append(f.Figures,
 		event.Figure{Name: "switches", Value: float64(e.run)},
 		event.Figure{Name: "switch_window_seconds", Value: s.d.opts.SwitchWindow.Seconds()})
@@ -505,7 +505,7 @@ func (s *shard) finding(c *engine.Context, kind, title string, key event.EntityK
 // (from its mint), Safari on iOS".
 func (s *shard) bindingText(e *entry) string {
 	var parts []string
-	if cc := unpackCountry(e.bCC); cc != "" {
+	if cc := UnpackCountry(e.bCC); cc != "" {
 		parts = append(parts, cc)
 	}
 	if e.bind.asn != 0 {
@@ -534,7 +534,7 @@ func (s *shard) bindingText(e *entry) string {
 // Company) with HTTP library".
 func (s *shard) useText(ev *event.Event, cc uint16) string {
 	var parts []string
-	if c := unpackCountry(cc); c != "" {
+	if c := UnpackCountry(cc); c != "" {
 		parts = append(parts, c)
 	}
 	if ev.Source.ASN != 0 {

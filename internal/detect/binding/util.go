@@ -52,9 +52,9 @@ func orgHash(org string) uint32 {
 	return h
 }
 
-// packCountry packs an ISO 3166-1 alpha-2 code into 1..676; anything else
+// PackCountry packs an ISO 3166-1 alpha-2 code into 1..676; anything else
 // is 0, "no country".
-func packCountry(s string) uint16 {
+func PackCountry(s string) uint16 {
 	if len(s) != 2 {
 		return 0
 	}
@@ -65,8 +65,8 @@ func packCountry(s string) uint16 {
 	return uint16(a-'A')*26 + uint16(b-'A') + 1
 }
 
-// unpackCountry is the inverse of packCountry; "" for 0.
-func unpackCountry(v uint16) string {
+// UnpackCountry is the inverse of PackCountry; "" for 0.
+func UnpackCountry(v uint16) string {
 	if v == 0 || v > 26*26 {
 		return ""
 	}
