@@ -84,6 +84,29 @@ func TestReplayUnknownFormat(t *testing.T) {
 	}
 }
 
+// TestReplayUnknownLaterFile: with several files, one in no known format
+// fails the replay before any file is fed — not after the earlier files
+// were read and alerted on, which left a half-replayed store behind.
+func TestReplayUnknownLaterFile(t *testing.T) {
+	dir := t.TempDir()
+	good := filepath.Join(dir, "good.ndjson")
+	rec := `{"eventVersion":"1.10","userIdentity":{"type":"IAMUser","arn":"arn:aws:iam::1:user/a"},"eventTime":"2025-06-24T09:00:03Z","eventSource":"s3.amazonaws.com","eventName":"ListBuckets","sourceIPAddress":"203.0.113.7"}` + "\n"
+	bad := filepath.Join(dir, "app.log")
+	if err := os.WriteFile(good, []byte(rec), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bad, []byte(`{"ts":"2025-06-24T09:00:03Z","msg":"login ok"}`+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, _, stderr := run(t, "replay", "--no-store", good, bad)
+	if code == 0 || !strings.Contains(stderr, "app.log") || !strings.Contains(stderr, "fits no format") {
+		t.Fatalf("exit %d\n%s", code, stderr)
+	}
+	if strings.Contains(stderr, "events read") || strings.Contains(stderr, "read as cloudtrail") {
+		t.Errorf("the first file was fed before the second was recognised:\n%s", stderr)
+	}
+}
+
 // TestReplayIdentityProviders: each identity provider's sample, recognised
 // without --format, gives the detectors what they need: the session (or
 // refresh token) replayed by a script from a hosting network is a

@@ -75,6 +75,12 @@ func (c *replayCmd) Run(e *env) (err error) {
 	if err != nil {
 		return err
 	}
+	// Recognise every file's format before anything is fed: a later file
+	// in no format would otherwise stop the replay after the earlier ones
+	// were read, stored and alerted on.
+	if err := c.checkFormats(formats, inputs); err != nil {
+		return err
+	}
 	const rosterInput = 0 // input 0 is the roster snapshot; files are 1…n
 	inputName := func(i uint32) string {
 		if i == rosterInput {
@@ -317,6 +323,32 @@ func (c *replayCmd) openFormat(formats *inputfmt.Inputs, r io.Reader, idx uint32
 		}
 	}
 	return formats.Open(format, r, idx)
+}
+
+// checkFormats sniffs each regular-file input when the format is "auto"
+// and rewinds it, so an unrecognised file is a usage error before any input
+// is fed. Standard input cannot be rewound; it is recognised when read.
+func (c *replayCmd) checkFormats(formats *inputfmt.Inputs, inputs []input) error {
+	if c.Format != "auto" {
+		return nil
+	}
+	for _, in := range inputs {
+		if in.f == os.Stdin {
+			continue
+		}
+		var scratch atomic.Int64
+		r, err := openInput(in.f, &scratch)
+		if err == nil {
+			_, _, err = formats.Sniff(r)
+		}
+		if _, serr := in.f.Seek(0, io.SeekStart); serr != nil && err == nil {
+			err = serr
+		}
+		if err != nil {
+			return usageError{fmt.Errorf("%s: %w", in.name, err)}
+		}
+	}
+	return nil
 }
 
 // openInput wraps f with a byte counter and, when the content starts with
