@@ -583,9 +583,26 @@ func (s *SinkConfig) check(path string, add func(path, format string, args ...an
 			add(path+"."+field, "not a setting of a %s sink", s.Type)
 		}
 	}
+	// A credential sent over plain http:// can be read by anyone on the
+	// path; only a loopback collector (a local agent) may take it so.
+	clearCredential := func(field string) {
+		if !strings.HasPrefix(strings.ToLower(s.URL), "http://") {
+			return
+		}
+		if kind, ok := literalNonPublic(s.URL); ok && kind == "loopback" {
+			return
+		}
+		add(path+".url", "http:// would send %s in clear text; use https:// (a loopback collector may take http://)", field)
+	}
 	switch s.Type {
 	case SinkElasticsearch:
 		httpURL()
+		switch {
+		case s.APIKeyEnv != "":
+			clearCredential("the API key (api_key_env)")
+		case s.PasswordEnv != "":
+			clearCredential("the password (password_env)")
+		}
 		if s.APIKeyEnv != "" && (s.Username != "" || s.PasswordEnv != "") {
 			add(path+".api_key_env", "set api_key_env or username and password_env, not both")
 		}
@@ -598,6 +615,8 @@ func (s *SinkConfig) check(path string, add func(path, format string, args ...an
 		httpURL()
 		if s.TokenEnv == "" {
 			add(path+".token_env", "required: the environment variable holding the HEC token")
+		} else {
+			clearCredential("the HEC token (token_env)")
 		}
 		notFor("api_key_env", s.APIKeyEnv)
 		notFor("address", s.Address)

@@ -310,6 +310,13 @@ func TestSinkConfigValidate(t *testing.T) {
 		{map[string]SinkConfig{"x": {Type: "elasticsearch", URL: "es:9200"}}, nil, "sinks.x.url: must be an http:// or https:// URL"},
 		{map[string]SinkConfig{"x": {Type: "elasticsearch", URL: "http://10.0.0.5:9200"}}, nil, "set allow_private: true"},
 		{map[string]SinkConfig{"x": {Type: "elasticsearch", URL: "http://10.0.0.5:9200", AllowPrivate: true}}, nil, ""},
+		// A credential over plain http:// is readable on the path; a
+		// loopback collector may take it, nothing else.
+		{map[string]SinkConfig{"x": {Type: "splunk", URL: "http://splunk.example:8088", TokenEnv: "T"}}, nil, "sinks.x.url: http:// would send the HEC token (token_env) in clear text"},
+		{map[string]SinkConfig{"x": {Type: "elasticsearch", URL: "http://10.0.0.5:9200", AllowPrivate: true, APIKeyEnv: "K"}}, nil, "sinks.x.url: http:// would send the API key"},
+		{map[string]SinkConfig{"x": {Type: "elasticsearch", URL: "HTTP://es.example", Username: "u", PasswordEnv: "P"}}, nil, "http:// would send the password"},
+		{map[string]SinkConfig{"x": {Type: "splunk", URL: "http://127.0.0.1:8088", TokenEnv: "T", AllowPrivate: true}}, nil, ""},
+		{map[string]SinkConfig{"x": {Type: "elasticsearch", URL: "http://localhost:9200", APIKeyEnv: "K", AllowPrivate: true}}, nil, ""},
 		// The sink appends its API path: a query would swallow it. A
 		// password in the URL would be echoed by messages and logs.
 		{map[string]SinkConfig{"x": {Type: "splunk", URL: "https://splunk.example:8088?x=1", TokenEnv: "T"}}, nil, "sinks.x.url: must be the base URL, without a query"},
