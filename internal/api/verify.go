@@ -352,6 +352,9 @@ const (
 	HeaderOriginalUserAgent     = "X-Original-User-Agent"
 	HeaderRealIP                = "X-Real-IP"
 	HeaderVerdict               = "X-Haechi-Verdict"
+	// HeaderReason, on a refusal, says why (one value per reason, as
+	// POST /v1/verify's reasons).
+	HeaderReason = "X-Haechi-Reason"
 )
 
 // handleAuthRequest is the NGINX auth_request endpoint: the token from
@@ -359,8 +362,9 @@ const (
 // X-Original-Authorization (its header's kid and payload's jti and iat,
 // read without checking the signature — the gateway checks that); the
 // client from X-Real-IP and X-Original-User-Agent. 204 allows, 403
-// refuses (X-Haechi-Verdict says why), 401 when no token can be read, 429
-// beyond the rate limit.
+// refuses (X-Haechi-Verdict says which verdict, X-Haechi-Reason why), 401
+// when no token can be read, 429 beyond the rate limit. It is the compact
+// form of the check (no body either way), which gateway.Checker uses too.
 func (s *Server) handleAuthRequest(w http.ResponseWriter, r *http.Request) {
 	if !s.verifyLimit.Allow() {
 		w.Header().Set("Retry-After", "1")
@@ -396,6 +400,7 @@ func (s *Server) handleAuthRequest(w http.ResponseWriter, r *http.Request) {
 	if s.opts.Verify.OnRefuse != nil {
 		s.opts.Verify.OnRefuse(mq, a)
 	}
+	w.Header()[HeaderReason] = a.Reasons
 	w.WriteHeader(http.StatusForbidden)
 }
 

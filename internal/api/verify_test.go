@@ -218,6 +218,10 @@ func TestAuthRequest(t *testing.T) {
 		if code != c.code || h.Get(api.HeaderVerdict) != c.verdict {
 			t.Errorf("%s: %d %s (%s), want %d %s", c.name, code, h.Get(api.HeaderVerdict), b, c.code, c.verdict)
 		}
+		// A refusal says why, as POST /v1/verify's reasons; nothing else does.
+		if reasons := h.Values(api.HeaderReason); (code == 403) != (len(reasons) > 0) {
+			t.Errorf("%s: %d with reasons %q", c.name, code, reasons)
+		}
 	}
 	// Every 403 was reported, nothing else.
 	if want := []string{"tok-f:never_minted", "tok-a:unknown_key", "tok-z:never_minted"}; strings.Join(refused, " ") != strings.Join(want, " ") {
