@@ -93,6 +93,16 @@ type Options struct {
 	// OnError, if set, is told of every check haechi could not answer,
 	// with what Mode decided.
 	OnError func(r *http.Request, err error, passed bool)
+	// MaxBatch, when above 1, sends checks in batches
+	// (POST /v1/verify/batch) of up to MaxBatch: Senders goroutines each
+	// take the check waiting first and every other one waiting at that
+	// moment, and send them in one request. No delay is added — a check
+	// that finds a sender free goes alone at once — but under load many
+	// checks share one HTTP exchange, which costs both sides far less CPU
+	// per check. Close stops the senders. 0 or 1: one GET per check.
+	MaxBatch int
+	// Senders is how many batches may be in flight at once (0 → 4).
+	Senders int
 }
 
 // Checker asks haechi about tokens.
@@ -100,6 +110,7 @@ type Checker struct {
 	opts   Options
 	url    string
 	bearer []string // the Authorization header's value (nil: none)
+	batch  *batcher // nil: no batching
 }
 
 // New returns a Checker; an empty URL is an error.
@@ -131,7 +142,28 @@ func New(opts Options) (*Checker, error) {
 	if opts.APIToken != "" {
 		c.bearer = []string{"Bearer " + opts.APIToken}
 	}
+	if opts.MaxBatch > 1 {
+		if opts.Senders <= 0 {
+			opts.Senders = 4
+		}
+		c.batch = &batcher{url: strings.TrimRight(opts.URL, "/") + "/v1/verify/batch", bearer: c.bearer, client: opts.Client,
+			max: opts.MaxBatch, wait: opts.Timeout, queue: make(chan *pendingCheck, opts.MaxBatch*opts.Senders), stop: make(chan struct{})}
+		for range opts.Senders {
+			c.batch.wg.Add(1)
+			go c.batch.run()
+		}
+	}
 	return c, nil
+}
+
+// Close stops a batching Checker's senders (checks still waiting fail
+// by their timeout); without batching it does nothing. The Checker must
+// not be used after Close.
+func (c *Checker) Close() {
+	if c.batch != nil {
+		close(c.batch.stop)
+		c.batch.wg.Wait()
+	}
 }
 
 // ErrUnavailable wraps every failure to get an answer from haechi.
@@ -155,6 +187,11 @@ const (
 func (c *Checker) Check(ctx context.Context, r *http.Request, t Token) (Answer, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.opts.Timeout)
 	defer cancel()
+	if c.batch != nil {
+		if ch := (Check{Token: t, ClientIP: c.opts.ClientIP(r), UserAgent: r.UserAgent()}); Batchable(ch) {
+			return c.checkBatched(ctx, ch)
+		}
+	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.url, nil)
 	if err != nil {
 		return Answer{}, fmt.Errorf("%w: %v", ErrUnavailable, err)
@@ -192,10 +229,27 @@ func (c *Checker) Check(ctx context.Context, r *http.Request, t Token) (Answer, 
 	return Answer{}, fmt.Errorf("%w: %s: %s", ErrUnavailable, resp.Status, bytes.TrimSpace(b))
 }
 
+// checkBatched queues ch for the batch senders and waits for its answer.
+func (c *Checker) checkBatched(ctx context.Context, ch Check) (Answer, error) {
+	p := &pendingCheck{c: ch, done: make(chan checkResult, 1)}
+	select {
+	case c.batch.queue <- p:
+	case <-ctx.Done():
+		return Answer{}, fmt.Errorf("%w: queued beyond the timeout: %v", ErrUnavailable, ctx.Err())
+	}
+	select {
+	case res := <-p.done:
+		return res.a, res.err
+	case <-ctx.Done():
+		return Answer{}, fmt.Errorf("%w: %v", ErrUnavailable, ctx.Err())
+	}
+}
+
 // claimTime renders an issue time as the X-Token-Issued-At header does:
-// Unix seconds, or RFC 3339 when it has a fraction of a second.
+// Unix seconds, or RFC 3339 when it has a fraction of a second or lies
+// outside the seconds ParseClaimTime reads.
 func claimTime(t time.Time) string {
-	if t.Nanosecond() == 0 {
+	if u := t.Unix(); t.Nanosecond() == 0 && u > 0 && u < 1<<40 {
 		return strconv.FormatInt(t.Unix(), 10)
 	}
 	return t.UTC().Format(time.RFC3339Nano)

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"runtime/pprof"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -123,8 +124,11 @@ func benchDuration(b *testing.B) time.Duration {
 // open loop (internal/loadgen: latency from each check's scheduled send
 // time), at each rate of HAECHI_BENCH_RATES for HAECHI_BENCH_DURATION, with
 // 64 keep-alive connections. Half the tokens are minted, half forged.
-// Paths: "checker" is gateway.Checker.Check (the Go middleware's request),
-// "post-json" a POST /v1/verify with a JSON body (curl's form). Reports
+// Paths: "checker" is gateway.Checker.Check (the Go middleware's request:
+// one GET /v1/verify/auth-request per check, nginx's form too),
+// "checker-batch" the same with MaxBatch 256 and 4 senders
+// (POST /v1/verify/batch), "post-json" a POST /v1/verify with a JSON body
+// (curl's form). Reports
 // checks/s answered, p50/p99 latency, p99 service time, and the server's
 // and the client's CPU per check. Each sub-benchmark runs its load once,
 // whatever b.N: run with -benchtime 1x.
@@ -144,6 +148,11 @@ func BenchmarkCheckOpenLoop(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	batched, err := gateway.New(gateway.Options{URL: base, APIToken: tok, Timeout: time.Second, Client: client, MaxBatch: 256, Senders: 4})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer batched.Close()
 	req, _ := http.NewRequest(http.MethodGet, "/", nil)
 	req.RemoteAddr = "203.0.113.7:50123"
 	req.Header.Set("User-Agent", "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 Safari/537.36")
@@ -154,12 +163,17 @@ func BenchmarkCheckOpenLoop(b *testing.B) {
 			ids[i] = fmt.Sprintf("forged-%d", i)
 		}
 	}
+	only := os.Getenv("HAECHI_BENCH_PATHS") // comma-separated; empty: all
 	paths := []struct {
 		name string
 		do   func(i int) error
 	}{
 		{"checker", func(i int) error {
 			_, err := chk.Check(context.Background(), req, gateway.Token{ID: ids[i&(len(ids)-1)], KeyID: "k1", IssuedAt: t0.Add(-time.Hour)})
+			return err
+		}},
+		{"checker-batch", func(i int) error {
+			_, err := batched.Check(context.Background(), req, gateway.Token{ID: ids[i&(len(ids)-1)], KeyID: "k1", IssuedAt: t0.Add(-time.Hour)})
 			return err
 		}},
 		{"post-json", func(i int) error {
@@ -180,6 +194,9 @@ func BenchmarkCheckOpenLoop(b *testing.B) {
 		}},
 	}
 	for _, p := range paths {
+		if only != "" && !slices.Contains(strings.Split(only, ","), p.name) {
+			continue
+		}
 		for _, rate := range benchRates(b) {
 			b.Run(fmt.Sprintf("%s/rate=%.0f", p.name, rate), func(b *testing.B) {
 				openLoop(b, child, loadgen.Options{Rate: rate, Duration: benchDuration(b), Workers: workers}, func(_, i int) error { return p.do(i) })

@@ -21,6 +21,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -176,6 +177,8 @@ type Server struct {
 	duration *prometheus.HistogramVec
 	// verifyLimit limits the check routes (registerVerify).
 	verifyLimit *rate.Limiter
+	// batchBufs recycles POST /v1/verify/batch's body and answer buffers.
+	batchBufs sync.Pool
 }
 
 // maxErrors is how many line errors an ingest answer lists.
