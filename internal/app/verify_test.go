@@ -5,8 +5,11 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"io/fs"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -113,6 +116,21 @@ func TestServeMintRegistryRestart(t *testing.T) {
 	}
 	if !refusedAudited {
 		t.Error("the refusal was not audited")
+	}
+	// Its event went through the spool (durable before the pipeline saw
+	// it), not straight to the pipeline.
+	inSpool := false
+	_ = filepath.WalkDir(cfg.DataDir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() || !strings.Contains(path, "spool") {
+			return nil
+		}
+		if b, err := os.ReadFile(path); err == nil && bytes.Contains(b, []byte(`"action":"verify.never_minted"`)) && bytes.Contains(b, []byte("tok-forged")) {
+			inSpool = true
+		}
+		return nil
+	})
+	if !inSpool {
+		t.Error("the refusal's event is not in the spool")
 	}
 	det, ok1, err1 := st.LoadCheckpoint(context.Background(), "detectors")
 	reg, ok2, err2 := st.LoadCheckpoint(context.Background(), "mint_registry")
