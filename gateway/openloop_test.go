@@ -128,7 +128,7 @@ func benchDuration(b *testing.B) time.Duration {
 // one GET /v1/verify/auth-request per check, nginx's form too),
 // "checker-batch" the same with MaxBatch 256 and 4 senders
 // (POST /v1/verify/batch), "post-json" a POST /v1/verify with a JSON body
-// (curl's form). Reports
+// (curl's form), and "noop" no check at all: the generator's own CPU. Reports
 // checks/s answered, p50/p99 latency, p99 service time, and the server's
 // and the client's CPU per check. Each sub-benchmark runs its load once,
 // whatever b.N: run with -benchtime 1x.
@@ -168,6 +168,7 @@ func BenchmarkCheckOpenLoop(b *testing.B) {
 		name string
 		do   func(i int) error
 	}{
+		{"noop", func(int) error { return nil }}, // the generator's own cost
 		{"checker", func(i int) error {
 			_, err := chk.Check(context.Background(), req, gateway.Token{ID: ids[i&(len(ids)-1)], KeyID: "k1", IssuedAt: t0.Add(-time.Hour)})
 			return err
