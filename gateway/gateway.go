@@ -26,7 +26,10 @@
 //     reported to Options.OnRefuse, if set; the upstream never sees it.
 //   - Each check is one bodiless GET on a kept-alive connection, the token
 //     and the client in headers, the verdict in the status and headers:
-//     neither side encodes or decodes JSON.
+//     neither side encodes or decodes JSON. With Options.MaxBatch, the
+//     checks waiting at the same moment share one POST /v1/verify/batch
+//     (the batch form, batch.go) instead; each still takes at most
+//     Options.Timeout.
 //   - Safe for concurrent use; it keeps no per-request state.
 package gateway
 
