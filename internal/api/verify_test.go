@@ -327,7 +327,7 @@ func TestVerifyBatch(t *testing.T) {
 		{"no final line break", "tok-a\tk1", 200, "+known\n"},
 		{"a malformed line refuses the batch", "tok-a\tk1\ntok-b\tk1\tyesterday\n", 400, "check 2: issued_at"},
 		{"empty", "", 400, "1 to 1024 checks"},
-		{"beyond the rate limit (2 left of 6)", "tok-a\ntok-a\ntok-a\n", 429, "rate limit"},
+		{"beyond the rate limit (6 spent: the malformed batch counted too)", "tok-a\n", 429, "rate limit"},
 	} {
 		code, b := post(c.body)
 		if code != c.code || (code == 200 && b != c.answer) || (code != 200 && !strings.Contains(b, c.answer)) {
