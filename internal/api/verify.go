@@ -378,7 +378,7 @@ func (s *Server) handleAuthRequest(w http.ResponseWriter, r *http.Request) {
 	q := VerifyRequest{TokenID: r.Header.Get(HeaderTokenID), KeyID: r.Header.Get(HeaderTokenKeyID),
 		SourceIP: r.Header.Get(HeaderRealIP), UserAgent: r.Header.Get(HeaderOriginalUserAgent)}
 	if v := r.Header.Get(HeaderTokenIssuedAt); v != "" {
-		q.IssuedAt = parseClaimTime(v)
+		q.IssuedAt, _ = gateway.ParseClaimTime(v)
 	}
 	if q.TokenID == "" {
 		if c, ok := gateway.BearerJWT(r.Header.Get(HeaderOriginalAuthorization)); ok {
@@ -406,16 +406,6 @@ func (s *Server) handleAuthRequest(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header()[HeaderReason] = a.Reasons
 	w.WriteHeader(http.StatusForbidden)
-}
-
-func parseClaimTime(v string) time.Time {
-	if n, err := strconv.ParseInt(v, 10, 64); err == nil && n > 0 && n < 1<<40 {
-		return time.Unix(n, 0).UTC()
-	}
-	if t, err := time.Parse(time.RFC3339Nano, v); err == nil {
-		return t
-	}
-	return time.Time{}
 }
 
 // MaxVerifyBatch bounds the checks of one POST /v1/verify/batch.
