@@ -149,8 +149,9 @@ type Options struct {
 	// only for tests and --insecure-no-auth on loopback.
 	Auth *auth.Authenticator
 	// Verify configures the mint registry's routes: POST
-	// /v1/tokens/minted, POST /v1/verify and GET /v1/verify/auth-request
-	// (Verify.Registry nil → not served; docs/verify.md).
+	// /v1/tokens/minted, POST /v1/verify, GET /v1/verify/auth-request and
+	// POST /v1/verify/batch (Verify.Registry nil → not served;
+	// docs/verify.md).
 	Verify VerifyOptions
 	// Audit, when set, records reads of the access ledger and exports of
 	// record ids with the caller (store.AppendAudit).
