@@ -188,3 +188,64 @@ func reportLatency(b *testing.B, lat []time.Duration, elapsed time.Duration) {
 	b.ReportMetric(q(0.99), "p99-µs")
 	b.ReportMetric(float64(len(lat))/elapsed.Seconds(), "checks/s")
 }
+
+// The check is the compact form: a bodiless GET of the auth_request
+// endpoint with the token and the client in headers; the answer is read
+// from the status and the verdict and reason headers, anything else is
+// haechi not answering.
+func TestCheckCompactForm(t *testing.T) {
+	var got http.Header
+	var method, path string
+	for _, c := range []struct {
+		name    string
+		status  int
+		verdict string
+		reasons []string
+		want    gateway.Answer
+		err     bool
+	}{
+		{"allowed", 204, "known", nil, gateway.Answer{Verdict: "known", Allow: true}, false},
+		{"refused, with reasons", 403, "hijacked", []string{"minted for a client in KR, presented from NL", "minted for Safari on iOS, presented by HTTP library"},
+			gateway.Answer{Verdict: "hijacked", Reasons: []string{"minted for a client in KR, presented from NL", "minted for Safari on iOS, presented by HTTP library"}}, false},
+		{"403 without a verdict (a proxy's)", 403, "", nil, gateway.Answer{}, true},
+		{"401: the API token is refused", 401, "", nil, gateway.Answer{}, true},
+		{"200: not the check", 200, "known", nil, gateway.Answer{}, true},
+		{"429", 429, "", nil, gateway.Answer{}, true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				got, method, path = r.Header.Clone(), r.Method, r.URL.Path
+				if c.verdict != "" {
+					w.Header().Set("X-Haechi-Verdict", c.verdict)
+				}
+				w.Header()["X-Haechi-Reason"] = c.reasons
+				w.WriteHeader(c.status)
+			}))
+			defer srv.Close()
+			chk, err := gateway.New(gateway.Options{URL: srv.URL + "/", APIToken: "hch_verify"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			r := httptest.NewRequest(http.MethodGet, "/v1/me", nil)
+			r.RemoteAddr = "198.51.100.9:4321"
+			r.Header.Set("User-Agent", "python-requests/2.32")
+			a, err := chk.Check(t.Context(), r, gateway.Token{ID: "tok-a", KeyID: "k1", IssuedAt: time.Unix(1780311600, 0)})
+			if (err != nil) != c.err || (err != nil && !errors.Is(err, gateway.ErrUnavailable)) {
+				t.Fatalf("err %v, want error %v (wrapping ErrUnavailable)", err, c.err)
+			}
+			if !slices.Equal(a.Reasons, c.want.Reasons) || a.Verdict != c.want.Verdict || a.Allow != c.want.Allow {
+				t.Errorf("answer %+v, want %+v", a, c.want)
+			}
+			want := map[string]string{"X-Token-Id": "tok-a", "X-Token-Key-Id": "k1", "X-Token-Issued-At": "1780311600",
+				"X-Real-Ip": "198.51.100.9", "X-Original-User-Agent": "python-requests/2.32", "Authorization": "Bearer hch_verify"}
+			for k, v := range want {
+				if got.Get(k) != v {
+					t.Errorf("header %s = %q, want %q", k, got.Get(k), v)
+				}
+			}
+			if method != http.MethodGet || path != "/v1/verify/auth-request" {
+				t.Errorf("%s %s, want GET /v1/verify/auth-request", method, path)
+			}
+		})
+	}
+}

@@ -21,6 +21,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -148,8 +149,9 @@ type Options struct {
 	// only for tests and --insecure-no-auth on loopback.
 	Auth *auth.Authenticator
 	// Verify configures the mint registry's routes: POST
-	// /v1/tokens/minted, POST /v1/verify and GET /v1/verify/auth-request
-	// (Verify.Registry nil → not served; docs/verify.md).
+	// /v1/tokens/minted, POST /v1/verify, GET /v1/verify/auth-request and
+	// POST /v1/verify/batch (Verify.Registry nil → not served;
+	// docs/verify.md).
 	Verify VerifyOptions
 	// Audit, when set, records reads of the access ledger and exports of
 	// record ids with the caller (store.AppendAudit).
@@ -176,6 +178,8 @@ type Server struct {
 	duration *prometheus.HistogramVec
 	// verifyLimit limits the check routes (registerVerify).
 	verifyLimit *rate.Limiter
+	// batchBufs recycles POST /v1/verify/batch's body and answer buffers.
+	batchBufs sync.Pool
 }
 
 // maxErrors is how many line errors an ingest answer lists.

@@ -67,6 +67,7 @@ func (s *Server) registerVerify() {
 	s.handleFunc("POST /v1/tokens/minted", auth.NeedIngest, s.handleMinted)
 	s.handleFunc("POST /v1/verify", auth.NeedVerify, s.handleVerify)
 	s.handleFunc("GET /v1/verify/auth-request", auth.NeedVerify, s.handleAuthRequest)
+	s.handleFunc("POST /v1/verify/batch", auth.NeedVerify, s.handleVerifyBatch)
 }
 
 // MintRequest is one token in a POST /v1/tokens/minted batch.
@@ -325,8 +326,11 @@ func (s *Server) handleVerify(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, a)
 }
 
-func (s *Server) query(q VerifyRequest) (mint.Query, error) {
-	mq := mint.Query{TokenID: q.TokenID, KeyID: q.KeyID, IssuedAt: q.IssuedAt, Source: q.SourceIP, Country: q.Country, UserAgent: q.UserAgent, Now: s.opts.Now()}
+func (s *Server) query(q VerifyRequest) (mint.Query, error) { return s.queryAt(q, s.opts.Now()) }
+
+// queryAt is query at a given time (a batch's checks share one).
+func (s *Server) queryAt(q VerifyRequest, now time.Time) (mint.Query, error) {
+	mq := mint.Query{TokenID: q.TokenID, KeyID: q.KeyID, IssuedAt: q.IssuedAt, Source: q.SourceIP, Country: q.Country, UserAgent: q.UserAgent, Now: now}
 	if q.SourceIP != "" {
 		ip, err := netip.ParseAddr(q.SourceIP)
 		if err != nil {
@@ -352,6 +356,9 @@ const (
 	HeaderOriginalUserAgent     = "X-Original-User-Agent"
 	HeaderRealIP                = "X-Real-IP"
 	HeaderVerdict               = "X-Haechi-Verdict"
+	// HeaderReason, on a refusal, says why (one value per reason, as
+	// POST /v1/verify's reasons).
+	HeaderReason = "X-Haechi-Reason"
 )
 
 // handleAuthRequest is the NGINX auth_request endpoint: the token from
@@ -359,8 +366,9 @@ const (
 // X-Original-Authorization (its header's kid and payload's jti and iat,
 // read without checking the signature — the gateway checks that); the
 // client from X-Real-IP and X-Original-User-Agent. 204 allows, 403
-// refuses (X-Haechi-Verdict says why), 401 when no token can be read, 429
-// beyond the rate limit.
+// refuses (X-Haechi-Verdict says which verdict, X-Haechi-Reason why), 401
+// when no token can be read, 429 beyond the rate limit. It is the compact
+// form of the check (no body either way), which gateway.Checker uses too.
 func (s *Server) handleAuthRequest(w http.ResponseWriter, r *http.Request) {
 	if !s.verifyLimit.Allow() {
 		w.Header().Set("Retry-After", "1")
@@ -370,7 +378,7 @@ func (s *Server) handleAuthRequest(w http.ResponseWriter, r *http.Request) {
 	q := VerifyRequest{TokenID: r.Header.Get(HeaderTokenID), KeyID: r.Header.Get(HeaderTokenKeyID),
 		SourceIP: r.Header.Get(HeaderRealIP), UserAgent: r.Header.Get(HeaderOriginalUserAgent)}
 	if v := r.Header.Get(HeaderTokenIssuedAt); v != "" {
-		q.IssuedAt = parseClaimTime(v)
+		q.IssuedAt, _ = gateway.ParseClaimTime(v)
 	}
 	if q.TokenID == "" {
 		if c, ok := gateway.BearerJWT(r.Header.Get(HeaderOriginalAuthorization)); ok {
@@ -396,15 +404,96 @@ func (s *Server) handleAuthRequest(w http.ResponseWriter, r *http.Request) {
 	if s.opts.Verify.OnRefuse != nil {
 		s.opts.Verify.OnRefuse(mq, a)
 	}
+	w.Header()[HeaderReason] = a.Reasons
 	w.WriteHeader(http.StatusForbidden)
 }
 
-func parseClaimTime(v string) time.Time {
-	if n, err := strconv.ParseInt(v, 10, 64); err == nil && n > 0 && n < 1<<40 {
-		return time.Unix(n, 0).UTC()
+// MaxVerifyBatch bounds the checks of one POST /v1/verify/batch.
+const MaxVerifyBatch = 1024
+
+// handleVerifyBatch is POST /v1/verify/batch: up to MaxVerifyBatch checks
+// in the batch form (package gateway: one tab-separated line per check),
+// answered 200 with one line per check, in order (a refusal's with its
+// reasons). The whole batch counts
+// against the rate limit (429 when it does not fit) and is refused (400)
+// when any line is malformed; a client address that is not one is no
+// context, as for auth_request.
+func (s *Server) handleVerifyBatch(w http.ResponseWriter, r *http.Request) {
+	in, out := s.batchBuf(), s.batchBuf()
+	defer func() {
+		if in.Cap() <= 1<<20 {
+			in.Reset()
+			s.batchBufs.Put(in)
+		}
+		if out.Cap() <= 1<<20 {
+			out.Reset()
+			s.batchBufs.Put(out)
+		}
+	}()
+	limit := int64(MaxVerifyBatch) * (gateway.MaxBatchLine + 1)
+	if _, err := in.ReadFrom(io.LimitReader(r.Body, limit+1)); err != nil {
+		writeError(w, http.StatusBadRequest, "read body: "+err.Error())
+		return
 	}
-	if t, err := time.Parse(time.RFC3339Nano, v); err == nil {
-		return t
+	if int64(in.Len()) > limit {
+		writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("a batch holds at most %d checks of at most %d bytes", MaxVerifyBatch, gateway.MaxBatchLine))
+		return
 	}
-	return time.Time{}
+	body := in.Bytes()
+	n := bytes.Count(body, []byte{'\n'})
+	if len(body) > 0 && body[len(body)-1] != '\n' {
+		n++
+	}
+	if n == 0 || n > MaxVerifyBatch {
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("a batch holds 1 to %d checks, got %d", MaxVerifyBatch, n))
+		return
+	}
+	now := s.opts.Now()
+	if !s.verifyLimit.AllowN(time.Now(), n) { // the limiter's own clock, as Allow
+		w.Header().Set("Retry-After", "1")
+		writeError(w, http.StatusTooManyRequests, "verify rate limit exceeded")
+		return
+	}
+	qs := make([]mint.Query, 0, n)
+	for i, rest := 0, body; len(rest) > 0; i++ {
+		line := rest
+		if j := bytes.IndexByte(rest, '\n'); j >= 0 {
+			line, rest = rest[:j], rest[j+1:]
+		} else {
+			rest = nil
+		}
+		c, err := gateway.ParseCheck(line)
+		if err != nil {
+			writeError(w, http.StatusBadRequest, fmt.Sprintf("check %d: %v; nothing was checked", i+1, err))
+			return
+		}
+		q := VerifyRequest{TokenID: c.Token.ID, KeyID: c.Token.KeyID, IssuedAt: c.Token.IssuedAt, SourceIP: c.ClientIP, UserAgent: c.UserAgent}
+		mq, err := s.queryAt(q, now)
+		if err != nil {
+			q.SourceIP = "" // not an address: no context
+			mq, _ = s.queryAt(q, now)
+		}
+		qs = append(qs, mq)
+	}
+	for _, mq := range qs {
+		a := s.opts.Verify.Registry.Verify(mq)
+		if !a.Allow && s.opts.Verify.OnRefuse != nil {
+			s.opts.Verify.OnRefuse(mq, a)
+		}
+		ga := gateway.Answer{Verdict: string(a.Verdict), Allow: a.Allow}
+		if !a.Allow {
+			ga.Reasons = a.Reasons // as auth_request: reasons for refusals only
+		}
+		out.Write(gateway.AppendAnswer(out.AvailableBuffer(), ga))
+	}
+	w.Header().Set("Content-Type", "text/tab-separated-values")
+	_, _ = w.Write(out.Bytes())
+}
+
+// batchBuf returns a recycled buffer of the batch route (empty).
+func (s *Server) batchBuf() *bytes.Buffer {
+	if b, ok := s.batchBufs.Get().(*bytes.Buffer); ok {
+		return b
+	}
+	return new(bytes.Buffer)
 }

@@ -218,6 +218,10 @@ func TestAuthRequest(t *testing.T) {
 		if code != c.code || h.Get(api.HeaderVerdict) != c.verdict {
 			t.Errorf("%s: %d %s (%s), want %d %s", c.name, code, h.Get(api.HeaderVerdict), b, c.code, c.verdict)
 		}
+		// A refusal says why, as POST /v1/verify's reasons; nothing else does.
+		if reasons := h.Values(api.HeaderReason); (code == 403) != (len(reasons) > 0) {
+			t.Errorf("%s: %d with reasons %q", c.name, code, reasons)
+		}
 	}
 	// Every 403 was reported, nothing else.
 	if want := []string{"tok-f:never_minted", "tok-a:unknown_key", "tok-z:never_minted"}; strings.Join(refused, " ") != strings.Join(want, " ") {
@@ -294,5 +298,46 @@ func TestVerifyGracePerSource(t *testing.T) {
 		if a := f.verify(t, api.VerifyRequest{TokenID: c.id, KeyID: "k1", IssuedAt: vnow, SourceIP: c.ip}); a.Verdict != c.want {
 			t.Errorf("%s from %s: %+v, want %s", c.id, c.ip, a, c.want)
 		}
+	}
+}
+
+func TestVerifyBatch(t *testing.T) {
+	var refused []string
+	f := newVerifyFixture(t, api.VerifyOptions{Rate: 0.001, Burst: 6, OnRefuse: func(q mint.Query, a mint.Answer) {
+		refused = append(refused, q.TokenID+":"+string(a.Verdict)+"@"+q.Source)
+	}}, nil)
+	f.reg.Observe(&event.Event{Time: vnow.Add(-time.Hour), Dataset: event.DatasetKeys, Key: event.Key{ID: "k1"}})
+	f.reg.Add(mint.Mint{TokenID: "tok-a", KeyID: "k1", At: vnow.Add(-time.Hour)})
+	post := func(body string) (int, string) {
+		resp, err := http.Post(f.srv.URL+"/v1/verify/batch", "text/tab-separated-values", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	for _, c := range []struct {
+		name, body string
+		code       int
+		answer     string // the whole body when 200, else a part of it
+	}{
+		{"answers in order; a bad address is no context", "tok-a\tk1\t\t203.0.113.7\tcurl/8\ntok-f\tk1\t1780315200\t203.0.113.8\nx\tk9\t\tnot-an-ip\n", 200,
+			"+known\n-never_minted\tno live mint of this token id is registered\n-unknown_key\tkey \"k9\" is not in the key inventory\n"},
+		{"no final line break", "tok-a\tk1", 200, "+known\n"},
+		{"a malformed line refuses the batch", "tok-a\tk1\ntok-b\tk1\tyesterday\n", 400, "check 2: issued_at"},
+		{"empty", "", 400, "1 to 1024 checks"},
+		{"beyond the rate limit (6 spent: the malformed batch counted too)", "tok-a\n", 429, "rate limit"},
+	} {
+		code, b := post(c.body)
+		if code != c.code || (code == 200 && b != c.answer) || (code != 200 && !strings.Contains(b, c.answer)) {
+			t.Errorf("%s: %d %q, want %d %q", c.name, code, b, c.code, c.answer)
+		}
+	}
+	if want := "tok-f:never_minted@203.0.113.8 x:unknown_key@"; strings.Join(refused, " ") != want {
+		t.Errorf("refusals reported %q, want %q", strings.Join(refused, " "), want)
+	}
+	if code, b := post(strings.Repeat("tok-a\n", api.MaxVerifyBatch+1)); code != 400 {
+		t.Errorf("%d checks: %d %s", api.MaxVerifyBatch+1, code, b)
 	}
 }

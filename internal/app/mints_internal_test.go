@@ -1,6 +1,7 @@
 package app
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
@@ -8,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/haechi-sec/haechi/internal/decode"
 	"github.com/haechi-sec/haechi/internal/event"
 	"github.com/haechi-sec/haechi/internal/mint"
 	"github.com/haechi-sec/haechi/internal/store"
@@ -105,5 +107,42 @@ func TestRefusals(t *testing.T) {
 	}
 	if refused != refusalQueue || verdicts != refusalQueue || dropped != 5 || len(audits) > refusalQueue/refusalBatch {
 		t.Errorf("%d audit entries: %d refused, %d never_minted, %d dropped", len(audits), refused, verdicts, dropped)
+	}
+}
+
+// A refusal stored in the spool as a contract line decodes to the very
+// event submitted directly (refusalEvent), whatever context it carried.
+func TestRefusalLinesRoundTrip(t *testing.T) {
+	t0 := time.Date(2026, 6, 1, 12, 0, 0, 123_000_000, time.UTC)
+	var evs []event.Event
+	for _, x := range []refusal{
+		{q: mint.Query{TokenID: "forged-1", KeyID: "k1", IssuedAt: t0.Add(-time.Minute), Source: "198.51.100.9", Country: "NL", UserAgent: "python-requests/2.32", Now: t0}, v: mint.NeverMinted},
+		{q: mint.Query{TokenID: "tok-a", Source: "2001:db8::7", Now: t0}, v: mint.Hijacked},
+		{q: mint.Query{TokenID: "tok-b", KeyID: "k9", Source: "not an address", Now: t0}, v: mint.UnknownKey},
+		{q: mint.Query{TokenID: "tok-\"quoted\"\t", Country: "KR", Now: t0}, v: mint.Revoked},
+	} {
+		evs = append(evs, refusalEvent(x))
+	}
+	body, err := refusalLines(evs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := bytes.Split(bytes.TrimSuffix(body, []byte("\n")), []byte("\n"))
+	if len(lines) != len(evs) {
+		t.Fatalf("%d lines for %d refusals:\n%s", len(lines), len(evs), body)
+	}
+	dec := decode.NewDecoder()
+	for i, ln := range lines {
+		var got event.Event
+		if err := dec.Decode(ln, &got); err != nil {
+			t.Fatalf("line %d %s: %v", i, ln, err)
+		}
+		want := evs[i]
+		if !got.Time.Equal(want.Time) || got.Dataset != want.Dataset || got.Action != want.Action || got.Outcome != want.Outcome ||
+			got.HTTP.StatusCode != want.HTTP.StatusCode || got.Token.ID != want.Token.ID || got.Token.KeyID != want.Token.KeyID ||
+			!got.Token.IssuedAt.Equal(want.Token.IssuedAt) || got.Source.IP != want.Source.IP || got.Source.Country != want.Source.Country ||
+			got.UserAgent != want.UserAgent {
+			t.Errorf("line %d %s\ndecodes to %+v\nwant       %+v", i, ln, got, want)
+		}
 	}
 }

@@ -1,7 +1,10 @@
 package app
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
+	"fmt"
 	"log/slog"
 	"net/netip"
 	"sync/atomic"
@@ -92,6 +95,77 @@ func (r *refusals) Run(ctx context.Context) {
 			return
 		}
 	}
+}
+
+// refusalLine is a refusal's event as a line of the event contract
+// (docs/events.md), so that it can be stored in the spool: decoded, it is
+// refusalEvent's event.
+type refusalLine struct {
+	Timestamp time.Time `json:"@timestamp"`
+	Event     struct {
+		Dataset string `json:"dataset"`
+		Action  string `json:"action"`
+		Outcome string `json:"outcome"`
+	} `json:"event"`
+	HTTP struct {
+		Response struct {
+			StatusCode int `json:"status_code"`
+		} `json:"response"`
+	} `json:"http"`
+	Token struct {
+		ID       string     `json:"id"`
+		KeyID    string     `json:"key_id,omitempty"`
+		IssuedAt *time.Time `json:"issued_at,omitempty"`
+	} `json:"token"`
+	Source *refusalSource `json:"source,omitempty"`
+	UA     *struct {
+		Original string `json:"original"`
+	} `json:"user_agent,omitempty"`
+}
+
+type refusalSource struct {
+	IP  string `json:"ip,omitempty"`
+	Geo *struct {
+		Country string `json:"country_iso_code"`
+	} `json:"geo,omitempty"`
+}
+
+// refusalLines renders refusal events (refusalEvent's) as contract NDJSON.
+func refusalLines(evs []event.Event) ([]byte, error) {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	for i := range evs {
+		ev := &evs[i]
+		var ln refusalLine
+		ln.Timestamp = ev.Time.UTC()
+		ln.Event.Dataset, ln.Event.Action, ln.Event.Outcome = ev.Dataset, ev.Action, ev.Outcome.String()
+		ln.HTTP.Response.StatusCode = ev.HTTP.StatusCode
+		ln.Token.ID, ln.Token.KeyID = ev.Token.ID, ev.Token.KeyID
+		if !ev.Token.IssuedAt.IsZero() {
+			t := ev.Token.IssuedAt.UTC()
+			ln.Token.IssuedAt = &t
+		}
+		if ev.Source.IP.IsValid() || ev.Source.Country != "" {
+			ln.Source = &refusalSource{}
+			if ev.Source.IP.IsValid() {
+				ln.Source.IP = ev.Source.IP.String()
+			}
+			if ev.Source.Country != "" {
+				ln.Source.Geo = &struct {
+					Country string `json:"country_iso_code"`
+				}{ev.Source.Country}
+			}
+		}
+		if ev.UserAgent != "" {
+			ln.UA = &struct {
+				Original string `json:"original"`
+			}{ev.UserAgent}
+		}
+		if err := enc.Encode(&ln); err != nil {
+			return nil, fmt.Errorf("refusal event: %w", err)
+		}
+	}
+	return b.Bytes(), nil
 }
 
 // refusalEvent is the event of one refusal.

@@ -160,9 +160,27 @@ func Serve(ctx context.Context, opts ServeOptions) (err error) {
 	go reloader.Run(reloadCtx, hup, 5*time.Second)
 
 	if s.svc.Mints != nil && s.p != nil {
-		s.refused = newRefusals(func(ctx context.Context, evs []event.Event) error {
+		direct := func(ctx context.Context, evs []event.Event) error {
 			return s.p.SubmitFrom(ctx, "verify", time.Now(), evs)
-		}, s.svc.Store.AppendAudit, log)
+		}
+		submit := direct
+		if s.ing != nil {
+			// Through the spool, as any ingested event: durable before
+			// the pipeline sees it, so a crash loses no refusal; when the
+			// spool cannot take them, straight to the pipeline.
+			submit = func(ctx context.Context, evs []event.Event) error {
+				body, err := refusalLines(evs)
+				if err == nil {
+					_, err = s.ing.Append(ctx, api.Stored{Scope: ingest.VerifyScope, Body: body})
+				}
+				if err == nil {
+					return nil
+				}
+				log.Warn("inline check: refusals not stored in the spool; submitted to the pipeline directly", "refusals", len(evs), "err", err)
+				return direct(ctx, evs)
+			}
+		}
+		s.refused = newRefusals(submit, s.svc.Store.AppendAudit, log)
 		// Added before the HTTP server stops (stops run in reverse), so
 		// the last refusals are flushed while the pipeline still runs.
 		s.svc.Add("inline check refusals", func(ctx context.Context) error { s.refused.Run(ctx); return nil }, nil)
@@ -270,7 +288,9 @@ func (s *server) accessControl(ctx context.Context) error {
 		return nil
 	}
 	st := s.svc.Store
-	s.authn = auth.New(auth.Options{Store: st, Secure: s.opts.TLSCert != "", Logger: s.log})
+	// A gateway's verify token is asked about at every check: believed
+	// for a second after the store vouched for it (docs/verify.md).
+	s.authn = auth.New(auth.Options{Store: st, Secure: s.opts.TLSCert != "", Logger: s.log, CacheTTL: time.Second})
 	// Refused-login summaries are written before the store closes.
 	s.svc.Add("access control", nil, func(context.Context) error { s.authn.Close(); return nil })
 	tok, t, err := auth.EnsureAdmin(ctx, st, time.Now())

@@ -275,6 +275,12 @@ func (s *Service) buildResponse(ctx context.Context, opts BuildOptions) (err err
 	if s.Planner, err = respond.NewPlanner(cfg.Respond); err != nil {
 		return configError{fmt.Errorf("respond: %w", err)}
 	}
+	if opts.Mode == ModeLive && s.Mints != nil {
+		// The dispatcher revokes in the mint registry itself (below), so
+		// a revocation needs no receiver to take effect in the inline
+		// check (docs/verify.md).
+		s.Planner.SetLocal(respond.KindRevokeToken, respond.KindRevokeKey)
+	}
 	if n, err := s.Planner.RestoreFrom(ctx, st); err != nil {
 		return fmt.Errorf("respond: restore rate limits and escalation from the outbox: %w", err)
 	} else if n > 0 && opts.Mode == ModeLive {

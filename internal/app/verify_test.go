@@ -5,8 +5,11 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"io/fs"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -114,6 +117,21 @@ func TestServeMintRegistryRestart(t *testing.T) {
 	if !refusedAudited {
 		t.Error("the refusal was not audited")
 	}
+	// Its event went through the spool (durable before the pipeline saw
+	// it), not straight to the pipeline.
+	inSpool := false
+	_ = filepath.WalkDir(cfg.DataDir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() || !strings.Contains(path, "spool") {
+			return nil
+		}
+		if b, err := os.ReadFile(path); err == nil && bytes.Contains(b, []byte(`"action":"verify.never_minted"`)) && bytes.Contains(b, []byte("tok-forged")) {
+			inSpool = true
+		}
+		return nil
+	})
+	if !inSpool {
+		t.Error("the refusal's event is not in the spool")
+	}
 	det, ok1, err1 := st.LoadCheckpoint(context.Background(), "detectors")
 	reg, ok2, err2 := st.LoadCheckpoint(context.Background(), "mint_registry")
 	st.Close()
@@ -212,6 +230,95 @@ func TestServeRevocationReachesRegistry(t *testing.T) {
 					}
 				}
 			})
+		})
+	}
+}
+
+// With no receiver configured for revoke_key and revoke_token, serve
+// still plans them in enforce mode (the mint registry is their local
+// receiver) and its dispatcher executes them: the inline check answers
+// revoked, and the outbox records them delivered, applied locally. In
+// dry-run they stay dry-run and revoke nothing (the twin).
+func TestRevocationWithoutReceiver(t *testing.T) {
+	for _, mode := range []respond.Mode{respond.ModeEnforce, respond.ModeDryRun} {
+		t.Run(string(mode), func(t *testing.T) {
+			ctx := context.Background()
+			cfg := config.Default()
+			cfg.DataDir = t.TempDir()
+			cfg.Verify.Enabled = true
+			cfg.Respond.Mode = mode
+			svc, err := app.Build(ctx, app.BuildOptions{Config: cfg, Mode: app.ModeLive})
+			if err != nil {
+				t.Fatal(err)
+			}
+			svc.Start(ctx)
+			defer svc.Close(ctx)
+			now := time.Now().UTC().Truncate(time.Second)
+			svc.Mints.Add(mint.Mint{TokenID: "tok-a", KeyID: "k1", IssuedAt: now, ExpiresAt: now.Add(time.Hour), At: now})
+			kk := event.EntityKey{Kind: event.EntitySigningKey, ID: "k1"}
+			acts := svc.Planner.Plan(event.Alert{ID: "a1", Time: now, Entity: kk, Severity: event.SeverityCritical, Score: 95,
+				Title: "forged token", Detector: token.Name, State: event.AlertOpen,
+				Findings: []event.Finding{{Detector: token.Name, Kind: token.KindNeverMinted, Entity: kk, Time: now,
+					Related: []event.EntityKey{{Kind: event.EntityToken, ID: "tok-forged"}}}}})
+			want := respond.StatePlanned
+			if mode == respond.ModeDryRun {
+				want = respond.StateDryRun
+			}
+			ids := map[string]string{}
+			for _, a := range acts {
+				if a.Kind == respond.KindRevokeKey || a.Kind == respond.KindRevokeToken {
+					ids[a.Kind] = a.ID
+					if a.State != want {
+						t.Errorf("%s %s: %s (%s), want %s", a.Kind, a.Target, a.State, a.Reason, want)
+					}
+				}
+			}
+			if len(ids) != 2 {
+				t.Fatalf("planned %+v, want revoke_key and revoke_token", acts)
+			}
+			if _, err := svc.Store.InsertActions(ctx, acts, time.Now()); err != nil {
+				t.Fatal(err)
+			}
+			svc.Dispatcher.Wake()
+			wantVerdict, wantState := mint.Revoked, respond.StateDelivered
+			if mode == respond.ModeDryRun {
+				wantVerdict, wantState = mint.Known, respond.StateDryRun
+			}
+			deadline := time.Now().Add(10 * time.Second)
+			for {
+				done := true
+				for kind, id := range ids {
+					a, err := svc.Store.GetAction(ctx, id)
+					if err != nil {
+						t.Fatal(err)
+					}
+					if a.State != wantState {
+						done = false
+						if time.Now().After(deadline) {
+							t.Fatalf("%s: %s (%s), want %s", kind, a.State, a.LastError, wantState)
+						}
+					}
+				}
+				if done {
+					break
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+			if mode == respond.ModeDryRun {
+				time.Sleep(300 * time.Millisecond) // a dispatcher pass or more
+			}
+			for _, q := range []mint.Query{
+				{TokenID: "tok-a", KeyID: "k1", IssuedAt: now, Now: now},
+				{TokenID: "tok-forged", IssuedAt: now, Now: now},
+			} {
+				w := wantVerdict
+				if q.TokenID == "tok-forged" && mode == respond.ModeDryRun {
+					w = mint.NeverMinted
+				}
+				if a := svc.Mints.Verify(q); a.Verdict != w {
+					t.Errorf("%s: %s %v, want %s", q.TokenID, a.Verdict, a.Reasons, w)
+				}
+			}
 		})
 	}
 }

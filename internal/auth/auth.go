@@ -6,7 +6,8 @@
 //   - A token is "hch_" followed by the unpadded base64url encoding of 32
 //     random bytes. It is shown once, when it is created, and stored only
 //     as its SHA-256 (HashToken). Revoked tokens and the sessions they
-//     opened stop working at once.
+//     opened stop working at once — except that with Options.CacheTTL a
+//     bearer token revoked by another process works for up to CacheTTL.
 //   - A request authenticates with "Authorization: Bearer <token>" or with
 //     the session cookie the console's login sets (HttpOnly,
 //     SameSite=Strict, Secure when served over TLS, lifetime SessionTTL).
@@ -280,6 +281,22 @@ type Options struct {
 	// MaxFailureAddrs bounds how many client addresses are tracked at
 	// once (0 → 4096); when full, the oldest window is closed early.
 	MaxFailureAddrs int
+	// CacheTTL is how long a bearer token found valid in the store is
+	// believed without asking it again (0: every request asks the store).
+	// A token revoked in this process (RevokeToken) stops working at once
+	// whatever the TTL; one revoked by another process (haechi tokens
+	// revoke) within CacheTTL. At most maxCached tokens are remembered.
+	CacheTTL time.Duration
+}
+
+// maxCached bounds the bearer tokens Options.CacheTTL remembers; beyond
+// it the cache starts over.
+const maxCached = 4096
+
+// cachedCaller is a bearer token's caller, believed until until.
+type cachedCaller struct {
+	c     Caller
+	until time.Time
 }
 
 // Cookie names.
@@ -300,6 +317,11 @@ type Authenticator struct {
 
 	failMu   sync.Mutex
 	failures map[string]*failWindow // client address → its current window
+
+	// cache holds bearer tokens found valid (Options.CacheTTL), by the
+	// SHA-256 of the token.
+	cacheMu sync.RWMutex
+	cache   map[[sha256.Size]byte]cachedCaller
 }
 
 // New builds an Authenticator.
@@ -326,7 +348,7 @@ func New(opts Options) *Authenticator {
 		opts.MaxFailureAddrs = 4096
 	}
 	return &Authenticator{opts: opts, touched: map[string]time.Time{}, ended: make(chan struct{}),
-		failures: map[string]*failWindow{}}
+		failures: map[string]*failWindow{}, cache: map[[sha256.Size]byte]cachedCaller{}}
 }
 
 // CreateToken makes, stores and returns a new token of role with a
@@ -391,7 +413,15 @@ func (a *Authenticator) Authenticate(r *http.Request) (Caller, error) {
 		if !ok || !WellFormed(tok) {
 			return Caller{}, ErrBadToken
 		}
-		t, err := a.opts.Store.TokenByHash(ctx, HashToken(tok))
+		var key [sha256.Size]byte
+		if a.opts.CacheTTL > 0 {
+			key = sha256.Sum256([]byte(tok))
+			if c, ok := a.cached(key); ok {
+				return c, nil
+			}
+		}
+		hash := HashToken(tok)
+		t, err := a.opts.Store.TokenByHash(ctx, hash)
 		if errors.Is(err, store.ErrNotFound) || (err == nil && !t.Revoked.IsZero()) {
 			return Caller{}, ErrBadToken
 		}
@@ -399,7 +429,11 @@ func (a *Authenticator) Authenticate(r *http.Request) (Caller, error) {
 			return Caller{}, err
 		}
 		a.touch(ctx, t.ID)
-		return Caller{TokenID: t.ID, Name: t.Name, Role: Role(t.Role), hash: HashToken(tok)}, nil
+		c := Caller{TokenID: t.ID, Name: t.Name, Role: Role(t.Role), hash: hash}
+		if a.opts.CacheTTL > 0 {
+			a.remember(key, c)
+		}
+		return c, nil
 	}
 	c, err := r.Cookie(SessionCookie)
 	if err != nil || c.Value == "" {
@@ -422,6 +456,35 @@ func (a *Authenticator) Authenticate(r *http.Request) (Caller, error) {
 	}
 	a.touch(ctx, t.ID)
 	return Caller{TokenID: t.ID, Name: t.Name, Role: Role(t.Role), Session: true, csrf: se.CSRF, hash: hash, expires: se.Expires}, nil
+}
+
+// cached returns the caller of a bearer token found valid less than
+// CacheTTL ago (its use is recorded by the store lookups between).
+func (a *Authenticator) cached(key [sha256.Size]byte) (Caller, bool) {
+	a.cacheMu.RLock()
+	e, ok := a.cache[key]
+	a.cacheMu.RUnlock()
+	if !ok || !a.opts.Now().Before(e.until) {
+		return Caller{}, false
+	}
+	return e.c, true
+}
+
+// remember caches a bearer token's caller for CacheTTL.
+func (a *Authenticator) remember(key [sha256.Size]byte, c Caller) {
+	a.cacheMu.Lock()
+	if len(a.cache) >= maxCached {
+		clear(a.cache)
+	}
+	a.cache[key] = cachedCaller{c: c, until: a.opts.Now().Add(a.opts.CacheTTL)}
+	a.cacheMu.Unlock()
+}
+
+// forget empties the bearer token cache (a credential ended here).
+func (a *Authenticator) forget() {
+	a.cacheMu.Lock()
+	clear(a.cache)
+	a.cacheMu.Unlock()
 }
 
 // touch records a token's use at most once a minute.

@@ -122,8 +122,10 @@ func (a *Authenticator) endedSignal() <-chan struct{} {
 	return a.ended
 }
 
-// credentialsEnded wakes every Watch.
+// credentialsEnded forgets the cached bearer tokens and wakes every
+// Watch.
 func (a *Authenticator) credentialsEnded() {
+	a.forget()
 	a.mu.Lock()
 	close(a.ended)
 	a.ended = make(chan struct{})

@@ -24,7 +24,6 @@ package extauthz
 import (
 	"context"
 	"net/netip"
-	"strconv"
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -96,7 +95,7 @@ func (s *Server) Check(_ context.Context, req *authv3.CheckRequest) (*authv3.Che
 	h := attrs.GetRequest().GetHttp().GetHeaders() // Envoy lower-cases header names
 	q := mint.Query{TokenID: h["x-token-id"], KeyID: h["x-token-key-id"], UserAgent: h["user-agent"], Now: s.opts.Now()}
 	if v := h["x-token-issued-at"]; v != "" {
-		q.IssuedAt = claimTime(v)
+		q.IssuedAt, _ = gateway.ParseClaimTime(v)
 	}
 	if q.TokenID == "" {
 		if t, ok := gateway.BearerJWT(h["authorization"]); ok {
@@ -131,14 +130,4 @@ func denied(c codes.Code, http typev3.StatusCode, verdict string) *authv3.CheckR
 			Headers: []*corev3.HeaderValueOption{{Header: &corev3.HeaderValue{Key: HeaderVerdict, Value: verdict}}},
 		}},
 	}
-}
-
-func claimTime(v string) time.Time {
-	if n, err := strconv.ParseInt(v, 10, 64); err == nil && n > 0 && n < 1<<40 {
-		return time.Unix(n, 0).UTC()
-	}
-	if t, err := time.Parse(time.RFC3339Nano, v); err == nil {
-		return t
-	}
-	return time.Time{}
 }

@@ -88,6 +88,12 @@ const tailScope = "(tailer)"
 // it, and Append refuses it: only AppendDrill writes it.
 const DrillScope = "(drill)"
 
+// VerifyScope is the key scope of the inline check's refused requests
+// (serve stores them as gateway.access events, docs/verify.md): their
+// origin of event time is "verify", one of its own. No token id or the
+// anonymous scope can be it.
+const VerifyScope = "(verify)"
+
 // DefaultIdempotencyTTL is how long a key is kept when Options say
 // nothing.
 const DefaultIdempotencyTTL = 24 * time.Hour
@@ -965,7 +971,8 @@ func (in *Ingester) submit(ctx context.Context, p Pipeline, r spoolRecord, batch
 // so give each shipper its own token and a slow one holds the others back
 // rather than having its events marked late; and one per tailed file
 // ("tail " and the file's identity, which its keys carry); and one per
-// drill run ("drill " and the run's id), ended once it is fed.
+// drill run ("drill " and the run's id), ended once it is fed; and
+// "verify" for the inline check's refusals (VerifyScope).
 func Origin(scope, key string) string {
 	if scope == tailScope {
 		if rest, ok := strings.CutPrefix(key, api.TailKeyPrefix); ok {
@@ -977,6 +984,9 @@ func Origin(scope, key string) string {
 	}
 	if scope == DrillScope {
 		return "drill " + key // one per run, ended after it
+	}
+	if scope == VerifyScope {
+		return "verify"
 	}
 	return "token " + scope
 }

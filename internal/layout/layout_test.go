@@ -56,6 +56,8 @@ var rules = []rule{
 		why: "the middleware Go gateways import: the standard library only, so it brings no dependency of haechi's"},
 	{pkg: "internal/extauthz", may: []string{"gateway", "internal/mint"},
 		why: "the Envoy ext_authz gRPC service is a surface over the mint registry, like the API's check routes"},
+	{pkg: "internal/loadgen", may: nil,
+		why: "the open-loop load generator of the check benchmarks: standard library only, imported by tests alone"},
 	{pkg: "internal/api", may: []string{
 		"gateway", "internal/auth", "internal/decode", "internal/event", "internal/input", "internal/ledger", "internal/mint", "internal/store",
 	}, why: "the HTTP API serves stages and the store; it never imports app, the console or cli"},

@@ -50,7 +50,9 @@ type DispatcherOptions struct {
 	// guardrails held it; never a dry-run, skipped or rejected one, nor
 	// one past max_age (dead undelivered) — is applied to it before the
 	// action is delivered to its receiver, on every attempt (revoking is
-	// idempotent).
+	// idempotent). Such an action without a configured receiver (planned
+	// so by Planner.SetLocal) is applied to it alone and recorded
+	// delivered, with detail "applied": "locally".
 	Revoker Revoker
 	// Registerer, if set, receives the delivery metrics:
 	// haechi_respond_deliveries_total{type, receiver, result} (one per
@@ -427,16 +429,21 @@ func (d *Dispatcher) deliver(ctx context.Context, a Action) {
 	now := d.now()
 	maxAge := orDefault(d.cfg.MaxAge, DefaultMaxAge)
 	stale := !a.EnqueuedAt.IsZero() && now.Sub(a.EnqueuedAt) > maxAge
+	var local bool
 	if rv := d.opts.Revoker; rv != nil && a.Target != "" && !stale {
 		switch a.Kind {
 		case KindRevokeToken:
 			rv.Revoke(a.Target, now)
+			local = true
 		case KindRevokeKey:
 			rv.RevokeKey(a.Target, now)
+			local = true
 		}
 	}
 	r, ok := d.cfg.Receivers[a.Receiver]
 	switch {
+	case !ok && local:
+		res.State, res.Detail = store.ActionDelivered, map[string]any{"applied": "locally", "receiver": ReasonNoReceiver}
 	case !ok:
 		res.State, res.Error = store.ActionSkipped, ReasonNoReceiver+" ("+a.Receiver+")"
 	case stale:

@@ -140,6 +140,8 @@ type Planner struct {
 	// exported holds the alerts exported to the sinks, and when: a later
 	// export of one reports an update.
 	exported map[string]time.Time
+	// local holds the action kinds haechi executes itself (SetLocal).
+	local map[string]bool
 }
 
 // NewPlanner validates cfg and returns a planner for it.
@@ -250,9 +252,23 @@ const DrillReceiver = "drills"
 // "drill": true. Call it before the first Plan.
 func (p *Planner) SetDrill(f func(event.Alert) bool) { p.drill = f }
 
+// SetLocal names the action kinds haechi executes itself, receiver or
+// not: serve's dispatcher applies revoke_token and revoke_key to the
+// inline check's mint registry (DispatcherOptions.Revoker). An action of
+// such a kind whose receiver is not configured is planned as if it had
+// one — the mode, the guardrails and approval apply as usual — instead of
+// skipped, so the dispatcher executes it locally. Call it before the
+// first Plan.
+func (p *Planner) SetLocal(kinds ...string) {
+	p.local = map[string]bool{}
+	for _, k := range kinds {
+		p.local[k] = true
+	}
+}
+
 // Plan returns the actions the playbooks call for on a, with guardrails
 // applied: mode off → none; dry-run → containment is dry_run; no receiver
-// → skipped; protected entity or rate limit exceeded → pending_approval;
+// (and not a kind haechi executes itself, SetLocal) → skipped; protected entity or rate limit exceeded → pending_approval;
 // otherwise planned. Actions already planned by this planner (same id) are
 // not returned again.
 func (p *Planner) Plan(a event.Alert) []Action {
@@ -521,6 +537,7 @@ func (p *Planner) plan(a event.Alert, playbook string, spec ActionSpec, id strin
 		p.endSession(a.Entity.ID, target, tg.at)
 	}
 	_, hasRecv := p.cfg.Receivers[recv]
+	hasRecv = hasRecv || p.local[spec.Kind]
 	switch {
 	case drill && IsContainment(spec.Kind):
 		act.State, act.Reason = StateDryRun, "drill: containment of a drill's entity is never delivered"
