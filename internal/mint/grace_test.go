@@ -1,6 +1,7 @@
 package mint
 
 import (
+	"fmt"
 	"slices"
 	"testing"
 	"time"
@@ -86,5 +87,32 @@ func TestGraceBoundedPending(t *testing.T) {
 	}
 	if !slices.Equal(got, []Verdict{Graced, Graced, NeverMinted}) {
 		t.Errorf("verdicts %v", got)
+	}
+}
+
+// TestGraceBucketsBounded: a forger who has used a key's allowance and
+// goes on presenting fresh-claiming tokens of it from ever new addresses
+// (an IPv6 prefix has 2⁶⁴) is refused — and must not leave an allowance
+// bucket per address behind: the buckets are only dropped at the next
+// Recheck, so within one grace window they would grow with every request.
+func TestGraceBucketsBounded(t *testing.T) {
+	r := New(Options{Grace: Grace{Skew: time.Minute, PerSource: 2, PerKey: 3}})
+	r.Add(Mint{TokenID: "earlier", KeyID: "k1", At: t0.Add(-time.Hour)})
+	graced := 0
+	for i := range 10_000 {
+		a := r.Verify(Query{TokenID: fmt.Sprintf("forged-%d", i), KeyID: "k1", IssuedAt: t0,
+			Source: fmt.Sprintf("2001:db8::%x", i), Now: t0})
+		if a.Verdict == Graced {
+			graced++
+		}
+	}
+	if graced != 3 {
+		t.Errorf("graced %d, want the key's 3", graced)
+	}
+	r.graced.mu.Lock()
+	n := len(r.graced.buckets)
+	r.graced.mu.Unlock()
+	if n > 2*3 {
+		t.Errorf("%d allowance buckets after 3 grants, want at most 6", n)
 	}
 }
