@@ -659,13 +659,16 @@ func (p *Planner) protected(kind, target string, a *event.Alert) string {
 	return ""
 }
 
-// refusedOnly reports whether every finding of a about signing key kid
-// rests only on requests the inline check refused (token.TagRefusedOnly),
-// and there is at least one.
+// refusedOnly reports whether every token_provenance finding of a that
+// calls signing key kid's tokens forged (never minted, retired key,
+// unknown key) rests only on requests the inline check refused
+// (token.TagRefusedOnly), and there is at least one. Other detectors'
+// findings about the key (its posture) do not count either way.
 func refusedOnly(kid string, a *event.Alert) bool {
 	n := 0
 	for _, f := range a.Findings {
-		if f.Entity.Kind != event.EntitySigningKey || f.Entity.ID != kid || f.Withdraws != 0 {
+		if f.Entity.Kind != event.EntitySigningKey || f.Entity.ID != kid || f.Withdraws != 0 || f.Detector != token.Name ||
+			(f.Kind != token.KindNeverMinted && f.Kind != token.KindKeyRetired && f.Kind != token.KindUnknownKey) {
 			continue
 		}
 		if !slices.Contains(f.Tags, token.TagRefusedOnly) {

@@ -1013,15 +1013,21 @@ func TestRefusedOnlyKeyRevocationWaits(t *testing.T) {
 		name    string
 		tags    []string
 		revoke  string
-		related []event.EntityKey
+		posture bool
 	}{
-		{"refused only", []string{token.TagRefusedOnly}, StatePendingApproval, nil},
-		{"served", nil, StatePlanned, nil},
+		{"refused only", []string{token.TagRefusedOnly}, StatePendingApproval, false},
+		{"served", nil, StatePlanned, false},
+		// A posture finding about the key from another detector is not
+		// evidence that its tokens were served.
+		{"refused only, with posture", []string{token.TagRefusedOnly}, StatePendingApproval, true},
 	} {
 		a := mkAlert("f-"+tc.name, event.EntitySigningKey, "k-live-"+tc.name, token.Name, event.SeverityCritical, t0)
 		a.Findings[0].Kind = token.KindNeverMinted
 		a.Findings[0].Tags = tc.tags
 		a.Findings[0].Related = []event.EntityKey{{Kind: event.EntitySource, ID: "198.51.100.10"}}
+		if tc.posture {
+			a.Findings = append(a.Findings, event.Finding{Detector: "key_posture", Kind: "key_posture", Entity: a.Entity, Time: t0})
+		}
 		acts := p.Plan(a)
 		var got []string
 		for _, act := range acts {
