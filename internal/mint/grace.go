@@ -7,6 +7,11 @@ import (
 	"github.com/haechi-sec/haechi/internal/detect/tokenuse"
 )
 
+// MaxGraceID bounds, in bytes, the token id, key id and source of a token
+// that may be graced: a longer one gets no grace. No issuer's jti or kid
+// is that long, and a graced token's are kept until its re-check.
+const MaxGraceID = 256
+
 // Grace is the allowance for very new unknown tokens: a mint may still be
 // in flight (the issuer's stream lags) when its token is first presented.
 // An attacker can claim issued_at = now, so the allowance is capped per
@@ -67,6 +72,9 @@ func (r *Registry) grace(q Query, h uint64) (bool, string) {
 	g := r.opts.Grace
 	if g.Skew <= 0 || q.IssuedAt.IsZero() || q.IssuedAt.After(q.Now.Add(r.opts.ClockSkew)) || q.IssuedAt.Before(q.Now.Add(-g.Skew)) {
 		return false, ""
+	}
+	if len(q.TokenID) > MaxGraceID || len(q.KeyID) > MaxGraceID || len(q.Source) > MaxGraceID {
+		return false, "no grace: a token id, key id or source this long is no issuer's"
 	}
 	s := &r.graced
 	s.mu.Lock()

@@ -3,6 +3,7 @@ package mint
 import (
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 )
@@ -114,5 +115,27 @@ func TestGraceBucketsBounded(t *testing.T) {
 	r.graced.mu.Unlock()
 	if n > 2*3 {
 		t.Errorf("%d allowance buckets after 3 grants, want at most 6", n)
+	}
+}
+
+// TestGraceRefusesOverlongIDs: a graced token's id, key id and source are
+// kept until its re-check, up to MaxPending of them. No issuer's jti or
+// kid runs to kilobytes, but a request header does: such a token gets no
+// grace, so the pending list cannot hold 100,000 multi-kilobyte strings.
+func TestGraceRefusesOverlongIDs(t *testing.T) {
+	r := New(Options{Grace: Grace{Skew: time.Minute, PerSource: 1000, PerKey: 1000}})
+	r.Add(Mint{TokenID: "earlier", At: t0.Add(-time.Hour)})
+	long := strings.Repeat("x", MaxGraceID+1)
+	for _, q := range []Query{
+		{TokenID: long, KeyID: "k1", IssuedAt: t0, Source: "198.51.100.1", Now: t0},
+		{TokenID: "tok-1", KeyID: long, IssuedAt: t0, Source: "198.51.100.1", Now: t0},
+		{TokenID: "tok-2", KeyID: "k1", IssuedAt: t0, Source: long, Now: t0},
+	} {
+		if a := r.Verify(q); a.Verdict != NeverMinted {
+			t.Errorf("token id %d bytes, key id %d, source %d: %s, want never_minted", len(q.TokenID), len(q.KeyID), len(q.Source), a.Verdict)
+		}
+	}
+	if a := r.Verify(Query{TokenID: "tok-3", KeyID: "k1", IssuedAt: t0, Source: "198.51.100.1", Now: t0}); a.Verdict != Graced {
+		t.Errorf("an ordinary fresh token: %s, want grace", a.Verdict)
 	}
 }
