@@ -14,7 +14,13 @@
 //   - The middleware judges only requests that carry a token (Options.Token
 //     finds it; by default the JWT in the Authorization header). A request
 //     without one is passed on: the gateway's own authentication refuses
-//     it.
+//     it. With the default reader, an Authorization header that holds a
+//     JWT (three dot-separated parts) whose jti cannot be read — absent,
+//     not a string, a segment that is not base64url JSON — is refused
+//     (401, X-Haechi-Verdict unreadable_token, reported to OnRefuse): the
+//     upstream checks only the signature, so a forger holding the key
+//     would otherwise skip the check by leaving jti out. An opaque
+//     (non-JWT) bearer token is passed on as before.
 //   - The check takes at most Options.Timeout. When haechi cannot answer —
 //     unreachable, timed out, 5xx, 429 (rate limit) or an unreadable answer
 //     — Options.Mode decides: FailOpen passes the request on (a forged
@@ -114,7 +120,13 @@ type Checker struct {
 	url    string
 	bearer []string // the Authorization header's value (nil: none)
 	batch  *batcher // nil: no batching
+	// jwtHeader: Options.Token is the default reader, so an unreadable
+	// JWT in Authorization is refused (see the package contract).
+	jwtHeader bool
 }
+
+// Unreadable is the verdict of a JWT whose jti cannot be read.
+const Unreadable = "unreadable_token"
 
 // New returns a Checker; an empty URL is an error.
 func New(opts Options) (*Checker, error) {
@@ -129,7 +141,8 @@ func New(opts Options) (*Checker, error) {
 		tr.MaxIdleConnsPerHost = 256
 		opts.Client = &http.Client{Transport: tr}
 	}
-	if opts.Token == nil {
+	jwtHeader := opts.Token == nil
+	if jwtHeader {
 		opts.Token = func(r *http.Request) (Token, bool) { return BearerJWT(r.Header.Get("Authorization")) }
 	}
 	if opts.ClientIP == nil {
@@ -141,7 +154,7 @@ func New(opts Options) (*Checker, error) {
 			return host
 		}
 	}
-	c := &Checker{opts: opts, url: strings.TrimRight(opts.URL, "/") + "/v1/verify/auth-request"}
+	c := &Checker{opts: opts, url: strings.TrimRight(opts.URL, "/") + "/v1/verify/auth-request", jwtHeader: jwtHeader}
 	if opts.APIToken != "" {
 		c.bearer = []string{"Bearer " + opts.APIToken}
 	}
@@ -263,6 +276,15 @@ func (c *Checker) Middleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		t, ok := c.opts.Token(r)
 		if !ok {
+			if c.jwtHeader && LooksLikeJWS(r.Header.Get("Authorization")) {
+				a := Answer{Verdict: Unreadable, Reasons: []string{"a JWT without a readable jti cannot be checked"}}
+				if c.opts.OnRefuse != nil {
+					c.opts.OnRefuse(r, t, a)
+				}
+				w.Header().Set("X-Haechi-Verdict", a.Verdict)
+				http.Error(w, "unauthorized", http.StatusUnauthorized)
+				return
+			}
 			next.ServeHTTP(w, r)
 			return
 		}
@@ -326,6 +348,17 @@ func BearerJWT(h string) (Token, bool) {
 		t.IssuedAt = time.Unix(int64(iat), 0).UTC()
 	}
 	return t, true
+}
+
+// LooksLikeJWS reports whether the Authorization value h holds a JWS
+// compact serialisation: three non-empty dot-separated parts.
+func LooksLikeJWS(h string) bool {
+	h = strings.TrimSpace(h)
+	if len(h) > 7 && strings.EqualFold(h[:7], "bearer ") {
+		h = strings.TrimSpace(h[7:])
+	}
+	parts := strings.Split(h, ".")
+	return len(parts) == 3 && parts[0] != "" && parts[1] != ""
 }
 
 func decodeSegment(seg string, v any) bool {

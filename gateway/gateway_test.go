@@ -101,6 +101,12 @@ func TestMiddleware(t *testing.T) {
 		{"minted", ok.URL, gateway.FailClosed, minted, 200, true, ""},
 		{"forged", ok.URL, gateway.FailOpen, forged, 403, false, "never_minted"},
 		{"no token: the gateway's own auth decides", ok.URL, gateway.FailClosed, "", 200, true, ""},
+		{"opaque bearer token: the gateway's own auth decides", ok.URL, gateway.FailClosed, "Bearer 3f9a0c1e77d2", 200, true, ""},
+		// A forger holding the key leaves jti out (or makes it a number):
+		// the upstream's signature check accepts the JWT, so passing it
+		// on would skip the check altogether.
+		{"JWT without a jti", ok.URL, gateway.FailOpen, "Bearer " + jwt(`{"kid":"k1"}`, `{"sub":"c:1042"}`), 401, false, "unreadable_token"},
+		{"JWT with a numeric jti", ok.URL, gateway.FailOpen, "Bearer " + jwt(`{"kid":"k1"}`, `{"jti":42}`), 401, false, "unreadable_token"},
 		{"down, closed", down.URL, gateway.FailClosed, forged, 503, false, ""},
 		{"down, open", down.URL, gateway.FailOpen, forged, 200, true, ""},
 		{"slow, closed", slow.URL, gateway.FailClosed, minted, 503, false, ""},
@@ -130,7 +136,7 @@ func TestMiddleware(t *testing.T) {
 			if rec.Code != c.code || reached != c.reached || rec.Header().Get("X-Haechi-Verdict") != c.verdict {
 				t.Errorf("%d reached=%v verdict %q, want %d %v %q", rec.Code, reached, rec.Header().Get("X-Haechi-Verdict"), c.code, c.reached, c.verdict)
 			}
-			if (c.code == 403) != (refused == 1) {
+			if (c.code == 403 || c.code == 401) != (refused == 1) {
 				t.Errorf("OnRefuse called %d times", refused)
 			}
 		})

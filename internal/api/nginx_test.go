@@ -115,10 +115,14 @@ http {
 		time.Sleep(50 * time.Millisecond)
 	}
 	method := http.MethodGet
+	var extra map[string]string
 	get := func(auth string) int {
 		req, _ := http.NewRequest(method, base+"/v1/me", nil)
 		if auth != "" {
 			req.Header.Set("Authorization", auth)
+		}
+		for k, v := range extra {
+			req.Header.Set(k, v)
 		}
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
@@ -138,6 +142,14 @@ http {
 	if code := get(""); code != http.StatusUnauthorized {
 		t.Errorf("no token: %d, want 401", code)
 	}
+	// nginx hands the client's own headers to the auth subrequest: a
+	// forger's X-Token-Id naming a live token beside the forged JWT must
+	// not stand in for it.
+	extra = map[string]string{api.HeaderTokenID: "tok-a", api.HeaderTokenKeyID: "k1"}
+	if code := get(forged); code != http.StatusForbidden {
+		t.Errorf("forged token with the client's X-Token-Id of a minted one: %d, want 403", code)
+	}
+	extra = nil
 	// A client's POST is checked too (the auth subrequest reaches the GET
 	// route).
 	method = http.MethodPost

@@ -362,9 +362,10 @@ const (
 )
 
 // handleAuthRequest is the NGINX auth_request endpoint: the token from
-// X-Token-Id / X-Token-Key-Id / X-Token-Issued-At, or else from the JWT in
-// X-Original-Authorization (its header's kid and payload's jti and iat,
-// read without checking the signature — the gateway checks that); the
+// the JWT in X-Original-Authorization (its header's kid and payload's jti
+// and iat, read without checking the signature — the gateway checks
+// that), or, when there is none that can be read, from X-Token-Id /
+// X-Token-Key-Id / X-Token-Issued-At; the
 // client from X-Real-IP and X-Original-User-Agent. 204 allows, 403
 // refuses (X-Haechi-Verdict says which verdict, X-Haechi-Reason why), 401
 // when no token can be read, 429 beyond the rate limit. It is the compact
@@ -375,14 +376,25 @@ func (s *Server) handleAuthRequest(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusTooManyRequests)
 		return
 	}
-	q := VerifyRequest{TokenID: r.Header.Get(HeaderTokenID), KeyID: r.Header.Get(HeaderTokenKeyID),
-		SourceIP: r.Header.Get(HeaderRealIP), UserAgent: r.Header.Get(HeaderOriginalUserAgent)}
-	if v := r.Header.Get(HeaderTokenIssuedAt); v != "" {
-		q.IssuedAt, _ = gateway.ParseClaimTime(v)
-	}
-	if q.TokenID == "" {
-		if c, ok := gateway.BearerJWT(r.Header.Get(HeaderOriginalAuthorization)); ok {
-			q.TokenID, q.KeyID, q.IssuedAt = c.ID, c.KeyID, c.IssuedAt
+	q := VerifyRequest{SourceIP: r.Header.Get(HeaderRealIP), UserAgent: r.Header.Get(HeaderOriginalUserAgent)}
+	// The JWT the client presented, when it can be read, is what the
+	// upstream will accept, so it is what is judged: nginx's subrequest
+	// carries the client's own headers, and a forger's X-Token-Id naming
+	// a live token must not stand in for it. The X-Token-* headers are
+	// for tokens haechi cannot read (the gateway decoded them).
+	// A JWT that cannot be read (no jti) is refused, never replaced by
+	// the headers: the upstream would accept it on its signature alone.
+	orig := r.Header.Get(HeaderOriginalAuthorization)
+	if c, ok := gateway.BearerJWT(orig); ok {
+		q.TokenID, q.KeyID, q.IssuedAt = c.ID, c.KeyID, c.IssuedAt
+	} else if gateway.LooksLikeJWS(orig) {
+		w.Header().Set(HeaderVerdict, gateway.Unreadable)
+		w.WriteHeader(http.StatusUnauthorized)
+		return
+	} else {
+		q.TokenID, q.KeyID = r.Header.Get(HeaderTokenID), r.Header.Get(HeaderTokenKeyID)
+		if v := r.Header.Get(HeaderTokenIssuedAt); v != "" {
+			q.IssuedAt, _ = gateway.ParseClaimTime(v)
 		}
 	}
 	if q.TokenID == "" {

@@ -213,6 +213,16 @@ func TestAuthRequest(t *testing.T) {
 		{"no token", nil, 401, "no_token"},
 		{"not a jwt", map[string]string{api.HeaderOriginalAuthorization: "Basic dXNlcjpwdw=="}, 401, "no_token"},
 		{"bad address is no context", map[string]string{api.HeaderTokenID: "tok-a", api.HeaderRealIP: "nope"}, 204, "known"},
+		// nginx's subrequest carries the client's own headers: a forger
+		// sends a live token's id in X-Token-Id beside the forged JWT the
+		// upstream will accept. The JWT is what is served, so it is what
+		// is judged.
+		{"client's X-Token-Id beside a forged jwt", map[string]string{api.HeaderTokenID: "tok-a", api.HeaderTokenKeyID: "k1", api.HeaderTokenIssuedAt: "1780311600",
+			api.HeaderOriginalAuthorization: "Bearer " + jwt(`{"kid":"k1"}`, `{"jti":"tok-y","iat":1780315200}`)}, 403, "never_minted"},
+		// A forged JWT without a jti beside the client's X-Token-Id of a
+		// live token: unreadable, refused — never judged by the headers.
+		{"client's X-Token-Id beside a jwt without jti", map[string]string{api.HeaderTokenID: "tok-a", api.HeaderTokenKeyID: "k1",
+			api.HeaderOriginalAuthorization: "Bearer " + jwt(`{"kid":"k1"}`, `{"sub":"victim"}`)}, 401, "unreadable_token"},
 	} {
 		code, h, b := f.do(t, http.MethodGet, "/v1/verify/auth-request", "", nil, c.hdr)
 		if code != c.code || h.Get(api.HeaderVerdict) != c.verdict {
@@ -224,7 +234,7 @@ func TestAuthRequest(t *testing.T) {
 		}
 	}
 	// Every 403 was reported, nothing else.
-	if want := []string{"tok-f:never_minted", "tok-a:unknown_key", "tok-z:never_minted"}; strings.Join(refused, " ") != strings.Join(want, " ") {
+	if want := []string{"tok-f:never_minted", "tok-a:unknown_key", "tok-z:never_minted", "tok-y:never_minted"}; strings.Join(refused, " ") != strings.Join(want, " ") {
 		t.Errorf("refusals reported %v, want %v", refused, want)
 	}
 }

@@ -3,8 +3,10 @@ package app
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -144,5 +146,50 @@ func TestRefusalLinesRoundTrip(t *testing.T) {
 			got.UserAgent != want.UserAgent {
 			t.Errorf("line %d %s\ndecodes to %+v\nwant       %+v", i, ln, got, want)
 		}
+	}
+}
+
+// TestRefusalsBounded: the refused tokens' ids, key ids and user agents
+// come from whoever sends a request through the gateway — anonymous, and
+// a header holds kilobytes. A flood of refusals with a fresh long key id
+// each must not make each folded audit entry (durable, chained) or each
+// refusal event (detector state until its verdict) grow with them: ids
+// are clamped (distinct ids stay distinct), and an entry counts at most
+// auditKeys keys by name.
+func TestRefusalsBounded(t *testing.T) {
+	var evs []event.Event
+	var size int
+	r := newRefusals(func(_ context.Context, b []event.Event) error {
+		evs = append(evs, b...)
+		return nil
+	}, func(_ context.Context, _ time.Time, _, _ string, detail any) error {
+		b, err := json.Marshal(detail)
+		if err != nil {
+			t.Fatal(err)
+		}
+		size = max(size, len(b))
+		return nil
+	}, slog.New(slog.DiscardHandler))
+	t0 := time.Date(2026, 6, 1, 12, 0, 0, 0, time.UTC)
+	long := strings.Repeat("x", 6000)
+	for i := range refusalBatch {
+		r.Record(mint.Query{TokenID: fmt.Sprintf("%s-tok-%d", long, i), KeyID: fmt.Sprintf("%s-key-%d", long, i), IssuedAt: t0,
+			Source: "198.51.100.9", UserAgent: long, Now: t0}, mint.Answer{Verdict: mint.UnknownKey})
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	r.Run(ctx)
+	if size > 64<<10 {
+		t.Errorf("a folded audit entry of %d bytes for %d refusals", size, refusalBatch)
+	}
+	ids := map[string]bool{}
+	for _, e := range evs {
+		if len(e.Token.ID) > maxRefusedID || len(e.Token.KeyID) > maxRefusedID || len(e.UserAgent) > maxRefusedUA {
+			t.Fatalf("event with a token id of %d bytes, key id %d, user agent %d", len(e.Token.ID), len(e.Token.KeyID), len(e.UserAgent))
+		}
+		ids[e.Token.ID] = true
+	}
+	if len(ids) != refusalBatch {
+		t.Errorf("%d distinct token ids after clamping, want %d", len(ids), refusalBatch)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -45,6 +46,14 @@ const (
 	refusalBatch = 1024
 	// auditTokens is how many token ids one folded audit entry names.
 	auditTokens = 20
+	// auditKeys is how many key ids one folded audit entry counts by
+	// name; the others are counted under auditOtherKeys.
+	auditKeys      = 20
+	auditOtherKeys = "(other keys)"
+	// maxRefusedID and maxRefusedUA bound a refused token's id and key id,
+	// and its user agent, as events and audit entries carry them (clampID).
+	maxRefusedID = 256
+	maxRefusedUA = 512
 )
 
 func newRefusals(submit func(context.Context, []event.Event) error,
@@ -52,8 +61,11 @@ func newRefusals(submit func(context.Context, []event.Event) error,
 	return &refusals{ch: make(chan refusal, refusalQueue), submit: submit, audit: audit, log: log}
 }
 
-// Record queues a refusal; it never blocks.
+// Record queues a refusal; it never blocks. The token's id, key id and
+// user agent come from whoever sent the request through the gateway, so
+// they are clamped (clampID) before they are kept.
 func (r *refusals) Record(q mint.Query, a mint.Answer) {
+	q.TokenID, q.KeyID, q.UserAgent = clampID(q.TokenID, maxRefusedID), clampID(q.KeyID, maxRefusedID), clampID(q.UserAgent, maxRefusedUA)
 	select {
 	case r.ch <- refusal{q: q, v: a.Verdict}:
 	default:
@@ -181,6 +193,18 @@ func refusalEvent(x refusal) event.Event {
 	return ev
 }
 
+// clampID returns s when it is at most max bytes, else a valid UTF-8
+// prefix of it and a hash of the whole, within max bytes: ids that differ
+// stay apart (but for a 64-bit hash collision), and no real token id, key
+// id or user agent is that long.
+func clampID(s string, max int) string {
+	if len(s) <= max {
+		return s
+	}
+	sum := fmt.Sprintf("…%016x", tokenuse.Hash(s))
+	return strings.ToValidUTF8(s[:max-len(sum)], "") + sum
+}
+
 func (r *refusals) flush(ctx context.Context, buf []refusal) {
 	evs := make([]event.Event, len(buf))
 	byVerdict, byKey := map[string]int{}, map[string]int{}
@@ -188,7 +212,11 @@ func (r *refusals) flush(ctx context.Context, buf []refusal) {
 	for i, x := range buf {
 		evs[i] = refusalEvent(x)
 		byVerdict[string(x.v)]++
-		byKey[x.q.KeyID]++
+		if _, ok := byKey[x.q.KeyID]; ok || len(byKey) < auditKeys {
+			byKey[x.q.KeyID]++
+		} else {
+			byKey[auditOtherKeys]++
+		}
 		if len(tokens) < auditTokens {
 			tokens = append(tokens, x.q.TokenID)
 		}

@@ -177,3 +177,20 @@ func TestReplayIdentityProviders(t *testing.T) {
 		})
 	}
 }
+
+// TestReplayCorruptGzipIsAnInputError: a file that starts like gzip but is
+// not is an input that cannot be read (exit 1, as a missing file), not a
+// usage error (exit 2: nothing --format could fix); a file in no known
+// format stays a usage error.
+func TestReplayCorruptGzipIsAnInputError(t *testing.T) {
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "events.ndjson.gz")
+	if err := os.WriteFile(bad, []byte("\x1f\x8b not gzip at all"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, format := range []string{"auto", "ecs"} {
+		if code, _, stderr := run(t, "replay", "--no-store", "--format", format, bad); code != 1 || !strings.Contains(stderr, "gzip") {
+			t.Errorf("--format %s: exit %d, want 1\n%s", format, code, stderr)
+		}
+	}
+}

@@ -190,7 +190,7 @@ func (c *replayCmd) Run(e *env) (err error) {
 		}
 		rd, err := c.openFormat(formats, r, uint32(i+1), in.name, e)
 		if err != nil {
-			feedErr = usageError{fmt.Errorf("%s: %w", in.name, err)}
+			feedErr = formatError(in.name, err)
 			break
 		}
 		st, err := app.FeedReader(e.ctx, p, rd, app.InputOrigin(uint32(i+1)), onReject(in.name), nil)
@@ -345,10 +345,21 @@ func (c *replayCmd) checkFormats(formats *inputfmt.Inputs, inputs []input) error
 			err = serr
 		}
 		if err != nil {
-			return usageError{fmt.Errorf("%s: %w", in.name, err)}
+			return formatError(in.name, err)
 		}
 	}
 	return nil
+}
+
+// formatError is err of recognising or opening input name: a usage error
+// (exit 2) when the format could not be told (--format fixes it), else an
+// input that cannot be read (exit 1), as a corrupt gzip stream.
+func formatError(name string, err error) error {
+	err = fmt.Errorf("%s: %w", name, err)
+	if _, ok := errors.AsType[*inputfmt.DetectError](err); ok {
+		return usageError{err}
+	}
+	return err
 }
 
 // openInput wraps f with a byte counter and, when the content starts with
@@ -359,7 +370,7 @@ func openInput(f *os.File, n *atomic.Int64) (io.Reader, error) {
 	if len(magic) == 2 && magic[0] == 0x1f && magic[1] == 0x8b {
 		gz, err := gzip.NewReader(br)
 		if err != nil {
-			return nil, fmt.Errorf("gzip: %w", err)
+			return nil, err // "gzip: invalid header": it names gzip itself
 		}
 		return gz, nil
 	}

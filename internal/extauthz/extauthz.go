@@ -6,10 +6,12 @@
 //
 // Contract:
 //
-//   - Check reads the token from the request's headers: x-token-id,
-//     x-token-key-id and x-token-issued-at when the gateway sets them,
-//     else the JWT in authorization (kid, jti, iat, read without checking
-//     the signature — Envoy's jwt_authn filter or the upstream does that).
+//   - Check reads the token from the request's headers: the JWT in
+//     authorization (kid, jti, iat, read without checking the signature —
+//     Envoy's jwt_authn filter or the upstream does that), or, when there
+//     is none that can be read, x-token-id, x-token-key-id and
+//     x-token-issued-at (a client can send those itself: the JWT that is
+//     served wins over them).
 //     The client is the request's source address and user-agent.
 //   - Allowed: status OK. Refused: PERMISSION_DENIED with a 403 denied
 //     response carrying x-haechi-verdict. No token: UNAUTHENTICATED, 401.
@@ -93,13 +95,22 @@ func (s *Server) Check(_ context.Context, req *authv3.CheckRequest) (*authv3.Che
 	}
 	attrs := req.GetAttributes()
 	h := attrs.GetRequest().GetHttp().GetHeaders() // Envoy lower-cases header names
-	q := mint.Query{TokenID: h["x-token-id"], KeyID: h["x-token-key-id"], UserAgent: h["user-agent"], Now: s.opts.Now()}
-	if v := h["x-token-issued-at"]; v != "" {
-		q.IssuedAt, _ = gateway.ParseClaimTime(v)
-	}
-	if q.TokenID == "" {
-		if t, ok := gateway.BearerJWT(h["authorization"]); ok {
-			q.TokenID, q.KeyID, q.IssuedAt = t.ID, t.KeyID, t.IssuedAt
+	q := mint.Query{UserAgent: h["user-agent"], Now: s.opts.Now()}
+	// The JWT the client presented, when it can be read, is what the
+	// upstream will accept, so it is what is judged: Envoy passes the
+	// client's own headers, and a forger's x-token-id naming a live token
+	// must not stand in for it. The x-token-* headers are for tokens
+	// haechi cannot read (a filter before it decoded them).
+	// A JWT that cannot be read (no jti) is refused, never replaced by
+	// the headers: the upstream would accept it on its signature alone.
+	if t, ok := gateway.BearerJWT(h["authorization"]); ok {
+		q.TokenID, q.KeyID, q.IssuedAt = t.ID, t.KeyID, t.IssuedAt
+	} else if gateway.LooksLikeJWS(h["authorization"]) {
+		return denied(codes.Unauthenticated, typev3.StatusCode_Unauthorized, gateway.Unreadable), nil
+	} else {
+		q.TokenID, q.KeyID = h["x-token-id"], h["x-token-key-id"]
+		if v := h["x-token-issued-at"]; v != "" {
+			q.IssuedAt, _ = gateway.ParseClaimTime(v)
 		}
 	}
 	if q.TokenID == "" {

@@ -89,6 +89,14 @@ func TestCheck(t *testing.T) {
 		{"same client abroad (twin)", map[string]string{"authorization": bearer("tok-a", "k1", now.Add(-time.Hour)),
 			"user-agent": "Mozilla/5.0 (iPhone; CPU iPhone OS 17_6 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.6 Mobile/15E148 Safari/604.1"}, "198.51.100.9", codes.OK, ""},
 		{"no token", map[string]string{}, "203.0.113.7", codes.Unauthenticated, "no_token"},
+		// Envoy hands ext_authz the client's own headers: a forger's
+		// x-token-id naming a live token beside the forged JWT the
+		// upstream will accept must not stand in for it.
+		{"client's x-token-id beside a forged jwt", map[string]string{"x-token-id": "tok-a", "x-token-key-id": "k1",
+			"authorization": bearer("tok-forged-2", "k1", now)}, "203.0.113.8", codes.PermissionDenied, "never_minted"},
+		// ... and beside a forged JWT without a jti: unreadable, refused.
+		{"client's x-token-id beside a jwt without jti", map[string]string{"x-token-id": "tok-a", "x-token-key-id": "k1",
+			"authorization": "Bearer eyJraWQiOiJrMSJ9.eyJzdWIiOiJ2aWN0aW0ifQ.c2ln"}, "203.0.113.8", codes.Unauthenticated, "unreadable_token"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			resp, err := client.Check(context.Background(), request(c.headers, c.src))
@@ -113,7 +121,7 @@ func TestCheck(t *testing.T) {
 			}
 		})
 	}
-	if want := "tok-forged:never_minted@203.0.113.7 tok-a:unknown_key@203.0.113.7 tok-a:hijacked@198.51.100.9"; strings.Join(refused, " ") != want {
+	if want := "tok-forged:never_minted@203.0.113.7 tok-a:unknown_key@203.0.113.7 tok-a:hijacked@198.51.100.9 tok-forged-2:never_minted@203.0.113.8"; strings.Join(refused, " ") != want {
 		t.Errorf("refusals reported %v, want %s", refused, want)
 	}
 }

@@ -7,6 +7,11 @@ import (
 	"github.com/haechi-sec/haechi/internal/detect/tokenuse"
 )
 
+// MaxGraceID bounds, in bytes, the token id, key id and source of a token
+// that may be graced: a longer one gets no grace. No issuer's jti or kid
+// is that long, and a graced token's are kept until its re-check.
+const MaxGraceID = 256
+
 // Grace is the allowance for very new unknown tokens: a mint may still be
 // in flight (the issuer's stream lags) when its token is first presented.
 // An attacker can claim issued_at = now, so the allowance is capped per
@@ -68,6 +73,9 @@ func (r *Registry) grace(q Query, h uint64) (bool, string) {
 	if g.Skew <= 0 || q.IssuedAt.IsZero() || q.IssuedAt.After(q.Now.Add(r.opts.ClockSkew)) || q.IssuedAt.Before(q.Now.Add(-g.Skew)) {
 		return false, ""
 	}
+	if len(q.TokenID) > MaxGraceID || len(q.KeyID) > MaxGraceID || len(q.Source) > MaxGraceID {
+		return false, "no grace: a token id, key id or source this long is no issuer's"
+	}
 	s := &r.graced
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -77,7 +85,11 @@ func (r *Registry) grace(q Query, h uint64) (bool, string) {
 	if len(s.pending) >= g.MaxPending {
 		return false, "no grace: too many graced tokens await their re-check"
 	}
-	kb, sb := s.bucket("k:"+q.KeyID, q.Now, g.Skew), s.bucket("s:"+q.KeyID+"|"+q.Source, q.Now, g.Skew)
+	// Buckets are looked up, and stored only on a grant: a refusal
+	// leaves nothing behind, so they are bounded by the grants of the
+	// window (at most two each), not by the addresses a forger can use.
+	kk, sk := "k:"+q.KeyID, "s:"+q.KeyID+"|"+q.Source
+	kb, sb := s.bucket(kk, q.Now, g.Skew), s.bucket(sk, q.Now, g.Skew)
 	if sb.n >= g.PerSource {
 		return false, "no grace: this source has used its allowance for this key"
 	}
@@ -86,16 +98,19 @@ func (r *Registry) grace(q Query, h uint64) (bool, string) {
 	}
 	kb.n++
 	sb.n++
+	s.buckets[kk], s.buckets[sk] = kb, sb
 	s.tokens[h] = len(s.pending)
 	s.pending = append(s.pending, Lapsed{TokenID: q.TokenID, KeyID: q.KeyID, Source: q.Source, IssuedAt: q.IssuedAt, GracedAt: q.Now})
 	return true, "issued within the grace skew: its mint may still be in flight; re-checked when the grace ends"
 }
 
+// bucket returns the allowance bucket of k for the window at now: the
+// stored one (restarted when its window has passed), or a new one that is
+// not stored — the caller stores it when it grants.
 func (s *graceState) bucket(k string, now time.Time, window time.Duration) *bucket {
 	b := s.buckets[k]
 	if b == nil {
-		b = &bucket{start: now}
-		s.buckets[k] = b
+		return &bucket{start: now}
 	}
 	if now.Sub(b.start) >= window {
 		b.start, b.n = now, 0

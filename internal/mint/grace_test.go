@@ -1,7 +1,9 @@
 package mint
 
 import (
+	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 )
@@ -86,5 +88,54 @@ func TestGraceBoundedPending(t *testing.T) {
 	}
 	if !slices.Equal(got, []Verdict{Graced, Graced, NeverMinted}) {
 		t.Errorf("verdicts %v", got)
+	}
+}
+
+// TestGraceBucketsBounded: a forger who has used a key's allowance and
+// goes on presenting fresh-claiming tokens of it from ever new addresses
+// (an IPv6 prefix has 2⁶⁴) is refused — and must not leave an allowance
+// bucket per address behind: the buckets are only dropped at the next
+// Recheck, so within one grace window they would grow with every request.
+func TestGraceBucketsBounded(t *testing.T) {
+	r := New(Options{Grace: Grace{Skew: time.Minute, PerSource: 2, PerKey: 3}})
+	r.Add(Mint{TokenID: "earlier", KeyID: "k1", At: t0.Add(-time.Hour)})
+	graced := 0
+	for i := range 10_000 {
+		a := r.Verify(Query{TokenID: fmt.Sprintf("forged-%d", i), KeyID: "k1", IssuedAt: t0,
+			Source: fmt.Sprintf("2001:db8::%x", i), Now: t0})
+		if a.Verdict == Graced {
+			graced++
+		}
+	}
+	if graced != 3 {
+		t.Errorf("graced %d, want the key's 3", graced)
+	}
+	r.graced.mu.Lock()
+	n := len(r.graced.buckets)
+	r.graced.mu.Unlock()
+	if n > 2*3 {
+		t.Errorf("%d allowance buckets after 3 grants, want at most 6", n)
+	}
+}
+
+// TestGraceRefusesOverlongIDs: a graced token's id, key id and source are
+// kept until its re-check, up to MaxPending of them. No issuer's jti or
+// kid runs to kilobytes, but a request header does: such a token gets no
+// grace, so the pending list cannot hold 100,000 multi-kilobyte strings.
+func TestGraceRefusesOverlongIDs(t *testing.T) {
+	r := New(Options{Grace: Grace{Skew: time.Minute, PerSource: 1000, PerKey: 1000}})
+	r.Add(Mint{TokenID: "earlier", At: t0.Add(-time.Hour)})
+	long := strings.Repeat("x", MaxGraceID+1)
+	for _, q := range []Query{
+		{TokenID: long, KeyID: "k1", IssuedAt: t0, Source: "198.51.100.1", Now: t0},
+		{TokenID: "tok-1", KeyID: long, IssuedAt: t0, Source: "198.51.100.1", Now: t0},
+		{TokenID: "tok-2", KeyID: "k1", IssuedAt: t0, Source: long, Now: t0},
+	} {
+		if a := r.Verify(q); a.Verdict != NeverMinted {
+			t.Errorf("token id %d bytes, key id %d, source %d: %s, want never_minted", len(q.TokenID), len(q.KeyID), len(q.Source), a.Verdict)
+		}
+	}
+	if a := r.Verify(Query{TokenID: "tok-3", KeyID: "k1", IssuedAt: t0, Source: "198.51.100.1", Now: t0}); a.Verdict != Graced {
+		t.Errorf("an ordinary fresh token: %s, want grace", a.Verdict)
 	}
 }

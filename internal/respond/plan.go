@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/haechi-sec/haechi/internal/alertfmt"
+	"github.com/haechi-sec/haechi/internal/detect/token"
 	"github.com/haechi-sec/haechi/internal/event"
 	"github.com/haechi-sec/haechi/internal/store"
 )
@@ -521,6 +522,14 @@ func (p *Planner) plan(a event.Alert, playbook string, spec ActionSpec, id strin
 			// blocking it is a person's decision. A hosting network is
 			// blocked at once.
 			guard, hold = "network-wide block of "+target+", not a hosting network", store.HoldProtected
+		} else if spec.Kind == KindRevokeKey && refusedOnly(target, &a) {
+			// The inline check reads a token's key id before anything
+			// checks its signature: anyone can present a junk token
+			// naming a live key and be refused. Revoking the key on that
+			// alone would refuse every genuine token it signed; the
+			// refused tokens exposed nothing, and the forged token's
+			// revocation and the source's block go ahead meanwhile.
+			guard = "only refused presentations name key " + target + ": the inline check refused them before any signature check, so they do not show the key is in anyone's hands"
 		} else if spec.Kind == KindDisableIdentity && !decisive(target, &a) && p.returned(target).IsZero() {
 			// Disabling an employee, a service or a partner stops all
 			// its work and is slow to undo; on risk built from
@@ -665,6 +674,26 @@ func (p *Planner) protected(kind, target string, a *event.Alert) string {
 		}
 	}
 	return ""
+}
+
+// refusedOnly reports whether every token_provenance finding of a that
+// calls signing key kid's tokens forged (never minted, retired key,
+// unknown key) rests only on requests the inline check refused
+// (token.TagRefusedOnly), and there is at least one. Other detectors'
+// findings about the key (its posture) do not count either way.
+func refusedOnly(kid string, a *event.Alert) bool {
+	n := 0
+	for _, f := range a.Findings {
+		if f.Entity.Kind != event.EntitySigningKey || f.Entity.ID != kid || f.Withdraws != 0 || f.Detector != token.Name ||
+			(f.Kind != token.KindNeverMinted && f.Kind != token.KindKeyRetired && f.Kind != token.KindUnknownKey) {
+			continue
+		}
+		if !slices.Contains(f.Tags, token.TagRefusedOnly) {
+			return false
+		}
+		n++
+	}
+	return n > 0
 }
 
 // endSession records that principal's session token was ended at t.

@@ -995,3 +995,52 @@ func TestPrivilegedTakeoverContainedWithoutDisabling(t *testing.T) {
 		}
 	}
 }
+
+// TestRefusedOnlyKeyRevocationWaits: the inline check reads a JWT's kid
+// before anything checks its signature, so an anonymous client can present
+// a junk token naming a live key and be refused. Evidence made only of
+// such refusals (token.TagRefusedOnly) must not revoke the key — every
+// genuine token it signed would then be refused — without a person's
+// decision; the forged token's own revocation and the source's block go
+// ahead. A key whose forged tokens were served (fail-open, grace) is
+// revoked at once as before.
+func TestRefusedOnlyKeyRevocationWaits(t *testing.T) {
+	p, err := NewPlanner(testConfig("http://127.0.0.1:1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name    string
+		tags    []string
+		revoke  string
+		posture bool
+	}{
+		{"refused only", []string{token.TagRefusedOnly}, StatePendingApproval, false},
+		{"served", nil, StatePlanned, false},
+		// A posture finding about the key from another detector is not
+		// evidence that its tokens were served.
+		{"refused only, with posture", []string{token.TagRefusedOnly}, StatePendingApproval, true},
+	} {
+		a := mkAlert("f-"+tc.name, event.EntitySigningKey, "k-live-"+tc.name, token.Name, event.SeverityCritical, t0)
+		a.Findings[0].Kind = token.KindNeverMinted
+		a.Findings[0].Tags = tc.tags
+		a.Findings[0].Related = []event.EntityKey{{Kind: event.EntitySource, ID: "198.51.100.10"}}
+		if tc.posture {
+			a.Findings = append(a.Findings, event.Finding{Detector: "key_posture", Kind: "key_posture", Entity: a.Entity, Time: t0})
+		}
+		acts := p.Plan(a)
+		var got []string
+		for _, act := range acts {
+			got = append(got, act.Kind+"="+string(act.State))
+			if act.Kind == KindRevokeKey && act.State != tc.revoke {
+				t.Errorf("%s: revoke_key %s (%s), want %s", tc.name, act.State, act.Reason, tc.revoke)
+			}
+			if act.Kind == KindBlockSource && act.State != StatePlanned {
+				t.Errorf("%s: block_source %s (%s), want planned", tc.name, act.State, act.Reason)
+			}
+		}
+		if !slices.ContainsFunc(acts, func(a Action) bool { return a.Kind == KindRevokeKey }) {
+			t.Errorf("%s: no revoke_key among %v", tc.name, got)
+		}
+	}
+}

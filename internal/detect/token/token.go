@@ -195,6 +195,16 @@ const (
 	KindNeverMintedWithdrawn = "token_never_minted_withdrawn"
 )
 
+// TagRefusedOnly marks a token_never_minted, token_key_retired or
+// token_unknown_key finding whose evidence is only requests the inline
+// check refused (tokenuse.Refused). The inline check reads a JWT's kid,
+// jti and iat before anything checks its signature, so anyone can present
+// a token naming a live key: such a finding shows that someone claimed the
+// key, not that its private half is in their hands. The response holds a
+// key revocation on such evidence alone for a person's decision (the
+// refused tokens already exposed nothing).
+const TagRefusedOnly = "haechi.token.refused_only"
+
 // Scores of the finding kinds.
 const (
 	ScoreNeverMinted    = 95
@@ -694,16 +704,16 @@ func (s *shard) checkUse(c *engine.Context, key event.EntityKey, ev *event.Event
 	case kid != "" && s.inventory && (k == nil || !k.listed):
 		if fired&fUnknown == 0 {
 			fired |= fUnknown
-			c.Emit(withSource(ev.Source.IP, s.finding(KindUnknownKey, "Token signed by a key outside the inventory", ScoreUnknownKey, true,
+			c.Emit(refusedOnly(tokenuse.Refused(ev), withSource(ev.Source.IP, s.finding(KindUnknownKey, "Token signed by a key outside the inventory", ScoreUnknownKey, true,
 				event.EntityKey{Kind: event.EntitySigningKey, ID: kid}, ev.Time,
 				fmt.Sprintf("Token %s is signed by key %s, which the key inventory does not list, and was used %s at %s: a signing key nobody manages cannot vouch for a customer session.",
 					key.ID, kid, byFrom(ev.User.ID, ev.Source.IP), stamp(ev.Time)),
-				c.Ref(ev))))
+				c.Ref(ev)))))
 		}
 	case k != nil && fired&fRetired == 0:
 		if why := s.retiredUse(k, ev, m); why != "" {
 			fired |= fRetired
-			c.Emit(s.retiredFinding(key.ID, k, ev.User.ID, ev.Source.IP, ev.Time, ev.Time, why, c.Ref(ev), k.retiredRef))
+			c.Emit(refusedOnly(tokenuse.Refused(ev), s.retiredFinding(key.ID, k, ev.User.ID, ev.Source.IP, ev.Time, ev.Time, why, c.Ref(ev), k.retiredRef)))
 		}
 	}
 	iat, exp := ev.Token.IssuedAt, ev.Token.ExpiresAt
@@ -851,14 +861,14 @@ func (s *shard) neverMinted(p *pendingUse, byIssuer bool) event.Finding {
 				stamp(p.deadline), human(s.opts.MintSkew), deadlineBasis(p)),
 			p.ref))
 		f.Figures = []event.Figure{{Name: "mint_skew_seconds", Value: s.opts.MintSkew.Seconds()}}
-		return f
+		return refusedOnly(p.refused, f)
 	}
 	f := withSource(p.ip, s.finding(KindNeverMinted, "Token used but never minted", ScoreNeverMinted, true, entity, p.first.Add(s.opts.Lateness),
 		fmt.Sprintf("Token %s%s was %s %s at %s%s but no mint of it arrived within the %s allowed lateness (the token issuer's stream was behind or silent): it is forged or minted outside the issuer.",
 			p.tokenID, signedBy(p.keyID), used, byFrom(p.principal, p.ip), stamp(p.first), uses, human(s.opts.Lateness)),
 		p.ref))
 	f.Figures = []event.Figure{{Name: "lateness_seconds", Value: s.opts.Lateness.Seconds()}}
-	return f
+	return refusedOnly(p.refused, f)
 }
 
 // withdrawal withdraws the never-minted finding f remembers: the token's
@@ -911,6 +921,15 @@ func (s *shard) finding(kind, title string, score float64, immediate bool, entit
 		Evidence:    evidence,
 		Immediate:   immediate,
 	}
+}
+
+// refusedOnly tags f TagRefusedOnly when refused (its evidence is only
+// requests the inline check refused).
+func refusedOnly(refused bool, f event.Finding) event.Finding {
+	if refused {
+		f.Tags = append(f.Tags, TagRefusedOnly)
+	}
+	return f
 }
 
 // withSource names the source address of the use in f.Related (when the
