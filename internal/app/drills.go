@@ -102,6 +102,7 @@ func (s *server) drills() {
 		Seen:       s.streams.Seen,
 		Running:    func(det string) bool { return running[det] },
 		Explain:    s.svc.Planner.Explain,
+		Responds:   true,
 		OnStart:    s.drillStore,
 		OnResult:   s.drillStore,
 		OnFailure:  s.drillFailed,
@@ -275,6 +276,7 @@ func (s *server) registerDrills(h interface {
 			Kind      drill.Kind      `json:"kind"`
 			Detectors []string        `json:"detectors"`
 			Kinds     []string        `json:"kinds,omitempty"`
+			Actions   []string        `json:"actions,omitempty"`
 			Within    string          `json:"within"`
 			Last      *store.DrillRun `json:"last,omitempty"`
 		}
@@ -295,7 +297,7 @@ func (s *server) registerDrills(h interface {
 			out.Every = s.cfg.Drills.Every.D().String()
 		}
 		for _, d := range r.Definitions() {
-			x := def{Name: d.Name, Kind: d.Kind, Detectors: d.Expect.Detectors, Kinds: d.Expect.Kinds, Within: d.Expect.Within.String()}
+			x := def{Name: d.Name, Kind: d.Kind, Detectors: d.Expect.Detectors, Kinds: d.Expect.Kinds, Actions: d.Expect.Actions, Within: d.Expect.Within.String()}
 			last, err := s.svc.Store.ListDrillRuns(ctx, d.Name, 1)
 			if err != nil {
 				writeDrillJSON(w, http.StatusInternalServerError, map[string]string{"error": err.Error()})

@@ -567,10 +567,12 @@ func waitForData(t *testing.T, ctx context.Context, srv *served) (critical, scop
 			}
 		}
 		// The analyst decides: leave out actions held for an admin (a
-		// protected or privileged principal's; store.Action.NeedsAdmin,
-		// which the API does not show, says it in the reason).
+		// protected or privileged principal's, a consumer network's
+		// block; store.Action.NeedsAdmin, which the API does not show,
+		// says it in the reason).
 		acts.Actions = slices.DeleteFunc(acts.Actions, func(a store.Action) bool {
-			return strings.HasPrefix(a.Reason, "protected ") || strings.HasPrefix(a.Reason, "privileged principal ")
+			return strings.HasPrefix(a.Reason, "protected ") || strings.HasPrefix(a.Reason, "privileged principal ") ||
+				strings.HasPrefix(a.Reason, "network-wide block ")
 		})
 		if crit != nil && sc != nil && len(acts.Actions) > 0 && stable >= 6 {
 			// The ledger is written off the hot path, after the alerts:

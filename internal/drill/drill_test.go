@@ -461,3 +461,42 @@ func TestRunnerInterrupted(t *testing.T) {
 		t.Errorf("started %+v", started)
 	}
 }
+
+// With Options.Responds, a run that expects no action still waits (within
+// its time) for the responder's answer, so its result carries what was
+// planned; without an answer it passes when its time runs out.
+func TestRunnerWaitsForPlanning(t *testing.T) {
+	def := drill.Definition{Name: "canary", Kind: drill.CanaryRead, Expect: drill.Expectation{Detectors: []string{"canary_record"}, Within: 500 * time.Millisecond}}
+	for _, answer := range []bool{true, false} {
+		var r *drill.Runner
+		var err error
+		r, err = drill.New(drill.Options{Definitions: []drill.Definition{def}, Responds: true,
+			Inject: func(ctx context.Context, run string, body []byte) error {
+				p, _ := drill.Build(def, run, time.Now())
+				a := event.Alert{ID: "a1", Entity: p.Entity, Findings: []event.Finding{{Detector: "canary_record", Entity: p.Entity}}}
+				go func() {
+					r.Alert(alert.Raised, a)
+					if answer {
+						time.Sleep(50 * time.Millisecond)
+						r.Planned(a, []drill.PlannedAction{{Kind: "notify", State: "planned"}}, "")
+					}
+				}()
+				return nil
+			}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		res, err := r.Run(t.Context(), "canary")
+		took := time.Since(start)
+		if err != nil || res.Status != drill.Passed {
+			t.Fatalf("answer %v: %+v %v", answer, res, err)
+		}
+		if answer && (len(res.Actions) != 1 || took >= 500*time.Millisecond) {
+			t.Errorf("answered: actions %+v after %s", res.Actions, took)
+		}
+		if !answer && took < 500*time.Millisecond {
+			t.Errorf("unanswered run decided after %s, before its time", took)
+		}
+	}
+}

@@ -36,6 +36,11 @@ type Options struct {
 	// a failed run only names what was planned. It must be safe to call
 	// from any goroutine.
 	Explain func(a event.Alert, kind string) string
+	// Responds says that Planned hears of every alert the responder plans
+	// for (serve): a run whose expectation is met then waits, within its
+	// time, until each of its alerts was planned, so that its result
+	// carries their actions even when it expects none.
+	Responds bool
 	// OnStart is called once a run's events are injected (serve stores
 	// it as running, so a run cut by a crash is found at the next start).
 	OnStart func(Result)
@@ -100,9 +105,10 @@ type pending struct {
 	// notes what it said instead of planning (a suppression).
 	planned map[string]bool
 	notes   []string
-	met     chan struct{} // closed when the whole expectation is met
+	met     chan struct{} // closed when passed and every alert was planned (Options.Responds)
 	metAt   time.Time     // when the detection was met
-	passed  bool
+	passed  bool          // the whole expectation is met
+	closed  bool
 }
 
 // maxKept bounds the alerts and findings a run keeps.
@@ -228,7 +234,7 @@ func (p *pending) keep(a event.Alert) {
 // settle marks when the detection is met and closes met once the actions
 // are too; r.mu is held.
 func (r *Runner) settle(p *pending) {
-	if p.passed {
+	if p.closed {
 		return
 	}
 	if p.metAt.IsZero() && p.def.Expect.check(p.detectors, p.kinds) == "" {
@@ -236,6 +242,9 @@ func (r *Runner) settle(p *pending) {
 	}
 	if !p.metAt.IsZero() && len(p.def.Expect.missingActions(p.actions)) == 0 {
 		p.passed = true
+	}
+	if p.passed && (!r.opts.Responds || !slices.ContainsFunc(p.alerts, func(id string) bool { return !p.planned[id] })) {
+		p.closed = true
 		close(p.met)
 	}
 }
