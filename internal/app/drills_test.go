@@ -309,8 +309,10 @@ func TestDrillPlaybookActionMissing(t *testing.T) {
 		t.Fatalf("drill whose playbook plans only a notice: %s (%s), want failed", res.Status, res.Reason)
 	}
 	for _, want := range []string{"expected action revoke_token, block_source, planned: notify ", "(skipped: no receiver configured (notify))",
-		"revoke_token not planned: playbook forged_token (which has revoke_token) does not match the alert: finding kinds token_binding_",
-		"block_source not planned: playbook forged_token (which has block_source) does not match the alert: finding kinds token_binding_",
+		"revoke_token not planned: the playbooks matching the alert have no revoke_token action: token_hijack (notify)",
+		"block_source not planned: the playbooks matching the alert have no block_source action: token_hijack (notify)",
+		"; playbook forged_token (which has revoke_token) does not match the alert: finding kinds token_binding_",
+		"; playbook forged_token (which has block_source) does not match the alert: finding kinds token_binding_",
 		"the playbooks with block_source (canary_read, cloud_credential, privileged_takeover, login_campaign, behavioural_contain, rules_contain) are for other detectors than the alert's (token_binding"} {
 		if !strings.Contains(res.Reason, want) {
 			t.Errorf("reason %q lacks %q", res.Reason, want)

@@ -48,7 +48,8 @@ func TestPlannerExplain(t *testing.T) {
 		want string
 	}{
 		{"planned", func(c Config) Config { return c }, forged, KindRevokeKey, ""},
-		{"action removed from its playbook", noKey, forged, KindRevokeKey, "no playbook in respond.playbooks has a revoke_key action"},
+		{"action removed from its playbook", noKey, forged, KindRevokeKey,
+			"the playbooks matching the alert have no revoke_key action: forged_token (notify); no playbook in respond.playbooks has a revoke_key action"},
 		{"playbook no longer matches", wrongKind, forged, KindRevokeKey,
 			"playbook forged_token (which has revoke_key) does not match the alert: finding kinds token_never_minted, it wants token_key_retired"},
 		{"playbooks for other detectors", func(c Config) Config { return c }, forged, KindDisableIdentity,

@@ -818,10 +818,17 @@ func (p *Planner) Explain(a event.Alert, kind string) string {
 	if p.mode == ModeOff {
 		return "respond.mode is off: no action is planned"
 	}
-	var noTarget, near, other []string
+	var without, noTarget, near, other []string
 	for i := range p.cfg.Playbooks {
 		pb := &p.cfg.Playbooks[i]
 		if !slices.ContainsFunc(pb.Actions, func(s ActionSpec) bool { return s.Kind == kind }) {
+			if p.matches(i, pb, &a) {
+				var kinds []string
+				for _, s := range pb.Actions {
+					kinds = append(kinds, s.Kind)
+				}
+				without = append(without, fmt.Sprintf("%s (%s)", pb.Name, strings.Join(kinds, ", ")))
+			}
 			continue
 		}
 		miss, forDetectors := p.mismatch(i, pb, &a)
@@ -836,17 +843,23 @@ func (p *Planner) Explain(a event.Alert, kind string) string {
 			other = append(other, pb.Name)
 		}
 	}
+	var why []string
+	if len(without) > 0 {
+		why = append(why, fmt.Sprintf("the playbooks matching the alert have no %s action: %s", kind, strings.Join(without, "; ")))
+	}
 	switch {
 	case len(noTarget) > 0:
-		return fmt.Sprintf("playbook %s matches, but alert %s (about %s) names nothing %s acts on", strings.Join(noTarget, ", "), a.ID, a.Entity, kind)
+		return strings.Join(append(why, fmt.Sprintf("playbook %s matches, but alert %s (about %s) names nothing %s acts on",
+			strings.Join(noTarget, ", "), a.ID, a.Entity, kind)), "; ")
 	case len(near)+len(other) == 0:
-		return fmt.Sprintf("no playbook in respond.playbooks has a %s action (removed or changed?)", kind)
+		return strings.Join(append(why, fmt.Sprintf("no playbook in respond.playbooks has a %s action", kind)), "; ")
 	}
+	why = append(why, near...)
 	if len(other) > 0 {
-		near = append(near, fmt.Sprintf("the playbooks with %s (%s) are for other detectors than the alert's (%s)",
+		why = append(why, fmt.Sprintf("the playbooks with %s (%s) are for other detectors than the alert's (%s)",
 			kind, strings.Join(other, ", "), strings.Join(alertDetectors(&a), ", ")))
 	}
-	return strings.Join(near, "; ")
+	return strings.Join(why, "; ")
 }
 
 // alertDetectors lists the detectors of a's findings (its own first).
