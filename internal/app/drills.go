@@ -74,11 +74,16 @@ func (s *streamsSeen) Seen(dataset string) bool {
 // it joins. The canary drill's reserved record is added to the canary
 // detector's records.
 func (s *server) drills() {
-	if s.cfg.Kafka.Enabled() || !s.cfg.Spool.Enabled || len(s.cfg.Drills.List) == 0 {
-		if len(s.cfg.Drills.List) > 0 && s.cfg.Drills.Enabled {
-			s.log.Warn("drills need serve's durable ingest (spool.enabled, not cluster mode); none will run")
+	if why := s.noDrills(); why != "" {
+		if len(s.cfg.Drills.List) > 0 {
+			s.log.Warn("drills: none will run", "reason", why)
 		}
 		return
+	}
+	if n, err := s.svc.Store.InterruptDrillRuns(context.Background(), interruptedByStop); err != nil {
+		s.log.Error("drills: mark runs of a stopped process interrupted", "err", err)
+	} else if n > 0 {
+		s.log.Warn("drills: runs left undecided by the previous process marked interrupted", "runs", n)
 	}
 	s.opts.CanaryIDs = append(append([]string(nil), s.opts.CanaryIDs...), drill.CanaryRecord)
 	running := map[string]bool{}
@@ -96,6 +101,9 @@ func (s *server) drills() {
 		},
 		Seen:       s.streams.Seen,
 		Running:    func(det string) bool { return running[det] },
+		Explain:    s.svc.Planner.Explain,
+		Responds:   true,
+		OnStart:    s.drillStore,
 		OnResult:   s.drillStore,
 		OnFailure:  s.drillFailed,
 		Logger:     s.log,
@@ -108,7 +116,42 @@ func (s *server) drills() {
 	}
 	s.drill = r
 	s.streams.drills = r
-	s.svc.KeepDrillsApart(r.IsDrill)
+	s.svc.KeepDrillsApart(r.IsDrill, r)
+	// The runner hears what the planner planned for its alerts: a drill
+	// expects its playbook's actions.
+	s.svc.Responder.OnPlanned(func(a event.Alert, acts []respond.Action, suppressed string) {
+		if !r.IsDrill(a) {
+			return
+		}
+		pa := make([]drill.PlannedAction, len(acts))
+		for i, x := range acts {
+			pa[i] = drill.PlannedAction{Alert: x.AlertID, Kind: x.Kind, Target: x.Target, Playbook: x.Playbook, Receiver: x.Receiver,
+				State: x.State, Reason: x.Reason}
+		}
+		note := ""
+		if suppressed != "" {
+			note = "alert " + a.ID + " matched suppression " + suppressed + ": nothing planned for it"
+		}
+		r.Planned(a, pa, note)
+	})
+}
+
+// interruptedByStop is the reason of a run the previous process left
+// undecided.
+const interruptedByStop = "interrupted: serve stopped (a restart, a crash) before the run was decided; no verdict on detection"
+
+// noDrills says why this serve runs no drills ("" when it does).
+func (s *server) noDrills() string {
+	switch {
+	case len(s.cfg.Drills.List) == 0:
+		return "drills.list is empty"
+	case s.cfg.Kafka.Enabled():
+		return "cannot run: drills go through serve's durable ingest (the spool), which cluster mode (kafka) does not use; " +
+			"run drills on a single-process serve fed by the same sources"
+	case !s.cfg.Spool.Enabled:
+		return "cannot run: drills go through serve's durable ingest, and spool.enabled is false"
+	}
+	return ""
 }
 
 // drillStore stores a run's verdict (drill_runs).
@@ -124,7 +167,24 @@ func storedRun(r drill.Result) store.DrillRun {
 	if !r.Entity.IsZero() {
 		run.Entity = r.Entity.String()
 	}
+	if len(r.AlertDetail)+len(r.Findings)+len(r.Actions) > 0 {
+		if b, err := json.Marshal(drillDetail{Alerts: r.AlertDetail, Findings: r.Findings, Actions: r.Actions}); err == nil {
+			run.Detail = b
+		}
+	}
 	return run
+}
+
+// drillDetail is what a run produced, stored with it (store.DrillRun.Detail)
+// and shown by GET /v1/drills/runs/{run}.
+type drillDetail struct {
+	// Alerts are the run's alerts (about any entity it made up), each
+	// with its findings; Findings every scored finding about one (those
+	// below the alert threshold too); Actions what the planner planned
+	// for the alerts about the drill's entity.
+	Alerts   []event.Alert         `json:"alerts"`
+	Findings []event.Finding       `json:"findings"`
+	Actions  []drill.PlannedAction `json:"actions"`
 }
 
 // drillFailed raises the detection-regression alert of a failed run: a
@@ -183,15 +243,40 @@ func (s *server) registerDrills(h interface {
 	Handle(pattern string, need auth.Need, h http.Handler, deny auth.DenyFunc)
 }) {
 	if s.drill == nil {
+		s.registerNoDrills(h)
 		return
 	}
 	r := s.drill
+	h.Handle("GET /v1/drills/runs/{run}", auth.NeedAnalyst, http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		run, err := s.svc.Store.GetDrillRun(req.Context(), req.PathValue("run"))
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+			writeDrillJSON(w, http.StatusNotFound, map[string]string{"error": err.Error()})
+			return
+		case err != nil:
+			writeDrillJSON(w, http.StatusInternalServerError, map[string]string{"error": err.Error()})
+			return
+		}
+		out := struct {
+			store.DrillRun
+			Detail *drillDetail `json:"detail"`
+		}{DrillRun: run, Detail: &drillDetail{Alerts: []event.Alert{}, Findings: []event.Finding{}, Actions: []drill.PlannedAction{}}}
+		out.DrillRun.Detail = nil
+		if len(run.Detail) > 0 {
+			if err := json.Unmarshal(run.Detail, out.Detail); err != nil {
+				writeDrillJSON(w, http.StatusInternalServerError, map[string]string{"error": "drill run " + run.Run + ": detail: " + err.Error()})
+				return
+			}
+		}
+		writeDrillJSON(w, http.StatusOK, out)
+	}), nil)
 	h.Handle("GET /v1/drills", auth.NeedAnalyst, http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		type def struct {
 			Name      string          `json:"name"`
 			Kind      drill.Kind      `json:"kind"`
 			Detectors []string        `json:"detectors"`
 			Kinds     []string        `json:"kinds,omitempty"`
+			Actions   []string        `json:"actions,omitempty"`
 			Within    string          `json:"within"`
 			Last      *store.DrillRun `json:"last,omitempty"`
 		}
@@ -212,7 +297,7 @@ func (s *server) registerDrills(h interface {
 			out.Every = s.cfg.Drills.Every.D().String()
 		}
 		for _, d := range r.Definitions() {
-			x := def{Name: d.Name, Kind: d.Kind, Detectors: d.Expect.Detectors, Kinds: d.Expect.Kinds, Within: d.Expect.Within.String()}
+			x := def{Name: d.Name, Kind: d.Kind, Detectors: d.Expect.Detectors, Kinds: d.Expect.Kinds, Actions: d.Expect.Actions, Within: d.Expect.Within.String()}
 			last, err := s.svc.Store.ListDrillRuns(ctx, d.Name, 1)
 			if err != nil {
 				writeDrillJSON(w, http.StatusInternalServerError, map[string]string{"error": err.Error()})
@@ -237,6 +322,47 @@ func (s *server) registerDrills(h interface {
 			return
 		}
 		writeDrillJSON(w, http.StatusOK, res)
+	}), nil)
+}
+
+// registerNoDrills mounts the drill API of a serve that runs none although
+// drills are configured (cluster mode, the spool off): every drill
+// answers "cannot run" with the reason, nothing is stored.
+func (s *server) registerNoDrills(h interface {
+	Handle(pattern string, need auth.Need, h http.Handler, deny auth.DenyFunc)
+}) {
+	why := s.noDrills()
+	if len(s.cfg.Drills.List) == 0 {
+		return
+	}
+	defs := map[string]drill.Definition{}
+	for _, d := range s.cfg.Drills.Definitions() {
+		defs[d.Name] = d
+	}
+	h.Handle("GET /v1/drills", auth.NeedAnalyst, http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		type def struct {
+			Name   string     `json:"name"`
+			Kind   drill.Kind `json:"kind"`
+			Within string     `json:"within"`
+		}
+		out := struct {
+			Scheduled bool             `json:"scheduled"`
+			Unable    string           `json:"cannot_run"`
+			Drills    []def            `json:"drills"`
+			Results   []store.DrillRun `json:"results"`
+		}{Unable: why, Results: []store.DrillRun{}}
+		for _, d := range s.cfg.Drills.Definitions() {
+			out.Drills = append(out.Drills, def{Name: d.Name, Kind: d.Kind, Within: d.Expect.Within.String()})
+		}
+		writeDrillJSON(w, http.StatusOK, out)
+	}), nil)
+	h.Handle("POST /v1/drills/{name}/run", auth.NeedAdmin, http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		d, ok := defs[req.PathValue("name")]
+		if !ok {
+			writeDrillJSON(w, http.StatusNotFound, map[string]string{"error": fmt.Sprintf("%v: %q", drill.ErrUnknown, req.PathValue("name"))})
+			return
+		}
+		writeDrillJSON(w, http.StatusOK, drill.Result{Drill: d.Name, Kind: d.Kind, Started: time.Now().UTC(), Status: drill.CannotRun, Reason: why})
 	}), nil)
 }
 
@@ -272,6 +398,15 @@ func (s *server) drillStatuses() func(ctx context.Context) ([]console.DrillStatu
 		}
 		return out, nil
 	}
+}
+
+// drillFindings counts the drills' findings per detector for the
+// console's detection health (nil without drills).
+func (s *server) drillFindings() func() map[string]float64 {
+	if s.drill == nil {
+		return nil
+	}
+	return s.drill.FoundByDetector
 }
 
 func writeDrillJSON(w http.ResponseWriter, code int, v any) {

@@ -8,6 +8,8 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -20,13 +22,16 @@ import (
 	"github.com/haechi-sec/haechi/internal/store"
 )
 
-// drillServe starts serve with cfg and a deployment's own feed: a customer
+// drillServe starts serve with cfg (in a new temporary data directory
+// unless cfg names one) and a deployment's own feed: a customer
 // reading every 200 ms at the wall clock and, unless noMints, minting a
 // token (so the issuer stream, auth.token, moves as in production) and an
 // engineer's cloud audit event (aws.cloudtrail).
 func drillServe(t *testing.T, cfg config.Config, noMints bool) (base string, stop func()) {
 	t.Helper()
-	cfg.DataDir = t.TempDir()
+	if cfg.DataDir == config.Default().DataDir {
+		cfg.DataDir = t.TempDir()
+	}
 	cfg.Listen = "127.0.0.1:0"
 	cfg.Drills.Enabled = false // on demand only
 	ctx, cancel := context.WithCancel(context.Background())
@@ -136,7 +141,50 @@ func TestDrillsDefaultPass(t *testing.T) {
 		if len(res.Alerts) == 0 || res.TimeToAlert <= 0 {
 			t.Errorf("drill %s passed without alerts or time: %+v", res.Drill, res)
 		}
-		t.Logf("drill %s passed in %s (alerts %v)", res.Drill, res.TimeToAlert, res.Alerts)
+		t.Logf("drill %s passed in %s (alerts %v, actions %v)", res.Drill, res.TimeToAlert, res.Alerts, res.Actions)
+		// Every expected action was planned for the drill's alerts, and
+		// containment as dry-run (a drill's is never delivered).
+		def := cfg.Drills.Definitions()[slices.IndexFunc(cfg.Drills.Definitions(), func(d drill.Definition) bool { return d.Name == res.Drill })]
+		for _, k := range def.Expect.Actions {
+			if !slices.ContainsFunc(res.Actions, func(a drill.PlannedAction) bool { return a.Kind == k && a.State == respond.StateDryRun }) {
+				t.Errorf("drill %s: expected action %s not planned dry-run: %+v", res.Drill, k, res.Actions)
+			}
+		}
+		// What the run produced is kept with it: GET /v1/drills/runs/{run}
+		// has its alerts with their findings, its findings and its actions.
+		var detail struct {
+			Run, Status string
+			Detail      struct {
+				Alerts []struct {
+					ID       string
+					Findings []struct{ Detector string }
+				}
+				Findings []struct{ Detector string }
+				Actions  []drill.PlannedAction
+			}
+		}
+		if err := json.Unmarshal([]byte(get(t, base+"/v1/drills/runs/"+res.Run)), &detail); err != nil {
+			t.Fatal(err)
+		}
+		if detail.Run != res.Run || detail.Status != string(drill.Passed) || len(detail.Detail.Alerts) == 0 ||
+			len(detail.Detail.Alerts[0].Findings) == 0 || len(detail.Detail.Findings) == 0 || len(detail.Detail.Actions) != len(res.Actions) {
+			t.Errorf("drill %s: GET /v1/drills/runs/%s = %+v", res.Drill, res.Run, detail)
+		}
+		for _, id := range res.Alerts {
+			if !slices.ContainsFunc(detail.Detail.Alerts, func(a struct {
+				ID       string
+				Findings []struct{ Detector string }
+			}) bool {
+				return a.ID == id
+			}) {
+				t.Errorf("drill %s: alert %s not kept with the run", res.Drill, id)
+			}
+		}
+	}
+	if resp, err := http.Get(base + "/v1/drills/runs/nope"); err != nil || resp.StatusCode != http.StatusNotFound {
+		t.Errorf("unknown run: %v %v", resp.Status, err)
+	} else {
+		resp.Body.Close()
 	}
 
 	// GET /v1/drills lists every drill with its last result.
@@ -220,7 +268,136 @@ func TestDrillsDefaultPass(t *testing.T) {
 			}
 		}
 	}
+	// Detection health counts the deployment's own findings: its feed
+	// raises no canary, binding or terminated-identity finding, and the
+	// drills' are left out.
+	overview := get(t, base+"/")
+	for _, det := range []string{"canary_record", "token_binding", "terminated_identity", "cloud_credential"} {
+		row := regexp.MustCompile(`<tr><td>` + det + `</td><td class="num">([^<]*)</td><td>(.*?)</td></tr>`).FindStringSubmatch(overview)
+		if row == nil {
+			t.Errorf("detection health has no row for %s", det)
+			continue
+		}
+		if row[1] != "0" || !strings.Contains(row[2], "none yet") {
+			t.Errorf("detection health counts drill findings: %s: %s findings, last %s", det, row[1], row[2])
+		}
+	}
 	stop()
+}
+
+// A playbook changed so that it no longer plans the drill's expected
+// actions makes the drill fail, naming the missing actions, what was
+// planned and why the planner did not plan them, and raises the
+// detection-regression alert.
+func TestDrillPlaybookActionMissing(t *testing.T) {
+	cfg := drillConfig()
+	for i, pb := range cfg.Respond.Playbooks {
+		if pb.Name == "token_hijack" {
+			pb.Actions = []respond.ActionSpec{{Kind: respond.KindNotify}}
+			cfg.Respond.Playbooks = slices.Clone(cfg.Respond.Playbooks)
+			cfg.Respond.Playbooks[i] = pb
+		}
+	}
+	for i := range cfg.Drills.List {
+		cfg.Drills.List[i].Within = config.Duration(3 * time.Second)
+	}
+	base, stop := drillServe(t, cfg, false)
+	defer stop()
+	time.Sleep(time.Second) // the deployment's feed has been seen
+	res := runDrill(t, base, "token-hijack")
+	if res.Status != drill.Failed {
+		t.Fatalf("drill whose playbook plans only a notice: %s (%s), want failed", res.Status, res.Reason)
+	}
+	for _, want := range []string{"expected action revoke_token, block_source, planned: notify ", "(skipped: no receiver configured (notify))",
+		"revoke_token not planned: the playbooks matching the alert have no revoke_token action: token_hijack (notify)",
+		"block_source not planned: the playbooks matching the alert have no block_source action: token_hijack (notify)",
+		"; playbook forged_token (which has revoke_token) does not match the alert: finding kinds token_binding_",
+		"; playbook forged_token (which has block_source) does not match the alert: finding kinds token_binding_",
+		"the playbooks with block_source (canary_read, cloud_credential, privileged_takeover, login_campaign, behavioural_contain, rules_contain) are for other detectors than the alert's (token_binding"} {
+		if !strings.Contains(res.Reason, want) {
+			t.Errorf("reason %q lacks %q", res.Reason, want)
+		}
+	}
+	if strings.Contains(res.Reason, "expected detector") {
+		t.Errorf("the detection was met, yet the reason says otherwise: %q", res.Reason)
+	}
+	var found bool
+	for range 50 {
+		if body := get(t, base+"/v1/alerts"); strings.Contains(body, `"id":"al-drill-`+res.Run+`"`) {
+			found = strings.Contains(body, "expected action revoke_token")
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if !found {
+		t.Error("no detection-regression alert naming the missing action")
+	}
+}
+
+// A run cut short by serve stopping is stored interrupted, not lost; a run
+// a previous process left running is marked interrupted at the next
+// start.
+func TestDrillInterruptedByStop(t *testing.T) {
+	cfg := drillConfig()
+	cfg.DataDir = t.TempDir()
+	cfg.Detectors.TerminatedIdentity.Enabled = false // the drill waits its whole minute
+	base, stop := drillServe(t, cfg, false)
+	got := make(chan drill.Result, 1)
+	go func() { got <- runDrill(t, base, "terminated-identity") }()
+	var running string
+	for range 100 {
+		var list struct{ Results []store.DrillRun }
+		json.Unmarshal([]byte(get(t, base+"/v1/drills")), &list)
+		if len(list.Results) > 0 && list.Results[0].Status == string(drill.Running) {
+			running = list.Results[0].Run
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if running == "" {
+		t.Fatal("the run in flight is not stored as running")
+	}
+	stop()
+	res := <-got
+	if res.Status != drill.Interrupted || !strings.Contains(res.Reason, "drills stopped") {
+		t.Errorf("answer of the run cut by the stop: %s %q", res.Status, res.Reason)
+	}
+	st, err := store.Open(t.Context(), cfg.DataDir, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	run, err := st.GetDrillRun(t.Context(), running)
+	if err != nil || run.Status != string(drill.Interrupted) || !strings.Contains(run.Reason, "no verdict on detection") {
+		t.Errorf("stored run cut by the stop: %+v %v", run, err)
+	}
+	// A crash leaves a run stored as running: the next start marks it.
+	if err := st.PutDrillRun(t.Context(), store.DrillRun{Run: "crashed-1", Drill: "canary-read", Kind: "canary_read", Started: time.Now(), Status: "running"}); err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	base, stop = drillServe(t, cfg, false)
+	defer stop()
+	var list struct{ Results []store.DrillRun }
+	json.Unmarshal([]byte(get(t, base+"/v1/drills")), &list)
+	i := slices.IndexFunc(list.Results, func(r store.DrillRun) bool { return r.Run == "crashed-1" })
+	if i < 0 || list.Results[i].Status != string(drill.Interrupted) || !strings.Contains(list.Results[i].Reason, "serve stopped") {
+		t.Errorf("run left running by a crash: %+v", list.Results)
+	}
+}
+
+// Without the spool, drills cannot run, and every drill says so.
+func TestDrillsWithoutSpool(t *testing.T) {
+	cfg := drillConfig()
+	cfg.Spool.Enabled = false
+	base, stop := drillServe(t, cfg, false)
+	defer stop()
+	res := runDrill(t, base, "canary-read")
+	if res.Status != drill.CannotRun || !strings.Contains(res.Reason, "cannot run: drills go through serve's durable ingest, and spool.enabled is false") {
+		t.Errorf("drill without the spool: %s %q", res.Status, res.Reason)
+	}
+	if body := get(t, base+"/v1/drills"); !strings.Contains(body, `"cannot_run":"cannot run: drills go through`) {
+		t.Errorf("GET /v1/drills without the spool: %s", body)
+	}
 }
 
 // Disabling a detector makes its drill fail with a reason that names it,

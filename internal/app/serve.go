@@ -233,6 +233,11 @@ loop:
 	}
 
 	log.Info("shutting down: draining ingest, pipeline and store")
+	if s.drill != nil {
+		// Drills in flight are cut short and stored interrupted while
+		// the store is open; the API's run requests answer at once.
+		s.drill.Stop()
+	}
 	shutCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err := srv.Shutdown(shutCtx); err != nil {
@@ -314,6 +319,9 @@ func (s *server) accessControl(ctx context.Context) error {
 // the roster snapshot file if one is configured.
 func (s *server) detection(ctx context.Context) error {
 	s.hub = console.NewHub()
+	if s.drill != nil {
+		s.hub.SetDrill(s.drill.IsDrill)
+	}
 
 	cluster := s.cfg.Kafka.Enabled()
 	if cluster {
@@ -506,7 +514,7 @@ func (s *server) serveHTTP() (srv *http.Server, httpDone chan error, err error) 
 	cons, err := console.New(console.Options{Store: s.svc.Store, Auth: s.authn, Hub: s.hub, Gatherer: s.reg, DataDir: s.cfg.DataDir,
 		FeedbackSuppression: s.cfg.Alerts.FalsePositiveSuppression.D(),
 		Regimes:             s.cfg.Report.Regimes, OnApprove: s.svc.Dispatcher.Wake, Logger: s.log, Simulated: s.opts.Simulated,
-		Drills: s.drillStatuses()})
+		Drills: s.drillStatuses(), DrillFindings: s.drillFindings()})
 	if err != nil {
 		return nil, nil, err
 	}

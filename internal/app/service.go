@@ -95,7 +95,9 @@ type Service struct {
 	Dispatcher   *respond.Dispatcher
 	Suppressions *respond.Suppressions
 	// drill says which alerts are drills' (KeepDrillsApart); nil: none.
-	drill func(event.Alert) bool
+	// drillFindings gets their findings instead of the store.
+	drill         func(event.Alert) bool
+	drillFindings alert.FindingSink
 	// Restore is the detector checkpoint a live pipeline starts from (nil:
 	// none, or checkpoints are off).
 	Restore *Checkpoint
@@ -451,10 +453,13 @@ func (s *Service) FindingSinks() []alert.FindingSink {
 		return nil
 	}
 	fs := FindingStoreSink(s.Writer, s.log)
-	if isDrill, inner := s.drill, fs; isDrill != nil {
+	if isDrill, inner, kept := s.drill, fs, s.drillFindings; isDrill != nil {
 		fs = alert.FindingSinkFunc(func(sc alert.Scored) {
-			if !isDrill(event.Alert{Entity: sc.Finding.Entity, Findings: []event.Finding{sc.Finding}}) {
+			switch {
+			case !isDrill(event.Alert{Entity: sc.Finding.Entity, Findings: []event.Finding{sc.Finding}}):
 				inner.Finding(sc)
+			case kept != nil:
+				kept.Finding(sc)
 			}
 		})
 	}
@@ -463,11 +468,12 @@ func (s *Service) FindingSinks() []alert.FindingSink {
 
 // KeepDrillsApart tells the service which alerts are drills' (serve's
 // drill runner, docs/drills.md): the store's sinks (Sinks, FindingSinks)
-// then leave their alerts and findings out — the drill's run keeps its
-// verdict and alert ids — and the planner plans their actions as drills
+// then leave their alerts and findings out — the drill's findings go to
+// findings instead (nil: nowhere), and the run keeps them with its
+// verdict — and the planner plans their actions as drills
 // (respond.Planner.SetDrill). Call it before PipelineOptions.
-func (s *Service) KeepDrillsApart(isDrill func(event.Alert) bool) {
-	s.drill = isDrill
+func (s *Service) KeepDrillsApart(isDrill func(event.Alert) bool, findings alert.FindingSink) {
+	s.drill, s.drillFindings = isDrill, findings
 	if s.Planner != nil {
 		s.Planner.SetDrill(isDrill)
 	}

@@ -870,7 +870,12 @@ type Drill struct {
 	// within Within of injection (wall time).
 	Detectors []string `yaml:"detectors"`
 	Kinds     []string `yaml:"kinds"`
-	Within    Duration `yaml:"within"`
+	// Actions must each be planned by the playbooks for those alerts
+	// (kinds of respond.ActionKinds); a drill's containment is always
+	// dry-run, which counts, an action skipped for want of a receiver
+	// does not.
+	Actions []string `yaml:"actions"`
+	Within  Duration `yaml:"within"`
 }
 
 // Definitions returns the drills as package drill defines them.
@@ -878,7 +883,8 @@ func (d Drills) Definitions() []drill.Definition {
 	out := make([]drill.Definition, len(d.List))
 	for i, x := range d.List {
 		out[i] = drill.Definition{Name: x.Name, Kind: drill.Kind(x.Kind), Expect: drill.Expectation{
-			Detectors: append([]string(nil), x.Detectors...), Kinds: append([]string(nil), x.Kinds...), Within: x.Within.D()}}
+			Detectors: append([]string(nil), x.Detectors...), Kinds: append([]string(nil), x.Kinds...),
+			Actions: append([]string(nil), x.Actions...), Within: x.Within.D()}}
 	}
 	return out
 }
@@ -887,7 +893,7 @@ func defaultDrills() Drills {
 	d := Drills{Enabled: true, Every: Duration(time.Hour), Jitter: Duration(10 * time.Minute)}
 	for _, x := range drill.Defaults() {
 		d.List = append(d.List, Drill{Name: x.Name, Kind: string(x.Kind), Detectors: x.Expect.Detectors, Kinds: x.Expect.Kinds,
-			Within: Duration(x.Expect.Within)})
+			Actions: x.Expect.Actions, Within: Duration(x.Expect.Within)})
 	}
 	return d
 }

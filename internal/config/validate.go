@@ -96,6 +96,11 @@ func (d Drills) check(add addFunc) {
 		if names[def.Name] {
 			add(path+".name", "%q is defined twice", def.Name)
 		}
+		for j, a := range def.Expect.Actions {
+			if !slices.Contains(respond.ActionKinds, a) {
+				add(fmt.Sprintf("%s.actions[%d]", path, j), "unknown action kind %q (want %s)", a, strings.Join(respond.ActionKinds, ", "))
+			}
+		}
 		names[def.Name] = true
 	}
 }

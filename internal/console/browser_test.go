@@ -567,9 +567,9 @@ func waitForData(t *testing.T, ctx context.Context, srv *served) (critical, scop
 			}
 		}
 		// The analyst decides: leave out actions held for an admin (a
-		// protected or privileged principal's, a consumer network's block;
-		// store.Action.NeedsAdmin,
-		// which the API does not show, says it in the reason).
+		// protected or privileged principal's, a consumer network's
+		// block; store.Action.NeedsAdmin, which the API does not show,
+		// says it in the reason).
 		acts.Actions = slices.DeleteFunc(acts.Actions, func(a store.Action) bool {
 			return strings.HasPrefix(a.Reason, "protected ") || strings.HasPrefix(a.Reason, "privileged principal ") ||
 				strings.HasPrefix(a.Reason, "network-wide block ")

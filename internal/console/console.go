@@ -104,6 +104,12 @@ type Options struct {
 	// overview (nil: this process runs no drills, and the overview says
 	// so).
 	Drills func(ctx context.Context) ([]DrillStatus, error)
+	// DrillFindings returns, per detector, how many of the findings the
+	// detectors counted since start were about drill entities (nil:
+	// none): detection health leaves them out, as the hub leaves out drill
+	// alerts (Hub.SetDrill).
+	DrillFindings func() map[string]float64
+
 	Now    func() time.Time
 	Logger *slog.Logger
 }

@@ -33,6 +33,16 @@ type Hub struct {
 	mu      sync.Mutex
 	subs    map[*subscriber]struct{}
 	lastFnd map[string]time.Time
+	drill   func(event.Alert) bool // SetDrill
+}
+
+// SetDrill tells the hub which alerts are drills' (serve's continuous
+// drills): they are streamed like any other, but their findings are not
+// the detection-health panel's latest findings.
+func (h *Hub) SetDrill(isDrill func(event.Alert) bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.drill = isDrill
 }
 
 type subscriber struct {
@@ -56,7 +66,11 @@ func (h *Hub) Alert(c alert.Change, a event.Alert) {
 		Entity: a.Entity.String(), Detector: a.Detector, Score: a.Score, Findings: a.FindingCount, URL: alertURL(a.ID)}
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	for _, f := range a.Findings {
+	findings := a.Findings
+	if h.drill != nil && h.drill(a) {
+		findings = nil
+	}
+	for _, f := range findings {
 		if f.Time.After(h.lastFnd[f.Detector]) {
 			h.lastFnd[f.Detector] = f.Time
 		}

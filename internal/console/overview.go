@@ -67,6 +67,15 @@ func (c *Console) overview(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	v := overviewView{Total: len(alerts), Capped: len(alerts) == store.MaxListLimit, Stats: c.stats.read()}
+	if c.opts.DrillFindings != nil {
+		// Detection health counts the deployment's own findings, not
+		// the drills'.
+		for d, n := range c.opts.DrillFindings() {
+			if _, ok := v.Stats.Findings[d]; ok {
+				v.Stats.Findings[d] = max(v.Stats.Findings[d]-n, 0)
+			}
+		}
+	}
 	sev := map[event.Severity]int{}
 	state := map[string]int{}
 	last := c.opts.Hub.LastFindings()

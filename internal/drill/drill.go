@@ -96,21 +96,38 @@ type Expectation struct {
 	// token_never_minted, or token_unknown_key where a key inventory is
 	// fed).
 	Kinds []string
+	// Actions are the response actions (kinds: revoke_key, revoke_token,
+	// block_source, disable_identity, notify) the playbooks must plan for
+	// those alerts. A drill's containment is always planned dry-run, which
+	// counts; an action skipped (no receiver configured for it, a notice
+	// over its rate limit) does not: it would reach no one.
+	Actions []string
 	// Within is the longest acceptable wall time from injection to the
-	// alert carrying everything expected.
+	// alert carrying everything expected (and its actions planned).
 	Within time.Duration
 }
 
 // Defaults is the shipped set: one drill per kind with the detection the
-// default configuration makes.
+// default configuration makes and the containment its default playbooks
+// plan for it (respond.DefaultConfig; notices are not expected, as the
+// default configuration has no receiver for them). The forged-token alert
+// names the key and the source, not the never-minted token, so its
+// playbook's revoke_token has nothing to act on; the fan-out drill's alert
+// is behavioural, below critical: its playbook only notifies; the canary
+// finding names no source, so the canary_read playbook's block_source has
+// nothing to act on (docs/drills.md).
 func Defaults() []Definition {
 	return []Definition{
-		{Name: "forged-token", Kind: ForgedToken, Expect: Expectation{Detectors: []string{"token_provenance"}, Kinds: []string{"token_never_minted", "token_unknown_key"}, Within: 2 * time.Minute}},
-		{Name: "token-hijack", Kind: TokenHijack, Expect: Expectation{Detectors: []string{"token_binding"}, Within: time.Minute}},
+		{Name: "forged-token", Kind: ForgedToken, Expect: Expectation{Detectors: []string{"token_provenance"}, Kinds: []string{"token_never_minted", "token_unknown_key"},
+			Actions: []string{"revoke_key", "block_source"}, Within: 2 * time.Minute}},
+		{Name: "token-hijack", Kind: TokenHijack, Expect: Expectation{Detectors: []string{"token_binding"},
+			Actions: []string{"revoke_token", "block_source"}, Within: time.Minute}},
 		{Name: "canary-read", Kind: CanaryRead, Expect: Expectation{Detectors: []string{"canary_record"}, Kinds: []string{"canary_record_access"}, Within: time.Minute}},
-		{Name: "terminated-identity", Kind: TerminatedIdentity, Expect: Expectation{Detectors: []string{"terminated_identity"}, Within: time.Minute}},
+		{Name: "terminated-identity", Kind: TerminatedIdentity, Expect: Expectation{Detectors: []string{"terminated_identity"},
+			Actions: []string{"disable_identity"}, Within: time.Minute}},
 		{Name: "source-fanout", Kind: SourceFanout, Expect: Expectation{Detectors: []string{"source_fanout"}, Kinds: []string{"source_fanout"}, Within: time.Minute}},
-		{Name: "cloud-credential", Kind: CloudCredential, Expect: Expectation{Detectors: []string{"cloud_credential"}, Kinds: []string{"cloud_credential_outside_provider"}, Within: time.Minute}},
+		{Name: "cloud-credential", Kind: CloudCredential, Expect: Expectation{Detectors: []string{"cloud_credential"}, Kinds: []string{"cloud_credential_outside_provider"},
+			Actions: []string{"revoke_token", "block_source"}, Within: time.Minute}},
 	}
 }
 
@@ -332,7 +349,28 @@ const (
 	Passed    Status = "passed"
 	Failed    Status = "failed"
 	CannotRun Status = "cannot_run"
+	// Interrupted: the run was injected, but serve stopped (or the
+	// runner was stopped) before its expectation was met or its time ran
+	// out. Not a verdict on detection, and not a failure.
+	Interrupted Status = "interrupted"
 )
+
+// PlannedAction is one action the response planner planned for an alert
+// of a run (package respond's Action, which drill does not import).
+type PlannedAction struct {
+	Alert    string `json:"alert"`
+	Kind     string `json:"kind"`
+	Target   string `json:"target"`
+	Playbook string `json:"playbook"`
+	Receiver string `json:"receiver,omitempty"`
+	State    string `json:"state"`
+	Reason   string `json:"reason,omitempty"`
+}
+
+// StateSkipped is the state of an action the planner skipped (no
+// receiver, a guard on a notice): planned, but reaching no one, so it does
+// not meet an expected action.
+const StateSkipped = "skipped"
 
 // Result is one run's outcome.
 type Result struct {
@@ -350,6 +388,27 @@ type Result struct {
 	// Alerts are the ids of the alerts about the drill's entity.
 	Alerts []string        `json:"alerts,omitempty"`
 	Entity event.EntityKey `json:"entity"`
+	// Actions are those the planner planned for the alerts about the
+	// drill's entity, as of the verdict.
+	Actions []PlannedAction `json:"actions,omitempty"`
+	// AlertDetail is every alert about any entity the run made up (the
+	// latest version of each, with its findings) and Findings every
+	// scored finding about one, as of the verdict: kept with the run, in
+	// no alert or finding list (docs/drills.md).
+	AlertDetail []event.Alert   `json:"alert_detail,omitempty"`
+	Findings    []event.Finding `json:"findings,omitempty"`
+}
+
+// missingActions returns the expected action kinds not planned (in a
+// state other than skipped) among acts.
+func (e Expectation) missingActions(acts []PlannedAction) []string {
+	var miss []string
+	for _, k := range e.Actions {
+		if !slices.ContainsFunc(acts, func(a PlannedAction) bool { return a.Kind == k && a.State != StateSkipped }) {
+			miss = append(miss, k)
+		}
+	}
+	return miss
 }
 
 // check compares what alerts carried with the expectation: "" when met,

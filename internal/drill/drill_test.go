@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -269,6 +270,233 @@ func TestNoteDrillEvents(t *testing.T) {
 	} {
 		if got := r.IsDrill(event.Alert{Entity: c.ent}); got != c.want {
 			t.Errorf("IsDrill(%s) = %v, want %v", c.ent, got, c.want)
+		}
+	}
+}
+
+// A drill expecting actions passes only once the planner planned each of
+// them (dry-run counts, skipped does not) for the alerts about its entity,
+// whichever of the alert and its plan the runner hears first; otherwise
+// the reason names the missing action, what was planned, and why the
+// planner did not plan it.
+func TestRunnerActions(t *testing.T) {
+	def := drill.Definition{Name: "forged", Kind: drill.ForgedToken, Expect: drill.Expectation{
+		Detectors: []string{"token_provenance"}, Actions: []string{"revoke_key", "block_source"}, Within: 300 * time.Millisecond}}
+	act := func(kind, state, reason string) drill.PlannedAction {
+		return drill.PlannedAction{Kind: kind, Target: "t-" + kind, Playbook: "forged_token", State: state, Reason: reason}
+	}
+	for _, c := range []struct {
+		name       string
+		acts       []drill.PlannedAction
+		plan       bool // the responder tells the runner
+		planFirst  bool // ... before the alert sink hears of the alert
+		want       drill.Status
+		wantReason []string
+	}{
+		{"every action, dry-run", []drill.PlannedAction{act("revoke_key", "dry_run", ""), act("block_source", "dry_run", ""), act("notify", "skipped", "no receiver configured (notify)")},
+			true, false, drill.Passed, nil},
+		{"planned before the alert is heard", []drill.PlannedAction{act("revoke_key", "dry_run", ""), act("block_source", "planned", "")},
+			true, true, drill.Passed, nil},
+		{"playbook changed: notify only", []drill.PlannedAction{act("notify", "planned", "")}, true, false, drill.Failed,
+			[]string{"expected action revoke_key, block_source, planned: notify t-notify (planned)", "revoke_key not planned: why revoke_key", "block_source not planned: why block_source"}},
+		{"skipped for want of a receiver", []drill.PlannedAction{act("revoke_key", "dry_run", ""), act("block_source", "skipped", "no receiver configured (block_source)")}, true, false, drill.Failed,
+			[]string{"expected action block_source, planned: revoke_key t-revoke_key (dry_run), block_source t-block_source (skipped: no receiver configured (block_source))"}},
+		{"nothing planned at all", nil, true, false, drill.Failed, []string{"expected action revoke_key, block_source, planned: none", "revoke_key not planned: why revoke_key"}},
+		{"the responder never answered", nil, false, false, drill.Failed, []string{"the responder had planned nothing for alert a1 yet"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			var r *drill.Runner
+			var explained []string
+			var err error
+			r, err = drill.New(drill.Options{Definitions: []drill.Definition{def},
+				Inject: func(ctx context.Context, run string, body []byte) error {
+					p, err := drill.Build(def, run, time.Now())
+					if err != nil {
+						return err
+					}
+					a := event.Alert{ID: "a1", Entity: p.Entity, Findings: []event.Finding{{Detector: "token_provenance", Kind: "token_never_minted", Entity: p.Entity}}}
+					go func() {
+						if c.planFirst {
+							r.Planned(a, c.acts, "")
+						}
+						r.Alert(alert.Raised, a)
+						if c.plan && !c.planFirst {
+							r.Planned(a, c.acts, "")
+						}
+					}()
+					return nil
+				},
+				Explain: func(a event.Alert, kind string) string {
+					explained = append(explained, a.ID)
+					return "why " + kind
+				},
+				Registerer: prometheus.NewRegistry(),
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			res, err := r.Run(t.Context(), "forged")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.Status != c.want {
+				t.Fatalf("%s %q, want %s", res.Status, res.Reason, c.want)
+			}
+			for _, w := range c.wantReason {
+				if !strings.Contains(res.Reason, w) {
+					t.Errorf("reason %q lacks %q", res.Reason, w)
+				}
+			}
+			if len(res.Actions) != len(c.acts) && c.plan {
+				t.Errorf("result actions %+v, want %d", res.Actions, len(c.acts))
+			}
+			for _, a := range res.Actions {
+				if a.Alert != "a1" {
+					t.Errorf("action %+v not tied to its alert", a)
+				}
+			}
+			if c.want == drill.Failed && c.plan && len(explained) > 0 && explained[0] != "a1" {
+				t.Errorf("explained for %v", explained)
+			}
+		})
+	}
+}
+
+// A run keeps the alerts about any entity it made up and the findings
+// about them; drill findings are counted per detector; other entities'
+// are not kept.
+func TestRunnerKeepsDetail(t *testing.T) {
+	def := drill.Definition{Name: "hijack", Kind: drill.TokenHijack, Expect: drill.Expectation{Detectors: []string{"token_binding"}, Within: time.Second}}
+	var r *drill.Runner
+	var err error
+	r, err = drill.New(drill.Options{Definitions: []drill.Definition{def},
+		Inject: func(ctx context.Context, run string, body []byte) error {
+			p, err := drill.Build(def, run, time.Now())
+			if err != nil {
+				return err
+			}
+			src := p.Entities[len(p.Entities)-1] // the away address
+			other := event.EntityKey{Kind: event.EntityPrincipal, ID: "m:1"}
+			go func() {
+				r.Finding(alert.Scored{Finding: event.Finding{Detector: "geo_novelty", Kind: "new_country", Entity: src}})
+				r.Finding(alert.Scored{Finding: event.Finding{Detector: "geo_novelty", Kind: "new_country", Entity: other}})
+				r.Alert(alert.Raised, event.Alert{ID: "a-src", Entity: src, Findings: []event.Finding{{Detector: "geo_novelty", Entity: src}}})
+				r.Alert(alert.Raised, event.Alert{ID: "a-other", Entity: other, Findings: []event.Finding{{Detector: "geo_novelty", Entity: other}}})
+				r.Finding(alert.Scored{Finding: event.Finding{Detector: "token_binding", Kind: "token_rebound", Entity: p.Entity}})
+				r.Alert(alert.Raised, event.Alert{ID: "a-tok", Entity: p.Entity, Findings: []event.Finding{{Detector: "token_binding", Entity: p.Entity}}})
+			}()
+			return nil
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := r.Run(t.Context(), "hijack")
+	if err != nil || res.Status != drill.Passed {
+		t.Fatalf("%+v %v", res, err)
+	}
+	var ids []string
+	for _, a := range res.AlertDetail {
+		ids = append(ids, a.ID)
+	}
+	if !slices.Equal(ids, []string{"a-src", "a-tok"}) || !slices.Equal(res.Alerts, []string{"a-tok"}) {
+		t.Errorf("alert detail %v, alerts %v; want [a-src a-tok], [a-tok]", ids, res.Alerts)
+	}
+	if len(res.Findings) != 2 || res.Findings[0].Detector != "geo_novelty" || res.Findings[1].Detector != "token_binding" {
+		t.Errorf("findings %+v", res.Findings)
+	}
+	if got := r.FoundByDetector(); got["geo_novelty"] != 1 || got["token_binding"] != 1 || len(got) != 2 {
+		t.Errorf("FoundByDetector = %v", got)
+	}
+	// The in-memory results keep the verdict, not the detail.
+	if kept := r.Results(); len(kept) != 1 || kept[0].AlertDetail != nil || kept[0].Findings != nil {
+		t.Errorf("results keep the detail: %+v", kept)
+	}
+}
+
+// A run cut short — its context ends, or the runner is stopped — is
+// recorded interrupted with the reason, is not a failure, and a stopped
+// runner refuses new runs.
+func TestRunnerInterrupted(t *testing.T) {
+	def := drill.Definition{Name: "canary", Kind: drill.CanaryRead, Expect: drill.Expectation{Detectors: []string{"canary_record"}, Within: time.Minute}}
+	var recorded, started []drill.Result
+	var mu sync.Mutex
+	injected := make(chan struct{}, 2)
+	r, err := drill.New(drill.Options{Definitions: []drill.Definition{def},
+		Inject:    func(context.Context, string, []byte) error { injected <- struct{}{}; return nil },
+		OnStart:   func(res drill.Result) { mu.Lock(); started = append(started, res); mu.Unlock() },
+		OnResult:  func(res drill.Result) { mu.Lock(); recorded = append(recorded, res); mu.Unlock() },
+		OnFailure: func(res drill.Result) { t.Errorf("interrupted run counted as failed: %+v", res) },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	go func() { <-injected; cancel() }()
+	res, err := r.Run(ctx, "canary")
+	if err == nil || res.Status != drill.Interrupted || !strings.Contains(res.Reason, "context canceled") || !strings.Contains(res.Reason, "no verdict on detection") {
+		t.Fatalf("cancelled run: %+v %v", res, err)
+	}
+	done := make(chan drill.Result)
+	go func() { res, _ := r.Run(t.Context(), "canary"); done <- res }()
+	<-injected
+	r.Stop()
+	mu.Lock()
+	n := len(recorded)
+	mu.Unlock()
+	if n != 2 {
+		t.Fatal("Stop returned before the run in flight was recorded")
+	}
+	if res := <-done; res.Status != drill.Interrupted || !strings.Contains(res.Reason, "drills stopped") {
+		t.Errorf("stopped run: %+v", res)
+	}
+	if _, err := r.Run(t.Context(), "canary"); !errors.Is(err, drill.ErrStopped) {
+		t.Errorf("run after Stop: %v", err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(recorded) != 2 || recorded[0].Status != drill.Interrupted || recorded[1].Status != drill.Interrupted {
+		t.Errorf("recorded %+v", recorded)
+	}
+	if len(started) != 2 || started[0].Status != drill.Running || started[0].Run == "" {
+		t.Errorf("started %+v", started)
+	}
+}
+
+// With Options.Responds, a run that expects no action still waits (within
+// its time) for the responder's answer, so its result carries what was
+// planned; without an answer it passes when its time runs out.
+func TestRunnerWaitsForPlanning(t *testing.T) {
+	def := drill.Definition{Name: "canary", Kind: drill.CanaryRead, Expect: drill.Expectation{Detectors: []string{"canary_record"}, Within: 500 * time.Millisecond}}
+	for _, answer := range []bool{true, false} {
+		var r *drill.Runner
+		var err error
+		r, err = drill.New(drill.Options{Definitions: []drill.Definition{def}, Responds: true,
+			Inject: func(ctx context.Context, run string, body []byte) error {
+				p, _ := drill.Build(def, run, time.Now())
+				a := event.Alert{ID: "a1", Entity: p.Entity, Findings: []event.Finding{{Detector: "canary_record", Entity: p.Entity}}}
+				go func() {
+					r.Alert(alert.Raised, a)
+					if answer {
+						time.Sleep(50 * time.Millisecond)
+						r.Planned(a, []drill.PlannedAction{{Kind: "notify", State: "planned"}}, "")
+					}
+				}()
+				return nil
+			}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		res, err := r.Run(t.Context(), "canary")
+		took := time.Since(start)
+		if err != nil || res.Status != drill.Passed {
+			t.Fatalf("answer %v: %+v %v", answer, res, err)
+		}
+		if answer && (len(res.Actions) != 1 || took >= 500*time.Millisecond) {
+			t.Errorf("answered: actions %+v after %s", res.Actions, took)
+		}
+		if !answer && took < 500*time.Millisecond {
+			t.Errorf("unanswered run decided after %s, before its time", took)
 		}
 	}
 }

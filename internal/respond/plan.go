@@ -852,3 +852,101 @@ func targetFor(kind string, e event.EntityKey) string {
 func IsRoleSession(principal string) bool {
 	return strings.HasPrefix(principal, "arn:") && strings.Contains(principal, ":assumed-role/")
 }
+
+// Explain says why no action of kind would be planned for alert a: the
+// mode is off, no playbook has such an action, a playbook that has one
+// matches but a names nothing for it to act on, or none that has one
+// matches a (which criterion fails, for those meant for a's detectors; the
+// others named together). "" when a playbook would plan it. It reads only
+// the configuration, so it is safe to call from any goroutine (serve's
+// drills name the cause of a missing action with it).
+func (p *Planner) Explain(a event.Alert, kind string) string {
+	if p.mode == ModeOff {
+		return "respond.mode is off: no action is planned"
+	}
+	var without, noTarget, near, other []string
+	for i := range p.cfg.Playbooks {
+		pb := &p.cfg.Playbooks[i]
+		if !slices.ContainsFunc(pb.Actions, func(s ActionSpec) bool { return s.Kind == kind }) {
+			if p.matches(i, pb, &a) {
+				var kinds []string
+				for _, s := range pb.Actions {
+					kinds = append(kinds, s.Kind)
+				}
+				without = append(without, fmt.Sprintf("%s (%s)", pb.Name, strings.Join(kinds, ", ")))
+			}
+			continue
+		}
+		miss, forDetectors := p.mismatch(i, pb, &a)
+		switch {
+		case miss == "" && len(targetsAt(kind, &a)) > 0:
+			return ""
+		case miss == "":
+			noTarget = append(noTarget, pb.Name)
+		case forDetectors:
+			near = append(near, fmt.Sprintf("playbook %s (which has %s) does not match the alert: %s", pb.Name, kind, miss))
+		default:
+			other = append(other, pb.Name)
+		}
+	}
+	var why []string
+	if len(without) > 0 {
+		why = append(why, fmt.Sprintf("the playbooks matching the alert have no %s action: %s", kind, strings.Join(without, "; ")))
+	}
+	switch {
+	case len(noTarget) > 0:
+		return strings.Join(append(why, fmt.Sprintf("playbook %s matches, but alert %s (about %s) names nothing %s acts on",
+			strings.Join(noTarget, ", "), a.ID, a.Entity, kind)), "; ")
+	case len(near)+len(other) == 0:
+		return strings.Join(append(why, fmt.Sprintf("no playbook in respond.playbooks has a %s action", kind)), "; ")
+	}
+	why = append(why, near...)
+	if len(other) > 0 {
+		why = append(why, fmt.Sprintf("the playbooks with %s (%s) are for other detectors than the alert's (%s)",
+			kind, strings.Join(other, ", "), strings.Join(alertDetectors(&a), ", ")))
+	}
+	return strings.Join(why, "; ")
+}
+
+// alertDetectors lists the detectors of a's findings (its own first).
+func alertDetectors(a *event.Alert) []string {
+	var out []string
+	if a.Detector != "" {
+		out = append(out, a.Detector)
+	}
+	for _, f := range a.Findings {
+		if !slices.Contains(out, f.Detector) {
+			out = append(out, f.Detector)
+		}
+	}
+	return out
+}
+
+// mismatch says which criterion of playbook i (pb) alert a fails, as
+// matches judges it ("" when it matches), and whether pb's detectors
+// criterion holds for a (the playbook is meant for a's detectors).
+func (p *Planner) mismatch(i int, pb *Playbook, a *event.Alert) (string, bool) {
+	m := &pb.Match
+	forDetectors := len(m.Detectors) == 0 || matchAny(m.Detectors, a.Detector) ||
+		slices.ContainsFunc(a.Findings, func(f event.Finding) bool { return matchAny(m.Detectors, f.Detector) })
+	if p.matches(i, pb, a) {
+		return "", true
+	}
+	var kinds []string
+	for _, f := range a.Findings {
+		if !slices.Contains(kinds, f.Kind) {
+			kinds = append(kinds, f.Kind)
+		}
+	}
+	switch {
+	case !forDetectors:
+		return fmt.Sprintf("detectors %s, it wants %s", strings.Join(alertDetectors(a), ", "), strings.Join(m.Detectors, ", ")), false
+	case p.minSev[i] != 0 && a.Severity < p.minSev[i]:
+		return fmt.Sprintf("severity %s below its min_severity %s", a.Severity, m.MinSeverity), true
+	case len(m.EntityKinds) > 0 && !slices.Contains(m.EntityKinds, string(a.Entity.Kind)):
+		return fmt.Sprintf("entity kind %s, it wants %s", a.Entity.Kind, strings.Join(m.EntityKinds, ", ")), true
+	case len(m.Kinds) > 0 && !slices.ContainsFunc(a.Findings, func(f event.Finding) bool { return matchAny(m.Kinds, f.Kind) }):
+		return fmt.Sprintf("finding kinds %s, it wants %s", strings.Join(kinds, ", "), strings.Join(m.Kinds, ", ")), true
+	}
+	return fmt.Sprintf("no finding has a tag of %s", strings.Join(m.Tags, ", ")), true
+}

@@ -53,6 +53,25 @@ type Responder struct {
 	started bool       // Run has begun; it closes done when it returns
 	closed  bool       // Close has been called
 	blocked atomic.Int64
+	planned atomic.Pointer[PlannedFunc]
+}
+
+// PlannedFunc hears, from the writer goroutine, what the responder did
+// with an alert once the batch holding it is in the outbox: acts are the
+// actions planned for it (none: no playbook called for one, or all were
+// planned before), suppressed the id of the suppression that stopped its
+// planning ("" when none did). It must not block.
+type PlannedFunc func(a event.Alert, acts []Action, suppressed string)
+
+// OnPlanned sets the function told of every planned alert (serve's drill
+// runner checks the actions its drills expect); nil removes it. Safe to
+// call while the responder runs.
+func (r *Responder) OnPlanned(f PlannedFunc) {
+	if f == nil {
+		r.planned.Store(nil)
+		return
+	}
+	r.planned.Store(&f)
 }
 
 var _ alert.Sink = (*Responder)(nil)
@@ -232,6 +251,13 @@ func (r *Responder) drain() error {
 // ctx lives (at most maxAttempts when > 0).
 func (r *Responder) write(ctx context.Context, batch []event.Alert, maxAttempts int) error {
 	var acts []Action
+	type heard struct {
+		a          event.Alert
+		acts       []Action
+		suppressed string
+	}
+	var told []heard
+	tell := r.planned.Load()
 	for _, a := range batch {
 		if a.State == event.AlertWithdrawn {
 			// Actions planned for it in this batch are not written at
@@ -247,10 +273,15 @@ func (r *Responder) write(ctx context.Context, batch []event.Alert, maxAttempts 
 		var suppressed string
 		if a.State != "closed" {
 			kind = "alert"
+			var planned []Action
 			if sp, ok := r.opts.Suppressions.Match(ctx, a); ok {
 				kind, suppressed = "alert_suppressed", sp.ID
 			} else {
-				acts = append(acts, r.planner.Plan(a)...)
+				planned = r.planner.Plan(a)
+				acts = append(acts, planned...)
+			}
+			if tell != nil {
+				told = append(told, heard{a: a, acts: planned, suppressed: suppressed})
 			}
 		}
 		if suppressed == "" {
@@ -267,6 +298,16 @@ func (r *Responder) write(ctx context.Context, batch []event.Alert, maxAttempts 
 		if err := r.st.AppendAudit(context.WithoutCancel(ctx), r.now(), kind, "", detail); err != nil {
 			r.log.Error("respond: audit alert", "alert", a.ID, "err", err)
 		}
+	}
+	if tell != nil {
+		// Told once the actions are written (or, when the store keeps
+		// failing, once writing is given up: they were planned all the
+		// same).
+		defer func() {
+			for _, h := range told {
+				(*tell)(h.a, h.acts, h.suppressed)
+			}
+		}()
 	}
 	if len(acts) == 0 {
 		return nil
