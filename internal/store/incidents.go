@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
+	"math/rand/v2"
 	"slices"
 	"strings"
 	"time"
@@ -104,7 +106,9 @@ type incidentEntities struct {
 // commits), after writing them, holding a lock that serialises keepers
 // across every process sharing the store; tx reads what the transaction
 // wrote. An error aborts the whole transaction, alerts included (the
-// Writer retries the batch), so AlertsSaved must be safe to repeat.
+// Writer retries the batch), so AlertsSaved must be safe to repeat. A
+// keeper may remember what it read across transactions only as far as
+// tx.Generation says nothing else wrote in between (IncidentGeneration).
 type IncidentKeeper interface {
 	AlertsSaved(ctx context.Context, tx *IncidentTx, alerts []event.Alert) error
 }
@@ -114,6 +118,54 @@ type IncidentTx struct {
 	s   *Store
 	tx  *sql.Tx
 	now int64
+	gen IncidentGeneration
+}
+
+// Generation returns the incident generation this transaction makes
+// (IncidentGeneration).
+func (t *IncidentTx) Generation() IncidentGeneration { return t.gen }
+
+// IncidentGeneration identifies the state of a store's alerts, findings,
+// citations and incidents as one committed transaction left it. Every
+// transaction that writes any of them — an alert save (with or without a
+// keeper) and an incident verdict — moves the store to a new generation
+// and records which one it followed, in every process sharing the store
+// (a row of the checkpoints table). A keeper that remembers what it read
+// in the generation its own last transaction made may trust it in a
+// transaction whose generation Follows that one: its transaction
+// committed and nothing else was written in between. A rolled-back
+// transaction leaves the generation as it was.
+type IncidentGeneration struct {
+	s         *Store
+	prev, cur int64
+}
+
+// Follows reports whether g came right after prev, on the same store.
+func (g IncidentGeneration) Follows(prev IncidentGeneration) bool {
+	return g.s != nil && g.s == prev.s && prev.cur != 0 && g.prev == prev.cur
+}
+
+// incidentGenerationName is the checkpoints row of the incident
+// generation: mark is the current generation, a random number (so a
+// generation a rolled-back transaction drew is never taken for one
+// another process committed), shards the one before it. It shares the
+// checkpoints table, as partition checkpoints do: no migration.
+const incidentGenerationName = "incidents/generation"
+
+// nextIncidentGeneration moves the store to a new incident generation in
+// tx and returns it. On PostgreSQL it row-locks the generation until tx
+// ends: a transaction taking the audit lock too takes it first (as
+// SetIncidentVerdict and keepIncidents do).
+func (s *Store) nextIncidentGeneration(ctx context.Context, tx *sql.Tx) (IncidentGeneration, error) {
+	g := IncidentGeneration{s: s, cur: 1 + rand.Int64N(math.MaxInt64-1)} // #nosec G404 -- uniqueness, not secrecy
+	err := tx.QueryRowContext(ctx, `INSERT INTO checkpoints (name, mark, shards, data, saved_at) VALUES (?, ?, 0, ?, ?)
+ON CONFLICT (name) DO UPDATE SET shards = checkpoints.mark, mark = excluded.mark, saved_at = excluded.saved_at
+RETURNING shards`,
+		incidentGenerationName, g.cur, []byte{}, time.Now().UnixNano()).Scan(&g.prev)
+	if err != nil {
+		return IncidentGeneration{}, fmt.Errorf("incident generation: %w", err)
+	}
+	return g, nil
 }
 
 // incidentLockID names the PostgreSQL advisory lock incident keepers
@@ -123,10 +175,12 @@ const incidentLockID = 0x68616563686900
 // inChunk bounds the values of one IN list.
 const inChunk = 500
 
-// keepIncidents runs the keeper over alerts just saved in tx.
+// keepIncidents runs the keeper over alerts just saved in tx, and
+// advances the incident generation (with or without a keeper).
 func (s *Store) keepIncidents(ctx context.Context, tx *sql.Tx, alerts []event.Alert, order []int) error {
 	if s.incidents == nil {
-		return nil
+		_, err := s.nextIncidentGeneration(ctx, tx)
+		return err
 	}
 	if s.dialect.postgres {
 		if _, err := tx.ExecContext(ctx, "SELECT pg_advisory_xact_lock(?)", int64(incidentLockID)); err != nil {
@@ -140,11 +194,15 @@ func (s *Store) keepIncidents(ctx context.Context, tx *sql.Tx, alerts []event.Al
 			return fmt.Errorf("incidents: %w", err)
 		}
 	}
+	gen, err := s.nextIncidentGeneration(ctx, tx)
+	if err != nil {
+		return fmt.Errorf("incidents: %w", err)
+	}
 	saved := make([]event.Alert, len(order))
 	for i, j := range order {
 		saved[i] = alerts[j]
 	}
-	if err := s.incidents.AlertsSaved(ctx, &IncidentTx{s: s, tx: tx, now: time.Now().UnixNano()}, saved); err != nil {
+	if err := s.incidents.AlertsSaved(ctx, &IncidentTx{s: s, tx: tx, now: time.Now().UnixNano(), gen: gen}, saved); err != nil {
 		return fmt.Errorf("incidents: %w", err)
 	}
 	return nil
@@ -736,6 +794,10 @@ func (s *Store) SetIncidentVerdict(ctx context.Context, v IncidentVerdict) (Inci
 	}
 	v.IncidentID = cur.ID
 	err = s.withTx(ctx, func(tx *sql.Tx) error {
+		// The audit lock (withTx) first, then the generation, as keepIncidents.
+		if _, err := s.nextIncidentGeneration(ctx, tx); err != nil {
+			return err
+		}
 		res, err := tx.ExecContext(ctx, `UPDATE incidents SET state = ?, verdict = ?, verdict_note = ?, verdict_by = ?, verdict_at = ?, updated_at = ?
 WHERE id = ?`, v.State, v.Verdict, v.Note, v.By, toNanos(v.At), time.Now().UnixNano(), v.IncidentID)
 		if err != nil {
