@@ -485,9 +485,11 @@ func (t *IncidentTx) Incidents(ctx context.Context, ids []string) ([]Incident, e
 }
 
 // PutIncident upserts in and makes alertIDs its alerts (moving them from
-// any other incident). Created is kept from a stored row of the same ID;
-// a zero Created on a new row takes the transaction's wall time.
-func (t *IncidentTx) PutIncident(ctx context.Context, in Incident, alertIDs []string) error {
+// any other incident), and returns the incident as stored — as Incidents
+// reads it back in this transaction. Created is kept from a stored row of
+// the same ID; a zero Created on a new row takes the transaction's wall
+// time.
+func (t *IncidentTx) PutIncident(ctx context.Context, in Incident, alertIDs []string) (Incident, error) {
 	body := string(in.Body)
 	if body == "" {
 		body = "{}"
@@ -503,14 +505,17 @@ func (t *IncidentTx) PutIncident(ctx context.Context, in Incident, alertIDs []st
 		ents, err = json.Marshal(in.Entities)
 	}
 	if err != nil {
-		return fmt.Errorf("put incident %q: entities: %w", in.ID, err)
+		return Incident{}, fmt.Errorf("put incident %q: entities: %w", in.ID, err)
 	}
 	created := toNanos(in.Created)
 	if created == 0 {
 		created = t.now
 	}
+	r := incidentRow{id: in.ID, founder: in.Founder, start: toNanos(in.Start), end: toNanos(in.End), sev: int64(in.Severity),
+		state: in.State, verdict: in.Verdict, note: in.Note, by: in.VerdictBy, vat: toNanos(in.VerdictAt), title: in.Title,
+		attack: in.Attack, n: int64(in.AlertCount), ents: string(ents), body: body, up: t.now}
 	// #nosec G202 -- only placeholders are concatenated
-	_, err = t.tx.ExecContext(ctx, `INSERT INTO incidents (id, founder, start_time, end_time, severity, state, verdict,
+	err = t.tx.QueryRowContext(ctx, `INSERT INTO incidents (id, founder, start_time, end_time, severity, state, verdict,
 	verdict_note, verdict_by, verdict_at, title, attack, alert_count, entities, body, created_at, updated_at)
 VALUES (`+placeholders(17)+`)
 ON CONFLICT (id) DO UPDATE SET
@@ -519,13 +524,18 @@ ON CONFLICT (id) DO UPDATE SET
 	verdict_note = excluded.verdict_note, verdict_by = excluded.verdict_by, verdict_at = excluded.verdict_at,
 	title = excluded.title, attack = excluded.attack, alert_count = excluded.alert_count,
 	entities = excluded.entities, body = excluded.body,
-	updated_at = excluded.updated_at`,
-		in.ID, in.Founder, toNanos(in.Start), toNanos(in.End), int64(in.Severity), in.State, in.Verdict,
-		in.Note, in.VerdictBy, toNanos(in.VerdictAt), in.Title, in.Attack, int64(in.AlertCount), string(ents), body, created, t.now)
+	updated_at = excluded.updated_at
+RETURNING created_at`,
+		r.id, r.founder, r.start, r.end, r.sev, r.state, r.verdict, r.note, r.by, r.vat, r.title, r.attack, r.n, r.ents, r.body,
+		created, r.up).Scan(&r.cr)
 	if err != nil {
-		return fmt.Errorf("put incident %q: %w", in.ID, err)
+		return Incident{}, fmt.Errorf("put incident %q: %w", in.ID, err)
 	}
-	return chunks(alertIDs, func(c []string) error {
+	stored, err := r.decode(true)
+	if err != nil {
+		return Incident{}, fmt.Errorf("put incident %q: %w", in.ID, err)
+	}
+	err = chunks(alertIDs, func(c []string) error {
 		args := make([]any, 0, 2*len(c))
 		for _, a := range c {
 			args = append(args, a, in.ID)
@@ -537,6 +547,10 @@ ON CONFLICT (id) DO UPDATE SET
 		}
 		return nil
 	})
+	if err != nil {
+		return Incident{}, err
+	}
+	return stored, nil
 }
 
 // RetireIncident deletes incident id, whose founding alert is founder,
@@ -590,26 +604,36 @@ const incidentColumns = `id, founder, start_time, end_time, severity, state, ver
 	verdict_at, title, attack, alert_count, entities, created_at, updated_at`
 
 func scanIncident(sc scanner, body bool) (Incident, error) {
-	var (
-		in                              Incident
-		start, end, sev, vat, n, cr, up int64
-		b, ents                         string
-	)
-	dest := []any{&in.ID, &in.Founder, &start, &end, &sev, &in.State, &in.Verdict, &in.Note, &in.VerdictBy,
-		&vat, &in.Title, &in.Attack, &n, &ents, &cr, &up}
+	var r incidentRow
+	dest := []any{&r.id, &r.founder, &r.start, &r.end, &r.sev, &r.state, &r.verdict, &r.note, &r.by,
+		&r.vat, &r.title, &r.attack, &r.n, &r.ents, &r.cr, &r.up}
 	if body {
-		dest = append(dest, &b)
+		dest = append(dest, &r.body)
 	}
 	if err := sc.Scan(dest...); err != nil {
 		return Incident{}, err
 	}
-	in.Start, in.End, in.VerdictAt = fromNanos(start), fromNanos(end), fromNanos(vat)
-	in.Created, in.Updated = fromNanos(cr), fromNanos(up)
-	in.Severity, in.AlertCount = event.Severity(sev), int(n)
+	return r.decode(body)
+}
+
+// incidentRow is an incidents row as stored (incidentColumns, body).
+type incidentRow struct {
+	id, founder, state, verdict, note, by, title, attack, ents, body string
+	start, end, sev, vat, n, cr, up                                  int64
+}
+
+// decode returns the incident the row holds (Body only with body).
+func (r incidentRow) decode(body bool) (Incident, error) {
+	in := Incident{ID: r.id, Founder: r.founder, State: r.state, Verdict: r.verdict, Note: r.note, VerdictBy: r.by,
+		Title: r.title, Attack: r.attack}
+	in.Start, in.End, in.VerdictAt = fromNanos(r.start), fromNanos(r.end), fromNanos(r.vat)
+	in.Created, in.Updated = fromNanos(r.cr), fromNanos(r.up)
+	in.Severity, in.AlertCount = event.Severity(r.sev), int(r.n)
 	if body {
-		in.Body = json.RawMessage(b)
+		in.Body = json.RawMessage(r.body)
 	}
 	in.Entities = []event.EntityKey{}
+	ents := r.ents
 	switch {
 	case strings.HasPrefix(ents, "{"):
 		var x incidentEntities

@@ -2,6 +2,7 @@ package track
 
 import (
 	"context"
+	"strings"
 
 	"github.com/haechi-sec/haechi/internal/event"
 	"github.com/haechi-sec/haechi/internal/store"
@@ -24,6 +25,11 @@ type memo struct {
 	alerts    map[string]event.Alert
 	citations map[string]event.Citation
 	incidents map[string]store.Incident
+	// keys are the join keys stored for an alert (keySig of SetAlertKeys'
+	// arguments); sources the principals the citations show per address
+	// (SourcePrincipals; 0 for none).
+	keys    map[string]string
+	sources map[string]int
 }
 
 // view is one transaction's access to what the keeper reads: the memo when
@@ -43,8 +49,11 @@ type view struct {
 	alerts         map[string]event.Alert
 	citations      map[string]event.Citation
 	incidents      map[string]store.Incident
+	keys           map[string]string
+	sources        map[string]int
 	staleAlerts    map[string]bool
 	staleIncidents map[string]bool
+	staleSources   map[string]bool
 }
 
 // begin returns the view of transaction tx, first making the view of the
@@ -64,7 +73,8 @@ func (k *Keeper) begin(tx *store.IncidentTx) *view {
 	k.pending = nil
 	return &view{IncidentTx: tx, base: k.memo, gen: gen,
 		alerts: map[string]event.Alert{}, citations: map[string]event.Citation{}, incidents: map[string]store.Incident{},
-		staleAlerts: map[string]bool{}, staleIncidents: map[string]bool{}}
+		keys: map[string]string{}, sources: map[string]int{},
+		staleAlerts: map[string]bool{}, staleIncidents: map[string]bool{}, staleSources: map[string]bool{}}
 }
 
 // commit returns the memo valid after v's transaction: its base without
@@ -72,7 +82,8 @@ func (k *Keeper) begin(tx *store.IncidentTx) *view {
 func (v *view) commit() *memo {
 	m := v.base
 	if m == nil {
-		m = &memo{alerts: map[string]event.Alert{}, citations: map[string]event.Citation{}, incidents: map[string]store.Incident{}}
+		m = &memo{alerts: map[string]event.Alert{}, citations: map[string]event.Citation{}, incidents: map[string]store.Incident{},
+			keys: map[string]string{}, sources: map[string]int{}}
 	}
 	m.gen = v.gen
 	for id := range v.staleAlerts {
@@ -81,6 +92,11 @@ func (v *view) commit() *memo {
 	for id := range v.staleIncidents {
 		delete(m.incidents, id)
 	}
+	for ip := range v.staleSources {
+		delete(m.sources, ip)
+	}
+	m.keys = merge(m.keys, v.keys, memoAlerts)
+	m.sources = merge(m.sources, v.sources, memoCitations)
 	m.alerts = merge(m.alerts, v.alerts, memoAlerts)
 	m.citations = merge(m.citations, v.citations, memoCitations)
 	m.incidents = merge(m.incidents, v.incidents, memoIncidents)
@@ -222,14 +238,99 @@ func (v *view) staleIncident(id string) {
 	delete(v.incidents, id)
 }
 
-// PutIncident is store.IncidentTx.PutIncident.
-func (v *view) PutIncident(ctx context.Context, in store.Incident, alertIDs []string) error {
+// PutIncident is store.IncidentTx.PutIncident; what it stored is what
+// Incidents answers for in.ID from then on.
+func (v *view) PutIncident(ctx context.Context, in store.Incident, alertIDs []string) (store.Incident, error) {
 	v.staleIncident(in.ID)
-	return v.IncidentTx.PutIncident(ctx, in, alertIDs)
+	stored, err := v.IncidentTx.PutIncident(ctx, in, alertIDs)
+	if err != nil {
+		return store.Incident{}, err
+	}
+	v.incidents[in.ID] = stored
+	return stored, nil
 }
 
 // RetireIncident is store.IncidentTx.RetireIncident.
 func (v *view) RetireIncident(ctx context.Context, id, founder, successor string) error {
 	v.staleIncident(id)
 	return v.IncidentTx.RetireIncident(ctx, id, founder, successor)
+}
+
+// keySig identifies SetAlertKeys' arguments: the same named and cited keys
+// store the same rows.
+func keySig(named, cited []string) string {
+	return strings.Join(named, ",") + "|" + strings.Join(cited, ",")
+}
+
+// SetAlertKeys is store.IncidentTx.SetAlertKeys, skipped when the keys
+// stored for the alert are known to be these already (only SetAlertKeys
+// writes them).
+func (v *view) SetAlertKeys(ctx context.Context, id string, named, cited []string) error {
+	sig := keySig(named, cited)
+	known, ok := v.keys[id]
+	if !ok && v.base != nil {
+		known, ok = v.base.keys[id]
+	}
+	if ok && known == sig {
+		return nil
+	}
+	if err := v.IncidentTx.SetAlertKeys(ctx, id, named, cited); err != nil {
+		return err
+	}
+	v.keys[id] = sig
+	return nil
+}
+
+// PutCitations is store.IncidentTx.PutCitations. The addresses of
+// citations not known to be stored already may count more principals
+// after it (SourcePrincipals).
+func (v *view) PutCitations(ctx context.Context, cs []event.Citation) error {
+	for _, c := range cs {
+		if _, ok := v.citations[c.Ref]; ok {
+			continue
+		}
+		if v.base != nil {
+			if _, ok := v.base.citations[c.Ref]; ok {
+				continue
+			}
+		}
+		v.staleSources[c.Source] = true
+		delete(v.sources, c.Source)
+	}
+	return v.IncidentTx.PutCitations(ctx, cs)
+}
+
+// SourcePrincipals is store.IncidentTx.SourcePrincipals: per address, how
+// many distinct principals the stored citations show acting from it
+// successfully (addresses with none absent).
+func (v *view) SourcePrincipals(ctx context.Context, ips []string) (map[string]int, error) {
+	out := map[string]int{}
+	var miss []string
+	for _, ip := range ips {
+		n, ok := v.sources[ip]
+		if !ok && v.base != nil && !v.staleSources[ip] {
+			n, ok = v.base.sources[ip]
+		}
+		switch {
+		case !ok:
+			miss = append(miss, ip)
+		case n > 0:
+			out[ip] = n
+		}
+	}
+	if len(miss) == 0 {
+		return out, nil
+	}
+	got, err := v.IncidentTx.SourcePrincipals(ctx, miss)
+	if err != nil {
+		return nil, err
+	}
+	for _, ip := range miss {
+		n := got[ip]
+		v.sources[ip] = n
+		if n > 0 {
+			out[ip] = n
+		}
+	}
+	return out, nil
 }

@@ -265,7 +265,7 @@ func (k *Keeper) alertsSaved(ctx context.Context, tx *view, saved []event.Alert)
 			}
 		}
 		if !existed || len(moved) > 0 || !sameRecord(prev, rec) {
-			if err := tx.PutIncident(ctx, rec, moved); err != nil {
+			if _, err := tx.PutIncident(ctx, rec, moved); err != nil {
 				return err
 			}
 		}
