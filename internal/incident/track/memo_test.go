@@ -1,6 +1,8 @@
 package track
 
 import (
+	"context"
+	"errors"
 	"slices"
 	"testing"
 	"time"
@@ -159,5 +161,68 @@ func TestMemoAfterOtherWriter(t *testing.T) {
 	}
 	if diff := cmp.Diff(want, rows(t, s1)); diff != "" {
 		t.Errorf("incidents kept after another writer differ from one writer's (-one +two):\n%s", diff)
+	}
+}
+
+// failAfter is a keeper whose transaction fails after the Keeper's work
+// succeeded (as when a later write of the batch fails): the transaction
+// rolls back.
+type failAfter struct {
+	k    *Keeper
+	fail bool
+}
+
+func (f *failAfter) AlertsSaved(ctx context.Context, tx *store.IncidentTx, alerts []event.Alert) error {
+	if err := f.k.AlertsSaved(ctx, tx, alerts); err != nil {
+		return err
+	}
+	if f.fail {
+		f.fail = false
+		return errors.New("a later write failed")
+	}
+	return nil
+}
+
+// TestMemoRolledBack: what a keeper read and wrote in a transaction that
+// rolled back is not remembered — an alert grown in it, an incident put in
+// it — and the next batch keeps exactly what a store that never saw the
+// failed batch keeps.
+func TestMemoRolledBack(t *testing.T) {
+	g := ghostKey("", t0, 20)
+	grown := g[5]
+	f := grown.Findings[0]
+	f.Kind, f.Severity, f.Time = "token_never_minted", event.SeverityCritical, f.Time.Add(time.Minute)
+	grown.Findings = append(slices.Clone(grown.Findings), f)
+	grown.FindingCount, grown.Severity, grown.LastTime = 2, event.SeverityCritical, f.Time
+
+	one := open(t, t.TempDir())
+	k := &failAfter{k: New(Options{})}
+	s, err := store.Open(t.Context(), t.TempDir(), store.Options{Incidents: k})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	for _, b := range [][]event.Alert{g[:10], g[10:12]} {
+		for _, w := range []*store.Store{one, s} {
+			if err := w.SaveAlerts(t.Context(), b); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	k.fail = true
+	if err := s.SaveAlerts(t.Context(), []event.Alert{grown, g[12]}); err == nil {
+		t.Fatal("the failing batch was saved")
+	}
+	for _, w := range []*store.Store{one, s} {
+		if err := w.SaveAlerts(t.Context(), g[13:]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := rows(t, one)
+	if len(want) != 1 {
+		t.Fatalf("%d incidents in the reference store, want 1", len(want))
+	}
+	if diff := cmp.Diff(want, rows(t, s)); diff != "" {
+		t.Errorf("incidents kept after a rolled-back batch differ (-never saw it +rolled back):\n%s", diff)
 	}
 }

@@ -38,6 +38,23 @@
 // the state, verdict and creation time of the incident that keeps its ID
 // — or, refounded, of the oldest incident it absorbed.
 //
+// # Memory
+//
+// A Keeper remembers, between its batches, what it read and wrote: the
+// stored alerts of the incidents it touched (with their findings), the
+// citations, the incidents (as PutIncident stored them), each alert's
+// join keys and the principals per address. It trusts that only while the
+// store's incident generation (store.IncidentGeneration) shows its own
+// previous transaction committed and nothing else — another process's
+// alert save or keeper, an incident verdict — was written since; else it
+// forgets everything and reads again. So a batch touching an incident of
+// a thousand alerts reads the rows that changed, not the incident again:
+// the membership and key lookups still go to the store, and the
+// regrouping (incident.Group over the neighbourhood) still runs, which
+// keeps the incidents exactly what reading everything gives. What it
+// remembers is bounded (memoAlerts, memoCitations, memoIncidents): past a
+// bound that part starts over.
+//
 // # Limits
 //
 // Grouping runs over the neighbourhood of the saved alerts (the incidents
@@ -48,9 +65,9 @@
 // show, not by all its traffic; an address the batch's citations make
 // shared regroups the alerts naming it. The closure over stolen-token
 // campaign keys is not bounded in time: a batch touching a campaign reads
-// every stored alert sharing its keys. Each batch reloads the alerts of
+// every stored alert sharing its keys. Each batch regroups the alerts of
 // the incidents it touches: the cost of a batch grows with the size of
-// those incidents.
+// those incidents (less when the Keeper remembers them: # Memory).
 package track
 
 import (
