@@ -659,10 +659,9 @@ func (b *bencher) progressLoop(name string, start time.Time, status func() strin
 	return func() { close(done); wg.Wait() }
 }
 
-// processed reads from serve's /metrics the events routed to the
-// detectors (haechi_events_processed_total) less those still queued in
-// the shards (haechi_queue_depth_events): the events the detectors have
-// processed.
+// processed reads from serve's /metrics the events the detectors have
+// processed (haechi_events_processed_total: counted once every shard an
+// event was routed to has processed it).
 func processed(ctx context.Context, base string) (float64, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/metrics", nil)
 	if err != nil {
@@ -675,25 +674,20 @@ func processed(ctx context.Context, base string) (float64, error) {
 	defer resp.Body.Close()
 	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	var routed, queued float64
-	var seen int
-	for sc.Scan() && seen < 2 {
-		for name, v := range map[string]*float64{"haechi_events_processed_total ": &routed, "haechi_queue_depth_events ": &queued} {
-			if num, ok := strings.CutPrefix(sc.Text(), name); ok {
-				if *v, err = strconv.ParseFloat(strings.TrimSpace(num), 64); err != nil {
-					return 0, fmt.Errorf("metrics: %s: %w", name, err)
-				}
-				seen++
+	const name = "haechi_events_processed_total "
+	for sc.Scan() {
+		if num, ok := strings.CutPrefix(sc.Text(), name); ok {
+			n, err := strconv.ParseFloat(strings.TrimSpace(num), 64)
+			if err != nil {
+				return 0, fmt.Errorf("metrics: %s: %w", name, err)
 			}
+			return n, nil
 		}
 	}
 	if err := sc.Err(); err != nil {
 		return 0, err
 	}
-	if seen < 2 {
-		return 0, errors.New("metrics: haechi_events_processed_total or haechi_queue_depth_events missing")
-	}
-	return routed - queued, nil
+	return 0, errors.New("metrics: haechi_events_processed_total missing")
 }
 
 // latency runs a fresh serve child with a simulated background stream at

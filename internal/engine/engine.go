@@ -193,15 +193,17 @@ type shardMsg struct {
 // batchDone releases a batch's admission once every shard it went to has
 // processed it.
 type batchDone struct {
-	pending atomic.Int32
-	n       int
-	gate    *gate
-	events  []event.Event
-	release func([]event.Event)
+	pending   atomic.Int32
+	n         int
+	gate      *gate
+	events    []event.Event
+	release   func([]event.Event)
+	processed prometheus.Counter // haechi_events_processed_total
 }
 
 func (b *batchDone) finish() {
 	if b != nil && b.pending.Add(-1) == 0 {
+		b.processed.Add(float64(b.n))
 		b.gate.release(b.n)
 		if b.release != nil {
 			b.release(b.events)
@@ -681,7 +683,7 @@ func (r *router) batch(msg inMsg) {
 	// each to every shard) where a watched stream behind the watermark
 	// moves: no shard sees the watermark's moves before that point and the
 	// stream's at once (see laggingMove).
-	done := &batchDone{n: len(evs), gate: e.gate, events: evs, release: e.opts.Release}
+	done := &batchDone{n: len(evs), gate: e.gate, events: evs, release: e.opts.Release, processed: e.m.processed}
 	done.pending.Store(int32(len(e.shards)))
 	send := func(wm time.Time, moved, restored bool) {
 		for s, ch := range e.shards {

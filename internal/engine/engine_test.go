@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/haechi-sec/haechi/internal/engine"
 	"github.com/haechi-sec/haechi/internal/event"
 )
@@ -507,5 +509,56 @@ func TestRoundFindingsInEventTimeOrder(t *testing.T) {
 	}
 	if want := []string{"e1", "e2", "e3", "e4"}; !slices.Equal(got, want) {
 		t.Errorf("findings in order %v, want %v (event time)", got, want)
+	}
+}
+
+// counterValue returns the value of the counter name in reg (0 when absent).
+func counterValue(t *testing.T, reg *prometheus.Registry, name string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name && len(mf.GetMetric()) == 1 {
+			return mf.GetMetric()[0].GetCounter().GetValue()
+		}
+	}
+	return 0
+}
+
+// TestProcessedCountsWhenProcessed: haechi_events_processed_total counts an
+// event once the detectors have processed it, not when it is routed to
+// their shards (haechi_events_routed_total) — serve's capacity is read from
+// it (TestOverload, haechi bench).
+func TestProcessedCountsWhenProcessed(t *testing.T) {
+	r := newRecorder()
+	r.block = make(chan struct{})
+	reg := prometheus.NewRegistry()
+	e, err := engine.New(engine.Options{Detectors: []engine.Detector{r}, Shards: 2, QueueSize: 100, Registerer: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wait := run(t, e)
+	batch := []event.Event{ev("", "a", 0), ev("", "b", 1), ev("", "c", 2), ev("", "d", 3), ev("", "e", 4)}
+	if err := e.Submit(context.Background(), engine.Batch{Events: batch}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	// Until the router has handed the batch to the shards (counted as
+	// routed, or — wrongly — as processed).
+	for counterValue(t, reg, "haechi_events_routed_total") != 5 && counterValue(t, reg, "haechi_events_processed_total") != 5 &&
+		time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	// Routed, not yet processed: the detectors are blocked.
+	if n := counterValue(t, reg, "haechi_events_processed_total"); n != 0 {
+		t.Errorf("processed %v events while the detectors were blocked, want 0", n)
+	}
+	close(r.block)
+	e.Close()
+	wait()
+	if n := counterValue(t, reg, "haechi_events_processed_total"); n != 5 {
+		t.Errorf("processed %v events, want 5", n)
 	}
 }

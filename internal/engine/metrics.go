@@ -5,17 +5,22 @@ import (
 )
 
 type metrics struct {
-	routed   prometheus.Counter
-	late     prometheus.Counter
-	lag      prometheus.Gauge
-	findings *prometheus.CounterVec
+	routed    prometheus.Counter
+	processed prometheus.Counter
+	late      prometheus.Counter
+	lag       prometheus.Gauge
+	findings  *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer, e *Engine) *metrics {
 	m := &metrics{
 		routed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "haechi_events_routed_total",
+			Help: "Events routed to the detectors' shards (queued; haechi_events_processed_total once processed).",
+		}),
+		processed: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "haechi_events_processed_total",
-			Help: "Events routed to detectors.",
+			Help: "Events every detector they were routed to has processed.",
 		}),
 		late: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "haechi_events_late_total",
@@ -34,7 +39,7 @@ func newMetrics(reg prometheus.Registerer, e *Engine) *metrics {
 		m.findings.WithLabelValues(d.Name())
 	}
 	if reg != nil {
-		reg.MustRegister(m.routed, m.late, m.lag, m.findings,
+		reg.MustRegister(m.routed, m.processed, m.late, m.lag, m.findings,
 			prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 				Name: "haechi_queue_depth_events",
 				Help: "Events admitted but not yet processed.",

@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
+	"math/rand/v2"
 	"slices"
 	"strings"
 	"time"
@@ -104,7 +106,9 @@ type incidentEntities struct {
 // commits), after writing them, holding a lock that serialises keepers
 // across every process sharing the store; tx reads what the transaction
 // wrote. An error aborts the whole transaction, alerts included (the
-// Writer retries the batch), so AlertsSaved must be safe to repeat.
+// Writer retries the batch), so AlertsSaved must be safe to repeat. A
+// keeper may remember what it read across transactions only as far as
+// tx.Generation says nothing else wrote in between (IncidentGeneration).
 type IncidentKeeper interface {
 	AlertsSaved(ctx context.Context, tx *IncidentTx, alerts []event.Alert) error
 }
@@ -114,6 +118,54 @@ type IncidentTx struct {
 	s   *Store
 	tx  *sql.Tx
 	now int64
+	gen IncidentGeneration
+}
+
+// Generation returns the incident generation this transaction makes
+// (IncidentGeneration).
+func (t *IncidentTx) Generation() IncidentGeneration { return t.gen }
+
+// IncidentGeneration identifies the state of a store's alerts, findings,
+// citations and incidents as one committed transaction left it. Every
+// transaction that writes any of them — an alert save (with or without a
+// keeper) and an incident verdict — moves the store to a new generation
+// and records which one it followed, in every process sharing the store
+// (a row of the checkpoints table). A keeper that remembers what it read
+// in the generation its own last transaction made may trust it in a
+// transaction whose generation Follows that one: its transaction
+// committed and nothing else was written in between. A rolled-back
+// transaction leaves the generation as it was.
+type IncidentGeneration struct {
+	s         *Store
+	prev, cur int64
+}
+
+// Follows reports whether g came right after prev, on the same store.
+func (g IncidentGeneration) Follows(prev IncidentGeneration) bool {
+	return g.s != nil && g.s == prev.s && prev.cur != 0 && g.prev == prev.cur
+}
+
+// incidentGenerationName is the checkpoints row of the incident
+// generation: mark is the current generation, a random number (so a
+// generation a rolled-back transaction drew is never taken for one
+// another process committed), shards the one before it. It shares the
+// checkpoints table, as partition checkpoints do: no migration.
+const incidentGenerationName = "incidents/generation"
+
+// nextIncidentGeneration moves the store to a new incident generation in
+// tx and returns it. On PostgreSQL it row-locks the generation until tx
+// ends: a transaction taking the audit lock too takes it first (as
+// SetIncidentVerdict and keepIncidents do).
+func (s *Store) nextIncidentGeneration(ctx context.Context, tx *sql.Tx) (IncidentGeneration, error) {
+	g := IncidentGeneration{s: s, cur: 1 + rand.Int64N(math.MaxInt64-1)} // #nosec G404 -- uniqueness, not secrecy
+	err := tx.QueryRowContext(ctx, `INSERT INTO checkpoints (name, mark, shards, data, saved_at) VALUES (?, ?, 0, ?, ?)
+ON CONFLICT (name) DO UPDATE SET shards = checkpoints.mark, mark = excluded.mark, saved_at = excluded.saved_at
+RETURNING shards`,
+		incidentGenerationName, g.cur, []byte{}, time.Now().UnixNano()).Scan(&g.prev)
+	if err != nil {
+		return IncidentGeneration{}, fmt.Errorf("incident generation: %w", err)
+	}
+	return g, nil
 }
 
 // incidentLockID names the PostgreSQL advisory lock incident keepers
@@ -123,10 +175,12 @@ const incidentLockID = 0x68616563686900
 // inChunk bounds the values of one IN list.
 const inChunk = 500
 
-// keepIncidents runs the keeper over alerts just saved in tx.
+// keepIncidents runs the keeper over alerts just saved in tx, and
+// advances the incident generation (with or without a keeper).
 func (s *Store) keepIncidents(ctx context.Context, tx *sql.Tx, alerts []event.Alert, order []int) error {
 	if s.incidents == nil {
-		return nil
+		_, err := s.nextIncidentGeneration(ctx, tx)
+		return err
 	}
 	if s.dialect.postgres {
 		if _, err := tx.ExecContext(ctx, "SELECT pg_advisory_xact_lock(?)", int64(incidentLockID)); err != nil {
@@ -140,11 +194,15 @@ func (s *Store) keepIncidents(ctx context.Context, tx *sql.Tx, alerts []event.Al
 			return fmt.Errorf("incidents: %w", err)
 		}
 	}
+	gen, err := s.nextIncidentGeneration(ctx, tx)
+	if err != nil {
+		return fmt.Errorf("incidents: %w", err)
+	}
 	saved := make([]event.Alert, len(order))
 	for i, j := range order {
 		saved[i] = alerts[j]
 	}
-	if err := s.incidents.AlertsSaved(ctx, &IncidentTx{s: s, tx: tx, now: time.Now().UnixNano()}, saved); err != nil {
+	if err := s.incidents.AlertsSaved(ctx, &IncidentTx{s: s, tx: tx, now: time.Now().UnixNano(), gen: gen}, saved); err != nil {
 		return fmt.Errorf("incidents: %w", err)
 	}
 	return nil
@@ -427,9 +485,11 @@ func (t *IncidentTx) Incidents(ctx context.Context, ids []string) ([]Incident, e
 }
 
 // PutIncident upserts in and makes alertIDs its alerts (moving them from
-// any other incident). Created is kept from a stored row of the same ID;
-// a zero Created on a new row takes the transaction's wall time.
-func (t *IncidentTx) PutIncident(ctx context.Context, in Incident, alertIDs []string) error {
+// any other incident), and returns the incident as stored — as Incidents
+// reads it back in this transaction. Created is kept from a stored row of
+// the same ID; a zero Created on a new row takes the transaction's wall
+// time.
+func (t *IncidentTx) PutIncident(ctx context.Context, in Incident, alertIDs []string) (Incident, error) {
 	body := string(in.Body)
 	if body == "" {
 		body = "{}"
@@ -445,14 +505,17 @@ func (t *IncidentTx) PutIncident(ctx context.Context, in Incident, alertIDs []st
 		ents, err = json.Marshal(in.Entities)
 	}
 	if err != nil {
-		return fmt.Errorf("put incident %q: entities: %w", in.ID, err)
+		return Incident{}, fmt.Errorf("put incident %q: entities: %w", in.ID, err)
 	}
 	created := toNanos(in.Created)
 	if created == 0 {
 		created = t.now
 	}
+	r := incidentRow{id: in.ID, founder: in.Founder, start: toNanos(in.Start), end: toNanos(in.End), sev: int64(in.Severity),
+		state: in.State, verdict: in.Verdict, note: in.Note, by: in.VerdictBy, vat: toNanos(in.VerdictAt), title: in.Title,
+		attack: in.Attack, n: int64(in.AlertCount), ents: string(ents), body: body, up: t.now}
 	// #nosec G202 -- only placeholders are concatenated
-	_, err = t.tx.ExecContext(ctx, `INSERT INTO incidents (id, founder, start_time, end_time, severity, state, verdict,
+	err = t.tx.QueryRowContext(ctx, `INSERT INTO incidents (id, founder, start_time, end_time, severity, state, verdict,
 	verdict_note, verdict_by, verdict_at, title, attack, alert_count, entities, body, created_at, updated_at)
 VALUES (`+placeholders(17)+`)
 ON CONFLICT (id) DO UPDATE SET
@@ -461,13 +524,18 @@ ON CONFLICT (id) DO UPDATE SET
 	verdict_note = excluded.verdict_note, verdict_by = excluded.verdict_by, verdict_at = excluded.verdict_at,
 	title = excluded.title, attack = excluded.attack, alert_count = excluded.alert_count,
 	entities = excluded.entities, body = excluded.body,
-	updated_at = excluded.updated_at`,
-		in.ID, in.Founder, toNanos(in.Start), toNanos(in.End), int64(in.Severity), in.State, in.Verdict,
-		in.Note, in.VerdictBy, toNanos(in.VerdictAt), in.Title, in.Attack, int64(in.AlertCount), string(ents), body, created, t.now)
+	updated_at = excluded.updated_at
+RETURNING created_at`,
+		r.id, r.founder, r.start, r.end, r.sev, r.state, r.verdict, r.note, r.by, r.vat, r.title, r.attack, r.n, r.ents, r.body,
+		created, r.up).Scan(&r.cr)
 	if err != nil {
-		return fmt.Errorf("put incident %q: %w", in.ID, err)
+		return Incident{}, fmt.Errorf("put incident %q: %w", in.ID, err)
 	}
-	return chunks(alertIDs, func(c []string) error {
+	stored, err := r.decode(true)
+	if err != nil {
+		return Incident{}, fmt.Errorf("put incident %q: %w", in.ID, err)
+	}
+	err = chunks(alertIDs, func(c []string) error {
 		args := make([]any, 0, 2*len(c))
 		for _, a := range c {
 			args = append(args, a, in.ID)
@@ -479,6 +547,10 @@ ON CONFLICT (id) DO UPDATE SET
 		}
 		return nil
 	})
+	if err != nil {
+		return Incident{}, err
+	}
+	return stored, nil
 }
 
 // RetireIncident deletes incident id, whose founding alert is founder,
@@ -532,26 +604,36 @@ const incidentColumns = `id, founder, start_time, end_time, severity, state, ver
 	verdict_at, title, attack, alert_count, entities, created_at, updated_at`
 
 func scanIncident(sc scanner, body bool) (Incident, error) {
-	var (
-		in                              Incident
-		start, end, sev, vat, n, cr, up int64
-		b, ents                         string
-	)
-	dest := []any{&in.ID, &in.Founder, &start, &end, &sev, &in.State, &in.Verdict, &in.Note, &in.VerdictBy,
-		&vat, &in.Title, &in.Attack, &n, &ents, &cr, &up}
+	var r incidentRow
+	dest := []any{&r.id, &r.founder, &r.start, &r.end, &r.sev, &r.state, &r.verdict, &r.note, &r.by,
+		&r.vat, &r.title, &r.attack, &r.n, &r.ents, &r.cr, &r.up}
 	if body {
-		dest = append(dest, &b)
+		dest = append(dest, &r.body)
 	}
 	if err := sc.Scan(dest...); err != nil {
 		return Incident{}, err
 	}
-	in.Start, in.End, in.VerdictAt = fromNanos(start), fromNanos(end), fromNanos(vat)
-	in.Created, in.Updated = fromNanos(cr), fromNanos(up)
-	in.Severity, in.AlertCount = event.Severity(sev), int(n)
+	return r.decode(body)
+}
+
+// incidentRow is an incidents row as stored (incidentColumns, body).
+type incidentRow struct {
+	id, founder, state, verdict, note, by, title, attack, ents, body string
+	start, end, sev, vat, n, cr, up                                  int64
+}
+
+// decode returns the incident the row holds (Body only with body).
+func (r incidentRow) decode(body bool) (Incident, error) {
+	in := Incident{ID: r.id, Founder: r.founder, State: r.state, Verdict: r.verdict, Note: r.note, VerdictBy: r.by,
+		Title: r.title, Attack: r.attack}
+	in.Start, in.End, in.VerdictAt = fromNanos(r.start), fromNanos(r.end), fromNanos(r.vat)
+	in.Created, in.Updated = fromNanos(r.cr), fromNanos(r.up)
+	in.Severity, in.AlertCount = event.Severity(r.sev), int(r.n)
 	if body {
-		in.Body = json.RawMessage(b)
+		in.Body = json.RawMessage(r.body)
 	}
 	in.Entities = []event.EntityKey{}
+	ents := r.ents
 	switch {
 	case strings.HasPrefix(ents, "{"):
 		var x incidentEntities
@@ -736,6 +818,10 @@ func (s *Store) SetIncidentVerdict(ctx context.Context, v IncidentVerdict) (Inci
 	}
 	v.IncidentID = cur.ID
 	err = s.withTx(ctx, func(tx *sql.Tx) error {
+		// The audit lock (withTx) first, then the generation, as keepIncidents.
+		if _, err := s.nextIncidentGeneration(ctx, tx); err != nil {
+			return err
+		}
 		res, err := tx.ExecContext(ctx, `UPDATE incidents SET state = ?, verdict = ?, verdict_note = ?, verdict_by = ?, verdict_at = ?, updated_at = ?
 WHERE id = ?`, v.State, v.Verdict, v.Note, v.By, toNanos(v.At), time.Now().UnixNano(), v.IncidentID)
 		if err != nil {

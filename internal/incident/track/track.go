@@ -38,6 +38,23 @@
 // the state, verdict and creation time of the incident that keeps its ID
 // — or, refounded, of the oldest incident it absorbed.
 //
+// # Memory
+//
+// A Keeper remembers, between its batches, what it read and wrote: the
+// stored alerts of the incidents it touched (with their findings), the
+// citations, the incidents (as PutIncident stored them), each alert's
+// join keys and the principals per address. It trusts that only while the
+// store's incident generation (store.IncidentGeneration) shows its own
+// previous transaction committed and nothing else — another process's
+// alert save or keeper, an incident verdict — was written since; else it
+// forgets everything and reads again. So a batch touching an incident of
+// a thousand alerts reads the rows that changed, not the incident again:
+// the membership and key lookups still go to the store, and the
+// regrouping (incident.Group over the neighbourhood) still runs, which
+// keeps the incidents exactly what reading everything gives. What it
+// remembers is bounded (memoAlerts, memoCitations, memoIncidents): past a
+// bound that part starts over.
+//
 // # Limits
 //
 // Grouping runs over the neighbourhood of the saved alerts (the incidents
@@ -48,9 +65,9 @@
 // show, not by all its traffic; an address the batch's citations make
 // shared regroups the alerts naming it. The closure over stolen-token
 // campaign keys is not bounded in time: a batch touching a campaign reads
-// every stored alert sharing its keys. Each batch reloads the alerts of
+// every stored alert sharing its keys. Each batch regroups the alerts of
 // the incidents it touches: the cost of a batch grows with the size of
-// those incidents.
+// those incidents (less when the Keeper remembers them: # Memory).
 package track
 
 import (
@@ -62,6 +79,7 @@ import (
 	"reflect"
 	"slices"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/haechi-sec/haechi/internal/event"
@@ -128,6 +146,10 @@ func Milestones(from, to int) []int {
 // Keeper implements store.IncidentKeeper.
 type Keeper struct {
 	opts Options
+
+	mu      sync.Mutex // held through AlertsSaved
+	memo    *memo      // what its last committed transaction left known; nil: nothing
+	pending *view      // its last transaction, until the next shows whether it committed
 }
 
 var _ store.IncidentKeeper = (*Keeper)(nil)
@@ -136,7 +158,22 @@ var _ store.IncidentKeeper = (*Keeper)(nil)
 func New(opts Options) *Keeper { return &Keeper{opts: opts} }
 
 // AlertsSaved implements store.IncidentKeeper (package doc).
-func (k *Keeper) AlertsSaved(ctx context.Context, tx *store.IncidentTx, saved []event.Alert) error {
+func (k *Keeper) AlertsSaved(ctx context.Context, stx *store.IncidentTx, saved []event.Alert) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	tx := k.begin(stx)
+	for i := range saved {
+		tx.staleAlert(saved[i].ID)
+	}
+	if err := k.alertsSaved(ctx, tx, saved); err != nil {
+		return err // the transaction rolls back: nothing of it is remembered
+	}
+	k.pending = tx
+	return nil
+}
+
+// alertsSaved is AlertsSaved in the view tx.
+func (k *Keeper) alertsSaved(ctx context.Context, tx *view, saved []event.Alert) error {
 	if len(saved) == 0 {
 		return nil
 	}
@@ -245,7 +282,7 @@ func (k *Keeper) AlertsSaved(ctx context.Context, tx *store.IncidentTx, saved []
 			}
 		}
 		if !existed || len(moved) > 0 || !sameRecord(prev, rec) {
-			if err := tx.PutIncident(ctx, rec, moved); err != nil {
+			if _, err := tx.PutIncident(ctx, rec, moved); err != nil {
 				return err
 			}
 		}
@@ -279,7 +316,7 @@ func (k *Keeper) AlertsSaved(ctx context.Context, tx *store.IncidentTx, saved []
 // their IDs and the alerts, with the incidents they are in (touched) and
 // the incident each of them in one is in (prevOf: every alert of the
 // touched incidents, which are all the incidents these alerts are in).
-func (k *Keeper) neighbourhood(ctx context.Context, tx *store.IncidentTx, saved []event.Alert) (
+func (k *Keeper) neighbourhood(ctx context.Context, tx *view, saved []event.Alert) (
 	all []string, alerts []event.Alert, touched map[string]bool, prevOf map[string]string, err error) {
 	ids, touched, prevOf, err := k.keyNeighbourhood(ctx, tx, saved)
 	if err != nil {
@@ -343,7 +380,7 @@ func (k *Keeper) neighbourhood(ctx context.Context, tx *store.IncidentTx, saved 
 
 // addIncidents adds the incidents of the alerts found to touched, and
 // their alerts to ids and, with the incident they are in, to prevOf.
-func (k *Keeper) addIncidents(ctx context.Context, tx *store.IncidentTx, found []string, ids, touched map[string]bool,
+func (k *Keeper) addIncidents(ctx context.Context, tx *view, found []string, ids, touched map[string]bool,
 	prevOf map[string]string) error {
 	if len(found) == 0 {
 		return nil
@@ -373,7 +410,7 @@ func (k *Keeper) addIncidents(ctx context.Context, tx *store.IncidentTx, found [
 // keyNeighbourhood is neighbourhood without the stolen-token campaigns'
 // closure: the IDs, the incidents they are in, and the incident of each
 // (those in one).
-func (k *Keeper) keyNeighbourhood(ctx context.Context, tx *store.IncidentTx, saved []event.Alert) (
+func (k *Keeper) keyNeighbourhood(ctx context.Context, tx *view, saved []event.Alert) (
 	map[string]bool, map[string]bool, map[string]string, error) {
 	// 1. Citations, and the addresses they make shared.
 	var cs []event.Citation
@@ -433,7 +470,7 @@ func (k *Keeper) keyNeighbourhood(ctx context.Context, tx *store.IncidentTx, sav
 	return ids, touched, inAlerts, nil
 }
 
-func (k *Keeper) notify(ctx context.Context, tx *store.IncidentTx, g incident.Incident, rec, prev store.Incident,
+func (k *Keeper) notify(ctx context.Context, tx *view, g incident.Incident, rec, prev store.Incident,
 	existed bool, prevs, added []string, alerts []event.Alert) error {
 	rec.Body = nil
 	var merged []string
@@ -485,7 +522,7 @@ func sameRecord(a, b store.Incident) bool {
 // shared is a hub from then on (incident.Options.SharedSource), so the
 // alerts naming it are regrouped even when no alert of the batch names
 // it — or they would stay joined through it.
-func (k *Keeper) putCitations(ctx context.Context, tx *store.IncidentTx, cs []event.Citation) ([]string, error) {
+func (k *Keeper) putCitations(ctx context.Context, tx *view, cs []event.Citation) ([]string, error) {
 	srcs := map[string]bool{}
 	for _, c := range cs {
 		if c.Success && c.Principal != "" && c.Source != "" {
@@ -528,7 +565,7 @@ func (f *facts) Source(ip string) (int, bool)                 { n, ok := f.sourc
 
 // loadFacts loads the citations of the events alerts cite, and how many
 // principals the citations show acting from the addresses they name.
-func loadFacts(ctx context.Context, tx *store.IncidentTx, alerts []event.Alert) (*facts, error) {
+func loadFacts(ctx context.Context, tx *view, alerts []event.Alert) (*facts, error) {
 	refs, ips := map[string]bool{}, map[string]bool{}
 	named := func(e event.EntityKey) {
 		if e.Kind == event.EntitySource {

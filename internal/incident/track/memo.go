@@ -1,0 +1,336 @@
+package track
+
+import (
+	"context"
+	"strings"
+
+	"github.com/haechi-sec/haechi/internal/event"
+	"github.com/haechi-sec/haechi/internal/store"
+)
+
+// Bounds of what a Keeper remembers (package doc, "Memory"): past one, that
+// part is forgotten and read again as batches need it.
+const (
+	memoAlerts    = 16384  // stored alerts with their findings
+	memoCitations = 262144 // citations (about 200 bytes each)
+	memoIncidents = 8192   // stored incidents with their detail
+)
+
+// memo is what a Keeper remembers across its transactions: stored alerts
+// (with findings), citations and incidents exactly as the store read them
+// back, valid in generation gen — the one the Keeper's own last committed
+// transaction made.
+type memo struct {
+	gen       store.IncidentGeneration
+	alerts    map[string]event.Alert
+	citations map[string]event.Citation
+	incidents map[string]store.Incident
+	// keys are the join keys stored for an alert (keySig of SetAlertKeys'
+	// arguments); sources the principals the citations show per address
+	// (SourcePrincipals; 0 for none).
+	keys    map[string]string
+	sources map[string]int
+}
+
+// view is one transaction's access to what the keeper reads: the memo when
+// it is still valid (base; nil when not), else the store, and what this
+// transaction read or made stale. A view becomes the memo once the next
+// transaction's generation shows it committed (Keeper.begin).
+//
+// It answers Alerts, Citations and Incidents as the store would (the
+// values the store read, in a transaction that saw the same rows), and
+// marks what PutIncident, RetireIncident and the saved alerts change as
+// stale; every other method is the transaction's.
+type view struct {
+	*store.IncidentTx
+	base *memo
+	gen  store.IncidentGeneration
+
+	alerts         map[string]event.Alert
+	citations      map[string]event.Citation
+	incidents      map[string]store.Incident
+	keys           map[string]string
+	sources        map[string]int
+	staleAlerts    map[string]bool
+	staleIncidents map[string]bool
+	staleSources   map[string]bool
+}
+
+// begin returns the view of transaction tx, first making the view of the
+// Keeper's previous transaction the memo if that transaction committed and
+// nothing was written since, or forgetting the memo if anything else was
+// written since it was valid. The caller holds k.mu.
+func (k *Keeper) begin(tx *store.IncidentTx) *view {
+	gen := tx.Generation()
+	switch p := k.pending; {
+	case p != nil && gen.Follows(p.gen):
+		k.memo = p.commit()
+	case k.memo != nil && gen.Follows(k.memo.gen):
+		// The previous transaction rolled back: the memo still holds.
+	default:
+		k.memo = nil
+	}
+	k.pending = nil
+	return &view{IncidentTx: tx, base: k.memo, gen: gen,
+		alerts: map[string]event.Alert{}, citations: map[string]event.Citation{}, incidents: map[string]store.Incident{},
+		keys: map[string]string{}, sources: map[string]int{},
+		staleAlerts: map[string]bool{}, staleIncidents: map[string]bool{}, staleSources: map[string]bool{}}
+}
+
+// commit returns the memo valid after v's transaction: its base without
+// what v made stale, with what v read.
+func (v *view) commit() *memo {
+	m := v.base
+	if m == nil {
+		m = &memo{alerts: map[string]event.Alert{}, citations: map[string]event.Citation{}, incidents: map[string]store.Incident{},
+			keys: map[string]string{}, sources: map[string]int{}}
+	}
+	m.gen = v.gen
+	for id := range v.staleAlerts {
+		delete(m.alerts, id)
+	}
+	for id := range v.staleIncidents {
+		delete(m.incidents, id)
+	}
+	for ip := range v.staleSources {
+		delete(m.sources, ip)
+	}
+	m.keys = merge(m.keys, v.keys, memoAlerts)
+	m.sources = merge(m.sources, v.sources, memoCitations)
+	m.alerts = merge(m.alerts, v.alerts, memoAlerts)
+	m.citations = merge(m.citations, v.citations, memoCitations)
+	m.incidents = merge(m.incidents, v.incidents, memoIncidents)
+	return m
+}
+
+// merge adds add to m, starting over from add alone when m would pass
+// limit.
+func merge[V any](m, add map[string]V, limit int) map[string]V {
+	if len(m)+len(add) > limit {
+		m = make(map[string]V, len(add))
+	}
+	for k, x := range add {
+		m[k] = x
+	}
+	return m
+}
+
+// staleAlert marks alert id as written by this transaction.
+func (v *view) staleAlert(id string) {
+	v.staleAlerts[id] = true
+	delete(v.alerts, id)
+}
+
+func (v *view) alert(id string) (event.Alert, bool) {
+	if a, ok := v.alerts[id]; ok {
+		return a, true
+	}
+	if v.base != nil && !v.staleAlerts[id] {
+		a, ok := v.base.alerts[id]
+		return a, ok
+	}
+	return event.Alert{}, false
+}
+
+// Alerts is store.IncidentTx.Alerts: the stored alerts ids, with their
+// findings, in ID order; unknown IDs are left out.
+func (v *view) Alerts(ctx context.Context, ids []string) ([]event.Alert, error) {
+	ids = compact(ids)
+	var miss []string
+	for _, id := range ids {
+		if _, ok := v.alert(id); !ok {
+			miss = append(miss, id)
+		}
+	}
+	if len(miss) > 0 {
+		as, err := v.IncidentTx.Alerts(ctx, miss)
+		if err != nil {
+			return nil, err
+		}
+		for _, a := range as {
+			v.alerts[a.ID] = a
+		}
+	}
+	out := make([]event.Alert, 0, len(ids))
+	for _, id := range ids {
+		if a, ok := v.alert(id); ok {
+			out = append(out, a)
+		}
+	}
+	return out, nil
+}
+
+// Citations is store.IncidentTx.Citations. A stored citation never changes
+// (the first of a reference wins), so only references not yet read are
+// read.
+func (v *view) Citations(ctx context.Context, refs []string) (map[string]event.Citation, error) {
+	out := make(map[string]event.Citation, len(refs))
+	var miss []string
+	for _, r := range refs {
+		if c, ok := v.citations[r]; ok {
+			out[r] = c
+			continue
+		}
+		if v.base != nil {
+			if c, ok := v.base.citations[r]; ok {
+				out[r] = c
+				continue
+			}
+		}
+		miss = append(miss, r)
+	}
+	if len(miss) == 0 {
+		return out, nil
+	}
+	cs, err := v.IncidentTx.Citations(ctx, miss)
+	if err != nil {
+		return nil, err
+	}
+	for r, c := range cs {
+		v.citations[r] = c
+		out[r] = c
+	}
+	return out, nil
+}
+
+func (v *view) incident(id string) (store.Incident, bool) {
+	if in, ok := v.incidents[id]; ok {
+		return in, true
+	}
+	if v.base != nil && !v.staleIncidents[id] {
+		in, ok := v.base.incidents[id]
+		return in, ok
+	}
+	return store.Incident{}, false
+}
+
+// Incidents is store.IncidentTx.Incidents: the stored incidents ids (Body
+// included), in ID order; unknown IDs are left out.
+func (v *view) Incidents(ctx context.Context, ids []string) ([]store.Incident, error) {
+	ids = compact(ids)
+	var miss []string
+	for _, id := range ids {
+		if _, ok := v.incident(id); !ok {
+			miss = append(miss, id)
+		}
+	}
+	if len(miss) > 0 {
+		ins, err := v.IncidentTx.Incidents(ctx, miss)
+		if err != nil {
+			return nil, err
+		}
+		for _, in := range ins {
+			v.incidents[in.ID] = in
+		}
+	}
+	out := make([]store.Incident, 0, len(ids))
+	for _, id := range ids {
+		if in, ok := v.incident(id); ok {
+			out = append(out, in)
+		}
+	}
+	return out, nil
+}
+
+// staleIncident marks incident id as written by this transaction.
+func (v *view) staleIncident(id string) {
+	v.staleIncidents[id] = true
+	delete(v.incidents, id)
+}
+
+// PutIncident is store.IncidentTx.PutIncident; what it stored is what
+// Incidents answers for in.ID from then on.
+func (v *view) PutIncident(ctx context.Context, in store.Incident, alertIDs []string) (store.Incident, error) {
+	v.staleIncident(in.ID)
+	stored, err := v.IncidentTx.PutIncident(ctx, in, alertIDs)
+	if err != nil {
+		return store.Incident{}, err
+	}
+	v.incidents[in.ID] = stored
+	return stored, nil
+}
+
+// RetireIncident is store.IncidentTx.RetireIncident.
+func (v *view) RetireIncident(ctx context.Context, id, founder, successor string) error {
+	v.staleIncident(id)
+	return v.IncidentTx.RetireIncident(ctx, id, founder, successor)
+}
+
+// keySig identifies SetAlertKeys' arguments: the same named and cited keys
+// store the same rows.
+func keySig(named, cited []string) string {
+	return strings.Join(named, ",") + "|" + strings.Join(cited, ",")
+}
+
+// SetAlertKeys is store.IncidentTx.SetAlertKeys, skipped when the keys
+// stored for the alert are known to be these already (only SetAlertKeys
+// writes them).
+func (v *view) SetAlertKeys(ctx context.Context, id string, named, cited []string) error {
+	sig := keySig(named, cited)
+	known, ok := v.keys[id]
+	if !ok && v.base != nil {
+		known, ok = v.base.keys[id]
+	}
+	if ok && known == sig {
+		return nil
+	}
+	if err := v.IncidentTx.SetAlertKeys(ctx, id, named, cited); err != nil {
+		return err
+	}
+	v.keys[id] = sig
+	return nil
+}
+
+// PutCitations is store.IncidentTx.PutCitations. The addresses of
+// citations not known to be stored already may count more principals
+// after it (SourcePrincipals).
+func (v *view) PutCitations(ctx context.Context, cs []event.Citation) error {
+	for _, c := range cs {
+		if _, ok := v.citations[c.Ref]; ok {
+			continue
+		}
+		if v.base != nil {
+			if _, ok := v.base.citations[c.Ref]; ok {
+				continue
+			}
+		}
+		v.staleSources[c.Source] = true
+		delete(v.sources, c.Source)
+	}
+	return v.IncidentTx.PutCitations(ctx, cs)
+}
+
+// SourcePrincipals is store.IncidentTx.SourcePrincipals: per address, how
+// many distinct principals the stored citations show acting from it
+// successfully (addresses with none absent).
+func (v *view) SourcePrincipals(ctx context.Context, ips []string) (map[string]int, error) {
+	out := map[string]int{}
+	var miss []string
+	for _, ip := range ips {
+		n, ok := v.sources[ip]
+		if !ok && v.base != nil && !v.staleSources[ip] {
+			n, ok = v.base.sources[ip]
+		}
+		switch {
+		case !ok:
+			miss = append(miss, ip)
+		case n > 0:
+			out[ip] = n
+		}
+	}
+	if len(miss) == 0 {
+		return out, nil
+	}
+	got, err := v.IncidentTx.SourcePrincipals(ctx, miss)
+	if err != nil {
+		return nil, err
+	}
+	for _, ip := range miss {
+		n := got[ip]
+		v.sources[ip] = n
+		if n > 0 {
+			out[ip] = n
+		}
+	}
+	return out, nil
+}
