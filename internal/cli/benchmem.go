@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"runtime"
+	"runtime/metrics"
 	"slices"
 	"strconv"
 	"strings"
@@ -33,7 +34,7 @@ type benchSample struct {
 	Seconds   float64   `json:"seconds"`             // since the child started
 	EventTime time.Time `json:"event_time,omitzero"` // the engine's watermark
 	RSSBytes  int64     `json:"rss_bytes"`           // VmRSS
-	HeapLive  int64     `json:"heap_live_bytes"`     // Go heap objects (HeapAlloc)
+	HeapLive  int64     `json:"heap_live_bytes"`     // Go heap objects live at the last collection (/gc/heap/live:bytes)
 	HeapHeld  int64     `json:"heap_held_bytes"`     // Go heap spans held from the OS (HeapSys − HeapReleased)
 }
 
@@ -93,8 +94,13 @@ func (s *memSampler) setSource(f func() (time.Time, []benchDetector)) {
 func (s *memSampler) sample() {
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
+	live := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
+	metrics.Read(live)
 	sm := benchSample{Seconds: time.Since(s.start).Seconds(), RSSBytes: selfRSS(),
-		HeapLive: int64(ms.HeapAlloc), HeapHeld: int64(ms.HeapSys) - int64(ms.HeapReleased)}
+		HeapHeld: int64(ms.HeapSys) - int64(ms.HeapReleased)}
+	if live[0].Value.Kind() == metrics.KindUint64 {
+		sm.HeapLive = int64(live[0].Value.Uint64())
+	}
 	s.mu.Lock()
 	src := s.source
 	s.mu.Unlock()
@@ -283,7 +289,7 @@ func printMemory(w io.Writer, phases []benchPhase) {
 			}
 			parts = append(parts, fmt.Sprintf("%s… %d/%d", wk[0].Day, rss>>20, heap>>20))
 		}
-		fmt.Fprintf(w, "%s: peak RSS/Go heap MiB by week of event time: %s\n", p.Name, strings.Join(parts, ", "))
+		fmt.Fprintf(w, "%s: peak RSS/live Go heap MiB by week of event time: %s\n", p.Name, strings.Join(parts, ", "))
 	}
 	for _, p := range phases {
 		if p.Memory == nil || len(p.Memory.Detectors) == 0 {
