@@ -51,12 +51,19 @@ func TestFootprints(t *testing.T) {
 	if got := e.Footprints(); len(got) != 0 {
 		t.Errorf("before Run: %+v, want none", got)
 	}
-	var b []event.Event
-	for i := range 50 {
-		b = append(b, ev("", "u"+string(rune('a'+i%26))+string(rune('a'+i/26)), time.Duration(i)*time.Second))
+	var b1, b2 []event.Event
+	for i := range 60 {
+		x := ev("", "u"+string(rune('a'+i%26))+string(rune('a'+i/26)), time.Duration(i)*time.Second)
+		if i < 50 {
+			b1 = append(b1, x)
+		} else {
+			b2 = append(b2, x)
+		}
 	}
-	collect(t, e, b, b[:10])
-	want := []engine.Footprint{{Detector: "tally", Entities: 50, Bytes: 5000}}
+	// The second batch comes within the sampling interval of the first:
+	// only the sample taken before the end is announced counts it.
+	collect(t, e, b1, b2, b1[:10])
+	want := []engine.Footprint{{Detector: "tally", Entities: 60, Bytes: 6000}}
 	got := e.Footprints()
 	if len(got) != 1 || got[0] != want[0] {
 		t.Fatalf("Footprints = %+v, want %+v", got, want)
@@ -79,7 +86,7 @@ func TestFootprints(t *testing.T) {
 			}
 		}
 	}
-	wantGauges := map[string]string{"haechi_detector_entities{detector=tally}": "50", "haechi_detector_bytes{detector=tally}": "5000"}
+	wantGauges := map[string]string{"haechi_detector_entities{detector=tally}": "60", "haechi_detector_bytes{detector=tally}": "6000"}
 	if fmt.Sprint(gauges) != fmt.Sprint(wantGauges) {
 		t.Errorf("gauges %v, want %v", gauges, wantGauges)
 	}
