@@ -230,9 +230,10 @@ func (c *Context) TakeFindings() []event.Finding {
 // and an estimate of the heap bytes its state takes (internal/memsize).
 //
 // Footprint is called on the shard's goroutine between two Process calls,
-// at most every few seconds of wall time (the engine spaces the calls by
-// how long they take, so they cost a few per cent of a shard at most) and
-// once more before the input's end is announced. It must only read the
+// at most every 5 s of wall time while the shard is busy and every second
+// while it has nothing queued (and further apart when the calls take long:
+// they cost a shard 2 % at most), and once more before the input's end is
+// announced. It must only read the
 // state: never change it, emit or allocate in proportion to it.
 type Footprinter interface {
 	Footprint() (entities int, bytes int64)

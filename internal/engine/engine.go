@@ -865,7 +865,7 @@ func (e *Engine) runShard(id int) {
 		}
 		// The footprint as the stream left it, before the end closes
 		// every window; else every few seconds.
-		sampler.maybe(msg.final)
+		sampler.maybe(msg.final, len(e.shards[id]) == 0)
 		if wmMoved := msg.watermark.After(lastWM); wmMoved || msg.moved {
 			if wmMoved {
 				lastWM = msg.watermark

@@ -23,11 +23,14 @@ func (f Footprint) PerEntity() float64 {
 	return float64(f.Bytes) / float64(f.Entities)
 }
 
-// Footprint sampling: at least minFootprintEvery apart on a shard, and at
-// least footprintCostFactor times the last sampling's own duration, so
-// sampling never costs a shard more than 1/footprintCostFactor of its time.
+// Footprint sampling: at least minFootprintEvery apart on a busy shard
+// (idleFootprintEvery on one that has drained its queue, so a quiet
+// stream's gauges stay fresh), and at least footprintCostFactor times the
+// last sampling's own duration, so sampling never costs a shard more than
+// 1/footprintCostFactor of its time.
 const (
 	minFootprintEvery   = 5 * time.Second
+	idleFootprintEvery  = time.Second
 	footprintCostFactor = 50
 )
 
@@ -50,7 +53,8 @@ type shardSampler struct {
 	e     *Engine
 	shard int
 	fps   []Footprinter // by detector, nil when not one
-	next  time.Time     // wall time of the next sample
+	last  time.Time     // wall time of the last sample
+	took  time.Duration // how long it took
 }
 
 func (e *Engine) newShardSampler(shard int, states []Shard) *shardSampler {
@@ -64,10 +68,15 @@ func (e *Engine) newShardSampler(shard int, states []Shard) *shardSampler {
 	return s
 }
 
-// maybe samples when due (or always, when force).
-func (s *shardSampler) maybe(force bool) {
+// maybe samples when due (or always, when force); idle says the shard
+// has nothing queued.
+func (s *shardSampler) maybe(force, idle bool) {
 	now := s.e.opts.Clock.Now()
-	if !force && now.Before(s.next) {
+	every := minFootprintEvery
+	if idle {
+		every = idleFootprintEvery
+	}
+	if !force && !s.last.IsZero() && now.Sub(s.last) < max(every, footprintCostFactor*s.took) {
 		return
 	}
 	cells := s.e.fp.cells[s.shard]
@@ -79,8 +88,7 @@ func (s *shardSampler) maybe(force bool) {
 		cells[2*d].Store(int64(n))
 		cells[2*d+1].Store(b)
 	}
-	took := s.e.opts.Clock.Now().Sub(now)
-	s.next = now.Add(max(minFootprintEvery, footprintCostFactor*took))
+	s.last, s.took = now, s.e.opts.Clock.Now().Sub(now)
 }
 
 // Footprints returns every detector's footprint that implements
