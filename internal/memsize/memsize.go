@@ -11,7 +11,8 @@
 //   - memory reachable twice (a string shared by two structures, a pointer
 //     held by a map and a queue) is counted at each reference: pass only
 //     the owning container of shared pointers;
-//   - *time.Location is never followed (locations are shared, long-lived);
+//   - *time.Location and unique.Handle (a netip.Addr's zone) are never
+//     followed: they are shared, long-lived;
 //   - channels, functions and unsafe pointers count as their word only.
 //
 // Types without pointers are sized without visiting their elements, so a
@@ -21,6 +22,7 @@ package memsize
 import (
 	"reflect"
 	"slices"
+	"strings"
 	"time"
 	"unsafe"
 )
@@ -88,6 +90,9 @@ func (w *walker) pointerFree(t reflect.Type) bool {
 		free = t.Len() == 0 || w.pointerFree(t.Elem())
 	case reflect.Struct:
 		free = true
+		if t.PkgPath() == "unique" && strings.HasPrefix(t.Name(), "Handle[") {
+			break // interned, shared (a netip.Addr's zone)
+		}
 		for i := range t.NumField() {
 			f := t.Field(i).Type
 			// A time.Time's location is shared: it adds nothing.

@@ -1,6 +1,8 @@
 package memsize
 
 import (
+	"net/netip"
+	"reflect"
 	"runtime"
 	"strconv"
 	"testing"
@@ -137,5 +139,17 @@ func TestSkipping(t *testing.T) {
 	type holder struct{ owner *rec }
 	if got := Skipping((*rec)(nil)).Of([]holder{{owner: a}}); got != 8 {
 		t.Errorf("a skipped pointer field: %d, want 16", got)
+	}
+}
+
+// A netip.Addr's zone is interned: addresses add only their inline bytes.
+func TestAddrIsInline(t *testing.T) {
+	m := map[netip.Addr]bool{}
+	for i := range 100 {
+		m[netip.AddrFrom4([4]byte{10, 0, 0, byte(i)})] = true
+		m[netip.MustParseAddr("fe80::1%eth0").Next()] = true
+	}
+	if got, want := Of(m), MapBytes(len(m), reflect.TypeFor[netip.Addr](), reflect.TypeFor[bool]()); got != want {
+		t.Errorf("Of = %d, want the map alone, %d", got, want)
 	}
 }
