@@ -12,9 +12,9 @@ import (
 	"github.com/haechi-sec/haechi/internal/event"
 )
 
-// TestMemoryPerEntity measures the heap binding keeps per tracked entity at
-// scale (live tokens, each minted and then used once) against the 2 KiB budget, and its Footprint estimate
-// against the measured heap.
+// TestMemoryPerEntity measures the heap binding keeps per tracked entity at scale (live tokens,
+// each minted and then used once) against the 2 KiB budget, and its Footprint estimate against the
+// measured heap.
 func TestMemoryPerEntity(t *testing.T) {
 	if testing.Short() {
 		t.Skip("allocates tens of MB")

@@ -11,9 +11,9 @@ import (
 	"github.com/haechi-sec/haechi/internal/event"
 )
 
-// TestMemoryPerEntity measures the heap cloudcred keeps per tracked entity at
-// scale (workload sessions of EC2 instances, each used from its own address) against the 2 KiB budget, and its Footprint estimate
-// against the measured heap.
+// TestMemoryPerEntity measures the heap cloudcred keeps per tracked entity at scale (workload
+// sessions of EC2 instances, each used from its own address) against the 2 KiB budget, and its
+// Footprint estimate against the measured heap.
 func TestMemoryPerEntity(t *testing.T) {
 	if testing.Short() {
 		t.Skip("allocates tens of MB")

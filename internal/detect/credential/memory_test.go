@@ -11,8 +11,8 @@ import (
 	"github.com/haechi-sec/haechi/internal/event"
 )
 
-// TestMemoryPerEntity measures the heap credential keeps per tracked entity at
-// scale (session credentials used from their network) against the 2 KiB budget, and its Footprint estimate
+// TestMemoryPerEntity measures the heap credential keeps per tracked entity at scale (session
+// credentials used from their network) against the 2 KiB budget, and its Footprint estimate
 // against the measured heap.
 func TestMemoryPerEntity(t *testing.T) {
 	if testing.Short() {

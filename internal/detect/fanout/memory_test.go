@@ -11,9 +11,9 @@ import (
 	"github.com/haechi-sec/haechi/internal/event"
 )
 
-// TestMemoryPerEntity measures the heap fanout keeps per tracked entity at
-// scale (source addresses of 50 networks, each serving a few principals) against the 2 KiB budget, and its Footprint estimate
-// against the measured heap.
+// TestMemoryPerEntity measures the heap fanout keeps per tracked entity at scale (source addresses
+// of 50 networks, each serving a few principals) against the 2 KiB budget, and its Footprint
+// estimate against the measured heap.
 func TestMemoryPerEntity(t *testing.T) {
 	if testing.Short() {
 		t.Skip("allocates tens of MB")

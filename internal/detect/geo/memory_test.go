@@ -12,9 +12,9 @@ import (
 	"github.com/haechi-sec/haechi/internal/event"
 )
 
-// TestMemoryPerEntity measures the heap geo keeps per tracked entity at
-// scale (customers, one in ten also from a second country) against the 2 KiB budget, and its Footprint estimate
-// against the measured heap.
+// TestMemoryPerEntity measures the heap geo keeps per tracked entity at scale (customers, one in
+// ten also from a second country) against the 2 KiB budget, and its Footprint estimate against the
+// measured heap.
 func TestMemoryPerEntity(t *testing.T) {
 	if testing.Short() {
 		t.Skip("allocates tens of MB")

@@ -10,9 +10,9 @@ import (
 	"github.com/haechi-sec/haechi/internal/event"
 )
 
-// TestMemoryPerEntity measures the heap keyposture keeps per tracked entity at
-// scale (signing keys in the inventory and rostered identities, half of them custodians) against the 2 KiB budget, and its Footprint estimate
-// against the measured heap.
+// TestMemoryPerEntity measures the heap keyposture keeps per tracked entity at scale (signing keys
+// in the inventory and rostered identities, half of them custodians) against the 2 KiB budget, and
+// its Footprint estimate against the measured heap.
 func TestMemoryPerEntity(t *testing.T) {
 	if testing.Short() {
 		t.Skip("allocates tens of MB")

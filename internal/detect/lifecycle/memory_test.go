@@ -11,9 +11,9 @@ import (
 	"github.com/haechi-sec/haechi/internal/event"
 )
 
-// TestMemoryPerEntity measures the heap lifecycle keeps per tracked entity at
-// scale (rostered staff identities, each acting once) against the 2 KiB budget, and its Footprint estimate
-// against the measured heap.
+// TestMemoryPerEntity measures the heap lifecycle keeps per tracked entity at scale (rostered
+// staff identities, each acting once) against the 2 KiB budget, and its Footprint estimate against
+// the measured heap.
 func TestMemoryPerEntity(t *testing.T) {
 	if testing.Short() {
 		t.Skip("allocates tens of MB")

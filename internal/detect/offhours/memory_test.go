@@ -11,9 +11,9 @@ import (
 	"github.com/haechi-sec/haechi/internal/event"
 )
 
-// TestMemoryPerEntity measures the heap offhours keeps per tracked entity at
-// scale (identities of 20 roles acting at all hours) against the 2 KiB budget, and its Footprint estimate
-// against the measured heap.
+// TestMemoryPerEntity measures the heap offhours keeps per tracked entity at scale (identities of
+// 20 roles acting at all hours) against the 2 KiB budget, and its Footprint estimate against the
+// measured heap.
 func TestMemoryPerEntity(t *testing.T) {
 	if testing.Short() {
 		t.Skip("allocates tens of MB")

@@ -10,8 +10,8 @@ import (
 	"github.com/haechi-sec/haechi/internal/event"
 )
 
-// TestMemoryPerEntity measures the heap peerroute keeps per tracked entity at
-// scale (identities of 20 roles reading records through 50 routes) against the 2 KiB budget, and its Footprint estimate
+// TestMemoryPerEntity measures the heap peerroute keeps per tracked entity at scale (identities of
+// 20 roles reading records through 50 routes) against the 2 KiB budget, and its Footprint estimate
 // against the measured heap.
 func TestMemoryPerEntity(t *testing.T) {
 	if testing.Short() {

@@ -11,8 +11,8 @@ import (
 	"github.com/haechi-sec/haechi/internal/event"
 )
 
-// TestMemoryPerEntity measures the heap privileged keeps per tracked entity at
-// scale (identities of privileged roles, rostered and acting) against the 2 KiB budget, and its Footprint estimate
+// TestMemoryPerEntity measures the heap privileged keeps per tracked entity at scale (identities
+// of privileged roles, rostered and acting) against the 2 KiB budget, and its Footprint estimate
 // against the measured heap.
 func TestMemoryPerEntity(t *testing.T) {
 	if testing.Short() {

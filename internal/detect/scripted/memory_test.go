@@ -12,9 +12,9 @@ import (
 	"github.com/haechi-sec/haechi/internal/event"
 )
 
-// TestMemoryPerEntity measures the heap scripted keeps per tracked entity at
-// scale (source addresses of scripted clients, and rostered staff) against the 2 KiB budget, and its Footprint estimate
-// against the measured heap.
+// TestMemoryPerEntity measures the heap scripted keeps per tracked entity at scale (source
+// addresses of scripted clients, and rostered staff) against the 2 KiB budget, and its Footprint
+// estimate against the measured heap.
 func TestMemoryPerEntity(t *testing.T) {
 	if testing.Short() {
 		t.Skip("allocates tens of MB")

@@ -11,9 +11,9 @@ import (
 	"github.com/haechi-sec/haechi/internal/event"
 )
 
-// TestMemoryPerEntity measures the heap stuffing keeps per tracked entity at
-// scale (logins of accounts from many source addresses, one in five failing) against the 2 KiB budget, and its Footprint estimate
-// against the measured heap.
+// TestMemoryPerEntity measures the heap stuffing keeps per tracked entity at scale (logins of
+// accounts from many source addresses, one in five failing) against the 2 KiB budget, and its
+// Footprint estimate against the measured heap.
 func TestMemoryPerEntity(t *testing.T) {
 	if testing.Short() {
 		t.Skip("allocates tens of MB")

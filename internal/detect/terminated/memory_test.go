@@ -11,11 +11,10 @@ import (
 	"github.com/haechi-sec/haechi/internal/event"
 )
 
-// TestMemoryPerEntity measures the heap terminated_identity keeps per
-// rostered identity at scale (20,000 staff identities, each acting 17
-// times — past its ring of recent activities — from one of three
-// addresses, reading one to three records) against the 2 KiB budget, and
-// its Footprint estimate against the measured heap.
+// TestMemoryPerEntity measures the heap terminated_identity keeps per rostered identity at scale
+// (20,000 staff identities, each acting 17 times — past its ring of recent activities — from one
+// of three addresses, reading one to three records) against the 2 KiB budget, and its Footprint
+// estimate against the measured heap.
 func TestMemoryPerEntity(t *testing.T) {
 	if testing.Short() {
 		t.Skip("allocates tens of MB")

@@ -11,9 +11,8 @@ import (
 	"github.com/haechi-sec/haechi/internal/event"
 )
 
-// TestMemoryPerEntity measures the heap token keeps per tracked entity at
-// scale (tokens minted and then used) against the 2 KiB budget, and its Footprint estimate
-// against the measured heap.
+// TestMemoryPerEntity measures the heap token keeps per tracked entity at scale (tokens minted and
+// then used) against the 2 KiB budget, and its Footprint estimate against the measured heap.
 func TestMemoryPerEntity(t *testing.T) {
 	if testing.Short() {
 		t.Skip("allocates tens of MB")

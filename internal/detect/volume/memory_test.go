@@ -10,9 +10,9 @@ import (
 	"github.com/haechi-sec/haechi/internal/event"
 )
 
-// TestMemoryPerEntity measures the heap volume keeps per tracked entity at
-// scale (identities of 20 roles, each reading a few records in the window) against the 2 KiB budget, and its Footprint estimate
-// against the measured heap.
+// TestMemoryPerEntity measures the heap volume keeps per tracked entity at scale (identities of 20
+// roles, each reading a few records in the window) against the 2 KiB budget, and its Footprint
+// estimate against the measured heap.
 func TestMemoryPerEntity(t *testing.T) {
 	if testing.Short() {
 		t.Skip("allocates tens of MB")
