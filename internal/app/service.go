@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -141,6 +143,9 @@ func Build(ctx context.Context, opts BuildOptions) (_ *Service, err error) {
 	}
 	cfg := opts.Config
 	s := &Service{Mode: opts.Mode, Config: cfg, log: log, failed: make(chan struct{})}
+	if err := applyMemoryLimit(cfg, log); err != nil {
+		return nil, configError{err}
+	}
 	if opts.NoStore {
 		return s, nil
 	}
@@ -557,4 +562,23 @@ func (s *Service) Flush(ctx context.Context) error {
 		err = errors.Join(err, s.Responder.Flush(ctx))
 	}
 	return err
+}
+
+// applyMemoryLimit sets the Go runtime's soft memory limit from
+// engine.memory_limit, unless the environment's GOMEMLIMIT already set it
+// (the operator's word wins) or none is configured.
+func applyMemoryLimit(cfg config.Config, log *slog.Logger) error {
+	n, err := cfg.Engine.MemoryLimitBytes()
+	if err != nil {
+		return fmt.Errorf("engine.memory_limit: %w", err)
+	}
+	if n == 0 {
+		return nil
+	}
+	if env := os.Getenv("GOMEMLIMIT"); env != "" && env != "off" {
+		log.Info("memory limit: GOMEMLIMIT from the environment wins over engine.memory_limit", "GOMEMLIMIT", env, "memory_limit", cfg.Engine.MemoryLimit)
+		return nil
+	}
+	debug.SetMemoryLimit(n)
+	return nil
 }

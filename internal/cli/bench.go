@@ -94,6 +94,8 @@ type benchPhase struct {
 	StoreFileBytes     int64   `json:"store_file_bytes,omitempty"`
 	ChildUserSeconds   float64 `json:"user_seconds"`
 	ChildSystemSeconds float64 `json:"system_seconds"`
+	// Memory is sampled inside the child every second (docs/bench.md).
+	Memory *benchMemory `json:"memory,omitempty"`
 }
 
 // benchLatency is ingest → alert latency of probes at a steady background
@@ -238,6 +240,7 @@ func (c *benchCmd) print(e *env, res benchResult) error {
 	if err := tw.Flush(); err != nil {
 		return err
 	}
+	printMemory(e.stdout, res.Phases)
 	for _, p := range res.Phases {
 		if p.Name == "serve" {
 			fmt.Fprintf(e.stdout, "serve: requests acknowledged at %.0f events/s, processed at %.0f events/s, store and ledger durable at %.0f events/s (%d answers 429, retried)\n",
@@ -381,6 +384,7 @@ func (b *bencher) replay(withStore bool) (benchPhase, error) {
 		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "peak "); ok {
 			ph.PeakRSSBytes, _ = strconv.ParseInt(v, 10, 64)
 		}
+		parseMemoryLine(&ph, line)
 	}
 	if withStore {
 		if err := b.ledgerFigures(&ph, dataDir); err != nil {
@@ -423,6 +427,7 @@ type benchServer struct {
 	done   chan struct{} // stdout ended
 	errOut bytes.Buffer
 	peak   atomic.Int64 // the child's own peak RSS, reported as it exits
+	memory string       // the child's "memory" line, reported as it exits
 }
 
 func (b *bencher) startServer(dataDir, profile string) (*benchServer, error) {
@@ -452,7 +457,14 @@ func (b *bencher) startServer(dataDir, profile string) (*benchServer, error) {
 	go func() {
 		defer close(s.done)
 		sc := bufio.NewScanner(out)
+		sc.Buffer(make([]byte, 64<<10), 256<<20)
 		for sc.Scan() {
+			if strings.HasPrefix(sc.Text(), "memory ") {
+				s.mu.Lock()
+				s.memory = sc.Text()
+				s.mu.Unlock()
+				continue
+			}
 			f := strings.Fields(sc.Text())
 			switch {
 			case len(f) == 2 && f[0] == "ready":
@@ -631,6 +643,7 @@ func (b *bencher) serve() (benchPhase, error) {
 	if p := srv.peak.Load(); p > 0 {
 		ph.PeakRSSBytes = p
 	}
+	parseMemoryLine(&ph, srv.memory)
 	if err := b.ledgerFigures(&ph, dataDir); err != nil {
 		return ph, err
 	}
@@ -897,8 +910,12 @@ func (c *benchCmd) child(e *env) error {
 	}
 	ctx, cancel := context.WithCancel(e.ctx)
 	defer cancel()
+	sampler := startMemSampler()
 	go func() {
 		_, _ = io.Copy(io.Discard, os.Stdin)
+		// The parent stops serve once everything was processed: the
+		// detectors' state then, while /metrics still answers.
+		sampler.sample()
 		cancel()
 	}()
 	var mu sync.Mutex
@@ -914,11 +931,15 @@ func (c *benchCmd) child(e *env) error {
 		Config: cfg, CanaryIDs: ids, InsecureNoAuth: true, Announce: io.Discard,
 		Logger: logger(cfg, e.stderr), Sinks: []alert.Sink{sink},
 		Ready: func(u string) {
+			sampler.setSource(metricsSource(ctx, u))
 			mu.Lock()
 			defer mu.Unlock()
 			fmt.Fprintf(e.stdout, "ready %s\n", u)
 		},
 	})
+	mu.Lock()
+	sampler.stop(e.stdout)
+	mu.Unlock()
 	if p := selfPeakRSS(); p > 0 {
 		mu.Lock()
 		fmt.Fprintf(e.stdout, "peak %d\n", p)
@@ -942,7 +963,10 @@ func (c *benchCmd) replayChild(e *env) error {
 	if c.Phase == "replay-no-store" {
 		args = append(args, "--no-store")
 	}
-	if code := Run(e.ctx, append(args, c.Events), io.Discard, e.stderr); code != 0 {
+	sampler := startMemSampler()
+	code := run(e.ctx, append(args, c.Events), io.Discard, e.stderr, func(p *app.Pipeline) { sampler.setSource(pipelineSource(p)) })
+	sampler.stop(e.stdout)
+	if code != 0 {
 		return fmt.Errorf("replay: exit %d", code)
 	}
 	if p := selfPeakRSS(); p > 0 {
@@ -954,22 +978,7 @@ func (c *benchCmd) replayChild(e *env) error {
 // selfPeakRSS returns this process's peak resident set size in bytes
 // (VmHWM of /proc/self/status: this image's own, unlike ru_maxrss), 0
 // where there is no /proc.
-func selfPeakRSS() int64 {
-	b, err := os.ReadFile("/proc/self/status")
-	if err != nil {
-		return 0
-	}
-	for line := range strings.Lines(string(b)) {
-		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
-			n, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
-			if err != nil {
-				return 0
-			}
-			return n << 10
-		}
-	}
-	return 0
-}
+func selfPeakRSS() int64 { return procStatus("VmHWM:") }
 
 // isTerminalWriter reports whether w is a terminal.
 func isTerminalWriter(w io.Writer) bool {

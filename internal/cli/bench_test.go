@@ -28,6 +28,7 @@ type benchReport struct {
 		PeakRSSBytes               int64   `json:"peak_rss_bytes"`
 		LedgerBytes                int64   `json:"ledger_bytes"`
 		LedgerBytesPerEvent        float64 `json:"ledger_bytes_per_event"`
+		Memory                     *benchMemoryReport
 	}
 	Latency *struct {
 		TargetPerSec float64 `json:"target_events_per_sec"`
@@ -69,6 +70,7 @@ func TestBenchSimulated(t *testing.T) {
 		if stored := p.Name != "replay-no-store"; stored != (p.LedgerBytes > 0 && p.LedgerBytesPerEvent > 0) {
 			t.Errorf("phase %s: ledger %d bytes (%.1f per event)", p.Name, p.LedgerBytes, p.LedgerBytesPerEvent)
 		}
+		checkBenchMemory(t, p.Name, p.Memory)
 		if p.Name == "serve" && (p.ProcessedPerSec < p.EventsPerSec) {
 			t.Errorf("serve processed at %.0f events/s, durable at %.0f: durable cannot come first", p.ProcessedPerSec, p.EventsPerSec)
 		}
@@ -79,6 +81,60 @@ func TestBenchSimulated(t *testing.T) {
 	l := r.Latency
 	if l == nil || l.Probes == 0 || l.Alerted != l.Probes || l.P99Ms < l.P50Ms || l.TargetPerSec <= 0 {
 		t.Errorf("latency %+v", l)
+	}
+}
+
+// benchMemoryReport is a phase's memory in haechi bench -o json.
+type benchMemoryReport struct {
+	Samples []struct {
+		EventTime string `json:"event_time"`
+		RSSBytes  int64  `json:"rss_bytes"`
+		HeapLive  int64  `json:"heap_live_bytes"`
+	}
+	Days []struct {
+		Day          string
+		PeakRSSBytes int64 `json:"peak_rss_bytes"`
+	}
+	Detectors []struct {
+		Detector       string
+		Entities       int64
+		Bytes          int64
+		BytesPerEntity float64 `json:"bytes_per_entity"`
+	}
+}
+
+// checkBenchMemory: a phase's child sampled its resident memory and Go
+// heap against event time, and reported its detectors' footprints.
+func checkBenchMemory(t *testing.T, phase string, m *benchMemoryReport) {
+	t.Helper()
+	if m == nil || len(m.Samples) == 0 || len(m.Days) == 0 {
+		t.Errorf("phase %s: memory %+v", phase, m)
+		return
+	}
+	var live int64
+	for _, s := range m.Samples {
+		if s.RSSBytes <= 0 || s.HeapLive < 0 {
+			t.Errorf("phase %s: sample %+v", phase, s)
+		}
+		live = max(live, s.HeapLive)
+	}
+	if live == 0 {
+		t.Errorf("phase %s: no sample after a collection: %+v", phase, m.Samples)
+	}
+	found := false
+	for _, d := range m.Detectors {
+		if d.Entities < 0 || d.Bytes < 0 {
+			t.Errorf("phase %s: detector %+v", phase, d)
+		}
+		if d.Detector == "token_provenance" {
+			// Replay reports the state as the stream ended; serve what
+			// its /metrics last said, which a run of a few seconds may
+			// have sampled before the first token.
+			found = phase == "serve" || d.Entities > 0 && d.Bytes > 0 && d.BytesPerEntity > 0
+		}
+	}
+	if !found {
+		t.Errorf("phase %s: token_provenance's footprint missing from %+v", phase, m.Detectors)
 	}
 }
 
@@ -103,7 +159,13 @@ func TestBenchFile(t *testing.T) {
 		t.Fatalf("exit %d: %s", code, stderr)
 	}
 	lines := strings.Split(strings.TrimSpace(stdout), "\n")
-	if len(lines) != 4 || !strings.HasPrefix(lines[0], "workload: "+file+": ") ||
+	if len(lines) < 8 || !strings.HasPrefix(lines[4], "replay-no-store: peak RSS/live Go heap MiB by week of event time: ") ||
+		!strings.HasPrefix(lines[5], "replay: peak RSS/live Go heap MiB by week of event time: ") ||
+		!strings.HasPrefix(lines[6], "replay-no-store: detectors' state as the stream ended") ||
+		!strings.HasPrefix(strings.TrimSpace(lines[len(lines)-1]), "all ") {
+		t.Errorf("memory:\n%s", stdout)
+	}
+	if len(lines) < 4 || !strings.HasPrefix(lines[0], "workload: "+file+": ") ||
 		!strings.Contains(lines[1], "events/s") || !strings.Contains(lines[1], "ledger B/event") ||
 		!strings.HasPrefix(strings.TrimSpace(lines[2]), "replay-no-store ") || !strings.HasPrefix(strings.TrimSpace(lines[3]), "replay ") {
 		t.Errorf("table:\n%s", stdout)

@@ -18,6 +18,7 @@ import (
 
 	"github.com/alecthomas/kong"
 
+	"github.com/haechi-sec/haechi/internal/app"
 	"github.com/haechi-sec/haechi/internal/config"
 )
 
@@ -65,6 +66,9 @@ type env struct {
 	g      *Globals
 	// store is the --store flag of the command, if it has one.
 	store string
+	// onPipeline, if set, is handed replay's pipeline once it is built
+	// (bench's replay child samples its memory and detectors through it).
+	onPipeline func(*app.Pipeline)
 }
 
 // storeFlag is the --store flag of the commands that open the store. It is
@@ -95,6 +99,11 @@ type exitPanic int
 // Run parses args (without the program name), runs the command and returns
 // the process exit code.
 func Run(ctx context.Context, args []string, stdout, stderr io.Writer) (code int) {
+	return run(ctx, args, stdout, stderr, nil)
+}
+
+// run is Run with onPipeline (see env).
+func run(ctx context.Context, args []string, stdout, stderr io.Writer, onPipeline func(*app.Pipeline)) (code int) {
 	var root cliRoot
 	defer func() {
 		if r := recover(); r != nil {
@@ -132,7 +141,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) (code int
 		}
 		return 2
 	}
-	e := &env{ctx: ctx, stdout: stdout, stderr: stderr, g: &root.Globals, store: storeFlagValue(kctx)}
+	e := &env{ctx: ctx, stdout: stdout, stderr: stderr, g: &root.Globals, store: storeFlagValue(kctx), onPipeline: onPipeline}
 	if err := kctx.Run(e); err != nil {
 		fmt.Fprintf(stderr, "haechi %s: %v\n", strings.Fields(kctx.Command())[0], err)
 		var u usageError

@@ -155,6 +155,9 @@ func (c *replayCmd) Run(e *env) (err error) {
 	if err != nil {
 		return err
 	}
+	if e.onPipeline != nil {
+		e.onPipeline(p)
+	}
 	start := time.Now()
 	pipeDone := make(chan error, 1)
 	// The pipeline is closed explicitly after the last input, so a Ctrl-C

@@ -36,6 +36,8 @@ package config
 import (
 	"fmt"
 	"maps"
+	"math"
+	"strconv"
 	"strings"
 	_ "time/tzdata" // privileged_identity.time_zone must load on hosts without a zoneinfo database
 
@@ -157,8 +159,19 @@ type Log struct {
 type Engine struct {
 	// Shards is the number of shard goroutines; 0 means GOMAXPROCS.
 	Shards int `yaml:"shards"`
-	// QueueSize bounds the events admitted but not yet processed.
+	// QueueSize bounds the events admitted but not yet processed. Each
+	// costs about a kilobyte while in flight (the event and its batch
+	// slot): the default, 16,384, keeps 16 batches of 1,024 ahead of the
+	// shards.
 	QueueSize int `yaml:"queue_size"`
+	// MemoryLimit is the Go runtime's soft memory limit for the process,
+	// a size such as 448MiB or 1GiB (runtime/debug.SetMemoryLimit): the
+	// collector runs more often as the heap nears it, so resident memory
+	// levels off near it instead of at twice the live heap. Empty: none
+	// (a GOMEMLIMIT environment variable still applies, and wins over
+	// this). Leave room below a container's limit for memory outside the
+	// Go heap (SQLite's page cache, thread stacks).
+	MemoryLimit string `yaml:"memory_limit"`
 	// AllowedLateness is how far behind the input's event time an event
 	// may arrive before it is marked late. The input's event time is the
 	// minimum over its active origins (each file, ingest token, tailed
@@ -691,7 +704,7 @@ func Default() Config {
 		Log:     Log{Level: "info", Format: "text"},
 		Engine: Engine{
 			Shards:          0,
-			QueueSize:       65536,
+			QueueSize:       16384,
 			AllowedLateness: Duration(5 * time.Minute),
 			Idleness:        Duration(30 * time.Second),
 			MaxOriginLag:    Duration(time.Hour),
@@ -896,4 +909,22 @@ func defaultDrills() Drills {
 			Actions: x.Expect.Actions, Within: Duration(x.Expect.Within)})
 	}
 	return d
+}
+
+// MemoryLimitBytes parses MemoryLimit: a whole number of bytes, or with a
+// unit B, KiB, MiB, GiB (powers of 1,024) or KB, MB, GB (of 1,000); 0
+// when empty.
+func (e Engine) MemoryLimitBytes() (int64, error) {
+	s := strings.TrimSpace(e.MemoryLimit)
+	if s == "" {
+		return 0, nil
+	}
+	num := strings.TrimRightFunc(s, func(r rune) bool { return r < '0' || r > '9' })
+	unit := strings.TrimSpace(s[len(num):])
+	mult := map[string]int64{"": 1, "B": 1, "KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30, "KB": 1e3, "MB": 1e6, "GB": 1e9}[unit]
+	n, err := strconv.ParseInt(num, 10, 64)
+	if err != nil || mult == 0 || n <= 0 || n > math.MaxInt64/mult {
+		return 0, fmt.Errorf("want a positive size such as 448MiB or 1GiB, got %q", e.MemoryLimit)
+	}
+	return n * mult, nil
 }

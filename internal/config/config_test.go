@@ -25,7 +25,7 @@ func TestDefaultValidates(t *testing.T) {
 	if err := d.Validate(); err != nil {
 		t.Fatalf("Default().Validate() = %v", err)
 	}
-	if d.Engine.QueueSize != 65536 || d.Engine.AllowedLateness.D() != 5*time.Minute ||
+	if d.Engine.QueueSize != 16384 || d.Engine.AllowedLateness.D() != 5*time.Minute ||
 		d.Ingest.MaxBodyBytes != 16777216 || d.Ingest.MaxLineBytes != 1<<20 || d.Ingest.IdempotencyTTL.D() != 24*time.Hour || d.Ingest.IdempotencyMaxKeys != 1_000_000 ||
 		d.Alerts.Window.D() != time.Hour || !d.Detectors.TerminatedIdentity.Enabled ||
 		!d.Detectors.Canary.Enabled || d.Listen != "127.0.0.1:8470" || d.DataDir != "./haechi-data" ||
@@ -414,5 +414,38 @@ func TestDrillReceiver(t *testing.T) {
 	c.Respond.Receivers = map[string]respond.Receiver{respond.DrillReceiver: {URL: "https://x.example"}}
 	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "respond.receivers.drills: the name is reserved for drills.receiver") {
 		t.Errorf("respond.receivers.drills: %v", err)
+	}
+}
+
+func TestMemoryLimit(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want int64
+		ok   bool
+	}{
+		{"", 0, true},
+		{"448MiB", 448 << 20, true},
+		{" 1GiB ", 1 << 30, true},
+		{"500MB", 500e6, true},
+		{"1048576", 1 << 20, true},
+		{"2 GiB", 2 << 30, true},
+		{"0MiB", 0, false},
+		{"-1GiB", 0, false},
+		{"1.5GiB", 0, false},
+		{"12TB", 0, false},
+		{"MiB", 0, false},
+		{"99999999999GiB", 0, false},
+	} {
+		e := Default().Engine
+		e.MemoryLimit = tc.in
+		got, err := e.MemoryLimitBytes()
+		if (err == nil) != tc.ok || got != tc.want {
+			t.Errorf("%q: %d, %v; want %d (ok %v)", tc.in, got, err, tc.want, tc.ok)
+		}
+		c := Default()
+		c.Engine.MemoryLimit = tc.in
+		if err := c.Validate(); (err == nil) != tc.ok || !tc.ok && !strings.Contains(err.Error(), "engine.memory_limit: want a positive size") {
+			t.Errorf("%q: Validate: %v", tc.in, err)
+		}
 	}
 }

@@ -150,6 +150,9 @@ func (e Engine) check(add addFunc) {
 	if e.QueueSize < 1 {
 		add("queue_size", "must be at least 1, got %d", e.QueueSize)
 	}
+	if _, err := e.MemoryLimitBytes(); err != nil {
+		add("memory_limit", "%v", err)
+	}
 	if e.AllowedLateness <= 0 {
 		add("allowed_lateness", "must be positive (use e.g. 1s for input that is strictly in order), got %s", e.AllowedLateness)
 	}

@@ -222,3 +222,19 @@ func (c *Context) TakeFindings() []event.Finding {
 	c.findings = nil
 	return f
 }
+
+// Footprinter is implemented by shard state that can say how much it
+// holds, for the per-detector memory report (Engine.Footprints, the
+// haechi_detector_entities and haechi_detector_bytes gauges): the entities
+// it tracks (principals, tokens, sources, … — whatever it keys state on)
+// and an estimate of the heap bytes its state takes (internal/memsize).
+//
+// Footprint is called on the shard's goroutine between two Process calls,
+// at most every 5 s of wall time while the shard is busy and every second
+// while it has nothing queued (and further apart when the calls take long:
+// they cost a shard 2 % at most), and once more before the input's end is
+// announced. It must only read the
+// state: never change it, emit or allocate in proportion to it.
+type Footprinter interface {
+	Footprint() (entities int, bytes int64)
+}

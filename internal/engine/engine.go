@@ -153,6 +153,7 @@ type Engine struct {
 	itemPool  sync.Pool
 	m         *metrics
 	watermark atomic.Int64 // unix nanos, for observers
+	fp        *footprints
 }
 
 type inMsg struct {
@@ -265,6 +266,7 @@ func New(opts Options) (*Engine, error) {
 		e.shardOut[i] = make(chan Output, 64)
 	}
 	e.itemPool.New = func() any { s := make([]item, 0, 256); return &s }
+	e.fp = newFootprints(len(e.dets), opts.Shards)
 	e.m = newMetrics(opts.Registerer, e)
 	return e, nil
 }
@@ -840,6 +842,7 @@ func (e *Engine) runShard(id int) {
 		markers[d], _ = states[d].(Marker)
 	}
 	c := &Context{shard: id, shards: len(e.shards), inputName: e.opts.InputName, streams: e.streams}
+	sampler := e.newShardSampler(id, states)
 	var lastWM time.Time
 	for msg := range e.shards[id] {
 		if !msg.earliest.IsZero() {
@@ -862,6 +865,9 @@ func (e *Engine) runShard(id int) {
 			*msg.items = (*msg.items)[:0]
 			e.itemPool.Put(msg.items)
 		}
+		// The footprint as the stream left it, before the end closes
+		// every window; else every few seconds.
+		sampler.maybe(msg.final, len(e.shards[id]) == 0)
 		if wmMoved := msg.watermark.After(lastWM); wmMoved || msg.moved {
 			if wmMoved {
 				lastWM = msg.watermark

@@ -39,7 +39,7 @@ func newMetrics(reg prometheus.Registerer, e *Engine) *metrics {
 		m.findings.WithLabelValues(d.Name())
 	}
 	if reg != nil {
-		reg.MustRegister(m.routed, m.processed, m.late, m.lag, m.findings,
+		reg.MustRegister(m.routed, m.processed, m.late, m.lag, m.findings, newFootprintCollector(e),
 			prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 				Name: "haechi_queue_depth_events",
 				Help: "Events admitted but not yet processed.",

@@ -440,6 +440,10 @@ type judged struct {
 	excess         float64 // how far past the threshold (≥ 1 when anomalous)
 }
 
+// maxScratch is the capacity past which a role's per-hour scratch slices
+// (open, pending) are released when the hour closes.
+const maxScratch = 64
+
 // closeHour closes the open hour of every identity of r that acted in it.
 func (s *shard) closeHour(c *engine.Context, r *role) {
 	start := time.Unix(r.hour*3600, 0).UTC()
@@ -474,6 +478,11 @@ func (s *shard) closeHour(c *engine.Context, r *role) {
 		}
 	}
 	r.open = r.open[:0]
+	// Scratch sized by the busiest hour is not live state: past a few
+	// dozen identities, let it go (the next busy hour grows it again).
+	if cap(r.pending) > maxScratch {
+		r.pending, r.open = nil, nil
+	}
 	if r.hour%24 == 0 {
 		// Once a day: forget identities idle for longer than the longest
 		// window twice over; nothing they left would still count.

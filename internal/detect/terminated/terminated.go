@@ -88,9 +88,11 @@ type identity struct {
 }
 
 type activity struct {
-	time    time.Time
-	ref     string
-	desc    string
+	time time.Time
+	ref  string
+	// what the event did (what), without its time: an identity's
+	// activities repeat it, and the ring shares one string among them.
+	what    string
 	outside bool // from outside the company's networks (Options)
 	ok      bool
 }
@@ -111,11 +113,18 @@ func (s *shard) Process(c *engine.Context, key event.EntityKey, ev *event.Event)
 		return // not an identity the roster knows
 	}
 	if id.terminated && ev.Time.After(id.terminatedAt.Add(s.opts.Grace)) {
-		c.Emit(s.finding(key, id, ev.Time, ev.Time, c.Ref(ev), describe(ev), s.outside(ev)))
+		c.Emit(s.finding(key, id, ev.Time, ev.Time, c.Ref(ev), what(ev), s.outside(ev)))
 		return
 	}
 	// Remember it: a back-dated termination may still cover it.
-	id.recent[id.next] = activity{time: ev.Time, ref: c.Ref(ev), desc: describe(ev), outside: s.outside(ev), ok: true}
+	w := what(ev)
+	for i := range id.recent {
+		if id.recent[i].what == w {
+			w = id.recent[i].what
+			break
+		}
+	}
+	id.recent[id.next] = activity{time: ev.Time, ref: c.Ref(ev), what: w, outside: s.outside(ev), ok: true}
 	id.next = (id.next + 1) % recentN
 }
 
@@ -158,7 +167,7 @@ func (s *shard) roster(c *engine.Context, key event.EntityKey, ev *event.Event) 
 		if a.ok && a.time.After(at.Add(s.opts.Grace)) {
 			// Known only now that the roster says so: the finding's time
 			// is the roster event's, so time to detect counts the delay.
-			c.Emit(s.finding(key, id, a.time, maxTime(a.time, ev.Time), a.ref, a.desc, a.outside))
+			c.Emit(s.finding(key, id, a.time, maxTime(a.time, ev.Time), a.ref, a.what, a.outside))
 			a.ok = false
 		}
 	}
@@ -191,7 +200,8 @@ func (s *shard) outside(ev *event.Event) bool {
 // sharedCGNAT is RFC 6598's shared address space (carrier-grade NAT).
 var sharedCGNAT = netip.MustParsePrefix("100.64.0.0/10")
 
-func (s *shard) finding(key event.EntityKey, id *identity, t, seen time.Time, ref, desc string, outside bool) event.Finding {
+// what is what the activity did (see what).
+func (s *shard) finding(key event.EntityKey, id *identity, t, seen time.Time, ref, what string, outside bool) event.Finding {
 	who := key.ID
 	var attrs []string
 	if id.kind != "" {
@@ -203,8 +213,8 @@ func (s *shard) finding(key event.EntityKey, id *identity, t, seen time.Time, re
 	if len(attrs) > 0 {
 		who += " (" + strings.Join(attrs, "; ") + ")"
 	}
-	expl := fmt.Sprintf("%s was terminated at %s but %s, %s after termination.",
-		who, id.terminatedAt.UTC().Format(time.RFC3339), desc, humanDuration(t.Sub(id.terminatedAt)))
+	expl := fmt.Sprintf("%s was terminated at %s but performed %s at %s, %s after termination.",
+		who, id.terminatedAt.UTC().Format(time.RFC3339), what, t.UTC().Format(time.RFC3339), humanDuration(t.Sub(id.terminatedAt)))
 	return event.Finding{
 		Kind:        Kind,
 		Title:       "Activity by a terminated identity",
@@ -228,10 +238,10 @@ func externalTag(outside bool) []string {
 	return nil
 }
 
-// describe renders what the event did, for the explanation.
-func describe(ev *event.Event) string {
+// what renders what the event did, for the explanation ("performed …
+// at" its time): its action and dataset, source and records.
+func what(ev *event.Event) string {
 	var b strings.Builder
-	b.WriteString("performed ")
 	b.WriteString(ev.Action)
 	b.WriteString(" (")
 	b.WriteString(ev.Dataset)
@@ -263,8 +273,6 @@ func describe(ev *event.Event) string {
 			b.WriteString("s")
 		}
 	}
-	b.WriteString(" at ")
-	b.WriteString(ev.Time.UTC().Format(time.RFC3339))
 	return b.String()
 }
 
