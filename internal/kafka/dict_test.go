@@ -36,7 +36,11 @@ func TestClusterLedgerNumbersPerPoll(t *testing.T) {
 	}
 	defer c.Close()
 	brokers := c.ListenAddrs()
-	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	limit := 4 * time.Minute
+	if raceEnabled {
+		limit = 15 * time.Minute // the race detector slows the worker several times over
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), limit)
 	defer cancel()
 	const partitions = 4
 	if err := kafka.EnsureTopics(ctx, brokers, inputTopic, nil, partitions, 1); err != nil {
