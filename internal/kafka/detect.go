@@ -199,6 +199,7 @@ func (w *Worker) runDetect(ctx context.Context) error {
 		case <-pctx.Done():
 		}
 	}()
+	var recs []prepared // one poll's records, decoded
 	for {
 		fs := cl.PollFetches(pctx)
 		if pctx.Err() != nil {
@@ -209,11 +210,15 @@ func (w *Worker) runDetect(ctx context.Context) error {
 		})
 		d.mu.Lock()
 		var herr error
-		fs.EachRecord(func(r *kgo.Record) {
+		recs = recs[:0]
+		fs.EachRecord(func(r *kgo.Record) { recs = append(recs, d.prepare(r)) })
+		d.prefetch(recs)
+		for i := range recs {
 			if herr == nil {
-				herr = d.handle(ctx, r)
+				herr = d.handle(ctx, &recs[i])
 			}
-		})
+			recs[i] = prepared{}
+		}
 		d.mu.Unlock()
 		cl.AllowRebalance()
 		if herr != nil && pctx.Err() == nil {
@@ -363,8 +368,65 @@ func (d *detector) open(ctx context.Context, topic string, part int32) (*partiti
 	return p, nil
 }
 
+// prepared is a repartition record with its header read and its event
+// decoded (when it carries one).
+type prepared struct {
+	r      *kgo.Record
+	h      header
+	herr   error // the header is not valid: the record is skipped
+	ev     event.Event
+	hasEv  bool
+	evErr  error // the event does not decode: skipped
+	ledger bool  // a keyed copy on a topic of a ledger dimension
+}
+
+// prepare reads r's header and decodes its event.
+func (d *detector) prepare(r *kgo.Record) prepared {
+	pr := prepared{r: r}
+	var hv []byte
+	for _, h := range r.Headers {
+		if h.Key == headerKey {
+			hv = h.Value
+		}
+	}
+	if pr.h, pr.herr = parseHeader(hv); pr.herr != nil || pr.h.Flags == 0 {
+		return pr
+	}
+	if pr.evErr = d.dec.Decode(r.Value, &pr.ev); pr.evErr != nil {
+		return pr
+	}
+	pr.hasEv = true
+	if d.w.opts.Enrich != nil {
+		d.w.opts.Enrich(&pr.ev)
+	}
+	if kind, ok := d.kindOf(r.Topic); ok && pr.h.Flags&copyKeyed != 0 {
+		_, pr.ledger = d.w.ledgerDimension(kind)
+	}
+	return pr
+}
+
+// prefetch numbers, in one request to the store, the record ids of a
+// poll's events that the worker's shared ledger dictionary does not know
+// yet. Without it each partition's ledger asks the store for the ids of
+// one event at a time, on its shard, and every worker asks again for ids
+// its partitions meet: the store's transactions grew with the events and
+// with the workers (BenchmarkClusterCost, docs/scale-out.md).
+func (d *detector) prefetch(recs []prepared) {
+	if d.w.dict == nil {
+		return
+	}
+	var rids []string
+	for i := range recs {
+		if recs[i].ledger {
+			rids = append(rids, recs[i].ev.Records.IDs...)
+		}
+	}
+	d.w.dict.Prefetch(rids)
+}
+
 // handle feeds one repartition record to its partition's engine.
-func (d *detector) handle(ctx context.Context, r *kgo.Record) error {
+func (d *detector) handle(ctx context.Context, pr *prepared) error {
+	r := pr.r
 	ps := d.parts[r.Topic]
 	if ps == nil {
 		ps = map[int32]*partition{}
@@ -378,15 +440,9 @@ func (d *detector) handle(ctx context.Context, r *kgo.Record) error {
 		}
 		ps[r.Partition] = p
 	}
-	var hv []byte
-	for _, h := range r.Headers {
-		if h.Key == headerKey {
-			hv = h.Value
-		}
-	}
-	h, err := parseHeader(hv)
-	if err != nil {
-		d.w.opts.Logger.Warn("kafka: repartition record without a valid header skipped", "topic", r.Topic, "partition", r.Partition, "offset", r.Offset, "err", err)
+	h := pr.h
+	if pr.herr != nil {
+		d.w.opts.Logger.Warn("kafka: repartition record without a valid header skipped", "topic", r.Topic, "partition", r.Partition, "offset", r.Offset, "err", pr.herr)
 		return nil
 	}
 	restored := r.Offset < p.restored
@@ -422,13 +478,10 @@ func (d *detector) handle(ctx context.Context, r *kgo.Record) error {
 		}
 	}
 	if h.Flags != 0 {
-		var ev event.Event
-		if err := d.dec.Decode(r.Value, &ev); err != nil {
-			d.w.opts.Logger.Warn("kafka: bad repartitioned event skipped", "topic", r.Topic, "partition", r.Partition, "offset", r.Offset, "err", err)
+		if !pr.hasEv {
+			d.w.opts.Logger.Warn("kafka: bad repartitioned event skipped", "topic", r.Topic, "partition", r.Partition, "offset", r.Offset, "err", pr.evErr)
 		} else {
-			if d.w.opts.Enrich != nil {
-				d.w.opts.Enrich(&ev)
-			}
+			ev := pr.ev
 			ev.Input = uint32(h.Flags)
 			ev.Line = uint32(h.InOffset + 1)
 			ev.Restored = restored

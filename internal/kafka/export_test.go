@@ -2,8 +2,10 @@ package kafka
 
 import (
 	"context"
+	"sync"
 	"time"
 
+	"github.com/haechi-sec/haechi/internal/ledger"
 	"github.com/haechi-sec/haechi/internal/store"
 )
 
@@ -38,4 +40,40 @@ func (s slowSink) MergeLedger(ctx context.Context, dict []store.LedgerDictEntry,
 		return ctx.Err()
 	}
 	return s.st.MergeLedger(ctx, dict, rows)
+}
+
+// CountDictAssigns makes w's shared ledger dictionary count its requests
+// to the store and the record ids they carry.
+func CountDictAssigns(w *Worker) *DictCounts {
+	c := &DictCounts{st: w.opts.Store}
+	w.dict = ledger.NewSharedDict(c)
+	return c
+}
+
+// DictCounts counts a dictionary's requests to the store.
+type DictCounts struct {
+	st       *store.Store
+	mu       sync.Mutex
+	Requests int
+	IDs      map[string]bool
+}
+
+func (c *DictCounts) AssignLedgerDict(ctx context.Context, rids []string, first uint32) ([]store.LedgerDictEntry, error) {
+	c.mu.Lock()
+	c.Requests++
+	if c.IDs == nil {
+		c.IDs = map[string]bool{}
+	}
+	for _, r := range rids {
+		c.IDs[r] = true
+	}
+	c.mu.Unlock()
+	return c.st.AssignLedgerDict(ctx, rids, first)
+}
+
+// Counts returns the requests made and the distinct ids asked for.
+func (c *DictCounts) Counts() (requests, ids int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.Requests, len(c.IDs)
 }

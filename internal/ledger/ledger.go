@@ -695,6 +695,33 @@ func (d *Dict) appendIDs(out []uint32, rids []string) ([]uint32, int) {
 	return out, dropped
 }
 
+// Prefetch has a shared dictionary number, in one request to the store,
+// every id of rids it does not know yet, so that the shards that meet them
+// later find them known instead of asking the store one event at a time
+// (cluster mode numbers the ids of a whole poll of records at once). It
+// does nothing for a local dictionary or when every id is known; a failed
+// request is retried as appendIDs does, and ids still unnumbered are left
+// to the shards that need them.
+func (d *Dict) Prefetch(rids []string) {
+	if d.assign == nil || len(rids) == 0 {
+		return
+	}
+	var missing []string
+	d.mu.RLock()
+	for _, rid := range rids {
+		if _, ok := parseSmall(rid); ok {
+			continue
+		}
+		if _, ok := d.ids[rid]; !ok {
+			missing = append(missing, rid)
+		}
+	}
+	d.mu.RUnlock()
+	if len(missing) > 0 {
+		d.number(missing)
+	}
+}
+
 // number asks the store for the numbers of rids and remembers them.
 func (d *Dict) number(rids []string) {
 	backoff := retryInitial
