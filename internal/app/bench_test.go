@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"io"
+	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/haechi-sec/haechi/internal/app"
@@ -46,6 +48,14 @@ func BenchmarkPipeline(b *testing.B) {
 	b.Run("rules=pack", func(b *testing.B) { benchPipeline(b, func(r *config.Rules) { r.Pack = true }) })
 	b.Run("rules=none", func(b *testing.B) { benchPipeline(b, func(r *config.Rules) { r.Pack = false }) })
 	b.Run("rules=bench50", func(b *testing.B) { benchPipeline(b, bench50) })
+	// HAECHI_BENCH_SIGMA names Sigma rule directories (a list, as PATH) to
+	// measure alone, e.g. a checkout of SigmaHQ's rules/web and
+	// rules/cloud/aws; the rules haechi cannot load are left out.
+	if dirs := os.Getenv("HAECHI_BENCH_SIGMA"); dirs != "" {
+		b.Run("rules=sigma-dirs", func(b *testing.B) {
+			benchPipeline(b, func(r *config.Rules) { r.Pack, r.SigmaDirs = false, filepath.SplitList(dirs) })
+		})
+	}
 }
 
 // bench50 configures the 50-rule benchmark pack.

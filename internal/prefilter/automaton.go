@@ -16,7 +16,9 @@ type automaton struct {
 	// without folding it first (patterns are folded: Fold).
 	class [256]uint16
 	ncls  int
-	trans []int32 // state*ncls + class → state
+	// trans[s*ncls + class] is the next state, premultiplied by ncls,
+	// and complemented (negative) when that state marks clauses.
+	trans []int32
 	// The clauses a state marks: clauses[off[s]:off[s+1]], those of every
 	// pattern ending there (failure links included).
 	off     []int32
@@ -92,6 +94,15 @@ func newAutomaton(pats []string, patClauses [][]int32) *automaton {
 			queue = append(queue, t)
 		}
 	}
+	// Premultiply the states and complement those that mark clauses, so
+	// the scan loads one entry per byte.
+	for i, t := range a.trans {
+		p := t * int32(a.ncls)
+		if len(outs[t]) > 0 && hasClauses(outs[t], patClauses) {
+			p = ^p
+		}
+		a.trans[i] = p
+	}
 	a.off = make([]int32, n+1)
 	for s := range n {
 		seen := map[int32]bool{}
@@ -107,6 +118,15 @@ func newAutomaton(pats []string, patClauses [][]int32) *automaton {
 	}
 	a.states = n
 	return a
+}
+
+func hasClauses(pats []int32, patClauses [][]int32) bool {
+	for _, p := range pats {
+		if len(patClauses[p]) > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // scan marks hit[c] for every clause c of every pattern occurring in
@@ -130,11 +150,10 @@ func (a *automaton) scanASCII(text string, hit []bool) bool {
 		if b >= 0x80 {
 			return false
 		}
-		s = a.trans[int(s)*a.ncls+int(a.class[b])]
-		if o, e := a.off[s], a.off[s+1]; o != e {
-			for _, c := range a.clauses[o:e] {
-				hit[c] = true
-			}
+		s = a.trans[s+int32(a.class[b])]
+		if s < 0 {
+			s = ^s
+			a.mark(s, hit)
 		}
 	}
 	return true
@@ -143,11 +162,18 @@ func (a *automaton) scanASCII(text string, hit []bool) bool {
 func (a *automaton) scanBytes(text []byte, hit []bool) {
 	s := int32(0)
 	for _, b := range text {
-		s = a.trans[int(s)*a.ncls+int(a.class[b])]
-		if o, e := a.off[s], a.off[s+1]; o != e {
-			for _, c := range a.clauses[o:e] {
-				hit[c] = true
-			}
+		s = a.trans[s+int32(a.class[b])]
+		if s < 0 {
+			s = ^s
+			a.mark(s, hit)
 		}
+	}
+}
+
+// mark marks the clauses of the state premultiplied as s.
+func (a *automaton) mark(s int32, hit []bool) {
+	st := s / int32(a.ncls)
+	for _, c := range a.clauses[a.off[st]:a.off[st+1]] {
+		hit[c] = true
 	}
 }

@@ -16,6 +16,11 @@
 //   - Detectors never panic the pipeline: a condition that fails or panics
 //     on an event counts one error for the rule (Rule.Errors) and does not
 //     match.
+//   - Dispatch: Swap indexes each entity kind's rules by the requirements
+//     their conditions state (Prefilterer, package prefilter), and a
+//     detector evaluates only the rules whose requirement an event meets,
+//     in the set's order. Requirements are necessary conditions, so the
+//     findings are those of evaluating every rule (TestDispatchDifferential).
 package rules
 
 import (
@@ -427,20 +432,6 @@ func safeReq(p Prefilterer) (req prefilter.Req) {
 		}
 	}()
 	return p.Prefilter()
-}
-
-// DispatchStats describes how the running set is dispatched, per entity
-// kind (principal, source, token, key): rules running, rules with a
-// prefilter requirement, and the index's clauses, fields and literals.
-func (h *Holder) DispatchStats() map[string]prefilter.Stats {
-	v := h.v.Load()
-	out := map[string]prefilter.Stats{}
-	for k, ix := range v.index {
-		if ix != nil {
-			out[entityKinds[k].name] = ix.Stats()
-		}
-	}
-	return out
 }
 
 // Load returns the running set.
