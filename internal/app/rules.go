@@ -18,6 +18,7 @@ import (
 
 	"github.com/haechi-sec/haechi/internal/config"
 	"github.com/haechi-sec/haechi/internal/event"
+	"github.com/haechi-sec/haechi/internal/prefilter"
 	"github.com/haechi-sec/haechi/internal/rules"
 	"github.com/haechi-sec/haechi/internal/sigma"
 )
@@ -105,6 +106,11 @@ type sigmaCond struct{ r *sigma.Rule }
 
 func (c sigmaCond) Match(ev *event.Event) (bool, error) { return c.r.Match(ev) }
 func (c sigmaCond) String() string                      { return "sigma:" + c.r.File + ":" + c.r.Condition }
+
+// Prefilter implements rules.Prefilterer: the rule's logsource and literals
+// (sigma.Rule.Prefilter), so the detectors run it only on events that can
+// match it.
+func (c sigmaCond) Prefilter() prefilter.Req { return c.r.Prefilter() }
 
 // SigmaRule turns a parsed Sigma rule into a haechi rule: id "sigma.<id>",
 // severity from the level (informational scores 10), tags kept; the

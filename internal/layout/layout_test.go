@@ -47,7 +47,7 @@ var rules = []rule{
 		"internal/alert", "internal/api", "internal/auth", "internal/clock", "internal/config",
 		"internal/console", "internal/decode", "internal/detect/...", "internal/drill", "internal/engine",
 		"internal/enrich", "internal/event", "internal/incident/track", "internal/ingest", "internal/input", "internal/kafka",
-		"internal/extauthz", "internal/ledger", "internal/mint", "internal/respond", "internal/rules", "internal/sigma", "internal/snap",
+		"internal/extauthz", "internal/ledger", "internal/mint", "internal/prefilter", "internal/respond", "internal/rules", "internal/sigma", "internal/snap",
 		"internal/spool", "internal/store",
 	}, why: "app wires stages and surfaces; it never imports the command line, the simulator, the scorecard or the demo"},
 
@@ -113,10 +113,12 @@ var rules = []rule{
 		why: "incidents group alerts; what they need of events comes through the Facts interface they declare"},
 	{pkg: "internal/incident/track", may: []string{"internal/event", "internal/incident", "internal/store"},
 		why: "keeps incidents in the store as alerts are saved, with the grouping's rules from package incident"},
-	{pkg: "internal/rules", may: []string{"internal/decode", "internal/engine", "internal/event", "internal/netname"},
+	{pkg: "internal/rules", may: []string{"internal/decode", "internal/engine", "internal/event", "internal/netname", "internal/prefilter"},
 		why: "rules are engine detectors over the contract's fields"},
-	{pkg: "internal/sigma", may: []string{"internal/event"},
+	{pkg: "internal/sigma", may: []string{"internal/event", "internal/prefilter"},
 		why: "Sigma translation targets the contract's fields only"},
+	{pkg: "internal/prefilter", may: []string{"internal/event"},
+		why: "rule dispatch: the requirements rules state over the contract's fields, and their index"},
 	{pkg: "internal/detect/...", may: []string{
 		"internal/detect/baseline", "internal/detect/tokenuse", "internal/detect/urlpath", "internal/engine", "internal/event",
 		"internal/memsize", "internal/netname", "internal/snap",

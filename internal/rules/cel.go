@@ -26,6 +26,7 @@ import (
 
 	"github.com/haechi-sec/haechi/internal/event"
 	"github.com/haechi-sec/haechi/internal/netname"
+	"github.com/haechi-sec/haechi/internal/prefilter"
 )
 
 // CostLimit bounds the cost of one evaluation of a condition, in CEL cost
@@ -186,11 +187,12 @@ type netList struct {
 	traits.Lister
 	nets []netip.Prefix
 	bad  string // first entry that is not an address or network
+	size int    // sizeBound of the entries
 }
 
 func newNetList(vals []string) *netList {
 	vals = slices.Clone(vals)
-	l := &netList{Lister: types.NewStringList(types.DefaultTypeAdapter, vals)}
+	l := &netList{Lister: types.NewStringList(types.DefaultTypeAdapter, vals), size: sizeBound(0, vals)}
 	for _, v := range vals {
 		p, err := parseNet(v)
 		if err != nil {
@@ -423,16 +425,96 @@ func (c *compiler) compile(src string) (*celCondition, []celIssue) {
 	if est, err := c.env.EstimateCost(parsed, eventSizes{}); err == nil && est.Max <= CostLimit {
 		tracked = false
 	}
+	cc := &celCondition{src: src, ast: parsed, c: c, lists: c.lists, tracked: tracked,
+		guard: extractGuard(parsed.NativeRep().Expr()), exact: exactGuard(parsed.NativeRep().Expr())}
 	if tracked {
+		// Most events are far smaller than the largest the decoder
+		// accepts: find the largest size bound under which the worst case
+		// is still within the limit, and run events within it unaccounted.
+		for size := maxEventSize / 2; size >= minFastSize; size /= 2 {
+			if est, err := c.env.EstimateCost(parsed, eventSizes{max: size}); err == nil && est.Max <= CostLimit {
+				fast, err := c.env.Program(parsed, popts...)
+				if err != nil {
+					return nil, []celIssue{{line: 1, col: 1, msg: err.Error()}}
+				}
+				cc.fast, cc.fastMax = fast, size
+				break
+			}
+		}
 		popts = append(popts, cel.CostLimit(CostLimit))
 	}
 	prg, err := c.env.Program(parsed, popts...)
 	if err != nil {
 		return nil, []celIssue{{line: 1, col: 1, msg: err.Error()}}
 	}
-	return &celCondition{src: src, ast: parsed, prg: prg, c: c, lists: c.lists, tracked: tracked,
-		guard: extractGuard(parsed.NativeRep().Expr())}, nil
+	cc.prg = prg
+	cc.listsSize = listsSize(cc.lists)
+	return cc, nil
 }
+
+// minFastSize is the smallest size bound a tracked condition gets an
+// unaccounted program for: below it, accounting is cheap anyway.
+const minFastSize = 1 << 8
+
+// sizeBound extends the bound b (see eventSizes) over a list: twice its
+// length and each element's length.
+func sizeBound(b int, list []string) int {
+	b = max(b, 2*len(list))
+	for _, s := range list {
+		b = max(b, len(s))
+	}
+	return b
+}
+
+// listsSize is the size bound of the named lists' values.
+func listsSize(lists map[string]ref.Val) int {
+	b := 0
+	for _, v := range lists {
+		if l, ok := v.(*netList); ok {
+			b = max(b, l.size)
+		}
+	}
+	return b
+}
+
+// eventSize is the size bound of what a condition reads from ev: the
+// longest string field, and of each list field twice its length and its
+// longest element (eventSizes' terms). Other fields are numbers, times
+// and addresses, whose sizes are fixed.
+func eventSize(ev *event.Event) int {
+	b := 0
+	for _, get := range stringFieldGetters {
+		b = max(b, len(get(ev)))
+	}
+	for _, get := range listFieldGetters {
+		b = sizeBound(b, get(ev))
+	}
+	return b
+}
+
+// stringFieldGetters and listFieldGetters read every string and list
+// field of the contract CEL sees; immutable after initialisation.
+var stringFieldGetters, listFieldGetters = func() (ss []func(*event.Event) string, ls []func(*event.Event) []string) {
+	for _, f := range celFields {
+		switch f.kind {
+		case event.KindString:
+			if get, ok := event.StringGetter(f.field); ok {
+				ss = append(ss, get)
+			} else {
+				name := f.field
+				ss = append(ss, func(e *event.Event) string { v, _ := e.Field(name); s, _ := v.(string); return s })
+			}
+		case event.KindStrings:
+			if get, ok := event.StringsGetter(f.field); ok {
+				ls = append(ls, get)
+			} else {
+				name := f.field
+				ls = append(ls, func(e *event.Event) []string { v, _ := e.Field(name); s, _ := v.([]string); return s })
+			}
+		}
+	}
+	return ss, ls
+}()
 
 // checkConstants validates constant arguments at load time: networks given
 // to cidr and time zones given to the get* accessors.
@@ -527,15 +609,21 @@ const maxEventSize = 1 << 20
 
 // eventSizes tells CEL's static cost estimator how large event fields
 // and lists can be.
-type eventSizes struct{}
+type eventSizes struct {
+	max int // the bound; 0: maxEventSize
+}
 
-func (eventSizes) EstimateSize(n cost.AstNode) *cost.SizeEstimate {
+func (e eventSizes) EstimateSize(n cost.AstNode) *cost.SizeEstimate {
+	m := uint64(e.max)
+	if m == 0 {
+		m = maxEventSize
+	}
 	if t := n.Type(); t != nil {
 		switch t.Kind() {
 		case types.StringKind, types.BytesKind:
-			return &cost.SizeEstimate{Min: 0, Max: maxEventSize}
+			return &cost.SizeEstimate{Min: 0, Max: m}
 		case types.ListKind, types.MapKind: // an element takes at least 2 bytes ("1,")
-			return &cost.SizeEstimate{Min: 0, Max: maxEventSize / 2}
+			return &cost.SizeEstimate{Min: 0, Max: m / 2}
 		}
 	}
 	return nil
@@ -560,17 +648,33 @@ type celCondition struct {
 	// tracked: the condition's worst case may exceed CostLimit, so its
 	// evaluations are accounted and stopped at the limit.
 	tracked bool
+	// fast, when set, is the program without accounting, for events (and
+	// lists) whose size bound (eventSize) is at most fastMax: for them the
+	// worst case is within the limit, so accounting could not stop the
+	// evaluation and the verdict is the same.
+	fast      cel.Program
+	fastMax   int
+	listsSize int // size bound of lists
 	// guard decides in Go, for most events, that the condition cannot
 	// hold (guard.go).
 	guard *guard
+	// exact: the guard decides the whole condition (every part of it is a
+	// simple test), so an event that passes it matches without CEL.
+	exact bool
 }
 
 var _ Condition = (*celCondition)(nil)
+
+// Prefilter implements Prefilterer: what the condition's guard tests.
+func (c *celCondition) Prefilter() prefilter.Req { return c.guard.prefilter() }
 
 // Match implements Condition.
 func (cc *celCondition) Match(ev *event.Event) (bool, error) {
 	if !cc.guard.pass(ev) {
 		return false, nil
+	}
+	if cc.exact {
+		return true, nil
 	}
 	a, _ := cc.c.acts.Get().(*activation)
 	if a == nil {
@@ -588,7 +692,11 @@ func (cc *celCondition) String() string { return cc.src }
 
 func (cc *celCondition) eval(a *activation) (bool, error) {
 	a.lists = cc.lists
-	out, _, err := cc.prg.Eval(a)
+	prg := cc.prg
+	if cc.fast != nil && cc.listsSize <= cc.fastMax && a.size() <= cc.fastMax {
+		prg = cc.fast
+	}
+	out, _, err := prg.Eval(a)
 	if err != nil {
 		return false, err
 	}
@@ -614,6 +722,7 @@ func (cc *celCondition) withLists(lists map[string][]string) (*celCondition, err
 	}
 	cp := *cc
 	cp.lists = vals
+	cp.listsSize = listsSize(vals)
 	return &cp, nil
 }
 
@@ -627,6 +736,15 @@ type activation struct {
 	self  ref.Val // eventRef{a}
 	have  uint64  // bit i: vals[i] holds celFields[i] for ev
 	vals  [64]ref.Val
+	sized int // eventSize(ev)+1, 0 until computed
+}
+
+// size returns eventSize of the event, computed once per event.
+func (a *activation) size() int {
+	if a.sized == 0 {
+		a.sized = eventSize(a.ev) + 1
+	}
+	return a.sized - 1
 }
 
 var _ interpreter.Activation = (*activation)(nil)
@@ -640,6 +758,7 @@ func newActivation(names *netname.Cache) *activation {
 func (a *activation) reset(ev *event.Event) {
 	a.ev = ev
 	a.have = 0
+	a.sized = 0
 }
 
 var emptyList = types.NewStringList(types.DefaultTypeAdapter, nil)

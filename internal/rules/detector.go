@@ -11,6 +11,7 @@ import (
 	"github.com/haechi-sec/haechi/internal/engine"
 	"github.com/haechi-sec/haechi/internal/event"
 	"github.com/haechi-sec/haechi/internal/netname"
+	"github.com/haechi-sec/haechi/internal/prefilter"
 )
 
 // maxEntities bounds the entities one aggregate rule tracks on one shard;
@@ -101,6 +102,8 @@ func (d *detector) NewShard() engine.Shard {
 
 type shard struct {
 	d     *detector
+	pre   prefilter.Scratch
+	run   []*Rule // the rules dispatched for the current event
 	act   *activation
 	gen   uint64
 	aggs  map[string]*aggState // by rule version
@@ -129,6 +132,15 @@ func (s *shard) Process(c *engine.Context, key event.EntityKey, ev *event.Event)
 	}
 	s.act.reset(ev)
 	s.family = s.family[:0]
+	// Dispatch: only the rules whose prefilter requirement ev meets can
+	// match it; they run in the set's order, as without dispatch.
+	if ix := v.index[s.d.kind]; ix != nil {
+		s.run = s.run[:0]
+		for _, i := range ix.Candidates(ev, &s.pre) {
+			s.run = append(s.run, rules[i])
+		}
+		rules = s.run
+	}
 	for _, r := range rules {
 		ok, err := s.match(r, ev)
 		if err != nil {
@@ -190,6 +202,9 @@ func (s *shard) match(r *Rule, ev *event.Event) (ok bool, err error) {
 	if cc, isCEL := r.Cond.(*celCondition); isCEL {
 		if !cc.guard.pass(ev) {
 			return false, nil
+		}
+		if cc.exact {
+			return true, nil
 		}
 		return cc.eval(s.act)
 	}

@@ -8,6 +8,7 @@ import (
 	"cel.dev/cel-go/common/types"
 
 	"github.com/haechi-sec/haechi/internal/event"
+	"github.com/haechi-sec/haechi/internal/prefilter"
 )
 
 // A guard is the part of a condition that can be decided in Go without
@@ -19,6 +20,9 @@ import (
 // most events fail an early test of most rules, and a CEL evaluation
 // costs several allocations. An event passing the guard is evaluated in
 // full, so the guard never changes a verdict, only its cost.
+//
+// When the guard holds every part of the condition (exactGuard), its
+// verdict is the condition's and CEL is not run at all.
 //
 // A nil *guard passes everything.
 type guard struct {
@@ -46,18 +50,24 @@ const (
 	opIntEq
 	opIntIn
 	opHas // "lit" in LIST
+	// STRING.lowerAscii().startsWith / endsWith / contains("lit"), lit
+	// ASCII: compared byte by byte with ASCII letters lower-cased.
+	opLowerPrefix
+	opLowerSuffix
+	opLowerContains
 )
 
 type guardTest struct {
-	str  func(*event.Event) string
-	num  func(*event.Event) int64
-	list func(*event.Event) []string
-	op   testOp
-	neg  bool
-	lit  string
-	lits []string
-	n    int64
-	ns   []int64
+	field string // the contract field tested
+	str   func(*event.Event) string
+	num   func(*event.Event) int64
+	list  func(*event.Event) []string
+	op    testOp
+	neg   bool
+	lit   string
+	lits  []string
+	n     int64
+	ns    []int64
 }
 
 // pass reports whether ev may match.
@@ -103,8 +113,39 @@ func (t *guardTest) eval(ev *event.Event) bool {
 		ok = slices.Contains(t.ns, t.num(ev))
 	case opHas:
 		ok = slices.Contains(t.list(ev), t.lit)
+	case opLowerPrefix:
+		v := t.str(ev)
+		ok = len(v) >= len(t.lit) && lowerASCIIEq(v[:len(t.lit)], t.lit)
+	case opLowerSuffix:
+		v := t.str(ev)
+		ok = len(v) >= len(t.lit) && lowerASCIIEq(v[len(v)-len(t.lit):], t.lit)
+	case opLowerContains:
+		v := t.str(ev)
+		for i := 0; i+len(t.lit) <= len(v); i++ {
+			if lowerASCIIEq(v[i:i+len(t.lit)], t.lit) {
+				ok = true
+				break
+			}
+		}
 	}
 	return ok != t.neg
+}
+
+// lowerASCIIEq reports whether s with its ASCII letters lower-cased is
+// lit (of equal length). For an ASCII lit this is exactly CEL's
+// s.lowerAscii() holding lit at that place: lowerAscii changes only ASCII
+// letters, and an ASCII literal cannot overlap a multi-byte character.
+func lowerASCIIEq(s, lit string) bool {
+	for i := 0; i < len(lit); i++ {
+		b := s[i]
+		if 'A' <= b && b <= 'Z' {
+			b += 'a' - 'A'
+		}
+		if b != lit[i] {
+			return false
+		}
+	}
+	return true
 }
 
 // size returns how many tests the guard holds.
@@ -120,6 +161,26 @@ func (g *guard) size() int {
 		n += k.size()
 	}
 	return n
+}
+
+// exactGuard reports whether extractGuard decides e entirely: e is a
+// simple test or an && / || of such, nothing dropped. Such a guard's
+// verdict is the condition's (TestGuardIsSound holds each to CEL's).
+func exactGuard(e ast.Expr) bool {
+	if e.Kind() == ast.CallKind {
+		call := e.AsCall()
+		switch call.FunctionName() {
+		case "_&&_", "_||_":
+			for _, a := range call.Args() {
+				if !exactGuard(a) {
+					return false
+				}
+			}
+			return true
+		}
+	}
+	_, ok := simpleTest(e)
+	return ok
 }
 
 // extractGuard builds the guard of a checked condition (nil when nothing
@@ -168,9 +229,10 @@ func combine(op guardOp, kids []*guard) *guard {
 }
 
 // simpleTest recognises, possibly negated with !: STRING == "lit" (or
-// !=), STRING.startsWith / endsWith / contains("lit"), STRING in ["a",
-// …], INT == n (or !=), INT in [n, …], and "lit" in LIST, for contract
-// fields of those kinds.
+// !=), STRING.startsWith / endsWith / contains("lit") (also on
+// STRING.lowerAscii() with an ASCII lit), STRING in ["a", …], INT == n
+// (or !=), INT in [n, …], and "lit" in LIST, for contract fields of those
+// kinds.
 func simpleTest(e ast.Expr) (guardTest, bool) {
 	neg := false
 	for e.Kind() == ast.CallKind && e.AsCall().FunctionName() == "!_" && len(e.AsCall().Args()) == 1 {
@@ -189,27 +251,38 @@ func simpleTest(e ast.Expr) (guardTest, bool) {
 			name := fieldName(order[0])
 			if get, ok := event.StringGetter(name); ok {
 				if lit, isLit := constString(order[1]); isLit {
-					return guardTest{str: get, op: opEq, neg: neg, lit: lit}, true
+					return guardTest{field: name, str: get, op: opEq, neg: neg, lit: lit}, true
 				}
 			}
 			if get, ok := event.IntGetter(name); ok {
 				if n, isLit := constInt(order[1]); isLit {
-					return guardTest{num: get, op: opIntEq, neg: neg, n: n}, true
+					return guardTest{field: name, num: get, op: opIntEq, neg: neg, n: n}, true
 				}
 			}
 		}
 	case call.IsMemberFunction() && len(args) == 1 && (fn == "startsWith" || fn == "endsWith" || fn == "contains"):
-		get, ok := event.StringGetter(fieldName(call.Target()))
+		target := call.Target()
+		op := map[string]testOp{"startsWith": opPrefix, "endsWith": opSuffix, "contains": opContains}[fn]
+		if target.Kind() == ast.CallKind && target.AsCall().FunctionName() == "lowerAscii" &&
+			target.AsCall().IsMemberFunction() && len(target.AsCall().Args()) == 0 {
+			target = target.AsCall().Target()
+			op = map[string]testOp{"startsWith": opLowerPrefix, "endsWith": opLowerSuffix, "contains": opLowerContains}[fn]
+		}
+		name := fieldName(target)
+		get, ok := event.StringGetter(name)
 		lit, isLit := constString(args[0])
 		if !ok || !isLit {
 			return guardTest{}, false
 		}
-		op := map[string]testOp{"startsWith": opPrefix, "endsWith": opSuffix, "contains": opContains}[fn]
-		return guardTest{str: get, op: op, neg: neg, lit: lit}, true
+		if op >= opLowerPrefix && !isASCII(lit) {
+			return guardTest{}, false
+		}
+		return guardTest{field: name, str: get, op: op, neg: neg, lit: lit}, true
 	case fn == "@in" && len(args) == 2:
 		if lit, isLit := constString(args[0]); isLit {
-			if get, ok := event.StringsGetter(fieldName(args[1])); ok {
-				return guardTest{list: get, op: opHas, neg: neg, lit: lit}, true
+			name := fieldName(args[1])
+			if get, ok := event.StringsGetter(name); ok {
+				return guardTest{field: name, list: get, op: opHas, neg: neg, lit: lit}, true
 			}
 			return guardTest{}, false
 		}
@@ -227,7 +300,7 @@ func simpleTest(e ast.Expr) (guardTest, bool) {
 				}
 				lits = append(lits, s)
 			}
-			return guardTest{str: get, op: opIn, neg: neg, lits: lits}, true
+			return guardTest{field: name, str: get, op: opIn, neg: neg, lits: lits}, true
 		}
 		if get, ok := event.IntGetter(name); ok {
 			var ns []int64
@@ -238,7 +311,7 @@ func simpleTest(e ast.Expr) (guardTest, bool) {
 				}
 				ns = append(ns, n)
 			}
-			return guardTest{num: get, op: opIntIn, neg: neg, ns: ns}, true
+			return guardTest{field: name, num: get, op: opIntIn, neg: neg, ns: ns}, true
 		}
 	}
 	return guardTest{}, false
@@ -257,10 +330,78 @@ func fieldName(e ast.Expr) string {
 	return field
 }
 
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return false
+		}
+	}
+	return true
+}
+
 func constInt(e ast.Expr) (int64, bool) {
 	if e.Kind() != ast.LiteralKind {
 		return 0, false
 	}
 	n, ok := e.AsLiteral().(types.Int)
 	return int64(n), ok
+}
+
+// prefilter states what an event must carry for the guard to pass
+// (package prefilter): the guard's positive tests as atoms — an equality,
+// prefix, suffix or substring implies that the field contains the literal
+// case-insensitively, "lit" in LIST that an element does — combined as the
+// guard combines them. Negated tests state nothing. Since an event the
+// guard rejects cannot match the condition, neither can one failing the
+// requirement.
+func (g *guard) prefilter() prefilter.Req {
+	if g == nil {
+		return nil
+	}
+	switch g.op {
+	case gAnd, gOr:
+		parts := make([]prefilter.Req, len(g.kids))
+		for i, k := range g.kids {
+			parts[i] = k.prefilter()
+		}
+		if g.op == gAnd {
+			return prefilter.And(parts...)
+		}
+		return prefilter.Or(parts...)
+	}
+	t := &g.test
+	if t.neg {
+		return nil
+	}
+	var c prefilter.Clause
+	text := func(lit string) bool {
+		a, ok := prefilter.Contains(t.field, t.str, lit)
+		c = append(c, a)
+		return ok
+	}
+	switch t.op {
+	case opEq, opPrefix, opSuffix, opContains, opLowerPrefix, opLowerSuffix, opLowerContains:
+		if !text(t.lit) {
+			return nil
+		}
+	case opIn:
+		for _, lit := range t.lits {
+			if !text(lit) {
+				return nil
+			}
+		}
+	case opHas:
+		a, ok := prefilter.ListContains(t.field, t.list, t.lit)
+		if !ok {
+			return nil
+		}
+		c = append(c, a)
+	case opIntEq:
+		c = append(c, prefilter.IntEq(t.field, t.num, t.n))
+	case opIntIn:
+		for _, n := range t.ns {
+			c = append(c, prefilter.IntEq(t.field, t.num, n))
+		}
+	}
+	return prefilter.Of(c...)
 }

@@ -16,6 +16,11 @@
 //   - Detectors never panic the pipeline: a condition that fails or panics
 //     on an event counts one error for the rule (Rule.Errors) and does not
 //     match.
+//   - Dispatch: Swap indexes each entity kind's rules by the requirements
+//     their conditions state (Prefilterer, package prefilter), and a
+//     detector evaluates only the rules whose requirement an event meets,
+//     in the set's order. Requirements are necessary conditions, so the
+//     findings are those of evaluating every rule (TestDispatchDifferential).
 package rules
 
 import (
@@ -27,12 +32,28 @@ import (
 	"time"
 
 	"github.com/haechi-sec/haechi/internal/event"
+	"github.com/haechi-sec/haechi/internal/prefilter"
 )
 
 // Condition decides whether one event matches a rule. Implementations
 // must be safe for concurrent use: every shard goroutine calls Match.
+//
+// A Condition that also implements Prefilterer is dispatched: the
+// detectors evaluate it only on events that meet its requirement.
 type Condition interface {
 	Match(ev *event.Event) (bool, error)
+}
+
+// Prefilterer is implemented by conditions that can state what an event
+// must carry to match (package prefilter): the detectors index the running
+// rules' requirements and evaluate a rule only on the events that meet
+// its requirement, instead of every rule on every event. The requirement
+// must be necessary — whenever Match reports true, the requirement holds
+// — so dispatch never changes a verdict; a rule skipped this way does not
+// count an error either. Conditions without it run on every event of
+// their entity kind.
+type Prefilterer interface {
+	Prefilter() prefilter.Req
 }
 
 // Entity kinds a rule can be about (Rule.Entity).
@@ -339,13 +360,17 @@ func (r *Rule) computeVersion() string {
 type Holder struct {
 	v   atomic.Pointer[view]
 	gen atomic.Uint64
+	// noDispatch evaluates every rule on every event (tests compare).
+	noDispatch bool
 }
 
 // view is a set prepared for the detectors.
 type view struct {
-	set      *Set
-	gen      uint64
-	byKind   [len(entityKinds)][]*Rule // enabled rules by entity kind
+	set    *Set
+	gen    uint64
+	byKind [len(entityKinds)][]*Rule // enabled rules by entity kind
+	// index decides which of byKind[k] may match an event (nil: all).
+	index    [len(entityKinds)]*prefilter.Index
 	versions map[string]bool
 }
 
@@ -376,7 +401,37 @@ func (h *Holder) Swap(s *Set) {
 			v.versions[r.version] = true
 		}
 	}
+	if !h.noDispatch {
+		for k, rules := range v.byKind {
+			if len(rules) > 0 {
+				v.index[k] = prefilter.NewIndex(requirements(rules))
+			}
+		}
+	}
 	h.v.Store(v)
+}
+
+// requirements returns each rule's prefilter requirement (nil for a
+// condition that states none).
+func requirements(rules []*Rule) []prefilter.Req {
+	reqs := make([]prefilter.Req, len(rules))
+	for i, r := range rules {
+		if p, ok := r.Cond.(Prefilterer); ok {
+			reqs[i] = safeReq(p)
+		}
+	}
+	return reqs
+}
+
+// safeReq asks a condition for its requirement; one that panics states
+// none (its rule then runs on every event, as before dispatch).
+func safeReq(p Prefilterer) (req prefilter.Req) {
+	defer func() {
+		if recover() != nil {
+			req = nil
+		}
+	}()
+	return p.Prefilter()
 }
 
 // Load returns the running set.

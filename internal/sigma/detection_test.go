@@ -96,6 +96,7 @@ func runMatchCases(t *testing.T, cases []matchCase) {
 			if got != c.want {
 				t.Errorf("match = %v, want %v\n%s", got, c.want, ruleText(ls, c.detection))
 			}
+			checkPrefilter(t, r, c.ev)
 		})
 	}
 }
