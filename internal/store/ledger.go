@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -55,6 +56,12 @@ type LedgerDictEntry struct {
 func (s *Store) MergeLedger(ctx context.Context, dict []LedgerDictEntry, rows []LedgerRow) error {
 	if len(dict) == 0 && len(rows) == 0 {
 		return nil
+	}
+	if kv, err := s.ledgerKV(ctx); err != nil || kv != nil {
+		if err != nil {
+			return fmt.Errorf("merge ledger: %w", err)
+		}
+		return kv.MergeLedger(ctx, dict, rows)
 	}
 	dict = slices.Clone(dict)
 	slices.SortFunc(dict, func(a, b LedgerDictEntry) int { return cmp.Compare(a.ID, b.ID) })
@@ -315,6 +322,12 @@ func queryDays(ctx context.Context, tx *sql.Tx, q string, args []any, fn func(k 
 // values is empty) with fromDay <= day <= toDay, sorted by value, day,
 // record type and field.
 func (s *Store) LedgerRows(ctx context.Context, dim string, values []string, fromDay, toDay int64) ([]LedgerRow, error) {
+	if kv, err := s.ledgerKV(ctx); err != nil || kv != nil {
+		if err != nil {
+			return nil, fmt.Errorf("ledger rows: %w", err)
+		}
+		return kv.LedgerRows(ctx, dim, values, fromDay, toDay)
+	}
 	var out []LedgerRow
 	scan := func(q string, args ...any) error {
 		rs, err := s.db.QueryContext(ctx, q, args...)
@@ -357,6 +370,12 @@ func (s *Store) LedgerRows(ctx context.Context, dim string, values []string, fro
 // LedgerValues returns the distinct values of dim with rows on days in
 // [fromDay, toDay], sorted.
 func (s *Store) LedgerValues(ctx context.Context, dim string, fromDay, toDay int64) ([]string, error) {
+	if kv, err := s.ledgerKV(ctx); err != nil || kv != nil {
+		if err != nil {
+			return nil, fmt.Errorf("ledger values: %w", err)
+		}
+		return kv.LedgerValues(ctx, dim, fromDay, toDay)
+	}
 	rs, err := s.db.QueryContext(ctx, `SELECT DISTINCT value FROM ledger_days WHERE dim = ? AND day BETWEEN ? AND ? ORDER BY value`, dim, fromDay, toDay)
 	if err != nil {
 		return nil, fmt.Errorf("ledger values: %w", err)
@@ -383,6 +402,17 @@ func (s *Store) SaveLedgerDict(ctx context.Context, entries []LedgerDictEntry) e
 
 // LoadLedgerDict returns the whole dictionary, by id.
 func (s *Store) LoadLedgerDict(ctx context.Context) ([]LedgerDictEntry, error) {
+	if kv, err := s.ledgerKV(ctx); err != nil || kv != nil {
+		if err != nil {
+			return nil, fmt.Errorf("load ledger dictionary: %w", err)
+		}
+		return kv.LoadLedgerDict(ctx)
+	}
+	return s.loadLedgerDictSQL(ctx)
+}
+
+// loadLedgerDictSQL is LoadLedgerDict from ledger_dict.
+func (s *Store) loadLedgerDictSQL(ctx context.Context) ([]LedgerDictEntry, error) {
 	rs, err := s.db.QueryContext(ctx, `SELECT id, rid FROM ledger_dict ORDER BY id`)
 	if err != nil {
 		return nil, fmt.Errorf("load ledger dictionary: %w", err)
@@ -408,6 +438,12 @@ func (s *Store) LoadLedgerDict(ctx context.Context) ([]LedgerDictEntry, error) {
 // LedgerDictNames returns the record ids of the given dictionary numbers;
 // numbers not in the dictionary are absent from the map.
 func (s *Store) LedgerDictNames(ctx context.Context, ids []uint32) (map[uint32]string, error) {
+	if kv, err := s.ledgerKV(ctx); err != nil || kv != nil {
+		if err != nil {
+			return nil, fmt.Errorf("ledger dictionary: %w", err)
+		}
+		return kv.LedgerDictNames(ctx, ids)
+	}
 	out := make(map[uint32]string, len(ids))
 	const chunk = 500
 	for len(ids) > 0 {
@@ -454,6 +490,9 @@ func (s *Store) LedgerDictNames(ctx context.Context, ids []uint32) (map[uint32]s
 // and the numbers stay contiguous. SQLite's write transactions are
 // exclusive already.
 func (s *Store) AssignLedgerDict(ctx context.Context, rids []string, first uint32) ([]LedgerDictEntry, error) {
+	if s.ledgerDir != "" {
+		return nil, errors.New("assign ledger dictionary: a pebble ledger has one writer, whose dictionary numbers ids itself (a shared dictionary needs a shared store)")
+	}
 	if len(rids) == 0 {
 		return nil, nil
 	}
@@ -542,6 +581,12 @@ func (s *Store) AssignLedgerDict(ctx context.Context, rids []string, first uint3
 // (payload only, without SQLite's or PostgreSQL's page and index overhead).
 // haechi bench divides it by the events replayed.
 func (s *Store) LedgerBytes(ctx context.Context) (int64, error) {
+	if kv, err := s.ledgerKV(ctx); err != nil || kv != nil {
+		if err != nil {
+			return 0, fmt.Errorf("ledger bytes: %w", err)
+		}
+		return kv.LedgerBytes(ctx)
+	}
 	var days, dict sql.NullInt64
 	if err := s.db.QueryRowContext(ctx, `SELECT SUM(LENGTH(dim) + LENGTH(value) + 8 + LENGTH(cells)) FROM ledger_days`).Scan(&days); err != nil {
 		return 0, fmt.Errorf("ledger bytes: %w", err)
