@@ -170,34 +170,8 @@ const ledgerDayColumns = `dim, value, day`
 
 // mergeLedger writes dict and rows (sorted, one per key) inside tx.
 func (s *Store) mergeLedger(ctx context.Context, tx *sql.Tx, dict []LedgerDictEntry, rows []LedgerRow) error {
-	if len(dict) > 0 {
-		ins, err := tx.PrepareContext(ctx, `INSERT INTO ledger_dict (id, rid) VALUES (?, ?) ON CONFLICT DO NOTHING`)
-		if err != nil {
-			return err
-		}
-		defer ins.Close()
-		get, err := tx.PrepareContext(ctx, `SELECT rid FROM ledger_dict WHERE id = ?`)
-		if err != nil {
-			return err
-		}
-		defer get.Close()
-		for _, e := range dict {
-			res, err := ins.ExecContext(ctx, int64(e.ID), e.RID)
-			if err != nil {
-				return err
-			}
-			if n, _ := res.RowsAffected(); n == 1 {
-				continue
-			}
-			var rid string
-			err = get.QueryRowContext(ctx, int64(e.ID)).Scan(&rid)
-			if err != nil && err != sql.ErrNoRows {
-				return err
-			}
-			if rid != e.RID {
-				return fmt.Errorf("dictionary conflict: id %d is %q, not %q", e.ID, rid, e.RID)
-			}
-		}
+	if err := mergeLedgerDict(ctx, tx, dict); err != nil {
+		return err
 	}
 	days := groupDays(rows)
 	args := make([]any, 0, ledgerChunk*4)
@@ -282,6 +256,89 @@ ON CONFLICT (`+ledgerDayColumns+`) DO NOTHING RETURNING `+ledgerDayColumns, args
 		}
 	}
 	return nil
+}
+
+// ledgerDictChunk is the most dictionary entries one insert carries (2
+// parameters each).
+const ledgerDictChunk = 256
+
+// mergeLedgerDict stores dictionary entries (sorted by id) inside tx, a
+// chunk per statement: a multi-row insert that skips stored entries and
+// returns the ids it inserted, then one SELECT of the others to check that
+// each is stored with the same rid (the same id with another rid, or the
+// rid under another id, is a conflict).
+func mergeLedgerDict(ctx context.Context, tx *sql.Tx, dict []LedgerDictEntry) error {
+	args := make([]any, 0, 2*ledgerDictChunk)
+	for start := 0; start < len(dict); start += ledgerDictChunk {
+		chunk := dict[start:min(start+ledgerDictChunk, len(dict))]
+		args = args[:0]
+		for _, e := range chunk {
+			args = append(args, int64(e.ID), e.RID)
+		}
+		inserted := make(map[int64]bool, len(chunk))
+		if err := queryIDs(ctx, tx, `INSERT INTO ledger_dict (id, rid) VALUES `+valueRows(2, len(chunk))+` ON CONFLICT DO NOTHING RETURNING id`, args, func(id int64, _ string) {
+			inserted[id] = true
+		}); err != nil {
+			return err
+		}
+		if len(inserted) == len(chunk) {
+			continue
+		}
+		args = args[:0]
+		for _, e := range chunk {
+			if !inserted[int64(e.ID)] {
+				args = append(args, int64(e.ID))
+			}
+		}
+		stored := make(map[int64]string, len(args))
+		// #nosec G202 -- only placeholders are concatenated
+		if err := queryIDs(ctx, tx, `SELECT id, rid FROM ledger_dict WHERE id IN (`+placeholders(len(args))+`)`, args, func(id int64, rid string) {
+			stored[id] = rid
+		}); err != nil {
+			return err
+		}
+		for _, e := range chunk {
+			if inserted[int64(e.ID)] {
+				continue
+			}
+			if rid := stored[int64(e.ID)]; rid != e.RID {
+				return fmt.Errorf("dictionary conflict: id %d is %q, not %q", e.ID, rid, e.RID)
+			}
+		}
+	}
+	return nil
+}
+
+// queryIDs runs q, which selects an id and optionally a rid, and calls fn
+// with each row.
+func queryIDs(ctx context.Context, tx *sql.Tx, q string, args []any, fn func(id int64, rid string)) error {
+	rs, err := tx.QueryContext(ctx, q, args...)
+	if err != nil {
+		return err
+	}
+	defer rs.Close()
+	cols, err := rs.Columns()
+	if err != nil {
+		return err
+	}
+	for rs.Next() {
+		var (
+			id  int64
+			rid string
+		)
+		dest := []any{&id}
+		if len(cols) > 1 {
+			dest = append(dest, &rid)
+		}
+		if err := rs.Scan(dest...); err != nil {
+			return err
+		}
+		fn(id, rid)
+	}
+	if err := rs.Err(); err != nil {
+		return err
+	}
+	return rs.Close()
 }
 
 // queryDays runs q and calls fn with each row's key and, when q selects

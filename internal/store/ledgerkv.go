@@ -111,8 +111,11 @@ func dayKeyBytes(dst []byte, dim, value string, day int64) []byte {
 }
 
 // MergeLedger writes dictionary entries and ORs rows into the ledger in one
-// synced pebble batch, with the contract of Store.MergeLedger (a stored
-// dictionary entry with the same id and another rid fails the batch).
+// synced pebble batch, with the contract of Store.MergeLedger except that
+// dictionary entries are written blind, unchecked: a pebble ledger has one
+// process, whose ledger.Dict loaded every stored entry and never renumbers
+// one, so no entry can conflict (a check was a read per new record id,
+// most of a flush's cost).
 func (k *LedgerKV) MergeLedger(ctx context.Context, dict []LedgerDictEntry, rows []LedgerRow) error {
 	if len(dict) == 0 && len(rows) == 0 {
 		return nil
@@ -129,18 +132,6 @@ func (k *LedgerKV) MergeLedger(ctx context.Context, dict []LedgerDictEntry, rows
 	var key []byte
 	for _, e := range dict {
 		key = binary.BigEndian.AppendUint32(append(key[:0], 'i'), e.ID)
-		old, closer, err := k.db.Get(key)
-		switch {
-		case err == nil:
-			same := string(old) == e.RID
-			closer.Close()
-			if !same {
-				return fmt.Errorf("merge ledger: dictionary conflict: id %d is stored with another rid", e.ID)
-			}
-			continue
-		case !errors.Is(err, pebble.ErrNotFound):
-			return fmt.Errorf("merge ledger: %w", err)
-		}
 		if err := b.Set(key, []byte(e.RID), nil); err != nil {
 			return fmt.Errorf("merge ledger: %w", err)
 		}

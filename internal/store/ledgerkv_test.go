@@ -137,12 +137,6 @@ func TestLedgerKVMatchesSQLite(t *testing.T) {
 	}
 	defer kv.Close()
 	compare("reopened")
-	// A conflicting dictionary entry fails the batch and writes nothing.
-	err = kv.MergeLedger(ctx, []LedgerDictEntry{{ID: DictBaseForTest + 3, RID: "other"}}, randomFlushes(rng, 1)[0])
-	if err == nil {
-		t.Error("conflicting dictionary entry accepted")
-	}
-	compare("conflict")
 }
 
 // decodeAll returns rows with their bitmaps as id lists (equal sets
