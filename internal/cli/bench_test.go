@@ -28,6 +28,8 @@ type benchReport struct {
 		PeakRSSBytes               int64   `json:"peak_rss_bytes"`
 		LedgerBytes                int64   `json:"ledger_bytes"`
 		LedgerBytesPerEvent        float64 `json:"ledger_bytes_per_event"`
+		LedgerEngine               string  `json:"ledger_engine"`
+		LedgerDirBytes             int64   `json:"ledger_dir_bytes"`
 	}
 	Latency *struct {
 		TargetPerSec float64 `json:"target_events_per_sec"`
@@ -79,6 +81,36 @@ func TestBenchSimulated(t *testing.T) {
 	l := r.Latency
 	if l == nil || l.Probes == 0 || l.Alerted != l.Probes || l.P99Ms < l.P50Ms || l.TargetPerSec <= 0 {
 		t.Errorf("latency %+v", l)
+	}
+}
+
+// With store.ledger_engine: pebble in the configuration, serve and replay
+// (children given the same --config) keep the ledger in pebble, and the
+// report says so and measures it there.
+func TestBenchPebbleLedger(t *testing.T) {
+	if testing.Short() {
+		t.Skip("bench starts serve and replay in child processes")
+	}
+	t.Chdir(t.TempDir())
+	if err := os.WriteFile("pebble.yaml", []byte("store:\n  ledger_engine: pebble\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, stdout, stderr := run(t, "--config", "pebble.yaml", "bench", "--days", "1", "--customers", "300", "--batch", "200",
+		"--phases", "serve,replay", "--progress", "never", "-o", "json")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	var r benchReport
+	if err := json.Unmarshal([]byte(stdout), &r); err != nil {
+		t.Fatalf("%v\n%s", err, stdout)
+	}
+	if len(r.Phases) != 2 {
+		t.Fatalf("phases %+v", r.Phases)
+	}
+	for _, p := range r.Phases {
+		if p.LedgerEngine != "pebble" || p.LedgerDirBytes <= 0 || p.LedgerBytes <= 0 {
+			t.Errorf("phase %s: ledger engine %q, %d bytes on disk, %d stored", p.Name, p.LedgerEngine, p.LedgerDirBytes, p.LedgerBytes)
+		}
 	}
 }
 
