@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -231,4 +232,102 @@ func benchLedgerFlush(b *testing.B, e ledgerEngine) {
 	}
 	b.ReportMetric(float64(cpuTime()-cpu0)/1e6/float64(b.N), "cpu-ms/op")
 	b.ReportMetric(float64(cells)/b.Elapsed().Seconds(), "cells/s")
+}
+
+// TestLedgerEngineSwitch: a SQLite store opened with the pebble ledger
+// copies the tables' ledger into pebble, and stays on pebble: the default
+// engine finds it, the sqlite engine is refused, a PostgreSQL store
+// refuses pebble.
+func TestLedgerEngineSwitch(t *testing.T) {
+	ctx := t.Context()
+	dir := t.TempDir()
+	open := func(engine string) (*Store, error) { return Open(ctx, dir, Options{LedgerEngine: engine}) }
+	rowsOf := func(s *Store) []string {
+		t.Helper()
+		rs, err := s.LedgerRows(ctx, "principal", nil, -100, 100)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return decodeAll(t, rs)
+	}
+	s, err := open(LedgerSQLite)
+	if err != nil {
+		t.Fatal(err)
+	}
+	flushes := randomFlushes(rand.New(rand.NewPCG(3, 4)), 20)
+	dict := []LedgerDictEntry{{ID: DictBaseForTest, RID: "r:0"}}
+	for _, rows := range flushes[:10] {
+		if err := s.MergeLedger(ctx, dict, rows); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.Close()
+
+	s, err = open(LedgerPebble)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, rows := range flushes[10:] {
+		if err := s.MergeLedger(ctx, nil, rows); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := rowsOf(s)
+	if d, err := s.LoadLedgerDict(ctx); err != nil || len(d) != 1 || d[0] != dict[0] {
+		t.Errorf("dictionary after the copy: %v %v", d, err)
+	}
+	s.Close()
+
+	// The same flushes into a store that never left SQLite.
+	ref, err := Open(ctx, t.TempDir(), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ref.Close()
+	for _, rows := range flushes {
+		if err := ref.MergeLedger(ctx, nil, rows); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if diff := cmp.Diff(rowsOf(ref), got); diff != "" {
+		t.Errorf("switched store (-sqlite throughout +switched):\n%s", diff)
+	}
+
+	if s, err = open(""); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(got, rowsOf(s)); diff != "" {
+		t.Errorf("default engine did not find the pebble ledger:\n%s", diff)
+	}
+	s.Close()
+	if s, err := open(LedgerSQLite); err == nil {
+		s.Close()
+		t.Error("sqlite ledger engine accepted over a pebble ledger")
+	}
+	if _, err := Open(ctx, "postgres://haechi@127.0.0.1:1/x", Options{LedgerEngine: LedgerPebble}); err == nil || !strings.Contains(err.Error(), "pebble") {
+		t.Errorf("PostgreSQL with the pebble ledger: %v", err)
+	}
+}
+
+// TestLedgerKVOneProcess: a second store on the directory cannot open the
+// pebble ledger while the first holds it, and says what to do instead.
+func TestLedgerKVOneProcess(t *testing.T) {
+	ctx := t.Context()
+	dir := t.TempDir()
+	a, err := Open(ctx, dir, Options{LedgerEngine: LedgerPebble})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	if _, err := a.LoadLedgerDict(ctx); err != nil {
+		t.Fatal(err)
+	}
+	b, err := Open(ctx, dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if _, err := b.LedgerValues(ctx, "key", 0, 1); err == nil || !strings.Contains(err.Error(), "/v1/scope") {
+		t.Errorf("second opener: %v", err)
+	}
 }
