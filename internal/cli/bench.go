@@ -79,25 +79,25 @@ type benchWorkload struct {
 // ProcessedPerSec are the rates at which requests were acknowledged and
 // events left the pipeline.
 type benchPhase struct {
-	Name              string  `json:"name"`
-	Events            int64   `json:"events"`
-	Seconds           float64 `json:"seconds"`
-	EventsPerSec      float64 `json:"events_per_sec"`
-	AcceptedPerSec    float64 `json:"accepted_per_sec,omitempty"`
-	ProcessedPerSec   float64 `json:"processed_per_sec,omitempty"`
-	CPUSeconds        float64 `json:"cpu_seconds"`
-	CPUSecondsPerMEvt float64 `json:"cpu_seconds_per_million_events"`
-	PeakRSSBytes      int64   `json:"peak_rss_bytes"`
-	LedgerBytes       int64   `json:"ledger_bytes,omitempty"`
-	LedgerBytesPerEvt float64 `json:"ledger_bytes_per_event,omitempty"`
-	Busy              int64   `json:"busy_responses,omitempty"` // 429s retried
-	StoreFileBytes    int64   `json:"store_file_bytes,omitempty"`
-	// LedgerEngine is where the phase's store kept the ledger (sqlite or
-	// pebble); LedgerDirBytes the pebble ledger's files on disk.
-	LedgerEngine       string  `json:"ledger_engine,omitempty"`
-	LedgerDirBytes     int64   `json:"ledger_dir_bytes,omitempty"`
+	Name               string  `json:"name"`
+	Events             int64   `json:"events"`
+	Seconds            float64 `json:"seconds"`
+	EventsPerSec       float64 `json:"events_per_sec"`
+	AcceptedPerSec     float64 `json:"accepted_per_sec,omitempty"`
+	ProcessedPerSec    float64 `json:"processed_per_sec,omitempty"`
+	CPUSeconds         float64 `json:"cpu_seconds"`
+	CPUSecondsPerMEvt  float64 `json:"cpu_seconds_per_million_events"`
+	PeakRSSBytes       int64   `json:"peak_rss_bytes"`
+	LedgerBytes        int64   `json:"ledger_bytes,omitempty"`
+	LedgerBytesPerEvt  float64 `json:"ledger_bytes_per_event,omitempty"`
+	Busy               int64   `json:"busy_responses,omitempty"` // 429s retried
+	StoreFileBytes     int64   `json:"store_file_bytes,omitempty"`
 	ChildUserSeconds   float64 `json:"user_seconds"`
 	ChildSystemSeconds float64 `json:"system_seconds"`
+	// LedgerEngine is where the phase's store kept the ledger (sqlite or
+	// pebble); LedgerDirBytes the pebble ledger's files on disk.
+	LedgerEngine   string `json:"ledger_engine,omitempty"`
+	LedgerDirBytes int64  `json:"ledger_dir_bytes,omitempty"`
 }
 
 // benchLatency is ingest → alert latency of probes at a steady background
