@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
@@ -40,11 +41,16 @@ type LedgerKV struct {
 // another merge operator refuses to open.
 const ledgerMergerName = "haechi.ledger.cells.v1"
 
-// OpenLedgerKV opens (creating it if needed) the pebble ledger in dir.
-func OpenLedgerKV(dir string) (*LedgerKV, error) {
+// OpenLedgerKV opens (creating it if needed) the pebble ledger in dir;
+// pebble's messages go to logger (nil: discarded), its errors (a failed
+// compaction, say) at level error.
+func OpenLedgerKV(dir string, logger *slog.Logger) (*LedgerKV, error) {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
 	opts := &pebble.Options{
 		Merger: &pebble.Merger{Name: ledgerMergerName, Merge: newCellsMerger},
-		Logger: quietPebbleLogger{},
+		Logger: pebbleLogger{logger.With("ledger", dir)},
 	}
 	db, err := pebble.Open(dir, opts)
 	if err != nil {
@@ -56,12 +62,21 @@ func OpenLedgerKV(dir string) (*LedgerKV, error) {
 // Close closes the database.
 func (k *LedgerKV) Close() error { return k.db.Close() }
 
-type quietPebbleLogger struct{}
+// pebbleLogger is pebble's Logger over slog.
+type pebbleLogger struct{ l *slog.Logger }
 
-func (quietPebbleLogger) Infof(string, ...any)  {}
-func (quietPebbleLogger) Errorf(string, ...any) {}
-func (quietPebbleLogger) Fatalf(format string, args ...any) {
-	panic(fmt.Sprintf(format, args...))
+func (p pebbleLogger) Infof(format string, args ...any) {
+	if p.l.Enabled(context.Background(), slog.LevelDebug) {
+		p.l.Debug(fmt.Sprintf(format, args...))
+	}
+}
+func (p pebbleLogger) Errorf(format string, args ...any) {
+	p.l.Error(fmt.Sprintf(format, args...))
+}
+func (p pebbleLogger) Fatalf(format string, args ...any) {
+	msg := fmt.Sprintf(format, args...)
+	p.l.Error(msg)
+	panic("pebble: " + msg) // pebble's contract: Fatalf does not return
 }
 
 func appendEscaped(dst []byte, s string) []byte {
@@ -409,7 +424,7 @@ func (s *Store) ledgerKV(ctx context.Context) (*LedgerKV, error) {
 	if s.kv != nil {
 		return s.kv, nil
 	}
-	kv, err := OpenLedgerKV(s.ledgerDir)
+	kv, err := OpenLedgerKV(s.ledgerDir, s.logger)
 	if err != nil {
 		return nil, fmt.Errorf("%w (one process at a time opens a pebble ledger: while serve runs, ask its API, e.g. GET /v1/scope)", err)
 	}

@@ -23,7 +23,7 @@ type ledgerEngine interface {
 }
 
 func openLedgerKV(t testing.TB) *LedgerKV {
-	k, err := OpenLedgerKV(t.TempDir())
+	k, err := OpenLedgerKV(t.TempDir(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -71,7 +71,7 @@ func TestLedgerKVMatchesSQLite(t *testing.T) {
 	ctx := t.Context()
 	sq := sqliteBackend.open(t)
 	dir := t.TempDir()
-	kv, err := OpenLedgerKV(dir)
+	kv, err := OpenLedgerKV(dir, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -133,7 +133,7 @@ func TestLedgerKVMatchesSQLite(t *testing.T) {
 	if err := kv.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if kv, err = OpenLedgerKV(dir); err != nil {
+	if kv, err = OpenLedgerKV(dir, nil); err != nil {
 		t.Fatal(err)
 	}
 	defer kv.Close()
