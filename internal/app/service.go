@@ -163,7 +163,7 @@ func Build(ctx context.Context, opts BuildOptions) (_ *Service, err error) {
 	}
 	// Every alert saved is assigned to an incident in the same transaction
 	// (internal/incident/track), whichever entry point saves it.
-	st, err := store.Open(ctx, cfg.StoreTarget(), store.Options{Logger: log, AuditKey: key,
+	st, err := store.Open(ctx, cfg.StoreTarget(), store.Options{Logger: log, AuditKey: key, LedgerEngine: cfg.Store.LedgerEngine,
 		Incidents: track.New(track.Options{}), IncidentNotice: incidentNotice(cfg.Respond.Mode)})
 	if err != nil {
 		return nil, openStoreError{err}

@@ -46,7 +46,17 @@ func storeOptions(cfg config.Config) (store.Options, error) {
 	if err != nil {
 		return store.Options{}, usageError{err}
 	}
-	return store.Options{AuditKey: key}, nil
+	return store.Options{AuditKey: key, LedgerEngine: readerLedgerEngine(cfg)}, nil
+}
+
+// readerLedgerEngine is the ledger engine of a command that reads the
+// store: the configured one, except that the default (sqlite) follows a
+// store whose ledger is in pebble instead of refusing it.
+func readerLedgerEngine(cfg config.Config) string {
+	if cfg.Store.LedgerEngine == store.LedgerSQLite {
+		return ""
+	}
+	return cfg.Store.LedgerEngine
 }
 
 // storeExists refuses a data dir without a SQLite store (rather than
@@ -158,7 +168,7 @@ func (c auditVerifyCmd) Run(e *env) error {
 	if err != nil {
 		return usageError{err}
 	}
-	st, err := store.Open(e.ctx, cfg.StoreTarget(), store.Options{AuditKey: key})
+	st, err := store.Open(e.ctx, cfg.StoreTarget(), store.Options{AuditKey: key, LedgerEngine: readerLedgerEngine(cfg)})
 	if err != nil {
 		return err
 	}

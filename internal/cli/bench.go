@@ -96,6 +96,10 @@ type benchPhase struct {
 	ChildSystemSeconds float64 `json:"system_seconds"`
 	// Memory is sampled inside the child every second (docs/bench.md).
 	Memory *benchMemory `json:"memory,omitempty"`
+	// LedgerEngine is where the phase's store kept the ledger (sqlite or
+	// pebble); LedgerDirBytes the pebble ledger's files on disk.
+	LedgerEngine   string `json:"ledger_engine,omitempty"`
+	LedgerDirBytes int64  `json:"ledger_dir_bytes,omitempty"`
 }
 
 // benchLatency is ingest → alert latency of probes at a steady background
@@ -354,6 +358,15 @@ func (b *bencher) ledgerFigures(ph *benchPhase, dataDir string) error {
 	ph.LedgerBytesPerEvt = float64(n) / float64(ph.Events)
 	if fi, err := os.Stat(filepath.Join(dataDir, store.FileName)); err == nil {
 		ph.StoreFileBytes = fi.Size()
+	}
+	ph.LedgerEngine = store.LedgerSQLite
+	if des, err := os.ReadDir(filepath.Join(dataDir, store.LedgerDirName)); err == nil {
+		ph.LedgerEngine = store.LedgerPebble
+		for _, de := range des {
+			if fi, err := de.Info(); err == nil && fi.Mode().IsRegular() {
+				ph.LedgerDirBytes += fi.Size()
+			}
+		}
 	}
 	return nil
 }

@@ -29,6 +29,8 @@ type benchReport struct {
 		LedgerBytes                int64   `json:"ledger_bytes"`
 		LedgerBytesPerEvent        float64 `json:"ledger_bytes_per_event"`
 		Memory                     *benchMemoryReport
+		LedgerEngine               string `json:"ledger_engine"`
+		LedgerDirBytes             int64  `json:"ledger_dir_bytes"`
 	}
 	Latency *struct {
 		TargetPerSec float64 `json:"target_events_per_sec"`
@@ -135,6 +137,36 @@ func checkBenchMemory(t *testing.T, phase string, m *benchMemoryReport) {
 	}
 	if !found {
 		t.Errorf("phase %s: token_provenance's footprint missing from %+v", phase, m.Detectors)
+	}
+}
+
+// With store.ledger_engine: pebble in the configuration, serve and replay
+// (children given the same --config) keep the ledger in pebble, and the
+// report says so and measures it there.
+func TestBenchPebbleLedger(t *testing.T) {
+	if testing.Short() {
+		t.Skip("bench starts serve and replay in child processes")
+	}
+	t.Chdir(t.TempDir())
+	if err := os.WriteFile("pebble.yaml", []byte("store:\n  ledger_engine: pebble\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, stdout, stderr := run(t, "--config", "pebble.yaml", "bench", "--days", "1", "--customers", "300", "--batch", "200",
+		"--phases", "serve,replay", "--progress", "never", "-o", "json")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	var r benchReport
+	if err := json.Unmarshal([]byte(stdout), &r); err != nil {
+		t.Fatalf("%v\n%s", err, stdout)
+	}
+	if len(r.Phases) != 2 {
+		t.Fatalf("phases %+v", r.Phases)
+	}
+	for _, p := range r.Phases {
+		if p.LedgerEngine != "pebble" || p.LedgerDirBytes <= 0 || p.LedgerBytes <= 0 {
+			t.Errorf("phase %s: ledger engine %q, %d bytes on disk, %d stored", p.Name, p.LedgerEngine, p.LedgerDirBytes, p.LedgerBytes)
+		}
 	}
 }
 

@@ -2,9 +2,12 @@ package cli_test
 
 import (
 	"encoding/json"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/haechi-sec/haechi/internal/store"
 )
 
 func TestSimulateIsDeterministicAndDecodes(t *testing.T) {
@@ -101,12 +104,22 @@ func TestEvalThenScope(t *testing.T) {
 	// Without response, the forged tokens' key scopes to every record the
 	// attacker touched; with it, to what the attacker still read once the
 	// key was revoked — the scorecard's exposure — both exactly.
-	for _, response := range []string{"off", "enforce"} {
-		t.Run(response, func(t *testing.T) {
+	// On both ledger engines: the store's tables and pebble (which scope,
+	// given no configuration, finds in the data directory).
+	for _, c := range []struct{ engine, response string }{{"sqlite", "off"}, {"sqlite", "enforce"}, {"pebble", "off"}, {"pebble", "enforce"}} {
+		response := c.response
+		t.Run(c.engine+"/"+response, func(t *testing.T) {
 			data := filepath.Join(t.TempDir(), "data")
-			code, stdout, stderr := run(t, "eval", "-o", "json", "--keep-store", "--data-dir", data, "--days", "3", "--customers", "3000", "--scenarios", "ghost-key", "--response", response)
+			cfg := filepath.Join(t.TempDir(), "haechi.yaml")
+			if err := os.WriteFile(cfg, []byte("store:\n  ledger_engine: "+c.engine+"\n"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			code, stdout, stderr := run(t, "--config", cfg, "eval", "-o", "json", "--keep-store", "--data-dir", data, "--days", "3", "--customers", "3000", "--scenarios", "ghost-key", "--response", response)
 			if code != 0 {
 				t.Fatalf("eval: exit %d\n%s", code, stderr)
+			}
+			if _, err := os.Stat(filepath.Join(data, store.LedgerDirName)); (err == nil) != (c.engine == "pebble") {
+				t.Fatalf("ledger engine %s: pebble directory: %v", c.engine, err)
 			}
 			var sc struct {
 				Scenarios []struct {

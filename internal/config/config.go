@@ -699,6 +699,7 @@ type Canary struct {
 func Default() Config {
 	return Config{
 		DataDir: "./haechi-data",
+		Store:   Store{LedgerEngine: "sqlite"},
 		Audit:   defaultAudit(),
 		Listen:  "127.0.0.1:8470",
 		Log:     Log{Level: "info", Format: "text"},

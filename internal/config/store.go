@@ -12,6 +12,12 @@ type Store struct {
 	// postgres:// or postgresql:// URL of a PostgreSQL database that several
 	// haechi workers may share.
 	DSN string `yaml:"dsn"`
+	// LedgerEngine is where the embedded store keeps the access ledger:
+	// "sqlite" (its tables) or "pebble" (an LSM in data_dir/ledger whose
+	// flushes are blind merges; one process owns it). A store whose ledger
+	// is in pebble stays there. With a PostgreSQL store (several workers)
+	// the ledger is in PostgreSQL: only "sqlite" is valid.
+	LedgerEngine string `yaml:"ledger_engine"`
 }
 
 // StoreTarget is what store.Open takes: the PostgreSQL URL when one is
@@ -26,6 +32,15 @@ func (c *Config) StoreTarget() string {
 // check reports a problem with the DSN, paths relative to the store
 // section. Messages never repeat the DSN, which may carry a password.
 func (s Store) check(add addFunc) {
+	switch s.LedgerEngine {
+	case "sqlite":
+	case "pebble":
+		if s.DSN != "" {
+			add("ledger_engine", "pebble is local to one process; with a PostgreSQL dsn the ledger is in PostgreSQL (want sqlite)")
+		}
+	default:
+		add("ledger_engine", "want sqlite or pebble")
+	}
 	if s.DSN == "" {
 		return
 	}

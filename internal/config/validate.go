@@ -60,6 +60,9 @@ func (c *Config) Validate() error {
 		}
 	}
 	c.Kafka.check(under(add, "kafka."))
+	if c.Kafka.Enabled() && c.Store.LedgerEngine == "pebble" {
+		add("store.ledger_engine", "pebble has one writer; cluster workers share the ledger in the store (want sqlite, with a PostgreSQL dsn)")
+	}
 	c.Log.check(under(add, "log."))
 	c.Engine.check(under(add, "engine."))
 	c.checkIntake(add)

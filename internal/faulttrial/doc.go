@@ -16,4 +16,8 @@
 //
 //	HAECHI_FAULT_KILLS=100 HAECHI_FAULT_DAYS=8 HAECHI_FAULT_CUSTOMERS=150000 \
 //	  go test ./internal/faulttrial -run FaultTrial -timeout 2h -v
+//
+// HAECHI_FAULT_LEDGER_ENGINE=pebble runs both runs with the access ledger
+// in pebble (store.ledger_engine); the ledger is compared through the
+// store's API either way.
 package faulttrial

@@ -7,6 +7,7 @@ import (
 	"database/sql"
 	"fmt"
 	"io"
+	"math"
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
@@ -28,6 +29,7 @@ import (
 	_ "modernc.org/sqlite"
 
 	"github.com/haechi-sec/haechi/internal/cli"
+	"github.com/haechi-sec/haechi/internal/ledger"
 	"github.com/haechi-sec/haechi/internal/sim"
 	"github.com/haechi-sec/haechi/internal/store"
 )
@@ -267,8 +269,14 @@ func run(t *testing.T, name string, bodies [][]byte, kills int, seed uint64) out
 	hook := httptest.NewServer(recv)
 	defer hook.Close()
 	cfgPath := filepath.Join(dir, "haechi.yaml")
+	engine := os.Getenv("HAECHI_FAULT_LEDGER_ENGINE")
+	if engine == "" {
+		engine = store.LedgerSQLite
+	}
 	cfg := fmt.Sprintf(`data_dir: %q
 listen: 127.0.0.1:0
+store:
+  ledger_engine: `+engine+`
 ingest:
   max_future: %s
 engine:
@@ -460,19 +468,17 @@ func readStore(t *testing.T, dataDir string, o *outcome) {
 	o.incidents = rows(t, db, `SELECT alert_id, incident_id FROM incident_alerts ORDER BY alert_id`)
 	o.unannounced = rows(t, db, `SELECT DISTINCT incident_id FROM incident_alerts WHERE incident_id NOT IN
 		(SELECT target FROM actions WHERE kind = 'incident') ORDER BY incident_id`)
-	q, err := db.Query(`SELECT dim, value, day, cells FROM ledger_days ORDER BY dim, value, day`)
+	// The ledger through the store's API, whichever engine keeps it
+	// (HAECHI_FAULT_LEDGER_ENGINE), by dimension, value, day, type, field.
+	st, err := store.Open(t.Context(), dataDir, store.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer q.Close()
-	for q.Next() {
-		var dim, value string
-		var day int64
-		var cells []byte
-		if err := q.Scan(&dim, &value, &day, &cells); err != nil {
-			t.Fatal(err)
-		}
-		rs, err := store.DecodeLedgerCells(dim, value, day, cells)
+	defer st.Close()
+	dims := slices.Clone(ledger.Dimensions)
+	slices.Sort(dims)
+	for _, dim := range dims {
+		rs, err := st.LedgerRows(t.Context(), string(dim), nil, math.MinInt32, math.MaxInt32)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -481,11 +487,8 @@ func readStore(t *testing.T, dataDir string, o *outcome) {
 			if _, err := b.FromBuffer(r.Bitmap); err != nil {
 				t.Fatal(err)
 			}
-			o.ledger = append(o.ledger, fmt.Sprintf("%s %s %d %s %s n=%d %d %d", dim, value, day, r.RType, r.Field, b.GetCardinality(), r.First, r.Last))
+			o.ledger = append(o.ledger, fmt.Sprintf("%s %s %d %s %s n=%d %d %d", r.Dim, r.Value, r.Day, r.RType, r.Field, b.GetCardinality(), r.First, r.Last))
 		}
-	}
-	if err := q.Err(); err != nil {
-		t.Fatal(err)
 	}
 }
 

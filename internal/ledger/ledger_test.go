@@ -21,7 +21,15 @@ import (
 
 func openStore(t testing.TB) *store.Store {
 	t.Helper()
-	st, err := store.Open(context.Background(), t.TempDir(), store.Options{})
+	return openStoreEngine(t, store.LedgerSQLite)
+}
+
+// engines are the store's ledger engines the scope tests run on.
+var engines = []string{store.LedgerSQLite, store.LedgerPebble}
+
+func openStoreEngine(t testing.TB, engine string) *store.Store {
+	t.Helper()
+	st, err := store.Open(context.Background(), t.TempDir(), store.Options{LedgerEngine: engine})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -111,21 +119,36 @@ func check(t *testing.T, name string, r *ledger.Result, w want) {
 
 func k(dim ledger.Dimension, v ...string) ledger.Term { return ledger.Term{Dim: dim, Values: v} }
 
-var variants = []struct {
+type variant struct {
 	name   string
+	engine string // "": sqlite
 	shards int
 	opts   ledger.Options
-}{
-	{"default", 1, ledger.Options{}},
-	{"3shards", 3, ledger.Options{}},
-	{"flush-every-advance", 3, ledger.Options{FlushEvery: time.Nanosecond, QueueSize: 1}},
-	{"flush-every-touch", 2, ledger.Options{MaxDirty: 1}},
+}
+
+var variants = []variant{
+	{"default", "", 1, ledger.Options{}},
+	{"3shards", "", 3, ledger.Options{}},
+	{"flush-every-advance", "", 3, ledger.Options{FlushEvery: time.Nanosecond, QueueSize: 1}},
+	{"flush-every-touch", "", 2, ledger.Options{MaxDirty: 1}},
+}
+
+// engineVariants is every variant on every engine.
+func engineVariants() []variant {
+	var out []variant
+	for _, e := range engines {
+		for _, v := range variants {
+			v.name, v.engine = e+"/"+v.name, e
+			out = append(out, v)
+		}
+	}
+	return out
 }
 
 func TestScopeHandmade(t *testing.T) {
-	for _, v := range variants {
+	for _, v := range engineVariants() {
 		t.Run(v.name, func(t *testing.T) {
-			st := openStore(t)
+			st := openStoreEngine(t, v.engine)
 			stats := record(t, st, "testdata/scope.ndjson", v.shards, v.opts)
 			if stats.Touches != 50 || stats.Lost != 0 || stats.DictLength != 2 {
 				t.Errorf("stats %+v", stats)
@@ -229,7 +252,12 @@ func TestScopeHandmade(t *testing.T) {
 }
 
 func TestScopeContract(t *testing.T) {
-	st := openStore(t)
+	for _, eng := range engines {
+		t.Run(eng, func(t *testing.T) { testScopeContract(t, openStoreEngine(t, eng)) })
+	}
+}
+
+func testScopeContract(t *testing.T, st *store.Store) {
 	record(t, st, "../../testdata/contract-events.ndjson", 3, ledger.Options{})
 	check(t, "auth-2025-03", scope(t, st, ledger.Query{Terms: []ledger.Term{k(ledger.Key, "auth-2025-03")}}), want{
 		Total: 3, ByType: map[string]int64{"customer": 1, "address": 2},

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -55,6 +56,12 @@ type LedgerDictEntry struct {
 func (s *Store) MergeLedger(ctx context.Context, dict []LedgerDictEntry, rows []LedgerRow) error {
 	if len(dict) == 0 && len(rows) == 0 {
 		return nil
+	}
+	if kv, err := s.ledgerKV(ctx); err != nil || kv != nil {
+		if err != nil {
+			return fmt.Errorf("merge ledger: %w", err)
+		}
+		return kv.MergeLedger(ctx, dict, rows)
 	}
 	dict = slices.Clone(dict)
 	slices.SortFunc(dict, func(a, b LedgerDictEntry) int { return cmp.Compare(a.ID, b.ID) })
@@ -163,34 +170,8 @@ const ledgerDayColumns = `dim, value, day`
 
 // mergeLedger writes dict and rows (sorted, one per key) inside tx.
 func (s *Store) mergeLedger(ctx context.Context, tx *sql.Tx, dict []LedgerDictEntry, rows []LedgerRow) error {
-	if len(dict) > 0 {
-		ins, err := tx.PrepareContext(ctx, `INSERT INTO ledger_dict (id, rid) VALUES (?, ?) ON CONFLICT DO NOTHING`)
-		if err != nil {
-			return err
-		}
-		defer ins.Close()
-		get, err := tx.PrepareContext(ctx, `SELECT rid FROM ledger_dict WHERE id = ?`)
-		if err != nil {
-			return err
-		}
-		defer get.Close()
-		for _, e := range dict {
-			res, err := ins.ExecContext(ctx, int64(e.ID), e.RID)
-			if err != nil {
-				return err
-			}
-			if n, _ := res.RowsAffected(); n == 1 {
-				continue
-			}
-			var rid string
-			err = get.QueryRowContext(ctx, int64(e.ID)).Scan(&rid)
-			if err != nil && err != sql.ErrNoRows {
-				return err
-			}
-			if rid != e.RID {
-				return fmt.Errorf("dictionary conflict: id %d is %q, not %q", e.ID, rid, e.RID)
-			}
-		}
+	if err := mergeLedgerDict(ctx, tx, dict); err != nil {
+		return err
 	}
 	days := groupDays(rows)
 	args := make([]any, 0, ledgerChunk*4)
@@ -277,6 +258,89 @@ ON CONFLICT (`+ledgerDayColumns+`) DO NOTHING RETURNING `+ledgerDayColumns, args
 	return nil
 }
 
+// ledgerDictChunk is the most dictionary entries one insert carries (2
+// parameters each).
+const ledgerDictChunk = 256
+
+// mergeLedgerDict stores dictionary entries (sorted by id) inside tx, a
+// chunk per statement: a multi-row insert that skips stored entries and
+// returns the ids it inserted, then one SELECT of the others to check that
+// each is stored with the same rid (the same id with another rid, or the
+// rid under another id, is a conflict).
+func mergeLedgerDict(ctx context.Context, tx *sql.Tx, dict []LedgerDictEntry) error {
+	args := make([]any, 0, 2*ledgerDictChunk)
+	for start := 0; start < len(dict); start += ledgerDictChunk {
+		chunk := dict[start:min(start+ledgerDictChunk, len(dict))]
+		args = args[:0]
+		for _, e := range chunk {
+			args = append(args, int64(e.ID), e.RID)
+		}
+		inserted := make(map[int64]bool, len(chunk))
+		if err := queryIDs(ctx, tx, `INSERT INTO ledger_dict (id, rid) VALUES `+valueRows(2, len(chunk))+` ON CONFLICT DO NOTHING RETURNING id`, args, func(id int64, _ string) {
+			inserted[id] = true
+		}); err != nil {
+			return err
+		}
+		if len(inserted) == len(chunk) {
+			continue
+		}
+		args = args[:0]
+		for _, e := range chunk {
+			if !inserted[int64(e.ID)] {
+				args = append(args, int64(e.ID))
+			}
+		}
+		stored := make(map[int64]string, len(args))
+		// #nosec G202 -- only placeholders are concatenated
+		if err := queryIDs(ctx, tx, `SELECT id, rid FROM ledger_dict WHERE id IN (`+placeholders(len(args))+`)`, args, func(id int64, rid string) {
+			stored[id] = rid
+		}); err != nil {
+			return err
+		}
+		for _, e := range chunk {
+			if inserted[int64(e.ID)] {
+				continue
+			}
+			if rid := stored[int64(e.ID)]; rid != e.RID {
+				return fmt.Errorf("dictionary conflict: id %d is %q, not %q", e.ID, rid, e.RID)
+			}
+		}
+	}
+	return nil
+}
+
+// queryIDs runs q, which selects an id and optionally a rid, and calls fn
+// with each row.
+func queryIDs(ctx context.Context, tx *sql.Tx, q string, args []any, fn func(id int64, rid string)) error {
+	rs, err := tx.QueryContext(ctx, q, args...)
+	if err != nil {
+		return err
+	}
+	defer rs.Close()
+	cols, err := rs.Columns()
+	if err != nil {
+		return err
+	}
+	for rs.Next() {
+		var (
+			id  int64
+			rid string
+		)
+		dest := []any{&id}
+		if len(cols) > 1 {
+			dest = append(dest, &rid)
+		}
+		if err := rs.Scan(dest...); err != nil {
+			return err
+		}
+		fn(id, rid)
+	}
+	if err := rs.Err(); err != nil {
+		return err
+	}
+	return rs.Close()
+}
+
 // queryDays runs q and calls fn with each row's key and, when q selects
 // it, cells.
 func queryDays(ctx context.Context, tx *sql.Tx, q string, args []any, fn func(k dayKey, cells []byte) error) error {
@@ -315,6 +379,12 @@ func queryDays(ctx context.Context, tx *sql.Tx, q string, args []any, fn func(k 
 // values is empty) with fromDay <= day <= toDay, sorted by value, day,
 // record type and field.
 func (s *Store) LedgerRows(ctx context.Context, dim string, values []string, fromDay, toDay int64) ([]LedgerRow, error) {
+	if kv, err := s.ledgerKV(ctx); err != nil || kv != nil {
+		if err != nil {
+			return nil, fmt.Errorf("ledger rows: %w", err)
+		}
+		return kv.LedgerRows(ctx, dim, values, fromDay, toDay)
+	}
 	var out []LedgerRow
 	scan := func(q string, args ...any) error {
 		rs, err := s.db.QueryContext(ctx, q, args...)
@@ -357,6 +427,12 @@ func (s *Store) LedgerRows(ctx context.Context, dim string, values []string, fro
 // LedgerValues returns the distinct values of dim with rows on days in
 // [fromDay, toDay], sorted.
 func (s *Store) LedgerValues(ctx context.Context, dim string, fromDay, toDay int64) ([]string, error) {
+	if kv, err := s.ledgerKV(ctx); err != nil || kv != nil {
+		if err != nil {
+			return nil, fmt.Errorf("ledger values: %w", err)
+		}
+		return kv.LedgerValues(ctx, dim, fromDay, toDay)
+	}
 	rs, err := s.db.QueryContext(ctx, `SELECT DISTINCT value FROM ledger_days WHERE dim = ? AND day BETWEEN ? AND ? ORDER BY value`, dim, fromDay, toDay)
 	if err != nil {
 		return nil, fmt.Errorf("ledger values: %w", err)
@@ -383,6 +459,17 @@ func (s *Store) SaveLedgerDict(ctx context.Context, entries []LedgerDictEntry) e
 
 // LoadLedgerDict returns the whole dictionary, by id.
 func (s *Store) LoadLedgerDict(ctx context.Context) ([]LedgerDictEntry, error) {
+	if kv, err := s.ledgerKV(ctx); err != nil || kv != nil {
+		if err != nil {
+			return nil, fmt.Errorf("load ledger dictionary: %w", err)
+		}
+		return kv.LoadLedgerDict(ctx)
+	}
+	return s.loadLedgerDictSQL(ctx)
+}
+
+// loadLedgerDictSQL is LoadLedgerDict from ledger_dict.
+func (s *Store) loadLedgerDictSQL(ctx context.Context) ([]LedgerDictEntry, error) {
 	rs, err := s.db.QueryContext(ctx, `SELECT id, rid FROM ledger_dict ORDER BY id`)
 	if err != nil {
 		return nil, fmt.Errorf("load ledger dictionary: %w", err)
@@ -408,6 +495,12 @@ func (s *Store) LoadLedgerDict(ctx context.Context) ([]LedgerDictEntry, error) {
 // LedgerDictNames returns the record ids of the given dictionary numbers;
 // numbers not in the dictionary are absent from the map.
 func (s *Store) LedgerDictNames(ctx context.Context, ids []uint32) (map[uint32]string, error) {
+	if kv, err := s.ledgerKV(ctx); err != nil || kv != nil {
+		if err != nil {
+			return nil, fmt.Errorf("ledger dictionary: %w", err)
+		}
+		return kv.LedgerDictNames(ctx, ids)
+	}
 	out := make(map[uint32]string, len(ids))
 	const chunk = 500
 	for len(ids) > 0 {
@@ -454,6 +547,9 @@ func (s *Store) LedgerDictNames(ctx context.Context, ids []uint32) (map[uint32]s
 // and the numbers stay contiguous. SQLite's write transactions are
 // exclusive already.
 func (s *Store) AssignLedgerDict(ctx context.Context, rids []string, first uint32) ([]LedgerDictEntry, error) {
+	if s.ledgerDir != "" {
+		return nil, errors.New("assign ledger dictionary: a pebble ledger has one writer, whose dictionary numbers ids itself (a shared dictionary needs a shared store)")
+	}
 	if len(rids) == 0 {
 		return nil, nil
 	}
@@ -542,6 +638,12 @@ func (s *Store) AssignLedgerDict(ctx context.Context, rids []string, first uint3
 // (payload only, without SQLite's or PostgreSQL's page and index overhead).
 // haechi bench divides it by the events replayed.
 func (s *Store) LedgerBytes(ctx context.Context) (int64, error) {
+	if kv, err := s.ledgerKV(ctx); err != nil || kv != nil {
+		if err != nil {
+			return 0, fmt.Errorf("ledger bytes: %w", err)
+		}
+		return kv.LedgerBytes(ctx)
+	}
 	var days, dict sql.NullInt64
 	if err := s.db.QueryRowContext(ctx, `SELECT SUM(LENGTH(dim) + LENGTH(value) + 8 + LENGTH(cells)) FROM ledger_days`).Scan(&days); err != nil {
 		return 0, fmt.Errorf("ledger bytes: %w", err)

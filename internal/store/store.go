@@ -101,7 +101,24 @@ type Options struct {
 	// outbox's delivery guarantee); a nil action writes none, an error
 	// aborts the transaction.
 	IncidentNotice func(kind string, in Incident, detail any) (*Action, error)
+	// LedgerEngine is where an embedded (SQLite) store keeps the access
+	// ledger: LedgerSQLite (its tables), LedgerPebble (a pebble LSM in
+	// <dir>/ledger, see LedgerKV), or "" — pebble when <dir>/ledger exists,
+	// else the tables. A store whose ledger is in pebble stays there:
+	// LedgerSQLite over it is refused. A PostgreSQL store keeps its ledger
+	// in its tables (shared by every worker); LedgerPebble is refused.
+	LedgerEngine string
 }
+
+// Ledger engines (Options.LedgerEngine).
+const (
+	LedgerSQLite = "sqlite"
+	LedgerPebble = "pebble"
+)
+
+// LedgerDirName is the pebble ledger's directory inside the store
+// directory.
+const LedgerDirName = "ledger"
 
 // Store is an open alert database.
 type Store struct {
@@ -119,6 +136,13 @@ type Store struct {
 	// here instead of spinning in SQLite's busy handler. Unused on
 	// PostgreSQL (see writeLock).
 	writeMu sync.Mutex
+
+	// ledgerDir is the pebble ledger's directory ("" : the ledger is in
+	// the tables); kv is opened on first use (kvMu), so that commands
+	// that never read the ledger do not take pebble's lock.
+	ledgerDir string
+	kvMu      sync.Mutex
+	kv        *LedgerKV
 
 	closeOnce sync.Once
 	closeErr  error
@@ -139,14 +163,22 @@ func Open(ctx context.Context, target string, opts Options) (*Store, error) {
 		s   *Store
 		err error
 	)
+	var ledgerDir string
 	if IsPostgresDSN(target) {
+		if opts.LedgerEngine == LedgerPebble {
+			return nil, errors.New("open store: the pebble ledger is local to one process; a PostgreSQL store keeps the ledger in its tables")
+		}
 		s, err = openPostgres(ctx, target, opts)
 	} else {
+		if ledgerDir, err = pickLedgerDir(target, opts.LedgerEngine); err != nil {
+			return nil, err
+		}
 		s, err = openSQLite(ctx, target, opts)
 	}
 	if err != nil {
 		return nil, err
 	}
+	s.ledgerDir = ledgerDir
 	if opts.AuditKey != nil {
 		s.auditKey = append([]byte(nil), opts.AuditKey...)
 	}
@@ -297,7 +329,14 @@ func (s *Store) runTx(ctx context.Context, fn func(tx *sql.Tx) error) (err error
 // Close closes the database. It is safe to call more than once.
 func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
-		if err := s.db.Close(); err != nil {
+		s.kvMu.Lock()
+		if s.kv != nil {
+			if err := s.kv.Close(); err != nil {
+				s.closeErr = fmt.Errorf("close ledger %s: %w", s.ledgerDir, err)
+			}
+		}
+		s.kvMu.Unlock()
+		if err := s.db.Close(); err != nil && s.closeErr == nil {
 			s.closeErr = fmt.Errorf("close store %s: %w", s.path, err)
 		}
 	})
