@@ -28,7 +28,7 @@ type Child struct {
 // and mode in the environment, and waits (up to a minute) for the line
 // the child announces.
 func StartChild(test, mode string, env ...string) (*Child, error) {
-	cmd := exec.Command(os.Args[0], "-test.run=^"+test+"$", "-test.count=1") // #nosec G204 -- the test binary itself
+	cmd := exec.Command(os.Args[0], "-test.run=^"+test+"$", "-test.count=1") // #nosec G204 G702 -- the test binary itself, run again as a child
 	cmd.Env = append(append(os.Environ(), childEnv+"="+mode), env...)
 	cmd.Stderr = os.Stderr
 	in, err := cmd.StdinPipe()
