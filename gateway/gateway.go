@@ -17,7 +17,7 @@
 //     it. With the default reader, an Authorization header that holds a
 //     JWT (three dot-separated parts) whose jti cannot be read — absent,
 //     not a string, a segment that is not base64url JSON — is refused
-//     (401, X-Haechi-Verdict unreadable_token, reported to OnRefuse): the
+//     (401, verdict unreadable_token, reported to OnRefuse): the
 //     upstream checks only the signature, so a forger holding the key
 //     would otherwise skip the check by leaving jti out. An opaque
 //     (non-JWT) bearer token is passed on as before.
@@ -28,8 +28,13 @@
 //     afterwards from the gateway's access log), FailClosed answers 503 (no
 //     forged token gets through, but an outage of haechi is an outage of
 //     the API). The zero Mode is FailClosed.
-//   - A refusal is answered 403 with the verdict in X-Haechi-Verdict and
-//     reported to Options.OnRefuse, if set; the upstream never sees it.
+//   - A refusal is answered 403 and reported, with its verdict and
+//     reasons, to Options.OnRefuse, if set; the upstream never sees it.
+//     The client gets the status alone: the verdict would tell a token
+//     thief what to change (hijacked: another user agent), whether a key
+//     id is in the inventory (unknown_key against never_minted), or that
+//     it has been detected (revoked). Options.ExposeVerdict adds it, for
+//     debugging only.
 //   - Each check is one bodiless GET on a kept-alive connection, the token
 //     and the client in headers, the verdict in the status and headers:
 //     neither side encodes or decodes JSON. With Options.MaxBatch, the
@@ -97,8 +102,14 @@ type Options struct {
 	// ClientIP is the presenting client's address for binding (nil → the
 	// host of RemoteAddr; behind a proxy, read your trusted header).
 	ClientIP func(*http.Request) string
-	// OnRefuse, if set, is told of every refused request.
+	// OnRefuse, if set, is told of every refused request: it is where
+	// the gateway's operator sees the verdict.
 	OnRefuse func(r *http.Request, t Token, a Answer)
+	// ExposeVerdict adds the verdict (X-Haechi-Verdict) and reasons
+	// (X-Haechi-Reason) to the refusal the client gets. For debugging
+	// only: they tell a token thief what to change. false: the client
+	// sees only the status.
+	ExposeVerdict bool
 	// OnError, if set, is told of every check haechi could not answer,
 	// with what Mode decided.
 	OnError func(r *http.Request, err error, passed bool)
@@ -278,11 +289,7 @@ func (c *Checker) Middleware(next http.Handler) http.Handler {
 		if !ok {
 			if c.jwtHeader && LooksLikeJWS(r.Header.Get("Authorization")) {
 				a := Answer{Verdict: Unreadable, Reasons: []string{"a JWT without a readable jti cannot be checked"}}
-				if c.opts.OnRefuse != nil {
-					c.opts.OnRefuse(r, t, a)
-				}
-				w.Header().Set("X-Haechi-Verdict", a.Verdict)
-				http.Error(w, "unauthorized", http.StatusUnauthorized)
+				c.refuse(w, r, t, a, http.StatusUnauthorized)
 				return
 			}
 			next.ServeHTTP(w, r)
@@ -302,15 +309,26 @@ func (c *Checker) Middleware(next http.Handler) http.Handler {
 			return
 		}
 		if !a.Allow {
-			if c.opts.OnRefuse != nil {
-				c.opts.OnRefuse(r, t, a)
-			}
-			w.Header().Set("X-Haechi-Verdict", a.Verdict)
-			http.Error(w, "forbidden", http.StatusForbidden)
+			c.refuse(w, r, t, a, http.StatusForbidden)
 			return
 		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+// refuse reports a refusal to OnRefuse and answers the client code, with
+// the verdict and reasons only when ExposeVerdict asks for them.
+func (c *Checker) refuse(w http.ResponseWriter, r *http.Request, t Token, a Answer, code int) {
+	if c.opts.OnRefuse != nil {
+		c.opts.OnRefuse(r, t, a)
+	}
+	if c.opts.ExposeVerdict {
+		w.Header()[headerVerdict] = []string{a.Verdict}
+		if len(a.Reasons) > 0 {
+			w.Header()[headerReason] = a.Reasons
+		}
+	}
+	http.Error(w, strings.ToLower(http.StatusText(code)), code)
 }
 
 // maxJWT bounds the token read from a header.

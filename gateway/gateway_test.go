@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -113,33 +114,53 @@ func TestMiddleware(t *testing.T) {
 		{"slow, open", slow.URL, gateway.FailOpen, forged, 200, true, ""},
 		{"rate limited, closed", limited.URL, gateway.FailClosed, minted, 503, false, ""},
 	} {
-		t.Run(c.name, func(t *testing.T) {
-			var refused, failed int
-			chk, err := gateway.New(gateway.Options{URL: c.url, Mode: c.mode, Timeout: 100 * time.Millisecond,
-				OnRefuse: func(*http.Request, gateway.Token, gateway.Answer) { refused++ },
-				OnError: func(_ *http.Request, err error, _ bool) {
-					if !errors.Is(err, gateway.ErrUnavailable) {
-						t.Errorf("error %v does not wrap ErrUnavailable", err)
+		// By default the client gets the status alone: the verdict goes
+		// to OnRefuse (the operator); ExposeVerdict adds it for debugging.
+		for _, expose := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/expose=%v", c.name, expose), func(t *testing.T) {
+				var refused, failed int
+				var told string
+				chk, err := gateway.New(gateway.Options{URL: c.url, Mode: c.mode, Timeout: 100 * time.Millisecond, ExposeVerdict: expose,
+					OnRefuse: func(_ *http.Request, _ gateway.Token, a gateway.Answer) { refused++; told = a.Verdict },
+					OnError: func(_ *http.Request, err error, _ bool) {
+						if !errors.Is(err, gateway.ErrUnavailable) {
+							t.Errorf("error %v does not wrap ErrUnavailable", err)
+						}
+						failed++
+					}})
+				if err != nil {
+					t.Fatal(err)
+				}
+				var reached bool
+				rec := httptest.NewRecorder()
+				req := httptest.NewRequest(http.MethodGet, "/v1/me", nil)
+				if c.auth != "" {
+					req.Header.Set("Authorization", c.auth)
+				}
+				chk.Middleware(up(&reached)).ServeHTTP(rec, req)
+				if rec.Code != c.code || reached != c.reached || told != c.verdict {
+					t.Errorf("%d reached=%v OnRefuse told %q, want %d %v %q", rec.Code, reached, told, c.code, c.reached, c.verdict)
+				}
+				if (c.code == 403 || c.code == 401) != (refused == 1) {
+					t.Errorf("OnRefuse called %d times", refused)
+				}
+				wantHeader := ""
+				if expose {
+					wantHeader = c.verdict
+				}
+				if got := rec.Header().Get("X-Haechi-Verdict"); got != wantHeader {
+					t.Errorf("client got X-Haechi-Verdict %q, want %q", got, wantHeader)
+				}
+				if got := rec.Header().Values("X-Haechi-Reason"); (expose && (c.code == 403 || c.code == 401)) != (len(got) > 0) {
+					t.Errorf("expose=%v: client got X-Haechi-Reason %q", expose, got)
+				}
+				if c.code == 403 || c.code == 401 {
+					if body := rec.Body.String(); strings.Contains(body, c.verdict) {
+						t.Errorf("client's body %q names the verdict", body)
 					}
-					failed++
-				}})
-			if err != nil {
-				t.Fatal(err)
-			}
-			var reached bool
-			rec := httptest.NewRecorder()
-			req := httptest.NewRequest(http.MethodGet, "/v1/me", nil)
-			if c.auth != "" {
-				req.Header.Set("Authorization", c.auth)
-			}
-			chk.Middleware(up(&reached)).ServeHTTP(rec, req)
-			if rec.Code != c.code || reached != c.reached || rec.Header().Get("X-Haechi-Verdict") != c.verdict {
-				t.Errorf("%d reached=%v verdict %q, want %d %v %q", rec.Code, reached, rec.Header().Get("X-Haechi-Verdict"), c.code, c.reached, c.verdict)
-			}
-			if (c.code == 403 || c.code == 401) != (refused == 1) {
-				t.Errorf("OnRefuse called %d times", refused)
-			}
-		})
+				}
+			})
+		}
 	}
 }
 

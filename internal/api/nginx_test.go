@@ -116,6 +116,7 @@ http {
 	}
 	method := http.MethodGet
 	var extra map[string]string
+	var last http.Header // the last answer's headers, as the client sees them
 	get := func(auth string) int {
 		req, _ := http.NewRequest(method, base+"/v1/me", nil)
 		if auth != "" {
@@ -129,19 +130,29 @@ http {
 			t.Fatal(err)
 		}
 		resp.Body.Close()
+		last = resp.Header
 		return resp.StatusCode
 	}
 	minted := "Bearer " + jwt(`{"alg":"RS256","kid":"k1"}`, fmt.Sprintf(`{"jti":"tok-a","iat":%d}`, now.Add(-time.Hour).Unix()))
 	forged := "Bearer " + jwt(`{"alg":"RS256","kid":"k1"}`, fmt.Sprintf(`{"jti":"tok-forged","iat":%d}`, now.Unix()))
+	// auth_request copies none of the subrequest's headers to the client
+	// (docs/verify.md relies on it): a token thief gets the status alone.
+	noVerdict := func(what string) {
+		if v, r := last.Values(api.HeaderVerdict), last.Values("X-Haechi-Reason"); len(v)+len(r) > 0 {
+			t.Errorf("%s: the client got verdict %q, reasons %q", what, v, r)
+		}
+	}
 	if code := get(forged); code != http.StatusForbidden {
 		t.Errorf("forged token: %d, want 403", code)
 	}
+	noVerdict("forged token")
 	if code := get(minted); code != http.StatusOK {
 		t.Errorf("minted token: %d, want 200", code)
 	}
 	if code := get(""); code != http.StatusUnauthorized {
 		t.Errorf("no token: %d, want 401", code)
 	}
+	noVerdict("no token")
 	// nginx hands the client's own headers to the auth subrequest: a
 	// forger's X-Token-Id naming a live token beside the forged JWT must
 	// not stand in for it.

@@ -695,7 +695,7 @@ func (s *server) serveExtAuthz() error {
 		return fmt.Errorf("verify.grpc_listen: %w", err)
 	}
 	g := grpc.NewServer()
-	eo := extauthz.Options{Registry: s.svc.Mints, Rate: s.cfg.Verify.Rate, Burst: s.cfg.Verify.Burst}
+	eo := extauthz.Options{Registry: s.svc.Mints, Rate: s.cfg.Verify.Rate, Burst: s.cfg.Verify.Burst, ExposeVerdict: s.cfg.Verify.ExposeVerdict}
 	if s.p != nil {
 		eo.Locate = s.p.Locate
 	}

@@ -106,6 +106,12 @@ type Verify struct {
 	// (plaintext, unauthenticated: loopback or a trusted mesh only);
 	// empty: not served.
 	GRPCListen string `yaml:"grpc_listen"`
+	// ExposeVerdict adds the verdict to the refusal Envoy sends the client
+	// (x-haechi-verdict on ext_authz's denied response). For debugging
+	// only: it tells a token thief what to change. false: the client
+	// sees only the status; the verdict is in Envoy's dynamic metadata
+	// and haechi's audit log (verify_refused).
+	ExposeVerdict bool `yaml:"expose_verdict"`
 }
 
 // Kafka configures cluster mode (internal/kafka).

@@ -14,7 +14,16 @@
 //     served wins over them).
 //     The client is the request's source address and user-agent.
 //   - Allowed: status OK. Refused: PERMISSION_DENIED with a 403 denied
-//     response carrying x-haechi-verdict. No token: UNAUTHENTICATED, 401.
+//     response. No token: UNAUTHENTICATED, 401.
+//   - The denied response Envoy sends the client carries the status alone:
+//     the verdict would tell a token thief what to change (hijacked:
+//     another user agent), whether a key id is in the inventory
+//     (unknown_key against never_minted), or that it has been detected
+//     (revoked). The verdict is in the gRPC status message and in the
+//     dynamic metadata (namespace envoy.filters.http.ext_authz, key
+//     MetadataVerdict), which Envoy keeps for its access log and sends
+//     to no one, and goes to Options.OnRefuse. Options.ExposeVerdict adds
+//     x-haechi-verdict to the denied response, for debugging only.
 //   - Beyond the rate limit Check returns the gRPC error
 //     RESOURCE_EXHAUSTED: Envoy treats it as a failure of the service, and
 //     its failure_mode_allow decides — the gateway's fail-open or
@@ -36,6 +45,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/haechi-sec/haechi/gateway"
 	"github.com/haechi-sec/haechi/internal/mint"
@@ -59,6 +69,10 @@ type Options struct {
 	// OnRefuse, if set, is told of every refused check (not of requests
 	// without a token); it must not block.
 	OnRefuse func(q mint.Query, a mint.Answer)
+	// ExposeVerdict adds x-haechi-verdict to the denied response Envoy
+	// sends the client. For debugging only: it tells a token thief what
+	// to change. false: the client sees only the status.
+	ExposeVerdict bool
 }
 
 // Server implements authv3.AuthorizationServer.
@@ -85,8 +99,14 @@ func New(opts Options) *Server {
 // Register adds the service to a gRPC server.
 func (s *Server) Register(g *grpc.Server) { authv3.RegisterAuthorizationServer(g, s) }
 
-// HeaderVerdict names the verdict on a denied response.
+// HeaderVerdict names the verdict on a denied response when
+// Options.ExposeVerdict is set.
 const HeaderVerdict = "x-haechi-verdict"
+
+// MetadataVerdict is the key of the verdict in a denied response's dynamic
+// metadata; an Envoy access log reads it as
+// %DYNAMIC_METADATA(envoy.filters.http.ext_authz:haechi_verdict)%.
+const MetadataVerdict = "haechi_verdict"
 
 // Check implements authv3.AuthorizationServer.
 func (s *Server) Check(_ context.Context, req *authv3.CheckRequest) (*authv3.CheckResponse, error) {
@@ -106,7 +126,7 @@ func (s *Server) Check(_ context.Context, req *authv3.CheckRequest) (*authv3.Che
 	if t, ok := gateway.BearerJWT(h["authorization"]); ok {
 		q.TokenID, q.KeyID, q.IssuedAt = t.ID, t.KeyID, t.IssuedAt
 	} else if gateway.LooksLikeJWS(h["authorization"]) {
-		return denied(codes.Unauthenticated, typev3.StatusCode_Unauthorized, gateway.Unreadable), nil
+		return s.denied(codes.Unauthenticated, typev3.StatusCode_Unauthorized, gateway.Unreadable), nil
 	} else {
 		q.TokenID, q.KeyID = h["x-token-id"], h["x-token-key-id"]
 		if v := h["x-token-issued-at"]; v != "" {
@@ -114,7 +134,7 @@ func (s *Server) Check(_ context.Context, req *authv3.CheckRequest) (*authv3.Che
 		}
 	}
 	if q.TokenID == "" {
-		return denied(codes.Unauthenticated, typev3.StatusCode_Unauthorized, "no_token"), nil
+		return s.denied(codes.Unauthenticated, typev3.StatusCode_Unauthorized, "no_token"), nil
 	}
 	if ip, err := netip.ParseAddr(attrs.GetSource().GetAddress().GetSocketAddress().GetAddress()); err == nil {
 		q.Source = ip.String()
@@ -130,15 +150,20 @@ func (s *Server) Check(_ context.Context, req *authv3.CheckRequest) (*authv3.Che
 	if s.opts.OnRefuse != nil {
 		s.opts.OnRefuse(q, a)
 	}
-	return denied(codes.PermissionDenied, typev3.StatusCode_Forbidden, string(a.Verdict)), nil
+	return s.denied(codes.PermissionDenied, typev3.StatusCode_Forbidden, string(a.Verdict)), nil
 }
 
-func denied(c codes.Code, http typev3.StatusCode, verdict string) *authv3.CheckResponse {
+// denied is the refusal: the verdict for Envoy (status message, dynamic
+// metadata), the status alone for the client unless ExposeVerdict.
+func (s *Server) denied(c codes.Code, http typev3.StatusCode, verdict string) *authv3.CheckResponse {
+	d := &authv3.DeniedHttpResponse{Status: &typev3.HttpStatus{Code: http}}
+	if s.opts.ExposeVerdict {
+		d.Headers = []*corev3.HeaderValueOption{{Header: &corev3.HeaderValue{Key: HeaderVerdict, Value: verdict}}}
+	}
 	return &authv3.CheckResponse{
 		Status: &rpcstatus.Status{Code: int32(c), Message: verdict},
-		HttpResponse: &authv3.CheckResponse_DeniedResponse{DeniedResponse: &authv3.DeniedHttpResponse{
-			Status:  &typev3.HttpStatus{Code: http},
-			Headers: []*corev3.HeaderValueOption{{Header: &corev3.HeaderValue{Key: HeaderVerdict, Value: verdict}}},
-		}},
+		DynamicMetadata: &structpb.Struct{Fields: map[string]*structpb.Value{
+			MetadataVerdict: structpb.NewStringValue(verdict)}},
+		HttpResponse: &authv3.CheckResponse_DeniedResponse{DeniedResponse: d},
 	}
 }

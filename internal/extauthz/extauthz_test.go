@@ -64,14 +64,19 @@ func TestCheck(t *testing.T) {
 	reg.Add(mint.Mint{TokenID: "tok-a", KeyID: "k1", At: now.Add(-time.Hour), Country: "KR",
 		UserAgent: "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.5 Mobile/15E148 Safari/604.1"})
 	var refused []string
-	client := serve(t, extauthz.Options{Registry: reg, OnRefuse: func(q mint.Query, a mint.Answer) {
+	opts := extauthz.Options{Registry: reg, OnRefuse: func(q mint.Query, a mint.Answer) {
 		refused = append(refused, q.TokenID+":"+string(a.Verdict)+"@"+q.Source)
 	}, Locate: func(ip netip.Addr) string {
 		if ip.String() == "198.51.100.9" {
 			return "NL"
 		}
 		return "KR"
-	}})
+	}}
+	client := serve(t, opts)
+	// ExposeVerdict (debugging) adds the verdict to what the client gets.
+	opts.OnRefuse = nil
+	opts.ExposeVerdict = true
+	exposing := serve(t, opts)
 	bearer := func(jti, kid string, iat time.Time) string {
 		return "Bearer " + jwt(fmt.Sprintf(`{"alg":"RS256","kid":%q}`, kid), fmt.Sprintf(`{"jti":%q,"iat":%d}`, jti, iat.Unix()))
 	}
@@ -106,18 +111,38 @@ func TestCheck(t *testing.T) {
 			if got := codes.Code(resp.GetStatus().GetCode()); got != c.code {
 				t.Fatalf("status %s, want %s", got, c.code)
 			}
-			var verdict string
-			if d := resp.GetDeniedResponse(); d != nil {
-				for _, h := range d.GetHeaders() {
-					if h.GetHeader().GetKey() == extauthz.HeaderVerdict {
-						verdict = h.GetHeader().GetValue()
-					}
-				}
-			} else if resp.GetOkResponse() == nil {
+			d := resp.GetDeniedResponse()
+			if d == nil && resp.GetOkResponse() == nil {
 				t.Fatal("neither an ok nor a denied response")
 			}
+			// What Envoy sends the client: the status alone.
+			if d != nil {
+				if len(d.GetHeaders()) != 0 || strings.Contains(d.GetBody(), c.verdict) {
+					t.Errorf("client-bound denied response carries %v, body %q", d.GetHeaders(), d.GetBody())
+				}
+			}
+			// What Envoy keeps (its logs, access log): the verdict.
+			var msg, meta string
+			if d != nil {
+				msg = resp.GetStatus().GetMessage()
+				meta = resp.GetDynamicMetadata().GetFields()[extauthz.MetadataVerdict].GetStringValue()
+			}
+			if msg != c.verdict || meta != c.verdict {
+				t.Errorf("status message %q, metadata %q, want %q", msg, meta, c.verdict)
+			}
+			// Opted in, the client gets it too.
+			resp, err = exposing.Check(context.Background(), request(c.headers, c.src))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var verdict string
+			for _, h := range resp.GetDeniedResponse().GetHeaders() {
+				if h.GetHeader().GetKey() == extauthz.HeaderVerdict {
+					verdict = h.GetHeader().GetValue()
+				}
+			}
 			if verdict != c.verdict {
-				t.Errorf("verdict header %q, want %q", verdict, c.verdict)
+				t.Errorf("ExposeVerdict: verdict header %q, want %q", verdict, c.verdict)
 			}
 		})
 	}

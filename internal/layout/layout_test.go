@@ -206,6 +206,7 @@ var owners = map[string][]string{
 	"github.com/envoyproxy/go-control-plane/envoy": {"internal/extauthz"},
 	"google.golang.org/grpc":                       {"internal/app", "internal/extauthz"},
 	"google.golang.org/genproto/googleapis/rpc":    {"internal/extauthz"},
+	"google.golang.org/protobuf":                   {"internal/extauthz"},
 }
 
 // match reports whether the module-relative path p is pattern or, for a
