@@ -49,7 +49,7 @@ func scanLastImmediate(held []event.Finding, k event.EntityKey) int {
 // few entities and coarse times, so ties are common; duplicates that
 // compare equal but differ in fields the order ignores (Immediate,
 // Privileged), so a sort that is not stable in held's order shows; and
-// withdrawals of held findings.
+// withdrawals of held findings; and restores from snapshots.
 func TestPreviewFindingsMatchScan(t *testing.T) {
 	t0 := time.Date(2025, 6, 1, 0, 0, 0, 0, time.UTC)
 	for seed := range uint64(15) {
@@ -67,7 +67,7 @@ func TestPreviewFindingsMatchScan(t *testing.T) {
 			for range rng.IntN(8) {
 				x := event.Finding{Detector: []string{"d1", "d2"}[rng.IntN(2)], Kind: "k", Title: "T",
 					Entity: ents[rng.IntN(len(ents))], Time: t0.Add(time.Duration(step/2+rng.IntN(20)) * time.Minute),
-					Score: float64(20 + 10*rng.IntN(4)), Explanation: "e", Evidence: []string{fmt.Sprint("ev", rng.IntN(3))},
+					Score: float64(20 + 10*rng.IntN(4)), Severity: event.SeverityLow, Explanation: "e", Evidence: []string{fmt.Sprint("ev", rng.IntN(3))},
 					Immediate: rng.IntN(4) == 0, Privileged: rng.IntN(2) == 0}
 				switch r := rng.IntN(10); {
 				case r == 0 && len(all) > 0: // a duplicate, differing where the order does not look
@@ -76,7 +76,7 @@ func TestPreviewFindingsMatchScan(t *testing.T) {
 					x.Immediate = x.Withdraws == 0 && !x.Immediate // a withdrawal is never immediate
 				case r == 1 && len(all) > 0: // a withdrawal
 					w := all[rng.IntN(len(all))]
-					x = event.Finding{Detector: w.Detector, Kind: "withdrawn", Entity: w.Entity, Time: w.Time, Withdraws: w.ID(), Explanation: "late event"}
+					x = event.Finding{Detector: w.Detector, Kind: "withdrawn", Entity: w.Entity, Time: w.Time, Severity: event.SeverityLow, Withdraws: w.ID(), Explanation: "late event"}
 				}
 				batch = append(batch, x)
 				all = append(all, x)
@@ -85,6 +85,17 @@ func TestPreviewFindingsMatchScan(t *testing.T) {
 			if rng.IntN(3) == 0 {
 				wm = t0.Add(time.Duration(step/2) * time.Minute)
 				s.Advance(wm)
+			}
+			if rng.IntN(10) == 0 && len(batch) > 0 { // a restore replaces held
+				b, err := s.Snapshot()
+				if err != nil {
+					t.Fatal(err)
+				}
+				s.lastImmediate(ents[0]) // the index is up to date
+				s.Process(slices.Clone(batch))
+				if err := s.Restore(b); err != nil {
+					t.Fatal(err)
+				}
 			}
 			for _, k := range ents {
 				if got, want := s.lastImmediate(k), scanLastImmediate(s.held, k); got != want {
