@@ -258,6 +258,15 @@ type Stage struct {
 	nextSweep time.Time
 	// held are the findings waiting for the watermark (Ordered).
 	held []event.Finding
+	// heldBy indexes held by entity (RaiseAhead): the positions in held of
+	// each entity's findings, ascending, so a preview touches only its
+	// entity's findings. Valid while heldByOK; reordering held (release,
+	// Restore) makes it stale, and heldOf rebuilds it on next use.
+	heldBy   map[event.EntityKey][]int
+	heldByOK bool
+	// previewIdx and previewBuf are preview's buffers, reused.
+	previewIdx []int
+	previewBuf []event.Finding
 	// early are the alerts raised ahead of ordered processing by an
 	// Immediate finding and not yet raised by it, by id (Ordered).
 	early map[string]*event.Alert
@@ -422,6 +431,12 @@ func (s *Stage) Process(findings []event.Finding) {
 	if s.opts.Ordered {
 		n := len(s.held)
 		s.held = append(s.held, findings...)
+		if s.heldByOK {
+			for i := n; i < len(s.held); i++ {
+				k := s.held[i].Entity
+				s.heldBy[k] = append(s.heldBy[k], i)
+			}
+		}
 		for i := n; i < len(s.held); i++ {
 			if s.opts.RaiseAhead && s.held[i].Immediate {
 				// The preview reaches the entity's latest immediate
@@ -574,21 +589,11 @@ func (s *Stage) scored(f *event.Finding, risk float64, alertID string, suppresse
 // finding f (held already) lands in (Ordered; see Process).
 func (s *Stage) preview(f event.Finding) {
 	k := f.Entity
-	var fs []event.Finding
-	id := f.ID()
-	for i := range s.held {
-		h := &s.held[i]
-		if h.Entity != k {
-			continue
-		}
-		if h.Withdraws == id {
-			return // already withdrawn: ordered processing will not alert on it
-		}
-		if compareFindings(*h, f) <= 0 {
-			fs = append(fs, *h)
-		}
+	fs, ok := s.previewFindings(&f)
+	if !ok {
+		return // already withdrawn: ordered processing will not alert on it
 	}
-	slices.SortStableFunc(fs, compareFindings)
+	defer func() { clear(fs) }() // the buffer is reused; let go of what it refers to
 	sc := s.scratch
 	if sc == nil {
 		opts := s.opts
@@ -642,6 +647,57 @@ func (s *Stage) preview(f event.Finding) {
 	s.ahead.Inc()
 	s.alerts.WithLabelValues(a.Detector, a.Severity.String()).Inc()
 	s.emit(Raised, a)
+}
+
+// previewFindings returns copies of the held findings of f's entity up to
+// and including f, in event-time order (ties in held's order), for a
+// preview of f to process; ok is false if a withdrawal of f is held. The
+// slice is s.previewBuf: valid until the next call.
+func (s *Stage) previewFindings(f *event.Finding) (fs []event.Finding, ok bool) {
+	id := f.ID()
+	idx := s.previewIdx[:0]
+	for _, i := range s.heldOf(f.Entity) {
+		h := &s.held[i]
+		if h.Withdraws == id {
+			return nil, false
+		}
+		if compareFindingRefs(h, f) <= 0 {
+			idx = append(idx, i)
+		}
+	}
+	// Sort positions, not findings; stable, and the positions ascend, so
+	// ties keep held's order.
+	slices.SortStableFunc(idx, func(i, j int) int { return compareFindingRefs(&s.held[i], &s.held[j]) })
+	fs = s.previewBuf[:0]
+	for _, i := range idx {
+		fs = append(fs, s.held[i])
+	}
+	s.previewIdx, s.previewBuf = idx, fs
+	return fs, true
+}
+
+// heldOf returns the positions in held of entity k's findings, ascending,
+// rebuilding the index if held was reordered since it was built.
+func (s *Stage) heldOf(k event.EntityKey) []int {
+	if !s.heldByOK {
+		if s.heldBy == nil {
+			s.heldBy = map[event.EntityKey][]int{}
+		}
+		for e, is := range s.heldBy {
+			s.heldBy[e] = is[:0]
+		}
+		for i := range s.held {
+			e := s.held[i].Entity
+			s.heldBy[e] = append(s.heldBy[e], i)
+		}
+		for e, is := range s.heldBy {
+			if len(is) == 0 {
+				delete(s.heldBy, e)
+			}
+		}
+		s.heldByOK = true
+	}
+	return s.heldBy[k]
 }
 
 // supersede withdraws the alerts raised ahead whose opening time ordered
@@ -876,6 +932,7 @@ func (s *Stage) release(horizon time.Time, all bool) {
 		return
 	}
 	slices.SortStableFunc(s.held, compareFindings)
+	s.heldByOK = false // positions changed
 	n := len(s.held)
 	if !all {
 		n, _ = slices.BinarySearchFunc(s.held, horizon, func(f event.Finding, t time.Time) int {
@@ -914,8 +971,8 @@ func (s *Stage) release(horizon time.Time, all bool) {
 // entity k (in event-time order), or -1.
 func (s *Stage) lastImmediate(k event.EntityKey) int {
 	j := -1
-	for i := range s.held {
-		if h := &s.held[i]; h.Immediate && h.Withdraws == 0 && h.Entity == k && (j < 0 || compareFindings(*h, s.held[j]) > 0) {
+	for _, i := range s.heldOf(k) {
+		if h := &s.held[i]; h.Immediate && h.Withdraws == 0 && (j < 0 || compareFindingRefs(h, &s.held[j]) > 0) {
 			j = i
 		}
 	}
@@ -939,7 +996,10 @@ func (s *Stage) sweepOrdered(t time.Time) {
 var maxSweep = time.Date(9000, 1, 1, 0, 0, 0, 0, time.UTC)
 
 // compareFindings orders findings by time, then by content.
-func compareFindings(x, y event.Finding) int {
+func compareFindings(x, y event.Finding) int { return compareFindingRefs(&x, &y) }
+
+// compareFindingRefs is compareFindings without copying the findings.
+func compareFindingRefs(x, y *event.Finding) int {
 	if c := x.Time.Compare(y.Time); c != 0 {
 		return c
 	}
