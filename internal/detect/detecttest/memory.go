@@ -34,6 +34,10 @@ type Memory struct {
 func MemoryPerEntity(t testing.TB, d engine.Detector, n int, next func(i int) *event.Event) Memory {
 	t.Helper()
 	c := engine.NewTestContext(0, 1)
+	// Twice: objects with finalizers, and what earlier tests in the same
+	// binary left behind, are freed by the second cycle, not during the
+	// measurement.
+	runtime.GC()
 	runtime.GC()
 	var before, after runtime.MemStats
 	runtime.ReadMemStats(&before)
@@ -71,6 +75,9 @@ func MemoryPerEntity(t testing.TB, d engine.Detector, n int, next func(i int) *e
 	return m
 }
 
+// memorySlack is the heap noise CheckMemory tolerates over all entities.
+const memorySlack = 2 << 20
+
 // CheckMemory fails t when m exceeds MaxBytesPerEntity or the estimate is
 // off the measured heap by more than a third: the budget, and the
 // estimate the haechi_detector_bytes gauge reports, both hold.
@@ -79,7 +86,13 @@ func CheckMemory(t testing.TB, m Memory) {
 	if m.Measured > MaxBytesPerEntity {
 		t.Errorf("%.0f bytes per entity measured, want at most %d", m.Measured, MaxBytesPerEntity)
 	}
-	if r := m.Estimated / m.Measured; r < 2.0/3 || r > 1.5 {
-		t.Errorf("Footprint estimates %.0f B per entity, ×%.2f the %.0f B measured: want within a third", m.Estimated, r, m.Measured)
+	// Within a third, give or take memorySlack over all entities: the heap
+	// of the whole test binary moves by a megabyte or two between two
+	// readings (earlier tests' garbage, the runtime's own), which is tens
+	// of bytes per entity at these counts — CI once read principal_geo at
+	// 54 B measured against 83 B on the previous runs.
+	slack := float64(memorySlack) / float64(max(m.Entities, 1))
+	if d := m.Estimated - m.Measured; d > m.Measured/2+slack || -d > m.Measured/3+slack {
+		t.Errorf("Footprint estimates %.0f B per entity against %.0f B measured: want within a third (± %.0f B of heap noise)", m.Estimated, m.Measured, slack)
 	}
 }
