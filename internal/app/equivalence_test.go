@@ -176,8 +176,13 @@ func serveStore(t *testing.T, data []byte) *store.Store {
 		}
 	}
 	post()
-	// Stopping drains the spool and the pipeline, and the end of input
-	// closes every window.
+	// Wait until the pipeline has taken every stored request and worked
+	// off its queue: stopping drains what is left only within serve's
+	// 30-second shutdown budget (the rest stays in the spool for the next
+	// start), which the race detector's slowdown can exceed — alerts of
+	// the stream's last events were then missing here, not lost.
+	waitDrained(t, base, 5*time.Minute)
+	// Stopping ends the input, which closes every window.
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatal(err)
@@ -192,4 +197,41 @@ func serveStore(t *testing.T, data []byte) *store.Store {
 	}
 	t.Cleanup(func() { _ = st.Close() })
 	return st
+}
+
+// waitDrained polls serve's metrics until no stored request waits for the
+// pipeline and its queue is empty, twice in a row, or fails t after limit.
+func waitDrained(t *testing.T, base string, limit time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(limit)
+	quiet := 0
+	for quiet < 2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("serve did not work off its spool and queue within %s", limit)
+		}
+		time.Sleep(250 * time.Millisecond)
+		resp, err := http.Get(base + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var body bytes.Buffer
+		_, err = body.ReadFrom(resp.Body)
+		resp.Body.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		busy := false
+		for _, line := range strings.Split(body.String(), "\n") {
+			for _, name := range []string{"haechi_spool_pending_records ", "haechi_queue_depth_events "} {
+				if strings.HasPrefix(line, name) && strings.TrimSpace(strings.TrimPrefix(line, name)) != "0" {
+					busy = true
+				}
+			}
+		}
+		if busy {
+			quiet = 0
+		} else {
+			quiet++
+		}
+	}
 }
