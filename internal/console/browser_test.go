@@ -554,7 +554,8 @@ func waitForData(t *testing.T, ctx context.Context, srv *served) (critical, scop
 			stable = 0
 		}
 		last = sig
-		var crit, sc *event.Alert
+		var crit *event.Alert
+		var scoped []*event.Alert  // critical, about an entity the ledger scopes, newest first
 		for i := range al.Alerts { // newest first
 			if al.Alerts[i].Severity != event.SeverityCritical {
 				continue
@@ -562,8 +563,8 @@ func waitForData(t *testing.T, ctx context.Context, srv *served) (critical, scop
 			if crit == nil {
 				crit = &al.Alerts[i]
 			}
-			if sc == nil && scopeDims[al.Alerts[i].Entity.Kind] != "" {
-				sc = &al.Alerts[i]
+			if scopeDims[al.Alerts[i].Entity.Kind] != "" {
+				scoped = append(scoped, &al.Alerts[i])
 			}
 		}
 		// The analyst decides: leave out actions held for an admin (a
@@ -574,19 +575,25 @@ func waitForData(t *testing.T, ctx context.Context, srv *served) (critical, scop
 			return strings.HasPrefix(a.Reason, "protected ") || strings.HasPrefix(a.Reason, "privileged principal ") ||
 				strings.HasPrefix(a.Reason, "network-wide block ")
 		})
-		if crit != nil && sc != nil && len(acts.Actions) > 0 && stable >= 6 {
+		why := fmt.Sprintf("critical %v, %d scoped, stable for %d polls", crit != nil, len(scoped), stable)
+		if crit != nil && len(scoped) > 0 && len(acts.Actions) > 0 && stable >= 6 {
 			// The ledger is written off the hot path, after the alerts:
 			// wait until it has the entity's touches (seconds at most:
-			// ledger.DefaultMaxStale).
-			var res struct{ Total int64 }
-			getJSON(t, ctx, srv, "/v1/scope?"+url.Values{scopeDims[sc.Entity.Kind]: {sc.Entity.ID}}.Encode(), &res)
-			if res.Total > 0 {
-				return *crit, *sc, acts.Actions[0]
+			// ledger.DefaultMaxStale). The newest alert whose entity
+			// touched records: a source that only tried logins (a
+			// stuffing bot) is critical and touched none.
+			for _, sc := range scoped {
+				var res struct{ Total int64 }
+				getJSON(t, ctx, srv, "/v1/scope?"+url.Values{scopeDims[sc.Entity.Kind]: {sc.Entity.ID}}.Encode(), &res)
+				if res.Total > 0 {
+					return *crit, *sc, acts.Actions[0]
+				}
 			}
+			why += "; the ledger holds nothing for any of them"
 		}
 		select {
 		case <-ctx.Done():
-			t.Fatalf("no critical alert with a scope in the ledger and a pending action appeared: %d alerts, %d pending", len(al.Alerts), len(acts.Actions))
+			t.Fatalf("no critical alert with a scope in the ledger and a pending action appeared: %d alerts, %d pending (%s)", len(al.Alerts), len(acts.Actions), why)
 		case <-time.After(500 * time.Millisecond):
 		}
 	}
