@@ -135,26 +135,33 @@ func (v *view) alert(id string) (event.Alert, bool) {
 // Alerts is store.IncidentTx.Alerts: the stored alerts ids, with their
 // findings, in ID order; unknown IDs are left out.
 func (v *view) Alerts(ctx context.Context, ids []string) ([]event.Alert, error) {
-	ids = compact(ids)
+	return readThrough(ctx, compact(ids), v.alert, v.IncidentTx.Alerts, func(a event.Alert) { v.alerts[a.ID] = a })
+}
+
+// readThrough answers ids from memory (have), reading the ones it lacks
+// with read in one call and remembering them (keep), in the order of ids;
+// ids read but not stored are left out.
+func readThrough[T any](ctx context.Context, ids []string, have func(string) (T, bool),
+	read func(context.Context, []string) ([]T, error), keep func(T)) ([]T, error) {
 	var miss []string
 	for _, id := range ids {
-		if _, ok := v.alert(id); !ok {
+		if _, ok := have(id); !ok {
 			miss = append(miss, id)
 		}
 	}
 	if len(miss) > 0 {
-		as, err := v.IncidentTx.Alerts(ctx, miss)
+		got, err := read(ctx, miss)
 		if err != nil {
 			return nil, err
 		}
-		for _, a := range as {
-			v.alerts[a.ID] = a
+		for _, x := range got {
+			keep(x)
 		}
 	}
-	out := make([]event.Alert, 0, len(ids))
+	out := make([]T, 0, len(ids))
 	for _, id := range ids {
-		if a, ok := v.alert(id); ok {
-			out = append(out, a)
+		if x, ok := have(id); ok {
+			out = append(out, x)
 		}
 	}
 	return out, nil
@@ -207,29 +214,7 @@ func (v *view) incident(id string) (store.Incident, bool) {
 // Incidents is store.IncidentTx.Incidents: the stored incidents ids (Body
 // included), in ID order; unknown IDs are left out.
 func (v *view) Incidents(ctx context.Context, ids []string) ([]store.Incident, error) {
-	ids = compact(ids)
-	var miss []string
-	for _, id := range ids {
-		if _, ok := v.incident(id); !ok {
-			miss = append(miss, id)
-		}
-	}
-	if len(miss) > 0 {
-		ins, err := v.IncidentTx.Incidents(ctx, miss)
-		if err != nil {
-			return nil, err
-		}
-		for _, in := range ins {
-			v.incidents[in.ID] = in
-		}
-	}
-	out := make([]store.Incident, 0, len(ids))
-	for _, id := range ids {
-		if in, ok := v.incident(id); ok {
-			out = append(out, in)
-		}
-	}
-	return out, nil
+	return readThrough(ctx, compact(ids), v.incident, v.IncidentTx.Incidents, func(in store.Incident) { v.incidents[in.ID] = in })
 }
 
 // staleIncident marks incident id as written by this transaction.
