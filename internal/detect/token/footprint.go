@@ -12,7 +12,7 @@ var _ engine.Footprinter = (*shard)(nil)
 // pointers pending owns: only their arrays count.
 func (s *shard) Footprint() (entities int, bytes int64) {
 	entities = len(s.mints.m) + len(s.pending) + len(s.flagged)
-	bytes = memsize.Of(s.mints.m, s.pending, s.flagged, s.keyIdx, s.keys) +
+	bytes = memsize.Of(s.mints.m, s.pending, s.flagged, s.keyIdx, s.keys, s.refusedBy, s.refusedFlags) +
 		memsize.Skipping((*pendingUse)(nil)).Of(s.queue.uses, s.deadlines.uses)
 	return entities, bytes
 }

@@ -36,14 +36,16 @@
 //     passes first use + Lateness (see "Never minted" below). A mint
 //     arriving meanwhile cancels it; otherwise token_never_minted fires.
 //     Their number is bounded by the rate of distinct unminted tokens ×
-//     Lateness.
+//     Lateness, and those whose every presentation was refused by
+//     MaxRefused (see "Refused presentations").
 //   - flagged tokens: the hashes of tokens already reported never minted,
 //     for MaxLifetime of event time after their first use, so later uses of
 //     the same forged token do not fire again, and with each the verdict's
 //     time, rule, finding ID and entity, so a mint arriving late can
 //     withdraw it (below): 32 bytes per judged token, 40 with the hash,
 //     under 96 with map overhead; their number is bounded by the distinct
-//     unminted tokens used within MaxLifetime.
+//     unminted tokens served within MaxLifetime, plus the newest
+//     MaxRefused reported on refused presentations only.
 //
 // # Findings (each at most once per token)
 //
@@ -145,6 +147,31 @@
 // is possible for MaxLifetime after the token's first use (then the
 // flagged entry is swept).
 //
+// # Refused presentations
+//
+// A request the inline check refused is a final verdict at the gateway:
+// it exposed nothing. Anyone can present junk token ids naming a live
+// key, so the state refused presentations may create is bounded per
+// shard by Options.MaxRefused (4,096 by default), not by the attacker's
+// rate:
+//   - a refused presentation of a token the shard knows nothing of gets a
+//     pending use only while fewer than MaxRefused refused-only uses are
+//     pending (beyond half of that, only while fewer than a sixteenth of
+//     them name its key id, so a spray naming one key leaves room for the
+//     others), or when it is the first pending one naming a key the
+//     inventory lists (random key ids cannot crowd out a real key's
+//     forger). Otherwise it is not judged at all — no finding, no state:
+//     the store and the audit log still hold it, and the spray is
+//     reported by the presentations that were tracked;
+//   - of the tokens reported never minted on refused presentations only,
+//     the shard remembers the newest MaxRefused (a FIFO); an older one
+//     presented again is judged afresh.
+//
+// A token reported on refused presentations only (TagRefusedOnly) that is
+// later served (fail-open, a gateway without the check) is reported again
+// at that use, token_never_minted without the tag: the forgery got
+// through. A late mint withdraws that finding.
+//
 // # What it cannot see
 //
 // Uses the gateway rejected (event.outcome failure) are not access and are
@@ -225,6 +252,7 @@ const (
 	DefaultMaxLifetime = 24 * time.Hour
 	DefaultLateness    = 5 * time.Minute
 	DefaultMintSkew    = 30 * time.Second
+	DefaultMaxRefused  = 4096
 )
 
 // sweepEvery is how much event time passes between sweeps of expired state.
@@ -246,6 +274,11 @@ type Options struct {
 	// DefaultMintSkew; at or above Lateness the issuer rule never decides
 	// before the lateness rule.
 	MintSkew time.Duration
+	// MaxRefused bounds, per shard, the tokens whose every presentation
+	// the inline check refused that the detector keeps state for: at most
+	// MaxRefused awaiting their mint and MaxRefused already reported (see
+	// "Refused presentations"). 0 means DefaultMaxRefused.
+	MaxRefused int
 }
 
 // Detector is the token-provenance detector. It holds only immutable
@@ -271,6 +304,9 @@ func New(opts Options) *Detector {
 	}
 	if opts.MintSkew <= 0 {
 		opts.MintSkew = DefaultMintSkew
+	}
+	if opts.MaxRefused <= 0 {
+		opts.MaxRefused = DefaultMaxRefused
 	}
 	return &Detector{opts: opts}
 }
@@ -314,6 +350,7 @@ func newShard(opts Options) *shard {
 		keys:      []keyInfo{{}}, // index 0: no key
 		queue:     useHeap{by: byDue},
 		deadlines: useHeap{by: byDeadline},
+		refusedBy: map[string]int{},
 	}
 }
 
@@ -359,6 +396,9 @@ type flagEntry struct {
 	key   uint16          // the finding's entity: this key (table index), 0 the token
 	fired uint8
 	rule  uint8 // ruleIssuer or ruleLateness
+	// refused: the finding rests only on presentations the inline check
+	// refused (TagRefusedOnly); the entry is then one of shard.refusedFlags.
+	refused bool
 }
 
 // Rules of a never-minted verdict (flagEntry.rule).
@@ -380,6 +420,21 @@ type shard struct {
 	keys      []keyInfo
 	inventory bool // some keys.inventory event was seen
 	lastSweep time.Time
+
+	// Refused presentations (see "Refused presentations"): the pending
+	// uses whose every presentation was refused, in all and by the key id
+	// they name, and the hashes of the tokens reported never minted on
+	// refused presentations only, oldest first (the finding's time tells
+	// a remembered entry from a later one of the same token).
+	refusedPending int
+	refusedBy      map[string]int
+	refusedFlags   []flagRef
+}
+
+// flagRef names a flagged entry: its token's hash and its finding's time.
+type flagRef struct {
+	h  uint64
+	at int64
 }
 
 // Process implements engine.Shard.
@@ -441,7 +496,29 @@ func (s *shard) judge(c *engine.Context, p *pendingUse, byIssuer bool) {
 			fl.id = 0
 		}
 	}
-	s.flagged[p.h] = fl
+	s.flag(p.h, fl, p.refused)
+}
+
+// flag remembers that the token hashed h was reported never minted (fl);
+// refused: on presentations the inline check refused only. Those entries
+// are the newest MaxRefused of their kind: a spray of random refused
+// tokens cannot make the shard remember each for MaxLifetime.
+func (s *shard) flag(h uint64, fl flagEntry, refused bool) {
+	fl.refused = refused
+	s.flagged[h] = fl
+	if refused {
+		if len(s.refusedFlags) >= s.opts.MaxRefused {
+			old := s.refusedFlags[0]
+			s.refusedFlags = s.refusedFlags[1:]
+			if f, ok := s.flagged[old.h]; ok && f.refused && f.at == old.at {
+				delete(s.flagged, old.h)
+			}
+		}
+		// Re-sliced from the front: append moves the live part to a
+		// new array when the old one's tail is used up, so the array
+		// holds about twice MaxRefused entries at most.
+		s.refusedFlags = append(s.refusedFlags, flagRef{h: h, at: fl.at})
+	}
 	if len(s.flagged) > s.flagPeak {
 		s.flagPeak = len(s.flagged)
 	}
@@ -452,6 +529,40 @@ func (s *shard) drop(p *pendingUse) {
 	heap.Remove(&s.queue, p.pos[byDue])
 	heap.Remove(&s.deadlines, p.pos[byDeadline])
 	delete(s.pending, p.h)
+	if p.refused {
+		s.unrefuse(p)
+	}
+}
+
+// unrefuse stops counting the pending use p as refused only (it is dropped,
+// or a presentation of it was served).
+func (s *shard) unrefuse(p *pendingUse) {
+	s.refusedPending--
+	if n := s.refusedBy[p.keyID] - 1; n > 0 {
+		s.refusedBy[p.keyID] = n
+	} else {
+		delete(s.refusedBy, p.keyID)
+	}
+}
+
+// admitRefused reports whether a refused presentation of a token the shard
+// knows nothing of, naming key kid, gets a pending use: while fewer than
+// MaxRefused refused-only uses are pending — beyond half of that, only
+// while fewer than a sixteenth of them name kid (a spray naming one key
+// cannot crowd out the others) — and always for the first naming a key
+// the inventory lists (random key ids cannot crowd out a real key's
+// forger). Otherwise it is not judged: it was refused, so it exposed
+// nothing, and the store and the audit log still hold it.
+func (s *shard) admitRefused(kid string) bool {
+	n, limit := s.refusedBy[kid], s.opts.MaxRefused
+	if s.refusedPending < limit && (s.refusedPending < limit/2 || n < max(limit/16, 1)) {
+		return true
+	}
+	if n != 0 {
+		return false
+	}
+	k := s.lookup(kid, 0)
+	return k != nil && k.listed
 }
 
 func (s *shard) inventoryEvent(c *engine.Context, ev *event.Event) {
@@ -616,19 +727,36 @@ func (s *shard) use(c *engine.Context, key event.EntityKey, ev *event.Event) {
 		s.useMinted(c, key, ev, h, e)
 		return
 	}
+	refused := tokenuse.Refused(ev)
 	if p := s.pending[h]; p != nil {
 		p.count++
 		p.last = ev.Time
-		p.refused = p.refused && tokenuse.Refused(ev)
+		if p.refused && !refused {
+			p.refused = false
+			s.unrefuse(p)
+		}
 		p.fired = s.checkUse(c, key, ev, s.lookup(ev.Token.KeyID, 0), p.fired, nil)
 		p.loc, p.fired = s.checkLocation(c, key, ev, p.loc, p.fired)
 		return
 	}
 	if f, ok := s.flagged[h]; ok {
-		if fired := s.checkUse(c, key, ev, s.lookup(ev.Token.KeyID, 0), f.fired, nil); fired != f.fired {
+		fired := s.checkUse(c, key, ev, s.lookup(ev.Token.KeyID, 0), f.fired, nil)
+		if f.refused && !refused {
+			// Reported on refused presentations only, and now served
+			// (fail-open, a gateway without the check): the forgery got
+			// through, which the tagged finding did not say.
+			fl := s.servedAfterRefusal(c, key, ev, f)
+			fl.fired = fired
+			s.flag(h, fl, false)
+			return
+		}
+		if fired != f.fired {
 			f.fired = fired
 			s.flagged[h] = f
 		}
+		return
+	}
+	if refused && !s.admitRefused(ev.Token.KeyID) {
 		return
 	}
 	p := &pendingUse{
@@ -644,7 +772,11 @@ func (s *shard) use(c *engine.Context, key event.EntityKey, ev *event.Event) {
 		deadline:  mintDeadline(ev.Time, ev.Token.IssuedAt).Add(s.opts.MintSkew),
 		count:     1,
 		ref:       c.Ref(ev),
-		refused:   tokenuse.Refused(ev),
+		refused:   refused,
+	}
+	if refused {
+		s.refusedPending++
+		s.refusedBy[p.keyID]++
 	}
 	p.fired = s.checkUse(c, key, ev, s.lookup(ev.Token.KeyID, 0), 0, nil)
 	p.loc, p.fired = s.checkLocation(c, key, ev, p.loc, p.fired)
@@ -898,6 +1030,35 @@ func (s *shard) withdrawal(c *engine.Context, key event.EntityKey, ev *event.Eve
 	w.Withdraws = f.id
 	w.Figures = []event.Figure{{Name: "mint_lateness_seconds", Value: late.Seconds()}}
 	return w
+}
+
+// servedAfterRefusal reports again, untagged, a token already reported
+// never minted on refused presentations only (f), now that a presentation
+// of it, ev, was served: token_never_minted at ev's time, about the same
+// entity. It returns the flagged entry to keep, naming this finding (the
+// one a late mint withdraws).
+func (s *shard) servedAfterRefusal(c *engine.Context, key event.EntityKey, ev *event.Event, f flagEntry) flagEntry {
+	entity, kid := key, ""
+	switch {
+	case f.key != 0:
+		kid = s.keys[f.key].id
+		entity = event.EntityKey{Kind: event.EntitySigningKey, ID: kid}
+	case f.id == 0 && ev.Token.KeyID != "":
+		// About a key the full key table could not name (judge): this
+		// finding cannot be withdrawn either.
+		kid = ev.Token.KeyID
+		entity = event.EntityKey{Kind: event.EntitySigningKey, ID: kid}
+	}
+	fd := withSource(ev.Source.IP, s.finding(KindNeverMinted, "Token used but never minted", ScoreNeverMinted, true, entity, ev.Time,
+		fmt.Sprintf("Token %s%s, refused by the inline check and reported never minted at %s, was served %s at %s: the forgery got through a gateway that did not refuse it.",
+			key.ID, signedBy(kid), stamp(time.Unix(0, f.at).UTC()), byFrom(ev.User.ID, ev.Source.IP), stamp(ev.Time)),
+		c.Ref(ev)))
+	c.Emit(fd)
+	if f.key != 0 || f.id != 0 {
+		f.id = fd.ID()
+	}
+	f.at = fd.Time.UnixNano()
+	return f
 }
 
 // deadlineBasis names what p's mint deadline counts from.
