@@ -271,7 +271,20 @@ type ActionSpec struct {
 	// target doubles it, up to MaxExpiry (0 → 30d).
 	Expiry    Duration `yaml:"expiry" json:"expiry,omitempty"`
 	MaxExpiry Duration `yaml:"max_expiry" json:"max_expiry,omitempty"`
+	// RefusedOnly is what a revoke_key or block_source does when the
+	// forged-token evidence behind its target rests only on presentations
+	// the inline check refused (token.TagRefusedOnly): RefusedApprove
+	// (the default, "") waits for a person's approval, RefusedContain acts
+	// at once as for served forgeries. Once a forged token of the key (from
+	// the source) was served, it acts at once either way.
+	RefusedOnly string `yaml:"refused_only" json:"refused_only,omitempty"`
 }
+
+// Values of ActionSpec.RefusedOnly.
+const (
+	RefusedApprove = "approve"
+	RefusedContain = "contain"
+)
 
 // Protected lists entities never contained automatically.
 type Protected struct {
@@ -527,6 +540,12 @@ func (c *Config) Check(add func(path, format string, args ...any)) {
 			}
 			if (a.Expiry != 0 || a.MaxExpiry != 0) && a.Kind != KindBlockSource {
 				add(apath+".expiry", "only block_source actions expire")
+			}
+			switch {
+			case a.RefusedOnly != "" && a.RefusedOnly != RefusedApprove && a.RefusedOnly != RefusedContain:
+				add(apath+".refused_only", "unknown value %q (want %s or %s)", a.RefusedOnly, RefusedApprove, RefusedContain)
+			case a.RefusedOnly != "" && a.Kind != KindRevokeKey && a.Kind != KindBlockSource:
+				add(apath+".refused_only", "only revoke_key and block_source actions wait on refused-only evidence")
 			}
 		}
 	}

@@ -522,14 +522,23 @@ func (p *Planner) plan(a event.Alert, playbook string, spec ActionSpec, id strin
 			// blocking it is a person's decision. A hosting network is
 			// blocked at once.
 			guard, hold = "network-wide block of "+target+", not a hosting network", store.HoldProtected
-		} else if spec.Kind == KindRevokeKey && refusedOnly(target, &a) {
+		} else if spec.Kind == KindRevokeKey && spec.RefusedOnly != RefusedContain && refusedOnly(target, &a) {
 			// The inline check reads a token's key id before anything
 			// checks its signature: anyone can present a junk token
 			// naming a live key and be refused. Revoking the key on that
 			// alone would refuse every genuine token it signed; the
 			// refused tokens exposed nothing, and the forged token's
-			// revocation and the source's block go ahead meanwhile.
+			// revocation goes ahead meanwhile.
 			guard = "only refused presentations name key " + target + ": the inline check refused them before any signature check, so they do not show the key is in anyone's hands"
+		} else if spec.Kind == KindBlockSource && spec.RefusedOnly != RefusedContain && refusedOnlySource(target, &a) {
+			// Every forged token the source presented was refused: it
+			// exposed nothing, and the check refuses its next ones
+			// without a block. One address is often many people (a
+			// carrier's NAT, a company's egress), so a day-long block
+			// on that alone is a person's decision. A served forgery
+			// from it (fail-open, grace, a gateway without the check)
+			// blocks it at once.
+			guard = "only refused presentations come from " + target + ": the inline check refused every forged token it presented, so it exposed nothing, and the address may be shared (a carrier's NAT, a company's egress)"
 		} else if spec.Kind == KindDisableIdentity && !decisive(target, &a) && p.returned(target).IsZero() {
 			// Disabling an employee, a service or a partner stops all
 			// its work and is slow to undo; on risk built from
@@ -689,6 +698,28 @@ func refusedOnly(kid string, a *event.Alert) bool {
 			continue
 		}
 		if !slices.Contains(f.Tags, token.TagRefusedOnly) {
+			return false
+		}
+		n++
+	}
+	return n > 0
+}
+
+// refusedOnlySource reports whether every finding of a that names source
+// src (as its entity or related) is a token_provenance forged-token
+// finding (never minted, retired key, unknown key) resting only on
+// requests the inline check refused (token.TagRefusedOnly), and there is
+// at least one. Any other finding naming the source — a forgery from it
+// that was served, another detector's — is evidence beyond refusals.
+func refusedOnlySource(src string, a *event.Alert) bool {
+	n := 0
+	for _, f := range a.Findings {
+		if f.Withdraws != 0 || (targetFor(KindBlockSource, f.Entity) != src &&
+			!slices.ContainsFunc(f.Related, func(r event.EntityKey) bool { return targetFor(KindBlockSource, r) == src })) {
+			continue
+		}
+		if f.Detector != token.Name || (f.Kind != token.KindNeverMinted && f.Kind != token.KindKeyRetired && f.Kind != token.KindUnknownKey) ||
+			!slices.Contains(f.Tags, token.TagRefusedOnly) {
 			return false
 		}
 		n++

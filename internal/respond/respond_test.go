@@ -216,12 +216,15 @@ func TestDefaultConfigValid(t *testing.T) {
 	bad.Playbooks[0].Actions[0].Kind = "nuke"
 	bad.Protected.Networks = []string{"10.0.0.0/33"}
 	bad.Receivers = map[string]Receiver{"x": {URL: "ftp://x", BodyTemplate: "{{"}}
+	bad.Playbooks[0].Actions[1].RefusedOnly = "maybe"
+	bad.Playbooks[0].Actions = append(bad.Playbooks[0].Actions, ActionSpec{Kind: KindNotify, RefusedOnly: RefusedApprove})
 	err := bad.Validate()
 	var ve *ValidationError
 	if !errors.As(err, &ve) {
 		t.Fatalf("Validate = %v", err)
 	}
-	for _, want := range []string{"mode:", "playbooks[0].actions[0].kind:", "protected.networks[0]:", "receivers.x.url:", "receivers.x.body_template:", "secret:"} {
+	for _, want := range []string{"mode:", "playbooks[0].actions[0].kind:", "protected.networks[0]:", "receivers.x.url:", "receivers.x.body_template:", "secret:",
+		`playbooks[0].actions[1].refused_only: unknown value "maybe"`, "playbooks[0].actions[4].refused_only: only revoke_key and block_source"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("missing %q in %v", want, err)
 		}
@@ -1001,9 +1004,9 @@ func TestPrivilegedTakeoverContainedWithoutDisabling(t *testing.T) {
 // a junk token naming a live key and be refused. Evidence made only of
 // such refusals (token.TagRefusedOnly) must not revoke the key — every
 // genuine token it signed would then be refused — without a person's
-// decision; the forged token's own revocation and the source's block go
-// ahead. A key whose forged tokens were served (fail-open, grace) is
-// revoked at once as before.
+// decision; the forged token's own revocation goes ahead, and the source's
+// block waits too (TestRefusedOnlySourceBlock). A key whose forged tokens
+// were served (fail-open, grace) is revoked at once as before.
 func TestRefusedOnlyKeyRevocationWaits(t *testing.T) {
 	p, err := NewPlanner(testConfig("http://127.0.0.1:1"))
 	if err != nil {
@@ -1021,6 +1024,7 @@ func TestRefusedOnlyKeyRevocationWaits(t *testing.T) {
 		// evidence that its tokens were served.
 		{"refused only, with posture", []string{token.TagRefusedOnly}, StatePendingApproval, true},
 	} {
+		block := tc.revoke
 		a := mkAlert("f-"+tc.name, event.EntitySigningKey, "k-live-"+tc.name, token.Name, event.SeverityCritical, t0)
 		a.Findings[0].Kind = token.KindNeverMinted
 		a.Findings[0].Tags = tc.tags
@@ -1035,8 +1039,11 @@ func TestRefusedOnlyKeyRevocationWaits(t *testing.T) {
 			if act.Kind == KindRevokeKey && act.State != tc.revoke {
 				t.Errorf("%s: revoke_key %s (%s), want %s", tc.name, act.State, act.Reason, tc.revoke)
 			}
-			if act.Kind == KindBlockSource && act.State != StatePlanned {
-				t.Errorf("%s: block_source %s (%s), want planned", tc.name, act.State, act.Reason)
+			if act.Kind == KindBlockSource && act.State != block {
+				t.Errorf("%s: block_source %s (%s), want %s", tc.name, act.State, act.Reason, block)
+			}
+			if act.Kind == KindRevokeToken && act.State != StatePlanned {
+				t.Errorf("%s: revoke_token %s (%s), want planned", tc.name, act.State, act.Reason)
 			}
 		}
 		if !slices.ContainsFunc(acts, func(a Action) bool { return a.Kind == KindRevokeKey }) {
