@@ -162,7 +162,7 @@ func (c *benchCmd) Run(e *env) error {
 	}
 	b := &bencher{c: c, e: e, dir: dir, say: say}
 	if b.exe, err = os.Executable(); err != nil {
-		return fmt.Errorf("bench: find this binary to run its phases: %w", err)
+		return fmt.Errorf("find this binary to run its phases: %w", err)
 	}
 
 	// The workload, read once into memory (the serve phase posts it).
@@ -180,13 +180,13 @@ func (c *benchCmd) Run(e *env) error {
 	}
 	data, err := os.ReadFile(file)
 	if err != nil {
-		return fmt.Errorf("bench: %w", err)
+		return err
 	}
 	b.file = file
 	b.lines = splitLines(data)
 	res.Workload.Events, res.Workload.Bytes = int64(len(b.lines)), int64(len(data))
 	if len(b.lines) == 0 {
-		return usageError{fmt.Errorf("bench: %s holds no events", file)}
+		return usageError{fmt.Errorf("%s holds no events", file)}
 	}
 	say("workload: %d events, %d MB", len(b.lines), len(data)>>20)
 
@@ -199,20 +199,20 @@ func (c *benchCmd) Run(e *env) error {
 		case "serve":
 			ph, err := b.serve()
 			if err != nil {
-				return fmt.Errorf("bench: serve: %w", err)
+				return fmt.Errorf("serve: %w", err)
 			}
 			capacity = ph.ProcessedPerSec
 			res.Phases = append(res.Phases, ph)
 		case "replay", "replay-no-store":
 			ph, err := b.replay(name == "replay")
 			if err != nil {
-				return fmt.Errorf("bench: %s: %w", name, err)
+				return fmt.Errorf("%s: %w", name, err)
 			}
 			res.Phases = append(res.Phases, ph)
 		case "latency":
 			lat, err := b.latency(capacity / 2)
 			if err != nil {
-				return fmt.Errorf("bench: latency: %w", err)
+				return fmt.Errorf("latency: %w", err)
 			}
 			res.Latency = lat
 		}
@@ -281,16 +281,16 @@ func (b *bencher) simStart(offset int) time.Time {
 func generate(ctx context.Context, file string, o sim.Options) error {
 	f, err := os.Create(file)
 	if err != nil {
-		return fmt.Errorf("bench: %w", err)
+		return err
 	}
 	w := bufio.NewWriterSize(f, 1<<20)
 	if _, err := sim.Generate(ctx, o, w, nil); err != nil {
 		f.Close()
-		return fmt.Errorf("bench: simulate: %w", err)
+		return fmt.Errorf("simulate: %w", err)
 	}
 	if err := w.Flush(); err != nil {
 		f.Close()
-		return fmt.Errorf("bench: %w", err)
+		return err
 	}
 	return f.Close()
 }

@@ -216,3 +216,16 @@ func TestBenchUsage(t *testing.T) {
 		}
 	}
 }
+
+// An events file that cannot be read is a failure while running (exit 1),
+// said once: "haechi bench: open …", not "haechi bench: bench: open …".
+func TestBenchMissingEvents(t *testing.T) {
+	missing := filepath.Join(t.TempDir(), "missing.ndjson")
+	code, _, stderr := run(t, "bench", "--events", missing, "--progress", "never")
+	if code != 1 {
+		t.Errorf("exit %d, want 1: %s", code, stderr)
+	}
+	if want := "haechi bench: open " + missing + ": no such file or directory\n"; stderr != want {
+		t.Errorf("stderr %q, want %q", stderr, want)
+	}
+}

@@ -22,7 +22,7 @@ import (
 // go through that server's real ingest path, so the command is a client of
 // its API, like health.
 type drillCmd struct {
-	Run  drillRunCmd  `cmd:"" help:"Run a drill (or every drill) on a running server now and print the results; exit 1 when one failed."`
+	Run  drillRunCmd  `cmd:"" help:"Run a drill (or every drill) on a running server now and print the results; exit 1 when one failed, 2 for a name the server does not run."`
 	Show drillShowCmd `cmd:"" help:"Show a stored drill run: its verdict, and the alerts, findings and actions it produced (kept apart from the real ones)."`
 }
 
@@ -146,6 +146,9 @@ func (c *drillRunCmd) Run(e *env) error {
 	for _, n := range names {
 		var res drill.Result
 		if err := c.call(ctx, http.MethodPost, base+"/v1/drills/"+url.PathEscape(n)+"/run", &res); err != nil {
+			if c.Name != "" && statusOf(err) == http.StatusNotFound {
+				return c.unknown(ctx, base, err)
+			}
 			return err
 		}
 		results = append(results, res)
@@ -190,6 +193,51 @@ func (c *drillRunCmd) Run(e *env) error {
 	return nil
 }
 
+// unknown explains the server's 404 (err) for the drill named on the
+// command line: a name the server does not run is the user's input (exit
+// 2), said with the drills it does run. When they cannot be listed, err
+// stands.
+func (c *drillRunCmd) unknown(ctx context.Context, base string, err error) error {
+	var list struct {
+		Drills []struct{ Name string }
+	}
+	switch lerr := c.call(ctx, http.MethodGet, base+"/v1/drills", &list); {
+	case statusOf(lerr) == http.StatusNotFound:
+		return usageError{fmt.Errorf("unknown drill %q: the server at %s runs no drills (drills.list empty)", c.Name, base)}
+	case lerr != nil:
+		return err
+	}
+	names := make([]string, len(list.Drills))
+	for i, d := range list.Drills {
+		names[i] = d.Name
+	}
+	if slices.Contains(names, c.Name) {
+		return err // listed, yet not found: the server's answer stands
+	}
+	if len(names) == 0 {
+		return usageError{fmt.Errorf("unknown drill %q: the server at %s runs no drills", c.Name, base)}
+	}
+	return usageError{fmt.Errorf("unknown drill %q; the server's drills: %s", c.Name, strings.Join(names, ", "))}
+}
+
+// statusError is a server's answer other than 200 OK.
+type statusError struct {
+	status int
+	msg    string
+}
+
+func (s *statusError) Error() string { return s.msg }
+
+// statusOf returns the HTTP status of the server's answer err reports, or
+// 0 when err is not one.
+func statusOf(err error) int {
+	var s *statusError
+	if errors.As(err, &s) {
+		return s.status
+	}
+	return 0
+}
+
 // call sends a request to the server and decodes its JSON answer into v.
 func (c *drillClient) call(ctx context.Context, method, u string, v any) error {
 	req, err := http.NewRequestWithContext(ctx, method, u, nil)
@@ -212,7 +260,7 @@ func (c *drillClient) call(ctx context.Context, method, u string, v any) error {
 		return fmt.Errorf("%s: %w", u, err)
 	}
 	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("%s %s: %s %s", method, u, resp.Status, strings.TrimSpace(string(body)))
+		return &statusError{status: resp.StatusCode, msg: fmt.Sprintf("%s %s: %s %s", method, u, resp.Status, strings.TrimSpace(string(body)))}
 	}
 	if err := json.Unmarshal(body, v); err != nil {
 		return fmt.Errorf("%s: %w", u, err)

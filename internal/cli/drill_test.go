@@ -47,8 +47,37 @@ func TestDrillRun(t *testing.T) {
 	if code != 0 || json.Unmarshal([]byte(stdout), &res) != nil || res.Status != drill.Passed {
 		t.Fatalf("exit %d: %s", code, stdout)
 	}
-	if code, _, stderr = run(t, "drill", "run", "nope", "--url", srv.URL); code != 1 || !strings.Contains(stderr, "404") {
-		t.Errorf("unknown drill: exit %d %q", code, stderr)
+}
+
+// drill run NAME with a name the server does not run is a usage error
+// (exit 2) that lists the drills it runs; a server that runs none says so.
+// A drill that failed is exit 1, a server that cannot be reached too.
+func TestDrillRunUnknown(t *testing.T) {
+	drills := `{"drills":[{"name":"canary-read"},{"name":"forged-token"}]}`
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case r.Method == http.MethodGet && r.URL.Path == "/v1/drills" && drills != "":
+			w.Write([]byte(drills))
+		case r.URL.Path == "/v1/drills/nosuch/run":
+			w.WriteHeader(http.StatusNotFound)
+			w.Write([]byte(`{"error":"unknown drill"}`))
+		default:
+			http.NotFound(w, r)
+		}
+	}))
+	defer srv.Close()
+	code, stdout, stderr := run(t, "drill", "run", "nosuch", "--url", srv.URL)
+	if want := "haechi drill: unknown drill \"nosuch\"; the server's drills: canary-read, forged-token\n"; code != 2 || stderr != want || stdout != "" {
+		t.Errorf("unknown drill: exit %d, stderr %q, want exit 2 and %q", code, stderr, want)
+	}
+	drills = ""
+	if code, _, stderr = run(t, "drill", "run", "nosuch", "--url", srv.URL); code != 2 || !strings.Contains(stderr, "runs no drills") {
+		t.Errorf("no drills: exit %d %q, want 2 saying the server runs no drills", code, stderr)
+	}
+	url := srv.URL
+	srv.Close()
+	if code, _, stderr = run(t, "drill", "run", "nosuch", "--url", url); code != 1 {
+		t.Errorf("server gone: exit %d %q, want 1", code, stderr)
 	}
 }
 
