@@ -123,14 +123,27 @@ type Options struct {
 	MaxBatch int
 	// Senders is how many batches may be in flight at once (0 → 4).
 	Senders int
+	// Streams is how many persistent check streams
+	// (GET /v1/verify/stream, stream.go) the Checker keeps open and
+	// spreads its checks over (0 → 2; negative: none). Over a stream,
+	// checks are written as they come and answered in order, with no
+	// HTTP exchange per check or per batch: the cheapest form for both
+	// sides (docs/verify.md). When haechi answers the upgrade 404 (it is
+	// older than the stream), the Checker falls back for good to the
+	// batch form when MaxBatch is above 1, else to one GET per check.
+	Streams int
+	// StreamInFlight bounds the checks written on one stream and not yet
+	// answered, and those queued for it (0 → 1024 each).
+	StreamInFlight int
 }
 
 // Checker asks haechi about tokens.
 type Checker struct {
 	opts   Options
 	url    string
-	bearer []string // the Authorization header's value (nil: none)
-	batch  *batcher // nil: no batching
+	bearer []string  // the Authorization header's value (nil: none)
+	batch  *batcher  // nil: no batching
+	stream *streamer // nil: no stream
 	// jwtHeader: Options.Token is the default reader, so an unreadable
 	// JWT in Authorization is refused (see the package contract).
 	jwtHeader bool
@@ -180,13 +193,30 @@ func New(opts Options) (*Checker, error) {
 			go c.batch.run()
 		}
 	}
+	if opts.Streams == 0 {
+		opts.Streams = 2
+	}
+	if opts.Streams > 0 {
+		if opts.StreamInFlight <= 0 {
+			opts.StreamInFlight = 1024
+		}
+		st, err := newStreamer(opts)
+		if err != nil {
+			c.Close()
+			return nil, err
+		}
+		c.stream = st
+	}
 	return c, nil
 }
 
-// Close stops a batching Checker's senders (checks still waiting fail
-// by their timeout); without batching it does nothing. The Checker must
-// not be used after Close.
+// Close closes a Checker's streams (checks in flight on them fail) and
+// stops its batch senders (checks still waiting fail by their timeout).
+// The Checker must not be used after Close.
 func (c *Checker) Close() {
+	if c.stream != nil {
+		c.stream.close()
+	}
 	if c.batch != nil {
 		close(c.batch.stop)
 		c.batch.wg.Wait()
@@ -214,6 +244,14 @@ const (
 func (c *Checker) Check(ctx context.Context, r *http.Request, t Token) (Answer, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.opts.Timeout)
 	defer cancel()
+	if c.stream != nil && !c.stream.fallback.Load() {
+		if ch := (Check{Token: t, ClientIP: c.opts.ClientIP(r), UserAgent: r.UserAgent()}); Batchable(ch) {
+			a, err := c.stream.check(ctx, ch)
+			if !errors.Is(err, errNoStream) {
+				return a, err
+			}
+		}
+	}
 	if c.batch != nil {
 		if ch := (Check{Token: t, ClientIP: c.opts.ClientIP(r), UserAgent: r.UserAgent()}); Batchable(ch) {
 			return c.checkBatched(ctx, ch)

@@ -120,7 +120,7 @@ func TestMiddleware(t *testing.T) {
 			t.Run(fmt.Sprintf("%s/expose=%v", c.name, expose), func(t *testing.T) {
 				var refused, failed int
 				var told string
-				chk, err := gateway.New(gateway.Options{URL: c.url, Mode: c.mode, Timeout: 100 * time.Millisecond, ExposeVerdict: expose,
+				chk, err := gateway.New(gateway.Options{URL: c.url, Streams: -1, Mode: c.mode, Timeout: 100 * time.Millisecond, ExposeVerdict: expose,
 					OnRefuse: func(_ *http.Request, _ gateway.Token, a gateway.Answer) { refused++; told = a.Verdict },
 					OnError: func(_ *http.Request, err error, _ bool) {
 						if !errors.Is(err, gateway.ErrUnavailable) {
@@ -170,7 +170,7 @@ func TestMiddleware(t *testing.T) {
 // checks/s.
 func BenchmarkCheckLoopback(b *testing.B) {
 	srv := haechi(b, nil)
-	chk, err := gateway.New(gateway.Options{URL: srv.URL, Timeout: time.Second})
+	chk, err := gateway.New(gateway.Options{URL: srv.URL, Timeout: time.Second, Streams: -1})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -249,7 +249,7 @@ func TestCheckCompactForm(t *testing.T) {
 				w.WriteHeader(c.status)
 			}))
 			defer srv.Close()
-			chk, err := gateway.New(gateway.Options{URL: srv.URL + "/", APIToken: "hch_verify"})
+			chk, err := gateway.New(gateway.Options{URL: srv.URL + "/", APIToken: "hch_verify", Streams: -1})
 			if err != nil {
 				t.Fatal(err)
 			}

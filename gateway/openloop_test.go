@@ -127,7 +127,8 @@ func benchDuration(b *testing.B) time.Duration {
 // Paths: "checker" is gateway.Checker.Check (the Go middleware's request:
 // one GET /v1/verify/auth-request per check, nginx's form too),
 // "checker-batch" the same with MaxBatch 256 and 4 senders
-// (POST /v1/verify/batch), "post-json" a POST /v1/verify with a JSON body
+// (POST /v1/verify/batch), "checker-stream" the Checker's default (two
+// persistent streams, GET /v1/verify/stream), "post-json" a POST /v1/verify with a JSON body
 // (curl's form), and "noop" no check at all: the generator's own CPU. Reports
 // checks/s answered, p50/p99 latency from release (p50-µs, p99-µs) and
 // from schedule (sched-…), the pacer's p99 lateness (late-p99-µs), p99
@@ -146,15 +147,20 @@ func BenchmarkCheckOpenLoop(b *testing.B) {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.MaxIdleConnsPerHost = workers
 	client := &http.Client{Transport: tr}
-	chk, err := gateway.New(gateway.Options{URL: base, APIToken: tok, Timeout: time.Second, Client: client})
+	chk, err := gateway.New(gateway.Options{URL: base, APIToken: tok, Timeout: time.Second, Client: client, Streams: -1})
 	if err != nil {
 		b.Fatal(err)
 	}
-	batched, err := gateway.New(gateway.Options{URL: base, APIToken: tok, Timeout: time.Second, Client: client, MaxBatch: 256, Senders: 4})
+	batched, err := gateway.New(gateway.Options{URL: base, APIToken: tok, Timeout: time.Second, Client: client, MaxBatch: 256, Senders: 4, Streams: -1})
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer batched.Close()
+	streamed, err := gateway.New(gateway.Options{URL: base, APIToken: tok, Timeout: time.Second}) // the default: 2 streams
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer streamed.Close()
 	req, _ := http.NewRequest(http.MethodGet, "/", nil)
 	req.RemoteAddr = "203.0.113.7:50123"
 	req.Header.Set("User-Agent", "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 Safari/537.36")
@@ -177,6 +183,10 @@ func BenchmarkCheckOpenLoop(b *testing.B) {
 		}},
 		{"checker-batch", func(i int) error {
 			_, err := batched.Check(context.Background(), req, gateway.Token{ID: ids[i&(len(ids)-1)], KeyID: "k1", IssuedAt: t0.Add(-time.Hour)})
+			return err
+		}},
+		{"checker-stream", func(i int) error {
+			_, err := streamed.Check(context.Background(), req, gateway.Token{ID: ids[i&(len(ids)-1)], KeyID: "k1", IssuedAt: t0.Add(-time.Hour)})
 			return err
 		}},
 		{"post-json", func(i int) error {
