@@ -185,7 +185,9 @@ func TestStreamServerKilled(t *testing.T) {
 	for _, mode := range []gateway.Mode{gateway.FailClosed, gateway.FailOpen} {
 		var passed atomic.Int64
 		chk, err := gateway.New(gateway.Options{URL: "http://" + k.addr, Timeout: 10 * time.Second, Mode: mode,
-			Token:   func(r *http.Request) (gateway.Token, bool) { return gateway.Token{ID: r.URL.Query().Get("t"), KeyID: "k1", IssuedAt: time.Now()}, true },
+			Token: func(r *http.Request) (gateway.Token, bool) {
+				return gateway.Token{ID: r.URL.Query().Get("t"), KeyID: "k1", IssuedAt: time.Now()}, true
+			},
 			OnError: func(_ *http.Request, err error, pass bool) { passed.Add(1) }})
 		if err != nil {
 			t.Fatal(err)
