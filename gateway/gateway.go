@@ -1,7 +1,7 @@
 // Package gateway is net/http middleware for Go API gateways: before a
 // request reaches the upstream, it asks haechi's inline token check
-// (GET /v1/verify/auth-request, the compact form nginx's auth_request
-// uses, docs/verify.md) whether the request's token was
+// (docs/verify.md; by default over persistent check streams,
+// GET /v1/verify/stream) whether the request's token was
 // minted, and refuses it (403) when haechi says it was not, was revoked,
 // was signed by a retired or unknown key, or is presented by another
 // client than it was minted for.
@@ -35,12 +35,27 @@
 //     id is in the inventory (unknown_key against never_minted), or that
 //     it has been detected (revoked). Options.ExposeVerdict adds it, for
 //     debugging only.
-//   - Each check is one bodiless GET on a kept-alive connection, the token
-//     and the client in headers, the verdict in the status and headers:
-//     neither side encodes or decodes JSON. With Options.MaxBatch, the
-//     checks waiting at the same moment share one POST /v1/verify/batch
-//     (the batch form, batch.go) instead; each still takes at most
-//     Options.Timeout.
+//   - By default the checks travel over Options.Streams (2) persistent
+//     connections upgraded to the check stream (stream.go): each check is
+//     one line written as soon as it comes (lines that come together share
+//     a write), answered in order on the same connection; no HTTP
+//     exchange per check or per batch. When a stream fails (haechi
+//     restarts, the network drops, its token is revoked), the checks in
+//     flight on it fail at once — Options.Mode decides — and it is dialled
+//     again with backoff (50 ms doubling to 5 s); while every stream is
+//     down, checks fail at once instead of waiting out the timeout. When
+//     haechi answers the upgrade 404 (an older haechi), the Checker falls
+//     back for good to the forms below. At most Options.StreamInFlight
+//     checks are in flight on a stream, as many again queued for it.
+//   - Without streams (Options.Streams negative, or the fallback), each
+//     check is one bodiless GET of /v1/verify/auth-request (the compact
+//     form nginx's auth_request uses) on a kept-alive connection, the
+//     token and the client in headers, the verdict in the status and
+//     headers. With Options.MaxBatch, the checks waiting at the same
+//     moment share one POST /v1/verify/batch (the batch form, batch.go)
+//     instead. Every form takes at most Options.Timeout a check.
+//   - A check whose ids hold a control character (they cannot be written
+//     as a line) goes by the GET form whatever the options.
 //   - Safe for concurrent use; it keeps no per-request state.
 package gateway
 
@@ -296,9 +311,15 @@ func (c *Checker) Check(ctx context.Context, r *http.Request, t Token) (Answer, 
 
 // checkBatched queues ch for the batch senders and waits for its answer.
 func (c *Checker) checkBatched(ctx context.Context, ch Check) (Answer, error) {
+	return await(ctx, c.batch.queue, ch)
+}
+
+// await queues ch on queue (a batch sender's or a stream's) and waits
+// for its answer, each for at most ctx.
+func await(ctx context.Context, queue chan<- *pendingCheck, ch Check) (Answer, error) {
 	p := &pendingCheck{c: ch, done: make(chan checkResult, 1)}
 	select {
-	case c.batch.queue <- p:
+	case queue <- p:
 	case <-ctx.Done():
 		return Answer{}, fmt.Errorf("%w: queued beyond the timeout: %v", ErrUnavailable, ctx.Err())
 	}

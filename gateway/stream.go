@@ -179,18 +179,7 @@ func (s *streamer) check(ctx context.Context, ch Check) (Answer, error) {
 	if sc == nil {
 		return Answer{}, downErr
 	}
-	p := &pendingCheck{c: ch, done: make(chan checkResult, 1)}
-	select {
-	case sc.queue <- p:
-	case <-ctx.Done():
-		return Answer{}, fmt.Errorf("%w: queued beyond the timeout: %v", ErrUnavailable, ctx.Err())
-	}
-	select {
-	case res := <-p.done:
-		return res.a, res.err
-	case <-ctx.Done():
-		return Answer{}, fmt.Errorf("%w: %v", ErrUnavailable, ctx.Err())
-	}
+	return await(ctx, sc.queue, ch)
 }
 
 // Backoff between dials of one connection.

@@ -352,17 +352,12 @@ func TestStreamShutdown(t *testing.T) {
 	}
 	var answered, failed atomic.Int64
 	var wg sync.WaitGroup
-	stop := make(chan struct{})
+	running, stop := context.WithCancel(context.Background())
 	for range 8 {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
+			for running.Err() == nil {
 				s := time.Now()
 				_, err := chk.Check(context.Background(), r, gateway.Token{ID: "tok-a"})
 				if d := time.Since(s); d > 2*time.Second {
@@ -387,7 +382,7 @@ func TestStreamShutdown(t *testing.T) {
 	}
 	before := answered.Load()
 	time.Sleep(300 * time.Millisecond)
-	close(stop)
+	stop()
 	wg.Wait()
 	if before == 0 || failed.Load() == 0 {
 		t.Errorf("%d answered, %d failed: want answers before the shutdown and failures after", before, failed.Load())

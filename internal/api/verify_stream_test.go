@@ -17,7 +17,6 @@ import (
 	"github.com/haechi-sec/haechi/internal/auth"
 	"github.com/haechi-sec/haechi/internal/event"
 	"github.com/haechi-sec/haechi/internal/mint"
-	"github.com/haechi-sec/haechi/internal/store"
 )
 
 // openStream asks srvURL for a check stream with token ("" none) and
@@ -171,20 +170,7 @@ func TestVerifyStreamLongLine(t *testing.T) {
 // re-check interval (1 s, the authenticator's cache).
 func TestVerifyStreamRole(t *testing.T) {
 	ctx := context.Background()
-	st, err := store.Open(ctx, t.TempDir(), store.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	tokens := map[auth.Role]string{}
-	ids := map[auth.Role]string{}
-	for _, r := range []auth.Role{auth.RoleIngest, auth.RoleVerify, auth.RoleAnalyst, auth.RoleAdmin} {
-		tok, rec, err := auth.CreateToken(ctx, st, r, string(r), time.Now())
-		if err != nil {
-			t.Fatal(err)
-		}
-		tokens[r], ids[r] = tok, rec.ID
-	}
+	st, tokens, ids := roleTokens(t)
 	authn := auth.New(auth.Options{Store: st, CacheTTL: time.Second})
 	f := newVerifyFixture(t, api.VerifyOptions{}, authn)
 	for _, c := range []struct {

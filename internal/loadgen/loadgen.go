@@ -139,7 +139,7 @@ func Run(ctx context.Context, opts Options, do func(worker, i int) error) (Resul
 			slots <- i
 		}
 		if i < n {
-			if d := sched(i).Sub(time.Now()); d > 0 {
+			if d := time.Until(sched(i)); d > 0 {
 				time.Sleep(d)
 			}
 		}
