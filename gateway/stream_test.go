@@ -417,3 +417,28 @@ func FuzzParseStreamAnswer(f *testing.F) {
 		}
 	})
 }
+
+// Over HTTPS the stream is TLS (HTTP/1.1), with the Client's TLS
+// configuration: here the test server's own certificate authority.
+func TestStreamTLS(t *testing.T) {
+	var upgrades atomic.Int64
+	h := api.New(api.Options{Verify: api.VerifyOptions{Registry: verdictRegistry()}})
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == gateway.StreamPath && r.TLS != nil {
+			upgrades.Add(1)
+		}
+		h.ServeHTTP(w, r)
+	}))
+	srv.EnableHTTP2 = true // the client must still ask for HTTP/1.1
+	srv.StartTLS()
+	defer srv.Close()
+	chk, err := gateway.New(gateway.Options{URL: srv.URL, Client: srv.Client(), Timeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer chk.Close()
+	a, err := chk.Check(context.Background(), httptest.NewRequest(http.MethodGet, "/", nil), gateway.Token{ID: "tok-forged", KeyID: "k1", IssuedAt: time.Now()})
+	if err != nil || a.Verdict != "never_minted" || upgrades.Load() == 0 {
+		t.Errorf("%+v %v after %d TLS upgrades", a, err, upgrades.Load())
+	}
+}
