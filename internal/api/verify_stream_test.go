@@ -206,8 +206,8 @@ func TestVerifyStreamRole(t *testing.T) {
 	if _, err := br.ReadString('\n'); !errors.Is(err, io.EOF) {
 		t.Fatalf("after revocation: %v, want the stream closed", err)
 	}
-	if d := time.Since(revoked); d > 1500*time.Millisecond {
-		t.Errorf("closed %v after the revocation, want within the 1 s re-check", d)
+	if d := time.Since(revoked); d > 2*time.Second { // 1 s re-check, slack for a loaded machine
+		t.Errorf("closed %v after the revocation, want within the 1 s re-check (and scheduling slack)", d)
 	}
 	if _, _, code := openStream(t, f.srv.URL, tokens[auth.RoleVerify]); code != http.StatusUnauthorized {
 		t.Errorf("revoked token: %d, want 401", code)
