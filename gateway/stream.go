@@ -356,6 +356,10 @@ write:
 			case <-dead:
 				p.done <- checkResult{err: why}
 				break write
+			case <-sc.s.stop:
+				end(errors.New("the checker was closed"))
+				p.done <- checkResult{err: why}
+				break write
 			}
 			buf = AppendCheck(buf, p.c)
 			p = nil

@@ -442,3 +442,51 @@ func TestStreamTLS(t *testing.T) {
 		t.Errorf("%+v %v after %d TLS upgrades", a, err, upgrades.Load())
 	}
 }
+
+// A stream holds at most StreamInFlight checks in flight and as many
+// queued: beyond them, a check waits for room no longer than its timeout,
+// so a server that stops answering costs the gateway bounded memory.
+func TestStreamInFlightBound(t *testing.T) {
+	reg := blocking{verdictRegistry(), make(chan struct{})}
+	srv := httptest.NewServer(api.New(api.Options{Verify: api.VerifyOptions{Registry: reg}}))
+	defer srv.Close()
+	defer close(reg.gate)
+	chk, err := gateway.New(gateway.Options{URL: srv.URL, Timeout: 300 * time.Millisecond, Streams: 1, StreamInFlight: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := httptest.NewRequest(http.MethodGet, "/", nil)
+	if _, err := chk.Check(context.Background(), r, gateway.Token{ID: "tok-a"}); err != nil {
+		t.Fatal(err)
+	}
+	errs := make(chan error, 10)
+	for range 10 {
+		go func() {
+			_, err := chk.Check(context.Background(), r, gateway.Token{ID: "tok-block"})
+			errs <- err
+		}()
+	}
+	var full int
+	for range 10 {
+		err := <-errs
+		if !errors.Is(err, gateway.ErrUnavailable) {
+			t.Fatalf("a check the server holds: %v, want ErrUnavailable by the timeout", err)
+		}
+		if strings.Contains(err.Error(), "queued beyond the timeout") {
+			full++
+		}
+	}
+	// One in the server, two in flight, two queued (the writer may hold
+	// one more): the rest found no room.
+	if full < 4 {
+		t.Errorf("%d of 10 checks found the stream full, want at least 4", full)
+	}
+	// Close returns though the stream is full and the server silent.
+	closed := make(chan struct{})
+	go func() { chk.Close(); close(closed) }()
+	select {
+	case <-closed:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Close hangs on a full stream")
+	}
+}
