@@ -115,11 +115,11 @@ func FuzzParseAnswer(f *testing.F) {
 // (here 401: a wrong API token) fails every check in it.
 func TestBatchingChecker(t *testing.T) {
 	srv := haechi(t, nil)
-	single, err := gateway.New(gateway.Options{URL: srv.URL, Timeout: 5 * time.Second})
+	single, err := gateway.New(gateway.Options{URL: srv.URL, Timeout: 5 * time.Second, Streams: -1})
 	if err != nil {
 		t.Fatal(err)
 	}
-	batched, err := gateway.New(gateway.Options{URL: srv.URL, Timeout: 5 * time.Second, MaxBatch: 64, Senders: 2})
+	batched, err := gateway.New(gateway.Options{URL: srv.URL, Timeout: 5 * time.Second, MaxBatch: 64, Senders: 2, Streams: -1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -155,7 +155,7 @@ func TestBatchingChecker(t *testing.T) {
 		http.Error(w, `{"error":"unauthorized"}`, http.StatusUnauthorized)
 	}))
 	defer refused.Close()
-	chk, err := gateway.New(gateway.Options{URL: refused.URL, Timeout: time.Second, MaxBatch: 8})
+	chk, err := gateway.New(gateway.Options{URL: refused.URL, Timeout: time.Second, MaxBatch: 8, Streams: -1})
 	if err != nil {
 		t.Fatal(err)
 	}

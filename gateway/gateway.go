@@ -1,7 +1,7 @@
 // Package gateway is net/http middleware for Go API gateways: before a
 // request reaches the upstream, it asks haechi's inline token check
-// (GET /v1/verify/auth-request, the compact form nginx's auth_request
-// uses, docs/verify.md) whether the request's token was
+// (docs/verify.md; by default over persistent check streams,
+// GET /v1/verify/stream) whether the request's token was
 // minted, and refuses it (403) when haechi says it was not, was revoked,
 // was signed by a retired or unknown key, or is presented by another
 // client than it was minted for.
@@ -35,12 +35,27 @@
 //     id is in the inventory (unknown_key against never_minted), or that
 //     it has been detected (revoked). Options.ExposeVerdict adds it, for
 //     debugging only.
-//   - Each check is one bodiless GET on a kept-alive connection, the token
-//     and the client in headers, the verdict in the status and headers:
-//     neither side encodes or decodes JSON. With Options.MaxBatch, the
-//     checks waiting at the same moment share one POST /v1/verify/batch
-//     (the batch form, batch.go) instead; each still takes at most
-//     Options.Timeout.
+//   - By default the checks travel over Options.Streams (2) persistent
+//     connections upgraded to the check stream (stream.go): each check is
+//     one line written as soon as it comes (lines that come together share
+//     a write), answered in order on the same connection; no HTTP
+//     exchange per check or per batch. When a stream fails (haechi
+//     restarts, the network drops, its token is revoked), the checks in
+//     flight on it fail at once — Options.Mode decides — and it is dialled
+//     again with backoff (50 ms doubling to 5 s); while every stream is
+//     down, checks fail at once instead of waiting out the timeout. When
+//     haechi answers the upgrade 404 (an older haechi), the Checker falls
+//     back for good to the forms below. At most Options.StreamInFlight
+//     checks are in flight on a stream, as many again queued for it.
+//   - Without streams (Options.Streams negative, or the fallback), each
+//     check is one bodiless GET of /v1/verify/auth-request (the compact
+//     form nginx's auth_request uses) on a kept-alive connection, the
+//     token and the client in headers, the verdict in the status and
+//     headers. With Options.MaxBatch, the checks waiting at the same
+//     moment share one POST /v1/verify/batch (the batch form, batch.go)
+//     instead. Every form takes at most Options.Timeout a check.
+//   - A check whose ids hold a control character (they cannot be written
+//     as a line) goes by the GET form whatever the options.
 //   - Safe for concurrent use; it keeps no per-request state.
 package gateway
 
@@ -123,14 +138,27 @@ type Options struct {
 	MaxBatch int
 	// Senders is how many batches may be in flight at once (0 → 4).
 	Senders int
+	// Streams is how many persistent check streams
+	// (GET /v1/verify/stream, stream.go) the Checker keeps open and
+	// spreads its checks over (0 → 2; negative: none). Over a stream,
+	// checks are written as they come and answered in order, with no
+	// HTTP exchange per check or per batch: the cheapest form for both
+	// sides (docs/verify.md). When haechi answers the upgrade 404 (it is
+	// older than the stream), the Checker falls back for good to the
+	// batch form when MaxBatch is above 1, else to one GET per check.
+	Streams int
+	// StreamInFlight bounds the checks written on one stream and not yet
+	// answered, and those queued for it (0 → 1024 each).
+	StreamInFlight int
 }
 
 // Checker asks haechi about tokens.
 type Checker struct {
 	opts   Options
 	url    string
-	bearer []string // the Authorization header's value (nil: none)
-	batch  *batcher // nil: no batching
+	bearer []string  // the Authorization header's value (nil: none)
+	batch  *batcher  // nil: no batching
+	stream *streamer // nil: no stream
 	// jwtHeader: Options.Token is the default reader, so an unreadable
 	// JWT in Authorization is refused (see the package contract).
 	jwtHeader bool
@@ -180,13 +208,30 @@ func New(opts Options) (*Checker, error) {
 			go c.batch.run()
 		}
 	}
+	if opts.Streams == 0 {
+		opts.Streams = 2
+	}
+	if opts.Streams > 0 {
+		if opts.StreamInFlight <= 0 {
+			opts.StreamInFlight = 1024
+		}
+		st, err := newStreamer(opts)
+		if err != nil {
+			c.Close()
+			return nil, err
+		}
+		c.stream = st
+	}
 	return c, nil
 }
 
-// Close stops a batching Checker's senders (checks still waiting fail
-// by their timeout); without batching it does nothing. The Checker must
-// not be used after Close.
+// Close closes a Checker's streams (checks in flight on them fail) and
+// stops its batch senders (checks still waiting fail by their timeout).
+// The Checker must not be used after Close.
 func (c *Checker) Close() {
+	if c.stream != nil {
+		c.stream.close()
+	}
 	if c.batch != nil {
 		close(c.batch.stop)
 		c.batch.wg.Wait()
@@ -214,6 +259,14 @@ const (
 func (c *Checker) Check(ctx context.Context, r *http.Request, t Token) (Answer, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.opts.Timeout)
 	defer cancel()
+	if c.stream != nil && !c.stream.fallback.Load() {
+		if ch := (Check{Token: t, ClientIP: c.opts.ClientIP(r), UserAgent: r.UserAgent()}); Batchable(ch) {
+			a, err := c.stream.check(ctx, ch)
+			if !errors.Is(err, errNoStream) {
+				return a, err
+			}
+		}
+	}
 	if c.batch != nil {
 		if ch := (Check{Token: t, ClientIP: c.opts.ClientIP(r), UserAgent: r.UserAgent()}); Batchable(ch) {
 			return c.checkBatched(ctx, ch)
@@ -258,9 +311,15 @@ func (c *Checker) Check(ctx context.Context, r *http.Request, t Token) (Answer, 
 
 // checkBatched queues ch for the batch senders and waits for its answer.
 func (c *Checker) checkBatched(ctx context.Context, ch Check) (Answer, error) {
+	return await(ctx, c.batch.queue, ch)
+}
+
+// await queues ch on queue (a batch sender's or a stream's) and waits
+// for its answer, each for at most ctx.
+func await(ctx context.Context, queue chan<- *pendingCheck, ch Check) (Answer, error) {
 	p := &pendingCheck{c: ch, done: make(chan checkResult, 1)}
 	select {
-	case c.batch.queue <- p:
+	case queue <- p:
 	case <-ctx.Done():
 		return Answer{}, fmt.Errorf("%w: queued beyond the timeout: %v", ErrUnavailable, ctx.Err())
 	}

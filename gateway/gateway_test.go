@@ -116,11 +116,16 @@ func TestMiddleware(t *testing.T) {
 	} {
 		// By default the client gets the status alone: the verdict goes
 		// to OnRefuse (the operator); ExposeVerdict adds it for debugging.
-		for _, expose := range []bool{false, true} {
-			t.Run(fmt.Sprintf("%s/expose=%v", c.name, expose), func(t *testing.T) {
+		// Streams -1: one GET per check; 0: the default, over a stream.
+		for _, x := range []struct {
+			expose  bool
+			streams int
+		}{{false, -1}, {true, -1}, {false, 0}, {true, 0}} {
+			expose := x.expose
+			t.Run(fmt.Sprintf("%s/expose=%v/streams=%d", c.name, expose, x.streams), func(t *testing.T) {
 				var refused, failed int
 				var told string
-				chk, err := gateway.New(gateway.Options{URL: c.url, Mode: c.mode, Timeout: 100 * time.Millisecond, ExposeVerdict: expose,
+				chk, err := gateway.New(gateway.Options{URL: c.url, Streams: x.streams, Mode: c.mode, Timeout: 100 * time.Millisecond, ExposeVerdict: expose,
 					OnRefuse: func(_ *http.Request, _ gateway.Token, a gateway.Answer) { refused++; told = a.Verdict },
 					OnError: func(_ *http.Request, err error, _ bool) {
 						if !errors.Is(err, gateway.ErrUnavailable) {
@@ -131,6 +136,7 @@ func TestMiddleware(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
+				defer chk.Close()
 				var reached bool
 				rec := httptest.NewRecorder()
 				req := httptest.NewRequest(http.MethodGet, "/v1/me", nil)
@@ -170,7 +176,7 @@ func TestMiddleware(t *testing.T) {
 // checks/s.
 func BenchmarkCheckLoopback(b *testing.B) {
 	srv := haechi(b, nil)
-	chk, err := gateway.New(gateway.Options{URL: srv.URL, Timeout: time.Second})
+	chk, err := gateway.New(gateway.Options{URL: srv.URL, Timeout: time.Second, Streams: -1})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -249,7 +255,7 @@ func TestCheckCompactForm(t *testing.T) {
 				w.WriteHeader(c.status)
 			}))
 			defer srv.Close()
-			chk, err := gateway.New(gateway.Options{URL: srv.URL + "/", APIToken: "hch_verify"})
+			chk, err := gateway.New(gateway.Options{URL: srv.URL + "/", APIToken: "hch_verify", Streams: -1})
 			if err != nil {
 				t.Fatal(err)
 			}

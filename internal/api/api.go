@@ -180,6 +180,8 @@ type Server struct {
 	verifyLimit *rate.Limiter
 	// batchBufs recycles POST /v1/verify/batch's body and answer buffers.
 	batchBufs sync.Pool
+	// streams are the open check streams (verify_stream.go).
+	streams streamSet
 }
 
 // maxErrors is how many line errors an ingest answer lists.

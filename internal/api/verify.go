@@ -46,6 +46,10 @@ type VerifyOptions struct {
 	// OnRefuse, if set, is told of every refused check (not of requests
 	// without a token); it must not block.
 	OnRefuse func(q mint.Query, a mint.Answer)
+	// StreamRecheck is how often an open check stream re-checks the
+	// token it was opened with (0 → 1s, the authenticator's cache): a
+	// stream whose token was revoked is closed by the next re-check.
+	StreamRecheck time.Duration
 }
 
 // registerVerify mounts the mint registry's routes when configured.
@@ -68,6 +72,7 @@ func (s *Server) registerVerify() {
 	s.handleFunc("POST /v1/verify", auth.NeedVerify, s.handleVerify)
 	s.handleFunc("GET /v1/verify/auth-request", auth.NeedVerify, s.handleAuthRequest)
 	s.handleFunc("POST /v1/verify/batch", auth.NeedVerify, s.handleVerifyBatch)
+	s.handleFunc("GET "+gateway.StreamPath, auth.NeedVerify, s.handleVerifyStream)
 }
 
 // MintRequest is one token in a POST /v1/tokens/minted batch.
@@ -479,27 +484,41 @@ func (s *Server) handleVerifyBatch(w http.ResponseWriter, r *http.Request) {
 			writeError(w, http.StatusBadRequest, fmt.Sprintf("check %d: %v; nothing was checked", i+1, err))
 			return
 		}
-		q := VerifyRequest{TokenID: c.Token.ID, KeyID: c.Token.KeyID, IssuedAt: c.Token.IssuedAt, SourceIP: c.ClientIP, UserAgent: c.UserAgent}
-		mq, err := s.queryAt(q, now)
-		if err != nil {
-			q.SourceIP = "" // not an address: no context
-			mq, _ = s.queryAt(q, now)
-		}
-		qs = append(qs, mq)
+		qs = append(qs, s.checkQuery(c, now))
 	}
 	for _, mq := range qs {
-		a := s.opts.Verify.Registry.Verify(mq)
-		if !a.Allow && s.opts.Verify.OnRefuse != nil {
-			s.opts.Verify.OnRefuse(mq, a)
-		}
-		ga := gateway.Answer{Verdict: string(a.Verdict), Allow: a.Allow}
-		if !a.Allow {
-			ga.Reasons = a.Reasons // as auth_request: reasons for refusals only
-		}
-		out.Write(gateway.AppendAnswer(out.AvailableBuffer(), ga))
+		out.Write(s.appendVerdict(out.AvailableBuffer(), mq))
 	}
 	w.Header().Set("Content-Type", "text/tab-separated-values")
 	_, _ = w.Write(out.Bytes())
+}
+
+// checkQuery is the registry's query for one check of the batch or stream
+// form at now: a client address that is not one is no context, as for
+// auth_request.
+func (s *Server) checkQuery(c gateway.Check, now time.Time) mint.Query {
+	q := VerifyRequest{TokenID: c.Token.ID, KeyID: c.Token.KeyID, IssuedAt: c.Token.IssuedAt, SourceIP: c.ClientIP, UserAgent: c.UserAgent}
+	mq, err := s.queryAt(q, now)
+	if err != nil {
+		q.SourceIP = "" // not an address: no context
+		mq, _ = s.queryAt(q, now)
+	}
+	return mq
+}
+
+// appendVerdict judges mq, reports a refusal to OnRefuse, and appends the
+// answer line of the batch and stream forms (a refusal's with its
+// reasons, as auth_request).
+func (s *Server) appendVerdict(b []byte, mq mint.Query) []byte {
+	a := s.opts.Verify.Registry.Verify(mq)
+	if !a.Allow && s.opts.Verify.OnRefuse != nil {
+		s.opts.Verify.OnRefuse(mq, a)
+	}
+	ga := gateway.Answer{Verdict: string(a.Verdict), Allow: a.Allow}
+	if !a.Allow {
+		ga.Reasons = a.Reasons
+	}
+	return gateway.AppendAnswer(b, ga)
 }
 
 // batchBuf returns a recycled buffer of the batch route (empty).

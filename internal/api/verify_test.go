@@ -253,21 +253,29 @@ func TestVerifyRateLimited(t *testing.T) {
 	}
 }
 
-func TestVerifyRole(t *testing.T) {
+// roleTokens opens a store holding one token of each role; it returns
+// the tokens and their ids by role.
+func roleTokens(t *testing.T) (*store.Store, map[auth.Role]string, map[auth.Role]string) {
+	t.Helper()
 	ctx := context.Background()
 	st, err := store.Open(ctx, t.TempDir(), store.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	tokens := map[auth.Role]string{}
+	tokens, ids := map[auth.Role]string{}, map[auth.Role]string{}
 	for _, r := range []auth.Role{auth.RoleIngest, auth.RoleVerify, auth.RoleAnalyst, auth.RoleAdmin} {
-		tok, _, err := auth.CreateToken(ctx, st, r, string(r), time.Now())
+		tok, rec, err := auth.CreateToken(ctx, st, r, string(r), time.Now())
 		if err != nil {
 			t.Fatal(err)
 		}
-		tokens[r] = tok
+		tokens[r], ids[r] = tok, rec.ID
 	}
+	return st, tokens, ids
+}
+
+func TestVerifyRole(t *testing.T) {
+	st, tokens, _ := roleTokens(t)
 	f := newVerifyFixture(t, api.VerifyOptions{}, auth.New(auth.Options{Store: st}))
 	mintBody := api.MintBatch{Mints: []api.MintRequest{{TokenID: "t1"}}}
 	for _, c := range []struct {

@@ -546,6 +546,15 @@ func (s *server) serveHTTP() (srv *http.Server, httpDone chan error, err error) 
 	}
 	// Live streams end at shutdown, or Shutdown would wait for them.
 	srv.RegisterOnShutdown(cons.Close)
+	// Check streams are upgraded connections, which Shutdown does not
+	// see: they answer the checks they have read and close.
+	srv.RegisterOnShutdown(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := apiSrv.CloseStreams(ctx); err != nil {
+			s.log.Warn("shutdown", "err", err)
+		}
+	})
 	base := "http://" + ln.Addr().String()
 	httpDone = make(chan error, 1)
 	if s.opts.TLSCert != "" {

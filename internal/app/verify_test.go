@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"io/fs"
 	"net/http"
@@ -14,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/haechi-sec/haechi/gateway"
 	"github.com/haechi-sec/haechi/internal/api"
 	"github.com/haechi-sec/haechi/internal/app"
 	"github.com/haechi-sec/haechi/internal/config"
@@ -321,4 +323,55 @@ func TestRevocationWithoutReceiver(t *testing.T) {
 			}
 		})
 	}
+}
+
+// The Go middleware's stream reaches serve's check: a forged token is
+// refused over it and the refusal is audited as any other; at shutdown
+// serve closes the stream, so the gateway learns it at once (its checks
+// fail, the mode decides) instead of holding a connection to a stopped
+// server.
+func TestServeCheckStream(t *testing.T) {
+	cfg := config.Default()
+	cfg.DataDir = t.TempDir()
+	cfg.Listen = "127.0.0.1:0"
+	now := time.Now().UTC().Truncate(time.Second)
+	var chk *gateway.Checker
+	serveRun(t, cfg, func(base string) {
+		code, b := postJSON(t, base+"/v1/tokens/minted", api.MintBatch{Mints: []api.MintRequest{
+			{TokenID: "tok-a", KeyID: "k1", IssuedAt: now.Add(-time.Minute), ExpiresAt: now.Add(time.Hour)}}})
+		if code != http.StatusOK {
+			t.Fatalf("register: %d %s", code, b)
+		}
+		var err error
+		chk, err = gateway.New(gateway.Options{URL: base, Timeout: 5 * time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := httptest.NewRequest(http.MethodGet, "/", nil)
+		a, err := chk.Check(context.Background(), r, gateway.Token{ID: "tok-stream-forged", KeyID: "k1", IssuedAt: now})
+		if err != nil || a.Verdict != string(mint.NeverMinted) {
+			t.Fatalf("over the stream: %+v %v", a, err)
+		}
+	})
+	defer chk.Close()
+	start := time.Now()
+	_, err := chk.Check(context.Background(), httptest.NewRequest(http.MethodGet, "/", nil), gateway.Token{ID: "tok-a", KeyID: "k1", IssuedAt: now})
+	if !errors.Is(err, gateway.ErrUnavailable) || time.Since(start) > 2*time.Second {
+		t.Errorf("after shutdown: %v after %v, want ErrUnavailable at once", err, time.Since(start))
+	}
+	st, err := store.Open(context.Background(), cfg.DataDir, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	log, err := st.AuditLog(context.Background(), 0, 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range log {
+		if r.Kind == "verify_refused" && strings.Contains(string(r.Detail), "tok-stream-forged") {
+			return
+		}
+	}
+	t.Error("the refusal over the stream was not audited")
 }

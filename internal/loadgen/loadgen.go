@@ -6,15 +6,27 @@
 //   - Requests are scheduled at a fixed offered rate (Options.Rate),
 //     request i at start + i/Rate, whatever happened to the earlier ones:
 //     a server that falls behind does not slow the generator down.
-//   - Each request's latency is measured from its scheduled send time, not
-//     from when a worker got round to sending it, so queueing (in the
-//     server, the network, or the generator's own workers) counts — the
-//     generator does not hide it by coordinated omission. Service time
-//     (from the actual send) is reported apart.
-//   - At most Options.Workers requests are in flight; a worker that is
-//     free sleeps until its next slot is due. Timer slack and the
-//     generator's own scheduling delays count as latency: the figures are
-//     what a client on the same machine would see.
+//   - One pacer goroutine releases the requests: each time it wakes, it
+//     releases every request whose scheduled time has come (catching up,
+//     never skipping one), then sleeps until the next is due. It never
+//     waits for a worker (released requests queue for one), and it does
+//     not spin: it sleeps, so it leaves the cores to the service. Its
+//     wake-ups are as late as the process's timers are — on an otherwise
+//     idle Linux process, Go's timers wake with about a millisecond's
+//     granularity — which is why latency is measured from the release.
+//   - A request's latency (Result.Latency, the headline) runs from its
+//     release to its answer: the wait for a free worker, the client's
+//     and the server's queueing and the service itself all count, so a
+//     stall shows in every request released during it (no coordinated
+//     omission). What it leaves out is the pacer's own lateness, which a
+//     real gateway does not have (its requests arrive from the network).
+//     That lateness (release minus schedule) is reported apart
+//     (Result.Lateness), and so is the latency from the scheduled time
+//     (Result.FromSchedule: Latency plus the lateness) and the service
+//     time from the actual send (Result.Service).
+//   - At most Options.Workers requests are in flight; requests released
+//     while every worker is busy wait, in release order, and that wait
+//     is latency.
 //   - ProcessCPU reads a process's CPU time (user + system) on Linux, so a
 //     benchmark running its server in a child process can report the
 //     server's CPU per request.
@@ -44,16 +56,22 @@ type Options struct {
 	Workers int
 }
 
-// Result is what Run measured.
+// Result is what Run measured. Every distribution is sorted.
 type Result struct {
 	// Scheduled is the number of requests offered (Rate × Duration);
 	// Done how many were answered, Errors how many of those failed.
 	Scheduled, Done, Errors int
 	// Elapsed runs from the first slot to the last answer.
 	Elapsed time.Duration
-	// Latency is sorted, each from the request's scheduled send time;
-	// Service is sorted, each from its actual send.
-	Latency, Service []time.Duration
+	// Latency runs from each request's release by the pacer to its
+	// answer (the headline: what a gateway whose requests arrive from the
+	// network would see). FromSchedule runs from its scheduled time
+	// (Latency plus the pacer's lateness); Service from its actual send
+	// by a worker.
+	Latency, FromSchedule, Service []time.Duration
+	// Lateness is how late the pacer released each request (release
+	// minus schedule): the generator's own timer slack.
+	Lateness []time.Duration
 }
 
 // Throughput is the answered requests per second.
@@ -75,8 +93,8 @@ func Quantile(sorted []time.Duration, q float64) time.Duration {
 
 // Run offers opts.Rate requests a second for opts.Duration, calling do
 // (from up to opts.Workers goroutines; worker is 0…Workers-1, i the
-// request's number) for each, and measures them. It stops scheduling when
-// ctx is done.
+// request's number) for each, and measures them. It stops releasing
+// requests when ctx is done.
 func Run(ctx context.Context, opts Options, do func(worker, i int) error) (Result, error) {
 	if opts.Rate <= 0 || opts.Duration <= 0 {
 		return Result{}, errors.New("loadgen: Rate and Duration must be positive")
@@ -89,46 +107,59 @@ func Run(ctx context.Context, opts Options, do func(worker, i int) error) (Resul
 		return Result{}, fmt.Errorf("loadgen: %v at %.0f/s schedules no request", opts.Duration, opts.Rate)
 	}
 	interval := float64(time.Second) / opts.Rate
+	rel := make([]time.Time, n) // written by the pacer before the slot is sent
 	lat := make([]time.Duration, n)
 	svc := make([]time.Duration, n)
 	done := make([]bool, n)
-	var next atomic.Int64
+	// Every slot fits: the pacer never blocks on a busy worker.
+	slots := make(chan int, n)
 	var errs atomic.Int64
 	var wg sync.WaitGroup
 	start := time.Now()
+	sched := func(i int) time.Time { return start.Add(time.Duration(float64(i) * interval)) }
 	for w := range opts.Workers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for ctx.Err() == nil {
-				i := int(next.Add(1) - 1)
-				if i >= n {
-					return
-				}
-				sched := start.Add(time.Duration(float64(i) * interval))
-				if d := time.Until(sched); d > 0 {
-					time.Sleep(d)
-				}
+			for i := range slots {
 				s := time.Now()
 				if do(w, i) != nil {
 					errs.Add(1)
 				}
 				end := time.Now()
-				lat[i], svc[i], done[i] = end.Sub(sched), end.Sub(s), true
+				lat[i], svc[i], done[i] = end.Sub(rel[i]), end.Sub(s), true
 			}
 		}()
 	}
+	// The pacer.
+	for i := 0; i < n && ctx.Err() == nil; {
+		now := time.Now()
+		for ; i < n && !sched(i).After(now); i++ {
+			rel[i] = now
+			slots <- i
+		}
+		if i < n {
+			if d := time.Until(sched(i)); d > 0 {
+				time.Sleep(d)
+			}
+		}
+	}
+	close(slots)
 	wg.Wait()
 	r := Result{Scheduled: n, Errors: int(errs.Load()), Elapsed: time.Since(start)}
 	for i := range n {
 		if done[i] {
+			late := rel[i].Sub(sched(i))
 			r.Latency = append(r.Latency, lat[i])
+			r.FromSchedule = append(r.FromSchedule, lat[i]+late)
 			r.Service = append(r.Service, svc[i])
+			r.Lateness = append(r.Lateness, late)
 		}
 	}
 	r.Done = len(r.Latency)
-	slices.Sort(r.Latency)
-	slices.Sort(r.Service)
+	for _, s := range [][]time.Duration{r.Latency, r.FromSchedule, r.Service, r.Lateness} {
+		slices.Sort(s)
+	}
 	return r, ctx.Err()
 }
 

@@ -1,0 +1,233 @@
+package api
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/haechi-sec/haechi/gateway"
+	"github.com/haechi-sec/haechi/internal/auth"
+)
+
+// streamSet tracks the open check streams, so that CloseStreams can end
+// them (http.Server.Shutdown does not see hijacked connections).
+type streamSet struct {
+	mu     sync.Mutex
+	closed bool
+	done   chan struct{} // closed by CloseStreams
+	wg     sync.WaitGroup
+}
+
+// open registers a stream; false once CloseStreams was called.
+func (ss *streamSet) open() (<-chan struct{}, bool) {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	if ss.closed {
+		return nil, false
+	}
+	if ss.done == nil {
+		ss.done = make(chan struct{})
+	}
+	ss.wg.Add(1)
+	return ss.done, true
+}
+
+// CloseStreams ends every open check stream (GET /v1/verify/stream) and
+// refuses new ones (503): each stream answers the check lines it has
+// read, then closes; checks its client wrote after that have no answer
+// (the client's mode decides). It returns when every stream has closed
+// or ctx ends. serve calls it when it shuts down (http.Server's
+// RegisterOnShutdown), since Shutdown does not wait for upgraded
+// connections.
+func (s *Server) CloseStreams(ctx context.Context) error {
+	ss := &s.streams
+	ss.mu.Lock()
+	if !ss.closed {
+		ss.closed = true
+		if ss.done == nil {
+			ss.done = make(chan struct{})
+		}
+		close(ss.done)
+	}
+	ss.mu.Unlock()
+	idle := make(chan struct{})
+	go func() { ss.wg.Wait(); close(idle) }()
+	select {
+	case <-idle:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("close check streams: %w", ctx.Err())
+	}
+}
+
+// Bounds of one stream.
+const (
+	// streamReadBuf holds the check lines read and not yet answered;
+	// a line longer than MaxBatchLine ends the stream.
+	streamReadBuf = 2 * (gateway.MaxBatchLine + 1)
+	// streamWriteBuf: answers are written when no complete check line is
+	// left to read, or when this many bytes of them are waiting.
+	streamWriteBuf = 64 << 10
+	// streamWriteTimeout bounds one write of answers: a client that stops
+	// reading them loses its stream.
+	streamWriteTimeout = 10 * time.Second
+)
+
+// handleVerifyStream is GET /v1/verify/stream (the stream form, package
+// gateway's stream.go): after the guard (a token with the verify role),
+// an HTTP/1.1 upgrade to a full-duplex line protocol on the connection,
+// each check line answered in order as the batch form answers it — the
+// same judgement, refusal reports and rate limit, per check (a check
+// beyond the limit, or malformed, is answered "!" and why). The stream
+// lives no longer than its token (re-checked every StreamRecheck), the
+// server (CloseStreams) or a line longer than MaxBatchLine.
+func (s *Server) handleVerifyStream(w http.ResponseWriter, r *http.Request) {
+	if !headerHas(r.Header, "Connection", "upgrade") || !strings.EqualFold(r.Header.Get("Upgrade"), gateway.StreamProtocol) {
+		w.Header().Set("Upgrade", gateway.StreamProtocol)
+		w.Header().Set("Connection", "Upgrade")
+		writeError(w, http.StatusUpgradeRequired, "the check stream needs Connection: Upgrade and Upgrade: "+gateway.StreamProtocol)
+		return
+	}
+	var caller auth.Caller
+	if s.opts.Auth != nil {
+		c, ok := auth.CallerFrom(r.Context())
+		if !ok {
+			writeError(w, http.StatusUnauthorized, auth.ErrNoCredentials.Error())
+			return
+		}
+		caller = c
+	}
+	closing, ok := s.streams.open()
+	if !ok {
+		w.Header().Set("Retry-After", "1")
+		writeError(w, http.StatusServiceUnavailable, "haechi is shutting down")
+		return
+	}
+	defer s.streams.wg.Done()
+	conn, brw, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		// HTTP/2 cannot be upgraded; the client asks over HTTP/1.1.
+		writeError(w, http.StatusHTTPVersionNotSupported, "the check stream needs HTTP/1.1: "+err.Error())
+		return
+	}
+	defer conn.Close()
+	// The server's read and write timeouts were set for one request.
+	_ = conn.SetDeadline(time.Time{})
+	_ = conn.SetWriteDeadline(time.Now().Add(streamWriteTimeout))
+	if _, err := brw.WriteString("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: " + gateway.StreamProtocol + "\r\n\r\n"); err != nil {
+		return
+	}
+	if err := brw.Flush(); err != nil {
+		return
+	}
+	ctx, stop := context.WithCancel(context.WithoutCancel(r.Context()))
+	defer stop()
+	go s.watchStream(ctx, conn, caller, closing)
+	s.serveStream(conn, bufio.NewReaderSize(brw.Reader, streamReadBuf))
+}
+
+// watchStream ends the stream's reads (a deadline in the past: the
+// stream answers what it has read, then closes) when the server closes
+// its streams or the stream's token no longer holds (revoked, or the
+// store cannot say: as a request would then be refused).
+func (s *Server) watchStream(ctx context.Context, conn net.Conn, c auth.Caller, closing <-chan struct{}) {
+	every := s.opts.Verify.StreamRecheck
+	if every <= 0 {
+		every = time.Second
+	}
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-closing:
+		case <-tick.C:
+			if s.opts.Auth == nil {
+				continue
+			}
+			err := s.opts.Auth.Recheck(ctx, c)
+			if err == nil {
+				continue
+			}
+			if ctx.Err() != nil {
+				return
+			}
+			if !errors.Is(err, auth.ErrBadToken) {
+				s.opts.Logger.Warn("check stream: cannot re-check its token; closing it", "token", c.TokenID, "err", err)
+			}
+		}
+		_ = conn.SetReadDeadline(time.Unix(1, 0))
+		return
+	}
+}
+
+// serveStream answers check lines until the connection fails, its reads
+// are ended (watchStream) or a line is too long.
+func (s *Server) serveStream(conn net.Conn, rd *bufio.Reader) {
+	out := make([]byte, 0, 4<<10)
+	flush := func() bool {
+		if len(out) == 0 {
+			return true
+		}
+		_ = conn.SetWriteDeadline(time.Now().Add(streamWriteTimeout))
+		_, err := conn.Write(out)
+		out = out[:0]
+		return err == nil
+	}
+	defer flush()
+	for {
+		line, err := rd.ReadSlice('\n')
+		if err != nil {
+			if errors.Is(err, bufio.ErrBufferFull) {
+				out = gateway.AppendStreamError(out, fmt.Sprintf("a check line is longer than %d bytes; closing the stream", gateway.MaxBatchLine))
+			}
+			return // a partial line at the end has no answer
+		}
+		out = s.streamCheck(out, line[:len(line)-1])
+		if len(out) >= streamWriteBuf || !completeLine(rd) {
+			if !flush() {
+				return
+			}
+		}
+	}
+}
+
+// streamCheck answers one check line of a stream: beyond the rate limit
+// or malformed, "!" and why; else as a batch's line.
+func (s *Server) streamCheck(out, line []byte) []byte {
+	if !s.verifyLimit.Allow() {
+		return gateway.AppendStreamError(out, "verify rate limit exceeded")
+	}
+	c, err := gateway.ParseCheck(line)
+	if err != nil {
+		return gateway.AppendStreamError(out, "check: "+err.Error())
+	}
+	return s.appendVerdict(out, s.checkQuery(c, s.opts.Now()))
+}
+
+// completeLine reports whether rd holds a whole line already read.
+func completeLine(rd *bufio.Reader) bool {
+	b, _ := rd.Peek(rd.Buffered())
+	return bytes.IndexByte(b, '\n') >= 0
+}
+
+// headerHas reports whether h's comma-separated values of key include
+// token (case-insensitively), as Connection's do.
+func headerHas(h http.Header, key, token string) bool {
+	for _, v := range h.Values(key) {
+		for f := range strings.SplitSeq(v, ",") {
+			if strings.EqualFold(strings.TrimSpace(f), token) {
+				return true
+			}
+		}
+	}
+	return false
+}
