@@ -429,35 +429,39 @@ func prepare(alerts []event.Alert) []*item {
 // derive fills an item's links, campaign attributes and graph edges.
 func derive(it *item, facts Facts, accused map[event.EntityKey]bool) {
 	a := it.a
+	// Each list keeps its first-seen order; the sets only say what it
+	// holds already (an alert cites up to hundreds of events).
+	linked := map[event.EntityKey]bool{}
 	add := func(e event.EntityKey, how linkHow) {
-		if e.IsZero() || e.Kind == event.EntityRecord {
+		if e.IsZero() || e.Kind == event.EntityRecord || linked[e] {
 			return
 		}
-		for _, l := range it.links {
-			if l.ent == e {
-				return
-			}
-		}
+		linked[e] = true
 		it.links = append(it.links, link{e, how})
 	}
+	edges := map[Edge]bool{}
 	edge := func(from, to event.EntityKey) {
 		if from.IsZero() || to.IsZero() || from == to {
 			return
 		}
-		e := Edge{From: from, To: to}
-		if !slices.Contains(it.edges, e) {
+		if e := (Edge{From: from, To: to}); !edges[e] {
+			edges[e] = true
 			it.edges = append(it.edges, e)
 		}
 	}
 	add(a.Entity, bySubject)
 	// The events a token_binding_country finding of the alert cites: a
 	// use abroad, seen from the country the token was issued in.
-	var abroad []string
+	abroad := map[string]bool{}
 	for fi := range a.Findings {
 		if f := &a.Findings[fi]; f.Withdraws == 0 && f.Kind == kindTokenCountry {
-			abroad = append(abroad, f.Evidence...)
+			for _, ref := range f.Evidence {
+				abroad[ref] = true
+			}
 		}
 	}
+	asns, uas, victims, campaign := map[uint32]bool{}, map[string]bool{}, map[string]bool{}, map[string]bool{}
+	family := map[string]string{} // UAFamily of each user agent seen
 	best := -1.0
 	for fi := range a.Findings {
 		f := &a.Findings[fi]
@@ -504,17 +508,26 @@ func derive(it *item, facts Facts, accused map[event.EntityKey]bool) {
 			if ef.Source != "" && ef.Principal != "" && ef.Success {
 				edge(src, pr)
 			}
-			if ef.ASN != 0 && !slices.Contains(it.asns, ef.ASN) {
+			if ef.ASN != 0 && !asns[ef.ASN] {
+				asns[ef.ASN] = true
 				it.asns = append(it.asns, ef.ASN)
 			}
-			if u := UAFamily(ef.UserAgent); u != "" && !slices.Contains(it.uas, u) {
+			u, ok := family[ef.UserAgent]
+			if !ok {
+				u = UAFamily(ef.UserAgent)
+				family[ef.UserAgent] = u
+			}
+			if u != "" && !uas[u] {
+				uas[u] = true
 				it.uas = append(it.uas, u)
 			}
-			if ef.Principal != "" && !slices.Contains(it.victims, ef.Principal) {
+			if ef.Principal != "" && !victims[ef.Principal] {
+				victims[ef.Principal] = true
 				it.victims = append(it.victims, ef.Principal)
 			}
-			for _, k := range tokenCampaignKeys(f.Kind, ef, slices.Contains(abroad, ref)) {
-				if !slices.Contains(it.tokenCampaign, k) {
+			for _, k := range tokenCampaignKeys(f.Kind, ef, abroad[ref]) {
+				if !campaign[k] {
+					campaign[k] = true
 					it.tokenCampaign = append(it.tokenCampaign, k)
 				}
 			}
