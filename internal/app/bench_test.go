@@ -3,14 +3,21 @@ package app_test
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
+	"time"
 
+	"github.com/haechi-sec/haechi/internal/alert"
 	"github.com/haechi-sec/haechi/internal/app"
 	"github.com/haechi-sec/haechi/internal/config"
+	"github.com/haechi-sec/haechi/internal/event"
+	"github.com/haechi-sec/haechi/internal/incident/track"
 	"github.com/haechi-sec/haechi/internal/sim"
+	"github.com/haechi-sec/haechi/internal/store"
 )
 
 // repeater yields corpus lines until n lines have been read.
@@ -185,4 +192,158 @@ func TestBench50Loads(t *testing.T) {
 	if enabled != 50 {
 		t.Fatalf("%d rules enabled of %d, want 50", enabled, len(rs.Set.Rules))
 	}
+}
+
+// writerItem is one thing the pipeline handed the store's sinks: an alert
+// (Put) or a scored finding (PutFinding), and a Flush before it.
+type writerItem struct {
+	alert   *event.Alert
+	finding *store.ScoredFinding
+	flush   bool
+}
+
+// writerWorkload is what the pipeline hands the store's sinks over
+// benchWriterDays of the simulated company, in order: recorded once, as
+// serve's and replay's sinks would Put it.
+var writerWorkload = sync.OnceValues(func() (recorded, error) {
+	var buf bytes.Buffer
+	if _, err := sim.Generate(context.Background(), sim.Options{Seed: 1, Days: benchWriterDays, Customers: 20000}, &buf, nil); err != nil {
+		return recorded{}, err
+	}
+	var items []writerItem
+	var mu sync.Mutex
+	p, err := app.NewPipeline(app.PipelineOptions{Config: config.Default(), CanaryIDs: []string{"70000003"},
+		Sinks: []alert.Sink{alert.SinkFunc(func(_ alert.Change, a event.Alert) {
+			mu.Lock()
+			items = append(items, writerItem{alert: &a})
+			mu.Unlock()
+		})},
+		FindingSinks: []alert.FindingSink{alert.FindingSinkFunc(func(sc alert.Scored) {
+			sf := app.ScoredFinding(sc)
+			mu.Lock()
+			items = append(items, writerItem{finding: &sf})
+			mu.Unlock()
+		})}})
+	if err != nil {
+		return recorded{}, err
+	}
+	done := make(chan error, 1)
+	go func() { done <- p.Run(context.Background()) }()
+	st, err := app.Feed(context.Background(), p, &buf, 1, 0, nil)
+	p.Close()
+	if rerr := <-done; err == nil {
+		err = rerr
+	}
+	return recorded{items, st.Events}, err
+})
+
+type recorded struct {
+	items  []writerItem
+	events int
+}
+
+// benchWriterDays is the length of BenchmarkAlertWriter's workload.
+const benchWriterDays = 7
+
+// BenchmarkAlertWriter measures the store's alert writer alone — the
+// alerts and scored findings a week of the simulated company (20,000
+// customers, 144 k events) raises, committed in batches with the
+// incident keeper (keeper=on, as every entry point runs it) or without
+// it — on a SQLite store. A batch is committed every `every` of event
+// time (Flush), besides the writer's own size limits: at serve's
+// 12–13 k events/s on this workload, its 200 ms flush interval is about
+// 3 h of event time. cpu-ns/event is the process's CPU time per event of
+// the workload (comparable with haechi bench's CPU-seconds per million
+// events).
+func BenchmarkAlertWriter(b *testing.B) {
+	w, err := writerWorkload()
+	if err != nil {
+		b.Fatal(err)
+	}
+	items, events := w.items, w.events
+	for _, every := range []time.Duration{3 * time.Hour} {
+		// Flushes where the event time passes a multiple of every.
+		flushed := make([]writerItem, 0, len(items)+benchWriterDays*24)
+		var next time.Time
+		for _, it := range items {
+			t := it.time()
+			if next.IsZero() {
+				next = t.Truncate(every).Add(every)
+			}
+			if !t.Before(next) {
+				flushed = append(flushed, writerItem{flush: true})
+				next = t.Truncate(every).Add(every)
+			}
+			flushed = append(flushed, it)
+		}
+		for _, keep := range []bool{true, false} {
+			b.Run(fmt.Sprintf("every=%v/keeper=%v", every, keep), func(b *testing.B) {
+				benchAlertWriter(b, flushed, events, keep)
+			})
+		}
+	}
+}
+
+func (it writerItem) time() time.Time {
+	if it.alert != nil {
+		return it.alert.LastTime
+	}
+	return it.finding.Time
+}
+
+func benchAlertWriter(b *testing.B, items []writerItem, events int, keep bool) {
+	ctx := context.Background()
+	var alerts, flushes int
+	for _, it := range items {
+		if it.alert != nil {
+			alerts++
+		}
+		if it.flush {
+			flushes++
+		}
+	}
+	b.ReportAllocs()
+	var cpu time.Duration
+	for b.Loop() {
+		b.StopTimer()
+		var opts store.Options
+		if keep {
+			opts.Incidents = track.New(track.Options{})
+		}
+		s, err := store.Open(ctx, b.TempDir(), opts)
+		if err != nil {
+			b.Fatal(err)
+		}
+		w := store.NewWriter(s, store.WriterOptions{})
+		go func() { _ = w.Run(ctx) }()
+		b.StartTimer()
+		cpu0 := processCPU()
+		for _, it := range items {
+			switch {
+			case it.flush:
+				err = w.Flush(ctx)
+			case it.alert != nil:
+				err = w.Put(ctx, *it.alert)
+			default:
+				err = w.PutFinding(ctx, *it.finding)
+			}
+			if err != nil {
+				b.Fatal(err)
+			}
+		}
+		if err := w.Close(); err != nil {
+			b.Fatal(err)
+		}
+		cpu += processCPU() - cpu0
+		b.StopTimer()
+		if err := s.Close(); err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
+	}
+	if cpu > 0 {
+		b.ReportMetric(float64(cpu.Nanoseconds())/float64(b.N)/float64(events), "cpu-ns/event")
+	}
+	b.ReportMetric(float64(alerts), "alert-puts")
+	b.ReportMetric(float64(flushes), "flushes")
 }

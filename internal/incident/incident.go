@@ -429,35 +429,55 @@ func prepare(alerts []event.Alert) []*item {
 // derive fills an item's links, campaign attributes and graph edges.
 func derive(it *item, facts Facts, accused map[event.EntityKey]bool) {
 	a := it.a
+	// Each list keeps its first-seen order; an alert cites up to hundreds
+	// of events, so a long list is looked up in a set (appendNew).
+	var linked map[event.EntityKey]bool
 	add := func(e event.EntityKey, how linkHow) {
 		if e.IsZero() || e.Kind == event.EntityRecord {
 			return
 		}
-		for _, l := range it.links {
-			if l.ent == e {
+		if linked == nil && len(it.links) >= scanMax {
+			linked = make(map[event.EntityKey]bool, 2*len(it.links))
+			for _, l := range it.links {
+				linked[l.ent] = true
+			}
+		}
+		if linked != nil {
+			if linked[e] {
 				return
 			}
+			linked[e] = true
+		} else if slices.ContainsFunc(it.links, func(l link) bool { return l.ent == e }) {
+			return
 		}
 		it.links = append(it.links, link{e, how})
 	}
+	var edges map[Edge]bool
 	edge := func(from, to event.EntityKey) {
 		if from.IsZero() || to.IsZero() || from == to {
 			return
 		}
-		e := Edge{From: from, To: to}
-		if !slices.Contains(it.edges, e) {
-			it.edges = append(it.edges, e)
-		}
+		it.edges = appendNew(it.edges, &edges, Edge{From: from, To: to})
 	}
 	add(a.Entity, bySubject)
 	// The events a token_binding_country finding of the alert cites: a
 	// use abroad, seen from the country the token was issued in.
-	var abroad []string
+	var abroad map[string]bool
 	for fi := range a.Findings {
 		if f := &a.Findings[fi]; f.Withdraws == 0 && f.Kind == kindTokenCountry {
-			abroad = append(abroad, f.Evidence...)
+			if abroad == nil {
+				abroad = map[string]bool{}
+			}
+			for _, ref := range f.Evidence {
+				abroad[ref] = true
+			}
 		}
 	}
+	var (
+		asns                   map[uint32]bool
+		uas, victims, campaign map[string]bool
+		family                 map[string]string // UAFamily of each user agent seen
+	)
 	best := -1.0
 	for fi := range a.Findings {
 		f := &a.Findings[fi]
@@ -504,22 +524,56 @@ func derive(it *item, facts Facts, accused map[event.EntityKey]bool) {
 			if ef.Source != "" && ef.Principal != "" && ef.Success {
 				edge(src, pr)
 			}
-			if ef.ASN != 0 && !slices.Contains(it.asns, ef.ASN) {
-				it.asns = append(it.asns, ef.ASN)
+			if ef.ASN != 0 {
+				it.asns = appendNew(it.asns, &asns, ef.ASN)
 			}
-			if u := UAFamily(ef.UserAgent); u != "" && !slices.Contains(it.uas, u) {
-				it.uas = append(it.uas, u)
-			}
-			if ef.Principal != "" && !slices.Contains(it.victims, ef.Principal) {
-				it.victims = append(it.victims, ef.Principal)
-			}
-			for _, k := range tokenCampaignKeys(f.Kind, ef, slices.Contains(abroad, ref)) {
-				if !slices.Contains(it.tokenCampaign, k) {
-					it.tokenCampaign = append(it.tokenCampaign, k)
+			if ef.UserAgent != "" {
+				if family == nil {
+					family = map[string]string{}
 				}
+				u, ok := family[ef.UserAgent]
+				if !ok {
+					u = UAFamily(ef.UserAgent)
+					family[ef.UserAgent] = u
+				}
+				if u != "" {
+					it.uas = appendNew(it.uas, &uas, u)
+				}
+			}
+			if ef.Principal != "" {
+				it.victims = appendNew(it.victims, &victims, ef.Principal)
+			}
+			for _, k := range tokenCampaignKeys(f.Kind, ef, abroad[ref]) {
+				it.tokenCampaign = appendNew(it.tokenCampaign, &campaign, k)
 			}
 		}
 	}
+}
+
+// scanMax is the length from which appendNew looks a list up in a set
+// instead of scanning it.
+const scanMax = 16
+
+// appendNew appends x to list unless list holds it. set, nil until list
+// reaches scanMax, then holds list's elements.
+func appendNew[T comparable](list []T, set *map[T]bool, x T) []T {
+	if *set == nil {
+		if len(list) < scanMax {
+			if slices.Contains(list, x) {
+				return list
+			}
+			return append(list, x)
+		}
+		*set = make(map[T]bool, 2*len(list))
+		for _, y := range list {
+			(*set)[y] = true
+		}
+	}
+	if (*set)[x] {
+		return list
+	}
+	(*set)[x] = true
+	return append(list, x)
 }
 
 // entityNetwork is the entity kind of a finding about a network (an AS or

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/haechi-sec/haechi/internal/event"
 )
@@ -531,7 +532,7 @@ RETURNING created_at`,
 	if err != nil {
 		return Incident{}, fmt.Errorf("put incident %q: %w", in.ID, err)
 	}
-	stored, err := r.decode(true)
+	stored, err := r.storedAs(in)
 	if err != nil {
 		return Incident{}, fmt.Errorf("put incident %q: %w", in.ID, err)
 	}
@@ -650,6 +651,121 @@ func (r incidentRow) decode(body bool) (Incident, error) {
 		}
 	}
 	return in, nil
+}
+
+// storedAs is decode(true) of r, the row PutIncident wrote for in, without
+// parsing the entities column again: its Entities and Scope are in's as a
+// JSON round trip leaves them (roundTripScope) — unless a string in them
+// is not valid UTF-8 (JSON replaces such bytes), when the column is
+// parsed. An incident's scope rule runs to hundreds of terms: parsing
+// back what was just encoded was most of PutIncident's cost.
+func (r incidentRow) storedAs(in Incident) (Incident, error) {
+	if !validEntities(in.Entities) || !validScope(in.Scope) {
+		return r.decode(true)
+	}
+	ents := r.ents
+	r.ents = ""
+	out, err := r.decode(true)
+	if err != nil {
+		return Incident{}, err
+	}
+	r.ents = ents
+	out.Entities = slices.Clone(in.Entities) // non-nil: PutIncident made it so
+	if in.Scope != nil {
+		sc, ok := roundTripScope(in.Scope)
+		if !ok {
+			return r.decode(true)
+		}
+		out.Scope = sc
+	}
+	return out, nil
+}
+
+// roundTripScope returns a copy of sc as encoding it to JSON and decoding
+// it back gives it: empty Within and LeftOut lists (omitempty) nil, times
+// without their monotonic reading and in the location their text gives
+// (roundTripTime). ok is false if a time cannot be encoded.
+func roundTripScope(sc *IncidentScope) (_ *IncidentScope, ok bool) {
+	terms, ok := roundTripTerms(sc.Terms, false)
+	if !ok {
+		return nil, false
+	}
+	out := &IncidentScope{Terms: terms}
+	if len(sc.LeftOut) > 0 {
+		out.LeftOut = slices.Clone(sc.LeftOut)
+	}
+	return out, true
+}
+
+// roundTripTerms is roundTripScope of a list of terms: nil stays nil and
+// empty stays empty, unless omitEmpty (then empty is nil).
+func roundTripTerms(ts []ScopeTerm, omitEmpty bool) ([]ScopeTerm, bool) {
+	if ts == nil || (omitEmpty && len(ts) == 0) {
+		return nil, true
+	}
+	out := make([]ScopeTerm, len(ts))
+	for i, t := range ts {
+		var ok1, ok2, ok3 bool
+		t.From, ok1 = roundTripTime(t.From)
+		t.To, ok2 = roundTripTime(t.To)
+		t.Within, ok3 = roundTripTerms(t.Within, true)
+		if !ok1 || !ok2 || !ok3 {
+			return nil, false
+		}
+		out[i] = t
+	}
+	return out, true
+}
+
+// roundTripTime returns t as encoding/json's text of it decodes: a UTC
+// time loses only its monotonic reading; another is encoded and decoded.
+func roundTripTime(t time.Time) (time.Time, bool) {
+	if t.Location() == time.UTC {
+		return t.Round(0), true
+	}
+	b, err := t.MarshalJSON()
+	if err != nil {
+		return time.Time{}, false
+	}
+	var u time.Time
+	if err := u.UnmarshalJSON(b); err != nil {
+		return time.Time{}, false
+	}
+	return u, true
+}
+
+func validKey(e event.EntityKey) bool {
+	return utf8.ValidString(string(e.Kind)) && utf8.ValidString(e.ID)
+}
+
+func validEntities(es []event.EntityKey) bool {
+	for _, e := range es {
+		if !validKey(e) {
+			return false
+		}
+	}
+	return true
+}
+
+func validScope(sc *IncidentScope) bool {
+	if sc == nil {
+		return true
+	}
+	for _, l := range sc.LeftOut {
+		if !validKey(l.Entity) || !utf8.ValidString(l.Why) {
+			return false
+		}
+	}
+	return validTerms(sc.Terms)
+}
+
+func validTerms(ts []ScopeTerm) bool {
+	for _, t := range ts {
+		if !validKey(t.Entity) || !utf8.ValidString(t.Why) || !validTerms(t.Within) {
+			return false
+		}
+	}
+	return true
 }
 
 // IncidentQuery selects incidents for ListIncidents. The zero value lists
