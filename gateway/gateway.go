@@ -74,6 +74,11 @@ type Token struct {
 	ID       string    // jti
 	KeyID    string    // kid
 	IssuedAt time.Time // iat; zero when absent
+	// User is the user the token is presented for: the JWT's sub (its
+	// exact text; a numeric sub as written), or, for an opaque token, the
+	// user the gateway resolved it to. haechi refuses a token minted for
+	// another user (user_mismatch). "": none presented.
+	User string
 }
 
 // Answer is haechi's verdict (as POST /v1/verify's JSON body says it; the
@@ -203,6 +208,7 @@ const (
 	headerTokenID       = "X-Token-Id"
 	headerTokenKeyID    = "X-Token-Key-Id"    // #nosec G101 -- a header name, not a credential
 	headerTokenIssuedAt = "X-Token-Issued-At" // #nosec G101 -- a header name, not a credential
+	headerTokenUser     = "X-Token-User"      // #nosec G101 -- a header name, not a credential
 	headerRealIP        = "X-Real-Ip"
 	headerUserAgent     = "X-Original-User-Agent"
 	headerVerdict       = "X-Haechi-Verdict"
@@ -230,6 +236,9 @@ func (c *Checker) Check(ctx context.Context, r *http.Request, t Token) (Answer, 
 	}
 	if !t.IssuedAt.IsZero() {
 		h[headerTokenIssuedAt] = []string{claimTime(t.IssuedAt)}
+	}
+	if t.User != "" {
+		h[headerTokenUser] = []string{t.User}
 	}
 	if ip := c.opts.ClientIP(r); ip != "" {
 		h[headerRealIP] = []string{ip}
@@ -335,9 +344,11 @@ func (c *Checker) refuse(w http.ResponseWriter, r *http.Request, t Token, a Answ
 const maxJWT = 16 << 10
 
 // BearerJWT reads "Bearer <JWS compact>" (or the bare token) and decodes
-// its header's kid and payload's jti and iat without verifying the
+// its header's kid and payload's jti, iat and sub without verifying the
 // signature (the gateway does that). ok is false for anything that is not
-// a three-part base64url JSON token with a jti. It never panics.
+// a three-part base64url JSON token with a jti. A string sub is the
+// Token's User as written (no case folding or trimming), a numeric one
+// its JSON text; any other sub is none. It never panics.
 func BearerJWT(h string) (Token, bool) {
 	h = strings.TrimSpace(h)
 	if len(h) > 7 && strings.EqualFold(h[:7], "bearer ") {
@@ -356,6 +367,7 @@ func BearerJWT(h string) (Token, bool) {
 	var pl struct {
 		Jti string          `json:"jti"`
 		Iat json.RawMessage `json:"iat"`
+		Sub json.RawMessage `json:"sub"`
 	}
 	if !decodeSegment(parts[0], &hdr) || !decodeSegment(parts[1], &pl) || pl.Jti == "" {
 		return Token{}, false
@@ -365,7 +377,29 @@ func BearerJWT(h string) (Token, bool) {
 	if len(pl.Iat) > 0 && json.Unmarshal(pl.Iat, &iat) == nil && iat > 0 && iat < 1<<40 {
 		t.IssuedAt = time.Unix(int64(iat), 0).UTC()
 	}
+	t.User = subject(pl.Sub)
 	return t, true
+}
+
+// subject reads a sub claim: a string as written, a number as its JSON
+// text, anything else as none.
+func subject(raw json.RawMessage) string {
+	if len(raw) == 0 {
+		return ""
+	}
+	switch raw[0] {
+	case '"':
+		var s string
+		if json.Unmarshal(raw, &s) == nil {
+			return s
+		}
+	case '-', '0', '1', '2', '3', '4', '5', '6', '7', '8', '9':
+		var n json.Number
+		if json.Unmarshal(raw, &n) == nil {
+			return n.String()
+		}
+	}
+	return ""
 }
 
 // LooksLikeJWS reports whether the Authorization value h holds a JWS

@@ -33,6 +33,11 @@ func TestBearerJWT(t *testing.T) {
 		{jwt(`{}`, `{"jti":"a","iat":1780311600.5}`), true, gateway.Token{ID: "a", IssuedAt: time.Unix(1780311600, 0).UTC()}},
 		{"bearer " + jwt(`{"kid":"k1"}`, `{"jti":"a","iat":"yesterday"}`), true, gateway.Token{ID: "a", KeyID: "k1"}},
 		{jwt(`{"kid":"k1"}`, `{"sub":"a"}`), false, gateway.Token{}},
+		// sub as written: no case folding, no trimming; a number as its text.
+		{jwt(`{"kid":"k1"}`, `{"jti":"a","sub":"Auth0|5F1a "}`), true, gateway.Token{ID: "a", KeyID: "k1", User: "Auth0|5F1a "}},
+		{jwt(`{}`, `{"jti":"a","sub":1042}`), true, gateway.Token{ID: "a", User: "1042"}},
+		{jwt(`{}`, `{"jti":"a","sub":{"id":"x"}}`), true, gateway.Token{ID: "a"}},
+		{jwt(`{}`, `{"jti":"a","sub":null}`), true, gateway.Token{ID: "a"}},
 		{jwt(`not json`, `{"jti":"a"}`), false, gateway.Token{}},
 		{"a.b", false, gateway.Token{}},
 		{"Bearer ", false, gateway.Token{}},
@@ -48,6 +53,8 @@ func FuzzBearerJWT(f *testing.F) {
 	f.Add("Bearer " + jwt(`{"kid":"k1"}`, `{"jti":"a","iat":1780311600}`))
 	f.Add("x.y.z")
 	f.Add("Bearer ..")
+	f.Add("Bearer " + jwt(`{"kid":"k1"}`, `{"jti":"a","sub":"c:1","iat":1780311600}`))
+	f.Add(jwt(`{}`, `{"jti":"a","sub":-1e3}`))
 	f.Fuzz(func(t *testing.T, s string) {
 		c, ok := gateway.BearerJWT(s)
 		if ok && c.ID == "" {

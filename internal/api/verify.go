@@ -289,6 +289,9 @@ type VerifyRequest struct {
 	TokenID  string    `json:"token_id"`
 	KeyID    string    `json:"key_id,omitempty"`
 	IssuedAt time.Time `json:"issued_at,omitzero"`
+	// UserID is the user the token is presented for (the JWT's sub),
+	// compared byte for byte with the mint's user_id (optional).
+	UserID string `json:"user_id,omitempty"`
 	// Context (optional): the client presenting the token.
 	SourceIP  string `json:"source_ip,omitempty"`
 	Country   string `json:"country,omitempty"`
@@ -330,7 +333,7 @@ func (s *Server) query(q VerifyRequest) (mint.Query, error) { return s.queryAt(q
 
 // queryAt is query at a given time (a batch's checks share one).
 func (s *Server) queryAt(q VerifyRequest, now time.Time) (mint.Query, error) {
-	mq := mint.Query{TokenID: q.TokenID, KeyID: q.KeyID, IssuedAt: q.IssuedAt, Source: q.SourceIP, Country: q.Country, UserAgent: q.UserAgent, Now: now}
+	mq := mint.Query{TokenID: q.TokenID, KeyID: q.KeyID, IssuedAt: q.IssuedAt, User: q.UserID, Source: q.SourceIP, Country: q.Country, UserAgent: q.UserAgent, Now: now}
 	if q.SourceIP != "" {
 		ip, err := netip.ParseAddr(q.SourceIP)
 		if err != nil {
@@ -353,9 +356,12 @@ const (
 	HeaderTokenID               = "X-Token-Id"
 	HeaderTokenKeyID            = "X-Token-Key-Id"    // #nosec G101 -- a header name, not a credential
 	HeaderTokenIssuedAt         = "X-Token-Issued-At" // #nosec G101 -- a header name, not a credential (value: RFC 3339 or Unix seconds)
-	HeaderOriginalUserAgent     = "X-Original-User-Agent"
-	HeaderRealIP                = "X-Real-IP"
-	HeaderVerdict               = "X-Haechi-Verdict"
+	// HeaderTokenUser is the user an opaque token is presented for (the
+	// JWT's sub is read from the JWT itself).
+	HeaderTokenUser         = "X-Token-User" // #nosec G101 -- a header name, not a credential
+	HeaderOriginalUserAgent = "X-Original-User-Agent"
+	HeaderRealIP            = "X-Real-IP"
+	HeaderVerdict           = "X-Haechi-Verdict"
 	// HeaderReason, on a refusal, says why (one value per reason, as
 	// POST /v1/verify's reasons).
 	HeaderReason = "X-Haechi-Reason"
@@ -364,8 +370,9 @@ const (
 // handleAuthRequest is the NGINX auth_request endpoint: the token from
 // the JWT in X-Original-Authorization (its header's kid and payload's jti
 // and iat, read without checking the signature — the gateway checks
-// that), or, when there is none that can be read, from X-Token-Id /
-// X-Token-Key-Id / X-Token-Issued-At; the
+// that) with its sub as the user, or, when there is none that can be
+// read, from X-Token-Id / X-Token-Key-Id / X-Token-Issued-At /
+// X-Token-User; the
 // client from X-Real-IP and X-Original-User-Agent. 204 allows, 403
 // refuses (X-Haechi-Verdict says which verdict, X-Haechi-Reason why), 401
 // when no token can be read, 429 beyond the rate limit. It is the compact
@@ -386,13 +393,13 @@ func (s *Server) handleAuthRequest(w http.ResponseWriter, r *http.Request) {
 	// the headers: the upstream would accept it on its signature alone.
 	orig := r.Header.Get(HeaderOriginalAuthorization)
 	if c, ok := gateway.BearerJWT(orig); ok {
-		q.TokenID, q.KeyID, q.IssuedAt = c.ID, c.KeyID, c.IssuedAt
+		q.TokenID, q.KeyID, q.IssuedAt, q.UserID = c.ID, c.KeyID, c.IssuedAt, c.User
 	} else if gateway.LooksLikeJWS(orig) {
 		w.Header().Set(HeaderVerdict, gateway.Unreadable)
 		w.WriteHeader(http.StatusUnauthorized)
 		return
 	} else {
-		q.TokenID, q.KeyID = r.Header.Get(HeaderTokenID), r.Header.Get(HeaderTokenKeyID)
+		q.TokenID, q.KeyID, q.UserID = r.Header.Get(HeaderTokenID), r.Header.Get(HeaderTokenKeyID), r.Header.Get(HeaderTokenUser)
 		if v := r.Header.Get(HeaderTokenIssuedAt); v != "" {
 			q.IssuedAt, _ = gateway.ParseClaimTime(v)
 		}
@@ -479,7 +486,7 @@ func (s *Server) handleVerifyBatch(w http.ResponseWriter, r *http.Request) {
 			writeError(w, http.StatusBadRequest, fmt.Sprintf("check %d: %v; nothing was checked", i+1, err))
 			return
 		}
-		q := VerifyRequest{TokenID: c.Token.ID, KeyID: c.Token.KeyID, IssuedAt: c.Token.IssuedAt, SourceIP: c.ClientIP, UserAgent: c.UserAgent}
+		q := VerifyRequest{TokenID: c.Token.ID, KeyID: c.Token.KeyID, IssuedAt: c.Token.IssuedAt, UserID: c.Token.User, SourceIP: c.ClientIP, UserAgent: c.UserAgent}
 		mq, err := s.queryAt(q, now)
 		if err != nil {
 			q.SourceIP = "" // not an address: no context
