@@ -356,15 +356,15 @@ const (
 	HeaderTokenID               = "X-Token-Id"
 	HeaderTokenKeyID            = "X-Token-Key-Id"    // #nosec G101 -- a header name, not a credential
 	HeaderTokenIssuedAt         = "X-Token-Issued-At" // #nosec G101 -- a header name, not a credential (value: RFC 3339 or Unix seconds)
-	// HeaderTokenUser is the user an opaque token is presented for (the
-	// JWT's sub is read from the JWT itself).
-	HeaderTokenUser         = "X-Token-User" // #nosec G101 -- a header name, not a credential
-	HeaderOriginalUserAgent = "X-Original-User-Agent"
-	HeaderRealIP            = "X-Real-IP"
-	HeaderVerdict           = "X-Haechi-Verdict"
+	HeaderOriginalUserAgent     = "X-Original-User-Agent"
+	HeaderRealIP                = "X-Real-IP"
+	HeaderVerdict               = "X-Haechi-Verdict"
 	// HeaderReason, on a refusal, says why (one value per reason, as
 	// POST /v1/verify's reasons).
 	HeaderReason = "X-Haechi-Reason"
+	// HeaderTokenUser is the user an opaque token is presented for (the
+	// JWT's sub is read from the JWT itself).
+	HeaderTokenUser = "X-Token-User" // #nosec G101 -- a header name, not a credential
 )
 
 // handleAuthRequest is the NGINX auth_request endpoint: the token from

@@ -351,3 +351,95 @@ func TestVerifyBatch(t *testing.T) {
 		t.Errorf("%d checks: %d %s", api.MaxVerifyBatch+1, code, b)
 	}
 }
+
+// TestVerifyUserBinding: every form of the check reads the user the token
+// is presented for (the JWT's sub; X-Token-User, user_id, the batch's
+// sixth field for opaque tokens) and refuses a genuine token id presented
+// for another user; a genuine token presented for its own user passes.
+func TestVerifyUserBinding(t *testing.T) {
+	var refused []string
+	f := newVerifyFixture(t, api.VerifyOptions{OnRefuse: func(q mint.Query, a mint.Answer) {
+		refused = append(refused, q.TokenID+":"+string(a.Verdict)+":"+q.User)
+	}}, nil)
+	f.reg.Observe(&event.Event{Time: vnow.Add(-time.Hour), Dataset: event.DatasetKeys, Key: event.Key{ID: "k1"}})
+	// The forger's own genuine login, registered with its user.
+	code, _, b := f.do(t, http.MethodPost, "/v1/tokens/minted", "", api.MintBatch{Mints: []api.MintRequest{
+		{TokenID: "tok-own", KeyID: "k1", IssuedAt: vnow.Add(-time.Minute), ExpiresAt: vnow.Add(time.Hour), UserID: "c:1042"},
+		{TokenID: "tok-unbound", KeyID: "k1", IssuedAt: vnow.Add(-time.Minute)},
+	}}, nil)
+	if code != http.StatusOK {
+		t.Fatalf("register: %d %s", code, b)
+	}
+	sub := func(id, user string) string {
+		return "Bearer " + jwt(`{"kid":"k1"}`, `{"jti":"`+id+`","iat":1780315140,"sub":"`+user+`"}`)
+	}
+	for _, c := range []struct {
+		name    string
+		hdr     map[string]string
+		code    int
+		verdict string
+	}{
+		{"jwt, own sub (twin)", map[string]string{api.HeaderOriginalAuthorization: sub("tok-own", "c:1042")}, 204, "known"},
+		{"jwt, victim's sub", map[string]string{api.HeaderOriginalAuthorization: sub("tok-own", "c:7")}, 403, "user_mismatch"},
+		{"jwt, sub in another case", map[string]string{api.HeaderOriginalAuthorization: sub("tok-own", "C:1042")}, 403, "user_mismatch"},
+		{"jwt without sub: unbound", map[string]string{api.HeaderOriginalAuthorization: "Bearer " + jwt(`{"kid":"k1"}`, `{"jti":"tok-own"}`)}, 204, "known"},
+		{"jwt, unbound mint", map[string]string{api.HeaderOriginalAuthorization: sub("tok-unbound", "c:7")}, 204, "known"},
+		{"headers, own user (twin)", map[string]string{api.HeaderTokenID: "tok-own", api.HeaderTokenKeyID: "k1", api.HeaderTokenUser: "c:1042"}, 204, "known"},
+		{"headers, victim", map[string]string{api.HeaderTokenID: "tok-own", api.HeaderTokenKeyID: "k1", api.HeaderTokenUser: "c:7"}, 403, "user_mismatch"},
+		// The JWT is what the upstream serves: the client's own
+		// X-Token-User beside it is not read.
+		{"client's X-Token-User beside a jwt", map[string]string{api.HeaderOriginalAuthorization: sub("tok-own", "c:8"), api.HeaderTokenUser: "c:1042"}, 403, "user_mismatch"},
+	} {
+		code, h, b := f.do(t, http.MethodGet, "/v1/verify/auth-request", "", nil, c.hdr)
+		if code != c.code || h.Get(api.HeaderVerdict) != c.verdict {
+			t.Errorf("auth-request, %s: %d %s (%s), want %d %s", c.name, code, h.Get(api.HeaderVerdict), b, c.code, c.verdict)
+		}
+	}
+	for _, c := range []struct {
+		user string
+		want mint.Verdict
+	}{{"c:1042", mint.Known}, {"c:7", mint.UserMismatch}, {"", mint.Known}} {
+		if a := f.verify(t, api.VerifyRequest{TokenID: "tok-own", KeyID: "k1", UserID: c.user}); a.Verdict != c.want || a.Allow != c.want.Allowed() {
+			t.Errorf("POST /v1/verify for %q: %+v, want %s", c.user, a, c.want)
+		}
+	}
+	resp, err := http.Post(f.srv.URL+"/v1/verify/batch", "text/tab-separated-values",
+		strings.NewReader("tok-own\tk1\t\t\t\tc:1042\ntok-own\tk1\t\t203.0.113.9\tcurl/8\tc:9\ntok-own\tk1\t\t203.0.113.9\tcurl/8\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if want := "+known\n-user_mismatch\tminted for another user than the one it is presented for\n+known\n"; resp.StatusCode != 200 || string(body) != want {
+		t.Errorf("batch: %d %q, want %q", resp.StatusCode, body, want)
+	}
+	// Each refusal is reported with the user it was presented for: the
+	// refusal event carries it to the detector.
+	want := []string{"tok-own:user_mismatch:c:7", "tok-own:user_mismatch:C:1042", "tok-own:user_mismatch:c:7", "tok-own:user_mismatch:c:8",
+		"tok-own:user_mismatch:c:7", "tok-own:user_mismatch:c:9"}
+	if strings.Join(refused, " ") != strings.Join(want, " ") {
+		t.Errorf("refusals reported %v, want %v", refused, want)
+	}
+}
+
+// With mint.Options.RequireUser, a check presenting no user for a bound
+// token is refused (user_missing); an unbound mint still passes.
+func TestVerifyRequireUser(t *testing.T) {
+	f := newVerifyFixture(t, api.VerifyOptions{}, nil, mint.Options{MaxLifetime: 12 * time.Hour, ClockSkew: time.Minute, RequireUser: true})
+	f.reg.Add(mint.Mint{TokenID: "tok-own", KeyID: "k1", At: vnow.Add(-time.Minute), UserID: "c:1042"})
+	f.reg.Add(mint.Mint{TokenID: "tok-unbound", KeyID: "k1", At: vnow.Add(-time.Minute)})
+	for _, c := range []struct {
+		hdr     map[string]string
+		code    int
+		verdict string
+	}{
+		{map[string]string{api.HeaderOriginalAuthorization: "Bearer " + jwt(`{"kid":"k1"}`, `{"jti":"tok-own"}`)}, 403, "user_missing"},
+		{map[string]string{api.HeaderOriginalAuthorization: "Bearer " + jwt(`{"kid":"k1"}`, `{"jti":"tok-own","sub":"c:1042"}`)}, 204, "known"},
+		{map[string]string{api.HeaderTokenID: "tok-unbound", api.HeaderTokenKeyID: "k1"}, 204, "known"},
+	} {
+		code, h, _ := f.do(t, http.MethodGet, "/v1/verify/auth-request", "", nil, c.hdr)
+		if code != c.code || h.Get(api.HeaderVerdict) != c.verdict {
+			t.Errorf("%v: %d %s, want %d %s", c.hdr, code, h.Get(api.HeaderVerdict), c.code, c.verdict)
+		}
+	}
+}

@@ -64,7 +64,7 @@ func newInlineChecker(cfg config.Config, t *truth.Truth) *inlineChecker {
 	}
 	tp, v := cfg.Detectors.TokenProvenance, cfg.Verify
 	reg := mint.New(mint.Options{MaxLifetime: tp.MaxLifetime.D(), ClockSkew: tp.ClockSkew.D(),
-		Grace: mint.Grace{Skew: v.GraceSkew.D(), PerSource: v.GracePerSource, PerKey: v.GracePerKey}})
+		Grace: mint.Grace{Skew: v.GraceSkew.D(), PerSource: v.GracePerSource, PerKey: v.GracePerKey}, RequireUser: v.RequireUser})
 	return &inlineChecker{reg: reg, at: newAttributor(t), t: t,
 		score: InlineVerify{ByVerdict: map[string]int{}, BenignByVerdict: map[string]int{}}}
 }

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/haechi-sec/haechi/internal/detect/tokenuse"
 	"github.com/haechi-sec/haechi/internal/event"
 )
 
@@ -441,5 +442,13 @@ func TestVerifyUser(t *testing.T) {
 				t.Errorf("answer %+v: allow must follow the verdict, with reasons", a)
 			}
 		})
+	}
+}
+
+// The refusal event of a user_mismatch verdict is what the token
+// detector reads as a token never minted.
+func TestUserMismatchAction(t *testing.T) {
+	if got := tokenuse.RefusedPrefix + string(UserMismatch); got != tokenuse.ActionUserMismatch {
+		t.Fatalf("refusal action %q, the detector reads %q", got, tokenuse.ActionUserMismatch)
 	}
 }
