@@ -178,6 +178,10 @@ type Server struct {
 	duration *prometheus.HistogramVec
 	// verifyLimit limits the check routes (registerVerify).
 	verifyLimit *rate.Limiter
+	// mintWarned: the ingest tokens already logged as registering mints
+	// (deprecatedMinter).
+	mintWarnMu sync.Mutex
+	mintWarned map[string]struct{}
 	// batchBufs recycles POST /v1/verify/batch's body and answer buffers.
 	batchBufs sync.Pool
 }

@@ -43,6 +43,11 @@ type VerifyOptions struct {
 	Locate func(netip.Addr) string
 	// MaxMints bounds one POST /v1/tokens/minted batch (0 → 10,000).
 	MaxMints int
+	// IngestMayMint lets ingest tokens register mints (deprecated: the
+	// answer carries a Warning header and the first registration of each
+	// ingest token is logged). false: only mint and admin tokens may
+	// (403 naming the mint role).
+	IngestMayMint bool
 	// OnRefuse, if set, is told of every refused check (not of requests
 	// without a token); it must not block.
 	OnRefuse func(q mint.Query, a mint.Answer)
@@ -64,7 +69,11 @@ func (s *Server) registerVerify() {
 		v.MaxMints = 10_000
 	}
 	s.verifyLimit = rate.NewLimiter(rate.Limit(v.Rate), v.Burst)
-	s.handleFunc("POST /v1/tokens/minted", auth.NeedIngest, s.handleMinted)
+	mintNeed := auth.NeedMint
+	if v.IngestMayMint {
+		mintNeed = auth.NeedMintOrIngest
+	}
+	s.handleFunc("POST /v1/tokens/minted", mintNeed, s.handleMinted)
 	s.handleFunc("POST /v1/verify", auth.NeedVerify, s.handleVerify)
 	s.handleFunc("GET /v1/verify/auth-request", auth.NeedVerify, s.handleAuthRequest)
 	s.handleFunc("POST /v1/verify/batch", auth.NeedVerify, s.handleVerifyBatch)
@@ -135,6 +144,9 @@ type idField struct {
 // as for events.
 func (s *Server) handleMinted(w http.ResponseWriter, r *http.Request) {
 	v := s.opts.Verify
+	if c, ok := auth.CallerFrom(r.Context()); ok && c.Role == auth.RoleIngest {
+		s.deprecatedMinter(w, c)
+	}
 	body, err := io.ReadAll(&limitReader{r: r.Body, left: s.opts.MaxBodyBytes})
 	if err != nil {
 		if errors.Is(err, errTooLarge) {
@@ -212,6 +224,35 @@ func (s *Server) handleMinted(w http.ResponseWriter, r *http.Request) {
 		v.Registry.Add(m)
 	}
 	writeJSON(w, http.StatusOK, MintResult{Registered: len(mints)})
+}
+
+// ingestMintWarning is the Warning header of a mint registration by an
+// ingest token (RFC 9111's 299: a persistent warning).
+const ingestMintWarning = `299 haechi "registering mints with an ingest token is deprecated and will be refused in the next release: use a token with role mint (haechi tokens create --role mint)"`
+
+// maxWarnedMinters bounds the ingest tokens remembered as warned.
+const maxWarnedMinters = 1024
+
+// deprecatedMinter warns that the ingest token c registers mints: a
+// Warning header on every answer, and a log line the first time each
+// token does it (while fewer than maxWarnedMinters were logged).
+func (s *Server) deprecatedMinter(w http.ResponseWriter, c auth.Caller) {
+	w.Header().Set("Warning", ingestMintWarning)
+	s.mintWarnMu.Lock()
+	if s.mintWarned == nil {
+		s.mintWarned = map[string]struct{}{}
+	}
+	_, seen := s.mintWarned[c.TokenID]
+	if !seen && len(s.mintWarned) < maxWarnedMinters {
+		s.mintWarned[c.TokenID] = struct{}{}
+	} else {
+		seen = true
+	}
+	s.mintWarnMu.Unlock()
+	if !seen {
+		s.opts.Logger.Warn("an ingest token registers mints (POST /v1/tokens/minted): deprecated, create a token with role mint for the issuer; verify.ingest_may_mint: false refuses it",
+			"token", c.String())
+	}
 }
 
 // mintEvent validates one mint and renders it as a contract event line

@@ -261,31 +261,50 @@ func TestVerifyRole(t *testing.T) {
 	}
 	t.Cleanup(func() { st.Close() })
 	tokens := map[auth.Role]string{}
-	for _, r := range []auth.Role{auth.RoleIngest, auth.RoleVerify, auth.RoleAnalyst, auth.RoleAdmin} {
+	for _, r := range []auth.Role{auth.RoleIngest, auth.RoleMint, auth.RoleVerify, auth.RoleAnalyst, auth.RoleAdmin} {
 		tok, _, err := auth.CreateToken(ctx, st, r, string(r), time.Now())
 		if err != nil {
 			t.Fatal(err)
 		}
 		tokens[r] = tok
 	}
-	f := newVerifyFixture(t, api.VerifyOptions{}, auth.New(auth.Options{Store: st}))
+	authn := auth.New(auth.Options{Store: st})
+	f := newVerifyFixture(t, api.VerifyOptions{}, authn)
+	// During the deprecation (verify.ingest_may_mint, on by default in
+	// serve) ingest tokens may still register mints, warned.
+	legacy := newVerifyFixture(t, api.VerifyOptions{IngestMayMint: true}, authn)
 	mintBody := api.MintBatch{Mints: []api.MintRequest{{TokenID: "t1"}}}
 	for _, c := range []struct {
-		role                  auth.Role
-		verify, mint, analyst int
+		role                          auth.Role
+		verify, mint, legacy, analyst int
 	}{
-		{auth.RoleVerify, 200, 403, 403},
-		{auth.RoleIngest, 403, 200, 403},
-		{auth.RoleAnalyst, 403, 403, 200},
-		{auth.RoleAdmin, 200, 200, 200},
-		{"", 401, 401, 401},
+		{auth.RoleVerify, 200, 403, 403, 403},
+		{auth.RoleIngest, 403, 403, 200, 403},
+		{auth.RoleMint, 403, 200, 200, 403},
+		{auth.RoleAnalyst, 403, 403, 403, 200},
+		{auth.RoleAdmin, 200, 200, 200, 200},
+		{"", 401, 401, 401, 401},
 	} {
 		tok := tokens[c.role]
 		if code, _, b := f.do(t, http.MethodPost, "/v1/verify", tok, api.VerifyRequest{TokenID: "t1"}, nil); code != c.verify {
 			t.Errorf("%s: verify %d %s", c.role, code, b)
 		}
-		if code, _, b := f.do(t, http.MethodPost, "/v1/tokens/minted", tok, mintBody, nil); code != c.mint {
+		code, _, b := f.do(t, http.MethodPost, "/v1/tokens/minted", tok, mintBody, nil)
+		if code != c.mint {
 			t.Errorf("%s: minted %d %s", c.role, code, b)
+		}
+		if code == 403 && !strings.Contains(string(b), "role mint") {
+			t.Errorf("%s: the refusal does not name the mint role: %s", c.role, b)
+		}
+		code, h, b := legacy.do(t, http.MethodPost, "/v1/tokens/minted", tok, mintBody, nil)
+		if code != c.legacy {
+			t.Errorf("%s: minted (ingest may mint) %d %s", c.role, code, b)
+		}
+		if w := h.Get("Warning"); (c.role == auth.RoleIngest) != strings.Contains(w, "role mint") {
+			t.Errorf("%s: Warning %q", c.role, w)
+		}
+		if code, _, b := f.do(t, http.MethodPost, "/v1/events", tok, nil, nil); c.role == auth.RoleMint && code != 403 {
+			t.Errorf("mint token posted events: %d %s", code, b)
 		}
 		if code, _, b := f.do(t, http.MethodGet, "/v1/alerts", tok, nil, nil); code != c.analyst {
 			t.Errorf("%s: alerts %d %s", c.role, code, b)
