@@ -12,8 +12,6 @@ import (
 	"strings"
 	"time"
 
-	"golang.org/x/time/rate"
-
 	"github.com/haechi-sec/haechi/gateway"
 	"github.com/haechi-sec/haechi/internal/auth"
 	"github.com/haechi-sec/haechi/internal/event"
@@ -31,10 +29,11 @@ type MintRegistry interface {
 // VerifyOptions configure the mint registry's routes (Options.Verify).
 type VerifyOptions struct {
 	Registry MintRegistry
-	// Rate and Burst limit the check routes, over all callers together
-	// (0 → 100,000 per second, burst 10,000); a request beyond them is
-	// answered 429 at once — the gateway's own mode (open or closed)
-	// decides what that means.
+	// Rate and Burst limit the check routes per caller — each API token
+	// has a bucket of its own, at most 4,096 kept (0 → 100,000 per
+	// second, burst 10,000); a request beyond them is answered 429 at
+	// once — the gateway's own mode (open or closed) decides what that
+	// means.
 	Rate  float64
 	Burst int
 	// Locate resolves an address to an ISO country code ("" unknown),
@@ -68,7 +67,7 @@ func (s *Server) registerVerify() {
 	if v.MaxMints <= 0 {
 		v.MaxMints = 10_000
 	}
-	s.verifyLimit = rate.NewLimiter(rate.Limit(v.Rate), v.Burst)
+	s.verifyLimit = newCallerLimits(v.Rate, v.Burst)
 	mintNeed := auth.NeedMint
 	if v.IngestMayMint {
 		mintNeed = auth.NeedMintOrIngest
@@ -343,7 +342,7 @@ type VerifyRequest struct {
 const maxVerifyBody = 16 << 10
 
 func (s *Server) handleVerify(w http.ResponseWriter, r *http.Request) {
-	if !s.verifyLimit.Allow() {
+	if !s.verifyLimit.allow(r, 1) {
 		w.Header().Set("Retry-After", "1")
 		writeError(w, http.StatusTooManyRequests, "verify rate limit exceeded")
 		return
@@ -419,7 +418,7 @@ const (
 // when no token can be read, 429 beyond the rate limit. It is the compact
 // form of the check (no body either way), which gateway.Checker uses too.
 func (s *Server) handleAuthRequest(w http.ResponseWriter, r *http.Request) {
-	if !s.verifyLimit.Allow() {
+	if !s.verifyLimit.allow(r, 1) {
 		w.Header().Set("Retry-After", "1")
 		w.WriteHeader(http.StatusTooManyRequests)
 		return
@@ -509,7 +508,7 @@ func (s *Server) handleVerifyBatch(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	now := s.opts.Now()
-	if !s.verifyLimit.AllowN(time.Now(), n) { // the limiter's own clock, as Allow
+	if !s.verifyLimit.allow(r, n) {
 		w.Header().Set("Retry-After", "1")
 		writeError(w, http.StatusTooManyRequests, "verify rate limit exceeded")
 		return

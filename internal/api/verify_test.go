@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -460,5 +461,44 @@ func TestVerifyRequireUser(t *testing.T) {
 		if code != c.code || h.Get(api.HeaderVerdict) != c.verdict {
 			t.Errorf("%v: %d %s, want %d %s", c.hdr, code, h.Get(api.HeaderVerdict), c.code, c.verdict)
 		}
+	}
+}
+
+// The verify rate limit is per caller: one API token spending its
+// allowance does not refuse another's checks.
+func TestVerifyRateLimitPerCaller(t *testing.T) {
+	ctx := context.Background()
+	st, err := store.Open(ctx, t.TempDir(), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	var toks []string
+	for _, name := range []string{"edge a", "edge b"} {
+		tok, _, err := auth.CreateToken(ctx, st, auth.RoleVerify, name, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		toks = append(toks, tok)
+	}
+	f := newVerifyFixture(t, api.VerifyOptions{Rate: 0.001, Burst: 2}, auth.New(auth.Options{Store: st}))
+	var codes []int
+	for _, tok := range []string{toks[0], toks[0], toks[0], toks[1]} {
+		code, _, _ := f.do(t, http.MethodPost, "/v1/verify", tok, api.VerifyRequest{TokenID: "x"}, nil)
+		codes = append(codes, code)
+	}
+	// The second caller's batch of two fits its own burst, a third check does not.
+	req, _ := http.NewRequest(http.MethodPost, f.srv.URL+"/v1/verify/batch", strings.NewReader("x\n"))
+	req.Header.Set("Authorization", "Bearer "+toks[1])
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	codes = append(codes, resp.StatusCode)
+	code, _, _ := f.do(t, http.MethodGet, "/v1/verify/auth-request", toks[1], nil, map[string]string{api.HeaderTokenID: "x"})
+	codes = append(codes, code)
+	if fmt.Sprint(codes) != "[200 200 429 200 200 429]" {
+		t.Errorf("codes %v, want [200 200 429 200 200 429]", codes)
 	}
 }
