@@ -3,8 +3,8 @@
 // (GET /v1/verify/auth-request, the compact form nginx's auth_request
 // uses, docs/verify.md) whether the request's token was
 // minted, and refuses it (403) when haechi says it was not, was revoked,
-// was signed by a retired or unknown key, or is presented by another
-// client than it was minted for.
+// was signed by a retired or unknown key, or is presented for another
+// user (the JWT's sub) or by another client than it was minted for.
 //
 // It imports only the standard library, so a gateway takes on no
 // dependency of haechi's.
@@ -102,7 +102,9 @@ type Options struct {
 	// Client sends the checks (nil → a client keeping up to 256
 	// connections to haechi alive).
 	Client *http.Client
-	// Token finds the request's token (nil → BearerJWT); ok false: none.
+	// Token finds the request's token (nil → BearerJWT, the user being
+	// the JWT's sub; for an opaque token, set Token.User to the user the
+	// gateway resolved it to); ok false: none.
 	Token func(*http.Request) (Token, bool)
 	// ClientIP is the presenting client's address for binding (nil → the
 	// host of RemoteAddr; behind a proxy, read your trusted header).

@@ -92,7 +92,9 @@ func (c *inlineChecker) Check(ev *event.Event) (Containment, bool) {
 		c.reg.Sweep(ev.Time)
 		c.nextSweep = ev.Time.Add(time.Hour)
 	}
-	q := mint.Query{TokenID: ev.Token.ID, KeyID: ev.Token.KeyID, IssuedAt: ev.Token.IssuedAt,
+	// The user the request is served for is the one its token is
+	// presented for (a gateway reads it from the JWT's sub).
+	q := mint.Query{TokenID: ev.Token.ID, KeyID: ev.Token.KeyID, IssuedAt: ev.Token.IssuedAt, User: ev.User.ID,
 		Country: ev.Source.Country, UserAgent: ev.UserAgent, Now: ev.Time}
 	if ip := ev.Source.IP.Unmap(); ip.IsValid() {
 		q.Source = ip.String()
