@@ -315,15 +315,14 @@ func (d *Detector) NewShard() engine.Shard { return newShard(d.opts) }
 
 func newShard(opts Options) *shard {
 	return &shard{
-		opts:       opts,
-		mints:      newMintIndex(),
-		pending:    map[uint64]*pendingUse{},
-		flagged:    map[uint64]flagEntry{},
-		mismatched: map[uint64]uint32{},
-		keyIdx:     map[string]uint16{},
-		keys:       []keyInfo{{}}, // index 0: no key
-		queue:      useHeap{by: byDue},
-		deadlines:  useHeap{by: byDeadline},
+		opts:      opts,
+		mints:     newMintIndex(),
+		pending:   map[uint64]*pendingUse{},
+		flagged:   map[uint64]flagEntry{},
+		keyIdx:    map[string]uint16{},
+		keys:      []keyInfo{{}}, // index 0: no key
+		queue:     useHeap{by: byDue},
+		deadlines: useHeap{by: byDeadline},
 	}
 }
 
@@ -356,10 +355,11 @@ type pendingUse struct {
 	// refused: every use so far was refused at the gateway by the inline
 	// check (tokenuse.Refused), so none was served.
 	refused bool
+	pos     [2]int // in shard.queue (byDue) and shard.deadlines (byDeadline)
+
 	// mismatch: the first use refused as user_mismatch, kept to report it
 	// when the mint arrives (userMismatch).
 	mismatch *refusedUse
-	pos      [2]int // in shard.queue (byDue) and shard.deadlines (byDeadline)
 }
 
 // flagEntry remembers a token already reported never minted, and enough of
@@ -389,13 +389,15 @@ type shard struct {
 	deadlines useHeap // by deadline (the issuer rule)
 	flagged   map[uint64]flagEntry
 	flagPeak  int
+	keyIdx    map[string]uint16
+	keys      []keyInfo
+	inventory bool // some keys.inventory event was seen
+	lastSweep time.Time
+
 	// mismatched: tokens already reported for a user_mismatch refusal →
-	// toSec of when to forget them (first report + MaxLifetime).
+	// toSec of when to forget them (first report + MaxLifetime); nil
+	// until the first.
 	mismatched map[uint64]uint32
-	keyIdx     map[string]uint16
-	keys       []keyInfo
-	inventory  bool // some keys.inventory event was seen
-	lastSweep  time.Time
 }
 
 // Process implements engine.Shard.
@@ -708,6 +710,9 @@ func refusal(c *engine.Context, ev *event.Event) refusedUse {
 func (s *shard) userMismatch(c *engine.Context, key event.EntityKey, u refusedUse, h uint64, mk uint16) {
 	if _, done := s.mismatched[h]; done {
 		return
+	}
+	if s.mismatched == nil {
+		s.mismatched = map[uint64]uint32{}
 	}
 	s.mismatched[h] = toSec(u.at.Add(s.opts.MaxLifetime))
 	kid := u.keyID
