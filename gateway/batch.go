@@ -17,10 +17,13 @@ import (
 // than one HTTP exchange per check can carry. A body of text lines, one
 // check per line, fields separated by tabs:
 //
-//	token_id \t key_id \t issued_at \t client_ip \t user_agent \n
+//	token_id \t key_id \t issued_at \t client_ip \t user_agent [\t user] \n
 //
 // issued_at is Unix seconds or RFC 3339, empty when unknown; every field
 // but token_id may be empty, and trailing empty fields may be left out.
+// user (the token's sub, Token.User) is optional and last, so lines
+// written before it existed still parse; AppendCheck writes it only when
+// there is one, so a line without a user is the same as before.
 // The answer holds one line per check, in order: "+" (allowed) or "-"
 // (refused), the verdict, then each reason after a tab.
 //
@@ -29,7 +32,7 @@ import (
 //
 // No field may hold a tab, a line break or another control character:
 // the encoders replace them in a user agent or reason with a space, and a
-// token or key id holding one cannot be sent in a batch.
+// token id, key id or user holding one cannot be sent in a batch.
 
 // Check is one check of a batch: a token and the client presenting it.
 type Check struct {
@@ -42,7 +45,7 @@ type Check struct {
 const MaxBatchLine = 16 << 10
 
 var (
-	errBatchLine = errors.New("a check line holds at most 5 tab-separated fields, the first a token id")
+	errBatchLine = errors.New("a check line holds at most 6 tab-separated fields, the first a token id")
 	errLineLong  = errors.New("a check line is longer than 16 KiB")
 	errIssuedAt  = errors.New("issued_at is neither Unix seconds nor RFC 3339")
 )
@@ -50,7 +53,7 @@ var (
 // Batchable reports whether c's ids can be sent in a batch (none holds a
 // control character).
 func Batchable(c Check) bool {
-	return c.Token.ID != "" && clean(c.Token.ID) && clean(c.Token.KeyID) && clean(c.ClientIP)
+	return c.Token.ID != "" && clean(c.Token.ID) && clean(c.Token.KeyID) && clean(c.ClientIP) && clean(c.Token.User)
 }
 
 func clean(s string) bool {
@@ -88,6 +91,10 @@ func AppendCheck(b []byte, c Check) []byte {
 	b = appendField(b, c.ClientIP)
 	b = append(b, '\t')
 	b = appendField(b, c.UserAgent)
+	if c.Token.User != "" {
+		b = append(b, '\t')
+		b = appendField(b, c.Token.User)
+	}
 	return append(b, '\n')
 }
 
@@ -98,7 +105,7 @@ func ParseCheck(line []byte) (Check, error) {
 	if len(line) > MaxBatchLine {
 		return c, errLineLong
 	}
-	var f [5][]byte
+	var f [6][]byte
 	n := 0
 	for rest := line; ; n++ {
 		if n == len(f) {
@@ -128,7 +135,7 @@ func ParseCheck(line []byte) (Check, error) {
 		}
 		c.Token.IssuedAt = t
 	}
-	c.ClientIP, c.UserAgent = string(f[3]), string(f[4])
+	c.ClientIP, c.UserAgent, c.Token.User = string(f[3]), string(f[4]), string(f[5])
 	return c, nil
 }
 

@@ -26,6 +26,11 @@ func TestBatchLines(t *testing.T) {
 		{"token only", gateway.Check{Token: gateway.Token{ID: "tok-a"}}, "tok-a\t\t\t\t\n", gateway.Check{Token: gateway.Token{ID: "tok-a"}}},
 		{"sub-second issue time", gateway.Check{Token: gateway.Token{ID: "t", IssuedAt: iat.Add(5 * time.Millisecond)}},
 			"t\t\t2026-06-01T11:00:00.005Z\t\t\n", gateway.Check{Token: gateway.Token{ID: "t", IssuedAt: iat.Add(5 * time.Millisecond)}}},
+		{"with a user (the optional sixth field)", gateway.Check{Token: gateway.Token{ID: "tok-a", KeyID: "k1", IssuedAt: iat, User: "c:1042"}, ClientIP: "198.51.100.9", UserAgent: "curl/8"},
+			"tok-a\tk1\t1780311600\t198.51.100.9\tcurl/8\tc:1042\n",
+			gateway.Check{Token: gateway.Token{ID: "tok-a", KeyID: "k1", IssuedAt: iat, User: "c:1042"}, ClientIP: "198.51.100.9", UserAgent: "curl/8"}},
+		{"a user without the other fields", gateway.Check{Token: gateway.Token{ID: "t", User: "Auth0|AbC"}}, "t\t\t\t\t\tAuth0|AbC\n",
+			gateway.Check{Token: gateway.Token{ID: "t", User: "Auth0|AbC"}}},
 		{"a tab in the user agent becomes a space", gateway.Check{Token: gateway.Token{ID: "t"}, UserAgent: "a\tb\r\nc"},
 			"t\t\t\t\ta b  c\n", gateway.Check{Token: gateway.Token{ID: "t"}, UserAgent: "a b  c"}},
 	} {
@@ -40,10 +45,15 @@ func TestBatchLines(t *testing.T) {
 			}
 		})
 	}
-	for _, bad := range []string{"", "\tk1", "a\tb\tc\td\te\tf", "a\tb\tyesterday", "a\x01b", strings.Repeat("x", gateway.MaxBatchLine+1)} {
+	for _, bad := range []string{"", "\tk1", "a\tb\tc\td\te\tf\tg", "a\tb\tc\td\te\tf\x01", "a\tb\tyesterday", "a\x01b", strings.Repeat("x", gateway.MaxBatchLine+1)} {
 		if c, err := gateway.ParseCheck([]byte(bad)); err == nil {
 			t.Errorf("%.40q: parsed %+v, want an error", bad, c)
 		}
+	}
+	// A line of the five fields before the user existed reads as before,
+	// with no user.
+	if c, err := gateway.ParseCheck([]byte("tok-a\tk1\t1780311600\t198.51.100.9\tcurl/8")); err != nil || c.Token.User != "" || c.UserAgent != "curl/8" {
+		t.Errorf("five-field line: %+v %v", c, err)
 	}
 	// Short lines: trailing fields left out.
 	if c, err := gateway.ParseCheck([]byte("tok-a\tk1")); err != nil || c.Token.ID != "tok-a" || c.Token.KeyID != "k1" {
@@ -51,6 +61,9 @@ func TestBatchLines(t *testing.T) {
 	}
 	if gateway.Batchable(gateway.Check{Token: gateway.Token{ID: "a\tb"}}) || gateway.Batchable(gateway.Check{}) {
 		t.Error("a token id with a tab, or none, is batchable")
+	}
+	if gateway.Batchable(gateway.Check{Token: gateway.Token{ID: "a", User: "c:1\n"}}) {
+		t.Error("a user with a line break is batchable")
 	}
 }
 
@@ -81,6 +94,9 @@ func FuzzParseCheck(f *testing.F) {
 	f.Add("tok-a\tk1\t1780311600\t198.51.100.9\tpython-requests/2.32")
 	f.Add("t\t\t2026-06-01T11:00:00.005Z")
 	f.Add("\t\t\t\t\t")
+	f.Add("tok-a\tk1\t1780311600\t198.51.100.9\tcurl/8\tc:1042")
+	f.Add("t\t\t\t\t\tauth0|5f1a")
+	f.Add("t\t\t\t\t\t\t")
 	f.Fuzz(func(t *testing.T, s string) {
 		c, err := gateway.ParseCheck([]byte(s))
 		if err != nil {
@@ -93,7 +109,7 @@ func FuzzParseCheck(f *testing.F) {
 		line := gateway.AppendCheck(nil, c)
 		back, err := gateway.ParseCheck(line[:len(line)-1])
 		if err != nil || back.Token.ID != c.Token.ID || back.Token.KeyID != c.Token.KeyID || !back.Token.IssuedAt.Equal(c.Token.IssuedAt) ||
-			back.ClientIP != c.ClientIP || back.UserAgent != c.UserAgent {
+			back.ClientIP != c.ClientIP || back.UserAgent != c.UserAgent || back.Token.User != c.Token.User {
 			t.Fatalf("%q → %+v → %q → %+v %v", s, c, line, back, err)
 		}
 	})

@@ -3,8 +3,8 @@
 // (docs/verify.md; by default over persistent check streams,
 // GET /v1/verify/stream) whether the request's token was
 // minted, and refuses it (403) when haechi says it was not, was revoked,
-// was signed by a retired or unknown key, or is presented by another
-// client than it was minted for.
+// was signed by a retired or unknown key, or is presented for another
+// user (the JWT's sub) or by another client than it was minted for.
 //
 // It imports only the standard library, so a gateway takes on no
 // dependency of haechi's.
@@ -89,6 +89,11 @@ type Token struct {
 	ID       string    // jti
 	KeyID    string    // kid
 	IssuedAt time.Time // iat; zero when absent
+	// User is the user the token is presented for: the JWT's sub (its
+	// exact text; a numeric sub as written), or, for an opaque token, the
+	// user the gateway resolved it to. haechi refuses a token minted for
+	// another user (user_mismatch). "": none presented.
+	User string
 }
 
 // Answer is haechi's verdict (as POST /v1/verify's JSON body says it; the
@@ -112,7 +117,9 @@ type Options struct {
 	// Client sends the checks (nil → a client keeping up to 256
 	// connections to haechi alive).
 	Client *http.Client
-	// Token finds the request's token (nil → BearerJWT); ok false: none.
+	// Token finds the request's token (nil → BearerJWT, the user being
+	// the JWT's sub; for an opaque token, set Token.User to the user the
+	// gateway resolved it to); ok false: none.
 	Token func(*http.Request) (Token, bool)
 	// ClientIP is the presenting client's address for binding (nil → the
 	// host of RemoteAddr; behind a proxy, read your trusted header).
@@ -248,6 +255,7 @@ const (
 	headerTokenID       = "X-Token-Id"
 	headerTokenKeyID    = "X-Token-Key-Id"    // #nosec G101 -- a header name, not a credential
 	headerTokenIssuedAt = "X-Token-Issued-At" // #nosec G101 -- a header name, not a credential
+	headerTokenUser     = "X-Token-User"      // #nosec G101 -- a header name, not a credential
 	headerRealIP        = "X-Real-Ip"
 	headerUserAgent     = "X-Original-User-Agent"
 	headerVerdict       = "X-Haechi-Verdict"
@@ -283,6 +291,9 @@ func (c *Checker) Check(ctx context.Context, r *http.Request, t Token) (Answer, 
 	}
 	if !t.IssuedAt.IsZero() {
 		h[headerTokenIssuedAt] = []string{claimTime(t.IssuedAt)}
+	}
+	if t.User != "" {
+		h[headerTokenUser] = []string{t.User}
 	}
 	if ip := c.opts.ClientIP(r); ip != "" {
 		h[headerRealIP] = []string{ip}
@@ -394,9 +405,11 @@ func (c *Checker) refuse(w http.ResponseWriter, r *http.Request, t Token, a Answ
 const maxJWT = 16 << 10
 
 // BearerJWT reads "Bearer <JWS compact>" (or the bare token) and decodes
-// its header's kid and payload's jti and iat without verifying the
+// its header's kid and payload's jti, iat and sub without verifying the
 // signature (the gateway does that). ok is false for anything that is not
-// a three-part base64url JSON token with a jti. It never panics.
+// a three-part base64url JSON token with a jti. A string sub is the
+// Token's User as written (no case folding or trimming), a numeric one
+// its JSON text; any other sub is none. It never panics.
 func BearerJWT(h string) (Token, bool) {
 	h = strings.TrimSpace(h)
 	if len(h) > 7 && strings.EqualFold(h[:7], "bearer ") {
@@ -415,6 +428,7 @@ func BearerJWT(h string) (Token, bool) {
 	var pl struct {
 		Jti string          `json:"jti"`
 		Iat json.RawMessage `json:"iat"`
+		Sub json.RawMessage `json:"sub"`
 	}
 	if !decodeSegment(parts[0], &hdr) || !decodeSegment(parts[1], &pl) || pl.Jti == "" {
 		return Token{}, false
@@ -424,7 +438,29 @@ func BearerJWT(h string) (Token, bool) {
 	if len(pl.Iat) > 0 && json.Unmarshal(pl.Iat, &iat) == nil && iat > 0 && iat < 1<<40 {
 		t.IssuedAt = time.Unix(int64(iat), 0).UTC()
 	}
+	t.User = subject(pl.Sub)
 	return t, true
+}
+
+// subject reads a sub claim: a string as written, a number as its JSON
+// text, anything else as none.
+func subject(raw json.RawMessage) string {
+	if len(raw) == 0 {
+		return ""
+	}
+	switch raw[0] {
+	case '"':
+		var s string
+		if json.Unmarshal(raw, &s) == nil {
+			return s
+		}
+	case '-', '0', '1', '2', '3', '4', '5', '6', '7', '8', '9':
+		var n json.Number
+		if json.Unmarshal(raw, &n) == nil {
+			return n.String()
+		}
+	}
+	return ""
 }
 
 // LooksLikeJWS reports whether the Authorization value h holds a JWS

@@ -33,6 +33,11 @@ func TestBearerJWT(t *testing.T) {
 		{jwt(`{}`, `{"jti":"a","iat":1780311600.5}`), true, gateway.Token{ID: "a", IssuedAt: time.Unix(1780311600, 0).UTC()}},
 		{"bearer " + jwt(`{"kid":"k1"}`, `{"jti":"a","iat":"yesterday"}`), true, gateway.Token{ID: "a", KeyID: "k1"}},
 		{jwt(`{"kid":"k1"}`, `{"sub":"a"}`), false, gateway.Token{}},
+		// sub as written: no case folding, no trimming; a number as its text.
+		{jwt(`{"kid":"k1"}`, `{"jti":"a","sub":"Auth0|5F1a "}`), true, gateway.Token{ID: "a", KeyID: "k1", User: "Auth0|5F1a "}},
+		{jwt(`{}`, `{"jti":"a","sub":1042}`), true, gateway.Token{ID: "a", User: "1042"}},
+		{jwt(`{}`, `{"jti":"a","sub":{"id":"x"}}`), true, gateway.Token{ID: "a"}},
+		{jwt(`{}`, `{"jti":"a","sub":null}`), true, gateway.Token{ID: "a"}},
 		{jwt(`not json`, `{"jti":"a"}`), false, gateway.Token{}},
 		{"a.b", false, gateway.Token{}},
 		{"Bearer ", false, gateway.Token{}},
@@ -48,6 +53,8 @@ func FuzzBearerJWT(f *testing.F) {
 	f.Add("Bearer " + jwt(`{"kid":"k1"}`, `{"jti":"a","iat":1780311600}`))
 	f.Add("x.y.z")
 	f.Add("Bearer ..")
+	f.Add("Bearer " + jwt(`{"kid":"k1"}`, `{"jti":"a","sub":"c:1","iat":1780311600}`))
+	f.Add(jwt(`{}`, `{"jti":"a","sub":-1e3}`))
 	f.Fuzz(func(t *testing.T, s string) {
 		c, ok := gateway.BearerJWT(s)
 		if ok && c.ID == "" {
@@ -63,6 +70,7 @@ func haechi(t testing.TB, wrap func(http.Handler) http.Handler) *httptest.Server
 	reg := mint.New(mint.Options{MaxLifetime: 12 * time.Hour})
 	reg.Observe(&event.Event{Time: t0.Add(-time.Hour), Dataset: event.DatasetKeys, Key: event.Key{ID: "k1"}})
 	reg.Add(mint.Mint{TokenID: "tok-a", KeyID: "k1", At: t0.Add(-time.Hour)})
+	reg.Add(mint.Mint{TokenID: "tok-bound", KeyID: "k1", At: t0.Add(-time.Hour), UserID: "c:1042"})
 	for i := range 1 << 16 {
 		reg.Add(mint.Mint{TokenID: fmt.Sprintf("tok-%d", i), KeyID: "k1", At: t0.Add(-time.Hour)})
 	}
@@ -166,6 +174,44 @@ func TestMiddleware(t *testing.T) {
 					}
 				}
 			})
+		}
+	}
+}
+
+// The middleware presents the JWT's sub as the user, alone or batched: a
+// genuine token id presented for another user is refused, for its own
+// user it passes.
+func TestMiddlewareUser(t *testing.T) {
+	srv := haechi(t, nil)
+	bearer := func(sub string) string {
+		return "Bearer " + jwt(`{"kid":"k1"}`, fmt.Sprintf(`{"jti":"tok-bound","iat":%d,"sub":%q}`, t0.Add(-time.Hour).Unix(), sub))
+	}
+	for _, batch := range []int{0, 8} {
+		var told []string
+		chk, err := gateway.New(gateway.Options{URL: srv.URL, Timeout: time.Second, MaxBatch: batch,
+			OnRefuse: func(_ *http.Request, tk gateway.Token, a gateway.Answer) { told = append(told, a.Verdict+":"+tk.User) }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range []struct {
+			auth string
+			code int
+		}{
+			{bearer("c:1042"), 200}, // its own user (twin)
+			{bearer("c:7"), 403},
+			{"Bearer " + jwt(`{"kid":"k1"}`, `{"jti":"tok-bound"}`), 200}, // no sub: unbound
+		} {
+			rec := httptest.NewRecorder()
+			req := httptest.NewRequest(http.MethodGet, "/v1/me", nil)
+			req.Header.Set("Authorization", c.auth)
+			chk.Middleware(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {})).ServeHTTP(rec, req)
+			if rec.Code != c.code {
+				t.Errorf("batch %d, %s: %d, want %d", batch, c.auth, rec.Code, c.code)
+			}
+		}
+		chk.Close()
+		if want := "user_mismatch:c:7"; strings.Join(told, " ") != want {
+			t.Errorf("batch %d: refusals %v, want %s", batch, told, want)
 		}
 	}
 }

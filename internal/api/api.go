@@ -27,7 +27,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-	"golang.org/x/time/rate"
 
 	"github.com/haechi-sec/haechi/internal/auth"
 	"github.com/haechi-sec/haechi/internal/decode"
@@ -176,8 +175,12 @@ type Server struct {
 	// duration: request latency per route (the registered pattern) and
 	// status code.
 	duration *prometheus.HistogramVec
-	// verifyLimit limits the check routes (registerVerify).
-	verifyLimit *rate.Limiter
+	// verifyLimit limits the check routes per caller (registerVerify).
+	verifyLimit *callerLimits
+	// mintWarned: the ingest tokens already logged as registering mints
+	// (deprecatedMinter).
+	mintWarnMu sync.Mutex
+	mintWarned map[string]struct{}
 	// batchBufs recycles POST /v1/verify/batch's body and answer buffers.
 	batchBufs sync.Pool
 	// streams are the open check streams (verify_stream.go).

@@ -46,7 +46,7 @@ func TestNginxAuthRequest(t *testing.T) {
 	reg := mint.New(mint.Options{MaxLifetime: 12 * time.Hour})
 	now := time.Now().UTC()
 	reg.Observe(&event.Event{Time: now.Add(-time.Hour), Dataset: event.DatasetKeys, Key: event.Key{ID: "k1"}})
-	reg.Add(mint.Mint{TokenID: "tok-a", KeyID: "k1", At: now.Add(-time.Hour)})
+	reg.Add(mint.Mint{TokenID: "tok-a", KeyID: "k1", At: now.Add(-time.Hour), UserID: "c:1042"})
 	haechi := httptest.NewServer(api.New(api.Options{Verify: api.VerifyOptions{Registry: reg}}))
 	defer haechi.Close()
 	var reached []string
@@ -133,7 +133,10 @@ http {
 		last = resp.Header
 		return resp.StatusCode
 	}
-	minted := "Bearer " + jwt(`{"alg":"RS256","kid":"k1"}`, fmt.Sprintf(`{"jti":"tok-a","iat":%d}`, now.Add(-time.Hour).Unix()))
+	minted := "Bearer " + jwt(`{"alg":"RS256","kid":"k1"}`, fmt.Sprintf(`{"jti":"tok-a","iat":%d,"sub":"c:1042"}`, now.Add(-time.Hour).Unix()))
+	// The genuine jti with a victim's sub: what a forger holding the key
+	// makes of their own login.
+	victim := "Bearer " + jwt(`{"alg":"RS256","kid":"k1"}`, fmt.Sprintf(`{"jti":"tok-a","iat":%d,"sub":"c:7"}`, now.Add(-time.Hour).Unix()))
 	forged := "Bearer " + jwt(`{"alg":"RS256","kid":"k1"}`, fmt.Sprintf(`{"jti":"tok-forged","iat":%d}`, now.Unix()))
 	// auth_request copies none of the subrequest's headers to the client
 	// (docs/verify.md relies on it): a token thief gets the status alone.
@@ -149,6 +152,10 @@ http {
 	if code := get(minted); code != http.StatusOK {
 		t.Errorf("minted token: %d, want 200", code)
 	}
+	if code := get(victim); code != http.StatusForbidden {
+		t.Errorf("genuine jti, victim's sub: %d, want 403", code)
+	}
+	noVerdict("victim's sub")
 	if code := get(""); code != http.StatusUnauthorized {
 		t.Errorf("no token: %d, want 401", code)
 	}

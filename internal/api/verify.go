@@ -12,8 +12,6 @@ import (
 	"strings"
 	"time"
 
-	"golang.org/x/time/rate"
-
 	"github.com/haechi-sec/haechi/gateway"
 	"github.com/haechi-sec/haechi/internal/auth"
 	"github.com/haechi-sec/haechi/internal/event"
@@ -31,10 +29,11 @@ type MintRegistry interface {
 // VerifyOptions configure the mint registry's routes (Options.Verify).
 type VerifyOptions struct {
 	Registry MintRegistry
-	// Rate and Burst limit the check routes, over all callers together
-	// (0 → 100,000 per second, burst 10,000); a request beyond them is
-	// answered 429 at once — the gateway's own mode (open or closed)
-	// decides what that means.
+	// Rate and Burst limit the check routes per caller — each API token
+	// has a bucket of its own, at most 4,096 kept (0 → 100,000 per
+	// second, burst 10,000); a request beyond them is answered 429 at
+	// once — the gateway's own mode (open or closed) decides what that
+	// means.
 	Rate  float64
 	Burst int
 	// Locate resolves an address to an ISO country code ("" unknown),
@@ -43,6 +42,11 @@ type VerifyOptions struct {
 	Locate func(netip.Addr) string
 	// MaxMints bounds one POST /v1/tokens/minted batch (0 → 10,000).
 	MaxMints int
+	// IngestMayMint lets ingest tokens register mints (deprecated: the
+	// answer carries a Warning header and the first registration of each
+	// ingest token is logged). false: only mint and admin tokens may
+	// (403 naming the mint role).
+	IngestMayMint bool
 	// OnRefuse, if set, is told of every refused check (not of requests
 	// without a token); it must not block.
 	OnRefuse func(q mint.Query, a mint.Answer)
@@ -67,8 +71,12 @@ func (s *Server) registerVerify() {
 	if v.MaxMints <= 0 {
 		v.MaxMints = 10_000
 	}
-	s.verifyLimit = rate.NewLimiter(rate.Limit(v.Rate), v.Burst)
-	s.handleFunc("POST /v1/tokens/minted", auth.NeedIngest, s.handleMinted)
+	s.verifyLimit = newCallerLimits(v.Rate, v.Burst)
+	mintNeed := auth.NeedMint
+	if v.IngestMayMint {
+		mintNeed = auth.NeedMintOrIngest
+	}
+	s.handleFunc("POST /v1/tokens/minted", mintNeed, s.handleMinted)
 	s.handleFunc("POST /v1/verify", auth.NeedVerify, s.handleVerify)
 	s.handleFunc("GET /v1/verify/auth-request", auth.NeedVerify, s.handleAuthRequest)
 	s.handleFunc("POST /v1/verify/batch", auth.NeedVerify, s.handleVerifyBatch)
@@ -140,6 +148,9 @@ type idField struct {
 // as for events.
 func (s *Server) handleMinted(w http.ResponseWriter, r *http.Request) {
 	v := s.opts.Verify
+	if c, ok := auth.CallerFrom(r.Context()); ok && c.Role == auth.RoleIngest {
+		s.deprecatedMinter(w, c)
+	}
 	body, err := io.ReadAll(&limitReader{r: r.Body, left: s.opts.MaxBodyBytes})
 	if err != nil {
 		if errors.Is(err, errTooLarge) {
@@ -219,6 +230,35 @@ func (s *Server) handleMinted(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, MintResult{Registered: len(mints)})
 }
 
+// ingestMintWarning is the Warning header of a mint registration by an
+// ingest token (RFC 9111's 299: a persistent warning).
+const ingestMintWarning = `299 haechi "registering mints with an ingest token is deprecated and will be refused in the next release: use a token with role mint (haechi tokens create --role mint)"`
+
+// maxWarnedMinters bounds the ingest tokens remembered as warned.
+const maxWarnedMinters = 1024
+
+// deprecatedMinter warns that the ingest token c registers mints: a
+// Warning header on every answer, and a log line the first time each
+// token does it (while fewer than maxWarnedMinters were logged).
+func (s *Server) deprecatedMinter(w http.ResponseWriter, c auth.Caller) {
+	w.Header().Set("Warning", ingestMintWarning)
+	s.mintWarnMu.Lock()
+	if s.mintWarned == nil {
+		s.mintWarned = map[string]struct{}{}
+	}
+	_, seen := s.mintWarned[c.TokenID]
+	if !seen && len(s.mintWarned) < maxWarnedMinters {
+		s.mintWarned[c.TokenID] = struct{}{}
+	} else {
+		seen = true
+	}
+	s.mintWarnMu.Unlock()
+	if !seen {
+		s.opts.Logger.Warn("an ingest token registers mints (POST /v1/tokens/minted): deprecated, create a token with role mint for the issuer; verify.ingest_may_mint: false refuses it",
+			"token", c.String())
+	}
+}
+
 // mintEvent validates one mint and renders it as a contract event line
 // and as the registry's Mint. The event's time is issued_at (zero → now).
 func mintEvent(m MintRequest, now, latest time.Time) (mintLine, mint.Mint, error) {
@@ -294,6 +334,9 @@ type VerifyRequest struct {
 	TokenID  string    `json:"token_id"`
 	KeyID    string    `json:"key_id,omitempty"`
 	IssuedAt time.Time `json:"issued_at,omitzero"`
+	// UserID is the user the token is presented for (the JWT's sub),
+	// compared byte for byte with the mint's user_id (optional).
+	UserID string `json:"user_id,omitempty"`
 	// Context (optional): the client presenting the token.
 	SourceIP  string `json:"source_ip,omitempty"`
 	Country   string `json:"country,omitempty"`
@@ -304,7 +347,7 @@ type VerifyRequest struct {
 const maxVerifyBody = 16 << 10
 
 func (s *Server) handleVerify(w http.ResponseWriter, r *http.Request) {
-	if !s.verifyLimit.Allow() {
+	if !s.verifyLimit.allow(r, 1) {
 		w.Header().Set("Retry-After", "1")
 		writeError(w, http.StatusTooManyRequests, "verify rate limit exceeded")
 		return
@@ -335,7 +378,7 @@ func (s *Server) query(q VerifyRequest) (mint.Query, error) { return s.queryAt(q
 
 // queryAt is query at a given time (a batch's checks share one).
 func (s *Server) queryAt(q VerifyRequest, now time.Time) (mint.Query, error) {
-	mq := mint.Query{TokenID: q.TokenID, KeyID: q.KeyID, IssuedAt: q.IssuedAt, Source: q.SourceIP, Country: q.Country, UserAgent: q.UserAgent, Now: now}
+	mq := mint.Query{TokenID: q.TokenID, KeyID: q.KeyID, IssuedAt: q.IssuedAt, User: q.UserID, Source: q.SourceIP, Country: q.Country, UserAgent: q.UserAgent, Now: now}
 	if q.SourceIP != "" {
 		ip, err := netip.ParseAddr(q.SourceIP)
 		if err != nil {
@@ -364,19 +407,23 @@ const (
 	// HeaderReason, on a refusal, says why (one value per reason, as
 	// POST /v1/verify's reasons).
 	HeaderReason = "X-Haechi-Reason"
+	// HeaderTokenUser is the user an opaque token is presented for (the
+	// JWT's sub is read from the JWT itself).
+	HeaderTokenUser = "X-Token-User" // #nosec G101 -- a header name, not a credential
 )
 
 // handleAuthRequest is the NGINX auth_request endpoint: the token from
 // the JWT in X-Original-Authorization (its header's kid and payload's jti
 // and iat, read without checking the signature — the gateway checks
-// that), or, when there is none that can be read, from X-Token-Id /
-// X-Token-Key-Id / X-Token-Issued-At; the
+// that) with its sub as the user, or, when there is none that can be
+// read, from X-Token-Id / X-Token-Key-Id / X-Token-Issued-At /
+// X-Token-User; the
 // client from X-Real-IP and X-Original-User-Agent. 204 allows, 403
 // refuses (X-Haechi-Verdict says which verdict, X-Haechi-Reason why), 401
 // when no token can be read, 429 beyond the rate limit. It is the compact
 // form of the check (no body either way), which gateway.Checker uses too.
 func (s *Server) handleAuthRequest(w http.ResponseWriter, r *http.Request) {
-	if !s.verifyLimit.Allow() {
+	if !s.verifyLimit.allow(r, 1) {
 		w.Header().Set("Retry-After", "1")
 		w.WriteHeader(http.StatusTooManyRequests)
 		return
@@ -391,13 +438,13 @@ func (s *Server) handleAuthRequest(w http.ResponseWriter, r *http.Request) {
 	// the headers: the upstream would accept it on its signature alone.
 	orig := r.Header.Get(HeaderOriginalAuthorization)
 	if c, ok := gateway.BearerJWT(orig); ok {
-		q.TokenID, q.KeyID, q.IssuedAt = c.ID, c.KeyID, c.IssuedAt
+		q.TokenID, q.KeyID, q.IssuedAt, q.UserID = c.ID, c.KeyID, c.IssuedAt, c.User
 	} else if gateway.LooksLikeJWS(orig) {
 		w.Header().Set(HeaderVerdict, gateway.Unreadable)
 		w.WriteHeader(http.StatusUnauthorized)
 		return
 	} else {
-		q.TokenID, q.KeyID = r.Header.Get(HeaderTokenID), r.Header.Get(HeaderTokenKeyID)
+		q.TokenID, q.KeyID, q.UserID = r.Header.Get(HeaderTokenID), r.Header.Get(HeaderTokenKeyID), r.Header.Get(HeaderTokenUser)
 		if v := r.Header.Get(HeaderTokenIssuedAt); v != "" {
 			q.IssuedAt, _ = gateway.ParseClaimTime(v)
 		}
@@ -466,7 +513,7 @@ func (s *Server) handleVerifyBatch(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	now := s.opts.Now()
-	if !s.verifyLimit.AllowN(time.Now(), n) { // the limiter's own clock, as Allow
+	if !s.verifyLimit.allow(r, n) {
 		w.Header().Set("Retry-After", "1")
 		writeError(w, http.StatusTooManyRequests, "verify rate limit exceeded")
 		return
@@ -497,7 +544,7 @@ func (s *Server) handleVerifyBatch(w http.ResponseWriter, r *http.Request) {
 // form at now: a client address that is not one is no context, as for
 // auth_request.
 func (s *Server) checkQuery(c gateway.Check, now time.Time) mint.Query {
-	q := VerifyRequest{TokenID: c.Token.ID, KeyID: c.Token.KeyID, IssuedAt: c.Token.IssuedAt, SourceIP: c.ClientIP, UserAgent: c.UserAgent}
+	q := VerifyRequest{TokenID: c.Token.ID, KeyID: c.Token.KeyID, IssuedAt: c.Token.IssuedAt, UserID: c.Token.User, SourceIP: c.ClientIP, UserAgent: c.UserAgent}
 	mq, err := s.queryAt(q, now)
 	if err != nil {
 		q.SourceIP = "" // not an address: no context

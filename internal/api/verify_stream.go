@@ -130,7 +130,7 @@ func (s *Server) handleVerifyStream(w http.ResponseWriter, r *http.Request) {
 	ctx, stop := context.WithCancel(context.WithoutCancel(r.Context()))
 	defer stop()
 	go s.watchStream(ctx, conn, caller, closing)
-	s.serveStream(conn, bufio.NewReaderSize(brw.Reader, streamReadBuf))
+	s.serveStream(conn, bufio.NewReaderSize(brw.Reader, streamReadBuf), caller.TokenID)
 }
 
 // watchStream ends the stream's reads (a deadline in the past: the
@@ -171,7 +171,7 @@ func (s *Server) watchStream(ctx context.Context, conn net.Conn, c auth.Caller, 
 
 // serveStream answers check lines until the connection fails, its reads
 // are ended (watchStream) or a line is too long.
-func (s *Server) serveStream(conn net.Conn, rd *bufio.Reader) {
+func (s *Server) serveStream(conn net.Conn, rd *bufio.Reader, caller string) {
 	out := make([]byte, 0, 4<<10)
 	flush := func() bool {
 		if len(out) == 0 {
@@ -191,7 +191,7 @@ func (s *Server) serveStream(conn net.Conn, rd *bufio.Reader) {
 			}
 			return // a partial line at the end has no answer
 		}
-		out = s.streamCheck(out, line[:len(line)-1])
+		out = s.streamCheck(out, line[:len(line)-1], caller)
 		if len(out) >= streamWriteBuf || !completeLine(rd) {
 			if !flush() {
 				return
@@ -200,10 +200,10 @@ func (s *Server) serveStream(conn net.Conn, rd *bufio.Reader) {
 	}
 }
 
-// streamCheck answers one check line of a stream: beyond the rate limit
+// streamCheck answers one check line of caller's stream: beyond its rate limit
 // or malformed, "!" and why; else as a batch's line.
-func (s *Server) streamCheck(out, line []byte) []byte {
-	if !s.verifyLimit.Allow() {
+func (s *Server) streamCheck(out, line []byte, caller string) []byte {
+	if !s.verifyLimit.allowID(caller, 1) {
 		return gateway.AppendStreamError(out, "verify rate limit exceeded")
 	}
 	c, err := gateway.ParseCheck(line)

@@ -38,7 +38,7 @@ func FuzzVerifyStream(f *testing.F) {
 	s := New(Options{Verify: VerifyOptions{Registry: reg, Rate: 1e9, Burst: 1 << 30}})
 	f.Fuzz(func(t *testing.T, in []byte) {
 		c := &pipeConn{in: bytes.NewReader(in)}
-		s.serveStream(c, bufio.NewReaderSize(c, streamReadBuf))
+		s.serveStream(c, bufio.NewReaderSize(c, streamReadBuf), "")
 		lines := bytes.Count(in, []byte{'\n'})
 		long := false
 		for l := range bytes.SplitSeq(in, []byte{'\n'}) {

@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -264,7 +265,7 @@ func roleTokens(t *testing.T) (*store.Store, map[auth.Role]string, map[auth.Role
 	}
 	t.Cleanup(func() { st.Close() })
 	tokens, ids := map[auth.Role]string{}, map[auth.Role]string{}
-	for _, r := range []auth.Role{auth.RoleIngest, auth.RoleVerify, auth.RoleAnalyst, auth.RoleAdmin} {
+	for _, r := range []auth.Role{auth.RoleIngest, auth.RoleMint, auth.RoleVerify, auth.RoleAnalyst, auth.RoleAdmin} {
 		tok, rec, err := auth.CreateToken(ctx, st, r, string(r), time.Now())
 		if err != nil {
 			t.Fatal(err)
@@ -276,24 +277,43 @@ func roleTokens(t *testing.T) (*store.Store, map[auth.Role]string, map[auth.Role
 
 func TestVerifyRole(t *testing.T) {
 	st, tokens, _ := roleTokens(t)
-	f := newVerifyFixture(t, api.VerifyOptions{}, auth.New(auth.Options{Store: st}))
+	authn := auth.New(auth.Options{Store: st})
+	f := newVerifyFixture(t, api.VerifyOptions{}, authn)
+	// During the deprecation (verify.ingest_may_mint, on by default in
+	// serve) ingest tokens may still register mints, warned.
+	legacy := newVerifyFixture(t, api.VerifyOptions{IngestMayMint: true}, authn)
 	mintBody := api.MintBatch{Mints: []api.MintRequest{{TokenID: "t1"}}}
 	for _, c := range []struct {
-		role                  auth.Role
-		verify, mint, analyst int
+		role                          auth.Role
+		verify, mint, legacy, analyst int
 	}{
-		{auth.RoleVerify, 200, 403, 403},
-		{auth.RoleIngest, 403, 200, 403},
-		{auth.RoleAnalyst, 403, 403, 200},
-		{auth.RoleAdmin, 200, 200, 200},
-		{"", 401, 401, 401},
+		{auth.RoleVerify, 200, 403, 403, 403},
+		{auth.RoleIngest, 403, 403, 200, 403},
+		{auth.RoleMint, 403, 200, 200, 403},
+		{auth.RoleAnalyst, 403, 403, 403, 200},
+		{auth.RoleAdmin, 200, 200, 200, 200},
+		{"", 401, 401, 401, 401},
 	} {
 		tok := tokens[c.role]
 		if code, _, b := f.do(t, http.MethodPost, "/v1/verify", tok, api.VerifyRequest{TokenID: "t1"}, nil); code != c.verify {
 			t.Errorf("%s: verify %d %s", c.role, code, b)
 		}
-		if code, _, b := f.do(t, http.MethodPost, "/v1/tokens/minted", tok, mintBody, nil); code != c.mint {
+		code, _, b := f.do(t, http.MethodPost, "/v1/tokens/minted", tok, mintBody, nil)
+		if code != c.mint {
 			t.Errorf("%s: minted %d %s", c.role, code, b)
+		}
+		if code == 403 && !strings.Contains(string(b), "role mint") {
+			t.Errorf("%s: the refusal does not name the mint role: %s", c.role, b)
+		}
+		code, h, b := legacy.do(t, http.MethodPost, "/v1/tokens/minted", tok, mintBody, nil)
+		if code != c.legacy {
+			t.Errorf("%s: minted (ingest may mint) %d %s", c.role, code, b)
+		}
+		if w := h.Get("Warning"); (c.role == auth.RoleIngest) != strings.Contains(w, "role mint") {
+			t.Errorf("%s: Warning %q", c.role, w)
+		}
+		if code, _, b := f.do(t, http.MethodPost, "/v1/events", tok, nil, nil); c.role == auth.RoleMint && code != 403 {
+			t.Errorf("mint token posted events: %d %s", code, b)
 		}
 		if code, _, b := f.do(t, http.MethodGet, "/v1/alerts", tok, nil, nil); code != c.analyst {
 			t.Errorf("%s: alerts %d %s", c.role, code, b)
@@ -357,5 +377,136 @@ func TestVerifyBatch(t *testing.T) {
 	}
 	if code, b := post(strings.Repeat("tok-a\n", api.MaxVerifyBatch+1)); code != 400 {
 		t.Errorf("%d checks: %d %s", api.MaxVerifyBatch+1, code, b)
+	}
+}
+
+// TestVerifyUserBinding: every form of the check reads the user the token
+// is presented for (the JWT's sub; X-Token-User, user_id, the batch's
+// sixth field for opaque tokens) and refuses a genuine token id presented
+// for another user; a genuine token presented for its own user passes.
+func TestVerifyUserBinding(t *testing.T) {
+	var refused []string
+	f := newVerifyFixture(t, api.VerifyOptions{OnRefuse: func(q mint.Query, a mint.Answer) {
+		refused = append(refused, q.TokenID+":"+string(a.Verdict)+":"+q.User)
+	}}, nil)
+	f.reg.Observe(&event.Event{Time: vnow.Add(-time.Hour), Dataset: event.DatasetKeys, Key: event.Key{ID: "k1"}})
+	// The forger's own genuine login, registered with its user.
+	code, _, b := f.do(t, http.MethodPost, "/v1/tokens/minted", "", api.MintBatch{Mints: []api.MintRequest{
+		{TokenID: "tok-own", KeyID: "k1", IssuedAt: vnow.Add(-time.Minute), ExpiresAt: vnow.Add(time.Hour), UserID: "c:1042"},
+		{TokenID: "tok-unbound", KeyID: "k1", IssuedAt: vnow.Add(-time.Minute)},
+	}}, nil)
+	if code != http.StatusOK {
+		t.Fatalf("register: %d %s", code, b)
+	}
+	sub := func(id, user string) string {
+		return "Bearer " + jwt(`{"kid":"k1"}`, `{"jti":"`+id+`","iat":1780315140,"sub":"`+user+`"}`)
+	}
+	for _, c := range []struct {
+		name    string
+		hdr     map[string]string
+		code    int
+		verdict string
+	}{
+		{"jwt, own sub (twin)", map[string]string{api.HeaderOriginalAuthorization: sub("tok-own", "c:1042")}, 204, "known"},
+		{"jwt, victim's sub", map[string]string{api.HeaderOriginalAuthorization: sub("tok-own", "c:7")}, 403, "user_mismatch"},
+		{"jwt, sub in another case", map[string]string{api.HeaderOriginalAuthorization: sub("tok-own", "C:1042")}, 403, "user_mismatch"},
+		{"jwt without sub: unbound", map[string]string{api.HeaderOriginalAuthorization: "Bearer " + jwt(`{"kid":"k1"}`, `{"jti":"tok-own"}`)}, 204, "known"},
+		{"jwt, unbound mint", map[string]string{api.HeaderOriginalAuthorization: sub("tok-unbound", "c:7")}, 204, "known"},
+		{"headers, own user (twin)", map[string]string{api.HeaderTokenID: "tok-own", api.HeaderTokenKeyID: "k1", api.HeaderTokenUser: "c:1042"}, 204, "known"},
+		{"headers, victim", map[string]string{api.HeaderTokenID: "tok-own", api.HeaderTokenKeyID: "k1", api.HeaderTokenUser: "c:7"}, 403, "user_mismatch"},
+		// The JWT is what the upstream serves: the client's own
+		// X-Token-User beside it is not read.
+		{"client's X-Token-User beside a jwt", map[string]string{api.HeaderOriginalAuthorization: sub("tok-own", "c:8"), api.HeaderTokenUser: "c:1042"}, 403, "user_mismatch"},
+	} {
+		code, h, b := f.do(t, http.MethodGet, "/v1/verify/auth-request", "", nil, c.hdr)
+		if code != c.code || h.Get(api.HeaderVerdict) != c.verdict {
+			t.Errorf("auth-request, %s: %d %s (%s), want %d %s", c.name, code, h.Get(api.HeaderVerdict), b, c.code, c.verdict)
+		}
+	}
+	for _, c := range []struct {
+		user string
+		want mint.Verdict
+	}{{"c:1042", mint.Known}, {"c:7", mint.UserMismatch}, {"", mint.Known}} {
+		if a := f.verify(t, api.VerifyRequest{TokenID: "tok-own", KeyID: "k1", UserID: c.user}); a.Verdict != c.want || a.Allow != c.want.Allowed() {
+			t.Errorf("POST /v1/verify for %q: %+v, want %s", c.user, a, c.want)
+		}
+	}
+	resp, err := http.Post(f.srv.URL+"/v1/verify/batch", "text/tab-separated-values",
+		strings.NewReader("tok-own\tk1\t\t\t\tc:1042\ntok-own\tk1\t\t203.0.113.9\tcurl/8\tc:9\ntok-own\tk1\t\t203.0.113.9\tcurl/8\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if want := "+known\n-user_mismatch\tminted for another user than the one it is presented for\n+known\n"; resp.StatusCode != 200 || string(body) != want {
+		t.Errorf("batch: %d %q, want %q", resp.StatusCode, body, want)
+	}
+	// Each refusal is reported with the user it was presented for: the
+	// refusal event carries it to the detector.
+	want := []string{"tok-own:user_mismatch:c:7", "tok-own:user_mismatch:C:1042", "tok-own:user_mismatch:c:7", "tok-own:user_mismatch:c:8",
+		"tok-own:user_mismatch:c:7", "tok-own:user_mismatch:c:9"}
+	if strings.Join(refused, " ") != strings.Join(want, " ") {
+		t.Errorf("refusals reported %v, want %v", refused, want)
+	}
+}
+
+// With mint.Options.RequireUser, a check presenting no user for a bound
+// token is refused (user_missing); an unbound mint still passes.
+func TestVerifyRequireUser(t *testing.T) {
+	f := newVerifyFixture(t, api.VerifyOptions{}, nil, mint.Options{MaxLifetime: 12 * time.Hour, ClockSkew: time.Minute, RequireUser: true})
+	f.reg.Add(mint.Mint{TokenID: "tok-own", KeyID: "k1", At: vnow.Add(-time.Minute), UserID: "c:1042"})
+	f.reg.Add(mint.Mint{TokenID: "tok-unbound", KeyID: "k1", At: vnow.Add(-time.Minute)})
+	for _, c := range []struct {
+		hdr     map[string]string
+		code    int
+		verdict string
+	}{
+		{map[string]string{api.HeaderOriginalAuthorization: "Bearer " + jwt(`{"kid":"k1"}`, `{"jti":"tok-own"}`)}, 403, "user_missing"},
+		{map[string]string{api.HeaderOriginalAuthorization: "Bearer " + jwt(`{"kid":"k1"}`, `{"jti":"tok-own","sub":"c:1042"}`)}, 204, "known"},
+		{map[string]string{api.HeaderTokenID: "tok-unbound", api.HeaderTokenKeyID: "k1"}, 204, "known"},
+	} {
+		code, h, _ := f.do(t, http.MethodGet, "/v1/verify/auth-request", "", nil, c.hdr)
+		if code != c.code || h.Get(api.HeaderVerdict) != c.verdict {
+			t.Errorf("%v: %d %s, want %d %s", c.hdr, code, h.Get(api.HeaderVerdict), c.code, c.verdict)
+		}
+	}
+}
+
+// The verify rate limit is per caller: one API token spending its
+// allowance does not refuse another's checks.
+func TestVerifyRateLimitPerCaller(t *testing.T) {
+	ctx := context.Background()
+	st, err := store.Open(ctx, t.TempDir(), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	var toks []string
+	for _, name := range []string{"edge a", "edge b"} {
+		tok, _, err := auth.CreateToken(ctx, st, auth.RoleVerify, name, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		toks = append(toks, tok)
+	}
+	f := newVerifyFixture(t, api.VerifyOptions{Rate: 0.001, Burst: 2}, auth.New(auth.Options{Store: st}))
+	var codes []int
+	for _, tok := range []string{toks[0], toks[0], toks[0], toks[1]} {
+		code, _, _ := f.do(t, http.MethodPost, "/v1/verify", tok, api.VerifyRequest{TokenID: "x"}, nil)
+		codes = append(codes, code)
+	}
+	// The second caller's batch of two fits its own burst, a third check does not.
+	req, _ := http.NewRequest(http.MethodPost, f.srv.URL+"/v1/verify/batch", strings.NewReader("x\n"))
+	req.Header.Set("Authorization", "Bearer "+toks[1])
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	codes = append(codes, resp.StatusCode)
+	code, _, _ := f.do(t, http.MethodGet, "/v1/verify/auth-request", toks[1], nil, map[string]string{api.HeaderTokenID: "x"})
+	codes = append(codes, code)
+	if fmt.Sprint(codes) != "[200 200 429 200 200 429]" {
+		t.Errorf("codes %v, want [200 200 429 200 200 429]", codes)
 	}
 }

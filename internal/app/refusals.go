@@ -61,11 +61,12 @@ func newRefusals(submit func(context.Context, []event.Event) error,
 	return &refusals{ch: make(chan refusal, refusalQueue), submit: submit, audit: audit, log: log}
 }
 
-// Record queues a refusal; it never blocks. The token's id, key id and
-// user agent come from whoever sent the request through the gateway, so
+// Record queues a refusal; it never blocks. The token's id, key id, user
+// and user agent come from whoever sent the request through the gateway, so
 // they are clamped (clampID) before they are kept.
 func (r *refusals) Record(q mint.Query, a mint.Answer) {
 	q.TokenID, q.KeyID, q.UserAgent = clampID(q.TokenID, maxRefusedID), clampID(q.KeyID, maxRefusedID), clampID(q.UserAgent, maxRefusedUA)
+	q.User = clampID(q.User, maxRefusedID)
 	select {
 	case r.ch <- refusal{q: q, v: a.Verdict}:
 	default:
@@ -124,6 +125,9 @@ type refusalLine struct {
 			StatusCode int `json:"status_code"`
 		} `json:"response"`
 	} `json:"http"`
+	User *struct {
+		ID string `json:"id"`
+	} `json:"user,omitempty"`
 	Token struct {
 		ID       string     `json:"id"`
 		KeyID    string     `json:"key_id,omitempty"`
@@ -153,6 +157,11 @@ func refusalLines(evs []event.Event) ([]byte, error) {
 		ln.Event.Dataset, ln.Event.Action, ln.Event.Outcome = ev.Dataset, ev.Action, ev.Outcome.String()
 		ln.HTTP.Response.StatusCode = ev.HTTP.StatusCode
 		ln.Token.ID, ln.Token.KeyID = ev.Token.ID, ev.Token.KeyID
+		if ev.User.ID != "" {
+			ln.User = &struct {
+				ID string `json:"id"`
+			}{ev.User.ID}
+		}
 		if !ev.Token.IssuedAt.IsZero() {
 			t := ev.Token.IssuedAt.UTC()
 			ln.Token.IssuedAt = &t
@@ -183,6 +192,7 @@ func refusalLines(evs []event.Event) ([]byte, error) {
 // refusalEvent is the event of one refusal.
 func refusalEvent(x refusal) event.Event {
 	ev := event.Event{Time: x.q.Now, Dataset: event.DatasetGateway, Action: tokenuse.RefusedPrefix + string(x.v), Outcome: event.OutcomeFailure,
+		User:      event.User{ID: x.q.User},
 		Token:     event.Token{ID: x.q.TokenID, KeyID: x.q.KeyID, IssuedAt: x.q.IssuedAt},
 		UserAgent: x.q.UserAgent}
 	ev.HTTP.StatusCode = 403

@@ -497,7 +497,7 @@ func (s *server) serveHTTP() (srv *http.Server, httpDone chan error, err error) 
 		Audit:               s.svc.Store.AppendAudit,
 	}
 	if reg := s.svc.Mints; reg != nil {
-		apiOpts.Verify = api.VerifyOptions{Registry: reg, Rate: s.cfg.Verify.Rate, Burst: s.cfg.Verify.Burst}
+		apiOpts.Verify = api.VerifyOptions{Registry: reg, Rate: s.cfg.Verify.Rate, Burst: s.cfg.Verify.Burst, IngestMayMint: s.cfg.Verify.IngestMayMint}
 		if s.p != nil {
 			apiOpts.Verify.Locate = s.p.Locate
 		}

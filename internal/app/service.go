@@ -238,7 +238,7 @@ func Build(ctx context.Context, opts BuildOptions) (_ *Service, err error) {
 		tp := cfg.Detectors.TokenProvenance
 		v := cfg.Verify
 		s.Mints = mint.New(mint.Options{MaxLifetime: tp.MaxLifetime.D(), ClockSkew: tp.ClockSkew.D(),
-			Grace: mint.Grace{Skew: v.GraceSkew.D(), PerSource: v.GracePerSource, PerKey: v.GracePerKey}})
+			Grace: mint.Grace{Skew: v.GraceSkew.D(), PerSource: v.GracePerSource, PerKey: v.GracePerKey}, RequireUser: v.RequireUser})
 	}
 	if opts.Mode != ModeScore {
 		if err := s.buildResponse(ctx, opts); err != nil {

@@ -92,10 +92,17 @@ func TestServeMintRegistryRestart(t *testing.T) {
 		if v := verdict(t, base, api.VerifyRequest{TokenID: "tok-forged", KeyID: "k1", IssuedAt: now}); v != mint.NeverMinted {
 			t.Errorf("forged token: %s", v)
 		}
+		// The binding to the user survives the restart.
+		if v := verdict(t, base, api.VerifyRequest{TokenID: "tok-a", KeyID: "k1", IssuedAt: now, UserID: "c:1"}); v != mint.Known {
+			t.Errorf("minted token, its own user: %s", v)
+		}
+		if v := verdict(t, base, api.VerifyRequest{TokenID: "tok-a", KeyID: "k1", IssuedAt: now, UserID: "c:2"}); v != mint.UserMismatch {
+			t.Errorf("minted token, another user: %s", v)
+		}
 	}
 	serveRun(t, cfg, func(base string) {
 		code, b := postJSON(t, base+"/v1/tokens/minted", api.MintBatch{Mints: []api.MintRequest{
-			{TokenID: "tok-a", KeyID: "k1", IssuedAt: now, ExpiresAt: now.Add(time.Hour)}}})
+			{TokenID: "tok-a", KeyID: "k1", IssuedAt: now, ExpiresAt: now.Add(time.Hour), UserID: "c:1"}}})
 		if code != http.StatusOK {
 			t.Fatalf("register: %d %s", code, b)
 		}
@@ -121,7 +128,7 @@ func TestServeMintRegistryRestart(t *testing.T) {
 	}
 	// Its event went through the spool (durable before the pipeline saw
 	// it), not straight to the pipeline.
-	inSpool := false
+	inSpool, mismatchInSpool := false, false
 	_ = filepath.WalkDir(cfg.DataDir, func(path string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() || !strings.Contains(path, "spool") {
 			return nil
@@ -129,10 +136,16 @@ func TestServeMintRegistryRestart(t *testing.T) {
 		if b, err := os.ReadFile(path); err == nil && bytes.Contains(b, []byte(`"action":"verify.never_minted"`)) && bytes.Contains(b, []byte("tok-forged")) {
 			inSpool = true
 		}
+		if b, err := os.ReadFile(path); err == nil && bytes.Contains(b, []byte(`"user":{"id":"c:2"},"token":{"id":"tok-a"`)) && bytes.Contains(b, []byte(`"action":"verify.user_mismatch"`)) {
+			mismatchInSpool = true
+		}
 		return nil
 	})
 	if !inSpool {
 		t.Error("the refusal's event is not in the spool")
+	}
+	if !mismatchInSpool {
+		t.Error("the user_mismatch refusal's event, with the user presented, is not in the spool")
 	}
 	det, ok1, err1 := st.LoadCheckpoint(context.Background(), "detectors")
 	reg, ok2, err2 := st.LoadCheckpoint(context.Background(), "mint_registry")

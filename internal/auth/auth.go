@@ -13,8 +13,12 @@
 //     SameSite=Strict, Secure when served over TLS, lifetime SessionTTL).
 //     A bearer header that is present but wrong is refused even when a
 //     valid cookie is also present.
-//   - Roles: ingest may only post events (and register minted tokens);
-//     verify may only ask the inline token check (docs/verify.md), so a
+//   - Roles: ingest may only post events; mint may only register minted
+//     tokens (POST /v1/tokens/minted), so an issuer's credential can
+//     neither feed other events nor read, and a log shipper's cannot
+//     whitelist token ids through that door (ingest may still, deprecated,
+//     while the API allows it: NeedMintOrIngest); verify may only ask the
+//     inline token check (docs/verify.md), so a
 //     gateway's credential can neither feed nor read; analyst reads, gives feedback
 //     and approves actions that are not protected; admin may do
 //     everything. A route declares what it needs (Need); Guard answers
@@ -65,6 +69,7 @@ type Role string
 // The roles, from least to most privileged.
 const (
 	RoleIngest  Role = "ingest"
+	RoleMint    Role = "mint"
 	RoleVerify  Role = "verify"
 	RoleAnalyst Role = "analyst"
 	RoleAdmin   Role = "admin"
@@ -73,10 +78,10 @@ const (
 // ParseRole checks a role name.
 func ParseRole(s string) (Role, error) {
 	switch r := Role(s); r {
-	case RoleIngest, RoleVerify, RoleAnalyst, RoleAdmin:
+	case RoleIngest, RoleMint, RoleVerify, RoleAnalyst, RoleAdmin:
 		return r, nil
 	}
-	return "", fmt.Errorf("unknown role %q (want ingest, verify, analyst or admin)", s)
+	return "", fmt.Errorf("unknown role %q (want ingest, mint, verify, analyst or admin)", s)
 }
 
 // Need is what a route requires of its caller.
@@ -96,6 +101,11 @@ const (
 	NeedAnalyst
 	// NeedVerify: the inline token check (verify and admin tokens).
 	NeedVerify
+	// NeedMint: registering minted tokens (mint and admin tokens).
+	NeedMint
+	// NeedMintOrIngest: registering minted tokens while ingest tokens
+	// may still do it, deprecated (mint, admin and ingest tokens).
+	NeedMintOrIngest
 )
 
 func (n Need) String() string {
@@ -110,6 +120,10 @@ func (n Need) String() string {
 		return "analyst"
 	case NeedVerify:
 		return "verify"
+	case NeedMint:
+		return "mint"
+	case NeedMintOrIngest:
+		return "mint (or ingest, deprecated)"
 	}
 	return "admin"
 }
@@ -120,7 +134,11 @@ func (r Role) Allows(n Need) bool {
 	case NeedPublic:
 		return true
 	case NeedAny:
-		return r == RoleIngest || r == RoleVerify || r == RoleAnalyst || r == RoleAdmin
+		return r == RoleIngest || r == RoleMint || r == RoleVerify || r == RoleAnalyst || r == RoleAdmin
+	case NeedMint:
+		return r == RoleMint || r == RoleAdmin
+	case NeedMintOrIngest:
+		return r == RoleMint || r == RoleAdmin || r == RoleIngest
 	case NeedVerify:
 		return r == RoleVerify || r == RoleAdmin
 	case NeedIngest:

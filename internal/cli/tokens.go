@@ -18,7 +18,7 @@ type tokensCmd struct {
 
 type tokensCreateCmd struct {
 	storeFlag
-	Role string `required:"" enum:"ingest,verify,analyst,admin" help:"ingest (may only post events and register minted tokens), verify (may only ask the inline token check: gateways), analyst (read, feedback, approve unprotected actions) or admin (everything)."`
+	Role string `required:"" enum:"ingest,mint,verify,analyst,admin" help:"ingest (may only post events), mint (may only register minted tokens: token issuers), verify (may only ask the inline token check: gateways), analyst (read, feedback, approve unprotected actions) or admin (everything)."`
 	Name string `placeholder:"NAME" help:"Who or what the token is for (shown in the audit log)."`
 }
 

@@ -55,4 +55,10 @@ func TestTokens(t *testing.T) {
 	if code, stdout, stderr = run(t, "tokens", "create", "--data-dir", data, "--role", "verify", "--name", "edge gateway"); code != 0 || !auth.WellFormed(strings.TrimSpace(stdout)) {
 		t.Errorf("create --role verify: exit %d\n%s", code, stderr)
 	}
+	if code, stdout, stderr = run(t, "tokens", "create", "--data-dir", data, "--role", "mint", "--name", "token issuer"); code != 0 || !auth.WellFormed(strings.TrimSpace(stdout)) {
+		t.Errorf("create --role mint: exit %d\n%s", code, stderr)
+	}
+	if _, stdout, _ = run(t, "tokens", "list", "--data-dir", data); !regexp.MustCompile(`mint\s+token issuer`).MatchString(stdout) {
+		t.Errorf("list does not show the mint token:\n%s", stdout)
+	}
 }

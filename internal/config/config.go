@@ -91,10 +91,19 @@ type Config struct {
 // Verify configures the mint registry and the inline check's routes.
 type Verify struct {
 	Enabled bool `yaml:"enabled"`
-	// Rate (checks per second, over all callers) and Burst limit the
-	// check routes; beyond them a check is answered 429.
+	// Rate (checks per second, per calling API token) and Burst limit
+	// the check routes; beyond them a check is answered 429.
 	Rate  float64 `yaml:"rate"`
 	Burst int     `yaml:"burst"`
+	// RequireUser refuses (user_missing) a check that presents no user
+	// (no sub in the JWT, no X-Token-User) for a token whose mint named
+	// one. false (the default): such a check is judged without the user.
+	RequireUser bool `yaml:"require_user"`
+	// IngestMayMint lets ingest tokens register mints through
+	// POST /v1/tokens/minted, with a deprecation warning (true, the
+	// default for this release); false refuses them (403): only mint and
+	// admin tokens may.
+	IngestMayMint bool `yaml:"ingest_may_mint"`
 	// GraceSkew allows an unknown token claiming an issue time within it
 	// of now (its mint may be in flight), at most GracePerSource tokens
 	// per key and source and GracePerKey per key in any GraceSkew; each
@@ -718,7 +727,7 @@ func Default() Config {
 			CheckpointEvery: Duration(5 * time.Minute),
 		},
 		Kafka:  Kafka{Group: "haechi", CheckpointEvery: 10000},
-		Verify: Verify{Enabled: true, Rate: 100_000, Burst: 10_000, GracePerSource: 2, GracePerKey: 100},
+		Verify: Verify{Enabled: true, Rate: 100_000, Burst: 10_000, GracePerSource: 2, GracePerKey: 100, IngestMayMint: true},
 		Drills: defaultDrills(),
 		Ingest: Ingest{
 			MaxBodyBytes:       16 << 20,

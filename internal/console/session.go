@@ -114,7 +114,9 @@ func loginRoleMessage(err error) string {
 	}
 	switch re.Role {
 	case auth.RoleIngest:
-		return "This is an ingest token: it may only post events and register minted tokens." + then
+		return "This is an ingest token: it may only post events." + then
+	case auth.RoleMint:
+		return "This is a mint token: it may only register minted tokens (/v1/tokens/minted), for a token issuer." + then
 	case auth.RoleVerify:
 		return "This is a verify token: it may only ask the inline token check (/v1/verify), for a gateway." + then
 	}

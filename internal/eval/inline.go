@@ -64,7 +64,7 @@ func newInlineChecker(cfg config.Config, t *truth.Truth) *inlineChecker {
 	}
 	tp, v := cfg.Detectors.TokenProvenance, cfg.Verify
 	reg := mint.New(mint.Options{MaxLifetime: tp.MaxLifetime.D(), ClockSkew: tp.ClockSkew.D(),
-		Grace: mint.Grace{Skew: v.GraceSkew.D(), PerSource: v.GracePerSource, PerKey: v.GracePerKey}})
+		Grace: mint.Grace{Skew: v.GraceSkew.D(), PerSource: v.GracePerSource, PerKey: v.GracePerKey}, RequireUser: v.RequireUser})
 	return &inlineChecker{reg: reg, at: newAttributor(t), t: t,
 		score: InlineVerify{ByVerdict: map[string]int{}, BenignByVerdict: map[string]int{}}}
 }
@@ -92,7 +92,9 @@ func (c *inlineChecker) Check(ev *event.Event) (Containment, bool) {
 		c.reg.Sweep(ev.Time)
 		c.nextSweep = ev.Time.Add(time.Hour)
 	}
-	q := mint.Query{TokenID: ev.Token.ID, KeyID: ev.Token.KeyID, IssuedAt: ev.Token.IssuedAt,
+	// The user the request is served for is the one its token is
+	// presented for (a gateway reads it from the JWT's sub).
+	q := mint.Query{TokenID: ev.Token.ID, KeyID: ev.Token.KeyID, IssuedAt: ev.Token.IssuedAt, User: ev.User.ID,
 		Country: ev.Source.Country, UserAgent: ev.UserAgent, Now: ev.Time}
 	if ip := ev.Source.IP.Unmap(); ip.IsValid() {
 		q.Source = ip.String()

@@ -7,11 +7,11 @@
 // Contract:
 //
 //   - Check reads the token from the request's headers: the JWT in
-//     authorization (kid, jti, iat, read without checking the signature —
-//     Envoy's jwt_authn filter or the upstream does that), or, when there
-//     is none that can be read, x-token-id, x-token-key-id and
-//     x-token-issued-at (a client can send those itself: the JWT that is
-//     served wins over them).
+//     authorization (kid, jti, iat and sub, the user, read without
+//     checking the signature — Envoy's jwt_authn filter or the upstream
+//     does that), or, when there is none that can be read, x-token-id,
+//     x-token-key-id, x-token-issued-at and x-token-user (a client can
+//     send those itself: the JWT that is served wins over them).
 //     The client is the request's source address and user-agent.
 //   - Allowed: status OK. Refused: PERMISSION_DENIED with a 403 denied
 //     response. No token: UNAUTHENTICATED, 401.
@@ -124,11 +124,11 @@ func (s *Server) Check(_ context.Context, req *authv3.CheckRequest) (*authv3.Che
 	// A JWT that cannot be read (no jti) is refused, never replaced by
 	// the headers: the upstream would accept it on its signature alone.
 	if t, ok := gateway.BearerJWT(h["authorization"]); ok {
-		q.TokenID, q.KeyID, q.IssuedAt = t.ID, t.KeyID, t.IssuedAt
+		q.TokenID, q.KeyID, q.IssuedAt, q.User = t.ID, t.KeyID, t.IssuedAt, t.User
 	} else if gateway.LooksLikeJWS(h["authorization"]) {
 		return s.denied(codes.Unauthenticated, typev3.StatusCode_Unauthorized, gateway.Unreadable), nil
 	} else {
-		q.TokenID, q.KeyID = h["x-token-id"], h["x-token-key-id"]
+		q.TokenID, q.KeyID, q.User = h["x-token-id"], h["x-token-key-id"], h["x-token-user"]
 		if v := h["x-token-issued-at"]; v != "" {
 			q.IssuedAt, _ = gateway.ParseClaimTime(v)
 		}

@@ -225,3 +225,41 @@ func BenchmarkCheckGRPC(b *testing.B) {
 	b.ReportMetric(q(0.99), "p99-µs")
 	b.ReportMetric(float64(len(all))/elapsed.Seconds(), "checks/s")
 }
+
+// The user the token is presented for is the JWT's sub (or x-token-user
+// for an opaque token); a genuine token id presented for another user is
+// refused, for its own user it passes.
+func TestCheckUser(t *testing.T) {
+	now := time.Now().UTC()
+	reg := mint.New(mint.Options{MaxLifetime: 12 * time.Hour})
+	reg.Add(mint.Mint{TokenID: "tok-own", KeyID: "k1", At: now.Add(-time.Minute), UserID: "c:1042"})
+	var refused []string
+	client := serve(t, extauthz.Options{Registry: reg, OnRefuse: func(q mint.Query, a mint.Answer) {
+		refused = append(refused, string(a.Verdict)+":"+q.User)
+	}})
+	bearer := func(sub string) string {
+		return "Bearer " + jwt(`{"kid":"k1"}`, fmt.Sprintf(`{"jti":"tok-own","sub":%q}`, sub))
+	}
+	for _, c := range []struct {
+		name    string
+		headers map[string]string
+		code    codes.Code
+	}{
+		{"own sub (twin)", map[string]string{"authorization": bearer("c:1042")}, codes.OK},
+		{"victim's sub", map[string]string{"authorization": bearer("c:7")}, codes.PermissionDenied},
+		{"client's x-token-user beside the jwt", map[string]string{"authorization": bearer("c:8"), "x-token-user": "c:1042"}, codes.PermissionDenied},
+		{"opaque, own user (twin)", map[string]string{"x-token-id": "tok-own", "x-token-user": "c:1042"}, codes.OK},
+		{"opaque, another user", map[string]string{"x-token-id": "tok-own", "x-token-user": "c:9"}, codes.PermissionDenied},
+	} {
+		resp, err := client.Check(context.Background(), request(c.headers, "203.0.113.7"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := codes.Code(resp.GetStatus().GetCode()); got != c.code {
+			t.Errorf("%s: status %s (%s), want %s", c.name, got, resp.GetStatus().GetMessage(), c.code)
+		}
+	}
+	if want := "user_mismatch:c:7 user_mismatch:c:8 user_mismatch:c:9"; strings.Join(refused, " ") != want {
+		t.Errorf("refusals reported %v, want %s", refused, want)
+	}
+}

@@ -17,6 +17,11 @@
 //   - Verify reads memory only, never the store or the network; it is safe
 //     for concurrent use with Observe, Add, Sweep and Snapshot, which take
 //     one of 64 striped locks (Verify a read lock).
+//   - Binding to the user: a mint that names its user (Mint.UserID: the
+//     JWT's sub) keeps a 32-bit hash of it in its slot, and a check that
+//     presents a user (Query.User) answers UserMismatch when it is
+//     another — so a genuine token id cannot be reused with another sub.
+//     Users are compared byte for byte (no case folding or trimming).
 //   - Memory: a live token costs one 24-byte slot of an open-addressing
 //     table (linear probing, no tombstones) that is kept between 2/5 and 4/5
 //     full, i.e. 30–60 bytes per live token (TestMemoryPerToken,
@@ -56,6 +61,10 @@ type Options struct {
 	// Grace configures the allowance for very new unknown tokens (zero:
 	// none).
 	Grace Grace
+	// RequireUser refuses (UserMissing) a check that presents no user for
+	// a token whose mint named one. false: such a check is judged
+	// without the user, as before binding existed.
+	RequireUser bool
 }
 
 // Mint is one minted token, as an issuer registers it.
@@ -65,14 +74,33 @@ type Mint struct {
 	IssuedAt  time.Time // zero → At
 	ExpiresAt time.Time // zero → issued + MaxLifetime
 	At        time.Time // when the mint happened (the event's time)
-	// UserID and IP are carried to the mint's event (Event) only.
+	// UserID is the user the token was minted for (the JWT's sub): the
+	// registry binds the token id to it (a 32-bit hash), so a check
+	// presenting another user is refused. "" leaves the token unbound.
 	UserID string
-	IP     netip.Addr
+	// IP and ASN are carried to the mint's event (Event) only.
+	IP netip.Addr
 	// The mint's context, for token binding (all optional): the client
 	// the token was minted for.
 	Country   string // ISO 3166-1 alpha-2
 	ASN       uint32
 	UserAgent string
+}
+
+// userHash is FNV-1a 64 over a user id folded to 32 bits (0 for "", never
+// 0 otherwise). A forger reusing a genuine token id of their own with a
+// victim's user passes only if the two users' hashes collide: 1 in 2³² for
+// a given pair, and the forger cannot search for a collision without
+// minting genuine tokens for ever new accounts of their own.
+func userHash(id string) uint32 {
+	if id == "" {
+		return 0
+	}
+	h := tokenuse.Hash(id)
+	if u := uint32(h>>32) ^ uint32(h); u != 0 {
+		return u
+	}
+	return 1
 }
 
 // Event is m as the contract's mint event (auth.token, token.issued,
@@ -146,7 +174,7 @@ func (r *Registry) Observe(ev *event.Event) {
 	case event.DatasetToken:
 		if _, ok := tokenuse.Key(ev); ok {
 			r.Add(Mint{TokenID: ev.Token.ID, KeyID: ev.Token.KeyID, IssuedAt: ev.Token.IssuedAt, ExpiresAt: ev.Token.ExpiresAt,
-				At: ev.Time, Country: ev.Source.Country, ASN: ev.Source.ASN, UserAgent: ev.UserAgent})
+				At: ev.Time, UserID: ev.User.ID, Country: ev.Source.Country, ASN: ev.Source.ASN, UserAgent: ev.UserAgent})
 		}
 	}
 }
@@ -203,7 +231,8 @@ func (r *Registry) internLocked(id string) uint16 {
 }
 
 // Add registers one mint. A token minted again under the same id keeps
-// the later expiry; a revoked token stays revoked.
+// the later expiry and takes the later mint's user; a revoked token stays
+// revoked.
 func (r *Registry) Add(m Mint) {
 	if m.TokenID == "" {
 		return
@@ -245,7 +274,7 @@ func (r *Registry) Add(m Mint) {
 	r.kmu.Unlock()
 
 	f := binding.ParseFamily(m.UserAgent)
-	s := slot{h: nonzero(tokenuse.Hash(m.TokenID)), exp: toSec(exp), asn: m.ASN, key: ki, cc: binding.PackCountry(m.Country),
+	s := slot{h: nonzero(tokenuse.Hash(m.TokenID)), exp: toSec(exp), user: userHash(m.UserID), key: ki, cc: binding.PackCountry(m.Country),
 		ua: uint16(f.Client)<<8 | uint16(f.OS), flags: flags}
 	st := &r.stripes[stripeOf(s.h)]
 	st.mu.Lock()

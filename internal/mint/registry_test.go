@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/haechi-sec/haechi/internal/detect/tokenuse"
 	"github.com/haechi-sec/haechi/internal/event"
 )
 
@@ -198,7 +199,7 @@ func TestSnapshotRoundTrip(t *testing.T) {
 	r := fixture(t)
 	r.RevokeKey("k2", t0.Add(20*time.Minute))
 	for i := range 5000 {
-		r.Add(Mint{TokenID: fmt.Sprintf("bulk-%d", i), KeyID: "k1", At: t0, Country: "KR", UserAgent: chromeWin})
+		r.Add(Mint{TokenID: fmt.Sprintf("bulk-%d", i), KeyID: "k1", At: t0, Country: "KR", UserAgent: chromeWin, UserID: fmt.Sprintf("c:%d", i)})
 	}
 	b := r.Snapshot()
 	c := New(r.opts)
@@ -215,6 +216,15 @@ func TestSnapshotRoundTrip(t *testing.T) {
 			if a, b := r.Verify(q), c.Verify(q); a.Verdict != b.Verdict {
 				t.Errorf("%s/%s: restored says %s, original %s", id, kid, b.Verdict, a.Verdict)
 			}
+		}
+	}
+	// The binding survives: bulk-17 was minted for c:17.
+	for _, tc := range []struct {
+		user string
+		want Verdict
+	}{{"c:17", Known}, {"c:18", UserMismatch}, {"", Known}} {
+		if v := c.Verify(Query{TokenID: "bulk-17", KeyID: "k1", User: tc.user, Now: now}).Verdict; v != tc.want {
+			t.Errorf("restored: bulk-17 presented for %q: %s, want %s", tc.user, v, tc.want)
 		}
 	}
 	if v := c.Verify(Query{TokenID: "tok-old", Now: now}).Verdict; v != Revoked {
@@ -240,7 +250,8 @@ func TestMemoryPerToken(t *testing.T) {
 	runtime.ReadMemStats(&m0)
 	r := New(Options{MaxLifetime: 24 * time.Hour})
 	for i := range n {
-		r.Add(Mint{TokenID: fmt.Sprintf("tok-%d", i), KeyID: "k1", At: t0})
+		// Bound to a user, as a JWT's sub: the binding costs no byte.
+		r.Add(Mint{TokenID: fmt.Sprintf("tok-%d", i), KeyID: "k1", At: t0, UserID: fmt.Sprintf("c:%d", i)})
 	}
 	runtime.GC()
 	runtime.ReadMemStats(&m1)
@@ -371,4 +382,73 @@ func BenchmarkVerify(b *testing.B) {
 	b.ReportMetric(q(0.50), "p50-µs")
 	b.ReportMetric(q(0.99), "p99-µs")
 	b.ReportMetric(float64(len(all))/elapsed.Seconds(), "checks/s")
+}
+
+// TestVerifyUser: a token id is bound to the user it was minted for, so a
+// forger holding the signing key cannot reuse the jti of their own genuine
+// login with a victim's sub.
+func TestVerifyUser(t *testing.T) {
+	now := t0.Add(15 * time.Minute)
+	build := func(require bool) *Registry {
+		r := New(Options{MaxLifetime: 12 * time.Hour, ClockSkew: time.Minute, RequireUser: require})
+		// Through the stream (auth.token with user.id) …
+		r.Observe(&event.Event{Time: t0, Dataset: event.DatasetToken, Action: event.ActionTokenIssued, Outcome: event.OutcomeSuccess,
+			User: event.User{ID: "c:1042"}, Token: event.Token{ID: "tok-own", KeyID: "k1", IssuedAt: t0, ExpiresAt: t0.Add(time.Hour)}})
+		// … and through POST /v1/tokens/minted (Add).
+		r.Add(Mint{TokenID: "tok-api", KeyID: "k1", At: t0, UserID: "auth0|5f1a"})
+		r.Add(Mint{TokenID: "tok-unbound", KeyID: "k1", At: t0}) // the issuer names no user
+		// Re-minted under the same id for another user: the later mint's user.
+		r.Add(Mint{TokenID: "tok-again", KeyID: "k1", At: t0, UserID: "c:1"})
+		r.Add(Mint{TokenID: "tok-again", KeyID: "k1", At: t0.Add(time.Minute), UserID: "c:2"})
+		r.Add(Mint{TokenID: "tok-rev", KeyID: "k1", At: t0, UserID: "c:7"})
+		r.Revoke("tok-rev", t0)
+		return r
+	}
+	tests := []struct {
+		name    string
+		require bool
+		q       Query
+		want    Verdict
+	}{
+		// Hard-benign twin: the genuine token presented for its own user.
+		{"own user", false, Query{TokenID: "tok-own", KeyID: "k1", User: "c:1042"}, Known},
+		{"own user, required", true, Query{TokenID: "tok-own", KeyID: "k1", User: "c:1042"}, Known},
+		{"own user, registered by the API", false, Query{TokenID: "tok-api", KeyID: "k1", User: "auth0|5f1a"}, Known},
+		{"genuine jti, victim's sub", false, Query{TokenID: "tok-own", KeyID: "k1", User: "c:7"}, UserMismatch},
+		{"genuine jti, victim's sub, no key named", false, Query{TokenID: "tok-api", User: "c:1042"}, UserMismatch},
+		// Byte for byte: no case folding, no trimming.
+		{"other case", false, Query{TokenID: "tok-api", KeyID: "k1", User: "AUTH0|5F1A"}, UserMismatch},
+		{"trailing space", false, Query{TokenID: "tok-own", KeyID: "k1", User: "c:1042 "}, UserMismatch},
+		// Unbound checks (backward compatible) unless required.
+		{"no user presented", false, Query{TokenID: "tok-own", KeyID: "k1"}, Known},
+		{"no user presented, required", true, Query{TokenID: "tok-own", KeyID: "k1"}, UserMissing},
+		// A mint registered without a user stays unbound.
+		{"unbound mint, a user presented", true, Query{TokenID: "tok-unbound", KeyID: "k1", User: "c:7"}, Known},
+		{"unbound mint, none presented, required", true, Query{TokenID: "tok-unbound", KeyID: "k1"}, Known},
+		{"re-minted: the later user", false, Query{TokenID: "tok-again", KeyID: "k1", User: "c:2"}, Known},
+		{"re-minted: not the earlier user", false, Query{TokenID: "tok-again", KeyID: "k1", User: "c:1"}, UserMismatch},
+		// Earlier verdicts come first.
+		{"revoked before mismatch", false, Query{TokenID: "tok-rev", KeyID: "k1", User: "c:8"}, Revoked},
+		{"forged id with a user", false, Query{TokenID: "tok-forged", KeyID: "k1", IssuedAt: now, User: "c:1042"}, NeverMinted},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.q.Now = now
+			a := build(tc.require).Verify(tc.q)
+			if a.Verdict != tc.want {
+				t.Fatalf("verdict %s (%v), want %s", a.Verdict, a.Reasons, tc.want)
+			}
+			if a.Allow != tc.want.Allowed() || len(a.Reasons) == 0 {
+				t.Errorf("answer %+v: allow must follow the verdict, with reasons", a)
+			}
+		})
+	}
+}
+
+// The refusal event of a user_mismatch verdict is what the token
+// detector reads as a token never minted.
+func TestUserMismatchAction(t *testing.T) {
+	if got := tokenuse.RefusedPrefix + string(UserMismatch); got != tokenuse.ActionUserMismatch {
+		t.Fatalf("refusal action %q, the detector reads %q", got, tokenuse.ActionUserMismatch)
+	}
 }

@@ -7,9 +7,11 @@ import (
 	"github.com/haechi-sec/haechi/internal/snap"
 )
 
-// snapshotVersion 2 adds each key's revocation time; version 1
-// snapshots (no revocations) are still read.
-const snapshotVersion = 2
+// snapshotVersion 2 adds each key's revocation time; version 3 stores
+// each slot's user hash where versions 1 and 2 stored the mint's AS
+// number (which no verdict read). Versions 1 and 2 are still read, their
+// tokens unbound.
+const snapshotVersion = 3
 
 // Snapshot encodes the registry: coverage, key table and every slot. It
 // locks one stripe at a time, so a concurrent Add may or may not be in
@@ -37,7 +39,7 @@ func (r *Registry) Snapshot() []byte {
 			}
 			w.Uint(s.h)
 			w.Uint(uint64(s.exp))
-			w.Uint(uint64(s.asn))
+			w.Uint(uint64(s.user))
 			w.Uint(uint64(s.key))
 			w.Uint(uint64(s.cc))
 			w.Uint(uint64(s.ua))
@@ -71,8 +73,8 @@ func (r *Registry) Restore(b []byte) error {
 func (r *Registry) decode(b []byte) error {
 	rd := snap.NewReader(b)
 	v := rd.Byte()
-	if rd.Err() == nil && v != 1 && v != snapshotVersion {
-		return fmt.Errorf("snapshot version %d, want 1 or %d", v, snapshotVersion)
+	if rd.Err() == nil && (v < 1 || v > snapshotVersion) {
+		return fmt.Errorf("snapshot version %d, want 1 to %d", v, snapshotVersion)
 	}
 	r.since = rd.Time()
 	r.inv = rd.Bool()
@@ -102,7 +104,10 @@ func (r *Registry) decode(b []byte) error {
 		if h == 0 || rd.Err() != nil {
 			break
 		}
-		s := slot{h: h, exp: u32(rd), asn: u32(rd), key: u16(rd), cc: u16(rd), ua: u16(rd), flags: u16(rd)}
+		s := slot{h: h, exp: u32(rd), user: u32(rd), key: u16(rd), cc: u16(rd), ua: u16(rd), flags: u16(rd)}
+		if v < 3 {
+			s.user = 0 // the mint's AS number: the token is unbound
+		}
 		if int(s.key) >= len(r.keys) {
 			rd.Fail("slot key index")
 			break

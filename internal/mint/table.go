@@ -22,7 +22,7 @@ const (
 type slot struct {
 	h     uint64
 	exp   uint32 // toSec(expiry)
-	asn   uint32 // mint context: AS number, 0 none
+	user  uint32 // userHash of the user the token was minted for, 0 none (unbound)
 	key   uint16 // key table index, 0 none
 	cc    uint16 // mint context: binding.PackCountry, 0 none
 	ua    uint16 // mint context: user agent family (client<<8 | os), 0 none
@@ -69,7 +69,8 @@ func (t *table) get(h uint64) (slot, bool) {
 }
 
 // upsert inserts s, or merges it into the slot already holding s.h (later
-// expiry, key and context kept when s has none, flags ORed). It reports
+// expiry, key, user and context kept when s has none — a later mint's
+// key or user wins over an earlier one's — flags ORed). It reports
 // whether a slot was added.
 func (t *table) upsert(s slot) bool {
 	if i := t.find(s.h); i >= 0 {
@@ -83,8 +84,11 @@ func (t *table) upsert(s slot) bool {
 			o.key = s.key
 			o.flags &^= flagAfterRetired
 		}
-		if o.cc == 0 && o.asn == 0 && o.ua == 0 {
-			o.cc, o.asn, o.ua = s.cc, s.asn, s.ua
+		if s.user != 0 {
+			o.user = s.user
+		}
+		if o.cc == 0 && o.ua == 0 {
+			o.cc, o.ua = s.cc, s.ua
 		}
 		o.flags |= s.flags
 		return false

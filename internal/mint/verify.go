@@ -26,6 +26,16 @@ const (
 	UnknownKey Verdict = "unknown_key"
 	// Revoked: revoked by response or an operator.
 	Revoked Verdict = "revoked"
+	// UserMismatch: minted for one user, presented with another (the
+	// JWT's sub, or the user the gateway names for an opaque token): a
+	// genuine token id reused with another subject by someone holding the
+	// signing key, or a token swapped between users. Refused; the refusal
+	// is forged-token evidence for the token_provenance detector.
+	UserMismatch Verdict = "user_mismatch"
+	// UserMissing: minted for a user, presented without one, while
+	// Options.RequireUser is set. Refused, but no evidence of forgery (a
+	// gateway that does not pass the user yet looks the same).
+	UserMissing Verdict = "user_missing"
 	// Hijacked: minted for one client, presented by another: both the
 	// country and the user agent family differ from the mint's.
 	Hijacked Verdict = "hijacked"
@@ -50,6 +60,10 @@ type Query struct {
 	TokenID  string
 	KeyID    string    // "" when the token names none
 	IssuedAt time.Time // the token's claim; zero when it has none
+	// User is the user the token is presented for (the JWT's sub, or the
+	// gateway's user of an opaque token), compared byte for byte with the
+	// mint's; "" presents none (see Options.RequireUser).
+	User string
 	// Context, all optional: the client presenting the token, already
 	// located (the caller resolves the address to a country when it can).
 	// Source is its address as text: the grace's allowance is per source.
@@ -71,7 +85,7 @@ type Answer struct {
 // revocation (of the token, of the key it is presented with, or of the
 // key that minted it), then the mint (absent: a retired key's post-retirement
 // claim, else never minted unless uncovered), the mint's key, a
-// post-retirement mint, then binding.
+// post-retirement mint, the mint's user, then binding.
 func (r *Registry) Verify(q Query) Answer {
 	r.kmu.RLock()
 	var k keyInfo
@@ -130,6 +144,14 @@ func (r *Registry) Verify(q Query) Answer {
 	}
 	if s.flags&flagAfterRetired != 0 {
 		return Answer{Verdict: RetiredKey, Reasons: []string{fmt.Sprintf("minted by key %q after that key's retirement", r.keyName(s.key))}}
+	}
+	if s.user != 0 {
+		if q.User != "" && userHash(q.User) != s.user {
+			return Answer{Verdict: UserMismatch, Reasons: []string{"minted for another user than the one it is presented for"}}
+		}
+		if q.User == "" && r.opts.RequireUser {
+			return Answer{Verdict: UserMissing, Reasons: []string{"minted for a user, presented without one (verify.require_user)"}}
+		}
 	}
 	if reasons := hijack(s, q); reasons != nil {
 		return Answer{Verdict: Hijacked, Reasons: reasons}

@@ -86,6 +86,15 @@
 //     the fields both uses carry; uses without them count for nothing. About
 //     the token. Only the first location and its time are remembered, so the
 //     evidence is the second use.
+//     A request the inline check refused as user_mismatch
+//     (tokenuse.ActionUserMismatch: its id was minted for another user
+//     than the one presented, e.g. the jti of the forger's own login with
+//     a victim's sub) is a token never minted too, though its id is in the
+//     mint index: it fires at once (at the latest when the mint arrives,
+//     should the refusal come first), once per token id, about the key,
+//     tagged TagRefusedOnly. The mint index keeps no users (its 64-byte
+//     budget): the detector takes the check's verdict, which compared the
+//     users byte for byte.
 //   - token_used_after_expiry (70): a minted token used after its
 //     remembered expiry + ClockSkew while the index still remembers it.
 //     About the token. Once swept, a use of it looks never minted and fires
@@ -384,6 +393,10 @@ type pendingUse struct {
 	// check (tokenuse.Refused), so none was served.
 	refused bool
 	pos     [2]int // in shard.queue (byDue) and shard.deadlines (byDeadline)
+
+	// mismatch: the first use refused as user_mismatch, kept to report it
+	// when the mint arrives (userMismatch).
+	mismatch *refusedUse
 }
 
 // flagEntry remembers a token already reported never minted, and enough of
@@ -429,6 +442,10 @@ type shard struct {
 	refusedPending int
 	refusedBy      map[string]int
 	refusedFlags   []flagRef
+	// mismatched: tokens already reported for a user_mismatch refusal →
+	// toSec of when to forget them (first report + MaxLifetime); nil
+	// until the first.
+	mismatched map[uint64]uint32
 }
 
 // flagRef names a flagged entry: its token's hash and its finding's time.
@@ -472,6 +489,11 @@ func (s *shard) Advance(c *engine.Context, wm time.Time) {
 		}
 	}
 	s.flagged = shrink(s.flagged, &s.flagPeak)
+	for h, until := range s.mismatched {
+		if until < now {
+			delete(s.mismatched, h)
+		}
+	}
 }
 
 // judge drops the pending use p and reports it never minted, by the issuer
@@ -644,6 +666,11 @@ func (s *shard) mint(c *engine.Context, key event.EntityKey, ev *event.Event) {
 	fired := e.fired()
 	l := e.loc()
 	p := s.pending[h]
+	if p != nil && p.mismatch != nil {
+		// Refused as user_mismatch before its mint reached the detector.
+		s.userMismatch(c, key, *p.mismatch, h, s.intern(ev.Token.KeyID))
+		p.mismatch = nil
+	}
 	if p != nil {
 		if ev.Time.After(p.deadline) && ev.Time.After(p.first) {
 			// Minted after the issuer rule's verdict time: the token was
@@ -723,12 +750,20 @@ func (s *shard) mint(c *engine.Context, key event.EntityKey, ev *event.Event) {
 
 func (s *shard) use(c *engine.Context, key event.EntityKey, ev *event.Event) {
 	h := hashID(key.ID)
+	mismatch := ev.Action == tokenuse.ActionUserMismatch && tokenuse.Refused(ev)
 	if e, ok := s.mints.get(h); ok {
+		if mismatch {
+			s.userMismatch(c, key, refusal(c, ev), h, e.keyIndex())
+		}
 		s.useMinted(c, key, ev, h, e)
 		return
 	}
 	refused := tokenuse.Refused(ev)
 	if p := s.pending[h]; p != nil {
+		if mismatch && p.mismatch == nil {
+			u := refusal(c, ev)
+			p.mismatch = &u
+		}
 		p.count++
 		p.last = ev.Time
 		if p.refused && !refused {
@@ -778,11 +813,51 @@ func (s *shard) use(c *engine.Context, key event.EntityKey, ev *event.Event) {
 		s.refusedPending++
 		s.refusedBy[p.keyID]++
 	}
+	if mismatch {
+		u := refusal(c, ev)
+		p.mismatch = &u
+	}
 	p.fired = s.checkUse(c, key, ev, s.lookup(ev.Token.KeyID, 0), 0, nil)
 	p.loc, p.fired = s.checkLocation(c, key, ev, p.loc, p.fired)
 	s.pending[h] = p
 	heap.Push(&s.queue, p)
 	heap.Push(&s.deadlines, p)
+}
+
+// refusedUse is what a finding needs of a refused request.
+type refusedUse struct {
+	keyID, user, ref string
+	ip               netip.Addr
+	at               time.Time
+}
+
+func refusal(c *engine.Context, ev *event.Event) refusedUse {
+	return refusedUse{keyID: strings.Clone(ev.Token.KeyID), user: strings.Clone(ev.User.ID), ref: c.Ref(ev), ip: ev.Source.IP, at: ev.Time}
+}
+
+// userMismatch reports u, a request the inline check refused because the
+// token's id (minted, key index mk) was minted for another user, as a
+// token never minted — once per token id.
+func (s *shard) userMismatch(c *engine.Context, key event.EntityKey, u refusedUse, h uint64, mk uint16) {
+	if _, done := s.mismatched[h]; done {
+		return
+	}
+	if s.mismatched == nil {
+		s.mismatched = map[uint64]uint32{}
+	}
+	s.mismatched[h] = toSec(u.at.Add(s.opts.MaxLifetime))
+	kid := u.keyID
+	if kid == "" && mk != 0 {
+		kid = s.keys[mk&keyMask].id
+	}
+	entity := key
+	if kid != "" {
+		entity = event.EntityKey{Kind: event.EntitySigningKey, ID: kid}
+	}
+	c.Emit(refusedOnly(true, withSource(u.ip, s.finding(KindNeverMinted, "Token presented for another user than it was minted for", ScoreNeverMinted, true, entity, u.at,
+		fmt.Sprintf("Token %s%s was presented, and refused at the gateway by the inline check, %s at %s for a user it was not minted for: its id is genuine, but no token of this id was ever minted for this user. Whoever made it reused a genuine token id with another user's identity — with the signing key, a forgery the signature check accepts.",
+			key.ID, signedBy(kid), byFrom(u.user, u.ip), stamp(u.at)),
+		u.ref))))
 }
 
 // mintDeadline is when a genuine token first used at first, claiming

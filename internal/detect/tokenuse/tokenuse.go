@@ -32,6 +32,12 @@ func Key(ev *event.Event) (event.EntityKey, bool) {
 // refused at the gateway (docs/verify.md): "verify.never_minted", ….
 const RefusedPrefix = "verify."
 
+// ActionUserMismatch is the event.action of a request the inline check
+// refused because the token's id was minted for another user than the one
+// it was presented for (verdict user_mismatch): a genuine token id reused
+// with another subject, i.e. a token that was never minted.
+const ActionUserMismatch = RefusedPrefix + "user_mismatch"
+
 // Refused reports whether ev is a request the inline check refused: a
 // failed gateway.access event whose action starts with RefusedPrefix,
 // carrying token.id. Key does not key it (it is no access); the
