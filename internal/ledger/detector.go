@@ -1,6 +1,7 @@
 package ledger
 
 import (
+	"slices"
 	"strconv"
 	"time"
 
@@ -143,9 +144,51 @@ type cellKey struct {
 }
 
 type cell struct {
-	all         *roaring.Bitmap
+	all *roaring.Bitmap
+	// common are the field categories every event of the cell exposed
+	// (each once, in the first event's order): their records and times
+	// are all's and first's and last's, so they are not kept apart —
+	// most cells (a customer reading their orders) expose the same fields
+	// in every event. fields holds the others; the two never share a
+	// field.
+	common      []string
 	fields      map[string]*fieldSet
 	first, last int64 // unix nanoseconds
+}
+
+// newCommon returns the distinct non-empty categories of fields.
+func newCommon(fields []string) []string {
+	var out []string
+	for _, f := range fields {
+		if f != "" && !slices.Contains(out, f) {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+// exposes reports whether fields holds f.
+func exposes(fields []string, f string) bool { return slices.Contains(fields, f) }
+
+// splitCommon moves the common fields an event does not expose into
+// fields, as they stand before the event: every event so far exposed
+// them, so their records are all's and their times the cell's.
+func (c *cell) splitCommon(fields []string) {
+	if slices.Equal(c.common, fields) {
+		return // the usual case: the same fields as the first event
+	}
+	kept := c.common[:0]
+	for _, f := range c.common {
+		if exposes(fields, f) {
+			kept = append(kept, f)
+			continue
+		}
+		if c.fields == nil {
+			c.fields = map[string]*fieldSet{}
+		}
+		c.fields[f] = &fieldSet{bm: c.all.Clone(), first: c.first, last: c.last}
+	}
+	c.common = kept
 }
 
 // fieldSet is a cell's records that exposed one field category, with the
@@ -181,8 +224,10 @@ func (s *shard) Process(_ *engine.Context, key event.EntityKey, ev *event.Event)
 		if len(s.cells) == 0 {
 			s.dirtySince = s.d.l.opts.Now()
 		}
-		c = &cell{all: roaring.New(), first: t, last: t}
+		c = &cell{all: roaring.New(), first: t, last: t, common: newCommon(ev.Records.Fields)}
 		s.cells[ck] = c
+	} else if len(c.common) > 0 {
+		c.splitCommon(ev.Records.Fields)
 	}
 	c.first, c.last = min(c.first, t), max(c.last, t)
 	var dropped int
@@ -193,8 +238,8 @@ func (s *shard) Process(_ *engine.Context, key event.EntityKey, ev *event.Event)
 	}
 	c.all.AddMany(s.ids)
 	for _, f := range ev.Records.Fields {
-		if f == "" {
-			continue
+		if f == "" || exposes(c.common, f) {
+			continue // a common field's records are all's
 		}
 		if c.fields == nil {
 			c.fields = map[string]*fieldSet{}

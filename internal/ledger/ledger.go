@@ -561,6 +561,13 @@ func appendRows(rows []store.LedgerRow, h handoff) []store.LedgerRow {
 			})
 		}
 		add("", c.all, c.first, c.last)
+		// A common field's row is all's: the same bitmap, serialized once.
+		base := rows[len(rows)-1]
+		for _, f := range c.common {
+			r := base
+			r.Field = f
+			rows = append(rows, r)
+		}
 		for f, fs := range c.fields {
 			add(f, fs.bm, fs.first, fs.last)
 		}
