@@ -56,7 +56,7 @@ func TestFieldRows(t *testing.T) {
 		fields []string
 	}
 	cases := map[string][]ev{
-		"same fields every time": {{[]int{1, 2}, []string{"name", "phone"}}, {[]int{3}, []string{"name", "phone"}}, {[]int{4}, []string{"name", "phone"}}},
+		"same fields every time":  {{[]int{1, 2}, []string{"name", "phone"}}, {[]int{3}, []string{"name", "phone"}}, {[]int{4}, []string{"name", "phone"}}},
 		"one field dropped later": {{[]int{1, 2}, []string{"name", "phone"}}, {[]int{3}, []string{"name"}}, {[]int{4, 1}, []string{"name", "phone"}}},
 		"new field later":         {{[]int{1}, []string{"name"}}, {[]int{2}, []string{"name", "address"}}, {[]int{3}, []string{"name"}}},
 		"no fields first":         {{[]int{1}, nil}, {[]int{2}, []string{"name"}}, {[]int{3}, []string{"name"}}},
