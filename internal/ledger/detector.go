@@ -88,7 +88,7 @@ func (d *Detector) Dimension() Dimension { return d.dim }
 // not customers' and stay out of every scope. It does not allocate once
 // the source address or network is in the cache.
 func (d *Detector) Key(ev *event.Event) (event.EntityKey, bool) {
-	if len(ev.Records.IDs) == 0 || ev.Outcome == event.OutcomeFailure || ev.Drill || !ev.IsActivity() {
+	if !recorded(ev) {
 		return event.EntityKey{}, false
 	}
 	var v string
@@ -116,6 +116,43 @@ func (d *Detector) Key(ev *event.Event) (event.EntityKey, bool) {
 		return event.EntityKey{}, false
 	}
 	return event.EntityKey{Kind: d.kind, ID: v}, true
+}
+
+// recorded reports whether the ledger records ev: activity that touched
+// records and did not fail, not a drill's (Key). Every such event has a
+// principal (IsActivity), so the principal dimension records it.
+func recorded(ev *event.Event) bool {
+	return len(ev.Records.IDs) > 0 && ev.Outcome != event.OutcomeFailure && !ev.Drill && ev.IsActivity()
+}
+
+// Number sets the Records.Numbers of every event of evs the ledger
+// records, numbering each record id once for all of the ledger's
+// dimensions (one dictionary look-up per id instead of one per
+// dimension), and clears it on the others. Call it before the events are
+// routed (the pipeline does, as a batch is submitted); the shards then
+// reuse the numbers. A shared dictionary (cluster mode) numbers nothing
+// here: its shards ask the store for what they do not know.
+func (l *Ledger) Number(evs []event.Event) {
+	if l.dict.assign != nil {
+		return
+	}
+	n := 0
+	for i := range evs {
+		if recorded(&evs[i]) {
+			n += len(evs[i].Records.IDs)
+		}
+	}
+	buf := make([]uint32, 0, n) // one allocation for the batch
+	for i := range evs {
+		ev := &evs[i]
+		ev.Records.Numbers = nil
+		if !recorded(ev) {
+			continue
+		}
+		start := len(buf)
+		buf, _ = l.dict.appendIDs(buf, ev.Records.IDs)
+		ev.Records.Numbers = buf[start:len(buf):len(buf)]
+	}
 }
 
 // NewShard implements engine.Detector.
@@ -230,13 +267,17 @@ func (s *shard) Process(_ *engine.Context, key event.EntityKey, ev *event.Event)
 		c.splitCommon(ev.Records.Fields)
 	}
 	c.first, c.last = min(c.first, t), max(c.last, t)
-	var dropped int
-	s.ids, dropped = s.d.l.dict.appendIDs(s.ids[:0], ev.Records.IDs)
-	if dropped > 0 {
-		s.d.l.unnumbered.Add(int64(dropped))
-		s.d.l.opts.Logger.Error("ledger: record ids dropped: the store did not number them", "ids", dropped, "dimension", s.d.dim)
+	ids := ev.Records.Numbers // numbered once for every dimension (Number)
+	if ids == nil {
+		var dropped int
+		s.ids, dropped = s.d.l.dict.appendIDs(s.ids[:0], ev.Records.IDs)
+		if dropped > 0 {
+			s.d.l.unnumbered.Add(int64(dropped))
+			s.d.l.opts.Logger.Error("ledger: record ids dropped: the store did not number them", "ids", dropped, "dimension", s.d.dim)
+		}
+		ids = s.ids
 	}
-	c.all.AddMany(s.ids)
+	c.all.AddMany(ids)
 	for _, f := range ev.Records.Fields {
 		if f == "" || exposes(c.common, f) {
 			continue // a common field's records are all's
@@ -250,10 +291,10 @@ func (s *shard) Process(_ *engine.Context, key event.EntityKey, ev *event.Event)
 			c.fields[f] = fs
 		}
 		fs.first, fs.last = min(fs.first, t), max(fs.last, t)
-		fs.bm.AddMany(s.ids)
+		fs.bm.AddMany(ids)
 	}
-	s.d.l.touches.Add(int64(len(s.ids)))
-	s.dirty += len(s.ids)
+	s.d.l.touches.Add(int64(len(ids)))
+	s.dirty += len(ids)
 	if s.dirty >= s.d.l.opts.MaxDirty {
 		s.handoff()
 	}
