@@ -193,8 +193,20 @@ type cell struct {
 	first, last int64 // unix nanoseconds
 }
 
-// newCommon returns the distinct non-empty categories of fields.
+// newCommon returns the distinct non-empty categories of fields: fields
+// itself when they are (the usual case; the cell only reads it and
+// splitCommon copies before it writes).
 func newCommon(fields []string) []string {
+	distinct := true
+	for i, f := range fields {
+		if f == "" || slices.Contains(fields[:i], f) {
+			distinct = false
+			break
+		}
+	}
+	if distinct {
+		return fields[:len(fields):len(fields)]
+	}
 	var out []string
 	for _, f := range fields {
 		if f != "" && !slices.Contains(out, f) {
@@ -214,7 +226,7 @@ func (c *cell) splitCommon(fields []string) {
 	if slices.Equal(c.common, fields) {
 		return // the usual case: the same fields as the first event
 	}
-	kept := c.common[:0]
+	kept := make([]string, 0, len(c.common)) // common may be an event's Fields: never written
 	for _, f := range c.common {
 		if exposes(fields, f) {
 			kept = append(kept, f)
