@@ -117,6 +117,8 @@ func benchPipeline(b *testing.B, rules func(*config.Rules)) {
 // (app.Build, ModeReplay: the SQLite store, the alert writer, the ledger
 // and the response), with and without the risk index of every scored
 // finding, which the alert writer stores off the pipeline's goroutine.
+// cpu-ns/event is the process's CPU time per event, the store's writers
+// and their last flush included (see BenchmarkPipeline).
 func BenchmarkReplayStore(b *testing.B) {
 	b.Run("findings=off", func(b *testing.B) { benchReplayStore(b, false) })
 	b.Run("findings=on", func(b *testing.B) { benchReplayStore(b, true) })
@@ -153,6 +155,7 @@ func benchReplayStore(b *testing.B, findings bool) {
 	b.SetBytes(int64(size / len(corpus)))
 	b.ReportAllocs()
 	b.ResetTimer()
+	cpu0 := processCPU()
 	st, err := app.Feed(ctx, p, &repeater{corpus: corpus, n: b.N}, 1, 0, nil)
 	p.Close()
 	if err := <-done; err != nil {
@@ -163,6 +166,9 @@ func benchReplayStore(b *testing.B, findings bool) {
 		b.Fatal(err)
 	}
 	b.StopTimer()
+	if cpu := processCPU() - cpu0; cpu > 0 {
+		b.ReportMetric(float64(cpu.Nanoseconds())/float64(b.N), "cpu-ns/event")
+	}
 	if err != nil || st.Events != b.N || st.Rejected != 0 {
 		b.Fatalf("fed %+v, err %v", st, err)
 	}

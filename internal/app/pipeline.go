@@ -540,6 +540,9 @@ func (p *Pipeline) Submit(ctx context.Context, evs []event.Event) error {
 // arrival clock); see engine.Batch.
 func (p *Pipeline) SubmitFrom(ctx context.Context, origin string, arrived time.Time, evs []event.Event) error {
 	p.geo.EnrichBatch(evs)
+	if p.ledger != nil {
+		p.ledger.Number(evs) // once here, not once per ledger dimension
+	}
 	if p.mints != nil {
 		p.mints.ObserveBatch(evs)
 	}
@@ -585,6 +588,9 @@ func (p *Pipeline) Locate(ip netip.Addr) string {
 // caller keeps the batch).
 func (p *Pipeline) TrySubmit(origin string, evs []event.Event) error {
 	p.geo.EnrichBatch(evs)
+	if p.ledger != nil {
+		p.ledger.Number(evs)
+	}
 	if p.mints != nil {
 		// Observed even when the engine then refuses the batch: the
 		// caller retries it, and observing is idempotent.

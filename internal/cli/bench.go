@@ -46,8 +46,11 @@ type benchCmd struct {
 	Progress   string        `enum:"auto,always,never" default:"auto" help:"Progress on stderr: auto (when stderr is a terminal), always or never."`
 	Keep       bool          `help:"Keep the temporary directory (workload, stores, spool) and print its path."`
 	CPUProfile string        `name:"cpu-profile" placeholder:"FILE" help:"Write a CPU profile of the serve phase's server to FILE (go tool pprof)." predictor:"file"`
-	Phase      string        `hidden:"" help:"Internal: run one phase as a child process (serve)."`
-	outputFlag `kong:"embed,set='output_formats=table,json',set='output_default=table'"`
+	// CPUProfileReplay profiles the replay phases' children: replay writes
+	// FILE, replay-no-store FILE.no-store.
+	CPUProfileReplay string `name:"cpu-profile-replay" placeholder:"FILE" help:"Write a CPU profile of the replay phase to FILE and of the replay-no-store phase to FILE.no-store (go tool pprof)." predictor:"file"`
+	Phase            string `hidden:"" help:"Internal: run one phase as a child process (serve)."`
+	outputFlag       `kong:"embed,set='output_formats=table,json',set='output_default=table'"`
 }
 
 // probeRecord is the canary record id the latency probes read; every
@@ -379,7 +382,18 @@ func (b *bencher) replay(withStore bool) (benchPhase, error) {
 		name = "replay-no-store"
 	}
 	dataDir := b.childDir(name)
-	cmd := b.command(b.e.ctx, dataDir, "bench", "--phase", name, "--events", b.file)
+	args := []string{"bench", "--phase", name, "--events", b.file}
+	if prof := b.c.CPUProfileReplay; prof != "" {
+		if !withStore {
+			prof += ".no-store"
+		}
+		abs, err := filepath.Abs(prof)
+		if err != nil {
+			return benchPhase{}, err
+		}
+		args = append(args, "--cpu-profile", abs)
+	}
+	cmd := b.command(b.e.ctx, dataDir, args...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	b.say("%s: %d events", name, len(b.lines))
@@ -911,15 +925,11 @@ func (c *benchCmd) child(e *env) error {
 		return err
 	}
 	if c.CPUProfile != "" {
-		f, err := os.Create(c.CPUProfile)
+		stop, err := startCPUProfile(c.CPUProfile)
 		if err != nil {
 			return err
 		}
-		defer f.Close()
-		if err := pprof.StartCPUProfile(f); err != nil {
-			return err
-		}
-		defer pprof.StopCPUProfile()
+		defer stop()
 	}
 	ctx, cancel := context.WithCancel(e.ctx)
 	defer cancel()
@@ -976,6 +986,13 @@ func (c *benchCmd) replayChild(e *env) error {
 	if c.Phase == "replay-no-store" {
 		args = append(args, "--no-store")
 	}
+	if c.CPUProfile != "" {
+		stop, err := startCPUProfile(c.CPUProfile)
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
 	sampler := startMemSampler()
 	code := run(e.ctx, append(args, c.Events), io.Discard, e.stderr, func(p *app.Pipeline) { sampler.setSource(pipelineSource(p)) })
 	sampler.stop(e.stdout)
@@ -986,6 +1003,20 @@ func (c *benchCmd) replayChild(e *env) error {
 		fmt.Fprintf(e.stdout, "peak %d\n", p)
 	}
 	return nil
+}
+
+// startCPUProfile starts profiling this process's CPU into file; the
+// returned func stops it and closes the file.
+func startCPUProfile(file string) (func(), error) {
+	f, err := os.Create(file)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }, nil
 }
 
 // selfPeakRSS returns this process's peak resident set size in bytes

@@ -159,6 +159,13 @@ type Records struct {
 	Type   string
 	IDs    []string
 	Fields []string
+	// Numbers, when not nil, are the access ledger's 32-bit numbers of
+	// IDs (internal/ledger), in order, assigned once by the pipeline
+	// before the event is routed, so that the ledger's shards — one per
+	// dimension — do not each look every id up again. Not part of the
+	// contract: decoders leave it nil, and nil means the ledger numbers
+	// IDs itself.
+	Numbers []uint32
 }
 
 // Identity is the roster feed's identity.* field set.

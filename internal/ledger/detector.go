@@ -1,6 +1,7 @@
 package ledger
 
 import (
+	"slices"
 	"strconv"
 	"time"
 
@@ -87,7 +88,7 @@ func (d *Detector) Dimension() Dimension { return d.dim }
 // not customers' and stay out of every scope. It does not allocate once
 // the source address or network is in the cache.
 func (d *Detector) Key(ev *event.Event) (event.EntityKey, bool) {
-	if len(ev.Records.IDs) == 0 || ev.Outcome == event.OutcomeFailure || ev.Drill || !ev.IsActivity() {
+	if !recorded(ev) {
 		return event.EntityKey{}, false
 	}
 	var v string
@@ -117,6 +118,43 @@ func (d *Detector) Key(ev *event.Event) (event.EntityKey, bool) {
 	return event.EntityKey{Kind: d.kind, ID: v}, true
 }
 
+// recorded reports whether the ledger records ev: activity that touched
+// records and did not fail, not a drill's (Key). Every such event has a
+// principal (IsActivity), so the principal dimension records it.
+func recorded(ev *event.Event) bool {
+	return len(ev.Records.IDs) > 0 && ev.Outcome != event.OutcomeFailure && !ev.Drill && ev.IsActivity()
+}
+
+// Number sets the Records.Numbers of every event of evs the ledger
+// records, numbering each record id once for all of the ledger's
+// dimensions (one dictionary look-up per id instead of one per
+// dimension), and clears it on the others. Call it before the events are
+// routed (the pipeline does, as a batch is submitted); the shards then
+// reuse the numbers. A shared dictionary (cluster mode) numbers nothing
+// here: its shards ask the store for what they do not know.
+func (l *Ledger) Number(evs []event.Event) {
+	if l.dict.assign != nil {
+		return
+	}
+	n := 0
+	for i := range evs {
+		if recorded(&evs[i]) {
+			n += len(evs[i].Records.IDs)
+		}
+	}
+	buf := make([]uint32, 0, n) // one allocation for the batch
+	for i := range evs {
+		ev := &evs[i]
+		ev.Records.Numbers = nil
+		if !recorded(ev) {
+			continue
+		}
+		start := len(buf)
+		buf, _ = l.dict.appendIDs(buf, ev.Records.IDs)
+		ev.Records.Numbers = buf[start:len(buf):len(buf)]
+	}
+}
+
 // NewShard implements engine.Detector.
 func (d *Detector) NewShard() engine.Shard {
 	if d.l == nil {
@@ -143,9 +181,63 @@ type cellKey struct {
 }
 
 type cell struct {
-	all         *roaring.Bitmap
+	all *roaring.Bitmap
+	// common are the field categories every event of the cell exposed
+	// (each once, in the first event's order): their records and times
+	// are all's and first's and last's, so they are not kept apart —
+	// most cells (a customer reading their orders) expose the same fields
+	// in every event. fields holds the others; the two never share a
+	// field.
+	common      []string
 	fields      map[string]*fieldSet
 	first, last int64 // unix nanoseconds
+}
+
+// newCommon returns the distinct non-empty categories of fields: fields
+// itself when they are (the usual case; the cell only reads it and
+// splitCommon copies before it writes).
+func newCommon(fields []string) []string {
+	distinct := true
+	for i, f := range fields {
+		if f == "" || slices.Contains(fields[:i], f) {
+			distinct = false
+			break
+		}
+	}
+	if distinct {
+		return fields[:len(fields):len(fields)]
+	}
+	var out []string
+	for _, f := range fields {
+		if f != "" && !slices.Contains(out, f) {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+// exposes reports whether fields holds f.
+func exposes(fields []string, f string) bool { return slices.Contains(fields, f) }
+
+// splitCommon moves the common fields an event does not expose into
+// fields, as they stand before the event: every event so far exposed
+// them, so their records are all's and their times the cell's.
+func (c *cell) splitCommon(fields []string) {
+	if slices.Equal(c.common, fields) {
+		return // the usual case: the same fields as the first event
+	}
+	kept := make([]string, 0, len(c.common)) // common may be an event's Fields: never written
+	for _, f := range c.common {
+		if exposes(fields, f) {
+			kept = append(kept, f)
+			continue
+		}
+		if c.fields == nil {
+			c.fields = map[string]*fieldSet{}
+		}
+		c.fields[f] = &fieldSet{bm: c.all.Clone(), first: c.first, last: c.last}
+	}
+	c.common = kept
 }
 
 // fieldSet is a cell's records that exposed one field category, with the
@@ -181,20 +273,26 @@ func (s *shard) Process(_ *engine.Context, key event.EntityKey, ev *event.Event)
 		if len(s.cells) == 0 {
 			s.dirtySince = s.d.l.opts.Now()
 		}
-		c = &cell{all: roaring.New(), first: t, last: t}
+		c = &cell{all: roaring.New(), first: t, last: t, common: newCommon(ev.Records.Fields)}
 		s.cells[ck] = c
+	} else if len(c.common) > 0 {
+		c.splitCommon(ev.Records.Fields)
 	}
 	c.first, c.last = min(c.first, t), max(c.last, t)
-	var dropped int
-	s.ids, dropped = s.d.l.dict.appendIDs(s.ids[:0], ev.Records.IDs)
-	if dropped > 0 {
-		s.d.l.unnumbered.Add(int64(dropped))
-		s.d.l.opts.Logger.Error("ledger: record ids dropped: the store did not number them", "ids", dropped, "dimension", s.d.dim)
+	ids := ev.Records.Numbers // numbered once for every dimension (Number)
+	if ids == nil {
+		var dropped int
+		s.ids, dropped = s.d.l.dict.appendIDs(s.ids[:0], ev.Records.IDs)
+		if dropped > 0 {
+			s.d.l.unnumbered.Add(int64(dropped))
+			s.d.l.opts.Logger.Error("ledger: record ids dropped: the store did not number them", "ids", dropped, "dimension", s.d.dim)
+		}
+		ids = s.ids
 	}
-	c.all.AddMany(s.ids)
+	c.all.AddMany(ids)
 	for _, f := range ev.Records.Fields {
-		if f == "" {
-			continue
+		if f == "" || exposes(c.common, f) {
+			continue // a common field's records are all's
 		}
 		if c.fields == nil {
 			c.fields = map[string]*fieldSet{}
@@ -205,10 +303,10 @@ func (s *shard) Process(_ *engine.Context, key event.EntityKey, ev *event.Event)
 			c.fields[f] = fs
 		}
 		fs.first, fs.last = min(fs.first, t), max(fs.last, t)
-		fs.bm.AddMany(s.ids)
+		fs.bm.AddMany(ids)
 	}
-	s.d.l.touches.Add(int64(len(s.ids)))
-	s.dirty += len(s.ids)
+	s.d.l.touches.Add(int64(len(ids)))
+	s.dirty += len(ids)
 	if s.dirty >= s.d.l.opts.MaxDirty {
 		s.handoff()
 	}

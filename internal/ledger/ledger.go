@@ -28,6 +28,7 @@
 package ledger
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -485,7 +486,11 @@ func (l *Ledger) write(ctx context.Context, batch []handoff, final bool) {
 	if l.abandoned.Load() {
 		return
 	}
-	var rows []store.LedgerRow
+	n := 0
+	for _, h := range batch {
+		n += countRows(h)
+	}
+	rows := make([]store.LedgerRow, 0, n)
 	for _, h := range batch {
 		rows = appendRows(rows, h)
 	}
@@ -547,20 +552,38 @@ func (l *Ledger) write(ctx context.Context, batch []handoff, final bool) {
 	}
 }
 
+// countRows returns how many rows appendRows makes of h.
+func countRows(h handoff) int {
+	n := 0
+	for _, c := range h.cells {
+		n += 1 + len(c.common) + len(c.fields)
+	}
+	return n
+}
+
 func appendRows(rows []store.LedgerRow, h handoff) []store.LedgerRow {
 	for k, c := range h.cells {
 		add := func(field string, bm *roaring.Bitmap, first, last int64) {
 			bm.RunOptimize()
-			b, err := bm.ToBytes()
-			if err != nil { // only fails on a writer error; bytes.Buffer never fails
+			// Serialized into a buffer of the exact size (ToBytes grows one).
+			w := bytes.NewBuffer(make([]byte, 0, bm.GetSerializedSizeInBytes()))
+			if _, err := bm.WriteTo(w); err != nil { // only fails on a writer error; bytes.Buffer never fails
 				panic(err)
 			}
+			b := w.Bytes()
 			rows = append(rows, store.LedgerRow{
 				Dim: string(h.dim), Value: k.value, Day: k.day, RType: k.rtype, Field: field,
 				Bitmap: b, First: first, Last: last,
 			})
 		}
 		add("", c.all, c.first, c.last)
+		// A common field's row is all's: the same bitmap, serialized once.
+		base := rows[len(rows)-1]
+		for _, f := range c.common {
+			r := base
+			r.Field = f
+			rows = append(rows, r)
+		}
 		for f, fs := range c.fields {
 			add(f, fs.bm, fs.first, fs.last)
 		}

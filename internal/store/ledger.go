@@ -263,11 +263,22 @@ ON CONFLICT (`+ledgerDayColumns+`) DO NOTHING RETURNING `+ledgerDayColumns, args
 const ledgerDictChunk = 256
 
 // mergeLedgerDict stores dictionary entries (sorted by id) inside tx, a
-// chunk per statement: a multi-row insert that skips stored entries and
-// returns the ids it inserted, then one SELECT of the others to check that
-// each is stored with the same rid (the same id with another rid, or the
-// rid under another id, is a conflict).
+// chunk per statement: a multi-row insert that skips stored entries (the
+// full-size one prepared once), and, only when it inserted fewer rows than
+// the chunk holds, one SELECT of the chunk's ids to check that each is
+// stored with the same rid (the same id with another rid, or the rid under
+// another id, is a conflict). A local dictionary's entries are new, so a
+// flush is the inserts alone.
 func mergeLedgerDict(ctx context.Context, tx *sql.Tx, dict []LedgerDictEntry) error {
+	insert := func(n int) string {
+		return `INSERT INTO ledger_dict (id, rid) VALUES ` + valueRows(2, n) + ` ON CONFLICT DO NOTHING`
+	}
+	var full *sql.Stmt
+	defer func() {
+		if full != nil {
+			_ = full.Close()
+		}
+	}()
 	args := make([]any, 0, 2*ledgerDictChunk)
 	for start := 0; start < len(dict); start += ledgerDictChunk {
 		chunk := dict[start:min(start+ledgerDictChunk, len(dict))]
@@ -275,20 +286,29 @@ func mergeLedgerDict(ctx context.Context, tx *sql.Tx, dict []LedgerDictEntry) er
 		for _, e := range chunk {
 			args = append(args, int64(e.ID), e.RID)
 		}
-		inserted := make(map[int64]bool, len(chunk))
-		if err := queryIDs(ctx, tx, `INSERT INTO ledger_dict (id, rid) VALUES `+valueRows(2, len(chunk))+` ON CONFLICT DO NOTHING RETURNING id`, args, func(id int64, _ string) {
-			inserted[id] = true
-		}); err != nil {
+		var (
+			res sql.Result
+			err error
+		)
+		if len(chunk) == ledgerDictChunk {
+			if full == nil {
+				if full, err = tx.PrepareContext(ctx, insert(ledgerDictChunk)); err != nil {
+					return err
+				}
+			}
+			res, err = full.ExecContext(ctx, args...)
+		} else {
+			res, err = tx.ExecContext(ctx, insert(len(chunk)), args...)
+		}
+		if err != nil {
 			return err
 		}
-		if len(inserted) == len(chunk) {
-			continue
+		if n, err := res.RowsAffected(); err == nil && n == int64(len(chunk)) {
+			continue // every entry was new
 		}
 		args = args[:0]
 		for _, e := range chunk {
-			if !inserted[int64(e.ID)] {
-				args = append(args, int64(e.ID))
-			}
+			args = append(args, int64(e.ID))
 		}
 		stored := make(map[int64]string, len(args))
 		// #nosec G202 -- only placeholders are concatenated
@@ -298,9 +318,6 @@ func mergeLedgerDict(ctx context.Context, tx *sql.Tx, dict []LedgerDictEntry) er
 			return err
 		}
 		for _, e := range chunk {
-			if inserted[int64(e.ID)] {
-				continue
-			}
 			if rid := stored[int64(e.ID)]; rid != e.RID {
 				return fmt.Errorf("dictionary conflict: id %d is %q, not %q", e.ID, rid, e.RID)
 			}
