@@ -18,9 +18,11 @@
 // value: a shard owns its values' bitmaps and takes no locks (other than
 // the Dict's on ids that need it). Detectors emit no findings. A shard
 // hands its dirty bitmaps to the Ledger's single writer goroutine when the
-// watermark has moved FlushEvery past the last hand-off (or at all, once
-// its oldest touch has waited MaxStale of wall time), when it holds
-// MaxDirty ids, and at EndOfTime; the writer ORs them into the store.
+// watermark has moved FlushEvery past the last hand-off and MinInterval
+// of wall time has passed since it (or at all, once its oldest touch has
+// waited MaxStale of wall time), when it holds MaxDirty ids or MaxCells
+// cells, on an engine mark, and at EndOfTime; the writer ORs them into
+// the store.
 //
 // Lifecycle: New (or Open, which loads the dictionary), go Run, build the
 // engine with Detectors(), and after the engine's Run has returned (every
@@ -96,10 +98,12 @@ const UnknownType = "unknown"
 
 // Defaults.
 const (
-	DefaultFlushEvery = 10 * time.Minute
-	DefaultMaxStale   = 5 * time.Second
-	DefaultMaxDirty   = 1 << 20
-	DefaultQueueSize  = 64
+	DefaultFlushEvery  = 10 * time.Minute
+	DefaultMinInterval = time.Second
+	DefaultMaxStale    = 5 * time.Second
+	DefaultMaxDirty    = 1 << 20
+	DefaultMaxCells    = 1 << 14
+	DefaultQueueSize   = 64
 )
 
 // Retry policy of the writer.
@@ -122,6 +126,17 @@ type Options struct {
 	// FlushEvery is how far (event time) the watermark moves before a shard
 	// hands its dirty bitmaps to the writer (default 10 minutes).
 	FlushEvery time.Duration
+	// MinInterval is the least wall time between a shard's hand-offs for
+	// FlushEvery (default 1 s; negative: none). In real time FlushEvery of
+	// event time is that much wall time, so it changes nothing there; when
+	// event time runs thousands of times faster than the wall clock (a
+	// replay of old logs, serve catching up on its spool, haechi bench), it
+	// stops the shards from handing off, and the store from rewriting a
+	// busy value's day, every few milliseconds: a day's stored cell is then
+	// rewritten about (wall time the day takes) / MinInterval times instead
+	// of 144. What waits is bounded by MaxStale, MaxDirty and MaxCells;
+	// marks and EndOfTime still hand off at once.
+	MinInterval time.Duration
 	// MaxStale bounds, in wall time, how long a touch waits in a shard
 	// before it is handed off once the watermark moves at all (default 5
 	// s): when traffic stops, or the watermark has jumped to the wall clock
@@ -135,6 +150,12 @@ type Options struct {
 	// MaxDirty is how many record-id touches a shard accumulates before it
 	// hands off regardless of time (default 2²⁰).
 	MaxDirty int
+	// MaxCells is how many cells — (value, day, record type), each with
+	// its bitmaps, about 1 KB — a shard holds before it hands off
+	// regardless of time (default 2¹⁴): the memory bound of a shard that
+	// sees many values once (customers reading their own records) while
+	// MinInterval or MaxStale holds its hand-off back.
+	MaxCells int
 	// QueueSize is the writer's queue of hand-offs (default 64); a shard
 	// blocks when it is full.
 	QueueSize int
@@ -156,6 +177,12 @@ func (o *Options) defaults() {
 	}
 	if o.MaxDirty <= 0 {
 		o.MaxDirty = DefaultMaxDirty
+	}
+	if o.MaxCells <= 0 {
+		o.MaxCells = DefaultMaxCells
+	}
+	if o.MinInterval == 0 {
+		o.MinInterval = DefaultMinInterval
 	}
 	if o.MaxStale <= 0 {
 		o.MaxStale = DefaultMaxStale
