@@ -1,12 +1,15 @@
 package ledger
 
 import (
+	"context"
 	"strconv"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/haechi-sec/haechi/internal/engine"
 	"github.com/haechi-sec/haechi/internal/event"
+	"github.com/haechi-sec/haechi/internal/store"
 )
 
 // wallClock is a settable wall clock.
@@ -108,4 +111,64 @@ func TestHeldBackTouchesBounded(t *testing.T) {
 			t.Fatalf("%d hand-offs, %d cells held; want 2 and 50", len(l.ch), len(s.cells))
 		}
 	})
+}
+
+// gatedSink stores nothing until its gate opens.
+type gatedSink struct {
+	gate  chan struct{}
+	calls atomic.Int64
+}
+
+func (g *gatedSink) MergeLedger(ctx context.Context, _ []store.LedgerDictEntry, _ []store.LedgerRow) error {
+	g.calls.Add(1)
+	select {
+	case <-g.gate:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// While the store is slower than the shards, the cells queued for the
+// writer stay within MaxQueuedCells (the hand-offs MinInterval and
+// MaxCells make are large; a queue of 64 of them was not a bound): the
+// shard blocks instead.
+func TestQueuedCellsBounded(t *testing.T) {
+	sink := &gatedSink{gate: make(chan struct{})}
+	clk := &wallClock{t: time.Date(2026, 12, 7, 0, 0, 0, 0, time.UTC)}
+	l := New(sink, nil, Options{Now: clk.now, FlushEvery: time.Hour, MaxStale: time.Hour, MaxCells: 10, MaxQueuedCells: 20})
+	runDone := make(chan error, 1)
+	go func() { runDone <- l.Run(t.Context()) }()
+	s := l.Detector(Principal).NewShard().(*shard)
+	t0 := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
+	fed := make(chan struct{})
+	go func() {
+		defer close(fed)
+		for i := range 100 {
+			touch(s, "m:"+strconv.Itoa(i), t0)
+		}
+		s.Advance(nil, engine.EndOfTime)
+	}()
+	// The writer's batch (10 cells, counted until it is stored) and one
+	// queued hand-off make 20; the shard's third (10 more) waits.
+	const want = 30
+	deadline := time.Now().Add(10 * time.Second)
+	for l.Stats().Touches < want && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	time.Sleep(200 * time.Millisecond)
+	if got := l.Stats().Touches; got != want {
+		t.Fatalf("%d touches taken while the store was blocked, want %d", got, want)
+	}
+	close(sink.gate)
+	<-fed
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-runDone; err != nil {
+		t.Fatal(err)
+	}
+	if s := l.Stats(); s.Touches != 100 || s.Rows != 100 {
+		t.Fatalf("stats %+v, want 100 touches and rows", s)
+	}
 }

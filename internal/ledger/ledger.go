@@ -159,6 +159,14 @@ type Options struct {
 	// QueueSize is the writer's queue of hand-offs (default 64); a shard
 	// blocks when it is full.
 	QueueSize int
+	// MaxQueuedCells bounds the cells queued for the writer or being
+	// written, summed over hand-offs (default 4 × MaxCells, about 55 MB
+	// with their rows): a shard blocks while
+	// its hand-off would take the queue past it (one hand-off is always
+	// taken), so the queue's memory is bounded when the store is slower
+	// than the shards, whatever the hand-offs' sizes. The writer takes at
+	// most MaxCells cells (or one hand-off) a batch.
+	MaxQueuedCells int
 	// Logger; nil discards.
 	Logger *slog.Logger
 	// OnDurable, if set, is called (from the writer) with a mark once
@@ -193,6 +201,9 @@ func (o *Options) defaults() {
 	if o.QueueSize <= 0 {
 		o.QueueSize = DefaultQueueSize
 	}
+	if o.MaxQueuedCells <= 0 {
+		o.MaxQueuedCells = 4 * o.MaxCells
+	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -217,8 +228,14 @@ type Ledger struct {
 	sink Sink
 	opts Options
 
-	mu      sync.RWMutex // guards closed against sends
-	closed  bool
+	mu     sync.RWMutex // guards closed against sends
+	closed bool
+	// queued counts the cells of the hand-offs in ch (MaxQueuedCells);
+	// qcond, on qmu, is signalled when it falls or the ledger closes.
+	qmu     sync.Mutex
+	qcond   *sync.Cond
+	queued  int
+	qdone   bool
 	ch      chan handoff
 	started atomic.Bool
 	done    chan struct{}
@@ -258,7 +275,7 @@ func New(sink Sink, dict *Dict, opts Options) *Ledger {
 	if dict == nil {
 		dict = NewDict()
 	}
-	return &Ledger{
+	l := &Ledger{
 		dict: dict,
 		sink: sink,
 		opts: opts,
@@ -266,6 +283,39 @@ func New(sink Sink, dict *Dict, opts Options) *Ledger {
 		done: make(chan struct{}),
 		stop: make(chan struct{}),
 	}
+	l.qcond = sync.NewCond(&l.qmu)
+	return l
+}
+
+// reserve waits until n more cells fit in the queue (MaxQueuedCells; an
+// empty queue takes any hand-off), or the ledger is closing, and counts
+// them.
+func (l *Ledger) reserve(n int) {
+	l.qmu.Lock()
+	for l.queued > 0 && l.queued+n > l.opts.MaxQueuedCells && !l.qdone {
+		l.qcond.Wait()
+	}
+	l.queued += n
+	l.qmu.Unlock()
+}
+
+// release uncounts n cells the writer has taken off the queue.
+func (l *Ledger) release(n int) {
+	if n == 0 {
+		return
+	}
+	l.qmu.Lock()
+	l.queued -= n
+	l.qmu.Unlock()
+	l.qcond.Broadcast()
+}
+
+// unblock lets every reserve through (Close, Abandon).
+func (l *Ledger) unblock() {
+	l.qmu.Lock()
+	l.qdone = true
+	l.qmu.Unlock()
+	l.qcond.Broadcast()
 }
 
 // DictLoader reads the persisted dictionary; *store.Store implements it.
@@ -386,6 +436,7 @@ func (l *Ledger) send(h handoff) {
 	if l.abandoned.Load() {
 		return
 	}
+	l.reserve(len(h.cells))
 	l.mu.RLock()
 	if !l.closed {
 		l.ch <- h
@@ -393,6 +444,7 @@ func (l *Ledger) send(h handoff) {
 		return
 	}
 	l.mu.RUnlock()
+	l.release(len(h.cells))
 	l.write(context.Background(), []handoff{h}, true)
 }
 
@@ -431,19 +483,22 @@ func (l *Ledger) Run(ctx context.Context) error {
 			return l.Err()
 		}
 		batch := []handoff{h}
+		cells := len(h.cells)
 	more:
-		for len(batch) < 16 {
+		for len(batch) < 16 && cells < l.opts.MaxCells {
 			select {
 			case h, ok := <-l.ch:
 				if !ok {
 					break more
 				}
 				batch = append(batch, h)
+				cells += len(h.cells)
 			default:
 				break more
 			}
 		}
 		l.writeCtx(ctx, batch, final)
+		l.release(cells)
 		if !final && ctx.Err() != nil {
 			final = true
 		}
@@ -469,9 +524,11 @@ func (l *Ledger) Close() error {
 		close(l.ch)
 	}
 	l.mu.Unlock()
+	l.unblock()
 	if l.started.CompareAndSwap(false, true) {
 		for h := range l.ch {
 			l.write(context.Background(), []handoff{h}, true)
+			l.release(len(h.cells))
 		}
 		close(l.done)
 	}
@@ -491,8 +548,10 @@ func (l *Ledger) Abandon() {
 		close(l.ch)
 	}
 	l.mu.Unlock()
+	l.unblock()
 	if l.started.CompareAndSwap(false, true) {
-		for range l.ch {
+		for h := range l.ch {
+			l.release(len(h.cells))
 		}
 		close(l.done)
 	}
