@@ -160,8 +160,8 @@ type Options struct {
 	// blocks when it is full.
 	QueueSize int
 	// MaxQueuedCells bounds the cells queued for the writer or being
-	// written, summed over hand-offs (default 4 × MaxCells, about 55 MB
-	// with their rows): a shard blocks while
+	// written, summed over hand-offs (default MaxCells, about 14 MB with
+	// their rows): a shard blocks while
 	// its hand-off would take the queue past it (one hand-off is always
 	// taken), so the queue's memory is bounded when the store is slower
 	// than the shards, whatever the hand-offs' sizes. The writer takes at
@@ -202,7 +202,7 @@ func (o *Options) defaults() {
 		o.QueueSize = DefaultQueueSize
 	}
 	if o.MaxQueuedCells <= 0 {
-		o.MaxQueuedCells = 4 * o.MaxCells
+		o.MaxQueuedCells = o.MaxCells
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
