@@ -18,9 +18,10 @@ type wallClock struct{ t time.Time }
 func (c *wallClock) now() time.Time { return c.t }
 
 // cadenceShard returns a principal shard of a ledger that is never run:
-// its hand-offs stay in the queue, where the test counts them.
+// its hand-offs stay in the queue, where the test counts them (the
+// queue's bound in cells is lifted: nothing drains it).
 func cadenceShard(clk *wallClock, o Options) (*Ledger, *shard) {
-	o.Now, o.QueueSize = clk.now, 1000
+	o.Now, o.QueueSize, o.MaxQueuedCells = clk.now, 1000, 1<<30
 	l := New(nil, nil, o)
 	return l, l.Detector(Principal).NewShard().(*shard)
 }
