@@ -172,6 +172,7 @@ func (s *shard) Mark(c *engine.Context, mark uint64) {
 	s.d.l.send(handoff{dim: s.d.dim, cells: s.cells, mark: mark, expect: s.d.l.dets.Load() * int64(c.Shards())})
 	s.cells = map[cellKey]*cell{}
 	s.dirty = 0
+	s.handedAt = s.d.l.opts.Now()
 }
 
 type cellKey struct {
@@ -257,7 +258,9 @@ type shard struct {
 	lastFlush time.Time
 	// dirtySince is the wall time the first of cells was made.
 	dirtySince time.Time
-	ids        []uint32
+	// handedAt is the wall time of the last hand-off (zero: none yet).
+	handedAt time.Time
+	ids      []uint32
 }
 
 // Process implements engine.Shard.
@@ -307,25 +310,37 @@ func (s *shard) Process(_ *engine.Context, key event.EntityKey, ev *event.Event)
 	}
 	s.d.l.touches.Add(int64(len(ids)))
 	s.dirty += len(ids)
-	if s.dirty >= s.d.l.opts.MaxDirty {
+	if s.dirty >= s.d.l.opts.MaxDirty || len(s.cells) >= s.d.l.opts.MaxCells {
 		s.handoff()
 	}
 }
 
 // Advance implements engine.Advancer: hand off when the watermark has
-// moved FlushEvery past the last hand-off, and at EndOfTime.
+// moved FlushEvery past the last hand-off and MinInterval of wall time
+// has passed since it, when the oldest touch is stale, and at EndOfTime.
 func (s *shard) Advance(_ *engine.Context, wm time.Time) {
-	if s.lastFlush.IsZero() && !wm.Equal(engine.EndOfTime) {
+	if wm.Equal(engine.EndOfTime) {
 		s.lastFlush = wm
-		if !s.stale() {
-			return
-		}
-	}
-	if !wm.Equal(engine.EndOfTime) && wm.Sub(s.lastFlush) < s.d.l.opts.FlushEvery && !s.stale() {
+		s.handoff()
 		return
 	}
-	s.lastFlush = wm
-	s.handoff()
+	if s.lastFlush.IsZero() {
+		s.lastFlush = wm
+		if s.stale() {
+			s.handoff()
+		}
+		return
+	}
+	if (wm.Sub(s.lastFlush) >= s.d.l.opts.FlushEvery && s.waited()) || s.stale() {
+		s.lastFlush = wm
+		s.handoff()
+	}
+}
+
+// waited reports whether MinInterval of wall time has passed since the
+// last hand-off.
+func (s *shard) waited() bool {
+	return s.d.l.opts.MinInterval < 0 || s.d.l.opts.Now().Sub(s.handedAt) >= s.d.l.opts.MinInterval
 }
 
 // stale reports whether the shard's oldest unsent touch has waited
@@ -341,4 +356,5 @@ func (s *shard) handoff() {
 	s.d.l.send(handoff{dim: s.d.dim, cells: s.cells})
 	s.cells = map[cellKey]*cell{}
 	s.dirty = 0
+	s.handedAt = s.d.l.opts.Now()
 }

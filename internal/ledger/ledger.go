@@ -18,9 +18,11 @@
 // value: a shard owns its values' bitmaps and takes no locks (other than
 // the Dict's on ids that need it). Detectors emit no findings. A shard
 // hands its dirty bitmaps to the Ledger's single writer goroutine when the
-// watermark has moved FlushEvery past the last hand-off (or at all, once
-// its oldest touch has waited MaxStale of wall time), when it holds
-// MaxDirty ids, and at EndOfTime; the writer ORs them into the store.
+// watermark has moved FlushEvery past the last hand-off and MinInterval
+// of wall time has passed since it (or at all, once its oldest touch has
+// waited MaxStale of wall time), when it holds MaxDirty ids or MaxCells
+// cells, on an engine mark, and at EndOfTime; the writer ORs them into
+// the store.
 //
 // Lifecycle: New (or Open, which loads the dictionary), go Run, build the
 // engine with Detectors(), and after the engine's Run has returned (every
@@ -97,10 +99,12 @@ const UnknownType = "unknown"
 
 // Defaults.
 const (
-	DefaultFlushEvery = 10 * time.Minute
-	DefaultMaxStale   = 5 * time.Second
-	DefaultMaxDirty   = 1 << 20
-	DefaultQueueSize  = 64
+	DefaultFlushEvery  = 10 * time.Minute
+	DefaultMinInterval = time.Second
+	DefaultMaxStale    = 5 * time.Second
+	DefaultMaxDirty    = 1 << 20
+	DefaultMaxCells    = 1 << 14
+	DefaultQueueSize   = 64
 )
 
 // Retry policy of the writer.
@@ -123,6 +127,17 @@ type Options struct {
 	// FlushEvery is how far (event time) the watermark moves before a shard
 	// hands its dirty bitmaps to the writer (default 10 minutes).
 	FlushEvery time.Duration
+	// MinInterval is the least wall time between a shard's hand-offs for
+	// FlushEvery (default 1 s; negative: none). In real time FlushEvery of
+	// event time is that much wall time, so it changes nothing there; when
+	// event time runs thousands of times faster than the wall clock (a
+	// replay of old logs, serve catching up on its spool, haechi bench), it
+	// stops the shards from handing off, and the store from rewriting a
+	// busy value's day, every few milliseconds: a day's stored cell is then
+	// rewritten about (wall time the day takes) / MinInterval times instead
+	// of 144. What waits is bounded by MaxStale, MaxDirty and MaxCells;
+	// marks and EndOfTime still hand off at once.
+	MinInterval time.Duration
 	// MaxStale bounds, in wall time, how long a touch waits in a shard
 	// before it is handed off once the watermark moves at all (default 5
 	// s): when traffic stops, or the watermark has jumped to the wall clock
@@ -136,9 +151,23 @@ type Options struct {
 	// MaxDirty is how many record-id touches a shard accumulates before it
 	// hands off regardless of time (default 2²⁰).
 	MaxDirty int
+	// MaxCells is how many cells — (value, day, record type), each with
+	// its bitmaps, about 1 KB — a shard holds before it hands off
+	// regardless of time (default 2¹⁴): the memory bound of a shard that
+	// sees many values once (customers reading their own records) while
+	// MinInterval or MaxStale holds its hand-off back.
+	MaxCells int
 	// QueueSize is the writer's queue of hand-offs (default 64); a shard
 	// blocks when it is full.
 	QueueSize int
+	// MaxQueuedCells bounds the cells queued for the writer or being
+	// written, summed over hand-offs (default MaxCells, about 14 MB with
+	// their rows): a shard blocks while
+	// its hand-off would take the queue past it (one hand-off is always
+	// taken), so the queue's memory is bounded when the store is slower
+	// than the shards, whatever the hand-offs' sizes. The writer takes at
+	// most MaxCells cells (or one hand-off) a batch.
+	MaxQueuedCells int
 	// Logger; nil discards.
 	Logger *slog.Logger
 	// OnDurable, if set, is called (from the writer) with a mark once
@@ -158,6 +187,12 @@ func (o *Options) defaults() {
 	if o.MaxDirty <= 0 {
 		o.MaxDirty = DefaultMaxDirty
 	}
+	if o.MaxCells <= 0 {
+		o.MaxCells = DefaultMaxCells
+	}
+	if o.MinInterval == 0 {
+		o.MinInterval = DefaultMinInterval
+	}
 	if o.MaxStale <= 0 {
 		o.MaxStale = DefaultMaxStale
 	}
@@ -166,6 +201,9 @@ func (o *Options) defaults() {
 	}
 	if o.QueueSize <= 0 {
 		o.QueueSize = DefaultQueueSize
+	}
+	if o.MaxQueuedCells <= 0 {
+		o.MaxQueuedCells = o.MaxCells
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
@@ -191,8 +229,14 @@ type Ledger struct {
 	sink Sink
 	opts Options
 
-	mu      sync.RWMutex // guards closed against sends
-	closed  bool
+	mu     sync.RWMutex // guards closed against sends
+	closed bool
+	// queued counts the cells of the hand-offs in ch (MaxQueuedCells);
+	// qcond, on qmu, is signalled when it falls or the ledger closes.
+	qmu     sync.Mutex
+	qcond   *sync.Cond
+	queued  int
+	qdone   bool
 	ch      chan handoff
 	started atomic.Bool
 	done    chan struct{}
@@ -232,7 +276,7 @@ func New(sink Sink, dict *Dict, opts Options) *Ledger {
 	if dict == nil {
 		dict = NewDict()
 	}
-	return &Ledger{
+	l := &Ledger{
 		dict: dict,
 		sink: sink,
 		opts: opts,
@@ -240,6 +284,39 @@ func New(sink Sink, dict *Dict, opts Options) *Ledger {
 		done: make(chan struct{}),
 		stop: make(chan struct{}),
 	}
+	l.qcond = sync.NewCond(&l.qmu)
+	return l
+}
+
+// reserve waits until n more cells fit in the queue (MaxQueuedCells; an
+// empty queue takes any hand-off), or the ledger is closing, and counts
+// them.
+func (l *Ledger) reserve(n int) {
+	l.qmu.Lock()
+	for l.queued > 0 && l.queued+n > l.opts.MaxQueuedCells && !l.qdone {
+		l.qcond.Wait()
+	}
+	l.queued += n
+	l.qmu.Unlock()
+}
+
+// release uncounts n cells the writer has taken off the queue.
+func (l *Ledger) release(n int) {
+	if n == 0 {
+		return
+	}
+	l.qmu.Lock()
+	l.queued -= n
+	l.qmu.Unlock()
+	l.qcond.Broadcast()
+}
+
+// unblock lets every reserve through (Close, Abandon).
+func (l *Ledger) unblock() {
+	l.qmu.Lock()
+	l.qdone = true
+	l.qmu.Unlock()
+	l.qcond.Broadcast()
 }
 
 // DictLoader reads the persisted dictionary; *store.Store implements it.
@@ -360,6 +437,7 @@ func (l *Ledger) send(h handoff) {
 	if l.abandoned.Load() {
 		return
 	}
+	l.reserve(len(h.cells))
 	l.mu.RLock()
 	if !l.closed {
 		l.ch <- h
@@ -367,6 +445,7 @@ func (l *Ledger) send(h handoff) {
 		return
 	}
 	l.mu.RUnlock()
+	l.release(len(h.cells))
 	l.write(context.Background(), []handoff{h}, true)
 }
 
@@ -405,19 +484,22 @@ func (l *Ledger) Run(ctx context.Context) error {
 			return l.Err()
 		}
 		batch := []handoff{h}
+		cells := len(h.cells)
 	more:
-		for len(batch) < 16 {
+		for len(batch) < 16 && cells < l.opts.MaxCells {
 			select {
 			case h, ok := <-l.ch:
 				if !ok {
 					break more
 				}
 				batch = append(batch, h)
+				cells += len(h.cells)
 			default:
 				break more
 			}
 		}
 		l.writeCtx(ctx, batch, final)
+		l.release(cells)
 		if !final && ctx.Err() != nil {
 			final = true
 		}
@@ -443,9 +525,11 @@ func (l *Ledger) Close() error {
 		close(l.ch)
 	}
 	l.mu.Unlock()
+	l.unblock()
 	if l.started.CompareAndSwap(false, true) {
 		for h := range l.ch {
 			l.write(context.Background(), []handoff{h}, true)
+			l.release(len(h.cells))
 		}
 		close(l.done)
 	}
@@ -465,8 +549,10 @@ func (l *Ledger) Abandon() {
 		close(l.ch)
 	}
 	l.mu.Unlock()
+	l.unblock()
 	if l.started.CompareAndSwap(false, true) {
-		for range l.ch {
+		for h := range l.ch {
+			l.release(len(h.cells))
 		}
 		close(l.done)
 	}

@@ -129,7 +129,7 @@ type variant struct {
 var variants = []variant{
 	{"default", "", 1, ledger.Options{}},
 	{"3shards", "", 3, ledger.Options{}},
-	{"flush-every-advance", "", 3, ledger.Options{FlushEvery: time.Nanosecond, QueueSize: 1}},
+	{"flush-every-advance", "", 3, ledger.Options{FlushEvery: time.Nanosecond, MinInterval: -1, QueueSize: 1}},
 	{"flush-every-touch", "", 2, ledger.Options{MaxDirty: 1}},
 }
 
