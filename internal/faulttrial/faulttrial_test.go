@@ -6,6 +6,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"hash/fnv"
 	"io"
 	"math"
 	"math/rand/v2"
@@ -93,28 +94,7 @@ func TestFaultTrial(t *testing.T) {
 	if trial.kills < kills {
 		t.Errorf("only %d of %d kills happened", trial.kills, kills)
 	}
-	for _, c := range []struct {
-		name      string
-		want, got any
-	}{
-		{"alerts", clean.alerts, trial.alerts},
-		{"findings", clean.findings, trial.findings},
-		{"ledger", clean.ledger, trial.ledger},
-		{"actions", clean.actions, trial.actions},
-		{"incidents", clean.incidents, trial.incidents},
-	} {
-		if diff := cmp.Diff(c.want, c.got); diff != "" {
-			t.Errorf("%s differ between the clean run and the trial (-clean +trial):\n%s", c.name, diff)
-		}
-	}
-	if len(clean.incidents) == 0 {
-		t.Error("the clean run stored no incidents")
-	}
-	for _, o := range []outcome{clean, trial} {
-		if len(o.unannounced) > 0 {
-			t.Errorf("incidents without a notice: %v", o.unannounced)
-		}
-	}
+	compare(t, clean, trial)
 	// Every delivered action was in the outbox, and every action delivered
 	// in the clean run was delivered in the trial (receivers dedupe retried
 	// deliveries by their Idempotency-Key).
@@ -128,6 +108,59 @@ func TestFaultTrial(t *testing.T) {
 			t.Errorf("action %s delivered in the clean run, never in the trial", key)
 		}
 	}
+}
+
+// compare requires the trial to have stored what the clean run stored.
+func compare(t *testing.T, clean, trial outcome) {
+	t.Helper()
+	for _, c := range []struct {
+		name      string
+		want, got any
+	}{
+		{"alerts", clean.alerts, trial.alerts},
+		{"findings", clean.findings, trial.findings},
+		{"ledger", clean.ledger, trial.ledger},
+		{"ledger dictionaries", clean.dict, trial.dict},
+		{"actions", clean.actions, trial.actions},
+		{"incidents", clean.incidents, trial.incidents},
+		{"incident rows", clean.incidentRows, trial.incidentRows},
+	} {
+		if diff := cmp.Diff(c.want, c.got); diff != "" {
+			t.Errorf("%s differ between the clean run and the trial (-clean +trial):\n%s", c.name, diff)
+		}
+	}
+	if len(clean.incidents) == 0 {
+		t.Error("the clean run stored no incidents")
+	}
+	if len(clean.dict) == 0 {
+		t.Error("the clean run's ledger dictionary is empty: the comparison of record ids proves little")
+	}
+	for _, o := range []outcome{clean, trial} {
+		if len(o.unannounced) > 0 {
+			t.Errorf("%s: incidents without a notice: %v", o.name, o.unannounced)
+		}
+		if len(o.dictErrs) > 0 {
+			t.Errorf("%s: the ledger and its dictionary disagree (%d problems), e.g. %v", o.name, len(o.dictErrs), o.dictErrs[:min(len(o.dictErrs), 10)])
+		}
+	}
+}
+
+// TestFaultTrialStored compares the clean run and the trial kept in
+// HAECHI_FAULT_COMPARE (a HAECHI_FAULT_DIR of an earlier trial) again, as
+// TestFaultTrial does: a changed comparison can be checked on a long
+// trial's stores without running it again.
+func TestFaultTrialStored(t *testing.T) {
+	base := os.Getenv("HAECHI_FAULT_COMPARE")
+	if base == "" {
+		t.Skip("HAECHI_FAULT_COMPARE names no kept trial")
+	}
+	var clean, trial outcome
+	clean.name, trial.name = "clean", "trial"
+	readStore(t, filepath.Join(base, "clean", "data"), &clean)
+	readStore(t, filepath.Join(base, "trial", "data"), &trial)
+	t.Logf("clean: %s", clean.summary())
+	t.Logf("trial: %s", trial.summary())
+	compare(t, clean, trial)
 }
 
 // split cuts NDJSON into request bodies of n lines.
@@ -151,6 +184,7 @@ func split(b []byte, n int) [][]byte {
 
 // outcome is what a run stored, normalised for comparison.
 type outcome struct {
+	name     string
 	alerts   []string
 	findings []string
 	ledger   []string
@@ -158,14 +192,21 @@ type outcome struct {
 	// incidents: each alert's incident; unannounced: incidents no
 	// incident notice names (want none).
 	incidents, unannounced []string
-	delivered              map[string]int
-	kills                  int
-	retries                int
+	// incidentRows: the incidents as stored, without wall-clock columns.
+	incidentRows []string
+	// dict: the ledger dictionary's record ids, sorted (its numbers depend
+	// on which shard met an id first, so only the ids are compared);
+	// dictErrs: ledger numbers without a dictionary entry, record ids
+	// with two numbers (want none).
+	dict, dictErrs []string
+	delivered      map[string]int
+	kills          int
+	retries        int
 }
 
 func (o outcome) summary() string {
-	return fmt.Sprintf("%d alerts, %d findings, %d ledger rows, %d actions, %d delivered, %d retried requests",
-		len(o.alerts), len(o.findings), len(o.ledger), len(o.actions), len(o.delivered), o.retries)
+	return fmt.Sprintf("%d alerts, %d findings, %d ledger rows, %d dictionary entries, %d actions, %d incidents, %d delivered, %d retried requests",
+		len(o.alerts), len(o.findings), len(o.ledger), len(o.dict), len(o.actions), len(o.incidentRows), len(o.delivered), o.retries)
 }
 
 // server is one serve child process.
@@ -309,7 +350,7 @@ respond:
 	logPath := filepath.Join(dir, "serve.log")
 	srv := startServer(t, cfgPath, logPath)
 	rng := rand.New(rand.NewPCG(seed, uint64(kills)))
-	o := outcome{}
+	o := outcome{name: name}
 	// Kill points: request indices spread over the stream, each at a
 	// random delay into that request's handling.
 	killAt := map[int]time.Duration{}
@@ -468,6 +509,11 @@ func readStore(t *testing.T, dataDir string, o *outcome) {
 	o.incidents = rows(t, db, `SELECT alert_id, incident_id FROM incident_alerts ORDER BY alert_id`)
 	o.unannounced = rows(t, db, `SELECT DISTINCT incident_id FROM incident_alerts WHERE incident_id NOT IN
 		(SELECT target FROM actions WHERE kind = 'incident') ORDER BY incident_id`)
+	// The incidents the keeper wrote (it remembers what it read and wrote
+	// between batches): everything but the wall-clock columns and the
+	// analyst's verdict, which no run sets.
+	o.incidentRows = rows(t, db, `SELECT id, founder, start_time, end_time, severity, state, title, attack, alert_count,
+		entities, body FROM incidents ORDER BY id`)
 	// The ledger through the store's API, whichever engine keeps it
 	// (HAECHI_FAULT_LEDGER_ENGINE), by dimension, value, day, type, field.
 	st, err := store.Open(t.Context(), dataDir, store.Options{})
@@ -475,8 +521,27 @@ func readStore(t *testing.T, dataDir string, o *outcome) {
 		t.Fatal(err)
 	}
 	defer st.Close()
+	// A cell's records are compared by record id, through the dictionary:
+	// its numbers differ between runs (shards number ids as they meet
+	// them), so a cell's count alone would not see a record stored under
+	// another record's number, or a number whose entry a kill lost.
+	entries, err := st.LoadLedgerDict(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := make(map[uint32]string, len(entries))
+	numbered := make(map[string]uint32, len(entries))
+	for _, e := range entries {
+		if n, ok := numbered[e.RID]; ok {
+			o.dictErrs = append(o.dictErrs, fmt.Sprintf("%q numbered %d and %d", e.RID, n, e.ID))
+		}
+		names[e.ID], numbered[e.RID] = e.RID, e.ID
+		o.dict = append(o.dict, e.RID)
+	}
+	slices.Sort(o.dict)
 	dims := slices.Clone(ledger.Dimensions)
 	slices.Sort(dims)
+	var ids []string
 	for _, dim := range dims {
 		rs, err := st.LedgerRows(t.Context(), string(dim), nil, math.MinInt32, math.MaxInt32)
 		if err != nil {
@@ -487,7 +552,27 @@ func readStore(t *testing.T, dataDir string, o *outcome) {
 			if _, err := b.FromBuffer(r.Bitmap); err != nil {
 				t.Fatal(err)
 			}
-			o.ledger = append(o.ledger, fmt.Sprintf("%s %s %d %s %s n=%d %d %d", r.Dim, r.Value, r.Day, r.RType, r.Field, b.GetCardinality(), r.First, r.Last))
+			ids = ids[:0]
+			for it := b.Iterator(); it.HasNext(); {
+				v := it.Next()
+				if v < ledger.DictBase {
+					ids = append(ids, strconv.FormatUint(uint64(v), 10))
+					continue
+				}
+				name, ok := names[v]
+				if !ok {
+					o.dictErrs = append(o.dictErrs, fmt.Sprintf("%s %s day %d %s %s: number %d has no entry", r.Dim, r.Value, r.Day, r.RType, r.Field, v))
+					name = fmt.Sprintf("#%d", v)
+				}
+				ids = append(ids, name)
+			}
+			slices.Sort(ids)
+			h := fnv.New64a()
+			for _, id := range ids {
+				h.Write([]byte(id))
+				h.Write([]byte{0})
+			}
+			o.ledger = append(o.ledger, fmt.Sprintf("%s %s %d %s %s n=%d ids=%016x %d %d", r.Dim, r.Value, r.Day, r.RType, r.Field, len(ids), h.Sum64(), r.First, r.Last))
 		}
 	}
 }
