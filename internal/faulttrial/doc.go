@@ -33,10 +33,14 @@
 // logs; HAECHI_FAULT_COMPARE=<that dir> compares kept stores again
 // (TestFaultTrialStored) without running the trial.
 //
+// HAECHI_FAULT_SIGNAL=quit kills with SIGQUIT instead: the Go runtime
+// stops every goroutine, prints their stacks and exits — as abrupt for
+// what is on disk — and the trial logs what the kills interrupted (a
+// ledger flush building or committing its pebble batch, SQLite's
+// dictionary insert, the spool's append, the store writer, the incident
+// keeper, a checkpoint; killPhases).
+//
 // Not covered: refusals of the inline check (the trial posts events only;
 // a refusal is queued in memory for up to a second before it reaches the
-// spool, so a kill may lose it by design), and where a kill lands is not
-// recorded — kills come at random moments, so each phase gets its share
-// of wall time (the ledger's flushes are about half of it in the long
-// trial).
+// spool, so a kill may lose it by design).
 package faulttrial

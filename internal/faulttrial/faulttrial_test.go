@@ -200,8 +200,10 @@ type outcome struct {
 	// with two numbers (want none).
 	dict, dictErrs []string
 	delivered      map[string]int
-	kills          int
-	retries        int
+	// phases: what the kills interrupted (HAECHI_FAULT_SIGNAL=quit).
+	phases  map[string]int
+	kills   int
+	retries int
 }
 
 func (o outcome) summary() string {
@@ -214,6 +216,10 @@ type server struct {
 	cmd  *exec.Cmd
 	base string
 	done chan struct{}
+	// log and logStart: the log file and where this process's part of it
+	// begins.
+	log      string
+	logStart int64
 }
 
 var urlRE = regexp.MustCompile(`url=(http://[0-9.:]+)`)
@@ -222,7 +228,14 @@ func startServer(t *testing.T, cfgPath, logPath string) *server {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "serve", "--insecure-no-auth", "--config", cfgPath) // loopback only: the trial is about durability, not access control
 	cmd.Env = append(os.Environ(), "HAECHI_FAULT_CHILD=1")
+	if quitKills() {
+		cmd.Env = append(cmd.Env, "GOTRACEBACK=all")
+	}
 	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fi, err := logf.Stat()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -232,7 +245,7 @@ func startServer(t *testing.T, cfgPath, logPath string) *server {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	s := &server{cmd: cmd, done: make(chan struct{})}
+	s := &server{cmd: cmd, done: make(chan struct{}), log: logPath, logStart: fi.Size()}
 	found := make(chan string, 1)
 	go func() {
 		sc := bufio.NewScanner(pr)
@@ -261,9 +274,69 @@ func startServer(t *testing.T, cfgPath, logPath string) *server {
 	return s
 }
 
-func (s *server) kill() {
-	s.cmd.Process.Signal(syscall.SIGKILL)
+// quitKills reports whether kills are SIGQUITs (HAECHI_FAULT_SIGNAL=quit)
+// rather than SIGKILLs: the Go runtime stops every goroutine, prints
+// their stacks and exits, as abruptly for the data on disk, and the stacks
+// show what each kill interrupted (killPhases).
+func quitKills() bool { return os.Getenv("HAECHI_FAULT_SIGNAL") == "quit" }
+
+// kill kills the process; with quitKills it returns what was in progress
+// when it died (killPhases).
+func (s *server) kill() []string {
+	if !quitKills() {
+		s.cmd.Process.Signal(syscall.SIGKILL)
+		<-s.done
+		return nil
+	}
+	s.cmd.Process.Signal(syscall.SIGQUIT)
 	<-s.done
+	f, err := os.Open(s.log)
+	if err != nil {
+		return []string{"(log unreadable)"}
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.NewSectionReader(f, s.logStart, math.MaxInt64-s.logStart))
+	if err != nil || !bytes.Contains(b, []byte("\ngoroutine ")) {
+		return []string{"(no stacks)"}
+	}
+	return killPhases(string(b))
+}
+
+// killPhases names the write paths in progress in a goroutine dump: a
+// path is in progress when a goroutine is inside its function (a goroutine
+// waiting for work is not inside these).
+func killPhases(dump string) []string {
+	var out []string
+	has := func(f string) bool { return strings.Contains(dump, f+"(") }
+	pebbleFlush := has("internal/store.(*LedgerKV).MergeLedger")
+	switch {
+	case pebbleFlush && has("pebble/v2.(*Batch).Commit"):
+		out = append(out, "ledger flush, pebble: committing its batch")
+	case pebbleFlush:
+		out = append(out, "ledger flush, pebble: building its batch")
+	case has("internal/store.mergeLedgerDict"):
+		out = append(out, "ledger flush, SQLite: dictionary insert")
+	case has("internal/store.(*Store).mergeLedger"):
+		out = append(out, "ledger flush, SQLite: days")
+	case has("internal/store.(*Store).MergeLedger"):
+		out = append(out, "ledger flush, SQLite: sorting, commit")
+	}
+	for _, p := range []struct{ name, fn string }{
+		{"pebble memtable flush", "pebble/v2.(*DB).flush1"},
+		{"pebble compaction", "pebble/v2.(*DB).compact1"},
+		{"incident keeper", "internal/incident/track.(*Keeper).AlertsSaved"},
+		{"store writer (alerts, findings)", "internal/store.(*Writer).flush"},
+		{"checkpoint", "internal/store.(*Store).SaveCheckpoint"},
+		{"spool append", "internal/spool.(*Spool).commitBatch"},
+	} {
+		if has(p.fn) {
+			out = append(out, p.name)
+		}
+	}
+	if len(out) == 0 {
+		out = append(out, "none of these")
+	}
+	return out
 }
 
 func (s *server) stop(t *testing.T) {
@@ -291,6 +364,9 @@ func (r *receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	r.mu.Unlock()
 	w.WriteHeader(http.StatusNoContent)
 }
+
+// requestBudget is how long one request may go unacknowledged.
+const requestBudget = 15 * time.Minute
 
 // run streams bodies into serve, killing it kills times at random moments.
 // maxFuture is the serve's ingest.max_future in the trial's config.
@@ -350,7 +426,8 @@ respond:
 	logPath := filepath.Join(dir, "serve.log")
 	srv := startServer(t, cfgPath, logPath)
 	rng := rand.New(rand.NewPCG(seed, uint64(kills)))
-	o := outcome{name: name}
+	o := outcome{name: name, phases: map[string]int{}}
+	var phaseMu sync.Mutex
 	// Kill points: request indices spread over the stream, each at a
 	// random delay into that request's handling.
 	killAt := map[int]time.Duration{}
@@ -368,20 +445,31 @@ respond:
 			go func() {
 				defer killing.Done()
 				time.Sleep(d)
-				victim.kill()
+				phases := victim.kill()
+				phaseMu.Lock()
+				for _, p := range phases {
+					o.phases[p]++
+				}
+				phaseMu.Unlock()
 			}()
 			o.kills++
 		}
+		// A request answered 429 (serve is behind: spool.max_lag) waits
+		// until the pipeline has taken the whole backlog — minutes on a
+		// loaded machine — so the budget is time, not attempts.
+		deadline := time.Now().Add(requestBudget)
 		for attempt := 0; ; attempt++ {
 			req, _ := http.NewRequest(http.MethodPost, srv.base+"/v1/events", bytes.NewReader(body))
 			req.Header.Set("Idempotency-Key", fmt.Sprintf("%s-%d", "req", i))
 			resp, err := client.Do(req)
+			status := 0
 			if err == nil {
 				io.Copy(io.Discard, resp.Body)
 				resp.Body.Close()
 				if resp.StatusCode == http.StatusOK {
 					break
 				}
+				status = resp.StatusCode
 			}
 			if attempt > 0 || err != nil {
 				o.retries++
@@ -392,14 +480,17 @@ respond:
 			default:
 				time.Sleep(20 * time.Millisecond)
 			}
-			if attempt > 6000 { // two minutes of 20 ms waits
-				t.Fatalf("%s: request %d never acknowledged: %v; log %s", name, i, err, logPath)
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: request %d not acknowledged in %s (last answer: status %d, err %v); log %s", name, i, requestBudget, status, err, logPath)
 			}
 		}
 	}
 	// A kill aimed at the last requests may land after they were
 	// acknowledged: wait for it, and start again if it did.
 	killing.Wait()
+	if len(o.phases) > 0 {
+		t.Logf("%s: what the %d kills interrupted: %v", name, o.kills, o.phases)
+	}
 	select {
 	case <-srv.done:
 		srv = startServer(t, cfgPath, logPath)
