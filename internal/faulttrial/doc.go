@@ -19,7 +19,8 @@
 // another's number. Both dictionaries must hold the same record ids, each
 // once, and every number a cell holds must have its entry. Incidents are
 // compared as the keeper stored them (all but wall-clock columns), besides
-// which incident each alert is in.
+// which incident each alert is in, and so are what later alerts join
+// through: the alerts' join keys and the cited events' facts.
 //
 // CI runs a short trial (HAECHI_FAULT_KILLS, default 10, over about 44,000
 // events). The long trial (about 1 M events) is run by hand:

@@ -124,6 +124,8 @@ func compare(t *testing.T, clean, trial outcome) {
 		{"actions", clean.actions, trial.actions},
 		{"incidents", clean.incidents, trial.incidents},
 		{"incident rows", clean.incidentRows, trial.incidentRows},
+		{"incident join keys", clean.incidentKeys, trial.incidentKeys},
+		{"citations", clean.citations, trial.citations},
 	} {
 		if diff := cmp.Diff(c.want, c.got); diff != "" {
 			t.Errorf("%s differ between the clean run and the trial (-clean +trial):\n%s", c.name, diff)
@@ -194,6 +196,8 @@ type outcome struct {
 	incidents, unannounced []string
 	// incidentRows: the incidents as stored, without wall-clock columns.
 	incidentRows []string
+	// incidentKeys, citations: what incident grouping reads (want the same).
+	incidentKeys, citations []string
 	// dict: the ledger dictionary's record ids, sorted (its numbers depend
 	// on which shard met an id first, so only the ids are compared);
 	// dictErrs: ledger numbers without a dictionary entry, record ids
@@ -207,8 +211,8 @@ type outcome struct {
 }
 
 func (o outcome) summary() string {
-	return fmt.Sprintf("%d alerts, %d findings, %d ledger rows, %d dictionary entries, %d actions, %d incidents, %d delivered, %d retried requests",
-		len(o.alerts), len(o.findings), len(o.ledger), len(o.dict), len(o.actions), len(o.incidentRows), len(o.delivered), o.retries)
+	return fmt.Sprintf("%d alerts, %d findings, %d ledger rows, %d dictionary entries, %d actions, %d incidents (%d join keys, %d citations), %d delivered, %d retried requests",
+		len(o.alerts), len(o.findings), len(o.ledger), len(o.dict), len(o.actions), len(o.incidentRows), len(o.incidentKeys), len(o.citations), len(o.delivered), o.retries)
 }
 
 // server is one serve child process.
@@ -611,6 +615,11 @@ func readStore(t *testing.T, dataDir string, o *outcome) {
 	// analyst's verdict, which no run sets.
 	o.incidentRows = rows(t, db, `SELECT id, founder, start_time, end_time, severity, state, title, attack, alert_count,
 		entities, body FROM incidents ORDER BY id`)
+	// What later alerts join incidents through: each alert's join keys
+	// (the keeper leaves keys it has written alone) and the cited events'
+	// facts (first citation wins).
+	o.incidentKeys = rows(t, db, `SELECT join_key, alert_id, cited FROM incident_keys ORDER BY join_key, alert_id`)
+	o.citations = rows(t, db, `SELECT * FROM citations ORDER BY ref`)
 	// The ledger through the store's API, whichever engine keeps it
 	// (HAECHI_FAULT_LEDGER_ENGINE), by dimension, value, day, type, field.
 	st, err := store.Open(t.Context(), dataDir, store.Options{})
