@@ -389,44 +389,7 @@ func run(t *testing.T, name string, bodies [][]byte, kills int, seed uint64) out
 	recv := &receiver{keys: map[string]int{}}
 	hook := httptest.NewServer(recv)
 	defer hook.Close()
-	cfgPath := filepath.Join(dir, "haechi.yaml")
-	engine := os.Getenv("HAECHI_FAULT_LEDGER_ENGINE")
-	if engine == "" {
-		engine = store.LedgerSQLite
-	}
-	cfg := fmt.Sprintf(`data_dir: %q
-listen: 127.0.0.1:0
-store:
-  ledger_engine: `+engine+`
-ingest:
-  max_future: %s
-engine:
-  # Checkpoints often, so kills land before, during and after them and
-  # restarts resume from them.
-  checkpoint_every: 200ms
-  # The outcome must depend on the events alone: an origin idle across a
-  # slow restart (a loaded machine) would have its event time advanced by
-  # the wall clock, which a clean run never sees.
-  idleness: 1000h
-spool:
-  max_bytes: 8589934592
-  retain_bytes: 8522825728
-respond:
-  mode: enforce
-  secret: fault-trial-secret
-  initial_backoff: 50ms
-  max_backoff: 500ms
-  lease: 3s
-  receivers:
-    revoke_key: {url: %q, timeout: 1s, allow_private: true}
-    revoke_token: {url: %q, timeout: 1s, allow_private: true}
-    block_source: {url: %q, timeout: 1s, allow_private: true}
-    disable_identity: {url: %q, timeout: 1s, allow_private: true}
-    notify: {url: %q, timeout: 1s, allow_private: true}
-`, filepath.Join(dir, "data"), maxFuture, hook.URL, hook.URL, hook.URL, hook.URL, hook.URL)
-	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	cfgPath := writeConfig(t, dir, hook.URL)
 	logPath := filepath.Join(dir, "serve.log")
 	srv := startServer(t, cfgPath, logPath)
 	rng := rand.New(rand.NewPCG(seed, uint64(kills)))
@@ -500,8 +463,60 @@ respond:
 		srv = startServer(t, cfgPath, logPath)
 	default:
 	}
-	// Let the pipeline take everything, then stop gracefully (windows
-	// close, the store is flushed) and let deliveries finish.
+	finish(t, srv, dir, cfgPath, logPath, recv, &o)
+	return o
+}
+
+// writeConfig writes the trial's serve configuration into dir, its
+// receivers at hookURL, and returns its path.
+func writeConfig(t *testing.T, dir, hookURL string) string {
+	t.Helper()
+	cfgPath := filepath.Join(dir, "haechi.yaml")
+	engine := os.Getenv("HAECHI_FAULT_LEDGER_ENGINE")
+	if engine == "" {
+		engine = store.LedgerSQLite
+	}
+	cfg := fmt.Sprintf(`data_dir: %q
+listen: 127.0.0.1:0
+store:
+  ledger_engine: `+engine+`
+ingest:
+  max_future: %s
+engine:
+  # Checkpoints often, so kills land before, during and after them and
+  # restarts resume from them.
+  checkpoint_every: 200ms
+  # The outcome must depend on the events alone: an origin idle across a
+  # slow restart (a loaded machine) would have its event time advanced by
+  # the wall clock, which a clean run never sees.
+  idleness: 1000h
+spool:
+  max_bytes: 8589934592
+  retain_bytes: 8522825728
+respond:
+  mode: enforce
+  secret: fault-trial-secret
+  initial_backoff: 50ms
+  max_backoff: 500ms
+  lease: 3s
+  receivers:
+    revoke_key: {url: %q, timeout: 1s, allow_private: true}
+    revoke_token: {url: %q, timeout: 1s, allow_private: true}
+    block_source: {url: %q, timeout: 1s, allow_private: true}
+    disable_identity: {url: %q, timeout: 1s, allow_private: true}
+    notify: {url: %q, timeout: 1s, allow_private: true}
+`, filepath.Join(dir, "data"), maxFuture, hookURL, hookURL, hookURL, hookURL, hookURL)
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return cfgPath
+}
+
+// finish lets srv's pipeline take everything, stops it gracefully
+// (windows close, the store is flushed) and lets deliveries finish, then
+// reads the store into o.
+func finish(t *testing.T, srv *server, dir, cfgPath, logPath string, recv *receiver, o *outcome) {
+	t.Helper()
 	waitDrained(t, srv.base)
 	srv.stop(t)
 	// A last start delivers what the previous one had not (a clean stop
@@ -513,8 +528,34 @@ respond:
 	srv.stop(t)
 
 	o.delivered = recv.keys
-	readStore(t, filepath.Join(dir, "data"), &o)
-	return o
+	readStore(t, filepath.Join(dir, "data"), o)
+}
+
+// TestFaultTrialFinish finishes the trial kept in HAECHI_FAULT_RESUME (a
+// HAECHI_FAULT_DIR whose trial stopped after every request was
+// acknowledged, say in a drain the harness gave up on) as TestFaultTrial
+// would have — start, drain, stop, start, drain, deliver, stop — with the
+// same settings (HAECHI_FAULT_DAYS, HAECHI_FAULT_LEDGER_ENGINE), and
+// compares it with the kept clean run.
+func TestFaultTrialFinish(t *testing.T) {
+	base := os.Getenv("HAECHI_FAULT_RESUME")
+	if base == "" {
+		t.Skip("HAECHI_FAULT_RESUME names no kept trial")
+	}
+	maxFuture = time.Duration(envInt(t, "HAECHI_FAULT_DAYS", 1)+10) * 24 * time.Hour
+	dir := filepath.Join(base, "trial")
+	recv := &receiver{keys: map[string]int{}}
+	hook := httptest.NewServer(recv)
+	defer hook.Close()
+	cfgPath := writeConfig(t, dir, hook.URL)
+	logPath := filepath.Join(dir, "serve.log")
+	trial := outcome{name: "trial"}
+	finish(t, startServer(t, cfgPath, logPath), dir, cfgPath, logPath, recv, &trial)
+	clean := outcome{name: "clean"}
+	readStore(t, filepath.Join(base, "clean", "data"), &clean)
+	t.Logf("clean: %s", clean.summary())
+	t.Logf("trial: %s", trial.summary())
+	compare(t, clean, trial)
 }
 
 // waitDrained waits until serve has taken every stored request and its
