@@ -32,7 +32,10 @@
 // in pebble (store.ledger_engine); the ledger is compared through the
 // store's API either way. HAECHI_FAULT_DIR keeps both runs' stores and
 // logs; HAECHI_FAULT_COMPARE=<that dir> compares kept stores again
-// (TestFaultTrialStored) without running the trial.
+// (TestFaultTrialStored) without running the trial, and
+// HAECHI_FAULT_RESUME=<that dir> finishes a kept trial whose streaming
+// ended (TestFaultTrialFinish: drain, stop, start, drain, deliver, stop,
+// compare).
 //
 // HAECHI_FAULT_SIGNAL=quit kills with SIGQUIT instead: the Go runtime
 // stops every goroutine, prints their stacks and exits — as abrupt for
