@@ -337,6 +337,37 @@ type limitReader struct {
 	left int64
 }
 
+// maxBodyHint caps the buffer readBody allocates up front from a request's
+// Content-Length, so a client announcing a large body it never sends cannot
+// make serve reserve more than this per request; a larger body still grows
+// as it arrives.
+const maxBodyHint = 8 << 20
+
+// readBody reads body (r's, after the limit and any decompression) whole.
+// An uncompressed request announces its size: the buffer is allocated once
+// at that size (at most maxBodyHint) instead of growing from 512 bytes by
+// copying, as io.ReadAll does.
+func readBody(body io.Reader, r *http.Request) ([]byte, error) {
+	hint := 512
+	if enc := r.Header.Get("Content-Encoding"); r.ContentLength > 0 && (enc == "" || strings.EqualFold(strings.TrimSpace(enc), "identity")) {
+		hint = int(min(r.ContentLength, maxBodyHint)) + 1 // +1: the read that sees EOF needs room
+	}
+	b := make([]byte, 0, hint)
+	for {
+		n, err := body.Read(b[len(b):cap(b)])
+		b = b[:len(b)+n]
+		if err != nil {
+			if err == io.EOF {
+				err = nil
+			}
+			return b, err
+		}
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)] // grow, as io.ReadAll does
+		}
+	}
+}
+
 func (l *limitReader) Read(p []byte) (int, error) {
 	if l.left <= 0 {
 		// Probe: is there more than the limit?
@@ -403,7 +434,7 @@ func (s *Server) ingest(w http.ResponseWriter, r *http.Request) int {
 	if s.opts.Spool != nil {
 		// The body is kept to be spooled once it has been validated.
 		var err error
-		if raw, err = io.ReadAll(body); err != nil {
+		if raw, err = readBody(body, r); err != nil {
 			if errors.Is(err, errTooLarge) {
 				return writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("body exceeds the limit of %d bytes", limit))
 			}
@@ -425,14 +456,18 @@ func (s *Server) ingest(w http.ResponseWriter, r *http.Request) int {
 		return writeError(w, http.StatusBadRequest, "format: "+err.Error())
 	}
 	res := IngestResult{Errors: []LineError{}}
+	// Without a spool the decoded events are what is ingested; with one,
+	// only the body is stored (the consumer decodes it again), so the
+	// events are validated and counted, not kept.
 	var evs []event.Event
+	accepted := 0
+	var ev event.Event
 	rejects := map[string]int{}
 	var latest time.Time
 	if s.opts.MaxFuture > 0 {
 		latest = s.opts.Now().Add(s.opts.MaxFuture)
 	}
 	for {
-		var ev event.Event
 		err := rd.Next(&ev)
 		if err == nil && !latest.IsZero() && ev.Time.After(latest) {
 			err = &decode.LineError{Line: rd.Line(), Code: decode.CodeInvalidField,
@@ -440,7 +475,10 @@ func (s *Server) ingest(w http.ResponseWriter, r *http.Request) int {
 					ev.Time.Format(time.RFC3339), s.opts.MaxFuture)}
 		}
 		if err == nil {
-			evs = append(evs, ev)
+			accepted++
+			if s.opts.Spool == nil {
+				evs = append(evs, ev)
+			}
 			continue
 		}
 		var le *decode.LineError
@@ -460,7 +498,7 @@ func (s *Server) ingest(w http.ResponseWriter, r *http.Request) int {
 		}
 		return writeError(w, http.StatusBadRequest, "read body: "+err.Error())
 	}
-	if len(evs) > 0 {
+	if accepted > 0 {
 		var err error
 		if s.opts.Spool != nil {
 			stored := format
@@ -493,7 +531,7 @@ func (s *Server) ingest(w http.ResponseWriter, r *http.Request) int {
 			return writeError(w, http.StatusInternalServerError, "ingest failed: "+err.Error())
 		}
 	}
-	res.Accepted = len(evs)
+	res.Accepted = accepted
 	s.received.Add(float64(res.Accepted))
 	for c, n := range rejects {
 		s.rejected.WithLabelValues(c).Add(float64(n))
