@@ -50,10 +50,18 @@ var (
 	errIssuedAt  = errors.New("issued_at is neither Unix seconds nor RFC 3339")
 )
 
-// Batchable reports whether c's ids can be sent in a batch (none holds a
-// control character).
+// Batchable reports whether c can be sent as a line of a batch or a
+// stream: none of its ids holds a control character, and its line is at
+// most MaxBatchLine long. The token id and the User-Agent are the
+// caller's to choose: a line too long would fail the whole batch (or
+// the check over a stream) and, with FailOpen, pass the request; such a
+// check goes by the one-check GET instead.
 func Batchable(c Check) bool {
-	return c.Token.ID != "" && clean(c.Token.ID) && clean(c.Token.KeyID) && clean(c.ClientIP) && clean(c.Token.User)
+	n := len(c.Token.ID) + len(c.Token.KeyID) + len(c.ClientIP) + len(c.UserAgent) + len(c.Token.User) + 5
+	if !c.Token.IssuedAt.IsZero() {
+		n += len(claimTime(c.Token.IssuedAt))
+	}
+	return n <= MaxBatchLine && c.Token.ID != "" && clean(c.Token.ID) && clean(c.Token.KeyID) && clean(c.ClientIP) && clean(c.Token.User)
 }
 
 func clean(s string) bool {

@@ -54,8 +54,10 @@
 //     headers. With Options.MaxBatch, the checks waiting at the same
 //     moment share one POST /v1/verify/batch (the batch form, batch.go)
 //     instead. Every form takes at most Options.Timeout a check.
-//   - A check whose ids hold a control character (they cannot be written
-//     as a line) goes by the GET form whatever the options.
+//   - A check whose ids hold a control character, or whose line would be
+//     longer than MaxBatchLine (a token id or User-Agent the client chose
+//     long), goes by the GET form whatever the options (Batchable): it
+//     cannot be written as a line.
 //   - Safe for concurrent use; it keeps no per-request state.
 package gateway
 

@@ -490,3 +490,46 @@ func TestStreamInFlightBound(t *testing.T) {
 		t.Fatal("Close hangs on a full stream")
 	}
 }
+
+// A check whose line would be longer than MaxBatchLine (a forged token
+// with a long id, or a client sending a long User-Agent: both are the
+// caller's to choose) is judged like any other, and does not break the
+// stream for the checks that share it: before, its line ended the
+// stream (haechi closes a stream on a line too long), so the check and
+// every check in flight on it failed and, with FailOpen, passed — an
+// attacker's way to make a fail-open gateway pass a forged token.
+func TestStreamLongCheckLine(t *testing.T) {
+	var refusals atomic.Int64
+	srv := httptest.NewServer(api.New(api.Options{Verify: api.VerifyOptions{Registry: verdictRegistry(),
+		OnRefuse: func(mint.Query, mint.Answer) { refusals.Add(1) }}}))
+	defer srv.Close()
+	for _, o := range []gateway.Options{{Streams: 1}, {Streams: -1, MaxBatch: 8}} {
+		o.URL, o.Timeout = srv.URL, 5*time.Second
+		chk, err := gateway.New(o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		long := strings.Repeat("x", 2*gateway.MaxBatchLine+8) // beyond haechi's read buffer too
+		for _, c := range []struct {
+			name string
+			tok  gateway.Token
+			ua   string
+			want string
+		}{
+			{"long token id", gateway.Token{ID: "tok-" + long, KeyID: "k1", IssuedAt: time.Now()}, chrome, "never_minted"},
+			{"long user agent", gateway.Token{ID: "tok-forged", KeyID: "k1", IssuedAt: time.Now()}, long, "never_minted"},
+			{"after them", gateway.Token{ID: "tok-a", KeyID: "k1"}, "", "known"},
+		} {
+			r := httptest.NewRequest(http.MethodGet, "/", nil)
+			r.Header.Set("User-Agent", c.ua)
+			a, err := chk.Check(context.Background(), r, c.tok)
+			if err != nil || a.Verdict != c.want {
+				t.Errorf("streams=%d batch=%d, %s: %+v, %v; want %s", o.Streams, o.MaxBatch, c.name, a, err, c.want)
+			}
+		}
+		chk.Close()
+	}
+	if n := refusals.Load(); n != 2*2 {
+		t.Errorf("%d refusals reported, want 4", n)
+	}
+}

@@ -54,6 +54,11 @@ type VerifyOptions struct {
 	// token it was opened with (0 → 1s, the authenticator's cache): a
 	// stream whose token was revoked is closed by the next re-check.
 	StreamRecheck time.Duration
+	// MaxStreamsPerToken bounds the check streams one token (one caller
+	// without access control) may hold open at once; beyond it the
+	// upgrade is answered 429 (0 → DefaultMaxStreamsPerToken). Per
+	// token, so that one token's streams cannot use up another's.
+	MaxStreamsPerToken int
 }
 
 // registerVerify mounts the mint registry's routes when configured.

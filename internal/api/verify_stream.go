@@ -23,20 +23,44 @@ type streamSet struct {
 	closed bool
 	done   chan struct{} // closed by CloseStreams
 	wg     sync.WaitGroup
+	// per counts the open streams by the token that opened them.
+	per map[string]int
 }
 
-// open registers a stream; false once CloseStreams was called.
-func (ss *streamSet) open() (<-chan struct{}, bool) {
+// open registers a stream of the token tokenID, at most limit of them at
+// once: 0 and the channel CloseStreams closes, or the status refusing it
+// (503 once CloseStreams was called, 429 when the token has limit open).
+// A stream opened is given back with release.
+func (ss *streamSet) open(tokenID string, limit int) (<-chan struct{}, int) {
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
 	if ss.closed {
-		return nil, false
+		return nil, http.StatusServiceUnavailable
+	}
+	if ss.per[tokenID] >= limit {
+		return nil, http.StatusTooManyRequests
 	}
 	if ss.done == nil {
 		ss.done = make(chan struct{})
 	}
+	if ss.per == nil {
+		ss.per = map[string]int{}
+	}
+	ss.per[tokenID]++
 	ss.wg.Add(1)
-	return ss.done, true
+	return ss.done, 0
+}
+
+// release gives back a stream open returned.
+func (ss *streamSet) release(tokenID string) {
+	ss.mu.Lock()
+	if n := ss.per[tokenID] - 1; n > 0 {
+		ss.per[tokenID] = n
+	} else {
+		delete(ss.per, tokenID)
+	}
+	ss.mu.Unlock()
+	ss.wg.Done()
 }
 
 // CloseStreams ends every open check stream (GET /v1/verify/stream) and
@@ -66,6 +90,11 @@ func (s *Server) CloseStreams(ctx context.Context) error {
 		return fmt.Errorf("close check streams: %w", ctx.Err())
 	}
 }
+
+// DefaultMaxStreamsPerToken bounds the check streams one token may hold
+// open at once (VerifyOptions.MaxStreamsPerToken): each holds about 50 KiB
+// and two goroutines; a gateway's Checker opens 2.
+const DefaultMaxStreamsPerToken = 64
 
 // Bounds of one stream.
 const (
@@ -104,13 +133,23 @@ func (s *Server) handleVerifyStream(w http.ResponseWriter, r *http.Request) {
 		}
 		caller = c
 	}
-	closing, ok := s.streams.open()
-	if !ok {
+	limit := s.opts.Verify.MaxStreamsPerToken
+	if limit <= 0 {
+		limit = DefaultMaxStreamsPerToken
+	}
+	closing, refused := s.streams.open(caller.TokenID, limit)
+	switch refused {
+	case 0:
+	case http.StatusTooManyRequests:
+		w.Header().Set("Retry-After", "5")
+		writeError(w, refused, fmt.Sprintf("this token has %d check streams open, the most it may", limit))
+		return
+	default:
 		w.Header().Set("Retry-After", "1")
-		writeError(w, http.StatusServiceUnavailable, "haechi is shutting down")
+		writeError(w, refused, "haechi is shutting down")
 		return
 	}
-	defer s.streams.wg.Done()
+	defer s.streams.release(caller.TokenID)
 	conn, brw, err := http.NewResponseController(w).Hijack()
 	if err != nil {
 		// HTTP/2 cannot be upgraded; the client asks over HTTP/1.1.

@@ -260,3 +260,39 @@ func newServer(t *testing.T, h http.Handler) string {
 	t.Cleanup(func() { srv.Close() })
 	return "http://" + l.Addr().String()
 }
+
+// One token holds at most MaxStreamsPerToken streams open (429 beyond,
+// and again once one of them closed); another token's are its own. Before,
+// a token could open streams without bound, each with its buffers and
+// two goroutines.
+func TestVerifyStreamPerToken(t *testing.T) {
+	st, tokens, _ := roleTokens(t)
+	f := newVerifyFixture(t, api.VerifyOptions{MaxStreamsPerToken: 3}, auth.New(auth.Options{Store: st, CacheTTL: time.Second}))
+	var conns []net.Conn
+	for i := range 3 {
+		conn, _, code := openStream(t, f.srv.URL, tokens[auth.RoleVerify])
+		if code != http.StatusSwitchingProtocols {
+			t.Fatalf("stream %d: %d", i+1, code)
+		}
+		conns = append(conns, conn)
+	}
+	if _, _, code := openStream(t, f.srv.URL, tokens[auth.RoleVerify]); code != http.StatusTooManyRequests {
+		t.Errorf("a 4th stream of the token: %d, want 429", code)
+	}
+	if _, _, code := openStream(t, f.srv.URL, tokens[auth.RoleAdmin]); code != http.StatusSwitchingProtocols {
+		t.Errorf("another token's stream: %d, want 101", code)
+	}
+	conns[0].Close()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		conn, _, code := openStream(t, f.srv.URL, tokens[auth.RoleVerify])
+		if code == http.StatusSwitchingProtocols {
+			conn.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after one closed: %d, want 101", code)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

@@ -243,6 +243,16 @@ loop:
 	if err := srv.Shutdown(shutCtx); err != nil {
 		log.Error("http shutdown", "err", err)
 	}
+	// Shutdown neither sees the check streams nor waits for the
+	// functions it starts (RegisterOnShutdown): wait for the streams
+	// here, so their last refusals reach the flusher before it stops.
+	if s.closeStreams != nil {
+		streamCtx, cancelStreams := context.WithTimeout(shutCtx, 10*time.Second)
+		if err := s.closeStreams(streamCtx); err != nil {
+			log.Error("check streams shutdown", "err", err)
+		}
+		cancelStreams()
+	}
 	if metricsSrv != nil {
 		if err := metricsSrv.Shutdown(shutCtx); err != nil {
 			log.Error("metrics shutdown", "err", err)
@@ -284,6 +294,9 @@ type server struct {
 	// refused turns the inline check's refusals into events and audit
 	// entries (nil without a registry or a pipeline).
 	refused *refusals
+	// closeStreams ends the API's check streams and waits for them
+	// (api.Server.CloseStreams); nil before serveHTTP.
+	closeStreams func(context.Context) error
 }
 
 // accessControl sets up tokens and sessions (not under --insecure-no-auth),
@@ -547,7 +560,11 @@ func (s *server) serveHTTP() (srv *http.Server, httpDone chan error, err error) 
 	// Live streams end at shutdown, or Shutdown would wait for them.
 	srv.RegisterOnShutdown(cons.Close)
 	// Check streams are upgraded connections, which Shutdown does not
-	// see: they answer the checks they have read and close.
+	// see: they answer the checks they have read and close. Shutdown
+	// does not wait for this either: the shutdown waits for them
+	// (s.closeStreams) before it stops the refusals' flusher, so a
+	// refusal a stream answers last is still audited.
+	s.closeStreams = apiSrv.CloseStreams
 	srv.RegisterOnShutdown(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()

@@ -133,6 +133,10 @@ type Planner struct {
 	// changes its decision.
 	seen   map[string]time.Time
 	latest time.Time
+	// heldRefused marks the ids of seen actions held for approval on
+	// refused presentations only (revoke_key, block_source): a re-planned
+	// alert with a served forgery acts at once.
+	heldRefused map[string]bool
 	// blocks counts block_source actions per target.
 	blocks map[string]int
 	// ended holds, per principal, the sessions (tokens) a revoke_token of
@@ -153,7 +157,7 @@ func NewPlanner(cfg Config) (*Planner, error) {
 	p := &Planner{
 		cfg: cfg, mode: cfg.mode(),
 		principals: set(cfg.Protected.Principals), keys: set(cfg.Protected.Keys),
-		window: map[string][]time.Time{}, seen: map[string]time.Time{}, blocks: map[string]int{},
+		window: map[string][]time.Time{}, seen: map[string]time.Time{}, heldRefused: map[string]bool{}, blocks: map[string]int{},
 		ended: map[string]map[string]time.Time{}, exported: map[string]time.Time{},
 	}
 	for _, pb := range cfg.Playbooks {
@@ -289,6 +293,27 @@ func (p *Planner) Plan(a event.Alert) []Action {
 			for _, tg := range targetsAt(spec.Kind, &a) {
 				id := ActionID(a.ID, spec.Kind, tg.id)
 				if _, ok := p.seen[id]; ok {
+					if served := servedAt(spec.Kind, tg.id, &a); p.heldRefused[id] && !served.IsZero() {
+						// It waited for approval on refused presentations
+						// only; a forgery served since joined the alert:
+						// the forger is past the check, so act now, as
+						// an action of its own (the held one stays to
+						// decide). Without this, a forger could open the
+						// alert with a refused junk token and keep its
+						// containment waiting on a person.
+						if id = ActionID(a.ID+"\x00served", spec.Kind, tg.id); !p.seen[id].IsZero() {
+							continue
+						}
+						if served.After(tg.at) {
+							tg.at = served
+						}
+						if spec.Kind == KindBlockSource {
+							p.blocks[tg.id]-- // the same block as the held one, not a repeat
+						}
+						p.seen[id] = tg.at
+						out = append(out, p.plan(a, pb.Name, spec, id, tg))
+						continue
+					}
 					if spec.Kind != KindDisableIdentity || p.returned(tg.id).IsZero() {
 						continue
 					}
@@ -530,6 +555,7 @@ func (p *Planner) plan(a event.Alert, playbook string, spec ActionSpec, id strin
 			// refused tokens exposed nothing, and the forged token's
 			// revocation goes ahead meanwhile.
 			guard = "only refused presentations name key " + target + ": the inline check refused them before any signature check, so they do not show the key is in anyone's hands"
+			p.heldRefused[id] = true
 		} else if spec.Kind == KindBlockSource && spec.RefusedOnly != RefusedContain && refusedOnlySource(target, &a) {
 			// Every forged token the source presented was refused: it
 			// exposed nothing, and the check refuses its next ones
@@ -539,6 +565,7 @@ func (p *Planner) plan(a event.Alert, playbook string, spec ActionSpec, id strin
 			// from it (fail-open, grace, a gateway without the check)
 			// blocks it at once.
 			guard = "only refused presentations come from " + target + ": the inline check refused every forged token it presented, so it exposed nothing, and the address may be shared (a carrier's NAT, a company's egress)"
+			p.heldRefused[id] = true
 		} else if spec.Kind == KindDisableIdentity && !decisive(target, &a) && p.returned(target).IsZero() {
 			// Disabling an employee, a service or a partner stops all
 			// its work and is slow to undo; on risk built from
@@ -727,6 +754,33 @@ func refusedOnlySource(src string, a *event.Alert) bool {
 	return n > 0
 }
 
+// servedAt is the time of the earliest finding of a that takes an action
+// of kind (revoke_key or block_source) on target beyond refused
+// presentations, as refusedOnly and refusedOnlySource judge it: for a
+// key, a forged-token finding about it without TagRefusedOnly; for a
+// source, any finding naming it without that tag. Zero: none (the
+// action still rests on refused presentations only, or on nothing).
+func servedAt(kind, target string, a *event.Alert) time.Time {
+	var at time.Time
+	for _, f := range a.Findings {
+		if f.Withdraws != 0 || slices.Contains(f.Tags, token.TagRefusedOnly) {
+			continue
+		}
+		if kind == KindRevokeKey {
+			if f.Entity.Kind != event.EntitySigningKey || f.Entity.ID != target || f.Detector != token.Name ||
+				(f.Kind != token.KindNeverMinted && f.Kind != token.KindKeyRetired && f.Kind != token.KindUnknownKey) {
+				continue
+			}
+		} else if targetFor(kind, f.Entity) != target && !slices.ContainsFunc(f.Related, func(r event.EntityKey) bool { return targetFor(kind, r) == target }) {
+			continue
+		}
+		if at.IsZero() || f.Time.Before(at) {
+			at = f.Time
+		}
+	}
+	return at
+}
+
 // endSession records that principal's session token was ended at t.
 func (p *Planner) endSession(principal, token string, t time.Time) {
 	m := p.ended[principal]
@@ -796,6 +850,7 @@ func (p *Planner) prune() {
 		for id, t := range p.seen {
 			if t.Before(cut) {
 				delete(p.seen, id)
+				delete(p.heldRefused, id)
 			}
 		}
 	}

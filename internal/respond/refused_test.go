@@ -3,6 +3,7 @@ package respond
 import (
 	"context"
 	"fmt"
+	"maps"
 	"net/netip"
 	"slices"
 	"testing"
@@ -168,4 +169,79 @@ func runToken(t *testing.T, evs []event.Event) []event.Finding {
 	}
 	<-done
 	return got
+}
+
+// TestRefusedOnlyThenServed: the alert about a key grows as the forger
+// goes on. Its first findings rest on refused presentations only, so the
+// key's revocation and the source's block wait for approval; then a
+// forged token from the same source is served (grace, or a gateway that
+// failed open) and its finding joins the same alert. The forger is past
+// the check: the re-planned alert revokes the key and blocks the source
+// at once, as actions of their own (the held ones stay to decide).
+// Before, the held actions' ids were already seen, so the re-planned
+// alert planned nothing: a forger could open the alert with a refused
+// junk token first and keep containment waiting on a person.
+func TestRefusedOnlyThenServed(t *testing.T) {
+	t0 := time.Date(2026, 6, 3, 12, 0, 0, 0, time.UTC)
+	src := event.Source{IP: netip.MustParseAddr("100.64.12.34"), Country: "KR", ASN: 17858}
+	const kid = "auth-2026"
+	evs := []event.Event{
+		{ID: "inv", Time: t0.Add(-72 * time.Hour), Dataset: event.DatasetKeys, Key: event.Key{ID: kid, Status: "active"}},
+		{ID: "warm", Time: t0.Add(-48 * time.Hour), Dataset: event.DatasetToken, Action: event.ActionTokenIssued, Outcome: event.OutcomeSuccess,
+			Token: event.Token{ID: "tk-warm", KeyID: kid, IssuedAt: t0.Add(-48 * time.Hour), ExpiresAt: t0.Add(-47 * time.Hour)}},
+	}
+	for i := range 3 {
+		at := t0.Add(time.Duration(i) * 7 * time.Second)
+		evs = append(evs, event.Event{ID: fmt.Sprintf("f%d", i), Time: at, Dataset: event.DatasetGateway, Action: "verify.never_minted",
+			Outcome: event.OutcomeFailure, User: event.User{ID: "c:7"}, Source: src,
+			Token: event.Token{ID: fmt.Sprintf("tk-forged-%d", i), KeyID: kid, IssuedAt: at.Add(-2 * time.Hour)}})
+	}
+	served := event.Event{ID: "f-served", Time: t0.Add(20 * time.Minute), Dataset: event.DatasetGateway, Action: "member.profile.read",
+		Outcome: event.OutcomeSuccess, User: event.User{ID: "c:7"}, Source: src,
+		Token: event.Token{ID: "tk-forged-served", KeyID: kid, IssuedAt: t0.Add(18 * time.Minute)}}
+	evs = append(evs, served, event.Event{ID: "late", Time: t0.Add(time.Hour), Dataset: event.DatasetToken, Action: event.ActionTokenIssued,
+		Outcome: event.OutcomeSuccess, Token: event.Token{ID: "tk-later", KeyID: kid, IssuedAt: t0.Add(time.Hour), ExpiresAt: t0.Add(2 * time.Hour)}})
+	fs := runToken(t, evs)
+	var refused, all []event.Finding
+	for _, f := range fs {
+		if f.Entity != (event.EntityKey{Kind: event.EntitySigningKey, ID: kid}) {
+			continue
+		}
+		all = append(all, f)
+		if slices.Contains(f.Tags, token.TagRefusedOnly) {
+			refused = append(refused, f)
+		}
+	}
+	if len(refused) != 3 || len(all) != 4 {
+		t.Fatalf("%d findings about key %s (%d refused only), want 4 (3): %+v", len(all), kid, len(refused), fs)
+	}
+	p, err := NewPlanner(testConfig("http://127.0.0.1:1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := event.Alert{ID: "a-key", Time: refused[0].Time, Entity: refused[0].Entity, Severity: event.SeverityCritical,
+		Score: 95, Detector: token.Name, State: event.AlertOpen, Findings: refused}
+	states := func(acts []Action) map[string]string {
+		m := map[string]string{}
+		for _, act := range acts {
+			if act.Kind == KindRevokeKey || act.Kind == KindBlockSource {
+				m[act.Kind+" "+act.Target] = act.State
+			}
+		}
+		return m
+	}
+	first := states(p.Plan(a))
+	want := map[string]string{KindRevokeKey + " " + kid: StatePendingApproval, KindBlockSource + " " + src.IP.String(): StatePendingApproval}
+	if !maps.Equal(first, want) {
+		t.Fatalf("refused only: %v, want %v", first, want)
+	}
+	a.Findings = all
+	again := states(p.Plan(a))
+	want = map[string]string{KindRevokeKey + " " + kid: StatePlanned, KindBlockSource + " " + src.IP.String(): StatePlanned}
+	if !maps.Equal(again, want) {
+		t.Errorf("after a served forgery joined the alert: %v, want %v", again, want)
+	}
+	if third := p.Plan(a); len(states(third)) != 0 {
+		t.Errorf("planned again: %v", states(third))
+	}
 }
