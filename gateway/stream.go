@@ -206,7 +206,7 @@ func (sc *streamConn) run() {
 			sc.down.Store(&err)
 			sc.failAll(err)
 			// Jittered, so that gateways do not redial in step.
-			d := backoff/2 + rand.N(backoff/2+1)
+			d := backoff/2 + rand.N(backoff/2+1) // #nosec G404 -- redial jitter, not a secret
 			backoff = min(2*backoff, maxRedial)
 			select {
 			case <-sc.s.stop:
