@@ -296,3 +296,33 @@ func TestVerifyStreamPerToken(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// Over streams as over the batch form, each calling token spends its own
+// verify.rate bucket: one gateway running hot (or a leaked verify token)
+// cannot starve another's checks, which a fail-open gateway would pass.
+func TestVerifyStreamRatePerCaller(t *testing.T) {
+	st, tokens, _ := roleTokens(t)
+	f := newVerifyFixture(t, api.VerifyOptions{Rate: 0.001, Burst: 2}, auth.New(auth.Options{Store: st, CacheTTL: time.Second}))
+	f.reg.Observe(&event.Event{Time: vnow.Add(-time.Hour), Dataset: event.DatasetKeys, Key: event.Key{ID: "k1"}})
+	f.reg.Add(mint.Mint{TokenID: "tok-a", KeyID: "k1", At: vnow.Add(-time.Hour)})
+	hot, hotR, code := openStream(t, f.srv.URL, tokens[auth.RoleVerify])
+	if code != http.StatusSwitchingProtocols {
+		t.Fatalf("upgrade: %d", code)
+	}
+	if _, err := io.WriteString(hot, "tok-a\tk1\ntok-a\tk1\ntok-a\tk1\n"); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := readLines(t, hot, hotR, 3); err != nil || got != "+known\n+known\n!verify rate limit exceeded\n" {
+		t.Fatalf("the hot caller: %q %v", got, err)
+	}
+	other, otherR, code := openStream(t, f.srv.URL, tokens[auth.RoleAdmin])
+	if code != http.StatusSwitchingProtocols {
+		t.Fatalf("upgrade: %d", code)
+	}
+	if _, err := io.WriteString(other, "tok-a\tk1\n"); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := readLines(t, other, otherR, 1); err != nil || got != "+known\n" {
+		t.Errorf("another caller, after the hot one spent its bucket: %q %v", got, err)
+	}
+}
