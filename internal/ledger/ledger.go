@@ -775,20 +775,7 @@ func (d *Dict) appendIDs(out []uint32, rids []string) ([]uint32, int) {
 		}
 		return out, 0
 	}
-	var missing []string
-	d.mu.RLock()
-	for _, rid := range rids {
-		if _, ok := parseSmall(rid); ok {
-			continue
-		}
-		if _, ok := d.ids[rid]; !ok {
-			missing = append(missing, rid)
-		}
-	}
-	d.mu.RUnlock()
-	if len(missing) > 0 {
-		d.number(missing)
-	}
+	d.Prefetch(rids)
 	dropped := 0
 	d.mu.RLock()
 	for _, rid := range rids {
