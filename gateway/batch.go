@@ -128,7 +128,7 @@ func ParseCheck(line []byte) (Check, error) {
 		f[n], rest = rest[:i], rest[i+1:]
 	}
 	for _, x := range f[:n] {
-		if bytes.ContainsFunc(x, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
+		if hasControl(x) {
 			return c, errBatchLine
 		}
 	}
@@ -145,6 +145,19 @@ func ParseCheck(line []byte) (Check, error) {
 	}
 	c.ClientIP, c.UserAgent, c.Token.User = string(f[3]), string(f[4]), string(f[5])
 	return c, nil
+}
+
+// hasControl reports whether b holds an ASCII control character (below
+// 0x20, or DEL). Byte by byte: no byte of a multi-byte UTF-8 sequence is
+// below 0x80, so this is the same as testing b's runes, without decoding
+// them.
+func hasControl(b []byte) bool {
+	for _, c := range b {
+		if c < 0x20 || c == 0x7f {
+			return true
+		}
+	}
+	return false
 }
 
 // ParseClaimTime reads an issue time as the X-Token-Issued-At header and a
@@ -176,19 +189,54 @@ func AppendAnswer(b []byte, a Answer) []byte {
 
 // ParseAnswer reads one line of a batch answer (without its line break).
 func ParseAnswer(line []byte) (Answer, bool) {
+	return parseAnswer(line, nil)
+}
+
+// parseAnswer is ParseAnswer, its strings taken from in (nil: each
+// allocated).
+func parseAnswer(line []byte, in interner) (Answer, bool) {
 	if len(line) < 2 || (line[0] != '+' && line[0] != '-') {
 		return Answer{}, false
 	}
 	a := Answer{Allow: line[0] == '+'}
-	fields := bytes.Split(line[1:], []byte{'\t'})
-	if len(fields[0]) == 0 {
+	rest := line[1:]
+	i := bytes.IndexByte(rest, '\t')
+	if i < 0 {
+		i = len(rest)
+	}
+	if i == 0 {
 		return Answer{}, false
 	}
-	a.Verdict = string(fields[0])
-	for _, r := range fields[1:] {
-		a.Reasons = append(a.Reasons, string(r))
+	a.Verdict = in.get(rest[:i])
+	for i < len(rest) {
+		rest = rest[i+1:]
+		if i = bytes.IndexByte(rest, '\t'); i < 0 {
+			i = len(rest)
+		}
+		a.Reasons = append(a.Reasons, in.get(rest[:i]))
 	}
 	return a, true
+}
+
+// maxInterned bounds an interner: the verdicts and the usual reasons
+// are a few dozen strings.
+const maxInterned = 256
+
+// interner turns the bytes of verdicts and reasons into strings,
+// allocating each distinct one once (up to maxInterned of them; beyond,
+// each is allocated). A stream's reader keeps one: it is not safe for
+// concurrent use. A nil interner allocates every string.
+type interner map[string]string
+
+func (in interner) get(b []byte) string {
+	if s, ok := in[string(b)]; ok {
+		return s
+	}
+	s := string(b)
+	if in != nil && len(in) < maxInterned {
+		in[s] = s
+	}
+	return s
 }
 
 // pendingCheck is a check waiting in a batching Checker's queue.

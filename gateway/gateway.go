@@ -267,16 +267,18 @@ const (
 // Check asks haechi about t presented by r's client. Errors wrap
 // ErrUnavailable.
 func (c *Checker) Check(ctx context.Context, r *http.Request, t Token) (Answer, error) {
-	ctx, cancel := context.WithTimeout(ctx, c.opts.Timeout)
-	defer cancel()
 	if c.stream != nil && !c.stream.fallback.Load() {
 		if ch := (Check{Token: t, ClientIP: c.opts.ClientIP(r), UserAgent: r.UserAgent()}); Batchable(ch) {
+			// The stream times its checks out itself (deadlines), with
+			// no timer per check.
 			a, err := c.stream.check(ctx, ch)
 			if !errors.Is(err, errNoStream) {
 				return a, err
 			}
 		}
 	}
+	ctx, cancel := context.WithTimeout(ctx, c.opts.Timeout)
+	defer cancel()
 	if c.batch != nil {
 		if ch := (Check{Token: t, ClientIP: c.opts.ClientIP(r), UserAgent: r.UserAgent()}); Batchable(ch) {
 			return c.checkBatched(ctx, ch)
@@ -330,17 +332,27 @@ func (c *Checker) checkBatched(ctx context.Context, ch Check) (Answer, error) {
 // await queues ch on queue (a batch sender's or a stream's) and waits
 // for its answer, each for at most ctx.
 func await(ctx context.Context, queue chan<- *pendingCheck, ch Check) (Answer, error) {
+	return awaitUntil(ctx, queue, ch, nil)
+}
+
+// awaitUntil is await that also gives up when expired is closed (nil:
+// never), failing as a timeout of ctx would.
+func awaitUntil(ctx context.Context, queue chan<- *pendingCheck, ch Check, expired <-chan struct{}) (Answer, error) {
 	p := &pendingCheck{c: ch, done: make(chan checkResult, 1)}
 	select {
 	case queue <- p:
 	case <-ctx.Done():
 		return Answer{}, fmt.Errorf("%w: queued beyond the timeout: %v", ErrUnavailable, ctx.Err())
+	case <-expired:
+		return Answer{}, fmt.Errorf("%w: queued beyond the timeout: %v", ErrUnavailable, context.DeadlineExceeded)
 	}
 	select {
 	case res := <-p.done:
 		return res.a, res.err
 	case <-ctx.Done():
 		return Answer{}, fmt.Errorf("%w: %v", ErrUnavailable, ctx.Err())
+	case <-expired:
+		return Answer{}, fmt.Errorf("%w: %v", ErrUnavailable, context.DeadlineExceeded)
 	}
 }
 

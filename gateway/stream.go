@@ -72,10 +72,15 @@ var errBadStreamAnswer = errors.New("unreadable stream answer")
 // break): an Answer, an error wrapping ErrUnavailable for a "!" line, or
 // errBadStreamAnswer. It never panics.
 func ParseStreamAnswer(line []byte) (Answer, error) {
+	return parseStreamAnswer(line, nil)
+}
+
+// parseStreamAnswer is ParseStreamAnswer, its strings taken from in.
+func parseStreamAnswer(line []byte, in interner) (Answer, error) {
 	if len(line) > 0 && line[0] == streamUnavailable {
 		return Answer{}, fmt.Errorf("%w: %s", ErrUnavailable, truncate(line[1:], 200))
 	}
-	if a, ok := ParseAnswer(line); ok {
+	if a, ok := parseAnswer(line, in); ok {
 		return a, nil
 	}
 	return Answer{}, fmt.Errorf("%w: %q", errBadStreamAnswer, truncate(line, 200))
@@ -95,6 +100,7 @@ type streamer struct {
 	conns    []*streamConn
 	next     atomic.Uint32
 	fallback atomic.Bool // the server has no stream: use the other forms
+	expiry   *deadlines  // the checks' timeouts (Options.Timeout)
 	stop     chan struct{}
 	wg       sync.WaitGroup
 }
@@ -142,6 +148,7 @@ func newStreamer(opts Options) (*streamer, error) {
 		return nil, fmt.Errorf("gateway: URL scheme %q is neither http nor https", u.Scheme)
 	}
 	s.addr = net.JoinHostPort(u.Hostname(), port)
+	s.expiry = newDeadlines(deadlineTick(opts.Timeout))
 	for range opts.Streams {
 		sc := &streamConn{s: s, queue: make(chan *pendingCheck, opts.StreamInFlight), inflight: make(chan *pendingCheck, opts.StreamInFlight)}
 		s.conns = append(s.conns, sc)
@@ -158,10 +165,12 @@ func (s *streamer) close() {
 	for _, sc := range s.conns {
 		sc.failAll(fmt.Errorf("%w: the checker was closed", ErrUnavailable))
 	}
+	s.expiry.close()
 }
 
-// check sends ch over a stream that is up and waits for its answer. It
-// returns errNoStream when the server has none.
+// check sends ch over a stream that is up and waits for its answer, at
+// most Options.Timeout (or until ctx ends). It returns errNoStream when
+// the server has none.
 func (s *streamer) check(ctx context.Context, ch Check) (Answer, error) {
 	var sc *streamConn
 	var downErr error
@@ -179,7 +188,7 @@ func (s *streamer) check(ctx context.Context, ch Check) (Answer, error) {
 	if sc == nil {
 		return Answer{}, downErr
 	}
-	return await(ctx, sc.queue, ch)
+	return awaitUntil(ctx, sc.queue, ch, s.expiry.after(s.opts.Timeout))
 }
 
 // Backoff between dials of one connection.
@@ -382,6 +391,7 @@ write:
 
 // read hands each answer line to the oldest check in flight.
 func (sc *streamConn) read(br *bufio.Reader, dead <-chan struct{}) error {
+	in := interner{}
 	for {
 		line, err := br.ReadSlice('\n')
 		if err != nil {
@@ -404,7 +414,7 @@ func (sc *streamConn) read(br *bufio.Reader, dead <-chan struct{}) error {
 		default:
 			return errors.New("an answer to no check")
 		}
-		a, err := ParseStreamAnswer(line[:len(line)-1])
+		a, err := parseStreamAnswer(line[:len(line)-1], in)
 		if errors.Is(err, errBadStreamAnswer) {
 			p.done <- checkResult{err: fmt.Errorf("%w: %v", ErrUnavailable, err)}
 			return err
