@@ -341,6 +341,10 @@ func (sc *streamConn) serve(conn net.Conn, br *bufio.Reader) error {
 		end(sc.read(br, dead))
 	}()
 	buf := make([]byte, 0, 4<<10)
+	// A write may take at least half of wto: the deadline moves on only
+	// once half of it has passed, so most writes set no timer.
+	wto := max(sc.s.opts.Timeout, time.Second)
+	var deadline time.Time
 write:
 	for {
 		var p *pendingCheck
@@ -379,7 +383,10 @@ write:
 				}
 			}
 		}
-		_ = conn.SetWriteDeadline(time.Now().Add(max(sc.s.opts.Timeout, time.Second)))
+		if now := time.Now(); deadline.Sub(now) < wto/2 {
+			deadline = now.Add(wto)
+			_ = conn.SetWriteDeadline(deadline)
+		}
 		if _, err := conn.Write(buf); err != nil {
 			end(err)
 			break

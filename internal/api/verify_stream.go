@@ -104,8 +104,8 @@ const (
 	// streamWriteBuf: answers are written when no complete check line is
 	// left to read, or when this many bytes of them are waiting.
 	streamWriteBuf = 64 << 10
-	// streamWriteTimeout bounds one write of answers: a client that stops
-	// reading them loses its stream.
+	// streamWriteTimeout bounds one write of answers (at least half of
+	// it): a client that stops reading them loses its stream.
 	streamWriteTimeout = 10 * time.Second
 )
 
@@ -212,11 +212,18 @@ func (s *Server) watchStream(ctx context.Context, conn net.Conn, c auth.Caller, 
 // are ended (watchStream) or a line is too long.
 func (s *Server) serveStream(conn net.Conn, rd *bufio.Reader, caller string) {
 	out := make([]byte, 0, 4<<10)
+	// The write deadline is moved on only once half of it has passed:
+	// a write then has between half of streamWriteTimeout and all of
+	// it, and most writes set no timer.
+	var deadline time.Time
 	flush := func() bool {
 		if len(out) == 0 {
 			return true
 		}
-		_ = conn.SetWriteDeadline(time.Now().Add(streamWriteTimeout))
+		if now := time.Now(); deadline.Sub(now) < streamWriteTimeout/2 {
+			deadline = now.Add(streamWriteTimeout)
+			_ = conn.SetWriteDeadline(deadline)
+		}
 		_, err := conn.Write(out)
 		out = out[:0]
 		return err == nil
