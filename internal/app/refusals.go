@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -24,7 +25,8 @@ type refusal struct {
 
 // refusals turns the inline check's refusals into events and audit
 // entries, off the check's path: Record never blocks (a full queue drops
-// and counts), Run flushes at most every refusalFlush.
+// and counts), Run flushes every refusalFlush, sooner when refusalBatch
+// refusals wait.
 //
 // Each refusal becomes a gateway.access event with event.outcome failure
 // and event.action "verify.<verdict>", submitted to the pipeline (so rules
@@ -33,7 +35,13 @@ type refusal struct {
 // ("verify_refused": how many, by verdict and by key, and the first token
 // ids), so a flood of forged tokens cannot flood the audit log.
 type refusals struct {
-	ch      chan refusal
+	// mu guards pending, the refusals recorded and not yet taken by Run
+	// (at most refusalQueue). Record appends under it and wakes Run (kick)
+	// only when a batch is full, so a flood of refusals does not wake a
+	// goroutine per refusal.
+	mu      sync.Mutex
+	pending []refusal
+	kick    chan struct{} // capacity 1: a batch is waiting
 	dropped atomic.Uint64
 	submit  func(ctx context.Context, evs []event.Event) error
 	audit   func(ctx context.Context, t time.Time, kind, actionID string, detail any) error
@@ -58,7 +66,7 @@ const (
 
 func newRefusals(submit func(context.Context, []event.Event) error,
 	audit func(context.Context, time.Time, string, string, any) error, log *slog.Logger) *refusals {
-	return &refusals{ch: make(chan refusal, refusalQueue), submit: submit, audit: audit, log: log}
+	return &refusals{kick: make(chan struct{}, 1), submit: submit, audit: audit, log: log}
 }
 
 // Record queues a refusal; it never blocks. The token's id, key id, user
@@ -67,44 +75,58 @@ func newRefusals(submit func(context.Context, []event.Event) error,
 func (r *refusals) Record(q mint.Query, a mint.Answer) {
 	q.TokenID, q.KeyID, q.UserAgent = clampID(q.TokenID, maxRefusedID), clampID(q.KeyID, maxRefusedID), clampID(q.UserAgent, maxRefusedUA)
 	q.User = clampID(q.User, maxRefusedID)
-	select {
-	case r.ch <- refusal{q: q, v: a.Verdict}:
-	default:
+	r.mu.Lock()
+	n := len(r.pending)
+	if n < refusalQueue {
+		r.pending = append(r.pending, refusal{q: q, v: a.Verdict})
+	}
+	r.mu.Unlock()
+	switch {
+	case n >= refusalQueue:
 		r.dropped.Add(1)
+	case n+1 == refusalBatch:
+		select {
+		case r.kick <- struct{}{}:
+		default:
+		}
 	}
 }
 
-// Run flushes queued refusals until ctx ends, then flushes what is queued.
+// take returns the refusals recorded so far, giving buf (emptied) back
+// to Record for the next ones.
+func (r *refusals) take(buf []refusal) []refusal {
+	r.mu.Lock()
+	out := r.pending
+	r.pending = buf[:0]
+	r.mu.Unlock()
+	return out
+}
+
+// Run flushes recorded refusals every refusalFlush, or as soon as
+// refusalBatch of them wait, until ctx ends; then it flushes what is left.
+// A flush takes at most refusalBatch refusals (one folded audit entry).
 func (r *refusals) Run(ctx context.Context) {
 	t := time.NewTicker(refusalFlush)
 	defer t.Stop()
-	var buf []refusal
+	var spare []refusal
+	flushAll := func() {
+		buf := r.take(spare)
+		for b := buf; len(b) > 0; {
+			n := min(len(b), refusalBatch)
+			r.flush(context.WithoutCancel(ctx), b[:n])
+			b = b[n:]
+		}
+		clear(buf) // the queries' strings
+		spare = buf
+	}
 	for {
 		select {
-		case x := <-r.ch:
-			buf = append(buf, x)
-			if len(buf) >= refusalBatch {
-				r.flush(context.WithoutCancel(ctx), buf)
-				buf = buf[:0]
-			}
+		case <-r.kick:
+			flushAll()
 		case <-t.C:
-			if len(buf) > 0 {
-				r.flush(context.WithoutCancel(ctx), buf)
-				buf = buf[:0]
-			}
+			flushAll()
 		case <-ctx.Done():
-		drain:
-			for {
-				select {
-				case x := <-r.ch:
-					buf = append(buf, x)
-				default:
-					break drain
-				}
-			}
-			if len(buf) > 0 {
-				r.flush(context.WithoutCancel(ctx), buf)
-			}
+			flushAll()
 			return
 		}
 	}
