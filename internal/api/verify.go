@@ -54,6 +54,15 @@ type VerifyOptions struct {
 	// token it was opened with (0 → 1s, the authenticator's cache): a
 	// stream whose token was revoked is closed by the next re-check.
 	StreamRecheck time.Duration
+	// StreamOutage is how long an open check stream is kept while its
+	// token cannot be re-checked — the store does not answer — counted
+	// from the last re-check the store answered (0 →
+	// DefaultStreamOutage; negative: closed at the first re-check that
+	// fails). The verdicts never need the store, and closing every
+	// stream would leave a fail-open gateway passing every token, forged
+	// ones included, while the store is down. A token the store says is
+	// revoked or gone still closes its stream at the next re-check.
+	StreamOutage time.Duration
 	// MaxStreamsPerToken bounds the check streams one token (one caller
 	// without access control) may hold open at once; beyond it the
 	// upgrade is answered 429 (0 → DefaultMaxStreamsPerToken). Per
