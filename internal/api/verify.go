@@ -45,7 +45,8 @@ type VerifyOptions struct {
 	// IngestMayMint lets ingest tokens register mints (deprecated: the
 	// answer carries a Warning header and the first registration of each
 	// ingest token is logged). false: only mint and admin tokens may
-	// (403 naming the mint role).
+	// (403 naming the mint role). serve applies the same setting to the
+	// auth.token events ingest tokens post (app's PipelineOptions.MintsFrom).
 	IngestMayMint bool
 	// OnRefuse, if set, is told of every refused check (not of requests
 	// without a token); it must not block.
