@@ -232,6 +232,7 @@ func (sc *streamConn) run() {
 	backoff := minRedial
 	noStream := false // the last upgrade was answered 404
 	for {
+		woken := sc.s.upgradedSignal() // before the dial: an upgrade during it wakes the wait below
 		conn, br, err := sc.s.dial()
 		if err != nil {
 			if errors.Is(err, errNoStream) {
@@ -239,7 +240,6 @@ func (sc *streamConn) run() {
 					noStream = true
 					sc.s.noStream.Add(1)
 				}
-				woken := sc.s.upgradedSignal()
 				sc.down.Store(&err)
 				sc.failAll(err)
 				d := sc.s.opts.StreamReprobe
