@@ -45,7 +45,9 @@
 //     again with backoff (50 ms doubling to 5 s); while every stream is
 //     down, checks fail at once instead of waiting out the timeout. When
 //     haechi answers the upgrade 404 (an older haechi), the Checker falls
-//     back for good to the forms below. At most Options.StreamInFlight
+//     back to the forms below, and asks for the stream again every
+//     Options.StreamReprobe (2 minutes, jittered), so that a haechi
+//     upgraded meanwhile is used without a restart. At most Options.StreamInFlight
 //     checks are in flight on a stream, as many again queued for it.
 //   - Without streams (Options.Streams negative, or the fallback), each
 //     check is one bodiless GET of /v1/verify/auth-request (the compact
@@ -153,9 +155,16 @@ type Options struct {
 	// checks are written as they come and answered in order, with no
 	// HTTP exchange per check or per batch: the cheapest form for both
 	// sides (docs/verify.md). When haechi answers the upgrade 404 (it is
-	// older than the stream), the Checker falls back for good to the
-	// batch form when MaxBatch is above 1, else to one GET per check.
+	// older than the stream), the Checker falls back to the batch form
+	// when MaxBatch is above 1, else to one GET per check, and asks for
+	// the stream again every StreamReprobe.
 	Streams int
+	// StreamReprobe is how long a stream that haechi answered 404 waits
+	// before asking again (0 → DefaultStreamReprobe), jittered between
+	// half and one and a half times it so that gateways do not ask in
+	// step: a haechi upgraded behind the gateway is used without a
+	// restart. Checks go by the other forms meanwhile.
+	StreamReprobe time.Duration
 	// StreamInFlight bounds the checks written on one stream and not yet
 	// answered, and those queued for it (0 → 1024 each).
 	StreamInFlight int
@@ -224,6 +233,9 @@ func New(opts Options) (*Checker, error) {
 		if opts.StreamInFlight <= 0 {
 			opts.StreamInFlight = 1024
 		}
+		if opts.StreamReprobe <= 0 {
+			opts.StreamReprobe = DefaultStreamReprobe
+		}
 		st, err := newStreamer(opts)
 		if err != nil {
 			c.Close()
@@ -267,7 +279,7 @@ const (
 // Check asks haechi about t presented by r's client. Errors wrap
 // ErrUnavailable.
 func (c *Checker) Check(ctx context.Context, r *http.Request, t Token) (Answer, error) {
-	if c.stream != nil && !c.stream.fallback.Load() {
+	if c.stream != nil && !c.stream.fallback() {
 		if ch := (Check{Token: t, ClientIP: c.opts.ClientIP(r), UserAgent: r.UserAgent()}); Batchable(ch) {
 			// The stream times its checks out itself (deadlines), with
 			// no timer per check.

@@ -87,8 +87,15 @@ func parseStreamAnswer(line []byte, in interner) (Answer, error) {
 }
 
 // errNoStream: the server answered the upgrade 404 (it is older than the
-// stream); the Checker falls back for good.
+// stream); the Checker falls back to the other forms until a re-probe
+// (Options.StreamReprobe) is upgraded.
 var errNoStream = errors.New("haechi has no check stream (404)")
+
+// DefaultStreamReprobe is Options.StreamReprobe's default: a stream
+// answered 404 asks again after 1 to 3 minutes — one upgrade request per
+// stream and gateway every two minutes costs haechi nothing, and a
+// haechi upgraded behind the gateway is used within minutes.
+const DefaultStreamReprobe = 2 * time.Minute
 
 // streamer keeps Options.Streams connections to GET /v1/verify/stream and
 // spreads checks over those that are up.
@@ -99,10 +106,37 @@ type streamer struct {
 	tls      *tls.Config
 	conns    []*streamConn
 	next     atomic.Uint32
-	fallback atomic.Bool // the server has no stream: use the other forms
-	expiry   *deadlines  // the checks' timeouts (Options.Timeout)
+	noStream atomic.Int32 // connections whose last upgrade was answered 404 (all: fallback)
+	expiry   *deadlines   // the checks' timeouts (Options.Timeout)
 	stop     chan struct{}
 	wg       sync.WaitGroup
+
+	// upgraded is closed (and replaced) when a connection that was
+	// answered 404 is upgraded: the others ask again at once. Guarded by
+	// upMu.
+	upMu     sync.Mutex
+	upgraded chan struct{}
+}
+
+// fallback reports whether every stream was answered 404 at its last
+// upgrade (the server is older than the stream): checks go by the other
+// forms.
+func (s *streamer) fallback() bool { return int(s.noStream.Load()) >= len(s.conns) }
+
+// upgradedSignal returns the channel the next upgrade after a 404 closes.
+func (s *streamer) upgradedSignal() <-chan struct{} {
+	s.upMu.Lock()
+	defer s.upMu.Unlock()
+	return s.upgraded
+}
+
+// wakeReprobes tells the connections waiting to re-probe that the
+// server now has the stream.
+func (s *streamer) wakeReprobes() {
+	s.upMu.Lock()
+	close(s.upgraded)
+	s.upgraded = make(chan struct{})
+	s.upMu.Unlock()
 }
 
 // streamConn is one connection with its run loop: a writer that
@@ -125,7 +159,7 @@ func newStreamer(opts Options) (*streamer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("gateway: URL: %w", err)
 	}
-	s := &streamer{opts: opts, host: u.Host, stop: make(chan struct{})}
+	s := &streamer{opts: opts, host: u.Host, stop: make(chan struct{}), upgraded: make(chan struct{})}
 	port := u.Port()
 	switch u.Scheme {
 	case "http":
@@ -198,19 +232,34 @@ const (
 )
 
 // run dials, serves the connection until it fails, fails its checks in
-// flight, and dials again with backoff, until the streamer stops or the
-// server turns out to have no stream.
+// flight, and dials again with backoff, until the streamer stops. When
+// the server has no stream (404), it asks again every
+// Options.StreamReprobe (jittered), or as soon as another connection was
+// upgraded; its checks go by the other forms meanwhile.
 func (sc *streamConn) run() {
 	defer sc.s.wg.Done()
 	backoff := minRedial
+	noStream := false // the last upgrade was answered 404
 	for {
+		woken := sc.s.upgradedSignal() // before the dial: an upgrade during it wakes the wait below
 		conn, br, err := sc.s.dial()
 		if err != nil {
 			if errors.Is(err, errNoStream) {
-				sc.s.fallback.Store(true)
+				if !noStream {
+					noStream = true
+					sc.s.noStream.Add(1)
+				}
 				sc.down.Store(&err)
 				sc.failAll(err)
-				return
+				d := sc.s.opts.StreamReprobe
+				d = d/2 + rand.N(d) // #nosec G404 -- re-probe jitter, not a secret
+				select {
+				case <-sc.s.stop:
+					return
+				case <-woken:
+				case <-time.After(d):
+				}
+				continue
 			}
 			sc.down.Store(&err)
 			sc.failAll(err)
@@ -226,6 +275,11 @@ func (sc *streamConn) run() {
 		}
 		sc.down.Store(nil)
 		backoff = minRedial
+		if noStream {
+			noStream = false
+			sc.s.noStream.Add(-1)
+			sc.s.wakeReprobes()
+		}
 		err = sc.serve(conn, br)
 		sc.failInflight(err)
 		select {

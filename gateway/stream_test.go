@@ -533,3 +533,85 @@ func TestStreamLongCheckLine(t *testing.T) {
 		t.Errorf("%d refusals reported, want 4", n)
 	}
 }
+
+// authRequestPath is the one-check GET form.
+const authRequestPath = "/v1/verify/auth-request"
+
+// A haechi upgraded behind the gateway is used without a restart: a
+// Checker answered 404 at the upgrade checks by GET (or batch) meanwhile
+// and asks for the stream again every StreamReprobe, jittered. Before,
+// one 404 kept it off streams until it was restarted.
+func TestStreamReprobe(t *testing.T) {
+	var mu sync.Mutex
+	paths := map[string]int{}
+	var offered atomic.Bool // the "upgraded" haechi offers the stream
+	h := api.New(api.Options{Verify: api.VerifyOptions{Registry: verdictRegistry()}})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		paths[r.URL.Path]++
+		mu.Unlock()
+		if r.URL.Path == gateway.StreamPath && !offered.Load() {
+			http.NotFound(w, r)
+			return
+		}
+		h.ServeHTTP(w, r)
+	}))
+	defer srv.Close()
+	count := func(p string) int {
+		mu.Lock()
+		defer mu.Unlock()
+		return paths[p]
+	}
+	const reprobe = 200 * time.Millisecond
+	chk, err := gateway.New(gateway.Options{URL: srv.URL, Timeout: 5 * time.Second, StreamReprobe: reprobe})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer chk.Close()
+	check := func() {
+		t.Helper()
+		a, err := chk.Check(context.Background(), httptest.NewRequest(http.MethodGet, "/", nil), gateway.Token{ID: "tok-a", KeyID: "k1"})
+		if err != nil || a.Verdict != "known" {
+			t.Fatalf("%+v %v", a, err)
+		}
+	}
+	// The old haechi: every check by GET, answered.
+	start := time.Now()
+	for range 5 {
+		check()
+	}
+	if got := count(authRequestPath); got != 5 {
+		t.Fatalf("before the upgrade: %d checks by GET, want 5", got)
+	}
+	time.Sleep(3 * reprobe)
+	probed := count(gateway.StreamPath)
+	// Two streams, each at most once per reprobe/2 and once at the start.
+	if most := 2 * (int(time.Since(start)/(reprobe/2)) + 1); probed > most {
+		t.Errorf("%d upgrade requests in %v, want at most %d: re-probes must wait StreamReprobe", probed, time.Since(start), most)
+	}
+	if probed < 3 {
+		t.Errorf("%d upgrade requests in %v with StreamReprobe %v, want re-probes", probed, time.Since(start), reprobe)
+	}
+	offered.Store(true)
+	// Within a re-probe (and scheduling slack) the checks move to the
+	// stream: they stop reaching the GET endpoint.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		before := count(authRequestPath)
+		check()
+		if count(authRequestPath) == before {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the checks still go by GET 10 s after haechi offered the stream (upgrade requests: %d)", count(gateway.StreamPath))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	before := count(authRequestPath)
+	for range 20 {
+		check()
+	}
+	if got := count(authRequestPath) - before; got != 0 {
+		t.Errorf("after the upgrade, %d of 20 checks by GET, want all over the stream", got)
+	}
+}

@@ -45,7 +45,8 @@ type VerifyOptions struct {
 	// IngestMayMint lets ingest tokens register mints (deprecated: the
 	// answer carries a Warning header and the first registration of each
 	// ingest token is logged). false: only mint and admin tokens may
-	// (403 naming the mint role).
+	// (403 naming the mint role). serve applies the same setting to the
+	// auth.token events ingest tokens post (app's PipelineOptions.MintsFrom).
 	IngestMayMint bool
 	// OnRefuse, if set, is told of every refused check (not of requests
 	// without a token); it must not block.
@@ -54,6 +55,15 @@ type VerifyOptions struct {
 	// token it was opened with (0 → 1s, the authenticator's cache): a
 	// stream whose token was revoked is closed by the next re-check.
 	StreamRecheck time.Duration
+	// StreamOutage is how long an open check stream is kept while its
+	// token cannot be re-checked — the store does not answer — counted
+	// from the last re-check the store answered (0 →
+	// DefaultStreamOutage; negative: closed at the first re-check that
+	// fails). The verdicts never need the store, and closing every
+	// stream would leave a fail-open gateway passing every token, forged
+	// ones included, while the store is down. A token the store says is
+	// revoked or gone still closes its stream at the next re-check.
+	StreamOutage time.Duration
 	// MaxStreamsPerToken bounds the check streams one token (one caller
 	// without access control) may hold open at once; beyond it the
 	// upgrade is answered 429 (0 → DefaultMaxStreamsPerToken). Per

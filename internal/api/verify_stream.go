@@ -96,6 +96,13 @@ func (s *Server) CloseStreams(ctx context.Context) error {
 // and two goroutines; a gateway's Checker opens 2.
 const DefaultMaxStreamsPerToken = 64
 
+// DefaultStreamOutage is VerifyOptions.StreamOutage's default: an open
+// check stream outlives a store that cannot re-check its token by 30 s —
+// long enough for a database failover or a restart of PostgreSQL, short
+// enough that a token revoked meanwhile (which the store would report)
+// keeps its stream for no longer than that.
+const DefaultStreamOutage = 30 * time.Second
+
 // Bounds of one stream.
 const (
 	// streamReadBuf holds the check lines read and not yet answered;
@@ -174,15 +181,23 @@ func (s *Server) handleVerifyStream(w http.ResponseWriter, r *http.Request) {
 
 // watchStream ends the stream's reads (a deadline in the past: the
 // stream answers what it has read, then closes) when the server closes
-// its streams or the stream's token no longer holds (revoked, or the
-// store cannot say: as a request would then be refused).
+// its streams or the stream's token no longer holds: revoked or gone (at
+// the next re-check), or not vouched for by the store for StreamOutage
+// (the store cannot say: each failed re-check is logged, and the stream
+// is kept meanwhile, since its verdicts do not need the store).
 func (s *Server) watchStream(ctx context.Context, conn net.Conn, c auth.Caller, closing <-chan struct{}) {
 	every := s.opts.Verify.StreamRecheck
 	if every <= 0 {
 		every = time.Second
 	}
+	outage := s.opts.Verify.StreamOutage
+	if outage == 0 {
+		outage = DefaultStreamOutage
+	}
 	tick := time.NewTicker(every)
 	defer tick.Stop()
+	vouched := time.Now() // the token was authenticated when the stream opened
+	failing := false
 	for {
 		select {
 		case <-ctx.Done():
@@ -194,18 +209,39 @@ func (s *Server) watchStream(ctx context.Context, conn net.Conn, c auth.Caller, 
 			}
 			err := s.opts.Auth.Recheck(ctx, c)
 			if err == nil {
+				if failing {
+					s.opts.Logger.Info("check stream: its token is re-checked again", "token", c.TokenID, "after", time.Since(vouched).Round(time.Millisecond))
+					failing = false
+				}
+				vouched = time.Now()
 				continue
 			}
 			if ctx.Err() != nil {
 				return
 			}
-			if !errors.Is(err, auth.ErrBadToken) {
-				s.opts.Logger.Warn("check stream: cannot re-check its token; closing it", "token", c.TokenID, "err", err)
+			if !credentialEnded(err) {
+				if d := time.Since(vouched); d < outage {
+					if !failing {
+						s.opts.Logger.Warn("check stream: cannot re-check its token; kept while the store does not answer", "token", c.TokenID, "err", err, "closing_after", outage)
+						failing = true
+					} else {
+						s.opts.Logger.Debug("check stream: cannot re-check its token", "token", c.TokenID, "err", err, "for", d.Round(time.Millisecond))
+					}
+					continue
+				}
+				s.opts.Logger.Warn("check stream: its token could not be re-checked for too long; closing it", "token", c.TokenID, "err", err, "for", time.Since(vouched).Round(time.Millisecond))
 			}
 		}
 		_ = conn.SetReadDeadline(time.Unix(1, 0))
 		return
 	}
+}
+
+// credentialEnded reports whether a Recheck error says the credential no
+// longer holds (revoked, gone, logged out) rather than that it could not
+// be checked.
+func credentialEnded(err error) bool {
+	return errors.Is(err, auth.ErrBadToken) || errors.Is(err, auth.ErrSession) || errors.Is(err, auth.ErrNoCredentials)
 }
 
 // serveStream answers check lines until the connection fails, its reads

@@ -86,7 +86,13 @@ type PipelineOptions struct {
 	// batch (after enrichment, in admission order) and its snapshot
 	// travels with each checkpoint (Checkpoint.Mints).
 	Mints *mint.Registry
-	Clock clock.Clock
+	// MintsFrom, if set, says whether the auth.token mints of batches of
+	// origin (SubmitFrom) may be registered in Mints; for the others only
+	// keys.inventory events are (mint.Registry.ObserveInventory). The
+	// engine gets every batch whole either way: detection sees the
+	// events. nil: every origin's are.
+	MintsFrom func(origin string) bool
+	Clock     clock.Clock
 	// Logger (nil → discard) and Registerer (nil → no metrics).
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer
@@ -111,7 +117,8 @@ type Pipeline struct {
 	pending      *Checkpoint // being assembled from the shards' outputs
 	answered     int         // shards that have answered pending
 
-	mints *mint.Registry
+	mints     *mint.Registry
+	mintsFrom func(origin string) bool
 	// mintSnaps holds the registry's snapshot taken at each mark asked for
 	// (Checkpoint) until collect attaches it; guarded by mu.
 	mintSnaps map[uint64][]byte
@@ -409,7 +416,7 @@ func NewPipeline(opts PipelineOptions) (*Pipeline, error) {
 		}
 	}
 	p.onCheckpoint = opts.OnCheckpoint
-	p.mints, p.mintSnaps = opts.Mints, map[uint64][]byte{}
+	p.mints, p.mintsFrom, p.mintSnaps = opts.Mints, opts.MintsFrom, map[uint64][]byte{}
 	eng, err := engine.New(engine.Options{
 		Restore: restore,
 		Release: func(evs []event.Event) {
@@ -544,9 +551,30 @@ func (p *Pipeline) SubmitFrom(ctx context.Context, origin string, arrived time.T
 		p.ledger.Number(evs) // once here, not once per ledger dimension
 	}
 	if p.mints != nil {
-		p.mints.ObserveBatch(evs)
+		p.observeMints(origin, evs)
 	}
 	return p.Engine.Submit(ctx, engine.Batch{Events: evs, Received: time.Now(), Origin: origin, Arrived: arrived})
+}
+
+// observeMints folds a batch of origin into the mint registry: whole when
+// its mints may be registered (PipelineOptions.MintsFrom), else its key
+// inventory only.
+func (p *Pipeline) observeMints(origin string, evs []event.Event) {
+	if p.mintsFrom != nil && hasDataset(evs, event.DatasetToken) && !p.mintsFrom(origin) {
+		p.mints.ObserveInventory(evs)
+		return
+	}
+	p.mints.ObserveBatch(evs)
+}
+
+// hasDataset reports whether an event of evs is of dataset d.
+func hasDataset(evs []event.Event, d string) bool {
+	for i := range evs {
+		if evs[i].Dataset == d {
+			return true
+		}
+	}
+	return false
 }
 
 // EndOrigin says the origin has delivered everything (engine.Engine.EndOrigin).
@@ -594,7 +622,7 @@ func (p *Pipeline) TrySubmit(origin string, evs []event.Event) error {
 	if p.mints != nil {
 		// Observed even when the engine then refuses the batch: the
 		// caller retries it, and observing is idempotent.
-		p.mints.ObserveBatch(evs)
+		p.observeMints(origin, evs)
 	}
 	now := time.Now()
 	return p.Engine.TrySubmit(engine.Batch{Events: evs, Received: now, Origin: origin, Arrived: now})

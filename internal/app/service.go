@@ -108,6 +108,9 @@ type Service struct {
 	// check reads (live, verify.enabled, not cluster mode; nil otherwise).
 	// It is restored with the detectors' checkpoint when one is.
 	Mints *mint.Registry
+	// mintsFrom says which origins' mints Mints registers
+	// (PipelineOptions.MintsFrom); nil: all (verify.ingest_may_mint).
+	mintsFrom func(origin string) bool
 
 	log     *slog.Logger
 	parts   []*part
@@ -239,6 +242,9 @@ func Build(ctx context.Context, opts BuildOptions) (_ *Service, err error) {
 		v := cfg.Verify
 		s.Mints = mint.New(mint.Options{MaxLifetime: tp.MaxLifetime.D(), ClockSkew: tp.ClockSkew.D(),
 			Grace: mint.Grace{Skew: v.GraceSkew.D(), PerSource: v.GracePerSource, PerKey: v.GracePerKey}, RequireUser: v.RequireUser})
+		if !v.IngestMayMint {
+			s.mintsFrom = newMintOrigins(st.ListTokens, log).mayMint
+		}
 	}
 	if opts.Mode != ModeScore {
 		if err := s.buildResponse(ctx, opts); err != nil {
@@ -528,7 +534,7 @@ func (s *Service) PipelineOptions(canaryIDs []string, extra ...alert.Sink) Pipel
 	if s.saver != nil {
 		po.Restore, po.OnCheckpoint = s.Restore, s.saver.Offer
 	}
-	po.Mints = s.Mints
+	po.Mints, po.MintsFrom = s.Mints, s.mintsFrom
 	return po
 }
 

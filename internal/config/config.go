@@ -100,9 +100,11 @@ type Verify struct {
 	// one. false (the default): such a check is judged without the user.
 	RequireUser bool `yaml:"require_user"`
 	// IngestMayMint lets ingest tokens register mints through
-	// POST /v1/tokens/minted, with a deprecation warning (true, the
-	// default for this release); false refuses them (403): only mint and
-	// admin tokens may.
+	// POST /v1/tokens/minted, with a deprecation warning, and through the
+	// auth.token events they post (true, the default for this release);
+	// false refuses them at the endpoint (403) and registers no mint from
+	// the token.issued events they post (detection still gets them): only
+	// mint and admin tokens may, and serve's own inputs.
 	IngestMayMint bool `yaml:"ingest_may_mint"`
 	// GraceSkew allows an unknown token claiming an issue time within it
 	// of now (its mint may be in flight), at most GracePerSource tokens

@@ -991,6 +991,14 @@ func Origin(scope, key string) string {
 	return "token " + scope
 }
 
+// OriginToken returns the API token id whose requests make up origin (an
+// Origin of a token's scope: "" for the anonymous scope of
+// --insecure-no-auth), and false for any other origin (a tailed file, a
+// drill run, the inline check's refusals, or one Origin did not name).
+func OriginToken(origin string) (string, bool) {
+	return strings.CutPrefix(origin, "token ")
+}
+
 // retain deletes the oldest segments while the spool holds more than
 // RetainBytes, never past the last durable mark (or off, the last record
 // handed over, without a Durable function).
