@@ -396,6 +396,71 @@ func (t *IncidentTx) SetAlertKeys(ctx context.Context, id string, named, cited [
 	})
 }
 
+// AlertKeys are the join keys of one alert (SetAlertsKeys).
+type AlertKeys struct {
+	ID           string
+	Named, Cited []string
+}
+
+// SetAlertsKeys is SetAlertKeys of each of as in order, in a few
+// statements: the stored keys of all of them are deleted, then their keys
+// inserted, a few hundred rows a statement. An alert given twice keeps its
+// last keys.
+func (t *IncidentTx) SetAlertsKeys(ctx context.Context, as []AlertKeys) error {
+	if len(as) == 0 {
+		return nil
+	}
+	type key struct {
+		k, id string
+		cited int64
+	}
+	last := make(map[string]int, len(as))
+	for i := range as {
+		last[as[i].ID] = i
+	}
+	ids := make([]string, 0, len(last))
+	var keys []key
+	for i := range as {
+		a := &as[i]
+		if last[a.ID] != i {
+			continue
+		}
+		ids = append(ids, a.ID)
+		seen := make(map[string]bool, len(a.Named)+len(a.Cited))
+		for _, k := range a.Named {
+			if !seen[k] {
+				seen[k] = true
+				keys = append(keys, key{k, a.ID, 0})
+			}
+		}
+		for _, k := range a.Cited {
+			if !seen[k] {
+				seen[k] = true
+				keys = append(keys, key{k, a.ID, 1})
+			}
+		}
+	}
+	err := chunks(ids, func(c []string) error {
+		// #nosec G202 -- only placeholders are concatenated
+		_, err := t.tx.ExecContext(ctx, "DELETE FROM incident_keys WHERE alert_id IN ("+placeholders(len(c))+")", anys(c)...)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("alert keys: %w", err)
+	}
+	return chunks(keys, func(c []key) error {
+		args := make([]any, 0, 3*len(c))
+		for _, k := range c {
+			args = append(args, k.k, k.id, k.cited)
+		}
+		// #nosec G202 -- only placeholders are concatenated
+		if _, err := t.tx.ExecContext(ctx, "INSERT INTO incident_keys (join_key, alert_id, cited) VALUES "+valueRows(3, len(c)), args...); err != nil {
+			return fmt.Errorf("alert %q keys: %w", c[0].id, err)
+		}
+		return nil
+	})
+}
+
 // IncidentsOfAlerts returns the incident each of the alerts ids is in
 // (alerts in none absent).
 func (t *IncidentTx) IncidentsOfAlerts(ctx context.Context, ids []string) (map[string]string, error) {

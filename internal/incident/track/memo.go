@@ -25,7 +25,7 @@ type memo struct {
 	alerts    map[string]event.Alert
 	citations map[string]event.Citation
 	incidents map[string]store.Incident
-	// keys are the join keys stored for an alert (keySig of SetAlertKeys'
+	// keys are the join keys stored for an alert (keySig of SetAlertsKeys'
 	// arguments); sources the principals the citations show per address
 	// (SourcePrincipals; 0 for none).
 	keys    map[string]string
@@ -241,28 +241,43 @@ func (v *view) RetireIncident(ctx context.Context, id, founder, successor string
 	return v.IncidentTx.RetireIncident(ctx, id, founder, successor)
 }
 
-// keySig identifies SetAlertKeys' arguments: the same named and cited keys
-// store the same rows.
+// keySig identifies an alert's keys in SetAlertsKeys: the same named and
+// cited keys store the same rows.
 func keySig(named, cited []string) string {
 	return strings.Join(named, ",") + "|" + strings.Join(cited, ",")
 }
 
-// SetAlertKeys is store.IncidentTx.SetAlertKeys, skipped when the keys
-// stored for the alert are known to be these already (only SetAlertKeys
-// writes them).
-func (v *view) SetAlertKeys(ctx context.Context, id string, named, cited []string) error {
-	sig := keySig(named, cited)
-	known, ok := v.keys[id]
-	if !ok && v.base != nil {
-		known, ok = v.base.keys[id]
+// SetAlertsKeys is store.IncidentTx.SetAlertsKeys, leaving out the
+// alerts whose stored keys are known to be these already (only
+// SetAlertsKeys writes them).
+func (v *view) SetAlertsKeys(ctx context.Context, as []store.AlertKeys) error {
+	last := make(map[string]int, len(as))
+	for i, a := range as {
+		last[a.ID] = i
 	}
-	if ok && known == sig {
-		return nil
+	var write []store.AlertKeys
+	sigs := make([]string, 0, len(as))
+	for i, a := range as {
+		if last[a.ID] != i {
+			continue // an alert given twice keeps its last keys
+		}
+		sig := keySig(a.Named, a.Cited)
+		known, ok := v.keys[a.ID]
+		if !ok && v.base != nil {
+			known, ok = v.base.keys[a.ID]
+		}
+		if ok && known == sig {
+			continue
+		}
+		write = append(write, a)
+		sigs = append(sigs, sig)
 	}
-	if err := v.IncidentTx.SetAlertKeys(ctx, id, named, cited); err != nil {
+	if err := v.IncidentTx.SetAlertsKeys(ctx, write); err != nil {
 		return err
 	}
-	v.keys[id] = sig
+	for i, a := range write {
+		v.keys[a.ID] = sigs[i]
+	}
 	return nil
 }
 

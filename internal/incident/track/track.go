@@ -430,15 +430,17 @@ func (k *Keeper) keyNeighbourhood(ctx context.Context, tx *view, saved []event.A
 	// 2. Keys and the neighbourhood.
 	var named, cited []string
 	ids := map[string]bool{}
+	set := make([]store.AlertKeys, 0, len(saved))
 	for i := range saved {
 		a := saved[i]
 		n, c := incident.JoinKeys(a, fx)
 		n, c = hashKeys(n), hashKeys(c)
-		if err := tx.SetAlertKeys(ctx, a.ID, n, c); err != nil {
-			return nil, nil, nil, err
-		}
+		set = append(set, store.AlertKeys{ID: a.ID, Named: n, Cited: c})
 		named, cited = append(named, n...), append(cited, c...)
 		ids[a.ID] = true
+	}
+	if err := tx.SetAlertsKeys(ctx, set); err != nil {
+		return nil, nil, nil, err
 	}
 	for _, q := range []struct {
 		keys      []string
