@@ -5,6 +5,7 @@ import (
 	"strings"
 
 	"github.com/haechi-sec/haechi/internal/event"
+	"github.com/haechi-sec/haechi/internal/incident"
 	"github.com/haechi-sec/haechi/internal/store"
 )
 
@@ -30,6 +31,9 @@ type memo struct {
 	// (SourcePrincipals; 0 for none).
 	keys    map[string]string
 	sources map[string]int
+	// derived is what grouping derived from the alerts
+	// (incident.Derivations).
+	derived *incident.Derivations
 }
 
 // view is one transaction's access to what the keeper reads: the memo when
@@ -54,6 +58,9 @@ type view struct {
 	staleAlerts    map[string]bool
 	staleIncidents map[string]bool
 	staleSources   map[string]bool
+	// derived answers from the memo's and keeps what this transaction
+	// derives apart until it commits.
+	derived *incident.Derivations
 }
 
 // begin returns the view of transaction tx, first making the view of the
@@ -71,10 +78,15 @@ func (k *Keeper) begin(tx *store.IncidentTx) *view {
 		k.memo = nil
 	}
 	k.pending = nil
+	derived := incident.NewDerivations()
+	if k.memo != nil {
+		derived = k.memo.derived
+	}
 	return &view{IncidentTx: tx, base: k.memo, gen: gen,
 		alerts: map[string]event.Alert{}, citations: map[string]event.Citation{}, incidents: map[string]store.Incident{},
 		keys: map[string]string{}, sources: map[string]int{},
-		staleAlerts: map[string]bool{}, staleIncidents: map[string]bool{}, staleSources: map[string]bool{}}
+		staleAlerts: map[string]bool{}, staleIncidents: map[string]bool{}, staleSources: map[string]bool{},
+		derived: derived.Over()}
 }
 
 // commit returns the memo valid after v's transaction: its base without
@@ -83,8 +95,9 @@ func (v *view) commit() *memo {
 	m := v.base
 	if m == nil {
 		m = &memo{alerts: map[string]event.Alert{}, citations: map[string]event.Citation{}, incidents: map[string]store.Incident{},
-			keys: map[string]string{}, sources: map[string]int{}}
+			keys: map[string]string{}, sources: map[string]int{}, derived: incident.NewDerivations()}
 	}
+	m.derived.Merge(v.derived, memoAlerts)
 	m.gen = v.gen
 	for id := range v.staleAlerts {
 		delete(m.alerts, id)

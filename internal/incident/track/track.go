@@ -195,7 +195,7 @@ func (k *Keeper) alertsSaved(ctx context.Context, tx *view, saved []event.Alert)
 	}
 
 	// 3. Regroup.
-	groups := incident.Group(alerts, fx, k.opts.Grouping)
+	groups := incident.GroupWith(alerts, fx, k.opts.Grouping, tx.derived)
 	byID := make(map[string]*event.Alert, len(alerts))
 	for i := range alerts {
 		a := &alerts[i]
