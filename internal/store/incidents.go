@@ -566,7 +566,9 @@ func (t *IncidentTx) PutIncident(ctx context.Context, in Incident, alertIDs []st
 	var ents []byte
 	var err error
 	if in.Scope != nil {
-		ents, err = json.Marshal(incidentEntities{Entities: in.Entities, Scope: in.Scope})
+		if ents, err = encodeIncidentEntities(in.Entities, in.Scope); err != nil {
+			ents, err = json.Marshal(incidentEntities{Entities: in.Entities, Scope: in.Scope})
+		}
 	} else {
 		ents, err = json.Marshal(in.Entities)
 	}
