@@ -14,15 +14,30 @@ import (
 )
 
 // keysKeeper sets join keys from inside the save transaction: the rounds'
-// keys one alert at a time (SetAlertKeys) or all at once (SetAlertsKeys).
+// keys one alert at a time (SetAlertKeys) or all at once (SetAlertsKeys),
+// then with the keys it set before as Stored (unless told to forget).
 type keysKeeper struct {
 	batched bool
 	round   []AlertKeys
+	forget  map[string]bool
+	set     map[string]AlertKeys
 }
 
 func (k *keysKeeper) AlertsSaved(ctx context.Context, tx *IncidentTx, _ []event.Alert) error {
 	if k.batched {
-		return tx.SetAlertsKeys(ctx, k.round)
+		round := slices.Clone(k.round)
+		for i, a := range round {
+			if prev, ok := k.set[a.ID]; ok && !k.forget[a.ID] {
+				round[i].Stored = &prev
+			}
+		}
+		if err := tx.SetAlertsKeys(ctx, round); err != nil {
+			return err
+		}
+		for _, a := range k.round {
+			k.set[a.ID] = a
+		}
+		return nil
 	}
 	for _, a := range k.round {
 		if err := tx.SetAlertKeys(ctx, a.ID, a.Named, a.Cited); err != nil {
@@ -57,10 +72,11 @@ func keyRows(t *testing.T, s *Store) []string {
 }
 
 // TestSetAlertsKeysEqualsOneByOne: over random rounds of keys — alerts
-// given again with other keys, with none, twice in a round, keys both
-// named and cited, more rows than one statement holds — the batched
-// SetAlertsKeys leaves incident_keys row for row as SetAlertKeys called
-// per alert in order does.
+// given again with other keys, grown keys, keys moved between named and
+// cited, none, twice in a round, more rows than one statement holds —
+// the batched SetAlertsKeys, given the keys it set before as Stored (for
+// most alerts) or not, leaves incident_keys row for row as SetAlertKeys
+// called per alert in order does.
 func TestSetAlertsKeysEqualsOneByOne(t *testing.T) {
 	eachBackend(t, func(t *testing.T, b backend) {
 		r := rand.New(rand.NewPCG(22, 36))
@@ -75,6 +91,17 @@ func TestSetAlertsKeysEqualsOneByOne(t *testing.T) {
 				for range r.IntN(30) {
 					a.Cited = append(a.Cited, fmt.Sprintf("k%d", r.IntN(60)))
 				}
+				if r.IntN(3) == 0 {
+					// Keys that grew from the alert's last ones, one
+					// moved between named and cited.
+					for _, prev := range slices.Backward(round) {
+						if prev.ID == a.ID {
+							a.Named = append(slices.Clone(prev.Named), a.Named[:min(2, len(a.Named))]...)
+							a.Cited = append(slices.Clone(prev.Cited), prev.Named[:min(1, len(prev.Named))]...)
+							break
+						}
+					}
+				}
 				round = append(round, a)
 			}
 			rounds = append(rounds, round)
@@ -86,8 +113,9 @@ func TestSetAlertsKeysEqualsOneByOne(t *testing.T) {
 		}
 		rounds = append(rounds, []AlertKeys{big})
 		var stores [2]*Store
+		forget := map[string]bool{"al-3": true, "al-7": true}
 		for i, batched := range []bool{false, true} {
-			k := &keysKeeper{batched: batched}
+			k := &keysKeeper{batched: batched, forget: forget, set: map[string]AlertKeys{}}
 			s, err := Open(t.Context(), b.target(t), Options{Incidents: k})
 			if err != nil {
 				t.Fatal(err)

@@ -2,7 +2,7 @@ package track
 
 import (
 	"context"
-	"strings"
+	"slices"
 
 	"github.com/haechi-sec/haechi/internal/event"
 	"github.com/haechi-sec/haechi/internal/incident"
@@ -26,10 +26,10 @@ type memo struct {
 	alerts    map[string]event.Alert
 	citations map[string]event.Citation
 	incidents map[string]store.Incident
-	// keys are the join keys stored for an alert (keySig of SetAlertsKeys'
-	// arguments); sources the principals the citations show per address
+	// keys are the join keys stored for an alert (as SetAlertsKeys last
+	// set them); sources the principals the citations show per address
 	// (SourcePrincipals; 0 for none).
-	keys    map[string]string
+	keys    map[string]store.AlertKeys
 	sources map[string]int
 	// derived is what grouping derived from the alerts
 	// (incident.Derivations).
@@ -53,7 +53,7 @@ type view struct {
 	alerts         map[string]event.Alert
 	citations      map[string]event.Citation
 	incidents      map[string]store.Incident
-	keys           map[string]string
+	keys           map[string]store.AlertKeys
 	sources        map[string]int
 	staleAlerts    map[string]bool
 	staleIncidents map[string]bool
@@ -84,7 +84,7 @@ func (k *Keeper) begin(tx *store.IncidentTx) *view {
 	}
 	return &view{IncidentTx: tx, base: k.memo, gen: gen,
 		alerts: map[string]event.Alert{}, citations: map[string]event.Citation{}, incidents: map[string]store.Incident{},
-		keys: map[string]string{}, sources: map[string]int{},
+		keys: map[string]store.AlertKeys{}, sources: map[string]int{},
 		staleAlerts: map[string]bool{}, staleIncidents: map[string]bool{}, staleSources: map[string]bool{},
 		derived: derived.Over()}
 }
@@ -95,7 +95,7 @@ func (v *view) commit() *memo {
 	m := v.base
 	if m == nil {
 		m = &memo{alerts: map[string]event.Alert{}, citations: map[string]event.Citation{}, incidents: map[string]store.Incident{},
-			keys: map[string]string{}, sources: map[string]int{}, derived: incident.NewDerivations()}
+			keys: map[string]store.AlertKeys{}, sources: map[string]int{}, derived: incident.NewDerivations()}
 	}
 	m.derived.Merge(v.derived, memoAlerts)
 	m.gen = v.gen
@@ -254,42 +254,38 @@ func (v *view) RetireIncident(ctx context.Context, id, founder, successor string
 	return v.IncidentTx.RetireIncident(ctx, id, founder, successor)
 }
 
-// keySig identifies an alert's keys in SetAlertsKeys: the same named and
-// cited keys store the same rows.
-func keySig(named, cited []string) string {
-	return strings.Join(named, ",") + "|" + strings.Join(cited, ",")
-}
-
 // SetAlertsKeys is store.IncidentTx.SetAlertsKeys, leaving out the
-// alerts whose stored keys are known to be these already (only
-// SetAlertsKeys writes them).
+// alerts whose stored keys are known to be these already and giving the
+// store the keys known to be stored for the others (Stored), so that it
+// writes only the difference (only SetAlertsKeys writes them).
 func (v *view) SetAlertsKeys(ctx context.Context, as []store.AlertKeys) error {
 	last := make(map[string]int, len(as))
 	for i, a := range as {
 		last[a.ID] = i
 	}
 	var write []store.AlertKeys
-	sigs := make([]string, 0, len(as))
 	for i, a := range as {
 		if last[a.ID] != i {
 			continue // an alert given twice keeps its last keys
 		}
-		sig := keySig(a.Named, a.Cited)
+		a.Stored = nil
 		known, ok := v.keys[a.ID]
 		if !ok && v.base != nil {
 			known, ok = v.base.keys[a.ID]
 		}
-		if ok && known == sig {
+		if ok && slices.Equal(known.Named, a.Named) && slices.Equal(known.Cited, a.Cited) {
 			continue
 		}
+		if ok {
+			a.Stored = &known
+		}
 		write = append(write, a)
-		sigs = append(sigs, sig)
 	}
 	if err := v.IncidentTx.SetAlertsKeys(ctx, write); err != nil {
 		return err
 	}
-	for i, a := range write {
-		v.keys[a.ID] = sigs[i]
+	for _, a := range write {
+		v.keys[a.ID] = store.AlertKeys{ID: a.ID, Named: a.Named, Cited: a.Cited}
 	}
 	return nil
 }
