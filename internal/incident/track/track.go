@@ -50,8 +50,12 @@
 // forgets everything and reads again. So a batch touching an incident of
 // a thousand alerts reads the rows that changed, not the incident again:
 // the membership and key lookups still go to the store, and the
-// regrouping (incident.Group over the neighbourhood) still runs, which
-// keeps the incidents exactly what reading everything gives. What it
+// regrouping (incident.GroupWith over the neighbourhood) still runs,
+// which keeps the incidents exactly what reading everything gives. The
+// regrouping reuses what it derived from each remembered alert whose
+// findings and accusations are as they were (incident.Derivations), and
+// the join keys of an alert saved again are written as the difference
+// from the keys remembered stored (store.AlertKeys.Stored). What it
 // remembers is bounded (memoAlerts, memoCitations, memoIncidents): past a
 // bound that part starts over.
 //
