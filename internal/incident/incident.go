@@ -307,6 +307,13 @@ type item struct {
 // only through the entities they name. Incidents are returned by start,
 // then ID.
 func Group(alerts []event.Alert, facts Facts, opts Options) []Incident {
+	return GroupWith(alerts, facts, opts, nil)
+}
+
+// GroupWith is Group, reusing what d remembers it derived from an alert
+// in an earlier call (Derivations) and remembering in d what it derives
+// anew; d nil is Group. The incidents are Group's.
+func GroupWith(alerts []event.Alert, facts Facts, opts Options, d *Derivations) []Incident {
 	opts = opts.withDefaults()
 	items := prepare(alerts)
 	if len(items) == 0 {
@@ -317,7 +324,17 @@ func Group(alerts []event.Alert, facts Facts, opts Options) []Incident {
 		accused[it.a.Entity] = true
 	}
 	for _, it := range items {
-		derive(it, facts, accused)
+		if d == nil {
+			derive(it, facts, accused, nil)
+			continue
+		}
+		if dv := d.lookup(it.a, facts != nil, accused); dv != nil {
+			dv.apply(it)
+			continue
+		}
+		dv := newDerivation(it.a, facts != nil)
+		derive(it, facts, accused, dv)
+		d.keep(it, dv)
 	}
 
 	uf := newUnionFind(len(items))
@@ -426,9 +443,17 @@ func prepare(alerts []event.Alert) []*item {
 	return items
 }
 
-// derive fills an item's links, campaign attributes and graph edges.
-func derive(it *item, facts Facts, accused map[event.EntityKey]bool) {
+// derive fills an item's links, campaign attributes and graph edges. rec,
+// when not nil, records what of facts and accused it read.
+func derive(it *item, facts Facts, accused map[event.EntityKey]bool, rec *derivation) {
 	a := it.a
+	isAccused := func(e event.EntityKey) bool {
+		v := accused[e]
+		if rec != nil {
+			rec.read(e, v)
+		}
+		return v
+	}
 	// Each list keeps its first-seen order; an alert cites up to hundreds
 	// of events, so a long list is looked up in a set (appendNew).
 	var linked map[event.EntityKey]bool
@@ -498,19 +523,22 @@ func derive(it *item, facts Facts, accused map[event.EntityKey]bool) {
 		for _, ref := range f.Evidence {
 			ef, ok := facts.Event(ref)
 			if !ok {
+				if rec != nil {
+					rec.unknown = true
+				}
 				continue
 			}
 			key := event.EntityKey{Kind: event.EntitySigningKey, ID: ef.Key}
 			tok := event.EntityKey{Kind: event.EntityToken, ID: ef.Token}
 			src := event.EntityKey{Kind: event.EntitySource, ID: ef.Source}
 			pr := event.EntityKey{Kind: event.EntityPrincipal, ID: ef.Principal}
-			if ef.Key != "" && accused[key] {
+			if ef.Key != "" && isAccused(key) {
 				add(key, byEvidence)
 			}
-			if ef.Token != "" && accused[tok] {
+			if ef.Token != "" && isAccused(tok) {
 				add(tok, byEvidence)
 			}
-			if ef.Principal != "" && ef.Success && accused[pr] {
+			if ef.Principal != "" && ef.Success && isAccused(pr) {
 				add(pr, byEvidence)
 			}
 			if ef.Key != "" && ef.Token != "" {

@@ -64,7 +64,7 @@ func JoinKeys(a event.Alert, facts Facts) (named, cited []string) {
 			}
 		}
 	}
-	derive(it, facts, accused)
+	derive(it, facts, accused, nil)
 	for _, l := range it.links {
 		if l.how == byEvidence {
 			cited = append(cited, EntityJoinKey(l.ent))

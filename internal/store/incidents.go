@@ -396,6 +396,111 @@ func (t *IncidentTx) SetAlertKeys(ctx context.Context, id string, named, cited [
 	})
 }
 
+// AlertKeys are the join keys of one alert (SetAlertsKeys).
+type AlertKeys struct {
+	ID           string
+	Named, Cited []string
+	// Stored, when not nil, are the keys stored for the alert now, as the
+	// caller knows them (what it last set): only the difference is
+	// written. Nil: the stored keys are replaced whole.
+	Stored *AlertKeys
+}
+
+// keyRow is one row of incident_keys.
+type keyRow struct {
+	k, id string
+	cited int64
+}
+
+// rows returns the rows a's keys store: named, then cited keys, each once
+// (a key in both counts as named).
+func (a *AlertKeys) rows(id string) []keyRow {
+	var out []keyRow
+	seen := make(map[string]bool, len(a.Named)+len(a.Cited))
+	for _, k := range a.Named {
+		if !seen[k] {
+			seen[k] = true
+			out = append(out, keyRow{k, id, 0})
+		}
+	}
+	for _, k := range a.Cited {
+		if !seen[k] {
+			seen[k] = true
+			out = append(out, keyRow{k, id, 1})
+		}
+	}
+	return out
+}
+
+// SetAlertsKeys is SetAlertKeys of each of as in order, in a few
+// statements: the stored keys of the alerts given without Stored are
+// deleted, then the keys inserted, a few hundred rows a statement; of an
+// alert given with Stored, only the rows that differ are deleted and
+// inserted. An alert given twice keeps its last keys.
+func (t *IncidentTx) SetAlertsKeys(ctx context.Context, as []AlertKeys) error {
+	if len(as) == 0 {
+		return nil
+	}
+	last := make(map[string]int, len(as))
+	for i := range as {
+		last[as[i].ID] = i
+	}
+	var whole []string
+	var dels, ins []keyRow
+	for i := range as {
+		a := &as[i]
+		if last[a.ID] != i {
+			continue
+		}
+		rows := a.rows(a.ID)
+		if a.Stored == nil {
+			whole = append(whole, a.ID)
+			ins = append(ins, rows...)
+			continue
+		}
+		now := make(map[string]int64, len(rows))
+		for _, r := range rows {
+			now[r.k] = r.cited
+		}
+		was := map[string]int64{}
+		for _, r := range a.Stored.rows(a.ID) {
+			was[r.k] = r.cited
+			if c, ok := now[r.k]; !ok || c != r.cited {
+				dels = append(dels, r)
+			}
+		}
+		for _, r := range rows {
+			if c, ok := was[r.k]; !ok || c != r.cited {
+				ins = append(ins, r)
+			}
+		}
+	}
+	err := chunks(whole, func(c []string) error {
+		// #nosec G202 -- only placeholders are concatenated
+		_, err := t.tx.ExecContext(ctx, "DELETE FROM incident_keys WHERE alert_id IN ("+placeholders(len(c))+")", anys(c)...)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("alert keys: %w", err)
+	}
+	for _, r := range dels {
+		if _, err := t.tx.ExecContext(ctx, "DELETE FROM incident_keys WHERE join_key = ? AND alert_id = ?", r.k, r.id); err != nil {
+			return fmt.Errorf("alert %q keys: %w", r.id, err)
+		}
+	}
+	return chunks(ins, func(c []keyRow) error {
+		args := make([]any, 0, 3*len(c))
+		for _, k := range c {
+			args = append(args, k.k, k.id, k.cited)
+		}
+		// #nosec G202 -- only placeholders are concatenated
+		if _, err := t.tx.ExecContext(ctx, "INSERT INTO incident_keys (join_key, alert_id, cited) VALUES "+valueRows(3, len(c)), args...); err != nil {
+			return fmt.Errorf("alert %q keys: %w", c[0].id, err)
+		}
+		return nil
+	})
+}
+
 // IncidentsOfAlerts returns the incident each of the alerts ids is in
 // (alerts in none absent).
 func (t *IncidentTx) IncidentsOfAlerts(ctx context.Context, ids []string) (map[string]string, error) {
@@ -501,7 +606,9 @@ func (t *IncidentTx) PutIncident(ctx context.Context, in Incident, alertIDs []st
 	var ents []byte
 	var err error
 	if in.Scope != nil {
-		ents, err = json.Marshal(incidentEntities{Entities: in.Entities, Scope: in.Scope})
+		if ents, err = encodeIncidentEntities(in.Entities, in.Scope); err != nil {
+			ents, err = json.Marshal(incidentEntities{Entities: in.Entities, Scope: in.Scope})
+		}
 	} else {
 		ents, err = json.Marshal(in.Entities)
 	}

@@ -2,9 +2,10 @@ package track
 
 import (
 	"context"
-	"strings"
+	"slices"
 
 	"github.com/haechi-sec/haechi/internal/event"
+	"github.com/haechi-sec/haechi/internal/incident"
 	"github.com/haechi-sec/haechi/internal/store"
 )
 
@@ -25,11 +26,14 @@ type memo struct {
 	alerts    map[string]event.Alert
 	citations map[string]event.Citation
 	incidents map[string]store.Incident
-	// keys are the join keys stored for an alert (keySig of SetAlertKeys'
-	// arguments); sources the principals the citations show per address
+	// keys are the join keys stored for an alert (as SetAlertsKeys last
+	// set them); sources the principals the citations show per address
 	// (SourcePrincipals; 0 for none).
-	keys    map[string]string
+	keys    map[string]store.AlertKeys
 	sources map[string]int
+	// derived is what grouping derived from the alerts
+	// (incident.Derivations).
+	derived *incident.Derivations
 }
 
 // view is one transaction's access to what the keeper reads: the memo when
@@ -49,11 +53,14 @@ type view struct {
 	alerts         map[string]event.Alert
 	citations      map[string]event.Citation
 	incidents      map[string]store.Incident
-	keys           map[string]string
+	keys           map[string]store.AlertKeys
 	sources        map[string]int
 	staleAlerts    map[string]bool
 	staleIncidents map[string]bool
 	staleSources   map[string]bool
+	// derived answers from the memo's and keeps what this transaction
+	// derives apart until it commits.
+	derived *incident.Derivations
 }
 
 // begin returns the view of transaction tx, first making the view of the
@@ -71,10 +78,15 @@ func (k *Keeper) begin(tx *store.IncidentTx) *view {
 		k.memo = nil
 	}
 	k.pending = nil
+	derived := incident.NewDerivations()
+	if k.memo != nil {
+		derived = k.memo.derived
+	}
 	return &view{IncidentTx: tx, base: k.memo, gen: gen,
 		alerts: map[string]event.Alert{}, citations: map[string]event.Citation{}, incidents: map[string]store.Incident{},
-		keys: map[string]string{}, sources: map[string]int{},
-		staleAlerts: map[string]bool{}, staleIncidents: map[string]bool{}, staleSources: map[string]bool{}}
+		keys: map[string]store.AlertKeys{}, sources: map[string]int{},
+		staleAlerts: map[string]bool{}, staleIncidents: map[string]bool{}, staleSources: map[string]bool{},
+		derived: derived.Over()}
 }
 
 // commit returns the memo valid after v's transaction: its base without
@@ -83,8 +95,9 @@ func (v *view) commit() *memo {
 	m := v.base
 	if m == nil {
 		m = &memo{alerts: map[string]event.Alert{}, citations: map[string]event.Citation{}, incidents: map[string]store.Incident{},
-			keys: map[string]string{}, sources: map[string]int{}}
+			keys: map[string]store.AlertKeys{}, sources: map[string]int{}, derived: incident.NewDerivations()}
 	}
+	m.derived.Merge(v.derived, memoAlerts)
 	m.gen = v.gen
 	for id := range v.staleAlerts {
 		delete(m.alerts, id)
@@ -241,28 +254,39 @@ func (v *view) RetireIncident(ctx context.Context, id, founder, successor string
 	return v.IncidentTx.RetireIncident(ctx, id, founder, successor)
 }
 
-// keySig identifies SetAlertKeys' arguments: the same named and cited keys
-// store the same rows.
-func keySig(named, cited []string) string {
-	return strings.Join(named, ",") + "|" + strings.Join(cited, ",")
-}
-
-// SetAlertKeys is store.IncidentTx.SetAlertKeys, skipped when the keys
-// stored for the alert are known to be these already (only SetAlertKeys
-// writes them).
-func (v *view) SetAlertKeys(ctx context.Context, id string, named, cited []string) error {
-	sig := keySig(named, cited)
-	known, ok := v.keys[id]
-	if !ok && v.base != nil {
-		known, ok = v.base.keys[id]
+// SetAlertsKeys is store.IncidentTx.SetAlertsKeys, leaving out the
+// alerts whose stored keys are known to be these already and giving the
+// store the keys known to be stored for the others (Stored), so that it
+// writes only the difference (only SetAlertsKeys writes them).
+func (v *view) SetAlertsKeys(ctx context.Context, as []store.AlertKeys) error {
+	last := make(map[string]int, len(as))
+	for i, a := range as {
+		last[a.ID] = i
 	}
-	if ok && known == sig {
-		return nil
+	var write []store.AlertKeys
+	for i, a := range as {
+		if last[a.ID] != i {
+			continue // an alert given twice keeps its last keys
+		}
+		a.Stored = nil
+		known, ok := v.keys[a.ID]
+		if !ok && v.base != nil {
+			known, ok = v.base.keys[a.ID]
+		}
+		if ok && slices.Equal(known.Named, a.Named) && slices.Equal(known.Cited, a.Cited) {
+			continue
+		}
+		if ok {
+			a.Stored = &known
+		}
+		write = append(write, a)
 	}
-	if err := v.IncidentTx.SetAlertKeys(ctx, id, named, cited); err != nil {
+	if err := v.IncidentTx.SetAlertsKeys(ctx, write); err != nil {
 		return err
 	}
-	v.keys[id] = sig
+	for _, a := range write {
+		v.keys[a.ID] = store.AlertKeys{ID: a.ID, Named: a.Named, Cited: a.Cited}
+	}
 	return nil
 }
 

@@ -139,7 +139,7 @@ func ScopeRule(g incident.Incident, alerts map[string]*event.Alert, facts incide
 		}
 		for fi := range al.Findings {
 			f := &al.Findings[fi]
-			if f.Withdraws != 0 || withdrawn[f.ID()] || f.Entity.IsZero() {
+			if f.Withdraws != 0 || (len(withdrawn) > 0 && withdrawn[f.ID()]) || f.Entity.IsZero() {
 				continue
 			}
 			if slices.Contains(postureKinds, f.Kind) {

@@ -50,8 +50,12 @@
 // forgets everything and reads again. So a batch touching an incident of
 // a thousand alerts reads the rows that changed, not the incident again:
 // the membership and key lookups still go to the store, and the
-// regrouping (incident.Group over the neighbourhood) still runs, which
-// keeps the incidents exactly what reading everything gives. What it
+// regrouping (incident.GroupWith over the neighbourhood) still runs,
+// which keeps the incidents exactly what reading everything gives. The
+// regrouping reuses what it derived from each remembered alert whose
+// findings and accusations are as they were (incident.Derivations), and
+// the join keys of an alert saved again are written as the difference
+// from the keys remembered stored (store.AlertKeys.Stored). What it
 // remembers is bounded (memoAlerts, memoCitations, memoIncidents): past a
 // bound that part starts over.
 //
@@ -195,7 +199,7 @@ func (k *Keeper) alertsSaved(ctx context.Context, tx *view, saved []event.Alert)
 	}
 
 	// 3. Regroup.
-	groups := incident.Group(alerts, fx, k.opts.Grouping)
+	groups := incident.GroupWith(alerts, fx, k.opts.Grouping, tx.derived)
 	byID := make(map[string]*event.Alert, len(alerts))
 	for i := range alerts {
 		a := &alerts[i]
@@ -430,15 +434,17 @@ func (k *Keeper) keyNeighbourhood(ctx context.Context, tx *view, saved []event.A
 	// 2. Keys and the neighbourhood.
 	var named, cited []string
 	ids := map[string]bool{}
+	set := make([]store.AlertKeys, 0, len(saved))
 	for i := range saved {
 		a := saved[i]
 		n, c := incident.JoinKeys(a, fx)
 		n, c = hashKeys(n), hashKeys(c)
-		if err := tx.SetAlertKeys(ctx, a.ID, n, c); err != nil {
-			return nil, nil, nil, err
-		}
+		set = append(set, store.AlertKeys{ID: a.ID, Named: n, Cited: c})
 		named, cited = append(named, n...), append(cited, c...)
 		ids[a.ID] = true
+	}
+	if err := tx.SetAlertsKeys(ctx, set); err != nil {
+		return nil, nil, nil, err
 	}
 	for _, q := range []struct {
 		keys      []string
