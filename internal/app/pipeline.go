@@ -86,11 +86,11 @@ type PipelineOptions struct {
 	// batch (after enrichment, in admission order) and its snapshot
 	// travels with each checkpoint (Checkpoint.Mints).
 	Mints *mint.Registry
-	// MintsFrom, if set, says whether the auth.token mints of batches of
-	// origin (SubmitFrom) may be registered in Mints; for the others only
-	// keys.inventory events are (mint.Registry.ObserveInventory). The
-	// engine gets every batch whole either way: detection sees the
-	// events. nil: every origin's are.
+	// MintsFrom, if set, says whether the auth.token mints and the
+	// keys.inventory events of batches of origin (SubmitFrom) may be
+	// observed by Mints; the others' are not. The engine gets every batch
+	// whole either way: detection sees the events. nil: every origin's
+	// are.
 	MintsFrom func(origin string) bool
 	Clock     clock.Clock
 	// Logger (nil → discard) and Registerer (nil → no metrics).
@@ -560,8 +560,10 @@ func (p *Pipeline) SubmitFrom(ctx context.Context, origin string, arrived time.T
 // its mints may be registered (PipelineOptions.MintsFrom), else its key
 // inventory only.
 func (p *Pipeline) observeMints(origin string, evs []event.Event) {
-	if p.mintsFrom != nil && hasDataset(evs, event.DatasetToken) && !p.mintsFrom(origin) {
-		p.mints.ObserveInventory(evs)
+	if p.mintsFrom != nil && (hasDataset(evs, event.DatasetToken) || hasDataset(evs, event.DatasetKeys)) && !p.mintsFrom(origin) {
+		// Neither its mints nor its key inventory: an inventory can
+		// turn unknown_key on for every unlisted key, or retire a key
+		// for good (the earliest retirement wins).
 		return
 	}
 	p.mints.ObserveBatch(evs)

@@ -188,17 +188,6 @@ func (r *Registry) ObserveBatch(evs []event.Event) {
 	}
 }
 
-// ObserveInventory is ObserveBatch without the mints: it folds the
-// batch's keys.inventory events only, for a batch whose poster may not
-// register mints (verify.ingest_may_mint: false and an ingest token).
-func (r *Registry) ObserveInventory(evs []event.Event) {
-	for i := range evs {
-		if evs[i].Dataset == event.DatasetKeys {
-			r.inventory(&evs[i])
-		}
-	}
-}
-
 func (r *Registry) inventory(ev *event.Event) {
 	if ev.Key.ID == "" {
 		return

@@ -453,35 +453,3 @@ func TestUserMismatchAction(t *testing.T) {
 	}
 }
 
-// ObserveInventory folds a batch's key inventory and none of its mints:
-// the batch of a poster that may not register mints still lists and
-// retires keys. ObserveBatch, its twin, folds both.
-func TestObserveInventory(t *testing.T) {
-	batch := []event.Event{
-		{Time: t0.Add(-time.Hour), Dataset: event.DatasetKeys, Key: event.Key{ID: "k1", Status: "active"}},
-		{Time: t0.Add(-time.Hour), Dataset: event.DatasetToken, Action: event.ActionTokenIssued, Outcome: event.OutcomeSuccess,
-			Token: event.Token{ID: "tok-a", KeyID: "k1", IssuedAt: t0.Add(-time.Hour), ExpiresAt: t0.Add(time.Hour)}},
-	}
-	for _, c := range []struct {
-		name    string
-		observe func(*Registry, []event.Event)
-		tokens  int
-		a, k9   Verdict
-	}{
-		{"inventory only", (*Registry).ObserveInventory, 0, NeverMinted, UnknownKey},
-		{"whole batch", (*Registry).ObserveBatch, 1, Known, UnknownKey},
-	} {
-		r := New(Options{MaxLifetime: 12 * time.Hour})
-		r.Add(Mint{TokenID: "tok-other", KeyID: "k1", At: t0.Add(-2 * time.Hour)}) // coverage began before
-		c.observe(r, batch)
-		if r.Len() != c.tokens+1 {
-			t.Errorf("%s: %d tokens, want %d", c.name, r.Len(), c.tokens+1)
-		}
-		if a := r.Verify(Query{TokenID: "tok-a", KeyID: "k1", IssuedAt: t0.Add(-time.Hour), Now: t0}); a.Verdict != c.a {
-			t.Errorf("%s: tok-a %s, want %s", c.name, a.Verdict, c.a)
-		}
-		if a := r.Verify(Query{TokenID: "tok-a", KeyID: "k9", IssuedAt: t0.Add(-time.Hour), Now: t0}); a.Verdict != c.k9 {
-			t.Errorf("%s: a key not listed: %s, want %s (the inventory was seen)", c.name, a.Verdict, c.k9)
-		}
-	}
-}
