@@ -213,7 +213,11 @@ func (s *streamer) check(ctx context.Context, ch Check) (Answer, error) {
 	for i := range n {
 		c := s.conns[(first+i)%n]
 		if e := c.down.Load(); e != nil {
-			downErr = *e
+			// A 404 wins: the check goes by the other forms rather than
+			// failing on a stream that is down for another reason.
+			if downErr == nil || errors.Is(*e, errNoStream) {
+				downErr = *e
+			}
 			continue
 		}
 		sc = c

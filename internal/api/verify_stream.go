@@ -207,7 +207,11 @@ func (s *Server) watchStream(ctx context.Context, conn net.Conn, c auth.Caller, 
 			if s.opts.Auth == nil {
 				continue
 			}
-			err := s.opts.Auth.Recheck(ctx, c)
+			// Bounded: a store that hangs counts as one that fails,
+			// so the outage bound holds for both.
+			rctx, cancel := context.WithTimeout(ctx, max(every, time.Second))
+			err := s.opts.Auth.Recheck(rctx, c)
+			cancel()
 			if err == nil {
 				if failing {
 					s.opts.Logger.Info("check stream: its token is re-checked again", "token", c.TokenID, "after", time.Since(vouched).Round(time.Millisecond))
