@@ -452,4 +452,3 @@ func TestUserMismatchAction(t *testing.T) {
 		t.Fatalf("refusal action %q, the detector reads %q", got, tokenuse.ActionUserMismatch)
 	}
 }
-
