@@ -1,8 +1,10 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 
@@ -369,4 +371,33 @@ func BenchmarkSaveLedgerDictNew(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(cpuTime()-cpu0)/1e6/float64(b.N), "cpu-ms/op")
+}
+
+// TestMergeLedgerCorruptStoredDay: a merge into a stored day whose cells
+// cannot be decoded fails and leaves the day as it was (the union is
+// computed from what is stored, never written over it).
+func TestMergeLedgerCorruptStoredDay(t *testing.T) {
+	eachBackend(t, func(t *testing.T, b backend) {
+		s := b.open(t)
+		ctx := t.Context()
+		row := LedgerRow{Dim: "key", Value: "k1", Day: 20000, RType: "customer", Bitmap: bm(t, 1), First: 1, Last: 2}
+		if err := s.MergeLedger(ctx, nil, []LedgerRow{row}); err != nil {
+			t.Fatal(err)
+		}
+		bad := []byte{cellsVersion, 1, 200} // one cell, its type's length past the end
+		if _, err := s.db.ExecContext(ctx, s.dialect.rebind(`UPDATE ledger_days SET cells = ? WHERE dim = 'key'`), bad); err != nil {
+			t.Fatal(err)
+		}
+		row.Bitmap = bm(t, 2)
+		if err := s.MergeLedger(ctx, nil, []LedgerRow{row}); err == nil || !strings.Contains(err.Error(), "malformed ledger cells") {
+			t.Fatalf("merge into a corrupt day: %v", err)
+		}
+		var got []byte
+		if err := s.db.QueryRowContext(ctx, `SELECT cells FROM ledger_days WHERE dim = 'key'`).Scan(&got); err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got, bad) {
+			t.Errorf("stored cells %x, want %x", got, bad)
+		}
+	})
 }
