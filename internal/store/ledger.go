@@ -84,14 +84,42 @@ func (s *Store) MergeLedger(ctx context.Context, dict []LedgerDictEntry, rows []
 // one key merged into one.
 //
 // It sorts indices, not rows: a row is 120 bytes, which a sort would move
-// O(n log n) times (a ledger flush holds tens of thousands). The sort need
-// not be stable: rows of one key merge by OR, min and max, in any order.
+// O(n log n) times (a ledger flush holds tens of thousands). And it sorts
+// cells, not rows: the ledger hands the rows of a cell — one (dimension,
+// value, day, record type) — one after another, one per field category, so
+// runs of rows of one cell are sorted by the cell's key, then the rows of
+// each cell by field (any order is accepted: a run may be one row). The
+// sort need not be stable: rows of one key merge by OR, min and max, in
+// any order.
 func sortedLedgerRows(rows []LedgerRow) ([]LedgerRow, error) {
-	idx := make([]int32, len(rows))
-	for i := range idx {
-		idx[i] = int32(i)
+	type run struct{ start, end int32 }
+	runs := make([]run, 0, len(rows)/2+1)
+	for i := 0; i < len(rows); {
+		j := i + 1
+		for j < len(rows) && sameLedgerCell(&rows[i], &rows[j]) {
+			j++
+		}
+		runs = append(runs, run{int32(i), int32(j)})
+		i = j
 	}
-	slices.SortFunc(idx, func(a, b int32) int { return compareLedgerKey(&rows[a], &rows[b]) })
+	slices.SortFunc(runs, func(a, b run) int { return compareLedgerCell(&rows[a.start], &rows[b.start]) })
+	idx := make([]int32, 0, len(rows))
+	for i := 0; i < len(runs); {
+		j := i + 1 // the runs of one cell (handed off more than once)
+		for j < len(runs) && sameLedgerCell(&rows[runs[i].start], &rows[runs[j].start]) {
+			j++
+		}
+		from := len(idx)
+		for _, r := range runs[i:j] {
+			for k := r.start; k < r.end; k++ {
+				idx = append(idx, k)
+			}
+		}
+		if cell := idx[from:]; len(cell) > 1 {
+			slices.SortFunc(cell, func(a, b int32) int { return strings.Compare(rows[a].Field, rows[b].Field) })
+		}
+		i = j
+	}
 	out := make([]LedgerRow, 0, len(rows))
 	for _, i := range idx {
 		r := &rows[i]
@@ -108,11 +136,15 @@ func sortedLedgerRows(rows []LedgerRow) ([]LedgerRow, error) {
 	return out, nil
 }
 
-// compareLedgerKey orders rows by (dim, value, day, rtype, field). It
-// returns at the first field that differs (cmp.Or would compare all five:
-// its arguments are evaluated before it is called), which is most of the
-// cost of sorting a flush.
-func compareLedgerKey(a, b *LedgerRow) int {
+// sameLedgerCell reports whether a and b are rows of one cell: the same
+// dimension, value, day and record type.
+func sameLedgerCell(a, b *LedgerRow) bool {
+	return a.Day == b.Day && a.Dim == b.Dim && a.Value == b.Value && a.RType == b.RType
+}
+
+// compareLedgerCell orders rows by (dim, value, day, rtype), returning at
+// the first that differs.
+func compareLedgerCell(a, b *LedgerRow) int {
 	if c := strings.Compare(a.Dim, b.Dim); c != 0 {
 		return c
 	}
@@ -122,7 +154,12 @@ func compareLedgerKey(a, b *LedgerRow) int {
 	if c := cmp.Compare(a.Day, b.Day); c != 0 {
 		return c
 	}
-	if c := strings.Compare(a.RType, b.RType); c != 0 {
+	return strings.Compare(a.RType, b.RType)
+}
+
+// compareLedgerKey orders rows by (dim, value, day, rtype, field).
+func compareLedgerKey(a, b *LedgerRow) int {
+	if c := compareLedgerCell(a, b); c != 0 {
 		return c
 	}
 	return strings.Compare(a.Field, b.Field)
