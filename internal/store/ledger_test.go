@@ -101,6 +101,7 @@ func benchmarkMergeLedger(b *testing.B, s *Store) {
 	rows := make([]LedgerRow, 2*half)
 	n, day := 0, int64(20000)
 	b.ReportAllocs()
+	cpu0 := cpuTime()
 	for b.Loop() {
 		for i := range half { // existing rows (from the previous flush's new ones)
 			rows[i] = LedgerRow{Dim: "principal", Value: fmt.Sprintf("p%d", i), Day: day, RType: "customer",
@@ -116,6 +117,7 @@ func benchmarkMergeLedger(b *testing.B, s *Store) {
 			b.Fatal(err)
 		}
 	}
+	b.ReportMetric(float64(cpuTime()-cpu0)/1e6/float64(b.N), "cpu-ms/op")
 	b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "rows/s")
 }
 
@@ -154,6 +156,7 @@ func BenchmarkMergeLedgerCustomerDays(b *testing.B) {
 			}
 			cells := 0
 			b.ReportAllocs()
+			cpu0 := cpuTime()
 			for b.Loop() {
 				rows = rows[:0]
 				for i := range half {
@@ -169,6 +172,7 @@ func BenchmarkMergeLedgerCustomerDays(b *testing.B) {
 					b.Fatal(err)
 				}
 			}
+			b.ReportMetric(float64(cpuTime()-cpu0)/1e6/float64(b.N), "cpu-ms/op")
 			b.ReportMetric(float64(cells)/b.Elapsed().Seconds(), "cells/s")
 		})
 	}
@@ -271,12 +275,14 @@ func BenchmarkSortedLedgerRows(b *testing.B) {
 	dims := []string{"principal", "source", "key"}
 	bench := func(b *testing.B, rows []LedgerRow) {
 		b.ReportAllocs()
+		cpu0 := cpuTime()
 		for b.Loop() {
 			out, err := sortedLedgerRows(rows)
 			if err != nil || len(out) == 0 {
 				b.Fatal(len(out), err)
 			}
 		}
+		b.ReportMetric(float64(cpuTime()-cpu0)/1e6/float64(b.N), "cpu-ms/op")
 	}
 	b.Run("rows", func(b *testing.B) {
 		const n = 20_000
