@@ -26,7 +26,8 @@ import (
 // source addresses in 200 networks and 4 countries. cpu-ns/event is the
 // process's CPU time per event (the writer's and pebble's goroutines
 // included, the last flush too); rows/event is the rows merged into the
-// store per event: how often a (dimension, value, day) is rewritten.
+// store per event: how often a (dimension, value, day) is rewritten;
+// rows/batch is the rows of one MergeLedger call (one transaction).
 func BenchmarkRecordReplay(b *testing.B) {
 	for _, eng := range engines {
 		b.Run("engine="+eng, func(b *testing.B) { benchRecord(b, eng) })
@@ -110,5 +111,8 @@ func benchRecord(b *testing.B, engineName string) {
 	}
 	s := l.Stats()
 	b.ReportMetric(float64(s.Rows)/float64(b.N), "rows/event")
+	if s.Batches > 0 {
+		b.ReportMetric(float64(s.Rows)/float64(s.Batches), "rows/batch")
+	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
 }

@@ -4,12 +4,14 @@ import (
 	"cmp"
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
 	"slices"
 	"strings"
 
 	"github.com/RoaringBitmap/roaring/v2"
+	"modernc.org/sqlite"
 )
 
 // LedgerRow is one cell of the access ledger: the record ids of one type
@@ -42,10 +44,13 @@ type LedgerDictEntry struct {
 //
 // The rows of one (dimension, value, day) are stored together, as one row
 // of ledger_days (see encodeCells). A flush is written a chunk of days at
-// a time, in three statements per chunk whatever its size: an insert of
-// the days that are new (ON CONFLICT DO NOTHING RETURNING the keys it
-// inserted), a SELECT of the others' stored cells, and an upsert of their
-// unions.
+// a time. On SQLite a chunk is one upsert whose conflict clause ORs a
+// stored day's cells with the new ones inside SQLite (the function
+// ledgerOrFunc), so stored days are not read back; the full-size statement
+// is prepared once per flush. On PostgreSQL a chunk is three statements
+// whatever its size: an insert of the days that are new (ON CONFLICT DO
+// NOTHING RETURNING the keys it inserted), a SELECT of the others' stored
+// cells, and an upsert of their unions.
 //
 // On PostgreSQL, concurrent merges from several processes are exact: the
 // stored days are read FOR UPDATE before their unions are written back, so
@@ -79,14 +84,42 @@ func (s *Store) MergeLedger(ctx context.Context, dict []LedgerDictEntry, rows []
 // one key merged into one.
 //
 // It sorts indices, not rows: a row is 120 bytes, which a sort would move
-// O(n log n) times (a ledger flush holds tens of thousands). The sort need
-// not be stable: rows of one key merge by OR, min and max, in any order.
+// O(n log n) times (a ledger flush holds tens of thousands). And it sorts
+// cells, not rows: the ledger hands the rows of a cell — one (dimension,
+// value, day, record type) — one after another, one per field category, so
+// runs of rows of one cell are sorted by the cell's key, then the rows of
+// each cell by field (any order is accepted: a run may be one row). The
+// sort need not be stable: rows of one key merge by OR, min and max, in
+// any order.
 func sortedLedgerRows(rows []LedgerRow) ([]LedgerRow, error) {
-	idx := make([]int32, len(rows))
-	for i := range idx {
-		idx[i] = int32(i)
+	type run struct{ start, end int32 }
+	runs := make([]run, 0, len(rows)/2+1)
+	for i := 0; i < len(rows); {
+		j := i + 1
+		for j < len(rows) && sameLedgerCell(&rows[i], &rows[j]) {
+			j++
+		}
+		runs = append(runs, run{int32(i), int32(j)})
+		i = j
 	}
-	slices.SortFunc(idx, func(a, b int32) int { return compareLedgerKey(&rows[a], &rows[b]) })
+	slices.SortFunc(runs, func(a, b run) int { return compareLedgerCell(&rows[a.start], &rows[b.start]) })
+	idx := make([]int32, 0, len(rows))
+	for i := 0; i < len(runs); {
+		j := i + 1 // the runs of one cell (handed off more than once)
+		for j < len(runs) && sameLedgerCell(&rows[runs[i].start], &rows[runs[j].start]) {
+			j++
+		}
+		from := len(idx)
+		for _, r := range runs[i:j] {
+			for k := r.start; k < r.end; k++ {
+				idx = append(idx, k)
+			}
+		}
+		if cell := idx[from:]; len(cell) > 1 {
+			slices.SortFunc(cell, func(a, b int32) int { return strings.Compare(rows[a].Field, rows[b].Field) })
+		}
+		i = j
+	}
 	out := make([]LedgerRow, 0, len(rows))
 	for _, i := range idx {
 		r := &rows[i]
@@ -103,14 +136,33 @@ func sortedLedgerRows(rows []LedgerRow) ([]LedgerRow, error) {
 	return out, nil
 }
 
+// sameLedgerCell reports whether a and b are rows of one cell: the same
+// dimension, value, day and record type.
+func sameLedgerCell(a, b *LedgerRow) bool {
+	return a.Day == b.Day && a.Dim == b.Dim && a.Value == b.Value && a.RType == b.RType
+}
+
+// compareLedgerCell orders rows by (dim, value, day, rtype), returning at
+// the first that differs.
+func compareLedgerCell(a, b *LedgerRow) int {
+	if c := strings.Compare(a.Dim, b.Dim); c != 0 {
+		return c
+	}
+	if c := strings.Compare(a.Value, b.Value); c != 0 {
+		return c
+	}
+	if c := cmp.Compare(a.Day, b.Day); c != 0 {
+		return c
+	}
+	return strings.Compare(a.RType, b.RType)
+}
+
+// compareLedgerKey orders rows by (dim, value, day, rtype, field).
 func compareLedgerKey(a, b *LedgerRow) int {
-	return cmp.Or(
-		strings.Compare(a.Dim, b.Dim),
-		strings.Compare(a.Value, b.Value),
-		cmp.Compare(a.Day, b.Day),
-		strings.Compare(a.RType, b.RType),
-		strings.Compare(a.Field, b.Field),
-	)
+	if c := compareLedgerCell(a, b); c != 0 {
+		return c
+	}
+	return strings.Compare(a.Field, b.Field)
 }
 
 // mergeLedgerRow returns r ORed into the stored bitmap old (with stored
@@ -174,6 +226,9 @@ func (s *Store) mergeLedger(ctx context.Context, tx *sql.Tx, dict []LedgerDictEn
 		return err
 	}
 	days := groupDays(rows)
+	if !s.dialect.postgres {
+		return mergeLedgerDaysSQLite(ctx, tx, days)
+	}
 	args := make([]any, 0, ledgerChunk*4)
 	for start := 0; start < len(days); start += ledgerChunk {
 		if err := ctx.Err(); err != nil {
@@ -252,6 +307,77 @@ ON CONFLICT (`+ledgerDayColumns+`) DO NOTHING RETURNING `+ledgerDayColumns, args
 		q := `INSERT INTO ledger_days (` + ledgerDayColumns + `, cells) VALUES ` + valueRows(4, len(rest)) +
 			` ON CONFLICT (` + ledgerDayColumns + `) DO UPDATE SET cells = excluded.cells`
 		if _, err := tx.ExecContext(ctx, q, args...); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// ledgerOrFunc is the SQLite function (registered with the driver by this
+// package's init) that the upsert of a stored ledger day calls:
+// haechi_ledger_or(stored, new) is the union of two ledger days' cells
+// (orCellBlobs). It is used only in writes; a database read by other tools
+// does not need it.
+const ledgerOrFunc = "haechi_ledger_or"
+
+func init() {
+	sqlite.MustRegisterFunction(ledgerOrFunc, &sqlite.FunctionImpl{
+		NArgs:         2,
+		Deterministic: true,
+		Scalar: func(_ *sqlite.FunctionContext, args []driver.Value) (driver.Value, error) {
+			stored, ok1 := args[0].([]byte)
+			add, ok2 := args[1].([]byte)
+			if !ok1 || !ok2 {
+				return nil, fmt.Errorf("%s: arguments must be blobs, not %T and %T", ledgerOrFunc, args[0], args[1])
+			}
+			return orCellBlobs(stored, add)
+		},
+	})
+}
+
+// upsertDaysSQL is the SQLite statement that merges n days (4 parameters
+// each: dim, value, day, cells) into ledger_days.
+func upsertDaysSQL(n int) string {
+	return `INSERT INTO ledger_days (` + ledgerDayColumns + `, cells) VALUES ` + valueRows(4, n) +
+		` ON CONFLICT (` + ledgerDayColumns + `) DO UPDATE SET cells = ` + ledgerOrFunc + `(cells, excluded.cells)`
+}
+
+// mergeLedgerDaysSQLite merges days into ledger_days inside tx (SQLite): a
+// chunk of days per upsert, the full-size statement prepared once.
+func mergeLedgerDaysSQLite(ctx context.Context, tx *sql.Tx, days []ledgerDay) error {
+	var full *sql.Stmt
+	defer func() {
+		if full != nil {
+			_ = full.Close()
+		}
+	}()
+	args := make([]any, 0, ledgerChunk*4)
+	for start := 0; start < len(days); start += ledgerChunk {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		chunk := days[start:min(start+ledgerChunk, len(days))]
+		args = args[:0]
+		for i := range chunk {
+			d := &chunk[i]
+			cells, err := mergeCells(nil, d.rows)
+			if err != nil {
+				return err
+			}
+			args = append(args, d.key.dim, d.key.value, d.key.day, encodeCells(cells))
+		}
+		var err error
+		if len(chunk) == ledgerChunk {
+			if full == nil {
+				if full, err = tx.PrepareContext(ctx, upsertDaysSQL(ledgerChunk)); err != nil {
+					return err
+				}
+			}
+			_, err = full.ExecContext(ctx, args...)
+		} else {
+			_, err = tx.ExecContext(ctx, upsertDaysSQL(len(chunk)), args...)
+		}
+		if err != nil {
 			return err
 		}
 	}

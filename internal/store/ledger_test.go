@@ -1,12 +1,17 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"math/rand/v2"
+	"slices"
+	"strings"
 	"sync"
 	"testing"
 
 	"github.com/RoaringBitmap/roaring/v2"
+	"github.com/google/go-cmp/cmp"
 )
 
 func bm(t *testing.T, ids ...uint32) []byte {
@@ -96,6 +101,7 @@ func benchmarkMergeLedger(b *testing.B, s *Store) {
 	rows := make([]LedgerRow, 2*half)
 	n, day := 0, int64(20000)
 	b.ReportAllocs()
+	cpu0 := cpuTime()
 	for b.Loop() {
 		for i := range half { // existing rows (from the previous flush's new ones)
 			rows[i] = LedgerRow{Dim: "principal", Value: fmt.Sprintf("p%d", i), Day: day, RType: "customer",
@@ -111,6 +117,7 @@ func benchmarkMergeLedger(b *testing.B, s *Store) {
 			b.Fatal(err)
 		}
 	}
+	b.ReportMetric(float64(cpuTime()-cpu0)/1e6/float64(b.N), "cpu-ms/op")
 	b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "rows/s")
 }
 
@@ -149,6 +156,7 @@ func BenchmarkMergeLedgerCustomerDays(b *testing.B) {
 			}
 			cells := 0
 			b.ReportAllocs()
+			cpu0 := cpuTime()
 			for b.Loop() {
 				rows = rows[:0]
 				for i := range half {
@@ -164,6 +172,7 @@ func BenchmarkMergeLedgerCustomerDays(b *testing.B) {
 					b.Fatal(err)
 				}
 			}
+			b.ReportMetric(float64(cpuTime()-cpu0)/1e6/float64(b.N), "cpu-ms/op")
 			b.ReportMetric(float64(cells)/b.Elapsed().Seconds(), "cells/s")
 		})
 	}
@@ -252,31 +261,58 @@ func TestAssignLedgerDictConcurrent(t *testing.T) {
 
 // BenchmarkSortedLedgerRows sorts and merges a flush the size replay
 // hands the store every six hours of event time with tens of thousands
-// of customers: 20,000 cells in map order (the ledger's), one in ten a
-// second cell of an earlier key (a shard's and another's).
+// of customers. rows: 20,000 cells in map order (the ledger's), each one
+// row, one in ten a second cell of an earlier key (a shard's and
+// another's). cells: 10,000 cells in map order, each handed as the ledger
+// does, its rows one after another (the type's whole set and one to three
+// field categories), one in ten a second hand-off of an earlier cell.
 func BenchmarkSortedLedgerRows(b *testing.B) {
-	const n = 20_000
 	bm, err := roaring.BitmapOf(1, 2, 3).ToBytes()
 	if err != nil {
 		b.Fatal(err)
 	}
 	fields := []string{"", "name", "phone", "email", "address"}
-	rows := make([]LedgerRow, 0, n)
-	for i := range n {
-		k := i
-		if i%10 == 9 {
-			k = (i * 7919) % i
+	dims := []string{"principal", "source", "key"}
+	bench := func(b *testing.B, rows []LedgerRow) {
+		b.ReportAllocs()
+		cpu0 := cpuTime()
+		for b.Loop() {
+			out, err := sortedLedgerRows(rows)
+			if err != nil || len(out) == 0 {
+				b.Fatal(len(out), err)
+			}
 		}
-		rows = append(rows, LedgerRow{Dim: []string{"principal", "source", "key"}[k%3], Value: fmt.Sprintf("m:%d", (k*104729)%n/5),
-			Day: 20000 + int64(k%2), RType: "customer", Field: fields[k%5], Bitmap: bm, First: int64(i), Last: int64(i + 1)})
+		b.ReportMetric(float64(cpuTime()-cpu0)/1e6/float64(b.N), "cpu-ms/op")
 	}
-	b.ReportAllocs()
-	for b.Loop() {
-		out, err := sortedLedgerRows(rows)
-		if err != nil || len(out) == 0 {
-			b.Fatal(len(out), err)
+	b.Run("rows", func(b *testing.B) {
+		const n = 20_000
+		rows := make([]LedgerRow, 0, n)
+		for i := range n {
+			k := i
+			if i%10 == 9 {
+				k = (i * 7919) % i
+			}
+			rows = append(rows, LedgerRow{Dim: dims[k%3], Value: fmt.Sprintf("m:%d", (k*104729)%n/5),
+				Day: 20000 + int64(k%2), RType: "customer", Field: fields[k%5], Bitmap: bm, First: int64(i), Last: int64(i + 1)})
 		}
-	}
+		bench(b, rows)
+	})
+	b.Run("cells", func(b *testing.B) {
+		const n = 10_000
+		var rows []LedgerRow
+		for i := range n {
+			k := i
+			if i%10 == 9 {
+				k = (i * 7919) % i
+			}
+			dim, value, day := dims[k%3], fmt.Sprintf("m:%d", (k*104729)%n), 20000+int64(k%2)
+			for _, f := range []string{"", fields[1+k%4], fields[1+(k+1)%4], fields[1+(k+2)%4]}[:2+k%3] {
+				rows = append(rows, LedgerRow{Dim: dim, Value: value, Day: day, RType: "customer", Field: f,
+					Bitmap: bm, First: int64(i), Last: int64(i + 1)})
+			}
+		}
+		bench(b, rows)
+	})
 }
 
 // sortedLedgerRows sorts by key and merges the rows of one key, whatever
@@ -369,4 +405,75 @@ func BenchmarkSaveLedgerDictNew(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(cpuTime()-cpu0)/1e6/float64(b.N), "cpu-ms/op")
+}
+
+// TestMergeLedgerCorruptStoredDay: a merge into a stored day whose cells
+// cannot be decoded fails and leaves the day as it was (the union is
+// computed from what is stored, never written over it).
+func TestMergeLedgerCorruptStoredDay(t *testing.T) {
+	eachBackend(t, func(t *testing.T, b backend) {
+		s := b.open(t)
+		ctx := t.Context()
+		row := LedgerRow{Dim: "key", Value: "k1", Day: 20000, RType: "customer", Bitmap: bm(t, 1), First: 1, Last: 2}
+		if err := s.MergeLedger(ctx, nil, []LedgerRow{row}); err != nil {
+			t.Fatal(err)
+		}
+		bad := []byte{cellsVersion, 1, 200} // one cell, its type's length past the end
+		if _, err := s.db.ExecContext(ctx, s.dialect.rebind(`UPDATE ledger_days SET cells = ? WHERE dim = 'key'`), bad); err != nil {
+			t.Fatal(err)
+		}
+		row.Bitmap = bm(t, 2)
+		if err := s.MergeLedger(ctx, nil, []LedgerRow{row}); err == nil || !strings.Contains(err.Error(), "malformed ledger cells") {
+			t.Fatalf("merge into a corrupt day: %v", err)
+		}
+		var got []byte
+		if err := s.db.QueryRowContext(ctx, `SELECT cells FROM ledger_days WHERE dim = 'key'`).Scan(&got); err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got, bad) {
+			t.Errorf("stored cells %x, want %x", got, bad)
+		}
+	})
+}
+
+// TestSortedLedgerRowsModel: on random flushes from a small key space —
+// cells' rows in runs as the ledger hands them, runs split, one cell in
+// several runs, rows shuffled — sortedLedgerRows equals sorting every row
+// by its full key and merging equal keys.
+func TestSortedLedgerRowsModel(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 5))
+	for trial := range 200 {
+		var rows []LedgerRow
+		for range rng.IntN(40) {
+			dim, value, day, rtype := []string{"key", "source"}[rng.IntN(2)], fmt.Sprint(rng.IntN(3)), int64(rng.IntN(2)), []string{"customer", "order"}[rng.IntN(2)]
+			for range 1 + rng.IntN(3) {
+				rows = append(rows, LedgerRow{Dim: dim, Value: value, Day: day, RType: rtype, Field: []string{"", "name", "email"}[rng.IntN(3)],
+					Bitmap: bm(t, uint32(rng.IntN(100))), First: int64(rng.IntN(50)), Last: int64(50 + rng.IntN(50))})
+			}
+		}
+		if trial%3 == 0 {
+			rng.Shuffle(len(rows), func(i, j int) { rows[i], rows[j] = rows[j], rows[i] })
+		}
+		got, err := sortedLedgerRows(rows)
+		if err != nil {
+			t.Fatal(err)
+		}
+		model := slices.Clone(rows)
+		slices.SortStableFunc(model, func(a, b LedgerRow) int { return compareLedgerKey(&a, &b) })
+		var want []LedgerRow
+		for _, r := range model {
+			if n := len(want); n > 0 && compareLedgerKey(&want[n-1], &r) == 0 {
+				m, err := mergeLedgerRow(&r, want[n-1].Bitmap, want[n-1].First, want[n-1].Last)
+				if err != nil {
+					t.Fatal(err)
+				}
+				want[n-1] = m
+				continue
+			}
+			want = append(want, r)
+		}
+		if diff := cmp.Diff(decodeAll(t, want), decodeAll(t, got)); diff != "" {
+			t.Fatalf("trial %d (-model +got):\n%s", trial, diff)
+		}
+	}
 }

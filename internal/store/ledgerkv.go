@@ -347,11 +347,22 @@ func (m *cellsMerger) Finish(bool) ([]byte, io.Closer, error) {
 	if len(m.ops) == 1 {
 		return m.ops[0], nil, nil
 	}
+	out, err := orCellBlobs(m.ops...)
+	if err != nil {
+		return nil, nil, err
+	}
+	return out, nil, nil
+}
+
+// orCellBlobs returns the union of ledger days (encodeCells values) of one
+// key: each cell's bitmaps ORed, its first the earliest and its last the
+// latest. The result does not alias blobs.
+func orCellBlobs(blobs ...[]byte) ([]byte, error) {
 	var all []ledgerCell
-	for _, op := range m.ops {
+	for _, op := range blobs {
 		cs, err := decodeCells(op)
 		if err != nil {
-			return nil, nil, err
+			return nil, err
 		}
 		all = append(all, cs...)
 	}
@@ -369,7 +380,7 @@ func (m *cellsMerger) Finish(bool) ([]byte, io.Closer, error) {
 				c.first, c.last = min(c.first, o.first), max(c.last, o.last)
 				bm := roaring.New()
 				if _, err := bm.FromUnsafeBytes(o.bitmap); err != nil {
-					return nil, nil, fmt.Errorf("ledger merge: %w", err)
+					return nil, fmt.Errorf("ledger merge: %w", err)
 				}
 				bms = append(bms, bm)
 			}
@@ -377,14 +388,14 @@ func (m *cellsMerger) Finish(bool) ([]byte, io.Closer, error) {
 			u.RunOptimize()
 			b, err := u.ToBytes()
 			if err != nil {
-				return nil, nil, err
+				return nil, err
 			}
 			c.bitmap = b
 		}
 		out = append(out, c)
 		i = j
 	}
-	return encodeCells(out), nil, nil
+	return encodeCells(out), nil
 }
 
 // pickLedgerDir returns the pebble ledger's directory of the SQLite store
