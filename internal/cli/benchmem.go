@@ -66,7 +66,7 @@ type memSampler struct {
 	wg     sync.WaitGroup
 
 	// heapProfile, when set, is where the heap profile goes: written to
-	// heapProfile+".peak" whenever a sample's live heap is 10 % above the
+	// heapProfile+".peak" whenever a sample's live heap is 1 % above the
 	// one last written (so it holds the profile near the peak: the
 	// in-use figures are the last collection's, as HeapLive), and to
 	// heapProfile by stop (the allocations of the whole run).
@@ -126,7 +126,7 @@ func (s *memSampler) sample() {
 	if len(dets) > 0 {
 		s.mem.Detectors = dets
 	}
-	if s.heapProfile != "" && s.profErr == nil && sm.HeapLive > s.peakWritten+s.peakWritten/10 {
+	if s.heapProfile != "" && s.profErr == nil && sm.HeapLive > s.peakWritten+s.peakWritten/100 {
 		s.profErr = writeHeapProfile(s.heapProfile + ".peak")
 		s.peakWritten = sm.HeapLive
 	}

@@ -52,22 +52,38 @@ func benchFindings(n int) []ScoredFinding {
 
 // BenchmarkSaveFindings stores b.N scored findings into the risk index of
 // a SQLite store, in commits of 512 (replay's alert writer commits about
-// that many a flush), the index growing as it would over a stream.
-// cpu-ns/finding is the process's CPU time per finding (getrusage): the
-// machine is shared, so wall time is the weaker figure.
+// that many a flush), the index growing as it would over a stream (new),
+// or stores them a second time, unchanged, as a replay of the same input
+// into the same store does (again). cpu-ns/finding is the process's CPU
+// time per finding (getrusage): the machine is shared, so wall time is
+// the weaker figure.
 func BenchmarkSaveFindings(b *testing.B) {
+	for _, again := range []bool{false, true} {
+		name := "new"
+		if again {
+			name = "again"
+		}
+		b.Run(name, func(b *testing.B) {
+			s := sqliteBackend.open(b)
+			fs := benchFindings(b.N)
+			if again {
+				saveFindingBatches(b, s, fs)
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			cpu0 := cpuTime()
+			saveFindingBatches(b, s, fs)
+			b.StopTimer()
+			b.ReportMetric(float64(cpuTime()-cpu0)/float64(b.N), "cpu-ns/finding")
+		})
+	}
+}
+
+func saveFindingBatches(b *testing.B, s *Store, fs []ScoredFinding) {
 	const batch = 512
-	s := sqliteBackend.open(b)
-	fs := benchFindings(b.N)
-	ctx := b.Context()
-	b.ReportAllocs()
-	b.ResetTimer()
-	cpu0 := cpuTime()
 	for start := 0; start < len(fs); start += batch {
-		if err := s.SaveFindings(ctx, fs[start:min(start+batch, len(fs))]); err != nil {
+		if err := s.SaveFindings(b.Context(), fs[start:min(start+batch, len(fs))]); err != nil {
 			b.Fatal(err)
 		}
 	}
-	b.StopTimer()
-	b.ReportMetric(float64(cpuTime()-cpu0)/float64(b.N), "cpu-ns/finding")
 }
