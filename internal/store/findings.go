@@ -167,24 +167,73 @@ func (s *Store) saveFindings(ctx context.Context, tx *sql.Tx, fs []ScoredFinding
 
 // convertFindingKeys is migration 17's step: it copies the rows of
 // finding_log_v16 (text ids) into finding_log under their findingKey,
-// then drops finding_log_v16. Every stored id must be a FindingID as
-// FindingID renders it ("fd-" and 16 lower-case hex digits, which every
-// version wrote); one that is not stops the migration, naming it.
+// then drops finding_log_v16. A stored id is parsed in SQL when it is a
+// FindingID as FindingID renders it ("fd-" and 16 lower-case hex digits,
+// which every version of main wrote); a row with any other id (a build
+// that hashed findings otherwise) is keyed by the id its finding has now
+// (event.Finding.ID of its stored detector, kind, entity, time and
+// evidence), and dropped when that finding is stored under its own id
+// too.
 func convertFindingKeys(ctx context.Context, s *Store, tx *sql.Tx) error {
-	var bad string
-	err := tx.QueryRowContext(ctx, `SELECT id FROM finding_log_v16 WHERE NOT (`+findingTextSQL(s.dialect.postgres, "id")+` = id) LIMIT 1`).Scan(&bad)
-	switch {
-	case err == nil:
-		return fmt.Errorf("finding_log: id %q is not a finding id", bad)
-	case !errors.Is(err, sql.ErrNoRows):
-		return err
-	}
 	rest := strings.TrimPrefix(findingLogColumns, "id, ")
+	isID := findingTextSQL(s.dialect.postgres, "id") + ` = id`
+	if s.dialect.postgres {
+		// The hex cast fails on a text that is no hex: test the shape first.
+		isID = `(id ~ '^fd-[0-9a-f]{16}$' AND ` + isID + `)`
+	}
 	if _, err := tx.ExecContext(ctx, `INSERT INTO finding_log (`+findingLogColumns+`) SELECT `+
-		findingKeySQL(s.dialect.postgres, "id", true)+`, `+rest+` FROM finding_log_v16`); err != nil {
+		findingKeySQL(s.dialect.postgres, "id", true)+`, `+rest+` FROM finding_log_v16 WHERE `+isID); err != nil {
 		return err
 	}
-	_, err = tx.ExecContext(ctx, `DROP TABLE finding_log_v16`)
+	after := ""
+	for {
+		rows, err := tx.QueryContext(ctx, `SELECT id, time, entity_kind, entity_id, detector, kind, evidence
+FROM finding_log_v16 WHERE id > ? AND NOT `+isID+` ORDER BY id LIMIT 256`, after)
+		if err != nil {
+			return err
+		}
+		type rekey struct {
+			old string
+			key int64
+		}
+		var page []rekey
+		for rows.Next() {
+			var (
+				old, kind, evidence string
+				tm                  int64
+				f                   event.Finding
+			)
+			if err := rows.Scan(&old, &tm, &kind, &f.Entity.ID, &f.Detector, &f.Kind, &evidence); err != nil {
+				rows.Close()
+				return err
+			}
+			f.Entity.Kind, f.Time = event.EntityKind(kind), fromNanos(tm)
+			if evidence != "" && evidence != "[]" {
+				if err := json.Unmarshal([]byte(evidence), &f.Evidence); err != nil {
+					rows.Close()
+					return fmt.Errorf("finding %q evidence: %w", old, err)
+				}
+			}
+			page = append(page, rekey{old, findingKey(f.ID())})
+		}
+		if err := rows.Close(); err != nil {
+			return err
+		}
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		for _, r := range page {
+			if _, err := tx.ExecContext(ctx, `INSERT INTO finding_log (`+findingLogColumns+`) SELECT ?, `+rest+
+				` FROM finding_log_v16 WHERE id = ? ON CONFLICT (time, id) DO NOTHING`, r.key, r.old); err != nil {
+				return err
+			}
+		}
+		if len(page) < 256 {
+			break
+		}
+		after = page[len(page)-1].old
+	}
+	_, err := tx.ExecContext(ctx, `DROP TABLE finding_log_v16`)
 	return err
 }
 
