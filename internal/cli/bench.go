@@ -49,7 +49,13 @@ type benchCmd struct {
 	// CPUProfileReplay profiles the replay phases' children: replay writes
 	// FILE, replay-no-store FILE.no-store.
 	CPUProfileReplay string `name:"cpu-profile-replay" placeholder:"FILE" help:"Write a CPU profile of the replay phase to FILE and of the replay-no-store phase to FILE.no-store (go tool pprof)." predictor:"file"`
+	// MemProfile and MemProfileReplay write the children's heap profiles:
+	// FILE as the child exits (every allocation of the run) and
+	// FILE.peak at the live heap's peak (see memSampler.heapProfile).
+	MemProfile       string `name:"mem-profile" placeholder:"FILE" help:"Write heap profiles of the serve phase's server: FILE as it exits (allocations of the whole run) and FILE.peak at its peak live heap (go tool pprof)." predictor:"file"`
+	MemProfileReplay string `name:"mem-profile-replay" placeholder:"FILE" help:"Write heap profiles of the replay phase to FILE and FILE.peak, and of the replay-no-store phase to FILE.no-store and FILE.no-store.peak (go tool pprof)." predictor:"file"`
 	Phase            string `hidden:"" help:"Internal: run one phase as a child process (serve)."`
+	HeapProfile      string `hidden:"" help:"Internal: the child's heap profile (--mem-profile)."`
 	outputFlag       `kong:"embed,set='output_formats=table,json',set='output_default=table'"`
 }
 
@@ -393,6 +399,16 @@ func (b *bencher) replay(withStore bool) (benchPhase, error) {
 		}
 		args = append(args, "--cpu-profile", abs)
 	}
+	if prof := b.c.MemProfileReplay; prof != "" {
+		if !withStore {
+			prof += ".no-store"
+		}
+		abs, err := filepath.Abs(prof)
+		if err != nil {
+			return benchPhase{}, err
+		}
+		args = append(args, "--heap-profile", abs)
+	}
 	cmd := b.command(b.e.ctx, dataDir, args...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
@@ -457,15 +473,18 @@ type benchServer struct {
 	memory string       // the child's "memory" line, reported as it exits
 }
 
-func (b *bencher) startServer(dataDir, profile string) (*benchServer, error) {
+func (b *bencher) startServer(dataDir, profile, heapProfile string) (*benchServer, error) {
 	s := &benchServer{alerts: map[string]time.Time{}, done: make(chan struct{})}
 	args := []string{"bench", "--phase", "serve"}
-	if profile != "" {
-		abs, err := filepath.Abs(profile)
+	for _, p := range []struct{ flag, file string }{{"--cpu-profile", profile}, {"--heap-profile", heapProfile}} {
+		if p.file == "" {
+			continue
+		}
+		abs, err := filepath.Abs(p.file)
 		if err != nil {
 			return nil, err
 		}
-		args = append(args, "--cpu-profile", abs)
+		args = append(args, p.flag, abs)
 	}
 	s.cmd = b.command(context.WithoutCancel(b.e.ctx), dataDir, args...)
 	s.cmd.Stderr = &s.errOut
@@ -583,7 +602,7 @@ func bodies(lines [][]byte, n int) [][]byte {
 // measures until the store and ledger are durable.
 func (b *bencher) serve() (benchPhase, error) {
 	dataDir := b.childDir("serve")
-	srv, err := b.startServer(dataDir, b.c.CPUProfile)
+	srv, err := b.startServer(dataDir, b.c.CPUProfile, b.c.MemProfile)
 	if err != nil {
 		return benchPhase{}, err
 	}
@@ -769,7 +788,7 @@ func (b *bencher) latency(rate float64) (*benchLatency, error) {
 	}
 	bs := bodies(lines, b.c.Batch)
 
-	srv, err := b.startServer(b.childDir("latency"), "")
+	srv, err := b.startServer(b.childDir("latency"), "", "")
 	if err != nil {
 		return nil, err
 	}
@@ -933,7 +952,7 @@ func (c *benchCmd) child(e *env) error {
 	}
 	ctx, cancel := context.WithCancel(e.ctx)
 	defer cancel()
-	sampler := startMemSampler()
+	sampler := startMemSampler(c.HeapProfile)
 	go func() {
 		_, _ = io.Copy(io.Discard, os.Stdin)
 		// The parent stops serve once everything was processed: the
@@ -961,7 +980,9 @@ func (c *benchCmd) child(e *env) error {
 		},
 	})
 	mu.Lock()
-	sampler.stop(e.stdout)
+	if perr := sampler.stop(e.stdout); err == nil {
+		err = perr
+	}
 	mu.Unlock()
 	if p := selfPeakRSS(); p > 0 {
 		mu.Lock()
@@ -993,11 +1014,14 @@ func (c *benchCmd) replayChild(e *env) error {
 		}
 		defer stop()
 	}
-	sampler := startMemSampler()
+	sampler := startMemSampler(c.HeapProfile)
 	code := run(e.ctx, append(args, c.Events), io.Discard, e.stderr, func(p *app.Pipeline) { sampler.setSource(pipelineSource(p)) })
-	sampler.stop(e.stdout)
+	perr := sampler.stop(e.stdout)
 	if code != 0 {
 		return fmt.Errorf("replay: exit %d", code)
+	}
+	if perr != nil {
+		return perr
 	}
 	if p := selfPeakRSS(); p > 0 {
 		fmt.Fprintf(e.stdout, "peak %d\n", p)

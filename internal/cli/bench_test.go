@@ -171,7 +171,8 @@ func TestBenchPebbleLedger(t *testing.T) {
 }
 
 // A file workload: replay phases only, the table, the phases' order as
-// given, and each replay phase's CPU profile (--cpu-profile-replay).
+// given, and each replay phase's CPU and heap profiles
+// (--cpu-profile-replay, --mem-profile-replay).
 func TestBenchFile(t *testing.T) {
 	if testing.Short() {
 		t.Skip("bench starts replay in child processes")
@@ -186,14 +187,15 @@ func TestBenchFile(t *testing.T) {
 	if err := os.WriteFile(file, buf.Bytes(), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	code, stdout, stderr := run(t, "bench", "--events", file, "--phases", "replay-no-store,replay", "--progress", "never", "--cpu-profile-replay", "replay.cpu")
+	code, stdout, stderr := run(t, "bench", "--events", file, "--phases", "replay-no-store,replay", "--progress", "never",
+		"--cpu-profile-replay", "replay.cpu", "--mem-profile-replay", "replay.heap")
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, stderr)
 	}
-	for _, prof := range []string{"replay.cpu", "replay.cpu.no-store"} {
+	for _, prof := range []string{"replay.cpu", "replay.cpu.no-store", "replay.heap", "replay.heap.peak", "replay.heap.no-store", "replay.heap.no-store.peak"} {
 		// A pprof profile is gzipped protobuf.
 		if b, err := os.ReadFile(filepath.Join(dir, prof)); err != nil || len(b) < 2 || b[0] != 0x1f || b[1] != 0x8b {
-			t.Errorf("%s: not a CPU profile (%d bytes, %v)", prof, len(b), err)
+			t.Errorf("%s: not a profile (%d bytes, %v)", prof, len(b), err)
 		}
 	}
 	lines := strings.Split(strings.TrimSpace(stdout), "\n")

@@ -8,8 +8,10 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"path/filepath"
 	"runtime"
 	"runtime/metrics"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -62,10 +64,20 @@ type memSampler struct {
 	mem    benchMemory
 	done   chan struct{}
 	wg     sync.WaitGroup
+
+	// heapProfile, when set, is where the heap profile goes: written to
+	// heapProfile+".peak" whenever a sample's live heap is 1 % above the
+	// one last written (so it holds the profile near the peak: the
+	// in-use figures are the last collection's, as HeapLive), and to
+	// heapProfile by stop (the allocations of the whole run).
+	heapProfile string
+	peakWritten int64 // the live heap of the last .peak profile
+	profErr     error // the first error writing a profile
 }
 
-func startMemSampler() *memSampler {
-	s := &memSampler{start: time.Now(), done: make(chan struct{})}
+// startMemSampler starts sampling; heapProfile is memSampler.heapProfile.
+func startMemSampler(heapProfile string) *memSampler {
+	s := &memSampler{start: time.Now(), done: make(chan struct{}), heapProfile: heapProfile}
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
@@ -114,10 +126,15 @@ func (s *memSampler) sample() {
 	if len(dets) > 0 {
 		s.mem.Detectors = dets
 	}
+	if s.heapProfile != "" && s.profErr == nil && sm.HeapLive > s.peakWritten+s.peakWritten/100 {
+		s.profErr = writeHeapProfile(s.heapProfile + ".peak")
+		s.peakWritten = sm.HeapLive
+	}
 }
 
-// stop takes a last sample and writes "memory JSON" to w.
-func (s *memSampler) stop(w io.Writer) {
+// stop takes a last sample, writes "memory JSON" to w and the whole run's
+// heap profile when asked; it returns the first error writing a profile.
+func (s *memSampler) stop(w io.Writer) error {
 	close(s.done)
 	s.wg.Wait()
 	s.sample()
@@ -127,6 +144,34 @@ func (s *memSampler) stop(w io.Writer) {
 	if err == nil {
 		fmt.Fprintf(w, "memory %s\n", b)
 	}
+	if s.heapProfile != "" && s.profErr == nil {
+		s.profErr = writeHeapProfile(s.heapProfile)
+	}
+	if s.profErr != nil {
+		return fmt.Errorf("heap profile: %w", s.profErr)
+	}
+	return nil
+}
+
+// writeHeapProfile writes this process's heap profile (go tool pprof:
+// inuse_* as of the last collection, alloc_* since the start) to file,
+// through a temporary file renamed into place.
+func writeHeapProfile(file string) error {
+	f, err := os.CreateTemp(filepath.Dir(file), filepath.Base(file)+".*")
+	if err != nil {
+		return err
+	}
+	err = pprof.Lookup("heap").WriteTo(f, 0)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(f.Name(), file)
+	}
+	if err != nil {
+		_ = os.Remove(f.Name())
+	}
+	return err
 }
 
 // pipelineSource reads replay's pipeline: its watermark and footprints.

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"encoding/base64"
@@ -49,21 +50,50 @@ var findingLogParams = strings.Count(findingLogColumns, ",") + 1
 
 // upsertFindingsSQL upserts n findings (of distinct IDs) in one statement:
 // a finding stored again (a replay, a late finding reopening an alert)
-// takes the latest scoring.
+// takes the latest scoring, and a row whose scoring did not change is not
+// rewritten. The conflict target is (time, id) — migration 17: a
+// finding's time is part of its id's hash, so the pair is as unique as the
+// id — and the columns compared are NOT NULL, so <> is exact.
 func upsertFindingsSQL(n int) string {
 	return `INSERT INTO finding_log (` + findingLogColumns + `) VALUES ` + valueRows(findingLogParams, n) + `
-ON CONFLICT (id) DO UPDATE SET
+ON CONFLICT (time, id) DO UPDATE SET
 	contribution = excluded.contribution,
 	risk = excluded.risk,
 	threshold = excluded.threshold,
 	alert_id = excluded.alert_id,
 	suppressed = excluded.suppressed,
-	explanation = excluded.explanation`
+	explanation = excluded.explanation
+WHERE finding_log.contribution <> excluded.contribution OR finding_log.risk <> excluded.risk
+	OR finding_log.threshold <> excluded.threshold OR finding_log.alert_id <> excluded.alert_id
+	OR finding_log.suppressed <> excluded.suppressed OR finding_log.explanation <> excluded.explanation`
+}
+
+// findingKey is how finding_log stores a finding's id: its integer with
+// the top bit flipped, so the keys order as signed integers as the ids do
+// as unsigned ones (and as their "fd-%016x" texts), and the newest-first
+// listing and its cursors keep their order.
+func findingKey(id event.FindingID) int64 { return int64(uint64(id) ^ 1<<63) }
+
+// findingIDOfKey inverts findingKey.
+func findingIDOfKey(k int64) event.FindingID { return event.FindingID(uint64(k) ^ 1<<63) }
+
+// scoredFindingID is the id sf is stored under: sf.ID parsed, or
+// FindingID when sf.ID is "".
+func scoredFindingID(sf *ScoredFinding) (event.FindingID, error) {
+	if sf.ID == "" {
+		return sf.Finding.ID(), nil
+	}
+	var id event.FindingID
+	if err := id.UnmarshalText([]byte(sf.ID)); err != nil || id == 0 {
+		return 0, fmt.Errorf("finding id %q: not a finding id (fd- and 16 hex digits)", sf.ID)
+	}
+	return id, nil
 }
 
 // SaveFindings upserts scored findings in one transaction (by ID: a later
 // entry wins over an earlier one with the same ID; an empty ID is set to
-// FindingID). An empty batch is a no-op.
+// FindingID, and a set one must be a FindingID, as FindingID renders it).
+// An empty batch is a no-op.
 func (s *Store) SaveFindings(ctx context.Context, fs []ScoredFinding) error {
 	if len(fs) == 0 {
 		return nil
@@ -75,26 +105,26 @@ func (s *Store) SaveFindings(ctx context.Context, fs []ScoredFinding) error {
 	return nil
 }
 
-// saveFindings writes fs in tx, in ID order (so concurrent writers lock
+// saveFindings writes fs in tx, in key order (so concurrent writers lock
 // rows in the same order), 64 rows a statement.
 func (s *Store) saveFindings(ctx context.Context, tx *sql.Tx, fs []ScoredFinding) error {
-	last := make(map[string]int, len(fs))
-	ids := make([]string, len(fs))
+	keys := make([]int64, len(fs))
+	last := make(map[int64]int, len(fs))
 	for i := range fs {
-		id := fs[i].ID
-		if id == "" {
-			id = FindingID(&fs[i].Finding)
+		id, err := scoredFindingID(&fs[i])
+		if err != nil {
+			return err
 		}
-		ids[i] = id
-		last[id] = i
+		keys[i] = findingKey(id)
+		last[keys[i]] = i
 	}
 	order := make([]int, 0, len(last))
 	for i := range fs {
-		if last[ids[i]] == i {
+		if last[keys[i]] == i {
 			order = append(order, i)
 		}
 	}
-	slices.SortFunc(order, func(a, b int) int { return strings.Compare(ids[a], ids[b]) })
+	slices.SortFunc(order, func(a, b int) int { return cmp.Compare(keys[a], keys[b]) })
 
 	sctx := context.WithoutCancel(ctx) // see saveAlerts
 	up := newChunkStmt(tx, upsertFindingsSQL)
@@ -113,18 +143,18 @@ func (s *Store) saveFindings(ctx context.Context, tx *sql.Tx, fs []ScoredFinding
 			var err error
 			evBuf, err = appendEvidence(evBuf[:0], f.Evidence)
 			if err != nil {
-				return fmt.Errorf("finding %q evidence: %w", ids[i], err)
+				return fmt.Errorf("finding %v evidence: %w", findingIDOfKey(keys[i]), err)
 			}
 			tags, related, err := findingContext(f)
 			if err != nil {
-				return fmt.Errorf("finding %q: %w", ids[i], err)
+				return fmt.Errorf("finding %v: %w", findingIDOfKey(keys[i]), err)
 			}
 			figures, err := findingFigures(f)
 			if err != nil {
-				return fmt.Errorf("finding %q: %w", ids[i], err)
+				return fmt.Errorf("finding %v: %w", findingIDOfKey(keys[i]), err)
 			}
 			args = append(args,
-				ids[i], toNanos(f.Time), string(f.Entity.Kind), f.Entity.ID, f.Detector, f.Kind, f.Title,
+				keys[i], toNanos(f.Time), string(f.Entity.Kind), f.Entity.ID, f.Detector, f.Kind, f.Title,
 				score(f.Score), int64(f.Severity), f.Explanation, string(evBuf), tags, related, figures,
 				finite(f.Contribution), finite(sf.Risk), finite(sf.Threshold), sf.Alert, boolInt(sf.Suppressed), f.Line, boolInt(f.Privileged))
 		}
@@ -133,6 +163,117 @@ func (s *Store) saveFindings(ctx context.Context, tx *sql.Tx, fs []ScoredFinding
 		}
 	}
 	return nil
+}
+
+// convertFindingKeys is migration 17's step: it copies the rows of
+// finding_log_v16 (text ids) into finding_log under their findingKey,
+// then drops finding_log_v16. A stored id is parsed in SQL when it is a
+// FindingID as FindingID renders it ("fd-" and 16 lower-case hex digits,
+// which every version of main wrote); a row with any other id (a build
+// that hashed findings otherwise) is keyed by the id its finding has now
+// (event.Finding.ID of its stored detector, kind, entity, time and
+// evidence), and dropped when that finding is stored under its own id
+// too.
+func convertFindingKeys(ctx context.Context, s *Store, tx *sql.Tx) error {
+	rest := strings.TrimPrefix(findingLogColumns, "id, ")
+	isID := findingTextSQL(s.dialect.postgres, "id") + ` = id`
+	if s.dialect.postgres {
+		// The hex cast fails on a text that is no hex: test the shape first.
+		isID = `(id ~ '^fd-[0-9a-f]{16}$' AND ` + isID + `)`
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO finding_log (`+findingLogColumns+`) SELECT `+
+		findingKeySQL(s.dialect.postgres, "id", true)+`, `+rest+` FROM finding_log_v16 WHERE `+isID); err != nil {
+		return err
+	}
+	after := ""
+	for {
+		rows, err := tx.QueryContext(ctx, `SELECT id, time, entity_kind, entity_id, detector, kind, evidence
+FROM finding_log_v16 WHERE id > ? AND NOT `+isID+` ORDER BY id LIMIT 256`, after)
+		if err != nil {
+			return err
+		}
+		type rekey struct {
+			old string
+			key int64
+		}
+		var page []rekey
+		for rows.Next() {
+			var (
+				old, kind, evidence string
+				tm                  int64
+				f                   event.Finding
+			)
+			if err := rows.Scan(&old, &tm, &kind, &f.Entity.ID, &f.Detector, &f.Kind, &evidence); err != nil {
+				rows.Close()
+				return err
+			}
+			f.Entity.Kind, f.Time = event.EntityKind(kind), fromNanos(tm)
+			if evidence != "" && evidence != "[]" {
+				if err := json.Unmarshal([]byte(evidence), &f.Evidence); err != nil {
+					rows.Close()
+					return fmt.Errorf("finding %q evidence: %w", old, err)
+				}
+			}
+			page = append(page, rekey{old, findingKey(f.ID())})
+		}
+		if err := rows.Close(); err != nil {
+			return err
+		}
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		for _, r := range page {
+			if _, err := tx.ExecContext(ctx, `INSERT INTO finding_log (`+findingLogColumns+`) SELECT ?, `+rest+
+				` FROM finding_log_v16 WHERE id = ? ON CONFLICT (time, id) DO NOTHING`, r.key, r.old); err != nil {
+				return err
+			}
+		}
+		if len(page) < 256 {
+			break
+		}
+		after = page[len(page)-1].old
+	}
+	_, err := tx.ExecContext(ctx, `DROP TABLE finding_log_v16`)
+	return err
+}
+
+// findingKeySQL is an SQL expression of the 64-bit integer of the finding
+// id text in col ("fd-%016x"), with the top bit flipped when flip
+// (findingKey). On SQLite, which parses no hex, it sums the 16 digits;
+// a text that is no finding id gives some integer, which
+// convertFindingKeys's check catches.
+func findingKeySQL(postgres bool, col string, flip bool) string {
+	if postgres {
+		e := `('x' || substr(` + col + `, 4))::bit(64)::bigint`
+		if flip {
+			e = `(` + e + ` # (1::bigint << 63))`
+		}
+		return e
+	}
+	var b strings.Builder
+	b.WriteString("(")
+	for i := range 16 {
+		if i > 0 {
+			b.WriteString(" | ")
+		}
+		d := fmt.Sprintf("(instr('0123456789abcdef', substr(%s, %d, 1)) - 1)", col, 4+i)
+		if i == 0 && flip {
+			d = "((" + d + " + 8) % 16)"
+		}
+		fmt.Fprintf(&b, "(%s << %d)", d, 4*(15-i))
+	}
+	b.WriteString(")")
+	return b.String()
+}
+
+// findingTextSQL is an SQL expression rendering findingKeySQL(col, no
+// flip) back as "fd-%016x": equal to col exactly when col is a finding id
+// as FindingID renders it.
+func findingTextSQL(postgres bool, col string) string {
+	if postgres {
+		return `('fd-' || lpad(to_hex(` + findingKeySQL(true, col, false) + `), 16, '0'))`
+	}
+	return `printf('fd-%016x', ` + findingKeySQL(false, col, false) + `)`
 }
 
 // finite is f, or 0 when f is not a finite number (for NOT NULL columns).
@@ -181,11 +322,11 @@ var ErrBadCursor = errors.New("bad cursor")
 // findingCursor is the position after the last finding of a page.
 type findingCursor struct {
 	time int64
-	id   string
+	id   event.FindingID
 }
 
 func (c findingCursor) String() string {
-	return base64.RawURLEncoding.EncodeToString([]byte(strconv.FormatInt(c.time, 10) + ":" + c.id))
+	return base64.RawURLEncoding.EncodeToString([]byte(strconv.FormatInt(c.time, 10) + ":" + c.id.String()))
 }
 
 func parseFindingCursor(s string) (findingCursor, error) {
@@ -193,9 +334,10 @@ func parseFindingCursor(s string) (findingCursor, error) {
 	if err != nil {
 		return findingCursor{}, ErrBadCursor
 	}
-	t, id, ok := strings.Cut(string(b), ":")
+	t, text, ok := strings.Cut(string(b), ":")
 	n, err := strconv.ParseInt(t, 10, 64)
-	if !ok || err != nil || !strings.HasPrefix(id, "fd-") {
+	var id event.FindingID
+	if !ok || err != nil || !strings.HasPrefix(text, "fd-") || id.UnmarshalText([]byte(text)) != nil {
 		return findingCursor{}, ErrBadCursor
 	}
 	return findingCursor{time: n, id: id}, nil
@@ -220,7 +362,7 @@ func (s *Store) ListFindings(ctx context.Context, q FindingQuery) ([]ScoredFindi
 			return nil, "", fmt.Errorf("list findings: %w", err)
 		}
 		where = append(where, "(time < ? OR (time = ? AND id < ?))")
-		args = append(args, c.time, c.time, c.id)
+		args = append(args, c.time, c.time, findingKey(c.id))
 	}
 	if !q.Since.IsZero() {
 		where = append(where, "time >= ?")
@@ -277,7 +419,11 @@ func (s *Store) ListFindings(ctx context.Context, q FindingQuery) ([]ScoredFindi
 	if len(out) > limit {
 		out = out[:limit]
 		l := &out[limit-1]
-		next = findingCursor{time: toNanos(l.Time), id: l.ID}.String()
+		var id event.FindingID
+		if err := id.UnmarshalText([]byte(l.ID)); err != nil {
+			return nil, "", fmt.Errorf("list findings: %w", err)
+		}
+		next = findingCursor{time: toNanos(l.Time), id: id}.String()
 	}
 	return out, next, nil
 }
@@ -287,16 +433,17 @@ func scanScoredFinding(sc scanner) (ScoredFinding, error) {
 		sf                            ScoredFinding
 		entityKind, evidence          string
 		tags, related, figures        string
-		tm, sev, suppressed           int64
+		key, tm, sev, suppressed      int64
 		privileged                    int64
 		sco                           sql.NullFloat64
 		contribution, risk, threshold float64
 	)
 	f := &sf.Finding
-	if err := sc.Scan(&sf.ID, &tm, &entityKind, &f.Entity.ID, &f.Detector, &f.Kind, &f.Title, &sco, &sev,
+	if err := sc.Scan(&key, &tm, &entityKind, &f.Entity.ID, &f.Detector, &f.Kind, &f.Title, &sco, &sev,
 		&f.Explanation, &evidence, &tags, &related, &figures, &contribution, &risk, &threshold, &sf.Alert, &suppressed, &f.Line, &privileged); err != nil {
 		return sf, err
 	}
+	sf.ID = findingIDOfKey(key).String()
 	f.Time = fromNanos(tm)
 	f.Entity.Kind = event.EntityKind(entityKind)
 	f.Score = sco.Float64

@@ -21,7 +21,8 @@ var migrationFS embed.FS
 // migrationSteps are Go steps run after a migration's SQL, in its
 // transaction, for what SQL alone cannot do (re-encoding data).
 var migrationSteps = map[int]func(ctx context.Context, s *Store, tx *sql.Tx) error{
-	8: convertLedgerCells,
+	8:  convertLedgerCells,
+	17: convertFindingKeys,
 }
 
 type migration struct {
