@@ -114,3 +114,11 @@ func verdictsOf(body string) string {
 	}
 	return strings.Join(v, "|")
 }
+
+// A gateway's redial and one-check requests are accepted through a store
+// outage for as long as its open streams are kept: the two bounds are one.
+func TestStaleGraceIsStreamOutage(t *testing.T) {
+	if api.DefaultStreamOutage != auth.DefaultStaleGrace {
+		t.Errorf("api.DefaultStreamOutage %v, auth.DefaultStaleGrace %v", api.DefaultStreamOutage, auth.DefaultStaleGrace)
+	}
+}

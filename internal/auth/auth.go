@@ -518,7 +518,9 @@ func (a *Authenticator) Authenticate(r *http.Request) (Caller, error) {
 }
 
 // cached returns the caller of a bearer token found valid less than
-// CacheTTL ago (its use is recorded by the store lookups between).
+// CacheTTL ago, or accepted on the store's earlier word less than
+// CacheTTL ago within its grace (staleOK); its use is recorded by the
+// store lookups between.
 func (a *Authenticator) cached(key [sha256.Size]byte) (Caller, bool) {
 	a.cacheMu.RLock()
 	e, ok := a.cache[key]
