@@ -368,6 +368,9 @@ type Authenticator struct {
 	// SHA-256 of the token.
 	cacheMu sync.RWMutex
 	cache   map[[sha256.Size]byte]cachedCaller
+	// forgets counts forget calls (under cacheMu): a lookup that began
+	// before one must not remember what it found.
+	forgets uint64
 
 	// stale is set while tokens are accepted on the store's earlier word
 	// (Options.StaleGrace), from the first such acceptance to the next
@@ -475,6 +478,7 @@ func (a *Authenticator) Authenticate(r *http.Request) (Caller, error) {
 			}
 		}
 		hash := hex.EncodeToString(key[:]) // HashToken(tok)
+		gen := a.generation()
 		t, err := a.opts.Store.TokenByHash(ctx, hash)
 		if errors.Is(err, store.ErrNotFound) || (err == nil && !t.Revoked.IsZero()) {
 			a.drop(key)
@@ -490,7 +494,7 @@ func (a *Authenticator) Authenticate(r *http.Request) (Caller, error) {
 		a.touch(ctx, t.ID)
 		c := Caller{TokenID: t.ID, Name: t.Name, Role: Role(t.Role), hash: hash}
 		if a.opts.CacheTTL > 0 || a.graced(c) {
-			a.remember(key, c)
+			a.remember(key, c, gen)
 		}
 		return c, nil
 	}
@@ -531,11 +535,25 @@ func (a *Authenticator) cached(key [sha256.Size]byte) (Caller, bool) {
 	return e.c, true
 }
 
+// generation returns the count of forget calls so far (remember).
+func (a *Authenticator) generation() uint64 {
+	a.cacheMu.RLock()
+	defer a.cacheMu.RUnlock()
+	return a.forgets
+}
+
 // remember caches a bearer token's caller for CacheTTL, the store having
-// just found it valid.
-func (a *Authenticator) remember(key [sha256.Size]byte, c Caller) {
+// just found it valid in a lookup begun at generation gen — unless a
+// credential ended here since (forget): the lookup may have been answered
+// before a revocation, and would otherwise be believed for CacheTTL, and
+// its grace for StaleGrace.
+func (a *Authenticator) remember(key [sha256.Size]byte, c Caller, gen uint64) {
 	now := a.opts.Now()
 	a.cacheMu.Lock()
+	if a.forgets != gen {
+		a.cacheMu.Unlock()
+		return
+	}
 	if _, ok := a.cache[key]; !ok && len(a.cache) >= maxCached {
 		clear(a.cache)
 	}
@@ -611,6 +629,7 @@ func (a *Authenticator) storeAnswers() {
 // forget empties the bearer token cache (a credential ended here).
 func (a *Authenticator) forget() {
 	a.cacheMu.Lock()
+	a.forgets++
 	clear(a.cache)
 	a.cacheMu.Unlock()
 }

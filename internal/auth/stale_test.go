@@ -256,3 +256,75 @@ func (s *syncBuffer) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+// hookStore runs during, once set, after a token look-up has read the
+// store and before it returns: what happens meanwhile in the process.
+type hookStore struct {
+	*store.Store
+	during func()
+}
+
+func (s *hookStore) TokenByHash(ctx context.Context, hash string) (store.APIToken, error) {
+	t, err := s.Store.TokenByHash(ctx, hash)
+	if f := s.during; f != nil {
+		s.during = nil
+		f()
+	}
+	return t, err
+}
+
+// A look-up answered before a revocation made in this process, and
+// returning after it, is not remembered: the token would otherwise be
+// believed for CacheTTL after its revocation, and be accepted through an
+// outage for StaleGrace.
+func TestRevokedDuringLookupNotRemembered(t *testing.T) {
+	for _, ttl := range []time.Duration{time.Second, 0} {
+		st := &hookStore{Store: newStore(t)}
+		clk := &clock{t: time.Date(2026, 6, 1, 12, 0, 0, 0, time.UTC)}
+		down := atomic.Bool{}
+		a := auth.New(auth.Options{Store: &switchStore{hookStore: st, down: &down}, Now: clk.now, CacheTTL: ttl})
+		tok, rec, err := auth.CreateToken(context.Background(), st, auth.RoleVerify, "edge", clk.now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		code := func() int {
+			r := httptest.NewRequest(http.MethodGet, "/v1/verify/auth-request", nil)
+			r.Header.Set("Authorization", "Bearer "+tok)
+			w := httptest.NewRecorder()
+			a.Guard(auth.NeedVerify, http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}), nil).ServeHTTP(w, r)
+			return w.Code
+		}
+		st.during = func() {
+			if err := a.RevokeToken(context.Background(), rec.ID, "admin"); err != nil {
+				t.Error(err)
+			}
+		}
+		if got := code(); got != 200 {
+			t.Errorf("ttl %v: the look-up that raced the revocation: %d, want 200 (it was answered before)", ttl, got)
+		}
+		if ttl > 0 { // without it, the next look-up would see the revocation and forget the token
+			if got := code(); got != 401 {
+				t.Errorf("ttl %v: after the revocation: %d, want 401", ttl, got)
+			}
+		}
+		down.Store(true)
+		clk.add(2 * time.Second)
+		if got := code(); got != 503 {
+			t.Errorf("ttl %v: revoked, then an outage: %d, want 503 (no grace)", ttl, got)
+		}
+		a.Close()
+	}
+}
+
+// switchStore fails token look-ups while down is set.
+type switchStore struct {
+	*hookStore
+	down *atomic.Bool
+}
+
+func (s *switchStore) TokenByHash(ctx context.Context, hash string) (store.APIToken, error) {
+	if s.down.Load() {
+		return store.APIToken{}, errors.New("database is locked")
+	}
+	return s.hookStore.TokenByHash(ctx, hash)
+}
