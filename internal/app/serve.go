@@ -307,8 +307,11 @@ func (s *server) accessControl(ctx context.Context) error {
 	}
 	st := s.svc.Store
 	// A gateway's verify token is asked about at every check: believed
-	// for a second after the store vouched for it (docs/verify.md).
-	s.authn = auth.New(auth.Options{Store: st, Secure: s.opts.TLSCert != "", Logger: s.log, CacheTTL: time.Second})
+	// for a second after the store vouched for it, and for 30 s while the
+	// store does not answer, as long as its open check streams are kept
+	// (docs/verify.md).
+	s.authn = auth.New(auth.Options{Store: st, Secure: s.opts.TLSCert != "", Logger: s.log, CacheTTL: time.Second,
+		StaleGrace: auth.DefaultStaleGrace})
 	// Refused-login summaries are written before the store closes.
 	s.svc.Add("access control", nil, func(context.Context) error { s.authn.Close(); return nil })
 	tok, t, err := auth.EnsureAdmin(ctx, st, time.Now())

@@ -8,6 +8,13 @@
 //     as its SHA-256 (HashToken). Revoked tokens and the sessions they
 //     opened stop working at once — except that with Options.CacheTTL a
 //     bearer token revoked by another process works for up to CacheTTL.
+//   - A verify token the store vouched for less than Options.StaleGrace
+//     ago is still accepted while the store cannot be asked (a lookup
+//     fails with anything but not-found), so that a gateway's inline
+//     check, whose verdicts never need the store, outlives a short store
+//     outage. No other role gets this grace, nor does a token the store
+//     never vouched for here, nor one its last lookup found revoked or
+//     gone.
 //   - A request authenticates with "Authorization: Bearer <token>" or with
 //     the session cookie the console's login sets (HttpOnly,
 //     SameSite=Strict, Secure when served over TLS, lifetime SessionTTL).
@@ -58,6 +65,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/haechi-sec/haechi/internal/store"
@@ -305,16 +313,36 @@ type Options struct {
 	// whatever the TTL; one revoked by another process (haechi tokens
 	// revoke) within CacheTTL. At most maxCached tokens are remembered.
 	CacheTTL time.Duration
+	// StaleGrace is how long after the store last found a verify token
+	// valid the token is still accepted while the store cannot be asked
+	// (0 → DefaultStaleGrace; negative: never). It applies to tokens of
+	// role verify only, and only when the lookup fails with an error other
+	// than store.ErrNotFound: a token the store says is gone or revoked is
+	// refused at once, and forgotten, whatever the grace. The first
+	// acceptance of an outage is logged (Warn), and so is its end, at the
+	// next lookup the store answers (Info); not each request. Risk: a
+	// verify token revoked by another process during the outage (or
+	// within CacheTTL before it) is still accepted for up to StaleGrace
+	// after the store last vouched for it.
+	StaleGrace time.Duration
 }
 
-// maxCached bounds the bearer tokens Options.CacheTTL remembers; beyond
-// it the cache starts over.
+// DefaultStaleGrace is Options.StaleGrace's default, the same 30 s for
+// which an open check stream outlives a store that does not answer
+// (api.DefaultStreamOutage): a gateway's redial and its one-check
+// requests are then accepted as long as its open streams are kept.
+const DefaultStaleGrace = 30 * time.Second
+
+// maxCached bounds the bearer tokens Options.CacheTTL and
+// Options.StaleGrace remember; beyond it the cache starts over.
 const maxCached = 4096
 
-// cachedCaller is a bearer token's caller, believed until until.
+// cachedCaller is a bearer token's caller, believed until until; vouched
+// is when the store last found it valid (Options.StaleGrace).
 type cachedCaller struct {
-	c     Caller
-	until time.Time
+	c       Caller
+	until   time.Time
+	vouched time.Time
 }
 
 // Cookie names.
@@ -340,6 +368,15 @@ type Authenticator struct {
 	// SHA-256 of the token.
 	cacheMu sync.RWMutex
 	cache   map[[sha256.Size]byte]cachedCaller
+	// forgets counts forget calls (under cacheMu): a lookup that began
+	// before one must not remember what it found.
+	forgets uint64
+
+	// stale is set while tokens are accepted on the store's earlier word
+	// (Options.StaleGrace), from the first such acceptance to the next
+	// lookup the store answers; staleUsed counts those acceptances.
+	stale     atomic.Bool
+	staleUsed atomic.Int64
 }
 
 // New builds an Authenticator.
@@ -364,6 +401,9 @@ func New(opts Options) *Authenticator {
 	}
 	if opts.MaxFailureAddrs <= 0 {
 		opts.MaxFailureAddrs = 4096
+	}
+	if opts.StaleGrace == 0 {
+		opts.StaleGrace = DefaultStaleGrace
 	}
 	return &Authenticator{opts: opts, touched: map[string]time.Time{}, ended: make(chan struct{}),
 		failures: map[string]*failWindow{}, cache: map[[sha256.Size]byte]cachedCaller{}}
@@ -431,25 +471,30 @@ func (a *Authenticator) Authenticate(r *http.Request) (Caller, error) {
 		if !ok || !WellFormed(tok) {
 			return Caller{}, ErrBadToken
 		}
-		var key [sha256.Size]byte
+		key := sha256.Sum256([]byte(tok))
 		if a.opts.CacheTTL > 0 {
-			key = sha256.Sum256([]byte(tok))
 			if c, ok := a.cached(key); ok {
 				return c, nil
 			}
 		}
-		hash := HashToken(tok)
+		hash := hex.EncodeToString(key[:]) // HashToken(tok)
+		gen := a.generation()
 		t, err := a.opts.Store.TokenByHash(ctx, hash)
 		if errors.Is(err, store.ErrNotFound) || (err == nil && !t.Revoked.IsZero()) {
+			a.drop(key)
 			return Caller{}, ErrBadToken
 		}
 		if err != nil {
+			if c, ok := a.staleOK(ctx, key, err); ok {
+				return c, nil
+			}
 			return Caller{}, err
 		}
+		a.storeAnswers()
 		a.touch(ctx, t.ID)
 		c := Caller{TokenID: t.ID, Name: t.Name, Role: Role(t.Role), hash: hash}
-		if a.opts.CacheTTL > 0 {
-			a.remember(key, c)
+		if a.opts.CacheTTL > 0 || a.graced(c) {
+			a.remember(key, c, gen)
 		}
 		return c, nil
 	}
@@ -477,7 +522,9 @@ func (a *Authenticator) Authenticate(r *http.Request) (Caller, error) {
 }
 
 // cached returns the caller of a bearer token found valid less than
-// CacheTTL ago (its use is recorded by the store lookups between).
+// CacheTTL ago, or accepted on the store's earlier word less than
+// CacheTTL ago within its grace (staleOK); its use is recorded by the
+// store lookups between.
 func (a *Authenticator) cached(key [sha256.Size]byte) (Caller, bool) {
 	a.cacheMu.RLock()
 	e, ok := a.cache[key]
@@ -488,19 +535,101 @@ func (a *Authenticator) cached(key [sha256.Size]byte) (Caller, bool) {
 	return e.c, true
 }
 
-// remember caches a bearer token's caller for CacheTTL.
-func (a *Authenticator) remember(key [sha256.Size]byte, c Caller) {
+// generation returns the count of forget calls so far (remember).
+func (a *Authenticator) generation() uint64 {
+	a.cacheMu.RLock()
+	defer a.cacheMu.RUnlock()
+	return a.forgets
+}
+
+// remember caches a bearer token's caller for CacheTTL, the store having
+// just found it valid in a lookup begun at generation gen — unless a
+// credential ended here since (forget): the lookup may have been answered
+// before a revocation, and would otherwise be believed for CacheTTL, and
+// its grace for StaleGrace.
+func (a *Authenticator) remember(key [sha256.Size]byte, c Caller, gen uint64) {
+	now := a.opts.Now()
 	a.cacheMu.Lock()
-	if len(a.cache) >= maxCached {
+	if a.forgets != gen {
+		a.cacheMu.Unlock()
+		return
+	}
+	if _, ok := a.cache[key]; !ok && len(a.cache) >= maxCached {
 		clear(a.cache)
 	}
-	a.cache[key] = cachedCaller{c: c, until: a.opts.Now().Add(a.opts.CacheTTL)}
+	a.cache[key] = cachedCaller{c: c, until: now.Add(max(a.opts.CacheTTL, 0)), vouched: now}
 	a.cacheMu.Unlock()
+}
+
+// drop forgets a bearer token the store says is gone or revoked, so that
+// no later outage brings it back (Options.StaleGrace).
+func (a *Authenticator) drop(key [sha256.Size]byte) {
+	a.cacheMu.RLock()
+	_, ok := a.cache[key]
+	a.cacheMu.RUnlock()
+	if !ok {
+		return
+	}
+	a.cacheMu.Lock()
+	delete(a.cache, key)
+	a.cacheMu.Unlock()
+}
+
+// graced reports whether c may be accepted on the store's earlier word
+// (Options.StaleGrace): verify tokens only.
+func (a *Authenticator) graced(c Caller) bool {
+	return a.opts.StaleGrace > 0 && c.Role == RoleVerify
+}
+
+// staleOK returns the caller of a bearer token whose lookup failed with
+// err (not a refusal: the store could not be asked) when the store found
+// it valid less than StaleGrace ago and its role has the grace, and then
+// believes it for another CacheTTL (never past the grace), so that a store
+// that fails slowly (SQLite's 5 s busy timeout, a database connection
+// timing out) delays one request a token per CacheTTL, not each. The
+// request's own end (ctx done) is no outage.
+func (a *Authenticator) staleOK(ctx context.Context, key [sha256.Size]byte, err error) (Caller, bool) {
+	if ctx.Err() != nil {
+		return Caller{}, false
+	}
+	now := a.opts.Now()
+	a.cacheMu.Lock()
+	e, ok := a.cache[key]
+	ok = ok && a.graced(e.c) && now.Sub(e.vouched) < a.opts.StaleGrace
+	if ok {
+		// Believed again for CacheTTL, within the grace: the requests
+		// in between do not each wait for a store that does not answer.
+		e.until = now.Add(max(a.opts.CacheTTL, 0))
+		if end := e.vouched.Add(a.opts.StaleGrace); end.Before(e.until) {
+			e.until = end
+		}
+		a.cache[key] = e
+	}
+	a.cacheMu.Unlock()
+	if !ok {
+		return Caller{}, false
+	}
+	a.staleUsed.Add(1)
+	if a.stale.CompareAndSwap(false, true) {
+		a.opts.Logger.Warn("auth: the store cannot be asked; accepting verify tokens it found valid within the grace",
+			"grace", a.opts.StaleGrace, "token", e.c.TokenID, "err", err)
+	}
+	return e.c, true
+}
+
+// storeAnswers ends an outage during which tokens were accepted on the
+// store's earlier word (logged once).
+func (a *Authenticator) storeAnswers() {
+	if a.stale.Load() && a.stale.CompareAndSwap(true, false) {
+		a.opts.Logger.Info("auth: the store answers again; tokens are checked against it",
+			"accepted_on_earlier_word", a.staleUsed.Swap(0))
+	}
 }
 
 // forget empties the bearer token cache (a credential ended here).
 func (a *Authenticator) forget() {
 	a.cacheMu.Lock()
+	a.forgets++
 	clear(a.cache)
 	a.cacheMu.Unlock()
 }
@@ -705,7 +834,7 @@ func (a *Authenticator) Login(w http.ResponseWriter, r *http.Request, tok string
 func (a *Authenticator) Logout(w http.ResponseWriter, r *http.Request) {
 	if c, err := r.Cookie(SessionCookie); err == nil && c.Value != "" {
 		_ = a.opts.Store.DeleteSession(r.Context(), HashToken(c.Value))
-		a.credentialsEnded()
+		a.credentialsEnded(false)
 	}
 	if c, ok := CallerFrom(r.Context()); ok {
 		_ = a.opts.Store.AppendAudit(r.Context(), a.opts.Now(), "logout", "", map[string]string{"token_id": c.TokenID, "name": c.Name})

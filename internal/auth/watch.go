@@ -106,7 +106,7 @@ func (a *Authenticator) RevokeToken(ctx context.Context, id, by string) error {
 	if err := rv.RevokeToken(ctx, id, by, a.opts.Now()); err != nil {
 		return err
 	}
-	a.credentialsEnded()
+	a.credentialsEnded(true)
 	return nil
 }
 
@@ -122,10 +122,13 @@ func (a *Authenticator) endedSignal() <-chan struct{} {
 	return a.ended
 }
 
-// credentialsEnded forgets the cached bearer tokens and wakes every
-// Watch.
-func (a *Authenticator) credentialsEnded() {
-	a.forget()
+// credentialsEnded wakes every Watch and, when a token ended (not only a
+// session, which is never cached), forgets the cached bearer tokens —
+// their believed window and their stale grace alike.
+func (a *Authenticator) credentialsEnded(tokenEnded bool) {
+	if tokenEnded {
+		a.forget()
+	}
 	a.mu.Lock()
 	close(a.ended)
 	a.ended = make(chan struct{})
