@@ -64,6 +64,12 @@ type Stored struct {
 	// NotAfter: lines dated after it were rejected (Options.MaxFuture)
 	// and must be skipped when the body is read again; zero → no limit.
 	NotAfter time.Time
+	// Events are the body's accepted events as validation decoded them,
+	// in order (their Input is the request's index, not the spool's), or
+	// nil. They are what reading Body again in Format would give, lines
+	// after NotAfter left out: the spool may hand them to its consumer
+	// instead of decoding the body a second time. Spool takes ownership.
+	Events []event.Event
 }
 
 // MaxIdempotencyKey is the longest accepted Idempotency-Key header.
@@ -457,9 +463,14 @@ func (s *Server) ingest(w http.ResponseWriter, r *http.Request) int {
 	}
 	res := IngestResult{Errors: []LineError{}}
 	// Without a spool the decoded events are what is ingested; with one,
-	// only the body is stored (the consumer decodes it again), so the
-	// events are validated and counted, not kept.
+	// the body is stored and the events go with it (Stored.Events), so
+	// that its consumer need not decode the body again.
 	var evs []event.Event
+	if raw != nil {
+		// A capacity hint from the line count, bounded: a body of empty
+		// lines must not reserve an event for each.
+		evs = make([]event.Event, 0, min(bytes.Count(raw, []byte{'\n'})+1, 4096))
+	}
 	accepted := 0
 	var ev event.Event
 	rejects := map[string]int{}
@@ -476,9 +487,7 @@ func (s *Server) ingest(w http.ResponseWriter, r *http.Request) int {
 		}
 		if err == nil {
 			accepted++
-			if s.opts.Spool == nil {
-				evs = append(evs, ev)
-			}
+			evs = append(evs, ev)
 			continue
 		}
 		var le *decode.LineError
@@ -509,7 +518,7 @@ func (s *Server) ingest(w http.ResponseWriter, r *http.Request) int {
 			if c, ok := auth.CallerFrom(r.Context()); ok {
 				scope = c.TokenID
 			}
-			_, err = s.opts.Spool(r.Context(), Stored{Scope: scope, Key: key, Format: stored, Body: raw, NotAfter: latest})
+			_, err = s.opts.Spool(r.Context(), Stored{Scope: scope, Key: key, Format: stored, Body: raw, NotAfter: latest, Events: evs})
 		} else {
 			err = s.opts.Ingest(evs)
 		}

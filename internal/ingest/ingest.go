@@ -240,6 +240,12 @@ type Options struct {
 	// token); past it the scope's oldest keys are forgotten before their
 	// TTL (0 → DefaultMaxKeysPerScope).
 	MaxKeysPerScope int
+	// HandOffEvents bounds how many decoded events (api.Stored.Events)
+	// are held for the consumer, about 1.3 KB each: a record stored with
+	// its events is fed from them rather than decoded again, while no
+	// more than this many wait (0 → DefaultHandOffEvents, < 0 → none;
+	// past it records are decoded from the spool as after a restart).
+	HandOffEvents int
 	// Now is the clock of acceptance times and key expiry (nil →
 	// time.Now).
 	Now        func() time.Time
@@ -269,6 +275,25 @@ type Ingester struct {
 	// when it last asked for a checkpoint.
 	lastMark       time.Time
 	lastCheckpoint time.Time
+	// handMu guards handed and handEvents: the decoded events of records
+	// stored since start-up and not yet consumed, by offset (handOff).
+	handMu     sync.Mutex
+	handed     map[uint64]*handOff
+	handEvents int
+}
+
+// DefaultHandOffEvents is Options.HandOffEvents when it is 0: about
+// 65 MB of decoded events at most.
+const DefaultHandOffEvents = 50_000
+
+// handOff is a stored request's decoded events, waiting for the consumer
+// (Options.HandOffEvents). Every append through store sets or clears the
+// entry of the offset it is given, under the spool's lock and before the
+// record can be read, so the entry the consumer takes for an offset is
+// always that of the record stored there: one whose append failed (its
+// offset then given again) is replaced or cleared.
+type handOff struct {
+	evs []event.Event
 }
 
 // Open opens (or recovers) the spool and reads the idempotency keys of
@@ -297,7 +322,11 @@ func Open(opts Options) (*Ingester, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	in := &Ingester{sp: sp, opts: opts, log: opts.Logger, keys: newKeyTable(opts.IdempotencyTTL, opts.MaxKeysPerScope), tailEnd: map[string]int64{}}
+	if opts.HandOffEvents == 0 {
+		opts.HandOffEvents = DefaultHandOffEvents
+	}
+	in := &Ingester{sp: sp, opts: opts, log: opts.Logger, keys: newKeyTable(opts.IdempotencyTTL, opts.MaxKeysPerScope), tailEnd: map[string]int64{},
+		handed: map[uint64]*handOff{}}
 	st := sp.Stats()
 	in.first, in.resumed = st.FirstOffset, st.NextOffset
 	if opts.RestoredThrough >= st.NextOffset && opts.RestoredThrough > 0 {
@@ -659,8 +688,36 @@ func (in *Ingester) store(ctx context.Context, req api.Stored, hash [sha256.Size
 		return time.Time{}, err
 	}
 	accepted := in.opts.Now()
-	_, last, err := in.sp.Append(ctx, encodeSpoolRecord(spoolRecord{Accepted: accepted, NotAfter: req.NotAfter,
+	var h *handOff
+	if n := len(req.Events); n > 0 && n <= in.opts.HandOffEvents {
+		h = &handOff{evs: req.Events}
+	}
+	var off uint64
+	assigned := func(first uint64) { // under the spool's lock
+		off = first
+		in.handMu.Lock()
+		if old := in.handed[first]; old != nil { // an append that failed
+			delete(in.handed, first)
+			in.handEvents -= len(old.evs)
+		}
+		if h != nil && in.handEvents+len(h.evs) <= in.opts.HandOffEvents {
+			in.handed[first] = h
+			in.handEvents += len(h.evs)
+		}
+		in.handMu.Unlock()
+	}
+	_, last, err := in.sp.AppendAssigned(ctx, assigned, encodeSpoolRecord(spoolRecord{Accepted: accepted, NotAfter: req.NotAfter,
 		Scope: req.Scope, Key: req.Key, Hash: hash, Format: req.Format, Body: req.Body}))
+	if err != nil && h != nil {
+		// Not acknowledged. Should the record become durable after all
+		// (ctx ended first), the consumer decodes it from the spool.
+		in.handMu.Lock()
+		if in.handed[off] == h {
+			delete(in.handed, off)
+			in.handEvents -= len(h.evs)
+		}
+		in.handMu.Unlock()
+	}
 	switch {
 	case errors.Is(err, spool.ErrFull):
 		return time.Time{}, fmt.Errorf("%w: %w", api.ErrBusy, err)
@@ -804,8 +861,14 @@ func (in *Ingester) Run(ctx context.Context, p Pipeline) error {
 		if err != nil {
 			return fmt.Errorf("spool: record %d: %w", off, err)
 		}
+		h := in.takeHandOff(off)
 		if r.Key == "" || !seen.note(idemKey{r.Scope, r.Key}, r.Hash, r.Accepted) {
-			if err := in.feed(ctx, p, off, r); err != nil {
+			if h != nil {
+				err = in.feedDecoded(ctx, p, off, r, h.evs)
+			} else {
+				err = in.feed(ctx, p, off, r)
+			}
+			if err != nil {
 				if ctx.Err() != nil {
 					return nil
 				}
@@ -888,6 +951,47 @@ func (in *Ingester) next(ctx context.Context, p Pipeline, rd *spool.Reader, last
 		}
 		in.retain(last, st)
 	}
+}
+
+// takeHandOff removes and returns the decoded events stored with the
+// record at off, or nil.
+func (in *Ingester) takeHandOff(off uint64) *handOff {
+	in.handMu.Lock()
+	defer in.handMu.Unlock()
+	h := in.handed[off]
+	if h != nil {
+		delete(in.handed, off)
+		in.handEvents -= len(h.evs)
+	}
+	return h
+}
+
+// feedDecoded submits the events decoded when the record at off was
+// accepted (handOff) in batches, as feed would after decoding its body:
+// lines after r.NotAfter were left out then, and the input index is off.
+// It is only given records stored since start-up, so none is Restored.
+func (in *Ingester) feedDecoded(ctx context.Context, p Pipeline, off uint64, r spoolRecord, evs []event.Event) error {
+	drill := r.Scope == DrillScope
+	for len(evs) > 0 {
+		batch := p.NewBatch()
+		n := min(len(evs), max(cap(batch)-len(batch), 1))
+		batch = append(batch, evs[:n]...)
+		for i := len(batch) - n; i < len(batch); i++ {
+			batch[i].Input = uint32(off)
+			batch[i].Restored = off <= in.opts.RestoredThrough
+			batch[i].Drill = drill
+		}
+		evs = evs[n:]
+		if err := in.submit(ctx, p, r, batch); err != nil {
+			return err
+		}
+	}
+	if drill {
+		if e, ok := p.(originEnder); ok {
+			return e.EndOrigin(ctx, Origin(r.Scope, r.Key))
+		}
+	}
+	return nil
 }
 
 // feed decodes one stored body and submits its events in batches.

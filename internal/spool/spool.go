@@ -385,6 +385,16 @@ func (s *Spool) syncDir() error {
 // and the records may or may not become durable (like any timed-out
 // request): they were not acknowledged, and a retry may store them twice.
 func (s *Spool) Append(ctx context.Context, recs ...[]byte) (first, last uint64, err error) {
+	return s.AppendAssigned(ctx, nil, recs...)
+}
+
+// AppendAssigned is Append that first calls assigned (when not nil) with
+// the offset the first of recs is given, once the offsets are assigned and
+// before any of the records can be read (Reader.Next). assigned runs under
+// the spool's lock, in the order offsets are assigned: it must be quick and
+// must not call the Spool. When the Append then fails, the same offsets may
+// be assigned again to later records (and assigned called again for them).
+func (s *Spool) AppendAssigned(ctx context.Context, assigned func(first uint64), recs ...[]byte) (first, last uint64, err error) {
 	if len(recs) == 0 {
 		return 0, 0, errors.New("spool: append of no records")
 	}
@@ -415,6 +425,9 @@ func (s *Spool) Append(ctx context.Context, recs ...[]byte) (first, last uint64,
 	}
 	req.first = s.next
 	s.next += req.n
+	if assigned != nil {
+		assigned(req.first)
+	}
 	s.reserved += int64(size)
 	s.pending = append(s.pending, req)
 	s.mu.Unlock()
