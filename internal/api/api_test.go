@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"os"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -533,6 +534,17 @@ func TestIngestMaxFuture(t *testing.T) {
 	resp.Body.Close()
 	if !stored.NotAfter.Equal(now.Add(time.Hour)) {
 		t.Errorf("stored cut-off %v", stored.NotAfter)
+	}
+	// The events handed with the body are those ingested without a
+	// spool: the accepted ones (input indexes aside).
+	for i := range got {
+		got[i].Input = 0
+	}
+	for i := range stored.Events {
+		stored.Events[i].Input = 0
+	}
+	if !reflect.DeepEqual(stored.Events, got) {
+		t.Errorf("events stored with the body:\n%+v\nwant\n%+v", stored.Events, got)
 	}
 }
 

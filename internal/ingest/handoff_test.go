@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"reflect"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -20,7 +22,7 @@ import (
 
 // decodeLikeAPI decodes body as the API's validation does (input index
 // 7, lines after notAfter rejected): the events it hands to the spool.
-func decodeLikeAPI(t *testing.T, body []byte, notAfter time.Time) []event.Event {
+func decodeLikeAPI(t testing.TB, body []byte, notAfter time.Time) []event.Event {
 	t.Helper()
 	rd, err := defaultInputs.Open("ecs", bytes.NewReader(body), 7)
 	if err != nil {
@@ -199,5 +201,76 @@ func TestHandOffOfFailedAppendDropped(t *testing.T) {
 	p := consume(t, in, 1)
 	if got := p.events[0].ID; got != "e-2" {
 		t.Errorf("the consumer was fed event %q, want e-2 (the record stored)", got)
+	}
+}
+
+// countingPipeline counts what the consumer hands it, and closes full once
+// it has been handed want events.
+type countingPipeline struct {
+	n    int64
+	want int64
+	full chan struct{}
+}
+
+func (p *countingPipeline) NewBatch() []event.Event { return make([]event.Event, 0, 512) }
+func (p *countingPipeline) SubmitFrom(_ context.Context, _ string, _ time.Time, evs []event.Event) error {
+	if p.n += int64(len(evs)); p.n == p.want {
+		close(p.full)
+	}
+	return nil
+}
+func (p *countingPipeline) Mark(context.Context, uint64) error       { return nil }
+func (p *countingPipeline) Checkpoint(context.Context, uint64) error { return nil }
+
+// BenchmarkConsume is the spool consumer's cost per event (ns/event) for
+// requests of about 1,000 contract events: decoding each stored body
+// ("decode", as after a restart) or feeding the events the API decoded
+// when it validated the request ("hand-off"). The appends are not timed.
+func BenchmarkConsume(b *testing.B) {
+	line, err := os.ReadFile("../../testdata/contract-events.ndjson")
+	if err != nil {
+		b.Fatal(err)
+	}
+	var body []byte
+	for bytes.Count(body, []byte("\n")) < 1000 {
+		body = append(body, line...)
+	}
+	n := bytes.Count(body, []byte("\n"))
+	for _, handOff := range []bool{false, true} {
+		name := map[bool]string{false: "decode", true: "hand-off"}[handOff]
+		b.Run(name, func(b *testing.B) {
+			const perRound = 20
+			evs := decodeLikeAPI(b, body, time.Time{})
+			b.ReportAllocs()
+			b.SetBytes(int64(perRound * len(body)))
+			for b.Loop() {
+				b.StopTimer()
+				in, err := Open(Options{Spool: spool.Options{Dir: b.TempDir(), NoSync: true}})
+				if err != nil {
+					b.Fatal(err)
+				}
+				for range perRound {
+					req := api.Stored{Body: body}
+					if handOff {
+						req.Events = slices.Clone(evs)
+					}
+					if _, err := in.Append(b.Context(), req); err != nil {
+						b.Fatal(err)
+					}
+				}
+				p := &countingPipeline{want: int64(perRound * len(evs)), full: make(chan struct{})}
+				ctx, cancel := context.WithCancel(b.Context())
+				done := make(chan error, 1)
+				b.StartTimer()
+				go func() { done <- in.Run(ctx, p) }()
+				<-p.full
+				b.StopTimer()
+				cancel()
+				<-done
+				in.Close()
+				b.StartTimer()
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*perRound*n), "ns/event")
+		})
 	}
 }

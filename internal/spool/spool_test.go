@@ -564,3 +564,65 @@ func TestAppendContextCancelled(t *testing.T) {
 		t.Fatal("Append of nothing succeeded")
 	}
 }
+
+// AppendAssigned names each call's first offset — the one Append returns —
+// before a Reader can return any of its records, also with concurrent
+// appends sharing commits.
+func TestAppendAssigned(t *testing.T) {
+	s := openT(t, Options{Dir: t.TempDir(), SegmentBytes: 256, NoSync: true})
+	r, err := s.Reader(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	const writers, each = 4, 50
+	var mu sync.Mutex
+	named := map[uint64]string{} // offset → record, as assigned said
+	readErr := make(chan error, 1)
+	go func() {
+		for range writers * each * 2 {
+			off, data, err := r.Next(context.Background())
+			if err != nil {
+				readErr <- err
+				return
+			}
+			mu.Lock()
+			rec, ok := named[off]
+			if !ok && off%2 == 0 { // second of a pair: named by its first
+				rec, ok = named[off-1]
+				rec += "b"
+			}
+			mu.Unlock()
+			if !ok || rec != string(data) {
+				readErr <- fmt.Errorf("record %d %q read, assigned named %q (%v)", off, data, rec, ok)
+				return
+			}
+		}
+		readErr <- nil
+	}()
+	var wg sync.WaitGroup
+	for w := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range each {
+				rec := fmt.Sprintf("%d-%d", w, i)
+				var got uint64
+				first, last, err := s.AppendAssigned(context.Background(), func(first uint64) {
+					got = first
+					mu.Lock()
+					named[first] = rec
+					mu.Unlock()
+				}, []byte(rec), []byte(rec+"b"))
+				if err != nil || got != first || last != first+1 {
+					t.Errorf("AppendAssigned: first %d last %d err %v, assigned %d", first, last, err, got)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if err := <-readErr; err != nil {
+		t.Fatal(err)
+	}
+}
