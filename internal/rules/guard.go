@@ -185,7 +185,21 @@ func exactGuard(e ast.Expr) bool {
 
 // extractGuard builds the guard of a checked condition (nil when nothing
 // in it can be decided in Go).
-func extractGuard(e ast.Expr) *guard {
+func extractGuard(e ast.Expr) *guard { return extractGuardIn(e, nil) }
+
+// extractGuardIn is extractGuard inside the variables bound by the
+// enclosing cel.bind calls (bound): a name rooted at one of them is that
+// variable, not a contract field, and nothing is decided on it.
+//
+// cel.bind(v, init, body) has body's value, so whatever body requires
+// the whole requires: its guard is body's, with v bound. (The macro
+// expands to a comprehension over an empty list whose accumulator is v,
+// initialised to init, and whose result is body; an error in init can
+// only make the whole not match.)
+func extractGuardIn(e ast.Expr, bound []string) *guard {
+	if body, v, ok := bindBody(e); ok {
+		return extractGuardIn(body, append(bound[:len(bound):len(bound)], v))
+	}
 	if e.Kind() == ast.CallKind {
 		call := e.AsCall()
 		switch call.FunctionName() {
@@ -194,7 +208,7 @@ func extractGuard(e ast.Expr) *guard {
 			// still hold.
 			var kids []*guard
 			for _, a := range call.Args() {
-				if k := extractGuard(a); k != nil {
+				if k := extractGuardIn(a, bound); k != nil {
 					kids = append(kids, k)
 				}
 			}
@@ -203,7 +217,7 @@ func extractGuard(e ast.Expr) *guard {
 			// A disjunction is decidable only when every part is.
 			var kids []*guard
 			for _, a := range call.Args() {
-				k := extractGuard(a)
+				k := extractGuardIn(a, bound)
 				if k == nil {
 					return nil
 				}
@@ -212,10 +226,46 @@ func extractGuard(e ast.Expr) *guard {
 			return combine(gOr, kids)
 		}
 	}
+	if len(bound) > 0 && readsAny(e, bound) {
+		return nil
+	}
 	if t, ok := simpleTest(e); ok {
 		return &guard{op: gTest, test: t}
 	}
 	return nil
+}
+
+// bindBody recognises the expansion of cel.bind(v, init, body) — a
+// comprehension over an empty list literal, accumulator v, loop condition
+// false, step v — and returns body and v.
+func bindBody(e ast.Expr) (ast.Expr, string, bool) {
+	if e.Kind() != ast.ComprehensionKind {
+		return nil, "", false
+	}
+	c := e.AsComprehension()
+	r := c.IterRange()
+	if r.Kind() != ast.ListKind || r.AsList().Size() != 0 {
+		return nil, "", false
+	}
+	if cond := c.LoopCondition(); cond.Kind() != ast.LiteralKind || cond.AsLiteral() != types.False {
+		return nil, "", false
+	}
+	if st := c.LoopStep(); st.Kind() != ast.IdentKind || st.AsIdent() != c.AccuVar() {
+		return nil, "", false
+	}
+	return c.Result(), c.AccuVar(), true
+}
+
+// readsAny reports whether e mentions an identifier named in names (an
+// identifier, or the root of a field selection, anywhere in e).
+func readsAny(e ast.Expr, names []string) bool {
+	found := false
+	ast.PostOrderVisit(e, ast.NewExprVisitor(func(x ast.Expr) {
+		if x.Kind() == ast.IdentKind && slices.Contains(names, x.AsIdent()) {
+			found = true
+		}
+	}))
+	return found
 }
 
 func combine(op guardOp, kids []*guard) *guard {

@@ -36,6 +36,16 @@ func TestGuardIsSound(t *testing.T) {
 		{`user.id == "" && event.outcome != "success"`, 2, true},
 		{`user_agent.original.lowerAscii().contains("curl") || user_agent.original.lowerAscii().startsWith("mozilla/") || url.path.lowerAscii().endsWith("/x")`, 3, true},
 		{`!user_agent.original.lowerAscii().contains("CURL") && user_agent.original.lowerAscii().contains("é")`, 1, false},
+		// cel.bind: its body's tests on fields hold for the whole; a test
+		// on the bound variable decides nothing.
+		{`user.id.startsWith("m:") && cel.bind(me, user.id.substring(2), (records.type == "customer" && records.ids.exists(id, id != me)) || (records.type == "address" && cel.bind(mine, "a:" + me + ":", records.ids.exists(id, !id.startsWith(mine)))))`, 3, false},
+		{`cel.bind(x, user.id, x == "m:1" && event.dataset == "gateway.access")`, 1, false},
+		{`cel.bind(x, user.id, x == "m:1" || event.dataset == "gateway.access")`, 0, false},
+		{`cel.bind(x, records.type, cel.bind(y, x + "s", y == "customers" && records.type == "customer"))`, 1, false},
+		// A bound name shadows a field of that name: user.id below is the
+		// bound map's, not the event's.
+		{`cel.bind(user, {"id": "m:1"}, user.id == "m:1") && event.dataset == "auth.login"`, 1, false},
+		{`cel.bind(records, {"type": "x"}, records.type == "x" || event.action == "export")`, 0, false},
 	}
 	events := []event.Event{
 		{},
