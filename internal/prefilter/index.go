@@ -2,6 +2,9 @@ package prefilter
 
 import (
 	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
 
 	"github.com/haechi-sec/haechi/internal/event"
 )
@@ -21,7 +24,20 @@ type Index struct {
 	always   bool // every rule is a candidate (no rule states a requirement)
 	// clauseRule[c] is the rule clause c belongs to.
 	clauseRule []int32
+	// gate, when not nil, holds for every rule the literals of a clause
+	// on event.dataset alone (folded): an event whose dataset contains
+	// none of them is no rule's candidate (AdmitsDataset). Nil when some
+	// rule states no such clause.
+	gate []string
+	// admitted caches AdmitsDataset by dataset, up to maxGateCache values.
+	admitted sync.Map // string → bool
+	ncached  atomic.Int32
 }
+
+// maxGateCache bounds the datasets whose AdmitsDataset is cached: an
+// event's dataset comes from its sender, and a stream of made-up values
+// must not grow the cache.
+const maxGateCache = 1024
 
 // rule is one rule's clauses, by id.
 type rule struct {
@@ -109,6 +125,7 @@ func NewIndex(reqs []Req) *Index {
 		}
 		ix.rules = append(ix.rules, r)
 	}
+	ix.gate = datasetGate(reqs)
 	for _, f := range ix.fields {
 		if len(f.lits) > 0 {
 			f.ac = newAutomaton(f.lits, f.litClauses)
@@ -241,4 +258,57 @@ func (ix *Index) Stats() Stats {
 		}
 	}
 	return st
+}
+
+// datasetGate returns the folded literals of one clause per requirement
+// that tests event.dataset alone, or nil when some requirement has no
+// such clause (or there are none).
+func datasetGate(reqs []Req) []string {
+	var lits []string
+	for _, req := range reqs {
+		found := false
+		for _, c := range req {
+			if len(c) == 0 || !slices.ContainsFunc(c, func(a Atom) bool { return a.Field == datasetField && a.Text != nil }) ||
+				slices.ContainsFunc(c, func(a Atom) bool { return a.Field != datasetField || a.Text == nil }) {
+				continue
+			}
+			for _, a := range c {
+				lit := string(Fold(nil, a.Lit))
+				if !slices.Contains(lits, lit) {
+					lits = append(lits, lit)
+				}
+			}
+			found = true
+			break
+		}
+		if !found {
+			return nil
+		}
+	}
+	return lits
+}
+
+const datasetField = "event.dataset"
+
+// AdmitsDataset reports whether an event whose event.dataset is ds can be
+// a candidate of any rule: false only when every rule requires the
+// dataset to contain (case-insensitively) a literal ds does not. A router
+// asks it before handing an event to the rules at all, so an event of a
+// dataset no rule reads costs a cached look-up instead of a Candidates
+// pass. Like Candidates, it is necessary, never sufficient.
+func (ix *Index) AdmitsDataset(ds string) bool {
+	if ix == nil || ix.gate == nil {
+		return true
+	}
+	if v, ok := ix.admitted.Load(ds); ok {
+		return v.(bool)
+	}
+	folded := string(Fold(nil, ds))
+	ok := slices.ContainsFunc(ix.gate, func(lit string) bool { return strings.Contains(folded, lit) })
+	if ix.ncached.Load() < maxGateCache {
+		if _, loaded := ix.admitted.LoadOrStore(strings.Clone(ds), ok); !loaded {
+			ix.ncached.Add(1)
+		}
+	}
+	return ok
 }

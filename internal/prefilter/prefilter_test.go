@@ -2,6 +2,7 @@ package prefilter
 
 import (
 	"math/rand/v2"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -217,5 +218,70 @@ func TestAndOr(t *testing.T) {
 	}
 	if _, ok := Contains("f", func(*event.Event) string { return "" }, "a\ufffd"); ok {
 		t.Error("a literal with U+FFFD is an atom")
+	}
+}
+
+// AdmitsDataset lets through every dataset some rule may read: each rule
+// must state a clause on event.dataset alone, and a dataset admitted is
+// one that contains (folded) a literal of such a clause.
+func TestAdmitsDataset(t *testing.T) {
+	ds := func(e *event.Event) string { return e.Dataset }
+	ua := func(e *event.Event) string { return e.UserAgent }
+	atom := func(a Atom, ok bool) Atom {
+		if !ok {
+			t.Fatal("no atom")
+		}
+		return a
+	}
+	dsIs := func(lits ...string) Clause {
+		var c Clause
+		for _, l := range lits {
+			c = append(c, atom(Contains("event.dataset", ds, l)))
+		}
+		return c
+	}
+	uaHas := Of(atom(Contains("user_agent.original", ua, "curl")))
+	for _, tc := range []struct {
+		name  string
+		reqs  []Req
+		admit map[string]bool
+	}{
+		{"every rule names datasets", []Req{
+			And(Of(dsIs("gateway.access")...), uaHas),
+			Of(dsIs("auth.login", "auth.token")...),
+		}, map[string]bool{"gateway.access": true, "GATEWAY.Access": true, "auth.token": true, "x.auth.login.y": true, "keys.inventory": false, "": false, "gateway": false}},
+		{"a rule without a requirement", []Req{Of(dsIs("auth.login")...), nil},
+			map[string]bool{"auth.login": true, "keys.inventory": true, "": true}},
+		{"a rule whose only dataset clause is mixed with another field", []Req{
+			Of(dsIs("auth.login")...), Of(append(dsIs("auth.token"), atom(Contains("user_agent.original", ua, "curl")))...),
+		}, map[string]bool{"keys.inventory": true}},
+		{"no rules", nil, map[string]bool{"anything": true}},
+	} {
+		ix := NewIndex(tc.reqs)
+		for range 2 { // computed, then cached
+			for d, want := range tc.admit {
+				if got := ix.AdmitsDataset(d); got != want {
+					t.Errorf("%s: AdmitsDataset(%q) = %v, want %v", tc.name, d, got, want)
+				}
+			}
+		}
+	}
+	var nilIx *Index
+	if !nilIx.AdmitsDataset("x") {
+		t.Error("a nil Index admits nothing")
+	}
+	// Made-up datasets do not grow the cache past its bound, and are still
+	// answered.
+	ix := NewIndex([]Req{Of(dsIs("auth.login")...)})
+	for i := range maxGateCache + 100 {
+		if ix.AdmitsDataset("made.up." + strings.Repeat("x", i%7) + string(rune('a'+i%26)) + strconv.Itoa(i)) {
+			t.Fatal("a made-up dataset admitted")
+		}
+	}
+	if n := ix.ncached.Load(); n > maxGateCache {
+		t.Errorf("%d datasets cached, bound %d", n, maxGateCache)
+	}
+	if !ix.AdmitsDataset("auth.login") {
+		t.Error("auth.login not admitted once the cache is full")
 	}
 }

@@ -59,10 +59,17 @@ var detectorNames = func() (out [len(entityKinds)]string) {
 }()
 
 // Key implements engine.Detector: the event's entity of this detector's
-// kind, when the running set has rules of that kind.
+// kind, when the running set has rules of that kind that may read the
+// event's dataset.
 func (d *detector) Key(ev *event.Event) (event.EntityKey, bool) {
 	v := d.h.v.Load()
 	if v == nil || len(v.byKind[d.kind]) == 0 {
+		return event.EntityKey{}, false
+	}
+	// An event of a dataset none of these rules reads is not handed to
+	// them at all (the Index's dataset gate; a rule stating no dataset
+	// keeps every event).
+	if !v.index[d.kind].AdmitsDataset(ev.Dataset) {
 		return event.EntityKey{}, false
 	}
 	id := entityID(d.kind, ev, d.names)

@@ -303,6 +303,9 @@ func TestDispatchProperty(t *testing.T) {
 				if !slices.Contains(cands, ri) {
 					t.Fatalf("rule %s matches event %d (%s %s %q), but dispatch leaves it out", r.ID, i, ev.Dataset, ev.Action, ev.UserAgent)
 				}
+				if !ix.AdmitsDataset(ev.Dataset) {
+					t.Fatalf("rule %s matches event %d, but its dataset %q is not admitted", r.ID, i, ev.Dataset)
+				}
 			}
 		}
 	}
