@@ -426,7 +426,8 @@ func (c *compiler) compile(src string) (*celCondition, []celIssue) {
 		tracked = false
 	}
 	cc := &celCondition{src: src, ast: parsed, c: c, lists: c.lists, tracked: tracked,
-		guard: extractGuard(parsed.NativeRep().Expr()), exact: exactGuard(parsed.NativeRep().Expr())}
+		guard: extractGuard(parsed.NativeRep().Expr()), exact: exactGuard(parsed.NativeRep().Expr()),
+		nat: compileNative(parsed.NativeRep().Expr())}
 	if tracked {
 		// Most events are far smaller than the largest the decoder
 		// accepts: find the largest size bound under which the worst case
@@ -661,6 +662,9 @@ type celCondition struct {
 	// exact: the guard decides the whole condition (every part of it is a
 	// simple test), so an event that passes it matches without CEL.
 	exact bool
+	// nat, when set, evaluates the condition in Go (native.go) wherever
+	// the unaccounted program would run.
+	nat *native
 }
 
 var _ Condition = (*celCondition)(nil)
@@ -692,9 +696,9 @@ func (cc *celCondition) String() string { return cc.src }
 
 func (cc *celCondition) eval(a *activation) (bool, error) {
 	a.lists = cc.lists
-	prg := cc.prg
-	if cc.fast != nil && cc.listsSize <= cc.fastMax && a.size() <= cc.fastMax {
-		prg = cc.fast
+	prg, unaccounted := cc.program(a)
+	if cc.nat != nil && unaccounted {
+		return cc.nat.eval(a.ev, &a.nat)
 	}
 	out, _, err := prg.Eval(a)
 	if err != nil {
@@ -705,6 +709,16 @@ func (cc *celCondition) eval(a *activation) (bool, error) {
 		return false, fmt.Errorf("condition evaluated to %v, not a bool", out)
 	}
 	return bool(b), nil
+}
+
+// program returns the cel-go program for a's event, and whether it is
+// one without cost accounting (the condition's worst case is within
+// CostLimit, or the event is small enough that it is).
+func (cc *celCondition) program(a *activation) (cel.Program, bool) {
+	if cc.fast != nil && cc.listsSize <= cc.fastMax && a.size() <= cc.fastMax {
+		return cc.fast, true
+	}
+	return cc.prg, !cc.tracked
 }
 
 // withLists returns a copy of the condition reading other list values (for
@@ -737,6 +751,7 @@ type activation struct {
 	have  uint64  // bit i: vals[i] holds celFields[i] for ev
 	vals  [64]ref.Val
 	sized int // eventSize(ev)+1, 0 until computed
+	nat   nenv // native programs' variables
 }
 
 // size returns eventSize of the event, computed once per event.
