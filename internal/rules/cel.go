@@ -750,7 +750,7 @@ type activation struct {
 	self  ref.Val // eventRef{a}
 	have  uint64  // bit i: vals[i] holds celFields[i] for ev
 	vals  [64]ref.Val
-	sized int // eventSize(ev)+1, 0 until computed
+	sized int  // eventSize(ev)+1, 0 until computed
 	nat   nenv // native programs' variables
 }
 
