@@ -39,6 +39,13 @@ type Index struct {
 // must not grow the cache.
 const maxGateCache = 1024
 
+// maxGateKey bounds the length of a dataset AdmitsDataset caches: a
+// dataset is as long as its sender makes it (up to a line, 1 MiB), and
+// maxGateCache of those would hold a GiB until the next reload. Real
+// datasets ("gateway.access") are far shorter; a longer one is answered
+// without the cache.
+const maxGateKey = 256
+
 // rule is one rule's clauses, by id.
 type rule struct {
 	clauses []int32
@@ -300,12 +307,15 @@ func (ix *Index) AdmitsDataset(ds string) bool {
 	if ix == nil || ix.gate == nil {
 		return true
 	}
-	if v, ok := ix.admitted.Load(ds); ok {
-		return v.(bool)
+	cacheable := len(ds) <= maxGateKey
+	if cacheable {
+		if v, ok := ix.admitted.Load(ds); ok {
+			return v.(bool)
+		}
 	}
 	folded := string(Fold(nil, ds))
 	ok := slices.ContainsFunc(ix.gate, func(lit string) bool { return strings.Contains(folded, lit) })
-	if ix.ncached.Load() < maxGateCache {
+	if cacheable && ix.ncached.Load() < maxGateCache {
 		if _, loaded := ix.admitted.LoadOrStore(strings.Clone(ds), ok); !loaded {
 			ix.ncached.Add(1)
 		}

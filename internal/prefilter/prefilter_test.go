@@ -284,4 +284,29 @@ func TestAdmitsDataset(t *testing.T) {
 	if !ix.AdmitsDataset("auth.login") {
 		t.Error("auth.login not admitted once the cache is full")
 	}
+	// A sender's made-up datasets may be as long as a line (1 MiB): the
+	// cache must not keep them, or 1,024 of them hold a GiB per Index
+	// until the next reload.
+	ix = NewIndex([]Req{Of(dsIs("auth.login")...)})
+	long := strings.Repeat("y", 64<<10)
+	for i := range 64 {
+		d := strconv.Itoa(i) + long
+		if ix.AdmitsDataset(d) {
+			t.Fatal("a made-up dataset admitted")
+		}
+	}
+	if !ix.AdmitsDataset(long + "auth.login") {
+		t.Error("a long dataset holding auth.login not admitted")
+	}
+	held := 0
+	ix.admitted.Range(func(k, _ any) bool {
+		held += len(k.(string))
+		return true
+	})
+	if held > maxGateCache*maxGateKey {
+		t.Errorf("the cache holds %d bytes of datasets, over %d", held, maxGateCache*maxGateKey)
+	}
+	if held > 0 {
+		t.Errorf("datasets longer than %d bytes cached (%d bytes)", maxGateKey, held)
+	}
 }
