@@ -194,8 +194,9 @@ func extractGuard(e ast.Expr) *guard { return extractGuardIn(e, nil) }
 // cel.bind(v, init, body) has body's value, so whatever body requires
 // the whole requires: its guard is body's, with v bound. (The macro
 // expands to a comprehension over an empty list whose accumulator is v,
-// initialised to init, and whose result is body; an error in init can
-// only make the whole not match.)
+// initialised to init when body first reads it, and whose result is
+// body: an error in init can only make body, and so the whole, not
+// match.)
 func extractGuardIn(e ast.Expr, bound []string) *guard {
 	if body, v, ok := bindBody(e); ok {
 		return extractGuardIn(body, append(bound[:len(bound):len(bound)], v))

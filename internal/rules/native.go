@@ -28,9 +28,12 @@ import (
 // is false and || true when either side is true, whatever the other side
 // evaluated to (an error too); exists is true when some element's
 // predicate is, else an error when one was, else false (all likewise);
-// every other operation passes an error on. The only operation that can
-// fail here is substring out of range. TestNativeDifferential and
-// FuzzNativeDifferential hold every verdict and error to cel-go's.
+// a cel.bind variable's initialiser is evaluated when the variable is
+// first read, not before (cel-go initialises the accumulator lazily, so
+// an initialiser that fails where the body does not read it is no
+// error); every other operation passes an error on. The only operation
+// that can fail here is substring out of range. TestNativeDifferential
+// and FuzzNativeDifferential hold every verdict and error to cel-go's.
 //
 // A native program does no cost accounting, so it is used only where the
 // unaccounted program would be (celCondition.eval): for conditions whose
@@ -41,13 +44,17 @@ type native struct {
 }
 
 // nenv is a native program's state while it evaluates one event: the
-// event and the bound variables' values.
+// event, the bound variables' values, and for each cel.bind variable
+// whether its initialiser has run in the current evaluation of its body
+// (inited) and the error it gave (errs).
 type nenv struct {
-	ev    *event.Event
-	strs  []string
-	lists [][]string
-	ints  []int64
-	bools []bool
+	ev     *event.Event
+	strs   []string
+	lists  [][]string
+	ints   []int64
+	bools  []bool
+	inited []bool
+	errs   []error
 }
 
 type (
@@ -77,15 +84,19 @@ type nexpr struct {
 	l listFn
 }
 
-// nslots counts the bound variables of each kind (the sizes of nenv's
-// slices).
-type nslots struct{ strs, lists, ints, bools int }
+// nslots counts the bound variables of each kind, and the cel.bind
+// variables (the sizes of nenv's slices).
+type nslots struct{ strs, lists, ints, bools, binds int }
 
-// nvar is a bound variable: its kind and slot.
+// nvar is a bound variable: its kind and slot; for a cel.bind variable
+// also its initialiser and its index among the cel.bind variables (lazy;
+// -1 for an iteration variable).
 type nvar struct {
 	name string
 	k    nkind
 	slot int
+	lazy int
+	init nexpr
 }
 
 // nbuilder compiles one condition.
@@ -115,9 +126,12 @@ func (n *native) eval(ev *event.Event, env *nenv) (bool, error) {
 	env.lists = grow(env.lists, n.slots.lists)
 	env.ints = grow(env.ints, n.slots.ints)
 	env.bools = grow(env.bools, n.slots.bools)
+	env.inited = grow(env.inited, n.slots.binds)
+	env.errs = grow(env.errs, n.slots.binds)
 	ok, err := n.run(env)
 	env.ev = nil
 	clear(env.lists) // do not keep the event's lists
+	clear(env.errs)
 	return ok, err
 }
 
@@ -137,9 +151,9 @@ func (b *nbuilder) lookup(name string) (nvar, bool) {
 	return nvar{}, false
 }
 
-// bind declares a variable of kind k in scope and returns it.
+// bind declares an iteration variable of kind k in scope and returns it.
 func (b *nbuilder) bind(name string, k nkind) nvar {
-	v := nvar{name: name, k: k}
+	v := nvar{name: name, k: k, lazy: -1}
 	switch k {
 	case nStr:
 		v.slot = b.slots.strs
@@ -155,6 +169,16 @@ func (b *nbuilder) bind(name string, k nkind) nvar {
 		b.slots.bools++
 	}
 	b.scope = append(b.scope, v)
+	return v
+}
+
+// bindLazy declares a cel.bind variable initialised by init when first
+// read, and returns it.
+func (b *nbuilder) bindLazy(name string, init nexpr) nvar {
+	v := b.bind(name, init.k)
+	v.lazy, v.init = b.slots.binds, init
+	b.slots.binds++
+	b.scope[len(b.scope)-1] = v
 	return v
 }
 
@@ -197,6 +221,9 @@ func (b *nbuilder) name(e ast.Expr) (nexpr, error) {
 	if v, bound := b.lookup(root); bound {
 		if root != q { // a field of a bound value (a map): not supported
 			return nexpr{}, errUnsupported
+		}
+		if v.lazy >= 0 {
+			return lazyVar(v), nil
 		}
 		slot := v.slot
 		switch v.k {
@@ -375,6 +402,11 @@ func (b *nbuilder) call(e ast.Expr) (nexpr, error) {
 	case call.IsMemberFunction() && fn == "substring" && (is(nStr, nInt) || is(nStr, nInt, nInt)):
 		return substring(args), nil
 	case fn == "@in" && is(nStr, nList):
+		if r := call.Args()[1]; r.Kind() == ast.ListKind && r.AsList().Size() == 0 {
+			// cel-go's optimiser (OptOptimize) turns x in [] into false
+			// without evaluating x: an error in x is no error.
+			return boolExpr(func(*nenv) (bool, error) { return false, nil }), nil
+		}
 		x, l := args[0].s, args[1].l
 		return boolExpr(func(env *nenv) (bool, error) {
 			s, err := x(env)
@@ -527,13 +559,13 @@ func (b *nbuilder) comprehension(e ast.Expr) (nexpr, error) {
 		if err != nil {
 			return nexpr{}, err
 		}
-		bv := b.bind(v, init.k)
+		bv := b.bindLazy(v, init)
 		res, err := b.expr(body)
 		b.unbind()
 		if err != nil || res.k != nBool {
 			return nexpr{}, errUnsupported
 		}
-		return boolExpr(bindFn(bv, init, res.b)), nil
+		return boolExpr(bindFn(bv, res.b)), nil
 	}
 	exists, ok := quantifier(c)
 	if !ok {
@@ -575,48 +607,58 @@ func (b *nbuilder) comprehension(e ast.Expr) (nexpr, error) {
 	}), nil
 }
 
-// bindFn evaluates init into v's slot, then body. An error in init
-// becomes the whole's (CEL evaluates the accumulator's initialiser before
-// the result).
-func bindFn(v nvar, init nexpr, body boolFn) boolFn {
-	slot := v.slot
-	switch v.k {
-	case nStr:
-		return func(env *nenv) (bool, error) {
-			s, err := init.s(env)
-			if err != nil {
-				return false, err
-			}
-			env.strs[slot] = s
-			return body(env)
-		}
-	case nList:
-		return func(env *nenv) (bool, error) {
-			l, err := init.l(env)
-			if err != nil {
-				return false, err
-			}
-			env.lists[slot] = l
-			return body(env)
-		}
-	case nInt:
-		return func(env *nenv) (bool, error) {
-			n, err := init.i(env)
-			if err != nil {
-				return false, err
-			}
-			env.ints[slot] = n
-			return body(env)
-		}
-	}
+// bindFn evaluates body with v not yet initialised: as cel-go does, v's
+// initialiser runs when body first reads v (lazyVar), and not at all when
+// body does not, so an error in it is the whole's only where body reads v
+// and does not absorb the error.
+func bindFn(v nvar, body boolFn) boolFn {
+	lazy := v.lazy
 	return func(env *nenv) (bool, error) {
-		t, err := init.b(env)
-		if err != nil {
-			return false, err
-		}
-		env.bools[slot] = t
+		env.inited[lazy] = false
+		env.errs[lazy] = nil
 		return body(env)
 	}
+}
+
+// lazyVar compiles a read of the cel.bind variable v: the first read in
+// an evaluation of the bind's body runs v's initialiser (in the scope
+// outside the bind, whose variables keep their values while the body
+// runs) and keeps its value and error for the later reads.
+func lazyVar(v nvar) nexpr {
+	lazy, slot, init := v.lazy, v.slot, v.init
+	switch v.k {
+	case nStr:
+		return nexpr{k: nStr, s: func(env *nenv) (string, error) {
+			if !env.inited[lazy] {
+				env.inited[lazy] = true
+				env.strs[slot], env.errs[lazy] = init.s(env)
+			}
+			return env.strs[slot], env.errs[lazy]
+		}}
+	case nList:
+		return nexpr{k: nList, l: func(env *nenv) ([]string, error) {
+			if !env.inited[lazy] {
+				env.inited[lazy] = true
+				env.lists[slot], env.errs[lazy] = init.l(env)
+			}
+			return env.lists[slot], env.errs[lazy]
+		}}
+	case nInt:
+		return nexpr{k: nInt, i: func(env *nenv) (int64, error) {
+			if !env.inited[lazy] {
+				env.inited[lazy] = true
+				env.ints[slot], env.errs[lazy] = init.i(env)
+			}
+			return env.ints[slot], env.errs[lazy]
+		}}
+	}
+	return nexpr{k: nBool, b: func(env *nenv) (bool, error) {
+		if !env.inited[lazy] {
+			env.inited[lazy] = true
+			env.bools[slot], env.errs[lazy] = init.b(env)
+		}
+		return env.bools[slot], env.errs[lazy]
+	}}
 }
 
 // quantifier recognises the expansions of LIST.exists(x, P) (true) and

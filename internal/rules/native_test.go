@@ -30,6 +30,19 @@ var nativeConds = []string{
 	`user.id + "/" + records.type == "m:1/customer"`,
 	`records.ids.all(id, id.substring(0, 1) == "a") && size(records.ids) > 0`,
 	`cel.bind(me, user.id.substring(2), me.substring(1) == "é" || me == "")`,
+	// cel-go initialises a cel.bind variable when the body first reads
+	// it: an initialiser that fails is no error where the body decides
+	// without it (user.id "m": substring(2) is out of range).
+	`cel.bind(me, user.id.substring(2), records.type == "customer" || me == "1")`,
+	`cel.bind(t, user.id.substring(3) == "x", t || size(records.ids) > 1)`,
+	`cel.bind(x, user.id.substring(4), records.ids.exists(y, y == "1" || y == x))`,
+	`cel.bind(x, user.id, cel.bind(x, x.substring(2), records.type == "customer" || x == "1"))`,
+	`cel.bind(n, size(user.id.substring(3)), records.type == "address" || n > 0)`,
+	`cel.bind(l, [user.id.substring(3)], size(records.ids) > 1 || l == records.ids)`,
+	`records.ids.exists(y, cel.bind(z, y.substring(1), y == "1" || z == ""))`,
+	// cel-go's optimiser turns x in [] into false without evaluating x.
+	`!(user.id.substring(4) in []) && records.type == "customer"`,
+	`records.ids.exists(y, y.substring(2) in []) || size(records.ids) > 0`,
 }
 
 // nativeEvents are hand-made edge cases: absent fields, unicode, invalid
