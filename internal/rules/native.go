@@ -132,7 +132,12 @@ func (n *native) eval(ev *event.Event, env *nenv) (bool, error) {
 	env.ev = nil
 	clear(env.lists) // do not keep the event's lists
 	clear(env.errs)
-	return ok, err
+	if err != nil {
+		// An error is no match, as from cel-go's path (!, != and == pass
+		// a value on beside the error).
+		return false, err
+	}
+	return ok, nil
 }
 
 func grow[T any](s []T, n int) []T {

@@ -252,7 +252,7 @@ func nativeRandom(t *testing.T, seed int64, conds, nevs int) int {
 			}
 			out, _, celErr := prg.Eval(a)
 			got, natErr := cc.nat.eval(ev, &a.nat)
-			if (celErr != nil) != (natErr != nil) || celErr == nil && fmt.Sprint(out) != fmt.Sprint(got) {
+			if (celErr != nil) != (natErr != nil) || celErr == nil && fmt.Sprint(out) != fmt.Sprint(got) || natErr != nil && got {
 				t.Fatalf("%s\non user.id %q, user.roles %q, records.type %q, records.ids %q, event.action %q, url.path %q, status %d:\ncel-go %v (error %v), native %v (error %v)",
 					src, ev.User.ID, ev.User.Roles, ev.Records.Type, ev.Records.IDs, ev.Action, ev.URLPath, ev.HTTP.StatusCode, out, celErr, got, natErr)
 			}

@@ -43,6 +43,8 @@ var nativeConds = []string{
 	// cel-go's optimiser turns x in [] into false without evaluating x.
 	`!(user.id.substring(4) in []) && records.type == "customer"`,
 	`records.ids.exists(y, y.substring(2) in []) || size(records.ids) > 0`,
+	// An error is never a match, whatever ! made of the value beside it.
+	`!(user.id.substring(4) == "2")`,
 }
 
 // nativeEvents are hand-made edge cases: absent fields, unicode, invalid
@@ -111,6 +113,9 @@ func TestNativeDifferential(t *testing.T) {
 			cases++
 			if (celErr != nil) != (natErr != nil) {
 				t.Fatalf("%s\non event %d (%+v): cel-go error %v, native error %v", src, i, evs[i].User, celErr, natErr)
+			}
+			if natErr != nil && got {
+				t.Fatalf("%s\non event %d (%+v): native error %v with a match", src, i, evs[i].User, natErr)
 			}
 			if celErr == nil && fmt.Sprint(out) != fmt.Sprint(got) {
 				t.Fatalf("%s\non event %d (%+v %+v): cel-go %v, native %v", src, i, evs[i].User, evs[i].Records, out, got)
@@ -193,8 +198,8 @@ func FuzzNativeDifferential(f *testing.F) {
 			}
 			out, _, celErr := prg.Eval(a)
 			got, natErr := cc.nat.eval(&ev, &a.nat)
-			if (celErr != nil) != (natErr != nil) {
-				t.Fatalf("%s: cel-go error %v, native error %v", cc.src, celErr, natErr)
+			if (celErr != nil) != (natErr != nil) || natErr != nil && got {
+				t.Fatalf("%s: cel-go error %v, native %v, error %v", cc.src, celErr, got, natErr)
 			}
 			if celErr == nil && fmt.Sprint(out) != fmt.Sprint(got) {
 				t.Fatalf("%s: cel-go %v, native %v", cc.src, out, got)
