@@ -46,6 +46,13 @@ func TestGuardIsSound(t *testing.T) {
 		// bound map's, not the event's.
 		{`cel.bind(user, {"id": "m:1"}, user.id == "m:1") && event.dataset == "auth.login"`, 1, false},
 		{`cel.bind(records, {"type": "x"}, records.type == "x" || event.action == "export")`, 0, false},
+		// .user.id is the event's field even where user is bound; the
+		// guard need not see it, but must not take the bound user for it.
+		{`cel.bind(user, {"id": "x"}, .user.id == "m:1" && user.id == "x")`, 0, false},
+		// cel.bind's initialiser runs only when the body reads the
+		// variable: one that would fail does not keep the body's tests
+		// from holding for the whole.
+		{`cel.bind(me, user.id.substring(9), event.dataset == "gateway.access" && records.type == "customer")`, 2, false},
 	}
 	events := []event.Event{
 		{},

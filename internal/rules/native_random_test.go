@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 
+	"cel.dev/cel-go/common/types"
+
 	"github.com/haechi-sec/haechi/internal/event"
 )
 
@@ -188,7 +190,7 @@ func randEvent(r *rand.Rand) event.Event {
 		Action: s(), URLPath: s(), HTTP: event.HTTP{StatusCode: r.Intn(4) - 1}}
 }
 
-// TestNativeRandomDifferential holds native programs to cel-go on
+// TestNativeRandomDifferential holds native programs, and guards, to cel-go on
 // conditions generated from the whole subset native programs evaluate —
 // nested cel.bind and quantifiers, shadowed names (also names of contract
 // fields), substring out of range, x in [] — and on events of short
@@ -238,19 +240,27 @@ func nativeRandom(t *testing.T, seed int64, conds, nevs int) int {
 		g.scope = g.scope[:0]
 		src := g.boolean(1 + r.Intn(4))
 		cc, issues := c.compile(src)
-		if len(issues) > 0 || cc.nat == nil {
-			continue // ill-typed (the generator does not check), or left to cel-go
+		if len(issues) > 0 {
+			continue // ill-typed: the generator does not check
 		}
-		nat++
+		if cc.nat != nil {
+			nat++
+		}
 		for i := range evs {
 			ev := &evs[i]
 			a.reset(ev)
 			a.lists = cc.lists
 			prg, unaccounted := cc.program(a)
-			if !unaccounted {
+			out, _, celErr := prg.Eval(a)
+			// The guard (read through cel.bind) never rejects a match,
+			// and an exact guard is the verdict.
+			if match := celErr == nil && out == types.True; match && !cc.guard.pass(ev) || cc.exact && match != cc.guard.pass(ev) {
+				t.Fatalf("%s\non user.id %q, user.roles %q, records.type %q, records.ids %q: cel-go %v (error %v), guard passes %v (exact %v)",
+					src, ev.User.ID, ev.User.Roles, ev.Records.Type, ev.Records.IDs, out, celErr, cc.guard.pass(ev), cc.exact)
+			}
+			if cc.nat == nil || !unaccounted {
 				continue
 			}
-			out, _, celErr := prg.Eval(a)
 			got, natErr := cc.nat.eval(ev, &a.nat)
 			if (celErr != nil) != (natErr != nil) || celErr == nil && fmt.Sprint(out) != fmt.Sprint(got) || natErr != nil && got {
 				t.Fatalf("%s\non user.id %q, user.roles %q, records.type %q, records.ids %q, event.action %q, url.path %q, status %d:\ncel-go %v (error %v), native %v (error %v)",
