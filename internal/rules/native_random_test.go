@@ -13,7 +13,8 @@ import (
 
 // rgen generates random conditions of the subset native programs
 // evaluate, and some just outside it (exists_one, filter, map), tracking
-// the names bound in scope and their kinds.
+// the names bound in scope and their kinds (s string, i int, l list, b
+// bool, m a map with "id" and "type").
 type rgen struct {
 	r     *rand.Rand
 	scope []struct{ name, kind string }
@@ -52,6 +53,9 @@ func (g *rgen) pop() { g.scope = g.scope[:len(g.scope)-1] }
 func (g *rgen) str(d int) string {
 	if vs := g.vars("s"); len(vs) > 0 && g.r.Intn(3) == 0 {
 		return g.pick(vs)
+	}
+	if vs := g.vars("m"); len(vs) > 0 && g.r.Intn(3) == 0 {
+		return g.pick(vs) + g.pick([]string{".id", ".type"})
 	}
 	if d <= 0 {
 		if g.r.Intn(2) == 0 {
@@ -118,7 +122,7 @@ func (g *rgen) boolean(d int) string {
 		}
 		return g.int(0) + " < " + g.int(0)
 	}
-	switch g.r.Intn(16) {
+	switch g.r.Intn(17) {
 	case 0:
 		return "(" + g.boolean(d-1) + " && " + g.boolean(d-1) + ")"
 	case 1:
@@ -145,7 +149,9 @@ func (g *rgen) boolean(d int) string {
 	case 10, 11:
 		v := g.pick(rnames)
 		var init, k string
-		switch g.r.Intn(4) {
+		switch g.r.Intn(5) {
+		case 4: // a map: v.id and v.type shadow user.id, records.type
+			init, k = `{"id": `+g.str(d-1)+`, "type": `+g.str(d-1)+`}`, "m"
 		case 0:
 			init, k = g.str(d-1), "s"
 		case 1:
@@ -170,6 +176,14 @@ func (g *rgen) boolean(d int) string {
 		return rng + "." + g.pick([]string{"exists_one", "filter", "map"}) + "(" + v + ", " + p + ")" + g.pick([]string{" == true", ".size() > 0", " == []"})
 	case 14:
 		return "(" + g.str(d-1) + ").size() " + g.pick([]string{"==", "<"}) + " " + g.list(d-1) + ".size()"
+	case 15: // guard shapes native programs leave to cel-go
+		switch g.r.Intn(3) {
+		case 0:
+			return g.pick(rstrFields) + ".lowerAscii()." + g.pick([]string{"startsWith", "endsWith", "contains"}) + "(" + g.pick([]string{`"a"`, `"m:"`, `"é"`}) + ")"
+		case 1:
+			return g.pick(rintFields) + " in [" + fmt.Sprint(g.r.Intn(3)-1) + ", " + fmt.Sprint(g.r.Intn(3)) + "]"
+		}
+		return g.pick(rstrLits) + " in " + g.pick(rlistFields)
 	}
 	return g.boolean(0)
 }
