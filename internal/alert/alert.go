@@ -273,14 +273,6 @@ type Stage struct {
 	// scratch is the stage the previews of Immediate findings run on
 	// (Ordered; made on first use).
 	scratch *Stage
-	// pv describes what scratch holds after the last preview, so that the
-	// next preview of the same entity goes on from there (see preview).
-	pv previewState
-	// previewed counts the findings previews have processed, and
-	// previewAfresh makes every preview start from the stage's state
-	// (tests).
-	previewed     int
-	previewAfresh bool
 
 	alerts     *prometheus.CounterVec
 	openG      prometheus.Gauge
@@ -593,47 +585,11 @@ func (s *Stage) scored(f *event.Finding, risk float64, alertID string, suppresse
 	}
 }
 
-// previewState is what the scratch stage holds after a preview: entity's
-// state as the stage had it, then ordered processing of entity's held
-// findings at positions below held that sort at or before last, last
-// being the greatest of them. Valid while ok; anything that changes the
-// stage's own state or reorders held (Advance, release, closeAll,
-// Restore) drops it.
-type previewState struct {
-	ok     bool
-	entity event.EntityKey
-	held   int           // len(held) then: positions from here arrived since
-	last   event.Finding // the last finding processed (the greatest)
-}
-
-// dropPreview forgets what scratch holds: the stage's state changed.
-func (s *Stage) dropPreview() { s.pv = previewState{} }
-
 // preview raises, ahead of ordered processing, the alert the immediate
 // finding f (held already) lands in (Ordered; see Process).
-//
-// The preview's outcome is that of ordered processing, on a copy of the
-// entity's state, of the entity's held findings up to f. A burst of
-// immediate findings about one entity (forged-token verdicts on one
-// signing key) is previewed once per finding while all of them are held,
-// so processing the whole prefix every time is quadratic in the burst —
-// 6 M findings processed for 50 k events in BenchmarkClusterCost, a
-// quarter of a worker's CPU. When the previous preview was of the same
-// entity, the stage's state has not changed since, and every finding of
-// the entity that arrived since sorts at or after the last one that
-// preview processed, the findings it processed are exactly the beginning
-// of this preview's (in the same order), so scratch goes on from where it
-// stopped, over the rest only.
 func (s *Stage) preview(f event.Finding) {
 	k := f.Entity
-	var fs []event.Finding
-	var ok, cont bool
-	if s.pv.ok && s.pv.entity == k && s.scratch != nil && !s.previewAfresh {
-		fs, ok, cont = s.previewMore(&f)
-	}
-	if !cont {
-		fs, ok = s.previewFindings(&f)
-	}
+	fs, ok := s.previewFindings(&f)
 	if !ok {
 		return // already withdrawn: ordered processing will not alert on it
 	}
@@ -648,33 +604,24 @@ func (s *Stage) preview(f event.Finding) {
 		}
 		s.scratch = sc
 	}
-	if !cont {
-		clear(sc.open)
-		clear(sc.risk)
-		clear(sc.closed)
-		sc.closedQ = sc.closedQ[:0]
-		sc.wm, sc.nextClose, sc.nextSweep = s.wm, s.nextClose, s.nextSweep
-		if o := s.open[k]; o != nil {
-			sc.open[k] = o.clone()
-		}
-		if o := s.closed[k]; o != nil {
-			sc.closed[k] = o.clone()
-		}
-		if r := s.risk[k]; r != nil {
-			sc.risk[k] = &entityRisk{dets: slices.Clone(r.dets), kept: slices.Clone(r.kept)}
-		}
-		s.pv = previewState{entity: k}
+	clear(sc.open)
+	clear(sc.risk)
+	clear(sc.closed)
+	sc.closedQ, sc.dirty = sc.closedQ[:0], sc.dirty[:0]
+	sc.wm, sc.nextClose, sc.nextSweep = s.wm, s.nextClose, s.nextSweep
+	if o := s.open[k]; o != nil {
+		sc.open[k] = o.clone()
 	}
-	sc.dirty = sc.dirty[:0] // scratch never tells sinks
+	if o := s.closed[k]; o != nil {
+		sc.closed[k] = o.clone()
+	}
+	if r := s.risk[k]; r != nil {
+		sc.risk[k] = &entityRisk{dets: slices.Clone(r.dets), kept: slices.Clone(r.kept)}
+	}
 	for i := range fs {
-		last := fs[i] // before processing changes it
 		sc.sweepOrdered(fs[i].Time)
 		sc.addOrWithdraw(&fs[i])
-		s.pv.last = last
 	}
-	s.previewed += len(fs)
-	s.pv.ok = cont || len(fs) > 0
-	s.pv.held = len(s.held)
 	o := sc.open[k]
 	if o == nil {
 		return // suppressed: no alert
@@ -727,46 +674,6 @@ func (s *Stage) previewFindings(f *event.Finding) (fs []event.Finding, ok bool) 
 	}
 	s.previewIdx, s.previewBuf = idx, fs
 	return fs, true
-}
-
-// previewMore returns, when scratch can go on from the previous preview
-// (cont; see preview and previewState), the held findings of f's entity
-// that it did not process and that sort at or before f, in event-time
-// order (ties in held's order): the rest of f's preview. ok is false if a
-// withdrawal of f is held. The slice is s.previewBuf.
-func (s *Stage) previewMore(f *event.Finding) (fs []event.Finding, ok, cont bool) {
-	id := f.ID()
-	last := &s.pv.last
-	if compareFindingRefs(f, last) < 0 {
-		return nil, false, false
-	}
-	idx := s.previewIdx[:0]
-	for _, i := range s.heldOf(f.Entity) {
-		h := &s.held[i]
-		if h.Withdraws == id {
-			return nil, false, true // scratch still holds the previous preview
-		}
-		c := compareFindingRefs(h, last)
-		if i >= s.pv.held {
-			// Arrived since: processed before the last one in a full
-			// preview if it sorts before it (ties go by position: after).
-			if c < 0 {
-				return nil, false, false
-			}
-		} else if c <= 0 {
-			continue // processed by the previous preview
-		}
-		if compareFindingRefs(h, f) <= 0 {
-			idx = append(idx, i)
-		}
-	}
-	slices.SortStableFunc(idx, func(i, j int) int { return compareFindingRefs(&s.held[i], &s.held[j]) })
-	fs = s.previewBuf[:0]
-	for _, i := range idx {
-		fs = append(fs, s.held[i])
-	}
-	s.previewIdx, s.previewBuf = idx, fs
-	return fs, true, true
 }
 
 // heldOf returns the positions in held of entity k's findings, ascending,
@@ -979,7 +886,6 @@ func (s *Stage) Advance(wm time.Time) {
 		return
 	}
 	s.wm = wm
-	s.dropPreview()
 	if s.opts.Ordered {
 		s.release(wm.Add(-s.opts.Lateness), false)
 	} else if !s.nextSweep.After(wm) {
@@ -1020,7 +926,6 @@ func (s *Stage) Tracked() int { return len(s.risk) }
 // release processes the held findings with times up to horizon (all of
 // them if all), in event-time order (Ordered).
 func (s *Stage) release(horizon time.Time, all bool) {
-	s.dropPreview() // held is reordered and the stage's state changes
 	if len(s.held) == 0 {
 		s.sweepOrdered(horizon)
 		s.supersede(horizon, all)
@@ -1149,7 +1054,6 @@ func (s *Stage) Flush() {
 }
 
 func (s *Stage) closeAll(keys []event.EntityKey) {
-	s.dropPreview()
 	slices.SortFunc(keys, func(x, y event.EntityKey) int {
 		a, b := &s.open[x].a, &s.open[y].a
 		if c := a.Time.Compare(b.Time); c != 0 {

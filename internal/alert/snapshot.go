@@ -158,7 +158,6 @@ func (s *Stage) Restore(b []byte) error {
 	s.wm, s.nextClose, s.nextSweep = st.WM, st.NextClose, st.NextSweep
 	s.held = make([]event.Finding, 0, len(st.Held))
 	s.heldByOK = false
-	s.dropPreview()
 	for _, h := range st.Held {
 		h.Finding.Immediate = h.Immediate
 		s.held = append(s.held, h.Finding)
