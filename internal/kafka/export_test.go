@@ -77,3 +77,33 @@ func (c *DictCounts) Counts() (requests, ids int) {
 	defer c.mu.Unlock()
 	return c.Requests, len(c.IDs)
 }
+
+// DetectPollMax bounds the records of one poll of the detection stage.
+const DetectPollMax = detectPollMax
+
+// CountDetectPolls makes w count the polls of its detection stage and
+// their records. Call before Run.
+func CountDetectPolls(w *Worker) *PollCounts {
+	c := &PollCounts{}
+	w.polled = func(n int) {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		c.polls++
+		c.records += n
+		c.largest = max(c.largest, n)
+	}
+	return c
+}
+
+// PollCounts counts a detection stage's polls.
+type PollCounts struct {
+	mu                      sync.Mutex
+	polls, records, largest int
+}
+
+// Counts returns the polls, their records and the largest poll's.
+func (c *PollCounts) Counts() (polls, records, largest int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.polls, c.records, c.largest
+}

@@ -285,6 +285,9 @@ type Worker struct {
 	// inOrder: immediate alerts wait for ordered processing (not raised
 	// ahead); benchmarks compare.
 	inOrder bool
+	// polled hears the records of each poll of the detection stage
+	// (tests).
+	polled func(records int)
 }
 
 // New validates opts and returns a worker; Run starts it.
