@@ -108,15 +108,37 @@ func TestBrowser(t *testing.T) {
 			return os.WriteFile(filepath.Join(shots, fmt.Sprintf("%02d-%s.png", step, name)), buf, 0o644)
 		})
 	}
+	fail := func(what string, err error) {
+		t.Helper()
+		// Show where the browser was.
+		var loc, body string
+		_ = chromedp.Run(bctx, chromedp.Location(&loc), chromedp.Text("main", &body, chromedp.ByQuery), shot("failed"))
+		t.Fatalf("%s: %v\nthe browser is at %s:\n%s", what, err, loc, body)
+	}
 	run := func(what string, actions ...chromedp.Action) {
 		t.Helper()
 		sctx, cancel := context.WithTimeout(bctx, 20*time.Second)
 		defer cancel()
 		if err := chromedp.Run(sctx, actions...); err != nil {
-			// Show where the browser was.
-			var loc, body string
-			_ = chromedp.Run(bctx, chromedp.Location(&loc), chromedp.Text("main", &body, chromedp.ByQuery), shot("failed"))
-			t.Fatalf("%s: %v\nthe browser is at %s:\n%s", what, err, loc, body)
+			fail(what, err)
+		}
+	}
+	// read runs actions that only read the page, again (up to three times)
+	// when the page replaced a node between finding and reading it: the
+	// live pages re-render as alerts arrive, and chromedp then answers
+	// "No node with given id found".
+	read := func(what string, actions ...chromedp.Action) {
+		t.Helper()
+		for attempt := 1; ; attempt++ {
+			sctx, cancel := context.WithTimeout(bctx, 20*time.Second)
+			err := chromedp.Run(sctx, actions...)
+			cancel()
+			if err == nil {
+				return
+			}
+			if attempt == 3 || !strings.Contains(err.Error(), "No node with given id") {
+				fail(what, err)
+			}
 		}
 	}
 
@@ -170,7 +192,7 @@ func TestBrowser(t *testing.T) {
 	canary2 := strings.ReplaceAll(strings.ReplaceAll(canary, "e:live-check", "e:live-incident"), "198.51.100.77", "198.51.100.78")
 	postEvents(t, ctx, srv, []byte(canary2))
 	var freshRow string
-	run("see a new incident live", chromedp.WaitVisible(`#live-incidents tr.fresh`, chromedp.ByQuery),
+	read("see a new incident live", chromedp.WaitVisible(`#live-incidents tr.fresh`, chromedp.ByQuery),
 		chromedp.Text(`#live-incidents`, &freshRow, chromedp.ByQuery), shot("live-incident"))
 	if !strings.Contains(freshRow, "e:live-incident") && !strings.Contains(freshRow, "198.51.100.78") {
 		t.Errorf("the incidents page after a new alert shows:\n%s", freshRow)
@@ -178,7 +200,8 @@ func TestBrowser(t *testing.T) {
 	var incTitle, scopeTotal string
 	var steps, nodes int
 	run("open an attack incident", chromedp.Click(`#live-incidents tr[data-incident="`+attack.ID+`"] td:nth-child(3) a`, chromedp.ByQuery),
-		chromedp.WaitVisible("#incident-title", chromedp.ByID), chromedp.Text("#incident-title", &incTitle, chromedp.ByID),
+		chromedp.WaitVisible("#incident-title", chromedp.ByID))
+	read("read the attack incident", chromedp.WaitVisible("#incident-title", chromedp.ByID), chromedp.Text("#incident-title", &incTitle, chromedp.ByID),
 		chromedp.Evaluate(`document.querySelectorAll("#timeline li[data-time-kind]").length`, &steps),
 		chromedp.Evaluate(`document.querySelectorAll("#graph .graph-node").length`, &nodes),
 		chromedp.Evaluate(`(document.getElementById("scope-total") || {}).textContent || ""`, &scopeTotal), shot("incident"))
