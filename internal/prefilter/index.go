@@ -157,7 +157,7 @@ func NewIndex(reqs []Req) *Index {
 
 func fieldRank(f *field) int {
 	switch {
-	case f.name == "event.dataset":
+	case f.name == datasetField:
 		return 0
 	case f.num != nil, lowCardinality[f.name]:
 		return 1
@@ -275,8 +275,8 @@ func datasetGate(reqs []Req) []string {
 	for _, req := range reqs {
 		found := false
 		for _, c := range req {
-			if len(c) == 0 || !slices.ContainsFunc(c, func(a Atom) bool { return a.Field == datasetField && a.Text != nil }) ||
-				slices.ContainsFunc(c, func(a Atom) bool { return a.Field != datasetField || a.Text == nil }) {
+			// A clause on event.dataset alone: every atom reads its text.
+			if len(c) == 0 || slices.ContainsFunc(c, func(a Atom) bool { return a.Field != datasetField || a.Text == nil }) {
 				continue
 			}
 			for _, a := range c {
