@@ -142,16 +142,43 @@ func (l *Ledger) Number(evs []event.Event) {
 			n += len(evs[i].Records.IDs)
 		}
 	}
-	buf := make([]uint32, 0, n) // one allocation for the batch
+	if n == 0 {
+		for i := range evs {
+			evs[i].Records.Numbers = nil
+		}
+		return
+	}
+	// Every id of the batch numbered in one call (one store look-up at
+	// most), then sliced per event; one allocation each for the batch.
+	rids := make([]string, 0, n)
+	for i := range evs {
+		if recorded(&evs[i]) {
+			rids = append(rids, evs[i].Records.IDs...)
+		}
+	}
+	buf := make([]uint32, n)
+	if dropped := l.dict.numberAll(buf, rids); dropped > 0 {
+		l.unnumbered.Add(int64(dropped))
+		l.opts.Logger.Error("ledger: record ids dropped: the dictionary could not number them", "ids", dropped)
+	}
+	at := 0
 	for i := range evs {
 		ev := &evs[i]
 		ev.Records.Numbers = nil
 		if !recorded(ev) {
 			continue
 		}
-		start := len(buf)
-		buf, _ = l.dict.appendIDs(buf, ev.Records.IDs)
-		ev.Records.Numbers = buf[start:len(buf):len(buf)]
+		nums := buf[at : at+len(ev.Records.IDs) : at+len(ev.Records.IDs)]
+		at += len(ev.Records.IDs)
+		// An id that could not be numbered is left out.
+		k := 0
+		for _, v := range nums {
+			if v != dropID {
+				nums[k] = v
+				k++
+			}
+		}
+		ev.Records.Numbers = nums[:k:k]
 	}
 }
 

@@ -35,7 +35,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -124,6 +123,8 @@ type Sink interface {
 
 // Options configure a Ledger. Zero values take the defaults.
 type Options struct {
+	// Dict bounds the dictionary Open opens (DictOptions' defaults).
+	Dict DictOptions
 	// FlushEvery is how far (event time) the watermark moves before a shard
 	// hands its dirty bitmaps to the writer (default 10 minutes).
 	FlushEvery time.Duration
@@ -221,6 +222,11 @@ type Stats struct {
 	DictFull   int64 // ids dropped because the dictionary is full
 	Unnumbered int64 // ids dropped because the shared dictionary could not number them
 	DictLength int   // entries in the dictionary
+	// DictRemembered is how many ids the dictionary holds in memory;
+	// DictLookups and DictAsked how often it asked the store whether it
+	// had numbered ids it no longer remembered, and for how many ids.
+	DictRemembered         int
+	DictLookups, DictAsked int64
 }
 
 // Ledger owns the dictionary and the writer that persists shards' bitmaps.
@@ -319,29 +325,21 @@ func (l *Ledger) unblock() {
 	l.qcond.Broadcast()
 }
 
-// DictLoader reads the persisted dictionary; *store.Store implements it.
-type DictLoader interface {
-	LoadLedgerDict(ctx context.Context) ([]store.LedgerDictEntry, error)
-}
-
 // Store is everything the ledger needs from the store.
 type Store interface {
 	Sink
-	DictLoader
+	DictStore
 	Reader
 }
 
-// Open returns a Ledger over st with the persisted dictionary loaded.
+// Open returns a Ledger over st with the persisted dictionary opened
+// (OpenDict with opts.Dict).
 func Open(ctx context.Context, st interface {
 	Sink
-	DictLoader
+	DictStore
 }, opts Options) (*Ledger, error) {
-	entries, err := st.LoadLedgerDict(ctx)
+	d, err := OpenDict(ctx, st, opts.Dict)
 	if err != nil {
-		return nil, err
-	}
-	d := NewDict()
-	if err := d.Load(entries); err != nil {
 		return nil, err
 	}
 	return New(st, d, opts), nil
@@ -428,6 +426,7 @@ func (l *Ledger) Stats() Stats {
 		Touches: l.touches.Load(), Rows: l.rows.Load(), Bytes: l.bytes.Load(),
 		Batches: l.batches.Load(), Failures: l.failures.Load(), Lost: l.lost.Load(),
 		DictFull: l.dict.full.Load(), DictLength: l.dict.Len(), Unnumbered: l.unnumbered.Load(),
+		DictRemembered: l.dict.Remembered(), DictLookups: l.dict.lookups.Load(), DictAsked: l.dict.asked.Load(),
 	}
 }
 
@@ -534,6 +533,9 @@ func (l *Ledger) Close() error {
 		close(l.done)
 	}
 	<-l.done
+	st := l.Stats()
+	l.opts.Logger.Debug("ledger: closed", "rows", st.Rows, "batches", st.Batches, "dict_entries", st.DictLength,
+		"dict_in_memory", st.DictRemembered, "dict_lookups", st.DictLookups, "dict_asked", st.DictAsked)
 	return l.Err()
 }
 
@@ -605,6 +607,7 @@ func (l *Ledger) write(ctx context.Context, batch []handoff, final bool) {
 			l.opts.OnFlush(l.opts.Now().Sub(began), len(rows))
 		}
 		if err == nil {
+			l.dict.stored(dict)
 			l.rows.Add(int64(len(rows)))
 			l.bytes.Add(size)
 			l.batches.Add(1)
@@ -689,263 +692,3 @@ func Day(t time.Time) int64 {
 
 // DayTime returns the start (UTC) of ledger day d.
 func DayTime(d int64) time.Time { return time.Unix(d*86400, 0).UTC() }
-
-// recordID maps a record id to its 32-bit number, ok=false when the
-// dictionary is full.
-func (d *Dict) recordID(rid string) (uint32, bool) {
-	if v, ok := parseSmall(rid); ok {
-		return v, true
-	}
-	return d.ID(rid)
-}
-
-// DictBase is the first number the dictionary assigns.
-const DictBase = 1 << 31
-
-// parseSmall parses a canonical decimal integer below 2³¹.
-func parseSmall(s string) (uint32, bool) {
-	if len(s) == 0 || len(s) > 10 || (s[0] == '0' && len(s) > 1) {
-		return 0, false
-	}
-	var v uint64
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c < '0' || c > '9' {
-			return 0, false
-		}
-		v = v*10 + uint64(c-'0')
-	}
-	if v >= DictBase {
-		return 0, false
-	}
-	return uint32(v), true
-}
-
-// Dict numbers record ids that are not small integers. It is safe for
-// concurrent use; entries are never removed or renumbered.
-//
-// A local dictionary (NewDict) numbers ids itself and has its new entries
-// stored with the rows that use them: one process must own the stored
-// dictionary. A shared dictionary (NewSharedDict) has the store number
-// every id it does not know yet (DictAssigner), so that processes sharing
-// one store (cluster workers) agree on every number.
-type Dict struct {
-	mu      sync.RWMutex
-	ids     map[string]uint32
-	names   []string // names[id-DictBase] (local)
-	byID    map[uint32]string
-	pending []store.LedgerDictEntry
-	full    atomic.Int64
-
-	assign DictAssigner // shared: numbers come from the store
-}
-
-// DictAssigner numbers record ids in a store shared by several processes:
-// it returns the stored number of each rid, storing the next free numbers
-// (from first) for those without one. *store.Store implements it.
-type DictAssigner interface {
-	AssignLedgerDict(ctx context.Context, rids []string, first uint32) ([]store.LedgerDictEntry, error)
-}
-
-// NewSharedDict returns an empty dictionary that asks a for the number of
-// every id it does not know yet (and remembers it). Its entries are stored
-// when they are numbered, never with the rows.
-func NewSharedDict(a DictAssigner) *Dict {
-	return &Dict{ids: map[string]uint32{}, byID: map[uint32]string{}, assign: a}
-}
-
-// Retry policy of a shared dictionary's numbering: the shard that needs
-// the number waits, so it gives up after a few attempts (the ids are then
-// dropped and counted in Stats.Unnumbered).
-const (
-	assignAttempts = 5
-	assignTimeout  = 30 * time.Second
-)
-
-// appendIDs appends the numbers of rids to out, numbering the new ones
-// with the store first when the dictionary is shared (one request for all
-// of them). It returns out and the count of ids it dropped because they
-// could not be numbered.
-func (d *Dict) appendIDs(out []uint32, rids []string) ([]uint32, int) {
-	if d.assign == nil {
-		for _, rid := range rids {
-			if v, ok := d.recordID(rid); ok {
-				out = append(out, v)
-			}
-		}
-		return out, 0
-	}
-	d.Prefetch(rids)
-	dropped := 0
-	d.mu.RLock()
-	for _, rid := range rids {
-		if v, ok := parseSmall(rid); ok {
-			out = append(out, v)
-		} else if v, ok := d.ids[rid]; ok {
-			out = append(out, v)
-		} else {
-			dropped++
-		}
-	}
-	d.mu.RUnlock()
-	return out, dropped
-}
-
-// Prefetch has a shared dictionary number, in one request to the store,
-// every id of rids it does not know yet, so that the shards that meet them
-// later find them known instead of asking the store one event at a time
-// (cluster mode numbers the ids of a whole poll of records at once). It
-// does nothing for a local dictionary or when every id is known; a failed
-// request is retried as appendIDs does, and ids still unnumbered are left
-// to the shards that need them.
-func (d *Dict) Prefetch(rids []string) {
-	if d.assign == nil || len(rids) == 0 {
-		return
-	}
-	var missing []string
-	d.mu.RLock()
-	for _, rid := range rids {
-		if _, ok := parseSmall(rid); ok {
-			continue
-		}
-		if _, ok := d.ids[rid]; !ok {
-			missing = append(missing, rid)
-		}
-	}
-	d.mu.RUnlock()
-	if len(missing) > 0 {
-		d.number(missing)
-	}
-}
-
-// number asks the store for the numbers of rids and remembers them.
-func (d *Dict) number(rids []string) {
-	backoff := retryInitial
-	for attempt := 1; attempt <= assignAttempts; attempt++ {
-		ctx, cancel := context.WithTimeout(context.Background(), assignTimeout)
-		es, err := d.assign.AssignLedgerDict(ctx, rids, DictBase)
-		cancel()
-		if err == nil {
-			d.mu.Lock()
-			for _, e := range es {
-				if e.ID < DictBase {
-					continue
-				}
-				rid := strings.Clone(e.RID)
-				d.ids[rid] = e.ID
-				d.byID[e.ID] = rid
-			}
-			d.mu.Unlock()
-			return
-		}
-		if attempt < assignAttempts {
-			time.Sleep(backoff)
-			backoff = min(2*backoff, retryMax)
-		}
-	}
-}
-
-// NewDict returns an empty dictionary.
-func NewDict() *Dict { return &Dict{ids: map[string]uint32{}} }
-
-// Load adds persisted entries (numbers must be contiguous from DictBase,
-// in any order). It is for start-up, before the dictionary is shared.
-func (d *Dict) Load(entries []store.LedgerDictEntry) error {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.assign != nil {
-		return errors.New("ledger dictionary: a shared dictionary loads nothing (it asks the store)")
-	}
-	for _, e := range entries {
-		if e.ID < DictBase {
-			return fmt.Errorf("ledger dictionary: id %d below %d", e.ID, DictBase)
-		}
-		i := int(e.ID - DictBase)
-		for len(d.names) <= i {
-			d.names = append(d.names, "")
-		}
-		d.names[i] = e.RID
-		d.ids[e.RID] = e.ID
-	}
-	for i, n := range d.names {
-		if n == "" {
-			return fmt.Errorf("ledger dictionary: id %d missing", DictBase+i)
-		}
-	}
-	return nil
-}
-
-// ID returns rid's number, assigning the next one if rid is new; ok is
-// false when the dictionary is full (2³¹ entries).
-func (d *Dict) ID(rid string) (uint32, bool) {
-	if d.assign != nil {
-		out, _ := d.appendIDs(nil, []string{rid})
-		if len(out) == 0 {
-			return 0, false
-		}
-		return out[0], true
-	}
-	d.mu.RLock()
-	v, ok := d.ids[rid]
-	d.mu.RUnlock()
-	if ok {
-		return v, true
-	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if v, ok := d.ids[rid]; ok {
-		return v, true
-	}
-	if len(d.names) >= DictBase {
-		d.full.Add(1)
-		return 0, false
-	}
-	rid = strings.Clone(rid)
-	v = uint32(DictBase + len(d.names))
-	d.names = append(d.names, rid)
-	d.ids[rid] = v
-	d.pending = append(d.pending, store.LedgerDictEntry{ID: v, RID: rid})
-	return v, true
-}
-
-// Name returns the record id numbered v.
-func (d *Dict) Name(v uint32) (string, bool) {
-	if v < DictBase {
-		return "", false
-	}
-	d.mu.RLock()
-	defer d.mu.RUnlock()
-	if d.assign != nil {
-		n, ok := d.byID[v]
-		return n, ok
-	}
-	i := int(v - DictBase)
-	if i >= len(d.names) {
-		return "", false
-	}
-	return d.names[i], true
-}
-
-// Len returns the number of entries.
-func (d *Dict) Len() int {
-	d.mu.RLock()
-	defer d.mu.RUnlock()
-	return len(d.ids)
-}
-
-func (d *Dict) takePending() []store.LedgerDictEntry {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	p := d.pending
-	d.pending = nil
-	return p
-}
-
-func (d *Dict) putBack(p []store.LedgerDictEntry) {
-	if len(p) == 0 {
-		return
-	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	d.pending = append(p, d.pending...)
-}

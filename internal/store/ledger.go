@@ -7,6 +7,7 @@ import (
 	"database/sql/driver"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"strings"
 
@@ -631,6 +632,89 @@ func (s *Store) loadLedgerDictSQL(ctx context.Context) ([]LedgerDictEntry, error
 	}
 	if err := rs.Err(); err != nil {
 		return nil, fmt.Errorf("load ledger dictionary: %w", err)
+	}
+	return out, nil
+}
+
+// ScanLedgerDict calls fn with every dictionary entry, in order of
+// number, without holding them all in memory; an error from fn stops the
+// scan and is returned.
+func (s *Store) ScanLedgerDict(ctx context.Context, fn func(id uint32, rid string) error) error {
+	if kv, err := s.ledgerKV(ctx); err != nil || kv != nil {
+		if err != nil {
+			return fmt.Errorf("scan ledger dictionary: %w", err)
+		}
+		return kv.ScanLedgerDict(ctx, fn)
+	}
+	rs, err := s.db.QueryContext(ctx, `SELECT id, rid FROM ledger_dict ORDER BY id`)
+	if err != nil {
+		return fmt.Errorf("scan ledger dictionary: %w", err)
+	}
+	defer rs.Close()
+	for rs.Next() {
+		var (
+			id  int64
+			rid string
+		)
+		if err := rs.Scan(&id, &rid); err != nil {
+			return fmt.Errorf("scan ledger dictionary: %w", err)
+		}
+		if id < 0 || id > math.MaxUint32 {
+			return fmt.Errorf("scan ledger dictionary: id %d out of range", id)
+		}
+		if err := fn(uint32(id), rid); err != nil {
+			return err
+		}
+	}
+	if err := rs.Err(); err != nil {
+		return fmt.Errorf("scan ledger dictionary: %w", err)
+	}
+	return nil
+}
+
+// ledgerLookupChunk is the most record ids one dictionary look-up asks
+// for.
+const ledgerLookupChunk = 500
+
+// LookupLedgerDict returns the stored numbers of those of rids the
+// dictionary holds (absent: none stored).
+func (s *Store) LookupLedgerDict(ctx context.Context, rids []string) (map[string]uint32, error) {
+	if kv, err := s.ledgerKV(ctx); err != nil || kv != nil {
+		if err != nil {
+			return nil, fmt.Errorf("ledger dictionary: %w", err)
+		}
+		return kv.LookupLedgerDict(ctx, rids)
+	}
+	out := make(map[string]uint32, len(rids))
+	args := make([]any, 0, min(len(rids), ledgerLookupChunk))
+	for len(rids) > 0 {
+		part := rids[:min(ledgerLookupChunk, len(rids))]
+		rids = rids[len(part):]
+		args = args[:0]
+		for _, rid := range part {
+			args = append(args, rid)
+		}
+		q := `SELECT id, rid FROM ledger_dict WHERE rid IN (` + placeholders(len(part)) + `)` // #nosec G202 -- only placeholders are concatenated
+		rs, err := s.db.QueryContext(ctx, q, args...)
+		if err != nil {
+			return nil, fmt.Errorf("ledger dictionary: %w", err)
+		}
+		for rs.Next() {
+			var (
+				id  int64
+				rid string
+			)
+			if err := rs.Scan(&id, &rid); err != nil {
+				rs.Close()
+				return nil, fmt.Errorf("ledger dictionary: %w", err)
+			}
+			out[rid] = uint32(id)
+		}
+		err = rs.Err()
+		rs.Close()
+		if err != nil {
+			return nil, fmt.Errorf("ledger dictionary: %w", err)
+		}
 	}
 	return out, nil
 }

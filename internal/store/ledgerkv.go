@@ -28,6 +28,7 @@ import (
 //	'd' dim 0 value 0 day(8, big-endian, sign-flipped) → cells (encodeCells); merged by OR
 //	'v' dim 0 day(8) value                             → empty (LedgerValues by day)
 //	'i' id(4, big-endian)                              → rid (the dictionary)
+//	'r' rid                                            → id(4, big-endian) (its inverse)
 //
 // dim and value are escaped (0x00 → 0x00 0xff) so keys sort by (dim,
 // value, day) and one value's key is never a prefix of another's.
@@ -145,9 +146,14 @@ func (k *LedgerKV) MergeLedger(ctx context.Context, dict []LedgerDictEntry, rows
 	b := k.db.NewBatch()
 	defer b.Close()
 	var key []byte
+	var id [4]byte
 	for _, e := range dict {
 		key = binary.BigEndian.AppendUint32(append(key[:0], 'i'), e.ID)
 		if err := b.Set(key, []byte(e.RID), nil); err != nil {
+			return fmt.Errorf("merge ledger: %w", err)
+		}
+		binary.BigEndian.PutUint32(id[:], e.ID)
+		if err := b.Set(append(append(key[:0], 'r'), e.RID...), id[:], nil); err != nil {
 			return fmt.Errorf("merge ledger: %w", err)
 		}
 	}
@@ -293,6 +299,95 @@ func (k *LedgerKV) LoadLedgerDict(ctx context.Context) ([]LedgerDictEntry, error
 	}
 	return out, nil
 }
+
+// ScanLedgerDict is Store.ScanLedgerDict.
+func (k *LedgerKV) ScanLedgerDict(ctx context.Context, fn func(id uint32, rid string) error) error {
+	it, err := k.db.NewIterWithContext(ctx, &pebble.IterOptions{LowerBound: []byte{'i'}, UpperBound: []byte{'j'}})
+	if err != nil {
+		return fmt.Errorf("scan ledger dictionary: %w", err)
+	}
+	defer it.Close()
+	for it.First(); it.Valid(); it.Next() {
+		if len(it.Key()) != 5 {
+			return errors.New("scan ledger dictionary: malformed key")
+		}
+		if err := fn(binary.BigEndian.Uint32(it.Key()[1:]), string(it.Value())); err != nil {
+			return err
+		}
+	}
+	if err := it.Error(); err != nil {
+		return fmt.Errorf("scan ledger dictionary: %w", err)
+	}
+	return nil
+}
+
+// LookupLedgerDict is Store.LookupLedgerDict: one point read per id of
+// the inverse keys ('r').
+func (k *LedgerKV) LookupLedgerDict(ctx context.Context, rids []string) (map[string]uint32, error) {
+	out := make(map[string]uint32, len(rids))
+	var key []byte
+	for _, rid := range rids {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		key = append(append(key[:0], 'r'), rid...)
+		v, closer, err := k.db.Get(key)
+		if errors.Is(err, pebble.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("ledger dictionary: %w", err)
+		}
+		if len(v) != 4 {
+			closer.Close()
+			return nil, fmt.Errorf("ledger dictionary: malformed number of %q", rid)
+		}
+		out[rid] = binary.BigEndian.Uint32(v)
+		closer.Close()
+	}
+	return out, nil
+}
+
+// indexDict writes the inverse key ('r') of every dictionary entry of a
+// ledger written before it had them, then the marker kvDictIndexedKey.
+func (k *LedgerKV) indexDict(ctx context.Context) error {
+	if _, closer, err := k.db.Get(kvDictIndexedKey); err == nil {
+		closer.Close()
+		return nil
+	} else if !errors.Is(err, pebble.ErrNotFound) {
+		return err
+	}
+	b := k.db.NewBatch()
+	defer func() { b.Close() }()
+	var key []byte
+	err := k.ScanLedgerDict(ctx, func(id uint32, rid string) error {
+		var v [4]byte
+		binary.BigEndian.PutUint32(v[:], id)
+		key = append(append(key[:0], 'r'), rid...)
+		if err := b.Set(key, v[:], nil); err != nil {
+			return err
+		}
+		if b.Len() > 16<<20 {
+			if err := b.Commit(pebble.NoSync); err != nil {
+				return err
+			}
+			b.Close()
+			b = k.db.NewBatch()
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if err := b.Set(kvDictIndexedKey, nil, nil); err != nil {
+		return err
+	}
+	return b.Commit(pebble.Sync)
+}
+
+// kvDictIndexedKey marks a pebble ledger whose dictionary has its inverse
+// keys.
+var kvDictIndexedKey = []byte("m/dict-by-rid")
 
 // LedgerDictNames is Store.LedgerDictNames.
 func (k *LedgerKV) LedgerDictNames(ctx context.Context, ids []uint32) (map[uint32]string, error) {
@@ -447,6 +542,10 @@ func (s *Store) ledgerKV(ctx context.Context) (*LedgerKV, error) {
 	} else if err := s.copyLedgerToKV(ctx, kv); err != nil {
 		kv.Close()
 		return nil, fmt.Errorf("open ledger: copy the tables' ledger: %w", err)
+	}
+	if err := kv.indexDict(ctx); err != nil {
+		kv.Close()
+		return nil, fmt.Errorf("open ledger: index the dictionary: %w", err)
 	}
 	s.kv = kv
 	return kv, nil

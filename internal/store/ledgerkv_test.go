@@ -331,3 +331,84 @@ func TestLedgerKVOneProcess(t *testing.T) {
 		t.Errorf("second opener: %v", err)
 	}
 }
+
+// LookupLedgerDict and ScanLedgerDict answer alike on both ledger engines,
+// including a pebble ledger written before it kept the dictionary's
+// inverse keys (they are written when it is opened).
+func TestLedgerDictLookup(t *testing.T) {
+	ctx := t.Context()
+	var entries []LedgerDictEntry
+	for i := range 1200 { // more than one look-up chunk
+		entries = append(entries, LedgerDictEntry{ID: DictBaseForTest + uint32(i), RID: fmt.Sprintf("o:%d:x'\"", i)})
+	}
+	ask := []string{entries[0].RID, "absent", entries[1199].RID, entries[600].RID, entries[600].RID, ""}
+	want := map[string]uint32{entries[0].RID: entries[0].ID, entries[1199].RID: entries[1199].ID, entries[600].RID: entries[600].ID}
+	check := func(t *testing.T, s *Store) {
+		t.Helper()
+		got, err := s.LookupLedgerDict(ctx, ask)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Errorf("look-up (-want +got):\n%s", diff)
+		}
+		var scanned []LedgerDictEntry
+		if err := s.ScanLedgerDict(ctx, func(id uint32, rid string) error {
+			scanned = append(scanned, LedgerDictEntry{ID: id, RID: rid})
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if diff := cmp.Diff(entries, scanned); diff != "" {
+			t.Errorf("scan (-want +got):\n%s", diff)
+		}
+	}
+	eachBackend(t, func(t *testing.T, b backend) {
+		s := b.open(t)
+		if err := s.MergeLedger(ctx, entries, nil); err != nil {
+			t.Fatal(err)
+		}
+		check(t, s)
+	})
+	t.Run("pebble", func(t *testing.T) {
+		s, err := Open(ctx, t.TempDir(), Options{LedgerEngine: LedgerPebble})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		if err := s.MergeLedger(ctx, entries, nil); err != nil {
+			t.Fatal(err)
+		}
+		check(t, s)
+	})
+	t.Run("pebble-before-inverse-keys", func(t *testing.T) {
+		dir := t.TempDir()
+		s, err := Open(ctx, dir, Options{LedgerEngine: LedgerPebble})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.MergeLedger(ctx, entries, nil); err != nil {
+			t.Fatal(err)
+		}
+		// Take the ledger back to what an older haechi wrote.
+		kv, err := s.ledgerKV(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := kv.db.DeleteRange([]byte{'r'}, []byte{'s'}, nil); err != nil {
+			t.Fatal(err)
+		}
+		if err := kv.db.Delete(kvDictIndexedKey, nil); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := kv.LookupLedgerDict(ctx, ask); err != nil || len(got) != 0 {
+			t.Fatalf("inverse keys not removed: %v %v", got, err)
+		}
+		s.Close()
+		if s, err = Open(ctx, dir, Options{LedgerEngine: LedgerPebble}); err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		check(t, s)
+	})
+}
