@@ -229,6 +229,11 @@ func Build(ctx context.Context, opts BuildOptions) (_ *Service, err error) {
 	case ModeScore:
 		lo.FlushEvery, lo.MaxDirty = 24*time.Hour, 8<<20
 	}
+	filter, err := cfg.Store.LedgerDictFilterBytes()
+	if err != nil {
+		return nil, fmt.Errorf("store.ledger_dict_filter: %w", err)
+	}
+	lo.Dict = ledger.DictOptions{CacheEntries: cfg.Store.LedgerDictCache, FilterBytes: int(filter)}
 	if !(live && cfg.Kafka.Enabled()) { // a cluster's detection partitions run their own ledgers
 		if s.Ledger, err = ledger.Open(ctx, st, lo); err != nil {
 			return nil, fmt.Errorf("ledger: %w", err)

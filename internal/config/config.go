@@ -716,7 +716,7 @@ type Canary struct {
 func Default() Config {
 	return Config{
 		DataDir: "./haechi-data",
-		Store:   Store{LedgerEngine: "sqlite"},
+		Store:   Store{LedgerEngine: "sqlite", LedgerDictCache: 65536, LedgerDictFilter: "4MiB"},
 		Audit:   defaultAudit(),
 		Listen:  "127.0.0.1:8470",
 		Log:     Log{Level: "info", Format: "text"},
@@ -933,16 +933,22 @@ func defaultDrills() Drills {
 // unit B, KiB, MiB, GiB (powers of 1,024) or KB, MB, GB (of 1,000); 0
 // when empty.
 func (e Engine) MemoryLimitBytes() (int64, error) {
-	s := strings.TrimSpace(e.MemoryLimit)
-	if s == "" {
+	if strings.TrimSpace(e.MemoryLimit) == "" {
 		return 0, nil
 	}
+	return parseSize(e.MemoryLimit)
+}
+
+// parseSize parses a positive size: a whole number of bytes, or with a
+// unit B, KiB, MiB, GiB (powers of 1,024) or KB, MB, GB (of 1,000).
+func parseSize(size string) (int64, error) {
+	s := strings.TrimSpace(size)
 	num := strings.TrimRightFunc(s, func(r rune) bool { return r < '0' || r > '9' })
 	unit := strings.TrimSpace(s[len(num):])
 	mult := map[string]int64{"": 1, "B": 1, "KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30, "KB": 1e3, "MB": 1e6, "GB": 1e9}[unit]
 	n, err := strconv.ParseInt(num, 10, 64)
 	if err != nil || mult == 0 || n <= 0 || n > math.MaxInt64/mult {
-		return 0, fmt.Errorf("want a positive size such as 448MiB or 1GiB, got %q", e.MemoryLimit)
+		return 0, fmt.Errorf("want a positive size such as 448MiB or 1GiB, got %q", size)
 	}
 	return n * mult, nil
 }

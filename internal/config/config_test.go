@@ -449,3 +449,29 @@ func TestMemoryLimit(t *testing.T) {
 		}
 	}
 }
+
+func TestLedgerDictBounds(t *testing.T) {
+	for _, tc := range []struct {
+		cache  int
+		filter string
+		want   string // part of the error; empty: valid
+	}{
+		{65536, "4MiB", ""},
+		{1024, "64KiB", ""},
+		{1 << 24, "4GiB", ""},
+		{1023, "4MiB", "store.ledger_dict_cache: want 1024 to 16777216"},
+		{0, "4MiB", "store.ledger_dict_cache"},
+		{1<<24 + 1, "4MiB", "store.ledger_dict_cache"},
+		{65536, "", "store.ledger_dict_filter: want 64KiB to 4GiB"},
+		{65536, "1KiB", "store.ledger_dict_filter: want 64KiB to 4GiB"},
+		{65536, "5GiB", "store.ledger_dict_filter"},
+		{65536, "lots", "store.ledger_dict_filter: want a positive size"},
+	} {
+		c := Default()
+		c.Store.LedgerDictCache, c.Store.LedgerDictFilter = tc.cache, tc.filter
+		err := c.Validate()
+		if tc.want == "" && err != nil || tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)) {
+			t.Errorf("cache %d filter %q: %v, want %q", tc.cache, tc.filter, err, tc.want)
+		}
+	}
+}

@@ -18,6 +18,25 @@ type Store struct {
 	// is in pebble stays there. With a PostgreSQL store (several workers)
 	// the ledger is in PostgreSQL: only "sqlite" is valid.
 	LedgerEngine string `yaml:"ledger_engine"`
+	// LedgerDictCache is how many record ids the ledger's dictionary
+	// remembers per generation (two generations, ≈ 80 bytes an id): ids
+	// met lately are numbered without asking the store
+	// (docs/store.md, "The record-id dictionary in memory").
+	LedgerDictCache int `yaml:"ledger_dict_cache"`
+	// LedgerDictFilter is the size of the dictionary's Bloom filter of
+	// stored ids, such as 4MiB: a new id it rules out is numbered without
+	// a read. 1 % false positives at ≈ 870,000 ids per MiB; a fuller
+	// filter means more look-ups, never a wrong number.
+	LedgerDictFilter string `yaml:"ledger_dict_filter"`
+}
+
+// LedgerDictFilterBytes parses LedgerDictFilter (as
+// Engine.MemoryLimitBytes parses a size).
+func (s Store) LedgerDictFilterBytes() (int64, error) {
+	if strings.TrimSpace(s.LedgerDictFilter) == "" {
+		return 0, nil
+	}
+	return parseSize(s.LedgerDictFilter)
 }
 
 // StoreTarget is what store.Open takes: the PostgreSQL URL when one is
@@ -40,6 +59,14 @@ func (s Store) check(add addFunc) {
 		}
 	default:
 		add("ledger_engine", "want sqlite or pebble")
+	}
+	if s.LedgerDictCache < 1024 || s.LedgerDictCache > 1<<24 {
+		add("ledger_dict_cache", "want 1024 to 16777216 record ids, got %d", s.LedgerDictCache)
+	}
+	if n, err := s.LedgerDictFilterBytes(); err != nil {
+		add("ledger_dict_filter", "%s", err)
+	} else if n < 64<<10 || n > 4<<30 {
+		add("ledger_dict_filter", "want 64KiB to 4GiB, got %q", s.LedgerDictFilter)
 	}
 	if s.DSN == "" {
 		return

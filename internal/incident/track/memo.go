@@ -10,16 +10,20 @@ import (
 )
 
 // Bounds of what a Keeper remembers (package doc, "Memory"): past one, that
-// part is forgotten and read again as batches need it. They keep the
-// memo within ≈ 70 MB at the sizes a simulated month at 40,000 customers
-// shows (819 alerts with their findings held ≈ 13 MB, ≈ 16 KB each; a
-// citation ≈ 200 bytes; an incident with its detail a few KB); the
-// earlier 16,384 alerts, 262,144 citations and 8,192 incidents allowed
-// ≈ 290 MB, more than half of serve's 512 MB budget.
+// part is forgotten and read again as batches need it. What it remembers
+// is history (stored alerts, their citations), not live state, so the
+// bounds are small: ≈ 26 MB at the sizes simulated months at 40,000
+// customers show (an alert with its findings ≈ 16 KB: 819 alerts held
+// ≈ 13 MB after 30 days; a citation ≈ 200 bytes; an incident with its
+// detail a few KB). The earlier 16,384 alerts, 262,144 citations and
+// 8,192 incidents allowed ≈ 290 MB, more than half of serve's 512 MB
+// budget, and a 60-day stream's memo was still growing toward them.
+// Starting over costs one read of the neighbourhoods the next batches
+// touch.
 const (
-	memoAlerts    = 4096  // stored alerts with their findings
-	memoCitations = 65536 // citations
-	memoIncidents = 2048  // stored incidents with their detail
+	memoAlerts    = 1024  // stored alerts with their findings
+	memoCitations = 32768 // citations
+	memoIncidents = 1024  // stored incidents with their detail
 )
 
 // memo is what a Keeper remembers across its transactions: stored alerts
