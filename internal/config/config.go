@@ -716,7 +716,7 @@ type Canary struct {
 func Default() Config {
 	return Config{
 		DataDir: "./haechi-data",
-		Store:   Store{LedgerEngine: "sqlite", LedgerDictCache: 65536, LedgerDictFilter: "4MiB"},
+		Store:   Store{LedgerEngine: "sqlite", LedgerDictCache: 131072, LedgerDictFilter: "4MiB"},
 		Audit:   defaultAudit(),
 		Listen:  "127.0.0.1:8470",
 		Log:     Log{Level: "info", Format: "text"},

@@ -84,6 +84,11 @@ type Dict struct {
 	byCur, byOld map[uint32]string
 	assign       DictAssigner
 
+	// numberAll's scratch (under d.mu): the new ids of a call, and what
+	// it numbered or found.
+	batchNew map[string]struct{}
+	fresh    map[string]uint32
+
 	lookups, asked, lookupFailures atomic.Int64
 }
 
@@ -112,7 +117,7 @@ type DictStore interface {
 // DictOptions bound a dictionary's memory (OpenDict, NewSharedDict).
 type DictOptions struct {
 	// CacheEntries is the most ids remembered per generation (two
-	// generations; default 65,536, ≈ 5 MiB each with ids of ≈ 20 bytes).
+	// generations; default 131,072, ≈ 9 MiB each with ids of ≈ 20 bytes).
 	CacheEntries int
 	// FilterBytes is the size of the Bloom filter of stored ids (default
 	// 4 MiB: 1 % false positives at 3.5 million ids, 10 % at 7 million).
@@ -121,7 +126,7 @@ type DictOptions struct {
 
 // Defaults of DictOptions.
 const (
-	DefaultDictCacheEntries = 1 << 16
+	DefaultDictCacheEntries = 1 << 17
 	DefaultDictFilterBytes  = 4 << 20
 	dictFilterHashes        = 7
 )
@@ -240,7 +245,8 @@ func (d *Dict) assignLocal(rid string) uint32 {
 		d.names = append(d.names, rid)
 	}
 	if d.filter != nil {
-		d.filter.AddString(rid)
+		// Held apart until stored, then remembered (stored). The filter
+		// holds it already (numberAll tested and added it).
 		d.unstored[rid] = v
 	} else {
 		d.cur[rid] = v
@@ -258,41 +264,43 @@ func (d *Dict) numberAll(out []uint32, rids []string) (dropped int) {
 	if d.assign != nil {
 		return d.numberShared(out, rids)
 	}
-	// Remembered ids, under the read lock (old not consulted: moving an
-	// id needs the write lock).
-	d.mu.RLock()
-	rest := false
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	// Remembered ids first; ids the store may have numbered before are
+	// asked for once, after. The filter holds every id stored or numbered
+	// (and may hold ids asked for): one it does not hold is new, with no
+	// further look-up, and is added as it is tested.
+	var ask []string
+	var maybe []bool // maybe[i]: rids[i] was asked for
+	clear(d.batchNew)
 	for i, rid := range rids {
 		if v, ok := parseSmall(rid); ok {
 			out[i] = v
-		} else if v, ok := d.cur[rid]; ok {
-			out[i] = v
-		} else if v, ok := d.unstored[rid]; ok {
-			out[i] = v
-		} else {
-			out[i], rest = dropID, true
-		}
-	}
-	d.mu.RUnlock()
-	if !rest {
-		return 0
-	}
-
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	// Ids the store may have numbered before: asked for once, in order.
-	var ask []string
-	var maybe []bool // maybe[i]: rids[i] was asked for
-	for i, rid := range rids {
-		if out[i] != dropID {
 			continue
+		}
+		if v, ok := d.cur[rid]; ok {
+			out[i] = v
+			continue
+		}
+		out[i] = dropID
+		if d.filter != nil {
+			if _, ok := d.batchNew[rid]; ok {
+				continue // new, met earlier in rids
+			}
+			if !d.filter.TestOrAddString(rid) {
+				if d.batchNew == nil {
+					d.batchNew = make(map[string]struct{})
+				}
+				d.batchNew[rid] = struct{}{}
+				continue // never numbered: numbered below, in order
+			}
 		}
 		if v, ok := d.known(rid); ok {
 			out[i] = v
 			continue
 		}
-		if d.filter == nil || !d.filter.TestString(rid) {
-			continue // never numbered: numbered below, in order
+		if d.filter == nil {
+			continue // remembers every id: new
 		}
 		if maybe == nil {
 			maybe = make([]bool, len(rids))
@@ -307,27 +315,40 @@ func (d *Dict) numberAll(out []uint32, rids []string) (dropped int) {
 		found, err = d.ask(ask)
 		failed = err != nil
 	}
+	// What this call numbers or finds, for the ids repeated in rids (the
+	// lock is held throughout: nothing else numbers meanwhile).
+	fresh := d.fresh
+	clear(fresh)
 	for i, rid := range rids {
 		if out[i] != dropID {
 			continue
 		}
-		if v, ok := d.known(rid); ok { // numbered earlier in rids
+		if v, ok := fresh[rid]; ok {
 			out[i] = v
 			continue
 		}
-		if v, ok := found[rid]; ok {
+		v, ok := found[rid]
+		switch {
+		case ok:
 			d.remember(strings.Clone(rid), v)
-			out[i] = v
-			continue
-		}
-		if failed && maybe[i] {
+		case failed && maybe[i]:
 			dropped++ // the store may hold a number for it: none given
 			continue
+		default:
+			if v = d.assignLocal(rid); v == dropID {
+				dropped++
+				continue
+			}
 		}
-		if out[i] = d.assignLocal(rid); out[i] == dropID {
-			dropped++
+		if fresh == nil {
+			fresh = make(map[string]uint32)
+			d.fresh = fresh
 		}
+		fresh[rid] = v
+		out[i] = v
 	}
+	clear(fresh)
+	clear(d.batchNew)
 	return dropped
 }
 
@@ -575,7 +596,7 @@ func (d *Dict) putBack(p []store.LedgerDictEntry) {
 
 // stored notes that entries taken by takePending are in the store: a
 // dictionary over a store stops holding them apart and remembers them
-// among the ids met lately.
+// among the ids met lately (the writer does this, not the numbering).
 func (d *Dict) stored(p []store.LedgerDictEntry) {
 	if len(p) == 0 || d.filter == nil {
 		return
