@@ -3,8 +3,12 @@ package ledger_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
+	"math/rand/v2"
 	"os"
+	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -411,5 +415,68 @@ func TestOnFlush(t *testing.T) {
 	}})
 	if calls == 0 || calls != stats.Batches || rows != stats.Rows {
 		t.Errorf("OnFlush: %d calls, %d rows; stats %d batches, %d rows", calls, rows, stats.Batches, stats.Rows)
+	}
+}
+
+// Scope answers are the same whether the dictionary remembers a handful
+// of ids or all of them: events with many non-integer record ids, met
+// again long after, through a real engine (several shards numbering
+// concurrently, frequent hand-offs), scoped per principal, per token and
+// over everything.
+func TestScopeWithSmallDictionary(t *testing.T) {
+	r := rand.New(rand.NewPCG(7, 8))
+	var b strings.Builder
+	var pool []string
+	at := day("2025-07-01")
+	for i := range 3000 {
+		var ids []string
+		for range 1 + r.IntN(4) {
+			if len(pool) == 0 || r.IntN(3) == 0 {
+				pool = append(pool, fmt.Sprintf("o:%d:%d", 1000+len(pool)/2, len(pool)%2))
+				ids = append(ids, pool[len(pool)-1])
+			} else {
+				ids = append(ids, pool[r.IntN(len(pool))])
+			}
+		}
+		if r.IntN(10) == 0 {
+			ids = append(ids, fmt.Sprint(r.IntN(50)))
+		}
+		q, _ := json.Marshal(ids)
+		fmt.Fprintf(&b, `{"@timestamp":%q,"event":{"dataset":"gateway.access","action":"member.read","outcome":"success"},"user":{"id":"m:%d"},"token":{"id":"t%d","key_id":"k1"},"source":{"ip":"198.51.100.%d"},"records":{"type":"order","ids":%s,"fields":["name"]}}`+"\n",
+			at.Add(time.Duration(i)*time.Minute).Format(time.RFC3339), i%13, i%29, i%7, q)
+	}
+	path := filepath.Join(t.TempDir(), "orders.ndjson")
+	if err := os.WriteFile(path, []byte(b.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	small := openStore(t)
+	st := record(t, small, path, 4, ledger.Options{MaxDirty: 40, Dict: ledger.DictOptions{CacheEntries: 4, FilterBytes: 64}})
+	if st.DictLookups == 0 {
+		t.Fatal("the small dictionary never asked the store")
+	}
+	full := openStore(t)
+	record(t, full, path, 4, ledger.Options{MaxDirty: 40})
+	export := func(s *store.Store, q ledger.Query) string {
+		t.Helper()
+		r := scope(t, s, q)
+		var out bytes.Buffer
+		if err := r.WriteCSV(context.Background(), &out); err != nil {
+			t.Fatal(err)
+		}
+		lines := strings.Split(out.String(), "\n")
+		slices.Sort(lines)
+		return fmt.Sprint(r.Total, r.ByField, strings.Join(lines, "\n"))
+	}
+	queries := []ledger.Query{{Terms: []ledger.Term{{Dim: ledger.Key, Values: []string{"k1"}}}}}
+	for i := range 13 {
+		queries = append(queries, ledger.Query{Terms: []ledger.Term{{Dim: ledger.Principal, Values: []string{fmt.Sprintf("m:%d", i)}}}})
+	}
+	for i := range 29 {
+		queries = append(queries, ledger.Query{Terms: []ledger.Term{{Dim: ledger.Token, Values: []string{fmt.Sprintf("t%d", i)}}}})
+	}
+	for _, q := range queries {
+		if got, want := export(small, q), export(full, q); got != want {
+			t.Fatalf("%+v: small dictionary\n%.300s\nfull dictionary\n%.300s", q.Terms, got, want)
+		}
 	}
 }
