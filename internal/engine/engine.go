@@ -173,6 +173,7 @@ type Engine struct {
 	started   atomic.Bool
 	itemPool  sync.Pool
 	arenaPool sync.Pool // *[]item: SubmitGroup's item arrays
+	groupPool sync.Pool // *[]shardMsg: SubmitGroup's messages to a shard
 	m         *metrics
 	watermark atomic.Int64 // unix nanos, for observers
 	fp        *footprints
@@ -213,10 +214,13 @@ type shardMsg struct {
 	// the restored checkpoint covers. Findings the message yields were
 	// emitted before the checkpoint and are dropped.
 	restored bool
-	tag      uint64     // of the Submission it came from (Output.Tag)
-	arena    bool       // items are part of a group's array, not the pool's
-	arenaBuf *[]item    // with group: that array, pooled once processed
-	group    []shardMsg // a SubmitGroup's messages to this shard, in order
+	tag      uint64 // of the Submission it came from (Output.Tag)
+	// arena: the items are arenaItems, part of a group's array (items is
+	// then only a marker), not a slice of the pool
+	arena      bool
+	arenaItems []item
+	arenaBuf   *[]item    // with group: that array, pooled once processed
+	group      []shardMsg // a SubmitGroup's messages to this shard, in order
 }
 
 // batchDone releases a batch's admission once every shard it went to has
@@ -648,11 +652,15 @@ func (e *Engine) route() {
 			// is held and sent as one message per shard.
 			r.grouped = make([][]shardMsg, len(e.shards))
 			r.arena = make([][]item, len(e.shards))
-			if r.build == nil {
-				r.build = make([][]item, len(e.shards))
+			if r.start == nil {
+				r.start = make([]int, len(e.shards))
 			}
 			for s := range e.shards {
-				r.grouped[s] = make([]shardMsg, 0, len(msg.group)+len(msg.group)/8+1)
+				if g, ok := e.groupPool.Get().(*[]shardMsg); ok && cap(*g) >= len(msg.group) {
+					r.grouped[s] = (*g)[:0]
+				} else {
+					r.grouped[s] = make([]shardMsg, 0, len(msg.group)+len(msg.group)/8+1)
+				}
 				if a, ok := e.arenaPool.Get().(*[]item); ok {
 					r.arena[s] = (*a)[:0]
 				}
@@ -692,12 +700,9 @@ func (r *router) toShard(s int, m shardMsg) {
 		if m.items != nil {
 			// The group's items to a shard share one array (the pool's
 			// slices hold 256 items each, and a group holds thousands
-			// of messages at once); the builder is reused.
-			start := len(r.arena[s])
-			r.arena[s] = append(r.arena[s], *m.items...)
-			clear(*m.items)
-			its := r.arena[s][start:len(r.arena[s]):len(r.arena[s])]
-			m.items, m.arena = &its, true
+			// of messages at once): this message's are from start on.
+			a := r.arena[s]
+			m.arenaItems, m.arena = a[r.start[s]:len(a):len(a)], true
 		}
 		r.grouped[s] = append(r.grouped[s], m)
 		return
@@ -724,9 +729,12 @@ type router struct {
 	// tag of the message being routed
 	grouped [][]shardMsg
 	tag     uint64
-	// arena holds a group's items per shard; build is where a message's
-	// items to a shard are gathered first (see toShard).
-	arena, build [][]item
+	// arena holds a group's items per shard, the message being routed's
+	// from start on (see toShard); arenaMark marks perShard's entries of
+	// a group's messages.
+	arena     [][]item
+	start     []int
+	arenaMark []item
 }
 
 func newRouter(e *Engine) *router {
@@ -971,14 +979,17 @@ func (r *router) broadcastWatermark(wm time.Time, progress []time.Time, received
 }
 
 func (r *router) appendItem(s int, it item) {
+	if r.grouped != nil {
+		if r.perShard[s] == nil {
+			r.perShard[s] = &r.arenaMark
+			r.start[s] = len(r.arena[s])
+		}
+		r.arena[s] = append(r.arena[s], it)
+		return
+	}
 	p := r.perShard[s]
 	if p == nil {
-		if r.grouped != nil {
-			p = &r.build[s]
-			*p = (*p)[:0]
-		} else {
-			p = r.e.itemPool.Get().(*[]item)
-		}
+		p = r.e.itemPool.Get().(*[]item)
 		r.perShard[s] = p
 	}
 	*p = append(*p, it)
@@ -1017,21 +1028,23 @@ func (e *Engine) runShard(id int) {
 		if msg.progress != nil {
 			c.progress = msg.progress
 		}
-		if msg.items != nil {
-			for _, it := range *msg.items {
-				if it.ev.Restored && restored[it.det] {
-					continue // the restored snapshot already holds it
-				}
-				c.detector = e.dets[it.det].Name()
-				c.current = it.ev
-				states[it.det].Process(c, it.key, it.ev)
-				c.current = nil
+		its := msg.arenaItems
+		if msg.items != nil && !msg.arena {
+			its = *msg.items
+		}
+		for _, it := range its {
+			if it.ev.Restored && restored[it.det] {
+				continue // the restored snapshot already holds it
 			}
-			if !msg.arena {
-				clear(*msg.items) // drop event pointers before pooling
-				*msg.items = (*msg.items)[:0]
-				e.itemPool.Put(msg.items)
-			}
+			c.detector = e.dets[it.det].Name()
+			c.current = it.ev
+			states[it.det].Process(c, it.key, it.ev)
+			c.current = nil
+		}
+		if msg.items != nil && !msg.arena {
+			clear(*msg.items) // drop event pointers before pooling
+			*msg.items = (*msg.items)[:0]
+			e.itemPool.Put(msg.items)
 		}
 		// The footprint as the stream left it, before the end closes
 		// every window; else every few seconds.
@@ -1105,6 +1118,9 @@ func (e *Engine) runShard(id int) {
 			clear(*msg.arenaBuf) // drop event pointers before pooling
 			e.arenaPool.Put(msg.arenaBuf)
 		}
+		clear(msg.group)
+		g := msg.group[:0]
+		e.groupPool.Put(&g)
 	}
 }
 
