@@ -273,6 +273,10 @@ type Stage struct {
 	// scratch is the stage the previews of Immediate findings run on
 	// (Ordered; made on first use).
 	scratch *Stage
+	// scratchClosed are the alerts the scratch stage closed in the
+	// preview running (its sink); previews counts previews made.
+	scratchClosed []event.Alert
+	previews      int
 
 	alerts     *prometheus.CounterVec
 	openG      prometheus.Gauge
@@ -390,6 +394,10 @@ func (s *Stage) Raised() int { return s.raised }
 // Findings returns how many findings have been processed so far.
 func (s *Stage) Findings() int { return s.nFinding }
 
+// Previews returns how many previews of immediate findings the stage has
+// made (Ordered with RaiseAhead; see Process).
+func (s *Stage) Previews() int { return s.previews }
+
 // Open returns how many alerts are open.
 func (s *Stage) Open() int { return len(s.open) }
 
@@ -399,7 +407,9 @@ func (s *Stage) Open() int { return len(s.open) }
 //
 // Ordered, findings are held for ordered processing (Advance); with
 // RaiseAhead an Immediate finding is not kept waiting: it is previewed at
-// once. The preview runs ordered processing ahead, on a copy of its entity's state
+// once — once per entity for all the findings of one call (see
+// previewArrived), so a caller hands over what arrived together. The
+// preview runs ordered processing ahead, on a copy of its entity's state
 // (open alert, risk, recently closed alert), over the held findings of the
 // entity up to and including it — what ordered processing will do when it
 // gets there, as far as the findings that have arrived tell. Sinks hear
@@ -437,14 +447,8 @@ func (s *Stage) Process(findings []event.Finding) {
 				s.heldBy[k] = append(s.heldBy[k], i)
 			}
 		}
-		for i := n; i < len(s.held); i++ {
-			if s.opts.RaiseAhead && s.held[i].Immediate {
-				// The preview reaches the entity's latest immediate
-				// finding held, not just this one: a finding that
-				// arrives after a later one must not take the later
-				// one out of the alert sinks were shown.
-				s.preview(s.held[s.lastImmediate(s.held[i].Entity)])
-			}
+		if s.opts.RaiseAhead {
+			s.previewArrived(n)
 		}
 		return
 	}
@@ -452,6 +456,61 @@ func (s *Stage) Process(findings []event.Finding) {
 		s.addOrWithdraw(&findings[i])
 	}
 	s.updated()
+}
+
+// previewArrived previews, once per entity, the entities of the immediate
+// findings held from position n on (those of one Process call), in the
+// order of each entity's last immediate finding among them. A preview
+// reaches the entity's latest immediate finding held and processes every
+// held finding of the entity up to it, so previewing after each immediate
+// finding of the call (as it was done) showed states the entity's last
+// preview replaces — at a cost quadratic in an entity's burst of held
+// findings. What one preview passes over is not lost: an alert it closes
+// on the way (its window ended before a later finding) that holds an
+// immediate finding of the call is shown too, as the alert that finding
+// lands in, so every immediate finding's alert is raised by the end of the
+// call that brought it. Ordered processing makes the alerts that stand
+// regardless; only intermediate versions sinks heard differ.
+func (s *Stage) previewArrived(n int) {
+	var ks []event.EntityKey
+	var seen map[event.EntityKey]bool
+	for i := len(s.held) - 1; i >= n; i-- {
+		h := &s.held[i]
+		if !h.Immediate || h.Withdraws != 0 {
+			continue
+		}
+		if len(ks) < 8 && seen == nil {
+			if slices.Contains(ks, h.Entity) {
+				continue
+			}
+		} else {
+			if seen == nil {
+				seen = make(map[event.EntityKey]bool, 2*len(ks))
+				for _, k := range ks {
+					seen[k] = true
+				}
+			}
+			if seen[h.Entity] {
+				continue
+			}
+			seen[h.Entity] = true
+		}
+		ks = append(ks, h.Entity)
+	}
+	for i := len(ks) - 1; i >= 0; i-- {
+		k := ks[i]
+		j := s.lastStanding(k)
+		if j < 0 {
+			continue
+		}
+		var fresh []time.Time // of the call's immediate findings of k but the last
+		for _, p := range s.heldOf(k) {
+			if h := &s.held[p]; p >= n && p != j && h.Immediate && h.Withdraws == 0 {
+				fresh = append(fresh, h.Time)
+			}
+		}
+		s.previewWith(s.held[j], fresh)
+	}
 }
 
 func (s *Stage) addOrWithdraw(f *event.Finding) {
@@ -587,12 +646,20 @@ func (s *Stage) scored(f *event.Finding, risk float64, alertID string, suppresse
 
 // preview raises, ahead of ordered processing, the alert the immediate
 // finding f (held already) lands in (Ordered; see Process).
-func (s *Stage) preview(f event.Finding) {
+func (s *Stage) preview(f event.Finding) { s.previewWith(f, nil) }
+
+// previewWith is preview that also shows each alert the preview closes on
+// its way to f that holds an immediate finding at one of the times fresh
+// (see previewArrived): one whose span, from its opening to its last
+// finding, covers the time (an entity's alerts do not overlap in event
+// time, and an alert may keep fewer findings than it holds, MaxFindings).
+func (s *Stage) previewWith(f event.Finding, fresh []time.Time) {
 	k := f.Entity
 	fs, ok := s.previewFindings(&f)
 	if !ok {
 		return // already withdrawn: ordered processing will not alert on it
 	}
+	s.previews++
 	defer func() { clear(fs) }() // the buffer is reused; let go of what it refers to
 	sc := s.scratch
 	if sc == nil {
@@ -603,6 +670,18 @@ func (s *Stage) preview(f event.Finding) {
 			return // s's options were valid
 		}
 		s.scratch = sc
+	}
+	clear(s.scratchClosed)
+	s.scratchClosed = s.scratchClosed[:0]
+	if len(fresh) > 0 {
+		// Hear what the scratch stage closes on the way (only then: its
+		// sinks copy every alert they hear).
+		sc.opts.Sinks = []Sink{SinkFunc(func(c Change, a event.Alert) {
+			if c == Closed {
+				s.scratchClosed = append(s.scratchClosed, a)
+			}
+		})}
+		defer func() { sc.opts.Sinks = nil }()
 	}
 	clear(sc.open)
 	clear(sc.risk)
@@ -622,11 +701,24 @@ func (s *Stage) preview(f event.Finding) {
 		sc.sweepOrdered(fs[i].Time)
 		sc.addOrWithdraw(&fs[i])
 	}
+	for i := range s.scratchClosed {
+		a := &s.scratchClosed[i]
+		if slices.ContainsFunc(fresh, func(t time.Time) bool { return !t.Before(a.WindowStart) && !t.After(a.LastTime) }) {
+			a.State = event.AlertOpen // as it was when its immediate finding came
+			s.showAhead(a)
+		}
+	}
 	o := sc.open[k]
 	if o == nil {
 		return // suppressed: no alert
 	}
-	a := &o.a
+	s.showAhead(&o.a)
+}
+
+// showAhead tells the sinks of the alert a preview made: Raised (and
+// remembered as raised ahead) unless they know it already.
+func (s *Stage) showAhead(a *event.Alert) {
+	k := a.Entity
 	known := s.early[a.ID] != nil
 	if m := s.open[k]; m != nil && m.a.ID == a.ID {
 		known = true
@@ -965,6 +1057,29 @@ func (s *Stage) release(horizon time.Time, all bool) {
 			s.preview(s.held[i])
 		}
 	}
+}
+
+// lastStanding is lastImmediate among the immediate findings whose
+// withdrawal is not held (a preview of one whose is shows nothing: one
+// finding after another in a call, the others were shown before its
+// withdrawal came).
+func (s *Stage) lastStanding(k event.EntityKey) int {
+	var gone []event.FindingID
+	for _, i := range s.heldOf(k) {
+		if w := s.held[i].Withdraws; w != 0 {
+			gone = append(gone, w)
+		}
+	}
+	if len(gone) == 0 {
+		return s.lastImmediate(k)
+	}
+	j := -1
+	for _, i := range s.heldOf(k) {
+		if h := &s.held[i]; h.Immediate && h.Withdraws == 0 && (j < 0 || compareFindingRefs(h, &s.held[j]) > 0) && !slices.Contains(gone, h.ID()) {
+			j = i
+		}
+	}
+	return j
 }
 
 // lastImmediate returns the index of the latest held immediate finding of

@@ -115,6 +115,27 @@ type Output struct {
 	// Snapshot is set on the output that answers Engine.Checkpoint: the
 	// shard's Snapshotter states at the checkpoint's mark.
 	Snapshot *ShardSnapshot
+	// Tag is the Tag of the Submission (Engine.SubmitGroup) whose
+	// processing yielded the output — its events, its mark, or a watermark
+	// the router moved before its events (an origin gone idle) — and 0 for
+	// everything submitted otherwise.
+	Tag uint64
+	// Group, when not nil, stands for the outputs of one SubmitGroup call,
+	// in the order they would have come one by one (round by round, shard
+	// by shard); the output's other fields are then zero. Only SubmitGroup
+	// yields one.
+	Group []Output
+}
+
+// Submission is one message of Engine.SubmitGroup: a batch of events, or,
+// when Mark is non-zero, a mark (Engine.Mark) or with Checkpoint a
+// checkpoint (Engine.Checkpoint). Tag is handed back on every output the
+// message yields (Output.Tag).
+type Submission struct {
+	Batch      Batch
+	Mark       uint64
+	Checkpoint bool
+	Tag        uint64
 }
 
 // ShardSnapshot is one shard's part of a checkpoint.
@@ -151,6 +172,8 @@ type Engine struct {
 	closed    bool
 	started   atomic.Bool
 	itemPool  sync.Pool
+	arenaPool sync.Pool // *[]item: SubmitGroup's item arrays
+	groupPool sync.Pool // *[]shardMsg: SubmitGroup's messages to a shard
 	m         *metrics
 	watermark atomic.Int64 // unix nanos, for observers
 	fp        *footprints
@@ -162,8 +185,10 @@ type inMsg struct {
 	tick    time.Time // non-zero: the arrival clock moves (Engine.Tick)
 	end     bool      // the origin named origin ends (Engine.EndOrigin)
 	origin  string
-	mark    uint64 // non-zero: a mark, no events (see Engine.Mark)
-	snap    bool   // with mark: a checkpoint (see Engine.Checkpoint)
+	mark    uint64  // non-zero: a mark, no events (see Engine.Mark)
+	snap    bool    // with mark: a checkpoint (see Engine.Checkpoint)
+	tag     uint64  // Submission.Tag
+	group   []inMsg // SubmitGroup: these messages, handled as one
 }
 
 type item struct {
@@ -189,6 +214,13 @@ type shardMsg struct {
 	// the restored checkpoint covers. Findings the message yields were
 	// emitted before the checkpoint and are dropped.
 	restored bool
+	tag      uint64 // of the Submission it came from (Output.Tag)
+	// arena: the items are arenaItems, part of a group's array (items is
+	// then only a marker), not a slice of the pool
+	arena      bool
+	arenaItems []item
+	arenaBuf   *[]item    // with group: that array, pooled once processed
+	group      []shardMsg // a SubmitGroup's messages to this shard, in order
 }
 
 // batchDone releases a batch's admission once every shard it went to has
@@ -335,6 +367,50 @@ func (e *Engine) TrySubmit(b Batch) error {
 	default:
 		e.gate.release(len(b.Events))
 		return ErrFull
+	}
+}
+
+// SubmitGroup hands the engine several messages at once — batches, marks
+// and checkpoints, in order — and they are processed exactly as if each
+// had been submitted on its own (Submit, Mark, Checkpoint) in that order:
+// the same watermarks, splits, findings and snapshots. Only the hand-offs
+// between the engine's goroutines are shared: one message to the router,
+// one to each shard and one Output (with Group) for the whole call, where
+// one by one every message costs its own, which for small batches (cluster
+// mode's detection stage submits a batch per record) is most of the
+// engine's work. Each message's outputs carry its Tag. Batches without
+// events are ignored, as by Submit. It waits for room for all the events
+// at once (a call larger than the queue is admitted alone).
+func (e *Engine) SubmitGroup(ctx context.Context, subs []Submission) error {
+	msgs := make([]inMsg, 0, len(subs))
+	n := 0
+	for _, sb := range subs {
+		switch {
+		case sb.Mark != 0:
+			msgs = append(msgs, inMsg{mark: sb.Mark, snap: sb.Checkpoint, tag: sb.Tag})
+		case len(sb.Batch.Events) > 0:
+			msgs = append(msgs, inMsg{batch: sb.Batch, tag: sb.Tag})
+			n += len(sb.Batch.Events)
+		}
+	}
+	if len(msgs) == 0 {
+		return nil
+	}
+	if err := e.gate.acquire(ctx, n); err != nil {
+		return err
+	}
+	e.closeMu.RLock()
+	defer e.closeMu.RUnlock()
+	if e.closed {
+		e.gate.release(n)
+		return ErrClosed
+	}
+	select {
+	case e.in <- inMsg{group: msgs}:
+		return nil
+	case <-ctx.Done():
+		e.gate.release(n)
+		return ctx.Err()
 	}
 }
 
@@ -501,30 +577,55 @@ func (e *Engine) Run(ctx context.Context) error {
 // is handed on first).
 func (e *Engine) merge() {
 	round := make([]Output, len(e.shardOut))
+	sub := make([]Output, len(e.shardOut))
 	for {
-		n := 0
 		for i, ch := range e.shardOut {
 			o, ok := <-ch
 			if !ok {
 				return // every shard ends after the same final message
 			}
 			round[i] = o
-			n += len(o.Findings)
 		}
-		if len(round) > 1 && n > 0 {
-			all := make([]event.Finding, 0, n)
+		if round[0].Group == nil {
+			mergeRound(round)
 			for i := range round {
-				all = append(all, round[i].Findings...)
-				round[i].Findings = nil
+				e.out <- round[i]
+				round[i] = Output{}
 			}
-			round[0].Findings = all
+			continue
 		}
-		sortFindings(round[0].Findings)
-		for i := range round {
-			e.out <- round[i]
-			round[i] = Output{}
+		// A SubmitGroup's outputs: every shard answered the same messages,
+		// one output each; merged message by message and handed on as one.
+		n := len(round[0].Group)
+		flat := make([]Output, 0, n*len(round))
+		for j := range n {
+			for i := range round {
+				sub[i] = round[i].Group[j]
+			}
+			mergeRound(sub)
+			flat = append(flat, sub...)
 		}
+		clear(sub)
+		clear(round)
+		e.out <- Output{Group: flat}
 	}
+}
+
+// mergeRound sorts one round's findings together into its first output.
+func mergeRound(round []Output) {
+	n := 0
+	for i := range round {
+		n += len(round[i].Findings)
+	}
+	if len(round) > 1 && n > 0 {
+		all := make([]event.Finding, 0, n)
+		for i := range round {
+			all = append(all, round[i].Findings...)
+			round[i].Findings = nil
+		}
+		round[0].Findings = all
+	}
+	sortFindings(round[0].Findings)
 }
 
 // sortFindings orders one output's findings by time, detector, entity,
@@ -546,6 +647,42 @@ func sortFindings(fs []event.Finding) {
 func (e *Engine) route() {
 	r := newRouter(e)
 	for msg := range e.in {
+		if msg.group != nil {
+			// Each message exactly as on its own; what it sends the shards
+			// is held and sent as one message per shard.
+			r.grouped = make([][]shardMsg, len(e.shards))
+			r.arena = make([][]item, len(e.shards))
+			if r.start == nil {
+				r.start = make([]int, len(e.shards))
+			}
+			for s := range e.shards {
+				if g, ok := e.groupPool.Get().(*[]shardMsg); ok && cap(*g) >= len(msg.group) {
+					r.grouped[s] = (*g)[:0]
+				} else {
+					r.grouped[s] = make([]shardMsg, 0, len(msg.group)+len(msg.group)/8+1)
+				}
+				if a, ok := e.arenaPool.Get().(*[]item); ok {
+					r.arena[s] = (*a)[:0]
+				}
+			}
+			for _, m := range msg.group {
+				r.tag = m.tag
+				if !r.control(m) {
+					r.batch(m)
+				}
+			}
+			r.tag = 0
+			g := r.grouped
+			r.grouped = nil
+			if len(g[0]) > 0 {
+				for s, ch := range e.shards {
+					a := r.arena[s]
+					ch <- shardMsg{group: g[s], arenaBuf: &a}
+				}
+			}
+			r.arena = nil
+			continue
+		}
 		if !r.control(msg) {
 			r.batch(msg)
 		}
@@ -554,6 +691,23 @@ func (e *Engine) route() {
 		ch <- shardMsg{watermark: EndOfTime, progress: r.progress, final: true}
 		close(ch)
 	}
+}
+
+// toShard sends m to shard s, or holds it while a group is routed.
+func (r *router) toShard(s int, m shardMsg) {
+	m.tag = r.tag
+	if r.grouped != nil {
+		if m.items != nil {
+			// The group's items to a shard share one array (the pool's
+			// slices hold 256 items each, and a group holds thousands
+			// of messages at once): this message's are from start on.
+			a := r.arena[s]
+			m.arenaItems, m.arena = a[r.start[s]:len(a):len(a)], true
+		}
+		r.grouped[s] = append(r.grouped[s], m)
+		return
+	}
+	r.e.shards[s] <- m
 }
 
 // router is the router goroutine's state.
@@ -571,6 +725,16 @@ type router struct {
 	othersP   []time.Time
 	othersPOK []bool
 	curHoldsP []bool
+	// while a SubmitGroup is routed: its messages to each shard, and the
+	// tag of the message being routed
+	grouped [][]shardMsg
+	tag     uint64
+	// arena holds a group's items per shard, the message being routed's
+	// from start on (see toShard); arenaMark marks perShard's entries of
+	// a group's messages.
+	arena     [][]item
+	start     []int
+	arenaMark []item
 }
 
 func newRouter(e *Engine) *router {
@@ -604,18 +768,22 @@ func (r *router) advanceStream(i int, t time.Time, moved *bool) {
 // tells every shard if anything moved.
 func (r *router) settle(received time.Time) {
 	r.orgs.forget()
-	moved := false
+	// Two flags: advanceStream copies the progress slice only on its first
+	// move, and the slice the shards were last sent must not be written
+	// even when the watermark moved first (a race with the shards reading
+	// it, which showed them a later message's progress).
+	wmMoved, moved := false, false
 	if t, ok, _ := r.orgs.timeOf(nil, true); ok && t.Add(-r.e.opts.Lateness).After(r.watermark) {
 		r.watermark = t.Add(-r.e.opts.Lateness)
-		moved = true
+		wmMoved = true
 	}
 	for i := range r.e.streams {
 		if t, ok, _ := r.orgs.progressOf(i, nil, true); ok {
 			r.advanceStream(i, t, &moved)
 		}
 	}
-	if moved {
-		r.e.broadcastWatermark(r.watermark, r.progress, received)
+	if wmMoved || moved {
+		r.broadcastWatermark(r.watermark, r.progress, received)
 	}
 }
 
@@ -624,13 +792,13 @@ func (r *router) settle(received time.Time) {
 func (r *router) control(msg inMsg) bool {
 	switch {
 	case msg.mark != 0:
-		for _, ch := range r.e.shards {
-			ch <- shardMsg{watermark: r.watermark, progress: r.progress, mark: msg.mark, snap: msg.snap}
+		for s := range r.e.shards {
+			r.toShard(s, shardMsg{watermark: r.watermark, progress: r.progress, mark: msg.mark, snap: msg.snap})
 		}
 	case !msg.advance.IsZero():
 		if msg.advance.After(r.watermark) {
 			r.watermark = msg.advance
-			r.e.broadcastWatermark(r.watermark, r.progress, msg.batch.Received)
+			r.broadcastWatermark(r.watermark, r.progress, msg.batch.Received)
 		}
 	case !msg.tick.IsZero():
 		r.orgs.tick(msg.tick)
@@ -688,9 +856,9 @@ func (r *router) batch(msg inMsg) {
 	done := &batchDone{n: len(evs), gate: e.gate, events: evs, release: e.opts.Release, processed: e.m.processed}
 	done.pending.Store(int32(len(e.shards)))
 	send := func(wm time.Time, moved, restored bool) {
-		for s, ch := range e.shards {
-			ch <- shardMsg{items: r.perShard[s], watermark: wm, earliest: r.minSeen, progress: r.progress, moved: moved,
-				done: done, received: msg.batch.Received, restored: restored}
+		for s := range e.shards {
+			r.toShard(s, shardMsg{items: r.perShard[s], watermark: wm, earliest: r.minSeen, progress: r.progress, moved: moved,
+				done: done, received: msg.batch.Received, restored: restored})
 			r.perShard[s] = nil
 		}
 	}
@@ -747,7 +915,7 @@ func (r *router) dispatch(ev *event.Event) {
 	for d, det := range e.dets {
 		if b := e.bcast[d]; b != nil && b.Broadcast(ev) {
 			for s := range r.perShard {
-				e.appendItem(r.perShard, s, item{det: int32(d), ev: ev})
+				r.appendItem(s, item{det: int32(d), ev: ev})
 			}
 			continue
 		}
@@ -756,7 +924,7 @@ func (r *router) dispatch(ev *event.Event) {
 			continue
 		}
 		s := int(HashKey(key) % uint64(len(r.perShard)))
-		e.appendItem(r.perShard, s, item{det: int32(d), key: key, ev: ev})
+		r.appendItem(s, item{det: int32(d), key: key, ev: ev})
 	}
 }
 
@@ -803,18 +971,26 @@ func later(a, b time.Time) time.Time {
 	return a
 }
 
-func (e *Engine) broadcastWatermark(wm time.Time, progress []time.Time, received time.Time) {
-	e.watermark.Store(wm.UnixNano())
-	for _, ch := range e.shards {
-		ch <- shardMsg{watermark: wm, progress: progress, received: received}
+func (r *router) broadcastWatermark(wm time.Time, progress []time.Time, received time.Time) {
+	r.e.watermark.Store(wm.UnixNano())
+	for s := range r.e.shards {
+		r.toShard(s, shardMsg{watermark: wm, progress: progress, received: received})
 	}
 }
 
-func (e *Engine) appendItem(perShard []*[]item, s int, it item) {
-	p := perShard[s]
+func (r *router) appendItem(s int, it item) {
+	if r.grouped != nil {
+		if r.perShard[s] == nil {
+			r.perShard[s] = &r.arenaMark
+			r.start[s] = len(r.arena[s])
+		}
+		r.arena[s] = append(r.arena[s], it)
+		return
+	}
+	p := r.perShard[s]
 	if p == nil {
-		p = e.itemPool.Get().(*[]item)
-		perShard[s] = p
+		p = r.e.itemPool.Get().(*[]item)
+		r.perShard[s] = p
 	}
 	*p = append(*p, it)
 }
@@ -844,23 +1020,28 @@ func (e *Engine) runShard(id int) {
 	c := &Context{shard: id, shards: len(e.shards), inputName: e.opts.InputName, streams: e.streams}
 	sampler := e.newShardSampler(id, states)
 	var lastWM time.Time
-	for msg := range e.shards[id] {
+	// step processes one message and returns its output.
+	step := func(msg shardMsg) Output {
 		if !msg.earliest.IsZero() {
 			c.earliest = msg.earliest
 		}
 		if msg.progress != nil {
 			c.progress = msg.progress
 		}
-		if msg.items != nil {
-			for _, it := range *msg.items {
-				if it.ev.Restored && restored[it.det] {
-					continue // the restored snapshot already holds it
-				}
-				c.detector = e.dets[it.det].Name()
-				c.current = it.ev
-				states[it.det].Process(c, it.key, it.ev)
-				c.current = nil
+		its := msg.arenaItems
+		if msg.items != nil && !msg.arena {
+			its = *msg.items
+		}
+		for _, it := range its {
+			if it.ev.Restored && restored[it.det] {
+				continue // the restored snapshot already holds it
 			}
+			c.detector = e.dets[it.det].Name()
+			c.current = it.ev
+			states[it.det].Process(c, it.key, it.ev)
+			c.current = nil
+		}
+		if msg.items != nil && !msg.arena {
 			clear(*msg.items) // drop event pointers before pooling
 			*msg.items = (*msg.items)[:0]
 			e.itemPool.Put(msg.items)
@@ -908,12 +1089,38 @@ func (e *Engine) runShard(id int) {
 		for i := range c.findings {
 			e.m.findings.WithLabelValues(c.findings[i].Detector).Inc()
 		}
-		e.shardOut[id] <- Output{Shard: id, Shards: len(e.shards), Findings: c.findings, Watermark: lastWM, Final: msg.final, Snapshot: shot}
+		o := Output{Shard: id, Shards: len(e.shards), Findings: c.findings, Watermark: lastWM, Final: msg.final, Snapshot: shot, Tag: msg.tag}
 		c.findings = nil
+		return o
+	}
+	// after is what follows a message's output once it is handed on.
+	after := func(msg *shardMsg) {
 		if !msg.received.IsZero() {
 			e.m.lag.Set(e.opts.Clock.Now().Sub(msg.received).Seconds())
 		}
 		msg.done.finish()
+	}
+	for msg := range e.shards[id] {
+		if msg.group == nil {
+			e.shardOut[id] <- step(msg)
+			after(&msg)
+			continue
+		}
+		outs := make([]Output, len(msg.group))
+		for i := range msg.group {
+			outs[i] = step(msg.group[i])
+		}
+		e.shardOut[id] <- Output{Shard: id, Shards: len(e.shards), Group: outs}
+		for i := range msg.group {
+			after(&msg.group[i])
+		}
+		if msg.arenaBuf != nil && cap(*msg.arenaBuf) > 0 {
+			clear(*msg.arenaBuf) // drop event pointers before pooling
+			e.arenaPool.Put(msg.arenaBuf)
+		}
+		clear(msg.group)
+		g := msg.group[:0]
+		e.groupPool.Put(&g)
 	}
 }
 

@@ -49,6 +49,21 @@ type alertPart struct {
 	// findings are the findings scored since the last checkpoint, for the
 	// store's risk index (stored with the alerts and the checkpoint).
 	findings []store.ScoredFinding
+	// arrived are the findings of the poll being handled not yet handed
+	// to the stage: handed over together (process) before the stage
+	// advances and at the poll's end, so that the stage previews each
+	// entity once for them (alert.Stage.Process), not once per finding.
+	arrived []event.Finding
+}
+
+// process hands the stage the findings that arrived since the last call.
+func (ap *alertPart) process() {
+	if len(ap.arrived) == 0 {
+		return
+	}
+	ap.st.Process(ap.arrived)
+	clear(ap.arrived)
+	ap.arrived = ap.arrived[:0]
 }
 
 type srcPart struct {
@@ -119,6 +134,9 @@ func (w *Worker) runAlerts(ctx context.Context) error {
 		a.mu.Lock()
 		fs.EachRecord(a.handle)
 		now := time.Now()
+		for _, ap := range a.part {
+			ap.process()
+		}
 		for _, ap := range a.part {
 			// Changes wait at most AlertFlush; a quiet partition is
 			// checkpointed after ten, and at once at the end of input.
@@ -279,6 +297,7 @@ func (a *alerter) handle(r *kgo.Record) {
 			ap.marks[k] = wm
 		}
 		if low := a.low(ap); low.After(ap.wm) {
+			ap.process() // what arrived before the mark first
 			ap.wm = low
 			ap.st.Advance(low)
 		}
@@ -290,7 +309,7 @@ func (a *alerter) handle(r *kgo.Record) {
 		return
 	}
 	f.Immediate = immediate
-	ap.st.Process([]event.Finding{f})
+	ap.arrived = append(ap.arrived, f)
 }
 
 // low is the minimum mark over every repartition partition (zero until

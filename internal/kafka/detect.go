@@ -104,9 +104,10 @@ func (s *ledgerShard) Mark(c *engine.Context, m uint64) {
 	}
 }
 
-// pending is what one submitted engine message stands for; the engine
-// answers each with exactly one output (one shard), in order.
+// pending is what one submitted engine message stands for: the engine
+// tags every output the message yields with its tag (engine.Output.Tag).
 type pending struct {
+	tag    uint64
 	offset int64         // the record it belongs to (a checkpoint: the next offset)
 	done   chan struct{} // checkpoint: closed once stored (or failed)
 }
@@ -131,6 +132,10 @@ type partition struct {
 
 	qmu   sync.Mutex
 	queue []pending
+	// subs are the engine messages of the poll being handled, handed
+	// to the engine together at its end (flush); tag numbers them.
+	subs []engine.Submission
+	tag  uint64
 
 	dead    atomic.Bool // crashed: ship nothing more
 	runDone chan struct{}
@@ -143,15 +148,46 @@ func (p *partition) push(e pending) {
 	p.qmu.Unlock()
 }
 
-func (p *partition) pop() (pending, bool) {
+// pending returns what the message tagged tag stands for, dropping the
+// ones before it (answered already); false if it is not queued.
+func (p *partition) pending(tag uint64) (pending, bool) {
 	p.qmu.Lock()
 	defer p.qmu.Unlock()
-	if len(p.queue) == 0 {
+	for len(p.queue) > 0 && p.queue[0].tag < tag {
+		p.queue = p.queue[1:]
+	}
+	if len(p.queue) == 0 || p.queue[0].tag != tag {
 		return pending{}, false
 	}
-	e := p.queue[0]
-	p.queue = p.queue[1:]
-	return e, true
+	return p.queue[0], true
+}
+
+// add queues an engine message standing for e, to be handed over with
+// the poll's others (flush).
+func (p *partition) add(sb engine.Submission, e pending) {
+	p.tag++
+	sb.Tag, e.tag = p.tag, p.tag
+	p.push(e)
+	p.subs = append(p.subs, sb)
+}
+
+// flush hands the engine the messages added since the last flush, in one
+// call: processed exactly as if submitted one by one (engine.SubmitGroup),
+// at the engine's cost of one. Every record of a poll was a batch of its
+// own (one event, or the ticks before it), handed over alone: the
+// router's and the shards' per-message hand-offs were most of a
+// partition's engine CPU (docs/scale-out.md).
+func (p *partition) flush(ctx context.Context) error {
+	if len(p.subs) == 0 {
+		return nil
+	}
+	if p.w.handedOff != nil {
+		p.w.handedOff(len(p.subs))
+	}
+	err := p.eng.SubmitGroup(ctx, p.subs)
+	clear(p.subs)
+	p.subs = p.subs[:0]
+	return err
 }
 
 // detector is the detection stage of a worker.
@@ -231,6 +267,9 @@ func (w *Worker) runDetect(ctx context.Context) error {
 			}
 			recs[i] = prepared{}
 		}
+		if herr == nil {
+			herr = d.flush(ctx)
+		}
 		d.mu.Unlock()
 		cl.AllowRebalance()
 		if herr != nil && pctx.Err() == nil {
@@ -256,6 +295,18 @@ func (w *Worker) runDetect(ctx context.Context) error {
 	d.mu.Unlock()
 	d.release(ctx, all, true)
 	cl.CloseAllowingRebalance()
+	return nil
+}
+
+// flush hands every partition's engine the messages of the poll.
+func (d *detector) flush(ctx context.Context) error {
+	for _, ps := range d.parts {
+		for _, p := range ps {
+			if err := p.flush(ctx); err != nil {
+				return err
+			}
+		}
+	}
 	return nil
 }
 
@@ -288,7 +339,7 @@ func (d *detector) release(ctx context.Context, m map[string][]int32, graceful b
 				continue
 			}
 			if graceful && !d.crashed.Load() && p.since > 0 {
-				if err := p.checkpoint(ctx, true); err != nil {
+				if err := p.checkpoint(ctx); err != nil {
 					d.w.opts.Logger.Warn("kafka: checkpoint on revocation", "topic", t, "partition", n, "err", err)
 				}
 			}
@@ -483,11 +534,9 @@ func (d *detector) handle(ctx context.Context, pr *prepared) error {
 		in.lastE = h.Earliest
 		ticks = append(ticks, event.Event{Time: h.Earliest, Restored: restored})
 	}
+	now := time.Now()
 	if len(ticks) > 0 {
-		p.push(pending{offset: r.Offset})
-		if err := p.eng.Submit(ctx, engine.Batch{Events: ticks, Streams: h.Streams, Received: time.Now(), Origin: origin, Arrived: h.Arrived}); err != nil {
-			return err
-		}
+		p.add(engine.Submission{Batch: engine.Batch{Events: ticks, Streams: h.Streams, Received: now, Origin: origin, Arrived: h.Arrived}}, pending{offset: r.Offset})
 	}
 	if h.Flags != 0 {
 		if !pr.hasEv {
@@ -497,16 +546,13 @@ func (d *detector) handle(ctx context.Context, pr *prepared) error {
 			ev.Input = uint32(h.Flags)
 			ev.Line = uint32(h.InOffset + 1)
 			ev.Restored = restored
-			p.push(pending{offset: r.Offset})
-			if err := p.eng.Submit(ctx, engine.Batch{Events: []event.Event{ev}, Received: time.Now(), Origin: origin, Arrived: h.Arrived}); err != nil {
-				return err
-			}
+			p.add(engine.Submission{Batch: engine.Batch{Events: []event.Event{ev}, Received: now, Origin: origin, Arrived: h.Arrived}}, pending{offset: r.Offset})
 		}
 	}
 	if r.Offset >= p.restored {
 		p.since++
 		if p.since >= d.w.opts.CheckpointEvery {
-			return p.checkpointAt(ctx, r.Offset+1, false)
+			p.checkpointAt(r.Offset + 1)
 		}
 	}
 	return nil
@@ -529,39 +575,35 @@ func (p *partition) closeLedger(graceful bool) {
 	<-p.ledDone
 }
 
-// checkpoint checkpoints everything handed to the engine so far.
-func (p *partition) checkpoint(ctx context.Context, wait bool) error {
-	return p.checkpointAt(ctx, p.last+1, wait)
-}
-
-// checkpointAt asks the engine for a snapshot covering every record below
-// next; the shipping goroutine stores it once the findings before it are
-// acknowledged. wait blocks until it is stored.
-func (p *partition) checkpointAt(ctx context.Context, next int64, wait bool) error {
-	p.since = 0
-	p.mark++
-	done := make(chan struct{})
-	p.push(pending{offset: next, done: done})
-	if err := p.eng.Checkpoint(ctx, p.mark); err != nil {
+// checkpoint checkpoints everything handed to the engine so far and
+// waits until it is stored.
+func (p *partition) checkpoint(ctx context.Context) error {
+	done := p.checkpointAt(p.last + 1)
+	if err := p.flush(ctx); err != nil {
 		return err
 	}
-	if wait {
-		select {
-		case <-done:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
+	select {
+	case <-done:
+	case <-ctx.Done():
+		return ctx.Err()
 	}
 	return nil
 }
 
+// checkpointAt adds a request to the engine for a snapshot covering
+// every record below next; the shipping goroutine stores it once the
+// findings before it are acknowledged, then closes the channel returned.
+func (p *partition) checkpointAt(next int64) <-chan struct{} {
+	p.since = 0
+	p.mark++
+	done := make(chan struct{})
+	p.add(engine.Submission{Mark: p.mark, Checkpoint: true}, pending{offset: next, done: done})
+	return done
+}
+
 // ship sends p's findings and stores its checkpoints, in output order.
 func (d *detector) ship(p *partition) {
-	var (
-		lastOff int64 = -1
-		seq     uint64
-		prevWM  time.Time
-	)
+	sh := &shipState{lastOff: -1}
 	log := d.w.opts.Logger
 	byKey := kgo.StickyKeyPartitioner(nil).ForTopic(FindingsTopic(d.w.opts.Prefix))
 	produced := func(_ *kgo.Record, err error) {
@@ -570,85 +612,107 @@ func (d *detector) ship(p *partition) {
 			log.Error("kafka: finding not produced", "err", err)
 		}
 	}
-	for out := range p.eng.Output() {
-		e, ok := p.pop()
-		if !ok || out.Final {
-			continue // the end-of-input flush of a stream that goes on
+	for o := range p.eng.Output() {
+		outs := []engine.Output{o}
+		if o.Group != nil {
+			outs = o.Group
 		}
-		if p.dead.Load() {
-			if e.done != nil {
-				close(e.done)
+		for i := range outs {
+			d.shipOne(p, &outs[i], sh, byKey, produced)
+		}
+	}
+}
+
+// shipState is what ship carries from one output to the next.
+type shipState struct {
+	lastOff int64  // the record of the last findings shipped
+	seq     uint64 // the next finding's number within it
+	prevWM  time.Time
+}
+
+// shipOne ships one engine output of p (see ship).
+func (d *detector) shipOne(p *partition, out *engine.Output, sh *shipState, byKey kgo.TopicPartitioner, produced func(*kgo.Record, error)) {
+	log := d.w.opts.Logger
+	if out.Final {
+		return // the end-of-input flush of a stream that goes on
+	}
+	e, ok := p.pending(out.Tag)
+	if !ok {
+		return
+	}
+	if p.dead.Load() {
+		if e.done != nil {
+			close(e.done)
+		}
+		return
+	}
+	if out.Snapshot != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		err := d.findings.Flush(ctx)
+		if err == nil && p.failed.Load() {
+			err = errors.New("a finding was not produced since the last checkpoint")
+		}
+		if err == nil && p.led != nil {
+			// The ledger's deltas of every covered record first: a
+			// successor skips the records below the checkpoint.
+			err = p.led.WaitDurable(ctx, out.Snapshot.Mark)
+			if err == nil && p.led.Incomplete() {
+				err = errors.New("ledger record ids were dropped since the partition opened")
 			}
+		}
+		if err == nil {
+			err = d.w.opts.Store.SavePartitionCheckpoints(ctx, []store.PartitionCheckpoint{{
+				Group: d.w.opts.Group, Topic: p.topic, Partition: p.part, NextOffset: e.offset,
+				Data: encodeState(out.Snapshot.Parts), SavedAt: time.Now(),
+			}})
+		}
+		cancel()
+		if err != nil {
+			log.Error("kafka: checkpoint not stored; the next one will be tried", "topic", p.topic, "partition", p.part, "err", err)
+		}
+		if e.done != nil {
+			close(e.done)
+		}
+		return
+	}
+	if e.offset != sh.lastOff {
+		sh.lastOff, sh.seq = e.offset, 0
+	}
+	for i := range out.Findings {
+		f := &out.Findings[i]
+		v, err := json.Marshal(f)
+		if err != nil {
+			log.Error("kafka: finding not encoded", "err", err)
 			continue
 		}
-		if out.Snapshot != nil {
-			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-			err := d.findings.Flush(ctx)
-			if err == nil && p.failed.Load() {
-				err = errors.New("a finding was not produced since the last checkpoint")
-			}
-			if err == nil && p.led != nil {
-				// The ledger's deltas of every covered record first: a
-				// successor skips the records below the checkpoint.
-				err = p.led.WaitDurable(ctx, out.Snapshot.Mark)
-				if err == nil && p.led.Incomplete() {
-					err = errors.New("ledger record ids were dropped since the partition opened")
-				}
-			}
-			if err == nil {
-				err = d.w.opts.Store.SavePartitionCheckpoints(ctx, []store.PartitionCheckpoint{{
-					Group: d.w.opts.Group, Topic: p.topic, Partition: p.part, NextOffset: e.offset,
-					Data: encodeState(out.Snapshot.Parts), SavedAt: time.Now(),
-				}})
-			}
-			cancel()
-			if err != nil {
-				log.Error("kafka: checkpoint not stored; the next one will be tried", "topic", p.topic, "partition", p.part, "err", err)
-			}
-			if e.done != nil {
-				close(e.done)
-			}
-			continue
+		src := source{Topic: p.topic, Partition: p.part, Offset: e.offset, Seq: sh.seq}
+		sh.seq++
+		rec := &kgo.Record{
+			Key: []byte(string(f.Entity.Kind) + ":" + f.Entity.ID), Value: v,
+			Headers: []kgo.RecordHeader{{Key: SourceHeader, Value: src.append(nil)}},
 		}
-		if e.offset != lastOff {
-			lastOff, seq = e.offset, 0
+		if f.Immediate {
+			// Not part of a finding's JSON form.
+			rec.Headers = append(rec.Headers, kgo.RecordHeader{Key: ImmediateHeader})
 		}
-		for i := range out.Findings {
-			f := &out.Findings[i]
-			v, err := json.Marshal(f)
-			if err != nil {
-				log.Error("kafka: finding not encoded", "err", err)
-				continue
-			}
-			src := source{Topic: p.topic, Partition: p.part, Offset: e.offset, Seq: seq}
-			seq++
-			rec := &kgo.Record{
-				Key: []byte(string(f.Entity.Kind) + ":" + f.Entity.ID), Value: v,
-				Headers: []kgo.RecordHeader{{Key: SourceHeader, Value: src.append(nil)}},
-			}
-			if f.Immediate {
-				// Not part of a finding's JSON form.
-				rec.Headers = append(rec.Headers, kgo.RecordHeader{Key: ImmediateHeader})
-			}
-			// Kafka's default partitioning of the key (murmur2), chosen
-			// here because marks need the manual partitioner.
-			rec.Partition = int32(byKey.Partition(rec, int(d.w.nf)))
-			d.findings.Produce(context.Background(), rec, produced)
+		// Kafka's default partitioning of the key (murmur2), chosen
+		// here because marks need the manual partitioner.
+		rec.Partition = int32(byKey.Partition(rec, int(d.w.nf)))
+		d.findings.Produce(context.Background(), rec, produced)
+	}
+	// Marks depend on the outputs' watermarks only (never on
+	// checkpoints), so a successor replaying the partition sends the
+	// same marks with the same sources.
+	if markDue(sh.prevWM, out.Watermark, d.w.opts.MarkEvery) && e.offset >= p.restored {
+		src := source{Topic: p.topic, Partition: p.part, Offset: e.offset, Seq: sh.seq}
+		sh.seq++
+		hs := []kgo.RecordHeader{{Key: SourceHeader, Value: src.append(nil)}, {Key: MarkHeader, Value: appendMark(nil, out.Watermark)}}
+		for fp := range d.w.nf {
+			d.findings.Produce(context.Background(), &kgo.Record{Partition: fp, Headers: hs}, produced)
 		}
-		// Marks depend on the outputs' watermarks only (never on
-		// checkpoints), so a successor replaying the partition sends the
-		// same marks with the same sources.
-		if markDue(prevWM, out.Watermark, d.w.opts.MarkEvery) && e.offset >= p.restored {
-			src := source{Topic: p.topic, Partition: p.part, Offset: e.offset, Seq: seq}
-			seq++
-			hs := []kgo.RecordHeader{{Key: SourceHeader, Value: src.append(nil)}, {Key: MarkHeader, Value: appendMark(nil, out.Watermark)}}
-			for fp := range d.w.nf {
-				d.findings.Produce(context.Background(), &kgo.Record{Partition: fp, Headers: hs}, produced)
-			}
-		}
-		if out.Watermark.After(prevWM) {
-			prevWM = out.Watermark
-		}
+	}
+	if out.Watermark.After(sh.prevWM) {
+		sh.prevWM = out.Watermark
 	}
 }
 

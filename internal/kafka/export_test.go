@@ -92,6 +92,12 @@ func CountDetectPolls(w *Worker) *PollCounts {
 		c.records += n
 		c.largest = max(c.largest, n)
 	}
+	w.handedOff = func(n int) {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		c.handoffs++
+		c.messages += n
+	}
 	return c
 }
 
@@ -99,6 +105,15 @@ func CountDetectPolls(w *Worker) *PollCounts {
 type PollCounts struct {
 	mu                      sync.Mutex
 	polls, records, largest int
+	handoffs, messages      int
+}
+
+// HandOffs returns the hand-offs of engine messages to the detection
+// partitions' engines and the messages handed over.
+func (c *PollCounts) HandOffs() (handoffs, messages int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.handoffs, c.messages
 }
 
 // Counts returns the polls, their records and the largest poll's.

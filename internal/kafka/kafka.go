@@ -288,6 +288,9 @@ type Worker struct {
 	// polled hears the records of each poll of the detection stage
 	// (tests).
 	polled func(records int)
+	// handedOff hears each hand-off of engine messages to a detection
+	// partition's engine (tests).
+	handedOff func(messages int)
 }
 
 // New validates opts and returns a worker; Run starts it.

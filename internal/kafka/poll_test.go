@@ -17,7 +17,8 @@ import (
 )
 
 // TestClusterDetectPollBounded: a worker catching up on a backlog hands
-// its detection stage at most kafka.DetectPollMax records a poll. Each is
+// its detection stage at most kafka.DetectPollMax records a poll, and each
+// partition's engine a poll's records in one hand-off. Each is
 // decoded into a slice held until the poll is handled (about 1 kB a
 // record); unbounded, BenchmarkClusterCost's worker polled 299 k records
 // at once (a 375 MB slice, grown by copying, scanned by every GC cycle).
@@ -95,5 +96,18 @@ func TestClusterDetectPollBounded(t *testing.T) {
 	}
 	if largest > kafka.DetectPollMax {
 		t.Errorf("a poll of %d records: want at most %d", largest, kafka.DetectPollMax)
+	}
+	// A poll's records reach each partition's engine in one hand-off
+	// (engine.SubmitGroup): at most one per repartition partition a poll,
+	// and one more each for the checkpoint of the graceful stop. Handed
+	// over one at a time, every record was at least one.
+	handoffs, messages := counts.HandOffs()
+	repart := len(kafka.DefaultKinds) * partitions
+	t.Logf("%d engine messages in %d hand-offs", messages, handoffs)
+	if messages < records {
+		t.Errorf("%d engine messages for %d records: want one at least for each", messages, records)
+	}
+	if limit := polls*repart + repart; handoffs > limit {
+		t.Errorf("%d hand-offs to the engines in %d polls: want at most %d (one per partition a poll)", handoffs, polls, limit)
 	}
 }

@@ -830,11 +830,8 @@ func (s *Store) AssignLedgerDict(ctx context.Context, rids []string, first uint3
 		if top.Valid && top.Int64 >= next {
 			next = top.Int64 + 1
 		}
-		ins, err := tx.PrepareContext(ctx, `INSERT INTO ledger_dict (id, rid) VALUES (?, ?)`)
-		if err != nil {
-			return err
-		}
-		defer ins.Close()
+		start := next
+		fresh := make([]string, 0, len(uniq)-len(got))
 		for _, rid := range uniq { // sorted: numbering does not depend on the caller's order
 			if _, ok := got[rid]; ok {
 				continue
@@ -842,13 +839,11 @@ func (s *Store) AssignLedgerDict(ctx context.Context, rids []string, first uint3
 			if next > 1<<32-1 {
 				return fmt.Errorf("dictionary full")
 			}
-			if _, err := ins.ExecContext(ctx, next, rid); err != nil {
-				return err
-			}
+			fresh = append(fresh, rid)
 			got[rid] = uint32(next)
 			next++
 		}
-		return nil
+		return insertLedgerDictRun(ctx, tx, start, fresh)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("assign ledger dictionary: %w", err)
@@ -858,6 +853,50 @@ func (s *Store) AssignLedgerDict(ctx context.Context, rids []string, first uint3
 		out[i] = LedgerDictEntry{ID: got[rid], RID: rid}
 	}
 	return out, nil
+}
+
+// ledgerDictInsertChunk is the rows of one of insertLedgerDictRun's
+// statements (two parameters a row: within SQLite's and PostgreSQL's
+// limits).
+const ledgerDictInsertChunk = 500
+
+// insertLedgerDictRun inserts rids numbered first, first+1, … with one
+// multi-row INSERT per ledgerDictInsertChunk of them (AssignLedgerDict: a
+// statement, and on PostgreSQL a round trip, per new id was most of what
+// numbering a poll's new ids cost a cluster worker).
+func insertLedgerDictRun(ctx context.Context, tx *sql.Tx, first int64, rids []string) error {
+	var full *sql.Stmt // the full-size statement, prepared on first use
+	defer func() {
+		if full != nil {
+			_ = full.Close()
+		}
+	}()
+	args := make([]any, 0, 2*min(len(rids), ledgerDictInsertChunk))
+	for len(rids) > 0 {
+		n := min(len(rids), ledgerDictInsertChunk)
+		args = args[:0]
+		for i, rid := range rids[:n] {
+			args = append(args, first+int64(i), rid)
+		}
+		q := `INSERT INTO ledger_dict (id, rid) VALUES (?, ?)` + strings.Repeat(`, (?, ?)`, n-1) // #nosec G202 -- only placeholders are concatenated
+		var err error
+		switch {
+		case n < ledgerDictInsertChunk:
+			_, err = tx.ExecContext(ctx, q, args...)
+		case full == nil:
+			if full, err = tx.PrepareContext(ctx, q); err == nil {
+				_, err = full.ExecContext(ctx, args...)
+			}
+		default:
+			_, err = full.ExecContext(ctx, args...)
+		}
+		if err != nil {
+			return err
+		}
+		first += int64(n)
+		rids = rids[n:]
+	}
+	return nil
 }
 
 // LedgerBytes returns the bytes the access ledger stores: the keys and
