@@ -623,10 +623,13 @@ func (s *Stage) add(f *event.Finding) {
 	}
 	if _, ahead := s.early[o.a.ID]; ahead {
 		// Raised ahead by its immediate finding: sinks know it, and hear
-		// Updated with what ordered processing made of it.
+		// Updated with what ordered processing made of it; the finding
+		// sinks hear the finding now, as for any other (the preview told
+		// them nothing).
 		delete(s.early, o.a.ID)
 		o.dirty = true
 		s.dirty = append(s.dirty, o)
+		s.scored(f, risk, o.a.ID, suppressed)
 		return
 	}
 	s.raised++
