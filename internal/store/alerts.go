@@ -140,7 +140,7 @@ func (s *Store) SaveAlerts(ctx context.Context, alerts []event.Alert) (err error
 		}
 	}
 	order := saveOrder(alerts)
-	err = s.writeTx(ctx, func(tx *sql.Tx) error { return s.saveAlerts(ctx, tx, alerts, order) })
+	err = s.writerTx(ctx, func(tx *sql.Tx) error { return s.saveAlerts(ctx, tx, alerts, order) })
 	if err != nil {
 		return fmt.Errorf("save alerts: %w", err)
 	}
@@ -162,7 +162,7 @@ func (s *Store) saveBatch(ctx context.Context, alerts []event.Alert, findings []
 		}
 	}
 	order := saveOrder(alerts)
-	err := s.writeTx(ctx, func(tx *sql.Tx) error {
+	err := s.writerTx(ctx, func(tx *sql.Tx) error {
 		if err := s.saveAlerts(ctx, tx, alerts, order); err != nil {
 			return fmt.Errorf("alerts: %w", err)
 		}
@@ -204,13 +204,13 @@ func (s *Store) saveAlerts(ctx context.Context, tx *sql.Tx, alerts []event.Alert
 	// Cancellation is still honoured between chunks below, and database/sql
 	// rolls the transaction back when ctx ends.
 	sctx := context.WithoutCancel(ctx)
-	upsert := newChunkStmt(tx, upsertAlertsSQL)
+	upsert := newChunkStmt(s, tx, upsertAlertsSQL, alertParams)
 	defer upsert.close()
-	ins := newChunkStmt(tx, insertFindingsSQL)
+	ins := newChunkStmt(s, tx, insertFindingsSQL, findingParams)
 	defer ins.close()
 	// One alert's findings at a time: "alert_id = ?" is planned as an index
 	// lookup whatever the statistics say, where a long IN list may not be.
-	del, err := tx.PrepareContext(ctx, "DELETE FROM findings WHERE alert_id = ?")
+	del, err := s.oneStmt(ctx, tx, "DELETE FROM findings WHERE alert_id = ?")
 	if err != nil {
 		return err
 	}
@@ -280,41 +280,6 @@ func (s *Store) saveAlerts(ctx context.Context, tx *sql.Tx, alerts []event.Alert
 		}
 	}
 	return s.keepIncidents(sctx, tx, alerts, order)
-}
-
-// chunkStmt runs a multi-row statement: the full-size (saveChunk rows)
-// variant is prepared once per transaction, on first use; shorter ones —
-// a batch's last chunk — are run unprepared.
-type chunkStmt struct {
-	tx   *sql.Tx
-	sql  func(n int) string
-	full *sql.Stmt
-}
-
-func newChunkStmt(tx *sql.Tx, sql func(int) string) *chunkStmt {
-	return &chunkStmt{tx: tx, sql: sql}
-}
-
-func (c *chunkStmt) exec(ctx context.Context, n int, args []any) error {
-	if n < saveChunk {
-		_, err := c.tx.ExecContext(ctx, c.sql(n), args...)
-		return err
-	}
-	if c.full == nil {
-		st, err := c.tx.PrepareContext(ctx, c.sql(saveChunk))
-		if err != nil {
-			return err
-		}
-		c.full = st
-	}
-	_, err := c.full.ExecContext(ctx, args...)
-	return err
-}
-
-func (c *chunkStmt) close() {
-	if c.full != nil {
-		_ = c.full.Close()
-	}
 }
 
 // score is a score as stored: NaN as NULL (SQLite stores a NaN as NULL by
