@@ -521,6 +521,17 @@ type rowsQueryer interface {
 	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
 }
 
+// txQueryer is a write transaction of the store, whose statements come
+// from its cache (queryInTx).
+type txQueryer struct {
+	s  *Store
+	tx *sql.Tx
+}
+
+func (q txQueryer) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	return q.tx.QueryContext(ctx, query, args...)
+}
+
 // loadFindingsFrom is loadFindings reading through q (a transaction sees
 // what it wrote).
 func loadFindingsFrom(ctx context.Context, q rowsQueryer, alerts []event.Alert) error {
@@ -531,9 +542,19 @@ func loadFindingsFrom(ctx context.Context, q rowsQueryer, alerts []event.Alert) 
 		args[i] = alerts[i].ID
 		alerts[i].Findings = []event.Finding{}
 	}
-	query := "SELECT " + findingColumns + " FROM findings WHERE alert_id IN (?" + // #nosec G202 -- a constant column list and placeholders
-		strings.Repeat(", ?", len(alerts)-1) + ") ORDER BY alert_id, seq"
-	rows, err := q.QueryContext(ctx, query, args...)
+	var rows *sql.Rows
+	var err error
+	if tq, ok := q.(txQueryer); ok {
+		ids := make([]string, len(alerts))
+		for i := range alerts {
+			ids[i] = alerts[i].ID
+		}
+		rows, err = tq.s.queryInTx(ctx, tq.tx, "SELECT "+findingColumns+" FROM findings WHERE alert_id IN (?) ORDER BY alert_id, seq", nil, ids)
+	} else {
+		query := "SELECT " + findingColumns + " FROM findings WHERE alert_id IN (?" + // #nosec G202 -- a constant column list and placeholders
+			strings.Repeat(", ?", len(alerts)-1) + ") ORDER BY alert_id, seq"
+		rows, err = q.QueryContext(ctx, query, args...)
+	}
 	if err != nil {
 		return fmt.Errorf("load findings: %w", err)
 	}

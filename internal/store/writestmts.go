@@ -6,6 +6,7 @@ import (
 	"database/sql/driver"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 )
 
@@ -211,4 +212,88 @@ func (s *Store) memJournalConn(ctx context.Context) (*sql.Conn, func(), error) {
 		_ = conn.Close()
 	}
 	return conn, release, nil
+}
+
+// execTx runs query in tx, prepared from the cache (perTx: unprepared).
+func (s *Store) execTx(ctx context.Context, tx *sql.Tx, query string, args ...any) (sql.Result, error) {
+	if s.stmts.perTx {
+		return tx.ExecContext(ctx, query, args...)
+	}
+	st, err := s.txStmt(ctx, tx, query)
+	if err != nil {
+		return nil, err
+	}
+	return st.ExecContext(ctx, args...)
+}
+
+// queryRowTx is execTx for a query of one row.
+func (s *Store) queryRowTx(ctx context.Context, tx *sql.Tx, query string, args ...any) *sql.Row {
+	if !s.stmts.perTx {
+		if st, err := s.txStmt(ctx, tx, query); err == nil {
+			return st.QueryRowContext(ctx, args...)
+		}
+	}
+	return tx.QueryRowContext(ctx, query, args...) // perTx, or its error
+}
+
+// inList returns query with its "(?)" — an IN list — made of the
+// placeholders of vals and its arguments: the arguments before the list
+// (pre), then vals. From the cache the list is padded to the next power of
+// two by repeating its last value, so that a few statements serve every
+// length: an IN list is a set, and the rows are the same.
+func (s *Store) inList(query string, pre []any, vals []string) (string, []any) {
+	n := len(vals)
+	if !s.stmts.perTx {
+		n = 1
+		for n < len(vals) {
+			n *= 2
+		}
+	}
+	args := make([]any, 0, len(pre)+n)
+	args = append(args, pre...)
+	for i := range n {
+		args = append(args, vals[min(i, len(vals)-1)])
+	}
+	return strings.Replace(query, "(?)", "("+placeholders(n)+")", 1), args
+}
+
+// queryInTx runs query with its IN list of vals (inList) in tx.
+func (s *Store) queryInTx(ctx context.Context, tx *sql.Tx, query string, pre []any, vals []string) (*sql.Rows, error) {
+	q, args := s.inList(query, pre, vals)
+	if s.stmts.perTx {
+		return tx.QueryContext(ctx, q, args...)
+	}
+	st, err := s.txStmt(ctx, tx, q)
+	if err != nil {
+		return nil, err
+	}
+	return st.QueryContext(ctx, args...)
+}
+
+// execInTx is queryInTx for a statement.
+func (s *Store) execInTx(ctx context.Context, tx *sql.Tx, query string, vals []string) error {
+	q, args := s.inList(query, nil, vals)
+	_, err := s.execTx(ctx, tx, q, args...)
+	return err
+}
+
+// execRowsTx runs the multi-row statement sql(n) over rows rows of args
+// (cols each) in tx: from the cache as statements of the powers of two
+// rows is the sum of, in order (perTx: one unprepared statement).
+func (s *Store) execRowsTx(ctx context.Context, tx *sql.Tx, sql func(n int) string, cols, rows int, args []any) error {
+	if s.stmts.perTx {
+		_, err := tx.ExecContext(ctx, sql(rows), args...)
+		return err
+	}
+	for rows > 0 {
+		k := 1
+		for k*2 <= rows {
+			k *= 2
+		}
+		if _, err := s.execTx(ctx, tx, sql(k), args[:k*cols]...); err != nil {
+			return err
+		}
+		args, rows = args[k*cols:], rows-k
+	}
+	return nil
 }

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"database/sql"
 	"fmt"
 	"math/rand/v2"
 	"slices"
@@ -214,4 +215,89 @@ func TestWriterTxResetsTempStore(t *testing.T) {
 			t.Errorf("connection %d of %d: temp_store %d after the writer's transactions, want 0 (default)", i, held, ts)
 		}
 	}
+}
+
+// TestIncidentTxListsEqualPerTx: the keeper's reads with IN lists padded
+// to a power of two, and its multi-row inserts as statements of powers of
+// two rows, answer as the statements of their own length do — and as the
+// citations stored say (the first of a reference wins) — for lists of 1
+// to 700 references, past one chunk.
+func TestIncidentTxListsEqualPerTx(t *testing.T) {
+	eachBackend(t, func(t *testing.T, b backend) {
+		r := rand.New(rand.NewPCG(38, 7))
+		var puts [][]event.Citation
+		first := map[string]event.Citation{}
+		for range 6 {
+			var cs []event.Citation
+			for range 1 + r.IntN(700) {
+				c := event.Citation{Ref: fmt.Sprint("ref-", r.IntN(1500)), Success: r.IntN(2) == 0,
+					Principal: fmt.Sprint("p-", r.IntN(50)), Source: fmt.Sprint("10.0.0.", r.IntN(60)), ASN: uint32(r.IntN(9))}
+				if _, ok := first[c.Ref]; !ok {
+					first[c.Ref] = c
+				}
+				cs = append(cs, c)
+			}
+			puts = append(puts, cs)
+		}
+		var asks [][]string
+		for range 40 {
+			var refs []string
+			for range 1 + r.IntN(700) {
+				refs = append(refs, fmt.Sprint("ref-", r.IntN(1600)))
+			}
+			asks = append(asks, refs)
+		}
+		answers := func(s *Store) (cits []map[string]event.Citation, srcs []map[string]int) {
+			err := s.writeTx(t.Context(), func(tx *sql.Tx) error {
+				it := &IncidentTx{s: s, tx: tx}
+				for _, cs := range puts {
+					if err := it.PutCitations(t.Context(), cs); err != nil {
+						return err
+					}
+				}
+				for _, refs := range asks {
+					got, err := it.Citations(t.Context(), refs)
+					if err != nil {
+						return err
+					}
+					cits = append(cits, got)
+					ips := make([]string, len(refs))
+					for i, ref := range refs {
+						ips[i] = "10.0.0." + strings.TrimPrefix(ref, "ref-")
+					}
+					n, err := it.SourcePrincipals(t.Context(), ips)
+					if err != nil {
+						return err
+					}
+					srcs = append(srcs, n)
+				}
+				return nil
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return cits, srcs
+		}
+		old, cur := b.open(t), b.open(t)
+		old.stmts.perTx = true
+		wantC, wantS := answers(old)
+		gotC, gotS := answers(cur)
+		for i, refs := range asks {
+			truth := map[string]event.Citation{}
+			for _, ref := range refs {
+				if c, ok := first[ref]; ok {
+					truth[ref] = c
+				}
+			}
+			if diff := cmp.Diff(truth, wantC[i]); diff != "" {
+				t.Fatalf("ask %d (%d refs), per transaction: citations differ from those stored (-stored +read):\n%s", i, len(refs), diff)
+			}
+			if diff := cmp.Diff(truth, gotC[i]); diff != "" {
+				t.Fatalf("ask %d (%d refs), cached: citations differ from those stored (-stored +read):\n%s", i, len(refs), diff)
+			}
+			if diff := cmp.Diff(wantS[i], gotS[i]); diff != "" {
+				t.Fatalf("ask %d: source principals differ (-per transaction +cached):\n%s", i, diff)
+			}
+		}
+	})
 }
