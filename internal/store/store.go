@@ -333,8 +333,11 @@ func (s *Store) runTx(ctx context.Context, conn func(context.Context) (*sql.Conn
 	if err != nil {
 		return fmt.Errorf("begin: %w", err)
 	}
+	committed := false
 	defer func() {
-		if err != nil {
+		// An error or a panic of fn: rolled back before the connection is
+		// released (a Conn does not close under an open transaction).
+		if !committed {
 			_ = tx.Rollback()
 		}
 	}()
@@ -344,6 +347,7 @@ func (s *Store) runTx(ctx context.Context, conn func(context.Context) (*sql.Conn
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("commit: %w", err)
 	}
+	committed = true
 	return nil
 }
 

@@ -301,3 +301,34 @@ func TestIncidentTxListsEqualPerTx(t *testing.T) {
 		}
 	})
 }
+
+// TestWriterTxPanic: a writer transaction whose work panics is rolled
+// back and its connection released (it is not closed under the open
+// transaction, which would wait forever); the store writes on.
+func TestWriterTxPanic(t *testing.T) {
+	s := sqliteBackend.open(t)
+	done := make(chan any, 1)
+	go func() {
+		defer func() { done <- recover() }()
+		_ = s.writerTx(t.Context(), func(tx *sql.Tx) error {
+			if _, err := tx.ExecContext(t.Context(), "DELETE FROM alerts"); err != nil {
+				return err
+			}
+			panic("boom")
+		})
+	}()
+	select {
+	case p := <-done:
+		if p != "boom" {
+			t.Fatalf("recovered %v, want the panic", p)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("the panicking transaction did not return")
+	}
+	if err := s.SaveAlerts(t.Context(), []event.Alert{testAlert("al-1", t0, alice, 3)}); err != nil {
+		t.Fatal(err)
+	}
+	if n := s.db.Stats().InUse; n != 0 {
+		t.Fatalf("%d connections in use after the writes", n)
+	}
+}

@@ -316,14 +316,15 @@ func (v *view) SetAlertsKeys(ctx context.Context, as []store.AlertKeys) error {
 	return nil
 }
 
-// PutCitations is store.IncidentTx.PutCitations. The addresses of
-// citations not known to be stored already may count more principals
-// after it (SourcePrincipals).
+// PutCitations is store.IncidentTx.PutCitations, leaving out the
+// citations known to be stored. The addresses of the others may count
+// more principals after it (SourcePrincipals).
 func (v *view) PutCitations(ctx context.Context, cs []event.Citation) error {
+	put := cs[:0:0]
 	for _, c := range cs {
-		// Stored now, unless it was already: either way no longer absent.
-		delete(v.absent, c.Ref)
-		v.unabsent[c.Ref] = true
+		// A reference whose citation was read is stored: the store would
+		// keep that one (the first of a reference wins), so it is not
+		// written again.
 		if _, ok := v.citations[c.Ref]; ok {
 			continue
 		}
@@ -332,10 +333,14 @@ func (v *view) PutCitations(ctx context.Context, cs []event.Citation) error {
 				continue
 			}
 		}
+		// Stored now, unless it was already: either way no longer absent.
+		delete(v.absent, c.Ref)
+		v.unabsent[c.Ref] = true
 		v.staleSources[c.Source] = true
 		delete(v.sources, c.Source)
+		put = append(put, c)
 	}
-	return v.IncidentTx.PutCitations(ctx, cs)
+	return v.IncidentTx.PutCitations(ctx, put)
 }
 
 // SourcePrincipals is store.IncidentTx.SourcePrincipals: per address, how
