@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/haechi-sec/haechi/internal/event"
 )
@@ -655,4 +656,94 @@ func fromNanos(n int64) time.Time {
 		return time.Time{}
 	}
 	return time.Unix(0, n).UTC()
+}
+
+// StoredAlert returns a as the store reads it back once saved — what
+// IncidentTx.Alerts, GetAlert and ListAlerts return for it: its stored
+// columns alone, times in UTC without a monotonic reading, NaN scores as
+// 0, its findings' evidence, tags, related entities and figures as their
+// JSON leaves them — without reading it, and true. It returns false when
+// a holds something whose stored form it does not reproduce: text that
+// is not valid UTF-8 or holds a NUL, an infinite score or a negative
+// zero.
+func StoredAlert(a *event.Alert) (event.Alert, bool) {
+	out := event.Alert{ID: a.ID, Time: fromNanos(toNanos(a.Time)), Entity: a.Entity, Severity: a.Severity,
+		Title: a.Title, Explanation: a.Explanation, State: a.State, Detector: a.Detector,
+		WindowStart: fromNanos(toNanos(a.WindowStart)), WindowEnd: fromNanos(toNanos(a.WindowEnd)),
+		FindingCount: a.FindingCount, LastTime: fromNanos(toNanos(a.LastTime))}
+	var ok bool
+	if out.Score, ok = storedScore(a.Score); !ok {
+		return event.Alert{}, false
+	}
+	if out.Risk, ok = storedScore(a.Risk); !ok {
+		return event.Alert{}, false
+	}
+	if !plainText(a.ID, string(a.Entity.Kind), a.Entity.ID, a.Title, a.Explanation, string(a.State), a.Detector) {
+		return event.Alert{}, false
+	}
+	out.Findings = make([]event.Finding, len(a.Findings))
+	for i := range a.Findings {
+		f := &a.Findings[i]
+		g := &out.Findings[i]
+		*g = event.Finding{Detector: f.Detector, Kind: f.Kind, Title: f.Title, Entity: f.Entity,
+			Time: fromNanos(toNanos(f.Time)), Severity: f.Severity, Explanation: f.Explanation}
+		if g.Score, ok = storedScore(f.Score); !ok {
+			return event.Alert{}, false
+		}
+		if g.Contribution, ok = storedScore(f.Contribution); !ok {
+			return event.Alert{}, false
+		}
+		if !plainText(f.Detector, f.Kind, f.Title, string(f.Entity.Kind), f.Entity.ID, f.Explanation) ||
+			!plainText(f.Evidence...) || !plainText(f.Tags...) {
+			return event.Alert{}, false
+		}
+		g.Evidence = append(make([]string, 0, len(f.Evidence)), f.Evidence...)
+		if len(f.Tags) > 0 {
+			g.Tags = slices.Clone(f.Tags)
+		}
+		if len(f.Related) > 0 {
+			for _, r := range f.Related {
+				if !plainText(string(r.Kind), r.ID) {
+					return event.Alert{}, false
+				}
+			}
+			g.Related = slices.Clone(f.Related)
+		}
+		if len(f.Figures) > 0 {
+			g.Figures = make([]event.Figure, len(f.Figures))
+			for j, fig := range f.Figures {
+				if !plainText(fig.Name) {
+					return event.Alert{}, false
+				}
+				if math.IsNaN(fig.Value) || math.IsInf(fig.Value, 0) { // findingFigures
+					fig.Value = 0
+				}
+				g.Figures[j] = fig
+			}
+		}
+	}
+	return out, true
+}
+
+// storedScore is f as a score column reads back (score): NaN as 0, and
+// false for what it does not reproduce (an infinity, a negative zero).
+func storedScore(f float64) (float64, bool) {
+	switch {
+	case math.IsNaN(f):
+		return 0, true
+	case math.IsInf(f, 0), f == 0 && math.Signbit(f):
+		return 0, false
+	}
+	return f, true
+}
+
+// plainText reports whether every s is stored and read back as it is, by
+// the columns and by a JSON round trip: valid UTF-8 without NUL.
+func plainText(ss ...string) bool {
+	for _, s := range ss {
+		if !utf8.ValidString(s) || strings.IndexByte(s, 0) >= 0 {
+			return false
+		}
+	}
+	return true
 }
