@@ -250,14 +250,6 @@ func chunks[T any](vals []T, fn func([]T) error) error {
 	return nil
 }
 
-func anys[T any](vals []T) []any {
-	out := make([]any, len(vals))
-	for i, v := range vals {
-		out[i] = v
-	}
-	return out
-}
-
 // queryStrings runs a query whose rows are (string, string) pairs over
 // the IN list vals (its "(?)" stands for the list) and calls fn per row.
 func (t *IncidentTx) queryPairs(ctx context.Context, query string, vals []string, fn func(a, b string)) error {
