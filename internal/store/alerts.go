@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/haechi-sec/haechi/internal/event"
 )
@@ -140,7 +141,7 @@ func (s *Store) SaveAlerts(ctx context.Context, alerts []event.Alert) (err error
 		}
 	}
 	order := saveOrder(alerts)
-	err = s.writeTx(ctx, func(tx *sql.Tx) error { return s.saveAlerts(ctx, tx, alerts, order) })
+	err = s.writerTx(ctx, func(tx *sql.Tx) error { return s.saveAlerts(ctx, tx, alerts, order) })
 	if err != nil {
 		return fmt.Errorf("save alerts: %w", err)
 	}
@@ -162,7 +163,7 @@ func (s *Store) saveBatch(ctx context.Context, alerts []event.Alert, findings []
 		}
 	}
 	order := saveOrder(alerts)
-	err := s.writeTx(ctx, func(tx *sql.Tx) error {
+	err := s.writerTx(ctx, func(tx *sql.Tx) error {
 		if err := s.saveAlerts(ctx, tx, alerts, order); err != nil {
 			return fmt.Errorf("alerts: %w", err)
 		}
@@ -204,13 +205,13 @@ func (s *Store) saveAlerts(ctx context.Context, tx *sql.Tx, alerts []event.Alert
 	// Cancellation is still honoured between chunks below, and database/sql
 	// rolls the transaction back when ctx ends.
 	sctx := context.WithoutCancel(ctx)
-	upsert := newChunkStmt(tx, upsertAlertsSQL)
+	upsert := newChunkStmt(s, tx, upsertAlertsSQL, alertParams)
 	defer upsert.close()
-	ins := newChunkStmt(tx, insertFindingsSQL)
+	ins := newChunkStmt(s, tx, insertFindingsSQL, findingParams)
 	defer ins.close()
 	// One alert's findings at a time: "alert_id = ?" is planned as an index
 	// lookup whatever the statistics say, where a long IN list may not be.
-	del, err := tx.PrepareContext(ctx, "DELETE FROM findings WHERE alert_id = ?")
+	del, err := s.oneStmt(ctx, tx, "DELETE FROM findings WHERE alert_id = ?")
 	if err != nil {
 		return err
 	}
@@ -280,41 +281,6 @@ func (s *Store) saveAlerts(ctx context.Context, tx *sql.Tx, alerts []event.Alert
 		}
 	}
 	return s.keepIncidents(sctx, tx, alerts, order)
-}
-
-// chunkStmt runs a multi-row statement: the full-size (saveChunk rows)
-// variant is prepared once per transaction, on first use; shorter ones —
-// a batch's last chunk — are run unprepared.
-type chunkStmt struct {
-	tx   *sql.Tx
-	sql  func(n int) string
-	full *sql.Stmt
-}
-
-func newChunkStmt(tx *sql.Tx, sql func(int) string) *chunkStmt {
-	return &chunkStmt{tx: tx, sql: sql}
-}
-
-func (c *chunkStmt) exec(ctx context.Context, n int, args []any) error {
-	if n < saveChunk {
-		_, err := c.tx.ExecContext(ctx, c.sql(n), args...)
-		return err
-	}
-	if c.full == nil {
-		st, err := c.tx.PrepareContext(ctx, c.sql(saveChunk))
-		if err != nil {
-			return err
-		}
-		c.full = st
-	}
-	_, err := c.full.ExecContext(ctx, args...)
-	return err
-}
-
-func (c *chunkStmt) close() {
-	if c.full != nil {
-		_ = c.full.Close()
-	}
 }
 
 // score is a score as stored: NaN as NULL (SQLite stores a NaN as NULL by
@@ -556,6 +522,17 @@ type rowsQueryer interface {
 	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
 }
 
+// txQueryer is a write transaction of the store, whose statements come
+// from its cache (queryInTx).
+type txQueryer struct {
+	s  *Store
+	tx *sql.Tx
+}
+
+func (q txQueryer) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	return q.tx.QueryContext(ctx, query, args...)
+}
+
 // loadFindingsFrom is loadFindings reading through q (a transaction sees
 // what it wrote).
 func loadFindingsFrom(ctx context.Context, q rowsQueryer, alerts []event.Alert) error {
@@ -566,9 +543,19 @@ func loadFindingsFrom(ctx context.Context, q rowsQueryer, alerts []event.Alert) 
 		args[i] = alerts[i].ID
 		alerts[i].Findings = []event.Finding{}
 	}
-	query := "SELECT " + findingColumns + " FROM findings WHERE alert_id IN (?" + // #nosec G202 -- a constant column list and placeholders
-		strings.Repeat(", ?", len(alerts)-1) + ") ORDER BY alert_id, seq"
-	rows, err := q.QueryContext(ctx, query, args...)
+	var rows *sql.Rows
+	var err error
+	if tq, ok := q.(txQueryer); ok {
+		ids := make([]string, len(alerts))
+		for i := range alerts {
+			ids[i] = alerts[i].ID
+		}
+		rows, err = tq.s.queryInTx(ctx, tq.tx, "SELECT "+findingColumns+" FROM findings WHERE alert_id IN (?) ORDER BY alert_id, seq", nil, ids)
+	} else {
+		query := "SELECT " + findingColumns + " FROM findings WHERE alert_id IN (?" + // #nosec G202 -- a constant column list and placeholders
+			strings.Repeat(", ?", len(alerts)-1) + ") ORDER BY alert_id, seq"
+		rows, err = q.QueryContext(ctx, query, args...)
+	}
 	if err != nil {
 		return fmt.Errorf("load findings: %w", err)
 	}
@@ -669,4 +656,94 @@ func fromNanos(n int64) time.Time {
 		return time.Time{}
 	}
 	return time.Unix(0, n).UTC()
+}
+
+// StoredAlert returns a as the store reads it back once saved — what
+// IncidentTx.Alerts, GetAlert and ListAlerts return for it: its stored
+// columns alone, times in UTC without a monotonic reading, NaN scores as
+// 0, its findings' evidence, tags, related entities and figures as their
+// JSON leaves them — without reading it, and true. It returns false when
+// a holds something whose stored form it does not reproduce: text that
+// is not valid UTF-8 or holds a NUL, an infinite score or a negative
+// zero.
+func StoredAlert(a *event.Alert) (event.Alert, bool) {
+	out := event.Alert{ID: a.ID, Time: fromNanos(toNanos(a.Time)), Entity: a.Entity, Severity: a.Severity,
+		Title: a.Title, Explanation: a.Explanation, State: a.State, Detector: a.Detector,
+		WindowStart: fromNanos(toNanos(a.WindowStart)), WindowEnd: fromNanos(toNanos(a.WindowEnd)),
+		FindingCount: a.FindingCount, LastTime: fromNanos(toNanos(a.LastTime))}
+	var ok bool
+	if out.Score, ok = storedScore(a.Score); !ok {
+		return event.Alert{}, false
+	}
+	if out.Risk, ok = storedScore(a.Risk); !ok {
+		return event.Alert{}, false
+	}
+	if !plainText(a.ID, string(a.Entity.Kind), a.Entity.ID, a.Title, a.Explanation, string(a.State), a.Detector) {
+		return event.Alert{}, false
+	}
+	out.Findings = make([]event.Finding, len(a.Findings))
+	for i := range a.Findings {
+		f := &a.Findings[i]
+		g := &out.Findings[i]
+		*g = event.Finding{Detector: f.Detector, Kind: f.Kind, Title: f.Title, Entity: f.Entity,
+			Time: fromNanos(toNanos(f.Time)), Severity: f.Severity, Explanation: f.Explanation}
+		if g.Score, ok = storedScore(f.Score); !ok {
+			return event.Alert{}, false
+		}
+		if g.Contribution, ok = storedScore(f.Contribution); !ok {
+			return event.Alert{}, false
+		}
+		if !plainText(f.Detector, f.Kind, f.Title, string(f.Entity.Kind), f.Entity.ID, f.Explanation) ||
+			!plainText(f.Evidence...) || !plainText(f.Tags...) {
+			return event.Alert{}, false
+		}
+		g.Evidence = append(make([]string, 0, len(f.Evidence)), f.Evidence...)
+		if len(f.Tags) > 0 {
+			g.Tags = slices.Clone(f.Tags)
+		}
+		if len(f.Related) > 0 {
+			for _, r := range f.Related {
+				if !plainText(string(r.Kind), r.ID) {
+					return event.Alert{}, false
+				}
+			}
+			g.Related = slices.Clone(f.Related)
+		}
+		if len(f.Figures) > 0 {
+			g.Figures = make([]event.Figure, len(f.Figures))
+			for j, fig := range f.Figures {
+				if !plainText(fig.Name) {
+					return event.Alert{}, false
+				}
+				if math.IsNaN(fig.Value) || math.IsInf(fig.Value, 0) { // findingFigures
+					fig.Value = 0
+				}
+				g.Figures[j] = fig
+			}
+		}
+	}
+	return out, true
+}
+
+// storedScore is f as a score column reads back (score): NaN as 0, and
+// false for what it does not reproduce (an infinity, a negative zero).
+func storedScore(f float64) (float64, bool) {
+	switch {
+	case math.IsNaN(f):
+		return 0, true
+	case math.IsInf(f, 0), f == 0 && math.Signbit(f):
+		return 0, false
+	}
+	return f, true
+}
+
+// plainText reports whether every s is stored and read back as it is, by
+// the columns and by a JSON round trip: valid UTF-8 without NUL.
+func plainText(ss ...string) bool {
+	for _, s := range ss {
+		if !utf8.ValidString(s) || strings.IndexByte(s, 0) >= 0 {
+			return false
+		}
+	}
+	return true
 }

@@ -98,7 +98,7 @@ func (s *Store) SaveFindings(ctx context.Context, fs []ScoredFinding) error {
 	if len(fs) == 0 {
 		return nil
 	}
-	err := s.writeTx(ctx, func(tx *sql.Tx) error { return s.saveFindings(ctx, tx, fs) })
+	err := s.writerTx(ctx, func(tx *sql.Tx) error { return s.saveFindings(ctx, tx, fs) })
 	if err != nil {
 		return fmt.Errorf("save findings: %w", err)
 	}
@@ -127,7 +127,7 @@ func (s *Store) saveFindings(ctx context.Context, tx *sql.Tx, fs []ScoredFinding
 	slices.SortFunc(order, func(a, b int) int { return cmp.Compare(keys[a], keys[b]) })
 
 	sctx := context.WithoutCancel(ctx) // see saveAlerts
-	up := newChunkStmt(tx, upsertFindingsSQL)
+	up := newChunkStmt(s, tx, upsertFindingsSQL, findingLogParams)
 	defer up.close()
 	args := make([]any, 0, saveChunk*findingLogParams)
 	var evBuf []byte

@@ -159,7 +159,7 @@ const incidentGenerationName = "incidents/generation"
 // SetIncidentVerdict and keepIncidents do).
 func (s *Store) nextIncidentGeneration(ctx context.Context, tx *sql.Tx) (IncidentGeneration, error) {
 	g := IncidentGeneration{s: s, cur: 1 + rand.Int64N(math.MaxInt64-1)} // #nosec G404 -- uniqueness, not secrecy
-	err := tx.QueryRowContext(ctx, `INSERT INTO checkpoints (name, mark, shards, data, saved_at) VALUES (?, ?, 0, ?, ?)
+	err := s.queryRowTx(ctx, tx, `INSERT INTO checkpoints (name, mark, shards, data, saved_at) VALUES (?, ?, 0, ?, ?)
 ON CONFLICT (name) DO UPDATE SET shards = checkpoints.mark, mark = excluded.mark, saved_at = excluded.saved_at
 RETURNING shards`,
 		incidentGenerationName, g.cur, []byte{}, time.Now().UnixNano()).Scan(&g.prev)
@@ -225,6 +225,21 @@ func (t *IncidentTx) Notify(ctx context.Context, kind string, in Incident, detai
 	return nil
 }
 
+// The keeper's multi-row statements (execRowsTx).
+func putCitationsSQL(n int) string {
+	return `INSERT INTO citations (ref, success, principal, token, key_id, source, asn, user_agent, country)
+VALUES ` + valueRows(9, n) + ` ON CONFLICT (ref) DO NOTHING`
+}
+
+func insertKeysSQL(n int) string {
+	return "INSERT INTO incident_keys (join_key, alert_id, cited) VALUES " + valueRows(3, n)
+}
+
+func putIncidentAlertsSQL(n int) string {
+	return "INSERT INTO incident_alerts (alert_id, incident_id) VALUES " + valueRows(2, n) +
+		" ON CONFLICT (alert_id) DO UPDATE SET incident_id = excluded.incident_id"
+}
+
 // chunks calls fn with successive slices of at most inChunk values.
 func chunks[T any](vals []T, fn func([]T) error) error {
 	for start := 0; start < len(vals); start += inChunk {
@@ -235,20 +250,11 @@ func chunks[T any](vals []T, fn func([]T) error) error {
 	return nil
 }
 
-func anys[T any](vals []T) []any {
-	out := make([]any, len(vals))
-	for i, v := range vals {
-		out[i] = v
-	}
-	return out
-}
-
 // queryStrings runs a query whose rows are (string, string) pairs over
 // the IN list vals (its "(?)" stands for the list) and calls fn per row.
 func (t *IncidentTx) queryPairs(ctx context.Context, query string, vals []string, fn func(a, b string)) error {
 	return chunks(vals, func(c []string) error {
-		q := strings.Replace(query, "(?)", "("+placeholders(len(c))+")", 1)
-		rows, err := t.tx.QueryContext(ctx, q, anys(c)...)
+		rows, err := t.s.queryInTx(ctx, t.tx, query, nil, c)
 		if err != nil {
 			return err
 		}
@@ -273,9 +279,7 @@ func (t *IncidentTx) PutCitations(ctx context.Context, cs []event.Citation) erro
 		for _, x := range c {
 			args = append(args, x.Ref, boolInt(x.Success), x.Principal, x.Token, x.Key, x.Source, int64(x.ASN), x.UserAgent, x.Country)
 		}
-		// #nosec G202 -- only placeholders are concatenated
-		_, err := t.tx.ExecContext(ctx, `INSERT INTO citations (ref, success, principal, token, key_id, source, asn, user_agent, country)
-VALUES `+valueRows(cols, len(c))+` ON CONFLICT (ref) DO NOTHING`, args...)
+		err := t.s.execRowsTx(ctx, t.tx, putCitationsSQL, cols, len(c), args)
 		if err != nil {
 			return fmt.Errorf("put citations: %w", err)
 		}
@@ -287,9 +291,8 @@ VALUES `+valueRows(cols, len(c))+` ON CONFLICT (ref) DO NOTHING`, args...)
 func (t *IncidentTx) Citations(ctx context.Context, refs []string) (map[string]event.Citation, error) {
 	out := make(map[string]event.Citation, len(refs))
 	err := chunks(refs, func(c []string) error {
-		// #nosec G202 -- only placeholders are concatenated
-		rows, err := t.tx.QueryContext(ctx, `SELECT ref, success, principal, token, key_id, source, asn, user_agent, country
-FROM citations WHERE ref IN (`+placeholders(len(c))+`)`, anys(c)...)
+		rows, err := t.s.queryInTx(ctx, t.tx, `SELECT ref, success, principal, token, key_id, source, asn, user_agent, country
+FROM citations WHERE ref IN (?)`, nil, c)
 		if err != nil {
 			return err
 		}
@@ -319,9 +322,8 @@ FROM citations WHERE ref IN (`+placeholders(len(c))+`)`, anys(c)...)
 func (t *IncidentTx) SourcePrincipals(ctx context.Context, ips []string) (map[string]int, error) {
 	out := map[string]int{}
 	err := chunks(ips, func(c []string) error {
-		// #nosec G202 -- only placeholders are concatenated
-		rows, err := t.tx.QueryContext(ctx, `SELECT source, COUNT(DISTINCT principal) FROM citations
-WHERE success = 1 AND principal <> '' AND source IN (`+placeholders(len(c))+`) GROUP BY source`, anys(c)...)
+		rows, err := t.s.queryInTx(ctx, t.tx, `SELECT source, COUNT(DISTINCT principal) FROM citations
+WHERE success = 1 AND principal <> '' AND source IN (?) GROUP BY source`, nil, c)
 		if err != nil {
 			return err
 		}
@@ -362,7 +364,7 @@ func (t *IncidentTx) AlertsWithKeys(ctx context.Context, keys []string, namedOnl
 // SetAlertKeys replaces the join keys stored for alert id: the keys it
 // names and those it only cites (a key in both counts as named).
 func (t *IncidentTx) SetAlertKeys(ctx context.Context, id string, named, cited []string) error {
-	if _, err := t.tx.ExecContext(ctx, "DELETE FROM incident_keys WHERE alert_id = ?", id); err != nil {
+	if _, err := t.s.execTx(ctx, t.tx, "DELETE FROM incident_keys WHERE alert_id = ?", id); err != nil {
 		return fmt.Errorf("alert %q keys: %w", id, err)
 	}
 	type key struct {
@@ -388,8 +390,7 @@ func (t *IncidentTx) SetAlertKeys(ctx context.Context, id string, named, cited [
 		for _, k := range c {
 			args = append(args, k.k, id, k.cited)
 		}
-		// #nosec G202 -- only placeholders are concatenated
-		if _, err := t.tx.ExecContext(ctx, "INSERT INTO incident_keys (join_key, alert_id, cited) VALUES "+valueRows(3, len(c)), args...); err != nil {
+		if err := t.s.execRowsTx(ctx, t.tx, insertKeysSQL, 3, len(c), args); err != nil {
 			return fmt.Errorf("alert %q keys: %w", id, err)
 		}
 		return nil
@@ -476,15 +477,13 @@ func (t *IncidentTx) SetAlertsKeys(ctx context.Context, as []AlertKeys) error {
 		}
 	}
 	err := chunks(whole, func(c []string) error {
-		// #nosec G202 -- only placeholders are concatenated
-		_, err := t.tx.ExecContext(ctx, "DELETE FROM incident_keys WHERE alert_id IN ("+placeholders(len(c))+")", anys(c)...)
-		return err
+		return t.s.execInTx(ctx, t.tx, "DELETE FROM incident_keys WHERE alert_id IN (?)", c)
 	})
 	if err != nil {
 		return fmt.Errorf("alert keys: %w", err)
 	}
 	for _, r := range dels {
-		if _, err := t.tx.ExecContext(ctx, "DELETE FROM incident_keys WHERE join_key = ? AND alert_id = ?", r.k, r.id); err != nil {
+		if _, err := t.s.execTx(ctx, t.tx, "DELETE FROM incident_keys WHERE join_key = ? AND alert_id = ?", r.k, r.id); err != nil {
 			return fmt.Errorf("alert %q keys: %w", r.id, err)
 		}
 	}
@@ -493,8 +492,7 @@ func (t *IncidentTx) SetAlertsKeys(ctx context.Context, as []AlertKeys) error {
 		for _, k := range c {
 			args = append(args, k.k, k.id, k.cited)
 		}
-		// #nosec G202 -- only placeholders are concatenated
-		if _, err := t.tx.ExecContext(ctx, "INSERT INTO incident_keys (join_key, alert_id, cited) VALUES "+valueRows(3, len(c)), args...); err != nil {
+		if err := t.s.execRowsTx(ctx, t.tx, insertKeysSQL, 3, len(c), args); err != nil {
 			return fmt.Errorf("alert %q keys: %w", c[0].id, err)
 		}
 		return nil
@@ -530,8 +528,7 @@ func (t *IncidentTx) AlertsOfIncidents(ctx context.Context, ids []string) (map[s
 func (t *IncidentTx) Alerts(ctx context.Context, ids []string) ([]event.Alert, error) {
 	var out []event.Alert
 	err := chunks(ids, func(c []string) error {
-		// #nosec G202 -- a constant column list and placeholders
-		rows, err := t.tx.QueryContext(ctx, "SELECT "+alertColumns+" FROM alerts WHERE id IN ("+placeholders(len(c))+") ORDER BY id", anys(c)...)
+		rows, err := t.s.queryInTx(ctx, t.tx, "SELECT "+alertColumns+" FROM alerts WHERE id IN (?) ORDER BY id", nil, c)
 		if err != nil {
 			return err
 		}
@@ -552,7 +549,7 @@ func (t *IncidentTx) Alerts(ctx context.Context, ids []string) ([]event.Alert, e
 		if len(batch) == 0 {
 			return nil
 		}
-		if err := loadFindingsFrom(ctx, t.tx, batch); err != nil {
+		if err := loadFindingsFrom(ctx, txQueryer{t.s, t.tx}, batch); err != nil {
 			return err
 		}
 		out = append(out, batch...)
@@ -569,8 +566,7 @@ func (t *IncidentTx) Alerts(ctx context.Context, ids []string) ([]event.Alert, e
 func (t *IncidentTx) Incidents(ctx context.Context, ids []string) ([]Incident, error) {
 	var out []Incident
 	err := chunks(ids, func(c []string) error {
-		// #nosec G202 -- a constant column list and placeholders
-		rows, err := t.tx.QueryContext(ctx, "SELECT "+incidentColumns+", body FROM incidents WHERE id IN ("+placeholders(len(c))+") ORDER BY id", anys(c)...)
+		rows, err := t.s.queryInTx(ctx, t.tx, "SELECT "+incidentColumns+", body FROM incidents WHERE id IN (?) ORDER BY id", nil, c)
 		if err != nil {
 			return err
 		}
@@ -623,7 +619,7 @@ func (t *IncidentTx) PutIncident(ctx context.Context, in Incident, alertIDs []st
 		state: in.State, verdict: in.Verdict, note: in.Note, by: in.VerdictBy, vat: toNanos(in.VerdictAt), title: in.Title,
 		attack: in.Attack, n: int64(in.AlertCount), ents: string(ents), body: body, up: t.now}
 	// #nosec G202 -- only placeholders are concatenated
-	err = t.tx.QueryRowContext(ctx, `INSERT INTO incidents (id, founder, start_time, end_time, severity, state, verdict,
+	err = t.s.queryRowTx(ctx, t.tx, `INSERT INTO incidents (id, founder, start_time, end_time, severity, state, verdict,
 	verdict_note, verdict_by, verdict_at, title, attack, alert_count, entities, body, created_at, updated_at)
 VALUES (`+placeholders(17)+`)
 ON CONFLICT (id) DO UPDATE SET
@@ -648,9 +644,7 @@ RETURNING created_at`,
 		for _, a := range c {
 			args = append(args, a, in.ID)
 		}
-		// #nosec G202 -- only placeholders are concatenated
-		if _, err := t.tx.ExecContext(ctx, "INSERT INTO incident_alerts (alert_id, incident_id) VALUES "+valueRows(2, len(c))+
-			" ON CONFLICT (alert_id) DO UPDATE SET incident_id = excluded.incident_id", args...); err != nil {
+		if err := t.s.execRowsTx(ctx, t.tx, putIncidentAlertsSQL, 2, len(c), args); err != nil {
 			return fmt.Errorf("put incident %q alerts: %w", in.ID, err)
 		}
 		return nil
@@ -666,13 +660,13 @@ RETURNING created_at`,
 // (the incident that took its other alerts; "" when none did). Alerts
 // still assigned to it are unassigned.
 func (t *IncidentTx) RetireIncident(ctx context.Context, id, founder, successor string) error {
-	if _, err := t.tx.ExecContext(ctx, "DELETE FROM incidents WHERE id = ?", id); err != nil {
+	if _, err := t.s.execTx(ctx, t.tx, "DELETE FROM incidents WHERE id = ?", id); err != nil {
 		return fmt.Errorf("retire incident %q: %w", id, err)
 	}
-	if _, err := t.tx.ExecContext(ctx, "DELETE FROM incident_alerts WHERE incident_id = ?", id); err != nil {
+	if _, err := t.s.execTx(ctx, t.tx, "DELETE FROM incident_alerts WHERE incident_id = ?", id); err != nil {
 		return fmt.Errorf("retire incident %q: %w", id, err)
 	}
-	if _, err := t.tx.ExecContext(ctx, `INSERT INTO incident_aliases (alias, founder, successor) VALUES (?, ?, ?)
+	if _, err := t.s.execTx(ctx, t.tx, `INSERT INTO incident_aliases (alias, founder, successor) VALUES (?, ?, ?)
 ON CONFLICT (alias) DO UPDATE SET founder = excluded.founder, successor = excluded.successor`,
 		id, founder, successor); err != nil {
 		return fmt.Errorf("retire incident %q: %w", id, err)
@@ -683,8 +677,7 @@ ON CONFLICT (alias) DO UPDATE SET founder = excluded.founder, successor = exclud
 // DropAlerts removes alerts ids from their incidents (a withdrawn alert).
 func (t *IncidentTx) DropAlerts(ctx context.Context, ids []string) error {
 	return chunks(ids, func(c []string) error {
-		// #nosec G202 -- only placeholders are concatenated
-		if _, err := t.tx.ExecContext(ctx, "DELETE FROM incident_alerts WHERE alert_id IN ("+placeholders(len(c))+")", anys(c)...); err != nil {
+		if err := t.s.execInTx(ctx, t.tx, "DELETE FROM incident_alerts WHERE alert_id IN (?)", c); err != nil {
 			return fmt.Errorf("drop alerts: %w", err)
 		}
 		return nil
@@ -693,7 +686,7 @@ func (t *IncidentTx) DropAlerts(ctx context.Context, ids []string) error {
 
 // UnaliasIncident removes id from the aliases (it is an incident again).
 func (t *IncidentTx) UnaliasIncident(ctx context.Context, id string) error {
-	if _, err := t.tx.ExecContext(ctx, "DELETE FROM incident_aliases WHERE alias = ?", id); err != nil {
+	if _, err := t.s.execTx(ctx, t.tx, "DELETE FROM incident_aliases WHERE alias = ?", id); err != nil {
 		return fmt.Errorf("unalias incident %q: %w", id, err)
 	}
 	return nil

@@ -136,6 +136,8 @@ type Store struct {
 	// here instead of spinning in SQLite's busy handler. Unused on
 	// PostgreSQL (see writeLock).
 	writeMu sync.Mutex
+	// stmts are the alert writer's prepared statements (writestmts.go).
+	stmts stmtCache
 
 	// ledgerDir is the pebble ledger's directory ("" : the ledger is in
 	// the tables); kv is opened on first use (kvMu), so that commands
@@ -285,11 +287,19 @@ func (s *Store) writeUnlock() {
 // with a retryable error: a PostgreSQL serialization failure or deadlock,
 // or a SQLite database still busy after the busy timeout.
 func (s *Store) writeTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	return s.writeTxOn(ctx, nil, fn)
+}
+
+// writeTxOn is writeTx with each attempt's transaction begun on the
+// connection conn returns (released after the transaction ends), or on
+// the pool when conn is nil.
+func (s *Store) writeTxOn(ctx context.Context, conn func(context.Context) (*sql.Conn, func(), error),
+	fn func(tx *sql.Tx) error) error {
 	s.writeLock()
 	defer s.writeUnlock()
 	backoff := 2 * time.Millisecond
 	for attempt := 1; ; attempt++ {
-		err := s.runTx(ctx, fn)
+		err := s.runTx(ctx, conn, fn)
 		if err == nil || attempt == s.dialect.maxTxAttempts() || !s.dialect.retryable(err) {
 			return err
 		}
@@ -307,13 +317,27 @@ func (s *Store) writeTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	}
 }
 
-func (s *Store) runTx(ctx context.Context, fn func(tx *sql.Tx) error) (err error) {
-	tx, err := s.db.BeginTx(ctx, nil)
+func (s *Store) runTx(ctx context.Context, conn func(context.Context) (*sql.Conn, func(), error),
+	fn func(tx *sql.Tx) error) (err error) {
+	var tx *sql.Tx
+	if conn == nil {
+		tx, err = s.db.BeginTx(ctx, nil)
+	} else {
+		var c *sql.Conn
+		var release func()
+		if c, release, err = conn(ctx); err == nil {
+			defer release() // after the commit or rollback below
+			tx, err = c.BeginTx(ctx, nil)
+		}
+	}
 	if err != nil {
 		return fmt.Errorf("begin: %w", err)
 	}
+	committed := false
 	defer func() {
-		if err != nil {
+		// An error or a panic of fn: rolled back before the connection is
+		// released (a Conn does not close under an open transaction).
+		if !committed {
 			_ = tx.Rollback()
 		}
 	}()
@@ -323,6 +347,7 @@ func (s *Store) runTx(ctx context.Context, fn func(tx *sql.Tx) error) (err error
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("commit: %w", err)
 	}
+	committed = true
 	return nil
 }
 
@@ -336,6 +361,7 @@ func (s *Store) Close() error {
 			}
 		}
 		s.kvMu.Unlock()
+		s.stmts.close()
 		if err := s.db.Close(); err != nil && s.closeErr == nil {
 			s.closeErr = fmt.Errorf("close store %s: %w", s.path, err)
 		}

@@ -14,12 +14,16 @@ import (
 )
 
 // freshKeeper is a Keeper that remembers nothing: every batch reads and
-// derives everything again and replaces every saved alert's join keys —
-// the full regrouping the remembering Keeper must match.
+// derives everything again — the saved alerts read back from the store,
+// not taken as store.StoredAlert gives them — and replaces every saved
+// alert's join keys: the full regrouping the remembering Keeper must
+// match.
 type freshKeeper struct{}
 
 func (freshKeeper) AlertsSaved(ctx context.Context, tx *store.IncidentTx, alerts []event.Alert) error {
-	return New(Options{}).AlertsSaved(ctx, tx, alerts)
+	k := New(Options{})
+	k.readBack = true // the saved alerts as the store reads them back
+	return k.AlertsSaved(ctx, tx, alerts)
 }
 
 // grown returns a saved again with one finding more (a copy of one of its

@@ -40,6 +40,11 @@ type memo struct {
 	// (SourcePrincipals; 0 for none).
 	keys    map[string]store.AlertKeys
 	sources map[string]int
+	// absent are references read and found to have no stored citation
+	// (an event cited as evidence is described only by the finding its
+	// processing emitted; the others stay unknown): not read again until
+	// a citation of theirs is stored.
+	absent map[string]bool
 	// derived is what grouping derived from the alerts
 	// (incident.Derivations).
 	derived *incident.Derivations
@@ -64,6 +69,8 @@ type view struct {
 	incidents      map[string]store.Incident
 	keys           map[string]store.AlertKeys
 	sources        map[string]int
+	absent         map[string]bool // references this transaction found without a citation
+	unabsent       map[string]bool // references this transaction stored a citation of
 	staleAlerts    map[string]bool
 	staleIncidents map[string]bool
 	staleSources   map[string]bool
@@ -93,7 +100,7 @@ func (k *Keeper) begin(tx *store.IncidentTx) *view {
 	}
 	return &view{IncidentTx: tx, base: k.memo, gen: gen,
 		alerts: map[string]event.Alert{}, citations: map[string]event.Citation{}, incidents: map[string]store.Incident{},
-		keys: map[string]store.AlertKeys{}, sources: map[string]int{},
+		keys: map[string]store.AlertKeys{}, sources: map[string]int{}, absent: map[string]bool{}, unabsent: map[string]bool{},
 		staleAlerts: map[string]bool{}, staleIncidents: map[string]bool{}, staleSources: map[string]bool{},
 		derived: derived.Over()}
 }
@@ -104,7 +111,7 @@ func (v *view) commit() *memo {
 	m := v.base
 	if m == nil {
 		m = &memo{alerts: map[string]event.Alert{}, citations: map[string]event.Citation{}, incidents: map[string]store.Incident{},
-			keys: map[string]store.AlertKeys{}, sources: map[string]int{}, derived: incident.NewDerivations()}
+			keys: map[string]store.AlertKeys{}, sources: map[string]int{}, absent: map[string]bool{}, derived: incident.NewDerivations()}
 	}
 	m.derived.Merge(v.derived, memoAlerts)
 	m.gen = v.gen
@@ -117,10 +124,14 @@ func (v *view) commit() *memo {
 	for ip := range v.staleSources {
 		delete(m.sources, ip)
 	}
+	for r := range v.unabsent {
+		delete(m.absent, r)
+	}
 	m.keys = merge(m.keys, v.keys, memoAlerts)
 	m.sources = merge(m.sources, v.sources, memoCitations)
 	m.alerts = merge(m.alerts, v.alerts, memoAlerts)
 	m.citations = merge(m.citations, v.citations, memoCitations)
+	m.absent = merge(m.absent, v.absent, memoCitations)
 	m.incidents = merge(m.incidents, v.incidents, memoIncidents)
 	return m
 }
@@ -206,6 +217,9 @@ func (v *view) Citations(ctx context.Context, refs []string) (map[string]event.C
 				continue
 			}
 		}
+		if v.knownAbsent(r) {
+			continue
+		}
 		miss = append(miss, r)
 	}
 	if len(miss) == 0 {
@@ -219,7 +233,19 @@ func (v *view) Citations(ctx context.Context, refs []string) (map[string]event.C
 		v.citations[r] = c
 		out[r] = c
 	}
+	for _, r := range miss {
+		if _, ok := cs[r]; !ok {
+			v.absent[r] = true
+		}
+	}
 	return out, nil
+}
+
+// knownAbsent reports whether reference r is known to have no stored
+// citation: read so in this transaction, or by the memo and not stored
+// since.
+func (v *view) knownAbsent(r string) bool {
+	return v.absent[r] || (v.base != nil && !v.unabsent[r] && v.base.absent[r])
 }
 
 func (v *view) incident(id string) (store.Incident, bool) {
@@ -299,11 +325,15 @@ func (v *view) SetAlertsKeys(ctx context.Context, as []store.AlertKeys) error {
 	return nil
 }
 
-// PutCitations is store.IncidentTx.PutCitations. The addresses of
-// citations not known to be stored already may count more principals
-// after it (SourcePrincipals).
+// PutCitations is store.IncidentTx.PutCitations, leaving out the
+// citations known to be stored. The addresses of the others may count
+// more principals after it (SourcePrincipals).
 func (v *view) PutCitations(ctx context.Context, cs []event.Citation) error {
+	put := cs[:0:0]
 	for _, c := range cs {
+		// A reference whose citation was read is stored: the store would
+		// keep that one (the first of a reference wins), so it is not
+		// written again.
 		if _, ok := v.citations[c.Ref]; ok {
 			continue
 		}
@@ -312,10 +342,14 @@ func (v *view) PutCitations(ctx context.Context, cs []event.Citation) error {
 				continue
 			}
 		}
+		// Stored now, unless it was already: either way no longer absent.
+		delete(v.absent, c.Ref)
+		v.unabsent[c.Ref] = true
 		v.staleSources[c.Source] = true
 		delete(v.sources, c.Source)
+		put = append(put, c)
 	}
-	return v.IncidentTx.PutCitations(ctx, cs)
+	return v.IncidentTx.PutCitations(ctx, put)
 }
 
 // SourcePrincipals is store.IncidentTx.SourcePrincipals: per address, how

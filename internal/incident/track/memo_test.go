@@ -3,11 +3,14 @@ package track
 import (
 	"context"
 	"errors"
+	"maps"
 	"slices"
+	"strconv"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 
 	"github.com/haechi-sec/haechi/internal/event"
 	"github.com/haechi-sec/haechi/internal/store"
@@ -224,5 +227,103 @@ func TestMemoRolledBack(t *testing.T) {
 	}
 	if diff := cmp.Diff(want, rows(t, s)); diff != "" {
 		t.Errorf("incidents kept after a rolled-back batch differ (-never saw it +rolled back):\n%s", diff)
+	}
+}
+
+// citationProbe is a keeper that, in each transaction, asks its view for
+// the citations of random references and stores random citations —
+// references asked before and found absent among them — and checks every
+// answer against the store read directly; some transactions roll back.
+type citationProbe struct {
+	t     *testing.T
+	k     *Keeper
+	r     func() uint64
+	asked int // references the view answered
+	fail  bool
+	// stored is what the citations table holds after the last committed
+	// transaction: the first citation put of each reference.
+	stored map[string]event.Citation
+}
+
+func (p *citationProbe) AlertsSaved(ctx context.Context, stx *store.IncidentTx, _ []event.Alert) error {
+	p.k.mu.Lock()
+	defer p.k.mu.Unlock()
+	v := p.k.begin(stx)
+	ref := func() string { return "ref-" + strconv.Itoa(int(p.r()%40)) }
+	stored := maps.Clone(p.stored)
+	for range 8 {
+		if p.r()%2 == 0 {
+			var refs []string
+			for range 1 + p.r()%12 {
+				refs = append(refs, ref())
+			}
+			got, err := v.Citations(ctx, refs)
+			if err != nil {
+				return err
+			}
+			want, err := stx.Citations(ctx, refs)
+			if err != nil {
+				return err
+			}
+			if diff := cmp.Diff(want, got); diff != "" {
+				p.t.Errorf("citations of %v (-store +view):\n%s", refs, diff)
+			}
+			p.asked += len(refs)
+			continue
+		}
+		var cs []event.Citation
+		for range p.r() % 4 {
+			cs = append(cs, event.Citation{Ref: ref(), Success: true, Principal: "p" + strconv.Itoa(int(p.r()%3)), Source: "10.0.0.1"})
+		}
+		if err := v.PutCitations(ctx, cs); err != nil {
+			return err
+		}
+		for _, c := range cs {
+			if _, ok := stored[c.Ref]; !ok {
+				stored[c.Ref] = c
+			}
+		}
+	}
+	var all []string
+	for i := range 40 {
+		all = append(all, "ref-"+strconv.Itoa(i))
+	}
+	got, err := stx.Citations(ctx, all)
+	if err != nil {
+		return err
+	}
+	if diff := cmp.Diff(stored, got, cmpopts.EquateEmpty()); diff != "" {
+		p.t.Errorf("citations stored (-first put +table):\n%s", diff)
+	}
+	if p.fail {
+		return errors.New("rolled back")
+	}
+	p.stored = stored
+	p.k.pending = v
+	return nil
+}
+
+// TestViewCitationsAbsent: a reference the keeper found without a
+// citation is answered absent from memory only until a citation of it is
+// stored — in the same transaction or a later one — and not past a
+// transaction that rolled back; a citation left unwritten because its
+// reference is known stored leaves the table as writing it would.
+func TestViewCitationsAbsent(t *testing.T) {
+	p := &citationProbe{t: t, k: New(Options{}), r: newRand(3), stored: map[string]event.Citation{}}
+	s, err := store.Open(t.Context(), t.TempDir(), store.Options{Incidents: p})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	a := ghostKey("", t0, 1)
+	for i := range 60 {
+		p.fail = i%7 == 3
+		err := s.SaveAlerts(t.Context(), a)
+		if (err != nil) != p.fail {
+			t.Fatalf("transaction %d: %v", i, err)
+		}
+	}
+	if p.asked == 0 {
+		t.Fatal("nothing asked")
 	}
 }

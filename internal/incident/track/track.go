@@ -52,6 +52,9 @@
 // the membership and key lookups still go to the store, and the
 // regrouping (incident.GroupWith over the neighbourhood) still runs,
 // which keeps the incidents exactly what reading everything gives. The
+// saved alerts themselves are not read back: the store says what it holds
+// for them (store.StoredAlert: their stored columns, as a read would give
+// them), and they are read only when it cannot. The
 // regrouping reuses what it derived from each remembered alert whose
 // findings and accusations are as they were (incident.Derivations), and
 // the join keys of an alert saved again are written as the difference
@@ -151,6 +154,10 @@ func Milestones(from, to int) []int {
 type Keeper struct {
 	opts Options
 
+	// readBack (tests) reads the saved alerts back from the store rather
+	// than taking them as store.StoredAlert gives them.
+	readBack bool
+
 	mu      sync.Mutex // held through AlertsSaved
 	memo    *memo      // what its last committed transaction left known; nil: nothing
 	pending *view      // its last transaction, until the next shows whether it committed
@@ -168,6 +175,10 @@ func (k *Keeper) AlertsSaved(ctx context.Context, stx *store.IncidentTx, saved [
 	tx := k.begin(stx)
 	for i := range saved {
 		tx.staleAlert(saved[i].ID)
+		// What the store now holds for it, known without reading it back.
+		if a, ok := store.StoredAlert(&saved[i]); ok && !k.readBack {
+			tx.alerts[a.ID] = a
+		}
 	}
 	if err := k.alertsSaved(ctx, tx, saved); err != nil {
 		return err // the transaction rolls back: nothing of it is remembered
