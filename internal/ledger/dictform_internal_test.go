@@ -1,0 +1,171 @@
+package ledger
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"net/url"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/haechi-sec/haechi/internal/store"
+)
+
+// postgresSchema returns HAECHI_TEST_POSTGRES with search_path set to a
+// schema of its own, dropped when t ends; it skips t when the variable is
+// unset and fails it when the server is unreachable (docs/store.md).
+func postgresSchema(t *testing.T) string {
+	t.Helper()
+	dsn := os.Getenv("HAECHI_TEST_POSTGRES")
+	if dsn == "" {
+		t.Skip("HAECHI_TEST_POSTGRES not set: skipping the PostgreSQL store (set it to a postgres:// URL; see docs/store.md)")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatalf("HAECHI_TEST_POSTGRES is set but PostgreSQL is unreachable: %v", err)
+	}
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	schema := "haechi_ledger_" + hex.EncodeToString(b[:])
+	if _, err := conn.Exec(ctx, "CREATE SCHEMA "+schema); err != nil {
+		t.Fatal(err)
+	}
+	_ = conn.Close(ctx)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		conn, err := pgx.Connect(ctx, dsn)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		defer conn.Close(ctx)
+		if _, err := conn.Exec(ctx, "DROP SCHEMA "+schema+" CASCADE"); err != nil {
+			t.Error(err)
+		}
+	})
+	u, err := url.Parse(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := u.Query()
+	q.Set("search_path", schema)
+	u.RawQuery = q.Encode()
+	return u.String()
+}
+
+// Record ids an event may carry that PostgreSQL's text cannot hold as
+// they are (a NUL byte, invalid UTF-8; the store writes them with U+FFFD)
+// keep one number across flushes, a look-up after the dictionary has
+// forgotten them, and a restart; the entries always store. Two such ids
+// the store cannot tell apart ("a\x00b", "a\xffb" on PostgreSQL) are one
+// id to the dictionary too: numbering them apart would store one name
+// for two numbers — a conflict that fails every later flush.
+func TestDictRecordIDsTheStoreRewrites(t *testing.T) {
+	odd := []string{"a\x00b", "a\xffb", "c\xc3", "nul\x00", "plain:1"}
+	for _, tc := range []struct {
+		name   string
+		target func(t *testing.T) string
+		opts   store.Options
+	}{
+		{"sqlite", func(t *testing.T) string { return t.TempDir() }, store.Options{}},
+		{"pebble", func(t *testing.T) string { return t.TempDir() }, store.Options{LedgerEngine: store.LedgerPebble}},
+		{"postgres", postgresSchema, store.Options{}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := t.Context()
+			target := tc.target(t)
+			st, err := store.Open(ctx, target, tc.opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer func() { st.Close() }()
+			opts := DictOptions{CacheEntries: 2, FilterBytes: 1 << 10}
+			d, err := OpenDict(ctx, st, opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			flush := func(phase string) {
+				t.Helper()
+				p := d.takePending()
+				if err := st.MergeLedger(ctx, p, nil); err != nil {
+					t.Fatalf("%s: flush: %v", phase, err)
+				}
+				d.stored(p)
+			}
+			first := map[string]uint32{}
+			check := func(phase string) {
+				t.Helper()
+				got := make([]uint32, len(odd))
+				if n := d.numberAll(got, odd); n != 0 {
+					t.Fatalf("%s: %d dropped", phase, n)
+				}
+				for i, rid := range odd {
+					if v, ok := first[rid]; ok && v != got[i] {
+						t.Fatalf("%s: %q numbered %d, was %d", phase, rid, got[i], v)
+					}
+					first[rid] = got[i]
+				}
+				flush(phase)
+			}
+			check("new")
+			// Forget them (generations of two), then ask the store.
+			d.numberAll(make([]uint32, 6), []string{"x:1", "x:2", "x:3", "x:4", "x:5", "x:6"})
+			flush("others")
+			check("looked up")
+			st.Close()
+			if st, err = store.Open(ctx, target, tc.opts); err != nil {
+				t.Fatal(err)
+			}
+			if d, err = OpenDict(ctx, st, opts); err != nil {
+				t.Fatal(err)
+			}
+			check("restarted")
+			// One number names one stored id.
+			names := map[string]uint32{}
+			if err := st.ScanLedgerDict(ctx, func(id uint32, rid string) error {
+				if v, ok := names[rid]; ok {
+					t.Errorf("%q stored as %d and %d", rid, v, id)
+				}
+				names[rid] = id
+				return nil
+			}); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
+
+// A shared dictionary (cluster workers) over PostgreSQL numbers such ids
+// once too: asked again after it forgot them, or by another worker, the
+// store answers with the number it stored.
+func TestSharedDictRecordIDsTheStoreRewrites(t *testing.T) {
+	ctx := t.Context()
+	target := postgresSchema(t)
+	st, err := store.Open(ctx, target, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	odd := []string{"a\x00b", "a\xffb", "c\xc3", "nul\x00", "plain:1"}
+	d := NewSharedDict(st, DictOptions{CacheEntries: 1})
+	other := NewSharedDict(st, DictOptions{CacheEntries: 1})
+	first := map[string]uint32{}
+	for phase, dd := range []*Dict{d, d, other} {
+		got := make([]uint32, len(odd))
+		if n := dd.numberAll(got, odd); n != 0 {
+			t.Fatalf("phase %d: %d dropped", phase, n)
+		}
+		for i, rid := range odd {
+			if v, ok := first[rid]; ok && v != got[i] {
+				t.Fatalf("phase %d: %q numbered %d, was %d", phase, rid, got[i], v)
+			}
+			first[rid] = got[i]
+		}
+	}
+}
