@@ -80,6 +80,10 @@ type Dict struct {
 	lookup   DictLookup              // asked for ids the filter may hold
 	full     atomic.Int64
 
+	// form maps a record id to the form the store holds it in (nil: as
+	// it is); every id is numbered in that form (DictForm).
+	form func(string) string
+
 	// Shared dictionaries: the names of the numbers remembered (Name).
 	byCur, byOld map[uint32]string
 	assign       DictAssigner
@@ -105,6 +109,50 @@ type DictLookup interface {
 	// LookupLedgerDict returns the stored numbers of those of rids that
 	// have one.
 	LookupLedgerDict(ctx context.Context, rids []string) (map[string]uint32, error)
+}
+
+// DictForm is implemented by a store that does not hold every record id
+// as it is (PostgreSQL: NUL bytes and invalid UTF-8 become U+FFFD). A
+// dictionary over it numbers each id in the stored form, so that the
+// store's answers (look-ups, numbers assigned, the entries read at
+// start-up) name the ids it asked about, and two ids the store cannot
+// tell apart get one number. *store.Store implements it.
+type DictForm interface {
+	// LedgerRIDForm returns the mapping, or nil when ids are stored as
+	// they are.
+	LedgerRIDForm() func(string) string
+}
+
+// storeForm returns x's DictForm mapping, if any.
+func storeForm(x any) func(string) string {
+	if f, ok := x.(DictForm); ok {
+		return f.LedgerRIDForm()
+	}
+	return nil
+}
+
+// inForm returns rids in the store's form: rids itself when no id
+// changes (always, for a store that holds ids as they are).
+func (d *Dict) inForm(rids []string) []string {
+	if d.form == nil {
+		return rids
+	}
+	var out []string
+	for i, rid := range rids {
+		f := d.form(rid)
+		if out == nil {
+			if f == rid {
+				continue
+			}
+			out = make([]string, len(rids))
+			copy(out, rids[:i])
+		}
+		out[i] = f
+	}
+	if out == nil {
+		return rids
+	}
+	return out
 }
 
 // DictStore is what OpenDict needs: the stored entries once, at start-up
@@ -163,6 +211,7 @@ func OpenDict(ctx context.Context, st DictStore, opts DictOptions) (*Dict, error
 		unstored: map[string]uint32{},
 		filter:   bloom.New(uint(opts.FilterBytes)*8, dictFilterHashes),
 		lookup:   st,
+		form:     storeForm(st),
 	}
 	err := st.ScanLedgerDict(ctx, func(id uint32, rid string) error {
 		if id != d.next {
@@ -196,7 +245,7 @@ func NewSharedDict(a DictAssigner, opts ...DictOptions) *Dict {
 		o = opts[0]
 	}
 	o.defaults()
-	return &Dict{cur: map[string]uint32{}, byCur: map[uint32]string{}, genCap: o.CacheEntries, assign: a}
+	return &Dict{cur: map[string]uint32{}, byCur: map[uint32]string{}, genCap: o.CacheEntries, assign: a, form: storeForm(a)}
 }
 
 // known returns the number of an id the dictionary remembers or has not
@@ -261,6 +310,7 @@ func (d *Dict) assignLocal(rid string) uint32 {
 // dictionary over a store asks it once, for every id of rids it does not
 // remember and its filter may hold. out must be as long as rids.
 func (d *Dict) numberAll(out []uint32, rids []string) (dropped int) {
+	rids = d.inForm(rids)
 	if d.assign != nil {
 		return d.numberShared(out, rids)
 	}
@@ -439,6 +489,7 @@ func (d *Dict) Prefetch(rids []string) {
 	if d.assign == nil || len(rids) == 0 {
 		return
 	}
+	rids = d.inForm(rids)
 	var missing []string
 	d.mu.RLock()
 	for _, rid := range rids {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"fmt"
 	"net/url"
 	"os"
 	"testing"
@@ -153,10 +154,16 @@ func TestSharedDictRecordIDsTheStoreRewrites(t *testing.T) {
 	}
 	defer st.Close()
 	odd := []string{"a\x00b", "a\xffb", "c\xc3", "nul\x00", "plain:1"}
-	d := NewSharedDict(st, DictOptions{CacheEntries: 1})
-	other := NewSharedDict(st, DictOptions{CacheEntries: 1})
+	d := NewSharedDict(st, DictOptions{CacheEntries: 8})
+	other := NewSharedDict(st, DictOptions{CacheEntries: 8})
 	first := map[string]uint32{}
-	for phase, dd := range []*Dict{d, d, other} {
+	for phase, dd := range []*Dict{d, nil, d, other} {
+		if dd == nil { // forget them
+			for i := range 3 {
+				d.numberAll(make([]uint32, 8), []string{"x:1", "x:2", "x:3", "x:4", "x:5", "x:6", "x:7", fmt.Sprint("x:", 8+i)})
+			}
+			continue
+		}
 		got := make([]uint32, len(odd))
 		if n := dd.numberAll(got, odd); n != 0 {
 			t.Fatalf("phase %d: %d dropped", phase, n)

@@ -672,6 +672,20 @@ func (s *Store) ScanLedgerDict(ctx context.Context, fn func(id uint32, rid strin
 	return nil
 }
 
+// LedgerRIDForm returns the function that maps a record id to the form
+// the ledger's dictionary stores it in, or nil when ids are stored as they
+// are (SQLite, pebble). PostgreSQL's text holds no NUL byte nor invalid
+// UTF-8: such an id is stored with U+FFFD (pgText), so "a\x00b" and
+// "a\xffb" are one stored id. A dictionary numbers ids in this form, or it
+// would give an id a second number (its look-ups answer with the stored
+// form) and two ids the store cannot tell apart two numbers.
+func (s *Store) LedgerRIDForm() func(string) string {
+	if s.ledgerDir != "" || !s.dialect.postgres {
+		return nil
+	}
+	return pgText
+}
+
 // ledgerLookupChunk is the most record ids one dictionary look-up asks
 // for.
 const ledgerLookupChunk = 500
