@@ -176,3 +176,33 @@ func TestSharedDictRecordIDsTheStoreRewrites(t *testing.T) {
 		}
 	}
 }
+
+// A shared dictionary numbers every id of a batch the store numbered,
+// even when the batch holds more new ids than its two generations
+// remember (or other shards' numbering pushes them out meanwhile): none
+// is dropped for having been forgotten between the store's answer and
+// the batch's numbers.
+func TestSharedDictBatchLargerThanCache(t *testing.T) {
+	ctx := t.Context()
+	st, err := store.Open(ctx, t.TempDir(), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	d := NewSharedDict(st, DictOptions{CacheEntries: 2})
+	rids := make([]string, 10)
+	for i := range rids {
+		rids[i] = fmt.Sprint("o:", i)
+	}
+	got := make([]uint32, len(rids))
+	if n := d.numberAll(got, rids); n != 0 {
+		t.Fatalf("%d of %d ids dropped", n, len(rids))
+	}
+	seen := map[uint32]bool{}
+	for i, v := range got {
+		if v < DictBase || seen[v] {
+			t.Fatalf("%q numbered %d (%v)", rids[i], v, got)
+		}
+		seen[v] = true
+	}
+}
