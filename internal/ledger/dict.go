@@ -443,14 +443,19 @@ func (d *Dict) numberShared(out []uint32, rids []string) (dropped int) {
 	if !rest {
 		return 0
 	}
-	d.Prefetch(rids)
+	// The store's answer numbers the batch: what it remembered may be
+	// forgotten already (more new ids than two generations hold, or
+	// other shards numbering meanwhile).
+	got := d.number(d.missing(rids))
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	for i, rid := range rids {
 		if out[i] != dropID {
 			continue
 		}
-		if v, ok := d.known(rid); ok {
+		if v, ok := got[rid]; ok {
+			out[i] = v
+		} else if v, ok := d.known(rid); ok {
 			out[i] = v
 		} else {
 			dropped++
@@ -489,7 +494,14 @@ func (d *Dict) Prefetch(rids []string) {
 	if d.assign == nil || len(rids) == 0 {
 		return
 	}
-	rids = d.inForm(rids)
+	if missing := d.missing(d.inForm(rids)); len(missing) > 0 {
+		d.number(missing)
+	}
+}
+
+// missing returns the ids of rids (in the store's form) a shared
+// dictionary does not remember.
+func (d *Dict) missing(rids []string) []string {
 	var missing []string
 	d.mu.RLock()
 	for _, rid := range rids {
@@ -505,36 +517,41 @@ func (d *Dict) Prefetch(rids []string) {
 		}
 	}
 	d.mu.RUnlock()
-	if len(missing) > 0 {
-		d.number(missing)
-	}
+	return missing
 }
 
-// number asks the store for the numbers of rids and remembers them.
-func (d *Dict) number(rids []string) {
+// number asks the store for the numbers of rids, remembers them and
+// returns them (nil when the store did not answer).
+func (d *Dict) number(rids []string) map[string]uint32 {
+	if len(rids) == 0 {
+		return nil
+	}
 	backoff := retryInitial
 	for attempt := 1; attempt <= assignAttempts; attempt++ {
 		ctx, cancel := context.WithTimeout(context.Background(), assignTimeout)
 		es, err := d.assign.AssignLedgerDict(ctx, rids, DictBase)
 		cancel()
 		if err == nil {
+			got := make(map[string]uint32, len(es))
 			d.mu.Lock()
 			for _, e := range es {
 				if e.ID < DictBase {
 					continue
 				}
+				got[e.RID] = e.ID
 				if _, ok := d.known(e.RID); !ok {
 					d.remember(strings.Clone(e.RID), e.ID)
 				}
 			}
 			d.mu.Unlock()
-			return
+			return got
 		}
 		if attempt < assignAttempts {
 			time.Sleep(backoff)
 			backoff = min(2*backoff, retryMax)
 		}
 	}
+	return nil
 }
 
 // Load adds persisted entries to a dictionary made by NewDict (numbers
