@@ -177,6 +177,10 @@ const (
 	DefaultDictCacheEntries = 1 << 17
 	DefaultDictFilterBytes  = 4 << 20
 	dictFilterHashes        = 7
+	// dictIDBytes is the average id length a generation is sized for: it
+	// holds CacheEntries ids or CacheEntries × dictIDBytes bytes of ids,
+	// whichever comes first.
+	dictIDBytes = 64
 )
 
 func (o *DictOptions) defaults() {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -204,5 +205,65 @@ func TestSharedDictBatchLargerThanCache(t *testing.T) {
 			t.Fatalf("%q numbered %d (%v)", rids[i], v, got)
 		}
 		seen[v] = true
+	}
+}
+
+// The dictionary's memory is bounded in bytes, not only in ids: record
+// ids of 64 KiB each (an event line holds many) leave it holding about
+// what ids of ordinary length would, not CacheEntries × 64 KiB per
+// generation.
+func TestBoundedDictLongIDs(t *testing.T) {
+	ctx := t.Context()
+	st, err := store.Open(ctx, t.TempDir(), store.Options{LedgerEngine: store.LedgerPebble})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	const cache = 256
+	d, err := OpenDict(ctx, st, DictOptions{CacheEntries: cache, FilterBytes: 1 << 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	held := func() int {
+		d.mu.RLock()
+		defer d.mu.RUnlock()
+		n := 0
+		for _, m := range []map[string]uint32{d.cur, d.old, d.unstored} {
+			for k := range m {
+				n += len(k)
+			}
+		}
+		return n
+	}
+	long := strings.Repeat("x", 64<<10)
+	batch := make([]string, 16)
+	first := map[string]uint32{}
+	for b := range 64 {
+		for i := range batch {
+			batch[i] = fmt.Sprintf("%s:%d:%d", long, b, i)
+		}
+		got := make([]uint32, len(batch))
+		if n := d.numberAll(got, batch); n != 0 {
+			t.Fatalf("%d dropped", n)
+		}
+		for i, rid := range batch {
+			first[rid] = got[i]
+		}
+		p := d.takePending()
+		if err := st.MergeLedger(ctx, p, nil); err != nil {
+			t.Fatal(err)
+		}
+		d.stored(p)
+	}
+	// Two generations of ids averaging 64 bytes, and one batch not yet
+	// stored.
+	if limit := 2*cache*dictIDBytes + len(batch)*(len(long)+16); held() > limit {
+		t.Fatalf("%d bytes of ids held, bound %d", held(), limit)
+	}
+	// Still exact: every id keeps its number (looked up).
+	for rid, v := range first {
+		if got, ok := d.ID(rid); !ok || got != v {
+			t.Fatalf("renumbered: %d, was %d", got, v)
+		}
 	}
 }
