@@ -70,6 +70,9 @@ type Dict struct {
 	// ids and the old old is forgotten; genCap 0 remembers every id in cur.
 	cur, old map[string]uint32
 	genCap   int
+	// genBytes bounds the bytes of the ids in cur (with genCap > 0);
+	// curBytes counts them.
+	genBytes, curBytes int
 
 	// Local dictionaries.
 	names    []string                // names[id-DictBase]; NewDict only
@@ -180,8 +183,16 @@ const (
 	// dictIDBytes is the average id length a generation is sized for: it
 	// holds CacheEntries ids or CacheEntries × dictIDBytes bytes of ids,
 	// whichever comes first.
-	dictIDBytes = 64
+	dictIDBytes = 128
 )
+
+// genBytes is the most bytes of ids a generation holds.
+func (o *DictOptions) genBytes() int {
+	if o.CacheEntries > math.MaxInt/dictIDBytes {
+		return math.MaxInt
+	}
+	return o.CacheEntries * dictIDBytes
+}
 
 func (o *DictOptions) defaults() {
 	if o.CacheEntries <= 0 {
@@ -211,7 +222,7 @@ func NewDict() *Dict {
 func OpenDict(ctx context.Context, st DictStore, opts DictOptions) (*Dict, error) {
 	opts.defaults()
 	d := &Dict{
-		cur: map[string]uint32{}, genCap: opts.CacheEntries, next: DictBase,
+		cur: map[string]uint32{}, genCap: opts.CacheEntries, genBytes: opts.genBytes(), next: DictBase,
 		unstored: map[string]uint32{},
 		filter:   bloom.New(uint(opts.FilterBytes)*8, dictFilterHashes),
 		lookup:   st,
@@ -249,7 +260,7 @@ func NewSharedDict(a DictAssigner, opts ...DictOptions) *Dict {
 		o = opts[0]
 	}
 	o.defaults()
-	return &Dict{cur: map[string]uint32{}, byCur: map[uint32]string{}, genCap: o.CacheEntries, assign: a, form: storeForm(a)}
+	return &Dict{cur: map[string]uint32{}, byCur: map[uint32]string{}, genCap: o.CacheEntries, genBytes: o.genBytes(), assign: a, form: storeForm(a)}
 }
 
 // known returns the number of an id the dictionary remembers or has not
@@ -272,13 +283,15 @@ func (d *Dict) known(rid string) (uint32, bool) {
 // remember puts rid in the current generation, starting a new one when it
 // is full. The caller holds d.mu for writing.
 func (d *Dict) remember(rid string, v uint32) {
-	if d.genCap > 0 && len(d.cur) >= d.genCap {
+	if d.genCap > 0 && (len(d.cur) >= d.genCap || len(d.cur) > 0 && d.curBytes+len(rid) > d.genBytes) {
 		d.old, d.cur = d.cur, make(map[string]uint32, d.genCap)
+		d.curBytes = 0
 		if d.byCur != nil {
 			d.byOld, d.byCur = d.byCur, make(map[uint32]string, d.genCap)
 		}
 	}
 	d.cur[rid] = v
+	d.curBytes += len(rid)
 	if d.byCur != nil {
 		d.byCur[v] = rid
 	}
