@@ -4,10 +4,13 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
+	"log/slog"
 	"net/url"
 	"os"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -265,5 +268,88 @@ func TestBoundedDictLongIDs(t *testing.T) {
 		if got, ok := d.ID(rid); !ok || got != v {
 			t.Fatalf("renumbered: %d, was %d", got, v)
 		}
+	}
+}
+
+// failingSink fails every merge while failing is set.
+type failingSink struct {
+	Sink
+	failing atomic.Bool
+}
+
+func (f *failingSink) MergeLedger(ctx context.Context, dict []store.LedgerDictEntry, rows []store.LedgerRow) error {
+	if f.failing.Load() {
+		return errors.New("store unavailable")
+	}
+	return f.Sink.MergeLedger(ctx, dict, rows)
+}
+
+// Entries whose flush was lost (the writer gave up) keep their numbers:
+// they stay unstored — never taken for stored, so never forgotten and
+// then looked up in a store that does not hold them — and are stored
+// with the next flush; after a restart every id still has that number.
+func TestBoundedDictLostFlush(t *testing.T) {
+	for _, engine := range []string{store.LedgerSQLite, store.LedgerPebble} {
+		t.Run(engine, func(t *testing.T) {
+			ctx := t.Context()
+			dir := t.TempDir()
+			st, err := store.Open(ctx, dir, store.Options{LedgerEngine: engine})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer func() { st.Close() }()
+			opts := DictOptions{CacheEntries: 2, FilterBytes: 1 << 10}
+			d, err := OpenDict(ctx, st, opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			sink := &failingSink{Sink: st}
+			l := New(sink, d, Options{Logger: slog.New(slog.DiscardHandler)})
+			want := map[string]uint32{}
+			number := func(phase string, rids ...string) {
+				t.Helper()
+				got := make([]uint32, len(rids))
+				if n := d.numberAll(got, rids); n != 0 {
+					t.Fatalf("%s: %d dropped", phase, n)
+				}
+				for i, rid := range rids {
+					if v, ok := want[rid]; ok && v != got[i] {
+						t.Fatalf("%s: %q numbered %d, was %d", phase, rid, got[i], v)
+					}
+					want[rid] = got[i]
+				}
+			}
+			stored := []string{"s:1", "s:2", "s:3", "s:4", "s:5", "s:6", "s:7", "s:8"}
+			number("before", stored...)
+			l.write(ctx, nil, true)
+			number("lost", "x:1", "x:2", "x:3")
+			sink.failing.Store(true)
+			l.write(ctx, nil, true) // gives up: x:1..3 lost
+			if l.Err() == nil {
+				t.Fatal("the flush was not lost")
+			}
+			sink.failing.Store(false)
+			// Stored ids, looked up and remembered, rotate the generations
+			// before the lost entries are stored again.
+			for i := 0; i < len(stored); i += 2 {
+				number("stored ids", stored[i], stored[i+1])
+			}
+			number("after loss", "x:1", "x:2", "x:3", "y:1")
+			l.write(ctx, nil, true)
+			number("stored", "x:1", "x:2", "x:3", "y:1")
+			st.Close()
+			if st, err = store.Open(ctx, dir, store.Options{LedgerEngine: engine}); err != nil {
+				t.Fatal(err)
+			}
+			if d, err = OpenDict(ctx, st, opts); err != nil {
+				t.Fatal(err)
+			}
+			for rid := range want {
+				number("restarted", rid)
+			}
+			if len(d.takePending()) != 0 {
+				t.Fatal("ids numbered anew after the restart")
+			}
+		})
 	}
 }
