@@ -353,3 +353,83 @@ func TestBoundedDictLostFlush(t *testing.T) {
 		})
 	}
 }
+
+// rewritingStore is a store over SQLite that, like PostgreSQL's, holds
+// record ids rewritten (NUL and invalid UTF-8 as U+FFFD): what it writes,
+// looks up and answers is the rewritten form. It says so (DictForm).
+type rewritingStore struct{ *store.Store }
+
+func rewriteRID(s string) string {
+	return strings.ToValidUTF8(strings.ReplaceAll(s, "\x00", "\uFFFD"), "\uFFFD")
+}
+
+func (r rewritingStore) LedgerRIDForm() func(string) string { return rewriteRID }
+
+func (r rewritingStore) MergeLedger(ctx context.Context, dict []store.LedgerDictEntry, rows []store.LedgerRow) error {
+	out := make([]store.LedgerDictEntry, len(dict))
+	for i, e := range dict {
+		out[i] = store.LedgerDictEntry{ID: e.ID, RID: rewriteRID(e.RID)}
+	}
+	return r.Store.MergeLedger(ctx, out, rows)
+}
+
+func (r rewritingStore) LookupLedgerDict(ctx context.Context, rids []string) (map[string]uint32, error) {
+	asked := make([]string, len(rids))
+	for i, rid := range rids {
+		asked[i] = rewriteRID(rid)
+	}
+	return r.Store.LookupLedgerDict(ctx, asked)
+}
+
+// The dictionary's side of TestDictRecordIDsTheStoreRewrites without a
+// PostgreSQL server: over a store that rewrites ids, every id keeps one
+// number across a look-up and a restart, and ids it cannot tell apart
+// share it.
+func TestDictNumbersInTheStoreForm(t *testing.T) {
+	ctx := t.Context()
+	dir := t.TempDir()
+	st, err := store.Open(ctx, dir, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { st.Close() }()
+	opts := DictOptions{CacheEntries: 2, FilterBytes: 1 << 10}
+	d, err := OpenDict(ctx, rewritingStore{st}, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	odd := []string{"a\x00b", "a\xffb", "c\xc3", "nul\x00", "plain:1"}
+	want := map[string]uint32{}
+	check := func(phase string, rids ...string) {
+		t.Helper()
+		got := make([]uint32, len(rids))
+		if n := d.numberAll(got, rids); n != 0 {
+			t.Fatalf("%s: %d dropped", phase, n)
+		}
+		for i, rid := range rids {
+			if v, ok := want[rid]; ok && v != got[i] {
+				t.Fatalf("%s: %q numbered %d, was %d", phase, rid, got[i], v)
+			}
+			want[rid] = got[i]
+		}
+		p := d.takePending()
+		if err := (rewritingStore{st}).MergeLedger(ctx, p, nil); err != nil {
+			t.Fatalf("%s: %v", phase, err)
+		}
+		d.stored(p)
+	}
+	check("new", odd...)
+	if want["a\x00b"] != want["a\xffb"] {
+		t.Fatalf("ids the store cannot tell apart numbered %d and %d", want["a\x00b"], want["a\xffb"])
+	}
+	check("others", "x:1", "x:2", "x:3", "x:4", "x:5", "x:6")
+	check("looked up", odd...)
+	st.Close()
+	if st, err = store.Open(ctx, dir, store.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	if d, err = OpenDict(ctx, rewritingStore{st}, opts); err != nil {
+		t.Fatal(err)
+	}
+	check("restarted", odd...)
+}
