@@ -433,3 +433,44 @@ func TestDictNumbersInTheStoreForm(t *testing.T) {
 	}
 	check("restarted", odd...)
 }
+
+// An id the dictionary must ask the store about is asked for once per
+// batch however often the batch repeats it (a client repeating one old id
+// would otherwise make a look-up of one id as long as the batch).
+func TestDictAsksOnceForARepeatedID(t *testing.T) {
+	ctx := t.Context()
+	st, err := store.Open(ctx, t.TempDir(), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	d, err := OpenDict(ctx, st, DictOptions{CacheEntries: 1, FilterBytes: 1 << 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	flush := func() {
+		p := d.takePending()
+		if err := st.MergeLedger(ctx, p, nil); err != nil {
+			t.Fatal(err)
+		}
+		d.stored(p)
+	}
+	old, _ := d.ID("old:1")
+	flush()
+	d.ID("b:1")
+	d.ID("b:2")
+	d.ID("b:3")
+	flush()
+	asked := d.asked.Load()
+	batch := make([]string, 1000)
+	for i := range batch {
+		batch[i] = "old:1"
+	}
+	got := make([]uint32, len(batch))
+	if n := d.numberAll(got, batch); n != 0 || got[0] != old || got[999] != old {
+		t.Fatalf("dropped %d, numbers %d…%d, want %d", n, got[0], got[999], old)
+	}
+	if n := d.asked.Load() - asked; n != 1 {
+		t.Fatalf("asked the store for %d ids, want 1", n)
+	}
+}
