@@ -95,6 +95,7 @@ type Dict struct {
 	// it numbered or found.
 	batchNew map[string]struct{}
 	fresh    map[string]uint32
+	asking   map[string]struct{} // the ids of ask
 
 	lookups, asked, lookupFailures atomic.Int64
 }
@@ -371,10 +372,17 @@ func (d *Dict) numberAll(out []uint32, rids []string) (dropped int) {
 		}
 		if maybe == nil {
 			maybe = make([]bool, len(rids))
+			if d.asking == nil {
+				d.asking = make(map[string]struct{})
+			}
 		}
 		maybe[i] = true
-		ask = append(ask, rid)
+		if _, ok := d.asking[rid]; !ok {
+			d.asking[rid] = struct{}{}
+			ask = append(ask, rid)
+		}
 	}
+	clear(d.asking)
 	var found map[string]uint32
 	failed := false
 	if len(ask) > 0 {
