@@ -67,12 +67,13 @@ func postgresSchema(t *testing.T) string {
 // Record ids an event may carry that PostgreSQL's text cannot hold as
 // they are (a NUL byte, invalid UTF-8; the store writes them with U+FFFD)
 // keep one number across flushes, a look-up after the dictionary has
-// forgotten them, and a restart; the entries always store. Two such ids
+// forgotten them, and a restart; the entries always store (PostgreSQL
+// indexes at most ≈ 2.7 kB of a name: a longer id is stored shortened). Two such ids
 // the store cannot tell apart ("a\x00b", "a\xffb" on PostgreSQL) are one
 // id to the dictionary too: numbering them apart would store one name
 // for two numbers — a conflict that fails every later flush.
 func TestDictRecordIDsTheStoreRewrites(t *testing.T) {
-	odd := []string{"a\x00b", "a\xffb", "c\xc3", "nul\x00", "plain:1"}
+	odd := []string{"a\x00b", "a\xffb", "c\xc3", "nul\x00", "plain:1", longID("L", 64<<10), longID("L", 64<<10) + "!"}
 	for _, tc := range []struct {
 		name   string
 		target func(t *testing.T) string
@@ -473,4 +474,14 @@ func TestDictAsksOnceForARepeatedID(t *testing.T) {
 	if n := d.asked.Load() - asked; n != 1 {
 		t.Fatalf("asked the store for %d ids, want 1", n)
 	}
+}
+
+// longID returns an id of about n bytes that does not compress well.
+func longID(prefix string, n int) string {
+	var b strings.Builder
+	b.WriteString(prefix)
+	for x := uint64(1); b.Len() < n; x = x*6364136223846793005 + 1442695040888963407 {
+		fmt.Fprintf(&b, "%x", x>>20)
+	}
+	return b.String()
 }
