@@ -692,8 +692,10 @@ func (s *Store) LedgerRIDForm() func(string) string {
 }
 
 // pgMaxLedgerRID is the longest record id, in bytes, a PostgreSQL ledger
-// dictionary stores as it is (well under the ≈ 2.7 kB a btree entry holds).
-const pgMaxLedgerRID = 1024
+// dictionary stores as it is: under the ≈ 2.7 kB a btree entry holds
+// uncompressed, so that every id a PostgreSQL ledger could store before
+// keeps its name (and number), but for compressible ones longer still.
+const pgMaxLedgerRID = 2048
 
 // pgLedgerRID is pgText, and for an id longer than pgMaxLedgerRID its
 // start followed by "…sha256:" and the first 128 bits of the SHA-256 of
