@@ -73,7 +73,7 @@ func postgresSchema(t *testing.T) string {
 // id to the dictionary too: numbering them apart would store one name
 // for two numbers — a conflict that fails every later flush.
 func TestDictRecordIDsTheStoreRewrites(t *testing.T) {
-	odd := []string{"a\x00b", "a\xffb", "c\xc3", "nul\x00", "plain:1", longID("L", 64<<10), longID("L", 64<<10) + "!"}
+	odd := []string{"a\x00b", "a\xffb", "c\xc3", "nul\x00", "plain:1", longID("L", 64<<10), longID("L", 64<<10) + "!", longID("M", 2600)[:2600]}
 	for _, tc := range []struct {
 		name   string
 		target func(t *testing.T) string

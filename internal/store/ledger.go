@@ -692,10 +692,11 @@ func (s *Store) LedgerRIDForm() func(string) string {
 }
 
 // pgMaxLedgerRID is the longest record id, in bytes, a PostgreSQL ledger
-// dictionary stores as it is: under the ≈ 2.7 kB a btree entry holds
-// uncompressed, so that every id a PostgreSQL ledger could store before
-// keeps its name (and number), but for compressible ones longer still.
-const pgMaxLedgerRID = 2048
+// dictionary stores as it is: with its headers, under the 2,704 bytes a
+// btree entry holds uncompressed, so that every id a PostgreSQL ledger
+// could store before keeps its name (and number), but for compressible
+// ones longer still.
+const pgMaxLedgerRID = 2600
 
 // pgLedgerRID is pgText, and for an id longer than pgMaxLedgerRID its
 // start followed by "…sha256:" and the first 128 bits of the SHA-256 of
