@@ -19,8 +19,9 @@ type Store struct {
 	// the ledger is in PostgreSQL: only "sqlite" is valid.
 	LedgerEngine string `yaml:"ledger_engine"`
 	// LedgerDictCache is how many record ids the ledger's dictionary
-	// remembers per generation (two generations, ≈ 80 bytes an id): ids
-	// met lately are numbered without asking the store
+	// remembers per generation (two generations, ≈ 80 bytes an id; a
+	// generation also ends at 128 bytes of ids per entry, so long ids do
+	// not lift the bound): ids met lately are numbered without asking the store
 	// (docs/store.md, "The record-id dictionary in memory").
 	LedgerDictCache int `yaml:"ledger_dict_cache"`
 	// LedgerDictFilter is the size of the dictionary's Bloom filter of

@@ -70,6 +70,9 @@ type Dict struct {
 	// ids and the old old is forgotten; genCap 0 remembers every id in cur.
 	cur, old map[string]uint32
 	genCap   int
+	// genBytes bounds the bytes of the ids in cur (with genCap > 0);
+	// curBytes counts them.
+	genBytes, curBytes int
 
 	// Local dictionaries.
 	names    []string                // names[id-DictBase]; NewDict only
@@ -80,6 +83,10 @@ type Dict struct {
 	lookup   DictLookup              // asked for ids the filter may hold
 	full     atomic.Int64
 
+	// form maps a record id to the form the store holds it in (nil: as
+	// it is); every id is numbered in that form (DictForm).
+	form func(string) string
+
 	// Shared dictionaries: the names of the numbers remembered (Name).
 	byCur, byOld map[uint32]string
 	assign       DictAssigner
@@ -88,6 +95,7 @@ type Dict struct {
 	// it numbered or found.
 	batchNew map[string]struct{}
 	fresh    map[string]uint32
+	asking   map[string]struct{} // the ids of ask
 
 	lookups, asked, lookupFailures atomic.Int64
 }
@@ -105,6 +113,50 @@ type DictLookup interface {
 	// LookupLedgerDict returns the stored numbers of those of rids that
 	// have one.
 	LookupLedgerDict(ctx context.Context, rids []string) (map[string]uint32, error)
+}
+
+// DictForm is implemented by a store that does not hold every record id
+// as it is (PostgreSQL: NUL bytes and invalid UTF-8 become U+FFFD). A
+// dictionary over it numbers each id in the stored form, so that the
+// store's answers (look-ups, numbers assigned, the entries read at
+// start-up) name the ids it asked about, and two ids the store cannot
+// tell apart get one number. *store.Store implements it.
+type DictForm interface {
+	// LedgerRIDForm returns the mapping, or nil when ids are stored as
+	// they are.
+	LedgerRIDForm() func(string) string
+}
+
+// storeForm returns x's DictForm mapping, if any.
+func storeForm(x any) func(string) string {
+	if f, ok := x.(DictForm); ok {
+		return f.LedgerRIDForm()
+	}
+	return nil
+}
+
+// inForm returns rids in the store's form: rids itself when no id
+// changes (always, for a store that holds ids as they are).
+func (d *Dict) inForm(rids []string) []string {
+	if d.form == nil {
+		return rids
+	}
+	var out []string
+	for i, rid := range rids {
+		f := d.form(rid)
+		if out == nil {
+			if f == rid {
+				continue
+			}
+			out = make([]string, len(rids))
+			copy(out, rids[:i])
+		}
+		out[i] = f
+	}
+	if out == nil {
+		return rids
+	}
+	return out
 }
 
 // DictStore is what OpenDict needs: the stored entries once, at start-up
@@ -129,7 +181,19 @@ const (
 	DefaultDictCacheEntries = 1 << 17
 	DefaultDictFilterBytes  = 4 << 20
 	dictFilterHashes        = 7
+	// dictIDBytes is the average id length a generation is sized for: it
+	// holds CacheEntries ids or CacheEntries × dictIDBytes bytes of ids,
+	// whichever comes first.
+	dictIDBytes = 128
 )
+
+// genBytes is the most bytes of ids a generation holds.
+func (o *DictOptions) genBytes() int {
+	if o.CacheEntries > math.MaxInt/dictIDBytes {
+		return math.MaxInt
+	}
+	return o.CacheEntries * dictIDBytes
+}
 
 func (o *DictOptions) defaults() {
 	if o.CacheEntries <= 0 {
@@ -159,10 +223,11 @@ func NewDict() *Dict {
 func OpenDict(ctx context.Context, st DictStore, opts DictOptions) (*Dict, error) {
 	opts.defaults()
 	d := &Dict{
-		cur: map[string]uint32{}, genCap: opts.CacheEntries, next: DictBase,
+		cur: map[string]uint32{}, genCap: opts.CacheEntries, genBytes: opts.genBytes(), next: DictBase,
 		unstored: map[string]uint32{},
 		filter:   bloom.New(uint(opts.FilterBytes)*8, dictFilterHashes),
 		lookup:   st,
+		form:     storeForm(st),
 	}
 	err := st.ScanLedgerDict(ctx, func(id uint32, rid string) error {
 		if id != d.next {
@@ -196,7 +261,7 @@ func NewSharedDict(a DictAssigner, opts ...DictOptions) *Dict {
 		o = opts[0]
 	}
 	o.defaults()
-	return &Dict{cur: map[string]uint32{}, byCur: map[uint32]string{}, genCap: o.CacheEntries, assign: a}
+	return &Dict{cur: map[string]uint32{}, byCur: map[uint32]string{}, genCap: o.CacheEntries, genBytes: o.genBytes(), assign: a, form: storeForm(a)}
 }
 
 // known returns the number of an id the dictionary remembers or has not
@@ -219,13 +284,15 @@ func (d *Dict) known(rid string) (uint32, bool) {
 // remember puts rid in the current generation, starting a new one when it
 // is full. The caller holds d.mu for writing.
 func (d *Dict) remember(rid string, v uint32) {
-	if d.genCap > 0 && len(d.cur) >= d.genCap {
+	if d.genCap > 0 && (len(d.cur) >= d.genCap || len(d.cur) > 0 && d.curBytes+len(rid) > d.genBytes) {
 		d.old, d.cur = d.cur, make(map[string]uint32, d.genCap)
+		d.curBytes = 0
 		if d.byCur != nil {
 			d.byOld, d.byCur = d.byCur, make(map[uint32]string, d.genCap)
 		}
 	}
 	d.cur[rid] = v
+	d.curBytes += len(rid)
 	if d.byCur != nil {
 		d.byCur[v] = rid
 	}
@@ -261,6 +328,7 @@ func (d *Dict) assignLocal(rid string) uint32 {
 // dictionary over a store asks it once, for every id of rids it does not
 // remember and its filter may hold. out must be as long as rids.
 func (d *Dict) numberAll(out []uint32, rids []string) (dropped int) {
+	rids = d.inForm(rids)
 	if d.assign != nil {
 		return d.numberShared(out, rids)
 	}
@@ -304,10 +372,17 @@ func (d *Dict) numberAll(out []uint32, rids []string) (dropped int) {
 		}
 		if maybe == nil {
 			maybe = make([]bool, len(rids))
+			if d.asking == nil {
+				d.asking = make(map[string]struct{})
+			}
 		}
 		maybe[i] = true
-		ask = append(ask, rid)
+		if _, ok := d.asking[rid]; !ok {
+			d.asking[rid] = struct{}{}
+			ask = append(ask, rid)
+		}
 	}
+	clear(d.asking)
 	var found map[string]uint32
 	failed := false
 	if len(ask) > 0 {
@@ -393,14 +468,19 @@ func (d *Dict) numberShared(out []uint32, rids []string) (dropped int) {
 	if !rest {
 		return 0
 	}
-	d.Prefetch(rids)
+	// The store's answer numbers the batch: what it remembered may be
+	// forgotten already (more new ids than two generations hold, or
+	// other shards numbering meanwhile).
+	got := d.number(d.missing(rids))
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	for i, rid := range rids {
 		if out[i] != dropID {
 			continue
 		}
-		if v, ok := d.known(rid); ok {
+		if v, ok := got[rid]; ok {
+			out[i] = v
+		} else if v, ok := d.known(rid); ok {
 			out[i] = v
 		} else {
 			dropped++
@@ -439,6 +519,14 @@ func (d *Dict) Prefetch(rids []string) {
 	if d.assign == nil || len(rids) == 0 {
 		return
 	}
+	if missing := d.missing(d.inForm(rids)); len(missing) > 0 {
+		d.number(missing)
+	}
+}
+
+// missing returns the ids of rids (in the store's form) a shared
+// dictionary does not remember.
+func (d *Dict) missing(rids []string) []string {
 	var missing []string
 	d.mu.RLock()
 	for _, rid := range rids {
@@ -454,36 +542,41 @@ func (d *Dict) Prefetch(rids []string) {
 		}
 	}
 	d.mu.RUnlock()
-	if len(missing) > 0 {
-		d.number(missing)
-	}
+	return missing
 }
 
-// number asks the store for the numbers of rids and remembers them.
-func (d *Dict) number(rids []string) {
+// number asks the store for the numbers of rids, remembers them and
+// returns them (nil when the store did not answer).
+func (d *Dict) number(rids []string) map[string]uint32 {
+	if len(rids) == 0 {
+		return nil
+	}
 	backoff := retryInitial
 	for attempt := 1; attempt <= assignAttempts; attempt++ {
 		ctx, cancel := context.WithTimeout(context.Background(), assignTimeout)
 		es, err := d.assign.AssignLedgerDict(ctx, rids, DictBase)
 		cancel()
 		if err == nil {
+			got := make(map[string]uint32, len(es))
 			d.mu.Lock()
 			for _, e := range es {
 				if e.ID < DictBase {
 					continue
 				}
+				got[e.RID] = e.ID
 				if _, ok := d.known(e.RID); !ok {
 					d.remember(strings.Clone(e.RID), e.ID)
 				}
 			}
 			d.mu.Unlock()
-			return
+			return got
 		}
 		if attempt < assignAttempts {
 			time.Sleep(backoff)
 			backoff = min(2*backoff, retryMax)
 		}
 	}
+	return nil
 }
 
 // Load adds persisted entries to a dictionary made by NewDict (numbers

@@ -3,13 +3,16 @@ package store
 import (
 	"cmp"
 	"context"
+	"crypto/sha256"
 	"database/sql"
 	"database/sql/driver"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"math"
 	"slices"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/RoaringBitmap/roaring/v2"
 	"modernc.org/sqlite"
@@ -670,6 +673,47 @@ func (s *Store) ScanLedgerDict(ctx context.Context, fn func(id uint32, rid strin
 		return fmt.Errorf("scan ledger dictionary: %w", err)
 	}
 	return nil
+}
+
+// LedgerRIDForm returns the function that maps a record id to the form
+// the ledger's dictionary stores it in, or nil when ids are stored as they
+// are (SQLite, pebble). PostgreSQL's text holds no NUL byte nor invalid
+// UTF-8: such an id is stored with U+FFFD (pgText), so "a\x00b" and
+// "a\xffb" are one stored id; and its index of ledger_dict.rid holds at
+// most ≈ 2.7 kB a name, so a longer id is stored shortened (pgLedgerRID).
+// A dictionary numbers ids in this form, or it would give an id a second
+// number (its look-ups answer with the stored form), two ids the store
+// cannot tell apart two numbers, and a long id a flush that never stores.
+func (s *Store) LedgerRIDForm() func(string) string {
+	if s.ledgerDir != "" || !s.dialect.postgres {
+		return nil
+	}
+	return pgLedgerRID
+}
+
+// pgMaxLedgerRID is the longest record id, in bytes, a PostgreSQL ledger
+// dictionary stores as it is: with its headers, under the 2,704 bytes a
+// btree entry holds uncompressed, so that every id a PostgreSQL ledger
+// could store before keeps its name (and number), but for compressible
+// ones longer still.
+const pgMaxLedgerRID = 2600
+
+// pgLedgerRID is pgText, and for an id longer than pgMaxLedgerRID its
+// start followed by "…sha256:" and the first 128 bits of the SHA-256 of
+// the whole id (as it came), pgMaxLedgerRID bytes in all: long ids that
+// differ anywhere stay apart.
+func pgLedgerRID(s string) string {
+	t := pgText(s)
+	if len(t) <= pgMaxLedgerRID {
+		return t
+	}
+	sum := sha256.Sum256([]byte(s))
+	suffix := "…sha256:" + hex.EncodeToString(sum[:16])
+	cut := pgMaxLedgerRID - len(suffix)
+	for cut > 0 && !utf8.RuneStart(t[cut]) {
+		cut--
+	}
+	return t[:cut] + suffix
 }
 
 // ledgerLookupChunk is the most record ids one dictionary look-up asks
