@@ -186,6 +186,7 @@ var owners = map[string][]string{
 	"cel.dev/cel-go":                          {"internal/rules"},
 	"github.com/RoaringBitmap/roaring/v2":     {"internal/console", "internal/ledger", "internal/store"},
 	"github.com/alecthomas/kong":              {"internal/cli"},
+	"github.com/bits-and-blooms/bloom/v3":     {"internal/ledger"},
 	"github.com/cockroachdb/pebble/v2":        {"internal/store"},
 	"github.com/go-json-experiment/json":      {"internal/decode", "internal/event/eventtest", "internal/input/..."},
 	"github.com/google/go-cmp":                {"internal/event/eventtest"},
