@@ -328,7 +328,11 @@ func (d *Dict) assignLocal(rid string) uint32 {
 // dictionary over a store asks it once, for every id of rids it does not
 // remember and its filter may hold. out must be as long as rids.
 func (d *Dict) numberAll(out []uint32, rids []string) (dropped int) {
-	rids = d.inForm(rids)
+	return d.numberIn(out, d.inForm(rids))
+}
+
+// numberIn is numberAll of ids already in the store's form.
+func (d *Dict) numberIn(out []uint32, rids []string) (dropped int) {
 	if d.assign != nil {
 		return d.numberShared(out, rids)
 	}
