@@ -634,8 +634,12 @@ func (s *Stage) add(f *event.Finding) {
 	}
 	s.raised++
 	s.alerts.WithLabelValues(o.a.Detector, o.a.Severity.String()).Inc()
-	s.emit(Raised, &o.a)
+	// The finding sinks hear the finding before the alert sinks hear the
+	// alert, as they do for a finding that joins an open alert: a sink
+	// that answers the alert (a drill's verdict, which keeps the run's
+	// findings) then has every finding the alert holds.
 	s.scored(f, risk, o.a.ID, suppressed)
+	s.emit(Raised, &o.a)
 }
 
 // scored tells the finding sinks about f.

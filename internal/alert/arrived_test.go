@@ -237,3 +237,33 @@ func TestRaisedAheadFindingReachesSinks(t *testing.T) {
 		}
 	}
 }
+
+// When an alert sink hears an alert raised, the finding sinks have heard
+// the finding that raised it (a drill's verdict keeps the run's findings
+// as it answers the alert; they were heard after, and the run could be
+// kept without them).
+func TestFindingHeardBeforeItsAlert(t *testing.T) {
+	heard := map[string]int{} // alert id → findings heard with it
+	var missing []string
+	s, err := alert.New(alert.Options{Window: time.Hour,
+		FindingSinks: []alert.FindingSink{alert.FindingSinkFunc(func(x alert.Scored) {
+			if x.Alert != "" {
+				heard[x.Alert]++
+			}
+		})},
+		Sinks: []alert.Sink{alert.SinkFunc(func(c alert.Change, a event.Alert) {
+			if c == alert.Raised && heard[a.ID] == 0 {
+				missing = append(missing, a.ID)
+			}
+		})}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	x := f("a", "canary", 0, 90)
+	x.Immediate = true
+	y := f("b", "d1", time.Minute, 95)
+	s.Process([]event.Finding{x, y})
+	if len(heard) == 0 || len(missing) > 0 {
+		t.Fatalf("alerts raised before their finding was heard: %v (heard %v)", missing, heard)
+	}
+}
