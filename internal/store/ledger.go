@@ -738,29 +738,37 @@ func (s *Store) LookupLedgerDict(ctx context.Context, rids []string) (map[string
 		for _, rid := range part {
 			args = append(args, rid)
 		}
-		q := `SELECT id, rid FROM ledger_dict WHERE rid IN (` + placeholders(len(part)) + `)` // #nosec G202 -- only placeholders are concatenated
-		rs, err := s.db.QueryContext(ctx, q, args...)
-		if err != nil {
-			return nil, fmt.Errorf("ledger dictionary: %w", err)
-		}
-		for rs.Next() {
-			var (
-				id  int64
-				rid string
-			)
-			if err := rs.Scan(&id, &rid); err != nil {
-				rs.Close()
-				return nil, fmt.Errorf("ledger dictionary: %w", err)
-			}
-			out[rid] = uint32(id)
-		}
-		err = rs.Err()
-		rs.Close()
-		if err != nil {
-			return nil, fmt.Errorf("ledger dictionary: %w", err)
+		if err := s.scanDictIn(ctx, "rid", args, func(id uint32, rid string) { out[rid] = id }); err != nil {
+			return nil, err
 		}
 	}
 	return out, nil
+}
+
+// scanDictIn calls fn with each ledger_dict entry whose column (id or
+// rid) is one of args: the look-ups of LookupLedgerDict and
+// LedgerDictNames.
+func (s *Store) scanDictIn(ctx context.Context, column string, args []any, fn func(id uint32, rid string)) error {
+	q := `SELECT id, rid FROM ledger_dict WHERE ` + column + ` IN (` + placeholders(len(args)) + `)` // #nosec G202 -- a constant column name and placeholders
+	rs, err := s.db.QueryContext(ctx, q, args...)
+	if err != nil {
+		return fmt.Errorf("ledger dictionary: %w", err)
+	}
+	defer rs.Close()
+	for rs.Next() {
+		var (
+			id  int64
+			rid string
+		)
+		if err := rs.Scan(&id, &rid); err != nil {
+			return fmt.Errorf("ledger dictionary: %w", err)
+		}
+		fn(uint32(id), rid)
+	}
+	if err := rs.Err(); err != nil {
+		return fmt.Errorf("ledger dictionary: %w", err)
+	}
+	return nil
 }
 
 // LedgerDictNames returns the record ids of the given dictionary numbers;
@@ -782,26 +790,8 @@ func (s *Store) LedgerDictNames(ctx context.Context, ids []uint32) (map[uint32]s
 		for i, id := range part {
 			args[i] = int64(id)
 		}
-		q := `SELECT id, rid FROM ledger_dict WHERE id IN (?` + strings.Repeat(",?", len(part)-1) + `)` // #nosec G202 -- only placeholders are concatenated
-		rs, err := s.db.QueryContext(ctx, q, args...)
-		if err != nil {
-			return nil, fmt.Errorf("ledger dictionary: %w", err)
-		}
-		for rs.Next() {
-			var (
-				id  int64
-				rid string
-			)
-			if err := rs.Scan(&id, &rid); err != nil {
-				rs.Close()
-				return nil, fmt.Errorf("ledger dictionary: %w", err)
-			}
-			out[uint32(id)] = rid
-		}
-		err = rs.Err()
-		rs.Close()
-		if err != nil {
-			return nil, fmt.Errorf("ledger dictionary: %w", err)
+		if err := s.scanDictIn(ctx, "id", args, func(id uint32, rid string) { out[id] = rid }); err != nil {
+			return nil, err
 		}
 	}
 	return out, nil
