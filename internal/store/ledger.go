@@ -78,7 +78,7 @@ func (s *Store) MergeLedger(ctx context.Context, dict []LedgerDictEntry, rows []
 	if err != nil {
 		return fmt.Errorf("merge ledger: %w", err)
 	}
-	if err := s.writeTx(ctx, func(tx *sql.Tx) error { return s.mergeLedger(ctx, tx, dict, rows) }); err != nil {
+	if err := s.writerTx(ctx, func(tx *sql.Tx) error { return s.mergeLedger(ctx, tx, dict, rows) }); err != nil {
 		return fmt.Errorf("merge ledger: %w", err)
 	}
 	return nil
@@ -818,7 +818,7 @@ func (s *Store) AssignLedgerDict(ctx context.Context, rids []string, first uint3
 	slices.Sort(uniq)
 	uniq = slices.Compact(uniq)
 	var got map[string]uint32
-	err := s.writeTx(ctx, func(tx *sql.Tx) error {
+	err := s.writerTx(ctx, func(tx *sql.Tx) error {
 		got = make(map[string]uint32, len(uniq))
 		if s.dialect.postgres {
 			if _, err := tx.ExecContext(ctx, `LOCK TABLE ledger_dict IN SHARE ROW EXCLUSIVE MODE`); err != nil {

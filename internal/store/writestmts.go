@@ -177,7 +177,9 @@ func (s *Store) oneStmt(ctx context.Context, tx *sql.Tx, query string) (*sql.Stm
 	return s.txStmt(ctx, tx, query)
 }
 
-// writerTx is writeTx for the alert writer's transactions. On SQLite the
+// writerTx is writeTx for transactions of large multi-row statements: the
+// alert writer's, the ledger's flushes and the shared dictionary's
+// assignments. On SQLite the
 // transaction runs on a connection set to keep temporary files in memory
 // for its duration (PRAGMA temp_store), which keeps each statement's
 // statement journal — the pages a multi-row statement changes, kept to

@@ -189,10 +189,19 @@ func TestWriterStatementsEqualPerTx(t *testing.T) {
 func TestWriterTxResetsTempStore(t *testing.T) {
 	s := sqliteBackend.open(t)
 	a := testAlert("al-1", t0, alice, 200)
-	for range 3 {
+	for i := range 3 {
 		if err := s.saveBatch(t.Context(), []event.Alert{a}, benchFindings(300)); err != nil {
 			t.Fatal(err)
 		}
+		// The ledger's flushes and the shared dictionary's assignments run
+		// on such connections too.
+		row := LedgerRow{Dim: "key", Value: fmt.Sprint("k", i), Day: 20000, RType: "customer", Bitmap: bm(t, 1, 2), First: 1, Last: 2}
+		if err := s.MergeLedger(t.Context(), []LedgerDictEntry{{ID: 1<<31 + 1000 + uint32(i), RID: fmt.Sprint("a:", i)}}, []LedgerRow{row}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := s.AssignLedgerDict(t.Context(), []string{"b:1", "b:2"}, 1<<30); err != nil {
+		t.Fatal(err)
 	}
 	// Every pooled connection at once: the one the writer used is among them.
 	var conns []int
@@ -212,7 +221,7 @@ func TestWriterTxResetsTempStore(t *testing.T) {
 	}
 	for i, ts := range conns {
 		if ts != 0 {
-			t.Errorf("connection %d of %d: temp_store %d after the writer's transactions, want 0 (default)", i, held, ts)
+			t.Errorf("connection %d of %d: temp_store %d after the writer's and the ledger's transactions, want 0 (default)", i, held, ts)
 		}
 	}
 }
