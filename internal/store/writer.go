@@ -18,8 +18,16 @@ var ErrWriterClosed = errors.New("store: writer closed")
 
 // Writer defaults.
 const (
-	DefaultMaxBatch      = 256
-	DefaultMaxFindings   = 1024
+	DefaultMaxBatch = 256
+	// DefaultMaxFindings is 4096, not fewer: a commit's incident tracking
+	// costs by the incidents its alerts touch, not by its findings, and
+	// when findings arrive faster than FlushInterval collects them (a
+	// replay, serve catching up) every commit the findings force re-saves
+	// and regroups the same growing alerts. 4096 findings are about 70 ms
+	// of a transaction and a few MB held; past it the commits follow
+	// FlushInterval (measured on the simulated week: incident tracking
+	// −40 % in replay, −37 % in serve, against 1024; 8192 gained nothing).
+	DefaultMaxFindings   = 4096
 	DefaultFlushInterval = 200 * time.Millisecond
 	DefaultQueueSize     = 4096
 )
@@ -39,7 +47,7 @@ const (
 // WriterOptions configure a Writer. Zero values pick the defaults.
 type WriterOptions struct {
 	MaxBatch      int           // alerts (distinct IDs) per transaction; 0 → 256
-	MaxFindings   int           // scored findings per transaction; 0 → 1024
+	MaxFindings   int           // scored findings per transaction; 0 → 4096
 	FlushInterval time.Duration // longest an alert waits in a partial batch; 0 → 200ms
 	QueueSize     int           // Put's buffer; 0 → 4096
 	Logger        *slog.Logger  // nil discards
