@@ -1104,14 +1104,14 @@ WHERE id = ?`, v.State, v.Verdict, v.Note, v.By, toNanos(v.At), time.Now().UnixN
 // textKeyForm returns the form in which PostgreSQL stores the text keys
 // an event may fill whole — incident join keys (they hold an entity's
 // id) and citations' refs (an event's event.id) — or nil when they are
-// stored as they are (SQLite). It is the ledger's record-id form
-// (pgLedgerRID): a key longer than 2,600 bytes as its start, "…sha256:"
-// and 128 bits of its hash, so that a primary key's btree entry (≈ 2.7 kB
-// at most) holds it; before, one such key failed its whole batch. Keys
-// are written and looked up in this form; they are not shown.
+// stored as they are (SQLite). It is pgTextKey, as for ledger values: a
+// key longer than 2,600 bytes as its start, "…sha256:" and 128 bits of
+// its hash, so that a primary key's btree entry (≈ 2.7 kB at most) holds
+// it; before, one such key failed its whole batch. Keys are written and
+// looked up in this form; they are not shown.
 func (s *Store) textKeyForm() func(string) string {
 	if s.dialect.postgres {
-		return pgLedgerRID
+		return pgTextKey
 	}
 	return nil
 }

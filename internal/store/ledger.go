@@ -733,15 +733,30 @@ func (s *Store) LedgerRIDForm() func(string) string {
 // LedgerValueForm returns the function that maps a ledger value (a
 // principal, token, key, source, … of a (dimension, value, day) row) to
 // the form the store holds it in, or nil when values are stored as they
-// are (SQLite, pebble). On PostgreSQL it is the record ids' form
-// (pgLedgerRID): ledger_days' primary key indexes the value, and a btree
-// entry holds at most ≈ 2.7 kB, so a longer value — an event's field,
-// which an attacker chooses — is stored as its start and a hash of the
-// whole. MergeLedger and LedgerRows convert the values they are given;
-// LedgerValues answers with stored forms, so a caller that compares a
-// value of its own with them converts it first.
+// are (SQLite, pebble). On PostgreSQL it is pgTextKey: ledger_days'
+// primary key indexes the value, and a btree entry holds at most
+// ≈ 2.7 kB, so a longer value — an event's field, which an attacker
+// chooses — is stored as its start and a hash of the whole. MergeLedger
+// and LedgerRows convert the values they are given; LedgerValues answers
+// with stored forms, so a caller that compares a value of its own with
+// them converts it first.
 func (s *Store) LedgerValueForm() func(string) string {
-	return s.LedgerRIDForm()
+	if s.ledgerDir != "" || !s.dialect.postgres {
+		return nil
+	}
+	return pgTextKey
+}
+
+// pgTextKey is the form PostgreSQL stores a text key an event fills in
+// (a ledger value, an incident join key, a citation's ref): the text
+// PostgreSQL holds for it (pgText), shortened as a record id is
+// (pgLedgerRID) when longer than pgMaxLedgerRID bytes. The hash is of
+// that text, not of the key as it came (as a record id's is), so that
+// migration 18 can shorten a key stored whole before from what is stored;
+// and so two long keys PostgreSQL's text cannot tell apart ("…\x00",
+// "…\xff") are one key, as two short ones are.
+func pgTextKey(s string) string {
+	return pgLedgerRID(pgText(s))
 }
 
 // pgMaxLedgerRID is the longest record id, in bytes, a PostgreSQL ledger

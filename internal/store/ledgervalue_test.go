@@ -24,7 +24,7 @@ func incompressible(prefix string, n int) string {
 // stores, flush after flush, and a scope of it — by the value as the event
 // carried it — finds its rows and only them: long values that share a
 // start stay apart. On PostgreSQL, whose btree entries hold ≈ 2.7 kB, a
-// long value is stored shortened (pgLedgerRID); before, every flush
+// long value is stored shortened (pgTextKey); before, every flush
 // holding it failed with SQLSTATE 54000 and the ledger's writer retried it
 // for ever. Values PostgreSQL's text cannot hold ("a\x00b", "a\xffb": one
 // stored value) merge into one day instead of failing the upsert.
@@ -36,7 +36,7 @@ func TestMergeLedgerLongValues(t *testing.T) {
 		ctx := context.Background()
 		form := func(v string) string { return v }
 		if b.name == "postgres" {
-			form = pgLedgerRID
+			form = pgTextKey
 		}
 		for round := range 2 { // the second ORs into stored days
 			var rows []LedgerRow

@@ -3,8 +3,11 @@ package store
 import (
 	"context"
 	"slices"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/RoaringBitmap/roaring/v2"
 
 	"github.com/haechi-sec/haechi/internal/event"
 )
@@ -160,6 +163,137 @@ func TestLongCitationsAndJoinKeys(t *testing.T) {
 		}
 		if !k.done {
 			t.Fatal("the keeper did not run")
+		}
+	})
+}
+
+// funcKeeper runs fn inside the save transaction.
+type funcKeeper func(ctx context.Context, tx *IncidentTx) error
+
+func (f funcKeeper) AlertsSaved(ctx context.Context, tx *IncidentTx, _ []event.Alert) error {
+	return f(ctx, tx)
+}
+
+// A PostgreSQL store written before migration 18 holds a long key whole
+// when it compressed below a btree entry's limit (a repetitive 3 kB
+// principal); the migration moves those rows to the form every write and
+// look-up uses now, so a scope, a join and a citation still find them: a
+// ledger day also stored under the form is ORed with it, a join key named
+// and cited stays named. On SQLite the step does nothing (keys are stored
+// as they are) and the same look-ups find the same rows.
+func TestMigrationShortensStoredKeys(t *testing.T) {
+	eachBackend(t, func(t *testing.T, b backend) {
+		ctx := t.Context()
+		var step funcKeeper = func(context.Context, *IncidentTx) error { return nil }
+		var keeper funcKeeper = func(ctx context.Context, x *IncidentTx) error { return step(ctx, x) }
+		target := b.target(t)
+		open := func() *Store {
+			s, err := Open(ctx, target, Options{Incidents: keeper})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return s
+		}
+		s := open()
+		long := strings.Repeat("principal-", 320) + "1" // 3,201 bytes, compressible
+		form := long
+		if b.name == "postgres" {
+			form = pgTextKey(long)
+		}
+		cells := func(ids ...uint32) []byte {
+			c, err := mergeCells(nil, []LedgerRow{{Dim: "principal", Value: "x", Day: 20000, RType: "customer", Bitmap: bm(t, ids...), First: 1, Last: 2}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return encodeCells(c)
+		}
+		// As a build before 0018 stored them: the key whole.
+		for _, q := range []struct {
+			sql  string
+			args []any
+		}{
+			{`INSERT INTO ledger_days (dim, value, day, cells) VALUES (?, ?, ?, ?)`, []any{"principal", long, 20000, cells(1, 2)}},
+			{`INSERT INTO ledger_days (dim, value, day, cells) VALUES (?, ?, ?, ?)`, []any{"principal", long, 20001, cells(3)}},
+			{`INSERT INTO incident_keys (join_key, alert_id, cited) VALUES (?, ?, ?)`, []any{"entity\x00principal\x00" + long, "al-1", 1}},
+			{`INSERT INTO incident_keys (join_key, alert_id, cited) VALUES (?, ?, ?)`, []any{"entity\x00principal\x00" + long, "al-2", 0}},
+			{`INSERT INTO citations (ref, principal) VALUES (?, ?)`, []any{long, "p:1"}},
+		} {
+			if _, err := s.db.ExecContext(ctx, q.sql, q.args...); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if b.name == "postgres" {
+			// And rows under the form already (planted by a later value
+			// whose form is the same text): merged, not a failed upgrade.
+			for _, q := range []struct {
+				sql  string
+				args []any
+			}{
+				{`INSERT INTO ledger_days (dim, value, day, cells) VALUES (?, ?, ?, ?)`, []any{"principal", form, 20000, cells(2, 9)}},
+				{`INSERT INTO incident_keys (join_key, alert_id, cited) VALUES (?, ?, ?)`, []any{pgTextKey("entity\x00principal\x00" + long), "al-2", 1}},
+				{`INSERT INTO citations (ref, principal) VALUES (?, ?)`, []any{form, "p:2"}},
+			} {
+				if _, err := s.db.ExecContext(ctx, q.sql, q.args...); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if _, err := s.db.ExecContext(ctx, `DELETE FROM schema_migrations WHERE version >= 18`); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
+		s = open()
+		defer s.Close()
+		rows, err := s.LedgerRows(ctx, "principal", []string{long}, 0, 1<<20)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := [][]uint32{{1, 2}, {3}}
+		if b.name == "postgres" {
+			want[0] = []uint32{1, 2, 9}
+		}
+		if len(rows) != 2 {
+			t.Fatalf("%d ledger rows, want 2", len(rows))
+		}
+		for i, r := range rows {
+			got := roaring.New()
+			if _, err := got.FromBuffer(r.Bitmap); err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(got.ToArray(), want[i]) || r.Value != form {
+				t.Errorf("day %d: %v, want %v", r.Day, got.ToArray(), want[i])
+			}
+		}
+		step = func(ctx context.Context, tx *IncidentTx) error {
+			for _, tc := range []struct {
+				named bool
+				want  []string
+			}{{false, []string{"al-1", "al-2"}}, {true, []string{"al-2"}}} {
+				ids, err := tx.AlertsWithKeys(ctx, []string{"entity\x00principal\x00" + long}, tc.named)
+				if err != nil {
+					return err
+				}
+				if !slices.Equal(ids, tc.want) {
+					t.Errorf("alerts with the key (named only %v): %v, want %v", tc.named, ids, tc.want)
+				}
+			}
+			cs, err := tx.Citations(ctx, []string{long})
+			if err != nil {
+				return err
+			}
+			wantP := "p:1"
+			if b.name == "postgres" {
+				wantP = "p:2"
+			}
+			if c, ok := cs[long]; !ok || c.Principal != wantP {
+				t.Errorf("citation %v %q, want %q", ok, c.Principal, wantP)
+			}
+			return nil
+		}
+		if err := s.SaveAlerts(ctx, []event.Alert{{ID: "x", Time: time.Date(2025, 6, 4, 0, 0, 0, 0, time.UTC)}}); err != nil {
+			t.Fatal(err)
 		}
 	})
 }

@@ -7,6 +7,10 @@
 -- entity or principal (at most 2,048 bytes); a query by entity asks for
 -- that prefix too (entityPrefix), then the whole value. SQLite has no
 -- such limit: its schema is unchanged (this migration is comments there).
+-- Its Go step (shortenStoredKeys, PostgreSQL only) moves ledger days,
+-- incident join keys and citations stored under a key longer than 2,600
+-- bytes (whole, when it compressed) to the shortened form (pgTextKey)
+-- that writes and look-ups use now.
 -- postgres: DROP INDEX alerts_entity_idx;
 -- postgres: CREATE INDEX alerts_entity_idx ON alerts (entity_kind, substr(entity_id, 1, 512), time, id);
 -- postgres: DROP INDEX finding_log_entity_idx;
