@@ -16,6 +16,13 @@ type ledgerValuer interface {
 	LedgerValues(ctx context.Context, dim string, fromDay, toDay int64) ([]string, error)
 }
 
+// ledgerValueForm is implemented by a store that does not hold every
+// ledger value as it is (PostgreSQL shortens a long one: see
+// store.Store.LedgerValueForm); *store.Store is one.
+type ledgerValueForm interface {
+	LedgerValueForm() func(string) string
+}
+
 // maxNear is how many near matches neverSeen names for an unknown value.
 const maxNear = 3
 
@@ -29,6 +36,10 @@ const maxNear = 3
 func neverSeen(ctx context.Context, r ledgerValuer, res *ledger.Result) ([]string, error) {
 	var out []string
 	known := map[ledger.Dimension][]string{}
+	var form func(string) string
+	if f, ok := r.(ledgerValueForm); ok {
+		form = f.LedgerValueForm()
+	}
 	for _, t := range res.Terms {
 		for _, v := range t.Values {
 			if t.Dim == ledger.Source {
@@ -47,7 +58,11 @@ func neverSeen(ctx context.Context, r ledgerValuer, res *ledger.Result) ([]strin
 				}
 				known[t.Dim] = vals
 			}
-			if slices.Contains(vals, v) { // (sorted by the database's collation, not Go's)
+			stored := v
+			if form != nil {
+				stored = form(v) // as the store holds it
+			}
+			if slices.Contains(vals, stored) { // (sorted by the database's collation, not Go's)
 				continue
 			}
 			s := fmt.Sprintf("%s %s was never seen in the access ledger", t.Dim, v)

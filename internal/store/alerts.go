@@ -372,6 +372,10 @@ func (s *Store) ListAlerts(ctx context.Context, q AlertQuery) ([]event.Alert, er
 	if !q.Entity.IsZero() {
 		where = append(where, "entity_kind = ? AND entity_id = ?")
 		args = append(args, string(q.Entity.Kind), q.Entity.ID)
+		if s.dialect.postgres {
+			where = append(where, entityPrefixCond)
+			args = append(args, q.Entity.ID)
+		}
 	}
 	if q.Kind != "" {
 		where = append(where, "entity_kind = ?")

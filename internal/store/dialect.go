@@ -342,3 +342,11 @@ func (d *dialect) translateMigration(src string) string {
 func isWordByte(c byte) bool {
 	return c == '_' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
 }
+
+// entityPrefixCond is the condition by which a PostgreSQL query by entity
+// finds its rows in an entity index (alerts_entity_idx,
+// finding_log_entity_idx; migration 0018): those indexes hold the first
+// 512 characters of entity_id, so that an attacker's long entity (a
+// 64 KiB principal) does not exceed a btree entry and fail its batch. Its
+// one parameter is the entity's id, also compared whole.
+const entityPrefixCond = "substr(entity_id, 1, 512) = substr(?, 1, 512)"

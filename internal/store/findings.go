@@ -382,6 +382,10 @@ func (s *Store) ListFindings(ctx context.Context, q FindingQuery) ([]ScoredFindi
 	if q.Entity.ID != "" {
 		where = append(where, "entity_id = ?")
 		args = append(args, q.Entity.ID)
+		if s.dialect.postgres {
+			where = append(where, entityPrefixCond)
+			args = append(args, q.Entity.ID)
+		}
 	}
 	if q.Detector != "" {
 		where = append(where, "detector = ?")

@@ -274,10 +274,11 @@ func (t *IncidentTx) queryPairs(ctx context.Context, query string, vals []string
 // keeps its first citation.
 func (t *IncidentTx) PutCitations(ctx context.Context, cs []event.Citation) error {
 	const cols = 9
+	form := t.s.textKeyForm()
 	return chunks(cs, func(c []event.Citation) error {
 		args := make([]any, 0, cols*len(c))
 		for _, x := range c {
-			args = append(args, x.Ref, boolInt(x.Success), x.Principal, x.Token, x.Key, x.Source, int64(x.ASN), x.UserAgent, x.Country)
+			args = append(args, inForm(form, x.Ref), boolInt(x.Success), x.Principal, x.Token, x.Key, x.Source, int64(x.ASN), x.UserAgent, x.Country)
 		}
 		err := t.s.execRowsTx(ctx, t.tx, putCitationsSQL, cols, len(c), args)
 		if err != nil {
@@ -290,6 +291,21 @@ func (t *IncidentTx) PutCitations(ctx context.Context, cs []event.Citation) erro
 // Citations returns the stored citations of refs (unknown ones absent).
 func (t *IncidentTx) Citations(ctx context.Context, refs []string) (map[string]event.Citation, error) {
 	out := make(map[string]event.Citation, len(refs))
+	// On PostgreSQL refs are stored in textKeyForm; asked is each stored
+	// form's refs as given, which the answer is keyed by.
+	var asked map[string][]string
+	if form := t.s.textKeyForm(); form != nil {
+		asked = make(map[string][]string, len(refs))
+		stored := make([]string, 0, len(refs))
+		for _, r := range refs {
+			f := form(r)
+			if len(asked[f]) == 0 {
+				stored = append(stored, f)
+			}
+			asked[f] = append(asked[f], r)
+		}
+		refs = stored
+	}
 	err := chunks(refs, func(c []string) error {
 		rows, err := t.s.queryInTx(ctx, t.tx, `SELECT ref, success, principal, token, key_id, source, asn, user_agent, country
 FROM citations WHERE ref IN (?)`, nil, c)
@@ -306,7 +322,14 @@ FROM citations WHERE ref IN (?)`, nil, c)
 				return err
 			}
 			x.Success, x.ASN = success != 0, uint32(asn) // #nosec G115 -- stored from a uint32
-			out[x.Ref] = x
+			if asked == nil {
+				out[x.Ref] = x
+				continue
+			}
+			for _, r := range asked[x.Ref] {
+				x.Ref = r
+				out[r] = x
+			}
 		}
 		return rows.Err()
 	})
@@ -354,6 +377,13 @@ func (t *IncidentTx) AlertsWithKeys(ctx context.Context, keys []string, namedOnl
 	if namedOnly {
 		q += " AND cited = 0"
 	}
+	if form := t.s.textKeyForm(); form != nil {
+		stored := make([]string, len(keys))
+		for i, k := range keys {
+			stored[i] = form(k)
+		}
+		keys = stored
+	}
 	err := t.queryPairs(ctx, q, keys, func(id, _ string) { seen[id] = true })
 	if err != nil {
 		return nil, fmt.Errorf("alerts with keys: %w", err)
@@ -373,14 +403,15 @@ func (t *IncidentTx) SetAlertKeys(ctx context.Context, id string, named, cited [
 	}
 	var keys []key
 	seen := map[string]bool{}
+	form := t.s.textKeyForm()
 	for _, k := range named {
-		if !seen[k] {
+		if k = inForm(form, k); !seen[k] {
 			seen[k] = true
 			keys = append(keys, key{k, 0})
 		}
 	}
 	for _, k := range cited {
-		if !seen[k] {
+		if k = inForm(form, k); !seen[k] {
 			seen[k] = true
 			keys = append(keys, key{k, 1})
 		}
@@ -414,18 +445,19 @@ type keyRow struct {
 }
 
 // rows returns the rows a's keys store: named, then cited keys, each once
-// (a key in both counts as named).
-func (a *AlertKeys) rows(id string) []keyRow {
+// in the store's form (textKeyForm; nil: as they are) (a key in both
+// counts as named).
+func (a *AlertKeys) rows(id string, form func(string) string) []keyRow {
 	var out []keyRow
 	seen := make(map[string]bool, len(a.Named)+len(a.Cited))
 	for _, k := range a.Named {
-		if !seen[k] {
+		if k = inForm(form, k); !seen[k] {
 			seen[k] = true
 			out = append(out, keyRow{k, id, 0})
 		}
 	}
 	for _, k := range a.Cited {
-		if !seen[k] {
+		if k = inForm(form, k); !seen[k] {
 			seen[k] = true
 			out = append(out, keyRow{k, id, 1})
 		}
@@ -446,6 +478,7 @@ func (t *IncidentTx) SetAlertsKeys(ctx context.Context, as []AlertKeys) error {
 	for i := range as {
 		last[as[i].ID] = i
 	}
+	form := t.s.textKeyForm()
 	var whole []string
 	var dels, ins []keyRow
 	for i := range as {
@@ -453,7 +486,7 @@ func (t *IncidentTx) SetAlertsKeys(ctx context.Context, as []AlertKeys) error {
 		if last[a.ID] != i {
 			continue
 		}
-		rows := a.rows(a.ID)
+		rows := a.rows(a.ID, form)
 		if a.Stored == nil {
 			whole = append(whole, a.ID)
 			ins = append(ins, rows...)
@@ -464,7 +497,7 @@ func (t *IncidentTx) SetAlertsKeys(ctx context.Context, as []AlertKeys) error {
 			now[r.k] = r.cited
 		}
 		was := map[string]int64{}
-		for _, r := range a.Stored.rows(a.ID) {
+		for _, r := range a.Stored.rows(a.ID, form) {
 			was[r.k] = r.cited
 			if c, ok := now[r.k]; !ok || c != r.cited {
 				dels = append(dels, r)
@@ -1066,4 +1099,27 @@ WHERE id = ?`, v.State, v.Verdict, v.Note, v.By, toNanos(v.At), time.Now().UnixN
 		return Incident{}, fmt.Errorf("incident verdict: %w", err)
 	}
 	return s.GetIncident(ctx, v.IncidentID)
+}
+
+// textKeyForm returns the form in which PostgreSQL stores the text keys
+// an event may fill whole — incident join keys (they hold an entity's
+// id) and citations' refs (an event's event.id) — or nil when they are
+// stored as they are (SQLite). It is pgTextKey, as for ledger values: a
+// key longer than 2,600 bytes as its start, "…sha256:" and 128 bits of
+// its hash, so that a primary key's btree entry (≈ 2.7 kB at most) holds
+// it; before, one such key failed its whole batch. Keys are written and
+// looked up in this form; they are not shown.
+func (s *Store) textKeyForm() func(string) string {
+	if s.dialect.postgres {
+		return pgTextKey
+	}
+	return nil
+}
+
+// inForm is form(k), or k when form is nil.
+func inForm(form func(string) string, k string) string {
+	if form == nil {
+		return k
+	}
+	return form(k)
 }

@@ -74,7 +74,7 @@ func (s *Store) MergeLedger(ctx context.Context, dict []LedgerDictEntry, rows []
 	}
 	dict = slices.Clone(dict)
 	slices.SortFunc(dict, func(a, b LedgerDictEntry) int { return cmp.Compare(a.ID, b.ID) })
-	rows, err := sortedLedgerRows(rows)
+	rows, err := sortedLedgerRows(s.ledgerValuesInForm(rows))
 	if err != nil {
 		return fmt.Errorf("merge ledger: %w", err)
 	}
@@ -82,6 +82,33 @@ func (s *Store) MergeLedger(ctx context.Context, dict []LedgerDictEntry, rows []
 		return fmt.Errorf("merge ledger: %w", err)
 	}
 	return nil
+}
+
+// ledgerValuesInForm returns rows with each value in the form the store
+// holds it in (LedgerValueForm): rows itself when no value changes
+// (always, on SQLite). Converted before the rows are sorted and merged,
+// values the store holds alike are one day of one value, as a scope sees
+// them, not two rows of one key in one statement.
+func (s *Store) ledgerValuesInForm(rows []LedgerRow) []LedgerRow {
+	form := s.LedgerValueForm()
+	if form == nil {
+		return rows
+	}
+	var out []LedgerRow
+	for i := range rows {
+		v := form(rows[i].Value)
+		if v == rows[i].Value {
+			continue
+		}
+		if out == nil {
+			out = slices.Clone(rows)
+		}
+		out[i].Value = v
+	}
+	if out == nil {
+		return rows
+	}
+	return out
 }
 
 // sortedLedgerRows returns a copy of rows sorted by key, with the rows of
@@ -524,7 +551,8 @@ func queryDays(ctx context.Context, tx *sql.Tx, q string, args []any, fn func(k 
 
 // LedgerRows returns the rows of dim for the given values (all values when
 // values is empty) with fromDay <= day <= toDay, sorted by value, day,
-// record type and field.
+// record type and field. Values are looked up in the store's form
+// (LedgerValueForm), and rows name them in it.
 func (s *Store) LedgerRows(ctx context.Context, dim string, values []string, fromDay, toDay int64) ([]LedgerRow, error) {
 	if kv, err := s.ledgerKV(ctx); err != nil || kv != nil {
 		if err != nil {
@@ -562,6 +590,17 @@ func (s *Store) LedgerRows(ctx context.Context, dim string, values []string, fro
 			return nil, fmt.Errorf("ledger rows: %w", err)
 		}
 		return out, nil
+	}
+	if form := s.LedgerValueForm(); form != nil {
+		in := values
+		values = make([]string, 0, len(in))
+		seen := make(map[string]bool, len(in))
+		for _, v := range in {
+			if v = form(v); !seen[v] {
+				seen[v] = true
+				values = append(values, v)
+			}
+		}
 	}
 	for _, v := range values {
 		if err := scan(cols+`value = ? AND day BETWEEN ? AND ? ORDER BY day`, dim, v, fromDay, toDay); err != nil {
@@ -689,6 +728,35 @@ func (s *Store) LedgerRIDForm() func(string) string {
 		return nil
 	}
 	return pgLedgerRID
+}
+
+// LedgerValueForm returns the function that maps a ledger value (a
+// principal, token, key, source, … of a (dimension, value, day) row) to
+// the form the store holds it in, or nil when values are stored as they
+// are (SQLite, pebble). On PostgreSQL it is pgTextKey: ledger_days'
+// primary key indexes the value, and a btree entry holds at most
+// ≈ 2.7 kB, so a longer value — an event's field, which an attacker
+// chooses — is stored as its start and a hash of the whole. MergeLedger
+// and LedgerRows convert the values they are given; LedgerValues answers
+// with stored forms, so a caller that compares a value of its own with
+// them converts it first.
+func (s *Store) LedgerValueForm() func(string) string {
+	if s.ledgerDir != "" || !s.dialect.postgres {
+		return nil
+	}
+	return pgTextKey
+}
+
+// pgTextKey is the form PostgreSQL stores a text key an event fills in
+// (a ledger value, an incident join key, a citation's ref): the text
+// PostgreSQL holds for it (pgText), shortened as a record id is
+// (pgLedgerRID) when longer than pgMaxLedgerRID bytes. The hash is of
+// that text, not of the key as it came (as a record id's is), so that
+// migration 18 can shorten a key stored whole before from what is stored;
+// and so two long keys PostgreSQL's text cannot tell apart ("…\x00",
+// "…\xff") are one key, as two short ones are.
+func pgTextKey(s string) string {
+	return pgLedgerRID(pgText(s))
 }
 
 // pgMaxLedgerRID is the longest record id, in bytes, a PostgreSQL ledger

@@ -23,6 +23,7 @@ var migrationFS embed.FS
 var migrationSteps = map[int]func(ctx context.Context, s *Store, tx *sql.Tx) error{
 	8:  convertLedgerCells,
 	17: convertFindingKeys,
+	18: shortenStoredKeys,
 }
 
 type migration struct {

@@ -1,0 +1,21 @@
+-- 0018: PostgreSQL indexes that held an event's field whole (issue 22).
+-- A btree entry holds at most ≈ 2.7 kB, and an attacker chooses an
+-- event's principal, token, key or source: an alert, finding or citation
+-- of a 64 KiB principal failed its whole batch (SQLSTATE 54000), and the
+-- alerts, findings and incidents batched with it were not stored. On
+-- PostgreSQL these indexes now hold the first 512 characters of the
+-- entity or principal (at most 2,048 bytes); a query by entity asks for
+-- that prefix too (entityPrefix), then the whole value. SQLite has no
+-- such limit: its schema is unchanged (this migration is comments there).
+-- Its Go step (shortenStoredKeys, PostgreSQL only) moves ledger days,
+-- incident join keys and citations stored under a key longer than 2,600
+-- bytes (whole, when it compressed) to the shortened form (pgTextKey)
+-- that writes and look-ups use now.
+-- postgres: DROP INDEX alerts_entity_idx;
+-- postgres: CREATE INDEX alerts_entity_idx ON alerts (entity_kind, substr(entity_id, 1, 512), time, id);
+-- postgres: DROP INDEX finding_log_entity_idx;
+-- postgres: CREATE INDEX finding_log_entity_idx ON finding_log (entity_kind, substr(entity_id, 1, 512), time, id);
+-- postgres: DROP INDEX suppressions_entity_idx;
+-- postgres: CREATE INDEX suppressions_entity_idx ON suppressions (entity_kind, substr(entity_id, 1, 512));
+-- postgres: DROP INDEX citations_source_idx;
+-- postgres: CREATE INDEX citations_source_idx ON citations (source, substr(principal, 1, 512));
