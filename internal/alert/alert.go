@@ -225,6 +225,9 @@ type open struct {
 	a     event.Alert
 	expl  string // explanation of the alert, before the count is added
 	dirty bool
+	// qpos is the position in the stage's closedQ, counted from the
+	// stage's first (Stage.closedBase), of its latest entry there.
+	qpos int
 }
 
 // recentClosed is how many closed alerts the stage remembers so that a
@@ -233,6 +236,12 @@ type open struct {
 // belongs to instead of opening a duplicate.
 const recentClosed = 4096
 
+// closedEntry is one entry of Stage.closedQ: entity k closed alert o.
+// An entry whose alert a later closed alert of its entity replaced in
+// Stage.closed has o nil: it still counts towards recentClosed, as before,
+// but no longer holds the replaced alert (and its findings) in memory, so
+// what the stage keeps of closed alerts is one per entity, not one per
+// alert closed.
 type closedEntry struct {
 	k event.EntityKey
 	o *open
@@ -245,12 +254,15 @@ type Stage struct {
 	risk  map[event.EntityKey]*entityRisk
 	dirty []*open
 	// closed remembers recently closed alerts, oldest first in closedQ.
-	closed   map[event.EntityKey]*open
-	closedQ  []closedEntry
-	raised   int
-	nClosed  int
-	nFinding int
-	wm       time.Time
+	closed  map[event.EntityKey]*open
+	closedQ []closedEntry
+	// closedBase is how many entries were taken off closedQ's front: the
+	// entry at position p (open.qpos) is closedQ[p-closedBase].
+	closedBase int
+	raised     int
+	nClosed    int
+	nFinding   int
+	wm         time.Time
 	// nextClose is the earliest moment an open alert may close; Advance
 	// scans only once the watermark has passed it.
 	nextClose time.Time
@@ -693,7 +705,7 @@ func (s *Stage) previewWith(f event.Finding, fresh []time.Time) {
 	clear(sc.open)
 	clear(sc.risk)
 	clear(sc.closed)
-	sc.closedQ, sc.dirty = sc.closedQ[:0], sc.dirty[:0]
+	sc.closedQ, sc.closedBase, sc.dirty = sc.closedQ[:0], 0, sc.dirty[:0]
 	sc.wm, sc.nextClose, sc.nextSweep = s.wm, s.nextClose, s.nextSweep
 	if o := s.open[k]; o != nil {
 		sc.open[k] = o.clone()
@@ -1220,13 +1232,23 @@ func finalExplanation(o *open) string {
 
 // remember keeps the closed alert o for late findings and withdrawals,
 // forgetting the oldest beyond the cap.
+// An alert that o replaces in closed can never be found again: its latest
+// entry in the queue lets go of it.
 func (s *Stage) remember(k event.EntityKey, o *open) {
+	if prev := s.closed[k]; prev != nil && prev != o {
+		if i := prev.qpos - s.closedBase; i >= 0 && i < len(s.closedQ) && s.closedQ[i].o == prev {
+			s.closedQ[i].o = nil
+		}
+	}
 	s.closed[k] = o
+	o.qpos = s.closedBase + len(s.closedQ)
 	s.closedQ = append(s.closedQ, closedEntry{k, o})
 	for len(s.closedQ) > recentClosed {
 		old := s.closedQ[0]
+		s.closedQ[0] = closedEntry{}
 		s.closedQ = s.closedQ[1:]
-		if s.closed[old.k] == old.o {
+		s.closedBase++
+		if old.o != nil && s.closed[old.k] == old.o {
 			delete(s.closed, old.k)
 		}
 	}

@@ -154,7 +154,7 @@ func (s *Stage) Restore(b []byte) error {
 		risk[r.Entity] = er
 	}
 	s.open, s.risk = opened, risk
-	s.closed, s.closedQ, s.dirty = map[event.EntityKey]*open{}, nil, nil
+	s.closed, s.closedQ, s.closedBase, s.dirty = map[event.EntityKey]*open{}, nil, 0, nil
 	s.wm, s.nextClose, s.nextSweep = st.WM, st.NextClose, st.NextSweep
 	s.held = make([]event.Finding, 0, len(st.Held))
 	s.heldByOK = false

@@ -54,9 +54,15 @@ type benchCmd struct {
 	// FILE.peak at the live heap's peak (see memSampler.heapProfile).
 	MemProfile       string `name:"mem-profile" placeholder:"FILE" help:"Write heap profiles of the serve phase's server: FILE as it exits (allocations of the whole run) and FILE.peak at its peak live heap (go tool pprof)." predictor:"file"`
 	MemProfileReplay string `name:"mem-profile-replay" placeholder:"FILE" help:"Write heap profiles of the replay phase to FILE and FILE.peak, and of the replay-no-store phase to FILE.no-store and FILE.no-store.peak (go tool pprof)." predictor:"file"`
-	Phase            string `hidden:"" help:"Internal: run one phase as a child process (serve)."`
-	HeapProfile      string `hidden:"" help:"Internal: the child's heap profile (--mem-profile)."`
-	outputFlag       `kong:"embed,set='output_formats=table,json',set='output_default=table'"`
+	// MemProfileDays adds profiles along the stream: with --mem-profile or
+	// --mem-profile-replay, FILE.day-D every N days of event time (D the
+	// day since the stream's first), after a collection, so that two of
+	// them diffed (go tool pprof -base) show what grew in between.
+	MemProfileDays int    `name:"mem-profile-days" placeholder:"N" help:"With --mem-profile or --mem-profile-replay, also write FILE.day-D every N days of event time (D counted from the stream's first day; taken after a collection; compare two with go tool pprof -base)."`
+	Phase          string `hidden:"" help:"Internal: run one phase as a child process (serve)."`
+	HeapProfile    string `hidden:"" help:"Internal: the child's heap profile (--mem-profile)."`
+	HeapDays       int    `hidden:"" help:"Internal: the child's --mem-profile-days."`
+	outputFlag     `kong:"embed,set='output_formats=table,json',set='output_default=table'"`
 }
 
 // probeRecord is the canary record id the latency probes read; every
@@ -408,6 +414,9 @@ func (b *bencher) replay(withStore bool) (benchPhase, error) {
 			return benchPhase{}, err
 		}
 		args = append(args, "--heap-profile", abs)
+		if b.c.MemProfileDays > 0 {
+			args = append(args, "--heap-days", strconv.Itoa(b.c.MemProfileDays))
+		}
 	}
 	cmd := b.command(b.e.ctx, dataDir, args...)
 	var stdout, stderr bytes.Buffer
@@ -485,6 +494,9 @@ func (b *bencher) startServer(dataDir, profile, heapProfile string) (*benchServe
 			return nil, err
 		}
 		args = append(args, p.flag, abs)
+	}
+	if heapProfile != "" && b.c.MemProfileDays > 0 {
+		args = append(args, "--heap-days", strconv.Itoa(b.c.MemProfileDays))
 	}
 	s.cmd = b.command(context.WithoutCancel(b.e.ctx), dataDir, args...)
 	s.cmd.Stderr = &s.errOut
@@ -952,7 +964,7 @@ func (c *benchCmd) child(e *env) error {
 	}
 	ctx, cancel := context.WithCancel(e.ctx)
 	defer cancel()
-	sampler := startMemSampler(c.HeapProfile)
+	sampler := startMemSampler(c.HeapProfile, c.HeapDays)
 	go func() {
 		_, _ = io.Copy(io.Discard, os.Stdin)
 		// The parent stops serve once everything was processed: the
@@ -1014,7 +1026,7 @@ func (c *benchCmd) replayChild(e *env) error {
 		}
 		defer stop()
 	}
-	sampler := startMemSampler(c.HeapProfile)
+	sampler := startMemSampler(c.HeapProfile, c.HeapDays)
 	code := run(e.ctx, append(args, c.Events), io.Discard, e.stderr, func(p *app.Pipeline) { sampler.setSource(pipelineSource(p)) })
 	perr := sampler.stop(e.stdout)
 	if code != 0 {

@@ -73,11 +73,21 @@ type memSampler struct {
 	heapProfile string
 	peakWritten int64 // the live heap of the last .peak profile
 	profErr     error // the first error writing a profile
+
+	// everyDays, when positive (and heapProfile set), also writes
+	// heapProfile+".day-D" after a collection once the event time reaches
+	// day D = everyDays, 2·everyDays, … of the stream (D counted from the
+	// first event time's day).
+	everyDays int
+	firstDay  time.Time // the first event time's day, zero until known
+	nextDay   int       // the next D to write
 }
 
-// startMemSampler starts sampling; heapProfile is memSampler.heapProfile.
-func startMemSampler(heapProfile string) *memSampler {
-	s := &memSampler{start: time.Now(), done: make(chan struct{}), heapProfile: heapProfile}
+// startMemSampler starts sampling; heapProfile and everyDays are
+// memSampler's.
+func startMemSampler(heapProfile string, everyDays int) *memSampler {
+	s := &memSampler{start: time.Now(), done: make(chan struct{}), heapProfile: heapProfile,
+		everyDays: everyDays, nextDay: everyDays}
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
@@ -130,6 +140,31 @@ func (s *memSampler) sample() {
 		s.profErr = writeHeapProfile(s.heapProfile + ".peak")
 		s.peakWritten = sm.HeapLive
 	}
+	if d, ok := s.dueDay(sm.EventTime); ok && s.profErr == nil {
+		runtime.GC() // the in-use figures as of now, not of the last cycle
+		s.profErr = writeHeapProfile(fmt.Sprintf("%s.day-%d", s.heapProfile, d))
+	}
+}
+
+// dueDay reports whether event time t reached the next day whose profile
+// is due (memSampler.everyDays), and that day; it then moves on to the
+// next multiple of everyDays past it. Its caller holds mu.
+func (s *memSampler) dueDay(t time.Time) (int, bool) {
+	if s.heapProfile == "" || s.everyDays <= 0 || t.IsZero() || t.Year() > 9000 {
+		return 0, false
+	}
+	day := t.UTC().Truncate(24 * time.Hour)
+	if s.firstDay.IsZero() {
+		s.firstDay = day
+	}
+	d := int(day.Sub(s.firstDay) / (24 * time.Hour))
+	if d < s.nextDay {
+		return 0, false
+	}
+	for s.nextDay <= d {
+		s.nextDay += s.everyDays
+	}
+	return d, true
 }
 
 // stop takes a last sample, writes "memory JSON" to w and the whole run's
