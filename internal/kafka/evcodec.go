@@ -114,34 +114,61 @@ func putTime(w *snap.Writer, t time.Time) {
 	w.Uint(uint64(t.Nanosecond()))
 }
 
-// putStrings writes a list, nil apart from empty.
+// putStrings writes a list, nil apart from empty, as a blob of its own
+// (its length first), so that a reader can share the lists a stream
+// repeats (roles, fields, custodians) by their bytes.
 func putStrings(w *snap.Writer, ss []string) {
 	if ss == nil {
 		w.Uint(0)
 		return
 	}
-	w.Uint(uint64(len(ss)) + 1)
+	n := uvarintLen(uint64(len(ss)))
+	for _, s := range ss {
+		n += uvarintLen(uint64(len(s))) + len(s)
+	}
+	w.Uint(uint64(n) + 1)
+	w.Uint(uint64(len(ss)))
 	for _, s := range ss {
 		w.String(s)
 	}
 }
 
-// eventReader reads binary events back. Like decode.Decoder it keeps a
-// small cache of the strings it made, so the values a stream repeats
-// (datasets, actions, countries, roles) are shared, not allocated per
-// copy; it is not safe for concurrent use.
+func uvarintLen(v uint64) int {
+	n := 1
+	for ; v >= 0x80; v >>= 7 {
+		n++
+	}
+	return n
+}
+
+// eventReader reads binary events back. Like decode.Decoder it shares
+// the low-cardinality strings (datasets, actions, countries, methods,
+// issuers) and the lists (roles, fields, custodians) a stream repeats
+// instead of allocating them per copy, and allocates the others (ids,
+// names, paths); it is not safe for concurrent use.
 type eventReader struct {
 	seed  maphash.Seed
 	cache *[evStrSlots]string
+	lists *[evListSlots]evList
+	// scratch of ids: their bytes, and where each ends
+	idbuf []byte
+	idend []int
+}
+
+type evList struct {
+	raw string
+	val []string
 }
 
 const (
-	evStrSlots  = 4096 // entries of the string cache (power of two)
-	evStrMaxLen = 64   // longer strings are never cached
+	evStrSlots   = 4096 // entries of the string cache (power of two)
+	evStrMaxLen  = 512  // longer strings are never shared
+	evListSlots  = 1024 // entries of the list cache (power of two)
+	evListMaxLen = 512  // longer lists are never shared
 )
 
 func newEventReader() *eventReader {
-	return &eventReader{seed: maphash.MakeSeed(), cache: new([evStrSlots]string)}
+	return &eventReader{seed: maphash.MakeSeed(), cache: new([evStrSlots]string), lists: new([evListSlots]evList)}
 }
 
 var errEventForm = errors.New("kafka: binary event")
@@ -156,12 +183,12 @@ func (er *eventReader) read(b []byte, ev *event.Event) error {
 	ev.Time = getTime(r)
 	ev.Dataset = er.str(r)
 	ev.Action = er.str(r)
-	ev.ID = er.str(r)
+	ev.ID = plain(r)
 	ev.Outcome = event.Outcome(r.Byte())
 	ev.Provider = er.str(r)
 
-	ev.User.ID = er.str(r)
-	ev.User.Name = er.str(r)
+	ev.User.ID = plain(r)
+	ev.User.Name = plain(r)
 	ev.User.Roles = er.strs(r)
 
 	if ip := r.Bytes(); r.Err() == nil {
@@ -180,18 +207,18 @@ func (er *eventReader) read(b []byte, ev *event.Event) error {
 	ev.HTTP.Method = er.str(r)
 	ev.HTTP.StatusCode = int(r.Int())
 	ev.HTTP.BodyBytes = r.Int()
-	ev.URLPath = er.str(r)
-	ev.URLQuery = er.str(r)
+	ev.URLPath = plain(r)
+	ev.URLQuery = plain(r)
 	ev.URLDomain = er.str(r)
 
-	ev.Token.ID = er.str(r)
+	ev.Token.ID = plain(r)
 	ev.Token.KeyID = er.str(r)
 	ev.Token.Issuer = er.str(r)
 	ev.Token.IssuedAt = getTime(r)
 	ev.Token.ExpiresAt = getTime(r)
 
 	ev.Records.Type = er.str(r)
-	ev.Records.IDs = er.strs(r)
+	ev.Records.IDs = er.ids(r)
 	ev.Records.Fields = er.strs(r)
 	if n := r.Count(1); n > 0 {
 		ev.Records.Numbers = make([]uint32, n-1)
@@ -200,7 +227,7 @@ func (er *eventReader) read(b []byte, ev *event.Event) error {
 		}
 	}
 
-	ev.Identity.ID = er.str(r)
+	ev.Identity.ID = plain(r)
 	ev.Identity.Kind = er.str(r)
 	ev.Identity.Roles = er.strs(r)
 	ev.Identity.Status = er.str(r)
@@ -218,9 +245,9 @@ func (er *eventReader) read(b []byte, ev *event.Event) error {
 	c.IssuerType = er.str(r)
 	c.EventType = er.str(r)
 	c.ErrorCode = er.str(r)
-	c.ErrorMessage = er.str(r)
-	c.RequestParameters = er.str(r)
-	c.ResponseElements = er.str(r)
+	c.ErrorMessage = plain(r)
+	c.RequestParameters = plain(r)
+	c.ResponseElements = plain(r)
 
 	ev.Input = uint32(getUint(r, 1<<32-1))
 	ev.Line = uint32(getUint(r, 1<<32-1))
@@ -263,14 +290,17 @@ func getUint(r *snap.Reader, limit uint64) uint64 {
 	return v
 }
 
-// str reads a string, shared with an equal one read before when short.
+// plain reads a string of its own.
+func plain(r *snap.Reader) string {
+	n := r.Count(1)
+	return string(r.Next(n))
+}
+
+// str reads a string, shared with an equal one read before.
 func (er *eventReader) str(r *snap.Reader) string {
 	n := r.Count(1)
-	if r.Err() != nil || n == 0 {
-		return ""
-	}
 	b := r.Next(n)
-	if n > evStrMaxLen {
+	if len(b) == 0 || len(b) > evStrMaxLen {
 		return string(b)
 	}
 	slot := &er.cache[maphash.Bytes(er.seed, b)&(evStrSlots-1)]
@@ -280,22 +310,69 @@ func (er *eventReader) str(r *snap.Reader) string {
 	return *slot
 }
 
-// strs reads a list (nil apart from empty) with cap == len, as the
+// strs reads a list of low-cardinality strings (nil apart from empty),
+// shared with an equal list read before. Lists have cap == len, as the
 // decoders make them, so an append by a consumer never writes into the
-// array another holds.
+// array another event holds.
 func (er *eventReader) strs(r *snap.Reader) []string {
-	n := r.Count(1)
-	if r.Err() != nil || n == 0 {
+	raw, ok := listBlob(r)
+	if !ok {
 		return nil
 	}
-	n--
-	if n > r.Len() { // each element takes at least a byte
-		r.Fail("count beyond the input")
-		return nil
+	var slot *evList
+	if len(raw) <= evListMaxLen {
+		slot = &er.lists[maphash.Bytes(er.seed, raw)&(evListSlots-1)]
+		if slot.raw == string(raw) && slot.val != nil {
+			return slot.val
+		}
 	}
-	ss := make([]string, n)
+	lr := snap.NewReader(raw)
+	ss := make([]string, lr.Count(1))
 	for i := range ss {
-		ss[i] = er.str(r)
+		ss[i] = er.str(lr)
+	}
+	if err := lr.End(); err != nil {
+		r.Fail(err.Error())
+		return nil
+	}
+	if slot != nil {
+		slot.raw, slot.val = string(raw), ss
 	}
 	return ss
+}
+
+// ids reads a list of record ids (nil apart from empty): ids rarely
+// repeat, so they are not shared, but one event's ids are substrings of
+// one allocation, as the decoder makes them.
+func (er *eventReader) ids(r *snap.Reader) []string {
+	raw, ok := listBlob(r)
+	if !ok {
+		return nil
+	}
+	lr := snap.NewReader(raw)
+	ss := make([]string, lr.Count(1))
+	er.idbuf, er.idend = er.idbuf[:0], er.idend[:0]
+	for range ss {
+		er.idbuf = append(er.idbuf, lr.Next(lr.Count(1))...)
+		er.idend = append(er.idend, len(er.idbuf))
+	}
+	if err := lr.End(); err != nil {
+		r.Fail(err.Error())
+		return nil
+	}
+	all, start := string(er.idbuf), 0
+	for i, end := range er.idend {
+		ss[i], start = all[start:end], end
+	}
+	return ss
+}
+
+// listBlob reads what putStrings wrote; false for nil (or an error).
+func listBlob(r *snap.Reader) ([]byte, bool) {
+	n := r.Count(1)
+	if r.Err() != nil || n == 0 {
+		return nil, false
+	}
+	raw := r.Next(n - 1)
+	return raw, r.Err() == nil
 }
