@@ -209,7 +209,8 @@ func TestRepartitionCopyCarriesTheDecodedEvent(t *testing.T) {
 			t.Fatalf("line %d: enriched %d times by the re-keying stage, want once", i, enriched-before)
 		}
 		for _, o := range out {
-			pr := d.prepare(o)
+			var pr prepared
+			d.prepare(&pr, o)
 			if pr.herr != nil || pr.h.Flags == 0 {
 				continue
 			}
@@ -221,7 +222,8 @@ func TestRepartitionCopyCarriesTheDecodedEvent(t *testing.T) {
 			v3 := *o
 			v3.Value = line
 			v3.Headers = []kgo.RecordHeader{{Key: headerKey, Value: append([]byte{3}, o.Headers[0].Value[1:]...)}}
-			if pr3 := d.prepare(&v3); !pr3.hasEv || !reflect.DeepEqual(pr3.ev, want) || pr3.h.version != 3 {
+			var pr3 prepared
+			if d.prepare(&pr3, &v3); !pr3.hasEv || !reflect.DeepEqual(pr3.ev, want) || pr3.h.version != 3 {
 				t.Fatalf("line %d, version 3 copy: %v\n got %#v\nwant %#v", i, pr3.evErr, pr3.ev, want)
 			}
 			enriched-- // the version 3 copy was enriched on reading
@@ -232,5 +234,22 @@ func TestRepartitionCopyCarriesTheDecodedEvent(t *testing.T) {
 	}
 	if events < 1000 || copies < events {
 		t.Fatalf("%d events, %d copies", events, copies)
+	}
+}
+
+// A poll's records are prepared in place, in the poll's slice: returned by
+// value, a prepared record (an event.Event and more) was allocated on the
+// heap for every record, ticks included.
+func TestPrepareInPlace(t *testing.T) {
+	w := &Worker{opts: Options{Logger: slog.New(slog.DiscardHandler), Prefix: "in"}, kinds: []event.EntityKind{event.EntityPrincipal}}
+	d := &detector{w: w, dec: decode.NewDecoder(), er: newEventReader()}
+	tick := &kgo.Record{Topic: "in-by-principal", Headers: []kgo.RecordHeader{{Key: headerKey,
+		Value: header{Watermark: time.Unix(1700000000, 0).UTC()}.append(nil)}}}
+	recs := make([]prepared, 1)
+	if n := testing.AllocsPerRun(100, func() { d.prepare(&recs[0], tick) }); n != 0 {
+		t.Fatalf("preparing a tick allocates %v times, want 0", n)
+	}
+	if recs[0].herr != nil || recs[0].r != tick || recs[0].h.Flags != 0 {
+		t.Fatalf("prepared %+v", recs[0])
 	}
 }
