@@ -194,7 +194,8 @@ func (p *partition) flush(ctx context.Context) error {
 type detector struct {
 	w        *Worker
 	findings *kgo.Client
-	dec      *decode.Decoder
+	dec      *decode.Decoder // the JSON values of headers before version 4
+	er       *eventReader
 	mu       sync.Mutex
 	parts    map[string]map[int32]*partition
 	crashed  atomic.Bool
@@ -210,7 +211,7 @@ type detector struct {
 const detectPollMax = 8192
 
 func (w *Worker) runDetect(ctx context.Context) error {
-	d := &detector{w: w, dec: decode.NewDecoder(), parts: map[string]map[int32]*partition{}}
+	d := &detector{w: w, dec: decode.NewDecoder(), er: newEventReader(), parts: map[string]map[int32]*partition{}}
 	var err error
 	d.findings, err = kgo.NewClient(w.clientOpts(kgo.DefaultProduceTopic(FindingsTopic(w.opts.Prefix)),
 		kgo.RecordPartitioner(kgo.ManualPartitioner()))...)
@@ -256,7 +257,10 @@ func (w *Worker) runDetect(ctx context.Context) error {
 		d.mu.Lock()
 		var herr error
 		recs = recs[:0]
-		fs.EachRecord(func(r *kgo.Record) { recs = append(recs, d.prepare(r)) })
+		fs.EachRecord(func(r *kgo.Record) {
+			recs = append(recs, prepared{})
+			d.prepare(&recs[len(recs)-1], r)
+		})
 		d.prefetch(recs)
 		if w.polled != nil {
 			w.polled(len(recs))
@@ -443,9 +447,11 @@ type prepared struct {
 	ledger bool  // a keyed copy on a topic of a ledger dimension
 }
 
-// prepare reads r's header and decodes its event.
-func (d *detector) prepare(r *kgo.Record) prepared {
-	pr := prepared{r: r}
+// prepare reads r's header and decodes its event into pr (zero), in
+// place: a prepared record is large (an event.Event), and returned by
+// value it was allocated on the heap for every record, ticks included.
+func (d *detector) prepare(pr *prepared, r *kgo.Record) {
+	pr.r = r
 	var hv []byte
 	for _, h := range r.Headers {
 		if h.Key == headerKey {
@@ -453,19 +459,26 @@ func (d *detector) prepare(r *kgo.Record) prepared {
 		}
 	}
 	if pr.h, pr.herr = parseHeader(hv); pr.herr != nil || pr.h.Flags == 0 {
-		return pr
+		return
 	}
-	if pr.evErr = d.dec.Decode(r.Value, &pr.ev); pr.evErr != nil {
-		return pr
+	if pr.h.version >= 4 {
+		// The event as the re-keying stage decoded and enriched it.
+		if pr.evErr = d.er.read(r.Value, &pr.ev); pr.evErr != nil {
+			return
+		}
+	} else {
+		// A record of a worker before version 4: the input's JSON line.
+		if pr.evErr = d.dec.Decode(r.Value, &pr.ev); pr.evErr != nil {
+			return
+		}
+		if d.w.opts.Enrich != nil {
+			d.w.opts.Enrich(&pr.ev)
+		}
 	}
 	pr.hasEv = true
-	if d.w.opts.Enrich != nil {
-		d.w.opts.Enrich(&pr.ev)
-	}
 	if kind, ok := d.kindOf(r.Topic); ok && pr.h.Flags&copyKeyed != 0 {
 		_, pr.ledger = d.w.ledgerDimension(kind)
 	}
-	return pr
 }
 
 // prefetch numbers, in one request to the store, the record ids of a

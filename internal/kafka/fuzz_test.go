@@ -43,8 +43,8 @@ func TestHeaderArrived(t *testing.T) {
 	if err != nil || !h.Arrived.IsZero() {
 		t.Fatalf("version 2: %+v %v", h, err)
 	}
-	if _, err := parseHeader([]byte{4, copyKeyed, 0, 0, 0, 0, 0, 0}); err == nil {
-		t.Fatal("version 4 accepted")
+	if _, err := parseHeader([]byte{5, copyKeyed, 0, 0, 0, 0, 0, 0}); err == nil {
+		t.Fatal("version 5 accepted")
 	}
 }
 

@@ -13,9 +13,11 @@ import (
 // record of a repartition topic.
 const headerKey = "haechi"
 
-// headerVersion 3 added Arrived, version 2 Streams; headers of versions 1
-// and 2 (written before) are still read, without them.
-const headerVersion = 3
+// headerVersion 4 made the record's value the event's binary form
+// (appendEvent) instead of the input's JSON line, 3 added Arrived, 2
+// Streams; headers of versions 1–3 (written before) are still read, their
+// values as JSON lines.
+const headerVersion = 4
 
 // Copy flags: why a record of a repartition topic is on its partition.
 const (
@@ -31,7 +33,10 @@ const (
 // engine stamps lateness, fires timers and judges "before haechi started"
 // exactly as one engine over the whole input would.
 type header struct {
-	Flags byte
+	// version is the version the header was read with (append writes
+	// headerVersion): from 4 on the value is the event's binary form.
+	version byte
+	Flags   byte
 	// Watermark is the input's watermark before this event (newest event
 	// time seen minus the allowed lateness, or an explicit advance).
 	Watermark time.Time
@@ -81,7 +86,7 @@ func parseHeader(b []byte) (header, error) {
 	if r.Err() == nil && (v < 1 || v > headerVersion) {
 		return header{}, fmt.Errorf("kafka header: version %d, want %d", v, headerVersion)
 	}
-	var h header
+	h := header{version: v}
 	h.Flags = r.Byte()
 	if r.Bool() {
 		h.Watermark = engine.EndOfTime

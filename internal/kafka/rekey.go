@@ -304,11 +304,18 @@ func (r *rekeyer) records(rec *kgo.Record, st *inState, out []*kgo.Record) []*kg
 	if n := r.route(&ev); n > 0 {
 		log.Warn("kafka: key of a kind without a repartition topic dropped", "offset", rec.Offset, "keys", n)
 	}
+	// Every copy carries the event as decoded (and enriched) here, in its
+	// binary form: the detection partitions read it back instead of
+	// parsing the JSON line again, once per copy.
+	var val []byte
+	if len(r.order) > 0 {
+		val = appendEvent(make([]byte, 0, len(rec.Value)), &ev)
+	}
 	for _, ds := range r.order {
 		info := r.dests[ds]
 		h := header{Flags: info.flags, Watermark: wm, Earliest: earliest, Streams: streams, InPartition: rec.Partition, InOffset: rec.Offset, Arrived: arrival(rec)}
 		out = append(out, &kgo.Record{Topic: RepartitionTopic(r.w.opts.Prefix, ds.kind), Partition: ds.part,
-			Key: []byte(info.key), Value: rec.Value, Headers: []kgo.RecordHeader{{Key: headerKey, Value: h.append(nil)}}})
+			Key: []byte(info.key), Value: val, Headers: []kgo.RecordHeader{{Key: headerKey, Value: h.append(nil)}}})
 	}
 	// Partitions that receive nothing for a while still hear the time, so
 	// their timers fire (re-raises, windows) as in one engine.

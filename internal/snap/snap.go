@@ -176,6 +176,22 @@ func (r *Reader) String() string {
 	return s
 }
 
+// Next returns the next n bytes of the input, not a copy (valid while
+// the input is), and moves past them; nil after an error or when fewer
+// are left.
+func (r *Reader) Next(n int) []byte {
+	if r.err != nil {
+		return nil
+	}
+	if n < 0 || n > len(r.b) {
+		r.fail("read beyond the input")
+		return nil
+	}
+	b := r.b[:n:n]
+	r.b = r.b[n:]
+	return b
+}
+
 // Bytes reads a length-prefixed byte slice (a copy; never nil unless an
 // error occurred).
 func (r *Reader) Bytes() []byte {
