@@ -39,6 +39,9 @@ func TestShipperStallStream(t *testing.T) {
 	if testing.Short() {
 		t.Skip("simulates a fortnight")
 	}
+	if raceEnabled {
+		t.Skip("simulates a fortnight of 40,000 customers on one goroutine: nothing for the race detector (the plain run runs it)")
+	}
 	out, tr := run(t, Options{Seed: 1, Days: 14, Customers: 40_000})
 	labelled := map[string]bool{}
 	for _, b := range tr.HardBenign {
