@@ -257,11 +257,8 @@ func (sc *streamConn) run() {
 				sc.failAll(err)
 				d := sc.s.opts.StreamReprobe
 				d = d/2 + rand.N(d) // #nosec G404 -- re-probe jitter, not a secret
-				select {
-				case <-sc.s.stop:
+				if !sc.waitDown(err, d, woken) {
 					return
-				case <-woken:
-				case <-time.After(d):
 				}
 				continue
 			}
@@ -270,12 +267,10 @@ func (sc *streamConn) run() {
 			// Jittered, so that gateways do not redial in step.
 			d := backoff/2 + rand.N(backoff/2+1) // #nosec G404 -- redial jitter, not a secret
 			backoff = min(2*backoff, maxRedial)
-			select {
-			case <-sc.s.stop:
+			if !sc.waitDown(err, d, nil) {
 				return
-			case <-time.After(d):
-				continue
 			}
+			continue
 		}
 		sc.down.Store(nil)
 		backoff = minRedial
@@ -290,6 +285,29 @@ func (sc *streamConn) run() {
 		case <-sc.s.stop:
 			return
 		default:
+		}
+	}
+}
+
+// waitDown waits d (or until woken is closed) while the connection is
+// down with err, failing at once with err every check queued meanwhile:
+// a check that read the connection as up (dialing) just before the dial
+// failed lands in the queue after failAll emptied it, and would otherwise
+// wait out its timeout instead of going by the other forms. It returns
+// false when the streamer stops.
+func (sc *streamConn) waitDown(err error, d time.Duration, woken <-chan struct{}) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	for {
+		select {
+		case <-sc.s.stop:
+			return false
+		case <-woken:
+			return true
+		case <-t.C:
+			return true
+		case p := <-sc.queue:
+			p.done <- checkResult{err: err}
 		}
 	}
 }

@@ -3,6 +3,7 @@ package gateway_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -613,5 +614,55 @@ func TestStreamReprobe(t *testing.T) {
 	}
 	if got := count(authRequestPath) - before; got != 0 {
 		t.Errorf("after the upgrade, %d of 20 checks by GET, want all over the stream", got)
+	}
+}
+
+// A check that finds a connection dialing as the server answers its
+// upgrade 404 goes by the other forms at once: it must not sit in the
+// connection's queue until its timeout (it did when it was queued just
+// after the 404 emptied the queue: TestStreamFallback failed once so in
+// a race run). Many checkers, each checked from several goroutines as it
+// starts, make the window likely.
+func TestStreamFallbackNoCheckWaits(t *testing.T) {
+	h := api.New(api.Options{Verify: api.VerifyOptions{Registry: verdictRegistry()}})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == gateway.StreamPath {
+			http.NotFound(w, r)
+			return
+		}
+		h.ServeHTTP(w, r)
+	}))
+	defer srv.Close()
+	const timeout = 20 * time.Second
+	for round := range 60 {
+		chk, err := gateway.New(gateway.Options{URL: srv.URL, Timeout: timeout, Streams: 2})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var wg sync.WaitGroup
+		errs := make(chan error, 8)
+		for range 8 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				start := time.Now()
+				a, err := chk.Check(context.Background(), httptest.NewRequest(http.MethodGet, "/", nil), gateway.Token{ID: "tok-forged", KeyID: "k1", IssuedAt: time.Now()})
+				switch {
+				case err != nil || a.Verdict != "never_minted":
+					errs <- fmt.Errorf("round %d: %+v %v", round, a, err)
+				case time.Since(start) > timeout/2:
+					errs <- fmt.Errorf("round %d: a check took %v: it waited in a stream that had no server", round, time.Since(start))
+				}
+			}()
+		}
+		wg.Wait()
+		chk.Close()
+		close(errs)
+		for err := range errs {
+			t.Error(err)
+		}
+		if t.Failed() {
+			return
+		}
 	}
 }
