@@ -1,24 +1,14 @@
 package cli_test
 
 import (
+	"github.com/haechi-sec/haechi/internal/longtext"
+
 	"encoding/json"
-	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 )
-
-// longField returns a field of about n bytes that does not compress well
-// (PostgreSQL compresses a long index entry before it checks its size).
-func longField(prefix string, n int) string {
-	var b strings.Builder
-	b.WriteString(prefix)
-	for x := uint64(1); b.Len() < n; x = x*6364136223846793005 + 1442695040888963407 {
-		fmt.Fprintf(&b, "%x", x>>20)
-	}
-	return b.String()
-}
 
 // TestReplayLongFieldsIntoPostgres replays the contract's events with the
 // attacker's fields (the terminated employee, the stale key's token, its
@@ -41,7 +31,7 @@ func TestReplayLongFieldsIntoPostgres(t *testing.T) {
 		if !strings.Contains(events, f.short) {
 			t.Fatalf("the contract has no %s", f.short)
 		}
-		long[f.short] = longField(f.prefix, 8<<10) // (kong splits a flag value in quadratic time: 64 KiB takes seconds)
+		long[f.short] = longtext.Incompressible(f.prefix, 8<<10) // (kong splits a flag value in quadratic time: 64 KiB takes seconds)
 		events = strings.ReplaceAll(events, f.short, long[f.short])
 	}
 	// And a cited event's event.id (its evidence reference).
@@ -49,7 +39,7 @@ func TestReplayLongFieldsIntoPostgres(t *testing.T) {
 	if !strings.Contains(events, cited) {
 		t.Fatal("the contract has no customer export")
 	}
-	events = strings.Replace(events, cited, `"event":{"id":"`+longField("I", 64<<10)+`","dataset":"gateway.access","action":"admin.customer.export",`, 1)
+	events = strings.Replace(events, cited, `"event":{"id":"`+longtext.Incompressible("I", 64<<10)+`","dataset":"gateway.access","action":"admin.customer.export",`, 1)
 	path := filepath.Join(t.TempDir(), "long.ndjson")
 	if err := os.WriteFile(path, []byte(events), 0o600); err != nil {
 		t.Fatal(err)

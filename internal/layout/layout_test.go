@@ -58,6 +58,8 @@ var rules = []rule{
 		why: "the Envoy ext_authz gRPC service is a surface over the mint registry, like the API's check routes"},
 	{pkg: "internal/loadgen", may: nil,
 		why: "the open-loop load generator of the check benchmarks: standard library only, imported by tests alone"},
+	{pkg: "internal/longtext", may: nil,
+		why: "long, incompressible text for the tests of fields longer than a store's index entry: standard library only, imported by tests alone"},
 	{pkg: "internal/api", may: []string{
 		"gateway", "internal/auth", "internal/decode", "internal/event", "internal/input", "internal/ledger", "internal/mint", "internal/store",
 	}, why: "the HTTP API serves stages and the store; it never imports app, the console or cli"},

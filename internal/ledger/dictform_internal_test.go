@@ -1,6 +1,8 @@
 package ledger
 
 import (
+	"github.com/haechi-sec/haechi/internal/longtext"
+
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -73,7 +75,7 @@ func postgresSchema(t *testing.T) string {
 // id to the dictionary too: numbering them apart would store one name
 // for two numbers — a conflict that fails every later flush.
 func TestDictRecordIDsTheStoreRewrites(t *testing.T) {
-	odd := []string{"a\x00b", "a\xffb", "c\xc3", "nul\x00", "plain:1", longID("L", 64<<10), longID("L", 64<<10) + "!", longID("M", 2600)[:2600]}
+	odd := []string{"a\x00b", "a\xffb", "c\xc3", "nul\x00", "plain:1", longtext.Incompressible("L", 64<<10), longtext.Incompressible("L", 64<<10) + "!", longtext.Incompressible("M", 2600)[:2600]}
 	for _, tc := range []struct {
 		name   string
 		target func(t *testing.T) string
@@ -474,14 +476,4 @@ func TestDictAsksOnceForARepeatedID(t *testing.T) {
 	if n := d.asked.Load() - asked; n != 1 {
 		t.Fatalf("asked the store for %d ids, want 1", n)
 	}
-}
-
-// longID returns an id of about n bytes that does not compress well.
-func longID(prefix string, n int) string {
-	var b strings.Builder
-	b.WriteString(prefix)
-	for x := uint64(1); b.Len() < n; x = x*6364136223846793005 + 1442695040888963407 {
-		fmt.Fprintf(&b, "%x", x>>20)
-	}
-	return b.String()
 }

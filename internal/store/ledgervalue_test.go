@@ -1,24 +1,13 @@
 package store
 
 import (
+	"github.com/haechi-sec/haechi/internal/longtext"
+
 	"context"
-	"fmt"
-	"strings"
 	"testing"
 
 	"github.com/RoaringBitmap/roaring/v2"
 )
-
-// incompressible returns a string of about n bytes that does not compress
-// well (PostgreSQL compresses a long index entry before it checks its size).
-func incompressible(prefix string, n int) string {
-	var b strings.Builder
-	b.WriteString(prefix)
-	for x := uint64(1); b.Len() < n; x = x*6364136223846793005 + 1442695040888963407 {
-		fmt.Fprintf(&b, "%x", x>>20)
-	}
-	return b.String()
-}
 
 // A ledger value of any length (an attacker's 64 KiB principal or token)
 // stores, flush after flush, and a scope of it — by the value as the event
@@ -29,8 +18,8 @@ func incompressible(prefix string, n int) string {
 // for ever. Values PostgreSQL's text cannot hold ("a\x00b", "a\xffb": one
 // stored value) merge into one day instead of failing the upsert.
 func TestMergeLedgerLongValues(t *testing.T) {
-	long := incompressible("P", 64<<10)
-	values := []string{long, long + "!", incompressible("T", pgMaxLedgerRID+1), incompressible("E", pgMaxLedgerRID)[:pgMaxLedgerRID], "a\x00b", "a\xffb", "short"}
+	long := longtext.Incompressible("P", 64<<10)
+	values := []string{long, long + "!", longtext.Incompressible("T", pgMaxLedgerRID+1), longtext.Incompressible("E", pgMaxLedgerRID)[:pgMaxLedgerRID], "a\x00b", "a\xffb", "short"}
 	eachBackend(t, func(t *testing.T, b backend) {
 		s := b.open(t)
 		ctx := context.Background()

@@ -1,6 +1,8 @@
 package store
 
 import (
+	"github.com/haechi-sec/haechi/internal/longtext"
+
 	"context"
 	"slices"
 	"strings"
@@ -19,11 +21,11 @@ import (
 // PostgreSQL the entity indexes held entity_id whole, over a btree
 // entry's ≈ 2.7 kB: the batch failed with SQLSTATE 54000 (migration 0018).
 func TestLongEntityAlertsAndFindings(t *testing.T) {
-	long := incompressible("P", 64<<10)
+	long := longtext.Incompressible("P", 64<<10)
 	ents := []event.EntityKey{
 		{Kind: event.EntityPrincipal, ID: long},
 		{Kind: event.EntityPrincipal, ID: long + "!"},
-		{Kind: event.EntityToken, ID: incompressible("T", 4000)},
+		{Kind: event.EntityToken, ID: longtext.Incompressible("T", 4000)},
 		{Kind: event.EntityPrincipal, ID: "p:1"},
 	}
 	eachBackend(t, func(t *testing.T, b backend) {
@@ -152,7 +154,7 @@ func (k *citeKeeper) AlertsSaved(ctx context.Context, tx *IncidentTx, _ []event.
 // with SQLSTATE 54000.
 func TestLongCitationsAndJoinKeys(t *testing.T) {
 	eachBackend(t, func(t *testing.T, b backend) {
-		k := &citeKeeper{t: t, long: incompressible("L", 64<<10)}
+		k := &citeKeeper{t: t, long: longtext.Incompressible("L", 64<<10)}
 		s, err := Open(t.Context(), b.target(t), Options{Incidents: k})
 		if err != nil {
 			t.Fatal(err)
