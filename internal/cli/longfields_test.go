@@ -1,13 +1,13 @@
 package cli_test
 
 import (
-	"github.com/haechi-sec/haechi/internal/longtext"
-
 	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/haechi-sec/haechi/internal/longtext"
 )
 
 // TestReplayLongFieldsIntoPostgres replays the contract's events with the

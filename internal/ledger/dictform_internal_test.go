@@ -1,8 +1,6 @@
 package ledger
 
 import (
-	"github.com/haechi-sec/haechi/internal/longtext"
-
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -18,6 +16,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/haechi-sec/haechi/internal/longtext"
 	"github.com/haechi-sec/haechi/internal/store"
 )
 

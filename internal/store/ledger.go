@@ -688,9 +688,16 @@ func (s *Store) ScanLedgerDict(ctx context.Context, fn func(id uint32, rid strin
 		}
 		return kv.ScanLedgerDict(ctx, fn)
 	}
-	rs, err := s.db.QueryContext(ctx, `SELECT id, rid FROM ledger_dict ORDER BY id`)
+	return s.queryDict(ctx, "scan ledger dictionary", `SELECT id, rid FROM ledger_dict ORDER BY id`, nil, fn)
+}
+
+// queryDict runs q, a query of ledger_dict's (id, rid) rows, and calls fn
+// with each; an error from fn stops it and is returned as it is, its own
+// errors are prefixed with what.
+func (s *Store) queryDict(ctx context.Context, what, q string, args []any, fn func(id uint32, rid string) error) error {
+	rs, err := s.db.QueryContext(ctx, q, args...)
 	if err != nil {
-		return fmt.Errorf("scan ledger dictionary: %w", err)
+		return fmt.Errorf("%s: %w", what, err)
 	}
 	defer rs.Close()
 	for rs.Next() {
@@ -699,17 +706,17 @@ func (s *Store) ScanLedgerDict(ctx context.Context, fn func(id uint32, rid strin
 			rid string
 		)
 		if err := rs.Scan(&id, &rid); err != nil {
-			return fmt.Errorf("scan ledger dictionary: %w", err)
+			return fmt.Errorf("%s: %w", what, err)
 		}
 		if id < 0 || id > math.MaxUint32 {
-			return fmt.Errorf("scan ledger dictionary: id %d out of range", id)
+			return fmt.Errorf("%s: id %d out of range", what, id)
 		}
 		if err := fn(uint32(id), rid); err != nil {
 			return err
 		}
 	}
 	if err := rs.Err(); err != nil {
-		return fmt.Errorf("scan ledger dictionary: %w", err)
+		return fmt.Errorf("%s: %w", what, err)
 	}
 	return nil
 }
@@ -818,25 +825,10 @@ func (s *Store) LookupLedgerDict(ctx context.Context, rids []string) (map[string
 // LedgerDictNames.
 func (s *Store) scanDictIn(ctx context.Context, column string, args []any, fn func(id uint32, rid string)) error {
 	q := `SELECT id, rid FROM ledger_dict WHERE ` + column + ` IN (` + placeholders(len(args)) + `)` // #nosec G202 -- a constant column name and placeholders
-	rs, err := s.db.QueryContext(ctx, q, args...)
-	if err != nil {
-		return fmt.Errorf("ledger dictionary: %w", err)
-	}
-	defer rs.Close()
-	for rs.Next() {
-		var (
-			id  int64
-			rid string
-		)
-		if err := rs.Scan(&id, &rid); err != nil {
-			return fmt.Errorf("ledger dictionary: %w", err)
-		}
-		fn(uint32(id), rid)
-	}
-	if err := rs.Err(); err != nil {
-		return fmt.Errorf("ledger dictionary: %w", err)
-	}
-	return nil
+	return s.queryDict(ctx, "ledger dictionary", q, args, func(id uint32, rid string) error {
+		fn(id, rid)
+		return nil
+	})
 }
 
 // LedgerDictNames returns the record ids of the given dictionary numbers;

@@ -1,12 +1,12 @@
 package store
 
 import (
-	"github.com/haechi-sec/haechi/internal/longtext"
-
 	"context"
 	"testing"
 
 	"github.com/RoaringBitmap/roaring/v2"
+
+	"github.com/haechi-sec/haechi/internal/longtext"
 )
 
 // A ledger value of any length (an attacker's 64 KiB principal or token)

@@ -1,8 +1,6 @@
 package store
 
 import (
-	"github.com/haechi-sec/haechi/internal/longtext"
-
 	"context"
 	"slices"
 	"strings"
@@ -12,6 +10,7 @@ import (
 	"github.com/RoaringBitmap/roaring/v2"
 
 	"github.com/haechi-sec/haechi/internal/event"
+	"github.com/haechi-sec/haechi/internal/longtext"
 )
 
 // Alerts, findings and suppressions of an entity whose id an attacker
